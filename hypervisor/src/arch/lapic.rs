@@ -1,0 +1,143 @@
+//! The local APIC: x2APIC (MSRs) where the CPU has it, xAPIC (MMIO)
+//! otherwise; its timer; and the INIT/SIPI/NMI IPIs used to start and stop
+//! CPUs. Intel SDM Vol. 3A chapter 12 (APIC), 12.12 (x2APIC).
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use super::cpu::{rdmsr, wrmsr};
+use super::idt::{VECTOR_SPURIOUS, VECTOR_TIMER};
+use super::pit;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_X2: u64 = 1 << 10;
+
+// Register offsets (xAPIC MMIO offset; x2APIC MSR = 0x800 + offset / 16).
+const REG_ID: u32 = 0x20;
+const REG_EOI: u32 = 0xb0;
+const REG_SVR: u32 = 0xf0;
+const REG_ESR: u32 = 0x280;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INIT: u32 = 0x380;
+const REG_TIMER_CUR: u32 = 0x390;
+const REG_TIMER_DIV: u32 = 0x3e0;
+
+static X2APIC: AtomicBool = AtomicBool::new(false);
+static MMIO_BASE: AtomicU64 = AtomicU64::new(0xfee0_0000);
+/// LAPIC timer counts per 10 ms at divide-by-16, measured on the boot CPU.
+static TIMER_PER_10MS: AtomicU32 = AtomicU32::new(0);
+
+fn read(reg: u32) -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: x2APIC mode is enabled, so MSRs 0x800..0x8ff exist.
+        unsafe { rdmsr(0x800 + reg / 16) as u32 }
+    } else {
+        let addr = MMIO_BASE.load(Ordering::Relaxed) + u64::from(reg);
+        // SAFETY: the xAPIC page is identity-mapped uncached; `reg` is a
+        // valid register offset.
+        unsafe { core::ptr::read_volatile(addr as *const u32) }
+    }
+}
+
+fn write(reg: u32, value: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: as in `read`; the values written are architectural.
+        unsafe { wrmsr(0x800 + reg / 16, u64::from(value)) }
+    } else {
+        let addr = MMIO_BASE.load(Ordering::Relaxed) + u64::from(reg);
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+    }
+}
+
+/// Whether the APIC runs in x2APIC mode.
+pub fn is_x2apic() -> bool {
+    X2APIC.load(Ordering::Relaxed)
+}
+
+/// Enables this CPU's local APIC (x2APIC when `x2apic`), with the spurious
+/// vector set and every LVT masked but the timer.
+pub fn init_this_cpu(x2apic: bool) {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting the enable
+    // bit (and the x2APIC bit when CPUID offers it) is the documented way to
+    // switch modes (SDM 12.12.1). Bits kept: the base address.
+    unsafe {
+        let base = rdmsr(IA32_APIC_BASE);
+        let mut new = base | APIC_BASE_ENABLE;
+        if x2apic {
+            new |= APIC_BASE_X2;
+        }
+        wrmsr(IA32_APIC_BASE, new);
+        MMIO_BASE.store(base & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
+    }
+    X2APIC.store(x2apic, Ordering::Relaxed);
+    write(REG_SVR, 0x100 | u32::from(VECTOR_SPURIOUS));
+    write(REG_ESR, 0);
+}
+
+/// This CPU's APIC ID.
+pub fn id() -> u32 {
+    let v = read(REG_ID);
+    if is_x2apic() { v } else { v >> 24 }
+}
+
+/// Signals end of interrupt.
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+/// Measures the timer against the TSC (boot CPU, once).
+pub fn calibrate_timer() -> u32 {
+    write(REG_TIMER_DIV, 0b0011); // divide by 16
+    write(REG_LVT_TIMER, 1 << 16); // masked, one-shot
+    write(REG_TIMER_INIT, u32::MAX);
+    pit::delay_us(10_000);
+    let elapsed = u32::MAX - read(REG_TIMER_CUR);
+    write(REG_TIMER_INIT, 0);
+    TIMER_PER_10MS.store(elapsed.max(1), Ordering::Relaxed);
+    elapsed
+}
+
+/// Starts this CPU's periodic timer at `hz` interrupts per second.
+pub fn start_timer(hz: u32) {
+    let per_10ms = u64::from(TIMER_PER_10MS.load(Ordering::Relaxed).max(1));
+    let count = (per_10ms * 100 / u64::from(hz.max(1))).clamp(1, u64::from(u32::MAX)) as u32;
+    write(REG_TIMER_DIV, 0b0011);
+    write(REG_LVT_TIMER, (1 << 17) | u32::from(VECTOR_TIMER)); // periodic
+    write(REG_TIMER_INIT, count);
+}
+
+fn send_ipi(apic_id: u32, icr_low: u32) {
+    if is_x2apic() {
+        // SAFETY: x2APIC ICR is one 64-bit MSR (0x830), destination in the
+        // high half (SDM 12.12.9).
+        unsafe { wrmsr(0x830, (u64::from(apic_id) << 32) | u64::from(icr_low)) };
+    } else {
+        write(REG_ICR_HIGH, apic_id << 24);
+        write(REG_ICR_LOW, icr_low);
+        // Wait for the delivery status bit to clear.
+        let mut spins = 0u32;
+        while read(REG_ICR_LOW) & (1 << 12) != 0 && spins < 1_000_000 {
+            core::hint::spin_loop();
+            spins += 1;
+        }
+    }
+}
+
+/// INIT IPI (assert, level-triggered).
+pub fn send_init(apic_id: u32) {
+    send_ipi(apic_id, 0x0000_c500);
+}
+
+/// Startup IPI: the target starts in real mode at `page << 12`.
+pub fn send_sipi(apic_id: u32, page: u8) {
+    send_ipi(apic_id, 0x0000_4600 | u32::from(page));
+}
+
+/// NMI to every other CPU.
+pub fn send_nmi_all_but_self() {
+    // Destination shorthand 0b11 (all excluding self), delivery mode NMI.
+    send_ipi(0, 0x000c_0400);
+}

@@ -1,0 +1,19 @@
+//! Everything that touches x86_64 hardware. `unsafe` lives here and in the
+//! vendor backends only; every block says why it is sound.
+
+pub mod acpi;
+pub mod cpu;
+pub mod entry;
+pub mod exit;
+pub mod gdt;
+pub mod heap;
+pub mod idt;
+pub mod lapic;
+pub mod paging;
+pub mod panic;
+pub mod percpu;
+pub mod physmem;
+pub mod pit;
+pub mod serial;
+pub mod smp;
+pub mod start;

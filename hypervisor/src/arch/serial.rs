@@ -1,0 +1,108 @@
+//! The serial console (a 16550 UART, COM1 by default) and the `log` backend.
+//!
+//! Every CPU logs through one lock. Lines carry the CPU number so output from
+//! several CPUs stays readable.
+
+use core::fmt::{self, Write};
+
+use spin::Mutex;
+use uart_16550::Uart16550;
+use uart_16550::backend::PioBackend;
+
+use super::percpu;
+
+/// The console port; `None` until [`init`] or when `console=none`.
+static CONSOLE: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+
+/// I/O base of COM1 and COM2.
+pub const COM1: u16 = 0x3f8;
+/// I/O base of COM2.
+pub const COM2: u16 = 0x2f8;
+
+/// Sets up the UART at `port` (115200 8N1, FIFO on) as the console.
+/// `None` silences the console.
+pub fn init(port: Option<u16>) {
+    let uart = port.and_then(|port| {
+        // SAFETY: COM1/COM2 are the legacy PC serial ports; the hypervisor
+        // owns them (no guest is ever given these ports) for its lifetime.
+        let mut uart = unsafe { Uart16550::new_port(port) }.ok()?;
+        uart.init(uart_16550::Config::default()).ok()?;
+        Some(uart)
+    });
+    *CONSOLE.lock() = uart;
+}
+
+struct Console<'a>(&'a mut Uart16550<PioBackend>);
+
+impl Write for Console<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.send_bytes_exact(b"\r");
+            }
+            self.0.send_bytes_exact(&[b]);
+        }
+        Ok(())
+    }
+}
+
+/// Writes formatted text to the console, if there is one.
+pub fn write_fmt(args: fmt::Arguments<'_>) {
+    if let Some(uart) = CONSOLE.lock().as_mut() {
+        let _ = Console(uart).write_fmt(args);
+    }
+}
+
+/// Writes to the console even if another CPU died holding its lock: used
+/// only on the way down (panic, fatal error), when losing the last words
+/// would be worse than interleaving them.
+pub fn write_fmt_emergency(args: fmt::Arguments<'_>) {
+    if CONSOLE.is_locked() {
+        // SAFETY: we are about to stop the machine; the lock holder (if it is
+        // another CPU) at worst interleaves its bytes with ours.
+        unsafe { CONSOLE.force_unlock() };
+    }
+    write_fmt(args);
+}
+
+/// Prints to the console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::arch::serial::write_fmt(format_args!($($arg)*)) };
+}
+
+/// Prints a line to the console.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::arch::serial::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            write_fmt(format_args!(
+                "[cpu{} {:5}] {}\n",
+                percpu::cpu_index(),
+                record.level(),
+                record.args()
+            ));
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the serial logger with the given level.
+pub fn init_logger(level: log::LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

@@ -1,0 +1,266 @@
+//! Starting the application processors (INIT-SIPI-SIPI, Intel SDM Vol. 3A
+//! 9.4.4.1) and stopping every CPU on the way down.
+//!
+//! The real-mode trampoline is copied to a page below 1 MiB, which the
+//! hypervisor maps read+execute (never writable) so that the AP can enable
+//! paging while executing from it. It switches to protected mode, loads the
+//! hypervisor's CR3 and enters long mode straight into [`ap_long_entry`] in
+//! the image's text. Per-AP parameters live in [`AP_BOOT`], in the image.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::percpu::{self, MAX_CPUS};
+use super::{gdt, idt, lapic, paging, pit};
+
+/// Parameters the AP being started reads (one AP at a time).
+#[repr(C)]
+pub struct ApBoot {
+    cr3: AtomicU64,
+    stack_top: AtomicU64,
+    cpu_index: AtomicU64,
+}
+
+/// Read by the trampoline through absolute addresses.
+#[unsafe(no_mangle)]
+pub static AP_BOOT: ApBoot = ApBoot {
+    cr3: AtomicU64::new(0),
+    stack_top: AtomicU64::new(0),
+    cpu_index: AtomicU64::new(0),
+};
+
+/// Stack pages for each AP (and each IST stack).
+pub const AP_STACK_PAGES: u64 = 16;
+/// Pages per IST stack.
+pub const IST_STACK_PAGES: u64 = 4;
+
+/// IST stack tops for each CPU, prepared by the boot CPU.
+static IST_TOPS: [[AtomicU64; 3]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; 3] }; MAX_CPUS];
+
+global_asm!(
+    r#"
+    .section .rodata.ap_trampoline, "a"
+    .balign 16
+    .global ap_trampoline_start
+ap_trampoline_start:
+    .code16
+    cli
+    cld
+    mov ax, cs
+    mov ds, ax
+    xor ebx, ebx
+    mov bx, ax
+    shl ebx, 4                                  /* linear base of this page */
+    /* Offsets inside the page are link-address differences, computed at
+       run time because memory operands may name only one symbol. */
+    mov esi, offset ap_gdt
+    sub esi, offset ap_trampoline_start
+    lea eax, [ebx + esi]
+    mov edi, offset ap_gdtr
+    sub edi, offset ap_trampoline_start
+    mov dword ptr [di + 2], eax                 /* GDTR base */
+    lgdt [di]
+    mov esi, offset ap_pm32
+    sub esi, offset ap_trampoline_start
+    lea eax, [ebx + esi]
+    mov edi, offset ap_jmp32
+    sub edi, offset ap_trampoline_start
+    mov dword ptr [di], eax                     /* far pointer offset */
+    mov eax, cr0
+    or eax, 1
+    mov cr0, eax
+    /* jmp far dword [di]: 66 FF /5 (ModRM 0x2d) */
+    .byte 0x66, 0xff, 0x2d
+
+    .code32
+ap_pm32:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov eax, cr4
+    or eax, 1 << 5
+    mov cr4, eax
+    mov eax, dword ptr [{ap_boot}]              /* AP_BOOT.cr3 (below 4 GiB) */
+    mov cr3, eax
+    mov ecx, 0xc0000080
+    rdmsr
+    or eax, (1 << 8) | (1 << 11)                /* EFER.LME | EFER.NXE */
+    wrmsr
+    mov eax, cr0
+    or eax, (1 << 31) | (1 << 16)               /* CR0.PG | CR0.WP */
+    mov cr0, eax
+    /* jmp far 0x18:ap_long_entry (absolute, in the image's text) */
+    .byte 0xea
+    .long ap_long_entry
+    .short 0x18
+
+    .balign 8
+ap_gdt:
+    .quad 0
+    .quad 0x00cf9b000000ffff                    /* 0x08: 32-bit code */
+    .quad 0x00cf93000000ffff                    /* 0x10: data */
+    .quad 0x00af9b000000ffff                    /* 0x18: 64-bit code */
+ap_gdt_end:
+ap_gdtr:
+    .short ap_gdt_end - ap_gdt - 1
+    .long 0
+ap_jmp32:
+    .long 0
+    .short 0x08
+    .global ap_trampoline_end
+ap_trampoline_end:
+
+    .section .text.ap_entry, "ax"
+    .code64
+ap_long_entry:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    mov rsp, qword ptr [{ap_boot} + 8]
+    mov rdi, qword ptr [{ap_boot} + 16]
+    xor ebp, ebp
+    call {ap_main}
+1:  cli
+    hlt
+    jmp 1b
+"#,
+    ap_boot = sym AP_BOOT,
+    ap_main = sym ap_main,
+);
+
+unsafe extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+}
+
+/// Prepares IST stacks for CPU `cpu` (run on the boot CPU).
+pub fn prepare_ist(cpu: usize) -> Option<[u64; 3]> {
+    let mut tops = [0u64; 3];
+    for t in &mut tops {
+        *t = paging::alloc_stack(IST_STACK_PAGES)?;
+    }
+    let slot = IST_TOPS.get(cpu)?;
+    for (s, t) in slot.iter().zip(tops) {
+        s.store(t, Ordering::Relaxed);
+    }
+    Some(tops)
+}
+
+/// Sets up a CPU's own tables: GDT/TSS with IST stacks, IDT, per-CPU data,
+/// local APIC and its periodic timer.
+pub fn init_this_cpu(cpu: usize, x2apic: bool, timer_hz: u32) {
+    let ist = IST_TOPS
+        .get(cpu)
+        .map(|s| [0, 1, 2].map(|i| s[i].load(Ordering::Relaxed)))
+        .unwrap_or_default();
+    // SAFETY: running on CPU `cpu` itself with its own IST stacks, which
+    // the boot CPU allocated for it alone.
+    unsafe { gdt::load(cpu, ist) };
+    idt::load();
+    lapic::init_this_cpu(x2apic);
+    percpu::init_this_cpu(cpu, lapic::id());
+    lapic::start_timer(timer_hz);
+}
+
+static AP_X2APIC: AtomicU64 = AtomicU64::new(0);
+static TIMER_HZ: AtomicU64 = AtomicU64::new(100);
+
+extern "C" fn ap_main(cpu: u64) -> ! {
+    let cpu = cpu as usize;
+    init_this_cpu(
+        cpu,
+        AP_X2APIC.load(Ordering::Relaxed) != 0,
+        TIMER_HZ.load(Ordering::Relaxed) as u32,
+    );
+    log::debug!("cpu{cpu} online (APIC ID {})", lapic::id());
+    percpu::this_cpu().online.store(true, Ordering::Release);
+    idle()
+}
+
+/// Waits for interrupts forever.
+pub fn idle() -> ! {
+    loop {
+        // `sti; hlt` is atomic with respect to interrupts (SDM STI note).
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// Why an application processor did not start.
+#[derive(Debug, Clone, Copy)]
+pub enum StartError {
+    /// No memory for its stacks or the trampoline.
+    OutOfMemory,
+    /// It did not report in within the timeout.
+    Timeout,
+}
+
+/// Copies the trampoline to `page` (below 1 MiB) and maps it read+execute.
+pub fn install_trampoline(page: u64) -> Result<(), paging::MapError> {
+    let (start, end) = (
+        &raw const ap_trampoline_start as u64,
+        &raw const ap_trampoline_end as u64,
+    );
+    let len = (end - start) as usize;
+    assert!(len <= 4096, "AP trampoline larger than a page");
+    // SAFETY: `page` is a frame below 1 MiB the caller allocated for the
+    // trampoline; it is identity-mapped writable until remapped below.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page as *mut u8, len) };
+    let mut guard = paging::KERNEL_SPACE.lock();
+    let space = guard.as_mut().ok_or(paging::MapError::BadAddress(page))?;
+    space.map(page, page, 4096, 0, &mut || super::start::alloc_frame())?;
+    x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+    Ok(())
+}
+
+/// Starts CPU `cpu` (APIC ID `apic_id`) through the trampoline at `page`.
+pub fn start_ap(
+    cpu: usize,
+    apic_id: u32,
+    page: u64,
+    cr3: u64,
+    x2apic: bool,
+    timer_hz: u32,
+) -> Result<(), StartError> {
+    let stack = paging::alloc_stack(AP_STACK_PAGES).ok_or(StartError::OutOfMemory)?;
+    prepare_ist(cpu).ok_or(StartError::OutOfMemory)?;
+    AP_X2APIC.store(u64::from(x2apic), Ordering::Relaxed);
+    TIMER_HZ.store(u64::from(timer_hz), Ordering::Relaxed);
+    AP_BOOT.cr3.store(cr3, Ordering::Relaxed);
+    AP_BOOT.stack_top.store(stack, Ordering::Relaxed);
+    AP_BOOT.cpu_index.store(cpu as u64, Ordering::Release);
+    let online = &percpu::cpu(cpu).ok_or(StartError::OutOfMemory)?.online;
+    let vector = (page >> 12) as u8;
+    // INIT, 10 ms, SIPI, 200 us, SIPI (SDM 9.4.4.1 / MP spec B.4).
+    lapic::send_init(apic_id);
+    pit::delay_us(10_000);
+    for _ in 0..2 {
+        lapic::send_sipi(apic_id, vector);
+        pit::delay_us(200);
+        if online.load(Ordering::Acquire) {
+            return Ok(());
+        }
+    }
+    // Emulators can be slow to schedule a new vCPU: wait up to 2 s.
+    for _ in 0..2000 {
+        if online.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        pit::delay_us(1000);
+    }
+    Err(StartError::Timeout)
+}
+
+/// Stops every other CPU (NMI; their handler sees [`idt::STOPPING`]).
+pub fn stop_other_cpus() {
+    if !idt::STOPPING.swap(true, Ordering::AcqRel)
+        && percpu::cpu(1).is_some_and(|c| c.online.load(Ordering::Relaxed))
+    {
+        lapic::send_nmi_all_but_self();
+    }
+}

@@ -1,0 +1,487 @@
+//! The boot CPU's path from the 64-bit entry to "ready": boot information,
+//! command line, console, memory, the hypervisor's own page tables, heap,
+//! exception stacks, ACPI, local APICs and every application processor.
+
+use core::sync::atomic::Ordering;
+
+use arrayvec::ArrayVec;
+use spin::Mutex;
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+
+use super::cpu::{CpuInfo, VirtFeatures};
+use super::physmem::{self, IdentityMem};
+use super::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, serial, smp};
+use crate::boot::cmdline::Options;
+use crate::boot::info::MAX_MEMORY_REGIONS;
+use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
+use crate::mm::frame::FrameAllocator;
+use crate::mm::memmap;
+use crate::util::{Size, crc32};
+
+/// Less usable RAM than this and the hypervisor refuses to start: its own
+/// structures plus a useful control domain do not fit.
+pub const MIN_USABLE_RAM: u64 = 24 << 20;
+/// Heap size.
+const HEAP_BYTES: u64 = 1 << 20;
+/// Local APIC timer rate.
+const TIMER_HZ: u32 = 100;
+/// Timer interrupts every CPU must have taken before "ready".
+const READY_TICKS: u64 = 2;
+const FOUR_GIB: u64 = 4 << 30;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+    static __data_start: u8;
+}
+
+fn sym(s: *const u8) -> u64 {
+    s as u64
+}
+
+/// The physical frame allocator, once memory is set up.
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// One frame for hypervisor use (below 4 GiB, reachable from 32-bit code
+/// and the boot identity map).
+pub fn alloc_frame() -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_below(FOUR_GIB)
+}
+
+/// `count` contiguous frames, page-aligned, below 4 GiB.
+pub fn alloc_frames(count: u64) -> Option<u64> {
+    FRAMES
+        .lock()
+        .as_mut()?
+        .alloc_contiguous(usize::try_from(count).ok()?, 4096, FOUR_GIB)
+}
+
+macro_rules! fatal {
+    ($($arg:tt)*) => { exit::fatal(format_args!($($arg)*)) };
+}
+
+/// The 64-bit entry of the boot CPU (called from the trampoline in
+/// [`entry`]) with the loader's magic and information pointer.
+pub extern "C" fn kmain(magic: u32, info: u64) -> ! {
+    // Per-CPU data and an IDT first, so any fault from here on is reported
+    // instead of triple-faulting.
+    percpu::init_this_cpu(0, 0);
+    // SAFETY: first thing on the boot CPU, interrupts off, no other CPU runs.
+    unsafe {
+        idt::init();
+        gdt::load(0, [0; 3]);
+    }
+    idt::load();
+    serial::init(Some(serial::COM1));
+
+    let boot = match magic {
+        multiboot2::BOOTLOADER_MAGIC => multiboot2::parse(&IdentityMem, info),
+        pvh::START_MAGIC => pvh::parse(&IdentityMem, info),
+        other => fatal!(
+            "unknown boot protocol (magic {other:#x}): boot Kestrel with GRUB (multiboot2) or as a PVH kernel"
+        ),
+    };
+    let boot = match boot {
+        Ok(b) => b,
+        Err(e) => fatal!("boot information rejected: {e}"),
+    };
+
+    let (opts, cmdline_error) = Options::parse(&boot.cmdline);
+    exit::set_method(opts.exit);
+    if opts.console.io_port() != Some(serial::COM1) {
+        serial::init(opts.console.io_port());
+    }
+    serial::init_logger(opts.log_level);
+    if let Some(e) = cmdline_error {
+        fatal!("{e}");
+    }
+    boot_cpu(&boot, &opts)
+}
+
+fn banner(boot: &BootInfo, cpu: &CpuInfo) {
+    crate::println!(
+        "Kestrel {} booting via {} (loader \"{}\", cmdline \"{}\")",
+        crate::VERSION,
+        boot.protocol.name(),
+        boot.loader_name,
+        boot.cmdline
+    );
+    log::info!(
+        "cpu: {} family {:#x} model {:#x} stepping {} \"{}\"{}",
+        cpu.vendor_string,
+        cpu.family,
+        cpu.model,
+        cpu.stepping,
+        cpu.brand,
+        if cpu.x2apic { ", x2APIC" } else { "" }
+    );
+    log::info!("virt: {}", cpu.virt);
+}
+
+fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
+    let cpu = CpuInfo::read();
+    banner(boot, &cpu);
+    match cpu.virt {
+        VirtFeatures::None => {
+            log::warn!("no hardware virtualization: the hypervisor runs, but cannot start guests")
+        }
+        VirtFeatures::Vmx {
+            locked_off: true, ..
+        }
+        | VirtFeatures::Svm {
+            locked_off: true, ..
+        } => {
+            log::warn!(
+                "hardware virtualization is disabled by firmware: guests cannot start until it is enabled"
+            )
+        }
+        _ => {}
+    }
+
+    // --- Memory ---------------------------------------------------------
+    let mut map: ArrayVec<MemoryRegion, MAX_MEMORY_REGIONS> = ArrayVec::new();
+    if let Err(e) = memmap::normalize(&boot.memory, &mut map) {
+        fatal!("memory map rejected: {e:?}");
+    }
+    let ram = memmap::ram_bytes(&map);
+    let usable = memmap::usable_bytes(&map);
+    for r in &map {
+        log::debug!("mem: {:#014x}-{:#014x} {:?}", r.start, r.end, r.kind);
+    }
+    if usable < MIN_USABLE_RAM {
+        fatal!(
+            "not enough memory: {} of usable RAM ({} in all), Kestrel needs at least {}",
+            Size(usable),
+            Size(ram),
+            Size(MIN_USABLE_RAM)
+        );
+    }
+
+    let image_start = sym(&raw const __image_start);
+    let image_end = sym(&raw const __image_end);
+    let mut reserved: ArrayVec<(u64, u64), 48> = ArrayVec::new();
+    fn reserve(list: &mut ArrayVec<(u64, u64), 48>, r: (u64, u64)) {
+        if list.try_push(r).is_err() {
+            fatal!("too many reserved ranges at boot");
+        }
+    }
+    reserve(&mut reserved, (0, 0x1000)); // real-mode IVT/BDA; page 0 stays unmapped
+    reserve(&mut reserved, (image_start, image_end));
+    for m in &boot.modules {
+        reserve(&mut reserved, (m.start, m.end));
+    }
+    for r in &boot.loader_ranges {
+        reserve(&mut reserved, *r);
+    }
+    let words = FrameAllocator::storage_words(&map);
+    let bitmap_bytes = (words as u64 * 8).next_multiple_of(4096);
+    let Some(bitmap) = FrameAllocator::find_storage(&map, &reserved, bitmap_bytes) else {
+        fatal!("no room for the frame bitmap ({})", Size(bitmap_bytes));
+    };
+    if !physmem::is_mapped(bitmap, bitmap_bytes) {
+        fatal!("frame bitmap at {bitmap:#x} lies outside the boot identity map");
+    }
+    reserve(&mut reserved, (bitmap, bitmap + bitmap_bytes));
+    // SAFETY: `find_storage` chose usable RAM that no reserved range (image,
+    // modules, loader data) touches; it is identity-mapped (checked) and the
+    // allocator is its only user from now on.
+    let storage = unsafe { core::slice::from_raw_parts_mut(bitmap as *mut u64, words) };
+    match FrameAllocator::new(&map, &reserved, storage) {
+        Ok(a) => *FRAMES.lock() = Some(a),
+        Err(e) => fatal!("frame allocator: {e:?}"),
+    }
+    // The AP trampoline needs a page below 1 MiB; take it before anything
+    // else can.
+    let trampoline = FRAMES
+        .lock()
+        .as_mut()
+        .and_then(|f| f.alloc_below(0x10_0000));
+
+    // --- The hypervisor's own page tables --------------------------------
+    let top = map
+        .iter()
+        .filter(|r| r.kind.is_ram())
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0)
+        .max(FOUR_GIB)
+        .next_multiple_of(2 << 20);
+    if let Err(e) = build_page_tables(top) {
+        fatal!("building the hypervisor page tables: {e:?}");
+    }
+    let wx = paging::verify_wx();
+    if wx.writable_executable != 0 {
+        fatal!(
+            "{} hypervisor pages are both writable and executable",
+            wx.writable_executable
+        );
+    }
+    log::info!(
+        "paging: identity map to {:#x}, {} leaf mappings, {} executable, none writable+executable; page 0 and stack guards unmapped",
+        top,
+        wx.leaves,
+        wx.executable
+    );
+
+    // --- Heap and exception stacks ---------------------------------------
+    let Some(heap_base) = alloc_frames(HEAP_BYTES / 4096) else {
+        fatal!("no memory for the {} heap", Size(HEAP_BYTES));
+    };
+    // SAFETY: freshly allocated, identity-mapped RW frames owned by the heap.
+    unsafe { heap::init(heap_base, HEAP_BYTES as usize) };
+    let Some(ist) = smp::prepare_ist(0) else {
+        fatal!("no memory for exception stacks");
+    };
+    // SAFETY: on the boot CPU with its own freshly allocated IST stacks.
+    unsafe { gdt::load(0, ist) };
+
+    // --- Modules ----------------------------------------------------------
+    check_modules(boot);
+
+    // --- Interrupt controllers, timer, other CPUs ---------------------------
+    pit::disable_legacy_pic(idt::VECTOR_PIC_BASE);
+    let x2apic = cpu.x2apic;
+    lapic::init_this_cpu(x2apic);
+    let bsp_apic = lapic::id();
+    percpu::init_this_cpu(0, bsp_apic);
+    let tsc_hz = pit::calibrate_tsc(10);
+    let per_10ms = lapic::calibrate_timer();
+    log::info!(
+        "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} MHz, timer {} counts/10ms",
+        if x2apic { "x2APIC" } else { "xAPIC" },
+        tsc_hz / 1_000_000,
+        per_10ms
+    );
+    lapic::start_timer(TIMER_HZ);
+    x86_64::instructions::interrupts::enable();
+
+    let (topo, madt_cpus) = match acpi::read_topology(boot.rsdp) {
+        Ok((t, _)) => {
+            let n = t.apic_ids.len() + t.ignored;
+            (Some(t), n)
+        }
+        Err(e) => {
+            log::warn!("ACPI: {e}; running on the boot CPU only");
+            (None, 1)
+        }
+    };
+    let mut online = 1usize;
+    if let Some(topo) = &topo {
+        log::info!(
+            "acpi: MADT lists {} CPUs, {} I/O APICs, local APIC at {:#x}",
+            madt_cpus,
+            topo.io_apics,
+            topo.local_apic_address
+        );
+        if topo.ignored > 0 {
+            log::warn!(
+                "{} CPUs beyond the limit of {} are left parked",
+                topo.ignored,
+                percpu::MAX_CPUS
+            );
+        }
+        if !x2apic && topo.local_apic_address != 0xfee0_0000 {
+            log::warn!(
+                "local APIC at unusual address {:#x}",
+                topo.local_apic_address
+            );
+        }
+        online += start_aps(topo, bsp_apic, trampoline, x2apic);
+    }
+
+    // Every online CPU must take timer interrupts before we call it ready.
+    wait_for_ticks(online);
+
+    let frames = FRAMES.lock();
+    let (free, used) = frames
+        .as_ref()
+        .map(|f| (f.free_frames(), f.used_frames()))
+        .unwrap_or((0, 0));
+    drop(frames);
+    let free_bytes = free * 4096;
+    let hv_bytes = (image_end - image_start) + used * 4096 + bitmap_bytes;
+    let boot_tsc = super::cpu::rdtsc().wrapping_sub(
+        // SAFETY: written once by the entry code before Rust ran.
+        unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
+    );
+    let (heap_used, heap_free) = heap::usage();
+    log::info!(
+        "mem: {} RAM, {} usable, hypervisor keeps {} (image {}, page tables {}, heap {} with {} used / {} free), {} free",
+        Size(ram),
+        Size(usable),
+        Size(hv_bytes),
+        Size(image_end - image_start),
+        Size(paging::TABLE_FRAMES.load(Ordering::Relaxed) * 4096),
+        Size(HEAP_BYTES),
+        heap_used,
+        heap_free,
+        Size(free_bytes)
+    );
+    crate::println!(
+        "stats: cpus={online} cpus_madt={madt_cpus} ram_bytes={ram} free_bytes={free_bytes} hv_bytes={hv_bytes} boot_tsc={boot_tsc}"
+    );
+    crate::println!(
+        "Kestrel ready: {online} CPUs online, {} MiB free of {} MiB RAM",
+        free_bytes >> 20,
+        ram.div_ceil(1 << 20)
+    );
+    if opts.shutdown {
+        log::info!("shutdown requested on the command line");
+        exit::exit(true);
+    }
+    smp::idle()
+}
+
+fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
+    use paging::{NX, PCD, PWT, W};
+    let mut alloc = || alloc_frame();
+    let mut space = paging::AddressSpace::new(&mut alloc)?;
+    // Everything (RAM, ACPI, MMIO below 4 GiB) read/write, never executable.
+    space.map(0, 0, top, W | NX, &mut alloc)?;
+    // The local and I/O APIC pages uncached (MTRRs normally agree).
+    space.map(
+        0xfec0_0000,
+        0xfec0_0000,
+        4 << 20,
+        W | NX | PCD | PWT,
+        &mut alloc,
+    )?;
+    // The image by section.
+    let image_start = sym(&raw const __image_start);
+    let text_start = sym(&raw const __text_start);
+    let text_end = sym(&raw const __text_end);
+    let rodata_start = sym(&raw const __rodata_start);
+    let rodata_end = sym(&raw const __rodata_end);
+    let data_start = sym(&raw const __data_start);
+    let image_end = sym(&raw const __image_end);
+    space.map(
+        image_start,
+        image_start,
+        text_start - image_start,
+        NX,
+        &mut alloc,
+    )?;
+    space.map(text_start, text_start, text_end - text_start, 0, &mut alloc)?;
+    space.map(
+        rodata_start,
+        rodata_start,
+        rodata_end - rodata_start,
+        NX,
+        &mut alloc,
+    )?;
+    space.map(
+        data_start,
+        data_start,
+        image_end - data_start,
+        W | NX,
+        &mut alloc,
+    )?;
+    space.unmap_page(0, &mut alloc)?;
+    space.unmap_page(sym(&raw const entry::__boot_stack_guard), &mut alloc)?;
+    let root = space.root();
+    let Some(frame) = PhysFrame::from_start_address(PhysAddr::new(root)).ok() else {
+        return Err(paging::MapError::BadAddress(root));
+    };
+    // SAFETY: the new tables map the whole image with the rights its
+    // sections need, the boot stack, all RAM and the APIC pages; every
+    // address used from here on stays valid.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+    physmem::set_mapped_limit(top);
+    *paging::KERNEL_SPACE.lock() = Some(space);
+    Ok(())
+}
+
+fn check_modules(boot: &BootInfo) {
+    for (i, m) in boot.modules.iter().enumerate() {
+        let mut fallback = arrayvec::ArrayString::<16>::new();
+        let _ = core::fmt::write(&mut fallback, format_args!("module{i}"));
+        let name = m.name().unwrap_or(&fallback);
+        let len = m.len();
+        if !physmem::is_mapped(m.start, len) {
+            fatal!(
+                "module {i} ({name}) at {:#x}-{:#x} lies outside memory",
+                m.start,
+                m.end
+            );
+        }
+        // SAFETY: the module range is mapped (checked) and reserved from the
+        // frame allocator, so nothing writes it while we read.
+        let bytes = unsafe { physmem::slice(m.start, len as usize) };
+        let kind = if bytes.starts_with(b"\x7fELF") {
+            match crate::elf::check(bytes) {
+                Ok(elf) => {
+                    let mut s = arrayvec::ArrayString::<48>::new();
+                    let _ = core::fmt::write(&mut s, format_args!("ELF64 entry {:#x}", elf.entry));
+                    s
+                }
+                Err(e) => fatal!("module {i} ({name}) is not a usable ELF image: {e}"),
+            }
+        } else {
+            arrayvec::ArrayString::from("data").unwrap_or_default()
+        };
+        crate::println!(
+            "module {i}: {name} args=\"{}\" at {:#x}-{:#x} size={len} crc32={:#010x} {kind}",
+            m.args(),
+            m.start,
+            m.end,
+            crc32(bytes)
+        );
+    }
+}
+
+fn start_aps(topo: &acpi::Topology, bsp_apic: u32, trampoline: Option<u64>, x2apic: bool) -> usize {
+    let Some(page) = trampoline else {
+        log::warn!("no free page below 1 MiB for the AP trampoline; running on the boot CPU only");
+        return 0;
+    };
+    if let Err(e) = smp::install_trampoline(page) {
+        log::warn!("AP trampoline: {e:?}; running on the boot CPU only");
+        return 0;
+    }
+    let cr3 = Cr3::read().0.start_address().as_u64();
+    let mut started = 0;
+    let mut index = 1;
+    for &apic_id in topo.apic_ids.iter().filter(|&&id| id != bsp_apic) {
+        if !x2apic && apic_id > 254 {
+            log::warn!(
+                "CPU with APIC ID {apic_id} needs x2APIC, which this CPU lacks; left parked"
+            );
+            continue;
+        }
+        match smp::start_ap(index, apic_id, page, cr3, x2apic, TIMER_HZ) {
+            Ok(()) => {
+                started += 1;
+                index += 1;
+            }
+            Err(e) => log::error!("CPU with APIC ID {apic_id} did not start: {e:?}"),
+        }
+    }
+    log::info!("smp: {} CPUs online", started + 1);
+    started
+}
+
+fn wait_for_ticks(online: usize) {
+    for _ in 0..2000 {
+        let all = (0..online).all(|i| {
+            percpu::cpu(i).is_some_and(|c| c.ticks.load(Ordering::Relaxed) >= READY_TICKS)
+        });
+        if all {
+            return;
+        }
+        pit::delay_us(1000);
+    }
+    for i in 0..online {
+        if let Some(c) = percpu::cpu(i) {
+            log::warn!(
+                "cpu{i}: only {} timer interrupts after 2 s",
+                c.ticks.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Kestrel, a type-1 paravirtualizing hypervisor for x86_64.
+//!
+//! The generic parts (boot-information parsing, memory-map handling, the
+//! frame allocator, command-line and ELF checks) build and are unit-tested on
+//! the host. Everything that touches hardware lives in [`arch`], which only
+//! exists for the bare-metal target.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(not(target_os = "none"), deny(unsafe_code))]
+
+pub mod boot;
+pub mod elf;
+pub mod mm;
+pub mod util;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+
+/// The hypervisor's version, from Cargo.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
