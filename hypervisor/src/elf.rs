@@ -93,6 +93,15 @@ pub enum ElfError {
         /// Image size.
         have: u64,
     },
+    /// The section header table lies (partly) outside the image. Loading
+    /// needs no sections, but the table sits at the end of the file, so this
+    /// is how a file cut short after its segments is caught.
+    ShdrsOutOfBounds {
+        /// Bytes the table needs from the start of the image (saturated).
+        needs: u64,
+        /// Image size.
+        have: u64,
+    },
     /// No non-empty `PT_LOAD` segment.
     NoLoadSegments,
     /// More `PT_LOAD` segments than [`MAX_LOAD_SEGMENTS`].
@@ -153,6 +162,10 @@ impl fmt::Display for ElfError {
             Self::PhdrsOutOfBounds { needs, have } => write!(
                 f,
                 "truncated: the program headers need bytes up to {needs:#x} but the image has {have:#x}"
+            ),
+            Self::ShdrsOutOfBounds { needs, have } => write!(
+                f,
+                "truncated: the section headers need bytes up to {needs:#x} but the image has {have:#x}"
             ),
             Self::NoLoadSegments => f.write_str("ELF image has no loadable segment"),
             Self::TooManySegments => {
@@ -323,6 +336,21 @@ pub fn check(image: &[u8]) -> Result<ElfSummary, ElfError> {
             needs: table_end,
             have,
         });
+    }
+
+    // e_shoff 40, e_shentsize 58, e_shnum 60: a table, if any, must fit too.
+    let shoff = u64_at(ehdr, 40).ok_or(short)?;
+    let shentsize = u16_at(ehdr, 58).ok_or(short)?;
+    let shnum = u16_at(ehdr, 60).ok_or(short)?;
+    if shoff != 0 && shnum != 0 {
+        let sh_len = u64::from(shentsize) * u64::from(shnum);
+        let sh_end = shoff.saturating_add(sh_len);
+        if sh_end > have {
+            return Err(ElfError::ShdrsOutOfBounds {
+                needs: sh_end,
+                have,
+            });
+        }
     }
 
     let mut loads = arrayvec::ArrayVec::<Load, MAX_LOAD_SEGMENTS>::new();
@@ -708,5 +736,18 @@ mod tests {
             }
             let _ = check(&img);
         }
+    }
+
+    #[test]
+    fn cut_after_segments_is_caught_by_section_headers() {
+        let mut img = kernel();
+        // Claim a section header table beyond the end of the file.
+        let end = img.len() as u64;
+        img[40..48].copy_from_slice(&(end + 64).to_le_bytes());
+        img[58..60].copy_from_slice(&64u16.to_le_bytes());
+        img[60..62].copy_from_slice(&3u16.to_le_bytes());
+        let e = check(&img).unwrap_err();
+        assert!(matches!(e, ElfError::ShdrsOutOfBounds { .. }));
+        assert!(std::format!("{e}").starts_with("truncated:"));
     }
 }

@@ -236,8 +236,17 @@ fn exception(frame: &InterruptFrame) -> ! {
     let vector = frame.vector as usize;
     let name = EXCEPTION_NAMES.get(vector).copied().unwrap_or("?");
     let cr2 = x86_64::registers::control::Cr2::read_raw();
+    // A #PF (or the #DF it escalates to when the stack itself is gone) with
+    // CR2 in a guard page is a stack overflow.
+    let why = if matches!(vector, 8 | 14) && super::paging::is_guard(cr2) {
+        " (stack overflow: CR2 is in a stack guard page)"
+    } else if vector == 14 && cr2 < 0x1000 {
+        " (null pointer dereference)"
+    } else {
+        ""
+    };
     super::serial::write_fmt_emergency(format_args!(
-        "FATAL: CPU exception {name} (vector {vector}) on cpu{} error={:#x} rip={:#x} rsp={:#x} rflags={:#x} cr2={cr2:#x}\n",
+        "FATAL: CPU exception {name} (vector {vector}) on cpu{}{why} error={:#x} rip={:#x} rsp={:#x} rflags={:#x} cr2={cr2:#x}\n",
         super::percpu::cpu_index(),
         frame.error_code,
         frame.rip,

@@ -14,6 +14,7 @@ pub mod panic;
 pub mod percpu;
 pub mod physmem;
 pub mod pit;
+pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod start;

@@ -233,10 +233,35 @@ pub fn guard_page(addr: u64) -> Result<(), MapError> {
     Ok(())
 }
 
+/// Guard pages (boot stack, AP stacks, IST stacks), so a fault report can
+/// say "stack overflow". Lock-free: read from exception handlers.
+static GUARDS: [AtomicU64; 1 + 4 * super::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; 1 + 4 * super::percpu::MAX_CPUS];
+
+/// Remembers a guard page.
+pub fn register_guard(addr: u64) {
+    for g in &GUARDS {
+        if g.compare_exchange(0, addr, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Whether `addr` falls in a registered guard page.
+pub fn is_guard(addr: u64) -> bool {
+    GUARDS.iter().any(|g| {
+        let base = g.load(Ordering::Relaxed);
+        base != 0 && (base..base + PAGE).contains(&addr)
+    })
+}
+
 /// Allocates a stack of `pages` pages with an unmapped guard page below it
 /// and returns the top.
 pub fn alloc_stack(pages: u64) -> Option<u64> {
     let base = super::start::alloc_frames(pages + 1)?;
     guard_page(base).ok()?;
+    register_guard(base);
     Some(base + (pages + 1) * PAGE)
 }

@@ -13,7 +13,7 @@ use x86_64::structures::paging::PhysFrame;
 use super::cpu::{CpuInfo, VirtFeatures};
 use super::physmem::{self, IdentityMem};
 use super::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, serial, smp};
-use crate::boot::cmdline::Options;
+use crate::boot::cmdline::{Options, SelfTest};
 use crate::boot::info::MAX_MEMORY_REGIONS;
 use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
 use crate::mm::frame::FrameAllocator;
@@ -310,6 +310,11 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         // SAFETY: written once by the entry code before Rust ran.
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
     );
+    if opts.selftest != SelfTest::None {
+        log::info!("running self-test {:?}", opts.selftest);
+        super::selftest::run(opts.selftest);
+        fatal!("self-test {:?} did not fault", opts.selftest);
+    }
     let (heap_used, heap_free) = heap::usage();
     log::info!(
         "mem: {} RAM, {} usable, hypervisor keeps {} (image {}, page tables {}, heap {} with {} used / {} free), {} free",
@@ -383,7 +388,9 @@ fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
         &mut alloc,
     )?;
     space.unmap_page(0, &mut alloc)?;
-    space.unmap_page(sym(&raw const entry::__boot_stack_guard), &mut alloc)?;
+    let boot_guard = sym(&raw const entry::__boot_stack_guard);
+    space.unmap_page(boot_guard, &mut alloc)?;
+    paging::register_guard(boot_guard);
     let root = space.root();
     let Some(frame) = PhysFrame::from_start_address(PhysAddr::new(root)).ok() else {
         return Err(paging::MapError::BadAddress(root));

@@ -21,7 +21,7 @@ pub const MAX_ERROR_WORD: usize = 32;
 pub type ErrorWord = ArrayString<{ MAX_ERROR_WORD + 3 }>;
 
 /// The option names, in the order the error message lists them.
-const KNOWN: &str = "loglevel, exit, shutdown, console";
+const KNOWN: &str = "loglevel, exit, shutdown, console, selftest";
 
 /// How the hypervisor ends, after a fatal error or on a requested shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,6 +105,28 @@ pub struct Options {
     pub shutdown: bool,
     /// `console=`: where logs go (default `com1`).
     pub console: Console,
+    /// `selftest=`: deliberately break something once boot is complete, to
+    /// prove the failure paths (tests only).
+    pub selftest: SelfTest,
+}
+
+/// A deliberate failure, run after boot to prove that the hypervisor
+/// reports it and stops cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SelfTest {
+    /// No self-test (the default).
+    #[default]
+    None,
+    /// `panic!` on an application processor (or the boot CPU if alone).
+    Panic,
+    /// Read through a null pointer (page 0 is never mapped).
+    NullDeref,
+    /// Recurse until the boot stack runs into its guard page.
+    StackOverflow,
+    /// Write to the hypervisor's own text (mapped read+execute only).
+    WriteText,
+    /// Jump into the hypervisor's data (mapped no-execute).
+    ExecData,
 }
 
 impl Default for Options {
@@ -114,6 +136,7 @@ impl Default for Options {
             exit: ExitMethod::Halt,
             shutdown: false,
             console: Console::Com1,
+            selftest: SelfTest::None,
         }
     }
 }
@@ -282,6 +305,23 @@ impl Options {
                 let v = needs_value("console")?;
                 self.console = lookup("console", v, &CONSOLES, "com1, com2 or none")?;
             }
+            "selftest" => {
+                const TESTS: [(&str, SelfTest); 6] = [
+                    ("none", SelfTest::None),
+                    ("panic", SelfTest::Panic),
+                    ("null-deref", SelfTest::NullDeref),
+                    ("stack-overflow", SelfTest::StackOverflow),
+                    ("write-text", SelfTest::WriteText),
+                    ("exec-data", SelfTest::ExecData),
+                ];
+                let v = needs_value("selftest")?;
+                self.selftest = lookup(
+                    "selftest",
+                    v,
+                    &TESTS,
+                    "none, panic, null-deref, stack-overflow, write-text or exec-data",
+                )?;
+            }
             "shutdown" => match value {
                 None => self.shutdown = true,
                 Some(v) => {
@@ -393,7 +433,7 @@ mod tests {
         assert!(o.shutdown);
         assert_eq!(
             e.to_string(),
-            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console)"
+            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest)"
         );
     }
 
@@ -509,5 +549,17 @@ mod tests {
         assert!(matches!(e, CmdlineError::Unknown { .. }));
         let (_, e) = err("=qemu");
         assert!(matches!(e, CmdlineError::Unknown { .. }));
+    }
+
+    #[test]
+    fn selftest_values() {
+        assert_eq!(
+            ok("selftest=stack-overflow").selftest,
+            SelfTest::StackOverflow
+        );
+        assert_eq!(ok("selftest=panic selftest=none").selftest, SelfTest::None);
+        let (o, e) = err("selftest=explode");
+        assert_eq!(o.selftest, SelfTest::None);
+        assert!(std::format!("{}", e).contains("explode"));
     }
 }

@@ -1,0 +1,35 @@
+//! Deliberate failures (`selftest=` on the command line) that prove the
+//! failure paths work: each must end in one clear report and the failure
+//! exit, never a hang or a reboot.
+
+use core::arch::asm;
+
+use crate::boot::cmdline::SelfTest;
+
+/// A `ret` instruction stored in writable, no-execute data.
+static DATA_RET: [u8; 1] = [0xc3];
+
+/// Runs the self-test; returns only if it failed to fault.
+pub fn run(test: SelfTest) {
+    match test {
+        SelfTest::None => return,
+        SelfTest::Panic => panic!("self-test panic requested on the command line"),
+        // SAFETY (all below): each deliberately faults; the exception
+        // handler reports and stops the machine, so nothing after it runs.
+        SelfTest::NullDeref => unsafe {
+            asm!("mov {0}, qword ptr [0]", out(reg) _, options(nostack, readonly));
+        },
+        SelfTest::StackOverflow => unsafe {
+            asm!("2: push rax", "jmp 2b", options(noreturn));
+        },
+        SelfTest::WriteText => unsafe {
+            let target = run as *const () as u64;
+            asm!("mov byte ptr [{0}], 0xcc", in(reg) target, options(nostack));
+        },
+        SelfTest::ExecData => unsafe {
+            let target = (&raw const DATA_RET) as u64;
+            asm!("call {0}", in(reg) target);
+        },
+    }
+    log::error!("self-test {test:?} did not fault");
+}
