@@ -117,7 +117,7 @@ pub enum SelfTest {
     /// No self-test (the default).
     #[default]
     None,
-    /// `panic!` on an application processor (or the boot CPU if alone).
+    /// `panic!` on the boot CPU.
     Panic,
     /// Read through a null pointer (page 0 is never mapped).
     NullDeref,

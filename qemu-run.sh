@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds Kestrel and boots it under QEMU with the serial console on this
+# terminal. Ctrl-A X quits.
+#
+#   ./qemu-run.sh                   PVH direct boot (-kernel), fastest
+#   ./qemu-run.sh --iso             the GRUB ISO through SeaBIOS (BIOS)
+#   ./qemu-run.sh --uefi            the GRUB ISO through OVMF (UEFI)
+#   ./qemu-run.sh -smp 2 -m 512M    anything else goes to QEMU (after ours, so it wins)
+#
+# Also: --cmdline "..." (default "loglevel=info"), --module PATH[=ARGS],
+# --kvm / --tcg (override the accelerator choice), --debug (dev build).
+# KVM is used when /dev/kvm is usable and the host offers nested VT-x or
+# AMD-V; otherwise QEMU TCG with an AMD-V + nested paging CPU model.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+ours=()
+qemu_args=()
+while (($#)); do
+    case "$1" in
+        --iso | --uefi | --kvm | --tcg | --debug) ours+=("$1") ;;
+        --cmdline | --module)
+            if (($# < 2)); then
+                echo "qemu-run.sh: $1 needs a value" >&2
+                exit 2
+            fi
+            ours+=("$1" "$2")
+            shift
+            ;;
+        -h | --help)
+            sed -n '2,14s/^# \{0,1\}//p' "$0"
+            exit 0
+            ;;
+        --) shift; qemu_args+=("$@"); break ;;
+        *) qemu_args+=("$1") ;;
+    esac
+    shift
+done
+
+tools/setup.sh
+if ! command -v cargo >/dev/null 2>&1; then
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+exec cargo xtask qemu "${ours[@]}" -- "${qemu_args[@]}"

@@ -1,0 +1,33 @@
+//! Boot tests: boot real images under QEMU and Bochs and judge serial output
+//! and exit codes.
+//!
+//! The kernel is the release build `cargo xtask test` makes before it runs
+//! these tests (`cargo xtask build` does too). Every emulator run has a hard
+//! deadline and is killed if it passes it; a failing test prints the whole
+//! serial log and the emulator's own messages.
+//!
+//! Layout: [`artifacts`] finds the kernel and makes module payloads and ISOs
+//! once per test process; [`qemu`] and [`bochs`] run an emulator to an
+//! [`Outcome`]; [`outcome`] holds the checks on it.
+
+pub mod artifacts;
+pub mod bochs;
+pub mod outcome;
+pub mod qemu;
+
+pub use outcome::{ModuleLine, Outcome};
+pub use xtask::serial::Stats;
+
+/// 1 MiB.
+pub const MIB: u64 = 1 << 20;
+
+/// Scales every deadline by `KESTREL_TEST_TIMEOUT_SCALE` (default 1) for
+/// slow or busy machines.
+pub fn scaled(secs: u64) -> std::time::Duration {
+    let scale: f64 = std::env::var("KESTREL_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s: &f64| *s > 0.0)
+        .unwrap_or(1.0);
+    std::time::Duration::from_secs_f64(secs as f64 * scale)
+}

@@ -1,0 +1,84 @@
+//! Running QEMU for a test: TCG (KVM on these machines offers no VT-x/AMD-V
+//! and breaks firmware), q35, serial to a file, hard deadline.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use xtask::qemu::{Accel, Boot, Vm};
+use xtask::{runner, serial};
+
+use crate::{Outcome, artifacts, scaled};
+
+/// Deadline for a PVH direct boot (normally well under 2 s under TCG).
+pub const PVH_TIMEOUT_S: u64 = 60;
+/// Deadline for SeaBIOS + GRUB + boot (normally a few seconds).
+pub const BIOS_TIMEOUT_S: u64 = 120;
+/// Deadline for OVMF + GRUB + boot (normally 5-15 s under TCG).
+pub const UEFI_TIMEOUT_S: u64 = 180;
+
+/// A PVH direct boot (`-kernel`) of the release kernel.
+pub fn pvh_vm(smp: u32, memory: &str, cmdline: &str, initrd: Option<&Path>) -> Vm {
+    let boot = Boot::Pvh {
+        kernel: artifacts::kernel().to_path_buf(),
+        cmdline: cmdline.into(),
+        initrd: initrd.map(Path::to_path_buf),
+    };
+    Vm::new(Accel::Tcg, smp, memory, boot, "")
+}
+
+/// The test ISO through SeaBIOS.
+pub fn bios_vm(smp: u32, memory: &str) -> Vm {
+    Vm::new(
+        Accel::Tcg,
+        smp,
+        memory,
+        Boot::Bios {
+            iso: artifacts::qemu_iso().to_path_buf(),
+        },
+        "",
+    )
+}
+
+/// The test ISO through OVMF, with this test's own copy of the variable store.
+pub fn uefi_vm(test: &str, smp: u32, memory: &str) -> Vm {
+    let iso = artifacts::qemu_iso().to_path_buf();
+    let vars = artifacts::root()
+        .join("runs")
+        .join(format!("{test}.OVMF_VARS_4M.fd"));
+    if let Err(e) = xtask::qemu::fresh_uefi_vars(&vars) {
+        panic!("{test}: {e}");
+    }
+    Vm::new(Accel::Tcg, smp, memory, Boot::Uefi { iso, vars }, "")
+}
+
+/// Boots `vm` with COM1 going to `target/boot-tests/runs/<test>/serial.log`
+/// and waits at most `timeout_s` (scaled) seconds.
+pub fn run(test: &str, mut vm: Vm, timeout_s: u64) -> Outcome {
+    let dir = artifacts::test_dir(test);
+    let serial_path = dir.join("serial.log");
+    let qemu_log = dir.join("qemu.log");
+    vm.serial = format!("file:{}", serial_path.display());
+    let qemu = vm.check_tools().unwrap_or_else(|e| panic!("{test}: {e}"));
+    let log =
+        File::create(&qemu_log).unwrap_or_else(|e| panic!("creating {}: {e}", qemu_log.display()));
+    let log2 = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(qemu);
+    cmd.args(vm.args()).stdout(log).stderr(log2);
+    let timeout = scaled(timeout_s);
+    let (ended, took) =
+        runner::run_with_timeout(&mut cmd, timeout).unwrap_or_else(|e| panic!("{test}: {e}"));
+    let lines = serial::lines(&std::fs::read(&serial_path).unwrap_or_default());
+    let emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
+    let o = Outcome {
+        test: test.into(),
+        command: vm.display(),
+        ended,
+        took,
+        lines,
+        serial_path,
+        emulator_log,
+    };
+    println!("{test}: {} after {:.2} s", o.ended, o.took.as_secs_f64());
+    o
+}

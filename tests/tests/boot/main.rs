@@ -1,0 +1,29 @@
+//! Boot tests: the release kernel under QEMU (PVH direct boot, GRUB ISO on
+//! SeaBIOS and OVMF) and Bochs (GRUB ISO on an Intel CPU with VT-x/EPT).
+//!
+//! One test binary, so `--test-threads` runs emulators side by side.
+//! Each test's files stay in `target/boot-tests/runs/<test>/`.
+
+mod bad;
+mod bochs;
+mod iso;
+mod pvh;
+mod selftest;
+
+// How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
+// the boot memory map) may be. Measured on QEMU 7.2 q35 (docs/testing.md):
+// the same shortfall at 128 MiB and 2 GiB, so these are fixed amounts.
+
+/// PVH: 516 KiB short, the legacy hole 0xa0000-0x100000 (384 KiB) plus the
+/// ranges QEMU's e820 table marks reserved below 1 MiB.
+pub const PVH_RAM_SLACK: u64 = boot_tests::MIB;
+/// SeaBIOS + GRUB: 520 KiB short (SeaBIOS keeps 4 KiB more than PVH);
+/// Bochs' BIOS: 388 KiB short.
+pub const BIOS_RAM_SLACK: u64 = boot_tests::MIB;
+/// OVMF + GRUB: 4.4 MiB short; besides the legacy hole, OVMF keeps about
+/// 4 MiB of runtime-services code/data and reserved memory that GRUB
+/// reports as reserved.
+pub const UEFI_RAM_SLACK: u64 = 6 * boot_tests::MIB;
+
+/// The command line of every test that should boot and exit with success.
+pub const TEST_CMDLINE: &str = "exit=qemu shutdown loglevel=info";

@@ -1,0 +1,14 @@
+//! Build, image, run, test and benchmark helpers for Kestrel.
+//!
+//! The binary (`cargo xtask ...`) is the entry point for people and CI; the
+//! library part is shared with the boot tests (`tests/`), so both build ISOs
+//! and QEMU command lines the same way.
+
+pub mod elfinfo;
+pub mod error;
+pub mod iso;
+pub mod paths;
+pub mod qemu;
+pub mod runner;
+pub mod serial;
+pub mod tools;

@@ -1,0 +1,340 @@
+//! `cargo xtask`: build, image, run, test and benchmark Kestrel.
+
+mod bench;
+mod cargo;
+mod test;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use xtask::error::{Error, Result};
+use xtask::iso::{IsoSpec, Module};
+use xtask::paths::{self, Profile};
+use xtask::qemu::{self, Accel, Boot, Vm};
+use xtask::{bail, tools};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build [--debug]
+      Build the hypervisor (release unless --debug):
+      target/x86_64-unknown-none/<profile>/kestrel
+  image [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]... [--timeout SECS] [-o OUT.iso]
+      Build a GRUB ISO that boots on BIOS and UEFI (default build/kestrel.iso,
+      command line \"loglevel=info\", menu timeout 3 s). Modules load in order.
+  qemu [--iso | --uefi] [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]...
+       [--smp N] [-m SIZE] [--kvm | --tcg] [-- QEMU ARGS...]
+      Build and boot under QEMU with the serial console on this terminal
+      (Ctrl-A X quits). Default: PVH direct boot (-kernel, one module at most),
+      4 CPUs, 1G, KVM if it offers nested VT-x/AMD-V, else TCG with SVM+NPT.
+  test [--no-lint] [--no-boot] [-- BOOT TEST FILTER...]
+      Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
+      the release kernel, and the boot tests under QEMU and Bochs.
+  bench
+      Deterministic boot figures under QEMU TCG -icount; writes docs/benchmarks.md.
+
+environment:
+  KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`
+";
+
+/// Default kernel command line for people (stays up after boot, idles).
+const DEFAULT_CMDLINE: &str = "loglevel=info";
+/// Default GRUB menu timeout of ISOs made for people.
+const DEFAULT_TIMEOUT_S: u32 = 3;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<ExitCode> {
+    let Some((cmd, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let rest = rest.to_vec();
+    match cmd.as_str() {
+        "build" => {
+            let mut a = Args::new(rest);
+            let profile = a.profile();
+            a.finish()?;
+            let k = build_kernel(profile)?;
+            println!("{}", k.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        "image" => image(Args::new(rest)).map(|()| ExitCode::SUCCESS),
+        "qemu" => run_qemu(Args::new(rest)),
+        "test" => test::run(Args::new(rest)),
+        "bench" => {
+            Args::new(rest).finish()?;
+            bench::run().map(|()| ExitCode::SUCCESS)
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// A tiny option parser: flags and `--opt VALUE` pairs, then `-- rest`.
+pub struct Args {
+    args: Vec<String>,
+    /// What followed `--`.
+    pub passthrough: Vec<String>,
+}
+
+impl Args {
+    fn new(mut args: Vec<String>) -> Self {
+        let passthrough = match args.iter().position(|a| a == "--") {
+            Some(i) => {
+                let rest = args.split_off(i);
+                rest[1..].to_vec()
+            }
+            None => Vec::new(),
+        };
+        Self { args, passthrough }
+    }
+
+    /// Removes `flag` if present.
+    pub fn flag(&mut self, flag: &str) -> bool {
+        let before = self.args.len();
+        self.args.retain(|a| a != flag);
+        self.args.len() != before
+    }
+
+    /// Removes every `name VALUE` (or `name=VALUE`) and returns the values.
+    pub fn values(&mut self, names: &[&str]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.args.len() {
+            let a = &self.args[i];
+            if names.contains(&a.as_str()) {
+                if i + 1 >= self.args.len() {
+                    bail!("{a} needs a value");
+                }
+                out.push(self.args.remove(i + 1));
+                self.args.remove(i);
+            } else if let Some(v) = names
+                .iter()
+                .find_map(|n| a.strip_prefix(n).and_then(|r| r.strip_prefix('=')))
+            {
+                out.push(v.to_string());
+                self.args.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last value of `names`, if given.
+    pub fn value(&mut self, names: &[&str]) -> Result<Option<String>> {
+        Ok(self.values(names)?.pop())
+    }
+
+    fn profile(&mut self) -> Profile {
+        if self.flag("--debug") {
+            Profile::Debug
+        } else {
+            Profile::Release
+        }
+    }
+
+    /// Fails on anything not consumed.
+    pub fn finish(self) -> Result<()> {
+        match self.args.first() {
+            Some(a) => bail!("unexpected argument `{a}` (see `cargo xtask help`)"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Builds the hypervisor and the example guests; returns the hypervisor
+/// ELF's path (the guests lie beside it).
+pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
+    let mut args = vec![
+        "build",
+        "-p",
+        paths::KERNEL_PACKAGE,
+        "-p",
+        paths::GUESTS_PACKAGE,
+        "--bins",
+        "--target",
+        paths::KERNEL_TARGET,
+    ];
+    if profile == Profile::Release {
+        args.push("--release");
+    }
+    cargo::run(&args)?;
+    let k = paths::kernel(profile);
+    if !k.is_file() {
+        bail!("cargo succeeded but {} is missing", k.display());
+    }
+    Ok(k)
+}
+
+/// The `--module` options, checked to name existing files before anything
+/// is built.
+fn modules(a: &mut Args) -> Result<Vec<Module>> {
+    let modules: Vec<Module> = a
+        .values(&["--module"])?
+        .iter()
+        .map(|s| Module::parse(s))
+        .collect::<Result<_>>()?;
+    if let Some(m) = modules.iter().find(|m| !m.path.is_file()) {
+        bail!("module file {} does not exist", m.path.display());
+    }
+    Ok(modules)
+}
+
+fn image(mut a: Args) -> Result<()> {
+    let profile = a.profile();
+    let cmdline = a
+        .value(&["--cmdline"])?
+        .unwrap_or_else(|| DEFAULT_CMDLINE.into());
+    let modules = modules(&mut a)?;
+    let timeout_s = match a.value(&["--timeout"])? {
+        Some(t) => t
+            .parse()
+            .map_err(|_| Error::new(format!("--timeout `{t}`: not a number of seconds")))?,
+        None => DEFAULT_TIMEOUT_S,
+    };
+    let output = a
+        .value(&["-o", "--output"])?
+        .map(PathBuf::from)
+        .unwrap_or_else(paths::default_iso);
+    a.finish()?;
+    xtask::iso::check_tools()?;
+    let kernel = build_kernel(profile)?;
+    let spec = IsoSpec {
+        kernel,
+        cmdline,
+        modules,
+        timeout_s,
+        output,
+    };
+    xtask::iso::build(&spec)?;
+    let size = std::fs::metadata(&spec.output)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "{} ({} KiB, BIOS + UEFI)",
+        spec.output.display(),
+        size / 1024
+    );
+    Ok(())
+}
+
+fn run_qemu(mut a: Args) -> Result<ExitCode> {
+    let profile = a.profile();
+    let iso = a.flag("--iso");
+    let uefi = a.flag("--uefi");
+    let force_kvm = a.flag("--kvm");
+    let force_tcg = a.flag("--tcg");
+    let cmdline = a
+        .value(&["--cmdline"])?
+        .unwrap_or_else(|| DEFAULT_CMDLINE.into());
+    let modules = modules(&mut a)?;
+    let smp = a.value(&["--smp"])?;
+    let memory = a.value(&["-m", "--memory"])?.unwrap_or_else(|| "1G".into());
+    let extra: Vec<OsString> = a.passthrough.iter().map(OsString::from).collect();
+    a.finish()?;
+    if iso && uefi {
+        bail!("--iso (BIOS) and --uefi exclude each other");
+    }
+    tools::QEMU.require()?;
+
+    let choice = match (force_kvm, force_tcg) {
+        (true, true) => bail!("--kvm and --tcg exclude each other"),
+        (true, false) => qemu::AccelChoice {
+            accel: Accel::Kvm,
+            why: "--kvm was given".into(),
+        },
+        (false, true) => qemu::AccelChoice {
+            accel: Accel::Tcg,
+            why: "--tcg was given".into(),
+        },
+        (false, false) => qemu::decide(&qemu::HostFacts::probe()),
+    };
+    let smp: u32 = match smp {
+        Some(s) => s
+            .parse()
+            .map_err(|_| Error::new(format!("--smp `{s}`: not a number")))?,
+        None if choice.accel == Accel::Kvm => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4) as u32,
+        None => 4,
+    };
+
+    let pvh = !(iso || uefi);
+    let initrd = match modules.as_slice() {
+        _ if !pvh => None,
+        [] => None,
+        [m] if m.args.is_empty() => Some(m.path.clone()),
+        [_] => bail!("PVH direct boot cannot pass module arguments; use --iso or --uefi"),
+        _ => bail!("PVH direct boot takes one module (QEMU has one -initrd); use --iso or --uefi"),
+    };
+    if !pvh {
+        xtask::iso::check_tools()?;
+    }
+
+    let kernel = build_kernel(profile)?;
+    let boot = if !pvh {
+        let spec = IsoSpec {
+            kernel,
+            cmdline,
+            modules,
+            timeout_s: DEFAULT_TIMEOUT_S,
+            output: paths::default_iso(),
+        };
+        xtask::iso::build(&spec)?;
+        if uefi {
+            let vars = paths::build_dir().join("OVMF_VARS_4M.fd");
+            qemu::fresh_uefi_vars(&vars)?;
+            Boot::Uefi {
+                iso: spec.output,
+                vars,
+            }
+        } else {
+            Boot::Bios { iso: spec.output }
+        }
+    } else {
+        Boot::Pvh {
+            kernel,
+            cmdline,
+            initrd,
+        }
+    };
+    let mut vm = Vm::new(choice.accel, smp, &memory, boot, "mon:stdio");
+    vm.extra = extra;
+    let qemu_bin = vm.check_tools()?;
+
+    let accel = match choice.accel {
+        Accel::Kvm => format!("KVM (-cpu {})", vm.cpu),
+        Accel::Tcg => format!("TCG (-cpu {}: AMD-V with nested paging, emulated)", vm.cpu),
+    };
+    println!("kestrel: accelerator {accel}, because {}", choice.why);
+    println!("kestrel: {}", vm.display());
+    println!("kestrel: Ctrl-A X quits QEMU (Ctrl-A C: QEMU monitor)");
+    let status = Command::new(qemu_bin)
+        .args(vm.args())
+        .status()
+        .map_err(|e| Error::new(format!("starting QEMU: {e}")))?;
+    let code = status.code();
+    if code != Some(0) {
+        println!("kestrel: QEMU ended with {}", qemu::describe_status(code));
+    }
+    Ok(match code {
+        Some(0) | Some(qemu::STATUS_SUCCESS) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}

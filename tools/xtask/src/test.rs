@@ -1,0 +1,153 @@
+//! `cargo xtask test`: every check CI runs, in order, with a summary.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use xtask::error::Result;
+use xtask::paths;
+
+use crate::{Args, cargo};
+
+const KERNEL: &str = "kernel (release)";
+const BOOT_TESTS: &str = "boot tests (QEMU, Bochs)";
+
+struct Step {
+    name: &'static str,
+    args: Vec<String>,
+}
+
+fn step(name: &'static str, args: &[&str]) -> Step {
+    Step {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn run(mut a: Args) -> Result<ExitCode> {
+    let no_lint = a.flag("--no-lint");
+    let no_boot = a.flag("--no-boot");
+    let filter = std::mem::take(&mut a.passthrough);
+    a.finish()?;
+
+    // Boot tests run several emulators at once; more than one per core
+    // only makes each slower (TCG with -smp 4 already uses 4 threads).
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let mut steps = Vec::new();
+    if !no_lint {
+        steps.push(step("rustfmt", &["fmt", "--all", "--", "--check"]));
+        steps.push(step(
+            "clippy (host)",
+            &[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                paths::GUESTS_PACKAGE,
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ));
+        steps.push(step(
+            "clippy (x86_64-unknown-none)",
+            &[
+                "clippy",
+                "-p",
+                paths::KERNEL_PACKAGE,
+                "-p",
+                "pvabi",
+                "-p",
+                paths::GUESTS_PACKAGE,
+                "--target",
+                paths::KERNEL_TARGET,
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ));
+    }
+    steps.push(step(
+        "unit tests (host)",
+        &[
+            "test",
+            "--workspace",
+            "--exclude",
+            "boot-tests",
+            "--exclude",
+            paths::GUESTS_PACKAGE,
+        ],
+    ));
+    if !no_boot {
+        steps.push(step(
+            KERNEL,
+            &[
+                "build",
+                "-p",
+                paths::KERNEL_PACKAGE,
+                "-p",
+                paths::GUESTS_PACKAGE,
+                "--bins",
+                "--target",
+                paths::KERNEL_TARGET,
+                "--release",
+            ],
+        ));
+        let mut boot = step(BOOT_TESTS, &["test", "-p", "boot-tests", "--release", "--"]);
+        boot.args.push(format!("--test-threads={threads}"));
+        boot.args.extend(filter);
+        steps.push(boot);
+    }
+
+    let start = Instant::now();
+    let mut results: Vec<(&str, Verdict, f64)> = Vec::new();
+    let mut kernel_built = true;
+    for s in &steps {
+        if s.name == BOOT_TESTS && !kernel_built {
+            results.push((s.name, Verdict::Skipped, 0.0));
+            continue;
+        }
+        println!("\n==> {}: cargo {}", s.name, s.args.join(" "));
+        let t = Instant::now();
+        let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
+        let verdict = match cargo::run(&args) {
+            Ok(()) => Verdict::Ok,
+            Err(e) => {
+                eprintln!("xtask: {e}");
+                Verdict::Failed
+            }
+        };
+        if s.name == KERNEL && verdict != Verdict::Ok {
+            kernel_built = false;
+        }
+        results.push((s.name, verdict, t.elapsed().as_secs_f64()));
+    }
+
+    println!("\n==> summary");
+    for (name, verdict, secs) in &results {
+        let verdict = match verdict {
+            Verdict::Ok => "ok",
+            Verdict::Failed => "FAILED",
+            Verdict::Skipped => "SKIPPED",
+        };
+        println!("  {verdict:<8} {name:<32} {secs:6.1} s");
+    }
+    let failed = results.iter().filter(|r| r.1 != Verdict::Ok).count();
+    println!("  total {:.1} s", start.elapsed().as_secs_f64());
+    if failed == 0 {
+        println!("all checks passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{failed} check(s) failed or skipped");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Failed,
+    /// Not run because a step it needs failed.
+    Skipped,
+}
