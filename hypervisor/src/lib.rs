@@ -8,9 +8,11 @@
 #![cfg_attr(not(target_os = "none"), deny(unsafe_code))]
 
 pub mod boot;
+pub mod domain;
 pub mod elf;
 pub mod mm;
 pub mod util;
+pub mod virt;
 
 #[cfg(target_os = "none")]
 pub mod arch;

@@ -62,3 +62,10 @@ pub unsafe fn load(cpu: usize, ist: [u64; 3]) {
     }
     let _ = SegmentSelector(0);
 }
+
+/// Linear address of CPU `cpu`'s TSS (for the VMCS host state).
+pub fn tss_base(cpu: usize) -> u64 {
+    (&raw const TSSS)
+        .cast::<TaskStateSegment>()
+        .wrapping_add(cpu.min(MAX_CPUS - 1)) as u64
+}

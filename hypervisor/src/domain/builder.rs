@@ -1,0 +1,1073 @@
+//! Placing a new guest in its memory: the ELF image, and everything the
+//! guest needs to run its first instruction in 64-bit mode.
+//!
+//! # Guest-physical layout
+//!
+//! RAM is `0..M` (`M` = [`GuestMemory::size`], a multiple of 4 KiB). The
+//! ELF's `PT_LOAD` segments go at their `p_paddr`. The builder reserves the
+//! top of memory, from low to high addresses:
+//!
+//! ```text
+//! reserved_start  stack, STACK_SIZE (64 KiB); RSP starts at its top
+//!                 PML4, then the PDPTs, then the PDs (the guest's own
+//!                 initial page tables)
+//!                 GDT page: null, code64 (0x08), data (0x10)
+//! M - 4 KiB       start-info page (pvabi::StartInfo at its start)
+//! M
+//! ```
+//!
+//! The stack is lowest so that an overflow runs into the guest's own free
+//! memory rather than over its page tables. No segment may overlap the
+//! reserved area; everything in it belongs to the guest afterwards.
+//!
+//! The initial page tables identity-map guest memory (guest-virtual ==
+//! guest-physical) with 2 MiB pages, present + writable + executable,
+//! supervisor. When `M` is not a multiple of 2 MiB the last page reaches
+//! past `M`; those addresses are not backed in the EPT/NPT, so touching them
+//! faults the guest, as any access outside its memory does. Because of the
+//! identity map, every `PT_LOAD` must have `p_vaddr == p_paddr`.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+use pvabi::StartInfo;
+
+use super::{GuestMemory, OutOfBounds};
+use crate::elf::{self, ElfError, ElfKind};
+
+/// Bytes of initial stack.
+pub const STACK_SIZE: u64 = 64 * 1024;
+/// Largest guest memory the builder accepts (1 TiB): keeps the initial
+/// page tables small (at most 2 PDPTs and 1024 PDs).
+pub const MAX_GUEST_MEMORY: u64 = 1 << 40;
+
+const PAGE: u64 = 4096;
+const SIZE_2M: u64 = 2 << 20;
+const SIZE_1G: u64 = 1 << 30;
+const SIZE_512G: u64 = 1 << 39;
+
+/// Long-mode page-table entry bits (Intel SDM Vol. 3A 4.5, AMD APM Vol. 2
+/// 5.3): present, writable, page size.
+const PTE_P: u64 = 1 << 0;
+const PTE_W: u64 = 1 << 1;
+const PTE_PS: u64 = 1 << 7;
+
+/// Selector of the 64-bit code segment (GDT entry 1).
+pub const CODE_SELECTOR: u16 = 0x08;
+/// Selector of the data segment (GDT entry 2).
+pub const DATA_SELECTOR: u16 = 0x10;
+/// 64-bit code: present, DPL 0, execute/read, accessed, L = 1, G = 1
+/// (Intel SDM Vol. 3A 3.4.5). Accessed is preset so the CPU never writes the
+/// descriptor, and because VM entry requires it for CS (Intel SDM Vol. 3C
+/// 27.3.1.2).
+pub const CODE64_DESCRIPTOR: u64 = 0x00af_9b00_0000_ffff;
+/// Data: present, DPL 0, read/write, accessed, D/B = 1, G = 1, limit 4 GiB.
+pub const DATA_DESCRIPTOR: u64 = 0x00cf_9300_0000_ffff;
+/// The GDT: null, code, data.
+const GDT: [u64; 3] = [0, CODE64_DESCRIPTOR, DATA_DESCRIPTOR];
+
+/// CR0: PE, MP, ET, NE, WP, PG (Intel SDM Vol. 3A 2.5).
+pub const GUEST_CR0: u64 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16) | (1 << 31);
+/// CR4: PAE (required by long mode), OSFXSR and OSXMMEXCPT so SSE works.
+pub const GUEST_CR4: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+/// EFER: LME, LMA, NXE. (EFER.SVME, which SVM requires in the guest's VMCB,
+/// is the AMD backend's business, not part of the guest's view.)
+pub const GUEST_EFER: u64 = (1 << 8) | (1 << 10) | (1 << 11);
+/// RFLAGS: only the always-one bit 1; interrupts off.
+pub const GUEST_RFLAGS: u64 = 0x2;
+
+/// Where the builder put things, all guest-physical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Guest memory size.
+    pub memory_bytes: u64,
+    /// Start of the reserved area (= bottom of the stack).
+    pub reserved_start: u64,
+    /// One past the top of the stack.
+    pub stack_top: u64,
+    /// The PML4; the PDPTs and PDs follow it.
+    pub page_tables: u64,
+    /// Number of page-table pages (PML4 + PDPTs + PDs).
+    pub page_table_pages: u64,
+    /// The GDT.
+    pub gdt: u64,
+    /// The start-info page (`memory_bytes - 4 KiB`).
+    pub start_info: u64,
+}
+
+impl Layout {
+    /// The layout for guest memory of `size` bytes.
+    pub fn for_memory(size: u64) -> Result<Self, BuildError> {
+        if !size.is_multiple_of(PAGE) {
+            return Err(BuildError::MemorySizeUnaligned(size));
+        }
+        if size > MAX_GUEST_MEMORY {
+            return Err(BuildError::MemoryTooLarge {
+                size,
+                max: MAX_GUEST_MEMORY,
+            });
+        }
+        // size <= 2^40, so none of these overflow.
+        let pdpts = size.div_ceil(SIZE_512G);
+        let pds = size.div_ceil(SIZE_1G);
+        let page_table_pages = 1 + pdpts + pds;
+        // Stack, tables, GDT page, start-info page.
+        let reserved = STACK_SIZE + (page_table_pages + 2) * PAGE;
+        let reserved_start = size
+            .checked_sub(reserved)
+            .ok_or(BuildError::MemoryTooSmall {
+                size,
+                need: reserved,
+            })?;
+        let stack_top = reserved_start + STACK_SIZE;
+        let gdt = stack_top + page_table_pages * PAGE;
+        Ok(Self {
+            memory_bytes: size,
+            reserved_start,
+            stack_top,
+            page_tables: stack_top,
+            page_table_pages,
+            gdt,
+            start_info: gdt + PAGE,
+        })
+    }
+}
+
+/// A segment register's initial state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// Selector.
+    pub selector: u16,
+    /// Base (0: flat).
+    pub base: u64,
+    /// Limit in bytes, as the CPU's hidden part holds it (0xffff_ffff).
+    pub limit: u32,
+    /// The GDT descriptor the selector names.
+    pub descriptor: u64,
+}
+
+impl Segment {
+    fn flat(selector: u16, descriptor: u64) -> Self {
+        Self {
+            selector,
+            base: 0,
+            limit: 0xffff_ffff,
+            descriptor,
+        }
+    }
+
+    /// Access rights in the VMCS format: descriptor bits 40..47 (type, S,
+    /// DPL, P) in bits 0..7, bits 52..55 (AVL, L, D/B, G) in bits 12..15,
+    /// bit 16 (unusable) clear (Intel SDM Vol. 3C 25.4.1).
+    pub fn vmx_access_rights(&self) -> u32 {
+        let access = (self.descriptor >> 40) & 0xff;
+        let flags = (self.descriptor >> 52) & 0xf;
+        (access | (flags << 12)) as u32
+    }
+
+    /// Attributes in the VMCB's compressed format: descriptor bits 40..47
+    /// in bits 0..7, bits 52..55 in bits 8..11 (AMD APM Vol. 2, Appendix B,
+    /// VMCB state save area).
+    pub fn svm_attributes(&self) -> u16 {
+        let access = (self.descriptor >> 40) & 0xff;
+        let flags = (self.descriptor >> 52) & 0xf;
+        (access | (flags << 8)) as u16
+    }
+}
+
+/// The initial vCPU state for a built guest; the backends load it into the
+/// VMCS or VMCB. TR and LDTR are not described: the guest has no TSS yet,
+/// so a backend sets whatever minimal state VM entry demands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootState {
+    /// The ELF entry point.
+    pub rip: u64,
+    /// `stack_top - 8`: as just after a `call`, so `(rsp + 8) % 16 == 0`,
+    /// what a System V function expects at entry. The 8 bytes at RSP are a
+    /// zero "return address".
+    pub rsp: u64,
+    /// Guest-physical address of the start-info page (first argument).
+    pub rdi: u64,
+    /// [`GUEST_RFLAGS`].
+    pub rflags: u64,
+    /// [`GUEST_CR0`].
+    pub cr0: u64,
+    /// Guest-physical address of the PML4.
+    pub cr3: u64,
+    /// [`GUEST_CR4`] (a backend adds what VMX requires, e.g. CR4.VMXE via
+    /// the fixed-bit MSRs, behind a read shadow).
+    pub cr4: u64,
+    /// [`GUEST_EFER`].
+    pub efer: u64,
+    /// GDTR base (guest-physical == guest-virtual).
+    pub gdt_base: u64,
+    /// GDTR limit (`3 * 8 - 1`).
+    pub gdt_limit: u16,
+    /// CS selector: [`CODE_SELECTOR`] (`== code.selector`).
+    pub cs: u16,
+    /// SS, DS, ES, FS and GS selector: [`DATA_SELECTOR`]
+    /// (`== data.selector`).
+    pub ds: u16,
+    /// CS in full: descriptor, base, limit, access rights for either vendor.
+    pub code: Segment,
+    /// SS, DS, ES, FS, GS in full.
+    pub data: Segment,
+    /// Where everything was put.
+    pub layout: Layout,
+}
+
+/// Why a guest could not be built. Nothing is written to guest memory
+/// unless every check passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildError {
+    /// The image failed [`elf::check`].
+    Elf(ElfError),
+    /// The image is `ET_DYN`; only fixed-address executables are loaded.
+    NotExec,
+    /// A segment's `p_vaddr` differs from its `p_paddr`; the guest starts
+    /// with an identity map, so it would not find its code.
+    NotIdentityMapped {
+        /// Program header index.
+        segment: u16,
+        /// `p_vaddr`.
+        vaddr: u64,
+        /// `p_paddr`.
+        paddr: u64,
+    },
+    /// Guest memory size is not a multiple of 4 KiB.
+    MemorySizeUnaligned(u64),
+    /// Guest memory is over [`MAX_GUEST_MEMORY`].
+    MemoryTooLarge {
+        /// Guest memory size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// Guest memory cannot even hold the reserved area.
+    MemoryTooSmall {
+        /// Guest memory size.
+        size: u64,
+        /// Bytes the reserved area needs.
+        need: u64,
+    },
+    /// A segment reaches beyond guest memory.
+    SegmentOutsideMemory {
+        /// Program header index.
+        segment: u16,
+        /// First guest-physical byte.
+        start: u64,
+        /// One past the last.
+        end: u64,
+        /// Guest memory size.
+        memory: u64,
+    },
+    /// A segment overlaps the builder's area at the top of memory.
+    SegmentOverlapsReserved {
+        /// Program header index.
+        segment: u16,
+        /// First guest-physical byte.
+        start: u64,
+        /// One past the last.
+        end: u64,
+        /// Start of the reserved area.
+        reserved_start: u64,
+    },
+    /// The command line does not fit the start-info page.
+    CmdlineTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// [`pvabi::CMDLINE_MAX`].
+        max: usize,
+    },
+    /// Neither [`pvabi::HYPERCALL_VMCALL`] nor [`pvabi::HYPERCALL_VMMCALL`].
+    BadHypercallInsn(u32),
+    /// A write to guest memory failed (a [`GuestMemory`] smaller than it
+    /// said).
+    Memory(OutOfBounds),
+}
+
+impl From<ElfError> for BuildError {
+    fn from(e: ElfError) -> Self {
+        Self::Elf(e)
+    }
+}
+
+impl From<OutOfBounds> for BuildError {
+    fn from(e: OutOfBounds) -> Self {
+        Self::Memory(e)
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Elf(e) => write!(f, "bad guest image: {e}"),
+            Self::NotExec => f.write_str(
+                "bad guest image: position-independent (ET_DYN); only ET_EXEC is loaded",
+            ),
+            Self::NotIdentityMapped {
+                segment,
+                vaddr,
+                paddr,
+            } => write!(
+                f,
+                "segment {segment} has virtual address {vaddr:#x} but physical address \
+                 {paddr:#x}; guests start identity-mapped, so they must be equal"
+            ),
+            Self::MemorySizeUnaligned(s) => {
+                write!(f, "guest memory size {s:#x} is not a multiple of 4 KiB")
+            }
+            Self::MemoryTooLarge { size, max } => {
+                write!(
+                    f,
+                    "guest memory size {size:#x} is over the limit of {max:#x}"
+                )
+            }
+            Self::MemoryTooSmall { size, need } => write!(
+                f,
+                "guest memory of {size:#x} bytes is too small: stack, page tables, GDT and \
+                 start info alone need {need:#x}"
+            ),
+            Self::SegmentOutsideMemory {
+                segment,
+                start,
+                end,
+                memory,
+            } => write!(
+                f,
+                "segment {segment} at {start:#x}..{end:#x} is outside guest memory \
+                 (0..{memory:#x})"
+            ),
+            Self::SegmentOverlapsReserved {
+                segment,
+                start,
+                end,
+                reserved_start,
+            } => write!(
+                f,
+                "segment {segment} at {start:#x}..{end:#x} overlaps the stack, page tables and \
+                 start info reserved from {reserved_start:#x}"
+            ),
+            Self::CmdlineTooLong { len, max } => {
+                write!(f, "command line of {len} bytes is longer than {max}")
+            }
+            Self::BadHypercallInsn(i) => write!(f, "unknown hypercall instruction {i}"),
+            Self::Memory(e) => write!(f, "writing guest memory: {e}"),
+        }
+    }
+}
+
+/// One non-empty `PT_LOAD` segment.
+#[derive(Debug, Clone, Copy)]
+struct Segment64 {
+    index: u16,
+    offset: u64,
+    vaddr: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+/// Program header `index` of an image [`elf::check`] accepted, if it is a
+/// non-empty `PT_LOAD`. `None` also for anything unreadable, which `check`
+/// has ruled out.
+fn segment(image: &[u8], index: u16) -> Option<Segment64> {
+    let phoff = usize::try_from(u64_at(image, 32)?).ok()?;
+    let phentsize = usize::from(u16_at(image, 54)?);
+    let at = phoff.checked_add(phentsize.checked_mul(usize::from(index))?)?;
+    let ph = image.get(at..at.checked_add(phentsize)?)?;
+    if u32_at(ph, 0)? != elf::PT_LOAD {
+        return None;
+    }
+    let memsz = u64_at(ph, 40)?;
+    if memsz == 0 {
+        return None;
+    }
+    Some(Segment64 {
+        index,
+        offset: u64_at(ph, 8)?,
+        vaddr: u64_at(ph, 16)?,
+        paddr: u64_at(ph, 24)?,
+        filesz: u64_at(ph, 32)?,
+        memsz,
+    })
+}
+
+/// The non-empty `PT_LOAD` segments of a checked image.
+fn segments(image: &[u8]) -> impl Iterator<Item = Segment64> + '_ {
+    let phnum = u16_at(image, 56).unwrap_or(0);
+    (0..phnum).filter_map(move |i| segment(image, i))
+}
+
+/// Checks every segment against the layout, before anything is written.
+fn check_segments(image: &[u8], layout: &Layout) -> Result<(), BuildError> {
+    for s in segments(image) {
+        if s.vaddr != s.paddr {
+            return Err(BuildError::NotIdentityMapped {
+                segment: s.index,
+                vaddr: s.vaddr,
+                paddr: s.paddr,
+            });
+        }
+        // `check` ruled out wrap-around; saturate anyway.
+        let end = s.paddr.saturating_add(s.memsz);
+        if end > layout.memory_bytes {
+            return Err(BuildError::SegmentOutsideMemory {
+                segment: s.index,
+                start: s.paddr,
+                end,
+                memory: layout.memory_bytes,
+            });
+        }
+        if end > layout.reserved_start {
+            return Err(BuildError::SegmentOverlapsReserved {
+                segment: s.index,
+                start: s.paddr,
+                end,
+                reserved_start: layout.reserved_start,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn load_segments(mem: &mut impl GuestMemory, image: &[u8]) -> Result<(), BuildError> {
+    for s in segments(image) {
+        let bytes = usize::try_from(s.offset)
+            .ok()
+            .zip(usize::try_from(s.filesz).ok())
+            .and_then(|(off, len)| image.get(off..off.checked_add(len)?))
+            // Ruled out by `elf::check`; report rather than panic.
+            .ok_or(ElfError::Truncated {
+                segment: s.index,
+                needs: s.offset.saturating_add(s.filesz),
+                have: image.len() as u64,
+            })?;
+        mem.write(s.paddr, bytes)?;
+        // The zero-fill (bss) after the file bytes; `filesz <= memsz`.
+        let bss = s.memsz.saturating_sub(s.filesz);
+        mem.fill(s.paddr.saturating_add(s.filesz), bss, 0)?;
+    }
+    Ok(())
+}
+
+fn write_u64(mem: &mut impl GuestMemory, gpa: u64, value: u64) -> Result<(), OutOfBounds> {
+    mem.write(gpa, &value.to_le_bytes())
+}
+
+/// Writes the identity map described in the module docs. The area is
+/// already zeroed.
+fn write_page_tables(mem: &mut impl GuestMemory, l: &Layout) -> Result<(), BuildError> {
+    // Bounded by MAX_GUEST_MEMORY, so the arithmetic below cannot overflow.
+    let pdpts = l.memory_bytes.div_ceil(SIZE_512G);
+    let pds = l.memory_bytes.div_ceil(SIZE_1G);
+    let pml4 = l.page_tables;
+    let pdpt_base = pml4 + PAGE;
+    let pd_base = pdpt_base + pdpts * PAGE;
+    for i in 0..pdpts {
+        write_u64(mem, pml4 + i * 8, (pdpt_base + i * PAGE) | PTE_P | PTE_W)?;
+    }
+    // PD j sits in PDPT j / 512 at slot j % 512: the PDPTs are contiguous,
+    // so that is simply the j-th entry after pdpt_base.
+    for j in 0..pds {
+        write_u64(mem, pdpt_base + j * 8, (pd_base + j * PAGE) | PTE_P | PTE_W)?;
+    }
+    let pages_2m = l.memory_bytes.div_ceil(SIZE_2M);
+    for k in 0..pages_2m {
+        write_u64(mem, pd_base + k * 8, (k * SIZE_2M) | PTE_P | PTE_W | PTE_PS)?;
+    }
+    Ok(())
+}
+
+/// Builds a guest in `mem`: loads the ELF `image` (which must be
+/// `ET_EXEC`, identity-linked, and leave the top of memory free; see the
+/// module docs), writes the start-info page, stack, page tables and GDT,
+/// and returns the vCPU's initial state. `hypercall_insn` is
+/// [`pvabi::HYPERCALL_VMCALL`] or [`pvabi::HYPERCALL_VMMCALL`], whichever
+/// the running backend traps.
+///
+/// Every check runs before the first write, so on error guest memory is as
+/// it was.
+pub fn build(
+    mem: &mut impl GuestMemory,
+    image: &[u8],
+    cmdline: &str,
+    domain_id: u32,
+    hypercall_insn: u32,
+) -> Result<BootState, BuildError> {
+    let summary = elf::check(image)?;
+    if summary.kind != ElfKind::Exec {
+        return Err(BuildError::NotExec);
+    }
+    if hypercall_insn != pvabi::HYPERCALL_VMCALL && hypercall_insn != pvabi::HYPERCALL_VMMCALL {
+        return Err(BuildError::BadHypercallInsn(hypercall_insn));
+    }
+    let layout = Layout::for_memory(mem.size())?;
+    check_segments(image, &layout)?;
+
+    let mut info = StartInfo::zeroed();
+    info.set_cmdline(cmdline.as_bytes())
+        .map_err(|_| BuildError::CmdlineTooLong {
+            len: cmdline.len(),
+            max: pvabi::CMDLINE_MAX,
+        })?;
+    info.magic = pvabi::START_INFO_MAGIC;
+    info.abi_version = pvabi::PVABI_VERSION;
+    info.hypercall_insn = hypercall_insn;
+    info.domain_id = domain_id;
+    info.nr_vcpus = 1;
+    info.flags = 0;
+    info.memory_bytes = layout.memory_bytes;
+    info.start_info_gpa = layout.start_info;
+    info.page_tables_gpa = layout.page_tables;
+    info.stack_top = layout.stack_top;
+
+    load_segments(mem, image)?;
+    let reserved_len = layout.memory_bytes - layout.reserved_start;
+    mem.fill(layout.reserved_start, reserved_len, 0)?;
+    write_page_tables(mem, &layout)?;
+    for (i, d) in (0u64..).zip(GDT) {
+        write_u64(mem, layout.gdt + i * 8, d)?;
+    }
+    mem.write(layout.start_info, info.bytes())?;
+
+    Ok(BootState {
+        rip: summary.entry,
+        rsp: layout.stack_top - 8,
+        rdi: layout.start_info,
+        rflags: GUEST_RFLAGS,
+        cr0: GUEST_CR0,
+        cr3: layout.page_tables,
+        cr4: GUEST_CR4,
+        efer: GUEST_EFER,
+        gdt_base: layout.gdt,
+        gdt_limit: (GDT.len() * 8 - 1) as u16,
+        cs: CODE_SELECTOR,
+        ds: DATA_SELECTOR,
+        code: Segment::flat(CODE_SELECTOR, CODE64_DESCRIPTOR),
+        data: Segment::flat(DATA_SELECTOR, DATA_DESCRIPTOR),
+        layout,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::domain::check_range;
+    use std::boxed::Box;
+    use std::collections::BTreeMap;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    /// Sparse guest memory: untouched pages read as `background`, so tests
+    /// can see what the builder zeroed and large memories cost nothing.
+    struct TestMem {
+        size: u64,
+        background: u8,
+        pages: BTreeMap<u64, Box<[u8; 4096]>>,
+        writes: usize,
+    }
+
+    impl TestMem {
+        fn new(size: u64, background: u8) -> Self {
+            Self {
+                size,
+                background,
+                pages: BTreeMap::new(),
+                writes: 0,
+            }
+        }
+
+        fn byte(&self, gpa: u64) -> u8 {
+            assert!(gpa < self.size);
+            self.pages
+                .get(&(gpa / PAGE))
+                .map_or(self.background, |p| p[(gpa % PAGE) as usize])
+        }
+
+        fn read(&self, gpa: u64, len: u64) -> Vec<u8> {
+            (gpa..gpa + len).map(|a| self.byte(a)).collect()
+        }
+
+        fn u64_at(&self, gpa: u64) -> u64 {
+            u64::from_le_bytes(self.read(gpa, 8).try_into().unwrap())
+        }
+
+        /// Calls `f(page, offset_in_page, index_in_access)` per chunk.
+        fn each_chunk(&mut self, gpa: u64, len: u64, mut f: impl FnMut(&mut [u8], usize)) {
+            let mut done = 0;
+            while done < len {
+                let a = gpa + done;
+                let off = a % PAGE;
+                let n = (PAGE - off).min(len - done);
+                let bg = self.background;
+                let page = self
+                    .pages
+                    .entry(a / PAGE)
+                    .or_insert_with(|| Box::new([bg; 4096]));
+                f(&mut page[off as usize..(off + n) as usize], done as usize);
+                done += n;
+            }
+        }
+    }
+
+    impl GuestMemory for TestMem {
+        fn size(&self) -> u64 {
+            self.size
+        }
+
+        fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
+            check_range(gpa, bytes.len() as u64, self.size)?;
+            self.writes += 1;
+            self.each_chunk(gpa, bytes.len() as u64, |dst, at| {
+                dst.copy_from_slice(&bytes[at..at + dst.len()]);
+            });
+            Ok(())
+        }
+
+        fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Result<(), OutOfBounds> {
+            check_range(gpa, len, self.size)?;
+            self.writes += 1;
+            self.each_chunk(gpa, len, |dst, _| dst.fill(byte));
+            Ok(())
+        }
+    }
+
+    /// A `PT_LOAD` for [`image`].
+    struct Seg<'a> {
+        flags: u32,
+        vaddr: u64,
+        paddr: u64,
+        data: &'a [u8],
+        memsz: u64,
+    }
+
+    fn seg(flags: u32, addr: u64, data: &[u8], memsz: u64) -> Seg<'_> {
+        Seg {
+            flags,
+            vaddr: addr,
+            paddr: addr,
+            data,
+            memsz,
+        }
+    }
+
+    const RX: u32 = elf::PF_X | 4;
+    const RW: u32 = 4 | 2;
+
+    /// An ELF64 x86_64 image: header, program headers, then each
+    /// segment's data at the next 4 KiB-aligned file offset.
+    fn image(e_type: u16, entry: u64, segs: &[Seg<'_>]) -> Vec<u8> {
+        let mut b = std::vec![0u8; 0x1000];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[6] = 1;
+        b[16..18].copy_from_slice(&e_type.to_le_bytes());
+        b[18..20].copy_from_slice(&elf::EM_X86_64.to_le_bytes());
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[24..32].copy_from_slice(&entry.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[52..54].copy_from_slice(&64u16.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&(segs.len() as u16).to_le_bytes());
+        for (i, s) in segs.iter().enumerate() {
+            let offset = b.len() as u64;
+            b.extend_from_slice(s.data);
+            b.resize(b.len().next_multiple_of(0x1000), 0);
+            let o = 64 + 56 * i;
+            b[o..o + 4].copy_from_slice(&elf::PT_LOAD.to_le_bytes());
+            b[o + 4..o + 8].copy_from_slice(&s.flags.to_le_bytes());
+            b[o + 8..o + 16].copy_from_slice(&offset.to_le_bytes());
+            b[o + 16..o + 24].copy_from_slice(&s.vaddr.to_le_bytes());
+            b[o + 24..o + 32].copy_from_slice(&s.paddr.to_le_bytes());
+            b[o + 32..o + 40].copy_from_slice(&(s.data.len() as u64).to_le_bytes());
+            b[o + 40..o + 48].copy_from_slice(&s.memsz.to_le_bytes());
+            b[o + 48..o + 56].copy_from_slice(&0x1000u64.to_le_bytes());
+        }
+        b
+    }
+
+    const MIB: u64 = 1 << 20;
+    const TEXT: &[u8] = &[0x0f, 0x01, 0xd9, 0xf4, 0xeb, 0xfd];
+
+    /// Text at 1 MiB, data + bss at 2 MiB + 4 KiB.
+    fn kernel() -> Vec<u8> {
+        image(
+            elf::ET_EXEC,
+            MIB + 2,
+            &[
+                seg(RX, MIB, TEXT, 0x10),
+                seg(RW, 2 * MIB + 0x1000, &[1, 2, 3, 4, 5], 0x3000),
+            ],
+        )
+    }
+
+    /// A four-level walk of the guest's own tables: GVA -> GPA.
+    fn walk(mem: &TestMem, cr3: u64, va: u64) -> Option<u64> {
+        let mut table = cr3;
+        for level in [4u32, 3, 2] {
+            let index = (va >> (12 + 9 * (level - 1))) & 0x1ff;
+            let e = mem.u64_at(table + index * 8);
+            if e & PTE_P == 0 {
+                return None;
+            }
+            assert_eq!(e & PTE_W, PTE_W, "writable at level {level}");
+            assert_eq!(e >> 52, 0, "no NX or high bits at level {level}");
+            assert_eq!(e & 0b100, 0, "supervisor only at level {level}");
+            if level == 2 {
+                assert_eq!(e & PTE_PS, PTE_PS, "2 MiB leaves");
+                return Some((e & 0x000f_ffff_ffe0_0000) | (va & (SIZE_2M - 1)));
+            }
+            assert_eq!(e & PTE_PS, 0, "no 1 GiB pages");
+            table = e & 0x000f_ffff_ffff_f000;
+        }
+        None
+    }
+
+    #[test]
+    fn loads_segments_and_zeroes_bss() {
+        let mut mem = TestMem::new(64 * MIB, 0xaa);
+        let boot = build(&mut mem, &kernel(), "hello", 7, pvabi::HYPERCALL_VMCALL).unwrap();
+        assert_eq!(mem.read(MIB, TEXT.len() as u64), TEXT);
+        // The text segment's bss (memsz 0x10) is zeroed too.
+        assert_eq!(mem.read(MIB + 6, 10), [0; 10]);
+        assert_eq!(mem.byte(MIB + 0x10), 0xaa, "nothing past memsz");
+        assert_eq!(mem.byte(MIB - 1), 0xaa, "nothing before");
+        let data = 2 * MIB + 0x1000;
+        assert_eq!(mem.read(data, 5), [1, 2, 3, 4, 5]);
+        assert!(mem.read(data + 5, 0x3000 - 5).iter().all(|&b| b == 0));
+        assert_eq!(mem.byte(data + 0x3000), 0xaa);
+        assert_eq!(boot.rip, MIB + 2);
+    }
+
+    #[test]
+    fn layout_and_registers() {
+        let size = 64 * MIB;
+        let mut mem = TestMem::new(size, 0xaa);
+        let boot = build(&mut mem, &kernel(), "", 3, pvabi::HYPERCALL_VMMCALL).unwrap();
+        let l = boot.layout;
+        // 64 MiB: PML4 + 1 PDPT + 1 PD.
+        assert_eq!(l.page_table_pages, 3);
+        assert_eq!(l.start_info, size - PAGE);
+        assert_eq!(l.gdt, size - 2 * PAGE);
+        assert_eq!(l.page_tables, size - 5 * PAGE);
+        assert_eq!(l.stack_top, l.page_tables);
+        assert_eq!(l.reserved_start, l.stack_top - STACK_SIZE);
+        // The stack was zeroed (the background was 0xaa).
+        assert!(
+            mem.read(l.reserved_start, STACK_SIZE)
+                .iter()
+                .all(|&b| b == 0)
+        );
+        assert_eq!(mem.byte(l.reserved_start - 1), 0xaa);
+        assert_eq!(boot.rsp, l.stack_top - 8);
+        assert_eq!((boot.rsp + 8) % 16, 0);
+        assert_eq!(mem.u64_at(boot.rsp), 0, "zero return address");
+        assert_eq!(boot.rdi, l.start_info);
+        assert_eq!(boot.cr3, l.page_tables);
+        assert_eq!(boot.cr0, 0x8001_0033);
+        assert_eq!(boot.cr4, 0x620);
+        assert_eq!(boot.efer, 0xd00);
+        assert_eq!(boot.rflags, 2);
+        assert_eq!(boot.gdt_base, l.gdt);
+        assert_eq!(boot.gdt_limit, 23);
+        assert_eq!(mem.u64_at(l.gdt), 0);
+        assert_eq!(mem.u64_at(l.gdt + 8), CODE64_DESCRIPTOR);
+        assert_eq!(mem.u64_at(l.gdt + 16), DATA_DESCRIPTOR);
+        assert_eq!(mem.u64_at(l.gdt + 24), 0);
+        assert_eq!((boot.cs, boot.code.selector), (0x08, 0x08));
+        assert_eq!((boot.ds, boot.data.selector), (0x10, 0x10));
+        assert_eq!((boot.code.base, boot.code.limit), (0, 0xffff_ffff));
+        assert_eq!((boot.data.base, boot.data.limit), (0, 0xffff_ffff));
+        // Access rights: code 0x9b + L|G, data 0x93 + D/B|G.
+        assert_eq!(boot.code.vmx_access_rights(), 0xa09b);
+        assert_eq!(boot.data.vmx_access_rights(), 0xc093);
+        assert_eq!(boot.code.svm_attributes(), 0xa9b);
+        assert_eq!(boot.data.svm_attributes(), 0xc93);
+    }
+
+    #[test]
+    fn start_info_fields() {
+        let mut mem = TestMem::new(64 * MIB, 0xaa);
+        let boot = build(&mut mem, &kernel(), "console=hvc0 quiet", 9, 1).unwrap();
+        let page = mem.read(boot.rdi, PAGE);
+        let si = StartInfo::from_page(&page).unwrap();
+        assert!(si.is_valid());
+        assert_eq!(si.magic, pvabi::START_INFO_MAGIC);
+        assert_eq!(si.abi_version, pvabi::PVABI_VERSION);
+        assert_eq!(si.hypercall_insn, pvabi::HYPERCALL_VMMCALL);
+        assert_eq!(si.domain_id, 9);
+        assert_eq!(si.nr_vcpus, 1);
+        assert_eq!(si.flags, 0);
+        assert_eq!(si.memory_bytes, 64 * MIB);
+        assert_eq!(si.start_info_gpa, boot.rdi);
+        assert_eq!(si.page_tables_gpa, boot.cr3);
+        assert_eq!(si.stack_top, boot.layout.stack_top);
+        assert_eq!(si.cmdline(), b"console=hvc0 quiet");
+        assert!(page[pvabi::START_INFO_SIZE..].iter().all(|&b| b == 0));
+        // The longest command line fits exactly.
+        let long = "x".repeat(pvabi::CMDLINE_MAX);
+        let mut mem = TestMem::new(64 * MIB, 0);
+        let boot = build(&mut mem, &kernel(), &long, 0, 0).unwrap();
+        let si = StartInfo::from_page(&mem.read(boot.rdi, PAGE)).unwrap();
+        assert_eq!(si.cmdline(), long.as_bytes());
+    }
+
+    fn check_identity_map(size: u64, tables: u64) {
+        let mut mem = TestMem::new(size, 0);
+        let boot = build(&mut mem, &kernel(), "", 0, 0).unwrap();
+        assert_eq!(boot.layout.page_table_pages, tables, "size {size:#x}");
+        let last_2m = (size - 1) & !(SIZE_2M - 1);
+        for va in [
+            0,
+            0x1234,
+            MIB + 2,
+            SIZE_2M,
+            SIZE_1G - 1,
+            SIZE_1G,
+            size / 2 + 0x777,
+            boot.rsp,
+            boot.layout.start_info,
+            size - 1,
+            last_2m + SIZE_2M - 1,
+        ] {
+            if va < last_2m + SIZE_2M {
+                assert_eq!(walk(&mem, boot.cr3, va), Some(va), "va {va:#x}");
+            }
+        }
+        assert_eq!(walk(&mem, boot.cr3, last_2m + SIZE_2M), None);
+        assert_eq!(walk(&mem, boot.cr3, 1 << 47), None);
+        assert_eq!(walk(&mem, boot.cr3, SIZE_512G * 3), None);
+    }
+
+    #[test]
+    fn identity_map_walks() {
+        // PML4 + PDPT + PDs, by size.
+        check_identity_map(64 * MIB, 3);
+        check_identity_map(SIZE_1G, 3);
+        check_identity_map(SIZE_1G + SIZE_2M, 4);
+        check_identity_map(3 * SIZE_1G + 5 * PAGE, 6);
+        check_identity_map(64 * MIB + 0x3000, 3);
+        // Past 512 GiB: a second PDPT.
+        check_identity_map(SIZE_512G + SIZE_1G, 1 + 2 + 513);
+    }
+
+    #[test]
+    fn nothing_written_on_error() {
+        let mut mem = TestMem::new(64 * MIB, 0xaa);
+        let img = image(
+            elf::ET_EXEC,
+            MIB,
+            &[seg(RX, MIB, TEXT, 0x10), seg(RW, 63 * MIB, &[1], 2 * MIB)],
+        );
+        assert!(build(&mut mem, &img, "", 0, 0).is_err());
+        assert_eq!(mem.writes, 0);
+        assert!(mem.pages.is_empty());
+    }
+
+    fn err(mem_size: u64, img: &[u8], cmdline: &str, insn: u32) -> BuildError {
+        let mut mem = TestMem::new(mem_size, 0);
+        let e = build(&mut mem, img, cmdline, 0, insn).unwrap_err();
+        assert_eq!(mem.writes, 0, "{e}");
+        e
+    }
+
+    #[test]
+    fn errors() {
+        let k = kernel();
+        let size = 64 * MIB;
+        // ELF errors are wrapped.
+        let mut bad = k.clone();
+        bad[0] = 0;
+        let e = err(size, &bad, "", 0);
+        assert_eq!(e, BuildError::Elf(ElfError::BadMagic));
+        assert_eq!(
+            e.to_string(),
+            "bad guest image: not an ELF file (bad magic)"
+        );
+        assert_eq!(
+            err(size, &k[..10], "", 0),
+            BuildError::Elf(ElfError::TooShort { have: 10 })
+        );
+
+        let dyn_img = image(elf::ET_DYN, MIB, &[seg(RX, MIB, TEXT, 0x10)]);
+        let e = err(size, &dyn_img, "", 0);
+        assert_eq!(e, BuildError::NotExec);
+        assert!(e.to_string().contains("ET_DYN"));
+
+        let mut high = seg(RX, MIB, TEXT, 0x10);
+        high.vaddr = 0xffff_ffff_8010_0000;
+        let img = image(elf::ET_EXEC, 0xffff_ffff_8010_0000, &[high]);
+        let e = err(size, &img, "", 0);
+        assert_eq!(
+            e,
+            BuildError::NotIdentityMapped {
+                segment: 0,
+                vaddr: 0xffff_ffff_8010_0000,
+                paddr: MIB
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "segment 0 has virtual address 0xffffffff80100000 but physical address 0x100000; \
+             guests start identity-mapped, so they must be equal"
+        );
+
+        // Outside memory: the second segment ends past 64 MiB.
+        let img = image(
+            elf::ET_EXEC,
+            MIB,
+            &[seg(RX, MIB, TEXT, 0x10), seg(RW, 63 * MIB, &[1], 2 * MIB)],
+        );
+        let e = err(size, &img, "", 0);
+        assert_eq!(
+            e,
+            BuildError::SegmentOutsideMemory {
+                segment: 1,
+                start: 63 * MIB,
+                end: 65 * MIB,
+                memory: size
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "segment 1 at 0x3f00000..0x4100000 is outside guest memory (0..0x4000000)"
+        );
+        // Entirely beyond memory.
+        let img = image(elf::ET_EXEC, 128 * MIB, &[seg(RX, 128 * MIB, TEXT, 0x10)]);
+        assert!(matches!(
+            err(size, &img, "", 0),
+            BuildError::SegmentOutsideMemory { segment: 0, .. }
+        ));
+
+        // Overlapping the reserved area by one byte, and just touching it.
+        let reserved = Layout::for_memory(size).unwrap().reserved_start;
+        let img = image(
+            elf::ET_EXEC,
+            MIB,
+            &[
+                seg(RX, MIB, TEXT, 0x10),
+                seg(RW, reserved - 0x1000, &[], 0x1001),
+            ],
+        );
+        let e = err(size, &img, "", 0);
+        assert_eq!(
+            e,
+            BuildError::SegmentOverlapsReserved {
+                segment: 1,
+                start: reserved - 0x1000,
+                end: reserved + 1,
+                reserved_start: reserved
+            }
+        );
+        assert!(
+            e.to_string()
+                .starts_with("segment 1 at 0x3fea000..0x3feb001 overlaps")
+        );
+        let img = image(
+            elf::ET_EXEC,
+            MIB,
+            &[
+                seg(RX, MIB, TEXT, 0x10),
+                seg(RW, reserved - 0x1000, &[], 0x1000),
+            ],
+        );
+        assert!(build(&mut TestMem::new(size, 0), &img, "", 0, 0).is_ok());
+
+        // Memory sizes.
+        let e = err(size + 1, &k, "", 0);
+        assert_eq!(e, BuildError::MemorySizeUnaligned(size + 1));
+        assert_eq!(
+            e.to_string(),
+            "guest memory size 0x4000001 is not a multiple of 4 KiB"
+        );
+        let e = err(MAX_GUEST_MEMORY + PAGE, &k, "", 0);
+        assert!(matches!(e, BuildError::MemoryTooLarge { .. }));
+        assert!(e.to_string().contains("over the limit of 0x10000000000"));
+        let need = STACK_SIZE + 5 * PAGE;
+        let e = err(need - PAGE, &k, "", 0);
+        assert_eq!(
+            e,
+            BuildError::MemoryTooSmall {
+                size: need - PAGE,
+                need
+            }
+        );
+        assert!(e.to_string().contains("too small"));
+        // A memory that holds the reserved area but not the kernel.
+        assert!(matches!(
+            err(2 * MIB, &k, "", 0),
+            BuildError::SegmentOutsideMemory { segment: 1, .. }
+        ));
+        assert!(matches!(
+            err(MIB + 0x15000, &k, "", 0),
+            BuildError::SegmentOverlapsReserved { segment: 0, .. }
+        ));
+
+        // Command line and hypercall instruction.
+        let long = "y".repeat(pvabi::CMDLINE_MAX + 1);
+        let e = err(size, &k, &long, 0);
+        assert_eq!(
+            e,
+            BuildError::CmdlineTooLong {
+                len: 1025,
+                max: 1024
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "command line of 1025 bytes is longer than 1024"
+        );
+        let e = err(size, &k, "", 2);
+        assert_eq!(e, BuildError::BadHypercallInsn(2));
+        assert_eq!(e.to_string(), "unknown hypercall instruction 2");
+
+        let oob = OutOfBounds {
+            gpa: 1,
+            len: 2,
+            size: 3,
+        };
+        assert!(
+            BuildError::from(oob)
+                .to_string()
+                .starts_with("writing guest memory: ")
+        );
+    }
+
+    #[test]
+    fn garbage_images_never_panic() {
+        let good = kernel();
+        let mut state = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..2000 {
+            let mut img = good.clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let i = (state % 200) as usize;
+                img[i] = (state >> 40) as u8;
+            }
+            let _ = build(&mut TestMem::new(16 * MIB, 0), &img, "", 0, 0);
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! AMD-V (SVM) with nested paging.
+//!
+//! References: AMD64 APM Vol. 2 chapter 15 ("Secure Virtual Machine"),
+//! Appendix B (VMCB layout), Appendix C (exit codes). The features QEMU's
+//! TCG lacks (NRIPS, decode assists, VMCB clean bits, flush-by-ASID) are
+//! used only when CPUID 0x8000000A offers them.
+
+use core::arch::naked_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{GuestRegs, VmExit};
+use crate::arch::cpu::{self, rdmsr, wrmsr};
+use crate::arch::{physmem, start};
+use crate::domain::builder::BootState;
+
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const EFER_SVME: u64 = 1 << 12;
+
+// VMCB control area offsets (APM Vol. 2 Appendix B, table B-1).
+const C_INTERCEPT_CR: usize = 0x000;
+const C_INTERCEPT_EXC: usize = 0x008;
+const C_INTERCEPT_MISC1: usize = 0x00c;
+const C_INTERCEPT_MISC2: usize = 0x010;
+const C_IOPM_BASE: usize = 0x040;
+const C_MSRPM_BASE: usize = 0x048;
+const C_ASID: usize = 0x058;
+const C_TLB_CONTROL: usize = 0x05c;
+const C_VINTR: usize = 0x060;
+const C_EXITCODE: usize = 0x070;
+const C_EXITINFO1: usize = 0x078;
+const C_EXITINFO2: usize = 0x080;
+const C_NP_ENABLE: usize = 0x090;
+const C_EVENTINJ: usize = 0x0a8;
+const C_N_CR3: usize = 0x0b0;
+const C_NRIP: usize = 0x0c8;
+
+// VMCB state save area offsets (table B-2).
+const S_ES: usize = 0x400;
+const S_CS: usize = 0x410;
+const S_SS: usize = 0x420;
+const S_DS: usize = 0x430;
+const S_FS: usize = 0x440;
+const S_GS: usize = 0x450;
+const S_GDTR: usize = 0x460;
+const S_LDTR: usize = 0x470;
+const S_IDTR: usize = 0x480;
+const S_TR: usize = 0x490;
+const S_CPL: usize = 0x4cb;
+const S_EFER: usize = 0x4d0;
+const S_CR4: usize = 0x548;
+const S_CR3: usize = 0x550;
+const S_CR0: usize = 0x558;
+const S_DR7: usize = 0x560;
+const S_DR6: usize = 0x568;
+const S_RFLAGS: usize = 0x570;
+const S_RIP: usize = 0x578;
+const S_RSP: usize = 0x5d8;
+const S_RAX: usize = 0x5f8;
+const S_GPAT: usize = 0x668;
+
+// Intercept bits, misc vector 1 (offset 0x0c).
+const I_INTR: u32 = 1 << 0;
+const I_NMI: u32 = 1 << 1;
+const I_SMI: u32 = 1 << 2;
+const I_INIT: u32 = 1 << 3;
+const I_CPUID: u32 = 1 << 18;
+const I_INVD: u32 = 1 << 22;
+const I_HLT: u32 = 1 << 24;
+const I_IOIO: u32 = 1 << 27;
+const I_MSR: u32 = 1 << 28;
+const I_TASK_SWITCH: u32 = 1 << 29;
+const I_SHUTDOWN: u32 = 1 << 31;
+// Misc vector 2 (offset 0x10): VMRUN (mandatory) and the other SVM
+// instructions, WBINVD, MONITOR, MWAIT.
+const I2_ALL_SVM: u32 = 0x7f;
+const I2_WBINVD: u32 = 1 << 9;
+const I2_MONITOR: u32 = 1 << 10;
+const I2_MWAIT: u32 = 1 << 11;
+
+// Exit codes (Appendix C).
+const VMEXIT_EXCP_BASE: u64 = 0x40;
+const VMEXIT_INTR: u64 = 0x60;
+const VMEXIT_NMI: u64 = 0x61;
+const VMEXIT_SMI: u64 = 0x62;
+const VMEXIT_INIT: u64 = 0x63;
+const VMEXIT_CPUID: u64 = 0x72;
+const VMEXIT_INVD: u64 = 0x76;
+const VMEXIT_HLT: u64 = 0x78;
+const VMEXIT_IOIO: u64 = 0x7b;
+const VMEXIT_MSR: u64 = 0x7c;
+const VMEXIT_TASK_SWITCH: u64 = 0x7d;
+const VMEXIT_SHUTDOWN: u64 = 0x7f;
+const VMEXIT_VMRUN: u64 = 0x80;
+const VMEXIT_VMMCALL: u64 = 0x81;
+const VMEXIT_VMLOAD: u64 = 0x82;
+const VMEXIT_VMSAVE: u64 = 0x83;
+const VMEXIT_STGI: u64 = 0x84;
+const VMEXIT_CLGI: u64 = 0x85;
+const VMEXIT_SKINIT: u64 = 0x86;
+const VMEXIT_WBINVD: u64 = 0x89;
+const VMEXIT_MONITOR: u64 = 0x8a;
+const VMEXIT_MWAIT: u64 = 0x8b;
+const VMEXIT_NPF: u64 = 0x400;
+const VMEXIT_INVALID_LOW32: u64 = 0xffff_ffff;
+
+/// Whether the CPU saves the next RIP on exits (CPUID 8000_000A EDX[3]).
+static NRIPS: AtomicU64 = AtomicU64::new(0);
+/// The I/O and MSR permission maps: every bit set, so every port and MSR
+/// access exits and the hypervisor decides. Shared by all vCPUs.
+static IOPM: AtomicU64 = AtomicU64::new(0);
+static MSRPM: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the host save area and a page for VMSAVE of host state.
+static HOST_SAVE: [AtomicU64; crate::arch::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::arch::percpu::MAX_CPUS];
+static HOST_VMCB: [AtomicU64; crate::arch::percpu::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::arch::percpu::MAX_CPUS];
+
+fn alloc_zeroed(pages: u64) -> Option<u64> {
+    let base = start::alloc_frames(pages)?;
+    for i in 0..pages {
+        // SAFETY: freshly allocated, identity-mapped frames we own.
+        unsafe { physmem::zero_frame(base + i * 4096) };
+    }
+    Some(base)
+}
+
+/// Once, on the boot CPU: the permission maps.
+pub fn init_global(nrips: bool) -> Option<()> {
+    NRIPS.store(u64::from(nrips), Ordering::Relaxed);
+    // IOPM: 12 KiB; MSRPM: 8 KiB (APM 15.10, 15.11). All ones = intercept.
+    let iopm = start::alloc_frames(3)?;
+    let msrpm = start::alloc_frames(2)?;
+    // SAFETY: freshly allocated identity-mapped frames we own.
+    unsafe {
+        core::ptr::write_bytes(iopm as *mut u8, 0xff, 3 * 4096);
+        core::ptr::write_bytes(msrpm as *mut u8, 0xff, 2 * 4096);
+    }
+    IOPM.store(iopm, Ordering::Relaxed);
+    MSRPM.store(msrpm, Ordering::Relaxed);
+    Some(())
+}
+
+/// On each CPU: EFER.SVME and the host save area (APM 15.4, 15.30.4).
+pub fn init_this_cpu(cpu_index: usize) -> Option<()> {
+    let hsave = alloc_zeroed(1)?;
+    let host_vmcb = alloc_zeroed(1)?;
+    HOST_SAVE.get(cpu_index)?.store(hsave, Ordering::Relaxed);
+    HOST_VMCB
+        .get(cpu_index)?
+        .store(host_vmcb, Ordering::Relaxed);
+    // SAFETY: CPUID says SVM exists and VM_CR.SVMDIS is clear (checked by
+    // the caller), so setting EFER.SVME is allowed; VM_HSAVE_PA takes a
+    // page-aligned physical address we own.
+    unsafe {
+        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+        wrmsr(MSR_VM_HSAVE_PA, hsave);
+    }
+    Some(())
+}
+
+/// A vCPU under AMD-V: its VMCB and saved registers.
+pub struct SvmVcpu {
+    vmcb: u64,
+    /// General-purpose registers (RAX lives in the VMCB).
+    pub regs: GuestRegs,
+}
+
+impl SvmVcpu {
+    fn w64(&mut self, off: usize, v: u64) {
+        // SAFETY: `vmcb` is a page we own; every offset is a field inside
+        // it; the CPU does not touch it while we run here (not in VMRUN).
+        unsafe { core::ptr::write_volatile((self.vmcb + off as u64) as *mut u64, v) }
+    }
+    fn w32(&mut self, off: usize, v: u32) {
+        // SAFETY: as in `w64`.
+        unsafe { core::ptr::write_volatile((self.vmcb + off as u64) as *mut u32, v) }
+    }
+    fn w16(&mut self, off: usize, v: u16) {
+        // SAFETY: as in `w64`.
+        unsafe { core::ptr::write_volatile((self.vmcb + off as u64) as *mut u16, v) }
+    }
+    fn w8(&mut self, off: usize, v: u8) {
+        // SAFETY: as in `w64`.
+        unsafe { core::ptr::write_volatile((self.vmcb + off as u64) as *mut u8, v) }
+    }
+    fn r64(&self, off: usize) -> u64 {
+        // SAFETY: as in `w64`.
+        unsafe { core::ptr::read_volatile((self.vmcb + off as u64) as *const u64) }
+    }
+
+    fn segment(&mut self, off: usize, selector: u16, attrib: u16, limit: u32, base: u64) {
+        self.w16(off, selector);
+        self.w16(off + 2, attrib);
+        self.w32(off + 4, limit);
+        self.w64(off + 8, base);
+    }
+
+    /// A vCPU that starts in 64-bit mode in the state `boot` describes,
+    /// translating guest-physical addresses through the NPT at `npt_root`.
+    pub fn new(boot: &BootState, npt_root: u64, asid: u32) -> Option<Self> {
+        let mut v = Self {
+            vmcb: alloc_zeroed(1)?,
+            regs: GuestRegs::default(),
+        };
+        v.w32(C_INTERCEPT_CR, 0);
+        v.w32(C_INTERCEPT_EXC, 0);
+        v.w32(
+            C_INTERCEPT_MISC1,
+            I_INTR
+                | I_NMI
+                | I_SMI
+                | I_INIT
+                | I_CPUID
+                | I_INVD
+                | I_HLT
+                | I_IOIO
+                | I_MSR
+                | I_TASK_SWITCH
+                | I_SHUTDOWN,
+        );
+        v.w32(
+            C_INTERCEPT_MISC2,
+            I2_ALL_SVM | I2_WBINVD | I2_MONITOR | I2_MWAIT,
+        );
+        v.w64(C_IOPM_BASE, IOPM.load(Ordering::Relaxed));
+        v.w64(C_MSRPM_BASE, MSRPM.load(Ordering::Relaxed));
+        v.w32(C_ASID, asid);
+        // Flush this guest's TLB entries on the first run.
+        v.w8(C_TLB_CONTROL, 1);
+        // V_INTR_MASKING: host interrupts are never masked by the guest's IF.
+        v.w64(C_VINTR, 1 << 24);
+        v.w64(C_NP_ENABLE, 1);
+        v.w64(C_N_CR3, npt_root);
+
+        // Attributes: descriptor bits 40-47 in 0-7, bits 52-55 in 8-11.
+        let code = 0x9b | (1 << 9) | (1 << 11); // P, S, exec/read, L, G
+        let data = 0x93 | (1 << 10) | (1 << 11); // P, S, read/write, D/B, G
+        v.segment(S_CS, boot.cs, code, 0xffff_ffff, 0);
+        for off in [S_ES, S_SS, S_DS, S_FS, S_GS] {
+            v.segment(off, boot.ds, data, 0xffff_ffff, 0);
+        }
+        v.segment(S_GDTR, 0, 0, u32::from(boot.gdt_limit), boot.gdt_base);
+        v.segment(S_IDTR, 0, 0, 0, 0);
+        v.segment(S_LDTR, 0, 0x82, 0, 0);
+        v.segment(S_TR, 0, 0x8b, 0x67, 0);
+        v.w8(S_CPL, 0);
+        v.w64(S_EFER, boot.efer | EFER_SVME);
+        v.w64(S_CR0, boot.cr0);
+        v.w64(S_CR3, boot.cr3);
+        v.w64(S_CR4, boot.cr4);
+        v.w64(S_DR6, 0xffff_0ff0);
+        v.w64(S_DR7, 0x400);
+        v.w64(S_RFLAGS, boot.rflags);
+        v.w64(S_RIP, boot.rip);
+        v.w64(S_RSP, boot.rsp);
+        v.w64(S_RAX, 0);
+        v.w64(S_GPAT, 0x0007_0406_0007_0406);
+        v.regs.rdi = boot.rdi;
+        Some(v)
+    }
+
+    /// Guest RIP.
+    pub fn rip(&self) -> u64 {
+        self.r64(S_RIP)
+    }
+
+    /// Guest RAX.
+    pub fn rax(&self) -> u64 {
+        self.r64(S_RAX)
+    }
+
+    /// Sets guest RAX.
+    pub fn set_rax(&mut self, v: u64) {
+        self.w64(S_RAX, v);
+    }
+
+    /// Moves RIP past the instruction that exited.
+    pub fn skip(&mut self, len: u64) {
+        let rip = self.r64(S_RIP);
+        self.w64(S_RIP, rip.wrapping_add(len));
+    }
+
+    /// Injects #GP(0) on the next entry (APM 15.20).
+    pub fn inject_gp(&mut self) {
+        self.w64(C_EVENTINJ, 13 | (3 << 8) | (1 << 11) | (1 << 31));
+    }
+
+    /// Runs the guest until the next exit.
+    pub fn run(&mut self) -> VmExit {
+        let cpu = crate::arch::percpu::cpu_index();
+        let host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
+        // SAFETY: `vmcb` is a valid VMCB (set up in `new`), `host_vmcb` this
+        // CPU's host state page, `regs` lives across the call; SVM was
+        // enabled on this CPU by `init_this_cpu`.
+        unsafe { svm_run(self.vmcb, &raw mut self.regs, host_vmcb) };
+        // After a #VMEXIT the TLB need not be flushed again.
+        self.w8(C_TLB_CONTROL, 0);
+        self.decode()
+    }
+
+    fn decode(&self) -> VmExit {
+        let code = self.r64(C_EXITCODE);
+        let info1 = self.r64(C_EXITINFO1);
+        let info2 = self.r64(C_EXITINFO2);
+        let nrip_len = |fallback: u64| {
+            if NRIPS.load(Ordering::Relaxed) != 0 {
+                self.r64(C_NRIP).wrapping_sub(self.r64(S_RIP))
+            } else {
+                fallback
+            }
+        };
+        match code {
+            VMEXIT_VMMCALL => VmExit::Hypercall { len: nrip_len(3) },
+            VMEXIT_CPUID => VmExit::Cpuid { len: nrip_len(2) },
+            VMEXIT_MSR => VmExit::Msr {
+                write: info1 & 1 != 0,
+                len: nrip_len(2),
+            },
+            VMEXIT_IOIO => VmExit::Io {
+                port: (info1 >> 16) as u16,
+                write: info1 & 1 == 0,
+                size: ((info1 >> 4) & 0x7) as u8,
+                len: nrip_len(0),
+            },
+            VMEXIT_HLT => VmExit::Hlt { len: nrip_len(1) },
+            VMEXIT_INTR | VMEXIT_NMI | VMEXIT_SMI | VMEXIT_INIT => VmExit::ExternalInterrupt,
+            VMEXIT_NPF => VmExit::NestedPageFault {
+                gpa: info2,
+                write: info1 & 2 != 0,
+                fetch: info1 & 0x10 != 0,
+            },
+            VMEXIT_SHUTDOWN => VmExit::Shutdown,
+            VMEXIT_INVD => VmExit::Forbidden { what: "INVD" },
+            VMEXIT_WBINVD => VmExit::Forbidden { what: "WBINVD" },
+            VMEXIT_MONITOR | VMEXIT_MWAIT => VmExit::Forbidden {
+                what: "MONITOR/MWAIT",
+            },
+            VMEXIT_TASK_SWITCH => VmExit::Forbidden {
+                what: "task switch",
+            },
+            VMEXIT_VMRUN | VMEXIT_VMLOAD | VMEXIT_VMSAVE | VMEXIT_STGI | VMEXIT_CLGI
+            | VMEXIT_SKINIT => VmExit::Forbidden {
+                what: "an SVM instruction",
+            },
+            c if c & 0xffff_ffff == VMEXIT_INVALID_LOW32 => VmExit::InvalidState { detail: c },
+            c if (VMEXIT_EXCP_BASE..VMEXIT_EXCP_BASE + 32).contains(&c) => VmExit::Unknown {
+                code: c,
+                info1,
+                info2,
+            },
+            c => VmExit::Unknown {
+                code: c,
+                info1,
+                info2,
+            },
+        }
+    }
+}
+
+/// VMSAVE host state, VMLOAD guest state, load guest GPRs, VMRUN, and the
+/// reverse. RAX is the guest VMCB's physical address throughout (VMRUN
+/// restores the host RAX on #VMEXIT, APM 15.5.1). GIF is cleared around the
+/// switch so no host interrupt lands between VMLOAD and VMRUN; `stgi` at the
+/// end lets the interrupt that caused an INTR exit be taken.
+///
+/// # Safety
+/// `vmcb` and `host_vmcb` are valid, owned, page-aligned physical pages;
+/// `regs` points to a live `GuestRegs`; SVM is enabled on this CPU.
+#[unsafe(naked)]
+unsafe extern "C" fn svm_run(vmcb: u64, regs: *mut GuestRegs, host_vmcb: u64) {
+    naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "push rdx",               // [rsp+8] after the next push: host VMCB
+        "push rsi",               // [rsp]: regs
+        ".byte 0x0f, 0x01, 0xdd", // clgi
+        "mov rax, rdx",
+        ".byte 0x0f, 0x01, 0xdb", // vmsave rax (host)
+        "mov rax, rdi",
+        ".byte 0x0f, 0x01, 0xda", // vmload rax (guest)
+        "mov rbx, [rsi + 8]",
+        "mov rcx, [rsi + 16]",
+        "mov rdx, [rsi + 24]",
+        "mov rdi, [rsi + 40]",
+        "mov rbp, [rsi + 48]",
+        "mov r8, [rsi + 56]",
+        "mov r9, [rsi + 64]",
+        "mov r10, [rsi + 72]",
+        "mov r11, [rsi + 80]",
+        "mov r12, [rsi + 88]",
+        "mov r13, [rsi + 96]",
+        "mov r14, [rsi + 104]",
+        "mov r15, [rsi + 112]",
+        "mov rsi, [rsi + 32]",
+        ".byte 0x0f, 0x01, 0xd8", // vmrun rax
+        "push rsi",               // guest RSI; [rsp+8] = regs
+        "mov rsi, [rsp + 8]",
+        "mov [rsi + 8], rbx",
+        "mov [rsi + 16], rcx",
+        "mov [rsi + 24], rdx",
+        "mov [rsi + 40], rdi",
+        "mov [rsi + 48], rbp",
+        "mov [rsi + 56], r8",
+        "mov [rsi + 64], r9",
+        "mov [rsi + 72], r10",
+        "mov [rsi + 80], r11",
+        "mov [rsi + 88], r12",
+        "mov [rsi + 96], r13",
+        "mov [rsi + 104], r14",
+        "mov [rsi + 112], r15",
+        "pop qword ptr [rsi + 32]",
+        ".byte 0x0f, 0x01, 0xdb", // vmsave rax (guest)
+        "mov rax, [rsp + 8]",
+        ".byte 0x0f, 0x01, 0xda", // vmload rax (host)
+        "add rsp, 16",
+        ".byte 0x0f, 0x01, 0xdc", // stgi
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+    )
+}
+
+/// Whether this CPU can run SVM guests (nested paging required).
+pub fn usable(features: &cpu::VirtFeatures) -> bool {
+    matches!(
+        features,
+        cpu::VirtFeatures::Svm {
+            locked_off: false,
+            npt: true,
+            ..
+        }
+    )
+}

@@ -1,0 +1,552 @@
+//! Intel VT-x with extended page tables.
+//!
+//! References: Intel SDM Vol. 3C chapters 25 (VMCS), 26 (VM entries), 27
+//! (VM exits), 29 (EPT, VPID), Vol. 3D Appendix A (capability MSRs) and B
+//! (field encodings), Appendix C (exit reasons).
+//!
+//! A VMCS is active on at most one CPU: a vCPU's VMCS is VMCLEARed whenever
+//! the vCPU is switched out ([`VmxVcpu::put`]), so the next run, on any CPU,
+//! starts with VMPTRLD + VMLAUNCH and rewrites that CPU's host state.
+
+use core::arch::{asm, naked_asm};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::{GuestRegs, VmExit};
+use crate::arch::cpu::{rdmsr, wrmsr};
+use crate::arch::{physmem, start};
+use crate::domain::builder::BootState;
+
+const IA32_FEATURE_CONTROL: u32 = 0x3a;
+const IA32_VMX_BASIC: u32 = 0x480;
+const IA32_VMX_PINBASED: u32 = 0x481;
+const IA32_VMX_PROCBASED: u32 = 0x482;
+const IA32_VMX_EXIT: u32 = 0x483;
+const IA32_VMX_ENTRY: u32 = 0x484;
+const IA32_VMX_CR0_FIXED0: u32 = 0x486;
+const IA32_VMX_CR0_FIXED1: u32 = 0x487;
+const IA32_VMX_CR4_FIXED0: u32 = 0x488;
+const IA32_VMX_CR4_FIXED1: u32 = 0x489;
+const IA32_VMX_PROCBASED2: u32 = 0x48b;
+const IA32_VMX_TRUE_PINBASED: u32 = 0x48d;
+const IA32_VMX_TRUE_PROCBASED: u32 = 0x48e;
+const IA32_VMX_TRUE_EXIT: u32 = 0x48f;
+const IA32_VMX_TRUE_ENTRY: u32 = 0x490;
+const IA32_PAT: u32 = 0x277;
+const IA32_EFER: u32 = 0xc000_0080;
+const IA32_GS_BASE: u32 = 0xc000_0101;
+const CR4_VMXE: u64 = 1 << 13;
+
+// Field encodings (SDM Vol. 3D Appendix B).
+const VPID: u64 = 0x0000;
+const GUEST_ES_SEL: u64 = 0x0800;
+const HOST_ES_SEL: u64 = 0x0c00;
+const HOST_CS_SEL: u64 = 0x0c02;
+const HOST_SS_SEL: u64 = 0x0c04;
+const HOST_DS_SEL: u64 = 0x0c06;
+const HOST_FS_SEL: u64 = 0x0c08;
+const HOST_GS_SEL: u64 = 0x0c0a;
+const HOST_TR_SEL: u64 = 0x0c0c;
+const EPT_POINTER: u64 = 0x201a;
+const GUEST_PHYS_ADDR: u64 = 0x2400;
+const VMCS_LINK_POINTER: u64 = 0x2800;
+const GUEST_PAT: u64 = 0x2804;
+const GUEST_EFER: u64 = 0x2806;
+const HOST_PAT: u64 = 0x2c00;
+const HOST_EFER: u64 = 0x2c02;
+const PIN_CONTROLS: u64 = 0x4000;
+const PROC_CONTROLS: u64 = 0x4002;
+const EXCEPTION_BITMAP: u64 = 0x4004;
+const EXIT_CONTROLS: u64 = 0x400c;
+const ENTRY_CONTROLS: u64 = 0x4012;
+const ENTRY_INTR_INFO: u64 = 0x4016;
+const ENTRY_EXC_ERRCODE: u64 = 0x4018;
+const PROC_CONTROLS2: u64 = 0x401e;
+const VM_INSTRUCTION_ERROR: u64 = 0x4400;
+const EXIT_REASON: u64 = 0x4402;
+const EXIT_INSTR_LEN: u64 = 0x440c;
+const GUEST_ES_LIMIT: u64 = 0x4800;
+const GUEST_GDTR_LIMIT: u64 = 0x4810;
+const GUEST_IDTR_LIMIT: u64 = 0x4812;
+const GUEST_ES_AR: u64 = 0x4814;
+const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
+const GUEST_ACTIVITY: u64 = 0x4826;
+const HOST_SYSENTER_CS: u64 = 0x4c00;
+const CR0_MASK: u64 = 0x6000;
+const CR4_MASK: u64 = 0x6002;
+const CR0_SHADOW: u64 = 0x6004;
+const CR4_SHADOW: u64 = 0x6006;
+const EXIT_QUALIFICATION: u64 = 0x6400;
+const GUEST_CR0: u64 = 0x6800;
+const GUEST_CR3: u64 = 0x6802;
+const GUEST_CR4: u64 = 0x6804;
+const GUEST_ES_BASE: u64 = 0x6806;
+const GUEST_GDTR_BASE: u64 = 0x6816;
+const GUEST_IDTR_BASE: u64 = 0x6818;
+const GUEST_DR7: u64 = 0x681a;
+const GUEST_RSP: u64 = 0x681c;
+const GUEST_RIP: u64 = 0x681e;
+const GUEST_RFLAGS: u64 = 0x6820;
+const HOST_CR0: u64 = 0x6c00;
+const HOST_CR3: u64 = 0x6c02;
+const HOST_CR4: u64 = 0x6c04;
+const HOST_FS_BASE: u64 = 0x6c06;
+const HOST_GS_BASE: u64 = 0x6c08;
+const HOST_TR_BASE: u64 = 0x6c0a;
+const HOST_GDTR_BASE: u64 = 0x6c0c;
+const HOST_IDTR_BASE: u64 = 0x6c0e;
+const HOST_SYSENTER_ESP: u64 = 0x6c10;
+const HOST_SYSENTER_EIP: u64 = 0x6c12;
+
+// Segment order in the guest-state area: ES CS SS DS FS GS LDTR TR.
+const SEG_ES: u64 = 0;
+const SEG_CS: u64 = 1;
+const SEG_TR: u64 = 7;
+const SEG_LDTR: u64 = 6;
+
+/// VMCS revision identifier (IA32_VMX_BASIC[30:0]).
+static REVISION: AtomicU64 = AtomicU64::new(0);
+/// Whether VPID is available (tags guest TLB entries).
+static HAVE_VPID: AtomicU64 = AtomicU64::new(0);
+/// Control values adjusted to what the CPU allows (pin, proc, proc2,
+/// exit, entry).
+static CONTROLS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+/// Fits `want` to a capability MSR: low half = bits that must be 1, high
+/// half = bits that may be 1 (SDM Vol. 3D A.3).
+fn adjust(msr: u32, want: u32) -> u32 {
+    // SAFETY: the VMX capability MSRs exist when CPUID reports VMX (checked
+    // before `init_global`).
+    let cap = unsafe { rdmsr(msr) };
+    (want | cap as u32) & (cap >> 32) as u32
+}
+
+/// Once, on the boot CPU: the controls every VMCS uses.
+pub fn init_global(vpid: bool) {
+    // SAFETY: VMX exists (caller checked CPUID and the feature control MSR).
+    let basic = unsafe { rdmsr(IA32_VMX_BASIC) };
+    REVISION.store(basic & 0x7fff_ffff, Ordering::Relaxed);
+    let truectl = basic & (1 << 55) != 0;
+    let pick = |plain: u32, tru: u32| if truectl { tru } else { plain };
+    // Pin: external-interrupt exiting (0), NMI exiting (3).
+    let pin = adjust(
+        pick(IA32_VMX_PINBASED, IA32_VMX_TRUE_PINBASED),
+        (1 << 0) | (1 << 3),
+    );
+    // Primary: HLT (7), MWAIT (10), unconditional I/O (24), MONITOR (29),
+    // secondary controls (31). No MSR bitmap: every RDMSR/WRMSR exits.
+    let proc = adjust(
+        pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
+        (1 << 7) | (1 << 10) | (1 << 24) | (1 << 29) | (1 << 31),
+    );
+    // Secondary: EPT (1), VPID (5) where offered.
+    let proc2 = adjust(
+        IA32_VMX_PROCBASED2,
+        (1 << 1) | if vpid { 1 << 5 } else { 0 },
+    );
+    // Exit: 64-bit host (9), save/load PAT (18, 19), save/load EFER (20, 21).
+    let exit = adjust(
+        pick(IA32_VMX_EXIT, IA32_VMX_TRUE_EXIT),
+        (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21),
+    );
+    // Entry: IA-32e guest (9), load PAT (14), load EFER (15).
+    let entry = adjust(
+        pick(IA32_VMX_ENTRY, IA32_VMX_TRUE_ENTRY),
+        (1 << 9) | (1 << 14) | (1 << 15),
+    );
+    for (slot, v) in CONTROLS.iter().zip([pin, proc, proc2, exit, entry]) {
+        slot.store(u64::from(v), Ordering::Relaxed);
+    }
+    HAVE_VPID.store(u64::from(vpid && proc2 & (1 << 5) != 0), Ordering::Relaxed);
+}
+
+fn page_with_revision() -> Option<u64> {
+    let page = start::alloc_frames(1)?;
+    // SAFETY: a fresh identity-mapped frame we own.
+    unsafe {
+        physmem::zero_frame(page);
+        core::ptr::write_volatile(page as *mut u32, REVISION.load(Ordering::Relaxed) as u32);
+    }
+    Some(page)
+}
+
+/// Why VMX could not be turned on.
+#[derive(Debug, Clone, Copy)]
+pub enum VmxError {
+    /// Firmware locked IA32_FEATURE_CONTROL with VMX disabled.
+    LockedOff,
+    /// No memory for the VMXON region.
+    OutOfMemory,
+    /// VMXON failed (CF or ZF set).
+    VmxonFailed,
+}
+
+/// On each CPU: CR0/CR4 fixed bits, CR4.VMXE, VMXON (SDM 24.7).
+pub fn init_this_cpu() -> Result<(), VmxError> {
+    // SAFETY: VMX exists; IA32_FEATURE_CONTROL may be written only while
+    // unlocked, which we check; CR0/CR4 get only the bits VMX requires.
+    unsafe {
+        let fc = rdmsr(IA32_FEATURE_CONTROL);
+        if fc & 1 == 0 {
+            wrmsr(IA32_FEATURE_CONTROL, fc | 1 | (1 << 2));
+        } else if fc & (1 << 2) == 0 {
+            return Err(VmxError::LockedOff);
+        }
+        let cr0: u64;
+        let cr4: u64;
+        asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        let cr0 = (cr0 | rdmsr(IA32_VMX_CR0_FIXED0)) & rdmsr(IA32_VMX_CR0_FIXED1);
+        let cr4 = (cr4 | CR4_VMXE | rdmsr(IA32_VMX_CR4_FIXED0)) & rdmsr(IA32_VMX_CR4_FIXED1);
+        asm!("mov cr0, {}", in(reg) cr0, options(nomem, nostack));
+        asm!("mov cr4, {}", in(reg) cr4, options(nomem, nostack));
+    }
+    let region = page_with_revision().ok_or(VmxError::OutOfMemory)?;
+    let ok: u8;
+    // SAFETY: `region` is a page-aligned VMXON region with the revision ID;
+    // CR0/CR4 satisfy the fixed bits; VMXON reads only that page.
+    unsafe {
+        asm!("vmxon [{r}]", "setna {ok}", r = in(reg) &region, ok = out(reg_byte) ok, options(nostack));
+    }
+    if ok != 0 {
+        Err(VmxError::VmxonFailed)
+    } else {
+        Ok(())
+    }
+}
+
+fn vmwrite(field: u64, value: u64) {
+    // SAFETY: called only with a current VMCS (after VMPTRLD); an invalid
+    // field sets VMfailValid, which the next VM entry reports.
+    unsafe { asm!("vmwrite {}, {}", in(reg) field, in(reg) value, options(nostack)) };
+}
+
+fn vmread(field: u64) -> u64 {
+    let v: u64;
+    // SAFETY: as in `vmwrite`.
+    unsafe { asm!("vmread {}, {}", out(reg) v, in(reg) field, options(nostack)) };
+    v
+}
+
+/// A vCPU under VT-x.
+pub struct VmxVcpu {
+    vmcs: u64,
+    launched: bool,
+    /// General-purpose registers (RSP/RIP live in the VMCS).
+    pub regs: GuestRegs,
+    boot: BootState,
+    eptp: u64,
+    vpid: u16,
+    started: bool,
+}
+
+impl VmxVcpu {
+    /// A vCPU starting in 64-bit mode per `boot`, with EPT rooted at
+    /// `ept_root`.
+    pub fn new(boot: &BootState, ept_root: u64, vpid: u16) -> Option<Self> {
+        Some(Self {
+            vmcs: page_with_revision()?,
+            launched: false,
+            regs: GuestRegs {
+                rdi: boot.rdi,
+                ..GuestRegs::default()
+            },
+            boot: *boot,
+            // WB (6), 4-level walk (3 << 3).
+            eptp: ept_root | 6 | (3 << 3),
+            vpid: vpid.max(1),
+            started: false,
+        })
+    }
+
+    fn load(&mut self) {
+        // SAFETY: `vmcs` is a VMCS region with the right revision, not
+        // active on any other CPU (we VMCLEAR on every switch-out).
+        unsafe { asm!("vmptrld [{}]", in(reg) &self.vmcs, options(nostack)) };
+        if !self.started {
+            self.write_guest_state();
+            self.started = true;
+        }
+        self.write_host_state();
+    }
+
+    /// Switches the vCPU out: flushes the VMCS to memory so any CPU can
+    /// load it next.
+    pub fn put(&mut self) {
+        // SAFETY: VMCLEAR of our own VMCS region.
+        unsafe { asm!("vmclear [{}]", in(reg) &self.vmcs, options(nostack)) };
+        self.launched = false;
+    }
+
+    fn write_guest_state(&mut self) {
+        let b = self.boot;
+        let c = |i: usize| CONTROLS.get(i).map_or(0, |v| v.load(Ordering::Relaxed));
+        vmwrite(PIN_CONTROLS, c(0));
+        vmwrite(PROC_CONTROLS, c(1));
+        vmwrite(PROC_CONTROLS2, c(2));
+        vmwrite(EXIT_CONTROLS, c(3));
+        vmwrite(ENTRY_CONTROLS, c(4));
+        vmwrite(EXCEPTION_BITMAP, 0);
+        vmwrite(EPT_POINTER, self.eptp);
+        if HAVE_VPID.load(Ordering::Relaxed) != 0 {
+            vmwrite(VPID, u64::from(self.vpid));
+        }
+        vmwrite(VMCS_LINK_POINTER, u64::MAX);
+        // The guest sees its CR0/CR4 as built; VMX's required bits (CR0.NE,
+        // CR4.VMXE) are forced and hidden behind the read shadows.
+        // SAFETY: the fixed-bit MSRs exist under VMX.
+        let (f0, f4) = unsafe { (rdmsr(IA32_VMX_CR0_FIXED0), rdmsr(IA32_VMX_CR4_FIXED0)) };
+        vmwrite(GUEST_CR0, b.cr0 | f0);
+        vmwrite(CR0_MASK, f0);
+        vmwrite(CR0_SHADOW, b.cr0);
+        vmwrite(GUEST_CR4, b.cr4 | f4 | CR4_VMXE);
+        vmwrite(CR4_MASK, f4 | CR4_VMXE);
+        vmwrite(CR4_SHADOW, b.cr4);
+        vmwrite(GUEST_CR3, b.cr3);
+        vmwrite(GUEST_EFER, b.efer);
+        vmwrite(GUEST_PAT, 0x0007_0406_0007_0406);
+        vmwrite(GUEST_DR7, 0x400);
+        vmwrite(GUEST_RSP, b.rsp);
+        vmwrite(GUEST_RIP, b.rip);
+        vmwrite(GUEST_RFLAGS, b.rflags);
+        vmwrite(GUEST_INTERRUPTIBILITY, 0);
+        vmwrite(GUEST_ACTIVITY, 0);
+        // Access rights: type, S, DPL, P in 0-7; L 13, D/B 14, G 15;
+        // unusable 16 (SDM Vol. 3C 25.4.1).
+        for seg in 0..8u64 {
+            let (sel, ar, limit) = match seg {
+                SEG_CS => (b.cs, 0xa09b, 0xffff_ffff),
+                SEG_LDTR => (0, 1 << 16, 0),
+                SEG_TR => (0, 0x8b, 0x67),
+                _ => (b.ds, 0xc093, 0xffff_ffff),
+            };
+            vmwrite(GUEST_ES_SEL + seg * 2, u64::from(sel));
+            vmwrite(GUEST_ES_AR + seg * 2, ar);
+            vmwrite(GUEST_ES_LIMIT + seg * 2, limit);
+            vmwrite(GUEST_ES_BASE + seg * 2, 0);
+        }
+        let _ = SEG_ES;
+        vmwrite(GUEST_GDTR_BASE, b.gdt_base);
+        vmwrite(GUEST_GDTR_LIMIT, u64::from(b.gdt_limit));
+        vmwrite(GUEST_IDTR_BASE, 0);
+        vmwrite(GUEST_IDTR_LIMIT, 0);
+    }
+
+    fn write_host_state(&mut self) {
+        let (cr0, cr3, cr4): (u64, u64, u64);
+        // SAFETY: reading control registers has no side effects.
+        unsafe {
+            asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+            asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack));
+            asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        }
+        vmwrite(HOST_CR0, cr0);
+        vmwrite(HOST_CR3, cr3);
+        vmwrite(HOST_CR4, cr4);
+        vmwrite(HOST_ES_SEL, 0x10);
+        vmwrite(HOST_CS_SEL, 0x08);
+        vmwrite(HOST_SS_SEL, 0x10);
+        vmwrite(HOST_DS_SEL, 0x10);
+        vmwrite(HOST_FS_SEL, 0);
+        vmwrite(HOST_GS_SEL, 0);
+        vmwrite(HOST_TR_SEL, 0x18);
+        let gdt = x86_64::instructions::tables::sgdt();
+        let idt = x86_64::instructions::tables::sidt();
+        vmwrite(HOST_GDTR_BASE, gdt.base.as_u64());
+        vmwrite(HOST_IDTR_BASE, idt.base.as_u64());
+        vmwrite(
+            HOST_TR_BASE,
+            crate::arch::gdt::tss_base(crate::arch::percpu::cpu_index()),
+        );
+        vmwrite(HOST_FS_BASE, 0);
+        // SAFETY: architectural MSRs present on every x86_64 CPU.
+        unsafe {
+            vmwrite(HOST_GS_BASE, rdmsr(IA32_GS_BASE));
+            vmwrite(HOST_PAT, rdmsr(IA32_PAT));
+            vmwrite(HOST_EFER, rdmsr(IA32_EFER));
+        }
+        vmwrite(HOST_SYSENTER_CS, 0);
+        vmwrite(HOST_SYSENTER_ESP, 0);
+        vmwrite(HOST_SYSENTER_EIP, 0);
+    }
+
+    /// Guest RIP.
+    pub fn rip(&self) -> u64 {
+        vmread(GUEST_RIP)
+    }
+
+    /// Guest RAX.
+    pub fn rax(&self) -> u64 {
+        self.regs.rax
+    }
+
+    /// Sets guest RAX.
+    pub fn set_rax(&mut self, v: u64) {
+        self.regs.rax = v;
+    }
+
+    /// Moves RIP past the instruction that exited.
+    pub fn skip(&mut self, len: u64) {
+        vmwrite(GUEST_RIP, vmread(GUEST_RIP).wrapping_add(len));
+    }
+
+    /// Injects #GP(0) on the next entry (SDM Vol. 3C 26.6).
+    pub fn inject_gp(&mut self) {
+        vmwrite(ENTRY_INTR_INFO, 13 | (3 << 8) | (1 << 11) | (1 << 31));
+        vmwrite(ENTRY_EXC_ERRCODE, 0);
+    }
+
+    /// Makes this vCPU's VMCS current on this CPU (call before `run` and the
+    /// register accessors after a switch-in).
+    pub fn enter(&mut self) {
+        self.load();
+        if !self.launched {
+            invalidate(self.eptp);
+        }
+    }
+
+    /// Runs the guest until the next exit. [`Self::enter`] must have run on
+    /// this CPU since the last [`Self::put`].
+    pub fn run(&mut self) -> VmExit {
+        // SAFETY: the VMCS is current on this CPU with complete guest and
+        // host state; `regs` lives across the call.
+        let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
+        if failed != 0 {
+            return VmExit::InvalidState {
+                detail: vmread(VM_INSTRUCTION_ERROR),
+            };
+        }
+        self.launched = true;
+        self.decode()
+    }
+
+    fn decode(&self) -> VmExit {
+        let reason = vmread(EXIT_REASON);
+        let len = vmread(EXIT_INSTR_LEN);
+        let qual = vmread(EXIT_QUALIFICATION);
+        if reason & (1 << 31) != 0 {
+            return VmExit::InvalidState {
+                detail: reason & 0xffff,
+            };
+        }
+        match reason & 0xffff {
+            1 | 0 => VmExit::ExternalInterrupt,
+            2 => VmExit::Shutdown,
+            10 => VmExit::Cpuid { len },
+            12 => VmExit::Hlt { len },
+            13 => VmExit::Forbidden { what: "INVD" },
+            18 => VmExit::Hypercall { len },
+            19..=27 | 50 | 53 => VmExit::Forbidden {
+                what: "a VMX instruction",
+            },
+            30 => VmExit::Io {
+                port: (qual >> 16) as u16,
+                write: qual & 8 == 0,
+                size: (qual & 7) as u8 + 1,
+                len,
+            },
+            31 => VmExit::Msr { write: false, len },
+            32 => VmExit::Msr { write: true, len },
+            36 | 39 => VmExit::Forbidden {
+                what: "MONITOR/MWAIT",
+            },
+            54 => VmExit::Forbidden { what: "WBINVD" },
+            9 => VmExit::Forbidden {
+                what: "task switch",
+            },
+            48 => VmExit::NestedPageFault {
+                gpa: vmread(GUEST_PHYS_ADDR),
+                write: qual & 2 != 0,
+                fetch: qual & 4 != 0,
+            },
+            r => VmExit::Unknown {
+                code: r,
+                info1: qual,
+                info2: vmread(GUEST_PHYS_ADDR),
+            },
+        }
+    }
+}
+
+/// INVEPT single context (type 1) for `eptp` (SDM Vol. 3C 29.4.3.1).
+fn invalidate(eptp: u64) {
+    let desc: [u64; 2] = [eptp, 0];
+    // SAFETY: a well-formed INVEPT descriptor on the stack; VMX is on.
+    unsafe { asm!("invept {}, [{}]", in(reg) 1u64, in(reg) &desc, options(nostack)) };
+}
+
+/// Loads guest GPRs, VMLAUNCH/VMRESUME, and on exit saves them. HOST_RSP
+/// and HOST_RIP are written right here so the exit lands on this frame.
+/// Returns 0 after a VM exit, 1 if the entry instruction itself failed.
+///
+/// # Safety
+/// A VMCS with complete state is current; `regs` points to live registers.
+#[unsafe(naked)]
+unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
+    naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "push rdi",        // [rsp]: regs
+        "mov rax, 0x6c14", // HOST_RSP
+        "vmwrite rax, rsp",
+        "lea rdx, [rip + 2f]",
+        "mov rax, 0x6c16", // HOST_RIP
+        "vmwrite rax, rdx",
+        "cmp rsi, 0",
+        "mov rax, [rdi]",
+        "mov rbx, [rdi + 8]",
+        "mov rcx, [rdi + 16]",
+        "mov rdx, [rdi + 24]",
+        "mov rsi, [rdi + 32]",
+        "mov rbp, [rdi + 48]",
+        "mov r8, [rdi + 56]",
+        "mov r9, [rdi + 64]",
+        "mov r10, [rdi + 72]",
+        "mov r11, [rdi + 80]",
+        "mov r12, [rdi + 88]",
+        "mov r13, [rdi + 96]",
+        "mov r14, [rdi + 104]",
+        "mov r15, [rdi + 112]",
+        "mov rdi, [rdi + 40]",
+        "jne 3f",
+        "vmlaunch",
+        "jmp 4f",
+        "3:",
+        "vmresume",
+        "4:",
+        // Entry failed: still on the host stack with guest values loaded.
+        "add rsp, 8",
+        "mov eax, 1",
+        "jmp 5f",
+        "2:",
+        // VM exit: RSP = HOST_RSP, [rsp] = regs.
+        "xchg rdi, [rsp]",
+        "mov [rdi], rax",
+        "mov [rdi + 8], rbx",
+        "mov [rdi + 16], rcx",
+        "mov [rdi + 24], rdx",
+        "mov [rdi + 32], rsi",
+        "mov [rdi + 48], rbp",
+        "mov [rdi + 56], r8",
+        "mov [rdi + 64], r9",
+        "mov [rdi + 72], r10",
+        "mov [rdi + 80], r11",
+        "mov [rdi + 88], r12",
+        "mov [rdi + 96], r13",
+        "mov [rdi + 104], r14",
+        "mov [rdi + 112], r15",
+        "pop qword ptr [rdi + 40]",
+        "xor eax, eax",
+        "5:",
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "pop rbp",
+        "ret",
+    )
+}
