@@ -7,6 +7,8 @@
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(not(target_os = "none"), deny(unsafe_code))]
 
+extern crate alloc;
+
 pub mod boot;
 pub mod domain;
 pub mod elf;

@@ -20,6 +20,11 @@ pub fn set_mapped_limit(limit: u64) {
     MAPPED_START.store(0x1000, Ordering::Relaxed);
 }
 
+/// One past the highest identity-mapped address.
+pub fn mapped_limit() -> u64 {
+    MAPPED_LIMIT.load(Ordering::Relaxed)
+}
+
 /// Whether `[addr, addr + len)` lies in the identity map.
 pub fn is_mapped(addr: u64, len: u64) -> bool {
     addr >= MAPPED_START.load(Ordering::Relaxed)

@@ -178,9 +178,14 @@ extern "C" fn ap_main(cpu: u64) -> ! {
         AP_X2APIC.load(Ordering::Relaxed) != 0,
         TIMER_HZ.load(Ordering::Relaxed) as u32,
     );
+    if let Err(why) = super::sched::init_virt_this_cpu() {
+        log::error!("cpu{cpu}: {why}; it will not run guests");
+        percpu::this_cpu().online.store(true, Ordering::Release);
+        idle()
+    }
     log::debug!("cpu{cpu} online (APIC ID {})", lapic::id());
     percpu::this_cpu().online.store(true, Ordering::Release);
-    idle()
+    super::sched::run_cpu()
 }
 
 /// Waits for interrupts forever.

@@ -12,7 +12,7 @@ use x86_64::structures::paging::PhysFrame;
 
 use super::cpu::{CpuInfo, VirtFeatures};
 use super::physmem::{self, IdentityMem};
-use super::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, serial, smp};
+use super::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, sched, serial, smp};
 use crate::boot::cmdline::{Options, SelfTest};
 use crate::boot::info::MAX_MEMORY_REGIONS;
 use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
@@ -60,6 +60,34 @@ pub fn alloc_frames(count: u64) -> Option<u64> {
         .lock()
         .as_mut()?
         .alloc_contiguous(usize::try_from(count).ok()?, 4096, FOUR_GIB)
+}
+
+/// `count` contiguous frames aligned to `align` bytes, anywhere in RAM the
+/// identity map covers (guest memory).
+pub fn alloc_aligned(count: u64, align: u64) -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_contiguous(
+        usize::try_from(count).ok()?,
+        align,
+        physmem::mapped_limit(),
+    )
+}
+
+/// Returns `count` frames starting at `base` to the allocator. A frame the
+/// allocator rejects (never handed out, or already free) is a hypervisor
+/// bug: it is logged, not silently ignored.
+pub fn free_frames(base: u64, count: u64) {
+    let mut guard = FRAMES.lock();
+    let Some(frames) = guard.as_mut() else { return };
+    for i in 0..count {
+        if let Err(e) = frames.free(base + i * 4096) {
+            log::error!("freeing frame {:#x}: {e}", base + i * 4096);
+        }
+    }
+}
+
+/// Free frames right now.
+pub fn free_frame_count() -> u64 {
+    FRAMES.lock().as_ref().map_or(0, |f| f.free_frames())
 }
 
 macro_rules! fatal {
@@ -244,6 +272,12 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // --- Modules ----------------------------------------------------------
     check_modules(boot);
 
+    // --- Hardware virtualization -------------------------------------------
+    match sched::init_virt(&cpu.virt).and_then(|b| sched::init_virt_this_cpu().map(|()| b)) {
+        Ok(b) => log::info!("virt: running guests with {}", b.name()),
+        Err(why) => log::warn!("virt: guests cannot run: {why}"),
+    }
+
     // --- Interrupt controllers, timer, other CPUs ---------------------------
     pit::disable_legacy_pic(idt::VECTOR_PIC_BASE);
     let x2apic = cpu.x2apic;
@@ -336,11 +370,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         free_bytes >> 20,
         ram.div_ceil(1 << 20)
     );
-    if opts.shutdown {
-        log::info!("shutdown requested on the command line");
-        exit::exit(true);
-    }
-    smp::idle()
+    start_domains(boot);
+    sched::all_created(opts.shutdown);
+    sched::run_cpu()
 }
 
 fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
@@ -439,6 +471,44 @@ fn check_modules(boot: &BootInfo) {
             m.end,
             crc32(bytes)
         );
+    }
+}
+
+fn module_name(i: usize, m: &crate::boot::Module) -> arrayvec::ArrayString<32> {
+    let mut s = arrayvec::ArrayString::new();
+    match m.name() {
+        Some(n) => {
+            for c in n.chars() {
+                if s.try_push(c).is_err() {
+                    break;
+                }
+            }
+        }
+        None => {
+            let _ = core::fmt::write(&mut s, format_args!("module{i}"));
+        }
+    }
+    s
+}
+
+/// Every ELF boot module becomes a domain; its arguments are the guest's
+/// command line. A module that cannot be started is reported and skipped:
+/// the others still run.
+fn start_domains(boot: &BootInfo) {
+    for (i, m) in boot.modules.iter().enumerate() {
+        // SAFETY: checked to be mapped and reserved in `check_modules`.
+        let bytes = unsafe { physmem::slice(m.start, m.len() as usize) };
+        if !bytes.starts_with(b"\x7fELF") {
+            continue;
+        }
+        let name = module_name(i, m);
+        let Some(backend) = sched::backend() else {
+            log::error!("domain {name}: not started: no usable hardware virtualization");
+            continue;
+        };
+        if let Err(e) = sched::create(backend, &name, bytes, m.args()) {
+            log::error!("domain {name}: not started: {e}");
+        }
     }
 }
 

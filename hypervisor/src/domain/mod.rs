@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+pub mod exits;
 
 use core::fmt;
 

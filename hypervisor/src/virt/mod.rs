@@ -16,4 +16,6 @@ pub use exit::{Backend, GuestRegs, VmExit};
 #[cfg(target_os = "none")]
 pub mod svm;
 #[cfg(target_os = "none")]
+pub mod vcpu;
+#[cfg(target_os = "none")]
 pub mod vmx;

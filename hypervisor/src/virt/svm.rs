@@ -226,8 +226,6 @@ impl SvmVcpu {
         v.w64(C_IOPM_BASE, IOPM.load(Ordering::Relaxed));
         v.w64(C_MSRPM_BASE, MSRPM.load(Ordering::Relaxed));
         v.w32(C_ASID, asid);
-        // Flush this guest's TLB entries on the first run.
-        v.w8(C_TLB_CONTROL, 1);
         // V_INTR_MASKING: host interrupts are never masked by the guest's IF.
         v.w64(C_VINTR, 1 << 24);
         v.w64(C_NP_ENABLE, 1);
@@ -258,6 +256,22 @@ impl SvmVcpu {
         v.w64(S_GPAT, 0x0007_0406_0007_0406);
         v.regs.rdi = boot.rdi;
         Some(v)
+    }
+
+    /// Switches the vCPU in on this CPU. Its ASID may have stale entries
+    /// here (another domain used it, or this vCPU ran here before with
+    /// other mappings), so the next run flushes the TLB; TLB_CONTROL=1 is
+    /// the one flush every SVM CPU supports (APM 15.16.1).
+    pub fn enter(&mut self) {
+        self.w8(C_TLB_CONTROL, 1);
+    }
+
+    /// Returns the VMCB page; the vCPU must never run again.
+    pub fn release(&mut self) {
+        if self.vmcb != 0 {
+            start::free_frames(self.vmcb, 1);
+            self.vmcb = 0;
+        }
     }
 
     /// Guest RIP.

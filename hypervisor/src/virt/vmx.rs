@@ -369,6 +369,15 @@ impl VmxVcpu {
         vmwrite(HOST_SYSENTER_EIP, 0);
     }
 
+    /// Returns the VMCS page (after [`Self::put`]); the vCPU must never run
+    /// again.
+    pub fn release(&mut self) {
+        if self.vmcs != 0 {
+            start::free_frames(self.vmcs, 1);
+            self.vmcs = 0;
+        }
+    }
+
     /// Guest RIP.
     pub fn rip(&self) -> u64 {
         vmread(GUEST_RIP)
@@ -399,8 +408,13 @@ impl VmxVcpu {
     /// register accessors after a switch-in).
     pub fn enter(&mut self) {
         self.load();
-        if !self.launched {
-            invalidate(self.eptp);
+        // The VMCS was cleared at the last switch-out, so this is a fresh
+        // launch: drop any stale guest translations this CPU may hold for
+        // this EPT or VPID (another CPU may have changed them, or a dead
+        // domain used the same VPID).
+        invalidate(self.eptp);
+        if HAVE_VPID.load(Ordering::Relaxed) != 0 {
+            invalidate_vpid(self.vpid);
         }
     }
 
@@ -472,6 +486,13 @@ fn invalidate(eptp: u64) {
     let desc: [u64; 2] = [eptp, 0];
     // SAFETY: a well-formed INVEPT descriptor on the stack; VMX is on.
     unsafe { asm!("invept {}, [{}]", in(reg) 1u64, in(reg) &desc, options(nostack)) };
+}
+
+/// INVVPID single context (type 1) for `vpid` (SDM Vol. 3C 29.4.3.3).
+fn invalidate_vpid(vpid: u16) {
+    let desc: [u64; 2] = [u64::from(vpid), 0];
+    // SAFETY: a well-formed INVVPID descriptor; VMX is on and VPID enabled.
+    unsafe { asm!("invvpid {}, [{}]", in(reg) 1u64, in(reg) &desc, options(nostack)) };
 }
 
 /// Loads guest GPRs, VMLAUNCH/VMRESUME, and on exit saves them. HOST_RSP

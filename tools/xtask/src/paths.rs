@@ -11,7 +11,15 @@ pub const KERNEL_BIN: &str = "kestrel";
 /// The package of example and test guests (bare-metal binaries only).
 pub const GUESTS_PACKAGE: &str = "kestrel-guests";
 /// Every guest binary in that package.
-pub const GUESTS: &[&str] = &["hello", "oob", "hammer", "spin", "triple", "privileged"];
+pub const GUESTS: &[&str] = &[
+    "hello",
+    "oob",
+    "hammer",
+    "spin",
+    "triple",
+    "privileged",
+    "cpuid",
+];
 
 /// Which Cargo profile a kernel was built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,87 @@
+//! One vCPU type over both backends, chosen at boot from CPUID.
+
+use super::svm::SvmVcpu;
+use super::vmx::VmxVcpu;
+use super::{GuestRegs, VmExit};
+use crate::domain::exits::VcpuOps;
+
+/// A vCPU of either vendor.
+pub enum Vcpu {
+    /// AMD-V.
+    Svm(SvmVcpu),
+    /// Intel VT-x.
+    Vmx(VmxVcpu),
+}
+
+impl Vcpu {
+    /// Switches the vCPU in on this CPU (before the first `run` of a slice).
+    pub fn enter(&mut self) {
+        match self {
+            Self::Svm(v) => v.enter(),
+            Self::Vmx(v) => v.enter(),
+        }
+    }
+
+    /// Runs until the next exit.
+    pub fn run(&mut self) -> VmExit {
+        match self {
+            Self::Svm(v) => v.run(),
+            Self::Vmx(v) => v.run(),
+        }
+    }
+
+    /// Frees the vCPU's control page (VMCB or VMCS); the vCPU is dead.
+    pub fn release(&mut self) {
+        match self {
+            Self::Svm(v) => v.release(),
+            Self::Vmx(v) => v.release(),
+        }
+    }
+
+    /// Switches the vCPU out (after the last `run` of a slice).
+    pub fn put(&mut self) {
+        match self {
+            Self::Svm(_) => {}
+            Self::Vmx(v) => v.put(),
+        }
+    }
+}
+
+impl VcpuOps for Vcpu {
+    fn regs(&mut self) -> &mut GuestRegs {
+        match self {
+            Self::Svm(v) => &mut v.regs,
+            Self::Vmx(v) => &mut v.regs,
+        }
+    }
+    fn rax(&self) -> u64 {
+        match self {
+            Self::Svm(v) => v.rax(),
+            Self::Vmx(v) => v.rax(),
+        }
+    }
+    fn set_rax(&mut self, value: u64) {
+        match self {
+            Self::Svm(v) => v.set_rax(value),
+            Self::Vmx(v) => v.set_rax(value),
+        }
+    }
+    fn rip(&self) -> u64 {
+        match self {
+            Self::Svm(v) => v.rip(),
+            Self::Vmx(v) => v.rip(),
+        }
+    }
+    fn skip(&mut self, len: u64) {
+        match self {
+            Self::Svm(v) => v.skip(len),
+            Self::Vmx(v) => v.skip(len),
+        }
+    }
+    fn inject_gp(&mut self) {
+        match self {
+            Self::Svm(v) => v.inject_gp(),
+            Self::Vmx(v) => v.inject_gp(),
+        }
+    }
+}
