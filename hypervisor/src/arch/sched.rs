@@ -58,8 +58,13 @@ pub fn init_virt(features: &super::cpu::VirtFeatures) -> Result<Backend, &'stati
         VirtFeatures::Vmx { invept: false, .. } => {
             return Err("VT-x without INVEPT is not supported");
         }
-        VirtFeatures::Svm { nrips, .. } => {
-            crate::virt::svm::init_global(nrips)
+        VirtFeatures::Svm {
+            nrips,
+            flush_by_asid,
+            asids,
+            ..
+        } => {
+            crate::virt::svm::init_global(nrips, flush_by_asid, asids)
                 .ok_or("out of memory for the SVM permission maps")?;
             Backend::Svm
         }
@@ -174,8 +179,7 @@ pub fn create(
                 g.map(i as u64 * CHUNK, c, CHUNK, Perms::ALL, &mut tables)
                     .map_err(CreateError::Paging)?;
             }
-            let asid = 1 + (id - 1) % 15;
-            let v = SvmVcpu::new(&boot, g.root(), asid).ok_or(CreateError::OutOfMemory)?;
+            let v = SvmVcpu::new(&boot, g.root(), id).ok_or(CreateError::OutOfMemory)?;
             (Gpt::Npt(g), Vcpu::Svm(v))
         }
         Backend::Vmx => {

@@ -9,6 +9,7 @@
 //! `unsafe` is allowed only in the vendor backends (they execute VMRUN,
 //! VMLAUNCH and friends); the shared types in [`exit`] forbid it.
 
+pub mod decode;
 pub mod exit;
 
 pub use exit::{Backend, GuestRegs, VmExit};

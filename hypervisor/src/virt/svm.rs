@@ -78,34 +78,13 @@ const I2_WBINVD: u32 = 1 << 9;
 const I2_MONITOR: u32 = 1 << 10;
 const I2_MWAIT: u32 = 1 << 11;
 
-// Exit codes (Appendix C).
-const VMEXIT_EXCP_BASE: u64 = 0x40;
-const VMEXIT_INTR: u64 = 0x60;
-const VMEXIT_NMI: u64 = 0x61;
-const VMEXIT_SMI: u64 = 0x62;
-const VMEXIT_INIT: u64 = 0x63;
-const VMEXIT_CPUID: u64 = 0x72;
-const VMEXIT_INVD: u64 = 0x76;
-const VMEXIT_HLT: u64 = 0x78;
-const VMEXIT_IOIO: u64 = 0x7b;
-const VMEXIT_MSR: u64 = 0x7c;
-const VMEXIT_TASK_SWITCH: u64 = 0x7d;
-const VMEXIT_SHUTDOWN: u64 = 0x7f;
-const VMEXIT_VMRUN: u64 = 0x80;
-const VMEXIT_VMMCALL: u64 = 0x81;
-const VMEXIT_VMLOAD: u64 = 0x82;
-const VMEXIT_VMSAVE: u64 = 0x83;
-const VMEXIT_STGI: u64 = 0x84;
-const VMEXIT_CLGI: u64 = 0x85;
-const VMEXIT_SKINIT: u64 = 0x86;
-const VMEXIT_WBINVD: u64 = 0x89;
-const VMEXIT_MONITOR: u64 = 0x8a;
-const VMEXIT_MWAIT: u64 = 0x8b;
-const VMEXIT_NPF: u64 = 0x400;
-const VMEXIT_INVALID_LOW32: u64 = 0xffff_ffff;
-
 /// Whether the CPU saves the next RIP on exits (CPUID 8000_000A EDX[3]).
 static NRIPS: AtomicU64 = AtomicU64::new(0);
+/// TLB_CONTROL value for "flush this guest": 3 (this ASID only) with
+/// flush-by-ASID (CPUID 8000_000A EDX[6]), else 1 (everything).
+static TLB_FLUSH: AtomicU64 = AtomicU64::new(1);
+/// ASIDs the CPU offers (CPUID 8000_000A EBX); ASID 0 is the host's.
+static ASIDS: AtomicU64 = AtomicU64::new(2);
 /// The I/O and MSR permission maps: every bit set, so every port and MSR
 /// access exits and the hypervisor decides. Shared by all vCPUs.
 static IOPM: AtomicU64 = AtomicU64::new(0);
@@ -125,9 +104,11 @@ fn alloc_zeroed(pages: u64) -> Option<u64> {
     Some(base)
 }
 
-/// Once, on the boot CPU: the permission maps.
-pub fn init_global(nrips: bool) -> Option<()> {
+/// Once, on the boot CPU: the optional features and the permission maps.
+pub fn init_global(nrips: bool, flush_by_asid: bool, asids: u32) -> Option<()> {
     NRIPS.store(u64::from(nrips), Ordering::Relaxed);
+    TLB_FLUSH.store(if flush_by_asid { 3 } else { 1 }, Ordering::Relaxed);
+    ASIDS.store(u64::from(asids.max(2)), Ordering::Relaxed);
     // IOPM: 12 KiB; MSRPM: 8 KiB (APM 15.10, 15.11). All ones = intercept.
     let iopm = start::alloc_frames(3)?;
     let msrpm = start::alloc_frames(2)?;
@@ -198,7 +179,10 @@ impl SvmVcpu {
 
     /// A vCPU that starts in 64-bit mode in the state `boot` describes,
     /// translating guest-physical addresses through the NPT at `npt_root`.
-    pub fn new(boot: &BootState, npt_root: u64, asid: u32) -> Option<Self> {
+    pub fn new(boot: &BootState, npt_root: u64, domain_id: u32) -> Option<Self> {
+        // ASIDs may be shared by several domains: every switch-in flushes
+        // the guest's TLB entries (`enter`), so sharing is safe.
+        let asid = 1 + domain_id.saturating_sub(1) % (ASIDS.load(Ordering::Relaxed) as u32 - 1);
         let mut v = Self {
             vmcb: alloc_zeroed(1)?,
             regs: GuestRegs::default(),
@@ -260,10 +244,10 @@ impl SvmVcpu {
 
     /// Switches the vCPU in on this CPU. Its ASID may have stale entries
     /// here (another domain used it, or this vCPU ran here before with
-    /// other mappings), so the next run flushes the TLB; TLB_CONTROL=1 is
-    /// the one flush every SVM CPU supports (APM 15.16.1).
+    /// other mappings), so the next run flushes them: by ASID where the CPU
+    /// can, else the whole TLB (APM 15.16.1).
     pub fn enter(&mut self) {
-        self.w8(C_TLB_CONTROL, 1);
+        self.w8(C_TLB_CONTROL, TLB_FLUSH.load(Ordering::Relaxed) as u8);
     }
 
     /// Returns the VMCB page; the vCPU must never run again.
@@ -314,61 +298,14 @@ impl SvmVcpu {
     }
 
     fn decode(&self) -> VmExit {
-        let code = self.r64(C_EXITCODE);
-        let info1 = self.r64(C_EXITINFO1);
-        let info2 = self.r64(C_EXITINFO2);
-        let nrip_len = |fallback: u64| {
-            if NRIPS.load(Ordering::Relaxed) != 0 {
-                self.r64(C_NRIP).wrapping_sub(self.r64(S_RIP))
-            } else {
-                fallback
-            }
-        };
-        match code {
-            VMEXIT_VMMCALL => VmExit::Hypercall { len: nrip_len(3) },
-            VMEXIT_CPUID => VmExit::Cpuid { len: nrip_len(2) },
-            VMEXIT_MSR => VmExit::Msr {
-                write: info1 & 1 != 0,
-                len: nrip_len(2),
-            },
-            VMEXIT_IOIO => VmExit::Io {
-                port: (info1 >> 16) as u16,
-                write: info1 & 1 == 0,
-                size: ((info1 >> 4) & 0x7) as u8,
-                len: nrip_len(0),
-            },
-            VMEXIT_HLT => VmExit::Hlt { len: nrip_len(1) },
-            VMEXIT_INTR | VMEXIT_NMI | VMEXIT_SMI | VMEXIT_INIT => VmExit::ExternalInterrupt,
-            VMEXIT_NPF => VmExit::NestedPageFault {
-                gpa: info2,
-                write: info1 & 2 != 0,
-                fetch: info1 & 0x10 != 0,
-            },
-            VMEXIT_SHUTDOWN => VmExit::Shutdown,
-            VMEXIT_INVD => VmExit::Forbidden { what: "INVD" },
-            VMEXIT_WBINVD => VmExit::Forbidden { what: "WBINVD" },
-            VMEXIT_MONITOR | VMEXIT_MWAIT => VmExit::Forbidden {
-                what: "MONITOR/MWAIT",
-            },
-            VMEXIT_TASK_SWITCH => VmExit::Forbidden {
-                what: "task switch",
-            },
-            VMEXIT_VMRUN | VMEXIT_VMLOAD | VMEXIT_VMSAVE | VMEXIT_STGI | VMEXIT_CLGI
-            | VMEXIT_SKINIT => VmExit::Forbidden {
-                what: "an SVM instruction",
-            },
-            c if c & 0xffff_ffff == VMEXIT_INVALID_LOW32 => VmExit::InvalidState { detail: c },
-            c if (VMEXIT_EXCP_BASE..VMEXIT_EXCP_BASE + 32).contains(&c) => VmExit::Unknown {
-                code: c,
-                info1,
-                info2,
-            },
-            c => VmExit::Unknown {
-                code: c,
-                info1,
-                info2,
-            },
-        }
+        let rip = self.r64(S_RIP);
+        super::decode::svm(super::decode::SvmExitInfo {
+            code: self.r64(C_EXITCODE),
+            info1: self.r64(C_EXITINFO1),
+            info2: self.r64(C_EXITINFO2),
+            next_rip_len: (NRIPS.load(Ordering::Relaxed) != 0)
+                .then(|| self.r64(C_NRIP).wrapping_sub(rip)),
+        })
     }
 }
 

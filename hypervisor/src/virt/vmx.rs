@@ -63,6 +63,7 @@ const ENTRY_EXC_ERRCODE: u64 = 0x4018;
 const PROC_CONTROLS2: u64 = 0x401e;
 const VM_INSTRUCTION_ERROR: u64 = 0x4400;
 const EXIT_REASON: u64 = 0x4402;
+const EXIT_INTR_INFO: u64 = 0x4404;
 const EXIT_INSTR_LEN: u64 = 0x440c;
 const GUEST_ES_LIMIT: u64 = 0x4800;
 const GUEST_GDTR_LIMIT: u64 = 0x4810;
@@ -435,49 +436,19 @@ impl VmxVcpu {
 
     fn decode(&self) -> VmExit {
         let reason = vmread(EXIT_REASON);
-        let len = vmread(EXIT_INSTR_LEN);
-        let qual = vmread(EXIT_QUALIFICATION);
-        if reason & (1 << 31) != 0 {
-            return VmExit::InvalidState {
-                detail: reason & 0xffff,
-            };
+        // An NMI that arrived while the guest ran was consumed by the exit
+        // (pin-based NMI exiting): hand it to the host's handler, which
+        // stops this CPU if the machine is going down.
+        if reason & 0xffff == 0 && (vmread(EXIT_INTR_INFO) >> 8) & 7 == 2 {
+            // SAFETY: vector 2 is the host's NMI handler, on its IST stack.
+            unsafe { asm!("int 2", options(nomem, nostack)) };
         }
-        match reason & 0xffff {
-            1 | 0 => VmExit::ExternalInterrupt,
-            2 => VmExit::Shutdown,
-            10 => VmExit::Cpuid { len },
-            12 => VmExit::Hlt { len },
-            13 => VmExit::Forbidden { what: "INVD" },
-            18 => VmExit::Hypercall { len },
-            19..=27 | 50 | 53 => VmExit::Forbidden {
-                what: "a VMX instruction",
-            },
-            30 => VmExit::Io {
-                port: (qual >> 16) as u16,
-                write: qual & 8 == 0,
-                size: (qual & 7) as u8 + 1,
-                len,
-            },
-            31 => VmExit::Msr { write: false, len },
-            32 => VmExit::Msr { write: true, len },
-            36 | 39 => VmExit::Forbidden {
-                what: "MONITOR/MWAIT",
-            },
-            54 => VmExit::Forbidden { what: "WBINVD" },
-            9 => VmExit::Forbidden {
-                what: "task switch",
-            },
-            48 => VmExit::NestedPageFault {
-                gpa: vmread(GUEST_PHYS_ADDR),
-                write: qual & 2 != 0,
-                fetch: qual & 4 != 0,
-            },
-            r => VmExit::Unknown {
-                code: r,
-                info1: qual,
-                info2: vmread(GUEST_PHYS_ADDR),
-            },
-        }
+        super::decode::vmx(super::decode::VmxExitInfo {
+            reason,
+            qualification: vmread(EXIT_QUALIFICATION),
+            instruction_len: vmread(EXIT_INSTR_LEN),
+            guest_physical: vmread(GUEST_PHYS_ADDR),
+        })
     }
 }
 

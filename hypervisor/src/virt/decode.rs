@@ -1,0 +1,287 @@
+//! Vendor exit information to [`VmExit`], as pure functions so the host
+//! tests can check every mapping.
+//!
+//! AMD: APM Vol. 2 Appendix C (exit codes), 15.10.2 (IOIO EXITINFO1),
+//! 15.25.6 (#NPF EXITINFO1/2). Intel: SDM Vol. 3C Appendix C (basic exit
+//! reasons), Table 28-5 (I/O qualification), Table 28-7 (EPT violation
+//! qualification).
+#![forbid(unsafe_code)]
+
+use super::VmExit;
+
+/// What an SVM #VMEXIT left in the VMCB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SvmExitInfo {
+    /// EXITCODE.
+    pub code: u64,
+    /// EXITINFO1.
+    pub info1: u64,
+    /// EXITINFO2.
+    pub info2: u64,
+    /// nRIP - RIP when the CPU has NRIPS, else `None`.
+    pub next_rip_len: Option<u64>,
+}
+
+/// Decodes an SVM exit.
+pub fn svm(e: SvmExitInfo) -> VmExit {
+    let len = |fallback: u64| e.next_rip_len.unwrap_or(fallback);
+    match e.code {
+        0x81 => VmExit::Hypercall { len: len(3) }, // VMMCALL is 3 bytes
+        0x72 => VmExit::Cpuid { len: len(2) },
+        0x7c => VmExit::Msr {
+            write: e.info1 & 1 != 0,
+            len: len(2),
+        },
+        0x7b => VmExit::Io {
+            port: (e.info1 >> 16) as u16,
+            write: e.info1 & 1 == 0,
+            // SZ8/SZ16/SZ32 are one-hot in bits 4-6.
+            size: match (e.info1 >> 4) & 7 {
+                1 => 1,
+                2 => 2,
+                _ => 4,
+            },
+            len: len(0),
+        },
+        0x78 => VmExit::Hlt { len: len(1) },
+        0x60..=0x63 => VmExit::ExternalInterrupt, // INTR, NMI, SMI, INIT
+        0x400 => VmExit::NestedPageFault {
+            gpa: e.info2,
+            write: e.info1 & 2 != 0,
+            fetch: e.info1 & 0x10 != 0,
+        },
+        0x7f => VmExit::Shutdown,
+        0x76 => VmExit::Forbidden { what: "INVD" },
+        0x89 => VmExit::Forbidden { what: "WBINVD" },
+        0x8a | 0x8b => VmExit::Forbidden {
+            what: "MONITOR/MWAIT",
+        },
+        0x7d => VmExit::Forbidden {
+            what: "a task switch",
+        },
+        0x80..=0x86 => VmExit::Forbidden {
+            what: "an SVM instruction",
+        },
+        c if c & 0xffff_ffff == 0xffff_ffff => VmExit::InvalidState { detail: c },
+        c => VmExit::Unknown {
+            code: c,
+            info1: e.info1,
+            info2: e.info2,
+        },
+    }
+}
+
+/// What a VMX VM exit left in the VMCS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmxExitInfo {
+    /// Exit reason (bit 31: VM-entry failure).
+    pub reason: u64,
+    /// Exit qualification.
+    pub qualification: u64,
+    /// VM-exit instruction length.
+    pub instruction_len: u64,
+    /// Guest-physical address (EPT violations).
+    pub guest_physical: u64,
+}
+
+/// Decodes a VMX exit.
+pub fn vmx(e: VmxExitInfo) -> VmExit {
+    let (q, len) = (e.qualification, e.instruction_len);
+    if e.reason & (1 << 31) != 0 {
+        return VmExit::InvalidState {
+            detail: e.reason & 0xffff,
+        };
+    }
+    match e.reason & 0xffff {
+        0 | 1 => VmExit::ExternalInterrupt, // NMI (exception bitmap is empty), interrupt
+        2 => VmExit::Shutdown,
+        9 => VmExit::Forbidden {
+            what: "a task switch",
+        },
+        10 => VmExit::Cpuid { len },
+        12 => VmExit::Hlt { len },
+        13 => VmExit::Forbidden { what: "INVD" },
+        18 => VmExit::Hypercall { len },
+        19..=27 | 50 | 53 => VmExit::Forbidden {
+            what: "a VMX instruction",
+        },
+        30 => VmExit::Io {
+            port: (q >> 16) as u16,
+            write: q & 8 == 0,
+            size: (q & 7) as u8 + 1,
+            len,
+        },
+        31 => VmExit::Msr { write: false, len },
+        32 => VmExit::Msr { write: true, len },
+        36 | 39 => VmExit::Forbidden {
+            what: "MONITOR/MWAIT",
+        },
+        48 => VmExit::NestedPageFault {
+            gpa: e.guest_physical,
+            write: q & 2 != 0,
+            fetch: q & 4 != 0,
+        },
+        54 => VmExit::Forbidden { what: "WBINVD" },
+        r => VmExit::Unknown {
+            code: r,
+            info1: q,
+            info2: e.guest_physical,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(code: u64, info1: u64, info2: u64) -> VmExit {
+        svm(SvmExitInfo {
+            code,
+            info1,
+            info2,
+            next_rip_len: None,
+        })
+    }
+
+    fn v(reason: u64, qualification: u64, guest_physical: u64) -> VmExit {
+        vmx(VmxExitInfo {
+            reason,
+            qualification,
+            instruction_len: 3,
+            guest_physical,
+        })
+    }
+
+    #[test]
+    fn svm_exits() {
+        assert_eq!(s(0x81, 0, 0), VmExit::Hypercall { len: 3 });
+        assert_eq!(
+            svm(SvmExitInfo {
+                code: 0x81,
+                info1: 0,
+                info2: 0,
+                next_rip_len: Some(4)
+            }),
+            VmExit::Hypercall { len: 4 }
+        );
+        assert_eq!(s(0x72, 0, 0), VmExit::Cpuid { len: 2 });
+        assert_eq!(
+            s(0x7c, 1, 0),
+            VmExit::Msr {
+                write: true,
+                len: 2
+            }
+        );
+        assert_eq!(
+            s(0x7c, 0, 0),
+            VmExit::Msr {
+                write: false,
+                len: 2
+            }
+        );
+        // OUT dx, ax to 0x3f8: type 0 (out), SZ16.
+        assert_eq!(
+            s(0x7b, (0x3f8 << 16) | (2 << 4), 0),
+            VmExit::Io {
+                port: 0x3f8,
+                write: true,
+                size: 2,
+                len: 0
+            }
+        );
+        assert_eq!(
+            s(0x7b, (0x60 << 16) | (1 << 4) | 1, 0),
+            VmExit::Io {
+                port: 0x60,
+                write: false,
+                size: 1,
+                len: 0
+            }
+        );
+        assert_eq!(
+            s(0x400, 0x6, 0x80_1000),
+            VmExit::NestedPageFault {
+                gpa: 0x80_1000,
+                write: true,
+                fetch: false
+            }
+        );
+        assert_eq!(
+            s(0x400, 0x14, 0x1000),
+            VmExit::NestedPageFault {
+                gpa: 0x1000,
+                write: false,
+                fetch: true
+            }
+        );
+        assert_eq!(s(0x7f, 0, 0), VmExit::Shutdown);
+        assert_eq!(s(0x60, 0, 0), VmExit::ExternalInterrupt);
+        assert_eq!(
+            s(0x80, 0, 0),
+            VmExit::Forbidden {
+                what: "an SVM instruction"
+            }
+        );
+        // QEMU writes 0x00000000ffffffff, Bochs all ones (TESTING.md).
+        assert!(matches!(s(0xffff_ffff, 0, 0), VmExit::InvalidState { .. }));
+        assert!(matches!(s(u64::MAX, 0, 0), VmExit::InvalidState { .. }));
+        assert!(matches!(
+            s(0x55, 1, 2),
+            VmExit::Unknown {
+                code: 0x55,
+                info1: 1,
+                info2: 2
+            }
+        ));
+    }
+
+    #[test]
+    fn vmx_exits() {
+        assert_eq!(v(18, 0, 0), VmExit::Hypercall { len: 3 });
+        assert_eq!(v(10, 0, 0), VmExit::Cpuid { len: 3 });
+        assert_eq!(
+            v(32, 0, 0),
+            VmExit::Msr {
+                write: true,
+                len: 3
+            }
+        );
+        // OUT to 0x80, 1 byte: size-1 = 0, direction 0.
+        assert_eq!(
+            v(30, 0x80 << 16, 0),
+            VmExit::Io {
+                port: 0x80,
+                write: true,
+                size: 1,
+                len: 3
+            }
+        );
+        assert_eq!(
+            v(30, (0x71 << 16) | 8 | 3, 0),
+            VmExit::Io {
+                port: 0x71,
+                write: false,
+                size: 4,
+                len: 3
+            }
+        );
+        assert_eq!(
+            v(48, 2, 0x80_1000),
+            VmExit::NestedPageFault {
+                gpa: 0x80_1000,
+                write: true,
+                fetch: false
+            }
+        );
+        assert_eq!(v(2, 0, 0), VmExit::Shutdown);
+        assert_eq!(v(13, 0, 0), VmExit::Forbidden { what: "INVD" });
+        assert_eq!(
+            v(27, 0, 0),
+            VmExit::Forbidden {
+                what: "a VMX instruction"
+            }
+        );
+        assert_eq!(v((1 << 31) | 33, 0, 0), VmExit::InvalidState { detail: 33 });
+        assert!(matches!(v(28, 5, 0), VmExit::Unknown { code: 28, .. }));
+    }
+}
