@@ -29,22 +29,32 @@ use crate::{
 /// [`crate::HYPERCALL_VMMCALL`]).
 static INSN: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// Makes a raw hypercall: number in RAX, arguments in RDI, RSI, RDX, R10,
-/// R8, R9; returns RAX. Only RAX changes.
+/// Makes a raw hypercall with up to three arguments (the others are 0):
+/// number in RAX, arguments in RDI, RSI, RDX; returns RAX.
 pub fn hypercall(nr: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    hypercall6(nr, [a1, a2, a3, 0, 0, 0])
+}
+
+/// Makes a raw hypercall: number in RAX, `args` in RDI, RSI, RDX, R10, R8,
+/// R9; returns RAX. Only RAX changes.
+pub fn hypercall6(nr: u64, args: [u64; 6]) -> u64 {
+    let [a1, a2, a3, a4, a5, a6] = args;
     let mut rax = nr;
+    // No `nomem`: a hypercall may read and write guest memory the arguments
+    // point at, so the compiler must not cache memory across it.
     if INSN.load(Ordering::Relaxed) == HYPERCALL_VMMCALL {
         // SAFETY: VMMCALL traps to the hypervisor, which reads the
-        // registers and writes only RAX (the ABI's register convention).
+        // registers and writes only RAX (the ABI's register convention) and
+        // the guest memory the arguments name.
         unsafe {
-            core::arch::asm!("vmmcall", inout("rax") rax, in("rdi") a1, in("rsi") a2, in("rdx") a3,
-                options(nostack));
+            core::arch::asm!("vmmcall", inout("rax") rax, in("rdi") a1, in("rsi") a2,
+                in("rdx") a3, in("r10") a4, in("r8") a5, in("r9") a6, options(nostack));
         }
     } else {
         // SAFETY: as above, for VMCALL.
         unsafe {
-            core::arch::asm!("vmcall", inout("rax") rax, in("rdi") a1, in("rsi") a2, in("rdx") a3,
-                options(nostack));
+            core::arch::asm!("vmcall", inout("rax") rax, in("rdi") a1, in("rsi") a2,
+                in("rdx") a3, in("r10") a4, in("r8") a5, in("r9") a6, options(nostack));
         }
     }
     rax

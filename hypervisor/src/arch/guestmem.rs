@@ -12,39 +12,139 @@ use crate::mm::gpt::TableMemory;
 /// Size of one chunk.
 pub const CHUNK: u64 = 2 << 20;
 
-/// Frames owned by one domain.
+/// Frames owned by one domain: one host frame per 4 KiB guest page, 0 where
+/// the guest released the page (balloon). Initially the pages come in
+/// 2 MiB-aligned contiguous chunks, so nested paging can use 2 MiB pages.
 pub struct DomainMemory {
+    frames: Vec<u64>,
     chunks: Vec<u64>,
     size: u64,
+    max_pages: u64,
 }
 
+const PAGE: u64 = 4096;
+
 impl DomainMemory {
-    /// Takes `size` bytes (a multiple of 2 MiB) of zeroed memory.
+    /// Takes `size` bytes (a multiple of 2 MiB) of zeroed memory; the quota
+    /// is the same number of pages.
     pub fn new(size: u64) -> Option<Self> {
         if size == 0 || !size.is_multiple_of(CHUNK) {
             return None;
         }
         let mut mem = Self {
+            frames: Vec::new(),
             chunks: Vec::new(),
             size,
+            max_pages: size / PAGE,
         };
         for _ in 0..size / CHUNK {
-            let c = start::alloc_aligned(CHUNK / 4096, CHUNK)?;
+            let c = start::alloc_aligned(CHUNK / PAGE, CHUNK)?;
             // SAFETY: freshly allocated, identity-mapped frames we own; zeroed
             // so nothing of a previous owner leaks into this domain.
             unsafe { core::ptr::write_bytes(c as *mut u8, 0, CHUNK as usize) };
             mem.chunks.push(c);
+            mem.frames.extend((0..CHUNK / PAGE).map(|i| c + i * PAGE));
         }
         Some(mem)
     }
 
-    /// The chunks' host-physical addresses, in guest-physical order.
+    /// The initial chunks' host-physical addresses, in guest-physical order.
     pub fn chunks(&self) -> &[u64] {
         &self.chunks
     }
 
+    /// Pages present now.
+    pub fn present_pages(&self) -> u64 {
+        self.frames.iter().filter(|&&f| f != 0).count() as u64
+    }
+
+    /// The quota in pages.
+    pub fn max_pages(&self) -> u64 {
+        self.max_pages
+    }
+
+    /// Guest-physical space size.
+    pub fn phys_size(&self) -> u64 {
+        self.size
+    }
+
+    fn page_range(&self, gpa: u64, pages: u64) -> Option<core::ops::Range<usize>> {
+        let first = usize::try_from(gpa / PAGE).ok()?;
+        let end = first.checked_add(usize::try_from(pages).ok()?)?;
+        (gpa.is_multiple_of(PAGE) && end <= self.frames.len()).then_some(first..end)
+    }
+
+    /// Takes pages out of the domain: returns their host frames (the caller
+    /// unmaps them, shoots down TLBs, then frees them). `Err(ENOENT)` if any
+    /// is already absent; nothing changes then.
+    pub fn release(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, i64> {
+        let r = self.page_range(gpa, pages).ok_or(pvabi::EFAULT)?;
+        let slots = self.frames.get_mut(r).ok_or(pvabi::EFAULT)?;
+        if slots.contains(&0) {
+            return Err(pvabi::ENOENT);
+        }
+        Ok(slots.iter_mut().map(core::mem::take).collect())
+    }
+
+    /// Puts back a frame that `release` took (undoing a failed release).
+    pub fn restore(&mut self, gpa: u64, frame: u64) -> Result<(), i64> {
+        let slot = self
+            .frames
+            .get_mut((gpa / PAGE) as usize)
+            .ok_or(pvabi::EFAULT)?;
+        if *slot != 0 {
+            return Err(pvabi::EEXIST);
+        }
+        *slot = frame;
+        Ok(())
+    }
+
+    /// Gives the domain fresh zeroed pages at `gpa`: returns their host
+    /// frames for mapping. All or nothing.
+    pub fn populate(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, i64> {
+        let r = self.page_range(gpa, pages).ok_or(pvabi::EFAULT)?;
+        if self
+            .frames
+            .get(r.clone())
+            .ok_or(pvabi::EFAULT)?
+            .iter()
+            .any(|&f| f != 0)
+        {
+            return Err(pvabi::EEXIST);
+        }
+        if self.present_pages() + pages > self.max_pages {
+            return Err(pvabi::ENOMEM);
+        }
+        let mut got = Vec::new();
+        for _ in 0..pages {
+            match start::alloc_frame_anywhere() {
+                Some(f) => {
+                    // SAFETY: a fresh identity-mapped frame we own.
+                    unsafe { physmem::zero_frame(f) };
+                    got.push(f);
+                }
+                None => {
+                    for &f in &got {
+                        start::free_frames(f, 1);
+                    }
+                    return Err(pvabi::ENOMEM);
+                }
+            }
+        }
+        for (slot, &f) in self
+            .frames
+            .get_mut(r)
+            .ok_or(pvabi::EFAULT)?
+            .iter_mut()
+            .zip(&got)
+        {
+            *slot = f;
+        }
+        Ok(got)
+    }
+
     /// Calls `f(host_address, offset_in_request, len)` for each piece of
-    /// `[gpa, gpa + len)`, which must be inside the domain.
+    /// `[gpa, gpa + len)`, which must be inside the domain and present.
     fn pieces(
         &self,
         gpa: u64,
@@ -52,18 +152,19 @@ impl DomainMemory {
         mut f: impl FnMut(u64, usize, usize),
     ) -> Result<(), OutOfBounds> {
         check_range(gpa, len, self.size)?;
+        let oob = OutOfBounds {
+            gpa,
+            len,
+            size: self.size,
+        };
         let mut done = 0u64;
         while done < len {
             let g = gpa + done;
-            let n = (CHUNK - g % CHUNK).min(len - done);
-            let Some(&chunk) = self.chunks.get((g / CHUNK) as usize) else {
-                return Err(OutOfBounds {
-                    gpa,
-                    len,
-                    size: self.size,
-                });
-            };
-            f(chunk + g % CHUNK, done as usize, n as usize);
+            let n = (PAGE - g % PAGE).min(len - done);
+            match self.frames.get((g / PAGE) as usize) {
+                Some(&frame) if frame != 0 => f(frame + g % PAGE, done as usize, n as usize),
+                _ => return Err(oob),
+            }
             done += n;
         }
         Ok(())
@@ -72,8 +173,10 @@ impl DomainMemory {
 
 impl Drop for DomainMemory {
     fn drop(&mut self) {
-        for &c in &self.chunks {
-            start::free_frames(c, CHUNK / 4096);
+        for &f in &self.frames {
+            if f != 0 {
+                start::free_frames(f, 1);
+            }
         }
     }
 }
@@ -85,8 +188,8 @@ impl GuestMemory for DomainMemory {
 
     fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
         self.pieces(gpa, bytes.len() as u64, |host, off, n| {
-            // SAFETY: `host..host+n` lies in one of this domain's chunks
-            // (checked by `pieces`), identity-mapped and owned by it.
+            // SAFETY: `host..host+n` lies in one of this domain's present
+            // frames (checked by `pieces`), identity-mapped and owned by it.
             unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr().add(off), host as *mut u8, n) }
         })
     }
@@ -104,9 +207,9 @@ impl GuestRead for DomainMemory {
         let dst = buf.as_mut_ptr();
         self.pieces(gpa, buf.len() as u64, |host, off, n| {
             // SAFETY: the source is this domain's memory (checked); the
-            // destination is `buf`, `off + n <= buf.len()`. The guest may be
-            // writing the source concurrently on another CPU only if it has
-            // several vCPUs; bytes are copied, never interpreted in place.
+            // destination is `buf`, `off + n <= buf.len()`. Another vCPU of
+            // the domain may write the source meanwhile: bytes are copied,
+            // never interpreted in place.
             unsafe { core::ptr::copy_nonoverlapping(host as *const u8, dst.add(off), n) }
         })
     }

@@ -14,6 +14,8 @@ use super::gdt;
 pub const VECTOR_TIMER: u8 = 0x30;
 /// LAPIC spurious vector (low 4 bits all ones, as older CPUs require).
 pub const VECTOR_SPURIOUS: u8 = 0xff;
+/// TLB shoot-down IPI: its only job is to force a VM exit.
+pub const VECTOR_SHOOTDOWN: u8 = 0xf1;
 /// Legacy 8259 PIC vectors after remapping (all masked).
 pub const VECTOR_PIC_BASE: u8 = 0xe0;
 
@@ -222,6 +224,7 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             super::lapic::eoi();
         }
         VECTOR_SPURIOUS => {}
+        VECTOR_SHOOTDOWN => super::lapic::eoi(),
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious IRQ from the masked legacy PIC: nothing to do.
         }

@@ -136,6 +136,11 @@ pub fn send_sipi(apic_id: u32, page: u8) {
     send_ipi(apic_id, 0x0000_4600 | u32::from(page));
 }
 
+/// A fixed-delivery interrupt with `vector` to the CPU with `apic_id`.
+pub fn send_fixed(apic_id: u32, vector: u8) {
+    send_ipi(apic_id, 0x0000_4000 | u32::from(vector));
+}
+
 /// NMI to every other CPU.
 pub fn send_nmi_all_but_self() {
     // Destination shorthand 0b11 (all excluding self), delivery mode NMI.

@@ -65,6 +65,23 @@ pub fn write_fmt_emergency(args: fmt::Arguments<'_>) {
     write_fmt(args);
 }
 
+/// Takes whatever input bytes the console UART holds now (never waits).
+pub fn read_available(buf: &mut [u8]) -> usize {
+    let mut guard = CONSOLE.lock();
+    let Some(uart) = guard.as_mut() else { return 0 };
+    let mut n = 0;
+    for slot in buf.iter_mut() {
+        match uart.try_receive_byte() {
+            Ok(b) => {
+                *slot = b;
+                n += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    n
+}
+
 /// Prints to the console.
 #[macro_export]
 macro_rules! print {

@@ -62,6 +62,11 @@ pub fn alloc_frames(count: u64) -> Option<u64> {
         .alloc_contiguous(usize::try_from(count).ok()?, 4096, FOUR_GIB)
 }
 
+/// One frame anywhere in the identity map (guest memory).
+pub fn alloc_frame_anywhere() -> Option<u64> {
+    FRAMES.lock().as_mut()?.alloc_below(physmem::mapped_limit())
+}
+
 /// `count` contiguous frames aligned to `align` bytes, anywhere in RAM the
 /// identity map covers (guest memory).
 pub fn alloc_aligned(count: u64, align: u64) -> Option<u64> {
@@ -286,6 +291,11 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     percpu::init_this_cpu(0, bsp_apic);
     let tsc_hz = pit::calibrate_tsc(10);
     let per_10ms = lapic::calibrate_timer();
+    // SAFETY: written once by the entry code before Rust ran.
+    sched::init_time(
+        unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
+        tsc_hz,
+    );
     log::info!(
         "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} MHz, timer {} counts/10ms",
         if x2apic { "x2APIC" } else { "xAPIC" },

@@ -2,14 +2,17 @@
 //!
 //! Every value here comes from a guest and is validated: hypercall numbers,
 //! addresses, lengths, reasons. The handler never panics on guest input and
-//! never touches memory outside the domain's own (through [`GuestRead`]).
+//! never touches memory outside the domain's own (through [`Services`]).
 //! It is generic over the vCPU and memory so the host tests drive it with
 //! fakes.
 #![forbid(unsafe_code)]
 
+use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
-    CONSOLE_WRITE_MAX, E2BIG, EFAULT, EINVAL, ENOSYS, HC_CONSOLE_WRITE, HC_SHUTDOWN, HC_YIELD,
-    SHUTDOWN_CRASH, SHUTDOWN_POWEROFF,
+    CONSOLE_WRITE_MAX, E2BIG, EFAULT, EINVAL, ENOSYS, HC_CONSOLE_READ, HC_CONSOLE_WRITE,
+    HC_MEM_INFO, HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL,
+    HC_SET_TIMER, HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MULTICALL_MAX,
+    MemInfo, MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, VcpuInfo,
 };
 
 use super::OutOfBounds;
@@ -35,6 +38,39 @@ pub trait VcpuOps {
 pub trait GuestRead {
     /// Copies `buf.len()` bytes from `gpa`; fails if any byte is outside.
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds>;
+}
+
+/// What the hypercalls need from the domain and the scheduler: its memory
+/// and the operations that change shared state. Implemented over the real
+/// domain on bare metal and over fakes in the host tests. Errors are ABI
+/// status codes (negative).
+pub trait Services {
+    /// Copies from the domain's memory.
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds>;
+    /// Copies into the domain's memory.
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds>;
+    /// Reads console input into `buf` (privileged domains only).
+    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64>;
+    /// Blocks this vCPU until an event or `deadline` (0: none). Returns the
+    /// pending mask (cleared) if an event is already pending, else `None`:
+    /// the vCPU is now blocked and gets the mask in RAX when it wakes.
+    fn block(&mut self, deadline: u64) -> Option<u64>;
+    /// This vCPU's pending-event mask, cleared.
+    fn poll(&mut self) -> u64;
+    /// Sets (0: cancels) this vCPU's single-shot timer.
+    fn set_timer(&mut self, deadline: u64);
+    /// Starts vCPU `id` at `rip` with `rsp` and `arg` in RDI.
+    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), i64>;
+    /// State of vCPU `id`.
+    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64>;
+    /// The domain's memory reservation.
+    fn mem_info(&mut self) -> MemInfo;
+    /// Guest-physical space size in bytes (populate/release stay below it).
+    fn phys_size(&self) -> u64;
+    /// Releases `pages` pages at `gpa` (validated: aligned, in range).
+    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64>;
+    /// Populates `pages` fresh zeroed pages at `gpa` (validated).
+    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64>;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -105,6 +141,8 @@ pub enum Action {
     Interrupt,
     /// The guest gave up the CPU (yield or HLT).
     Yield,
+    /// The vCPU blocked until an event or its deadline.
+    Block,
     /// The guest asked to shut down.
     Shutdown { crashed: bool, code: i64 },
     /// The guest broke a rule and dies.
@@ -162,7 +200,7 @@ const IA32_TSC: u32 = 0x10;
 pub fn handle(
     exit: VmExit,
     vcpu: &mut impl VcpuOps,
-    mem: &impl GuestRead,
+    svc: &mut impl Services,
     host: &impl Host,
     hypercall_insn: u32,
     console: &mut dyn FnMut(&[u8]),
@@ -171,7 +209,21 @@ pub fn handle(
     match exit {
         VmExit::Hypercall { len } => {
             vcpu.skip(len);
-            hypercall(vcpu, mem, console)
+            let nr = vcpu.rax();
+            let args = {
+                let r = vcpu.regs();
+                [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+            };
+            let (ret, action) = if nr == HC_MULTICALL {
+                multicall(svc, args[0], args[1], console)
+            } else {
+                hypercall(svc, nr, args, console)
+            };
+            // A blocked vCPU gets its RAX when it wakes.
+            if action != Action::Block {
+                vcpu.set_rax(ret);
+            }
+            action
         }
         VmExit::Cpuid { len } => {
             let leaf = vcpu.rax() as u32;
@@ -225,54 +277,168 @@ fn status(v: i64) -> u64 {
     v as u64
 }
 
+/// Runs one hypercall (not a multicall): the value for RAX and what next.
 fn hypercall(
-    vcpu: &mut impl VcpuOps,
-    mem: &impl GuestRead,
+    svc: &mut impl Services,
+    nr: u64,
+    a: [u64; 6],
     console: &mut dyn FnMut(&[u8]),
-) -> Action {
-    let nr = vcpu.rax();
-    let (a1, a2) = {
-        let r = vcpu.regs();
-        (r.rdi, r.rsi)
-    };
-    let (ret, action) = match nr {
-        HC_CONSOLE_WRITE => (console_write(mem, a1, a2, console), Action::Resume),
-        HC_SHUTDOWN => match a1 {
+) -> (u64, Action) {
+    let done = |r: Result<u64, i64>| (r.unwrap_or_else(status), Action::Resume);
+    match nr {
+        HC_CONSOLE_WRITE => done(console_write(svc, a[0], a[1], console)),
+        HC_SHUTDOWN => match a[0] {
             SHUTDOWN_POWEROFF | SHUTDOWN_CRASH => (
                 0,
                 Action::Shutdown {
-                    crashed: a1 == SHUTDOWN_CRASH,
-                    code: a2 as i64,
+                    crashed: a[0] == SHUTDOWN_CRASH,
+                    code: a[1] as i64,
                 },
             ),
             _ => (status(EINVAL), Action::Resume),
         },
         HC_YIELD => (0, Action::Yield),
+        HC_CONSOLE_READ => done(console_read(svc, a[0], a[1])),
+        HC_SCHED_BLOCK => match svc.block(a[0]) {
+            Some(mask) => (mask, Action::Resume),
+            None => (0, Action::Block),
+        },
+        HC_SCHED_POLL => (svc.poll(), Action::Resume),
+        HC_SET_TIMER => {
+            svc.set_timer(a[0]);
+            (0, Action::Resume)
+        }
+        HC_VCPU_UP => done(svc.vcpu_up(a[0], a[1], a[2], a[3]).map(|()| 0)),
+        HC_VCPU_INFO => done(
+            svc.vcpu_info(a[0])
+                .and_then(|info| put(svc, a[1], info.as_bytes())),
+        ),
+        HC_MEM_INFO => {
+            let info = svc.mem_info();
+            done(put(svc, a[0], info.as_bytes()))
+        }
+        HC_MEM_RELEASE => {
+            done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_release(a[0], a[1])))
+        }
+        HC_MEM_POPULATE => {
+            done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_populate(a[0], a[1])))
+        }
         _ => (status(ENOSYS), Action::Resume),
-    };
-    vcpu.set_rax(ret);
-    action
+    }
 }
 
-fn console_write(mem: &impl GuestRead, gpa: u64, len: u64, console: &mut dyn FnMut(&[u8])) -> u64 {
+/// Writes an OUT structure to guest memory.
+fn put(svc: &mut impl Services, gpa: u64, bytes: &[u8]) -> Result<u64, i64> {
+    svc.write(gpa, bytes).map(|()| 0).map_err(|_| EFAULT)
+}
+
+/// Checks a memory op's range: page aligned, 1..=MEM_OP_MAX_PAGES pages,
+/// inside the guest-physical space.
+fn mem_range(svc: &impl Services, gpa: u64, pages: u64) -> Result<(), i64> {
+    if pages == 0 || pages > MEM_OP_MAX_PAGES || !gpa.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    let end = pages
+        .checked_mul(PAGE_SIZE)
+        .and_then(|len| gpa.checked_add(len))
+        .ok_or(EFAULT)?;
+    if end > svc.phys_size() {
+        return Err(EFAULT);
+    }
+    Ok(())
+}
+
+fn console_write(
+    svc: &impl Services,
+    gpa: u64,
+    len: u64,
+    console: &mut dyn FnMut(&[u8]),
+) -> Result<u64, i64> {
     if len > CONSOLE_WRITE_MAX {
-        return status(E2BIG);
+        return Err(E2BIG);
     }
     let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
-    let Some(dst) = buf.get_mut(..len as usize) else {
-        return status(E2BIG);
-    };
-    if mem.read(gpa, dst).is_err() {
-        return status(EFAULT);
-    }
+    let dst = buf.get_mut(..len as usize).ok_or(E2BIG)?;
+    svc.read(gpa, dst).map_err(|_| EFAULT)?;
     console(dst);
-    len
+    Ok(len)
+}
+
+fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, i64> {
+    if len > CONSOLE_WRITE_MAX {
+        return Err(E2BIG);
+    }
+    // Check the destination before taking input, so no byte is lost.
+    let mut probe = [0u8; 1];
+    if len > 0
+        && (svc.read(gpa, &mut probe).is_err() || svc.read(gpa + len - 1, &mut probe).is_err())
+    {
+        return Err(EFAULT);
+    }
+    let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
+    let dst = buf.get_mut(..len as usize).ok_or(E2BIG)?;
+    let n = svc.console_read(dst)?;
+    let got = dst.get(..n).ok_or(EINVAL)?;
+    svc.write(gpa, got).map_err(|_| EFAULT)?;
+    Ok(n as u64)
+}
+
+/// Runs a batch of hypercalls for one exit. Blocking and nested multicalls
+/// are refused per entry (EINVAL); a shutdown ends the batch; a yield takes
+/// effect after the batch.
+fn multicall(
+    svc: &mut impl Services,
+    gpa: u64,
+    count: u64,
+    console: &mut dyn FnMut(&[u8]),
+) -> (u64, Action) {
+    const ENTRY: u64 = core::mem::size_of::<MulticallEntry>() as u64;
+    if count == 0 {
+        return (status(EINVAL), Action::Resume);
+    }
+    if count > MULTICALL_MAX {
+        return (status(E2BIG), Action::Resume);
+    }
+    // The whole array must be inside guest memory before anything runs.
+    let Some(last) = gpa.checked_add(count * ENTRY - 1) else {
+        return (status(EFAULT), Action::Resume);
+    };
+    let mut probe = [0u8; 1];
+    if svc.read(gpa, &mut probe).is_err() || svc.read(last, &mut probe).is_err() {
+        return (status(EFAULT), Action::Resume);
+    }
+    let mut after = Action::Resume;
+    for i in 0..count {
+        let at = gpa + i * ENTRY;
+        let mut raw = [0u8; ENTRY as usize];
+        if svc.read(at, &mut raw).is_err() {
+            return (status(EFAULT), after);
+        }
+        let Ok(mut e) = MulticallEntry::read_from_bytes(&raw) else {
+            return (status(EFAULT), after);
+        };
+        let (ret, action) = match e.op {
+            HC_MULTICALL | HC_SCHED_BLOCK => (status(EINVAL), Action::Resume),
+            op => hypercall(svc, op, e.args, console),
+        };
+        e.result = ret;
+        if svc.write(at, e.as_bytes()).is_err() {
+            return (status(EFAULT), after);
+        }
+        match action {
+            Action::Shutdown { .. } | Action::Kill(_) => return (i + 1, action),
+            Action::Yield => after = Action::Yield,
+            _ => {}
+        }
+    }
+    (count, after)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use pvabi::{EBUSY, EEXIST, ENOENT, EPERM};
     use std::vec::Vec;
 
     #[derive(Default)]
@@ -303,14 +469,104 @@ mod tests {
         }
     }
 
-    struct FakeMem(Vec<u8>);
+    /// Guest memory plus a page-level model of the reservation.
+    struct FakeSvc {
+        mem: Vec<u8>,
+        present: Vec<bool>,
+        max_pages: u64,
+        pending: u64,
+        timer: u64,
+        vcpus_up: Vec<bool>,
+        privileged: bool,
+    }
 
-    impl GuestRead for FakeMem {
+    impl FakeSvc {
+        fn new(bytes: usize) -> Self {
+            let pages = bytes / 4096;
+            Self {
+                mem: std::vec![0; bytes],
+                present: std::vec![true; pages],
+                max_pages: pages as u64,
+                pending: 0,
+                timer: 0,
+                vcpus_up: std::vec![true, false, false],
+                privileged: false,
+            }
+        }
+    }
+
+    impl Services for FakeSvc {
         fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
-            let size = self.0.len() as u64;
-            super::super::check_range(gpa, buf.len() as u64, size)?;
-            buf.copy_from_slice(&self.0[gpa as usize..gpa as usize + buf.len()]);
+            super::super::check_range(gpa, buf.len() as u64, self.mem.len() as u64)?;
+            buf.copy_from_slice(&self.mem[gpa as usize..gpa as usize + buf.len()]);
             Ok(())
+        }
+        fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
+            super::super::check_range(gpa, bytes.len() as u64, self.mem.len() as u64)?;
+            self.mem[gpa as usize..gpa as usize + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        }
+        fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
+            if !self.privileged {
+                return Err(EPERM);
+            }
+            let n = buf.len().min(2);
+            buf[..n].copy_from_slice(&b"ok"[..n]);
+            Ok(n)
+        }
+        fn block(&mut self, _deadline: u64) -> Option<u64> {
+            (self.pending != 0).then(|| core::mem::take(&mut self.pending))
+        }
+        fn poll(&mut self) -> u64 {
+            core::mem::take(&mut self.pending)
+        }
+        fn set_timer(&mut self, deadline: u64) {
+            self.timer = deadline;
+        }
+        fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), i64> {
+            match self.vcpus_up.get_mut(id as usize) {
+                Some(_) if id == 0 => Err(EINVAL),
+                Some(true) => Err(EBUSY),
+                Some(up) => {
+                    *up = true;
+                    Ok(())
+                }
+                None => Err(EINVAL),
+            }
+        }
+        fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64> {
+            let up = *self.vcpus_up.get(id as usize).ok_or(EINVAL)?;
+            let mut i = VcpuInfo::zeroed();
+            i.state = u32::from(up);
+            Ok(i)
+        }
+        fn mem_info(&mut self) -> MemInfo {
+            let mut i = MemInfo::zeroed();
+            i.current_pages = self.present.iter().filter(|p| **p).count() as u64;
+            i.max_pages = self.max_pages;
+            i.page_size = PAGE_SIZE;
+            i
+        }
+        fn phys_size(&self) -> u64 {
+            self.mem.len() as u64
+        }
+        fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+            let first = (gpa / 4096) as usize;
+            let range = first..first + pages as usize;
+            if self.present[range.clone()].iter().any(|p| !p) {
+                return Err(ENOENT);
+            }
+            self.present[range].iter_mut().for_each(|p| *p = false);
+            Ok(pages)
+        }
+        fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+            let first = (gpa / 4096) as usize;
+            let range = first..first + pages as usize;
+            if self.present[range.clone()].iter().any(|p| *p) {
+                return Err(EEXIST);
+            }
+            self.present[range].iter_mut().for_each(|p| *p = true);
+            Ok(pages)
         }
     }
 
@@ -325,33 +581,38 @@ mod tests {
         }
     }
 
-    fn call(v: &mut FakeVcpu, mem: &FakeMem, nr: u64, a1: u64, a2: u64) -> (Action, Vec<u8>) {
+    fn call6(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> (Action, Vec<u8>) {
         v.regs.rax = nr;
-        v.regs.rdi = a1;
-        v.regs.rsi = a2;
+        v.regs.rdi = a[0];
+        v.regs.rsi = a[1];
+        v.regs.rdx = a[2];
+        v.regs.r10 = a[3];
         let mut out = Vec::new();
-        let a = handle(
+        let act = handle(
             VmExit::Hypercall { len: 3 },
             v,
-            mem,
+            svc,
             &FakeHost,
             1,
             &mut |b: &[u8]| out.extend_from_slice(b),
         );
-        (a, out)
+        (act, out)
+    }
+
+    fn call(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a1: u64, a2: u64) -> (Action, Vec<u8>) {
+        call6(v, svc, nr, [a1, a2, 0, 0])
     }
 
     #[test]
     fn console_write_validates_every_argument() {
-        let mut mem = FakeMem(std::vec![0; 0x2000]);
-        mem.0[0x100..0x105].copy_from_slice(b"hello");
+        let mut svc = FakeSvc::new(0x2000);
+        svc.mem[0x100..0x105].copy_from_slice(b"hello");
         let mut v = FakeVcpu::default();
-        let (a, out) = call(&mut v, &mem, HC_CONSOLE_WRITE, 0x100, 5);
+        let (a, out) = call(&mut v, &mut svc, HC_CONSOLE_WRITE, 0x100, 5);
         assert_eq!(
             (a, out.as_slice(), v.regs.rax, v.rip),
             (Action::Resume, b"hello".as_slice(), 5, 3)
         );
-        // Past the end, straddling the end, overflowing, too long.
         for (gpa, len, want) in [
             (0x2000, 1, EFAULT),
             (0x1fff, 2, EFAULT),
@@ -359,42 +620,180 @@ mod tests {
             (0, CONSOLE_WRITE_MAX + 1, E2BIG),
             (0, u64::MAX, E2BIG),
         ] {
-            let (a, out) = call(&mut v, &mem, HC_CONSOLE_WRITE, gpa, len);
+            let (a, out) = call(&mut v, &mut svc, HC_CONSOLE_WRITE, gpa, len);
             assert_eq!(a, Action::Resume);
             assert!(out.is_empty());
             assert_eq!(v.regs.rax as i64, want, "gpa {gpa:#x} len {len:#x}");
         }
-        let (_, out) = call(&mut v, &mem, HC_CONSOLE_WRITE, 0x1000, 0);
+        let (_, out) = call(&mut v, &mut svc, HC_CONSOLE_WRITE, 0x1000, 0);
         assert!(out.is_empty());
         assert_eq!(v.regs.rax, 0);
     }
 
     #[test]
-    fn shutdown_yield_and_unknown_numbers() {
-        let mem = FakeMem(std::vec![0; 16]);
+    fn console_read_is_for_the_privileged_only() {
+        let mut svc = FakeSvc::new(0x2000);
+        let mut v = FakeVcpu::default();
+        call(&mut v, &mut svc, HC_CONSOLE_READ, 0x100, 16);
+        assert_eq!(v.regs.rax as i64, EPERM);
+        svc.privileged = true;
+        call(&mut v, &mut svc, HC_CONSOLE_READ, 0x100, 16);
+        assert_eq!((v.regs.rax, &svc.mem[0x100..0x102]), (2, b"ok".as_slice()));
+        call(&mut v, &mut svc, HC_CONSOLE_READ, 0x1fff, 16);
+        assert_eq!(v.regs.rax as i64, EFAULT);
+        call(&mut v, &mut svc, HC_CONSOLE_READ, 0, 5000);
+        assert_eq!(v.regs.rax as i64, E2BIG);
+    }
+
+    #[test]
+    fn shutdown_yield_block_and_unknown_numbers() {
+        let mut svc = FakeSvc::new(0x1000);
         let mut v = FakeVcpu::default();
         assert_eq!(
-            call(&mut v, &mem, HC_SHUTDOWN, SHUTDOWN_POWEROFF, 7).0,
+            call(&mut v, &mut svc, HC_SHUTDOWN, SHUTDOWN_POWEROFF, 7).0,
             Action::Shutdown {
                 crashed: false,
                 code: 7
             }
         );
         assert_eq!(
-            call(&mut v, &mem, HC_SHUTDOWN, SHUTDOWN_CRASH, u64::MAX).0,
+            call(&mut v, &mut svc, HC_SHUTDOWN, SHUTDOWN_CRASH, u64::MAX).0,
             Action::Shutdown {
                 crashed: true,
                 code: -1
             }
         );
-        assert_eq!(call(&mut v, &mem, HC_SHUTDOWN, 99, 0).0, Action::Resume);
+        assert_eq!(call(&mut v, &mut svc, HC_SHUTDOWN, 99, 0).0, Action::Resume);
         assert_eq!(v.regs.rax as i64, EINVAL);
-        assert_eq!(call(&mut v, &mem, HC_YIELD, 0, 0).0, Action::Yield);
+        assert_eq!(call(&mut v, &mut svc, HC_YIELD, 0, 0).0, Action::Yield);
         assert_eq!(v.regs.rax, 0);
-        for nr in [0, 4, 0xdead, u64::MAX] {
-            assert_eq!(call(&mut v, &mem, nr, 0, 0).0, Action::Resume);
+        // Nothing pending: the vCPU blocks and RAX is left for the wake-up.
+        v.regs.rax = 0x55;
+        assert_eq!(
+            call(&mut v, &mut svc, HC_SCHED_BLOCK, 1000, 0).0,
+            Action::Block
+        );
+        svc.pending = 1;
+        assert_eq!(
+            call(&mut v, &mut svc, HC_SCHED_BLOCK, 0, 0).0,
+            Action::Resume
+        );
+        assert_eq!(v.regs.rax, 1);
+        svc.pending = 1;
+        call(&mut v, &mut svc, HC_SCHED_POLL, 0, 0);
+        assert_eq!((v.regs.rax, svc.pending), (1, 0));
+        call(&mut v, &mut svc, HC_SET_TIMER, 12345, 0);
+        assert_eq!(svc.timer, 12345);
+        for nr in [0, 14, 0xdead, u64::MAX] {
+            assert_eq!(call(&mut v, &mut svc, nr, 0, 0).0, Action::Resume);
             assert_eq!(v.regs.rax as i64, ENOSYS);
         }
+    }
+
+    #[test]
+    fn vcpu_ops() {
+        let mut svc = FakeSvc::new(0x2000);
+        let mut v = FakeVcpu::default();
+        call6(&mut v, &mut svc, HC_VCPU_UP, [1, 0x1000, 0x1800, 7]);
+        assert_eq!(v.regs.rax, 0);
+        call6(&mut v, &mut svc, HC_VCPU_UP, [1, 0x1000, 0x1800, 7]);
+        assert_eq!(v.regs.rax as i64, EBUSY);
+        call6(&mut v, &mut svc, HC_VCPU_UP, [9, 0x1000, 0x1800, 7]);
+        assert_eq!(v.regs.rax as i64, EINVAL);
+        call(&mut v, &mut svc, HC_VCPU_INFO, 1, 0x100);
+        assert_eq!(v.regs.rax, 0);
+        let info = VcpuInfo::read_from_bytes(&svc.mem[0x100..0x100 + 24]).unwrap();
+        assert_eq!(info.state, 1);
+        call(&mut v, &mut svc, HC_VCPU_INFO, 1, 0x1ff0);
+        assert_eq!(v.regs.rax as i64, EFAULT);
+        call(&mut v, &mut svc, HC_VCPU_INFO, 7, 0x100);
+        assert_eq!(v.regs.rax as i64, EINVAL);
+    }
+
+    #[test]
+    fn memory_ops_validate_ranges() {
+        let mut svc = FakeSvc::new(0x10_0000);
+        let mut v = FakeVcpu::default();
+        for (gpa, pages, want) in [
+            (0x1001, 1, EINVAL),
+            (0x1000, 0, EINVAL),
+            (0x1000, MEM_OP_MAX_PAGES + 1, EINVAL),
+            (0xff000, 2, EFAULT),
+            (!0xfff, 1, EFAULT),
+        ] {
+            call(&mut v, &mut svc, HC_MEM_RELEASE, gpa, pages);
+            assert_eq!(v.regs.rax as i64, want, "release {gpa:#x} {pages}");
+            call(&mut v, &mut svc, HC_MEM_POPULATE, gpa, pages);
+            assert_eq!(v.regs.rax as i64, want, "populate {gpa:#x} {pages}");
+        }
+        call(&mut v, &mut svc, HC_MEM_RELEASE, 0x10000, 4);
+        assert_eq!(v.regs.rax, 4);
+        call(&mut v, &mut svc, HC_MEM_RELEASE, 0x12000, 4);
+        assert_eq!(v.regs.rax as i64, ENOENT);
+        call(&mut v, &mut svc, HC_MEM_INFO, 0x100, 0);
+        let info = MemInfo::read_from_bytes(&svc.mem[0x100..0x118]).unwrap();
+        assert_eq!((info.current_pages, info.max_pages), (252, 256));
+        call(&mut v, &mut svc, HC_MEM_POPULATE, 0x10000, 5);
+        assert_eq!(v.regs.rax as i64, EEXIST);
+        call(&mut v, &mut svc, HC_MEM_POPULATE, 0x10000, 4);
+        assert_eq!(v.regs.rax, 4);
+    }
+
+    fn entry(op: u64, args: [u64; 6]) -> MulticallEntry {
+        let mut e = MulticallEntry::new(0, [0; 6]);
+        e.op = op;
+        e.args = args;
+        e.result = 0xeeee;
+        e
+    }
+
+    #[test]
+    fn multicall_runs_a_batch_in_one_exit() {
+        let mut svc = FakeSvc::new(0x4000);
+        svc.mem[0x3000..0x3002].copy_from_slice(b"hi");
+        let batch = [
+            entry(HC_CONSOLE_WRITE, [0x3000, 2, 0, 0, 0, 0]),
+            entry(0xdead, [0; 6]),
+            entry(HC_MULTICALL, [0x2000, 1, 0, 0, 0, 0]),
+            entry(HC_SCHED_BLOCK, [0; 6]),
+            entry(HC_YIELD, [0; 6]),
+            entry(HC_CONSOLE_WRITE, [0x3fff, 2, 0, 0, 0, 0]),
+        ];
+        for (i, e) in batch.iter().enumerate() {
+            svc.mem[0x2000 + i * 64..0x2000 + (i + 1) * 64].copy_from_slice(e.as_bytes());
+        }
+        let mut v = FakeVcpu::default();
+        let (a, out) = call(&mut v, &mut svc, HC_MULTICALL, 0x2000, batch.len() as u64);
+        assert_eq!(
+            (a, v.regs.rax, out.as_slice()),
+            (Action::Yield, 6, b"hi".as_slice())
+        );
+        let results: Vec<i64> = (0..batch.len())
+            .map(|i| {
+                MulticallEntry::read_from_bytes(&svc.mem[0x2000 + i * 64..0x2000 + (i + 1) * 64])
+                    .unwrap()
+                    .result as i64
+            })
+            .collect();
+        assert_eq!(results, [2, ENOSYS, EINVAL, EINVAL, 0, EFAULT]);
+        // Bad batches.
+        for (gpa, n, want) in [
+            (0x2000, 0, EINVAL),
+            (0x2000, MULTICALL_MAX + 1, E2BIG),
+            (0x3fc0, 2, EFAULT),
+        ] {
+            call(&mut v, &mut svc, HC_MULTICALL, gpa, n);
+            assert_eq!(v.regs.rax as i64, want);
+        }
+        // A shutdown ends the batch.
+        svc.mem[0x2000..0x2040].copy_from_slice(entry(HC_SHUTDOWN, [0, 3, 0, 0, 0, 0]).as_bytes());
+        assert_eq!(
+            call(&mut v, &mut svc, HC_MULTICALL, 0x2000, 2).0,
+            Action::Shutdown {
+                crashed: false,
+                code: 3
+            }
+        );
     }
 
     #[test]
@@ -418,14 +817,13 @@ mod tests {
             filter_cpuid(0x4000_0001, 0, &host, 1),
             [pvabi::PVABI_VERSION, 1, 0, 0]
         );
-
-        let mem = FakeMem(Vec::new());
+        let mut svc = FakeSvc::new(0);
         let mut v = FakeVcpu::default();
         v.regs.rax = CPUID_SIGNATURE_LEAF.into();
         let a = handle(
             VmExit::Cpuid { len: 2 },
             &mut v,
-            &mem,
+            &mut svc,
             &host,
             0,
             &mut |_: &[u8]| {},
@@ -435,12 +833,13 @@ mod tests {
 
     #[test]
     fn msrs_io_and_faults() {
-        let mem = FakeMem(Vec::new());
+        let mut svc = FakeSvc::new(0);
         let mut v = FakeVcpu {
             rip: 0x1000,
             ..FakeVcpu::default()
         };
-        let run = |v: &mut FakeVcpu, e| handle(e, v, &mem, &FakeHost, 0, &mut |_: &[u8]| {});
+        let mut run =
+            |v: &mut FakeVcpu, e| handle(e, v, &mut svc, &FakeHost, 0, &mut |_: &[u8]| {});
         v.regs.rcx = 0x10;
         assert_eq!(
             run(
@@ -525,5 +924,34 @@ mod tests {
         ));
         assert_eq!(run(&mut v, VmExit::Hlt { len: 1 }), Action::Yield);
         assert_eq!(run(&mut v, VmExit::ExternalInterrupt), Action::Interrupt);
+    }
+
+    /// The decoder must never panic, whatever the registers and memory hold.
+    #[test]
+    fn arbitrary_registers_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut svc = FakeSvc::new(0x8000);
+        for b in svc.mem.iter_mut() {
+            *b = next() as u8;
+        }
+        for _ in 0..20_000 {
+            let mut v = FakeVcpu::default();
+            let pick = |x: u64| match x % 4 {
+                0 => x,
+                1 => x % 0x9000,
+                2 => x % 64,
+                _ => u64::MAX - x % 16,
+            };
+            let nr = next() % 16;
+            let args = [pick(next()), pick(next()), pick(next()), pick(next())];
+            let _ = call6(&mut v, &mut svc, nr, args);
+            svc.present.iter_mut().for_each(|p| *p = true);
+        }
     }
 }

@@ -22,6 +22,15 @@ impl Vcpu {
         }
     }
 
+    /// Drops the guest's cached translations on this CPU before the next
+    /// run (after its nested page tables lost a mapping).
+    pub fn flush_tlb(&mut self) {
+        match self {
+            Self::Svm(v) => v.enter(),
+            Self::Vmx(v) => v.flush_tlb(),
+        }
+    }
+
     /// Runs until the next exit.
     pub fn run(&mut self) -> VmExit {
         match self {

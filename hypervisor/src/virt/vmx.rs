@@ -419,6 +419,11 @@ impl VmxVcpu {
         }
     }
 
+    /// INVEPT for this vCPU's EPT on this CPU (VMCS current).
+    pub fn flush_tlb(&mut self) {
+        invalidate(self.eptp);
+    }
+
     /// Runs the guest until the next exit. [`Self::enter`] must have run on
     /// this CPU since the last [`Self::put`].
     pub fn run(&mut self) -> VmExit {
