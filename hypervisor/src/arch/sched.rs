@@ -246,6 +246,8 @@ pub struct VcpuEntry {
     last_cpu: AtomicU32,
     /// CPU running it now, or `u32::MAX`.
     running_on: AtomicU32,
+    /// In guest mode (or about to enter it): a shoot-down must wait for it.
+    in_guest: AtomicBool,
     seen_gen: AtomicU64,
 }
 
@@ -377,6 +379,7 @@ pub fn create(
             cpu_time_ns: AtomicU64::new(0),
             last_cpu: AtomicU32::new(0),
             running_on: AtomicU32::new(u32::MAX),
+            in_guest: AtomicBool::new(false),
             seen_gen: AtomicU64::new(0),
         }));
     }
@@ -600,9 +603,10 @@ impl Services for Svc<'_> {
             }
             frames
         };
-        shoot_down(&self.me.domain, self.me);
-        for f in frames {
-            super::start::free_frames(f, 1);
+        if shoot_down(&self.me.domain, self.me) {
+            for f in frames {
+                super::start::free_frames(f, 1);
+            }
         }
         Ok(pages)
     }
@@ -631,36 +635,52 @@ impl Services for Svc<'_> {
     }
 }
 
-/// After an unmap: every other vCPU of `d` running on another CPU is forced
-/// out of the guest (an IPI exits it) and flushes before it runs again; we
-/// wait until each has, so the released frames can be reused safely.
-fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) {
-    let generation = d.tlb_gen.fetch_add(1, Ordering::AcqRel) + 1;
-    me.seen_gen.store(generation - 1, Ordering::Release); // flush ourselves on re-entry
+/// After an unmap: every other vCPU of `d` that may be in guest mode on
+/// another CPU is forced out (the IPI's interrupt exits it) and flushes
+/// before it enters again. Returns only when no CPU can still hold a stale
+/// translation, so the released frames can be reused; `false` if a vCPU did
+/// not respond within 5 s (the caller then keeps the frames out of use).
+///
+/// Ordering (both sides sequentially consistent): a vCPU sets `in_guest`
+/// and then reads `tlb_gen`; we bump `tlb_gen` and then read `in_guest`.
+/// Either it sees the new generation and flushes, or we see it in the guest
+/// and wait for its acknowledgement.
+fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
+    let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
     let others: Vec<Arc<VcpuEntry>> = VCPUS
         .lock()
         .iter()
         .filter(|v| Arc::ptr_eq(&v.domain, d) && v.index != me.index)
         .cloned()
         .collect();
+    let mut ok = true;
     for v in &others {
-        let cpu = v.running_on.load(Ordering::Acquire);
-        if cpu == u32::MAX {
+        let done = || {
+            !v.in_guest.load(Ordering::SeqCst) || v.seen_gen.load(Ordering::SeqCst) >= generation
+        };
+        if done() {
             continue;
         }
+        let cpu = v.running_on.load(Ordering::SeqCst);
         if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
             lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
         }
-        // Wait until it has flushed or left the CPU (bounded: 1 s).
-        for _ in 0..1_000_000 {
-            if v.running_on.load(Ordering::Acquire) == u32::MAX
-                || v.seen_gen.load(Ordering::Acquire) >= generation
-            {
+        let mut waited = 0;
+        while !done() {
+            if waited > 5_000_000 {
+                log::error!(
+                    "domain {}: vCPU {} did not acknowledge a TLB shoot-down",
+                    d.id,
+                    v.index
+                );
+                ok = false;
                 break;
             }
             pit::delay_us(1);
+            waited += 1;
         }
     }
+    ok
 }
 
 // ---------------------------------------------------------------------------
@@ -783,12 +803,14 @@ fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
         if d.dying() {
             break Outcome::Ended;
         }
-        let generation = d.tlb_gen.load(Ordering::Acquire);
-        if me.seen_gen.load(Ordering::Acquire) < generation {
+        me.in_guest.store(true, Ordering::SeqCst);
+        let generation = d.tlb_gen.load(Ordering::SeqCst);
+        if me.seen_gen.load(Ordering::SeqCst) < generation {
             vcpu.flush_tlb();
-            me.seen_gen.store(generation, Ordering::Release);
+            me.seen_gen.store(generation, Ordering::SeqCst);
         }
         let exit = vcpu.run();
+        me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, shoot-down) is taken.
         x86_64::instructions::interrupts::enable();
