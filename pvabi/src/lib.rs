@@ -1,23 +1,33 @@
-//! The Kestrel paravirtual ABI.
+//! The Kestrel paravirtual ABI, version 1.0.
 //!
-//! Guests and dom0 link this crate; the hypervisor implements it. Everything
-//! a guest can see is defined here: the version, the start-info page, the
-//! register convention, the hypercall numbers and the status codes. Changes
-//! are listed by ABI version in `CHANGELOG.md` in this crate.
+//! Guests and the control domain link this crate; the hypervisor implements
+//! it. Everything a guest can see is defined here: the version, the
+//! start-info page, the register convention, the status codes, the
+//! hypercalls and the structures they exchange through guest memory.
+//! Changes are listed by ABI version in `CHANGELOG.md` in this crate.
+//!
+//! With the feature `guest`, the crate is also the runtime a bare-metal
+//! guest is written with (`pvabi::guest`: entry point, safe wrappers for
+//! every hypercall, console printing, clock, heap); see
+//! [Writing a guest](#writing-a-guest). The feature `std` is for host-side
+//! users (tools, tests).
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor`. A guest must refuse to start
-//! when [`StartInfo::abi_version`] has a different major version from the one
-//! it was built against ([`is_compatible`]); a newer minor version only adds
-//! things (hypercalls, start-info fields in the page's reserved tail).
+//! [`PVABI_VERSION`] is `major << 16 | minor` (1.0 is `0x0001_0000`). A
+//! guest must refuse to start when [`StartInfo::abi_version`] has a
+//! different major version from the one it was built against, or a lower
+//! minor one ([`is_compatible`]; the guest runtime's entry point checks).
+//! A newer minor version only adds: hypercall numbers, flag and event bits,
+//! start-info fields in the page's zero tail. 0.1 was a pre-release and is
+//! not compatible with 1.0.
 //!
 //! # Register convention
 //!
-//! A hypercall is one `VMCALL` (Intel) or `VMMCALL` (AMD) instruction. The
-//! guest never guesses which: [`StartInfo::hypercall_insn`] says
-//! ([`HYPERCALL_VMCALL`] or [`HYPERCALL_VMMCALL`]); the other instruction
-//! faults.
+//! A hypercall is one `VMCALL` (Intel) or `VMMCALL` (AMD) instruction,
+//! executed at CPL 0 in 64-bit mode. The guest never guesses which:
+//! [`StartInfo::hypercall_insn`] says ([`HYPERCALL_VMCALL`] or
+//! [`HYPERCALL_VMMCALL`]); the other instruction faults.
 //!
 //! | register | IN                  | OUT                    |
 //! |----------|---------------------|------------------------|
@@ -29,60 +39,234 @@
 //! | R8       | argument 5          | preserved              |
 //! | R9       | argument 6          | preserved              |
 //!
-//! All other registers are preserved as well; only RAX changes. The argument
-//! registers match the Linux `syscall` convention (R10 instead of RCX), so a
-//! guest can reuse its system-call stubs. Unused arguments are ignored.
+//! All other general-purpose registers are preserved as well; only RAX
+//! changes (RFLAGS is not promised). The argument registers match the Linux
+//! `syscall` convention (R10 instead of RCX), so a guest can reuse its
+//! system-call stubs. Unused arguments are ignored. Addresses are
+//! guest-physical; with the initial identity map they equal guest-virtual
+//! addresses. Every argument is checked by the hypervisor: a bad one gets an
+//! error status, never harms the hypervisor or another domain, and (unless
+//! the op says otherwise) changes nothing.
 //!
 //! # Status codes
 //!
 //! RAX read as an `i64`: a value `>= 0` is success (and carries the
 //! hypercall's result, e.g. a byte count); a negative value is an
 //! [`Error`]. The numbers are Linux's errno values, negated, so a Linux guest
-//! can pass them on unchanged. [`decode_status`] turns RAX into a `Result`.
+//! can pass them on unchanged. [`decode_status`] turns RAX into a `Result`,
+//! [`encode_status`] the other way. Each hypercall lists its errors in the
+//! order it checks them: the first failing check is the one reported.
 //!
-//! | code        | value | meaning                                        |
-//! |-------------|-------|------------------------------------------------|
-//! | `E2BIG`     | -7    | an argument (a length) is over its limit       |
-//! | `EFAULT`    | -14   | a guest address is not inside guest memory     |
-//! | `EINVAL`    | -22   | an argument has a value the hypercall rejects  |
-//! | `ENOSYS`    | -38   | no hypercall has this number                   |
+//! | code     | value | [`Error`]             | meaning                                   |
+//! |----------|-------|-----------------------|-------------------------------------------|
+//! | `EPERM`  | -1    | [`Error::Perm`]       | the domain lacks the privilege            |
+//! | `ENOENT` | -2    | [`Error::NoEntry`]    | no such object (e.g. page already released) |
+//! | `E2BIG`  | -7    | [`Error::TooBig`]     | a length or count is over its limit       |
+//! | `ENOMEM` | -12   | [`Error::NoMem`]      | quota or host memory would be exceeded    |
+//! | `EFAULT` | -14   | [`Error::Fault`]      | a guest address is outside guest memory   |
+//! | `EBUSY`  | -16   | [`Error::Busy`]       | wrong state (e.g. vCPU already up)        |
+//! | `EEXIST` | -17   | [`Error::Exists`]     | already there (e.g. page already present) |
+//! | `EINVAL` | -22   | [`Error::Invalid`]    | an argument has a value the op rejects    |
+//! | `ENOSYS` | -38   | [`Error::NoSys`]      | no hypercall has this number              |
+//!
+//! "Guest memory" means the pages the domain has present now: inside
+//! `0..StartInfo::memory_bytes` and not released with [`HC_MEM_RELEASE`].
 //!
 //! # The start-info page
 //!
 //! A domain's vCPU 0 starts in 64-bit long mode at the ELF entry point with
 //! RDI holding the guest-physical address of a 4 KiB page whose beginning is
 //! a [`StartInfo`] (the first argument in the System V calling convention, so
-//! the entry point can be `extern "sysv64" fn(&StartInfo) -> !`). RSP points
-//! at a stack, CR3 at page tables that identity-map all guest memory
-//! (guest-virtual == guest-physical), and a GDT with a 64-bit code segment is
-//! loaded. The rest of the page after the structure is zero; later minor
-//! versions may place new fields there. The page is ordinary guest memory: the
-//! guest may overwrite it once it has read what it needs.
+//! the entry point can be `extern "sysv64" fn(&StartInfo) -> !`). RSP is
+//! [`StartInfo::stack_top`]` - 8`, CR3 points at page tables that
+//! identity-map all guest memory (guest-virtual == guest-physical), a GDT
+//! with a 64-bit code segment is loaded, interrupts are off (RFLAGS = 0x2).
 //!
-//! # Hypercalls
+//! | offset | what |
+//! |--------|------|
+//! | 0      | [`StartInfo`], [`START_INFO_SIZE`] (1104) bytes; OUT, never changed after entry |
+//! | 1104   | zero |
+//! | 2048 ([`TIME_INFO_OFFSET`]) | the domain's [`TimeInfo`], 32 bytes; OUT, updated by the hypervisor for the domain's life |
+//! | 2080   | zero |
 //!
-//! ## [`HC_CONSOLE_WRITE`] (1)
-//! Writes bytes to the domain's console.
-//! - IN: RDI = address of the bytes (guest-physical; with the initial
-//!   identity map this equals the guest-virtual address), RSI = length, at
-//!   most [`CONSOLE_WRITE_MAX`].
-//! - OUT: RAX = number of bytes written (all of them on success; 0 for a
-//!   zero length).
-//! - Errors: `E2BIG` when RSI > [`CONSOLE_WRITE_MAX`]; `EFAULT` when any byte
-//!   of the range lies outside guest memory (nothing is written then).
+//! The guest must neither write nor release this page (the clock lives in
+//! it). The other boot structures (stack, page tables, GDT) are ordinary
+//! guest memory that belongs to the guest.
 //!
-//! ## [`HC_SHUTDOWN`] (2)
-//! Stops the whole domain; does not return on success.
-//! - IN: RDI = reason ([`SHUTDOWN_POWEROFF`] or [`SHUTDOWN_CRASH`]), RSI =
-//!   exit code (reported to the control domain and in the log).
-//! - OUT: nothing on success.
-//! - Errors: `EINVAL` for an unknown reason.
+//! # Events
 //!
-//! ## [`HC_YIELD`] (3)
-//! Gives up the rest of this vCPU's time slice; the vCPU stays runnable.
-//! - IN: nothing.
-//! - OUT: RAX = 0.
-//! - Errors: none.
+//! Each vCPU has a 64-bit pending-event mask. The hypervisor sets bits
+//! ([`EVENT_TIMER`]; the others are reserved for event channels in a later
+//! version, see [`EVENTS_DEFINED`]); the vCPU takes and clears them with
+//! [`HC_SCHED_POLL`] or [`HC_SCHED_BLOCK`]. Events are not interrupts:
+//! guests run with interrupts off and look for events when they choose to.
+//! Taking the mask clears every bit in it, so whoever takes it handles (or
+//! hands on) all of its bits.
+//!
+//! # Op group: console
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 1  | [`HC_CONSOLE_WRITE`] | RDI = address, RSI = length `<=` [`CONSOLE_WRITE_MAX`] | bytes written (all) | `E2BIG`, `EFAULT` |
+//! | 4  | [`HC_CONSOLE_READ`]  | RDI = buffer, RSI = length `<=` [`CONSOLE_READ_MAX`] | bytes read, 0 if none waiting | `EPERM`, `E2BIG`, `EFAULT` |
+//!
+//! Writes are copied before the call returns and are not interleaved with
+//! other vCPUs' output within one call. Reading is for the privileged
+//! domain only ([`START_FLAG_PRIVILEGED`]) and never blocks; a bad buffer
+//! fails before any input is consumed.
+//!
+//! # Op group: sched
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 2  | [`HC_SHUTDOWN`]   | RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`]), RSI = code (`i64`) | does not return | `EINVAL` |
+//! | 3  | [`HC_YIELD`]      | — | 0 | — |
+//! | 5  | [`HC_SCHED_BLOCK`] | RDI = deadline (system time, ns; 0 = none) | pending events, cleared; 0 = deadline passed | — |
+//! | 6  | [`HC_SCHED_POLL`] | — | pending events, cleared | — |
+//! | 7  | [`HC_SET_TIMER`]  | RDI = deadline (system time, ns; 0 cancels) | 0 | — |
+//!
+//! Ordering and races: block returns at once if an event is pending; it
+//! checks the mask under the lock that raises events, so an event raised
+//! between the guest's last poll and the block is never lost. Poll reads
+//! and clears in one atomic step. The timer is single-shot and per vCPU: a
+//! deadline already reached raises [`EVENT_TIMER`] before `HC_SET_TIMER`
+//! returns; setting again replaces the deadline; cancelling leaves an event
+//! already raised pending. Block's own deadline raises no event, so it
+//! does not disturb the timer. Shutdown stops every vCPU of the domain.
+//!
+//! # Op group: vcpu
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 8  | [`HC_VCPU_UP`]   | RDI = id, RSI = RIP, RDX = RSP, R10 = the new vCPU's RDI | 0 | `EINVAL`, `EBUSY`, `EFAULT` |
+//! | 9  | [`HC_VCPU_INFO`] | RDI = id, RSI = address of a [`VcpuInfo`] | 0 | `EINVAL`, `EFAULT` |
+//!
+//! A domain has [`StartInfo::nr_vcpus`] vCPUs, ids `0..nr_vcpus`; vCPU 0
+//! runs at entry. A new vCPU starts in vCPU 0's initial state (same CR3 =
+//! [`StartInfo::page_tables_gpa`], GDT and segments, RFLAGS = 0x2, other
+//! GPRs 0) with the given RIP, RSP and RDI; it may run before `HC_VCPU_UP`
+//! returns and sees everything written before the call. There is no
+//! "vCPU down" in 1.0. [`VcpuInfo`] is a snapshot.
+//!
+//! # Op group: time
+//!
+//! No hypercall: the clock is read from the [`TimeInfo`] in the start-info
+//! page with no exit. **System time** is nanoseconds since the hypervisor
+//! started, the same for every domain; every deadline is in it.
+//!
+//! ```text
+//! time = system_time_ns + (((rdtsc - tsc_timestamp) << tsc_shift) * tsc_to_system_mul) >> 32
+//! ```
+//!
+//! (a right shift by `-tsc_shift` when it is negative; 128-bit arithmetic;
+//! a TSC before `tsc_timestamp` counts as 0): [`TimeInfo::ns_at`]. The
+//! hypervisor computes the scale with [`scale_for`]. Torn reads: the
+//! hypervisor makes `version` odd, updates, then makes it even; a reader
+//! reads `version`, the fields and the TSC, then `version` again, and retries
+//! if it was odd or changed (the steps are on [`TimeInfo`]). With
+//! [`TIME_FLAG_TSC_STABLE`] the clock agrees across vCPUs and never goes
+//! backwards.
+//!
+//! # Op group: memory
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 10 | [`HC_MEM_INFO`]     | RDI = address of a [`MemInfo`] | 0 | `EFAULT` |
+//! | 11 | [`HC_MEM_RELEASE`]  | RDI = page-aligned address, RSI = pages `1..=`[`MEM_OP_MAX_PAGES`] | pages released | `EINVAL`, `EFAULT`, `ENOENT` |
+//! | 12 | [`HC_MEM_POPULATE`] | RDI = page-aligned address, RSI = pages `1..=`[`MEM_OP_MAX_PAGES`] | pages populated | `EINVAL`, `EFAULT`, `EEXIST`, `ENOMEM` |
+//!
+//! The balloon: a domain's guest-physical space is fixed
+//! (`0..memory_bytes`), but it may give pages back ([`HC_MEM_RELEASE`]) and
+//! ask for fresh zeroed ones ([`HC_MEM_POPULATE`]) at addresses that have
+//! none, up to [`MemInfo::max_pages`] present at once. Both are all or
+//! nothing. A released page is unreachable by every vCPU of the domain
+//! when the release returns; touching it kills the domain. The hypervisor
+//! does not stop a guest from releasing memory it still needs.
+//!
+//! # Op group: multicall
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 13 | [`HC_MULTICALL`] | RDI = address of [`MulticallEntry`] array, RSI = count `1..=`[`MULTICALL_MAX`] | entries executed | `EINVAL`, `E2BIG`, `EFAULT` |
+//!
+//! One exit for many ops: the array is copied in, the entries run in order,
+//! every entry's `result` gets what RAX would have, and the results are
+//! written back. [`HC_SHUTDOWN`] ends the domain there; [`HC_MULTICALL`]
+//! and [`HC_SCHED_BLOCK`] inside a batch get `EINVAL` and the batch goes
+//! on; [`HC_YIELD`] takes effect after the batch.
+//!
+//! # Shared structures
+//!
+//! Everything the guest and the hypervisor exchange through memory is
+//! `#[repr(C)]`, made of fixed-width integers and explicit padding (any
+//! bytes are a valid value, so each side reads integers and checks them),
+//! with `zerocopy` traits and compile-time size and offset checks:
+//!
+//! | type | size | written by | where |
+//! |------|------|------------|-------|
+//! | [`StartInfo`]      | 1104 | hypervisor, once | start-info page, offset 0 |
+//! | [`TimeInfo`]       | 32   | hypervisor, continually | start-info page, offset 2048 |
+//! | [`VcpuInfo`]       | 24   | hypervisor ([`HC_VCPU_INFO`]) | anywhere the guest says |
+//! | [`MemInfo`]        | 24   | hypervisor ([`HC_MEM_INFO`]) | anywhere the guest says |
+//! | [`MulticallEntry`] | 64   | guest (op, args), hypervisor (result) | array the guest passes to [`HC_MULTICALL`] |
+//!
+//! All are little-endian and need no particular alignment when passed to a
+//! hypercall (the hypervisor copies them).
+//!
+//! # Writing a guest
+//!
+//! A guest is a `no_std`, `no_main` Rust binary for `x86_64-unknown-none`,
+//! depending on `pvabi` with the feature `guest`, linked to run
+//! identity-mapped at its load address (2 MiB in this repository's
+//! `guests/guest.ld`; define `_end` after `.bss` there so the runtime knows
+//! where the image ends, which the balloon wrappers need). It needs no
+//! `unsafe`; `#![forbid(unsafe_code)]` works.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! #![forbid(unsafe_code)]
+//! extern crate alloc; // only with a heap
+//!
+//! use pvabi::guest::{sched, time, vcpu, VcpuStack};
+//!
+//! pvabi::entry_point!(main); // entry, version check, panic handler
+//! pvabi::guest_heap!(256 * 1024); // optional: Box, Vec, String...
+//!
+//! static STACK1: VcpuStack<16384> = VcpuStack::new();
+//!
+//! extern "sysv64" fn ticker(period_ms: u64) -> ! {
+//!     loop {
+//!         let _ = time::sleep_ns(period_ms * 1_000_000);
+//!         pvabi::println!("tick at {} ns", time::now_ns());
+//!     }
+//! }
+//!
+//! fn main(start: &pvabi::StartInfo) -> i32 {
+//!     pvabi::println!("domain {} has {} vCPUs", start.domain_id, start.nr_vcpus);
+//!     if let Some(stack) = STACK1.take() {
+//!         if let Err(e) = vcpu::start(1, ticker, stack, 100) {
+//!             pvabi::println!("no second vCPU: {e}");
+//!         }
+//!     }
+//!     // Wait up to a second for our own timer.
+//!     let deadline = time::now_ns() + 1_000_000_000;
+//!     let _ = sched::set_timer(Some(deadline - 500_000_000));
+//!     match sched::wait_for(pvabi::EVENT_TIMER, Some(deadline)) {
+//!         Ok(ev) if ev & pvabi::EVENT_TIMER != 0 => pvabi::println!("timer fired"),
+//!         Ok(_) => pvabi::println!("timed out"),
+//!         Err(e) => pvabi::println!("block failed: {e}"),
+//!     }
+//!     let v: alloc::vec::Vec<u64> = (1..=10).collect();
+//!     pvabi::println!("sum {}", v.iter().sum::<u64>());
+//!     0 // exit code: powers off with 0
+//! }
+//! ```
+//!
+//! `main` returning powers the domain off with its value as the exit code;
+//! a panic on any vCPU prints the message and shuts down as crashed. The
+//! runtime's modules (`pvabi::guest::{console, sched, vcpu, time, memory,
+//! heap}`, `pvabi::guest::multicall`) mirror the op groups above.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 

@@ -499,10 +499,11 @@ impl Services for Svc<'_> {
         self.d().inner.lock().mem.write(gpa, bytes)
     }
 
+    fn privileged(&self) -> bool {
+        self.d().privileged
+    }
+
     fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
-        if !self.d().privileged {
-            return Err(pvabi::EPERM);
-        }
         Ok(super::serial::read_available(buf))
     }
 
@@ -535,14 +536,14 @@ impl Services for Svc<'_> {
         if id == 0 || id >= u64::from(DOMAIN_VCPUS) {
             return Err(pvabi::EINVAL);
         }
-        let size = self.phys_size();
-        if rip >= size || rsp < 8 || rsp > size {
-            return Err(pvabi::EFAULT);
-        }
         let target = self.sibling(id).ok_or(pvabi::EINVAL)?;
+        let size = self.phys_size();
         let mut st = target.st.lock();
         if st.run != Run::Down {
             return Err(pvabi::EBUSY);
+        }
+        if rip >= size || rsp < 8 || rsp > size {
+            return Err(pvabi::EFAULT);
         }
         let d = self.d();
         let boot = BootState {
