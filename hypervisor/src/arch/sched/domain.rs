@@ -1,0 +1,333 @@
+//! Domains and their vCPUs: creation, start info, and the end of a domain.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) enum Gpt {
+    Ept(GuestPageTable<Ept>),
+    Npt(GuestPageTable<Npt>),
+}
+
+impl Gpt {
+    pub(super) fn map(
+        &mut self,
+        gpa: u64,
+        hpa: u64,
+        len: u64,
+        t: &mut FrameTables,
+    ) -> Result<(), crate::mm::gpt::GptError> {
+        match self {
+            Self::Ept(g) => g.map(gpa, hpa, len, Perms::ALL, t),
+            Self::Npt(g) => g.map(gpa, hpa, len, Perms::ALL, t),
+        }
+    }
+    pub(super) fn unmap(
+        &mut self,
+        gpa: u64,
+        len: u64,
+        t: &mut FrameTables,
+    ) -> Result<u64, crate::mm::gpt::GptError> {
+        match self {
+            Self::Ept(g) => g.unmap(gpa, len, t),
+            Self::Npt(g) => g.unmap(gpa, len, t),
+        }
+    }
+    pub(super) fn root(&self) -> u64 {
+        match self {
+            Self::Ept(g) => g.root(),
+            Self::Npt(g) => g.root(),
+        }
+    }
+    pub(super) fn destroy(self, t: &mut FrameTables) -> usize {
+        match self {
+            Self::Ept(g) => g.destroy(t),
+            Self::Npt(g) => g.destroy(t),
+        }
+    }
+}
+
+pub(super) struct Inner {
+    pub(super) mem: DomainMemory,
+    pub(super) gpt: Option<Gpt>,
+    pub(super) tables: FrameTables,
+    pub(super) line: Vec<u8>,
+}
+
+/// How a domain ended.
+#[derive(Clone, Copy)]
+pub(super) struct End {
+    pub(super) how: &'static str,
+    pub(super) code: i64,
+}
+
+/// One guest.
+pub struct Domain {
+    pub(super) id: u32,
+    pub(super) name: ArrayString<32>,
+    pub(super) backend: Backend,
+    pub(super) insn: u32,
+    pub(super) privileged: bool,
+    pub(super) boot: BootState,
+    pub(super) nested_root: u64,
+    pub(super) inner: Mutex<Inner>,
+    /// Bumped whenever a guest-physical page is unmapped: a vCPU that has
+    /// not seen the newest value flushes its TLB before running.
+    pub(super) tlb_gen: AtomicU64,
+    pub(super) end: Mutex<Option<End>>,
+    pub(super) exits: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Run {
+    Down,
+    Runnable,
+    Running,
+    Blocked { deadline: u64 },
+    Dead,
+}
+
+pub(super) struct VState {
+    pub(super) run: Run,
+    pub(super) vcpu: Option<Box<Vcpu>>,
+    /// RAX must get the event mask when the vCPU next runs (it blocked).
+    pub(super) deliver_events: bool,
+}
+
+/// One vCPU of a domain: the scheduling unit.
+pub struct VcpuEntry {
+    pub(super) domain: Arc<Domain>,
+    pub(super) index: u32,
+    pub(super) st: Mutex<VState>,
+    pub(super) pending: AtomicU64,
+    pub(super) timer: AtomicU64,
+    pub(super) cpu_time_ns: AtomicU64,
+    pub(super) last_cpu: AtomicU32,
+    /// CPU running it now, or `u32::MAX`.
+    pub(super) running_on: AtomicU32,
+    /// In guest mode (or about to enter it): a shoot-down must wait for it.
+    pub(super) in_guest: AtomicBool,
+    pub(super) seen_gen: AtomicU64,
+}
+
+pub(super) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
+pub(super) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+pub(super) static CURSOR: AtomicUsize = AtomicUsize::new(0);
+pub(super) static ALIVE: AtomicUsize = AtomicUsize::new(0);
+pub(super) static CREATED: AtomicUsize = AtomicUsize::new(0);
+/// Set once every boot domain was created: only then does "no domain is
+/// alive" mean "all have ended".
+pub(super) static STARTED: AtomicBool = AtomicBool::new(false);
+pub(super) static SHUTDOWN_WHEN_DONE: AtomicBool = AtomicBool::new(false);
+pub(super) static ENDED_CLEAN: AtomicUsize = AtomicUsize::new(0);
+pub(super) static ENDED_OTHER: AtomicUsize = AtomicUsize::new(0);
+/// vCPUs running at this moment, and the most ever seen at once: proof
+/// that guests on different CPUs really run at the same time.
+pub(super) static RUNNING: AtomicUsize = AtomicUsize::new(0);
+pub(super) static MAX_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Why a domain could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// Not enough free memory.
+    OutOfMemory,
+    /// The image could not be placed.
+    Build(builder::BuildError),
+    /// Nested page tables could not be built.
+    Paging(crate::mm::gpt::GptError),
+}
+
+impl core::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfMemory => write!(f, "not enough free memory"),
+            Self::Build(e) => write!(f, "{e}"),
+            Self::Paging(e) => write!(f, "nested page tables: {e}"),
+        }
+    }
+}
+
+pub(super) fn new_vcpu(
+    backend: Backend,
+    boot: &BootState,
+    root: u64,
+    domain_id: u32,
+) -> Option<Box<Vcpu>> {
+    Some(Box::new(match backend {
+        Backend::Svm => Vcpu::Svm(SvmVcpu::new(boot, root, domain_id)?),
+        Backend::Vmx => Vcpu::Vmx(VmxVcpu::new(boot, root, domain_id as u16)?),
+    }))
+}
+
+/// Creates a domain from an ELF image and makes vCPU 0 runnable.
+pub fn create(
+    backend: Backend,
+    name: &str,
+    image: &[u8],
+    cmdline: &str,
+) -> Result<u32, CreateError> {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut mem = DomainMemory::new(DOMAIN_MEMORY).ok_or(CreateError::OutOfMemory)?;
+    let insn = match backend {
+        Backend::Svm => pvabi::HYPERCALL_VMMCALL,
+        Backend::Vmx => pvabi::HYPERCALL_VMCALL,
+    };
+    let boot = builder::build(&mut mem, image, cmdline, id, insn).map_err(CreateError::Build)?;
+    finish_start_info(&mut mem, &boot)?;
+    let mut tables = FrameTables::default();
+    let mut gpt = match backend {
+        Backend::Svm => {
+            Gpt::Npt(GuestPageTable::<Npt>::new(&mut tables).map_err(CreateError::Paging)?)
+        }
+        Backend::Vmx => {
+            Gpt::Ept(GuestPageTable::<Ept>::new(&mut tables).map_err(CreateError::Paging)?)
+        }
+    };
+    for (i, &c) in mem.chunks().iter().enumerate() {
+        gpt.map(i as u64 * CHUNK, c, CHUNK, &mut tables)
+            .map_err(CreateError::Paging)?;
+    }
+    let root = gpt.root();
+    let vcpu0 = new_vcpu(backend, &boot, root, id).ok_or(CreateError::OutOfMemory)?;
+    let mut n = ArrayString::new();
+    for c in name.chars() {
+        if n.try_push(c).is_err() {
+            break;
+        }
+    }
+    let frames = tables.frames;
+    let domain = Arc::new(Domain {
+        id,
+        name: n,
+        backend,
+        insn,
+        privileged: false,
+        boot,
+        nested_root: root,
+        inner: Mutex::new(Inner {
+            mem,
+            gpt: Some(gpt),
+            tables,
+            line: Vec::new(),
+        }),
+        tlb_gen: AtomicU64::new(0),
+        end: Mutex::new(None),
+        exits: AtomicU64::new(0),
+    });
+    log::info!(
+        "domain {id} ({name}): {} MiB, {DOMAIN_VCPUS} vCPUs, entry {:#x}, {frames} nested-table frames, started",
+        DOMAIN_MEMORY >> 20,
+        boot.rip,
+    );
+    ALIVE.fetch_add(1, Ordering::AcqRel);
+    CREATED.fetch_add(1, Ordering::AcqRel);
+    let mut list = VCPUS.lock();
+    let mut vcpu0 = Some(vcpu0);
+    for index in 0..DOMAIN_VCPUS {
+        let v = vcpu0.take();
+        let run = if v.is_some() {
+            Run::Runnable
+        } else {
+            Run::Down
+        };
+        list.push(Arc::new(VcpuEntry {
+            domain: domain.clone(),
+            index,
+            st: Mutex::new(VState {
+                run,
+                vcpu: v,
+                deliver_events: false,
+            }),
+            pending: AtomicU64::new(0),
+            timer: AtomicU64::new(0),
+            cpu_time_ns: AtomicU64::new(0),
+            last_cpu: AtomicU32::new(0),
+            running_on: AtomicU32::new(u32::MAX),
+            in_guest: AtomicBool::new(false),
+            seen_gen: AtomicU64::new(0),
+        }));
+    }
+    Ok(id)
+}
+
+/// Completes the start info the builder wrote: the PV clock page and the
+/// memory quota, and the vCPU count.
+pub(super) fn finish_start_info(
+    mem: &mut DomainMemory,
+    boot: &BootState,
+) -> Result<(), CreateError> {
+    let at = boot.layout.start_info;
+    let mut page = [0u8; core::mem::size_of::<pvabi::StartInfo>()];
+    mem.read(at, &mut page)
+        .map_err(|_| CreateError::OutOfMemory)?;
+    let mut si = pvabi::StartInfo::from_page(&page).ok_or(CreateError::OutOfMemory)?;
+    let time_gpa = at + 2048;
+    si.time_info_gpa = time_gpa;
+    si.max_pages = mem.max_pages();
+    si.nr_vcpus = DOMAIN_VCPUS;
+    mem.write(at, si.as_bytes())
+        .map_err(|_| CreateError::OutOfMemory)?;
+    mem.write(time_gpa, time_info().as_bytes())
+        .map_err(|_| CreateError::OutOfMemory)?;
+    Ok(())
+}
+
+/// Every boot domain exists; `shutdown` says whether to end the hypervisor
+/// once they have all ended.
+pub fn all_created(shutdown: bool) {
+    SHUTDOWN_WHEN_DONE.store(shutdown, Ordering::Release);
+    STARTED.store(true, Ordering::Release);
+}
+
+impl Domain {
+    /// Records how the domain ended (the first reason wins) and logs it.
+    pub(super) fn finish(&self, how: &'static str, code: i64, reason: Option<&str>) {
+        let mut end = self.end.lock();
+        if end.is_some() {
+            return;
+        }
+        *end = Some(End { how, code });
+        match reason {
+            Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
+            None => log::info!("domain {} ({}) {how} with code {code}", self.id, self.name),
+        }
+    }
+
+    pub(super) fn dying(&self) -> bool {
+        self.end.lock().is_some()
+    }
+}
+
+impl Drop for Domain {
+    /// The last vCPU is gone: return every frame and report.
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        if !inner.line.is_empty() {
+            crate::println!(
+                "[dom{} {}] {}",
+                self.id,
+                self.name,
+                core::str::from_utf8(&inner.line).unwrap_or("?")
+            );
+        }
+        let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));
+        let end = self.end.get_mut().unwrap_or(End {
+            how: "killed",
+            code: -1,
+        });
+        crate::println!(
+            "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables}",
+            self.id,
+            self.name,
+            end.how,
+            end.code,
+            self.exits.load(Ordering::Relaxed)
+        );
+        if end.how == "exited" && end.code == 0 {
+            ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);
+        } else {
+            ENDED_OTHER.fetch_add(1, Ordering::Relaxed);
+        }
+        ALIVE.fetch_sub(1, Ordering::AcqRel);
+        // `inner.mem` is dropped after this, freeing the domain's pages.
+    }
+}

@@ -1,0 +1,220 @@
+//! The hypercall services over a real domain, and TLB shoot-down.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The hypercall services for one vCPU during one exit.
+pub(super) struct Svc<'a> {
+    pub(super) me: &'a VcpuEntry,
+    /// Set by `block` when the vCPU must block: the deadline.
+    pub(super) blocked: Option<u64>,
+}
+
+impl Svc<'_> {
+    fn d(&self) -> &Domain {
+        &self.me.domain
+    }
+
+    fn sibling(&self, id: u64) -> Option<Arc<VcpuEntry>> {
+        let id = u32::try_from(id).ok()?;
+        VCPUS
+            .lock()
+            .iter()
+            .find(|v| Arc::ptr_eq(&v.domain, &self.me.domain) && v.index == id)
+            .cloned()
+    }
+}
+
+impl Services for Svc<'_> {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+        self.d().inner.lock().mem.read(gpa, buf)
+    }
+
+    fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
+        self.d().inner.lock().mem.write(gpa, bytes)
+    }
+
+    fn privileged(&self) -> bool {
+        self.d().privileged
+    }
+
+    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
+        Ok(crate::arch::serial::read_available(buf))
+    }
+
+    fn block(&mut self, deadline: u64) -> Option<u64> {
+        let mask = self.me.pending.swap(0, Ordering::AcqRel);
+        if mask != 0 {
+            return Some(mask);
+        }
+        if deadline != 0 && now_ns() >= deadline {
+            return Some(0);
+        }
+        self.blocked = Some(deadline);
+        None
+    }
+
+    fn poll(&mut self) -> u64 {
+        self.me.pending.swap(0, Ordering::AcqRel)
+    }
+
+    fn set_timer(&mut self, deadline: u64) {
+        if deadline != 0 && deadline <= now_ns() {
+            self.me.timer.store(0, Ordering::Release);
+            self.me.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
+        } else {
+            self.me.timer.store(deadline, Ordering::Release);
+        }
+    }
+
+    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), i64> {
+        if id == 0 || id >= u64::from(DOMAIN_VCPUS) {
+            return Err(pvabi::EINVAL);
+        }
+        let target = self.sibling(id).ok_or(pvabi::EINVAL)?;
+        let size = self.phys_size();
+        let mut st = target.st.lock();
+        if st.run != Run::Down {
+            return Err(pvabi::EBUSY);
+        }
+        if rip >= size || rsp < 8 || rsp > size {
+            return Err(pvabi::EFAULT);
+        }
+        let d = self.d();
+        let boot = BootState {
+            rip,
+            rsp,
+            rdi: arg,
+            ..d.boot
+        };
+        let v = new_vcpu(d.backend, &boot, d.nested_root, d.id).ok_or(pvabi::ENOMEM)?;
+        st.vcpu = Some(v);
+        st.run = Run::Runnable;
+        Ok(())
+    }
+
+    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64> {
+        let target = self.sibling(id).ok_or(pvabi::EINVAL)?;
+        let mut info = VcpuInfo::zeroed();
+        info.state = match target.st.lock().run {
+            Run::Down | Run::Dead => pvabi::VCPU_DOWN,
+            Run::Runnable => pvabi::VCPU_RUNNABLE,
+            Run::Running => pvabi::VCPU_RUNNING,
+            Run::Blocked { .. } => pvabi::VCPU_BLOCKED,
+        };
+        info.last_cpu = target.last_cpu.load(Ordering::Relaxed);
+        info.cpu_time_ns = target.cpu_time_ns.load(Ordering::Relaxed);
+        info.pending_events = target.pending.load(Ordering::Relaxed);
+        Ok(info)
+    }
+
+    fn mem_info(&mut self) -> MemInfo {
+        let inner = self.d().inner.lock();
+        let mut info = MemInfo::zeroed();
+        info.current_pages = inner.mem.present_pages();
+        info.max_pages = inner.mem.max_pages();
+        info.page_size = pvabi::PAGE_SIZE;
+        info
+    }
+
+    fn phys_size(&self) -> u64 {
+        self.d().inner.lock().mem.phys_size()
+    }
+
+    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+        let d = self.d();
+        let frames = {
+            let mut guard = d.inner.lock();
+            let inner = &mut *guard;
+            let frames = inner.mem.release(gpa, pages)?;
+            if let Some(g) = inner.gpt.as_mut()
+                && g.unmap(gpa, pages * 4096, &mut inner.tables).is_err()
+            {
+                // Splitting a 2 MiB mapping needs a table frame: give
+                // the pages back rather than leave them half-released.
+                for (i, &f) in frames.iter().enumerate() {
+                    let _ = inner.mem.restore(gpa + i as u64 * 4096, f);
+                }
+                return Err(pvabi::ENOMEM);
+            }
+            frames
+        };
+        if shoot_down(&self.me.domain, self.me) {
+            for f in frames {
+                crate::arch::start::free_frames(f, 1);
+            }
+        }
+        Ok(pages)
+    }
+
+    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+        let mut guard = self.d().inner.lock();
+        let inner = &mut *guard;
+        let frames = inner.mem.populate(gpa, pages)?;
+        if let Some(g) = inner.gpt.as_mut() {
+            for (i, &f) in frames.iter().enumerate() {
+                if g.map(gpa + i as u64 * 4096, f, 4096, &mut inner.tables)
+                    .is_err()
+                {
+                    // Undo: unmap what was mapped, take the pages back.
+                    let _ = g.unmap(gpa, i as u64 * 4096, &mut inner.tables);
+                    if let Ok(back) = inner.mem.release(gpa, pages) {
+                        for f in back {
+                            crate::arch::start::free_frames(f, 1);
+                        }
+                    }
+                    return Err(pvabi::ENOMEM);
+                }
+            }
+        }
+        Ok(pages)
+    }
+}
+
+/// After an unmap: every other vCPU of `d` that may be in guest mode on
+/// another CPU is forced out (the IPI's interrupt exits it) and flushes
+/// before it enters again. Returns only when no CPU can still hold a stale
+/// translation, so the released frames can be reused; `false` if a vCPU did
+/// not respond within 5 s (the caller then keeps the frames out of use).
+///
+/// Ordering (both sides sequentially consistent): a vCPU sets `in_guest`
+/// and then reads `tlb_gen`; we bump `tlb_gen` and then read `in_guest`.
+/// Either it sees the new generation and flushes, or we see it in the guest
+/// and wait for its acknowledgement.
+pub(super) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
+    let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
+    let others: Vec<Arc<VcpuEntry>> = VCPUS
+        .lock()
+        .iter()
+        .filter(|v| Arc::ptr_eq(&v.domain, d) && v.index != me.index)
+        .cloned()
+        .collect();
+    let mut ok = true;
+    for v in &others {
+        let done = || {
+            !v.in_guest.load(Ordering::SeqCst) || v.seen_gen.load(Ordering::SeqCst) >= generation
+        };
+        if done() {
+            continue;
+        }
+        let cpu = v.running_on.load(Ordering::SeqCst);
+        if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
+            lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
+        }
+        let mut waited = 0;
+        while !done() {
+            if waited > 5_000_000 {
+                log::error!(
+                    "domain {}: vCPU {} did not acknowledge a TLB shoot-down",
+                    d.id,
+                    v.index
+                );
+                ok = false;
+                break;
+            }
+            pit::delay_us(1);
+            waited += 1;
+        }
+    }
+    ok
+}
