@@ -518,16 +518,14 @@ fn arbitrary_registers_never_panic() {
     }
 }
 
-/// Small xorshift generator for the property tests (no extra crates).
-struct Rng(u64);
+use crate::util::TestRng as Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+/// Edge-seeking values for the property tests.
+trait Edgy {
+    fn edgy(&mut self, size: u64) -> u64;
+}
+
+impl Edgy for Rng {
     /// Values that hit the edges: small, near the memory size, near
     /// the top of the address space, page-aligned or not.
     fn edgy(&mut self, size: u64) -> u64 {

@@ -1175,20 +1175,7 @@ mod tests {
         destroy_frees_everything::<Npt>();
     }
 
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::util::TestRng as Rng;
 
     /// Random maps and unmaps against a page-level model.
     fn randomized<F: EntryFormat>(seed: u64) {

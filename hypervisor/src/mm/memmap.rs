@@ -317,20 +317,7 @@ mod tests {
         );
     }
 
-    /// xorshift64: a tiny deterministic PRNG so the property test needs no
-    /// extra dependencies and failures reproduce.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::util::TestRng as Rng;
 
     const KINDS: [RegionKind; 5] = [Usable, AcpiReclaimable, AcpiNvs, BadMemory, Reserved];
     /// The reference model works in 512-byte units, eight per page, so
