@@ -38,7 +38,7 @@ pub enum ElfKind {
 }
 
 /// What [`check`] learned about a valid image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfSummary {
     /// `ET_EXEC` or `ET_DYN`.
     pub kind: ElfKind,
@@ -54,6 +54,8 @@ pub struct ElfSummary {
     pub paddr_start: u64,
     /// One past the highest `p_paddr + p_memsz`.
     pub paddr_end: u64,
+    /// The segments themselves, in program-header order.
+    pub segments: arrayvec::ArrayVec<LoadSegment, MAX_LOAD_SEGMENTS>,
 }
 
 impl ElfSummary {
@@ -223,16 +225,31 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     ))
 }
 
-/// One `PT_LOAD` program header, reduced to what the checks need.
-#[derive(Clone, Copy)]
-struct Load {
-    index: u16,
-    flags: u32,
-    vaddr: u64,
-    vend: u64,
-    paddr: u64,
-    pend: u64,
+/// One non-empty `PT_LOAD` segment of a checked image: everything a loader
+/// needs, already validated (inside the file, no overflow, no overlap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSegment {
+    /// Program-header index, as `readelf -l` counts.
+    pub index: u16,
+    /// `p_flags` (`PF_X` = 1, `PF_W` = 2, `PF_R` = 4).
+    pub flags: u32,
+    /// File offset of the segment's bytes.
+    pub offset: u64,
+    /// Bytes present in the file.
+    pub filesz: u64,
+    /// Bytes in memory (the rest of `filesz..memsz` is zero).
+    pub memsz: u64,
+    /// Virtual address.
+    pub vaddr: u64,
+    /// One past the last virtual byte.
+    pub vend: u64,
+    /// Physical address.
+    pub paddr: u64,
+    /// One past the last physical byte.
+    pub pend: u64,
 }
+
+type Load = LoadSegment;
 
 /// Reads and checks program header `index` (its bytes are known to be in
 /// the image); returns it if it is a non-empty `PT_LOAD`.
@@ -279,6 +296,9 @@ fn load_segment(ph: &[u8], index: u16, image_len: u64) -> Result<Option<Load>, E
     Ok(Some(Load {
         index,
         flags,
+        offset,
+        filesz,
+        memsz,
         vaddr,
         vend,
         paddr,
@@ -401,6 +421,7 @@ pub fn check(image: &[u8]) -> Result<ElfSummary, ElfError> {
         vaddr_end: loads.iter().map(|l| l.vend).max().unwrap_or(0),
         paddr_start: loads.iter().map(|l| l.paddr).min().unwrap_or(0),
         paddr_end: loads.iter().map(|l| l.pend).max().unwrap_or(0),
+        segments: loads,
     })
 }
 
@@ -494,17 +515,27 @@ mod tests {
     fn valid_kernel() {
         let s = check(&kernel()).unwrap();
         assert_eq!(
-            s,
-            ElfSummary {
-                kind: ElfKind::Exec,
-                entry: 0x10_0100,
-                load_segments: 2,
-                vaddr_start: 0x10_0000,
-                vaddr_end: 0x10_9000,
-                paddr_start: 0x10_0000,
-                paddr_end: 0x10_9000,
-            }
+            (
+                s.kind,
+                s.entry,
+                s.load_segments,
+                s.vaddr_start,
+                s.vaddr_end,
+                s.paddr_start,
+                s.paddr_end
+            ),
+            (
+                ElfKind::Exec,
+                0x10_0100,
+                2,
+                0x10_0000,
+                0x10_9000,
+                0x10_0000,
+                0x10_9000
+            )
         );
+        assert_eq!(s.segments.len(), 2);
+        assert_eq!((s.segments[1].index, s.segments[1].vaddr, s.segments[1].memsz), (2, 0x10_4000, 0x5000));
         assert_eq!(s.memory_span(), 0x9000);
     }
 

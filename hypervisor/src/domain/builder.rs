@@ -357,69 +357,10 @@ impl fmt::Display for BuildError {
     }
 }
 
-/// One non-empty `PT_LOAD` segment.
-#[derive(Debug, Clone, Copy)]
-struct Segment64 {
-    index: u16,
-    offset: u64,
-    vaddr: u64,
-    paddr: u64,
-    filesz: u64,
-    memsz: u64,
-}
+use crate::elf::LoadSegment as Segment64;
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
-/// Program header `index` of an image [`elf::check`] accepted, if it is a
-/// non-empty `PT_LOAD`. `None` also for anything unreadable, which `check`
-/// has ruled out.
-fn segment(image: &[u8], index: u16) -> Option<Segment64> {
-    let phoff = usize::try_from(u64_at(image, 32)?).ok()?;
-    let phentsize = usize::from(u16_at(image, 54)?);
-    let at = phoff.checked_add(phentsize.checked_mul(usize::from(index))?)?;
-    let ph = image.get(at..at.checked_add(phentsize)?)?;
-    if u32_at(ph, 0)? != elf::PT_LOAD {
-        return None;
-    }
-    let memsz = u64_at(ph, 40)?;
-    if memsz == 0 {
-        return None;
-    }
-    Some(Segment64 {
-        index,
-        offset: u64_at(ph, 8)?,
-        vaddr: u64_at(ph, 16)?,
-        paddr: u64_at(ph, 24)?,
-        filesz: u64_at(ph, 32)?,
-        memsz,
-    })
-}
-
-/// The non-empty `PT_LOAD` segments of a checked image.
-fn segments(image: &[u8]) -> impl Iterator<Item = Segment64> + '_ {
-    let phnum = u16_at(image, 56).unwrap_or(0);
-    (0..phnum).filter_map(move |i| segment(image, i))
-}
-
-/// Checks every segment against the layout, before anything is written.
-fn check_segments(image: &[u8], layout: &Layout) -> Result<(), BuildError> {
-    for s in segments(image) {
+fn check_segments(segments: &[Segment64], layout: &Layout) -> Result<(), BuildError> {
+    for &s in segments {
         if s.vaddr != s.paddr {
             return Err(BuildError::NotIdentityMapped {
                 segment: s.index,
@@ -449,8 +390,12 @@ fn check_segments(image: &[u8], layout: &Layout) -> Result<(), BuildError> {
     Ok(())
 }
 
-fn load_segments(mem: &mut impl GuestMemory, image: &[u8]) -> Result<(), BuildError> {
-    for s in segments(image) {
+fn load_segments(
+    mem: &mut impl GuestMemory,
+    image: &[u8],
+    segments: &[Segment64],
+) -> Result<(), BuildError> {
+    for &s in segments {
         let bytes = usize::try_from(s.offset)
             .ok()
             .zip(usize::try_from(s.filesz).ok())
@@ -521,7 +466,7 @@ pub fn build(
         return Err(BuildError::BadHypercallInsn(hypercall_insn));
     }
     let layout = Layout::for_memory(mem.size())?;
-    check_segments(image, &layout)?;
+    check_segments(&summary.segments, &layout)?;
 
     let mut info = StartInfo::zeroed();
     info.set_cmdline(cmdline.as_bytes())
@@ -540,7 +485,7 @@ pub fn build(
     info.page_tables_gpa = layout.page_tables;
     info.stack_top = layout.stack_top;
 
-    load_segments(mem, image)?;
+    load_segments(mem, image, &summary.segments)?;
     let reserved_len = layout.memory_bytes - layout.reserved_start;
     mem.fill(layout.reserved_start, reserved_len, 0)?;
     write_page_tables(mem, &layout)?;
