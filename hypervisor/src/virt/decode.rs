@@ -94,6 +94,7 @@ pub fn vmx(e: VmxExitInfo) -> VmExit {
     }
     match e.reason & 0xffff {
         0 | 1 => VmExit::ExternalInterrupt, // NMI (exception bitmap is empty), interrupt
+        52 => VmExit::ExternalInterrupt,    // VMX-preemption timer: the slice is over
         2 => VmExit::Shutdown,
         9 => VmExit::Forbidden {
             what: "a task switch",
@@ -274,6 +275,7 @@ mod tests {
             }
         );
         assert_eq!(v(2, 0, 0), VmExit::Shutdown);
+        assert_eq!(v(52, 0, 0), VmExit::ExternalInterrupt);
         assert_eq!(v(13, 0, 0), VmExit::Forbidden { what: "INVD" });
         assert_eq!(
             v(27, 0, 0),
