@@ -535,7 +535,14 @@ mod tests {
             )
         );
         assert_eq!(s.segments.len(), 2);
-        assert_eq!((s.segments[1].index, s.segments[1].vaddr, s.segments[1].memsz), (2, 0x10_4000, 0x5000));
+        assert_eq!(
+            (
+                s.segments[1].index,
+                s.segments[1].vaddr,
+                s.segments[1].memsz
+            ),
+            (2, 0x10_4000, 0x5000)
+        );
         assert_eq!(s.memory_span(), 0x9000);
     }
 
