@@ -273,6 +273,7 @@
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
+pub mod ring;
 mod shared;
 mod start_info;
 mod status;

@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+pub mod evtchn;
 pub mod exits;
+pub mod grant;
+pub mod ids;
 
 use core::fmt;
 

@@ -1,0 +1,530 @@
+//! Event channels: a domain's table of ports.
+//!
+//! A port is a numbered endpoint in one domain's table. It is **free**,
+//! **unbound** (allocated for one remote domain to connect to),
+//! **interdomain** (connected to a port of another, or the same, domain),
+//! bound to a **virq** (a virtual interrupt the hypervisor raises, such as
+//! the timer, on one vCPU) or an **ipi** port (between vCPUs of the domain).
+//! Sending on a port makes its peer port *pending*; a pending port that is
+//! not *masked* calls for an upcall on the vCPU the port notifies. Pending
+//! and mask bits live behind [`EventBits`] so they can later move into a
+//! page shared with the guest.
+//!
+//! This module is pure logic: it decides which port becomes pending and
+//! which `(domain, vCPU, port)` must be notified ([`Notify`]); injecting the
+//! upcall, waking a blocked vCPU and locking are the caller's job. Ops that
+//! involve two domains take both tables (the caller locks them in a fixed
+//! order, e.g. by domain id) or, when the peer is the same domain, `None`.
+//!
+//! Scale: ports are kept in buckets of [`BUCKET_PORTS`] allocated as the
+//! table grows, up to a per-domain limit ([`EventTable::max_ports`], 65,536
+//! by default, raised with [`EventTable::set_max_ports`] up to
+//! [`EVTCHN_PORTS_LIMIT`]). Port 0 is never allocated, so it can mean
+//! "none". Allocation is O(1) (free list, then the high-water mark).
+//!
+//! No lost wake-ups: a send to a masked port sets it pending without a
+//! notification; unmasking a pending port returns the notification then
+//! ([`EventTable::unmask`]). A port that is already pending is not notified
+//! again (one notification covers it until it is taken).
+//!
+//! Fairness: [`EventTable::take_next_pending`] hands out pending, unmasked
+//! ports round-robin from just after the last port it returned, so a port
+//! raised again and again cannot starve the others: every pending port is
+//! taken within one sweep over the table.
+//!
+//! Errors are ABI status codes ([`pvabi::Error`]); each op lists them in the
+//! order checked, and nothing changes on an error.
+#![forbid(unsafe_code)]
+
+mod bits;
+mod pending;
+#[cfg(test)]
+mod tests;
+mod types;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pvabi::Error;
+
+pub use self::bits::{BitmapEvents, EventBits};
+pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
+pub use super::ids::DomainId;
+
+/// Ports per bucket of the table.
+pub const BUCKET_PORTS: u32 = 512;
+/// Default per-domain port limit.
+pub const EVTCHN_DEFAULT_MAX_PORTS: u32 = 1 << 16;
+/// Highest per-domain port limit.
+pub const EVTCHN_PORTS_LIMIT: u32 = 1 << 20;
+/// Number of virtual interrupts a port can be bound to (`0..NR_VIRQS`).
+pub const NR_VIRQS: u32 = 16;
+/// Virq: this vCPU's single-shot timer fired.
+pub const VIRQ_TIMER: u32 = 0;
+/// Virq: console input is waiting (control domain).
+pub const VIRQ_CONSOLE: u32 = 1;
+/// Virq: a domain died (control domain).
+pub const VIRQ_DOM_EXC: u32 = 2;
+
+#[derive(Clone, Copy)]
+struct Port {
+    state: PortState,
+    vcpu: u32,
+}
+
+const FREE: Port = Port {
+    state: PortState::Free,
+    vcpu: 0,
+};
+
+/// One domain's event-channel table.
+pub struct EventTable<B: EventBits = BitmapEvents> {
+    domain: DomainId,
+    nr_vcpus: u32,
+    max_ports: u32,
+    buckets: Vec<Box<[Port]>>,
+    /// Ports `1..high_water` have been allocated at least once.
+    high_water: u32,
+    free: Vec<u32>,
+    in_use: u32,
+    /// Per vCPU, the port bound to each virq (0: none).
+    virqs: Vec<[u32; NR_VIRQS as usize]>,
+    bits: B,
+    /// Bit `w` set: pending word `w` may be nonzero (cleared lazily).
+    hint: Vec<u64>,
+    /// Where the next round-robin scan starts.
+    cursor: u32,
+}
+
+impl core::fmt::Debug for EventTable<BitmapEvents> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EventTable")
+            .field("domain", &self.domain)
+            .field("in_use", &self.in_use)
+            .field("max_ports", &self.max_ports)
+            .finish()
+    }
+}
+
+impl EventTable<BitmapEvents> {
+    /// An empty table for `domain` with `nr_vcpus` vCPUs and the default
+    /// port limit.
+    pub fn new(domain: DomainId, nr_vcpus: u32) -> Self {
+        Self::with_bits(domain, nr_vcpus, BitmapEvents::new())
+    }
+}
+
+impl<B: EventBits> EventTable<B> {
+    /// An empty table keeping its pending and mask bits in `bits`.
+    pub fn with_bits(domain: DomainId, nr_vcpus: u32, bits: B) -> Self {
+        Self {
+            domain,
+            nr_vcpus,
+            max_ports: EVTCHN_DEFAULT_MAX_PORTS,
+            buckets: Vec::new(),
+            high_water: 1,
+            free: Vec::new(),
+            in_use: 0,
+            virqs: (0..nr_vcpus).map(|_| [0; NR_VIRQS as usize]).collect(),
+            bits,
+            hint: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// The domain this table belongs to.
+    pub fn domain(&self) -> DomainId {
+        self.domain
+    }
+
+    /// Ports allocated now.
+    pub fn ports_in_use(&self) -> u32 {
+        self.in_use
+    }
+
+    /// The most ports this domain may have (port numbers `1..max_ports`).
+    pub fn max_ports(&self) -> u32 {
+        self.max_ports
+    }
+
+    /// Raises the port limit. `Invalid` when lower than the current limit;
+    /// `TooBig` over [`EVTCHN_PORTS_LIMIT`].
+    pub fn set_max_ports(&mut self, max: u32) -> Result<(), Error> {
+        if max < self.max_ports {
+            return Err(Error::Invalid);
+        }
+        if max > EVTCHN_PORTS_LIMIT {
+            return Err(Error::TooBig);
+        }
+        self.max_ports = max;
+        Ok(())
+    }
+
+    fn slot(&self, port: u32) -> Option<&Port> {
+        if port == 0 || port >= self.high_water {
+            return None;
+        }
+        let b = self.buckets.get((port / BUCKET_PORTS) as usize)?;
+        b.get((port % BUCKET_PORTS) as usize)
+    }
+
+    fn slot_mut(&mut self, port: u32) -> Option<&mut Port> {
+        if port == 0 || port >= self.high_water {
+            return None;
+        }
+        let b = self.buckets.get_mut((port / BUCKET_PORTS) as usize)?;
+        b.get_mut((port % BUCKET_PORTS) as usize)
+    }
+
+    /// The port if it is allocated; `NoEntry` otherwise.
+    fn bound(&self, port: u32) -> Result<Port, Error> {
+        match self.slot(port) {
+            Some(p) if p.state != PortState::Free => Ok(*p),
+            _ => Err(Error::NoEntry),
+        }
+    }
+
+    fn check_vcpu(&self, vcpu: u32) -> Result<(), Error> {
+        if vcpu < self.nr_vcpus {
+            Ok(())
+        } else {
+            Err(Error::Invalid)
+        }
+    }
+
+    /// Allocates a port in `state`, notifying `vcpu`, with its pending bit
+    /// clear. `NoMem` at the limit or when memory runs out.
+    fn alloc(&mut self, state: PortState, vcpu: u32) -> Result<u32, Error> {
+        let port = match self.free.last() {
+            Some(&p) => p,
+            None => {
+                let p = self.high_water;
+                if p >= self.max_ports {
+                    return Err(Error::NoMem);
+                }
+                if self.buckets.len() <= (p / BUCKET_PORTS) as usize {
+                    self.buckets.try_reserve(1).map_err(|_| Error::NoMem)?;
+                    self.buckets
+                        .push(vec![FREE; BUCKET_PORTS as usize].into_boxed_slice());
+                }
+                let end = (p / BUCKET_PORTS + 1) * BUCKET_PORTS;
+                self.bits.grow(end)?;
+                let words = end.div_ceil(64 * 64) as usize;
+                if self.hint.len() < words {
+                    self.hint.try_reserve(words).map_err(|_| Error::NoMem)?;
+                    self.hint.resize(words, 0);
+                }
+                self.high_water = p + 1;
+                p
+            }
+        };
+        self.free.pop_if(|&mut p| p == port);
+        self.bits.test_and_clear_pending(port);
+        let slot = self.slot_mut(port).ok_or(Error::NoMem)?;
+        *slot = Port { state, vcpu };
+        self.in_use += 1;
+        Ok(port)
+    }
+
+    fn release(&mut self, port: u32) {
+        if let Some(slot) = self.slot_mut(port) {
+            *slot = FREE;
+            self.bits.test_and_clear_pending(port);
+            self.free.push(port);
+            self.in_use -= 1;
+        }
+    }
+
+    /// **alloc_unbound**: a new port that `remote` may connect to.
+    /// Errors: `NoMem`.
+    pub fn alloc_unbound(&mut self, remote: DomainId) -> Result<u32, Error> {
+        self.alloc(PortState::Unbound { remote }, 0)
+    }
+
+    /// **bind_interdomain**: connects a new local port to `remote_port` of
+    /// `remote`'s table (`None`: this domain's own), which must be unbound
+    /// for this domain. Returns the local port, which notifies vCPU 0.
+    /// Errors: `NoEntry` (remote port not allocated), `Busy` (not
+    /// unbound), `Perm` (unbound for another domain), `NoMem`.
+    pub fn bind_interdomain(
+        &mut self,
+        remote: Option<&mut EventTable<B>>,
+        remote_port: u32,
+    ) -> Result<u32, Error> {
+        let me = self.domain;
+        match remote {
+            Some(peer) => {
+                peer.check_bindable(remote_port, me)?;
+                let state = PortState::Interdomain {
+                    remote: peer.domain,
+                    remote_port,
+                };
+                let local = self.alloc(state, 0)?;
+                peer.connect(remote_port, me, local);
+                Ok(local)
+            }
+            None => {
+                self.check_bindable(remote_port, me)?;
+                let state = PortState::Interdomain {
+                    remote: me,
+                    remote_port,
+                };
+                let local = self.alloc(state, 0)?;
+                self.connect(remote_port, me, local);
+                Ok(local)
+            }
+        }
+    }
+
+    fn check_bindable(&self, port: u32, by: DomainId) -> Result<(), Error> {
+        match self.bound(port)?.state {
+            PortState::Unbound { remote } if remote == by => Ok(()),
+            PortState::Unbound { .. } => Err(Error::Perm),
+            _ => Err(Error::Busy),
+        }
+    }
+
+    fn connect(&mut self, port: u32, remote: DomainId, remote_port: u32) {
+        if let Some(slot) = self.slot_mut(port) {
+            slot.state = PortState::Interdomain {
+                remote,
+                remote_port,
+            };
+        }
+    }
+
+    /// **bind_virq**: a new port for virq `virq` of vCPU `vcpu`.
+    /// Errors: `Invalid` (virq or vCPU out of range), `Exists` (already
+    /// bound on that vCPU), `NoMem`.
+    pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Error> {
+        if virq >= NR_VIRQS {
+            return Err(Error::Invalid);
+        }
+        self.check_vcpu(vcpu)?;
+        let bound = self.virq_port(vcpu, virq);
+        if bound != 0 {
+            return Err(Error::Exists);
+        }
+        let port = self.alloc(PortState::Virq { virq }, vcpu)?;
+        self.set_virq_port(vcpu, virq, port);
+        Ok(port)
+    }
+
+    fn virq_port(&self, vcpu: u32, virq: u32) -> u32 {
+        self.virqs
+            .get(vcpu as usize)
+            .and_then(|v| v.get(virq as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn set_virq_port(&mut self, vcpu: u32, virq: u32, port: u32) {
+        if let Some(slot) = self
+            .virqs
+            .get_mut(vcpu as usize)
+            .and_then(|v| v.get_mut(virq as usize))
+        {
+            *slot = port;
+        }
+    }
+
+    /// **bind_ipi**: a new port that notifies vCPU `vcpu` of this domain
+    /// when any vCPU of the domain sends on it.
+    /// Errors: `Invalid` (vCPU out of range), `NoMem`.
+    pub fn bind_ipi(&mut self, vcpu: u32) -> Result<u32, Error> {
+        self.check_vcpu(vcpu)?;
+        self.alloc(PortState::Ipi, vcpu)
+    }
+
+    /// **bind_vcpu**: makes an unbound or interdomain port notify `vcpu`
+    /// (virq and ipi ports keep the vCPU they were bound to).
+    /// Errors: `NoEntry`, `Invalid` (vCPU out of range, or a virq or ipi
+    /// port).
+    pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Error> {
+        let p = self.bound(port)?;
+        self.check_vcpu(vcpu)?;
+        match p.state {
+            PortState::Unbound { .. } | PortState::Interdomain { .. } => {
+                if let Some(slot) = self.slot_mut(port) {
+                    slot.vcpu = vcpu;
+                }
+                Ok(())
+            }
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    /// **send**: where a send on `port` goes; the caller then raises the
+    /// receiving port ([`EventTable::raise`] or [`EventTable::deliver`]).
+    /// Errors: `NoEntry` (port not allocated), `Busy` (unbound: no peer has
+    /// connected, or the peer closed), `Invalid` (a virq port: only the
+    /// hypervisor raises those).
+    pub fn send(&self, port: u32) -> Result<Route, Error> {
+        match self.bound(port)?.state {
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } if remote == self.domain => Ok(Route::Local(remote_port)),
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } => Ok(Route::Remote {
+                domain: remote,
+                port: remote_port,
+                from: port,
+            }),
+            PortState::Ipi => Ok(Route::Local(port)),
+            PortState::Unbound { .. } => Err(Error::Busy),
+            PortState::Virq { .. } | PortState::Free => Err(Error::Invalid),
+        }
+    }
+
+    /// Makes an allocated `port` pending. Returns the upcall to make, if
+    /// the port was not pending already and is not masked; a masked port
+    /// stays pending and is notified by [`EventTable::unmask`].
+    pub fn raise(&mut self, port: u32) -> Option<Notify> {
+        let p = self.bound(port).ok()?;
+        if self.bits.test_and_set_pending(port) {
+            return None;
+        }
+        if let Some(h) = self.hint.get_mut(port as usize / 4096) {
+            *h |= 1 << (port as usize / 64 % 64);
+        }
+        if self.bits.is_masked(port) {
+            return None;
+        }
+        Some(Notify {
+            domain: self.domain,
+            vcpu: p.vcpu,
+            port,
+        })
+    }
+
+    /// Delivers a send from port `from` of `sender` to `port`: raises it if
+    /// it is still connected to that port (a port closed and reused in the
+    /// meantime is left alone).
+    pub fn deliver(&mut self, port: u32, sender: DomainId, from: u32) -> Option<Notify> {
+        let connected = PortState::Interdomain {
+            remote: sender,
+            remote_port: from,
+        };
+        if self.bound(port).ok()?.state != connected {
+            return None;
+        }
+        self.raise(port)
+    }
+
+    /// The hypervisor raises virq `virq` on `vcpu`: the upcall to make, if
+    /// the domain bound a port to it and the port was not pending or
+    /// masked.
+    pub fn raise_virq(&mut self, vcpu: u32, virq: u32) -> Option<Notify> {
+        match self.virq_port(vcpu, virq) {
+            0 => None,
+            port => self.raise(port),
+        }
+    }
+
+    /// **close**: frees `port`. A connected port leaves its peer to be told
+    /// ([`Closed::Peer`]). Errors: `NoEntry`.
+    pub fn close(&mut self, port: u32) -> Result<Closed, Error> {
+        let p = self.bound(port)?;
+        let closed = match p.state {
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } => Closed::Peer {
+                domain: remote,
+                port: remote_port,
+                from: port,
+            },
+            PortState::Virq { virq } => {
+                self.set_virq_port(p.vcpu, virq, 0);
+                Closed::Done
+            }
+            _ => Closed::Done,
+        };
+        self.release(port);
+        Ok(closed)
+    }
+
+    /// The peer of `port` (`sender`'s port `from`) closed: the port goes
+    /// back to unbound (the same domain may connect again) and becomes
+    /// pending so its owner notices. Returns the upcall to make. Nothing
+    /// happens unless the port is still connected to that peer.
+    pub fn peer_closed(&mut self, port: u32, sender: DomainId, from: u32) -> Option<Notify> {
+        let connected = PortState::Interdomain {
+            remote: sender,
+            remote_port: from,
+        };
+        if self.bound(port).ok()?.state != connected {
+            return None;
+        }
+        if let Some(slot) = self.slot_mut(port) {
+            slot.state = PortState::Unbound { remote: sender };
+        }
+        self.raise(port)
+    }
+
+    /// Closes every port (the domain is dying). Returns the peers to tell
+    /// ([`EventTable::peer_closed`]), loopback ones already handled.
+    pub fn close_all(&mut self) -> Vec<Closed> {
+        let mut peers = Vec::new();
+        for port in 1..self.high_water {
+            if let Ok(Closed::Peer {
+                domain,
+                port: rp,
+                from,
+            }) = self.close(port)
+                && domain != self.domain
+            {
+                peers.push(Closed::Peer {
+                    domain,
+                    port: rp,
+                    from,
+                });
+            }
+        }
+        peers
+    }
+
+    /// **mask**: holds back upcalls for `port`. Errors: `NoEntry`.
+    pub fn mask(&mut self, port: u32) -> Result<(), Error> {
+        self.bound(port)?;
+        self.bits.set_masked(port, true);
+        Ok(())
+    }
+
+    /// **unmask**: lets `port` notify again. If it was masked and is
+    /// pending, returns the upcall to make now (whether or not one was made
+    /// before it was masked: an extra upcall is harmless, a missing one
+    /// would be a lost wake-up). Errors: `NoEntry`.
+    pub fn unmask(&mut self, port: u32) -> Result<Option<Notify>, Error> {
+        let p = self.bound(port)?;
+        let was = self.bits.set_masked(port, false);
+        Ok((was && self.bits.is_pending(port)).then_some(Notify {
+            domain: self.domain,
+            vcpu: p.vcpu,
+            port,
+        }))
+    }
+
+    /// **status** of `port` (0 or beyond the table: `NoEntry`; a free port
+    /// reports [`PortState::Free`]).
+    pub fn status(&self, port: u32) -> Result<PortStatus, Error> {
+        let p = self.slot(port).ok_or(Error::NoEntry)?;
+        Ok(PortStatus {
+            state: p.state,
+            vcpu: p.vcpu,
+            pending: self.bits.is_pending(port),
+            masked: self.bits.is_masked(port),
+        })
+    }
+
+    /// Clears `port`'s pending bit (the guest has seen it); returns whether
+    /// it was pending. Errors: `NoEntry`.
+    pub fn clear_pending(&mut self, port: u32) -> Result<bool, Error> {
+        self.bound(port)?;
+        Ok(self.bits.test_and_clear_pending(port))
+    }
+}

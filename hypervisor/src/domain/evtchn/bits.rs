@@ -1,0 +1,118 @@
+//! Pending and mask bits of event-channel ports.
+//!
+//! Kept behind [`EventBits`] so the same table logic can later keep them in
+//! pages shared with the guest (where the guest clears pending bits and
+//! sets and clears mask bits itself, and the hypervisor sets pending bits
+//! with atomic operations). The layout is the one such a page would have:
+//! two arrays of little-endian `u64` words, port `p` at bit `p % 64` of
+//! word `p / 64`, one array for pending and one for mask bits.
+
+use alloc::vec::Vec;
+
+use pvabi::Error;
+
+/// Storage of per-port pending and mask bits, grown on demand.
+///
+/// Ports at or above [`EventBits::ports`] read as not pending and not
+/// masked, and writes to them are ignored (the table never makes them).
+pub trait EventBits {
+    /// Ports covered now (a multiple of 64).
+    fn ports(&self) -> u32;
+    /// Makes room for ports `0..ports` (new ports not pending, not masked).
+    /// `NoMem` when the storage cannot grow.
+    fn grow(&mut self, ports: u32) -> Result<(), Error>;
+    /// Sets the pending bit; returns whether it was set already.
+    fn test_and_set_pending(&mut self, port: u32) -> bool;
+    /// Clears the pending bit; returns whether it was set.
+    fn test_and_clear_pending(&mut self, port: u32) -> bool;
+    /// Sets or clears the mask bit; returns whether it was set.
+    fn set_masked(&mut self, port: u32, masked: bool) -> bool;
+    /// The pending bits of ports `64 * word ..`.
+    fn pending_word(&self, word: usize) -> u64;
+    /// The mask bits of ports `64 * word ..`.
+    fn mask_word(&self, word: usize) -> u64;
+
+    /// Whether the port is pending.
+    fn is_pending(&self, port: u32) -> bool {
+        self.pending_word(port as usize / 64) & bit(port) != 0
+    }
+    /// Whether the port is masked.
+    fn is_masked(&self, port: u32) -> bool {
+        self.mask_word(port as usize / 64) & bit(port) != 0
+    }
+}
+
+/// The bit of `port` in its word.
+pub(super) fn bit(port: u32) -> u64 {
+    1 << (port % 64)
+}
+
+/// [`EventBits`] in hypervisor memory: two growable bitmaps.
+#[derive(Debug, Default)]
+pub struct BitmapEvents {
+    pending: Vec<u64>,
+    mask: Vec<u64>,
+}
+
+impl BitmapEvents {
+    /// Empty bitmaps (no ports).
+    pub const fn new() -> Self {
+        Self {
+            pending: Vec::new(),
+            mask: Vec::new(),
+        }
+    }
+}
+
+fn update(words: &mut [u64], port: u32, set: bool) -> bool {
+    match words.get_mut(port as usize / 64) {
+        Some(w) => {
+            let old = *w & bit(port) != 0;
+            if set {
+                *w |= bit(port);
+            } else {
+                *w &= !bit(port);
+            }
+            old
+        }
+        None => false,
+    }
+}
+
+impl EventBits for BitmapEvents {
+    fn ports(&self) -> u32 {
+        (self.pending.len() * 64) as u32
+    }
+
+    fn grow(&mut self, ports: u32) -> Result<(), Error> {
+        let words = (ports as usize).div_ceil(64);
+        if words > self.pending.len() {
+            let more = words - self.pending.len();
+            self.pending.try_reserve(more).map_err(|_| Error::NoMem)?;
+            self.mask.try_reserve(more).map_err(|_| Error::NoMem)?;
+            self.pending.resize(words, 0);
+            self.mask.resize(words, 0);
+        }
+        Ok(())
+    }
+
+    fn test_and_set_pending(&mut self, port: u32) -> bool {
+        update(&mut self.pending, port, true)
+    }
+
+    fn test_and_clear_pending(&mut self, port: u32) -> bool {
+        update(&mut self.pending, port, false)
+    }
+
+    fn set_masked(&mut self, port: u32, masked: bool) -> bool {
+        update(&mut self.mask, port, masked)
+    }
+
+    fn pending_word(&self, word: usize) -> u64 {
+        self.pending.get(word).copied().unwrap_or(0)
+    }
+
+    fn mask_word(&self, word: usize) -> u64 {
+        self.mask.get(word).copied().unwrap_or(0)
+    }
+}

@@ -1,0 +1,140 @@
+//! A grantee's record of the grants it has mapped.
+
+use alloc::vec::Vec;
+
+use pvabi::Error;
+
+use super::{Access, DomainId, GrantRef};
+
+/// Default number of mappings a domain may hold.
+pub const MAPTRACK_DEFAULT_MAX: u32 = 1024;
+
+/// A handle the grantee gets from a map and gives back to unmap.
+pub type MapHandle = u32;
+
+/// One mapping held by a grantee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// Whose page.
+    pub granter: DomainId,
+    /// The granter's reference.
+    pub gref: GrantRef,
+    /// Where the page is mapped in the grantee's guest-physical space.
+    pub at_gpa: u64,
+    /// How it is mapped.
+    pub access: Access,
+}
+
+/// A grantee's mappings by handle, with a limit that can grow.
+#[derive(Debug)]
+pub struct MapTrack {
+    max: u32,
+    slots: Vec<Option<Mapping>>,
+    free: Vec<MapHandle>,
+    in_use: u32,
+}
+
+impl Default for MapTrack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MapTrack {
+    /// No mappings, the default limit.
+    pub fn new() -> Self {
+        Self {
+            max: MAPTRACK_DEFAULT_MAX,
+            slots: Vec::new(),
+            free: Vec::new(),
+            in_use: 0,
+        }
+    }
+
+    /// Mappings held and the limit.
+    pub fn limits(&self) -> super::GrantLimits {
+        super::GrantLimits {
+            in_use: self.in_use,
+            max: self.max,
+        }
+    }
+
+    /// Raises the limit. Errors: `Invalid` (lower than now), `TooBig`
+    /// (over [`super::GRANT_LIMIT`]).
+    pub fn set_max(&mut self, max: u32) -> Result<(), Error> {
+        if max < self.max {
+            return Err(Error::Invalid);
+        }
+        if max > super::GRANT_LIMIT {
+            return Err(Error::TooBig);
+        }
+        self.max = max;
+        Ok(())
+    }
+
+    /// Records a mapping. Errors: `NoMem` (limit reached).
+    pub(super) fn insert(&mut self, m: Mapping) -> Result<MapHandle, Error> {
+        let h = match self.free.pop() {
+            Some(h) => h,
+            None => {
+                let h = self.slots.len() as u32;
+                if h >= self.max {
+                    return Err(Error::NoMem);
+                }
+                self.slots.try_reserve(1).map_err(|_| Error::NoMem)?;
+                self.slots.push(None);
+                h
+            }
+        };
+        if let Some(s) = self.slots.get_mut(h as usize) {
+            *s = Some(m);
+        }
+        self.in_use += 1;
+        Ok(h)
+    }
+
+    /// The mapping of `handle`. Errors: `NoEntry`.
+    pub fn get(&self, handle: MapHandle) -> Result<Mapping, Error> {
+        self.slots
+            .get(handle as usize)
+            .copied()
+            .flatten()
+            .ok_or(Error::NoEntry)
+    }
+
+    pub(super) fn remove_handle(&mut self, handle: MapHandle) -> Result<Mapping, Error> {
+        let m = self
+            .slots
+            .get_mut(handle as usize)
+            .and_then(Option::take)
+            .ok_or(Error::NoEntry)?;
+        self.free.push(handle);
+        self.in_use -= 1;
+        Ok(m)
+    }
+
+    /// Removes every mapping (the grantee is dying); the caller unmaps each
+    /// and calls [`super::GrantTable::drop_map`] on its granter's table.
+    pub fn take_all(&mut self) -> Vec<Mapping> {
+        self.take_where(|_| true)
+    }
+
+    /// Removes every mapping of `granter`'s pages (the granter is dying):
+    /// the caller unmaps each and calls [`super::GrantTable::drop_map`].
+    pub fn take_granter(&mut self, granter: DomainId) -> Vec<Mapping> {
+        self.take_where(|m| m.granter == granter)
+    }
+
+    fn take_where(&mut self, pick: impl Fn(&Mapping) -> bool) -> Vec<Mapping> {
+        let mut out = Vec::new();
+        for h in 0..self.slots.len() as u32 {
+            if let Ok(m) = self.get(h)
+                && pick(&m)
+                && self.remove_handle(h).is_ok()
+            {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
