@@ -2,7 +2,7 @@
 //! per test process and kept under `target/boot-tests/` for inspection.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use xtask::iso::{IsoSpec, Module};
@@ -34,32 +34,50 @@ pub fn kernel() -> &'static Path {
             assert!(k.is_file(), "KESTREL_KERNEL={} is not a file", k.display());
             return k;
         }
-        let k = paths::kernel(Profile::Release);
-        let Ok(meta) = k.metadata() else {
-            panic!(
-                "{} does not exist: build it with `cargo xtask build` (or run everything with \
-                 `cargo xtask test`)",
-                k.display()
-            )
-        };
-        let built = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        if let Some(src) = newer_source(&k, built) {
-            panic!(
-                "{} is older than {}: rebuild with `cargo xtask build` so the tests boot the \
-                 current code",
-                k.display(),
-                src.display()
-            );
-        }
-        k
+        fresh_binary(paths::kernel(Profile::Release))
     })
 }
 
-/// A source the kernel was built from that changed since `built`, per the
-/// dependency file Cargo writes next to the binary (`kestrel.d`: "target:
-/// source source ..."). No dependency file, no check.
-fn newer_source(kernel: &Path, built: SystemTime) -> Option<PathBuf> {
-    let mut d = kernel.as_os_str().to_owned();
+/// The release build of guest `name` (`guests/src/bin/<name>.rs`), checked
+/// like the kernel: present and not older than its sources.
+pub fn guest(name: &str) -> PathBuf {
+    static CHECKED: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, p)) = checked.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let p = fresh_binary(paths::guest(Profile::Release, name));
+    checked.push((name.to_string(), p.clone()));
+    p
+}
+
+/// `binary` if it exists and is newer than every source Cargo lists for
+/// it; otherwise panics saying how to rebuild.
+fn fresh_binary(binary: PathBuf) -> PathBuf {
+    let Ok(meta) = binary.metadata() else {
+        panic!(
+            "{} does not exist: build it with `cargo xtask build` (or run everything with \
+             `cargo xtask test`)",
+            binary.display()
+        )
+    };
+    let built = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    if let Some(src) = newer_source(&binary, built) {
+        panic!(
+            "{} is older than {}: rebuild with `cargo xtask build` so the tests boot the \
+             current code",
+            binary.display(),
+            src.display()
+        );
+    }
+    binary
+}
+
+/// A source the binary was built from that changed since `built`, per the
+/// dependency file Cargo writes next to it (`kestrel.d`: "target: source
+/// source ..."). No dependency file, no check.
+fn newer_source(binary: &Path, built: SystemTime) -> Option<PathBuf> {
+    let mut d = binary.as_os_str().to_owned();
     d.push(".d");
     let deps = std::fs::read_to_string(PathBuf::from(d)).ok()?;
     let (_, sources) = deps.split_once(": ")?;
@@ -74,16 +92,20 @@ fn newer_source(kernel: &Path, built: SystemTime) -> Option<PathBuf> {
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
 }
 
-/// Module payloads: a real ELF64 (the hypervisor's own image, standing in
-/// for dom0), a small text file, and the ELF cut to half its size.
+/// Module payloads: the `hello` guest (a real guest the hypervisor starts
+/// as a domain), a small text file, and the guest cut short.
 #[derive(Debug)]
 pub struct Payloads {
-    /// `dom0.elf`: a copy of the kernel ELF.
-    pub dom0: PathBuf,
-    /// `guests.toml`: a few lines of text.
+    /// `hello.elf`: a copy of the `hello` guest.
+    pub hello: PathBuf,
+    /// `guests.toml`: a few lines of text (not an ELF: no domain).
     pub guests: PathBuf,
-    /// `dom0-truncated.elf`: the first half of `dom0.elf`.
+    /// `hello-truncated.elf`: `hello.elf` cut in the middle of its first
+    /// loadable segment, so the segment (and the section headers at the
+    /// end of the file) lie beyond its end.
     pub truncated: PathBuf,
+    /// Where the cut is (bytes kept).
+    pub truncated_len: usize,
 }
 
 /// Contents of `guests.toml`: odd-sized on purpose.
@@ -96,49 +118,109 @@ pub fn payloads() -> &'static Payloads {
     PAYLOADS.get_or_init(|| {
         let dir = root().join("payloads");
         mkdir(&dir);
-        let elf = read(kernel());
+        let elf = read(&guest("hello"));
+        let cut = truncation_point(&elf);
         let p = Payloads {
-            dom0: dir.join("dom0.elf"),
+            hello: dir.join("hello.elf"),
             guests: dir.join("guests.toml"),
-            truncated: dir.join("dom0-truncated.elf"),
+            truncated: dir.join("hello-truncated.elf"),
+            truncated_len: cut,
         };
-        write(&p.dom0, &elf);
+        write(&p.hello, &elf);
         write(&p.guests, GUESTS_TOML.as_bytes());
-        write(&p.truncated, &elf[..elf.len() / 2]);
+        write(&p.truncated, &elf[..cut]);
         p
     })
 }
 
-/// Module arguments the ISO tests pass and expect back.
-pub const DOM0_ARGS: &str = "role=dom0 console=hvc0 mem=64M";
+/// Half-way through the first `PT_LOAD` segment with bytes in the file.
+fn truncation_point(elf: &[u8]) -> usize {
+    let loads = xtask::elfinfo::loads(elf).unwrap_or_else(|e| panic!("hello guest: {e}"));
+    let Some(seg) = loads.iter().find(|l| l.filesz > 1) else {
+        panic!("the hello guest has no loadable segment with file bytes")
+    };
+    let cut = usize::try_from(seg.offset + seg.filesz / 2).unwrap_or(usize::MAX);
+    assert!(
+        cut < elf.len(),
+        "hello guest: segment at {:#x} + {:#x} lies beyond the file",
+        seg.offset,
+        seg.filesz
+    );
+    cut
+}
+
+/// Arguments of the `hello.elf` module on the test ISOs (the guest prints
+/// them back).
+pub const HELLO_ARGS: &str = "role=dom0 console=hvc0 mem=64M";
 /// Arguments of the second module.
 pub const GUESTS_ARGS: &str = "format=toml autostart";
 
 /// The ISO every QEMU ISO test boots (BIOS and UEFI alike): test command
-/// line, exit through `isa-debug-exit`, dom0.elf and guests.toml with arguments.
+/// line, exit through `isa-debug-exit`, hello.elf and guests.toml with
+/// arguments.
 pub fn qemu_iso() -> &'static Path {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
-    ISO.get_or_init(|| iso("qemu-test.iso", "exit=qemu shutdown loglevel=info"))
+    ISO.get_or_init(|| {
+        iso(
+            "qemu-test.iso",
+            "exit=qemu shutdown loglevel=info",
+            &standard_modules(),
+        )
+    })
 }
 
 /// The ISO for Bochs: same modules, exit through Bochs' shutdown port.
 pub fn bochs_iso() -> &'static Path {
     static ISO: OnceLock<PathBuf> = OnceLock::new();
-    ISO.get_or_init(|| iso("bochs-test.iso", "exit=bochs shutdown loglevel=info"))
+    ISO.get_or_init(|| {
+        iso(
+            "bochs-test.iso",
+            "exit=bochs shutdown loglevel=info",
+            &standard_modules(),
+        )
+    })
 }
 
-fn iso(name: &str, cmdline: &str) -> PathBuf {
+fn standard_modules() -> Vec<Module> {
     let p = payloads();
-    let modules = [(&p.dom0, DOM0_ARGS), (&p.guests, GUESTS_ARGS)]
+    [(&p.hello, HELLO_ARGS), (&p.guests, GUESTS_ARGS)]
         .into_iter()
         .map(|(path, args)| Module::new(path, args).unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+        .collect()
+}
+
+/// One guest module: the release build of guest `guest`, called `name` in
+/// the image (and so in the hypervisor's log), with `args`.
+pub fn guest_module(guest_name: &str, name: &str, args: &str) -> Module {
+    Module::named(guest(guest_name), name, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The ISO `name` (under `target/boot-tests/iso/`), built once per test
+/// process however many tests ask for it.
+pub fn shared_iso(name: &str, cmdline: &str, modules: &[Module]) -> PathBuf {
+    static ISOS: Mutex<Vec<(String, Arc<OnceLock<PathBuf>>)>> = Mutex::new(Vec::new());
+    let cell = {
+        let mut isos = ISOS.lock().unwrap_or_else(|e| e.into_inner());
+        match isos.iter().find(|(n, _)| n == name) {
+            Some((_, c)) => Arc::clone(c),
+            None => {
+                let c = Arc::new(OnceLock::new());
+                isos.push((name.to_string(), Arc::clone(&c)));
+                c
+            }
+        }
+    };
+    // Built outside the list's lock: other ISOs are built in parallel.
+    cell.get_or_init(|| iso(name, cmdline, modules)).clone()
+}
+
+fn iso(name: &str, cmdline: &str, modules: &[Module]) -> PathBuf {
     let dir = root().join("iso");
     mkdir(&dir);
     let spec = IsoSpec {
         kernel: kernel().to_path_buf(),
         cmdline: cmdline.into(),
-        modules,
+        modules: modules.to_vec(),
         timeout_s: 0,
         output: dir.join(name),
     };

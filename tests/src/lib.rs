@@ -8,10 +8,12 @@
 //!
 //! Layout: [`artifacts`] finds the kernel and makes module payloads and ISOs
 //! once per test process; [`qemu`] and [`bochs`] run an emulator to an
-//! [`Outcome`]; [`outcome`] holds the checks on it.
+//! [`Outcome`]; [`outcome`] holds the checks on it, [`domains`] those on
+//! the domains (guests) it ran.
 
 pub mod artifacts;
 pub mod bochs;
+pub mod domains;
 pub mod outcome;
 pub mod qemu;
 

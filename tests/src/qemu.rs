@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use xtask::qemu::{Accel, Boot, Vm};
-use xtask::{runner, serial};
+use xtask::runner::{self, StopLine};
+use xtask::serial;
 
 use crate::{Outcome, artifacts, scaled};
 
@@ -29,12 +30,17 @@ pub fn pvh_vm(smp: u32, memory: &str, cmdline: &str, initrd: Option<&Path>) -> V
 
 /// The test ISO through SeaBIOS.
 pub fn bios_vm(smp: u32, memory: &str) -> Vm {
+    iso_vm(artifacts::qemu_iso(), smp, memory)
+}
+
+/// `iso` through SeaBIOS.
+pub fn iso_vm(iso: &Path, smp: u32, memory: &str) -> Vm {
     Vm::new(
         Accel::Tcg,
         smp,
         memory,
         Boot::Bios {
-            iso: artifacts::qemu_iso().to_path_buf(),
+            iso: iso.to_path_buf(),
         },
         "",
     )
@@ -54,7 +60,13 @@ pub fn uefi_vm(test: &str, smp: u32, memory: &str) -> Vm {
 
 /// Boots `vm` with COM1 going to `target/boot-tests/runs/<test>/serial.log`
 /// and waits at most `timeout_s` (scaled) seconds.
-pub fn run(test: &str, mut vm: Vm, timeout_s: u64) -> Outcome {
+pub fn run(test: &str, vm: Vm, timeout_s: u64) -> Outcome {
+    run_until(test, vm, timeout_s, None)
+}
+
+/// [`run`], and with `stop`, ends the run (kills QEMU) as soon as a
+/// complete serial line contains every one of those needles.
+pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> Outcome {
     let dir = artifacts::test_dir(test);
     let serial_path = dir.join("serial.log");
     let qemu_log = dir.join("qemu.log");
@@ -66,8 +78,17 @@ pub fn run(test: &str, mut vm: Vm, timeout_s: u64) -> Outcome {
     let mut cmd = Command::new(qemu);
     cmd.args(vm.args()).stdout(log).stderr(log2);
     let timeout = scaled(timeout_s);
-    let (ended, took) =
-        runner::run_with_timeout(&mut cmd, timeout).unwrap_or_else(|e| panic!("{test}: {e}"));
+    let (ended, took) = match stop {
+        Some(needles) => {
+            let line = StopLine {
+                log: &serial_path,
+                needles,
+            };
+            runner::run_until_line(&mut cmd, timeout, &line)
+        }
+        None => runner::run_with_timeout(&mut cmd, timeout),
+    }
+    .unwrap_or_else(|e| panic!("{test}: {e}"));
     let lines = serial::lines(&std::fs::read(&serial_path).unwrap_or_default());
     let emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
     let o = Outcome {

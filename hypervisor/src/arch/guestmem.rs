@@ -144,7 +144,9 @@ impl DomainMemory {
     }
 
     /// Calls `f(host_address, offset_in_request, len)` for each piece of
-    /// `[gpa, gpa + len)`, which must be inside the domain and present.
+    /// `[gpa, gpa + len)`. Every page of the range must be inside the domain
+    /// and present; that is checked for all of them before `f` is called
+    /// once, so a failed request touches nothing.
     fn pieces(
         &self,
         gpa: u64,
@@ -157,14 +159,20 @@ impl DomainMemory {
             len,
             size: self.size,
         };
+        if len > 0 {
+            let first = (gpa / PAGE) as usize;
+            let last = ((gpa + len - 1) / PAGE) as usize;
+            let pages = self.frames.get(first..=last).ok_or(oob)?;
+            if pages.contains(&0) {
+                return Err(oob);
+            }
+        }
         let mut done = 0u64;
         while done < len {
             let g = gpa + done;
             let n = (PAGE - g % PAGE).min(len - done);
-            match self.frames.get((g / PAGE) as usize) {
-                Some(&frame) if frame != 0 => f(frame + g % PAGE, done as usize, n as usize),
-                _ => return Err(oob),
-            }
+            let frame = self.frames.get((g / PAGE) as usize).copied().unwrap_or(0);
+            f(frame + g % PAGE, done as usize, n as usize);
             done += n;
         }
         Ok(())

@@ -359,6 +359,10 @@ fn console_write(
     if len > CONSOLE_WRITE_MAX {
         return Err(E2BIG);
     }
+    if len == 0 {
+        // No byte to fault on: nothing is read, whatever the address.
+        return Ok(0);
+    }
     let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
     let dst = buf.get_mut(..len as usize).ok_or(E2BIG)?;
     svc.read(gpa, dst).map_err(|_| EFAULT)?;
@@ -373,15 +377,11 @@ fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, i64>
     if len > CONSOLE_WRITE_MAX {
         return Err(E2BIG);
     }
-    // Check the destination before taking input, so no byte is lost.
-    let mut probe = [0u8; 1];
-    if len > 0
-        && (svc.read(gpa, &mut probe).is_err() || svc.read(gpa + len - 1, &mut probe).is_err())
-    {
-        return Err(EFAULT);
-    }
     let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
     let dst = buf.get_mut(..len as usize).ok_or(E2BIG)?;
+    // The whole destination must be present before any input is taken, so
+    // no byte is consumed and then lost.
+    svc.read(gpa, dst).map_err(|_| EFAULT)?;
     let n = svc.console_read(dst)?;
     let got = dst.get(..n).ok_or(EINVAL)?;
     svc.write(gpa, got).map_err(|_| EFAULT)?;

@@ -3,18 +3,14 @@
 //! is the verdict.
 
 use boot_tests::MIB;
-use boot_tests::artifacts::{DOM0_ARGS, GUESTS_ARGS, expected, payloads};
+use boot_tests::artifacts::{GUESTS_ARGS, HELLO_ARGS, expected, payloads};
 use boot_tests::bochs::{Pc, run};
 
 use crate::BIOS_RAM_SLACK;
 
 #[test]
 fn bochs_haswell_vmx_ept() {
-    let pc = Pc {
-        model: "corei7_haswell_4770",
-        cpus: 2,
-        megs: 256,
-    };
+    let pc = Pc::new("corei7_haswell_4770", 2, 256);
     let o = run("bochs_haswell_vmx_ept", &pc);
     o.assert_booted("multiboot2");
     let virt = o.expect_line("VMX");
@@ -26,6 +22,7 @@ fn bochs_haswell_vmx_ept() {
     o.expect_line("x2APIC mode");
     o.assert_machine(u64::from(pc.cpus), u64::from(pc.megs) * MIB, BIOS_RAM_SLACK);
     let p = payloads();
-    o.assert_module(0, &expected(&p.dom0), true, DOM0_ARGS);
+    o.assert_module(0, &expected(&p.hello), true, HELLO_ARGS);
     o.assert_module(1, &expected(&p.guests), true, GUESTS_ARGS);
+    o.assert_hello_ran("hello.elf", HELLO_ARGS);
 }

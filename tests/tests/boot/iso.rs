@@ -1,7 +1,8 @@
 //! The GRUB ISO (Multiboot2) under SeaBIOS and OVMF: CPUs, RAM, and two
-//! modules whose names, arguments, sizes and CRC-32s must survive GRUB.
+//! modules whose names, arguments, sizes and CRC-32s must survive GRUB; the
+//! first, the `hello` guest, must run and print its arguments back.
 
-use boot_tests::artifacts::{DOM0_ARGS, GUESTS_ARGS, expected, payloads};
+use boot_tests::artifacts::{GUESTS_ARGS, HELLO_ARGS, expected, payloads};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, UEFI_TIMEOUT_S, bios_vm, run, uefi_vm};
 use boot_tests::{MIB, Outcome};
 
@@ -11,8 +12,10 @@ fn check(o: &Outcome, smp: u32, mem_mib: u64, slack: u64) {
     o.assert_qemu_success("multiboot2");
     o.assert_machine(u64::from(smp), mem_mib * MIB, slack);
     let p = payloads();
-    o.assert_module(0, &expected(&p.dom0), true, DOM0_ARGS);
+    o.assert_module(0, &expected(&p.hello), true, HELLO_ARGS);
     o.assert_module(1, &expected(&p.guests), true, GUESTS_ARGS);
+    o.assert_hello_ran("hello.elf", HELLO_ARGS);
+    o.assert_all_ended(1, 1);
 }
 
 fn bios(test: &str, smp: u32, mem_mib: u64) {

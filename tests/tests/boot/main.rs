@@ -1,11 +1,14 @@
 //! Boot tests: the release kernel under QEMU (PVH direct boot, GRUB ISO on
-//! SeaBIOS and OVMF) and Bochs (GRUB ISO on an Intel CPU with VT-x/EPT).
+//! SeaBIOS and OVMF) and Bochs (GRUB ISO on an Intel CPU with VT-x/EPT),
+//! and the guest suite on both backends (`guests.rs`).
 //!
 //! One test binary, so `--test-threads` runs emulators side by side.
 //! Each test's files stay in `target/boot-tests/runs/<test>/`.
 
+mod abi;
 mod bad;
 mod bochs;
+mod guests;
 mod iso;
 mod pvh;
 mod selftest;

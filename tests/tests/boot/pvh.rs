@@ -1,4 +1,7 @@
 //! PVH direct boot (`qemu -kernel`): CPUs, RAM and the one `-initrd` module.
+//! The module is the `hello` guest (so the hypervisor starts it as a
+//! domain, called `module0`: PVH modules have no name or arguments), except
+//! in `pvh_1cpu_128m`, which passes a text file (no domain).
 
 use std::path::Path;
 
@@ -9,6 +12,7 @@ use boot_tests::{MIB, Outcome};
 use crate::{PVH_RAM_SLACK, TEST_CMDLINE};
 
 fn boot(test: &str, smp: u32, mem_mib: u64, module: &Path, cpu: Option<&str>) -> Outcome {
+    let guest = module == payloads().hello.as_path();
     let mut vm = pvh_vm(smp, &format!("{mem_mib}M"), TEST_CMDLINE, Some(module));
     if let Some(cpu) = cpu {
         vm.cpu = cpu.into();
@@ -24,6 +28,13 @@ fn boot(test: &str, smp: u32, mem_mib: u64, module: &Path, cpu: Option<&str>) ->
         virt.contains("NPT"),
         "{test}: virtualization line `{virt}` lacks NPT"
     );
+    o.expect_line("virt: running guests with AMD-V/NPT");
+    if guest {
+        o.assert_hello_ran("module0", "");
+        o.assert_all_ended(1, 1);
+    } else {
+        o.assert_all_ended(0, 0);
+    }
     o
 }
 
@@ -34,17 +45,17 @@ fn pvh_1cpu_128m() {
 
 #[test]
 fn pvh_4cpu_128m() {
-    boot("pvh_4cpu_128m", 4, 128, &payloads().dom0, None);
+    boot("pvh_4cpu_128m", 4, 128, &payloads().hello, None);
 }
 
 #[test]
 fn pvh_2cpu_2g() {
-    boot("pvh_2cpu_2g", 2, 2048, &payloads().dom0, None);
+    boot("pvh_2cpu_2g", 2, 2048, &payloads().hello, None);
 }
 
 #[test]
 fn pvh_4cpu_2g() {
-    boot("pvh_4cpu_2g", 4, 2048, &payloads().dom0, None);
+    boot("pvh_4cpu_2g", 4, 2048, &payloads().hello, None);
 }
 
 /// QEMU's richest TCG model (more CPUID leaves, 5-level paging offered, RDRAND).
@@ -54,7 +65,7 @@ fn pvh_cpu_max_2cpu_256m() {
         "pvh_cpu_max_2cpu_256m",
         2,
         256,
-        &payloads().dom0,
+        &payloads().hello,
         Some("max"),
     );
 }

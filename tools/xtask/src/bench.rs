@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: deterministic boot figures under QEMU TCG with
+//! `cargo xtask bench`: deterministic figures. Boot under QEMU TCG with
 //! `-icount`, where the virtual TSC advances one tick per instruction, so
-//! `boot_tsc` counts the instructions from hypervisor entry to ready.
+//! `boot_tsc` counts the instructions from hypervisor entry to ready; and
+//! the hypercall round trip on each backend (`crate::hcbench`).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -17,7 +18,7 @@ use xtask::{elfinfo, paths, tools};
 /// Makes the run a pure function of the image: one instruction per virtual
 /// nanosecond, no host-time coupling, fixed RTC and RNG seed, one vCPU
 /// (the virtual clock is shared by all vCPUs).
-const ICOUNT_ARGS: &[&str] = &[
+pub const ICOUNT_ARGS: &[&str] = &[
     "-icount",
     "shift=0,align=off,sleep=off",
     "-rtc",
@@ -101,6 +102,13 @@ pub fn run() -> Result<()> {
         }
     }
 
+    println!("hypercall round trip (hcbench guest):");
+    let hcbench = paths::guest(paths::Profile::Release, "hcbench");
+    let hc = vec![
+        crate::hcbench::svm(&kernel, &hcbench, &out_dir)?,
+        crate::hcbench::vmx(&kernel, &hcbench, &out_dir)?,
+    ];
+
     let elf = std::fs::read(&kernel).context(|| format!("reading {}", kernel.display()))?;
     let loads = elfinfo::loads(&elf)?;
     let memsz: u64 = loads.iter().map(|l| l.memsz).sum();
@@ -113,8 +121,22 @@ pub fn run() -> Result<()> {
         .and_then(|s| s.lines().next().map(str::to_string))
         .unwrap_or_else(|| "unknown".into());
 
+    let bochs_version = Command::new(tools::BOCHS.program)
+        .arg("--help")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let all = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&all)
+                .lines()
+                .find(|l| l.contains("Bochs x86 Emulator"))
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "Bochs".into());
     let md = report(
         &rows,
+        &hc,
+        &bochs_version,
         elf.len() as u64,
         memsz,
         filesz,
@@ -131,6 +153,13 @@ pub fn run() -> Result<()> {
     if !deterministic {
         bail!("boot_tsc differed between identical runs: the measurement is not deterministic");
     }
+    if let Some(r) = hc.iter().find(|r| !r.deterministic()) {
+        bail!(
+            "{}: hcbench figures differed between identical runs: {:?}",
+            r.backend,
+            r.runs
+        );
+    }
     Ok(())
 }
 
@@ -138,8 +167,43 @@ fn kib(b: u64) -> String {
     format!("{:.1} KiB", b as f64 / 1024.0)
 }
 
+fn hypercall_table(hc: &[crate::hcbench::Row]) -> String {
+    let mut t = String::new();
+    for r in hc {
+        let Some(s) = r.runs.first() else { continue };
+        let ticks = s.ticks_per_round_trip();
+        // Ignoring write! results: writing to a String cannot fail.
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} / {} | {} / {} | {} | **{}** | {} |",
+            r.backend,
+            r.machine,
+            s.hypercall.min_batch,
+            s.baseline.min_batch,
+            s.hypercall.tsc_delta,
+            s.baseline.tsc_delta,
+            fmt_ticks(ticks),
+            fmt_ticks(ticks - r.insn_ticks as f64),
+            fmt_ticks(s.ticks_all_in()),
+        );
+    }
+    t
+}
+
+/// Whole numbers without decimals, others with two.
+fn fmt_ticks(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn report(
     rows: &[Row],
+    hc: &[crate::hcbench::Row],
+    bochs_version: &str,
     file: u64,
     memsz: u64,
     filesz: u64,
@@ -169,7 +233,7 @@ fn report(
         "\
 # Benchmarks
 
-Written by `cargo xtask bench`; rerun it after changes that touch boot.
+Written by `cargo xtask bench`; rerun it after changes that touch boot or the exit path.
 
 The figures are deterministic: under QEMU's `-icount shift=0` the virtual clock, and with
 it the TSC, advances by one per instruction executed. `boot_tsc` (the TSC delta from
@@ -185,6 +249,41 @@ boot: no firmware or boot loader runs between entry and ready.
 {table}
 `loglevel=off` is the hypervisor's own work; `info` adds the boot log on the 16550 UART
 (every character is an `out` plus status polls).
+
+## Hypercall round trip
+
+The `hcbench` guest (`guests/src/bin/hcbench.rs`) makes {calls} hypercalls with an unknown
+number (the hypervisor answers `ENOSYS` at once: the shortest path, no scheduling) in
+batches of {batch}, reading the TSC (`lfence; rdtsc`) around each batch; then the same
+loop with the hypercall instruction replaced by `mov rax, -38` (what the hypervisor does
+to RAX). Both loops are one `asm!` block each, identical but for that instruction, so
+their difference is the round trip. The smallest batch has no timer interrupt in it;
+the totals include the 100 Hz tick (and what the scheduler does on it) spread over all
+calls. Every figure is in TSC ticks, and on both machines a tick is one instruction:
+
+- **AMD-V**: QEMU TCG with `-icount shift=0,align=off,sleep=off` advances the TSC once
+  per instruction the machine executes; the intercepted `VMMCALL` and the `#VMEXIT`
+  count 0, `VMRUN` 1.
+- **VT-x**: Bochs with one CPU and `clock: sync=none` (emulated time follows the
+  instruction count alone) returns its tick counter from `RDTSC`: one per
+  instruction, the exiting `VMCALL` and `VMRESUME` included. The `ips` setting only
+  scales timers (here the 100 Hz tick is every 100,000 instructions), not the TSC.
+
+Both were checked by single-stepping one round trip: QEMU's gdb stub (`-s -S`, `stepi`
+from the guest's `vmmcall` until the guest's next instruction) and Bochs' debugger
+(`trace on`, `s`, whose `t=` counter is the TSC) executed exactly the counted
+instructions. {runs} identical runs per backend gave identical figures (checked by
+`cargo xtask bench`), so they are exact, not averages.
+
+| backend | machine | smallest batch: hypercall / baseline loop | all {calls} calls: hypercall / baseline loop | ticks per round trip (hypercall instruction to the guest's next) | **hypervisor instructions per round trip** | all-in per call (with timer ticks) |
+|---|---|---:|---:|---:|---:|---:|
+{hc_table}
+*Ticks per round trip* = (hypercall batch - baseline batch) / {batch} + 1 (the baseline's
+`mov` stands where the hypercall instruction is). *Hypervisor instructions* leave out the
+guest's own hypercall instruction where the emulator counts it (Bochs' `VMCALL`: 1;
+QEMU's intercepted `VMMCALL`: 0), and include `VMRUN`/`VMRESUME`: everything the
+hypervisor executes from the exit to the guest's next instruction.
+These are path lengths, not times: real exit and entry costs need real hardware.
 
 ## Image
 
@@ -203,9 +302,39 @@ boot: no firmware or boot loader runs between entry and ready.
 ```
 
 with `-m` and `loglevel=` varied; the serial log's `stats:` line gives the figures.
+
+Hypercall round trip, AMD-V (PVH boot, `hcbench` as the one module):
+
+```sh
+{svm_cmd}
+```
+
+VT-x ({bochs_version}; GRUB ISO with `hcbench.elf` as the one module, built like
+`cargo xtask image --cmdline \"exit=bochs shutdown loglevel=info\" --module
+target/x86_64-unknown-none/release/hcbench` (but named `hcbench.elf`); the debugger
+commands are `c` and `quit`):
+
+```sh
+{vmx_cmd}
+```
+
+Each backend ran {runs} times; `hcbench:` lines in the serial logs (`build/bench/`) give
+the figures.
 ",
         kib(file),
         kib(memsz),
         kib(filesz),
+        calls = hc
+            .first()
+            .and_then(|r| r.runs.first())
+            .map_or(0, |s| s.hypercall.calls),
+        batch = hc
+            .first()
+            .and_then(|r| r.runs.first())
+            .map_or(0, |s| s.hypercall.batch),
+        runs = hc.first().map_or(0, |r| r.runs.len()),
+        hc_table = hypercall_table(hc),
+        svm_cmd = hc.first().map_or("", |r| r.command.as_str()),
+        vmx_cmd = hc.get(1).map_or("", |r| r.command.as_str()),
     )
 }

@@ -6,6 +6,8 @@ use crate::error::Result;
 /// One `PT_LOAD` program header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Load {
+    /// Where the segment's bytes start in the file.
+    pub offset: u64,
     /// Physical load address.
     pub paddr: u64,
     /// Bytes in the file.
@@ -49,6 +51,7 @@ pub fn loads(elf: &[u8]) -> Result<Vec<Load>> {
             if u32_at(elf, ph)? == PT_LOAD {
                 out.push(Load {
                     flags: u32_at(elf, ph + 4)?,
+                    offset: u64_at(elf, ph + 8)?,
                     paddr: u64_at(elf, ph + 0x18)?,
                     filesz: u64_at(elf, ph + 0x20)?,
                     memsz: u64_at(elf, ph + 0x28)?,
@@ -78,6 +81,7 @@ mod tests {
             let mut ph = vec![0u8; 0x38];
             ph[..4].copy_from_slice(&ty.to_le_bytes());
             ph[4..8].copy_from_slice(&5u32.to_le_bytes());
+            ph[8..0x10].copy_from_slice(&0x1000u64.to_le_bytes());
             ph[0x18..0x20].copy_from_slice(&0x10_0000u64.to_le_bytes());
             ph[0x20..0x28].copy_from_slice(&filesz.to_le_bytes());
             ph[0x28..0x30].copy_from_slice(&memsz.to_le_bytes());
@@ -92,7 +96,7 @@ mod tests {
         let l = loads(&e).unwrap();
         assert_eq!(l.len(), 2);
         assert_eq!(l.iter().map(|s| s.memsz).sum::<u64>(), 4116);
-        assert_eq!(l[0].paddr, 0x10_0000);
+        assert_eq!((l[0].paddr, l[0].offset), (0x10_0000, 0x1000));
     }
 
     #[test]

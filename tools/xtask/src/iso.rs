@@ -38,6 +38,19 @@ impl Module {
         Ok(Self { path, name, args })
     }
 
+    /// A module named `name` inside the image (so one file can be loaded
+    /// twice under two names, e.g. two domains from one guest binary).
+    pub fn named(
+        path: impl Into<PathBuf>,
+        name: impl Into<String>,
+        args: impl Into<String>,
+    ) -> Result<Self> {
+        let (path, name, args) = (path.into(), name.into(), args.into());
+        check_grub_word(&name, "module name")?;
+        check_grub_text(&args, "module arguments")?;
+        Ok(Self { path, name, args })
+    }
+
     /// Parses `PATH[=ARGS]` (the `--module` option). The first `=` splits.
     pub fn parse(spec: &str) -> Result<Self> {
         match spec.split_once('=') {
@@ -231,6 +244,9 @@ mod tests {
         assert!(Module::parse("/tmp/x=a;reboot").is_err());
         assert!(Module::parse("/tmp/with space=a").is_err());
         assert!(Module::parse("/").is_err());
+        let m = Module::named("/t/hello", "hello-2.elf", "x=1").unwrap();
+        assert_eq!((m.name.as_str(), m.args.as_str()), ("hello-2.elf", "x=1"));
+        assert!(Module::named("/t/hello", "two words", "").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! library part is shared with the boot tests (`tests/`), so both build ISOs
 //! and QEMU command lines the same way.
 
+pub mod bochs;
 pub mod elfinfo;
 pub mod error;
 pub mod iso;

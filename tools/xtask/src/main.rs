@@ -2,6 +2,7 @@
 
 mod bench;
 mod cargo;
+mod hcbench;
 mod test;
 
 use std::ffi::OsString;
@@ -33,7 +34,8 @@ commands:
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
       the release kernel, and the boot tests under QEMU and Bochs.
   bench
-      Deterministic boot figures under QEMU TCG -icount; writes docs/benchmarks.md.
+      Deterministic figures: boot under QEMU TCG -icount, hypercall round trip
+      on AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
 
 environment:
   KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`

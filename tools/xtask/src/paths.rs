@@ -19,6 +19,10 @@ pub const GUESTS: &[&str] = &[
     "triple",
     "privileged",
     "cpuid",
+    "abi",
+    "clock",
+    "balloon",
+    "multicall",
 ];
 
 /// Which Cargo profile a kernel was built with.
@@ -74,6 +78,15 @@ pub fn kernel(profile: Profile) -> PathBuf {
         .join(KERNEL_BIN)
 }
 
+/// A guest binary from `guests/src/bin/<name>.rs`; `cargo xtask build`
+/// puts it next to the hypervisor.
+pub fn guest(profile: Profile, name: &str) -> PathBuf {
+    target_dir()
+        .join(KERNEL_TARGET)
+        .join(profile.dir())
+        .join(name)
+}
+
 /// Where generated images go (`build/`, ignored by git).
 pub fn build_dir() -> PathBuf {
     repo_root().join("build")
@@ -102,5 +115,24 @@ mod tests {
             "{}",
             k.display()
         );
+        let g = guest(Profile::Release, "hello");
+        assert!(
+            g.ends_with("x86_64-unknown-none/release/hello"),
+            "{}",
+            g.display()
+        );
+    }
+
+    #[test]
+    fn every_listed_guest_has_a_source() {
+        let bins = repo_root().join("guests/src/bin");
+        for g in GUESTS {
+            let src = bins.join(format!("{g}.rs"));
+            assert!(
+                src.is_file(),
+                "GUESTS lists {g}, but {} is missing",
+                src.display()
+            );
+        }
     }
 }

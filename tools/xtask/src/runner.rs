@@ -1,7 +1,13 @@
 //! Running an emulator with a hard deadline: whatever happens inside the
 //! guest, the process is killed when the time is up or when the guard is
 //! dropped (a panicking test included), so nothing can hang or linger.
+//!
+//! A run can also end on a serial line: [`run_until_line`] watches the
+//! serial log and kills the emulator once a complete line containing the
+//! awaited text appears (for machines that never shut down by themselves,
+//! such as one running a guest that spins forever).
 
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +29,13 @@ impl KillOnDrop {
 
     /// Waits until the child ends or `deadline` passes (then kills it).
     pub fn wait_until(&mut self, deadline: Instant) -> Result<Ended> {
+        self.wait_for(deadline, None)
+    }
+
+    /// Like [`Self::wait_until`], but also kills the child as soon as
+    /// `stop` is seen (checked about every 20 ms): returns
+    /// [`Ended::Stopped`] then.
+    pub fn wait_for(&mut self, deadline: Instant, stop: Option<&StopLine<'_>>) -> Result<Ended> {
         loop {
             if let Some(status) = self
                 .0
@@ -31,14 +44,54 @@ impl KillOnDrop {
             {
                 return Ok(Ended::Exited(status));
             }
+            if stop.is_some_and(StopLine::seen) {
+                self.kill();
+                return Ok(Ended::Stopped);
+            }
             let now = Instant::now();
             if now >= deadline {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
+                self.kill();
                 return Ok(Ended::TimedOut);
             }
-            std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
+            std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
         }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A serial line to wait for: a complete line (ended by `\n`) of `log`
+/// containing every one of `needles`.
+#[derive(Debug, Clone, Copy)]
+pub struct StopLine<'a> {
+    /// The serial log file the emulator writes.
+    pub log: &'a Path,
+    /// Texts that must all be on the same line.
+    pub needles: &'a [&'a str],
+}
+
+impl StopLine<'_> {
+    /// Whether the log holds such a line now.
+    pub fn seen(&self) -> bool {
+        let Ok(raw) = std::fs::read(self.log) else {
+            return false;
+        };
+        Self::matches(&raw, self.needles)
+    }
+
+    /// Whether a complete line of `raw` contains every needle.
+    pub fn matches(raw: &[u8], needles: &[&str]) -> bool {
+        // Only text before the last newline: a line still being written is
+        // not judged.
+        let Some(end) = raw.iter().rposition(|&b| b == b'\n') else {
+            return false;
+        };
+        String::from_utf8_lossy(&raw[..end])
+            .split('\n')
+            .any(|l| needles.iter().all(|n| l.contains(n)))
     }
 }
 
@@ -58,6 +111,10 @@ pub enum Ended {
     Exited(ExitStatus),
     /// We killed it at the deadline.
     TimedOut,
+    /// We killed it because the awaited serial line appeared
+    /// ([`run_until_line`]): the expected end of a machine that never
+    /// stops by itself.
+    Stopped,
 }
 
 impl Ended {
@@ -65,7 +122,7 @@ impl Ended {
     pub fn code(self) -> Option<i32> {
         match self {
             Self::Exited(s) => s.code(),
-            Self::TimedOut => None,
+            Self::TimedOut | Self::Stopped => None,
         }
     }
 }
@@ -78,6 +135,7 @@ impl std::fmt::Display for Ended {
                 None => write!(f, "{s}"),
             },
             Self::TimedOut => f.write_str("timed out (killed)"),
+            Self::Stopped => f.write_str("stopped by the harness at the awaited serial line"),
         }
     }
 }
@@ -88,6 +146,20 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<(Ended, 
     let start = Instant::now();
     let mut child = KillOnDrop::spawn(cmd)?;
     let ended = child.wait_until(start + timeout)?;
+    Ok((ended, start.elapsed()))
+}
+
+/// Runs `cmd` until a complete line of the serial log `stop.log` contains
+/// every one of `stop.needles` (then kills it: [`Ended::Stopped`]), until
+/// it exits by itself, or for at most `timeout`.
+pub fn run_until_line(
+    cmd: &mut Command,
+    timeout: Duration,
+    stop: &StopLine<'_>,
+) -> Result<(Ended, Duration)> {
+    let start = Instant::now();
+    let mut child = KillOnDrop::spawn(cmd)?;
+    let ended = child.wait_for(start + timeout, Some(stop))?;
     Ok((ended, start.elapsed()))
 }
 
@@ -113,6 +185,42 @@ mod tests {
             run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap();
         assert_eq!(e, Ended::TimedOut);
         assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn stop_lines_need_every_needle_on_one_complete_line() {
+        let log = b"a domain-end: id=3 name=x\ndomain-end: id=4 name=hammer.elf res";
+        assert!(StopLine::matches(log, &["domain-end:", "name=x"]));
+        // The hammer line is not finished yet.
+        assert!(!StopLine::matches(log, &["domain-end:", "name=hammer.elf"]));
+        assert!(!StopLine::matches(b"no newline at all", &["no"]));
+        assert!(!StopLine::matches(log, &["id=3", "hammer"]));
+    }
+
+    #[test]
+    fn a_run_stops_at_its_line() {
+        let dir = std::env::temp_dir().join(format!("xtask-runner-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("serial.log");
+        let _ = std::fs::remove_file(&log);
+        let script = format!(
+            "echo booting > {0}; echo 'domain-end: name=b' >> {0}; exec sleep 30",
+            log.display()
+        );
+        let stop = StopLine {
+            log: &log,
+            needles: &["domain-end:", "name=b"],
+        };
+        let (e, took) = run_until_line(
+            Command::new("sh").args(["-c", &script]),
+            Duration::from_secs(20),
+            &stop,
+        )
+        .unwrap();
+        assert_eq!(e, Ended::Stopped);
+        assert_eq!(e.code(), None);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -73,6 +73,150 @@ impl Stats {
     }
 }
 
+/// The words after `prefix` in `line` as `key=value` pairs (other words
+/// are skipped).
+fn fields<'a>(line: &'a str, prefix: &str) -> Option<BTreeMap<&'a str, &'a str>> {
+    let at = line.find(prefix)?;
+    Some(
+        line[at + prefix.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect(),
+    )
+}
+
+/// How a domain ended, from its `domain-end:` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEnd {
+    /// Domain id (`[dom<id> ...]` on its console lines).
+    pub id: u64,
+    /// Its name (the boot module's name).
+    pub name: String,
+    /// `exited`, `crashed` or `killed`.
+    pub result: String,
+    /// Exit code (-1 when killed).
+    pub code: i64,
+    /// VM exits it took.
+    pub exits: u64,
+    /// Nested-page-table frames returned to the allocator.
+    pub freed_table_frames: u64,
+}
+
+impl DomainEnd {
+    /// Parses `domain-end: id=N name=NAME result=R code=C exits=E
+    /// freed_table_frames=F` (anything before `domain-end:` is ignored).
+    pub fn parse(line: &str) -> Result<Self> {
+        let Some(kv) = fields(line, "domain-end:") else {
+            bail!("no `domain-end:` in `{line}`")
+        };
+        let get = |k: &str| match kv.get(k) {
+            Some(v) => Ok(*v),
+            None => Err(crate::error::Error::new(format!(
+                "`{k}=` missing from `{line}`"
+            ))),
+        };
+        let num = |k: &str| {
+            let v = get(k)?;
+            parse_number(v)
+                .ok_or_else(|| crate::error::Error::new(format!("`{k}={v}`: not a number")))
+        };
+        let code = get("code")?;
+        Ok(Self {
+            id: num("id")?,
+            name: get("name")?.to_string(),
+            result: get("result")?.to_string(),
+            code: code
+                .parse()
+                .map_err(|_| crate::error::Error::new(format!("`code={code}`: not a number")))?,
+            exits: num("exits")?,
+            freed_table_frames: num("freed_table_frames")?,
+        })
+    }
+
+    /// Every `domain-end:` line of a log, in order.
+    pub fn all(lines: &[String]) -> Result<Vec<Self>> {
+        lines
+            .iter()
+            .filter(|l| l.contains("domain-end:"))
+            .map(|l| Self::parse(l))
+            .collect()
+    }
+}
+
+/// The line printed once every domain has ended: `domains: all N ended (X
+/// exited cleanly, Y did not); max_concurrent=M free_bytes=B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllEnded {
+    /// Domains created.
+    pub domains: u64,
+    /// Those that exited with code 0.
+    pub clean: u64,
+    /// The others (crashed, killed, non-zero code).
+    pub unclean: u64,
+    /// The most domains ever running at the same moment.
+    pub max_concurrent: u64,
+    /// Free memory after every domain ended, bytes.
+    pub free_bytes: u64,
+}
+
+impl AllEnded {
+    /// Parses the line (anything before `domains: all` is ignored).
+    pub fn parse(line: &str) -> Result<Self> {
+        let Some(at) = line.find("domains: all ") else {
+            bail!("no `domains: all` in `{line}`")
+        };
+        let rest = &line[at + "domains: all ".len()..];
+        let words: Vec<&str> = rest
+            .split(|c: char| c.is_whitespace() || "();,".contains(c))
+            .filter(|w| !w.is_empty())
+            .collect();
+        // N ended X exited cleanly Y did not
+        let shape = [(1, "ended"), (3, "exited"), (4, "cleanly"), (6, "did")];
+        if !shape.iter().all(|&(i, w)| words.get(i) == Some(&w)) {
+            bail!("unexpected `domains: all` line `{line}`")
+        }
+        let num = |i: usize| words.get(i).and_then(|w| parse_number(w));
+        let kv = fields(line, "domains: all ").unwrap_or_default();
+        let key = |k: &str| kv.get(k).and_then(|v| parse_number(v));
+        match (
+            num(0),
+            num(2),
+            num(5),
+            key("max_concurrent"),
+            key("free_bytes"),
+        ) {
+            (Some(domains), Some(clean), Some(unclean), Some(max_concurrent), Some(free_bytes)) => {
+                Ok(Self {
+                    domains,
+                    clean,
+                    unclean,
+                    max_concurrent,
+                    free_bytes,
+                })
+            }
+            _ => bail!("unexpected `domains: all` line `{line}`"),
+        }
+    }
+
+    /// The line in a log, if there is one.
+    pub fn find(lines: &[String]) -> Option<Result<Self>> {
+        lines
+            .iter()
+            .find(|l| l.contains("domains: all "))
+            .map(|l| Self::parse(l))
+    }
+}
+
+/// The text a domain printed on its console, from `[dom<id> <name>]
+/// <text>` lines, in order.
+pub fn console<'a>(lines: &'a [String], id: u64, name: &str) -> Vec<&'a str> {
+    let prefix = format!("[dom{id} {name}] ");
+    lines
+        .iter()
+        .filter_map(|l| l.find(&prefix).map(|at| &l[at + prefix.len()..]))
+        .collect()
+}
+
 /// Decimal or `0x` hexadecimal.
 pub fn parse_number(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
@@ -107,6 +251,53 @@ mod tests {
         assert!(Stats::parse("stats: cpus=4").is_err());
         assert!(Stats::parse("stats: cpus=four cpus_madt=4").is_err());
         assert!(Stats::parse("nothing here").is_err());
+    }
+
+    #[test]
+    fn parses_domain_lines() {
+        let d = DomainEnd::parse(
+            "domain-end: id=3 name=oob.elf result=killed code=-1 exits=7 freed_table_frames=3",
+        )
+        .unwrap();
+        assert_eq!(
+            (d.id, d.name.as_str(), d.result.as_str()),
+            (3, "oob.elf", "killed")
+        );
+        assert_eq!((d.code, d.exits, d.freed_table_frames), (-1, 7, 3));
+        assert!(DomainEnd::parse("domain-end: id=3 name=x").is_err());
+        assert!(DomainEnd::parse("domain 3 ended").is_err());
+
+        let a = AllEnded::parse(
+            "domains: all 7 ended (4 exited cleanly, 3 did not); max_concurrent=2 free_bytes=265986048",
+        )
+        .unwrap();
+        assert_eq!(
+            a,
+            AllEnded {
+                domains: 7,
+                clean: 4,
+                unclean: 3,
+                max_concurrent: 2,
+                free_bytes: 265_986_048
+            }
+        );
+        assert!(AllEnded::parse("domains: all 7 ended").is_err());
+
+        let log: Vec<String> = [
+            "[dom1 hello.elf] hello from domain 1",
+            "[cpu1 INFO ] domain 1 (hello.elf) exited with code 0",
+            "[dom12 hello.elf] not domain 1",
+            "[dom1 hello.elf] bye",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            console(&log, 1, "hello.elf"),
+            ["hello from domain 1", "bye"]
+        );
+        assert!(AllEnded::find(&log).is_none());
+        assert!(DomainEnd::all(&log).unwrap().is_empty());
     }
 
     #[test]

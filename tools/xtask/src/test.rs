@@ -68,6 +68,23 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             ],
         ));
     }
+    if !no_lint {
+        // The ABI crate's documentation is the contract guests are written
+        // against: it must build without a warning (broken links included).
+        steps.push(step(
+            "docs (pvabi)",
+            &[
+                "rustdoc",
+                "-p",
+                "pvabi",
+                "--features",
+                "guest",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ));
+    }
     steps.push(step(
         "unit tests (host)",
         &[

@@ -240,7 +240,7 @@ pub fn create(
             pending: AtomicU64::new(0),
             timer: AtomicU64::new(0),
             cpu_time_ns: AtomicU64::new(0),
-            last_cpu: AtomicU32::new(0),
+            last_cpu: AtomicU32::new(pvabi::LAST_CPU_NONE),
             running_on: AtomicU32::new(u32::MAX),
             in_guest: AtomicBool::new(false),
             seen_gen: AtomicU64::new(0),

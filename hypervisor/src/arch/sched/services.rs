@@ -77,7 +77,14 @@ impl Services for Svc<'_> {
         if st.run != Run::Down {
             return Err(pvabi::EBUSY);
         }
-        if rip >= size || rsp < 8 || rsp > size {
+        // RIP and the first stack slot must be in pages the domain has now.
+        let mut probe = [0u8; 8];
+        if rip >= size
+            || rsp < 8
+            || rsp > size
+            || self.read(rip, &mut probe[..1]).is_err()
+            || self.read(rsp - 8, &mut probe).is_err()
+        {
             return Err(pvabi::EFAULT);
         }
         let d = self.d();
