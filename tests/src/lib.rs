@@ -12,11 +12,13 @@
 //! the domains (guests) it ran.
 
 pub mod artifacts;
+pub mod backend;
 pub mod bochs;
 pub mod domains;
 pub mod outcome;
 pub mod qemu;
 
+pub use backend::Backend;
 pub use outcome::{ModuleLine, Outcome};
 pub use xtask::serial::Stats;
 

@@ -47,36 +47,7 @@ const ROUNDS: u64 = 4;
 /// How long the clock's vCPUs read the clock, in milliseconds.
 const CLOCK_LOOP_MS: u64 = 300;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    /// QEMU TCG, AMD-V with NPT.
-    Svm,
-    /// Bochs, VT-x with EPT.
-    Vmx,
-}
-
-impl Backend {
-    fn exit(self) -> &'static str {
-        match self {
-            Self::Svm => "exit=qemu",
-            Self::Vmx => "exit=bochs",
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::Svm => "qemu",
-            Self::Vmx => "bochs",
-        }
-    }
-
-    fn running_line(self) -> &'static str {
-        match self {
-            Self::Svm => "virt: running guests with AMD-V/NPT",
-            Self::Vmx => "virt: running guests with VT-x/EPT",
-        }
-    }
-}
+use boot_tests::Backend;
 
 fn iso(b: Backend, what: &str, modules: &[Module]) -> PathBuf {
     shared_iso(

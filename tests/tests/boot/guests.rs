@@ -36,37 +36,7 @@ const TIGERLAKE: &str = "tigerlake";
 /// slices, few enough to finish in seconds while sharing the CPU.
 const PREEMPT_HAMMER_ARGS: &str = "calls=100000 noyield";
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    /// QEMU TCG, AMD-V with NPT.
-    Svm,
-    /// Bochs, VT-x with EPT.
-    Vmx,
-}
-
-impl Backend {
-    fn exit(self) -> &'static str {
-        match self {
-            Self::Svm => "exit=qemu",
-            Self::Vmx => "exit=bochs",
-        }
-    }
-
-    fn iso_suffix(self) -> &'static str {
-        match self {
-            Self::Svm => "qemu",
-            Self::Vmx => "bochs",
-        }
-    }
-
-    /// The line naming the backend guests run with.
-    fn running_line(self) -> &'static str {
-        match self {
-            Self::Svm => "virt: running guests with AMD-V/NPT",
-            Self::Vmx => "virt: running guests with VT-x/EPT",
-        }
-    }
-}
+use boot_tests::Backend;
 
 fn suite_modules() -> Vec<Module> {
     vec![
@@ -90,7 +60,7 @@ fn preemption_modules() -> Vec<Module> {
 
 fn suite_iso(b: Backend) -> std::path::PathBuf {
     shared_iso(
-        &format!("suite-{}.iso", b.iso_suffix()),
+        &format!("suite-{}.iso", b.suffix()),
         &format!("{} shutdown loglevel=info", b.exit()),
         &suite_modules(),
     )
@@ -98,7 +68,7 @@ fn suite_iso(b: Backend) -> std::path::PathBuf {
 
 fn preemption_iso(b: Backend) -> std::path::PathBuf {
     shared_iso(
-        &format!("preemption-{}.iso", b.iso_suffix()),
+        &format!("preemption-{}.iso", b.suffix()),
         &format!("{} shutdown loglevel=info", b.exit()),
         &preemption_modules(),
     )
