@@ -6,7 +6,6 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::cpu::{rdmsr, wrmsr};
 use super::idt::{VECTOR_SPURIOUS, VECTOR_TIMER};
-use super::pit;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const APIC_BASE_ENABLE: u64 = 1 << 11;
@@ -88,16 +87,23 @@ pub fn eoi() {
     write(REG_EOI, 0);
 }
 
-/// Measures the timer against the TSC (boot CPU, once).
-pub fn calibrate_timer() -> u32 {
+/// Starts the timer counting down from its maximum, masked, so that
+/// [`calibration_finish`] can measure it over the same PIT window that
+/// calibrates the TSC (boot CPU, once): one 10 ms wait instead of two.
+pub fn calibration_start() {
     write(REG_TIMER_DIV, 0b0011); // divide by 16
     write(REG_LVT_TIMER, 1 << 16); // masked, one-shot
     write(REG_TIMER_INIT, u32::MAX);
-    pit::delay_us(10_000);
-    let elapsed = u32::MAX - read(REG_TIMER_CUR);
+}
+
+/// Stops the measurement begun by [`calibration_start`] `ms` milliseconds
+/// ago; returns (and remembers) the counts per 10 ms.
+pub fn calibration_finish(ms: u64) -> u32 {
+    let elapsed = u64::from(u32::MAX - read(REG_TIMER_CUR));
     write(REG_TIMER_INIT, 0);
-    TIMER_PER_10MS.store(elapsed.max(1), Ordering::Relaxed);
-    elapsed
+    let per_10ms = (elapsed * 10 / ms.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+    TIMER_PER_10MS.store(per_10ms, Ordering::Relaxed);
+    per_10ms
 }
 
 /// Starts this CPU's periodic timer at `hz` interrupts per second.

@@ -27,8 +27,9 @@ pub const MIN_USABLE_RAM: u64 = 24 << 20;
 const HEAP_BYTES: u64 = 1 << 20;
 /// Local APIC timer rate.
 const TIMER_HZ: u32 = 100;
-/// Timer interrupts every CPU must have taken before "ready".
-const READY_TICKS: u64 = 2;
+/// Timer interrupts every CPU must have taken before "ready" (one proves
+/// its APIC timer and interrupt path work).
+const READY_TICKS: u64 = 1;
 const FOUR_GIB: u64 = 4 << 30;
 
 unsafe extern "C" {
@@ -289,8 +290,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     lapic::init_this_cpu(x2apic);
     let bsp_apic = lapic::id();
     percpu::init_this_cpu(0, bsp_apic);
+    lapic::calibration_start();
     let tsc_hz = pit::calibrate_tsc(10);
-    let per_10ms = lapic::calibrate_timer();
+    let per_10ms = lapic::calibration_finish(10);
     // SAFETY: written once by the entry code before Rust ran.
     sched::init_time(
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
