@@ -10,6 +10,7 @@ pub mod guestmem;
 pub mod heap;
 pub mod idt;
 pub mod lapic;
+pub mod modules;
 pub mod paging;
 pub mod panic;
 pub mod percpu;
