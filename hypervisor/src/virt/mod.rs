@@ -20,3 +20,5 @@ pub mod svm;
 pub mod vcpu;
 #[cfg(target_os = "none")]
 pub mod vmx;
+#[cfg(target_os = "none")]
+mod vmx_fields;
