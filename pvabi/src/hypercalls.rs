@@ -115,10 +115,14 @@ pub const HC_SET_TIMER: u64 = 7;
 
 /// Event bit: this vCPU's [`HC_SET_TIMER`] deadline has passed.
 pub const EVENT_TIMER: u64 = 1 << 0;
-/// Every event bit this ABI version defines. The other bits are reserved
-/// (for event channels, in a later version): a 1.0 hypervisor never sets
-/// them, and a guest ignores bits it does not know.
-pub const EVENTS_DEFINED: u64 = EVENT_TIMER;
+/// Event bit (1.1): an event-channel port of this domain that notifies this
+/// vCPU became pending while unmasked (see [`HC_EVTCHN_SEND`]); take the
+/// ports with [`HC_EVTCHN_POLL`].
+pub const EVENT_CHANNEL: u64 = 1 << 1;
+/// Every event bit this ABI version defines. The other bits are reserved:
+/// the hypervisor never sets them, and a guest ignores bits it does not
+/// know.
+pub const EVENTS_DEFINED: u64 = EVENT_TIMER | EVENT_CHANNEL;
 
 // ---------------------------------------------------------------------------
 // vcpu
@@ -252,8 +256,112 @@ pub const HC_MULTICALL: u64 = 13;
 /// Most entries one [`HC_MULTICALL`] accepts.
 pub const MULTICALL_MAX: u64 = 64;
 
+// ---------------------------------------------------------------------------
+// evtchn (1.1)
+// ---------------------------------------------------------------------------
+//
+// An event channel connects a port of one domain to a port of another (or
+// the same) domain. Ports are numbers `1..65536` in a per-domain table;
+// port 0 is never allocated and means "none". A send makes the peer port
+// *pending*; a pending port that is not *masked* raises [`EVENT_CHANNEL`] on
+// the vCPU it notifies (vCPU 0 for the ports these ops make), waking it from
+// [`HC_SCHED_BLOCK`]. A port already pending is not notified again until it
+// is taken with [`HC_EVTCHN_POLL`], so the receiver polls until it gets 0
+// after every wake-up. Domain ids are the hypervisor's
+// ([`crate::StartInfo::domain_id`]); how a domain learns its peer's id is
+// the system's convention (the test guests take `peer=<id>` on their
+// command line). Arguments that are port numbers or domain ids must fit in
+// 32 bits (`EINVAL` otherwise).
+
+/// **evtchn alloc unbound** (14): allocates a port that domain RDI may
+/// connect to with [`HC_EVTCHN_BIND_INTERDOMAIN`].
+///
+/// - IN: RDI = the remote domain's id (may be the caller's own).
+/// - OUT: RAX = the new port, the lowest free number (a domain's first port
+///   is 1).
+/// - Errors: `EINVAL` when RDI does not fit in 32 bits; `ENOMEM` when the
+///   domain has its maximum of ports or the hypervisor is out of memory.
+/// - Notes: the remote domain need not exist yet (ids are never reused, so
+///   a port offered to a domain that never appears is merely wasted). A
+///   send on the port fails with `EBUSY` until the remote has connected.
+pub const HC_EVTCHN_ALLOC_UNBOUND: u64 = 14;
+
+/// **evtchn bind interdomain** (15): connects a new local port to port RSI
+/// of domain RDI, which that domain allocated unbound for the caller.
+///
+/// - IN: RDI = the remote domain's id; RSI = the remote port.
+/// - OUT: RAX = the new local port (notifies vCPU 0).
+/// - Errors: `EINVAL` when RDI or RSI does not fit in 32 bits; `ENOENT`
+///   when no live domain has id RDI, or the remote port is not allocated
+///   (0, never allocated, closed, or beyond its table); `EBUSY` when the
+///   remote port is allocated but not unbound (already connected, or bound
+///   to something else); `EPERM` when it is unbound for another domain;
+///   `ENOMEM` as for [`HC_EVTCHN_ALLOC_UNBOUND`].
+/// - Notes: both ports are connected when the call returns; neither is
+///   made pending. Binding to one's own domain (RDI = own id) makes a
+///   loopback channel.
+pub const HC_EVTCHN_BIND_INTERDOMAIN: u64 = 15;
+
+/// **evtchn send** (16): notifies the peer of port RDI.
+///
+/// - IN: RDI = a local port.
+/// - OUT: RAX = 0.
+/// - Errors: `EINVAL` when RDI does not fit in 32 bits; `ENOENT` when the
+///   port is not allocated; `EBUSY` when it is unbound (no peer has
+///   connected yet, or the peer closed its end or died).
+/// - Notes: sets the peer port pending; if it was not pending and is not
+///   masked, raises [`EVENT_CHANNEL`] on the vCPU it notifies and wakes that
+///   vCPU if blocked. Everything the sender wrote to shared memory before
+///   the send is visible to the receiver once it sees the port pending.
+///   Sends to a port already pending coalesce (one pending bit).
+pub const HC_EVTCHN_SEND: u64 = 16;
+
+/// **evtchn close** (17): frees port RDI.
+///
+/// - IN: RDI = a local port.
+/// - OUT: RAX = 0.
+/// - Errors: `EINVAL` when RDI does not fit in 32 bits; `ENOENT` when the
+///   port is not allocated (so a second close of the same port fails).
+/// - Notes: a connected peer's port goes back to unbound (for this domain)
+///   and is made pending, so the peer notices; its sends then fail with
+///   `EBUSY`. When a domain ends, all its ports are closed this way. The
+///   number may be handed out again by a later allocation.
+pub const HC_EVTCHN_CLOSE: u64 = 17;
+
+/// **evtchn unmask** (18): lets port RDI notify again.
+///
+/// - IN: RDI = a local port.
+/// - OUT: RAX = 0.
+/// - Errors: `EINVAL` when RDI does not fit in 32 bits; `ENOENT` when the
+///   port is not allocated.
+/// - Notes: if the port was masked and is pending, [`EVENT_CHANNEL`] is
+///   raised now (a send while masked is never lost).
+pub const HC_EVTCHN_UNMASK: u64 = 18;
+
+/// **evtchn mask** (19): holds back notifications of port RDI; sends still
+/// make it pending.
+///
+/// - IN: RDI = a local port.
+/// - OUT: RAX = 0.
+/// - Errors: `EINVAL` when RDI does not fit in 32 bits; `ENOENT` when the
+///   port is not allocated.
+/// - Notes: a masked port is not returned by [`HC_EVTCHN_POLL`].
+pub const HC_EVTCHN_MASK: u64 = 19;
+
+/// **evtchn poll** (20): takes the next pending, unmasked port of this
+/// domain, clearing its pending bit.
+///
+/// - IN: nothing.
+/// - OUT: RAX = the port, or 0 when none is pending.
+/// - Errors: none.
+/// - Notes: round-robin: the search starts just after the port returned
+///   last, so no port can starve the others. Poll until 0 after each
+///   [`EVENT_CHANNEL`]: a port raised while it was still pending was not
+///   notified again.
+pub const HC_EVTCHN_POLL: u64 = 20;
+
 /// Every hypercall number this ABI version defines, in order.
-pub const HYPERCALLS: [u64; 13] = [
+pub const HYPERCALLS: [u64; 20] = [
     HC_CONSOLE_WRITE,
     HC_SHUTDOWN,
     HC_YIELD,
@@ -267,6 +375,13 @@ pub const HYPERCALLS: [u64; 13] = [
     HC_MEM_RELEASE,
     HC_MEM_POPULATE,
     HC_MULTICALL,
+    HC_EVTCHN_ALLOC_UNBOUND,
+    HC_EVTCHN_BIND_INTERDOMAIN,
+    HC_EVTCHN_SEND,
+    HC_EVTCHN_CLOSE,
+    HC_EVTCHN_UNMASK,
+    HC_EVTCHN_MASK,
+    HC_EVTCHN_POLL,
 ];
 
 #[cfg(test)]
@@ -277,12 +392,15 @@ mod tests {
     fn hypercall_numbers() {
         assert_eq!(
             HYPERCALLS,
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+            [
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20
+            ],
             "numbers are dense, in order, and never reused"
         );
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);
         assert_eq!(EVENT_TIMER, 1);
-        assert_eq!(EVENTS_DEFINED & !EVENT_TIMER, 0);
+        assert_eq!(EVENT_CHANNEL, 2);
+        assert_eq!(EVENTS_DEFINED & !(EVENT_TIMER | EVENT_CHANNEL), 0);
         assert_eq!(
             [VCPU_DOWN, VCPU_RUNNABLE, VCPU_RUNNING, VCPU_BLOCKED],
             [0, 1, 2, 3]

@@ -1,4 +1,4 @@
-//! The Kestrel paravirtual ABI, version 1.0.
+//! The Kestrel paravirtual ABI, version 1.1.
 //!
 //! Guests and the control domain link this crate; the hypervisor implements
 //! it. Everything a guest can see is defined here: the version, the
@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (1.0 is `0x0001_0000`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (1.1 is `0x0001_0001`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -96,8 +96,8 @@
 //! # Events
 //!
 //! Each vCPU has a 64-bit pending-event mask. The hypervisor sets bits
-//! ([`EVENT_TIMER`]; the others are reserved for event channels in a later
-//! version, see [`EVENTS_DEFINED`]); the vCPU takes and clears them with
+//! ([`EVENT_TIMER`], and since 1.1 [`EVENT_CHANNEL`]; the others are
+//! reserved, see [`EVENTS_DEFINED`]); the vCPU takes and clears them with
 //! [`HC_SCHED_POLL`] or [`HC_SCHED_BLOCK`]. Events are not interrupts:
 //! guests run with interrupts off and look for events when they choose to.
 //! Taking the mask clears every bit in it, so whoever takes it handles (or
@@ -195,6 +195,25 @@
 //! and [`HC_SCHED_BLOCK`] inside a batch get `EINVAL` and the batch goes
 //! on; [`HC_YIELD`] takes effect after the batch.
 //!
+//! # Op group: evtchn (1.1)
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 14 | [`HC_EVTCHN_ALLOC_UNBOUND`] | RDI = remote domain id | new port | `EINVAL`, `ENOMEM` |
+//! | 15 | [`HC_EVTCHN_BIND_INTERDOMAIN`] | RDI = remote domain id, RSI = remote port | new local port | `EINVAL`, `ENOENT`, `EBUSY`, `EPERM`, `ENOMEM` |
+//! | 16 | [`HC_EVTCHN_SEND`] | RDI = port | 0 | `EINVAL`, `ENOENT`, `EBUSY` |
+//! | 17 | [`HC_EVTCHN_CLOSE`] | RDI = port | 0 | `EINVAL`, `ENOENT` |
+//! | 18 | [`HC_EVTCHN_UNMASK`] | RDI = port | 0 | `EINVAL`, `ENOENT` |
+//! | 19 | [`HC_EVTCHN_MASK`] | RDI = port | 0 | `EINVAL`, `ENOENT` |
+//! | 20 | [`HC_EVTCHN_POLL`] | — | next pending port, cleared; 0 = none | — |
+//!
+//! A send makes the peer port pending and, unless it is masked or already
+//! pending, raises [`EVENT_CHANNEL`] on the vCPU it notifies (waking it).
+//! The receiver takes ports with poll, round-robin, until it gets 0. A
+//! send while masked is notified on unmask. When a port is closed (or its
+//! domain ends) the peer's port becomes unbound and pending; sends on it
+//! then fail with `EBUSY`. Port and domain arguments must fit in 32 bits.
+//!
 //! # Shared structures
 //!
 //! Everything the guest and the hypervisor exchange through memory is
@@ -287,9 +306,9 @@ pub use start_info::*;
 pub use status::*;
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 1.0). A guest built against a different major version must
+/// (this is 1.1). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0001_0000;
+pub const PVABI_VERSION: u32 = 0x0001_0001;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -314,9 +333,9 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0001_0000);
+        assert_eq!(PVABI_VERSION, 0x0001_0001);
         assert_eq!(version_major(PVABI_VERSION), 1);
-        assert_eq!(version_minor(PVABI_VERSION), 0);
+        assert_eq!(version_minor(PVABI_VERSION), 1);
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));

@@ -18,6 +18,9 @@ use pvabi::{
 use super::OutOfBounds;
 use crate::virt::{GuestRegs, VmExit};
 
+mod evtchn_ops;
+pub use evtchn_ops::EvtchnOp;
+
 /// The vCPU operations the handler needs; each backend implements them.
 pub trait VcpuOps {
     /// General-purpose registers (RAX through [`VcpuOps::rax`]).
@@ -73,6 +76,9 @@ pub trait Services {
     fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64>;
     /// Populates `pages` fresh zeroed pages at `gpa` (validated).
     fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64>;
+    /// Runs an event-channel op (arguments decoded, not yet checked
+    /// against the tables): the value for RAX.
+    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64>;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -325,7 +331,10 @@ fn hypercall(
         HC_MEM_POPULATE => {
             done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_populate(a[0], a[1])))
         }
-        _ => (status(ENOSYS), Action::Resume),
+        _ => match EvtchnOp::decode(nr, a) {
+            Some(op) => done(op.and_then(|op| svc.evtchn(op))),
+            None => (status(ENOSYS), Action::Resume),
+        },
     }
 }
 

@@ -24,6 +24,7 @@
 //! |-------------|----------------------------------------------------------|
 //! | [`console`] | write, read (privileged), and [`crate::print!`]/[`crate::println!`] |
 //! | [`sched`]   | yield, block, poll, timer, the event-wait loop, shutdown |
+//! | [`evtchn`]  | event channels between domains (ABI 1.1)                 |
 //! | [`vcpu`]    | start another vCPU on a [`VcpuStack`], query a vCPU      |
 //! | [`time`]    | the PV clock (`now_ns`, no exit), sleeping               |
 //! | [`memory`]  | the reservation, release and populate (the balloon)      |
@@ -47,6 +48,7 @@ use crate::{
 };
 
 pub mod console;
+pub mod evtchn;
 pub mod heap;
 pub mod memory;
 pub mod sched;

@@ -8,6 +8,7 @@
 mod abi;
 mod bad;
 mod bochs;
+mod evtchn;
 mod guests;
 mod iso;
 mod pvh;

@@ -75,6 +75,8 @@ pub struct Domain {
     pub(super) tlb_gen: AtomicU64,
     pub(super) end: Mutex<Option<End>>,
     pub(super) exits: AtomicU64,
+    /// Event-channel ports (lock order: `events.rs`).
+    pub(super) events: Mutex<crate::domain::evtchn::EventTable>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,7 @@ pub fn create(
         tlb_gen: AtomicU64::new(0),
         end: Mutex::new(None),
         exits: AtomicU64::new(0),
+        events: super::events::new_table(id),
     });
     log::info!(
         "domain {id} ({name}): {} MiB, {DOMAIN_VCPUS} vCPUs, entry {:#x}, {frames} nested-table frames, started",
@@ -280,16 +283,20 @@ pub fn all_created(shutdown: bool) {
 
 impl Domain {
     /// Records how the domain ended (the first reason wins) and logs it.
+    /// Then closes its event channels, telling the peers.
     pub(super) fn finish(&self, how: &'static str, code: i64, reason: Option<&str>) {
-        let mut end = self.end.lock();
-        if end.is_some() {
-            return;
+        {
+            let mut end = self.end.lock();
+            if end.is_some() {
+                return;
+            }
+            *end = Some(End { how, code });
         }
-        *end = Some(End { how, code });
         match reason {
             Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
             None => log::info!("domain {} ({}) {how} with code {code}", self.id, self.name),
         }
+        super::events::close_all(self);
     }
 
     pub(super) fn dying(&self) -> bool {

@@ -12,7 +12,10 @@
 //! the list as they stop; when the last one is gone the domain's memory and
 //! page-table frames go back to the allocator (`Drop for Domain`), so no
 //! frame is freed while any CPU may still run the guest. Lock order: the
-//! vCPU list, then a vCPU's state, then a domain's inner state.
+//! vCPU list, then a vCPU's state, then a domain's inner state. A domain's
+//! event-channel table (`Domain::events`) is taken with none of those held
+//! and takes none of them; two tables are taken in ascending domain id
+//! (`events.rs`).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -26,6 +29,7 @@ use spin::Mutex;
 
 mod backend;
 mod domain;
+mod events;
 mod services;
 
 use backend::time_info;

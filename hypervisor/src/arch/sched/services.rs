@@ -176,6 +176,10 @@ impl Services for Svc<'_> {
         }
         Ok(pages)
     }
+
+    fn evtchn(&mut self, op: crate::domain::exits::EvtchnOp) -> Result<u64, i64> {
+        self.evtchn_op(op)
+    }
 }
 
 /// After an unmap: every other vCPU of `d` that may be in guest mode on

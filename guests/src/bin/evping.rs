@@ -1,0 +1,111 @@
+//! Event-channel ping-pong, the asking side.
+//!
+//! Command line: `peer=<id>` (the `evpong` domain), `rounds=<N>` (default
+//! 10,000). Binds to the peer's port [`kestrel_guests::PONG_PORT`],
+//! retrying every millisecond while it does not exist yet (`ENOENT`: the
+//! peer has not started or not allocated it) for up to 10 s, then makes `N`
+//! round trips: send, block until [`pvabi::EVENT_CHANNEL`], poll the reply.
+//! Then it waits for the peer to end: `evpong` exits after its last answer,
+//! which closes its port and leaves ours unbound, so a send fails with
+//! `EBUSY`; we send (harmless extra pings) and wait until it does.
+//!
+//! Output: `evping: bound port <p> to domain <peer> port 1`, `evping: <N>
+//! round trips, <N> replies`, `evping: peer closed, send gets EBUSY`, exit
+//! 0; on failure a `evping: FAILED ...` line and exit 1.
+//!
+//! With `peer_dies`: the peer is expected to die mid-run (`evpong
+//! crash_after=K`). Its death closes its port, which makes ours pending
+//! (taken as one last "reply" if we were waiting) and unbound, so the next
+//! send fails with `EBUSY`: then it prints `evping: peer gone after <R>
+//! replies, send gets EBUSY` (R is K, or K + 1 when the death's
+//! notification ended a wait) and exits 0.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use kestrel_guests::{PONG_PORT, num_arg};
+use pvabi::guest::{evtchn, sched, time};
+use pvabi::{EVENT_CHANNEL, Error, StartInfo};
+
+pvabi::entry_point!(main);
+
+const MS: u64 = 1_000_000;
+const WAIT_NS: u64 = 10_000 * MS;
+
+/// Waits until `port` is polled; `Err` with a reason on anything else.
+fn wait_port(port: u32) -> Result<(), &'static str> {
+    let deadline = time::now_ns() + WAIT_NS;
+    loop {
+        match evtchn::poll() {
+            Ok(Some(p)) if p == port => return Ok(()),
+            Ok(None) => match sched::wait_for(EVENT_CHANNEL, Some(deadline)) {
+                Ok(ev) if ev & EVENT_CHANNEL != 0 => {}
+                _ => return Err("no reply for 10 s"),
+            },
+            _ => return Err("poll gave another port or an error"),
+        }
+    }
+}
+
+fn main(si: &StartInfo) -> i32 {
+    let peer = num_arg(si, "peer", 0) as u32;
+    let rounds = num_arg(si, "rounds", 10_000);
+    let peer_dies = kestrel_guests::flag(si, "peer_dies");
+    let deadline = time::now_ns() + WAIT_NS;
+    let port = loop {
+        match evtchn::bind_interdomain(peer, PONG_PORT) {
+            Ok(p) => break p,
+            Err(Error::NoEntry) if time::now_ns() < deadline => {
+                let _ = time::sleep_ns(MS);
+            }
+            Err(e) => {
+                pvabi::println!("evping: FAILED bind_interdomain({peer}, {PONG_PORT}): {e:?}");
+                return 1;
+            }
+        }
+    };
+    pvabi::println!("evping: bound port {port} to domain {peer} port {PONG_PORT}");
+    let mut replies = 0u64;
+    for i in 0..rounds {
+        match evtchn::send(port) {
+            Ok(()) => {}
+            Err(Error::Busy) if peer_dies => {
+                pvabi::println!("evping: peer gone after {replies} replies, send gets EBUSY");
+                return 0;
+            }
+            Err(e) => {
+                pvabi::println!("evping: FAILED send {i}: {e:?}");
+                return 1;
+            }
+        }
+        if let Err(why) = wait_port(port) {
+            pvabi::println!("evping: FAILED round trip {i}: {why}");
+            return 1;
+        }
+        replies += 1;
+    }
+    if peer_dies {
+        pvabi::println!("evping: FAILED the peer never died ({replies} replies)");
+        return 1;
+    }
+    pvabi::println!("evping: {rounds} round trips, {replies} replies");
+    // The peer ends after its last answer; then our port is unbound.
+    let deadline = time::now_ns() + WAIT_NS;
+    loop {
+        match evtchn::send(port) {
+            Err(Error::Busy) => break,
+            Ok(()) if time::now_ns() < deadline => {
+                let _ = sched::wait_for(EVENT_CHANNEL, Some(time::now_ns() + 10 * MS));
+                while let Ok(Some(_)) = evtchn::poll() {}
+            }
+            other => {
+                pvabi::println!(
+                    "evping: FAILED waiting for the peer to close: send gave {other:?}"
+                );
+                return 1;
+            }
+        }
+    }
+    pvabi::println!("evping: peer closed, send gets EBUSY");
+    0
+}

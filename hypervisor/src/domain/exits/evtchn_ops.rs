@@ -1,0 +1,61 @@
+//! Decoding the event-channel hypercalls (ABI 1.1, `HC_EVTCHN_*`): the
+//! guest's registers become a typed [`EvtchnOp`] here, so that no value a
+//! guest passes reaches the port tables unchecked. Port numbers and domain
+//! ids must fit in 32 bits (`EINVAL`); the rest (does the port exist, may
+//! this domain bind it) is the table's job ([`crate::domain::evtchn`]).
+
+use pvabi::{
+    EINVAL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK,
+    HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_UNMASK,
+};
+
+use crate::domain::ids::DomainId;
+
+/// One event-channel op with validated arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvtchnOp {
+    /// A new port `remote` may connect to.
+    AllocUnbound { remote: DomainId },
+    /// Connect a new port to `port` of `remote`.
+    BindInterdomain { remote: DomainId, port: u32 },
+    /// Notify the peer of a port.
+    Send(u32),
+    /// Free a port.
+    Close(u32),
+    /// Let a port notify again.
+    Unmask(u32),
+    /// Hold back a port's notifications.
+    Mask(u32),
+    /// Take the next pending port (0: none).
+    Poll,
+}
+
+fn u32_arg(v: u64) -> Result<u32, i64> {
+    u32::try_from(v).map_err(|_| EINVAL)
+}
+
+impl EvtchnOp {
+    /// The op for hypercall `nr` with arguments `a`; `None` when `nr` is
+    /// not an event-channel hypercall, `EINVAL` for an argument that is no
+    /// port number or domain id.
+    pub fn decode(nr: u64, a: [u64; 6]) -> Option<Result<Self, i64>> {
+        let op = match nr {
+            HC_EVTCHN_ALLOC_UNBOUND => u32_arg(a[0]).map(|d| Self::AllocUnbound {
+                remote: DomainId(d),
+            }),
+            HC_EVTCHN_BIND_INTERDOMAIN => u32_arg(a[0]).and_then(|d| {
+                Ok(Self::BindInterdomain {
+                    remote: DomainId(d),
+                    port: u32_arg(a[1])?,
+                })
+            }),
+            HC_EVTCHN_SEND => u32_arg(a[0]).map(Self::Send),
+            HC_EVTCHN_CLOSE => u32_arg(a[0]).map(Self::Close),
+            HC_EVTCHN_UNMASK => u32_arg(a[0]).map(Self::Unmask),
+            HC_EVTCHN_MASK => u32_arg(a[0]).map(Self::Mask),
+            HC_EVTCHN_POLL => Ok(Self::Poll),
+            _ => return None,
+        };
+        Some(op)
+    }
+}

@@ -1,0 +1,65 @@
+//! The evtchn op group (ABI 1.1): [`crate::HC_EVTCHN_ALLOC_UNBOUND`],
+//! [`crate::HC_EVTCHN_BIND_INTERDOMAIN`], [`crate::HC_EVTCHN_SEND`],
+//! [`crate::HC_EVTCHN_CLOSE`], [`crate::HC_EVTCHN_MASK`],
+//! [`crate::HC_EVTCHN_UNMASK`], [`crate::HC_EVTCHN_POLL`].
+//!
+//! A receiver waits for [`crate::EVENT_CHANNEL`] (e.g. with
+//! [`super::sched::wait_for`]) and then calls [`poll`] until it returns
+//! `None`: a port raised again while still pending is not notified twice.
+
+use super::{hypercall6, status};
+use crate::{
+    Error, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK,
+    HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_UNMASK,
+};
+
+fn call(nr: u64, a: u64, b: u64) -> Result<u64, Error> {
+    status(hypercall6(nr, [a, b, 0, 0, 0, 0]))
+}
+
+/// A port number from RAX (the hypervisor's ports fit in 32 bits).
+fn port(v: u64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::Invalid)
+}
+
+/// Allocates a port that domain `remote` may connect to; returns it.
+pub fn alloc_unbound(remote: u32) -> Result<u32, Error> {
+    port(call(HC_EVTCHN_ALLOC_UNBOUND, remote.into(), 0)?)
+}
+
+/// Connects a new local port to `remote_port` of domain `remote` (which
+/// allocated it unbound for this domain); returns the local port.
+pub fn bind_interdomain(remote: u32, remote_port: u32) -> Result<u32, Error> {
+    port(call(
+        HC_EVTCHN_BIND_INTERDOMAIN,
+        remote.into(),
+        remote_port.into(),
+    )?)
+}
+
+/// Notifies the peer of `port`.
+pub fn send(port: u32) -> Result<(), Error> {
+    call(HC_EVTCHN_SEND, port.into(), 0).map(|_| ())
+}
+
+/// Frees `port` (its peer's port becomes unbound and pending).
+pub fn close(port: u32) -> Result<(), Error> {
+    call(HC_EVTCHN_CLOSE, port.into(), 0).map(|_| ())
+}
+
+/// Holds back notifications of `port` (it still becomes pending).
+pub fn mask(port: u32) -> Result<(), Error> {
+    call(HC_EVTCHN_MASK, port.into(), 0).map(|_| ())
+}
+
+/// Lets `port` notify again (at once if it is pending).
+pub fn unmask(port: u32) -> Result<(), Error> {
+    call(HC_EVTCHN_UNMASK, port.into(), 0).map(|_| ())
+}
+
+/// Takes the next pending, unmasked port (round-robin), clearing it;
+/// `None` when no port is pending.
+pub fn poll() -> Result<Option<u32>, Error> {
+    let p = port(call(HC_EVTCHN_POLL, 0, 0)?)?;
+    Ok((p != 0).then_some(p))
+}
