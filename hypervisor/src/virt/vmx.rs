@@ -164,6 +164,8 @@ pub struct VmxVcpu {
     eptp: u64,
     vpid: u16,
     started: bool,
+    /// VMX-preemption timer value written before each entry (0: none).
+    preempt_ticks: u64,
 }
 
 impl VmxVcpu {
@@ -182,6 +184,7 @@ impl VmxVcpu {
             eptp: ept_root | 6 | (3 << 3),
             vpid: vpid.max(1),
             started: false,
+            preempt_ticks: 0,
         })
     }
 
@@ -335,6 +338,12 @@ impl VmxVcpu {
     /// register accessors after a switch-in).
     pub fn enter(&mut self) {
         self.load();
+        let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
+        if shift != 0 {
+            // One scheduler tick (10 ms) of guest time at most per entry.
+            let ticks = (crate::arch::pit::tsc_hz() / 100) >> (shift - 1);
+            self.preempt_ticks = ticks.clamp(1, u64::from(u32::MAX));
+        }
         // The VMCS was cleared at the last switch-out, so this is a fresh
         // launch: drop any stale guest translations this CPU may hold for
         // this EPT or VPID (another CPU may have changed them, or a dead
@@ -353,11 +362,8 @@ impl VmxVcpu {
     /// Runs the guest until the next exit. [`Self::enter`] must have run on
     /// this CPU since the last [`Self::put`].
     pub fn run(&mut self) -> VmExit {
-        let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
-        if shift != 0 {
-            // One scheduler tick (10 ms) of guest time at most per entry.
-            let ticks = (crate::arch::pit::tsc_hz() / 100) >> (shift - 1);
-            vmwrite(GUEST_PREEMPT_TIMER, ticks.clamp(1, u64::from(u32::MAX)));
+        if self.preempt_ticks != 0 {
+            vmwrite(GUEST_PREEMPT_TIMER, self.preempt_ticks);
         }
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.

@@ -74,6 +74,8 @@ pub struct Domain {
     /// not seen the newest value flushes its TLB before running.
     pub(super) tlb_gen: AtomicU64,
     pub(super) end: Mutex<Option<End>>,
+    /// Set (once) together with `end`.
+    pub(super) ending: AtomicBool,
     pub(super) exits: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
     pub(super) events: Mutex<crate::domain::evtchn::EventTable>,
@@ -213,6 +215,7 @@ pub fn create(
         }),
         tlb_gen: AtomicU64::new(0),
         end: Mutex::new(None),
+        ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
         events: super::events::new_table(id),
     });
@@ -291,6 +294,7 @@ impl Domain {
                 return;
             }
             *end = Some(End { how, code });
+            self.ending.store(true, Ordering::Release);
         }
         match reason {
             Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
@@ -299,8 +303,10 @@ impl Domain {
         super::events::close_all(self);
     }
 
+    /// Whether the domain has ended (its vCPUs stop at their next exit).
+    /// Read on every exit, so a flag rather than the `end` lock.
     pub(super) fn dying(&self) -> bool {
-        self.end.lock().is_some()
+        self.ending.load(Ordering::Acquire)
     }
 }
 
