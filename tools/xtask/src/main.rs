@@ -163,19 +163,7 @@ impl Args {
 /// Builds the hypervisor and the example guests; returns the hypervisor
 /// ELF's path (the guests lie beside it).
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
-    let mut args = vec![
-        "build",
-        "-p",
-        paths::KERNEL_PACKAGE,
-        "-p",
-        paths::GUESTS_PACKAGE,
-        "--bins",
-        "--target",
-        paths::KERNEL_TARGET,
-    ];
-    if profile == Profile::Release {
-        args.push("--release");
-    }
+    let args = paths::build_args(profile == Profile::Debug);
     cargo::run(&args)?;
     let k = paths::kernel(profile);
     if !k.is_file() {

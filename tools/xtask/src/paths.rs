@@ -25,6 +25,25 @@ pub const GUESTS: &[&str] = &[
     "multicall",
 ];
 
+/// The `cargo` arguments that build the hypervisor and every guest for the
+/// bare-metal target (release unless `debug`).
+pub fn build_args(debug: bool) -> Vec<&'static str> {
+    let mut args = vec![
+        "build",
+        "-p",
+        KERNEL_PACKAGE,
+        "-p",
+        GUESTS_PACKAGE,
+        "--bins",
+        "--target",
+        KERNEL_TARGET,
+    ];
+    if !debug {
+        args.push("--release");
+    }
+    args
+}
+
 /// Which Cargo profile a kernel was built with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {

@@ -97,20 +97,7 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         ],
     ));
     if !no_boot {
-        steps.push(step(
-            KERNEL,
-            &[
-                "build",
-                "-p",
-                paths::KERNEL_PACKAGE,
-                "-p",
-                paths::GUESTS_PACKAGE,
-                "--bins",
-                "--target",
-                paths::KERNEL_TARGET,
-                "--release",
-            ],
-        ));
+        steps.push(step(KERNEL, &paths::build_args(false)));
         let mut boot = step(BOOT_TESTS, &["test", "-p", "boot-tests", "--release", "--"]);
         boot.args.push(format!("--test-threads={threads}"));
         boot.args.extend(filter);
