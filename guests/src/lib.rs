@@ -31,3 +31,99 @@ pub fn num_arg(si: &StartInfo, key: &str, default: u64) -> u64 {
 /// allocation, so it is port [`PONG_PORT`] (ports are allocated lowest
 /// first, from 1: `HC_EVTCHN_ALLOC_UNBOUND`).
 pub const PONG_PORT: u32 = 1;
+
+/// Grant conventions of the `gntshare`/`gntmap`/`gnthostile` guests. The
+/// granter (`gntshare`) makes its grants in this order before it offers
+/// any port, so a peer that has bound a port finds them all; references
+/// are handed out lowest first from 0.
+pub mod gnt {
+    /// Read-write, to `gntmap`: the pattern page (reply written back).
+    pub const SHARED: u32 = 0;
+    /// Read-write, to `gnthostile`, revoked at once (maps get `ENOENT`).
+    pub const REVOKED: u32 = 1;
+    /// Read-only, to `gnthostile` (a writable map gets `EPERM`; a write
+    /// through its read-only mapping kills the writer).
+    pub const READ_ONLY: u32 = 2;
+    /// Read-write, to `gntmap`, never revoked: still mapped when the granter
+    /// ends, so the hypervisor must unmap it.
+    pub const KEPT: u32 = 3;
+    /// The word the granter writes at word `i` of the shared pages.
+    pub fn pattern(i: u64) -> u64 {
+        0x6772_616e_7400_0000 ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    /// What `gntmap` writes at word 1 of the [`SHARED`] page.
+    pub const REPLY: u64 = 0x7265_706c_7921;
+    /// The granter's port for `gntmap` (its first allocation).
+    pub const MAP_PORT: u32 = 1;
+    /// The granter's port for `gnthostile` (its second).
+    pub const HOSTILE_PORT: u32 = 2;
+}
+
+/// Word access to guest-physical pages by address (identity-mapped): the
+/// free region and granted pages mapped there.
+#[allow(unsafe_code)]
+pub mod raw {
+    /// Writes the word at `addr`.
+    pub fn write(addr: u64, value: u64) {
+        // SAFETY: callers pass 8-byte-aligned addresses of pages in
+        // `memory::free_region()`, which no part of the program uses
+        // (identity-mapped, so the address is the pointer), that are present
+        // or a mapped grant.
+        unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
+    }
+
+    /// Reads the word at `addr`.
+    pub fn read(addr: u64) -> u64 {
+        // SAFETY: as in `write`.
+        unsafe { core::ptr::read_volatile(addr as *const u64) }
+    }
+}
+
+/// Waits up to 10 s until `port` is polled, ignoring other ports; `false`
+/// on timeout or error.
+pub fn wait_port(port: u32) -> bool {
+    use pvabi::guest::{evtchn, sched, time};
+    let deadline = time::now_ns() + 10_000_000_000;
+    loop {
+        match evtchn::poll() {
+            Ok(Some(p)) if p == port => return true,
+            Ok(Some(_)) => {}
+            Ok(None) => match sched::wait_for(pvabi::EVENT_CHANNEL, Some(deadline)) {
+                Ok(ev) if ev & pvabi::EVENT_CHANNEL != 0 => {}
+                _ => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Binds to `port` of domain `peer`, retrying while it does not exist yet
+/// (for up to 10 s).
+pub fn bind_retry(peer: u32, port: u32) -> Result<u32, pvabi::Error> {
+    use pvabi::guest::{evtchn, time};
+    let deadline = time::now_ns() + 10_000_000_000;
+    loop {
+        match evtchn::bind_interdomain(peer, port) {
+            Err(pvabi::Error::NoEntry) if time::now_ns() < deadline => {
+                let _ = time::sleep_ns(1_000_000);
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Waits up to 60 s until the peer of `port` has closed it (a send gets
+/// `EBUSY`). Asking is a send: to a peer still there it is one spurious
+/// event, which the guests here ignore.
+pub fn wait_closed(port: u32) -> bool {
+    use pvabi::guest::{evtchn, sched, time};
+    let deadline = time::now_ns() + 60_000_000_000;
+    while time::now_ns() < deadline {
+        if matches!(evtchn::send(port), Err(pvabi::Error::Busy)) {
+            return true;
+        }
+        let _ = sched::wait_for(pvabi::EVENT_CHANNEL, Some(time::now_ns() + 10_000_000));
+        while let Ok(Some(_)) = evtchn::poll() {}
+    }
+    false
+}

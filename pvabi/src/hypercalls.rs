@@ -200,7 +200,10 @@ pub const HC_MEM_INFO: u64 = 10;
 /// - Errors: `EINVAL` when RDI is not page aligned or RSI is 0 or over
 ///   [`MEM_OP_MAX_PAGES`]; `EFAULT` when the range is not inside the
 ///   guest-physical space `0..memory_bytes`; `ENOENT` when any page of the
-///   range is already released. All or nothing: on an error no page changed.
+///   range is already released (or is a mapped grant: unmap those with
+///   [`HC_GRANT_UNMAP`]); `EBUSY` (1.2) when another domain maps any page
+///   of the range through a grant. All or nothing: on an error no page
+///   changed.
 /// - Notes: the pages are unmapped from the domain and their frames returned
 ///   to the hypervisor; their contents are gone. When the hypercall returns,
 ///   no vCPU of the domain can reach them any more (stale translations on
@@ -220,7 +223,7 @@ pub const HC_MEM_RELEASE: u64 = 11;
 /// - Errors: `EINVAL` when RDI is not page aligned or RSI is 0 or over
 ///   [`MEM_OP_MAX_PAGES`]; `EFAULT` when the range is not inside the
 ///   guest-physical space `0..memory_bytes`; `EEXIST` when any page of the
-///   range is present; `ENOMEM` when the domain would have more than
+///   range is present (or a mapped grant, 1.2); `ENOMEM` when the domain would have more than
 ///   [`crate::MemInfo::max_pages`] pages present, or the host has no free
 ///   memory. All or nothing: on an error no page changed.
 /// - Notes: the pages are usable by every vCPU of the domain when the
@@ -360,8 +363,80 @@ pub const HC_EVTCHN_MASK: u64 = 19;
 ///   notified again.
 pub const HC_EVTCHN_POLL: u64 = 20;
 
+// grant (1.2)
+
+/// Flag of [`HC_GRANT_ACCESS`] and [`HC_GRANT_MAP`] (1.2): read-only. The
+/// only flag defined; any other bit set is `EINVAL`.
+pub const GRANT_READONLY: u64 = 1;
+
+/// Status of [`HC_GRANT_REVOKE`] (1.2) when the grant is still mapped: the
+/// revoke took effect (no new mappings) but the page stays shared until
+/// the grantee unmaps it; then the grant's reference is free again and
+/// the port named in the revoke (if not 0) is made pending.
+pub const GRANT_REVOKE_DEFERRED: u64 = 1;
+
+/// **grant access** (21): lets domain RSI map this domain's page at RDI.
+///
+/// - IN: RDI = guest-physical address of a page of the caller's, RSI =
+///   the grantee's domain id, RDX = flags ([`GRANT_READONLY`] or 0).
+/// - OUT: RAX = a grant reference (a small number, to pass to the grantee).
+/// - Errors, in the order checked: `EINVAL` (RSI does not fit in 32 bits,
+///   or RDX has an undefined bit); `EINVAL` (RDI not page aligned);
+///   `EFAULT` (RDI outside the domain, or the page is not present:
+///   released, or itself a mapped grant); `EINVAL` (the grantee is the
+///   caller); `ENOMEM` (the domain's grant limit, 1024, is reached).
+/// - Notes: the grantee need not exist yet. While any grantee maps the
+///   page, the granter's [`HC_MEM_RELEASE`] of it fails with `EBUSY`.
+pub const HC_GRANT_ACCESS: u64 = 21;
+
+/// **grant revoke** (22): ends grant RDI.
+///
+/// - IN: RDI = a grant reference of the caller's, RSI = a local
+///   event-channel port to make pending when a deferred revoke completes
+///   (0: none).
+/// - OUT: RAX = 0 (done: the reference is free and the page private) or
+///   [`GRANT_REVOKE_DEFERRED`] (still mapped: see there).
+/// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in 32
+///   bits, or RDI is beyond the grant limit); `ENOENT` (not granted);
+///   `EBUSY` (already being revoked).
+pub const HC_GRANT_REVOKE: u64 = 22;
+
+/// **grant map** (23): maps grant RSI of domain RDI at the caller's
+/// guest-physical address RDX.
+///
+/// - IN: RDI = the granter's domain id, RSI = its grant reference, RDX =
+///   where to map it: a page-aligned address inside the caller's
+///   guest-physical space where the caller has no page (a hole it made
+///   with [`HC_MEM_RELEASE`]), R10 = flags ([`GRANT_READONLY`] or 0).
+/// - OUT: RAX = a map handle, for [`HC_GRANT_UNMAP`].
+/// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in 32
+///   bits, R10 has an undefined bit, RDX is not page aligned, or RDI is
+///   the caller); `EFAULT` (RDX outside the domain); `EEXIST` (a page or
+///   another mapping is at RDX); `ENOENT` (no such live granter);
+///   `EINVAL` (RSI beyond the granter's limit); `ENOENT` (RSI never
+///   granted, or revoked); `EPERM` (granted to another domain, or
+///   read-only and R10 asks read-write); `ENOMEM` (the caller's map limit,
+///   1024, is reached, or no memory for a page-table frame).
+/// - Notes: a write to a read-only mapping is a nested-paging violation:
+///   the writer is killed. The mapped page is not the caller's own memory:
+///   hypercall buffers there get `EFAULT`, and it is not counted in
+///   `current_pages`. When the granter dies the mapping is removed (the
+///   page reads as absent; touching it kills the grantee).
+pub const HC_GRANT_MAP: u64 = 23;
+
+/// **grant unmap** (24): removes mapping RDI.
+///
+/// - IN: RDI = a map handle from [`HC_GRANT_MAP`].
+/// - OUT: RAX = 0; the address is a hole again.
+/// - Errors: `EINVAL` (RDI does not fit in 32 bits); `ENOENT` (no such
+///   mapping, e.g. already unmapped, or its granter died).
+/// - Notes: returns once no vCPU of the caller can still reach the page
+///   (TLB shoot-down). If it was the last mapping of a revoked grant, the
+///   granter's revoke completes.
+pub const HC_GRANT_UNMAP: u64 = 24;
+
 /// Every hypercall number this ABI version defines, in order.
-pub const HYPERCALLS: [u64; 20] = [
+pub const HYPERCALLS: [u64; 24] = [
     HC_CONSOLE_WRITE,
     HC_SHUTDOWN,
     HC_YIELD,
@@ -382,6 +457,10 @@ pub const HYPERCALLS: [u64; 20] = [
     HC_EVTCHN_UNMASK,
     HC_EVTCHN_MASK,
     HC_EVTCHN_POLL,
+    HC_GRANT_ACCESS,
+    HC_GRANT_REVOKE,
+    HC_GRANT_MAP,
+    HC_GRANT_UNMAP,
 ];
 
 #[cfg(test)]
@@ -393,7 +472,8 @@ mod tests {
         assert_eq!(
             HYPERCALLS,
             [
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                24
             ],
             "numbers are dense, in order, and never reused"
         );

@@ -1,4 +1,4 @@
-//! The Kestrel paravirtual ABI, version 1.1.
+//! The Kestrel paravirtual ABI, version 1.2.
 //!
 //! Guests and the control domain link this crate; the hypervisor implements
 //! it. Everything a guest can see is defined here: the version, the
@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (1.1 is `0x0001_0001`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (1.2 is `0x0001_0002`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -214,6 +214,24 @@
 //! domain ends) the peer's port becomes unbound and pending; sends on it
 //! then fail with `EBUSY`. Port and domain arguments must fit in 32 bits.
 //!
+//! # Op group: grant (1.2)
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 21 | [`HC_GRANT_ACCESS`] | RDI = own page, RSI = grantee id, RDX = flags | grant ref | `EINVAL`, `EFAULT`, `ENOMEM` |
+//! | 22 | [`HC_GRANT_REVOKE`] | RDI = grant ref, RSI = port to raise when a deferred revoke completes (0: none) | 0, or [`GRANT_REVOKE_DEFERRED`] | `EINVAL`, `ENOENT`, `EBUSY` |
+//! | 23 | [`HC_GRANT_MAP`] | RDI = granter id, RSI = grant ref, RDX = a hole in the caller's space, R10 = flags | map handle | `EINVAL`, `EFAULT`, `EEXIST`, `ENOENT`, `EPERM`, `ENOMEM` |
+//! | 24 | [`HC_GRANT_UNMAP`] | RDI = map handle | 0 | `EINVAL`, `ENOENT` |
+//!
+//! A domain shares one of its pages with one other domain, read-only or
+//! read-write ([`GRANT_READONLY`]); the grantee maps the page into a hole
+//! of its own guest-physical space. Revoking a mapped grant is deferred:
+//! no new mappings, and the page stays shared until the grantee unmaps it;
+//! the granter is then told on the port it named. While mapped, the
+//! granter cannot release the page (`EBUSY`). When the granter dies its
+//! pages are unmapped from every grantee first; when a grantee dies its
+//! mappings go.
+//!
 //! # Shared structures
 //!
 //! Everything the guest and the hypervisor exchange through memory is
@@ -306,9 +324,9 @@ pub use start_info::*;
 pub use status::*;
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 1.1). A guest built against a different major version must
+/// (this is 1.2). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0001_0001;
+pub const PVABI_VERSION: u32 = 0x0001_0002;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -333,9 +351,10 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0001_0001);
+        assert_eq!(PVABI_VERSION, 0x0001_0002);
         assert_eq!(version_major(PVABI_VERSION), 1);
-        assert_eq!(version_minor(PVABI_VERSION), 1);
+        assert_eq!(version_minor(PVABI_VERSION), 2);
+        assert!(!is_compatible(0x0001_0001), "a 1.2 guest needs grants");
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));

@@ -240,7 +240,7 @@ fn main(si: &StartInfo) -> i32 {
 fn unknown_numbers() {
     for (name, nr) in [
         ("hypercall.nr_0", 0),
-        ("hypercall.nr_21", 21),
+        ("hypercall.nr_0xffff", 0xffff),
         ("hypercall.nr_0xdead", 0xdead),
         ("hypercall.nr_max", u64::MAX),
         // Truncated to 32 bits this would be a console write of 0 bytes.

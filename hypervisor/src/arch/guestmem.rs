@@ -74,6 +74,15 @@ impl DomainMemory {
         (gpa.is_multiple_of(PAGE) && end <= self.frames.len()).then_some(first..end)
     }
 
+    /// The host frame of the present page at `gpa` (page aligned), if any.
+    pub fn frame(&self, gpa: u64) -> Option<u64> {
+        if !gpa.is_multiple_of(PAGE) {
+            return None;
+        }
+        let f = *self.frames.get(usize::try_from(gpa / PAGE).ok()?)?;
+        (f != 0).then_some(f)
+    }
+
     /// Takes pages out of the domain: returns their host frames (the caller
     /// unmaps them, shoots down TLBs, then frees them). `Err(ENOENT)` if any
     /// is already absent; nothing changes then.

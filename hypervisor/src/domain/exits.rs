@@ -19,7 +19,9 @@ use super::OutOfBounds;
 use crate::virt::{GuestRegs, VmExit};
 
 mod evtchn_ops;
+mod grant_ops;
 pub use evtchn_ops::EvtchnOp;
+pub use grant_ops::GrantOp;
 
 /// The vCPU operations the handler needs; each backend implements them.
 pub trait VcpuOps {
@@ -79,6 +81,8 @@ pub trait Services {
     /// Runs an event-channel op (arguments decoded, not yet checked
     /// against the tables): the value for RAX.
     fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64>;
+    /// Runs one grant op (ABI 1.2); the value for RAX or a status code.
+    fn grant(&mut self, op: GrantOp) -> Result<u64, i64>;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -331,9 +335,10 @@ fn hypercall(
         HC_MEM_POPULATE => {
             done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_populate(a[0], a[1])))
         }
-        _ => match EvtchnOp::decode(nr, a) {
-            Some(op) => done(op.and_then(|op| svc.evtchn(op))),
-            None => (status(ENOSYS), Action::Resume),
+        _ => match (EvtchnOp::decode(nr, a), GrantOp::decode(nr, a)) {
+            (Some(op), _) => done(op.and_then(|op| svc.evtchn(op))),
+            (None, Some(op)) => done(op.and_then(|op| svc.grant(op))),
+            (None, None) => (status(ENOSYS), Action::Resume),
         },
     }
 }

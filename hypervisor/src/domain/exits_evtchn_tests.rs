@@ -164,3 +164,46 @@ fn evtchn_ops_run_inside_a_multicall() {
         .collect();
     assert_eq!(results, [1, 2, 0, 1, EINVAL]);
 }
+
+#[test]
+fn grant_hypercalls_reach_the_services_decoded() {
+    let mut svc = FakeSvc::new(0x2000);
+    let mut vcpu = FakeVcpu::default();
+    vcpu.regs.rax = pvabi::HC_GRANT_MAP;
+    vcpu.regs.rdi = 1;
+    vcpu.regs.rsi = 7;
+    vcpu.regs.rdx = 0x9000;
+    vcpu.regs.r10 = pvabi::GRANT_READONLY;
+    let a = handle(
+        VmExit::Hypercall { len: 3 },
+        &mut vcpu,
+        &mut svc,
+        &FakeHost,
+        0,
+        &mut |_| {},
+    );
+    assert_eq!(a, Action::Resume);
+    assert_eq!(vcpu.regs.rax, 0);
+    assert_eq!(
+        svc.grant_ops,
+        [GrantOp::Map {
+            granter: crate::domain::ids::DomainId(1),
+            gref: 7,
+            at: 0x9000,
+            access: crate::domain::grant::Access::ReadOnly,
+        }]
+    );
+    // A bad flag never reaches the services.
+    vcpu.regs.rax = pvabi::HC_GRANT_ACCESS;
+    vcpu.regs.rdx = 4;
+    handle(
+        VmExit::Hypercall { len: 3 },
+        &mut vcpu,
+        &mut svc,
+        &FakeHost,
+        0,
+        &mut |_| {},
+    );
+    assert_eq!(vcpu.regs.rax as i64, pvabi::EINVAL);
+    assert_eq!(svc.grant_ops.len(), 1);
+}

@@ -49,6 +49,7 @@ struct FakeSvc {
     events: crate::domain::evtchn::EventTable,
     /// Every event-channel op that reached the services, in order.
     evtchn_ops: Vec<EvtchnOp>,
+    grant_ops: Vec<GrantOp>,
 }
 
 impl FakeSvc {
@@ -64,6 +65,7 @@ impl FakeSvc {
             privileged: false,
             events: crate::domain::evtchn::EventTable::new(crate::domain::ids::DomainId(1), 3),
             evtchn_ops: Vec::new(),
+            grant_ops: Vec::new(),
         }
     }
 }
@@ -144,6 +146,10 @@ impl Services for FakeSvc {
     fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64> {
         self.evtchn_ops.push(op);
         evtchn::fake_op(&mut self.events, op)
+    }
+    fn grant(&mut self, op: GrantOp) -> Result<u64, i64> {
+        self.grant_ops.push(op);
+        Ok(0)
     }
 }
 
@@ -261,7 +267,7 @@ fn shutdown_yield_block_and_unknown_numbers() {
     assert_eq!((v.regs.rax, svc.pending), (1, 0));
     call(&mut v, &mut svc, HC_SET_TIMER, 12345, 0);
     assert_eq!(svc.timer, 12345);
-    for nr in [0, 21, 0xdead, u64::MAX] {
+    for nr in [0, 25, 0xffff, 0xdead, u64::MAX] {
         assert_eq!(call(&mut v, &mut svc, nr, 0, 0).0, Action::Resume);
         assert_eq!(v.regs.rax as i64, ENOSYS);
     }

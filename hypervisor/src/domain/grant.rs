@@ -243,6 +243,14 @@ impl GrantTable {
         Ok(gref)
     }
 
+    /// Whether any page in `[start, end)` is granted (until revoked and
+    /// unmapped): such pages stay in the granter's memory.
+    pub fn granted_in(&self, start: u64, end: u64) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e, Entry::Active { gpa, .. } if (start..end).contains(gpa)))
+    }
+
     /// **query** a reference. Errors: `Invalid` (out of range), `NoEntry`
     /// (not granted).
     pub fn status(&self, gref: GrantRef) -> Result<GrantStatus, Error> {

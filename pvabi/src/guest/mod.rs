@@ -49,6 +49,7 @@ use crate::{
 
 pub mod console;
 pub mod evtchn;
+pub mod grant;
 pub mod heap;
 pub mod memory;
 pub mod sched;

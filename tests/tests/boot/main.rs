@@ -9,6 +9,7 @@ mod abi;
 mod bad;
 mod bochs;
 mod evtchn;
+mod grant;
 mod guests;
 mod iso;
 mod pvh;

@@ -21,6 +21,19 @@ impl Gpt {
             Self::Npt(g) => g.map(gpa, hpa, len, Perms::ALL, t),
         }
     }
+    /// Maps with chosen rights (a granted page: never executable).
+    pub(super) fn map_perms(
+        &mut self,
+        gpa: u64,
+        hpa: u64,
+        perms: Perms,
+        t: &mut FrameTables,
+    ) -> Result<(), crate::mm::gpt::GptError> {
+        match self {
+            Self::Ept(g) => g.map(gpa, hpa, 4096, perms, t),
+            Self::Npt(g) => g.map(gpa, hpa, 4096, perms, t),
+        }
+    }
     pub(super) fn unmap(
         &mut self,
         gpa: u64,
@@ -51,6 +64,8 @@ pub(super) struct Inner {
     pub(super) gpt: Option<Gpt>,
     pub(super) tables: FrameTables,
     pub(super) line: Vec<u8>,
+    /// Where granted pages of other domains are mapped (holes in `mem`).
+    pub(super) foreign: alloc::collections::BTreeSet<u64>,
 }
 
 /// How a domain ended.
@@ -79,6 +94,10 @@ pub struct Domain {
     pub(super) exits: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
     pub(super) events: Mutex<crate::domain::evtchn::EventTable>,
+    /// Its grants, as granter (lock order: `grants.rs`).
+    pub(super) grants: Mutex<crate::domain::grant::GrantTable>,
+    /// Grants of others it maps, as grantee.
+    pub(super) maps: Mutex<crate::domain::grant::MapTrack>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -212,12 +231,17 @@ pub fn create(
             gpt: Some(gpt),
             tables,
             line: Vec::new(),
+            foreign: alloc::collections::BTreeSet::new(),
         }),
         tlb_gen: AtomicU64::new(0),
         end: Mutex::new(None),
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
         events: super::events::new_table(id),
+        grants: Mutex::new(crate::domain::grant::GrantTable::new(
+            crate::domain::ids::DomainId(id),
+        )),
+        maps: Mutex::new(crate::domain::grant::MapTrack::new()),
     });
     log::info!(
         "domain {id} ({name}): {} MiB, {DOMAIN_VCPUS} vCPUs, entry {:#x}, {frames} nested-table frames, started",
@@ -286,7 +310,8 @@ pub fn all_created(shutdown: bool) {
 
 impl Domain {
     /// Records how the domain ended (the first reason wins) and logs it.
-    /// Then closes its event channels, telling the peers.
+    /// Then tears down its grants and mappings, and closes its event
+    /// channels, telling the peers.
     pub(super) fn finish(&self, how: &'static str, code: i64, reason: Option<&str>) {
         {
             let mut end = self.end.lock();
@@ -300,6 +325,9 @@ impl Domain {
             Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
             None => log::info!("domain {} ({}) {how} with code {code}", self.id, self.name),
         }
+        // Grants first: a peer told through a closed port must find the
+        // mappings already gone.
+        super::grants::end_grants(self);
         super::events::close_all(self);
     }
 

@@ -60,7 +60,7 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
 }
 
 /// Makes the upcall for any domain's vCPU (found in the vCPU list).
-fn notify_any(n: Notify) {
+pub(super) fn notify_any(n: Notify) {
     let target = VCPUS
         .lock()
         .iter()

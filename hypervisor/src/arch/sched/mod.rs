@@ -15,7 +15,9 @@
 //! vCPU list, then a vCPU's state, then a domain's inner state. A domain's
 //! event-channel table (`Domain::events`) is taken with none of those held
 //! and takes none of them; two tables are taken in ascending domain id
-//! (`events.rs`).
+//! (`events.rs`). Grants (`grants.rs`): a granter's `grants`, then a
+//! grantee's `maps`, then a domain's inner state; the vCPU list may be
+//! taken under `grants` and `maps` (TLB shoot-down), never the other way.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -30,6 +32,7 @@ use spin::Mutex;
 mod backend;
 mod domain;
 mod events;
+mod grants;
 mod services;
 
 use backend::time_info;

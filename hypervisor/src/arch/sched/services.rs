@@ -130,6 +130,12 @@ impl Services for Svc<'_> {
 
     fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
         let d = self.d();
+        // Granted pages stay (ABI 1.2): checked and released under the
+        // grant table's lock, so no grant of these pages starts meanwhile.
+        let grants = d.grants.lock();
+        if grants.granted_in(gpa, gpa.saturating_add(pages.saturating_mul(4096))) {
+            return Err(pvabi::EBUSY);
+        }
         let frames = {
             let mut guard = d.inner.lock();
             let inner = &mut *guard;
@@ -146,6 +152,7 @@ impl Services for Svc<'_> {
             }
             frames
         };
+        drop(grants);
         if shoot_down(&self.me.domain, self.me) {
             for f in frames {
                 crate::arch::start::free_frames(f, 1);
@@ -157,6 +164,14 @@ impl Services for Svc<'_> {
     fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
         let mut guard = self.d().inner.lock();
         let inner = &mut *guard;
+        if inner
+            .foreign
+            .range(gpa..gpa.saturating_add(pages.saturating_mul(4096)))
+            .next()
+            .is_some()
+        {
+            return Err(pvabi::EEXIST);
+        }
         let frames = inner.mem.populate(gpa, pages)?;
         if let Some(g) = inner.gpt.as_mut() {
             for (i, &f) in frames.iter().enumerate() {
@@ -180,6 +195,10 @@ impl Services for Svc<'_> {
     fn evtchn(&mut self, op: crate::domain::exits::EvtchnOp) -> Result<u64, i64> {
         self.evtchn_op(op)
     }
+
+    fn grant(&mut self, op: crate::domain::exits::GrantOp) -> Result<u64, i64> {
+        self.grant_op(op)
+    }
 }
 
 /// After an unmap: every other vCPU of `d` that may be in guest mode on
@@ -193,11 +212,17 @@ impl Services for Svc<'_> {
 /// Either it sees the new generation and flushes, or we see it in the guest
 /// and wait for its acknowledgement.
 pub(super) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
+    shoot_down_domain(d, Some(me.index))
+}
+
+/// [`shoot_down`] for every vCPU of `d` but `skip` (the caller's own, if
+/// it is one of `d`'s): `d` may be another domain (a grantee).
+pub(super) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
     let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
     let others: Vec<Arc<VcpuEntry>> = VCPUS
         .lock()
         .iter()
-        .filter(|v| Arc::ptr_eq(&v.domain, d) && v.index != me.index)
+        .filter(|v| core::ptr::eq(&*v.domain, d) && Some(v.index) != skip)
         .cloned()
         .collect();
     let mut ok = true;

@@ -331,3 +331,21 @@ fn granter_death_revokes_everything() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].granter, X);
 }
+
+#[test]
+fn granted_pages_are_known_until_revoked_and_unmapped() {
+    let mut t = GrantTable::new(G);
+    let mut track = MapTrack::new();
+    assert!(!t.granted_in(0, u64::MAX));
+    let r = t.grant(E, PAGE, Access::ReadWrite).unwrap();
+    assert!(t.granted_in(PAGE, PAGE + 0x1000));
+    assert!(t.granted_in(0, PAGE + 1));
+    assert!(!t.granted_in(0, PAGE), "the range's end is exclusive");
+    assert!(!t.granted_in(PAGE + 0x1000, PAGE + 0x3000));
+    let (h, _) = t.map(&mut track, E, r, Access::ReadWrite, 0x9000).unwrap();
+    assert_eq!(t.revoke(r, 4), Ok(Revoke::Deferred { maps: 1 }));
+    assert!(t.granted_in(PAGE, PAGE + 0x1000), "still mapped");
+    let (_, done) = t.unmap(&mut track, h).unwrap();
+    assert_eq!(done.map(|d| d.port), Some(4));
+    assert!(!t.granted_in(PAGE, PAGE + 0x1000));
+}

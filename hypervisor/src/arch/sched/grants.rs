@@ -1,0 +1,232 @@
+//! Shared pages between live domains (ABI 1.2): the `HC_GRANT_*` services
+//! over each domain's [`GrantTable`] (as granter) and [`MapTrack`] (as
+//! grantee), the nested-paging edits that install and remove a granted
+//! frame, and what a dying domain's grants and mappings become.
+//!
+//! Locks, in order: a granter's `grants`, a grantee's `maps`, a domain's
+//! `inner`, the vCPU list (TLB shoot-down). Two `grants` or two `maps`
+//! locks are never held together.
+//!
+//! Invariants that keep a granted frame from being freed while a grantee
+//! can still reach it:
+//! - A granted page (until revoked and unmapped) cannot be released by its
+//!   granter (`EBUSY`, checked under `grants`), so its frame stays in the
+//!   granter's memory.
+//! - A mapping leaves a [`MapTrack`] only together with its nested-paging
+//!   unmap and the grantee's TLB shoot-down, all under the grantee's `maps`
+//!   lock (unmap, the grantee's death, the granter's death).
+//! - A dying granter (`end_grants`, before its frames can be freed by its
+//!   `Drop`) revokes every grant and takes each grantee's `maps` lock to
+//!   force-unmap what is still mapped, so it waits for any unmap in flight.
+
+#[allow(unused_imports)]
+use super::*;
+
+use crate::domain::exits::GrantOp;
+use crate::domain::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone};
+use crate::domain::ids::DomainId;
+use pvabi::{EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, GRANT_REVOKE_DEFERRED, PAGE_SIZE};
+
+/// The domain with id `id`, dying or not (it still has vCPUs listed).
+fn domain_any(id: DomainId) -> Option<Arc<Domain>> {
+    VCPUS
+        .lock()
+        .iter()
+        .find(|v| v.domain.id == id.0)
+        .map(|v| v.domain.clone())
+}
+
+/// The live domain with id `id`.
+fn domain_live(id: DomainId) -> Option<Arc<Domain>> {
+    domain_any(id).filter(|d| !d.dying())
+}
+
+fn perms(a: Access) -> Perms {
+    match a {
+        Access::ReadOnly => Perms::READ,
+        Access::ReadWrite => Perms::READ_WRITE,
+    }
+}
+
+/// Removes mappings `ms` from `grantee`'s nested page tables and flushes
+/// its vCPUs (but `skip`). Called under `grantee.maps`.
+fn unmap_in(grantee: &Domain, ms: &[Mapping], skip: Option<u32>) {
+    if ms.is_empty() {
+        return;
+    }
+    {
+        let mut guard = grantee.inner.lock();
+        let inner = &mut *guard;
+        for m in ms {
+            inner.foreign.remove(&m.at_gpa);
+            if let Some(g) = inner.gpt.as_mut() {
+                // A 4 KiB leaf we installed: removing it needs no new table.
+                let _ = g.unmap(m.at_gpa, PAGE_SIZE, &mut inner.tables);
+            }
+        }
+    }
+    if !shoot_down_domain(grantee, skip) {
+        log::error!(
+            "domain {}: granted pages unmapped without a complete TLB shoot-down",
+            grantee.id
+        );
+    }
+}
+
+/// Tells the granter that a deferred revoke completed.
+fn revoke_done(granter: &Domain, done: Option<RevokeDone>) {
+    if let Some(RevokeDone { port, .. }) = done
+        && port != 0
+        && let Some(n) = granter.events.lock().raise(port)
+    {
+        super::events::notify_any(n);
+    }
+}
+
+fn code(e: pvabi::Error) -> i64 {
+    e.code()
+}
+
+impl Svc<'_> {
+    /// One grant op of this vCPU's domain.
+    pub(super) fn grant_op(&mut self, op: GrantOp) -> Result<u64, i64> {
+        let d = &self.me.domain;
+        match op {
+            GrantOp::Access {
+                gpa,
+                grantee,
+                access,
+            } => {
+                if !gpa.is_multiple_of(PAGE_SIZE) {
+                    return Err(EINVAL);
+                }
+                let mut table = d.grants.lock();
+                if d.inner.lock().mem.frame(gpa).is_none() {
+                    return Err(EFAULT);
+                }
+                table
+                    .grant(grantee, gpa, access)
+                    .map(u64::from)
+                    .map_err(code)
+            }
+            GrantOp::Revoke { gref, port } => match d.grants.lock().revoke(gref, port) {
+                Ok(Revoke::Done) => Ok(0),
+                Ok(Revoke::Deferred { .. }) => Ok(GRANT_REVOKE_DEFERRED),
+                Err(e) => Err(code(e)),
+            },
+            GrantOp::Map {
+                granter,
+                gref,
+                at,
+                access,
+            } => self.map(granter, gref, at, access),
+            GrantOp::Unmap(handle) => {
+                let granter = d.maps.lock().get(handle).map_err(code)?.granter;
+                let g = domain_any(granter).ok_or(ENOENT)?;
+                let mut table = g.grants.lock();
+                let mut track = d.maps.lock();
+                let (m, done) = table.unmap(&mut track, handle).map_err(code)?;
+                // Under both locks: the granter cannot reuse the frame
+                // before no vCPU of ours can reach it.
+                unmap_in(d, &[m], Some(self.me.index));
+                drop(track);
+                drop(table);
+                revoke_done(&g, done);
+                Ok(0)
+            }
+        }
+    }
+
+    fn map(&mut self, granter: DomainId, gref: u32, at: u64, access: Access) -> Result<u64, i64> {
+        let d = &self.me.domain;
+        let me = DomainId(d.id);
+        if granter == me || !at.is_multiple_of(PAGE_SIZE) {
+            return Err(EINVAL);
+        }
+        let hole = |inner: &Inner| -> Result<(), i64> {
+            if at >= inner.mem.phys_size() {
+                return Err(EFAULT);
+            }
+            if inner.mem.frame(at).is_some() || inner.foreign.contains(&at) {
+                return Err(EEXIST);
+            }
+            Ok(())
+        };
+        hole(&d.inner.lock())?;
+        let g = domain_live(granter).ok_or(ENOENT)?;
+        let mut table = g.grants.lock();
+        // Under the table's lock: a granter marked dying after this point
+        // runs `end_grants`, which waits for this lock and undoes the map.
+        if g.dying() {
+            return Err(ENOENT);
+        }
+        let mut track = d.maps.lock();
+        // A dying grantee's `end_grants` may have emptied its track already.
+        if d.dying() {
+            return Err(ENOENT);
+        }
+        let (handle, gpa) = table.map(&mut track, me, gref, access, at).map_err(code)?;
+        let undo = |table: &mut GrantTable, track: &mut MapTrack, e: i64| {
+            let _ = table.unmap(track, handle);
+            Err(e)
+        };
+        // Granted pages cannot be released: the frame is there.
+        let Some(frame) = g.inner.lock().mem.frame(gpa) else {
+            return undo(&mut table, &mut track, EFAULT);
+        };
+        let mut guard = d.inner.lock();
+        let inner = &mut *guard;
+        if let Err(e) = hole(inner) {
+            // Another vCPU populated the hole meanwhile.
+            drop(guard);
+            return undo(&mut table, &mut track, e);
+        }
+        let mapped = match inner.gpt.as_mut() {
+            Some(gpt) => gpt.map_perms(at, frame, perms(access), &mut inner.tables),
+            None => Ok(()),
+        };
+        if mapped.is_err() {
+            drop(guard);
+            return undo(&mut table, &mut track, ENOMEM);
+        }
+        inner.foreign.insert(at);
+        Ok(u64::from(handle))
+    }
+}
+
+/// The domain is ending (called once by `Domain::finish`, after it is
+/// marked dying, with no lock held): its own mappings go, then its grants
+/// are revoked and every grantee's mapping of its pages is removed, so no
+/// frame of it is reachable from another domain when its `Drop` frees them.
+pub(super) fn end_grants(d: &Domain) {
+    // As grantee.
+    let mine = {
+        let mut track = d.maps.lock();
+        let ms = track.take_all();
+        unmap_in(d, &ms, None);
+        ms
+    };
+    for m in mine {
+        if let Some(g) = domain_any(m.granter) {
+            let done = g.grants.lock().drop_map(m.gref);
+            revoke_done(&g, done);
+        }
+    }
+    // As granter.
+    let mut table = d.grants.lock();
+    let mut grantees: Vec<DomainId> = table.revoke_all().into_iter().map(|(g, _)| g).collect();
+    grantees.sort_unstable();
+    grantees.dedup();
+    for id in grantees {
+        let Some(grantee) = domain_any(id) else {
+            continue;
+        };
+        let mut track = grantee.maps.lock();
+        let ms = track.take_granter(DomainId(d.id));
+        unmap_in(&grantee, &ms, None);
+        drop(track);
+        for m in ms {
+            let _ = table.drop_map(m.gref);
+        }
+    }
+}

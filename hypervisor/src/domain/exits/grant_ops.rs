@@ -1,0 +1,133 @@
+//! Decoding the grant hypercalls (ABI 1.2, `HC_GRANT_*`): the guest's
+//! registers become a typed [`GrantOp`] here. Domain ids, grant references,
+//! ports and map handles must fit in 32 bits and flags may only hold
+//! [`GRANT_READONLY`] (`EINVAL`); addresses are checked against the domain's
+//! memory by the services, and references against the grant tables
+//! ([`crate::domain::grant`]).
+
+use pvabi::{
+    EINVAL, GRANT_READONLY, HC_GRANT_ACCESS, HC_GRANT_MAP, HC_GRANT_REVOKE, HC_GRANT_UNMAP,
+};
+
+use crate::domain::grant::{Access, GrantRef, MapHandle};
+use crate::domain::ids::DomainId;
+
+/// One grant op with decoded arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantOp {
+    /// Let `grantee` map the caller's page at `gpa`.
+    Access {
+        gpa: u64,
+        grantee: DomainId,
+        access: Access,
+    },
+    /// End grant `gref`; raise `port` (0: none) when a deferred revoke
+    /// completes.
+    Revoke { gref: GrantRef, port: u32 },
+    /// Map `granter`'s grant `gref` at the caller's `at`.
+    Map {
+        granter: DomainId,
+        gref: GrantRef,
+        at: u64,
+        access: Access,
+    },
+    /// Remove a mapping.
+    Unmap(MapHandle),
+}
+
+fn u32_arg(v: u64) -> Result<u32, i64> {
+    u32::try_from(v).map_err(|_| EINVAL)
+}
+
+fn access(flags: u64) -> Result<Access, i64> {
+    match flags {
+        0 => Ok(Access::ReadWrite),
+        GRANT_READONLY => Ok(Access::ReadOnly),
+        _ => Err(EINVAL),
+    }
+}
+
+impl GrantOp {
+    /// The op for hypercall `nr` with arguments `a`; `None` when `nr` is
+    /// not a grant hypercall.
+    pub fn decode(nr: u64, a: [u64; 6]) -> Option<Result<Self, i64>> {
+        let op = match nr {
+            HC_GRANT_ACCESS => u32_arg(a[1]).and_then(|g| {
+                Ok(Self::Access {
+                    gpa: a[0],
+                    grantee: DomainId(g),
+                    access: access(a[2])?,
+                })
+            }),
+            HC_GRANT_REVOKE => u32_arg(a[0]).and_then(|gref| {
+                Ok(Self::Revoke {
+                    gref,
+                    port: u32_arg(a[1])?,
+                })
+            }),
+            HC_GRANT_MAP => u32_arg(a[0]).and_then(|g| {
+                Ok(Self::Map {
+                    granter: DomainId(g),
+                    gref: u32_arg(a[1])?,
+                    at: a[2],
+                    access: access(a[3])?,
+                })
+            }),
+            HC_GRANT_UNMAP => u32_arg(a[0]).map(Self::Unmap),
+            _ => return None,
+        };
+        Some(op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_and_refuses_wide_arguments() {
+        let big = 1u64 << 32;
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_ACCESS, [0x5000, 2, 1, 0, 0, 0]),
+            Some(Ok(GrantOp::Access {
+                gpa: 0x5000,
+                grantee: DomainId(2),
+                access: Access::ReadOnly
+            }))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_ACCESS, [0x5000, big, 0, 0, 0, 0]),
+            Some(Err(EINVAL))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_ACCESS, [0x5000, 2, 2, 0, 0, 0]),
+            Some(Err(EINVAL))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_REVOKE, [3, big, 0, 0, 0, 0]),
+            Some(Err(EINVAL))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_MAP, [1, 3, 0x7000, 0, 0, 0]),
+            Some(Ok(GrantOp::Map {
+                granter: DomainId(1),
+                gref: 3,
+                at: 0x7000,
+                access: Access::ReadWrite
+            }))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_MAP, [1, big, 0x7000, 0, 0, 0]),
+            Some(Err(EINVAL))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_MAP, [1, 3, 0x7000, u64::MAX, 0, 0]),
+            Some(Err(EINVAL))
+        );
+        assert_eq!(
+            GrantOp::decode(HC_GRANT_UNMAP, [big, 0, 0, 0, 0, 0]),
+            Some(Err(EINVAL))
+        );
+        assert_eq!(GrantOp::decode(20, [0; 6]), None);
+    }
+}

@@ -1,0 +1,191 @@
+//! Shared pages between domains (pvabi 1.2 grants), on both backends: AMD-V
+//! with nested paging under QEMU TCG and VT-x with EPT under Bochs
+//! (`corei7_haswell_4770`), 2 CPUs, GRUB ISO.
+//!
+//! One run per backend, shared by its tests, with three domains in module
+//! order, so ids 1, 2, 3: `gntshare` (`peer=2 hostile=3`) grants pages and
+//! offers event-channel ports, `gntmap` (`peer=1`) maps two grants into
+//! holes it released, checks the pattern and replies through the page;
+//! `gnthostile` (`peer=1 other=2`) misuses every op, then writes through
+//! its read-only mapping.
+//!
+//! | test | asserts |
+//! |---|---|
+//! | `grant_*_share` | ids 1, 2, 3; gntshare saw the reply written through the shared page, its revoke of the still-mapped grant was deferred and completed (port raised, reference free, page releasable) when gntmap unmapped; gntmap saw the pattern, a revoked grant could not be mapped again, and after gntshare ended its kept mapping was gone (handle `ENOENT`, hole populatable); both exited 0, no `FAILED`; free memory after every domain ended equals free memory at ready |
+//! | `grant_*_hostile` | gnthostile printed `<N> checks, 0 failed` with N >= [`MIN_HOSTILE_CHECKS`], then was killed for writing to its read-only mapping (`wrote guest-physical`), and gntshare then found that grant unmapped (revoke immediate) |
+
+use std::sync::OnceLock;
+
+use boot_tests::Outcome;
+use boot_tests::artifacts::{guest_module, shared_iso};
+use boot_tests::bochs::{self, Pc};
+use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use xtask::serial::DomainEnd;
+
+/// gnthostile makes 35-odd checks; fewer means some were skipped.
+const MIN_HOSTILE_CHECKS: u64 = 35;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Backend {
+    Svm,
+    Vmx,
+}
+
+fn the_run(b: Backend) -> &'static Outcome {
+    static SVM: OnceLock<Outcome> = OnceLock::new();
+    static VMX: OnceLock<Outcome> = OnceLock::new();
+    let cell = if b == Backend::Svm { &SVM } else { &VMX };
+    cell.get_or_init(|| {
+        let modules = [
+            guest_module("gntshare", "gntshare", "peer=2 hostile=3"),
+            guest_module("gntmap", "gntmap", "peer=1"),
+            guest_module("gnthostile", "gnthostile", "peer=1 other=2"),
+        ];
+        let (suffix, exit) = match b {
+            Backend::Svm => ("qemu", "exit=qemu"),
+            Backend::Vmx => ("bochs", "exit=bochs"),
+        };
+        let iso = shared_iso(
+            &format!("grant-{suffix}.iso"),
+            &format!("{exit} shutdown loglevel=info"),
+            &modules,
+        );
+        let test = format!("grant_{suffix}");
+        let o = match b {
+            Backend::Svm => {
+                let mut vm = iso_vm(&iso, 2, "128M");
+                vm.cpu = "max".into();
+                run(&test, vm, BIOS_TIMEOUT_S)
+            }
+            Backend::Vmx => bochs::run_iso(
+                &test,
+                &Pc::new("corei7_haswell_4770", 2, 128),
+                &iso,
+                None,
+                bochs::TIMEOUT_S,
+            ),
+        };
+        {
+            let _report = Report(&o);
+            if b == Backend::Svm {
+                o.assert_status(xtask::qemu::STATUS_SUCCESS);
+            }
+            o.assert_booted("multiboot2");
+            assert!(o.all_ended().is_some(), "{}: no end line", o.test);
+            println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
+        }
+        o
+    })
+}
+
+/// Prints the whole run if a test fails while reading it.
+struct Report<'a>(&'a Outcome);
+
+impl Drop for Report<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0.report());
+        }
+    }
+}
+
+/// What `d` printed after its `<name>: ` prefix.
+fn said<'a>(o: &'a Outcome, d: &DomainEnd) -> Vec<&'a str> {
+    let p = format!("{}: ", d.name);
+    o.console_of(d)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix(p.as_str()))
+        .collect()
+}
+
+fn share(b: Backend) {
+    let o = the_run(b);
+    let _report = Report(o);
+    let g = o.assert_domain("gntshare", "exited", 0);
+    let m = o.assert_domain("gntmap", "exited", 0);
+    let h = o.domain_end("gnthostile");
+    assert_eq!(
+        (g.id, m.id, h.id),
+        (1, 2, 3),
+        "{}: ids in module order",
+        o.test
+    );
+    assert_eq!(
+        said(o, &g),
+        [
+            "granted refs 0..3, ports offered",
+            "reply seen, revoke deferred until unmap",
+            "hostile gone, its mapping torn down",
+        ],
+        "{}: gntshare",
+        o.test
+    );
+    assert_eq!(
+        said(o, &m),
+        [
+            "mapped refs 0 and 3, pattern ok, reply sent",
+            "unmapped after the revoke",
+            "granter ended, its page was unmapped",
+        ],
+        "{}: gntmap",
+        o.test
+    );
+    let all = o
+        .all_ended()
+        .unwrap_or_else(|| panic!("{}: no end line", o.test));
+    assert_eq!(
+        all.free_bytes,
+        o.stats().free_bytes,
+        "{}: free bytes after every domain ended differ from ready",
+        o.test
+    );
+}
+
+fn hostile(b: Backend) {
+    let o = the_run(b);
+    let _report = Report(o);
+    let d = o.assert_killed("gnthostile", &["wrote guest-physical"]);
+    let out = said(o, &d);
+    let failed: Vec<&&str> = out.iter().filter(|l| l.contains("FAILED")).collect();
+    assert!(failed.is_empty(), "{}: gnthostile: {failed:?}", o.test);
+    let summary = out
+        .iter()
+        .find_map(|l| l.strip_suffix(" failed")?.split_once(" checks, "))
+        .and_then(|(n, m)| Some((n.parse::<u64>().ok()?, m.parse::<u64>().ok()?)));
+    assert!(
+        summary.is_some_and(|(n, m)| n >= MIN_HOSTILE_CHECKS && m == 0),
+        "{}: gnthostile summary {summary:?}",
+        o.test
+    );
+    assert_eq!(
+        out.last().copied(),
+        Some("writing to a read-only grant"),
+        "{}: gnthostile's last line",
+        o.test
+    );
+    println!(
+        "{}: gnthostile made {:?} checks, then was killed",
+        o.test,
+        summary.map(|s| s.0)
+    );
+}
+
+#[test]
+fn grant_amdv_qemu_share() {
+    share(Backend::Svm);
+}
+
+#[test]
+fn grant_vtx_bochs_share() {
+    share(Backend::Vmx);
+}
+
+#[test]
+fn grant_amdv_qemu_hostile() {
+    hostile(Backend::Svm);
+}
+
+#[test]
+fn grant_vtx_bochs_hostile() {
+    hostile(Backend::Vmx);
+}
