@@ -131,7 +131,7 @@ impl core::fmt::Display for KillReason {
                 };
                 write!(
                     f,
-                    "{how} guest-physical {gpa:#x}, outside its memory, at RIP {rip:#x}"
+                    "{how} guest-physical {gpa:#x}, outside its memory or its access rights, at RIP {rip:#x}"
                 )
             }
             Self::TripleFault { rip } => write!(f, "triple fault at RIP {rip:#x}"),
@@ -335,11 +335,17 @@ fn hypercall(
         HC_MEM_POPULATE => {
             done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_populate(a[0], a[1])))
         }
-        _ => match (EvtchnOp::decode(nr, a), GrantOp::decode(nr, a)) {
-            (Some(op), _) => done(op.and_then(|op| svc.evtchn(op))),
-            (None, Some(op)) => done(op.and_then(|op| svc.grant(op))),
-            (None, None) => (status(ENOSYS), Action::Resume),
-        },
+        // The op groups with typed decoders; each is tried only if the one
+        // before did not know the number.
+        _ => {
+            if let Some(op) = EvtchnOp::decode(nr, a) {
+                done(op.and_then(|op| svc.evtchn(op)))
+            } else if let Some(op) = GrantOp::decode(nr, a) {
+                done(op.and_then(|op| svc.grant(op)))
+            } else {
+                (status(ENOSYS), Action::Resume)
+            }
+        }
     }
 }
 
