@@ -6,6 +6,29 @@ use xtask::serial::{self, AllEnded, DomainEnd};
 
 use crate::Outcome;
 
+/// Prints the whole run (command, serial log, emulator output) if the test
+/// fails while it is alive. Runs shared between tests live in statics, so
+/// the `Outcome`'s own report on drop never happens for them.
+pub struct ReportOnPanic<'a>(pub &'a Outcome);
+
+impl Drop for ReportOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.0.report());
+        }
+    }
+}
+
+/// What domain `d` printed after `<prefix>: ` (self-checking guests put
+/// their own name first), prefix removed.
+pub fn said<'a>(o: &'a Outcome, d: &DomainEnd, prefix: &str) -> Vec<&'a str> {
+    let p = format!("{prefix}: ");
+    o.console_of(d)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix(p.as_str()))
+        .collect()
+}
+
 impl Outcome {
     /// Every `domain-end:` line, parsed, in order.
     pub fn domain_ends(&self) -> Vec<DomainEnd> {

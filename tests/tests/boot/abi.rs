@@ -38,7 +38,6 @@ use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::bochs::{self, Pc};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, PVH_TIMEOUT_S, iso_vm, pvh_vm, run};
 use xtask::iso::Module;
-use xtask::serial::DomainEnd;
 
 /// The `abi` guest makes about 200 checks; fewer means some were skipped.
 const MIN_ABI_CHECKS: u64 = 190;
@@ -48,6 +47,7 @@ const ROUNDS: u64 = 4;
 const CLOCK_LOOP_MS: u64 = 300;
 
 use boot_tests::Backend;
+use boot_tests::domains::{ReportOnPanic, said};
 
 fn iso(b: Backend, what: &str, modules: &[Module]) -> PathBuf {
     shared_iso(
@@ -145,7 +145,7 @@ fn clock_run(b: Backend) -> &'static Outcome {
 /// The run itself went well: booted on the right backend, ended by the
 /// hypervisor once every domain had ended.
 fn boot_checks(o: &Outcome, b: Backend, via: &str) {
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     if b == Backend::Svm {
         o.assert_status(xtask::qemu::STATUS_SUCCESS);
     }
@@ -156,29 +156,6 @@ fn boot_checks(o: &Outcome, b: Backend, via: &str) {
         "{}: no `domains: all ... ended` line",
         o.test
     );
-}
-
-/// Prints the whole run (command, serial log, emulator output) if the test
-/// fails while it is alive: the runs are shared statics, so the
-/// `Outcome`'s own report on drop never happens.
-struct Report<'a>(&'a Outcome);
-
-impl Drop for Report<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.0.report());
-        }
-    }
-}
-
-/// What guest `d` printed with its `<prefix>: ` (a guest prints its own
-/// name first), prefix removed.
-fn said<'a>(o: &'a Outcome, d: &DomainEnd, prefix: &str) -> Vec<&'a str> {
-    let p = format!("{prefix}: ");
-    o.console_of(d)
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(p.as_str()))
-        .collect()
 }
 
 /// Checks a self-checking guest running as domain `name` and printing
@@ -224,14 +201,14 @@ fn assert_self_checked(o: &Outcome, name: &str, prefix: &str, min: u64) -> u64 {
 
 fn hypercalls(b: Backend) {
     let o = suite(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let n = assert_self_checked(o, "abi", "abi", MIN_ABI_CHECKS);
     println!("{}: abi made {n} checks, all passed", o.test);
 }
 
 fn balloon(b: Backend) {
     let o = suite(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     assert_self_checked(o, "balloon", "balloon", 40);
     // Released frames went back to the hypervisor and populated ones came
     // from it: once every domain has ended, all of them must be free again.
@@ -248,7 +225,7 @@ fn balloon(b: Backend) {
 
 fn multicall(b: Backend) {
     let o = suite(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let multi = o.assert_domain("multicall", "exited", 0);
     let single = o.assert_domain("singlecalls", "exited", 0);
     let lines: Vec<String> = (0..64).map(|i| format!("line {i:02}")).collect();
@@ -296,7 +273,7 @@ fn multicall(b: Backend) {
 
 fn clock(b: Backend) {
     let o = clock_run(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     // PVH: the one module has no name of its own.
     let name = if b == Backend::Svm {
         "module0"
@@ -308,7 +285,7 @@ fn clock(b: Backend) {
     println!("{}: clock made {n} checks, all passed", o.test);
     if b == Backend::Svm {
         let o = suite(b);
-        let _report = Report(o);
+        let _report = ReportOnPanic(o);
         let n = assert_self_checked(o, "clock", "clock", 20);
         print_clock_figures(o, "clock");
         println!("{}: clock (waits=0) made {n} checks, all passed", o.test);

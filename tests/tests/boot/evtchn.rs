@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use boot_tests::Outcome;
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::bochs::{self, Pc};
+use boot_tests::domains::{ReportOnPanic, said};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
 use xtask::serial::DomainEnd;
 
@@ -94,7 +95,7 @@ fn the_run(b: Backend) -> &'static Outcome {
 
 /// The run went well: booted, and ended once every domain had ended.
 fn run_checks(o: &Outcome, b: Backend) {
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     {
         if b == Backend::Svm {
             o.assert_status(xtask::qemu::STATUS_SUCCESS);
@@ -109,31 +110,14 @@ fn run_checks(o: &Outcome, b: Backend) {
     }
 }
 
-/// Prints the whole run if a test fails while reading it (the runs are
-/// shared statics, so the `Outcome`'s own report on drop never happens).
-struct Report<'a>(&'a Outcome);
-
-impl Drop for Report<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.0.report());
-        }
-    }
-}
-
 /// What `d` printed after its `<guest>: ` prefix (the binary's name, the
 /// domain's name up to a `-`).
-fn said<'a>(o: &'a Outcome, d: &DomainEnd) -> Vec<&'a str> {
-    let guest = d.name.split('-').next().unwrap_or(&d.name);
-    let p = format!("{guest}: ");
-    o.console_of(d)
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(p.as_str()))
-        .collect()
+fn said_by<'a>(o: &'a Outcome, d: &DomainEnd) -> Vec<&'a str> {
+    said(o, d, d.name.split('-').next().unwrap_or(&d.name))
 }
 
 fn no_failures(o: &Outcome, d: &DomainEnd) {
-    let failed: Vec<&str> = said(o, d)
+    let failed: Vec<&str> = said_by(o, d)
         .into_iter()
         .filter(|l| l.contains("FAILED"))
         .collect();
@@ -148,7 +132,7 @@ fn no_failures(o: &Outcome, d: &DomainEnd) {
 
 fn pingpong(b: Backend) {
     let o = the_run(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let pong = o.assert_domain("evpong", "exited", 0);
     let ping = o.assert_domain("evping", "exited", 0);
     let hostile = o.domain_end("evhostile");
@@ -161,7 +145,7 @@ fn pingpong(b: Backend) {
     no_failures(o, &pong);
     no_failures(o, &ping);
     assert_eq!(
-        said(o, &pong),
+        said_by(o, &pong),
         [
             "port 1 offered to domain 2".to_string(),
             format!("{ROUNDS} pings answered"),
@@ -170,7 +154,7 @@ fn pingpong(b: Backend) {
         o.test
     );
     assert_eq!(
-        said(o, &ping),
+        said_by(o, &ping),
         [
             "bound port 1 to domain 1 port 1".to_string(),
             format!("{ROUNDS} round trips, {ROUNDS} replies"),
@@ -200,7 +184,7 @@ fn pingpong(b: Backend) {
 
 fn peer_death(b: Backend) {
     let o = the_run(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let pong = o.assert_domain("evpong-dies", "crashed", 7);
     let ping = o.assert_domain("evping-left", "exited", 0);
     assert_eq!(
@@ -211,7 +195,7 @@ fn peer_death(b: Backend) {
     );
     no_failures(o, &pong);
     no_failures(o, &ping);
-    let out = said(o, &ping);
+    let out = said_by(o, &ping);
     let gone = [CRASH_AFTER, CRASH_AFTER + 1]
         .map(|r| format!("peer gone after {r} replies, send gets EBUSY"));
     assert!(
@@ -229,10 +213,10 @@ fn peer_death(b: Backend) {
 
 fn hostile(b: Backend) {
     let o = the_run(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let d = o.assert_domain("evhostile", "exited", 0);
     no_failures(o, &d);
-    let summary = said(o, &d)
+    let summary = said_by(o, &d)
         .into_iter()
         .find_map(|l| l.strip_suffix(" failed")?.split_once(" checks, "))
         .and_then(|(n, m)| Some((n.parse::<u64>().ok()?, m.parse::<u64>().ok()?)));

@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 use boot_tests::Outcome;
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::bochs::{self, Pc};
+use boot_tests::domains::{ReportOnPanic, said};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
-use xtask::serial::DomainEnd;
 
 /// gnthostile makes 35-odd checks; fewer means some were skipped.
 const MIN_HOSTILE_CHECKS: u64 = 35;
@@ -66,7 +66,7 @@ fn the_run(b: Backend) -> &'static Outcome {
             ),
         };
         {
-            let _report = Report(&o);
+            let _report = ReportOnPanic(&o);
             if b == Backend::Svm {
                 o.assert_status(xtask::qemu::STATUS_SUCCESS);
             }
@@ -78,29 +78,9 @@ fn the_run(b: Backend) -> &'static Outcome {
     })
 }
 
-/// Prints the whole run if a test fails while reading it.
-struct Report<'a>(&'a Outcome);
-
-impl Drop for Report<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.0.report());
-        }
-    }
-}
-
-/// What `d` printed after its `<name>: ` prefix.
-fn said<'a>(o: &'a Outcome, d: &DomainEnd) -> Vec<&'a str> {
-    let p = format!("{}: ", d.name);
-    o.console_of(d)
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(p.as_str()))
-        .collect()
-}
-
 fn share(b: Backend) {
     let o = the_run(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let g = o.assert_domain("gntshare", "exited", 0);
     let m = o.assert_domain("gntmap", "exited", 0);
     let h = o.domain_end("gnthostile");
@@ -111,7 +91,7 @@ fn share(b: Backend) {
         o.test
     );
     assert_eq!(
-        said(o, &g),
+        said(o, &g, &g.name),
         [
             "granted refs 0..3, ports offered",
             "reply seen, revoke deferred until unmap",
@@ -121,7 +101,7 @@ fn share(b: Backend) {
         o.test
     );
     assert_eq!(
-        said(o, &m),
+        said(o, &m, &m.name),
         [
             "mapped refs 0 and 3, pattern ok, reply sent",
             "unmapped after the revoke",
@@ -143,9 +123,9 @@ fn share(b: Backend) {
 
 fn hostile(b: Backend) {
     let o = the_run(b);
-    let _report = Report(o);
+    let _report = ReportOnPanic(o);
     let d = o.assert_killed("gnthostile", &["wrote guest-physical"]);
-    let out = said(o, &d);
+    let out = said(o, &d, &d.name);
     let failed: Vec<&&str> = out.iter().filter(|l| l.contains("FAILED")).collect();
     assert!(failed.is_empty(), "{}: gnthostile: {failed:?}", o.test);
     let summary = out
