@@ -2,7 +2,50 @@
 //! guest, written only against `pvabi`; the boot tests run them.
 #![no_std]
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use pvabi::StartInfo;
+
+/// The tally of a self-checking guest: each check prints
+/// `<guest>: <name> ok` or `<guest>: <name> FAILED got X want Y`, the lines
+/// the boot tests read.
+pub struct Checks {
+    guest: &'static str,
+    checks: AtomicU32,
+    failed: AtomicU32,
+}
+
+impl Checks {
+    /// An empty tally for the guest named `guest`.
+    pub const fn new(guest: &'static str) -> Self {
+        Self {
+            guest,
+            checks: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+        }
+    }
+
+    /// Records and prints one check of a status: `got` must equal `want`.
+    pub fn check(&self, name: &str, got: i64, want: i64) -> bool {
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        if got == want {
+            pvabi::println!("{}: {name} ok", self.guest);
+            true
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            pvabi::println!("{}: {name} FAILED got {got} want {want}", self.guest);
+            false
+        }
+    }
+
+    /// Checks made so far, and how many failed.
+    pub fn counts(&self) -> (u32, u32) {
+        (
+            self.checks.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// The value of `key=value` on the guest's command line.
 pub fn arg<'a>(si: &'a StartInfo, key: &str) -> Option<&'a str> {

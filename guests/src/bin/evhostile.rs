@@ -12,9 +12,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-use kestrel_guests::{PONG_PORT, num_arg};
+use kestrel_guests::{Checks, PONG_PORT, num_arg};
 use pvabi::guest::{evtchn, hypercall6, sched, time};
 use pvabi::{
     EBUSY, EINVAL, ENOENT, EPERM, EVENT_CHANNEL, HC_EVTCHN_ALLOC_UNBOUND,
@@ -24,19 +22,10 @@ use pvabi::{
 
 pvabi::entry_point!(main);
 
-static CHECKS: AtomicU32 = AtomicU32::new(0);
-static FAILED: AtomicU32 = AtomicU32::new(0);
+static CHECKS: Checks = Checks::new("evhostile");
 
 fn check(name: &str, got: i64, want: i64) -> bool {
-    CHECKS.fetch_add(1, Ordering::Relaxed);
-    if got == want {
-        pvabi::println!("evhostile: {name} ok");
-        true
-    } else {
-        FAILED.fetch_add(1, Ordering::Relaxed);
-        pvabi::println!("evhostile: {name} FAILED got {got} want {want}");
-        false
-    }
+    CHECKS.check(name, got, want)
 }
 
 fn raw(nr: u64, a: u64, b: u64) -> i64 {
@@ -170,8 +159,7 @@ fn main(si: &StartInfo) -> i32 {
     }
     check("600 ports allocated in order and closed", i64::from(ok), 1);
 
-    let n = CHECKS.load(Ordering::Relaxed);
-    let f = FAILED.load(Ordering::Relaxed);
+    let (n, f) = CHECKS.counts();
     pvabi::println!("evhostile: {n} checks, {f} failed");
     i32::from(f != 0)
 }

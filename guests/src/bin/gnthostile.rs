@@ -15,9 +15,7 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-use kestrel_guests::{bind_retry, gnt, num_arg, raw};
+use kestrel_guests::{Checks, bind_retry, gnt, num_arg, raw};
 use pvabi::guest::{evtchn, hypercall6, memory};
 use pvabi::{
     EEXIST, EFAULT, EINVAL, ENOENT, EPERM, HC_GRANT_ACCESS, HC_GRANT_MAP, HC_GRANT_REVOKE,
@@ -26,19 +24,10 @@ use pvabi::{
 
 pvabi::entry_point!(main);
 
-static CHECKS: AtomicU32 = AtomicU32::new(0);
-static FAILED: AtomicU32 = AtomicU32::new(0);
+static CHECKS: Checks = Checks::new("gnthostile");
 
 fn check(name: &str, got: i64, want: i64) -> bool {
-    CHECKS.fetch_add(1, Ordering::Relaxed);
-    if got == want {
-        pvabi::println!("gnthostile: {name} ok");
-        true
-    } else {
-        FAILED.fetch_add(1, Ordering::Relaxed);
-        pvabi::println!("gnthostile: {name} FAILED got {got} want {want}");
-        false
-    }
+    CHECKS.check(name, got, want)
 }
 
 fn hc(nr: u64, a: [u64; 4]) -> i64 {
@@ -198,10 +187,7 @@ fn main(si: &StartInfo) -> i32 {
         memory::populate(hole, 1).map_or_else(|e| e.code(), |n| n as i64),
         EEXIST,
     );
-    let (n, failed) = (
-        CHECKS.load(Ordering::Relaxed),
-        FAILED.load(Ordering::Relaxed),
-    );
+    let (n, failed) = CHECKS.counts();
     pvabi::println!("gnthostile: {n} checks, {failed} failed");
     if failed != 0 {
         return 1;
