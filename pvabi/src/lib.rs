@@ -1,4 +1,4 @@
-//! The Kestrel paravirtual ABI, version 1.2.
+//! The Kestrel paravirtual ABI, version 1.3.
 //!
 //! Guests and the control domain link this crate; the hypervisor implements
 //! it. Everything a guest can see is defined here: the version, the
@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (1.2 is `0x0001_0002`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (1.3 is `0x0001_0003`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -324,9 +324,9 @@ pub use start_info::*;
 pub use status::*;
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 1.2). A guest built against a different major version must
+/// (this is 1.3). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0001_0002;
+pub const PVABI_VERSION: u32 = 0x0001_0003;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -351,10 +351,10 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0001_0002);
+        assert_eq!(PVABI_VERSION, 0x0001_0003);
         assert_eq!(version_major(PVABI_VERSION), 1);
-        assert_eq!(version_minor(PVABI_VERSION), 2);
-        assert!(!is_compatible(0x0001_0001), "a 1.2 guest needs grants");
+        assert_eq!(version_minor(PVABI_VERSION), 3);
+        assert!(!is_compatible(0x0001_0002), "a 1.3 guest needs 1.3 calls");
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));
