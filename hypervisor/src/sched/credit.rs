@@ -2,10 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::{
-    BOOST_SLICE_NS, CREDIT_MAX, DomId, Error, MAX_CPUS, MIN_SLICE_NS, PERIOD_NS, Placed, RunQueue,
-    SLICE_NS, VcpuId,
-};
+use super::{DomId, Error, MAX_CPUS, PERIOD_NS, RunQueue, VcpuId};
 
 /// Where a vCPU is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,13 +70,13 @@ pub struct Credit {
     /// vCPUs runnable now or run this period: the only ones accounting visits.
     pub(super) active: Vec<u32>,
     pub(super) parked: Vec<u32>,
-    scratch: Vec<u32>,
+    pub(super) scratch: Vec<u32>,
     /// When the next accounting is due (`None` before the first call).
-    next_acct: Option<u64>,
-    steps: u64,
+    pub(super) next_acct: Option<u64>,
+    pub(super) steps: u64,
 }
 
-fn cap_budget(cap: u32) -> u64 {
+pub(super) fn cap_budget(cap: u32) -> u64 {
     u64::from(cap).saturating_mul(PERIOD_NS) / 100
 }
 
@@ -117,7 +114,7 @@ impl Credit {
         self.steps
     }
 
-    fn dom_index(&self, d: DomId) -> Result<usize, Error> {
+    pub(super) fn dom_index(&self, d: DomId) -> Result<usize, Error> {
         let i = d.index as usize;
         match self.doms.get(i) {
             Some(r) if r.live && r.generation == d.generation => Ok(i),
@@ -125,7 +122,7 @@ impl Credit {
         }
     }
 
-    fn vcpu_index(&self, v: VcpuId) -> Result<usize, Error> {
+    pub(super) fn vcpu_index(&self, v: VcpuId) -> Result<usize, Error> {
         let i = v.index as usize;
         match self.vcpus.get(i) {
             Some(r) if r.live && r.generation == v.generation => Ok(i),
@@ -133,7 +130,7 @@ impl Credit {
         }
     }
 
-    fn id_of(&self, i: usize) -> VcpuId {
+    pub(super) fn id_of(&self, i: usize) -> VcpuId {
         VcpuId {
             index: i as u32,
             generation: self.vcpus[i].generation,
@@ -314,360 +311,5 @@ impl Credit {
             State::Blocked => None,
             State::Queued(c) | State::Running(c) => Some(c),
         })
-    }
-
-    pub(super) fn prio(&self, i: usize) -> Prio {
-        let r = &self.vcpus[i];
-        if r.boost {
-            Prio::Boost
-        } else if r.credit >= 0 {
-            Prio::Under
-        } else {
-            Prio::Over
-        }
-    }
-
-    fn parked_vcpu(&self, i: usize) -> bool {
-        self.doms[self.vcpus[i].dom as usize].parked
-    }
-
-    /// The best pickable waiting vCPU of `cpu`: its queue position and
-    /// priority (first of the best class: FIFO within a class).
-    fn best_in(&mut self, cpu: usize) -> Option<(usize, Prio)> {
-        let mut best: Option<(usize, Prio)> = None;
-        let mut seen = 0;
-        for (pos, id) in self.cpus[cpu].queue.iter().enumerate() {
-            seen += 1;
-            let i = id.index as usize;
-            if self.parked_vcpu(i) {
-                continue;
-            }
-            let p = self.prio(i);
-            if best.is_none_or(|(_, b)| p < b) {
-                best = Some((pos, p));
-            }
-        }
-        self.steps = self.steps.saturating_add(seen);
-        best
-    }
-
-    fn mark_active(&mut self, i: usize) {
-        if !self.vcpus[i].active {
-            self.vcpus[i].active = true;
-            self.active.push(i as u32);
-        }
-    }
-
-    /// Whether `cpu` runs nothing and has nothing it could pick.
-    fn idle(&mut self, cpu: usize) -> bool {
-        self.cpus[cpu].current.is_none() && self.best_in(cpu).is_none()
-    }
-
-    /// Makes a blocked vCPU runnable and queues it (placement: module
-    /// docs). `None` when it was already runnable (a pending pause is
-    /// cancelled).
-    pub fn wake(&mut self, v: VcpuId, now: u64) -> Result<Option<Placed>, Error> {
-        let i = self.vcpu_index(v)?;
-        self.account_if_due(now);
-        if self.vcpus[i].state != State::Blocked {
-            self.vcpus[i].pause = false;
-            return Ok(None);
-        }
-        let n = self.cpus.len();
-        let cpu = match self.vcpus[i].last_cpu {
-            Some(last) if last < n => {
-                if self.idle(last) {
-                    last
-                } else {
-                    (0..n).find(|&c| c != last && self.idle(c)).unwrap_or(last)
-                }
-            }
-            _ => (0..n).min_by_key(|&c| self.cpus[c].load()).unwrap_or(0),
-        };
-        let rec = &mut self.vcpus[i];
-        rec.boost = rec.credit >= 0;
-        rec.state = State::Queued(cpu);
-        rec.pause = false;
-        self.mark_active(i);
-        self.cpus[cpu].queue.push_back(v);
-        let kick = !self.parked_vcpu(i)
-            && match self.cpus[cpu].current {
-                None => true,
-                Some(cur) => self.prio(i) < self.prio(cur.index as usize),
-            };
-        Ok(Some(Placed { cpu, kick }))
-    }
-
-    /// Makes a vCPU not runnable (pause): out of its queue now, or, when
-    /// it runs, at its next `descheduled`.
-    pub fn block(&mut self, v: VcpuId, now: u64) -> Result<(), Error> {
-        let i = self.vcpu_index(v)?;
-        self.account_if_due(now);
-        match self.vcpus[i].state {
-            State::Blocked => {}
-            State::Running(_) => self.vcpus[i].pause = true,
-            State::Queued(c) => {
-                self.cpus[c].remove(v);
-                let rec = &mut self.vcpus[i];
-                rec.state = State::Blocked;
-                rec.boost = false;
-            }
-        }
-        Ok(())
-    }
-
-    /// Chooses what `cpu` runs next (it must run nothing now): the best
-    /// local vCPU, or one stolen from another queue when the best local
-    /// one is OVER or there is none.
-    pub fn pick_next(&mut self, cpu: usize, now: u64) -> Result<super::Decision, Error> {
-        let rq = self.cpus.get(cpu).ok_or(Error::NoSuchCpu)?;
-        if rq.current.is_some() {
-            return Err(Error::CpuBusy);
-        }
-        self.account_if_due(now);
-        let local = self.best_in(cpu);
-        let mut from = local.map(|(pos, _)| (cpu, pos));
-        if local.is_none_or(|(_, p)| p == Prio::Over)
-            && let Some(victim) = self.find_steal(cpu, local.map(|(_, p)| p))
-        {
-            from = Some(victim);
-        }
-        let Some((q, pos)) = from else {
-            // Idle. A parked domain may run at the next accounting.
-            let parked_here = !self.cpus[cpu].queue.is_empty();
-            let slice_ns = match self.next_acct {
-                Some(t) if parked_here => t.saturating_sub(now).max(MIN_SLICE_NS),
-                _ => u64::MAX,
-            };
-            return Ok(super::Decision {
-                vcpu: None,
-                slice_ns,
-            });
-        };
-        let Some(v) = self.cpus[q].queue.remove(pos) else {
-            return Err(Error::NoSuchVcpu);
-        };
-        let i = v.index as usize;
-        let dom = self.vcpus[i].dom as usize;
-        self.doms[dom].running = self.doms[dom].running.saturating_add(1);
-        let rec = &mut self.vcpus[i];
-        rec.state = State::Running(cpu);
-        rec.last_cpu = Some(cpu);
-        let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
-        self.mark_active(i);
-        if let Some(t) = self.next_acct {
-            slice = slice.min(t.saturating_sub(now));
-        }
-        let d = &self.doms[dom];
-        if d.cap != 0 {
-            let left = cap_budget(d.cap).saturating_sub(d.period_used_ns);
-            slice = slice.min(left / u64::from(d.running.max(1)));
-        }
-        let slice_ns = slice.max(MIN_SLICE_NS);
-        let rq = &mut self.cpus[cpu];
-        rq.current = Some(v);
-        rq.slice_end = now.saturating_add(slice_ns);
-        Ok(super::Decision {
-            vcpu: Some(v),
-            slice_ns,
-        })
-    }
-
-    /// A waiting vCPU elsewhere better than `than` (`None`: anything),
-    /// from the queue with the best candidate, the longest on ties.
-    fn find_steal(&mut self, cpu: usize, than: Option<Prio>) -> Option<(usize, usize)> {
-        let mut best: Option<(Prio, usize, usize, usize)> = None;
-        for q in 0..self.cpus.len() {
-            if q == cpu {
-                continue;
-            }
-            let Some((pos, p)) = self.best_in(q) else {
-                continue;
-            };
-            if than.is_some_and(|t| p >= t) {
-                continue;
-            }
-            let len = self.cpus[q].queue.len();
-            if best.is_none_or(|(bp, _, _, blen)| p < bp || (p == bp && len > blen)) {
-                best = Some((p, q, pos, len));
-            }
-        }
-        best.map(|(_, q, pos, _)| (q, pos))
-    }
-
-    /// `v` stopped running on `cpu` after `ran_ns`: burn its credit, charge
-    /// its domain (parking it at its cap), queue it again if it is still
-    /// runnable (and not paused meanwhile).
-    pub fn descheduled(
-        &mut self,
-        cpu: usize,
-        v: VcpuId,
-        ran_ns: u64,
-        now: u64,
-        still_runnable: bool,
-    ) -> Result<(), Error> {
-        let i = self.vcpu_index(v)?;
-        if cpu >= self.cpus.len() {
-            return Err(Error::NoSuchCpu);
-        }
-        if self.vcpus[i].state != State::Running(cpu) {
-            return Err(Error::NotRunningHere);
-        }
-        let rec = &mut self.vcpus[i];
-        let burn = i64::try_from(ran_ns).unwrap_or(i64::MAX);
-        rec.credit = rec.credit.saturating_sub(burn).max(-CREDIT_MAX);
-        rec.used_ns = rec.used_ns.saturating_add(ran_ns);
-        rec.ran = true;
-        rec.boost = false;
-        let runnable = still_runnable && !rec.pause;
-        rec.pause = false;
-        rec.state = if runnable {
-            State::Queued(cpu)
-        } else {
-            State::Blocked
-        };
-        let dom = rec.dom as usize;
-        let d = &mut self.doms[dom];
-        d.running = d.running.saturating_sub(1);
-        d.used_ns = d.used_ns.saturating_add(ran_ns);
-        d.period_used_ns = d.period_used_ns.saturating_add(ran_ns);
-        if d.cap != 0 && !d.parked && d.period_used_ns >= cap_budget(d.cap) {
-            d.parked = true;
-            self.parked.push(dom as u32);
-        }
-        let rq = &mut self.cpus[cpu];
-        rq.current = None;
-        if runnable {
-            rq.queue.push_back(v);
-        }
-        self.account_if_due(now);
-        Ok(())
-    }
-
-    /// The periodic timer on `cpu`: runs the accounting when due and says
-    /// whether `cpu` should reschedule now (its slice is over, its domain
-    /// got parked, or better work waits; when idle: work waits).
-    pub fn tick(&mut self, cpu: usize, now: u64) -> Result<bool, Error> {
-        if cpu >= self.cpus.len() {
-            return Err(Error::NoSuchCpu);
-        }
-        self.account_if_due(now);
-        let best = self.best_in(cpu).map(|(_, p)| p);
-        let rq = &self.cpus[cpu];
-        Ok(match rq.current {
-            None => best.is_some(),
-            Some(cur) => {
-                let c = cur.index as usize;
-                now >= rq.slice_end || self.parked_vcpu(c) || best.is_some_and(|p| p < self.prio(c))
-            }
-        })
-    }
-
-    fn account_if_due(&mut self, now: u64) {
-        match self.next_acct {
-            None => self.next_acct = Some(now.saturating_add(PERIOD_NS)),
-            Some(t) if now >= t => {
-                self.account();
-                // After a long quiet time, no backlog of periods.
-                let next = t.saturating_add(PERIOD_NS);
-                self.next_acct = Some(if next <= now {
-                    now.saturating_add(PERIOD_NS)
-                } else {
-                    next
-                });
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// Hands out one period's credit to the active vCPUs by weight, drops
-    /// vCPUs that blocked and did not run from the active list, unparks.
-    fn account(&mut self) {
-        let mut active = core::mem::take(&mut self.active);
-        let mut doms = core::mem::take(&mut self.scratch);
-        doms.clear();
-        let vcpus = &mut self.vcpus;
-        active.retain(|&a| {
-            let r = &mut vcpus[a as usize];
-            let keep = r.live && (r.state != State::Blocked || r.ran);
-            r.active = keep;
-            r.ran = false;
-            keep
-        });
-        for &a in &active {
-            let r = &self.vcpus[a as usize];
-            // Room to grow before the credit bound: a vCPU that does not
-            // use its credit (it sits at the bound) has none, so its share
-            // goes to the others instead of being lost.
-            let room = u64::try_from(CREDIT_MAX.saturating_sub(r.credit)).unwrap_or(0);
-            let rec = &mut self.doms[r.dom as usize];
-            if rec.n_active == 0 {
-                rec.grant = 0;
-                doms.push(r.dom);
-            }
-            rec.n_active = rec.n_active.saturating_add(1);
-            rec.grant = rec.grant.saturating_add(room);
-        }
-        // Water-filling: share `total` by weight among domains with room
-        // left; what one cannot take (bound, cap, too few vCPUs) goes to
-        // the rest in the next round.
-        let mut remaining = PERIOD_NS.saturating_mul(self.cpus.len() as u64);
-        for &d in &doms {
-            let rec = &mut self.doms[d as usize];
-            let mut room = rec.grant.min(rec.n_active.saturating_mul(PERIOD_NS));
-            if rec.cap != 0 {
-                room = room.min(cap_budget(rec.cap));
-            }
-            rec.room = room;
-            rec.grant = 0;
-        }
-        for _round in 0..4 {
-            let hungry = |r: &DomRec| r.grant < r.room;
-            let weight: u64 = doms
-                .iter()
-                .map(|&d| &self.doms[d as usize])
-                .filter(|r| hungry(r))
-                .map(|r| u64::from(r.weight))
-                .sum();
-            if weight == 0 || remaining == 0 {
-                break;
-            }
-            let mut handed = 0u64;
-            for &d in &doms {
-                let rec = &mut self.doms[d as usize];
-                if hungry(rec) {
-                    let offer = u128::from(remaining) * u128::from(rec.weight) / u128::from(weight);
-                    let give = u64::try_from(offer)
-                        .unwrap_or(u64::MAX)
-                        .min(rec.room.saturating_sub(rec.grant));
-                    rec.grant = rec.grant.saturating_add(give);
-                    handed = handed.saturating_add(give);
-                }
-            }
-            remaining = remaining.saturating_sub(handed);
-            if handed == 0 {
-                break;
-            }
-        }
-        for &d in &doms {
-            let rec = &mut self.doms[d as usize];
-            rec.grant /= rec.n_active.max(1);
-            rec.n_active = 0;
-            rec.period_used_ns = 0;
-        }
-        for &a in &active {
-            let r = &mut self.vcpus[a as usize];
-            let grant = i64::try_from(self.doms[r.dom as usize].grant).unwrap_or(CREDIT_MAX);
-            r.credit = r.credit.saturating_add(grant).min(CREDIT_MAX);
-        }
-        for &p in &self.parked {
-            let rec = &mut self.doms[p as usize];
-            rec.parked = false;
-            rec.period_used_ns = 0;
-        }
-        self.parked.clear();
-        self.steps = self.steps.saturating_add(active.len() as u64);
-        self.active = active;
-        self.scratch = doms;
     }
 }

@@ -78,8 +78,10 @@
 //! - `domctl` query / `vcpu_info`: `vcpu_used_ns`, `domain_used_ns`.
 #![forbid(unsafe_code)]
 
+mod account;
 mod check;
 mod credit;
+mod run;
 mod runq;
 
 #[cfg(test)]
