@@ -7,7 +7,11 @@
 //! 0 = none, at most 100 per vCPU the domain has). Every [`PERIOD_NS`] the
 //! accounting hands out `CPUs × PERIOD_NS` of credit (credit is in ns of CPU
 //! time) to the *active* domains in proportion to weight, each share split
-//! evenly among the domain's active vCPUs. Active means runnable now or
+//! evenly among the domain's active vCPUs. The sharing is water-filling:
+//! what a domain cannot take (its cap, its vCPUs' credit already at the
+//! bound because they do not use it, fewer vCPUs than its share of CPUs)
+//! goes to the others by weight, so an idle-ish domain's share is not lost
+//! and CPU-bound ones do not all sink to the lower bound. Active means runnable now or
 //! run during the period, so a blocked vCPU earns nothing and costs
 //! nothing. Running burns credit ns for ns. A vCPU with credit ≥ 0 is
 //! UNDER and runs before any OVER one; over time each CPU-bound domain gets
@@ -42,6 +46,10 @@
 //! accounting (once per period) O(active vCPUs + domains with parked
 //! state). Nothing allocates except `add_domain`/`add_vcpu` (and the
 //! active list growing to its high-water mark).
+//!
+//! Files: `credit.rs` (records, ids, add/remove/params, queries),
+//! `run.rs` (wake, block, pick, deschedule, tick, stealing), `account.rs`
+//! (the period), `check.rs` (invariants, also usable in debug builds).
 //!
 //! # Locking (for the caller; there are no locks in here)
 //! State is split: [`RunQueue`] is per-CPU (the queue and the vCPU running
