@@ -13,6 +13,7 @@ pub mod boot;
 pub mod domain;
 pub mod elf;
 pub mod mm;
+pub mod sched;
 pub mod util;
 pub mod virt;
 

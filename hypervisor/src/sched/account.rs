@@ -1,0 +1,114 @@
+//! The accounting: once per period, credit by weight to active vCPUs.
+
+use super::credit::{Credit, DomRec, State, cap_budget};
+use super::{CREDIT_MAX, PERIOD_NS};
+
+impl Credit {
+    pub(super) fn account_if_due(&mut self, now: u64) {
+        match self.next_acct {
+            None => self.next_acct = Some(now.saturating_add(PERIOD_NS)),
+            Some(t) if now >= t => {
+                self.account();
+                // After a long quiet time, no backlog of periods.
+                let next = t.saturating_add(PERIOD_NS);
+                self.next_acct = Some(if next <= now {
+                    now.saturating_add(PERIOD_NS)
+                } else {
+                    next
+                });
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Hands out one period's credit to the active vCPUs by weight, drops
+    /// vCPUs that blocked and did not run from the active list, unparks.
+    fn account(&mut self) {
+        let mut active = core::mem::take(&mut self.active);
+        let mut doms = core::mem::take(&mut self.scratch);
+        doms.clear();
+        let vcpus = &mut self.vcpus;
+        active.retain(|&a| {
+            let r = &mut vcpus[a as usize];
+            let keep = r.live && (r.state != State::Blocked || r.ran);
+            r.active = keep;
+            r.ran = false;
+            keep
+        });
+        for &a in &active {
+            let r = &self.vcpus[a as usize];
+            // Room to grow before the credit bound: a vCPU that does not
+            // use its credit (it sits at the bound) has none, so its share
+            // goes to the others instead of being lost.
+            let room = u64::try_from(CREDIT_MAX.saturating_sub(r.credit)).unwrap_or(0);
+            let rec = &mut self.doms[r.dom as usize];
+            if rec.n_active == 0 {
+                rec.grant = 0;
+                doms.push(r.dom);
+            }
+            rec.n_active = rec.n_active.saturating_add(1);
+            rec.grant = rec.grant.saturating_add(room);
+        }
+        // Water-filling: share `total` by weight among domains with room
+        // left; what one cannot take (bound, cap, too few vCPUs) goes to
+        // the rest in the next round.
+        let mut remaining = PERIOD_NS.saturating_mul(self.cpus.len() as u64);
+        for &d in &doms {
+            let rec = &mut self.doms[d as usize];
+            let mut room = rec.grant.min(rec.n_active.saturating_mul(PERIOD_NS));
+            if rec.cap != 0 {
+                room = room.min(cap_budget(rec.cap));
+            }
+            rec.room = room;
+            rec.grant = 0;
+        }
+        for _round in 0..4 {
+            let hungry = |r: &DomRec| r.grant < r.room;
+            let weight: u64 = doms
+                .iter()
+                .map(|&d| &self.doms[d as usize])
+                .filter(|r| hungry(r))
+                .map(|r| u64::from(r.weight))
+                .sum();
+            if weight == 0 || remaining == 0 {
+                break;
+            }
+            let mut handed = 0u64;
+            for &d in &doms {
+                let rec = &mut self.doms[d as usize];
+                if hungry(rec) {
+                    let offer = u128::from(remaining) * u128::from(rec.weight) / u128::from(weight);
+                    let give = u64::try_from(offer)
+                        .unwrap_or(u64::MAX)
+                        .min(rec.room.saturating_sub(rec.grant));
+                    rec.grant = rec.grant.saturating_add(give);
+                    handed = handed.saturating_add(give);
+                }
+            }
+            remaining = remaining.saturating_sub(handed);
+            if handed == 0 {
+                break;
+            }
+        }
+        for &d in &doms {
+            let rec = &mut self.doms[d as usize];
+            rec.grant /= rec.n_active.max(1);
+            rec.n_active = 0;
+            rec.period_used_ns = 0;
+        }
+        for &a in &active {
+            let r = &mut self.vcpus[a as usize];
+            let grant = i64::try_from(self.doms[r.dom as usize].grant).unwrap_or(CREDIT_MAX);
+            r.credit = r.credit.saturating_add(grant).min(CREDIT_MAX);
+        }
+        for &p in &self.parked {
+            let rec = &mut self.doms[p as usize];
+            rec.parked = false;
+            rec.period_used_ns = 0;
+        }
+        self.parked.clear();
+        self.steps = self.steps.saturating_add(active.len() as u64);
+        self.active = active;
+        self.scratch = doms;
+    }
+}

@@ -1,0 +1,315 @@
+//! The credit scheduler's state and operations (policy: `mod.rs`).
+
+use alloc::vec::Vec;
+
+use super::{DomId, Error, MAX_CPUS, PERIOD_NS, RunQueue, VcpuId};
+
+/// Where a vCPU is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum State {
+    /// In no queue (never woken, blocked, paused).
+    Blocked,
+    /// Waiting in this CPU's queue.
+    Queued(usize),
+    /// Running on this CPU.
+    Running(usize),
+}
+
+/// Priority classes, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Prio {
+    Boost,
+    Under,
+    Over,
+}
+
+pub(super) struct VcpuRec {
+    pub(super) generation: u32,
+    pub(super) live: bool,
+    pub(super) dom: u32,
+    pub(super) state: State,
+    pub(super) last_cpu: Option<usize>,
+    /// Invariant: within ±`CREDIT_MAX`.
+    pub(super) credit: i64,
+    pub(super) boost: bool,
+    /// Blocked while running: takes effect when descheduled.
+    pub(super) pause: bool,
+    /// In the active list. Invariant: not `Blocked` implies active.
+    pub(super) active: bool,
+    /// Ran since the last accounting.
+    pub(super) ran: bool,
+    pub(super) used_ns: u64,
+}
+
+pub(super) struct DomRec {
+    pub(super) generation: u32,
+    pub(super) live: bool,
+    pub(super) weight: u16,
+    pub(super) cap: u32,
+    /// Live vCPUs, and how many of them run now.
+    pub(super) vcpus: u32,
+    pub(super) running: u32,
+    pub(super) used_ns: u64,
+    pub(super) period_used_ns: u64,
+    /// Used its cap this period. Invariant: parked iff in the parked list.
+    pub(super) parked: bool,
+    /// Accounting scratch: active vCPUs, credit it can take, credit
+    /// given (then per vCPU).
+    pub(super) n_active: u64,
+    pub(super) room: u64,
+    pub(super) grant: u64,
+}
+
+/// The scheduler: global accounting plus one [`RunQueue`] per CPU.
+pub struct Credit {
+    pub(super) cpus: Vec<RunQueue>,
+    pub(super) doms: Vec<DomRec>,
+    pub(super) free_doms: Vec<u32>,
+    pub(super) vcpus: Vec<VcpuRec>,
+    pub(super) free_vcpus: Vec<u32>,
+    /// vCPUs runnable now or run this period: the only ones accounting visits.
+    pub(super) active: Vec<u32>,
+    pub(super) parked: Vec<u32>,
+    pub(super) scratch: Vec<u32>,
+    /// When the next accounting is due (`None` before the first call).
+    pub(super) next_acct: Option<u64>,
+    pub(super) steps: u64,
+}
+
+pub(super) fn cap_budget(cap: u32) -> u64 {
+    u64::from(cap).saturating_mul(PERIOD_NS) / 100
+}
+
+impl Credit {
+    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]).
+    pub fn new(cpus: usize) -> Self {
+        let n = cpus.clamp(1, MAX_CPUS);
+        Self {
+            cpus: (0..n).map(|_| RunQueue::default()).collect(),
+            doms: Vec::new(),
+            free_doms: Vec::new(),
+            vcpus: Vec::new(),
+            free_vcpus: Vec::new(),
+            active: Vec::new(),
+            parked: Vec::new(),
+            scratch: Vec::new(),
+            next_acct: None,
+            steps: 0,
+        }
+    }
+
+    /// Number of CPUs.
+    pub fn cpus(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// A CPU's queue, for inspection.
+    pub fn run_queue(&self, cpu: usize) -> Option<&RunQueue> {
+        self.cpus.get(cpu)
+    }
+
+    /// Queue entries the scheduler has examined so far: a cost measure
+    /// that tests compare (it must not grow with blocked vCPUs).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    pub(super) fn dom_index(&self, d: DomId) -> Result<usize, Error> {
+        let i = d.index as usize;
+        match self.doms.get(i) {
+            Some(r) if r.live && r.generation == d.generation => Ok(i),
+            _ => Err(Error::NoSuchDomain),
+        }
+    }
+
+    pub(super) fn vcpu_index(&self, v: VcpuId) -> Result<usize, Error> {
+        let i = v.index as usize;
+        match self.vcpus.get(i) {
+            Some(r) if r.live && r.generation == v.generation => Ok(i),
+            _ => Err(Error::NoSuchVcpu),
+        }
+    }
+
+    pub(super) fn id_of(&self, i: usize) -> VcpuId {
+        VcpuId {
+            index: i as u32,
+            generation: self.vcpus[i].generation,
+        }
+    }
+
+    fn check_params(weight: u16, cap: u32, vcpus: u32) -> Result<(), Error> {
+        if weight == 0 || u64::from(cap) > 100 * u64::from(vcpus.max(1)) {
+            return Err(Error::BadParam);
+        }
+        Ok(())
+    }
+
+    /// A new domain with no vCPUs; `cap` at most 100 until it has more.
+    pub fn add_domain(&mut self, weight: u16, cap: u32) -> Result<DomId, Error> {
+        Self::check_params(weight, cap, 0)?;
+        let rec = |generation| DomRec {
+            generation,
+            live: true,
+            weight,
+            cap,
+            vcpus: 0,
+            running: 0,
+            used_ns: 0,
+            period_used_ns: 0,
+            parked: false,
+            n_active: 0,
+            room: 0,
+            grant: 0,
+        };
+        let index = if let Some(i) = self.free_doms.pop() {
+            let g = self.doms[i as usize].generation;
+            self.doms[i as usize] = rec(g);
+            i
+        } else {
+            let i = u32::try_from(self.doms.len()).map_err(|_| Error::Full)?;
+            self.doms.push(rec(0));
+            i
+        };
+        Ok(DomId {
+            index,
+            generation: self.doms[index as usize].generation,
+        })
+    }
+
+    /// Changes weight and cap (cap at most 100 × the domain's vCPUs).
+    pub fn set_params(&mut self, d: DomId, weight: u16, cap: u32) -> Result<(), Error> {
+        let i = self.dom_index(d)?;
+        let rec = &mut self.doms[i];
+        Self::check_params(weight, cap, rec.vcpus)?;
+        rec.weight = weight;
+        rec.cap = cap;
+        if rec.parked && (cap == 0 || rec.period_used_ns < cap_budget(cap)) {
+            rec.parked = false;
+            self.parked.retain(|&p| p as usize != i);
+        }
+        Ok(())
+    }
+
+    /// Weight and cap of a domain.
+    pub fn params(&self, d: DomId) -> Result<(u16, u32), Error> {
+        let r = &self.doms[self.dom_index(d)?];
+        Ok((r.weight, r.cap))
+    }
+
+    /// A new vCPU of `d`, not runnable until [`Self::wake`].
+    pub fn add_vcpu(&mut self, d: DomId) -> Result<VcpuId, Error> {
+        let dom = self.dom_index(d)?;
+        let vcpus = self.doms[dom].vcpus.checked_add(1).ok_or(Error::Full)?;
+        let rec = |generation| VcpuRec {
+            generation,
+            live: true,
+            dom: dom as u32,
+            state: State::Blocked,
+            last_cpu: None,
+            credit: 0,
+            boost: false,
+            pause: false,
+            active: false,
+            ran: false,
+            used_ns: 0,
+        };
+        let index = if let Some(i) = self.free_vcpus.pop() {
+            let g = self.vcpus[i as usize].generation;
+            self.vcpus[i as usize] = rec(g);
+            i
+        } else {
+            let i = u32::try_from(self.vcpus.len()).map_err(|_| Error::Full)?;
+            self.vcpus.push(rec(0));
+            i
+        };
+        self.doms[dom].vcpus = vcpus;
+        Ok(self.id_of(index as usize))
+    }
+
+    /// Removes a vCPU that is not running; its id is never valid again.
+    pub fn remove_vcpu(&mut self, v: VcpuId) -> Result<(), Error> {
+        let i = self.vcpu_index(v)?;
+        let rec = &self.vcpus[i];
+        match rec.state {
+            State::Running(_) => return Err(Error::Running),
+            State::Queued(c) => {
+                self.cpus[c].remove(v);
+            }
+            State::Blocked => {}
+        }
+        if rec.active {
+            self.active.retain(|&a| a as usize != i);
+        }
+        let dom = rec.dom as usize;
+        self.doms[dom].vcpus = self.doms[dom].vcpus.saturating_sub(1);
+        let rec = &mut self.vcpus[i];
+        rec.live = false;
+        rec.active = false;
+        rec.state = State::Blocked;
+        // A slot whose generation would wrap is retired, never reused.
+        if let Some(g) = rec.generation.checked_add(1) {
+            rec.generation = g;
+            self.free_vcpus.push(i as u32);
+        }
+        Ok(())
+    }
+
+    /// Removes a domain and all its vCPUs, unless one of them runs.
+    pub fn remove_domain(&mut self, d: DomId) -> Result<(), Error> {
+        let dom = self.dom_index(d)?;
+        let mine = |r: &VcpuRec| r.live && r.dom as usize == dom;
+        if self
+            .vcpus
+            .iter()
+            .any(|r| mine(r) && matches!(r.state, State::Running(_)))
+        {
+            return Err(Error::Running);
+        }
+        for i in 0..self.vcpus.len() {
+            if mine(&self.vcpus[i]) {
+                self.remove_vcpu(self.id_of(i))?;
+            }
+        }
+        self.parked.retain(|&p| p as usize != dom);
+        let rec = &mut self.doms[dom];
+        rec.live = false;
+        rec.parked = false;
+        if let Some(g) = rec.generation.checked_add(1) {
+            rec.generation = g;
+            self.free_doms.push(dom as u32);
+        }
+        Ok(())
+    }
+
+    /// The domain a vCPU belongs to.
+    pub fn domain_of(&self, v: VcpuId) -> Result<DomId, Error> {
+        let d = self.vcpus[self.vcpu_index(v)?].dom;
+        Ok(DomId {
+            index: d,
+            generation: self.doms[d as usize].generation,
+        })
+    }
+
+    /// CPU time a vCPU has used (ns, as reported to `descheduled`).
+    pub fn vcpu_used_ns(&self, v: VcpuId) -> Result<u64, Error> {
+        Ok(self.vcpus[self.vcpu_index(v)?].used_ns)
+    }
+
+    /// CPU time a domain's vCPUs have used (removed ones included).
+    pub fn domain_used_ns(&self, d: DomId) -> Result<u64, Error> {
+        Ok(self.doms[self.dom_index(d)?].used_ns)
+    }
+
+    /// A vCPU's credit (ns; negative = OVER).
+    pub fn credit(&self, v: VcpuId) -> Result<i64, Error> {
+        Ok(self.vcpus[self.vcpu_index(v)?].credit)
+    }
+
+    /// The CPU a runnable vCPU waits or runs on; `None` when blocked.
+    pub fn cpu_of(&self, v: VcpuId) -> Result<Option<usize>, Error> {
+        Ok(match self.vcpus[self.vcpu_index(v)?].state {
+            State::Blocked => None,
+            State::Queued(c) | State::Running(c) => Some(c),
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! The credit scheduler (issue 7): weights, caps, per-CPU run queues, load
+//! balancing. Pure logic, host-tested; the caller supplies time and CPUs.
+//!
+//! # The policy
+//! The scheduling unit is the vCPU; every vCPU belongs to a domain with a
+//! **weight** (1..=65535, default 256) and a **cap** (percent of one CPU,
+//! 0 = none, at most 100 per vCPU the domain has). Every [`PERIOD_NS`] the
+//! accounting hands out `CPUs × PERIOD_NS` of credit (credit is in ns of CPU
+//! time) to the *active* domains in proportion to weight, each share split
+//! evenly among the domain's active vCPUs. The sharing is water-filling:
+//! what a domain cannot take (its cap, its vCPUs' credit already at the
+//! bound because they do not use it, fewer vCPUs than its share of CPUs)
+//! goes to the others by weight, so an idle-ish domain's share is not lost
+//! and CPU-bound ones do not all sink to the lower bound. Active means runnable now or
+//! run during the period, so a blocked vCPU earns nothing and costs
+//! nothing. Running burns credit ns for ns. A vCPU with credit ≥ 0 is
+//! UNDER and runs before any OVER one; over time each CPU-bound domain gets
+//! its weighted share, and spare time still goes to OVER vCPUs (work
+//! conserving). Credit stays within ±[`CREDIT_MAX`], so nobody hoards.
+//!
+//! A capped domain may use `cap% × PERIOD_NS` per period: slices are cut to
+//! what is left, and when it is used up the domain is **parked** (its vCPUs
+//! stay queued but are not picked) until the next accounting.
+//!
+//! **Wake boost** (responsiveness of I/O-bound guests): a vCPU woken with
+//! credit ≥ 0 runs at BOOST priority, ahead of UNDER, for one slice of at
+//! most [`BOOST_SLICE_NS`]; the boost ends when it is descheduled. It
+//! cannot be gamed to starve others: it needs non-negative credit, which
+//! only weight-proportional accounting gives, and every boosted ns burns
+//! credit; so a domain that blocks and wakes in a loop gets at most its
+//! weighted share plus one boost slice per period.
+//!
+//! **Placement and balancing.** A woken vCPU goes to its last CPU, unless
+//! that CPU is busy and another is idle (then to the lowest-numbered idle
+//! one); a vCPU that never ran goes to the least-loaded CPU. When a CPU
+//! has nothing better than OVER work to run, it steals the best waiting
+//! vCPU of strictly higher priority from the busiest other queue (an idle
+//! CPU steals anything runnable). That moves CPU-bound vCPUs around so
+//! that, e.g., three of them on two CPUs each get about two thirds.
+//!
+//! # Cost
+//! Blocked vCPUs are in no queue and not in the active list: `pick_next`,
+//! `tick` and the accounting never look at them. `pick_next` is
+//! O(runnable vCPUs on all queues) at worst (when it looks for work to
+//! steal), `descheduled`, `wake` and `block` O(queue length + CPUs), the
+//! accounting (once per period) O(active vCPUs + domains with parked
+//! state). Nothing allocates except `add_domain`/`add_vcpu` (and the
+//! active list growing to its high-water mark).
+//!
+//! Files: `credit.rs` (records, ids, add/remove/params, queries),
+//! `run.rs` (wake, block, pick, deschedule, tick, stealing), `account.rs`
+//! (the period), `check.rs` (invariants, also usable in debug builds).
+//!
+//! # Locking (for the caller; there are no locks in here)
+//! State is split: [`RunQueue`] is per-CPU (the queue and the vCPU running
+//! there), the rest of [`Credit`] is global accounting (domain and vCPU
+//! records, the active list, the period). Every call touches the global
+//! part, so the first wiring holds **one scheduler lock** (a
+//! `spin::Mutex<Credit>`) for the length of each call and never across a
+//! guest run; calls are short and bounded as listed under Cost. Lock order
+//! in `arch/sched`: a vCPU's state lock, then the scheduler lock; nothing
+//! else is taken under the scheduler lock (no IPI is sent under it: calls
+//! return what to kick). Splitting into per-CPU locks later means moving the
+//! hot per-vCPU fields (credit, boost) into the queue that owns the vCPU;
+//! the API (everything keyed by CPU and [`VcpuId`]) stays.
+//!
+//! # Wiring plan for `arch/sched/mod.rs`
+//! - Boot: `Credit::new(cpus)`; per domain `add_domain(weight, cap)`, per
+//!   vCPU `add_vcpu(dom)` kept in its `VcpuEntry`; `HC_VCPU_UP` and vCPU 0's
+//!   start call `wake`.
+//! - `run_cpu` loop: `pick_next(cpu, now)`. `Some(v)`: arm the one-shot
+//!   timer (LAPIC; on VT-x also the VMX-preemption timer) for `slice_ns`,
+//!   run the vCPU until the timer, a yield, a block or its end, then
+//!   `descheduled(cpu, v, ran_ns, now, still_runnable)` with `ran_ns`
+//!   measured by TSC (this is the `info` CPU time too). `None`: arm the
+//!   timer for `slice_ns` unless it is `u64::MAX`, then STI;HLT.
+//! - Timer interrupt: `tick(cpu, now)`; `true` means leave the guest now.
+//! - Block hypercall: `descheduled(.., still_runnable = false)`. Events,
+//!   timers firing, `HC_VCPU_UP`: `wake(v, now)`; when it returns
+//!   `kick: true` and the CPU is not this one, send it a reschedule IPI
+//!   (it halts or runs a lower-priority vCPU). Guest timers of blocked
+//!   vCPUs move from the list scan to a per-CPU timer list (they are the
+//!   only per-blocked-vCPU cost left, paid only when due).
+//! - Domain pause/destroy: `block` / `remove_vcpu` (retry after the CPU
+//!   running it deschedules it: `Error::Running`), then `remove_domain`.
+//! - `domctl` query / `vcpu_info`: `vcpu_used_ns`, `domain_used_ns`.
+#![forbid(unsafe_code)]
+
+mod account;
+mod check;
+mod credit;
+mod run;
+mod runq;
+
+#[cfg(test)]
+mod tests_prop;
+#[cfg(test)]
+mod tests_sim;
+
+use core::fmt;
+
+pub use credit::Credit;
+pub use runq::RunQueue;
+
+/// Length of one accounting period.
+pub const PERIOD_NS: u64 = 30_000_000;
+/// Longest time slice.
+pub const SLICE_NS: u64 = 10_000_000;
+/// Shortest time slice handed out (cut slices never get shorter).
+pub const MIN_SLICE_NS: u64 = 100_000;
+/// Longest slice of a boosted (just woken) vCPU.
+pub const BOOST_SLICE_NS: u64 = 1_000_000;
+/// Bound on a vCPU's credit, both ways.
+pub const CREDIT_MAX: i64 = PERIOD_NS as i64;
+/// Weight of a domain unless set.
+pub const DEFAULT_WEIGHT: u16 = 256;
+/// Most CPUs one scheduler serves.
+pub const MAX_CPUS: usize = 256;
+
+/// A domain as the scheduler knows it (not the ABI domain id). Ids of
+/// removed domains never become valid again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DomId {
+    index: u32,
+    generation: u32,
+}
+
+/// A vCPU as the scheduler knows it; stale ids are rejected like
+/// [`DomId`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VcpuId {
+    index: u32,
+    generation: u32,
+}
+
+/// What a CPU does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The vCPU to run, or `None`: halt until an interrupt.
+    pub vcpu: Option<VcpuId>,
+    /// Run it at most this long. When idle: wake up (by timer) no later
+    /// than this from now, because a parked domain may run then;
+    /// `u64::MAX` when there is no such reason.
+    pub slice_ns: u64,
+}
+
+/// Where a woken vCPU was queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The CPU whose queue it joined.
+    pub cpu: usize,
+    /// Send that CPU a reschedule IPI: it is idle, or runs something of
+    /// lower priority than the woken vCPU.
+    pub kick: bool,
+}
+
+/// Why a call was refused; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The domain id is not (or no longer) valid.
+    NoSuchDomain,
+    /// The vCPU id is not (or no longer) valid.
+    NoSuchVcpu,
+    /// No such CPU.
+    NoSuchCpu,
+    /// Weight 0, or a cap above 100 per vCPU.
+    BadParam,
+    /// The vCPU runs (on some CPU); deschedule it first.
+    Running,
+    /// The vCPU is not running on that CPU.
+    NotRunningHere,
+    /// The CPU already runs a vCPU.
+    CpuBusy,
+    /// Too many domains or vCPUs for 32-bit ids.
+    Full,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoSuchDomain => "no such domain",
+            Self::NoSuchVcpu => "no such vCPU",
+            Self::NoSuchCpu => "no such CPU",
+            Self::BadParam => "weight must be 1..=65535, cap at most 100 per vCPU",
+            Self::Running => "the vCPU is running",
+            Self::NotRunningHere => "the vCPU is not running on that CPU",
+            Self::CpuBusy => "the CPU already runs a vCPU",
+            Self::Full => "too many domains or vCPUs",
+        })
+    }
+}

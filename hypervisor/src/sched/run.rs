@@ -1,0 +1,253 @@
+//! The per-CPU operations: wake, block, pick, deschedule, tick.
+
+use super::credit::{Credit, Prio, State, cap_budget};
+use super::{BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, SLICE_NS, VcpuId};
+
+impl Credit {
+    pub(super) fn prio(&self, i: usize) -> Prio {
+        let r = &self.vcpus[i];
+        if r.boost {
+            Prio::Boost
+        } else if r.credit >= 0 {
+            Prio::Under
+        } else {
+            Prio::Over
+        }
+    }
+
+    fn parked_vcpu(&self, i: usize) -> bool {
+        self.doms[self.vcpus[i].dom as usize].parked
+    }
+
+    /// The best pickable waiting vCPU of `cpu`: its queue position and
+    /// priority (first of the best class: FIFO within a class).
+    fn best_in(&mut self, cpu: usize) -> Option<(usize, Prio)> {
+        let mut best: Option<(usize, Prio)> = None;
+        let mut seen = 0;
+        for (pos, id) in self.cpus[cpu].queue.iter().enumerate() {
+            seen += 1;
+            let i = id.index as usize;
+            if self.parked_vcpu(i) {
+                continue;
+            }
+            let p = self.prio(i);
+            if best.is_none_or(|(_, b)| p < b) {
+                best = Some((pos, p));
+            }
+        }
+        self.steps = self.steps.saturating_add(seen);
+        best
+    }
+
+    fn mark_active(&mut self, i: usize) {
+        if !self.vcpus[i].active {
+            self.vcpus[i].active = true;
+            self.active.push(i as u32);
+        }
+    }
+
+    /// Whether `cpu` runs nothing and has nothing it could pick.
+    fn idle(&mut self, cpu: usize) -> bool {
+        self.cpus[cpu].current.is_none() && self.best_in(cpu).is_none()
+    }
+
+    /// Makes a blocked vCPU runnable and queues it (placement: module
+    /// docs). `None` when it was already runnable (a pending pause is
+    /// cancelled).
+    pub fn wake(&mut self, v: VcpuId, now: u64) -> Result<Option<Placed>, Error> {
+        let i = self.vcpu_index(v)?;
+        self.account_if_due(now);
+        if self.vcpus[i].state != State::Blocked {
+            self.vcpus[i].pause = false;
+            return Ok(None);
+        }
+        let n = self.cpus.len();
+        let cpu = match self.vcpus[i].last_cpu {
+            Some(last) if last < n => {
+                if self.idle(last) {
+                    last
+                } else {
+                    (0..n).find(|&c| c != last && self.idle(c)).unwrap_or(last)
+                }
+            }
+            _ => (0..n).min_by_key(|&c| self.cpus[c].load()).unwrap_or(0),
+        };
+        let rec = &mut self.vcpus[i];
+        rec.boost = rec.credit >= 0;
+        rec.state = State::Queued(cpu);
+        rec.pause = false;
+        self.mark_active(i);
+        self.cpus[cpu].queue.push_back(v);
+        let kick = !self.parked_vcpu(i)
+            && match self.cpus[cpu].current {
+                None => true,
+                Some(cur) => self.prio(i) < self.prio(cur.index as usize),
+            };
+        Ok(Some(Placed { cpu, kick }))
+    }
+
+    /// Makes a vCPU not runnable (pause): out of its queue now, or, when
+    /// it runs, at its next `descheduled`.
+    pub fn block(&mut self, v: VcpuId, now: u64) -> Result<(), Error> {
+        let i = self.vcpu_index(v)?;
+        self.account_if_due(now);
+        match self.vcpus[i].state {
+            State::Blocked => {}
+            State::Running(_) => self.vcpus[i].pause = true,
+            State::Queued(c) => {
+                self.cpus[c].remove(v);
+                let rec = &mut self.vcpus[i];
+                rec.state = State::Blocked;
+                rec.boost = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Chooses what `cpu` runs next (it must run nothing now): the best
+    /// local vCPU, or one stolen from another queue when the best local
+    /// one is OVER or there is none.
+    pub fn pick_next(&mut self, cpu: usize, now: u64) -> Result<Decision, Error> {
+        let rq = self.cpus.get(cpu).ok_or(Error::NoSuchCpu)?;
+        if rq.current.is_some() {
+            return Err(Error::CpuBusy);
+        }
+        self.account_if_due(now);
+        let local = self.best_in(cpu);
+        let mut from = local.map(|(pos, _)| (cpu, pos));
+        if local.is_none_or(|(_, p)| p == Prio::Over)
+            && let Some(victim) = self.find_steal(cpu, local.map(|(_, p)| p))
+        {
+            from = Some(victim);
+        }
+        let Some((q, pos)) = from else {
+            // Idle. A parked domain may run at the next accounting.
+            let parked_here = !self.cpus[cpu].queue.is_empty();
+            let slice_ns = match self.next_acct {
+                Some(t) if parked_here => t.saturating_sub(now).max(MIN_SLICE_NS),
+                _ => u64::MAX,
+            };
+            return Ok(Decision {
+                vcpu: None,
+                slice_ns,
+            });
+        };
+        let Some(v) = self.cpus[q].queue.remove(pos) else {
+            return Err(Error::NoSuchVcpu);
+        };
+        let i = v.index as usize;
+        let dom = self.vcpus[i].dom as usize;
+        self.doms[dom].running = self.doms[dom].running.saturating_add(1);
+        let rec = &mut self.vcpus[i];
+        rec.state = State::Running(cpu);
+        rec.last_cpu = Some(cpu);
+        let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
+        self.mark_active(i);
+        if let Some(t) = self.next_acct {
+            slice = slice.min(t.saturating_sub(now));
+        }
+        let d = &self.doms[dom];
+        if d.cap != 0 {
+            let left = cap_budget(d.cap).saturating_sub(d.period_used_ns);
+            slice = slice.min(left / u64::from(d.running.max(1)));
+        }
+        let slice_ns = slice.max(MIN_SLICE_NS);
+        let rq = &mut self.cpus[cpu];
+        rq.current = Some(v);
+        rq.slice_end = now.saturating_add(slice_ns);
+        Ok(Decision {
+            vcpu: Some(v),
+            slice_ns,
+        })
+    }
+
+    /// A waiting vCPU elsewhere better than `than` (`None`: anything),
+    /// from the queue with the best candidate, the longest on ties.
+    fn find_steal(&mut self, cpu: usize, than: Option<Prio>) -> Option<(usize, usize)> {
+        let mut best: Option<(Prio, usize, usize, usize)> = None;
+        for q in 0..self.cpus.len() {
+            if q == cpu {
+                continue;
+            }
+            let Some((pos, p)) = self.best_in(q) else {
+                continue;
+            };
+            if than.is_some_and(|t| p >= t) {
+                continue;
+            }
+            let len = self.cpus[q].queue.len();
+            if best.is_none_or(|(bp, _, _, blen)| p < bp || (p == bp && len > blen)) {
+                best = Some((p, q, pos, len));
+            }
+        }
+        best.map(|(_, q, pos, _)| (q, pos))
+    }
+
+    /// `v` stopped running on `cpu` after `ran_ns`: burn its credit, charge
+    /// its domain (parking it at its cap), queue it again if it is still
+    /// runnable (and not paused meanwhile).
+    pub fn descheduled(
+        &mut self,
+        cpu: usize,
+        v: VcpuId,
+        ran_ns: u64,
+        now: u64,
+        still_runnable: bool,
+    ) -> Result<(), Error> {
+        let i = self.vcpu_index(v)?;
+        if cpu >= self.cpus.len() {
+            return Err(Error::NoSuchCpu);
+        }
+        if self.vcpus[i].state != State::Running(cpu) {
+            return Err(Error::NotRunningHere);
+        }
+        let rec = &mut self.vcpus[i];
+        let burn = i64::try_from(ran_ns).unwrap_or(i64::MAX);
+        rec.credit = rec.credit.saturating_sub(burn).max(-CREDIT_MAX);
+        rec.used_ns = rec.used_ns.saturating_add(ran_ns);
+        rec.ran = true;
+        rec.boost = false;
+        let runnable = still_runnable && !rec.pause;
+        rec.pause = false;
+        rec.state = if runnable {
+            State::Queued(cpu)
+        } else {
+            State::Blocked
+        };
+        let dom = rec.dom as usize;
+        let d = &mut self.doms[dom];
+        d.running = d.running.saturating_sub(1);
+        d.used_ns = d.used_ns.saturating_add(ran_ns);
+        d.period_used_ns = d.period_used_ns.saturating_add(ran_ns);
+        if d.cap != 0 && !d.parked && d.period_used_ns >= cap_budget(d.cap) {
+            d.parked = true;
+            self.parked.push(dom as u32);
+        }
+        let rq = &mut self.cpus[cpu];
+        rq.current = None;
+        if runnable {
+            rq.queue.push_back(v);
+        }
+        self.account_if_due(now);
+        Ok(())
+    }
+
+    /// The periodic timer on `cpu`: runs the accounting when due and says
+    /// whether `cpu` should reschedule now (its slice is over, its domain
+    /// got parked, or better work waits; when idle: work waits).
+    pub fn tick(&mut self, cpu: usize, now: u64) -> Result<bool, Error> {
+        if cpu >= self.cpus.len() {
+            return Err(Error::NoSuchCpu);
+        }
+        self.account_if_due(now);
+        let best = self.best_in(cpu).map(|(_, p)| p);
+        let rq = &self.cpus[cpu];
+        Ok(match rq.current {
+            None => best.is_some(),
+            Some(cur) => {
+                let c = cur.index as usize;
+                now >= rq.slice_end || self.parked_vcpu(c) || best.is_some_and(|p| p < self.prio(c))
+            }
+        })
+    }
+}

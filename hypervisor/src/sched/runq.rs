@@ -1,0 +1,42 @@
+//! One CPU's run queue: the vCPUs waiting there, and the one it runs.
+
+use alloc::collections::VecDeque;
+
+use super::VcpuId;
+
+/// Per-CPU state. A runnable vCPU is in exactly one `RunQueue`: waiting in
+/// its `queue` or as its `current`; a blocked vCPU is in none.
+#[derive(Debug, Default)]
+pub struct RunQueue {
+    /// Waiting vCPUs, oldest first (FIFO within a priority).
+    pub(super) queue: VecDeque<VcpuId>,
+    /// The vCPU this CPU runs now.
+    pub(super) current: Option<VcpuId>,
+    /// When `current`'s slice ends.
+    pub(super) slice_end: u64,
+}
+
+impl RunQueue {
+    /// The vCPU running here.
+    pub fn current(&self) -> Option<VcpuId> {
+        self.current
+    }
+
+    /// How many vCPUs wait here (parked ones included).
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Running plus waiting vCPUs: the load placement compares.
+    pub(super) fn load(&self) -> usize {
+        self.queue.len() + usize::from(self.current.is_some())
+    }
+
+    /// Takes `id` out of the queue; whether it was there.
+    pub(super) fn remove(&mut self, id: VcpuId) -> bool {
+        match self.queue.iter().position(|&q| q == id) {
+            Some(pos) => self.queue.remove(pos).is_some(),
+            None => false,
+        }
+    }
+}

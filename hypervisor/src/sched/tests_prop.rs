@@ -1,0 +1,280 @@
+//! Unit cases (ids, idle, stealing, cost of blocked vCPUs) and randomized
+//! op sequences that must never panic and must keep the invariants.
+#![allow(clippy::unwrap_used)]
+use super::*;
+use std::vec::Vec;
+
+const MS: u64 = 1_000_000;
+
+/// xorshift64*: small, seeded, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+#[test]
+fn ids_are_checked_and_never_reused() {
+    let mut s = Credit::new(2);
+    assert_eq!(s.add_domain(0, 0), Err(Error::BadParam));
+    assert_eq!(s.add_domain(1, 101), Err(Error::BadParam));
+    let d = s.add_domain(DEFAULT_WEIGHT, 100).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    assert_eq!(s.pick_next(5, 0), Err(Error::NoSuchCpu));
+    assert_eq!(s.tick(2, 0), Err(Error::NoSuchCpu));
+    s.wake(v, 0).unwrap().unwrap();
+    let cpu = s.cpu_of(v).unwrap().unwrap();
+    assert_eq!(s.pick_next(cpu, 0).unwrap().vcpu, Some(v));
+    assert_eq!(s.pick_next(cpu, 0), Err(Error::CpuBusy));
+    assert_eq!(s.remove_vcpu(v), Err(Error::Running));
+    assert_eq!(s.remove_domain(d), Err(Error::Running));
+    assert_eq!(
+        s.descheduled(1 - cpu, v, 5, 5, true),
+        Err(Error::NotRunningHere)
+    );
+    s.descheduled(cpu, v, 5, 5, true).unwrap();
+    s.remove_domain(d).unwrap();
+    assert_eq!(s.wake(v, 6), Err(Error::NoSuchVcpu));
+    assert_eq!(s.vcpu_used_ns(v), Err(Error::NoSuchVcpu));
+    assert_eq!(s.add_vcpu(d), Err(Error::NoSuchDomain));
+    // The slots are reused under new generations; old ids stay dead.
+    let d2 = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v2 = s.add_vcpu(d2).unwrap();
+    assert_ne!((d, v), (d2, v2));
+    assert_eq!(s.domain_of(v2), Ok(d2));
+    assert_eq!(s.domain_used_ns(d), Err(Error::NoSuchDomain));
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+#[test]
+fn idle_cpu_halts_and_parked_work_sets_a_timer() {
+    let mut s = Credit::new(1);
+    let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
+    let d0 = s.pick_next(0, 0).unwrap();
+    assert_eq!(
+        d0,
+        Decision {
+            vcpu: None,
+            slice_ns: u64::MAX
+        }
+    );
+    let v = s.add_vcpu(d).unwrap();
+    // Not runnable until woken.
+    assert_eq!(s.pick_next(0, 0).unwrap().vcpu, None);
+    assert_eq!(s.wake(v, 0).unwrap(), Some(Placed { cpu: 0, kick: true }));
+    let run = s.pick_next(0, 0).unwrap();
+    assert_eq!(run.vcpu, Some(v));
+    // Boosted, and cap 10 % of a 30 ms period leaves 3 ms.
+    assert_eq!(run.slice_ns, BOOST_SLICE_NS);
+    s.descheduled(0, v, MS, MS, true).unwrap();
+    assert_eq!(s.pick_next(0, MS).unwrap().slice_ns, 2 * MS);
+    s.descheduled(0, v, 2 * MS, 3 * MS, true).unwrap();
+    // Parked: idle, but wake up for the next accounting at 30 ms.
+    let idle = s.pick_next(0, 3 * MS).unwrap();
+    assert_eq!(
+        idle,
+        Decision {
+            vcpu: None,
+            slice_ns: PERIOD_NS - 3 * MS
+        }
+    );
+    assert!(!s.tick(0, 20 * MS).unwrap());
+    assert!(s.tick(0, PERIOD_NS).unwrap(), "unparked work waits");
+    assert_eq!(s.pick_next(0, PERIOD_NS).unwrap().vcpu, Some(v));
+}
+
+#[test]
+fn an_idle_cpu_steals_from_a_busy_one() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let (v1, v2, v3) = (
+        s.add_vcpu(d).unwrap(),
+        s.add_vcpu(d).unwrap(),
+        s.add_vcpu(d).unwrap(),
+    );
+    // v1 and v2 both last ran on CPU 0 and blocked; v3 runs on CPU 1.
+    assert_eq!(s.wake(v1, 0).unwrap().unwrap().cpu, 0);
+    assert_eq!(s.pick_next(0, 0).unwrap().vcpu, Some(v1));
+    assert_eq!(s.wake(v3, 0).unwrap().unwrap().cpu, 1, "least loaded");
+    assert_eq!(s.pick_next(1, 0).unwrap().vcpu, Some(v3));
+    s.descheduled(0, v1, 10, 0, false).unwrap();
+    assert_eq!(s.wake(v2, 0).unwrap().unwrap().cpu, 0, "least loaded");
+    assert_eq!(s.pick_next(0, 0).unwrap().vcpu, Some(v2));
+    s.descheduled(0, v2, 10, 0, false).unwrap();
+    // Both wake to their last CPU 0 (no other CPU is idle).
+    assert_eq!(s.wake(v1, 0).unwrap().unwrap().cpu, 0);
+    assert_eq!(s.wake(v2, 0).unwrap().unwrap().cpu, 0);
+    assert_eq!(s.pick_next(0, 0).unwrap().vcpu, Some(v1));
+    // v3 blocks: CPU 1 has nothing of its own and takes v2.
+    s.descheduled(1, v3, MS, MS, false).unwrap();
+    assert_eq!(s.pick_next(1, MS).unwrap().vcpu, Some(v2));
+    assert_eq!(s.cpu_of(v2), Ok(Some(1)));
+    // v3's last CPU 1 is busy and CPU 0 idle: it wakes on CPU 0.
+    s.descheduled(0, v1, MS, 2 * MS, false).unwrap();
+    assert_eq!(s.pick_next(0, 2 * MS).unwrap().vcpu, None);
+    let placed = s.wake(v3, 2 * MS).unwrap().unwrap();
+    assert_eq!(placed, Placed { cpu: 0, kick: true });
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+/// Queue entries examined by `rounds` of pick/deschedule of two hogs.
+fn pick_cost(s: &mut Credit, hogs: [VcpuId; 2], now: &mut u64, rounds: u32) -> u64 {
+    let before = s.steps();
+    for _ in 0..rounds {
+        let d = s.pick_next(0, *now).unwrap();
+        let v = d.vcpu.unwrap();
+        assert!(hogs.contains(&v));
+        *now += d.slice_ns;
+        s.tick(0, *now).unwrap();
+        s.descheduled(0, v, d.slice_ns, *now, true).unwrap();
+    }
+    s.steps() - before
+}
+
+#[test]
+fn a_thousand_blocked_vcpus_cost_nothing() {
+    let mut s = Credit::new(1);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let hogs = [s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap()];
+    for v in hogs {
+        s.wake(v, 0).unwrap();
+    }
+    let mut now = 0;
+    pick_cost(&mut s, hogs, &mut now, 10);
+    let quiet = pick_cost(&mut s, hogs, &mut now, 300);
+    // A thousand vCPUs that ran once and blocked.
+    let other = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let mut sleepers = Vec::new();
+    for _ in 0..1000 {
+        let v = s.add_vcpu(other).unwrap();
+        s.wake(v, now).unwrap();
+        sleepers.push(v);
+    }
+    while let Some(v) = s.pick_next(0, now).unwrap().vcpu {
+        let blocks = sleepers.contains(&v);
+        s.descheduled(0, v, 1000, now, !blocks).unwrap();
+        now += 1000;
+        if !blocks {
+            break;
+        }
+    }
+    // One accounting period forgets them.
+    pick_cost(&mut s, hogs, &mut now, 10);
+    let crowded = pick_cost(&mut s, hogs, &mut now, 300);
+    std::println!("300 picks: {quiet} entries examined alone, {crowded} beside 1000 blocked");
+    assert!(crowded <= quiet + 2, "{quiet} vs {crowded}");
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+/// One of `xs`, or (sometimes) none.
+fn choose<T: Copy>(r: &mut Rng, xs: &[T]) -> Option<T> {
+    xs.get(r.below(xs.len() as u64 + 1) as usize).copied()
+}
+
+/// Random ops on random (also stale and foreign) ids: no panic, invariants
+/// after every op, credit bounded, removed vCPUs gone.
+#[test]
+fn random_op_sequences_keep_the_invariants() {
+    for seed in 1..=40u64 {
+        let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let cpus = 1 + r.below(4) as usize;
+        let mut s = Credit::new(cpus);
+        let mut doms: Vec<DomId> = Vec::new();
+        let mut vcpus: Vec<VcpuId> = Vec::new();
+        let mut removed: Vec<VcpuId> = Vec::new();
+        let mut now = 0u64;
+        for step in 0..3000 {
+            now += r.below(3 * MS);
+            let cpu = r.below(cpus as u64 + 1) as usize;
+            match r.below(12) {
+                0 => {
+                    let w = r.below(70_000) as u16;
+                    if let Ok(d) = s.add_domain(w, r.below(120) as u32) {
+                        doms.push(d);
+                    }
+                }
+                1 => {
+                    if let Some(d) = choose(&mut r, &doms) {
+                        let _ = s.set_params(d, r.next() as u16, r.below(500) as u32);
+                    }
+                }
+                2 | 3 => {
+                    if let Some(d) = choose(&mut r, &doms)
+                        && let Ok(v) = s.add_vcpu(d)
+                    {
+                        vcpus.push(v);
+                    }
+                }
+                4 | 5 => {
+                    if let Some(v) = choose(&mut r, &vcpus) {
+                        let _ = s.wake(v, now);
+                    }
+                }
+                6 => {
+                    if let Some(v) = choose(&mut r, &vcpus) {
+                        let _ = s.block(v, now);
+                    }
+                }
+                7 => {
+                    if let Some(v) = choose(&mut r, &vcpus)
+                        && s.remove_vcpu(v).is_ok()
+                    {
+                        removed.push(v);
+                    }
+                }
+                8 => {
+                    if let Some(d) = choose(&mut r, &doms)
+                        && s.remove_domain(d).is_ok()
+                    {
+                        for &v in &vcpus {
+                            if s.vcpu_used_ns(v).is_err() && !removed.contains(&v) {
+                                removed.push(v);
+                            }
+                        }
+                    }
+                }
+                9 => {
+                    if let Ok(d) = s.pick_next(cpu, now) {
+                        assert!(d.slice_ns >= MIN_SLICE_NS);
+                        if d.vcpu.is_some() {
+                            assert!(d.slice_ns <= SLICE_NS);
+                        }
+                    }
+                }
+                10 => {
+                    let running = s.run_queue(cpu).and_then(RunQueue::current);
+                    let v = if r.below(4) == 0 {
+                        choose(&mut r, &vcpus)
+                    } else {
+                        running
+                    };
+                    if let Some(v) = v {
+                        let ran = if r.below(50) == 0 {
+                            u64::MAX
+                        } else {
+                            r.below(20 * MS)
+                        };
+                        let _ = s.descheduled(cpu, v, ran, now, r.below(3) != 0);
+                    }
+                }
+                _ => {
+                    let _ = s.tick(cpu, now);
+                }
+            }
+            if let Err(e) = s.check_invariants() {
+                panic!("seed {seed} step {step}: {e}");
+            }
+            for &v in &removed {
+                assert_eq!(s.cpu_of(v), Err(Error::NoSuchVcpu));
+            }
+        }
+    }
+}

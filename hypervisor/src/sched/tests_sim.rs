@@ -1,0 +1,328 @@
+//! Deterministic simulations with a fake clock: CPUs run what the scheduler
+//! picks, guests are CPU-bound or I/O-bound, and the scheduler's own
+//! accounting is judged.
+#![allow(clippy::unwrap_used)]
+use super::*;
+use std::vec::Vec;
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000 * MS;
+/// The caller's periodic timer (100 Hz, as in `arch/sched`).
+const TICK_NS: u64 = 10 * MS;
+
+#[derive(Clone, Copy)]
+enum Load {
+    /// Always runnable.
+    Hog,
+    /// Runs `run_ns` of CPU, then blocks for `sleep_ns`.
+    Io { run_ns: u64, sleep_ns: u64 },
+}
+
+struct SimVcpu {
+    id: VcpuId,
+    load: Load,
+    burst_left: u64,
+    wake_at: Option<u64>,
+    woke_at: Option<u64>,
+    max_latency: u64,
+}
+
+struct Running {
+    v: usize,
+    start: u64,
+    end: u64,
+}
+
+struct Sim {
+    s: Credit,
+    now: u64,
+    vcpus: Vec<SimVcpu>,
+    cpus: Vec<Option<Running>>,
+    next_tick: u64,
+}
+
+impl Sim {
+    fn new(cpus: usize) -> Self {
+        Self {
+            s: Credit::new(cpus),
+            now: 0,
+            vcpus: Vec::new(),
+            cpus: (0..cpus).map(|_| None).collect(),
+            next_tick: TICK_NS,
+        }
+    }
+
+    fn dom(&mut self, weight: u16, cap: u32) -> DomId {
+        self.s.add_domain(weight, cap).unwrap()
+    }
+
+    /// Adds a vCPU running `load` and wakes it now.
+    fn vcpu(&mut self, d: DomId, load: Load) -> usize {
+        let id = self.s.add_vcpu(d).unwrap();
+        let burst_left = match load {
+            Load::Hog => 0,
+            Load::Io { run_ns, .. } => run_ns,
+        };
+        self.vcpus.push(SimVcpu {
+            id,
+            load,
+            burst_left,
+            wake_at: Some(self.now),
+            woke_at: None,
+            max_latency: 0,
+        });
+        self.vcpus.len() - 1
+    }
+
+    fn stop(&mut self, c: usize) {
+        let Some(r) = self.cpus[c].take() else {
+            return;
+        };
+        let ran = self.now - r.start;
+        let v = &mut self.vcpus[r.v];
+        let runnable = match v.load {
+            Load::Hog => true,
+            Load::Io { run_ns, sleep_ns } => {
+                v.burst_left = v.burst_left.saturating_sub(ran);
+                if v.burst_left == 0 {
+                    v.burst_left = run_ns;
+                    v.wake_at = Some(self.now + sleep_ns);
+                    false
+                } else {
+                    true
+                }
+            }
+        };
+        self.s
+            .descheduled(c, v.id, ran, self.now, runnable)
+            .unwrap();
+    }
+
+    fn run(&mut self, dur: u64) {
+        let end = self.now + dur;
+        while self.now < end {
+            let mut t = end.min(self.next_tick);
+            for c in 0..self.cpus.len() {
+                if self.cpus[c].is_none() {
+                    let d = self.s.pick_next(c, self.now).unwrap();
+                    if let Some(id) = d.vcpu {
+                        let v = self.vcpus.iter().position(|v| v.id == id).unwrap();
+                        let sv = &mut self.vcpus[v];
+                        let mut run_end = self.now + d.slice_ns;
+                        if let Load::Io { .. } = sv.load {
+                            run_end = run_end.min(self.now + sv.burst_left);
+                        }
+                        if let Some(w) = sv.woke_at.take() {
+                            sv.max_latency = sv.max_latency.max(self.now - w);
+                        }
+                        self.cpus[c] = Some(Running {
+                            v,
+                            start: self.now,
+                            end: run_end,
+                        });
+                    } else if d.slice_ns != u64::MAX {
+                        t = t.min(self.now + d.slice_ns);
+                    }
+                }
+                if let Some(r) = &self.cpus[c] {
+                    t = t.min(r.end);
+                }
+            }
+            for v in &self.vcpus {
+                if let Some(w) = v.wake_at {
+                    t = t.min(w);
+                }
+            }
+            self.now = t.max(self.now);
+            for c in 0..self.cpus.len() {
+                if self.cpus[c].as_ref().is_some_and(|r| r.end <= self.now) {
+                    self.stop(c);
+                }
+            }
+            for v in 0..self.vcpus.len() {
+                if self.vcpus[v].wake_at.is_some_and(|w| w <= self.now) {
+                    self.vcpus[v].wake_at = None;
+                    self.vcpus[v].woke_at = Some(self.now);
+                    let placed = self.s.wake(self.vcpus[v].id, self.now).unwrap();
+                    // The IPI: the target's interrupt handler asks `tick`.
+                    if let Some(p) = placed
+                        && p.kick
+                        && self.s.tick(p.cpu, self.now).unwrap()
+                    {
+                        self.stop(p.cpu);
+                    }
+                }
+            }
+            if self.now >= self.next_tick {
+                self.next_tick += TICK_NS;
+                for c in 0..self.cpus.len() {
+                    if self.s.tick(c, self.now).unwrap() {
+                        self.stop(c);
+                    }
+                }
+            }
+            assert_eq!(self.s.check_invariants(), Ok(()));
+        }
+        // Charge what still runs, so the accounting covers the whole run.
+        for c in 0..self.cpus.len() {
+            self.stop(c);
+        }
+    }
+
+    fn used(&self, d: DomId) -> u64 {
+        self.s.domain_used_ns(d).unwrap()
+    }
+}
+
+/// Share of one CPU over `dur`, in percent.
+fn pct(ns: u64, dur: u64) -> f64 {
+    ns as f64 * 100.0 / dur as f64
+}
+
+#[test]
+fn weights_1_to_3_on_one_cpu() {
+    let mut sim = Sim::new(1);
+    let a = sim.dom(100, 0);
+    let b = sim.dom(300, 0);
+    sim.vcpu(a, Load::Hog);
+    sim.vcpu(b, Load::Hog);
+    sim.run(10 * SEC);
+    let (ua, ub) = (sim.used(a), sim.used(b));
+    let ratio = ua as f64 / ub as f64;
+    std::println!("1:3 weights: {ua} ns vs {ub} ns, ratio {ratio:.4} (want 0.3333)");
+    assert!((ratio - 1.0 / 3.0).abs() <= 0.05 / 3.0, "ratio {ratio}");
+    assert!(ua + ub >= 10 * SEC - SLICE_NS, "work conserving");
+}
+
+#[test]
+fn cap_25_beside_a_hog() {
+    let mut sim = Sim::new(1);
+    let capped = sim.dom(DEFAULT_WEIGHT, 25);
+    let hog = sim.dom(DEFAULT_WEIGHT, 0);
+    sim.vcpu(capped, Load::Hog);
+    sim.vcpu(hog, Load::Hog);
+    sim.run(10 * SEC);
+    let (c, h) = (
+        pct(sim.used(capped), 10 * SEC),
+        pct(sim.used(hog), 10 * SEC),
+    );
+    std::println!("cap 25: capped {c:.2}%, hog {h:.2}%");
+    assert!(c <= 25.5, "capped domain used {c}%");
+    assert!(c >= 24.0, "the cap is not a starvation: {c}%");
+    assert!(h >= 74.0, "hog got {h}%");
+}
+
+#[test]
+fn capped_alone_leaves_the_cpu_idle() {
+    let mut sim = Sim::new(1);
+    let capped = sim.dom(DEFAULT_WEIGHT, 40);
+    sim.vcpu(capped, Load::Hog);
+    sim.run(3 * SEC);
+    let c = pct(sim.used(capped), 3 * SEC);
+    std::println!("cap 40 alone: {c:.2}%");
+    assert!((39.0..=40.5).contains(&c), "{c}%");
+}
+
+#[test]
+fn cap_150_on_two_vcpus_beside_a_hog() {
+    let mut sim = Sim::new(2);
+    let capped = sim.dom(u16::MAX, 0);
+    assert_eq!(
+        sim.s.set_params(capped, u16::MAX, 150),
+        Err(Error::BadParam)
+    );
+    sim.vcpu(capped, Load::Hog);
+    sim.vcpu(capped, Load::Hog);
+    sim.s.set_params(capped, u16::MAX, 150).unwrap();
+    assert_eq!(
+        sim.s.set_params(capped, u16::MAX, 201),
+        Err(Error::BadParam)
+    );
+    let hog = sim.dom(DEFAULT_WEIGHT, 0);
+    sim.vcpu(hog, Load::Hog);
+    sim.vcpu(hog, Load::Hog);
+    sim.run(10 * SEC);
+    let (c, h) = (
+        pct(sim.used(capped), 10 * SEC),
+        pct(sim.used(hog), 10 * SEC),
+    );
+    std::println!("cap 150 on 2 vCPUs / 2 CPUs: capped {c:.2}%, hog {h:.2}% (of one CPU)");
+    assert!(c <= 151.0, "capped domain used {c}%");
+    assert!(c >= 145.0, "{c}%");
+    assert!(h >= 48.0, "hog got {h}%");
+}
+
+fn equal_hogs(cpus: usize, n: usize) -> Vec<f64> {
+    let mut sim = Sim::new(cpus);
+    let doms: Vec<DomId> = (0..n).map(|_| sim.dom(DEFAULT_WEIGHT, 0)).collect();
+    for &d in &doms {
+        sim.vcpu(d, Load::Hog);
+    }
+    sim.run(10 * SEC);
+    doms.iter().map(|&d| pct(sim.used(d), 10 * SEC)).collect()
+}
+
+#[test]
+fn four_hogs_on_two_cpus_get_half_each() {
+    let shares = equal_hogs(2, 4);
+    std::println!("4 hogs on 2 CPUs: {shares:.2?}");
+    for s in shares {
+        assert!((s - 50.0).abs() <= 2.5, "{s}%");
+    }
+}
+
+#[test]
+fn three_hogs_on_two_cpus_migrate_to_two_thirds_each() {
+    let shares = equal_hogs(2, 3);
+    std::println!("3 hogs on 2 CPUs: {shares:.2?}");
+    for s in shares {
+        assert!((s - 200.0 / 3.0).abs() <= 200.0 / 3.0 * 0.05, "{s}%");
+    }
+}
+
+#[test]
+fn io_guest_wakes_within_a_slice_and_hogs_share_the_rest() {
+    let mut sim = Sim::new(1);
+    let a = sim.dom(DEFAULT_WEIGHT, 0);
+    let b = sim.dom(DEFAULT_WEIGHT, 0);
+    let io = sim.dom(DEFAULT_WEIGHT, 0);
+    sim.vcpu(a, Load::Hog);
+    sim.vcpu(b, Load::Hog);
+    let v = sim.vcpu(
+        io,
+        Load::Io {
+            run_ns: MS / 2,
+            sleep_ns: 20 * MS,
+        },
+    );
+    sim.run(5 * SEC);
+    let lat = sim.vcpus[v].max_latency;
+    let (ua, ub, ui) = (sim.used(a), sim.used(b), sim.used(io));
+    std::println!("io guest: worst wake-to-run {lat} ns, used {ui} ns; hogs {ua} / {ub}");
+    assert!(lat <= SLICE_NS, "woken vCPU waited {lat} ns");
+    // It asked for 0.5 ms every 20.5 ms and should get all of it.
+    assert!(pct(ui, 5 * SEC) >= 2.3, "{ui}");
+    let r = ua as f64 / ub as f64;
+    assert!((r - 1.0).abs() <= 0.05, "hogs {r}");
+}
+
+#[test]
+fn wake_boost_cannot_be_gamed() {
+    // Blocks for a moment after every 0.9 ms, to be boosted on each wake.
+    let mut sim = Sim::new(1);
+    let gamer = sim.dom(DEFAULT_WEIGHT, 0);
+    let hog = sim.dom(DEFAULT_WEIGHT, 0);
+    sim.vcpu(
+        gamer,
+        Load::Io {
+            run_ns: 900_000,
+            sleep_ns: 10_000,
+        },
+    );
+    sim.vcpu(hog, Load::Hog);
+    sim.run(10 * SEC);
+    let (g, h) = (pct(sim.used(gamer), 10 * SEC), pct(sim.used(hog), 10 * SEC));
+    std::println!("boost gaming: gamer {g:.2}%, hog {h:.2}%");
+    assert!(g <= 55.0, "gamer got {g}%");
+    assert!(h >= 44.0, "hog got {h}%");
+}
