@@ -13,3 +13,4 @@
 extern crate alloc;
 
 pub mod config;
+pub mod proto;
