@@ -59,6 +59,8 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
                 "-p",
                 "pvabi",
                 "-p",
+                "kestrel-toolstack",
+                "-p",
                 paths::GUESTS_PACKAGE,
                 "--target",
                 paths::KERNEL_TARGET,

@@ -1,0 +1,141 @@
+//! The boot configuration: which domains dom0 builds, from which boot
+//! module, with how much memory and CPU.
+//!
+//! It is a TOML file handed to dom0 as a boot module (and the file
+//! `hvctl create` sends). Each domain is one `[[domain]]` table, in the
+//! order dom0 creates them:
+//!
+//! ```toml
+//! [[domain]]
+//! name = "web"          # required; a letter, then letters, digits, '-', '_', '.'; at most 32
+//! image = "web.elf"     # required; the name of a boot module
+//! memory = 64           # required; MiB, 1 ..= 1048576 (1 TiB)
+//! vcpus = 2             # 1 ..= Limits::max_vcpus (4 by default); default 1
+//! weight = 512          # scheduler weight, 1 ..= 65535; default 256
+//! cap = 150             # percent of one CPU, 0 ..= 100 * vcpus; 0 (the default) = no cap
+//! cmdline = "port=80"   # the domain's command line, at most 1024 bytes; default ""
+//! autostart = true      # created and started at boot; default true
+//! ```
+//!
+//! Any other key, a value of the wrong type or out of range, a repeated
+//! name or an image that is not a boot module is an error naming the file,
+//! line, column, domain and field:
+//!
+//! ```text
+//! guests.toml:12:10: domain "web": field "memory": expected an integer number of MiB, found "lots"
+//! ```
+//!
+//! [`parse`] checks the whole file and reports every problem before it
+//! returns a single domain, so a bad file creates nothing.
+
+mod error;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use parse::parse;
+
+/// Default scheduler weight (Xen's credit scheduler uses the same).
+pub const DEFAULT_WEIGHT: u32 = 256;
+/// Largest scheduler weight.
+pub const MAX_WEIGHT: u32 = 65535;
+/// Longest domain name, in bytes.
+pub const NAME_MAX: usize = 32;
+/// Longest command line: what fits in the domain's start info.
+pub const CMDLINE_MAX: usize = pvabi::CMDLINE_MAX;
+/// The control domain's own name, which no configured domain may take.
+pub const DOM0_NAME: &str = "dom0";
+
+/// Limits the configuration is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Smallest domain, in MiB.
+    pub min_memory_mib: u64,
+    /// Largest domain, in MiB (the hypervisor's `MAX_GUEST_MEMORY`, 1 TiB).
+    pub max_memory_mib: u64,
+    /// Most vCPUs one domain may have.
+    pub max_vcpus: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            min_memory_mib: 1,
+            max_memory_mib: 1 << 20,
+            max_vcpus: 4,
+        }
+    }
+}
+
+/// Which image names are acceptable.
+#[derive(Debug, Clone, Copy)]
+pub enum Images<'a> {
+    /// Any non-empty name: a host tool checking a file before it sends it
+    /// (dom0 checks the name again against its modules).
+    Any,
+    /// Only these boot module names.
+    Only(&'a [&'a str]),
+}
+
+/// One domain, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainConfig {
+    pub name: String,
+    /// Boot module name of the domain's ELF image.
+    pub image: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub weight: u32,
+    /// Percent of one CPU; 0 = no cap.
+    pub cap: u32,
+    pub cmdline: String,
+    pub autostart: bool,
+    /// Line of the domain's `[[domain]]` header, for later messages.
+    pub line: usize,
+}
+
+impl DomainConfig {
+    /// Memory in bytes (cannot overflow: at most 1 TiB by [`Limits`]).
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mib.saturating_mul(1 << 20)
+    }
+}
+
+/// A whole configuration file, checked: the domains in file order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootConfig {
+    pub domains: Vec<DomainConfig>,
+}
+
+impl BootConfig {
+    /// The domains to create and start at boot, in file order.
+    pub fn autostart(&self) -> impl Iterator<Item = &DomainConfig> {
+        self.domains.iter().filter(|d| d.autostart)
+    }
+}
+
+/// Whether `name` is a valid domain name: 1 to [`NAME_MAX`] bytes, an ASCII
+/// letter then ASCII letters, digits, `-`, `_` or `.`. Starting with a
+/// letter keeps names apart from numeric domain ids; [`DOM0_NAME`] is taken.
+pub fn valid_name(name: &str) -> Result<(), &'static str> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("must not be empty"),
+        Some(c) if !c.is_ascii_alphabetic() => return Err("must start with an ASCII letter"),
+        Some(_) => {}
+    }
+    if name.len() > NAME_MAX {
+        return Err("is longer than 32 bytes");
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err("may only hold ASCII letters, digits, '-', '_' and '.'");
+    }
+    if name == DOM0_NAME {
+        return Err("is the control domain's name");
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Walks TOML's spanned document tree (every key and value keeps its byte
+//! range) so each error can point at its line, column, domain and field.
+//! Serde's derive would lose the domain name and the position of checks
+//! that span fields (cap against vcpus, repeated names).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::error::{ConfigErrors, Sink, position};
+use super::{
+    BootConfig, CMDLINE_MAX, DEFAULT_WEIGHT, DomainConfig, Images, Limits, MAX_WEIGHT, valid_name,
+};
+
+/// Every key a `[[domain]]` table may have.
+pub const FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "memory",
+    "vcpus",
+    "weight",
+    "cap",
+    "cmdline",
+    "autostart",
+];
+
+/// Parses and checks configuration `text`, read from `file` (used only in
+/// messages). Returns every domain, or every error: never a part.
+pub fn parse(
+    file: &str,
+    text: &str,
+    limits: &Limits,
+    images: Images<'_>,
+) -> Result<BootConfig, ConfigErrors> {
+    let mut sink = Sink {
+        file,
+        text,
+        errors: Vec::new(),
+    };
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let at = e.span().map_or(0, |s| s.start);
+            sink.push(at, None, None, e.message().trim().to_string());
+            return Err(ConfigErrors(sink.errors));
+        }
+    };
+    let mut domains = Vec::new();
+    for (key, value) in root.get_ref().iter() {
+        if key.get_ref() != "domain" {
+            let msg = format!(
+                "unknown top-level key \"{}\" (expected [[domain]] tables)",
+                key.get_ref()
+            );
+            sink.push(key.span().start, None, None, msg);
+            continue;
+        }
+        let DeValue::Array(array) = value.get_ref() else {
+            let msg = "must be an array of tables: write [[domain]], not [domain]".to_string();
+            sink.push(key.span().start, None, Some("domain"), msg);
+            continue;
+        };
+        for (i, item) in array.iter().enumerate() {
+            let label = format!("domain #{}", i + 1);
+            let DeValue::Table(table) = item.get_ref() else {
+                let msg = format!("expected a table, found {}", found(item.get_ref()));
+                sink.push(item.span().start, Some(&label), None, msg);
+                continue;
+            };
+            if let Some(d) = domain(&mut sink, label, item.span(), table, limits, images) {
+                domains.push((d, item.span().start));
+            }
+        }
+    }
+    // Names are unique across the file.
+    for (i, (d, at)) in domains.iter().enumerate() {
+        if let Some((_, first)) = domains[..i].iter().find(|(o, _)| o.name == d.name) {
+            let (line, _) = position(text, *first);
+            let msg = format!(
+                "name \"{}\" is already used by the domain at line {line}",
+                d.name
+            );
+            sink.push(
+                *at,
+                Some(&format!("domain \"{}\"", d.name)),
+                Some("name"),
+                msg,
+            );
+        }
+    }
+    if !sink.errors.is_empty() {
+        sink.errors.sort_by_key(|e| (e.line, e.column));
+        return Err(ConfigErrors(sink.errors));
+    }
+    Ok(BootConfig {
+        domains: domains.into_iter().map(|(d, _)| d).collect(),
+    })
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Checks one `[[domain]]` table; `None` if anything in it is wrong (the
+/// errors are in `sink`).
+fn domain(
+    sink: &mut Sink<'_>,
+    mut label: String,
+    span: Range<usize>,
+    table: &DeTable<'_>,
+    limits: &Limits,
+    images: Images<'_>,
+) -> Option<DomainConfig> {
+    let before = sink.errors.len();
+    let get = |k: &str| table.get(k);
+    // The name first, so every other message can say which domain.
+    let name = get("name").and_then(|v| string(sink, &label, "name", v));
+    if let Some((name, at)) = &name {
+        match valid_name(name) {
+            Ok(()) => label = format!("domain \"{name}\""),
+            Err(why) => sink.push(*at, Some(&label), Some("name"), format!("{name:?} {why}")),
+        }
+    }
+    for (key, _) in table.iter() {
+        let k = key.get_ref().as_ref();
+        if !FIELDS.contains(&k) {
+            let mut msg = format!("unknown field (known: {})", FIELDS.join(", "));
+            if let Some(near) = FIELDS.iter().find(|f| edit_distance(f, k) <= 2) {
+                msg = format!("unknown field, did you mean \"{near}\"?");
+            }
+            sink.push(key.span().start, Some(&label), Some(k), msg);
+        }
+    }
+    let header = span.start;
+    let required = |sink: &mut Sink<'_>, field: &str| {
+        let msg = "missing (it is required)".to_string();
+        sink.push(header, Some(&label), Some(field), msg);
+    };
+    if get("name").is_none() {
+        required(sink, "name");
+    }
+    let image = match get("image") {
+        None => {
+            required(sink, "image");
+            None
+        }
+        Some(v) => string(sink, &label, "image", v).and_then(|(image, at)| {
+            let known = match images {
+                Images::Any => !image.is_empty(),
+                Images::Only(list) => list.contains(&image.as_str()),
+            };
+            if !known {
+                let msg = match images {
+                    Images::Only(list) if !list.is_empty() => {
+                        format!(
+                            "{image:?} is not a boot module (modules: {})",
+                            list.join(", ")
+                        )
+                    }
+                    Images::Only(_) => format!("{image:?} is not a boot module (there are none)"),
+                    Images::Any => "must not be empty".to_string(),
+                };
+                sink.push(at, Some(&label), Some("image"), msg);
+            }
+            known.then_some(image)
+        }),
+    };
+    let memory = match get("memory") {
+        None => {
+            required(sink, "memory");
+            None
+        }
+        Some(v) => integer(
+            sink,
+            &label,
+            "memory",
+            v,
+            "an integer number of MiB",
+            limits.min_memory_mib,
+            limits.max_memory_mib,
+        ),
+    };
+    let vcpus = get("vcpus").map_or(Some(1), |v| {
+        integer(
+            sink,
+            &label,
+            "vcpus",
+            v,
+            "an integer number of vCPUs",
+            1,
+            limits.max_vcpus.into(),
+        )
+    });
+    let weight = get("weight").map_or(Some(DEFAULT_WEIGHT.into()), |v| {
+        integer(
+            sink,
+            &label,
+            "weight",
+            v,
+            "an integer weight",
+            1,
+            MAX_WEIGHT.into(),
+        )
+    });
+    // The cap's range depends on the vCPU count; if that is bad, check
+    // against the largest so the cap's own type errors still show.
+    let cap_max = 100 * vcpus.unwrap_or(limits.max_vcpus.into());
+    let cap = get("cap").map_or(Some(0), |v| {
+        integer(
+            sink,
+            &label,
+            "cap",
+            v,
+            "an integer percentage of one CPU",
+            0,
+            cap_max,
+        )
+    });
+    let cmdline = get("cmdline").map_or(Some(String::new()), |v| {
+        let (s, at) = string(sink, &label, "cmdline", v)?;
+        let why = if s.len() > CMDLINE_MAX {
+            format!("is {} bytes long, at most {CMDLINE_MAX} fit", s.len())
+        } else if s.contains('\0') {
+            "must not contain NUL characters".to_string()
+        } else {
+            return Some(s);
+        };
+        sink.push(at, Some(&label), Some("cmdline"), why);
+        None
+    });
+    let autostart = get("autostart").map_or(Some(true), |v| match v.get_ref() {
+        DeValue::Boolean(b) => Some(*b),
+        other => {
+            let msg = format!("expected true or false, found {}", found(other));
+            sink.push(v.span().start, Some(&label), Some("autostart"), msg);
+            None
+        }
+    });
+    if sink.errors.len() != before {
+        return None;
+    }
+    Some(DomainConfig {
+        name: name?.0,
+        image: image?,
+        memory_mib: memory?,
+        vcpus: u32::try_from(vcpus?).ok()?,
+        weight: u32::try_from(weight?).ok()?,
+        cap: u32::try_from(cap?).ok()?,
+        cmdline: cmdline?,
+        autostart: autostart?,
+        line: position(sink.text, header).0,
+    })
+}
+
+/// A string value and where it starts.
+fn string(sink: &mut Sink<'_>, label: &str, field: &str, v: &Value<'_>) -> Option<(String, usize)> {
+    match v.get_ref() {
+        DeValue::String(s) => Some((s.to_string(), v.span().start)),
+        other => {
+            let msg = format!("expected a string, found {}", found(other));
+            sink.push(v.span().start, Some(label), Some(field), msg);
+            None
+        }
+    }
+}
+
+/// A non-negative integer value in `min ..= max`.
+fn integer(
+    sink: &mut Sink<'_>,
+    label: &str,
+    field: &str,
+    v: &Value<'_>,
+    what: &str,
+    min: u64,
+    max: u64,
+) -> Option<u64> {
+    let msg = match v.get_ref() {
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if (min..=max).contains(&n.unsigned_abs()) && n >= 0 => {
+                return Some(n.unsigned_abs());
+            }
+            Ok(n) => format!("{n} is out of range {min} ..= {max}"),
+            Err(_) => format!("{} is out of range {min} ..= {max}", i.as_str()),
+        },
+        other => format!("expected {what}, found {}", found(other)),
+    };
+    sink.push(v.span().start, Some(label), Some(field), msg);
+    None
+}
+
+/// How a value is shown in "found ..." messages.
+fn found(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("{:?}", s.as_ref()),
+        DeValue::Integer(i) => format!("the integer {}", i.as_str()),
+        DeValue::Float(x) => format!("the float {}", x.as_str()),
+        DeValue::Boolean(b) => format!("the boolean {b}"),
+        DeValue::Datetime(_) => "a date-time".to_string(),
+        DeValue::Array(_) => "an array".to_string(),
+        DeValue::Table(_) => "a table".to_string(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,339 @@
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use super::*;
+
+const MODULES: &[&str] = &["web.elf", "db.elf", "hello"];
+
+fn ok(text: &str) -> BootConfig {
+    match parse(
+        "guests.toml",
+        text,
+        &Limits::default(),
+        Images::Only(MODULES),
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected errors:\n{e}"),
+    }
+}
+
+fn errs(text: &str) -> Vec<String> {
+    match parse(
+        "guests.toml",
+        text,
+        &Limits::default(),
+        Images::Only(MODULES),
+    ) {
+        Ok(c) => panic!("accepted a bad file: {c:?}"),
+        Err(e) => e.errors().iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn one_err(text: &str) -> String {
+    let e = errs(text);
+    assert_eq!(e.len(), 1, "expected one error, got {e:#?}");
+    e[0].clone()
+}
+
+#[test]
+fn full_domain_and_defaults() {
+    let c = ok(r#"
+[[domain]]
+name = "web"
+image = "web.elf"
+memory = 64
+vcpus = 2
+weight = 512
+cap = 150
+cmdline = "port=80 workers=2"
+autostart = false
+
+[[domain]]
+name = "db"
+image = "db.elf"
+memory = 0x80
+"#);
+    assert_eq!(c.domains.len(), 2);
+    let web = &c.domains[0];
+    assert_eq!(
+        web,
+        &DomainConfig {
+            name: "web".into(),
+            image: "web.elf".into(),
+            memory_mib: 64,
+            vcpus: 2,
+            weight: 512,
+            cap: 150,
+            cmdline: "port=80 workers=2".into(),
+            autostart: false,
+            line: 2,
+        }
+    );
+    assert_eq!(web.memory_bytes(), 64 << 20);
+    let db = &c.domains[1];
+    assert_eq!(
+        (db.memory_mib, db.vcpus, db.weight, db.cap),
+        (128, 1, 256, 0)
+    );
+    assert_eq!((db.cmdline.as_str(), db.autostart, db.line), ("", true, 12));
+    let auto: Vec<&str> = c.autostart().map(|d| d.name.as_str()).collect();
+    assert_eq!(auto, ["db"]);
+}
+
+#[test]
+fn empty_file_is_no_domains() {
+    assert!(ok("").domains.is_empty());
+    assert!(ok("# only a comment\n").domains.is_empty());
+}
+
+#[test]
+fn wrong_type_names_file_line_column_domain_and_field() {
+    let e = one_err("[[domain]]\nname = \"web\"\nimage = \"web.elf\"\nmemory = \"lots\"\n");
+    assert_eq!(
+        e,
+        r#"guests.toml:4:10: domain "web": field "memory": expected an integer number of MiB, found "lots""#
+    );
+}
+
+#[test]
+fn typo_is_rejected_with_a_suggestion() {
+    // The typo is reported, and so is the field it failed to set.
+    let e = errs("[[domain]]\nname = \"web\"\nimage = \"web.elf\"\nmemroy = 64\n");
+    assert_eq!(
+        e,
+        [
+            r#"guests.toml:1:1: domain "web": field "memory": missing (it is required)"#,
+            r#"guests.toml:4:1: domain "web": field "memroy": unknown field, did you mean "memory"?"#,
+        ]
+    );
+    let e = errs("[[domain]]\nname = \"web\"\nimage = \"web.elf\"\nmemory = 1\nflavour = 1\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].contains("field \"flavour\": unknown field (known: name, image"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn missing_required_fields_point_at_the_header() {
+    let e = errs("\n[[domain]]\nname = \"a\"\n");
+    assert_eq!(
+        e,
+        [
+            r#"guests.toml:2:1: domain "a": field "image": missing (it is required)"#,
+            r#"guests.toml:2:1: domain "a": field "memory": missing (it is required)"#,
+        ]
+    );
+    let e = errs("[[domain]]\nimage = \"hello\"\nmemory = 4\n");
+    assert_eq!(
+        e,
+        [r#"guests.toml:1:1: domain #1: field "name": missing (it is required)"#]
+    );
+}
+
+#[test]
+fn ranges() {
+    let base = "[[domain]]\nname = \"a\"\nimage = \"hello\"\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "memory = 0",
+            r#"field "memory": 0 is out of range 1 ..= 1048576"#,
+        ),
+        (
+            "memory = 1048577",
+            r#"field "memory": 1048577 is out of range"#,
+        ),
+        ("memory = -5", r#"field "memory": -5 is out of range"#),
+        (
+            "memory = 99999999999999999999",
+            r#"field "memory": 99999999999999999999 is out of range"#,
+        ),
+        (
+            "memory = 1.5",
+            r#"expected an integer number of MiB, found the float 1.5"#,
+        ),
+        (
+            "memory = 8\nvcpus = 0",
+            r#"field "vcpus": 0 is out of range 1 ..= 4"#,
+        ),
+        (
+            "memory = 8\nvcpus = 5",
+            r#"field "vcpus": 5 is out of range 1 ..= 4"#,
+        ),
+        (
+            "memory = 8\nweight = 0",
+            r#"field "weight": 0 is out of range 1 ..= 65535"#,
+        ),
+        (
+            "memory = 8\nweight = 65536",
+            r#"field "weight": 65536 is out of range"#,
+        ),
+        (
+            "memory = 8\ncap = 101",
+            r#"field "cap": 101 is out of range 0 ..= 100"#,
+        ),
+        (
+            "memory = 8\nvcpus = 3\ncap = 301",
+            r#"field "cap": 301 is out of range 0 ..= 300"#,
+        ),
+        (
+            "memory = 8\nautostart = \"yes\"",
+            r#"field "autostart": expected true or false, found "yes""#,
+        ),
+        (
+            "memory = 8\ncmdline = 3",
+            r#"field "cmdline": expected a string, found the integer 3"#,
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = one_err(&alloc::format!("{base}{extra}\n"));
+        assert!(e.contains(want), "{extra:?}: got {e:?}, want {want:?}");
+        assert!(e.starts_with("guests.toml:"), "{e}");
+    }
+    let c = ok(&alloc::format!(
+        "{base}memory = 8\nvcpus = 4\ncap = 400\nweight = 65535\n"
+    ));
+    assert_eq!((c.domains[0].cap, c.domains[0].weight), (400, 65535));
+}
+
+#[test]
+fn limits_are_the_callers() {
+    let limits = Limits {
+        min_memory_mib: 16,
+        max_memory_mib: 64,
+        max_vcpus: 2,
+    };
+    let text = "[[domain]]\nname = \"a\"\nimage = \"x\"\nmemory = 8\nvcpus = 3\n";
+    let e = parse("f.toml", text, &limits, Images::Any).err();
+    let e: Vec<String> = e
+        .iter()
+        .flat_map(|e| e.errors())
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].ends_with("8 is out of range 16 ..= 64"), "{e:?}");
+    assert!(e[1].ends_with("3 is out of range 1 ..= 2"), "{e:?}");
+}
+
+#[test]
+fn cmdline_limits() {
+    let long = "x".repeat(CMDLINE_MAX + 1);
+    let text = alloc::format!(
+        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 1\ncmdline = \"{long}\"\n"
+    );
+    assert!(one_err(&text).ends_with("is 1025 bytes long, at most 1024 fit"));
+    let text = "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 1\ncmdline = \"a\\u0000b\"\n";
+    assert!(one_err(text).ends_with("must not contain NUL characters"));
+}
+
+#[test]
+fn names() {
+    for bad in [
+        "",
+        "9lives",
+        "-x",
+        "a b",
+        "caf\u{e9}",
+        "dom0",
+        &"a".repeat(33),
+    ] {
+        let text = alloc::format!("[[domain]]\nname = {bad:?}\nimage = \"hello\"\nmemory = 1\n");
+        let e = one_err(&text);
+        assert!(
+            e.starts_with("guests.toml:2:8: domain #1: field \"name\": "),
+            "{bad:?}: {e}"
+        );
+    }
+    let c = ok("[[domain]]\nname = \"Web-1_a.b\"\nimage = \"hello\"\nmemory = 1\n");
+    assert_eq!(c.domains[0].name, "Web-1_a.b");
+    assert!(valid_name(&"a".repeat(32)).is_ok());
+}
+
+#[test]
+fn repeated_names() {
+    let d = "[[domain]]\nname = \"web\"\nimage = \"hello\"\nmemory = 1\n";
+    let e = errs(&alloc::format!("{d}\n{d}\n{d}"));
+    assert_eq!(
+        e,
+        [
+            r#"guests.toml:6:1: domain "web": field "name": name "web" is already used by the domain at line 1"#,
+            r#"guests.toml:11:1: domain "web": field "name": name "web" is already used by the domain at line 1"#,
+        ]
+    );
+}
+
+#[test]
+fn images_must_be_boot_modules() {
+    let text = "[[domain]]\nname = \"a\"\nimage = \"nginx.elf\"\nmemory = 1\n";
+    assert_eq!(
+        one_err(text),
+        r#"guests.toml:3:9: domain "a": field "image": "nginx.elf" is not a boot module (modules: web.elf, db.elf, hello)"#
+    );
+    let e = parse("g", text, &Limits::default(), Images::Only(&[])).err();
+    assert!(e.is_some_and(|e| {
+        e.to_string()
+            .ends_with("is not a boot module (there are none)")
+    }));
+    assert!(parse("g", text, &Limits::default(), Images::Any).is_ok());
+    let empty = "[[domain]]\nname = \"a\"\nimage = \"\"\nmemory = 1\n";
+    assert!(parse("g", empty, &Limits::default(), Images::Any).is_err());
+}
+
+#[test]
+fn every_error_is_reported_and_nothing_is_returned() {
+    let text = r#"[[domain]]
+name = "good"
+image = "hello"
+memory = 1
+
+[[domain]]
+name = "bad"
+image = "hello"
+memory = "lots"
+vcpus = true
+"#;
+    let e = errs(text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].starts_with("guests.toml:9:10: domain \"bad\": field \"memory\""));
+    assert!(e[1].starts_with("guests.toml:10:9: domain \"bad\": field \"vcpus\""));
+}
+
+#[test]
+fn document_shape_errors() {
+    let e = one_err("[domain]\nname = \"a\"\n");
+    assert!(
+        e.starts_with("guests.toml:1:2: field \"domain\": must be an array of tables"),
+        "{e}"
+    );
+    let e = one_err("domains = 1\n");
+    assert_eq!(
+        e,
+        r#"guests.toml:1:1: unknown top-level key "domains" (expected [[domain]] tables)"#
+    );
+    let e = one_err("domain = [1]\n");
+    assert!(
+        e.starts_with("guests.toml:1:11: domain #1: expected a table, found the integer 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_a_position() {
+    let e = one_err("[[domain]]\nname = \"a\"\nmemory = \n");
+    assert!(e.starts_with("guests.toml:3:"), "{e}");
+    let e = one_err("[[domain]]\nname = \"a\"\nname = \"b\"\n");
+    assert!(e.starts_with("guests.toml:3:"), "duplicate key: {e}");
+    let e = one_err("[[domain]\n");
+    assert!(e.starts_with("guests.toml:1:"), "{e}");
+}
+
+#[test]
+fn the_example_file_is_valid() {
+    let text = include_str!("../../../guests.toml");
+    let c = match parse("guests.toml", text, &Limits::default(), Images::Any) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(c.domains.len() >= 2);
+    assert!(c.autostart().count() >= 1);
+}

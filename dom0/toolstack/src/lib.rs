@@ -1,0 +1,16 @@
+//! dom0's toolstack logic, kept apart from hardware so it builds for the
+//! bare-metal control domain (`x86_64-unknown-none`) and is tested on the
+//! host, where `hvctl` links it too:
+//!
+//! - [`config`]: the boot configuration (TOML): which domains to build.
+//! - [`proto`]: the management protocol, line-delimited JSON between
+//!   `hvctl` and dom0's management service.
+//!
+//! The format and the protocol are documented in `docs/toolstack.md`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod config;
+pub mod proto;

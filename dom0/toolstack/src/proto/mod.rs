@@ -1,0 +1,232 @@
+//! The management protocol between `hvctl` (or any client) and dom0's
+//! management service: one JSON object per line, UTF-8, `\n`-terminated,
+//! at most [`MAX_LINE`] bytes. Documented with an example of every message
+//! in `docs/toolstack.md`.
+//!
+//! The client sends [`Request`]s, each with an `id` the [`Response`]
+//! echoes. It starts with `hello`; a server whose [`VERSION`] differs
+//! answers `version_mismatch`. The server also sends [`Event`]s, which have
+//! no `id` but an `event` key: console output of an attached domain.
+//! A line that cannot be decoded gets an error response (with the request's
+//! `id` if one could be read); the connection stays usable.
+
+mod codec;
+#[cfg(test)]
+mod tests;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use codec::{
+    DecodeError, LineBuffer, decode_request, decode_server_line, encode_event, encode_request,
+    encode_response,
+};
+
+/// Protocol version; a change that an older peer would misread bumps it.
+pub const VERSION: u32 = 1;
+/// Longest line either side sends or accepts, newline excluded.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// A domain named by its id or its name (names never start with a digit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DomainRef {
+    Id(u32),
+    Name(String),
+}
+
+impl DomainRef {
+    /// `"7"` is domain id 7, anything else a name.
+    pub fn parse(s: &str) -> Self {
+        match s.parse() {
+            Ok(id) if s.bytes().all(|b| b.is_ascii_digit()) => Self::Id(id),
+            _ => Self::Name(s.into()),
+        }
+    }
+}
+
+impl fmt::Display for DomainRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "{id}"),
+            Self::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A client's request: `{"id": 1, "op": "list"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// What a request asks for (`"op"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// First request on a connection. Answered by [`Reply::Hello`].
+    Hello { version: u32, client: String },
+    /// Every domain. Answered by [`Reply::Domains`].
+    List,
+    /// Create (and start those with `autostart`) the domains in a
+    /// configuration file's text, checked whole first. [`Reply::Domains`].
+    Create { file: String, config: String },
+    /// Destroy a domain, returning its memory. [`Reply::Done`].
+    Destroy { domain: DomainRef },
+    /// Stop scheduling a domain's vCPUs. [`Reply::Domain`].
+    Pause { domain: DomainRef },
+    /// Schedule a paused domain again. [`Reply::Domain`].
+    Unpause { domain: DomainRef },
+    /// One domain. [`Reply::Domain`].
+    Info { domain: DomainRef },
+    /// Start streaming the domain's console as [`Event::Console`]; the
+    /// reply comes first. [`Reply::Attached`].
+    ConsoleAttach { domain: DomainRef },
+    /// Stop streaming. [`Reply::Done`].
+    ConsoleDetach { domain: DomainRef },
+    /// Bytes for the domain's console input (an attached console).
+    /// [`Reply::Done`].
+    ConsoleInput { domain: DomainRef, data: String },
+}
+
+/// A domain's life-cycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainState {
+    /// Created, not yet started.
+    Created,
+    Running,
+    /// Every vCPU blocked, waiting for an event.
+    Blocked,
+    Paused,
+    /// Exited by itself (or was destroyed); its memory is being returned.
+    Shutdown,
+    /// Killed for breaking a rule.
+    Crashed,
+    /// A state this client does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+impl DomainState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Blocked => "blocked",
+            Self::Paused => "paused",
+            Self::Shutdown => "shutdown",
+            Self::Crashed => "crashed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One domain as the service reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainInfo {
+    pub id: u32,
+    pub name: String,
+    pub state: DomainState,
+    pub memory_bytes: u64,
+    pub vcpus: u32,
+    pub weight: u32,
+    /// Percent of one CPU; 0 = no cap.
+    pub cap: u32,
+    /// CPU time used by all its vCPUs.
+    pub cpu_time_ns: u64,
+}
+
+/// A successful result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    Hello { version: u32, server: String },
+    Domains { domains: Vec<DomainInfo> },
+    Domain { domain: DomainInfo },
+    Attached { domain: u32, name: String },
+    Done,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, unknown `op`, missing or mistyped fields.
+    BadRequest,
+    /// Longer than [`MAX_LINE`].
+    LineTooLong,
+    /// `hello` with another protocol version, or a request before `hello`.
+    VersionMismatch,
+    NoSuchDomain,
+    /// A `create` configuration failed its checks; the message has every
+    /// error, one per line, each with file, line, field.
+    BadConfig,
+    /// A name that is already taken.
+    Exists,
+    /// The domain is not in a state that allows the operation.
+    BadState,
+    /// Not enough memory or another resource.
+    NoResources,
+    /// The server's fault.
+    Internal,
+    /// A code this client does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// A typed error with a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtoError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtoError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A server's answer to one request: `{"id": 1, "ok": {...}}` or
+/// `{"id": 1, "error": {"code": ..., "message": ...}}`. `id` is `null` when
+/// the request's could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub id: Option<u64>,
+    #[serde(flatten)]
+    pub result: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Reply),
+    Error(ProtoError),
+}
+
+/// Unsolicited server messages: `{"event": "console", ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Console output; bytes that are not UTF-8 arrive as U+FFFD.
+    Console { domain: u32, data: String },
+    /// The console stream ended without a detach (e.g. the domain died).
+    ConsoleClosed { domain: u32, reason: String },
+}
+
+/// Any line a server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerLine {
+    Response(Response),
+    Event(Event),
+}

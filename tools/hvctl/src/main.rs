@@ -1,0 +1,109 @@
+//! `hvctl`: the host-side management CLI. Talks the line-delimited JSON
+//! protocol of `kestrel_toolstack::proto` to dom0's management service over
+//! a unix or TCP socket (a QEMU chardev in development; see
+//! docs/toolstack.md).
+
+mod cli;
+mod client;
+mod console;
+mod error;
+mod output;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kestrel_toolstack::config::{self, Images, Limits};
+use kestrel_toolstack::proto::{Op, Reply};
+
+use cli::{Cli, Command};
+use client::Client;
+use error::Error;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(out) => {
+            let mut stdout = std::io::stdout();
+            let _ = stdout
+                .write_all(out.as_bytes())
+                .and_then(|()| stdout.flush());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if let (true, Error::Refused(p)) = (json, &e) {
+                let body = serde_json::json!({ "error": p });
+                println!("{body}");
+            }
+            eprintln!("hvctl: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs one command; returns what to print.
+fn run(cli: Cli) -> Result<String, Error> {
+    let target = cli.target()?;
+    // Check a configuration before connecting: a bad file never reaches dom0.
+    let create = match &cli.command {
+        Command::Create { config } => {
+            let text = std::fs::read_to_string(config)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", config.display())))?;
+            let file = config.display().to_string();
+            config::parse(&file, &text, &Limits::default(), Images::Any)
+                .map_err(|e| Error::Config(format!("{} has errors:\n{e}", file)))?;
+            Some(Op::Create { file, config: text })
+        }
+        _ => None,
+    };
+    let mut client = Client::connect(&target)?;
+    let (op, verb) = match cli.command {
+        Command::List => (Op::List, ""),
+        Command::Create { .. } => match create {
+            Some(op) => (op, "created"),
+            None => return Err(Error::Usage("nothing to create".into())),
+        },
+        Command::Destroy { domain } => (
+            Op::Destroy {
+                domain: domain.clone(),
+            },
+            "destroyed",
+        ),
+        Command::Pause { domain } => (Op::Pause { domain }, "paused"),
+        Command::Unpause { domain } => (Op::Unpause { domain }, "unpaused"),
+        Command::Info { domain } => (Op::Info { domain }, ""),
+        Command::Console { domain } => return console::run(client, domain).map(|()| String::new()),
+    };
+    let destroyed = match &op {
+        Op::Destroy { domain } => domain.to_string(),
+        _ => String::new(),
+    };
+    let reply = client.call(op)?;
+    if cli.json {
+        return Ok(output::json(&reply));
+    }
+    Ok(match reply {
+        Reply::Domains { domains } if verb == "created" => domains
+            .iter()
+            .map(|d| {
+                format!(
+                    "created domain {} ({}): {}\n",
+                    d.id,
+                    d.name,
+                    d.state.as_str()
+                )
+            })
+            .collect(),
+        Reply::Domains { domains } => output::table(&domains),
+        Reply::Domain { domain } if verb.is_empty() => output::details(&domain),
+        Reply::Domain { domain } => format!(
+            "{verb} domain {} ({}): {}\n",
+            domain.id,
+            domain.name,
+            domain.state.as_str()
+        ),
+        Reply::Done => format!("{verb} domain {destroyed}\n"),
+        other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
+    })
+}

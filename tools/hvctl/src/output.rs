@@ -1,0 +1,194 @@
+//! What hvctl prints: tables and key-value lists for people, the reply
+//! object for `--json`.
+
+use std::fmt::Write as _;
+
+use kestrel_toolstack::proto::{DomainInfo, Reply};
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// `64 MiB`, `2 GiB`, `1.5 GiB`, `512 KiB`, `100 B`.
+pub fn bytes(b: u64) -> String {
+    let (unit, name) = match b {
+        b if b >= GIB => (GIB, "GiB"),
+        b if b >= MIB => (MIB, "MiB"),
+        b if b >= KIB => (KIB, "KiB"),
+        _ => return format!("{b} B"),
+    };
+    if b.is_multiple_of(unit) {
+        format!("{} {name}", b / unit)
+    } else {
+        format!("{:.1} {name}", b as f64 / unit as f64)
+    }
+}
+
+/// CPU time in seconds with one decimal.
+pub fn cpu_time(ns: u64) -> String {
+    format!("{:.1} s", ns as f64 / 1e9)
+}
+
+fn cap(c: u32) -> String {
+    if c == 0 { "-".into() } else { format!("{c}%") }
+}
+
+/// The `list` table: a header, then one row per domain; numbers right-aligned.
+pub fn table(domains: &[DomainInfo]) -> String {
+    let header = [
+        "ID", "NAME", "STATE", "MEMORY", "VCPUS", "WEIGHT", "CAP", "CPU TIME",
+    ];
+    let right = [true, false, false, true, true, true, true, true];
+    let rows: Vec<[String; 8]> = domains
+        .iter()
+        .map(|d| {
+            [
+                d.id.to_string(),
+                d.name.clone(),
+                d.state.as_str().into(),
+                bytes(d.memory_bytes),
+                d.vcpus.to_string(),
+                d.weight.to_string(),
+                cap(d.cap),
+                cpu_time(d.cpu_time_ns),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let w = widths[i];
+            let sep = if i == 0 { "" } else { "  " };
+            if right[i] {
+                let _ = write!(line, "{sep}{cell:>w$}");
+            } else {
+                let _ = write!(line, "{sep}{cell:<w$}");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `info`: one field per line.
+pub fn details(d: &DomainInfo) -> String {
+    let cap = match d.cap {
+        0 => "none".to_string(),
+        c => format!("{c}% of one CPU"),
+    };
+    format!(
+        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\n",
+        d.id,
+        d.name,
+        d.state.as_str(),
+        bytes(d.memory_bytes),
+        d.memory_bytes,
+        d.vcpus,
+        d.weight,
+        d.cpu_time_ns as f64 / 1e9,
+    )
+}
+
+/// `--json`: the reply object on one line.
+pub fn json(reply: &Reply) -> String {
+    let mut s = serde_json::to_string(reply).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use kestrel_toolstack::proto::DomainState;
+
+    use super::*;
+
+    fn dom(id: u32, name: &str, state: DomainState, mem: u64, cap: u32, ns: u64) -> DomainInfo {
+        DomainInfo {
+            id,
+            name: name.into(),
+            state,
+            memory_bytes: mem,
+            vcpus: 2,
+            weight: 256,
+            cap,
+            cpu_time_ns: ns,
+        }
+    }
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(bytes(64 * MIB), "64 MiB");
+        assert_eq!(bytes(2 * GIB), "2 GiB");
+        assert_eq!(bytes(3 * GIB / 2), "1.5 GiB");
+        assert_eq!(bytes(512 * KIB), "512 KiB");
+        assert_eq!(bytes(100), "100 B");
+        assert_eq!(cpu_time(1_500_000_000), "1.5 s");
+        assert_eq!(cpu_time(0), "0.0 s");
+    }
+
+    #[test]
+    fn list_table() {
+        let t = table(&[
+            dom(1, "hello", DomainState::Running, 16 * MIB, 0, 300_000_000),
+            dom(
+                12,
+                "web-frontend",
+                DomainState::Paused,
+                2 * GIB,
+                150,
+                61_240_000_000,
+            ),
+        ]);
+        assert_eq!(
+            t,
+            "\
+ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
+ 1  hello         running  16 MiB      2     256     -     0.3 s
+12  web-frontend  paused    2 GiB      2     256  150%    61.2 s
+"
+        );
+        assert_eq!(
+            table(&[]),
+            "ID  NAME  STATE  MEMORY  VCPUS  WEIGHT  CAP  CPU TIME\n"
+        );
+    }
+
+    #[test]
+    fn info_details() {
+        let d = details(&dom(
+            3,
+            "web",
+            DomainState::Blocked,
+            64 * MIB,
+            0,
+            1_500_000_000,
+        ));
+        assert_eq!(
+            d,
+            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\n"
+        );
+        let d = details(&dom(3, "web", DomainState::Running, MIB, 50, 0));
+        assert!(d.contains("cap:       50% of one CPU\n"));
+    }
+
+    #[test]
+    fn json_is_the_reply() {
+        let r = Reply::Domain {
+            domain: dom(3, "web", DomainState::Running, MIB, 0, 7),
+        };
+        assert_eq!(
+            json(&r),
+            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7}}\n"
+        );
+        assert_eq!(json(&Reply::Done), "{\"kind\":\"done\"}\n");
+    }
+}
