@@ -470,7 +470,11 @@ mod tests {
     #[test]
     fn hypercall_numbers() {
         for (i, &nr) in HYPERCALLS.iter().enumerate() {
-            assert_eq!(nr, i as u64 + 1, "numbers are dense, in order, and never reused");
+            assert_eq!(
+                nr,
+                i as u64 + 1,
+                "numbers are dense, in order, and never reused"
+            );
         }
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);
         assert_eq!(EVENT_TIMER, 1);
