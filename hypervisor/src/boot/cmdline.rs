@@ -443,7 +443,7 @@ mod tests {
         assert!(o.shutdown);
         assert_eq!(
             e.to_string(),
-            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest)"
+            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0)"
         );
     }
 
