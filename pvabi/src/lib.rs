@@ -232,6 +232,26 @@
 //! pages are unmapped from every grantee first; when a grantee dies its
 //! mappings go.
 //!
+//! # Op group: domctl (1.3, control domain only)
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 33 | [`HC_DOMCTL_CREATE`] | RDI = [`DomainCreate`] | new domain id (paused) | `EPERM`, `EFAULT`, `EINVAL`, `ENOENT`, `ENOMEM` |
+//! | 34 | [`HC_DOMCTL_UNPAUSE`] | RDI = domain id | 0 | `EPERM`, `EINVAL`, `ENOENT` |
+//! | 35 | [`HC_DOMCTL_PAUSE`] | RDI = domain id | 0 | `EPERM`, `EINVAL`, `ENOENT` |
+//! | 36 | [`HC_DOMCTL_DESTROY`] | RDI = domain id | 0 | `EPERM`, `EINVAL`, `ENOENT` |
+//! | 37 | [`HC_DOMCTL_INFO`] | RDI = domain id, RSI = OUT [`DomainInfo`] | 0 | `EPERM`, `EINVAL`, `ENOENT`, `EFAULT` |
+//! | 38 | [`HC_DOMCTL_LIST`] | RDI = OUT `u32` array, RSI = capacity | number of domains | `EPERM`, `E2BIG`, `EFAULT` |
+//! | 39 | [`HC_DOMCTL_MODULE_INFO`] | RDI = module index, RSI = OUT [`ModuleInfo`] | 0 | `EPERM`, `ENOENT`, `EFAULT` |
+//! | 40 | [`HC_DOMCTL_MODULE_READ`] | RDI = module, RSI = offset, RDX = buffer, R10 = length | bytes copied | `EPERM`, `ENOENT`, `E2BIG`, `EFAULT` |
+//! | 41 | [`HC_DOMCTL_HOST_INFO`] | RDI = OUT [`HostInfo`] | 0 | `EPERM`, `EFAULT` |
+//!
+//! With the hypervisor option `dom0`, boot module 0 is the only domain the
+//! hypervisor starts, with [`START_FLAG_PRIVILEGED`]; it builds the others
+//! from the remaining modules (guest images and its configuration). Every
+//! domctl call from any other domain fails with `EPERM` before its
+//! arguments are looked at.
+//!
 //! # Shared structures
 //!
 //! Everything the guest and the hypervisor exchange through memory is
@@ -307,6 +327,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+mod domctl;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
@@ -318,6 +339,7 @@ mod status;
 /// The `zerocopy` this crate derives with, so users name the same traits.
 pub use zerocopy;
 
+pub use domctl::*;
 pub use hypercalls::*;
 pub use shared::*;
 pub use start_info::*;

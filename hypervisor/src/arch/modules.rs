@@ -1,5 +1,9 @@
-//! Boot modules: checked and reported at boot, then every ELF module is
-//! started as a domain.
+//! Boot modules: checked and reported at boot, then started as domains
+//! (every ELF module, or only the control domain with `dom0`), and kept
+//! for the control domain to read and build domains from.
+
+use alloc::vec::Vec;
+use arrayvec::ArrayString;
 
 use super::{physmem, sched};
 use crate::boot::BootInfo;
@@ -49,7 +53,7 @@ pub fn check(boot: &BootInfo) {
     }
 }
 
-fn module_name(i: usize, m: &crate::boot::Module) -> arrayvec::ArrayString<32> {
+fn module_name(i: usize, m: &crate::boot::Module) -> ArrayString<32> {
     let mut s = arrayvec::ArrayString::new();
     match m.name() {
         Some(n) => {
@@ -66,23 +70,98 @@ fn module_name(i: usize, m: &crate::boot::Module) -> arrayvec::ArrayString<32> {
     s
 }
 
-/// Every ELF boot module becomes a domain; its arguments are the guest's
-/// command line. A module that cannot be started is reported and skipped:
-/// the others still run.
-pub fn start_domains(boot: &BootInfo) {
-    for (i, m) in boot.modules.iter().enumerate() {
-        // SAFETY: checked to be mapped and reserved in `check_modules`.
-        let bytes = unsafe { physmem::slice(m.start, m.len() as usize) };
-        if !bytes.starts_with(b"\x7fELF") {
+/// A boot module kept for the control domain (`HC_DOMCTL_MODULE_*`).
+pub struct ModuleRef {
+    /// First byte, physical (identity-mapped, reserved for good).
+    start: u64,
+    /// Size in bytes.
+    pub len: u64,
+    /// File name without directories, or `module<i>`.
+    pub name: ArrayString<64>,
+    /// Arguments after the name.
+    pub args: ArrayString<256>,
+    /// Starts with the ELF magic (and passed `check`).
+    pub elf: bool,
+}
+
+impl ModuleRef {
+    /// The module's bytes.
+    pub fn bytes(&self) -> &'static [u8] {
+        // SAFETY: `check` verified the range is mapped; the frame allocator
+        // never hands out module frames, and nothing writes them.
+        unsafe { physmem::slice(self.start, self.len as usize) }
+    }
+}
+
+static MODULES: spin::Once<Vec<ModuleRef>> = spin::Once::new();
+
+/// The boot modules, in the loader's order (empty before boot registers
+/// them).
+pub fn modules() -> &'static [ModuleRef] {
+    MODULES.get().map_or(&[], Vec::as_slice)
+}
+
+fn register(boot: &BootInfo) {
+    MODULES.call_once(|| {
+        boot.modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let mut name = ArrayString::new();
+                for c in module_name(i, m).chars() {
+                    let _ = name.try_push(c);
+                }
+                let mut args = ArrayString::new();
+                for c in m.args().chars() {
+                    if args.try_push(c).is_err() {
+                        break;
+                    }
+                }
+                let r = ModuleRef {
+                    start: m.start,
+                    len: m.len(),
+                    name,
+                    args,
+                    elf: false,
+                };
+                let elf = r.bytes().starts_with(b"\x7fELF");
+                ModuleRef { elf, ..r }
+            })
+            .collect()
+    });
+}
+
+/// Starts the boot domains. Without `dom0` every ELF boot module becomes a
+/// domain (its arguments are the guest's command line); a module that
+/// cannot be started is reported and skipped, the others still run. With
+/// `dom0` only module 0 starts, as the privileged control domain; the
+/// other modules wait for it to create domains from them.
+pub fn start_domains(boot: &BootInfo, dom0: bool) {
+    register(boot);
+    for (i, m) in modules().iter().enumerate() {
+        if !m.elf || (dom0 && i > 0) {
             continue;
         }
-        let name = module_name(i, m);
         let Some(backend) = sched::backend() else {
-            log::error!("domain {name}: not started: no usable hardware virtualization");
+            log::error!(
+                "domain {}: not started: no usable hardware virtualization",
+                m.name
+            );
             continue;
         };
-        if let Err(e) = sched::create(backend, &name, bytes, m.args()) {
-            log::error!("domain {name}: not started: {e}");
+        let mut spec = sched::DomainSpec::boot_module(&m.name, m.bytes(), &m.args);
+        spec.privileged = dom0;
+        if let Err(e) = sched::create(backend, &spec) {
+            log::error!("domain {}: not started: {e}", m.name);
+            if dom0 {
+                log::error!("no control domain: nothing else is started");
+            }
         }
+        if dom0 {
+            return;
+        }
+    }
+    if dom0 && modules().first().is_none_or(|m| !m.elf) {
+        log::error!("dom0: module 0 is not an ELF image: no control domain");
     }
 }

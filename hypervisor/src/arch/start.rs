@@ -91,7 +91,12 @@ pub fn free_frames(base: u64, count: u64) {
     }
 }
 
-/// Free frames right now.
+/// Usable RAM in bytes (set once at boot).
+pub static RAM_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// CPUs that came online (set once at boot).
+pub static ONLINE_CPUS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Frames free now.
 pub fn free_frame_count() -> u64 {
     FRAMES.lock().as_ref().map_or(0, |f| f.free_frames())
 }
@@ -184,6 +189,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         fatal!("memory map rejected: {e:?}");
     }
     let ram = memmap::ram_bytes(&map);
+    RAM_BYTES.store(ram, Ordering::Relaxed);
     let usable = memmap::usable_bytes(&map);
     for r in &map {
         log::debug!("mem: {:#014x}-{:#014x} {:?}", r.start, r.end, r.kind);
@@ -341,6 +347,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         online += start_aps(topo, bsp_apic, trampoline, x2apic);
     }
 
+    ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
     // Every online CPU must take timer interrupts before we call it ready.
     wait_for_ticks(online);
 
@@ -382,7 +389,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         free_bytes >> 20,
         ram.div_ceil(1 << 20)
     );
-    super::modules::start_domains(boot);
+    super::modules::start_domains(boot, opts.dom0);
     sched::all_created(opts.shutdown);
     sched::run_cpu()
 }

@@ -21,7 +21,7 @@ pub const MAX_ERROR_WORD: usize = 32;
 pub type ErrorWord = ArrayString<{ MAX_ERROR_WORD + 3 }>;
 
 /// The option names, in the order the error message lists them.
-const KNOWN: &str = "loglevel, exit, shutdown, console, selftest";
+const KNOWN: &str = "loglevel, exit, shutdown, console, selftest, dom0";
 
 /// How the hypervisor ends, after a fatal error or on a requested shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,6 +108,10 @@ pub struct Options {
     /// `selftest=`: deliberately break something once boot is complete, to
     /// prove the failure paths (tests only).
     pub selftest: SelfTest,
+    /// `dom0`: only boot module 0 starts, as the privileged control domain
+    /// that creates the others; without it every ELF module starts as an
+    /// unprivileged domain (development and tests).
+    pub dom0: bool,
 }
 
 /// A deliberate failure, run after boot to prove that the hypervisor
@@ -137,6 +141,7 @@ impl Default for Options {
             shutdown: false,
             console: Console::Com1,
             selftest: SelfTest::None,
+            dom0: false,
         }
     }
 }
@@ -322,11 +327,16 @@ impl Options {
                     "none, panic, null-deref, stack-overflow, write-text or exec-data",
                 )?;
             }
-            "shutdown" => match value {
-                None => self.shutdown = true,
+            "shutdown" | "dom0" => match value {
+                None if key == "shutdown" => self.shutdown = true,
+                None => self.dom0 = true,
                 Some(v) => {
                     return Err(CmdlineError::UnexpectedValue {
-                        option: "shutdown",
+                        option: if key == "shutdown" {
+                            "shutdown"
+                        } else {
+                            "dom0"
+                        },
                         value: error_word(v),
                     });
                 }
@@ -433,7 +443,7 @@ mod tests {
         assert!(o.shutdown);
         assert_eq!(
             e.to_string(),
-            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest)"
+            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0)"
         );
     }
 
@@ -481,6 +491,22 @@ mod tests {
             CmdlineError::UnexpectedValue {
                 option: "shutdown",
                 value: word("")
+            }
+        );
+    }
+
+    #[test]
+    fn dom0_flag() {
+        assert!(!ok("shutdown").dom0);
+        let o = ok("exit=qemu dom0 shutdown");
+        assert!(o.dom0 && o.shutdown);
+        let (o, e) = err("dom0=1");
+        assert!(!o.dom0);
+        assert_eq!(
+            e,
+            CmdlineError::UnexpectedValue {
+                option: "dom0",
+                value: word("1")
             }
         );
     }

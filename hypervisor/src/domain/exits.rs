@@ -18,8 +18,10 @@ use pvabi::{
 use super::OutOfBounds;
 use crate::virt::{GuestRegs, VmExit};
 
+mod domctl_ops;
 mod evtchn_ops;
 mod grant_ops;
+pub use domctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use evtchn_ops::EvtchnOp;
 pub use grant_ops::GrantOp;
 
@@ -83,6 +85,9 @@ pub trait Services {
     fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64>;
     /// Runs one grant op (ABI 1.2); the value for RAX or a status code.
     fn grant(&mut self, op: GrantOp) -> Result<u64, i64>;
+    /// Runs one domctl request (ABI 1.3; called for privileged domains
+    /// only, with every argument validated).
+    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64>;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -342,6 +347,8 @@ fn hypercall(
                 done(op.and_then(|op| svc.evtchn(op)))
             } else if let Some(op) = GrantOp::decode(nr, a) {
                 done(op.and_then(|op| svc.grant(op)))
+            } else if let Some(r) = domctl_ops::run(svc, nr, a) {
+                done(r)
             } else {
                 (status(ENOSYS), Action::Resume)
             }

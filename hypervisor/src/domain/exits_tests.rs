@@ -5,6 +5,8 @@ use super::*;
 use pvabi::{EBUSY, EEXIST, ENOENT};
 use std::vec::Vec;
 
+#[path = "exits_domctl_tests.rs"]
+mod domctl;
 #[path = "exits_evtchn_tests.rs"]
 mod evtchn;
 
@@ -50,6 +52,8 @@ struct FakeSvc {
     /// Every event-channel op that reached the services, in order.
     evtchn_ops: Vec<EvtchnOp>,
     grant_ops: Vec<GrantOp>,
+    /// Every domctl request that reached the services, as `Debug` text.
+    domctl_reqs: Vec<std::string::String>,
 }
 
 impl FakeSvc {
@@ -66,6 +70,7 @@ impl FakeSvc {
             events: crate::domain::evtchn::EventTable::new(crate::domain::ids::DomainId(1), 3),
             evtchn_ops: Vec::new(),
             grant_ops: Vec::new(),
+            domctl_reqs: Vec::new(),
         }
     }
 }
@@ -150,6 +155,10 @@ impl Services for FakeSvc {
     fn grant(&mut self, op: GrantOp) -> Result<u64, i64> {
         self.grant_ops.push(op);
         Ok(0)
+    }
+    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+        self.domctl_reqs.push(std::format!("{req:?}"));
+        domctl::fake(req)
     }
 }
 

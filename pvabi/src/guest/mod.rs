@@ -48,6 +48,7 @@ use crate::{
 };
 
 pub mod console;
+pub mod domctl;
 pub mod evtchn;
 pub mod grant;
 pub mod heap;

@@ -8,6 +8,7 @@
 mod abi;
 mod bad;
 mod bochs;
+mod domctl;
 mod evtchn;
 mod grant;
 mod guests;

@@ -82,6 +82,13 @@ pub struct Domain {
     pub(super) backend: Backend,
     pub(super) insn: u32,
     pub(super) privileged: bool,
+    /// vCPUs it may bring up.
+    pub(super) nr_vcpus: u32,
+    /// Scheduling weight and cap, as created.
+    pub(super) weight: u32,
+    pub(super) cap: u32,
+    /// No vCPU of it is scheduled while set (domctl pause).
+    pub(super) paused: AtomicBool,
     pub(super) boot: BootState,
     pub(super) nested_root: u64,
     pub(super) inner: Mutex<Inner>,
@@ -181,21 +188,62 @@ pub(super) fn new_vcpu(
     }))
 }
 
-/// Creates a domain from an ELF image and makes vCPU 0 runnable.
-pub fn create(
-    backend: Backend,
-    name: &str,
-    image: &[u8],
-    cmdline: &str,
-) -> Result<u32, CreateError> {
+/// What a new domain is made of.
+pub struct DomainSpec<'a> {
+    /// Shown in its console lines (cut at 32 bytes).
+    pub name: &'a str,
+    /// Its ELF image.
+    pub image: &'a [u8],
+    /// Its command line.
+    pub cmdline: &'a str,
+    /// Memory in bytes, a multiple of 2 MiB.
+    pub memory: u64,
+    /// vCPUs it may bring up.
+    pub nr_vcpus: u32,
+    /// Scheduling weight and cap (recorded and reported).
+    pub weight: u32,
+    /// CPU cap in percent, 0 for none.
+    pub cap: u32,
+    /// The control domain.
+    pub privileged: bool,
+    /// Created paused: no vCPU runs until unpaused.
+    pub paused: bool,
+}
+
+impl<'a> DomainSpec<'a> {
+    /// A boot-module domain: fixed size, running at once.
+    pub fn boot_module(name: &'a str, image: &'a [u8], cmdline: &'a str) -> Self {
+        Self {
+            name,
+            image,
+            cmdline,
+            memory: DOMAIN_MEMORY,
+            nr_vcpus: DOMAIN_VCPUS,
+            weight: pvabi::DOMCTL_DEFAULT_WEIGHT,
+            cap: 0,
+            privileged: false,
+            paused: false,
+        }
+    }
+}
+
+/// Creates a domain from an ELF image and makes vCPU 0 runnable (it runs
+/// once the domain is not paused).
+pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateError> {
+    let DomainSpec {
+        name,
+        image,
+        cmdline,
+        ..
+    } = *spec;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let mut mem = DomainMemory::new(DOMAIN_MEMORY).ok_or(CreateError::OutOfMemory)?;
+    let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = match backend {
         Backend::Svm => pvabi::HYPERCALL_VMMCALL,
         Backend::Vmx => pvabi::HYPERCALL_VMCALL,
     };
     let boot = builder::build(&mut mem, image, cmdline, id, insn).map_err(CreateError::Build)?;
-    finish_start_info(&mut mem, &boot)?;
+    finish_start_info(&mut mem, &boot, spec.nr_vcpus)?;
     let mut tables = FrameTables::default();
     let mut gpt = match backend {
         Backend::Svm => {
@@ -223,7 +271,11 @@ pub fn create(
         name: n,
         backend,
         insn,
-        privileged: false,
+        privileged: spec.privileged,
+        nr_vcpus: spec.nr_vcpus,
+        weight: spec.weight,
+        cap: spec.cap,
+        paused: AtomicBool::new(spec.paused),
         boot,
         nested_root: root,
         inner: Mutex::new(Inner {
@@ -237,22 +289,24 @@ pub fn create(
         end: Mutex::new(None),
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
-        events: super::events::new_table(id),
+        events: super::events::new_table(id, spec.nr_vcpus),
         grants: Mutex::new(crate::domain::grant::GrantTable::new(
             crate::domain::ids::DomainId(id),
         )),
         maps: Mutex::new(crate::domain::grant::MapTrack::new()),
     });
     log::info!(
-        "domain {id} ({name}): {} MiB, {DOMAIN_VCPUS} vCPUs, entry {:#x}, {frames} nested-table frames, started",
-        DOMAIN_MEMORY >> 20,
+        "domain {id} ({name}): {} MiB, {} vCPUs, entry {:#x}, {frames} nested-table frames, {}",
+        spec.memory >> 20,
+        spec.nr_vcpus,
         boot.rip,
+        if spec.paused { "paused" } else { "started" },
     );
     ALIVE.fetch_add(1, Ordering::AcqRel);
     CREATED.fetch_add(1, Ordering::AcqRel);
     let mut list = VCPUS.lock();
     let mut vcpu0 = Some(vcpu0);
-    for index in 0..DOMAIN_VCPUS {
+    for index in 0..spec.nr_vcpus {
         let v = vcpu0.take();
         let run = if v.is_some() {
             Run::Runnable
@@ -284,6 +338,7 @@ pub fn create(
 pub(super) fn finish_start_info(
     mem: &mut DomainMemory,
     boot: &BootState,
+    nr_vcpus: u32,
 ) -> Result<(), CreateError> {
     let at = boot.layout.start_info;
     let mut page = [0u8; core::mem::size_of::<pvabi::StartInfo>()];
@@ -293,7 +348,7 @@ pub(super) fn finish_start_info(
     let time_gpa = at + 2048;
     si.time_info_gpa = time_gpa;
     si.max_pages = mem.max_pages();
-    si.nr_vcpus = DOMAIN_VCPUS;
+    si.nr_vcpus = nr_vcpus;
     mem.write(at, si.as_bytes())
         .map_err(|_| CreateError::OutOfMemory)?;
     mem.write(time_gpa, time_info().as_bytes())

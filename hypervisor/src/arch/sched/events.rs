@@ -171,6 +171,6 @@ pub(super) fn close_all(d: &Domain) {
 }
 
 /// A new domain's empty port table.
-pub(super) fn new_table(id: u32) -> Mutex<EventTable> {
-    Mutex::new(EventTable::new(DomainId(id), DOMAIN_VCPUS))
+pub(super) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<EventTable> {
+    Mutex::new(EventTable::new(DomainId(id), nr_vcpus))
 }

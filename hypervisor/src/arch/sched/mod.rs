@@ -31,13 +31,14 @@ use spin::Mutex;
 
 mod backend;
 mod domain;
+mod domctl;
 mod events;
 mod grants;
 mod services;
 
 use backend::time_info;
 pub use backend::{backend, init_time, init_virt, init_virt_this_cpu, now_ns};
-pub use domain::{CreateError, all_created, create};
+pub use domain::{CreateError, DomainSpec, all_created, create};
 
 use super::guestmem::{CHUNK, DomainMemory, FrameTables};
 use super::{lapic, percpu, pit};
@@ -106,6 +107,7 @@ fn take_next() -> Option<(Arc<VcpuEntry>, Box<Vcpu>)> {
         }
         if found.is_none()
             && st.run == Run::Runnable
+            && !v.domain.paused.load(Ordering::Acquire)
             && let Some(vc) = st.vcpu.take()
         {
             st.run = Run::Running;
@@ -178,6 +180,10 @@ fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
     let outcome = loop {
         if d.dying() {
             break Outcome::Ended;
+        }
+        // Paused: back to the list, where `take_next` passes it over.
+        if d.paused.load(Ordering::Acquire) {
+            break Outcome::Again;
         }
         me.in_guest.store(true, Ordering::SeqCst);
         let generation = d.tlb_gen.load(Ordering::SeqCst);

@@ -68,7 +68,7 @@ impl Services for Svc<'_> {
     }
 
     fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), i64> {
-        if id == 0 || id >= u64::from(DOMAIN_VCPUS) {
+        if id == 0 || id >= u64::from(self.d().nr_vcpus) {
             return Err(pvabi::EINVAL);
         }
         let target = self.sibling(id).ok_or(pvabi::EINVAL)?;
@@ -198,6 +198,13 @@ impl Services for Svc<'_> {
 
     fn grant(&mut self, op: crate::domain::exits::GrantOp) -> Result<u64, i64> {
         self.grant_op(op)
+    }
+
+    fn domctl(
+        &mut self,
+        req: crate::domain::exits::DomctlReq<'_>,
+    ) -> Result<crate::domain::exits::DomctlReply, i64> {
+        self.domctl_req(req)
     }
 }
 

@@ -1,0 +1,270 @@
+//! A minimal control domain that tests the domctl op group (pvabi 1.3):
+//! boot it as module 0 with the hypervisor's `dom0` option, with `hello`
+//! and `spin` images and a data module after it.
+//!
+//! It reads the data module back, refuses bad requests with the documented
+//! errors, creates a `hello` child paused (it must not run until unpaused)
+//! and waits for it to exit, pauses a `spin` child (its CPU time must
+//! stand still) and destroys it, then runs `cycles=` create/destroy
+//! cycles, and checks that free memory and the domain list are back where
+//! they started. Command line: `cycles=<n>` (default 100), `data=<text>`
+//! (what the data module must start with).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use kestrel_guests::{Checks, arg, num_arg};
+use pvabi::guest::{domctl, time};
+use pvabi::{DOMAIN_DYING, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainCreate, Error, MODULE_ELF};
+
+pvabi::entry_point!(main);
+
+static CHECKS: Checks = Checks::new("ctl");
+
+fn code(r: Result<impl Sized, Error>) -> i64 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.code(),
+    }
+}
+
+/// The index of the module called `name`.
+fn find_module(n: u32, name: &str) -> Option<u32> {
+    (0..n).find(|&i| {
+        domctl::module_info(i)
+            .is_ok_and(|m| m.name.get(..m.name_len as usize) == Some(name.as_bytes()))
+    })
+}
+
+/// Waits (up to 5 s) until domain `id` is gone; its last exit code, as
+/// seen while it was dying (`None` if it was never seen dying).
+fn wait_gone(id: u32) -> Result<Option<i32>, &'static str> {
+    let deadline = time::now_ns() + 5_000_000_000;
+    let mut code = None;
+    loop {
+        match domctl::info(id) {
+            Err(Error::NoEntry) => return Ok(code),
+            Ok(i) if i.state == DOMAIN_DYING => code = Some(i.exit_code),
+            Ok(_) => {}
+            Err(_) => return Err("info failed"),
+        }
+        if time::now_ns() > deadline {
+            return Err("still there after 5 s");
+        }
+        // A scheduling pass anywhere drops the ended domain's vCPUs.
+        pvabi::guest::sched::yield_now();
+    }
+}
+
+fn request(name: &str, module: u32, cmdline: &str) -> DomainCreate {
+    let mut r = DomainCreate::new(name, module, 4 << 20, 1);
+    r.set_cmdline(cmdline);
+    r
+}
+
+fn main(si: &pvabi::StartInfo) -> i32 {
+    let me = si.domain_id;
+    let host = match domctl::host_info() {
+        Ok(h) => h,
+        Err(e) => {
+            pvabi::println!("ctl: host info FAILED: {e}");
+            return 1;
+        }
+    };
+    pvabi::println!(
+        "ctl: domain {me}, {} CPUs, {} modules, {} domains",
+        host.nr_cpus,
+        host.nr_modules,
+        host.nr_domains
+    );
+    let (Some(hello), Some(spin)) = (
+        find_module(host.nr_modules, "hello"),
+        find_module(host.nr_modules, "spin"),
+    ) else {
+        pvabi::println!("ctl: FAILED: no hello or spin module");
+        return 1;
+    };
+    let data = (0..host.nr_modules)
+        .find(|&i| domctl::module_info(i).is_ok_and(|m| m.kind != MODULE_ELF))
+        .unwrap_or(u32::MAX);
+
+    // The data module reads back, in two pieces across an offset.
+    let mut buf = [0u8; 64];
+    let want = arg(si, "data").unwrap_or("");
+    let n1 = domctl::module_read(data, 0, &mut buf[..5]).unwrap_or(0);
+    let n2 = domctl::module_read(data, n1 as u64, &mut buf[n1..]).unwrap_or(0);
+    CHECKS.check(
+        "data module reads back",
+        i64::from(buf.get(..want.len()) == Some(want.as_bytes())),
+        1,
+    );
+    CHECKS.check(
+        "read past the end",
+        domctl::module_read(data, 1 << 40, &mut buf).map_or(-1, |n| n as i64),
+        0,
+    );
+    let _ = n2;
+
+    // Refusals, each with its documented status.
+    CHECKS.check(
+        "create from own image",
+        code(domctl::create(&request("x", 0, ""))),
+        Error::NoEntry.code(),
+    );
+    CHECKS.check(
+        "create from no module",
+        code(domctl::create(&request("x", 99, ""))),
+        Error::NoEntry.code(),
+    );
+    CHECKS.check(
+        "create from data",
+        code(domctl::create(&request("x", data, ""))),
+        Error::Invalid.code(),
+    );
+    CHECKS.check(
+        "bad name",
+        code(domctl::create(&request("a b", hello, ""))),
+        Error::Invalid.code(),
+    );
+    let mut huge = request("huge", hello, "");
+    huge.memory_bytes = pvabi::DOMCTL_MEMORY_MAX;
+    CHECKS.check(
+        "more memory than free",
+        code(domctl::create(&huge)),
+        Error::NoMem.code(),
+    );
+    CHECKS.check(
+        "destroy self",
+        code(domctl::destroy(me)),
+        Error::Invalid.code(),
+    );
+    CHECKS.check("pause self", code(domctl::pause(me)), Error::Invalid.code());
+    CHECKS.check(
+        "info of no domain",
+        code(domctl::info(9999)),
+        Error::NoEntry.code(),
+    );
+    CHECKS.check(
+        "unpause no domain",
+        code(domctl::unpause(9999)),
+        Error::NoEntry.code(),
+    );
+    let free_before = domctl::host_info().map_or(0, |h| h.free_bytes);
+    CHECKS.check(
+        "nothing left behind",
+        i64::from(domctl::host_info().map_or(0, |h| h.nr_domains)),
+        1,
+    );
+
+    // A child created paused does not run until unpaused, then exits.
+    let child = domctl::create(&request("child", hello, "made by ctl"));
+    let Ok(child) = child else {
+        pvabi::println!("ctl: create FAILED: {child:?}");
+        return 1;
+    };
+    let _ = time::sleep_ns(30_000_000);
+    let i = domctl::info(child).unwrap_or_default();
+    CHECKS.check("child paused", i64::from(i.state), i64::from(DOMAIN_PAUSED));
+    CHECKS.check("paused child never ran", i.exits as i64, 0);
+    CHECKS.check("child memory", i.max_pages as i64, 1024);
+    CHECKS.check("child name", i64::from(i.name.starts_with(b"child\0")), 1);
+    CHECKS.check("unpause", code(domctl::unpause(child)), 0);
+    match wait_gone(child) {
+        Ok(c) => {
+            pvabi::println!("ctl: child {child} ended (code {c:?})");
+        }
+        Err(e) => {
+            pvabi::println!("ctl: child {child} FAILED: {e}");
+        }
+    }
+
+    // An unprivileged child is refused every domctl op.
+    if let Some(denied) = find_module(host.nr_modules, "denied") {
+        match domctl::create(&request("denied", denied, "")) {
+            Ok(id) => {
+                let _ = domctl::unpause(id);
+                // Its exit code may be gone before we look: the harness
+                // reads it from the hypervisor's `domain-end:` line.
+                let ended = wait_gone(id);
+                CHECKS.check(
+                    "denied child ended",
+                    i64::from(matches!(ended, Ok(None | Some(0)))),
+                    1,
+                );
+            }
+            Err(e) => {
+                CHECKS.check("create denied child", e.code(), 0);
+            }
+        }
+    }
+
+    // A paused spinner's CPU time stands still; destroy ends it.
+    let Ok(spinner) = domctl::create(&request("spinner", spin, "")) else {
+        pvabi::println!("ctl: create spinner FAILED");
+        return 1;
+    };
+    let _ = domctl::unpause(spinner);
+    let _ = time::sleep_ns(50_000_000);
+    let running = domctl::info(spinner).unwrap_or_default();
+    CHECKS.check(
+        "spinner running",
+        i64::from(running.state),
+        i64::from(DOMAIN_RUNNING),
+    );
+    CHECKS.check("pause", code(domctl::pause(spinner)), 0);
+    // Pausing takes effect at its next exit (one tick).
+    let _ = time::sleep_ns(30_000_000);
+    let t1 = domctl::info(spinner).unwrap_or_default().cpu_time_ns;
+    let _ = time::sleep_ns(50_000_000);
+    let t2 = domctl::info(spinner).unwrap_or_default().cpu_time_ns;
+    CHECKS.check("paused CPU time stands still", (t2 - t1) as i64, 0);
+    CHECKS.check("spinner had run", i64::from(t1 > 0), 1);
+    let _ = domctl::unpause(spinner);
+    let _ = time::sleep_ns(50_000_000);
+    let t3 = domctl::info(spinner).unwrap_or_default().cpu_time_ns;
+    CHECKS.check("unpaused spinner runs again", i64::from(t3 > t2), 1);
+    CHECKS.check("destroy", code(domctl::destroy(spinner)), 0);
+    CHECKS.check(
+        "destroy twice",
+        code(domctl::destroy(spinner)),
+        Error::NoEntry.code(),
+    );
+    CHECKS.check(
+        "spinner gone",
+        i64::from(matches!(wait_gone(spinner), Ok(None | Some(-1)))),
+        1,
+    );
+
+    // Create/destroy cycles leak nothing.
+    let cycles = num_arg(si, "cycles", 100);
+    let mut failed = 0u64;
+    for c in 0..cycles {
+        let Ok(id) = domctl::create(&request("cycle", hello, "quiet")) else {
+            failed += 1;
+            continue;
+        };
+        if c % 2 == 1 {
+            let _ = domctl::unpause(id);
+        }
+        if domctl::destroy(id).is_err() && c % 2 == 0 {
+            failed += 1;
+        }
+        if wait_gone(id).is_err() {
+            failed += 1;
+        }
+    }
+    CHECKS.check("cycles without failure", failed as i64, 0);
+    let free_after = domctl::host_info().map_or(0, |h| h.free_bytes);
+    CHECKS.check(
+        "free memory back",
+        (free_after as i64) - (free_before as i64),
+        0,
+    );
+    let mut ids = [0u32; 8];
+    let n = domctl::list(&mut ids).unwrap_or(0);
+    CHECKS.check("only ctl is left", i64::from(n == 1 && ids[0] == me), 1);
+    pvabi::println!("ctl: {cycles} create/destroy cycles, free bytes {free_after} as before");
+    let (checks, failed) = CHECKS.counts();
+    pvabi::println!("ctl: {checks} checks, {failed} failed");
+    i32::from(failed != 0)
+}

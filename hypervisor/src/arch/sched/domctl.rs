@@ -1,0 +1,206 @@
+//! The domctl services (ABI 1.3) over the live system: the control domain
+//! creates, pauses, unpauses, destroys and queries domains, and reads the
+//! boot modules. Arguments arrive validated (`domain::exits::domctl_ops`);
+//! what is checked here needs the live system: does the domain or module
+//! exist, is there memory.
+//!
+//! Locks: only the vCPU list, then a vCPU's state or a domain's inner
+//! state, as everywhere in the scheduler; `Domain::finish` (destroy) is
+//! called with none held.
+
+#[allow(unused_imports)]
+use super::*;
+
+use crate::arch::modules::{self, ModuleRef};
+use crate::domain::exits::{CreateParams, DomctlReply, DomctlReq};
+use pvabi::{
+    DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, EINVAL,
+    ENOENT, ENOMEM, HostInfo, MODULE_DATA, MODULE_ELF, ModuleInfo,
+};
+
+/// Every domain that still has vCPUs in the list (dying ones included),
+/// one entry each, in ascending id.
+fn domains() -> Vec<Arc<Domain>> {
+    let mut out: Vec<Arc<Domain>> = Vec::new();
+    for v in VCPUS.lock().iter() {
+        if !out.iter().any(|d| Arc::ptr_eq(d, &v.domain)) {
+            out.push(v.domain.clone());
+        }
+    }
+    out.sort_by_key(|d| d.id);
+    out
+}
+
+fn find(id: u32) -> Result<Arc<Domain>, i64> {
+    domains().into_iter().find(|d| d.id == id).ok_or(ENOENT)
+}
+
+/// A domain other than the caller that has not ended.
+fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
+    if id == me.id {
+        return Err(EINVAL);
+    }
+    let d = find(id)?;
+    if d.dying() {
+        return Err(ENOENT);
+    }
+    Ok(d)
+}
+
+fn module(index: u64) -> Result<&'static ModuleRef, i64> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| modules::modules().get(i))
+        .ok_or(ENOENT)
+}
+
+fn copy_str(dst: &mut [u8], s: &str) -> u32 {
+    let n = s.len().min(dst.len());
+    dst[..n].copy_from_slice(&s.as_bytes()[..n]);
+    n as u32
+}
+
+fn info(d: &Domain) -> DomainInfo {
+    let mut out = DomainInfo {
+        id: d.id,
+        flags: if d.privileged {
+            DOMAIN_FLAG_PRIVILEGED
+        } else {
+            0
+        },
+        nr_vcpus: d.nr_vcpus,
+        weight: d.weight,
+        cap: d.cap,
+        exits: d.exits.load(Ordering::Relaxed),
+        ..Default::default()
+    };
+    out.state = if d.dying() {
+        out.exit_code = d.end.lock().map_or(-1, |e| e.code as i32);
+        DOMAIN_DYING
+    } else if d.paused.load(Ordering::Acquire) {
+        DOMAIN_PAUSED
+    } else {
+        DOMAIN_RUNNING
+    };
+    for v in VCPUS.lock().iter().filter(|v| v.domain.id == d.id) {
+        out.cpu_time_ns = out
+            .cpu_time_ns
+            .saturating_add(v.cpu_time_ns.load(Ordering::Relaxed));
+        if !matches!(v.st.lock().run, Run::Down | Run::Dead) {
+            out.vcpus_online += 1;
+        }
+    }
+    {
+        let inner = d.inner.lock();
+        out.current_pages = inner.mem.present_pages();
+        out.max_pages = inner.mem.max_pages();
+    }
+    copy_str(&mut out.name, &d.name);
+    out
+}
+
+fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
+    let m = module(u64::from(p.module))?;
+    // Module 0 is the control domain's own image.
+    if p.module == 0 || !m.elf {
+        return Err(if p.module == 0 { ENOENT } else { EINVAL });
+    }
+    let spec = DomainSpec {
+        name: &p.name,
+        image: m.bytes(),
+        cmdline: &p.cmdline,
+        memory: p.memory_bytes,
+        nr_vcpus: p.nr_vcpus,
+        weight: p.weight,
+        cap: p.cap,
+        privileged: false,
+        paused: true,
+    };
+    match create_domain(me.backend, &spec) {
+        Ok(id) => {
+            log::info!(
+                "domain {id} ({}) created by domain {} ({}) from module {}",
+                p.name,
+                me.id,
+                me.name,
+                m.name
+            );
+            Ok(u64::from(id))
+        }
+        Err(e) => {
+            log::info!("domain {}: create refused: {e}", p.name);
+            Err(match e {
+                CreateError::Build(_) => EINVAL,
+                CreateError::OutOfMemory | CreateError::Paging(_) => ENOMEM,
+            })
+        }
+    }
+}
+
+impl Svc<'_> {
+    /// One domctl request of this (privileged) vCPU's domain.
+    pub(super) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+        let me = &*self.me.domain;
+        let done = |r: Result<u64, i64>| r.map(DomctlReply::Value);
+        match req {
+            DomctlReq::Create(p) => done(create(me, p)),
+            DomctlReq::Unpause(id) => {
+                live_other(me, id)?.paused.store(false, Ordering::Release);
+                Ok(DomctlReply::Value(0))
+            }
+            DomctlReq::Pause(id) => {
+                live_other(me, id)?.paused.store(true, Ordering::Release);
+                Ok(DomctlReply::Value(0))
+            }
+            DomctlReq::Destroy(id) => {
+                let d = live_other(me, id)?;
+                log::info!("domain {id} ({}) destroyed by domain {}", d.name, me.id);
+                d.finish("destroyed", -1, None);
+                Ok(DomctlReply::Value(0))
+            }
+            DomctlReq::Info(id) => Ok(DomctlReply::Info(info(&*find(id)?))),
+            DomctlReq::List(ids) => {
+                let all = domains();
+                for (slot, d) in ids.iter_mut().zip(&all) {
+                    *slot = d.id;
+                }
+                Ok(DomctlReply::Value(all.len() as u64))
+            }
+            DomctlReq::ModuleInfo(index) => {
+                let m = module(index)?;
+                let mut out = ModuleInfo {
+                    size: m.len,
+                    kind: if m.elf { MODULE_ELF } else { MODULE_DATA },
+                    name_len: 0,
+                    name: [0; 64],
+                    args_len: 0,
+                    _pad: 0,
+                    args: [0; 256],
+                };
+                out.name_len = copy_str(&mut out.name, &m.name);
+                out.args_len = copy_str(&mut out.args, &m.args);
+                Ok(DomctlReply::Module(out))
+            }
+            DomctlReq::ModuleRead { index, offset, buf } => {
+                let bytes = module(index)?.bytes();
+                let from = usize::try_from(offset)
+                    .ok()
+                    .and_then(|o| bytes.get(o..))
+                    .unwrap_or(&[]);
+                let n = from.len().min(buf.len());
+                buf[..n].copy_from_slice(&from[..n]);
+                Ok(DomctlReply::Value(n as u64))
+            }
+            DomctlReq::HostInfo => Ok(DomctlReply::Host(HostInfo {
+                total_bytes: crate::arch::start::RAM_BYTES.load(Ordering::Relaxed),
+                free_bytes: crate::arch::start::free_frame_count() * 4096,
+                nr_cpus: crate::arch::start::ONLINE_CPUS.load(Ordering::Relaxed),
+                nr_domains: domains().len() as u32,
+                nr_modules: modules::modules().len() as u32,
+                _pad: 0,
+            })),
+        }
+    }
+}
+
+use domain::create as create_domain;

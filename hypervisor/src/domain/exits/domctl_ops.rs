@@ -1,0 +1,198 @@
+//! The domctl hypercalls (ABI 1.3, `HC_DOMCTL_*`): privilege first, then
+//! the guest's registers and IN structures become a typed [`DomctlReq`]
+//! with every field validated here, and OUT structures are written back
+//! here. What is left to [`Services::domctl`] is only what needs the live
+//! system: does the domain or module exist, is there memory.
+
+use pvabi::zerocopy::{FromBytes, IntoBytes};
+use pvabi::{
+    DOMCTL_CMDLINE_MAX, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN, DOMCTL_MEMORY_MAX,
+    DOMCTL_MEMORY_MIN, DOMCTL_READ_MAX, DomainCreate, DomainInfo, E2BIG, EFAULT, EINVAL, EPERM,
+    HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST,
+    HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo,
+    ModuleInfo,
+};
+
+use super::{Services, put};
+
+/// A validated [`DomainCreate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateParams {
+    /// 1 to 31 bytes of `[A-Za-z0-9._-]`.
+    pub name: arrayvec::ArrayString<32>,
+    /// A multiple of 2 MiB in the allowed range.
+    pub memory_bytes: u64,
+    /// Boot module index (existence checked by the services).
+    pub module: u32,
+    /// `1..=DOMCTL_MAX_VCPUS`.
+    pub nr_vcpus: u32,
+    /// `1..=65535`.
+    pub weight: u32,
+    /// `0..=100 * nr_vcpus`.
+    pub cap: u32,
+    /// UTF-8, at most `DOMCTL_CMDLINE_MAX` bytes.
+    pub cmdline: arrayvec::ArrayString<{ DOMCTL_CMDLINE_MAX as usize }>,
+}
+
+/// Checks every field of a create request; `EINVAL` on the first bad one.
+pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, i64> {
+    let len = c.name.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    let (name, pad) = c.name.split_at(len);
+    let name_ok = !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && pad.iter().all(|&b| b == 0);
+    if !name_ok {
+        return Err(EINVAL);
+    }
+    let m = c.memory_bytes;
+    if !m.is_multiple_of(DOMCTL_MEMORY_ALIGN)
+        || !(DOMCTL_MEMORY_MIN..=DOMCTL_MEMORY_MAX).contains(&m)
+    {
+        return Err(EINVAL);
+    }
+    if !(1..=DOMCTL_MAX_VCPUS).contains(&c.nr_vcpus)
+        || !(1..=65535).contains(&c.weight)
+        || c.cap > 100 * c.nr_vcpus
+        || c.flags != 0
+        || c.cmdline_len > DOMCTL_CMDLINE_MAX
+    {
+        return Err(EINVAL);
+    }
+    let cmdline = c
+        .cmdline
+        .get(..c.cmdline_len as usize)
+        .and_then(|b| core::str::from_utf8(b).ok())
+        .ok_or(EINVAL)?;
+    Ok(CreateParams {
+        name: arrayvec::ArrayString::from(core::str::from_utf8(name).map_err(|_| EINVAL)?)
+            .map_err(|_| EINVAL)?,
+        memory_bytes: m,
+        module: c.module,
+        nr_vcpus: c.nr_vcpus,
+        weight: c.weight,
+        cap: c.cap,
+        cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| EINVAL)?,
+    })
+}
+
+/// One domctl request for the live system.
+#[derive(Debug)]
+pub enum DomctlReq<'a> {
+    /// Build a paused domain: its id.
+    Create(&'a CreateParams),
+    /// Let a domain run.
+    Unpause(u32),
+    /// Stop scheduling a domain.
+    Pause(u32),
+    /// End a domain.
+    Destroy(u32),
+    /// Report a domain.
+    Info(u32),
+    /// Fill the slice with ids, ascending: how many exist.
+    List(&'a mut [u32]),
+    /// Describe a boot module.
+    ModuleInfo(u64),
+    /// Copy bytes of a boot module from an offset: how many.
+    ModuleRead {
+        index: u64,
+        offset: u64,
+        buf: &'a mut [u8],
+    },
+    /// Report the machine.
+    HostInfo,
+}
+
+/// What a [`DomctlReq`] produced (returned by value once per domctl call,
+/// never stored: the size difference between variants costs nothing).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum DomctlReply {
+    /// A value for RAX.
+    Value(u64),
+    /// [`DomctlReq::Info`]'s answer.
+    Info(DomainInfo),
+    /// [`DomctlReq::ModuleInfo`]'s answer.
+    Module(ModuleInfo),
+    /// [`DomctlReq::HostInfo`]'s answer.
+    Host(HostInfo),
+}
+
+fn dom_id(v: u64) -> Result<u32, i64> {
+    u32::try_from(v).map_err(|_| EINVAL)
+}
+
+/// Runs domctl hypercall `nr`; `None` when `nr` is not one.
+pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, i64>> {
+    if !(HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO).contains(&nr) {
+        return None;
+    }
+    if !svc.privileged() {
+        return Some(Err(EPERM));
+    }
+    Some(run_privileged(svc, nr, a))
+}
+
+fn value(r: Result<DomctlReply, i64>) -> Result<u64, i64> {
+    match r? {
+        DomctlReply::Value(v) => Ok(v),
+        _ => Err(EINVAL),
+    }
+}
+
+fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, i64> {
+    match nr {
+        HC_DOMCTL_CREATE => {
+            let mut raw = [0u8; core::mem::size_of::<DomainCreate>()];
+            svc.read(a[0], &mut raw).map_err(|_| EFAULT)?;
+            let req = DomainCreate::read_from_bytes(&raw).map_err(|_| EFAULT)?;
+            let params = validate_create(&req)?;
+            value(svc.domctl(DomctlReq::Create(&params)))
+        }
+        HC_DOMCTL_UNPAUSE => value(svc.domctl(DomctlReq::Unpause(dom_id(a[0])?))),
+        HC_DOMCTL_PAUSE => value(svc.domctl(DomctlReq::Pause(dom_id(a[0])?))),
+        HC_DOMCTL_DESTROY => value(svc.domctl(DomctlReq::Destroy(dom_id(a[0])?))),
+        HC_DOMCTL_INFO => match svc.domctl(DomctlReq::Info(dom_id(a[0])?))? {
+            DomctlReply::Info(info) => put(svc, a[1], info.as_bytes()),
+            _ => Err(EINVAL),
+        },
+        HC_DOMCTL_LIST => {
+            if a[1] > DOMCTL_LIST_MAX {
+                return Err(E2BIG);
+            }
+            let mut ids = [0u32; DOMCTL_LIST_MAX as usize];
+            let ids = ids.get_mut(..a[1] as usize).ok_or(E2BIG)?;
+            // The whole array must be writable before anything is listed.
+            svc.write(a[0], ids.as_bytes()).map_err(|_| EFAULT)?;
+            let n = value(svc.domctl(DomctlReq::List(ids)))?;
+            put(svc, a[0], ids.as_bytes())?;
+            Ok(n)
+        }
+        HC_DOMCTL_MODULE_INFO => match svc.domctl(DomctlReq::ModuleInfo(a[0]))? {
+            DomctlReply::Module(m) => put(svc, a[1], m.as_bytes()),
+            _ => Err(EINVAL),
+        },
+        HC_DOMCTL_MODULE_READ => {
+            if a[3] > DOMCTL_READ_MAX {
+                return Err(E2BIG);
+            }
+            let mut buf = [0u8; DOMCTL_READ_MAX as usize];
+            let buf = buf.get_mut(..a[3] as usize).ok_or(E2BIG)?;
+            svc.read(a[2], buf).map_err(|_| EFAULT)?;
+            let n = value(svc.domctl(DomctlReq::ModuleRead {
+                index: a[0],
+                offset: a[1],
+                buf,
+            }))?;
+            let got = buf.get(..n as usize).ok_or(EINVAL)?;
+            put(svc, a[2], got)?;
+            Ok(n)
+        }
+        HC_DOMCTL_HOST_INFO => match svc.domctl(DomctlReq::HostInfo)? {
+            DomctlReply::Host(h) => put(svc, a[0], h.as_bytes()),
+            _ => Err(EINVAL),
+        },
+        _ => Err(EINVAL),
+    }
+}

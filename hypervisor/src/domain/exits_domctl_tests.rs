@@ -1,0 +1,274 @@
+//! Host tests of the domctl hypercalls: privilege, argument validation
+//! against hostile values, and OUT structures written only where they may be.
+use super::*;
+use pvabi::{
+    DOMCTL_READ_MAX, DomainCreate, E2BIG, ENOENT, HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY,
+    HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO,
+    HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
+};
+
+/// The fake system: domains 2 and 5 exist; module 1 holds `MODULE`.
+const MODULE: &[u8] = b"name = \"web\"\nmemory = 16\n";
+
+pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+    let exists = |id| {
+        if id == 2 || id == 5 {
+            Ok(())
+        } else {
+            Err(ENOENT)
+        }
+    };
+    Ok(match req {
+        DomctlReq::Create(p) => DomctlReply::Value(u64::from(p.module) + 100),
+        DomctlReq::Unpause(id) | DomctlReq::Pause(id) | DomctlReq::Destroy(id) => {
+            exists(id)?;
+            DomctlReply::Value(0)
+        }
+        DomctlReq::Info(id) => {
+            exists(id)?;
+            DomctlReply::Info(pvabi::DomainInfo {
+                id,
+                ..Default::default()
+            })
+        }
+        DomctlReq::List(ids) => {
+            for (slot, id) in ids.iter_mut().zip([2, 5]) {
+                *slot = id;
+            }
+            DomctlReply::Value(2)
+        }
+        DomctlReq::ModuleInfo(1) => DomctlReply::Module(ModuleInfo {
+            size: MODULE.len() as u64,
+            kind: pvabi::MODULE_DATA,
+            name_len: 0,
+            name: [0; 64],
+            args_len: 0,
+            _pad: 0,
+            args: [0; 256],
+        }),
+        DomctlReq::ModuleInfo(_) => return Err(ENOENT),
+        DomctlReq::ModuleRead { index, offset, buf } => {
+            if index != 1 {
+                return Err(ENOENT);
+            }
+            let from = MODULE
+                .get(offset.min(MODULE.len() as u64) as usize..)
+                .unwrap_or(&[]);
+            let n = from.len().min(buf.len());
+            buf[..n].copy_from_slice(&from[..n]);
+            DomctlReply::Value(n as u64)
+        }
+        DomctlReq::HostInfo => DomctlReply::Host(HostInfo {
+            nr_cpus: 2,
+            ..Default::default()
+        }),
+    })
+}
+
+fn call(svc: &mut FakeSvc, nr: u64, args: [u64; 6]) -> i64 {
+    let mut vcpu = FakeVcpu::default();
+    vcpu.regs.rax = nr;
+    vcpu.regs.rdi = args[0];
+    vcpu.regs.rsi = args[1];
+    vcpu.regs.rdx = args[2];
+    vcpu.regs.r10 = args[3];
+    let action = handle(
+        VmExit::Hypercall { len: 3 },
+        &mut vcpu,
+        svc,
+        &FakeHost,
+        1,
+        &mut |_| {},
+    );
+    assert_eq!(action, Action::Resume);
+    vcpu.regs.rax as i64
+}
+
+fn privileged() -> FakeSvc {
+    let mut svc = FakeSvc::new(0x4000);
+    svc.privileged = true;
+    svc
+}
+
+fn good_create() -> DomainCreate {
+    let mut c = DomainCreate::new("web-1.a_b", 1, 16 << 20, 2);
+    assert!(c.set_cmdline("peer=3 mode=fast"));
+    c.cap = 150;
+    c
+}
+
+#[test]
+fn every_domctl_is_refused_to_an_unprivileged_domain_before_anything_else() {
+    for nr in HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO {
+        let mut svc = FakeSvc::new(0x2000);
+        // Hostile arguments too: EPERM comes first, whatever they are.
+        assert_eq!(call(&mut svc, nr, [u64::MAX; 6]), EPERM, "call {nr}");
+        assert_eq!(call(&mut svc, nr, [0; 6]), EPERM, "call {nr}");
+        assert!(svc.domctl_reqs.is_empty(), "nothing reached the system");
+        assert!(svc.mem.iter().all(|&b| b == 0), "nothing written");
+    }
+}
+
+#[test]
+fn a_valid_create_reaches_the_system_validated() {
+    let mut svc = privileged();
+    svc.mem[0x1000..0x1000 + 320].copy_from_slice(good_create().as_bytes());
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
+        101
+    );
+    let r = &svc.domctl_reqs[0];
+    assert!(r.contains("\"web-1.a_b\""), "{r}");
+    assert!(r.contains("memory_bytes: 16777216"), "{r}");
+    assert!(r.contains("\"peer=3 mode=fast\""), "{r}");
+}
+
+#[test]
+fn create_rejects_each_bad_field() {
+    type Break = fn(&mut DomainCreate);
+    let cases: &[(&str, Break)] = &[
+        ("empty name", |c| c.name = [0; 32]),
+        ("no NUL", |c| c.name = [b'a'; 32]),
+        ("space in name", |c| c.name[2] = b' '),
+        ("byte after NUL", |c| c.name[20] = b'x'),
+        ("non-ASCII name", |c| c.name[0] = 0xc3),
+        ("memory not 2 MiB aligned", |c| c.memory_bytes += 4096),
+        ("memory too small", |c| c.memory_bytes = 2 << 20),
+        ("memory too big", |c| c.memory_bytes = 2 << 30),
+        ("memory huge", |c| c.memory_bytes = !((2 << 20) - 1)),
+        ("no vCPU", |c| c.nr_vcpus = 0),
+        ("too many vCPUs", |c| {
+            c.nr_vcpus = pvabi::DOMCTL_MAX_VCPUS + 1
+        }),
+        ("zero weight", |c| c.weight = 0),
+        ("weight too big", |c| c.weight = 65536),
+        ("cap over vCPUs", |c| c.cap = 201),
+        ("flags", |c| c.flags = 1),
+        ("cmdline too long", |c| c.cmdline_len = 257),
+        ("cmdline not UTF-8", |c| {
+            c.cmdline[0] = 0xff;
+            c.cmdline_len = 1
+        }),
+    ];
+    for (what, break_it) in cases {
+        let mut c = good_create();
+        break_it(&mut c);
+        let mut svc = privileged();
+        svc.mem[0x1000..0x1000 + 320].copy_from_slice(c.as_bytes());
+        assert_eq!(
+            call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
+            EINVAL,
+            "{what}"
+        );
+        assert!(svc.domctl_reqs.is_empty(), "{what}: nothing was created");
+    }
+}
+
+#[test]
+fn create_struct_outside_memory_is_efault() {
+    for gpa in [0x4000 - 100, 0x4000, u64::MAX - 10, u64::MAX] {
+        let mut svc = privileged();
+        assert_eq!(
+            call(&mut svc, HC_DOMCTL_CREATE, [gpa, 0, 0, 0, 0, 0]),
+            EFAULT
+        );
+    }
+}
+
+#[test]
+fn domain_ids_must_fit_and_exist() {
+    for nr in [HC_DOMCTL_UNPAUSE, HC_DOMCTL_PAUSE, HC_DOMCTL_DESTROY] {
+        let mut svc = privileged();
+        assert_eq!(call(&mut svc, nr, [1 << 32 | 5, 0, 0, 0, 0, 0]), EINVAL);
+        assert_eq!(call(&mut svc, nr, [3, 0, 0, 0, 0, 0]), ENOENT);
+        assert_eq!(call(&mut svc, nr, [5, 0, 0, 0, 0, 0]), 0);
+    }
+}
+
+#[test]
+fn info_is_written_only_into_own_memory() {
+    let mut svc = privileged();
+    assert_eq!(call(&mut svc, HC_DOMCTL_INFO, [5, 0x2000, 0, 0, 0, 0]), 0);
+    assert_eq!(&svc.mem[0x2000..0x2004], &5u32.to_le_bytes());
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [5, 0x3fc0, 0, 0, 0, 0]),
+        EFAULT
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [4, 0x2000, 0, 0, 0, 0]),
+        ENOENT
+    );
+}
+
+#[test]
+fn list_checks_capacity_and_buffer_first() {
+    let mut svc = privileged();
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_LIST, [0x1000, 1025, 0, 0, 0, 0]),
+        E2BIG
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_LIST, [0x3ffc, 4, 0, 0, 0, 0]),
+        EFAULT
+    );
+    assert!(svc.domctl_reqs.is_empty());
+    // Capacity 1 of 2 domains: the count says more exist.
+    assert_eq!(call(&mut svc, HC_DOMCTL_LIST, [0x1000, 1, 0, 0, 0, 0]), 2);
+    assert_eq!(&svc.mem[0x1000..0x1008], &[2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(call(&mut svc, HC_DOMCTL_LIST, [0x1000, 0, 0, 0, 0, 0]), 2);
+}
+
+#[test]
+fn modules_are_described_and_read_in_bounds() {
+    let mut svc = privileged();
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MODULE_INFO, [1, 0x1000, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(svc.mem[0x1000] as usize, MODULE.len());
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MODULE_INFO, [9, 0x1000, 0, 0, 0, 0]),
+        ENOENT
+    );
+    let n = call(&mut svc, HC_DOMCTL_MODULE_READ, [1, 7, 0x2000, 100, 0, 0]);
+    assert_eq!(n as usize, MODULE.len() - 7);
+    assert_eq!(&svc.mem[0x2000..0x2000 + n as usize], &MODULE[7..]);
+    assert_eq!(
+        call(
+            &mut svc,
+            HC_DOMCTL_MODULE_READ,
+            [1, u64::MAX, 0x2000, 8, 0, 0]
+        ),
+        0
+    );
+    assert_eq!(
+        call(
+            &mut svc,
+            HC_DOMCTL_MODULE_READ,
+            [1, 0, 0x2000, DOMCTL_READ_MAX + 1, 0, 0]
+        ),
+        E2BIG
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MODULE_READ, [1, 0, 0x3ff0, 100, 0, 0]),
+        EFAULT
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MODULE_READ, [2, 0, 0x2000, 10, 0, 0]),
+        ENOENT
+    );
+}
+
+#[test]
+fn host_info_goes_where_asked() {
+    let mut svc = privileged();
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_HOST_INFO, [0x1000, 0, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(svc.mem[0x1010], 2, "nr_cpus");
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_HOST_INFO, [u64::MAX, 0, 0, 0, 0, 0]),
+        EFAULT
+    );
+}

@@ -1,0 +1,96 @@
+//! The domctl op group (1.3), for the control domain: [`crate::HC_DOMCTL_CREATE`]
+//! and the calls after it. Every call fails with [`Error::Perm`] in a domain
+//! without [`crate::START_FLAG_PRIVILEGED`].
+//!
+//! ```ignore
+//! let mut req = pvabi::DomainCreate::new("web", module, 16 << 20, 1);
+//! req.set_cmdline("port=80");
+//! let id = pvabi::guest::domctl::create(&req)?;
+//! pvabi::guest::domctl::unpause(id)?;
+//! ```
+
+use zerocopy::FromZeros;
+
+use super::{hypercall6, status};
+use crate::{
+    DomainCreate, DomainInfo, Error, HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO,
+    HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE,
+    HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
+};
+
+fn call(nr: u64, a: [u64; 4]) -> Result<u64, Error> {
+    status(hypercall6(nr, [a[0], a[1], a[2], a[3], 0, 0]))
+}
+
+/// Builds a paused domain; returns its id.
+pub fn create(req: &DomainCreate) -> Result<u32, Error> {
+    let id = call(
+        HC_DOMCTL_CREATE,
+        [req as *const DomainCreate as u64, 0, 0, 0],
+    )?;
+    u32::try_from(id).map_err(|_| Error::Invalid)
+}
+
+/// Lets domain `id` run.
+pub fn unpause(id: u32) -> Result<(), Error> {
+    call(HC_DOMCTL_UNPAUSE, [id.into(), 0, 0, 0]).map(|_| ())
+}
+
+/// Stops scheduling domain `id`.
+pub fn pause(id: u32) -> Result<(), Error> {
+    call(HC_DOMCTL_PAUSE, [id.into(), 0, 0, 0]).map(|_| ())
+}
+
+/// Ends domain `id` (its memory returns once its vCPUs are off their CPUs).
+pub fn destroy(id: u32) -> Result<(), Error> {
+    call(HC_DOMCTL_DESTROY, [id.into(), 0, 0, 0]).map(|_| ())
+}
+
+/// Reports domain `id`.
+pub fn info(id: u32) -> Result<DomainInfo, Error> {
+    let mut out = DomainInfo::new_zeroed();
+    call(HC_DOMCTL_INFO, [id.into(), &raw mut out as u64, 0, 0])?;
+    Ok(out)
+}
+
+/// Fills `ids` with domain ids, ascending; returns how many domains exist
+/// (more than `ids.len()` means the list was cut).
+pub fn list(ids: &mut [u32]) -> Result<usize, Error> {
+    let n = call(
+        HC_DOMCTL_LIST,
+        [ids.as_mut_ptr() as u64, ids.len() as u64, 0, 0],
+    )?;
+    usize::try_from(n).map_err(|_| Error::Invalid)
+}
+
+/// Describes boot module `index`.
+pub fn module_info(index: u32) -> Result<ModuleInfo, Error> {
+    let mut out = ModuleInfo::new_zeroed();
+    call(
+        HC_DOMCTL_MODULE_INFO,
+        [index.into(), &raw mut out as u64, 0, 0],
+    )?;
+    Ok(out)
+}
+
+/// Copies bytes of boot module `index` from `offset` into `buf` (at most
+/// [`crate::DOMCTL_READ_MAX`] per call); returns how many (0 at the end).
+pub fn module_read(index: u32, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
+    let n = call(
+        HC_DOMCTL_MODULE_READ,
+        [
+            index.into(),
+            offset,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+        ],
+    )?;
+    usize::try_from(n).map_err(|_| Error::Invalid)
+}
+
+/// Reports the machine.
+pub fn host_info() -> Result<HostInfo, Error> {
+    let mut out = HostInfo::new_zeroed();
+    call(HC_DOMCTL_HOST_INFO, [&raw mut out as u64, 0, 0, 0])?;
+    Ok(out)
+}
