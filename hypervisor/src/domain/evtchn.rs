@@ -38,8 +38,11 @@
 
 mod bits;
 mod pending;
+mod shared;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shared;
 mod types;
 
 use alloc::boxed::Box;
@@ -49,6 +52,7 @@ use alloc::vec::Vec;
 use pvabi::Error;
 
 pub use self::bits::{BitmapEvents, EventBits};
+pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
 pub use super::ids::DomainId;
 
@@ -58,14 +62,8 @@ pub const BUCKET_PORTS: u32 = 512;
 pub const EVTCHN_DEFAULT_MAX_PORTS: u32 = 1 << 16;
 /// Highest per-domain port limit.
 pub const EVTCHN_PORTS_LIMIT: u32 = 1 << 20;
-/// Number of virtual interrupts a port can be bound to (`0..NR_VIRQS`).
-pub const NR_VIRQS: u32 = 16;
-/// Virq: this vCPU's single-shot timer fired.
-pub const VIRQ_TIMER: u32 = 0;
-/// Virq: console input is waiting (control domain).
-pub const VIRQ_CONSOLE: u32 = 1;
-/// Virq: a domain died (control domain).
-pub const VIRQ_DOM_EXC: u32 = 2;
+/// Virq numbers (the ABI's): `0..NR_VIRQS`.
+pub use pvabi::{NR_VIRQS, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
 
 #[derive(Clone, Copy)]
 struct Port {
@@ -394,6 +392,7 @@ impl<B: EventBits> EventTable<B> {
         if self.bits.is_masked(port) {
             return None;
         }
+        self.bits.notify(p.vcpu, port);
         Some(Notify {
             domain: self.domain,
             vcpu: p.vcpu,
@@ -495,14 +494,21 @@ impl<B: EventBits> EventTable<B> {
         Ok(())
     }
 
-    /// **unmask**: lets `port` notify again. If it was masked and is
+    /// **unmask**: lets `port` notify again. If it was masked (or the bits
+    /// are in a guest's area, where the guest unmasks by itself) and is
     /// pending, returns the upcall to make now (whether or not one was made
     /// before it was masked: an extra upcall is harmless, a missing one
     /// would be a lost wake-up). Errors: `NoEntry`.
     pub fn unmask(&mut self, port: u32) -> Result<Option<Notify>, Error> {
         let p = self.bound(port)?;
         let was = self.bits.set_masked(port, false);
-        Ok((was && self.bits.is_pending(port)).then_some(Notify {
+        // With a shared area the guest clears the mask bit itself and then
+        // calls this because the port is pending: notify then too.
+        if !((was || self.bits.guest_owned()) && self.bits.is_pending(port)) {
+            return Ok(None);
+        }
+        self.bits.notify(p.vcpu, port);
+        Ok(Some(Notify {
             domain: self.domain,
             vcpu: p.vcpu,
             port,

@@ -45,6 +45,7 @@ pub fn svm(e: SvmExitInfo) -> VmExit {
         },
         0x78 => VmExit::Hlt { len: len(1) },
         0x60..=0x63 => VmExit::ExternalInterrupt, // INTR, NMI, SMI, INIT
+        0x64 => VmExit::InterruptWindow,          // VINTR (APM 15.21.4)
         0x400 => VmExit::NestedPageFault {
             gpa: e.info2,
             write: e.info1 & 2 != 0,
@@ -95,6 +96,7 @@ pub fn vmx(e: VmxExitInfo) -> VmExit {
     match e.reason & 0xffff {
         0 | 1 => VmExit::ExternalInterrupt, // NMI (exception bitmap is empty), interrupt
         52 => VmExit::ExternalInterrupt,    // VMX-preemption timer: the slice is over
+        7 => VmExit::InterruptWindow,       // interrupt-window exiting (SDM 3C 26.2.1.2)
         2 => VmExit::Shutdown,
         9 => VmExit::Forbidden {
             what: "a task switch",

@@ -25,6 +25,14 @@ static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
 static REVISION: AtomicU64 = AtomicU64::new(0);
 /// Whether VPID is available (tags guest TLB entries).
 static HAVE_VPID: AtomicU64 = AtomicU64::new(0);
+/// Whether "interrupt-window exiting" (primary control bit 2) may be set.
+static WINDOW_OK: AtomicU64 = AtomicU64::new(0);
+/// Primary processor-based control: interrupt-window exiting (SDM Vol. 3C
+/// 25.6.2, Table 25-6).
+const PROC_INTR_WINDOW: u64 = 1 << 2;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+
 /// Control values adjusted to what the CPU allows (pin, proc, proc2,
 /// exit, entry).
 static CONTROLS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
@@ -64,6 +72,16 @@ pub fn init_global(vpid: bool) {
     let proc = adjust(
         pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
         (1 << 7) | (1 << 10) | (1 << 24) | (1 << 29) | (1 << 31),
+    );
+    // Interrupt-window exiting is switched on per entry when an upcall
+    // waits for the guest to enable interrupts: only if it may be 1.
+    let window = adjust(
+        pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
+        PROC_INTR_WINDOW as u32,
+    );
+    WINDOW_OK.store(
+        u64::from(window & PROC_INTR_WINDOW as u32 != 0),
+        Ordering::Relaxed,
     );
     // Secondary: EPT (1), VPID (5) where offered.
     let proc2 = adjust(
@@ -166,6 +184,8 @@ pub struct VmxVcpu {
     started: bool,
     /// VMX-preemption timer value written before each entry (0: none).
     preempt_ticks: u64,
+    /// Interrupt-window exiting is on in the VMCS.
+    window: bool,
 }
 
 impl VmxVcpu {
@@ -185,6 +205,7 @@ impl VmxVcpu {
             vpid: vpid.max(1),
             started: false,
             preempt_ticks: 0,
+            window: false,
         })
     }
 
@@ -334,6 +355,54 @@ impl VmxVcpu {
         vmwrite(ENTRY_EXC_ERRCODE, 0);
     }
 
+    /// Injects external interrupt `vector` at the next entry if the guest
+    /// can take it (RFLAGS.IF = 1, no blocking by STI or MOV SS, no event
+    /// already in the VM-entry interruption-information field), else turns
+    /// on interrupt-window exiting (exit reason 7) so it is tried again as
+    /// soon as it can (SDM Vol. 3C 26.6, 27.2, Table 25-3).
+    pub fn set_upcall(&mut self, vector: Option<u8>) {
+        let mut window = false;
+        if let Some(v) = vector {
+            let busy = vmread(ENTRY_INTR_INFO) & (1 << 31) != 0;
+            let open =
+                vmread(GUEST_RFLAGS) & RFLAGS_IF != 0 && vmread(GUEST_INTERRUPTIBILITY) & 3 == 0;
+            if open && !busy {
+                // Type 0 (external interrupt), valid.
+                vmwrite(ENTRY_INTR_INFO, u64::from(v) | (1 << 31));
+            } else {
+                window = WINDOW_OK.load(Ordering::Relaxed) != 0;
+            }
+        }
+        if window != self.window {
+            let proc = vmread(PROC_CONTROLS);
+            vmwrite(
+                PROC_CONTROLS,
+                if window {
+                    proc | PROC_INTR_WINDOW
+                } else {
+                    proc & !PROC_INTR_WINDOW
+                },
+            );
+            self.window = window;
+        }
+    }
+
+    /// An event the exit interrupted while it was being delivered (valid
+    /// IDT-vectoring information) is delivered again at the next entry
+    /// (SDM Vol. 3C 28.2.4): bits 31, 11 and 10:0 carry over; bit 12 is
+    /// undefined there and must be 0 on entry.
+    fn reinject(&mut self) {
+        let info = vmread(IDT_VECTORING_INFO);
+        if info & (1 << 31) == 0 {
+            return;
+        }
+        vmwrite(ENTRY_INTR_INFO, info & 0x8000_0fff);
+        if info & (1 << 11) != 0 {
+            vmwrite(ENTRY_EXC_ERRCODE, vmread(IDT_VECTORING_ERRCODE));
+        }
+        vmwrite(ENTRY_INSTR_LEN, vmread(EXIT_INSTR_LEN));
+    }
+
     /// Makes this vCPU's VMCS current on this CPU (call before `run` and the
     /// register accessors after a switch-in).
     pub fn enter(&mut self) {
@@ -374,6 +443,7 @@ impl VmxVcpu {
             };
         }
         self.launched = true;
+        self.reinject();
         self.decode()
     }
 
