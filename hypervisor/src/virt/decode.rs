@@ -219,6 +219,16 @@ mod tests {
         );
         assert_eq!(s(0x7f, 0, 0), VmExit::Shutdown);
         assert_eq!(s(0x60, 0, 0), VmExit::ExternalInterrupt);
+        // VINTR: the interrupt window for an upcall, whatever EXITINFO holds.
+        assert_eq!(s(0x64, u64::MAX, u64::MAX), VmExit::InterruptWindow);
+        assert_eq!(
+            s(0x65, 0, 0),
+            VmExit::Unknown {
+                code: 0x65,
+                info1: 0,
+                info2: 0
+            }
+        );
         assert_eq!(
             s(0x80, 0, 0),
             VmExit::Forbidden {
@@ -278,6 +288,10 @@ mod tests {
         );
         assert_eq!(v(2, 0, 0), VmExit::Shutdown);
         assert_eq!(v(52, 0, 0), VmExit::ExternalInterrupt);
+        // Interrupt-window exiting; high reason bits other than 31 ignored.
+        assert_eq!(v(7, u64::MAX, u64::MAX), VmExit::InterruptWindow);
+        assert_eq!(v((1 << 27) | 7, 0, 0), VmExit::InterruptWindow);
+        assert_eq!(v((1 << 31) | 7, 0, 0), VmExit::InvalidState { detail: 7 });
         assert_eq!(v(13, 0, 0), VmExit::Forbidden { what: "INVD" });
         assert_eq!(
             v(27, 0, 0),
