@@ -25,15 +25,22 @@ static ROUNDS: AtomicU64 = AtomicU64::new(0);
 static SENT: AtomicU64 = AtomicU64::new(0);
 static REPLIES: AtomicU64 = AtomicU64::new(0);
 static SEND_ERRORS: AtomicU64 = AtomicU64::new(0);
+static PEER_GONE: AtomicU64 = AtomicU64::new(0);
 
 fn ping(port: u32) {
     match evtchn::send(port) {
         Ok(()) => SENT.fetch_add(1, Ordering::SeqCst),
+        Err(Error::Busy) => PEER_GONE.fetch_add(1, Ordering::SeqCst),
         Err(_) => SEND_ERRORS.fetch_add(1, Ordering::SeqCst),
     };
 }
 
+/// Counts a reply and sends the next ping. After the last reply the peer
+/// exits, and its close makes the port pending once more: not a reply.
 fn on_reply(port: u32) {
+    if REPLIES.load(Ordering::SeqCst) >= ROUNDS.load(Ordering::Relaxed) {
+        return;
+    }
     let n = REPLIES.fetch_add(1, Ordering::SeqCst) + 1;
     if n < ROUNDS.load(Ordering::Relaxed) {
         ping(port);
@@ -73,6 +80,10 @@ fn main(si: &StartInfo) -> i32 {
         let now = REPLIES.load(Ordering::SeqCst);
         if now >= rounds || SEND_ERRORS.load(Ordering::SeqCst) != 0 {
             break;
+        }
+        if PEER_GONE.load(Ordering::SeqCst) != 0 {
+            pvabi::println!("evuping: FAILED peer left after {now} replies");
+            return 1;
         }
         if now != seen {
             seen = now;

@@ -17,8 +17,8 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use kestrel_guests::{PONG_PORT, num_arg};
-use pvabi::StartInfo;
 use pvabi::guest::{evtchn, sched, time, upcall};
+use pvabi::{Error, StartInfo};
 
 pvabi::entry_point!(main);
 
@@ -28,10 +28,15 @@ const WAIT_NS: u64 = 10_000_000_000;
 static ANSWERED: AtomicU64 = AtomicU64::new(0);
 static SEND_ERRORS: AtomicU64 = AtomicU64::new(0);
 static FLOODS: AtomicU64 = AtomicU64::new(0);
+static PEER_GONE: AtomicU64 = AtomicU64::new(0);
 
+/// Answers a ping. The peer's close (when it exits after our last answer)
+/// also makes the port pending, now unbound: the send then gets `EBUSY`,
+/// which is no error after the last round (checked by `main`).
 fn on_ping(port: u32) {
     match evtchn::send(port) {
         Ok(()) => ANSWERED.fetch_add(1, Ordering::SeqCst),
+        Err(Error::Busy) => PEER_GONE.fetch_add(1, Ordering::SeqCst),
         Err(_) => SEND_ERRORS.fetch_add(1, Ordering::SeqCst),
     };
 }
@@ -79,6 +84,10 @@ fn main(si: &StartInfo) -> i32 {
         let now = ANSWERED.load(Ordering::SeqCst);
         if now >= rounds || SEND_ERRORS.load(Ordering::SeqCst) != 0 {
             break;
+        }
+        if PEER_GONE.load(Ordering::SeqCst) != 0 {
+            pvabi::println!("evupong: FAILED peer left after {now} answers");
+            return 1;
         }
         if now != seen {
             seen = now;
