@@ -44,6 +44,7 @@ mod tests;
 #[cfg(test)]
 mod tests_shared;
 mod types;
+mod virq;
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -292,67 +293,6 @@ impl<B: EventBits> EventTable<B> {
         }
     }
 
-    /// **bind_virq**: a new port for virq `virq` of vCPU `vcpu`.
-    /// Errors: `Invalid` (virq or vCPU out of range), `Exists` (already
-    /// bound on that vCPU), `NoMem`.
-    pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Error> {
-        if virq >= NR_VIRQS {
-            return Err(Error::Invalid);
-        }
-        self.check_vcpu(vcpu)?;
-        let bound = self.virq_port(vcpu, virq);
-        if bound != 0 {
-            return Err(Error::Exists);
-        }
-        let port = self.alloc(PortState::Virq { virq }, vcpu)?;
-        self.set_virq_port(vcpu, virq, port);
-        Ok(port)
-    }
-
-    fn virq_port(&self, vcpu: u32, virq: u32) -> u32 {
-        self.virqs
-            .get(vcpu as usize)
-            .and_then(|v| v.get(virq as usize))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn set_virq_port(&mut self, vcpu: u32, virq: u32, port: u32) {
-        if let Some(slot) = self
-            .virqs
-            .get_mut(vcpu as usize)
-            .and_then(|v| v.get_mut(virq as usize))
-        {
-            *slot = port;
-        }
-    }
-
-    /// **bind_ipi**: a new port that notifies vCPU `vcpu` of this domain
-    /// when any vCPU of the domain sends on it.
-    /// Errors: `Invalid` (vCPU out of range), `NoMem`.
-    pub fn bind_ipi(&mut self, vcpu: u32) -> Result<u32, Error> {
-        self.check_vcpu(vcpu)?;
-        self.alloc(PortState::Ipi, vcpu)
-    }
-
-    /// **bind_vcpu**: makes an unbound or interdomain port notify `vcpu`
-    /// (virq and ipi ports keep the vCPU they were bound to).
-    /// Errors: `NoEntry`, `Invalid` (vCPU out of range, or a virq or ipi
-    /// port).
-    pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Error> {
-        let p = self.bound(port)?;
-        self.check_vcpu(vcpu)?;
-        match p.state {
-            PortState::Unbound { .. } | PortState::Interdomain { .. } => {
-                if let Some(slot) = self.slot_mut(port) {
-                    slot.vcpu = vcpu;
-                }
-                Ok(())
-            }
-            _ => Err(Error::Invalid),
-        }
-    }
-
     /// **send**: where a send on `port` goes; the caller then raises the
     /// receiving port ([`EventTable::raise`] or [`EventTable::deliver`]).
     /// Errors: `NoEntry` (port not allocated), `Busy` (unbound: no peer has
@@ -412,16 +352,6 @@ impl<B: EventBits> EventTable<B> {
             return None;
         }
         self.raise(port)
-    }
-
-    /// The hypervisor raises virq `virq` on `vcpu`: the upcall to make, if
-    /// the domain bound a port to it and the port was not pending or
-    /// masked.
-    pub fn raise_virq(&mut self, vcpu: u32, virq: u32) -> Option<Notify> {
-        match self.virq_port(vcpu, virq) {
-            0 => None,
-            port => self.raise(port),
-        }
     }
 
     /// **close**: frees `port`. A connected port leaves its peer to be told

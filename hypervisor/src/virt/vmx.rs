@@ -18,6 +18,10 @@ use crate::domain::builder::BootState;
 
 use super::vmx_fields::*;
 
+#[path = "vmx_upcall.rs"]
+mod upcall;
+use upcall::{PROC_INTR_WINDOW, WINDOW_OK};
+
 /// VMX-preemption timer: 0 if absent, else 1 + its TSC shift.
 static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
 
@@ -25,14 +29,6 @@ static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
 static REVISION: AtomicU64 = AtomicU64::new(0);
 /// Whether VPID is available (tags guest TLB entries).
 static HAVE_VPID: AtomicU64 = AtomicU64::new(0);
-/// Whether "interrupt-window exiting" (primary control bit 2) may be set.
-static WINDOW_OK: AtomicU64 = AtomicU64::new(0);
-/// Primary processor-based control: interrupt-window exiting (SDM Vol. 3C
-/// 25.6.2, Table 25-6).
-const PROC_INTR_WINDOW: u64 = 1 << 2;
-/// RFLAGS.IF.
-const RFLAGS_IF: u64 = 1 << 9;
-
 /// Control values adjusted to what the CPU allows (pin, proc, proc2,
 /// exit, entry).
 static CONTROLS: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
@@ -353,54 +349,6 @@ impl VmxVcpu {
     pub fn inject_gp(&mut self) {
         vmwrite(ENTRY_INTR_INFO, 13 | (3 << 8) | (1 << 11) | (1 << 31));
         vmwrite(ENTRY_EXC_ERRCODE, 0);
-    }
-
-    /// Injects external interrupt `vector` at the next entry if the guest
-    /// can take it (RFLAGS.IF = 1, no blocking by STI or MOV SS, no event
-    /// already in the VM-entry interruption-information field), else turns
-    /// on interrupt-window exiting (exit reason 7) so it is tried again as
-    /// soon as it can (SDM Vol. 3C 26.6, 27.2, Table 25-3).
-    pub fn set_upcall(&mut self, vector: Option<u8>) {
-        let mut window = false;
-        if let Some(v) = vector {
-            let busy = vmread(ENTRY_INTR_INFO) & (1 << 31) != 0;
-            let open =
-                vmread(GUEST_RFLAGS) & RFLAGS_IF != 0 && vmread(GUEST_INTERRUPTIBILITY) & 3 == 0;
-            if open && !busy {
-                // Type 0 (external interrupt), valid.
-                vmwrite(ENTRY_INTR_INFO, u64::from(v) | (1 << 31));
-            } else {
-                window = WINDOW_OK.load(Ordering::Relaxed) != 0;
-            }
-        }
-        if window != self.window {
-            let proc = vmread(PROC_CONTROLS);
-            vmwrite(
-                PROC_CONTROLS,
-                if window {
-                    proc | PROC_INTR_WINDOW
-                } else {
-                    proc & !PROC_INTR_WINDOW
-                },
-            );
-            self.window = window;
-        }
-    }
-
-    /// An event the exit interrupted while it was being delivered (valid
-    /// IDT-vectoring information) is delivered again at the next entry
-    /// (SDM Vol. 3C 28.2.4): bits 31, 11 and 10:0 carry over; bit 12 is
-    /// undefined there and must be 0 on entry.
-    fn reinject(&mut self) {
-        let info = vmread(IDT_VECTORING_INFO);
-        if info & (1 << 31) == 0 {
-            return;
-        }
-        vmwrite(ENTRY_INTR_INFO, info & 0x8000_0fff);
-        if info & (1 << 11) != 0 {
-            vmwrite(ENTRY_EXC_ERRCODE, vmread(IDT_VECTORING_ERRCODE));
-        }
-        vmwrite(ENTRY_INSTR_LEN, vmread(EXIT_INSTR_LEN));
     }
 
     /// Makes this vCPU's VMCS current on this CPU (call before `run` and the
