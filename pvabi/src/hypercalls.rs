@@ -363,6 +363,116 @@ pub const HC_EVTCHN_MASK: u64 = 19;
 ///   notified again.
 pub const HC_EVTCHN_POLL: u64 = 20;
 
+// evtchn (1.3): virqs, ipis, status, vCPU binding and upcalls. The shared
+// structures these use ([`crate::EvtchnStatus`], [`crate::EvtchnControl`])
+// are in `evtchn.rs`.
+
+/// Virq (1.3): this vCPU's [`HC_SET_TIMER`] deadline passed (raised
+/// together with [`EVENT_TIMER`]).
+pub const VIRQ_TIMER: u32 = 0;
+/// Virq (1.3): console input is waiting. Reserved: raised by the control
+/// domain's console once it serves other domains' consoles; the hypervisor
+/// does not raise it in 1.3 (a privileged domain reads input with
+/// [`HC_CONSOLE_READ`]).
+pub const VIRQ_CONSOLE: u32 = 1;
+/// Virq (1.3): some domain ended; raised on every privileged domain
+/// ([`crate::START_FLAG_PRIVILEGED`]) that bound it, on the vCPU it bound.
+pub const VIRQ_DOM_EXC: u32 = 2;
+/// Virq numbers are `0..NR_VIRQS`; the ones not named above are reserved
+/// (binding them succeeds, nothing raises them yet).
+pub const NR_VIRQS: u32 = 16;
+
+/// **evtchn bind virq** (25): a new port the hypervisor raises when virq
+/// RDI happens on vCPU RSI.
+///
+/// - IN: RDI = virq number ([`VIRQ_TIMER`], ...), RSI = vCPU id.
+/// - OUT: RAX = the new port (notifies vCPU RSI).
+/// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in
+///   32 bits, RDI `>= `[`NR_VIRQS`], or RSI `>= StartInfo::nr_vcpus`);
+///   `EEXIST` (that virq is already bound on that vCPU); `ENOMEM`.
+/// - Notes: a send on a virq port fails with `EINVAL` (only the
+///   hypervisor raises it). Closing the port unbinds the virq, which may
+///   then be bound again. Virqs raised before the bind are not remembered.
+pub const HC_EVTCHN_BIND_VIRQ: u64 = 25;
+
+/// **evtchn bind ipi** (26): a new port for signalling between vCPUs of
+/// this domain: a send on it (from any vCPU of the domain) makes it
+/// pending and notifies vCPU RDI.
+///
+/// - IN: RDI = the vCPU to notify.
+/// - OUT: RAX = the new port.
+/// - Errors, in the order checked: `EINVAL` (RDI does not fit in 32 bits
+///   or is `>= nr_vcpus`); `ENOMEM`.
+pub const HC_EVTCHN_BIND_IPI: u64 = 26;
+
+/// **evtchn status** (27): describes port RDI.
+///
+/// - IN: RDI = a local port, RSI = address of a [`crate::EvtchnStatus`]
+///   (32 bytes) to fill.
+/// - OUT: RAX = 0; the `EvtchnStatus` is filled in.
+/// - Errors, in the order checked: `EINVAL` (RDI does not fit in 32
+///   bits); `ENOENT` (RDI is 0 or beyond every port the domain ever
+///   allocated); `EFAULT` (any byte of the `EvtchnStatus` outside guest
+///   memory).
+/// - Notes: a snapshot. A port that was allocated once and is free now
+///   reports [`EVTCHN_STATE_FREE`].
+pub const HC_EVTCHN_STATUS: u64 = 27;
+
+/// [`crate::EvtchnStatus::state`]: not allocated.
+pub const EVTCHN_STATE_FREE: u32 = 0;
+/// [`crate::EvtchnStatus::state`]: allocated for `remote_domain` to
+/// connect to.
+pub const EVTCHN_STATE_UNBOUND: u32 = 1;
+/// [`crate::EvtchnStatus::state`]: connected to `remote_port` of
+/// `remote_domain`.
+pub const EVTCHN_STATE_INTERDOMAIN: u32 = 2;
+/// [`crate::EvtchnStatus::state`]: bound to virq `virq`.
+pub const EVTCHN_STATE_VIRQ: u32 = 3;
+/// [`crate::EvtchnStatus::state`]: an ipi port.
+pub const EVTCHN_STATE_IPI: u32 = 4;
+
+/// **evtchn bind vcpu** (28): makes port RDI notify vCPU RSI.
+///
+/// - IN: RDI = a local port, RSI = vCPU id.
+/// - OUT: RAX = 0.
+/// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in 32
+///   bits); `ENOENT` (port not allocated); `EINVAL` (RSI `>= nr_vcpus`, or
+///   a virq or ipi port: those keep the vCPU they were bound to).
+/// - Notes: applies to later notifications; one already made stays with
+///   the old vCPU.
+pub const HC_EVTCHN_BIND_VCPU: u64 = 28;
+
+/// **evtchn init control** (29): moves this domain's pending and mask bits
+/// into a [`crate::EvtchnControl`] area in its own memory and turns on
+/// upcalls: a port notifying vCPU `v` then sets `v`'s `upcall_pending` and
+/// selector bit and injects interrupt vector RSI into `v` (see
+/// [`crate::EvtchnControl`] for when).
+///
+/// - IN: RDI = guest-physical address of the area,
+///   [`EVTCHN_CONTROL_PAGES`] contiguous pages; RSI = vector,
+///   `32..=255`.
+/// - OUT: RAX = 0.
+/// - Errors, in the order checked: `EINVAL` (RSI outside `32..=255`);
+///   `EINVAL` (RDI not page aligned); `EFAULT` (any page of the area
+///   outside the domain or not present: released, or a mapped grant);
+///   `EBUSY` (a page of the area is granted to another domain);
+///   `EEXIST` (an area is registered already: once per domain).
+/// - Notes: the hypervisor copies the current pending and mask bits into
+///   the area (OR-ed into what the guest wrote there) and does not touch
+///   the per-vCPU `upcall_mask` words: set them to 1 before this call on
+///   every vCPU that has no handler for the vector yet. While registered
+///   (the domain's life) the pages are pinned: [`HC_MEM_RELEASE`] of one
+///   fails with `EBUSY`, [`HC_GRANT_ACCESS`] of one with `EBUSY`. What the
+///   guest writes there can only confuse its own event delivery. Guests
+///   that never call this keep the 1.1 behaviour ([`EVENT_CHANNEL`] and
+///   [`HC_EVTCHN_POLL`]), which also keeps working after it.
+pub const HC_EVTCHN_INIT_CONTROL: u64 = 29;
+/// Pages of a [`crate::EvtchnControl`] area (20 KiB).
+pub const EVTCHN_CONTROL_PAGES: u64 = 5;
+/// Lowest upcall vector [`HC_EVTCHN_INIT_CONTROL`] accepts (0..32 are
+/// exceptions).
+pub const UPCALL_VECTOR_MIN: u64 = 32;
+
 // grant (1.2)
 
 /// Flag of [`HC_GRANT_ACCESS`] and [`HC_GRANT_MAP`] (1.2): read-only. The
@@ -461,6 +571,11 @@ pub const HYPERCALLS: &[u64] = &[
     HC_GRANT_REVOKE,
     HC_GRANT_MAP,
     HC_GRANT_UNMAP,
+    HC_EVTCHN_BIND_VIRQ,
+    HC_EVTCHN_BIND_IPI,
+    HC_EVTCHN_STATUS,
+    HC_EVTCHN_BIND_VCPU,
+    HC_EVTCHN_INIT_CONTROL,
 ];
 
 #[cfg(test)]
@@ -489,5 +604,20 @@ mod tests {
         assert_eq!(MULTICALL_MAX, 64);
         assert_eq!(CONSOLE_WRITE_MAX, 4096);
         assert_eq!(CONSOLE_READ_MAX, 4096);
+        assert_eq!(
+            [VIRQ_TIMER, VIRQ_CONSOLE, VIRQ_DOM_EXC, NR_VIRQS],
+            [0, 1, 2, 16]
+        );
+        assert_eq!(
+            [
+                EVTCHN_STATE_FREE,
+                EVTCHN_STATE_UNBOUND,
+                EVTCHN_STATE_INTERDOMAIN,
+                EVTCHN_STATE_VIRQ,
+                EVTCHN_STATE_IPI
+            ],
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(EVTCHN_CONTROL_PAGES * PAGE_SIZE, 20480);
     }
 }

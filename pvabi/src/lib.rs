@@ -214,6 +214,24 @@
 //! domain ends) the peer's port becomes unbound and pending; sends on it
 //! then fail with `EBUSY`. Port and domain arguments must fit in 32 bits.
 //!
+//! ## evtchn (1.3): virqs, ipis, status, upcalls
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 25 | [`HC_EVTCHN_BIND_VIRQ`] | RDI = virq, RSI = vCPU | new port | `EINVAL`, `EEXIST`, `ENOMEM` |
+//! | 26 | [`HC_EVTCHN_BIND_IPI`] | RDI = vCPU | new port | `EINVAL`, `ENOMEM` |
+//! | 27 | [`HC_EVTCHN_STATUS`] | RDI = port, RSI = address of an [`EvtchnStatus`] | 0 | `EINVAL`, `ENOENT`, `EFAULT` |
+//! | 28 | [`HC_EVTCHN_BIND_VCPU`] | RDI = port, RSI = vCPU | 0 | `EINVAL`, `ENOENT`, `EINVAL` |
+//! | 29 | [`HC_EVTCHN_INIT_CONTROL`] | RDI = page-aligned address of an [`EvtchnControl`], RSI = vector `32..=255` | 0 | `EINVAL`, `EINVAL`, `EFAULT`, `EBUSY`, `EEXIST` |
+//!
+//! Virqs ([`VIRQ_TIMER`], [`VIRQ_DOM_EXC`], ...) are raised by the
+//! hypervisor on the vCPU they were bound on; an ipi port notifies the
+//! vCPU it was bound for when any vCPU of the domain sends on it. With a
+//! control area registered, pending and mask bits live in the guest's own
+//! pages and a notification also sets the vCPU's selector and
+//! `upcall_pending` and injects the vector (see [`EvtchnControl`] for the
+//! protocol and memory ordering); masking and unmasking need no exit.
+//!
 //! # Op group: grant (1.2)
 //!
 //! | nr | name | IN | OUT | errors |
@@ -328,6 +346,7 @@
 #![deny(unsafe_code)]
 
 mod domctl;
+mod evtchn;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
@@ -340,6 +359,7 @@ mod status;
 pub use zerocopy;
 
 pub use domctl::*;
+pub use evtchn::*;
 pub use hypercalls::*;
 pub use shared::*;
 pub use start_info::*;

@@ -4,6 +4,7 @@
 pub mod acpi;
 pub mod cpu;
 pub mod entry;
+pub mod evtarea;
 pub mod exit;
 pub mod gdt;
 pub mod guestmem;

@@ -38,9 +38,13 @@
 
 mod bits;
 mod pending;
+mod shared;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shared;
 mod types;
+mod virq;
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -49,6 +53,7 @@ use alloc::vec::Vec;
 use pvabi::Error;
 
 pub use self::bits::{BitmapEvents, EventBits};
+pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
 pub use super::ids::DomainId;
 
@@ -58,14 +63,8 @@ pub const BUCKET_PORTS: u32 = 512;
 pub const EVTCHN_DEFAULT_MAX_PORTS: u32 = 1 << 16;
 /// Highest per-domain port limit.
 pub const EVTCHN_PORTS_LIMIT: u32 = 1 << 20;
-/// Number of virtual interrupts a port can be bound to (`0..NR_VIRQS`).
-pub const NR_VIRQS: u32 = 16;
-/// Virq: this vCPU's single-shot timer fired.
-pub const VIRQ_TIMER: u32 = 0;
-/// Virq: console input is waiting (control domain).
-pub const VIRQ_CONSOLE: u32 = 1;
-/// Virq: a domain died (control domain).
-pub const VIRQ_DOM_EXC: u32 = 2;
+/// Virq numbers (the ABI's): `0..NR_VIRQS`.
+pub use pvabi::{NR_VIRQS, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER};
 
 #[derive(Clone, Copy)]
 struct Port {
@@ -294,67 +293,6 @@ impl<B: EventBits> EventTable<B> {
         }
     }
 
-    /// **bind_virq**: a new port for virq `virq` of vCPU `vcpu`.
-    /// Errors: `Invalid` (virq or vCPU out of range), `Exists` (already
-    /// bound on that vCPU), `NoMem`.
-    pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Error> {
-        if virq >= NR_VIRQS {
-            return Err(Error::Invalid);
-        }
-        self.check_vcpu(vcpu)?;
-        let bound = self.virq_port(vcpu, virq);
-        if bound != 0 {
-            return Err(Error::Exists);
-        }
-        let port = self.alloc(PortState::Virq { virq }, vcpu)?;
-        self.set_virq_port(vcpu, virq, port);
-        Ok(port)
-    }
-
-    fn virq_port(&self, vcpu: u32, virq: u32) -> u32 {
-        self.virqs
-            .get(vcpu as usize)
-            .and_then(|v| v.get(virq as usize))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn set_virq_port(&mut self, vcpu: u32, virq: u32, port: u32) {
-        if let Some(slot) = self
-            .virqs
-            .get_mut(vcpu as usize)
-            .and_then(|v| v.get_mut(virq as usize))
-        {
-            *slot = port;
-        }
-    }
-
-    /// **bind_ipi**: a new port that notifies vCPU `vcpu` of this domain
-    /// when any vCPU of the domain sends on it.
-    /// Errors: `Invalid` (vCPU out of range), `NoMem`.
-    pub fn bind_ipi(&mut self, vcpu: u32) -> Result<u32, Error> {
-        self.check_vcpu(vcpu)?;
-        self.alloc(PortState::Ipi, vcpu)
-    }
-
-    /// **bind_vcpu**: makes an unbound or interdomain port notify `vcpu`
-    /// (virq and ipi ports keep the vCPU they were bound to).
-    /// Errors: `NoEntry`, `Invalid` (vCPU out of range, or a virq or ipi
-    /// port).
-    pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Error> {
-        let p = self.bound(port)?;
-        self.check_vcpu(vcpu)?;
-        match p.state {
-            PortState::Unbound { .. } | PortState::Interdomain { .. } => {
-                if let Some(slot) = self.slot_mut(port) {
-                    slot.vcpu = vcpu;
-                }
-                Ok(())
-            }
-            _ => Err(Error::Invalid),
-        }
-    }
-
     /// **send**: where a send on `port` goes; the caller then raises the
     /// receiving port ([`EventTable::raise`] or [`EventTable::deliver`]).
     /// Errors: `NoEntry` (port not allocated), `Busy` (unbound: no peer has
@@ -394,6 +332,7 @@ impl<B: EventBits> EventTable<B> {
         if self.bits.is_masked(port) {
             return None;
         }
+        self.bits.notify(p.vcpu, port);
         Some(Notify {
             domain: self.domain,
             vcpu: p.vcpu,
@@ -413,16 +352,6 @@ impl<B: EventBits> EventTable<B> {
             return None;
         }
         self.raise(port)
-    }
-
-    /// The hypervisor raises virq `virq` on `vcpu`: the upcall to make, if
-    /// the domain bound a port to it and the port was not pending or
-    /// masked.
-    pub fn raise_virq(&mut self, vcpu: u32, virq: u32) -> Option<Notify> {
-        match self.virq_port(vcpu, virq) {
-            0 => None,
-            port => self.raise(port),
-        }
     }
 
     /// **close**: frees `port`. A connected port leaves its peer to be told
@@ -495,14 +424,21 @@ impl<B: EventBits> EventTable<B> {
         Ok(())
     }
 
-    /// **unmask**: lets `port` notify again. If it was masked and is
+    /// **unmask**: lets `port` notify again. If it was masked (or the bits
+    /// are in a guest's area, where the guest unmasks by itself) and is
     /// pending, returns the upcall to make now (whether or not one was made
     /// before it was masked: an extra upcall is harmless, a missing one
     /// would be a lost wake-up). Errors: `NoEntry`.
     pub fn unmask(&mut self, port: u32) -> Result<Option<Notify>, Error> {
         let p = self.bound(port)?;
         let was = self.bits.set_masked(port, false);
-        Ok((was && self.bits.is_pending(port)).then_some(Notify {
+        // With a shared area the guest clears the mask bit itself and then
+        // calls this because the port is pending: notify then too.
+        if !((was || self.bits.guest_owned()) && self.bits.is_pending(port)) {
+            return Ok(None);
+        }
+        self.bits.notify(p.vcpu, port);
+        Ok(Some(Notify {
             domain: self.domain,
             vcpu: p.vcpu,
             port,

@@ -277,6 +277,8 @@ pub fn handle(
             Action::Yield
         }
         VmExit::ExternalInterrupt => Action::Interrupt,
+        // The next entry injects the upcall it was requested for.
+        VmExit::InterruptWindow => Action::Resume,
         VmExit::NestedPageFault { gpa, write, fetch } => Action::Kill(KillReason::OutsideMemory {
             gpa,
             write,

@@ -45,6 +45,7 @@ pub fn svm(e: SvmExitInfo) -> VmExit {
         },
         0x78 => VmExit::Hlt { len: len(1) },
         0x60..=0x63 => VmExit::ExternalInterrupt, // INTR, NMI, SMI, INIT
+        0x64 => VmExit::InterruptWindow,          // VINTR (APM 15.21.4)
         0x400 => VmExit::NestedPageFault {
             gpa: e.info2,
             write: e.info1 & 2 != 0,
@@ -95,6 +96,7 @@ pub fn vmx(e: VmxExitInfo) -> VmExit {
     match e.reason & 0xffff {
         0 | 1 => VmExit::ExternalInterrupt, // NMI (exception bitmap is empty), interrupt
         52 => VmExit::ExternalInterrupt,    // VMX-preemption timer: the slice is over
+        7 => VmExit::InterruptWindow,       // interrupt-window exiting (SDM 3C 26.2.1.2)
         2 => VmExit::Shutdown,
         9 => VmExit::Forbidden {
             what: "a task switch",
@@ -217,6 +219,16 @@ mod tests {
         );
         assert_eq!(s(0x7f, 0, 0), VmExit::Shutdown);
         assert_eq!(s(0x60, 0, 0), VmExit::ExternalInterrupt);
+        // VINTR: the interrupt window for an upcall, whatever EXITINFO holds.
+        assert_eq!(s(0x64, u64::MAX, u64::MAX), VmExit::InterruptWindow);
+        assert_eq!(
+            s(0x65, 0, 0),
+            VmExit::Unknown {
+                code: 0x65,
+                info1: 0,
+                info2: 0
+            }
+        );
         assert_eq!(
             s(0x80, 0, 0),
             VmExit::Forbidden {
@@ -276,6 +288,10 @@ mod tests {
         );
         assert_eq!(v(2, 0, 0), VmExit::Shutdown);
         assert_eq!(v(52, 0, 0), VmExit::ExternalInterrupt);
+        // Interrupt-window exiting; high reason bits other than 31 ignored.
+        assert_eq!(v(7, u64::MAX, u64::MAX), VmExit::InterruptWindow);
+        assert_eq!(v((1 << 27) | 7, 0, 0), VmExit::InterruptWindow);
+        assert_eq!(v((1 << 31) | 7, 0, 0), VmExit::InvalidState { detail: 7 });
         assert_eq!(v(13, 0, 0), VmExit::Forbidden { what: "INVD" });
         assert_eq!(
             v(27, 0, 0),

@@ -63,6 +63,9 @@ pub enum VmExit {
     Hlt { len: u64 },
     /// A host interrupt arrived (timer, IPI): the host handles it.
     ExternalInterrupt,
+    /// The guest can take an interrupt now (an interrupt window the
+    /// hypervisor asked for to inject an upcall).
+    InterruptWindow,
     /// A guest-physical access the nested page tables do not allow.
     NestedPageFault { gpa: u64, write: bool, fetch: bool },
     /// Triple fault (the guest is dead).

@@ -27,9 +27,11 @@ const C_MSRPM_BASE: usize = 0x048;
 const C_ASID: usize = 0x058;
 const C_TLB_CONTROL: usize = 0x05c;
 const C_VINTR: usize = 0x060;
+const C_INT_SHADOW: usize = 0x068;
 const C_EXITCODE: usize = 0x070;
 const C_EXITINFO1: usize = 0x078;
 const C_EXITINFO2: usize = 0x080;
+const C_EXITINTINFO: usize = 0x088;
 const C_NP_ENABLE: usize = 0x090;
 const C_EVENTINJ: usize = 0x0a8;
 const C_N_CR3: usize = 0x0b0;
@@ -64,6 +66,7 @@ const I_INTR: u32 = 1 << 0;
 const I_NMI: u32 = 1 << 1;
 const I_SMI: u32 = 1 << 2;
 const I_INIT: u32 = 1 << 3;
+const I_VINTR: u32 = 1 << 4;
 const I_CPUID: u32 = 1 << 18;
 const I_INVD: u32 = 1 << 22;
 const I_HLT: u32 = 1 << 24;
@@ -284,6 +287,32 @@ impl SvmVcpu {
         self.w64(C_EVENTINJ, 13 | (3 << 8) | (1 << 11) | (1 << 31));
     }
 
+    /// Injects external interrupt `vector` at the next VMRUN if the guest
+    /// can take it (RFLAGS.IF = 1, no interrupt shadow, EVENTINJ free),
+    /// else asks for a virtual-interrupt window: V_IRQ with V_IGN_TPR and
+    /// the VINTR intercept, which exits (code 0x64) as soon as the guest
+    /// could take an interrupt (APM Vol. 2 15.20, 15.21.4).
+    pub fn set_upcall(&mut self, vector: Option<u8>) {
+        const V_IRQ: u64 = 1 << 8;
+        const V_IGN_TPR: u64 = 1 << 20;
+        const V_PRIO: u64 = 0xf << 16;
+        let mut vintr = self.r64(C_VINTR) & !(V_IRQ | V_IGN_TPR | V_PRIO);
+        let mut misc = self.r64(C_INTERCEPT_MISC1) as u32 & !I_VINTR;
+        if let Some(v) = vector {
+            let busy = self.r64(C_EVENTINJ) & (1 << 31) != 0;
+            let open = self.r64(S_RFLAGS) & (1 << 9) != 0 && self.r64(C_INT_SHADOW) & 1 == 0;
+            if open && !busy {
+                // Type 0 (INTR), valid.
+                self.w64(C_EVENTINJ, u64::from(v) | (1 << 31));
+            } else {
+                vintr |= V_IRQ | V_IGN_TPR | V_PRIO;
+                misc |= I_VINTR;
+            }
+        }
+        self.w64(C_VINTR, vintr);
+        self.w32(C_INTERCEPT_MISC1, misc);
+    }
+
     /// Runs the guest until the next exit.
     pub fn run(&mut self) -> VmExit {
         let cpu = crate::arch::percpu::cpu_index();
@@ -294,6 +323,12 @@ impl SvmVcpu {
         unsafe { svm_run(self.vmcb, &raw mut self.regs, host_vmcb) };
         // After a #VMEXIT the TLB need not be flushed again.
         self.w8(C_TLB_CONTROL, 0);
+        // An event whose delivery the exit interrupted is delivered again
+        // (EXITINTINFO has EVENTINJ's format, APM Vol. 2 15.7.2).
+        let pending = self.r64(C_EXITINTINFO);
+        if pending & (1 << 31) != 0 {
+            self.w64(C_EVENTINJ, pending);
+        }
         self.decode()
     }
 

@@ -49,6 +49,17 @@ impl Vcpu {
         }
     }
 
+    /// Before an entry: `Some(vector)` injects that external interrupt if
+    /// the guest can take it now (RFLAGS.IF = 1, no interrupt shadow,
+    /// nothing else being injected), else requests an interrupt-window
+    /// exit so the next entry tries again; `None` withdraws the request.
+    pub fn set_upcall(&mut self, vector: Option<u8>) {
+        match self {
+            Self::Svm(v) => v.set_upcall(vector),
+            Self::Vmx(v) => v.set_upcall(vector),
+        }
+    }
+
     /// Switches the vCPU out (after the last `run` of a slice).
     pub fn put(&mut self) {
         match self {

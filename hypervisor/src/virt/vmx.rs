@@ -18,6 +18,10 @@ use crate::domain::builder::BootState;
 
 use super::vmx_fields::*;
 
+#[path = "vmx_upcall.rs"]
+mod upcall;
+use upcall::{PROC_INTR_WINDOW, WINDOW_OK};
+
 /// VMX-preemption timer: 0 if absent, else 1 + its TSC shift.
 static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
 
@@ -64,6 +68,16 @@ pub fn init_global(vpid: bool) {
     let proc = adjust(
         pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
         (1 << 7) | (1 << 10) | (1 << 24) | (1 << 29) | (1 << 31),
+    );
+    // Interrupt-window exiting is switched on per entry when an upcall
+    // waits for the guest to enable interrupts: only if it may be 1.
+    let window = adjust(
+        pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
+        PROC_INTR_WINDOW as u32,
+    );
+    WINDOW_OK.store(
+        u64::from(window & PROC_INTR_WINDOW as u32 != 0),
+        Ordering::Relaxed,
     );
     // Secondary: EPT (1), VPID (5) where offered.
     let proc2 = adjust(
@@ -166,6 +180,8 @@ pub struct VmxVcpu {
     started: bool,
     /// VMX-preemption timer value written before each entry (0: none).
     preempt_ticks: u64,
+    /// Interrupt-window exiting is on in the VMCS.
+    window: bool,
 }
 
 impl VmxVcpu {
@@ -185,6 +201,7 @@ impl VmxVcpu {
             vpid: vpid.max(1),
             started: false,
             preempt_ticks: 0,
+            window: false,
         })
     }
 
@@ -374,6 +391,7 @@ impl VmxVcpu {
             };
         }
         self.launched = true;
+        self.reinject();
         self.decode()
     }
 

@@ -1,16 +1,22 @@
 //! The evtchn op group (ABI 1.1): [`crate::HC_EVTCHN_ALLOC_UNBOUND`],
 //! [`crate::HC_EVTCHN_BIND_INTERDOMAIN`], [`crate::HC_EVTCHN_SEND`],
 //! [`crate::HC_EVTCHN_CLOSE`], [`crate::HC_EVTCHN_MASK`],
-//! [`crate::HC_EVTCHN_UNMASK`], [`crate::HC_EVTCHN_POLL`].
+//! [`crate::HC_EVTCHN_UNMASK`], [`crate::HC_EVTCHN_POLL`]; and (1.3)
+//! [`crate::HC_EVTCHN_BIND_VIRQ`], [`crate::HC_EVTCHN_BIND_IPI`],
+//! [`crate::HC_EVTCHN_STATUS`], [`crate::HC_EVTCHN_BIND_VCPU`]. Upcalls
+//! ([`crate::HC_EVTCHN_INIT_CONTROL`]) are in [`super::upcall`].
 //!
 //! A receiver waits for [`crate::EVENT_CHANNEL`] (e.g. with
 //! [`super::sched::wait_for`]) and then calls [`poll`] until it returns
 //! `None`: a port raised again while still pending is not notified twice.
 
+use zerocopy::{FromZeros, IntoBytes};
+
 use super::{hypercall6, status};
 use crate::{
-    Error, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK,
-    HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_UNMASK,
+    Error, EvtchnStatus, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI,
+    HC_EVTCHN_BIND_VCPU, HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK, HC_EVTCHN_POLL,
+    HC_EVTCHN_SEND, HC_EVTCHN_STATUS, HC_EVTCHN_UNMASK,
 };
 
 fn call(nr: u64, a: u64, b: u64) -> Result<u64, Error> {
@@ -62,4 +68,29 @@ pub fn unmask(port: u32) -> Result<(), Error> {
 pub fn poll() -> Result<Option<u32>, Error> {
     let p = port(call(HC_EVTCHN_POLL, 0, 0)?)?;
     Ok((p != 0).then_some(p))
+}
+
+/// A new port the hypervisor raises for virq `virq` ([`crate::VIRQ_TIMER`],
+/// ...) of vCPU `vcpu`; returns it.
+pub fn bind_virq(virq: u32, vcpu: u32) -> Result<u32, Error> {
+    port(call(HC_EVTCHN_BIND_VIRQ, virq.into(), vcpu.into())?)
+}
+
+/// A new ipi port: a send on it (from any vCPU of this domain) notifies
+/// vCPU `vcpu`; returns it.
+pub fn bind_ipi(vcpu: u32) -> Result<u32, Error> {
+    port(call(HC_EVTCHN_BIND_IPI, vcpu.into(), 0)?)
+}
+
+/// Makes `port` notify vCPU `vcpu` (unbound and interdomain ports).
+pub fn bind_vcpu(port: u32, vcpu: u32) -> Result<(), Error> {
+    call(HC_EVTCHN_BIND_VCPU, port.into(), vcpu.into()).map(|_| ())
+}
+
+/// The state of `port`.
+pub fn status_of(port: u32) -> Result<EvtchnStatus, Error> {
+    let mut st = EvtchnStatus::new_zeroed();
+    let at = st.as_mut_bytes().as_mut_ptr() as u64;
+    call(HC_EVTCHN_STATUS, port.into(), at)?;
+    Ok(st)
 }

@@ -24,7 +24,8 @@
 //! |-------------|----------------------------------------------------------|
 //! | [`console`] | write, read (privileged), and [`crate::print!`]/[`crate::println!`] |
 //! | [`sched`]   | yield, block, poll, timer, the event-wait loop, shutdown |
-//! | [`evtchn`]  | event channels between domains (ABI 1.1)                 |
+//! | [`evtchn`]  | event channels between domains (ABI 1.1, 1.3)            |
+//! | [`upcall`]  | event-channel upcalls: shared control area, IDT, handlers (1.3) |
 //! | [`vcpu`]    | start another vCPU on a [`VcpuStack`], query a vCPU      |
 //! | [`time`]    | the PV clock (`now_ns`, no exit), sleeping               |
 //! | [`memory`]  | the reservation, release and populate (the balloon)      |
@@ -35,9 +36,10 @@
 //! stubs [`hypercall`] and [`hypercall6`] are there for tests of the
 //! hypervisor; read [`hypercall6`] before using them.
 //!
-//! The runtime keeps `unsafe` in three small modules: the hypercall
+//! The runtime keeps `unsafe` in four small modules: the hypercall
 //! instruction, the start-info and clock pointers and the TSC (`sys`), the
-//! vCPU stacks ([`VcpuStack`]) and the heap ([`heap`]).
+//! vCPU stacks ([`VcpuStack`]), the heap ([`heap`]) and the upcall IDT and
+//! entry stub ([`upcall`]).
 
 use core::fmt;
 
@@ -57,6 +59,7 @@ pub mod sched;
 mod stack;
 mod sys;
 pub mod time;
+pub mod upcall;
 pub mod vcpu;
 
 pub use stack::VcpuStack;

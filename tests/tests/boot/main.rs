@@ -15,6 +15,7 @@ mod guests;
 mod iso;
 mod pvh;
 mod selftest;
+mod upcall;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
 // the boot memory map) may be. Measured on QEMU 7.2 q35 (docs/testing.md):

@@ -23,6 +23,10 @@ pub const GUESTS: &[&str] = &[
     "clock",
     "balloon",
     "multicall",
+    "evupong",
+    "evuping",
+    "evupcall",
+    "evuhostile",
 ];
 
 /// The `cargo` arguments that build the hypervisor and every guest for the

@@ -100,7 +100,10 @@ pub struct Domain {
     pub(super) ending: AtomicBool,
     pub(super) exits: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
-    pub(super) events: Mutex<crate::domain::evtchn::EventTable>,
+    pub(super) events: Mutex<super::events::Table>,
+    /// The registered event-channel control area and upcall vector (ABI
+    /// 1.3): set once, pins the area's pages for the domain's life.
+    pub(super) control: spin::Once<(crate::arch::evtarea::GuestArea, u8)>,
     /// Its grants, as granter (lock order: `grants.rs`).
     pub(super) grants: Mutex<crate::domain::grant::GrantTable>,
     /// Grants of others it maps, as grantee.
@@ -290,6 +293,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
         events: super::events::new_table(id, spec.nr_vcpus),
+        control: spin::Once::new(),
         grants: Mutex::new(crate::domain::grant::GrantTable::new(
             crate::domain::ids::DomainId(id),
         )),
@@ -384,6 +388,14 @@ impl Domain {
         // mappings already gone.
         super::grants::end_grants(self);
         super::events::close_all(self);
+        super::events::raise_dom_exc(self.id);
+    }
+
+    /// Whether `[gpa, gpa + len)` overlaps the pinned control area.
+    pub(super) fn control_pinned(&self, gpa: u64, len: u64) -> bool {
+        self.control
+            .get()
+            .is_some_and(|(a, _)| a.overlaps(gpa, len))
     }
 
     /// Whether the domain has ended (its vCPUs stop at their next exit).

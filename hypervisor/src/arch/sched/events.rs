@@ -13,15 +13,98 @@
 //!
 //! Wake-up: a blocked target vCPU is made runnable by the scheduler's next
 //! pass on any CPU (`take_next`), which the sender's CPU makes as soon as
-//! the sender blocks or yields; an idle CPU only notices at its next timer
-//! tick (no wake-up IPI yet).
+//! the sender blocks or yields; an idle-halted CPU is woken at once by an
+//! IPI ([`kick`]), so it takes the vCPU without waiting for its next tick.
+//!
+//! Upcalls (ABI 1.3): once a domain registered a control area
+//! (`HC_EVTCHN_INIT_CONTROL`), its table keeps the bits there
+//! ([`DomainBits::Shared`]); a notification also sets the vCPU's selector
+//! and `upcall_pending`, and [`prepare_upcall`] injects the vector before
+//! each entry (or asks for an interrupt window). A target running in guest
+//! mode on another CPU is kicked out with an IPI so the injection happens
+//! now rather than at its next tick.
 
 #[allow(unused_imports)]
 use super::*;
 
-use crate::domain::evtchn::{Closed, DomainId, EventTable, Notify, Route};
+use crate::arch::evtarea::{AREA_PAGES, GuestArea};
+use crate::domain::evtchn::{
+    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_DOM_EXC, VIRQ_TIMER,
+};
 use crate::domain::exits::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
+
+/// A live domain's port table: bits in the hypervisor, or in the guest's
+/// control area once registered.
+pub(super) type Table = EventTable<DomainBits<GuestArea>>;
+
+/// CPUs halted in the idle loop (bit = CPU index), for [`kick`].
+pub(super) static IDLE: AtomicU64 = AtomicU64::new(0);
+
+/// After `v` got an event: a vCPU of an upcall domain running in guest
+/// mode on another CPU is forced to exit (the IPI's interrupt exits it; its
+/// next entry injects the upcall); a vCPU not running wakes an idle CPU so
+/// the scheduler takes it now.
+fn kick(v: &VcpuEntry) {
+    let this = percpu::cpu_index() as u32;
+    let cpu = v.running_on.load(Ordering::Acquire);
+    let target = if cpu == u32::MAX {
+        let idle = IDLE.load(Ordering::Acquire) & !(1u64 << (this % 64));
+        if idle == 0 {
+            return;
+        }
+        idle.trailing_zeros()
+    } else if cpu != this && v.domain.control.get().is_some() {
+        cpu
+    } else {
+        return;
+    };
+    if let Some(apic) = percpu::cpu(target as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
+        // The shoot-down vector's handler only acknowledges: a plain kick.
+        lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
+    }
+}
+
+/// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
+/// Called with the vCPU list possibly held (the table is a leaf).
+pub(super) fn raise_timer_virq(v: &VcpuEntry) {
+    if v.domain
+        .events
+        .lock()
+        .raise_virq(v.index, VIRQ_TIMER)
+        .is_some()
+    {
+        v.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+    }
+}
+
+/// Domain `ended` ended: raises `VIRQ_DOM_EXC` in every live privileged
+/// domain that bound it.
+pub(super) fn raise_dom_exc(ended: u32) {
+    let mut doms: Vec<Arc<Domain>> = Vec::new();
+    for v in VCPUS.lock().iter() {
+        let d = &v.domain;
+        if d.privileged && d.id != ended && !d.dying() && !doms.iter().any(|x| x.id == d.id) {
+            doms.push(d.clone());
+        }
+    }
+    for d in doms {
+        let ns = d.events.lock().raise_virq_all(VIRQ_DOM_EXC);
+        for n in ns {
+            notify_any(n);
+        }
+    }
+}
+
+/// Before entering `me`: injects the upcall vector if its control area
+/// asks for one (the backend checks RFLAGS.IF, the interrupt shadow and a
+/// pending injection, and otherwise asks for an interrupt-window exit).
+pub(super) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut Vcpu) {
+    if let Some((area, vector)) = me.domain.control.get() {
+        let ready = crate::domain::evtchn::upcall_ready(area, me.index);
+        vcpu.set_upcall(ready.then_some(*vector));
+    }
+}
 
 /// The live (not dying) domain with id `id`.
 fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
@@ -39,6 +122,7 @@ fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
 /// CPU makes as soon as the sender blocks or yields.
 fn notify(me: &VcpuEntry, n: Notify) {
     if n.domain.0 == me.domain.id && n.vcpu == me.index {
+        // Our own vCPU: the next entry injects the upcall.
         me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
         return;
     }
@@ -68,6 +152,7 @@ pub(super) fn notify_any(n: Notify) {
         .cloned();
     if let Some(v) = target {
         v.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+        kick(&v);
     }
 }
 
@@ -152,7 +237,65 @@ impl Svc<'_> {
                 Ok(0)
             }
             EvtchnOp::Poll => Ok(d.events.lock().take_next_pending().map_or(0, u64::from)),
+            EvtchnOp::BindVirq { virq, vcpu } => d
+                .events
+                .lock()
+                .bind_virq(virq, vcpu)
+                .map(u64::from)
+                .map_err(code),
+            EvtchnOp::BindIpi { vcpu } => {
+                d.events.lock().bind_ipi(vcpu).map(u64::from).map_err(code)
+            }
+            EvtchnOp::Status { port, gpa } => {
+                let st = d.events.lock().status(port).map_err(code)?;
+                self.write(gpa, st.to_abi().as_bytes())
+                    .map_err(|_| pvabi::EFAULT)?;
+                Ok(0)
+            }
+            EvtchnOp::BindVcpu { port, vcpu } => d
+                .events
+                .lock()
+                .bind_vcpu(port, vcpu)
+                .map(|()| 0)
+                .map_err(code),
+            EvtchnOp::InitControl { gpa, vector } => self.init_control(gpa, vector),
         }
+    }
+
+    /// `HC_EVTCHN_INIT_CONTROL`, after the decoder checked the vector and
+    /// the alignment: `EFAULT`, `EBUSY`, `EEXIST` in that order. Under the
+    /// grant table's lock (which `HC_MEM_RELEASE` and `HC_GRANT_ACCESS`
+    /// also hold) the pages are looked up and pinned, so none can be
+    /// released or granted in between.
+    fn init_control(&mut self, gpa: u64, vector: u8) -> Result<u64, i64> {
+        let d = &self.me.domain;
+        let len = pvabi::EVTCHN_CONTROL_PAGES * pvabi::PAGE_SIZE;
+        let grants = d.grants.lock();
+        let mut frames = [0u64; AREA_PAGES];
+        {
+            let inner = d.inner.lock();
+            for (i, f) in frames.iter_mut().enumerate() {
+                let g = gpa
+                    .checked_add(i as u64 * pvabi::PAGE_SIZE)
+                    .ok_or(pvabi::EFAULT)?;
+                *f = inner.mem.frame(g).ok_or(pvabi::EFAULT)?;
+            }
+        }
+        if grants.granted_in(gpa, gpa.saturating_add(len)) {
+            return Err(pvabi::EBUSY);
+        }
+        let area = GuestArea::new(gpa, frames);
+        let mut fresh = false;
+        d.control.call_once(|| {
+            fresh = true;
+            (area, vector)
+        });
+        drop(grants);
+        if !fresh {
+            return Err(pvabi::EEXIST);
+        }
+        d.events.lock().share_bits(area).map_err(code)?;
+        Ok(0)
     }
 }
 
@@ -171,6 +314,10 @@ pub(super) fn close_all(d: &Domain) {
 }
 
 /// A new domain's empty port table.
-pub(super) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<EventTable> {
-    Mutex::new(EventTable::new(DomainId(id), nr_vcpus))
+pub(super) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<Table> {
+    Mutex::new(EventTable::with_bits(
+        DomainId(id),
+        nr_vcpus,
+        DomainBits::default(),
+    ))
 }

@@ -104,6 +104,10 @@ impl Svc<'_> {
                 if d.inner.lock().mem.frame(gpa).is_none() {
                     return Err(EFAULT);
                 }
+                // A pinned event-channel control page is never shared.
+                if d.control_pinned(gpa, PAGE_SIZE) {
+                    return Err(pvabi::EBUSY);
+                }
                 table
                     .grant(grantee, gpa, access)
                     .map(u64::from)

@@ -97,6 +97,7 @@ fn take_next() -> Option<(Arc<VcpuEntry>, Box<Vcpu>)> {
                 .is_ok()
         {
             v.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
+            events::raise_timer_virq(v);
         }
         let mut st = v.st.lock();
         if let Run::Blocked { deadline } = st.run
@@ -191,6 +192,7 @@ fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
             vcpu.flush_tlb();
             me.seen_gen.store(generation, Ordering::SeqCst);
         }
+        events::prepare_upcall(me, vcpu);
         let exit = vcpu.run();
         me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
@@ -274,8 +276,12 @@ pub fn run_cpu() -> ! {
                 {
                     all_ended();
                 }
-                // Nothing to run: sleep until the next interrupt.
+                // Nothing to run: sleep until the next interrupt (a tick,
+                // or a kick from a CPU that raised an event).
+                let bit = 1u64 << (cpu % 64);
+                events::IDLE.fetch_or(bit, Ordering::SeqCst);
                 x86_64::instructions::interrupts::enable_and_hlt();
+                events::IDLE.fetch_and(!bit, Ordering::SeqCst);
             }
         }
     }

@@ -62,6 +62,7 @@ impl Services for Svc<'_> {
         if deadline != 0 && deadline <= now_ns() {
             self.me.timer.store(0, Ordering::Release);
             self.me.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
+            super::events::raise_timer_virq(self.me);
         } else {
             self.me.timer.store(deadline, Ordering::Release);
         }
@@ -134,6 +135,10 @@ impl Services for Svc<'_> {
         // grant table's lock, so no grant of these pages starts meanwhile.
         let grants = d.grants.lock();
         if grants.granted_in(gpa, gpa.saturating_add(pages.saturating_mul(4096))) {
+            return Err(pvabi::EBUSY);
+        }
+        // The event-channel control area is pinned (ABI 1.3).
+        if d.control_pinned(gpa, pages.saturating_mul(4096)) {
             return Err(pvabi::EBUSY);
         }
         let frames = {

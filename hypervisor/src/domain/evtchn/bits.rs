@@ -32,6 +32,20 @@ pub trait EventBits {
     /// The mask bits of ports `64 * word ..`.
     fn mask_word(&self, word: usize) -> u64;
 
+    /// `port` notified `vcpu` (it became pending and unmasked, or was
+    /// unmasked while pending): a shared area records the upcall there.
+    fn notify(&mut self, _vcpu: u32, _port: u32) {}
+    /// Whether `vcpu` has an upcall pending and not masked (only a shared
+    /// area has upcalls).
+    fn upcall_ready(&self, _vcpu: u32) -> bool {
+        false
+    }
+
+    /// Whether the guest can change the bits itself (a shared area).
+    fn guest_owned(&self) -> bool {
+        false
+    }
+
     /// Whether the port is pending.
     fn is_pending(&self, port: u32) -> bool {
         self.pending_word(port as usize / 64) & bit(port) != 0

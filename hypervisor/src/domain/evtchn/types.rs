@@ -90,3 +90,36 @@ pub enum Closed {
         from: u32,
     },
 }
+
+impl PortStatus {
+    /// The ABI's report of this status ([`pvabi::HC_EVTCHN_STATUS`]).
+    pub fn to_abi(self) -> pvabi::EvtchnStatus {
+        let mut s = pvabi::EvtchnStatus {
+            vcpu: self.vcpu,
+            pending: u32::from(self.pending),
+            masked: u32::from(self.masked),
+            ..Default::default()
+        };
+        match self.state {
+            PortState::Free => s.state = pvabi::EVTCHN_STATE_FREE,
+            PortState::Unbound { remote } => {
+                s.state = pvabi::EVTCHN_STATE_UNBOUND;
+                s.remote_domain = remote.0;
+            }
+            PortState::Interdomain {
+                remote,
+                remote_port,
+            } => {
+                s.state = pvabi::EVTCHN_STATE_INTERDOMAIN;
+                s.remote_domain = remote.0;
+                s.remote_port = remote_port;
+            }
+            PortState::Virq { virq } => {
+                s.state = pvabi::EVTCHN_STATE_VIRQ;
+                s.virq = virq;
+            }
+            PortState::Ipi => s.state = pvabi::EVTCHN_STATE_IPI,
+        }
+        s
+    }
+}

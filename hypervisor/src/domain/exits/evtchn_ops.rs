@@ -1,12 +1,14 @@
-//! Decoding the event-channel hypercalls (ABI 1.1, `HC_EVTCHN_*`): the
+//! Decoding the event-channel hypercalls (ABI 1.1 and 1.3, `HC_EVTCHN_*`): the
 //! guest's registers become a typed [`EvtchnOp`] here, so that no value a
 //! guest passes reaches the port tables unchecked. Port numbers and domain
 //! ids must fit in 32 bits (`EINVAL`); the rest (does the port exist, may
 //! this domain bind it) is the table's job ([`crate::domain::evtchn`]).
 
 use pvabi::{
-    EINVAL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK,
-    HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_UNMASK,
+    EINVAL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI,
+    HC_EVTCHN_BIND_VCPU, HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_CLOSE, HC_EVTCHN_INIT_CONTROL,
+    HC_EVTCHN_MASK, HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_STATUS, HC_EVTCHN_UNMASK, PAGE_SIZE,
+    UPCALL_VECTOR_MIN,
 };
 
 use crate::domain::ids::DomainId;
@@ -28,6 +30,18 @@ pub enum EvtchnOp {
     Mask(u32),
     /// Take the next pending port (0: none).
     Poll,
+    /// A new port for `virq` on `vcpu` (1.3).
+    BindVirq { virq: u32, vcpu: u32 },
+    /// A new ipi port notifying `vcpu` (1.3).
+    BindIpi { vcpu: u32 },
+    /// Report `port`'s status at `gpa` (1.3; the address is checked when
+    /// written).
+    Status { port: u32, gpa: u64 },
+    /// Make `port` notify `vcpu` (1.3).
+    BindVcpu { port: u32, vcpu: u32 },
+    /// Register the control area at `gpa` (page aligned) and upcall
+    /// `vector` (`32..=255`) (1.3).
+    InitControl { gpa: u64, vector: u8 },
 }
 
 fn u32_arg(v: u64) -> Result<u32, i64> {
@@ -54,8 +68,35 @@ impl EvtchnOp {
             HC_EVTCHN_UNMASK => u32_arg(a[0]).map(Self::Unmask),
             HC_EVTCHN_MASK => u32_arg(a[0]).map(Self::Mask),
             HC_EVTCHN_POLL => Ok(Self::Poll),
+            HC_EVTCHN_BIND_VIRQ => u32_arg(a[0]).and_then(|virq| {
+                Ok(Self::BindVirq {
+                    virq,
+                    vcpu: u32_arg(a[1])?,
+                })
+            }),
+            HC_EVTCHN_BIND_IPI => u32_arg(a[0]).map(|vcpu| Self::BindIpi { vcpu }),
+            HC_EVTCHN_STATUS => u32_arg(a[0]).map(|port| Self::Status { port, gpa: a[1] }),
+            HC_EVTCHN_BIND_VCPU => u32_arg(a[0]).and_then(|port| {
+                Ok(Self::BindVcpu {
+                    port,
+                    vcpu: u32_arg(a[1])?,
+                })
+            }),
+            HC_EVTCHN_INIT_CONTROL => init_control(a[0], a[1]),
             _ => return None,
         };
         Some(op)
     }
+}
+
+/// Checks in the documented order: the vector, then the alignment.
+fn init_control(gpa: u64, vector: u64) -> Result<EvtchnOp, i64> {
+    let vector = u8::try_from(vector)
+        .ok()
+        .filter(|&v| u64::from(v) >= UPCALL_VECTOR_MIN)
+        .ok_or(EINVAL)?;
+    if !gpa.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    Ok(EvtchnOp::InitControl { gpa, vector })
 }
