@@ -14,7 +14,7 @@
 #![forbid(unsafe_code)]
 
 use kestrel_guests::{Checks, arg, num_arg};
-use pvabi::guest::{domctl, time};
+use pvabi::guest::{domctl, evtchn, time};
 use pvabi::{DOMAIN_DYING, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainCreate, Error, MODULE_ELF};
 
 pvabi::entry_point!(main);
@@ -168,6 +168,9 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     CHECKS.check("paused child never ran", i.exits as i64, 0);
     CHECKS.check("child memory", i.max_pages as i64, 1024);
     CHECKS.check("child name", i64::from(i.name.starts_with(b"child\0")), 1);
+    // The control domain hears of every domain's end on VIRQ_DOM_EXC.
+    let dom_exc = evtchn::bind_virq(pvabi::VIRQ_DOM_EXC, 0);
+    CHECKS.check("bind VIRQ_DOM_EXC", code(dom_exc), 0);
     CHECKS.check("unpause", code(domctl::unpause(child)), 0);
     match wait_gone(child) {
         Ok(c) => {
@@ -176,6 +179,11 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         Err(e) => {
             pvabi::println!("ctl: child {child} FAILED: {e}");
         }
+    }
+    let raised = matches!((dom_exc, evtchn::poll()), (Ok(p), Ok(Some(q))) if p == q);
+    CHECKS.check("VIRQ_DOM_EXC raised by the child's end", i64::from(raised), 1);
+    if let Ok(p) = dom_exc {
+        let _ = evtchn::close(p);
     }
 
     // An unprivileged child is refused every domctl op.

@@ -8,7 +8,7 @@
 //!
 //! | test | asserts |
 //! |---|---|
-//! | `domctl_*_control_domain` | only ctl was started by the hypervisor (id 1); ctl printed `<N> checks, 0 failed` with N >= [`MIN_CHECKS`] and no `FAILED` line (refusals with their statuses, paused child never ran, pause stops CPU time, destroy, [`CYCLES`] ([`BOCHS_CYCLES`] under Bochs) create/destroy cycles with free memory and the domain list back where they were); its `hello` child printed its command line and exited 0; the spinner ended `destroyed`, every cycle domain `destroyed` (or, when unpaused first, possibly `exited` 0); ctl exited 0; free memory after all ended equals free memory at ready |
+//! | `domctl_*_control_domain` | only ctl was started by the hypervisor (id 1); ctl heard the child's end on `VIRQ_DOM_EXC`; ctl printed `<N> checks, 0 failed` with N >= [`MIN_CHECKS`] and no `FAILED` line (refusals with their statuses, paused child never ran, pause stops CPU time, destroy, [`CYCLES`] ([`BOCHS_CYCLES`] under Bochs) create/destroy cycles with free memory and the domain list back where they were); its `hello` child printed its command line and exited 0; the spinner ended `destroyed`, every cycle domain `destroyed` (or, when unpaused first, possibly `exited` 0); ctl exited 0; free memory after all ended equals free memory at ready |
 //! | `domctl_*_denied` | the `denied` child ctl creates (unprivileged) got `EPERM` from every domctl op, with sane and hostile arguments, printed `<N> checks, 0 failed` and exited 0 |
 
 use std::sync::OnceLock;
