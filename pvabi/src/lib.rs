@@ -307,6 +307,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+mod grant_limits;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
@@ -318,6 +319,7 @@ mod status;
 /// The `zerocopy` this crate derives with, so users name the same traits.
 pub use zerocopy;
 
+pub use grant_limits::*;
 pub use hypercalls::*;
 pub use shared::*;
 pub use start_info::*;
