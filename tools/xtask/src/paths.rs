@@ -23,6 +23,9 @@ pub const GUESTS: &[&str] = &[
     "clock",
     "balloon",
     "multicall",
+    "ringprod",
+    "ringcons",
+    "ringhostile",
 ];
 
 /// The `cargo` arguments that build the hypervisor and every guest for the
