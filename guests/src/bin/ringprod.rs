@@ -80,6 +80,15 @@ fn main(si: &StartInfo) -> i32 {
         if evtchn::alloc_unbound(hostile) != Ok(HOSTILE_PORT) {
             fail!("port for the hostile guest");
         }
+        // Wait for it to bind (then a send is no longer `EBUSY`), so that
+        // `EBUSY` at the end means it has gone.
+        let deadline = time::now_ns() + 30_000_000_000;
+        while evtchn::send(HOSTILE_PORT) == Err(pvabi::Error::Busy) {
+            if time::now_ns() > deadline {
+                fail!("the hostile guest never bound its port");
+            }
+            let _ = time::sleep_ns(1_000_000);
+        }
     }
     if !f.wait_connected(30_000_000_000) {
         fail!("the back never bound the ring's port");
@@ -158,7 +167,7 @@ fn main(si: &StartInfo) -> i32 {
     pvabi::println!(
         "ringprod: sent {} requests ({} MiB) in {} notifications, {} waits",
         sent,
-        sent * PAGE_SIZE >> 20,
+        (sent * PAGE_SIZE) >> 20,
         notifies,
         waits
     );
@@ -186,16 +195,10 @@ fn main(si: &StartInfo) -> i32 {
     if !wait_closed(f.port) {
         fail!("the back never closed its port");
     }
-    if hostile != 0 {
-        // Keep the grants up until the hostile guest has bound and ended:
-        // its checks need them.
-        let deadline = time::now_ns() + 60_000_000_000;
-        while evtchn::send(HOSTILE_PORT) == Err(pvabi::Error::Busy) && time::now_ns() < deadline {
-            let _ = time::sleep_ns(1_000_000);
-        }
-        if !wait_closed(HOSTILE_PORT) {
-            fail!("the hostile guest never ended");
-        }
+    // Keep the grants up until the hostile guest has ended: its checks
+    // need them.
+    if hostile != 0 && !wait_closed(HOSTILE_PORT) {
+        fail!("the hostile guest never ended");
     }
     match f.teardown() {
         Ok(0) => pvabi::println!("ringprod: all grants revoked, none still mapped"),

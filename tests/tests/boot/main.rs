@@ -13,6 +13,7 @@ mod grant;
 mod guests;
 mod iso;
 mod pvh;
+mod ring;
 mod selftest;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
