@@ -12,7 +12,9 @@
 //! It ends in one of three ways, each with a clean teardown (pages
 //! unmapped, port closed, holes populated) and exit 0:
 //! - the end request (length 0): `ringcons: received <R> requests, <B>
-//!   bytes, <E> bad checksums, <N> notifications, <W> waits`;
+//!   bytes, <E> bad checksums, <N> notifications, <W> waits` and
+//!   `ringcons: bench requests=<R> notifications=<N> guest_tsc=<G>
+//!   calls=<C>` (its own ticks between hypercalls, [`pvabi::guest::meter`]);
 //! - the front died: `ringcons: front died after <R> requests (<X> MiB):
 //!   port unbound, <M> mappings already removed`;
 //! - the front overran the ring: `ringcons: peer overran the ring: <e>`.
@@ -25,7 +27,7 @@
 
 use kestrel_guests::ringio::{self, BULK_BAD_REQ, BULK_BAD_SUM, BULK_OK, Back, BulkReq, BulkRsp};
 use kestrel_guests::{num_arg, raw};
-use pvabi::guest::{evtchn, memory};
+use pvabi::guest::{evtchn, memory, meter};
 use pvabi::ring::RingError;
 use pvabi::{Error, PAGE_SIZE, StartInfo};
 
@@ -81,6 +83,7 @@ fn main(si: &StartInfo) -> i32 {
         b.data_pages
     );
     let (mut reqs, mut bytes, mut bad, mut notifies, mut waits) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    meter::start();
     let end = 'run: loop {
         let mut ended = false;
         loop {
@@ -134,11 +137,19 @@ fn main(si: &StartInfo) -> i32 {
             break End::Died;
         }
     };
+    let m = meter::stop();
     match end {
-        End::Stream => pvabi::println!(
-            "ringcons: received {reqs} requests, {bytes} bytes, {bad} bad checksums, \
-             {notifies} notifications, {waits} waits"
-        ),
+        End::Stream => {
+            pvabi::println!(
+                "ringcons: received {reqs} requests, {bytes} bytes, {bad} bad checksums, \
+                 {notifies} notifications, {waits} waits"
+            );
+            pvabi::println!(
+                "ringcons: bench requests={reqs} notifications={notifies} guest_tsc={} calls={}",
+                m.guest_ticks,
+                m.calls
+            );
+        }
         End::Died => {
             // The port is unbound now: a send says so.
             if evtchn::send(b.port) != Err(Error::Busy) {

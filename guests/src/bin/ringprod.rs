@@ -17,7 +17,10 @@
 //!
 //! Output: `ringprod: ring up: <S> slots, <D> data pages, port <P>`,
 //! `ringprod: sent <R> requests (<X> MiB) in <N> notifications, <W> waits`,
-//! `ringprod: all grants revoked, none still mapped`; with `crash_after`,
+//! `ringprod: bench requests=<R> notifications=<N> tsc=<T> guest_tsc=<G>
+//! calls=<C>` (the transfer loop's TSC ticks, and its own ticks between
+//! hypercalls: [`pvabi::guest::meter`]), `ringprod: all grants revoked,
+//! none still mapped`; with `crash_after`,
 //! `ringprod: crashing on purpose after <M> MiB` and a crash. Failures
 //! print `ringprod: FAILED ...` and exit 1.
 //!
@@ -31,7 +34,7 @@ use kestrel_guests::ringio::{
 };
 use kestrel_guests::{num_arg, raw, wait_closed};
 use pvabi::guest::grant::{self, Revoked};
-use pvabi::guest::{evtchn, memory, sched, time};
+use pvabi::guest::{evtchn, memory, meter, sched, time};
 use pvabi::{PAGE_SIZE, StartInfo};
 
 pvabi::entry_point!(main);
@@ -111,6 +114,7 @@ fn main(si: &StartInfo) -> i32 {
     }
     let mut nfree = BULK_DATA_PAGES;
     let (mut sent, mut notifies, mut waits) = (0u64, 0u64, 0u64);
+    meter::start();
     let t0 = time::read_tsc();
     loop {
         loop {
@@ -164,6 +168,7 @@ fn main(si: &StartInfo) -> i32 {
         }
     }
     let ticks = time::read_tsc().wrapping_sub(t0);
+    let m = meter::stop();
     pvabi::println!(
         "ringprod: sent {} requests ({} MiB) in {} notifications, {} waits",
         sent,
@@ -171,7 +176,11 @@ fn main(si: &StartInfo) -> i32 {
         notifies,
         waits
     );
-    pvabi::println!("ringprod: bench requests={sent} notifications={notifies} tsc={ticks}");
+    pvabi::println!(
+        "ringprod: bench requests={sent} notifications={notifies} tsc={ticks} guest_tsc={} calls={}",
+        m.guest_ticks,
+        m.calls
+    );
     if crash_after != 0 {
         pvabi::println!("ringprod: crashing on purpose after {crash_after} MiB");
         // Let the back go to sleep first: it must not be touching the ring
