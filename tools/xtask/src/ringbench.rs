@@ -319,8 +319,8 @@ Two guests on **one** CPU, GRUB ISO, on both backends under Bochs 2.7 with `cloc
 sync=none`, where a TSC tick is one instruction (see above): `cpu: model=ryzen` for AMD-V
 with nested paging, `corei7_haswell_4770` for VT-x with EPT. (QEMU TCG with `-icount`,
 used for the figures above, boots only PVH with one module here: through SeaBIOS and GRUB,
-which two guests with arguments need, it never got past GRUB's screen in 2 minutes.) Each guest counts its
-own instructions between hypercalls (`pvabi::guest::meter`: the TSC read just before
+which two guests with arguments need, it never got past GRUB's screen in 2 minutes.)
+Each guest counts its own instructions between hypercalls (`pvabi::guest::meter`: the TSC read just before
 each hypercall instruction and just after it returns); the driver's TSC span minus both
 guests' own ticks is what the hypervisor executed (about five instructions of the meter
 per hypercall fall on the hypervisor's side). Every figure is the difference between a
@@ -343,10 +343,13 @@ side asked (event suppression), and sleeps only when it has nothing to do.
 |---|---:|---:|---:|---:|---:|---:|---:|
 {ring}
 Machine instructions per request are dominated by the guests' own work (filling and
-checksumming 4 KiB: 512 words on each side). With one CPU the producer fills all 32 data
-pages, publishes them with one notification and sleeps; the consumer drains them and
-answers with one notification: 32 requests per notification each way, the most the 32
-data pages allow.
+checksumming 4 KiB: 512 words on each side); the hypervisor's share is the notifications,
+blocks and domain switches, spread over the batch. With one CPU the producer fills every
+free data page (32 at most), publishes them and sleeps; the consumer drains them and
+answers. A side notifies only if the other asked (its event index was passed), so when the
+100 Hz tick preempts a side in the middle of a batch, the other publishes without a
+notification and a notification covers more than 32 requests; where the ticks fall is
+fixed by the instruction count, so the figures are exact but differ between the backends.
 
 Commands (AMD-V, the larger ring run; the event-channel runs differ only in modules;
 the bochsrc is the hypercall round trip's with `model=ryzen`):
