@@ -554,7 +554,7 @@ mod tests {
         assert!(after_grants.iter().all(|&n| (25..=32).contains(&n)));
         assert!(after_grants.len() == 3 || after_grants.len() == 8);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
-        assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING);
+        const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);
         assert_eq!(EVENT_TIMER, 1);
         assert_eq!(EVENT_CHANNEL, 2);
