@@ -32,12 +32,14 @@
 //! error.
 #![forbid(unsafe_code)]
 
+mod limits;
 mod track;
 
 use alloc::vec::Vec;
 
 use pvabi::{Error, PAGE_SIZE};
 
+pub use self::limits::{check_raise, check_set_max};
 pub use self::track::{MAPTRACK_DEFAULT_MAX, MapHandle, MapTrack, Mapping};
 pub use super::ids::DomainId;
 
@@ -51,34 +53,6 @@ pub const GRANT_LIMIT: u32 = pvabi::GRANT_MAX_CEILING as u32;
 
 const _: () = assert!(GRANT_DEFAULT_MAX as u64 == pvabi::GRANT_DEFAULT_LIMIT);
 
-/// The checks of raising one limit from `cur` to `new`: `Invalid` (lower),
-/// `TooBig` (over [`GRANT_LIMIT`]).
-pub fn check_raise(cur: u32, new: u32) -> Result<(), Error> {
-    if new < cur {
-        return Err(Error::Invalid);
-    }
-    if new > GRANT_LIMIT {
-        return Err(Error::TooBig);
-    }
-    Ok(())
-}
-
-/// The checks of `HC_GRANT_SET_MAX`, both limits at once, in the ABI's
-/// order: `Invalid` (either lower than now), then `TooBig` (either over
-/// [`GRANT_LIMIT`]). On `Ok` both may be raised.
-pub fn check_set_max(
-    table: &GrantTable,
-    track: &MapTrack,
-    grants: u32,
-    maps: u32,
-) -> Result<(), Error> {
-    let (g, m) = (table.limits().max, track.limits().max);
-    if grants < g || maps < m {
-        return Err(Error::Invalid);
-    }
-    check_raise(g, grants)?;
-    check_raise(m, maps)
-}
 /// Most bytes one copy op moves (one page, no page crossing on a granted
 /// end).
 pub const GRANT_COPY_MAX: u32 = PAGE_SIZE as u32;
