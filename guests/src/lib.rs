@@ -120,7 +120,25 @@ pub mod raw {
         // SAFETY: as in `write`.
         unsafe { core::ptr::read_volatile(addr as *const u64) }
     }
+
+    /// The page at `addr` as 32-bit atomic words: how ring code sees memory
+    /// shared with another domain (a peer writing concurrently is a torn
+    /// value, never undefined behaviour).
+    pub fn page_words(addr: u64) -> &'static [core::sync::atomic::AtomicU32] {
+        // SAFETY: callers pass page-aligned addresses of pages in
+        // `memory::free_region()` (no Rust object lives there) that stay
+        // present or mapped for as long as the slice is used; `AtomicU32`
+        // has no invalid bit patterns and is accessed only atomically.
+        unsafe {
+            core::slice::from_raw_parts(
+                addr as *const core::sync::atomic::AtomicU32,
+                (pvabi::PAGE_SIZE / 4) as usize,
+            )
+        }
+    }
 }
+
+pub mod ringio;
 
 /// Waits up to 10 s until `port` is polled, ignoring other ports; `false`
 /// on timeout or error.

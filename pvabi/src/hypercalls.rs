@@ -545,6 +545,71 @@ pub const HC_GRANT_MAP: u64 = 23;
 ///   granter's revoke completes.
 pub const HC_GRANT_UNMAP: u64 = 24;
 
+// ---------------------------------------------------------------------------
+// grant, completed (1.3): copy, limits (numbers 30-32)
+// ---------------------------------------------------------------------------
+
+/// Flag of [`HC_GRANT_COPY`] (1.3): copy *into* the granted page (needs a
+/// read-write grant). Without it the copy goes from the granted page into
+/// the caller's buffer. The only flag defined; any other bit is `EINVAL`.
+pub const GRANT_COPY_TO_GRANT: u64 = 1;
+/// Most bytes one [`HC_GRANT_COPY`] moves: one page.
+pub const GRANT_COPY_MAX: u64 = 4096;
+
+/// **grant copy** (30): copies bytes between the caller's own memory and a
+/// page another domain granted to it, without mapping the page.
+///
+/// - IN: RDI = the granter's domain id, RSI = its grant reference, RDX =
+///   offset in the granted page, R10 = guest-physical address of the
+///   caller's buffer, R8 = length in bytes, R9 = flags
+///   ([`GRANT_COPY_TO_GRANT`] or 0).
+/// - OUT: RAX = the number of bytes copied (= R8).
+/// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in 32
+///   bits, or R9 has an undefined bit); `EINVAL` (R8 is 0); `E2BIG` (R8 >
+///   [`GRANT_COPY_MAX`]); `EINVAL` (RDX + R8 > 4096: the range would cross
+///   the granted page's end); `EINVAL` (RDI is the caller); `EFAULT` (a
+///   byte of the caller's buffer lies outside its memory: released, beyond
+///   the domain, or a mapped grant, like any hypercall buffer); `ENOENT`
+///   (no such live granter); `EINVAL` (RSI beyond the granter's limit);
+///   `ENOENT` (RSI never granted, or revoked); `EPERM` (granted to another
+///   domain, or read-only and R9 has [`GRANT_COPY_TO_GRANT`]).
+/// - Notes: the copy is done under the granter's grant-table lock, so a
+///   revoke either happens before (the copy fails with `ENOENT`) or after
+///   it. A read-only grant allows copies from it only. Nothing is copied
+///   on an error. Mapped or not, a grant can be copied to and from.
+pub const HC_GRANT_COPY: u64 = 30;
+
+/// Highest grant and map limit a domain may raise itself to with
+/// [`HC_GRANT_SET_MAX`] (1.3): 2^20. Both limits start at 1024.
+pub const GRANT_MAX_CEILING: u64 = 1 << 20;
+/// The grant and map limits a domain starts with.
+pub const GRANT_DEFAULT_LIMIT: u64 = 1024;
+
+/// **grant query** (31): reports the caller's grant and map limits and
+/// their use.
+///
+/// - IN: RDI = address of a [`crate::GrantLimits`] (24 bytes) to fill.
+/// - OUT: RAX = 0; the `GrantLimits` is filled in.
+/// - Errors: `EFAULT` when any byte of it lies outside the caller's memory.
+/// - Notes: a snapshot; other vCPUs (and, for `maps_in_use`, dying
+///   granters) may change the counts right after.
+pub const HC_GRANT_QUERY: u64 = 31;
+
+/// **grant set max** (32): raises the caller's own grant limit (references
+/// it may hand out) and map limit (grants of others it may map at once).
+///
+/// - IN: RDI = the new grant limit, RSI = the new map limit.
+/// - OUT: RAX = 0.
+/// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in 32
+///   bits); `EINVAL` (either is lower than the current limit: limits never
+///   shrink); `E2BIG` (either is over [`GRANT_MAX_CEILING`]). Both or
+///   neither change.
+/// - Notes: a limit equal to the current one is accepted (no change). The
+///   memory for the larger tables is taken only as entries are used;
+///   `ENOMEM` from [`HC_GRANT_ACCESS`] or [`HC_GRANT_MAP`] then means the
+///   host is out of memory.
+pub const HC_GRANT_SET_MAX: u64 = 32;
+
 /// Every hypercall number this ABI version defines, in order.
 pub const HYPERCALLS: &[u64] = &[
     HC_CONSOLE_WRITE,
@@ -576,6 +641,20 @@ pub const HYPERCALLS: &[u64] = &[
     HC_EVTCHN_STATUS,
     HC_EVTCHN_BIND_VCPU,
     HC_EVTCHN_INIT_CONTROL,
+    // 1.3, grant group (30-32).
+    HC_GRANT_COPY,
+    HC_GRANT_QUERY,
+    HC_GRANT_SET_MAX,
+    // 1.3, domctl group (33-41, `crate::domctl`).
+    crate::HC_DOMCTL_CREATE,
+    crate::HC_DOMCTL_UNPAUSE,
+    crate::HC_DOMCTL_PAUSE,
+    crate::HC_DOMCTL_DESTROY,
+    crate::HC_DOMCTL_INFO,
+    crate::HC_DOMCTL_LIST,
+    crate::HC_DOMCTL_MODULE_INFO,
+    crate::HC_DOMCTL_MODULE_READ,
+    crate::HC_DOMCTL_HOST_INFO,
 ];
 
 #[cfg(test)]
@@ -591,6 +670,13 @@ mod tests {
                 "numbers are dense, in order, and never reused"
             );
         }
+        assert_eq!(
+            [HC_GRANT_COPY, HC_GRANT_QUERY, HC_GRANT_SET_MAX],
+            [30, 31, 32]
+        );
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_HOST_INFO));
+        assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
+        const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);
         assert_eq!(EVENT_TIMER, 1);
         assert_eq!(EVENT_CHANNEL, 2);

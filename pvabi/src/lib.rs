@@ -232,7 +232,7 @@
 //! `upcall_pending` and injects the vector (see [`EvtchnControl`] for the
 //! protocol and memory ordering); masking and unmasking need no exit.
 //!
-//! # Op group: grant (1.2)
+//! # Op group: grant (1.2, completed in 1.3)
 //!
 //! | nr | name | IN | OUT | errors |
 //! |----|------|----|-----|--------|
@@ -240,15 +240,60 @@
 //! | 22 | [`HC_GRANT_REVOKE`] | RDI = grant ref, RSI = port to raise when a deferred revoke completes (0: none) | 0, or [`GRANT_REVOKE_DEFERRED`] | `EINVAL`, `ENOENT`, `EBUSY` |
 //! | 23 | [`HC_GRANT_MAP`] | RDI = granter id, RSI = grant ref, RDX = a hole in the caller's space, R10 = flags | map handle | `EINVAL`, `EFAULT`, `EEXIST`, `ENOENT`, `EPERM`, `ENOMEM` |
 //! | 24 | [`HC_GRANT_UNMAP`] | RDI = map handle | 0 | `EINVAL`, `ENOENT` |
+//! | 30 | [`HC_GRANT_COPY`] (1.3) | RDI = granter id, RSI = grant ref, RDX = offset in the page, R10 = own buffer, R8 = length `1..=`[`GRANT_COPY_MAX`], R9 = flags ([`GRANT_COPY_TO_GRANT`]) | bytes copied | `EINVAL`, `E2BIG`, `EFAULT`, `ENOENT`, `EPERM` |
+//! | 31 | [`HC_GRANT_QUERY`] (1.3) | RDI = address of a [`GrantLimits`] | 0 | `EFAULT` |
+//! | 32 | [`HC_GRANT_SET_MAX`] (1.3) | RDI = grant limit, RSI = map limit | 0 | `EINVAL`, `E2BIG` |
 //!
 //! A domain shares one of its pages with one other domain, read-only or
 //! read-write ([`GRANT_READONLY`]); the grantee maps the page into a hole
-//! of its own guest-physical space. Revoking a mapped grant is deferred:
-//! no new mappings, and the page stays shared until the grantee unmaps it;
-//! the granter is then told on the port it named. While mapped, the
-//! granter cannot release the page (`EBUSY`). When the granter dies its
-//! pages are unmapped from every grantee first; when a grantee dies its
-//! mappings go.
+//! of its own guest-physical space, or (1.3) copies to and from it with
+//! [`HC_GRANT_COPY`] without mapping it: at most one page, never across
+//! the granted page's end, copy-from only for a read-only grant, the
+//! caller's buffer checked like any hypercall buffer. Revoking a mapped
+//! grant is deferred: no new mappings, and the page stays shared until the
+//! grantee unmaps it; the granter is then told on the port it named. While
+//! mapped, the granter cannot release the page (`EBUSY`). When the granter
+//! dies its pages are unmapped from every grantee first (a grantee that
+//! touches such a page afterwards is killed, so a back checks that its
+//! front is alive before it touches the ring after a wake-up, e.g. with a
+//! one-word [`HC_GRANT_COPY`] of the config page: `ENOENT` once the front
+//! is gone); when a grantee dies its mappings go.
+//!
+//! Limits: a domain may have [`GRANT_DEFAULT_LIMIT`] (1024) references in
+//! use and map as many grants of others at once; [`HC_GRANT_QUERY`]
+//! reports both and their use, and [`HC_GRANT_SET_MAX`] raises them (never
+//! lowers them) up to [`GRANT_MAX_CEILING`] (2^20).
+//!
+//! # I/O rings over grants (1.3)
+//!
+//! A device between two domains is a [`ring`]: a single-producer,
+//! single-consumer request/response ring in one granted page, with data in
+//! further granted pages and an event channel for notifications. The
+//! **front** (the device's user) sets it up and describes it in a typed
+//! config page, [`ring::RingConfig`] (not a global string store):
+//!
+//! 1. take `2 + n` pages of its own: the config page, the ring page and
+//!    `n` data pages (at most [`ring::RING_CONFIG_MAX_DATA`]);
+//! 2. grant the config page read-only to the back **first**, so it gets
+//!    reference [`ring::RING_CONFIG_GREF`] (0);
+//! 3. zero the ring page, [`ring::FrontRing::init`] it, grant it
+//!    read-write; grant the data pages;
+//! 4. allocate an event-channel port unbound for the back;
+//! 5. fill in the [`ring::RingConfig`] (kind, port, ring reference and
+//!    geometry, data references) and write its `magic` last.
+//!
+//! The **back** knows only the front's domain id (from its own
+//! configuration): it reads the config page with [`HC_GRANT_COPY`] (retrying
+//! while the grant or the magic is not there yet), checks every field with
+//! [`ring::RingConfig::check`], binds to the port, maps the ring page into a
+//! hole and the data pages into further holes, and attaches with
+//! [`ring::BackRing::attach`]. Requests and responses then flow with
+//! batching and event suppression (see [`ring`]); a peer's impossible index
+//! is [`ring::RingError::Overrun`], after which the good side tears the
+//! connection down. Teardown: the back unmaps and closes its port; the
+//! front revokes its grants (immediate once the back has unmapped) and
+//! closes. The test guests `ringprod`/`ringcons` in this repository do all
+//! of this with a helper (`kestrel_guests::ringio`) and move 1 GiB so.
 //!
 //! # Op group: domctl (1.3, control domain only)
 //!
@@ -284,6 +329,9 @@
 //! | [`VcpuInfo`]       | 24   | hypervisor ([`HC_VCPU_INFO`]) | anywhere the guest says |
 //! | [`MemInfo`]        | 24   | hypervisor ([`HC_MEM_INFO`]) | anywhere the guest says |
 //! | [`MulticallEntry`] | 64   | guest (op, args), hypervisor (result) | array the guest passes to [`HC_MULTICALL`] |
+//! | [`GrantLimits`]    | 24   | hypervisor ([`HC_GRANT_QUERY`], 1.3) | anywhere the guest says |
+//! | [`ring::RingHeader`] | 128 | front and back, each its own half | start of a ring page |
+//! | [`ring::RingConfig`] | 296 | a device's front | start of its config page ([`ring::RING_CONFIG_GREF`]) |
 //!
 //! All are little-endian and need no particular alignment when passed to a
 //! hypercall (the hypervisor copies them).
@@ -347,6 +395,7 @@
 
 mod domctl;
 mod evtchn;
+mod grant_limits;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
@@ -360,6 +409,7 @@ pub use zerocopy;
 
 pub use domctl::*;
 pub use evtchn::*;
+pub use grant_limits::*;
 pub use hypercalls::*;
 pub use shared::*;
 pub use start_info::*;

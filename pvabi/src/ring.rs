@@ -88,9 +88,14 @@
 #![forbid(unsafe_code)]
 
 mod back;
+mod config;
 mod front;
 
 pub use back::BackRing;
+pub use config::{
+    CheckedConfig, ConfigError, DEVICE_KIND_BULK, RING_CONFIG_GREF, RING_CONFIG_MAGIC,
+    RING_CONFIG_MAX_DATA, RING_CONFIG_SIZE, RING_CONFIG_VERSION, RingConfig,
+};
 pub use front::FrontRing;
 
 use core::fmt;

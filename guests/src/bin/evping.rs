@@ -13,6 +13,11 @@
 //! round trips, <N> replies`, `evping: peer closed, send gets EBUSY`, exit
 //! 0; on failure a `evping: FAILED ...` line and exit 1.
 //!
+//! With `bench`: counts the loop's TSC ticks and, with
+//! [`pvabi::guest::meter`], its own ticks between hypercalls, and prints
+//! `evping: bench rounds=<N> tsc=<T> guest_tsc=<G> calls=<C>` (for
+//! `cargo xtask bench`).
+//!
 //! With `peer_dies`: the peer is expected to die mid-run (`evpong
 //! crash_after=K`). Its death closes its port, which makes ours pending
 //! (taken as one last "reply" if we were waiting) and unbound, so the next
@@ -24,7 +29,7 @@
 #![forbid(unsafe_code)]
 
 use kestrel_guests::{PONG_PORT, num_arg};
-use pvabi::guest::{evtchn, sched, time};
+use pvabi::guest::{evtchn, meter, sched, time};
 use pvabi::{EVENT_CHANNEL, Error, StartInfo};
 
 pvabi::entry_point!(main);
@@ -65,6 +70,11 @@ fn main(si: &StartInfo) -> i32 {
         }
     };
     pvabi::println!("evping: bound port {port} to domain {peer} port {PONG_PORT}");
+    let bench = kestrel_guests::flag(si, "bench");
+    if bench {
+        meter::start();
+    }
+    let t0 = time::read_tsc();
     let mut replies = 0u64;
     for i in 0..rounds {
         match evtchn::send(port) {
@@ -87,6 +97,15 @@ fn main(si: &StartInfo) -> i32 {
     if peer_dies {
         pvabi::println!("evping: FAILED the peer never died ({replies} replies)");
         return 1;
+    }
+    if bench {
+        let t = time::read_tsc().wrapping_sub(t0);
+        let m = meter::stop();
+        pvabi::println!(
+            "evping: bench rounds={rounds} tsc={t} guest_tsc={} calls={}",
+            m.guest_ticks,
+            m.calls
+        );
     }
     pvabi::println!("evping: {rounds} round trips, {replies} replies");
     // The peer ends after its last answer; then our port is unbound.

@@ -19,7 +19,7 @@
 #![forbid(unsafe_code)]
 
 use kestrel_guests::{PONG_PORT, num_arg};
-use pvabi::guest::{evtchn, sched, time};
+use pvabi::guest::{evtchn, meter, sched, time};
 use pvabi::{EVENT_CHANNEL, StartInfo};
 
 pvabi::entry_point!(main);
@@ -40,6 +40,10 @@ fn main(si: &StartInfo) -> i32 {
         }
     };
     pvabi::println!("evpong: port {port} offered to domain {peer}");
+    let bench = kestrel_guests::flag(si, "bench");
+    if bench {
+        meter::start();
+    }
     let mut answered = 0u64;
     let mut deadline = time::now_ns() + WAIT_NS;
     while answered < rounds {
@@ -70,6 +74,14 @@ fn main(si: &StartInfo) -> i32 {
                 return 1;
             }
         }
+    }
+    if bench {
+        let m = meter::stop();
+        pvabi::println!(
+            "evpong: bench guest_tsc={} calls={}",
+            m.guest_ticks,
+            m.calls
+        );
     }
     pvabi::println!("evpong: {answered} pings answered");
     0

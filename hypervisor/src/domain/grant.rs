@@ -7,8 +7,10 @@
 //! space and later **unmaps** it; a [`MapTrack`] per grantee records its
 //! mappings by handle, so an unmap names a handle the hypervisor gave out,
 //! never a guest-chosen page. Small transfers need no mapping: a **copy**
-//! op names its ends by grant reference, validated by
-//! [`GrantTable::check_copy`].
+//! (`HC_GRANT_COPY`, 1.3) names the granted end by grant reference,
+//! validated by [`GrantTable::check_copy`]. Both limits (references a
+//! granter may hand out, mappings a grantee may hold) are reported by
+//! `HC_GRANT_QUERY` and only grow ([`check_set_max`], `HC_GRANT_SET_MAX`).
 //!
 //! **Revoke while mapped is deferred** (our choice): [`GrantTable::revoke`]
 //! of a mapped grant refuses new mappings at once, leaves the existing ones
@@ -30,12 +32,14 @@
 //! error.
 #![forbid(unsafe_code)]
 
+mod limits;
 mod track;
 
 use alloc::vec::Vec;
 
 use pvabi::{Error, PAGE_SIZE};
 
+pub use self::limits::{check_raise, check_set_max};
 pub use self::track::{MAPTRACK_DEFAULT_MAX, MapHandle, MapTrack, Mapping};
 pub use super::ids::DomainId;
 
@@ -44,8 +48,11 @@ pub type GrantRef = u32;
 
 /// Default number of grant entries per domain.
 pub const GRANT_DEFAULT_MAX: u32 = 1024;
-/// Highest per-domain grant limit.
-pub const GRANT_LIMIT: u32 = 1 << 20;
+/// Highest per-domain grant (and map) limit: the ABI's ceiling.
+pub const GRANT_LIMIT: u32 = pvabi::GRANT_MAX_CEILING as u32;
+
+const _: () = assert!(GRANT_DEFAULT_MAX as u64 == pvabi::GRANT_DEFAULT_LIMIT);
+
 /// Most bytes one copy op moves (one page, no page crossing on a granted
 /// end).
 pub const GRANT_COPY_MAX: u32 = PAGE_SIZE as u32;
@@ -195,12 +202,7 @@ impl GrantTable {
     /// Raises the limit. Errors: `Invalid` (lower than now), `TooBig`
     /// (over [`GRANT_LIMIT`]).
     pub fn set_max(&mut self, max: u32) -> Result<(), Error> {
-        if max < self.max {
-            return Err(Error::Invalid);
-        }
-        if max > GRANT_LIMIT {
-            return Err(Error::TooBig);
-        }
+        check_raise(self.max, max)?;
         self.max = max;
         Ok(())
     }

@@ -31,6 +31,7 @@
 //! | [`memory`]  | the reservation, release and populate (the balloon)      |
 //! | [`multicall()`] | several ops in one exit                              |
 //! | [`heap`]    | an opt-in global allocator: [`crate::guest_heap!`]       |
+//! | [`meter`]   | the guest's own instructions between hypercalls (benchmarks) |
 //!
 //! [`start_info`] returns the start info from anywhere after entry. The raw
 //! stubs [`hypercall`] and [`hypercall6`] are there for tests of the
@@ -55,6 +56,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod heap;
 pub mod memory;
+pub mod meter;
 pub mod sched;
 mod stack;
 mod sys;

@@ -41,6 +41,7 @@ static NO_START_INFO: StartInfo = StartInfo::zeroed();
 pub fn hypercall6(nr: u64, args: [u64; 6]) -> u64 {
     let [a1, a2, a3, a4, a5, a6] = args;
     let mut rax = nr;
+    super::meter::before_call();
     // No `nomem`: a hypercall may read and write the guest memory its
     // arguments point at, so the compiler must not keep memory values in
     // registers across it. No `preserves_flags`: the ABI promises the GPRs,
@@ -61,6 +62,7 @@ pub fn hypercall6(nr: u64, args: [u64; 6]) -> u64 {
                 in("rdx") a3, in("r10") a4, in("r8") a5, in("r9") a6, options(nostack));
         }
     }
+    super::meter::after_call();
     rax
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: deterministic figures. Boot under QEMU TCG with
 //! `-icount`, where the virtual TSC advances one tick per instruction, so
 //! `boot_tsc` counts the instructions from hypervisor entry to ready; and
-//! the hypercall round trip on each backend (`crate::hcbench`).
+//! the hypercall round trip on each backend (`crate::hcbench`); and the
+//! event-channel round trip and ring throughput (`crate::ringbench`).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -109,6 +110,12 @@ pub fn run() -> Result<()> {
         crate::hcbench::vmx(&kernel, &hcbench, &out_dir)?,
     ];
 
+    println!("event-channel round trip and ring throughput (evping/evpong, ringprod/ringcons):");
+    let rings = vec![
+        crate::ringbench::run(crate::ringbench::Backend::Svm, &kernel, &out_dir)?,
+        crate::ringbench::run(crate::ringbench::Backend::Vmx, &kernel, &out_dir)?,
+    ];
+
     let elf = std::fs::read(&kernel).context(|| format!("reading {}", kernel.display()))?;
     let loads = elfinfo::loads(&elf)?;
     let memsz: u64 = loads.iter().map(|l| l.memsz).sum();
@@ -136,6 +143,7 @@ pub fn run() -> Result<()> {
     let md = report(
         &rows,
         &hc,
+        &rings,
         &bochs_version,
         elf.len() as u64,
         memsz,
@@ -152,6 +160,12 @@ pub fn run() -> Result<()> {
         .all(|r| r.runs.windows(2).all(|w| w[0].boot_tsc == w[1].boot_tsc));
     if !deterministic {
         bail!("boot_tsc differed between identical runs: the measurement is not deterministic");
+    }
+    if let Some(r) = rings.iter().find(|r| !r.deterministic()) {
+        bail!(
+            "{}: event-channel or ring counts differed between identical runs: {r:?}",
+            r.backend.name()
+        );
     }
     if let Some(r) = hc.iter().find(|r| !r.deterministic()) {
         bail!(
@@ -203,6 +217,7 @@ fn fmt_ticks(x: f64) -> String {
 fn report(
     rows: &[Row],
     hc: &[crate::hcbench::Row],
+    rings: &[crate::ringbench::Row],
     bochs_version: &str,
     file: u64,
     memsz: u64,
@@ -285,6 +300,7 @@ QEMU's intercepted `VMMCALL`: 0), and include `VMRUN`/`VMRESUME`: everything the
 hypervisor executes from the exit to the guest's next instruction.
 These are path lengths, not times: real exit and entry costs need real hardware.
 
+{ring_section}
 ## Image
 
 | what | bytes |
@@ -334,6 +350,7 @@ the figures.
             .map_or(0, |s| s.hypercall.batch),
         runs = hc.first().map_or(0, |r| r.runs.len()),
         hc_table = hypercall_table(hc),
+        ring_section = crate::ringbench::section(rings),
         svm_cmd = hc.first().map_or("", |r| r.command.as_str()),
         vmx_cmd = hc.get(1).map_or("", |r| r.command.as_str()),
     )

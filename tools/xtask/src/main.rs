@@ -3,6 +3,7 @@
 mod bench;
 mod cargo;
 mod hcbench;
+mod ringbench;
 mod test;
 
 use std::ffi::OsString;

@@ -27,6 +27,9 @@ pub const GUESTS: &[&str] = &[
     "evuping",
     "evupcall",
     "evuhostile",
+    "ringprod",
+    "ringcons",
+    "ringhostile",
 ];
 
 /// The `cargo` arguments that build the hypervisor and every guest for the

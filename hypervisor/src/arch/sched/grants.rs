@@ -1,4 +1,5 @@
-//! Shared pages between live domains (ABI 1.2): the `HC_GRANT_*` services
+//! Shared pages between live domains (ABI 1.2, completed in 1.3 with copy,
+//! query and set-max): the `HC_GRANT_*` services
 //! over each domain's [`GrantTable`] (as granter) and [`MapTrack`] (as
 //! grantee), the nested-paging edits that install and remove a granted
 //! frame, and what a dying domain's grants and mappings become.
@@ -23,9 +24,15 @@
 use super::*;
 
 use crate::domain::exits::GrantOp;
-use crate::domain::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone};
+use crate::domain::grant::{
+    Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max,
+};
 use crate::domain::ids::DomainId;
-use pvabi::{EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, GRANT_REVOKE_DEFERRED, PAGE_SIZE};
+use pvabi::zerocopy::IntoBytes;
+use pvabi::{
+    E2BIG, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, GRANT_COPY_MAX, GRANT_MAX_CEILING,
+    GRANT_REVOKE_DEFERRED, GrantLimits, PAGE_SIZE,
+};
 
 /// The domain with id `id`, dying or not (it still has vCPUs listed).
 fn domain_any(id: DomainId) -> Option<Arc<Domain>> {
@@ -138,7 +145,99 @@ impl Svc<'_> {
                 revoke_done(&g, done);
                 Ok(0)
             }
+            GrantOp::Copy {
+                granter,
+                gref,
+                offset,
+                local,
+                len,
+                to_grant,
+            } => self.copy(granter, gref, offset, local, len, to_grant),
+            GrantOp::Query { gpa } => {
+                let (grants, maps) = (d.grants.lock().limits(), d.maps.lock().limits());
+                let out = GrantLimits {
+                    grants_in_use: grants.in_use,
+                    grants_max: grants.max,
+                    maps_in_use: maps.in_use,
+                    maps_max: maps.max,
+                    ceiling: GRANT_MAX_CEILING as u32,
+                    _pad: 0,
+                };
+                d.inner
+                    .lock()
+                    .mem
+                    .write(gpa, out.as_bytes())
+                    .map_err(|_| EFAULT)?;
+                Ok(0)
+            }
+            GrantOp::SetMax { grants, maps } => {
+                let mut table = d.grants.lock();
+                let mut track = d.maps.lock();
+                check_set_max(&table, &track, grants, maps).map_err(code)?;
+                // Checked: neither can fail now.
+                table.set_max(grants).map_err(code)?;
+                track.set_max(maps).map_err(code)?;
+                Ok(0)
+            }
         }
+    }
+
+    /// `HC_GRANT_COPY`, its checks in the ABI's order. The granted end is
+    /// read or written under the granter's table lock, so a revoke cannot
+    /// come between the check and the copy.
+    fn copy(
+        &mut self,
+        granter: DomainId,
+        gref: u32,
+        offset: u64,
+        local: u64,
+        len: u64,
+        to_grant: bool,
+    ) -> Result<u64, i64> {
+        let d = &self.me.domain;
+        let me = DomainId(d.id);
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        if len > GRANT_COPY_MAX {
+            return Err(E2BIG);
+        }
+        match offset.checked_add(len) {
+            Some(end) if end <= PAGE_SIZE => {}
+            _ => return Err(EINVAL),
+        }
+        if granter == me {
+            return Err(EINVAL);
+        }
+        let mut page = [0u8; GRANT_COPY_MAX as usize];
+        let buf = page.get_mut(..len as usize).ok_or(E2BIG)?;
+        // The caller's buffer, validated like any hypercall buffer (its
+        // own present pages only); for a copy to the grant, the data.
+        d.inner.lock().mem.read(local, buf).map_err(|_| EFAULT)?;
+        let g = domain_live(granter).ok_or(ENOENT)?;
+        let table = g.grants.lock();
+        if g.dying() {
+            return Err(ENOENT);
+        }
+        // `offset + len <= PAGE_SIZE` was checked: both fit in 32 bits.
+        let at = table
+            .check_copy(me, gref, offset as u32, len as u32, !to_grant)
+            .map_err(code)?;
+        {
+            let mut inner = g.inner.lock();
+            // Granted pages cannot be released: present, so no fault.
+            let r = if to_grant {
+                inner.mem.write(at.gpa, buf)
+            } else {
+                inner.mem.read(at.gpa, buf)
+            };
+            r.map_err(|_| EFAULT)?;
+        }
+        drop(table);
+        if !to_grant {
+            d.inner.lock().mem.write(local, buf).map_err(|_| EFAULT)?;
+        }
+        Ok(len)
     }
 
     fn map(&mut self, granter: DomainId, gref: u32, at: u64, access: Access) -> Result<u64, i64> {

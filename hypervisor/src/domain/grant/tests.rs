@@ -349,3 +349,26 @@ fn granted_pages_are_known_until_revoked_and_unmapped() {
     assert_eq!(done.map(|d| d.port), Some(4));
     assert!(!t.granted_in(PAGE, PAGE + 0x1000));
 }
+
+#[test]
+fn set_max_checks_both_limits_in_the_abi_order() {
+    let t = GrantTable::new(DomainId(1));
+    let track = MapTrack::new();
+    let d = GRANT_DEFAULT_MAX;
+    assert_eq!(check_set_max(&t, &track, d, d), Ok(()), "equal: no change");
+    assert_eq!(check_set_max(&t, &track, d * 2, d), Ok(()));
+    assert_eq!(check_set_max(&t, &track, GRANT_LIMIT, GRANT_LIMIT), Ok(()));
+    // Lowering either is EINVAL, and wins over the other being too big.
+    assert_eq!(check_set_max(&t, &track, d - 1, d), Err(Error::Invalid));
+    assert_eq!(check_set_max(&t, &track, d, 0), Err(Error::Invalid));
+    assert_eq!(
+        check_set_max(&t, &track, GRANT_LIMIT + 1, d - 1),
+        Err(Error::Invalid)
+    );
+    assert_eq!(
+        check_set_max(&t, &track, GRANT_LIMIT + 1, d),
+        Err(Error::TooBig)
+    );
+    assert_eq!(check_set_max(&t, &track, d, u32::MAX), Err(Error::TooBig));
+    assert_eq!(GRANT_LIMIT as u64, pvabi::GRANT_MAX_CEILING);
+}

@@ -62,12 +62,7 @@ impl MapTrack {
     /// Raises the limit. Errors: `Invalid` (lower than now), `TooBig`
     /// (over [`super::GRANT_LIMIT`]).
     pub fn set_max(&mut self, max: u32) -> Result<(), Error> {
-        if max < self.max {
-            return Err(Error::Invalid);
-        }
-        if max > super::GRANT_LIMIT {
-            return Err(Error::TooBig);
-        }
+        super::check_raise(self.max, max)?;
         self.max = max;
         Ok(())
     }
