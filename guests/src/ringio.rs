@@ -272,8 +272,9 @@ impl Back {
     }
 
     /// Unmaps every page, closes the port and gives the holes memory
-    /// again. Returns how many mappings were already gone (the front died:
-    /// the hypervisor removed them).
+    /// again. Returns how many mappings were already gone (none, even when
+    /// the front died: the hypervisor keeps them, with zeroed pages, until
+    /// we unmap).
     pub fn teardown(&self) -> Result<u32, Error> {
         let mut gone = 0;
         for &h in self.handles.iter().take(1 + self.data_pages) {

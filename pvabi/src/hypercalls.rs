@@ -530,8 +530,13 @@ pub const HC_GRANT_REVOKE: u64 = 22;
 /// - Notes: a write to a read-only mapping is a nested-paging violation:
 ///   the writer is killed. The mapped page is not the caller's own memory:
 ///   hypercall buffers there get `EFAULT`, and it is not counted in
-///   `current_pages`. When the granter dies the mapping is removed (the
-///   page reads as absent; touching it kills the grantee).
+///   `current_pages`. When the granter dies (1.3) the mapping stays but
+///   its page is swapped for a zeroed page of the grantee's own (writable
+///   if the mapping was), so a grantee in the middle of using it does not
+///   fault; the granter's frame is freed at once. The grantee learns of
+///   the death through its event channel (the port goes unbound) and
+///   unmaps as usual, which frees the zeroed page. (1.2 removed the
+///   mapping, so touching the page killed the grantee.)
 pub const HC_GRANT_MAP: u64 = 23;
 
 /// **grant unmap** (24): removes mapping RDI.
@@ -539,7 +544,7 @@ pub const HC_GRANT_MAP: u64 = 23;
 /// - IN: RDI = a map handle from [`HC_GRANT_MAP`].
 /// - OUT: RAX = 0; the address is a hole again.
 /// - Errors: `EINVAL` (RDI does not fit in 32 bits); `ENOENT` (no such
-///   mapping, e.g. already unmapped, or its granter died).
+///   mapping, e.g. already unmapped).
 /// - Notes: returns once no vCPU of the caller can still reach the page
 ///   (TLB shoot-down). If it was the last mapping of a revoked grant, the
 ///   granter's revoke completes.

@@ -253,11 +253,12 @@
 //! grant is deferred: no new mappings, and the page stays shared until the
 //! grantee unmaps it; the granter is then told on the port it named. While
 //! mapped, the granter cannot release the page (`EBUSY`). When the granter
-//! dies its pages are unmapped from every grantee first (a grantee that
-//! touches such a page afterwards is killed, so a back checks that its
-//! front is alive before it touches the ring after a wake-up, e.g. with a
-//! one-word [`HC_GRANT_COPY`] of the config page: `ENOENT` once the front
-//! is gone); when a grantee dies its mappings go.
+//! dies its pages are swapped, under every grantee's mappings, for zeroed
+//! pages the grantee owns (so a back reading the ring at that moment does
+//! not fault; it sees an impossible index or zeroed data, checks whether
+//! the front is alive, e.g. with a one-word [`HC_GRANT_COPY`] of the config
+//! page: `ENOENT` once the front is gone, and unmaps); when a grantee dies
+//! its mappings go.
 //!
 //! Limits: a domain may have [`GRANT_DEFAULT_LIMIT`] (1024) references in
 //! use and map as many grants of others at once; [`HC_GRANT_QUERY`]

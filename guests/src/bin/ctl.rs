@@ -181,7 +181,11 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         }
     }
     let raised = matches!((dom_exc, evtchn::poll()), (Ok(p), Ok(Some(q))) if p == q);
-    CHECKS.check("VIRQ_DOM_EXC raised by the child's end", i64::from(raised), 1);
+    CHECKS.check(
+        "VIRQ_DOM_EXC raised by the child's end",
+        i64::from(raised),
+        1,
+    );
     if let Ok(p) = dom_exc {
         let _ = evtchn::close(p);
     }

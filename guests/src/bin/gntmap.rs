@@ -7,13 +7,14 @@
 //! writes [`gnt::REPLY`] at word 1 of H1 and sends. When the peer answers
 //! (it has revoked, deferred), a second map of the revoked grant gets
 //! `ENOENT`, and we unmap H1 (a second unmap gets `ENOENT`). Then we wait
-//! for the peer to end with H2 still mapped: its end must remove the
-//! mapping, so the handle is gone (`ENOENT`) and H2 is a hole again
-//! (populate succeeds).
+//! for the peer to end with H2 still mapped: its end must swap a zeroed
+//! page of ours in under the mapping (never the dead granter's frame), which
+//! we can write and then unmap, after which H2 is a hole again (populate
+//! succeeds).
 //!
 //! Output: `gntmap: mapped refs 0 and 3, pattern ok, reply sent`, `gntmap:
 //! unmapped after the revoke`, `gntmap: granter ended, its page was
-//! unmapped`; failures print `gntmap: FAILED ...` and exit 1.
+//! swapped for a zeroed one, unmapped`; failures print `gntmap: FAILED ...` and exit 1.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -79,12 +80,18 @@ fn main(si: &StartInfo) -> i32 {
     if !wait_closed(port) {
         fail!("the granter never ended");
     }
-    if grant::unmap(m2) != Err(Error::NoEntry) {
-        fail!("the kept mapping survived its granter");
+    // The mapping is still there, but the granter's page is not: a zeroed
+    // page of ours took its place, writable as the mapping was.
+    if (0..PAGE_SIZE / 8).any(|i| raw::read(h2 + i * 8) != 0) {
+        fail!("the kept mapping still shows the dead granter's page");
+    }
+    raw::write(h2, 1);
+    if grant::unmap(m2).is_err() || grant::unmap(m2) != Err(Error::NoEntry) {
+        fail!("unmapping the dead granter's page, or a second unmap");
     }
     if memory::populate(h1, 3) != Ok(3) {
         fail!("the holes could not be populated again");
     }
-    pvabi::println!("gntmap: granter ended, its page was unmapped");
+    pvabi::println!("gntmap: granter ended, its page was swapped for a zeroed one, unmapped");
     0
 }

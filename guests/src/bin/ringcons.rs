@@ -6,8 +6,10 @@
 //! against its checksum, answers it (the page is free again), and publishes
 //! the answers of a whole batch at once, notifying only when the front
 //! asked. With nothing to do it arms the request event and sleeps on the
-//! ring's port. Before touching the ring after a wake-up it checks that
-//! the front is alive ([`Back::front_alive`]).
+//! ring's port. After a wake-up, and when the ring turns impossible, it
+//! checks whether the front is alive ([`Back::front_alive`]): when a front
+//! dies the hypervisor swaps zeroed pages in under our mappings, so we
+//! never fault, and we unmap them ourselves.
 //!
 //! It ends in one of three ways, each with a clean teardown (pages
 //! unmapped, port closed, holes populated) and exit 0:
@@ -16,7 +18,8 @@
 //!   `ringcons: bench requests=<R> notifications=<N> guest_tsc=<G>
 //!   calls=<C>` (its own ticks between hypercalls, [`pvabi::guest::meter`]);
 //! - the front died: `ringcons: front died after <R> requests (<X> MiB):
-//!   port unbound, <M> mappings already removed`;
+//!   port unbound, <M> mappings already removed` (0: the hypervisor keeps
+//!   them, with zeroed pages, until we unmap);
 //! - the front overran the ring: `ringcons: peer overran the ring: <e>`.
 //!
 //! then `ringcons: torn down`. Failures print `ringcons: FAILED ...` and
@@ -138,6 +141,12 @@ fn main(si: &StartInfo) -> i32 {
         }
     };
     let m = meter::stop();
+    // A front that dies mid-stream leaves zeroed pages behind (the
+    // hypervisor swaps them in), which read as an impossible index.
+    let end = match end {
+        End::Overrun(_) if !b.front_alive() => End::Died,
+        end => end,
+    };
     match end {
         End::Stream => {
             pvabi::println!(

@@ -20,7 +20,8 @@
 //! `ringprod: bench requests=<R> notifications=<N> tsc=<T> guest_tsc=<G>
 //! calls=<C>` (the transfer loop's TSC ticks, and its own ticks between
 //! hypercalls: [`pvabi::guest::meter`]), `ringprod: all grants revoked,
-//! none still mapped`; with `crash_after`,
+//! none still mapped`; with `crash_after`, as soon as M MiB of requests
+//! are published (still in flight, unanswered):
 //! `ringprod: crashing on purpose after <M> MiB` and a crash. Failures
 //! print `ringprod: FAILED ...` and exit 1.
 //!
@@ -155,6 +156,12 @@ fn main(si: &StartInfo) -> i32 {
             }
             notifies += 1;
         }
+        if crash_after != 0 && sent == stop {
+            // Mid-transfer: requests still in flight, the back maybe
+            // reading our pages this very moment.
+            pvabi::println!("ringprod: crashing on purpose after {crash_after} MiB");
+            sched::crash(3);
+        }
         if nfree == 0 || sent == stop {
             match f.ring.final_check_for_responses() {
                 Ok(true) => continue,
@@ -181,13 +188,6 @@ fn main(si: &StartInfo) -> i32 {
         m.guest_ticks,
         m.calls
     );
-    if crash_after != 0 {
-        pvabi::println!("ringprod: crashing on purpose after {crash_after} MiB");
-        // Let the back go to sleep first: it must not be touching the ring
-        // page when the hypervisor pulls it (see `Back::front_alive`).
-        let _ = time::sleep_ns(100_000_000);
-        sched::crash(3);
-    }
     // End of stream: a request of length 0.
     let end = BulkReq {
         buf: 0,

@@ -324,6 +324,7 @@ impl GrantTable {
             gref,
             at_gpa,
             access,
+            scratch: 0,
         })?;
         *maps = more;
         Ok((handle, gpa))

@@ -11,7 +11,7 @@
 //!
 //! | test | asserts |
 //! |---|---|
-//! | `grant_*_share` | ids 1, 2, 3; gntshare saw the reply written through the shared page, its revoke of the still-mapped grant was deferred and completed (port raised, reference free, page releasable) when gntmap unmapped; gntmap saw the pattern, a revoked grant could not be mapped again, and after gntshare ended its kept mapping was gone (handle `ENOENT`, hole populatable); both exited 0, no `FAILED`; free memory after every domain ended equals free memory at ready |
+//! | `grant_*_share` | ids 1, 2, 3; gntshare saw the reply written through the shared page, its revoke of the still-mapped grant was deferred and completed (port raised, reference free, page releasable) when gntmap unmapped; gntmap saw the pattern, a revoked grant could not be mapped again, and after gntshare ended its kept mapping showed a zeroed page of its own, never gntshare's (writable, then unmapped; hole populatable); both exited 0, no `FAILED`; free memory after every domain ended equals free memory at ready |
 //! | `grant_*_hostile` | gnthostile printed `<N> checks, 0 failed` with N >= [`MIN_HOSTILE_CHECKS`], then was killed for writing to its read-only mapping (`wrote guest-physical`), and gntshare then found that grant unmapped (revoke immediate) |
 
 use std::sync::OnceLock;
@@ -105,7 +105,7 @@ fn share(b: Backend) {
         [
             "mapped refs 0 and 3, pattern ok, reply sent",
             "unmapped after the revoke",
-            "granter ended, its page was unmapped",
+            "granter ended, its page was swapped for a zeroed one, unmapped",
         ],
         "{}: gntmap",
         o.test

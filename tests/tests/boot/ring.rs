@@ -20,7 +20,7 @@
 //! |---|---|
 //! | `ring_*_transfer` | both exited 0; the producer sent N MiB in `N*256` requests, the consumer received exactly that many requests and bytes with 0 bad checksums; fewer notifications than requests each way (batching and suppression); every revoke immediate (the consumer unmapped everything); free memory after every domain ended equals free memory at ready |
 //! | `ring_*_hostile` | `ringhostile` printed `<n> checks, 0 failed` with n >= [`MIN_HOSTILE_CHECKS`] and exited 0; its back (4) reported the overrun and tore down; the victim pair (1, 2) finished its transfer with 0 bad checksums; free memory back at its value at ready |
-//! | `ring_*_death` | domain 5 crashed after printing `crashing on purpose`; domain 6 reported `front died` with its port unbound and all 33 mappings already removed by the hypervisor, tore down and exited 0 |
+//! | `ring_*_death` | domain 5 crashed after printing `crashing on purpose`; domain 6 (which may be reading the pages at that moment) reported `front died` after at most what was sent, with its port unbound and none of its 33 mappings removed under it (the hypervisor swaps zeroed pages in), tore down and exited 0 |
 
 use std::sync::OnceLock;
 
@@ -246,10 +246,13 @@ fn death(b: Backend) {
     let c = o.assert_domain("ringcons-d", "exited", 0);
     let cs = said(o, &c, "ringcons");
     let died = line_of(&cs, "front died after ");
-    assert_eq!(
-        numbers(died),
-        [crash * 256, crash, 33],
-        "{}: requests, MiB, mappings the hypervisor removed: {died}",
+    // Killed mid-transfer: the back took at most what was sent, and every
+    // one of its 33 mappings (config, ring, data) was still in place (with
+    // zeroed pages swapped in) for it to unmap itself, so it never faulted.
+    let n = numbers(died);
+    assert!(
+        n.len() == 3 && n[0] <= crash * 256 && n[1] <= crash && n[2] == 0,
+        "{}: requests, MiB, mappings already removed: {died}",
         o.test
     );
     assert!(died.contains("port unbound"), "{}: {died}", o.test);

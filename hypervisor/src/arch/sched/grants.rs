@@ -18,7 +18,9 @@
 //!   lock (unmap, the grantee's death, the granter's death).
 //! - A dying granter (`end_grants`, before its frames can be freed by its
 //!   `Drop`) revokes every grant and takes each grantee's `maps` lock to
-//!   force-unmap what is still mapped, so it waits for any unmap in flight.
+//!   swap a zeroed scratch frame (owned by the mapping, freed when it is
+//!   unmapped) in under each live mapping, or unmap it, so it waits for
+//!   any unmap in flight; its own frames are unreachable when it returns.
 
 #[allow(unused_imports)]
 use super::*;
@@ -132,7 +134,15 @@ impl Svc<'_> {
                 access,
             } => self.map(granter, gref, at, access),
             GrantOp::Unmap(handle) => {
-                let granter = d.maps.lock().get(handle).map_err(code)?.granter;
+                let m = d.maps.lock().get(handle).map_err(code)?;
+                if m.scratch != 0 {
+                    // Its granter died: only our scratch frame is there.
+                    let m = d.maps.lock().remove_orphan(handle).map_err(code)?;
+                    unmap_in(d, &[m], Some(self.me.index));
+                    crate::arch::start::free_frames(m.scratch, 1);
+                    return Ok(0);
+                }
+                let granter = m.granter;
                 let g = domain_any(granter).ok_or(ENOENT)?;
                 let mut table = g.grants.lock();
                 let mut track = d.maps.lock();
@@ -310,7 +320,9 @@ pub(super) fn end_grants(d: &Domain) {
         ms
     };
     for m in mine {
-        if let Some(g) = domain_any(m.granter) {
+        if m.scratch != 0 {
+            crate::arch::start::free_frames(m.scratch, 1);
+        } else if let Some(g) = domain_any(m.granter) {
             let done = g.grants.lock().drop_map(m.gref);
             revoke_done(&g, done);
         }
@@ -325,11 +337,56 @@ pub(super) fn end_grants(d: &Domain) {
             continue;
         };
         let mut track = grantee.maps.lock();
-        let ms = track.take_granter(DomainId(d.id));
-        unmap_in(&grantee, &ms, None);
+        let dropped = orphan_in(&grantee, &mut track, DomainId(d.id));
         drop(track);
-        for m in ms {
-            let _ = table.drop_map(m.gref);
+        for gref in dropped {
+            let _ = table.drop_map(gref);
         }
     }
+}
+
+/// `granter` is dying: a live grantee's mappings of its pages get zeroed
+/// scratch frames in their place (so a grantee in the middle of using the
+/// page neither faults nor sees it change under it again), which it frees
+/// by unmapping; a dying grantee's, or any that cannot get a frame, are
+/// unmapped. Either way no mapping reaches the granter's frames any more
+/// once this returns (TLB shoot-down included), so they can be freed. The
+/// grant references to drop from the granter's table. Called under
+/// `grantee.maps`.
+fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u32> {
+    let live = !grantee.dying();
+    let (kept, mut gone) = track.orphan_granter(granter, || {
+        let f = live.then(crate::arch::start::alloc_frame)??;
+        // SAFETY: a frame we were just given, identity-mapped, unshared.
+        unsafe { crate::arch::physmem::zero_frame(f) };
+        Some(f)
+    });
+    let mut drop_refs: Vec<u32> = gone.iter().map(|m| m.gref).collect();
+    {
+        let mut guard = grantee.inner.lock();
+        let inner = &mut *guard;
+        for (handle, m) in &kept {
+            drop_refs.push(m.gref);
+            let swapped = inner.gpt.as_mut().is_some_and(|g| {
+                // The 4 KiB leaf exists, so neither edit needs a new table.
+                g.unmap(m.at_gpa, PAGE_SIZE, &mut inner.tables).is_ok()
+                    && g.map_perms(m.at_gpa, m.scratch, perms(m.access), &mut inner.tables)
+                        .is_ok()
+            });
+            if !swapped && let Ok(m) = track.remove_orphan(*handle) {
+                inner.foreign.remove(&m.at_gpa);
+                crate::arch::start::free_frames(m.scratch, 1);
+                gone.push(m);
+            }
+        }
+    }
+    // Flushes the swapped mappings too; `gone` ones are unmapped here.
+    unmap_in(grantee, &gone, None);
+    if gone.is_empty() && !kept.is_empty() && !shoot_down_domain(grantee, None) {
+        log::error!(
+            "domain {}: granted pages swapped without a complete TLB shoot-down",
+            grantee.id
+        );
+    }
+    drop_refs
 }

@@ -37,7 +37,8 @@ fn grant_map_unmap() {
             granter: G,
             gref: r,
             at_gpa: 0x9000,
-            access: Access::ReadWrite
+            access: Access::ReadWrite,
+            scratch: 0,
         }
     );
     assert_eq!(done, None);
@@ -286,6 +287,37 @@ fn grantee_death_unmaps_and_completes_revokes() {
     );
     assert_eq!(t.status(a).unwrap().maps, 0, "a stays granted, unmapped");
     assert_eq!(track.limits().in_use, 0);
+}
+
+#[test]
+fn a_dead_granters_mappings_keep_scratch_frames_until_unmapped() {
+    let mut t = GrantTable::new(G);
+    let mut other = GrantTable::new(X);
+    let mut track = MapTrack::new();
+    let r = t.grant(E, PAGE, Access::ReadWrite).unwrap();
+    let (h1, _) = t.map(&mut track, E, r, Access::ReadWrite, 0x1000).unwrap();
+    let (h2, _) = t.map(&mut track, E, r, Access::ReadWrite, 0x2000).unwrap();
+    let k = other.grant(E, PAGE, Access::ReadOnly).unwrap();
+    let (hk, _) = other
+        .map(&mut track, E, k, Access::ReadOnly, 0x3000)
+        .unwrap();
+    assert_eq!(track.remove_orphan(h1), Err(Error::Busy), "granter alive");
+    // Memory for one scratch frame only: the second mapping is removed.
+    let mut frames = vec![0x77000u64];
+    let (kept, gone) = track.orphan_granter(G, || frames.pop());
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].0, kept[0].1.scratch), (h1, 0x77000));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].at_gpa, 0x2000);
+    assert_eq!(track.get(h2), Err(Error::NoEntry));
+    // Orphaning again changes nothing; the other granter's mapping stays.
+    let (again, none) = track.orphan_granter(G, || Some(1));
+    assert!(again.is_empty() && none.is_empty());
+    assert_eq!(track.get(hk).unwrap().scratch, 0);
+    assert_eq!(track.remove_orphan(hk), Err(Error::Busy));
+    assert_eq!(track.remove_orphan(h1).unwrap().scratch, 0x77000);
+    assert_eq!(track.remove_orphan(h1), Err(Error::NoEntry));
+    assert_eq!(track.limits().in_use, 1);
 }
 
 #[test]

@@ -23,6 +23,11 @@ pub struct Mapping {
     pub at_gpa: u64,
     /// How it is mapped.
     pub access: Access,
+    /// 0 while the granter lives. When the granter died while this
+    /// mapping was in place, the page was swapped for this zeroed frame
+    /// (owned by the mapping, freed when it goes) so the grantee can
+    /// finish with it instead of faulting.
+    pub scratch: u64,
 }
 
 /// A grantee's mappings by handle, with a limit that can grow.
@@ -118,6 +123,47 @@ impl MapTrack {
     /// the caller unmaps each and calls [`super::GrantTable::drop_map`].
     pub fn take_granter(&mut self, granter: DomainId) -> Vec<Mapping> {
         self.take_where(|m| m.granter == granter)
+    }
+
+    /// `granter` died: each of its mappings gets a scratch frame from
+    /// `alloc` (kept, with its handle) or, when `alloc` gives none, is
+    /// removed (returned in the second list, for the caller to unmap).
+    pub fn orphan_granter(
+        &mut self,
+        granter: DomainId,
+        mut alloc: impl FnMut() -> Option<u64>,
+    ) -> (Vec<(MapHandle, Mapping)>, Vec<Mapping>) {
+        let (mut kept, mut gone) = (Vec::new(), Vec::new());
+        for h in 0..self.slots.len() as u32 {
+            let Some(Some(m)) = self.slots.get_mut(h as usize) else {
+                continue;
+            };
+            if m.granter != granter || m.scratch != 0 {
+                continue;
+            }
+            match alloc() {
+                Some(f) => {
+                    m.scratch = f;
+                    kept.push((h, *m));
+                }
+                None => {
+                    if let Ok(m) = self.remove_handle(h) {
+                        gone.push(m);
+                    }
+                }
+            }
+        }
+        (kept, gone)
+    }
+
+    /// Removes mapping `handle` if its granter is gone (it has a scratch
+    /// frame). Errors: `NoEntry` (no such mapping), `Busy` (its granter
+    /// lives: unmap through the granter's table).
+    pub fn remove_orphan(&mut self, handle: MapHandle) -> Result<Mapping, Error> {
+        if self.get(handle)?.scratch == 0 {
+            return Err(Error::Busy);
+        }
+        self.remove_handle(handle)
     }
 
     fn take_where(&mut self, pick: impl Fn(&Mapping) -> bool) -> Vec<Mapping> {
