@@ -331,6 +331,7 @@ mod domctl;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
+mod mgmt;
 pub mod ring;
 mod shared;
 mod start_info;
@@ -341,6 +342,7 @@ pub use zerocopy;
 
 pub use domctl::*;
 pub use hypercalls::*;
+pub use mgmt::*;
 pub use shared::*;
 pub use start_info::*;
 pub use status::*;

@@ -30,6 +30,7 @@ use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
 use spin::Mutex;
 
 mod backend;
+mod consoles;
 mod domain;
 mod domctl;
 mod events;
@@ -38,6 +39,7 @@ mod services;
 
 use backend::time_info;
 pub use backend::{backend, init_time, init_virt, init_virt_this_cpu, now_ns};
+pub use consoles::capture_consoles;
 pub use domain::{CreateError, DomainSpec, all_created, create};
 
 use super::guestmem::{CHUNK, DomainMemory, FrameTables};
@@ -134,6 +136,9 @@ impl Host for MachineHost {
 }
 
 fn console(d: &Domain, bytes: &[u8]) {
+    if consoles::capture(d, bytes) {
+        return;
+    }
     let mut inner = d.inner.lock();
     for &b in bytes {
         if b == b'\n' || inner.line.len() >= 200 {
