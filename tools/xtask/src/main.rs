@@ -165,6 +165,7 @@ impl Args {
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     let args = paths::build_args(profile == Profile::Debug);
     cargo::run(&args)?;
+    cargo::run(&paths::HVCTL_BUILD_ARGS)?;
     let k = paths::kernel(profile);
     if !k.is_file() {
         bail!("cargo succeeded but {} is missing", k.display());
