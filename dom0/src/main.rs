@@ -126,6 +126,9 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         si.domain_id,
         hv.modules.len() + 1
     ));
+    // From here on the hypervisor keeps every other domain's console
+    // output for dom0 (before the first domain exists, so none is missed).
+    let _ = mgmt::console_read(si.domain_id, &mut []);
     boot(&mut hv, cmdline);
     let mut svc = service::Service::new(si.domain_id);
     for (id, name) in &hv.created {

@@ -2,8 +2,10 @@
 //! line (COM2), the other domains' console rings, and the hypervisor's
 //! serial console.
 //!
-//! With the hypervisor option `dom0`, a domain's [`crate::HC_CONSOLE_WRITE`]
-//! output no longer goes to the serial console: it goes into that domain's
+//! Once the control domain has called [`HC_DOMCTL_CONSOLE_READ`] (any
+//! domain id, any length, 0 included: it then serves the consoles), other
+//! domains' [`crate::HC_CONSOLE_WRITE`] output no longer goes to the serial
+//! console: it goes into that domain's
 //! **console ring**, a buffer of [`CONSOLE_RING_BYTES`] bytes in the
 //! hypervisor, which the control domain drains with
 //! [`HC_DOMCTL_CONSOLE_READ`] and prints (the control domain's own output

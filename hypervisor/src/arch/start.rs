@@ -390,7 +390,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         ram.div_ceil(1 << 20)
     );
     if opts.dom0 {
-        // The control domain's management line and the console rings.
+        // The control domain's management line.
         if opts.console.io_port() == Some(serial::COM2) {
             log::info!("dom0: no management line (COM2 is the console)");
         } else if serial::init_mgmt(serial::COM2) {
@@ -398,7 +398,6 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         } else {
             log::info!("dom0: no management line (no COM2)");
         }
-        sched::capture_consoles();
     }
     super::modules::start_domains(boot, opts.dom0);
     sched::all_created(opts.shutdown);

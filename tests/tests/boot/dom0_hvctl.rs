@@ -183,6 +183,7 @@ fn dom0_qemu_hvctl() {
             .args(["console", "tick-b"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("hvctl console: {e}"));
         std::thread::sleep(scaled(2));

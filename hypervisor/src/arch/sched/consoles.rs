@@ -1,6 +1,8 @@
-//! With the `dom0` option, other domains' console output goes to their
-//! console rings (`domain::console_ring`) for the control domain to drain,
-//! and the control domain's I/O calls (ABI 1.3, 42-45) run here. The ring
+//! Once the control domain has called `HC_DOMCTL_CONSOLE_READ` (it then
+//! serves consoles), other domains' console output goes to their console
+//! rings (`domain::console_ring`) for it to drain; a control domain that
+//! never does (the `ctl` test guest) leaves them on the serial console.
+//! The control domain's I/O calls (ABI 1.3, 42-45) run here. The ring
 //! table's lock is a leaf: taken with no other lock held, takes none.
 
 #[allow(unused_imports)]
@@ -11,11 +13,6 @@ use crate::domain::exits::MgmtReq;
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
 static RINGS: Mutex<ConsoleRings> = Mutex::new(ConsoleRings::new());
-
-/// From now on unprivileged domains' console output goes to their rings.
-pub fn capture_consoles() {
-    CAPTURE.store(true, Ordering::Release);
-}
 
 /// Takes `bytes` of domain `d`'s console output into its ring; `false`
 /// when output is not captured (no control domain, or `d` is it).
@@ -46,6 +43,7 @@ impl Svc<'_> {
                 Ok(b.len() as u64)
             }
             MgmtReq::ConsoleRead { id, buf } => {
+                CAPTURE.store(true, Ordering::Release);
                 // Whether it exists is decided before the ring is read: a
                 // domain ending in between leaves its bytes for next time.
                 let alive = super::domctl::exists(id);

@@ -39,7 +39,6 @@ mod services;
 
 use backend::time_info;
 pub use backend::{backend, init_time, init_virt, init_virt_this_cpu, now_ns};
-pub use consoles::capture_consoles;
 pub use domain::{CreateError, DomainSpec, all_created, create};
 
 use super::guestmem::{CHUNK, DomainMemory, FrameTables};
