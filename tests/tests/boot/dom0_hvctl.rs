@@ -79,6 +79,43 @@ fn last_tick(log: &std::path::Path, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Speaks to the service directly: bad lines get errors, then good ones
+/// are answered.
+fn raw_session(sock: &std::path::Path) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock)
+        .unwrap_or_else(|e| panic!("connecting {}: {e}", sock.display()));
+    s.set_read_timeout(Some(scaled(10)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sent = "nonsense\n{\"id\":5,\"op\":\"fly\"}\n{\"id\":6,\"op\":\"list\"}\n\
+                {\"id\":7,\"op\":\"hello\",\"version\":1,\"client\":\"raw\"}\n\
+                {\"id\":8,\"op\":\"destroy\",\"domain\":1}\n";
+    s.write_all(sent.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut r = BufReader::new(s);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .unwrap_or_else(|e| panic!("reading a reply: {e} ({got:?})"));
+        got.push(line.trim_end().to_string());
+    }
+    let want = [
+        ("\"id\":null", "bad_request"),
+        ("\"id\":5", "bad_request"),
+        // A serial line has no connections: hvctl's hello still counts.
+        ("\"id\":6", "\"kind\":\"domains\""),
+        ("\"id\":7", "\"kind\":\"hello\""),
+        ("\"id\":8", "bad_state"),
+    ];
+    for (line, (id, what)) in got.iter().zip(want) {
+        assert!(
+            line.contains(id) && line.contains(what),
+            "{line:?} should hold {id} and {what}"
+        );
+    }
+}
+
 #[test]
 fn dom0_qemu_hvctl() {
     let run_dir = root().join("runs").join(TEST);
@@ -130,6 +167,9 @@ fn dom0_qemu_hvctl() {
                 "tick-c:running"
             ]
         );
+
+        // Lines that are not requests get protocol errors; the line stays usable.
+        raw_session(&sock);
 
         // A fourth domain at run time.
         let fourth = file("fourth.toml", FOURTH);

@@ -80,7 +80,10 @@ pub trait Hypervisor {
     fn destroy(&mut self, id: u32) -> Result<(), Error>;
 }
 
-/// The service's per-connection state: `hello` seen, consoles attached.
+/// The service's session state: `hello` seen, consoles attached. The
+/// management line is a serial line with no connections, so `hello` is
+/// needed once after dom0 starts, and each `hello` begins a new session
+/// (it detaches every console).
 #[derive(Debug, Default)]
 pub struct Server {
     hello: bool,
@@ -155,7 +158,11 @@ impl Server {
                     format!("this server speaks version {}", proto::VERSION),
                 ));
             }
+            // A serial line has no connections: a hello starts a new
+            // client's session, and consoles the last one left attached
+            // (killed without detaching) stop streaming.
             self.hello = true;
+            self.attached.clear();
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),

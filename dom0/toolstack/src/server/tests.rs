@@ -203,6 +203,9 @@ fn hello_first_then_every_op() {
         }
     );
     assert_eq!(s.attached(), [3]);
+    ok(&mut s, &mut hv, HELLO);
+    assert!(s.attached().is_empty(), "a hello starts a new session");
+    ok(&mut s, &mut hv, attach);
     let destroy = r#"{"id":7,"op":"destroy","domain":"b"}"#;
     assert_eq!(ok(&mut s, &mut hv, destroy), Reply::Done);
     assert_eq!(
