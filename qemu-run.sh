@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds Kestrel and boots it under QEMU with the serial console on this
-# terminal. Ctrl-A X quits.
+# Builds Kestrel and boots the demo under QEMU with the serial console on
+# this terminal: the hypervisor, dom0 and the domains of dom0/demo.toml;
+# manage them with hvctl on build/kestrel-mgmt.sock (printed at start).
+# Ctrl-A X quits.
 #
-#   ./qemu-run.sh                   PVH direct boot (-kernel), fastest
-#   ./qemu-run.sh --iso             the GRUB ISO through SeaBIOS (BIOS)
-#   ./qemu-run.sh --uefi            the GRUB ISO through OVMF (UEFI)
+#   ./qemu-run.sh                   the demo (GRUB ISO through SeaBIOS)
+#   ./qemu-run.sh --uefi            the demo through OVMF (UEFI)
+#   ./qemu-run.sh --bare            the hypervisor alone, PVH direct boot (-kernel), fastest
+#   ./qemu-run.sh --bare --iso      the hypervisor alone, GRUB ISO
 #   ./qemu-run.sh -smp 2 -m 512M    anything else goes to QEMU (after ours, so it wins)
 #
 # Also: --cmdline "..." (default "loglevel=info"), --module PATH[=ARGS],
@@ -16,8 +19,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 ours=()
 qemu_args=()
+demo=(--dom0)
 while (($#)); do
     case "$1" in
+        --bare) demo=() ;;
         --iso | --uefi | --kvm | --tcg | --debug) ours+=("$1") ;;
         --cmdline | --module)
             if (($# < 2)); then
@@ -28,7 +33,7 @@ while (($#)); do
             shift
             ;;
         -h | --help)
-            sed -n '2,14s/^# \{0,1\}//p' "$0"
+            sed -n '2,17s/^# \{0,1\}//p' "$0"
             exit 0
             ;;
         --) shift; qemu_args+=("$@"); break ;;
@@ -41,4 +46,4 @@ tools/setup.sh
 if ! command -v cargo >/dev/null 2>&1; then
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 fi
-exec cargo xtask qemu "${ours[@]}" -- "${qemu_args[@]}"
+exec cargo xtask qemu "${demo[@]}" "${ours[@]}" -- "${qemu_args[@]}"

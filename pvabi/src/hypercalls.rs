@@ -660,6 +660,11 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_DOMCTL_MODULE_INFO,
     crate::HC_DOMCTL_MODULE_READ,
     crate::HC_DOMCTL_HOST_INFO,
+    // 1.3, management line and consoles (42-45, `crate::mgmt`).
+    crate::HC_MGMT_WRITE,
+    crate::HC_MGMT_READ,
+    crate::HC_DOMCTL_CONSOLE_READ,
+    crate::HC_HOST_CONSOLE_WRITE,
 ];
 
 #[cfg(test)]
@@ -679,7 +684,7 @@ mod tests {
             [HC_GRANT_COPY, HC_GRANT_QUERY, HC_GRANT_SET_MAX],
             [30, 31, 32]
         );
-        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_HOST_INFO));
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_HOST_CONSOLE_WRITE));
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);

@@ -400,6 +400,7 @@ mod grant_limits;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
+mod mgmt;
 pub mod ring;
 mod shared;
 mod start_info;
@@ -412,6 +413,7 @@ pub use domctl::*;
 pub use evtchn::*;
 pub use grant_limits::*;
 pub use hypercalls::*;
+pub use mgmt::*;
 pub use shared::*;
 pub use start_info::*;
 pub use status::*;

@@ -51,6 +51,13 @@ pub fn guest(name: &str) -> PathBuf {
     p
 }
 
+/// The host's release `hvctl` (`cargo xtask build` builds it), checked
+/// like the kernel.
+pub fn hvctl() -> &'static Path {
+    static HVCTL: OnceLock<PathBuf> = OnceLock::new();
+    HVCTL.get_or_init(|| fresh_binary(paths::target_dir().join("release").join("hvctl")))
+}
+
 /// `binary` if it exists and is newer than every source Cargo lists for
 /// it; otherwise panics saying how to rebuild.
 fn fresh_binary(binary: PathBuf) -> PathBuf {

@@ -5,6 +5,9 @@
 //! - [`config`]: the boot configuration (TOML): which domains to build.
 //! - [`proto`]: the management protocol, line-delimited JSON between
 //!   `hvctl` and dom0's management service.
+//! - [`server`]: the management service and the domain builder, over a
+//!   [`server::Hypervisor`] trait (domctl hypercalls in dom0, fakes here).
+//! - [`console`]: guests' console bytes to clean, whole lines.
 //!
 //! The format and the protocol are documented in `docs/toolstack.md`.
 #![no_std]
@@ -13,4 +16,6 @@
 extern crate alloc;
 
 pub mod config;
+pub mod console;
 pub mod proto;
+pub mod server;

@@ -65,10 +65,57 @@ pub fn write_fmt_emergency(args: fmt::Arguments<'_>) {
     write_fmt(args);
 }
 
-/// Takes whatever input bytes the console UART holds now (never waits).
-pub fn read_available(buf: &mut [u8]) -> usize {
-    let mut guard = CONSOLE.lock();
-    let Some(uart) = guard.as_mut() else { return 0 };
+/// The management line (COM2 with the `dom0` option): the control
+/// domain's `HC_MGMT_*` calls; `None` when the machine has none.
+static MGMT: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+
+/// Sets up the UART at `port` as the management line; `false` if it is
+/// not there (the driver's loopback self-test fails).
+pub fn init_mgmt(port: u16) -> bool {
+    // SAFETY: as in `init`: a legacy PC serial port the hypervisor owns
+    // and never gives to a guest; not the console port (the caller checks).
+    let uart = unsafe { Uart16550::new_port(port) }.ok().and_then(|mut u| {
+        u.init(uart_16550::Config::default()).ok()?;
+        Some(u)
+    });
+    let ok = uart.is_some();
+    *MGMT.lock() = uart;
+    ok
+}
+
+/// Sends `bytes` on the management line; `false` if there is none.
+pub fn mgmt_write(bytes: &[u8]) -> bool {
+    let mut guard = MGMT.lock();
+    let Some(uart) = guard.as_mut() else {
+        return false;
+    };
+    uart.send_bytes_exact(bytes);
+    true
+}
+
+/// Takes the bytes the management line holds now (never waits); `None`
+/// if there is no management line.
+pub fn mgmt_read(buf: &mut [u8]) -> Option<usize> {
+    let mut guard = MGMT.lock();
+    let uart = guard.as_mut()?;
+    Some(receive(uart, buf))
+}
+
+/// Prints `bytes` on the console under one lock, control characters other
+/// than newline and tab shown as `?` (a newline becomes CR LF).
+pub fn write_raw(bytes: &[u8]) {
+    if let Some(uart) = CONSOLE.lock().as_mut() {
+        for &b in bytes {
+            match b {
+                b'\n' => uart.send_bytes_exact(b"\r\n"),
+                b'\t' | 0x20..=0x7e | 0x80.. => uart.send_bytes_exact(&[b]),
+                _ => uart.send_bytes_exact(b"?"),
+            }
+        }
+    }
+}
+
+fn receive(uart: &mut Uart16550<PioBackend>, buf: &mut [u8]) -> usize {
     let mut n = 0;
     for slot in buf.iter_mut() {
         match uart.try_receive_byte() {
@@ -80,6 +127,13 @@ pub fn read_available(buf: &mut [u8]) -> usize {
         }
     }
     n
+}
+
+/// Takes whatever input bytes the console UART holds now (never waits).
+pub fn read_available(buf: &mut [u8]) -> usize {
+    let mut guard = CONSOLE.lock();
+    let Some(uart) = guard.as_mut() else { return 0 };
+    receive(uart, buf)
 }
 
 /// Prints to the console.

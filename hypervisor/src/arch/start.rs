@@ -389,6 +389,16 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         free_bytes >> 20,
         ram.div_ceil(1 << 20)
     );
+    if opts.dom0 {
+        // The control domain's management line.
+        if opts.console.io_port() == Some(serial::COM2) {
+            log::info!("dom0: no management line (COM2 is the console)");
+        } else if serial::init_mgmt(serial::COM2) {
+            log::info!("dom0: management line on COM2");
+        } else {
+            log::info!("dom0: no management line (no COM2)");
+        }
+    }
     super::modules::start_domains(boot, opts.dom0);
     sched::all_created(opts.shutdown);
     sched::run_cpu()

@@ -21,9 +21,11 @@ use crate::virt::{GuestRegs, VmExit};
 mod domctl_ops;
 mod evtchn_ops;
 mod grant_ops;
+mod mgmt_ops;
 pub use domctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use evtchn_ops::EvtchnOp;
 pub use grant_ops::GrantOp;
+pub use mgmt_ops::MgmtReq;
 
 /// The vCPU operations the handler needs; each backend implements them.
 pub trait VcpuOps {
@@ -88,6 +90,9 @@ pub trait Services {
     /// Runs one domctl request (ABI 1.3; called for privileged domains
     /// only, with every argument validated).
     fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64>;
+    /// Runs one control-domain I/O request (ABI 1.3, 42-45; privileged
+    /// callers only, buffers checked): the value for RAX (a byte count).
+    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, i64>;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -350,6 +355,8 @@ fn hypercall(
             } else if let Some(op) = GrantOp::decode(nr, a) {
                 done(op.and_then(|op| svc.grant(op)))
             } else if let Some(r) = domctl_ops::run(svc, nr, a) {
+                done(r)
+            } else if let Some(r) = mgmt_ops::run(svc, nr, a) {
                 done(r)
             } else {
                 (status(ENOSYS), Action::Resume)

@@ -9,6 +9,8 @@ use std::vec::Vec;
 mod domctl;
 #[path = "exits_evtchn_tests.rs"]
 mod evtchn;
+#[path = "exits_mgmt_tests.rs"]
+mod mgmt;
 
 #[derive(Default)]
 struct FakeVcpu {
@@ -54,6 +56,8 @@ struct FakeSvc {
     grant_ops: Vec<GrantOp>,
     /// Every domctl request that reached the services, as `Debug` text.
     domctl_reqs: Vec<std::string::String>,
+    /// Bytes sent on the fake management line / host console.
+    mgmt_out: Vec<u8>,
 }
 
 impl FakeSvc {
@@ -71,6 +75,7 @@ impl FakeSvc {
             evtchn_ops: Vec::new(),
             grant_ops: Vec::new(),
             domctl_reqs: Vec::new(),
+            mgmt_out: Vec::new(),
         }
     }
 }
@@ -159,6 +164,9 @@ impl Services for FakeSvc {
     fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
         self.domctl_reqs.push(std::format!("{req:?}"));
         domctl::fake(req)
+    }
+    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+        mgmt::fake(self, req)
     }
 }
 

@@ -29,6 +29,8 @@
 //! | [`vcpu`]    | start another vCPU on a [`VcpuStack`], query a vCPU      |
 //! | [`time`]    | the PV clock (`now_ns`, no exit), sleeping               |
 //! | [`memory`]  | the reservation, release and populate (the balloon)      |
+//! | [`domctl`]  | the control domain: create, pause, destroy, query domains |
+//! | [`mgmt`]    | the control domain: management line, console rings        |
 //! | [`multicall()`] | several ops in one exit                              |
 //! | [`heap`]    | an opt-in global allocator: [`crate::guest_heap!`]       |
 //! | [`meter`]   | the guest's own instructions between hypercalls (benchmarks) |
@@ -57,6 +59,7 @@ pub mod grant;
 pub mod heap;
 pub mod memory;
 pub mod meter;
+pub mod mgmt;
 pub mod sched;
 mod stack;
 mod sys;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cargo;
+mod demo;
 mod hcbench;
 mod ringbench;
 mod test;
@@ -26,11 +27,13 @@ commands:
   image [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]... [--timeout SECS] [-o OUT.iso]
       Build a GRUB ISO that boots on BIOS and UEFI (default build/kestrel.iso,
       command line \"loglevel=info\", menu timeout 3 s). Modules load in order.
-  qemu [--iso | --uefi] [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]...
+  qemu [--dom0] [--iso | --uefi] [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]...
        [--smp N] [-m SIZE] [--kvm | --tcg] [-- QEMU ARGS...]
       Build and boot under QEMU with the serial console on this terminal
       (Ctrl-A X quits). Default: PVH direct boot (-kernel, one module at most),
       4 CPUs, 1G, KVM if it offers nested VT-x/AMD-V, else TCG with SVM+NPT.
+      --dom0: the demo (GRUB ISO): dom0, the hello and ticker guests and
+      dom0/demo.toml, dom0's management line on build/kestrel-mgmt.sock.
   test [--no-lint] [--no-boot] [-- BOOT TEST FILTER...]
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
       the release kernel, and the boot tests under QEMU and Bochs.
@@ -166,6 +169,7 @@ impl Args {
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     let args = paths::build_args(profile == Profile::Debug);
     cargo::run(&args)?;
+    cargo::run(&paths::HVCTL_BUILD_ARGS)?;
     let k = paths::kernel(profile);
     if !k.is_file() {
         bail!("cargo succeeded but {} is missing", k.display());
@@ -227,14 +231,19 @@ fn image(mut a: Args) -> Result<()> {
 
 fn run_qemu(mut a: Args) -> Result<ExitCode> {
     let profile = a.profile();
-    let iso = a.flag("--iso");
+    let dom0 = a.flag("--dom0");
+    // The demo has several modules: only the ISO carries them.
     let uefi = a.flag("--uefi");
+    let iso = a.flag("--iso") || (dom0 && !uefi);
     let force_kvm = a.flag("--kvm");
     let force_tcg = a.flag("--tcg");
-    let cmdline = a
+    let mut cmdline = a
         .value(&["--cmdline"])?
         .unwrap_or_else(|| DEFAULT_CMDLINE.into());
-    let modules = modules(&mut a)?;
+    let mut modules = modules(&mut a)?;
+    if dom0 {
+        cmdline = format!("dom0 {cmdline}");
+    }
     let smp = a.value(&["--smp"])?;
     let memory = a.value(&["-m", "--memory"])?.unwrap_or_else(|| "1G".into());
     let extra: Vec<OsString> = a.passthrough.iter().map(OsString::from).collect();
@@ -279,6 +288,9 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
     }
 
     let kernel = build_kernel(profile)?;
+    if dom0 {
+        modules.splice(0..0, demo::modules(profile)?);
+    }
     let boot = if !pvh {
         let spec = IsoSpec {
             kernel,
@@ -306,7 +318,10 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
         }
     };
     let mut vm = Vm::new(choice.accel, smp, &memory, boot, "mon:stdio");
-    vm.extra = extra;
+    if dom0 {
+        vm.extra = demo::qemu_args();
+    }
+    vm.extra.extend(extra);
     let qemu_bin = vm.check_tools()?;
 
     let accel = match choice.accel {
@@ -315,6 +330,9 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
     };
     println!("kestrel: accelerator {accel}, because {}", choice.why);
     println!("kestrel: {}", vm.display());
+    if dom0 {
+        println!("{}", demo::banner());
+    }
     println!("kestrel: Ctrl-A X quits QEMU (Ctrl-A C: QEMU monitor)");
     let status = Command::new(qemu_bin)
         .args(vm.args())

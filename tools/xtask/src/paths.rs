@@ -10,6 +10,14 @@ pub const KERNEL_PACKAGE: &str = "hypervisor";
 pub const KERNEL_BIN: &str = "kestrel";
 /// The package of example and test guests (bare-metal binaries only).
 pub const GUESTS_PACKAGE: &str = "kestrel-guests";
+/// The control domain's package (binary [`DOM0_BIN`]; bare metal only).
+pub const DOM0_PACKAGE: &str = "kestrel-dom0";
+/// The control domain's binary name.
+pub const DOM0_BIN: &str = "dom0";
+/// The `cargo` arguments that build the host's `hvctl` (release), which
+/// the boot tests drive: `target/release/hvctl`.
+pub const HVCTL_BUILD_ARGS: [&str; 4] = ["build", "-p", "hvctl", "--release"];
+
 /// Every guest binary in that package.
 pub const GUESTS: &[&str] = &[
     "hello",
@@ -41,6 +49,8 @@ pub fn build_args(debug: bool) -> Vec<&'static str> {
         KERNEL_PACKAGE,
         "-p",
         GUESTS_PACKAGE,
+        "-p",
+        DOM0_PACKAGE,
         "--bins",
         "--target",
         KERNEL_TARGET,

@@ -44,6 +44,8 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
                 "--workspace",
                 "--exclude",
                 paths::GUESTS_PACKAGE,
+                "--exclude",
+                paths::DOM0_PACKAGE,
                 "--all-targets",
                 "--",
                 "-D",
@@ -62,6 +64,8 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
                 "kestrel-toolstack",
                 "-p",
                 paths::GUESTS_PACKAGE,
+                "-p",
+                paths::DOM0_PACKAGE,
                 "--target",
                 paths::KERNEL_TARGET,
                 "--",
@@ -96,10 +100,14 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             "boot-tests",
             "--exclude",
             paths::GUESTS_PACKAGE,
+            "--exclude",
+            paths::DOM0_PACKAGE,
         ],
     ));
     if !no_boot {
         steps.push(step(KERNEL, &paths::build_args(false)));
+        // The hvctl boot test drives the real host binary.
+        steps.push(step("hvctl (release)", &paths::HVCTL_BUILD_ARGS));
         let mut boot = step(BOOT_TESTS, &["test", "-p", "boot-tests", "--release", "--"]);
         boot.args.push(format!("--test-threads={threads}"));
         boot.args.extend(filter);

@@ -7,13 +7,13 @@
 //!
 //! ```toml
 //! [[domain]]
-//! name = "web"          # required; a letter, then letters, digits, '-', '_', '.'; at most 32
+//! name = "web"          # required; a letter, then letters, digits, '-', '_', '.'; at most 31
 //! image = "web.elf"     # required; the name of a boot module
-//! memory = 64           # required; MiB, 1 ..= 1048576 (1 TiB)
+//! memory = 64           # required; MiB, a multiple of 2, 4 ..= 1024 (the hypervisor's limits)
 //! vcpus = 2             # 1 ..= Limits::max_vcpus (4 by default); default 1
 //! weight = 512          # scheduler weight, 1 ..= 65535; default 256
 //! cap = 150             # percent of one CPU, 0 ..= 100 * vcpus; 0 (the default) = no cap
-//! cmdline = "port=80"   # the domain's command line, at most 1024 bytes; default ""
+//! cmdline = "port=80"   # the domain's command line, at most 256 bytes; default ""
 //! autostart = true      # created and started at boot; default true
 //! ```
 //!
@@ -43,30 +43,38 @@ pub use parse::parse;
 pub const DEFAULT_WEIGHT: u32 = 256;
 /// Largest scheduler weight.
 pub const MAX_WEIGHT: u32 = 65535;
-/// Longest domain name, in bytes.
-pub const NAME_MAX: usize = 32;
-/// Longest command line: what fits in the domain's start info.
-pub const CMDLINE_MAX: usize = pvabi::CMDLINE_MAX;
+/// Longest domain name, in bytes (what `HC_DOMCTL_CREATE` takes: 32
+/// bytes, NUL-terminated).
+pub const NAME_MAX: usize = 31;
+/// Longest command line: what `HC_DOMCTL_CREATE` takes.
+pub const CMDLINE_MAX: usize = pvabi::DOMCTL_CMDLINE_MAX as usize;
 /// The control domain's own name, which no configured domain may take.
 pub const DOM0_NAME: &str = "dom0";
 
-/// Limits the configuration is checked against.
+/// Limits the configuration is checked against. The defaults are the
+/// hypervisor's own (`pvabi::DOMCTL_*`), so a file that passes is one
+/// `HC_DOMCTL_CREATE` accepts, short of free memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Smallest domain, in MiB.
     pub min_memory_mib: u64,
-    /// Largest domain, in MiB (the hypervisor's `MAX_GUEST_MEMORY`, 1 TiB).
+    /// Largest domain, in MiB.
     pub max_memory_mib: u64,
+    /// A domain's memory is a multiple of this many MiB.
+    pub memory_align_mib: u64,
     /// Most vCPUs one domain may have.
     pub max_vcpus: u32,
 }
 
+const MIB: u64 = 1 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            min_memory_mib: 1,
-            max_memory_mib: 1 << 20,
-            max_vcpus: 4,
+            min_memory_mib: pvabi::DOMCTL_MEMORY_MIN / MIB,
+            max_memory_mib: pvabi::DOMCTL_MEMORY_MAX / MIB,
+            memory_align_mib: pvabi::DOMCTL_MEMORY_ALIGN / MIB,
+            max_vcpus: pvabi::DOMCTL_MAX_VCPUS,
         }
     }
 }
@@ -99,7 +107,7 @@ pub struct DomainConfig {
 }
 
 impl DomainConfig {
-    /// Memory in bytes (cannot overflow: at most 1 TiB by [`Limits`]).
+    /// Memory in bytes (saturating; [`Limits`] keep it far below).
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mib.saturating_mul(1 << 20)
     }
@@ -129,7 +137,7 @@ pub fn valid_name(name: &str) -> Result<(), &'static str> {
         Some(_) => {}
     }
     if name.len() > NAME_MAX {
-        return Err("is longer than 32 bytes");
+        return Err("is longer than 31 bytes");
     }
     if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err("may only hold ASCII letters, digits, '-', '_' and '.'");

@@ -180,7 +180,16 @@ fn domain(
             "an integer number of MiB",
             limits.min_memory_mib,
             limits.max_memory_mib,
-        ),
+        )
+        .and_then(|m| {
+            let align = limits.memory_align_mib.max(1);
+            if m.is_multiple_of(align) {
+                return Some(m);
+            }
+            let msg = format!("{m} is not a multiple of {align} MiB");
+            sink.push(v.span().start, Some(&label), Some("memory"), msg);
+            None
+        }),
     };
     let vcpus = get("vcpus").map_or(Some(1), |v| {
         integer(

@@ -106,7 +106,7 @@ fn typo_is_rejected_with_a_suggestion() {
             r#"guests.toml:4:1: domain "web": field "memroy": unknown field, did you mean "memory"?"#,
         ]
     );
-    let e = errs("[[domain]]\nname = \"web\"\nimage = \"web.elf\"\nmemory = 1\nflavour = 1\n");
+    let e = errs("[[domain]]\nname = \"web\"\nimage = \"web.elf\"\nmemory = 4\nflavour = 1\n");
     assert_eq!(e.len(), 1);
     assert!(
         e[0].contains("field \"flavour\": unknown field (known: name, image"),
@@ -137,12 +137,9 @@ fn ranges() {
     let cases: &[(&str, &str)] = &[
         (
             "memory = 0",
-            r#"field "memory": 0 is out of range 1 ..= 1048576"#,
+            r#"field "memory": 0 is out of range 4 ..= 1024"#,
         ),
-        (
-            "memory = 1048577",
-            r#"field "memory": 1048577 is out of range"#,
-        ),
+        ("memory = 1026", r#"field "memory": 1026 is out of range"#),
         ("memory = -5", r#"field "memory": -5 is out of range"#),
         (
             "memory = 99999999999999999999",
@@ -201,6 +198,7 @@ fn limits_are_the_callers() {
     let limits = Limits {
         min_memory_mib: 16,
         max_memory_mib: 64,
+        memory_align_mib: 1,
         max_vcpus: 2,
     };
     let text = "[[domain]]\nname = \"a\"\nimage = \"x\"\nmemory = 8\nvcpus = 3\n";
@@ -219,10 +217,10 @@ fn limits_are_the_callers() {
 fn cmdline_limits() {
     let long = "x".repeat(CMDLINE_MAX + 1);
     let text = alloc::format!(
-        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 1\ncmdline = \"{long}\"\n"
+        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"{long}\"\n"
     );
-    assert!(one_err(&text).ends_with("is 1025 bytes long, at most 1024 fit"));
-    let text = "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 1\ncmdline = \"a\\u0000b\"\n";
+    assert!(one_err(&text).ends_with("is 257 bytes long, at most 256 fit"));
+    let text = "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"a\\u0000b\"\n";
     assert!(one_err(text).ends_with("must not contain NUL characters"));
 }
 
@@ -237,21 +235,22 @@ fn names() {
         "dom0",
         &"a".repeat(33),
     ] {
-        let text = alloc::format!("[[domain]]\nname = {bad:?}\nimage = \"hello\"\nmemory = 1\n");
+        let text = alloc::format!("[[domain]]\nname = {bad:?}\nimage = \"hello\"\nmemory = 4\n");
         let e = one_err(&text);
         assert!(
             e.starts_with("guests.toml:2:8: domain #1: field \"name\": "),
             "{bad:?}: {e}"
         );
     }
-    let c = ok("[[domain]]\nname = \"Web-1_a.b\"\nimage = \"hello\"\nmemory = 1\n");
+    let c = ok("[[domain]]\nname = \"Web-1_a.b\"\nimage = \"hello\"\nmemory = 4\n");
     assert_eq!(c.domains[0].name, "Web-1_a.b");
-    assert!(valid_name(&"a".repeat(32)).is_ok());
+    assert!(valid_name(&"a".repeat(31)).is_ok());
+    assert!(valid_name(&"a".repeat(32)).is_err());
 }
 
 #[test]
 fn repeated_names() {
-    let d = "[[domain]]\nname = \"web\"\nimage = \"hello\"\nmemory = 1\n";
+    let d = "[[domain]]\nname = \"web\"\nimage = \"hello\"\nmemory = 4\n";
     let e = errs(&alloc::format!("{d}\n{d}\n{d}"));
     assert_eq!(
         e,
@@ -264,7 +263,7 @@ fn repeated_names() {
 
 #[test]
 fn images_must_be_boot_modules() {
-    let text = "[[domain]]\nname = \"a\"\nimage = \"nginx.elf\"\nmemory = 1\n";
+    let text = "[[domain]]\nname = \"a\"\nimage = \"nginx.elf\"\nmemory = 4\n";
     assert_eq!(
         one_err(text),
         r#"guests.toml:3:9: domain "a": field "image": "nginx.elf" is not a boot module (modules: web.elf, db.elf, hello)"#
@@ -275,7 +274,7 @@ fn images_must_be_boot_modules() {
             .ends_with("is not a boot module (there are none)")
     }));
     assert!(parse("g", text, &Limits::default(), Images::Any).is_ok());
-    let empty = "[[domain]]\nname = \"a\"\nimage = \"\"\nmemory = 1\n";
+    let empty = "[[domain]]\nname = \"a\"\nimage = \"\"\nmemory = 4\n";
     assert!(parse("g", empty, &Limits::default(), Images::Any).is_err());
 }
 
@@ -284,7 +283,7 @@ fn every_error_is_reported_and_nothing_is_returned() {
     let text = r#"[[domain]]
 name = "good"
 image = "hello"
-memory = 1
+memory = 4
 
 [[domain]]
 name = "bad"
@@ -336,4 +335,25 @@ fn the_example_file_is_valid() {
     };
     assert!(c.domains.len() >= 2);
     assert!(c.autostart().count() >= 1);
+}
+
+#[test]
+fn memory_follows_the_hypervisors_rules() {
+    // What HC_DOMCTL_CREATE would refuse is refused here, with its line.
+    let base = "[[domain]]\nname = \"a\"\nimage = \"hello\"\n";
+    let e = one_err(&alloc::format!("{base}memory = 5\n"));
+    assert!(
+        e.starts_with("guests.toml:4:10: domain \"a\": field \"memory\""),
+        "{e}"
+    );
+    assert!(e.ends_with("5 is not a multiple of 2 MiB"), "{e}");
+    assert!(
+        one_err(&alloc::format!("{base}memory = 2\n")).ends_with("2 is out of range 4 ..= 1024")
+    );
+    assert!(ok(&alloc::format!("{base}memory = 6\n")).domains[0].memory_bytes() == 6 << 20);
+    let d = Limits::default();
+    assert_eq!(d.min_memory_mib << 20, pvabi::DOMCTL_MEMORY_MIN);
+    assert_eq!(d.max_memory_mib << 20, pvabi::DOMCTL_MEMORY_MAX);
+    assert_eq!(d.max_vcpus, pvabi::DOMCTL_MAX_VCPUS);
+    assert_eq!(CMDLINE_MAX, pvabi::DOMCTL_CMDLINE_MAX as usize);
 }

@@ -31,6 +31,11 @@ fn domains() -> Vec<Arc<Domain>> {
     out
 }
 
+/// Whether domain `id` exists (dying ones included).
+pub(super) fn exists(id: u32) -> bool {
+    VCPUS.lock().iter().any(|v| v.domain.id == id)
+}
+
 fn find(id: u32) -> Result<Arc<Domain>, i64> {
     domains().into_iter().find(|d| d.id == id).ok_or(ENOENT)
 }

@@ -30,6 +30,7 @@ use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
 use spin::Mutex;
 
 mod backend;
+mod consoles;
 mod domain;
 mod domctl;
 mod events;
@@ -135,6 +136,9 @@ impl Host for MachineHost {
 }
 
 fn console(d: &Domain, bytes: &[u8]) {
+    if consoles::capture(d, bytes) {
+        return;
+    }
     let mut inner = d.inner.lock();
     for &b in bytes {
         if b == b'\n' || inner.line.len() >= 200 {

@@ -211,6 +211,10 @@ impl Services for Svc<'_> {
     ) -> Result<crate::domain::exits::DomctlReply, i64> {
         self.domctl_req(req)
     }
+
+    fn mgmt(&mut self, req: crate::domain::exits::MgmtReq<'_>) -> Result<u64, i64> {
+        self.mgmt_req(req)
+    }
 }
 
 /// After an unmap: every other vCPU of `d` that may be in guest mode on

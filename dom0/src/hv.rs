@@ -1,0 +1,146 @@
+//! The toolstack's [`Hypervisor`] over the domctl hypercalls, and the boot
+//! modules dom0 was given.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kestrel_toolstack::config::DomainConfig;
+use kestrel_toolstack::server::{HvDomain, Hypervisor};
+use pvabi::guest::{domctl, sched, time};
+use pvabi::{DOMAIN_FLAG_PRIVILEGED, DomainCreate, Error, MODULE_ELF, ModuleInfo};
+
+/// One boot module.
+pub struct Module {
+    pub index: u32,
+    pub name: String,
+    pub elf: bool,
+    pub size: u64,
+}
+
+fn text(bytes: &[u8], len: u32) -> String {
+    let b = bytes.get(..len as usize).unwrap_or(bytes);
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn module(index: u32, m: &ModuleInfo) -> Module {
+    Module {
+        index,
+        name: text(&m.name, m.name_len),
+        elf: m.kind == MODULE_ELF,
+        size: m.size,
+    }
+}
+
+/// The hypervisor as the toolstack sees it.
+pub struct Hv {
+    /// Every boot module but dom0's own (module 0).
+    pub modules: Vec<Module>,
+    /// Names of domains this dom0 created, for their console lines.
+    pub created: Vec<(u32, String)>,
+}
+
+impl Hv {
+    pub fn new() -> Result<Self, Error> {
+        let host = domctl::host_info()?;
+        let modules = (1..host.nr_modules)
+            .filter_map(|i| domctl::module_info(i).ok().map(|m| module(i, &m)))
+            .collect();
+        Ok(Self {
+            modules,
+            created: Vec::new(),
+        })
+    }
+
+    /// Bytes of a (data) module, at most `max`; `None` if longer or unreadable.
+    pub fn read_module(&self, m: &Module, max: u64) -> Option<Vec<u8>> {
+        if m.size > max {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut buf = [0u8; pvabi::DOMCTL_READ_MAX as usize];
+        while (out.len() as u64) < m.size {
+            let n = domctl::module_read(m.index, out.len() as u64, &mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(buf.get(..n)?);
+        }
+        Some(out)
+    }
+
+    /// Free memory now.
+    pub fn free_bytes(&self) -> u64 {
+        domctl::host_info().map_or(0, |h| h.free_bytes)
+    }
+}
+
+impl Hypervisor for Hv {
+    fn list(&mut self) -> Result<Vec<u32>, Error> {
+        let mut ids = [0u32; 256];
+        let n = domctl::list(&mut ids)?;
+        Ok(ids.iter().take(n).copied().collect())
+    }
+
+    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
+        let i = domctl::info(id)?;
+        let name_len = i.name.iter().position(|&b| b == 0).unwrap_or(i.name.len());
+        Ok(HvDomain {
+            id: i.id,
+            name: text(&i.name, name_len as u32),
+            state: i.state,
+            exit_code: i.exit_code,
+            memory_bytes: i.max_pages.saturating_mul(4096),
+            vcpus: i.nr_vcpus,
+            weight: i.weight,
+            cap: i.cap,
+            cpu_time_ns: i.cpu_time_ns,
+            privileged: i.flags & DOMAIN_FLAG_PRIVILEGED != 0,
+        })
+    }
+
+    fn images(&mut self) -> Vec<String> {
+        self.modules
+            .iter()
+            .filter(|m| m.elf)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
+        let m = self
+            .modules
+            .iter()
+            .find(|m| m.elf && m.name == d.image)
+            .ok_or(Error::NoEntry)?;
+        let mut req = DomainCreate::new(&d.name, m.index, d.memory_bytes(), d.vcpus);
+        req.weight = d.weight;
+        req.cap = d.cap;
+        if !req.set_cmdline(&d.cmdline) {
+            return Err(Error::TooBig);
+        }
+        let id = domctl::create(&req)?;
+        self.created.push((id, d.name.to_string()));
+        Ok(id)
+    }
+
+    fn unpause(&mut self, id: u32) -> Result<(), Error> {
+        domctl::unpause(id)
+    }
+
+    fn pause(&mut self, id: u32) -> Result<(), Error> {
+        domctl::pause(id)
+    }
+
+    fn destroy(&mut self, id: u32) -> Result<(), Error> {
+        domctl::destroy(id)?;
+        // Its memory returns once its vCPUs are off their CPUs (a tick).
+        let deadline = time::now_ns().saturating_add(5_000_000_000);
+        while domctl::info(id).is_ok() {
+            if time::now_ns() > deadline {
+                return Err(Error::Busy);
+            }
+            sched::yield_now();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! Kestrel's control domain (dom0): boot module 0 under the hypervisor's
+//! `dom0` option.
+//!
+//! 1. Lists the boot modules and reads the boot configuration: the data
+//!    module named by `config=<name>` on dom0's command line, else the
+//!    first data module whose name ends in `.toml`.
+//! 2. Checks it whole (`kestrel_toolstack::config`, against the real
+//!    module names and the hypervisor's limits). Any error: every error is
+//!    printed as `file:line:col: domain: field: message` and no domain is
+//!    created. Otherwise every domain is built in file order and the
+//!    `autostart` ones are started; if one cannot be built, those built
+//!    before it are destroyed again and the failure is printed.
+//! 3. Serves, forever: other domains' consoles are printed as
+//!    `[<name>] <text>`, and the management protocol is answered on the
+//!    second serial line (`HC_MGMT_*`). There is no interrupt for either:
+//!    while nothing happens dom0 blocks for [`POLL_NS`] between polls
+//!    (`HC_SCHED_BLOCK` with a deadline), so an idle dom0 costs one short
+//!    exit per timer tick.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod consoles;
+mod hv;
+mod service;
+
+use alloc::format;
+use alloc::string::String;
+
+use kestrel_toolstack::config::{self, Images, Limits};
+use kestrel_toolstack::server::create_all;
+use pvabi::guest::{mgmt, sched, time};
+
+use hv::Hv;
+
+pvabi::entry_point!(main);
+pvabi::guest_heap!(2 << 20);
+
+/// How long dom0 blocks while neither a console nor the management line
+/// has anything (the scheduler's tick is 10 ms, so this is "next tick").
+pub const POLL_NS: u64 = 5_000_000;
+/// Largest configuration file dom0 reads.
+const CONFIG_MAX: u64 = 64 * 1024;
+
+/// Prints one line of dom0's own on the serial console.
+pub fn say(line: &str) {
+    let _ = mgmt::host_console_write(format!("dom0: {line}\n").as_bytes());
+}
+
+fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// Builds the domains of the boot configuration (step 1 and 2 above).
+fn boot(hv: &mut Hv, cmdline: &str) {
+    let wanted = arg(cmdline, "config");
+    let Some(m) = hv.modules.iter().find(|m| {
+        !m.elf
+            && match wanted {
+                Some(name) => m.name == name,
+                None => m.name.ends_with(".toml"),
+            }
+    }) else {
+        match wanted {
+            Some(name) => say(&format!("no data module \"{name}\": no domain created")),
+            None => say("no boot configuration (no .toml module): no domain created"),
+        }
+        return;
+    };
+    let file = m.name.clone();
+    let Some(text) = hv
+        .read_module(m, CONFIG_MAX)
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        say(&format!(
+            "{file}: not UTF-8 text of at most {CONFIG_MAX} bytes: no domain created"
+        ));
+        return;
+    };
+    let images = kestrel_toolstack::server::Hypervisor::images(hv);
+    let names: alloc::vec::Vec<&str> = images.iter().map(String::as_str).collect();
+    let cfg = match config::parse(&file, &text, &Limits::default(), Images::Only(&names)) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors.errors() {
+                say(&format!("{e}"));
+            }
+            say(&format!(
+                "{file}: {} error(s): no domain created",
+                errors.errors().len()
+            ));
+            return;
+        }
+    };
+    match create_all(hv, &cfg) {
+        Ok(ids) => {
+            for (d, id) in cfg.domains.iter().zip(ids) {
+                let how = if d.autostart {
+                    "started"
+                } else {
+                    "created paused"
+                };
+                say(&format!("domain {id} ({}) {how} from {file}", d.name));
+            }
+        }
+        Err(f) => say(&format!("{file}: {f}")),
+    }
+}
+
+fn main(si: &pvabi::StartInfo) -> i32 {
+    let cmdline = core::str::from_utf8(si.cmdline()).unwrap_or("");
+    let mut hv = match Hv::new() {
+        Ok(hv) => hv,
+        Err(e) => {
+            pvabi::println!("dom0: not the control domain ({e}): stopping");
+            return 1;
+        }
+    };
+    say(&format!(
+        "kestrel-dom0 {}, domain {}, {} boot modules",
+        env!("CARGO_PKG_VERSION"),
+        si.domain_id,
+        hv.modules.len() + 1
+    ));
+    // From here on the hypervisor keeps every other domain's console
+    // output for dom0 (before the first domain exists, so none is missed).
+    let _ = mgmt::console_read(si.domain_id, &mut []);
+    boot(&mut hv, cmdline);
+    let mut svc = service::Service::new(si.domain_id);
+    for (id, name) in &hv.created {
+        svc.consoles.follow(*id, name);
+    }
+    hv.created.clear();
+    let mgmt_line = mgmt::read(&mut []).is_ok();
+    say(&format!(
+        "ready: {} domains, free_bytes={}, management {}",
+        kestrel_toolstack::server::Hypervisor::list(&mut hv).map_or(0, |l| l.len()),
+        hv.free_bytes(),
+        if mgmt_line { "on COM2" } else { "line absent" }
+    ));
+    loop {
+        let busy = svc.poll(&mut hv, mgmt_line);
+        if !busy {
+            let _ = sched::block(Some(time::now_ns().saturating_add(POLL_NS)));
+        }
+    }
+}

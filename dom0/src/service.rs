@@ -1,0 +1,109 @@
+//! The management service loop: bytes from the management line become
+//! protocol lines (`proto::LineBuffer`), each answered by the toolstack's
+//! `Server`; console output of attached domains goes out as events.
+
+use alloc::format;
+use alloc::string::String;
+
+use kestrel_toolstack::proto::{self, Event, LineBuffer};
+use kestrel_toolstack::server::Server;
+use pvabi::guest::mgmt;
+
+use crate::consoles::Consoles;
+use crate::hv::Hv;
+use crate::say;
+
+pub struct Service {
+    me: u32,
+    lines: LineBuffer,
+    server: Server,
+    pub consoles: Consoles,
+}
+
+fn send(line: &str) {
+    let _ = mgmt::write_all(line.as_bytes());
+}
+
+fn event(e: &Event) {
+    if let Ok(line) = proto::encode_event(e) {
+        send(&line);
+    }
+}
+
+impl Service {
+    pub fn new(me: u32) -> Self {
+        Self {
+            me,
+            lines: LineBuffer::new(),
+            server: Server::new(),
+            consoles: Consoles::default(),
+        }
+    }
+
+    /// One pass over the management line and the consoles: whether
+    /// anything happened (then the caller polls again at once).
+    pub fn poll(&mut self, hv: &mut Hv, mgmt_line: bool) -> bool {
+        let mut busy = false;
+        if mgmt_line {
+            let mut buf = [0u8; 512];
+            let n = mgmt::read(&mut buf).unwrap_or(0);
+            if n > 0 {
+                busy = true;
+                for line in self.lines.extend(buf.get(..n).unwrap_or(&[])) {
+                    self.answer(hv, line);
+                }
+            }
+        }
+        self.consoles.discover(self.me);
+        let d = self.consoles.drain();
+        busy |= d.busy;
+        for (id, bytes) in d.output {
+            if self.server.attached().contains(&id) {
+                event(&Event::Console {
+                    domain: id,
+                    data: String::from_utf8_lossy(&bytes).into_owned(),
+                });
+            }
+        }
+        for id in d.closed {
+            if self.server.attached().contains(&id) {
+                self.server.detach(id);
+                event(&Event::ConsoleClosed {
+                    domain: id,
+                    reason: "domain ended".into(),
+                });
+            }
+        }
+        busy
+    }
+
+    fn answer(&mut self, hv: &mut Hv, line: Result<alloc::vec::Vec<u8>, proto::ProtoError>) {
+        // What changes domains is also logged on the serial console, with
+        // free memory, so an operator (and the tests) can follow it.
+        let op = match &line {
+            Ok(l) => proto::decode_request(l).ok().map(|r| r.op),
+            Err(_) => None,
+        };
+        let before = hv.free_bytes();
+        let reply = self.server.handle_line(hv, line);
+        let ok = reply.contains("\"ok\":");
+        match op {
+            Some(proto::Op::Create { file, .. }) => {
+                for (id, name) in hv.created.drain(..) {
+                    self.consoles.follow(id, &name);
+                }
+                let how = if ok { "done" } else { "refused" };
+                say(&format!(
+                    "create {file}: {how}; free_bytes before={before} after={}",
+                    hv.free_bytes()
+                ));
+            }
+            Some(proto::Op::Destroy { domain }) if ok => say(&format!(
+                "destroyed {domain}; free_bytes before={before} after={}",
+                hv.free_bytes()
+            )),
+            _ => {}
+        }
+        send(&reply);
+    }
+}

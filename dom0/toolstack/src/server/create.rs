@@ -1,0 +1,106 @@
+//! Building the domains of a checked configuration: all of them or none.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use pvabi::Error;
+
+use super::Hypervisor;
+use crate::config::BootConfig;
+use crate::proto::{ErrorCode, ProtoError};
+
+/// Why a configuration's domains were not built. Nothing it built is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateFailure {
+    /// The domain that could not be built.
+    pub domain: String,
+    /// Line of its `[[domain]]` header.
+    pub line: usize,
+    pub error: CreateError,
+    /// Domains built before it from the same file, destroyed again.
+    pub destroyed: usize,
+}
+
+/// What went wrong with one domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateError {
+    /// A live domain already has the name.
+    Exists,
+    /// The hypervisor refused.
+    Hypervisor(Error),
+}
+
+impl fmt::Display for CreateFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: domain \"{}\": ", self.line, self.domain)?;
+        match self.error {
+            CreateError::Exists => f.write_str("a domain of that name exists already")?,
+            CreateError::Hypervisor(Error::NoMem) => f.write_str("not enough free memory")?,
+            CreateError::Hypervisor(e) => write!(f, "the hypervisor refused: {}", e.description())?,
+        }
+        write!(
+            f,
+            "; nothing was created ({} domain(s) built before it were destroyed)",
+            self.destroyed
+        )
+    }
+}
+
+impl CreateFailure {
+    /// As a protocol error.
+    pub fn to_proto(&self) -> ProtoError {
+        let code = match self.error {
+            CreateError::Exists => ErrorCode::Exists,
+            CreateError::Hypervisor(Error::NoMem) => ErrorCode::NoResources,
+            CreateError::Hypervisor(_) => ErrorCode::Internal,
+        };
+        ProtoError::new(code, format!("{self}"))
+    }
+}
+
+/// Builds every domain of `cfg` in file order, then starts the autostart
+/// ones; returns their ids. On a failure every domain built from `cfg` is
+/// destroyed again before it returns.
+pub fn create_all(hv: &mut impl Hypervisor, cfg: &BootConfig) -> Result<Vec<u32>, CreateFailure> {
+    let live: Vec<String> = hv
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|id| hv.info(id).ok())
+        .filter(|d| d.state != pvabi::DOMAIN_DYING)
+        .map(|d| d.name)
+        .collect();
+    if let Some(d) = cfg.domains.iter().find(|d| live.contains(&d.name)) {
+        return Err(CreateFailure {
+            domain: d.name.clone(),
+            line: d.line,
+            error: CreateError::Exists,
+            destroyed: 0,
+        });
+    }
+    let mut built: Vec<u32> = Vec::new();
+    for d in &cfg.domains {
+        match hv.create(d) {
+            Ok(id) => built.push(id),
+            Err(e) => {
+                for &id in &built {
+                    let _ = hv.destroy(id);
+                }
+                return Err(CreateFailure {
+                    domain: d.name.clone(),
+                    line: d.line,
+                    error: CreateError::Hypervisor(e),
+                    destroyed: built.len(),
+                });
+            }
+        }
+    }
+    for (d, &id) in cfg.domains.iter().zip(&built) {
+        if d.autostart {
+            let _ = hv.unpause(id);
+        }
+    }
+    Ok(built)
+}

@@ -1,0 +1,298 @@
+//! dom0's management service and domain builder, over a [`Hypervisor`]
+//! (the domctl hypercalls in dom0, a fake in the host tests):
+//!
+//! - [`create_all`]: builds every domain of a checked configuration in file
+//!   order, then starts the `autostart` ones; if one cannot be built, every
+//!   domain built from the file so far is destroyed again and the failure
+//!   names the domain and the reason. Used at boot and by `create`.
+//! - [`Server`]: answers one protocol line at a time (`docs/toolstack.md`);
+//!   every bad line gets an error response, never a panic.
+
+mod create;
+#[cfg(test)]
+mod tests;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use pvabi::Error;
+
+use crate::proto::{self, DomainRef, DomainState, ErrorCode, Op, ProtoError, Reply, Request};
+
+pub use create::{CreateFailure, create_all};
+
+/// One domain as the hypervisor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HvDomain {
+    pub id: u32,
+    pub name: String,
+    /// `pvabi::DOMAIN_PAUSED`, `_RUNNING` or `_DYING`.
+    pub state: u32,
+    /// Exit code once dying.
+    pub exit_code: i32,
+    pub memory_bytes: u64,
+    pub vcpus: u32,
+    pub weight: u32,
+    pub cap: u32,
+    pub cpu_time_ns: u64,
+    /// The control domain itself.
+    pub privileged: bool,
+}
+
+impl HvDomain {
+    /// As the protocol reports it.
+    pub fn to_proto(&self) -> proto::DomainInfo {
+        let state = match self.state {
+            pvabi::DOMAIN_PAUSED => DomainState::Paused,
+            pvabi::DOMAIN_RUNNING => DomainState::Running,
+            pvabi::DOMAIN_DYING if self.exit_code < 0 => DomainState::Crashed,
+            pvabi::DOMAIN_DYING => DomainState::Shutdown,
+            _ => DomainState::Unknown,
+        };
+        proto::DomainInfo {
+            id: self.id,
+            name: self.name.clone(),
+            state,
+            memory_bytes: self.memory_bytes,
+            vcpus: self.vcpus,
+            weight: self.weight,
+            cap: self.cap,
+            cpu_time_ns: self.cpu_time_ns,
+        }
+    }
+}
+
+/// What the service needs from the hypervisor. Errors are the ABI's.
+pub trait Hypervisor {
+    /// Ids of every domain, ascending (the control domain included).
+    fn list(&mut self) -> Result<Vec<u32>, Error>;
+    /// One domain.
+    fn info(&mut self, id: u32) -> Result<HvDomain, Error>;
+    /// Names of the boot modules a domain can be built from.
+    fn images(&mut self) -> Vec<String>;
+    /// Builds a paused domain from `d` (image already checked to exist).
+    fn create(&mut self, d: &crate::config::DomainConfig) -> Result<u32, Error>;
+    fn unpause(&mut self, id: u32) -> Result<(), Error>;
+    fn pause(&mut self, id: u32) -> Result<(), Error>;
+    /// Ends a domain and waits (a few seconds at most) until its memory
+    /// is back.
+    fn destroy(&mut self, id: u32) -> Result<(), Error>;
+}
+
+/// The service's session state: `hello` seen, consoles attached. The
+/// management line is a serial line with no connections, so `hello` is
+/// needed once after dom0 starts, and each `hello` begins a new session
+/// (it detaches every console).
+#[derive(Debug, Default)]
+pub struct Server {
+    hello: bool,
+    attached: Vec<u32>,
+}
+
+/// Server name and version sent in the `hello` reply.
+pub const SERVER: &str = concat!("kestrel-dom0 ", env!("CARGO_PKG_VERSION"));
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ProtoError {
+    ProtoError::new(code, message)
+}
+
+fn hv_err(e: Error) -> ProtoError {
+    match e {
+        Error::NoEntry => err(ErrorCode::NoSuchDomain, "the domain has gone"),
+        Error::NoMem => err(ErrorCode::NoResources, "not enough free memory"),
+        Error::Busy | Error::Invalid => err(ErrorCode::BadState, e.description()),
+        other => err(
+            ErrorCode::Internal,
+            format!("hypervisor: {}", other.description()),
+        ),
+    }
+}
+
+impl Server {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Domains whose console is attached.
+    pub fn attached(&self) -> &[u32] {
+        &self.attached
+    }
+
+    /// Forgets an attached console (its domain ended).
+    pub fn detach(&mut self, id: u32) {
+        self.attached.retain(|&a| a != id);
+    }
+
+    /// Answers one line from [`proto::LineBuffer`]: the response line,
+    /// newline included.
+    pub fn handle_line(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        line: Result<Vec<u8>, ProtoError>,
+    ) -> String {
+        let resp = match line.map_err(|error| proto::DecodeError { id: None, error }) {
+            Err(e) => e.into_response(),
+            Ok(line) => match proto::decode_request(&line) {
+                Err(e) => e.into_response(),
+                Ok(req) => {
+                    let id = req.id;
+                    proto::Response {
+                        id: Some(id),
+                        result: match self.handle(hv, req) {
+                            Ok(r) => proto::Outcome::Ok(r),
+                            Err(e) => proto::Outcome::Error(e),
+                        },
+                    }
+                }
+            },
+        };
+        proto::encode_response(&resp)
+    }
+
+    fn handle(&mut self, hv: &mut impl Hypervisor, req: Request) -> Result<Reply, ProtoError> {
+        if let Op::Hello { version, .. } = req.op {
+            if version != proto::VERSION {
+                return Err(err(
+                    ErrorCode::VersionMismatch,
+                    format!("this server speaks version {}", proto::VERSION),
+                ));
+            }
+            // A serial line has no connections: a hello starts a new
+            // client's session, and consoles the last one left attached
+            // (killed without detaching) stop streaming.
+            self.hello = true;
+            self.attached.clear();
+            return Ok(Reply::Hello {
+                version: proto::VERSION,
+                server: SERVER.to_string(),
+            });
+        }
+        if !self.hello {
+            return Err(err(ErrorCode::VersionMismatch, "send hello first"));
+        }
+        match req.op {
+            Op::Hello { .. } => Err(err(ErrorCode::Internal, "unreachable")),
+            Op::List => {
+                let mut domains = Vec::new();
+                for id in hv.list().map_err(hv_err)? {
+                    // A domain that ends between the two calls is left out.
+                    if let Ok(d) = hv.info(id) {
+                        domains.push(d.to_proto());
+                    }
+                }
+                Ok(Reply::Domains { domains })
+            }
+            Op::Info { domain } => Ok(Reply::Domain {
+                domain: find(hv, &domain)?.to_proto(),
+            }),
+            Op::Create { file, config } => create(hv, &file, &config),
+            Op::Destroy { domain } => {
+                let d = managed(hv, &domain)?;
+                hv.destroy(d.id).map_err(hv_err)?;
+                self.detach(d.id);
+                Ok(Reply::Done)
+            }
+            Op::Pause { domain } => set_paused(hv, &domain, true),
+            Op::Unpause { domain } => set_paused(hv, &domain, false),
+            Op::ConsoleAttach { domain } => {
+                let d = managed(hv, &domain)?;
+                if !self.attached.contains(&d.id) {
+                    self.attached.push(d.id);
+                }
+                Ok(Reply::Attached {
+                    domain: d.id,
+                    name: d.name,
+                })
+            }
+            Op::ConsoleDetach { domain } => {
+                let d = find(hv, &domain)?;
+                self.detach(d.id);
+                Ok(Reply::Done)
+            }
+            Op::ConsoleInput { domain, .. } => {
+                managed(hv, &domain)?;
+                Err(err(
+                    ErrorCode::BadState,
+                    "console input is not supported by this hypervisor yet",
+                ))
+            }
+        }
+    }
+}
+
+/// The domain `r` names, live or dying.
+pub fn find(hv: &mut impl Hypervisor, r: &DomainRef) -> Result<HvDomain, ProtoError> {
+    let missing = || err(ErrorCode::NoSuchDomain, format!("no domain \"{r}\""));
+    match r {
+        DomainRef::Id(id) => hv.info(*id).map_err(|_| missing()),
+        DomainRef::Name(name) => {
+            for id in hv.list().map_err(hv_err)? {
+                if let Ok(d) = hv.info(id)
+                    && d.name == *name
+                    && d.state != pvabi::DOMAIN_DYING
+                {
+                    return Ok(d);
+                }
+            }
+            Err(missing())
+        }
+    }
+}
+
+/// A domain the service may act on: not the control domain, not ending.
+fn managed(hv: &mut impl Hypervisor, r: &DomainRef) -> Result<HvDomain, ProtoError> {
+    let d = find(hv, r)?;
+    if d.privileged {
+        return Err(err(ErrorCode::BadState, "that is the control domain"));
+    }
+    if d.state == pvabi::DOMAIN_DYING {
+        return Err(err(ErrorCode::BadState, "the domain is ending"));
+    }
+    Ok(d)
+}
+
+fn set_paused(hv: &mut impl Hypervisor, r: &DomainRef, pause: bool) -> Result<Reply, ProtoError> {
+    let d = managed(hv, r)?;
+    let want = if pause {
+        pvabi::DOMAIN_PAUSED
+    } else {
+        pvabi::DOMAIN_RUNNING
+    };
+    if d.state == want {
+        let msg = format!(
+            "domain {} ({}) is already {}",
+            d.id,
+            d.name,
+            d.to_proto().state.as_str()
+        );
+        return Err(err(ErrorCode::BadState, msg));
+    }
+    if pause {
+        hv.pause(d.id)
+    } else {
+        hv.unpause(d.id)
+    }
+    .map_err(hv_err)?;
+    Ok(Reply::Domain {
+        domain: hv.info(d.id).map_err(hv_err)?.to_proto(),
+    })
+}
+
+fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, ProtoError> {
+    let images = hv.images();
+    let names: Vec<&str> = images.iter().map(String::as_str).collect();
+    let cfg = crate::config::parse(
+        file,
+        text,
+        &crate::config::Limits::default(),
+        crate::config::Images::Only(&names),
+    )
+    .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
+    let ids = create_all(hv, &cfg).map_err(|f| f.to_proto())?;
+    let mut domains = Vec::new();
+    for id in ids {
+        domains.push(hv.info(id).map_err(hv_err)?.to_proto());
+    }
+    Ok(Reply::Domains { domains })
+}

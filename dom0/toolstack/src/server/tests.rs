@@ -1,0 +1,331 @@
+//! The service against a fake hypervisor: every op, every refusal, bad
+//! lines, and all-or-nothing creation.
+#![allow(clippy::unwrap_used)]
+
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+use crate::config::DomainConfig;
+use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
+
+/// Domain 1 is dom0; `free` pages of 1 MiB; a create fails with ENOMEM past it.
+struct Fake {
+    domains: Vec<HvDomain>,
+    next: u32,
+    free_mib: u64,
+    destroyed: Vec<u32>,
+}
+
+impl Fake {
+    fn new(free_mib: u64) -> Self {
+        let dom0 = HvDomain {
+            id: 1,
+            name: "dom0".into(),
+            state: pvabi::DOMAIN_RUNNING,
+            exit_code: 0,
+            memory_bytes: 8 << 20,
+            vcpus: 1,
+            weight: 256,
+            cap: 0,
+            cpu_time_ns: 5,
+            privileged: true,
+        };
+        Self {
+            domains: vec![dom0],
+            next: 2,
+            free_mib,
+            destroyed: Vec::new(),
+        }
+    }
+}
+
+impl Hypervisor for Fake {
+    fn list(&mut self) -> Result<Vec<u32>, Error> {
+        Ok(self.domains.iter().map(|d| d.id).collect())
+    }
+    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
+        self.domains
+            .iter()
+            .find(|d| d.id == id)
+            .cloned()
+            .ok_or(Error::NoEntry)
+    }
+    fn images(&mut self) -> Vec<String> {
+        vec!["hello".into(), "ticker".into()]
+    }
+    fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
+        if d.memory_mib > self.free_mib {
+            return Err(Error::NoMem);
+        }
+        self.free_mib -= d.memory_mib;
+        let id = self.next;
+        self.next += 1;
+        self.domains.push(HvDomain {
+            id,
+            name: d.name.clone(),
+            state: pvabi::DOMAIN_PAUSED,
+            exit_code: 0,
+            memory_bytes: d.memory_bytes(),
+            vcpus: d.vcpus,
+            weight: d.weight,
+            cap: d.cap,
+            cpu_time_ns: 0,
+            privileged: false,
+        });
+        Ok(id)
+    }
+    fn unpause(&mut self, id: u32) -> Result<(), Error> {
+        self.set(id, pvabi::DOMAIN_RUNNING)
+    }
+    fn pause(&mut self, id: u32) -> Result<(), Error> {
+        self.set(id, pvabi::DOMAIN_PAUSED)
+    }
+    fn destroy(&mut self, id: u32) -> Result<(), Error> {
+        let i = self
+            .domains
+            .iter()
+            .position(|d| d.id == id)
+            .ok_or(Error::NoEntry)?;
+        let d = self.domains.remove(i);
+        self.free_mib += d.memory_bytes >> 20;
+        self.destroyed.push(id);
+        Ok(())
+    }
+}
+
+impl Fake {
+    fn set(&mut self, id: u32, state: u32) -> Result<(), Error> {
+        let d = self
+            .domains
+            .iter_mut()
+            .find(|d| d.id == id)
+            .ok_or(Error::NoEntry)?;
+        d.state = state;
+        Ok(())
+    }
+}
+
+fn ask(s: &mut Server, hv: &mut Fake, line: &str) -> Response {
+    let out = s.handle_line(hv, Ok(line.as_bytes().to_vec()));
+    assert!(out.ends_with('\n'), "{out}");
+    match decode_server_line(out.as_bytes()).unwrap() {
+        ServerLine::Response(r) => r,
+        ServerLine::Event(e) => panic!("event {e:?}"),
+    }
+}
+
+fn ok(s: &mut Server, hv: &mut Fake, line: &str) -> Reply {
+    match ask(s, hv, line).result {
+        Outcome::Ok(r) => r,
+        Outcome::Error(e) => panic!("{line}: {e:?}"),
+    }
+}
+
+fn code(s: &mut Server, hv: &mut Fake, line: &str) -> ErrorCode {
+    match ask(s, hv, line).result {
+        Outcome::Ok(r) => panic!("{line}: unexpected {r:?}"),
+        Outcome::Error(e) => e.code,
+    }
+}
+
+const HELLO: &str = r#"{"id":0,"op":"hello","version":1,"client":"test"}"#;
+const THREE: &str = "[[domain]]\nname = \"a\"\nimage = \"ticker\"\nmemory = 4\n\n\
+[[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 4\n\n\
+[[domain]]\nname = \"c\"\nimage = \"ticker\"\nmemory = 4\nautostart = false\n";
+
+fn create_line(config: &str) -> String {
+    let req = crate::proto::Request {
+        id: 9,
+        op: Op::Create {
+            file: "g.toml".into(),
+            config: config.into(),
+        },
+    };
+    crate::proto::encode_request(&req).unwrap()
+}
+
+#[test]
+fn hello_first_then_every_op() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    assert_eq!(
+        code(&mut s, &mut hv, r#"{"id":1,"op":"list"}"#),
+        ErrorCode::VersionMismatch
+    );
+    let bad = r#"{"id":1,"op":"hello","version":2,"client":"x"}"#;
+    assert_eq!(code(&mut s, &mut hv, bad), ErrorCode::VersionMismatch);
+    assert!(matches!(
+        ok(&mut s, &mut hv, HELLO),
+        Reply::Hello { version: 1, .. }
+    ));
+    let Reply::Domains { domains } = ok(&mut s, &mut hv, &create_line(THREE)) else {
+        panic!()
+    };
+    let states: Vec<(&str, DomainState)> =
+        domains.iter().map(|d| (d.name.as_str(), d.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("a", DomainState::Running),
+            ("b", DomainState::Running),
+            ("c", DomainState::Paused)
+        ]
+    );
+    let Reply::Domains { domains } = ok(&mut s, &mut hv, r#"{"id":2,"op":"list"}"#) else {
+        panic!()
+    };
+    assert_eq!(domains.len(), 4, "dom0 and three");
+    let Reply::Domain { domain } = ok(&mut s, &mut hv, r#"{"id":3,"op":"info","domain":"c"}"#)
+    else {
+        panic!()
+    };
+    assert_eq!((domain.id, domain.memory_bytes), (4, 4 << 20));
+    let unpause = r#"{"id":4,"op":"unpause","domain":4}"#;
+    assert!(matches!(ok(&mut s, &mut hv, unpause), Reply::Domain { .. }));
+    assert_eq!(
+        code(&mut s, &mut hv, unpause),
+        ErrorCode::BadState,
+        "already running"
+    );
+    let pause = r#"{"id":5,"op":"pause","domain":"a"}"#;
+    let Reply::Domain { domain } = ok(&mut s, &mut hv, pause) else {
+        panic!()
+    };
+    assert_eq!(domain.state, DomainState::Paused);
+    let attach = r#"{"id":6,"op":"console_attach","domain":"b"}"#;
+    assert_eq!(
+        ok(&mut s, &mut hv, attach),
+        Reply::Attached {
+            domain: 3,
+            name: "b".into()
+        }
+    );
+    assert_eq!(s.attached(), [3]);
+    ok(&mut s, &mut hv, HELLO);
+    assert!(s.attached().is_empty(), "a hello starts a new session");
+    ok(&mut s, &mut hv, attach);
+    let destroy = r#"{"id":7,"op":"destroy","domain":"b"}"#;
+    assert_eq!(ok(&mut s, &mut hv, destroy), Reply::Done);
+    assert_eq!(
+        (hv.destroyed.as_slice(), s.attached()),
+        ([3].as_slice(), [].as_slice())
+    );
+    assert_eq!(code(&mut s, &mut hv, destroy), ErrorCode::NoSuchDomain);
+    for dom0 in ["pause", "destroy", "console_attach"] {
+        let line = alloc::format!(r#"{{"id":8,"op":"{dom0}","domain":1}}"#);
+        assert_eq!(
+            code(&mut s, &mut hv, &line),
+            ErrorCode::BadState,
+            "{dom0} dom0"
+        );
+    }
+    let input = r#"{"id":8,"op":"console_input","domain":"a","data":"x"}"#;
+    assert_eq!(code(&mut s, &mut hv, input), ErrorCode::BadState);
+}
+
+#[test]
+fn bad_lines_get_errors_and_the_service_goes_on() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    for line in [
+        "",
+        "nonsense",
+        "[1,2]",
+        r#"{"id":3}"#,
+        r#"{"id":3,"op":"fly"}"#,
+        "{\"id\":\u{0}",
+    ] {
+        let r = ask(&mut s, &mut hv, line);
+        assert!(
+            matches!(r.result, Outcome::Error(ref e) if e.code == ErrorCode::BadRequest),
+            "{line}: {r:?}"
+        );
+    }
+    assert_eq!(ask(&mut s, &mut hv, r#"{"id":3,"op":"fly"}"#).id, Some(3));
+    let too_long = ProtoError::new(ErrorCode::LineTooLong, "long");
+    let out = s.handle_line(&mut hv, Err(too_long));
+    assert!(
+        out.contains("line_too_long") && out.contains("\"id\":null"),
+        "{out}"
+    );
+    let r = s.handle_line(&mut hv, Ok(vec![0xff, 0xfe, b'\n']));
+    assert!(r.contains("bad_request"), "{r}");
+    assert!(matches!(ok(&mut s, &mut hv, HELLO), Reply::Hello { .. }));
+}
+
+#[test]
+fn a_bad_configuration_creates_nothing_and_names_file_line_field() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    ok(&mut s, &mut hv, HELLO);
+    let bad = "[[domain]]\nname = \"a\"\nimage = \"nginx\"\nmemory = 5\n";
+    let r = ask(&mut s, &mut hv, &create_line(bad));
+    let Outcome::Error(e) = r.result else {
+        panic!("{r:?}")
+    };
+    assert_eq!(e.code, ErrorCode::BadConfig);
+    assert!(
+        e.message
+            .contains("g.toml:3:9: domain \"a\": field \"image\""),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message
+            .contains("g.toml:4:10: domain \"a\": field \"memory\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(hv.domains.len(), 1);
+}
+
+#[test]
+fn a_failed_create_destroys_what_the_file_built() {
+    let mut hv = Fake::new(10);
+    let mut s = Server::new();
+    ok(&mut s, &mut hv, HELLO);
+    let cfg = "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\n\
+               [[domain]]\nname = \"big\"\nimage = \"hello\"\nmemory = 8\n";
+    let r = ask(&mut s, &mut hv, &create_line(cfg));
+    let Outcome::Error(e) = r.result else {
+        panic!("{r:?}")
+    };
+    assert_eq!(e.code, ErrorCode::NoResources);
+    assert!(
+        e.message
+            .starts_with("line 6: domain \"big\": not enough free memory"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message
+            .contains("1 domain(s) built before it were destroyed"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        (hv.domains.len(), hv.free_mib, hv.destroyed.as_slice()),
+        (1, 10, [2].as_slice())
+    );
+    // A name that is taken is refused before anything is built.
+    ok(
+        &mut s,
+        &mut hv,
+        &create_line("[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n"),
+    );
+    let r = ask(&mut s, &mut hv, &create_line(cfg));
+    assert!(
+        matches!(r.result, Outcome::Error(ref e) if e.code == ErrorCode::Exists),
+        "{r:?}"
+    );
+    assert_eq!(hv.domains.len(), 2);
+    let failure = CreateFailure {
+        domain: "x".to_string(),
+        line: 1,
+        error: create::CreateError::Exists,
+        destroyed: 0,
+    };
+    assert_eq!(failure.to_proto().code, ErrorCode::Exists);
+}

@@ -1,0 +1,173 @@
+//! Console rings (ABI 1.3, with the `dom0` option): each domain's console
+//! output waits here until the control domain drains it
+//! (`HC_DOMCTL_CONSOLE_READ`). Bounded twice: [`CONSOLE_RING_BYTES`] per
+//! ring (the oldest bytes are dropped and counted; the next read starts
+//! with a `[console: N bytes dropped]` line) and [`CONSOLE_RINGS_MAX`]
+//! rings (beyond it the ring of the lowest domain id is dropped whole).
+//! A ring outlives its domain until it is read empty, so a domain that
+//! prints and ends at once is still heard.
+
+use alloc::collections::{BTreeMap, VecDeque};
+
+use pvabi::{CONSOLE_RING_BYTES, CONSOLE_RINGS_MAX};
+
+#[derive(Default)]
+struct Ring {
+    bytes: VecDeque<u8>,
+    dropped: u64,
+}
+
+/// Every domain's console ring, by domain id.
+#[derive(Default)]
+pub struct ConsoleRings {
+    rings: BTreeMap<u32, Ring>,
+}
+
+impl ConsoleRings {
+    /// No rings.
+    pub const fn new() -> Self {
+        Self {
+            rings: BTreeMap::new(),
+        }
+    }
+
+    /// Appends domain `id`'s output.
+    pub fn push(&mut self, id: u32, bytes: &[u8]) {
+        if !self.rings.contains_key(&id) && self.rings.len() >= CONSOLE_RINGS_MAX {
+            // The oldest domain's ring goes (ids only grow).
+            self.rings.pop_first();
+        }
+        let ring = self.rings.entry(id).or_default();
+        for &b in bytes {
+            if ring.bytes.len() >= CONSOLE_RING_BYTES {
+                ring.bytes.pop_front();
+                ring.dropped = ring.dropped.saturating_add(1);
+            }
+            ring.bytes.push_back(b);
+        }
+    }
+
+    /// Moves up to `buf.len()` bytes of domain `id`'s ring into `buf`:
+    /// how many. `alive` says whether the domain still exists: a ring of a
+    /// domain that has ended is forgotten once empty, and then (or when
+    /// there never was one) `None`.
+    pub fn read(&mut self, id: u32, buf: &mut [u8], alive: bool) -> Option<usize> {
+        let Some(ring) = self.rings.get_mut(&id) else {
+            return alive.then_some(0);
+        };
+        let mut n = 0;
+        if ring.dropped != 0 {
+            let mut note = arrayvec::ArrayString::<64>::new();
+            let _ = core::fmt::write(
+                &mut note,
+                format_args!("[console: {} bytes dropped]\n", ring.dropped),
+            );
+            // Only whole notes: a buffer too small for one gets data.
+            if let Some(dst) = buf.get_mut(..note.len()) {
+                dst.copy_from_slice(note.as_bytes());
+                n = note.len();
+                ring.dropped = 0;
+            }
+        }
+        for slot in buf.iter_mut().skip(n) {
+            let Some(b) = ring.bytes.pop_front() else {
+                break;
+            };
+            *slot = b;
+            n += 1;
+        }
+        if n == 0 && ring.bytes.is_empty() && !alive {
+            self.rings.remove(&id);
+            return None;
+        }
+        Some(n)
+    }
+
+    /// How many rings are kept.
+    pub fn len(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Whether no ring is kept.
+    pub fn is_empty(&self) -> bool {
+        self.rings.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn drain(r: &mut ConsoleRings, id: u32, alive: bool) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 100];
+        loop {
+            let n = r.read(id, &mut buf, alive)?;
+            if n == 0 {
+                return Some(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_per_domain() {
+        let mut r = ConsoleRings::new();
+        r.push(2, b"hello ");
+        r.push(3, b"other\n");
+        r.push(2, b"world\n");
+        assert_eq!(drain(&mut r, 2, true).unwrap(), b"hello world\n");
+        assert_eq!(drain(&mut r, 3, true).unwrap(), b"other\n");
+        assert_eq!(drain(&mut r, 4, true).unwrap(), b"", "alive, never wrote");
+        assert_eq!(r.read(9, &mut [0; 4], false), None, "never existed");
+    }
+
+    #[test]
+    fn a_dead_domains_ring_is_read_to_the_end_then_forgotten() {
+        let mut r = ConsoleRings::new();
+        r.push(5, b"last words\n");
+        assert_eq!(drain(&mut r, 5, false), None, "ends with None once empty");
+        let mut r = ConsoleRings::new();
+        r.push(5, b"last words\n");
+        let mut buf = [0u8; 64];
+        assert_eq!(r.read(5, &mut buf, false), Some(11));
+        assert_eq!(&buf[..11], b"last words\n");
+        assert_eq!(r.read(5, &mut buf, false), None);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_full_ring_drops_the_oldest_and_says_how_many() {
+        let mut r = ConsoleRings::new();
+        let data: Vec<u8> = (0..CONSOLE_RING_BYTES + 10)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        r.push(1, &data);
+        let out = drain(&mut r, 1, true).unwrap();
+        let note = b"[console: 10 bytes dropped]\n";
+        assert_eq!(&out[..note.len()], note);
+        assert_eq!(&out[note.len()..], &data[10..]);
+        // A buffer too small for the note still gets data.
+        r.push(1, &vec![b'x'; CONSOLE_RING_BYTES + 1]);
+        let mut tiny = [0u8; 4];
+        assert_eq!(r.read(1, &mut tiny, true), Some(4));
+        assert_eq!(&tiny, b"xxxx");
+    }
+
+    #[test]
+    fn at_most_the_limit_of_rings_is_kept() {
+        let mut r = ConsoleRings::new();
+        for id in 0..(CONSOLE_RINGS_MAX as u32 + 5) {
+            r.push(id, b"x");
+        }
+        assert_eq!(r.len(), CONSOLE_RINGS_MAX);
+        assert_eq!(r.read(0, &mut [0; 4], false), None, "the oldest went");
+        assert_eq!(
+            r.read(CONSOLE_RINGS_MAX as u32 + 4, &mut [0; 4], true),
+            Some(1)
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The control domain's I/O hypercalls (ABI 1.3, numbers 42-45): the
+//! management line, other domains' console rings and the hypervisor's own
+//! console. Privilege first, then lengths and buffers are checked here;
+//! [`Services::mgmt`] only moves bytes.
+
+use pvabi::{
+    E2BIG, EFAULT, EINVAL, EPERM, HC_DOMCTL_CONSOLE_READ, HC_HOST_CONSOLE_WRITE, HC_MGMT_READ,
+    HC_MGMT_WRITE, MGMT_IO_MAX,
+};
+
+use super::Services;
+
+/// One validated request for the live system.
+#[derive(Debug)]
+pub enum MgmtReq<'a> {
+    /// Send these bytes on the management line: how many.
+    Write(&'a [u8]),
+    /// Take received management bytes into the buffer: how many.
+    Read(&'a mut [u8]),
+    /// Drain domain `id`'s console ring into `buf`: how many.
+    ConsoleRead { id: u32, buf: &'a mut [u8] },
+    /// Print these bytes on the hypervisor's console, unprefixed.
+    HostWrite(&'a [u8]),
+}
+
+/// Runs hypercall `nr` if it is one of this group; `None` otherwise.
+pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, i64>> {
+    if !(HC_MGMT_WRITE..=HC_HOST_CONSOLE_WRITE).contains(&nr) {
+        return None;
+    }
+    if !svc.privileged() {
+        return Some(Err(EPERM));
+    }
+    Some(run_privileged(svc, nr, a))
+}
+
+fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, i64> {
+    let mut buf = [0u8; MGMT_IO_MAX as usize];
+    let (gpa, len) = if nr == HC_DOMCTL_CONSOLE_READ {
+        (a[1], a[2])
+    } else {
+        (a[0], a[1])
+    };
+    if len > MGMT_IO_MAX {
+        return Err(E2BIG);
+    }
+    let buf = buf.get_mut(..len as usize).ok_or(E2BIG)?;
+    // Every byte of the buffer must be the caller's before anything is
+    // sent or taken, so no input is consumed and then lost.
+    svc.read(gpa, buf).map_err(|_| EFAULT)?;
+    let n = match nr {
+        HC_MGMT_WRITE => return svc.mgmt(MgmtReq::Write(buf)),
+        HC_HOST_CONSOLE_WRITE => return svc.mgmt(MgmtReq::HostWrite(buf)),
+        HC_MGMT_READ => svc.mgmt(MgmtReq::Read(buf))?,
+        HC_DOMCTL_CONSOLE_READ => {
+            let id = u32::try_from(a[0]).map_err(|_| EINVAL)?;
+            svc.mgmt(MgmtReq::ConsoleRead { id, buf })?
+        }
+        _ => return Err(EINVAL),
+    };
+    let got = buf.get(..n as usize).ok_or(EINVAL)?;
+    svc.write(gpa, got).map_err(|_| EFAULT)?;
+    Ok(n)
+}

@@ -1,0 +1,294 @@
+//! `dom0_qemu_hvctl`: the real `hvctl` against dom0's management service
+//! on COM2, a QEMU chardev socket (QEMU only: see docs/testing.md).
+
+use std::time::Duration;
+
+use boot_tests::artifacts::{guest_module, root, shared_iso};
+use boot_tests::domains::ReportOnPanic;
+use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
+use boot_tests::scaled;
+use serde_json::Value;
+
+use super::{config_module, hvctl_cmd, wait_for_line};
+
+const TEST: &str = "dom0_qemu_hvctl";
+
+const THREE: &str = r#"[[domain]]
+name = "tick-a"
+image = "ticker"
+memory = 4
+
+[[domain]]
+name = "tick-b"
+image = "ticker"
+memory = 4
+
+[[domain]]
+name = "tick-c"
+image = "ticker"
+memory = 4
+"#;
+
+const FOURTH: &str =
+    "[[domain]]\nname = \"tick-d\"\nimage = \"ticker\"\nmemory = 8\ncmdline = \"note=fourth\"\n";
+/// The second domain cannot fit in 128 MiB: the first must go again.
+const TOO_BIG: &str = "[[domain]]\nname = \"fits\"\nimage = \"ticker\"\nmemory = 4\n\n[[domain]]\nname = \"huge\"\nimage = \"ticker\"\nmemory = 1024\n";
+const END: &str =
+    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
+
+/// `(name, state)` of every domain `hvctl --json list` shows.
+fn list(sock: &std::path::Path) -> Vec<(String, String)> {
+    let (code, out, err) = hvctl_cmd(sock, &["--json", "list"]);
+    assert_eq!(code, 0, "hvctl list: {out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["domains"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no domains: {out}"))
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or("?").to_string(),
+                d["state"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = root().join("runs").join(format!("{TEST}.in"));
+    let _ = std::fs::create_dir_all(&dir);
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    p
+}
+
+fn free_bytes(line: &str, key: &str) -> u64 {
+    line.split(key)
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+fn last_tick(log: &std::path::Path, name: &str) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let prefix = format!("[{name}] ticker: tick ");
+    text.lines()
+        .filter_map(|l| l.trim_end().strip_prefix(prefix.as_str())?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Speaks to the service directly: bad lines get errors, then good ones
+/// are answered.
+fn raw_session(sock: &std::path::Path) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock)
+        .unwrap_or_else(|e| panic!("connecting {}: {e}", sock.display()));
+    s.set_read_timeout(Some(scaled(10)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sent = "nonsense\n{\"id\":5,\"op\":\"fly\"}\n{\"id\":6,\"op\":\"list\"}\n\
+                {\"id\":7,\"op\":\"hello\",\"version\":1,\"client\":\"raw\"}\n\
+                {\"id\":8,\"op\":\"destroy\",\"domain\":1}\n";
+    s.write_all(sent.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut r = BufReader::new(s);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .unwrap_or_else(|e| panic!("reading a reply: {e} ({got:?})"));
+        got.push(line.trim_end().to_string());
+    }
+    let want = [
+        ("\"id\":null", "bad_request"),
+        ("\"id\":5", "bad_request"),
+        // A serial line has no connections: hvctl's hello still counts.
+        ("\"id\":6", "\"kind\":\"domains\""),
+        ("\"id\":7", "\"kind\":\"hello\""),
+        ("\"id\":8", "bad_state"),
+    ];
+    for (line, (id, what)) in got.iter().zip(want) {
+        assert!(
+            line.contains(id) && line.contains(what),
+            "{line:?} should hold {id} and {what}"
+        );
+    }
+}
+
+#[test]
+fn dom0_qemu_hvctl() {
+    let run_dir = root().join("runs").join(TEST);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let modules = vec![
+        guest_module("dom0", "dom0", ""),
+        guest_module("hello", "hello", ""),
+        guest_module("ticker", "ticker", ""),
+        config_module(TEST, THREE),
+    ];
+    let iso = shared_iso(
+        &format!("{TEST}.iso"),
+        "exit=qemu dom0 loglevel=info",
+        &modules,
+    );
+    let sock = run_dir.join("mgmt.sock");
+    let log = run_dir.join("serial.log");
+    let mut vm = iso_vm(&iso, 2, "128M");
+    vm.cpu = "max".into();
+    vm.extra.push("-chardev".into());
+    vm.extra
+        .push(format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()).into());
+    vm.extra.push("-serial".into());
+    vm.extra.push("chardev:mgmt".into());
+    let qemu = std::thread::spawn(move || {
+        run_until(
+            TEST,
+            vm,
+            BIOS_TIMEOUT_S,
+            Some(&["[end] hello from", "kestrel-test-end"]),
+        )
+    });
+
+    let ready = wait_for_line(&log, "dom0: ready: ", scaled(90));
+    let session = std::panic::catch_unwind(|| {
+        let ready = ready.unwrap_or_else(|| panic!("{TEST}: dom0 never became ready"));
+        assert!(ready.contains("management on COM2"), "{ready}");
+        let names = |l: &[(String, String)]| {
+            l.iter()
+                .map(|(n, s)| format!("{n}:{s}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&list(&sock)),
+            [
+                "dom0:running",
+                "tick-a:running",
+                "tick-b:running",
+                "tick-c:running"
+            ]
+        );
+
+        // Lines that are not requests get protocol errors; the line stays usable.
+        raw_session(&sock);
+
+        // A fourth domain at run time.
+        let fourth = file("fourth.toml", FOURTH);
+        let (code, out, err) = hvctl_cmd(&sock, &["create", fourth.to_str().unwrap_or("")]);
+        assert_eq!(code, 0, "create: {out}{err}");
+        assert!(out.contains("tick-d"), "create: {out}");
+        let created = wait_for_line(&log, "fourth.toml: done; free_bytes", scaled(10))
+            .unwrap_or_else(|| panic!("no create line"));
+        let before = free_bytes(&created, "before=");
+        // Its 8 MiB and its nested page tables.
+        let used = before - free_bytes(&created, "after=");
+        assert!((8 << 20..9 << 20).contains(&used), "{created}");
+        assert!(
+            wait_for_line(
+                &log,
+                "[tick-d] ticker: started, domain 5, fourth",
+                scaled(10)
+            )
+            .is_some()
+        );
+
+        // All or nothing: the second domain does not fit, the first goes.
+        let big = file("too-big.toml", TOO_BIG);
+        let (code, out, err) = hvctl_cmd(&sock, &["create", big.to_str().unwrap_or("")]);
+        assert_eq!(code, 1, "too big: {out}{err}");
+        assert!(
+            err.contains("line 6: domain \"huge\": not enough free memory")
+                && err.contains("1 domain(s) built before it were destroyed")
+                && err.contains("no_resources"),
+            "too big: {err}"
+        );
+        assert_eq!(list(&sock).len(), 5, "nothing of too-big.toml is left");
+
+        // Pause, info, unpause.
+        let (code, out, err) = hvctl_cmd(&sock, &["pause", "tick-c"]);
+        assert_eq!(code, 0, "pause: {out}{err}");
+        let (_, out, _) = hvctl_cmd(&sock, &["--json", "info", "tick-c"]);
+        assert!(out.contains("\"state\":\"paused\""), "info: {out}");
+        let (code, out, _) = hvctl_cmd(&sock, &["pause", "tick-c"]);
+        assert_eq!(code, 1, "pausing a paused domain: {out}");
+        let (code, out, err) = hvctl_cmd(&sock, &["unpause", "tick-c"]);
+        assert_eq!(code, 0, "unpause: {out}{err}");
+        let (code, _, err) = hvctl_cmd(&sock, &["info", "nosuch"]);
+        assert!(code == 1 && err.contains("no_such_domain"), "{err}");
+
+        // The console of tick-b streams (stdin closed: hvctl ends at its EOF
+        // or is stopped here after a moment).
+        let mut console = std::process::Command::new(boot_tests::artifacts::hvctl())
+            .arg("--socket")
+            .arg(&sock)
+            .args(["console", "tick-b"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("hvctl console: {e}"));
+        std::thread::sleep(scaled(2));
+        let _ = console.kill();
+        let out = console.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let streamed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            streamed.contains("ticker: tick "),
+            "console streamed: {streamed:?}"
+        );
+
+        // Destroy the fourth: its memory comes back, the others go on.
+        let ticks = ["tick-a", "tick-b", "tick-c"].map(|n| last_tick(&log, n));
+        let (code, out, err) = hvctl_cmd(&sock, &["destroy", "tick-d"]);
+        assert_eq!(code, 0, "destroy: {out}{err}");
+        let destroyed = wait_for_line(&log, "dom0: destroyed tick-d", scaled(10))
+            .unwrap_or_else(|| panic!("no destroy line"));
+        assert_eq!(
+            free_bytes(&destroyed, "after="),
+            before,
+            "{destroyed}: memory back"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        for (n, t) in ["tick-a", "tick-b", "tick-c"].iter().zip(ticks) {
+            assert!(
+                last_tick(&log, n) > t,
+                "{n} stopped ticking after the destroy"
+            );
+        }
+        assert_eq!(
+            names(&list(&sock)),
+            [
+                "dom0:running",
+                "tick-a:running",
+                "tick-b:running",
+                "tick-c:running"
+            ]
+        );
+    });
+    // Ends the run either way (a domain whose greeting is the stop line).
+    let end = file("end.toml", END);
+    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
+    let o = qemu
+        .join()
+        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let _report = ReportOnPanic(&o);
+    if let Err(e) = session {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
+    let ends = o.domain_ends();
+    let d = ends
+        .iter()
+        .find(|d| d.name == "tick-d")
+        .unwrap_or_else(|| panic!("no domain-end for tick-d"));
+    assert_eq!(d.result, "destroyed");
+    let fits = ends.iter().find(|d| d.name == "fits");
+    assert_eq!(
+        fits.map(|d| d.result.as_str()),
+        Some("destroyed"),
+        "the rolled-back domain"
+    );
+    assert!(
+        !ends
+            .iter()
+            .any(|d| d.name.starts_with("tick-") && d.name != "tick-d")
+    );
+}
