@@ -51,7 +51,7 @@ fn wait_gone(id: u32) -> Result<Option<i32>, &'static str> {
         if time::now_ns() > deadline {
             return Err("still there after 5 s");
         }
-        // A scheduling pass anywhere drops the ended domain's vCPUs.
+        // Its vCPUs leave when they stop (a running one at its next exit).
         pvabi::guest::sched::yield_now();
     }
 }
@@ -181,7 +181,11 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         }
     }
     let raised = matches!((dom_exc, evtchn::poll()), (Ok(p), Ok(Some(q))) if p == q);
-    CHECKS.check("VIRQ_DOM_EXC raised by the child's end", i64::from(raised), 1);
+    CHECKS.check(
+        "VIRQ_DOM_EXC raised by the child's end",
+        i64::from(raised),
+        1,
+    );
     if let Ok(p) = dom_exc {
         let _ = evtchn::close(p);
     }

@@ -14,6 +14,7 @@ mod grant;
 mod guests;
 mod iso;
 mod pvh;
+mod sched;
 mod selftest;
 mod upcall;
 
