@@ -259,7 +259,9 @@ fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
         }
     };
     let Some((mut vcpu, deliver)) = taken else {
-        policy::retire(entry);
+        if entry.st.lock().run == Run::Dead {
+            policy::retire(entry);
+        }
         return;
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
