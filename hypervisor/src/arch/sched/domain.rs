@@ -465,7 +465,10 @@ impl Drop for Domain {
         } else {
             ENDED_OTHER.fetch_add(1, Ordering::Relaxed);
         }
+        // Every frame goes back before the domain stops counting as alive:
+        // the boot CPU reports free memory once none is (`all_ended`), and
+        // the last drop may happen on another CPU with no lock held.
+        inner.mem.free_all();
         ALIVE.fetch_sub(1, Ordering::AcqRel);
-        // `inner.mem` is dropped after this, freeing the domain's pages.
     }
 }
