@@ -31,9 +31,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 ///   module is not a usable ELF image or does not fit the memory);
 ///   `ENOMEM` (not enough free memory). On any error nothing is left
 ///   behind.
-/// - Notes: `weight` and `cap` are recorded and reported by
-///   [`HC_DOMCTL_INFO`]; the round-robin scheduler of this version gives
-///   every vCPU equal slices (the credit scheduler will honour them).
+/// - Notes: `weight` and `cap` are reported by [`HC_DOMCTL_INFO`] and
+///   honoured by the hypervisor's credit scheduler: CPU-bound domains share
+///   CPU time in proportion to weight; a capped domain uses at most `cap`
+///   percent of one CPU over time, even when CPUs would otherwise idle.
 pub const HC_DOMCTL_CREATE: u64 = 33;
 
 /// **domctl unpause** (34): lets domain RDI's vCPUs run.

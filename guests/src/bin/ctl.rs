@@ -51,7 +51,7 @@ fn wait_gone(id: u32) -> Result<Option<i32>, &'static str> {
         if time::now_ns() > deadline {
             return Err("still there after 5 s");
         }
-        // A scheduling pass anywhere drops the ended domain's vCPUs.
+        // Its vCPUs leave when they stop (a running one at its next exit).
         pvabi::guest::sched::yield_now();
     }
 }

@@ -188,13 +188,22 @@ impl DomainMemory {
     }
 }
 
-impl Drop for DomainMemory {
-    fn drop(&mut self) {
-        for &f in &self.frames {
+impl DomainMemory {
+    /// Gives every frame back now (the domain is gone); what is left owns
+    /// nothing.
+    pub fn free_all(&mut self) {
+        for f in self.frames.drain(..) {
             if f != 0 {
                 start::free_frames(f, 1);
             }
         }
+        self.chunks.clear();
+    }
+}
+
+impl Drop for DomainMemory {
+    fn drop(&mut self) {
+        self.free_all();
     }
 }
 

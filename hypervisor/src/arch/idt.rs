@@ -221,6 +221,7 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             super::percpu::this_cpu()
                 .ticks
                 .fetch_add(1, Ordering::Relaxed);
+            super::lapic::rearm_tick();
             super::lapic::eoi();
         }
         VECTOR_SPURIOUS => {}

@@ -106,13 +106,36 @@ pub fn calibration_finish(ms: u64) -> u32 {
     per_10ms
 }
 
-/// Starts this CPU's periodic timer at `hz` interrupts per second.
+/// Timer counts of one tick (the longest the timer is ever armed for),
+/// set by [`start_timer`].
+static TICK_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Starts this CPU's timer: one-shot, re-armed for one tick (`1/hz` s) by
+/// every timer interrupt ([`rearm_tick`]), and sooner by the scheduler
+/// ([`arm_ns`]) when a time slice or a guest timer ends first. So a CPU
+/// always has an interrupt coming within one tick, halted or not.
 pub fn start_timer(hz: u32) {
     let per_10ms = u64::from(TIMER_PER_10MS.load(Ordering::Relaxed).max(1));
     let count = (per_10ms * 100 / u64::from(hz.max(1))).clamp(1, u64::from(u32::MAX)) as u32;
+    TICK_COUNT.store(count, Ordering::Relaxed);
     write(REG_TIMER_DIV, 0b0011);
-    write(REG_LVT_TIMER, (1 << 17) | u32::from(VECTOR_TIMER)); // periodic
+    write(REG_LVT_TIMER, u32::from(VECTOR_TIMER)); // one-shot (bits 18:17 = 0)
     write(REG_TIMER_INIT, count);
+}
+
+/// From the timer interrupt: the next interrupt one tick from now.
+pub fn rearm_tick() {
+    write(REG_TIMER_INIT, TICK_COUNT.load(Ordering::Relaxed).max(1));
+}
+
+/// Arms this CPU's timer to interrupt `ns` nanoseconds from now (at most
+/// one tick; at least one timer count). Writing the initial count restarts
+/// the one-shot count-down (SDM Vol. 3A 12.5.4).
+pub fn arm_ns(ns: u64) {
+    let per_10ms = u64::from(TIMER_PER_10MS.load(Ordering::Relaxed).max(1));
+    let tick = u64::from(TICK_COUNT.load(Ordering::Relaxed).max(1));
+    let count = (u128::from(ns) * u128::from(per_10ms) / 10_000_000).min(u128::from(tick)) as u64;
+    write(REG_TIMER_INIT, count.max(1) as u32);
 }
 
 fn send_ipi(apic_id: u32, icr_low: u32) {

@@ -21,6 +21,9 @@ pub struct PerCpu {
     pub online: AtomicBool,
     /// LAPIC timer interrupts taken.
     pub ticks: AtomicU64,
+    /// Set (before a reschedule IPI) when a vCPU was queued here that may
+    /// be better than what runs: the CPU asks the scheduler at its next exit.
+    pub resched: AtomicBool,
 }
 
 impl PerCpu {
@@ -30,6 +33,7 @@ impl PerCpu {
             apic_id: AtomicU32::new(u32::MAX),
             online: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
+            resched: AtomicBool::new(false),
         }
     }
 }

@@ -153,7 +153,7 @@ pub fn prepare_ist(cpu: usize) -> Option<[u64; 3]> {
 }
 
 /// Sets up a CPU's own tables: GDT/TSS with IST stacks, IDT, per-CPU data,
-/// local APIC and its periodic timer.
+/// local APIC and its timer.
 pub fn init_this_cpu(cpu: usize, x2apic: bool, timer_hz: u32) {
     let ist = IST_TOPS
         .get(cpu)

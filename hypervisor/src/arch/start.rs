@@ -348,6 +348,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     }
 
     ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
+    sched::init_scheduler(online);
     // Every online CPU must take timer interrupts before we call it ready.
     wait_for_ticks(online);
 

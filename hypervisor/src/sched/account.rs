@@ -3,6 +3,21 @@
 use super::credit::{Credit, DomRec, State, cap_budget};
 use super::{CREDIT_MAX, PERIOD_NS};
 
+/// What a domain's use of the period carries into the next: nothing,
+/// unless it is capped and ran past its budget (a slice ends when the
+/// CPU's timer interrupt comes, which may be late: an emulator under
+/// load, interrupts held off). Then the overrun is a debt the next
+/// periods' budgets pay first (at most one period's worth), so over time
+/// a capped domain stays at its cap, however late its slices end.
+fn carried(rec: &DomRec) -> u64 {
+    if rec.cap == 0 {
+        return 0;
+    }
+    rec.period_used_ns
+        .saturating_sub(cap_budget(rec.cap))
+        .min(PERIOD_NS)
+}
+
 impl Credit {
     pub(super) fn account_if_due(&mut self, now: u64) {
         match self.next_acct {
@@ -94,19 +109,24 @@ impl Credit {
             let rec = &mut self.doms[d as usize];
             rec.grant /= rec.n_active.max(1);
             rec.n_active = 0;
-            rec.period_used_ns = 0;
+            // Parked ones are carried over below, once.
+            if !rec.parked {
+                rec.period_used_ns = carried(rec);
+            }
         }
         for &a in &active {
             let r = &mut self.vcpus[a as usize];
             let grant = i64::try_from(self.doms[r.dom as usize].grant).unwrap_or(CREDIT_MAX);
             r.credit = r.credit.saturating_add(grant).min(CREDIT_MAX);
         }
-        for &p in &self.parked {
-            let rec = &mut self.doms[p as usize];
-            rec.parked = false;
-            rec.period_used_ns = 0;
-        }
-        self.parked.clear();
+        let recs = &mut self.doms;
+        self.parked.retain(|&p| {
+            let rec = &mut recs[p as usize];
+            rec.period_used_ns = carried(rec);
+            // Still in debt for a whole budget: parked one more period.
+            rec.parked = rec.period_used_ns >= cap_budget(rec.cap);
+            rec.parked
+        });
         self.steps = self.steps.saturating_add(active.len() as u64);
         self.active = active;
         self.scratch = doms;

@@ -133,6 +133,14 @@ pub struct VcpuId {
     generation: u32,
 }
 
+impl VcpuId {
+    /// A small number unique among live vCPUs (reused after removal):
+    /// lets the caller keep its own per-vCPU table beside the scheduler.
+    pub fn slot(self) -> usize {
+        self.index as usize
+    }
+}
+
 /// What a CPU does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {

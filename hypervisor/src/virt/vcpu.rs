@@ -60,6 +60,17 @@ impl Vcpu {
         }
     }
 
+    /// The time slice ends at TSC `tsc`. VT-x bounds each entry with the
+    /// VMX-preemption timer (it ends the slice even where the host's timer
+    /// interrupt cannot: Bochs, guest RFLAGS.IF=0); AMD-V relies on the
+    /// LAPIC timer's interrupt, which always exits the guest.
+    pub fn set_slice_end(&mut self, tsc: u64) {
+        match self {
+            Self::Svm(_) => {}
+            Self::Vmx(v) => v.set_slice_end(tsc),
+        }
+    }
+
     /// Switches the vCPU out (after the last `run` of a slice).
     pub fn put(&mut self) {
         match self {

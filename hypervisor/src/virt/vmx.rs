@@ -180,6 +180,9 @@ pub struct VmxVcpu {
     started: bool,
     /// VMX-preemption timer value written before each entry (0: none).
     preempt_ticks: u64,
+    /// TSC at which the current time slice ends (0: none): bounds the
+    /// preemption timer of each entry.
+    slice_end_tsc: u64,
     /// Interrupt-window exiting is on in the VMCS.
     window: bool,
 }
@@ -201,6 +204,7 @@ impl VmxVcpu {
             vpid: vpid.max(1),
             started: false,
             preempt_ticks: 0,
+            slice_end_tsc: 0,
             window: false,
         })
     }
@@ -371,6 +375,13 @@ impl VmxVcpu {
         }
     }
 
+    /// Ends the time slice at TSC `tsc`: each entry arms the
+    /// VMX-preemption timer for what is left of it (at least one timer
+    /// tick, at most one scheduler tick).
+    pub fn set_slice_end(&mut self, tsc: u64) {
+        self.slice_end_tsc = tsc;
+    }
+
     /// INVEPT for this vCPU's EPT on this CPU (VMCS current).
     pub fn flush_tlb(&mut self) {
         invalidate(self.eptp);
@@ -380,7 +391,13 @@ impl VmxVcpu {
     /// this CPU since the last [`Self::put`].
     pub fn run(&mut self) -> VmExit {
         if self.preempt_ticks != 0 {
-            vmwrite(GUEST_PREEMPT_TIMER, self.preempt_ticks);
+            let mut ticks = self.preempt_ticks;
+            let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
+            if self.slice_end_tsc != 0 && shift != 0 {
+                let left = self.slice_end_tsc.saturating_sub(crate::arch::cpu::rdtsc());
+                ticks = ticks.min(left >> (shift - 1)).max(1);
+            }
+            vmwrite(GUEST_PREEMPT_TIMER, ticks);
         }
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.

@@ -16,6 +16,7 @@ mod guests;
 mod iso;
 mod pvh;
 mod ring;
+mod sched;
 mod selftest;
 mod upcall;
 

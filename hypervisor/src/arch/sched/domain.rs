@@ -87,6 +87,8 @@ pub struct Domain {
     /// Scheduling weight and cap, as created.
     pub(super) weight: u32,
     pub(super) cap: u32,
+    /// The scheduler's record of it.
+    pub(super) sdom: crate::sched::DomId,
     /// No vCPU of it is scheduled while set (domctl pause).
     pub(super) paused: AtomicBool,
     pub(super) boot: BootState,
@@ -130,6 +132,10 @@ pub(super) struct VState {
 pub struct VcpuEntry {
     pub(super) domain: Arc<Domain>,
     pub(super) index: u32,
+    /// The scheduler's id of it.
+    pub(super) sid: crate::sched::VcpuId,
+    /// Its deadline in the timer list, 0 if none (`timers.rs`).
+    pub(super) armed: AtomicU64,
     pub(super) st: Mutex<VState>,
     pub(super) pending: AtomicU64,
     pub(super) timer: AtomicU64,
@@ -144,7 +150,6 @@ pub struct VcpuEntry {
 
 pub(super) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
 pub(super) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-pub(super) static CURSOR: AtomicUsize = AtomicUsize::new(0);
 pub(super) static ALIVE: AtomicUsize = AtomicUsize::new(0);
 pub(super) static CREATED: AtomicUsize = AtomicUsize::new(0);
 /// Set once every boot domain was created: only then does "no domain is
@@ -167,6 +172,8 @@ pub enum CreateError {
     Build(builder::BuildError),
     /// Nested page tables could not be built.
     Paging(crate::mm::gpt::GptError),
+    /// The scheduler refused the weight or cap, or has no room.
+    Sched,
 }
 
 impl core::fmt::Display for CreateError {
@@ -175,6 +182,7 @@ impl core::fmt::Display for CreateError {
             Self::OutOfMemory => write!(f, "not enough free memory"),
             Self::Build(e) => write!(f, "{e}"),
             Self::Paging(e) => write!(f, "nested page tables: {e}"),
+            Self::Sched => write!(f, "the scheduler refused its weight or cap"),
         }
     }
 }
@@ -269,6 +277,12 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         }
     }
     let frames = tables.frames;
+    let Some((sdom, sids)) = policy::add_domain(spec.weight, spec.cap, spec.nr_vcpus) else {
+        let mut vcpu0 = vcpu0;
+        vcpu0.release();
+        gpt.destroy(&mut tables);
+        return Err(CreateError::Sched);
+    };
     let domain = Arc::new(Domain {
         id,
         name: n,
@@ -278,6 +292,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         nr_vcpus: spec.nr_vcpus,
         weight: spec.weight,
         cap: spec.cap,
+        sdom,
         paused: AtomicBool::new(spec.paused),
         boot,
         nested_root: root,
@@ -299,40 +314,53 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         )),
         maps: Mutex::new(crate::domain::grant::MapTrack::new()),
     });
+    let mut vcpu0 = Some(vcpu0);
+    let entries: Vec<Arc<VcpuEntry>> = sids
+        .into_iter()
+        .zip(0..)
+        .map(|(sid, index)| {
+            let v = vcpu0.take();
+            let run = if v.is_some() {
+                Run::Runnable
+            } else {
+                Run::Down
+            };
+            Arc::new(VcpuEntry {
+                domain: domain.clone(),
+                index,
+                sid,
+                armed: AtomicU64::new(0),
+                st: Mutex::new(VState {
+                    run,
+                    vcpu: v,
+                    deliver_events: false,
+                }),
+                pending: AtomicU64::new(0),
+                timer: AtomicU64::new(0),
+                cpu_time_ns: AtomicU64::new(0),
+                last_cpu: AtomicU32::new(pvabi::LAST_CPU_NONE),
+                running_on: AtomicU32::new(u32::MAX),
+                in_guest: AtomicBool::new(false),
+                seen_gen: AtomicU64::new(0),
+            })
+        })
+        .collect();
+    ALIVE.fetch_add(1, Ordering::AcqRel);
+    CREATED.fetch_add(1, Ordering::AcqRel);
     log::info!(
-        "domain {id} ({name}): {} MiB, {} vCPUs, entry {:#x}, {frames} nested-table frames, {}",
+        "domain {id} ({name}): {} MiB, {} vCPUs, weight {}, cap {}, entry {:#x}, {frames} nested-table frames, {}",
         spec.memory >> 20,
         spec.nr_vcpus,
+        spec.weight,
+        spec.cap,
         boot.rip,
         if spec.paused { "paused" } else { "started" },
     );
-    ALIVE.fetch_add(1, Ordering::AcqRel);
-    CREATED.fetch_add(1, Ordering::AcqRel);
-    let mut list = VCPUS.lock();
-    let mut vcpu0 = Some(vcpu0);
-    for index in 0..spec.nr_vcpus {
-        let v = vcpu0.take();
-        let run = if v.is_some() {
-            Run::Runnable
-        } else {
-            Run::Down
-        };
-        list.push(Arc::new(VcpuEntry {
-            domain: domain.clone(),
-            index,
-            st: Mutex::new(VState {
-                run,
-                vcpu: v,
-                deliver_events: false,
-            }),
-            pending: AtomicU64::new(0),
-            timer: AtomicU64::new(0),
-            cpu_time_ns: AtomicU64::new(0),
-            last_cpu: AtomicU32::new(pvabi::LAST_CPU_NONE),
-            running_on: AtomicU32::new(u32::MAX),
-            in_guest: AtomicBool::new(false),
-            seen_gen: AtomicU64::new(0),
-        }));
+    VCPUS.lock().extend(entries.iter().cloned());
+    policy::register(&entries);
+    if let Some(e) = entries.first() {
+        let mut st = e.st.lock();
+        policy::make_runnable(e, &mut st);
     }
     Ok(id)
 }
@@ -389,6 +417,8 @@ impl Domain {
         super::grants::end_grants(self);
         super::events::close_all(self);
         super::events::raise_dom_exc(self.id);
+        // Its vCPUs that do not run now leave the scheduler at once.
+        policy::reap(self);
     }
 
     /// Whether `[gpa, gpa + len)` overlaps the pinned control area.
@@ -435,7 +465,10 @@ impl Drop for Domain {
         } else {
             ENDED_OTHER.fetch_add(1, Ordering::Relaxed);
         }
+        // Every frame goes back before the domain stops counting as alive:
+        // the boot CPU reports free memory once none is (`all_ended`), and
+        // the last drop may happen on another CPU with no lock held.
+        inner.mem.free_all();
         ALIVE.fetch_sub(1, Ordering::AcqRel);
-        // `inner.mem` is dropped after this, freeing the domain's pages.
     }
 }

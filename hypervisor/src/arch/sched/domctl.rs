@@ -5,8 +5,8 @@
 //! exist, is there memory.
 //!
 //! Locks: only the vCPU list, then a vCPU's state or a domain's inner
-//! state, as everywhere in the scheduler; `Domain::finish` (destroy) is
-//! called with none held.
+//! state, then the scheduler lock (pause, unpause), as everywhere in the
+//! scheduler; `Domain::finish` (destroy) is called with none held.
 
 #[allow(unused_imports)]
 use super::*;
@@ -135,7 +135,7 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
         Err(e) => {
             log::info!("domain {}: create refused: {e}", p.name);
             Err(match e {
-                CreateError::Build(_) => EINVAL,
+                CreateError::Build(_) | CreateError::Sched => EINVAL,
                 CreateError::OutOfMemory | CreateError::Paging(_) => ENOMEM,
             })
         }
@@ -150,11 +150,11 @@ impl Svc<'_> {
         match req {
             DomctlReq::Create(p) => done(create(me, p)),
             DomctlReq::Unpause(id) => {
-                live_other(me, id)?.paused.store(false, Ordering::Release);
+                policy::unpause(&*live_other(me, id)?);
                 Ok(DomctlReply::Value(0))
             }
             DomctlReq::Pause(id) => {
-                live_other(me, id)?.paused.store(true, Ordering::Release);
+                policy::pause(&*live_other(me, id)?);
                 Ok(DomctlReply::Value(0))
             }
             DomctlReq::Destroy(id) => {

@@ -11,10 +11,10 @@
 //! changed in the meantime: the worst that does is one spurious
 //! [`EVENT_CHANNEL`], which the guest answers with a poll that returns 0.
 //!
-//! Wake-up: a blocked target vCPU is made runnable by the scheduler's next
-//! pass on any CPU (`take_next`), which the sender's CPU makes as soon as
-//! the sender blocks or yields; an idle-halted CPU is woken at once by an
-//! IPI ([`kick`]), so it takes the vCPU without waiting for its next tick.
+//! Wake-up: a blocked target vCPU is woken at once by the sender
+//! ([`kick`], under the target's state lock, which the blocking side also
+//! holds while it checks its pending mask: no wake-up is lost); the
+//! scheduler queues it and sends a reschedule IPI where it says so.
 //!
 //! Upcalls (ABI 1.3): once a domain registered a control area
 //! (`HC_EVTCHN_INIT_CONTROL`), its table keeps the bits there
@@ -38,28 +38,26 @@ use pvabi::EVENT_CHANNEL;
 /// control area once registered.
 pub(super) type Table = EventTable<DomainBits<GuestArea>>;
 
-/// CPUs halted in the idle loop (bit = CPU index), for [`kick`].
-pub(super) static IDLE: AtomicU64 = AtomicU64::new(0);
-
-/// After `v` got an event: a vCPU of an upcall domain running in guest
-/// mode on another CPU is forced to exit (the IPI's interrupt exits it; its
-/// next entry injects the upcall); a vCPU not running wakes an idle CPU so
-/// the scheduler takes it now.
+/// After `v` got an event: a blocked vCPU is woken (the scheduler queues
+/// it and kicks the CPU it chose if that CPU is idle or runs something
+/// less urgent); a vCPU of an upcall domain running in guest mode on
+/// another CPU is forced to exit (the IPI's interrupt exits it; its next
+/// entry injects the upcall).
 fn kick(v: &VcpuEntry) {
-    let this = percpu::cpu_index() as u32;
-    let cpu = v.running_on.load(Ordering::Acquire);
-    let target = if cpu == u32::MAX {
-        let idle = IDLE.load(Ordering::Acquire) & !(1u64 << (this % 64));
-        if idle == 0 {
+    {
+        let mut st = v.st.lock();
+        if let Run::Blocked { .. } = st.run {
+            st.deliver_events = true;
+            policy::make_runnable(v, &mut st);
             return;
         }
-        idle.trailing_zeros()
-    } else if cpu != this && v.domain.control.get().is_some() {
-        cpu
-    } else {
+    }
+    let this = percpu::cpu_index() as u32;
+    let cpu = v.running_on.load(Ordering::Acquire);
+    if cpu == u32::MAX || cpu == this || v.domain.control.get().is_none() {
         return;
-    };
-    if let Some(apic) = percpu::cpu(target as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
+    }
+    if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
         // The shoot-down vector's handler only acknowledges: a plain kick.
         lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
     }
@@ -116,10 +114,8 @@ fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
         .filter(|d| !d.dying())
 }
 
-/// Makes the upcall: raises [`EVENT_CHANNEL`] on the vCPU. A blocked vCPU
-/// is woken by the scheduler's next pass (`take_next` checks the mask
-/// under the vCPU's state lock, as for the timer), which the sender's own
-/// CPU makes as soon as the sender blocks or yields.
+/// Makes the upcall: raises [`EVENT_CHANNEL`] on the vCPU, waking it if
+/// it is blocked ([`kick`]).
 fn notify(me: &VcpuEntry, n: Notify) {
     if n.domain.0 == me.domain.id && n.vcpu == me.index {
         // Our own vCPU: the next entry injects the upcall.

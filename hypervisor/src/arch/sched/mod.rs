@@ -1,23 +1,31 @@
-//! Domains, their vCPUs, and a round-robin scheduler over every CPU.
+//! Domains, their vCPUs, and the credit scheduler over every CPU.
 //!
 //! Each boot module that is an ELF image becomes a domain with up to
 //! [`DOMAIN_VCPUS`] vCPUs (vCPU 0 runs at once; the guest starts the others
-//! with `HC_VCPU_UP`). The scheduling unit is the vCPU: every CPU takes the
-//! next runnable vCPU from one shared list, runs it for a time slice (until
-//! its next timer tick) or until it yields, blocks or its domain ends, and
-//! puts it back. Timers and blocked vCPUs are checked on every pass, so a
-//! timer fires within one tick (10 ms) of its deadline.
+//! with `HC_VCPU_UP`). The scheduling unit is the vCPU; the policy is
+//! [`crate::sched::Credit`] (weights, caps, per-CPU run queues, stealing;
+//! `docs/scheduler.md`), wired in `policy.rs`. Each CPU asks it what to
+//! run, runs that vCPU until its slice ends (the LAPIC one-shot timer, and
+//! on VT-x the VMX-preemption timer), it yields, blocks or its domain ends,
+//! and reports the time it ran. A blocked vCPU is in no queue: events wake
+//! it (`events.rs`), its deadline or guest timer is in the timer list
+//! (`timers.rs`), so it costs nothing until then. An idle CPU halts until
+//! an interrupt (its timer, at most one tick away, or a reschedule IPI).
 //!
-//! A domain that breaks a rule is killed with one log line. Its vCPUs leave
-//! the list as they stop; when the last one is gone the domain's memory and
-//! page-table frames go back to the allocator (`Drop for Domain`), so no
-//! frame is freed while any CPU may still run the guest. Lock order: the
-//! vCPU list, then a vCPU's state, then a domain's inner state. A domain's
-//! event-channel table (`Domain::events`) is taken with none of those held
-//! and takes none of them; two tables are taken in ascending domain id
-//! (`events.rs`). Grants (`grants.rs`): a granter's `grants`, then a
-//! grantee's `maps`, then a domain's inner state; the vCPU list may be
-//! taken under `grants` and `maps` (TLB shoot-down), never the other way.
+//! A domain that breaks a rule is killed with one log line. Its vCPUs that
+//! are not running leave the scheduler and the list at once, running ones
+//! when their CPU notices; when the last one is gone the domain's memory
+//! and page-table frames go back to the allocator (`Drop for Domain`), so
+//! no frame is freed while any CPU may still run the guest.
+//!
+//! Lock order: the vCPU list, then a vCPU's state, then the scheduler lock
+//! (`policy.rs`; nothing is taken under it), or a domain's inner state.
+//! The timer list (`timers.rs`) is a leaf. A domain's event-channel table
+//! (`Domain::events`) is taken with none of those held and takes none of
+//! them; two tables are taken in ascending domain id (`events.rs`). Grants
+//! (`grants.rs`): a granter's `grants`, then a grantee's `maps`, then a
+//! domain's inner state; the vCPU list may be taken under `grants` and
+//! `maps` (TLB shoot-down), never the other way.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -35,11 +43,14 @@ mod domain;
 mod domctl;
 mod events;
 mod grants;
+mod policy;
 mod services;
+mod timers;
 
 use backend::time_info;
 pub use backend::{backend, init_time, init_virt, init_virt_this_cpu, now_ns};
 pub use domain::{CreateError, DomainSpec, all_created, create};
+pub use policy::init as init_scheduler;
 
 use super::guestmem::{CHUNK, DomainMemory, FrameTables};
 use super::{lapic, percpu, pit};
@@ -60,68 +71,6 @@ use services::*;
 pub const DOMAIN_MEMORY: u64 = 8 << 20;
 /// vCPUs each boot-module domain may bring up.
 pub const DOMAIN_VCPUS: u32 = 4;
-
-// ---------------------------------------------------------------------------
-// The scheduler
-
-/// Finds the next vCPU to run, firing due timers and waking blocked vCPUs
-/// on the way; drops vCPUs of ended domains.
-fn take_next() -> Option<(Arc<VcpuEntry>, Box<Vcpu>)> {
-    let now = now_ns();
-    let mut list = VCPUS.lock();
-    // vCPUs of ended domains that are not running leave the list.
-    list.retain(|v| {
-        let mut st = v.st.lock();
-        if st.run != Run::Running && v.domain.dying() {
-            st.run = Run::Dead;
-            if let Some(mut vc) = st.vcpu.take() {
-                vc.release();
-            }
-        }
-        st.run != Run::Dead
-    });
-    let n = list.len();
-    if n == 0 {
-        return None;
-    }
-    let start = CURSOR.fetch_add(1, Ordering::Relaxed);
-    let mut found = None;
-    for k in 0..n {
-        let Some(v) = list.get((start + k) % n) else {
-            continue;
-        };
-        let t = v.timer.load(Ordering::Acquire);
-        if t != 0
-            && now >= t
-            && v.timer
-                .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            v.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
-            events::raise_timer_virq(v);
-        }
-        let mut st = v.st.lock();
-        if let Run::Blocked { deadline } = st.run
-            && (v.pending.load(Ordering::Acquire) != 0 || (deadline != 0 && now >= deadline))
-        {
-            st.run = Run::Runnable;
-            st.deliver_events = true;
-        }
-        if found.is_none()
-            && st.run == Run::Runnable
-            && !v.domain.paused.load(Ordering::Acquire)
-            && let Some(vc) = st.vcpu.take()
-        {
-            st.run = Run::Running;
-            found = Some((v.clone(), vc));
-        }
-    }
-    if found.is_some() {
-        let now_running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
-        MAX_RUNNING.fetch_max(now_running, Ordering::AcqRel);
-    }
-    found
-}
 
 struct MachineHost;
 
@@ -167,16 +116,48 @@ enum Outcome {
     Ended,
 }
 
-/// Runs one vCPU for one time slice on this CPU.
-fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
+/// The longest a CPU's timer is armed for (its tick, `lapic::start_timer`).
+const TICK_NS: u64 = 10_000_000;
+/// The shortest: an interrupt sooner than this would cost more than it saves.
+const MIN_ARM_NS: u64 = 20_000;
+
+/// Arms this CPU's timer for the earliest of `until` (a slice's end or
+/// an idle CPU's wake-up), the next guest timer and one tick.
+fn arm_timer(now: u64, until: u64) {
+    let at = until.min(timers::next_due());
+    lapic::arm_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
+}
+
+fn ns_to_tsc(ns: u64) -> u64 {
+    (u128::from(ns) * u128::from(pit::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
+}
+
+fn tsc_to_ns(ticks: u64) -> u64 {
+    let hz = u128::from(pit::tsc_hz().max(1));
+    (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
+}
+
+/// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
+/// block or its domain's end; returns how it stopped and the ns it ran
+/// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
+fn run_slice(
+    me: &Arc<VcpuEntry>,
+    vcpu: &mut Vcpu,
+    deliver_events: bool,
+    slice_end: u64,
+) -> (Outcome, u64) {
     use crate::domain::exits::VcpuOps;
     let d = &me.domain;
     let this_cpu = percpu::this_cpu();
-    let slice_start = this_cpu.ticks.load(Ordering::Relaxed);
+    let cpu = this_cpu.index as usize;
+    let mut seen_ticks = this_cpu.ticks.load(Ordering::Relaxed);
     me.running_on.store(this_cpu.index, Ordering::Release);
     me.last_cpu.store(this_cpu.index, Ordering::Relaxed);
     let t0 = rdtsc();
+    let start = now_ns();
     vcpu.enter();
+    vcpu.set_slice_end(t0.wrapping_add(ns_to_tsc(slice_end.saturating_sub(start))));
+    arm_timer(start, slice_end);
     me.seen_gen
         .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);
     if deliver_events {
@@ -186,7 +167,7 @@ fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
         if d.dying() {
             break Outcome::Ended;
         }
-        // Paused: back to the list, where `take_next` passes it over.
+        // Paused: the scheduler drops it at `descheduled`.
         if d.paused.load(Ordering::Acquire) {
             break Outcome::Again;
         }
@@ -200,7 +181,7 @@ fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
         let exit = vcpu.run();
         me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
-        // Either way a pending host interrupt (timer, shoot-down) is taken.
+        // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
         x86_64::instructions::interrupts::enable();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc { me, blocked: None };
@@ -231,61 +212,133 @@ fn run_slice(me: &VcpuEntry, vcpu: &mut Vcpu, deliver_events: bool) -> Outcome {
                 break Outcome::Ended;
             }
         }
-        if this_cpu.ticks.load(Ordering::Relaxed) != slice_start {
+        let now = now_ns();
+        if now >= slice_end {
             break Outcome::Again;
+        }
+        // A timer interrupt or a reschedule IPI came: fire due guest
+        // timers, and ask the scheduler whether something better waits.
+        let ticks = this_cpu.ticks.load(Ordering::Relaxed);
+        let kicked = this_cpu.resched.load(Ordering::Relaxed)
+            && this_cpu.resched.swap(false, Ordering::AcqRel);
+        if ticks != seen_ticks || kicked {
+            seen_ticks = ticks;
+            timers::fire_due(now);
+            if policy::tick(cpu, now) {
+                break Outcome::Again;
+            }
+            arm_timer(now, slice_end);
         }
     };
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
-    let hz = pit::tsc_hz();
-    let ns = (u128::from(rdtsc().wrapping_sub(t0)) * 1_000_000_000 / u128::from(hz)) as u64;
+    let ns = tsc_to_ns(rdtsc().wrapping_sub(t0));
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
-    outcome
+    (outcome, ns)
+}
+
+/// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
+/// then tells the scheduler how it stopped.
+fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
+    let taken = {
+        let mut st = entry.st.lock();
+        match (st.run, st.vcpu.take()) {
+            (Run::Runnable, Some(vc)) => {
+                st.run = Run::Running;
+                Some((vc, core::mem::take(&mut st.deliver_events)))
+            }
+            (run, vc) => {
+                // Reaped (dead) between the pick and this lock.
+                st.vcpu = vc;
+                policy::descheduled(cpu, entry, 0, false);
+                if run != Run::Dead {
+                    log::warn!(
+                        "vCPU {} of domain {} picked while not runnable",
+                        entry.index,
+                        entry.domain.id
+                    );
+                }
+                None
+            }
+        }
+    };
+    let Some((mut vcpu, deliver)) = taken else {
+        if entry.st.lock().run == Run::Dead {
+            policy::retire(entry);
+        }
+        return;
+    };
+    let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
+    MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
+    let (outcome, ran) = run_slice(entry, &mut vcpu, deliver, now.saturating_add(slice_ns));
+    RUNNING.fetch_sub(1, Ordering::AcqRel);
+    let dead = {
+        let mut st = entry.st.lock();
+        st.vcpu = Some(vcpu);
+        // Checked under the lock: a domain that ended after `reap` passed
+        // this (running) vCPU by is seen here.
+        let outcome = if entry.domain.dying() {
+            Outcome::Ended
+        } else {
+            outcome
+        };
+        let mut deadline = 0;
+        st.run = match outcome {
+            Outcome::Again => Run::Runnable,
+            // An event that arrived while we were still running is not
+            // lost: the mask is checked under the lock senders take.
+            Outcome::Blocked(d) => {
+                if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now_ns() >= d) {
+                    st.deliver_events = true;
+                    Run::Runnable
+                } else {
+                    deadline = d;
+                    Run::Blocked { deadline: d }
+                }
+            }
+            Outcome::Ended => {
+                if let Some(mut vc) = st.vcpu.take() {
+                    vc.release();
+                }
+                Run::Dead
+            }
+        };
+        policy::descheduled(cpu, entry, ran, st.run == Run::Runnable);
+        timers::arm(entry, deadline);
+        st.run == Run::Dead
+    };
+    if dead {
+        policy::retire(entry);
+    }
 }
 
 /// This CPU's scheduler loop: never returns. The boot CPU ends the
 /// hypervisor once every domain has ended, if asked to.
 pub fn run_cpu() -> ! {
     let cpu = percpu::cpu_index();
+    let this_cpu = percpu::this_cpu();
     loop {
-        match take_next() {
-            Some((entry, mut vcpu)) => {
-                let deliver = core::mem::take(&mut entry.st.lock().deliver_events);
-                let outcome = run_slice(&entry, &mut vcpu, deliver);
-                RUNNING.fetch_sub(1, Ordering::AcqRel);
-                let mut st = entry.st.lock();
-                st.vcpu = Some(vcpu);
-                st.run = match outcome {
-                    Outcome::Again => Run::Runnable,
-                    // An event that arrived while we were still running is
-                    // not lost: check the mask under the lock.
-                    Outcome::Blocked(deadline) => {
-                        if entry.pending.load(Ordering::Acquire) != 0 {
-                            st.deliver_events = true;
-                            Run::Runnable
-                        } else {
-                            Run::Blocked { deadline }
-                        }
-                    }
-                    Outcome::Ended => {
-                        if let Some(mut vc) = st.vcpu.take() {
-                            vc.release();
-                        }
-                        Run::Dead
-                    }
-                };
+        // Interrupts stay off from the decision to the halt: a kick sent
+        // after `pick` found nothing is taken by the `hlt` (STI's shadow
+        // covers it), never just before it.
+        x86_64::instructions::interrupts::disable();
+        let now = now_ns();
+        timers::fire_due(now);
+        this_cpu.resched.store(false, Ordering::Relaxed);
+        match policy::pick(cpu, now) {
+            policy::Pick::Run(entry, slice_ns) => {
+                x86_64::instructions::interrupts::enable();
+                run_picked(cpu, &entry, now, slice_ns);
             }
-            None => {
+            policy::Pick::Idle(wake_in) => {
                 if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0
                 {
                     all_ended();
                 }
-                // Nothing to run: sleep until the next interrupt (a tick,
-                // or a kick from a CPU that raised an event).
-                let bit = 1u64 << (cpu % 64);
-                events::IDLE.fetch_or(bit, Ordering::SeqCst);
+                // Nothing to run: sleep until the timer (a guest timer, a
+                // parked domain's next period, at most a tick) or a kick.
+                arm_timer(now, now.saturating_add(wake_in));
                 x86_64::instructions::interrupts::enable_and_hlt();
-                events::IDLE.fetch_and(!bit, Ordering::SeqCst);
             }
         }
     }

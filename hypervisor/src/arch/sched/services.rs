@@ -5,7 +5,7 @@ use super::*;
 
 /// The hypercall services for one vCPU during one exit.
 pub(super) struct Svc<'a> {
-    pub(super) me: &'a VcpuEntry,
+    pub(super) me: &'a Arc<VcpuEntry>,
     /// Set by `block` when the vCPU must block: the deadline.
     pub(super) blocked: Option<u64>,
 }
@@ -65,6 +65,7 @@ impl Services for Svc<'_> {
             super::events::raise_timer_virq(self.me);
         } else {
             self.me.timer.store(deadline, Ordering::Release);
+            super::timers::arm(self.me, deadline);
         }
     }
 
@@ -97,7 +98,7 @@ impl Services for Svc<'_> {
         };
         let v = new_vcpu(d.backend, &boot, d.nested_root, d.id).ok_or(pvabi::ENOMEM)?;
         st.vcpu = Some(v);
-        st.run = Run::Runnable;
+        policy::make_runnable(&target, &mut st);
         Ok(())
     }
 

@@ -1,0 +1,231 @@
+//! The credit scheduler ([`crate::sched::Credit`]) wired to the machine:
+//! one scheduler lock over the policy's state and the table that maps its
+//! vCPU ids back to [`VcpuEntry`]s; wake-ups with reschedule IPIs; pause,
+//! unpause and the end of a domain's vCPUs.
+//!
+//! Lock order (see `mod.rs`): the vCPU list, then a vCPU's state, then the
+//! scheduler lock [`SCHED`]. Nothing is taken under [`SCHED`], no IPI is
+//! sent under it, and no [`VcpuEntry`] is dropped under it (an entry may
+//! hold the last reference to its domain, whose drop frees memory and
+//! prints): slots are taken out under the lock and dropped after it.
+
+#[allow(unused_imports)]
+use super::*;
+
+use crate::sched::{Credit, DomId, VcpuId};
+
+/// The policy and, by [`VcpuId::slot`], the entry of each of its vCPUs.
+pub(super) struct Sched {
+    credit: Credit,
+    slots: Vec<Option<Arc<VcpuEntry>>>,
+}
+
+/// `None` until [`init`] (before any domain exists); CPUs that start
+/// earlier idle until then.
+static SCHED: Mutex<Option<Sched>> = Mutex::new(None);
+
+/// Creates the scheduler for `cpus` CPUs (boot CPU, once, before the first
+/// domain).
+pub fn init(cpus: usize) {
+    *SCHED.lock() = Some(Sched {
+        credit: Credit::new(cpus),
+        slots: Vec::new(),
+    });
+}
+
+fn with<R>(f: impl FnOnce(&mut Sched) -> R) -> Option<R> {
+    SCHED.lock().as_mut().map(f)
+}
+
+/// What the calling CPU does next.
+pub(super) enum Pick {
+    /// Run this vCPU for at most this many ns.
+    Run(Arc<VcpuEntry>, u64),
+    /// Halt; wake up by timer no later than this many ns from now
+    /// (`u64::MAX`: no reason to).
+    Idle(u64),
+}
+
+/// A new domain with `nr_vcpus` vCPUs (none runnable) in the policy,
+/// with its weight and cap; `None` (and nothing left behind) if the
+/// scheduler refuses them (the domctl decoder already checked the ABI's
+/// bounds, which are the scheduler's).
+pub(super) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(DomId, Vec<VcpuId>)> {
+    let w = u16::try_from(weight).ok()?;
+    with(|s| {
+        let d = s.credit.add_domain(w, 0).ok()?;
+        let mut ids = Vec::new();
+        for _ in 0..nr_vcpus {
+            match s.credit.add_vcpu(d) {
+                Ok(v) => ids.push(v),
+                Err(_) => break,
+            }
+        }
+        if ids.len() != nr_vcpus as usize || s.credit.set_params(d, w, cap).is_err() {
+            let _ = s.credit.remove_domain(d);
+            return None;
+        }
+        Some((d, ids))
+    })
+    .flatten()
+}
+
+/// Puts a new domain's vCPU entries in the slot table.
+pub(super) fn register(entries: &[Arc<VcpuEntry>]) {
+    with(|s| {
+        for e in entries {
+            let slot = e.sid.slot();
+            if s.slots.len() <= slot {
+                s.slots.resize(slot + 1, None);
+            }
+            s.slots[slot] = Some(e.clone());
+        }
+    });
+}
+
+/// Sends `cpu` a reschedule IPI (or, for this CPU, marks it: it asks the
+/// scheduler at its next exit). The shoot-down vector's handler only
+/// acknowledges, so it serves as the kick.
+fn kick(cpu: usize) {
+    let Some(c) = percpu::cpu(cpu) else {
+        return;
+    };
+    c.resched.store(true, Ordering::Release);
+    if cpu != percpu::cpu_index() {
+        lapic::send_fixed(c.apic_id.load(Ordering::Relaxed), VECTOR_SHOOTDOWN);
+    }
+}
+
+/// Makes `v` runnable (its state lock held by the caller, as `st`): queued
+/// by the scheduler unless its domain is paused or ending (then unpause
+/// queues it, or it is reaped).
+pub(super) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
+    st.run = Run::Runnable;
+    if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
+        return;
+    }
+    wake(v);
+}
+
+/// `wake` in the scheduler, and the IPI it asks for.
+fn wake(v: &VcpuEntry) {
+    let now = now_ns();
+    let placed = with(|s| s.credit.wake(v.sid, now).ok().flatten()).flatten();
+    if let Some(p) = placed
+        && p.kick
+    {
+        kick(p.cpu);
+    }
+}
+
+/// Chooses what `cpu` runs next.
+pub(super) fn pick(cpu: usize, now: u64) -> Pick {
+    let mut g = SCHED.lock();
+    let Some(s) = g.as_mut() else {
+        return Pick::Idle(u64::MAX);
+    };
+    match s.credit.pick_next(cpu, now) {
+        Ok(d) => match d.vcpu {
+            Some(id) => match s.slots.get(id.slot()).cloned().flatten() {
+                Some(e) => Pick::Run(e, d.slice_ns),
+                None => {
+                    // No entry (cannot happen): never pick it again.
+                    let _ = s.credit.descheduled(cpu, id, 0, now, false);
+                    Pick::Idle(0)
+                }
+            },
+            None => Pick::Idle(d.slice_ns),
+        },
+        Err(_) => Pick::Idle(u64::MAX),
+    }
+}
+
+/// `v` stopped running on `cpu` after `ran_ns` (called under its state
+/// lock, so a wake-up cannot slip between its state and the policy's).
+pub(super) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool) {
+    let now = now_ns();
+    with(|s| s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable));
+}
+
+/// The timer (or a kick) interrupted `cpu`: whether to leave the guest.
+pub(super) fn tick(cpu: usize, now: u64) -> bool {
+    with(|s| s.credit.tick(cpu, now).unwrap_or(false)).unwrap_or(false)
+}
+
+/// The vCPUs of `d` in the list (taken and let go here).
+fn vcpus_of(d: &Domain) -> Vec<Arc<VcpuEntry>> {
+    VCPUS
+        .lock()
+        .iter()
+        .filter(|v| core::ptr::eq(&*v.domain, d))
+        .cloned()
+        .collect()
+}
+
+/// domctl pause: no vCPU of `d` is picked any more (one running now stops
+/// at its next exit: `run_slice` checks the flag).
+pub(super) fn pause(d: &Domain) {
+    d.paused.store(true, Ordering::Release);
+    for v in vcpus_of(d) {
+        let _st = v.st.lock();
+        let now = now_ns();
+        with(|s| s.credit.block(v.sid, now));
+    }
+}
+
+/// domctl unpause: the runnable vCPUs of `d` are queued again.
+pub(super) fn unpause(d: &Domain) {
+    d.paused.store(false, Ordering::Release);
+    for v in vcpus_of(d) {
+        let st = v.st.lock();
+        if matches!(st.run, Run::Runnable | Run::Running) && !d.dying() {
+            wake(&v);
+        }
+    }
+}
+
+/// The domain ended: every vCPU of it that is not running now is marked
+/// dead and leaves the scheduler and the list; running ones follow when
+/// their CPU notices (`retire`). Called by [`Domain::finish`], no lock held.
+pub(super) fn reap(d: &Domain) {
+    for v in vcpus_of(d) {
+        let dead = {
+            let mut st = v.st.lock();
+            if st.run != Run::Running {
+                st.run = Run::Dead;
+                if let Some(mut vc) = st.vcpu.take() {
+                    vc.release();
+                }
+            }
+            st.run == Run::Dead
+        };
+        if dead {
+            retire(&v);
+        }
+    }
+}
+
+/// A dead vCPU (not running) leaves the scheduler, the timer list and the
+/// vCPU list; the last one of its domain takes the domain's record with
+/// it. If a CPU picked it meanwhile (the scheduler says it runs), that CPU
+/// finds it dead and retires it again.
+pub(super) fn retire(v: &Arc<VcpuEntry>) {
+    let slot = with(|s| match s.credit.remove_vcpu(v.sid) {
+        Ok(()) => s.slots.get_mut(v.sid.slot()).and_then(Option::take),
+        Err(_) => None,
+    })
+    .flatten();
+    if slot.is_none() {
+        return;
+    }
+    drop(slot);
+    super::timers::cancel(v);
+    let last = {
+        let mut list = VCPUS.lock();
+        list.retain(|e| !Arc::ptr_eq(e, v));
+        !list.iter().any(|e| Arc::ptr_eq(&e.domain, &v.domain))
+    };
+    if last {
+        with(|s| s.credit.remove_domain(v.domain.sdom));
+    }
+}
