@@ -37,6 +37,13 @@ impl DomainMemory {
             size,
             max_pages: size / PAGE,
         };
+        // The page list lives on the hypervisor heap (8 bytes per 4 KiB
+        // page): a domain too big for the heap is refused like one too big
+        // for free memory, never an allocation failure that stops us.
+        let pages = usize::try_from(size / PAGE).ok()?;
+        let chunks = usize::try_from(size / CHUNK).ok()?;
+        mem.frames.try_reserve_exact(pages).ok()?;
+        mem.chunks.try_reserve_exact(chunks).ok()?;
         for _ in 0..size / CHUNK {
             let c = start::alloc_aligned(CHUNK / PAGE, CHUNK)?;
             // SAFETY: freshly allocated, identity-mapped frames we own; zeroed
@@ -125,6 +132,8 @@ impl DomainMemory {
             return Err(pvabi::ENOMEM);
         }
         let mut got = Vec::new();
+        got.try_reserve_exact(usize::try_from(pages).map_err(|_| pvabi::ENOMEM)?)
+            .map_err(|_| pvabi::ENOMEM)?;
         for _ in 0..pages {
             match start::alloc_frame_anywhere() {
                 Some(f) => {

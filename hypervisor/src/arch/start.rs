@@ -23,8 +23,6 @@ use crate::util::Size;
 /// Less usable RAM than this and the hypervisor refuses to start: its own
 /// structures plus a useful control domain do not fit.
 pub const MIN_USABLE_RAM: u64 = 24 << 20;
-/// Heap size.
-const HEAP_BYTES: u64 = 1 << 20;
 /// Local APIC timer rate.
 const TIMER_HZ: u32 = 100;
 /// Timer interrupts every CPU must have taken before "ready" (one proves
@@ -270,11 +268,12 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     );
 
     // --- Heap and exception stacks ---------------------------------------
-    let Some(heap_base) = alloc_frames(HEAP_BYTES / 4096) else {
-        fatal!("no memory for the {} heap", Size(HEAP_BYTES));
+    let heap_bytes = memmap::heap_bytes(usable);
+    let Some(heap_base) = alloc_frames(heap_bytes / 4096) else {
+        fatal!("no memory for the {} heap", Size(heap_bytes));
     };
     // SAFETY: freshly allocated, identity-mapped RW frames owned by the heap.
-    unsafe { heap::init(heap_base, HEAP_BYTES as usize) };
+    unsafe { heap::init(heap_base, heap_bytes as usize) };
     let Some(ist) = smp::prepare_ist(0) else {
         fatal!("no memory for exception stacks");
     };
@@ -377,7 +376,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         Size(hv_bytes),
         Size(image_end - image_start),
         Size(paging::TABLE_FRAMES.load(Ordering::Relaxed) * 4096),
-        Size(HEAP_BYTES),
+        Size(heap_bytes),
         heap_used,
         heap_free,
         Size(free_bytes)

@@ -3,7 +3,11 @@
 //! (`HC_DOMCTL_CONSOLE_READ`). Bounded twice: [`CONSOLE_RING_BYTES`] per
 //! ring (the oldest bytes are dropped and counted; the next read starts
 //! with a `[console: N bytes dropped]` line) and [`CONSOLE_RINGS_MAX`]
-//! rings (beyond it the ring of the lowest domain id is dropped whole).
+//! rings (beyond it the ring of the lowest domain id is dropped whole),
+//! and [`CONSOLE_RINGS_TOTAL`] bytes in all (the hypervisor heap is small:
+//! beyond it a domain's new output pushes out its own oldest, or is
+//! dropped and counted when it has none). Every allocation is fallible:
+//! a guest printing without end costs dropped bytes, never the heap.
 //! A ring outlives its domain until it is read empty, so a domain that
 //! prints and ends at once is still heard.
 
@@ -17,10 +21,15 @@ struct Ring {
     dropped: u64,
 }
 
+/// Bytes all console rings together may hold.
+pub const CONSOLE_RINGS_TOTAL: usize = 256 << 10;
+
 /// Every domain's console ring, by domain id.
 #[derive(Default)]
 pub struct ConsoleRings {
     rings: BTreeMap<u32, Ring>,
+    /// Bytes held in all rings.
+    total: usize,
 }
 
 impl ConsoleRings {
@@ -28,22 +37,35 @@ impl ConsoleRings {
     pub const fn new() -> Self {
         Self {
             rings: BTreeMap::new(),
+            total: 0,
         }
     }
 
     /// Appends domain `id`'s output.
     pub fn push(&mut self, id: u32, bytes: &[u8]) {
-        if !self.rings.contains_key(&id) && self.rings.len() >= CONSOLE_RINGS_MAX {
+        if !self.rings.contains_key(&id)
+            && self.rings.len() >= CONSOLE_RINGS_MAX
+            && let Some((_, old)) = self.rings.pop_first()
+        {
             // The oldest domain's ring goes (ids only grow).
-            self.rings.pop_first();
+            self.total -= old.bytes.len();
         }
+        let total = &mut self.total;
         let ring = self.rings.entry(id).or_default();
         for &b in bytes {
-            if ring.bytes.len() >= CONSOLE_RING_BYTES {
-                ring.bytes.pop_front();
+            if ring.bytes.len() >= CONSOLE_RING_BYTES || *total >= CONSOLE_RINGS_TOTAL {
                 ring.dropped = ring.dropped.saturating_add(1);
+                if ring.bytes.pop_front().is_none() {
+                    continue;
+                }
+                *total -= 1;
+            }
+            if ring.bytes.try_reserve(1).is_err() {
+                ring.dropped = ring.dropped.saturating_add(1);
+                continue;
             }
             ring.bytes.push_back(b);
+            *total += 1;
         }
     }
 
@@ -75,6 +97,7 @@ impl ConsoleRings {
             };
             *slot = b;
             n += 1;
+            self.total -= 1;
         }
         if n == 0 && ring.bytes.is_empty() && !alive {
             self.rings.remove(&id);
@@ -169,5 +192,32 @@ mod tests {
             r.read(CONSOLE_RINGS_MAX as u32 + 4, &mut [0; 4], true),
             Some(1)
         );
+    }
+
+    #[test]
+    fn all_rings_together_stay_within_their_budget() {
+        let mut r = ConsoleRings::new();
+        let chunk = [b'x'; 4096];
+        // 64 domains printing 16 KiB each would hold 1 MiB unbounded.
+        for id in 1..=64 {
+            for _ in 0..4 {
+                r.push(id, &chunk);
+            }
+        }
+        assert_eq!(r.total, CONSOLE_RINGS_TOTAL, "full, not over");
+        let held: usize = r.rings.values().map(|x| x.bytes.len()).sum();
+        assert_eq!(held, r.total);
+        // The rings that came late dropped their bytes and say so.
+        let late = drain(&mut r, 64, true).unwrap();
+        assert!(
+            late.starts_with(b"[console: 16384 bytes dropped]"),
+            "{late:?}"
+        );
+        // Reading frees budget for others.
+        let first = drain(&mut r, 1, true).unwrap();
+        assert_eq!(first.len(), CONSOLE_RING_BYTES);
+        assert_eq!(r.total, CONSOLE_RINGS_TOTAL - CONSOLE_RING_BYTES);
+        r.push(64, b"back\n");
+        assert_eq!(drain(&mut r, 64, true).unwrap(), b"back\n");
     }
 }

@@ -47,7 +47,6 @@ mod types;
 mod virq;
 
 use alloc::boxed::Box;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use pvabi::Error;
@@ -204,9 +203,17 @@ impl<B: EventBits> EventTable<B> {
                 }
                 if self.buckets.len() <= (p / BUCKET_PORTS) as usize {
                     self.buckets.try_reserve(1).map_err(|_| Error::NoMem)?;
-                    self.buckets
-                        .push(vec![FREE; BUCKET_PORTS as usize].into_boxed_slice());
+                    // Fallible: a guest allocating ports must meet `NoMem`,
+                    // never an exhausted hypervisor heap.
+                    let mut bucket = Vec::new();
+                    bucket
+                        .try_reserve_exact(BUCKET_PORTS as usize)
+                        .map_err(|_| Error::NoMem)?;
+                    bucket.resize(BUCKET_PORTS as usize, FREE);
+                    self.buckets.push(bucket.into_boxed_slice());
                 }
+                // Room for this port on the free list once it is closed.
+                self.free.try_reserve(1).map_err(|_| Error::NoMem)?;
                 let end = (p / BUCKET_PORTS + 1) * BUCKET_PORTS;
                 self.bits.grow(end)?;
                 let words = end.div_ceil(64 * 64) as usize;

@@ -234,6 +234,8 @@ impl GrantTable {
                     return Err(Error::NoMem);
                 }
                 self.entries.try_reserve(1).map_err(|_| Error::NoMem)?;
+                // Room for it on the free list once it is revoked.
+                self.free.try_reserve(1).map_err(|_| Error::NoMem)?;
                 self.entries.push(Entry::Free);
                 r
             }

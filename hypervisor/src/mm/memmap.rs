@@ -161,6 +161,14 @@ pub fn usable_bytes(map: &[MemoryRegion]) -> u64 {
         .fold(0u64, |acc, r| acc.saturating_add(r.len()))
 }
 
+/// The hypervisor heap's size for `usable` bytes of memory: 1/256 of it
+/// (per-domain page lists take 8 bytes per 4 KiB page, 1/512 of a domain's
+/// size, so the largest domain that fits in memory fits in the heap too),
+/// at least 1 MiB, at most 64 MiB, whole pages.
+pub fn heap_bytes(usable: u64) -> u64 {
+    (usable / 256).clamp(1 << 20, 64 << 20) & !0xfff
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -397,5 +405,16 @@ mod tests {
                 "case {case}: input {raw:?} output {got:?}"
             );
         }
+    }
+
+    #[test]
+    fn heap_grows_with_memory_within_bounds() {
+        assert_eq!(heap_bytes(0), 1 << 20);
+        assert_eq!(heap_bytes(128 << 20), 1 << 20);
+        assert_eq!(heap_bytes(2 << 30), 8 << 20);
+        assert_eq!(heap_bytes((2 << 30) + 12345), 8 << 20, "whole pages");
+        assert_eq!(heap_bytes(1 << 40), 64 << 20);
+        // A 1 GiB domain's page list (2 MiB) fits once 1 GiB is free.
+        assert!(heap_bytes(1 << 30) >= ((1 << 30) / 4096) * 8);
     }
 }

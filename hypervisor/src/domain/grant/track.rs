@@ -82,6 +82,8 @@ impl MapTrack {
                     return Err(Error::NoMem);
                 }
                 self.slots.try_reserve(1).map_err(|_| Error::NoMem)?;
+                // Room for its handle on the free list once it is unmapped.
+                self.free.try_reserve(1).map_err(|_| Error::NoMem)?;
                 self.slots.push(None);
                 h
             }
