@@ -15,6 +15,7 @@ pub mod artifacts;
 pub mod backend;
 pub mod bochs;
 pub mod domains;
+pub mod guest_run;
 pub mod outcome;
 pub mod qemu;
 

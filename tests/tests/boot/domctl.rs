@@ -11,12 +11,9 @@
 //! | `domctl_*_control_domain` | only ctl was started by the hypervisor (id 1); ctl heard the child's end on `VIRQ_DOM_EXC`; ctl printed `<N> checks, 0 failed` with N >= [`MIN_CHECKS`] and no `FAILED` line (refusals with their statuses, paused child never ran, pause stops CPU time, destroy, [`CYCLES`] ([`BOCHS_CYCLES`] under Bochs) create/destroy cycles with free memory and the domain list back where they were); its `hello` child printed its command line and exited 0; the spinner ended `destroyed`, every cycle domain `destroyed` (or, when unpaused first, possibly `exited` 0); ctl exited 0; free memory after all ended equals free memory at ready |
 //! | `domctl_*_denied` | the `denied` child ctl creates (unprivileged) got `EPERM` from every domctl op, with sane and hostile arguments, printed `<N> checks, 0 failed` and exited 0 |
 
-use std::sync::OnceLock;
-
-use boot_tests::artifacts::{guest_module, shared_iso};
-use boot_tests::bochs::{self, Pc};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::{ReportOnPanic, said};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::guest_run::{GuestRun, Shared};
 use boot_tests::{Backend, Outcome};
 use xtask::iso::Module;
 
@@ -40,48 +37,24 @@ const MIN_CHECKS: u64 = 25;
 const DATA: &str = "kestrel-data-module";
 
 fn the_run(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
-    let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
+    static RUNS: Shared = Shared::new();
+    RUNS.get(b, || {
         let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/ctl-data.txt");
-        let modules = [
-            guest_module("ctl", "ctl", &format!("cycles={} data={DATA}", cycles(b))),
-            guest_module("hello", "hello", ""),
-            guest_module("spin", "spin", ""),
-            Module::named(data, "ctl-data.txt", "").unwrap_or_else(|e| panic!("{e}")),
-            guest_module("domctl_denied", "denied", ""),
-        ];
-        let iso = shared_iso(
-            &format!("domctl-{}.iso", b.suffix()),
-            &format!("{} shutdown dom0 loglevel=info", b.exit()),
-            &modules,
-        );
-        let test = format!("domctl_{}", b.suffix());
-        let o = match b {
-            Backend::Svm => {
-                let mut vm = iso_vm(&iso, 2, "128M");
-                vm.cpu = "max".into();
-                run(&test, vm, BIOS_TIMEOUT_S)
-            }
-            Backend::Vmx => bochs::run_iso(
-                &test,
-                &Pc::new("corei7_haswell_4770", 2, 128),
-                &iso,
-                None,
-                bochs::TIMEOUT_S,
-            ),
-        };
-        {
-            let _report = ReportOnPanic(&o);
-            if b == Backend::Svm {
-                o.assert_status(xtask::qemu::STATUS_SUCCESS);
-            }
-            o.assert_booted("multiboot2");
-            assert!(o.all_ended().is_some(), "{}: no end line", o.test);
-            println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
+        GuestRun {
+            name: "domctl",
+            options: "dom0",
+            modules: vec![
+                guest_module("ctl", "ctl", &format!("cycles={} data={DATA}", cycles(b))),
+                guest_module("hello", "hello", ""),
+                guest_module("spin", "spin", ""),
+                Module::named(data, "ctl-data.txt", "").unwrap_or_else(|e| panic!("{e}")),
+                guest_module("domctl_denied", "denied", ""),
+            ],
+            cpus: 2,
+            memory_mib: 128,
+            stop: None,
         }
-        o
+        .boot(b)
     })
 }
 

@@ -17,13 +17,10 @@
 //! | `evtchn_*_peer_death` | ids 4, 5; `evpong-dies` crashed with code 7 after [`CRASH_AFTER`] answers; `evping-left` was told (its port unbound: send gets `EBUSY`) after [`CRASH_AFTER`] or one more replies (the death's own notification can end its last wait), printed nothing else, and exited 0 |
 //! | `evtchn_*_hostile` | evhostile printed `<N> checks, 0 failed` with N >= [`MIN_HOSTILE_CHECKS`], no `FAILED` line, exited 0 (and the pair beside it is unharmed: the pingpong test reads the same run) |
 
-use std::sync::OnceLock;
-
-use boot_tests::Outcome;
-use boot_tests::artifacts::{guest_module, shared_iso};
-use boot_tests::bochs::{self, Pc};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::{ReportOnPanic, said};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::guest_run::{GuestRun, Shared};
+use boot_tests::{Backend, Outcome};
 use xtask::serial::DomainEnd;
 
 /// Round trips evping makes (the issue asks for 10,000).
@@ -33,81 +30,29 @@ const CRASH_AFTER: u64 = 500;
 /// evhostile makes 50-odd checks; fewer means some were skipped.
 const MIN_HOSTILE_CHECKS: u64 = 50;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Svm,
-    Vmx,
-}
-
-impl Backend {
-    fn suffix(self) -> &'static str {
-        match self {
-            Self::Svm => "qemu",
-            Self::Vmx => "bochs",
-        }
-    }
-}
-
 fn the_run(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
-    let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
-        let modules = [
-            guest_module("evpong", "evpong", &format!("peer=2 rounds={ROUNDS}")),
-            guest_module("evping", "evping", &format!("peer=1 rounds={ROUNDS}")),
-            guest_module("evhostile", "evhostile", "peer=1"),
-            guest_module(
-                "evpong",
-                "evpong-dies",
-                &format!("peer=5 crash_after={CRASH_AFTER}"),
-            ),
-            guest_module("evping", "evping-left", "peer=4 peer_dies"),
-        ];
-        let exit = match b {
-            Backend::Svm => "exit=qemu",
-            Backend::Vmx => "exit=bochs",
-        };
-        let iso = shared_iso(
-            &format!("evtchn-{}.iso", b.suffix()),
-            &format!("{exit} shutdown loglevel=info"),
-            &modules,
-        );
-        let test = format!("evtchn_{}", b.suffix());
-        let o = match b {
-            Backend::Svm => {
-                let mut vm = iso_vm(&iso, 2, "128M");
-                vm.cpu = "max".into();
-                run(&test, vm, BIOS_TIMEOUT_S)
-            }
-            Backend::Vmx => bochs::run_iso(
-                &test,
-                &Pc::new("corei7_haswell_4770", 2, 128),
-                &iso,
-                None,
-                bochs::TIMEOUT_S,
-            ),
-        };
-        run_checks(&o, b);
-        o
-    })
-}
-
-/// The run went well: booted, and ended once every domain had ended.
-fn run_checks(o: &Outcome, b: Backend) {
-    let _report = ReportOnPanic(o);
-    {
-        if b == Backend::Svm {
-            o.assert_status(xtask::qemu::STATUS_SUCCESS);
+    static RUNS: Shared = Shared::new();
+    RUNS.get(b, || {
+        GuestRun {
+            name: "evtchn",
+            options: "",
+            modules: vec![
+                guest_module("evpong", "evpong", &format!("peer=2 rounds={ROUNDS}")),
+                guest_module("evping", "evping", &format!("peer=1 rounds={ROUNDS}")),
+                guest_module("evhostile", "evhostile", "peer=1"),
+                guest_module(
+                    "evpong",
+                    "evpong-dies",
+                    &format!("peer=5 crash_after={CRASH_AFTER}"),
+                ),
+                guest_module("evping", "evping-left", "peer=4 peer_dies"),
+            ],
+            cpus: 2,
+            memory_mib: 128,
+            stop: None,
         }
-        o.assert_booted("multiboot2");
-        assert!(
-            o.all_ended().is_some(),
-            "{}: no `domains: all ... ended` line",
-            o.test
-        );
-        println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
-    }
+        .boot(b)
+    })
 }
 
 /// What `d` printed after its `<guest>: ` prefix (the binary's name, the

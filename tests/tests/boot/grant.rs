@@ -14,67 +14,30 @@
 //! | `grant_*_share` | ids 1, 2, 3; gntshare saw the reply written through the shared page, its revoke of the still-mapped grant was deferred and completed (port raised, reference free, page releasable) when gntmap unmapped; gntmap saw the pattern, a revoked grant could not be mapped again, and after gntshare ended its kept mapping showed a zeroed page of its own, never gntshare's (writable, then unmapped; hole populatable); both exited 0, no `FAILED`; free memory after every domain ended equals free memory at ready |
 //! | `grant_*_hostile` | gnthostile printed `<N> checks, 0 failed` with N >= [`MIN_HOSTILE_CHECKS`], then was killed for writing to its read-only mapping (`wrote guest-physical`), and gntshare then found that grant unmapped (revoke immediate) |
 
-use std::sync::OnceLock;
-
-use boot_tests::Outcome;
-use boot_tests::artifacts::{guest_module, shared_iso};
-use boot_tests::bochs::{self, Pc};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::{ReportOnPanic, said};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::guest_run::{GuestRun, Shared};
+use boot_tests::{Backend, Outcome};
 
 /// gnthostile makes 35-odd checks; fewer means some were skipped.
 const MIN_HOSTILE_CHECKS: u64 = 35;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Svm,
-    Vmx,
-}
-
 fn the_run(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
-    let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
-        let modules = [
-            guest_module("gntshare", "gntshare", "peer=2 hostile=3"),
-            guest_module("gntmap", "gntmap", "peer=1"),
-            guest_module("gnthostile", "gnthostile", "peer=1 other=2"),
-        ];
-        let (suffix, exit) = match b {
-            Backend::Svm => ("qemu", "exit=qemu"),
-            Backend::Vmx => ("bochs", "exit=bochs"),
-        };
-        let iso = shared_iso(
-            &format!("grant-{suffix}.iso"),
-            &format!("{exit} shutdown loglevel=info"),
-            &modules,
-        );
-        let test = format!("grant_{suffix}");
-        let o = match b {
-            Backend::Svm => {
-                let mut vm = iso_vm(&iso, 2, "128M");
-                vm.cpu = "max".into();
-                run(&test, vm, BIOS_TIMEOUT_S)
-            }
-            Backend::Vmx => bochs::run_iso(
-                &test,
-                &Pc::new("corei7_haswell_4770", 2, 128),
-                &iso,
-                None,
-                bochs::TIMEOUT_S,
-            ),
-        };
-        {
-            let _report = ReportOnPanic(&o);
-            if b == Backend::Svm {
-                o.assert_status(xtask::qemu::STATUS_SUCCESS);
-            }
-            o.assert_booted("multiboot2");
-            assert!(o.all_ended().is_some(), "{}: no end line", o.test);
-            println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
+    static RUNS: Shared = Shared::new();
+    RUNS.get(b, || {
+        GuestRun {
+            name: "grant",
+            options: "",
+            modules: vec![
+                guest_module("gntshare", "gntshare", "peer=2 hostile=3"),
+                guest_module("gntmap", "gntmap", "peer=1"),
+                guest_module("gnthostile", "gnthostile", "peer=1 other=2"),
+            ],
+            cpus: 2,
+            memory_mib: 128,
+            stop: None,
         }
-        o
+        .boot(b)
     })
 }
 

@@ -22,13 +22,10 @@
 //! | `ring_*_hostile` | `ringhostile` printed `<n> checks, 0 failed` with n >= [`MIN_HOSTILE_CHECKS`] and exited 0; its back (4) reported the overrun and tore down; the victim pair (1, 2) finished its transfer with 0 bad checksums; free memory back at its value at ready |
 //! | `ring_*_death` | domain 5 crashed after printing `crashing on purpose`; domain 6 (which may be reading the pages at that moment) reported `front died` after at most what was sent, with its port unbound and none of its 33 mappings removed under it (the hypervisor swaps zeroed pages in), tore down and exited 0 |
 
-use std::sync::OnceLock;
-
-use boot_tests::Outcome;
-use boot_tests::artifacts::{guest_module, shared_iso};
-use boot_tests::bochs::{self, Pc};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::{ReportOnPanic, said};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::guest_run::{GuestRun, Shared};
+use boot_tests::{Backend, Outcome};
 
 /// MiB through the ring under QEMU.
 const QEMU_MIB: u64 = 1024;
@@ -36,12 +33,6 @@ const QEMU_MIB: u64 = 1024;
 const BOCHS_MIB: u64 = 1024;
 /// ringhostile makes 45-odd checks; fewer means some were skipped.
 const MIN_HOSTILE_CHECKS: u64 = 45;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Svm,
-    Vmx,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -65,9 +56,14 @@ fn hostile_sizes(b: Backend) -> (u64, u64, u64) {
 }
 
 fn the_run(b: Backend, k: Kind) -> &'static Outcome {
-    static RUNS: [OnceLock<Outcome>; 4] = [const { OnceLock::new() }; 4];
-    let cell = &RUNS[(b == Backend::Vmx) as usize * 2 + (k == Kind::Hostile) as usize];
-    cell.get_or_init(|| {
+    static TRANSFER: Shared = Shared::new();
+    static HOSTILE: Shared = Shared::new();
+    let runs = if k == Kind::Transfer {
+        &TRANSFER
+    } else {
+        &HOSTILE
+    };
+    runs.get(b, || {
         let modules = match k {
             Kind::Transfer => vec![
                 guest_module("ringprod", "ringprod", &format!("peer=2 mib={}", mib(b))),
@@ -89,44 +85,19 @@ fn the_run(b: Backend, k: Kind) -> &'static Outcome {
                 ]
             }
         };
-        let (suffix, exit) = match b {
-            Backend::Svm => ("qemu", "exit=qemu"),
-            Backend::Vmx => ("bochs", "exit=bochs"),
+        let name = match k {
+            Kind::Transfer => "ring_transfer",
+            Kind::Hostile => "ring_hostile",
         };
-        let what = match k {
-            Kind::Transfer => "transfer",
-            Kind::Hostile => "hostile",
-        };
-        let iso = shared_iso(
-            &format!("ring-{what}-{suffix}.iso"),
-            &format!("{exit} shutdown loglevel=info"),
-            &modules,
-        );
-        let test = format!("ring_{what}_{suffix}");
-        let o = match b {
-            Backend::Svm => {
-                let mut vm = iso_vm(&iso, 2, "256M");
-                vm.cpu = "max".into();
-                run(&test, vm, BIOS_TIMEOUT_S)
-            }
-            Backend::Vmx => bochs::run_iso(
-                &test,
-                &Pc::new("corei7_haswell_4770", 2, 256),
-                &iso,
-                None,
-                bochs::TIMEOUT_S,
-            ),
-        };
-        {
-            let _report = ReportOnPanic(&o);
-            if b == Backend::Svm {
-                o.assert_status(xtask::qemu::STATUS_SUCCESS);
-            }
-            o.assert_booted("multiboot2");
-            assert!(o.all_ended().is_some(), "{}: no end line", o.test);
-            println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
+        GuestRun {
+            name,
+            options: "",
+            modules,
+            cpus: 2,
+            memory_mib: 256,
+            stop: None,
         }
-        o
+        .boot(b)
     })
 }
 

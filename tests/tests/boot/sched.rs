@@ -14,12 +14,9 @@
 //! | `sched_*_weights` | heavy:light CPU time within 10% of 3 (parsed from `schedctl: weights ...`), the two burners had >= 90% of the window, schedctl's own checks `0 failed`, every burner exited 0 by itself and reported its own CPU time |
 //! | `sched_*_cap` | the capped domain's CPU time <= 25% (+2%) of the window and >= 20%, capped + hog >= 90% |
 
-use std::sync::OnceLock;
-
-use boot_tests::artifacts::{guest_module, shared_iso};
-use boot_tests::bochs::{self, Pc};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::{ReportOnPanic, said};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::guest_run::{GuestRun, Shared};
 use boot_tests::{Backend, Outcome};
 
 /// How long each phase measures (system time). The burners live half a
@@ -27,48 +24,23 @@ use boot_tests::{Backend, Outcome};
 const WINDOW_MS: u64 = 2000;
 
 fn the_run(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
-    let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
-        let modules = [
-            guest_module("schedctl", "schedctl", &format!("ms={WINDOW_MS}")),
-            guest_module("burn", "burn", ""),
-        ];
-        let iso = shared_iso(
-            &format!("sched-{}.iso", b.suffix()),
-            &format!("{} shutdown dom0 loglevel=info", b.exit()),
-            &modules,
-        );
-        let test = format!("sched_{}", b.suffix());
-        let o = match b {
-            Backend::Svm => {
-                let mut vm = iso_vm(&iso, 1, "128M");
-                vm.cpu = "max".into();
-                run(&test, vm, BIOS_TIMEOUT_S)
-            }
-            Backend::Vmx => bochs::run_iso(
-                &test,
-                &Pc::new("corei7_haswell_4770", 1, 128),
-                &iso,
-                None,
-                bochs::TIMEOUT_S,
-            ),
-        };
-        {
-            let _report = ReportOnPanic(&o);
-            if b == Backend::Svm {
-                o.assert_status(xtask::qemu::STATUS_SUCCESS);
-            }
-            o.assert_booted("multiboot2");
-            assert!(o.all_ended().is_some(), "{}: no end line", o.test);
-            println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
+    static RUNS: Shared = Shared::new();
+    RUNS.get(b, || {
+        GuestRun {
+            name: "sched",
+            options: "dom0",
+            modules: vec![
+                guest_module("schedctl", "schedctl", &format!("ms={WINDOW_MS}")),
+                guest_module("burn", "burn", ""),
+            ],
+            cpus: 1,
+            memory_mib: 128,
+            stop: None,
         }
-        o
+        .boot(b)
     })
 }
 
-/// The `key=<u64>` fields of schedctl's line that starts with `what`.
 fn figures(o: &Outcome, what: &str) -> Vec<(String, u64)> {
     let ctl = o.assert_domain("schedctl", "exited", 0);
     let lines = said(o, &ctl, "schedctl");

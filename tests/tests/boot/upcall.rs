@@ -18,13 +18,10 @@
 //! For the whole run: no FATAL/PANIC, all domains ended, free memory back
 //! to its value at ready.
 
-use std::sync::OnceLock;
-
-use boot_tests::Outcome;
-use boot_tests::artifacts::{guest_module, shared_iso};
-use boot_tests::bochs::{self, Pc};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::{ReportOnPanic, said};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::guest_run::{GuestRun, Shared};
+use boot_tests::{Backend, Outcome};
 use xtask::serial::DomainEnd;
 
 /// Upcall-driven round trips (the issue asks for 10,000).
@@ -33,59 +30,30 @@ const ROUNDS: u64 = 10_000;
 const MIN_FUNCTIONAL_CHECKS: u64 = 25;
 const MIN_HOSTILE_CHECKS: u64 = 30;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Backend {
-    Svm,
-    Vmx,
-}
-
 fn the_run(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
-    let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
-        let modules = [
-            guest_module(
-                "evupong",
-                "evupong",
-                &format!("peer=2 rounds={ROUNDS} flood=4"),
-            ),
-            guest_module("evuping", "evuping", &format!("peer=1 rounds={ROUNDS}")),
-            guest_module("evupcall", "evupcall", ""),
-            guest_module("evuhostile", "evuhostile", "peer=1"),
-        ];
-        let (suffix, exit) = match b {
-            Backend::Svm => ("qemu", "exit=qemu"),
-            Backend::Vmx => ("bochs", "exit=bochs"),
-        };
-        let iso = shared_iso(
-            &format!("upcall-{suffix}.iso"),
-            &format!("{exit} shutdown loglevel=info"),
-            &modules,
-        );
-        let test = format!("upcall_{suffix}");
-        let o = match b {
-            Backend::Svm => {
-                let mut vm = iso_vm(&iso, 2, "128M");
-                vm.cpu = "max".into();
-                run(&test, vm, BIOS_TIMEOUT_S)
-            }
-            Backend::Vmx => bochs::run_iso(
-                &test,
-                &Pc::new("corei7_haswell_4770", 2, 128),
-                &iso,
-                None,
-                bochs::TIMEOUT_S,
-            ),
-        };
+    static RUNS: Shared = Shared::new();
+    RUNS.get(b, || {
+        let o = GuestRun {
+            name: "upcall",
+            options: "",
+            modules: vec![
+                guest_module(
+                    "evupong",
+                    "evupong",
+                    &format!("peer=2 rounds={ROUNDS} flood=4"),
+                ),
+                guest_module("evuping", "evuping", &format!("peer=1 rounds={ROUNDS}")),
+                guest_module("evupcall", "evupcall", ""),
+                guest_module("evuhostile", "evuhostile", "peer=1"),
+            ],
+            cpus: 2,
+            memory_mib: 128,
+            stop: None,
+        }
+        .boot(b);
         {
             let _report = ReportOnPanic(&o);
-            if b == Backend::Svm {
-                o.assert_status(xtask::qemu::STATUS_SUCCESS);
-            }
-            o.assert_booted("multiboot2");
             o.assert_all_ended(4, 4);
-            println!("{}: run took {:.1} s", o.test, o.took.as_secs_f64());
         }
         o
     })
