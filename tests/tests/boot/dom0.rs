@@ -227,6 +227,9 @@ fn dom0_bochs_bad_config() {
 #[path = "dom0_hvctl.rs"]
 mod hvctl_session;
 
+#[path = "dom0_console.rs"]
+mod console_session;
+
 pub(crate) fn wait_for_line(log: &Path, needle: &str, timeout: Duration) -> Option<String> {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
