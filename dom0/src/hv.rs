@@ -131,6 +131,10 @@ impl Hypervisor for Hv {
         domctl::pause(id)
     }
 
+    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
+        pvabi::guest::mgmt::console_write(id, bytes)
+    }
+
     fn destroy(&mut self, id: u32) -> Result<(), Error> {
         domctl::destroy(id)?;
         // Its memory returns once its vCPUs are off their CPUs (a tick).

@@ -26,21 +26,27 @@ pub const HC_CONSOLE_WRITE: u64 = 1;
 /// Most bytes one [`HC_CONSOLE_WRITE`] accepts.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
 
-/// **console read** (4): takes bytes of console input (the hypervisor's
-/// serial port) that are waiting; privileged domains only.
+/// **console read** (4): takes bytes of console input that are waiting.
 ///
 /// - IN: RDI = address of a buffer, RSI = its length, at most
 ///   [`CONSOLE_READ_MAX`].
 /// - OUT: RAX = number of bytes stored at RDI, `0..=RSI`; 0 when no input is
 ///   waiting. Never blocks.
-/// - Errors: `EPERM` unless the domain is privileged
-///   ([`crate::START_FLAG_PRIVILEGED`]); `E2BIG` when RSI >
-///   [`CONSOLE_READ_MAX`]; `EFAULT` when any byte of the buffer lies outside
-///   guest memory, whether or not input is waiting (no input is consumed
-///   then).
-/// - Notes: input is kept in a bounded buffer in the hypervisor; bytes that
-///   arrive while it is full are dropped. Concurrent readers each get
-///   distinct bytes, in arrival order.
+/// - Errors, in the order checked: `EPERM` in an unprivileged domain when
+///   the machine has no control domain (no hypervisor option `dom0`), as
+///   before 1.3; `E2BIG` when RSI > [`CONSOLE_READ_MAX`]; `EFAULT` when
+///   any byte of the buffer lies outside guest memory, whether or not input
+///   is waiting (no input is consumed then).
+/// - Where input comes from: the privileged domain
+///   ([`crate::START_FLAG_PRIVILEGED`]) reads the hypervisor's serial
+///   port, kept in a bounded buffer (bytes that arrive while it is full are
+///   dropped). Since 1.3, with a control domain, every other domain reads
+///   its own console input queue, which the control domain fills with
+///   [`crate::HC_DOMCTL_CONSOLE_WRITE`] (what `hvctl console` types).
+/// - Notes: concurrent readers each get distinct bytes, in arrival order.
+///   To wait for input without spinning, bind [`VIRQ_CONSOLE`] first, then
+///   read until 0 and block: input that arrives after the read raises the
+///   virq, so the block returns.
 pub const HC_CONSOLE_READ: u64 = 4;
 /// Most bytes one [`HC_CONSOLE_READ`] accepts.
 pub const CONSOLE_READ_MAX: u64 = 4096;
@@ -370,10 +376,11 @@ pub const HC_EVTCHN_POLL: u64 = 20;
 /// Virq (1.3): this vCPU's [`HC_SET_TIMER`] deadline passed (raised
 /// together with [`EVENT_TIMER`]).
 pub const VIRQ_TIMER: u32 = 0;
-/// Virq (1.3): console input is waiting. Reserved: raised by the control
-/// domain's console once it serves other domains' consoles; the hypervisor
-/// does not raise it in 1.3 (a privileged domain reads input with
-/// [`HC_CONSOLE_READ`]).
+/// Virq (1.3): console input is waiting. Raised on every vCPU of an
+/// unprivileged domain that bound it when the control domain queues input
+/// for it ([`crate::HC_DOMCTL_CONSOLE_WRITE`]); the domain takes the bytes
+/// with [`HC_CONSOLE_READ`]. The hypervisor does not raise it in the
+/// privileged domain (which polls the serial console).
 pub const VIRQ_CONSOLE: u32 = 1;
 /// Virq (1.3): some domain ended; raised on every privileged domain
 /// ([`crate::START_FLAG_PRIVILEGED`]) that bound it, on the vCPU it bound.
@@ -665,6 +672,7 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_MGMT_READ,
     crate::HC_DOMCTL_CONSOLE_READ,
     crate::HC_HOST_CONSOLE_WRITE,
+    crate::HC_DOMCTL_CONSOLE_WRITE,
 ];
 
 #[cfg(test)]
@@ -684,7 +692,8 @@ mod tests {
             [HC_GRANT_COPY, HC_GRANT_QUERY, HC_GRANT_SET_MAX],
             [30, 31, 32]
         );
-        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_HOST_CONSOLE_WRITE));
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_CONSOLE_WRITE));
+        assert_eq!(crate::HC_DOMCTL_CONSOLE_WRITE, 46);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);

@@ -111,9 +111,12 @@
 //! | 4  | [`HC_CONSOLE_READ`]  | RDI = buffer, RSI = length `<=` [`CONSOLE_READ_MAX`] | bytes read, 0 if none waiting | `EPERM`, `E2BIG`, `EFAULT` |
 //!
 //! Writes are copied before the call returns and are not interleaved with
-//! other vCPUs' output within one call. Reading is for the privileged
-//! domain only ([`START_FLAG_PRIVILEGED`]) and never blocks; a bad buffer
-//! fails before any input is consumed.
+//! other vCPUs' output within one call. Reading never blocks; a bad buffer
+//! fails before any input is consumed. The privileged domain
+//! ([`START_FLAG_PRIVILEGED`]) reads the serial console; since 1.3, with a
+//! control domain, every other domain reads its own input queue, which the
+//! control domain fills ([`HC_DOMCTL_CONSOLE_WRITE`]), and may bind
+//! [`VIRQ_CONSOLE`] to wait for it; without one they get `EPERM`.
 //!
 //! # Op group: sched
 //!

@@ -1,6 +1,6 @@
 //! The control domain's I/O (1.3, numbers 42 and up): the management serial
-//! line (COM2), the other domains' console rings, and the hypervisor's
-//! serial console.
+//! line (COM2), the other domains' console rings and console input, and the
+//! hypervisor's serial console.
 //!
 //! Once the control domain has called [`HC_DOMCTL_CONSOLE_READ`] (any
 //! domain id, any length, 0 included: it then serves the consoles), other
@@ -72,9 +72,32 @@ pub const HC_DOMCTL_CONSOLE_READ: u64 = 44;
 ///   `?`; one call is printed whole, not interleaved with other output.
 pub const HC_HOST_CONSOLE_WRITE: u64 = 45;
 
+/// **domctl console write** (46): queues console input for domain RDI,
+/// which reads it with [`crate::HC_CONSOLE_READ`] (what `xl console` types).
+///
+/// - IN: RDI = a domain id, RSI = guest-physical address of the bytes, RDX
+///   = length (at most [`MGMT_IO_MAX`]).
+/// - OUT: RAX = bytes queued, `0..=RDX`, oldest first: fewer than RDX (0
+///   included) when the domain's input queue ([`CONSOLE_INPUT_BYTES`]) has
+///   less room; the rest is not taken, and the caller may offer it again
+///   once the domain has read some (nothing is ever dropped silently).
+/// - Errors, in the order checked: `EPERM` (caller not privileged);
+///   `E2BIG` (RDX over [`MGMT_IO_MAX`]); `EFAULT` (the bytes not in the
+///   caller's memory); `EINVAL` (RDI does not fit in 32 bits, or names the
+///   caller itself: the control domain reads the physical console);
+///   `ENOENT` (no such domain, or it is ending).
+/// - Notes: when at least one byte was queued, [`crate::VIRQ_CONSOLE`] is
+///   raised on every vCPU of the domain that bound it (waking a blocked
+///   one), after the bytes are in the queue: a guest that binds the virq
+///   before its first read and reads until it gets 0 before it blocks
+///   never misses input. The queue lives and dies with its domain.
+pub const HC_DOMCTL_CONSOLE_WRITE: u64 = 46;
+
 /// Most bytes one call of this group moves.
 pub const MGMT_IO_MAX: u64 = 4096;
 /// Size of each domain's console ring.
 pub const CONSOLE_RING_BYTES: usize = 16 * 1024;
+/// Size of each domain's console input queue ([`HC_DOMCTL_CONSOLE_WRITE`]).
+pub const CONSOLE_INPUT_BYTES: usize = 4096;
 /// Most console rings the hypervisor keeps.
 pub const CONSOLE_RINGS_MAX: usize = 256;

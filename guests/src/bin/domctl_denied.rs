@@ -7,7 +7,7 @@
 
 use kestrel_guests::Checks;
 use pvabi::guest::{domctl, hypercall6};
-use pvabi::{DomainCreate, EPERM, HC_DOMCTL_CREATE, HC_HOST_CONSOLE_WRITE};
+use pvabi::{DomainCreate, EPERM, HC_DOMCTL_CONSOLE_WRITE, HC_DOMCTL_CREATE};
 
 pvabi::entry_point!(main);
 
@@ -36,8 +36,8 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         perm,
     );
     CHECKS.check("host info", code(domctl::host_info()), perm);
-    // Every domctl, management-line and console-ring call (33-45).
-    for nr in HC_DOMCTL_CREATE..=HC_HOST_CONSOLE_WRITE {
+    // Every domctl, management-line and console call (33-46).
+    for nr in HC_DOMCTL_CREATE..=HC_DOMCTL_CONSOLE_WRITE {
         let r = hypercall6(nr, [u64::MAX, u64::MAX, 0, u64::MAX, 1, 2]) as i64;
         if r != perm {
             CHECKS.check("hostile arguments", r, perm);

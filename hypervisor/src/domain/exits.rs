@@ -60,7 +60,13 @@ pub trait Services {
     fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds>;
     /// Whether the domain is privileged (the control domain).
     fn privileged(&self) -> bool;
-    /// Reads console input into `buf` (called for privileged domains only).
+    /// Whether the domain may read console input: the privileged domain
+    /// always (the serial console), others only when a control domain
+    /// exists to queue input for them (ABI 1.3).
+    fn console_readable(&self) -> bool;
+    /// Reads console input into `buf` (only when [`Services::console_readable`]):
+    /// the serial console's for the privileged domain, the domain's own
+    /// input queue otherwise.
     fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64>;
     /// Blocks this vCPU until an event or `deadline` (0: none). Returns the
     /// pending mask (cleared) if an event is already pending, else `None`:
@@ -90,7 +96,7 @@ pub trait Services {
     /// Runs one domctl request (ABI 1.3; called for privileged domains
     /// only, with every argument validated).
     fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64>;
-    /// Runs one control-domain I/O request (ABI 1.3, 42-45; privileged
+    /// Runs one control-domain I/O request (ABI 1.3, 42-46; privileged
     /// callers only, buffers checked): the value for RAX (a byte count).
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, i64>;
 }
@@ -407,7 +413,8 @@ fn console_write(
 }
 
 fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, i64> {
-    if !svc.privileged() {
+    // Without a control domain only the privileged domain reads (as in 1.2).
+    if !svc.console_readable() {
         return Err(EPERM);
     }
     if len > CONSOLE_WRITE_MAX {

@@ -1,4 +1,4 @@
-//! Host tests of the control domain's I/O hypercalls (42-45): privilege
+//! Host tests of the control domain's I/O hypercalls (42-46): privilege
 //! first, lengths, buffers wholly inside guest memory before any byte
 //! moves, and OUT bytes written only where they may be.
 use super::*;
@@ -26,10 +26,21 @@ pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
         MgmtReq::Read(buf) => Ok(copy(INPUT, buf)),
         MgmtReq::ConsoleRead { id: 3, buf } => Ok(copy(RING, buf)),
         MgmtReq::ConsoleRead { .. } => Err(ENOENT),
+        // As the scheduler does: the caller (domain 1) is refused, only
+        // domain 3 exists; the virq is raised when a byte was queued.
+        MgmtReq::ConsoleWrite { id: 1, .. } => Err(EINVAL),
+        MgmtReq::ConsoleWrite { id: 3, bytes } => {
+            let n = svc.input3.push(bytes);
+            if n > 0 {
+                svc.virq_console3 += 1;
+            }
+            Ok(n as u64)
+        }
+        MgmtReq::ConsoleWrite { .. } => Err(ENOENT),
     }
 }
 
-fn run(svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> i64 {
+pub(super) fn run(svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> i64 {
     let mut v = FakeVcpu::default();
     let (act, _) = call6(&mut v, svc, nr, a);
     assert_eq!(act, Action::Resume);
@@ -44,12 +55,14 @@ fn unprivileged_callers_get_eperm_whatever_the_arguments() {
         HC_MGMT_READ,
         HC_DOMCTL_CONSOLE_READ,
         HC_HOST_CONSOLE_WRITE,
+        pvabi::HC_DOMCTL_CONSOLE_WRITE,
     ] {
         for a in [[0, 0, 0, 0], [0x100, 5, 5, 0], [u64::MAX; 4]] {
             assert_eq!(run(&mut svc, nr, a), EPERM, "nr {nr} {a:?}");
         }
     }
     assert!(svc.mgmt_out.is_empty());
+    assert!(svc.input3.is_empty());
 }
 
 #[test]

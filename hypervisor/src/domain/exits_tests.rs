@@ -5,6 +5,8 @@ use super::*;
 use pvabi::{EBUSY, EEXIST, ENOENT};
 use std::vec::Vec;
 
+#[path = "exits_console_tests.rs"]
+mod console;
 #[path = "exits_domctl_tests.rs"]
 mod domctl;
 #[path = "exits_evtchn_tests.rs"]
@@ -58,6 +60,14 @@ struct FakeSvc {
     domctl_reqs: Vec<std::string::String>,
     /// Bytes sent on the fake management line / host console.
     mgmt_out: Vec<u8>,
+    /// A control domain exists (unprivileged domains may read input).
+    control_domain: bool,
+    /// This domain's console input queue.
+    input: crate::domain::console_input::InputQueue,
+    /// Domain 3's console input queue (the target of console writes) and
+    /// how many times its `VIRQ_CONSOLE` was raised.
+    input3: crate::domain::console_input::InputQueue,
+    virq_console3: u32,
 }
 
 impl FakeSvc {
@@ -76,6 +86,10 @@ impl FakeSvc {
             grant_ops: Vec::new(),
             domctl_reqs: Vec::new(),
             mgmt_out: Vec::new(),
+            control_domain: false,
+            input: crate::domain::console_input::InputQueue::new(),
+            input3: crate::domain::console_input::InputQueue::new(),
+            virq_console3: 0,
         }
     }
 }
@@ -94,7 +108,13 @@ impl Services for FakeSvc {
     fn privileged(&self) -> bool {
         self.privileged
     }
+    fn console_readable(&self) -> bool {
+        self.privileged || self.control_domain
+    }
     fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
+        if !self.privileged {
+            return Ok(self.input.read(buf));
+        }
         let n = buf.len().min(2);
         buf[..n].copy_from_slice(&b"ok"[..n]);
         Ok(n)
@@ -231,7 +251,7 @@ fn console_write_validates_every_argument() {
 }
 
 #[test]
-fn console_read_is_for_the_privileged_only() {
+fn console_read_without_a_control_domain_is_for_the_privileged_only() {
     let mut svc = FakeSvc::new(0x2000);
     let mut v = FakeVcpu::default();
     call(&mut v, &mut svc, HC_CONSOLE_READ, 0x100, 16);

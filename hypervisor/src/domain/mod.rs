@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
+pub mod console_input;
 pub mod console_ring;
 pub mod evtchn;
 pub mod exits;

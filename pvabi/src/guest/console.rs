@@ -32,8 +32,10 @@ pub fn write_all(mut bytes: &[u8]) -> Result<(), Error> {
 
 /// Takes up to `buf.len()` (at most [`CONSOLE_READ_MAX`]) bytes of waiting
 /// console input into `buf`; returns how many (0 when none is waiting).
-/// Never blocks. Only the privileged domain may read: others get
-/// [`Error::Perm`].
+/// Never blocks. The privileged domain reads the serial console, others
+/// their own input queue (what the control domain's `hvctl console`
+/// sends; bind [`crate::VIRQ_CONSOLE`] to wait for it); on a machine
+/// without a control domain others get [`Error::Perm`].
 pub fn read(buf: &mut [u8]) -> Result<usize, Error> {
     let len = buf.len().min(CONSOLE_READ_MAX as usize);
     // `buf` is ours (a unique borrow), so the hypervisor writing into it

@@ -1,12 +1,14 @@
 //! The control domain's I/O (1.3): the management line
 //! ([`crate::HC_MGMT_WRITE`], [`crate::HC_MGMT_READ`]), other domains'
-//! console rings ([`crate::HC_DOMCTL_CONSOLE_READ`]) and the hypervisor's
+//! console rings ([`crate::HC_DOMCTL_CONSOLE_READ`]) and console input
+//! ([`crate::HC_DOMCTL_CONSOLE_WRITE`]), and the hypervisor's
 //! console ([`crate::HC_HOST_CONSOLE_WRITE`]). Every call fails with
 //! [`Error::Perm`] in an unprivileged domain.
 
 use super::{hypercall6, status};
 use crate::{
-    Error, HC_DOMCTL_CONSOLE_READ, HC_HOST_CONSOLE_WRITE, HC_MGMT_READ, HC_MGMT_WRITE, MGMT_IO_MAX,
+    Error, HC_DOMCTL_CONSOLE_READ, HC_DOMCTL_CONSOLE_WRITE, HC_HOST_CONSOLE_WRITE, HC_MGMT_READ,
+    HC_MGMT_WRITE, MGMT_IO_MAX,
 };
 
 fn clamp(len: usize) -> usize {
@@ -60,6 +62,18 @@ pub fn console_read(id: u32, buf: &mut [u8]) -> Result<usize, Error> {
     let rax = hypercall6(
         HC_DOMCTL_CONSOLE_READ,
         [id.into(), buf.as_mut_ptr() as u64, len as u64, 0, 0, 0],
+    );
+    count(rax, len)
+}
+
+/// Queues up to [`MGMT_IO_MAX`] bytes of `bytes` as console input for
+/// domain `id`; returns how many were taken (fewer, even 0, when its input
+/// queue is full: offer the rest again later).
+pub fn console_write(id: u32, bytes: &[u8]) -> Result<usize, Error> {
+    let len = clamp(bytes.len());
+    let rax = hypercall6(
+        HC_DOMCTL_CONSOLE_WRITE,
+        [id.into(), bytes.as_ptr() as u64, len as u64, 0, 0, 0],
     );
     count(rax, len)
 }

@@ -7,6 +7,7 @@
 //! | `dom0_{qemu,bochs}_config` | GRUB ISO, 2 CPUs, 128 MiB; `dom0`, `hello`, `ticker`, `guests.toml` with `hello-a` and `tick-b` (autostart) and `tick-c` (`autostart = false`); run until `[tick-b] ticker: tick 3` | dom0 is the only domain the hypervisor started; the hypervisor logged exactly the three creations by dom0, from the right modules; dom0 said which it started and that `tick-c` waits paused; `hello-a`'s greeting arrived through dom0 as `[hello-a] ...` (no `[domN ...]` line from any guest), with its command line; `tick-c` printed nothing; `hello-a` exited 0 |
 //! | `dom0_{qemu,bochs}_bad_config` | the same modules, a configuration with four mistakes | dom0 printed each as `guests.toml:line:col: domain "...": field "...": ...` and `4 error(s): no domain created`; the hypervisor created no domain besides dom0 |
 //! | `dom0_qemu_hvctl` | QEMU only (COM2 is a QEMU chardev socket), the three tickers `tick-a`, `tick-b`, `tick-c` autostarted | the real `hvctl` binary: `list` shows dom0 and the three running; `create` of a fourth; `create` of a file whose second domain does not fit refused with `no_resources` and its first domain destroyed again; `pause`/`info`/`unpause`; `console` streams `tick-b`'s lines; `destroy` of the fourth: free memory after equals free memory before it was created; the three keep ticking after it |
+//! | `dom0_qemu_console` | QEMU only, `dom0`, `echo`, a configuration starting `echo-a` | console input (pvabi 1.3, `dom0_console.rs`): the real `hvctl console echo-a` types `hello kestrel` and `quit`; the guest, woken by `VIRQ_CONSOLE`, echoes the line (on COM1 as `[echo-a] echo: ...` and on hvctl's stdout) and exits 0 on `quit`; hvctl then exits 0 |
 
 use std::path::Path;
 use std::process::Command;
@@ -226,6 +227,9 @@ fn dom0_bochs_bad_config() {
 
 #[path = "dom0_hvctl.rs"]
 mod hvctl_session;
+
+#[path = "dom0_console.rs"]
+mod console_session;
 
 pub(crate) fn wait_for_line(log: &Path, needle: &str, timeout: Duration) -> Option<String> {
     let end = Instant::now() + timeout;

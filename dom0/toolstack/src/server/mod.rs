@@ -78,6 +78,10 @@ pub trait Hypervisor {
     /// Ends a domain and waits (a few seconds at most) until its memory
     /// is back.
     fn destroy(&mut self, id: u32) -> Result<(), Error>;
+    /// Queues console input for domain `id` (`HC_DOMCTL_CONSOLE_WRITE`):
+    /// how many bytes were taken, from the start of `bytes` (fewer, even 0,
+    /// when its input queue is full).
+    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error>;
 }
 
 /// The service's session state: `hello` seen, consoles attached. The
@@ -210,13 +214,7 @@ impl Server {
                 self.detach(d.id);
                 Ok(Reply::Done)
             }
-            Op::ConsoleInput { domain, .. } => {
-                managed(hv, &domain)?;
-                Err(err(
-                    ErrorCode::BadState,
-                    "console input is not supported by this hypervisor yet",
-                ))
-            }
+            Op::ConsoleInput { domain, data } => console_input(hv, &domain, data.as_bytes()),
         }
     }
 }
@@ -277,6 +275,34 @@ fn set_paused(hv: &mut impl Hypervisor, r: &DomainRef, pause: bool) -> Result<Re
     Ok(Reply::Domain {
         domain: hv.info(d.id).map_err(hv_err)?.to_proto(),
     })
+}
+
+/// Hands `data` to the domain's console input queue, in as many calls as
+/// it takes; a queue that stops taking bytes (the guest does not read)
+/// gets `no_resources`, saying how much went in.
+fn console_input(
+    hv: &mut impl Hypervisor,
+    r: &DomainRef,
+    data: &[u8],
+) -> Result<Reply, ProtoError> {
+    let d = managed(hv, r)?;
+    let mut sent = 0;
+    while let Some(rest) = data.get(sent..).filter(|b| !b.is_empty()) {
+        let n = hv.console_input(d.id, rest).map_err(hv_err)?;
+        if n == 0 {
+            return Err(err(
+                ErrorCode::NoResources,
+                format!(
+                    "the console input of domain {} ({}) is full: {sent} of {} bytes taken",
+                    d.id,
+                    d.name,
+                    data.len()
+                ),
+            ));
+        }
+        sent = sent.saturating_add(n);
+    }
+    Ok(Reply::Done)
 }
 
 fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, ProtoError> {

@@ -16,6 +16,9 @@ struct Fake {
     next: u32,
     free_mib: u64,
     destroyed: Vec<u32>,
+    /// Console input taken, per domain, and how much more fits.
+    input: Vec<(u32, Vec<u8>)>,
+    input_room: usize,
 }
 
 impl Fake {
@@ -37,6 +40,8 @@ impl Fake {
             next: 2,
             free_mib,
             destroyed: Vec::new(),
+            input: Vec::new(),
+            input_room: 1 << 20,
         }
     }
 }
@@ -92,6 +97,17 @@ impl Hypervisor for Fake {
         self.free_mib += d.memory_bytes >> 20;
         self.destroyed.push(id);
         Ok(())
+    }
+    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
+        self.info(id)?;
+        // As the hypercall: at most MGMT_IO_MAX bytes a call.
+        let n = bytes
+            .len()
+            .min(self.input_room)
+            .min(pvabi::MGMT_IO_MAX as usize);
+        self.input_room -= n;
+        self.input.push((id, bytes[..n].to_vec()));
+        Ok(n)
     }
 }
 
@@ -221,8 +237,40 @@ fn hello_first_then_every_op() {
             "{dom0} dom0"
         );
     }
-    let input = r#"{"id":8,"op":"console_input","domain":"a","data":"x"}"#;
-    assert_eq!(code(&mut s, &mut hv, input), ErrorCode::BadState);
+    let input = r#"{"id":8,"op":"console_input","domain":1,"data":"x"}"#;
+    assert_eq!(code(&mut s, &mut hv, input), ErrorCode::BadState, "dom0");
+}
+
+#[test]
+fn console_input_reaches_the_domain_in_order() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    ok(&mut s, &mut hv, HELLO);
+    ok(&mut s, &mut hv, &create_line(THREE));
+    let input = r#"{"id":8,"op":"console_input","domain":"a","data":"ls\r"}"#;
+    assert_eq!(ok(&mut s, &mut hv, input), Reply::Done);
+    assert_eq!(hv.input, [(2, b"ls\r".to_vec())]);
+    // Longer than one call: split, nothing lost.
+    let long = "y".repeat(5000);
+    let line = alloc::format!(r#"{{"id":9,"op":"console_input","domain":2,"data":"{long}"}}"#);
+    assert_eq!(ok(&mut s, &mut hv, &line), Reply::Done);
+    let lens: Vec<usize> = hv.input.iter().skip(1).map(|(_, b)| b.len()).collect();
+    assert_eq!(lens, [4096, 904]);
+    // A full queue: how much went in, no_resources.
+    hv.input_room = 2;
+    let line = r#"{"id":10,"op":"console_input","domain":"a","data":"abcd"}"#;
+    let resp = s.handle_line(&mut hv, Ok(line.as_bytes().to_vec()));
+    assert!(
+        resp.contains("no_resources") && resp.contains("full: 2 of 4 bytes taken"),
+        "{resp}"
+    );
+    let nosuch = r#"{"id":11,"op":"console_input","domain":"zz","data":"x"}"#;
+    assert_eq!(code(&mut s, &mut hv, nosuch), ErrorCode::NoSuchDomain);
+    // An empty string is accepted and queues nothing.
+    let before = hv.input.len();
+    let empty = r#"{"id":12,"op":"console_input","domain":"a","data":""}"#;
+    assert_eq!(ok(&mut s, &mut hv, empty), Reply::Done);
+    assert_eq!(hv.input.len(), before);
 }
 
 #[test]

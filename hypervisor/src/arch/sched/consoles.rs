@@ -2,8 +2,11 @@
 //! serves consoles), other domains' console output goes to their console
 //! rings (`domain::console_ring`) for it to drain; a control domain that
 //! never does (the `ctl` test guest) leaves them on the serial console.
-//! The control domain's I/O calls (ABI 1.3, 42-45) run here. The ring
-//! table's lock is a leaf: taken with no other lock held, takes none.
+//! The control domain's I/O calls (ABI 1.3, 42-46) run here. The ring
+//! table's lock is a leaf: taken with no other lock held, takes none; so
+//! is each domain's console input queue (`Domain::console_in`), which
+//! unprivileged domains read with `HC_CONSOLE_READ` once a control domain
+//! exists.
 
 #[allow(unused_imports)]
 use super::*;
@@ -12,6 +15,29 @@ use crate::domain::console_ring::ConsoleRings;
 use crate::domain::exits::MgmtReq;
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
+/// Set once a privileged domain was created (hypervisor option `dom0`):
+/// from then on other domains may read their console input queues.
+static CONTROL_DOMAIN: AtomicBool = AtomicBool::new(false);
+
+/// A control domain exists (set at its creation, never cleared).
+pub(super) fn note_control_domain() {
+    CONTROL_DOMAIN.store(true, Ordering::Release);
+}
+
+/// Whether `d` may read console input (`HC_CONSOLE_READ`).
+pub(super) fn readable(d: &Domain) -> bool {
+    d.privileged || CONTROL_DOMAIN.load(Ordering::Acquire)
+}
+
+/// Takes `d`'s console input into `buf`: the serial console's for the
+/// privileged domain, its own queue for the others.
+pub(super) fn read_input(d: &Domain, buf: &mut [u8]) -> usize {
+    if d.privileged {
+        crate::arch::serial::read_available(buf)
+    } else {
+        d.console_in.lock().read(buf)
+    }
+}
 static RINGS: Mutex<ConsoleRings> = Mutex::new(ConsoleRings::new());
 
 /// Takes `bytes` of domain `d`'s console output into its ring; `false`
@@ -41,6 +67,14 @@ impl Svc<'_> {
             MgmtReq::HostWrite(b) => {
                 crate::arch::serial::write_raw(b);
                 Ok(b.len() as u64)
+            }
+            MgmtReq::ConsoleWrite { id, bytes } => {
+                let d = super::domctl::live_other(&self.me.domain, id)?;
+                let n = d.console_in.lock().push(bytes);
+                if n > 0 {
+                    super::events::raise_console_virq(&d);
+                }
+                Ok(n as u64)
             }
             MgmtReq::ConsoleRead { id, buf } => {
                 CAPTURE.store(true, Ordering::Release);

@@ -110,6 +110,8 @@ pub struct Domain {
     pub(super) grants: Mutex<crate::domain::grant::GrantTable>,
     /// Grants of others it maps, as grantee.
     pub(super) maps: Mutex<crate::domain::grant::MapTrack>,
+    /// Console input the control domain queued for it (a leaf lock).
+    pub(super) console_in: Mutex<crate::domain::console_input::InputQueue>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -313,7 +315,11 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
             crate::domain::ids::DomainId(id),
         )),
         maps: Mutex::new(crate::domain::grant::MapTrack::new()),
+        console_in: Mutex::new(crate::domain::console_input::InputQueue::new()),
     });
+    if spec.privileged {
+        super::consoles::note_control_domain();
+    }
     let mut vcpu0 = Some(vcpu0);
     let entries: Vec<Arc<VcpuEntry>> = sids
         .into_iter()

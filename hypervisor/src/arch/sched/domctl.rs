@@ -41,7 +41,7 @@ fn find(id: u32) -> Result<Arc<Domain>, i64> {
 }
 
 /// A domain other than the caller that has not ended.
-fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
+pub(super) fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
     if id == me.id {
         return Err(EINVAL);
     }

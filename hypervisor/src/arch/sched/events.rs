@@ -29,7 +29,7 @@ use super::*;
 
 use crate::arch::evtarea::{AREA_PAGES, GuestArea};
 use crate::domain::evtchn::{
-    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_DOM_EXC, VIRQ_TIMER,
+    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
 };
 use crate::domain::exits::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
@@ -91,6 +91,17 @@ pub(super) fn raise_dom_exc(ended: u32) {
         for n in ns {
             notify_any(n);
         }
+    }
+}
+
+/// Console input was queued for `d`: raises `VIRQ_CONSOLE` on every vCPU
+/// of it that bound it (waking a blocked one). Called after the bytes are
+/// in the queue and with no lock held, so a guest that read the queue
+/// empty and then blocks is woken.
+pub(super) fn raise_console_virq(d: &Domain) {
+    let ns = d.events.lock().raise_virq_all(VIRQ_CONSOLE);
+    for n in ns {
+        notify_any(n);
     }
 }
 

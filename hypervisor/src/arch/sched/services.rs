@@ -38,8 +38,12 @@ impl Services for Svc<'_> {
         self.d().privileged
     }
 
+    fn console_readable(&self) -> bool {
+        super::consoles::readable(self.d())
+    }
+
     fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
-        Ok(crate::arch::serial::read_available(buf))
+        Ok(super::consoles::read_input(self.d(), buf))
     }
 
     fn block(&mut self, deadline: u64) -> Option<u64> {

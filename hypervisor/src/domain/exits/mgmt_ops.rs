@@ -1,11 +1,11 @@
-//! The control domain's I/O hypercalls (ABI 1.3, numbers 42-45): the
-//! management line, other domains' console rings and the hypervisor's own
-//! console. Privilege first, then lengths and buffers are checked here;
+//! The control domain's I/O hypercalls (ABI 1.3, numbers 42-46): the
+//! management line, other domains' console rings and console input, and
+//! the hypervisor's own console. Privilege first, then lengths and buffers are checked here;
 //! [`Services::mgmt`] only moves bytes.
 
 use pvabi::{
-    E2BIG, EFAULT, EINVAL, EPERM, HC_DOMCTL_CONSOLE_READ, HC_HOST_CONSOLE_WRITE, HC_MGMT_READ,
-    HC_MGMT_WRITE, MGMT_IO_MAX,
+    E2BIG, EFAULT, EINVAL, EPERM, HC_DOMCTL_CONSOLE_READ, HC_DOMCTL_CONSOLE_WRITE,
+    HC_HOST_CONSOLE_WRITE, HC_MGMT_READ, HC_MGMT_WRITE, MGMT_IO_MAX,
 };
 
 use super::Services;
@@ -21,11 +21,13 @@ pub enum MgmtReq<'a> {
     ConsoleRead { id: u32, buf: &'a mut [u8] },
     /// Print these bytes on the hypervisor's console, unprefixed.
     HostWrite(&'a [u8]),
+    /// Queue these bytes as domain `id`'s console input: how many fit.
+    ConsoleWrite { id: u32, bytes: &'a [u8] },
 }
 
 /// Runs hypercall `nr` if it is one of this group; `None` otherwise.
 pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, i64>> {
-    if !(HC_MGMT_WRITE..=HC_HOST_CONSOLE_WRITE).contains(&nr) {
+    if !(HC_MGMT_WRITE..=HC_DOMCTL_CONSOLE_WRITE).contains(&nr) {
         return None;
     }
     if !svc.privileged() {
@@ -36,7 +38,7 @@ pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, 
 
 fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, i64> {
     let mut buf = [0u8; MGMT_IO_MAX as usize];
-    let (gpa, len) = if nr == HC_DOMCTL_CONSOLE_READ {
+    let (gpa, len) = if nr == HC_DOMCTL_CONSOLE_READ || nr == HC_DOMCTL_CONSOLE_WRITE {
         (a[1], a[2])
     } else {
         (a[0], a[1])
@@ -51,6 +53,10 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
     let n = match nr {
         HC_MGMT_WRITE => return svc.mgmt(MgmtReq::Write(buf)),
         HC_HOST_CONSOLE_WRITE => return svc.mgmt(MgmtReq::HostWrite(buf)),
+        HC_DOMCTL_CONSOLE_WRITE => {
+            let id = u32::try_from(a[0]).map_err(|_| EINVAL)?;
+            return svc.mgmt(MgmtReq::ConsoleWrite { id, bytes: buf });
+        }
         HC_MGMT_READ => svc.mgmt(MgmtReq::Read(buf))?,
         HC_DOMCTL_CONSOLE_READ => {
             let id = u32::try_from(a[0]).map_err(|_| EINVAL)?;
