@@ -399,7 +399,7 @@
 
 mod domctl;
 mod evtchn;
-mod grant_limits;
+mod grant;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
@@ -414,7 +414,7 @@ pub use zerocopy;
 
 pub use domctl::*;
 pub use evtchn::*;
-pub use grant_limits::*;
+pub use grant::*;
 pub use hypercalls::*;
 pub use mgmt::*;
 pub use shared::*;
