@@ -3,9 +3,9 @@
 //!
 //! - AMD-V: QEMU TCG through SeaBIOS and GRUB with `-icount shift=7`
 //!   ([`ICOUNT7_ARGS`]): each instruction advances the virtual clock, and
-//!   with it the TSC, by 2^7 = 128 ns. Smaller shifts stall in GRUB (its
-//!   menu's timer loop never sees time pass: nothing past GRUB's screen in
-//!   minutes at shift 0 to 3); at 7 it boots in about a second, and the
+//!   with it the TSC, by 2^7 = 128 ns. Smaller shifts stall in GRUB (nothing
+//!   on the serial line past GRUB's screen in minutes at shift 0 to 3,
+//!   cause not analysed); at 7 it boots in about a second, and the
 //!   hypercall round trip it gives, TSC delta / 128, is the one PVH boot
 //!   gives at shift 0 (checked, see docs/benchmarks.md). Timers fire 128
 //!   times as often per instruction as at shift 0 (the 100 Hz tick is

@@ -276,9 +276,9 @@ Both boots per backend gave identical figures (checked by `cargo xtask bench`).
 them paused (never run); `HC_DOMCTL_HOST_INFO` before and after gives the free frames
 (`free_bytes`) and the hypervisor heap in use (`heap_used_bytes`, pvabi 1.3). Per domain:
 *frames* = free bytes lost / {idle_n} − the domain's own pages; *nested tables* is the
-count the hypervisor logs for the domain; the rest of the frames are its vCPU's (VMCB or
-VMCS, host save area); *heap* = heap bytes gained / {idle_n} (the domain, vCPU, port and
-grant tables, console ring entries, as the allocator counts them: no slack).
+count the hypervisor logs for the domain; *other frames* are the rest (one page here:
+the vCPU's VMCB on AMD-V, its VMCS on VT-x); *heap* = heap bytes gained / {idle_n} (the
+domain's and its vCPU's bookkeeping, as the allocator counts bytes in use).
 
 | backend | domains | **bytes per idle domain** (frames + heap) | frames | of which nested tables | other frames | heap |
 |---|---|---:|---:|---:|---:|---:|

@@ -251,8 +251,8 @@ Two guests on **one** CPU, booted from a GRUB ISO (two modules with arguments; P
 boot carries one): AMD-V under QEMU TCG `-cpu {qemu_cpu}` with `-icount
 shift={shift},align=off,sleep=off`, VT-x under Bochs 2.7 `corei7_haswell_4770` with `clock:
 sync=none`. At shift {shift} every instruction advances QEMU's TSC by {ticks}: the figures
-below are TSC deltas / {ticks} (every reading was checked to be a multiple of it); smaller
-shifts stall in GRUB, whose menu timer never sees time pass. The shift was checked on the
+below are TSC counts / {ticks} (each checked to be a multiple of it); at shifts 0 to 3
+the machine stalls in GRUB (nothing on the serial line past GRUB's screen). The shift was checked on the
 hypercall round trip: `hcbench` from an ISO at shift {shift} gives (TSC delta / {ticks})
 exactly the figure of the PVH boot at shift 0 above. Timers fire per virtual nanosecond,
 so at shift {shift} the 100 Hz tick comes every 78,125 instructions (Bochs: every 100,000,
