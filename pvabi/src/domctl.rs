@@ -310,11 +310,19 @@ pub struct HostInfo {
     pub nr_modules: u32,
     /// Padding, 0.
     pub _pad: u32,
+    /// OUT: bytes of the hypervisor's own heap in use now (its
+    /// bookkeeping: domains, vCPUs, ports, grants), apart from the frames
+    /// [`Self::free_bytes`] counts. For measuring what a domain costs the
+    /// hypervisor; the figure is the allocator's and includes no slack.
+    pub heap_used_bytes: u64,
 }
 
 /// Size of [`HostInfo`] in bytes.
-pub const HOST_INFO_SIZE: usize = 32;
+pub const HOST_INFO_SIZE: usize = 40;
 const _: () = assert!(core::mem::size_of::<HostInfo>() == HOST_INFO_SIZE);
+const _: () = assert!(core::mem::offset_of!(HostInfo, free_bytes) == 8);
+const _: () = assert!(core::mem::offset_of!(HostInfo, nr_modules) == 24);
+const _: () = assert!(core::mem::offset_of!(HostInfo, heap_used_bytes) == 32);
 
 #[cfg(test)]
 mod tests {

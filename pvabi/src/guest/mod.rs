@@ -45,6 +45,7 @@
 //! entry stub ([`upcall`]).
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{
     CONSOLE_WRITE_MAX, Error, HC_CONSOLE_WRITE, HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL,
@@ -237,10 +238,65 @@ pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     shutdown(crate::SHUTDOWN_CRASH, -1)
 }
 
+/// The TSC at the guest's very first instruction, stored by the entry stub
+/// of [`entry_point!`]`(main, entry_tsc)`; 0 otherwise. Read it with
+/// [`entry_tsc`].
+#[doc(hidden)]
+pub static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC read by the guest's first instruction, if it was built with
+/// [`entry_point!`]`(main, entry_tsc)` (for benchmarks of domain creation);
+/// `None` otherwise.
+pub fn entry_tsc() -> Option<u64> {
+    match ENTRY_TSC.load(Ordering::Relaxed) {
+        0 => None,
+        t => Some(t),
+    }
+}
+
 /// Declares the guest's entry point: `fn main(&StartInfo) -> i32`. Also
 /// installs the panic handler.
+///
+/// `entry_point!(main, entry_tsc)` does the same behind an entry stub
+/// whose first instruction reads the TSC and stores it for
+/// [`guest::entry_tsc`](crate::guest::entry_tsc) (four instructions, then a
+/// jump to the usual entry): for benchmarks that count what happens before
+/// a guest runs.
 #[macro_export]
 macro_rules! entry_point {
+    ($main:path, entry_tsc) => {
+        /// The ELF entry: the TSC first, then the usual entry.
+        #[unsafe(no_mangle)]
+        #[unsafe(naked)]
+        extern "sysv64" fn _start(start: *const $crate::StartInfo) -> ! {
+            // RDTSC writes only RAX and RDX: RDI (the start info) and RSP
+            // are as the hypervisor left them when the jump enters
+            // `__pvabi_entry`, so it starts exactly as `_start` does in the
+            // plain form. The store is an aligned 8-byte write to an
+            // AtomicU64 (a `mov`, atomic on x86_64).
+            ::core::arch::naked_asm!(
+                "rdtsc",
+                "shl rdx, 32",
+                "or rax, rdx",
+                "mov qword ptr [rip + {tsc}], rax",
+                "jmp {entry}",
+                tsc = sym $crate::guest::ENTRY_TSC,
+                entry = sym __pvabi_entry,
+            )
+        }
+
+        extern "sysv64" fn __pvabi_entry(start: *const $crate::StartInfo) -> ! {
+            let main: fn(&$crate::StartInfo) -> i32 = $main;
+            // SAFETY: entered from `_start` with the hypervisor's RDI, the
+            // start-info address.
+            unsafe { $crate::guest::start(start, main) }
+        }
+
+        #[panic_handler]
+        fn panic(info: &::core::panic::PanicInfo<'_>) -> ! {
+            $crate::guest::panic(info)
+        }
+    };
     ($main:path) => {
         #[unsafe(no_mangle)]
         extern "sysv64" fn _start(start: *const $crate::StartInfo) -> ! {

@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: deterministic figures. Boot under QEMU TCG with
 //! `-icount`, where the virtual TSC advances one tick per instruction, so
 //! `boot_tsc` counts the instructions from hypervisor entry to ready; and
-//! the hypercall round trip on each backend (`crate::hcbench`); and the
+//! the hypercall round trip on each backend (`crate::hcbench`); domain
+//! creation and the memory of an idle domain (`crate::mkbench`); and the
 //! event-channel round trip and ring throughput (`crate::ringbench`).
 
 use std::fmt::Write as _;
@@ -110,6 +111,12 @@ pub fn run() -> Result<()> {
         crate::hcbench::vmx(&kernel, &hcbench, &out_dir)?,
     ];
 
+    println!("domain creation and idle domains (mkbench/mkchild):");
+    let mk = vec![
+        crate::mkbench::run(crate::isoboot::Backend::Svm, &kernel, &out_dir)?,
+        crate::mkbench::run(crate::isoboot::Backend::Vmx, &kernel, &out_dir)?,
+    ];
+
     println!("event-channel round trip and ring throughput (evping/evpong, ringprod/ringcons):");
     let rings = vec![
         crate::ringbench::run(crate::ringbench::Backend::Svm, &kernel, &out_dir)?,
@@ -143,6 +150,7 @@ pub fn run() -> Result<()> {
     let md = report(
         &rows,
         &hc,
+        &mk,
         &rings,
         &bochs_version,
         elf.len() as u64,
@@ -165,6 +173,13 @@ pub fn run() -> Result<()> {
         bail!(
             "{}: event-channel or ring counts differed between identical runs: {r:?}",
             r.backend.name()
+        );
+    }
+    if let Some(r) = mk.iter().find(|r| !r.deterministic()) {
+        bail!(
+            "{}: mkbench figures differed between identical runs: {:?}",
+            r.backend.name(),
+            r.runs
         );
     }
     if let Some(r) = hc.iter().find(|r| !r.deterministic()) {
@@ -217,6 +232,7 @@ fn fmt_ticks(x: f64) -> String {
 fn report(
     rows: &[Row],
     hc: &[crate::hcbench::Row],
+    mk: &[crate::mkbench::Row],
     rings: &[crate::ringbench::Row],
     bochs_version: &str,
     file: u64,
@@ -300,7 +316,7 @@ QEMU's intercepted `VMMCALL`: 0), and include `VMRUN`/`VMRESUME`: everything the
 hypervisor executes from the exit to the guest's next instruction.
 These are path lengths, not times: real exit and entry costs need real hardware.
 
-{ring_section}
+{mk_section}{ring_section}
 ## Image
 
 | what | bytes |
@@ -350,6 +366,7 @@ the figures.
             .map_or(0, |s| s.hypercall.batch),
         runs = hc.first().map_or(0, |r| r.runs.len()),
         hc_table = hypercall_table(hc),
+        mk_section = crate::mkbench::section(mk),
         ring_section = crate::ringbench::section(rings),
         svm_cmd = hc.first().map_or("", |r| r.command.as_str()),
         vmx_cmd = hc.get(1).map_or("", |r| r.command.as_str()),

@@ -4,6 +4,8 @@ mod bench;
 mod cargo;
 mod demo;
 mod hcbench;
+mod isoboot;
+mod mkbench;
 mod ringbench;
 mod test;
 

@@ -1,12 +1,8 @@
 //! Event-channel round trip and ring throughput, counted in instructions
-//! on each backend under Bochs with one CPU and `clock: sync=none`, where a
-//! TSC tick is one instruction (see `crate::hcbench`): `ryzen` for AMD-V
-//! with nested paging, `corei7_haswell_4770` for VT-x with EPT. Two guests
-//! need two boot modules with arguments, so a GRUB ISO; QEMU TCG with
-//! `-icount` never got through SeaBIOS and GRUB here (no serial output
-//! past GRUB's screen in 2 minutes, with `sleep=off` or `on`), so QEMU
-//! cannot give these figures; PVH boot carries only one module. One CPU,
-//! two guests:
+//! with one CPU on each backend, from a GRUB ISO (two guests need two boot
+//! modules with arguments; PVH boot carries one): QEMU TCG `-icount
+//! shift=7` for AMD-V, Bochs `corei7_haswell_4770` for VT-x
+//! (`crate::isoboot`). Two guests:
 //!
 //! - `evping bench` / `evpong bench` (guests/src/bin/evping.rs): N round
 //!   trips, each a send, a block until the answer, a poll.
@@ -21,58 +17,28 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Duration;
 
 use xtask::bail;
-use xtask::bochs::{self, Pc};
 use xtask::error::{Context, Result};
-use xtask::iso::{IsoSpec, Module};
-use xtask::paths;
-use xtask::runner;
 use xtask::serial::{self, DomainEnd};
 
-use crate::hcbench::BOCHS_MODEL;
+pub use crate::isoboot::Backend;
+use crate::isoboot::{self, module};
 
 /// Round trips in the smaller event-channel run (the larger has twice).
 pub const EVTCHN_ROUNDS: u64 = 1000;
 /// MiB in the smaller ring run (the larger has twice).
 pub const RING_MIB: u64 = 4;
 
-/// Which machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Bochs `ryzen` (AMD-V with nested paging), one CPU.
-    Svm,
-    /// Bochs `corei7_haswell_4770` (VT-x with EPT), one CPU.
-    Vmx,
-}
-
-impl Backend {
-    /// The Bochs CPU model.
-    pub fn bochs_model(self) -> &'static str {
-        match self {
-            Self::Svm => "ryzen",
-            Self::Vmx => BOCHS_MODEL,
-        }
-    }
-
-    /// "AMD-V (SVM)" or "VT-x (VMX)".
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Svm => "AMD-V (SVM)",
-            Self::Vmx => "VT-x (VMX)",
-        }
-    }
-}
-
 /// What one run counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     /// Items: round trips or ring requests.
     pub items: u64,
-    /// The driver's TSC span (every instruction of the machine).
+    /// The driver's TSC span in instructions (every instruction of the
+    /// machine).
     pub tsc: u64,
-    /// Both guests' own ticks between hypercalls.
+    /// Both guests' own instructions between hypercalls.
     pub guest: u64,
     /// Hypercalls of both guests.
     pub calls: u64,
@@ -140,13 +106,14 @@ fn exits(lines: &[String]) -> Result<u64> {
     Ok(ends.iter().map(|d| d.exits).sum())
 }
 
-fn evtchn_counts(lines: &[String]) -> Result<Counts> {
+/// TSC ticks are converted to instructions with `b`'s tick.
+fn evtchn_counts(b: Backend, lines: &[String]) -> Result<Counts> {
     let (p, q) = ("evping: bench ", "evpong: bench ");
     let rounds = field(lines, p, "rounds")?;
     Ok(Counts {
         items: rounds,
-        tsc: field(lines, p, "tsc")?,
-        guest: field(lines, p, "guest_tsc")? + field(lines, q, "guest_tsc")?,
+        tsc: b.insns(field(lines, p, "tsc")?)?,
+        guest: b.insns(field(lines, p, "guest_tsc")? + field(lines, q, "guest_tsc")?)?,
         calls: field(lines, p, "calls")? + field(lines, q, "calls")?,
         exits: exits(lines)?,
         notes_a: rounds,
@@ -154,12 +121,12 @@ fn evtchn_counts(lines: &[String]) -> Result<Counts> {
     })
 }
 
-fn ring_counts(lines: &[String]) -> Result<Counts> {
+fn ring_counts(b: Backend, lines: &[String]) -> Result<Counts> {
     let (p, c) = ("ringprod: bench ", "ringcons: bench ");
     Ok(Counts {
         items: field(lines, p, "requests")?,
-        tsc: field(lines, p, "tsc")?,
-        guest: field(lines, p, "guest_tsc")? + field(lines, c, "guest_tsc")?,
+        tsc: b.insns(field(lines, p, "tsc")?)?,
+        guest: b.insns(field(lines, p, "guest_tsc")? + field(lines, c, "guest_tsc")?)?,
         calls: field(lines, p, "calls")? + field(lines, c, "calls")?,
         exits: exits(lines)?,
         notes_a: field(lines, p, "notifications")?,
@@ -187,44 +154,9 @@ impl Row {
     }
 }
 
-/// Boots `modules` on `b` with one CPU; the serial lines and the command.
-fn boot(
-    b: Backend,
-    kernel: &Path,
-    modules: Vec<Module>,
-    dir: &Path,
-) -> Result<(Vec<String>, String)> {
-    std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-    let exit = "exit=bochs";
-    let iso = dir.join("bench.iso");
-    xtask::iso::build(&IsoSpec {
-        kernel: kernel.to_path_buf(),
-        cmdline: format!("{exit} shutdown loglevel=info"),
-        modules,
-        timeout_s: 0,
-        output: iso.clone(),
-    })?;
-    let root = paths::repo_root().display().to_string();
-    let pc = Pc::new(b.bochs_model(), 1, 128);
-    let mut r = bochs::prepare(&pc, &iso, dir)?;
-    let command = r.display.replace(&root, ".");
-    runner::run_with_timeout(&mut r.command, Duration::from_secs(300))?;
-    Ok((
-        serial::lines(&std::fs::read(&r.serial).unwrap_or_default()),
-        command,
-    ))
-}
-
-fn module(guest: &str, name: &str, args: &str) -> Result<Module> {
-    Module::named(paths::guest(paths::Profile::Release, guest), name, args)
-}
-
 /// Runs both benchmarks on `b`.
 pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
-    let tag = match b {
-        Backend::Svm => "svm",
-        Backend::Vmx => "vmx",
-    };
+    let tag = b.tag();
     let mut evtchn = [Counts::default(); 3];
     let mut ring = [Counts::default(); 3];
     let mut command = String::new();
@@ -243,17 +175,17 @@ pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
                 &format!("peer=1 rounds={rounds} bench"),
             )?,
         ];
-        let (lines, _) = boot(b, kernel, mods, &dir)?;
-        evtchn[i] = evtchn_counts(&lines).context(|| format!("{}", dir.display()))?;
+        let booted = isoboot::boot(b, kernel, "", mods, &dir)?;
+        evtchn[i] = evtchn_counts(b, &booted.lines).context(|| format!("{}", dir.display()))?;
         let mib = RING_MIB * scale;
         let dir = out_dir.join(format!("ring-{tag}-{i}"));
         let mods = vec![
             module("ringprod", "ringprod.elf", &format!("peer=2 mib={mib}"))?,
             module("ringcons", "ringcons.elf", "peer=1")?,
         ];
-        let (lines, cmd) = boot(b, kernel, mods, &dir)?;
-        ring[i] = ring_counts(&lines).context(|| format!("{}", dir.display()))?;
-        command = cmd;
+        let booted = isoboot::boot(b, kernel, "", mods, &dir)?;
+        ring[i] = ring_counts(b, &booted.lines).context(|| format!("{}", dir.display()))?;
+        command = booted.command;
         println!(
             "  {} run {}: {rounds} round trips, {mib} MiB through the ring",
             b.name(),
@@ -315,11 +247,16 @@ pub fn section(rows: &[Row]) -> String {
         "\
 ## Event-channel round trip and ring throughput
 
-Two guests on **one** CPU, GRUB ISO, on both backends under Bochs 2.7 with `clock:
-sync=none`, where a TSC tick is one instruction (see above): `cpu: model=ryzen` for AMD-V
-with nested paging, `corei7_haswell_4770` for VT-x with EPT. (QEMU TCG with `-icount`,
-used for the figures above, boots only PVH with one module here: through SeaBIOS and GRUB,
-which two guests with arguments need, it never got past GRUB's screen in 2 minutes.)
+Two guests on **one** CPU, booted from a GRUB ISO (two modules with arguments; PVH
+boot carries one): AMD-V under QEMU TCG `-cpu {qemu_cpu}` with `-icount
+shift={shift},align=off,sleep=off`, VT-x under Bochs 2.7 `corei7_haswell_4770` with `clock:
+sync=none`. At shift {shift} every instruction advances QEMU's TSC by {ticks}: the figures
+below are TSC counts / {ticks} (each checked to be a multiple of it); at shifts 0 to 3
+the machine stalls in GRUB (nothing on the serial line past GRUB's screen). The shift was checked on the
+hypercall round trip: `hcbench` from an ISO at shift {shift} gives (TSC delta / {ticks})
+exactly the figure of the PVH boot at shift 0 above. Timers fire per virtual nanosecond,
+so at shift {shift} the 100 Hz tick comes every 78,125 instructions (Bochs: every 100,000,
+at `ips=10000000`), where it was every 10 million at shift 0.
 Each guest counts its own instructions between hypercalls (`pvabi::guest::meter`: the TSC read just before
 each hypercall instruction and just after it returns); the driver's TSC span minus both
 guests' own ticks is what the hypervisor executed (about five instructions of the meter
@@ -352,13 +289,15 @@ notification and a notification covers more than 32 requests; where the ticks fa
 fixed by the instruction count, so the figures are exact but differ between the backends.
 
 Commands (AMD-V, the larger ring run; the event-channel runs differ only in modules;
-the bochsrc is the hypercall round trip's with `model=ryzen`):
+the ISO is built like `cargo xtask image --cmdline \"exit=qemu shutdown loglevel=info\"
+--module \"target/x86_64-unknown-none/release/ringprod=peer=2 mib=8\" --module
+target/x86_64-unknown-none/release/ringcons=peer=1`, the modules named `*.elf`):
 
 ```sh
 {svm_cmd}
 ```
 
-VT-x (`model=corei7_haswell_4770`):
+VT-x (the same ISO with `exit=bochs`; the bochsrc is the hypercall round trip's):
 
 ```sh
 {vmx_cmd}
@@ -366,6 +305,9 @@ VT-x (`model=corei7_haswell_4770`):
 
 Serial logs: `build/bench/evtchn-*` and `build/bench/ring-*`.
 ",
+        qemu_cpu = xtask::qemu::TCG_CPU,
+        shift = isoboot::ICOUNT_SHIFT,
+        ticks = Backend::Svm.ticks_per_insn(),
         svm_cmd = svm.map_or("", |r| r.command.as_str()),
         vmx_cmd = vmx.map_or("", |r| r.command.as_str()),
     )
@@ -387,7 +329,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let large = ring_counts(&lines).unwrap();
+        let large = ring_counts(Backend::Vmx, &lines).unwrap();
         assert_eq!(
             (large.items, large.guest, large.calls, large.exits),
             (2048, 8_000_000, 350, 550)
@@ -404,6 +346,11 @@ mod tests {
         let p = PerItem::between(&small, &large);
         assert_eq!(p.per_note_a, 32.0);
         assert_eq!(p.hv, (4_400_000.0 - 4_000_000.0) / 1024.0);
-        assert!(ring_counts(&lines[..2]).is_err(), "no domain-end lines");
+        assert!(
+            ring_counts(Backend::Vmx, &lines[..2]).is_err(),
+            "no domain-end lines"
+        );
+        let svm = ring_counts(Backend::Svm, &lines);
+        assert!(svm.is_err(), "tsc=9000000 is not a multiple of 128");
     }
 }

@@ -203,6 +203,7 @@ impl Svc<'_> {
                 nr_domains: domains().len() as u32,
                 nr_modules: modules::modules().len() as u32,
                 _pad: 0,
+                heap_used_bytes: crate::arch::heap::usage().0 as u64,
             })),
         }
     }
