@@ -156,7 +156,10 @@ fn run_slice(
     let t0 = rdtsc();
     let start = now_ns();
     vcpu.enter();
-    vcpu.set_slice_end(t0.wrapping_add(ns_to_tsc(slice_end.saturating_sub(start))));
+    // The slice's end as a TSC value: checked after every exit without
+    // converting the TSC to nanoseconds (the hypercall path's cost).
+    let end_tsc = t0.saturating_add(ns_to_tsc(slice_end.saturating_sub(start)));
+    vcpu.set_slice_end(end_tsc);
     arm_timer(start, slice_end);
     me.seen_gen
         .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);
@@ -212,8 +215,7 @@ fn run_slice(
                 break Outcome::Ended;
             }
         }
-        let now = now_ns();
-        if now >= slice_end {
+        if rdtsc() >= end_tsc {
             break Outcome::Again;
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
@@ -223,6 +225,7 @@ fn run_slice(
             && this_cpu.resched.swap(false, Ordering::AcqRel);
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
+            let now = now_ns();
             timers::fire_due(now);
             if policy::tick(cpu, now) {
                 break Outcome::Again;
