@@ -13,8 +13,8 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-use kestrel_guests::{Checks, arg, num_arg};
-use pvabi::guest::{domctl, evtchn, time};
+use kestrel_guests::{Checks, arg, bind_retry, gnt, num_arg, raw};
+use pvabi::guest::{domctl, evtchn, grant, memory, time};
 use pvabi::{DOMAIN_DYING, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainCreate, Error, MODULE_ELF};
 
 pvabi::entry_point!(main);
@@ -54,6 +54,56 @@ fn wait_gone(id: u32) -> Result<Option<i32>, &'static str> {
         // Its vCPUs leave when they stop (a running one at its next exit).
         pvabi::guest::sched::yield_now();
     }
+}
+
+/// One create/destroy cycle with a child that grants us a page and
+/// offers us a port: we bind and map, destroy it, and check that the port
+/// went unbound and the mapping shows a zeroed page instead of the dead
+/// child's; then close and unmap. Returns our port's number (the same
+/// every time unless ports leak).
+fn share_cycle(me: u32, module: u32, hole: u64) -> Result<u32, &'static str> {
+    let mut req = request("sharer", module, "");
+    let mut digits = [0u8; 10];
+    let mut n = me;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    req.cmdline_len = put_bytes(&mut req.cmdline, &[b"peer=", &digits[at..]]) as u32;
+    let id = domctl::create(&req).map_err(|_| "create")?;
+    domctl::unpause(id).map_err(|_| "unpause")?;
+    let port = bind_retry(id, 1).map_err(|_| "bind")?;
+    let map = grant::map(id, 0, hole, false).map_err(|_| "map")?;
+    if raw::read(hole + 8) != gnt::pattern(1) {
+        return Err("the shared page does not hold the pattern");
+    }
+    domctl::destroy(id).map_err(|_| "destroy")?;
+    wait_gone(id)?;
+    if evtchn::send(port) != Err(Error::Busy) {
+        return Err("the dead child's port is still bound");
+    }
+    if raw::read(hole + 8) != 0 {
+        return Err("the dead child's page is still mapped");
+    }
+    evtchn::close(port).map_err(|_| "close")?;
+    grant::unmap(map).map_err(|_| "unmap")?;
+    Ok(port)
+}
+
+/// Copies `parts` one after another into `buf`; bytes written (stops at
+/// the buffer's end).
+fn put_bytes(buf: &mut [u8], parts: &[&[u8]]) -> usize {
+    let mut n = 0;
+    for (slot, b) in buf.iter_mut().zip(parts.iter().flat_map(|s| s.iter())) {
+        *slot = *b;
+        n += 1;
+    }
+    n
 }
 
 fn request(name: &str, module: u32, cmdline: &str) -> DomainCreate {
@@ -247,10 +297,31 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         1,
     );
 
-    // Create/destroy cycles leak nothing.
+    // Create/destroy cycles leak nothing: frames, and (every tenth cycle,
+    // a child that shares a page and a port with us) ports and grants.
     let cycles = num_arg(si, "cycles", 100);
+    let sharer = find_module(host.nr_modules, "sharer");
+    let hole = memory::free_region().map(|r| r.start);
+    let hole = hole.filter(|&h| memory::release(h, 1) == Ok(1));
+    let (mut shared, mut share_failed, mut first_port) = (0u64, 0u64, None);
     let mut failed = 0u64;
     for c in 0..cycles {
+        if c % 10 == 0
+            && let (Some(m), Some(h)) = (sharer, hole)
+        {
+            match share_cycle(me, m, h) {
+                Ok(port) if *first_port.get_or_insert(port) == port => shared += 1,
+                Ok(port) => {
+                    pvabi::println!("ctl: sharing cycle {c}: port {port}, a port leaked");
+                    share_failed += 1;
+                }
+                Err(e) => {
+                    pvabi::println!("ctl: sharing cycle {c} FAILED: {e}");
+                    share_failed += 1;
+                }
+            }
+            continue;
+        }
         let Ok(id) = domctl::create(&request("cycle", hello, "quiet")) else {
             failed += 1;
             continue;
@@ -266,6 +337,10 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         }
     }
     CHECKS.check("cycles without failure", failed as i64, 0);
+    CHECKS.check("sharing cycles without failure", share_failed as i64, 0);
+    CHECKS.check("sharing cycles ran", i64::from(shared >= cycles / 10), 1);
+    let maps = grant::query().map_or(u32::MAX, |l| l.maps_in_use);
+    CHECKS.check("no mapping left", i64::from(maps), 0);
     let free_after = domctl::host_info().map_or(0, |h| h.free_bytes);
     CHECKS.check(
         "free memory back",
@@ -275,7 +350,9 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     let mut ids = [0u32; 8];
     let n = domctl::list(&mut ids).unwrap_or(0);
     CHECKS.check("only ctl is left", i64::from(n == 1 && ids[0] == me), 1);
-    pvabi::println!("ctl: {cycles} create/destroy cycles, free bytes {free_after} as before");
+    pvabi::println!(
+        "ctl: {cycles} create/destroy cycles ({shared} sharing a page and a port), free bytes {free_after} as before"
+    );
     let (checks, failed) = CHECKS.counts();
     pvabi::println!("ctl: {checks} checks, {failed} failed");
     i32::from(failed != 0)

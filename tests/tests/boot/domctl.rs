@@ -4,11 +4,13 @@
 //!
 //! Modules: `ctl` (module 0: the privileged control domain, the only one
 //! the hypervisor starts), `hello` and `spin` (images ctl creates domains
-//! from), and a data module ctl reads back.
+//! from), a data module ctl reads back, `denied` and `sharer` (children
+//! ctl creates: one refused every domctl op, one that shares a page and a
+//! port with ctl before it is destroyed).
 //!
 //! | test | asserts |
 //! |---|---|
-//! | `domctl_*_control_domain` | only ctl was started by the hypervisor (id 1); ctl heard the child's end on `VIRQ_DOM_EXC`; ctl printed `<N> checks, 0 failed` with N >= [`MIN_CHECKS`] and no `FAILED` line (refusals with their statuses, paused child never ran, pause stops CPU time, destroy, [`CYCLES`] ([`BOCHS_CYCLES`] under Bochs) create/destroy cycles with free memory and the domain list back where they were); its `hello` child printed its command line and exited 0; the spinner ended `destroyed`, every cycle domain `destroyed` (or, when unpaused first, possibly `exited` 0); ctl exited 0; free memory after all ended equals free memory at ready |
+//! | `domctl_*_control_domain` | only ctl was started by the hypervisor (id 1); ctl heard the child's end on `VIRQ_DOM_EXC`; ctl printed `<N> checks, 0 failed` with N >= [`MIN_CHECKS`] and no `FAILED` line (refusals with their statuses, paused child never ran, pause stops CPU time, destroy, [`CYCLES`] ([`BOCHS_CYCLES`] under Bochs) create/destroy cycles, every tenth with a `sharer` child whose page ctl maps and whose port ctl binds: after each destroy the port is unbound and the mapping shows a zeroed page, ctl's port number never grows and no mapping is left; free memory and the domain list back where they were); its `hello` child printed its command line and exited 0; the spinner ended `destroyed`, every cycle domain `destroyed` (or, when unpaused first, possibly `exited` 0); ctl exited 0; free memory after all ended equals free memory at ready |
 //! | `domctl_*_denied` | the `denied` child ctl creates (unprivileged) got `EPERM` from every domctl op, with sane and hostile arguments, printed `<N> checks, 0 failed` and exited 0 |
 
 use boot_tests::artifacts::guest_module;
@@ -49,6 +51,7 @@ fn the_run(b: Backend) -> &'static Outcome {
                 guest_module("spin", "spin", ""),
                 Module::named(data, "ctl-data.txt", "").unwrap_or_else(|e| panic!("{e}")),
                 guest_module("domctl_denied", "denied", ""),
+                guest_module("sharer", "sharer", ""),
             ],
             cpus: 2,
             memory_mib: 128,
@@ -94,10 +97,17 @@ fn control_domain(b: Backend) {
     let spinner = o.domain_end("spinner");
     assert_eq!(spinner.result, "destroyed", "{}: spinner", o.test);
     let cycles: Vec<_> = ends.iter().filter(|d| d.name == "cycle").collect();
+    let sharers: Vec<_> = ends.iter().filter(|d| d.name == "sharer").collect();
+    let n = self::cycles(b);
     assert_eq!(
-        cycles.len() as u64,
-        self::cycles(b),
-        "{}: cycle domains",
+        (cycles.len() as u64, sharers.len() as u64),
+        (n - n.div_ceil(10), n.div_ceil(10)),
+        "{}: plain and sharing cycle domains",
+        o.test
+    );
+    assert!(
+        sharers.iter().all(|d| d.result == "destroyed"),
+        "{}: every sharer destroyed: {sharers:?}",
         o.test
     );
     // Every other cycle unpauses the domain before destroying it, so a
