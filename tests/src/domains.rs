@@ -117,6 +117,23 @@ impl Outcome {
         AllEnded::find(&self.lines).map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", self.test)))
     }
 
+    /// Every frame came back: free memory once every domain had ended
+    /// equals free memory at ready.
+    pub fn assert_free_memory_back(&self) {
+        let Some(a) = self.all_ended() else {
+            panic!("{}: no `domains: all ... ended` line", self.test)
+        };
+        let at_ready = self.stats().free_bytes;
+        assert_eq!(
+            a.free_bytes,
+            at_ready,
+            "{}: {} bytes free after every domain ended, {at_ready} at ready: {} leaked",
+            self.test,
+            a.free_bytes,
+            at_ready as i128 - a.free_bytes as i128
+        );
+    }
+
     /// Checks that all `domains` domains ended, `clean` of them with exit
     /// code 0, one `domain-end:` line each, and that every frame came back:
     /// free memory afterwards equals free memory at ready (`stats:`).
@@ -136,15 +153,7 @@ impl Outcome {
             "{}: one `domain-end:` line per domain",
             self.test
         );
-        let at_ready = self.stats().free_bytes;
-        assert_eq!(
-            a.free_bytes,
-            at_ready,
-            "{}: {} bytes free after every domain ended, {at_ready} at ready: {} leaked",
-            self.test,
-            a.free_bytes,
-            at_ready as i128 - a.free_bytes as i128
-        );
+        self.assert_free_memory_back();
         a
     }
 }

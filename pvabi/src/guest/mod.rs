@@ -245,7 +245,7 @@ pub fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 pub static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// The TSC read by the guest's first instruction, if it was built with
-/// [`entry_point!`]`(main, entry_tsc)` (for benchmarks of domain creation);
+/// [`crate::entry_point!`]`(main, entry_tsc)` (for benchmarks of domain creation);
 /// `None` otherwise.
 pub fn entry_tsc() -> Option<u64> {
     match ENTRY_TSC.load(Ordering::Relaxed) {

@@ -109,15 +109,7 @@ fn pingpong(b: Backend) {
         o.test
     );
     // Every domain's frames went back once all had ended.
-    let all = o
-        .all_ended()
-        .unwrap_or_else(|| panic!("{}: no end line", o.test));
-    assert_eq!(
-        all.free_bytes,
-        o.stats().free_bytes,
-        "{}: free bytes after every domain ended differ from ready",
-        o.test
-    );
+    o.assert_free_memory_back();
     println!(
         "{}: {ROUNDS} round trips; exits: evping {}, evpong {} ({:.1} per round trip)",
         o.test,

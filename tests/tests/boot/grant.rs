@@ -73,15 +73,7 @@ fn share(b: Backend) {
         "{}: gntmap",
         o.test
     );
-    let all = o
-        .all_ended()
-        .unwrap_or_else(|| panic!("{}: no end line", o.test));
-    assert_eq!(
-        all.free_bytes,
-        o.stats().free_bytes,
-        "{}: free bytes after every domain ended differ from ready",
-        o.test
-    );
+    o.assert_free_memory_back();
 }
 
 fn hostile(b: Backend) {

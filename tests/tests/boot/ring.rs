@@ -116,18 +116,6 @@ fn line_of<'a>(lines: &[&'a str], prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line starting {prefix:?} in {lines:?}"))
 }
 
-fn free_memory_back(o: &Outcome) {
-    let all = o
-        .all_ended()
-        .unwrap_or_else(|| panic!("{}: no end line", o.test));
-    assert_eq!(
-        all.free_bytes,
-        o.stats().free_bytes,
-        "{}: free bytes after every domain ended differ from ready",
-        o.test
-    );
-}
-
 /// Checks one producer/consumer pair moved `mib` MiB intact.
 fn pair(o: &Outcome, prod: &str, cons: &str, mib: u64) {
     let p = o.assert_domain(prod, "exited", 0);
@@ -168,7 +156,7 @@ fn transfer(b: Backend) {
     let o = the_run(b, Kind::Transfer);
     let _report = ReportOnPanic(o);
     pair(o, "ringprod", "ringcons", mib(b));
-    free_memory_back(o);
+    o.assert_free_memory_back();
 }
 
 fn hostile(b: Backend) {
@@ -199,7 +187,7 @@ fn hostile(b: Backend) {
     );
     assert_eq!(cs.last().copied(), Some("torn down"), "{}", o.test);
     assert_eq!(o.domain_ends().len(), 6, "{}: six domains", o.test);
-    free_memory_back(o);
+    o.assert_free_memory_back();
 }
 
 fn death(b: Backend) {
@@ -228,7 +216,7 @@ fn death(b: Backend) {
     );
     assert!(died.contains("port unbound"), "{}: {died}", o.test);
     assert_eq!(cs.last().copied(), Some("torn down"), "{}", o.test);
-    free_memory_back(o);
+    o.assert_free_memory_back();
 }
 
 #[test]
