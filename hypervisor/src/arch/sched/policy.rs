@@ -144,7 +144,15 @@ pub(super) fn pick(cpu: usize, now: u64) -> Pick {
 /// lock, so a wake-up cannot slip between its state and the policy's).
 pub(super) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool) {
     let now = now_ns();
-    with(|s| s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable));
+    // The policy and the vCPU's state must agree that it ran here; if they
+    // ever do not, say so (a disagreement would strand the vCPU or CPU).
+    if let Some(Err(e)) = with(|s| s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable)) {
+        log::warn!(
+            "scheduler: vCPU {} of domain {} descheduled on CPU {cpu}: {e:?}",
+            v.index,
+            v.domain.id
+        );
+    }
 }
 
 /// The timer (or a kick) interrupted `cpu`: whether to leave the guest.
