@@ -43,9 +43,14 @@ pub(super) type Table = EventTable<DomainBits<GuestArea>>;
 /// less urgent); a vCPU of an upcall domain running in guest mode on
 /// another CPU is forced to exit (the IPI's interrupt exits it; its next
 /// entry injects the upcall).
-fn kick(v: &VcpuEntry) {
+///
+/// `events` are set in `v.pending` under its state lock, so nobody who
+/// takes that lock (the idle CPUs' check for lost wake-ups) ever sees a
+/// blocked vCPU with events pending that is about to be woken.
+fn kick(v: &VcpuEntry, events: u64) {
     {
         let mut st = v.st.lock();
+        v.pending.fetch_or(events, Ordering::AcqRel);
         if let Run::Blocked { .. } = st.run {
             st.deliver_events = true;
             policy::make_runnable(v, &mut st);
@@ -64,7 +69,8 @@ fn kick(v: &VcpuEntry) {
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
-/// Called with the vCPU list possibly held (the table is a leaf).
+/// Called with the vCPU list or `v`'s state lock possibly held (the table
+/// is a leaf).
 pub(super) fn raise_timer_virq(v: &VcpuEntry) {
     if v.domain
         .events
@@ -158,8 +164,7 @@ pub(super) fn notify_any(n: Notify) {
         .find(|v| v.domain.id == n.domain.0 && v.index == n.vcpu)
         .cloned();
     if let Some(v) = target {
-        v.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
-        kick(&v);
+        kick(&v, EVENT_CHANNEL);
     }
 }
 

@@ -107,6 +107,17 @@ pub(super) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
     wake(v);
 }
 
+/// Whether the policy holds `v` as blocked (in no queue, not running).
+pub(super) fn held_blocked(v: &VcpuEntry) -> bool {
+    with(|s| matches!(s.credit.cpu_of(v.sid), Ok(None))).unwrap_or(false)
+}
+
+/// Queues `v` again (its state lock held by the caller): for a vCPU the
+/// policy lost track of.
+pub(super) fn requeue(v: &VcpuEntry) {
+    wake(v);
+}
+
 /// `wake` in the scheduler, and the IPI it asks for.
 fn wake(v: &VcpuEntry) {
     let now = now_ns();

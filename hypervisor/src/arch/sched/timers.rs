@@ -102,19 +102,21 @@ pub(super) fn fire_due(now: u64) {
 /// `VIRQ_TIMER`), a blocked vCPU with an event or a passed deadline is
 /// woken; whatever is still ahead is armed again.
 fn fire(v: &Arc<VcpuEntry>, now: u64) {
-    let t = v.timer.load(Ordering::Acquire);
-    if t != 0
-        && now >= t
-        && v.timer
-            .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+    let mut next;
     {
-        v.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
-        events::raise_timer_virq(v);
-    }
-    let mut next = v.timer.load(Ordering::Acquire);
-    {
+        // Events are raised under the state lock (see `events::kick`).
         let mut st = v.st.lock();
+        let t = v.timer.load(Ordering::Acquire);
+        if t != 0
+            && now >= t
+            && v.timer
+                .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            v.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
+            events::raise_timer_virq(v);
+        }
+        next = v.timer.load(Ordering::Acquire);
         if let Run::Blocked { deadline } = st.run {
             if v.pending.load(Ordering::Acquire) != 0 || (deadline != 0 && now >= deadline) {
                 st.deliver_events = true;
