@@ -148,6 +148,9 @@ pub struct VcpuEntry {
     /// In guest mode (or about to enter it): a shoot-down must wait for it.
     pub(super) in_guest: AtomicBool,
     pub(super) seen_gen: AtomicU64,
+    /// When an idle CPU first saw this vCPU look stranded (0: not seen);
+    /// see `rescue_lost_wakeups`.
+    pub(super) stuck_since: AtomicU64,
 }
 
 pub(super) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
@@ -348,6 +351,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
                 running_on: AtomicU32::new(u32::MAX),
                 in_guest: AtomicBool::new(false),
                 seen_gen: AtomicU64::new(0),
+                stuck_since: AtomicU64::new(0),
             })
         })
         .collect();

@@ -357,34 +357,53 @@ pub fn run_cpu() -> ! {
 /// event-channel ping-pong was seen twice in a few hundred boot-test runs
 /// under heavy host load and not yet explained (see the issue notes).
 fn rescue_lost_wakeups() {
+    let now = now_ns();
     let all: Vec<Arc<VcpuEntry>> = VCPUS.lock().clone();
     for v in all {
         let mut st = v.st.lock();
-        if st.run == Run::Runnable
+        let stranded = st.run == Run::Runnable
             && !v.domain.paused.load(Ordering::Acquire)
             && !v.domain.dying()
-            && policy::held_blocked(&v)
-        {
-            log::warn!(
-                "scheduler: vCPU {} of domain {} runnable but not queued, queued by an idle CPU",
-                v.index,
-                v.domain.id
-            );
-            policy::requeue(&v);
+            && policy::held_blocked(&v);
+        let unwoken =
+            matches!(st.run, Run::Blocked { .. }) && v.pending.load(Ordering::Acquire) != 0;
+        if !stranded && !unwoken {
+            v.stuck_since.store(0, Ordering::Relaxed);
             continue;
         }
-        if matches!(st.run, Run::Blocked { .. }) && v.pending.load(Ordering::Acquire) != 0 {
-            log::warn!(
-                "scheduler: vCPU {} of domain {} blocked with events {:#x} pending, woken by an idle CPU",
-                v.index,
-                v.domain.id,
-                v.pending.load(Ordering::Relaxed)
-            );
+        // Creating, unpausing and waking pass through such states for a
+        // moment (between their steps): only one that lasts is lost.
+        let since = v.stuck_since.load(Ordering::Relaxed);
+        if since == 0 {
+            v.stuck_since.store(now.max(1), Ordering::Relaxed);
+            continue;
+        }
+        if now.saturating_sub(since) < STUCK_NS {
+            continue;
+        }
+        v.stuck_since.store(0, Ordering::Relaxed);
+        log::warn!(
+            "scheduler: vCPU {} of domain {} {} for {} us: woken by an idle CPU (lost wake-up)",
+            v.index,
+            v.domain.id,
+            if stranded {
+                "runnable but not queued"
+            } else {
+                "blocked with events pending"
+            },
+            now.saturating_sub(since) / 1000
+        );
+        if stranded {
+            policy::requeue(&v);
+        } else {
             st.deliver_events = true;
             policy::make_runnable(&v, &mut st);
         }
     }
 }
+
+/// How long a vCPU must look stranded before an idle CPU wakes it.
+const STUCK_NS: u64 = 1_000_000;
 
 static REPORTED: AtomicBool = AtomicBool::new(false);
 
