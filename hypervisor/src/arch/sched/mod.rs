@@ -358,13 +358,15 @@ pub fn run_cpu() -> ! {
 /// under heavy host load and not yet explained (see the issue notes).
 fn rescue_lost_wakeups() {
     let now = now_ns();
-    let all: Vec<Arc<VcpuEntry>> = VCPUS.lock().clone();
-    for v in all {
+    // Lock order: the vCPU list, a vCPU's state, the scheduler. No
+    // allocation here (this runs on every idle pass).
+    let list = VCPUS.lock();
+    for v in list.iter() {
         let mut st = v.st.lock();
         let stranded = st.run == Run::Runnable
             && !v.domain.paused.load(Ordering::Acquire)
             && !v.domain.dying()
-            && policy::held_blocked(&v);
+            && policy::held_blocked(v);
         let unwoken =
             matches!(st.run, Run::Blocked { .. }) && v.pending.load(Ordering::Acquire) != 0;
         if !stranded && !unwoken {
@@ -394,10 +396,10 @@ fn rescue_lost_wakeups() {
             now.saturating_sub(since) / 1000
         );
         if stranded {
-            policy::requeue(&v);
+            policy::requeue(v);
         } else {
             st.deliver_events = true;
-            policy::make_runnable(&v, &mut st);
+            policy::make_runnable(v, &mut st);
         }
     }
 }
