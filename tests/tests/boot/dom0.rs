@@ -58,6 +58,32 @@ memory = 4
 cmdline = 7
 "#;
 
+/// A QEMU (AMD-V) machine booting `modules` with `dom0` from a fresh run
+/// directory, COM2 a unix socket there for `hvctl`: the machine, the
+/// socket and the serial log (the hvctl and console sessions).
+pub(crate) fn mgmt_vm(
+    test: &str,
+    modules: &[Module],
+) -> (xtask::qemu::Vm, std::path::PathBuf, std::path::PathBuf) {
+    let run_dir = boot_tests::artifacts::root().join("runs").join(test);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let iso = shared_iso(
+        &format!("{test}.iso"),
+        "exit=qemu dom0 loglevel=info",
+        modules,
+    );
+    let sock = run_dir.join("mgmt.sock");
+    let log = run_dir.join("serial.log");
+    let mut vm = iso_vm(&iso, 2, "128M");
+    vm.cpu = "max".into();
+    vm.extra.push("-chardev".into());
+    vm.extra
+        .push(format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()).into());
+    vm.extra.push("-serial".into());
+    vm.extra.push("chardev:mgmt".into());
+    (vm, sock, log)
+}
+
 pub(crate) fn config_module(test: &str, text: &str) -> Module {
     // Not in the run's own directory: the run empties that when it starts.
     let path = test_dir(&format!("{test}.in")).join("guests.toml");

@@ -8,12 +8,12 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use boot_tests::artifacts::{guest_module, hvctl, root, shared_iso, test_dir};
+use boot_tests::artifacts::{guest_module, hvctl, test_dir};
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
+use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
 
-use super::{config_module, hvctl_cmd, wait_for_line};
+use super::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
 
 const TEST: &str = "dom0_qemu_console";
 
@@ -46,27 +46,12 @@ fn wait_exit(mut child: Child) -> (Option<i32>, String, String) {
 
 #[test]
 fn dom0_qemu_console() {
-    let run_dir = root().join("runs").join(TEST);
-    let _ = std::fs::remove_dir_all(&run_dir);
     let modules = vec![
         guest_module("dom0", "dom0", ""),
         guest_module("echo", "echo", ""),
         config_module(TEST, CONFIG),
     ];
-    let iso = shared_iso(
-        &format!("{TEST}.iso"),
-        "exit=qemu dom0 loglevel=info",
-        &modules,
-    );
-    let sock = run_dir.join("mgmt.sock");
-    let log = run_dir.join("serial.log");
-    let mut vm = iso_vm(&iso, 2, "128M");
-    vm.cpu = "max".into();
-    vm.extra.push("-chardev".into());
-    vm.extra
-        .push(format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()).into());
-    vm.extra.push("-serial".into());
-    vm.extra.push("chardev:mgmt".into());
+    let (vm, sock, log) = mgmt_vm(TEST, &modules);
     let qemu = std::thread::spawn(move || {
         run_until(TEST, vm, BIOS_TIMEOUT_S, Some(&["[end] echo: ready"]))
     });

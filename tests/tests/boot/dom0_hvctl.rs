@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use boot_tests::artifacts::{guest_module, root, shared_iso};
+use boot_tests::artifacts::{guest_module, root};
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
+use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
 use serde_json::Value;
 
-use super::{config_module, hvctl_cmd, wait_for_line};
+use super::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
 
 const TEST: &str = "dom0_qemu_hvctl";
 
@@ -118,28 +118,13 @@ fn raw_session(sock: &std::path::Path) {
 
 #[test]
 fn dom0_qemu_hvctl() {
-    let run_dir = root().join("runs").join(TEST);
-    let _ = std::fs::remove_dir_all(&run_dir);
     let modules = vec![
         guest_module("dom0", "dom0", ""),
         guest_module("hello", "hello", ""),
         guest_module("ticker", "ticker", ""),
         config_module(TEST, THREE),
     ];
-    let iso = shared_iso(
-        &format!("{TEST}.iso"),
-        "exit=qemu dom0 loglevel=info",
-        &modules,
-    );
-    let sock = run_dir.join("mgmt.sock");
-    let log = run_dir.join("serial.log");
-    let mut vm = iso_vm(&iso, 2, "128M");
-    vm.cpu = "max".into();
-    vm.extra.push("-chardev".into());
-    vm.extra
-        .push(format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()).into());
-    vm.extra.push("-serial".into());
-    vm.extra.push("chardev:mgmt".into());
+    let (vm, sock, log) = mgmt_vm(TEST, &modules);
     let qemu = std::thread::spawn(move || {
         run_until(
             TEST,
