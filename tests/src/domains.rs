@@ -117,6 +117,40 @@ impl Outcome {
         AllEnded::find(&self.lines).map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", self.test)))
     }
 
+    /// Domain `d`, a self-checking guest, printed no `FAILED` line (its
+    /// lines after `<prefix>: `).
+    pub fn assert_no_failed_check(&self, d: &DomainEnd, prefix: &str) {
+        let failed: Vec<&str> = said(self, d, prefix)
+            .into_iter()
+            .filter(|l| l.contains("FAILED"))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{}: {} FAILED:\n  {}",
+            self.test,
+            d.name,
+            failed.join("\n  ")
+        );
+    }
+
+    /// Domain `d`, a self-checking guest ([`said`] with `prefix`), printed
+    /// no `FAILED` line and a `<N> checks, 0 failed` tally with N >= `min`.
+    /// Returns N.
+    pub fn assert_checks_passed(&self, d: &DomainEnd, prefix: &str, min: u64) -> u64 {
+        self.assert_no_failed_check(d, prefix);
+        let tally = said(self, d, prefix)
+            .into_iter()
+            .find_map(|l| l.strip_suffix(" failed")?.split_once(" checks, "))
+            .and_then(|(n, m)| Some((n.parse::<u64>().ok()?, m.parse::<u64>().ok()?)));
+        assert!(
+            tally.is_some_and(|(n, m)| n >= min && m == 0),
+            "{}: {} tally {tally:?}, want >= {min} checks, 0 failed",
+            self.test,
+            d.name
+        );
+        tally.map_or(0, |(n, _)| n)
+    }
+
     /// Every frame came back: free memory once every domain had ended
     /// equals free memory at ready.
     pub fn assert_free_memory_back(&self) {

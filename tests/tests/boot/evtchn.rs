@@ -62,17 +62,7 @@ fn said_by<'a>(o: &'a Outcome, d: &DomainEnd) -> Vec<&'a str> {
 }
 
 fn no_failures(o: &Outcome, d: &DomainEnd) {
-    let failed: Vec<&str> = said_by(o, d)
-        .into_iter()
-        .filter(|l| l.contains("FAILED"))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{}: {} FAILED:\n  {}",
-        o.test,
-        d.name,
-        failed.join("\n  ")
-    );
+    o.assert_no_failed_check(d, d.name.split('-').next().unwrap_or(&d.name));
 }
 
 fn pingpong(b: Backend) {
@@ -152,21 +142,8 @@ fn hostile(b: Backend) {
     let o = the_run(b);
     let _report = ReportOnPanic(o);
     let d = o.assert_domain("evhostile", "exited", 0);
-    no_failures(o, &d);
-    let summary = said_by(o, &d)
-        .into_iter()
-        .find_map(|l| l.strip_suffix(" failed")?.split_once(" checks, "))
-        .and_then(|(n, m)| Some((n.parse::<u64>().ok()?, m.parse::<u64>().ok()?)));
-    assert!(
-        summary.is_some_and(|(n, m)| n >= MIN_HOSTILE_CHECKS && m == 0),
-        "{}: evhostile summary {summary:?}, want >= {MIN_HOSTILE_CHECKS} checks, 0 failed",
-        o.test
-    );
-    println!(
-        "{}: evhostile made {:?} checks, all passed",
-        o.test,
-        summary.map(|s| s.0)
-    );
+    let n = o.assert_checks_passed(&d, "evhostile", MIN_HOSTILE_CHECKS);
+    println!("{}: evhostile made {n} checks, all passed", o.test);
 }
 
 #[test]

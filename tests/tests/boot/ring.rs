@@ -165,19 +165,7 @@ fn hostile(b: Backend) {
     let (v, _, _) = hostile_sizes(b);
     pair(o, "ringprod", "ringcons", v);
     let h = o.assert_domain("ringhostile", "exited", 0);
-    let out = said(o, &h, "ringhostile");
-    let failed: Vec<&&str> = out.iter().filter(|l| l.contains("FAILED")).collect();
-    assert!(failed.is_empty(), "{}: ringhostile: {failed:?}", o.test);
-    let summary = out
-        .iter()
-        .find(|l| l.contains(" checks, ") && l.ends_with(" failed"))
-        .map(|l| numbers(l))
-        .unwrap_or_default();
-    assert!(
-        summary.len() == 2 && summary[0] >= MIN_HOSTILE_CHECKS && summary[1] == 0,
-        "{}: ringhostile summary {summary:?}",
-        o.test
-    );
+    o.assert_checks_passed(&h, "ringhostile", MIN_HOSTILE_CHECKS);
     let c = o.assert_domain("ringcons-h", "exited", 0);
     let cs = said(o, &c, "ringcons");
     assert!(

@@ -67,17 +67,7 @@ fn get(f: &[(String, u64)], key: &str) -> u64 {
 fn common(o: &Outcome) {
     let ctl = o.assert_domain("schedctl", "exited", 0);
     assert_eq!(ctl.id, 1, "{}: schedctl is module 0, domain 1", o.test);
-    let lines = said(o, &ctl, "schedctl");
-    assert!(
-        lines.iter().any(|l| l.ends_with(" checks, 0 failed")),
-        "{}: schedctl: {lines:?}",
-        o.test
-    );
-    assert!(
-        !lines.iter().any(|l| l.contains("FAILED")),
-        "{}: schedctl: {lines:?}",
-        o.test
-    );
+    o.assert_checks_passed(&ctl, "schedctl", 1);
     for name in ["light", "heavy", "capped", "hog"] {
         let d = o.assert_domain(name, "exited", 0);
         let own = said(o, &d, "burn");

@@ -64,17 +64,7 @@ fn said_by<'a>(o: &'a Outcome, d: &DomainEnd) -> Vec<&'a str> {
 }
 
 fn no_failures(o: &Outcome, d: &DomainEnd) {
-    let failed: Vec<&str> = said_by(o, d)
-        .into_iter()
-        .filter(|l| l.contains("FAILED"))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{}: {} FAILED:\n  {}",
-        o.test,
-        d.name,
-        failed.join("\n  ")
-    );
+    o.assert_no_failed_check(d, &d.name);
 }
 
 /// The number in `line` right after `before` (e.g. "(" in "(12 upcalls").
@@ -113,21 +103,8 @@ fn pingpong(b: Backend) {
 
 fn summary(o: &Outcome, name: &str, min: u64) {
     let d = o.assert_domain(name, "exited", 0);
-    no_failures(o, &d);
-    let s = said_by(o, &d)
-        .into_iter()
-        .find_map(|l| l.strip_suffix(" failed")?.split_once(" checks, "))
-        .and_then(|(n, m)| Some((n.parse::<u64>().ok()?, m.parse::<u64>().ok()?)));
-    assert!(
-        s.is_some_and(|(n, m)| n >= min && m == 0),
-        "{}: {name} summary {s:?}, want >= {min} checks, 0 failed",
-        o.test
-    );
-    println!(
-        "{}: {name} made {:?} checks, all passed",
-        o.test,
-        s.map(|s| s.0)
-    );
+    let n = o.assert_checks_passed(&d, name, min);
+    println!("{}: {name} made {n} checks, all passed", o.test);
 }
 
 #[test]
