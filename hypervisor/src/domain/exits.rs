@@ -16,7 +16,7 @@ use pvabi::{
 };
 
 use super::OutOfBounds;
-use crate::virt::{GuestRegs, VmExit};
+use crate::virt::{VcpuBackend, VmExit};
 
 mod domctl_ops;
 mod evtchn_ops;
@@ -26,22 +26,6 @@ pub use domctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use evtchn_ops::EvtchnOp;
 pub use grant_ops::GrantOp;
 pub use mgmt_ops::MgmtReq;
-
-/// The vCPU operations the handler needs; each backend implements them.
-pub trait VcpuOps {
-    /// General-purpose registers (RAX through [`VcpuOps::rax`]).
-    fn regs(&mut self) -> &mut GuestRegs;
-    /// Guest RAX.
-    fn rax(&self) -> u64;
-    /// Sets guest RAX.
-    fn set_rax(&mut self, value: u64);
-    /// Guest RIP.
-    fn rip(&self) -> u64;
-    /// Moves RIP past the exiting instruction.
-    fn skip(&mut self, len: u64);
-    /// Injects #GP(0) on the next entry.
-    fn inject_gp(&mut self);
-}
 
 /// Reads the domain's own memory by guest-physical address.
 pub trait GuestRead {
@@ -227,7 +211,7 @@ const IA32_TSC: u32 = 0x10;
 /// valid console write.
 pub fn handle(
     exit: VmExit,
-    vcpu: &mut impl VcpuOps,
+    vcpu: &mut (impl VcpuBackend + ?Sized),
     svc: &mut impl Services,
     host: &impl Host,
     hypercall_insn: u32,

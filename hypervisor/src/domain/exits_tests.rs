@@ -2,6 +2,7 @@
 //! host, table-driven cases, and randomized properties against models.
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::virt::GuestRegs;
 use pvabi::{EBUSY, EEXIST, ENOENT};
 use std::vec::Vec;
 
@@ -21,7 +22,17 @@ struct FakeVcpu {
     gp: u32,
 }
 
-impl VcpuOps for FakeVcpu {
+/// The register half of a backend; the exit handler never runs a vCPU.
+impl VcpuBackend for FakeVcpu {
+    fn enter(&mut self) {}
+    fn flush_tlb(&mut self) {}
+    fn run(&mut self) -> VmExit {
+        unreachable!("the exit handler never runs the vCPU")
+    }
+    fn release(&mut self) {}
+    fn set_upcall(&mut self, _vector: Option<u8>) {}
+    fn set_slice_end(&mut self, _tsc: u64) {}
+    fn put(&mut self) {}
     fn regs(&mut self) -> &mut GuestRegs {
         &mut self.regs
     }

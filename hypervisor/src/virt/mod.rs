@@ -3,8 +3,9 @@
 //! A backend ([`svm`] for AMD-V, [`vmx`] for Intel VT-x) runs a vCPU until
 //! something needs the hypervisor and translates the vendor's exit
 //! information into one [`VmExit`]. Everything above — the exit handler,
-//! hypercalls, domains, the scheduler — is vendor-neutral. The backend is
-//! chosen at boot from CPUID; one image serves both vendors.
+//! hypercalls, domains, the scheduler — sees only [`VcpuBackend`]. The
+//! vendor is chosen at boot from CPUID and each vCPU's backend is made in
+//! `select.rs`, the one place that names a vendor; one image serves both.
 //!
 //! `unsafe` is allowed only in the vendor backends (they execute VMRUN,
 //! VMLAUNCH and friends); the shared types in [`exit`] forbid it.
@@ -15,10 +16,53 @@ pub mod exit;
 pub use exit::{Backend, GuestRegs, VmExit};
 
 #[cfg(target_os = "none")]
-pub mod svm;
+pub mod select;
 #[cfg(target_os = "none")]
-pub mod vcpu;
+pub mod svm;
 #[cfg(target_os = "none")]
 pub mod vmx;
 #[cfg(target_os = "none")]
 mod vmx_fields;
+
+/// One vCPU of either vendor, as the rest of the hypervisor drives it.
+///
+/// A vCPU is made by `select::new_vcpu` (bare metal) and lives in a
+/// `Box<dyn VcpuBackend>`; host tests implement it with fakes. The slice
+/// protocol is: [`enter`](Self::enter), then [`run`](Self::run) until the
+/// slice ends, then [`put`](Self::put); [`release`](Self::release) once
+/// when the vCPU dies.
+pub trait VcpuBackend: Send {
+    /// Switches the vCPU in on this CPU (before the first `run` of a slice).
+    fn enter(&mut self);
+    /// Drops the guest's cached translations on this CPU before the next
+    /// run (after its nested page tables lost a mapping).
+    fn flush_tlb(&mut self);
+    /// Runs until the next exit.
+    fn run(&mut self) -> VmExit;
+    /// Frees the vCPU's control page (VMCB or VMCS); the vCPU is dead.
+    fn release(&mut self);
+    /// Before an entry: `Some(vector)` injects that external interrupt if
+    /// the guest can take it now (RFLAGS.IF = 1, no interrupt shadow,
+    /// nothing else being injected), else requests an interrupt-window
+    /// exit so the next entry tries again; `None` withdraws the request.
+    fn set_upcall(&mut self, vector: Option<u8>);
+    /// The time slice ends at TSC `tsc`. A backend whose exits cannot be
+    /// forced by the host's timer interrupt bounds each entry itself
+    /// (VT-x: the VMX-preemption timer); others ignore it.
+    fn set_slice_end(&mut self, tsc: u64);
+    /// Switches the vCPU out (after the last `run` of a slice).
+    fn put(&mut self);
+    /// General-purpose registers (RAX through R15; RAX also through
+    /// [`VcpuBackend::rax`]).
+    fn regs(&mut self) -> &mut GuestRegs;
+    /// Guest RAX.
+    fn rax(&self) -> u64;
+    /// Sets guest RAX.
+    fn set_rax(&mut self, value: u64);
+    /// Guest RIP.
+    fn rip(&self) -> u64;
+    /// Moves RIP past the exiting instruction.
+    fn skip(&mut self, len: u64);
+    /// Injects #GP(0) on the next entry.
+    fn inject_gp(&mut self);
+}

@@ -426,3 +426,46 @@ pub fn usable(features: &cpu::VirtFeatures) -> bool {
         }
     )
 }
+
+/// What the rest of the hypervisor sees of an AMD-V vCPU.
+impl super::VcpuBackend for SvmVcpu {
+    fn enter(&mut self) {
+        Self::enter(self);
+    }
+    /// A TLB flush is what switching in does already (by ASID or whole).
+    fn flush_tlb(&mut self) {
+        Self::enter(self);
+    }
+    fn run(&mut self) -> VmExit {
+        Self::run(self)
+    }
+    fn release(&mut self) {
+        Self::release(self);
+    }
+    fn set_upcall(&mut self, vector: Option<u8>) {
+        Self::set_upcall(self, vector);
+    }
+    /// AMD-V needs no bound of its own: the LAPIC timer's interrupt always
+    /// exits the guest (the external-interrupt intercept).
+    fn set_slice_end(&mut self, _tsc: u64) {}
+    /// Nothing to flush: the VMCB is plain memory any CPU can VMRUN.
+    fn put(&mut self) {}
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rax(&self) -> u64 {
+        Self::rax(self)
+    }
+    fn set_rax(&mut self, value: u64) {
+        Self::set_rax(self, value);
+    }
+    fn rip(&self) -> u64 {
+        Self::rip(self)
+    }
+    fn skip(&mut self, len: u64) {
+        Self::skip(self, len);
+    }
+    fn inject_gp(&mut self) {
+        Self::inject_gp(self);
+    }
+}

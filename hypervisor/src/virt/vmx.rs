@@ -520,3 +520,46 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
         "ret",
     )
 }
+
+/// What the rest of the hypervisor sees of a VT-x vCPU.
+impl super::VcpuBackend for VmxVcpu {
+    fn enter(&mut self) {
+        Self::enter(self);
+    }
+    fn flush_tlb(&mut self) {
+        Self::flush_tlb(self);
+    }
+    fn run(&mut self) -> VmExit {
+        Self::run(self)
+    }
+    fn release(&mut self) {
+        Self::release(self);
+    }
+    fn set_upcall(&mut self, vector: Option<u8>) {
+        Self::set_upcall(self, vector);
+    }
+    fn set_slice_end(&mut self, tsc: u64) {
+        Self::set_slice_end(self, tsc);
+    }
+    fn put(&mut self) {
+        Self::put(self);
+    }
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rax(&self) -> u64 {
+        Self::rax(self)
+    }
+    fn set_rax(&mut self, value: u64) {
+        Self::set_rax(self, value);
+    }
+    fn rip(&self) -> u64 {
+        Self::rip(self)
+    }
+    fn skip(&mut self, len: u64) {
+        Self::skip(self, len);
+    }
+    fn inject_gp(&mut self) {
+        Self::inject_gp(self);
+    }
+}

@@ -3,62 +3,6 @@
 #[allow(unused_imports)]
 use super::*;
 
-pub(super) enum Gpt {
-    Ept(GuestPageTable<Ept>),
-    Npt(GuestPageTable<Npt>),
-}
-
-impl Gpt {
-    pub(super) fn map(
-        &mut self,
-        gpa: u64,
-        hpa: u64,
-        len: u64,
-        t: &mut FrameTables,
-    ) -> Result<(), crate::mm::gpt::GptError> {
-        match self {
-            Self::Ept(g) => g.map(gpa, hpa, len, Perms::ALL, t),
-            Self::Npt(g) => g.map(gpa, hpa, len, Perms::ALL, t),
-        }
-    }
-    /// Maps with chosen rights (a granted page: never executable).
-    pub(super) fn map_perms(
-        &mut self,
-        gpa: u64,
-        hpa: u64,
-        perms: Perms,
-        t: &mut FrameTables,
-    ) -> Result<(), crate::mm::gpt::GptError> {
-        match self {
-            Self::Ept(g) => g.map(gpa, hpa, 4096, perms, t),
-            Self::Npt(g) => g.map(gpa, hpa, 4096, perms, t),
-        }
-    }
-    pub(super) fn unmap(
-        &mut self,
-        gpa: u64,
-        len: u64,
-        t: &mut FrameTables,
-    ) -> Result<u64, crate::mm::gpt::GptError> {
-        match self {
-            Self::Ept(g) => g.unmap(gpa, len, t),
-            Self::Npt(g) => g.unmap(gpa, len, t),
-        }
-    }
-    pub(super) fn root(&self) -> u64 {
-        match self {
-            Self::Ept(g) => g.root(),
-            Self::Npt(g) => g.root(),
-        }
-    }
-    pub(super) fn destroy(self, t: &mut FrameTables) -> usize {
-        match self {
-            Self::Ept(g) => g.destroy(t),
-            Self::Npt(g) => g.destroy(t),
-        }
-    }
-}
-
 pub(super) struct Inner {
     pub(super) mem: DomainMemory,
     pub(super) gpt: Option<Gpt>,
@@ -125,7 +69,7 @@ pub(super) enum Run {
 
 pub(super) struct VState {
     pub(super) run: Run,
-    pub(super) vcpu: Option<Box<Vcpu>>,
+    pub(super) vcpu: Option<Box<dyn VcpuBackend>>,
     /// RAX must get the event mask when the vCPU next runs (it blocked).
     pub(super) deliver_events: bool,
 }
@@ -192,18 +136,6 @@ impl core::fmt::Display for CreateError {
     }
 }
 
-pub(super) fn new_vcpu(
-    backend: Backend,
-    boot: &BootState,
-    root: u64,
-    domain_id: u32,
-) -> Option<Box<Vcpu>> {
-    Some(Box::new(match backend {
-        Backend::Svm => Vcpu::Svm(SvmVcpu::new(boot, root, domain_id)?),
-        Backend::Vmx => Vcpu::Vmx(VmxVcpu::new(boot, root, domain_id as u16)?),
-    }))
-}
-
 /// What a new domain is made of.
 pub struct DomainSpec<'a> {
     /// Shown in its console lines (cut at 32 bytes).
@@ -254,27 +186,17 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
     } = *spec;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
-    let insn = match backend {
-        Backend::Svm => pvabi::HYPERCALL_VMMCALL,
-        Backend::Vmx => pvabi::HYPERCALL_VMCALL,
-    };
+    let insn = select::hypercall_insn(backend);
     let boot = builder::build(&mut mem, image, cmdline, id, insn).map_err(CreateError::Build)?;
     finish_start_info(&mut mem, &boot, spec.nr_vcpus)?;
     let mut tables = FrameTables::default();
-    let mut gpt = match backend {
-        Backend::Svm => {
-            Gpt::Npt(GuestPageTable::<Npt>::new(&mut tables).map_err(CreateError::Paging)?)
-        }
-        Backend::Vmx => {
-            Gpt::Ept(GuestPageTable::<Ept>::new(&mut tables).map_err(CreateError::Paging)?)
-        }
-    };
+    let mut gpt = Gpt::new(backend, &mut tables).map_err(CreateError::Paging)?;
     for (i, &c) in mem.chunks().iter().enumerate() {
         gpt.map(i as u64 * CHUNK, c, CHUNK, &mut tables)
             .map_err(CreateError::Paging)?;
     }
     let root = gpt.root();
-    let vcpu0 = new_vcpu(backend, &boot, root, id).ok_or(CreateError::OutOfMemory)?;
+    let vcpu0 = select::new_vcpu(backend, &boot, root, id).ok_or(CreateError::OutOfMemory)?;
     let mut n = ArrayString::new();
     for c in name.chars() {
         if n.try_push(c).is_err() {

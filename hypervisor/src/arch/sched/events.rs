@@ -114,7 +114,7 @@ pub(super) fn raise_console_virq(d: &Domain) {
 /// Before entering `me`: injects the upcall vector if its control area
 /// asks for one (the backend checks RFLAGS.IF, the interrupt shadow and a
 /// pending injection, and otherwise asks for an interrupt-window exit).
-pub(super) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut Vcpu) {
+pub(super) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut dyn VcpuBackend) {
     if let Some((area, vector)) = me.domain.control.get() {
         let ready = crate::domain::evtchn::upcall_ready(area, me.index);
         vcpu.set_upcall(ready.then_some(*vector));

@@ -47,8 +47,9 @@ mod policy;
 mod services;
 mod timers;
 
+pub use crate::virt::select::{backend, init_virt, init_virt_this_cpu};
 use backend::time_info;
-pub use backend::{backend, init_time, init_virt, init_virt_this_cpu, now_ns};
+pub use backend::{init_time, now_ns};
 pub use domain::{CreateError, DomainSpec, all_created, create};
 pub use policy::init as init_scheduler;
 
@@ -59,11 +60,10 @@ use crate::arch::idt::VECTOR_SHOOTDOWN;
 use crate::domain::builder::{self, BootState};
 use crate::domain::exits::{self, Action, GuestRead, Host, Services};
 use crate::domain::{GuestMemory, OutOfBounds};
-use crate::mm::gpt::{Ept, GuestPageTable, Npt, Perms};
+use crate::mm::gpt::Perms;
 use crate::virt::Backend;
-use crate::virt::svm::SvmVcpu;
-use crate::virt::vcpu::Vcpu;
-use crate::virt::vmx::VmxVcpu;
+use crate::virt::VcpuBackend;
+use crate::virt::select::{self, Gpt};
 use domain::*;
 use services::*;
 
@@ -142,11 +142,10 @@ fn tsc_to_ns(ticks: u64) -> u64 {
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
 fn run_slice(
     me: &Arc<VcpuEntry>,
-    vcpu: &mut Vcpu,
+    vcpu: &mut dyn VcpuBackend,
     deliver_events: bool,
     slice_end: u64,
 ) -> (Outcome, u64) {
-    use crate::domain::exits::VcpuOps;
     let d = &me.domain;
     let this_cpu = percpu::this_cpu();
     let cpu = this_cpu.index as usize;
@@ -273,7 +272,7 @@ fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
     MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
-    let (outcome, ran) = run_slice(entry, &mut vcpu, deliver, now.saturating_add(slice_ns));
+    let (outcome, ran) = run_slice(entry, &mut *vcpu, deliver, now.saturating_add(slice_ns));
     RUNNING.fetch_sub(1, Ordering::AcqRel);
     let dead = {
         let mut st = entry.st.lock();

@@ -100,7 +100,7 @@ impl Services for Svc<'_> {
             rdi: arg,
             ..d.boot
         };
-        let v = new_vcpu(d.backend, &boot, d.nested_root, d.id).ok_or(pvabi::ENOMEM)?;
+        let v = select::new_vcpu(d.backend, &boot, d.nested_root, d.id).ok_or(pvabi::ENOMEM)?;
         st.vcpu = Some(v);
         policy::make_runnable(&target, &mut st);
         Ok(())
