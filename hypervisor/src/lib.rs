@@ -10,8 +10,12 @@
 extern crate alloc;
 
 pub mod boot;
+pub mod console;
 pub mod domain;
 pub mod elf;
+pub mod evtchn;
+pub mod grant;
+pub mod hypercall;
 pub mod mm;
 pub mod sched;
 pub mod util;
@@ -19,6 +23,10 @@ pub mod virt;
 
 #[cfg(target_os = "none")]
 pub mod arch;
+#[cfg(target_os = "none")]
+pub mod run;
+#[cfg(target_os = "none")]
+pub mod start;
 
 /// The hypervisor's version, from Cargo.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

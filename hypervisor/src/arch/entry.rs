@@ -1,7 +1,7 @@
 //! The ways in: a Multiboot2 header (GRUB, BIOS and UEFI) and a Xen PVH ELF
 //! note (`qemu-system-x86_64 -kernel`). Both arrive in 32-bit protected mode
 //! with paging off; one trampoline maps the first 4 GiB with 2 MiB pages,
-//! enters long mode and calls [`super::start::kmain`].
+//! enters long mode and calls [`crate::start::kmain`].
 //!
 //! References: Multiboot2 specification 3.1 (header, machine state);
 //! Xen `arch/x86/include/public/hvm/start_info.h` and `elfnote.h`
@@ -215,5 +215,5 @@ no_long_mode_msg:
     .asciz "FATAL: this CPU lacks 64-bit long mode or NX; Kestrel cannot run here\r\n"
 "#,
     stack_size = const BOOT_STACK_SIZE,
-    kmain = sym super::start::kmain,
+    kmain = sym crate::start::kmain,
 );

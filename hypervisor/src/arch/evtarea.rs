@@ -1,10 +1,10 @@
 //! A registered event-channel control area ([`pvabi::EvtchnControl`]) as
 //! atomic words in the domain's own frames: the `unsafe` half of
-//! [`crate::domain::evtchn::SharedBits`].
+//! [`crate::evtchn::SharedBits`].
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::domain::evtchn::{AREA_WORDS, SharedWords};
+use crate::evtchn::{AREA_WORDS, SharedWords};
 
 /// Pages of an area.
 pub const AREA_PAGES: usize = pvabi::EVTCHN_CONTROL_PAGES as usize;

@@ -4,10 +4,11 @@
 
 use alloc::vec::Vec;
 
-use super::{physmem, start};
-use crate::domain::exits::GuestRead;
+use super::physmem;
 use crate::domain::{GuestMemory, OutOfBounds, check_range};
+use crate::hypercall::GuestRead;
 use crate::mm::gpt::TableMemory;
+use crate::start;
 
 /// Size of one chunk.
 pub const CHUNK: u64 = 2 << 20;

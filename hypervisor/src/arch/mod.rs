@@ -17,8 +17,6 @@ pub mod panic;
 pub mod percpu;
 pub mod physmem;
 pub mod pit;
-pub mod sched;
 pub mod selftest;
 pub mod serial;
 pub mod smp;
-pub mod start;

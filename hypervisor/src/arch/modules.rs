@@ -5,8 +5,9 @@
 use alloc::vec::Vec;
 use arrayvec::ArrayString;
 
-use super::{physmem, sched};
+use super::physmem;
 use crate::boot::BootInfo;
+use crate::run as sched;
 use crate::util::crc32;
 
 macro_rules! fatal {

@@ -178,14 +178,14 @@ extern "C" fn ap_main(cpu: u64) -> ! {
         AP_X2APIC.load(Ordering::Relaxed) != 0,
         TIMER_HZ.load(Ordering::Relaxed) as u32,
     );
-    if let Err(why) = super::sched::init_virt_this_cpu() {
+    if let Err(why) = crate::run::init_virt_this_cpu() {
         log::error!("cpu{cpu}: {why}; it will not run guests");
         percpu::this_cpu().online.store(true, Ordering::Release);
         idle()
     }
     log::debug!("cpu{cpu} online (APIC ID {})", lapic::id());
     percpu::this_cpu().online.store(true, Ordering::Release);
-    super::sched::run_cpu()
+    crate::run::run_cpu()
 }
 
 /// Waits for interrupts forever.
@@ -218,7 +218,7 @@ pub fn install_trampoline(page: u64) -> Result<(), paging::MapError> {
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page as *mut u8, len) };
     let mut guard = paging::KERNEL_SPACE.lock();
     let space = guard.as_mut().ok_or(paging::MapError::BadAddress(page))?;
-    space.map(page, page, 4096, 0, &mut || super::start::alloc_frame())?;
+    space.map(page, page, 4096, 0, &mut || crate::start::alloc_frame())?;
     x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
     Ok(())
 }

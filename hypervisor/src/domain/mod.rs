@@ -7,12 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
-pub mod console_input;
-pub mod console_ring;
-pub mod evtchn;
-pub mod exits;
-pub mod grant;
+#[cfg(target_os = "none")]
+pub mod ctl;
+pub mod ctl_ops;
 pub mod ids;
+#[cfg(target_os = "none")]
+pub mod lifecycle;
 
 use core::fmt;
 

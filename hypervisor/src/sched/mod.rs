@@ -88,7 +88,11 @@
 
 mod account;
 mod check;
+#[cfg(target_os = "none")]
+pub mod clock;
 mod credit;
+#[cfg(target_os = "none")]
+pub mod live;
 mod run;
 mod runq;
 
@@ -96,6 +100,8 @@ mod runq;
 mod tests_prop;
 #[cfg(test)]
 mod tests_sim;
+#[cfg(target_os = "none")]
+pub mod timers;
 
 use core::fmt;
 

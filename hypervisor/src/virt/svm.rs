@@ -10,8 +10,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{self, rdmsr, wrmsr};
-use crate::arch::{physmem, start};
+use crate::arch::physmem;
 use crate::domain::builder::BootState;
+use crate::start;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;

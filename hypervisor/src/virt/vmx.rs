@@ -13,8 +13,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{rdmsr, wrmsr};
-use crate::arch::{physmem, start};
+use crate::arch::physmem;
 use crate::domain::builder::BootState;
+use crate::start;
 
 use super::vmx_fields::*;
 

@@ -9,7 +9,7 @@
 //! then, without it, the vCPU's state lock and the scheduler lock.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
 use alloc::collections::BTreeMap;
 
@@ -30,14 +30,14 @@ fn update_head(t: &BTreeMap<Key, Arc<VcpuEntry>>) {
 }
 
 /// The earliest deadline in the list (`u64::MAX`: none).
-pub(super) fn next_due() -> u64 {
+pub(crate) fn next_due() -> u64 {
     NEXT_DUE.load(Ordering::Acquire)
 }
 
 /// `v` has something due at `deadline` (0: nothing). A later deadline
 /// than the one queued needs no entry: the queued one fires first and
 /// re-arms with what is then left. A dying domain's vCPUs get none.
-pub(super) fn arm(v: &Arc<VcpuEntry>, deadline: u64) {
+pub(crate) fn arm(v: &Arc<VcpuEntry>, deadline: u64) {
     if deadline == 0 {
         return;
     }
@@ -58,7 +58,7 @@ pub(super) fn arm(v: &Arc<VcpuEntry>, deadline: u64) {
 }
 
 /// Takes `v` out of the list (its domain ended).
-pub(super) fn cancel(v: &Arc<VcpuEntry>) {
+pub(crate) fn cancel(v: &Arc<VcpuEntry>) {
     let removed = {
         let mut t = TIMERS.lock();
         let cur = v.armed.swap(0, Ordering::Relaxed);
@@ -74,7 +74,7 @@ pub(super) fn cancel(v: &Arc<VcpuEntry>) {
 }
 
 /// Fires everything due by `now`.
-pub(super) fn fire_due(now: u64) {
+pub(crate) fn fire_due(now: u64) {
     if next_due() > now {
         return;
     }

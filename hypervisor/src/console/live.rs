@@ -9,10 +9,10 @@
 //! exists.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
-use crate::domain::console_ring::ConsoleRings;
-use crate::domain::exits::MgmtReq;
+use crate::console::ring::ConsoleRings;
+use crate::hypercall::MgmtReq;
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
 /// Set once a privileged domain was created (hypervisor option `dom0`):
@@ -20,18 +20,18 @@ static CAPTURE: AtomicBool = AtomicBool::new(false);
 static CONTROL_DOMAIN: AtomicBool = AtomicBool::new(false);
 
 /// A control domain exists (set at its creation, never cleared).
-pub(super) fn note_control_domain() {
+pub(crate) fn note_control_domain() {
     CONTROL_DOMAIN.store(true, Ordering::Release);
 }
 
 /// Whether `d` may read console input (`HC_CONSOLE_READ`).
-pub(super) fn readable(d: &Domain) -> bool {
+pub(crate) fn readable(d: &Domain) -> bool {
     d.privileged || CONTROL_DOMAIN.load(Ordering::Acquire)
 }
 
 /// Takes `d`'s console input into `buf`: the serial console's for the
 /// privileged domain, its own queue for the others.
-pub(super) fn read_input(d: &Domain, buf: &mut [u8]) -> usize {
+pub(crate) fn read_input(d: &Domain, buf: &mut [u8]) -> usize {
     if d.privileged {
         crate::arch::serial::read_available(buf)
     } else {
@@ -42,7 +42,7 @@ static RINGS: Mutex<ConsoleRings> = Mutex::new(ConsoleRings::new());
 
 /// Takes `bytes` of domain `d`'s console output into its ring; `false`
 /// when output is not captured (no control domain, or `d` is it).
-pub(super) fn capture(d: &Domain, bytes: &[u8]) -> bool {
+pub(crate) fn capture(d: &Domain, bytes: &[u8]) -> bool {
     if d.privileged || !CAPTURE.load(Ordering::Acquire) {
         return false;
     }
@@ -52,7 +52,7 @@ pub(super) fn capture(d: &Domain, bytes: &[u8]) -> bool {
 
 impl Svc<'_> {
     /// One control-domain I/O request (privileged caller, buffer checked).
-    pub(super) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
         match req {
             MgmtReq::Write(b) => {
                 if crate::arch::serial::mgmt_write(b) {
@@ -69,10 +69,10 @@ impl Svc<'_> {
                 Ok(b.len() as u64)
             }
             MgmtReq::ConsoleWrite { id, bytes } => {
-                let d = super::domctl::live_other(&self.me.domain, id)?;
+                let d = crate::domain::ctl::live_other(&self.me.domain, id)?;
                 let n = d.console_in.lock().push(bytes);
                 if n > 0 {
-                    super::events::raise_console_virq(&d);
+                    crate::evtchn::live::raise_console_virq(&d);
                 }
                 Ok(n as u64)
             }
@@ -80,7 +80,7 @@ impl Svc<'_> {
                 CAPTURE.store(true, Ordering::Release);
                 // Whether it exists is decided before the ring is read: a
                 // domain ending in between leaves its bytes for next time.
-                let alive = super::domctl::exists(id);
+                let alive = crate::domain::ctl::exists(id);
                 RINGS
                     .lock()
                     .read(id, buf, alive)

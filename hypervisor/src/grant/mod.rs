@@ -33,6 +33,9 @@
 #![forbid(unsafe_code)]
 
 mod limits;
+#[cfg(target_os = "none")]
+pub mod live;
+pub mod ops;
 mod track;
 
 use alloc::vec::Vec;
@@ -41,7 +44,7 @@ use pvabi::{Error, PAGE_SIZE};
 
 pub use self::limits::{check_raise, check_set_max};
 pub use self::track::{MAPTRACK_DEFAULT_MAX, MapHandle, MapTrack, Mapping};
-pub use super::ids::DomainId;
+pub use crate::domain::ids::DomainId;
 
 /// A grant reference: an index into the granter's table.
 pub type GrantRef = u32;

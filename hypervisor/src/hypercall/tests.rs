@@ -6,13 +6,9 @@ use crate::virt::GuestRegs;
 use pvabi::{EBUSY, EEXIST, ENOENT};
 use std::vec::Vec;
 
-#[path = "exits_console_tests.rs"]
 mod console;
-#[path = "exits_domctl_tests.rs"]
 mod domctl;
-#[path = "exits_evtchn_tests.rs"]
 mod evtchn;
-#[path = "exits_mgmt_tests.rs"]
 mod mgmt;
 
 #[derive(Default)]
@@ -63,7 +59,7 @@ struct FakeSvc {
     vcpus_up: Vec<bool>,
     privileged: bool,
     /// Domain 1's port table: ops on other domains get `ENOENT`.
-    events: crate::domain::evtchn::EventTable,
+    events: crate::evtchn::EventTable,
     /// Every event-channel op that reached the services, in order.
     evtchn_ops: Vec<EvtchnOp>,
     grant_ops: Vec<GrantOp>,
@@ -74,10 +70,10 @@ struct FakeSvc {
     /// A control domain exists (unprivileged domains may read input).
     control_domain: bool,
     /// This domain's console input queue.
-    input: crate::domain::console_input::InputQueue,
+    input: crate::console::input::InputQueue,
     /// Domain 3's console input queue (the target of console writes) and
     /// how many times its `VIRQ_CONSOLE` was raised.
-    input3: crate::domain::console_input::InputQueue,
+    input3: crate::console::input::InputQueue,
     virq_console3: u32,
 }
 
@@ -92,14 +88,14 @@ impl FakeSvc {
             timer: 0,
             vcpus_up: std::vec![true, false, false],
             privileged: false,
-            events: crate::domain::evtchn::EventTable::new(crate::domain::ids::DomainId(1), 3),
+            events: crate::evtchn::EventTable::new(crate::domain::ids::DomainId(1), 3),
             evtchn_ops: Vec::new(),
             grant_ops: Vec::new(),
             domctl_reqs: Vec::new(),
             mgmt_out: Vec::new(),
             control_domain: false,
-            input: crate::domain::console_input::InputQueue::new(),
-            input3: crate::domain::console_input::InputQueue::new(),
+            input: crate::console::input::InputQueue::new(),
+            input3: crate::console::input::InputQueue::new(),
             virq_console3: 0,
         }
     }
@@ -107,12 +103,12 @@ impl FakeSvc {
 
 impl Services for FakeSvc {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
-        super::super::check_range(gpa, buf.len() as u64, self.mem.len() as u64)?;
+        crate::domain::check_range(gpa, buf.len() as u64, self.mem.len() as u64)?;
         buf.copy_from_slice(&self.mem[gpa as usize..gpa as usize + buf.len()]);
         Ok(())
     }
     fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
-        super::super::check_range(gpa, bytes.len() as u64, self.mem.len() as u64)?;
+        crate::domain::check_range(gpa, bytes.len() as u64, self.mem.len() as u64)?;
         self.mem[gpa as usize..gpa as usize + bytes.len()].copy_from_slice(bytes);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! guest's registers become a typed [`EvtchnOp`] here, so that no value a
 //! guest passes reaches the port tables unchecked. Port numbers and domain
 //! ids must fit in 32 bits (`EINVAL`); the rest (does the port exist, may
-//! this domain bind it) is the table's job ([`crate::domain::evtchn`]).
+//! this domain bind it) is the table's job ([`crate::evtchn`]).
 
 use pvabi::{
     EINVAL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI,

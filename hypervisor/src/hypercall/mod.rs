@@ -15,17 +15,16 @@ use pvabi::{
     MemInfo, MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, VcpuInfo,
 };
 
-use super::OutOfBounds;
+use crate::domain::OutOfBounds;
 use crate::virt::{VcpuBackend, VmExit};
 
-mod domctl_ops;
-mod evtchn_ops;
-mod grant_ops;
-mod mgmt_ops;
-pub use domctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
-pub use evtchn_ops::EvtchnOp;
-pub use grant_ops::GrantOp;
-pub use mgmt_ops::MgmtReq;
+mod mgmt;
+#[cfg(target_os = "none")]
+pub mod services;
+pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
+pub use crate::evtchn::ops::EvtchnOp;
+pub use crate::grant::ops::GrantOp;
+pub use mgmt::MgmtReq;
 
 /// Reads the domain's own memory by guest-physical address.
 pub trait GuestRead {
@@ -344,9 +343,9 @@ fn hypercall(
                 done(op.and_then(|op| svc.evtchn(op)))
             } else if let Some(op) = GrantOp::decode(nr, a) {
                 done(op.and_then(|op| svc.grant(op)))
-            } else if let Some(r) = domctl_ops::run(svc, nr, a) {
+            } else if let Some(r) = crate::domain::ctl_ops::run(svc, nr, a) {
                 done(r)
-            } else if let Some(r) = mgmt_ops::run(svc, nr, a) {
+            } else if let Some(r) = mgmt::run(svc, nr, a) {
                 done(r)
             } else {
                 (status(ENOSYS), Action::Resume)
@@ -356,7 +355,7 @@ fn hypercall(
 }
 
 /// Writes an OUT structure to guest memory.
-fn put(svc: &mut impl Services, gpa: u64, bytes: &[u8]) -> Result<u64, i64> {
+pub(crate) fn put(svc: &mut impl Services, gpa: u64, bytes: &[u8]) -> Result<u64, i64> {
     svc.write(gpa, bytes).map(|()| 0).map_err(|_| EFAULT)
 }
 
@@ -464,5 +463,4 @@ fn multicall(
 }
 
 #[cfg(test)]
-#[path = "exits_tests.rs"]
 mod tests;

@@ -1,13 +1,13 @@
 //! The hypercall services over a real domain, and TLB shoot-down.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
 /// The hypercall services for one vCPU during one exit.
-pub(super) struct Svc<'a> {
-    pub(super) me: &'a Arc<VcpuEntry>,
+pub(crate) struct Svc<'a> {
+    pub(crate) me: &'a Arc<VcpuEntry>,
     /// Set by `block` when the vCPU must block: the deadline.
-    pub(super) blocked: Option<u64>,
+    pub(crate) blocked: Option<u64>,
 }
 
 impl Svc<'_> {
@@ -39,11 +39,11 @@ impl Services for Svc<'_> {
     }
 
     fn console_readable(&self) -> bool {
-        super::consoles::readable(self.d())
+        crate::console::live::readable(self.d())
     }
 
     fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
-        Ok(super::consoles::read_input(self.d(), buf))
+        Ok(crate::console::live::read_input(self.d(), buf))
     }
 
     fn block(&mut self, deadline: u64) -> Option<u64> {
@@ -66,10 +66,10 @@ impl Services for Svc<'_> {
         if deadline != 0 && deadline <= now_ns() {
             self.me.timer.store(0, Ordering::Release);
             self.me.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
-            super::events::raise_timer_virq(self.me);
+            crate::evtchn::live::raise_timer_virq(self.me);
         } else {
             self.me.timer.store(deadline, Ordering::Release);
-            super::timers::arm(self.me, deadline);
+            crate::sched::timers::arm(self.me, deadline);
         }
     }
 
@@ -165,7 +165,7 @@ impl Services for Svc<'_> {
         drop(grants);
         if shoot_down(&self.me.domain, self.me) {
             for f in frames {
-                crate::arch::start::free_frames(f, 1);
+                crate::start::free_frames(f, 1);
             }
         }
         Ok(pages)
@@ -192,7 +192,7 @@ impl Services for Svc<'_> {
                     let _ = g.unmap(gpa, i as u64 * 4096, &mut inner.tables);
                     if let Ok(back) = inner.mem.release(gpa, pages) {
                         for f in back {
-                            crate::arch::start::free_frames(f, 1);
+                            crate::start::free_frames(f, 1);
                         }
                     }
                     return Err(pvabi::ENOMEM);
@@ -202,22 +202,22 @@ impl Services for Svc<'_> {
         Ok(pages)
     }
 
-    fn evtchn(&mut self, op: crate::domain::exits::EvtchnOp) -> Result<u64, i64> {
+    fn evtchn(&mut self, op: crate::hypercall::EvtchnOp) -> Result<u64, i64> {
         self.evtchn_op(op)
     }
 
-    fn grant(&mut self, op: crate::domain::exits::GrantOp) -> Result<u64, i64> {
+    fn grant(&mut self, op: crate::hypercall::GrantOp) -> Result<u64, i64> {
         self.grant_op(op)
     }
 
     fn domctl(
         &mut self,
-        req: crate::domain::exits::DomctlReq<'_>,
-    ) -> Result<crate::domain::exits::DomctlReply, i64> {
+        req: crate::hypercall::DomctlReq<'_>,
+    ) -> Result<crate::hypercall::DomctlReply, i64> {
         self.domctl_req(req)
     }
 
-    fn mgmt(&mut self, req: crate::domain::exits::MgmtReq<'_>) -> Result<u64, i64> {
+    fn mgmt(&mut self, req: crate::hypercall::MgmtReq<'_>) -> Result<u64, i64> {
         self.mgmt_req(req)
     }
 }
@@ -232,13 +232,13 @@ impl Services for Svc<'_> {
 /// and then reads `tlb_gen`; we bump `tlb_gen` and then read `in_guest`.
 /// Either it sees the new generation and flushes, or we see it in the guest
 /// and wait for its acknowledgement.
-pub(super) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
+pub(crate) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
     shoot_down_domain(d, Some(me.index))
 }
 
 /// [`shoot_down`] for every vCPU of `d` but `skip` (the caller's own, if
 /// it is one of `d`'s): `d` may be another domain (a grantee).
-pub(super) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
+pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
     let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
     let others: Vec<Arc<VcpuEntry>> = VCPUS
         .lock()

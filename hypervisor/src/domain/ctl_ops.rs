@@ -13,7 +13,7 @@ use pvabi::{
     ModuleInfo,
 };
 
-use super::{Services, put};
+use crate::hypercall::{Services, put};
 
 /// A validated [`DomainCreate`].
 #[derive(Debug, Clone, PartialEq, Eq)]

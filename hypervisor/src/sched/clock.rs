@@ -1,11 +1,11 @@
 //! The system clock guests share.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
-pub(super) static TIME_MUL: AtomicU32 = AtomicU32::new(0);
-pub(super) static TIME_SHIFT: AtomicU32 = AtomicU32::new(0);
-pub(super) static TIME_TSC0: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TIME_MUL: AtomicU32 = AtomicU32::new(0);
+pub(crate) static TIME_SHIFT: AtomicU32 = AtomicU32::new(0);
+pub(crate) static TIME_TSC0: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the hypervisor's clock: nanoseconds since `tsc0`, at `tsc_hz`.
 pub fn init_time(tsc0: u64, tsc_hz: u64) {
@@ -15,7 +15,7 @@ pub fn init_time(tsc0: u64, tsc_hz: u64) {
     TIME_TSC0.store(tsc0, Ordering::Release);
 }
 
-pub(super) fn time_info() -> pvabi::TimeInfo {
+pub(crate) fn time_info() -> pvabi::TimeInfo {
     let mut t = pvabi::TimeInfo::zeroed();
     t.version = 2;
     t.flags = pvabi::TIME_FLAG_TSC_STABLE;

@@ -10,12 +10,12 @@
 //! prints): slots are taken out under the lock and dropped after it.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
 use crate::sched::{Credit, DomId, VcpuId};
 
 /// The policy and, by [`VcpuId::slot`], the entry of each of its vCPUs.
-pub(super) struct Sched {
+pub(crate) struct Sched {
     credit: Credit,
     slots: Vec<Option<Arc<VcpuEntry>>>,
 }
@@ -38,7 +38,7 @@ fn with<R>(f: impl FnOnce(&mut Sched) -> R) -> Option<R> {
 }
 
 /// What the calling CPU does next.
-pub(super) enum Pick {
+pub(crate) enum Pick {
     /// Run this vCPU for at most this many ns.
     Run(Arc<VcpuEntry>, u64),
     /// Halt; wake up by timer no later than this many ns from now
@@ -50,7 +50,7 @@ pub(super) enum Pick {
 /// with its weight and cap; `None` (and nothing left behind) if the
 /// scheduler refuses them (the domctl decoder already checked the ABI's
 /// bounds, which are the scheduler's).
-pub(super) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(DomId, Vec<VcpuId>)> {
+pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(DomId, Vec<VcpuId>)> {
     let w = u16::try_from(weight).ok()?;
     with(|s| {
         let d = s.credit.add_domain(w, 0).ok()?;
@@ -71,7 +71,7 @@ pub(super) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(DomId,
 }
 
 /// Puts a new domain's vCPU entries in the slot table.
-pub(super) fn register(entries: &[Arc<VcpuEntry>]) {
+pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
     with(|s| {
         for e in entries {
             let slot = e.sid.slot();
@@ -99,7 +99,7 @@ fn kick(cpu: usize) {
 /// Makes `v` runnable (its state lock held by the caller, as `st`): queued
 /// by the scheduler unless its domain is paused or ending (then unpause
 /// queues it, or it is reaped).
-pub(super) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
+pub(crate) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
     st.run = Run::Runnable;
     if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
         return;
@@ -108,13 +108,13 @@ pub(super) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
 }
 
 /// Whether the policy holds `v` as blocked (in no queue, not running).
-pub(super) fn held_blocked(v: &VcpuEntry) -> bool {
+pub(crate) fn held_blocked(v: &VcpuEntry) -> bool {
     with(|s| matches!(s.credit.cpu_of(v.sid), Ok(None))).unwrap_or(false)
 }
 
 /// Queues `v` again (its state lock held by the caller): for a vCPU the
 /// policy lost track of.
-pub(super) fn requeue(v: &VcpuEntry) {
+pub(crate) fn requeue(v: &VcpuEntry) {
     wake(v);
 }
 
@@ -130,7 +130,7 @@ fn wake(v: &VcpuEntry) {
 }
 
 /// Chooses what `cpu` runs next.
-pub(super) fn pick(cpu: usize, now: u64) -> Pick {
+pub(crate) fn pick(cpu: usize, now: u64) -> Pick {
     let mut g = SCHED.lock();
     let Some(s) = g.as_mut() else {
         return Pick::Idle(u64::MAX);
@@ -153,7 +153,7 @@ pub(super) fn pick(cpu: usize, now: u64) -> Pick {
 
 /// `v` stopped running on `cpu` after `ran_ns` (called under its state
 /// lock, so a wake-up cannot slip between its state and the policy's).
-pub(super) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool) {
+pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool) {
     let now = now_ns();
     // The policy and the vCPU's state must agree that it ran here; if they
     // ever do not, say so (a disagreement would strand the vCPU or CPU).
@@ -167,7 +167,7 @@ pub(super) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool
 }
 
 /// The timer (or a kick) interrupted `cpu`: whether to leave the guest.
-pub(super) fn tick(cpu: usize, now: u64) -> bool {
+pub(crate) fn tick(cpu: usize, now: u64) -> bool {
     with(|s| s.credit.tick(cpu, now).unwrap_or(false)).unwrap_or(false)
 }
 
@@ -183,7 +183,7 @@ fn vcpus_of(d: &Domain) -> Vec<Arc<VcpuEntry>> {
 
 /// domctl pause: no vCPU of `d` is picked any more (one running now stops
 /// at its next exit: `run_slice` checks the flag).
-pub(super) fn pause(d: &Domain) {
+pub(crate) fn pause(d: &Domain) {
     d.paused.store(true, Ordering::Release);
     for v in vcpus_of(d) {
         let _st = v.st.lock();
@@ -193,7 +193,7 @@ pub(super) fn pause(d: &Domain) {
 }
 
 /// domctl unpause: the runnable vCPUs of `d` are queued again.
-pub(super) fn unpause(d: &Domain) {
+pub(crate) fn unpause(d: &Domain) {
     d.paused.store(false, Ordering::Release);
     for v in vcpus_of(d) {
         let st = v.st.lock();
@@ -206,7 +206,7 @@ pub(super) fn unpause(d: &Domain) {
 /// The domain ended: every vCPU of it that is not running now is marked
 /// dead and leaves the scheduler and the list; running ones follow when
 /// their CPU notices (`retire`). Called by [`Domain::finish`], no lock held.
-pub(super) fn reap(d: &Domain) {
+pub(crate) fn reap(d: &Domain) {
     for v in vcpus_of(d) {
         let dead = {
             let mut st = v.st.lock();
@@ -228,7 +228,7 @@ pub(super) fn reap(d: &Domain) {
 /// vCPU list; the last one of its domain takes the domain's record with
 /// it. If a CPU picked it meanwhile (the scheduler says it runs), that CPU
 /// finds it dead and retires it again.
-pub(super) fn retire(v: &Arc<VcpuEntry>) {
+pub(crate) fn retire(v: &Arc<VcpuEntry>) {
     let slot = with(|s| match s.credit.remove_vcpu(v.sid) {
         Ok(()) => s.slots.get_mut(v.sid.slot()).and_then(Option::take),
         Err(_) => None,
@@ -238,7 +238,7 @@ pub(super) fn retire(v: &Arc<VcpuEntry>) {
         return;
     }
     drop(slot);
-    super::timers::cancel(v);
+    crate::sched::timers::cancel(v);
     let last = {
         let mut list = VCPUS.lock();
         list.retain(|e| !Arc::ptr_eq(e, v));

@@ -1,65 +1,65 @@
 //! Domains and their vCPUs: creation, start info, and the end of a domain.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
-pub(super) struct Inner {
-    pub(super) mem: DomainMemory,
-    pub(super) gpt: Option<Gpt>,
-    pub(super) tables: FrameTables,
-    pub(super) line: Vec<u8>,
+pub(crate) struct Inner {
+    pub(crate) mem: DomainMemory,
+    pub(crate) gpt: Option<Gpt>,
+    pub(crate) tables: FrameTables,
+    pub(crate) line: Vec<u8>,
     /// Where granted pages of other domains are mapped (holes in `mem`).
-    pub(super) foreign: alloc::collections::BTreeSet<u64>,
+    pub(crate) foreign: alloc::collections::BTreeSet<u64>,
 }
 
 /// How a domain ended.
 #[derive(Clone, Copy)]
-pub(super) struct End {
-    pub(super) how: &'static str,
-    pub(super) code: i64,
+pub(crate) struct End {
+    pub(crate) how: &'static str,
+    pub(crate) code: i64,
 }
 
 /// One guest.
 pub struct Domain {
-    pub(super) id: u32,
-    pub(super) name: ArrayString<32>,
-    pub(super) backend: Backend,
-    pub(super) insn: u32,
-    pub(super) privileged: bool,
+    pub(crate) id: u32,
+    pub(crate) name: ArrayString<32>,
+    pub(crate) backend: Backend,
+    pub(crate) insn: u32,
+    pub(crate) privileged: bool,
     /// vCPUs it may bring up.
-    pub(super) nr_vcpus: u32,
+    pub(crate) nr_vcpus: u32,
     /// Scheduling weight and cap, as created.
-    pub(super) weight: u32,
-    pub(super) cap: u32,
+    pub(crate) weight: u32,
+    pub(crate) cap: u32,
     /// The scheduler's record of it.
-    pub(super) sdom: crate::sched::DomId,
+    pub(crate) sdom: crate::sched::DomId,
     /// No vCPU of it is scheduled while set (domctl pause).
-    pub(super) paused: AtomicBool,
-    pub(super) boot: BootState,
-    pub(super) nested_root: u64,
-    pub(super) inner: Mutex<Inner>,
+    pub(crate) paused: AtomicBool,
+    pub(crate) boot: BootState,
+    pub(crate) nested_root: u64,
+    pub(crate) inner: Mutex<Inner>,
     /// Bumped whenever a guest-physical page is unmapped: a vCPU that has
     /// not seen the newest value flushes its TLB before running.
-    pub(super) tlb_gen: AtomicU64,
-    pub(super) end: Mutex<Option<End>>,
+    pub(crate) tlb_gen: AtomicU64,
+    pub(crate) end: Mutex<Option<End>>,
     /// Set (once) together with `end`.
-    pub(super) ending: AtomicBool,
-    pub(super) exits: AtomicU64,
+    pub(crate) ending: AtomicBool,
+    pub(crate) exits: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
-    pub(super) events: Mutex<super::events::Table>,
+    pub(crate) events: Mutex<crate::evtchn::live::Table>,
     /// The registered event-channel control area and upcall vector (ABI
     /// 1.3): set once, pins the area's pages for the domain's life.
-    pub(super) control: spin::Once<(crate::arch::evtarea::GuestArea, u8)>,
+    pub(crate) control: spin::Once<(crate::arch::evtarea::GuestArea, u8)>,
     /// Its grants, as granter (lock order: `grants.rs`).
-    pub(super) grants: Mutex<crate::domain::grant::GrantTable>,
+    pub(crate) grants: Mutex<crate::grant::GrantTable>,
     /// Grants of others it maps, as grantee.
-    pub(super) maps: Mutex<crate::domain::grant::MapTrack>,
+    pub(crate) maps: Mutex<crate::grant::MapTrack>,
     /// Console input the control domain queued for it (a leaf lock).
-    pub(super) console_in: Mutex<crate::domain::console_input::InputQueue>,
+    pub(crate) console_in: Mutex<crate::console::input::InputQueue>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Run {
+pub(crate) enum Run {
     Down,
     Runnable,
     Running,
@@ -67,50 +67,50 @@ pub(super) enum Run {
     Dead,
 }
 
-pub(super) struct VState {
-    pub(super) run: Run,
-    pub(super) vcpu: Option<Box<dyn VcpuBackend>>,
+pub(crate) struct VState {
+    pub(crate) run: Run,
+    pub(crate) vcpu: Option<Box<dyn VcpuBackend>>,
     /// RAX must get the event mask when the vCPU next runs (it blocked).
-    pub(super) deliver_events: bool,
+    pub(crate) deliver_events: bool,
 }
 
 /// One vCPU of a domain: the scheduling unit.
 pub struct VcpuEntry {
-    pub(super) domain: Arc<Domain>,
-    pub(super) index: u32,
+    pub(crate) domain: Arc<Domain>,
+    pub(crate) index: u32,
     /// The scheduler's id of it.
-    pub(super) sid: crate::sched::VcpuId,
+    pub(crate) sid: crate::sched::VcpuId,
     /// Its deadline in the timer list, 0 if none (`timers.rs`).
-    pub(super) armed: AtomicU64,
-    pub(super) st: Mutex<VState>,
-    pub(super) pending: AtomicU64,
-    pub(super) timer: AtomicU64,
-    pub(super) cpu_time_ns: AtomicU64,
-    pub(super) last_cpu: AtomicU32,
+    pub(crate) armed: AtomicU64,
+    pub(crate) st: Mutex<VState>,
+    pub(crate) pending: AtomicU64,
+    pub(crate) timer: AtomicU64,
+    pub(crate) cpu_time_ns: AtomicU64,
+    pub(crate) last_cpu: AtomicU32,
     /// CPU running it now, or `u32::MAX`.
-    pub(super) running_on: AtomicU32,
+    pub(crate) running_on: AtomicU32,
     /// In guest mode (or about to enter it): a shoot-down must wait for it.
-    pub(super) in_guest: AtomicBool,
-    pub(super) seen_gen: AtomicU64,
+    pub(crate) in_guest: AtomicBool,
+    pub(crate) seen_gen: AtomicU64,
     /// When an idle CPU first saw this vCPU look stranded (0: not seen);
     /// see `rescue_lost_wakeups`.
-    pub(super) stuck_since: AtomicU64,
+    pub(crate) stuck_since: AtomicU64,
 }
 
-pub(super) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
-pub(super) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-pub(super) static ALIVE: AtomicUsize = AtomicUsize::new(0);
-pub(super) static CREATED: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
+pub(crate) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+pub(crate) static ALIVE: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static CREATED: AtomicUsize = AtomicUsize::new(0);
 /// Set once every boot domain was created: only then does "no domain is
 /// alive" mean "all have ended".
-pub(super) static STARTED: AtomicBool = AtomicBool::new(false);
-pub(super) static SHUTDOWN_WHEN_DONE: AtomicBool = AtomicBool::new(false);
-pub(super) static ENDED_CLEAN: AtomicUsize = AtomicUsize::new(0);
-pub(super) static ENDED_OTHER: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static STARTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static SHUTDOWN_WHEN_DONE: AtomicBool = AtomicBool::new(false);
+pub(crate) static ENDED_CLEAN: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static ENDED_OTHER: AtomicUsize = AtomicUsize::new(0);
 /// vCPUs running at this moment, and the most ever seen at once: proof
 /// that guests on different CPUs really run at the same time.
-pub(super) static RUNNING: AtomicUsize = AtomicUsize::new(0);
-pub(super) static MAX_RUNNING: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static RUNNING: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static MAX_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// Why a domain could not be created.
 #[derive(Debug)]
@@ -234,16 +234,16 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         end: Mutex::new(None),
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
-        events: super::events::new_table(id, spec.nr_vcpus),
+        events: crate::evtchn::live::new_table(id, spec.nr_vcpus),
         control: spin::Once::new(),
-        grants: Mutex::new(crate::domain::grant::GrantTable::new(
-            crate::domain::ids::DomainId(id),
-        )),
-        maps: Mutex::new(crate::domain::grant::MapTrack::new()),
-        console_in: Mutex::new(crate::domain::console_input::InputQueue::new()),
+        grants: Mutex::new(crate::grant::GrantTable::new(crate::domain::ids::DomainId(
+            id,
+        ))),
+        maps: Mutex::new(crate::grant::MapTrack::new()),
+        console_in: Mutex::new(crate::console::input::InputQueue::new()),
     });
     if spec.privileged {
-        super::consoles::note_control_domain();
+        crate::console::live::note_control_domain();
     }
     let mut vcpu0 = Some(vcpu0);
     let entries: Vec<Arc<VcpuEntry>> = sids
@@ -299,7 +299,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
 
 /// Completes the start info the builder wrote: the PV clock page and the
 /// memory quota, and the vCPU count.
-pub(super) fn finish_start_info(
+pub(crate) fn finish_start_info(
     mem: &mut DomainMemory,
     boot: &BootState,
     nr_vcpus: u32,
@@ -331,7 +331,7 @@ impl Domain {
     /// Records how the domain ended (the first reason wins) and logs it.
     /// Then tears down its grants and mappings, and closes its event
     /// channels, telling the peers.
-    pub(super) fn finish(&self, how: &'static str, code: i64, reason: Option<&str>) {
+    pub(crate) fn finish(&self, how: &'static str, code: i64, reason: Option<&str>) {
         {
             let mut end = self.end.lock();
             if end.is_some() {
@@ -346,15 +346,15 @@ impl Domain {
         }
         // Grants first: a peer told through a closed port must find the
         // mappings already gone.
-        super::grants::end_grants(self);
-        super::events::close_all(self);
-        super::events::raise_dom_exc(self.id);
+        crate::grant::live::end_grants(self);
+        crate::evtchn::live::close_all(self);
+        crate::evtchn::live::raise_dom_exc(self.id);
         // Its vCPUs that do not run now leave the scheduler at once.
         policy::reap(self);
     }
 
     /// Whether `[gpa, gpa + len)` overlaps the pinned control area.
-    pub(super) fn control_pinned(&self, gpa: u64, len: u64) -> bool {
+    pub(crate) fn control_pinned(&self, gpa: u64, len: u64) -> bool {
         self.control
             .get()
             .is_some_and(|(a, _)| a.overlaps(gpa, len))
@@ -362,7 +362,7 @@ impl Domain {
 
     /// Whether the domain has ended (its vCPUs stop at their next exit).
     /// Read on every exit, so a flag rather than the `end` lock.
-    pub(super) fn dying(&self) -> bool {
+    pub(crate) fn dying(&self) -> bool {
         self.ending.load(Ordering::Acquire)
     }
 }

@@ -4,15 +4,15 @@
 //! [`GRANT_READONLY`] (copy: [`GRANT_COPY_TO_GRANT`]) (`EINVAL`); addresses,
 //! lengths and offsets are checked against the domain's
 //! memory by the services, and references against the grant tables
-//! ([`crate::domain::grant`]).
+//! ([`crate::grant`]).
 
 use pvabi::{
     EINVAL, GRANT_COPY_TO_GRANT, GRANT_READONLY, HC_GRANT_ACCESS, HC_GRANT_COPY, HC_GRANT_MAP,
     HC_GRANT_QUERY, HC_GRANT_REVOKE, HC_GRANT_SET_MAX, HC_GRANT_UNMAP,
 };
 
-use crate::domain::grant::{Access, GrantRef, MapHandle};
 use crate::domain::ids::DomainId;
+use crate::grant::{Access, GrantRef, MapHandle};
 
 /// One grant op with decoded arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! against a real port table (a loopback channel of one domain).
 
 use super::*;
-use crate::domain::evtchn::{Closed, EventTable, Route};
 use crate::domain::ids::DomainId;
+use crate::evtchn::{Closed, EventTable, Route};
 use pvabi::{
     EVENT_CHANNEL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE,
     HC_EVTCHN_MASK, HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_UNMASK,
@@ -62,7 +62,6 @@ const NRS: [u64; 7] = [
     HC_EVTCHN_POLL,
 ];
 
-#[path = "exits_evtchn13_tests.rs"]
 mod v13;
 
 #[test]
@@ -203,7 +202,7 @@ fn grant_hypercalls_reach_the_services_decoded() {
             granter: crate::domain::ids::DomainId(1),
             gref: 7,
             at: 0x9000,
-            access: crate::domain::grant::Access::ReadOnly,
+            access: crate::grant::Access::ReadOnly,
         }]
     );
     // A bad flag never reaches the services.

@@ -4,8 +4,8 @@
 
 use super::super::*;
 use super::fake_op;
-use crate::domain::evtchn::EventTable;
 use crate::domain::ids::DomainId;
+use crate::evtchn::EventTable;
 use pvabi::{
     EVTCHN_STATE_IPI, EVTCHN_STATE_VIRQ, HC_EVTCHN_BIND_IPI, HC_EVTCHN_BIND_VCPU,
     HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_INIT_CONTROL, HC_EVTCHN_SEND, HC_EVTCHN_STATUS, VIRQ_TIMER,

@@ -37,6 +37,9 @@
 #![forbid(unsafe_code)]
 
 mod bits;
+#[cfg(target_os = "none")]
+pub mod live;
+pub mod ops;
 mod pending;
 mod shared;
 #[cfg(test)]
@@ -54,7 +57,7 @@ use pvabi::Error;
 pub use self::bits::{BitmapEvents, EventBits};
 pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
-pub use super::ids::DomainId;
+pub use crate::domain::ids::DomainId;
 
 /// Ports per bucket of the table.
 pub const BUCKET_PORTS: u32 = 512;

@@ -9,10 +9,10 @@
 //! scheduler; `Domain::finish` (destroy) is called with none held.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
 use crate::arch::modules::{self, ModuleRef};
-use crate::domain::exits::{CreateParams, DomctlReply, DomctlReq};
+use crate::hypercall::{CreateParams, DomctlReply, DomctlReq};
 use pvabi::{
     DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, EINVAL,
     ENOENT, ENOMEM, HostInfo, MODULE_DATA, MODULE_ELF, ModuleInfo,
@@ -32,7 +32,7 @@ fn domains() -> Vec<Arc<Domain>> {
 }
 
 /// Whether domain `id` exists (dying ones included).
-pub(super) fn exists(id: u32) -> bool {
+pub(crate) fn exists(id: u32) -> bool {
     VCPUS.lock().iter().any(|v| v.domain.id == id)
 }
 
@@ -41,7 +41,7 @@ fn find(id: u32) -> Result<Arc<Domain>, i64> {
 }
 
 /// A domain other than the caller that has not ended.
-pub(super) fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
+pub(crate) fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
     if id == me.id {
         return Err(EINVAL);
     }
@@ -144,7 +144,7 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
 
 impl Svc<'_> {
     /// One domctl request of this (privileged) vCPU's domain.
-    pub(super) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+    pub(crate) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
         let me = &*self.me.domain;
         let done = |r: Result<u64, i64>| r.map(DomctlReply::Value);
         match req {
@@ -197,9 +197,9 @@ impl Svc<'_> {
                 Ok(DomctlReply::Value(n as u64))
             }
             DomctlReq::HostInfo => Ok(DomctlReply::Host(HostInfo {
-                total_bytes: crate::arch::start::RAM_BYTES.load(Ordering::Relaxed),
-                free_bytes: crate::arch::start::free_frame_count() * 4096,
-                nr_cpus: crate::arch::start::ONLINE_CPUS.load(Ordering::Relaxed),
+                total_bytes: crate::start::RAM_BYTES.load(Ordering::Relaxed),
+                free_bytes: crate::start::free_frame_count() * 4096,
+                nr_cpus: crate::start::ONLINE_CPUS.load(Ordering::Relaxed),
                 nr_domains: domains().len() as u32,
                 nr_modules: modules::modules().len() as u32,
                 _pad: 0,
@@ -209,4 +209,4 @@ impl Svc<'_> {
     }
 }
 
-use domain::create as create_domain;
+use crate::domain::lifecycle::create as create_domain;

@@ -8,7 +8,7 @@ use pvabi::{
     HC_HOST_CONSOLE_WRITE, HC_MGMT_READ, HC_MGMT_WRITE, MGMT_IO_MAX,
 };
 
-use super::Services;
+use crate::hypercall::Services;
 
 /// One validated request for the live system.
 #[derive(Debug)]

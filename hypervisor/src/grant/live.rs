@@ -23,13 +23,11 @@
 //!   any unmap in flight; its own frames are unreachable when it returns.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
-use crate::domain::exits::GrantOp;
-use crate::domain::grant::{
-    Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max,
-};
 use crate::domain::ids::DomainId;
+use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max};
+use crate::hypercall::GrantOp;
 use pvabi::zerocopy::IntoBytes;
 use pvabi::{
     E2BIG, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, GRANT_COPY_MAX, GRANT_MAX_CEILING,
@@ -88,7 +86,7 @@ fn revoke_done(granter: &Domain, done: Option<RevokeDone>) {
         && port != 0
         && let Some(n) = granter.events.lock().raise(port)
     {
-        super::events::notify_any(n);
+        crate::evtchn::live::notify_any(n);
     }
 }
 
@@ -98,7 +96,7 @@ fn code(e: pvabi::Error) -> i64 {
 
 impl Svc<'_> {
     /// One grant op of this vCPU's domain.
-    pub(super) fn grant_op(&mut self, op: GrantOp) -> Result<u64, i64> {
+    pub(crate) fn grant_op(&mut self, op: GrantOp) -> Result<u64, i64> {
         let d = &self.me.domain;
         match op {
             GrantOp::Access {
@@ -139,7 +137,7 @@ impl Svc<'_> {
                     // Its granter died: only our scratch frame is there.
                     let m = d.maps.lock().remove_orphan(handle).map_err(code)?;
                     unmap_in(d, &[m], Some(self.me.index));
-                    crate::arch::start::free_frames(m.scratch, 1);
+                    crate::start::free_frames(m.scratch, 1);
                     return Ok(0);
                 }
                 let granter = m.granter;
@@ -311,7 +309,7 @@ impl Svc<'_> {
 /// marked dying, with no lock held): its own mappings go, then its grants
 /// are revoked and every grantee's mapping of its pages is removed, so no
 /// frame of it is reachable from another domain when its `Drop` frees them.
-pub(super) fn end_grants(d: &Domain) {
+pub(crate) fn end_grants(d: &Domain) {
     // As grantee.
     let mine = {
         let mut track = d.maps.lock();
@@ -321,7 +319,7 @@ pub(super) fn end_grants(d: &Domain) {
     };
     for m in mine {
         if m.scratch != 0 {
-            crate::arch::start::free_frames(m.scratch, 1);
+            crate::start::free_frames(m.scratch, 1);
         } else if let Some(g) = domain_any(m.granter) {
             let done = g.grants.lock().drop_map(m.gref);
             revoke_done(&g, done);
@@ -355,12 +353,8 @@ pub(super) fn end_grants(d: &Domain) {
 /// `grantee.maps`.
 fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u32> {
     let live = !grantee.dying();
-    let (kept, mut gone) = track.orphan_granter(granter, || {
-        let f = live.then(crate::arch::start::alloc_frame)??;
-        // SAFETY: a frame we were just given, identity-mapped, unshared.
-        unsafe { crate::arch::physmem::zero_frame(f) };
-        Some(f)
-    });
+    let (kept, mut gone) =
+        track.orphan_granter(granter, || live.then(crate::start::alloc_zeroed_frame)?);
     let mut drop_refs: Vec<u32> = gone.iter().map(|m| m.gref).collect();
     {
         let mut guard = grantee.inner.lock();
@@ -375,7 +369,7 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
             });
             if !swapped && let Ok(m) = track.remove_orphan(*handle) {
                 inner.foreign.remove(&m.at_gpa);
-                crate::arch::start::free_frames(m.scratch, 1);
+                crate::start::free_frames(m.scratch, 1);
                 gone.push(m);
             }
         }

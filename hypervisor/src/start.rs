@@ -10,14 +10,15 @@ use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
-use super::cpu::{CpuInfo, VirtFeatures};
-use super::physmem::{self, IdentityMem};
-use super::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, sched, serial, smp};
+use crate::arch::cpu::{CpuInfo, VirtFeatures};
+use crate::arch::physmem::{self, IdentityMem};
+use crate::arch::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, serial, smp};
 use crate::boot::cmdline::{Options, SelfTest};
 use crate::boot::info::MAX_MEMORY_REGIONS;
 use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::memmap;
+use crate::run as sched;
 use crate::util::Size;
 
 /// Less usable RAM than this and the hypervisor refuses to start: its own
@@ -51,6 +52,14 @@ static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
 /// and the boot identity map).
 pub fn alloc_frame() -> Option<u64> {
     FRAMES.lock().as_mut()?.alloc_below(FOUR_GIB)
+}
+
+/// One zeroed frame below 4 GiB.
+pub fn alloc_zeroed_frame() -> Option<u64> {
+    let f = alloc_frame()?;
+    // SAFETY: a frame we were just given, identity-mapped, unshared.
+    unsafe { physmem::zero_frame(f) };
+    Some(f)
 }
 
 /// `count` contiguous frames, page-aligned, below 4 GiB.
@@ -281,7 +290,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     unsafe { gdt::load(0, ist) };
 
     // --- Modules ----------------------------------------------------------
-    super::modules::check(boot);
+    crate::arch::modules::check(boot);
 
     // --- Hardware virtualization -------------------------------------------
     match sched::init_virt(&cpu.virt).and_then(|b| sched::init_virt_this_cpu().map(|()| b)) {
@@ -359,13 +368,13 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     drop(frames);
     let free_bytes = free * 4096;
     let hv_bytes = (image_end - image_start) + used * 4096 + bitmap_bytes;
-    let boot_tsc = super::cpu::rdtsc().wrapping_sub(
+    let boot_tsc = crate::arch::cpu::rdtsc().wrapping_sub(
         // SAFETY: written once by the entry code before Rust ran.
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
     );
     if opts.selftest != SelfTest::None {
         log::info!("running self-test {:?}", opts.selftest);
-        super::selftest::run(opts.selftest);
+        crate::arch::selftest::run(opts.selftest);
         fatal!("self-test {:?} did not fault", opts.selftest);
     }
     let (heap_used, heap_free) = heap::usage();
@@ -399,7 +408,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             log::info!("dom0: no management line (no COM2)");
         }
     }
-    super::modules::start_domains(boot, opts.dom0);
+    crate::arch::modules::start_domains(boot, opts.dom0);
     sched::all_created(opts.shutdown);
     sched::run_cpu()
 }

@@ -25,18 +25,18 @@
 //! now rather than at its next tick.
 
 #[allow(unused_imports)]
-use super::*;
+use crate::run::*;
 
 use crate::arch::evtarea::{AREA_PAGES, GuestArea};
-use crate::domain::evtchn::{
+use crate::evtchn::{
     Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
 };
-use crate::domain::exits::EvtchnOp;
+use crate::hypercall::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
 
 /// A live domain's port table: bits in the hypervisor, or in the guest's
 /// control area once registered.
-pub(super) type Table = EventTable<DomainBits<GuestArea>>;
+pub(crate) type Table = EventTable<DomainBits<GuestArea>>;
 
 /// After `v` got an event: a blocked vCPU is woken (the scheduler queues
 /// it and kicks the CPU it chose if that CPU is idle or runs something
@@ -71,7 +71,7 @@ fn kick(v: &VcpuEntry, events: u64) {
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
 /// Called with the vCPU list or `v`'s state lock possibly held (the table
 /// is a leaf).
-pub(super) fn raise_timer_virq(v: &VcpuEntry) {
+pub(crate) fn raise_timer_virq(v: &VcpuEntry) {
     if v.domain
         .events
         .lock()
@@ -84,7 +84,7 @@ pub(super) fn raise_timer_virq(v: &VcpuEntry) {
 
 /// Domain `ended` ended: raises `VIRQ_DOM_EXC` in every live privileged
 /// domain that bound it.
-pub(super) fn raise_dom_exc(ended: u32) {
+pub(crate) fn raise_dom_exc(ended: u32) {
     let mut doms: Vec<Arc<Domain>> = Vec::new();
     for v in VCPUS.lock().iter() {
         let d = &v.domain;
@@ -104,7 +104,7 @@ pub(super) fn raise_dom_exc(ended: u32) {
 /// of it that bound it (waking a blocked one). Called after the bytes are
 /// in the queue and with no lock held, so a guest that read the queue
 /// empty and then blocks is woken.
-pub(super) fn raise_console_virq(d: &Domain) {
+pub(crate) fn raise_console_virq(d: &Domain) {
     let ns = d.events.lock().raise_virq_all(VIRQ_CONSOLE);
     for n in ns {
         notify_any(n);
@@ -114,9 +114,9 @@ pub(super) fn raise_console_virq(d: &Domain) {
 /// Before entering `me`: injects the upcall vector if its control area
 /// asks for one (the backend checks RFLAGS.IF, the interrupt shadow and a
 /// pending injection, and otherwise asks for an interrupt-window exit).
-pub(super) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut dyn VcpuBackend) {
+pub(crate) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut dyn VcpuBackend) {
     if let Some((area, vector)) = me.domain.control.get() {
-        let ready = crate::domain::evtchn::upcall_ready(area, me.index);
+        let ready = crate::evtchn::upcall_ready(area, me.index);
         vcpu.set_upcall(ready.then_some(*vector));
     }
 }
@@ -157,7 +157,7 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
 }
 
 /// Makes the upcall for any domain's vCPU (found in the vCPU list).
-pub(super) fn notify_any(n: Notify) {
+pub(crate) fn notify_any(n: Notify) {
     let target = VCPUS
         .lock()
         .iter()
@@ -174,7 +174,7 @@ fn code(e: pvabi::Error) -> i64 {
 
 impl Svc<'_> {
     /// One event-channel op of this vCPU's domain.
-    pub(super) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, i64> {
+    pub(crate) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, i64> {
         let d = &self.me.domain;
         let me = DomainId(d.id);
         match op {
@@ -316,7 +316,7 @@ impl Svc<'_> {
 /// after the domain is marked dying, so no new binding to it can start
 /// (`domain_by_id` no longer finds it); one that raced ahead is already in
 /// the table and is closed here.
-pub(super) fn close_all(d: &Domain) {
+pub(crate) fn close_all(d: &Domain) {
     let peers = d.events.lock().close_all();
     for c in peers {
         if let Closed::Peer { domain, port, from } = c {
@@ -326,7 +326,7 @@ pub(super) fn close_all(d: &Domain) {
 }
 
 /// A new domain's empty port table.
-pub(super) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<Table> {
+pub(crate) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<Table> {
     Mutex::new(EventTable::with_bits(
         DomainId(id),
         nr_vcpus,

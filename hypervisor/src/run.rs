@@ -27,52 +27,50 @@
 //! domain's inner state; the vCPU list may be taken under `grants` and
 //! `maps` (TLB shoot-down), never the other way.
 
-use alloc::boxed::Box;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use alloc::boxed::Box;
+pub(crate) use alloc::sync::Arc;
+pub(crate) use alloc::vec::Vec;
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use arrayvec::ArrayString;
-use pvabi::zerocopy::IntoBytes;
-use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
-use spin::Mutex;
+pub(crate) use arrayvec::ArrayString;
+pub(crate) use pvabi::zerocopy::IntoBytes;
+pub(crate) use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
+pub(crate) use spin::Mutex;
 
-mod backend;
-mod consoles;
-mod domain;
-mod domctl;
-mod events;
-mod grants;
-mod policy;
-mod services;
-mod timers;
+// The runtime's parts, under the names they use for each other. Until each
+// file imports what it needs by itself, they all share this module's scope
+// (`use crate::run::*`), as they did when they were `arch/sched/`.
+pub(crate) use crate::console::live as consoles;
+pub(crate) use crate::evtchn::live as events;
+pub(crate) use crate::sched::live as policy;
+pub(crate) use crate::sched::timers;
 
+pub use crate::domain::lifecycle::{CreateError, DomainSpec, all_created, create};
+pub(crate) use crate::sched::clock::time_info;
+pub use crate::sched::clock::{init_time, now_ns};
+pub use crate::sched::live::init as init_scheduler;
 pub use crate::virt::select::{backend, init_virt, init_virt_this_cpu};
-use backend::time_info;
-pub use backend::{init_time, now_ns};
-pub use domain::{CreateError, DomainSpec, all_created, create};
-pub use policy::init as init_scheduler;
 
-use super::guestmem::{CHUNK, DomainMemory, FrameTables};
-use super::{lapic, percpu, pit};
-use crate::arch::cpu::rdtsc;
-use crate::arch::idt::VECTOR_SHOOTDOWN;
-use crate::domain::builder::{self, BootState};
-use crate::domain::exits::{self, Action, GuestRead, Host, Services};
-use crate::domain::{GuestMemory, OutOfBounds};
-use crate::mm::gpt::Perms;
-use crate::virt::Backend;
-use crate::virt::VcpuBackend;
-use crate::virt::select::{self, Gpt};
-use domain::*;
-use services::*;
+pub(crate) use crate::arch::cpu::rdtsc;
+pub(crate) use crate::arch::guestmem::{CHUNK, DomainMemory, FrameTables};
+pub(crate) use crate::arch::idt::VECTOR_SHOOTDOWN;
+pub(crate) use crate::arch::{lapic, percpu, pit};
+pub(crate) use crate::domain::builder::{self, BootState};
+pub(crate) use crate::domain::lifecycle::*;
+pub(crate) use crate::domain::{GuestMemory, OutOfBounds};
+pub(crate) use crate::hypercall::services::*;
+pub(crate) use crate::hypercall::{self, Action, GuestRead, Host, Services};
+pub(crate) use crate::mm::gpt::Perms;
+pub(crate) use crate::virt::Backend;
+pub(crate) use crate::virt::VcpuBackend;
+pub(crate) use crate::virt::select::{self, Gpt};
 
 /// Memory given to each boot-module domain.
 pub const DOMAIN_MEMORY: u64 = 8 << 20;
 /// vCPUs each boot-module domain may bring up.
 pub const DOMAIN_VCPUS: u32 = 4;
 
-struct MachineHost;
+pub(crate) struct MachineHost;
 
 impl Host for MachineHost {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -84,7 +82,7 @@ impl Host for MachineHost {
     }
 }
 
-fn console(d: &Domain, bytes: &[u8]) {
+pub(crate) fn console(d: &Domain, bytes: &[u8]) {
     if consoles::capture(d, bytes) {
         return;
     }
@@ -110,29 +108,29 @@ fn console(d: &Domain, bytes: &[u8]) {
     }
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Again,
     Blocked(u64),
     Ended,
 }
 
 /// The longest a CPU's timer is armed for (its tick, `lapic::start_timer`).
-const TICK_NS: u64 = 10_000_000;
+pub(crate) const TICK_NS: u64 = 10_000_000;
 /// The shortest: an interrupt sooner than this would cost more than it saves.
-const MIN_ARM_NS: u64 = 20_000;
+pub(crate) const MIN_ARM_NS: u64 = 20_000;
 
 /// Arms this CPU's timer for the earliest of `until` (a slice's end or
 /// an idle CPU's wake-up), the next guest timer and one tick.
-fn arm_timer(now: u64, until: u64) {
+pub(crate) fn arm_timer(now: u64, until: u64) {
     let at = until.min(timers::next_due());
     lapic::arm_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
-fn ns_to_tsc(ns: u64) -> u64 {
+pub(crate) fn ns_to_tsc(ns: u64) -> u64 {
     (u128::from(ns) * u128::from(pit::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
 }
 
-fn tsc_to_ns(ticks: u64) -> u64 {
+pub(crate) fn tsc_to_ns(ticks: u64) -> u64 {
     let hz = u128::from(pit::tsc_hz().max(1));
     (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
 }
@@ -140,7 +138,7 @@ fn tsc_to_ns(ticks: u64) -> u64 {
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
-fn run_slice(
+pub(crate) fn run_slice(
     me: &Arc<VcpuEntry>,
     vcpu: &mut dyn VcpuBackend,
     deliver_events: bool,
@@ -188,7 +186,7 @@ fn run_slice(
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc { me, blocked: None };
         let mut out: Vec<u8> = Vec::new();
-        let action = exits::handle(
+        let action = hypercall::handle(
             exit,
             vcpu,
             &mut svc,
@@ -241,7 +239,7 @@ fn run_slice(
 
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
 /// then tells the scheduler how it stopped.
-fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
+pub(crate) fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
     let taken = {
         let mut st = entry.st.lock();
         match (st.run, st.vcpu.take()) {
@@ -355,7 +353,7 @@ pub fn run_cpu() -> ! {
 /// wake-up, a bug: it is woken, and said so. A 10 s stall of the
 /// event-channel ping-pong was seen twice in a few hundred boot-test runs
 /// under heavy host load and not yet explained (see the issue notes).
-fn rescue_lost_wakeups() {
+pub(crate) fn rescue_lost_wakeups() {
     let now = now_ns();
     // Lock order: the vCPU list, a vCPU's state, the scheduler. No
     // allocation here (this runs on every idle pass).
@@ -404,11 +402,11 @@ fn rescue_lost_wakeups() {
 }
 
 /// How long a vCPU must look stranded before an idle CPU wakes it.
-const STUCK_NS: u64 = 1_000_000;
+pub(crate) const STUCK_NS: u64 = 1_000_000;
 
-static REPORTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static REPORTED: AtomicBool = AtomicBool::new(false);
 
-fn all_ended() {
+pub(crate) fn all_ended() {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -418,7 +416,7 @@ fn all_ended() {
         ENDED_CLEAN.load(Ordering::Relaxed),
         ENDED_OTHER.load(Ordering::Relaxed),
         MAX_RUNNING.load(Ordering::Relaxed),
-        crate::arch::start::free_frame_count() * 4096
+        crate::start::free_frame_count() * 4096
     );
     if SHUTDOWN_WHEN_DONE.load(Ordering::Acquire) {
         log::info!("shutdown requested on the command line");

@@ -1,0 +1,8 @@
+//! The console op group: guests' output rings, the input queues the control
+//! domain fills, and (bare metal) their live effect.
+#![forbid(unsafe_code)]
+
+pub mod input;
+#[cfg(target_os = "none")]
+pub mod live;
+pub mod ring;
