@@ -18,7 +18,8 @@ pub mod grant;
 pub mod hypercall;
 pub mod mm;
 pub mod sched;
-pub mod util;
+#[cfg(test)]
+mod testing;
 pub mod virt;
 
 #[cfg(target_os = "none")]

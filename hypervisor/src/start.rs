@@ -18,8 +18,8 @@ use crate::boot::info::MAX_MEMORY_REGIONS;
 use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::memmap;
+use crate::mm::size::Size;
 use crate::run as sched;
-use crate::util::Size;
 
 /// Less usable RAM than this and the hypervisor refuses to start: its own
 /// structures plus a useful control domain do not fit.

@@ -8,7 +8,6 @@ use arrayvec::ArrayString;
 use super::physmem;
 use crate::boot::BootInfo;
 use crate::run as sched;
-use crate::util::crc32;
 
 macro_rules! fatal {
     ($($arg:tt)*) => { super::exit::fatal(format_args!($($arg)*)) };
@@ -49,7 +48,7 @@ pub fn check(boot: &BootInfo) {
             m.args(),
             m.start,
             m.end,
-            crc32(bytes)
+            crc32fast::hash(bytes)
         );
     }
 }

@@ -581,7 +581,7 @@ fn arbitrary_registers_never_panic() {
     }
 }
 
-use crate::util::TestRng as Rng;
+use crate::testing::TestRng as Rng;
 
 /// Edge-seeking values for the property tests.
 trait Edgy {

@@ -644,7 +644,7 @@ mod tests {
         );
     }
 
-    use crate::util::TestRng as Rng;
+    use crate::testing::TestRng as Rng;
 
     /// Random maps, reservations and operations checked against a set model.
     #[test]

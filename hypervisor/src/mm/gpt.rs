@@ -1175,7 +1175,7 @@ mod tests {
         destroy_frees_everything::<Npt>();
     }
 
-    use crate::util::TestRng as Rng;
+    use crate::testing::TestRng as Rng;
 
     /// Random maps and unmaps against a page-level model.
     fn randomized<F: EntryFormat>(seed: u64) {

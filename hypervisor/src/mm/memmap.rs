@@ -325,7 +325,7 @@ mod tests {
         );
     }
 
-    use crate::util::TestRng as Rng;
+    use crate::testing::TestRng as Rng;
 
     const KINDS: [RegionKind; 5] = [Usable, AcpiReclaimable, AcpiNvs, BadMemory, Reserved];
     /// The reference model works in 512-byte units, eight per page, so

@@ -1,3 +1,4 @@
 pub mod frame;
 pub mod gpt;
 pub mod memmap;
+pub mod size;
