@@ -416,7 +416,7 @@ pub(crate) fn all_ended() {
         ENDED_CLEAN.load(Ordering::Relaxed),
         ENDED_OTHER.load(Ordering::Relaxed),
         MAX_RUNNING.load(Ordering::Relaxed),
-        crate::start::free_frame_count() * 4096
+        crate::arch::frames::free_frame_count() * 4096
     );
     if SHUTDOWN_WHEN_DONE.load(Ordering::Acquire) {
         log::info!("shutdown requested on the command line");

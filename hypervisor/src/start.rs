@@ -5,7 +5,6 @@
 use core::sync::atomic::Ordering;
 
 use arrayvec::ArrayVec;
-use spin::Mutex;
 use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -29,7 +28,7 @@ const TIMER_HZ: u32 = 100;
 /// Timer interrupts every CPU must have taken before "ready" (one proves
 /// its APIC timer and interrupt path work).
 const READY_TICKS: u64 = 1;
-const FOUR_GIB: u64 = 4 << 30;
+use crate::arch::frames::{self, FOUR_GIB};
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -45,68 +44,10 @@ fn sym(s: *const u8) -> u64 {
     s as u64
 }
 
-/// The physical frame allocator, once memory is set up.
-static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
-
-/// One frame for hypervisor use (below 4 GiB, reachable from 32-bit code
-/// and the boot identity map).
-pub fn alloc_frame() -> Option<u64> {
-    FRAMES.lock().as_mut()?.alloc_below(FOUR_GIB)
-}
-
-/// One zeroed frame below 4 GiB.
-pub fn alloc_zeroed_frame() -> Option<u64> {
-    let f = alloc_frame()?;
-    // SAFETY: a frame we were just given, identity-mapped, unshared.
-    unsafe { physmem::zero_frame(f) };
-    Some(f)
-}
-
-/// `count` contiguous frames, page-aligned, below 4 GiB.
-pub fn alloc_frames(count: u64) -> Option<u64> {
-    FRAMES
-        .lock()
-        .as_mut()?
-        .alloc_contiguous(usize::try_from(count).ok()?, 4096, FOUR_GIB)
-}
-
-/// One frame anywhere in the identity map (guest memory).
-pub fn alloc_frame_anywhere() -> Option<u64> {
-    FRAMES.lock().as_mut()?.alloc_below(physmem::mapped_limit())
-}
-
-/// `count` contiguous frames aligned to `align` bytes, anywhere in RAM the
-/// identity map covers (guest memory).
-pub fn alloc_aligned(count: u64, align: u64) -> Option<u64> {
-    FRAMES.lock().as_mut()?.alloc_contiguous(
-        usize::try_from(count).ok()?,
-        align,
-        physmem::mapped_limit(),
-    )
-}
-
-/// Returns `count` frames starting at `base` to the allocator. A frame the
-/// allocator rejects (never handed out, or already free) is a hypervisor
-/// bug: it is logged, not silently ignored.
-pub fn free_frames(base: u64, count: u64) {
-    let mut guard = FRAMES.lock();
-    let Some(frames) = guard.as_mut() else { return };
-    for i in 0..count {
-        if let Err(e) = frames.free(base + i * 4096) {
-            log::error!("freeing frame {:#x}: {e}", base + i * 4096);
-        }
-    }
-}
-
 /// Usable RAM in bytes (set once at boot).
 pub static RAM_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 /// CPUs that came online (set once at boot).
 pub static ONLINE_CPUS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-
-/// Frames free now.
-pub fn free_frame_count() -> u64 {
-    FRAMES.lock().as_ref().map_or(0, |f| f.free_frames())
-}
 
 macro_rules! fatal {
     ($($arg:tt)*) => { exit::fatal(format_args!($($arg)*)) };
@@ -240,15 +181,12 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // allocator is its only user from now on.
     let storage = unsafe { core::slice::from_raw_parts_mut(bitmap as *mut u64, words) };
     match FrameAllocator::new(&map, &reserved, storage) {
-        Ok(a) => *FRAMES.lock() = Some(a),
+        Ok(a) => frames::install(a),
         Err(e) => fatal!("frame allocator: {e:?}"),
     }
     // The AP trampoline needs a page below 1 MiB; take it before anything
     // else can.
-    let trampoline = FRAMES
-        .lock()
-        .as_mut()
-        .and_then(|f| f.alloc_below(0x10_0000));
+    let trampoline = frames::alloc_below_1mib();
 
     // --- The hypervisor's own page tables --------------------------------
     let top = map
@@ -278,7 +216,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
 
     // --- Heap and exception stacks ---------------------------------------
     let heap_bytes = memmap::heap_bytes(usable);
-    let Some(heap_base) = alloc_frames(heap_bytes / 4096) else {
+    let Some(heap_base) = frames::alloc_frames(heap_bytes / 4096) else {
         fatal!("no memory for the {} heap", Size(heap_bytes));
     };
     // SAFETY: freshly allocated, identity-mapped RW frames owned by the heap.
@@ -360,12 +298,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // Every online CPU must take timer interrupts before we call it ready.
     wait_for_ticks(online);
 
-    let frames = FRAMES.lock();
-    let (free, used) = frames
-        .as_ref()
-        .map(|f| (f.free_frames(), f.used_frames()))
-        .unwrap_or((0, 0));
-    drop(frames);
+    let (free, used) = frames::counts();
     let free_bytes = free * 4096;
     let hv_bytes = (image_end - image_start) + used * 4096 + bitmap_bytes;
     let boot_tsc = crate::arch::cpu::rdtsc().wrapping_sub(
@@ -415,7 +348,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
 
 fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
     use paging::{NX, PCD, PWT, W};
-    let mut alloc = || alloc_frame();
+    let mut alloc = || frames::alloc_frame();
     let mut space = paging::AddressSpace::new(&mut alloc)?;
     // Everything (RAM, ACPI, MMIO below 4 GiB) read/write, never executable.
     space.map(0, 0, top, W | NX, &mut alloc)?;
@@ -479,6 +412,10 @@ fn start_aps(topo: &acpi::Topology, bsp_apic: u32, trampoline: Option<u64>, x2ap
         log::warn!("no free page below 1 MiB for the AP trampoline; running on the boot CPU only");
         return 0;
     };
+    smp::register_ap_entry(smp::ApEntry {
+        init_virt: sched::init_virt_this_cpu,
+        run: sched::run_cpu,
+    });
     if let Err(e) = smp::install_trampoline(page) {
         log::warn!("AP trampoline: {e:?}; running on the boot CPU only");
         return 0;

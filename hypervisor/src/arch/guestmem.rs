@@ -5,10 +5,10 @@
 use alloc::vec::Vec;
 
 use super::physmem;
+use crate::arch::frames;
 use crate::domain::{GuestMemory, OutOfBounds, check_range};
 use crate::hypercall::GuestRead;
 use crate::mm::gpt::TableMemory;
-use crate::start;
 
 /// Size of one chunk.
 pub const CHUNK: u64 = 2 << 20;
@@ -46,7 +46,7 @@ impl DomainMemory {
         mem.frames.try_reserve_exact(pages).ok()?;
         mem.chunks.try_reserve_exact(chunks).ok()?;
         for _ in 0..size / CHUNK {
-            let c = start::alloc_aligned(CHUNK / PAGE, CHUNK)?;
+            let c = frames::alloc_aligned(CHUNK / PAGE, CHUNK)?;
             // SAFETY: freshly allocated, identity-mapped frames we own; zeroed
             // so nothing of a previous owner leaks into this domain.
             unsafe { core::ptr::write_bytes(c as *mut u8, 0, CHUNK as usize) };
@@ -136,7 +136,7 @@ impl DomainMemory {
         got.try_reserve_exact(usize::try_from(pages).map_err(|_| pvabi::ENOMEM)?)
             .map_err(|_| pvabi::ENOMEM)?;
         for _ in 0..pages {
-            match start::alloc_frame_anywhere() {
+            match frames::alloc_frame_anywhere() {
                 Some(f) => {
                     // SAFETY: a fresh identity-mapped frame we own.
                     unsafe { physmem::zero_frame(f) };
@@ -144,7 +144,7 @@ impl DomainMemory {
                 }
                 None => {
                     for &f in &got {
-                        start::free_frames(f, 1);
+                        frames::free_frames(f, 1);
                     }
                     return Err(pvabi::ENOMEM);
                 }
@@ -204,7 +204,7 @@ impl DomainMemory {
     pub fn free_all(&mut self) {
         for f in self.frames.drain(..) {
             if f != 0 {
-                start::free_frames(f, 1);
+                frames::free_frames(f, 1);
             }
         }
         self.chunks.clear();
@@ -260,7 +260,7 @@ pub struct FrameTables {
 
 impl TableMemory for FrameTables {
     fn alloc_table(&mut self) -> Option<u64> {
-        let f = start::alloc_frame()?;
+        let f = frames::alloc_frame()?;
         // SAFETY: a fresh identity-mapped frame we own.
         unsafe { physmem::zero_frame(f) };
         self.frames += 1;
@@ -279,7 +279,7 @@ impl TableMemory for FrameTables {
     }
 
     fn free_table(&mut self, table: u64) {
-        start::free_frames(table, 1);
+        frames::free_frames(table, 1);
         self.frames = self.frames.saturating_sub(1);
     }
 }

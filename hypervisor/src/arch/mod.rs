@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod entry;
 pub mod evtarea;
 pub mod exit;
+pub mod frames;
 pub mod gdt;
 pub mod guestmem;
 pub mod heap;

@@ -228,7 +228,7 @@ pub fn verify_wx() -> WxReport {
 pub fn guard_page(addr: u64) -> Result<(), MapError> {
     let mut guard = KERNEL_SPACE.lock();
     let space = guard.as_mut().ok_or(MapError::BadAddress(addr))?;
-    space.unmap_page(addr, &mut || crate::start::alloc_frame())?;
+    space.unmap_page(addr, &mut || crate::arch::frames::alloc_frame())?;
     x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(addr));
     Ok(())
 }
@@ -260,7 +260,7 @@ pub fn is_guard(addr: u64) -> bool {
 /// Allocates a stack of `pages` pages with an unmapped guard page below it
 /// and returns the top.
 pub fn alloc_stack(pages: u64) -> Option<u64> {
-    let base = crate::start::alloc_frames(pages + 1)?;
+    let base = crate::arch::frames::alloc_frames(pages + 1)?;
     guard_page(base).ok()?;
     register_guard(base);
     Some(base + (pages + 1) * PAGE)

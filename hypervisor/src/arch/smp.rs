@@ -169,6 +169,27 @@ pub fn init_this_cpu(cpu: usize, x2apic: bool, timer_hz: u32) {
 }
 
 static AP_X2APIC: AtomicU64 = AtomicU64::new(0);
+
+/// What an application processor runs once its hardware is up: set by the
+/// runtime at boot ([`register_ap_entry`]), so this layer never names the
+/// layers above it (Asterinas' `register_ap_entry`).
+static AP_ENTRY: spin::Once<ApEntry> = spin::Once::new();
+
+/// An AP's entry into the runtime: turns virtualization on for this CPU
+/// (`Err` says why guests cannot run here; the CPU then only idles), then
+/// never returns.
+#[derive(Clone, Copy)]
+pub struct ApEntry {
+    /// Per-CPU virtualization set-up.
+    pub init_virt: fn() -> Result<(), &'static str>,
+    /// The CPU's scheduling loop.
+    pub run: fn() -> !,
+}
+
+/// Registers what APs run; before the first [`start_ap`].
+pub fn register_ap_entry(entry: ApEntry) {
+    AP_ENTRY.call_once(|| entry);
+}
 static TIMER_HZ: AtomicU64 = AtomicU64::new(100);
 
 extern "C" fn ap_main(cpu: u64) -> ! {
@@ -178,14 +199,19 @@ extern "C" fn ap_main(cpu: u64) -> ! {
         AP_X2APIC.load(Ordering::Relaxed) != 0,
         TIMER_HZ.load(Ordering::Relaxed) as u32,
     );
-    if let Err(why) = crate::run::init_virt_this_cpu() {
+    let Some(entry) = AP_ENTRY.get().copied() else {
+        log::error!("cpu{cpu}: no AP entry registered; it will not run guests");
+        percpu::this_cpu().online.store(true, Ordering::Release);
+        idle()
+    };
+    if let Err(why) = (entry.init_virt)() {
         log::error!("cpu{cpu}: {why}; it will not run guests");
         percpu::this_cpu().online.store(true, Ordering::Release);
         idle()
     }
     log::debug!("cpu{cpu} online (APIC ID {})", lapic::id());
     percpu::this_cpu().online.store(true, Ordering::Release);
-    crate::run::run_cpu()
+    (entry.run)()
 }
 
 /// Waits for interrupts forever.
@@ -218,7 +244,9 @@ pub fn install_trampoline(page: u64) -> Result<(), paging::MapError> {
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page as *mut u8, len) };
     let mut guard = paging::KERNEL_SPACE.lock();
     let space = guard.as_mut().ok_or(paging::MapError::BadAddress(page))?;
-    space.map(page, page, 4096, 0, &mut || crate::start::alloc_frame())?;
+    space.map(page, page, 4096, 0, &mut || {
+        crate::arch::frames::alloc_frame()
+    })?;
     x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
     Ok(())
 }

@@ -198,7 +198,7 @@ impl Svc<'_> {
             }
             DomctlReq::HostInfo => Ok(DomctlReply::Host(HostInfo {
                 total_bytes: crate::start::RAM_BYTES.load(Ordering::Relaxed),
-                free_bytes: crate::start::free_frame_count() * 4096,
+                free_bytes: crate::arch::frames::free_frame_count() * 4096,
                 nr_cpus: crate::start::ONLINE_CPUS.load(Ordering::Relaxed),
                 nr_domains: domains().len() as u32,
                 nr_modules: modules::modules().len() as u32,

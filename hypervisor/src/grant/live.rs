@@ -137,7 +137,7 @@ impl Svc<'_> {
                     // Its granter died: only our scratch frame is there.
                     let m = d.maps.lock().remove_orphan(handle).map_err(code)?;
                     unmap_in(d, &[m], Some(self.me.index));
-                    crate::start::free_frames(m.scratch, 1);
+                    crate::arch::frames::free_frames(m.scratch, 1);
                     return Ok(0);
                 }
                 let granter = m.granter;
@@ -319,7 +319,7 @@ pub(crate) fn end_grants(d: &Domain) {
     };
     for m in mine {
         if m.scratch != 0 {
-            crate::start::free_frames(m.scratch, 1);
+            crate::arch::frames::free_frames(m.scratch, 1);
         } else if let Some(g) = domain_any(m.granter) {
             let done = g.grants.lock().drop_map(m.gref);
             revoke_done(&g, done);
@@ -353,8 +353,9 @@ pub(crate) fn end_grants(d: &Domain) {
 /// `grantee.maps`.
 fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u32> {
     let live = !grantee.dying();
-    let (kept, mut gone) =
-        track.orphan_granter(granter, || live.then(crate::start::alloc_zeroed_frame)?);
+    let (kept, mut gone) = track.orphan_granter(granter, || {
+        live.then(crate::arch::frames::alloc_zeroed_frame)?
+    });
     let mut drop_refs: Vec<u32> = gone.iter().map(|m| m.gref).collect();
     {
         let mut guard = grantee.inner.lock();
@@ -369,7 +370,7 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
             });
             if !swapped && let Ok(m) = track.remove_orphan(*handle) {
                 inner.foreign.remove(&m.at_gpa);
-                crate::start::free_frames(m.scratch, 1);
+                crate::arch::frames::free_frames(m.scratch, 1);
                 gone.push(m);
             }
         }

@@ -165,7 +165,7 @@ impl Services for Svc<'_> {
         drop(grants);
         if shoot_down(&self.me.domain, self.me) {
             for f in frames {
-                crate::start::free_frames(f, 1);
+                crate::arch::frames::free_frames(f, 1);
             }
         }
         Ok(pages)
@@ -192,7 +192,7 @@ impl Services for Svc<'_> {
                     let _ = g.unmap(gpa, i as u64 * 4096, &mut inner.tables);
                     if let Ok(back) = inner.mem.release(gpa, pages) {
                         for f in back {
-                            crate::start::free_frames(f, 1);
+                            crate::arch::frames::free_frames(f, 1);
                         }
                     }
                     return Err(pvabi::ENOMEM);

@@ -10,9 +10,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{self, rdmsr, wrmsr};
+use crate::arch::frames;
 use crate::arch::physmem;
 use crate::domain::builder::BootState;
-use crate::start;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
@@ -100,7 +100,7 @@ static HOST_VMCB: [AtomicU64; crate::arch::percpu::MAX_CPUS] =
     [const { AtomicU64::new(0) }; crate::arch::percpu::MAX_CPUS];
 
 fn alloc_zeroed(pages: u64) -> Option<u64> {
-    let base = start::alloc_frames(pages)?;
+    let base = frames::alloc_frames(pages)?;
     for i in 0..pages {
         // SAFETY: freshly allocated, identity-mapped frames we own.
         unsafe { physmem::zero_frame(base + i * 4096) };
@@ -114,8 +114,8 @@ pub fn init_global(nrips: bool, flush_by_asid: bool, asids: u32) -> Option<()> {
     TLB_FLUSH.store(if flush_by_asid { 3 } else { 1 }, Ordering::Relaxed);
     ASIDS.store(u64::from(asids.max(2)), Ordering::Relaxed);
     // IOPM: 12 KiB; MSRPM: 8 KiB (APM 15.10, 15.11). All ones = intercept.
-    let iopm = start::alloc_frames(3)?;
-    let msrpm = start::alloc_frames(2)?;
+    let iopm = frames::alloc_frames(3)?;
+    let msrpm = frames::alloc_frames(2)?;
     // SAFETY: freshly allocated identity-mapped frames we own.
     unsafe {
         core::ptr::write_bytes(iopm as *mut u8, 0xff, 3 * 4096);
@@ -257,7 +257,7 @@ impl SvmVcpu {
     /// Returns the VMCB page; the vCPU must never run again.
     pub fn release(&mut self) {
         if self.vmcb != 0 {
-            start::free_frames(self.vmcb, 1);
+            frames::free_frames(self.vmcb, 1);
             self.vmcb = 0;
         }
     }

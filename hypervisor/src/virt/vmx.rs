@@ -13,9 +13,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{rdmsr, wrmsr};
+use crate::arch::frames;
 use crate::arch::physmem;
 use crate::domain::builder::BootState;
-use crate::start;
 
 use super::vmx_fields::*;
 
@@ -102,7 +102,7 @@ pub fn init_global(vpid: bool) {
 }
 
 fn page_with_revision() -> Option<u64> {
-    let page = start::alloc_frames(1)?;
+    let page = frames::alloc_frames(1)?;
     // SAFETY: a fresh identity-mapped frame we own.
     unsafe {
         physmem::zero_frame(page);
@@ -325,7 +325,7 @@ impl VmxVcpu {
     /// again.
     pub fn release(&mut self) {
         if self.vmcs != 0 {
-            start::free_frames(self.vmcs, 1);
+            frames::free_frames(self.vmcs, 1);
             self.vmcs = 0;
         }
     }
