@@ -295,19 +295,19 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     lapic::init_this_cpu(x2apic);
     let bsp_apic = lapic::id();
     percpu::init_this_cpu(0, bsp_apic);
-    lapic::calibration_start();
-    let tsc_hz = pit::calibrate_tsc(10);
-    let per_10ms = lapic::calibration_finish(10);
+    let clocks = pit::calibrate(cpu.vendor == super::cpu::Vendor::Intel);
     // SAFETY: written once by the entry code before Rust ran.
     sched::init_time(
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
-        tsc_hz,
+        clocks.tsc_hz,
     );
     log::info!(
-        "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} MHz, timer {} counts/10ms",
+        "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} kHz ({}), timer {} counts/10ms ({})",
         if x2apic { "x2APIC" } else { "xAPIC" },
-        tsc_hz / 1_000_000,
-        per_10ms
+        clocks.tsc_hz / 1000,
+        clocks.tsc_source,
+        clocks.lapic_per_10ms,
+        clocks.lapic_source
     );
     lapic::start_timer(TIMER_HZ);
     x86_64::instructions::interrupts::enable();
@@ -497,14 +497,17 @@ fn start_aps(topo: &acpi::Topology, bsp_apic: u32, trampoline: Option<u64>, x2ap
 }
 
 fn wait_for_ticks(online: usize) {
-    for _ in 0..2000 {
+    // Poll without a delay between looks: each CPU's first interrupt comes
+    // microseconds after its timer starts (`lapic::start_timer`).
+    let deadline = super::cpu::rdtsc().saturating_add(pit::tsc_hz().saturating_mul(2));
+    while super::cpu::rdtsc() < deadline {
         let all = (0..online).all(|i| {
             percpu::cpu(i).is_some_and(|c| c.ticks.load(Ordering::Relaxed) >= READY_TICKS)
         });
         if all {
             return;
         }
-        pit::delay_us(1000);
+        core::hint::spin_loop();
     }
     for i in 0..online {
         if let Some(c) = percpu::cpu(i) {

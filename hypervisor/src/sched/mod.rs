@@ -91,6 +91,7 @@ mod check;
 mod credit;
 mod run;
 mod runq;
+pub mod tscfreq;
 
 #[cfg(test)]
 mod tests_prop;
