@@ -242,19 +242,19 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     lapic::init_this_cpu(x2apic);
     let bsp_apic = lapic::id();
     percpu::init_this_cpu(0, bsp_apic);
-    lapic::calibration_start();
-    let tsc_hz = pit::calibrate_tsc(10);
-    let per_10ms = lapic::calibration_finish(10);
+    let clocks = pit::calibrate(cpu.vendor == super::cpu::Vendor::Intel);
     // SAFETY: written once by the entry code before Rust ran.
     sched::init_time(
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
-        tsc_hz,
+        clocks.tsc_hz,
     );
     log::info!(
-        "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} MHz, timer {} counts/10ms",
+        "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} kHz ({}), timer {} counts/10ms ({})",
         if x2apic { "x2APIC" } else { "xAPIC" },
-        tsc_hz / 1_000_000,
-        per_10ms
+        clocks.tsc_hz / 1000,
+        clocks.tsc_source,
+        clocks.lapic_per_10ms,
+        clocks.lapic_source
     );
     lapic::start_timer(TIMER_HZ);
     x86_64::instructions::interrupts::enable();
@@ -290,7 +290,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
                 topo.local_apic_address
             );
         }
-        online += start_aps(topo, bsp_apic, trampoline, x2apic);
+        online += start_aps(topo, bsp_apic, trampoline, x2apic, cpu.fast_ap_start());
     }
 
     ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
@@ -407,7 +407,13 @@ fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
     Ok(())
 }
 
-fn start_aps(topo: &acpi::Topology, bsp_apic: u32, trampoline: Option<u64>, x2apic: bool) -> usize {
+fn start_aps(
+    topo: &acpi::Topology,
+    bsp_apic: u32,
+    trampoline: Option<u64>,
+    x2apic: bool,
+    fast: bool,
+) -> usize {
     let Some(page) = trampoline else {
         log::warn!("no free page below 1 MiB for the AP trampoline; running on the boot CPU only");
         return 0;
@@ -421,8 +427,7 @@ fn start_aps(topo: &acpi::Topology, bsp_apic: u32, trampoline: Option<u64>, x2ap
         return 0;
     }
     let cr3 = Cr3::read().0.start_address().as_u64();
-    let mut started = 0;
-    let mut index = 1;
+    let mut ids = alloc::vec::Vec::with_capacity(topo.apic_ids.len());
     for &apic_id in topo.apic_ids.iter().filter(|&&id| id != bsp_apic) {
         if !x2apic && apic_id > 254 {
             log::warn!(
@@ -430,27 +435,35 @@ fn start_aps(topo: &acpi::Topology, bsp_apic: u32, trampoline: Option<u64>, x2ap
             );
             continue;
         }
-        match smp::start_ap(index, apic_id, page, cr3, x2apic, TIMER_HZ) {
-            Ok(()) => {
-                started += 1;
-                index += 1;
-            }
-            Err(e) => log::error!("CPU with APIC ID {apic_id} did not start: {e:?}"),
-        }
+        ids.push(apic_id);
     }
+    let started = match smp::start_aps(&ids, page, cr3, x2apic, TIMER_HZ, fast) {
+        Ok(n) => n,
+        Err(smp::StartError::Timeout(n)) => {
+            log::error!(
+                "only {n} of {} other CPUs started within 2 s; the rest stay parked",
+                ids.len()
+            );
+            n
+        }
+        Err(smp::StartError::OutOfMemory) => {
+            log::error!("no memory for the other CPUs' stacks; running on the boot CPU only");
+            0
+        }
+    };
     log::info!("smp: {} CPUs online", started + 1);
     started
 }
 
 fn wait_for_ticks(online: usize) {
-    for _ in 0..2000 {
-        let all = (0..online).all(|i| {
-            percpu::cpu(i).is_some_and(|c| c.ticks.load(Ordering::Relaxed) >= READY_TICKS)
-        });
-        if all {
-            return;
-        }
-        pit::delay_us(1000);
+    // Each CPU's first interrupt comes microseconds after its timer starts
+    // (`lapic::start_timer`).
+    let all = || {
+        (0..online)
+            .all(|i| percpu::cpu(i).is_some_and(|c| c.ticks.load(Ordering::Relaxed) >= READY_TICKS))
+    };
+    if smp::wait_until(all, 2_000_000) {
+        return;
     }
     for i in 0..online {
         if let Some(c) = percpu::cpu(i) {

@@ -117,8 +117,9 @@ pub const HC_DOMCTL_MODULE_READ: u64 = 40;
 ///   caller's memory).
 pub const HC_DOMCTL_HOST_INFO: u64 = 41;
 
-/// Most vCPUs a created domain may have.
-pub const DOMCTL_MAX_VCPUS: u32 = 4;
+/// Most vCPUs a created domain may have (64 since 1.4). Only vCPUs
+/// `0..`[`crate::EVTCHN_CONTROL_VCPUS`] can be notified by ports.
+pub const DOMCTL_MAX_VCPUS: u32 = 64;
 /// Created domains' memory is a multiple of this (2 MiB).
 pub const DOMCTL_MEMORY_ALIGN: u64 = 2 << 20;
 /// Least memory of a created domain (4 MiB).

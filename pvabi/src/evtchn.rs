@@ -142,7 +142,8 @@ pub const NR_VIRQS: u32 = 16;
 /// - IN: RDI = virq number ([`VIRQ_TIMER`], ...), RSI = vCPU id.
 /// - OUT: RAX = the new port (notifies vCPU RSI).
 /// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in
-///   32 bits, RDI `>= `[`NR_VIRQS`], or RSI `>= StartInfo::nr_vcpus`);
+///   32 bits, RDI `>= `[`NR_VIRQS`], or RSI `>= StartInfo::nr_vcpus` or
+///   `>= `[`EVTCHN_CONTROL_VCPUS`]);
 ///   `EEXIST` (that virq is already bound on that vCPU); `ENOMEM`.
 /// - Notes: a send on a virq port fails with `EINVAL` (only the
 ///   hypervisor raises it). Closing the port unbinds the virq, which may
@@ -156,7 +157,7 @@ pub const HC_EVTCHN_BIND_VIRQ: u64 = 25;
 /// - IN: RDI = the vCPU to notify.
 /// - OUT: RAX = the new port.
 /// - Errors, in the order checked: `EINVAL` (RDI does not fit in 32 bits
-///   or is `>= nr_vcpus`); `ENOMEM`.
+///   or is `>= nr_vcpus` or `>= `[`EVTCHN_CONTROL_VCPUS`]); `ENOMEM`.
 pub const HC_EVTCHN_BIND_IPI: u64 = 26;
 
 /// **evtchn status** (27): describes port RDI.
@@ -190,7 +191,7 @@ pub const EVTCHN_STATE_IPI: u32 = 4;
 /// - IN: RDI = a local port, RSI = vCPU id.
 /// - OUT: RAX = 0.
 /// - Errors, in the order checked: `EINVAL` (RDI or RSI does not fit in 32
-///   bits); `ENOENT` (port not allocated); `EINVAL` (RSI `>= nr_vcpus`, or
+///   bits); `ENOENT` (port not allocated); `EINVAL` (RSI `>= nr_vcpus` or `>= `[`EVTCHN_CONTROL_VCPUS`], or
 ///   a virq or ipi port: those keep the vCPU they were bound to).
 /// - Notes: applies to later notifications; one already made stays with
 ///   the old vCPU.
@@ -268,7 +269,10 @@ const _: () = assert!(core::mem::offset_of!(EvtchnStatus, virq) == 16);
 const _: () = assert!(core::mem::offset_of!(EvtchnStatus, pending) == 20);
 const _: () = assert!(core::mem::offset_of!(EvtchnStatus, masked) == 24);
 
-/// vCPU records in an [`EvtchnControl`] (vCPU ids `0..16`).
+/// vCPU records in an [`EvtchnControl`] (vCPU ids `0..16`): the vCPUs a
+/// port can notify. A domain may have more vCPUs (up to
+/// [`crate::DOMCTL_MAX_VCPUS`]); binding a port to one of those is
+/// `EINVAL` (1.4).
 pub const EVTCHN_CONTROL_VCPUS: usize = 16;
 /// Ports an [`EvtchnControl`] covers (`0..65536`).
 pub const EVTCHN_CONTROL_PORTS: usize = 65536;

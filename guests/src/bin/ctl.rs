@@ -176,6 +176,32 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         code(domctl::create(&request("a b", hello, ""))),
         Error::Invalid.code(),
     );
+    // pvabi 1.4: up to DOMCTL_MAX_VCPUS (64) vCPUs; one more is EINVAL.
+    let mut too_many = request("many", hello, "");
+    too_many.nr_vcpus = pvabi::DOMCTL_MAX_VCPUS + 1;
+    CHECKS.check(
+        "more vCPUs than the ABI max",
+        code(domctl::create(&too_many)),
+        Error::Invalid.code(),
+    );
+    for (what, n) in [
+        ("vCPUs = host CPUs", host.nr_cpus.max(1)),
+        ("vCPUs = ABI max", pvabi::DOMCTL_MAX_VCPUS),
+    ] {
+        let mut wide = request("wide", hello, "");
+        wide.nr_vcpus = n;
+        let got = domctl::create(&wide).and_then(|id| {
+            let v = domctl::info(id).map(|i| i.nr_vcpus);
+            domctl::destroy(id)?;
+            v
+        });
+        // Created paused (domctl create's way), so vCPU 0 never runs.
+        let got = match got {
+            Ok(v) => i64::from(v),
+            Err(e) => e.code(),
+        };
+        CHECKS.check(what, got, i64::from(n));
+    }
     let mut huge = request("huge", hello, "");
     huge.memory_bytes = pvabi::DOMCTL_MEMORY_MAX;
     CHECKS.check(

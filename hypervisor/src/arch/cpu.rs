@@ -135,6 +135,21 @@ fn regs_str(out: &mut ArrayString<48>, regs: &[u32]) {
 }
 
 impl CpuInfo {
+    /// Whether this CPU needs none of the MP spec's INIT/SIPI delays
+    /// (10 ms after INIT, 200 us after each SIPI), which were written for
+    /// external APICs (82489DX) and early P6 parts. Linux keeps them only
+    /// for older CPUs: none for Intel family 6 (which also covers every
+    /// Intel CPU with VT-x) and AMD from family 0xF (K8, every AMD64 part);
+    /// see its `smp_quirk_init_udelay`, whose comment records that Intel
+    /// confirmed the 10 ms delay is not needed.
+    pub fn fast_ap_start(&self) -> bool {
+        match self.vendor {
+            Vendor::Intel => self.family == 6,
+            Vendor::Amd => self.family >= 0xf,
+            Vendor::Other => false,
+        }
+    }
+
     /// Reads CPUID (and, where CPUID says they exist, the VMX or SVM
     /// capability MSRs) on the current CPU.
     pub fn read() -> Self {

@@ -88,20 +88,26 @@ pub fn eoi() {
 }
 
 /// Starts the timer counting down from its maximum, masked, so that
-/// [`calibration_finish`] can measure it over the same PIT window that
-/// calibrates the TSC (boot CPU, once): one 10 ms wait instead of two.
+/// [`calibration_stop`] can measure it over the same window that measures
+/// or checks the TSC (boot CPU, once).
 pub fn calibration_start() {
     write(REG_TIMER_DIV, 0b0011); // divide by 16
     write(REG_LVT_TIMER, 1 << 16); // masked, one-shot
     write(REG_TIMER_INIT, u32::MAX);
 }
 
-/// Stops the measurement begun by [`calibration_start`] `ms` milliseconds
-/// ago; returns (and remembers) the counts per 10 ms.
-pub fn calibration_finish(ms: u64) -> u32 {
+/// Stops the measurement begun by [`calibration_start`]; returns the
+/// counts (at divide-by-16) that went by.
+pub fn calibration_stop() -> u64 {
     let elapsed = u64::from(u32::MAX - read(REG_TIMER_CUR));
     write(REG_TIMER_INIT, 0);
-    let per_10ms = (elapsed * 10 / ms.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+    elapsed
+}
+
+/// The timer's input clock is `hz` (before the divider): remembers its
+/// counts per 10 ms at divide-by-16 and returns them.
+pub fn set_input_hz(hz: u64) -> u32 {
+    let per_10ms = (hz / 16 / 100).clamp(1, u64::from(u32::MAX)) as u32;
     TIMER_PER_10MS.store(per_10ms, Ordering::Relaxed);
     per_10ms
 }
@@ -113,15 +119,21 @@ static TICK_COUNT: AtomicU32 = AtomicU32::new(0);
 /// Starts this CPU's timer: one-shot, re-armed for one tick (`1/hz` s) by
 /// every timer interrupt ([`rearm_tick`]), and sooner by the scheduler
 /// ([`arm_ns`]) when a time slice or a guest timer ends first. So a CPU
-/// always has an interrupt coming within one tick, halted or not.
+/// always has an interrupt coming within one tick, halted or not. The
+/// first interrupt comes after [`FIRST_TICK_US`], not a whole tick: boot
+/// waits for every CPU's first one before it calls itself ready.
 pub fn start_timer(hz: u32) {
     let per_10ms = u64::from(TIMER_PER_10MS.load(Ordering::Relaxed).max(1));
     let count = (per_10ms * 100 / u64::from(hz.max(1))).clamp(1, u64::from(u32::MAX)) as u32;
     TICK_COUNT.store(count, Ordering::Relaxed);
     write(REG_TIMER_DIV, 0b0011);
     write(REG_LVT_TIMER, u32::from(VECTOR_TIMER)); // one-shot (bits 18:17 = 0)
-    write(REG_TIMER_INIT, count);
+    let first = (per_10ms * FIRST_TICK_US / 10_000).clamp(1, u64::from(count)) as u32;
+    write(REG_TIMER_INIT, first);
 }
+
+/// Microseconds to a CPU's first timer interrupt.
+const FIRST_TICK_US: u64 = 20;
 
 /// From the timer interrupt: the next interrupt one tick from now.
 pub fn rearm_tick() {

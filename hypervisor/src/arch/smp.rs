@@ -1,33 +1,39 @@
 //! Starting the application processors (INIT-SIPI-SIPI, Intel SDM Vol. 3A
-//! 9.4.4.1) and stopping every CPU on the way down.
+//! 9.4.4.1), all at once, and stopping every CPU on the way down.
 //!
 //! The real-mode trampoline is copied to a page below 1 MiB, which the
 //! hypervisor maps read+execute (never writable) so that the AP can enable
 //! paging while executing from it. It switches to protected mode, loads the
 //! hypervisor's CR3 and enters long mode straight into [`ap_long_entry`] in
-//! the image's text. Per-AP parameters live in [`AP_BOOT`], in the image.
+//! the image's text. Every AP runs the trampoline at the same time; each
+//! takes the next CPU number with one `lock xadd` on [`AP_BOOT`] and finds
+//! its stack by that number in [`AP_STACK_TOPS`].
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::cpu::rdtsc;
 use super::percpu::{self, MAX_CPUS};
 use super::{gdt, idt, lapic, paging, pit};
 
-/// Parameters the AP being started reads (one AP at a time).
+/// What the starting APs read: the page tables, and the next CPU number
+/// to hand out (each AP takes one with `lock xadd`).
 #[repr(C)]
 pub struct ApBoot {
     cr3: AtomicU64,
-    stack_top: AtomicU64,
-    cpu_index: AtomicU64,
+    next_cpu: AtomicU64,
 }
 
 /// Read by the trampoline through absolute addresses.
 #[unsafe(no_mangle)]
 pub static AP_BOOT: ApBoot = ApBoot {
     cr3: AtomicU64::new(0),
-    stack_top: AtomicU64::new(0),
-    cpu_index: AtomicU64::new(0),
+    next_cpu: AtomicU64::new(1),
 };
+
+/// Each CPU's boot stack top, by CPU number, set before any SIPI.
+#[unsafe(no_mangle)]
+pub static AP_STACK_TOPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Stack pages for each AP (and each IST stack).
 pub const AP_STACK_PAGES: u64 = 16;
@@ -122,8 +128,14 @@ ap_long_entry:
     xor eax, eax
     mov fs, ax
     mov gs, ax
-    mov rsp, qword ptr [{ap_boot} + 8]
-    mov rdi, qword ptr [{ap_boot} + 16]
+    mov eax, 1
+    lock xadd qword ptr [{ap_boot} + 8], rax    /* rax = this CPU's number */
+    cmp rax, {max_cpus}
+    jae 1f                                      /* more APs than slots: park */
+    mov rsp, qword ptr [{stacks} + rax * 8]
+    test rsp, rsp
+    jz 1f                                       /* no stack prepared: park */
+    mov rdi, rax
     xor ebp, ebp
     call {ap_main}
 1:  cli
@@ -131,6 +143,8 @@ ap_long_entry:
     jmp 1b
 "#,
     ap_boot = sym AP_BOOT,
+    stacks = sym AP_STACK_TOPS,
+    max_cpus = const MAX_CPUS,
     ap_main = sym ap_main,
 );
 
@@ -191,9 +205,15 @@ pub fn register_ap_entry(entry: ApEntry) {
     AP_ENTRY.call_once(|| entry);
 }
 static TIMER_HZ: AtomicU64 = AtomicU64::new(100);
+/// Set when the boot CPU stops waiting: an AP that arrives later parks
+/// instead of joining a machine that has already counted its CPUs.
+static AP_CLOSED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn ap_main(cpu: u64) -> ! {
     let cpu = cpu as usize;
+    if AP_CLOSED.load(Ordering::Acquire) {
+        super::cpu::halt_forever()
+    }
     init_this_cpu(
         cpu,
         AP_X2APIC.load(Ordering::Relaxed) != 0,
@@ -209,6 +229,14 @@ extern "C" fn ap_main(cpu: u64) -> ! {
         percpu::this_cpu().online.store(true, Ordering::Release);
         idle()
     }
+    // Take the first timer interrupt (`lapic::start_timer` arms it a few
+    // microseconds out) before reporting in, so that boot, which counts a
+    // CPU ready when its timer works, need not wait for a later one: the
+    // scheduler's first idle pass re-arms the timer for up to a tick.
+    while percpu::this_cpu().ticks.load(Ordering::Relaxed) == 0 {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+    x86_64::instructions::interrupts::disable();
     log::debug!("cpu{cpu} online (APIC ID {})", lapic::id());
     percpu::this_cpu().online.store(true, Ordering::Release);
     (entry.run)()
@@ -227,8 +255,9 @@ pub fn idle() -> ! {
 pub enum StartError {
     /// No memory for its stacks or the trampoline.
     OutOfMemory,
-    /// It did not report in within the timeout.
-    Timeout,
+    /// Not all reported in within the timeout; this many did (CPUs
+    /// `1..=n`).
+    Timeout(usize),
 }
 
 /// Copies the trampoline to `page` (below 1 MiB) and maps it read+execute.
@@ -251,43 +280,97 @@ pub fn install_trampoline(page: u64) -> Result<(), paging::MapError> {
     Ok(())
 }
 
-/// Starts CPU `cpu` (APIC ID `apic_id`) through the trampoline at `page`.
-pub fn start_ap(
-    cpu: usize,
-    apic_id: u32,
+/// Starts the CPUs with `apic_ids` through the trampoline at `page`, all
+/// at once, as CPUs 1, 2, ... in the order they arrive; returns how many
+/// came online (they are CPUs `1..=n`).
+///
+/// The timing is the SDM's (Vol. 3A 9.4.4.1, "Typical BSP Initialization
+/// Sequence", and MP spec B.4): INIT, 10 ms, SIPI, 200 us, SIPI, 200 us;
+/// but each wait is taken once for all APs instead of once per AP, so
+/// starting 63 APs costs what starting one did. With `fast` (see
+/// `CpuInfo::fast_ap_start`) there is no wait after INIT and 10 us after
+/// each SIPI, as Linux does on those CPUs. The second SIPI only acts on a
+/// CPU still halted after INIT (MP spec B.4.2), so sending it to all is
+/// harmless.
+pub fn start_aps(
+    apic_ids: &[u32],
     page: u64,
     cr3: u64,
     x2apic: bool,
     timer_hz: u32,
-) -> Result<(), StartError> {
-    let stack = paging::alloc_stack(AP_STACK_PAGES).ok_or(StartError::OutOfMemory)?;
-    prepare_ist(cpu).ok_or(StartError::OutOfMemory)?;
+    fast: bool,
+) -> Result<usize, StartError> {
+    let n = apic_ids.len().min(MAX_CPUS - 1);
+    if n == 0 {
+        return Ok(0);
+    }
+    for cpu in 1..=n {
+        let stack = paging::alloc_stack(AP_STACK_PAGES).ok_or(StartError::OutOfMemory)?;
+        prepare_ist(cpu).ok_or(StartError::OutOfMemory)?;
+        AP_STACK_TOPS[cpu].store(stack, Ordering::Relaxed);
+    }
     AP_X2APIC.store(u64::from(x2apic), Ordering::Relaxed);
     TIMER_HZ.store(u64::from(timer_hz), Ordering::Relaxed);
-    AP_BOOT.cr3.store(cr3, Ordering::Relaxed);
-    AP_BOOT.stack_top.store(stack, Ordering::Relaxed);
-    AP_BOOT.cpu_index.store(cpu as u64, Ordering::Release);
-    let online = &percpu::cpu(cpu).ok_or(StartError::OutOfMemory)?.online;
+    AP_BOOT.cr3.store(cr3, Ordering::Release);
     let vector = (page >> 12) as u8;
-    // INIT, 10 ms, SIPI, 200 us, SIPI (SDM 9.4.4.1 / MP spec B.4).
-    lapic::send_init(apic_id);
-    pit::delay_us(10_000);
+    let online = || {
+        (1..=n)
+            .take_while(|&i| percpu::cpu(i).is_some_and(|c| c.online.load(Ordering::Acquire)))
+            .count()
+    };
+    let (after_init_us, after_sipi_us) = if fast { (0, 10) } else { (10_000, 200) };
+    for &id in &apic_ids[..n] {
+        lapic::send_init(id);
+    }
+    // Halting waits, not spins: see `wait_until`.
+    wait_until(|| false, after_init_us);
     for _ in 0..2 {
-        lapic::send_sipi(apic_id, vector);
-        pit::delay_us(200);
-        if online.load(Ordering::Acquire) {
-            return Ok(());
+        for &id in &apic_ids[..n] {
+            lapic::send_sipi(id, vector);
+        }
+        if wait_until(|| online() == n, after_sipi_us) {
+            return Ok(n);
         }
     }
-    // Emulators can be slow to schedule a new vCPU: wait up to 2 s.
-    for _ in 0..2000 {
-        if online.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        pit::delay_us(1000);
+    // Emulators can be slow to schedule new vCPUs: wait up to 2 s in all.
+    wait_until(|| online() == n, 2_000_000);
+    AP_CLOSED.store(true, Ordering::Release);
+    let up = online();
+    if up < n {
+        return Err(StartError::Timeout(up));
     }
-    Err(StartError::Timeout)
+    Ok(up)
 }
+
+/// Waits until `done()` or `timeout_us` went by, halting between looks
+/// (woken by this CPU's timer every [`POLL_US`]) rather than spinning: an
+/// emulator that runs its vCPUs in turn (QEMU TCG) then runs the others at
+/// once instead of at the end of this one's time slice. Needs interrupts
+/// enabled and the APIC timer running. Returns `done()`.
+pub fn wait_until(done: impl Fn() -> bool, timeout_us: u64) -> bool {
+    let deadline = rdtsc().saturating_add(
+        (u128::from(pit::tsc_hz()) * u128::from(timeout_us) / 1_000_000).min(u128::from(u64::MAX))
+            as u64,
+    );
+    loop {
+        if done() {
+            return true;
+        }
+        let now = rdtsc();
+        if now >= deadline {
+            return done();
+        }
+        let left_ns = u128::from(deadline - now) * 1_000_000_000 / u128::from(pit::tsc_hz());
+        x86_64::instructions::interrupts::disable();
+        lapic::arm_ns(left_ns.min(u128::from(POLL_US * 1000)) as u64);
+        // `sti; hlt` is atomic with respect to interrupts (SDM STI note):
+        // the timer cannot fire between the two.
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+/// How often [`wait_until`] looks.
+const POLL_US: u64 = 20;
 
 /// Stops every other CPU (NMI; their handler sees [`idt::STOPPING`]).
 pub fn stop_other_cpus() {

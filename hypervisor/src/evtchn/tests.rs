@@ -356,3 +356,23 @@ fn status_reports() {
     assert_eq!(t.domain(), D0);
     assert_eq!(t.max_ports(), EVTCHN_DEFAULT_MAX_PORTS);
 }
+
+#[test]
+fn ports_notify_only_vcpus_with_a_control_record() {
+    // pvabi 1.4: a domain may have up to DOMCTL_MAX_VCPUS vCPUs, but only
+    // the first EVTCHN_CONTROL_VCPUS have upcall words in the shared area.
+    let n = pvabi::DOMCTL_MAX_VCPUS;
+    let last = pvabi::EVTCHN_CONTROL_VCPUS as u32 - 1;
+    let mut t = EventTable::new(D0, n);
+    assert!(t.bind_virq(pvabi::VIRQ_TIMER, last).is_ok());
+    assert!(t.bind_ipi(last).is_ok());
+    for v in [last + 1, n - 1] {
+        assert_eq!(t.bind_virq(pvabi::VIRQ_TIMER, v), Err(Error::Invalid));
+        assert_eq!(t.bind_ipi(v), Err(Error::Invalid));
+    }
+    let p = t.alloc_unbound(D0).unwrap();
+    assert_eq!(t.bind_vcpu(p, last + 1), Err(Error::Invalid));
+    assert_eq!(t.bind_vcpu(p, last), Ok(()));
+    // Beyond the domain's own vCPUs, as before.
+    assert_eq!(t.bind_virq(pvabi::VIRQ_TIMER, n), Err(Error::Invalid));
+}

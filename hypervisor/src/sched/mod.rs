@@ -95,6 +95,7 @@ mod credit;
 pub mod live;
 mod run;
 mod runq;
+pub mod tscfreq;
 
 #[cfg(test)]
 mod tests_prop;

@@ -10,7 +10,7 @@
 //! name = "web"          # required; a letter, then letters, digits, '-', '_', '.'; at most 31
 //! image = "web.elf"     # required; the name of a boot module
 //! memory = 64           # required; MiB, a multiple of 2, 4 ..= 1024 (the hypervisor's limits)
-//! vcpus = 2             # 1 ..= Limits::max_vcpus (4 by default); default 1
+//! vcpus = 2             # 1 ..= Limits::max_vcpus (pvabi::DOMCTL_MAX_VCPUS, 64, by default); default 1
 //! weight = 512          # scheduler weight, 1 ..= 65535; default 256
 //! cap = 150             # percent of one CPU, 0 ..= 100 * vcpus; 0 (the default) = no cap
 //! cmdline = "port=80"   # the domain's command line, at most 256 bytes; default ""

@@ -151,11 +151,11 @@ fn ranges() {
         ),
         (
             "memory = 8\nvcpus = 0",
-            r#"field "vcpus": 0 is out of range 1 ..= 4"#,
+            r#"field "vcpus": 0 is out of range 1 ..= 64"#,
         ),
         (
-            "memory = 8\nvcpus = 5",
-            r#"field "vcpus": 5 is out of range 1 ..= 4"#,
+            "memory = 8\nvcpus = 65",
+            r#"field "vcpus": 65 is out of range 1 ..= 64"#,
         ),
         (
             "memory = 8\nweight = 0",
