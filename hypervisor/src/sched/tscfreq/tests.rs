@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 
 /// A CPUID table: (leaf, [eax, ebx, ecx, edx]); missing leaves read 0.
