@@ -45,6 +45,7 @@ mod tests;
 mod tests_shared;
 mod types;
 mod virq;
+mod wait;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -54,6 +55,7 @@ use pvabi::Error;
 pub use self::bits::{BitmapEvents, EventBits};
 pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
+pub use self::wait::WaitCheck;
 pub use super::ids::DomainId;
 
 /// Ports per bucket of the table.

@@ -96,6 +96,8 @@ mod runq;
 mod tests_prop;
 #[cfg(test)]
 mod tests_sim;
+#[cfg(test)]
+mod tests_switch;
 
 use core::fmt;
 

@@ -151,6 +151,9 @@ pub struct VcpuEntry {
     /// When an idle CPU first saw this vCPU look stranded (0: not seen);
     /// see `rescue_lost_wakeups`.
     pub(super) stuck_since: AtomicU64,
+    /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
+    /// (0: a plain block); read and cleared when it runs again.
+    pub(super) wait_port: AtomicU32,
 }
 
 pub(super) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
@@ -352,6 +355,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
                 in_guest: AtomicBool::new(false),
                 seen_gen: AtomicU64::new(0),
                 stuck_since: AtomicU64::new(0),
+                wait_port: AtomicU32::new(0),
             })
         })
         .collect();
