@@ -57,6 +57,7 @@ impl<B: EventBits> EventTable<B> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::domain::ids::DomainId;
