@@ -110,7 +110,9 @@ pub(crate) fn console(d: &Domain, bytes: &[u8]) {
 
 pub(crate) enum Outcome {
     Again,
-    Blocked(u64),
+    /// Blocked until the deadline (0: none); the vCPU its last hypercall
+    /// woke, which may run next on this CPU.
+    Blocked(u64, Option<Arc<VcpuEntry>>),
     Ended,
 }
 
@@ -161,7 +163,7 @@ pub(crate) fn run_slice(
     me.seen_gen
         .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);
     if deliver_events {
-        vcpu.set_rax(me.pending.swap(0, Ordering::AcqRel));
+        vcpu.set_rax(events::wake_value(me));
     }
     let outcome = loop {
         if d.dying() {
@@ -184,7 +186,11 @@ pub(crate) fn run_slice(
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
         x86_64::instructions::interrupts::enable();
         d.exits.fetch_add(1, Ordering::Relaxed);
-        let mut svc = Svc { me, blocked: None };
+        let mut svc = Svc {
+            me,
+            blocked: None,
+            handoff: None,
+        };
         let mut out: Vec<u8> = Vec::new();
         let action = hypercall::handle(
             exit,
@@ -200,7 +206,7 @@ pub(crate) fn run_slice(
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
-            Action::Block => break Outcome::Blocked(svc.blocked.unwrap_or(0)),
+            Action::Block => break Outcome::Blocked(svc.blocked.unwrap_or(0), svc.handoff),
             Action::Shutdown { crashed, code } => {
                 d.finish(if crashed { "crashed" } else { "exited" }, code, None);
                 break Outcome::Ended;
@@ -238,8 +244,15 @@ pub(crate) fn run_slice(
 }
 
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
-/// then tells the scheduler how it stopped.
-pub(crate) fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
+/// then tells the scheduler how it stopped. Returns the vCPU to run next
+/// on this CPU without asking the scheduler to pick (a direct switch to
+/// the vCPU a blocking send woke: `policy::switch_to`), if any.
+pub(crate) fn run_picked(
+    cpu: usize,
+    entry: &Arc<VcpuEntry>,
+    now: u64,
+    slice_ns: u64,
+) -> Option<(Arc<VcpuEntry>, u64)> {
     let taken = {
         let mut st = entry.st.lock();
         match (st.run, st.vcpu.take()) {
@@ -266,12 +279,13 @@ pub(crate) fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns:
         if entry.st.lock().run == Run::Dead {
             policy::retire(entry);
         }
-        return;
+        return None;
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
     MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
     let (outcome, ran) = run_slice(entry, &mut *vcpu, deliver, now.saturating_add(slice_ns));
     RUNNING.fetch_sub(1, Ordering::AcqRel);
+    let mut next = None;
     let dead = {
         let mut st = entry.st.lock();
         st.vcpu = Some(vcpu);
@@ -283,16 +297,18 @@ pub(crate) fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns:
             outcome
         };
         let mut deadline = 0;
+        let mut handoff = None;
         st.run = match outcome {
             Outcome::Again => Run::Runnable,
             // An event that arrived while we were still running is not
             // lost: the mask is checked under the lock senders take.
-            Outcome::Blocked(d) => {
+            Outcome::Blocked(d, to) => {
                 if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now_ns() >= d) {
                     st.deliver_events = true;
                     Run::Runnable
                 } else {
                     deadline = d;
+                    handoff = to;
                     Run::Blocked { deadline: d }
                 }
             }
@@ -303,13 +319,17 @@ pub(crate) fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns:
                 Run::Dead
             }
         };
-        policy::descheduled(cpu, entry, ran, st.run == Run::Runnable);
+        match handoff {
+            Some(to) => next = policy::switch_to(cpu, entry, ran, &to),
+            None => policy::descheduled(cpu, entry, ran, st.run == Run::Runnable),
+        }
         timers::arm(entry, deadline);
         st.run == Run::Dead
     };
     if dead {
         policy::retire(entry);
     }
+    next
 }
 
 /// This CPU's scheduler loop: never returns. The boot CPU ends the
@@ -328,7 +348,13 @@ pub fn run_cpu() -> ! {
         match policy::pick(cpu, now) {
             policy::Pick::Run(entry, slice_ns) => {
                 x86_64::instructions::interrupts::enable();
-                run_picked(cpu, &entry, now, slice_ns);
+                let mut next = run_picked(cpu, &entry, now, slice_ns);
+                // Direct switches: the scheduler already made the vCPU
+                // run here. Due guest timers fire at its first exit after
+                // a tick (`run_slice`), as for any running vCPU.
+                while let Some((e, slice_ns)) = next {
+                    next = run_picked(cpu, &e, now_ns(), slice_ns);
+                }
             }
             policy::Pick::Idle(wake_in) => {
                 if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0

@@ -116,6 +116,38 @@ pub const HC_EVTCHN_MASK: u64 = 19;
 ///   notified again.
 pub const HC_EVTCHN_POLL: u64 = 20;
 
+/// **evtchn send and wait** (47, ABI 1.4): sends on port RDI, then blocks
+/// until port RSI is pending, takes it (clears its pending bit) and returns
+/// it. One exit for a round trip's "notify the peer, then sleep until it
+/// answers" (seL4's Call / ReplyRecv).
+///
+/// - IN: RDI = a local port to send on as [`HC_EVTCHN_SEND`] does, or 0 to
+///   send nothing; RSI = a local port to wait for (any allocated port, bound
+///   or not yet); RDX = deadline in system time ns ([`crate::TimeInfo`]), 0
+///   for none. A deadline already passed is not an error: the op sends and
+///   looks once, without blocking (a "send, then poll this port").
+/// - OUT: RAX = RSI when the wait port was pending (its pending bit is now
+///   clear, as [`HC_EVTCHN_POLL`] would leave it); 0 when the deadline
+///   passed or another event woke the vCPU first (another port pending, the
+///   timer, ...): then take ports with [`HC_EVTCHN_POLL`] and the event mask
+///   with [`crate::HC_SCHED_POLL`], as after [`crate::HC_SCHED_BLOCK`].
+/// - Errors, in this order (nothing is sent on any of them): `EINVAL` when
+///   RDI or RSI does not fit in 32 bits or RSI is 0; `ENOENT` when the wait
+///   port is not allocated; `EINVAL` when it is a masked port (it could
+///   never end the wait); then the send's own errors for RDI (`ENOENT`,
+///   `EBUSY`, `EINVAL`), with which nothing waits.
+/// - Notes: the op consumes this vCPU's [`EVENT_CHANNEL`] bit (the ports
+///   are the truth); if a port other than RSI is pending and unmasked when
+///   the op would block, or when it returns, the bit is set again and, on
+///   the first, the op returns 0 at once, so no port is stranded. A masked
+///   wait port (masked after the call) ends the wait only by the deadline.
+///   With a control area registered (upcalls) the bits it takes are the
+///   area's; the upcall for the wait port may still be delivered when the
+///   vCPU resumes and then finds the port already taken (harmless: the
+///   handler sees nothing pending). When the woken peer can run on this
+///   CPU the hypervisor switches to it directly.
+pub const HC_EVTCHN_SEND_WAIT: u64 = 47;
+
 // evtchn (1.3): virqs, ipis, status, vCPU binding and upcalls. The shared
 // structures these use ([`crate::EvtchnStatus`], [`crate::EvtchnControl`])
 // are in `evtchn.rs`.

@@ -258,7 +258,8 @@ pub const HC_MEM_POPULATE: u64 = 12;
 ///   first entry, runs the entries in order (each sees the effects of the
 ///   ones before it), then writes every `result` back. Special ops:
 ///   [`HC_SHUTDOWN`] with a valid reason ends the domain and the entries
-///   after it do not run; [`HC_MULTICALL`] and [`HC_SCHED_BLOCK`] are not
+///   after it do not run; [`HC_MULTICALL`], [`HC_SCHED_BLOCK`] and (1.4)
+///   [`HC_EVTCHN_SEND_WAIT`] are not
 ///   allowed inside a batch: their `result` is `EINVAL` and the batch goes
 ///   on; [`HC_YIELD`] takes effect after the whole batch. An unknown op gets
 ///   `ENOSYS`. If an entry releases the pages holding the array itself, the
@@ -320,6 +321,8 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_DOMCTL_CONSOLE_READ,
     crate::HC_HOST_CONSOLE_WRITE,
     crate::HC_DOMCTL_CONSOLE_WRITE,
+    // 1.4, the combined event-channel round trip (47).
+    HC_EVTCHN_SEND_WAIT,
 ];
 
 #[cfg(test)]
@@ -339,8 +342,9 @@ mod tests {
             [HC_GRANT_COPY, HC_GRANT_QUERY, HC_GRANT_SET_MAX],
             [30, 31, 32]
         );
-        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_CONSOLE_WRITE));
         assert_eq!(crate::HC_DOMCTL_CONSOLE_WRITE, 46);
+        assert_eq!(HYPERCALLS.last(), Some(&HC_EVTCHN_SEND_WAIT));
+        assert_eq!(HC_EVTCHN_SEND_WAIT, 47);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };
         assert_ne!(SHUTDOWN_POWEROFF, SHUTDOWN_CRASH);

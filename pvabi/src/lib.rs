@@ -1,4 +1,4 @@
-//! The Kestrel paravirtual ABI, version 1.3.
+//! The Kestrel paravirtual ABI, version 1.4.
 //!
 //! Guests and the control domain link this crate; the hypervisor implements
 //! it. Everything a guest can see is defined here: the version, the
@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (1.3 is `0x0001_0003`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (1.4 is `0x0001_0004`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -194,9 +194,9 @@
 //!
 //! One exit for many ops: the array is copied in, the entries run in order,
 //! every entry's `result` gets what RAX would have, and the results are
-//! written back. [`HC_SHUTDOWN`] ends the domain there; [`HC_MULTICALL`]
-//! and [`HC_SCHED_BLOCK`] inside a batch get `EINVAL` and the batch goes
-//! on; [`HC_YIELD`] takes effect after the batch.
+//! written back. [`HC_SHUTDOWN`] ends the domain there; [`HC_MULTICALL`],
+//! [`HC_SCHED_BLOCK`] and (1.4) [`HC_EVTCHN_SEND_WAIT`] inside a batch get
+//! `EINVAL` and the batch goes on; [`HC_YIELD`] takes effect after the batch.
 //!
 //! # Op group: evtchn (1.1)
 //!
@@ -226,6 +226,15 @@
 //! | 27 | [`HC_EVTCHN_STATUS`] | RDI = port, RSI = address of an [`EvtchnStatus`] | 0 | `EINVAL`, `ENOENT`, `EFAULT` |
 //! | 28 | [`HC_EVTCHN_BIND_VCPU`] | RDI = port, RSI = vCPU | 0 | `EINVAL`, `ENOENT`, `EINVAL` |
 //! | 29 | [`HC_EVTCHN_INIT_CONTROL`] | RDI = page-aligned address of an [`EvtchnControl`], RSI = vector `32..=255` | 0 | `EINVAL`, `EINVAL`, `EFAULT`, `EBUSY`, `EEXIST` |
+//!
+//! ## evtchn (1.4): the combined round trip
+//!
+//! | nr | name | IN | OUT | errors |
+//! |----|------|----|-----|--------|
+//! | 47 | [`HC_EVTCHN_SEND_WAIT`] | RDI = port to send on (0: none), RSI = port to wait for, RDX = deadline (system ns, 0: none) | the wait port (taken), or 0 | `EINVAL`, `ENOENT`, `EINVAL`, then the send's `ENOENT`, `EBUSY`, `EINVAL` |
+//!
+//! One exit for "notify the peer, then sleep until its answer" (seL4's
+//! Call / ReplyRecv): an event-channel round trip costs two exits.
 //!
 //! Virqs ([`VIRQ_TIMER`], [`VIRQ_DOM_EXC`], ...) are raised by the
 //! hypervisor on the vCPU they were bound on; an ipi port notifies the
@@ -424,7 +433,7 @@ pub use status::*;
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
 /// (this is 1.3). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0001_0003;
+pub const PVABI_VERSION: u32 = 0x0001_0004;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -449,10 +458,10 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0001_0003);
+        assert_eq!(PVABI_VERSION, 0x0001_0004);
         assert_eq!(version_major(PVABI_VERSION), 1);
-        assert_eq!(version_minor(PVABI_VERSION), 3);
-        assert!(!is_compatible(0x0001_0002), "a 1.3 guest needs 1.3 calls");
+        assert_eq!(version_minor(PVABI_VERSION), 4);
+        assert!(!is_compatible(0x0001_0003), "a 1.4 guest needs 1.4 calls");
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));

@@ -17,7 +17,7 @@ use pvabi::guest::{evtchn, hypercall6, sched, time};
 use pvabi::{
     EBUSY, EINVAL, ENOENT, EPERM, EVENT_CHANNEL, HC_EVTCHN_ALLOC_UNBOUND,
     HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK, HC_EVTCHN_POLL, HC_EVTCHN_SEND,
-    HC_EVTCHN_UNMASK, StartInfo,
+    HC_EVTCHN_SEND_WAIT, HC_EVTCHN_UNMASK, StartInfo,
 };
 
 pvabi::entry_point!(main);
@@ -34,6 +34,62 @@ fn raw(nr: u64, a: u64, b: u64) -> i64 {
 
 /// A domain id that does not exist: far beyond any boot module.
 const NO_DOMAIN: u64 = 0x7fff_0000;
+
+fn sw(send: u64, wait: u64, deadline: u64) -> i64 {
+    hypercall6(HC_EVTCHN_SEND_WAIT, [send, wait, deadline, 0, 0, 0]) as i64
+}
+
+/// `HC_EVTCHN_SEND_WAIT` (pvabi 1.4) on the loopback pair a = 1 <-> b = 2,
+/// nothing pending: every documented error, in order, sends nothing.
+fn send_wait_checks() {
+    check(
+        "send_wait: send port over 32 bits",
+        sw(1 << 32, 1, 0),
+        EINVAL,
+    );
+    check("send_wait: wait port 0", sw(2, 0, 0), EINVAL);
+    check(
+        "send_wait: wait port over 32 bits",
+        sw(2, 1 << 32, 0),
+        EINVAL,
+    );
+    check("send_wait: wait port not allocated", sw(2, 77, 0), ENOENT);
+    check(
+        "send_wait: ...and nothing was sent",
+        raw(HC_EVTCHN_POLL, 0, 0),
+        0,
+    );
+    check("mask a for send_wait", raw(HC_EVTCHN_MASK, 1, 0), 0);
+    check("send_wait: masked wait port", sw(2, 1, 0), EINVAL);
+    check("unmask a after send_wait", raw(HC_EVTCHN_UNMASK, 1, 0), 0);
+    check(
+        "send_wait: masked: nothing sent",
+        raw(HC_EVTCHN_POLL, 0, 0),
+        0,
+    );
+    check("send_wait: send port not allocated", sw(77, 1, 0), ENOENT);
+    check("send_wait: send on 2, a taken", sw(2, 1, 0), 1);
+    check(
+        "send_wait: a taken, not polled",
+        raw(HC_EVTCHN_POLL, 0, 0),
+        0,
+    );
+    check("send_wait: deadline passed", sw(0, 1, 1), 0);
+    let soon = time::now_ns() + 1_000_000;
+    check("send_wait: 1 ms deadline, nothing comes", sw(0, 1, soon), 0);
+    check(
+        "send_wait: the deadline passed before it returned",
+        i64::from(time::now_ns() >= soon),
+        1,
+    );
+    check("send_wait: another port (b) ends it with 0", sw(1, 1, 0), 0);
+    check(
+        "send_wait: b is left for a poll",
+        raw(HC_EVTCHN_POLL, 0, 0),
+        2,
+    );
+    let _ = sched::poll();
+}
 
 fn main(si: &StartInfo) -> i32 {
     let me = u64::from(si.domain_id);
@@ -144,6 +200,7 @@ fn main(si: &StartInfo) -> i32 {
     );
     check("1000 sends coalesce into one", raw(HC_EVTCHN_POLL, 0, 0), 1);
     check("then nothing", raw(HC_EVTCHN_POLL, 0, 0), 0);
+    send_wait_checks();
     check("close b", raw(HC_EVTCHN_CLOSE, 2, 0), 0);
     check("a is told: pending", raw(HC_EVTCHN_POLL, 0, 0), 1);
     check("send on a after b closed", raw(HC_EVTCHN_SEND, 1, 0), EBUSY);

@@ -4,7 +4,10 @@
 //! 10,000). Binds to the peer's port [`kestrel_guests::PONG_PORT`],
 //! retrying every millisecond while it does not exist yet (`ENOENT`: the
 //! peer has not started or not allocated it) for up to 10 s, then makes `N`
-//! round trips: send, block until [`pvabi::EVENT_CHANNEL`], poll the reply.
+//! round trips, each one hypercall (pvabi 1.4): [`evtchn::send_wait`] sends
+//! on the port and sleeps until the reply makes it pending (two exits per
+//! round trip with evpong doing the same). With `three_calls`, the 1.1
+//! path instead: send, block until [`pvabi::EVENT_CHANNEL`], poll the reply.
 //! Then it waits for the peer to end: `evpong` exits after its last answer,
 //! which closes its port and leaves ours unbound, so a send fails with
 //! `EBUSY`; we send (harmless extra pings) and wait until it does.
@@ -71,14 +74,20 @@ fn main(si: &StartInfo) -> i32 {
     };
     pvabi::println!("evping: bound port {port} to domain {peer} port {PONG_PORT}");
     let bench = kestrel_guests::flag(si, "bench");
+    let three_calls = kestrel_guests::flag(si, "three_calls");
     if bench {
         meter::start();
     }
     let t0 = time::read_tsc();
     let mut replies = 0u64;
     for i in 0..rounds {
-        match evtchn::send(port) {
-            Ok(()) => {}
+        let sent = if three_calls {
+            evtchn::send(port).map(|()| false)
+        } else {
+            evtchn::send_wait(Some(port), port, Some(time::now_ns() + WAIT_NS))
+        };
+        let answered = match sent {
+            Ok(answered) => answered,
             Err(Error::Busy) if peer_dies => {
                 pvabi::println!("evping: peer gone after {replies} replies, send gets EBUSY");
                 return 0;
@@ -87,8 +96,10 @@ fn main(si: &StartInfo) -> i32 {
                 pvabi::println!("evping: FAILED send {i}: {e:?}");
                 return 1;
             }
-        }
-        if let Err(why) = wait_port(port) {
+        };
+        // Without the reply taken (the 1.1 path, or another event ended
+        // the combined wait): poll for it.
+        if !answered && let Err(why) = wait_port(port) {
             pvabi::println!("evping: FAILED round trip {i}: {why}");
             return 1;
         }

@@ -95,6 +95,9 @@ pub struct VcpuEntry {
     /// When an idle CPU first saw this vCPU look stranded (0: not seen);
     /// see `rescue_lost_wakeups`.
     pub(crate) stuck_since: AtomicU64,
+    /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
+    /// (0: a plain block); read and cleared when it runs again.
+    pub(crate) wait_port: AtomicU32,
 }
 
 pub(crate) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
@@ -274,6 +277,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
                 in_guest: AtomicBool::new(false),
                 seen_gen: AtomicU64::new(0),
                 stuck_since: AtomicU64::new(0),
+                wait_port: AtomicU32::new(0),
             })
         })
         .collect();

@@ -29,7 +29,8 @@ use crate::run::*;
 
 use crate::arch::evtarea::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
-    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
+    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC,
+    VIRQ_TIMER, WaitCheck,
 };
 use crate::hypercall::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
@@ -47,25 +48,28 @@ pub(crate) type Table = EventTable<DomainBits<GuestArea>>;
 /// `events` are set in `v.pending` under its state lock, so nobody who
 /// takes that lock (the idle CPUs' check for lost wake-ups) ever sees a
 /// blocked vCPU with events pending that is about to be woken.
-fn kick(v: &VcpuEntry, events: u64) {
+///
+/// Returns whether it woke `v` (it was blocked).
+fn kick(v: &VcpuEntry, events: u64) -> bool {
     {
         let mut st = v.st.lock();
         v.pending.fetch_or(events, Ordering::AcqRel);
         if let Run::Blocked { .. } = st.run {
             st.deliver_events = true;
             policy::make_runnable(v, &mut st);
-            return;
+            return true;
         }
     }
     let this = percpu::cpu_index() as u32;
     let cpu = v.running_on.load(Ordering::Acquire);
     if cpu == u32::MAX || cpu == this || v.domain.control.get().is_none() {
-        return;
+        return false;
     }
     if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
         // The shoot-down vector's handler only acknowledges: a plain kick.
         lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
     }
+    false
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
@@ -95,7 +99,7 @@ pub(crate) fn raise_dom_exc(ended: u32) {
     for d in doms {
         let ns = d.events.lock().raise_virq_all(VIRQ_DOM_EXC);
         for n in ns {
-            notify_any(n);
+            let _ = notify_any(n);
         }
     }
 }
@@ -107,7 +111,7 @@ pub(crate) fn raise_dom_exc(ended: u32) {
 pub(crate) fn raise_console_virq(d: &Domain) {
     let ns = d.events.lock().raise_virq_all(VIRQ_CONSOLE);
     for n in ns {
-        notify_any(n);
+        let _ = notify_any(n);
     }
 }
 
@@ -132,14 +136,14 @@ fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
 }
 
 /// Makes the upcall: raises [`EVENT_CHANNEL`] on the vCPU, waking it if
-/// it is blocked ([`kick`]).
-fn notify(me: &VcpuEntry, n: Notify) {
+/// it is blocked ([`kick`]). Returns the vCPU it woke, if any.
+fn notify(me: &VcpuEntry, n: Notify) -> Option<Arc<VcpuEntry>> {
     if n.domain.0 == me.domain.id && n.vcpu == me.index {
         // Our own vCPU: the next entry injects the upcall.
         me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
-        return;
+        return None;
     }
-    notify_any(n);
+    notify_any(n)
 }
 
 /// Tells `peer`'s port that its other end (`closer`'s port `from`) closed.
@@ -149,22 +153,54 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
     };
     let n = d.events.lock().peer_closed(port, closer, from);
     if let Some(n) = n {
-        match me {
+        let _ = match me {
             Some(me) => notify(me, n),
             None => notify_any(n),
-        }
+        };
     }
 }
 
 /// Makes the upcall for any domain's vCPU (found in the vCPU list).
-pub(crate) fn notify_any(n: Notify) {
+/// Returns the vCPU it woke (it was blocked), if any.
+pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
     let target = VCPUS
         .lock()
         .iter()
         .find(|v| v.domain.id == n.domain.0 && v.index == n.vcpu)
-        .cloned();
-    if let Some(v) = target {
-        kick(&v, EVENT_CHANNEL);
+        .cloned()?;
+    kick(&target, EVENT_CHANNEL).then_some(target)
+}
+
+/// Looks at `wait` for a vCPU waiting in `HC_EVTCHN_SEND_WAIT` (or woken
+/// from that wait): `Some(wait)` when it was pending (now taken),
+/// `Some(0)` when another port is ready, `None` when nothing is.
+///
+/// The vCPU's [`EVENT_CHANNEL`] bit is consumed first and the table read
+/// after; a sender raises the port in the table first and sets the bit
+/// after (`kick`, under the vCPU's state lock). So a port raised after
+/// this look has its bit set, which `run_picked` checks under the state
+/// lock before it lets the vCPU block: no wake-up is lost. Other ready
+/// ports get the bit back, so none is left unnotified.
+pub(super) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
+    me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
+    let c = me.domain.events.lock().take_wait(wait);
+    if c.others() {
+        me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+    }
+    match c {
+        WaitCheck::Taken { .. } => Some(u64::from(wait)),
+        WaitCheck::Other => Some(0),
+        WaitCheck::Empty => None,
+    }
+}
+
+/// RAX for a vCPU that blocked and now runs again: the port it waited for
+/// in `HC_EVTCHN_SEND_WAIT` (taken) or 0; after `HC_SCHED_BLOCK`, its
+/// pending mask (cleared).
+pub(super) fn wake_value(me: &VcpuEntry) -> u64 {
+    match me.wait_port.swap(0, Ordering::AcqRel) {
+        0 => me.pending.swap(0, Ordering::AcqRel),
+        wait => look_at_wait_port(me, wait).unwrap_or(0),
     }
 }
 
@@ -211,28 +247,14 @@ impl Svc<'_> {
                     .map(u64::from)
                     .map_err(code)
             }
-            EvtchnOp::Send(port) => {
-                let route = d.events.lock().send(port).map_err(code)?;
-                let n = match route {
-                    Route::Local(p) => d.events.lock().raise(p),
-                    Route::Remote { domain, port, from } => {
-                        // A peer that is gone has closed (or is closing)
-                        // its ports, which unbinds ours: nothing to do.
-                        domain_by_id(domain).and_then(|p| p.events.lock().deliver(port, me, from))
-                    }
-                };
-                if let Some(n) = n {
-                    notify(self.me, n);
-                }
-                Ok(0)
-            }
+            EvtchnOp::Send(port) => self.send_on(port).map(|_| 0),
             EvtchnOp::Close(port) => {
                 let closed = d.events.lock().close(port).map_err(code)?;
                 if let Closed::Peer { domain, port, from } = closed {
                     if domain == me {
                         let n = d.events.lock().peer_closed(port, me, from);
                         if let Some(n) = n {
-                            notify(self.me, n);
+                            let _ = notify(self.me, n);
                         }
                     } else {
                         tell_closed(Some(self.me), me, domain, port, from);
@@ -244,7 +266,7 @@ impl Svc<'_> {
             EvtchnOp::Unmask(port) => {
                 let n = d.events.lock().unmask(port).map_err(code)?;
                 if let Some(n) = n {
-                    notify(self.me, n);
+                    let _ = notify(self.me, n);
                 }
                 Ok(0)
             }
@@ -271,7 +293,58 @@ impl Svc<'_> {
                 .map(|()| 0)
                 .map_err(code),
             EvtchnOp::InitControl { gpa, vector } => self.init_control(gpa, vector),
+            // Decoded apart (it may block): `Svc::send_wait_op`.
+            EvtchnOp::SendWait { .. } => Err(pvabi::EINVAL),
         }
+    }
+
+    /// A send on `port`: raises the port it reaches; returns the vCPU that
+    /// woke (it was blocked), if any.
+    fn send_on(&mut self, port: u32) -> Result<Option<Arc<VcpuEntry>>, i64> {
+        let d = &self.me.domain;
+        let me = DomainId(d.id);
+        let route = d.events.lock().send(port).map_err(code)?;
+        let n = match route {
+            Route::Local(p) => d.events.lock().raise(p),
+            Route::Remote { domain, port, from } => {
+                // A peer that is gone has closed (or is closing)
+                // its ports, which unbinds ours: nothing to do.
+                domain_by_id(domain).and_then(|p| p.events.lock().deliver(port, me, from))
+            }
+        };
+        Ok(n.and_then(|n| notify(self.me, n)))
+    }
+
+    /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
+    /// (`ENOENT`, `EINVAL`) before anything is sent, then the send (its
+    /// errors end the call), then a look at the wait port; the vCPU blocks
+    /// only if nothing is ready, no other event is pending and the
+    /// deadline has not passed. The vCPU the send woke is kept in
+    /// [`Svc::handoff`]: the run loop may switch to it directly.
+    pub(super) fn send_wait_op(
+        &mut self,
+        send: u32,
+        wait: u32,
+        deadline: u64,
+    ) -> Result<Option<u64>, i64> {
+        self.me
+            .domain
+            .events
+            .lock()
+            .check_wait(wait)
+            .map_err(code)?;
+        if send != 0 {
+            self.handoff = self.send_on(send)?;
+        }
+        if let Some(v) = look_at_wait_port(self.me, wait) {
+            return Ok(Some(v));
+        }
+        if self.me.pending.load(Ordering::Acquire) != 0 || (deadline != 0 && now_ns() >= deadline) {
+            return Ok(Some(0));
+        }
+        self.me.wait_port.store(wait, Ordering::Release);
+        self.blocked = Some(deadline);
+        Ok(None)
     }
 
     /// `HC_EVTCHN_INIT_CONTROL`, after the decoder checked the vector and

@@ -48,6 +48,7 @@ mod tests;
 mod tests_shared;
 mod types;
 mod virq;
+mod wait;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -57,6 +58,7 @@ use pvabi::Error;
 pub use self::bits::{BitmapEvents, EventBits};
 pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
+pub use self::wait::WaitCheck;
 pub use crate::domain::ids::DomainId;
 
 /// Ports per bucket of the table.

@@ -1,4 +1,4 @@
-//! Decoding the event-channel hypercalls (ABI 1.1 and 1.3, `HC_EVTCHN_*`): the
+//! Decoding the event-channel hypercalls (ABI 1.1, 1.3 and 1.4, `HC_EVTCHN_*`): the
 //! guest's registers become a typed [`EvtchnOp`] here, so that no value a
 //! guest passes reaches the port tables unchecked. Port numbers and domain
 //! ids must fit in 32 bits (`EINVAL`); the rest (does the port exist, may
@@ -7,8 +7,8 @@
 use pvabi::{
     EINVAL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI,
     HC_EVTCHN_BIND_VCPU, HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_CLOSE, HC_EVTCHN_INIT_CONTROL,
-    HC_EVTCHN_MASK, HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_STATUS, HC_EVTCHN_UNMASK, PAGE_SIZE,
-    UPCALL_VECTOR_MIN,
+    HC_EVTCHN_MASK, HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_SEND_WAIT, HC_EVTCHN_STATUS,
+    HC_EVTCHN_UNMASK, PAGE_SIZE, UPCALL_VECTOR_MIN,
 };
 
 use crate::domain::ids::DomainId;
@@ -42,6 +42,9 @@ pub enum EvtchnOp {
     /// Register the control area at `gpa` (page aligned) and upcall
     /// `vector` (`32..=255`) (1.3).
     InitControl { gpa: u64, vector: u8 },
+    /// Send on `send` (0: none), then block until `wait` is pending or
+    /// `deadline` (system ns, 0: none) passes (1.4). `wait` is not 0.
+    SendWait { send: u32, wait: u32, deadline: u64 },
 }
 
 fn u32_arg(v: u64) -> Result<u32, i64> {
@@ -83,6 +86,7 @@ impl EvtchnOp {
                 })
             }),
             HC_EVTCHN_INIT_CONTROL => init_control(a[0], a[1]),
+            HC_EVTCHN_SEND_WAIT => send_wait(a[0], a[1], a[2]),
             _ => return None,
         };
         Some(op)
@@ -99,4 +103,20 @@ fn init_control(gpa: u64, vector: u64) -> Result<EvtchnOp, i64> {
         return Err(EINVAL);
     }
     Ok(EvtchnOp::InitControl { gpa, vector })
+}
+
+/// `EINVAL` when either port does not fit in 32 bits or the wait port is 0
+/// (no port); the deadline is any value (0: none; one already passed means
+/// "do not block").
+fn send_wait(send: u64, wait: u64, deadline: u64) -> Result<EvtchnOp, i64> {
+    let send = u32_arg(send)?;
+    let wait = u32_arg(wait)?;
+    if wait == 0 {
+        return Err(EINVAL);
+    }
+    Ok(EvtchnOp::SendWait {
+        send,
+        wait,
+        deadline,
+    })
 }

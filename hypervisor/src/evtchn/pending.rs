@@ -13,7 +13,7 @@ impl<B: EventBits> EventTable<B> {
     }
 
     /// The first pending, unmasked port at or after the cursor, wrapping.
-    fn find_ready(&mut self) -> Option<u32> {
+    pub(super) fn find_ready(&mut self) -> Option<u32> {
         let words = self.high_water.div_ceil(64) as usize;
         let start = if self.cursor >= self.high_water {
             0

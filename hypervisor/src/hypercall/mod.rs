@@ -10,9 +10,10 @@
 use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
     CONSOLE_WRITE_MAX, E2BIG, EFAULT, EINVAL, ENOSYS, EPERM, HC_CONSOLE_READ, HC_CONSOLE_WRITE,
-    HC_MEM_INFO, HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL,
-    HC_SET_TIMER, HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MULTICALL_MAX,
-    MemInfo, MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, VcpuInfo,
+    HC_EVTCHN_SEND_WAIT, HC_MEM_INFO, HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL,
+    HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER, HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD,
+    MEM_OP_MAX_PAGES, MULTICALL_MAX, MemInfo, MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH,
+    SHUTDOWN_POWEROFF, VcpuInfo,
 };
 
 use crate::domain::OutOfBounds;
@@ -74,6 +75,11 @@ pub trait Services {
     /// Runs an event-channel op (arguments decoded, not yet checked
     /// against the tables): the value for RAX.
     fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64>;
+    /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4, arguments decoded): checks `wait`
+    /// (`ENOENT`, `EINVAL`), sends on `send` unless 0 (its errors), then
+    /// `Some(value for RAX)` when the wait ends now (the port taken, or 0),
+    /// `None` when the vCPU is now blocked (RAX is set when it wakes).
+    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, i64>;
     /// Runs one grant op (ABI 1.2); the value for RAX or a status code.
     fn grant(&mut self, op: GrantOp) -> Result<u64, i64>;
     /// Runs one domctl request (ABI 1.3; called for privileged domains
@@ -340,7 +346,18 @@ fn hypercall(
         // before did not know the number.
         _ => {
             if let Some(op) = EvtchnOp::decode(nr, a) {
-                done(op.and_then(|op| svc.evtchn(op)))
+                match op {
+                    Ok(EvtchnOp::SendWait {
+                        send,
+                        wait,
+                        deadline,
+                    }) => match svc.send_wait(send, wait, deadline) {
+                        Ok(Some(v)) => (v, Action::Resume),
+                        Ok(None) => (0, Action::Block),
+                        Err(e) => (status(e), Action::Resume),
+                    },
+                    op => done(op.and_then(|op| svc.evtchn(op))),
+                }
             } else if let Some(op) = GrantOp::decode(nr, a) {
                 done(op.and_then(|op| svc.grant(op)))
             } else if let Some(r) = crate::domain::ctl_ops::run(svc, nr, a) {
@@ -417,7 +434,8 @@ fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, i64>
 /// Runs a batch of hypercalls for one exit: the whole array is copied in,
 /// the entries run in order, and all results are written back at the end
 /// (EFAULT if that fails, e.g. an entry released the array's own pages).
-/// Blocking and nested multicalls are refused per entry (EINVAL); a shutdown
+/// Blocking (`HC_SCHED_BLOCK`, `HC_EVTCHN_SEND_WAIT`) and nested multicalls
+/// are refused per entry (EINVAL); a shutdown
 /// or kill ends the batch; a yield takes effect after it.
 fn multicall(
     svc: &mut impl Services,
@@ -445,7 +463,7 @@ fn multicall(
             return (status(EFAULT), Action::Resume);
         };
         let (ret, action) = match e.op {
-            HC_MULTICALL | HC_SCHED_BLOCK => (status(EINVAL), Action::Resume),
+            HC_MULTICALL | HC_SCHED_BLOCK | HC_EVTCHN_SEND_WAIT => (status(EINVAL), Action::Resume),
             op => hypercall(svc, op, e.args, console),
         };
         e.result = ret;

@@ -8,6 +8,9 @@ pub(crate) struct Svc<'a> {
     pub(crate) me: &'a Arc<VcpuEntry>,
     /// Set by `block` when the vCPU must block: the deadline.
     pub(crate) blocked: Option<u64>,
+    /// The vCPU a `HC_EVTCHN_SEND_WAIT` woke: when this one blocks, the
+    /// run loop may switch to it directly (`policy::switch_to`).
+    pub(crate) handoff: Option<Arc<VcpuEntry>>,
 }
 
 impl Svc<'_> {
@@ -204,6 +207,10 @@ impl Services for Svc<'_> {
 
     fn evtchn(&mut self, op: crate::hypercall::EvtchnOp) -> Result<u64, i64> {
         self.evtchn_op(op)
+    }
+
+    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, i64> {
+        self.send_wait_op(send, wait, deadline)
     }
 
     fn grant(&mut self, op: crate::hypercall::GrantOp) -> Result<u64, i64> {

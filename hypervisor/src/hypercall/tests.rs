@@ -184,6 +184,14 @@ impl Services for FakeSvc {
         self.evtchn_ops.push(op);
         evtchn::fake_op(&mut self.events, op)
     }
+    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, i64> {
+        self.evtchn_ops.push(EvtchnOp::SendWait {
+            send,
+            wait,
+            deadline,
+        });
+        evtchn::fake_send_wait(self, send, wait, deadline)
+    }
     fn grant(&mut self, op: GrantOp) -> Result<u64, i64> {
         self.grant_ops.push(op);
         Ok(0)

@@ -166,6 +166,37 @@ pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool
     }
 }
 
+/// `v` blocked on `cpu` after `ran_ns`, having woken `to` (called under
+/// `v`'s state lock, as [`descheduled`]): `to` with its slice when the
+/// policy lets it run here at once ([`Credit::switch_to`]), else `None`
+/// (the CPU picks as usual).
+pub(super) fn switch_to(
+    cpu: usize,
+    v: &VcpuEntry,
+    ran_ns: u64,
+    to: &Arc<VcpuEntry>,
+) -> Option<(Arc<VcpuEntry>, u64)> {
+    let now = now_ns();
+    let r = with(
+        |s| match s.credit.switch_to(cpu, v.sid, ran_ns, to.sid, now) {
+            Ok(Some(d)) => Ok(d.vcpu.map(|_| d.slice_ns)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        },
+    )?;
+    match r {
+        Ok(slice) => slice.map(|ns| (to.clone(), ns)),
+        Err(e) => {
+            log::warn!(
+                "scheduler: vCPU {} of domain {} descheduled on CPU {cpu}: {e:?}",
+                v.index,
+                v.domain.id
+            );
+            None
+        }
+    }
+}
+
 /// The timer (or a kick) interrupted `cpu`: whether to leave the guest.
 pub(crate) fn tick(cpu: usize, now: u64) -> bool {
     with(|s| s.credit.tick(cpu, now).unwrap_or(false)).unwrap_or(false)

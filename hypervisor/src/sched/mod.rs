@@ -103,6 +103,8 @@ mod tests_prop;
 mod tests_sim;
 #[cfg(target_os = "none")]
 pub mod timers;
+#[cfg(test)]
+mod tests_switch;
 
 use core::fmt;
 

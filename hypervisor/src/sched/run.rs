@@ -132,6 +132,12 @@ impl Credit {
                 slice_ns,
             });
         };
+        self.start(cpu, q, pos, now)
+    }
+
+    /// Runs the vCPU at `pos` of `q`'s queue on `cpu` (which runs nothing):
+    /// its slice (boosted, cut to the accounting and its domain's cap).
+    fn start(&mut self, cpu: usize, q: usize, pos: usize, now: u64) -> Result<Decision, Error> {
         let Some(v) = self.cpus[q].queue.remove(pos) else {
             return Err(Error::NoSuchVcpu);
         };
@@ -159,6 +165,42 @@ impl Credit {
             vcpu: Some(v),
             slice_ns,
         })
+    }
+
+    /// Direct switch (seL4's Call / ReplyRecv handoff): `from` blocks on
+    /// `cpu` after `ran_ns`, having just woken `to`. Deschedules `from` (as
+    /// [`Credit::descheduled`] with `still_runnable = false`) and, when `to`
+    /// waits in `cpu`'s own queue, is not parked, is not OVER (an OVER best
+    /// would make `pick_next` look for work to steal) and nothing waiting
+    /// there has a better priority, runs `to` at once: `Some` with its
+    /// slice, the choice `pick_next` would make except that `to` goes ahead
+    /// of others of its own class (the time is handed to the vCPU the
+    /// caller is waiting on). `Ok(None)`: `from` is descheduled and the
+    /// caller picks as usual. Errors as for `descheduled`; `to` unknown or
+    /// stale is `None`, not an error.
+    pub fn switch_to(
+        &mut self,
+        cpu: usize,
+        from: VcpuId,
+        ran_ns: u64,
+        to: VcpuId,
+        now: u64,
+    ) -> Result<Option<Decision>, Error> {
+        self.descheduled(cpu, from, ran_ns, now, false)?;
+        let Ok(j) = self.vcpu_index(to) else {
+            return Ok(None);
+        };
+        if self.vcpus[j].state != State::Queued(cpu) || self.parked_vcpu(j) {
+            return Ok(None);
+        }
+        let p = self.prio(j);
+        if p == Prio::Over || self.best_in(cpu).is_some_and(|(_, best)| best < p) {
+            return Ok(None);
+        }
+        let Some(pos) = self.cpus[cpu].queue.iter().position(|&q| q == to) else {
+            return Ok(None);
+        };
+        self.start(cpu, cpu, pos, now).map(Some)
     }
 
     /// A waiting vCPU elsewhere better than `than` (`None`: anything),

@@ -3,7 +3,8 @@
 //! [`crate::HC_EVTCHN_CLOSE`], [`crate::HC_EVTCHN_MASK`],
 //! [`crate::HC_EVTCHN_UNMASK`], [`crate::HC_EVTCHN_POLL`]; and (1.3)
 //! [`crate::HC_EVTCHN_BIND_VIRQ`], [`crate::HC_EVTCHN_BIND_IPI`],
-//! [`crate::HC_EVTCHN_STATUS`], [`crate::HC_EVTCHN_BIND_VCPU`]. Upcalls
+//! [`crate::HC_EVTCHN_STATUS`], [`crate::HC_EVTCHN_BIND_VCPU`]; and (1.4)
+//! [`crate::HC_EVTCHN_SEND_WAIT`] ([`send_wait`]). Upcalls
 //! ([`crate::HC_EVTCHN_INIT_CONTROL`]) are in [`super::upcall`].
 //!
 //! A receiver waits for [`crate::EVENT_CHANNEL`] (e.g. with
@@ -16,7 +17,7 @@ use super::{hypercall6, status};
 use crate::{
     Error, EvtchnStatus, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI,
     HC_EVTCHN_BIND_VCPU, HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_CLOSE, HC_EVTCHN_MASK, HC_EVTCHN_POLL,
-    HC_EVTCHN_SEND, HC_EVTCHN_STATUS, HC_EVTCHN_UNMASK,
+    HC_EVTCHN_SEND, HC_EVTCHN_SEND_WAIT, HC_EVTCHN_STATUS, HC_EVTCHN_UNMASK,
 };
 
 fn call(nr: u64, a: u64, b: u64) -> Result<u64, Error> {
@@ -46,6 +47,27 @@ pub fn bind_interdomain(remote: u32, remote_port: u32) -> Result<u32, Error> {
 /// Notifies the peer of `port`.
 pub fn send(port: u32) -> Result<(), Error> {
     call(HC_EVTCHN_SEND, port.into(), 0).map(|_| ())
+}
+
+/// Sends on `send` (`None`: nothing), then sleeps until port `wait` is
+/// pending or `deadline` (system ns) passes, in one hypercall
+/// ([`crate::HC_EVTCHN_SEND_WAIT`]). `Ok(true)`: `wait` was pending and is
+/// taken (cleared). `Ok(false)`: the deadline passed or another event woke
+/// this vCPU; take ports with [`poll`] and events with
+/// [`super::sched::poll`]. On an error nothing was sent.
+pub fn send_wait(send: Option<u32>, wait: u32, deadline: Option<u64>) -> Result<bool, Error> {
+    let got = status(hypercall6(
+        HC_EVTCHN_SEND_WAIT,
+        [
+            send.map_or(0, u64::from),
+            wait.into(),
+            deadline.unwrap_or(0),
+            0,
+            0,
+            0,
+        ],
+    ))?;
+    Ok(got == u64::from(wait))
 }
 
 /// Frees `port` (its peer's port becomes unbound and pending).

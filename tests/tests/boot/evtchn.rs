@@ -5,11 +5,13 @@
 //! One run per backend, shared by its tests, with three domains in module
 //! order, so with ids 1, 2, 3 (the hypervisor numbers boot modules from 1):
 //! `evpong` (`peer=2`) offers its port 1 to `evping` (`peer=1`), which
-//! binds it and makes [`ROUNDS`] round trips; `evhostile` (`peer=1`) misuses
+//! binds it and makes [`ROUNDS`] round trips, each side one
+//! `HC_EVTCHN_SEND_WAIT` per round trip (pvabi 1.4); `evhostile` (`peer=1`) misuses
 //! every op, pokes at evpong's port, and checks each documented error; a
 //! second pair, `evpong-dies` (`peer=5 crash_after=`[`CRASH_AFTER`]) and
 //! `evping-left` (`peer=4 peer_dies`), ids 4 and 5, where the answering
-//! side crashes mid-run.
+//! side crashes mid-run; this pair uses the 1.1 path (`three_calls`: send,
+//! block, poll), so both paths run on both backends.
 //!
 //! | test | asserts |
 //! |---|---|
@@ -43,9 +45,9 @@ fn the_run(b: Backend) -> &'static Outcome {
                 guest_module(
                     "evpong",
                     "evpong-dies",
-                    &format!("peer=5 crash_after={CRASH_AFTER}"),
+                    &format!("peer=5 crash_after={CRASH_AFTER} three_calls"),
                 ),
-                guest_module("evping", "evping-left", "peer=4 peer_dies"),
+                guest_module("evping", "evping-left", "peer=4 peer_dies three_calls"),
             ],
             cpus: 2,
             memory_mib: 128,

@@ -265,8 +265,10 @@ run of size 2X and one of size X, divided by X, so set-up, tear-down and boot ca
 the 2X run was made twice and gave identical counts. Exits are from the two domains'
 `domain-end:` lines (timer ticks included).
 
-**Event channels**: `evping bench` sends on its port, blocks until `evpong bench`
-(which blocks until pinged, polls, and sends back) answers, and polls the answer.
+**Event channels**: `evping bench` and `evpong bench` each make one
+`HC_EVTCHN_SEND_WAIT` (pvabi 1.4) per round trip: send on the port and sleep until
+the other side's answer makes it pending (the hypervisor switches directly to the
+woken side). With `three_calls` both use the 1.1 path instead (send; block; poll).
 
 | backend | round trips (runs) | machine instructions per round trip | **hypervisor instructions per round trip** | **exits per round trip** | hypercalls per round trip |
 |---|---:|---:|---:|---:|---:|

@@ -3,6 +3,7 @@
 //! against a real port table (a loopback channel of one domain).
 
 use super::*;
+use crate::evtchn::WaitCheck;
 use crate::domain::ids::DomainId;
 use crate::evtchn::{Closed, EventTable, Route};
 use pvabi::{
@@ -49,7 +50,41 @@ pub(super) fn fake_op(t: &mut EventTable, op: EvtchnOp) -> Result<u64, i64> {
         EvtchnOp::BindVcpu { port, vcpu } => t.bind_vcpu(port, vcpu).map(|()| 0).map_err(i64::from),
         // Registration needs the domain's pages: the scheduler's job.
         EvtchnOp::InitControl { .. } => Ok(0),
+        // Decoded apart: `fake_send_wait`.
+        EvtchnOp::SendWait { .. } => Err(EINVAL),
     }
+}
+
+/// The fake's clock for deadlines (system ns).
+pub(super) const FAKE_NOW: u64 = 1_000;
+
+/// `HC_EVTCHN_SEND_WAIT` over the fake (the order of `Svc::send_wait_op`):
+/// the wait port's checks, the send, the look at the wait port (the
+/// fake's pending mask stands for the vCPU's), then the deadline.
+pub(super) fn fake_send_wait(
+    f: &mut FakeSvc,
+    send: u32,
+    wait: u32,
+    deadline: u64,
+) -> Result<Option<u64>, i64> {
+    f.events.check_wait(wait).map_err(i64::from)?;
+    if send != 0 {
+        fake_op(&mut f.events, EvtchnOp::Send(send))?;
+    }
+    f.pending &= !EVENT_CHANNEL;
+    let c = f.events.take_wait(wait);
+    if c.others() {
+        f.pending |= EVENT_CHANNEL;
+    }
+    match c {
+        WaitCheck::Taken { .. } => return Ok(Some(u64::from(wait))),
+        WaitCheck::Other => return Ok(Some(0)),
+        WaitCheck::Empty => {}
+    }
+    if f.pending != 0 || (deadline != 0 && deadline <= FAKE_NOW) {
+        return Ok(Some(0));
+    }
+    Ok(None)
 }
 
 const NRS: [u64; 7] = [
@@ -63,6 +98,8 @@ const NRS: [u64; 7] = [
 ];
 
 mod v13;
+
+mod v14;
 
 #[test]
 fn decoding_each_number() {
