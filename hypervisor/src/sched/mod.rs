@@ -87,6 +87,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod block;
 mod check;
 mod credit;
 mod run;
@@ -99,6 +100,7 @@ mod tests_sim;
 
 use core::fmt;
 
+pub use block::resume_value;
 pub use credit::Credit;
 pub use runq::RunQueue;
 

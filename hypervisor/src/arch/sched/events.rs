@@ -51,8 +51,8 @@ fn kick(v: &VcpuEntry, events: u64) {
     {
         let mut st = v.st.lock();
         v.pending.fetch_or(events, Ordering::AcqRel);
-        if let Run::Blocked { .. } = st.run {
-            st.deliver_events = true;
+        if let Run::Blocked { deadline } = st.run {
+            st.resume = Some(deadline);
             policy::make_runnable(v, &mut st);
             return;
         }
