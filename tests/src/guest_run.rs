@@ -64,6 +64,14 @@ impl GuestRun<'_> {
                 o.assert_status(xtask::qemu::STATUS_SUCCESS);
             }
             o.assert_booted("multiboot2");
+            // The scheduler's assertion (`rescue_lost_wakeups`): any run
+            // that boots guests fails on it.
+            let lost: Vec<&String> = o
+                .lines
+                .iter()
+                .filter(|l| l.contains("lost wake-up"))
+                .collect();
+            assert!(lost.is_empty(), "{}: lost wake-up: {lost:?}", o.test);
             if self.stop.is_none() {
                 assert!(
                     o.all_ended().is_some(),

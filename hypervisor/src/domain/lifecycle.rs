@@ -70,8 +70,10 @@ pub(crate) enum Run {
 pub(crate) struct VState {
     pub(crate) run: Run,
     pub(crate) vcpu: Option<Box<dyn VcpuBackend>>,
-    /// RAX must get the event mask when the vCPU next runs (it blocked).
-    pub(crate) deliver_events: bool,
+    /// `Some(deadline)`: it blocked with this deadline (0: none) and was
+    /// woken; when it next runs, RAX gets what the block returns
+    /// ([`crate::sched::resume_value`]), or it blocks again.
+    pub(crate) resume: Option<u64>,
 }
 
 /// One vCPU of a domain: the scheduling unit.
@@ -267,7 +269,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
                 st: Mutex::new(VState {
                     run,
                     vcpu: v,
-                    deliver_events: false,
+                    resume: None,
                 }),
                 pending: AtomicU64::new(0),
                 timer: AtomicU64::new(0),

@@ -54,8 +54,8 @@ fn kick(v: &VcpuEntry, events: u64) -> bool {
     {
         let mut st = v.st.lock();
         v.pending.fetch_or(events, Ordering::AcqRel);
-        if let Run::Blocked { .. } = st.run {
-            st.deliver_events = true;
+        if let Run::Blocked { deadline } = st.run {
+            st.resume = Some(deadline);
             policy::make_runnable(v, &mut st);
             return true;
         }
@@ -194,13 +194,31 @@ pub(crate) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
     }
 }
 
-/// RAX for a vCPU that blocked and now runs again: the port it waited for
-/// in `HC_EVTCHN_SEND_WAIT` (taken) or 0; after `HC_SCHED_BLOCK`, its
-/// pending mask (cleared).
-pub(crate) fn wake_value(me: &VcpuEntry) -> u64 {
+/// RAX for a vCPU that blocked with `deadline` (0: none) and now runs
+/// again at `now`: after `HC_EVTCHN_SEND_WAIT`, the port it waited for
+/// (taken) or 0 (another event, or the deadline passed); after
+/// `HC_SCHED_BLOCK`, its pending mask (cleared) or 0 at the deadline
+/// ([`crate::sched::resume_value`]). `None`: woken with nothing before its
+/// deadline; it blocks again (still waiting for the same port). It must
+/// answer `Some` whenever its pending mask is not empty: `run_picked`
+/// makes a vCPU with pending events runnable rather than blocked.
+pub(crate) fn wake_value(me: &VcpuEntry, deadline: u64, now: u64) -> Option<u64> {
     match me.wait_port.swap(0, Ordering::AcqRel) {
-        0 => me.pending.swap(0, Ordering::AcqRel),
-        wait => look_at_wait_port(me, wait).unwrap_or(0),
+        0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
+        wait => match look_at_wait_port(me, wait) {
+            Some(rax) => Some(rax),
+            // Another event (a timer) woke it, or the deadline passed: 0,
+            // as `send_wait_op` answers when it finds either at once.
+            None if me.pending.load(Ordering::Acquire) != 0
+                || (deadline != 0 && now >= deadline) =>
+            {
+                Some(0)
+            }
+            None => {
+                me.wait_port.store(wait, Ordering::Release);
+                None
+            }
+        },
     }
 }
 

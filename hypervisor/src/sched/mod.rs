@@ -87,6 +87,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod block;
 mod check;
 #[cfg(target_os = "none")]
 pub mod clock;
@@ -108,6 +109,7 @@ pub mod timers;
 
 use core::fmt;
 
+pub use block::resume_value;
 pub use credit::Credit;
 pub use runq::RunQueue;
 

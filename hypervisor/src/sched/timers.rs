@@ -119,7 +119,7 @@ fn fire(v: &Arc<VcpuEntry>, now: u64) {
         next = v.timer.load(Ordering::Acquire);
         if let Run::Blocked { deadline } = st.run {
             if v.pending.load(Ordering::Acquire) != 0 || (deadline != 0 && now >= deadline) {
-                st.deliver_events = true;
+                st.resume = Some(deadline);
                 policy::make_runnable(v, &mut st);
             } else if deadline != 0 && (next == 0 || deadline < next) {
                 next = deadline;

@@ -251,6 +251,9 @@ fn dom0_bochs_bad_config() {
     bad_config(Backend::Vmx);
 }
 
+#[path = "dom0_sleep.rs"]
+mod sleep_session;
+
 #[path = "dom0_hvctl.rs"]
 mod hvctl_session;
 

@@ -18,6 +18,7 @@ mod pvh;
 mod ring;
 mod sched;
 mod selftest;
+mod stress;
 mod upcall;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
