@@ -20,9 +20,12 @@ pub mod input;
 pub mod ring;
 pub mod seeds;
 
+/// A target's function: any bytes, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the binary in `fuzz_targets/` and the folder of
 /// its seeds) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("multiboot2", boot::multiboot2),
     ("pvh", boot::pvh),
     ("elf", boot::elf),

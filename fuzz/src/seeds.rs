@@ -4,7 +4,10 @@
 //!
 //! They are committed under `fuzz/seeds/<target>/`; `cargo test` here
 //! checks the files are exactly what this module builds (regenerate with
-//! `KESTREL_FUZZ_BLESS=1 cargo test`), and that each runs clean.
+//! `KESTREL_FUZZ_BLESS=1 cargo test`), and that each runs clean. Inputs
+//! that once crashed a target go, as found, into
+//! `fuzz/regressions/<target>/`: the same test runs each of them, and
+//! `cargo xtask fuzz` starts from them too.
 
 use crate::input::Output;
 use pvabi::zerocopy::{FromZeros, IntoBytes};

@@ -132,6 +132,7 @@ fn run_target(bins: &Path, name: &str, seconds: u64) -> Result<()> {
     let corpus = out_dir().join("corpus").join(name);
     let artifacts = out_dir().join("artifacts").join(name);
     let seeds = fuzz_dir().join("seeds").join(name);
+    let regressions = fuzz_dir().join("regressions").join(name);
     for d in [&corpus, &artifacts] {
         std::fs::create_dir_all(d).context(|| format!("creating {}", d.display()))?;
     }
@@ -140,23 +141,58 @@ fn run_target(bins: &Path, name: &str, seconds: u64) -> Result<()> {
     let t = Instant::now();
     // -max_total_time bounds the run; -timeout kills one input that runs
     // over 10 s (a hang is a finding); the first corpus directory is where
-    // new inputs are written, the seeds are read only.
-    let status = Command::new(&bin)
+    // new inputs are written, the seeds and past crashes are read only.
+    // libFuzzer's chatter goes to a log; its summary is printed.
+    let log = artifacts.join("last-run.log");
+    let log_file = std::fs::File::create(&log).context(|| format!("creating {}", log.display()))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg(format!("-max_total_time={seconds}"))
         .arg(format!("-max_total_time={seconds}"))
         .arg("-timeout=10")
         .arg("-rss_limit_mb=2048")
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(&corpus)
-        .arg(&seeds)
+        .arg(&seeds);
+    if regressions.is_dir() {
+        cmd.arg(&regressions);
+    }
+    let status = cmd
+        .stdout(
+            log_file
+                .try_clone()
+                .context(|| "duplicating the log".into())?,
+        )
+        .stderr(log_file)
         .status()
         .context(|| format!("starting {}", bin.display()))?;
-    println!("    {name}: {:.1} s, {status}", t.elapsed().as_secs_f64());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let runs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .map_or("?", str::trim);
+    let corpus_line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(" cov: "))
+        .unwrap_or("");
+    println!(
+        "    {name}: {runs} runs in {:.1} s, {status}; cov:{}",
+        t.elapsed().as_secs_f64(),
+        corpus_line.split_once(" cov:").map_or("", |(_, c)| c)
+    );
     if !status.success() {
+        // What libFuzzer said about the crash: the panic and the input.
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        for l in tail.iter().rev() {
+            eprintln!("    | {l}");
+        }
         bail!(
-            "fuzz target {name} found a crash: the input is in {} (replay: {} <file>)",
+            "fuzz target {name} found a crash: the input is in {} (replay: {} <file>; full log {}); \
+             once fixed, keep the input in fuzz/regressions/{name}/",
             artifacts.display(),
-            bin.display()
+            bin.display(),
+            log.display()
         );
     }
     Ok(())

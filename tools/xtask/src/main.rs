@@ -37,9 +37,10 @@ commands:
       4 CPUs, 1G, KVM if it offers nested VT-x/AMD-V, else TCG with SVM+NPT.
       --dom0: the demo (GRUB ISO): dom0, the hello and ticker guests and
       dom0/demo.toml, dom0's management line on build/kestrel-mgmt.sock.
-  test [--no-lint] [--no-boot] [-- BOOT TEST FILTER...]
+  test [--no-lint] [--no-fuzz] [--no-boot] [-- BOOT TEST FILTER...]
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
-      the release kernel, and the boot tests under QEMU and Bochs.
+      a 5 s pass of each fuzz target, the release kernel, and the boot tests
+      under QEMU and Bochs.
   fuzz [SECONDS] [-- TARGET...]
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
