@@ -359,4 +359,27 @@ mod tests {
             }
         }
     }
+
+    /// Every input that once crashed a target runs clean now.
+    #[test]
+    fn regressions_run_clean() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("regressions");
+        let mut ran = 0;
+        for (name, target) in crate::TARGETS {
+            let Ok(files) = std::fs::read_dir(root.join(name)) else {
+                continue;
+            };
+            for f in files {
+                let path = f.unwrap().path();
+                eprintln!("{name}: {}", path.display());
+                target(&std::fs::read(&path).unwrap());
+                ran += 1;
+            }
+        }
+        assert!(
+            ran > 0,
+            "no regression inputs found under {}",
+            root.display()
+        );
+    }
 }
