@@ -19,6 +19,7 @@ mod ring;
 mod sched;
 mod selftest;
 mod upcall;
+mod wx;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
 // the boot memory map) may be. Measured on QEMU 7.2 q35 (docs/testing.md):
