@@ -17,6 +17,9 @@ pub mod sched;
 pub mod util;
 pub mod virt;
 
+#[cfg(test)]
+mod testing;
+
 #[cfg(target_os = "none")]
 pub mod arch;
 
