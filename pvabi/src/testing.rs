@@ -12,12 +12,12 @@
 //! as the body needs them fits them better than a strategy per input.
 #![allow(clippy::unwrap_used)]
 
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestError, TestRunner};
 extern crate std;
 
-use std::vec::Vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestError, TestRunner};
 use std::panic;
+use std::vec::Vec;
 
 /// The random values of one case; reads past the end give zero (the
 /// simplest choice), so a shrunk list still drives the whole body.
