@@ -15,8 +15,10 @@ say() { printf 'setup: %s\n' "$*"; }
 # grub-common      grub-mkrescue                  xorriso, mtools     ISO + EFI image
 # bochs, bochsbios, vgabios, bochs-term  Bochs (Intel VT-x+EPT), its BIOSes, a display
 # gcc, libc6-dev   the linker for host crates (xtask, tests)
+# g++              builds libFuzzer (C++) for the fuzz targets (crate libfuzzer-sys);
+#                  nothing else is needed for them: no cargo-fuzz, no nightly
 packages=(qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
-          bochs bochsbios vgabios bochs-term gcc libc6-dev)
+          bochs bochsbios vgabios bochs-term gcc g++ libc6-dev)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -417,6 +417,8 @@ pub mod ring;
 mod shared;
 mod start_info;
 mod status;
+#[cfg(test)]
+mod testing;
 
 /// The `zerocopy` this crate derives with, so users name the same traits.
 pub use zerocopy;

@@ -392,6 +392,8 @@ fn available(prod: u32, base: u32, cons: u32, limit: u32) -> Result<u32, RingErr
 }
 
 #[cfg(test)]
+mod bounded_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod tests;

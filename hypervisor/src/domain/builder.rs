@@ -396,16 +396,24 @@ fn load_segments(
     segments: &[Segment64],
 ) -> Result<(), BuildError> {
     for &s in segments {
-        let bytes = usize::try_from(s.offset)
-            .ok()
-            .zip(usize::try_from(s.filesz).ok())
-            .and_then(|(off, len)| image.get(off..off.checked_add(len)?))
-            // Ruled out by `elf::check`; report rather than panic.
-            .ok_or(ElfError::Truncated {
-                segment: s.index,
-                needs: s.offset.saturating_add(s.filesz),
-                have: image.len() as u64,
-            })?;
+        // A segment with no file bytes (all bss) reads nothing: `elf::check`
+        // does not bound its offset, so neither may this (found by the
+        // `elf` fuzz target: the image passed the checks, the first segment
+        // was written, then this one failed).
+        let bytes = if s.filesz == 0 {
+            &[][..]
+        } else {
+            usize::try_from(s.offset)
+                .ok()
+                .zip(usize::try_from(s.filesz).ok())
+                .and_then(|(off, len)| image.get(off..off.checked_add(len)?))
+                // Ruled out by `elf::check`; report rather than panic.
+                .ok_or(ElfError::Truncated {
+                    segment: s.index,
+                    needs: s.offset.saturating_add(s.filesz),
+                    have: image.len() as u64,
+                })?
+        };
         mem.write(s.paddr, bytes)?;
         // The zero-fill (bss) after the file bytes; `filesz <= memsz`.
         let bss = s.memsz.saturating_sub(s.filesz);
@@ -687,6 +695,25 @@ mod tests {
             table = e & 0x000f_ffff_ffff_f000;
         }
         None
+    }
+
+    /// A bss-only segment whose file offset lies past the image's end is
+    /// valid (it reads no file bytes): the builder zeroes it like any bss
+    /// (found by the `elf` fuzz target, which saw the text written, then
+    /// the build fail).
+    #[test]
+    fn bss_only_segment_with_offset_past_the_end() {
+        let mut img = image(
+            elf::ET_EXEC,
+            MIB,
+            &[seg(RX, MIB, TEXT, 0x10), seg(RW, 2 * MIB, &[], 0x2000)],
+        );
+        let o = 64 + 56 + 8;
+        img[o..o + 8].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+        let mut mem = TestMem::new(64 * MIB, 0xaa);
+        build(&mut mem, &img, "", 1, pvabi::HYPERCALL_VMCALL).unwrap();
+        assert_eq!(mem.read(MIB, TEXT.len() as u64), TEXT);
+        assert!(mem.read(2 * MIB, 0x2000).iter().all(|&b| b == 0));
     }
 
     #[test]

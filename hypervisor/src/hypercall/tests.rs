@@ -563,62 +563,74 @@ fn msrs_io_and_faults() {
 /// The decoder must never panic, whatever the registers and memory hold.
 #[test]
 fn arbitrary_registers_never_panic() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let mut svc = FakeSvc::new(0x8000);
-    for b in svc.mem.iter_mut() {
-        *b = next() as u8;
-    }
-    for _ in 0..20_000 {
-        let mut v = FakeVcpu::default();
-        let pick = |x: u64| match x % 4 {
-            0 => x,
-            1 => x % 0x9000,
-            2 => x % 64,
-            _ => u64::MAX - x % 16,
-        };
-        let nr = next() % 16;
-        let args = [pick(next()), pick(next()), pick(next()), pick(next())];
-        let _ = call6(&mut v, &mut svc, nr, args);
-        svc.present.iter_mut().for_each(|p| *p = true);
+    crate::testing::check(40, 4096 + 2500, |rng| {
+        let mut svc = FakeSvc::new(0x8000);
+        for chunk in svc.mem.chunks_mut(8) {
+            let bytes = rng.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        for _ in 0..500 {
+            let mut v = FakeVcpu::default();
+            let mut pick = || {
+                let x = rng.next();
+                match x % 4 {
+                    0 => x,
+                    1 => x % 0x9000,
+                    2 => x % 64,
+                    _ => u64::MAX - x % 16,
+                }
+            };
+            let args = [pick(), pick(), pick(), pick()];
+            let nr = rng.below(16);
+            let _ = call6(&mut v, &mut svc, nr, args);
+            svc.present.iter_mut().for_each(|p| *p = true);
+        }
+    });
+}
+
+use crate::testing::Choices;
+use proptest::prelude::*;
+
+/// Values that hit the edges: small, near the memory size, near the top
+/// of the address space, page-aligned or not.
+fn edgy_of(x: u64, size: u64) -> u64 {
+    match x % 6 {
+        0 => x % 16,
+        1 => size.wrapping_sub(x % 8192),
+        2 => u64::MAX - x % 8192,
+        3 => (x % (size / 4096 + 4)) * 4096,
+        4 => x % (size + 8192),
+        _ => x,
     }
 }
 
-use crate::testing::TestRng as Rng;
+/// [`edgy_of`] as a proptest strategy.
+fn edgy(size: u64) -> impl Strategy<Value = u64> {
+    any::<u64>().prop_map(move |x| edgy_of(x, size))
+}
 
-/// Edge-seeking values for the property tests.
+/// Edge-seeking values for the op-sequence properties.
 trait Edgy {
     fn edgy(&mut self, size: u64) -> u64;
 }
 
-impl Edgy for Rng {
-    /// Values that hit the edges: small, near the memory size, near
-    /// the top of the address space, page-aligned or not.
+impl Edgy for Choices<'_> {
     fn edgy(&mut self, size: u64) -> u64 {
         let x = self.next();
-        match x % 6 {
-            0 => x % 16,
-            1 => size.wrapping_sub(x % 8192),
-            2 => u64::MAX - x % 8192,
-            3 => (x % (size / 4096 + 4)) * 4096,
-            4 => x % (size + 8192),
-            _ => x,
-        }
+        edgy_of(x, size)
     }
 }
 
-#[test]
-fn property_console_write_succeeds_exactly_inside_memory() {
-    let size = 0x8000u64;
-    let mut svc = FakeSvc::new(size as usize);
-    let mut rng = Rng(0x1234_5678);
-    for _ in 0..50_000 {
-        let (gpa, len) = (rng.edgy(size), rng.edgy(size) % 9000);
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    #[test]
+    fn property_console_write_succeeds_exactly_inside_memory(
+        gpa in edgy(0x8000),
+        len in edgy(0x8000).prop_map(|l| l % 9000),
+    ) {
+        let size = 0x8000u64;
+        let mut svc = FakeSvc::new(size as usize);
         let mut v = FakeVcpu::default();
         call(&mut v, &mut svc, HC_CONSOLE_WRITE, gpa, len);
         let inside = gpa.checked_add(len).is_some_and(|end| end <= size);
@@ -629,17 +641,20 @@ fn property_console_write_succeeds_exactly_inside_memory() {
         } else {
             EFAULT as u64
         };
-        assert_eq!(v.regs.rax, want, "gpa {gpa:#x} len {len:#x}");
+        prop_assert_eq!(v.regs.rax, want, "gpa {:#x} len {:#x}", gpa, len);
     }
 }
 
 #[test]
 fn property_memory_ops_match_a_page_model() {
+    crate::testing::check(20, 3000, memory_ops_case);
+}
+
+fn memory_ops_case(rng: &mut Choices<'_>) {
     let size = 0x40_0000u64;
     let mut svc = FakeSvc::new(size as usize);
     let mut model = std::vec![true; (size / 4096) as usize];
-    let mut rng = Rng(0xdead_beef_cafe);
-    for _ in 0..20_000 {
+    for _ in 0..1000 {
         let release = rng.next().is_multiple_of(2);
         let gpa = rng.edgy(size);
         let pages = rng.edgy(size) % 600;

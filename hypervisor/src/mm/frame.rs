@@ -644,13 +644,10 @@ mod tests {
         );
     }
 
-    use crate::testing::TestRng as Rng;
-
     /// Random maps, reservations and operations checked against a set model.
     #[test]
     fn matches_set_model() {
-        let mut rng = Rng(0x1234_5678_9abc_def1);
-        for _ in 0..300 {
+        crate::testing::check(300, 1024, |rng| {
             const FRAMES: u64 = 300;
             let n = rng.below(5);
             let map: Vec<_> = (0..n)
@@ -726,6 +723,6 @@ mod tests {
             for f in 0..FRAMES + 100 {
                 assert_eq!(a.is_free(f * FRAME_SIZE), model.contains(&(f * FRAME_SIZE)));
             }
-        }
+        });
     }
 }

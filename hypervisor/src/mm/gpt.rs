@@ -1175,13 +1175,12 @@ mod tests {
         destroy_frees_everything::<Npt>();
     }
 
-    use crate::testing::TestRng as Rng;
+    use crate::testing::Choices;
 
     /// Random maps and unmaps against a page-level model.
-    fn randomized<F: EntryFormat>(seed: u64) {
+    fn randomized<F: EntryFormat>(rng: &mut Choices<'_>) {
         let (mut mem, mut gpt) = setup::<F>();
         let mut model: BTreeMap<u64, (u64, Perms)> = BTreeMap::new();
-        let mut rng = Rng(seed);
         // Three 16 MiB windows under different PML4 and PDPT entries.
         let windows = [0, (3 << 39) + (7 << 30), GPA_LIMIT - (16 << 20)];
         let perms = [
@@ -1283,15 +1282,11 @@ mod tests {
 
     #[test]
     fn randomized_ept() {
-        for seed in [1, 0x9e37_79b9_7f4a_7c15, 0xdead_beef] {
-            randomized::<Ept>(seed);
-        }
+        crate::testing::check(6, 1500 * 160, randomized::<Ept>);
     }
 
     #[test]
     fn randomized_npt() {
-        for seed in [2, 0x1234_5678_9abc_def1, 0xfeed_f00d] {
-            randomized::<Npt>(seed);
-        }
+        crate::testing::check(6, 1500 * 160, randomized::<Npt>);
     }
 }

@@ -325,7 +325,7 @@ mod tests {
         );
     }
 
-    use crate::testing::TestRng as Rng;
+    use proptest::prelude::*;
 
     const KINDS: [RegionKind; 5] = [Usable, AcpiReclaimable, AcpiNvs, BadMemory, Reserved];
     /// The reference model works in 512-byte units, eight per page, so
@@ -366,44 +366,38 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn matches_reference_model() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for case in 0..3000 {
-            let n = rng.below(9) as usize;
-            let raw: Vec<MemoryRegion> = (0..n)
-                .map(|_| {
-                    let s = rng.below(PAGES * 8) * UNIT;
-                    // Mostly short regions, sometimes empty or inverted.
-                    let len = rng.below(40) * UNIT;
-                    let e = if rng.below(10) == 0 {
-                        s.saturating_sub(UNIT)
-                    } else {
-                        s + len
-                    };
-                    r(s, e.min(PAGES * PAGE_SIZE), KINDS[rng.below(5) as usize])
-                })
-                .collect();
+    /// One raw region: mostly short, sometimes empty or inverted, with
+    /// unaligned endpoints.
+    fn raw_region() -> impl Strategy<Value = MemoryRegion> {
+        (0..PAGES * 8, 0..40u64, 0..10u8, 0..KINDS.len()).prop_map(|(s, len, inv, k)| {
+            let s = s * UNIT;
+            let e = if inv == 0 {
+                s.saturating_sub(UNIT)
+            } else {
+                s + len * UNIT
+            };
+            r(s, e.min(PAGES * PAGE_SIZE), KINDS[k])
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn matches_reference_model(raw in proptest::collection::vec(raw_region(), 0..9)) {
             let got = norm(&raw);
             // Invariants of the output.
             for w in got.windows(2) {
-                assert!(
-                    w[0].end <= w[1].start,
-                    "case {case}: unsorted/overlapping {got:?}"
-                );
-                assert!(
+                prop_assert!(w[0].end <= w[1].start, "unsorted/overlapping {got:?}");
+                prop_assert!(
                     !(w[0].end == w[1].start && w[0].kind == w[1].kind),
-                    "case {case}: unmerged {got:?}"
+                    "unmerged {got:?}"
                 );
             }
             for g in &got {
-                assert!(!g.is_empty() && g.start % PAGE_SIZE == 0 && g.end % PAGE_SIZE == 0);
+                prop_assert!(!g.is_empty() && g.start % PAGE_SIZE == 0 && g.end % PAGE_SIZE == 0);
             }
-            assert_eq!(
-                expand(&got),
-                model(&raw),
-                "case {case}: input {raw:?} output {got:?}"
-            );
+            prop_assert_eq!(expand(&got), model(&raw), "input {:?} output {:?}", raw, got);
         }
     }
 

@@ -6,20 +6,7 @@ use std::vec::Vec;
 
 const MS: u64 = 1_000_000;
 
-/// xorshift64*: small, seeded, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-}
+use crate::testing::Choices as Rng;
 
 #[test]
 fn ids_are_checked_and_never_reused() {
@@ -175,7 +162,7 @@ fn a_thousand_blocked_vcpus_cost_nothing() {
 }
 
 /// One of `xs`, or (sometimes) none.
-fn choose<T: Copy>(r: &mut Rng, xs: &[T]) -> Option<T> {
+fn choose<T: Copy>(r: &mut Rng<'_>, xs: &[T]) -> Option<T> {
     xs.get(r.below(xs.len() as u64 + 1) as usize).copied()
 }
 
@@ -183,8 +170,7 @@ fn choose<T: Copy>(r: &mut Rng, xs: &[T]) -> Option<T> {
 /// after every op, credit bounded, removed vCPUs gone.
 #[test]
 fn random_op_sequences_keep_the_invariants() {
-    for seed in 1..=40u64 {
-        let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    crate::testing::check(40, 3000 * 8, |r| {
         let cpus = 1 + r.below(4) as usize;
         let mut s = Credit::new(cpus);
         let mut doms: Vec<DomId> = Vec::new();
@@ -202,36 +188,36 @@ fn random_op_sequences_keep_the_invariants() {
                     }
                 }
                 1 => {
-                    if let Some(d) = choose(&mut r, &doms) {
+                    if let Some(d) = choose(r, &doms) {
                         let _ = s.set_params(d, r.next() as u16, r.below(500) as u32);
                     }
                 }
                 2 | 3 => {
-                    if let Some(d) = choose(&mut r, &doms)
+                    if let Some(d) = choose(r, &doms)
                         && let Ok(v) = s.add_vcpu(d)
                     {
                         vcpus.push(v);
                     }
                 }
                 4 | 5 => {
-                    if let Some(v) = choose(&mut r, &vcpus) {
+                    if let Some(v) = choose(r, &vcpus) {
                         let _ = s.wake(v, now);
                     }
                 }
                 6 => {
-                    if let Some(v) = choose(&mut r, &vcpus) {
+                    if let Some(v) = choose(r, &vcpus) {
                         let _ = s.block(v, now);
                     }
                 }
                 7 => {
-                    if let Some(v) = choose(&mut r, &vcpus)
+                    if let Some(v) = choose(r, &vcpus)
                         && s.remove_vcpu(v).is_ok()
                     {
                         removed.push(v);
                     }
                 }
                 8 => {
-                    if let Some(d) = choose(&mut r, &doms)
+                    if let Some(d) = choose(r, &doms)
                         && s.remove_domain(d).is_ok()
                     {
                         for &v in &vcpus {
@@ -252,7 +238,7 @@ fn random_op_sequences_keep_the_invariants() {
                 10 => {
                     let running = s.run_queue(cpu).and_then(RunQueue::current);
                     let v = if r.below(4) == 0 {
-                        choose(&mut r, &vcpus)
+                        choose(r, &vcpus)
                     } else {
                         running
                     };
@@ -270,11 +256,11 @@ fn random_op_sequences_keep_the_invariants() {
                 }
             }
             if let Err(e) = s.check_invariants() {
-                panic!("seed {seed} step {step}: {e}");
+                panic!("step {step}: {e}");
             }
             for &v in &removed {
                 assert_eq!(s.cpu_of(v), Err(Error::NoSuchVcpu));
             }
         }
-    }
+    });
 }

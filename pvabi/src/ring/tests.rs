@@ -16,20 +16,7 @@ fn region(geo: RingGeometry) -> Vec<AtomicU32> {
         .collect()
 }
 
-/// A small PRNG (xorshift64*), so failures reproduce from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use crate::testing::check;
 
 /// A request with more than one word, to check slot copies.
 #[repr(C)]
@@ -329,43 +316,44 @@ fn hostile_back_indices() {
 
 #[test]
 fn random_header_writes_never_panic() {
-    let geo = RingGeometry::new(8, 24).unwrap();
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
-    let words = region(geo);
-    let (mut front, mut back) = rings_at(&words, geo, 0);
-    for _ in 0..20_000 {
-        let w = [W_REQ_PROD, W_RSP_PROD, W_REQ_EVENT, W_RSP_EVENT][rng.below(4) as usize];
-        let v = match rng.below(3) {
-            0 => rng.next() as u32,
-            1 => words[w]
-                .load(Ordering::Relaxed)
-                .wrapping_add(rng.below(20) as u32),
-            _ => words[w]
-                .load(Ordering::Relaxed)
-                .wrapping_sub(rng.below(20) as u32),
-        };
-        words[w].store(v, Ordering::Relaxed);
-        let _ = front.push_request(&req(rng.next()));
-        let _ = front.publish_requests();
-        if let Ok(n) = back.unconsumed_requests() {
-            assert!(n <= geo.slots());
+    check(20, 1000 * 4, |rng| {
+        let geo = RingGeometry::new(8, 24).unwrap();
+        let words = region(geo);
+        let (mut front, mut back) = rings_at(&words, geo, 0);
+        for _ in 0..1000 {
+            let w = [W_REQ_PROD, W_RSP_PROD, W_REQ_EVENT, W_RSP_EVENT][rng.below(4) as usize];
+            let v = match rng.below(3) {
+                0 => rng.next() as u32,
+                1 => words[w]
+                    .load(Ordering::Relaxed)
+                    .wrapping_add(rng.below(20) as u32),
+                _ => words[w]
+                    .load(Ordering::Relaxed)
+                    .wrapping_sub(rng.below(20) as u32),
+            };
+            words[w].store(v, Ordering::Relaxed);
+            let _ = front.push_request(&req(rng.next()));
+            let _ = front.publish_requests();
+            if let Ok(n) = back.unconsumed_requests() {
+                assert!(n <= geo.slots());
+            }
+            let _ = back.pop_request();
+            let _ = back.push_response(&Rsp {
+                id: 1,
+                status: 0,
+                _pad: 0,
+            });
+            let _ = back.publish_responses();
+            if let Ok(n) = front.unconsumed_responses() {
+                assert!(n <= geo.slots());
+            }
+            let _ = front.pop_response();
+            let _ = front.final_check_for_responses();
+            let _ = back.final_check_for_requests();
+            assert!(front.outstanding() <= geo.slots());
+            assert!(back.unanswered() <= geo.slots());
         }
-        let _ = back.pop_request();
-        let _ = back.push_response(&Rsp {
-            id: 1,
-            status: 0,
-            _pad: 0,
-        });
-        let _ = back.publish_responses();
-        if let Ok(n) = front.unconsumed_responses() {
-            assert!(n <= geo.slots());
-        }
-        let _ = front.pop_response();
-        let _ = front.final_check_for_responses();
-        let _ = back.final_check_for_requests();
-        assert!(front.outstanding() <= geo.slots());
-        assert!(back.unanswered() <= geo.slots());
-    }
+    });
 }
 
 /// Random batch sizes and a random schedule, single-threaded; a side that
@@ -373,8 +361,7 @@ fn random_header_writes_never_panic() {
 /// says "notify". Every item arrives, in order, and no side sleeps forever.
 #[test]
 fn random_schedules_lose_nothing() {
-    for seed in 1..=64u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    check(64, 100_000, |rng| {
         let geo = RingGeometry::new(1 << rng.below(4), 24).unwrap();
         let words = region(geo);
         let base = (rng.next() as u32) | 0xffff_ff00;
@@ -386,9 +373,9 @@ fn random_schedules_lose_nothing() {
         let mut steps = 0;
         while recv < total {
             steps += 1;
-            assert!(steps < 1_000_000, "seed {seed}: no progress");
+            assert!(steps < 1_000_000, "no progress");
             if f_sleep && b_sleep {
-                panic!("seed {seed}: both sides asleep, a wake-up was lost");
+                panic!("both sides asleep, a wake-up was lost");
             }
             if rng.below(2) == 0 && !f_sleep {
                 let batch = rng.below(u64::from(front.free_slots()) + 1);
@@ -443,7 +430,7 @@ fn random_schedules_lose_nothing() {
             }
         }
         assert!(notifies <= publishes);
-    }
+    });
 }
 
 /// Two real threads move 200,000 requests through an 8-slot ring; a side
@@ -452,66 +439,68 @@ fn random_schedules_lose_nothing() {
 /// and fails instead.
 #[test]
 fn two_threads_checksum() {
-    const N: u64 = 200_000;
-    let geo = RingGeometry::new(8, 24).unwrap();
-    let words = region(geo);
-    let ring = SharedRing::new(&words, geo).unwrap();
-    let mut front = FrontRing::<Req, Rsp>::init(ring).unwrap();
-    let (f_bell, b_bell) = (AtomicBool::new(false), AtomicBool::new(false));
-    let wait = |bell: &AtomicBool| {
-        let start = Instant::now();
-        while !bell.swap(false, Ordering::AcqRel) {
-            assert!(start.elapsed() < Duration::from_secs(30), "lost wake-up");
-            std::thread::yield_now();
-        }
-    };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut back = BackRing::<Req, Rsp>::attach(ring).unwrap();
-            let mut seen = 0u64;
-            while seen < N {
-                while let Some(r) = back.pop_request().unwrap() {
-                    assert_eq!(r, req(seen));
-                    seen += 1;
-                    let status = (r.id.wrapping_mul(31) % 1000) as i32;
-                    back.push_response(&Rsp {
-                        id: r.id,
-                        status,
-                        _pad: 0,
-                    })
-                    .unwrap();
+    // One case: the random batch sizes of the front, from proptest.
+    check(1, 200_000, |rng| {
+        const N: u64 = 200_000;
+        let geo = RingGeometry::new(8, 24).unwrap();
+        let words = region(geo);
+        let ring = SharedRing::new(&words, geo).unwrap();
+        let mut front = FrontRing::<Req, Rsp>::init(ring).unwrap();
+        let (f_bell, b_bell) = (AtomicBool::new(false), AtomicBool::new(false));
+        let wait = |bell: &AtomicBool| {
+            let start = Instant::now();
+            while !bell.swap(false, Ordering::AcqRel) {
+                assert!(start.elapsed() < Duration::from_secs(30), "lost wake-up");
+                std::thread::yield_now();
+            }
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut back = BackRing::<Req, Rsp>::attach(ring).unwrap();
+                let mut seen = 0u64;
+                while seen < N {
+                    while let Some(r) = back.pop_request().unwrap() {
+                        assert_eq!(r, req(seen));
+                        seen += 1;
+                        let status = (r.id.wrapping_mul(31) % 1000) as i32;
+                        back.push_response(&Rsp {
+                            id: r.id,
+                            status,
+                            _pad: 0,
+                        })
+                        .unwrap();
+                    }
+                    if back.publish_responses() {
+                        f_bell.store(true, Ordering::Release);
+                    }
+                    if seen < N && !back.final_check_for_requests().unwrap() {
+                        wait(&b_bell);
+                    }
                 }
-                if back.publish_responses() {
-                    f_bell.store(true, Ordering::Release);
+            });
+            let (mut sent, mut recv, mut sum, mut notifies) = (0u64, 0u64, 0u64, 0u64);
+            while recv < N {
+                for _ in 0..rng.below(u64::from(front.free_slots()) + 1).min(N - sent) {
+                    front.push_request(&req(sent)).unwrap();
+                    sent += 1;
                 }
-                if seen < N && !back.final_check_for_requests().unwrap() {
-                    wait(&b_bell);
+                if front.publish_requests() {
+                    notifies += 1;
+                    b_bell.store(true, Ordering::Release);
+                }
+                while let Some(r) = front.pop_response().unwrap() {
+                    assert_eq!(r.id, recv);
+                    sum += r.status as u64;
+                    recv += 1;
+                }
+                let stuck = sent == N || front.free_slots() == 0;
+                if recv < N && stuck && !front.final_check_for_responses().unwrap() {
+                    wait(&f_bell);
                 }
             }
+            let expect: u64 = (0..N).map(|i| i.wrapping_mul(31) % 1000).sum();
+            assert_eq!(sum, expect);
+            assert!(notifies < N, "batching and suppression save notifications");
         });
-        let mut rng = Rng(42);
-        let (mut sent, mut recv, mut sum, mut notifies) = (0u64, 0u64, 0u64, 0u64);
-        while recv < N {
-            for _ in 0..rng.below(u64::from(front.free_slots()) + 1).min(N - sent) {
-                front.push_request(&req(sent)).unwrap();
-                sent += 1;
-            }
-            if front.publish_requests() {
-                notifies += 1;
-                b_bell.store(true, Ordering::Release);
-            }
-            while let Some(r) = front.pop_response().unwrap() {
-                assert_eq!(r.id, recv);
-                sum += r.status as u64;
-                recv += 1;
-            }
-            let stuck = sent == N || front.free_slots() == 0;
-            if recv < N && stuck && !front.final_check_for_responses().unwrap() {
-                wait(&f_bell);
-            }
-        }
-        let expect: u64 = (0..N).map(|i| i.wrapping_mul(31) % 1000).sum();
-        assert_eq!(sum, expect);
-        assert!(notifies < N, "batching and suppression save notifications");
     });
 }

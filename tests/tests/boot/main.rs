@@ -20,6 +20,7 @@ mod sched;
 mod selftest;
 mod stress;
 mod upcall;
+mod wx;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
 // the boot memory map) may be. Measured on QEMU 7.2 q35 (docs/testing.md):

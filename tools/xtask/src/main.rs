@@ -3,6 +3,7 @@
 mod bench;
 mod cargo;
 mod demo;
+mod fuzz;
 mod hcbench;
 mod isoboot;
 mod mkbench;
@@ -36,9 +37,14 @@ commands:
       4 CPUs, 1G, KVM if it offers nested VT-x/AMD-V, else TCG with SVM+NPT.
       --dom0: the demo (GRUB ISO): dom0, the hello and ticker guests and
       dom0/demo.toml, dom0's management line on build/kestrel-mgmt.sock.
-  test [--no-lint] [--no-boot] [-- BOOT TEST FILTER...]
+  test [--no-lint] [--no-fuzz] [--no-boot] [-- BOOT TEST FILTER...]
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
-      the release kernel, and the boot tests under QEMU and Bochs.
+      a 5 s pass of each fuzz target, the release kernel, and the boot tests
+      under QEMU and Bochs.
+  fuzz [SECONDS] [-- TARGET...]
+      Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
+      and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
+      hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
   bench
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip
       on AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
@@ -81,6 +87,7 @@ fn run(args: Vec<String>) -> Result<ExitCode> {
         "image" => image(Args::new(rest)).map(|()| ExitCode::SUCCESS),
         "qemu" => run_qemu(Args::new(rest)),
         "test" => test::run(Args::new(rest)),
+        "fuzz" => fuzz::run(Args::new(rest)),
         "bench" => {
             Args::new(rest).finish()?;
             bench::run().map(|()| ExitCode::SUCCESS)
@@ -154,6 +161,14 @@ impl Args {
             Profile::Debug
         } else {
             Profile::Release
+        }
+    }
+
+    /// Removes and returns the first argument that is not an option.
+    pub fn positional(&mut self) -> Result<Option<String>> {
+        match self.args.iter().position(|a| !a.starts_with('-')) {
+            Some(i) => Ok(Some(self.args.remove(i))),
+            None => Ok(None),
         }
     }
 

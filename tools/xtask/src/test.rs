@@ -10,6 +10,8 @@ use crate::{Args, cargo};
 
 const KERNEL: &str = "kernel (release)";
 const BOOT_TESTS: &str = "boot tests (QEMU, Bochs)";
+/// Seconds per fuzz target in the test command's bounded pass.
+const FUZZ_SECONDS: &str = "5";
 
 struct Step {
     name: &'static str,
@@ -26,6 +28,7 @@ fn step(name: &'static str, args: &[&str]) -> Step {
 pub fn run(mut a: Args) -> Result<ExitCode> {
     let no_lint = a.flag("--no-lint");
     let no_boot = a.flag("--no-boot");
+    let no_fuzz = a.flag("--no-fuzz");
     let filter = std::mem::take(&mut a.passthrough);
     a.finish()?;
 
@@ -37,6 +40,11 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     let mut steps = Vec::new();
     if !no_lint {
         steps.push(step("rustfmt", &["fmt", "--all", "--", "--check"]));
+        // fuzz/ is its own workspace: `--all` does not reach it.
+        steps.push(step(
+            "rustfmt (fuzz)",
+            &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
+        ));
         steps.push(step(
             "clippy (host)",
             &[
@@ -104,6 +112,15 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             paths::DOM0_PACKAGE,
         ],
     ));
+    if !no_fuzz {
+        // A short bounded pass over every fuzz target (seeds, past crashes
+        // and what the corpus in target/fuzz/ already holds); run them long
+        // with `cargo xtask fuzz SECONDS` (docs/testing.md).
+        steps.push(step(
+            "fuzz (5 s per target)",
+            &["xtask", "fuzz", FUZZ_SECONDS],
+        ));
+    }
     if !no_boot {
         steps.push(step(KERNEL, &paths::build_args(false)));
         // The hvctl boot test drives the real host binary.
