@@ -242,7 +242,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     lapic::init_this_cpu(x2apic);
     let bsp_apic = lapic::id();
     percpu::init_this_cpu(0, bsp_apic);
-    let clocks = pit::calibrate(cpu.vendor == super::cpu::Vendor::Intel);
+    let clocks = pit::calibrate(cpu.vendor == crate::arch::cpu::Vendor::Intel);
     // SAFETY: written once by the entry code before Rust ran.
     sched::init_time(
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },

@@ -304,10 +304,10 @@ pub fn start_aps(
     if n == 0 {
         return Ok(0);
     }
-    for cpu in 1..=n {
+    for (cpu, top) in AP_STACK_TOPS.iter().enumerate().take(n + 1).skip(1) {
         let stack = paging::alloc_stack(AP_STACK_PAGES).ok_or(StartError::OutOfMemory)?;
         prepare_ist(cpu).ok_or(StartError::OutOfMemory)?;
-        AP_STACK_TOPS[cpu].store(stack, Ordering::Relaxed);
+        top.store(stack, Ordering::Relaxed);
     }
     AP_X2APIC.store(u64::from(x2apic), Ordering::Relaxed);
     TIMER_HZ.store(u64::from(timer_hz), Ordering::Relaxed);
