@@ -90,6 +90,13 @@ fn revoke_done(granter: &Domain, done: Option<RevokeDone>) {
     }
 }
 
+/// A zeroed frame (a scratch page in place of a dead granter's).
+fn alloc_zeroed_frame() -> Option<u64> {
+    let f = P::alloc_frame()?;
+    P::fill_phys(f, PAGE_SIZE, 0);
+    Some(f)
+}
+
 fn code(e: pvabi::Error) -> i64 {
     e.code()
 }
@@ -137,7 +144,7 @@ impl Svc<'_> {
                     // Its granter died: only our scratch frame is there.
                     let m = d.maps.lock().remove_orphan(handle).map_err(code)?;
                     unmap_in(d, &[m], Some(self.me.index));
-                    crate::arch::frames::free_frames(m.scratch, 1);
+                    P::free_frames(m.scratch, 1);
                     return Ok(0);
                 }
                 let granter = m.granter;
@@ -319,7 +326,7 @@ pub(crate) fn end_grants(d: &Domain) {
     };
     for m in mine {
         if m.scratch != 0 {
-            crate::arch::frames::free_frames(m.scratch, 1);
+            P::free_frames(m.scratch, 1);
         } else if let Some(g) = domain_any(m.granter) {
             let done = g.grants.lock().drop_map(m.gref);
             revoke_done(&g, done);
@@ -353,9 +360,7 @@ pub(crate) fn end_grants(d: &Domain) {
 /// `grantee.maps`.
 fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u32> {
     let live = !grantee.dying();
-    let (kept, mut gone) = track.orphan_granter(granter, || {
-        live.then(crate::arch::frames::alloc_zeroed_frame)?
-    });
+    let (kept, mut gone) = track.orphan_granter(granter, || live.then(alloc_zeroed_frame)?);
     let mut drop_refs: Vec<u32> = gone.iter().map(|m| m.gref).collect();
     {
         let mut guard = grantee.inner.lock();
@@ -370,7 +375,7 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
             });
             if !swapped && let Ok(m) = track.remove_orphan(*handle) {
                 inner.foreign.remove(&m.at_gpa);
-                crate::arch::frames::free_frames(m.scratch, 1);
+                P::free_frames(m.scratch, 1);
                 gone.push(m);
             }
         }

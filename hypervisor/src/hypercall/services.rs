@@ -165,7 +165,7 @@ impl Services for Svc<'_> {
         drop(grants);
         if shoot_down(&self.me.domain, self.me) {
             for f in frames {
-                crate::arch::frames::free_frames(f, 1);
+                P::free_frames(f, 1);
             }
         }
         Ok(pages)
@@ -192,7 +192,7 @@ impl Services for Svc<'_> {
                     let _ = g.unmap(gpa, i as u64 * 4096, &mut inner.tables);
                     if let Ok(back) = inner.mem.release(gpa, pages) {
                         for f in back {
-                            crate::arch::frames::free_frames(f, 1);
+                            P::free_frames(f, 1);
                         }
                     }
                     return Err(pvabi::ENOMEM);
@@ -255,8 +255,8 @@ pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
             continue;
         }
         let cpu = v.running_on.load(Ordering::SeqCst);
-        if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
-            lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
+        if cpu != u32::MAX {
+            P::send_ipi(cpu as usize);
         }
         let mut waited = 0;
         while !done() {
@@ -269,7 +269,7 @@ pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
                 ok = false;
                 break;
             }
-            pit::delay_us(1);
+            P::delay_us(1);
             waited += 1;
         }
     }

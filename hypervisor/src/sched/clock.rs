@@ -29,5 +29,5 @@ pub(crate) fn time_info() -> pvabi::TimeInfo {
 /// System time in nanoseconds since boot: the same clock guests read from
 /// their `TimeInfo`.
 pub fn now_ns() -> u64 {
-    time_info().ns_at(rdtsc())
+    time_info().ns_at(P::tsc())
 }
