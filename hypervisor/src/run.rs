@@ -1,7 +1,7 @@
 //! Domains, their vCPUs, and the credit scheduler over every CPU.
 //!
 //! Each boot module that is an ELF image becomes a domain with up to
-//! [`DOMAIN_VCPUS`] vCPUs (vCPU 0 runs at once; the guest starts the others
+//! [`DOMAIN_VCPUS`](crate::domain::lifecycle::DOMAIN_VCPUS) vCPUs (vCPU 0 runs at once; the guest starts the others
 //! with `HC_VCPU_UP`). The scheduling unit is the vCPU; the policy is
 //! [`crate::sched::Credit`] (weights, caps, per-CPU run queues, stealing;
 //! `docs/scheduler.md`), wired in `policy.rs`. Each CPU asks it what to
@@ -27,49 +27,27 @@
 //! domain's inner state; the vCPU list may be taken under `grants` and
 //! `maps` (TLB shoot-down), never the other way.
 
-pub(crate) use alloc::boxed::Box;
-pub(crate) use alloc::sync::Arc;
-pub(crate) use alloc::vec::Vec;
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-pub(crate) use arrayvec::ArrayString;
-pub(crate) use pvabi::zerocopy::IntoBytes;
-pub(crate) use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
-pub(crate) use spin::Mutex;
+use arrayvec::ArrayString;
 
-// The runtime's parts, under the names they use for each other. Until each
-// file imports what it needs by itself, they all share this module's scope
-// (`use crate::run::*`), as they did when they were `arch/sched/`.
-pub(crate) use crate::console::live as consoles;
-pub(crate) use crate::evtchn::live as events;
-pub(crate) use crate::sched::live as policy;
-pub(crate) use crate::sched::timers;
+use crate::console::live as consoles;
+use crate::domain::lifecycle::{
+    ALIVE, CREATED, Domain, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
+    SHUTDOWN_WHEN_DONE, STARTED, VCPUS, VcpuEntry,
+};
+use crate::evtchn::live as events;
+use crate::hypercall::services::Svc;
+use crate::hypercall::{self, Action, Host};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
+use crate::sched::live as policy;
+use crate::sched::timers;
+use crate::virt::VcpuBackend;
 
-pub use crate::domain::lifecycle::{CreateError, DomainSpec, all_created, create};
-pub(crate) use crate::sched::clock::time_info;
-pub use crate::sched::clock::{init_time, now_ns};
-pub use crate::sched::live::init as init_scheduler;
-#[cfg(target_os = "none")]
-pub use crate::virt::select::{backend, init_virt, init_virt_this_cpu};
-
-pub(crate) use crate::domain::builder::{self, BootState};
-pub(crate) use crate::domain::lifecycle::*;
-pub(crate) use crate::domain::memory::{CHUNK, DomainMemory, FrameTables};
-pub(crate) use crate::domain::{GuestMemory, OutOfBounds};
-pub(crate) use crate::hypercall::services::*;
-pub(crate) use crate::hypercall::{self, Action, GuestRead, Host, Services};
-pub(crate) use crate::mm::gpt::Perms;
-pub(crate) use crate::platform::{P, Platform};
-pub(crate) use crate::virt::Backend;
-pub(crate) use crate::virt::VcpuBackend;
-pub(crate) use crate::virt::select::{self, Gpt};
-
-/// Memory given to each boot-module domain.
-pub const DOMAIN_MEMORY: u64 = 8 << 20;
-/// vCPUs each boot-module domain may bring up.
-pub const DOMAIN_VCPUS: u32 = 4;
-
-pub(crate) struct MachineHost;
+struct MachineHost;
 
 impl Host for MachineHost {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -80,7 +58,7 @@ impl Host for MachineHost {
     }
 }
 
-pub(crate) fn console(d: &Domain, bytes: &[u8]) {
+fn console(d: &Domain, bytes: &[u8]) {
     if consoles::capture(d, bytes) {
         return;
     }
@@ -106,29 +84,29 @@ pub(crate) fn console(d: &Domain, bytes: &[u8]) {
     }
 }
 
-pub(crate) enum Outcome {
+enum Outcome {
     Again,
     Blocked(u64),
     Ended,
 }
 
 /// The longest a CPU's timer is armed for (its tick, `arch/lapic.rs`).
-pub(crate) const TICK_NS: u64 = 10_000_000;
+const TICK_NS: u64 = 10_000_000;
 /// The shortest: an interrupt sooner than this would cost more than it saves.
-pub(crate) const MIN_ARM_NS: u64 = 20_000;
+const MIN_ARM_NS: u64 = 20_000;
 
 /// Arms this CPU's timer for the earliest of `until` (a slice's end or
 /// an idle CPU's wake-up), the next guest timer and one tick.
-pub(crate) fn arm_timer(now: u64, until: u64) {
+fn arm_timer(now: u64, until: u64) {
     let at = until.min(timers::next_due());
     P::arm_timer_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
-pub(crate) fn ns_to_tsc(ns: u64) -> u64 {
+fn ns_to_tsc(ns: u64) -> u64 {
     (u128::from(ns) * u128::from(P::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
 }
 
-pub(crate) fn tsc_to_ns(ticks: u64) -> u64 {
+fn tsc_to_ns(ticks: u64) -> u64 {
     let hz = u128::from(P::tsc_hz().max(1));
     (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
 }
@@ -136,7 +114,7 @@ pub(crate) fn tsc_to_ns(ticks: u64) -> u64 {
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
-pub(crate) fn run_slice(
+fn run_slice(
     me: &Arc<VcpuEntry>,
     vcpu: &mut dyn VcpuBackend,
     deliver_events: bool,
@@ -235,7 +213,7 @@ pub(crate) fn run_slice(
 
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
 /// then tells the scheduler how it stopped.
-pub(crate) fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
+fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
     let taken = {
         let mut st = entry.st.lock();
         match (st.run, st.vcpu.take()) {
@@ -354,7 +332,7 @@ pub fn schedule(cpu: usize) {
 /// wake-up, a bug: it is woken, and said so. A 10 s stall of the
 /// event-channel ping-pong was seen twice in a few hundred boot-test runs
 /// under heavy host load and not yet explained (see the issue notes).
-pub(crate) fn rescue_lost_wakeups() {
+fn rescue_lost_wakeups() {
     let now = now_ns();
     // Lock order: the vCPU list, a vCPU's state, the scheduler. No
     // allocation here (this runs on every idle pass).
@@ -403,11 +381,11 @@ pub(crate) fn rescue_lost_wakeups() {
 }
 
 /// How long a vCPU must look stranded before an idle CPU wakes it.
-pub(crate) const STUCK_NS: u64 = 1_000_000;
+const STUCK_NS: u64 = 1_000_000;
 
-pub(crate) static REPORTED: AtomicBool = AtomicBool::new(false);
+static REPORTED: AtomicBool = AtomicBool::new(false);
 
-pub(crate) fn all_ended() {
+fn all_ended() {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return;
     }

@@ -15,10 +15,14 @@ use crate::arch::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit,
 use crate::boot::cmdline::{Options, SelfTest};
 use crate::boot::info::MAX_MEMORY_REGIONS;
 use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
+use crate::domain::lifecycle::all_created;
 use crate::mm::frame::FrameAllocator;
 use crate::mm::memmap;
 use crate::mm::size::Size;
-use crate::run as sched;
+use crate::run::run_cpu;
+use crate::sched::clock::init_time;
+use crate::sched::live::init as init_scheduler;
+use crate::virt::select::{init_virt, init_virt_this_cpu};
 
 /// Less usable RAM than this and the hypervisor refuses to start: its own
 /// structures plus a useful control domain do not fit.
@@ -231,7 +235,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     crate::arch::modules::check(boot);
 
     // --- Hardware virtualization -------------------------------------------
-    match sched::init_virt(&cpu.virt).and_then(|b| sched::init_virt_this_cpu().map(|()| b)) {
+    match init_virt(&cpu.virt).and_then(|b| init_virt_this_cpu().map(|()| b)) {
         Ok(b) => log::info!("virt: running guests with {}", b.name()),
         Err(why) => log::warn!("virt: guests cannot run: {why}"),
     }
@@ -244,7 +248,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     percpu::init_this_cpu(0, bsp_apic);
     let clocks = pit::calibrate(cpu.vendor == crate::arch::cpu::Vendor::Intel);
     // SAFETY: written once by the entry code before Rust ran.
-    sched::init_time(
+    init_time(
         unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
         clocks.tsc_hz,
     );
@@ -294,7 +298,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     }
 
     ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
-    sched::init_scheduler(online);
+    init_scheduler(online);
     // Every online CPU must take timer interrupts before we call it ready.
     wait_for_ticks(online);
 
@@ -342,8 +346,8 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         }
     }
     crate::arch::modules::start_domains(boot, opts.dom0);
-    sched::all_created(opts.shutdown);
-    sched::run_cpu()
+    all_created(opts.shutdown);
+    run_cpu()
 }
 
 fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
@@ -419,8 +423,8 @@ fn start_aps(
         return 0;
     };
     smp::register_ap_entry(smp::ApEntry {
-        init_virt: sched::init_virt_this_cpu,
-        run: sched::run_cpu,
+        init_virt: init_virt_this_cpu,
+        run: run_cpu,
     });
     if let Err(e) = smp::install_trampoline(page) {
         log::warn!("AP trampoline: {e:?}; running on the boot CPU only");

@@ -7,7 +7,8 @@ use arrayvec::ArrayString;
 
 use super::physmem;
 use crate::boot::BootInfo;
-use crate::run as sched;
+use crate::domain::lifecycle::{DomainSpec, create};
+use crate::virt::select::backend;
 
 macro_rules! fatal {
     ($($arg:tt)*) => { super::exit::fatal(format_args!($($arg)*)) };
@@ -142,16 +143,16 @@ pub fn start_domains(boot: &BootInfo, dom0: bool) {
         if !m.elf || (dom0 && i > 0) {
             continue;
         }
-        let Some(backend) = sched::backend() else {
+        let Some(backend) = backend() else {
             log::error!(
                 "domain {}: not started: no usable hardware virtualization",
                 m.name
             );
             continue;
         };
-        let mut spec = sched::DomainSpec::boot_module(&m.name, m.bytes(), &m.args);
+        let mut spec = DomainSpec::boot_module(&m.name, m.bytes(), &m.args);
         spec.privileged = dom0;
-        if let Err(e) = sched::create(backend, &spec) {
+        if let Err(e) = create(backend, &spec) {
             log::error!("domain {}: not started: {e}", m.name);
             if dom0 {
                 log::error!("no control domain: nothing else is started");

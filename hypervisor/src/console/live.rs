@@ -8,11 +8,15 @@
 //! unprivileged domains read with `HC_CONSOLE_READ` once a control domain
 //! exists.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
 
 use crate::console::ring::ConsoleRings;
+use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
+use crate::hypercall::services::Svc;
+use crate::platform::{P, Platform};
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
 /// Set once a privileged domain was created (hypervisor option `dom0`):

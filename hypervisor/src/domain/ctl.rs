@@ -8,15 +8,20 @@
 //! state, then the scheduler lock (pause, unpause), as everywhere in the
 //! scheduler; `Domain::finish` (destroy) is called with none held.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
-use crate::hypercall::{CreateParams, DomctlReply, DomctlReq};
-use crate::platform::Module;
+use crate::platform::{Module, P, Platform};
 use pvabi::{
     DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, EINVAL,
     ENOENT, ENOMEM, HostInfo, MODULE_DATA, MODULE_ELF, ModuleInfo,
 };
+
+use crate::domain::lifecycle::{CreateError, Domain, DomainSpec, Run, VCPUS};
+use crate::hypercall::services::Svc;
+use crate::hypercall::{CreateParams, DomctlReply, DomctlReq};
+use crate::sched::live as policy;
 
 /// Every domain that still has vCPUs in the list (dying ones included),
 /// one entry each, in ascending id.

@@ -1,7 +1,27 @@
 //! Domains and their vCPUs: creation, start info, and the end of a domain.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use arrayvec::ArrayString;
+use pvabi::zerocopy::IntoBytes;
+use spin::Mutex;
+
+use crate::domain::GuestMemory;
+use crate::domain::builder::{self, BootState};
+use crate::domain::memory::{CHUNK, DomainMemory, FrameTables};
+use crate::hypercall::GuestRead;
+use crate::sched::clock::time_info;
+use crate::sched::live as policy;
+use crate::virt::select::{self, Gpt};
+use crate::virt::{Backend, VcpuBackend};
+
+/// Memory given to each boot-module domain.
+pub const DOMAIN_MEMORY: u64 = 8 << 20;
+/// vCPUs each boot-module domain may bring up.
+pub const DOMAIN_VCPUS: u32 = 4;
 
 pub(crate) struct Inner {
     pub(crate) mem: DomainMemory,
@@ -15,7 +35,7 @@ pub(crate) struct Inner {
 /// How a domain ended.
 #[derive(Clone, Copy)]
 pub(crate) struct End {
-    pub(crate) how: &'static str,
+    how: &'static str,
     pub(crate) code: i64,
 }
 
@@ -98,7 +118,7 @@ pub struct VcpuEntry {
 }
 
 pub(crate) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
-pub(crate) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 pub(crate) static ALIVE: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static CREATED: AtomicUsize = AtomicUsize::new(0);
 /// Set once every boot domain was created: only then does "no domain is
@@ -299,7 +319,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
 
 /// Completes the start info the builder wrote: the PV clock page and the
 /// memory quota, and the vCPU count.
-pub(crate) fn finish_start_info(
+fn finish_start_info(
     mem: &mut DomainMemory,
     boot: &BootState,
     nr_vcpus: u32,

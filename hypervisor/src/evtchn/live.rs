@@ -24,13 +24,24 @@
 //! mode on another CPU is kicked out with an IPI so the injection happens
 //! now rather than at its next tick.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
+use pvabi::zerocopy::IntoBytes;
+use spin::Mutex;
+
+use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
     Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
 };
+use crate::hypercall::Services;
+use crate::hypercall::services::Svc;
+use crate::platform::{P, Platform};
+use crate::sched::live as policy;
+use crate::virt::VcpuBackend;
+
 use crate::hypercall::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
 

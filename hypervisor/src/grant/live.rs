@@ -22,17 +22,23 @@
 //!   unmapped) in under each live mapping, or unmap it, so it waits for
 //!   any unmap in flight; its own frames are unreachable when it returns.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
-use crate::domain::ids::DomainId;
-use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max};
-use crate::hypercall::GrantOp;
 use pvabi::zerocopy::IntoBytes;
 use pvabi::{
     E2BIG, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, GRANT_COPY_MAX, GRANT_MAX_CEILING,
     GRANT_REVOKE_DEFERRED, GrantLimits, PAGE_SIZE,
 };
+
+use crate::domain::GuestMemory;
+use crate::domain::ids::DomainId;
+use crate::domain::lifecycle::{Domain, Inner, VCPUS};
+use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max};
+use crate::hypercall::services::{Svc, shoot_down_domain};
+use crate::hypercall::{GrantOp, GuestRead};
+use crate::mm::gpt::Perms;
+use crate::platform::{P, Platform};
 
 /// The domain with id `id`, dying or not (it still has vCPUs listed).
 fn domain_any(id: DomainId) -> Option<Arc<Domain>> {

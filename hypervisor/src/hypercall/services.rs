@@ -1,7 +1,19 @@
 //! The hypercall services over a real domain, and TLB shoot-down.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
+
+use crate::domain::GuestMemory;
+use crate::domain::builder::BootState;
+use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
+use crate::hypercall::{GuestRead, OutOfBounds, Services};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
+use crate::sched::live as policy;
+use crate::virt::select;
 
 /// The hypercall services for one vCPU during one exit.
 pub(crate) struct Svc<'a> {
@@ -232,7 +244,7 @@ impl Services for Svc<'_> {
 /// and then reads `tlb_gen`; we bump `tlb_gen` and then read `in_guest`.
 /// Either it sees the new generation and flushes, or we see it in the guest
 /// and wait for its acknowledgement.
-pub(crate) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
+fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
     shoot_down_domain(d, Some(me.index))
 }
 

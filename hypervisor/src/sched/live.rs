@@ -9,13 +9,19 @@
 //! hold the last reference to its domain, whose drop frees memory and
 //! prints): slots are taken out under the lock and dropped after it.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
+use spin::Mutex;
+
+use crate::domain::lifecycle::{Domain, Run, VCPUS, VState, VcpuEntry};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
 use crate::sched::{Credit, DomId, VcpuId};
 
 /// The policy and, by [`VcpuId::slot`], the entry of each of its vCPUs.
-pub(crate) struct Sched {
+struct Sched {
     credit: Credit,
     slots: Vec<Option<Arc<VcpuEntry>>>,
 }

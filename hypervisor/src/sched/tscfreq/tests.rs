@@ -1,3 +1,6 @@
+//! Host tests of the CPUID clock-rate decoding.
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 
 /// A CPUID table: (leaf, [eax, ebx, ecx, edx]); missing leaves read 0.
