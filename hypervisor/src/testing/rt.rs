@@ -100,6 +100,13 @@ impl Machine {
     pub fn wait(&self, what: &str, cond: impl Fn() -> bool) {
         let t0 = Instant::now();
         while !cond() {
+            // A guest program's assertion failed on a CPU thread.
+            if self.cpus.iter().any(JoinHandle::is_finished) {
+                panic!(
+                    "a CPU thread died while waiting for {what}; console:\n{}",
+                    host::console_take()
+                );
+            }
             if t0.elapsed() > PATIENCE {
                 panic!(
                     "waited {PATIENCE:?} for {what}; console:\n{}",
