@@ -20,6 +20,7 @@ pub mod mm;
 pub mod platform;
 pub mod run;
 pub mod sched;
+pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod virt;

@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;

@@ -28,8 +28,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use crate::sync::Mutex;
 use pvabi::zerocopy::IntoBytes;
-use spin::Mutex;
 
 use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};
