@@ -3,6 +3,7 @@
 //! nested page tables, as the CPU does), a revoke deferred while mapped
 //! and completed by the unmap with an event to the granter, and a write
 //! to a read-only mapping, which kills the grantee.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -183,7 +184,7 @@ fn grantee(m: Arc<Meet>) -> Program {
             set(&m10.map_after_revoke, g);
             // A write to the read-only mapping: the nested page fault the
             // CPU would take.
-            Some(g.write(MAP2, b"x").err().expect("the page is read-only"))
+            Some(g.write(MAP2, b"x").expect_err("the page is read-only"))
         }),
     ])
 }

@@ -12,6 +12,7 @@
 //! get it in RAX, and is in a run queue. A runnable vCPU the scheduler
 //! holds as blocked (stranded) or a blocked vCPU with events pending is
 //! exactly the lost wake-up that stalled the poll-mode ping-pong.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::boxed::Box;
 use std::sync::Arc;
