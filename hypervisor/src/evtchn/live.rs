@@ -341,3 +341,6 @@ pub(crate) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<Table> {
         DomainBits::default(),
     ))
 }
+
+#[cfg(test)]
+mod tests;

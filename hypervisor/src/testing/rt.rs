@@ -35,6 +35,7 @@ pub struct Machine {
 impl Machine {
     /// `n` CPUs running the scheduler loop, over an empty runtime.
     pub fn start(n: usize) -> Self {
+        assert!(n < host::CPUS, "at most {} CPU threads", host::CPUS - 1);
         let one = host::exclusive();
         host::install_logger();
         fake::reset();
@@ -58,8 +59,10 @@ impl Machine {
                     .unwrap()
             })
             .collect();
-        // Code the test runs on its own thread (creating domains) is CPU 0's.
-        host::become_cpu(0);
+        // The test's own thread (creating, pausing, destroying domains)
+        // plays a CPU that runs no loop, so the kicks it sends to the
+        // others are IPIs, as a domctl from another CPU's guest would be.
+        host::become_cpu(host::CPUS - 1);
         Self {
             stop,
             cpus,

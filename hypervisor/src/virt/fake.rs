@@ -200,6 +200,19 @@ impl Guest<'_> {
         Ok(())
     }
 
+    /// The aligned guest word at `gpa` as the CPU's atomic instructions
+    /// reach it (writable through the nested tables, or the fault exit):
+    /// for words the hypervisor changes concurrently (the event-channel
+    /// control area).
+    pub fn word(&self, gpa: u64) -> Result<&'static AtomicU64, VmExit> {
+        let hpa = self.translate(gpa, true)?;
+        P::phys_word(hpa).ok_or(VmExit::NestedPageFault {
+            gpa,
+            write: true,
+            fetch: false,
+        })
+    }
+
     /// Reads a little-endian u64.
     pub fn read_u64(&self, gpa: u64) -> Result<u64, VmExit> {
         let mut b = [0u8; 8];

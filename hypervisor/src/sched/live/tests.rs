@@ -60,13 +60,18 @@ fn create(name: &str, prog: impl Fn() -> fake::Program + Send + Sync + 'static) 
     v.unwrap()
 }
 
-/// V: blocks; whenever it runs again, records RAX and yields.
-fn blocker() -> fake::Program {
+/// The frozen clock of the searches, and V's deadline in the timer one.
+const T0: u64 = 1_000_000_000;
+const DEADLINE: u64 = T0 + 100;
+
+/// V: blocks (until `deadline`, 0: none); whenever it runs again, records
+/// RAX and yields.
+fn blocker(deadline: u64) -> fake::Program {
     let mut first = true;
     Box::new(move |g: &mut Guest<'_>| {
         if first {
             first = false;
-            return g.hypercall(HC_SCHED_BLOCK, &[0]);
+            return g.hypercall(HC_SCHED_BLOCK, &[deadline]);
         }
         SEEN.fetch_or(g.rax(), Ordering::AcqRel);
         g.hypercall(HC_YIELD, &[])
@@ -100,7 +105,7 @@ fn setup() -> World {
     crate::sched::live::init(2);
     let free = P::free_frame_count();
     host::become_cpu(0);
-    let v = create("blocker", blocker);
+    let v = create("blocker", || blocker(0));
     let s = create("sender", sender);
     // V's domain offers S's domain a port; S binds to it (the real ops).
     let pv = Svc {
@@ -130,6 +135,7 @@ fn teardown(w: World) {
     }
     drop(w.v);
     drop(w.s);
+    assert_eq!(crate::sched::timers::next_due(), u64::MAX, "timers left");
     assert!(VCPUS.lock().is_empty(), "vCPUs left after the execution");
     assert_eq!(
         P::free_frame_count(),
@@ -180,36 +186,35 @@ fn turn(cpu: usize) -> Body {
     })
 }
 
-#[test]
-fn block_against_send_loses_no_wake_up_in_any_interleaving() {
+/// Runs the search over the executions `setup` makes, checking each with
+/// `check`, and tears each world down with `teardown`.
+///
+/// Plain `cargo test`: every interleaving with at most 3 preemptions.
+/// `cargo xtask test` runs them all (`KESTREL_PREEMPTIONS=all`).
+fn search<W>(
+    min_executions: usize,
+    mut setup: impl FnMut() -> (W, Vec<Body>),
+    check: impl Fn(&W, &[usize]),
+    teardown: impl Fn(W),
+) {
     let _one = host::exclusive();
     host::install_logger();
-    host::freeze_time(Some(1_000_000_000));
-    let world: std::cell::RefCell<Option<World>> = std::cell::RefCell::new(None);
-    // Plain `cargo test`: every interleaving with at most 3 preemptions
-    // (about 500, under a second). `cargo xtask test` runs them all
-    // (KESTREL_PREEMPTIONS=all: about 18,400, half a minute).
+    host::freeze_time(Some(T0));
     let bound = match std::env::var("KESTREL_PREEMPTIONS").as_deref() {
         Ok("all") => usize::MAX,
         Ok(n) => n.parse().unwrap_or(3),
         Err(_) => 3,
     };
-    let limit = 1_000_000;
+    let world: std::cell::RefCell<Option<W>> = std::cell::RefCell::new(None);
     let t0 = std::time::Instant::now();
     let explored = explore(
         bound,
-        limit,
+        1_000_000,
         || {
             if let Some(w) = world.borrow_mut().take() {
                 teardown(w);
             }
-            let w = setup();
-            let (a, b) = (queued_on(&w.v), queued_on(&w.s));
-            assert!(
-                a.is_some() && b.is_some() && a != b,
-                "placement {a:?} {b:?}"
-            );
-            let bodies: Vec<Body> = vec![turn(a.unwrap_or(0)), turn(b.unwrap_or(1))];
+            let (w, bodies) = setup();
             *world.borrow_mut() = Some(w);
             bodies
         },
@@ -227,7 +232,88 @@ fn block_against_send_loses_no_wake_up_in_any_interleaving() {
     assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
     std::eprintln!("{explored:?} in {:?}", t0.elapsed());
     assert!(explored.complete, "the search was cut short: {explored:?}");
-    assert!(explored.executions > 100, "{explored:?}");
-    // Both turns passed their locks as switch points (not one big step).
-    assert!(explored.longest > 10, "{explored:?}");
+    assert!(explored.executions >= min_executions, "{explored:?}");
+    // The threads passed their locks as switch points (not one big step).
+    assert!(explored.longest > 6, "{explored:?}");
+}
+
+/// Exhaustive: 18,411 interleavings (about 30 s); at most 3 preemptions:
+/// 501.
+#[test]
+fn block_against_send_loses_no_wake_up_in_any_interleaving() {
+    search(
+        500,
+        || {
+            let w = setup();
+            let (a, b) = (queued_on(&w.v), queued_on(&w.s));
+            assert!(
+                a.is_some() && b.is_some() && a != b,
+                "placement {a:?} {b:?}"
+            );
+            let bodies: Vec<Body> = vec![turn(a.unwrap_or(0)), turn(b.unwrap_or(1))];
+            (w, bodies)
+        },
+        check,
+        teardown,
+    );
+}
+
+/// V blocks with a deadline on one CPU while another CPU's timer pass
+/// (`timers::fire_due`, at a time past the deadline) runs: V is either
+/// woken (runnable, queued, RAX 0 to come) or still blocked with its
+/// deadline in the timer list, so a later pass wakes it. A blocked vCPU
+/// with a deadline that no timer entry covers would sleep for ever; one
+/// woken before its deadline would return early (issue 11's ticker).
+#[test]
+fn block_with_deadline_against_the_timer_pass_in_any_interleaving() {
+    struct One {
+        v: Arc<VcpuEntry>,
+        free: u64,
+    }
+    search(
+        8,
+        || {
+            fake::reset();
+            SEEN.store(0, Ordering::Release);
+            crate::sched::clock::init_time(0, P::tsc_hz());
+            crate::sched::live::init(2);
+            let free = P::free_frame_count();
+            host::become_cpu(0);
+            let v = create("sleeper", || blocker(DEADLINE));
+            let cpu = queued_on(&v).unwrap_or(0);
+            let timer_pass: Body = Box::new(move || {
+                host::become_cpu(1 - cpu.min(1));
+                crate::sched::timers::fire_due(DEADLINE + 100);
+            });
+            (One { v, free }, vec![turn(cpu), timer_pass])
+        },
+        |w: &One, picks: &[usize]| {
+            let st = w.v.st.lock();
+            match st.run {
+                Run::Blocked { deadline } => {
+                    assert_eq!(deadline, DEADLINE, "{picks:?}");
+                    assert_eq!(
+                        w.v.armed.load(Ordering::Acquire),
+                        DEADLINE,
+                        "blocked with a deadline no timer covers ({picks:?})"
+                    );
+                    assert!(crate::sched::timers::next_due() <= DEADLINE, "{picks:?}");
+                }
+                Run::Runnable => {
+                    assert!(queued_on(&w.v).is_some(), "stranded ({picks:?})");
+                    assert!(st.deliver_events, "woken without its RAX ({picks:?})");
+                    assert_eq!(w.v.pending.load(Ordering::Acquire), 0, "{picks:?}");
+                }
+                _ => panic!("V in an impossible state ({picks:?})"),
+            }
+            assert_eq!(SEEN.load(Ordering::Acquire), 0, "V ran again ({picks:?})");
+        },
+        |w: One| {
+            w.v.domain.finish("destroyed", -1, None);
+            drop(w.v);
+            assert!(VCPUS.lock().is_empty(), "vCPUs left after the execution");
+            assert_eq!(crate::sched::timers::next_due(), u64::MAX, "timers left");
+            assert_eq!(P::free_frame_count(), w.free, "frames left");
+        },
+    );
 }
