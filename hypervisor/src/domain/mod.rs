@@ -13,6 +13,7 @@ pub mod ctl_ops;
 pub mod ids;
 #[cfg(target_os = "none")]
 pub mod lifecycle;
+pub mod table;
 
 use core::fmt;
 
