@@ -17,6 +17,8 @@ pub mod evtchn;
 pub mod grant;
 pub mod hypercall;
 pub mod mm;
+pub mod platform;
+pub mod run;
 pub mod sched;
 #[cfg(test)]
 mod testing;
@@ -24,8 +26,6 @@ pub mod virt;
 
 #[cfg(target_os = "none")]
 pub mod arch;
-#[cfg(target_os = "none")]
-pub mod run;
 #[cfg(target_os = "none")]
 pub mod start;
 

@@ -33,8 +33,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayString;
 
-use crate::arch::cpu::rdtsc;
-use crate::arch::{lapic, percpu, pit};
 use crate::console::live as consoles;
 use crate::domain::lifecycle::{
     ALIVE, CREATED, Domain, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
@@ -43,6 +41,7 @@ use crate::domain::lifecycle::{
 use crate::evtchn::live as events;
 use crate::hypercall::services::Svc;
 use crate::hypercall::{self, Action, Host};
+use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::live as policy;
 use crate::sched::timers;
@@ -52,11 +51,10 @@ struct MachineHost;
 
 impl Host for MachineHost {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-        [r.eax, r.ebx, r.ecx, r.edx]
+        P::cpuid(leaf, subleaf)
     }
     fn tsc(&self) -> u64 {
-        rdtsc()
+        P::tsc()
     }
 }
 
@@ -92,7 +90,7 @@ enum Outcome {
     Ended,
 }
 
-/// The longest a CPU's timer is armed for (its tick, `lapic::start_timer`).
+/// The longest a CPU's timer is armed for (its tick, `arch/lapic.rs`).
 const TICK_NS: u64 = 10_000_000;
 /// The shortest: an interrupt sooner than this would cost more than it saves.
 const MIN_ARM_NS: u64 = 20_000;
@@ -101,15 +99,15 @@ const MIN_ARM_NS: u64 = 20_000;
 /// an idle CPU's wake-up), the next guest timer and one tick.
 fn arm_timer(now: u64, until: u64) {
     let at = until.min(timers::next_due());
-    lapic::arm_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
+    P::arm_timer_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
 fn ns_to_tsc(ns: u64) -> u64 {
-    (u128::from(ns) * u128::from(pit::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
+    (u128::from(ns) * u128::from(P::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
 }
 
 fn tsc_to_ns(ticks: u64) -> u64 {
-    let hz = u128::from(pit::tsc_hz().max(1));
+    let hz = u128::from(P::tsc_hz().max(1));
     (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
 }
 
@@ -123,12 +121,11 @@ fn run_slice(
     slice_end: u64,
 ) -> (Outcome, u64) {
     let d = &me.domain;
-    let this_cpu = percpu::this_cpu();
-    let cpu = this_cpu.index as usize;
-    let mut seen_ticks = this_cpu.ticks.load(Ordering::Relaxed);
-    me.running_on.store(this_cpu.index, Ordering::Release);
-    me.last_cpu.store(this_cpu.index, Ordering::Relaxed);
-    let t0 = rdtsc();
+    let cpu = P::cpu_index();
+    let mut seen_ticks = P::timer_ticks();
+    me.running_on.store(cpu as u32, Ordering::Release);
+    me.last_cpu.store(cpu as u32, Ordering::Relaxed);
+    let t0 = P::tsc();
     let start = now_ns();
     vcpu.enter();
     // The slice's end as a TSC value: checked after every exit without
@@ -160,7 +157,7 @@ fn run_slice(
         me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
-        x86_64::instructions::interrupts::enable();
+        P::interrupts_on();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc { me, blocked: None };
         let mut out: Vec<u8> = Vec::new();
@@ -190,14 +187,13 @@ fn run_slice(
                 break Outcome::Ended;
             }
         }
-        if rdtsc() >= end_tsc {
+        if P::tsc() >= end_tsc {
             break Outcome::Again;
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
         // timers, and ask the scheduler whether something better waits.
-        let ticks = this_cpu.ticks.load(Ordering::Relaxed);
-        let kicked = this_cpu.resched.load(Ordering::Relaxed)
-            && this_cpu.resched.swap(false, Ordering::AcqRel);
+        let ticks = P::timer_ticks();
+        let kicked = policy::take_resched(cpu);
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
             let now = now_ns();
@@ -210,7 +206,7 @@ fn run_slice(
     };
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
-    let ns = tsc_to_ns(rdtsc().wrapping_sub(t0));
+    let ns = tsc_to_ns(P::tsc().wrapping_sub(t0));
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
     (outcome, ns)
 }
@@ -293,32 +289,37 @@ fn run_picked(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
 /// This CPU's scheduler loop: never returns. The boot CPU ends the
 /// hypervisor once every domain has ended, if asked to.
 pub fn run_cpu() -> ! {
-    let cpu = percpu::cpu_index();
-    let this_cpu = percpu::this_cpu();
+    let cpu = P::cpu_index();
     loop {
-        // Interrupts stay off from the decision to the halt: a kick sent
-        // after `pick` found nothing is taken by the `hlt` (STI's shadow
-        // covers it), never just before it.
-        x86_64::instructions::interrupts::disable();
-        let now = now_ns();
-        timers::fire_due(now);
-        this_cpu.resched.store(false, Ordering::Relaxed);
-        match policy::pick(cpu, now) {
-            policy::Pick::Run(entry, slice_ns) => {
-                x86_64::instructions::interrupts::enable();
-                run_picked(cpu, &entry, now, slice_ns);
+        schedule(cpu);
+    }
+}
+
+/// One turn of CPU `cpu`'s loop (the calling CPU): run what the scheduler
+/// picks for one slice, or halt until an interrupt. Host tests call it in
+/// their own loop on threads that play the CPUs.
+pub fn schedule(cpu: usize) {
+    // Interrupts stay off from the decision to the halt: a kick sent
+    // after `pick` found nothing is taken by the `hlt` (STI's shadow
+    // covers it), never just before it.
+    P::interrupts_off();
+    let now = now_ns();
+    timers::fire_due(now);
+    policy::clear_resched(cpu);
+    match policy::pick(cpu, now) {
+        policy::Pick::Run(entry, slice_ns) => {
+            P::interrupts_on();
+            run_picked(cpu, &entry, now, slice_ns);
+        }
+        policy::Pick::Idle(wake_in) => {
+            if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0 {
+                all_ended();
             }
-            policy::Pick::Idle(wake_in) => {
-                if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0
-                {
-                    all_ended();
-                }
-                rescue_lost_wakeups();
-                // Nothing to run: sleep until the timer (a guest timer, a
-                // parked domain's next period, at most a tick) or a kick.
-                arm_timer(now, now.saturating_add(wake_in));
-                x86_64::instructions::interrupts::enable_and_hlt();
-            }
+            rescue_lost_wakeups();
+            // Nothing to run: sleep until the timer (a guest timer, a
+            // parked domain's next period, at most a tick) or a kick.
+            arm_timer(now, now.saturating_add(wake_in));
+            P::halt();
         }
     }
 }
@@ -394,10 +395,10 @@ fn all_ended() {
         ENDED_CLEAN.load(Ordering::Relaxed),
         ENDED_OTHER.load(Ordering::Relaxed),
         MAX_RUNNING.load(Ordering::Relaxed),
-        crate::arch::frames::free_frame_count() * 4096
+        P::free_frame_count() * 4096
     );
     if SHUTDOWN_WHEN_DONE.load(Ordering::Acquire) {
         log::info!("shutdown requested on the command line");
-        crate::arch::exit::exit(true);
+        P::exit(true);
     }
 }

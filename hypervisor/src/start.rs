@@ -48,10 +48,10 @@ fn sym(s: *const u8) -> u64 {
     s as u64
 }
 
-/// Usable RAM in bytes (set once at boot).
-pub static RAM_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 /// CPUs that came online (set once at boot).
-pub static ONLINE_CPUS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+pub use crate::arch::platform::ONLINE_CPUS;
+/// Usable RAM in bytes (set once at boot).
+pub use crate::arch::platform::RAM_BYTES;
 
 macro_rules! fatal {
     ($($arg:tt)*) => { exit::fatal(format_args!($($arg)*)) };

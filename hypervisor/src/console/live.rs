@@ -16,6 +16,7 @@ use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
 use crate::hypercall::services::Svc;
+use crate::platform::{P, Platform};
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
 /// Set once a privileged domain was created (hypervisor option `dom0`):
@@ -36,7 +37,7 @@ pub(crate) fn readable(d: &Domain) -> bool {
 /// privileged domain, its own queue for the others.
 pub(crate) fn read_input(d: &Domain, buf: &mut [u8]) -> usize {
     if d.privileged {
-        crate::arch::serial::read_available(buf)
+        P::console_input(buf)
     } else {
         d.console_in.lock().read(buf)
     }
@@ -58,17 +59,15 @@ impl Svc<'_> {
     pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
         match req {
             MgmtReq::Write(b) => {
-                if crate::arch::serial::mgmt_write(b) {
+                if P::mgmt_write(b) {
                     Ok(b.len() as u64)
                 } else {
                     Err(pvabi::ENOENT)
                 }
             }
-            MgmtReq::Read(buf) => crate::arch::serial::mgmt_read(buf)
-                .map(|n| n as u64)
-                .ok_or(pvabi::ENOENT),
+            MgmtReq::Read(buf) => P::mgmt_read(buf).map(|n| n as u64).ok_or(pvabi::ENOENT),
             MgmtReq::HostWrite(b) => {
-                crate::arch::serial::write_raw(b);
+                P::console_raw(b);
                 Ok(b.len() as u64)
             }
             MgmtReq::ConsoleWrite { id, bytes } => {

@@ -12,12 +12,12 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use crate::platform::{Module, P, Platform};
 use pvabi::{
     DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, EINVAL,
     ENOENT, ENOMEM, HostInfo, MODULE_DATA, MODULE_ELF, ModuleInfo,
 };
 
-use crate::arch::modules::{self, ModuleRef};
 use crate::domain::lifecycle::{CreateError, Domain, DomainSpec, Run, VCPUS};
 use crate::hypercall::services::Svc;
 use crate::hypercall::{CreateParams, DomctlReply, DomctlReq};
@@ -57,10 +57,10 @@ pub(crate) fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
     Ok(d)
 }
 
-fn module(index: u64) -> Result<&'static ModuleRef, i64> {
+fn module(index: u64) -> Result<Module, i64> {
     usize::try_from(index)
         .ok()
-        .and_then(|i| modules::modules().get(i))
+        .and_then(P::module)
         .ok_or(ENOENT)
 }
 
@@ -117,7 +117,7 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
     }
     let spec = DomainSpec {
         name: &p.name,
-        image: m.bytes(),
+        image: m.bytes,
         cmdline: &p.cmdline,
         memory: p.memory_bytes,
         nr_vcpus: p.nr_vcpus,
@@ -179,7 +179,7 @@ impl Svc<'_> {
             DomctlReq::ModuleInfo(index) => {
                 let m = module(index)?;
                 let mut out = ModuleInfo {
-                    size: m.len,
+                    size: m.bytes.len() as u64,
                     kind: if m.elf { MODULE_ELF } else { MODULE_DATA },
                     name_len: 0,
                     name: [0; 64],
@@ -187,12 +187,12 @@ impl Svc<'_> {
                     _pad: 0,
                     args: [0; 256],
                 };
-                out.name_len = copy_str(&mut out.name, &m.name);
-                out.args_len = copy_str(&mut out.args, &m.args);
+                out.name_len = copy_str(&mut out.name, m.name);
+                out.args_len = copy_str(&mut out.args, m.args);
                 Ok(DomctlReply::Module(out))
             }
             DomctlReq::ModuleRead { index, offset, buf } => {
-                let bytes = module(index)?.bytes();
+                let bytes = module(index)?.bytes;
                 let from = usize::try_from(offset)
                     .ok()
                     .and_then(|o| bytes.get(o..))
@@ -202,13 +202,13 @@ impl Svc<'_> {
                 Ok(DomctlReply::Value(n as u64))
             }
             DomctlReq::HostInfo => Ok(DomctlReply::Host(HostInfo {
-                total_bytes: crate::start::RAM_BYTES.load(Ordering::Relaxed),
-                free_bytes: crate::arch::frames::free_frame_count() * 4096,
-                nr_cpus: crate::start::ONLINE_CPUS.load(Ordering::Relaxed),
+                total_bytes: P::ram_bytes(),
+                free_bytes: P::free_frame_count() * 4096,
+                nr_cpus: P::online_cpus(),
                 nr_domains: domains().len() as u32,
-                nr_modules: modules::modules().len() as u32,
+                nr_modules: P::module_count() as u32,
                 _pad: 0,
-                heap_used_bytes: crate::arch::heap::usage().0 as u64,
+                heap_used_bytes: P::heap_used(),
             })),
         }
     }

@@ -9,9 +9,9 @@ use arrayvec::ArrayString;
 use pvabi::zerocopy::IntoBytes;
 use spin::Mutex;
 
-use crate::arch::guestmem::{CHUNK, DomainMemory, FrameTables};
 use crate::domain::GuestMemory;
 use crate::domain::builder::{self, BootState};
+use crate::domain::memory::{CHUNK, DomainMemory, FrameTables};
 use crate::hypercall::GuestRead;
 use crate::sched::clock::time_info;
 use crate::sched::live as policy;
@@ -69,7 +69,7 @@ pub struct Domain {
     pub(crate) events: Mutex<crate::evtchn::live::Table>,
     /// The registered event-channel control area and upcall vector (ABI
     /// 1.3): set once, pins the area's pages for the domain's life.
-    pub(crate) control: spin::Once<(crate::arch::evtarea::GuestArea, u8)>,
+    pub(crate) control: spin::Once<(crate::evtchn::area::GuestArea, u8)>,
     /// Its grants, as granter (lock order: `grants.rs`).
     pub(crate) grants: Mutex<crate::grant::GrantTable>,
     /// Grants of others it maps, as grantee.

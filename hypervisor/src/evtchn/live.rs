@@ -31,15 +31,14 @@ use core::sync::atomic::Ordering;
 use pvabi::zerocopy::IntoBytes;
 use spin::Mutex;
 
-use crate::arch::evtarea::{AREA_PAGES, GuestArea};
-use crate::arch::idt::VECTOR_SHOOTDOWN;
-use crate::arch::{lapic, percpu};
 use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
+use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
     Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
 };
 use crate::hypercall::Services;
 use crate::hypercall::services::Svc;
+use crate::platform::{P, Platform};
 use crate::sched::live as policy;
 use crate::virt::VcpuBackend;
 
@@ -69,15 +68,12 @@ fn kick(v: &VcpuEntry, events: u64) {
             return;
         }
     }
-    let this = percpu::cpu_index() as u32;
+    let this = P::cpu_index() as u32;
     let cpu = v.running_on.load(Ordering::Acquire);
     if cpu == u32::MAX || cpu == this || v.domain.control.get().is_none() {
         return;
     }
-    if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
-        // The shoot-down vector's handler only acknowledges: a plain kick.
-        lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
-    }
+    P::send_ipi(cpu as usize);
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.

@@ -36,8 +36,8 @@
 //! order checked, and nothing changes on an error.
 #![forbid(unsafe_code)]
 
+pub mod area;
 mod bits;
-#[cfg(target_os = "none")]
 pub mod live;
 pub mod ops;
 mod pending;

@@ -38,6 +38,7 @@ use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, ch
 use crate::hypercall::services::{Svc, shoot_down_domain};
 use crate::hypercall::{GrantOp, GuestRead};
 use crate::mm::gpt::Perms;
+use crate::platform::{P, Platform};
 
 /// The domain with id `id`, dying or not (it still has vCPUs listed).
 fn domain_any(id: DomainId) -> Option<Arc<Domain>> {
@@ -95,6 +96,13 @@ fn revoke_done(granter: &Domain, done: Option<RevokeDone>) {
     }
 }
 
+/// A zeroed frame (a scratch page in place of a dead granter's).
+fn alloc_zeroed_frame() -> Option<u64> {
+    let f = P::alloc_frame()?;
+    P::fill_phys(f, PAGE_SIZE, 0);
+    Some(f)
+}
+
 fn code(e: pvabi::Error) -> i64 {
     e.code()
 }
@@ -142,7 +150,7 @@ impl Svc<'_> {
                     // Its granter died: only our scratch frame is there.
                     let m = d.maps.lock().remove_orphan(handle).map_err(code)?;
                     unmap_in(d, &[m], Some(self.me.index));
-                    crate::arch::frames::free_frames(m.scratch, 1);
+                    P::free_frames(m.scratch, 1);
                     return Ok(0);
                 }
                 let granter = m.granter;
@@ -324,7 +332,7 @@ pub(crate) fn end_grants(d: &Domain) {
     };
     for m in mine {
         if m.scratch != 0 {
-            crate::arch::frames::free_frames(m.scratch, 1);
+            P::free_frames(m.scratch, 1);
         } else if let Some(g) = domain_any(m.granter) {
             let done = g.grants.lock().drop_map(m.gref);
             revoke_done(&g, done);
@@ -358,9 +366,7 @@ pub(crate) fn end_grants(d: &Domain) {
 /// `grantee.maps`.
 fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u32> {
     let live = !grantee.dying();
-    let (kept, mut gone) = track.orphan_granter(granter, || {
-        live.then(crate::arch::frames::alloc_zeroed_frame)?
-    });
+    let (kept, mut gone) = track.orphan_granter(granter, || live.then(alloc_zeroed_frame)?);
     let mut drop_refs: Vec<u32> = gone.iter().map(|m| m.gref).collect();
     {
         let mut guard = grantee.inner.lock();
@@ -375,7 +381,7 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
             });
             if !swapped && let Ok(m) = track.remove_orphan(*handle) {
                 inner.foreign.remove(&m.at_gpa);
-                crate::arch::frames::free_frames(m.scratch, 1);
+                P::free_frames(m.scratch, 1);
                 gone.push(m);
             }
         }

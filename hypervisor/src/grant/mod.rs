@@ -33,7 +33,6 @@
 #![forbid(unsafe_code)]
 
 mod limits;
-#[cfg(target_os = "none")]
 pub mod live;
 pub mod ops;
 mod track;

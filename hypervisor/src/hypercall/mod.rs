@@ -19,7 +19,6 @@ use crate::domain::OutOfBounds;
 use crate::virt::{VcpuBackend, VmExit};
 
 mod mgmt;
-#[cfg(target_os = "none")]
 pub mod services;
 pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use crate::evtchn::ops::EvtchnOp;

@@ -6,12 +6,11 @@ use core::sync::atomic::Ordering;
 
 use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
 
-use crate::arch::idt::VECTOR_SHOOTDOWN;
-use crate::arch::{lapic, percpu, pit};
 use crate::domain::GuestMemory;
 use crate::domain::builder::BootState;
 use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
 use crate::hypercall::{GuestRead, OutOfBounds, Services};
+use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::live as policy;
 use crate::virt::select;
@@ -178,7 +177,7 @@ impl Services for Svc<'_> {
         drop(grants);
         if shoot_down(&self.me.domain, self.me) {
             for f in frames {
-                crate::arch::frames::free_frames(f, 1);
+                P::free_frames(f, 1);
             }
         }
         Ok(pages)
@@ -205,7 +204,7 @@ impl Services for Svc<'_> {
                     let _ = g.unmap(gpa, i as u64 * 4096, &mut inner.tables);
                     if let Ok(back) = inner.mem.release(gpa, pages) {
                         for f in back {
-                            crate::arch::frames::free_frames(f, 1);
+                            P::free_frames(f, 1);
                         }
                     }
                     return Err(pvabi::ENOMEM);
@@ -268,8 +267,8 @@ pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
             continue;
         }
         let cpu = v.running_on.load(Ordering::SeqCst);
-        if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
-            lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
+        if cpu != u32::MAX {
+            P::send_ipi(cpu as usize);
         }
         let mut waited = 0;
         while !done() {
@@ -282,7 +281,7 @@ pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
                 ok = false;
                 break;
             }
-            pit::delay_us(1);
+            P::delay_us(1);
             waited += 1;
         }
     }

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::arch::cpu::rdtsc;
+use crate::platform::{P, Platform};
 
 static TIME_MUL: AtomicU32 = AtomicU32::new(0);
 static TIME_SHIFT: AtomicU32 = AtomicU32::new(0);
@@ -30,5 +30,5 @@ pub(crate) fn time_info() -> pvabi::TimeInfo {
 /// System time in nanoseconds since boot: the same clock guests read from
 /// their `TimeInfo`.
 pub fn now_ns() -> u64 {
-    time_info().ns_at(rdtsc())
+    time_info().ns_at(P::tsc())
 }

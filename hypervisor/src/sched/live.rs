@@ -11,13 +11,12 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Mutex;
 
-use crate::arch::idt::VECTOR_SHOOTDOWN;
-use crate::arch::{lapic, percpu};
 use crate::domain::lifecycle::{Domain, Run, VCPUS, VState, VcpuEntry};
+use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::{Credit, DomId, VcpuId};
 
@@ -90,16 +89,35 @@ pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
     });
 }
 
+/// Per CPU: set (before a reschedule IPI) when a vCPU was queued there
+/// that may be better than what runs; the CPU asks the scheduler at its
+/// next exit.
+static RESCHED: [AtomicBool; crate::sched::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::sched::MAX_CPUS];
+
+/// Whether `cpu` was asked to reschedule since it last looked (and clears it).
+pub(crate) fn take_resched(cpu: usize) -> bool {
+    RESCHED
+        .get(cpu)
+        .is_some_and(|r| r.load(Ordering::Relaxed) && r.swap(false, Ordering::AcqRel))
+}
+
+/// `cpu` is about to ask the scheduler anyway.
+pub(crate) fn clear_resched(cpu: usize) {
+    if let Some(r) = RESCHED.get(cpu) {
+        r.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Sends `cpu` a reschedule IPI (or, for this CPU, marks it: it asks the
-/// scheduler at its next exit). The shoot-down vector's handler only
-/// acknowledges, so it serves as the kick.
+/// scheduler at its next exit).
 fn kick(cpu: usize) {
-    let Some(c) = percpu::cpu(cpu) else {
+    let Some(r) = RESCHED.get(cpu) else {
         return;
     };
-    c.resched.store(true, Ordering::Release);
-    if cpu != percpu::cpu_index() {
-        lapic::send_fixed(c.apic_id.load(Ordering::Relaxed), VECTOR_SHOOTDOWN);
+    r.store(true, Ordering::Release);
+    if cpu != P::cpu_index() {
+        P::send_ipi(cpu);
     }
 }
 

@@ -88,10 +88,8 @@
 
 mod account;
 mod check;
-#[cfg(target_os = "none")]
 pub mod clock;
 mod credit;
-#[cfg(target_os = "none")]
 pub mod live;
 mod run;
 mod runq;
@@ -101,7 +99,6 @@ pub mod tscfreq;
 mod tests_prop;
 #[cfg(test)]
 mod tests_sim;
-#[cfg(target_os = "none")]
 pub mod timers;
 
 use core::fmt;

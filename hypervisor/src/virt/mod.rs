@@ -15,7 +15,8 @@ pub mod exit;
 
 pub use exit::{Backend, GuestRegs, VmExit};
 
-#[cfg(target_os = "none")]
+#[cfg(not(target_os = "none"))]
+pub mod fake;
 pub mod select;
 #[cfg(target_os = "none")]
 pub mod svm;
