@@ -13,6 +13,7 @@ use pvabi::{
     ModuleInfo,
 };
 
+use crate::domain::ids::DomainId;
 use crate::hypercall::{Services, put};
 
 /// A validated [`DomainCreate`].
@@ -83,13 +84,13 @@ pub enum DomctlReq<'a> {
     /// Build a paused domain: its id.
     Create(&'a CreateParams),
     /// Let a domain run.
-    Unpause(u32),
+    Unpause(DomainId),
     /// Stop scheduling a domain.
-    Pause(u32),
+    Pause(DomainId),
     /// End a domain.
-    Destroy(u32),
+    Destroy(DomainId),
     /// Report a domain.
-    Info(u32),
+    Info(DomainId),
     /// Fill the slice with ids, ascending: how many exist.
     List(&'a mut [u32]),
     /// Describe a boot module.
@@ -119,8 +120,8 @@ pub enum DomctlReply {
     Host(HostInfo),
 }
 
-fn dom_id(v: u64) -> Result<u32, i64> {
-    u32::try_from(v).map_err(|_| EINVAL)
+fn dom_id(v: u64) -> Result<DomainId, i64> {
+    u32::try_from(v).map(DomainId).map_err(|_| EINVAL)
 }
 
 /// Runs domctl hypercall `nr`; `None` when `nr` is not one.

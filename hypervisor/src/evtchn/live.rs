@@ -3,7 +3,7 @@
 //! id, upcalls ([`EVENT_CHANNEL`] on the target vCPU, which the scheduler
 //! wakes if it is blocked), and closing a dying domain's ports.
 //!
-//! Locks: a domain's `events` lock is a leaf with respect to the vCPU list
+//! Locks: a domain's `events` lock is a leaf with respect to the domain table
 //! and vCPU states: nothing else is taken while it is held, except a second
 //! domain's `events` for `bind_interdomain` (both then taken in ascending
 //! domain id) and a domain's `end` (itself a leaf). Upcalls are made after
@@ -31,7 +31,7 @@ use core::sync::atomic::Ordering;
 use pvabi::zerocopy::IntoBytes;
 use spin::Mutex;
 
-use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
+use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
     Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
@@ -77,7 +77,7 @@ fn kick(v: &VcpuEntry, events: u64) {
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
-/// Called with the vCPU list or `v`'s state lock possibly held (the table
+/// Called with the domain table or `v`'s state lock possibly held (the table
 /// is a leaf).
 pub(crate) fn raise_timer_virq(v: &VcpuEntry) {
     if v.domain
@@ -92,14 +92,13 @@ pub(crate) fn raise_timer_virq(v: &VcpuEntry) {
 
 /// Domain `ended` ended: raises `VIRQ_DOM_EXC` in every live privileged
 /// domain that bound it.
-pub(crate) fn raise_dom_exc(ended: u32) {
-    let mut doms: Vec<Arc<Domain>> = Vec::new();
-    for v in VCPUS.lock().iter() {
-        let d = &v.domain;
-        if d.privileged && d.id != ended && !d.dying() && !doms.iter().any(|x| x.id == d.id) {
-            doms.push(d.clone());
-        }
-    }
+pub(crate) fn raise_dom_exc(ended: DomainId) {
+    let doms: Vec<Arc<Domain>> = DOMAINS
+        .lock()
+        .domains()
+        .filter(|&(id, d)| d.privileged && id != ended && !d.dying())
+        .map(|(_, d)| d.clone())
+        .collect();
     for d in doms {
         let ns = d.events.lock().raise_virq_all(VIRQ_DOM_EXC);
         for n in ns {
@@ -131,18 +130,13 @@ pub(crate) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut dyn VcpuBackend) {
 
 /// The live (not dying) domain with id `id`.
 fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
-    VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == id.0)
-        .map(|v| v.domain.clone())
-        .filter(|d| !d.dying())
+    DOMAINS.lock().get(id).filter(|d| !d.dying()).cloned()
 }
 
 /// Makes the upcall: raises [`EVENT_CHANNEL`] on the vCPU, waking it if
 /// it is blocked ([`kick`]).
 fn notify(me: &VcpuEntry, n: Notify) {
-    if n.domain.0 == me.domain.id && n.vcpu == me.index {
+    if n.domain == me.domain.id && n.vcpu == me.index {
         // Our own vCPU: the next entry injects the upcall.
         me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
         return;
@@ -164,13 +158,9 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
     }
 }
 
-/// Makes the upcall for any domain's vCPU (found in the vCPU list).
+/// Makes the upcall for any domain's vCPU (found in the domain table).
 pub(crate) fn notify_any(n: Notify) {
-    let target = VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == n.domain.0 && v.index == n.vcpu)
-        .cloned();
+    let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned();
     if let Some(v) = target {
         kick(&v, EVENT_CHANNEL);
     }
@@ -184,7 +174,7 @@ impl Svc<'_> {
     /// One event-channel op of this vCPU's domain.
     pub(crate) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, i64> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
+        let me = d.id;
         match op {
             EvtchnOp::AllocUnbound { remote } => d
                 .events
@@ -328,16 +318,12 @@ pub(crate) fn close_all(d: &Domain) {
     let peers = d.events.lock().close_all();
     for c in peers {
         if let Closed::Peer { domain, port, from } = c {
-            tell_closed(None, DomainId(d.id), domain, port, from);
+            tell_closed(None, d.id, domain, port, from);
         }
     }
 }
 
 /// A new domain's empty port table.
-pub(crate) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<Table> {
-    Mutex::new(EventTable::with_bits(
-        DomainId(id),
-        nr_vcpus,
-        DomainBits::default(),
-    ))
+pub(crate) fn new_table(id: DomainId, nr_vcpus: u32) -> Mutex<Table> {
+    Mutex::new(EventTable::with_bits(id, nr_vcpus, DomainBits::default()))
 }

@@ -5,7 +5,7 @@
 //! frame, and what a dying domain's grants and mappings become.
 //!
 //! Locks, in order: a granter's `grants`, a grantee's `maps`, a domain's
-//! `inner`, the vCPU list (TLB shoot-down). Two `grants` or two `maps`
+//! `inner`, the domain table (TLB shoot-down). Two `grants` or two `maps`
 //! locks are never held together.
 //!
 //! Invariants that keep a granted frame from being freed while a grantee
@@ -33,20 +33,16 @@ use pvabi::{
 
 use crate::domain::GuestMemory;
 use crate::domain::ids::DomainId;
-use crate::domain::lifecycle::{Domain, Inner, VCPUS};
+use crate::domain::lifecycle::{DOMAINS, Domain, Inner};
 use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max};
 use crate::hypercall::services::{Svc, shoot_down_domain};
 use crate::hypercall::{GrantOp, GuestRead};
 use crate::mm::gpt::Perms;
 use crate::platform::{P, Platform};
 
-/// The domain with id `id`, dying or not (it still has vCPUs listed).
+/// The domain with id `id`, dying or not (it is still in the table).
 fn domain_any(id: DomainId) -> Option<Arc<Domain>> {
-    VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == id.0)
-        .map(|v| v.domain.clone())
+    DOMAINS.lock().get(id).cloned()
 }
 
 /// The live domain with id `id`.
@@ -216,7 +212,7 @@ impl Svc<'_> {
         to_grant: bool,
     ) -> Result<u64, i64> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
+        let me = d.id;
         if len == 0 {
             return Err(EINVAL);
         }
@@ -263,7 +259,7 @@ impl Svc<'_> {
 
     fn map(&mut self, granter: DomainId, gref: u32, at: u64, access: Access) -> Result<u64, i64> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
+        let me = d.id;
         if granter == me || !at.is_multiple_of(PAGE_SIZE) {
             return Err(EINVAL);
         }
@@ -348,7 +344,7 @@ pub(crate) fn end_grants(d: &Domain) {
             continue;
         };
         let mut track = grantee.maps.lock();
-        let dropped = orphan_in(&grantee, &mut track, DomainId(d.id));
+        let dropped = orphan_in(&grantee, &mut track, d.id);
         drop(track);
         for gref in dropped {
             let _ = table.drop_map(gref);

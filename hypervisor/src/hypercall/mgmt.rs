@@ -8,6 +8,7 @@ use pvabi::{
     HC_HOST_CONSOLE_WRITE, HC_MGMT_READ, HC_MGMT_WRITE, MGMT_IO_MAX,
 };
 
+use crate::domain::ids::DomainId;
 use crate::hypercall::Services;
 
 /// One validated request for the live system.
@@ -18,11 +19,11 @@ pub enum MgmtReq<'a> {
     /// Take received management bytes into the buffer: how many.
     Read(&'a mut [u8]),
     /// Drain domain `id`'s console ring into `buf`: how many.
-    ConsoleRead { id: u32, buf: &'a mut [u8] },
+    ConsoleRead { id: DomainId, buf: &'a mut [u8] },
     /// Print these bytes on the hypervisor's console, unprefixed.
     HostWrite(&'a [u8]),
     /// Queue these bytes as domain `id`'s console input: how many fit.
-    ConsoleWrite { id: u32, bytes: &'a [u8] },
+    ConsoleWrite { id: DomainId, bytes: &'a [u8] },
 }
 
 /// Runs hypercall `nr` if it is one of this group; `None` otherwise.
@@ -54,12 +55,12 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
         HC_MGMT_WRITE => return svc.mgmt(MgmtReq::Write(buf)),
         HC_HOST_CONSOLE_WRITE => return svc.mgmt(MgmtReq::HostWrite(buf)),
         HC_DOMCTL_CONSOLE_WRITE => {
-            let id = u32::try_from(a[0]).map_err(|_| EINVAL)?;
+            let id = u32::try_from(a[0]).map(DomainId).map_err(|_| EINVAL)?;
             return svc.mgmt(MgmtReq::ConsoleWrite { id, bytes: buf });
         }
         HC_MGMT_READ => svc.mgmt(MgmtReq::Read(buf))?,
         HC_DOMCTL_CONSOLE_READ => {
-            let id = u32::try_from(a[0]).map_err(|_| EINVAL)?;
+            let id = u32::try_from(a[0]).map(DomainId).map_err(|_| EINVAL)?;
             svc.mgmt(MgmtReq::ConsoleRead { id, buf })?
         }
         _ => return Err(EINVAL),

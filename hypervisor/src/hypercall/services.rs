@@ -8,7 +8,7 @@ use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
 
 use crate::domain::GuestMemory;
 use crate::domain::builder::BootState;
-use crate::domain::lifecycle::{Domain, Run, VCPUS, VcpuEntry};
+use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::hypercall::{GuestRead, OutOfBounds, Services};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
@@ -29,11 +29,7 @@ impl Svc<'_> {
 
     fn sibling(&self, id: u64) -> Option<Arc<VcpuEntry>> {
         let id = u32::try_from(id).ok()?;
-        VCPUS
-            .lock()
-            .iter()
-            .find(|v| Arc::ptr_eq(&v.domain, &self.me.domain) && v.index == id)
-            .cloned()
+        DOMAINS.lock().vcpu(self.me.domain.id, id).cloned()
     }
 }
 
@@ -112,7 +108,7 @@ impl Services for Svc<'_> {
             rdi: arg,
             ..d.boot
         };
-        let v = select::new_vcpu(d.backend, &boot, d.nested_root, d.id).ok_or(pvabi::ENOMEM)?;
+        let v = select::new_vcpu(d.backend, &boot, d.nested_root, d.id.0).ok_or(pvabi::ENOMEM)?;
         st.vcpu = Some(v);
         policy::make_runnable(&target, &mut st);
         Ok(())
@@ -252,10 +248,10 @@ fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
 /// it is one of `d`'s): `d` may be another domain (a grantee).
 pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
     let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-    let others: Vec<Arc<VcpuEntry>> = VCPUS
+    let others: Vec<Arc<VcpuEntry>> = DOMAINS
         .lock()
-        .iter()
-        .filter(|v| core::ptr::eq(&*v.domain, d) && Some(v.index) != skip)
+        .vcpus(d.id)
+        .filter(|v| Some(v.index) != skip)
         .cloned()
         .collect();
     let mut ok = true;

@@ -63,7 +63,10 @@ fn the_domain_leaves_with_its_last_vcpu() {
     // Gone once: a second retire of the same vCPU finds nothing.
     assert!(t.remove_vcpu(id(2), 1).is_none());
     assert_eq!(t.vcpu(id(2), 1), None);
-    assert_eq!(t.vcpus(id(2)).copied().collect::<Vec<_>>(), [(2, 0), (2, 2)]);
+    assert_eq!(
+        t.vcpus(id(2)).copied().collect::<Vec<_>>(),
+        [(2, 0), (2, 2)]
+    );
     assert_eq!(t.remove_vcpu(id(2), 2).unwrap().domain, None);
     let last = t.remove_vcpu(id(2), 0).unwrap();
     assert_eq!((last.vcpu, last.domain), ((2, 0), Some("b")));

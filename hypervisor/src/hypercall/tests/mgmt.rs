@@ -2,6 +2,7 @@
 //! first, lengths, buffers wholly inside guest memory before any byte
 //! moves, and OUT bytes written only where they may be.
 use super::*;
+use crate::domain::ids::DomainId;
 use pvabi::{
     E2BIG, ENOENT, HC_DOMCTL_CONSOLE_READ, HC_HOST_CONSOLE_WRITE, HC_MGMT_READ, HC_MGMT_WRITE,
     MGMT_IO_MAX,
@@ -24,12 +25,20 @@ pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
             Ok(b.len() as u64)
         }
         MgmtReq::Read(buf) => Ok(copy(INPUT, buf)),
-        MgmtReq::ConsoleRead { id: 3, buf } => Ok(copy(RING, buf)),
+        MgmtReq::ConsoleRead {
+            id: DomainId(3),
+            buf,
+        } => Ok(copy(RING, buf)),
         MgmtReq::ConsoleRead { .. } => Err(ENOENT),
         // As the scheduler does: the caller (domain 1) is refused, only
         // domain 3 exists; the virq is raised when a byte was queued.
-        MgmtReq::ConsoleWrite { id: 1, .. } => Err(EINVAL),
-        MgmtReq::ConsoleWrite { id: 3, bytes } => {
+        MgmtReq::ConsoleWrite {
+            id: DomainId(1), ..
+        } => Err(EINVAL),
+        MgmtReq::ConsoleWrite {
+            id: DomainId(3),
+            bytes,
+        } => {
             let n = svc.input3.push(bytes);
             if n > 0 {
                 svc.virq_console3 += 1;
