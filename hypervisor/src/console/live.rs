@@ -10,6 +10,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use pvabi::Error;
 use spin::Mutex;
 
 use crate::console::ring::ConsoleRings;
@@ -56,16 +57,16 @@ pub(crate) fn capture(d: &Domain, bytes: &[u8]) -> bool {
 
 impl Svc<'_> {
     /// One control-domain I/O request (privileged caller, buffer checked).
-    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         match req {
             MgmtReq::Write(b) => {
                 if P::mgmt_write(b) {
                     Ok(b.len() as u64)
                 } else {
-                    Err(pvabi::ENOENT)
+                    Err(Error::NoEntry)
                 }
             }
-            MgmtReq::Read(buf) => P::mgmt_read(buf).map(|n| n as u64).ok_or(pvabi::ENOENT),
+            MgmtReq::Read(buf) => P::mgmt_read(buf).map(|n| n as u64).ok_or(Error::NoEntry),
             MgmtReq::HostWrite(b) => {
                 P::console_raw(b);
                 Ok(b.len() as u64)
@@ -87,7 +88,7 @@ impl Svc<'_> {
                     .lock()
                     .read(id, buf, alive)
                     .map(|n| n as u64)
-                    .ok_or(pvabi::ENOENT)
+                    .ok_or(Error::NoEntry)
             }
         }
     }

@@ -12,9 +12,10 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use crate::platform::{Module, P, Platform};
+use pvabi::Error;
 use pvabi::{
-    DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, EINVAL,
-    ENOENT, ENOMEM, HostInfo, MODULE_DATA, MODULE_ELF, ModuleInfo,
+    DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, HostInfo,
+    MODULE_DATA, MODULE_ELF, ModuleInfo,
 };
 
 use crate::domain::ids::DomainId;
@@ -28,27 +29,27 @@ pub(crate) fn exists(id: DomainId) -> bool {
     DOMAINS.lock().contains(id)
 }
 
-fn find(id: DomainId) -> Result<Arc<Domain>, i64> {
-    DOMAINS.lock().get(id).cloned().ok_or(ENOENT)
+fn find(id: DomainId) -> Result<Arc<Domain>, Error> {
+    DOMAINS.lock().get(id).cloned().ok_or(Error::NoEntry)
 }
 
 /// A domain other than the caller that has not ended.
-pub(crate) fn live_other(me: &Domain, id: DomainId) -> Result<Arc<Domain>, i64> {
+pub(crate) fn live_other(me: &Domain, id: DomainId) -> Result<Arc<Domain>, Error> {
     if id == me.id {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     let d = find(id)?;
     if d.dying() {
-        return Err(ENOENT);
+        return Err(Error::NoEntry);
     }
     Ok(d)
 }
 
-fn module(index: u64) -> Result<Module, i64> {
+fn module(index: u64) -> Result<Module, Error> {
     usize::try_from(index)
         .ok()
         .and_then(P::module)
-        .ok_or(ENOENT)
+        .ok_or(Error::NoEntry)
 }
 
 fn copy_str(dst: &mut [u8], s: &str) -> u32 {
@@ -96,11 +97,15 @@ fn info(d: &Domain) -> DomainInfo {
     out
 }
 
-fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
+fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
     let m = module(u64::from(p.module))?;
     // Module 0 is the control domain's own image.
     if p.module == 0 || !m.elf {
-        return Err(if p.module == 0 { ENOENT } else { EINVAL });
+        return Err(if p.module == 0 {
+            Error::NoEntry
+        } else {
+            Error::Invalid
+        });
     }
     let spec = DomainSpec {
         name: &p.name,
@@ -127,8 +132,8 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
         Err(e) => {
             log::info!("domain {}: create refused: {e}", p.name);
             Err(match e {
-                CreateError::Build(_) | CreateError::Sched => EINVAL,
-                CreateError::OutOfMemory | CreateError::Paging(_) => ENOMEM,
+                CreateError::Build(_) | CreateError::Sched => Error::Invalid,
+                CreateError::OutOfMemory | CreateError::Paging(_) => Error::NoMem,
             })
         }
     }
@@ -136,9 +141,9 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
 
 impl Svc<'_> {
     /// One domctl request of this (privileged) vCPU's domain.
-    pub(crate) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+    pub(crate) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
         let me = &*self.me.domain;
-        let done = |r: Result<u64, i64>| r.map(DomctlReply::Value);
+        let done = |r: Result<u64, Error>| r.map(DomctlReply::Value);
         match req {
             DomctlReq::Create(p) => done(create(me, p)),
             DomctlReq::Unpause(id) => {

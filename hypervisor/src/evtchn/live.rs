@@ -28,6 +28,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use pvabi::Error;
 use pvabi::zerocopy::IntoBytes;
 use spin::Mutex;
 
@@ -166,30 +167,20 @@ pub(crate) fn notify_any(n: Notify) {
     }
 }
 
-fn code(e: pvabi::Error) -> i64 {
-    e.code()
-}
-
 impl Svc<'_> {
     /// One event-channel op of this vCPU's domain.
-    pub(crate) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, i64> {
+    pub(crate) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, Error> {
         let d = &self.me.domain;
         let me = d.id;
         match op {
-            EvtchnOp::AllocUnbound { remote } => d
-                .events
-                .lock()
-                .alloc_unbound(remote)
-                .map(u64::from)
-                .map_err(code),
-            EvtchnOp::BindInterdomain { remote, port } if remote == me => d
-                .events
-                .lock()
-                .bind_interdomain(None, port)
-                .map(u64::from)
-                .map_err(code),
+            EvtchnOp::AllocUnbound { remote } => {
+                d.events.lock().alloc_unbound(remote).map(u64::from)
+            }
+            EvtchnOp::BindInterdomain { remote, port } if remote == me => {
+                d.events.lock().bind_interdomain(None, port).map(u64::from)
+            }
             EvtchnOp::BindInterdomain { remote, port } => {
-                let peer = domain_by_id(remote).ok_or(pvabi::ENOENT)?;
+                let peer = domain_by_id(remote).ok_or(Error::NoEntry)?;
                 // Two tables: ascending domain id (see the module doc).
                 let (mut mine, mut theirs);
                 if me < remote {
@@ -203,14 +194,13 @@ impl Svc<'_> {
                 // before this point is refused; one marked after it runs
                 // `close_all` once we let go, which undoes this binding.
                 if d.dying() || peer.dying() {
-                    return Err(pvabi::ENOENT);
+                    return Err(Error::NoEntry);
                 }
                 mine.bind_interdomain(Some(&mut theirs), port)
                     .map(u64::from)
-                    .map_err(code)
             }
             EvtchnOp::Send(port) => {
-                let route = d.events.lock().send(port).map_err(code)?;
+                let route = d.events.lock().send(port)?;
                 let n = match route {
                     Route::Local(p) => d.events.lock().raise(p),
                     Route::Remote { domain, port, from } => {
@@ -225,7 +215,7 @@ impl Svc<'_> {
                 Ok(0)
             }
             EvtchnOp::Close(port) => {
-                let closed = d.events.lock().close(port).map_err(code)?;
+                let closed = d.events.lock().close(port)?;
                 if let Closed::Peer { domain, port, from } = closed {
                     if domain == me {
                         let n = d.events.lock().peer_closed(port, me, from);
@@ -238,36 +228,26 @@ impl Svc<'_> {
                 }
                 Ok(0)
             }
-            EvtchnOp::Mask(port) => d.events.lock().mask(port).map(|()| 0).map_err(code),
+            EvtchnOp::Mask(port) => d.events.lock().mask(port).map(|()| 0),
             EvtchnOp::Unmask(port) => {
-                let n = d.events.lock().unmask(port).map_err(code)?;
+                let n = d.events.lock().unmask(port)?;
                 if let Some(n) = n {
                     notify(self.me, n);
                 }
                 Ok(0)
             }
             EvtchnOp::Poll => Ok(d.events.lock().take_next_pending().map_or(0, u64::from)),
-            EvtchnOp::BindVirq { virq, vcpu } => d
-                .events
-                .lock()
-                .bind_virq(virq, vcpu)
-                .map(u64::from)
-                .map_err(code),
-            EvtchnOp::BindIpi { vcpu } => {
-                d.events.lock().bind_ipi(vcpu).map(u64::from).map_err(code)
+            EvtchnOp::BindVirq { virq, vcpu } => {
+                d.events.lock().bind_virq(virq, vcpu).map(u64::from)
             }
+            EvtchnOp::BindIpi { vcpu } => d.events.lock().bind_ipi(vcpu).map(u64::from),
             EvtchnOp::Status { port, gpa } => {
-                let st = d.events.lock().status(port).map_err(code)?;
+                let st = d.events.lock().status(port)?;
                 self.write(gpa, st.to_abi().as_bytes())
-                    .map_err(|_| pvabi::EFAULT)?;
+                    .map_err(|_| Error::Fault)?;
                 Ok(0)
             }
-            EvtchnOp::BindVcpu { port, vcpu } => d
-                .events
-                .lock()
-                .bind_vcpu(port, vcpu)
-                .map(|()| 0)
-                .map_err(code),
+            EvtchnOp::BindVcpu { port, vcpu } => d.events.lock().bind_vcpu(port, vcpu).map(|()| 0),
             EvtchnOp::InitControl { gpa, vector } => self.init_control(gpa, vector),
         }
     }
@@ -277,7 +257,7 @@ impl Svc<'_> {
     /// grant table's lock (which `HC_MEM_RELEASE` and `HC_GRANT_ACCESS`
     /// also hold) the pages are looked up and pinned, so none can be
     /// released or granted in between.
-    fn init_control(&mut self, gpa: u64, vector: u8) -> Result<u64, i64> {
+    fn init_control(&mut self, gpa: u64, vector: u8) -> Result<u64, Error> {
         let d = &self.me.domain;
         let len = pvabi::EVTCHN_CONTROL_PAGES * pvabi::PAGE_SIZE;
         let grants = d.grants.lock();
@@ -287,12 +267,12 @@ impl Svc<'_> {
             for (i, f) in frames.iter_mut().enumerate() {
                 let g = gpa
                     .checked_add(i as u64 * pvabi::PAGE_SIZE)
-                    .ok_or(pvabi::EFAULT)?;
-                *f = inner.mem.frame(g).ok_or(pvabi::EFAULT)?;
+                    .ok_or(Error::Fault)?;
+                *f = inner.mem.frame(g).ok_or(Error::Fault)?;
             }
         }
         if grants.granted_in(gpa, gpa.saturating_add(len)) {
-            return Err(pvabi::EBUSY);
+            return Err(Error::Busy);
         }
         let area = GuestArea::new(gpa, frames);
         let mut fresh = false;
@@ -302,9 +282,9 @@ impl Svc<'_> {
         });
         drop(grants);
         if !fresh {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
-        d.events.lock().share_bits(area).map_err(code)?;
+        d.events.lock().share_bits(area)?;
         Ok(0)
     }
 }

@@ -11,12 +11,12 @@ use pvabi::{
 /// The fake system: domains 2 and 5 exist; module 1 holds `MODULE`.
 const MODULE: &[u8] = b"name = \"web\"\nmemory = 16\n";
 
-pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
     let exists = |id: DomainId| {
         if id == DomainId(2) || id == DomainId(5) {
             Ok(())
         } else {
-            Err(ENOENT)
+            Err(Error::NoEntry)
         }
     };
     Ok(match req {
@@ -47,10 +47,10 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
             _pad: 0,
             args: [0; 256],
         }),
-        DomctlReq::ModuleInfo(_) => return Err(ENOENT),
+        DomctlReq::ModuleInfo(_) => return Err(Error::NoEntry),
         DomctlReq::ModuleRead { index, offset, buf } => {
             if index != 1 {
-                return Err(ENOENT);
+                return Err(Error::NoEntry);
             }
             let from = MODULE
                 .get(offset.min(MODULE.len() as u64) as usize..)

@@ -13,7 +13,7 @@ use pvabi::{
 const INPUT: &[u8] = b"{\"id\":1}\n";
 const RING: &[u8] = b"tick 1\n";
 
-pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
+pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, Error> {
     let copy = |src: &[u8], buf: &mut [u8]| {
         let n = src.len().min(buf.len());
         buf[..n].copy_from_slice(&src[..n]);
@@ -29,12 +29,12 @@ pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
             id: DomainId(3),
             buf,
         } => Ok(copy(RING, buf)),
-        MgmtReq::ConsoleRead { .. } => Err(ENOENT),
+        MgmtReq::ConsoleRead { .. } => Err(Error::NoEntry),
         // As the scheduler does: the caller (domain 1) is refused, only
         // domain 3 exists; the virq is raised when a byte was queued.
         MgmtReq::ConsoleWrite {
             id: DomainId(1), ..
-        } => Err(EINVAL),
+        } => Err(Error::Invalid),
         MgmtReq::ConsoleWrite {
             id: DomainId(3),
             bytes,
@@ -45,7 +45,7 @@ pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
             }
             Ok(n as u64)
         }
-        MgmtReq::ConsoleWrite { .. } => Err(ENOENT),
+        MgmtReq::ConsoleWrite { .. } => Err(Error::NoEntry),
     }
 }
 
