@@ -10,13 +10,14 @@ use pvabi::zerocopy::IntoBytes;
 use spin::Mutex;
 
 use crate::domain::GuestMemory;
-use crate::domain::builder::{self, BootState};
+use crate::domain::builder;
 use crate::domain::ids::DomainId;
 use crate::domain::memory::{CHUNK, DomainMemory, FrameTables};
 use crate::domain::table::DomainTable;
 use crate::hypercall::GuestRead;
 use crate::sched::clock::time_info;
 use crate::sched::live as policy;
+use crate::virt::boot::BootState;
 use crate::virt::select::{self, Gpt};
 use crate::virt::{Backend, VcpuBackend};
 
@@ -212,8 +213,9 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     let id = DomainId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = select::hypercall_insn(backend);
-    let boot = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
-    finish_start_info(&mut mem, &boot, spec.nr_vcpus)?;
+    let built = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
+    finish_start_info(&mut mem, &built.layout, spec.nr_vcpus)?;
+    let boot = built.boot;
     let mut tables = FrameTables::default();
     let mut gpt = Gpt::new(backend, &mut tables).map_err(CreateError::Paging)?;
     for (i, &c) in mem.chunks().iter().enumerate() {
@@ -325,10 +327,10 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
 /// memory quota, and the vCPU count.
 fn finish_start_info(
     mem: &mut DomainMemory,
-    boot: &BootState,
+    layout: &builder::Layout,
     nr_vcpus: u32,
 ) -> Result<(), CreateError> {
-    let at = boot.layout.start_info;
+    let at = layout.start_info;
     let mut page = [0u8; core::mem::size_of::<pvabi::StartInfo>()];
     mem.read(at, &mut page)
         .map_err(|_| CreateError::OutOfMemory)?;

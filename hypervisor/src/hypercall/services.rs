@@ -8,12 +8,12 @@ use pvabi::Error;
 use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
 
 use crate::domain::GuestMemory;
-use crate::domain::builder::BootState;
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::hypercall::{GuestRead, OutOfBounds, Services};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::live as policy;
+use crate::virt::boot::BootState;
 use crate::virt::select;
 
 /// The hypercall services for one vCPU during one exit.

@@ -93,7 +93,6 @@ mod credit;
 pub mod live;
 mod run;
 mod runq;
-pub mod tscfreq;
 
 #[cfg(test)]
 mod tests_prop;

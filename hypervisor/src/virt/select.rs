@@ -13,9 +13,9 @@ use super::svm::SvmVcpu;
 #[cfg(target_os = "none")]
 use super::vmx::VmxVcpu;
 use super::{Backend, VcpuBackend};
-use crate::domain::builder::BootState;
 use crate::domain::memory::FrameTables;
 use crate::mm::gpt::{Ept, GptError, GuestPageTable, Npt, Perms};
+use crate::virt::boot::BootState;
 
 #[cfg(target_os = "none")]
 static BACKEND: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
