@@ -2,7 +2,7 @@
 //! serves consoles), other domains' console output goes to their console
 //! rings (`domain::console_ring`) for it to drain; a control domain that
 //! never does (the `ctl` test guest) leaves them on the serial console.
-//! The control domain's I/O calls (ABI 1.3, 42-46) run here. The ring
+//! The control domain's I/O calls (numbers 42-46) run here. The ring
 //! table's lock is a leaf: taken with no other lock held, takes none; so
 //! is each domain's console input queue (`Domain::console_in`), which
 //! unprivileged domains read with `HC_CONSOLE_READ` once a control domain

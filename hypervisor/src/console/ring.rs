@@ -1,4 +1,4 @@
-//! Console rings (ABI 1.3, with the `dom0` option): each domain's console
+//! Console rings (with the `dom0` option): each domain's console
 //! output waits here until the control domain drains it
 //! (`HC_DOMCTL_CONSOLE_READ`). Bounded twice: [`CONSOLE_RING_BYTES`] per
 //! ring (the oldest bytes are dropped and counted; the next read starts

@@ -1,4 +1,4 @@
-//! The domctl services (ABI 1.3) over the live system: the control domain
+//! The domctl services over the live system: the control domain
 //! creates, pauses, unpauses, destroys and queries domains, and reads the
 //! boot modules. Arguments arrive validated (`domain::exits::domctl_ops`);
 //! what is checked here needs the live system: does the domain or module

@@ -1,4 +1,4 @@
-//! The domctl hypercalls (ABI 1.3, `HC_DOMCTL_*`): privilege first, then
+//! The domctl hypercalls (`HC_DOMCTL_*`): privilege first, then
 //! the guest's registers and IN structures become a typed [`DomctlReq`]
 //! with every field validated here, and OUT structures are written back
 //! here. What is left to [`Services::domctl`] is only what needs the live

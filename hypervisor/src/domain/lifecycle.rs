@@ -70,8 +70,8 @@ pub struct Domain {
     pub(crate) exits: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
     pub(crate) events: Mutex<crate::evtchn::live::Table>,
-    /// The registered event-channel control area and upcall vector (ABI
-    /// 1.3): set once, pins the area's pages for the domain's life.
+    /// The registered event-channel control area and upcall vector: set
+    /// once, pins the area's pages for the domain's life.
     pub(crate) control: spin::Once<(crate::evtchn::area::GuestArea, u8)>,
     /// Its grants, as granter (lock order: `grants.rs`).
     pub(crate) grants: Mutex<crate::grant::GrantTable>,

@@ -1,4 +1,4 @@
-//! Event channels between live domains (ABI 1.1): the `HC_EVTCHN_*`
+//! Event channels between live domains: the `HC_EVTCHN_*`
 //! services over each domain's [`EventTable`], the lookup of a domain by
 //! id, upcalls ([`EVENT_CHANNEL`] on the target vCPU, which the scheduler
 //! wakes if it is blocked), and closing a dying domain's ports.
@@ -16,7 +16,7 @@
 //! holds while it checks its pending mask: no wake-up is lost); the
 //! scheduler queues it and sends a reschedule IPI where it says so.
 //!
-//! Upcalls (ABI 1.3): once a domain registered a control area
+//! Upcalls: once a domain registered a control area
 //! (`HC_EVTCHN_INIT_CONTROL`), its table keeps the bits there
 //! ([`DomainBits::Shared`]); a notification also sets the vCPU's selector
 //! and `upcall_pending`, and [`prepare_upcall`] injects the vector before

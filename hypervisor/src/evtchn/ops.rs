@@ -1,4 +1,4 @@
-//! Decoding the event-channel hypercalls (ABI 1.1 and 1.3, `HC_EVTCHN_*`): the
+//! Decoding the event-channel hypercalls (`HC_EVTCHN_*`): the
 //! guest's registers become a typed [`EvtchnOp`] here, so that no value a
 //! guest passes reaches the port tables unchecked. Port numbers and domain
 //! ids must fit in 32 bits (`EINVAL`); the rest (does the port exist, may
@@ -30,17 +30,17 @@ pub enum EvtchnOp {
     Mask(u32),
     /// Take the next pending port (0: none).
     Poll,
-    /// A new port for `virq` on `vcpu` (1.3).
+    /// A new port for `virq` on `vcpu`.
     BindVirq { virq: u32, vcpu: u32 },
-    /// A new ipi port notifying `vcpu` (1.3).
+    /// A new ipi port notifying `vcpu`.
     BindIpi { vcpu: u32 },
-    /// Report `port`'s status at `gpa` (1.3; the address is checked when
+    /// Report `port`'s status at `gpa` (the address is checked when
     /// written).
     Status { port: u32, gpa: u64 },
-    /// Make `port` notify `vcpu` (1.3).
+    /// Make `port` notify `vcpu`.
     BindVcpu { port: u32, vcpu: u32 },
     /// Register the control area at `gpa` (page aligned) and upcall
-    /// `vector` (`32..=255`) (1.3).
+    /// `vector` (`32..=255`).
     InitControl { gpa: u64, vector: u8 },
 }
 

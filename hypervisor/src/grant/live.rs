@@ -1,5 +1,5 @@
-//! Shared pages between live domains (ABI 1.2, completed in 1.3 with copy,
-//! query and set-max): the `HC_GRANT_*` services
+//! Shared pages between live domains (grant, map, copy, query, set-max):
+//! the `HC_GRANT_*` services
 //! over each domain's [`GrantTable`] (as granter) and [`MapTrack`] (as
 //! grantee), the nested-paging edits that install and remove a granted
 //! frame, and what a dying domain's grants and mappings become.

@@ -1,4 +1,4 @@
-//! Decoding the grant hypercalls (ABI 1.2 and 1.3, `HC_GRANT_*`): the guest's
+//! Decoding the grant hypercalls (`HC_GRANT_*`): the guest's
 //! registers become a typed [`GrantOp`] here. Domain ids, grant references,
 //! ports, map handles and limits must fit in 32 bits and flags may only hold
 //! [`GRANT_READONLY`] (copy: [`GRANT_COPY_TO_GRANT`]) (`EINVAL`); addresses,

@@ -1,4 +1,4 @@
-//! The control domain's I/O hypercalls (ABI 1.3, numbers 42-46): the
+//! The control domain's I/O hypercalls (numbers 42-46): the
 //! management line, other domains' console rings and console input, and
 //! the hypervisor's own console. Privilege first, then lengths and buffers are checked here;
 //! [`Services::mgmt`] only moves bytes.

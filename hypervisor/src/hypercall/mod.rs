@@ -46,7 +46,7 @@ pub trait Services {
     fn privileged(&self) -> bool;
     /// Whether the domain may read console input: the privileged domain
     /// always (the serial console), others only when a control domain
-    /// exists to queue input for them (ABI 1.3).
+    /// exists to queue input for them.
     fn console_readable(&self) -> bool;
     /// Reads console input into `buf` (only when [`Services::console_readable`]):
     /// the serial console's for the privileged domain, the domain's own
@@ -75,12 +75,12 @@ pub trait Services {
     /// Runs an event-channel op (arguments decoded, not yet checked
     /// against the tables): the value for RAX.
     fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, Error>;
-    /// Runs one grant op (ABI 1.2); the value for RAX or the error.
+    /// Runs one grant op: the value for RAX or the error.
     fn grant(&mut self, op: GrantOp) -> Result<u64, Error>;
-    /// Runs one domctl request (ABI 1.3; called for privileged domains
+    /// Runs one domctl request (called for privileged domains
     /// only, with every argument validated).
     fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, Error>;
-    /// Runs one control-domain I/O request (ABI 1.3, 42-46; privileged
+    /// Runs one control-domain I/O request (numbers 42-46; privileged
     /// callers only, buffers checked): the value for RAX (a byte count).
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error>;
 }
@@ -400,7 +400,7 @@ fn console_write(
 }
 
 fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, Error> {
-    // Without a control domain only the privileged domain reads (as in 1.2).
+    // Without a control domain only the privileged domain reads.
     if !svc.console_readable() {
         return Err(Error::Perm);
     }

@@ -145,13 +145,13 @@ impl Services for Svc<'_> {
 
     fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, Error> {
         let d = self.d();
-        // Granted pages stay (ABI 1.2): checked and released under the
+        // Granted pages stay: checked and released under the
         // grant table's lock, so no grant of these pages starts meanwhile.
         let grants = d.grants.lock();
         if grants.granted_in(gpa, gpa.saturating_add(pages.saturating_mul(4096))) {
             return Err(Error::Busy);
         }
-        // The event-channel control area is pinned (ABI 1.3).
+        // The event-channel control area is pinned.
         if d.control_pinned(gpa, pages.saturating_mul(4096)) {
             return Err(Error::Busy);
         }

@@ -1,4 +1,4 @@
-//! The credit scheduler (issue 7): weights, caps, per-CPU run queues, load
+//! The credit scheduler: weights, caps, per-CPU run queues, load
 //! balancing. Pure logic, host-tested; the caller supplies time and CPUs.
 //!
 //! # The policy

@@ -1,4 +1,4 @@
-//! Host tests of the event-channel hypercalls (ABI 1.1): argument
+//! Host tests of the event-channel hypercalls: argument
 //! decoding and validation in the exit handler, and the ops end to end
 //! against a real port table (a loopback channel of one domain).
 

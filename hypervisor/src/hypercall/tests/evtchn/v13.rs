@@ -1,4 +1,5 @@
-//! Host tests of the ABI 1.3 event-channel hypercalls (numbers 25-29):
+//! Host tests of the virq, ipi, status, bind-vcpu and control-area
+//! event-channel hypercalls (numbers 25-29):
 //! decoding with hostile register values, and virq/ipi/status/bind-vcpu
 //! through the handler against a real table.
 
