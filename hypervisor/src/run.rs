@@ -402,3 +402,6 @@ fn all_ended() {
         P::exit(true);
     }
 }
+
+#[cfg(test)]
+mod tests;

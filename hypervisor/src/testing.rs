@@ -19,3 +19,5 @@ impl TestRng {
         self.next() % n
     }
 }
+
+pub mod rt;

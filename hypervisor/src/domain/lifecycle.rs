@@ -430,3 +430,6 @@ impl Drop for Domain {
         ALIVE.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -134,3 +134,6 @@ fn fire(v: &Arc<VcpuEntry>, now: u64) {
     }
     arm(v, next);
 }
+
+#[cfg(test)]
+mod tests;

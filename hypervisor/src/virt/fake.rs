@@ -302,3 +302,34 @@ pub fn image() -> Vec<u8> {
     b.resize(0x2000, 0);
     b
 }
+
+/// One step of a [`steps`] program: the exit to make, or `None` for "not
+/// yet" (the guest sleeps 1 ms and the step runs again).
+pub type Step = Box<dyn FnMut(&mut Guest<'_>) -> Option<VmExit> + Send>;
+
+/// A program that runs `steps` in order, one per entry (RAX holds the
+/// previous hypercall's result), then blocks for events for good.
+pub fn steps(steps: Vec<Step>) -> Program {
+    let mut steps = steps.into_iter();
+    let mut cur: Option<Step> = steps.next();
+    Box::new(move |g: &mut Guest<'_>| {
+        let Some(step) = cur.as_mut() else {
+            return g.hypercall(pvabi::HC_SCHED_BLOCK, &[0]);
+        };
+        match step(g) {
+            Some(exit) => {
+                cur = steps.next();
+                exit
+            }
+            None => {
+                let soon = crate::sched::clock::now_ns() + 1_000_000;
+                g.hypercall(pvabi::HC_SCHED_BLOCK, &[soon])
+            }
+        }
+    })
+}
+
+/// A boxed [`Step`].
+pub fn step(f: impl FnMut(&mut Guest<'_>) -> Option<VmExit> + Send + 'static) -> Step {
+    Box::new(f)
+}
