@@ -13,7 +13,8 @@
 //!             op groups and domains: tables and decoding (pure), live
 //!             effects; domain/table.rs finds domains by DomainId
 //! platform/   what the runtime asks of the machine (a trait; the host
-//!             implementation drives the runtime in tests)
+//! sync.rs     implementation drives the runtime in tests); the runtime's
+//!             lock
 //! virt/       trait VcpuBackend, VmExit, BootState; svm.rs and vmx.rs
 //! mm/ boot/ elf.rs
 //!             pure: frames, memory map, nested page tables, boot
@@ -54,6 +55,8 @@ pub mod platform;
 pub mod run;
 #[deny(unsafe_code)]
 pub mod sched;
+#[deny(unsafe_code)]
+pub mod sync;
 #[cfg(test)]
 #[deny(unsafe_code)]
 mod testing;

@@ -20,4 +20,5 @@ impl TestRng {
     }
 }
 
+pub mod interleave;
 pub mod rt;

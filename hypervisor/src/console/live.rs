@@ -10,8 +10,8 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::sync::Mutex;
 use pvabi::Error;
-use spin::Mutex;
 
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;

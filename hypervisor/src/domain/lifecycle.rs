@@ -5,9 +5,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use crate::sync::Mutex;
 use arrayvec::ArrayString;
 use pvabi::zerocopy::IntoBytes;
-use spin::Mutex;
 
 use crate::domain::GuestMemory;
 use crate::domain::builder;

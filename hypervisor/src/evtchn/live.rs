@@ -28,9 +28,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use crate::sync::Mutex;
 use pvabi::Error;
 use pvabi::zerocopy::IntoBytes;
-use spin::Mutex;
 
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};

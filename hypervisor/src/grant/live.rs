@@ -389,3 +389,6 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
     }
     drop_refs
 }
+
+#[cfg(test)]
+mod tests;

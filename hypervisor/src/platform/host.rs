@@ -118,7 +118,20 @@ fn this() -> &'static Cpu {
     &machine().cpus[THIS_CPU.with(Cell::get)]
 }
 
+/// A fixed time for the TSC (0: the clock runs).
+static FROZEN: AtomicU64 = AtomicU64::new(0);
+
+/// Stops the clock at `tsc` (`None`: lets it run again), so that a test
+/// that replays interleavings sees the same time on every run.
+pub fn freeze_time(tsc: Option<u64>) {
+    FROZEN.store(tsc.unwrap_or(0), Ordering::Release);
+}
+
 fn now() -> u64 {
+    let frozen = FROZEN.load(Ordering::Acquire);
+    if frozen != 0 {
+        return frozen;
+    }
     // Never 0: a deadline of 0 means "none" in the runtime.
     u64::try_from(machine().epoch.elapsed().as_nanos())
         .unwrap_or(u64::MAX)

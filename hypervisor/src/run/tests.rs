@@ -1,6 +1,6 @@
 //! The run loop on the host: CPUs as threads, scripted guests
 //! (`virt/fake.rs`), the real scheduler, event channels and timers.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::boxed::Box;
 use std::format;

@@ -13,7 +13,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VState, VcpuEntry};
 use crate::platform::{P, Platform};
@@ -135,6 +135,13 @@ pub(crate) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
 /// Whether the policy holds `v` as blocked (in no queue, not running).
 pub(crate) fn held_blocked(v: &VcpuEntry) -> bool {
     with(|s| matches!(s.credit.cpu_of(v.sid), Ok(None))).unwrap_or(false)
+}
+
+/// The CPU whose queue holds `v`, or that runs it; `None` when the policy
+/// holds it as blocked (or does not know it).
+#[cfg(test)]
+pub(crate) fn queued_on(v: &VcpuEntry) -> Option<usize> {
+    with(|s| s.credit.cpu_of(v.sid).ok().flatten()).flatten()
 }
 
 /// Queues `v` again (its state lock held by the caller): for a vCPU the
@@ -266,3 +273,6 @@ pub(crate) fn retire(v: &Arc<VcpuEntry>) {
         with(|s| s.credit.remove_domain(v.domain.sdom));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,8 +12,8 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sync::Mutex;
 use pvabi::EVENT_TIMER;
-use spin::Mutex;
 
 use crate::domain::lifecycle::{Run, VcpuEntry};
 use crate::evtchn::live as events;

@@ -2,7 +2,7 @@
 //! runs `run::schedule` in a loop, as `run_cpu` does on bare metal), the
 //! host platform (`platform/host.rs`) plays the hardware, and domains run
 //! scripted vCPUs (`virt/fake.rs`).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::string::String;
 use std::sync::Arc;

@@ -214,6 +214,9 @@ impl VcpuBackend for FakeVcpu {
     fn flush_tlb(&mut self) {}
 
     fn run(&mut self) -> VmExit {
+        // The guest runs for a while: other CPUs may act meanwhile (a
+        // switch point for the interleaving tests, `sync.rs`).
+        crate::sync::point();
         if self.released {
             return VmExit::InvalidState { detail: 0 };
         }

@@ -14,12 +14,14 @@ const BOOT_TESTS: &str = "boot tests (QEMU, Bochs)";
 struct Step {
     name: &'static str,
     args: Vec<String>,
+    env: &'static [(&'static str, &'static str)],
 }
 
 fn step(name: &'static str, args: &[&str]) -> Step {
     Step {
         name,
         args: args.iter().map(|s| s.to_string()).collect(),
+        env: &[],
     }
 }
 
@@ -104,6 +106,21 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             paths::DOM0_PACKAGE,
         ],
     ));
+    // The block / notify / deschedule / wake protocol over every
+    // interleaving of its real critical sections (the unit tests above ran
+    // those with at most 3 preemptions): hypervisor/src/sched/live/tests.rs.
+    let mut interleavings = step(
+        "interleavings (exhaustive)",
+        &[
+            "test",
+            "-p",
+            paths::KERNEL_PACKAGE,
+            "--lib",
+            "sched::live::tests",
+        ],
+    );
+    interleavings.env = &[("KESTREL_PREEMPTIONS", "all")];
+    steps.push(interleavings);
     if !no_boot {
         steps.push(step(KERNEL, &paths::build_args(false)));
         // The hvctl boot test drives the real host binary.
@@ -122,10 +139,16 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             results.push((s.name, Verdict::Skipped, 0.0));
             continue;
         }
-        println!("\n==> {}: cargo {}", s.name, s.args.join(" "));
+        let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        println!(
+            "\n==> {}: {}cargo {}",
+            s.name,
+            env.concat(),
+            s.args.join(" ")
+        );
         let t = Instant::now();
         let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
-        let verdict = match cargo::run(&args) {
+        let verdict = match cargo::run_env(&args, s.env) {
             Ok(()) => Verdict::Ok,
             Err(e) => {
                 eprintln!("xtask: {e}");

@@ -2,7 +2,7 @@
 //! and destroy with live grants and event channels, after which every
 //! frame is back, no port is left bound to it and no mapping of its pages
 //! is left in another domain.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

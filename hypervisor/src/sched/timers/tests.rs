@@ -2,7 +2,7 @@
 //! the run loop uses it, with CPUs as threads. A sleep must never end
 //! before its deadline (issue 11: a `ticker` created at run time beside a
 //! busy domain printed ticks far too often).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::boxed::Box;
 use std::format;
