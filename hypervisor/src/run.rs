@@ -13,18 +13,18 @@
 //! an interrupt (its timer, at most one tick away, or a reschedule IPI).
 //!
 //! A domain that breaks a rule is killed with one log line. Its vCPUs that
-//! are not running leave the scheduler and the list at once, running ones
+//! are not running leave the scheduler and the domain table at once, running ones
 //! when their CPU notices; when the last one is gone the domain's memory
 //! and page-table frames go back to the allocator (`Drop for Domain`), so
 //! no frame is freed while any CPU may still run the guest.
 //!
-//! Lock order: the vCPU list, then a vCPU's state, then the scheduler lock
+//! Lock order: the domain table (`domain/table.rs`), then a vCPU's state, then the scheduler lock
 //! (`policy.rs`; nothing is taken under it), or a domain's inner state.
 //! The timer list (`timers.rs`) is a leaf. A domain's event-channel table
 //! (`Domain::events`) is taken with none of those held and takes none of
 //! them; two tables are taken in ascending domain id (`events.rs`). Grants
 //! (`grants.rs`): a granter's `grants`, then a grantee's `maps`, then a
-//! domain's inner state; the vCPU list may be taken under `grants` and
+//! domain's inner state; the domain table may be taken under `grants` and
 //! `maps` (TLB shoot-down), never the other way.
 
 use alloc::sync::Arc;
@@ -35,8 +35,8 @@ use arrayvec::ArrayString;
 
 use crate::console::live as consoles;
 use crate::domain::lifecycle::{
-    ALIVE, CREATED, Domain, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
-    SHUTDOWN_WHEN_DONE, STARTED, VCPUS, VcpuEntry,
+    ALIVE, CREATED, DOMAINS, Domain, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
+    SHUTDOWN_WHEN_DONE, STARTED, VcpuEntry,
 };
 use crate::evtchn::live as events;
 use crate::hypercall::services::Svc;
@@ -334,10 +334,10 @@ pub fn schedule(cpu: usize) {
 /// under heavy host load and not yet explained (see the issue notes).
 fn rescue_lost_wakeups() {
     let now = now_ns();
-    // Lock order: the vCPU list, a vCPU's state, the scheduler. No
+    // Lock order: the domain table, a vCPU's state, the scheduler. No
     // allocation here (this runs on every idle pass).
-    let list = VCPUS.lock();
-    for v in list.iter() {
+    let table = DOMAINS.lock();
+    for v in table.all_vcpus() {
         let mut st = v.st.lock();
         let stranded = st.run == Run::Runnable
             && !v.domain.paused.load(Ordering::Acquire)

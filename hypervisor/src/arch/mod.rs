@@ -2,6 +2,7 @@
 //! vendor backends only; every block says why it is sound.
 
 pub mod acpi;
+pub mod bootcpu;
 pub mod cpu;
 pub mod entry;
 pub mod exit;

@@ -2,7 +2,7 @@
 //! serves consoles), other domains' console output goes to their console
 //! rings (`domain::console_ring`) for it to drain; a control domain that
 //! never does (the `ctl` test guest) leaves them on the serial console.
-//! The control domain's I/O calls (ABI 1.3, 42-46) run here. The ring
+//! The control domain's I/O calls (numbers 42-46) run here. The ring
 //! table's lock is a leaf: taken with no other lock held, takes none; so
 //! is each domain's console input queue (`Domain::console_in`), which
 //! unprivileged domains read with `HC_CONSOLE_READ` once a control domain
@@ -11,6 +11,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sync::Mutex;
+use pvabi::Error;
 
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;
@@ -56,16 +57,16 @@ pub(crate) fn capture(d: &Domain, bytes: &[u8]) -> bool {
 
 impl Svc<'_> {
     /// One control-domain I/O request (privileged caller, buffer checked).
-    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         match req {
             MgmtReq::Write(b) => {
                 if P::mgmt_write(b) {
                     Ok(b.len() as u64)
                 } else {
-                    Err(pvabi::ENOENT)
+                    Err(Error::NoEntry)
                 }
             }
-            MgmtReq::Read(buf) => P::mgmt_read(buf).map(|n| n as u64).ok_or(pvabi::ENOENT),
+            MgmtReq::Read(buf) => P::mgmt_read(buf).map(|n| n as u64).ok_or(Error::NoEntry),
             MgmtReq::HostWrite(b) => {
                 P::console_raw(b);
                 Ok(b.len() as u64)
@@ -87,7 +88,7 @@ impl Svc<'_> {
                     .lock()
                     .read(id, buf, alive)
                     .map(|n| n as u64)
-                    .ok_or(pvabi::ENOENT)
+                    .ok_or(Error::NoEntry)
             }
         }
     }

@@ -10,6 +10,7 @@ use crate::domain::{GuestMemory, OutOfBounds, check_range};
 use crate::hypercall::GuestRead;
 use crate::mm::gpt::TableMemory;
 use crate::platform::{P, Platform};
+use pvabi::Error;
 
 /// Gives back `count` frames from `base`.
 fn free(base: u64, count: u64) {
@@ -99,23 +100,23 @@ impl DomainMemory {
     /// Takes pages out of the domain: returns their host frames (the caller
     /// unmaps them, shoots down TLBs, then frees them). `Err(ENOENT)` if any
     /// is already absent; nothing changes then.
-    pub fn release(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, i64> {
-        let r = self.page_range(gpa, pages).ok_or(pvabi::EFAULT)?;
-        let slots = self.frames.get_mut(r).ok_or(pvabi::EFAULT)?;
+    pub fn release(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, Error> {
+        let r = self.page_range(gpa, pages).ok_or(Error::Fault)?;
+        let slots = self.frames.get_mut(r).ok_or(Error::Fault)?;
         if slots.contains(&0) {
-            return Err(pvabi::ENOENT);
+            return Err(Error::NoEntry);
         }
         Ok(slots.iter_mut().map(core::mem::take).collect())
     }
 
     /// Puts back a frame that `release` took (undoing a failed release).
-    pub fn restore(&mut self, gpa: u64, frame: u64) -> Result<(), i64> {
+    pub fn restore(&mut self, gpa: u64, frame: u64) -> Result<(), Error> {
         let slot = self
             .frames
             .get_mut((gpa / PAGE) as usize)
-            .ok_or(pvabi::EFAULT)?;
+            .ok_or(Error::Fault)?;
         if *slot != 0 {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
         *slot = frame;
         Ok(())
@@ -123,23 +124,23 @@ impl DomainMemory {
 
     /// Gives the domain fresh zeroed pages at `gpa`: returns their host
     /// frames for mapping. All or nothing.
-    pub fn populate(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, i64> {
-        let r = self.page_range(gpa, pages).ok_or(pvabi::EFAULT)?;
+    pub fn populate(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, Error> {
+        let r = self.page_range(gpa, pages).ok_or(Error::Fault)?;
         if self
             .frames
             .get(r.clone())
-            .ok_or(pvabi::EFAULT)?
+            .ok_or(Error::Fault)?
             .iter()
             .any(|&f| f != 0)
         {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
         if self.present_pages() + pages > self.max_pages {
-            return Err(pvabi::ENOMEM);
+            return Err(Error::NoMem);
         }
         let mut got = Vec::new();
-        got.try_reserve_exact(usize::try_from(pages).map_err(|_| pvabi::ENOMEM)?)
-            .map_err(|_| pvabi::ENOMEM)?;
+        got.try_reserve_exact(usize::try_from(pages).map_err(|_| Error::NoMem)?)
+            .map_err(|_| Error::NoMem)?;
         for _ in 0..pages {
             match P::alloc_frame_anywhere() {
                 Some(f) => {
@@ -150,14 +151,14 @@ impl DomainMemory {
                     for &f in &got {
                         free(f, 1);
                     }
-                    return Err(pvabi::ENOMEM);
+                    return Err(Error::NoMem);
                 }
             }
         }
         for (slot, &f) in self
             .frames
             .get_mut(r)
-            .ok_or(pvabi::EFAULT)?
+            .ok_or(Error::Fault)?
             .iter_mut()
             .zip(&got)
         {

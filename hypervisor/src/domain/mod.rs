@@ -12,6 +12,7 @@ pub mod ctl_ops;
 pub mod ids;
 pub mod lifecycle;
 pub mod memory;
+pub mod table;
 
 use core::fmt;
 

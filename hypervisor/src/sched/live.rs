@@ -3,7 +3,7 @@
 //! vCPU ids back to [`VcpuEntry`]s; wake-ups with reschedule IPIs; pause,
 //! unpause and the end of a domain's vCPUs.
 //!
-//! Lock order (see `mod.rs`): the vCPU list, then a vCPU's state, then the
+//! Lock order (see `domain/table.rs`): the domain table, then a vCPU's state, then the
 //! scheduler lock [`SCHED`]. Nothing is taken under [`SCHED`], no IPI is
 //! sent under it, and no [`VcpuEntry`] is dropped under it (an entry may
 //! hold the last reference to its domain, whose drop frees memory and
@@ -15,10 +15,10 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::sync::Mutex;
 
-use crate::domain::lifecycle::{Domain, Run, VCPUS, VState, VcpuEntry};
+use crate::domain::lifecycle::{DOMAINS, Domain, Run, VState, VcpuEntry};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
-use crate::sched::{Credit, DomId, VcpuId};
+use crate::sched::{Credit, SchedDom, VcpuId};
 
 /// The policy and, by [`VcpuId::slot`], the entry of each of its vCPUs.
 struct Sched {
@@ -56,7 +56,7 @@ pub(crate) enum Pick {
 /// with its weight and cap; `None` (and nothing left behind) if the
 /// scheduler refuses them (the domctl decoder already checked the ABI's
 /// bounds, which are the scheduler's).
-pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(DomId, Vec<VcpuId>)> {
+pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(SchedDom, Vec<VcpuId>)> {
     let w = u16::try_from(weight).ok()?;
     with(|s| {
         let d = s.credit.add_domain(w, 0).ok()?;
@@ -203,14 +203,9 @@ pub(crate) fn tick(cpu: usize, now: u64) -> bool {
     with(|s| s.credit.tick(cpu, now).unwrap_or(false)).unwrap_or(false)
 }
 
-/// The vCPUs of `d` in the list (taken and let go here).
+/// The vCPUs of `d` in the domain table (taken and let go here).
 fn vcpus_of(d: &Domain) -> Vec<Arc<VcpuEntry>> {
-    VCPUS
-        .lock()
-        .iter()
-        .filter(|v| core::ptr::eq(&*v.domain, d))
-        .cloned()
-        .collect()
+    DOMAINS.lock().vcpus(d.id).cloned().collect()
 }
 
 /// domctl pause: no vCPU of `d` is picked any more (one running now stops
@@ -236,7 +231,7 @@ pub(crate) fn unpause(d: &Domain) {
 }
 
 /// The domain ended: every vCPU of it that is not running now is marked
-/// dead and leaves the scheduler and the list; running ones follow when
+/// dead and leaves the scheduler and the domain table; running ones follow when
 /// their CPU notices (`retire`). Called by [`Domain::finish`], no lock held.
 pub(crate) fn reap(d: &Domain) {
     for v in vcpus_of(d) {
@@ -257,7 +252,7 @@ pub(crate) fn reap(d: &Domain) {
 }
 
 /// A dead vCPU (not running) leaves the scheduler, the timer list and the
-/// vCPU list; the last one of its domain takes the domain's record with
+/// domain table; the last one of its domain takes the domain's record with
 /// it. If a CPU picked it meanwhile (the scheduler says it runs), that CPU
 /// finds it dead and retires it again.
 pub(crate) fn retire(v: &Arc<VcpuEntry>) {
@@ -271,12 +266,10 @@ pub(crate) fn retire(v: &Arc<VcpuEntry>) {
     }
     drop(slot);
     crate::sched::timers::cancel(v);
-    let last = {
-        let mut list = VCPUS.lock();
-        list.retain(|e| !Arc::ptr_eq(e, v));
-        !list.iter().any(|e| Arc::ptr_eq(&e.domain, &v.domain))
-    };
-    if last {
+    // Dropped after the table's lock (the caller still holds `v`, so no
+    // domain is freed here).
+    let removed = DOMAINS.lock().remove_vcpu(v.domain.id, v.index);
+    if removed.is_some_and(|r| r.domain.is_some()) {
         with(|s| s.credit.remove_domain(v.domain.sdom));
     }
 }

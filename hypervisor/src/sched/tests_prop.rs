@@ -187,7 +187,7 @@ fn random_op_sequences_keep_the_invariants() {
         let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let cpus = 1 + r.below(4) as usize;
         let mut s = Credit::new(cpus);
-        let mut doms: Vec<DomId> = Vec::new();
+        let mut doms: Vec<SchedDom> = Vec::new();
         let mut vcpus: Vec<VcpuId> = Vec::new();
         let mut removed: Vec<VcpuId> = Vec::new();
         let mut now = 0u64;

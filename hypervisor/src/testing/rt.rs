@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use crate::domain::builder::BootState;
-use crate::domain::lifecycle::{self, ALIVE, Domain, DomainSpec, VCPUS, VcpuEntry};
+use crate::domain::ids::DomainId;
+use crate::domain::lifecycle::{self, ALIVE, DOMAINS, Domain, DomainSpec, VcpuEntry};
 use crate::platform::host;
 use crate::platform::{P, Platform};
 use crate::virt::Backend;
@@ -39,7 +40,10 @@ impl Machine {
         let one = host::exclusive();
         host::install_logger();
         fake::reset();
-        assert!(VCPUS.lock().is_empty(), "a previous test left vCPUs behind");
+        assert!(
+            DOMAINS.lock().is_empty(),
+            "a previous test left vCPUs behind"
+        );
         crate::sched::clock::init_time(0, P::tsc_hz());
         crate::sched::live::init(n);
         host::set_online_cpus(n as u32);
@@ -94,7 +98,7 @@ impl Machine {
             paused,
         };
         match lifecycle::create(Backend::Svm, &spec) {
-            Ok(id) => id,
+            Ok(id) => id.0,
             Err(e) => panic!("creating {name}: {e}"),
         }
     }
@@ -124,7 +128,7 @@ impl Machine {
     /// Waits until no domain is alive and every frame and vCPU is back.
     pub fn wait_all_gone(&self) {
         self.wait("every domain to end", || {
-            ALIVE.load(Ordering::Acquire) == 0 && VCPUS.lock().is_empty()
+            ALIVE.load(Ordering::Acquire) == 0 && DOMAINS.lock().is_empty()
         });
         assert_eq!(fake::unreleased(), 0, "vCPUs not released");
         assert_eq!(
@@ -148,12 +152,12 @@ impl Machine {
         }
         // A test that failed half-way leaves domains: end them while the
         // CPUs still run, so the next test starts from an empty runtime.
-        let left: Vec<Arc<Domain>> = VCPUS.lock().iter().map(|v| v.domain.clone()).collect();
+        let left: Vec<Arc<Domain>> = DOMAINS.lock().domains().map(|(_, d)| d.clone()).collect();
         for d in left {
             d.finish("destroyed", -1, None);
         }
         let t0 = Instant::now();
-        while !VCPUS.lock().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        while !DOMAINS.lock().is_empty() && t0.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.stop.store(true, Ordering::Release);
@@ -172,20 +176,12 @@ impl Drop for Machine {
     }
 }
 
-/// The live domain with id `id`.
+/// Domain `id`, while it is in the domain table (dying ones included).
 pub fn domain(id: u32) -> Option<Arc<Domain>> {
-    VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == id)
-        .map(|v| v.domain.clone())
+    DOMAINS.lock().get(DomainId(id)).cloned()
 }
 
 /// vCPU `index` of domain `id`.
 pub fn vcpu(id: u32, index: u32) -> Option<Arc<VcpuEntry>> {
-    VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == id && v.index == index)
-        .cloned()
+    DOMAINS.lock().vcpu(DomainId(id), index).cloned()
 }

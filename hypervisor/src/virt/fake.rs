@@ -30,11 +30,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use super::{Backend, GuestRegs, VcpuBackend, VmExit};
-use crate::domain::builder::BootState;
 use crate::domain::memory::FrameTables;
 use crate::mm::gpt::{Ept, GuestPageTable, Npt};
 use crate::platform::host;
 use crate::platform::{P, Platform};
+use crate::virt::boot::BootState;
 
 /// What a guest does from one entry to its next exit.
 pub type Program = Box<dyn FnMut(&mut Guest<'_>) -> VmExit + Send>;

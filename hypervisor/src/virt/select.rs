@@ -13,9 +13,9 @@ use super::svm::SvmVcpu;
 #[cfg(target_os = "none")]
 use super::vmx::VmxVcpu;
 use super::{Backend, VcpuBackend};
-use crate::domain::builder::BootState;
-use crate::domain::memory::FrameTables;
-use crate::mm::gpt::{Ept, GptError, GuestPageTable, Npt, Perms};
+
+use crate::mm::gpt::{Ept, GptError, GuestPageTable, Npt, Perms, TableMemory};
+use crate::virt::boot::BootState;
 
 #[cfg(target_os = "none")]
 static BACKEND: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
@@ -132,7 +132,7 @@ pub enum Gpt {
 
 impl Gpt {
     /// Empty tables in the format `backend` walks.
-    pub fn new(backend: Backend, t: &mut FrameTables) -> Result<Self, GptError> {
+    pub fn new(backend: Backend, t: &mut impl TableMemory) -> Result<Self, GptError> {
         Ok(match backend {
             Backend::Svm => Self::Npt(GuestPageTable::<Npt>::new(t)?),
             Backend::Vmx => Self::Ept(GuestPageTable::<Ept>::new(t)?),
@@ -143,7 +143,7 @@ impl Gpt {
         gpa: u64,
         hpa: u64,
         len: u64,
-        t: &mut FrameTables,
+        t: &mut impl TableMemory,
     ) -> Result<(), GptError> {
         match self {
             Self::Ept(g) => g.map(gpa, hpa, len, Perms::ALL, t),
@@ -156,14 +156,14 @@ impl Gpt {
         gpa: u64,
         hpa: u64,
         perms: Perms,
-        t: &mut FrameTables,
+        t: &mut impl TableMemory,
     ) -> Result<(), GptError> {
         match self {
             Self::Ept(g) => g.map(gpa, hpa, 4096, perms, t),
             Self::Npt(g) => g.map(gpa, hpa, 4096, perms, t),
         }
     }
-    pub fn unmap(&mut self, gpa: u64, len: u64, t: &mut FrameTables) -> Result<u64, GptError> {
+    pub fn unmap(&mut self, gpa: u64, len: u64, t: &mut impl TableMemory) -> Result<u64, GptError> {
         match self {
             Self::Ept(g) => g.unmap(gpa, len, t),
             Self::Npt(g) => g.unmap(gpa, len, t),
@@ -175,7 +175,7 @@ impl Gpt {
             Self::Npt(g) => g.root(),
         }
     }
-    pub fn destroy(self, t: &mut FrameTables) -> usize {
+    pub fn destroy(self, t: &mut impl TableMemory) -> usize {
         match self {
             Self::Ept(g) => g.destroy(t),
             Self::Npt(g) => g.destroy(t),

@@ -22,8 +22,7 @@ use std::vec::Vec;
 
 use pvabi::{EVENT_CHANNEL, HC_EVTCHN_SEND, HC_SCHED_BLOCK, HC_YIELD};
 
-use crate::domain::ids::DomainId;
-use crate::domain::lifecycle::{self, DomainSpec, Run, VCPUS, VcpuEntry};
+use crate::domain::lifecycle::{self, DOMAINS, DomainSpec, Run, VcpuEntry};
 use crate::evtchn::ops::EvtchnOp;
 use crate::hypercall::services::Svc;
 use crate::platform::host;
@@ -56,7 +55,7 @@ fn create(name: &str, prog: impl Fn() -> fake::Program + Send + Sync + 'static) 
         Ok(id) => id,
         Err(e) => panic!("create {name}: {e}"),
     };
-    let v = VCPUS.lock().iter().find(|v| v.domain.id == id).cloned();
+    let v = DOMAINS.lock().vcpu(id, 0).cloned();
     v.unwrap()
 }
 
@@ -113,7 +112,7 @@ fn setup() -> World {
         blocked: None,
     }
     .evtchn_op(EvtchnOp::AllocUnbound {
-        remote: DomainId(s.domain.id),
+        remote: s.domain.id,
     })
     .unwrap();
     let ps = Svc {
@@ -121,7 +120,7 @@ fn setup() -> World {
         blocked: None,
     }
     .evtchn_op(EvtchnOp::BindInterdomain {
-        remote: DomainId(v.domain.id),
+        remote: v.domain.id,
         port: pv as u32,
     })
     .unwrap();
@@ -136,7 +135,7 @@ fn teardown(w: World) {
     drop(w.v);
     drop(w.s);
     assert_eq!(crate::sched::timers::next_due(), u64::MAX, "timers left");
-    assert!(VCPUS.lock().is_empty(), "vCPUs left after the execution");
+    assert!(DOMAINS.lock().is_empty(), "vCPUs left after the execution");
     assert_eq!(
         P::free_frame_count(),
         w.free,
@@ -311,7 +310,7 @@ fn block_with_deadline_against_the_timer_pass_in_any_interleaving() {
         |w: One| {
             w.v.domain.finish("destroyed", -1, None);
             drop(w.v);
-            assert!(VCPUS.lock().is_empty(), "vCPUs left after the execution");
+            assert!(DOMAINS.lock().is_empty(), "vCPUs left after the execution");
             assert_eq!(crate::sched::timers::next_due(), u64::MAX, "timers left");
             assert_eq!(P::free_frame_count(), w.free, "frames left");
         },
