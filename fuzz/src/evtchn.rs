@@ -22,42 +22,39 @@ const SCAN: u32 = 80;
 
 /// One domain's op on its own table, the others' tables unknown (the
 /// hypercall target's fake: interdomain ops name only itself).
-pub fn apply_local(t: &mut EventTable, op: EvtchnOp) -> Result<u64, i64> {
+pub fn apply_local(t: &mut EventTable, op: EvtchnOp) -> Result<u64, pvabi::Error> {
     let me = t.domain();
     let ok = |p: u32| u64::from(p);
     match op {
-        EvtchnOp::AllocUnbound { remote } => t.alloc_unbound(remote).map(ok).map_err(i64::from),
+        EvtchnOp::AllocUnbound { remote } => t.alloc_unbound(remote).map(ok),
         EvtchnOp::BindInterdomain { remote, port } if remote == me => {
-            t.bind_interdomain(None, port).map(ok).map_err(i64::from)
+            t.bind_interdomain(None, port).map(ok)
         }
-        EvtchnOp::BindInterdomain { .. } => Err(pvabi::ENOENT),
+        EvtchnOp::BindInterdomain { .. } => Err(pvabi::Error::NoEntry),
         EvtchnOp::Send(port) => {
-            if let Route::Local(p) = t.send(port).map_err(i64::from)? {
+            if let Route::Local(p) = t.send(port)? {
                 let _ = t.raise(p);
             }
             Ok(0)
         }
         EvtchnOp::Close(port) => {
-            if let Closed::Peer { domain, port, from } = t.close(port).map_err(i64::from)?
+            if let Closed::Peer { domain, port, from } = t.close(port)?
                 && domain == me
             {
                 let _ = t.peer_closed(port, me, from);
             }
             Ok(0)
         }
-        EvtchnOp::Mask(port) => t.mask(port).map(|()| 0).map_err(i64::from),
-        EvtchnOp::Unmask(port) => t.unmask(port).map(|_| 0).map_err(i64::from),
+        EvtchnOp::Mask(port) => t.mask(port).map(|()| 0),
+        EvtchnOp::Unmask(port) => t.unmask(port).map(|_| 0),
         EvtchnOp::Poll => Ok(t.take_next_pending().map_or(0, ok)),
-        EvtchnOp::BindVirq { virq, vcpu } => t.bind_virq(virq, vcpu).map(ok).map_err(i64::from),
-        EvtchnOp::BindIpi { vcpu } => t.bind_ipi(vcpu).map(ok).map_err(i64::from),
-        EvtchnOp::Status { port, .. } => t
-            .status(port)
-            .map(|s| u64::from(s.to_abi().state))
-            .map_err(i64::from),
-        EvtchnOp::BindVcpu { port, vcpu } => t.bind_vcpu(port, vcpu).map(|()| 0).map_err(i64::from),
+        EvtchnOp::BindVirq { virq, vcpu } => t.bind_virq(virq, vcpu).map(ok),
+        EvtchnOp::BindIpi { vcpu } => t.bind_ipi(vcpu).map(ok),
+        EvtchnOp::Status { port, .. } => t.status(port).map(|s| u64::from(s.to_abi().state)),
+        EvtchnOp::BindVcpu { port, vcpu } => t.bind_vcpu(port, vcpu).map(|()| 0),
         EvtchnOp::InitControl { .. } => Ok(0),
         // The handler routes it to `Services::send_wait` (see hypercall.rs).
-        EvtchnOp::SendWait { .. } => Err(pvabi::EINVAL),
+        EvtchnOp::SendWait { .. } => Err(pvabi::Error::Invalid),
     }
 }
 

@@ -89,7 +89,7 @@ impl Services for Svc {
     fn console_readable(&self) -> bool {
         self.privileged || self.control_domain
     }
-    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
+    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, pvabi::Error> {
         assert!(self.console_readable(), "console read without the right");
         let n = buf.len().min(3);
         buf[..n].copy_from_slice(&b"in\n"[..n]);
@@ -102,18 +102,18 @@ impl Services for Svc {
         core::mem::take(&mut self.pending)
     }
     fn set_timer(&mut self, _deadline: u64) {}
-    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), i64> {
+    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), pvabi::Error> {
         if (1..4).contains(&id) {
             Ok(())
         } else {
-            Err(pvabi::EINVAL)
+            Err(pvabi::Error::Invalid)
         }
     }
-    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64> {
+    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, pvabi::Error> {
         if id < 4 {
             Ok(VcpuInfo::new_zeroed())
         } else {
-            Err(pvabi::EINVAL)
+            Err(pvabi::Error::Invalid)
         }
     }
     fn mem_info(&mut self) -> MemInfo {
@@ -126,7 +126,7 @@ impl Services for Svc {
     fn phys_size(&self) -> u64 {
         self.mem.len() as u64
     }
-    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, pvabi::Error> {
         // "validated: aligned, in range" is the handler's promise.
         let end = pages
             .checked_mul(4096)
@@ -135,17 +135,22 @@ impl Services for Svc {
         assert!(gpa.is_multiple_of(4096) && end <= self.phys_size());
         Ok(pages)
     }
-    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, pvabi::Error> {
         self.mem_release(gpa, pages)
     }
-    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64> {
+    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, pvabi::Error> {
         crate::evtchn::apply_local(&mut self.events, op)
     }
-    fn send_wait(&mut self, send: u32, wait: u32, _deadline: u64) -> Result<Option<u64>, i64> {
+    fn send_wait(
+        &mut self,
+        send: u32,
+        wait: u32,
+        _deadline: u64,
+    ) -> Result<Option<u64>, pvabi::Error> {
         // The hypervisor's order: check the wait port, send, take the wait
         // port or report another ready port, else block unless an event
         // is pending (this fake has no clock: a deadline never passes).
-        self.events.check_wait(wait).map_err(i64::from)?;
+        self.events.check_wait(wait)?;
         if send != 0 {
             crate::evtchn::apply_local(&mut self.events, EvtchnOp::Send(send))?;
         }
@@ -161,15 +166,15 @@ impl Services for Svc {
             WaitCheck::Empty => Ok(None),
         }
     }
-    fn grant(&mut self, _op: GrantOp) -> Result<u64, i64> {
+    fn grant(&mut self, _op: GrantOp) -> Result<u64, pvabi::Error> {
         Ok(0)
     }
-    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, pvabi::Error> {
         assert!(self.privileged, "domctl reached for an unprivileged domain");
         self.privileged_calls += 1;
         Ok(match req {
             DomctlReq::Info(id) => DomctlReply::Info(pvabi::DomainInfo {
-                id,
+                id: id.0,
                 ..Default::default()
             }),
             DomctlReq::List(ids) => {
@@ -183,7 +188,7 @@ impl Services for Svc {
             _ => DomctlReply::Value(0),
         })
     }
-    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, pvabi::Error> {
         assert!(self.privileged, "mgmt reached for an unprivileged domain");
         self.privileged_calls += 1;
         Ok(match req {

@@ -1,7 +1,7 @@
 //! Domains, their vCPUs, and the credit scheduler over every CPU.
 //!
 //! Each boot module that is an ELF image becomes a domain with up to
-//! [`DOMAIN_VCPUS`] vCPUs (vCPU 0 runs at once; the guest starts the others
+//! [`DOMAIN_VCPUS`](crate::domain::lifecycle::DOMAIN_VCPUS) vCPUs (vCPU 0 runs at once; the guest starts the others
 //! with `HC_VCPU_UP`). The scheduling unit is the vCPU; the policy is
 //! [`crate::sched::Credit`] (weights, caps, per-CPU run queues, stealing;
 //! `docs/scheduler.md`), wired in `policy.rs`. Each CPU asks it what to
@@ -13,76 +13,52 @@
 //! an interrupt (its timer, at most one tick away, or a reschedule IPI).
 //!
 //! A domain that breaks a rule is killed with one log line. Its vCPUs that
-//! are not running leave the scheduler and the list at once, running ones
+//! are not running leave the scheduler and the domain table at once, running ones
 //! when their CPU notices; when the last one is gone the domain's memory
 //! and page-table frames go back to the allocator (`Drop for Domain`), so
 //! no frame is freed while any CPU may still run the guest.
 //!
-//! Lock order: the vCPU list, then a vCPU's state, then the scheduler lock
+//! Lock order: the domain table (`domain/table.rs`), then a vCPU's state, then the scheduler lock
 //! (`policy.rs`; nothing is taken under it), or a domain's inner state.
 //! The timer list (`timers.rs`) is a leaf. A domain's event-channel table
 //! (`Domain::events`) is taken with none of those held and takes none of
 //! them; two tables are taken in ascending domain id (`events.rs`). Grants
 //! (`grants.rs`): a granter's `grants`, then a grantee's `maps`, then a
-//! domain's inner state; the vCPU list may be taken under `grants` and
+//! domain's inner state; the domain table may be taken under `grants` and
 //! `maps` (TLB shoot-down), never the other way.
 
-pub(crate) use alloc::boxed::Box;
-pub(crate) use alloc::sync::Arc;
-pub(crate) use alloc::vec::Vec;
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-pub(crate) use arrayvec::ArrayString;
-pub(crate) use pvabi::zerocopy::IntoBytes;
-pub(crate) use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
-pub(crate) use spin::Mutex;
+use arrayvec::ArrayString;
 
-// The runtime's parts, under the names they use for each other. Until each
-// file imports what it needs by itself, they all share this module's scope
-// (`use crate::run::*`), as they did when they were `arch/sched/`.
-pub(crate) use crate::console::live as consoles;
-pub(crate) use crate::evtchn::live as events;
-pub(crate) use crate::sched::live as policy;
-pub(crate) use crate::sched::timers;
+use crate::console::live as consoles;
+use crate::domain::lifecycle::{
+    ALIVE, CREATED, DOMAINS, Domain, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
+    SHUTDOWN_WHEN_DONE, STARTED, VcpuEntry,
+};
+use crate::evtchn::live as events;
+use crate::hypercall::services::Svc;
+use crate::hypercall::{self, Action, Host};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
+use crate::sched::live as policy;
+use crate::sched::timers;
+use crate::virt::VcpuBackend;
 
-pub use crate::domain::lifecycle::{CreateError, DomainSpec, all_created, create};
-pub(crate) use crate::sched::clock::time_info;
-pub use crate::sched::clock::{init_time, now_ns};
-pub use crate::sched::live::init as init_scheduler;
-pub use crate::virt::select::{backend, init_virt, init_virt_this_cpu};
-
-pub(crate) use crate::arch::cpu::rdtsc;
-pub(crate) use crate::arch::guestmem::{CHUNK, DomainMemory, FrameTables};
-pub(crate) use crate::arch::idt::VECTOR_SHOOTDOWN;
-pub(crate) use crate::arch::{lapic, percpu, pit};
-pub(crate) use crate::domain::builder::{self, BootState};
-pub(crate) use crate::domain::lifecycle::*;
-pub(crate) use crate::domain::{GuestMemory, OutOfBounds};
-pub(crate) use crate::hypercall::services::*;
-pub(crate) use crate::hypercall::{self, Action, GuestRead, Host, Services};
-pub(crate) use crate::mm::gpt::Perms;
-pub(crate) use crate::virt::Backend;
-pub(crate) use crate::virt::VcpuBackend;
-pub(crate) use crate::virt::select::{self, Gpt};
-
-/// Memory given to each boot-module domain.
-pub const DOMAIN_MEMORY: u64 = 8 << 20;
-/// vCPUs each boot-module domain may bring up.
-pub const DOMAIN_VCPUS: u32 = 4;
-
-pub(crate) struct MachineHost;
+struct MachineHost;
 
 impl Host for MachineHost {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-        [r.eax, r.ebx, r.ecx, r.edx]
+        P::cpuid(leaf, subleaf)
     }
     fn tsc(&self) -> u64 {
-        rdtsc()
+        P::tsc()
     }
 }
 
-pub(crate) fn console(d: &Domain, bytes: &[u8]) {
+fn console(d: &Domain, bytes: &[u8]) {
     if consoles::capture(d, bytes) {
         return;
     }
@@ -108,7 +84,7 @@ pub(crate) fn console(d: &Domain, bytes: &[u8]) {
     }
 }
 
-pub(crate) enum Outcome {
+enum Outcome {
     Again,
     /// Blocked until the deadline (0: none); the vCPU its last hypercall
     /// woke, which may run next on this CPU.
@@ -116,43 +92,42 @@ pub(crate) enum Outcome {
     Ended,
 }
 
-/// The longest a CPU's timer is armed for (its tick, `lapic::start_timer`).
-pub(crate) const TICK_NS: u64 = 10_000_000;
+/// The longest a CPU's timer is armed for (its tick, `arch/lapic.rs`).
+const TICK_NS: u64 = 10_000_000;
 /// The shortest: an interrupt sooner than this would cost more than it saves.
-pub(crate) const MIN_ARM_NS: u64 = 20_000;
+const MIN_ARM_NS: u64 = 20_000;
 
 /// Arms this CPU's timer for the earliest of `until` (a slice's end or
 /// an idle CPU's wake-up), the next guest timer and one tick.
-pub(crate) fn arm_timer(now: u64, until: u64) {
+fn arm_timer(now: u64, until: u64) {
     let at = until.min(timers::next_due());
-    lapic::arm_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
+    P::arm_timer_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
-pub(crate) fn ns_to_tsc(ns: u64) -> u64 {
-    (u128::from(ns) * u128::from(pit::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
+fn ns_to_tsc(ns: u64) -> u64 {
+    (u128::from(ns) * u128::from(P::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
 }
 
-pub(crate) fn tsc_to_ns(ticks: u64) -> u64 {
-    let hz = u128::from(pit::tsc_hz().max(1));
+fn tsc_to_ns(ticks: u64) -> u64 {
+    let hz = u128::from(P::tsc_hz().max(1));
     (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
 }
 
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
-pub(crate) fn run_slice(
+fn run_slice(
     me: &Arc<VcpuEntry>,
     vcpu: &mut dyn VcpuBackend,
     resume: Option<u64>,
     slice_end: u64,
 ) -> (Outcome, u64) {
     let d = &me.domain;
-    let this_cpu = percpu::this_cpu();
-    let cpu = this_cpu.index as usize;
-    let mut seen_ticks = this_cpu.ticks.load(Ordering::Relaxed);
-    me.running_on.store(this_cpu.index, Ordering::Release);
-    me.last_cpu.store(this_cpu.index, Ordering::Relaxed);
-    let t0 = rdtsc();
+    let cpu = P::cpu_index();
+    let mut seen_ticks = P::timer_ticks();
+    me.running_on.store(cpu as u32, Ordering::Release);
+    me.last_cpu.store(cpu as u32, Ordering::Relaxed);
+    let t0 = P::tsc();
     let start = now_ns();
     vcpu.enter();
     // The slice's end as a TSC value: checked after every exit without
@@ -198,7 +173,7 @@ pub(crate) fn run_slice(
         me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
-        x86_64::instructions::interrupts::enable();
+        P::interrupts_on();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc {
             me,
@@ -232,14 +207,13 @@ pub(crate) fn run_slice(
                 break Outcome::Ended;
             }
         }
-        if rdtsc() >= end_tsc {
+        if P::tsc() >= end_tsc {
             break Outcome::Again;
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
         // timers, and ask the scheduler whether something better waits.
-        let ticks = this_cpu.ticks.load(Ordering::Relaxed);
-        let kicked = this_cpu.resched.load(Ordering::Relaxed)
-            && this_cpu.resched.swap(false, Ordering::AcqRel);
+        let ticks = P::timer_ticks();
+        let kicked = policy::take_resched(cpu);
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
             let now = now_ns();
@@ -252,7 +226,7 @@ pub(crate) fn run_slice(
     };
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
-    let ns = tsc_to_ns(rdtsc().wrapping_sub(t0));
+    let ns = tsc_to_ns(P::tsc().wrapping_sub(t0));
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
     (outcome, ns)
 }
@@ -261,7 +235,7 @@ pub(crate) fn run_slice(
 /// then tells the scheduler how it stopped. Returns the vCPU to run next
 /// on this CPU without asking the scheduler to pick (a direct switch to
 /// the vCPU a blocking send woke: `policy::switch_to`), if any.
-pub(crate) fn run_picked(
+fn run_picked(
     cpu: usize,
     entry: &Arc<VcpuEntry>,
     now: u64,
@@ -347,7 +321,7 @@ pub(crate) fn run_picked(
 }
 
 /// Early wake-ups reported so far (the first few are logged).
-static EARLY_WAKES: AtomicU64 = AtomicU64::new(0);
+static EARLY_WAKES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// `me` was resumed from a block with no event before its deadline (by
 /// this CPU's clock): it is blocked again rather than told its deadline
@@ -369,38 +343,43 @@ fn early_wake(me: &VcpuEntry, deadline: u64, now: u64) {
 /// This CPU's scheduler loop: never returns. The boot CPU ends the
 /// hypervisor once every domain has ended, if asked to.
 pub fn run_cpu() -> ! {
-    let cpu = percpu::cpu_index();
-    let this_cpu = percpu::this_cpu();
+    let cpu = P::cpu_index();
     loop {
-        // Interrupts stay off from the decision to the halt: a kick sent
-        // after `pick` found nothing is taken by the `hlt` (STI's shadow
-        // covers it), never just before it.
-        x86_64::instructions::interrupts::disable();
-        let now = now_ns();
-        timers::fire_due(now);
-        this_cpu.resched.store(false, Ordering::Relaxed);
-        match policy::pick(cpu, now) {
-            policy::Pick::Run(entry, slice_ns) => {
-                x86_64::instructions::interrupts::enable();
-                let mut next = run_picked(cpu, &entry, now, slice_ns);
-                // Direct switches: the scheduler already made the vCPU
-                // run here. Due guest timers fire at its first exit after
-                // a tick (`run_slice`), as for any running vCPU.
-                while let Some((e, slice_ns)) = next {
-                    next = run_picked(cpu, &e, now_ns(), slice_ns);
-                }
+        schedule(cpu);
+    }
+}
+
+/// One turn of CPU `cpu`'s loop (the calling CPU): run what the scheduler
+/// picks for one slice, or halt until an interrupt. Host tests call it in
+/// their own loop on threads that play the CPUs.
+pub fn schedule(cpu: usize) {
+    // Interrupts stay off from the decision to the halt: a kick sent
+    // after `pick` found nothing is taken by the `hlt` (STI's shadow
+    // covers it), never just before it.
+    P::interrupts_off();
+    let now = now_ns();
+    timers::fire_due(now);
+    policy::clear_resched(cpu);
+    match policy::pick(cpu, now) {
+        policy::Pick::Run(entry, slice_ns) => {
+            P::interrupts_on();
+            let mut next = run_picked(cpu, &entry, now, slice_ns);
+            // Direct switches: the scheduler already made the vCPU run
+            // here. Due guest timers fire at its first exit after a tick
+            // (`run_slice`), as for any running vCPU.
+            while let Some((e, slice_ns)) = next {
+                next = run_picked(cpu, &e, now_ns(), slice_ns);
             }
-            policy::Pick::Idle(wake_in) => {
-                if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0
-                {
-                    all_ended();
-                }
-                rescue_lost_wakeups();
-                // Nothing to run: sleep until the timer (a guest timer, a
-                // parked domain's next period, at most a tick) or a kick.
-                arm_timer(now, now.saturating_add(wake_in));
-                x86_64::instructions::interrupts::enable_and_hlt();
+        }
+        policy::Pick::Idle(wake_in) => {
+            if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0 {
+                all_ended();
             }
+            rescue_lost_wakeups();
+            // Nothing to run: sleep until the timer (a guest timer, a
+            // parked domain's next period, at most a tick) or a kick.
+            arm_timer(now, now.saturating_add(wake_in));
+            P::halt();
         }
     }
 }
@@ -415,12 +394,12 @@ pub fn run_cpu() -> ! {
 /// (`tests/src/guest_run.rs`, the stress test `tests/tests/boot/stress.rs`).
 /// It is still woken, so that a machine in service does not sit out a
 /// guest's deadline; the tests, not this wake, are what keeps the bug out.
-pub(crate) fn rescue_lost_wakeups() {
+fn rescue_lost_wakeups() {
     let now = now_ns();
-    // Lock order: the vCPU list, a vCPU's state, the scheduler. No
+    // Lock order: the domain table, a vCPU's state, the scheduler. No
     // allocation here (this runs on every idle pass).
-    let list = VCPUS.lock();
-    for v in list.iter() {
+    let table = DOMAINS.lock();
+    for v in table.all_vcpus() {
         let mut st = v.st.lock();
         let stranded = st.run == Run::Runnable
             && !v.domain.paused.load(Ordering::Acquire)
@@ -466,11 +445,11 @@ pub(crate) fn rescue_lost_wakeups() {
 }
 
 /// How long a vCPU must look stranded before an idle CPU wakes it.
-pub(crate) const STUCK_NS: u64 = 1_000_000;
+const STUCK_NS: u64 = 1_000_000;
 
-pub(crate) static REPORTED: AtomicBool = AtomicBool::new(false);
+static REPORTED: AtomicBool = AtomicBool::new(false);
 
-pub(crate) fn all_ended() {
+fn all_ended() {
     if REPORTED.swap(true, Ordering::AcqRel) {
         return;
     }
@@ -480,10 +459,13 @@ pub(crate) fn all_ended() {
         ENDED_CLEAN.load(Ordering::Relaxed),
         ENDED_OTHER.load(Ordering::Relaxed),
         MAX_RUNNING.load(Ordering::Relaxed),
-        crate::arch::frames::free_frame_count() * 4096
+        P::free_frame_count() * 4096
     );
     if SHUTDOWN_WHEN_DONE.load(Ordering::Acquire) {
         log::info!("shutdown requested on the command line");
-        crate::arch::exit::exit(true);
+        P::exit(true);
     }
 }
+
+#[cfg(test)]
+mod tests;

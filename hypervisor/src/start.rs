@@ -5,20 +5,22 @@
 use core::sync::atomic::Ordering;
 
 use arrayvec::ArrayVec;
-use x86_64::PhysAddr;
-use x86_64::registers::control::{Cr3, Cr3Flags};
-use x86_64::structures::paging::PhysFrame;
+use x86_64::registers::control::Cr3;
 
+use crate::arch::bootcpu::{self, FramesError, StacksError};
 use crate::arch::cpu::{CpuInfo, VirtFeatures};
-use crate::arch::physmem::{self, IdentityMem};
-use crate::arch::{acpi, entry, exit, gdt, heap, idt, lapic, paging, percpu, pit, serial, smp};
+use crate::arch::physmem::IdentityMem;
+use crate::arch::{acpi, exit, heap, idt, lapic, modules, paging, percpu, pit, serial, smp};
 use crate::boot::cmdline::{Options, SelfTest};
 use crate::boot::info::MAX_MEMORY_REGIONS;
 use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
-use crate::mm::frame::FrameAllocator;
+use crate::domain::lifecycle::{DomainSpec, all_created, create};
 use crate::mm::memmap;
 use crate::mm::size::Size;
-use crate::run as sched;
+use crate::run::run_cpu;
+use crate::sched::clock::init_time;
+use crate::sched::live::init as init_scheduler;
+use crate::virt::select::{backend, init_virt, init_virt_this_cpu};
 
 /// Less usable RAM than this and the hypervisor refuses to start: its own
 /// structures plus a useful control domain do not fit.
@@ -30,41 +32,27 @@ const TIMER_HZ: u32 = 100;
 const READY_TICKS: u64 = 1;
 use crate::arch::frames::{self, FOUR_GIB};
 
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-    static __text_start: u8;
-    static __text_end: u8;
-    static __rodata_start: u8;
-    static __rodata_end: u8;
-    static __data_start: u8;
-}
-
-fn sym(s: *const u8) -> u64 {
-    s as u64
-}
-
-/// Usable RAM in bytes (set once at boot).
-pub static RAM_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 /// CPUs that came online (set once at boot).
-pub static ONLINE_CPUS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+pub use crate::arch::platform::ONLINE_CPUS;
+/// Usable RAM in bytes (set once at boot).
+pub use crate::arch::platform::RAM_BYTES;
 
 macro_rules! fatal {
     ($($arg:tt)*) => { exit::fatal(format_args!($($arg)*)) };
 }
 
 /// The 64-bit entry of the boot CPU (called from the trampoline in
-/// [`entry`]) with the loader's magic and information pointer.
-pub extern "C" fn kmain(magic: u32, info: u64) -> ! {
+/// `arch::entry`) with the loader's magic and information pointer.
+// The link name is the contract with `arch/entry.rs`, which calls it by
+// that name and imports nothing from this layer; exporting an unmangled
+// symbol is what the `unsafe_code` lint flags, and the one such item here.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+pub extern "C" fn kestrel_main(magic: u32, info: u64) -> ! {
     // Per-CPU data and an IDT first, so any fault from here on is reported
     // instead of triple-faulting.
     percpu::init_this_cpu(0, 0);
-    // SAFETY: first thing on the boot CPU, interrupts off, no other CPU runs.
-    unsafe {
-        idt::init();
-        gdt::load(0, [0; 3]);
-    }
-    idt::load();
+    bootcpu::early_tables();
     serial::init(Some(serial::COM1));
 
     let boot = match magic {
@@ -151,8 +139,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         );
     }
 
-    let image_start = sym(&raw const __image_start);
-    let image_end = sym(&raw const __image_end);
+    let (image_start, image_end) = bootcpu::image_range();
     let mut reserved: ArrayVec<(u64, u64), 48> = ArrayVec::new();
     fn reserve(list: &mut ArrayVec<(u64, u64), 48>, r: (u64, u64)) {
         if list.try_push(r).is_err() {
@@ -167,23 +154,16 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     for r in &boot.loader_ranges {
         reserve(&mut reserved, *r);
     }
-    let words = FrameAllocator::storage_words(&map);
-    let bitmap_bytes = (words as u64 * 8).next_multiple_of(4096);
-    let Some(bitmap) = FrameAllocator::find_storage(&map, &reserved, bitmap_bytes) else {
-        fatal!("no room for the frame bitmap ({})", Size(bitmap_bytes));
+    let bitmap_bytes = match bootcpu::install_frames(&map, &mut reserved) {
+        Ok(b) => b,
+        Err(FramesError::NoRoom(b)) => fatal!("no room for the frame bitmap ({})", Size(b)),
+        Err(FramesError::Unmapped(bitmap)) => {
+            fatal!("frame bitmap at {bitmap:#x} lies outside the boot identity map")
+        }
+        Err(FramesError::TooManyReserved) => fatal!("too many reserved ranges at boot"),
+        Err(FramesError::Allocator(e)) => fatal!("frame allocator: {e:?}"),
+        Err(e @ FramesError::OutOfOrder) => fatal!("frame allocator: {e:?}"),
     };
-    if !physmem::is_mapped(bitmap, bitmap_bytes) {
-        fatal!("frame bitmap at {bitmap:#x} lies outside the boot identity map");
-    }
-    reserve(&mut reserved, (bitmap, bitmap + bitmap_bytes));
-    // SAFETY: `find_storage` chose usable RAM that no reserved range (image,
-    // modules, loader data) touches; it is identity-mapped (checked) and the
-    // allocator is its only user from now on.
-    let storage = unsafe { core::slice::from_raw_parts_mut(bitmap as *mut u64, words) };
-    match FrameAllocator::new(&map, &reserved, storage) {
-        Ok(a) => frames::install(a),
-        Err(e) => fatal!("frame allocator: {e:?}"),
-    }
     // The AP trampoline needs a page below 1 MiB; take it before anything
     // else can.
     let trampoline = frames::alloc_below_1mib();
@@ -197,7 +177,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         .unwrap_or(0)
         .max(FOUR_GIB)
         .next_multiple_of(2 << 20);
-    if let Err(e) = build_page_tables(top) {
+    if let Err(e) = bootcpu::switch_page_tables(top) {
         fatal!("building the hypervisor page tables: {e:?}");
     }
     let wx = paging::verify_wx();
@@ -216,22 +196,18 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
 
     // --- Heap and exception stacks ---------------------------------------
     let heap_bytes = memmap::heap_bytes(usable);
-    let Some(heap_base) = frames::alloc_frames(heap_bytes / 4096) else {
-        fatal!("no memory for the {} heap", Size(heap_bytes));
-    };
-    // SAFETY: freshly allocated, identity-mapped RW frames owned by the heap.
-    unsafe { heap::init(heap_base, heap_bytes as usize) };
-    let Some(ist) = smp::prepare_ist(0) else {
-        fatal!("no memory for exception stacks");
-    };
-    // SAFETY: on the boot CPU with its own freshly allocated IST stacks.
-    unsafe { gdt::load(0, ist) };
+    match bootcpu::heap_and_stacks(heap_bytes) {
+        Ok(()) => {}
+        Err(StacksError::Heap(b)) => fatal!("no memory for the {} heap", Size(b)),
+        Err(StacksError::Ist) => fatal!("no memory for exception stacks"),
+        Err(e @ StacksError::OutOfOrder) => fatal!("heap and stacks: {e:?}"),
+    }
 
     // --- Modules ----------------------------------------------------------
-    crate::arch::modules::check(boot);
+    modules::check(boot);
 
     // --- Hardware virtualization -------------------------------------------
-    match sched::init_virt(&cpu.virt).and_then(|b| sched::init_virt_this_cpu().map(|()| b)) {
+    match init_virt(&cpu.virt).and_then(|b| init_virt_this_cpu().map(|()| b)) {
         Ok(b) => log::info!("virt: running guests with {}", b.name()),
         Err(why) => log::warn!("virt: guests cannot run: {why}"),
     }
@@ -243,11 +219,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     let bsp_apic = lapic::id();
     percpu::init_this_cpu(0, bsp_apic);
     let clocks = pit::calibrate(cpu.vendor == crate::arch::cpu::Vendor::Intel);
-    // SAFETY: written once by the entry code before Rust ran.
-    sched::init_time(
-        unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
-        clocks.tsc_hz,
-    );
+    init_time(bootcpu::boot_tsc(), clocks.tsc_hz);
     log::info!(
         "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} kHz ({}), timer {} counts/10ms ({})",
         if x2apic { "x2APIC" } else { "xAPIC" },
@@ -294,17 +266,14 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     }
 
     ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
-    sched::init_scheduler(online);
+    init_scheduler(online);
     // Every online CPU must take timer interrupts before we call it ready.
     wait_for_ticks(online);
 
     let (free, used) = frames::counts();
     let free_bytes = free * 4096;
     let hv_bytes = (image_end - image_start) + used * 4096 + bitmap_bytes;
-    let boot_tsc = crate::arch::cpu::rdtsc().wrapping_sub(
-        // SAFETY: written once by the entry code before Rust ran.
-        unsafe { core::ptr::read_volatile(&raw const entry::__boot_tsc) },
-    );
+    let boot_tsc = crate::arch::cpu::rdtsc().wrapping_sub(bootcpu::boot_tsc());
     if opts.selftest != SelfTest::None {
         log::info!("running self-test {:?}", opts.selftest);
         crate::arch::selftest::run(opts.selftest);
@@ -341,70 +310,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             log::info!("dom0: no management line (no COM2)");
         }
     }
-    crate::arch::modules::start_domains(boot, opts.dom0);
-    sched::all_created(opts.shutdown);
-    sched::run_cpu()
-}
-
-fn build_page_tables(top: u64) -> Result<(), paging::MapError> {
-    use paging::{NX, PCD, PWT, W};
-    let mut alloc = || frames::alloc_frame();
-    let mut space = paging::AddressSpace::new(&mut alloc)?;
-    // Everything (RAM, ACPI, MMIO below 4 GiB) read/write, never executable.
-    space.map(0, 0, top, W | NX, &mut alloc)?;
-    // The local and I/O APIC pages uncached (MTRRs normally agree).
-    space.map(
-        0xfec0_0000,
-        0xfec0_0000,
-        4 << 20,
-        W | NX | PCD | PWT,
-        &mut alloc,
-    )?;
-    // The image by section.
-    let image_start = sym(&raw const __image_start);
-    let text_start = sym(&raw const __text_start);
-    let text_end = sym(&raw const __text_end);
-    let rodata_start = sym(&raw const __rodata_start);
-    let rodata_end = sym(&raw const __rodata_end);
-    let data_start = sym(&raw const __data_start);
-    let image_end = sym(&raw const __image_end);
-    space.map(
-        image_start,
-        image_start,
-        text_start - image_start,
-        NX,
-        &mut alloc,
-    )?;
-    space.map(text_start, text_start, text_end - text_start, 0, &mut alloc)?;
-    space.map(
-        rodata_start,
-        rodata_start,
-        rodata_end - rodata_start,
-        NX,
-        &mut alloc,
-    )?;
-    space.map(
-        data_start,
-        data_start,
-        image_end - data_start,
-        W | NX,
-        &mut alloc,
-    )?;
-    space.unmap_page(0, &mut alloc)?;
-    let boot_guard = sym(&raw const entry::__boot_stack_guard);
-    space.unmap_page(boot_guard, &mut alloc)?;
-    paging::register_guard(boot_guard);
-    let root = space.root();
-    let Some(frame) = PhysFrame::from_start_address(PhysAddr::new(root)).ok() else {
-        return Err(paging::MapError::BadAddress(root));
-    };
-    // SAFETY: the new tables map the whole image with the rights its
-    // sections need, the boot stack, all RAM and the APIC pages; every
-    // address used from here on stays valid.
-    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
-    physmem::set_mapped_limit(top);
-    *paging::KERNEL_SPACE.lock() = Some(space);
-    Ok(())
+    start_domains(boot, opts.dom0);
+    all_created(opts.shutdown);
+    run_cpu()
 }
 
 fn start_aps(
@@ -419,8 +327,8 @@ fn start_aps(
         return 0;
     };
     smp::register_ap_entry(smp::ApEntry {
-        init_virt: sched::init_virt_this_cpu,
-        run: sched::run_cpu,
+        init_virt: init_virt_this_cpu,
+        run: run_cpu,
     });
     if let Err(e) = smp::install_trampoline(page) {
         log::warn!("AP trampoline: {e:?}; running on the boot CPU only");
@@ -472,5 +380,40 @@ fn wait_for_ticks(online: usize) {
                 c.ticks.load(Ordering::Relaxed)
             );
         }
+    }
+}
+
+/// Starts the boot domains. Without `dom0` every ELF boot module becomes a
+/// domain (its arguments are the guest's command line); a module that
+/// cannot be started is reported and skipped, the others still run. With
+/// `dom0` only module 0 starts, as the privileged control domain; the
+/// other modules wait for it to create domains from them.
+fn start_domains(boot: &BootInfo, dom0: bool) {
+    modules::register(boot);
+    for (i, m) in modules::modules().iter().enumerate() {
+        if !m.elf || (dom0 && i > 0) {
+            continue;
+        }
+        let Some(backend) = backend() else {
+            log::error!(
+                "domain {}: not started: no usable hardware virtualization",
+                m.name
+            );
+            continue;
+        };
+        let mut spec = DomainSpec::boot_module(&m.name, m.bytes(), &m.args);
+        spec.privileged = dom0;
+        if let Err(e) = create(backend, &spec) {
+            log::error!("domain {}: not started: {e}", m.name);
+            if dom0 {
+                log::error!("no control domain: nothing else is started");
+            }
+        }
+        if dom0 {
+            return;
+        }
+    }
+    if dom0 && modules::modules().first().is_none_or(|m| !m.elf) {
+        log::error!("dom0: module 0 is not an ELF image: no control domain");
     }
 }

@@ -69,3 +69,6 @@ pub fn check(cases: u32, values: usize, body: impl Fn(&mut Choices<'_>)) {
         Err(e) => panic!("{e}"),
     }
 }
+
+pub mod interleave;
+pub mod rt;

@@ -1,7 +1,9 @@
 //! The ways in: a Multiboot2 header (GRUB, BIOS and UEFI) and a Xen PVH ELF
 //! note (`qemu-system-x86_64 -kernel`). Both arrive in 32-bit protected mode
 //! with paging off; one trampoline maps the first 4 GiB with 2 MiB pages,
-//! enters long mode and calls [`crate::start::kmain`].
+//! enters long mode and calls `kestrel_main`, the boot orchestration's entry
+//! (`start.rs` defines it under that link name: the hardware layer names
+//! no module above it, as Asterinas' `__ostd_main`).
 //!
 //! References: Multiboot2 specification 3.1 (header, machine state);
 //! Xen `arch/x86/include/public/hvm/start_info.h` and `elfnote.h`
@@ -21,6 +23,9 @@ unsafe extern "C" {
     pub static __boot_stack_top: u8;
     /// TSC at the first instruction of the hypervisor (low, high halves).
     pub static __boot_tsc: u64;
+    /// The boot CPU's 64-bit entry with the loader's magic and information
+    /// pointer (`start.rs`); never returns.
+    fn kestrel_main(magic: u32, info: u64) -> !;
 }
 
 global_asm!(
@@ -215,5 +220,5 @@ no_long_mode_msg:
     .asciz "FATAL: this CPU lacks 64-bit long mode or NX; Kestrel cannot run here\r\n"
 "#,
     stack_size = const BOOT_STACK_SIZE,
-    kmain = sym crate::start::kmain,
+    kmain = sym kestrel_main,
 );

@@ -2,13 +2,12 @@
 //! vendor backends only; every block says why it is sound.
 
 pub mod acpi;
+pub mod bootcpu;
 pub mod cpu;
 pub mod entry;
-pub mod evtarea;
 pub mod exit;
 pub mod frames;
 pub mod gdt;
-pub mod guestmem;
 pub mod heap;
 pub mod idt;
 pub mod lapic;
@@ -18,6 +17,7 @@ pub mod panic;
 pub mod percpu;
 pub mod physmem;
 pub mod pit;
+pub mod platform;
 pub mod selftest;
 pub mod serial;
 pub mod smp;

@@ -1,13 +1,12 @@
-//! Boot modules: checked and reported at boot, then started as domains
-//! (every ELF module, or only the control domain with `dom0`), and kept
-//! for the control domain to read and build domains from.
+//! Boot modules: checked and reported at boot, and kept for `start.rs` to
+//! start as domains and for the control domain to read and build domains
+//! from. Nothing here creates a domain (that is a layer above).
 
 use alloc::vec::Vec;
 use arrayvec::ArrayString;
 
 use super::physmem;
 use crate::boot::BootInfo;
-use crate::run as sched;
 
 macro_rules! fatal {
     ($($arg:tt)*) => { super::exit::fatal(format_args!($($arg)*)) };
@@ -101,7 +100,9 @@ pub fn modules() -> &'static [ModuleRef] {
     MODULES.get().map_or(&[], Vec::as_slice)
 }
 
-fn register(boot: &BootInfo) {
+/// Keeps the boot modules for [`modules`] (once; later calls change
+/// nothing).
+pub fn register(boot: &BootInfo) {
     MODULES.call_once(|| {
         boot.modules
             .iter()
@@ -129,39 +130,4 @@ fn register(boot: &BootInfo) {
             })
             .collect()
     });
-}
-
-/// Starts the boot domains. Without `dom0` every ELF boot module becomes a
-/// domain (its arguments are the guest's command line); a module that
-/// cannot be started is reported and skipped, the others still run. With
-/// `dom0` only module 0 starts, as the privileged control domain; the
-/// other modules wait for it to create domains from them.
-pub fn start_domains(boot: &BootInfo, dom0: bool) {
-    register(boot);
-    for (i, m) in modules().iter().enumerate() {
-        if !m.elf || (dom0 && i > 0) {
-            continue;
-        }
-        let Some(backend) = sched::backend() else {
-            log::error!(
-                "domain {}: not started: no usable hardware virtualization",
-                m.name
-            );
-            continue;
-        };
-        let mut spec = sched::DomainSpec::boot_module(&m.name, m.bytes(), &m.args);
-        spec.privileged = dom0;
-        if let Err(e) = sched::create(backend, &spec) {
-            log::error!("domain {}: not started: {e}", m.name);
-            if dom0 {
-                log::error!("no control domain: nothing else is started");
-            }
-        }
-        if dom0 {
-            return;
-        }
-    }
-    if dom0 && modules().first().is_none_or(|m| !m.elf) {
-        log::error!("dom0: module 0 is not an ELF image: no control domain");
-    }
 }

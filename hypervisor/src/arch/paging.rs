@@ -193,7 +193,8 @@ impl AddressSpace {
     }
 }
 
-/// The live address space, once [`crate::start`] switched to it.
+/// The live address space, once [`super::bootcpu::switch_page_tables`]
+/// switched to it.
 pub static KERNEL_SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 
 /// Counts of what [`verify_wx`] saw.

@@ -1,5 +1,5 @@
 //! Time keeping at boot: the TSC frequency (stated by CPUID where it can
-//! be, see `sched::tscfreq`, else measured against the 8254 PIT at
+//! be, see `boot::tscfreq`, else measured against the 8254 PIT at
 //! 1.193182 MHz), and busy-wait delays built on it.
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -129,7 +129,7 @@ fn window(us: u64) -> (Option<u64>, u64) {
 /// PIT window (the timer relative to the TSC over the same window). Sets
 /// both for [`tsc_hz`], [`delay_us`] and the APIC timer.
 pub fn calibrate(intel: bool) -> BootClocks {
-    use crate::sched::tscfreq;
+    use crate::boot::tscfreq;
     let stated = tscfreq::from_cpuid(
         |leaf| {
             let r = super::cpu::cpuid(leaf);

@@ -136,19 +136,6 @@ pub fn read_available(buf: &mut [u8]) -> usize {
     receive(uart, buf)
 }
 
-/// Prints to the console.
-#[macro_export]
-macro_rules! print {
-    ($($arg:tt)*) => { $crate::arch::serial::write_fmt(format_args!($($arg)*)) };
-}
-
-/// Prints a line to the console.
-#[macro_export]
-macro_rules! println {
-    () => { $crate::print!("\n") };
-    ($($arg:tt)*) => { $crate::arch::serial::write_fmt(format_args!("{}\n", format_args!($($arg)*))) };
-}
-
 struct Logger;
 
 impl log::Log for Logger {

@@ -1,4 +1,4 @@
-//! Console input queues (ABI 1.3, with a control domain): the bytes the
+//! Console input queues (with a control domain): the bytes the
 //! control domain queues for a domain (`HC_DOMCTL_CONSOLE_WRITE`) wait
 //! here until that domain reads them (`HC_CONSOLE_READ`). Bounded at
 //! [`CONSOLE_INPUT_BYTES`]: a write takes what fits and says how much, so

@@ -2,17 +2,22 @@
 //! serves consoles), other domains' console output goes to their console
 //! rings (`domain::console_ring`) for it to drain; a control domain that
 //! never does (the `ctl` test guest) leaves them on the serial console.
-//! The control domain's I/O calls (ABI 1.3, 42-46) run here. The ring
+//! The control domain's I/O calls (numbers 42-46) run here. The ring
 //! table's lock is a leaf: taken with no other lock held, takes none; so
 //! is each domain's console input queue (`Domain::console_in`), which
 //! unprivileged domains read with `HC_CONSOLE_READ` once a control domain
 //! exists.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sync::Mutex;
+use pvabi::Error;
 
 use crate::console::ring::ConsoleRings;
+use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
+use crate::hypercall::services::Svc;
+use crate::platform::{P, Platform};
 
 static CAPTURE: AtomicBool = AtomicBool::new(false);
 /// Set once a privileged domain was created (hypervisor option `dom0`):
@@ -33,7 +38,7 @@ pub(crate) fn readable(d: &Domain) -> bool {
 /// privileged domain, its own queue for the others.
 pub(crate) fn read_input(d: &Domain, buf: &mut [u8]) -> usize {
     if d.privileged {
-        crate::arch::serial::read_available(buf)
+        P::console_input(buf)
     } else {
         d.console_in.lock().read(buf)
     }
@@ -52,20 +57,18 @@ pub(crate) fn capture(d: &Domain, bytes: &[u8]) -> bool {
 
 impl Svc<'_> {
     /// One control-domain I/O request (privileged caller, buffer checked).
-    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+    pub(crate) fn mgmt_req(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         match req {
             MgmtReq::Write(b) => {
-                if crate::arch::serial::mgmt_write(b) {
+                if P::mgmt_write(b) {
                     Ok(b.len() as u64)
                 } else {
-                    Err(pvabi::ENOENT)
+                    Err(Error::NoEntry)
                 }
             }
-            MgmtReq::Read(buf) => crate::arch::serial::mgmt_read(buf)
-                .map(|n| n as u64)
-                .ok_or(pvabi::ENOENT),
+            MgmtReq::Read(buf) => P::mgmt_read(buf).map(|n| n as u64).ok_or(Error::NoEntry),
             MgmtReq::HostWrite(b) => {
-                crate::arch::serial::write_raw(b);
+                P::console_raw(b);
                 Ok(b.len() as u64)
             }
             MgmtReq::ConsoleWrite { id, bytes } => {
@@ -85,7 +88,7 @@ impl Svc<'_> {
                     .lock()
                     .read(id, buf, alive)
                     .map(|n| n as u64)
-                    .ok_or(pvabi::ENOENT)
+                    .ok_or(Error::NoEntry)
             }
         }
     }

@@ -3,6 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod input;
-#[cfg(target_os = "none")]
 pub mod live;
 pub mod ring;

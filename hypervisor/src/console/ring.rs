@@ -1,4 +1,4 @@
-//! Console rings (ABI 1.3, with the `dom0` option): each domain's console
+//! Console rings (with the `dom0` option): each domain's console
 //! output waits here until the control domain drains it
 //! (`HC_DOMCTL_CONSOLE_READ`). Bounded twice: [`CONSOLE_RING_BYTES`] per
 //! ring (the oldest bytes are dropped and counted; the next read starts
@@ -15,6 +15,8 @@ use alloc::collections::{BTreeMap, VecDeque};
 
 use pvabi::{CONSOLE_RING_BYTES, CONSOLE_RINGS_MAX};
 
+use crate::domain::ids::DomainId;
+
 #[derive(Default)]
 struct Ring {
     bytes: VecDeque<u8>,
@@ -27,7 +29,7 @@ pub const CONSOLE_RINGS_TOTAL: usize = 256 << 10;
 /// Every domain's console ring, by domain id.
 #[derive(Default)]
 pub struct ConsoleRings {
-    rings: BTreeMap<u32, Ring>,
+    rings: BTreeMap<DomainId, Ring>,
     /// Bytes held in all rings.
     total: usize,
 }
@@ -42,7 +44,7 @@ impl ConsoleRings {
     }
 
     /// Appends domain `id`'s output.
-    pub fn push(&mut self, id: u32, bytes: &[u8]) {
+    pub fn push(&mut self, id: DomainId, bytes: &[u8]) {
         if !self.rings.contains_key(&id)
             && self.rings.len() >= CONSOLE_RINGS_MAX
             && let Some((_, old)) = self.rings.pop_first()
@@ -73,7 +75,7 @@ impl ConsoleRings {
     /// how many. `alive` says whether the domain still exists: a ring of a
     /// domain that has ended is forgotten once empty, and then (or when
     /// there never was one) `None`.
-    pub fn read(&mut self, id: u32, buf: &mut [u8], alive: bool) -> Option<usize> {
+    pub fn read(&mut self, id: DomainId, buf: &mut [u8], alive: bool) -> Option<usize> {
         let Some(ring) = self.rings.get_mut(&id) else {
             return alive.then_some(0);
         };
@@ -128,7 +130,7 @@ mod tests {
         let mut out = Vec::new();
         let mut buf = [0u8; 100];
         loop {
-            let n = r.read(id, &mut buf, alive)?;
+            let n = r.read(DomainId(id), &mut buf, alive)?;
             if n == 0 {
                 return Some(out);
             }
@@ -139,26 +141,30 @@ mod tests {
     #[test]
     fn bytes_come_out_in_order_per_domain() {
         let mut r = ConsoleRings::new();
-        r.push(2, b"hello ");
-        r.push(3, b"other\n");
-        r.push(2, b"world\n");
+        r.push(DomainId(2), b"hello ");
+        r.push(DomainId(3), b"other\n");
+        r.push(DomainId(2), b"world\n");
         assert_eq!(drain(&mut r, 2, true).unwrap(), b"hello world\n");
         assert_eq!(drain(&mut r, 3, true).unwrap(), b"other\n");
         assert_eq!(drain(&mut r, 4, true).unwrap(), b"", "alive, never wrote");
-        assert_eq!(r.read(9, &mut [0; 4], false), None, "never existed");
+        assert_eq!(
+            r.read(DomainId(9), &mut [0; 4], false),
+            None,
+            "never existed"
+        );
     }
 
     #[test]
     fn a_dead_domains_ring_is_read_to_the_end_then_forgotten() {
         let mut r = ConsoleRings::new();
-        r.push(5, b"last words\n");
+        r.push(DomainId(5), b"last words\n");
         assert_eq!(drain(&mut r, 5, false), None, "ends with None once empty");
         let mut r = ConsoleRings::new();
-        r.push(5, b"last words\n");
+        r.push(DomainId(5), b"last words\n");
         let mut buf = [0u8; 64];
-        assert_eq!(r.read(5, &mut buf, false), Some(11));
+        assert_eq!(r.read(DomainId(5), &mut buf, false), Some(11));
         assert_eq!(&buf[..11], b"last words\n");
-        assert_eq!(r.read(5, &mut buf, false), None);
+        assert_eq!(r.read(DomainId(5), &mut buf, false), None);
         assert!(r.is_empty());
     }
 
@@ -168,15 +174,15 @@ mod tests {
         let data: Vec<u8> = (0..CONSOLE_RING_BYTES + 10)
             .map(|i| b'a' + (i % 26) as u8)
             .collect();
-        r.push(1, &data);
+        r.push(DomainId(1), &data);
         let out = drain(&mut r, 1, true).unwrap();
         let note = b"[console: 10 bytes dropped]\n";
         assert_eq!(&out[..note.len()], note);
         assert_eq!(&out[note.len()..], &data[10..]);
         // A buffer too small for the note still gets data.
-        r.push(1, &vec![b'x'; CONSOLE_RING_BYTES + 1]);
+        r.push(DomainId(1), &vec![b'x'; CONSOLE_RING_BYTES + 1]);
         let mut tiny = [0u8; 4];
-        assert_eq!(r.read(1, &mut tiny, true), Some(4));
+        assert_eq!(r.read(DomainId(1), &mut tiny, true), Some(4));
         assert_eq!(&tiny, b"xxxx");
     }
 
@@ -184,12 +190,16 @@ mod tests {
     fn at_most_the_limit_of_rings_is_kept() {
         let mut r = ConsoleRings::new();
         for id in 0..(CONSOLE_RINGS_MAX as u32 + 5) {
-            r.push(id, b"x");
+            r.push(DomainId(id), b"x");
         }
         assert_eq!(r.len(), CONSOLE_RINGS_MAX);
-        assert_eq!(r.read(0, &mut [0; 4], false), None, "the oldest went");
         assert_eq!(
-            r.read(CONSOLE_RINGS_MAX as u32 + 4, &mut [0; 4], true),
+            r.read(DomainId(0), &mut [0; 4], false),
+            None,
+            "the oldest went"
+        );
+        assert_eq!(
+            r.read(DomainId(CONSOLE_RINGS_MAX as u32 + 4), &mut [0; 4], true),
             Some(1)
         );
     }
@@ -201,7 +211,7 @@ mod tests {
         // 64 domains printing 16 KiB each would hold 1 MiB unbounded.
         for id in 1..=64 {
             for _ in 0..4 {
-                r.push(id, &chunk);
+                r.push(DomainId(id), &chunk);
             }
         }
         assert_eq!(r.total, CONSOLE_RINGS_TOTAL, "full, not over");
@@ -217,7 +227,7 @@ mod tests {
         let first = drain(&mut r, 1, true).unwrap();
         assert_eq!(first.len(), CONSOLE_RING_BYTES);
         assert_eq!(r.total, CONSOLE_RINGS_TOTAL - CONSOLE_RING_BYTES);
-        r.push(64, b"back\n");
+        r.push(DomainId(64), b"back\n");
         assert_eq!(drain(&mut r, 64, true).unwrap(), b"back\n");
     }
 }

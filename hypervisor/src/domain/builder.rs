@@ -34,6 +34,7 @@ use pvabi::StartInfo;
 
 use super::{GuestMemory, OutOfBounds};
 use crate::elf::{self, ElfError, ElfKind};
+pub use crate::virt::boot::{BootState, Segment};
 
 /// Bytes of initial stack.
 pub const STACK_SIZE: u64 = 64 * 1024;
@@ -133,85 +134,12 @@ impl Layout {
     }
 }
 
-/// A segment register's initial state.
+/// What [`build`] made: the vCPU's initial state and where everything was
+/// put in guest memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
-    /// Selector.
-    pub selector: u16,
-    /// Base (0: flat).
-    pub base: u64,
-    /// Limit in bytes, as the CPU's hidden part holds it (0xffff_ffff).
-    pub limit: u32,
-    /// The GDT descriptor the selector names.
-    pub descriptor: u64,
-}
-
-impl Segment {
-    fn flat(selector: u16, descriptor: u64) -> Self {
-        Self {
-            selector,
-            base: 0,
-            limit: 0xffff_ffff,
-            descriptor,
-        }
-    }
-
-    /// Access rights in the VMCS format: descriptor bits 40..47 (type, S,
-    /// DPL, P) in bits 0..7, bits 52..55 (AVL, L, D/B, G) in bits 12..15,
-    /// bit 16 (unusable) clear (Intel SDM Vol. 3C 25.4.1).
-    pub fn vmx_access_rights(&self) -> u32 {
-        let access = (self.descriptor >> 40) & 0xff;
-        let flags = (self.descriptor >> 52) & 0xf;
-        (access | (flags << 12)) as u32
-    }
-
-    /// Attributes in the VMCB's compressed format: descriptor bits 40..47
-    /// in bits 0..7, bits 52..55 in bits 8..11 (AMD APM Vol. 2, Appendix B,
-    /// VMCB state save area).
-    pub fn svm_attributes(&self) -> u16 {
-        let access = (self.descriptor >> 40) & 0xff;
-        let flags = (self.descriptor >> 52) & 0xf;
-        (access | (flags << 8)) as u16
-    }
-}
-
-/// The initial vCPU state for a built guest; the backends load it into the
-/// VMCS or VMCB. TR and LDTR are not described: the guest has no TSS yet,
-/// so a backend sets whatever minimal state VM entry demands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BootState {
-    /// The ELF entry point.
-    pub rip: u64,
-    /// `stack_top - 8`: as just after a `call`, so `(rsp + 8) % 16 == 0`,
-    /// what a System V function expects at entry. The 8 bytes at RSP are a
-    /// zero "return address".
-    pub rsp: u64,
-    /// Guest-physical address of the start-info page (first argument).
-    pub rdi: u64,
-    /// [`GUEST_RFLAGS`].
-    pub rflags: u64,
-    /// [`GUEST_CR0`].
-    pub cr0: u64,
-    /// Guest-physical address of the PML4.
-    pub cr3: u64,
-    /// [`GUEST_CR4`] (a backend adds what VMX requires, e.g. CR4.VMXE via
-    /// the fixed-bit MSRs, behind a read shadow).
-    pub cr4: u64,
-    /// [`GUEST_EFER`].
-    pub efer: u64,
-    /// GDTR base (guest-physical == guest-virtual).
-    pub gdt_base: u64,
-    /// GDTR limit (`3 * 8 - 1`).
-    pub gdt_limit: u16,
-    /// CS selector: [`CODE_SELECTOR`] (`== code.selector`).
-    pub cs: u16,
-    /// SS, DS, ES, FS and GS selector: [`DATA_SELECTOR`]
-    /// (`== data.selector`).
-    pub ds: u16,
-    /// CS in full: descriptor, base, limit, access rights for either vendor.
-    pub code: Segment,
-    /// SS, DS, ES, FS, GS in full.
-    pub data: Segment,
+pub struct Built {
+    /// The first vCPU's initial state (the backends load it).
+    pub boot: BootState,
     /// Where everything was put.
     pub layout: Layout,
 }
@@ -453,7 +381,7 @@ fn write_page_tables(mem: &mut impl GuestMemory, l: &Layout) -> Result<(), Build
 /// Builds a guest in `mem`: loads the ELF `image` (which must be
 /// `ET_EXEC`, identity-linked, and leave the top of memory free; see the
 /// module docs), writes the start-info page, stack, page tables and GDT,
-/// and returns the vCPU's initial state. `hypercall_insn` is
+/// and returns the vCPU's initial state and the layout. `hypercall_insn` is
 /// [`pvabi::HYPERCALL_VMCALL`] or [`pvabi::HYPERCALL_VMMCALL`], whichever
 /// the running backend traps.
 ///
@@ -465,7 +393,7 @@ pub fn build(
     cmdline: &str,
     domain_id: u32,
     hypercall_insn: u32,
-) -> Result<BootState, BuildError> {
+) -> Result<Built, BuildError> {
     let summary = elf::check(image)?;
     if summary.kind != ElfKind::Exec {
         return Err(BuildError::NotExec);
@@ -502,7 +430,7 @@ pub fn build(
     }
     mem.write(layout.start_info, info.bytes())?;
 
-    Ok(BootState {
+    let boot = BootState {
         rip: summary.entry,
         rsp: layout.stack_top - 8,
         rdi: layout.start_info,
@@ -517,8 +445,8 @@ pub fn build(
         ds: DATA_SELECTOR,
         code: Segment::flat(CODE_SELECTOR, CODE64_DESCRIPTOR),
         data: Segment::flat(DATA_SELECTOR, DATA_DESCRIPTOR),
-        layout,
-    })
+    };
+    Ok(Built { boot, layout })
 }
 
 #[cfg(test)]
@@ -719,7 +647,8 @@ mod tests {
     #[test]
     fn loads_segments_and_zeroes_bss() {
         let mut mem = TestMem::new(64 * MIB, 0xaa);
-        let boot = build(&mut mem, &kernel(), "hello", 7, pvabi::HYPERCALL_VMCALL).unwrap();
+        let Built { boot, .. } =
+            build(&mut mem, &kernel(), "hello", 7, pvabi::HYPERCALL_VMCALL).unwrap();
         assert_eq!(mem.read(MIB, TEXT.len() as u64), TEXT);
         // The text segment's bss (memsz 0x10) is zeroed too.
         assert_eq!(mem.read(MIB + 6, 10), [0; 10]);
@@ -736,8 +665,9 @@ mod tests {
     fn layout_and_registers() {
         let size = 64 * MIB;
         let mut mem = TestMem::new(size, 0xaa);
-        let boot = build(&mut mem, &kernel(), "", 3, pvabi::HYPERCALL_VMMCALL).unwrap();
-        let l = boot.layout;
+        let Built { boot, layout } =
+            build(&mut mem, &kernel(), "", 3, pvabi::HYPERCALL_VMMCALL).unwrap();
+        let l = layout;
         // 64 MiB: PML4 + 1 PDPT + 1 PD.
         assert_eq!(l.page_table_pages, 3);
         assert_eq!(l.start_info, size - PAGE);
@@ -781,7 +711,8 @@ mod tests {
     #[test]
     fn start_info_fields() {
         let mut mem = TestMem::new(64 * MIB, 0xaa);
-        let boot = build(&mut mem, &kernel(), "console=hvc0 quiet", 9, 1).unwrap();
+        let Built { boot, layout } =
+            build(&mut mem, &kernel(), "console=hvc0 quiet", 9, 1).unwrap();
         let page = mem.read(boot.rdi, PAGE);
         let si = StartInfo::from_page(&page).unwrap();
         assert!(si.is_valid());
@@ -794,21 +725,21 @@ mod tests {
         assert_eq!(si.memory_bytes, 64 * MIB);
         assert_eq!(si.start_info_gpa, boot.rdi);
         assert_eq!(si.page_tables_gpa, boot.cr3);
-        assert_eq!(si.stack_top, boot.layout.stack_top);
+        assert_eq!(si.stack_top, layout.stack_top);
         assert_eq!(si.cmdline(), b"console=hvc0 quiet");
         assert!(page[pvabi::START_INFO_SIZE..].iter().all(|&b| b == 0));
         // The longest command line fits exactly.
         let long = "x".repeat(pvabi::CMDLINE_MAX);
         let mut mem = TestMem::new(64 * MIB, 0);
-        let boot = build(&mut mem, &kernel(), &long, 0, 0).unwrap();
+        let boot = build(&mut mem, &kernel(), &long, 0, 0).unwrap().boot;
         let si = StartInfo::from_page(&mem.read(boot.rdi, PAGE)).unwrap();
         assert_eq!(si.cmdline(), long.as_bytes());
     }
 
     fn check_identity_map(size: u64, tables: u64) {
         let mut mem = TestMem::new(size, 0);
-        let boot = build(&mut mem, &kernel(), "", 0, 0).unwrap();
-        assert_eq!(boot.layout.page_table_pages, tables, "size {size:#x}");
+        let Built { boot, layout } = build(&mut mem, &kernel(), "", 0, 0).unwrap();
+        assert_eq!(layout.page_table_pages, tables, "size {size:#x}");
         let last_2m = (size - 1) & !(SIZE_2M - 1);
         for va in [
             0,
@@ -819,7 +750,7 @@ mod tests {
             SIZE_1G,
             size / 2 + 0x777,
             boot.rsp,
-            boot.layout.start_info,
+            layout.start_info,
             size - 1,
             last_2m + SIZE_2M - 1,
         ] {

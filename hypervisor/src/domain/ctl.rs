@@ -1,62 +1,55 @@
-//! The domctl services (ABI 1.3) over the live system: the control domain
+//! The domctl services over the live system: the control domain
 //! creates, pauses, unpauses, destroys and queries domains, and reads the
 //! boot modules. Arguments arrive validated (`domain::exits::domctl_ops`);
 //! what is checked here needs the live system: does the domain or module
 //! exist, is there memory.
 //!
-//! Locks: only the vCPU list, then a vCPU's state or a domain's inner
+//! Locks: only the domain table, then a vCPU's state or a domain's inner
 //! state, then the scheduler lock (pause, unpause), as everywhere in the
 //! scheduler; `Domain::finish` (destroy) is called with none held.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 
-use crate::arch::modules::{self, ModuleRef};
-use crate::hypercall::{CreateParams, DomctlReply, DomctlReq};
+use crate::platform::{Module, P, Platform};
+use pvabi::Error;
 use pvabi::{
-    DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, EINVAL,
-    ENOENT, ENOMEM, HostInfo, MODULE_DATA, MODULE_ELF, ModuleInfo,
+    DOMAIN_DYING, DOMAIN_FLAG_PRIVILEGED, DOMAIN_PAUSED, DOMAIN_RUNNING, DomainInfo, HostInfo,
+    MODULE_DATA, MODULE_ELF, ModuleInfo,
 };
 
-/// Every domain that still has vCPUs in the list (dying ones included),
-/// one entry each, in ascending id.
-fn domains() -> Vec<Arc<Domain>> {
-    let mut out: Vec<Arc<Domain>> = Vec::new();
-    for v in VCPUS.lock().iter() {
-        if !out.iter().any(|d| Arc::ptr_eq(d, &v.domain)) {
-            out.push(v.domain.clone());
-        }
-    }
-    out.sort_by_key(|d| d.id);
-    out
-}
+use crate::domain::ids::DomainId;
+use crate::domain::lifecycle::{CreateError, DOMAINS, Domain, DomainSpec, Run};
+use crate::hypercall::services::Svc;
+use crate::hypercall::{CreateParams, DomctlReply, DomctlReq};
+use crate::sched::live as policy;
 
 /// Whether domain `id` exists (dying ones included).
-pub(crate) fn exists(id: u32) -> bool {
-    VCPUS.lock().iter().any(|v| v.domain.id == id)
+pub(crate) fn exists(id: DomainId) -> bool {
+    DOMAINS.lock().contains(id)
 }
 
-fn find(id: u32) -> Result<Arc<Domain>, i64> {
-    domains().into_iter().find(|d| d.id == id).ok_or(ENOENT)
+fn find(id: DomainId) -> Result<Arc<Domain>, Error> {
+    DOMAINS.lock().get(id).cloned().ok_or(Error::NoEntry)
 }
 
 /// A domain other than the caller that has not ended.
-pub(crate) fn live_other(me: &Domain, id: u32) -> Result<Arc<Domain>, i64> {
+pub(crate) fn live_other(me: &Domain, id: DomainId) -> Result<Arc<Domain>, Error> {
     if id == me.id {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     let d = find(id)?;
     if d.dying() {
-        return Err(ENOENT);
+        return Err(Error::NoEntry);
     }
     Ok(d)
 }
 
-fn module(index: u64) -> Result<&'static ModuleRef, i64> {
+fn module(index: u64) -> Result<Module, Error> {
     usize::try_from(index)
         .ok()
-        .and_then(|i| modules::modules().get(i))
-        .ok_or(ENOENT)
+        .and_then(P::module)
+        .ok_or(Error::NoEntry)
 }
 
 fn copy_str(dst: &mut [u8], s: &str) -> u32 {
@@ -67,7 +60,7 @@ fn copy_str(dst: &mut [u8], s: &str) -> u32 {
 
 fn info(d: &Domain) -> DomainInfo {
     let mut out = DomainInfo {
-        id: d.id,
+        id: d.id.0,
         flags: if d.privileged {
             DOMAIN_FLAG_PRIVILEGED
         } else {
@@ -87,7 +80,7 @@ fn info(d: &Domain) -> DomainInfo {
     } else {
         DOMAIN_RUNNING
     };
-    for v in VCPUS.lock().iter().filter(|v| v.domain.id == d.id) {
+    for v in DOMAINS.lock().vcpus(d.id) {
         out.cpu_time_ns = out
             .cpu_time_ns
             .saturating_add(v.cpu_time_ns.load(Ordering::Relaxed));
@@ -104,15 +97,19 @@ fn info(d: &Domain) -> DomainInfo {
     out
 }
 
-fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
+fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
     let m = module(u64::from(p.module))?;
     // Module 0 is the control domain's own image.
     if p.module == 0 || !m.elf {
-        return Err(if p.module == 0 { ENOENT } else { EINVAL });
+        return Err(if p.module == 0 {
+            Error::NoEntry
+        } else {
+            Error::Invalid
+        });
     }
     let spec = DomainSpec {
         name: &p.name,
-        image: m.bytes(),
+        image: m.bytes,
         cmdline: &p.cmdline,
         memory: p.memory_bytes,
         nr_vcpus: p.nr_vcpus,
@@ -130,13 +127,13 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
                 me.name,
                 m.name
             );
-            Ok(u64::from(id))
+            Ok(u64::from(id.0))
         }
         Err(e) => {
             log::info!("domain {}: create refused: {e}", p.name);
             Err(match e {
-                CreateError::Build(_) | CreateError::Sched => EINVAL,
-                CreateError::OutOfMemory | CreateError::Paging(_) => ENOMEM,
+                CreateError::Build(_) | CreateError::Sched => Error::Invalid,
+                CreateError::OutOfMemory | CreateError::Paging(_) => Error::NoMem,
             })
         }
     }
@@ -144,9 +141,9 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, i64> {
 
 impl Svc<'_> {
     /// One domctl request of this (privileged) vCPU's domain.
-    pub(crate) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+    pub(crate) fn domctl_req(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
         let me = &*self.me.domain;
-        let done = |r: Result<u64, i64>| r.map(DomctlReply::Value);
+        let done = |r: Result<u64, Error>| r.map(DomctlReply::Value);
         match req {
             DomctlReq::Create(p) => done(create(me, p)),
             DomctlReq::Unpause(id) => {
@@ -165,16 +162,16 @@ impl Svc<'_> {
             }
             DomctlReq::Info(id) => Ok(DomctlReply::Info(info(&*find(id)?))),
             DomctlReq::List(ids) => {
-                let all = domains();
-                for (slot, d) in ids.iter_mut().zip(&all) {
-                    *slot = d.id;
+                let table = DOMAINS.lock();
+                for (slot, (id, _)) in ids.iter_mut().zip(table.domains()) {
+                    *slot = id.0;
                 }
-                Ok(DomctlReply::Value(all.len() as u64))
+                Ok(DomctlReply::Value(table.len() as u64))
             }
             DomctlReq::ModuleInfo(index) => {
                 let m = module(index)?;
                 let mut out = ModuleInfo {
-                    size: m.len,
+                    size: m.bytes.len() as u64,
                     kind: if m.elf { MODULE_ELF } else { MODULE_DATA },
                     name_len: 0,
                     name: [0; 64],
@@ -182,12 +179,12 @@ impl Svc<'_> {
                     _pad: 0,
                     args: [0; 256],
                 };
-                out.name_len = copy_str(&mut out.name, &m.name);
-                out.args_len = copy_str(&mut out.args, &m.args);
+                out.name_len = copy_str(&mut out.name, m.name);
+                out.args_len = copy_str(&mut out.args, m.args);
                 Ok(DomctlReply::Module(out))
             }
             DomctlReq::ModuleRead { index, offset, buf } => {
-                let bytes = module(index)?.bytes();
+                let bytes = module(index)?.bytes;
                 let from = usize::try_from(offset)
                     .ok()
                     .and_then(|o| bytes.get(o..))
@@ -197,13 +194,13 @@ impl Svc<'_> {
                 Ok(DomctlReply::Value(n as u64))
             }
             DomctlReq::HostInfo => Ok(DomctlReply::Host(HostInfo {
-                total_bytes: crate::start::RAM_BYTES.load(Ordering::Relaxed),
-                free_bytes: crate::arch::frames::free_frame_count() * 4096,
-                nr_cpus: crate::start::ONLINE_CPUS.load(Ordering::Relaxed),
-                nr_domains: domains().len() as u32,
-                nr_modules: modules::modules().len() as u32,
+                total_bytes: P::ram_bytes(),
+                free_bytes: P::free_frame_count() * 4096,
+                nr_cpus: P::online_cpus(),
+                nr_domains: DOMAINS.lock().len() as u32,
+                nr_modules: P::module_count() as u32,
                 _pad: 0,
-                heap_used_bytes: crate::arch::heap::usage().0 as u64,
+                heap_used_bytes: P::heap_used(),
             })),
         }
     }

@@ -1,18 +1,19 @@
-//! The domctl hypercalls (ABI 1.3, `HC_DOMCTL_*`): privilege first, then
+//! The domctl hypercalls (`HC_DOMCTL_*`): privilege first, then
 //! the guest's registers and IN structures become a typed [`DomctlReq`]
 //! with every field validated here, and OUT structures are written back
 //! here. What is left to [`Services::domctl`] is only what needs the live
 //! system: does the domain or module exist, is there memory.
 
+use pvabi::Error;
 use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
     DOMCTL_CMDLINE_MAX, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN, DOMCTL_MEMORY_MAX,
-    DOMCTL_MEMORY_MIN, DOMCTL_READ_MAX, DomainCreate, DomainInfo, E2BIG, EFAULT, EINVAL, EPERM,
-    HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST,
-    HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo,
-    ModuleInfo,
+    DOMCTL_MEMORY_MIN, DOMCTL_READ_MAX, DomainCreate, DomainInfo, HC_DOMCTL_CREATE,
+    HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO,
+    HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
 };
 
+use crate::domain::ids::DomainId;
 use crate::hypercall::{Services, put};
 
 /// A validated [`DomainCreate`].
@@ -35,8 +36,8 @@ pub struct CreateParams {
 }
 
 /// Checks every field of a create request; `EINVAL` on the first bad one.
-pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, i64> {
-    let len = c.name.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
+    let len = c.name.iter().position(|&b| b == 0).ok_or(Error::Invalid)?;
     let (name, pad) = c.name.split_at(len);
     let name_ok = !name.is_empty()
         && name
@@ -44,13 +45,13 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, i64> {
             .all(|&b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && pad.iter().all(|&b| b == 0);
     if !name_ok {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     let m = c.memory_bytes;
     if !m.is_multiple_of(DOMCTL_MEMORY_ALIGN)
         || !(DOMCTL_MEMORY_MIN..=DOMCTL_MEMORY_MAX).contains(&m)
     {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     if !(1..=DOMCTL_MAX_VCPUS).contains(&c.nr_vcpus)
         || !(1..=65535).contains(&c.weight)
@@ -58,22 +59,22 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, i64> {
         || c.flags != 0
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
     {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     let cmdline = c
         .cmdline
         .get(..c.cmdline_len as usize)
         .and_then(|b| core::str::from_utf8(b).ok())
-        .ok_or(EINVAL)?;
+        .ok_or(Error::Invalid)?;
     Ok(CreateParams {
-        name: arrayvec::ArrayString::from(core::str::from_utf8(name).map_err(|_| EINVAL)?)
-            .map_err(|_| EINVAL)?,
+        name: arrayvec::ArrayString::from(core::str::from_utf8(name).map_err(|_| Error::Invalid)?)
+            .map_err(|_| Error::Invalid)?,
         memory_bytes: m,
         module: c.module,
         nr_vcpus: c.nr_vcpus,
         weight: c.weight,
         cap: c.cap,
-        cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| EINVAL)?,
+        cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| Error::Invalid)?,
     })
 }
 
@@ -83,13 +84,13 @@ pub enum DomctlReq<'a> {
     /// Build a paused domain: its id.
     Create(&'a CreateParams),
     /// Let a domain run.
-    Unpause(u32),
+    Unpause(DomainId),
     /// Stop scheduling a domain.
-    Pause(u32),
+    Pause(DomainId),
     /// End a domain.
-    Destroy(u32),
+    Destroy(DomainId),
     /// Report a domain.
-    Info(u32),
+    Info(DomainId),
     /// Fill the slice with ids, ascending: how many exist.
     List(&'a mut [u32]),
     /// Describe a boot module.
@@ -119,34 +120,34 @@ pub enum DomctlReply {
     Host(HostInfo),
 }
 
-fn dom_id(v: u64) -> Result<u32, i64> {
-    u32::try_from(v).map_err(|_| EINVAL)
+fn dom_id(v: u64) -> Result<DomainId, Error> {
+    u32::try_from(v).map(DomainId).map_err(|_| Error::Invalid)
 }
 
 /// Runs domctl hypercall `nr`; `None` when `nr` is not one.
-pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, i64>> {
+pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, Error>> {
     if !(HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO).contains(&nr) {
         return None;
     }
     if !svc.privileged() {
-        return Some(Err(EPERM));
+        return Some(Err(Error::Perm));
     }
     Some(run_privileged(svc, nr, a))
 }
 
-fn value(r: Result<DomctlReply, i64>) -> Result<u64, i64> {
+fn value(r: Result<DomctlReply, Error>) -> Result<u64, Error> {
     match r? {
         DomctlReply::Value(v) => Ok(v),
-        _ => Err(EINVAL),
+        _ => Err(Error::Invalid),
     }
 }
 
-fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, i64> {
+fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, Error> {
     match nr {
         HC_DOMCTL_CREATE => {
             let mut raw = [0u8; core::mem::size_of::<DomainCreate>()];
-            svc.read(a[0], &mut raw).map_err(|_| EFAULT)?;
-            let req = DomainCreate::read_from_bytes(&raw).map_err(|_| EFAULT)?;
+            svc.read(a[0], &mut raw).map_err(|_| Error::Fault)?;
+            let req = DomainCreate::read_from_bytes(&raw).map_err(|_| Error::Fault)?;
             let params = validate_create(&req)?;
             value(svc.domctl(DomctlReq::Create(&params)))
         }
@@ -155,44 +156,44 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
         HC_DOMCTL_DESTROY => value(svc.domctl(DomctlReq::Destroy(dom_id(a[0])?))),
         HC_DOMCTL_INFO => match svc.domctl(DomctlReq::Info(dom_id(a[0])?))? {
             DomctlReply::Info(info) => put(svc, a[1], info.as_bytes()),
-            _ => Err(EINVAL),
+            _ => Err(Error::Invalid),
         },
         HC_DOMCTL_LIST => {
             if a[1] > DOMCTL_LIST_MAX {
-                return Err(E2BIG);
+                return Err(Error::TooBig);
             }
             let mut ids = [0u32; DOMCTL_LIST_MAX as usize];
-            let ids = ids.get_mut(..a[1] as usize).ok_or(E2BIG)?;
+            let ids = ids.get_mut(..a[1] as usize).ok_or(Error::TooBig)?;
             // The whole array must be writable before anything is listed.
-            svc.write(a[0], ids.as_bytes()).map_err(|_| EFAULT)?;
+            svc.write(a[0], ids.as_bytes()).map_err(|_| Error::Fault)?;
             let n = value(svc.domctl(DomctlReq::List(ids)))?;
             put(svc, a[0], ids.as_bytes())?;
             Ok(n)
         }
         HC_DOMCTL_MODULE_INFO => match svc.domctl(DomctlReq::ModuleInfo(a[0]))? {
             DomctlReply::Module(m) => put(svc, a[1], m.as_bytes()),
-            _ => Err(EINVAL),
+            _ => Err(Error::Invalid),
         },
         HC_DOMCTL_MODULE_READ => {
             if a[3] > DOMCTL_READ_MAX {
-                return Err(E2BIG);
+                return Err(Error::TooBig);
             }
             let mut buf = [0u8; DOMCTL_READ_MAX as usize];
-            let buf = buf.get_mut(..a[3] as usize).ok_or(E2BIG)?;
-            svc.read(a[2], buf).map_err(|_| EFAULT)?;
+            let buf = buf.get_mut(..a[3] as usize).ok_or(Error::TooBig)?;
+            svc.read(a[2], buf).map_err(|_| Error::Fault)?;
             let n = value(svc.domctl(DomctlReq::ModuleRead {
                 index: a[0],
                 offset: a[1],
                 buf,
             }))?;
-            let got = buf.get(..n as usize).ok_or(EINVAL)?;
+            let got = buf.get(..n as usize).ok_or(Error::Invalid)?;
             put(svc, a[2], got)?;
             Ok(n)
         }
         HC_DOMCTL_HOST_INFO => match svc.domctl(DomctlReq::HostInfo)? {
             DomctlReply::Host(h) => put(svc, a[0], h.as_bytes()),
-            _ => Err(EINVAL),
+            _ => Err(Error::Invalid),
         },
-        _ => Err(EINVAL),
+        _ => Err(Error::Invalid),
     }
 }

@@ -1,7 +1,30 @@
 //! Domains and their vCPUs: creation, start info, and the end of a domain.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::sync::Mutex;
+use arrayvec::ArrayString;
+use pvabi::zerocopy::IntoBytes;
+
+use crate::domain::GuestMemory;
+use crate::domain::builder;
+use crate::domain::ids::DomainId;
+use crate::domain::memory::{CHUNK, DomainMemory, FrameTables};
+use crate::domain::table::DomainTable;
+use crate::hypercall::GuestRead;
+use crate::sched::clock::time_info;
+use crate::sched::live as policy;
+use crate::virt::boot::BootState;
+use crate::virt::select::{self, Gpt};
+use crate::virt::{Backend, VcpuBackend};
+
+/// Memory given to each boot-module domain.
+pub const DOMAIN_MEMORY: u64 = 8 << 20;
+/// vCPUs each boot-module domain may bring up.
+pub const DOMAIN_VCPUS: u32 = 4;
 
 pub(crate) struct Inner {
     pub(crate) mem: DomainMemory,
@@ -15,13 +38,13 @@ pub(crate) struct Inner {
 /// How a domain ended.
 #[derive(Clone, Copy)]
 pub(crate) struct End {
-    pub(crate) how: &'static str,
+    how: &'static str,
     pub(crate) code: i64,
 }
 
 /// One guest.
 pub struct Domain {
-    pub(crate) id: u32,
+    pub(crate) id: DomainId,
     pub(crate) name: ArrayString<32>,
     pub(crate) backend: Backend,
     pub(crate) insn: u32,
@@ -32,7 +55,7 @@ pub struct Domain {
     pub(crate) weight: u32,
     pub(crate) cap: u32,
     /// The scheduler's record of it.
-    pub(crate) sdom: crate::sched::DomId,
+    pub(crate) sdom: crate::sched::SchedDom,
     /// No vCPU of it is scheduled while set (domctl pause).
     pub(crate) paused: AtomicBool,
     pub(crate) boot: BootState,
@@ -47,9 +70,9 @@ pub struct Domain {
     pub(crate) exits: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
     pub(crate) events: Mutex<crate::evtchn::live::Table>,
-    /// The registered event-channel control area and upcall vector (ABI
-    /// 1.3): set once, pins the area's pages for the domain's life.
-    pub(crate) control: spin::Once<(crate::arch::evtarea::GuestArea, u8)>,
+    /// The registered event-channel control area and upcall vector: set
+    /// once, pins the area's pages for the domain's life.
+    pub(crate) control: spin::Once<(crate::evtchn::area::GuestArea, u8)>,
     /// Its grants, as granter (lock order: `grants.rs`).
     pub(crate) grants: Mutex<crate::grant::GrantTable>,
     /// Grants of others it maps, as grantee.
@@ -102,8 +125,11 @@ pub struct VcpuEntry {
     pub(crate) wait_port: AtomicU32,
 }
 
-pub(crate) static VCPUS: Mutex<Vec<Arc<VcpuEntry>>> = Mutex::new(Vec::new());
-pub(crate) static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+/// Every domain that still has vCPUs, with their entries (lock order:
+/// `domain::table`).
+pub(crate) static DOMAINS: Mutex<DomainTable<Arc<Domain>, Arc<VcpuEntry>>> =
+    Mutex::new(DomainTable::new());
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 pub(crate) static ALIVE: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static CREATED: AtomicUsize = AtomicUsize::new(0);
 /// Set once every boot domain was created: only then does "no domain is
@@ -182,18 +208,19 @@ impl<'a> DomainSpec<'a> {
 
 /// Creates a domain from an ELF image and makes vCPU 0 runnable (it runs
 /// once the domain is not paused).
-pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateError> {
+pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, CreateError> {
     let DomainSpec {
         name,
         image,
         cmdline,
         ..
     } = *spec;
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = DomainId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = select::hypercall_insn(backend);
-    let boot = builder::build(&mut mem, image, cmdline, id, insn).map_err(CreateError::Build)?;
-    finish_start_info(&mut mem, &boot, spec.nr_vcpus)?;
+    let built = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
+    finish_start_info(&mut mem, &built.layout, spec.nr_vcpus)?;
+    let boot = built.boot;
     let mut tables = FrameTables::default();
     let mut gpt = Gpt::new(backend, &mut tables).map_err(CreateError::Paging)?;
     for (i, &c) in mem.chunks().iter().enumerate() {
@@ -201,7 +228,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
             .map_err(CreateError::Paging)?;
     }
     let root = gpt.root();
-    let vcpu0 = select::new_vcpu(backend, &boot, root, id).ok_or(CreateError::OutOfMemory)?;
+    let vcpu0 = select::new_vcpu(backend, &boot, root, id.0).ok_or(CreateError::OutOfMemory)?;
     let mut n = ArrayString::new();
     for c in name.chars() {
         if n.try_push(c).is_err() {
@@ -241,9 +268,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         exits: AtomicU64::new(0),
         events: crate::evtchn::live::new_table(id, spec.nr_vcpus),
         control: spin::Once::new(),
-        grants: Mutex::new(crate::grant::GrantTable::new(crate::domain::ids::DomainId(
-            id,
-        ))),
+        grants: Mutex::new(crate::grant::GrantTable::new(id)),
         maps: Mutex::new(crate::grant::MapTrack::new()),
         console_in: Mutex::new(crate::console::input::InputQueue::new()),
     });
@@ -294,7 +319,8 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
         boot.rip,
         if spec.paused { "paused" } else { "started" },
     );
-    VCPUS.lock().extend(entries.iter().cloned());
+    // A domain with no vCPU (refused by domctl's decoder) never enters it.
+    let _ = DOMAINS.lock().insert(id, domain.clone(), entries.clone());
     policy::register(&entries);
     if let Some(e) = entries.first() {
         let mut st = e.st.lock();
@@ -305,12 +331,12 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<u32, CreateErro
 
 /// Completes the start info the builder wrote: the PV clock page and the
 /// memory quota, and the vCPU count.
-pub(crate) fn finish_start_info(
+fn finish_start_info(
     mem: &mut DomainMemory,
-    boot: &BootState,
+    layout: &builder::Layout,
     nr_vcpus: u32,
 ) -> Result<(), CreateError> {
-    let at = boot.layout.start_info;
+    let at = layout.start_info;
     let mut page = [0u8; core::mem::size_of::<pvabi::StartInfo>()];
     mem.read(at, &mut page)
         .map_err(|_| CreateError::OutOfMemory)?;
@@ -410,3 +436,6 @@ impl Drop for Domain {
         ALIVE.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,12 +7,12 @@
 #![forbid(unsafe_code)]
 
 pub mod builder;
-#[cfg(target_os = "none")]
 pub mod ctl;
 pub mod ctl_ops;
 pub mod ids;
-#[cfg(target_os = "none")]
 pub mod lifecycle;
+pub mod memory;
+pub mod table;
 
 use core::fmt;
 

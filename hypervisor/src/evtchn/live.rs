@@ -1,9 +1,9 @@
-//! Event channels between live domains (ABI 1.1): the `HC_EVTCHN_*`
+//! Event channels between live domains: the `HC_EVTCHN_*`
 //! services over each domain's [`EventTable`], the lookup of a domain by
 //! id, upcalls ([`EVENT_CHANNEL`] on the target vCPU, which the scheduler
 //! wakes if it is blocked), and closing a dying domain's ports.
 //!
-//! Locks: a domain's `events` lock is a leaf with respect to the vCPU list
+//! Locks: a domain's `events` lock is a leaf with respect to the domain table
 //! and vCPU states: nothing else is taken while it is held, except a second
 //! domain's `events` for `bind_interdomain` (both then taken in ascending
 //! domain id) and a domain's `end` (itself a leaf). Upcalls are made after
@@ -16,7 +16,7 @@
 //! holds while it checks its pending mask: no wake-up is lost); the
 //! scheduler queues it and sends a reschedule IPI where it says so.
 //!
-//! Upcalls (ABI 1.3): once a domain registered a control area
+//! Upcalls: once a domain registered a control area
 //! (`HC_EVTCHN_INIT_CONTROL`), its table keeps the bits there
 //! ([`DomainBits::Shared`]); a notification also sets the vCPU's selector
 //! and `upcall_pending`, and [`prepare_upcall`] injects the vector before
@@ -24,14 +24,26 @@
 //! mode on another CPU is kicked out with an IPI so the injection happens
 //! now rather than at its next tick.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
-use crate::arch::evtarea::{AREA_PAGES, GuestArea};
+use crate::sync::Mutex;
+use pvabi::Error;
+use pvabi::zerocopy::IntoBytes;
+
+use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
+use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
     Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC,
     VIRQ_TIMER, WaitCheck,
 };
+use crate::hypercall::Services;
+use crate::hypercall::services::Svc;
+use crate::platform::{P, Platform};
+use crate::sched::live as policy;
+use crate::virt::VcpuBackend;
+
 use crate::hypercall::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
 
@@ -60,20 +72,17 @@ fn kick(v: &VcpuEntry, events: u64) -> bool {
             return true;
         }
     }
-    let this = percpu::cpu_index() as u32;
+    let this = P::cpu_index() as u32;
     let cpu = v.running_on.load(Ordering::Acquire);
     if cpu == u32::MAX || cpu == this || v.domain.control.get().is_none() {
         return false;
     }
-    if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
-        // The shoot-down vector's handler only acknowledges: a plain kick.
-        lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
-    }
+    P::send_ipi(cpu as usize);
     false
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
-/// Called with the vCPU list or `v`'s state lock possibly held (the table
+/// Called with the domain table or `v`'s state lock possibly held (the table
 /// is a leaf).
 pub(crate) fn raise_timer_virq(v: &VcpuEntry) {
     if v.domain
@@ -88,14 +97,13 @@ pub(crate) fn raise_timer_virq(v: &VcpuEntry) {
 
 /// Domain `ended` ended: raises `VIRQ_DOM_EXC` in every live privileged
 /// domain that bound it.
-pub(crate) fn raise_dom_exc(ended: u32) {
-    let mut doms: Vec<Arc<Domain>> = Vec::new();
-    for v in VCPUS.lock().iter() {
-        let d = &v.domain;
-        if d.privileged && d.id != ended && !d.dying() && !doms.iter().any(|x| x.id == d.id) {
-            doms.push(d.clone());
-        }
-    }
+pub(crate) fn raise_dom_exc(ended: DomainId) {
+    let doms: Vec<Arc<Domain>> = DOMAINS
+        .lock()
+        .domains()
+        .filter(|&(id, d)| d.privileged && id != ended && !d.dying())
+        .map(|(_, d)| d.clone())
+        .collect();
     for d in doms {
         let ns = d.events.lock().raise_virq_all(VIRQ_DOM_EXC);
         for n in ns {
@@ -127,18 +135,13 @@ pub(crate) fn prepare_upcall(me: &VcpuEntry, vcpu: &mut dyn VcpuBackend) {
 
 /// The live (not dying) domain with id `id`.
 fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
-    VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == id.0)
-        .map(|v| v.domain.clone())
-        .filter(|d| !d.dying())
+    DOMAINS.lock().get(id).filter(|d| !d.dying()).cloned()
 }
 
 /// Makes the upcall: raises [`EVENT_CHANNEL`] on the vCPU, waking it if
 /// it is blocked ([`kick`]). Returns the vCPU it woke, if any.
 fn notify(me: &VcpuEntry, n: Notify) -> Option<Arc<VcpuEntry>> {
-    if n.domain.0 == me.domain.id && n.vcpu == me.index {
+    if n.domain == me.domain.id && n.vcpu == me.index {
         // Our own vCPU: the next entry injects the upcall.
         me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
         return None;
@@ -160,14 +163,10 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
     }
 }
 
-/// Makes the upcall for any domain's vCPU (found in the vCPU list).
+/// Makes the upcall for any domain's vCPU (found in the domain table).
 /// Returns the vCPU it woke (it was blocked), if any.
 pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
-    let target = VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == n.domain.0 && v.index == n.vcpu)
-        .cloned()?;
+    let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?;
     kick(&target, EVENT_CHANNEL).then_some(target)
 }
 
@@ -222,30 +221,20 @@ pub(crate) fn wake_value(me: &VcpuEntry, deadline: u64, now: u64) -> Option<u64>
     }
 }
 
-fn code(e: pvabi::Error) -> i64 {
-    e.code()
-}
-
 impl Svc<'_> {
     /// One event-channel op of this vCPU's domain.
-    pub(crate) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, i64> {
+    pub(crate) fn evtchn_op(&mut self, op: EvtchnOp) -> Result<u64, Error> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
+        let me = d.id;
         match op {
-            EvtchnOp::AllocUnbound { remote } => d
-                .events
-                .lock()
-                .alloc_unbound(remote)
-                .map(u64::from)
-                .map_err(code),
-            EvtchnOp::BindInterdomain { remote, port } if remote == me => d
-                .events
-                .lock()
-                .bind_interdomain(None, port)
-                .map(u64::from)
-                .map_err(code),
+            EvtchnOp::AllocUnbound { remote } => {
+                d.events.lock().alloc_unbound(remote).map(u64::from)
+            }
+            EvtchnOp::BindInterdomain { remote, port } if remote == me => {
+                d.events.lock().bind_interdomain(None, port).map(u64::from)
+            }
             EvtchnOp::BindInterdomain { remote, port } => {
-                let peer = domain_by_id(remote).ok_or(pvabi::ENOENT)?;
+                let peer = domain_by_id(remote).ok_or(Error::NoEntry)?;
                 // Two tables: ascending domain id (see the module doc).
                 let (mut mine, mut theirs);
                 if me < remote {
@@ -259,15 +248,14 @@ impl Svc<'_> {
                 // before this point is refused; one marked after it runs
                 // `close_all` once we let go, which undoes this binding.
                 if d.dying() || peer.dying() {
-                    return Err(pvabi::ENOENT);
+                    return Err(Error::NoEntry);
                 }
                 mine.bind_interdomain(Some(&mut theirs), port)
                     .map(u64::from)
-                    .map_err(code)
             }
             EvtchnOp::Send(port) => self.send_on(port).map(|_| 0),
             EvtchnOp::Close(port) => {
-                let closed = d.events.lock().close(port).map_err(code)?;
+                let closed = d.events.lock().close(port)?;
                 if let Closed::Peer { domain, port, from } = closed {
                     if domain == me {
                         let n = d.events.lock().peer_closed(port, me, from);
@@ -280,48 +268,38 @@ impl Svc<'_> {
                 }
                 Ok(0)
             }
-            EvtchnOp::Mask(port) => d.events.lock().mask(port).map(|()| 0).map_err(code),
+            EvtchnOp::Mask(port) => d.events.lock().mask(port).map(|()| 0),
             EvtchnOp::Unmask(port) => {
-                let n = d.events.lock().unmask(port).map_err(code)?;
+                let n = d.events.lock().unmask(port)?;
                 if let Some(n) = n {
                     let _ = notify(self.me, n);
                 }
                 Ok(0)
             }
             EvtchnOp::Poll => Ok(d.events.lock().take_next_pending().map_or(0, u64::from)),
-            EvtchnOp::BindVirq { virq, vcpu } => d
-                .events
-                .lock()
-                .bind_virq(virq, vcpu)
-                .map(u64::from)
-                .map_err(code),
-            EvtchnOp::BindIpi { vcpu } => {
-                d.events.lock().bind_ipi(vcpu).map(u64::from).map_err(code)
+            EvtchnOp::BindVirq { virq, vcpu } => {
+                d.events.lock().bind_virq(virq, vcpu).map(u64::from)
             }
+            EvtchnOp::BindIpi { vcpu } => d.events.lock().bind_ipi(vcpu).map(u64::from),
             EvtchnOp::Status { port, gpa } => {
-                let st = d.events.lock().status(port).map_err(code)?;
+                let st = d.events.lock().status(port)?;
                 self.write(gpa, st.to_abi().as_bytes())
-                    .map_err(|_| pvabi::EFAULT)?;
+                    .map_err(|_| Error::Fault)?;
                 Ok(0)
             }
-            EvtchnOp::BindVcpu { port, vcpu } => d
-                .events
-                .lock()
-                .bind_vcpu(port, vcpu)
-                .map(|()| 0)
-                .map_err(code),
+            EvtchnOp::BindVcpu { port, vcpu } => d.events.lock().bind_vcpu(port, vcpu).map(|()| 0),
             EvtchnOp::InitControl { gpa, vector } => self.init_control(gpa, vector),
             // Decoded apart (it may block): `Svc::send_wait_op`.
-            EvtchnOp::SendWait { .. } => Err(pvabi::EINVAL),
+            EvtchnOp::SendWait { .. } => Err(Error::Invalid),
         }
     }
 
     /// A send on `port`: raises the port it reaches; returns the vCPU that
     /// woke (it was blocked), if any.
-    fn send_on(&mut self, port: u32) -> Result<Option<Arc<VcpuEntry>>, i64> {
+    fn send_on(&mut self, port: u32) -> Result<Option<Arc<VcpuEntry>>, Error> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
-        let route = d.events.lock().send(port).map_err(code)?;
+        let me = d.id;
+        let route = d.events.lock().send(port)?;
         let n = match route {
             Route::Local(p) => d.events.lock().raise(p),
             Route::Remote { domain, port, from } => {
@@ -344,20 +322,17 @@ impl Svc<'_> {
         send: u32,
         wait: u32,
         deadline: u64,
-    ) -> Result<Option<u64>, i64> {
-        self.me
-            .domain
-            .events
-            .lock()
-            .check_wait(wait)
-            .map_err(code)?;
+    ) -> Result<Option<u64>, Error> {
+        self.me.domain.events.lock().check_wait(wait)?;
         if send != 0 {
             self.handoff = self.send_on(send)?;
         }
         if let Some(v) = look_at_wait_port(self.me, wait) {
             return Ok(Some(v));
         }
-        if self.me.pending.load(Ordering::Acquire) != 0 || (deadline != 0 && now_ns() >= deadline) {
+        if self.me.pending.load(Ordering::Acquire) != 0
+            || (deadline != 0 && crate::sched::clock::now_ns() >= deadline)
+        {
             return Ok(Some(0));
         }
         self.me.wait_port.store(wait, Ordering::Release);
@@ -370,7 +345,7 @@ impl Svc<'_> {
     /// grant table's lock (which `HC_MEM_RELEASE` and `HC_GRANT_ACCESS`
     /// also hold) the pages are looked up and pinned, so none can be
     /// released or granted in between.
-    fn init_control(&mut self, gpa: u64, vector: u8) -> Result<u64, i64> {
+    fn init_control(&mut self, gpa: u64, vector: u8) -> Result<u64, Error> {
         let d = &self.me.domain;
         let len = pvabi::EVTCHN_CONTROL_PAGES * pvabi::PAGE_SIZE;
         let grants = d.grants.lock();
@@ -380,12 +355,12 @@ impl Svc<'_> {
             for (i, f) in frames.iter_mut().enumerate() {
                 let g = gpa
                     .checked_add(i as u64 * pvabi::PAGE_SIZE)
-                    .ok_or(pvabi::EFAULT)?;
-                *f = inner.mem.frame(g).ok_or(pvabi::EFAULT)?;
+                    .ok_or(Error::Fault)?;
+                *f = inner.mem.frame(g).ok_or(Error::Fault)?;
             }
         }
         if grants.granted_in(gpa, gpa.saturating_add(len)) {
-            return Err(pvabi::EBUSY);
+            return Err(Error::Busy);
         }
         let area = GuestArea::new(gpa, frames);
         let mut fresh = false;
@@ -395,9 +370,9 @@ impl Svc<'_> {
         });
         drop(grants);
         if !fresh {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
-        d.events.lock().share_bits(area).map_err(code)?;
+        d.events.lock().share_bits(area)?;
         Ok(0)
     }
 }
@@ -411,16 +386,15 @@ pub(crate) fn close_all(d: &Domain) {
     let peers = d.events.lock().close_all();
     for c in peers {
         if let Closed::Peer { domain, port, from } = c {
-            tell_closed(None, DomainId(d.id), domain, port, from);
+            tell_closed(None, d.id, domain, port, from);
         }
     }
 }
 
 /// A new domain's empty port table.
-pub(crate) fn new_table(id: u32, nr_vcpus: u32) -> Mutex<Table> {
-    Mutex::new(EventTable::with_bits(
-        DomainId(id),
-        nr_vcpus,
-        DomainBits::default(),
-    ))
+pub(crate) fn new_table(id: DomainId, nr_vcpus: u32) -> Mutex<Table> {
+    Mutex::new(EventTable::with_bits(id, nr_vcpus, DomainBits::default()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,8 +36,8 @@
 //! order checked, and nothing changes on an error.
 #![forbid(unsafe_code)]
 
+pub mod area;
 mod bits;
-#[cfg(target_os = "none")]
 pub mod live;
 pub mod ops;
 mod pending;
@@ -190,7 +190,7 @@ impl<B: EventBits> EventTable<B> {
 
     /// A vCPU a port may notify: one of the domain's, and one with a
     /// record in the shared control area (`pvabi::EVTCHN_CONTROL_VCPUS`;
-    /// a domain may have more vCPUs than that since pvabi 1.4).
+    /// a domain may have more vCPUs than that).
     fn check_vcpu(&self, vcpu: u32) -> Result<(), Error> {
         if vcpu < self.nr_vcpus && (vcpu as usize) < pvabi::EVTCHN_CONTROL_VCPUS {
             Ok(())

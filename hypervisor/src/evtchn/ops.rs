@@ -1,14 +1,15 @@
-//! Decoding the event-channel hypercalls (ABI 1.1, 1.3 and 1.4, `HC_EVTCHN_*`): the
+//! Decoding the event-channel hypercalls (`HC_EVTCHN_*`): the
 //! guest's registers become a typed [`EvtchnOp`] here, so that no value a
 //! guest passes reaches the port tables unchecked. Port numbers and domain
 //! ids must fit in 32 bits (`EINVAL`); the rest (does the port exist, may
 //! this domain bind it) is the table's job ([`crate::evtchn`]).
 
+use pvabi::Error;
 use pvabi::{
-    EINVAL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI,
-    HC_EVTCHN_BIND_VCPU, HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_CLOSE, HC_EVTCHN_INIT_CONTROL,
-    HC_EVTCHN_MASK, HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_EVTCHN_SEND_WAIT, HC_EVTCHN_STATUS,
-    HC_EVTCHN_UNMASK, PAGE_SIZE, UPCALL_VECTOR_MIN,
+    HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_IPI, HC_EVTCHN_BIND_VCPU,
+    HC_EVTCHN_BIND_VIRQ, HC_EVTCHN_CLOSE, HC_EVTCHN_INIT_CONTROL, HC_EVTCHN_MASK, HC_EVTCHN_POLL,
+    HC_EVTCHN_SEND, HC_EVTCHN_SEND_WAIT, HC_EVTCHN_STATUS, HC_EVTCHN_UNMASK, PAGE_SIZE,
+    UPCALL_VECTOR_MIN,
 };
 
 use crate::domain::ids::DomainId;
@@ -30,32 +31,32 @@ pub enum EvtchnOp {
     Mask(u32),
     /// Take the next pending port (0: none).
     Poll,
-    /// A new port for `virq` on `vcpu` (1.3).
+    /// A new port for `virq` on `vcpu`.
     BindVirq { virq: u32, vcpu: u32 },
-    /// A new ipi port notifying `vcpu` (1.3).
+    /// A new ipi port notifying `vcpu`.
     BindIpi { vcpu: u32 },
-    /// Report `port`'s status at `gpa` (1.3; the address is checked when
+    /// Report `port`'s status at `gpa` (the address is checked when
     /// written).
     Status { port: u32, gpa: u64 },
-    /// Make `port` notify `vcpu` (1.3).
+    /// Make `port` notify `vcpu`.
     BindVcpu { port: u32, vcpu: u32 },
     /// Register the control area at `gpa` (page aligned) and upcall
-    /// `vector` (`32..=255`) (1.3).
+    /// `vector` (`32..=255`).
     InitControl { gpa: u64, vector: u8 },
     /// Send on `send` (0: none), then block until `wait` is pending or
     /// `deadline` (system ns, 0: none) passes (1.4). `wait` is not 0.
     SendWait { send: u32, wait: u32, deadline: u64 },
 }
 
-fn u32_arg(v: u64) -> Result<u32, i64> {
-    u32::try_from(v).map_err(|_| EINVAL)
+fn u32_arg(v: u64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::Invalid)
 }
 
 impl EvtchnOp {
     /// The op for hypercall `nr` with arguments `a`; `None` when `nr` is
     /// not an event-channel hypercall, `EINVAL` for an argument that is no
     /// port number or domain id.
-    pub fn decode(nr: u64, a: [u64; 6]) -> Option<Result<Self, i64>> {
+    pub fn decode(nr: u64, a: [u64; 6]) -> Option<Result<Self, Error>> {
         let op = match nr {
             HC_EVTCHN_ALLOC_UNBOUND => u32_arg(a[0]).map(|d| Self::AllocUnbound {
                 remote: DomainId(d),
@@ -94,13 +95,13 @@ impl EvtchnOp {
 }
 
 /// Checks in the documented order: the vector, then the alignment.
-fn init_control(gpa: u64, vector: u64) -> Result<EvtchnOp, i64> {
+fn init_control(gpa: u64, vector: u64) -> Result<EvtchnOp, Error> {
     let vector = u8::try_from(vector)
         .ok()
         .filter(|&v| u64::from(v) >= UPCALL_VECTOR_MIN)
-        .ok_or(EINVAL)?;
+        .ok_or(Error::Invalid)?;
     if !gpa.is_multiple_of(PAGE_SIZE) {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     Ok(EvtchnOp::InitControl { gpa, vector })
 }
@@ -108,11 +109,11 @@ fn init_control(gpa: u64, vector: u64) -> Result<EvtchnOp, i64> {
 /// `EINVAL` when either port does not fit in 32 bits or the wait port is 0
 /// (no port); the deadline is any value (0: none; one already passed means
 /// "do not block").
-fn send_wait(send: u64, wait: u64, deadline: u64) -> Result<EvtchnOp, i64> {
+fn send_wait(send: u64, wait: u64, deadline: u64) -> Result<EvtchnOp, Error> {
     let send = u32_arg(send)?;
     let wait = u32_arg(wait)?;
     if wait == 0 {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     Ok(EvtchnOp::SendWait {
         send,

@@ -1,5 +1,5 @@
-//! Pending and mask bits in the guest's [`pvabi::EvtchnControl`] area
-//! (ABI 1.3), and the switch from hypervisor bitmaps to it.
+//! Pending and mask bits in the guest's [`pvabi::EvtchnControl`] area,
+//! and the switch from hypervisor bitmaps to it.
 //!
 //! The area is the guest's memory: it may change any word at any time. So
 //! every access is one atomic operation on one `u64` word
@@ -163,7 +163,7 @@ pub fn upcall_ready<W: SharedWords>(words: &W, vcpu: u32) -> bool {
 /// area, then there.
 #[derive(Debug)]
 pub enum DomainBits<W> {
-    /// Hypervisor bitmaps (1.1 behaviour).
+    /// Hypervisor bitmaps (no control area registered).
     Local(BitmapEvents),
     /// The guest's control area.
     Shared(SharedBits<W>),

@@ -359,7 +359,7 @@ fn status_reports() {
 
 #[test]
 fn ports_notify_only_vcpus_with_a_control_record() {
-    // pvabi 1.4: a domain may have up to DOMCTL_MAX_VCPUS vCPUs, but only
+    // A domain may have up to DOMCTL_MAX_VCPUS vCPUs, but only
     // the first EVTCHN_CONTROL_VCPUS have upcall words in the shared area.
     let n = pvabi::DOMCTL_MAX_VCPUS;
     let last = pvabi::EVTCHN_CONTROL_VCPUS as u32 - 1;

@@ -1,4 +1,4 @@
-//! Virq and ipi ports, and which vCPU a port notifies (ABI 1.3 ops on the
+//! Virq and ipi ports, and which vCPU a port notifies (their ops on the
 //! table).
 
 use pvabi::Error;

@@ -1,4 +1,4 @@
-//! The grant and map limits' checks (`HC_GRANT_SET_MAX`, ABI 1.3): limits
+//! The grant and map limits' checks (`HC_GRANT_SET_MAX`): limits
 //! only grow, up to the ABI's ceiling.
 
 use pvabi::Error;

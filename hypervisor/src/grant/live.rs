@@ -1,11 +1,11 @@
-//! Shared pages between live domains (ABI 1.2, completed in 1.3 with copy,
-//! query and set-max): the `HC_GRANT_*` services
+//! Shared pages between live domains (grant, map, copy, query, set-max):
+//! the `HC_GRANT_*` services
 //! over each domain's [`GrantTable`] (as granter) and [`MapTrack`] (as
 //! grantee), the nested-paging edits that install and remove a granted
 //! frame, and what a dying domain's grants and mappings become.
 //!
 //! Locks, in order: a granter's `grants`, a grantee's `maps`, a domain's
-//! `inner`, the vCPU list (TLB shoot-down). Two `grants` or two `maps`
+//! `inner`, the domain table (TLB shoot-down). Two `grants` or two `maps`
 //! locks are never held together.
 //!
 //! Invariants that keep a granted frame from being freed while a grantee
@@ -22,25 +22,25 @@
 //!   unmapped) in under each live mapping, or unmap it, so it waits for
 //!   any unmap in flight; its own frames are unreachable when it returns.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
-use crate::domain::ids::DomainId;
-use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max};
-use crate::hypercall::GrantOp;
+use pvabi::Error;
 use pvabi::zerocopy::IntoBytes;
-use pvabi::{
-    E2BIG, EEXIST, EFAULT, EINVAL, ENOENT, ENOMEM, GRANT_COPY_MAX, GRANT_MAX_CEILING,
-    GRANT_REVOKE_DEFERRED, GrantLimits, PAGE_SIZE,
-};
+use pvabi::{GRANT_COPY_MAX, GRANT_MAX_CEILING, GRANT_REVOKE_DEFERRED, GrantLimits, PAGE_SIZE};
 
-/// The domain with id `id`, dying or not (it still has vCPUs listed).
+use crate::domain::GuestMemory;
+use crate::domain::ids::DomainId;
+use crate::domain::lifecycle::{DOMAINS, Domain, Inner};
+use crate::grant::{Access, GrantTable, MapTrack, Mapping, Revoke, RevokeDone, check_set_max};
+use crate::hypercall::services::{Svc, shoot_down_domain};
+use crate::hypercall::{GrantOp, GuestRead};
+use crate::mm::gpt::Perms;
+use crate::platform::{P, Platform};
+
+/// The domain with id `id`, dying or not (it is still in the table).
 fn domain_any(id: DomainId) -> Option<Arc<Domain>> {
-    VCPUS
-        .lock()
-        .iter()
-        .find(|v| v.domain.id == id.0)
-        .map(|v| v.domain.clone())
+    DOMAINS.lock().get(id).cloned()
 }
 
 /// The live domain with id `id`.
@@ -90,13 +90,16 @@ fn revoke_done(granter: &Domain, done: Option<RevokeDone>) {
     }
 }
 
-fn code(e: pvabi::Error) -> i64 {
-    e.code()
+/// A zeroed frame (a scratch page in place of a dead granter's).
+fn alloc_zeroed_frame() -> Option<u64> {
+    let f = P::alloc_frame()?;
+    P::fill_phys(f, PAGE_SIZE, 0);
+    Some(f)
 }
 
 impl Svc<'_> {
     /// One grant op of this vCPU's domain.
-    pub(crate) fn grant_op(&mut self, op: GrantOp) -> Result<u64, i64> {
+    pub(crate) fn grant_op(&mut self, op: GrantOp) -> Result<u64, Error> {
         let d = &self.me.domain;
         match op {
             GrantOp::Access {
@@ -105,25 +108,22 @@ impl Svc<'_> {
                 access,
             } => {
                 if !gpa.is_multiple_of(PAGE_SIZE) {
-                    return Err(EINVAL);
+                    return Err(Error::Invalid);
                 }
                 let mut table = d.grants.lock();
                 if d.inner.lock().mem.frame(gpa).is_none() {
-                    return Err(EFAULT);
+                    return Err(Error::Fault);
                 }
                 // A pinned event-channel control page is never shared.
                 if d.control_pinned(gpa, PAGE_SIZE) {
-                    return Err(pvabi::EBUSY);
+                    return Err(Error::Busy);
                 }
-                table
-                    .grant(grantee, gpa, access)
-                    .map(u64::from)
-                    .map_err(code)
+                table.grant(grantee, gpa, access).map(u64::from)
             }
             GrantOp::Revoke { gref, port } => match d.grants.lock().revoke(gref, port) {
                 Ok(Revoke::Done) => Ok(0),
                 Ok(Revoke::Deferred { .. }) => Ok(GRANT_REVOKE_DEFERRED),
-                Err(e) => Err(code(e)),
+                Err(e) => Err(e),
             },
             GrantOp::Map {
                 granter,
@@ -132,19 +132,19 @@ impl Svc<'_> {
                 access,
             } => self.map(granter, gref, at, access),
             GrantOp::Unmap(handle) => {
-                let m = d.maps.lock().get(handle).map_err(code)?;
+                let m = d.maps.lock().get(handle)?;
                 if m.scratch != 0 {
                     // Its granter died: only our scratch frame is there.
-                    let m = d.maps.lock().remove_orphan(handle).map_err(code)?;
+                    let m = d.maps.lock().remove_orphan(handle)?;
                     unmap_in(d, &[m], Some(self.me.index));
-                    crate::arch::frames::free_frames(m.scratch, 1);
+                    P::free_frames(m.scratch, 1);
                     return Ok(0);
                 }
                 let granter = m.granter;
-                let g = domain_any(granter).ok_or(ENOENT)?;
+                let g = domain_any(granter).ok_or(Error::NoEntry)?;
                 let mut table = g.grants.lock();
                 let mut track = d.maps.lock();
-                let (m, done) = table.unmap(&mut track, handle).map_err(code)?;
+                let (m, done) = table.unmap(&mut track, handle)?;
                 // Under both locks: the granter cannot reuse the frame
                 // before no vCPU of ours can reach it.
                 unmap_in(d, &[m], Some(self.me.index));
@@ -175,16 +175,16 @@ impl Svc<'_> {
                     .lock()
                     .mem
                     .write(gpa, out.as_bytes())
-                    .map_err(|_| EFAULT)?;
+                    .map_err(|_| Error::Fault)?;
                 Ok(0)
             }
             GrantOp::SetMax { grants, maps } => {
                 let mut table = d.grants.lock();
                 let mut track = d.maps.lock();
-                check_set_max(&table, &track, grants, maps).map_err(code)?;
+                check_set_max(&table, &track, grants, maps)?;
                 // Checked: neither can fail now.
-                table.set_max(grants).map_err(code)?;
-                track.set_max(maps).map_err(code)?;
+                table.set_max(grants)?;
+                track.set_max(maps)?;
                 Ok(0)
             }
         }
@@ -201,36 +201,38 @@ impl Svc<'_> {
         local: u64,
         len: u64,
         to_grant: bool,
-    ) -> Result<u64, i64> {
+    ) -> Result<u64, Error> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
+        let me = d.id;
         if len == 0 {
-            return Err(EINVAL);
+            return Err(Error::Invalid);
         }
         if len > GRANT_COPY_MAX {
-            return Err(E2BIG);
+            return Err(Error::TooBig);
         }
         match offset.checked_add(len) {
             Some(end) if end <= PAGE_SIZE => {}
-            _ => return Err(EINVAL),
+            _ => return Err(Error::Invalid),
         }
         if granter == me {
-            return Err(EINVAL);
+            return Err(Error::Invalid);
         }
         let mut page = [0u8; GRANT_COPY_MAX as usize];
-        let buf = page.get_mut(..len as usize).ok_or(E2BIG)?;
+        let buf = page.get_mut(..len as usize).ok_or(Error::TooBig)?;
         // The caller's buffer, validated like any hypercall buffer (its
         // own present pages only); for a copy to the grant, the data.
-        d.inner.lock().mem.read(local, buf).map_err(|_| EFAULT)?;
-        let g = domain_live(granter).ok_or(ENOENT)?;
+        d.inner
+            .lock()
+            .mem
+            .read(local, buf)
+            .map_err(|_| Error::Fault)?;
+        let g = domain_live(granter).ok_or(Error::NoEntry)?;
         let table = g.grants.lock();
         if g.dying() {
-            return Err(ENOENT);
+            return Err(Error::NoEntry);
         }
         // `offset + len <= PAGE_SIZE` was checked: both fit in 32 bits.
-        let at = table
-            .check_copy(me, gref, offset as u32, len as u32, !to_grant)
-            .map_err(code)?;
+        let at = table.check_copy(me, gref, offset as u32, len as u32, !to_grant)?;
         {
             let mut inner = g.inner.lock();
             // Granted pages cannot be released: present, so no fault.
@@ -239,51 +241,55 @@ impl Svc<'_> {
             } else {
                 inner.mem.read(at.gpa, buf)
             };
-            r.map_err(|_| EFAULT)?;
+            r.map_err(|_| Error::Fault)?;
         }
         drop(table);
         if !to_grant {
-            d.inner.lock().mem.write(local, buf).map_err(|_| EFAULT)?;
+            d.inner
+                .lock()
+                .mem
+                .write(local, buf)
+                .map_err(|_| Error::Fault)?;
         }
         Ok(len)
     }
 
-    fn map(&mut self, granter: DomainId, gref: u32, at: u64, access: Access) -> Result<u64, i64> {
+    fn map(&mut self, granter: DomainId, gref: u32, at: u64, access: Access) -> Result<u64, Error> {
         let d = &self.me.domain;
-        let me = DomainId(d.id);
+        let me = d.id;
         if granter == me || !at.is_multiple_of(PAGE_SIZE) {
-            return Err(EINVAL);
+            return Err(Error::Invalid);
         }
-        let hole = |inner: &Inner| -> Result<(), i64> {
+        let hole = |inner: &Inner| -> Result<(), Error> {
             if at >= inner.mem.phys_size() {
-                return Err(EFAULT);
+                return Err(Error::Fault);
             }
             if inner.mem.frame(at).is_some() || inner.foreign.contains(&at) {
-                return Err(EEXIST);
+                return Err(Error::Exists);
             }
             Ok(())
         };
         hole(&d.inner.lock())?;
-        let g = domain_live(granter).ok_or(ENOENT)?;
+        let g = domain_live(granter).ok_or(Error::NoEntry)?;
         let mut table = g.grants.lock();
         // Under the table's lock: a granter marked dying after this point
         // runs `end_grants`, which waits for this lock and undoes the map.
         if g.dying() {
-            return Err(ENOENT);
+            return Err(Error::NoEntry);
         }
         let mut track = d.maps.lock();
         // A dying grantee's `end_grants` may have emptied its track already.
         if d.dying() {
-            return Err(ENOENT);
+            return Err(Error::NoEntry);
         }
-        let (handle, gpa) = table.map(&mut track, me, gref, access, at).map_err(code)?;
-        let undo = |table: &mut GrantTable, track: &mut MapTrack, e: i64| {
+        let (handle, gpa) = table.map(&mut track, me, gref, access, at)?;
+        let undo = |table: &mut GrantTable, track: &mut MapTrack, e: Error| {
             let _ = table.unmap(track, handle);
             Err(e)
         };
         // Granted pages cannot be released: the frame is there.
         let Some(frame) = g.inner.lock().mem.frame(gpa) else {
-            return undo(&mut table, &mut track, EFAULT);
+            return undo(&mut table, &mut track, Error::Fault);
         };
         let mut guard = d.inner.lock();
         let inner = &mut *guard;
@@ -298,7 +304,7 @@ impl Svc<'_> {
         };
         if mapped.is_err() {
             drop(guard);
-            return undo(&mut table, &mut track, ENOMEM);
+            return undo(&mut table, &mut track, Error::NoMem);
         }
         inner.foreign.insert(at);
         Ok(u64::from(handle))
@@ -319,7 +325,7 @@ pub(crate) fn end_grants(d: &Domain) {
     };
     for m in mine {
         if m.scratch != 0 {
-            crate::arch::frames::free_frames(m.scratch, 1);
+            P::free_frames(m.scratch, 1);
         } else if let Some(g) = domain_any(m.granter) {
             let done = g.grants.lock().drop_map(m.gref);
             revoke_done(&g, done);
@@ -335,7 +341,7 @@ pub(crate) fn end_grants(d: &Domain) {
             continue;
         };
         let mut track = grantee.maps.lock();
-        let dropped = orphan_in(&grantee, &mut track, DomainId(d.id));
+        let dropped = orphan_in(&grantee, &mut track, d.id);
         drop(track);
         for gref in dropped {
             let _ = table.drop_map(gref);
@@ -353,9 +359,7 @@ pub(crate) fn end_grants(d: &Domain) {
 /// `grantee.maps`.
 fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u32> {
     let live = !grantee.dying();
-    let (kept, mut gone) = track.orphan_granter(granter, || {
-        live.then(crate::arch::frames::alloc_zeroed_frame)?
-    });
+    let (kept, mut gone) = track.orphan_granter(granter, || live.then(alloc_zeroed_frame)?);
     let mut drop_refs: Vec<u32> = gone.iter().map(|m| m.gref).collect();
     {
         let mut guard = grantee.inner.lock();
@@ -370,7 +374,7 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
             });
             if !swapped && let Ok(m) = track.remove_orphan(*handle) {
                 inner.foreign.remove(&m.at_gpa);
-                crate::arch::frames::free_frames(m.scratch, 1);
+                P::free_frames(m.scratch, 1);
                 gone.push(m);
             }
         }
@@ -385,3 +389,6 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
     }
     drop_refs
 }
+
+#[cfg(test)]
+mod tests;

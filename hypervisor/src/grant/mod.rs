@@ -7,7 +7,7 @@
 //! space and later **unmaps** it; a [`MapTrack`] per grantee records its
 //! mappings by handle, so an unmap names a handle the hypervisor gave out,
 //! never a guest-chosen page. Small transfers need no mapping: a **copy**
-//! (`HC_GRANT_COPY`, 1.3) names the granted end by grant reference,
+//! (`HC_GRANT_COPY`) names the granted end by grant reference,
 //! validated by [`GrantTable::check_copy`]. Both limits (references a
 //! granter may hand out, mappings a grantee may hold) are reported by
 //! `HC_GRANT_QUERY` and only grow ([`check_set_max`], `HC_GRANT_SET_MAX`).
@@ -33,7 +33,6 @@
 #![forbid(unsafe_code)]
 
 mod limits;
-#[cfg(target_os = "none")]
 pub mod live;
 pub mod ops;
 mod track;

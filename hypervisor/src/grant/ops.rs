@@ -1,4 +1,4 @@
-//! Decoding the grant hypercalls (ABI 1.2 and 1.3, `HC_GRANT_*`): the guest's
+//! Decoding the grant hypercalls (`HC_GRANT_*`): the guest's
 //! registers become a typed [`GrantOp`] here. Domain ids, grant references,
 //! ports, map handles and limits must fit in 32 bits and flags may only hold
 //! [`GRANT_READONLY`] (copy: [`GRANT_COPY_TO_GRANT`]) (`EINVAL`); addresses,
@@ -6,8 +6,9 @@
 //! memory by the services, and references against the grant tables
 //! ([`crate::grant`]).
 
+use pvabi::Error;
 use pvabi::{
-    EINVAL, GRANT_COPY_TO_GRANT, GRANT_READONLY, HC_GRANT_ACCESS, HC_GRANT_COPY, HC_GRANT_MAP,
+    GRANT_COPY_TO_GRANT, GRANT_READONLY, HC_GRANT_ACCESS, HC_GRANT_COPY, HC_GRANT_MAP,
     HC_GRANT_QUERY, HC_GRANT_REVOKE, HC_GRANT_SET_MAX, HC_GRANT_UNMAP,
 };
 
@@ -52,22 +53,22 @@ pub enum GrantOp {
     SetMax { grants: u32, maps: u32 },
 }
 
-fn u32_arg(v: u64) -> Result<u32, i64> {
-    u32::try_from(v).map_err(|_| EINVAL)
+fn u32_arg(v: u64) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::Invalid)
 }
 
-fn access(flags: u64) -> Result<Access, i64> {
+fn access(flags: u64) -> Result<Access, Error> {
     match flags {
         0 => Ok(Access::ReadWrite),
         GRANT_READONLY => Ok(Access::ReadOnly),
-        _ => Err(EINVAL),
+        _ => Err(Error::Invalid),
     }
 }
 
 impl GrantOp {
     /// The op for hypercall `nr` with arguments `a`; `None` when `nr` is
     /// not a grant hypercall.
-    pub fn decode(nr: u64, a: [u64; 6]) -> Option<Result<Self, i64>> {
+    pub fn decode(nr: u64, a: [u64; 6]) -> Option<Result<Self, Error>> {
         let op = match nr {
             HC_GRANT_ACCESS => u32_arg(a[1]).and_then(|g| {
                 Ok(Self::Access {
@@ -95,7 +96,7 @@ impl GrantOp {
                 let to_grant = match a[5] {
                     0 => false,
                     GRANT_COPY_TO_GRANT => true,
-                    _ => return Err(EINVAL),
+                    _ => return Err(Error::Invalid),
                 };
                 Ok(Self::Copy {
                     granter: DomainId(g),
@@ -136,15 +137,15 @@ mod tests {
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_ACCESS, [0x5000, big, 0, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_ACCESS, [0x5000, 2, 2, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_REVOKE, [3, big, 0, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_MAP, [1, 3, 0x7000, 0, 0, 0]),
@@ -157,15 +158,15 @@ mod tests {
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_MAP, [1, big, 0x7000, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_MAP, [1, 3, 0x7000, u64::MAX, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_UNMAP, [big, 0, 0, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(GrantOp::decode(20, [0; 6]), None);
     }
@@ -202,7 +203,10 @@ mod tests {
             [1, 5, 0, 0, 1, 2],
             [1, 5, 0, 0, 1, 3],
         ] {
-            assert_eq!(GrantOp::decode(HC_GRANT_COPY, bad), Some(Err(EINVAL)));
+            assert_eq!(
+                GrantOp::decode(HC_GRANT_COPY, bad),
+                Some(Err(Error::Invalid))
+            );
         }
         assert_eq!(
             GrantOp::decode(HC_GRANT_QUERY, [0x8000, 9, 9, 9, 9, 9]),
@@ -217,11 +221,11 @@ mod tests {
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_SET_MAX, [big, 4096, 0, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
         assert_eq!(
             GrantOp::decode(HC_GRANT_SET_MAX, [2048, big, 0, 0, 0, 0]),
-            Some(Err(EINVAL))
+            Some(Err(Error::Invalid))
         );
     }
 }

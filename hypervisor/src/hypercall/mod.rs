@@ -7,20 +7,19 @@
 //! fakes.
 #![forbid(unsafe_code)]
 
+use pvabi::Error;
 use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
-    CONSOLE_WRITE_MAX, E2BIG, EFAULT, EINVAL, ENOSYS, EPERM, HC_CONSOLE_READ, HC_CONSOLE_WRITE,
-    HC_EVTCHN_SEND_WAIT, HC_MEM_INFO, HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL,
-    HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER, HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD,
-    MEM_OP_MAX_PAGES, MULTICALL_MAX, MemInfo, MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH,
-    SHUTDOWN_POWEROFF, VcpuInfo,
+    CONSOLE_WRITE_MAX, HC_CONSOLE_READ, HC_CONSOLE_WRITE, HC_EVTCHN_SEND_WAIT, HC_MEM_INFO,
+    HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER,
+    HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MULTICALL_MAX, MemInfo,
+    MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, VcpuInfo,
 };
 
 use crate::domain::OutOfBounds;
 use crate::virt::{VcpuBackend, VmExit};
 
 mod mgmt;
-#[cfg(target_os = "none")]
 pub mod services;
 pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use crate::evtchn::ops::EvtchnOp;
@@ -35,8 +34,9 @@ pub trait GuestRead {
 
 /// What the hypercalls need from the domain and the scheduler: its memory
 /// and the operations that change shared state. Implemented over the real
-/// domain on bare metal and over fakes in the host tests. Errors are ABI
-/// status codes (negative).
+/// domain on bare metal and over fakes in the host tests. Errors are
+/// [`pvabi::Error`]s; only this module turns one into the status code in
+/// RAX ([`status`]).
 pub trait Services {
     /// Copies from the domain's memory.
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds>;
@@ -46,12 +46,12 @@ pub trait Services {
     fn privileged(&self) -> bool;
     /// Whether the domain may read console input: the privileged domain
     /// always (the serial console), others only when a control domain
-    /// exists to queue input for them (ABI 1.3).
+    /// exists to queue input for them.
     fn console_readable(&self) -> bool;
     /// Reads console input into `buf` (only when [`Services::console_readable`]):
     /// the serial console's for the privileged domain, the domain's own
     /// input queue otherwise.
-    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64>;
+    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
     /// Blocks this vCPU until an event or `deadline` (0: none). Returns the
     /// pending mask (cleared) if an event is already pending, else `None`:
     /// the vCPU is now blocked and gets the mask in RAX when it wakes.
@@ -61,33 +61,33 @@ pub trait Services {
     /// Sets (0: cancels) this vCPU's single-shot timer.
     fn set_timer(&mut self, deadline: u64);
     /// Starts vCPU `id` at `rip` with `rsp` and `arg` in RDI.
-    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), i64>;
+    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), Error>;
     /// State of vCPU `id`.
-    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64>;
+    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, Error>;
     /// The domain's memory reservation.
     fn mem_info(&mut self) -> MemInfo;
     /// Guest-physical space size in bytes (populate/release stay below it).
     fn phys_size(&self) -> u64;
     /// Releases `pages` pages at `gpa` (validated: aligned, in range).
-    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64>;
+    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, Error>;
     /// Populates `pages` fresh zeroed pages at `gpa` (validated).
-    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64>;
+    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, Error>;
     /// Runs an event-channel op (arguments decoded, not yet checked
     /// against the tables): the value for RAX.
-    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64>;
-    /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4, arguments decoded): checks `wait`
+    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, Error>;
+    /// `HC_EVTCHN_SEND_WAIT` (arguments decoded): checks `wait`
     /// (`ENOENT`, `EINVAL`), sends on `send` unless 0 (its errors), then
     /// `Some(value for RAX)` when the wait ends now (the port taken, or 0),
     /// `None` when the vCPU is now blocked (RAX is set when it wakes).
-    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, i64>;
-    /// Runs one grant op (ABI 1.2); the value for RAX or a status code.
-    fn grant(&mut self, op: GrantOp) -> Result<u64, i64>;
-    /// Runs one domctl request (ABI 1.3; called for privileged domains
+    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, Error>;
+    /// Runs one grant op: the value for RAX or the error.
+    fn grant(&mut self, op: GrantOp) -> Result<u64, Error>;
+    /// Runs one domctl request (called for privileged domains
     /// only, with every argument validated).
-    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64>;
-    /// Runs one control-domain I/O request (ABI 1.3, 42-46; privileged
+    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, Error>;
+    /// Runs one control-domain I/O request (numbers 42-46; privileged
     /// callers only, buffers checked): the value for RAX (a byte count).
-    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, i64>;
+    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error>;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -292,8 +292,11 @@ pub fn handle(
     }
 }
 
-fn status(v: i64) -> u64 {
-    v as u64
+/// The one place a status code is made: an op group's error becomes the
+/// negative errno value RAX holds (`pvabi::Error::code`, the status codes
+/// of the ABI crate's documentation). Successes are the op's own value.
+fn status(e: Error) -> u64 {
+    e.to_rax()
 }
 
 /// Runs one hypercall (not a multicall): the value for RAX and what next.
@@ -303,7 +306,7 @@ fn hypercall(
     a: [u64; 6],
     console: &mut dyn FnMut(&[u8]),
 ) -> (u64, Action) {
-    let done = |r: Result<u64, i64>| (r.unwrap_or_else(status), Action::Resume);
+    let done = |r: Result<u64, Error>| (r.unwrap_or_else(status), Action::Resume);
     match nr {
         HC_CONSOLE_WRITE => done(console_write(svc, a[0], a[1], console)),
         HC_SHUTDOWN => match a[0] {
@@ -314,7 +317,7 @@ fn hypercall(
                     code: a[1] as i64,
                 },
             ),
-            _ => (status(EINVAL), Action::Resume),
+            _ => (status(Error::Invalid), Action::Resume),
         },
         HC_YIELD => (0, Action::Yield),
         HC_CONSOLE_READ => done(console_read(svc, a[0], a[1])),
@@ -365,29 +368,29 @@ fn hypercall(
             } else if let Some(r) = mgmt::run(svc, nr, a) {
                 done(r)
             } else {
-                (status(ENOSYS), Action::Resume)
+                (status(Error::NoSys), Action::Resume)
             }
         }
     }
 }
 
 /// Writes an OUT structure to guest memory.
-pub(crate) fn put(svc: &mut impl Services, gpa: u64, bytes: &[u8]) -> Result<u64, i64> {
-    svc.write(gpa, bytes).map(|()| 0).map_err(|_| EFAULT)
+pub(crate) fn put(svc: &mut impl Services, gpa: u64, bytes: &[u8]) -> Result<u64, Error> {
+    svc.write(gpa, bytes).map(|()| 0).map_err(|_| Error::Fault)
 }
 
 /// Checks a memory op's range: page aligned, 1..=MEM_OP_MAX_PAGES pages,
 /// inside the guest-physical space.
-fn mem_range(svc: &impl Services, gpa: u64, pages: u64) -> Result<(), i64> {
+fn mem_range(svc: &impl Services, gpa: u64, pages: u64) -> Result<(), Error> {
     if pages == 0 || pages > MEM_OP_MAX_PAGES || !gpa.is_multiple_of(PAGE_SIZE) {
-        return Err(EINVAL);
+        return Err(Error::Invalid);
     }
     let end = pages
         .checked_mul(PAGE_SIZE)
         .and_then(|len| gpa.checked_add(len))
-        .ok_or(EFAULT)?;
+        .ok_or(Error::Fault)?;
     if end > svc.phys_size() {
-        return Err(EFAULT);
+        return Err(Error::Fault);
     }
     Ok(())
 }
@@ -397,37 +400,37 @@ fn console_write(
     gpa: u64,
     len: u64,
     console: &mut dyn FnMut(&[u8]),
-) -> Result<u64, i64> {
+) -> Result<u64, Error> {
     if len > CONSOLE_WRITE_MAX {
-        return Err(E2BIG);
+        return Err(Error::TooBig);
     }
     if len == 0 {
         // No byte to fault on: nothing is read, whatever the address.
         return Ok(0);
     }
     let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
-    let dst = buf.get_mut(..len as usize).ok_or(E2BIG)?;
-    svc.read(gpa, dst).map_err(|_| EFAULT)?;
+    let dst = buf.get_mut(..len as usize).ok_or(Error::TooBig)?;
+    svc.read(gpa, dst).map_err(|_| Error::Fault)?;
     console(dst);
     Ok(len)
 }
 
-fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, i64> {
-    // Without a control domain only the privileged domain reads (as in 1.2).
+fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, Error> {
+    // Without a control domain only the privileged domain reads.
     if !svc.console_readable() {
-        return Err(EPERM);
+        return Err(Error::Perm);
     }
     if len > CONSOLE_WRITE_MAX {
-        return Err(E2BIG);
+        return Err(Error::TooBig);
     }
     let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
-    let dst = buf.get_mut(..len as usize).ok_or(E2BIG)?;
+    let dst = buf.get_mut(..len as usize).ok_or(Error::TooBig)?;
     // The whole destination must be present before any input is taken, so
     // no byte is consumed and then lost.
-    svc.read(gpa, dst).map_err(|_| EFAULT)?;
+    svc.read(gpa, dst).map_err(|_| Error::Fault)?;
     let n = svc.console_read(dst)?;
-    let got = dst.get(..n).ok_or(EINVAL)?;
-    svc.write(gpa, got).map_err(|_| EFAULT)?;
+    let got = dst.get(..n).ok_or(Error::Invalid)?;
+    svc.write(gpa, got).map_err(|_| Error::Fault)?;
     Ok(n as u64)
 }
 
@@ -445,25 +448,27 @@ fn multicall(
 ) -> (u64, Action) {
     const ENTRY: usize = core::mem::size_of::<MulticallEntry>();
     if count == 0 {
-        return (status(EINVAL), Action::Resume);
+        return (status(Error::Invalid), Action::Resume);
     }
     if count > MULTICALL_MAX {
-        return (status(E2BIG), Action::Resume);
+        return (status(Error::TooBig), Action::Resume);
     }
     let mut raw = [0u8; ENTRY * MULTICALL_MAX as usize];
     let Some(bytes) = raw.get_mut(..ENTRY * count as usize) else {
-        return (status(E2BIG), Action::Resume);
+        return (status(Error::TooBig), Action::Resume);
     };
     if svc.read(gpa, bytes).is_err() {
-        return (status(EFAULT), Action::Resume);
+        return (status(Error::Fault), Action::Resume);
     }
     let mut after = Action::Resume;
     for chunk in bytes.chunks_exact_mut(ENTRY) {
         let Ok(e) = MulticallEntry::mut_from_bytes(chunk) else {
-            return (status(EFAULT), Action::Resume);
+            return (status(Error::Fault), Action::Resume);
         };
         let (ret, action) = match e.op {
-            HC_MULTICALL | HC_SCHED_BLOCK | HC_EVTCHN_SEND_WAIT => (status(EINVAL), Action::Resume),
+            HC_MULTICALL | HC_SCHED_BLOCK | HC_EVTCHN_SEND_WAIT => {
+                (status(Error::Invalid), Action::Resume)
+            }
             op => hypercall(svc, op, e.args, console),
         };
         e.result = ret;
@@ -475,7 +480,7 @@ fn multicall(
         }
     }
     if svc.write(gpa, bytes).is_err() {
-        return (status(EFAULT), after);
+        return (status(Error::Fault), after);
     }
     (count, after)
 }

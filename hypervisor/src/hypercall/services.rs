@@ -1,7 +1,20 @@
 //! The hypercall services over a real domain, and TLB shoot-down.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use pvabi::Error;
+use pvabi::{EVENT_TIMER, MemInfo, VcpuInfo};
+
+use crate::domain::GuestMemory;
+use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
+use crate::hypercall::{GuestRead, OutOfBounds, Services};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
+use crate::sched::live as policy;
+use crate::virt::boot::BootState;
+use crate::virt::select;
 
 /// The hypercall services for one vCPU during one exit.
 pub(crate) struct Svc<'a> {
@@ -20,11 +33,7 @@ impl Svc<'_> {
 
     fn sibling(&self, id: u64) -> Option<Arc<VcpuEntry>> {
         let id = u32::try_from(id).ok()?;
-        VCPUS
-            .lock()
-            .iter()
-            .find(|v| Arc::ptr_eq(&v.domain, &self.me.domain) && v.index == id)
-            .cloned()
+        DOMAINS.lock().vcpu(self.me.domain.id, id).cloned()
     }
 }
 
@@ -45,7 +54,7 @@ impl Services for Svc<'_> {
         crate::console::live::readable(self.d())
     }
 
-    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
+    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         Ok(crate::console::live::read_input(self.d(), buf))
     }
 
@@ -76,15 +85,15 @@ impl Services for Svc<'_> {
         }
     }
 
-    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), i64> {
+    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), Error> {
         if id == 0 || id >= u64::from(self.d().nr_vcpus) {
-            return Err(pvabi::EINVAL);
+            return Err(Error::Invalid);
         }
-        let target = self.sibling(id).ok_or(pvabi::EINVAL)?;
+        let target = self.sibling(id).ok_or(Error::Invalid)?;
         let size = self.phys_size();
         let mut st = target.st.lock();
         if st.run != Run::Down {
-            return Err(pvabi::EBUSY);
+            return Err(Error::Busy);
         }
         // RIP and the first stack slot must be in pages the domain has now.
         let mut probe = [0u8; 8];
@@ -94,7 +103,7 @@ impl Services for Svc<'_> {
             || self.read(rip, &mut probe[..1]).is_err()
             || self.read(rsp - 8, &mut probe).is_err()
         {
-            return Err(pvabi::EFAULT);
+            return Err(Error::Fault);
         }
         let d = self.d();
         let boot = BootState {
@@ -103,14 +112,14 @@ impl Services for Svc<'_> {
             rdi: arg,
             ..d.boot
         };
-        let v = select::new_vcpu(d.backend, &boot, d.nested_root, d.id).ok_or(pvabi::ENOMEM)?;
+        let v = select::new_vcpu(d.backend, &boot, d.nested_root, d.id.0).ok_or(Error::NoMem)?;
         st.vcpu = Some(v);
         policy::make_runnable(&target, &mut st);
         Ok(())
     }
 
-    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64> {
-        let target = self.sibling(id).ok_or(pvabi::EINVAL)?;
+    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, Error> {
+        let target = self.sibling(id).ok_or(Error::Invalid)?;
         let mut info = VcpuInfo::zeroed();
         info.state = match target.st.lock().run {
             Run::Down | Run::Dead => pvabi::VCPU_DOWN,
@@ -137,17 +146,17 @@ impl Services for Svc<'_> {
         self.d().inner.lock().mem.phys_size()
     }
 
-    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, Error> {
         let d = self.d();
-        // Granted pages stay (ABI 1.2): checked and released under the
+        // Granted pages stay: checked and released under the
         // grant table's lock, so no grant of these pages starts meanwhile.
         let grants = d.grants.lock();
         if grants.granted_in(gpa, gpa.saturating_add(pages.saturating_mul(4096))) {
-            return Err(pvabi::EBUSY);
+            return Err(Error::Busy);
         }
-        // The event-channel control area is pinned (ABI 1.3).
+        // The event-channel control area is pinned.
         if d.control_pinned(gpa, pages.saturating_mul(4096)) {
-            return Err(pvabi::EBUSY);
+            return Err(Error::Busy);
         }
         let frames = {
             let mut guard = d.inner.lock();
@@ -161,20 +170,20 @@ impl Services for Svc<'_> {
                 for (i, &f) in frames.iter().enumerate() {
                     let _ = inner.mem.restore(gpa + i as u64 * 4096, f);
                 }
-                return Err(pvabi::ENOMEM);
+                return Err(Error::NoMem);
             }
             frames
         };
         drop(grants);
         if shoot_down(&self.me.domain, self.me) {
             for f in frames {
-                crate::arch::frames::free_frames(f, 1);
+                P::free_frames(f, 1);
             }
         }
         Ok(pages)
     }
 
-    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, Error> {
         let mut guard = self.d().inner.lock();
         let inner = &mut *guard;
         if inner
@@ -183,7 +192,7 @@ impl Services for Svc<'_> {
             .next()
             .is_some()
         {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
         let frames = inner.mem.populate(gpa, pages)?;
         if let Some(g) = inner.gpt.as_mut() {
@@ -195,36 +204,36 @@ impl Services for Svc<'_> {
                     let _ = g.unmap(gpa, i as u64 * 4096, &mut inner.tables);
                     if let Ok(back) = inner.mem.release(gpa, pages) {
                         for f in back {
-                            crate::arch::frames::free_frames(f, 1);
+                            P::free_frames(f, 1);
                         }
                     }
-                    return Err(pvabi::ENOMEM);
+                    return Err(Error::NoMem);
                 }
             }
         }
         Ok(pages)
     }
 
-    fn evtchn(&mut self, op: crate::hypercall::EvtchnOp) -> Result<u64, i64> {
+    fn evtchn(&mut self, op: crate::hypercall::EvtchnOp) -> Result<u64, Error> {
         self.evtchn_op(op)
     }
 
-    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, i64> {
+    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, Error> {
         self.send_wait_op(send, wait, deadline)
     }
 
-    fn grant(&mut self, op: crate::hypercall::GrantOp) -> Result<u64, i64> {
+    fn grant(&mut self, op: crate::hypercall::GrantOp) -> Result<u64, Error> {
         self.grant_op(op)
     }
 
     fn domctl(
         &mut self,
         req: crate::hypercall::DomctlReq<'_>,
-    ) -> Result<crate::hypercall::DomctlReply, i64> {
+    ) -> Result<crate::hypercall::DomctlReply, Error> {
         self.domctl_req(req)
     }
 
-    fn mgmt(&mut self, req: crate::hypercall::MgmtReq<'_>) -> Result<u64, i64> {
+    fn mgmt(&mut self, req: crate::hypercall::MgmtReq<'_>) -> Result<u64, Error> {
         self.mgmt_req(req)
     }
 }
@@ -239,7 +248,7 @@ impl Services for Svc<'_> {
 /// and then reads `tlb_gen`; we bump `tlb_gen` and then read `in_guest`.
 /// Either it sees the new generation and flushes, or we see it in the guest
 /// and wait for its acknowledgement.
-pub(crate) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
+fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
     shoot_down_domain(d, Some(me.index))
 }
 
@@ -247,10 +256,10 @@ pub(crate) fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
 /// it is one of `d`'s): `d` may be another domain (a grantee).
 pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
     let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-    let others: Vec<Arc<VcpuEntry>> = VCPUS
+    let others: Vec<Arc<VcpuEntry>> = DOMAINS
         .lock()
-        .iter()
-        .filter(|v| core::ptr::eq(&*v.domain, d) && Some(v.index) != skip)
+        .vcpus(d.id)
+        .filter(|v| Some(v.index) != skip)
         .cloned()
         .collect();
     let mut ok = true;
@@ -262,8 +271,8 @@ pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
             continue;
         }
         let cpu = v.running_on.load(Ordering::SeqCst);
-        if let Some(apic) = percpu::cpu(cpu as usize).map(|c| c.apic_id.load(Ordering::Relaxed)) {
-            lapic::send_fixed(apic, VECTOR_SHOOTDOWN);
+        if cpu != u32::MAX {
+            P::send_ipi(cpu as usize);
         }
         let mut waited = 0;
         while !done() {
@@ -276,7 +285,7 @@ pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
                 ok = false;
                 break;
             }
-            pit::delay_us(1);
+            P::delay_us(1);
             waited += 1;
         }
     }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::virt::GuestRegs;
-use pvabi::{EBUSY, EEXIST, ENOENT};
+use pvabi::{E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM};
 use std::vec::Vec;
 
 mod console;
@@ -118,7 +118,7 @@ impl Services for FakeSvc {
     fn console_readable(&self) -> bool {
         self.privileged || self.control_domain
     }
-    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, i64> {
+    fn console_read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         if !self.privileged {
             return Ok(self.input.read(buf));
         }
@@ -135,19 +135,19 @@ impl Services for FakeSvc {
     fn set_timer(&mut self, deadline: u64) {
         self.timer = deadline;
     }
-    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), i64> {
+    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), Error> {
         match self.vcpus_up.get_mut(id as usize) {
-            Some(_) if id == 0 => Err(EINVAL),
-            Some(true) => Err(EBUSY),
+            Some(_) if id == 0 => Err(Error::Invalid),
+            Some(true) => Err(Error::Busy),
             Some(up) => {
                 *up = true;
                 Ok(())
             }
-            None => Err(EINVAL),
+            None => Err(Error::Invalid),
         }
     }
-    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, i64> {
-        let up = *self.vcpus_up.get(id as usize).ok_or(EINVAL)?;
+    fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, Error> {
+        let up = *self.vcpus_up.get(id as usize).ok_or(Error::Invalid)?;
         let mut i = VcpuInfo::zeroed();
         i.state = u32::from(up);
         Ok(i)
@@ -162,29 +162,29 @@ impl Services for FakeSvc {
     fn phys_size(&self) -> u64 {
         self.mem.len() as u64
     }
-    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+    fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, Error> {
         let first = (gpa / 4096) as usize;
         let range = first..first + pages as usize;
         if self.present[range.clone()].iter().any(|p| !p) {
-            return Err(ENOENT);
+            return Err(Error::NoEntry);
         }
         self.present[range].iter_mut().for_each(|p| *p = false);
         Ok(pages)
     }
-    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, i64> {
+    fn mem_populate(&mut self, gpa: u64, pages: u64) -> Result<u64, Error> {
         let first = (gpa / 4096) as usize;
         let range = first..first + pages as usize;
         if self.present[range.clone()].iter().any(|p| *p) {
-            return Err(EEXIST);
+            return Err(Error::Exists);
         }
         self.present[range].iter_mut().for_each(|p| *p = true);
         Ok(pages)
     }
-    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, i64> {
+    fn evtchn(&mut self, op: EvtchnOp) -> Result<u64, Error> {
         self.evtchn_ops.push(op);
         evtchn::fake_op(&mut self.events, op)
     }
-    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, i64> {
+    fn send_wait(&mut self, send: u32, wait: u32, deadline: u64) -> Result<Option<u64>, Error> {
         self.evtchn_ops.push(EvtchnOp::SendWait {
             send,
             wait,
@@ -192,15 +192,15 @@ impl Services for FakeSvc {
         });
         evtchn::fake_send_wait(self, send, wait, deadline)
     }
-    fn grant(&mut self, op: GrantOp) -> Result<u64, i64> {
+    fn grant(&mut self, op: GrantOp) -> Result<u64, Error> {
         self.grant_ops.push(op);
         Ok(0)
     }
-    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
+    fn domctl(&mut self, req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
         self.domctl_reqs.push(std::format!("{req:?}"));
         domctl::fake(req)
     }
-    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, i64> {
+    fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         mgmt::fake(self, req)
     }
 }

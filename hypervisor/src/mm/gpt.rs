@@ -481,6 +481,22 @@ impl<F: EntryFormat> GuestPageTable<F> {
         None
     }
 
+    /// [`GuestPageTable::translate`] in the tables rooted at `root`, for a
+    /// reader that holds only the root (what the CPU's walker holds: the
+    /// fake vCPU of host tests walks it as the hardware would).
+    pub fn translate_root<M: TableMemory + ?Sized>(
+        root: u64,
+        gpa: u64,
+        mem: &M,
+    ) -> Option<(u64, Perms, PageSize)> {
+        let view = Self {
+            root,
+            tables: 0,
+            format: PhantomData,
+        };
+        view.translate(gpa, mem)
+    }
+
     /// Frees every table frame, the PML4 included, and returns how many.
     /// The mapped (data) frames are not touched: they belong to the domain.
     pub fn destroy<M: TableMemory + ?Sized>(self, mem: &mut M) -> usize {

@@ -1,11 +1,12 @@
 //! The system clock guests share.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-pub(crate) static TIME_MUL: AtomicU32 = AtomicU32::new(0);
-pub(crate) static TIME_SHIFT: AtomicU32 = AtomicU32::new(0);
-pub(crate) static TIME_TSC0: AtomicU64 = AtomicU64::new(0);
+use crate::platform::{P, Platform};
+
+static TIME_MUL: AtomicU32 = AtomicU32::new(0);
+static TIME_SHIFT: AtomicU32 = AtomicU32::new(0);
+static TIME_TSC0: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the hypervisor's clock: nanoseconds since `tsc0`, at `tsc_hz`.
 pub fn init_time(tsc0: u64, tsc_hz: u64) {
@@ -29,5 +30,5 @@ pub(crate) fn time_info() -> pvabi::TimeInfo {
 /// System time in nanoseconds since boot: the same clock guests read from
 /// their `TimeInfo`.
 pub fn now_ns() -> u64 {
-    time_info().ns_at(rdtsc())
+    time_info().ns_at(P::tsc())
 }

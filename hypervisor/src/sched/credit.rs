@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use super::{DomId, Error, MAX_CPUS, PERIOD_NS, RunQueue, VcpuId};
+use super::{Error, MAX_CPUS, PERIOD_NS, RunQueue, SchedDom, VcpuId};
 
 /// Where a vCPU is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +114,7 @@ impl Credit {
         self.steps
     }
 
-    pub(super) fn dom_index(&self, d: DomId) -> Result<usize, Error> {
+    pub(super) fn dom_index(&self, d: SchedDom) -> Result<usize, Error> {
         let i = d.index as usize;
         match self.doms.get(i) {
             Some(r) if r.live && r.generation == d.generation => Ok(i),
@@ -145,7 +145,7 @@ impl Credit {
     }
 
     /// A new domain with no vCPUs; `cap` at most 100 until it has more.
-    pub fn add_domain(&mut self, weight: u16, cap: u32) -> Result<DomId, Error> {
+    pub fn add_domain(&mut self, weight: u16, cap: u32) -> Result<SchedDom, Error> {
         Self::check_params(weight, cap, 0)?;
         let rec = |generation| DomRec {
             generation,
@@ -170,14 +170,14 @@ impl Credit {
             self.doms.push(rec(0));
             i
         };
-        Ok(DomId {
+        Ok(SchedDom {
             index,
             generation: self.doms[index as usize].generation,
         })
     }
 
     /// Changes weight and cap (cap at most 100 × the domain's vCPUs).
-    pub fn set_params(&mut self, d: DomId, weight: u16, cap: u32) -> Result<(), Error> {
+    pub fn set_params(&mut self, d: SchedDom, weight: u16, cap: u32) -> Result<(), Error> {
         let i = self.dom_index(d)?;
         let rec = &mut self.doms[i];
         Self::check_params(weight, cap, rec.vcpus)?;
@@ -191,13 +191,13 @@ impl Credit {
     }
 
     /// Weight and cap of a domain.
-    pub fn params(&self, d: DomId) -> Result<(u16, u32), Error> {
+    pub fn params(&self, d: SchedDom) -> Result<(u16, u32), Error> {
         let r = &self.doms[self.dom_index(d)?];
         Ok((r.weight, r.cap))
     }
 
     /// A new vCPU of `d`, not runnable until [`Self::wake`].
-    pub fn add_vcpu(&mut self, d: DomId) -> Result<VcpuId, Error> {
+    pub fn add_vcpu(&mut self, d: SchedDom) -> Result<VcpuId, Error> {
         let dom = self.dom_index(d)?;
         let vcpus = self.doms[dom].vcpus.checked_add(1).ok_or(Error::Full)?;
         let rec = |generation| VcpuRec {
@@ -255,7 +255,7 @@ impl Credit {
     }
 
     /// Removes a domain and all its vCPUs, unless one of them runs.
-    pub fn remove_domain(&mut self, d: DomId) -> Result<(), Error> {
+    pub fn remove_domain(&mut self, d: SchedDom) -> Result<(), Error> {
         let dom = self.dom_index(d)?;
         let mine = |r: &VcpuRec| r.live && r.dom as usize == dom;
         if self
@@ -282,9 +282,9 @@ impl Credit {
     }
 
     /// The domain a vCPU belongs to.
-    pub fn domain_of(&self, v: VcpuId) -> Result<DomId, Error> {
+    pub fn domain_of(&self, v: VcpuId) -> Result<SchedDom, Error> {
         let d = self.vcpus[self.vcpu_index(v)?].dom;
-        Ok(DomId {
+        Ok(SchedDom {
             index: d,
             generation: self.doms[d as usize].generation,
         })
@@ -296,7 +296,7 @@ impl Credit {
     }
 
     /// CPU time a domain's vCPUs have used (removed ones included).
-    pub fn domain_used_ns(&self, d: DomId) -> Result<u64, Error> {
+    pub fn domain_used_ns(&self, d: SchedDom) -> Result<u64, Error> {
         Ok(self.doms[self.dom_index(d)?].used_ns)
     }
 

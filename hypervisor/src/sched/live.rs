@@ -3,19 +3,25 @@
 //! vCPU ids back to [`VcpuEntry`]s; wake-ups with reschedule IPIs; pause,
 //! unpause and the end of a domain's vCPUs.
 //!
-//! Lock order (see `mod.rs`): the vCPU list, then a vCPU's state, then the
+//! Lock order (see `domain/table.rs`): the domain table, then a vCPU's state, then the
 //! scheduler lock [`SCHED`]. Nothing is taken under [`SCHED`], no IPI is
 //! sent under it, and no [`VcpuEntry`] is dropped under it (an entry may
 //! hold the last reference to its domain, whose drop frees memory and
 //! prints): slots are taken out under the lock and dropped after it.
 
-#[allow(unused_imports)]
-use crate::run::*;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sched::{Credit, DomId, VcpuId};
+use crate::sync::Mutex;
+
+use crate::domain::lifecycle::{DOMAINS, Domain, Run, VState, VcpuEntry};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
+use crate::sched::{Credit, SchedDom, VcpuId};
 
 /// The policy and, by [`VcpuId::slot`], the entry of each of its vCPUs.
-pub(crate) struct Sched {
+struct Sched {
     credit: Credit,
     slots: Vec<Option<Arc<VcpuEntry>>>,
 }
@@ -50,7 +56,7 @@ pub(crate) enum Pick {
 /// with its weight and cap; `None` (and nothing left behind) if the
 /// scheduler refuses them (the domctl decoder already checked the ABI's
 /// bounds, which are the scheduler's).
-pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(DomId, Vec<VcpuId>)> {
+pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(SchedDom, Vec<VcpuId>)> {
     let w = u16::try_from(weight).ok()?;
     with(|s| {
         let d = s.credit.add_domain(w, 0).ok()?;
@@ -83,16 +89,35 @@ pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
     });
 }
 
+/// Per CPU: set (before a reschedule IPI) when a vCPU was queued there
+/// that may be better than what runs; the CPU asks the scheduler at its
+/// next exit.
+static RESCHED: [AtomicBool; crate::sched::MAX_CPUS] =
+    [const { AtomicBool::new(false) }; crate::sched::MAX_CPUS];
+
+/// Whether `cpu` was asked to reschedule since it last looked (and clears it).
+pub(crate) fn take_resched(cpu: usize) -> bool {
+    RESCHED
+        .get(cpu)
+        .is_some_and(|r| r.load(Ordering::Relaxed) && r.swap(false, Ordering::AcqRel))
+}
+
+/// `cpu` is about to ask the scheduler anyway.
+pub(crate) fn clear_resched(cpu: usize) {
+    if let Some(r) = RESCHED.get(cpu) {
+        r.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Sends `cpu` a reschedule IPI (or, for this CPU, marks it: it asks the
-/// scheduler at its next exit). The shoot-down vector's handler only
-/// acknowledges, so it serves as the kick.
+/// scheduler at its next exit).
 fn kick(cpu: usize) {
-    let Some(c) = percpu::cpu(cpu) else {
+    let Some(r) = RESCHED.get(cpu) else {
         return;
     };
-    c.resched.store(true, Ordering::Release);
-    if cpu != percpu::cpu_index() {
-        lapic::send_fixed(c.apic_id.load(Ordering::Relaxed), VECTOR_SHOOTDOWN);
+    r.store(true, Ordering::Release);
+    if cpu != P::cpu_index() {
+        P::send_ipi(cpu);
     }
 }
 
@@ -110,6 +135,13 @@ pub(crate) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
 /// Whether the policy holds `v` as blocked (in no queue, not running).
 pub(crate) fn held_blocked(v: &VcpuEntry) -> bool {
     with(|s| matches!(s.credit.cpu_of(v.sid), Ok(None))).unwrap_or(false)
+}
+
+/// The CPU whose queue holds `v`, or that runs it; `None` when the policy
+/// holds it as blocked (or does not know it).
+#[cfg(test)]
+pub(crate) fn queued_on(v: &VcpuEntry) -> Option<usize> {
+    with(|s| s.credit.cpu_of(v.sid).ok().flatten()).flatten()
 }
 
 /// Queues `v` again (its state lock held by the caller): for a vCPU the
@@ -202,14 +234,9 @@ pub(crate) fn tick(cpu: usize, now: u64) -> bool {
     with(|s| s.credit.tick(cpu, now).unwrap_or(false)).unwrap_or(false)
 }
 
-/// The vCPUs of `d` in the list (taken and let go here).
+/// The vCPUs of `d` in the domain table (taken and let go here).
 fn vcpus_of(d: &Domain) -> Vec<Arc<VcpuEntry>> {
-    VCPUS
-        .lock()
-        .iter()
-        .filter(|v| core::ptr::eq(&*v.domain, d))
-        .cloned()
-        .collect()
+    DOMAINS.lock().vcpus(d.id).cloned().collect()
 }
 
 /// domctl pause: no vCPU of `d` is picked any more (one running now stops
@@ -235,7 +262,7 @@ pub(crate) fn unpause(d: &Domain) {
 }
 
 /// The domain ended: every vCPU of it that is not running now is marked
-/// dead and leaves the scheduler and the list; running ones follow when
+/// dead and leaves the scheduler and the domain table; running ones follow when
 /// their CPU notices (`retire`). Called by [`Domain::finish`], no lock held.
 pub(crate) fn reap(d: &Domain) {
     for v in vcpus_of(d) {
@@ -256,7 +283,7 @@ pub(crate) fn reap(d: &Domain) {
 }
 
 /// A dead vCPU (not running) leaves the scheduler, the timer list and the
-/// vCPU list; the last one of its domain takes the domain's record with
+/// domain table; the last one of its domain takes the domain's record with
 /// it. If a CPU picked it meanwhile (the scheduler says it runs), that CPU
 /// finds it dead and retires it again.
 pub(crate) fn retire(v: &Arc<VcpuEntry>) {
@@ -270,12 +297,13 @@ pub(crate) fn retire(v: &Arc<VcpuEntry>) {
     }
     drop(slot);
     crate::sched::timers::cancel(v);
-    let last = {
-        let mut list = VCPUS.lock();
-        list.retain(|e| !Arc::ptr_eq(e, v));
-        !list.iter().any(|e| Arc::ptr_eq(&e.domain, &v.domain))
-    };
-    if last {
+    // Dropped after the table's lock (the caller still holds `v`, so no
+    // domain is freed here).
+    let removed = DOMAINS.lock().remove_vcpu(v.domain.id, v.index);
+    if removed.is_some_and(|r| r.domain.is_some()) {
         with(|s| s.credit.remove_domain(v.domain.sdom));
     }
 }
+
+#[cfg(test)]
+mod tests;

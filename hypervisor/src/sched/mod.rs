@@ -1,4 +1,4 @@
-//! The credit scheduler (issue 7): weights, caps, per-CPU run queues, load
+//! The credit scheduler: weights, caps, per-CPU run queues, load
 //! balancing. Pure logic, host-tested; the caller supplies time and CPUs.
 //!
 //! # The policy
@@ -89,14 +89,11 @@
 mod account;
 mod block;
 mod check;
-#[cfg(target_os = "none")]
 pub mod clock;
 mod credit;
-#[cfg(target_os = "none")]
 pub mod live;
 mod run;
 mod runq;
-pub mod tscfreq;
 
 #[cfg(test)]
 mod tests_prop;
@@ -104,7 +101,6 @@ mod tests_prop;
 mod tests_sim;
 #[cfg(test)]
 mod tests_switch;
-#[cfg(target_os = "none")]
 pub mod timers;
 
 use core::fmt;
@@ -128,16 +124,18 @@ pub const DEFAULT_WEIGHT: u16 = 256;
 /// Most CPUs one scheduler serves.
 pub const MAX_CPUS: usize = 256;
 
-/// A domain as the scheduler knows it (not the ABI domain id). Ids of
-/// removed domains never become valid again.
+/// The policy's handle on a domain (a generational slot), not a domain id:
+/// domains are named by [`crate::domain::ids::DomainId`] everywhere else,
+/// and `Domain::sdom` keeps this handle. Handles of removed domains never
+/// become valid again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct DomId {
+pub struct SchedDom {
     index: u32,
     generation: u32,
 }
 
 /// A vCPU as the scheduler knows it; stale ids are rejected like
-/// [`DomId`]s.
+/// [`SchedDom`]s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VcpuId {
     index: u32,

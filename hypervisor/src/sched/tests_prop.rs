@@ -173,7 +173,7 @@ fn random_op_sequences_keep_the_invariants() {
     crate::testing::check(40, 3000 * 8, |r| {
         let cpus = 1 + r.below(4) as usize;
         let mut s = Credit::new(cpus);
-        let mut doms: Vec<DomId> = Vec::new();
+        let mut doms: Vec<SchedDom> = Vec::new();
         let mut vcpus: Vec<VcpuId> = Vec::new();
         let mut removed: Vec<VcpuId> = Vec::new();
         let mut now = 0u64;

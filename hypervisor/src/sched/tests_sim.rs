@@ -55,12 +55,12 @@ impl Sim {
         }
     }
 
-    fn dom(&mut self, weight: u16, cap: u32) -> DomId {
+    fn dom(&mut self, weight: u16, cap: u32) -> SchedDom {
         self.s.add_domain(weight, cap).unwrap()
     }
 
     /// Adds a vCPU running `load` and wakes it now.
-    fn vcpu(&mut self, d: DomId, load: Load) -> usize {
+    fn vcpu(&mut self, d: SchedDom, load: Load) -> usize {
         let id = self.s.add_vcpu(d).unwrap();
         let burst_left = match load {
             Load::Hog => 0,
@@ -174,7 +174,7 @@ impl Sim {
         }
     }
 
-    fn used(&self, d: DomId) -> u64 {
+    fn used(&self, d: SchedDom) -> u64 {
         self.s.domain_used_ns(d).unwrap()
     }
 }
@@ -276,7 +276,7 @@ fn cap_150_on_two_vcpus_beside_a_hog() {
 
 fn equal_hogs(cpus: usize, n: usize) -> Vec<f64> {
     let mut sim = Sim::new(cpus);
-    let doms: Vec<DomId> = (0..n).map(|_| sim.dom(DEFAULT_WEIGHT, 0)).collect();
+    let doms: Vec<SchedDom> = (0..n).map(|_| sim.dom(DEFAULT_WEIGHT, 0)).collect();
     for &d in &doms {
         sim.vcpu(d, Load::Hog);
     }

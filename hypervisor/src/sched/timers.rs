@@ -8,10 +8,16 @@
 //! Lock: [`TIMERS`] is a leaf. Firing takes the entry out under it and
 //! then, without it, the vCPU's state lock and the scheduler lock.
 
-#[allow(unused_imports)]
-use crate::run::*;
-
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sync::Mutex;
+use pvabi::EVENT_TIMER;
+
+use crate::domain::lifecycle::{Run, VcpuEntry};
+use crate::evtchn::live as events;
+use crate::sched::live as policy;
 
 /// Deadline and the entry's address (a unique key while it lives).
 type Key = (u64, usize);
@@ -128,3 +134,6 @@ fn fire(v: &Arc<VcpuEntry>, now: u64) {
     }
     arm(v, next);
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,20 +1,27 @@
 //! The one place that picks the vendor: at boot from CPUID ([`init_virt`]),
 //! then once per vCPU ([`new_vcpu`]) and once per domain ([`Gpt::new`],
 //! [`hypercall_insn`]). Nothing outside `virt/` matches on [`Backend`].
+//! In host builds every vCPU is a scripted one from `fake.rs`, over nested
+//! page tables of the vendor the test names.
 
 use alloc::boxed::Box;
+#[cfg(target_os = "none")]
 use core::sync::atomic::Ordering;
 
+#[cfg(target_os = "none")]
 use super::svm::SvmVcpu;
+#[cfg(target_os = "none")]
 use super::vmx::VmxVcpu;
 use super::{Backend, VcpuBackend};
-use crate::arch::guestmem::FrameTables;
-use crate::domain::builder::BootState;
-use crate::mm::gpt::{Ept, GptError, GuestPageTable, Npt, Perms};
 
+use crate::mm::gpt::{Ept, GptError, GuestPageTable, Npt, Perms, TableMemory};
+use crate::virt::boot::BootState;
+
+#[cfg(target_os = "none")]
 static BACKEND: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
 /// The backend this machine runs guests with, if any.
+#[cfg(target_os = "none")]
 pub fn backend() -> Option<Backend> {
     match BACKEND.load(Ordering::Acquire) {
         1 => Some(Backend::Svm),
@@ -25,6 +32,7 @@ pub fn backend() -> Option<Backend> {
 
 /// Picks the backend from what the CPU offers and sets up what all CPUs
 /// share (boot CPU, once). Returns why not, when guests cannot run.
+#[cfg(target_os = "none")]
 pub fn init_virt(features: &crate::arch::cpu::VirtFeatures) -> Result<Backend, &'static str> {
     use crate::arch::cpu::VirtFeatures;
     let b = match *features {
@@ -64,6 +72,7 @@ pub fn init_virt(features: &crate::arch::cpu::VirtFeatures) -> Result<Backend, &
 }
 
 /// Turns the backend on for this CPU (every CPU, before it runs guests).
+#[cfg(target_os = "none")]
 pub fn init_virt_this_cpu() -> Result<(), &'static str> {
     match backend() {
         Some(Backend::Svm) => crate::virt::svm::init_this_cpu(crate::arch::percpu::cpu_index())
@@ -79,6 +88,7 @@ pub fn init_virt_this_cpu() -> Result<(), &'static str> {
 
 /// A new vCPU of `backend` starting per `boot`, with nested page tables
 /// rooted at `root`; `None` when out of memory.
+#[cfg(target_os = "none")]
 pub fn new_vcpu(
     backend: Backend,
     boot: &BootState,
@@ -89,6 +99,20 @@ pub fn new_vcpu(
         Backend::Svm => Box::new(SvmVcpu::new(boot, root, domain_id)?),
         Backend::Vmx => Box::new(VmxVcpu::new(boot, root, domain_id as u16)?),
     })
+}
+
+/// A new scripted vCPU (host tests): the program `fake.rs` holds for
+/// domain `domain_id`, over its nested page tables at `root`.
+#[cfg(not(target_os = "none"))]
+pub fn new_vcpu(
+    backend: Backend,
+    boot: &BootState,
+    root: u64,
+    domain_id: u32,
+) -> Option<Box<dyn VcpuBackend>> {
+    Some(Box::new(super::fake::FakeVcpu::new(
+        backend, boot, root, domain_id,
+    )?))
 }
 
 /// The hypercall instruction guests of `backend` use (their start info
@@ -108,7 +132,7 @@ pub enum Gpt {
 
 impl Gpt {
     /// Empty tables in the format `backend` walks.
-    pub fn new(backend: Backend, t: &mut FrameTables) -> Result<Self, GptError> {
+    pub fn new(backend: Backend, t: &mut impl TableMemory) -> Result<Self, GptError> {
         Ok(match backend {
             Backend::Svm => Self::Npt(GuestPageTable::<Npt>::new(t)?),
             Backend::Vmx => Self::Ept(GuestPageTable::<Ept>::new(t)?),
@@ -119,7 +143,7 @@ impl Gpt {
         gpa: u64,
         hpa: u64,
         len: u64,
-        t: &mut FrameTables,
+        t: &mut impl TableMemory,
     ) -> Result<(), GptError> {
         match self {
             Self::Ept(g) => g.map(gpa, hpa, len, Perms::ALL, t),
@@ -132,14 +156,14 @@ impl Gpt {
         gpa: u64,
         hpa: u64,
         perms: Perms,
-        t: &mut FrameTables,
+        t: &mut impl TableMemory,
     ) -> Result<(), GptError> {
         match self {
             Self::Ept(g) => g.map(gpa, hpa, 4096, perms, t),
             Self::Npt(g) => g.map(gpa, hpa, 4096, perms, t),
         }
     }
-    pub fn unmap(&mut self, gpa: u64, len: u64, t: &mut FrameTables) -> Result<u64, GptError> {
+    pub fn unmap(&mut self, gpa: u64, len: u64, t: &mut impl TableMemory) -> Result<u64, GptError> {
         match self {
             Self::Ept(g) => g.unmap(gpa, len, t),
             Self::Npt(g) => g.unmap(gpa, len, t),
@@ -151,7 +175,7 @@ impl Gpt {
             Self::Npt(g) => g.root(),
         }
     }
-    pub fn destroy(self, t: &mut FrameTables) -> usize {
+    pub fn destroy(self, t: &mut impl TableMemory) -> usize {
         match self {
             Self::Ept(g) => g.destroy(t),
             Self::Npt(g) => g.destroy(t),

@@ -12,7 +12,7 @@ use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{self, rdmsr, wrmsr};
 use crate::arch::frames;
 use crate::arch::physmem;
-use crate::domain::builder::BootState;
+use crate::virt::boot::BootState;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;

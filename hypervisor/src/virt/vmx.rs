@@ -15,7 +15,7 @@ use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{rdmsr, wrmsr};
 use crate::arch::frames;
 use crate::arch::physmem;
-use crate::domain::builder::BootState;
+use crate::virt::boot::BootState;
 
 use super::vmx_fields::*;
 

@@ -17,7 +17,13 @@ pub fn command(args: &[&str]) -> Command {
 
 /// Runs `cargo <args>`, failing if it fails.
 pub fn run(args: &[&str]) -> Result<()> {
+    run_env(args, &[])
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let status = command(args)
+        .envs(env.iter().copied())
         .status()
         .map_err(|e| Error::new(format!("starting cargo {}: {e}", args.join(" "))))?;
     if !status.success() {

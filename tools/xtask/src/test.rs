@@ -16,12 +16,14 @@ const FUZZ_SECONDS: &str = "5";
 struct Step {
     name: &'static str,
     args: Vec<String>,
+    env: &'static [(&'static str, &'static str)],
 }
 
 fn step(name: &'static str, args: &[&str]) -> Step {
     Step {
         name,
         args: args.iter().map(|s| s.to_string()).collect(),
+        env: &[],
     }
 }
 
@@ -112,6 +114,21 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             paths::DOM0_PACKAGE,
         ],
     ));
+    // The block / notify / deschedule / wake protocol over every
+    // interleaving of its real critical sections (the unit tests above ran
+    // those with at most 3 preemptions): hypervisor/src/sched/live/tests.rs.
+    let mut interleavings = step(
+        "interleavings (exhaustive)",
+        &[
+            "test",
+            "-p",
+            paths::KERNEL_PACKAGE,
+            "--lib",
+            "sched::live::tests",
+        ],
+    );
+    interleavings.env = &[("KESTREL_PREEMPTIONS", "all")];
+    steps.push(interleavings);
     if !no_fuzz {
         // A short bounded pass over every fuzz target (seeds, past crashes
         // and what the corpus in target/fuzz/ already holds); run them long
@@ -139,10 +156,16 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             results.push((s.name, Verdict::Skipped, 0.0));
             continue;
         }
-        println!("\n==> {}: cargo {}", s.name, s.args.join(" "));
+        let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        println!(
+            "\n==> {}: {}cargo {}",
+            s.name,
+            env.concat(),
+            s.args.join(" ")
+        );
         let t = Instant::now();
         let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
-        let verdict = match cargo::run(&args) {
+        let verdict = match cargo::run_env(&args, s.env) {
             Ok(()) => Verdict::Ok,
             Err(e) => {
                 eprintln!("xtask: {e}");

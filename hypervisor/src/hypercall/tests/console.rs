@@ -1,4 +1,4 @@
-//! Host tests of console input (ABI 1.3): `HC_DOMCTL_CONSOLE_WRITE` (46)
+//! Host tests of console input: `HC_DOMCTL_CONSOLE_WRITE` (46)
 //! from the control domain, and `HC_CONSOLE_READ` in unprivileged domains
 //! with and without a control domain.
 use super::mgmt::run;

@@ -1,6 +1,7 @@
 //! Host tests of the domctl hypercalls: privilege, argument validation
 //! against hostile values, and OUT structures written only where they may be.
 use super::*;
+use crate::domain::ids::DomainId;
 use pvabi::{
     DOMCTL_READ_MAX, DomainCreate, E2BIG, ENOENT, HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY,
     HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO,
@@ -10,12 +11,12 @@ use pvabi::{
 /// The fake system: domains 2 and 5 exist; module 1 holds `MODULE`.
 const MODULE: &[u8] = b"name = \"web\"\nmemory = 16\n";
 
-pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
-    let exists = |id| {
-        if id == 2 || id == 5 {
+pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
+    let exists = |id: DomainId| {
+        if id == DomainId(2) || id == DomainId(5) {
             Ok(())
         } else {
-            Err(ENOENT)
+            Err(Error::NoEntry)
         }
     };
     Ok(match req {
@@ -27,7 +28,7 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
         DomctlReq::Info(id) => {
             exists(id)?;
             DomctlReply::Info(pvabi::DomainInfo {
-                id,
+                id: id.0,
                 ..Default::default()
             })
         }
@@ -46,10 +47,10 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, i64> {
             _pad: 0,
             args: [0; 256],
         }),
-        DomctlReq::ModuleInfo(_) => return Err(ENOENT),
+        DomctlReq::ModuleInfo(_) => return Err(Error::NoEntry),
         DomctlReq::ModuleRead { index, offset, buf } => {
             if index != 1 {
-                return Err(ENOENT);
+                return Err(Error::NoEntry);
             }
             let from = MODULE
                 .get(offset.min(MODULE.len() as u64) as usize..)

@@ -1,4 +1,4 @@
-//! Host tests of the event-channel hypercalls (ABI 1.1): argument
+//! Host tests of the event-channel hypercalls: argument
 //! decoding and validation in the exit handler, and the ops end to end
 //! against a real port table (a loopback channel of one domain).
 
@@ -13,16 +13,16 @@ use pvabi::{
 
 /// The fake's services: domain 1 only (loopback channels); any other
 /// domain does not exist. Upcalls are not modelled (the scheduler's job).
-pub(super) fn fake_op(t: &mut EventTable, op: EvtchnOp) -> Result<u64, i64> {
+pub(super) fn fake_op(t: &mut EventTable, op: EvtchnOp) -> Result<u64, Error> {
     let me = t.domain();
     let ok = |p: u32| u64::from(p);
     match op {
-        EvtchnOp::AllocUnbound { remote } => t.alloc_unbound(remote).map(ok).map_err(i64::from),
+        EvtchnOp::AllocUnbound { remote } => t.alloc_unbound(remote).map(ok),
         EvtchnOp::BindInterdomain { remote, port } if remote == me => {
-            t.bind_interdomain(None, port).map(ok).map_err(i64::from)
+            t.bind_interdomain(None, port).map(ok)
         }
-        EvtchnOp::BindInterdomain { .. } => Err(ENOENT),
-        EvtchnOp::Send(port) => match t.send(port).map_err(i64::from)? {
+        EvtchnOp::BindInterdomain { .. } => Err(Error::NoEntry),
+        EvtchnOp::Send(port) => match t.send(port)? {
             Route::Local(p) => {
                 let _ = t.raise(p);
                 Ok(0)
@@ -30,28 +30,25 @@ pub(super) fn fake_op(t: &mut EventTable, op: EvtchnOp) -> Result<u64, i64> {
             Route::Remote { .. } => Ok(0),
         },
         EvtchnOp::Close(port) => {
-            if let Closed::Peer { domain, port, from } = t.close(port).map_err(i64::from)?
+            if let Closed::Peer { domain, port, from } = t.close(port)?
                 && domain == me
             {
                 let _ = t.peer_closed(port, me, from);
             }
             Ok(0)
         }
-        EvtchnOp::Mask(port) => t.mask(port).map(|()| 0).map_err(i64::from),
-        EvtchnOp::Unmask(port) => t.unmask(port).map(|_| 0).map_err(i64::from),
+        EvtchnOp::Mask(port) => t.mask(port).map(|()| 0),
+        EvtchnOp::Unmask(port) => t.unmask(port).map(|_| 0),
         EvtchnOp::Poll => Ok(t.take_next_pending().map_or(0, ok)),
-        EvtchnOp::BindVirq { virq, vcpu } => t.bind_virq(virq, vcpu).map(ok).map_err(i64::from),
-        EvtchnOp::BindIpi { vcpu } => t.bind_ipi(vcpu).map(ok).map_err(i64::from),
+        EvtchnOp::BindVirq { virq, vcpu } => t.bind_virq(virq, vcpu).map(ok),
+        EvtchnOp::BindIpi { vcpu } => t.bind_ipi(vcpu).map(ok),
         // The fake answers with the ABI state instead of writing memory.
-        EvtchnOp::Status { port, .. } => t
-            .status(port)
-            .map(|s| u64::from(s.to_abi().state))
-            .map_err(i64::from),
-        EvtchnOp::BindVcpu { port, vcpu } => t.bind_vcpu(port, vcpu).map(|()| 0).map_err(i64::from),
+        EvtchnOp::Status { port, .. } => t.status(port).map(|s| u64::from(s.to_abi().state)),
+        EvtchnOp::BindVcpu { port, vcpu } => t.bind_vcpu(port, vcpu).map(|()| 0),
         // Registration needs the domain's pages: the scheduler's job.
         EvtchnOp::InitControl { .. } => Ok(0),
         // Decoded apart: `fake_send_wait`.
-        EvtchnOp::SendWait { .. } => Err(EINVAL),
+        EvtchnOp::SendWait { .. } => Err(Error::Invalid),
     }
 }
 
@@ -66,8 +63,8 @@ pub(super) fn fake_send_wait(
     send: u32,
     wait: u32,
     deadline: u64,
-) -> Result<Option<u64>, i64> {
-    f.events.check_wait(wait).map_err(i64::from)?;
+) -> Result<Option<u64>, Error> {
+    f.events.check_wait(wait)?;
     if send != 0 {
         fake_op(&mut f.events, EvtchnOp::Send(send))?;
     }

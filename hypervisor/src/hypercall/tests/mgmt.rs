@@ -2,6 +2,7 @@
 //! first, lengths, buffers wholly inside guest memory before any byte
 //! moves, and OUT bytes written only where they may be.
 use super::*;
+use crate::domain::ids::DomainId;
 use pvabi::{
     E2BIG, ENOENT, HC_DOMCTL_CONSOLE_READ, HC_HOST_CONSOLE_WRITE, HC_MGMT_READ, HC_MGMT_WRITE,
     MGMT_IO_MAX,
@@ -12,7 +13,7 @@ use pvabi::{
 const INPUT: &[u8] = b"{\"id\":1}\n";
 const RING: &[u8] = b"tick 1\n";
 
-pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
+pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, Error> {
     let copy = |src: &[u8], buf: &mut [u8]| {
         let n = src.len().min(buf.len());
         buf[..n].copy_from_slice(&src[..n]);
@@ -24,19 +25,27 @@ pub(super) fn fake(svc: &mut FakeSvc, req: MgmtReq<'_>) -> Result<u64, i64> {
             Ok(b.len() as u64)
         }
         MgmtReq::Read(buf) => Ok(copy(INPUT, buf)),
-        MgmtReq::ConsoleRead { id: 3, buf } => Ok(copy(RING, buf)),
-        MgmtReq::ConsoleRead { .. } => Err(ENOENT),
+        MgmtReq::ConsoleRead {
+            id: DomainId(3),
+            buf,
+        } => Ok(copy(RING, buf)),
+        MgmtReq::ConsoleRead { .. } => Err(Error::NoEntry),
         // As the scheduler does: the caller (domain 1) is refused, only
         // domain 3 exists; the virq is raised when a byte was queued.
-        MgmtReq::ConsoleWrite { id: 1, .. } => Err(EINVAL),
-        MgmtReq::ConsoleWrite { id: 3, bytes } => {
+        MgmtReq::ConsoleWrite {
+            id: DomainId(1), ..
+        } => Err(Error::Invalid),
+        MgmtReq::ConsoleWrite {
+            id: DomainId(3),
+            bytes,
+        } => {
             let n = svc.input3.push(bytes);
             if n > 0 {
                 svc.virq_console3 += 1;
             }
             Ok(n as u64)
         }
-        MgmtReq::ConsoleWrite { .. } => Err(ENOENT),
+        MgmtReq::ConsoleWrite { .. } => Err(Error::NoEntry),
     }
 }
 

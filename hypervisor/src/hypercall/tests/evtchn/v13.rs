@@ -1,4 +1,5 @@
-//! Host tests of the ABI 1.3 event-channel hypercalls (numbers 25-29):
+//! Host tests of the virq, ipi, status, bind-vcpu and control-area
+//! event-channel hypercalls (numbers 25-29):
 //! decoding with hostile register values, and virq/ipi/status/bind-vcpu
 //! through the handler against a real table.
 
@@ -13,6 +14,7 @@ use pvabi::{
 
 fn dec(nr: u64, a0: u64, a1: u64) -> Option<Result<EvtchnOp, i64>> {
     EvtchnOp::decode(nr, [a0, a1, u64::MAX, u64::MAX, u64::MAX, u64::MAX])
+        .map(|r| r.map_err(pvabi::Error::code))
 }
 
 #[test]
@@ -78,8 +80,10 @@ fn hostile_1_3_arguments_are_einval() {
 #[test]
 fn virq_ipi_status_and_bind_vcpu_through_the_handler() {
     let mut t = EventTable::new(DomainId(1), 2);
-    let mut run =
-        |nr, a: u64, b: u64| fake_op(&mut t, EvtchnOp::decode(nr, [a, b, 0, 0, 0, 0]).unwrap()?);
+    let mut run = |nr, a: u64, b: u64| {
+        fake_op(&mut t, EvtchnOp::decode(nr, [a, b, 0, 0, 0, 0]).unwrap()?)
+            .map_err(pvabi::Error::code)
+    };
     let v = run(HC_EVTCHN_BIND_VIRQ, u64::from(VIRQ_TIMER), 1).unwrap();
     assert_eq!(
         run(HC_EVTCHN_BIND_VIRQ, u64::from(VIRQ_TIMER), 1),

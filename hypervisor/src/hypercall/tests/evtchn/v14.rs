@@ -32,7 +32,7 @@ fn decoding() {
     for (s, w) in [(1 << 32, 4), (3, 1 << 32), (u64::MAX, u64::MAX), (3, 0)] {
         assert_eq!(
             EvtchnOp::decode(HC_EVTCHN_SEND_WAIT, a(s, w, 0)),
-            Some(Err(EINVAL)),
+            Some(Err(Error::Invalid)),
             "send {s:#x} wait {w:#x}"
         );
     }

@@ -1,14 +1,21 @@
 //! A domain's memory: 2 MiB chunks of host frames, zeroed when taken, and
 //! the frames behind its nested page tables. Guest-physical address `g`
-//! lives at `chunks[g / 2 MiB] + g % 2 MiB`.
+//! lives at `chunks[g / 2 MiB] + g % 2 MiB`. Frames come from, and bytes
+//! reach them through, the platform (`platform/`): the identity map on bare
+//! metal, a simulated physical memory in host tests.
 
 use alloc::vec::Vec;
 
-use super::physmem;
-use crate::arch::frames;
 use crate::domain::{GuestMemory, OutOfBounds, check_range};
 use crate::hypercall::GuestRead;
 use crate::mm::gpt::TableMemory;
+use crate::platform::{P, Platform};
+use pvabi::Error;
+
+/// Gives back `count` frames from `base`.
+fn free(base: u64, count: u64) {
+    P::free_frames(base, count);
+}
 
 /// Size of one chunk.
 pub const CHUNK: u64 = 2 << 20;
@@ -46,10 +53,9 @@ impl DomainMemory {
         mem.frames.try_reserve_exact(pages).ok()?;
         mem.chunks.try_reserve_exact(chunks).ok()?;
         for _ in 0..size / CHUNK {
-            let c = frames::alloc_aligned(CHUNK / PAGE, CHUNK)?;
-            // SAFETY: freshly allocated, identity-mapped frames we own; zeroed
-            // so nothing of a previous owner leaks into this domain.
-            unsafe { core::ptr::write_bytes(c as *mut u8, 0, CHUNK as usize) };
+            let c = P::alloc_aligned(CHUNK / PAGE, CHUNK)?;
+            // Zeroed so nothing of a previous owner leaks into this domain.
+            P::fill_phys(c, CHUNK, 0);
             mem.chunks.push(c);
             mem.frames.extend((0..CHUNK / PAGE).map(|i| c + i * PAGE));
         }
@@ -94,23 +100,23 @@ impl DomainMemory {
     /// Takes pages out of the domain: returns their host frames (the caller
     /// unmaps them, shoots down TLBs, then frees them). `Err(ENOENT)` if any
     /// is already absent; nothing changes then.
-    pub fn release(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, i64> {
-        let r = self.page_range(gpa, pages).ok_or(pvabi::EFAULT)?;
-        let slots = self.frames.get_mut(r).ok_or(pvabi::EFAULT)?;
+    pub fn release(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, Error> {
+        let r = self.page_range(gpa, pages).ok_or(Error::Fault)?;
+        let slots = self.frames.get_mut(r).ok_or(Error::Fault)?;
         if slots.contains(&0) {
-            return Err(pvabi::ENOENT);
+            return Err(Error::NoEntry);
         }
         Ok(slots.iter_mut().map(core::mem::take).collect())
     }
 
     /// Puts back a frame that `release` took (undoing a failed release).
-    pub fn restore(&mut self, gpa: u64, frame: u64) -> Result<(), i64> {
+    pub fn restore(&mut self, gpa: u64, frame: u64) -> Result<(), Error> {
         let slot = self
             .frames
             .get_mut((gpa / PAGE) as usize)
-            .ok_or(pvabi::EFAULT)?;
+            .ok_or(Error::Fault)?;
         if *slot != 0 {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
         *slot = frame;
         Ok(())
@@ -118,42 +124,41 @@ impl DomainMemory {
 
     /// Gives the domain fresh zeroed pages at `gpa`: returns their host
     /// frames for mapping. All or nothing.
-    pub fn populate(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, i64> {
-        let r = self.page_range(gpa, pages).ok_or(pvabi::EFAULT)?;
+    pub fn populate(&mut self, gpa: u64, pages: u64) -> Result<Vec<u64>, Error> {
+        let r = self.page_range(gpa, pages).ok_or(Error::Fault)?;
         if self
             .frames
             .get(r.clone())
-            .ok_or(pvabi::EFAULT)?
+            .ok_or(Error::Fault)?
             .iter()
             .any(|&f| f != 0)
         {
-            return Err(pvabi::EEXIST);
+            return Err(Error::Exists);
         }
         if self.present_pages() + pages > self.max_pages {
-            return Err(pvabi::ENOMEM);
+            return Err(Error::NoMem);
         }
         let mut got = Vec::new();
-        got.try_reserve_exact(usize::try_from(pages).map_err(|_| pvabi::ENOMEM)?)
-            .map_err(|_| pvabi::ENOMEM)?;
+        got.try_reserve_exact(usize::try_from(pages).map_err(|_| Error::NoMem)?)
+            .map_err(|_| Error::NoMem)?;
         for _ in 0..pages {
-            match frames::alloc_frame_anywhere() {
+            match P::alloc_frame_anywhere() {
                 Some(f) => {
-                    // SAFETY: a fresh identity-mapped frame we own.
-                    unsafe { physmem::zero_frame(f) };
+                    P::fill_phys(f, PAGE, 0);
                     got.push(f);
                 }
                 None => {
                     for &f in &got {
-                        frames::free_frames(f, 1);
+                        free(f, 1);
                     }
-                    return Err(pvabi::ENOMEM);
+                    return Err(Error::NoMem);
                 }
             }
         }
         for (slot, &f) in self
             .frames
             .get_mut(r)
-            .ok_or(pvabi::EFAULT)?
+            .ok_or(Error::Fault)?
             .iter_mut()
             .zip(&got)
         {
@@ -204,7 +209,7 @@ impl DomainMemory {
     pub fn free_all(&mut self) {
         for f in self.frames.drain(..) {
             if f != 0 {
-                frames::free_frames(f, 1);
+                free(f, 1);
             }
         }
         self.chunks.clear();
@@ -223,35 +228,30 @@ impl GuestMemory for DomainMemory {
     }
 
     fn write(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), OutOfBounds> {
+        // `host..host+n` lies in one of this domain's present frames
+        // (checked by `pieces`), owned by it.
         self.pieces(gpa, bytes.len() as u64, |host, off, n| {
-            // SAFETY: `host..host+n` lies in one of this domain's present
-            // frames (checked by `pieces`), identity-mapped and owned by it.
-            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr().add(off), host as *mut u8, n) }
+            P::write_phys(host, &bytes[off..off + n]);
         })
     }
 
     fn fill(&mut self, gpa: u64, len: u64, byte: u8) -> Result<(), OutOfBounds> {
-        self.pieces(gpa, len, |host, _, n| {
-            // SAFETY: as in `write`.
-            unsafe { core::ptr::write_bytes(host as *mut u8, byte, n) }
-        })
+        self.pieces(gpa, len, |host, _, n| P::fill_phys(host, n as u64, byte))
     }
 }
 
 impl GuestRead for DomainMemory {
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
-        let dst = buf.as_mut_ptr();
+        // The source is this domain's memory (checked by `pieces`). Another
+        // vCPU of the domain may write it meanwhile: bytes are copied, never
+        // interpreted in place.
         self.pieces(gpa, buf.len() as u64, |host, off, n| {
-            // SAFETY: the source is this domain's memory (checked); the
-            // destination is `buf`, `off + n <= buf.len()`. Another vCPU of
-            // the domain may write the source meanwhile: bytes are copied,
-            // never interpreted in place.
-            unsafe { core::ptr::copy_nonoverlapping(host as *const u8, dst.add(off), n) }
+            P::read_phys(host, &mut buf[off..off + n]);
         })
     }
 }
 
-/// Page-table frames for nested paging, from the hypervisor's allocator.
+/// Page-table frames for nested paging, from the platform's allocator.
 #[derive(Default)]
 pub struct FrameTables {
     /// Table frames currently held.
@@ -260,26 +260,28 @@ pub struct FrameTables {
 
 impl TableMemory for FrameTables {
     fn alloc_table(&mut self) -> Option<u64> {
-        let f = frames::alloc_frame()?;
-        // SAFETY: a fresh identity-mapped frame we own.
-        unsafe { physmem::zero_frame(f) };
+        let f = P::alloc_frame()?;
+        P::fill_phys(f, PAGE, 0);
         self.frames += 1;
         Some(f)
     }
 
+    // `table` came from `alloc_table` (owned) and `index < 512` by the
+    // trait's contract. The entries are read and written as whole words,
+    // as the CPU's page walker reads them.
     fn read_entry(&self, table: u64, index: usize) -> u64 {
-        // SAFETY: `table` came from `alloc_table` (owned, mapped) and
-        // `index < 512` by the trait's contract.
-        unsafe { core::ptr::read_volatile((table as *const u64).add(index.min(511))) }
+        P::phys_word(table + index.min(511) as u64 * 8)
+            .map_or(0, |w| w.load(core::sync::atomic::Ordering::Relaxed))
     }
 
     fn write_entry(&mut self, table: u64, index: usize, value: u64) {
-        // SAFETY: as in `read_entry`.
-        unsafe { core::ptr::write_volatile((table as *mut u64).add(index.min(511)), value) }
+        if let Some(w) = P::phys_word(table + index.min(511) as u64 * 8) {
+            w.store(value, core::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn free_table(&mut self, table: u64) {
-        frames::free_frames(table, 1);
+        free(table, 1);
         self.frames = self.frames.saturating_sub(1);
     }
 }

@@ -1,10 +1,11 @@
 //! A registered event-channel control area ([`pvabi::EvtchnControl`]) as
-//! atomic words in the domain's own frames: the `unsafe` half of
-//! [`crate::evtchn::SharedBits`].
+//! atomic words in the domain's own frames, reached through the platform
+//! ([`Platform::phys_word`]): the memory half of [`crate::evtchn::SharedBits`].
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::evtchn::{AREA_WORDS, SharedWords};
+use crate::platform::{P, Platform};
 
 /// Pages of an area.
 pub const AREA_PAGES: usize = pvabi::EVTCHN_CONTROL_PAGES as usize;
@@ -45,13 +46,10 @@ impl GuestArea {
         if frame == 0 {
             return None;
         }
-        let addr = frame + (word % 512) as u64 * 8;
-        // SAFETY: `addr` is an 8-byte-aligned word inside a frame of the
-        // domain that stays allocated and identity-mapped while this area
-        // exists (type invariant). The guest accesses the same word
-        // concurrently, so it is only ever used through atomic operations;
-        // any bit pattern is a valid u64.
-        Some(unsafe { AtomicU64::from_ptr(addr as *mut u64) })
+        // An 8-byte-aligned word inside a frame of the domain that stays
+        // allocated while this area exists (type invariant); the guest
+        // accesses it concurrently, so only atomically.
+        P::phys_word(frame + (word % 512) as u64 * 8)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The TSC and local-APIC-timer frequencies as CPUID states them, so that
 //! boot need not measure them against the 8254 PIT (a 10 ms busy wait).
-//! Pure decoding of CPUID values, host-tested; `arch::start` reads the
-//! leaves and cross-checks the answer against a short PIT window.
+//! Pure decoding of CPUID values, host-tested; it sits with the boot-time
+//! parsers, below `arch/`, whose `pit::calibrate` reads the leaves and
+//! cross-checks the answer against a short PIT window.
 //!
 //! Sources, best first:
 //! 1. **Hypervisor leaf 0x4000_0010** (nested under KVM/QEMU with

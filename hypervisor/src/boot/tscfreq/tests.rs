@@ -1,3 +1,4 @@
+//! Host tests of the CPUID clock-rate decoding.
 #![allow(clippy::unwrap_used)]
 
 use super::*;

@@ -1,0 +1,240 @@
+//! The run loop on the host: CPUs as threads, scripted guests
+//! (`virt/fake.rs`), the real scheduler, event channels and timers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::boxed::Box;
+use std::format;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::vec::Vec;
+
+use pvabi::{
+    EVENT_CHANNEL, HC_CONSOLE_WRITE, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN,
+    HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_SCHED_BLOCK, HC_SHUTDOWN, HC_YIELD, SHUTDOWN_POWEROFF,
+};
+
+use crate::platform::{P, Platform};
+use crate::testing::rt::{Machine, domain};
+use crate::virt::VmExit;
+use crate::virt::fake::{Guest, Program};
+
+/// A guest buffer well away from the image, stack and tables (the fake
+/// vCPU runs no code, so only the builder's pages matter).
+const BUF: u64 = 0x30_0000;
+
+fn shutdown(g: &mut Guest<'_>, code: u64) -> VmExit {
+    g.hypercall(HC_SHUTDOWN, &[SHUTDOWN_POWEROFF, code])
+}
+
+#[test]
+fn a_guest_prints_and_exits_and_everything_comes_back() {
+    let m = Machine::start(2);
+    let id = m.create("hello", 1, false, |_| {
+        let mut step = 0;
+        Box::new(move |g: &mut Guest<'_>| {
+            step += 1;
+            match step {
+                1 => {
+                    g.write(BUF, b"hello from a fake\n").unwrap();
+                    g.hypercall(HC_CONSOLE_WRITE, &[BUF, 18])
+                }
+                2 => {
+                    assert_eq!(g.rax(), 18, "console write returns the count");
+                    shutdown(g, 7)
+                }
+                _ => panic!("ran after its shutdown"),
+            }
+        })
+    });
+    m.wait_all_gone();
+    let out = m.stop();
+    assert!(
+        out.contains(&format!("[dom{id} hello] hello from a fake")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "domain-end: id={id} name=hello result=exited code=7"
+        )),
+        "{out}"
+    );
+}
+
+/// Where the two sides of a ping-pong meet (what a real pair learns from
+/// its configuration).
+#[derive(Default)]
+struct Meet {
+    ping: AtomicU64,
+    pong: AtomicU64,
+    pong_port: AtomicU64,
+    rounds_done: AtomicU64,
+}
+
+/// One side's loop in poll mode, as `guests/src/bin/evping.rs` does it:
+/// poll; nothing there: block (with a 10 s deadline) and poll again.
+/// `first_send`: the pinger sends before it waits, the ponger after.
+struct Side {
+    port: u64,
+    rounds: u64,
+    done: u64,
+    /// What the last hypercall was, to read its result.
+    last: u64,
+    pinger: bool,
+}
+
+impl Side {
+    fn step(&mut self, g: &mut Guest<'_>) -> VmExit {
+        let r = g.rax();
+        match self.last {
+            HC_EVTCHN_SEND => {
+                assert_eq!(g.status(), 0, "send");
+                self.poll(g)
+            }
+            HC_EVTCHN_POLL if r == 0 => {
+                self.last = HC_SCHED_BLOCK;
+                let deadline = P::tsc() + 10_000_000_000;
+                g.hypercall(HC_SCHED_BLOCK, &[deadline])
+            }
+            HC_EVTCHN_POLL => {
+                assert_eq!(r, self.port, "poll gives our port");
+                self.done += 1;
+                if self.pinger {
+                    if self.done == self.rounds {
+                        return shutdown(g, 0);
+                    }
+                } else if self.done == self.rounds {
+                    // The last reply, then done.
+                    self.last = u64::MAX;
+                    return g.hypercall(HC_EVTCHN_SEND, &[self.port]);
+                }
+                self.send(g)
+            }
+            HC_SCHED_BLOCK => {
+                assert!(r & EVENT_CHANNEL != 0, "woken without an event: {r:#x}");
+                self.poll(g)
+            }
+            u64::MAX => shutdown(g, 0),
+            other => panic!("unexpected state {other}"),
+        }
+    }
+    fn send(&mut self, g: &mut Guest<'_>) -> VmExit {
+        self.last = HC_EVTCHN_SEND;
+        g.hypercall(HC_EVTCHN_SEND, &[self.port])
+    }
+    fn poll(&mut self, g: &mut Guest<'_>) -> VmExit {
+        self.last = HC_EVTCHN_POLL;
+        g.hypercall(HC_EVTCHN_POLL, &[])
+    }
+}
+
+fn pinger(meet: Arc<Meet>, rounds: u64) -> Program {
+    let mut side: Option<Side> = None;
+    let mut binding = false;
+    Box::new(move |g: &mut Guest<'_>| {
+        if let Some(s) = side.as_mut() {
+            let e = s.step(g);
+            meet.rounds_done.store(s.done, Ordering::Relaxed);
+            return e;
+        }
+        if binding {
+            assert!(g.status() > 0, "bind_interdomain: {}", g.status());
+            let mut s = Side {
+                port: g.rax(),
+                rounds,
+                done: 0,
+                last: 0,
+                pinger: true,
+            };
+            let e = s.send(g);
+            side = Some(s);
+            return e;
+        }
+        let port = meet.pong_port.load(Ordering::Acquire);
+        if port == 0 {
+            return g.hypercall(HC_YIELD, &[]);
+        }
+        binding = true;
+        let pong = meet.pong.load(Ordering::Acquire);
+        g.hypercall(HC_EVTCHN_BIND_INTERDOMAIN, &[pong, port])
+    })
+}
+
+fn ponger(meet: Arc<Meet>, rounds: u64) -> Program {
+    let mut side: Option<Side> = None;
+    let mut allocating = false;
+    Box::new(move |g: &mut Guest<'_>| {
+        if let Some(s) = side.as_mut() {
+            return s.step(g);
+        }
+        if allocating {
+            assert!(g.status() > 0, "alloc_unbound: {}", g.status());
+            let mut s = Side {
+                port: g.rax(),
+                rounds,
+                done: 0,
+                last: 0,
+                pinger: false,
+            };
+            meet.pong_port.store(g.rax(), Ordering::Release);
+            let e = s.poll(g);
+            side = Some(s);
+            return e;
+        }
+        let ping = meet.ping.load(Ordering::Acquire);
+        if ping == 0 {
+            return g.hypercall(HC_YIELD, &[]);
+        }
+        allocating = true;
+        g.hypercall(HC_EVTCHN_ALLOC_UNBOUND, &[ping])
+    })
+}
+
+/// `rounds` event-channel round trips between two domains on `cpus`
+/// CPUs, with `burners` CPU-bound domains beside them: every round trip
+/// completes, and no wake-up is lost (the idle CPUs' rescue never fires).
+fn ping_pong(cpus: usize, rounds: u64, burners: usize) {
+    let m = Machine::start(cpus);
+    let meet = Arc::new(Meet::default());
+    let burner_ids: Vec<u32> = (0..burners)
+        .map(|i| {
+            m.create(&format!("burn{i}"), 1, false, |_| {
+                Box::new(|g: &mut Guest<'_>| g.spin())
+            })
+        })
+        .collect();
+    let (a, b) = (meet.clone(), meet.clone());
+    let ping = m.create("ping", 1, true, move |_| pinger(a.clone(), rounds));
+    let pong = m.create("pong", 1, false, move |_| ponger(b.clone(), rounds));
+    meet.ping.store(u64::from(ping), Ordering::Release);
+    meet.pong.store(u64::from(pong), Ordering::Release);
+    crate::sched::live::unpause(&domain(ping).unwrap());
+    m.wait(&format!("{rounds} round trips"), || {
+        domain(ping).is_none() && domain(pong).is_none()
+    });
+    assert_eq!(meet.rounds_done.load(Ordering::Relaxed), rounds);
+    for id in burner_ids {
+        domain(id).unwrap().finish("destroyed", -1, None);
+    }
+    m.wait_all_gone();
+    let out = m.stop();
+    assert!(!out.contains("lost wake-up"), "{out}");
+    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
+    assert!(
+        out.contains(&format!("id={ping} name=ping result=exited code=0")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("id={pong} name=pong result=exited code=0")),
+        "{out}"
+    );
+}
+
+#[test]
+fn ping_pong_on_two_cpus_never_stalls() {
+    ping_pong(2, 5_000, 0);
+}
+
+#[test]
+fn ping_pong_on_four_cpus_beside_burners_never_stalls() {
+    ping_pong(4, 3_000, 2);
+}

@@ -1,0 +1,130 @@
+//! The runtime's lock, and the points where a test may switch threads.
+//!
+//! On bare metal [`Mutex`] is `spin::Mutex` itself and [`point`] is empty:
+//! nothing here costs anything. In host builds the mutex is a thin wrapper
+//! that, on a thread a test has put under an interleaving controller
+//! ([`set_hook`]), gives the controller a chance to switch threads before
+//! every lock, lets it run others while the lock is held elsewhere, and
+//! tells it when the lock is let go. That is how `sched/live/tests.rs`
+//! steps the real block, notify, deschedule and wake code through every
+//! interleaving of its critical sections, without a copy of that code.
+//! Threads without a hook (every other test) only pay a thread-local look.
+#![forbid(unsafe_code)]
+
+#[cfg(target_os = "none")]
+pub use spin::{Mutex, MutexGuard};
+
+/// A place where another thread may run first (bare metal: nothing).
+#[cfg(target_os = "none")]
+#[inline(always)]
+pub fn point() {}
+
+#[cfg(not(target_os = "none"))]
+pub use host::{Hook, Mutex, MutexGuard, point, set_hook};
+
+#[cfg(not(target_os = "none"))]
+mod host {
+    use core::ops::{Deref, DerefMut};
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    /// What an interleaving controller is told by the threads it runs.
+    pub trait Hook {
+        /// The thread is at a switch point: the controller may run
+        /// another thread before it returns.
+        fn point(&self);
+        /// The thread waits for a lock another thread holds: run others.
+        fn blocked(&self);
+        /// The thread let go of a lock.
+        fn released(&self);
+    }
+
+    std::thread_local! {
+        static HOOK: RefCell<Option<Arc<dyn Hook + Send + Sync>>> = const { RefCell::new(None) };
+    }
+
+    /// Puts the calling thread under `hook` (or takes it out, `None`).
+    pub fn set_hook(hook: Option<Arc<dyn Hook + Send + Sync>>) {
+        HOOK.with(|h| *h.borrow_mut() = hook);
+    }
+
+    fn hook() -> Option<Arc<dyn Hook + Send + Sync>> {
+        HOOK.with(|h| h.borrow().clone())
+    }
+
+    /// A place where another thread may run first.
+    pub fn point() {
+        if let Some(h) = hook() {
+            h.point();
+        }
+    }
+
+    /// `spin::Mutex` with switch points for the interleaving tests.
+    pub struct Mutex<T: ?Sized> {
+        inner: spin::Mutex<T>,
+    }
+
+    /// Its guard; tells the controller when the lock is let go.
+    pub struct MutexGuard<'a, T: ?Sized> {
+        guard: Option<spin::MutexGuard<'a, T>>,
+    }
+
+    impl<T> Mutex<T> {
+        /// A new unlocked mutex.
+        pub const fn new(value: T) -> Self {
+            Self {
+                inner: spin::Mutex::new(value),
+            }
+        }
+    }
+
+    impl<T: ?Sized> Mutex<T> {
+        /// Takes the lock (a switch point under a controller).
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            let Some(h) = hook() else {
+                return MutexGuard {
+                    guard: Some(self.inner.lock()),
+                };
+            };
+            h.point();
+            loop {
+                if let Some(g) = self.inner.try_lock() {
+                    return MutexGuard { guard: Some(g) };
+                }
+                h.blocked();
+            }
+        }
+
+        /// The value, through exclusive access (no locking).
+        pub fn get_mut(&mut self) -> &mut T {
+            self.inner.get_mut()
+        }
+
+        /// Whether someone holds the lock now.
+        pub fn is_locked(&self) -> bool {
+            self.inner.is_locked()
+        }
+    }
+
+    impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.guard.as_deref().unwrap_or_else(|| unreachable!())
+        }
+    }
+
+    impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.guard.as_deref_mut().unwrap_or_else(|| unreachable!())
+        }
+    }
+
+    impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+        fn drop(&mut self) {
+            drop(self.guard.take());
+            if let Some(h) = hook() {
+                h.released();
+            }
+        }
+    }
+}
