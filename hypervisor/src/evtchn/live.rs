@@ -181,7 +181,7 @@ pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
 /// this look has its bit set, which `run_picked` checks under the state
 /// lock before it lets the vCPU block: no wake-up is lost. Other ready
 /// ports get the bit back, so none is left unnotified.
-pub(super) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
+pub(crate) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
     me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
     let c = me.domain.events.lock().take_wait(wait);
     if c.others() {
@@ -197,7 +197,7 @@ pub(super) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
 /// RAX for a vCPU that blocked and now runs again: the port it waited for
 /// in `HC_EVTCHN_SEND_WAIT` (taken) or 0; after `HC_SCHED_BLOCK`, its
 /// pending mask (cleared).
-pub(super) fn wake_value(me: &VcpuEntry) -> u64 {
+pub(crate) fn wake_value(me: &VcpuEntry) -> u64 {
     match me.wait_port.swap(0, Ordering::AcqRel) {
         0 => me.pending.swap(0, Ordering::AcqRel),
         wait => look_at_wait_port(me, wait).unwrap_or(0),
@@ -321,7 +321,7 @@ impl Svc<'_> {
     /// only if nothing is ready, no other event is pending and the
     /// deadline has not passed. The vCPU the send woke is kept in
     /// [`Svc::handoff`]: the run loop may switch to it directly.
-    pub(super) fn send_wait_op(
+    pub(crate) fn send_wait_op(
         &mut self,
         send: u32,
         wait: u32,

@@ -170,7 +170,7 @@ pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool
 /// `v`'s state lock, as [`descheduled`]): `to` with its slice when the
 /// policy lets it run here at once ([`Credit::switch_to`]), else `None`
 /// (the CPU picks as usual).
-pub(super) fn switch_to(
+pub(crate) fn switch_to(
     cpu: usize,
     v: &VcpuEntry,
     ran_ns: u64,

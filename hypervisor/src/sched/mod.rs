@@ -101,10 +101,10 @@ pub mod tscfreq;
 mod tests_prop;
 #[cfg(test)]
 mod tests_sim;
-#[cfg(target_os = "none")]
-pub mod timers;
 #[cfg(test)]
 mod tests_switch;
+#[cfg(target_os = "none")]
+pub mod timers;
 
 use core::fmt;
 

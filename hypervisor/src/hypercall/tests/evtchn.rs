@@ -3,8 +3,8 @@
 //! against a real port table (a loopback channel of one domain).
 
 use super::*;
-use crate::evtchn::WaitCheck;
 use crate::domain::ids::DomainId;
+use crate::evtchn::WaitCheck;
 use crate::evtchn::{Closed, EventTable, Route};
 use pvabi::{
     EVENT_CHANNEL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE,
