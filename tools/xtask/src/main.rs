@@ -3,7 +3,9 @@
 mod bench;
 mod cargo;
 mod demo;
+mod evbench;
 mod hcbench;
+mod insncount;
 mod isoboot;
 mod mkbench;
 mod ringbench;
@@ -39,9 +41,11 @@ commands:
   test [--no-lint] [--no-boot] [-- BOOT TEST FILTER...]
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
       the release kernel, and the boot tests under QEMU and Bochs.
-  bench
-      Deterministic figures: boot under QEMU TCG -icount, hypercall round trip
-      on AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
+  bench [--only evtchn|hypercall]
+      Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
+      event-channel round trip (one CPU and two), domain creation and rings on
+      AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
+      --only: just that part, printed, docs/benchmarks.md left alone.
 
 environment:
   KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`
@@ -82,8 +86,10 @@ fn run(args: Vec<String>) -> Result<ExitCode> {
         "qemu" => run_qemu(Args::new(rest)),
         "test" => test::run(Args::new(rest)),
         "bench" => {
-            Args::new(rest).finish()?;
-            bench::run().map(|()| ExitCode::SUCCESS)
+            let mut a = Args::new(rest);
+            let only = a.value(&["--only"])?;
+            a.finish()?;
+            bench::run(only.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
