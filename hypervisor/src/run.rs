@@ -128,15 +128,6 @@ pub(crate) fn arm_timer(now: u64, until: u64) {
     lapic::arm_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
-pub(crate) fn ns_to_tsc(ns: u64) -> u64 {
-    (u128::from(ns) * u128::from(pit::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
-}
-
-pub(crate) fn tsc_to_ns(ticks: u64) -> u64 {
-    let hz = u128::from(pit::tsc_hz().max(1));
-    (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
-}
-
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
@@ -157,7 +148,9 @@ pub(crate) fn run_slice(
     vcpu.enter();
     // The slice's end as a TSC value: checked after every exit without
     // converting the TSC to nanoseconds (the hypercall path's cost).
-    let end_tsc = t0.saturating_add(ns_to_tsc(slice_end.saturating_sub(start)));
+    let end_tsc = t0.saturating_add(crate::sched::clock::ns_to_ticks(
+        slice_end.saturating_sub(start),
+    ));
     vcpu.set_slice_end(end_tsc);
     arm_timer(start, slice_end);
     me.seen_gen
@@ -238,7 +231,7 @@ pub(crate) fn run_slice(
     };
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
-    let ns = tsc_to_ns(rdtsc().wrapping_sub(t0));
+    let ns = crate::sched::clock::ticks_to_ns(rdtsc().wrapping_sub(t0));
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
     (outcome, ns)
 }
