@@ -77,10 +77,17 @@ pub fn run(only: Option<&str>) -> Result<()> {
         None => {}
         Some("evtchn") => {
             let rows = evtchn(&kernel, &out_dir)?;
-            println!(
-                "\n| backend | CPUs | path | exits | calls | hv insns | per CPU | TSC | hv (TSC) |"
-            );
-            print!("{}", crate::evbench::table(&rows));
+            let section = crate::evbench::section(&rows);
+            println!("\n{section}");
+            let doc = paths::repo_root().join("docs/benchmarks.md");
+            let old = std::fs::read_to_string(&doc).unwrap_or_default();
+            match replace_section(&old, "## Event-channel round trip", &section) {
+                Some(new) => {
+                    std::fs::write(&doc, new).context(|| format!("writing {}", doc.display()))?;
+                    println!("its section in {} rewritten", doc.display());
+                }
+                None => println!("no event-channel section in {}: not written", doc.display()),
+            }
             return Ok(());
         }
         Some("hypercall") => {
@@ -247,6 +254,22 @@ pub fn run(only: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// `doc` with the section whose heading line starts with `heading` (up to
+/// the next `## ` heading) replaced by `section`; `None` without one.
+fn replace_section(doc: &str, heading: &str, section: &str) -> Option<String> {
+    let start = doc.find(&format!("\n{heading}"))? + 1;
+    let end = doc[start + 1..]
+        .find("\n## ")
+        .map_or(doc.len(), |i| start + 1 + i + 1);
+    let gap = if end < doc.len() { "\n\n" } else { "\n" };
+    Some(format!(
+        "{}{}{gap}{}",
+        &doc[..start],
+        section.trim_end(),
+        &doc[end..]
+    ))
+}
+
 fn kib(b: u64) -> String {
     format!("{:.1} KiB", b as f64 / 1024.0)
 }
@@ -280,6 +303,34 @@ fn fmt_ticks(x: f64) -> String {
         format!("{x:.0}")
     } else {
         format!("{x:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_one_section() {
+        let doc = "# B\n\n## A\nold a\n\n## Event-channel round trip\nold\n\n## C\nc\n";
+        let new = super::replace_section(
+            doc,
+            "## Event-channel round trip",
+            "## Event-channel round trip\nnew\n",
+        );
+        assert_eq!(
+            new.as_deref(),
+            Some("# B\n\n## A\nold a\n\n## Event-channel round trip\nnew\n\n## C\nc\n")
+        );
+        let last = "# B\n## Event-channel round trip\nold\n";
+        assert_eq!(
+            super::replace_section(
+                last,
+                "## Event-channel round trip",
+                "## Event-channel round trip\nx"
+            )
+            .as_deref(),
+            Some("# B\n## Event-channel round trip\nx\n")
+        );
+        assert!(super::replace_section("# B\n", "## E", "x").is_none());
     }
 }
 
