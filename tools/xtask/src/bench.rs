@@ -306,34 +306,6 @@ fn fmt_ticks(x: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_one_section() {
-        let doc = "# B\n\n## A\nold a\n\n## Event-channel round trip\nold\n\n## C\nc\n";
-        let new = super::replace_section(
-            doc,
-            "## Event-channel round trip",
-            "## Event-channel round trip\nnew\n",
-        );
-        assert_eq!(
-            new.as_deref(),
-            Some("# B\n\n## A\nold a\n\n## Event-channel round trip\nnew\n\n## C\nc\n")
-        );
-        let last = "# B\n## Event-channel round trip\nold\n";
-        assert_eq!(
-            super::replace_section(
-                last,
-                "## Event-channel round trip",
-                "## Event-channel round trip\nx"
-            )
-            .as_deref(),
-            Some("# B\n## Event-channel round trip\nx\n")
-        );
-        assert!(super::replace_section("# B\n", "## E", "x").is_none());
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn report(
     rows: &[Row],
@@ -480,4 +452,32 @@ the figures.
         svm_cmd = hc.first().map_or("", |r| r.command.as_str()),
         vmx_cmd = hc.get(1).map_or("", |r| r.command.as_str()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_one_section() {
+        let doc = "# B\n\n## A\nold a\n\n## Event-channel round trip\nold\n\n## C\nc\n";
+        let new = super::replace_section(
+            doc,
+            "## Event-channel round trip",
+            "## Event-channel round trip\nnew\n",
+        );
+        assert_eq!(
+            new.as_deref(),
+            Some("# B\n\n## A\nold a\n\n## Event-channel round trip\nnew\n\n## C\nc\n")
+        );
+        let last = "# B\n## Event-channel round trip\nold\n";
+        assert_eq!(
+            super::replace_section(
+                last,
+                "## Event-channel round trip",
+                "## Event-channel round trip\nx"
+            )
+            .as_deref(),
+            Some("# B\n## Event-channel round trip\nx\n")
+        );
+        assert!(super::replace_section("# B\n", "## E", "x").is_none());
+    }
 }
