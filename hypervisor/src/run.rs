@@ -184,18 +184,16 @@ pub(crate) fn run_slice(
             blocked: None,
             handoff: None,
         };
-        let mut out: Vec<u8> = Vec::new();
+        // Console bytes go out as the handler passes them (no lock of ours
+        // is held then): no buffer to allocate and free on every exit.
         let action = hypercall::handle(
             exit,
             vcpu,
             &mut svc,
             &MachineHost,
             d.insn,
-            &mut |b: &[u8]| out.extend_from_slice(b),
+            &mut |b: &[u8]| console(d, b),
         );
-        if !out.is_empty() {
-            console(d, &out);
-        }
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
