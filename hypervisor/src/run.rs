@@ -131,10 +131,13 @@ pub(crate) fn arm_timer(now: u64, until: u64) {
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
+/// `start` is the system time the caller read when it chose the vCPU
+/// (a clock read less per switch; the slice is no shorter for it).
 pub(crate) fn run_slice(
     me: &Arc<VcpuEntry>,
     vcpu: &mut dyn VcpuBackend,
     deliver_events: bool,
+    start: u64,
     slice_end: u64,
 ) -> (Outcome, u64) {
     let d = &me.domain;
@@ -144,7 +147,6 @@ pub(crate) fn run_slice(
     me.running_on.store(this_cpu.index, Ordering::Release);
     me.last_cpu.store(this_cpu.index, Ordering::Relaxed);
     let t0 = rdtsc();
-    let start = now_ns();
     vcpu.enter();
     // The slice's end as a TSC value: checked after every exit without
     // converting the TSC to nanoseconds (the hypercall path's cost).
@@ -237,13 +239,14 @@ pub(crate) fn run_slice(
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
 /// then tells the scheduler how it stopped. Returns the vCPU to run next
 /// on this CPU without asking the scheduler to pick (a direct switch to
-/// the vCPU a blocking send woke: `policy::switch_to`), if any.
+/// the vCPU a blocking send woke: `policy::switch_to`), if any, with its
+/// slice and the system time of that decision.
 pub(crate) fn run_picked(
     cpu: usize,
     entry: &Arc<VcpuEntry>,
     now: u64,
     slice_ns: u64,
-) -> Option<(Arc<VcpuEntry>, u64)> {
+) -> Option<(Arc<VcpuEntry>, u64, u64)> {
     let taken = {
         let mut st = entry.st.lock();
         match (st.run, st.vcpu.take()) {
@@ -274,8 +277,16 @@ pub(crate) fn run_picked(
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
     MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
-    let (outcome, ran) = run_slice(entry, &mut *vcpu, deliver, now.saturating_add(slice_ns));
+    let (outcome, ran) = run_slice(
+        entry,
+        &mut *vcpu,
+        deliver,
+        now,
+        now.saturating_add(slice_ns),
+    );
     RUNNING.fetch_sub(1, Ordering::AcqRel);
+    // One clock read for the deadline check and the scheduler below.
+    let now = now_ns();
     let mut next = None;
     let dead = {
         let mut st = entry.st.lock();
@@ -294,7 +305,7 @@ pub(crate) fn run_picked(
             // An event that arrived while we were still running is not
             // lost: the mask is checked under the lock senders take.
             Outcome::Blocked(d, to) => {
-                if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now_ns() >= d) {
+                if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now >= d) {
                     st.deliver_events = true;
                     Run::Runnable
                 } else {
@@ -311,8 +322,10 @@ pub(crate) fn run_picked(
             }
         };
         match handoff {
-            Some(to) => next = policy::switch_to(cpu, entry, ran, &to),
-            None => policy::descheduled(cpu, entry, ran, st.run == Run::Runnable),
+            Some(to) => {
+                next = policy::switch_to(cpu, entry, ran, &to, now).map(|(e, ns)| (e, ns, now));
+            }
+            None => policy::descheduled_at(cpu, entry, ran, st.run == Run::Runnable, now),
         }
         timers::arm(entry, deadline);
         st.run == Run::Dead
@@ -343,8 +356,8 @@ pub fn run_cpu() -> ! {
                 // Direct switches: the scheduler already made the vCPU
                 // run here. Due guest timers fire at its first exit after
                 // a tick (`run_slice`), as for any running vCPU.
-                while let Some((e, slice_ns)) = next {
-                    next = run_picked(cpu, &e, now_ns(), slice_ns);
+                while let Some((e, slice_ns, at)) = next {
+                    next = run_picked(cpu, &e, at, slice_ns);
                 }
             }
             policy::Pick::Idle(wake_in) => {
