@@ -194,13 +194,27 @@ impl Credit {
             return Ok(None);
         }
         let p = self.prio(j);
-        if p == Prio::Over || self.best_in(cpu).is_some_and(|(_, best)| best < p) {
+        if p == Prio::Over {
             return Ok(None);
         }
-        let Some(pos) = self.cpus[cpu].queue.iter().position(|&q| q == to) else {
-            return Ok(None);
-        };
-        self.start(cpu, cpu, pos, now).map(Some)
+        // One pass over the queue: where `to` waits, and whether anything
+        // there that may run has a better priority (what `best_in` and a
+        // search for `to` would find in two).
+        let mut pos = None;
+        let mut better = false;
+        for (k, &id) in self.cpus[cpu].queue.iter().enumerate() {
+            if id == to {
+                pos = Some(k);
+            } else {
+                let i = id.index as usize;
+                better |= !self.parked_vcpu(i) && self.prio(i) < p;
+            }
+        }
+        self.steps = self.steps.saturating_add(self.cpus[cpu].queue.len() as u64);
+        match pos {
+            Some(pos) if !better => self.start(cpu, cpu, pos, now).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// A waiting vCPU elsewhere better than `than` (`None`: anything),
