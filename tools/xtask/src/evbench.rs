@@ -308,7 +308,7 @@ pub fn table(rows: &[Row]) -> String {
         let q = r.per_trip_again();
         // Both large runs where they may differ: "a ~ b".
         let both = |a: f64, b: f64| {
-            if r.exact() || a == b {
+            if r.exact() || format!("{a:.2}") == format!("{b:.2}") {
                 f2(a)
             } else {
                 format!("{} ~ {}", f2(a), f2(b))
