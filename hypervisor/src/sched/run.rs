@@ -138,7 +138,18 @@ impl Credit {
     /// Runs the vCPU at `pos` of `q`'s queue on `cpu` (which runs nothing):
     /// its slice (boosted, cut to the accounting and its domain's cap).
     fn start(&mut self, cpu: usize, q: usize, pos: usize, now: u64) -> Result<Decision, Error> {
-        let Some(v) = self.cpus[q].queue.remove(pos) else {
+        // The ends without `VecDeque::remove`'s general shuffle: a direct
+        // switch takes the vCPU just woken (the back), a pick often the
+        // front.
+        let queue = &mut self.cpus[q].queue;
+        let taken = if pos + 1 == queue.len() {
+            queue.pop_back()
+        } else if pos == 0 {
+            queue.pop_front()
+        } else {
+            queue.remove(pos)
+        };
+        let Some(v) = taken else {
             return Err(Error::NoSuchVcpu);
         };
         let i = v.index as usize;
