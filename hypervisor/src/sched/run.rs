@@ -3,7 +3,11 @@
 use super::credit::{Credit, Prio, State, cap_budget};
 use super::{BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, SLICE_NS, VcpuId};
 
+// The small helpers here are inlined by force: the release build optimizes
+// for size and would otherwise call out for each (a few instructions of
+// work, as many again for the call), on every wake, pick and switch.
 impl Credit {
+    #[inline(always)]
     pub(super) fn prio(&self, i: usize) -> Prio {
         let r = &self.vcpus[i];
         if r.boost {
@@ -15,6 +19,7 @@ impl Credit {
         }
     }
 
+    #[inline(always)]
     fn parked_vcpu(&self, i: usize) -> bool {
         self.doms[self.vcpus[i].dom as usize].parked
     }
@@ -39,6 +44,7 @@ impl Credit {
         best
     }
 
+    #[inline(always)]
     fn mark_active(&mut self, i: usize) {
         if !self.vcpus[i].active {
             self.vcpus[i].active = true;
