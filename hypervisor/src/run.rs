@@ -28,7 +28,6 @@
 //! `maps` (TLB shoot-down), never the other way.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayString;
@@ -104,22 +103,16 @@ fn arm_timer(now: u64, until: u64) {
     P::arm_timer_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
-fn ns_to_tsc(ns: u64) -> u64 {
-    (u128::from(ns) * u128::from(P::tsc_hz()) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
-}
-
-fn tsc_to_ns(ticks: u64) -> u64 {
-    let hz = u128::from(P::tsc_hz().max(1));
-    (u128::from(ticks) * 1_000_000_000 / hz).min(u128::from(u64::MAX)) as u64
-}
-
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
+/// `start` is the system time the caller read when it chose the vCPU
+/// (a clock read less per switch; the slice is no shorter for it).
 fn run_slice(
     me: &Arc<VcpuEntry>,
     vcpu: &mut dyn VcpuBackend,
     resume: Option<u64>,
+    start: u64,
     slice_end: u64,
 ) -> (Outcome, u64) {
     let d = &me.domain;
@@ -128,11 +121,12 @@ fn run_slice(
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let t0 = P::tsc();
-    let start = now_ns();
     vcpu.enter();
     // The slice's end as a TSC value: checked after every exit without
     // converting the TSC to nanoseconds (the hypercall path's cost).
-    let end_tsc = t0.saturating_add(ns_to_tsc(slice_end.saturating_sub(start)));
+    let end_tsc = t0.saturating_add(crate::sched::clock::ns_to_ticks(
+        slice_end.saturating_sub(start),
+    ));
     vcpu.set_slice_end(end_tsc);
     arm_timer(start, slice_end);
     me.seen_gen
@@ -180,18 +174,16 @@ fn run_slice(
             blocked: None,
             handoff: None,
         };
-        let mut out: Vec<u8> = Vec::new();
+        // Console bytes go out as the handler passes them (no lock of ours
+        // is held then): no buffer to allocate and free on every exit.
         let action = hypercall::handle(
             exit,
             vcpu,
             &mut svc,
             &MachineHost,
             d.insn,
-            &mut |b: &[u8]| out.extend_from_slice(b),
+            &mut |b: &[u8]| console(d, b),
         );
-        if !out.is_empty() {
-            console(d, &out);
-        }
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
@@ -226,7 +218,7 @@ fn run_slice(
     };
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
-    let ns = tsc_to_ns(P::tsc().wrapping_sub(t0));
+    let ns = crate::sched::clock::ticks_to_ns(P::tsc().wrapping_sub(t0));
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
     (outcome, ns)
 }
@@ -234,13 +226,14 @@ fn run_slice(
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
 /// then tells the scheduler how it stopped. Returns the vCPU to run next
 /// on this CPU without asking the scheduler to pick (a direct switch to
-/// the vCPU a blocking send woke: `policy::switch_to`), if any.
+/// the vCPU a blocking send woke: `policy::switch_to`), if any, with its
+/// slice and the system time of that decision.
 fn run_picked(
     cpu: usize,
     entry: &Arc<VcpuEntry>,
     now: u64,
     slice_ns: u64,
-) -> Option<(Arc<VcpuEntry>, u64)> {
+) -> Option<(Arc<VcpuEntry>, u64, u64)> {
     let taken = {
         let mut st = entry.st.lock();
         match (st.run, st.vcpu.take()) {
@@ -271,8 +264,10 @@ fn run_picked(
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
     MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
-    let (outcome, ran) = run_slice(entry, &mut *vcpu, resume, now.saturating_add(slice_ns));
+    let (outcome, ran) = run_slice(entry, &mut *vcpu, resume, now, now.saturating_add(slice_ns));
     RUNNING.fetch_sub(1, Ordering::AcqRel);
+    // One clock read for the deadline check and the scheduler below.
+    let now = now_ns();
     let mut next = None;
     let dead = {
         let mut st = entry.st.lock();
@@ -291,7 +286,7 @@ fn run_picked(
             // An event that arrived while we were still running is not
             // lost: the mask is checked under the lock senders take.
             Outcome::Blocked(d, to) => {
-                if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now_ns() >= d) {
+                if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now >= d) {
                     st.resume = Some(d);
                     Run::Runnable
                 } else {
@@ -308,8 +303,10 @@ fn run_picked(
             }
         };
         match handoff {
-            Some(to) => next = policy::switch_to(cpu, entry, ran, &to),
-            None => policy::descheduled(cpu, entry, ran, st.run == Run::Runnable),
+            Some(to) => {
+                next = policy::switch_to(cpu, entry, ran, &to, now).map(|(e, ns)| (e, ns, now));
+            }
+            None => policy::descheduled_at(cpu, entry, ran, st.run == Run::Runnable, now),
         }
         timers::arm(entry, deadline);
         st.run == Run::Dead
@@ -367,8 +364,8 @@ pub fn schedule(cpu: usize) {
             // Direct switches: the scheduler already made the vCPU run
             // here. Due guest timers fire at its first exit after a tick
             // (`run_slice`), as for any running vCPU.
-            while let Some((e, slice_ns)) = next {
-                next = run_picked(cpu, &e, now_ns(), slice_ns);
+            while let Some((e, slice_ns, at)) = next {
+                next = run_picked(cpu, &e, at, slice_ns);
             }
         }
         policy::Pick::Idle(wake_in) => {

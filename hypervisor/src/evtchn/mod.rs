@@ -164,6 +164,7 @@ impl<B: EventBits> EventTable<B> {
         Ok(())
     }
 
+    #[inline(always)]
     fn slot(&self, port: u32) -> Option<&Port> {
         if port == 0 || port >= self.high_water {
             return None;
@@ -180,7 +181,10 @@ impl<B: EventBits> EventTable<B> {
         b.get_mut((port % BUCKET_PORTS) as usize)
     }
 
-    /// The port if it is allocated; `NoEntry` otherwise.
+    /// The port if it is allocated; `NoEntry` otherwise. Inlined by
+    /// force (the release build optimizes for size): a send and a wait
+    /// look up ports about a dozen times per round trip.
+    #[inline(always)]
     fn bound(&self, port: u32) -> Result<Port, Error> {
         match self.slot(port) {
             Some(p) if p.state != PortState::Free => Ok(*p),

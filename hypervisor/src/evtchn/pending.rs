@@ -26,6 +26,16 @@ impl<B: EventBits> EventTable<B> {
         if first != 0 {
             return Some((w0 * 64) as u32 + first.trailing_zeros());
         }
+        if words <= 1 {
+            // A table of at most 64 ports (the usual one): the rest is
+            // word 0 below the cursor, which `scan(0, 1)` would look at;
+            // without a hint for it (set when a port there was raised)
+            // there is nothing, and no call or loop is spent to say so.
+            if self.hint.first().is_none_or(|h| h & 1 == 0) {
+                return None;
+            }
+            return self.scan(0, 1);
+        }
         // The rest of the table, then from the start round to word w0
         // (whose bits at and after the cursor are known clear).
         self.scan(w0 + 1, words).or_else(|| self.scan(0, w0 + 1))

@@ -69,6 +69,7 @@ impl<W: SharedWords> SharedBits<W> {
         ((vcpu as usize) < EVTCHN_CONTROL_VCPUS).then_some(vcpu as usize * VCPU_WORDS + word)
     }
 
+    #[inline(always)]
     fn update(&self, base: usize, port: u32, set: bool) -> bool {
         let w = port as usize / 64;
         if w >= EVTCHN_WORDS {
@@ -100,6 +101,7 @@ impl<W: SharedWords> EventBits for SharedBits<W> {
         self.update(PENDING, port, true)
     }
 
+    #[inline(always)]
     fn test_and_clear_pending(&mut self, port: u32) -> bool {
         self.update(PENDING, port, false)
     }
@@ -108,6 +110,7 @@ impl<W: SharedWords> EventBits for SharedBits<W> {
         self.update(MASK, port, masked)
     }
 
+    #[inline(always)]
     fn pending_word(&self, word: usize) -> u64 {
         if word < EVTCHN_WORDS {
             self.words.load(PENDING + word)
@@ -116,6 +119,7 @@ impl<W: SharedWords> EventBits for SharedBits<W> {
         }
     }
 
+    #[inline(always)]
     fn mask_word(&self, word: usize) -> u64 {
         if word < EVTCHN_WORDS {
             self.words.load(MASK + word)
@@ -224,15 +228,18 @@ impl<W: SharedWords> EventBits for DomainBits<W> {
     fn test_and_set_pending(&mut self, port: u32) -> bool {
         both!(self, b => b.test_and_set_pending(port))
     }
+    #[inline(always)]
     fn test_and_clear_pending(&mut self, port: u32) -> bool {
         both!(self, b => b.test_and_clear_pending(port))
     }
     fn set_masked(&mut self, port: u32, masked: bool) -> bool {
         both!(self, b => b.set_masked(port, masked))
     }
+    #[inline(always)]
     fn pending_word(&self, word: usize) -> u64 {
         both!(self, b => b.pending_word(word))
     }
+    #[inline(always)]
     fn mask_word(&self, word: usize) -> u64 {
         both!(self, b => b.mask_word(word))
     }

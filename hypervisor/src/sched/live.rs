@@ -186,7 +186,11 @@ pub(crate) fn pick(cpu: usize, now: u64) -> Pick {
 /// `v` stopped running on `cpu` after `ran_ns` (called under its state
 /// lock, so a wake-up cannot slip between its state and the policy's).
 pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool) {
-    let now = now_ns();
+    descheduled_at(cpu, v, ran_ns, runnable, now_ns());
+}
+
+/// [`descheduled`] at system time `now` (the caller's clock read).
+pub(crate) fn descheduled_at(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool, now: u64) {
     // The policy and the vCPU's state must agree that it ran here; if they
     // ever do not, say so (a disagreement would strand the vCPU or CPU).
     if let Some(Err(e)) = with(|s| s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable)) {
@@ -198,8 +202,8 @@ pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool
     }
 }
 
-/// `v` blocked on `cpu` after `ran_ns`, having woken `to` (called under
-/// `v`'s state lock, as [`descheduled`]): `to` with its slice when the
+/// `v` blocked on `cpu` after `ran_ns`, having woken `to`, at system time
+/// `now` (called under `v`'s state lock, as [`descheduled`]): `to` with its slice when the
 /// policy lets it run here at once ([`Credit::switch_to`]), else `None`
 /// (the CPU picks as usual).
 pub(crate) fn switch_to(
@@ -207,8 +211,8 @@ pub(crate) fn switch_to(
     v: &VcpuEntry,
     ran_ns: u64,
     to: &Arc<VcpuEntry>,
+    now: u64,
 ) -> Option<(Arc<VcpuEntry>, u64)> {
-    let now = now_ns();
     let r = with(
         |s| match s.credit.switch_to(cpu, v.sid, ran_ns, to.sid, now) {
             Ok(Some(d)) => Ok(d.vcpu.map(|_| d.slice_ns)),

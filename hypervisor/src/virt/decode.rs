@@ -23,6 +23,7 @@ pub struct SvmExitInfo {
 }
 
 /// Decodes an SVM exit.
+#[inline(always)]
 pub fn svm(e: SvmExitInfo) -> VmExit {
     let len = |fallback: u64| e.next_rip_len.unwrap_or(fallback);
     match e.code {

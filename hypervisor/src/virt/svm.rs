@@ -149,6 +149,10 @@ pub struct SvmVcpu {
     vmcb: u64,
     /// General-purpose registers (RAX lives in the VMCB).
     pub regs: GuestRegs,
+    /// The host state page of the CPU this vCPU was last loaded on
+    /// ([`SvmVcpu::enter`]): looked up once per slice, not per VMRUN
+    /// (the lookup reads the GS base MSR).
+    host_vmcb: u64,
 }
 
 impl SvmVcpu {
@@ -190,6 +194,7 @@ impl SvmVcpu {
         let mut v = Self {
             vmcb: alloc_zeroed(1)?,
             regs: GuestRegs::default(),
+            host_vmcb: 0,
         };
         v.w32(C_INTERCEPT_CR, 0);
         v.w32(C_INTERCEPT_EXC, 0);
@@ -252,6 +257,8 @@ impl SvmVcpu {
     /// can, else the whole TLB (APM 15.16.1).
     pub fn enter(&mut self) {
         self.w8(C_TLB_CONTROL, TLB_FLUSH.load(Ordering::Relaxed) as u8);
+        let cpu = crate::arch::percpu::cpu_index();
+        self.host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
     }
 
     /// Returns the VMCB page; the vCPU must never run again.
@@ -316,12 +323,12 @@ impl SvmVcpu {
 
     /// Runs the guest until the next exit.
     pub fn run(&mut self) -> VmExit {
-        let cpu = crate::arch::percpu::cpu_index();
-        let host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
         // SAFETY: `vmcb` is a valid VMCB (set up in `new`), `host_vmcb` this
-        // CPU's host state page, `regs` lives across the call; SVM was
-        // enabled on this CPU by `init_this_cpu`.
-        unsafe { svm_run(self.vmcb, &raw mut self.regs, host_vmcb) };
+        // CPU's host state page (the run loop calls `enter` on the CPU
+        // that runs the vCPU before its first `run` there, and a vCPU
+        // never moves between CPUs within a slice), `regs` lives across
+        // the call; SVM was enabled on this CPU by `init_this_cpu`.
+        unsafe { svm_run(self.vmcb, &raw mut self.regs, self.host_vmcb) };
         // After a #VMEXIT the TLB need not be flushed again.
         self.w8(C_TLB_CONTROL, 0);
         // An event whose delivery the exit interrupted is delivered again

@@ -2,8 +2,9 @@
 //! `-icount`, where the virtual TSC advances one tick per instruction, so
 //! `boot_tsc` counts the instructions from hypervisor entry to ready; and
 //! the hypercall round trip on each backend (`crate::hcbench`); domain
-//! creation and the memory of an idle domain (`crate::mkbench`); and the
-//! event-channel round trip and ring throughput (`crate::ringbench`).
+//! creation and the memory of an idle domain (`crate::mkbench`); the
+//! event-channel round trip on one CPU and two (`crate::evbench`); and
+//! ring throughput (`crate::ringbench`).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -38,11 +39,68 @@ struct Row {
     runs: Vec<Stats>,
 }
 
-pub fn run() -> Result<()> {
+/// The event-channel matrix on both backends.
+fn evtchn(kernel: &std::path::Path, out_dir: &std::path::Path) -> Result<Vec<crate::evbench::Row>> {
+    let guests: Vec<_> = ["evping", "evpong"]
+        .iter()
+        .map(|g| paths::guest(paths::Profile::Release, g))
+        .collect();
+    let plugin = crate::insncount::prepare(kernel, &guests)?;
+    let mut rows = Vec::new();
+    for b in [crate::isoboot::Backend::Svm, crate::isoboot::Backend::Vmx] {
+        rows.extend(crate::evbench::run(
+            b,
+            &crate::evbench::CONFIGS,
+            Some(&plugin),
+            kernel,
+            out_dir,
+        )?);
+    }
+    if let Some(r) = rows.iter().find(|r| !r.deterministic()) {
+        bail!(
+            "{} {:?}: event-channel counts differed between identical runs: {:?}",
+            r.backend.name(),
+            r.config,
+            r.runs
+        );
+    }
+    Ok(rows)
+}
+
+/// `only`: `evtchn` or `hypercall` runs just that and prints it.
+pub fn run(only: Option<&str>) -> Result<()> {
     tools::QEMU.require()?;
     let kernel = crate::build_kernel(paths::Profile::Release)?;
     let out_dir = paths::build_dir().join("bench");
     std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
+    match only {
+        None => {}
+        Some("evtchn") => {
+            let rows = evtchn(&kernel, &out_dir)?;
+            let section = crate::evbench::section(&rows);
+            println!("\n{section}");
+            let doc = paths::repo_root().join("docs/benchmarks.md");
+            let old = std::fs::read_to_string(&doc).unwrap_or_default();
+            match replace_section(&old, "## Event-channel round trip", &section) {
+                Some(new) => {
+                    std::fs::write(&doc, new).context(|| format!("writing {}", doc.display()))?;
+                    println!("its section in {} rewritten", doc.display());
+                }
+                None => println!("no event-channel section in {}: not written", doc.display()),
+            }
+            return Ok(());
+        }
+        Some("hypercall") => {
+            let hcbench = paths::guest(paths::Profile::Release, "hcbench");
+            let hc = vec![
+                crate::hcbench::svm(&kernel, &hcbench, &out_dir)?,
+                crate::hcbench::vmx(&kernel, &hcbench, &out_dir)?,
+            ];
+            print!("{}", hypercall_table(&hc));
+            return Ok(());
+        }
+        Some(other) => bail!("--only {other}: expected `evtchn` or `hypercall`"),
+    }
 
     let mut rows = Vec::new();
     let mut example_cmd = String::new();
@@ -117,7 +175,10 @@ pub fn run() -> Result<()> {
         crate::mkbench::run(crate::isoboot::Backend::Vmx, &kernel, &out_dir)?,
     ];
 
-    println!("event-channel round trip and ring throughput (evping/evpong, ringprod/ringcons):");
+    println!("event-channel round trip (evping/evpong):");
+    let ev = evtchn(&kernel, &out_dir)?;
+
+    println!("ring throughput (ringprod/ringcons):");
     let rings = vec![
         crate::ringbench::run(crate::ringbench::Backend::Svm, &kernel, &out_dir)?,
         crate::ringbench::run(crate::ringbench::Backend::Vmx, &kernel, &out_dir)?,
@@ -151,6 +212,7 @@ pub fn run() -> Result<()> {
         &rows,
         &hc,
         &mk,
+        &ev,
         &rings,
         &bochs_version,
         elf.len() as u64,
@@ -171,7 +233,7 @@ pub fn run() -> Result<()> {
     }
     if let Some(r) = rings.iter().find(|r| !r.deterministic()) {
         bail!(
-            "{}: event-channel or ring counts differed between identical runs: {r:?}",
+            "{}: ring counts differed between identical runs: {r:?}",
             r.backend.name()
         );
     }
@@ -190,6 +252,22 @@ pub fn run() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `doc` with the section whose heading line starts with `heading` (up to
+/// the next `## ` heading) replaced by `section`; `None` without one.
+fn replace_section(doc: &str, heading: &str, section: &str) -> Option<String> {
+    let start = doc.find(&format!("\n{heading}"))? + 1;
+    let end = doc[start + 1..]
+        .find("\n## ")
+        .map_or(doc.len(), |i| start + 1 + i + 1);
+    let gap = if end < doc.len() { "\n\n" } else { "\n" };
+    Some(format!(
+        "{}{}{gap}{}",
+        &doc[..start],
+        section.trim_end(),
+        &doc[end..]
+    ))
 }
 
 fn kib(b: u64) -> String {
@@ -233,6 +311,7 @@ fn report(
     rows: &[Row],
     hc: &[crate::hcbench::Row],
     mk: &[crate::mkbench::Row],
+    ev: &[crate::evbench::Row],
     rings: &[crate::ringbench::Row],
     bochs_version: &str,
     file: u64,
@@ -316,7 +395,8 @@ QEMU's intercepted `VMMCALL`: 0), and include `VMRUN`/`VMRESUME`: everything the
 hypervisor executes from the exit to the guest's next instruction.
 These are path lengths, not times: real exit and entry costs need real hardware.
 
-{mk_section}{ring_section}
+{mk_section}{ev_section}
+{ring_section}
 ## Image
 
 | what | bytes |
@@ -367,8 +447,37 @@ the figures.
         runs = hc.first().map_or(0, |r| r.runs.len()),
         hc_table = hypercall_table(hc),
         mk_section = crate::mkbench::section(mk),
+        ev_section = crate::evbench::section(ev),
         ring_section = crate::ringbench::section(rings),
         svm_cmd = hc.first().map_or("", |r| r.command.as_str()),
         vmx_cmd = hc.get(1).map_or("", |r| r.command.as_str()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_one_section() {
+        let doc = "# B\n\n## A\nold a\n\n## Event-channel round trip\nold\n\n## C\nc\n";
+        let new = super::replace_section(
+            doc,
+            "## Event-channel round trip",
+            "## Event-channel round trip\nnew\n",
+        );
+        assert_eq!(
+            new.as_deref(),
+            Some("# B\n\n## A\nold a\n\n## Event-channel round trip\nnew\n\n## C\nc\n")
+        );
+        let last = "# B\n## Event-channel round trip\nold\n";
+        assert_eq!(
+            super::replace_section(
+                last,
+                "## Event-channel round trip",
+                "## Event-channel round trip\nx"
+            )
+            .as_deref(),
+            Some("# B\n## Event-channel round trip\nx\n")
+        );
+        assert!(super::replace_section("# B\n", "## E", "x").is_none());
+    }
 }

@@ -115,6 +115,16 @@ pub struct Booted {
     pub command: String,
 }
 
+/// How a benchmark machine is set up beyond the image.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    /// CPUs (0 is taken as 1).
+    pub cpus: u32,
+    /// QEMU only: the `-plugin` argument that counts instructions per CPU
+    /// (`crate::insncount`); ignored on Bochs.
+    pub plugin: Option<String>,
+}
+
 /// Builds a GRUB ISO of the hypervisor with `options` (after `exit=` and
 /// `shutdown loglevel=info`) and `modules` in `dir`, boots it on `b` with
 /// one CPU and 128 MiB, and returns the serial lines. Fails unless the
@@ -126,6 +136,19 @@ pub fn boot(
     modules: Vec<Module>,
     dir: &Path,
 ) -> Result<Booted> {
+    boot_on(b, &Machine::default(), kernel, options, modules, dir)
+}
+
+/// [`boot`] on `m`'s CPUs, with its instruction-counting plugin.
+pub fn boot_on(
+    b: Backend,
+    m: &Machine,
+    kernel: &Path,
+    options: &str,
+    modules: Vec<Module>,
+    dir: &Path,
+) -> Result<Booted> {
+    let cpus = m.cpus.max(1);
     std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     let exit = match b {
         Backend::Svm => "exit=qemu",
@@ -148,12 +171,16 @@ pub fn boot(
             let _ = std::fs::remove_file(&log);
             let mut vm = Vm::new(
                 Accel::Tcg,
-                1,
+                cpus,
                 "128M",
                 Boot::Bios { iso },
                 format!("file:{}", log.display()),
             );
             vm.extra = ICOUNT7_ARGS.iter().map(Into::into).collect();
+            if let Some(p) = &m.plugin {
+                vm.extra.push("-plugin".into());
+                vm.extra.push(p.into());
+            }
             let qemu_log = dir.join("qemu.log");
             let f =
                 File::create(&qemu_log).context(|| format!("creating {}", qemu_log.display()))?;
@@ -178,7 +205,7 @@ pub fn boot(
             })
         }
         Backend::Vmx => {
-            let pc = Pc::new(BOCHS_MODEL, 1, 128);
+            let pc = Pc::new(BOCHS_MODEL, cpus, 128);
             let mut r = bochs::prepare(&pc, &iso, dir)?;
             runner::run_with_timeout(&mut r.command, Duration::from_secs(300))?;
             // Bochs exits 1 whatever happened: the callers judge the log.

@@ -3,8 +3,10 @@
 mod bench;
 mod cargo;
 mod demo;
+mod evbench;
 mod fuzz;
 mod hcbench;
+mod insncount;
 mod isoboot;
 mod mkbench;
 mod ringbench;
@@ -45,9 +47,11 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench
-      Deterministic figures: boot under QEMU TCG -icount, hypercall round trip
-      on AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
+  bench [--only evtchn|hypercall]
+      Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
+      event-channel round trip (one CPU and two), domain creation and rings on
+      AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
+      --only: just that part, printed, docs/benchmarks.md left alone.
 
 environment:
   KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`
@@ -89,8 +93,10 @@ fn run(args: Vec<String>) -> Result<ExitCode> {
         "test" => test::run(Args::new(rest)),
         "fuzz" => fuzz::run(Args::new(rest)),
         "bench" => {
-            Args::new(rest).finish()?;
-            bench::run().map(|()| ExitCode::SUCCESS)
+            let mut a = Args::new(rest);
+            let only = a.value(&["--only"])?;
+            a.finish()?;
+            bench::run(only.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

@@ -1,12 +1,9 @@
-//! Event-channel round trip and ring throughput, counted in instructions
-//! with one CPU on each backend, from a GRUB ISO (two guests need two boot
-//! modules with arguments; PVH boot carries one): QEMU TCG `-icount
-//! shift=7` for AMD-V, Bochs `corei7_haswell_4770` for VT-x
-//! (`crate::isoboot`). Two guests:
-//!
-//! - `evping bench` / `evpong bench` (guests/src/bin/evping.rs): N round
-//!   trips, each a send, a block until the answer, a poll.
-//! - `ringprod` / `ringcons`: M MiB through a ring of 32 data pages.
+//! Ring throughput, counted in instructions with one CPU on each backend,
+//! from a GRUB ISO (two guests need two boot modules with arguments; PVH
+//! boot carries one): QEMU TCG `-icount shift=7` for AMD-V, Bochs
+//! `corei7_haswell_4770` for VT-x (`crate::isoboot`). `ringprod` /
+//! `ringcons` move M MiB through a ring of 32 data pages. (The
+//! event-channel round trip is `crate::evbench`.)
 //!
 //! Each side counts its own instructions between hypercalls
 //! (`pvabi::guest::meter`); the driver's TSC span minus both guests' own
@@ -25,15 +22,13 @@ use xtask::serial::{self, DomainEnd};
 pub use crate::isoboot::Backend;
 use crate::isoboot::{self, module};
 
-/// Round trips in the smaller event-channel run (the larger has twice).
-pub const EVTCHN_ROUNDS: u64 = 1000;
 /// MiB in the smaller ring run (the larger has twice).
 pub const RING_MIB: u64 = 4;
 
 /// What one run counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
-    /// Items: round trips or ring requests.
+    /// Items: ring requests.
     pub items: u64,
     /// The driver's TSC span in instructions (every instruction of the
     /// machine).
@@ -44,9 +39,9 @@ pub struct Counts {
     pub calls: u64,
     /// VM exits of both domains (whole life).
     pub exits: u64,
-    /// Notifications the driver (ping, producer) sent.
+    /// Notifications the producer sent.
     pub notes_a: u64,
-    /// Notifications the other side (pong, consumer) sent.
+    /// Notifications the consumer sent.
     pub notes_b: u64,
 }
 
@@ -106,21 +101,6 @@ fn exits(lines: &[String]) -> Result<u64> {
     Ok(ends.iter().map(|d| d.exits).sum())
 }
 
-/// TSC ticks are converted to instructions with `b`'s tick.
-fn evtchn_counts(b: Backend, lines: &[String]) -> Result<Counts> {
-    let (p, q) = ("evping: bench ", "evpong: bench ");
-    let rounds = field(lines, p, "rounds")?;
-    Ok(Counts {
-        items: rounds,
-        tsc: b.insns(field(lines, p, "tsc")?)?,
-        guest: b.insns(field(lines, p, "guest_tsc")? + field(lines, q, "guest_tsc")?)?,
-        calls: field(lines, p, "calls")? + field(lines, q, "calls")?,
-        exits: exits(lines)?,
-        notes_a: rounds,
-        notes_b: rounds,
-    })
-}
-
 fn ring_counts(b: Backend, lines: &[String]) -> Result<Counts> {
     let (p, c) = ("ringprod: bench ", "ringcons: bench ");
     Ok(Counts {
@@ -134,14 +114,12 @@ fn ring_counts(b: Backend, lines: &[String]) -> Result<Counts> {
     })
 }
 
-/// One backend's two benchmarks.
+/// One backend's ring figures.
 #[derive(Debug)]
 pub struct Row {
     /// Which backend.
     pub backend: Backend,
-    /// Event channels: small run, large run, large again.
-    pub evtchn: [Counts; 3],
-    /// Ring: the same.
+    /// Small run, large run, large again.
     pub ring: [Counts; 3],
     /// One run's command (the large ring run).
     pub command: String,
@@ -150,33 +128,16 @@ pub struct Row {
 impl Row {
     /// Whether the repeated run gave identical counts.
     pub fn deterministic(&self) -> bool {
-        self.evtchn[1] == self.evtchn[2] && self.ring[1] == self.ring[2]
+        self.ring[1] == self.ring[2]
     }
 }
 
-/// Runs both benchmarks on `b`.
+/// Runs the ring benchmark on `b`.
 pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
     let tag = b.tag();
-    let mut evtchn = [Counts::default(); 3];
     let mut ring = [Counts::default(); 3];
     let mut command = String::new();
     for (i, scale) in [1, 2, 2].into_iter().enumerate() {
-        let rounds = EVTCHN_ROUNDS * scale;
-        let dir = out_dir.join(format!("evtchn-{tag}-{i}"));
-        let mods = vec![
-            module(
-                "evpong",
-                "evpong.elf",
-                &format!("peer=2 rounds={rounds} bench"),
-            )?,
-            module(
-                "evping",
-                "evping.elf",
-                &format!("peer=1 rounds={rounds} bench"),
-            )?,
-        ];
-        let booted = isoboot::boot(b, kernel, "", mods, &dir)?;
-        evtchn[i] = evtchn_counts(b, &booted.lines).context(|| format!("{}", dir.display()))?;
         let mib = RING_MIB * scale;
         let dir = out_dir.join(format!("ring-{tag}-{i}"));
         let mods = vec![
@@ -186,15 +147,10 @@ pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
         let booted = isoboot::boot(b, kernel, "", mods, &dir)?;
         ring[i] = ring_counts(b, &booted.lines).context(|| format!("{}", dir.display()))?;
         command = booted.command;
-        println!(
-            "  {} run {}: {rounds} round trips, {mib} MiB through the ring",
-            b.name(),
-            i + 1
-        );
+        println!("  {} run {}: {mib} MiB through the ring", b.name(), i + 1);
     }
     Ok(Row {
         backend: b,
-        evtchn,
         ring,
         command,
     })
@@ -210,23 +166,10 @@ fn f2(x: f64) -> String {
 
 /// The markdown section.
 pub fn section(rows: &[Row]) -> String {
-    let mut ev = String::new();
     let mut ring = String::new();
     for r in rows {
-        let e = PerItem::between(&r.evtchn[0], &r.evtchn[1]);
         let g = PerItem::between(&r.ring[0], &r.ring[1]);
         // Ignoring write! results: writing to a String cannot fail.
-        let _ = writeln!(
-            ev,
-            "| {} | {} / {} | {} | **{}** | **{}** | {} |",
-            r.backend.name(),
-            r.evtchn[0].items,
-            r.evtchn[1].items,
-            f2(e.tsc),
-            f2(e.hv),
-            f2(e.exits),
-            f2(e.calls),
-        );
         let _ = writeln!(
             ring,
             "| {} | {} / {} | **{}** | {} | {} | **{}** | {} | {} |",
@@ -245,34 +188,20 @@ pub fn section(rows: &[Row]) -> String {
     let vmx = rows.iter().find(|r| r.backend == Backend::Vmx);
     format!(
         "\
-## Event-channel round trip and ring throughput
+## Ring throughput
 
-Two guests on **one** CPU, booted from a GRUB ISO (two modules with arguments; PVH
-boot carries one): AMD-V under QEMU TCG `-cpu {qemu_cpu}` with `-icount
-shift={shift},align=off,sleep=off`, VT-x under Bochs 2.7 `corei7_haswell_4770` with `clock:
-sync=none`. At shift {shift} every instruction advances QEMU's TSC by {ticks}: the figures
-below are TSC counts / {ticks} (each checked to be a multiple of it); at shifts 0 to 3
-the machine stalls in GRUB (nothing on the serial line past GRUB's screen). The shift was checked on the
-hypercall round trip: `hcbench` from an ISO at shift {shift} gives (TSC delta / {ticks})
-exactly the figure of the PVH boot at shift 0 above. Timers fire per virtual nanosecond,
-so at shift {shift} the 100 Hz tick comes every 78,125 instructions (Bochs: every 100,000,
-at `ips=10000000`), where it was every 10 million at shift 0.
-Each guest counts its own instructions between hypercalls (`pvabi::guest::meter`: the TSC read just before
-each hypercall instruction and just after it returns); the driver's TSC span minus both
-guests' own ticks is what the hypervisor executed (about five instructions of the meter
-per hypercall fall on the hypervisor's side). Every figure is the difference between a
-run of size 2X and one of size X, divided by X, so set-up, tear-down and boot cancel;
-the 2X run was made twice and gave identical counts. Exits are from the two domains'
-`domain-end:` lines (timer ticks included).
+Two guests on **one** CPU, booted from a GRUB ISO as for the event channels above
+(the same machines and `-icount shift={shift}`: figures are TSC counts / {ticks}).
+Timers fire per virtual nanosecond, so at shift {shift} the 100 Hz tick comes every
+78,125 instructions (Bochs: every 100,000, at `ips=10000000`). At shifts 0 to 3 the
+machine stalls in GRUB (nothing on the serial line past GRUB's screen); the shift was
+checked on the hypercall round trip: `hcbench` from an ISO at shift {shift} gives (TSC
+delta / {ticks}) exactly the figure of the PVH boot at shift 0 above. Each guest counts
+its own instructions between hypercalls (`pvabi::guest::meter`); the TSC span minus
+both guests' own is what the hypervisor executed. Every figure is the difference
+between a run of size 2X and one of size X, divided by X; the 2X run was made twice and
+gave identical counts. Exits are from the two domains' `domain-end:` lines.
 
-**Event channels**: `evping bench` and `evpong bench` each make one
-`HC_EVTCHN_SEND_WAIT` (pvabi 1.4) per round trip: send on the port and sleep until
-the other side's answer makes it pending (the hypervisor switches directly to the
-woken side). With `three_calls` both use the 1.1 path instead (send; block; poll).
-
-| backend | round trips (runs) | machine instructions per round trip | **hypervisor instructions per round trip** | **exits per round trip** | hypercalls per round trip |
-|---|---:|---:|---:|---:|---:|
-{ev}
 **Ring**: `ringprod` moves data through a ring of 128 slots with 32 data pages (4 KiB per
 request, filled with a pattern and checksummed); `ringcons` verifies each checksum and
 answers. Each side publishes a whole batch at once and notifies only when the other
@@ -290,8 +219,7 @@ answers. A side notifies only if the other asked (its event index was passed), s
 notification and a notification covers more than 32 requests; where the ticks fall is
 fixed by the instruction count, so the figures are exact but differ between the backends.
 
-Commands (AMD-V, the larger ring run; the event-channel runs differ only in modules;
-the ISO is built like `cargo xtask image --cmdline \"exit=qemu shutdown loglevel=info\"
+Commands (AMD-V, the larger ring run; the ISO is built like `cargo xtask image --cmdline \"exit=qemu shutdown loglevel=info\"
 --module \"target/x86_64-unknown-none/release/ringprod=peer=2 mib=8\" --module
 target/x86_64-unknown-none/release/ringcons=peer=1`, the modules named `*.elf`):
 
@@ -305,9 +233,8 @@ VT-x (the same ISO with `exit=bochs`; the bochsrc is the hypercall round trip's)
 {vmx_cmd}
 ```
 
-Serial logs: `build/bench/evtchn-*` and `build/bench/ring-*`.
+Serial logs: `build/bench/ring-*`.
 ",
-        qemu_cpu = xtask::qemu::TCG_CPU,
         shift = isoboot::ICOUNT_SHIFT,
         ticks = Backend::Svm.ticks_per_insn(),
         svm_cmd = svm.map_or("", |r| r.command.as_str()),
