@@ -17,11 +17,10 @@
 //!   instructions inside the hypervisor's code (`crate::insncount`), so
 //!   two CPUs get an instruction count too. On one CPU the two methods
 //!   are compared in the table.
-//! - Bochs, two CPUs: Bochs runs its CPUs in turns of a few instructions
-//!   and its TSC counts rounds, not instructions (each CPU runs about one
-//!   instruction per tick, a halted one none), so the TSC span is the
-//!   round trip's latency in per-CPU instructions; Bochs has no per-CPU
-//!   instruction counter to report instead.
+//! - Bochs, two CPUs: repeatable, but its CPUs run side by side and its
+//!   TSC advances with their rounds, so the TSC span is the round trip's
+//!   latency in per-CPU instructions, not a count; Bochs gives the guest
+//!   no per-CPU instruction counter to report instead.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -402,10 +401,14 @@ ranges, not exact counts.
   just before each hypercall instruction and just after it returns) is what the
   hypervisor executed (about five instructions of the meter per hypercall fall on
   the hypervisor's side). On AMD-V this and the plugin's figure check each other.
-- **VT-x, two CPUs**: Bochs runs its CPUs in turns, a few instructions each, and
-  its TSC counts turns: the span is the round trip's latency in per-CPU
-  instructions (shown in brackets), not a sum over CPUs. Bochs has no per-CPU
-  instruction count to give instead, so only exits and hypercalls are exact there.
+- **VT-x, two CPUs**: Bochs (single-threaded, `clock: sync=none`) repeats two-CPU
+  runs exactly, but it runs its CPUs side by side (in turns of up to `quantum`
+  instructions each) and its TSC advances with the rounds, not with each CPU's
+  instructions: the span per round trip (in brackets) is below the one-CPU
+  machine total, a latency in per-CPU instructions, not a sum over CPUs. Bochs
+  gives the guest no per-CPU instruction count; one could come from the
+  hypervisor counting each CPU's halted TSC (with `quantum=1` a CPU that is not
+  halted runs one instruction per tick), not done here.
 
 | backend | CPUs | path | **exits per round trip** | hypercalls per round trip | **hypervisor instructions per round trip** | of which CPU 0 / CPU 1 (plugin) | machine instructions per round trip (TSC) | hypervisor, TSC − guests |
 |---|---:|---|---:|---:|---:|---:|---:|---:|
