@@ -32,7 +32,7 @@ use kestrel_guests::ringio::{self, BULK_BAD_REQ, BULK_BAD_SUM, BULK_OK, Back, Bu
 use kestrel_guests::{num_arg, raw};
 use pvabi::guest::{evtchn, memory, meter};
 use pvabi::ring::RingError;
-use pvabi::{Error, PAGE_SIZE, StartInfo};
+use pvabi::{PAGE_SIZE, StartInfo};
 
 pvabi::entry_point!(main);
 
@@ -160,9 +160,12 @@ fn main(si: &StartInfo) -> i32 {
             );
         }
         End::Died => {
-            // The port is unbound now: a send says so.
-            if evtchn::send(b.port) != Err(Error::Busy) {
-                fail!("the dead front's port is still bound");
+            // A dying front's grants are revoked first and its ports closed
+            // after (`Domain::finish`), so the copy that told us may come a
+            // moment before the port is unbound: wait (at most 60 s) until a
+            // send says so.
+            if !kestrel_guests::wait_closed(b.port) {
+                fail!("the dead front's port is still bound after 60 s");
             }
             match b.teardown() {
                 Ok(gone) => pvabi::println!(
