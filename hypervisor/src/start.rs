@@ -206,7 +206,11 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // --- Modules ----------------------------------------------------------
     modules::check(boot);
 
-    // --- Hardware virtualization -------------------------------------------
+    // --- Speculation mitigations and hardware virtualization -----------------
+    crate::arch::spec::init(
+        cpu.vendor == crate::arch::cpu::Vendor::Intel,
+        &opts.spec_ctrl,
+    );
     match init_virt(&cpu.virt).and_then(|b| init_virt_this_cpu().map(|()| b)) {
         Ok(b) => log::info!("virt: running guests with {}", b.name()),
         Err(why) => log::warn!("virt: guests cannot run: {why}"),

@@ -21,7 +21,7 @@ pub const MAX_ERROR_WORD: usize = 32;
 pub type ErrorWord = ArrayString<{ MAX_ERROR_WORD + 3 }>;
 
 /// The option names, in the order the error message lists them.
-const KNOWN: &str = "loglevel, exit, shutdown, console, selftest, dom0";
+const KNOWN: &str = "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl";
 
 /// How the hypervisor ends, after a fatal error or on a requested shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,6 +112,9 @@ pub struct Options {
     /// that creates the others; without it every ELF module starts as an
     /// unprivileged domain (development and tests).
     pub dom0: bool,
+    /// `spec-ctrl=`: which speculative-execution mitigations may run
+    /// (`boot/spec.rs`; default all, each where the CPU needs it).
+    pub spec_ctrl: super::spec::SpecOpts,
 }
 
 /// A deliberate failure, run after boot to prove that the hypervisor
@@ -142,6 +145,7 @@ impl Default for Options {
             console: Console::Com1,
             selftest: SelfTest::None,
             dom0: false,
+            spec_ctrl: super::spec::SpecOpts::ALL,
         }
     }
 }
@@ -327,6 +331,15 @@ impl Options {
                     "none, panic, null-deref, stack-overflow, write-text or exec-data",
                 )?;
             }
+            "spec-ctrl" => {
+                let v = needs_value("spec-ctrl")?;
+                self.spec_ctrl =
+                    super::spec::SpecOpts::parse(v).map_err(|item| CmdlineError::BadValue {
+                        option: "spec-ctrl",
+                        value: error_word(item),
+                        expected: super::spec::SPEC_CTRL_VALUES,
+                    })?;
+            }
             "shutdown" | "dom0" => match value {
                 None if key == "shutdown" => self.shutdown = true,
                 None => self.dom0 = true,
@@ -443,7 +456,7 @@ mod tests {
         assert!(o.shutdown);
         assert_eq!(
             e.to_string(),
-            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0)"
+            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl)"
         );
     }
 
@@ -575,6 +588,31 @@ mod tests {
         assert!(matches!(e, CmdlineError::Unknown { .. }));
         let (_, e) = err("=qemu");
         assert!(matches!(e, CmdlineError::Unknown { .. }));
+    }
+
+    #[test]
+    fn spec_ctrl_values() {
+        use crate::boot::spec::SpecOpts;
+        assert_eq!(ok("").spec_ctrl, SpecOpts::ALL);
+        assert_eq!(ok("spec-ctrl=off").spec_ctrl, SpecOpts::NONE);
+        let o = ok("exit=qemu spec-ctrl=no-ibpb,no-verw");
+        assert!(!o.spec_ctrl.ibpb && !o.spec_ctrl.verw);
+        assert!(o.spec_ctrl.rsb && o.spec_ctrl.l1d_flush);
+        // An unknown item names itself and leaves the rest applied.
+        let (o, e) = err("spec-ctrl=no-ibpb,no-ibrs exit=qemu");
+        assert_eq!(o.spec_ctrl, SpecOpts::ALL);
+        assert_eq!(o.exit, ExitMethod::Qemu);
+        assert_eq!(
+            e.to_string(),
+            "bad value \"no-ibrs\" for command-line option \"spec-ctrl\" (expected on, off, or a comma-separated list of ibpb, rsb, verw, l1d-flush, each optionally prefixed with no-)"
+        );
+        let (_, e) = err("spec-ctrl");
+        assert_eq!(
+            e,
+            CmdlineError::MissingValue {
+                option: "spec-ctrl"
+            }
+        );
     }
 
     #[test]

@@ -245,6 +245,7 @@ pub fn handle(
             let leaf = vcpu.rax() as u32;
             let subleaf = vcpu.regs().rcx as u32;
             let out = filter_cpuid(leaf, subleaf, host, hypercall_insn);
+            let out = crate::boot::spec::guest_cpuid(leaf, subleaf, out);
             vcpu.set_rax(u64::from(out[0]));
             let regs = vcpu.regs();
             regs.rbx = u64::from(out[1]);

@@ -97,7 +97,7 @@ pub fn new_vcpu(
 ) -> Option<Box<dyn VcpuBackend>> {
     Some(match backend {
         Backend::Svm => Box::new(SvmVcpu::new(boot, root, domain_id)?),
-        Backend::Vmx => Box::new(VmxVcpu::new(boot, root, domain_id as u16)?),
+        Backend::Vmx => Box::new(VmxVcpu::new(boot, root, domain_id)?),
     })
 }
 

@@ -153,6 +153,8 @@ pub struct SvmVcpu {
     /// ([`SvmVcpu::enter`]): looked up once per slice, not per VMRUN
     /// (the lookup reads the GS base MSR).
     host_vmcb: u64,
+    /// The domain it belongs to (IBPB between domains, `arch/spec.rs`).
+    domain: u32,
 }
 
 impl SvmVcpu {
@@ -195,6 +197,7 @@ impl SvmVcpu {
             vmcb: alloc_zeroed(1)?,
             regs: GuestRegs::default(),
             host_vmcb: 0,
+            domain: domain_id,
         };
         v.w32(C_INTERCEPT_CR, 0);
         v.w32(C_INTERCEPT_EXC, 0);
@@ -259,6 +262,7 @@ impl SvmVcpu {
         self.w8(C_TLB_CONTROL, TLB_FLUSH.load(Ordering::Relaxed) as u8);
         let cpu = crate::arch::percpu::cpu_index();
         self.host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
+        crate::arch::spec::switch_in(self.domain);
     }
 
     /// Returns the VMCB page; the vCPU must never run again.
@@ -323,6 +327,7 @@ impl SvmVcpu {
 
     /// Runs the guest until the next exit.
     pub fn run(&mut self) -> VmExit {
+        crate::arch::spec::before_entry();
         // SAFETY: `vmcb` is a valid VMCB (set up in `new`), `host_vmcb` this
         // CPU's host state page (the run loop calls `enter` on the CPU
         // that runs the vCPU before its first `run` there, and a vCPU
@@ -412,6 +417,7 @@ unsafe extern "C" fn svm_run(vmcb: u64, regs: *mut GuestRegs, host_vmcb: u64) {
         "mov rax, [rsp + 8]",
         ".byte 0x0f, 0x01, 0xda", // vmload rax (host)
         "add rsp, 16",
+        crate::rsb_fill_asm!(), // GIF = 0 still: before any RET
         ".byte 0x0f, 0x01, 0xdc", // stgi
         "pop r15",
         "pop r14",
@@ -420,6 +426,7 @@ unsafe extern "C" fn svm_run(vmcb: u64, regs: *mut GuestRegs, host_vmcb: u64) {
         "pop rbx",
         "pop rbp",
         "ret",
+        rsb_fill = sym crate::arch::spec::RSB_FILL,
     )
 }
 

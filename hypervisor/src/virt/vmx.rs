@@ -178,6 +178,8 @@ pub struct VmxVcpu {
     boot: BootState,
     eptp: u64,
     vpid: u16,
+    /// The domain it belongs to (IBPB between domains, `arch/spec.rs`).
+    domain: u32,
     started: bool,
     /// VMX-preemption timer value written before each entry (0: none).
     preempt_ticks: u64,
@@ -190,8 +192,8 @@ pub struct VmxVcpu {
 
 impl VmxVcpu {
     /// A vCPU starting in 64-bit mode per `boot`, with EPT rooted at
-    /// `ept_root`.
-    pub fn new(boot: &BootState, ept_root: u64, vpid: u16) -> Option<Self> {
+    /// `ept_root`, for domain `domain` (its VPID: the low 16 bits, never 0).
+    pub fn new(boot: &BootState, ept_root: u64, domain: u32) -> Option<Self> {
         Some(Self {
             vmcs: page_with_revision()?,
             launched: false,
@@ -202,7 +204,8 @@ impl VmxVcpu {
             boot: *boot,
             // WB (6), 4-level walk (3 << 3).
             eptp: ept_root | 6 | (3 << 3),
-            vpid: vpid.max(1),
+            vpid: (domain as u16).max(1),
+            domain,
             started: false,
             preempt_ticks: 0,
             slice_end_tsc: 0,
@@ -374,6 +377,7 @@ impl VmxVcpu {
         if HAVE_VPID.load(Ordering::Relaxed) != 0 {
             invalidate_vpid(self.vpid);
         }
+        crate::arch::spec::switch_in(self.domain);
     }
 
     /// Ends the time slice at TSC `tsc`: each entry arms the
@@ -400,6 +404,11 @@ impl VmxVcpu {
             }
             vmwrite(GUEST_PREEMPT_TIMER, ticks);
         }
+        // Interrupts off from the buffer clearing to the entry, so no host
+        // handler refills them (a pending one exits the guest at once:
+        // external-interrupt exiting); the exit leaves them off too.
+        x86_64::instructions::interrupts::disable();
+        crate::arch::spec::before_entry();
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
@@ -510,6 +519,7 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
         "mov [rdi + 104], r14",
         "mov [rdi + 112], r15",
         "pop qword ptr [rdi + 40]",
+        crate::rsb_fill_asm!(), // RFLAGS.IF = 0 after the exit: before any RET
         "xor eax, eax",
         "5:",
         "pop r15",
@@ -519,6 +529,7 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
         "pop rbx",
         "pop rbp",
         "ret",
+        rsb_fill = sym crate::arch::spec::RSB_FILL,
     )
 }
 

@@ -18,6 +18,7 @@ mod pvh;
 mod ring;
 mod sched;
 mod selftest;
+mod spec;
 mod stress;
 mod upcall;
 mod wx;
