@@ -13,7 +13,7 @@ use crate::arch::physmem::IdentityMem;
 use crate::arch::{acpi, exit, heap, idt, lapic, modules, paging, percpu, pit, serial, smp};
 use crate::boot::cmdline::{Options, SelfTest};
 use crate::boot::info::MAX_MEMORY_REGIONS;
-use crate::boot::{BootInfo, MemoryRegion, multiboot2, pvh};
+use crate::boot::{BootInfo, BootProtocol, MemoryRegion, multiboot2, pvh};
 use crate::domain::lifecycle::{DomainSpec, all_created, create};
 use crate::mm::memmap;
 use crate::mm::size::Size;
@@ -55,17 +55,21 @@ pub extern "C" fn kestrel_main(magic: u32, info: u64) -> ! {
     bootcpu::early_tables();
     serial::init(Some(serial::COM1));
 
-    let boot = match magic {
-        multiboot2::BOOTLOADER_MAGIC => multiboot2::parse(&IdentityMem, info),
-        pvh::START_MAGIC => pvh::parse(&IdentityMem, info),
+    let mut boot = BootInfo::new(BootProtocol::Pvh);
+    let parsed = match magic {
+        multiboot2::BOOTLOADER_MAGIC => multiboot2::parse_into(&IdentityMem, info, &mut boot),
+        pvh::START_MAGIC => pvh::parse_into(&IdentityMem, info, &mut boot),
         other => fatal!(
             "unknown boot protocol (magic {other:#x}): boot Kestrel with GRUB (multiboot2) or as a PVH kernel"
         ),
     };
-    let boot = match boot {
-        Ok(b) => b,
-        Err(e) => fatal!("boot information rejected: {e}"),
-    };
+    if let Err(e) = parsed {
+        // The command line is read before what can go wrong (modules,
+        // memory map): its `exit=` still ends a test run (QEMU, Bochs)
+        // instead of leaving it halted until its deadline.
+        exit::set_method(Options::parse(&boot.cmdline).0.exit);
+        fatal!("boot information rejected: {e}");
+    }
 
     let (opts, cmdline_error) = Options::parse(&boot.cmdline);
     exit::set_method(opts.exit);

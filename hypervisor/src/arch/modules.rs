@@ -13,7 +13,9 @@ macro_rules! fatal {
 }
 
 /// Checks every module lies in memory, validates ELF ones, and reports each
-/// with its size and CRC-32. A bad module is fatal, and named.
+/// with its size and CRC-32. A module outside memory is fatal, and named;
+/// an ELF image that fails the checks is reported and skipped (it never
+/// counts as ELF in [`modules`]).
 pub fn check(boot: &BootInfo) {
     for (i, m) in boot.modules.iter().enumerate() {
         let mut fallback = arrayvec::ArrayString::<16>::new();
@@ -37,7 +39,15 @@ pub fn check(boot: &BootInfo) {
                     let _ = core::fmt::write(&mut s, format_args!("ELF64 entry {:#x}", elf.entry));
                     s
                 }
-                Err(e) => fatal!("module {i} ({name}) is not a usable ELF image: {e}"),
+                // One bad image must not keep the others from starting:
+                // skipped like a module whose segment does not fit (that
+                // one fails when its domain is built, `start.rs`).
+                Err(e) => {
+                    log::error!(
+                        "module {i} ({name}) is not a usable ELF image: {e}; skipped, no domain is started from it"
+                    );
+                    arrayvec::ArrayString::from("unusable ELF, skipped").unwrap_or_default()
+                }
             }
         } else {
             arrayvec::ArrayString::from("data").unwrap_or_default()
@@ -79,7 +89,7 @@ pub struct ModuleRef {
     pub name: ArrayString<64>,
     /// Arguments after the name.
     pub args: ArrayString<256>,
-    /// Starts with the ELF magic (and passed `check`).
+    /// Starts with the ELF magic and passed the ELF checks (`crate::elf::check`).
     pub elf: bool,
 }
 
@@ -125,7 +135,8 @@ pub fn register(boot: &BootInfo) {
                     args,
                     elf: false,
                 };
-                let elf = r.bytes().starts_with(b"\x7fELF");
+                let bytes = r.bytes();
+                let elf = bytes.starts_with(b"\x7fELF") && crate::elf::check(bytes).is_ok();
                 ModuleRef { elf, ..r }
             })
             .collect()

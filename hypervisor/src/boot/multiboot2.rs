@@ -37,6 +37,19 @@ const RSDP_V2_LEN: u64 = 36;
 
 /// Parses the Multiboot2 information block at physical `info_addr`.
 pub fn parse(mem: &impl PhysRead, info_addr: u64) -> Result<BootInfo, BootInfoError> {
+    let mut info = BootInfo::new(BootProtocol::Multiboot2);
+    parse_into(mem, info_addr, &mut info)?;
+    Ok(info)
+}
+
+/// [`parse`] into `info`. On an error `info` keeps what was read before
+/// it (GRUB puts the command-line tag before the modules), so the caller
+/// can still honour `exit=` when it reports the error.
+pub fn parse_into(
+    mem: &impl PhysRead,
+    info_addr: u64,
+    info: &mut BootInfo,
+) -> Result<(), BootInfoError> {
     if info_addr == 0 || !info_addr.is_multiple_of(8) {
         return Err(BootInfoError::BadPointer(info_addr));
     }
@@ -56,7 +69,7 @@ pub fn parse(mem: &impl PhysRead, info_addr: u64) -> Result<BootInfo, BootInfoEr
         value: total,
     })?;
 
-    let mut info = BootInfo::new(BootProtocol::Multiboot2);
+    *info = BootInfo::new(BootProtocol::Multiboot2);
     let mut rsdp_old = None;
     let mut rsdp_new = None;
     let mut have_mmap = false;
@@ -103,9 +116,9 @@ pub fn parse(mem: &impl PhysRead, info_addr: u64) -> Result<BootInfo, BootInfoEr
                 info.loader_name =
                     read_cstr(mem, tag + TAG_HEADER, size - TAG_HEADER, "boot loader name")?;
             }
-            TAG_MODULE => parse_module(&t, &mut info)?,
+            TAG_MODULE => parse_module(&t, info)?,
             TAG_MEMORY_MAP => {
-                parse_mmap(&t, &mut info)?;
+                parse_mmap(&t, info)?;
                 have_mmap = true;
             }
             TAG_FRAMEBUFFER => {
@@ -154,7 +167,7 @@ pub fn parse(mem: &impl PhysRead, info_addr: u64) -> Result<BootInfo, BootInfoEr
             what: "loader ranges",
             limit: info.loader_ranges.capacity(),
         })?;
-    Ok(info)
+    Ok(())
 }
 
 /// One tag being parsed, with bounds-checked field readers.
@@ -764,6 +777,24 @@ mod tests {
                 limit: MAX_MODULES
             }
         );
+    }
+
+    #[test]
+    fn error_keeps_the_command_line_read_before_it() {
+        let mut m = Mbi::new()
+            .tag(TAG_CMDLINE, b"exit=qemu\0")
+            .tag(TAG_MEMORY_MAP, &basic_mmap());
+        for i in 0..=MAX_MODULES as u32 {
+            m = m.tag(TAG_MODULE, &module(i * 0x1000, i * 0x1000 + 0x100, "m"));
+        }
+        let mem = m.end().mem();
+        let mut info = BootInfo::new(BootProtocol::Pvh);
+        assert!(matches!(
+            parse_into(&mem, BASE, &mut info),
+            Err(BootInfoError::TooMany { .. })
+        ));
+        assert_eq!(info.cmdline.as_str(), "exit=qemu");
+        assert_eq!(info.protocol, BootProtocol::Multiboot2);
     }
 
     #[test]

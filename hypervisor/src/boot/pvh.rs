@@ -68,6 +68,19 @@ fn table_range(
 
 /// Parses the `hvm_start_info` block at physical `start_info`.
 pub fn parse(mem: &impl PhysRead, start_info: u64) -> Result<BootInfo, BootInfoError> {
+    let mut info = BootInfo::new(BootProtocol::Pvh);
+    parse_into(mem, start_info, &mut info)?;
+    Ok(info)
+}
+
+/// [`parse`] into `info`. On an error `info` keeps what was read before
+/// it — the command line comes first — so the caller can still honour
+/// `exit=` when it reports the error.
+pub fn parse_into(
+    mem: &impl PhysRead,
+    start_info: u64,
+    info: &mut BootInfo,
+) -> Result<(), BootInfoError> {
     if start_info == 0 {
         return Err(BootInfoError::BadPointer(start_info));
     }
@@ -99,7 +112,7 @@ pub fn parse(mem: &impl PhysRead, start_info: u64) -> Result<BootInfo, BootInfoE
     let memmap_paddr = le_u64(&hdr, 40);
     let memmap_entries = le_u32(&hdr, 48);
 
-    let mut info = BootInfo::new(BootProtocol::Pvh);
+    *info = BootInfo::new(BootProtocol::Pvh);
     let ranges_full = |_| BootInfoError::TooMany {
         what: "loader ranges",
         limit: super::info::MAX_BOOT_RANGES,
@@ -181,7 +194,7 @@ pub fn parse(mem: &impl PhysRead, start_info: u64) -> Result<BootInfo, BootInfoE
             .try_push((ml_start, ml_end))
             .map_err(ranges_full)?;
     }
-    Ok(info)
+    Ok(())
 }
 
 /// One `hvm_modlist_entry`.
@@ -520,6 +533,23 @@ mod tests {
                 limit: MAX_MODULES
             }
         );
+    }
+
+    #[test]
+    fn error_keeps_the_command_line_read_before_it() {
+        let mut si = Si::good();
+        si.cmdline = BASE + CMD;
+        si.nr_modules = MAX_MODULES as u32 + 1;
+        si.modlist = BASE + MODLIST;
+        let mut mem = build(&si, &MAP, &[]);
+        put(&mut mem, CMD, b"exit=qemu shutdown\0");
+        let mut info = BootInfo::new(BootProtocol::Multiboot2);
+        assert!(matches!(
+            parse_into(&mem, BASE + SI, &mut info),
+            Err(BootInfoError::TooMany { .. })
+        ));
+        assert_eq!(info.cmdline.as_str(), "exit=qemu shutdown");
+        assert_eq!(info.protocol, BootProtocol::Pvh);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod abi;
 mod bad;
+mod badmod;
 mod bochs;
 mod dom0;
 mod domctl;
