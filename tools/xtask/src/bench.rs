@@ -99,7 +99,22 @@ pub fn run(only: Option<&str>) -> Result<()> {
             print!("{}", hypercall_table(&hc));
             return Ok(());
         }
-        Some(other) => bail!("--only {other}: expected `evtchn` or `hypercall`"),
+        Some("spec") => {
+            let rows = crate::specbench::run(&kernel, &out_dir)?;
+            let section = crate::specbench::section(&rows);
+            println!("\n{section}");
+            let doc = paths::repo_root().join("docs/benchmarks.md");
+            let old = std::fs::read_to_string(&doc).unwrap_or_default();
+            let new = replace_section(&old, crate::specbench::HEADING, &section)
+                .unwrap_or_else(|| insert_before_image(&old, &section));
+            std::fs::write(&doc, new).context(|| format!("writing {}", doc.display()))?;
+            println!("its section in {} written", doc.display());
+            if !crate::specbench::deterministic(&rows) {
+                bail!("spec-ctrl hcbench figures differed between identical runs");
+            }
+            return Ok(());
+        }
+        Some(other) => bail!("--only {other}: expected `evtchn`, `hypercall` or `spec`"),
     }
 
     let mut rows = Vec::new();
@@ -221,6 +236,8 @@ pub fn run(only: Option<&str>) -> Result<()> {
         &example_cmd,
         &qemu_version,
     );
+    let spec = crate::specbench::run(&kernel, &out_dir)?;
+    let md = insert_before_image(&md, &crate::specbench::section(&spec));
     let doc = paths::repo_root().join("docs/benchmarks.md");
     std::fs::write(&doc, &md).context(|| format!("writing {}", doc.display()))?;
     println!("\n{md}");
@@ -252,6 +269,15 @@ pub fn run(only: Option<&str>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `doc` with `section` inserted before its `## Image` heading (at the end
+/// without one).
+fn insert_before_image(doc: &str, section: &str) -> String {
+    match doc.find("\n## Image") {
+        Some(i) => format!("{}\n{}\n{}", &doc[..i], section.trim_end(), &doc[i..]),
+        None => format!("{}\n\n{}\n", doc.trim_end(), section.trim_end()),
+    }
 }
 
 /// `doc` with the section whose heading line starts with `heading` (up to

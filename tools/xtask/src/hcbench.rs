@@ -148,13 +148,27 @@ fn check_domain(lines: &[String], what: &str, log: &Path) -> Result<()> {
 
 /// AMD-V under QEMU TCG `-icount`, PVH boot with hcbench as the module.
 pub fn svm(kernel: &Path, hcbench: &Path, out_dir: &Path) -> Result<Row> {
+    svm_with(kernel, hcbench, out_dir, "", "svm")
+}
+
+/// [`svm`] with hypervisor `options` added to the command line; `tag`
+/// names the serial logs.
+pub fn svm_with(
+    kernel: &Path,
+    hcbench: &Path,
+    out_dir: &Path,
+    options: &str,
+    tag: &str,
+) -> Result<Row> {
     let mut runs = Vec::new();
     let mut command = String::new();
     for run in 0..RUNS {
-        let log = out_dir.join(format!("serial-hcbench-svm-{run}.log"));
+        let log = out_dir.join(format!("serial-hcbench-{tag}-{run}.log"));
         let boot = Boot::Pvh {
             kernel: kernel.to_path_buf(),
-            cmdline: "exit=qemu shutdown loglevel=info".into(),
+            cmdline: format!("exit=qemu shutdown loglevel=info {options}")
+                .trim_end()
+                .into(),
             initrd: Some(hcbench.to_path_buf()),
         };
         let mut vm = Vm::new(
@@ -204,19 +218,38 @@ pub fn svm(kernel: &Path, hcbench: &Path, out_dir: &Path) -> Result<Row> {
 
 /// VT-x under Bochs, one CPU, GRUB ISO with hcbench as the module.
 pub fn vmx(kernel: &Path, hcbench: &Path, out_dir: &Path) -> Result<Row> {
-    let iso = out_dir.join("hcbench-bochs.iso");
+    vmx_with(kernel, hcbench, out_dir, "", "bochs", BOCHS_MODEL)
+}
+
+/// [`vmx`] on Bochs CPU `model` with hypervisor `options` added to the
+/// command line; `tag` names the ISO and the run directories.
+pub fn vmx_with(
+    kernel: &Path,
+    hcbench: &Path,
+    out_dir: &Path,
+    options: &str,
+    tag: &str,
+    model: &'static str,
+) -> Result<Row> {
+    let iso = out_dir.join(format!("hcbench-{tag}.iso"));
     xtask::iso::build(&IsoSpec {
         kernel: kernel.to_path_buf(),
-        cmdline: "exit=bochs shutdown loglevel=info".into(),
+        cmdline: format!("exit=bochs shutdown loglevel=info {options}")
+            .trim_end()
+            .into(),
         modules: vec![Module::named(hcbench, "hcbench.elf", "")?],
         timeout_s: 0,
         output: iso.clone(),
     })?;
-    let pc = Pc::new(BOCHS_MODEL, 1, 128);
+    let pc = Pc::new(model, 1, 128);
     let mut runs = Vec::new();
     let mut command = String::new();
     for run in 0..RUNS {
-        let dir = out_dir.join(format!("bochs-hcbench-{run}"));
+        let dir = if tag == "bochs" {
+            out_dir.join(format!("bochs-hcbench-{run}"))
+        } else {
+            out_dir.join(format!("bochs-hcbench-{tag}-{run}"))
+        };
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let mut r = bochs::prepare(&pc, &iso, &dir)?;
         let root = paths::repo_root().display().to_string();

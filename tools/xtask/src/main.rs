@@ -10,6 +10,7 @@ mod insncount;
 mod isoboot;
 mod mkbench;
 mod ringbench;
+mod specbench;
 mod test;
 
 use std::ffi::OsString;
@@ -47,11 +48,13 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench [--only evtchn|hypercall]
+  bench [--only evtchn|hypercall|spec]
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
-      event-channel round trip (one CPU and two), domain creation and rings on
-      AMD-V (QEMU -icount) and VT-x (Bochs); writes docs/benchmarks.md.
-      --only: just that part, printed, docs/benchmarks.md left alone.
+      event-channel round trip (one CPU and two), domain creation, rings and
+      the hypercall with and without spec-ctrl mitigations on AMD-V (QEMU
+      -icount) and VT-x (Bochs); writes docs/benchmarks.md.
+      --only: just that part, printed; evtchn and spec rewrite their own
+      section of docs/benchmarks.md, hypercall leaves it alone.
 
 environment:
   KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`

@@ -230,7 +230,7 @@ fn parse_lists() {
         }
     );
     assert_eq!(SpecOpts::parse("on").unwrap(), SpecOpts::ALL);
-    assert_eq!(SpecOpts::parse("No-IBPB").unwrap().ibpb, false);
+    assert!(!SpecOpts::parse("No-IBPB").unwrap().ibpb);
     assert_eq!(SpecOpts::parse("no-rsb,rsb").unwrap(), SpecOpts::ALL);
 }
 
