@@ -10,6 +10,7 @@ mod console;
 mod domctl;
 mod evtchn;
 mod mgmt;
+mod spec;
 
 #[derive(Default)]
 struct FakeVcpu {

@@ -140,9 +140,10 @@ pub fn section(rows: &[SpecRow]) -> String {
     let _ = writeln!(
         t,
         "\nThe RSB filling is 16 rounds of two `CALL`s, an `ADD`, a `DEC` and a `JNZ`, an \
-         `LFENCE` and the flag test: about 84 instructions per exit; VERW adds itself, its \
-         flag test and a `CLI` (VT-x enters with interrupts off so that no handler refills \
-         the buffers after the VERW). Each configuration ran {} times with identical \
+         `LFENCE` and the flag test: about 84 instructions per exit; VERW adds itself and a flag \
+         test; the `CLI` VT-x now runs before every entry (so that no handler refills the \
+         buffers after the VERW) is in both figures, as are the flag tests of the barriers \
+         that are off. Each configuration ran {} times with identical \
          figures. Commands: as for the hypercall round trip, with `spec-ctrl=off` appended \
          to the command line, and for VT-x `cpu: model={BOCHS_MODEL}`; serial logs \
          `build/bench/serial-hcbench-svm-spec-*.log` and \
