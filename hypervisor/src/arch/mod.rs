@@ -21,3 +21,4 @@ pub mod platform;
 pub mod selftest;
 pub mod serial;
 pub mod smp;
+pub mod xsave;

@@ -8,6 +8,7 @@
 mod abi;
 mod bad;
 mod bochs;
+mod cpustate;
 mod dom0;
 mod domctl;
 mod evtchn;
