@@ -578,11 +578,21 @@ fn xsetbv_is_checked_and_refusals_get_gp() {
         v.regs.rcx = ecx;
         v.regs.rdx = rdx;
         v.regs.rax = rax;
-        let a = handle(VmExit::Xsetbv { len: 3 }, v, &mut svc, &FakeHost, 0, &mut |_: &[u8]| {});
+        let a = handle(
+            VmExit::Xsetbv { len: 3 },
+            v,
+            &mut svc,
+            &FakeHost,
+            0,
+            &mut |_: &[u8]| {},
+        );
         assert_eq!(a, Action::Resume);
         (v.rip, v.gp, v.xcr0)
     };
-    assert_eq!(xsetbv(&mut v, 0, 0xffff_ffff_0000_0000, 0xdead_0000_0000_0007), (3, 0, 7));
+    assert_eq!(
+        xsetbv(&mut v, 0, 0xffff_ffff_0000_0000, 0xdead_0000_0000_0007),
+        (3, 0, 7)
+    );
     assert_eq!(xsetbv(&mut v, 0, 0, 0b101), (3, 1, 7), "AVX without SSE");
     assert_eq!(xsetbv(&mut v, 0, 1, 0b111), (3, 2, 7), "bit 32");
     assert_eq!(xsetbv(&mut v, 1, 0, 1), (3, 3, 7), "XCR1");

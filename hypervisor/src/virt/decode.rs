@@ -45,7 +45,7 @@ pub fn svm(e: SvmExitInfo) -> VmExit {
             len: len(0),
         },
         0x78 => VmExit::Hlt { len: len(1) },
-        0x8d => VmExit::Xsetbv { len: len(3) }, // 0f 01 d1
+        0x8d => VmExit::Xsetbv { len: len(3) },   // 0f 01 d1
         0x60..=0x63 => VmExit::ExternalInterrupt, // INTR, NMI, SMI, INIT
         0x64 => VmExit::InterruptWindow,          // VINTR (APM 15.21.4)
         0x400 => VmExit::NestedPageFault {

@@ -21,7 +21,6 @@ pub use exit::{Backend, GuestRegs, VmExit};
 #[cfg(not(target_os = "none"))]
 pub mod fake;
 pub mod select;
-pub mod xstate;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 pub mod svm;
@@ -31,6 +30,7 @@ pub mod vmx;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 mod vmx_fields;
+pub mod xstate;
 
 /// One vCPU of either vendor, as the rest of the hypervisor drives it.
 ///

@@ -173,7 +173,8 @@ pub fn os_bits(leaf: u32, subleaf: u32, out: [u32; 4], guest_cr4: u64) -> [u32; 
 
 /// Set once a guest's XCR0 changed without an XSETBV exit (logged once).
 #[cfg(target_os = "none")]
-static XSETBV_UNTRAPPED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static XSETBV_UNTRAPPED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// A vCPU's XSAVE-managed state and XCR0 (bare metal).
 #[cfg(target_os = "none")]

@@ -52,10 +52,8 @@ pub fn install() {
     unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
     let off = gp_handler as *const () as usize as u64;
     // 64-bit interrupt gate: present, DPL 0, type 0xE (SDM Vol. 3A 7.14.1).
-    let low = (off & 0xffff)
-        | (u64::from(cs) << 16)
-        | (0x8e << 40)
-        | (((off >> 16) & 0xffff) << 48);
+    let low =
+        (off & 0xffff) | (u64::from(cs) << 16) | (0x8e << 40) | (((off >> 16) & 0xffff) << 48);
     IDT.0[26].store(low, Ordering::Relaxed);
     IDT.0[27].store(off >> 32, Ordering::Relaxed);
     let mut desc = [0u8; 10];

@@ -182,7 +182,11 @@ fn xsetbv_checks(f: &Features) {
         CHECKS.check("xsetbv avx without sse #GP", gp::xsetbv(0, 0b101) as i64, 1);
     }
     if ok & (0b111 << 5) == (0b111 << 5) {
-        CHECKS.check("xsetbv avx512 partial #GP", gp::xsetbv(0, 0b111 | (1 << 5)) as i64, 1);
+        CHECKS.check(
+            "xsetbv avx512 partial #GP",
+            gp::xsetbv(0, 0b111 | (1 << 5)) as i64,
+            1,
+        );
     }
     CHECKS.check("xcr0 kept after #GP", regs::xgetbv(0) as i64, 1);
     CHECKS.check("xsetbv all offered", gp::xsetbv(0, want) as i64, 0);

@@ -6,7 +6,12 @@ use super::*;
 /// Hi16_ZMM at 1664 (1024), PKRU at 2688 (8).
 fn host(leaf: u32, sub: u32) -> [u32; 4] {
     match (leaf, sub) {
-        (1, _) => [0, 0, (1 << 26) | (1 << 28) | (1 << 27) | (1 << 12) | (1 << 29), 0],
+        (1, _) => [
+            0,
+            0,
+            (1 << 26) | (1 << 28) | (1 << 27) | (1 << 12) | (1 << 29),
+            0,
+        ],
         (0xd, 0) => [0x602e7, 2696, 11008, 0],
         (0xd, 1) => [0b1111, 2696, 0x1800, 0],
         (0xd, 2) => [256, 576, 0, 0],
@@ -22,7 +27,11 @@ fn host(leaf: u32, sub: u32) -> [u32; 4] {
 }
 
 fn no_xsave(leaf: u32, sub: u32) -> [u32; 4] {
-    if leaf == 1 { [0, 0, 1 << 28, 0] } else { host(leaf, sub) }
+    if leaf == 1 {
+        [0, 0, 1 << 28, 0]
+    } else {
+        host(leaf, sub)
+    }
 }
 
 #[test]
@@ -31,24 +40,48 @@ fn allowed_is_what_the_host_enumerates_of_what_kestrel_switches() {
     assert_eq!(allowed_xcr0(host), 0b10_1110_0111);
     assert_eq!(allowed_xcr0(no_xsave), 0);
     // AVX-512 without all three of its components is not offered.
-    let partial = |l: u32, s: u32| if (l, s) == (0xd, 0) { [0x67, 0, 0, 0] } else { host(l, s) };
+    let partial = |l: u32, s: u32| {
+        if (l, s) == (0xd, 0) {
+            [0x67, 0, 0, 0]
+        } else {
+            host(l, s)
+        }
+    };
     assert_eq!(allowed_xcr0(partial), 0b111);
 }
 
 #[test]
 fn xsetbv_follows_sdm_13_3() {
     let ok = allowed_xcr0(host);
-    for good in [1, 0b11, 0b111, 0b1110_0111, 0b10_1110_0111, 1 | PKRU, 0b11 | PKRU] {
+    for good in [
+        1,
+        0b11,
+        0b111,
+        0b1110_0111,
+        0b10_1110_0111,
+        1 | PKRU,
+        0b11 | PKRU,
+    ] {
         assert_eq!(validate_xcr0(0, good, ok), Ok(()), "{good:#x}");
     }
     assert_eq!(validate_xcr0(1, 1, ok), Err(XcrError::NotXcr0));
     assert_eq!(validate_xcr0(0, 0, ok), Err(XcrError::NoX87));
     assert_eq!(validate_xcr0(0, 0b10, ok), Err(XcrError::NoX87));
     assert_eq!(validate_xcr0(0, 0b101, ok), Err(XcrError::AvxWithoutSse));
-    assert_eq!(validate_xcr0(0, 0b111 | (1 << 5), ok), Err(XcrError::Avx512Partial));
-    assert_eq!(validate_xcr0(0, 0b11 | AVX512, ok), Err(XcrError::Avx512Partial));
+    assert_eq!(
+        validate_xcr0(0, 0b111 | (1 << 5), ok),
+        Err(XcrError::Avx512Partial)
+    );
+    assert_eq!(
+        validate_xcr0(0, 0b11 | AVX512, ok),
+        Err(XcrError::Avx512Partial)
+    );
     for bad in [1 << 3, 1 << 4, 1 << 8, 1 << 17, 1 << 18, 1 << 63] {
-        assert_eq!(validate_xcr0(0, 0b111 | bad, ok), Err(XcrError::Unsupported), "{bad:#x}");
+        assert_eq!(
+            validate_xcr0(0, 0b111 | bad, ok),
+            Err(XcrError::Unsupported),
+            "{bad:#x}"
+        );
     }
     // Nothing at all without XSAVE.
     assert_eq!(validate_xcr0(0, 1, 0), Err(XcrError::Unsupported));
