@@ -422,9 +422,10 @@ impl VmxVcpu {
             }
             vmwrite(GUEST_PREEMPT_TIMER, ticks);
         }
+        // CR2 is not in the VMCS: the guest's goes in by hand (`cpustate`).
+        self.cpu.before_run();
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.
-        self.cpu.before_run();
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
         self.cpu.after_run();
         if failed != 0 {
