@@ -1,6 +1,7 @@
 //! Every piece of CPU state a guest can write and read back is its own vCPU's
-//! (issue 12), on both backends: AMD-V under QEMU TCG (`-cpu max`) and VT-x
-//! under Bochs (`corei7_haswell_4770`), GRUB ISO.
+//! (issue 12), on both backends: AMD-V under QEMU TCG (`-cpu max`: AVX, PKU)
+//! and VT-x under Bochs (`corei7_haswell_4770`: AVX; `tigerlake`: AVX-512 and
+//! PKU as well), GRUB ISO.
 //!
 //! Modules: three `statecheck` planters with different seeds and one
 //! `statecheck mode=reader` (never writes vector or x87 state and expects
@@ -13,12 +14,16 @@
 //!
 //! | test | asserts |
 //! |---|---|
-//! | `cpustate_*_one_cpu`, `cpustate_*_smp` | every domain exited 0 with `statecheck: <N> checks, 0 failed` (N at least the classes expected on that CPU model), its `features` line shows the classes the backend's CPU model offers (XSAVE, AVX, FSGSBASE; PKU under QEMU), and the planters each made `ROUNDS * YIELDS` yields |
+//! | `cpustate_*_one_cpu`, `cpustate_*_smp`, `cpustate_vtx_tigerlake_one_cpu` | every domain exited 0 with `statecheck: <N> checks, 0 failed` (N at least the classes expected on that CPU model), and its `features` line shows the classes the CPU model offers (XSAVE, AVX, FSGSBASE everywhere; PKU under QEMU and on tigerlake; AVX-512 on tigerlake) |
 
-use boot_tests::artifacts::guest_module;
+use std::sync::OnceLock;
+
+use boot_tests::artifacts::{guest_module, shared_iso};
+use boot_tests::bochs::{self, Pc};
 use boot_tests::domains::{ReportOnPanic, said};
 use boot_tests::guest_run::{GuestRun, Shared};
 use boot_tests::{Backend, Outcome};
+use xtask::iso::Module;
 
 /// Rounds each domain makes.
 const ROUNDS: u64 = 100;
@@ -32,6 +37,50 @@ const DOMAINS: [(&str, &str); 4] = [
     ("reader", "seed=44 mode=reader"),
 ];
 
+fn modules() -> Vec<Module> {
+    DOMAINS
+        .iter()
+        .map(|(n, a)| {
+            guest_module(
+                "statecheck",
+                n,
+                &format!("{a} rounds={ROUNDS} yields={YIELDS}"),
+            )
+        })
+        .collect()
+}
+
+/// The same four domains on one CPU of Bochs' `tigerlake` model (VT-x with
+/// AVX-512 and PKU).
+fn tigerlake_run() -> &'static Outcome {
+    static RUN: OnceLock<Outcome> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let b = Backend::Vmx;
+        let iso = shared_iso(
+            "cpustate-tigerlake.iso",
+            &format!("{} shutdown loglevel=info", b.exit()),
+            &modules(),
+        );
+        let o = bochs::run_iso(
+            "cpustate1_tigerlake",
+            &Pc::new("tigerlake", 1, 128),
+            &iso,
+            None,
+            bochs::TIMEOUT_S,
+        );
+        {
+            let _report = ReportOnPanic(&o);
+            o.assert_booted("multiboot2");
+            assert!(
+                o.all_ended().is_some(),
+                "{}: no `domains: all ... ended` line",
+                o.test
+            );
+        }
+        o
+    })
+}
+
 fn the_run(b: Backend, cpus: u32) -> &'static Outcome {
     static ONE: Shared = Shared::new();
     static SMP: Shared = Shared::new();
@@ -44,16 +93,7 @@ fn the_run(b: Backend, cpus: u32) -> &'static Outcome {
         GuestRun {
             name,
             options: "",
-            modules: DOMAINS
-                .iter()
-                .map(|(n, a)| {
-                    guest_module(
-                        "statecheck",
-                        n,
-                        &format!("{a} rounds={ROUNDS} yields={YIELDS}"),
-                    )
-                })
-                .collect(),
+            modules: modules(),
             cpus,
             memory_mib: 128,
             stop: None,
@@ -62,16 +102,18 @@ fn the_run(b: Backend, cpus: u32) -> &'static Outcome {
     })
 }
 
-/// The feature line each backend's CPU model must show.
-fn want_features(b: Backend) -> &'static str {
-    match b {
-        Backend::Svm => "xsave=1 avx=1 pku=1 fsgsbase=1",
-        Backend::Vmx => "xsave=1 avx=1 pku=0 fsgsbase=1",
-    }
-}
+/// The feature line each CPU model must show: QEMU `-cpu max`, Bochs
+/// `corei7_haswell_4770`, Bochs `tigerlake`.
+const QEMU_MAX: &str = "xsave=1 avx=1 avx512=0 pku=1 fsgsbase=1";
+const HASWELL: &str = "xsave=1 avx=1 avx512=0 pku=0 fsgsbase=1";
+const TIGERLAKE: &str = "xsave=1 avx=1 avx512=1 pku=1 fsgsbase=1";
 
 fn check(b: Backend, cpus: u32) {
-    let o = the_run(b, cpus);
+    let want = if b == Backend::Svm { QEMU_MAX } else { HASWELL };
+    judge(the_run(b, cpus), want);
+}
+
+fn judge(o: &Outcome, want: &str) {
     let _report = ReportOnPanic(o);
     for (name, _) in DOMAINS {
         let d = o.assert_domain(name, "exited", 0);
@@ -82,10 +124,9 @@ fn check(b: Backend, cpus: u32) {
             .unwrap_or_else(|| panic!("{}: {name} printed no features line", o.test));
         println!("{}: {name}: {features}", o.test);
         assert!(
-            features.starts_with(want_features(b)),
-            "{}: {name} features `{features}`, want `{}`",
-            o.test,
-            want_features(b)
+            features.starts_with(want),
+            "{}: {name} features `{features}`, want `{want}`",
+            o.test
         );
         // gpr x87 mxcsr xmm cr2 cr8 ymm segbase (+ pkru), and the XSETBV
         // checks before them.
@@ -111,4 +152,9 @@ fn cpustate_amdv_qemu_smp() {
 #[test]
 fn cpustate_vtx_bochs_smp() {
     check(Backend::Vmx, 2);
+}
+
+#[test]
+fn cpustate_vtx_tigerlake_one_cpu() {
+    judge(tigerlake_run(), TIGERLAKE);
 }

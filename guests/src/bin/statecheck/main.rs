@@ -7,7 +7,8 @@
 //! Classes (each only where CPUID offers it; the `features` line says which
 //! ran): general-purpose registers (all but RAX and RSP, checked across each
 //! single yield), x87 (control word and ST0), MXCSR, XMM0-15, the upper
-//! halves of YMM0-15 (AVX, enabled through XSETBV), PKRU (PKU), CR2, CR8,
+//! halves of YMM0-15 (AVX, enabled through XSETBV), ZMM0-31 and k0-k7
+//! (AVX-512), PKRU (PKU), CR2, CR8,
 //! FS/GS base and the kernel GS base behind SWAPGS (FSGSBASE).
 //!
 //! `mode=reader` never writes XMM, YMM or x87 state: it checks after each
@@ -40,6 +41,7 @@ static CHECKS: Checks = Checks::new("statecheck");
 struct Features {
     xsave: bool,
     avx: bool,
+    avx512: bool,
     pku: bool,
     fsgsbase: bool,
     /// XCR0 bits CPUID leaf 0xD says XSETBV accepts.
@@ -89,6 +91,7 @@ static X87: Tally = Tally::new("x87");
 static MXCSR: Tally = Tally::new("mxcsr");
 static XMM: Tally = Tally::new("xmm");
 static YMM: Tally = Tally::new("ymm");
+static ZMM: Tally = Tally::new("avx512");
 static PKRU: Tally = Tally::new("pkru");
 static CR2: Tally = Tally::new("cr2");
 static CR8: Tally = Tally::new("cr8");
@@ -107,6 +110,7 @@ fn features() -> Features {
         f.xcr0_ok = u64::from(d.eax) | (u64::from(d.edx) << 32);
         f.avx = l1.ecx & (1 << 28) != 0 && f.xcr0_ok & 0b110 == 0b110;
         f.pku = l7.ecx & (1 << 3) != 0 && f.xcr0_ok & (1 << 9) != 0;
+        f.avx512 = f.avx && l7.ebx & (1 << 16) != 0 && f.xcr0_ok & 0xe0 == 0xe0;
     }
     f
 }
@@ -135,9 +139,10 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         xsetbv_checks(&f);
     }
     pvabi::println!(
-        "statecheck: features xsave={} avx={} pku={} fsgsbase={} xcr0={:#x} mode={}",
+        "statecheck: features xsave={} avx={} avx512={} pku={} fsgsbase={} xcr0={:#x} mode={}",
         u8::from(f.xsave),
         u8::from(f.avx),
+        u8::from(f.avx512),
         u8::from(f.pku),
         u8::from(f.fsgsbase),
         if f.xsave { regs::xgetbv(0) } else { 1 },
@@ -151,6 +156,9 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     }
     if f.avx {
         YMM.report();
+    }
+    if f.avx512 {
+        ZMM.report();
     }
     if f.pku {
         PKRU.report();
@@ -223,6 +231,26 @@ fn round(seed: u64, r: u64, yields: u64, reader: bool, f: &Features) {
             regs::xmm_plant(&vec);
         }
     }
+    // AVX-512: ZMM0-31 (upper 256 bits of 0-15, all of 16-31) and k0-k7;
+    // the reader expects zeros there too.
+    let mut zmm = [[0u64; 8]; 32];
+    let mut kregs = [0u64; 8];
+    if f.avx512 && !reader {
+        for (i, z) in zmm.iter_mut().enumerate() {
+            for (j, w) in z.iter_mut().enumerate() {
+                *w = if i < 16 && j < 4 {
+                    vec[i][j]
+                } else {
+                    v(200 + (i as u64) * 8 + j as u64)
+                };
+            }
+        }
+        for (i, k) in kregs.iter_mut().enumerate() {
+            *k = v(500 + i as u64);
+        }
+        regs::zmm_plant(&zmm);
+        regs::k_plant(&kregs);
+    }
     let pkru = (v(3) as u32) & !0b11; // keep access to key 0's pages
     if f.pku {
         regs::wrpkru(pkru);
@@ -264,6 +292,22 @@ fn round(seed: u64, r: u64, yields: u64, reader: bool, f: &Features) {
         for j in 0..4 {
             let t = if j < 2 { &XMM } else { &YMM };
             t.expect(regs::VEC_NAMES[i], r, got[i][j], vec[i][j]);
+        }
+    }
+    if f.avx512 {
+        let got = regs::zmm_read();
+        for i in 0..32 {
+            for j in 0..8 {
+                ZMM.expect("zmm", r, got[i][j], zmm[i][j]);
+            }
+        }
+        for (i, (g, w)) in regs::k_read().iter().zip(kregs.iter()).enumerate() {
+            ZMM.expect(
+                ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"][i],
+                r,
+                *g,
+                *w,
+            );
         }
     }
     if f.pku {

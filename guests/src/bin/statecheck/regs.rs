@@ -258,3 +258,59 @@ pub fn bases() -> (u64, u64, u64) {
     }
     (fs, gs, kgs)
 }
+
+macro_rules! zmm32 {
+    (load $p:expr, $($i:literal),*) => {
+        // SAFETY: loads ZMM0-31 (which the compiler never uses here) from
+        // the 2 KiB array `$p` points at; needs XCR0 bits 5-7.
+        unsafe {
+            asm!($(concat!("vmovdqu64 zmm", $i, ", [{p} + ", $i, " * 64]"),)*
+                p = in(reg) $p, options(nostack, readonly))
+        }
+    };
+    (store $p:expr, $($i:literal),*) => {
+        // SAFETY: stores ZMM0-31 into the 2 KiB array `$p` points at.
+        unsafe {
+            asm!($(concat!("vmovdqu64 [{p} + ", $i, " * 64], zmm", $i),)*
+                p = in(reg) $p, options(nostack))
+        }
+    };
+}
+
+/// ZMM0-31 from `v` (needs XCR0 bits 5-7 with AVX and SSE).
+pub fn zmm_plant(v: &[[u64; 8]; 32]) {
+    zmm32!(load v.as_ptr(), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
+        19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+}
+
+/// ZMM0-31.
+pub fn zmm_read() -> [[u64; 8]; 32] {
+    let mut v = [[0u64; 8]; 32];
+    zmm32!(store v.as_mut_ptr(), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+        18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+    v
+}
+
+/// Opmask registers k0-k7 from `v`.
+pub fn k_plant(v: &[u64; 8]) {
+    // SAFETY: loads k0-k7 (the compiler never uses them) from `v`.
+    unsafe {
+        asm!("kmovq k0, [{p}]", "kmovq k1, [{p} + 8]", "kmovq k2, [{p} + 16]",
+            "kmovq k3, [{p} + 24]", "kmovq k4, [{p} + 32]", "kmovq k5, [{p} + 40]",
+            "kmovq k6, [{p} + 48]", "kmovq k7, [{p} + 56]", p = in(reg) v.as_ptr(),
+            options(nostack, readonly));
+    }
+}
+
+/// Opmask registers k0-k7.
+pub fn k_read() -> [u64; 8] {
+    let mut v = [0u64; 8];
+    // SAFETY: stores k0-k7 into `v`.
+    unsafe {
+        asm!("kmovq [{p}], k0", "kmovq [{p} + 8], k1", "kmovq [{p} + 16], k2",
+            "kmovq [{p} + 24], k3", "kmovq [{p} + 32], k4", "kmovq [{p} + 40], k5",
+            "kmovq [{p} + 48], k6", "kmovq [{p} + 56], k7", p = in(reg) v.as_mut_ptr(),
+            options(nostack));
+    }
+    v
+}
