@@ -22,3 +22,4 @@ pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod spec;
+pub mod xsave;

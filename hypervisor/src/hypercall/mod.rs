@@ -178,24 +178,25 @@ fn sig(i: usize) -> u32 {
 
 /// The CPUID a guest sees: the host's, with virtualization, MONITOR, x2APIC
 /// and the APIC hidden (a PV guest has none of them), the hypervisor bit
-/// set, and leaves 0x40000000-1 carrying our signature and ABI version.
+/// set, leaves 0x40000000-1 carrying our signature and ABI version, and
+/// the XSAVE leaves agreeing with the XCR0 values XSETBV accepts
+/// (`virt/xstate.rs`).
 pub fn filter_cpuid(leaf: u32, subleaf: u32, host: &impl Host, hypercall_insn: u32) -> [u32; 4] {
+    let out = filter_base(leaf, subleaf, host, hypercall_insn);
+    crate::virt::xstate::filter_xsave_leaves(leaf, subleaf, out, |l, s| host.cpuid(l, s))
+}
+
+fn filter_base(leaf: u32, subleaf: u32, host: &impl Host, hypercall_insn: u32) -> [u32; 4] {
     match leaf {
         CPUID_SIGNATURE_LEAF => [CPUID_SIGNATURE_LEAF + 1, sig(0), sig(1), sig(2)],
         0x4000_0001 => [pvabi::PVABI_VERSION, hypercall_insn, 0, 0],
         0x4000_0002..=0x4fff_ffff => [0; 4],
         1 => {
             let [a, b, c, d] = host.cpuid(1, 0);
-            // ECX: MONITOR 3, VMX 5, SMX 6, x2APIC 21, TSC-deadline 24,
-            // XSAVE 26, OSXSAVE 27 cleared; hypervisor 31 set. EDX: APIC 9.
-            let c = (c & !((1 << 3)
-                | (1 << 5)
-                | (1 << 6)
-                | (1 << 21)
-                | (1 << 24)
-                | (1 << 26)
-                | (1 << 27)))
-                | (1 << 31);
+            // ECX: MONITOR 3, VMX 5, SMX 6, x2APIC 21, TSC-deadline 24
+            // cleared; hypervisor 31 set (XSAVE 26 and OSXSAVE 27: see
+            // `filter_cpuid`). EDX: APIC 9.
+            let c = (c & !((1 << 3) | (1 << 5) | (1 << 6) | (1 << 21) | (1 << 24))) | (1 << 31);
             [a, b, c, d & !(1 << 9)]
         }
         0x8000_0001 => {
@@ -246,6 +247,7 @@ pub fn handle(
             let subleaf = vcpu.regs().rcx as u32;
             let out = filter_cpuid(leaf, subleaf, host, hypercall_insn);
             let out = crate::boot::spec::guest_cpuid(leaf, subleaf, out);
+            let out = crate::virt::xstate::os_bits(leaf, subleaf, out, vcpu.guest_cr4());
             vcpu.set_rax(u64::from(out[0]));
             let regs = vcpu.regs();
             regs.rbx = u64::from(out[1]);
@@ -275,6 +277,18 @@ pub fn handle(
         VmExit::Hlt { len } => {
             vcpu.skip(len);
             Action::Yield
+        }
+        // XCR0 is the vCPU's own, checked in `virt/xstate.rs`; a refused
+        // value gets #GP, as the CPU would raise.
+        VmExit::Xsetbv { len } => {
+            let xcr = vcpu.regs().rcx as u32;
+            let value = ((vcpu.regs().rdx & 0xffff_ffff) << 32) | (vcpu.rax() & 0xffff_ffff);
+            if vcpu.set_xcr(xcr, value) {
+                vcpu.skip(len);
+            } else {
+                vcpu.inject_gp();
+            }
+            Action::Resume
         }
         VmExit::ExternalInterrupt => Action::Interrupt,
         // The next entry injects the upcall it was requested for.

@@ -17,6 +17,7 @@ struct FakeVcpu {
     regs: GuestRegs,
     rip: u64,
     gp: u32,
+    xcr0: u64,
 }
 
 /// The register half of a backend; the exit handler never runs a vCPU.
@@ -47,6 +48,13 @@ impl VcpuBackend for FakeVcpu {
     }
     fn inject_gp(&mut self) {
         self.gp += 1;
+    }
+    fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
+        let ok = crate::virt::xstate::validate_xcr0(xcr, value, 0b111).is_ok();
+        if ok {
+            self.xcr0 = value;
+        }
+        ok
     }
 }
 
@@ -559,6 +567,37 @@ fn msrs_io_and_faults() {
     ));
     assert_eq!(run(&mut v, VmExit::Hlt { len: 1 }), Action::Yield);
     assert_eq!(run(&mut v, VmExit::ExternalInterrupt), Action::Interrupt);
+}
+
+/// XSETBV: EDX:EAX (upper halves of RDX/RAX ignored) goes to the backend;
+/// a refused value injects #GP and leaves RIP on the instruction.
+#[test]
+fn xsetbv_is_checked_and_refusals_get_gp() {
+    let mut svc = FakeSvc::new(0);
+    let mut v = FakeVcpu::default();
+    let mut xsetbv = |v: &mut FakeVcpu, ecx: u64, rdx: u64, rax: u64| {
+        v.regs.rcx = ecx;
+        v.regs.rdx = rdx;
+        v.regs.rax = rax;
+        let a = handle(
+            VmExit::Xsetbv { len: 3 },
+            v,
+            &mut svc,
+            &FakeHost,
+            0,
+            &mut |_: &[u8]| {},
+        );
+        assert_eq!(a, Action::Resume);
+        (v.rip, v.gp, v.xcr0)
+    };
+    assert_eq!(
+        xsetbv(&mut v, 0, 0xffff_ffff_0000_0000, 0xdead_0000_0000_0007),
+        (3, 0, 7)
+    );
+    assert_eq!(xsetbv(&mut v, 0, 0, 0b101), (3, 1, 7), "AVX without SSE");
+    assert_eq!(xsetbv(&mut v, 0, 1, 0b111), (3, 2, 7), "bit 32");
+    assert_eq!(xsetbv(&mut v, 1, 0, 1), (3, 3, 7), "XCR1");
+    assert_eq!(xsetbv(&mut v, 1 << 32, 0, 1), (6, 3, 1), "ECX only");
 }
 
 /// The decoder must never panic, whatever the registers and memory hold.

@@ -45,6 +45,7 @@ pub fn svm(e: SvmExitInfo) -> VmExit {
             len: len(0),
         },
         0x78 => VmExit::Hlt { len: len(1) },
+        0x8d => VmExit::Xsetbv { len: len(3) },   // 0f 01 d1
         0x60..=0x63 => VmExit::ExternalInterrupt, // INTR, NMI, SMI, INIT
         0x64 => VmExit::InterruptWindow,          // VINTR (APM 15.21.4)
         0x400 => VmExit::NestedPageFault {
@@ -126,6 +127,7 @@ pub fn vmx(e: VmxExitInfo) -> VmExit {
             fetch: q & 4 != 0,
         },
         54 => VmExit::Forbidden { what: "WBINVD" },
+        55 => VmExit::Xsetbv { len },
         r => VmExit::Unknown {
             code: r,
             info1: q,
@@ -169,6 +171,7 @@ mod tests {
             VmExit::Hypercall { len: 4 }
         );
         assert_eq!(s(0x72, 0, 0), VmExit::Cpuid { len: 2 });
+        assert_eq!(s(0x8d, 0, 0), VmExit::Xsetbv { len: 3 });
         assert_eq!(
             s(0x7c, 1, 0),
             VmExit::Msr {
@@ -253,6 +256,7 @@ mod tests {
     fn vmx_exits() {
         assert_eq!(v(18, 0, 0), VmExit::Hypercall { len: 3 });
         assert_eq!(v(10, 0, 0), VmExit::Cpuid { len: 3 });
+        assert_eq!(v(55, 0, 0), VmExit::Xsetbv { len: 3 });
         assert_eq!(
             v(32, 0, 0),
             VmExit::Msr {

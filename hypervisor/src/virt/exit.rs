@@ -61,6 +61,8 @@ pub enum VmExit {
     },
     /// HLT.
     Hlt { len: u64 },
+    /// XSETBV (XCR number in ECX, value in EDX:EAX).
+    Xsetbv { len: u64 },
     /// A host interrupt arrived (timer, IPI): the host handles it.
     ExternalInterrupt,
     /// The guest can take an interrupt now (an interrupt window the

@@ -30,6 +30,7 @@ pub mod vmx;
 #[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 mod vmx_fields;
+pub mod xstate;
 
 /// One vCPU of either vendor, as the rest of the hypervisor drives it.
 ///
@@ -72,4 +73,16 @@ pub trait VcpuBackend: Send {
     fn skip(&mut self, len: u64);
     /// Injects #GP(0) on the next entry.
     fn inject_gp(&mut self);
+    /// The guest's CR4 as it reads it (CPUID's OSXSAVE and OSPKE follow
+    /// it). A backend that does not say reports 0: those bits stay clear.
+    fn guest_cr4(&self) -> u64 {
+        0
+    }
+    /// The guest's XSETBV of `value` into XCR `xcr`: `true` if loaded,
+    /// `false` if refused (the caller injects #GP). See `xstate.rs`; a
+    /// backend that does not switch XCR0 refuses every value.
+    fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
+        let _ = (xcr, value);
+        false
+    }
 }

@@ -67,6 +67,10 @@ pub fn init_virt(features: &crate::arch::cpu::VirtFeatures) -> Result<Backend, &
         }
         VirtFeatures::None => return Err("this CPU offers neither VT-x nor AMD-V"),
     };
+    crate::arch::xsave::init_global(super::xstate::allowed_xcr0(|l, s| {
+        let r = core::arch::x86_64::__cpuid_count(l, s);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    }));
     BACKEND.store(if b == Backend::Svm { 1 } else { 2 }, Ordering::Release);
     Ok(b)
 }
@@ -74,6 +78,8 @@ pub fn init_virt(features: &crate::arch::cpu::VirtFeatures) -> Result<Backend, &
 /// Turns the backend on for this CPU (every CPU, before it runs guests).
 #[cfg(target_os = "none")]
 pub fn init_virt_this_cpu() -> Result<(), &'static str> {
+    // Every CPU: CR4.OSFXSR/OSXSAVE and the host XCR0 (`xstate.rs`).
+    crate::arch::xsave::init_this_cpu();
     match backend() {
         Some(Backend::Svm) => crate::virt::svm::init_this_cpu(crate::arch::percpu::cpu_index())
             .ok_or("out of memory for the SVM host save area"),

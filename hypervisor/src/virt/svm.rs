@@ -81,6 +81,8 @@ const I2_ALL_SVM: u32 = 0x7f;
 const I2_WBINVD: u32 = 1 << 9;
 const I2_MONITOR: u32 = 1 << 10;
 const I2_MWAIT: u32 = 1 << 11;
+/// XSETBV (APM Vol. 2 15.9, table B-1): XCR0 is the vCPU's own.
+const I2_XSETBV: u32 = 1 << 13;
 
 /// Whether the CPU saves the next RIP on exits (CPUID 8000_000A EDX[3]).
 static NRIPS: AtomicU64 = AtomicU64::new(0);
@@ -155,6 +157,9 @@ pub struct SvmVcpu {
     host_vmcb: u64,
     /// The domain it belongs to (IBPB between domains, `arch/spec.rs`).
     domain: u32,
+    /// x87/SSE/AVX/... state and XCR0 (`xstate.rs`); CR2, CR8 (V_TPR),
+    /// FS/GS/kernel GS bases are in the VMCB.
+    xstate: crate::virt::xstate::GuestXState,
 }
 
 impl SvmVcpu {
@@ -193,11 +198,13 @@ impl SvmVcpu {
         // ASIDs may be shared by several domains: every switch-in flushes
         // the guest's TLB entries (`enter`), so sharing is safe.
         let asid = 1 + domain_id.saturating_sub(1) % (ASIDS.load(Ordering::Relaxed) as u32 - 1);
+        let xstate = crate::virt::xstate::GuestXState::new()?;
         let mut v = Self {
             vmcb: alloc_zeroed(1)?,
             regs: GuestRegs::default(),
             host_vmcb: 0,
             domain: domain_id,
+            xstate,
         };
         v.w32(C_INTERCEPT_CR, 0);
         v.w32(C_INTERCEPT_EXC, 0);
@@ -217,7 +224,7 @@ impl SvmVcpu {
         );
         v.w32(
             C_INTERCEPT_MISC2,
-            I2_ALL_SVM | I2_WBINVD | I2_MONITOR | I2_MWAIT,
+            I2_ALL_SVM | I2_WBINVD | I2_MONITOR | I2_MWAIT | I2_XSETBV,
         );
         v.w64(C_IOPM_BASE, IOPM.load(Ordering::Relaxed));
         v.w64(C_MSRPM_BASE, MSRPM.load(Ordering::Relaxed));
@@ -446,6 +453,7 @@ pub fn usable(features: &cpu::VirtFeatures) -> bool {
 impl super::VcpuBackend for SvmVcpu {
     fn enter(&mut self) {
         Self::enter(self);
+        self.xstate.load();
     }
     /// A TLB flush is what switching in does already (by ASID or whole).
     fn flush_tlb(&mut self) {
@@ -463,8 +471,11 @@ impl super::VcpuBackend for SvmVcpu {
     /// AMD-V needs no bound of its own: the LAPIC timer's interrupt always
     /// exits the guest (the external-interrupt intercept).
     fn set_slice_end(&mut self, _tsc: u64) {}
-    /// Nothing to flush: the VMCB is plain memory any CPU can VMRUN.
-    fn put(&mut self) {}
+    /// Nothing to flush: the VMCB is plain memory any CPU can VMRUN. The
+    /// XSAVE state is saved (the registers are the guest's until now).
+    fn put(&mut self) {
+        self.xstate.store();
+    }
     fn regs(&mut self) -> &mut GuestRegs {
         &mut self.regs
     }
@@ -482,5 +493,11 @@ impl super::VcpuBackend for SvmVcpu {
     }
     fn inject_gp(&mut self) {
         Self::inject_gp(self);
+    }
+    fn guest_cr4(&self) -> u64 {
+        self.r64(S_CR4)
+    }
+    fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
+        self.xstate.xsetbv(xcr, value).is_ok()
     }
 }

@@ -22,6 +22,9 @@ use super::vmx_fields::*;
 #[path = "vmx_upcall.rs"]
 mod upcall;
 use upcall::{PROC_INTR_WINDOW, WINDOW_OK};
+#[path = "vmx_cpustate.rs"]
+mod cpustate;
+use cpustate::{PROC_CR8_EXITING, PROC_TPR_SHADOW, TPR_SHADOW, VmxCpuState};
 
 /// VMX-preemption timer: 0 if absent, else 1 + its TSC shift.
 static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
@@ -66,10 +69,15 @@ pub fn init_global(vpid: bool) {
     }
     // Primary: HLT (7), MWAIT (10), unconditional I/O (24), MONITOR (29),
     // secondary controls (31). No MSR bitmap: every RDMSR/WRMSR exits.
-    let proc = adjust(
+    let mut proc = adjust(
         pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
-        (1 << 7) | (1 << 10) | (1 << 24) | (1 << 29) | (1 << 31),
+        (1 << 7) | (1 << 10) | (1 << 24) | (1 << 29) | (1 << 31) | PROC_TPR_SHADOW,
     );
+    // CR8 is the vCPU's own through the TPR shadow, or exits (`cpustate`).
+    if proc & PROC_TPR_SHADOW == 0 {
+        proc |= PROC_CR8_EXITING;
+    }
+    TPR_SHADOW.store(u64::from(proc & PROC_TPR_SHADOW != 0), Ordering::Relaxed);
     // Interrupt-window exiting is switched on per entry when an upcall
     // waits for the guest to enable interrupts: only if it may be 1.
     let window = adjust(
@@ -188,14 +196,24 @@ pub struct VmxVcpu {
     slice_end_tsc: u64,
     /// Interrupt-window exiting is on in the VMCS.
     window: bool,
+    /// x87/SSE/AVX/... state and XCR0 (`xstate.rs`).
+    xstate: crate::virt::xstate::GuestXState,
+    /// CR2, CR8, kernel GS base: state the VMCS does not hold.
+    cpu: VmxCpuState,
 }
 
 impl VmxVcpu {
     /// A vCPU starting in 64-bit mode per `boot`, with EPT rooted at
     /// `ept_root`, for domain `domain` (its VPID: the low 16 bits, never 0).
     pub fn new(boot: &BootState, ept_root: u64, domain: u32) -> Option<Self> {
+        let xstate = crate::virt::xstate::GuestXState::new()?;
+        let mut cpu = VmxCpuState::new()?;
+        let Some(vmcs) = page_with_revision() else {
+            cpu.release();
+            return None;
+        };
         Some(Self {
-            vmcs: page_with_revision()?,
+            vmcs,
             launched: false,
             regs: GuestRegs {
                 rdi: boot.rdi,
@@ -210,6 +228,8 @@ impl VmxVcpu {
             preempt_ticks: 0,
             slice_end_tsc: 0,
             window: false,
+            xstate,
+            cpu,
         })
     }
 
@@ -241,6 +261,7 @@ impl VmxVcpu {
         vmwrite(EXIT_CONTROLS, c(3));
         vmwrite(ENTRY_CONTROLS, c(4));
         vmwrite(EXCEPTION_BITMAP, 0);
+        self.cpu.write_controls();
         vmwrite(EPT_POINTER, self.eptp);
         if HAVE_VPID.load(Ordering::Relaxed) != 0 {
             vmwrite(VPID, u64::from(self.vpid));
@@ -331,6 +352,7 @@ impl VmxVcpu {
             frames::free_frames(self.vmcs, 1);
             self.vmcs = 0;
         }
+        self.cpu.release();
     }
 
     /// Guest RIP.
@@ -408,10 +430,14 @@ impl VmxVcpu {
         // handler refills them (a pending one exits the guest at once:
         // external-interrupt exiting); the exit leaves them off too.
         x86_64::instructions::interrupts::disable();
+        // CR2 is not in the VMCS: the guest's goes in by hand (`cpustate`).
+        self.cpu.before_run();
+        // Last before the entry: the buffer clearing (VERW / L1D flush).
         crate::arch::spec::before_entry();
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
+        self.cpu.after_run();
         if failed != 0 {
             return VmExit::InvalidState {
                 detail: vmread(VM_INSTRUCTION_ERROR),
@@ -537,6 +563,8 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
 impl super::VcpuBackend for VmxVcpu {
     fn enter(&mut self) {
         Self::enter(self);
+        self.xstate.load();
+        self.cpu.enter();
     }
     fn flush_tlb(&mut self) {
         Self::flush_tlb(self);
@@ -555,6 +583,8 @@ impl super::VcpuBackend for VmxVcpu {
     }
     fn put(&mut self) {
         Self::put(self);
+        self.cpu.put();
+        self.xstate.store();
     }
     fn regs(&mut self) -> &mut GuestRegs {
         &mut self.regs
@@ -573,5 +603,14 @@ impl super::VcpuBackend for VmxVcpu {
     }
     fn inject_gp(&mut self) {
         Self::inject_gp(self);
+    }
+    /// CR4 as the guest reads it: the read shadow for the bits the host
+    /// owns (SDM Vol. 3C 25.6.6).
+    fn guest_cr4(&self) -> u64 {
+        let mask = vmread(CR4_MASK);
+        (vmread(GUEST_CR4) & !mask) | (vmread(CR4_SHADOW) & mask)
+    }
+    fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
+        self.xstate.xsetbv(xcr, value).is_ok()
     }
 }
