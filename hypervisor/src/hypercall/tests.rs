@@ -10,12 +10,18 @@ mod console;
 mod domctl;
 mod evtchn;
 mod mgmt;
+mod privilege;
 
 #[derive(Default)]
 struct FakeVcpu {
     regs: GuestRegs,
     rip: u64,
     gp: u32,
+    ud: u32,
+    cpl: u8,
+    rsp: u64,
+    /// CR0, CR3, CR4 (indices 0, 3, 4).
+    cr: [u64; 5],
 }
 
 /// The register half of a backend; the exit handler never runs a vCPU.
@@ -46,6 +52,27 @@ impl VcpuBackend for FakeVcpu {
     }
     fn inject_gp(&mut self) {
         self.gp += 1;
+    }
+    fn inject_ud(&mut self) {
+        self.ud += 1;
+    }
+    fn cpl(&self) -> u8 {
+        self.cpl
+    }
+    fn rsp(&self) -> u64 {
+        self.rsp
+    }
+    fn control_reg(&self, n: u8) -> u64 {
+        self.cr.get(usize::from(n)).copied().unwrap_or(0)
+    }
+    fn set_control_reg(&mut self, n: u8, value: u64) -> bool {
+        match self.cr.get_mut(usize::from(n)) {
+            Some(c) => {
+                *c = value;
+                true
+            }
+            None => false,
+        }
     }
 }
 
