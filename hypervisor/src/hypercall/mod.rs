@@ -323,6 +323,17 @@ pub fn handle(
             }
             Action::Resume
         }
+        VmExit::DrAccess {
+            dr,
+            write,
+            gpr,
+            len,
+        } => {
+            crate::virt::cr::emulate_dr(vcpu, dr, write, gpr, len, |gpa, buf| {
+                svc.read(gpa, buf).is_ok()
+            });
+            Action::Resume
+        }
         VmExit::CrWrite { cr, source, len } => {
             crate::virt::cr::emulate(
                 vcpu,

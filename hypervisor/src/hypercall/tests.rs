@@ -22,6 +22,8 @@ struct FakeVcpu {
     rsp: u64,
     /// CR0, CR3, CR4 (indices 0, 3, 4).
     cr: [u64; 5],
+    /// DR0-DR7 as `debug_reg` sees them.
+    dr: [u64; 8],
 }
 
 /// The register half of a backend; the exit handler never runs a vCPU.
@@ -69,6 +71,18 @@ impl VcpuBackend for FakeVcpu {
         match self.cr.get_mut(usize::from(n)) {
             Some(c) => {
                 *c = value;
+                true
+            }
+            None => false,
+        }
+    }
+    fn debug_reg(&self, n: u8) -> u64 {
+        self.dr.get(usize::from(n)).copied().unwrap_or(0)
+    }
+    fn set_debug_reg(&mut self, n: u8, value: u64) -> bool {
+        match self.dr.get_mut(usize::from(n)) {
+            Some(d) => {
+                *d = value;
                 true
             }
             None => false,

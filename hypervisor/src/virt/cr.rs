@@ -311,6 +311,140 @@ pub fn emulate(
     }
 }
 
+/// CR4.DE: DR4/DR5 are reserved (#UD) instead of aliases of DR6/DR7.
+const CR4_DE: u64 = 1 << 3;
+/// DR6 bits a MOV DR6 can change (B0-B3, BLD, BD, BS, BT, RTM) and the
+/// ones that read as 1 (SDM Vol. 3A 18.2.3).
+const DR6_VOLATILE: u64 = 0x0001_e80f;
+const DR6_FIXED_1: u64 = 0xfffe_0ff0;
+/// DR7 bits that exist (bits 12, 14, 15 read 0; bit 10 reads 1).
+const DR7_VOLATILE: u64 = 0xffff_2bff;
+const DR7_FIXED_1: u64 = 0x400;
+
+/// Decodes MOV r64, DRn (`0F 21 /r`) or MOV DRn, r64 (`0F 23 /r`) after
+/// legacy prefixes and an optional REX: (DR, write, GPR, length). REX.R
+/// (DR8 up) is `None` (#UD on a real CPU; the caller re-executes it).
+pub fn decode_dr(bytes: &[u8]) -> Option<(u8, bool, u8, u64)> {
+    let mut i = 0;
+    while matches!(
+        bytes.get(i)?,
+        0x66 | 0x67 | 0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65
+    ) {
+        i += 1;
+        if i > 12 {
+            return None;
+        }
+    }
+    let rex = match bytes.get(i)? {
+        r @ 0x40..=0x4f => {
+            i += 1;
+            *r
+        }
+        _ => 0,
+    };
+    let write = match (bytes.get(i)?, bytes.get(i + 1)?) {
+        (0x0f, 0x21) => false,
+        (0x0f, 0x23) => true,
+        _ => return None,
+    };
+    let m = *bytes.get(i + 2)?;
+    if rex & 4 != 0 {
+        return None;
+    }
+    Some((
+        (m >> 3) & 7,
+        write,
+        (m & 7) | ((rex & 1) << 3),
+        (i + 3) as u64,
+    ))
+}
+
+/// Carries out an intercepted MOV to or from DR`dr` (AMD-V): decodes it
+/// when the CPU did not, maps DR4/DR5 to DR6/DR7 (or #UD with CR4.DE),
+/// refuses DR6/DR7 values with bits 63:32 set (#GP), keeps DR6/DR7's fixed
+/// bits, and moves the value (SDM Vol. 3A 18.2; APM Vol. 2 13.1.1).
+/// DR7.GD (general detect) is not emulated.
+pub fn emulate_dr(
+    vcpu: &mut (impl super::VcpuBackend + ?Sized),
+    dr: u8,
+    write: bool,
+    gpr: Option<u8>,
+    len: Option<u64>,
+    read: impl Fn(u64, &mut [u8]) -> bool,
+) -> Outcome {
+    let (gpr, len) = match (gpr, len) {
+        (Some(g), Some(l)) => (g, l),
+        _ => {
+            let mut bytes = [0u8; 15];
+            let n = fetch(vcpu.control_reg(3), vcpu.rip(), &mut bytes, &read);
+            match decode_dr(&bytes[..n]) {
+                Some((d, w, g, l)) if d == dr && w == write => (g, l),
+                _ => return Outcome::Retry,
+            }
+        }
+    };
+    let n = match dr {
+        4 | 5 if vcpu.control_reg(4) & CR4_DE != 0 => {
+            vcpu.inject_ud();
+            return Outcome::Fault(Refused::Reserved);
+        }
+        4 | 5 => dr + 2,
+        n => n,
+    };
+    if write {
+        let regs = *vcpu.regs();
+        let v = gpr_of(&regs, vcpu.rax(), vcpu.rsp(), gpr);
+        let v = match n {
+            6 | 7 if v >> 32 != 0 => {
+                vcpu.inject_gp();
+                return Outcome::Fault(Refused::Reserved);
+            }
+            6 => (v & DR6_VOLATILE) | DR6_FIXED_1,
+            7 => (v & DR7_VOLATILE) | DR7_FIXED_1,
+            _ => v,
+        };
+        if !vcpu.set_debug_reg(n, v) {
+            vcpu.inject_ud();
+            return Outcome::Fault(Refused::Reserved);
+        }
+    } else {
+        let v = vcpu.debug_reg(n);
+        match gpr {
+            0 => vcpu.set_rax(v),
+            // MOV RSP, DRn: RSP lives in the control structure and is not
+            // written by this emulation (no guest needs it): #UD.
+            4 => {
+                vcpu.inject_ud();
+                return Outcome::Fault(Refused::Reserved);
+            }
+            g => set_gpr(vcpu.regs(), g, v),
+        }
+    }
+    vcpu.skip(len);
+    Outcome::Written
+}
+
+fn set_gpr(regs: &mut super::GuestRegs, r: u8, v: u64) {
+    let slot = match r & 15 {
+        1 => &mut regs.rcx,
+        2 => &mut regs.rdx,
+        3 => &mut regs.rbx,
+        5 => &mut regs.rbp,
+        6 => &mut regs.rsi,
+        7 => &mut regs.rdi,
+        8 => &mut regs.r8,
+        9 => &mut regs.r9,
+        10 => &mut regs.r10,
+        11 => &mut regs.r11,
+        12 => &mut regs.r12,
+        13 => &mut regs.r13,
+        14 => &mut regs.r14,
+        15 => &mut regs.r15,
+        _ => return,
+    };
+    *slot = v;
+}
+
 /// General-purpose register `r` (0 = RAX ... 15 = R15; RAX and RSP live in
 /// the backend's control structure).
 fn gpr_of(regs: &super::GuestRegs, rax: u64, rsp: u64, r: u8) -> u64 {

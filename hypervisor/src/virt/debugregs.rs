@@ -93,6 +93,29 @@ impl GuestDebug {
         self.tsc_aux = aux;
     }
 
+    /// The guest's DR0-DR3 (`n` < 4) as last loaded or written.
+    pub fn get(&self, n: u8) -> u64 {
+        self.dr.get(usize::from(n)).copied().unwrap_or(0)
+    }
+
+    /// Sets the guest's DR`n` (`n` < 4) here and in the hardware (the vCPU
+    /// runs on this CPU; host DR7 is off, so nothing is armed meanwhile).
+    pub fn set(&mut self, n: u8, v: u64) {
+        if let Some(slot) = self.dr.get_mut(usize::from(n)) {
+            *slot = v;
+        }
+        // SAFETY: as in `load`.
+        unsafe {
+            match n {
+                0 => asm!("mov dr0, {}", in(reg) v, options(nomem, nostack)),
+                1 => asm!("mov dr1, {}", in(reg) v, options(nomem, nostack)),
+                2 => asm!("mov dr2, {}", in(reg) v, options(nomem, nostack)),
+                3 => asm!("mov dr3, {}", in(reg) v, options(nomem, nostack)),
+                _ => {}
+            }
+        }
+    }
+
     /// Switch-in: loads DR0-DR3 (and DR6 when `with_dr6`) and TSC_AUX.
     /// Host DR7 has every breakpoint off here, so nothing fires.
     pub fn load(&self, with_dr6: bool) {

@@ -67,6 +67,14 @@ pub fn svm(e: SvmExitInfo) -> VmExit {
             },
             len: e.next_rip_len,
         },
+        // MOV from (0x20-0x27) and to (0x30-0x37) DRn: with decode assists
+        // EXITINFO1 bits 3:0 name the register (APM Vol. 2 15.33.2).
+        c @ (0x20..=0x27 | 0x30..=0x37) => VmExit::DrAccess {
+            dr: (c & 7) as u8,
+            write: c >= 0x30,
+            gpr: e.decode_assists.then_some((e.info1 & 0xf) as u8),
+            len: e.next_rip_len,
+        },
         // RDPMC: no counters are virtualized, #GP as for an invalid counter.
         0x6f => VmExit::Refuse {
             ud: false,
@@ -286,6 +294,23 @@ mod tests {
             }
         );
         assert!(matches!(s(0x6f, 0, 0), VmExit::Refuse { ud: false, .. }));
+        assert_eq!(
+            s(0x37, 5, 0),
+            VmExit::DrAccess {
+                dr: 7,
+                write: true,
+                gpr: None,
+                len: None
+            }
+        );
+        assert!(matches!(
+            s(0x21, 0, 0),
+            VmExit::DrAccess {
+                dr: 1,
+                write: false,
+                ..
+            }
+        ));
         assert!(matches!(s(0x7a, 0, 0), VmExit::Refuse { ud: true, .. }));
         assert_eq!(s(0x60, 0, 0), VmExit::ExternalInterrupt);
         // VINTR: the interrupt window for an upcall, whatever EXITINFO holds.

@@ -86,6 +86,15 @@ pub enum VmExit {
         source: CrSource,
         len: Option<u64>,
     },
+    /// MOV to (`write`) or from debug register `dr` (AMD-V intercepts
+    /// them: `virt::cr::emulate_dr`). `gpr` names the general-purpose
+    /// register where the CPU says (decode assists), `len` the length.
+    DrAccess {
+        dr: u8,
+        write: bool,
+        gpr: Option<u8>,
+        len: Option<u64>,
+    },
     /// Any exit the hypervisor does not understand.
     Unknown { code: u64, info1: u64, info2: u64 },
 }

@@ -112,4 +112,15 @@ pub trait VcpuBackend: Send {
     /// vCPU id, as Linux's getcpu expects). Backends that switch it
     /// override this; the default ignores it (host-test fakes).
     fn set_tsc_aux(&mut self, _aux: u32) {}
+    /// Debug register `n` (0-3, 6, 7) as the guest sees it, for backends
+    /// that intercept MOV DR (AMD-V); the default (never called) is 0.
+    fn debug_reg(&self, _n: u8) -> u64 {
+        0
+    }
+    /// Sets debug register `n` (0-3, 6, 7; the value checked by
+    /// `virt::cr::emulate_dr`) for backends that intercept MOV DR;
+    /// `false` where the backend does not.
+    fn set_debug_reg(&mut self, _n: u8, _value: u64) -> bool {
+        false
+    }
 }

@@ -87,6 +87,13 @@ const I2_MWAIT: u32 = 1 << 11;
 // CR intercept vector (offset 0): writes of CR0 (bit 16) and CR4 (bit 20),
 // checked by `virt::cr` (APM Vol. 2 15.9).
 const I_CR_WRITES: u32 = (1 << 16) | (1 << 20);
+// DR intercept vector (offset 4): reads (bits 0-7) and writes (16-23) of
+// DR0-DR7, emulated (`virt::cr::emulate_dr`). Besides letting DR0-DR3 live
+// in software, this keeps guests' MOV DR away from QEMU's TCG, whose
+// breakpoint bookkeeping a guest's MOV DR7 followed by VMRUN/#VMEXIT's
+// direct DR7 loads corrupts (QEMU itself segfaults: issue 12, defect 4).
+const C_INTERCEPT_DR: usize = 0x004;
+const I_DR_ALL: u32 = 0x00ff_00ff;
 
 /// Whether the CPU saves the next RIP on exits (CPUID 8000_000A EDX[3]).
 static NRIPS: AtomicU64 = AtomicU64::new(0);
@@ -219,6 +226,7 @@ impl SvmVcpu {
             dbg: GuestDebug::default(),
         };
         v.w32(C_INTERCEPT_CR, I_CR_WRITES);
+        v.w32(C_INTERCEPT_DR, I_DR_ALL);
         v.w32(C_INTERCEPT_EXC, 0);
         v.w32(
             C_INTERCEPT_MISC1,
@@ -493,11 +501,9 @@ impl super::VcpuBackend for SvmVcpu {
     /// AMD-V needs no bound of its own: the LAPIC timer's interrupt always
     /// exits the guest (the external-interrupt intercept).
     fn set_slice_end(&mut self, _tsc: u64) {}
-    /// Nothing to flush (the VMCB is plain memory any CPU can VMRUN); the
-    /// guest's DR0-DR3 are saved.
-    fn put(&mut self) {
-        self.dbg.save(false);
-    }
+    /// Nothing to flush: the VMCB is plain memory any CPU can VMRUN, and
+    /// DR0-DR3 change only through `set_debug_reg` (MOV DR is intercepted).
+    fn put(&mut self) {}
     fn regs(&mut self) -> &mut GuestRegs {
         &mut self.regs
     }
@@ -544,5 +550,21 @@ impl super::VcpuBackend for SvmVcpu {
     }
     fn set_tsc_aux(&mut self, aux: u32) {
         self.dbg.set_tsc_aux(aux);
+    }
+    fn debug_reg(&self, n: u8) -> u64 {
+        match n {
+            6 => self.r64(S_DR6),
+            7 => self.r64(S_DR7),
+            n => self.dbg.get(n),
+        }
+    }
+    fn set_debug_reg(&mut self, n: u8, value: u64) -> bool {
+        match n {
+            0..=3 => self.dbg.set(n, value),
+            6 => self.w64(S_DR6, value),
+            7 => self.w64(S_DR7, value),
+            _ => return false,
+        }
+        true
     }
 }

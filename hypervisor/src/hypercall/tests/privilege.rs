@@ -161,3 +161,56 @@ fn refused_instructions_raise_ud_or_gp() {
     }
     assert_eq!((v.ud, v.gp, v.rip), (1, 1, 0));
 }
+
+#[test]
+fn intercepted_mov_dr_is_emulated() {
+    let mut svc = FakeSvc::new(0x8000);
+    svc.mem[0x1000..0x1008].copy_from_slice(&0x2003u64.to_le_bytes());
+    svc.mem[0x2000..0x2008].copy_from_slice(&0x3003u64.to_le_bytes());
+    svc.mem[0x3000..0x3008].copy_from_slice(&0x83u64.to_le_bytes());
+    // mov dr3, rbx; mov r9, dr3 (REX.B); mov dr7, rax; mov dr5, rax.
+    svc.mem[0x5000..0x500d].copy_from_slice(&[
+        0x0f, 0x23, 0xdb, 0x41, 0x0f, 0x21, 0xd9, 0x0f, 0x23, 0xf8, 0x0f, 0x23, 0xe8,
+    ]);
+    let mut v = vcpu_with_crs();
+    let mut dr = |v: &mut FakeVcpu, svc: &mut FakeSvc, dr: u8, write: bool| {
+        let a = handle(
+            VmExit::DrAccess {
+                dr,
+                write,
+                gpr: None,
+                len: None,
+            },
+            v,
+            svc,
+            &FakeHost,
+            1,
+            &mut |_: &[u8]| {},
+        );
+        assert_eq!(a, Action::Resume);
+    };
+    v.regs.rbx = 0x10_0000;
+    dr(&mut v, &mut svc, 3, true);
+    assert_eq!((v.dr[3], v.rip), (0x10_0000, 0x5003));
+    dr(&mut v, &mut svc, 3, false);
+    assert_eq!((v.regs.r9, v.rip), (0x10_0000, 0x5007));
+    // DR7 with a high bit: #GP; in range: fixed bits applied.
+    v.regs.rax = 1 << 32;
+    dr(&mut v, &mut svc, 7, true);
+    assert_eq!((v.gp, v.rip), (1, 0x5007));
+    v.regs.rax = 0xff | (1 << 12);
+    dr(&mut v, &mut svc, 7, true);
+    assert_eq!((v.dr[7], v.rip), (0x4ff, 0x500a));
+    // DR5 is DR7 without CR4.DE, #UD with it.
+    v.cr[4] |= 1 << 3;
+    dr(&mut v, &mut svc, 5, true);
+    assert_eq!((v.ud, v.rip), (1, 0x500a));
+    v.cr[4] &= !(1 << 3);
+    v.regs.rax = 0x401;
+    dr(&mut v, &mut svc, 5, true);
+    assert_eq!((v.dr[7], v.rip), (0x401, 0x500d));
+    // The bytes at RIP do not match the exit: re-executed, nothing done.
+    v.rip = 0x5000;
+    dr(&mut v, &mut svc, 0, true);
+    assert_eq!((v.dr[0], v.rip), (0, 0x5000));
+}
