@@ -173,7 +173,7 @@ fn intercepted_mov_dr_is_emulated() {
         0x0f, 0x23, 0xdb, 0x41, 0x0f, 0x21, 0xd9, 0x0f, 0x23, 0xf8, 0x0f, 0x23, 0xe8,
     ]);
     let mut v = vcpu_with_crs();
-    let mut dr = |v: &mut FakeVcpu, svc: &mut FakeSvc, dr: u8, write: bool| {
+    let dr = |v: &mut FakeVcpu, svc: &mut FakeSvc, dr: u8, write: bool| {
         let a = handle(
             VmExit::DrAccess {
                 dr,
