@@ -2,16 +2,22 @@
 //!
 //! DR7 (and DR6 on AMD-V) live in the VMCB/VMCS and are switched by the
 //! CPU on every entry and exit; DR0-DR3 (and DR6 on VT-x) are not (AMD APM
-//! Vol. 2 15.5.1 and Appendix B; Intel SDM Vol. 3C 26.3.2.1, 27.5.1). Guests
-//! may use them freely: MOV DR is not intercepted on either vendor, so a
-//! guest's DR0-DR3 are in the hardware registers from its first VM entry of
-//! a slice to its last exit. They are switched **eagerly, once per slice**:
-//! loaded when the vCPU is switched in (`enter`) and saved when it is
-//! switched out (`put`). That is 8-10 register moves per slice (a slice is
-//! a scheduler tick, 10 ms), not per exit, and needs no MOV DR intercept or
-//! instruction decoding (KVM's lazy scheme saves those moves for guests
-//! that never touch the registers, at the cost of an intercept and a
-//! decoder; at one switch per slice there is nothing worth saving).
+//! Vol. 2 15.5.1 and Appendix B; Intel SDM Vol. 3C 26.3.2.1, 27.5.1).
+//!
+//! - VT-x: MOV DR is not intercepted, so a guest's DR0-DR3 and DR6 are in
+//!   the hardware from its first VM entry of a slice to its last exit.
+//!   They are switched **eagerly, once per slice**: loaded when the vCPU
+//!   is switched in (`enter`), saved when it is switched out (`put`): ten
+//!   register moves per slice (a scheduler tick, 10 ms), not per exit.
+//! - AMD-V: every MOV DR is intercepted and emulated
+//!   (`virt::cr::emulate_dr`): DR0-DR3 live here ([`GuestDebug::set`]
+//!   also writes the hardware) and are loaded at switch-in; nothing needs
+//!   saving. The intercept is what keeps QEMU's TCG alive: a guest's own
+//!   MOV DR7 makes TCG insert breakpoints that VMRUN and #VMEXIT, which
+//!   load DR7 directly, leave stale, and QEMU then segfaults (issue 12).
+//!   KVM intercepts lazily (until the first access) to spare guests that
+//!   never touch the registers; here each MOV DR costs one exit, which
+//!   is cheap for guests that set breakpoints rarely (not measured).
 //!
 //! The hypervisor never runs with a guest's breakpoints armed: a VM exit
 //! sets DR7 to 0x400 on VT-x (SDM Vol. 3C 27.5.1) and restores the host's
