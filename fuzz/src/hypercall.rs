@@ -31,6 +31,11 @@ pub const EXIT_BYTES: usize = 1 + 7 * 8;
 struct Vcpu {
     regs: GuestRegs,
     rip: u64,
+    /// The guest's CPL: 3 for kinds from 0xf0 (hypercalls must fail).
+    cpl: u8,
+    /// CR0, CR3, CR4 at indices 0, 3, 4 (CR3 0: the page tables are the
+    /// input's memory).
+    cr: [u64; 5],
 }
 
 impl VcpuBackend for Vcpu {
@@ -60,6 +65,25 @@ impl VcpuBackend for Vcpu {
         self.rip = self.rip.wrapping_add(len);
     }
     fn inject_gp(&mut self) {}
+    fn inject_ud(&mut self) {}
+    fn cpl(&self) -> u8 {
+        self.cpl
+    }
+    fn rsp(&self) -> u64 {
+        self.regs.rbp
+    }
+    fn control_reg(&self, n: u8) -> u64 {
+        self.cr.get(usize::from(n)).copied().unwrap_or(0)
+    }
+    fn set_control_reg(&mut self, n: u8, value: u64) -> bool {
+        match self.cr.get_mut(usize::from(n)) {
+            Some(c) => {
+                *c = value;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 struct Svc {
@@ -216,7 +240,7 @@ impl Host for FakeHost {
 
 /// The exit a kind byte stands for; registers supply its operands.
 fn exit_of(kind: u8, r: &GuestRegs) -> VmExit {
-    match kind % 10 {
+    match kind % 12 {
         0..=3 => VmExit::Hypercall { len: 3 },
         4 => VmExit::Cpuid { len: 2 },
         5 => VmExit::Msr {
@@ -234,6 +258,20 @@ fn exit_of(kind: u8, r: &GuestRegs) -> VmExit {
             gpa: r.rdi,
             write: r.rsi & 1 != 0,
             fetch: r.rsi & 2 != 0,
+        },
+        10 => VmExit::CrWrite {
+            cr: if r.rdi & 1 != 0 { 4 } else { 0 },
+            source: hypervisor::virt::CrSource::Decode,
+            len: None,
+        },
+        11 => VmExit::CrWrite {
+            cr: if r.rdi & 1 != 0 { 4 } else { 0 },
+            source: match r.rdi >> 1 & 3 {
+                0 => hypervisor::virt::CrSource::Clts,
+                1 => hypervisor::virt::CrSource::Lmsw(r.rsi as u16),
+                _ => hypervisor::virt::CrSource::Gpr(r.rsi as u8 & 15),
+            },
+            len: Some(3),
         },
         _ => VmExit::Unknown {
             code: r.rdi,
@@ -276,7 +314,11 @@ pub fn run(data: &[u8]) {
         privileged_calls: 0,
     };
     let mut vcpu = Vcpu::default();
+    // As the builder starts a guest: PE, MP, ET, NE, WP, PG; PAE, OSFXSR.
+    vcpu.cr[0] = 0x8001_0033;
+    vcpu.cr[4] = 0x620;
     for (kind, regs) in exits {
+        vcpu.cpl = if kind >= 0xf0 { 3 } else { 0 };
         let exit = exit_of(kind, &regs);
         // Registers the previous exit left (RAX's result) are replaced,
         // as a guest can between two exits.
@@ -293,7 +335,17 @@ pub fn run(data: &[u8]) {
                 rip.wrapping_add(len),
                 "hypercall RIP not advanced"
             );
+            if vcpu.cpl != 0 {
+                assert_eq!(vcpu.regs.rax as i64, pvabi::EPERM, "user-mode hypercall");
+                assert_eq!(printed, 0, "user-mode console write");
+                assert_eq!(action, Action::Resume, "user-mode hypercall");
+            }
         }
+        // What a guest may never get into CR0/CR4 (a failed VM entry).
+        assert_eq!(vcpu.cr[0] >> 32, 0, "CR0 high bits");
+        assert_eq!(vcpu.cr[0] & 0x8000_0001, 0x8000_0001, "CR0.PG/PE");
+        assert_eq!(vcpu.cr[4] & 0x6000, 0, "CR4.VMXE/SMXE");
+        assert_ne!(vcpu.cr[4] & 0x20, 0, "CR4.PAE");
         if matches!(action, Action::Shutdown { .. } | Action::Kill(_)) {
             break;
         }

@@ -139,6 +139,7 @@ pub mod raw {
 }
 
 pub mod ringio;
+pub mod traps;
 
 /// Waits up to 10 s until `port` is polled, ignoring other ports; `false`
 /// on timeout or error.

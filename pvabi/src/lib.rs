@@ -29,6 +29,11 @@
 //! [`StartInfo::hypercall_insn`] says ([`HYPERCALL_VMCALL`] or
 //! [`HYPERCALL_VMMCALL`]); the other instruction faults.
 //!
+//! Only the guest's kernel may make hypercalls: executed at CPL > 0 (guest
+//! user mode), every hypercall, multicalls included, returns [`EPERM`] in
+//! RAX and does nothing else (as Xen does for HVM guests). A guest kernel
+//! that wants to offer a service to its processes calls on their behalf.
+//!
 //! | register | IN                  | OUT                    |
 //! |----------|---------------------|------------------------|
 //! | RAX      | hypercall number    | status (see below)     |

@@ -201,8 +201,24 @@ fn filter_base(leaf: u32, subleaf: u32, host: &impl Host, hypercall_insn: u32) -
         }
         0x8000_0001 => {
             let [a, b, c, d] = host.cpuid(leaf, subleaf);
-            // ECX: SVM 2, extended APIC 3, SKINIT 12.
+            // ECX: SVM 2, extended APIC 3, SKINIT 12. EDX: RDTSCP 27 unless
+            // it works in guests (`virt::rdtscp_offered`).
+            let d = if crate::virt::rdtscp_offered() {
+                d
+            } else {
+                d & !(1 << 27)
+            };
             [a, b, c & !((1 << 2) | (1 << 3) | (1 << 12)), d]
+        }
+        7 if subleaf == 0 => {
+            let [a, b, c, d] = host.cpuid(leaf, subleaf);
+            // ECX: RDPID 22 reads TSC_AUX too.
+            let c = if crate::virt::rdtscp_offered() {
+                c
+            } else {
+                c & !(1 << 22)
+            };
+            [a, b, c, d]
         }
         0x8000_000a => [0; 4],
         _ => host.cpuid(leaf, subleaf),
@@ -226,6 +242,13 @@ pub fn handle(
     match exit {
         VmExit::Hypercall { len } => {
             vcpu.skip(len);
+            // Only the guest's kernel may make hypercalls (issue 12 defect
+            // 3; Xen refuses them from HVM user mode alike): from CPL > 0
+            // nothing is done and RAX gets EPERM.
+            if vcpu.cpl() != 0 {
+                vcpu.set_rax(status(Error::Perm));
+                return Action::Resume;
+            }
             let nr = vcpu.rax();
             let args = {
                 let r = vcpu.regs();
@@ -307,6 +330,36 @@ pub fn handle(
             rip: vcpu.rip(),
         }),
         VmExit::InvalidState { detail } => Action::Kill(KillReason::InvalidState { detail }),
+        VmExit::Refuse { ud, .. } => {
+            if ud {
+                vcpu.inject_ud();
+            } else {
+                vcpu.inject_gp();
+            }
+            Action::Resume
+        }
+        VmExit::DrAccess {
+            dr,
+            write,
+            gpr,
+            len,
+        } => {
+            crate::virt::cr::emulate_dr(vcpu, dr, write, gpr, len, |gpa, buf| {
+                svc.read(gpa, buf).is_ok()
+            });
+            Action::Resume
+        }
+        VmExit::CrWrite { cr, source, len } => {
+            crate::virt::cr::emulate(
+                vcpu,
+                cr,
+                source,
+                len,
+                |gpa, buf| svc.read(gpa, buf).is_ok(),
+                |leaf, sub| filter_cpuid(leaf, sub, host, hypercall_insn),
+            );
+            Action::Resume
+        }
         VmExit::Unknown { code, .. } => Action::Kill(KillReason::Unhandled {
             code,
             rip: vcpu.rip(),

@@ -112,7 +112,10 @@ impl Services for Svc<'_> {
             rdi: arg,
             ..d.boot
         };
-        let v = select::new_vcpu(d.backend, &boot, d.nested_root, d.id.0).ok_or(Error::NoMem)?;
+        let mut v =
+            select::new_vcpu(d.backend, &boot, d.nested_root, d.id.0).ok_or(Error::NoMem)?;
+        // RDTSCP/RDPID tell the guest which vCPU it runs on (its id < 64).
+        v.set_tsc_aux(id as u32);
         st.vcpu = Some(v);
         policy::make_runnable(&target, &mut st);
         Ok(())

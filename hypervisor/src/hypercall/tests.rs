@@ -11,6 +11,7 @@ mod domctl;
 mod evtchn;
 mod mgmt;
 mod spec;
+mod privilege;
 
 #[derive(Default)]
 struct FakeVcpu {
@@ -18,6 +19,13 @@ struct FakeVcpu {
     rip: u64,
     gp: u32,
     xcr0: u64,
+    ud: u32,
+    cpl: u8,
+    rsp: u64,
+    /// CR0, CR3, CR4 (indices 0, 3, 4).
+    cr: [u64; 5],
+    /// DR0-DR7 as `debug_reg` sees them.
+    dr: [u64; 8],
 }
 
 /// The register half of a backend; the exit handler never runs a vCPU.
@@ -55,6 +63,39 @@ impl VcpuBackend for FakeVcpu {
             self.xcr0 = value;
         }
         ok
+    }
+    fn inject_ud(&mut self) {
+        self.ud += 1;
+    }
+    fn cpl(&self) -> u8 {
+        self.cpl
+    }
+    fn rsp(&self) -> u64 {
+        self.rsp
+    }
+    fn control_reg(&self, n: u8) -> u64 {
+        self.cr.get(usize::from(n)).copied().unwrap_or(0)
+    }
+    fn set_control_reg(&mut self, n: u8, value: u64) -> bool {
+        match self.cr.get_mut(usize::from(n)) {
+            Some(c) => {
+                *c = value;
+                true
+            }
+            None => false,
+        }
+    }
+    fn debug_reg(&self, n: u8) -> u64 {
+        self.dr.get(usize::from(n)).copied().unwrap_or(0)
+    }
+    fn set_debug_reg(&mut self, n: u8, value: u64) -> bool {
+        match self.dr.get_mut(usize::from(n)) {
+            Some(d) => {
+                *d = value;
+                true
+            }
+            None => false,
+        }
     }
 }
 

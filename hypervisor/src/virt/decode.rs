@@ -7,7 +7,7 @@
 //! qualification).
 #![forbid(unsafe_code)]
 
-use super::VmExit;
+use super::{CrSource, VmExit};
 
 /// What an SVM #VMEXIT left in the VMCB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub struct SvmExitInfo {
     pub info2: u64,
     /// nRIP - RIP when the CPU has NRIPS, else `None`.
     pub next_rip_len: Option<u64>,
+    /// The CPU has decode assists (EXITINFO1 of a MOV CR names the
+    /// register, APM Vol. 2 15.33.1).
+    pub decode_assists: bool,
 }
 
 /// Decodes an SVM exit.
@@ -54,6 +57,36 @@ pub fn svm(e: SvmExitInfo) -> VmExit {
             fetch: e.info1 & 0x10 != 0,
         },
         0x7f => VmExit::Shutdown,
+        // Writes of CR0 (0x10) and CR4 (0x14): with decode assists bit 63
+        // of EXITINFO1 marks a MOV CR and bits 3:0 name its register.
+        0x10 | 0x14 => VmExit::CrWrite {
+            cr: (e.code - 0x10) as u8,
+            source: if e.decode_assists && e.info1 >> 63 != 0 {
+                CrSource::Gpr((e.info1 & 0xf) as u8)
+            } else {
+                CrSource::Decode
+            },
+            len: e.next_rip_len,
+        },
+        // MOV from (0x20-0x27) and to (0x30-0x37) DRn: with decode assists
+        // EXITINFO1 bits 3:0 name the register (APM Vol. 2 15.33.2).
+        c @ (0x20..=0x27 | 0x30..=0x37) => VmExit::DrAccess {
+            dr: (c & 7) as u8,
+            write: c >= 0x30,
+            gpr: e.decode_assists.then_some((e.info1 & 0xf) as u8),
+            len: e.next_rip_len,
+        },
+        // RDPMC: no counters are virtualized, #GP as for an invalid counter.
+        0x6f => VmExit::Refuse {
+            ud: false,
+            what: "RDPMC",
+        },
+        // INVLPGA: guests are not told SVM exists (CPUID), so #UD, as a CPU
+        // without it; run natively it would flush any ASID's entries.
+        0x7a => VmExit::Refuse {
+            ud: true,
+            what: "INVLPGA",
+        },
         0x76 => VmExit::Forbidden { what: "INVD" },
         0x89 => VmExit::Forbidden { what: "WBINVD" },
         0x8a | 0x8b => VmExit::Forbidden {
@@ -106,6 +139,23 @@ pub fn vmx(e: VmxExitInfo) -> VmExit {
         10 => VmExit::Cpuid { len },
         12 => VmExit::Hlt { len },
         13 => VmExit::Forbidden { what: "INVD" },
+        // RDPMC exiting: #GP, as on AMD-V.
+        15 => VmExit::Refuse {
+            ud: false,
+            what: "RDPMC",
+        },
+        // Control-register access (Table 28-3): MOV to CR (type 0), CLTS
+        // (2), LMSW (3, source in 31:16); only CR0 and CR4 exit (every bit
+        // of their guest/host masks is set).
+        28 if matches!(q & 0xf, 0 | 4) && (q >> 4) & 3 != 1 => VmExit::CrWrite {
+            cr: (q & 0xf) as u8,
+            source: match (q >> 4) & 3 {
+                0 => CrSource::Gpr(((q >> 8) & 0xf) as u8),
+                2 => CrSource::Clts,
+                _ => CrSource::Lmsw((q >> 16) as u16),
+            },
+            len: Some(len),
+        },
         18 => VmExit::Hypercall { len },
         19..=27 | 50 | 53 => VmExit::Forbidden {
             what: "a VMX instruction",
@@ -146,6 +196,7 @@ mod tests {
             info1,
             info2,
             next_rip_len: None,
+            decode_assists: false,
         })
     }
 
@@ -166,7 +217,8 @@ mod tests {
                 code: 0x81,
                 info1: 0,
                 info2: 0,
-                next_rip_len: Some(4)
+                next_rip_len: Some(4),
+                decode_assists: false,
             }),
             VmExit::Hypercall { len: 4 }
         );
@@ -222,6 +274,47 @@ mod tests {
             }
         );
         assert_eq!(s(0x7f, 0, 0), VmExit::Shutdown);
+        assert_eq!(
+            s(0x14, 1 << 63 | 3, 0),
+            VmExit::CrWrite {
+                cr: 4,
+                source: CrSource::Decode,
+                len: None
+            }
+        );
+        assert_eq!(
+            svm(SvmExitInfo {
+                code: 0x10,
+                info1: 1 << 63 | 9,
+                info2: 0,
+                next_rip_len: Some(4),
+                decode_assists: true,
+            }),
+            VmExit::CrWrite {
+                cr: 0,
+                source: CrSource::Gpr(9),
+                len: Some(4)
+            }
+        );
+        assert!(matches!(s(0x6f, 0, 0), VmExit::Refuse { ud: false, .. }));
+        assert_eq!(
+            s(0x37, 5, 0),
+            VmExit::DrAccess {
+                dr: 7,
+                write: true,
+                gpr: None,
+                len: None
+            }
+        );
+        assert!(matches!(
+            s(0x21, 0, 0),
+            VmExit::DrAccess {
+                dr: 1,
+                write: false,
+                ..
+            }
+        ));
+        assert!(matches!(s(0x7a, 0, 0), VmExit::Refuse { ud: true, .. }));
         assert_eq!(s(0x60, 0, 0), VmExit::ExternalInterrupt);
         // VINTR: the interrupt window for an upcall, whatever EXITINFO holds.
         assert_eq!(s(0x64, u64::MAX, u64::MAX), VmExit::InterruptWindow);
@@ -292,6 +385,33 @@ mod tests {
             }
         );
         assert_eq!(v(2, 0, 0), VmExit::Shutdown);
+        // MOV CR4, RBX; CLTS; LMSW with 0xb; MOV from CR0 is not a write.
+        assert_eq!(
+            v(28, 4 | (3 << 8), 0),
+            VmExit::CrWrite {
+                cr: 4,
+                source: CrSource::Gpr(3),
+                len: Some(3)
+            }
+        );
+        assert!(matches!(
+            v(28, 2 << 4, 0),
+            VmExit::CrWrite {
+                cr: 0,
+                source: CrSource::Clts,
+                ..
+            }
+        ));
+        assert!(matches!(
+            v(28, (3 << 4) | (0xb << 16), 0),
+            VmExit::CrWrite {
+                cr: 0,
+                source: CrSource::Lmsw(0xb),
+                ..
+            }
+        ));
+        assert!(matches!(v(28, 1 << 4, 0), VmExit::Unknown { code: 28, .. }));
+        assert!(matches!(v(15, 0, 0), VmExit::Refuse { ud: false, .. }));
         assert_eq!(v(52, 0, 0), VmExit::ExternalInterrupt);
         // Interrupt-window exiting; high reason bits other than 31 ignored.
         assert_eq!(v(7, u64::MAX, u64::MAX), VmExit::InterruptWindow);
@@ -305,6 +425,6 @@ mod tests {
             }
         );
         assert_eq!(v((1 << 31) | 33, 0, 0), VmExit::InvalidState { detail: 33 });
-        assert!(matches!(v(28, 5, 0), VmExit::Unknown { code: 28, .. }));
+        assert!(matches!(v(29, 5, 0), VmExit::Unknown { code: 29, .. }));
     }
 }

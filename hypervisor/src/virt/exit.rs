@@ -77,6 +77,40 @@ pub enum VmExit {
     Forbidden { what: &'static str },
     /// Entry failed: the backend's state checks rejected the guest state.
     InvalidState { detail: u64 },
+    /// An instruction the guest may not use, answered as a CPU without it
+    /// would: #UD (`ud == true`) or #GP(0) in the guest (INVLPGA, RDPMC).
+    Refuse { ud: bool, what: &'static str },
+    /// A write to control register `cr` (0 or 4) the hypervisor checks
+    /// before the guest gets it (`virt::cr`). `len` is the instruction's
+    /// length where the CPU reports it.
+    CrWrite {
+        cr: u8,
+        source: CrSource,
+        len: Option<u64>,
+    },
+    /// MOV to (`write`) or from debug register `dr` (AMD-V intercepts
+    /// them: `virt::cr::emulate_dr`). `gpr` names the general-purpose
+    /// register where the CPU says (decode assists), `len` the length.
+    DrAccess {
+        dr: u8,
+        write: bool,
+        gpr: Option<u8>,
+        len: Option<u64>,
+    },
     /// Any exit the hypervisor does not understand.
     Unknown { code: u64, info1: u64, info2: u64 },
+}
+
+/// Where the value of an intercepted control-register write comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrSource {
+    /// MOV CRn, reg: general-purpose register number (0 = RAX ... 15).
+    Gpr(u8),
+    /// LMSW with this 16-bit operand (CR0 bits 0-3 only).
+    Lmsw(u16),
+    /// CLTS (clears CR0.TS).
+    Clts,
+    /// Unknown: the CPU gave no decode information (AMD-V without decode
+    /// assists); the handler decodes the instruction at RIP itself.
+    Decode,
 }

@@ -285,6 +285,28 @@ impl VcpuBackend for FakeVcpu {
     fn inject_gp(&mut self) {
         self.gp += 1;
     }
+
+    fn inject_ud(&mut self) {
+        self.gp += 1;
+    }
+
+    /// Scripted guests run in their kernel only.
+    fn cpl(&self) -> u8 {
+        0
+    }
+
+    fn rsp(&self) -> u64 {
+        0
+    }
+
+    /// Scripted guests never write control registers.
+    fn control_reg(&self, _n: u8) -> u64 {
+        0
+    }
+
+    fn set_control_reg(&mut self, _n: u8, _value: u64) -> bool {
+        false
+    }
 }
 
 /// A minimal guest image: one executable `PT_LOAD` at 1 MiB, entered

@@ -13,11 +13,15 @@
 #![deny(unsafe_code)]
 
 pub mod boot;
+pub mod cr;
 pub mod decode;
 pub mod exit;
 
-pub use exit::{Backend, GuestRegs, VmExit};
+pub use exit::{Backend, CrSource, GuestRegs, VmExit};
 
+#[cfg(target_os = "none")]
+#[allow(unsafe_code)]
+pub mod debugregs;
 #[cfg(not(target_os = "none"))]
 pub mod fake;
 pub mod select;
@@ -31,6 +35,21 @@ pub mod vmx;
 #[allow(unsafe_code)]
 mod vmx_fields;
 pub mod xstate;
+
+/// Whether guests may use RDTSCP and RDPID: the CPU has TSC_AUX and the
+/// backend switches it per vCPU (VT-x also needs "enable RDTSCP"); the
+/// CPUID guests see says so (`hypercall::filter_cpuid`).
+static RDTSCP_OFFERED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Records whether RDTSCP/RDPID work in guests (backend init).
+pub fn set_rdtscp_offered(on: bool) {
+    RDTSCP_OFFERED.store(on, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether RDTSCP/RDPID work in guests.
+pub fn rdtscp_offered() -> bool {
+    RDTSCP_OFFERED.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// One vCPU of either vendor, as the rest of the hypervisor drives it.
 ///
@@ -83,6 +102,38 @@ pub trait VcpuBackend: Send {
     /// backend that does not switch XCR0 refuses every value.
     fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
         let _ = (xcr, value);
+        false
+    }
+    /// Injects #UD on the next entry.
+    fn inject_ud(&mut self);
+    /// The guest's current privilege level (0 = its kernel, 3 = user):
+    /// SS.DPL, which the CPU keeps equal to CPL (VMCB CPL field, APM Vol. 2
+    /// Appendix B; SDM Vol. 3C 27.3.1.2).
+    fn cpl(&self) -> u8;
+    /// Guest RSP.
+    fn rsp(&self) -> u64;
+    /// Control register `n` (0, 3 or 4) as the guest sees it (on VT-x the
+    /// read shadow for CR0/CR4).
+    fn control_reg(&self, n: u8) -> u64;
+    /// Gives the guest CR0 or CR4 = `value`, already checked against the
+    /// architecture and the CPUID the guest sees (`virt::cr`); `false`
+    /// (nothing changed) when the hardware cannot hold it (VT-x fixed
+    /// bits), and the caller injects #GP. Flushes the guest's TLB: a
+    /// write to CR0.PG/WP or CR4.PGE/PAE/PCIDE/SMEP must (SDM Vol. 3A 4.10.4.1).
+    fn set_control_reg(&mut self, n: u8, value: u64) -> bool;
+    /// The TSC_AUX value RDTSCP and RDPID return while this vCPU runs (its
+    /// vCPU id, as Linux's getcpu expects). Backends that switch it
+    /// override this; the default ignores it (host-test fakes).
+    fn set_tsc_aux(&mut self, _aux: u32) {}
+    /// Debug register `n` (0-3, 6, 7) as the guest sees it, for backends
+    /// that intercept MOV DR (AMD-V); the default (never called) is 0.
+    fn debug_reg(&self, _n: u8) -> u64 {
+        0
+    }
+    /// Sets debug register `n` (0-3, 6, 7; the value checked by
+    /// `virt::cr::emulate_dr`) for backends that intercept MOV DR;
+    /// `false` where the backend does not.
+    fn set_debug_reg(&mut self, _n: u8, _value: u64) -> bool {
         false
     }
 }

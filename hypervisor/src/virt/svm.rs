@@ -13,6 +13,7 @@ use crate::arch::cpu::{self, rdmsr, wrmsr};
 use crate::arch::frames;
 use crate::arch::physmem;
 use crate::virt::boot::BootState;
+use crate::virt::debugregs::GuestDebug;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
@@ -68,9 +69,11 @@ const I_NMI: u32 = 1 << 1;
 const I_SMI: u32 = 1 << 2;
 const I_INIT: u32 = 1 << 3;
 const I_VINTR: u32 = 1 << 4;
+const I_RDPMC: u32 = 1 << 15;
 const I_CPUID: u32 = 1 << 18;
 const I_INVD: u32 = 1 << 22;
 const I_HLT: u32 = 1 << 24;
+const I_INVLPGA: u32 = 1 << 26;
 const I_IOIO: u32 = 1 << 27;
 const I_MSR: u32 = 1 << 28;
 const I_TASK_SWITCH: u32 = 1 << 29;
@@ -83,9 +86,22 @@ const I2_MONITOR: u32 = 1 << 10;
 const I2_MWAIT: u32 = 1 << 11;
 /// XSETBV (APM Vol. 2 15.9, table B-1): XCR0 is the vCPU's own.
 const I2_XSETBV: u32 = 1 << 13;
+// CR intercept vector (offset 0): writes of CR0 (bit 16) and CR4 (bit 20),
+// checked by `virt::cr` (APM Vol. 2 15.9).
+const I_CR_WRITES: u32 = (1 << 16) | (1 << 20);
+// DR intercept vector (offset 4): reads (bits 0-7) and writes (16-23) of
+// DR0-DR7, emulated (`virt::cr::emulate_dr`). Besides letting DR0-DR3 live
+// in software, this keeps guests' MOV DR away from QEMU's TCG, whose
+// breakpoint bookkeeping a guest's MOV DR7 followed by VMRUN/#VMEXIT's
+// direct DR7 loads corrupts (QEMU itself segfaults: issue 12, defect 4).
+const C_INTERCEPT_DR: usize = 0x004;
+const I_DR_ALL: u32 = 0x00ff_00ff;
 
 /// Whether the CPU saves the next RIP on exits (CPUID 8000_000A EDX[3]).
 static NRIPS: AtomicU64 = AtomicU64::new(0);
+/// Whether the CPU decodes MOV CR for the hypervisor (CPUID 8000_000A
+/// EDX[7], decode assists: EXITINFO1 names the register, APM 15.33.1).
+static DECODE_ASSISTS: AtomicU64 = AtomicU64::new(0);
 /// TLB_CONTROL value for "flush this guest": 3 (this ASID only) with
 /// flush-by-ASID (CPUID 8000_000A EDX[6]), else 1 (everything).
 static TLB_FLUSH: AtomicU64 = AtomicU64::new(1);
@@ -113,6 +129,11 @@ fn alloc_zeroed(pages: u64) -> Option<u64> {
 /// Once, on the boot CPU: the optional features and the permission maps.
 pub fn init_global(nrips: bool, flush_by_asid: bool, asids: u32) -> Option<()> {
     NRIPS.store(u64::from(nrips), Ordering::Relaxed);
+    let decode = cpu::cpuid(0x8000_000a).edx & (1 << 7) != 0;
+    DECODE_ASSISTS.store(u64::from(decode), Ordering::Relaxed);
+    // RDTSCP runs natively; TSC_AUX is switched per vCPU where it exists.
+    crate::virt::debugregs::detect();
+    crate::virt::set_rdtscp_offered(crate::virt::debugregs::have_tsc_aux());
     TLB_FLUSH.store(if flush_by_asid { 3 } else { 1 }, Ordering::Relaxed);
     ASIDS.store(u64::from(asids.max(2)), Ordering::Relaxed);
     // IOPM: 12 KiB; MSRPM: 8 KiB (APM 15.10, 15.11). All ones = intercept.
@@ -143,6 +164,7 @@ pub fn init_this_cpu(cpu_index: usize) -> Option<()> {
         wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
         wrmsr(MSR_VM_HSAVE_PA, hsave);
     }
+    crate::virt::debugregs::init_this_cpu();
     Some(())
 }
 
@@ -160,6 +182,8 @@ pub struct SvmVcpu {
     /// x87/SSE/AVX/... state and XCR0 (`xstate.rs`); CR2, CR8 (V_TPR),
     /// FS/GS/kernel GS bases are in the VMCB.
     xstate: crate::virt::xstate::GuestXState,
+    /// DR0-DR3 and TSC_AUX, switched per slice (`virt::debugregs`).
+    dbg: GuestDebug,
 }
 
 impl SvmVcpu {
@@ -179,6 +203,10 @@ impl SvmVcpu {
     fn w8(&mut self, off: usize, v: u8) {
         // SAFETY: as in `w64`.
         unsafe { core::ptr::write_volatile((self.vmcb + off as u64) as *mut u8, v) }
+    }
+    fn r8(&self, off: usize) -> u8 {
+        // SAFETY: as in `w64`.
+        unsafe { core::ptr::read_volatile((self.vmcb + off as u64) as *const u8) }
     }
     fn r64(&self, off: usize) -> u64 {
         // SAFETY: as in `w64`.
@@ -205,8 +233,10 @@ impl SvmVcpu {
             host_vmcb: 0,
             domain: domain_id,
             xstate,
+            dbg: GuestDebug::default(),
         };
-        v.w32(C_INTERCEPT_CR, 0);
+        v.w32(C_INTERCEPT_CR, I_CR_WRITES);
+        v.w32(C_INTERCEPT_DR, I_DR_ALL);
         v.w32(C_INTERCEPT_EXC, 0);
         v.w32(
             C_INTERCEPT_MISC1,
@@ -215,8 +245,10 @@ impl SvmVcpu {
                 | I_SMI
                 | I_INIT
                 | I_CPUID
+                | I_RDPMC
                 | I_INVD
                 | I_HLT
+                | I_INVLPGA
                 | I_IOIO
                 | I_MSR
                 | I_TASK_SWITCH
@@ -266,10 +298,22 @@ impl SvmVcpu {
     /// other mappings), so the next run flushes them: by ASID where the CPU
     /// can, else the whole TLB (APM 15.16.1).
     pub fn enter(&mut self) {
-        self.w8(C_TLB_CONTROL, TLB_FLUSH.load(Ordering::Relaxed) as u8);
+        self.flush_tlb();
         let cpu = crate::arch::percpu::cpu_index();
         self.host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
         crate::arch::spec::switch_in(self.domain);
+        // DR6/DR7 are in the VMCB; DR0-DR3 and TSC_AUX are not.
+        self.dbg.load(false);
+    }
+
+    /// Flushes this guest's TLB entries at the next VMRUN.
+    fn flush_tlb(&mut self) {
+        self.w8(C_TLB_CONTROL, TLB_FLUSH.load(Ordering::Relaxed) as u8);
+    }
+
+    /// Injects #UD on the next entry (type 3, no error code, APM 15.20).
+    pub fn inject_ud(&mut self) {
+        self.w64(C_EVENTINJ, 6 | (3 << 8) | (1 << 31));
     }
 
     /// Returns the VMCB page; the vCPU must never run again.
@@ -360,6 +404,7 @@ impl SvmVcpu {
             info2: self.r64(C_EXITINFO2),
             next_rip_len: (NRIPS.load(Ordering::Relaxed) != 0)
                 .then(|| self.r64(C_NRIP).wrapping_sub(rip)),
+            decode_assists: DECODE_ASSISTS.load(Ordering::Relaxed) != 0,
         })
     }
 }
@@ -455,9 +500,9 @@ impl super::VcpuBackend for SvmVcpu {
         Self::enter(self);
         self.xstate.load();
     }
-    /// A TLB flush is what switching in does already (by ASID or whole).
+    /// By ASID or whole, at the next VMRUN.
     fn flush_tlb(&mut self) {
-        Self::enter(self);
+        Self::flush_tlb(self);
     }
     fn run(&mut self) -> VmExit {
         Self::run(self)
@@ -471,8 +516,9 @@ impl super::VcpuBackend for SvmVcpu {
     /// AMD-V needs no bound of its own: the LAPIC timer's interrupt always
     /// exits the guest (the external-interrupt intercept).
     fn set_slice_end(&mut self, _tsc: u64) {}
-    /// Nothing to flush: the VMCB is plain memory any CPU can VMRUN. The
-    /// XSAVE state is saved (the registers are the guest's until now).
+    /// Nothing to flush: the VMCB is plain memory any CPU can VMRUN, and
+    /// DR0-DR3 change only through `set_debug_reg` (MOV DR is intercepted).
+    /// The XSAVE state is saved (the registers are the guest's until now).
     fn put(&mut self) {
         self.xstate.store();
     }
@@ -499,5 +545,50 @@ impl super::VcpuBackend for SvmVcpu {
     }
     fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
         self.xstate.xsetbv(xcr, value).is_ok()
+    }
+    fn inject_ud(&mut self) {
+        Self::inject_ud(self);
+    }
+    fn cpl(&self) -> u8 {
+        self.r8(S_CPL)
+    }
+    fn rsp(&self) -> u64 {
+        self.r64(S_RSP)
+    }
+    fn control_reg(&self, n: u8) -> u64 {
+        match n {
+            0 => self.r64(S_CR0),
+            3 => self.r64(S_CR3),
+            _ => self.r64(S_CR4),
+        }
+    }
+    /// The VMCB holds the guest's CR0/CR4 as they are (no shadows).
+    fn set_control_reg(&mut self, n: u8, value: u64) -> bool {
+        match n {
+            0 => self.w64(S_CR0, value),
+            4 => self.w64(S_CR4, value),
+            _ => return false,
+        }
+        Self::flush_tlb(self);
+        true
+    }
+    fn set_tsc_aux(&mut self, aux: u32) {
+        self.dbg.set_tsc_aux(aux);
+    }
+    fn debug_reg(&self, n: u8) -> u64 {
+        match n {
+            6 => self.r64(S_DR6),
+            7 => self.r64(S_DR7),
+            n => self.dbg.get(n),
+        }
+    }
+    fn set_debug_reg(&mut self, n: u8, value: u64) -> bool {
+        match n {
+            0..=3 => self.dbg.set(n, value),
+            6 => self.w64(S_DR6, value),
+            7 => self.w64(S_DR7, value),
+            _ => return false,
+        }
+        true
     }
 }

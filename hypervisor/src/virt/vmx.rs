@@ -16,6 +16,7 @@ use crate::arch::cpu::{rdmsr, wrmsr};
 use crate::arch::frames;
 use crate::arch::physmem;
 use crate::virt::boot::BootState;
+use crate::virt::debugregs::{self, GuestDebug};
 
 use super::vmx_fields::*;
 
@@ -67,11 +68,12 @@ pub fn init_global(vpid: bool) {
         let rate = unsafe { rdmsr(IA32_VMX_MISC) } & 0x1f;
         PREEMPT_SHIFT.store(rate + 1, Ordering::Relaxed);
     }
-    // Primary: HLT (7), MWAIT (10), unconditional I/O (24), MONITOR (29),
-    // secondary controls (31). No MSR bitmap: every RDMSR/WRMSR exits.
+    // Primary: HLT (7), MWAIT (10), RDPMC (11: refused with #GP, as on
+    // AMD-V), unconditional I/O (24), MONITOR (29), secondary controls
+    // (31). No MSR bitmap: every RDMSR/WRMSR exits.
     let mut proc = adjust(
         pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
-        (1 << 7) | (1 << 10) | (1 << 24) | (1 << 29) | (1 << 31) | PROC_TPR_SHADOW,
+        (1 << 7) | (1 << 10) | (1 << 11) | (1 << 24) | (1 << 29) | (1 << 31) | PROC_TPR_SHADOW,
     );
     // CR8 is the vCPU's own through the TPR shadow, or exits (`cpustate`).
     if proc & PROC_TPR_SHADOW == 0 {
@@ -88,20 +90,27 @@ pub fn init_global(vpid: bool) {
         u64::from(window & PROC_INTR_WINDOW as u32 != 0),
         Ordering::Relaxed,
     );
-    // Secondary: EPT (1), VPID (5) where offered.
+    // Secondary: EPT (1), enable RDTSCP (3: without it RDTSCP and RDPID
+    // raise #UD; TSC_AUX is each vCPU's, `virt::debugregs`), VPID (5)
+    // where offered.
+    debugregs::detect();
+    let rdtscp = if debugregs::have_tsc_aux() { 1 << 3 } else { 0 };
     let proc2 = adjust(
         IA32_VMX_PROCBASED2,
-        (1 << 1) | if vpid { 1 << 5 } else { 0 },
+        (1 << 1) | rdtscp | if vpid { 1 << 5 } else { 0 },
     );
-    // Exit: 64-bit host (9), save/load PAT (18, 19), save/load EFER (20, 21).
+    crate::virt::set_rdtscp_offered(proc2 & (1 << 3) != 0);
+    // Exit: save debug controls (2: the guest's DR7), 64-bit host (9),
+    // save/load PAT (18, 19), save/load EFER (20, 21).
     let exit = adjust(
         pick(IA32_VMX_EXIT, IA32_VMX_TRUE_EXIT),
-        (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21),
+        (1 << 2) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21),
     );
-    // Entry: IA-32e guest (9), load PAT (14), load EFER (15).
+    // Entry: load debug controls (2: the guest's DR7 and DEBUGCTL), IA-32e
+    // guest (9), load PAT (14), load EFER (15).
     let entry = adjust(
         pick(IA32_VMX_ENTRY, IA32_VMX_TRUE_ENTRY),
-        (1 << 9) | (1 << 14) | (1 << 15),
+        (1 << 2) | (1 << 9) | (1 << 14) | (1 << 15),
     );
     for (slot, v) in CONTROLS.iter().zip([pin, proc, proc2, exit, entry]) {
         slot.store(u64::from(v), Ordering::Relaxed);
@@ -160,6 +169,7 @@ pub fn init_this_cpu() -> Result<(), VmxError> {
     if ok != 0 {
         Err(VmxError::VmxonFailed)
     } else {
+        debugregs::init_this_cpu();
         Ok(())
     }
 }
@@ -200,6 +210,8 @@ pub struct VmxVcpu {
     xstate: crate::virt::xstate::GuestXState,
     /// CR2, CR8, kernel GS base: state the VMCS does not hold.
     cpu: VmxCpuState,
+    /// DR0-DR3, DR6 and TSC_AUX, switched per slice (`virt::debugregs`).
+    dbg: GuestDebug,
 }
 
 impl VmxVcpu {
@@ -230,6 +242,7 @@ impl VmxVcpu {
             window: false,
             xstate,
             cpu,
+            dbg: GuestDebug::default(),
         })
     }
 
@@ -247,6 +260,7 @@ impl VmxVcpu {
     /// Switches the vCPU out: flushes the VMCS to memory so any CPU can
     /// load it next.
     pub fn put(&mut self) {
+        self.dbg.save(true);
         // SAFETY: VMCLEAR of our own VMCS region.
         unsafe { asm!("vmclear [{}]", in(reg) &self.vmcs, options(nostack)) };
         self.launched = false;
@@ -268,19 +282,22 @@ impl VmxVcpu {
         }
         vmwrite(VMCS_LINK_POINTER, u64::MAX);
         // The guest sees its CR0/CR4 as built; VMX's required bits (CR0.NE,
-        // CR4.VMXE) are forced and hidden behind the read shadows.
+        // CR4.VMXE) are forced and hidden behind the read shadows. Every
+        // bit is the host's (masks of all ones), so every change exits and
+        // is checked (`virt::cr`, `set_control_reg`).
         // SAFETY: the fixed-bit MSRs exist under VMX.
         let (f0, f4) = unsafe { (rdmsr(IA32_VMX_CR0_FIXED0), rdmsr(IA32_VMX_CR4_FIXED0)) };
         vmwrite(GUEST_CR0, b.cr0 | f0);
-        vmwrite(CR0_MASK, f0);
+        vmwrite(CR0_MASK, u64::MAX);
         vmwrite(CR0_SHADOW, b.cr0);
         vmwrite(GUEST_CR4, b.cr4 | f4 | CR4_VMXE);
-        vmwrite(CR4_MASK, f4 | CR4_VMXE);
+        vmwrite(CR4_MASK, u64::MAX);
         vmwrite(CR4_SHADOW, b.cr4);
         vmwrite(GUEST_CR3, b.cr3);
         vmwrite(GUEST_EFER, b.efer);
         vmwrite(GUEST_PAT, 0x0007_0406_0007_0406);
-        vmwrite(GUEST_DR7, 0x400);
+        vmwrite(GUEST_DR7, debugregs::DR7_OFF);
+        vmwrite(GUEST_DEBUGCTL, 0);
         vmwrite(GUEST_RSP, b.rsp);
         vmwrite(GUEST_RIP, b.rip);
         vmwrite(GUEST_RFLAGS, b.rflags);
@@ -385,6 +402,8 @@ impl VmxVcpu {
     /// register accessors after a switch-in).
     pub fn enter(&mut self) {
         self.load();
+        // DR7 is in the VMCS; DR0-DR3, DR6 and TSC_AUX are not.
+        self.dbg.load(true);
         let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
         if shift != 0 {
             // One scheduler tick (10 ms) of guest time at most per entry.
@@ -612,5 +631,58 @@ impl super::VcpuBackend for VmxVcpu {
     }
     fn set_xcr(&mut self, xcr: u32, value: u64) -> bool {
         self.xstate.xsetbv(xcr, value).is_ok()
+    }
+    /// #UD: type 3 (hardware exception), no error code (SDM Vol. 3C 26.6).
+    fn inject_ud(&mut self) {
+        vmwrite(ENTRY_INTR_INFO, 6 | (3 << 8) | (1 << 31));
+    }
+    /// SS.DPL (access rights bits 6:5) is the CPL (SDM Vol. 3C 26.3.1.2).
+    fn cpl(&self) -> u8 {
+        ((vmread(GUEST_SS_AR) >> 5) & 3) as u8
+    }
+    fn rsp(&self) -> u64 {
+        vmread(GUEST_RSP)
+    }
+    fn control_reg(&self, n: u8) -> u64 {
+        match n {
+            0 => vmread(CR0_SHADOW),
+            3 => vmread(GUEST_CR3),
+            _ => vmread(CR4_SHADOW),
+        }
+    }
+    /// The guest's value goes to the read shadow, with VMX's fixed bits to
+    /// the real register; refused if VMX cannot hold it (the fixed-1 MSRs,
+    /// SDM Vol. 3D A.7, A.8).
+    fn set_control_reg(&mut self, n: u8, value: u64) -> bool {
+        let (fixed0, fixed1, real, shadow) = match n {
+            0 => (
+                IA32_VMX_CR0_FIXED0,
+                IA32_VMX_CR0_FIXED1,
+                GUEST_CR0,
+                CR0_SHADOW,
+            ),
+            4 => (
+                IA32_VMX_CR4_FIXED0,
+                IA32_VMX_CR4_FIXED1,
+                GUEST_CR4,
+                CR4_SHADOW,
+            ),
+            _ => return false,
+        };
+        // SAFETY: the fixed-bit MSRs exist under VMX.
+        let (f0, f1) = unsafe { (rdmsr(fixed0), rdmsr(fixed1)) };
+        let hw = value | f0 | if n == 4 { CR4_VMXE } else { 0 };
+        if hw & !f1 != 0 {
+            return false;
+        }
+        vmwrite(real, hw);
+        vmwrite(shadow, value);
+        // INVEPT drops the guest-linear (combined) mappings of this EPT
+        // too, every VPID's (SDM Vol. 3C 29.4.3.1).
+        Self::flush_tlb(self);
+        true
+    }
+    fn set_tsc_aux(&mut self, aux: u32) {
+        self.dbg.set_tsc_aux(aux);
     }
 }

@@ -16,6 +16,7 @@ mod evtchn;
 mod grant;
 mod guests;
 mod iso;
+mod privilege;
 mod pvh;
 mod ring;
 mod sched;
