@@ -101,6 +101,17 @@ pub fn new_vcpu(
     })
 }
 
+/// Heap bytes one vCPU's backend takes ([`new_vcpu`]'s box), charged to
+/// its domain's budget before it is made (`domain/budget.rs`).
+#[cfg(target_os = "none")]
+pub const VCPU_HEAP_BYTES: u64 = {
+    let (s, v) = (size_of::<SvmVcpu>(), size_of::<VmxVcpu>());
+    (if s > v { s } else { v }) as u64
+};
+/// Heap bytes one scripted vCPU takes (host tests).
+#[cfg(not(target_os = "none"))]
+pub const VCPU_HEAP_BYTES: u64 = size_of::<super::fake::FakeVcpu>() as u64;
+
 /// A new scripted vCPU (host tests): the program `fake.rs` holds for
 /// domain `domain_id`, over its nested page tables at `root`.
 #[cfg(not(target_os = "none"))]
