@@ -1,8 +1,9 @@
 //! A hostile guest that spends every hypervisor resource it can reach
 //! until refused (issue 12, per-domain resource budgets).
 //!
-//! Command line: `peer=<id>` (the other exhauster, a domain id), `first`
-//! (this one offers the rendezvous port; the other binds to it),
+//! Command line: `peer=<id>` (the other exhauster or the control domain,
+//! a domain id), `first` (this one offers the rendezvous port as port 1;
+//! otherwise it binds to the peer's port `port=<n>`, default 1),
 //! `vcpus` (also bring up every vCPU), `timers` (also arm a timer on every
 //! vCPU), `console=<bytes>` (console output written after exhausting,
 //! default 4096).
@@ -14,6 +15,12 @@
 //! one more refused; with `timers`, a timer armed on vCPU 0. Only then do
 //! the two meet (send on the rendezvous port, wait for the peer's), so
 //! both hold everything at once before either writes `console` bytes.
+//!
+//! With `innocent` (and `rounds=<n>`, default 50) it exhausts nothing: it
+//! runs `n` rounds of an ordinary guest's work (a port allocated and
+//! closed, a page granted to `peer` and revoked, a console line, a 2 ms
+//! sleep), each of which must succeed while others exhaust their budgets,
+//! then prints `exhaust: innocent: <n> rounds ok` and exits 0.
 //!
 //! Output: `exhaust: ports=<n> <err> grants=<n> <err> vcpus=<n> <err>`, then
 //! the console bytes (lines of `x`), then `exhaust: wrote <n> console bytes,
@@ -59,10 +66,13 @@ extern "sysv64" fn parked(_arg: u64) -> ! {
 fn main(si: &StartInfo) -> i32 {
     let peer = num_arg(si, "peer", 0) as u32;
     let out = num_arg(si, "console", 4096) as usize;
+    if flag(si, "innocent") {
+        return innocent(peer, num_arg(si, "rounds", 50));
+    }
     let rendezvous = if flag(si, "first") {
         evtchn::alloc_unbound(peer)
     } else {
-        bind_retry(peer, 1)
+        bind_retry(peer, num_arg(si, "port", 1) as u32)
     };
     let rendezvous = match rendezvous {
         Ok(p) => p,
@@ -121,7 +131,20 @@ fn main(si: &StartInfo) -> i32 {
         "exhaust: ports={ports} ENOMEM grants={grants} ENOMEM vcpus={vcpus} {vcpu_err}"
     );
     // Both hold everything now: only then does either write.
-    if evtchn::send(rendezvous).is_err() || !wait_port(rendezvous) {
+    // The peer may not have bound the port yet (`EBUSY` until it has).
+    let deadline = time::now_ns() + 10_000_000_000;
+    loop {
+        match evtchn::send(rendezvous) {
+            Ok(()) => break,
+            Err(Error::Busy) if time::now_ns() < deadline => {
+                let _ = time::sleep_ns(1_000_000);
+            }
+            Err(e) => fail!("rendezvous send to {peer}: {e:?}"),
+        }
+    }
+    // The peer answers when it is ready (a control domain may be busy
+    // creating domains): up to a minute.
+    if !(0..6).any(|_| wait_port(rendezvous)) {
         fail!("no rendezvous with {peer}");
     }
     // Ordinary console writes of up to 4 KiB each (one hypercall each):
@@ -142,5 +165,32 @@ fn main(si: &StartInfo) -> i32 {
         }
     }
     pvabi::println!("exhaust: wrote {written} console bytes, enomem={enomem}");
+    0
+}
+
+/// The innocent bystander: ordinary work that must never be refused.
+fn innocent(peer: u32, rounds: u64) -> i32 {
+    let gpa = &raw const PAGE as u64;
+    for round in 0..rounds {
+        let port = match evtchn::alloc_unbound(peer) {
+            Ok(p) => p,
+            Err(e) => fail!("innocent: round {round}: port: {e:?}"),
+        };
+        let gref = match grant::access(gpa, peer, true) {
+            Ok(g) => g,
+            Err(e) => fail!("innocent: round {round}: grant: {e:?}"),
+        };
+        pvabi::println!("exhaust: innocent: round {round}");
+        if let Err(e) = time::sleep_ns(2_000_000) {
+            fail!("innocent: round {round}: sleep: {e:?}");
+        }
+        if let Err(e) = evtchn::close(port) {
+            fail!("innocent: round {round}: close: {e:?}");
+        }
+        if let Err(e) = grant::revoke(gref, 0) {
+            fail!("innocent: round {round}: revoke: {e:?}");
+        }
+    }
+    pvabi::println!("exhaust: innocent: {rounds} rounds ok");
     0
 }

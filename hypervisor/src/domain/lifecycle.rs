@@ -505,4 +505,6 @@ impl Drop for Domain {
 }
 
 #[cfg(test)]
+mod budget_tests;
+#[cfg(test)]
 mod tests;
