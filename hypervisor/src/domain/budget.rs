@@ -2,7 +2,8 @@
 //!
 //! The hypervisor heap is one small pool (`mm::memmap::heap_bytes`: 1 MiB
 //! on a 128 MiB host) shared by every domain. Each allocation made on a
-//! domain's behalf — its `Domain` and vCPU entries, a vCPU's backend box,
+//! domain's behalf — its `Domain` and vCPU entries, its page list (8 bytes
+//! per 4 KiB page), a vCPU's backend box,
 //! its event-channel port buckets and bitmaps, grant and map-track
 //! entries, the guest-physical addresses of the grants it maps, its
 //! console line and input queue — is charged to that domain's [`Budget`]
@@ -56,8 +57,9 @@ pub const fn reserve(heap_bytes: u64) -> u64 {
 /// The budget a domain gets when none is asked for: 32 KiB, 16 KiB per
 /// vCPU (its backend box, entry, timer-list share and some ports) and
 /// 1/256 of its memory (8 KiB for a 2 MiB domain, 32 KiB for the 8 MiB
-/// boot-module domains, 4 MiB for a 1 GiB one), at most [`BUDGET_MAX`].
-/// Bigger domains run bigger guests with more ports and grants.
+/// boot-module domains, 4 MiB for a 1 GiB one: half of it is the page
+/// list, the rest for ports and grants), at most [`BUDGET_MAX`]. Bigger
+/// domains run bigger guests with more ports and grants.
 pub const fn default_limit(memory_bytes: u64, nr_vcpus: u32) -> u64 {
     let b = (32 << 10) + (16 << 10) * nr_vcpus as u64 + memory_bytes / 256;
     if b > BUDGET_MAX { BUDGET_MAX } else { b }
@@ -337,9 +339,17 @@ mod tests {
     #[test]
     fn creation_cost_fits_the_smallest_budget() {
         use crate::domain::lifecycle::creation_cost;
+        use crate::domain::lifecycle::page_list_cost;
         assert!(creation_cost(1) <= BUDGET_MIN, "{}", creation_cost(1));
-        assert!(creation_cost(1) <= default_limit(2 << 20, 1));
-        assert!(creation_cost(64) <= default_limit(2 << 20, 64));
+        // The default always holds the domain's records and page list,
+        // with room to spare for ports and grants.
+        for (mem, vcpus) in [(2 << 20, 1), (2 << 20, 64), (8 << 20, 4), (1 << 30, 64)] {
+            let own = creation_cost(vcpus) + page_list_cost(mem);
+            assert!(
+                own + (16 << 10) <= default_limit(mem, vcpus),
+                "{mem} {vcpus}"
+            );
+        }
     }
 
     #[test]

@@ -249,6 +249,13 @@ pub(crate) const fn creation_cost(nr_vcpus: u32) -> u64 {
         + 4 * ALLOC_SLACK
 }
 
+/// What a domain of `memory` bytes' page list takes on the heap
+/// (`DomainMemory`: a `u64` per 4 KiB page and per 2 MiB chunk, reserved
+/// exactly): 2 KiB per MiB, charged at creation with its records.
+pub(crate) const fn page_list_cost(memory: u64) -> u64 {
+    (memory / 4096) * 8 + (memory / CHUNK) * 8 + 2 * ALLOC_SLACK
+}
+
 // The smallest budget a domain may ask for holds its own records.
 const _: () = assert!(creation_cost(1) <= budget::BUDGET_MIN);
 
@@ -275,7 +282,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     };
     let charge = Budget::new(limit);
     charge
-        .charge(creation_cost(spec.nr_vcpus))
+        .charge(creation_cost(spec.nr_vcpus) + page_list_cost(spec.memory))
         .map_err(|_| CreateError::Budget(limit))?;
     let mut line = Vec::new();
     line.try_reserve_exact(CONSOLE_LINE_BYTES)
