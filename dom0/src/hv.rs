@@ -95,6 +95,8 @@ impl Hypervisor for Hv {
             cap: i.cap,
             cpu_time_ns: i.cpu_time_ns,
             privileged: i.flags & DOMAIN_FLAG_PRIVILEGED != 0,
+            heap_budget: i.heap_budget,
+            heap_used: i.heap_used,
         })
     }
 
@@ -115,6 +117,7 @@ impl Hypervisor for Hv {
         let mut req = DomainCreate::new(&d.name, m.index, d.memory_bytes(), d.vcpus);
         req.weight = d.weight;
         req.cap = d.cap;
+        req.heap_budget = d.heap_budget_bytes();
         if !req.set_cmdline(&d.cmdline) {
             return Err(Error::TooBig);
         }

@@ -26,10 +26,12 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 ///   [`DOMCTL_MEMORY_MIN`]`..=`[`DOMCTL_MEMORY_MAX`]; `nr_vcpus` outside
 ///   `1..=`[`DOMCTL_MAX_VCPUS`]; `weight` outside `1..=65535`; `cap` over
 ///   `100 * nr_vcpus`; `flags` not 0; `cmdline_len` over
-///   [`DOMCTL_CMDLINE_MAX`] or the command line not UTF-8); `ENOENT` (no
+///   [`DOMCTL_CMDLINE_MAX`] or the command line not UTF-8; `heap_budget`
+///   neither 0 nor in [`DOMCTL_BUDGET_MIN`]`..=`[`DOMCTL_BUDGET_MAX`]); `ENOENT` (no
 ///   boot module `module`, or it is the caller's own image); `EINVAL` (the
 ///   module is not a usable ELF image or does not fit the memory);
-///   `ENOMEM` (not enough free memory). On any error nothing is left
+///   `ENOMEM` (not enough free memory, or the hypervisor heap is down to
+///   the reserve it keeps for itself). On any error nothing is left
 ///   behind.
 /// - Notes: `weight` and `cap` are reported by [`HC_DOMCTL_INFO`] and
 ///   honoured by the hypervisor's credit scheduler: CPU-bound domains share
@@ -174,10 +176,22 @@ pub struct DomainCreate {
     pub cmdline_len: u32,
     /// IN: the guest's command line (UTF-8).
     pub cmdline: [u8; DOMCTL_CMDLINE_MAX as usize],
+    /// IN: its hypervisor heap budget in bytes (what the hypervisor may
+    /// allocate on its behalf: its records, vCPUs, event-channel ports,
+    /// grant and map entries, console input): 0 for the default, which
+    /// grows with `memory_bytes` and `nr_vcpus`; otherwise
+    /// [`DOMCTL_BUDGET_MIN`]`..=`[`DOMCTL_BUDGET_MAX`]. Past it the domain's
+    /// hypercalls that would allocate fail with `ENOMEM`.
+    pub heap_budget: u64,
 }
 
+/// The smallest [`DomainCreate::heap_budget`] other than 0.
+pub const DOMCTL_BUDGET_MIN: u64 = 16 << 10;
+/// The largest [`DomainCreate::heap_budget`].
+pub const DOMCTL_BUDGET_MAX: u64 = 64 << 20;
+
 /// Size of [`DomainCreate`] in bytes.
-pub const DOMAIN_CREATE_SIZE: usize = 320;
+pub const DOMAIN_CREATE_SIZE: usize = 328;
 const _: () = assert!(core::mem::size_of::<DomainCreate>() == DOMAIN_CREATE_SIZE);
 const _: () = assert!(core::mem::offset_of!(DomainCreate, memory_bytes) == 32);
 const _: () = assert!(core::mem::offset_of!(DomainCreate, module) == 40);
@@ -187,6 +201,7 @@ const _: () = assert!(core::mem::offset_of!(DomainCreate, cap) == 52);
 const _: () = assert!(core::mem::offset_of!(DomainCreate, flags) == 56);
 const _: () = assert!(core::mem::offset_of!(DomainCreate, cmdline_len) == 60);
 const _: () = assert!(core::mem::offset_of!(DomainCreate, cmdline) == 64);
+const _: () = assert!(core::mem::offset_of!(DomainCreate, heap_budget) == 320);
 
 impl DomainCreate {
     /// A request with `name` (cut at 31 bytes), the given sizes, default
@@ -205,6 +220,7 @@ impl DomainCreate {
             flags: 0,
             cmdline_len: 0,
             cmdline: [0; DOMCTL_CMDLINE_MAX as usize],
+            heap_budget: 0,
         }
     }
 
@@ -255,15 +271,24 @@ pub struct DomainInfo {
     pub exits: u64,
     /// OUT: its name, NUL-padded.
     pub name: [u8; 32],
+    /// OUT: its hypervisor heap budget in bytes (see
+    /// [`DomainCreate::heap_budget`]).
+    pub heap_budget: u64,
+    /// OUT: bytes of it in use now.
+    pub heap_used: u64,
+    /// OUT: allocations refused for want of budget so far (each an
+    /// `ENOMEM` to the domain, or to the control domain acting for it).
+    pub heap_refused: u64,
 }
 
 /// Size of [`DomainInfo`] in bytes.
-pub const DOMAIN_INFO_SIZE: usize = 96;
+pub const DOMAIN_INFO_SIZE: usize = 120;
 const _: () = assert!(core::mem::size_of::<DomainInfo>() == DOMAIN_INFO_SIZE);
 const _: () = assert!(core::mem::offset_of!(DomainInfo, exit_code) == 28);
 const _: () = assert!(core::mem::offset_of!(DomainInfo, current_pages) == 32);
 const _: () = assert!(core::mem::offset_of!(DomainInfo, exits) == 56);
 const _: () = assert!(core::mem::offset_of!(DomainInfo, name) == 64);
+const _: () = assert!(core::mem::offset_of!(DomainInfo, heap_budget) == 96);
 
 /// OUT of [`HC_DOMCTL_MODULE_INFO`].
 #[repr(C)]

@@ -193,4 +193,13 @@ impl Platform for Machine {
     fn heap_used() -> u64 {
         heap::usage().0 as u64
     }
+
+    fn heap_free() -> u64 {
+        heap::usage().1 as u64
+    }
+
+    fn heap_bytes() -> u64 {
+        let (used, free) = heap::usage();
+        (used + free) as u64
+    }
 }

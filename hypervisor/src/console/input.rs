@@ -6,7 +6,9 @@
 
 use alloc::collections::VecDeque;
 
-use pvabi::CONSOLE_INPUT_BYTES;
+use pvabi::{CONSOLE_INPUT_BYTES, Error};
+
+use crate::domain::budget::Budget;
 
 /// One domain's console input, oldest byte first.
 #[derive(Default)]
@@ -22,7 +24,22 @@ impl InputQueue {
         }
     }
 
-    /// Appends as much of `bytes` as fits: how many were taken.
+    /// Makes room for [`CONSOLE_INPUT_BYTES`] once, charged to the
+    /// domain's `budget` (`NoMem` when it does not fit): after that,
+    /// [`InputQueue::push`] never allocates.
+    pub fn make_room(&mut self, budget: &Budget) -> Result<(), Error> {
+        let more = CONSOLE_INPUT_BYTES.saturating_sub(self.bytes.len());
+        if self.bytes.capacity() >= CONSOLE_INPUT_BYTES {
+            return Ok(());
+        }
+        let cost = CONSOLE_INPUT_BYTES as u64 + crate::domain::budget::ALLOC_SLACK;
+        crate::domain::budget::charged(Some(budget), cost, || {
+            self.bytes.try_reserve_exact(more).map_err(|_| Error::NoMem)
+        })
+    }
+
+    /// Appends as much of `bytes` as fits: how many were taken (no
+    /// allocation after [`InputQueue::make_room`]).
     pub fn push(&mut self, bytes: &[u8]) -> usize {
         let room = CONSOLE_INPUT_BYTES.saturating_sub(self.bytes.len());
         let taken = bytes.get(..room).unwrap_or(bytes);

@@ -73,7 +73,11 @@ impl Svc<'_> {
             }
             MgmtReq::ConsoleWrite { id, bytes } => {
                 let d = crate::domain::ctl::live_other(&self.me.domain, id)?;
-                let n = d.console_in.lock().push(bytes);
+                let n = {
+                    let mut q = d.console_in.lock();
+                    q.make_room(&d.budget)?;
+                    q.push(bytes)
+                };
                 if n > 0 {
                     crate::evtchn::live::raise_console_virq(&d);
                 }

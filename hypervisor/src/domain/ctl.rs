@@ -70,6 +70,9 @@ fn info(d: &Domain) -> DomainInfo {
         weight: d.weight,
         cap: d.cap,
         exits: d.exits.load(Ordering::Relaxed),
+        heap_budget: d.budget.limit(),
+        heap_used: d.budget.used(),
+        heap_refused: d.budget.refused(),
         ..Default::default()
     };
     out.state = if d.dying() {
@@ -117,6 +120,7 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
         cap: p.cap,
         privileged: false,
         paused: true,
+        budget: p.heap_budget,
     };
     match create_domain(me.backend, &spec) {
         Ok(id) => {
@@ -133,7 +137,9 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
             log::info!("domain {}: create refused: {e}", p.name);
             Err(match e {
                 CreateError::Build(_) | CreateError::Sched => Error::Invalid,
-                CreateError::OutOfMemory | CreateError::Paging(_) => Error::NoMem,
+                CreateError::OutOfMemory | CreateError::Paging(_) | CreateError::Budget(_) => {
+                    Error::NoMem
+                }
             })
         }
     }

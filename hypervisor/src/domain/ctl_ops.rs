@@ -33,6 +33,8 @@ pub struct CreateParams {
     pub cap: u32,
     /// UTF-8, at most `DOMCTL_CMDLINE_MAX` bytes.
     pub cmdline: arrayvec::ArrayString<{ DOMCTL_CMDLINE_MAX as usize }>,
+    /// Heap budget in bytes, 0 for the default (`domain/budget.rs`).
+    pub heap_budget: u64,
 }
 
 /// Checks every field of a create request; `EINVAL` on the first bad one.
@@ -58,6 +60,7 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         || c.cap > 100 * c.nr_vcpus
         || c.flags != 0
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
+        || crate::domain::budget::check_request(c.heap_budget).is_err()
     {
         return Err(Error::Invalid);
     }
@@ -75,6 +78,7 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         weight: c.weight,
         cap: c.cap,
         cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| Error::Invalid)?,
+        heap_budget: c.heap_budget,
     })
 }
 

@@ -10,6 +10,7 @@ use arrayvec::ArrayString;
 use pvabi::zerocopy::IntoBytes;
 
 use crate::domain::GuestMemory;
+use crate::domain::budget::{self, ALLOC_SLACK, Budget, Cost};
 use crate::domain::builder;
 use crate::domain::ids::DomainId;
 use crate::domain::memory::{CHUNK, DomainMemory, FrameTables};
@@ -79,6 +80,8 @@ pub struct Domain {
     pub(crate) maps: Mutex<crate::grant::MapTrack>,
     /// Console input the control domain queued for it (a leaf lock).
     pub(crate) console_in: Mutex<crate::console::input::InputQueue>,
+    /// What its heap allocations are charged to (`domain/budget.rs`).
+    pub(crate) budget: Arc<Budget>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -154,6 +157,9 @@ pub enum CreateError {
     Paging(crate::mm::gpt::GptError),
     /// The scheduler refused the weight or cap, or has no room.
     Sched,
+    /// Its own records do not fit its heap budget of this many bytes, or
+    /// the hypervisor heap is down to its reserve.
+    Budget(u64),
 }
 
 impl core::fmt::Display for CreateError {
@@ -163,6 +169,10 @@ impl core::fmt::Display for CreateError {
             Self::Build(e) => write!(f, "{e}"),
             Self::Paging(e) => write!(f, "nested page tables: {e}"),
             Self::Sched => write!(f, "the scheduler refused its weight or cap"),
+            Self::Budget(b) => write!(
+                f,
+                "its records need more heap than its budget of {b} bytes allows, or the hypervisor heap is down to its reserve"
+            ),
         }
     }
 }
@@ -187,6 +197,8 @@ pub struct DomainSpec<'a> {
     pub privileged: bool,
     /// Created paused: no vCPU runs until unpaused.
     pub paused: bool,
+    /// Its heap budget in bytes; 0: [`budget::default_limit`].
+    pub budget: u64,
 }
 
 impl<'a> DomainSpec<'a> {
@@ -202,9 +214,55 @@ impl<'a> DomainSpec<'a> {
             cap: 0,
             privileged: false,
             paused: false,
+            budget: 0,
         }
     }
 }
+
+/// Bytes the console line buffer holds (`run.rs` prints a line at 200).
+pub(crate) const CONSOLE_LINE_BYTES: usize = 256;
+
+/// What creating a domain with `nr_vcpus` vCPUs allocates on the heap,
+/// charged to it before anything is made: its budget, the domain, an
+/// entry per vCPU (with its share of the timer list and of the
+/// scheduler's records), vCPU 0's backend, the virq table, the console
+/// line buffer and its slot in the domain table.
+pub(crate) const fn creation_cost(nr_vcpus: u32) -> u64 {
+    let n = nr_vcpus as u64;
+    let arc = 2 * size_of::<usize>() as u64 + ALLOC_SLACK;
+    let per_vcpu = size_of::<VcpuEntry>() as u64
+        + arc
+        + Cost::btree_entry::<(u64, usize), usize>()
+        + Cost::vec_elem::<usize>() * 2
+        + SCHED_RECORD_BYTES
+        + (pvabi::NR_VIRQS as u64) * 4;
+    size_of::<Budget>() as u64
+        + arc
+        + size_of::<Domain>() as u64
+        + arc
+        + n * per_vcpu
+        + select::VCPU_HEAP_BYTES
+        + ALLOC_SLACK
+        + CONSOLE_LINE_BYTES as u64
+        + ALLOC_SLACK
+        + Cost::btree_entry::<DomainId, [usize; 4]>()
+        + 4 * ALLOC_SLACK
+}
+
+/// What a domain of `memory` bytes' page list takes on the heap
+/// (`DomainMemory`: a `u64` per 4 KiB page and per 2 MiB chunk, reserved
+/// exactly): 2 KiB per MiB, charged at creation with its records.
+pub(crate) const fn page_list_cost(memory: u64) -> u64 {
+    (memory / 4096) * 8 + (memory / CHUNK) * 8 + 2 * ALLOC_SLACK
+}
+
+// The smallest budget a domain may ask for holds its own records.
+const _: () = assert!(creation_cost(1) <= budget::BUDGET_MIN);
+
+/// The scheduler's records of one vCPU and its share of its domain's
+/// (`sched/credit.rs`, `sched/live.rs`: `Vec`s that grow by doubling),
+/// rounded up.
+const SCHED_RECORD_BYTES: u64 = 128;
 
 /// Creates a domain from an ELF image and makes vCPU 0 runnable (it runs
 /// once the domain is not paused).
@@ -216,6 +274,20 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         ..
     } = *spec;
     let id = DomainId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    // Charged before anything is allocated: a budget too small for the
+    // domain's own records, or a heap near its reserve, refuses it here.
+    let limit = match spec.budget {
+        0 => budget::default_limit(spec.memory, spec.nr_vcpus),
+        b => b,
+    };
+    let charge = Budget::new(limit);
+    charge
+        .charge(creation_cost(spec.nr_vcpus) + page_list_cost(spec.memory))
+        .map_err(|_| CreateError::Budget(limit))?;
+    let mut line = Vec::new();
+    line.try_reserve_exact(CONSOLE_LINE_BYTES)
+        .map_err(|_| CreateError::OutOfMemory)?;
+    let budget = Arc::new(charge);
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = select::hypercall_insn(backend);
     let built = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
@@ -259,18 +331,19 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
             mem,
             gpt: Some(gpt),
             tables,
-            line: Vec::new(),
+            line,
             foreign: alloc::collections::BTreeSet::new(),
         }),
         tlb_gen: AtomicU64::new(0),
         end: Mutex::new(None),
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
-        events: crate::evtchn::live::new_table(id, spec.nr_vcpus),
+        events: crate::evtchn::live::new_table(id, spec.nr_vcpus, budget.clone()),
         control: spin::Once::new(),
-        grants: Mutex::new(crate::grant::GrantTable::new(id)),
-        maps: Mutex::new(crate::grant::MapTrack::new()),
+        grants: Mutex::new(crate::grant::GrantTable::new(id).charge_to(budget.clone())),
+        maps: Mutex::new(crate::grant::MapTrack::new().charge_to(budget.clone())),
         console_in: Mutex::new(crate::console::input::InputQueue::new()),
+        budget,
     });
     if spec.privileged {
         crate::console::live::note_control_domain();
@@ -311,11 +384,12 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     ALIVE.fetch_add(1, Ordering::AcqRel);
     CREATED.fetch_add(1, Ordering::AcqRel);
     log::info!(
-        "domain {id} ({name}): {} MiB, {} vCPUs, weight {}, cap {}, entry {:#x}, {frames} nested-table frames, {}",
+        "domain {id} ({name}): {} MiB, {} vCPUs, weight {}, cap {}, heap budget {} bytes, entry {:#x}, {frames} nested-table frames, {}",
         spec.memory >> 20,
         spec.nr_vcpus,
         spec.weight,
         spec.cap,
+        limit,
         boot.rip,
         if spec.paused { "paused" } else { "started" },
     );
@@ -437,5 +511,7 @@ impl Drop for Domain {
     }
 }
 
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 //! page tables and GDT in it.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod builder;
 pub mod ctl;
 pub mod ctl_ops;

@@ -392,8 +392,12 @@ pub(crate) fn close_all(d: &Domain) {
 }
 
 /// A new domain's empty port table.
-pub(crate) fn new_table(id: DomainId, nr_vcpus: u32) -> Mutex<Table> {
-    Mutex::new(EventTable::with_bits(id, nr_vcpus, DomainBits::default()))
+pub(crate) fn new_table(
+    id: DomainId,
+    nr_vcpus: u32,
+    budget: Arc<crate::domain::budget::Budget>,
+) -> Mutex<Table> {
+    Mutex::new(EventTable::with_bits(id, nr_vcpus, DomainBits::default()).charge_to(budget))
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ mod virq;
 mod wait;
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pvabi::Error;
@@ -59,6 +60,7 @@ pub use self::bits::{BitmapEvents, EventBits};
 pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
 pub use self::wait::WaitCheck;
+use crate::domain::budget::{self, Budget};
 pub use crate::domain::ids::DomainId;
 
 /// Ports per bucket of the table.
@@ -75,6 +77,9 @@ struct Port {
     state: PortState,
     vcpu: u32,
 }
+
+/// What a bucket of ports costs its domain's budget.
+pub const PORT_BUCKET_COST: u64 = budget::port_bucket_cost::<Port>(BUCKET_PORTS);
 
 const FREE: Port = Port {
     state: PortState::Free,
@@ -98,6 +103,9 @@ pub struct EventTable<B: EventBits = BitmapEvents> {
     hint: Vec<u64>,
     /// Where the next round-robin scan starts.
     cursor: u32,
+    /// What its growth is charged to (`None`: nothing, a table alone in
+    /// a host test).
+    budget: Option<Arc<Budget>>,
 }
 
 impl core::fmt::Debug for EventTable<BitmapEvents> {
@@ -133,7 +141,14 @@ impl<B: EventBits> EventTable<B> {
             bits,
             hint: Vec::new(),
             cursor: 0,
+            budget: None,
         }
+    }
+
+    /// Charges the table's growth to `budget` from now on.
+    pub fn charge_to(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The domain this table belongs to.
@@ -214,15 +229,11 @@ impl<B: EventBits> EventTable<B> {
                     return Err(Error::NoMem);
                 }
                 if self.buckets.len() <= (p / BUCKET_PORTS) as usize {
-                    self.buckets.try_reserve(1).map_err(|_| Error::NoMem)?;
-                    // Fallible: a guest allocating ports must meet `NoMem`,
-                    // never an exhausted hypervisor heap.
-                    let mut bucket = Vec::new();
-                    bucket
-                        .try_reserve_exact(BUCKET_PORTS as usize)
-                        .map_err(|_| Error::NoMem)?;
-                    bucket.resize(BUCKET_PORTS as usize, FREE);
-                    self.buckets.push(bucket.into_boxed_slice());
+                    // Charged first, for all the bucket's ports (its slots,
+                    // free-list room, bitmaps and hint): a guest allocating
+                    // ports meets its budget, never an exhausted heap.
+                    let budget = self.budget.clone();
+                    budget::charged(budget.as_deref(), PORT_BUCKET_COST, || self.new_bucket())?;
                 }
                 // Room for this port on the free list once it is closed.
                 self.free.try_reserve(1).map_err(|_| Error::NoMem)?;
@@ -243,6 +254,18 @@ impl<B: EventBits> EventTable<B> {
         *slot = Port { state, vcpu };
         self.in_use += 1;
         Ok(port)
+    }
+
+    /// One more bucket of free ports (fallible).
+    fn new_bucket(&mut self) -> Result<(), Error> {
+        self.buckets.try_reserve(1).map_err(|_| Error::NoMem)?;
+        let mut bucket = Vec::new();
+        bucket
+            .try_reserve_exact(BUCKET_PORTS as usize)
+            .map_err(|_| Error::NoMem)?;
+        bucket.resize(BUCKET_PORTS as usize, FREE);
+        self.buckets.push(bucket.into_boxed_slice());
+        Ok(())
     }
 
     fn release(&mut self, port: u32) {

@@ -37,9 +37,12 @@ pub mod live;
 pub mod ops;
 mod track;
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pvabi::{Error, PAGE_SIZE};
+
+use crate::domain::budget::{self, Budget};
 
 pub use self::limits::{check_raise, check_set_max};
 pub use self::track::{MAPTRACK_DEFAULT_MAX, MapHandle, MapTrack, Mapping};
@@ -88,6 +91,9 @@ enum Entry {
         revoking: Option<u32>,
     },
 }
+
+/// What one grant entry costs its domain's budget.
+pub const GRANT_ENTRY_COST: u64 = budget::table_entry_cost::<Entry>(0);
 
 /// A grant's state, for queries and reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +180,8 @@ pub struct GrantTable {
     entries: Vec<Entry>,
     free: Vec<GrantRef>,
     in_use: u32,
+    /// What its growth is charged to (`None`: nothing, host tests).
+    budget: Option<Arc<Budget>>,
 }
 
 impl GrantTable {
@@ -185,7 +193,14 @@ impl GrantTable {
             entries: Vec::new(),
             free: Vec::new(),
             in_use: 0,
+            budget: None,
         }
+    }
+
+    /// Charges the table's growth to `budget` from now on.
+    pub fn charge_to(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The granting domain.
@@ -235,9 +250,14 @@ impl GrantTable {
                 if r >= self.max {
                     return Err(Error::NoMem);
                 }
-                self.entries.try_reserve(1).map_err(|_| Error::NoMem)?;
-                // Room for it on the free list once it is revoked.
-                self.free.try_reserve(1).map_err(|_| Error::NoMem)?;
+                // Charged before it is allocated (never given back while
+                // the domain lives: the table keeps its capacity).
+                let budget = self.budget.clone();
+                budget::charged(budget.as_deref(), GRANT_ENTRY_COST, || {
+                    self.entries.try_reserve(1).map_err(|_| Error::NoMem)?;
+                    // Room for it on the free list once it is revoked.
+                    self.free.try_reserve(1).map_err(|_| Error::NoMem)
+                })?;
                 self.entries.push(Entry::Free);
                 r
             }

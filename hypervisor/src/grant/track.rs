@@ -1,8 +1,11 @@
 //! A grantee's record of the grants it has mapped.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pvabi::Error;
+
+use crate::domain::budget::{self, Budget, Cost};
 
 use super::{Access, DomainId, GrantRef};
 
@@ -37,6 +40,8 @@ pub struct MapTrack {
     slots: Vec<Option<Mapping>>,
     free: Vec<MapHandle>,
     in_use: u32,
+    /// What its growth is charged to (`None`: nothing, host tests).
+    budget: Option<Arc<Budget>>,
 }
 
 impl Default for MapTrack {
@@ -53,7 +58,14 @@ impl MapTrack {
             slots: Vec::new(),
             free: Vec::new(),
             in_use: 0,
+            budget: None,
         }
+    }
+
+    /// Charges the table's growth to `budget` from now on.
+    pub fn charge_to(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Mappings held and the limit.
@@ -81,9 +93,17 @@ impl MapTrack {
                 if h >= self.max {
                     return Err(Error::NoMem);
                 }
-                self.slots.try_reserve(1).map_err(|_| Error::NoMem)?;
-                // Room for its handle on the free list once it is unmapped.
-                self.free.try_reserve(1).map_err(|_| Error::NoMem)?;
+                // Charged first, with the grantee's record of where the
+                // page is mapped (`Inner::foreign`: one entry per mapping
+                // at most, so per slot).
+                let cost =
+                    budget::table_entry_cost::<Option<Mapping>>(Cost::btree_entry::<u64, ()>());
+                let budget = self.budget.clone();
+                budget::charged(budget.as_deref(), cost, || {
+                    self.slots.try_reserve(1).map_err(|_| Error::NoMem)?;
+                    // Room for its handle on the free list once it is unmapped.
+                    self.free.try_reserve(1).map_err(|_| Error::NoMem)
+                })?;
                 self.slots.push(None);
                 h
             }

@@ -1,7 +1,6 @@
 //! The hypercall services over a real domain, and TLB shoot-down.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use pvabi::Error;
@@ -112,8 +111,12 @@ impl Services for Svc<'_> {
             rdi: arg,
             ..d.boot
         };
-        let mut v =
-            select::new_vcpu(d.backend, &boot, d.nested_root, d.id.0).ok_or(Error::NoMem)?;
+        // Its backend box is charged to the domain before it is made
+        // (`domain/budget.rs`): over budget, the guest gets ENOMEM.
+        let cost = select::VCPU_HEAP_BYTES + crate::domain::budget::ALLOC_SLACK;
+        let mut v = crate::domain::budget::charged(Some(&d.budget), cost, || {
+            select::new_vcpu(d.backend, &boot, d.nested_root, d.id.0).ok_or(Error::NoMem)
+        })?;
         // RDTSCP/RDPID tell the guest which vCPU it runs on (its id < 64).
         v.set_tsc_aux(id as u32);
         st.vcpu = Some(v);
@@ -259,10 +262,12 @@ fn shoot_down(d: &Arc<Domain>, me: &VcpuEntry) -> bool {
 /// it is one of `d`'s): `d` may be another domain (a grantee).
 pub(crate) fn shoot_down_domain(d: &Domain, skip: Option<u32>) -> bool {
     let generation = d.tlb_gen.fetch_add(1, Ordering::SeqCst) + 1;
-    let others: Vec<Arc<VcpuEntry>> = DOMAINS
+    // On the stack: a guest-driven path allocates nothing here.
+    let others: arrayvec::ArrayVec<Arc<VcpuEntry>, { pvabi::DOMCTL_MAX_VCPUS as usize }> = DOMAINS
         .lock()
         .vcpus(d.id)
         .filter(|v| Some(v.index) != skip)
+        .take(pvabi::DOMCTL_MAX_VCPUS as usize)
         .cloned()
         .collect();
     let mut ok = true;

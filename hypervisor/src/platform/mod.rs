@@ -127,6 +127,11 @@ pub trait Platform {
     fn online_cpus() -> u32;
     /// Bytes of the hypervisor heap in use.
     fn heap_used() -> u64;
+    /// Bytes of the hypervisor heap free now (domain budgets keep a
+    /// reserve of it: `domain/budget.rs`).
+    fn heap_free() -> u64;
+    /// Size of the hypervisor heap in bytes.
+    fn heap_bytes() -> u64;
 }
 
 /// Writes formatted text to the console (what [`crate::println!`] calls).

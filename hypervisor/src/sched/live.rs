@@ -238,9 +238,17 @@ pub(crate) fn tick(cpu: usize, now: u64) -> bool {
     with(|s| s.credit.tick(cpu, now).unwrap_or(false)).unwrap_or(false)
 }
 
-/// The vCPUs of `d` in the domain table (taken and let go here).
-fn vcpus_of(d: &Domain) -> Vec<Arc<VcpuEntry>> {
-    DOMAINS.lock().vcpus(d.id).cloned().collect()
+/// The vCPUs of `d` in the domain table (taken and let go here); on the
+/// stack, so pausing or ending a domain never needs the heap.
+fn vcpus_of(
+    d: &Domain,
+) -> arrayvec::ArrayVec<Arc<VcpuEntry>, { pvabi::DOMCTL_MAX_VCPUS as usize }> {
+    DOMAINS
+        .lock()
+        .vcpus(d.id)
+        .take(pvabi::DOMCTL_MAX_VCPUS as usize)
+        .cloned()
+        .collect()
 }
 
 /// domctl pause: no vCPU of `d` is picked any more (one running now stops

@@ -96,6 +96,7 @@ impl Machine {
             cap: 0,
             privileged: false,
             paused,
+            budget: 0,
         };
         match lifecycle::create(Backend::Svm, &spec) {
             Ok(id) => id.0,

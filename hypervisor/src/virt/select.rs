@@ -107,6 +107,20 @@ pub fn new_vcpu(
     })
 }
 
+/// Heap bytes one vCPU's backend takes ([`new_vcpu`]'s box and its XSAVE
+/// area), charged to its domain's budget before it is made
+/// (`domain/budget.rs`). The area is at most 2,696 bytes for the
+/// components Kestrel enables (x87 to PKRU, SDM Vol. 1 13.4); 4 KiB bounds
+/// it with its alignment.
+#[cfg(target_os = "none")]
+pub const VCPU_HEAP_BYTES: u64 = {
+    let (s, v) = (size_of::<SvmVcpu>(), size_of::<VmxVcpu>());
+    (if s > v { s } else { v }) as u64 + 4096
+};
+/// Heap bytes one scripted vCPU takes (host tests).
+#[cfg(not(target_os = "none"))]
+pub const VCPU_HEAP_BYTES: u64 = size_of::<super::fake::FakeVcpu>() as u64;
+
 /// A new scripted vCPU (host tests): the program `fake.rs` holds for
 /// domain `domain_id`, over its nested page tables at `root`.
 #[cfg(not(target_os = "none"))]

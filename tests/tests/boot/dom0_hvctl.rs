@@ -193,6 +193,13 @@ fn dom0_qemu_hvctl() {
         assert_eq!(code, 0, "pause: {out}{err}");
         let (_, out, _) = hvctl_cmd(&sock, &["--json", "info", "tick-c"]);
         assert!(out.contains("\"state\":\"paused\""), "info: {out}");
+        // Its hypervisor heap budget and use (issue 12): the default
+        // budget of a domain is never 0, and its records are charged.
+        assert!(
+            out.contains("\"heap_budget_bytes\":") && !out.contains("\"heap_budget_bytes\":0,"),
+            "info: {out}"
+        );
+        assert!(!out.contains("\"heap_used_bytes\":0}"), "info: {out}");
         let (code, out, _) = hvctl_cmd(&sock, &["pause", "tick-c"]);
         assert_eq!(code, 1, "pausing a paused domain: {out}");
         let (code, out, err) = hvctl_cmd(&sock, &["unpause", "tick-c"]);

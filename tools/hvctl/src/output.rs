@@ -86,7 +86,7 @@ pub fn details(d: &DomainInfo) -> String {
         c => format!("{c}% of one CPU"),
     };
     format!(
-        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\n",
+        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\nheap:      {} of {} bytes budget\n",
         d.id,
         d.name,
         d.state.as_str(),
@@ -95,6 +95,8 @@ pub fn details(d: &DomainInfo) -> String {
         d.vcpus,
         d.weight,
         d.cpu_time_ns as f64 / 1e9,
+        d.heap_used_bytes,
+        d.heap_budget_bytes,
     )
 }
 
@@ -121,6 +123,8 @@ mod tests {
             weight: 256,
             cap,
             cpu_time_ns: ns,
+            heap_budget_bytes: 128 << 10,
+            heap_used_bytes: 12345,
         }
     }
 
@@ -174,7 +178,7 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         ));
         assert_eq!(
             d,
-            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\n"
+            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\nheap:      12345 of 131072 bytes budget\n"
         );
         let d = details(&dom(3, "web", DomainState::Running, MIB, 50, 0));
         assert!(d.contains("cap:       50% of one CPU\n"));
@@ -187,7 +191,7 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         };
         assert_eq!(
             json(&r),
-            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7}}\n"
+            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7,\"heap_budget_bytes\":131072,\"heap_used_bytes\":12345}}\n"
         );
         assert_eq!(json(&Reply::Done), "{\"kind\":\"done\"}\n");
     }

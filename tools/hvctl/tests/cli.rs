@@ -69,6 +69,8 @@ fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> DomainI
         weight: 256,
         cap: 0,
         cpu_time_ns: 1_500_000_000,
+        heap_budget_bytes: 0,
+        heap_used_bytes: 0,
     }
 }
 

@@ -14,6 +14,8 @@
 //! weight = 512          # scheduler weight, 1 ..= 65535; default 256
 //! cap = 150             # percent of one CPU, 0 ..= 100 * vcpus; 0 (the default) = no cap
 //! cmdline = "port=80"   # the domain's command line, at most 256 bytes; default ""
+//! heap_budget = 256     # KiB of hypervisor heap it may use (ports, grants, vCPUs...), 16 ..= 65536;
+//!                       # default: derived from memory and vcpus by the hypervisor
 //! autostart = true      # created and started at boot; default true
 //! ```
 //!
@@ -102,6 +104,8 @@ pub struct DomainConfig {
     pub cap: u32,
     pub cmdline: String,
     pub autostart: bool,
+    /// Hypervisor heap budget in KiB; 0 = the hypervisor's default.
+    pub heap_budget_kib: u64,
     /// Line of the domain's `[[domain]]` header, for later messages.
     pub line: usize,
 }
@@ -110,6 +114,11 @@ impl DomainConfig {
     /// Memory in bytes (saturating; [`Limits`] keep it far below).
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mib.saturating_mul(1 << 20)
+    }
+
+    /// Heap budget in bytes (0: the hypervisor's default).
+    pub fn heap_budget_bytes(&self) -> u64 {
+        self.heap_budget_kib.saturating_mul(1 << 10)
     }
 }
 

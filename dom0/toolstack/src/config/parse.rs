@@ -26,6 +26,7 @@ pub const FIELDS: &[&str] = &[
     "cap",
     "cmdline",
     "autostart",
+    "heap_budget",
 ];
 
 /// Parses and checks configuration `text`, read from `file` (used only in
@@ -247,6 +248,17 @@ fn domain(
             None
         }
     });
+    let heap_budget = get("heap_budget").map_or(Some(0), |v| {
+        integer(
+            sink,
+            &label,
+            "heap_budget",
+            v,
+            "an integer number of KiB",
+            pvabi::DOMCTL_BUDGET_MIN >> 10,
+            pvabi::DOMCTL_BUDGET_MAX >> 10,
+        )
+    });
     if sink.errors.len() != before {
         return None;
     }
@@ -259,6 +271,7 @@ fn domain(
         cap: u32::try_from(cap?).ok()?,
         cmdline: cmdline?,
         autostart: autostart?,
+        heap_budget_kib: heap_budget?,
         line: position(sink.text, header).0,
     })
 }

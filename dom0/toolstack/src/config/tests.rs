@@ -66,6 +66,7 @@ memory = 0x80
             cap: 150,
             cmdline: "port=80 workers=2".into(),
             autostart: false,
+            heap_budget_kib: 0,
             line: 2,
         }
     );

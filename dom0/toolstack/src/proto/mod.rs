@@ -141,6 +141,12 @@ pub struct DomainInfo {
     pub cap: u32,
     /// CPU time used by all its vCPUs.
     pub cpu_time_ns: u64,
+    /// Hypervisor heap it may use (its budget) and uses now, in bytes
+    /// (absent from older services: 0).
+    #[serde(default)]
+    pub heap_budget_bytes: u64,
+    #[serde(default)]
+    pub heap_used_bytes: u64,
 }
 
 /// A successful result.

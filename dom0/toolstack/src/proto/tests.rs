@@ -17,6 +17,8 @@ fn info() -> DomainInfo {
         weight: 256,
         cap: 0,
         cpu_time_ns: 1_500_000_000,
+        heap_budget_bytes: 0,
+        heap_used_bytes: 0,
     }
 }
 
@@ -126,7 +128,7 @@ fn server_lines_on_the_wire() {
                     domains: vec![info()],
                 },
             )),
-            r#"{"id":2,"ok":{"kind":"domains","domains":[{"id":3,"name":"web","state":"running","memory_bytes":67108864,"vcpus":2,"weight":256,"cap":0,"cpu_time_ns":1500000000}]}}"#,
+            r#"{"id":2,"ok":{"kind":"domains","domains":[{"id":3,"name":"web","state":"running","memory_bytes":67108864,"vcpus":2,"weight":256,"cap":0,"cpu_time_ns":1500000000,"heap_budget_bytes":0,"heap_used_bytes":0}]}}"#,
         ),
         (
             ServerLine::Response(ok_resp(

@@ -38,6 +38,9 @@ pub struct HvDomain {
     pub cpu_time_ns: u64,
     /// The control domain itself.
     pub privileged: bool,
+    /// Hypervisor heap budget and use, in bytes.
+    pub heap_budget: u64,
+    pub heap_used: u64,
 }
 
 impl HvDomain {
@@ -59,6 +62,8 @@ impl HvDomain {
             weight: self.weight,
             cap: self.cap,
             cpu_time_ns: self.cpu_time_ns,
+            heap_budget_bytes: self.heap_budget,
+            heap_used_bytes: self.heap_used,
         }
     }
 }

@@ -34,6 +34,8 @@ impl Fake {
             cap: 0,
             cpu_time_ns: 5,
             privileged: true,
+            heap_budget: 1 << 20,
+            heap_used: 1 << 12,
         };
         Self {
             domains: vec![dom0],
@@ -78,6 +80,8 @@ impl Hypervisor for Fake {
             cap: d.cap,
             cpu_time_ns: 0,
             privileged: false,
+            heap_budget: d.heap_budget_bytes(),
+            heap_used: 0,
         });
         Ok(id)
     }

@@ -113,7 +113,7 @@ fn every_domctl_is_refused_to_an_unprivileged_domain_before_anything_else() {
 #[test]
 fn a_valid_create_reaches_the_system_validated() {
     let mut svc = privileged();
-    svc.mem[0x1000..0x1000 + 320].copy_from_slice(good_create().as_bytes());
+    svc.mem[0x1000..0x1000 + pvabi::DOMAIN_CREATE_SIZE].copy_from_slice(good_create().as_bytes());
     assert_eq!(
         call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
         101
@@ -122,6 +122,7 @@ fn a_valid_create_reaches_the_system_validated() {
     assert!(r.contains("\"web-1.a_b\""), "{r}");
     assert!(r.contains("memory_bytes: 16777216"), "{r}");
     assert!(r.contains("\"peer=3 mode=fast\""), "{r}");
+    assert!(r.contains("heap_budget: 0"), "{r}");
 }
 
 #[test]
@@ -150,12 +151,19 @@ fn create_rejects_each_bad_field() {
             c.cmdline[0] = 0xff;
             c.cmdline_len = 1
         }),
+        ("heap budget too small", |c| {
+            c.heap_budget = pvabi::DOMCTL_BUDGET_MIN - 1
+        }),
+        ("heap budget too big", |c| {
+            c.heap_budget = pvabi::DOMCTL_BUDGET_MAX + 1
+        }),
+        ("heap budget huge", |c| c.heap_budget = u64::MAX),
     ];
     for (what, break_it) in cases {
         let mut c = good_create();
         break_it(&mut c);
         let mut svc = privileged();
-        svc.mem[0x1000..0x1000 + 320].copy_from_slice(c.as_bytes());
+        svc.mem[0x1000..0x1000 + pvabi::DOMAIN_CREATE_SIZE].copy_from_slice(c.as_bytes());
         assert_eq!(
             call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
             EINVAL,

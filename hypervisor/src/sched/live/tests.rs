@@ -50,6 +50,7 @@ fn create(name: &str, prog: impl Fn() -> fake::Program + Send + Sync + 'static) 
         cap: 0,
         privileged: false,
         paused: false,
+        budget: 0,
     };
     let id = match lifecycle::create(Backend::Svm, &spec) {
         Ok(id) => id,
