@@ -30,7 +30,6 @@ pub(crate) struct Inner {
     pub(crate) mem: DomainMemory,
     pub(crate) gpt: Option<Gpt>,
     pub(crate) tables: FrameTables,
-    pub(crate) line: Vec<u8>,
     /// Where granted pages of other domains are mapped (holes in `mem`).
     pub(crate) foreign: alloc::collections::BTreeSet<u64>,
 }
@@ -79,6 +78,8 @@ pub struct Domain {
     pub(crate) maps: Mutex<crate::grant::MapTrack>,
     /// Console input the control domain queued for it (a leaf lock).
     pub(crate) console_in: Mutex<crate::console::input::InputQueue>,
+    /// Its console output on the way to the serial port (`console/out.rs`).
+    pub(crate) console_out: crate::console::out::OutQueue,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,8 @@ pub struct VcpuEntry {
     /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
     /// (0: a plain block); read and cleared when it runs again.
     pub(crate) wait_port: AtomicU32,
+    /// Where a continued hypercall stopped (`hypercall/continuation.rs`).
+    pub(crate) cont: crate::hypercall::continuation::Slot,
 }
 
 /// Every domain that still has vCPUs, with their entries (lock order:
@@ -216,6 +219,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         ..
     } = *spec;
     let id = DomainId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let console_out = crate::console::out::OutQueue::new().ok_or(CreateError::OutOfMemory)?;
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = select::hypercall_insn(backend);
     let built = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
@@ -259,7 +263,6 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
             mem,
             gpt: Some(gpt),
             tables,
-            line: Vec::new(),
             foreign: alloc::collections::BTreeSet::new(),
         }),
         tlb_gen: AtomicU64::new(0),
@@ -271,6 +274,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         grants: Mutex::new(crate::grant::GrantTable::new(id)),
         maps: Mutex::new(crate::grant::MapTrack::new()),
         console_in: Mutex::new(crate::console::input::InputQueue::new()),
+        console_out,
     });
     if spec.privileged {
         crate::console::live::note_control_domain();
@@ -305,6 +309,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
                 seen_gen: AtomicU64::new(0),
                 stuck_since: AtomicU64::new(0),
                 wait_port: AtomicU32::new(0),
+                cont: crate::hypercall::continuation::Slot::new(),
             })
         })
         .collect();
@@ -402,15 +407,9 @@ impl Domain {
 impl Drop for Domain {
     /// The last vCPU is gone: return every frame and report.
     fn drop(&mut self) {
+        // Its last console lines come before its `domain-end:` line.
+        crate::console::live::flush(self);
         let inner = self.inner.get_mut();
-        if !inner.line.is_empty() {
-            crate::println!(
-                "[dom{} {}] {}",
-                self.id,
-                self.name,
-                core::str::from_utf8(&inner.line).unwrap_or("?")
-            );
-        }
         let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));
         let end = self.end.get_mut().unwrap_or(End {
             how: "killed",

@@ -236,6 +236,10 @@ impl Services for Svc<'_> {
     fn mgmt(&mut self, req: crate::hypercall::MgmtReq<'_>) -> Result<u64, Error> {
         self.mgmt_req(req)
     }
+
+    fn continuation(&self) -> &crate::hypercall::continuation::Slot {
+        &self.me.cont
+    }
 }
 
 /// After an unmap: every other vCPU of `d` that may be in guest mode on

@@ -3,9 +3,12 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::virt::GuestRegs;
+use pvabi::zerocopy::FromBytes;
 use pvabi::{E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM};
+use pvabi::{MULTICALL_MAX, MulticallEntry};
 use std::vec::Vec;
 
+mod bounded;
 mod console;
 mod domctl;
 mod evtchn;
@@ -75,6 +78,7 @@ struct FakeSvc {
     /// how many times its `VIRQ_CONSOLE` was raised.
     input3: crate::console::input::InputQueue,
     virq_console3: u32,
+    cont: continuation::Slot,
 }
 
 impl FakeSvc {
@@ -97,6 +101,7 @@ impl FakeSvc {
             input: crate::console::input::InputQueue::new(),
             input3: crate::console::input::InputQueue::new(),
             virq_console3: 0,
+            cont: continuation::Slot::new(),
         }
     }
 }
@@ -203,6 +208,9 @@ impl Services for FakeSvc {
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         mgmt::fake(self, req)
     }
+    fn continuation(&self) -> &continuation::Slot {
+        &self.cont
+    }
 }
 
 struct FakeHost;
@@ -229,7 +237,10 @@ fn call6(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> (Action, 
         svc,
         &FakeHost,
         1,
-        &mut |b: &[u8]| out.extend_from_slice(b),
+        &mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            true
+        },
     );
     (act, out)
 }
@@ -461,7 +472,7 @@ fn cpuid_hides_virtualization_and_carries_our_signature() {
         &mut svc,
         &host,
         0,
-        &mut |_: &[u8]| {},
+        &mut |_: &[u8]| true,
     );
     assert_eq!((a, v.regs.rax, v.rip), (Action::Resume, 0x4000_0001, 2));
 }
@@ -473,7 +484,7 @@ fn msrs_io_and_faults() {
         rip: 0x1000,
         ..FakeVcpu::default()
     };
-    let mut run = |v: &mut FakeVcpu, e| handle(e, v, &mut svc, &FakeHost, 0, &mut |_: &[u8]| {});
+    let mut run = |v: &mut FakeVcpu, e| handle(e, v, &mut svc, &FakeHost, 0, &mut |_: &[u8]| true);
     v.regs.rcx = 0x10;
     assert_eq!(
         run(
