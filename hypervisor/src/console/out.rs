@@ -90,13 +90,18 @@ impl OutQueue {
         if bytes.len() > cap - r.len {
             return false;
         }
-        for &b in bytes {
-            let at = (r.head + r.len) % cap;
-            if let Some(slot) = r.buf.get_mut(at) {
-                *slot = b;
-            }
-            r.len += 1;
+        // Two block copies (up to the ring's end, then from its start):
+        // a 4 KiB write costs a memcpy, not a loop per byte.
+        let tail = (r.head + r.len) % cap;
+        let first = bytes.len().min(cap - tail);
+        let (a, b) = bytes.split_at(first);
+        if let Some(dst) = r.buf.get_mut(tail..tail + first) {
+            dst.copy_from_slice(a);
         }
+        if let Some(dst) = r.buf.get_mut(..b.len()) {
+            dst.copy_from_slice(b);
+        }
+        r.len += bytes.len();
         self.queued.store(r.len, Ordering::Release);
         true
     }

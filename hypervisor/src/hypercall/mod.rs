@@ -90,6 +90,12 @@ pub trait Services {
     /// Runs one control-domain I/O request (numbers 42-46; privileged
     /// callers only, buffers checked): the value for RAX (a byte count).
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error>;
+    /// Checks a whole memory op before its first piece runs, in the
+    /// order the op itself checks (range already valid): releasing,
+    /// `EBUSY` (granted or pinned pages) then `ENOENT` (a page absent);
+    /// populating, `EEXIST` (foreign or present pages) then `ENOMEM` (over
+    /// the reservation).
+    fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error>;
     /// This vCPU's continuation record (`continuation.rs`).
     fn continuation(&self) -> &continuation::Slot;
 }
@@ -237,6 +243,8 @@ pub fn handle(
             let step = if nr == HC_MULTICALL {
                 // RIP is read only here: it keys the continuation.
                 continuation::multicall(svc, vcpu.rip(), args[0], args[1], console)
+            } else if nr == HC_MEM_RELEASE || nr == HC_MEM_POPULATE {
+                continuation::mem_op(svc, vcpu.rip(), nr, args[0], args[1])
             } else {
                 svc.continuation().clear();
                 match hypercall(svc, nr, args, console) {
@@ -370,12 +378,6 @@ fn hypercall(
         HC_MEM_INFO => {
             let info = svc.mem_info();
             done(put(svc, a[0], info.as_bytes()))
-        }
-        HC_MEM_RELEASE => {
-            done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_release(a[0], a[1])))
-        }
-        HC_MEM_POPULATE => {
-            done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_populate(a[0], a[1])))
         }
         // The op groups with typed decoders; each is tried only if the one
         // before did not know the number.

@@ -208,6 +208,15 @@ impl Services for FakeSvc {
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         mgmt::fake(self, req)
     }
+    fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error> {
+        let first = (gpa / 4096) as usize;
+        let range = &self.present[first..first + pages as usize];
+        match populate {
+            false if range.iter().any(|p| !p) => Err(Error::NoEntry),
+            true if range.iter().any(|p| *p) => Err(Error::Exists),
+            _ => Ok(()),
+        }
+    }
     fn continuation(&self) -> &continuation::Slot {
         &self.cont
     }
@@ -224,6 +233,8 @@ impl Host for FakeHost {
     }
 }
 
+/// One hypercall as a guest makes it: executed again while the
+/// hypervisor continues it (RIP left on the instruction).
 fn call6(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> (Action, Vec<u8>) {
     v.regs.rax = nr;
     v.regs.rdi = a[0];
@@ -231,18 +242,23 @@ fn call6(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> (Action, 
     v.regs.rdx = a[2];
     v.regs.r10 = a[3];
     let mut out = Vec::new();
-    let act = handle(
-        VmExit::Hypercall { len: 3 },
-        v,
-        svc,
-        &FakeHost,
-        1,
-        &mut |b: &[u8]| {
-            out.extend_from_slice(b);
-            true
-        },
-    );
-    (act, out)
+    let rip = v.rip;
+    loop {
+        let act = handle(
+            VmExit::Hypercall { len: 3 },
+            v,
+            svc,
+            &FakeHost,
+            1,
+            &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                true
+            },
+        );
+        if v.rip != rip || !svc.cont.pending() {
+            return (act, out);
+        }
+    }
 }
 
 fn call(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a1: u64, a2: u64) -> (Action, Vec<u8>) {

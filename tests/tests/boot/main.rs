@@ -8,6 +8,7 @@
 mod abi;
 mod bad;
 mod bochs;
+mod bounded;
 mod dom0;
 mod domctl;
 mod evtchn;
