@@ -143,6 +143,7 @@ fn run_slice(
             events::prepare_upcall(me, vcpu);
         }
         let exit = vcpu.run();
+        let exit_tsc = P::tsc();
         me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
@@ -164,6 +165,11 @@ fn run_slice(
             &mut |b: &[u8]| consoles::write(d, b),
         );
         consoles::drain(d);
+        // Its longest exit, in its `domain-end:` line (bounded exits,
+        // `hypercall/continuation.rs`).
+        let now_tsc = P::tsc();
+        d.max_exit_ticks
+            .fetch_max(now_tsc.wrapping_sub(exit_tsc), Ordering::Relaxed);
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
@@ -179,7 +185,7 @@ fn run_slice(
                 break Outcome::Ended;
             }
         }
-        if P::tsc() >= end_tsc {
+        if now_tsc >= end_tsc {
             break Outcome::Again;
         }
         // A timer interrupt or a reschedule IPI came: fire due guest

@@ -6,9 +6,9 @@
 //! while other CPUs spun on that lock. Now a write only copies the bytes
 //! into the domain's own bounded queue, allocated once when the domain is
 //! created ([`OutQueue::new`]); the serial port is fed from the queue a
-//! bounded amount at a time ([`DRAIN_PER_EXIT`] bytes after each of the
-//! domain's exits, the same from idle CPUs), so no exit spends more than a
-//! few lines' worth of serial time.
+//! bounded amount at a time (at most one line, from at most
+//! [`DRAIN_PER_EXIT`] bytes, after each of the domain's exits, the same
+//! from idle CPUs), so no exit spends more than a line's serial time.
 //!
 //! **Full queue: flow control, not loss.** A write that does not fit whole
 //! is not taken: the hypercall is *continued* (its RIP is left on the
@@ -39,9 +39,10 @@ use crate::sync::Mutex;
 /// always taken eventually.
 pub const CONSOLE_OUT_BYTES: usize = pvabi::CONSOLE_WRITE_MAX as usize;
 
-/// Bytes of a domain's queue printed after one of its exits (or by an idle
-/// CPU's pass). 64 bytes is 5.6 ms at 115,200 baud, half a scheduler slice;
-/// a line completed by them may print up to [`LINE_MAX`] bytes more.
+/// Bytes of a domain's queue taken after one of its exits (or by an idle
+/// CPU's pass), and at most one line printed: a line of 64 bytes is 5.6 ms
+/// at 115,200 baud, half a scheduler slice; the longest ([`LINE_MAX`] and
+/// its `[domN name]` prefix) is 19 ms.
 pub const DRAIN_PER_EXIT: usize = 64;
 
 /// Longest console line: a longer one is cut there (as before the queue).
@@ -111,21 +112,25 @@ impl OutQueue {
         self.queued.load(Ordering::Acquire)
     }
 
-    /// Moves up to `max` queued bytes into lines, passing each completed
-    /// line to `print` (under this queue's lock, so one domain's lines keep
-    /// their order whichever CPU drains them). Returns the bytes taken.
+    /// Moves up to `max` queued bytes into lines, passing at most one
+    /// completed line to `print` (under this queue's lock, so one domain's
+    /// lines keep their order whichever CPU drains them): what one exit
+    /// may spend on the serial port is one line. Returns the bytes taken.
     pub fn drain(&self, max: usize, print: &mut dyn FnMut(&[u8])) -> usize {
         if self.queued() == 0 {
             return 0;
         }
         let mut r = self.ring.lock();
         let cap = r.buf.len();
-        let n = max.min(r.len);
-        for _ in 0..n {
+        let mut n = 0;
+        while n < max && r.len > 0 {
             let b = r.buf.get(r.head).copied().unwrap_or(b'?');
             r.head = (r.head + 1) % cap;
             r.len -= 1;
-            push_byte(&mut r.line, b, print);
+            n += 1;
+            if push_byte(&mut r.line, b, print) {
+                break;
+            }
         }
         self.queued.store(r.len, Ordering::Release);
         n
@@ -134,7 +139,7 @@ impl OutQueue {
     /// Prints everything queued and the unfinished line (the domain has
     /// ended): bounded by [`CONSOLE_OUT_BYTES`] + [`LINE_MAX`].
     pub fn flush(&self, print: &mut dyn FnMut(&[u8])) {
-        self.drain(CONSOLE_OUT_BYTES, print);
+        while self.drain(CONSOLE_OUT_BYTES, print) != 0 {}
         let mut r = self.ring.lock();
         if !r.line.is_empty() {
             print(&r.line);
@@ -143,13 +148,15 @@ impl OutQueue {
     }
 }
 
-/// Adds one byte to `line`: a newline or a full line prints it.
-fn push_byte(line: &mut ArrayVec<u8, LINE_MAX>, b: u8, print: &mut dyn FnMut(&[u8])) {
+/// Adds one byte to `line`: a newline or a full line prints it (`true`).
+fn push_byte(line: &mut ArrayVec<u8, LINE_MAX>, b: u8, print: &mut dyn FnMut(&[u8])) -> bool {
+    let mut printed = false;
     if b == b'\n' || line.is_full() {
         print(line);
         line.clear();
+        printed = true;
         if b == b'\n' {
-            return;
+            return true;
         }
     }
     // Control characters other than tab would let a guest forge log
@@ -159,13 +166,14 @@ fn push_byte(line: &mut ArrayVec<u8, LINE_MAX>, b: u8, print: &mut dyn FnMut(&[u
     } else {
         b'?'
     });
+    printed
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::string::String;
+    use std::string::{String, ToString};
     use std::vec;
     use std::vec::Vec;
 
@@ -175,6 +183,19 @@ mod tests {
             out.push(String::from_utf8_lossy(l).into_owned())
         });
         (n, out)
+    }
+
+    /// Drains until nothing is queued: the bytes taken and the lines.
+    fn all(q: &OutQueue) -> (usize, Vec<String>) {
+        let (mut n, mut out) = (0, Vec::new());
+        loop {
+            let (k, l) = lines(q, CONSOLE_OUT_BYTES);
+            if k == 0 {
+                return (n, out);
+            }
+            n += k;
+            out.extend(l);
+        }
     }
 
     #[test]
@@ -196,8 +217,13 @@ mod tests {
         let (n, l) = lines(&q, 8);
         assert_eq!((n, l.len()), (8, 0), "no line complete yet");
         let (n, l) = lines(&q, DRAIN_PER_EXIT);
-        assert_eq!(n, 27 - 8);
-        assert_eq!(l, ["first line", "second"]);
+        assert_eq!(
+            (n, l),
+            (3, vec!["first line".to_string()]),
+            "one line a drain"
+        );
+        let (n, l) = lines(&q, DRAIN_PER_EXIT);
+        assert_eq!((n, l), (7, vec!["second".to_string()]));
         let mut rest = Vec::new();
         q.flush(&mut |l: &[u8]| rest.push(String::from_utf8_lossy(l).into_owned()));
         assert_eq!(rest, ["?[2Jthird"], "escape shown as ?");
@@ -211,23 +237,23 @@ mod tests {
             let mut data = vec![b'x'; LINE_MAX + 5];
             data.push(b'\n');
             assert!(q.offer(&data), "round {round}");
-            let (n, l) = lines(&q, CONSOLE_OUT_BYTES);
+            let (n, l) = all(&q);
             assert_eq!(n, LINE_MAX + 6);
             assert_eq!(l.len(), 2);
             assert_eq!(l[0].len(), LINE_MAX);
             assert_eq!(l[1], "xxxxx");
         }
         // Wrapping many times over keeps every byte in order.
-        let mut all = Vec::new();
+        let mut got = Vec::new();
         for i in 0..(3 * CONSOLE_OUT_BYTES / 7) {
             let s = std::format!("{:06}\n", i);
             if !q.offer(s.as_bytes()) {
-                all.extend(lines(&q, CONSOLE_OUT_BYTES).1);
+                got.extend(all(&q).1);
                 assert!(q.offer(s.as_bytes()));
             }
         }
-        all.extend(lines(&q, CONSOLE_OUT_BYTES).1);
-        for (i, l) in all.iter().enumerate() {
+        got.extend(all(&q).1);
+        for (i, l) in got.iter().enumerate() {
             assert_eq!(*l, std::format!("{i:06}"));
         }
     }

@@ -67,6 +67,9 @@ pub struct Domain {
     /// Set (once) together with `end`.
     pub(crate) ending: AtomicBool,
     pub(crate) exits: AtomicU64,
+    /// TSC ticks of its longest exit (from the exit to the decision to
+    /// enter again), reported in its `exit-max:` line.
+    pub(crate) max_exit_ticks: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
     pub(crate) events: Mutex<crate::evtchn::live::Table>,
     /// The registered event-channel control area and upcall vector: set
@@ -269,6 +272,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         end: Mutex::new(None),
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
+        max_exit_ticks: AtomicU64::new(0),
         events: crate::evtchn::live::new_table(id, spec.nr_vcpus),
         control: spin::Once::new(),
         grants: Mutex::new(crate::grant::GrantTable::new(id)),
@@ -377,6 +381,8 @@ impl Domain {
             *end = Some(End { how, code });
             self.ending.store(true, Ordering::Release);
         }
+        // Its queued console lines come before the line saying it ended.
+        crate::console::live::flush(self);
         match reason {
             Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
             None => log::info!("domain {} ({}) {how} with code {code}", self.id, self.name),
@@ -416,12 +422,14 @@ impl Drop for Domain {
             code: -1,
         });
         crate::println!(
-            "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables}",
+            "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables} max_exit_ticks={}",
             self.id,
             self.name,
             end.how,
             end.code,
-            self.exits.load(Ordering::Relaxed)
+            self.exits.load(Ordering::Relaxed),
+            // Its longest exit (`cargo xtask bench`: bounded exits).
+            self.max_exit_ticks.load(Ordering::Relaxed)
         );
         if end.how == "exited" && end.code == 0 {
             ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);

@@ -41,18 +41,25 @@ use pvabi::{
 use super::{Action, Services, hypercall, mem_range, status};
 use crate::sync::Mutex;
 
-/// Work one exit may do, in the units of [`cost`]: one unit is about the
-/// work of one page (zeroing and mapping 4 KiB, copying 64 bytes of
-/// console output, one cheap op). Sized for the slowest machine the suite
-/// runs on, Bochs at 10 M instructions per second, where 64 units take a
-/// few milliseconds, well under a 10 ms slice (on hardware, tens of
-/// microseconds); 64 trivial ops or 64 short console lines still fit one
-/// piece, so the batches the suite measures cost one exit each.
+/// Work one exit may do, in the units of [`cost`]: one unit is about 400
+/// instructions (a cheap op, copying 64 bytes of console output; a page
+/// of a memory op is [`PAGE_COST`]). Sized for the slowest machines the
+/// suite runs on, QEMU at 128 ns and Bochs at 100 ns per instruction,
+/// where a piece takes a few milliseconds, well under a 10 ms slice (on
+/// hardware, tens of microseconds); 64 trivial ops or 64 short console
+/// lines still fit one piece, so the batches the suite measures cost one
+/// exit each.
 pub const PIECE_BUDGET: u64 = 64;
 
 /// Pages one exit releases or populates: a memory op of more (up to
 /// `MEM_OP_MAX_PAGES`, alone or inside a multicall) is continued.
-pub const MEM_PIECE_PAGES: u64 = 32;
+/// Measured (`cargo xtask bench --only bounded`): about 3,400 instructions
+/// a page (zeroing, allocating, mapping; a release's TLB shoot-down), so
+/// 32 pages made a 14 ms exit under QEMU `-icount shift=7`; 8 make 3.5.
+pub const MEM_PIECE_PAGES: u64 = 8;
+
+/// Units a page of a memory op costs inside a multicall.
+pub const PAGE_COST: u64 = PIECE_BUDGET / MEM_PIECE_PAGES;
 
 /// What running entry `op` with `args` costs, in [`PIECE_BUDGET`] units,
 /// from its arguments alone (before it runs: a guest-chosen size is capped
@@ -279,7 +286,7 @@ pub(super) fn multicall(
             let max = if spent == 0 {
                 MEM_PIECE_PAGES
             } else {
-                left.saturating_sub(1)
+                left.saturating_sub(1) / PAGE_COST
             };
             if max == 0 {
                 break;
@@ -292,7 +299,7 @@ pub(super) fn multicall(
                     break;
                 }
                 Ok(done) => {
-                    spent += 1 + done - sub;
+                    spent += 1 + (done - sub) * PAGE_COST;
                     e.result = pages;
                 }
                 Err(err) => {

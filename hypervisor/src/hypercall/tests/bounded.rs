@@ -2,7 +2,7 @@
 //! piece of bounded cost per exit and is continued, transparently, until
 //! done; a console write that does not fit its queue is executed again.
 use super::*;
-use continuation::{MEM_PIECE_PAGES, PIECE_BUDGET};
+use continuation::{MEM_PIECE_PAGES, PAGE_COST, PIECE_BUDGET};
 
 const ARRAY: usize = 0x30_0000;
 
@@ -72,8 +72,8 @@ fn a_multicall_of_large_memory_ops_is_split_into_bounded_pieces() {
     // At most a budget's worth of pages per exit (a piece may finish one
     // op and start the next), at least one piece of pages.
     let pages = 64 * MEM_OP_MAX_PAGES as usize;
-    assert!(MEM_PIECE_PAGES < PIECE_BUDGET);
-    assert!(exits >= pages / PIECE_BUDGET as usize, "{exits} exits");
+    assert!(MEM_PIECE_PAGES * PAGE_COST <= PIECE_BUDGET);
+    assert!(exits >= pages / MEM_PIECE_PAGES as usize, "{exits} exits");
     assert!(exits <= pages / MEM_PIECE_PAGES as usize, "{exits} exits");
     assert!(actions.iter().all(|a| *a == Action::Resume));
     assert_eq!(v.regs.rax, 64, "RAX: the count, as for one exit");
