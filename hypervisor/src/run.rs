@@ -34,7 +34,7 @@ use arrayvec::ArrayString;
 
 use crate::console::live as consoles;
 use crate::domain::lifecycle::{
-    ALIVE, CREATED, DOMAINS, Domain, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
+    ALIVE, CREATED, DOMAINS, ENDED_CLEAN, ENDED_OTHER, MAX_RUNNING, RUNNING, Run,
     SHUTDOWN_WHEN_DONE, STARTED, VcpuEntry,
 };
 use crate::evtchn::live as events;
@@ -54,32 +54,6 @@ impl Host for MachineHost {
     }
     fn tsc(&self) -> u64 {
         P::tsc()
-    }
-}
-
-fn console(d: &Domain, bytes: &[u8]) {
-    if consoles::capture(d, bytes) {
-        return;
-    }
-    let mut inner = d.inner.lock();
-    for &b in bytes {
-        if b == b'\n' || inner.line.len() >= 200 {
-            let text = core::str::from_utf8(&inner.line).unwrap_or("<non-UTF-8 output>");
-            crate::println!("[dom{} {}] {}", d.id, d.name, text);
-            inner.line.clear();
-            if b == b'\n' {
-                continue;
-            }
-        }
-        // Control characters other than tab would let a guest forge log
-        // lines or terminal escapes on the operator's console.
-        inner
-            .line
-            .push(if b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
-                b
-            } else {
-                b'?'
-            });
     }
 }
 
@@ -162,8 +136,14 @@ fn run_slice(
             vcpu.flush_tlb();
             me.seen_gen.store(generation, Ordering::SeqCst);
         }
-        events::prepare_upcall(me, vcpu);
+        // A continued hypercall is executed again before any upcall.
+        if me.cont.pending() {
+            vcpu.set_upcall(None);
+        } else {
+            events::prepare_upcall(me, vcpu);
+        }
         let exit = vcpu.run();
+        let exit_tsc = P::tsc();
         me.in_guest.store(false, Ordering::SeqCst);
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
@@ -174,16 +154,22 @@ fn run_slice(
             blocked: None,
             handoff: None,
         };
-        // Console bytes go out as the handler passes them (no lock of ours
-        // is held then): no buffer to allocate and free on every exit.
+        // Console bytes go to the domain's own queue; a bounded share of
+        // it reaches the serial port after the exit (`console/out.rs`).
         let action = hypercall::handle(
             exit,
             vcpu,
             &mut svc,
             &MachineHost,
             d.insn,
-            &mut |b: &[u8]| console(d, b),
+            &mut |b: &[u8]| consoles::write(d, b),
         );
+        consoles::drain(d);
+        // Its longest exit, in its `domain-end:` line (bounded exits,
+        // `hypercall/continuation.rs`).
+        let now_tsc = P::tsc();
+        d.max_exit_ticks
+            .fetch_max(now_tsc.wrapping_sub(exit_tsc), Ordering::Relaxed);
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
@@ -199,7 +185,7 @@ fn run_slice(
                 break Outcome::Ended;
             }
         }
-        if P::tsc() >= end_tsc {
+        if now_tsc >= end_tsc {
             break Outcome::Again;
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
@@ -373,6 +359,12 @@ pub fn schedule(cpu: usize) {
                 all_ended();
             }
             rescue_lost_wakeups();
+            // Queued console output: look again in 100 us, not a tick.
+            let wake_in = if consoles::drain_idle() {
+                wake_in.min(100_000)
+            } else {
+                wake_in
+            };
             // Nothing to run: sleep until the timer (a guest timer, a
             // parked domain's next period, at most a tick) or a kick.
             arm_timer(now, now.saturating_add(wake_in));

@@ -8,6 +8,32 @@
 //! released with [`HC_MEM_RELEASE`]. Every address is guest-physical (with
 //! the initial identity map, equal to the guest-virtual address) and may have
 //! any alignment unless stated.
+//!
+//! # Continued hypercalls (unreleased)
+//!
+//! No hypercall holds a physical CPU much past a scheduler slice. A
+//! hypercall with more work than one exit may do is *continued*, as in
+//! Xen: the hypervisor does a bounded piece of it, leaves RIP on the
+//! hypercall instruction and every register (RAX included) as the guest
+//! set them, and resumes the guest, which executes the instruction again
+//! and so carries on where the piece stopped. The progress is kept by the
+//! hypervisor for that vCPU, for the very next execution of the same
+//! instruction with the same arguments; no event upcall is delivered in
+//! between. To the guest a continued hypercall is one that took longer:
+//! the same registers on return (RAX the result), the same result.
+//! Between two pieces the vCPU may be preempted and other vCPUs of the
+//! domain run, so they may see the effects of a part of it (a memory op's
+//! first pages, a multicall's first entries), exactly as they could watch
+//! a single long hypercall on another CPU.
+//!
+//! Continued are: [`HC_MULTICALL`] (entries run in pieces whose cost,
+//! counted in pages, bytes and mapping changes, is bounded),
+//! [`HC_MEM_RELEASE`] and [`HC_MEM_POPULATE`] (8 pages per piece now;
+//! guests must not depend on the number) and [`HC_CONSOLE_WRITE`] when
+//! the domain's console output queue has no room for the bytes (the vCPU
+//! gives up the CPU until the queue drains).
+//! A guest that inspects RIP in an interrupt or exception handler may see
+//! it on the hypercall instruction, as for any interrupted instruction.
 
 // The op groups kept in their own files, for `HYPERCALLS`.
 #[allow(unused_imports)]
@@ -25,7 +51,13 @@ use crate::*;
 /// - Errors: `E2BIG` when RSI > [`CONSOLE_WRITE_MAX`]; `EFAULT` when any
 ///   byte of the range lies outside guest memory (nothing is written then).
 /// - Notes: the bytes are copied before the hypercall returns; output of
-///   different vCPUs is not interleaved within one call.
+///   different vCPUs is not interleaved within one call. (Unreleased) They
+///   go to the domain's own output queue (4 KiB) and reach the serial
+///   console from there a few lines at a time; a write that does not fit
+///   the queue now is continued (see the module documentation: the vCPU
+///   yields and the write is taken whole once the queue has room), so
+///   output is never dropped and a guest printing faster than the serial
+///   port waits for it.
 pub const HC_CONSOLE_WRITE: u64 = 1;
 /// Most bytes one [`HC_CONSOLE_WRITE`] accepts.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -222,6 +254,11 @@ pub const HC_MEM_INFO: u64 = 10;
 ///   stop a guest from releasing the pages holding its code, stack, page
 ///   tables or start-info page (and with it the [`crate::TimeInfo`], which
 ///   then stops being updated): it will be killed at its next access.
+///   (Unreleased) Continued every few pages (module documentation); the
+///   checks above are made for the whole range before the first page
+///   changes. Only if another vCPU of the domain releases or populates
+///   pages of the same range while this one is continued can it fail
+///   part-way, with those pages' error and the earlier pages released.
 pub const HC_MEM_RELEASE: u64 = 11;
 
 /// **memory populate** (12): asks for fresh pages at guest-physical
@@ -238,6 +275,10 @@ pub const HC_MEM_RELEASE: u64 = 11;
 ///   memory. All or nothing: on an error no page changed.
 /// - Notes: the pages are usable by every vCPU of the domain when the
 ///   hypercall returns. Populating never grows the guest-physical space.
+///   (Unreleased) Continued every few pages, like [`HC_MEM_RELEASE`]: the
+///   checks are made for the whole range first; a concurrent change of the
+///   same range by another vCPU, or the host running out of frames, can
+///   end it part-way.
 pub const HC_MEM_POPULATE: u64 = 12;
 
 // ---------------------------------------------------------------------------
@@ -266,6 +307,19 @@ pub const HC_MEM_POPULATE: u64 = 12;
 ///   entries still all run but the write-back fails and the multicall
 ///   returns `EFAULT`. An entry whose own output lands inside the array is
 ///   overwritten by the write-back.
+/// - (Unreleased) Continued: a batch whose entries cost more than one exit
+///   may do (each entry costs 1, a console write 1 more per 64 bytes, a
+///   memory op 8 per page, a grant map, unmap or revoke 4, a grant copy 1
+///   per 64 bytes; one exit does 64) runs in pieces (module
+///   documentation). Each piece copies in the entries still to run, runs
+///   what fits, and writes those entries back (with their `result`) before
+///   the next piece; a memory op entry may itself span pieces. So: entries
+///   are read piece by piece (a later entry is read after the earlier ones
+///   ran; `EFAULT` for an array outside guest memory is still reported
+///   before any entry runs), a write-back that fails ends the batch with
+///   `EFAULT` at that piece, and [`HC_YIELD`] takes effect after the piece
+///   it is in. 64 entries that cost 1 each (polls, short console lines)
+///   still run in one exit.
 pub const HC_MULTICALL: u64 = 13;
 /// Most entries one [`HC_MULTICALL`] accepts.
 pub const MULTICALL_MAX: u64 = 64;

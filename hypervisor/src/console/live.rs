@@ -13,6 +13,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::Mutex;
 use pvabi::Error;
 
+use crate::console::out::DRAIN_PER_EXIT;
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
@@ -53,6 +54,55 @@ pub(crate) fn capture(d: &Domain, bytes: &[u8]) -> bool {
     }
     RINGS.lock().push(d.id, bytes);
     true
+}
+
+/// Takes `bytes` of `d`'s console output, whole (`false`: they do not fit
+/// its queue now, the write is continued): into its ring when the control
+/// domain captures output, else into its output queue.
+pub(crate) fn write(d: &Domain, bytes: &[u8]) -> bool {
+    capture(d, bytes) || d.console_out.offer(bytes)
+}
+
+/// Prints one of `d`'s console lines.
+fn print_line(d: &Domain, line: &[u8]) {
+    let text = core::str::from_utf8(line).unwrap_or("<non-UTF-8 output>");
+    crate::println!("[dom{} {}] {}", d.id, d.name, text);
+}
+
+/// Prints up to [`DRAIN_PER_EXIT`] bytes of `d`'s queued output (after
+/// each of its exits; nearly free when nothing is queued).
+pub(crate) fn drain(d: &Domain) {
+    if d.console_out.queued() != 0 {
+        d.console_out
+            .drain(DRAIN_PER_EXIT, &mut |l: &[u8]| print_line(d, l));
+    }
+}
+
+/// Prints the rest of `d`'s output (it has ended).
+pub(crate) fn flush(d: &Domain) {
+    d.console_out.flush(&mut |l: &[u8]| print_line(d, l));
+}
+
+/// An idle CPU's share: up to [`DRAIN_PER_EXIT`] bytes of every domain
+/// with queued output (those that print and then block are heard without
+/// running again). The domains are collected first so that no serial
+/// output happens under the domain table's lock. Returns whether any
+/// output was waiting (the CPU then looks again soon rather than a tick
+/// later).
+pub(crate) fn drain_idle() -> bool {
+    let mut waiting: arrayvec::ArrayVec<alloc::sync::Arc<Domain>, 8> = arrayvec::ArrayVec::new();
+    {
+        let table = crate::domain::lifecycle::DOMAINS.lock();
+        for (_, d) in table.domains() {
+            if d.console_out.queued() != 0 && waiting.try_push(d.clone()).is_err() {
+                break;
+            }
+        }
+    }
+    for d in &waiting {
+        drain(d);
+    }
+    !waiting.is_empty()
 }
 
 impl Svc<'_> {

@@ -4,4 +4,5 @@
 
 pub mod input;
 pub mod live;
+pub mod out;
 pub mod ring;

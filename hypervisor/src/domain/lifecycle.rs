@@ -31,7 +31,6 @@ pub(crate) struct Inner {
     pub(crate) mem: DomainMemory,
     pub(crate) gpt: Option<Gpt>,
     pub(crate) tables: FrameTables,
-    pub(crate) line: Vec<u8>,
     /// Where granted pages of other domains are mapped (holes in `mem`).
     pub(crate) foreign: alloc::collections::BTreeSet<u64>,
 }
@@ -69,6 +68,9 @@ pub struct Domain {
     /// Set (once) together with `end`.
     pub(crate) ending: AtomicBool,
     pub(crate) exits: AtomicU64,
+    /// TSC ticks of its longest exit (from the exit to the decision to
+    /// enter again), reported in its `exit-max:` line.
+    pub(crate) max_exit_ticks: AtomicU64,
     /// Event-channel ports (lock order: `events.rs`).
     pub(crate) events: Mutex<crate::evtchn::live::Table>,
     /// The registered event-channel control area and upcall vector: set
@@ -82,6 +84,8 @@ pub struct Domain {
     pub(crate) console_in: Mutex<crate::console::input::InputQueue>,
     /// What its heap allocations are charged to (`domain/budget.rs`).
     pub(crate) budget: Arc<Budget>,
+    /// Its console output on the way to the serial port (`console/out.rs`).
+    pub(crate) console_out: crate::console::out::OutQueue,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -126,6 +130,8 @@ pub struct VcpuEntry {
     /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
     /// (0: a plain block); read and cleared when it runs again.
     pub(crate) wait_port: AtomicU32,
+    /// Where a continued hypercall stopped (`hypercall/continuation.rs`).
+    pub(crate) cont: crate::hypercall::continuation::Slot,
 }
 
 /// Every domain that still has vCPUs, with their entries (lock order:
@@ -219,14 +225,12 @@ impl<'a> DomainSpec<'a> {
     }
 }
 
-/// Bytes the console line buffer holds (`run.rs` prints a line at 200).
-pub(crate) const CONSOLE_LINE_BYTES: usize = 256;
 
 /// What creating a domain with `nr_vcpus` vCPUs allocates on the heap,
 /// charged to it before anything is made: its budget, the domain, an
 /// entry per vCPU (with its share of the timer list and of the
 /// scheduler's records), vCPU 0's backend, the virq table, the console
-/// line buffer and its slot in the domain table.
+/// output queue (`console/out.rs`) and its slot in the domain table.
 pub(crate) const fn creation_cost(nr_vcpus: u32) -> u64 {
     let n = nr_vcpus as u64;
     let arc = 2 * size_of::<usize>() as u64 + ALLOC_SLACK;
@@ -243,7 +247,7 @@ pub(crate) const fn creation_cost(nr_vcpus: u32) -> u64 {
         + n * per_vcpu
         + select::VCPU_HEAP_BYTES
         + ALLOC_SLACK
-        + CONSOLE_LINE_BYTES as u64
+        + crate::console::out::CONSOLE_OUT_BYTES as u64
         + ALLOC_SLACK
         + Cost::btree_entry::<DomainId, [usize; 4]>()
         + 4 * ALLOC_SLACK
@@ -284,10 +288,8 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     charge
         .charge(creation_cost(spec.nr_vcpus) + page_list_cost(spec.memory))
         .map_err(|_| CreateError::Budget(limit))?;
-    let mut line = Vec::new();
-    line.try_reserve_exact(CONSOLE_LINE_BYTES)
-        .map_err(|_| CreateError::OutOfMemory)?;
     let budget = Arc::new(charge);
+    let console_out = crate::console::out::OutQueue::new().ok_or(CreateError::OutOfMemory)?;
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = select::hypercall_insn(backend);
     let built = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
@@ -331,19 +333,20 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
             mem,
             gpt: Some(gpt),
             tables,
-            line,
             foreign: alloc::collections::BTreeSet::new(),
         }),
         tlb_gen: AtomicU64::new(0),
         end: Mutex::new(None),
         ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
+        max_exit_ticks: AtomicU64::new(0),
         events: crate::evtchn::live::new_table(id, spec.nr_vcpus, budget.clone()),
         control: spin::Once::new(),
         grants: Mutex::new(crate::grant::GrantTable::new(id).charge_to(budget.clone())),
         maps: Mutex::new(crate::grant::MapTrack::new().charge_to(budget.clone())),
         console_in: Mutex::new(crate::console::input::InputQueue::new()),
         budget,
+        console_out,
     });
     if spec.privileged {
         crate::console::live::note_control_domain();
@@ -378,6 +381,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
                 seen_gen: AtomicU64::new(0),
                 stuck_since: AtomicU64::new(0),
                 wait_port: AtomicU32::new(0),
+                cont: crate::hypercall::continuation::Slot::new(),
             })
         })
         .collect();
@@ -446,6 +450,8 @@ impl Domain {
             *end = Some(End { how, code });
             self.ending.store(true, Ordering::Release);
         }
+        // Its queued console lines come before the line saying it ended.
+        crate::console::live::flush(self);
         match reason {
             Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
             None => log::info!("domain {} ({}) {how} with code {code}", self.id, self.name),
@@ -476,27 +482,23 @@ impl Domain {
 impl Drop for Domain {
     /// The last vCPU is gone: return every frame and report.
     fn drop(&mut self) {
+        // Its last console lines come before its `domain-end:` line.
+        crate::console::live::flush(self);
         let inner = self.inner.get_mut();
-        if !inner.line.is_empty() {
-            crate::println!(
-                "[dom{} {}] {}",
-                self.id,
-                self.name,
-                core::str::from_utf8(&inner.line).unwrap_or("?")
-            );
-        }
         let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));
         let end = self.end.get_mut().unwrap_or(End {
             how: "killed",
             code: -1,
         });
         crate::println!(
-            "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables}",
+            "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables} max_exit_ticks={}",
             self.id,
             self.name,
             end.how,
             end.code,
-            self.exits.load(Ordering::Relaxed)
+            self.exits.load(Ordering::Relaxed),
+            // Its longest exit (`cargo xtask bench`: bounded exits).
+            self.max_exit_ticks.load(Ordering::Relaxed)
         );
         if end.how == "exited" && end.code == 0 {
             ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);

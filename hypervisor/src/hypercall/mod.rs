@@ -8,17 +8,19 @@
 #![forbid(unsafe_code)]
 
 use pvabi::Error;
-use pvabi::zerocopy::{FromBytes, IntoBytes};
+use pvabi::zerocopy::IntoBytes;
 use pvabi::{
-    CONSOLE_WRITE_MAX, HC_CONSOLE_READ, HC_CONSOLE_WRITE, HC_EVTCHN_SEND_WAIT, HC_MEM_INFO,
-    HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER,
-    HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MULTICALL_MAX, MemInfo,
-    MulticallEntry, PAGE_SIZE, SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, VcpuInfo,
+    CONSOLE_WRITE_MAX, HC_CONSOLE_READ, HC_CONSOLE_WRITE, HC_MEM_INFO, HC_MEM_POPULATE,
+    HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER, HC_SHUTDOWN,
+    HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MemInfo, PAGE_SIZE, SHUTDOWN_CRASH,
+    SHUTDOWN_POWEROFF, VcpuInfo,
 };
 
 use crate::domain::OutOfBounds;
 use crate::virt::{VcpuBackend, VmExit};
+use continuation::Step;
 
+pub mod continuation;
 mod mgmt;
 pub mod services;
 pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
@@ -88,6 +90,14 @@ pub trait Services {
     /// Runs one control-domain I/O request (numbers 42-46; privileged
     /// callers only, buffers checked): the value for RAX (a byte count).
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error>;
+    /// Checks a whole memory op before its first piece runs, in the
+    /// order the op itself checks (range already valid): releasing,
+    /// `EBUSY` (granted or pinned pages) then `ENOENT` (a page absent);
+    /// populating, `EEXIST` (foreign or present pages) then `ENOMEM` (over
+    /// the reservation).
+    fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error>;
+    /// This vCPU's continuation record (`continuation.rs`).
+    fn continuation(&self) -> &continuation::Slot;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -229,23 +239,24 @@ fn filter_base(leaf: u32, subleaf: u32, host: &impl Host, hypercall_insn: u32) -
 /// as a real CPU does for an MSR it lacks.
 const IA32_TSC: u32 = 0x10;
 
-/// Decides what to do about one exit. `console` receives the bytes of a
-/// valid console write.
+/// Decides what to do about one exit. `console` takes the bytes of a
+/// valid console write, whole, or returns `false` when they do not fit
+/// now: the write is then continued (re-executed later).
 pub fn handle(
     exit: VmExit,
     vcpu: &mut (impl VcpuBackend + ?Sized),
     svc: &mut impl Services,
     host: &impl Host,
     hypercall_insn: u32,
-    console: &mut dyn FnMut(&[u8]),
+    console: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Action {
     match exit {
         VmExit::Hypercall { len } => {
-            vcpu.skip(len);
             // Only the guest's kernel may make hypercalls (issue 12 defect
             // 3; Xen refuses them from HVM user mode alike): from CPL > 0
             // nothing is done and RAX gets EPERM.
             if vcpu.cpl() != 0 {
+                vcpu.skip(len);
                 vcpu.set_rax(status(Error::Perm));
                 return Action::Resume;
             }
@@ -254,16 +265,31 @@ pub fn handle(
                 let r = vcpu.regs();
                 [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
             };
-            let (ret, action) = if nr == HC_MULTICALL {
-                multicall(svc, args[0], args[1], console)
+            let step = if nr == HC_MULTICALL {
+                // RIP is read only here: it keys the continuation.
+                continuation::multicall(svc, vcpu.rip(), args[0], args[1], console)
+            } else if nr == HC_MEM_RELEASE || nr == HC_MEM_POPULATE {
+                continuation::mem_op(svc, vcpu.rip(), nr, args[0], args[1])
             } else {
-                hypercall(svc, nr, args, console)
+                svc.continuation().clear();
+                match hypercall(svc, nr, args, console) {
+                    Some((ret, action)) => Step::Done(ret, action),
+                    // The console queue is full: yield, then write again.
+                    None => Step::Again(Action::Yield),
+                }
             };
-            // A blocked vCPU gets its RAX when it wakes.
-            if action != Action::Block {
-                vcpu.set_rax(ret);
+            match step {
+                Step::Done(ret, action) => {
+                    vcpu.skip(len);
+                    // A blocked vCPU gets its RAX when it wakes.
+                    if action != Action::Block {
+                        vcpu.set_rax(ret);
+                    }
+                    action
+                }
+                // RIP and every register stay: the guest runs it again.
+                Step::Again(action) => action,
             }
-            action
         }
         VmExit::Cpuid { len } => {
             let leaf = vcpu.rax() as u32;
@@ -374,19 +400,24 @@ fn status(e: Error) -> u64 {
     e.to_rax()
 }
 
-/// Runs one hypercall (not a multicall): the value for RAX and what next.
-/// Inlined into [`handle`] (one call less per hypercall; the release
+/// Runs one hypercall (not a multicall): the value for RAX and what next,
+/// or `None` when it must be executed again later (a console write that
+/// does not fit its domain's queue now). Inlined into [`handle`] (one call less per hypercall; the release
 /// build optimizes for size and would keep it out of line).
 #[inline(always)]
 fn hypercall(
     svc: &mut impl Services,
     nr: u64,
     a: [u64; 6],
-    console: &mut dyn FnMut(&[u8]),
-) -> (u64, Action) {
+    console: &mut dyn FnMut(&[u8]) -> bool,
+) -> Option<(u64, Action)> {
     let done = |r: Result<u64, Error>| (r.unwrap_or_else(status), Action::Resume);
-    match nr {
-        HC_CONSOLE_WRITE => done(console_write(svc, a[0], a[1], console)),
+    Some(match nr {
+        HC_CONSOLE_WRITE => done(match console_write(svc, a[0], a[1], console) {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => return None,
+            Err(e) => Err(e),
+        }),
         HC_SHUTDOWN => match a[0] {
             SHUTDOWN_POWEROFF | SHUTDOWN_CRASH => (
                 0,
@@ -417,12 +448,6 @@ fn hypercall(
             let info = svc.mem_info();
             done(put(svc, a[0], info.as_bytes()))
         }
-        HC_MEM_RELEASE => {
-            done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_release(a[0], a[1])))
-        }
-        HC_MEM_POPULATE => {
-            done(mem_range(svc, a[0], a[1]).and_then(|()| svc.mem_populate(a[0], a[1])))
-        }
         // The op groups with typed decoders; each is tried only if the one
         // before did not know the number.
         _ => {
@@ -449,7 +474,7 @@ fn hypercall(
                 (status(Error::NoSys), Action::Resume)
             }
         }
-    }
+    })
 }
 
 /// Writes an OUT structure to guest memory.
@@ -473,24 +498,24 @@ fn mem_range(svc: &impl Services, gpa: u64, pages: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// A console write: `Ok(None)` when the bytes do not fit the queue now.
 fn console_write(
     svc: &impl Services,
     gpa: u64,
     len: u64,
-    console: &mut dyn FnMut(&[u8]),
-) -> Result<u64, Error> {
+    console: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<Option<u64>, Error> {
     if len > CONSOLE_WRITE_MAX {
         return Err(Error::TooBig);
     }
     if len == 0 {
         // No byte to fault on: nothing is read, whatever the address.
-        return Ok(0);
+        return Ok(Some(0));
     }
     let mut buf = [0u8; CONSOLE_WRITE_MAX as usize];
     let dst = buf.get_mut(..len as usize).ok_or(Error::TooBig)?;
     svc.read(gpa, dst).map_err(|_| Error::Fault)?;
-    console(dst);
-    Ok(len)
+    Ok(console(dst).then_some(len))
 }
 
 fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, Error> {
@@ -510,57 +535,6 @@ fn console_read(svc: &mut impl Services, gpa: u64, len: u64) -> Result<u64, Erro
     let got = dst.get(..n).ok_or(Error::Invalid)?;
     svc.write(gpa, got).map_err(|_| Error::Fault)?;
     Ok(n as u64)
-}
-
-/// Runs a batch of hypercalls for one exit: the whole array is copied in,
-/// the entries run in order, and all results are written back at the end
-/// (EFAULT if that fails, e.g. an entry released the array's own pages).
-/// Blocking (`HC_SCHED_BLOCK`, `HC_EVTCHN_SEND_WAIT`) and nested multicalls
-/// are refused per entry (EINVAL); a shutdown
-/// or kill ends the batch; a yield takes effect after it.
-fn multicall(
-    svc: &mut impl Services,
-    gpa: u64,
-    count: u64,
-    console: &mut dyn FnMut(&[u8]),
-) -> (u64, Action) {
-    const ENTRY: usize = core::mem::size_of::<MulticallEntry>();
-    if count == 0 {
-        return (status(Error::Invalid), Action::Resume);
-    }
-    if count > MULTICALL_MAX {
-        return (status(Error::TooBig), Action::Resume);
-    }
-    let mut raw = [0u8; ENTRY * MULTICALL_MAX as usize];
-    let Some(bytes) = raw.get_mut(..ENTRY * count as usize) else {
-        return (status(Error::TooBig), Action::Resume);
-    };
-    if svc.read(gpa, bytes).is_err() {
-        return (status(Error::Fault), Action::Resume);
-    }
-    let mut after = Action::Resume;
-    for chunk in bytes.chunks_exact_mut(ENTRY) {
-        let Ok(e) = MulticallEntry::mut_from_bytes(chunk) else {
-            return (status(Error::Fault), Action::Resume);
-        };
-        let (ret, action) = match e.op {
-            HC_MULTICALL | HC_SCHED_BLOCK | HC_EVTCHN_SEND_WAIT => {
-                (status(Error::Invalid), Action::Resume)
-            }
-            op => hypercall(svc, op, e.args, console),
-        };
-        e.result = ret;
-        match action {
-            // The domain is over: nothing is written back.
-            Action::Shutdown { .. } | Action::Kill(_) => return (count, action),
-            Action::Yield => after = Action::Yield,
-            _ => {}
-        }
-    }
-    if svc.write(gpa, bytes).is_err() {
-        return (status(Error::Fault), after);
-    }
-    (count, after)
 }
 
 #[cfg(test)]

@@ -242,6 +242,37 @@ impl Services for Svc<'_> {
     fn mgmt(&mut self, req: crate::hypercall::MgmtReq<'_>) -> Result<u64, Error> {
         self.mgmt_req(req)
     }
+
+    fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error> {
+        let d = self.d();
+        let len = pages.saturating_mul(4096);
+        let end = gpa.saturating_add(len);
+        // The order of `mem_release` / `mem_populate` (and their locks).
+        let grants = d.grants.lock();
+        if !populate && (grants.granted_in(gpa, end) || d.control_pinned(gpa, len)) {
+            return Err(Error::Busy);
+        }
+        let inner = d.inner.lock();
+        drop(grants);
+        if populate && inner.foreign.range(gpa..end).next().is_some() {
+            return Err(Error::Exists);
+        }
+        let present = (0..pages)
+            .filter(|i| inner.mem.frame(gpa + i * 4096).is_some())
+            .count() as u64;
+        match (populate, present) {
+            (false, p) if p != pages => Err(Error::NoEntry),
+            (true, 0) if inner.mem.present_pages() + pages > inner.mem.max_pages() => {
+                Err(Error::NoMem)
+            }
+            (true, p) if p != 0 => Err(Error::Exists),
+            _ => Ok(()),
+        }
+    }
+
+    fn continuation(&self) -> &crate::hypercall::continuation::Slot {
+        &self.me.cont
+    }
 }
 
 /// After an unmap: every other vCPU of `d` that may be in guest mode on

@@ -3,9 +3,12 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::virt::GuestRegs;
+use pvabi::zerocopy::FromBytes;
 use pvabi::{E2BIG, EBUSY, EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM};
+use pvabi::{MULTICALL_MAX, MulticallEntry};
 use std::vec::Vec;
 
+mod bounded;
 mod console;
 mod domctl;
 mod evtchn;
@@ -125,6 +128,7 @@ struct FakeSvc {
     /// how many times its `VIRQ_CONSOLE` was raised.
     input3: crate::console::input::InputQueue,
     virq_console3: u32,
+    cont: continuation::Slot,
 }
 
 impl FakeSvc {
@@ -147,6 +151,7 @@ impl FakeSvc {
             input: crate::console::input::InputQueue::new(),
             input3: crate::console::input::InputQueue::new(),
             virq_console3: 0,
+            cont: continuation::Slot::new(),
         }
     }
 }
@@ -253,6 +258,18 @@ impl Services for FakeSvc {
     fn mgmt(&mut self, req: MgmtReq<'_>) -> Result<u64, Error> {
         mgmt::fake(self, req)
     }
+    fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error> {
+        let first = (gpa / 4096) as usize;
+        let range = &self.present[first..first + pages as usize];
+        match populate {
+            false if range.iter().any(|p| !p) => Err(Error::NoEntry),
+            true if range.iter().any(|p| *p) => Err(Error::Exists),
+            _ => Ok(()),
+        }
+    }
+    fn continuation(&self) -> &continuation::Slot {
+        &self.cont
+    }
 }
 
 struct FakeHost;
@@ -266,6 +283,8 @@ impl Host for FakeHost {
     }
 }
 
+/// One hypercall as a guest makes it: executed again while the
+/// hypervisor continues it (RIP left on the instruction).
 fn call6(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> (Action, Vec<u8>) {
     v.regs.rax = nr;
     v.regs.rdi = a[0];
@@ -273,15 +292,23 @@ fn call6(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a: [u64; 4]) -> (Action, 
     v.regs.rdx = a[2];
     v.regs.r10 = a[3];
     let mut out = Vec::new();
-    let act = handle(
-        VmExit::Hypercall { len: 3 },
-        v,
-        svc,
-        &FakeHost,
-        1,
-        &mut |b: &[u8]| out.extend_from_slice(b),
-    );
-    (act, out)
+    let rip = v.rip;
+    loop {
+        let act = handle(
+            VmExit::Hypercall { len: 3 },
+            v,
+            svc,
+            &FakeHost,
+            1,
+            &mut |b: &[u8]| {
+                out.extend_from_slice(b);
+                true
+            },
+        );
+        if v.rip != rip || !svc.cont.pending() {
+            return (act, out);
+        }
+    }
 }
 
 fn call(v: &mut FakeVcpu, svc: &mut FakeSvc, nr: u64, a1: u64, a2: u64) -> (Action, Vec<u8>) {
@@ -511,7 +538,7 @@ fn cpuid_hides_virtualization_and_carries_our_signature() {
         &mut svc,
         &host,
         0,
-        &mut |_: &[u8]| {},
+        &mut |_: &[u8]| true,
     );
     assert_eq!((a, v.regs.rax, v.rip), (Action::Resume, 0x4000_0001, 2));
 }
@@ -523,7 +550,7 @@ fn msrs_io_and_faults() {
         rip: 0x1000,
         ..FakeVcpu::default()
     };
-    let mut run = |v: &mut FakeVcpu, e| handle(e, v, &mut svc, &FakeHost, 0, &mut |_: &[u8]| {});
+    let mut run = |v: &mut FakeVcpu, e| handle(e, v, &mut svc, &FakeHost, 0, &mut |_: &[u8]| true);
     v.regs.rcx = 0x10;
     assert_eq!(
         run(
@@ -626,7 +653,7 @@ fn xsetbv_is_checked_and_refusals_get_gp() {
             &mut svc,
             &FakeHost,
             0,
-            &mut |_: &[u8]| {},
+            &mut |_: &[u8]| true,
         );
         assert_eq!(a, Action::Resume);
         (v.rip, v.gp, v.xcr0)

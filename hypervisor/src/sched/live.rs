@@ -33,6 +33,12 @@ static SCHED: Mutex<Option<Sched>> = Mutex::new(None);
 /// Creates the scheduler for `cpus` CPUs (boot CPU, once, before the first
 /// domain).
 pub fn init(cpus: usize) {
+    // Tests derive their latency bounds from this line (`boot/bounded.rs`).
+    log::info!(
+        "sched: credit scheduler, slice_us={} boost_slice_us={}",
+        crate::sched::SLICE_NS / 1000,
+        crate::sched::BOOST_SLICE_NS / 1000
+    );
     *SCHED.lock() = Some(Sched {
         credit: Credit::new(cpus),
         slots: Vec::new(),

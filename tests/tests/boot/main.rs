@@ -9,6 +9,7 @@ mod abi;
 mod bad;
 mod badmod;
 mod bochs;
+mod bounded;
 mod budget;
 mod cpustate;
 mod dom0;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, image, run, test and benchmark Kestrel.
 
 mod bench;
+mod boundbench;
 mod cargo;
 mod demo;
 mod evbench;
@@ -48,13 +49,14 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench [--only evtchn|hypercall|spec]
+  bench [--only evtchn|hypercall|spec|bounded]
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
       event-channel round trip (one CPU and two), domain creation, rings and
       the hypercall with and without spec-ctrl mitigations on AMD-V (QEMU
       -icount) and VT-x (Bochs); writes docs/benchmarks.md.
-      --only: just that part, printed; evtchn and spec rewrite their own
-      section of docs/benchmarks.md, hypercall leaves it alone.
+      --only: just that part, printed; evtchn, spec and bounded rewrite their
+      own section of docs/benchmarks.md, hypercall leaves it alone. bounded:
+      the longest exit under flooding guests.
 
 environment:
   KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`

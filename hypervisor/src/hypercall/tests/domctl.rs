@@ -79,7 +79,7 @@ fn call(svc: &mut FakeSvc, nr: u64, args: [u64; 6]) -> i64 {
         svc,
         &FakeHost,
         1,
-        &mut |_| {},
+        &mut |_| true,
     );
     assert_eq!(action, Action::Resume);
     vcpu.regs.rax as i64

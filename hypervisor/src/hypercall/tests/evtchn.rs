@@ -226,7 +226,7 @@ fn grant_hypercalls_reach_the_services_decoded() {
         &mut svc,
         &FakeHost,
         0,
-        &mut |_| {},
+        &mut |_| true,
     );
     assert_eq!(a, Action::Resume);
     assert_eq!(vcpu.regs.rax, 0);
@@ -248,7 +248,7 @@ fn grant_hypercalls_reach_the_services_decoded() {
         &mut svc,
         &FakeHost,
         0,
-        &mut |_| {},
+        &mut |_| true,
     );
     assert_eq!(vcpu.regs.rax as i64, pvabi::EINVAL);
     assert_eq!(svc.grant_ops.len(), 1);

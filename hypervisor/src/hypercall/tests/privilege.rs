@@ -79,7 +79,7 @@ fn cr_write(v: &mut FakeVcpu, svc: &mut FakeSvc, cr: u8, source: CrSource, len: 
         svc,
         &FakeHost,
         1,
-        &mut |_: &[u8]| {},
+        &mut |_: &[u8]| true,
     );
     assert_eq!(a, Action::Resume);
 }
@@ -155,7 +155,7 @@ fn refused_instructions_raise_ud_or_gp() {
             &mut svc,
             &FakeHost,
             1,
-            &mut |_: &[u8]| {},
+            &mut |_: &[u8]| true,
         );
         assert_eq!(a, Action::Resume);
     }
@@ -185,7 +185,7 @@ fn intercepted_mov_dr_is_emulated() {
             svc,
             &FakeHost,
             1,
-            &mut |_: &[u8]| {},
+            &mut |_: &[u8]| true,
         );
         assert_eq!(a, Action::Resume);
     };

@@ -14,7 +14,7 @@ fn cpuid(leaf: u32, subleaf: u32) -> [u64; 4] {
         &mut svc,
         &FakeHost,
         0,
-        &mut |_: &[u8]| {},
+        &mut |_: &[u8]| true,
     );
     assert_eq!((a, v.rip), (Action::Resume, 2));
     [v.regs.rax, v.regs.rbx, v.regs.rcx, v.regs.rdx]
@@ -54,7 +54,7 @@ fn speculation_msrs_raise_gp() {
                 &mut svc,
                 &FakeHost,
                 0,
-                &mut |_: &[u8]| {},
+                &mut |_: &[u8]| true,
             );
             assert_eq!(
                 (a, v.gp, v.rip),
