@@ -1,11 +1,14 @@
 //! The management service loop: bytes from the management line become
 //! protocol lines (`proto::LineBuffer`), each answered by the toolstack's
-//! `Server`; console output of attached domains goes out as events.
+//! `Server`; console output of attached domains goes out as events. Lines
+//! may carry a session tag (`@<n> `, from `hvctl relay`): the answer and
+//! the events of that session carry it too. Empty lines are skipped (a
+//! client sends one first to end whatever a dead client left unfinished).
 
 use alloc::format;
 use alloc::string::String;
 
-use kestrel_toolstack::proto::{self, Event, LineBuffer};
+use kestrel_toolstack::proto::{self, Event, LineBuffer, SessionId};
 use kestrel_toolstack::server::Server;
 use pvabi::guest::mgmt;
 
@@ -24,9 +27,12 @@ fn send(line: &str) {
     let _ = mgmt::write_all(line.as_bytes());
 }
 
-fn event(e: &Event) {
+/// Sends `e` to every session in `to`.
+fn event(to: &[SessionId], e: &Event) {
     if let Ok(line) = proto::encode_event(e) {
-        send(&line);
+        for &s in to {
+            send(&proto::tag(s, &line));
+        }
     }
 }
 
@@ -58,26 +64,34 @@ impl Service {
         let d = self.consoles.drain();
         busy |= d.busy;
         for (id, bytes) in d.output {
-            if self.server.attached().contains(&id) {
-                event(&Event::Console {
-                    domain: id,
-                    data: String::from_utf8_lossy(&bytes).into_owned(),
-                });
+            let to = self.server.watchers(id);
+            if !to.is_empty() {
+                let data = String::from_utf8_lossy(&bytes).into_owned();
+                event(&to, &Event::Console { domain: id, data });
             }
         }
         for id in d.closed {
-            if self.server.attached().contains(&id) {
-                self.server.detach(id);
-                event(&Event::ConsoleClosed {
-                    domain: id,
-                    reason: "domain ended".into(),
-                });
-            }
+            let to = self.server.detach_domain(id);
+            let reason = "domain ended".into();
+            event(&to, &Event::ConsoleClosed { domain: id, reason });
         }
         busy
     }
 
     fn answer(&mut self, hv: &mut Hv, line: Result<alloc::vec::Vec<u8>, proto::ProtoError>) {
+        let (session, line) = match line {
+            Ok(l) => match proto::split_session(&l) {
+                Ok((s, body)) => (s, Ok(body.to_vec())),
+                Err(e) => (None, Err(e)),
+            },
+            Err(e) => (None, Err(e)),
+        };
+        if line
+            .as_ref()
+            .is_ok_and(|l| l.iter().all(|b| b.is_ascii_whitespace()))
+        {
+            return;
+        }
         // What changes domains is also logged on the serial console, with
         // free memory, so an operator (and the tests) can follow it.
         let op = match &line {
@@ -85,7 +99,7 @@ impl Service {
             Err(_) => None,
         };
         let before = hv.free_bytes();
-        let reply = self.server.handle_line(hv, line);
+        let reply = self.server.handle_session_line(hv, session, line);
         let ok = reply.contains("\"ok\":");
         match op {
             Some(proto::Op::Create { file, .. }) => {
@@ -104,6 +118,6 @@ impl Service {
             )),
             _ => {}
         }
-        send(&reply);
+        send(&proto::tag(session, &reply));
     }
 }

@@ -8,15 +8,18 @@ mod client;
 mod console;
 mod error;
 mod output;
+mod relay;
+mod target;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use kestrel_toolstack::config::{self, Images, Limits};
 use kestrel_toolstack::proto::{Op, Reply};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Target};
 use client::Client;
 use error::Error;
 
@@ -45,6 +48,14 @@ fn main() -> ExitCode {
 /// Runs one command; returns what to print.
 fn run(cli: Cli) -> Result<String, Error> {
     let target = cli.target()?;
+    if let Command::Relay = cli.command {
+        let Target::Unix(line) = &target else {
+            return Err(Error::Usage(
+                "hvctl relay serves a unix socket line: give --socket PATH".into(),
+            ));
+        };
+        return relay::serve(line).map(|()| String::new());
+    }
     // Check a configuration before connecting: a bad file never reaches dom0.
     let create = match &cli.command {
         Command::Create { config } => {
@@ -57,7 +68,7 @@ fn run(cli: Cli) -> Result<String, Error> {
         }
         _ => None,
     };
-    let mut client = Client::connect(&target)?;
+    let mut client = Client::connect(&target, Duration::from_secs_f64(cli.timeout))?;
     let (op, verb) = match cli.command {
         Command::List => (Op::List, ""),
         Command::Create { .. } => match create {
@@ -74,6 +85,7 @@ fn run(cli: Cli) -> Result<String, Error> {
         Command::Unpause { domain } => (Op::Unpause { domain }, "unpaused"),
         Command::Info { domain } => (Op::Info { domain }, ""),
         Command::Console { domain } => return console::run(client, domain).map(|()| String::new()),
+        Command::Relay => return Err(Error::Usage("relay: handled above".into())),
     };
     let destroyed = match &op {
         Op::Destroy { domain } => domain.to_string(),

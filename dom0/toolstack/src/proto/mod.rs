@@ -11,6 +11,7 @@
 //! `id` if one could be read); the connection stays usable.
 
 mod codec;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ pub use codec::{
     DecodeError, LineBuffer, decode_request, decode_server_line, encode_event, encode_request,
     encode_response,
 };
+pub use session::{SessionId, split_session, tag};
 
 /// Protocol version; a change that an older peer would misread bumps it.
 pub const VERSION: u32 = 1;
@@ -93,6 +95,10 @@ pub enum Op {
     /// Bytes for the domain's console input (an attached console).
     /// [`Reply::Done`].
     ConsoleInput { domain: DomainRef, data: String },
+    /// Ends the sender's session: its consoles detach, the next request
+    /// needs a `hello` again. Sent by `hvctl relay` when a client's
+    /// connection closes. [`Reply::Done`].
+    Bye,
 }
 
 /// A domain's life-cycle state.

@@ -9,6 +9,7 @@
 //!   every bad line gets an error response, never a panic.
 
 mod create;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -18,9 +19,12 @@ use alloc::vec::Vec;
 
 use pvabi::Error;
 
-use crate::proto::{self, DomainRef, DomainState, ErrorCode, Op, ProtoError, Reply, Request};
+use crate::proto::{
+    self, DomainRef, DomainState, ErrorCode, Op, ProtoError, Reply, Request, SessionId,
+};
 
 pub use create::{CreateFailure, create_all};
+pub use session::{MAX_SESSIONS, Sessions};
 
 /// One domain as the hypervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +88,11 @@ pub trait Hypervisor {
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error>;
 }
 
-/// The service's session state: `hello` seen, consoles attached. The
-/// management line is a serial line with no connections, so `hello` is
-/// needed once after dom0 starts, and each `hello` begins a new session
-/// (it detaches every console).
+/// The service's state: its sessions (`hello` seen, consoles attached).
+/// Each session needs its own `hello`; see [`Sessions`].
 #[derive(Debug, Default)]
 pub struct Server {
-    hello: bool,
-    attached: Vec<u32>,
+    sessions: Sessions,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -118,21 +119,33 @@ impl Server {
         Self::default()
     }
 
-    /// Domains whose console is attached.
-    pub fn attached(&self) -> &[u32] {
-        &self.attached
+    /// Sessions that have domain `id`'s console attached.
+    pub fn watchers(&self, id: u32) -> Vec<SessionId> {
+        self.sessions.watchers(id)
     }
 
-    /// Forgets an attached console (its domain ended).
-    pub fn detach(&mut self, id: u32) {
-        self.attached.retain(|&a| a != id);
+    /// Detaches domain `id` everywhere (it ended); returns the sessions
+    /// that had it attached.
+    pub fn detach_domain(&mut self, id: u32) -> Vec<SessionId> {
+        self.sessions.detach_domain(id)
     }
 
-    /// Answers one line from [`proto::LineBuffer`]: the response line,
-    /// newline included.
+    /// [`Self::handle_session_line`] for an untagged client.
     pub fn handle_line(
         &mut self,
         hv: &mut impl Hypervisor,
+        line: Result<Vec<u8>, ProtoError>,
+    ) -> String {
+        self.handle_session_line(hv, None, line)
+    }
+
+    /// Answers one line (its session tag already split off) from
+    /// [`proto::LineBuffer`]: the response line, newline included, not
+    /// tagged.
+    pub fn handle_session_line(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        session: SessionId,
         line: Result<Vec<u8>, ProtoError>,
     ) -> String {
         let resp = match line.map_err(|error| proto::DecodeError { id: None, error }) {
@@ -143,7 +156,7 @@ impl Server {
                     let id = req.id;
                     proto::Response {
                         id: Some(id),
-                        result: match self.handle(hv, req) {
+                        result: match self.handle(hv, session, req) {
                             Ok(r) => proto::Outcome::Ok(r),
                             Err(e) => proto::Outcome::Error(e),
                         },
@@ -154,7 +167,12 @@ impl Server {
         proto::encode_response(&resp)
     }
 
-    fn handle(&mut self, hv: &mut impl Hypervisor, req: Request) -> Result<Reply, ProtoError> {
+    fn handle(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        session: SessionId,
+        req: Request,
+    ) -> Result<Reply, ProtoError> {
         if let Op::Hello { version, .. } = req.op {
             if version != proto::VERSION {
                 return Err(err(
@@ -162,21 +180,21 @@ impl Server {
                     format!("this server speaks version {}", proto::VERSION),
                 ));
             }
-            // A serial line has no connections: a hello starts a new
-            // client's session, and consoles the last one left attached
-            // (killed without detaching) stop streaming.
-            self.hello = true;
-            self.attached.clear();
+            self.sessions.hello(session);
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),
             });
         }
-        if !self.hello {
+        if let Op::Bye = req.op {
+            self.sessions.end(session);
+            return Ok(Reply::Done);
+        }
+        if !self.sessions.is_open(session) {
             return Err(err(ErrorCode::VersionMismatch, "send hello first"));
         }
         match req.op {
-            Op::Hello { .. } => Err(err(ErrorCode::Internal, "unreachable")),
+            Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
             Op::List => {
                 let mut domains = Vec::new();
                 for id in hv.list().map_err(hv_err)? {
@@ -194,16 +212,14 @@ impl Server {
             Op::Destroy { domain } => {
                 let d = managed(hv, &domain)?;
                 hv.destroy(d.id).map_err(hv_err)?;
-                self.detach(d.id);
+                self.sessions.detach_domain(d.id);
                 Ok(Reply::Done)
             }
             Op::Pause { domain } => set_paused(hv, &domain, true),
             Op::Unpause { domain } => set_paused(hv, &domain, false),
             Op::ConsoleAttach { domain } => {
                 let d = managed(hv, &domain)?;
-                if !self.attached.contains(&d.id) {
-                    self.attached.push(d.id);
-                }
+                self.sessions.attach(session, d.id);
                 Ok(Reply::Attached {
                     domain: d.id,
                     name: d.name,
@@ -211,7 +227,7 @@ impl Server {
             }
             Op::ConsoleDetach { domain } => {
                 let d = find(hv, &domain)?;
-                self.detach(d.id);
+                self.sessions.detach(session, d.id);
                 Ok(Reply::Done)
             }
             Op::ConsoleInput { domain, data } => console_input(hv, &domain, data.as_bytes()),

@@ -218,15 +218,15 @@ fn hello_first_then_every_op() {
             name: "b".into()
         }
     );
-    assert_eq!(s.attached(), [3]);
+    assert_eq!(s.watchers(3), [None]);
     ok(&mut s, &mut hv, HELLO);
-    assert!(s.attached().is_empty(), "a hello starts a new session");
+    assert!(s.watchers(3).is_empty(), "a hello starts a new session");
     ok(&mut s, &mut hv, attach);
     let destroy = r#"{"id":7,"op":"destroy","domain":"b"}"#;
     assert_eq!(ok(&mut s, &mut hv, destroy), Reply::Done);
     assert_eq!(
-        (hv.destroyed.as_slice(), s.attached()),
-        ([3].as_slice(), [].as_slice())
+        (hv.destroyed.as_slice(), s.watchers(3)),
+        ([3].as_slice(), Vec::new())
     );
     assert_eq!(code(&mut s, &mut hv, destroy), ErrorCode::NoSuchDomain);
     for dom0 in ["pause", "destroy", "console_attach"] {
@@ -376,4 +376,62 @@ fn a_failed_create_destroys_what_the_file_built() {
         destroyed: 0,
     };
     assert_eq!(failure.to_proto().code, ErrorCode::Exists);
+}
+
+/// Tagged sessions are apart: each needs its hello, attaches its own
+/// consoles, and `bye` or an untagged hello ends them.
+#[test]
+fn sessions_are_separate() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    let line = |s: &mut Server, hv: &mut Fake, session, l: &str| {
+        let out = s.handle_session_line(hv, session, Ok(l.as_bytes().to_vec()));
+        match decode_server_line(out.as_bytes()) {
+            Ok(ServerLine::Response(Response { result, .. })) => result,
+            other => panic!("{other:?}"),
+        }
+    };
+    let is_ok = |o: &Outcome| matches!(o, Outcome::Ok(_));
+    let create = r#"{"id":2,"op":"create","file":"f.toml","config":"[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n"}"#;
+    assert!(is_ok(&line(&mut s, &mut hv, Some(1), HELLO)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(1), create)));
+    let list = r#"{"id":3,"op":"list"}"#;
+    let attach = r#"{"id":4,"op":"console_attach","domain":"a"}"#;
+    assert!(
+        matches!(line(&mut s, &mut hv, Some(2), list), Outcome::Error(e) if e.code == ErrorCode::VersionMismatch),
+        "session 2 has not said hello"
+    );
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), HELLO)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), list)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(1), attach)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), attach)));
+    assert_eq!(s.watchers(2), [Some(1), Some(2)]);
+    // A hello of session 2 restarts only session 2.
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), HELLO)));
+    assert_eq!(s.watchers(2), [Some(1)]);
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), attach)));
+    // bye ends session 1: its console detaches, it needs hello again.
+    assert!(is_ok(&line(
+        &mut s,
+        &mut hv,
+        Some(1),
+        r#"{"id":5,"op":"bye"}"#
+    )));
+    assert_eq!(s.watchers(2), [Some(2)]);
+    assert!(!is_ok(&line(&mut s, &mut hv, Some(1), list)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), list)));
+    // An untagged hello: a new owner of the line, every session ends.
+    assert!(is_ok(&line(&mut s, &mut hv, None, HELLO)));
+    assert!(s.watchers(2).is_empty());
+    assert!(!is_ok(&line(&mut s, &mut hv, Some(2), list)));
+    // At most MAX_SESSIONS: the oldest goes.
+    for n in 0..=MAX_SESSIONS as u64 {
+        assert!(is_ok(&line(&mut s, &mut hv, Some(100 + n), HELLO)));
+    }
+    assert!(!is_ok(&line(&mut s, &mut hv, None, list)), "untagged ended");
+    assert!(
+        !is_ok(&line(&mut s, &mut hv, Some(100), list)),
+        "oldest ended"
+    );
+    assert!(is_ok(&line(&mut s, &mut hv, Some(101), list)));
 }
