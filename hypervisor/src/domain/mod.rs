@@ -9,6 +9,7 @@
 pub mod builder;
 pub mod ctl;
 pub mod ctl_ops;
+pub mod ended;
 pub mod ids;
 pub mod lifecycle;
 pub mod memory;
