@@ -130,11 +130,15 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // output for dom0 (before the first domain exists, so none is missed).
     let _ = mgmt::console_read(si.domain_id, &mut []);
     boot(&mut hv, cmdline);
-    let mut svc = service::Service::new(si.domain_id);
-    for (id, name) in &hv.created {
-        svc.consoles.follow(*id, name);
+    // `history=N`: how many ended domains stay listed.
+    let history = arg(cmdline, "history")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(kestrel_toolstack::server::DEFAULT_HISTORY);
+    let mut svc = service::Service::new(si.domain_id, history);
+    for (id, name) in core::mem::take(&mut hv.created) {
+        svc.consoles.follow(id, &name);
+        svc.track(&mut hv, id, &name);
     }
-    hv.created.clear();
     let mgmt_line = mgmt::read(&mut []).is_ok();
     say(&format!(
         "ready: {} domains, free_bytes={}, management {}",

@@ -37,13 +37,37 @@ fn event(to: &[SessionId], e: &Event) {
 }
 
 impl Service {
-    pub fn new(me: u32) -> Self {
+    pub fn new(me: u32, history: usize) -> Self {
         Self {
             me,
             lines: LineBuffer::new(),
-            server: Server::new(),
+            server: Server::with_history(history),
             consoles: Consoles::default(),
         }
+    }
+
+    /// Remembers domain `id` (`name`), just created: its end is recorded
+    /// even if it ends before it is first listed.
+    pub fn track(&mut self, hv: &mut Hv, id: u32, name: &str) {
+        use kestrel_toolstack::server::Hypervisor;
+        let info = hv.info(id).map_or_else(
+            |_| proto::DomainInfo {
+                id,
+                name: name.into(),
+                state: proto::DomainState::Created,
+                memory_bytes: 0,
+                vcpus: 0,
+                weight: 0,
+                cap: 0,
+                cpu_time_ns: 0,
+                uptime_ns: None,
+                exit_code: None,
+                reason: None,
+            },
+            |i| i.to_proto(),
+        );
+        let now = hv.now_ns();
+        self.server.history.track(info, now);
     }
 
     /// One pass over the management line and the consoles: whether
@@ -59,6 +83,11 @@ impl Service {
                     self.answer(hv, line);
                 }
             }
+        }
+        // Before the consoles: a domain that ended is recorded (with its
+        // last CPU time) while its last lines are still being drained.
+        for d in self.server.observe(hv) {
+            say(&ended_line(&d));
         }
         self.consoles.discover(self.me);
         let d = self.consoles.drain();
@@ -120,4 +149,21 @@ impl Service {
         }
         send(&proto::tag(session, &reply));
     }
+}
+
+/// `domain 3 (web) ended: exited with code 7 after 2.5 s, cpu 0.1 s`.
+fn ended_line(d: &proto::DomainInfo) -> String {
+    let how = match (d.reason.as_deref(), d.exit_code) {
+        (Some("exited"), Some(c)) => format!("exited with code {c}"),
+        (Some(r), _) => String::from(r),
+        (None, _) => String::from("unknown"),
+    };
+    let secs = |ns: u64| format!("{}.{} s", ns / 1_000_000_000, ns / 100_000_000 % 10);
+    format!(
+        "domain {} ({}) ended: {how} after {}, cpu {}",
+        d.id,
+        d.name,
+        secs(d.uptime_ns.unwrap_or(0)),
+        secs(d.cpu_time_ns)
+    )
 }

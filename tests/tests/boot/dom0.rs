@@ -291,3 +291,6 @@ pub(crate) fn hvctl_cmd(socket: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[path = "dom0_many.rs"]
 mod many_session;
+
+#[path = "dom0_ended.rs"]
+mod ended_session;

@@ -71,6 +71,11 @@ pub enum Command {
         #[arg(value_name = "DOM", value_parser = dom)]
         domain: DomainRef,
     },
+    /// Drop an ended domain from the list.
+    Forget {
+        #[arg(value_name = "DOM", value_parser = dom)]
+        domain: DomainRef,
+    },
     /// Serve many hvctl clients on the one management line at --socket
     /// PATH, listening at PATH.mux (hvctl starts one by itself when needed).
     Relay,

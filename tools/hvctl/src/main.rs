@@ -84,11 +84,17 @@ fn run(cli: Cli) -> Result<String, Error> {
         Command::Pause { domain } => (Op::Pause { domain }, "paused"),
         Command::Unpause { domain } => (Op::Unpause { domain }, "unpaused"),
         Command::Info { domain } => (Op::Info { domain }, ""),
+        Command::Forget { domain } => (
+            Op::Forget {
+                domain: domain.clone(),
+            },
+            "forgot",
+        ),
         Command::Console { domain } => return console::run(client, domain).map(|()| String::new()),
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
     };
     let destroyed = match &op {
-        Op::Destroy { domain } => domain.to_string(),
+        Op::Destroy { domain } | Op::Forget { domain } => domain.to_string(),
         _ => String::new(),
     };
     let reply = client.call(op)?;

@@ -95,6 +95,9 @@ pub enum Op {
     /// Bytes for the domain's console input (an attached console).
     /// [`Reply::Done`].
     ConsoleInput { domain: DomainRef, data: String },
+    /// Drops an ended domain from the list (every ended one of that name,
+    /// or the one with that id). [`Reply::Done`].
+    Forget { domain: DomainRef },
     /// Ends the sender's session: its consoles detach, the next request
     /// needs a `hello` again. Sent by `hvctl relay` when a client's
     /// connection closes. [`Reply::Done`].
@@ -115,6 +118,9 @@ pub enum DomainState {
     Shutdown,
     /// Killed for breaking a rule.
     Crashed,
+    /// Ended and freed; kept in dom0's history (`exit_code`, `reason`)
+    /// until `forget` or until newer ones push it out.
+    Ended,
     /// A state this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -129,6 +135,7 @@ impl DomainState {
             Self::Paused => "paused",
             Self::Shutdown => "shutdown",
             Self::Crashed => "crashed",
+            Self::Ended => "ended",
             Self::Unknown => "unknown",
         }
     }
@@ -145,8 +152,21 @@ pub struct DomainInfo {
     pub weight: u32,
     /// Percent of one CPU; 0 = no cap.
     pub cap: u32,
-    /// CPU time used by all its vCPUs.
+    /// CPU time used by all its vCPUs (for an ended domain: as dom0 last
+    /// saw it).
     pub cpu_time_ns: u64,
+    /// Nanoseconds since dom0 first saw it (created it), until it ended;
+    /// absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ns: Option<u64>,
+    /// How it ended: its exit code (-1 when killed or destroyed); only
+    /// for ended domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// How it ended: `exited`, `killed`, `destroyed` or `unknown`; only
+    /// for ended domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A successful result.

@@ -17,6 +17,9 @@ fn info() -> DomainInfo {
         weight: 256,
         cap: 0,
         cpu_time_ns: 1_500_000_000,
+        uptime_ns: None,
+        exit_code: None,
+        reason: None,
     }
 }
 

@@ -9,9 +9,12 @@
 //!   every bad line gets an error response, never a panic.
 
 mod create;
+mod history;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_history;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -24,6 +27,7 @@ use crate::proto::{
 };
 
 pub use create::{CreateFailure, create_all};
+pub use history::{DEFAULT_HISTORY, History, HvEnded};
 pub use session::{MAX_SESSIONS, Sessions};
 
 /// One domain as the hypervisor reports it.
@@ -52,6 +56,7 @@ impl HvDomain {
             pvabi::DOMAIN_RUNNING => DomainState::Running,
             pvabi::DOMAIN_DYING if self.exit_code < 0 => DomainState::Crashed,
             pvabi::DOMAIN_DYING => DomainState::Shutdown,
+            pvabi::DOMAIN_ENDED => DomainState::Ended,
             _ => DomainState::Unknown,
         };
         proto::DomainInfo {
@@ -63,6 +68,9 @@ impl HvDomain {
             weight: self.weight,
             cap: self.cap,
             cpu_time_ns: self.cpu_time_ns,
+            uptime_ns: None,
+            exit_code: None,
+            reason: None,
         }
     }
 }
@@ -86,6 +94,15 @@ pub trait Hypervisor {
     /// how many bytes were taken, from the start of `bytes` (fewer, even 0,
     /// when its input queue is full).
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error>;
+    /// How domain `id` ended, once it is freed (`NoEntry`: not known).
+    fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
+        let _ = id;
+        Err(Error::NoEntry)
+    }
+    /// Nanoseconds on a clock that only goes forward (for uptimes).
+    fn now_ns(&mut self) -> u64 {
+        0
+    }
 }
 
 /// The service's state: its sessions (`hello` seen, consoles attached).
@@ -93,6 +110,8 @@ pub trait Hypervisor {
 #[derive(Debug, Default)]
 pub struct Server {
     sessions: Sessions,
+    /// Domains seen and ended.
+    pub history: History,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -117,6 +136,20 @@ fn hv_err(e: Error) -> ProtoError {
 impl Server {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A server keeping at most `max` ended domains.
+    pub fn with_history(max: usize) -> Self {
+        Self {
+            history: History::new(max),
+            ..Self::default()
+        }
+    }
+
+    /// Looks at every domain now (see [`History::observe`]): those that
+    /// ended since the last look.
+    pub fn observe(&mut self, hv: &mut impl Hypervisor) -> Vec<proto::DomainInfo> {
+        self.history.observe(hv)
     }
 
     /// Sessions that have domain `id`'s console attached.
@@ -196,23 +229,71 @@ impl Server {
         match req.op {
             Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
             Op::List => {
+                let _ = self.history.observe(hv);
+                let now = hv.now_ns();
                 let mut domains = Vec::new();
                 for id in hv.list().map_err(hv_err)? {
                     // A domain that ends between the two calls is left out.
                     if let Ok(d) = hv.info(id) {
-                        domains.push(d.to_proto());
+                        let mut info = d.to_proto();
+                        info.uptime_ns = self.history.uptime(id, now);
+                        domains.push(info);
                     }
                 }
+                domains.extend(self.history.ended().cloned());
                 Ok(Reply::Domains { domains })
             }
-            Op::Info { domain } => Ok(Reply::Domain {
-                domain: find(hv, &domain)?.to_proto(),
-            }),
-            Op::Create { file, config } => create(hv, &file, &config),
+            Op::Info { domain } => {
+                let _ = self.history.observe(hv);
+                match find(hv, &domain) {
+                    Ok(d) => {
+                        let now = hv.now_ns();
+                        let mut info = d.to_proto();
+                        info.uptime_ns = self.history.uptime(d.id, now);
+                        Ok(Reply::Domain { domain: info })
+                    }
+                    Err(e) => match self.history.find(&domain) {
+                        Some(d) => Ok(Reply::Domain { domain: d.clone() }),
+                        None => Err(e),
+                    },
+                }
+            }
+            Op::Forget { domain } => {
+                let _ = self.history.observe(hv);
+                if self.history.forget(&domain) > 0 {
+                    return Ok(Reply::Done);
+                }
+                match find(hv, &domain) {
+                    Ok(d) => Err(err(
+                        ErrorCode::BadState,
+                        format!(
+                            "domain {} ({}) has not ended: destroy it first",
+                            d.id, d.name
+                        ),
+                    )),
+                    Err(_) => Err(err(
+                        ErrorCode::NoSuchDomain,
+                        format!("no ended domain \"{domain}\""),
+                    )),
+                }
+            }
+            Op::Create { file, config } => {
+                let r = create(hv, &file, &config);
+                // Uptimes count from here, and a domain that ends at once
+                // is still recorded.
+                if let Ok(Reply::Domains { domains }) = &r {
+                    let now = hv.now_ns();
+                    for d in domains {
+                        self.history.track(d.clone(), now);
+                    }
+                }
+                r
+            }
             Op::Destroy { domain } => {
                 let d = managed(hv, &domain)?;
                 hv.destroy(d.id).map_err(hv_err)?;
                 self.sessions.detach_domain(d.id);
+                let _ = self.history.observe(hv);
                 Ok(Reply::Done)
             }
             Op::Pause { domain } => set_paused(hv, &domain, true),
@@ -333,8 +414,30 @@ fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, Pro
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
     let ids = create_all(hv, &cfg).map_err(|f| f.to_proto())?;
     let mut domains = Vec::new();
-    for id in ids {
-        domains.push(hv.info(id).map_err(hv_err)?.to_proto());
+    for (d, id) in cfg.domains.iter().zip(ids) {
+        // A domain that already ended (it ran and exited at once) is
+        // reported as the configuration built it.
+        domains.push(
+            hv.info(id)
+                .map_or_else(|_| configured(id, d), |i| i.to_proto()),
+        );
     }
     Ok(Reply::Domains { domains })
+}
+
+/// Domain `id` as configuration `d` built it (not yet seen running).
+pub fn configured(id: u32, d: &crate::config::DomainConfig) -> proto::DomainInfo {
+    proto::DomainInfo {
+        id,
+        name: d.name.clone(),
+        state: DomainState::Created,
+        memory_bytes: d.memory_bytes(),
+        vcpus: d.vcpus,
+        weight: d.weight,
+        cap: d.cap,
+        cpu_time_ns: 0,
+        uptime_ns: None,
+        exit_code: None,
+        reason: None,
+    }
 }

@@ -11,18 +11,21 @@ use crate::config::DomainConfig;
 use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
 
 /// Domain 1 is dom0; `free` pages of 1 MiB; a create fails with ENOMEM past it.
-struct Fake {
-    domains: Vec<HvDomain>,
+pub(super) struct Fake {
+    pub(super) domains: Vec<HvDomain>,
     next: u32,
     free_mib: u64,
     destroyed: Vec<u32>,
     /// Console input taken, per domain, and how much more fits.
     input: Vec<(u32, Vec<u8>)>,
     input_room: usize,
+    /// How ended domains ended (by id), and the clock.
+    ended: Vec<(u32, HvEnded)>,
+    pub(super) now: u64,
 }
 
 impl Fake {
-    fn new(free_mib: u64) -> Self {
+    pub(super) fn new(free_mib: u64) -> Self {
         let dom0 = HvDomain {
             id: 1,
             name: "dom0".into(),
@@ -42,7 +45,22 @@ impl Fake {
             destroyed: Vec::new(),
             input: Vec::new(),
             input_room: 1 << 20,
+            ended: Vec::new(),
+            now: 0,
         }
+    }
+
+    /// Domain `id` exits by itself with `code` and is freed.
+    pub(super) fn exit(&mut self, id: u32, code: i32) {
+        self.domains.retain(|d| d.id != id);
+        let reason = "exited";
+        self.ended.push((
+            id,
+            HvEnded {
+                exit_code: code,
+                reason,
+            },
+        ));
     }
 }
 
@@ -96,7 +114,22 @@ impl Hypervisor for Fake {
         let d = self.domains.remove(i);
         self.free_mib += d.memory_bytes >> 20;
         self.destroyed.push(id);
+        let reason = "destroyed";
+        self.ended.push((
+            id,
+            HvEnded {
+                exit_code: -1,
+                reason,
+            },
+        ));
         Ok(())
+    }
+    fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
+        let e = self.ended.iter().rev().find(|(i, _)| *i == id);
+        e.map(|(_, e)| e.clone()).ok_or(Error::NoEntry)
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.now
     }
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
         self.info(id)?;
@@ -146,12 +179,12 @@ fn code(s: &mut Server, hv: &mut Fake, line: &str) -> ErrorCode {
     }
 }
 
-const HELLO: &str = r#"{"id":0,"op":"hello","version":1,"client":"test"}"#;
+pub(super) const HELLO: &str = r#"{"id":0,"op":"hello","version":1,"client":"test"}"#;
 const THREE: &str = "[[domain]]\nname = \"a\"\nimage = \"ticker\"\nmemory = 4\n\n\
 [[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 4\n\n\
 [[domain]]\nname = \"c\"\nimage = \"ticker\"\nmemory = 4\nautostart = false\n";
 
-fn create_line(config: &str) -> String {
+pub(super) fn create_line(config: &str) -> String {
     let req = crate::proto::Request {
         id: 9,
         op: Op::Create {

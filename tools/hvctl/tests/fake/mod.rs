@@ -70,6 +70,9 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
         weight: 256,
         cap: 0,
         cpu_time_ns: 1_500_000_000,
+        uptime_ns: None,
+        exit_code: None,
+        reason: None,
     }
 }
 
@@ -226,7 +229,7 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             });
             Outcome::Ok(Reply::Done)
         }
-        Op::ConsoleDetach { .. } | Op::Bye => Outcome::Ok(Reply::Done),
+        Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } => Outcome::Ok(Reply::Done),
     };
     (outcome, events)
 }
