@@ -146,6 +146,14 @@ impl Hypervisor for Hv {
         })
     }
 
+    fn log(&mut self) -> (Vec<String>, u64) {
+        crate::memlog::log_lines()
+    }
+
+    fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
+        crate::memlog::console_lines(id)
+    }
+
     fn now_ns(&mut self) -> u64 {
         time::now_ns()
     }

@@ -24,6 +24,7 @@ extern crate alloc;
 
 mod consoles;
 mod hv;
+mod memlog;
 mod service;
 
 use alloc::format;
@@ -45,8 +46,11 @@ pub const POLL_NS: u64 = 5_000_000;
 const CONFIG_MAX: u64 = 64 * 1024;
 
 /// Prints one line of dom0's own on the serial console.
+/// Prints one line of dom0's own on the serial console, and keeps it for
+/// `hvctl log`.
 pub fn say(line: &str) {
     let _ = mgmt::host_console_write(format!("dom0: {line}\n").as_bytes());
+    memlog::log(line);
 }
 
 fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {

@@ -121,6 +121,26 @@ fn dom0_qemu_history() {
         );
         let (code, out, _) = hvctl_cmd(&sock, &["list"]);
         assert!(code == 0 && out.contains("ended (exited 7)"), "{out}");
+        // dom0's log and t7's console, kept in dom0's memory after it ended.
+        let (code, out, err) = hvctl_cmd(&sock, &["log"]);
+        assert!(
+            code == 0
+                && out.contains("domain 3 (t7) started from guests.toml\n")
+                && out.contains("domain 3 (t7) ended: exited with code 7 after "),
+            "log: {out}{err}"
+        );
+        let (code, out, err) = hvctl_cmd(&sock, &["console", "--history", "t7"]);
+        assert!(
+            code == 0
+                && out.starts_with("ticker: started, domain 3")
+                && out.contains("ticker: tick 2\nticker: 2 ticks in "),
+            "console history: {out}{err}"
+        );
+        let (code, out, err) = hvctl_cmd(&sock, &["top", "--every", "0.2"]);
+        assert!(
+            code == 0 && out.lines().any(|l| l.starts_with("  1  dom0 ")),
+            "top: {out}{err}"
+        );
         let (code, out, err) = hvctl_cmd(&sock, &["forget", "t7"]);
         assert_eq!((code, out.as_str()), (0, "forgot domain t7\n"), "{err}");
         let l = list(&sock);

@@ -70,6 +70,21 @@ pub enum Command {
     Console {
         #[arg(value_name = "DOM", value_parser = dom)]
         domain: DomainRef,
+        /// Print the console lines dom0 kept (also of an ended domain)
+        /// instead of attaching.
+        #[arg(long)]
+        history: bool,
+    },
+    /// Print dom0's log: what it did (kept in its memory).
+    Log,
+    /// Per-domain CPU and memory: once, or every --every seconds.
+    Top {
+        /// Seconds between samples (CPU % is measured over it).
+        #[arg(long = "every", value_name = "SECONDS", default_value = "1", value_parser = millis)]
+        every_ms: u64,
+        /// Screens to print; 0: until interrupted.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        count: u64,
     },
     /// Drop an ended domain from the list.
     Forget {
@@ -79,6 +94,10 @@ pub enum Command {
     /// Serve many hvctl clients on the one management line at --socket
     /// PATH, listening at PATH.mux (hvctl starts one by itself when needed).
     Relay,
+}
+
+fn millis(s: &str) -> Result<u64, String> {
+    seconds(s).map(|t| (t * 1000.0) as u64)
 }
 
 fn seconds(s: &str) -> Result<f64, String> {
@@ -149,7 +168,15 @@ mod tests {
                 config: "g.toml".into()
             }
         );
-        for cmd in ["destroy", "unpause", "console"] {
+        let c = parse(&["console", "--history", "web"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.command,
+            Command::Console {
+                domain: DomainRef::Name("web".into()),
+                history: true
+            }
+        );
+        for cmd in ["destroy", "unpause", "console", "forget"] {
             assert!(parse(&["--socket=s", cmd, "db"]).is_ok(), "{cmd}");
         }
     }

@@ -10,6 +10,7 @@ mod error;
 mod output;
 mod relay;
 mod target;
+mod top;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -90,7 +91,23 @@ fn run(cli: Cli) -> Result<String, Error> {
             },
             "forgot",
         ),
-        Command::Console { domain } => return console::run(client, domain).map(|()| String::new()),
+        Command::Console {
+            domain,
+            history: false,
+        } => return console::run(client, domain).map(|()| String::new()),
+        Command::Console {
+            domain,
+            history: true,
+        } => (Op::ConsoleHistory { domain }, ""),
+        Command::Log => (Op::Log, ""),
+        Command::Top { every_ms, count } => {
+            return top::run(
+                &mut client,
+                Duration::from_millis(every_ms),
+                count,
+                cli.json,
+            );
+        }
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
     };
     let destroyed = match &op {
@@ -122,6 +139,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             domain.state.as_str()
         ),
         Reply::Done => format!("{verb} domain {destroyed}\n"),
+        Reply::Lines { lines, dropped } => output::lines(&lines, dropped),
         other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
     })
 }

@@ -127,6 +127,19 @@ pub fn details(d: &DomainInfo) -> String {
     out
 }
 
+/// Kept lines, after a note of how many older ones were dropped.
+pub fn lines(lines: &[String], dropped: u64) -> String {
+    let mut out = String::new();
+    if dropped > 0 {
+        let _ = writeln!(out, "({dropped} older lines dropped)");
+    }
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
 /// `--json`: the reply object on one line.
 pub fn json(reply: &Reply) -> String {
     let mut s = serde_json::to_string(reply).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));

@@ -191,3 +191,36 @@ fn connection_and_protocol_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn log_history_and_top() {
+    let s = start("logtop", Mode::Good);
+    let r = hvctl(&s.path, &["log"], b"");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "(3 older lines dropped)\nkestrel-dom0 0.1.0\nready\n")
+    );
+    let r = hvctl(&s.path, &["console", "--history", "web"], b"");
+    assert_eq!((r.code, r.stdout.as_str()), (0, "Welcome to web\n"));
+    let r = hvctl(&s.path, &["top", "--every", "0.05"], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut lines = r.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("2 domains, 80 MiB assigned, over 0.")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.contains("CPU%")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  1  hello             running      0.0     16 MiB"),
+        "{}",
+        r.stdout
+    );
+}

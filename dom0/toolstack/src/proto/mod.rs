@@ -95,6 +95,12 @@ pub enum Op {
     /// Bytes for the domain's console input (an attached console).
     /// [`Reply::Done`].
     ConsoleInput { domain: DomainRef, data: String },
+    /// dom0's log: the lines it printed (`dom0: ...`), oldest first.
+    /// [`Reply::Lines`].
+    Log,
+    /// The domain's console lines dom0 kept (live or ended).
+    /// [`Reply::Lines`].
+    ConsoleHistory { domain: DomainRef },
     /// Drops an ended domain from the list (every ended one of that name,
     /// or the one with that id). [`Reply::Done`].
     Forget { domain: DomainRef },
@@ -173,11 +179,26 @@ pub struct DomainInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
-    Hello { version: u32, server: String },
-    Domains { domains: Vec<DomainInfo> },
-    Domain { domain: DomainInfo },
-    Attached { domain: u32, name: String },
+    Hello {
+        version: u32,
+        server: String,
+    },
+    Domains {
+        domains: Vec<DomainInfo>,
+    },
+    Domain {
+        domain: DomainInfo,
+    },
+    Attached {
+        domain: u32,
+        name: String,
+    },
     Done,
+    /// Lines kept in memory, oldest first; `dropped` older ones are gone.
+    Lines {
+        lines: Vec<String>,
+        dropped: u64,
+    },
 }
 
 /// Why a request failed.

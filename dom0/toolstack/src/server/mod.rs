@@ -99,6 +99,15 @@ pub trait Hypervisor {
         let _ = id;
         Err(Error::NoEntry)
     }
+    /// dom0's log lines kept, and how many older ones were dropped.
+    fn log(&mut self) -> (Vec<String>, u64) {
+        (Vec::new(), 0)
+    }
+    /// Domain `id`'s console lines kept (`None`: none kept).
+    fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
+        let _ = id;
+        None
+    }
     /// Nanoseconds on a clock that only goes forward (for uptimes).
     fn now_ns(&mut self) -> u64 {
         0
@@ -257,6 +266,23 @@ impl Server {
                         None => Err(e),
                     },
                 }
+            }
+            Op::Log => {
+                let (lines, dropped) = hv.log();
+                Ok(Reply::Lines { lines, dropped })
+            }
+            Op::ConsoleHistory { domain } => {
+                let id = match find(hv, &domain) {
+                    Ok(d) => d.id,
+                    Err(e) => self.history.find(&domain).map(|d| d.id).ok_or(e)?,
+                };
+                let (lines, dropped) = hv.console_history(id).ok_or_else(|| {
+                    err(
+                        ErrorCode::NoSuchDomain,
+                        format!("no console history kept for domain {id} (\"{domain}\")"),
+                    )
+                })?;
+                Ok(Reply::Lines { lines, dropped })
             }
             Op::Forget { domain } => {
                 let _ = self.history.observe(hv);

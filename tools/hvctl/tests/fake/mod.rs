@@ -134,7 +134,8 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
         | Op::Info { domain }
         | Op::ConsoleAttach { domain }
         | Op::ConsoleDetach { domain }
-        | Op::ConsoleInput { domain, .. } => match find(doms, domain) {
+        | Op::ConsoleInput { domain, .. }
+        | Op::ConsoleHistory { domain } => match find(doms, domain) {
             Some(i) => Some(i),
             None => {
                 return (
@@ -230,6 +231,14 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             Outcome::Ok(Reply::Done)
         }
         Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } => Outcome::Ok(Reply::Done),
+        Op::Log => Outcome::Ok(Reply::Lines {
+            lines: vec!["kestrel-dom0 0.1.0".into(), "ready".into()],
+            dropped: 3,
+        }),
+        Op::ConsoleHistory { .. } => Outcome::Ok(Reply::Lines {
+            lines: vec![format!("Welcome to {}", doms[i].name)],
+            dropped: 0,
+        }),
     };
     (outcome, events)
 }
