@@ -154,6 +154,10 @@ impl Hypervisor for Hv {
         crate::memlog::console_lines(id)
     }
 
+    fn free_bytes(&mut self) -> Option<u64> {
+        domctl::host_info().ok().map(|h| h.free_bytes)
+    }
+
     fn now_ns(&mut self) -> u64 {
         time::now_ns()
     }

@@ -100,7 +100,11 @@ fn boot(hv: &mut Hv, cmdline: &str) {
             return;
         }
     };
-    match create_all(hv, &cfg) {
+    if cfg.domains.is_empty() {
+        say(&format!("{file}: no [[domain]] in it: no domain created"));
+        return;
+    }
+    match create_all(hv, &file, &cfg) {
         Ok(ids) => {
             for (d, id) in cfg.domains.iter().zip(ids) {
                 let how = if d.autostart {
@@ -111,7 +115,7 @@ fn boot(hv: &mut Hv, cmdline: &str) {
                 say(&format!("domain {id} ({}) {how} from {file}", d.name));
             }
         }
-        Err(f) => say(&format!("{file}: {f}")),
+        Err(f) => say(&format!("{f}")),
     }
 }
 

@@ -128,6 +128,13 @@ impl Service {
             Err(_) => None,
         };
         let before = hv.free_bytes();
+        // Named before it goes: `destroyed domain 5 (web)`.
+        let target = match &op {
+            Some(proto::Op::Destroy { domain }) => kestrel_toolstack::server::find(hv, domain)
+                .map(|d| format!("domain {} ({})", d.id, d.name))
+                .ok(),
+            _ => None,
+        };
         let reply = self.server.handle_session_line(hv, session, line);
         let ok = reply.contains("\"ok\":");
         match op {
@@ -142,7 +149,8 @@ impl Service {
                 ));
             }
             Some(proto::Op::Destroy { domain }) if ok => say(&format!(
-                "destroyed {domain}; free_bytes before={before} after={}",
+                "destroyed {}; free_bytes before={before} after={}",
+                target.unwrap_or_else(|| format!("domain {domain}")),
                 hv.free_bytes()
             )),
             _ => {}

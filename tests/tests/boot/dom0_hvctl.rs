@@ -183,8 +183,10 @@ fn dom0_qemu_hvctl() {
         let (code, out, err) = hvctl_cmd(&sock, &["create", big.to_str().unwrap_or("")]);
         assert_eq!(code, 1, "too big: {out}{err}");
         assert!(
-            err.contains("line 6: domain \"huge\": not enough free memory")
-                && err.contains("1 domain(s) built before it were destroyed")
+            err.contains(
+                "too-big.toml:6: domain \"huge\": not enough free memory: 1024 MiB asked, "
+            ) && err.contains(" MiB free; nothing from ")
+                && err.contains("(the domain built before it was destroyed again)")
                 && err.contains("no_resources"),
             "too big: {err}"
         );
@@ -225,8 +227,12 @@ fn dom0_qemu_hvctl() {
         // Destroy the fourth: its memory comes back, the others go on.
         let ticks = ["tick-a", "tick-b", "tick-c"].map(|n| last_tick(&log, n));
         let (code, out, err) = hvctl_cmd(&sock, &["destroy", "tick-d"]);
-        assert_eq!(code, 0, "destroy: {out}{err}");
-        let destroyed = wait_for_line(&log, "dom0: destroyed tick-d", scaled(10))
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "destroyed domain 5 (tick-d)\n"),
+            "destroy: {err}"
+        );
+        let destroyed = wait_for_line(&log, "dom0: destroyed domain 5 (tick-d); ", scaled(10))
             .unwrap_or_else(|| panic!("no destroy line"));
         assert_eq!(
             free_bytes(&destroyed, "after="),

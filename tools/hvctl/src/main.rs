@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kestrel_toolstack::config::{self, Images, Limits};
-use kestrel_toolstack::proto::{Op, Reply};
+use kestrel_toolstack::proto::{DomainRef, Op, Reply};
 
 use cli::{Cli, Command, Target};
 use client::Client;
@@ -63,14 +63,19 @@ fn run(cli: Cli) -> Result<String, Error> {
             let text = std::fs::read_to_string(config)
                 .map_err(|e| Error::Config(format!("cannot read {}: {e}", config.display())))?;
             let file = config.display().to_string();
-            config::parse(&file, &text, &Limits::default(), Images::Any)
+            let cfg = config::parse(&file, &text, &Limits::default(), Images::Any)
                 .map_err(|e| Error::Config(format!("{} has errors:\n{e}", file)))?;
+            if cfg.domains.is_empty() {
+                return Err(Error::Config(format!(
+                    "{file}: no [[domain]] in it: nothing to create"
+                )));
+            }
             Some(Op::Create { file, config: text })
         }
         _ => None,
     };
     let mut client = Client::connect(&target, Duration::from_secs_f64(cli.timeout))?;
-    let (op, verb) = match cli.command {
+    let (mut op, verb) = match cli.command {
         Command::List => (Op::List, ""),
         Command::Create { .. } => match create {
             Some(op) => (op, "created"),
@@ -110,8 +115,19 @@ fn run(cli: Cli) -> Result<String, Error> {
         }
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
     };
-    let destroyed = match &op {
-        Op::Destroy { domain } | Op::Forget { domain } => domain.to_string(),
+    let destroyed = match &mut op {
+        // Named as pause names it: `destroyed domain 4 (web)`. Asked first
+        // (an unknown domain is refused here), then destroyed by id.
+        Op::Destroy { domain } => match client.call(Op::Info {
+            domain: domain.clone(),
+        })? {
+            Reply::Domain { domain: d } => {
+                *domain = DomainRef::Id(d.id);
+                format!("{} ({})", d.id, d.name)
+            }
+            other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
+        },
+        Op::Forget { domain } => domain.to_string(),
         _ => String::new(),
     };
     let reply = client.call(op)?;

@@ -51,7 +51,10 @@ ID  NAME   STATE    MEMORY  VCPUS  WEIGHT  CAP  CPU TIME
         "hvctl: dom0 refused: domain web is paused (bad_state)\n"
     );
     let r = hvctl(&s.path, &["destroy", "hello"], b"");
-    assert_eq!((r.code, r.stdout.as_str()), (0, "destroyed domain hello\n"));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "destroyed domain 1 (hello)\n")
+    );
     let r = hvctl(&s.path, &["--json", "list"], b"");
     assert_eq!(r.code, 0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -119,6 +122,21 @@ fn create_checks_locally_then_remotely() {
     let r = hvctl(&s.path, &["create", remote.to_str().unwrap()], b"");
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains(":3:9: domain \"y\": field \"image\": \"nginx.elf\" is not a boot module (modules: hello, web.elf) (bad_config)"), "{}", r.stderr);
+
+    // A file with no domain in it is an error (exit 2), not a silent success.
+    for (name, text) in [("empty.toml", ""), ("none.toml", "# no domains\n")] {
+        let f = s.dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        let r = hvctl(&s.path, &["create", f.to_str().unwrap()], b"");
+        assert_eq!(r.code, 2, "{name}");
+        assert_eq!(
+            r.stderr,
+            format!(
+                "hvctl: {}: no [[domain]] in it: nothing to create\n",
+                f.display()
+            )
+        );
+    }
 
     let r = hvctl(&s.path, &["create", "/nonexistent/x.toml"], b"");
     assert_eq!(r.code, 2);

@@ -99,6 +99,10 @@ pub trait Hypervisor {
         let _ = id;
         Err(Error::NoEntry)
     }
+    /// Free memory now, if known (for error messages).
+    fn free_bytes(&mut self) -> Option<u64> {
+        None
+    }
     /// dom0's log lines kept, and how many older ones were dropped.
     fn log(&mut self) -> (Vec<String>, u64) {
         (Vec::new(), 0)
@@ -438,7 +442,13 @@ fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, Pro
         crate::config::Images::Only(&names),
     )
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
-    let ids = create_all(hv, &cfg).map_err(|f| f.to_proto())?;
+    if cfg.domains.is_empty() {
+        return Err(err(
+            ErrorCode::BadConfig,
+            format!("{file}: no [[domain]] in it: nothing to create"),
+        ));
+    }
+    let ids = create_all(hv, file, &cfg).map_err(|f| f.to_proto())?;
     let mut domains = Vec::new();
     for (d, id) in cfg.domains.iter().zip(ids) {
         // A domain that already ended (it ran and exited at once) is

@@ -131,6 +131,9 @@ impl Hypervisor for Fake {
     fn now_ns(&mut self) -> u64 {
         self.now
     }
+    fn free_bytes(&mut self) -> Option<u64> {
+        Some(self.free_mib << 20)
+    }
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
         self.info(id)?;
         // As the hypercall: at most MGMT_IO_MAX bytes a call.
@@ -376,13 +379,13 @@ fn a_failed_create_destroys_what_the_file_built() {
     assert_eq!(e.code, ErrorCode::NoResources);
     assert!(
         e.message
-            .starts_with("line 6: domain \"big\": not enough free memory"),
+            .starts_with("g.toml:6: domain \"big\": not enough free memory: 8 MiB asked, 6 MiB free; nothing from g.toml was created"),
         "{}",
         e.message
     );
     assert!(
         e.message
-            .contains("1 domain(s) built before it were destroyed"),
+            .ends_with("(the domain built before it was destroyed again)"),
         "{}",
         e.message
     );
@@ -403,12 +406,27 @@ fn a_failed_create_destroys_what_the_file_built() {
     );
     assert_eq!(hv.domains.len(), 2);
     let failure = CreateFailure {
+        file: "f.toml".to_string(),
+        asked_mib: 4,
+        free_bytes: None,
         domain: "x".to_string(),
         line: 1,
         error: create::CreateError::Exists,
         destroyed: 0,
     };
     assert_eq!(failure.to_proto().code, ErrorCode::Exists);
+    assert_eq!(
+        failure.to_proto().message,
+        "f.toml:1: domain \"x\": a domain of that name exists already; nothing from f.toml was created"
+    );
+    // A file with no domain is an error, not a silent success.
+    for empty in ["", "# nothing\n"] {
+        let r = ask(&mut s, &mut hv, &create_line(empty));
+        assert!(
+            matches!(r.result, Outcome::Error(ref e) if e.code == ErrorCode::BadConfig && e.message == "g.toml: no [[domain]] in it: nothing to create"),
+            "{r:?}"
+        );
+    }
 }
 
 /// Tagged sessions are apart: each needs its hello, attaches its own
