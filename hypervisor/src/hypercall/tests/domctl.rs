@@ -33,7 +33,7 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
             })
         }
         // Domain 7 has ended and been freed.
-        DomctlReq::Ended(id) if id == DomainId(7) => DomctlReply::Info(pvabi::DomainInfo {
+        DomctlReq::Ended(DomainId(7)) => DomctlReply::Info(pvabi::DomainInfo {
             id: 7,
             state: pvabi::DOMAIN_ENDED,
             exit_code: 3,
