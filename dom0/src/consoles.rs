@@ -32,8 +32,9 @@ pub struct Drained {
     pub closed: Vec<u32>,
 }
 
-fn print(name: &str, line: &str) {
+fn print(id: u32, name: &str, line: &str) {
     let _ = mgmt::host_console_write(format!("[{name}] {line}\n").as_bytes());
+    crate::memlog::console(id, line);
 }
 
 impl Consoles {
@@ -83,13 +84,13 @@ impl Consoles {
             if !got.is_empty() {
                 d.busy = true;
                 for line in c.lines.push(&got) {
-                    print(&c.name, &line);
+                    print(id, &c.name, &line);
                 }
                 d.output.push((id, got));
             }
             if ended {
                 if let Some(line) = c.lines.flush() {
-                    print(&c.name, &line);
+                    print(id, &c.name, &line);
                 }
                 d.closed.push(id);
             }

@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use kestrel_toolstack::config::DomainConfig;
-use kestrel_toolstack::server::{HvDomain, Hypervisor};
+use kestrel_toolstack::server::{HvDomain, HvEnded, Hypervisor};
 use pvabi::guest::{domctl, sched, time};
 use pvabi::{DOMAIN_FLAG_PRIVILEGED, DomainCreate, Error, MODULE_ELF, ModuleInfo};
 
@@ -132,6 +132,37 @@ impl Hypervisor for Hv {
 
     fn pause(&mut self, id: u32) -> Result<(), Error> {
         domctl::pause(id)
+    }
+
+    fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
+        let i = domctl::ended(id)?;
+        let reason = if i.flags & pvabi::DOMAIN_FLAG_EXITED != 0 {
+            "exited"
+        } else if i.flags & pvabi::DOMAIN_FLAG_DESTROYED != 0 {
+            "destroyed"
+        } else {
+            "killed"
+        };
+        Ok(HvEnded {
+            exit_code: i.exit_code,
+            reason,
+        })
+    }
+
+    fn log(&mut self) -> (Vec<String>, u64) {
+        crate::memlog::log_lines()
+    }
+
+    fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
+        crate::memlog::console_lines(id)
+    }
+
+    fn free_bytes(&mut self) -> Option<u64> {
+        domctl::host_info().ok().map(|h| h.free_bytes)
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        time::now_ns()
     }
 
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {

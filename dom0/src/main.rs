@@ -24,6 +24,7 @@ extern crate alloc;
 
 mod consoles;
 mod hv;
+mod memlog;
 mod service;
 
 use alloc::format;
@@ -45,8 +46,11 @@ pub const POLL_NS: u64 = 5_000_000;
 const CONFIG_MAX: u64 = 64 * 1024;
 
 /// Prints one line of dom0's own on the serial console.
+/// Prints one line of dom0's own on the serial console, and keeps it for
+/// `hvctl log`.
 pub fn say(line: &str) {
     let _ = mgmt::host_console_write(format!("dom0: {line}\n").as_bytes());
+    memlog::log(line);
 }
 
 fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
@@ -96,7 +100,11 @@ fn boot(hv: &mut Hv, cmdline: &str) {
             return;
         }
     };
-    match create_all(hv, &cfg) {
+    if cfg.domains.is_empty() {
+        say(&format!("{file}: no [[domain]] in it: no domain created"));
+        return;
+    }
+    match create_all(hv, &file, &cfg) {
         Ok(ids) => {
             for (d, id) in cfg.domains.iter().zip(ids) {
                 let how = if d.autostart {
@@ -107,7 +115,7 @@ fn boot(hv: &mut Hv, cmdline: &str) {
                 say(&format!("domain {id} ({}) {how} from {file}", d.name));
             }
         }
-        Err(f) => say(&format!("{file}: {f}")),
+        Err(f) => say(&format!("{f}")),
     }
 }
 
@@ -130,11 +138,15 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // output for dom0 (before the first domain exists, so none is missed).
     let _ = mgmt::console_read(si.domain_id, &mut []);
     boot(&mut hv, cmdline);
-    let mut svc = service::Service::new(si.domain_id);
-    for (id, name) in &hv.created {
-        svc.consoles.follow(*id, name);
+    // `history=N`: how many ended domains stay listed.
+    let history = arg(cmdline, "history")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(kestrel_toolstack::server::DEFAULT_HISTORY);
+    let mut svc = service::Service::new(si.domain_id, history);
+    for (id, name) in core::mem::take(&mut hv.created) {
+        svc.consoles.follow(id, &name);
+        svc.track(&mut hv, id, &name);
     }
-    hv.created.clear();
     let mgmt_line = mgmt::read(&mut []).is_ok();
     say(&format!(
         "ready: {} domains, free_bytes={}, management {}",

@@ -1,11 +1,14 @@
 //! The management service loop: bytes from the management line become
 //! protocol lines (`proto::LineBuffer`), each answered by the toolstack's
-//! `Server`; console output of attached domains goes out as events.
+//! `Server`; console output of attached domains goes out as events. Lines
+//! may carry a session tag (`@<n> `, from `hvctl relay`): the answer and
+//! the events of that session carry it too. Empty lines are skipped (a
+//! client sends one first to end whatever a dead client left unfinished).
 
 use alloc::format;
 use alloc::string::String;
 
-use kestrel_toolstack::proto::{self, Event, LineBuffer};
+use kestrel_toolstack::proto::{self, Event, LineBuffer, SessionId};
 use kestrel_toolstack::server::Server;
 use pvabi::guest::mgmt;
 
@@ -24,20 +27,47 @@ fn send(line: &str) {
     let _ = mgmt::write_all(line.as_bytes());
 }
 
-fn event(e: &Event) {
+/// Sends `e` to every session in `to`.
+fn event(to: &[SessionId], e: &Event) {
     if let Ok(line) = proto::encode_event(e) {
-        send(&line);
+        for &s in to {
+            send(&proto::tag(s, &line));
+        }
     }
 }
 
 impl Service {
-    pub fn new(me: u32) -> Self {
+    pub fn new(me: u32, history: usize) -> Self {
         Self {
             me,
             lines: LineBuffer::new(),
-            server: Server::new(),
+            server: Server::with_history(history),
             consoles: Consoles::default(),
         }
+    }
+
+    /// Remembers domain `id` (`name`), just created: its end is recorded
+    /// even if it ends before it is first listed.
+    pub fn track(&mut self, hv: &mut Hv, id: u32, name: &str) {
+        use kestrel_toolstack::server::Hypervisor;
+        let info = hv.info(id).map_or_else(
+            |_| proto::DomainInfo {
+                id,
+                name: name.into(),
+                state: proto::DomainState::Created,
+                memory_bytes: 0,
+                vcpus: 0,
+                weight: 0,
+                cap: 0,
+                cpu_time_ns: 0,
+                uptime_ns: None,
+                exit_code: None,
+                reason: None,
+            },
+            |i| i.to_proto(),
+        );
+        let now = hv.now_ns();
+        self.server.history.track(info, now);
     }
 
     /// One pass over the management line and the consoles: whether
@@ -54,30 +84,43 @@ impl Service {
                 }
             }
         }
+        // Before the consoles: a domain that ended is recorded (with its
+        // last CPU time) while its last lines are still being drained.
+        for d in self.server.observe(hv) {
+            say(&ended_line(&d));
+        }
         self.consoles.discover(self.me);
         let d = self.consoles.drain();
         busy |= d.busy;
         for (id, bytes) in d.output {
-            if self.server.attached().contains(&id) {
-                event(&Event::Console {
-                    domain: id,
-                    data: String::from_utf8_lossy(&bytes).into_owned(),
-                });
+            let to = self.server.watchers(id);
+            if !to.is_empty() {
+                let data = String::from_utf8_lossy(&bytes).into_owned();
+                event(&to, &Event::Console { domain: id, data });
             }
         }
         for id in d.closed {
-            if self.server.attached().contains(&id) {
-                self.server.detach(id);
-                event(&Event::ConsoleClosed {
-                    domain: id,
-                    reason: "domain ended".into(),
-                });
-            }
+            let to = self.server.detach_domain(id);
+            let reason = "domain ended".into();
+            event(&to, &Event::ConsoleClosed { domain: id, reason });
         }
         busy
     }
 
     fn answer(&mut self, hv: &mut Hv, line: Result<alloc::vec::Vec<u8>, proto::ProtoError>) {
+        let (session, line) = match line {
+            Ok(l) => match proto::split_session(&l) {
+                Ok((s, body)) => (s, Ok(body.to_vec())),
+                Err(e) => (None, Err(e)),
+            },
+            Err(e) => (None, Err(e)),
+        };
+        if line
+            .as_ref()
+            .is_ok_and(|l| l.iter().all(|b| b.is_ascii_whitespace()))
+        {
+            return;
+        }
         // What changes domains is also logged on the serial console, with
         // free memory, so an operator (and the tests) can follow it.
         let op = match &line {
@@ -85,7 +128,14 @@ impl Service {
             Err(_) => None,
         };
         let before = hv.free_bytes();
-        let reply = self.server.handle_line(hv, line);
+        // Named before it goes: `destroyed domain 5 (web)`.
+        let target = match &op {
+            Some(proto::Op::Destroy { domain }) => kestrel_toolstack::server::find(hv, domain)
+                .map(|d| format!("domain {} ({})", d.id, d.name))
+                .ok(),
+            _ => None,
+        };
+        let reply = self.server.handle_session_line(hv, session, line);
         let ok = reply.contains("\"ok\":");
         match op {
             Some(proto::Op::Create { file, .. }) => {
@@ -99,11 +149,29 @@ impl Service {
                 ));
             }
             Some(proto::Op::Destroy { domain }) if ok => say(&format!(
-                "destroyed {domain}; free_bytes before={before} after={}",
+                "destroyed {}; free_bytes before={before} after={}",
+                target.unwrap_or_else(|| format!("domain {domain}")),
                 hv.free_bytes()
             )),
             _ => {}
         }
-        send(&reply);
+        send(&proto::tag(session, &reply));
     }
+}
+
+/// `domain 3 (web) ended: exited with code 7 after 2.5 s, cpu 0.1 s`.
+fn ended_line(d: &proto::DomainInfo) -> String {
+    let how = match (d.reason.as_deref(), d.exit_code) {
+        (Some("exited"), Some(c)) => format!("exited with code {c}"),
+        (Some(r), _) => String::from(r),
+        (None, _) => String::from("unknown"),
+    };
+    let secs = |ns: u64| format!("{}.{} s", ns / 1_000_000_000, ns / 100_000_000 % 10);
+    format!(
+        "domain {} ({}) ended: {how} after {}, cpu {}",
+        d.id,
+        d.name,
+        secs(d.uptime_ns.unwrap_or(0)),
+        secs(d.cpu_time_ns)
+    )
 }

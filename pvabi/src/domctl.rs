@@ -73,7 +73,15 @@ pub const HC_DOMCTL_DESTROY: u64 = 36;
 /// **domctl info** (37): reports domain RDI.
 ///
 /// - IN: RDI = a domain id (the caller's own is allowed), RSI =
-///   guest-physical address of a [`DomainInfo`] to fill.
+///   guest-physical address of a [`DomainInfo`] to fill. With
+///   [`DOMCTL_INFO_ENDED`] set in RDI (Unreleased), the report of a domain
+///   that has **ended and been freed** instead: state [`DOMAIN_ENDED`], how
+///   it ended in `flags` ([`DOMAIN_FLAG_EXITED`], [`DOMAIN_FLAG_KILLED`] or
+///   [`DOMAIN_FLAG_DESTROYED`]), its exit code, exits, vCPUs, weight, cap,
+///   memory quota (`max_pages`; `current_pages` 0) and name; `cpu_time_ns`
+///   and `vcpus_online` are 0 (a control domain keeps the CPU time it last
+///   saw). The hypervisor keeps the last [`DOMCTL_ENDED_KEPT`] such reports;
+///   `ENOENT` for an id with none (never ended, or too long ago).
 /// - OUT: RAX = 0 and the struct filled.
 /// - Errors: `EPERM` (caller not privileged); `EINVAL` (RDI does not fit
 ///   in 32 bits); `ENOENT` (no such domain, or its memory is already
@@ -145,8 +153,28 @@ pub const DOMAIN_RUNNING: u32 = 1;
 /// its memory is being returned.
 pub const DOMAIN_DYING: u32 = 2;
 
+/// [`DomainInfo::state`] (Unreleased): ended and freed; only reported
+/// for [`DOMCTL_INFO_ENDED`] requests.
+pub const DOMAIN_ENDED: u32 = 3;
+
 /// [`DomainInfo::flags`]: the control domain.
 pub const DOMAIN_FLAG_PRIVILEGED: u32 = 1;
+/// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report: it exited by itself
+/// (`HC_SCHED_SHUTDOWN`; the code is its own).
+pub const DOMAIN_FLAG_EXITED: u32 = 1 << 1;
+/// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report: the hypervisor
+/// killed it (a fault or a broken rule; the reason is in the log).
+pub const DOMAIN_FLAG_KILLED: u32 = 1 << 2;
+/// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report: destroyed by the
+/// control domain ([`HC_DOMCTL_DESTROY`]).
+pub const DOMAIN_FLAG_DESTROYED: u32 = 1 << 3;
+
+/// Bit of [`HC_DOMCTL_INFO`]'s RDI (Unreleased): ask for the report of an
+/// ended domain. Before, any RDI over 32 bits was `EINVAL`, so no older
+/// caller sets it.
+pub const DOMCTL_INFO_ENDED: u64 = 1 << 32;
+/// How many ended domains' reports the hypervisor keeps (the oldest goes).
+pub const DOMCTL_ENDED_KEPT: usize = 64;
 
 /// [`ModuleInfo::kind`]: an ELF64 image a domain can be created from.
 pub const MODULE_ELF: u32 = 1;

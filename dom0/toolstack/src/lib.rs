@@ -8,6 +8,7 @@
 //! - [`server`]: the management service and the domain builder, over a
 //!   [`server::Hypervisor`] trait (domctl hypercalls in dom0, fakes here).
 //! - [`console`]: guests' console bytes to clean, whole lines.
+//! - [`textring`]: bounded line histories (dom0's log, consoles).
 //!
 //! The format and the protocol are documented in `docs/toolstack.md`.
 #![no_std]
@@ -19,3 +20,4 @@ pub mod config;
 pub mod console;
 pub mod proto;
 pub mod server;
+pub mod textring;

@@ -2,7 +2,8 @@
 //! milliseconds (default 100), sleeping in between, `count=` times (0, the
 //! default: forever); after the last of `count` ticks it prints
 //! `ticker: <count> ticks in <ms> ms` (system time from its first sleep to
-//! its last tick) and exits 0. `note=<word>` is printed in its first line. The dom0 boot tests use it to show that domains keep
+//! its last tick) and exits with `code=` (default 0; dom0's history test
+//! reads it back). `note=<word>` is printed in its first line. The dom0 boot tests use it to show that domains keep
 //! running while others are created and destroyed, and that their console
 //! lines reach dom0.
 #![no_std]
@@ -31,5 +32,5 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     }
     let ms = time::now_ns().saturating_sub(t0) / 1_000_000;
     pvabi::println!("ticker: {n} ticks in {ms} ms");
-    0
+    i32::try_from(num_arg(si, "code", 0)).unwrap_or(0)
 }

@@ -180,6 +180,10 @@ pub enum CmdlineError {
         /// The accepted values, for the message.
         expected: &'static str,
     },
+    /// `console=com2` with `dom0`: COM2 is dom0's management line, and
+    /// log lines written into it would corrupt the protocol (and the
+    /// operator would see protocol lines on the console).
+    ConsoleOnManagementLine,
 }
 
 impl fmt::Display for CmdlineError {
@@ -207,6 +211,11 @@ impl fmt::Display for CmdlineError {
             } => write!(
                 f,
                 "bad value \"{value}\" for command-line option \"{option}\" (expected {expected})"
+            ),
+            Self::ConsoleOnManagementLine => f.write_str(
+                "console=com2 and dom0 on one command line: with dom0, COM2 is dom0's management \
+                 line, so the console cannot be there too; use console=com1 (or console=none) and \
+                 reach management through COM2 (hvctl --socket, or hvctl relay on the serial device)",
             ),
         }
     }
@@ -263,6 +272,9 @@ impl Options {
             if let Err(e) = opts.apply(word) {
                 first_err.get_or_insert(e);
             }
+        }
+        if opts.dom0 && opts.console == Console::Com2 {
+            first_err.get_or_insert(CmdlineError::ConsoleOnManagementLine);
         }
         (opts, first_err)
     }
@@ -506,6 +518,24 @@ mod tests {
                 value: word("")
             }
         );
+    }
+
+    #[test]
+    fn console_and_management_never_share_com2() {
+        let (o, e) = err("dom0 console=com2");
+        assert_eq!(e, CmdlineError::ConsoleOnManagementLine);
+        assert!(
+            o.dom0 && o.console == Console::Com2,
+            "applied, then refused"
+        );
+        assert!(e.to_string().contains("COM2 is dom0's management line"));
+        assert_eq!(
+            err("console=com2 exit=qemu dom0").1,
+            CmdlineError::ConsoleOnManagementLine
+        );
+        assert!(ok("dom0 console=com1").dom0);
+        assert!(ok("dom0 console=none").dom0);
+        assert_eq!(ok("console=com2").console, Console::Com2);
     }
 
     #[test]

@@ -167,6 +167,9 @@ impl Svc<'_> {
                 Ok(DomctlReply::Value(0))
             }
             DomctlReq::Info(id) => Ok(DomctlReply::Info(info(&*find(id)?))),
+            DomctlReq::Ended(id) => crate::domain::ended::get(id.0)
+                .map(DomctlReply::Info)
+                .ok_or(Error::NoEntry),
             DomctlReq::List(ids) => {
                 let table = DOMAINS.lock();
                 for (slot, (id, _)) in ids.iter_mut().zip(table.domains()) {

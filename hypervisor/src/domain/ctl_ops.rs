@@ -7,10 +7,11 @@
 use pvabi::Error;
 use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
-    DOMCTL_CMDLINE_MAX, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN, DOMCTL_MEMORY_MAX,
-    DOMCTL_MEMORY_MIN, DOMCTL_READ_MAX, DomainCreate, DomainInfo, HC_DOMCTL_CREATE,
-    HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO,
-    HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
+    DOMCTL_CMDLINE_MAX, DOMCTL_INFO_ENDED, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN,
+    DOMCTL_MEMORY_MAX, DOMCTL_MEMORY_MIN, DOMCTL_READ_MAX, DomainCreate, DomainInfo,
+    HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST,
+    HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo,
+    ModuleInfo,
 };
 
 use crate::domain::ids::DomainId;
@@ -107,6 +108,9 @@ pub enum DomctlReq<'a> {
     },
     /// Report the machine.
     HostInfo,
+    /// The report of a domain that ended and was freed
+    /// (`DOMCTL_INFO_ENDED`).
+    Ended(DomainId),
 }
 
 /// What a [`DomctlReq`] produced (returned by value once per domctl call,
@@ -158,6 +162,12 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
         HC_DOMCTL_UNPAUSE => value(svc.domctl(DomctlReq::Unpause(dom_id(a[0])?))),
         HC_DOMCTL_PAUSE => value(svc.domctl(DomctlReq::Pause(dom_id(a[0])?))),
         HC_DOMCTL_DESTROY => value(svc.domctl(DomctlReq::Destroy(dom_id(a[0])?))),
+        HC_DOMCTL_INFO if a[0] & DOMCTL_INFO_ENDED != 0 => {
+            match svc.domctl(DomctlReq::Ended(dom_id(a[0] & !DOMCTL_INFO_ENDED)?))? {
+                DomctlReply::Info(info) => put(svc, a[1], info.as_bytes()),
+                _ => Err(Error::Invalid),
+            }
+        }
         HC_DOMCTL_INFO => match svc.domctl(DomctlReq::Info(dom_id(a[0])?))? {
             DomctlReply::Info(info) => put(svc, a[1], info.as_bytes()),
             _ => Err(Error::Invalid),

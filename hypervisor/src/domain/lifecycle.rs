@@ -500,6 +500,24 @@ impl Drop for Domain {
             // Its longest exit (`cargo xtask bench`: bounded exits).
             self.max_exit_ticks.load(Ordering::Relaxed)
         );
+        crate::domain::ended::record(pvabi::DomainInfo {
+            id: self.id.0,
+            flags: crate::domain::ended::how_flag(end.how),
+            nr_vcpus: self.nr_vcpus,
+            weight: self.weight,
+            cap: self.cap,
+            exit_code: i32::try_from(end.code).unwrap_or(-1),
+            max_pages: inner.mem.max_pages(),
+            exits: self.exits.load(Ordering::Relaxed),
+            name: {
+                let mut n = [0u8; 32];
+                for (d, s) in n.iter_mut().take(31).zip(self.name.bytes()) {
+                    *d = s;
+                }
+                n
+            },
+            ..Default::default()
+        });
         if end.how == "exited" && end.code == 0 {
             ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);
         } else {

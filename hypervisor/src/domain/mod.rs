@@ -10,6 +10,7 @@ pub mod budget;
 pub mod builder;
 pub mod ctl;
 pub mod ctl_ops;
+pub mod ended;
 pub mod ids;
 pub mod lifecycle;
 pub mod memory;

@@ -53,6 +53,15 @@ pub fn info(id: u32) -> Result<DomainInfo, Error> {
     Ok(out)
 }
 
+/// The report of domain `id` once it has ended and been freed
+/// ([`crate::DOMCTL_INFO_ENDED`]): state [`crate::DOMAIN_ENDED`].
+pub fn ended(id: u32) -> Result<DomainInfo, Error> {
+    let mut out = DomainInfo::new_zeroed();
+    let arg = u64::from(id) | crate::DOMCTL_INFO_ENDED;
+    call(HC_DOMCTL_INFO, [arg, &raw mut out as u64, 0, 0])?;
+    Ok(out)
+}
+
 /// Fills `ids` with domain ids, ascending; returns how many domains exist
 /// (more than `ids.len()` means the list was cut).
 pub fn list(ids: &mut [u32]) -> Result<usize, Error> {

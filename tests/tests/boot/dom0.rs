@@ -288,3 +288,9 @@ pub(crate) fn hvctl_cmd(socket: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[path = "dom0_many.rs"]
+mod many_session;
+
+#[path = "dom0_ended.rs"]
+mod ended_session;

@@ -79,12 +79,14 @@ fn last_tick(log: &std::path::Path, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Speaks to the service directly: bad lines get errors, then good ones
-/// are answered.
+/// Speaks to the service through the relay hvctl started (`<sock>.mux`):
+/// bad lines get errors, then good ones are answered.
 fn raw_session(sock: &std::path::Path) {
     use std::io::{BufRead, BufReader, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(sock)
-        .unwrap_or_else(|e| panic!("connecting {}: {e}", sock.display()));
+    let mut mux = sock.as_os_str().to_owned();
+    mux.push(".mux");
+    let mut s = std::os::unix::net::UnixStream::connect(&mux)
+        .unwrap_or_else(|e| panic!("connecting {}.mux: {e}", sock.display()));
     s.set_read_timeout(Some(scaled(10)))
         .unwrap_or_else(|e| panic!("{e}"));
     let sent = "nonsense\n{\"id\":5,\"op\":\"fly\"}\n{\"id\":6,\"op\":\"list\"}\n\
@@ -103,8 +105,8 @@ fn raw_session(sock: &std::path::Path) {
     let want = [
         ("\"id\":null", "bad_request"),
         ("\"id\":5", "bad_request"),
-        // A serial line has no connections: hvctl's hello still counts.
-        ("\"id\":6", "\"kind\":\"domains\""),
+        // Each session needs its own hello.
+        ("\"id\":6", "version_mismatch"),
         ("\"id\":7", "\"kind\":\"hello\""),
         ("\"id\":8", "bad_state"),
     ];
@@ -181,8 +183,10 @@ fn dom0_qemu_hvctl() {
         let (code, out, err) = hvctl_cmd(&sock, &["create", big.to_str().unwrap_or("")]);
         assert_eq!(code, 1, "too big: {out}{err}");
         assert!(
-            err.contains("line 6: domain \"huge\": not enough free memory")
-                && err.contains("1 domain(s) built before it were destroyed")
+            err.contains(
+                "too-big.toml:6: domain \"huge\": not enough free memory: 1024 MiB asked, "
+            ) && err.contains(" MiB free; nothing from ")
+                && err.contains("(the domain built before it was destroyed again)")
                 && err.contains("no_resources"),
             "too big: {err}"
         );
@@ -230,8 +234,12 @@ fn dom0_qemu_hvctl() {
         // Destroy the fourth: its memory comes back, the others go on.
         let ticks = ["tick-a", "tick-b", "tick-c"].map(|n| last_tick(&log, n));
         let (code, out, err) = hvctl_cmd(&sock, &["destroy", "tick-d"]);
-        assert_eq!(code, 0, "destroy: {out}{err}");
-        let destroyed = wait_for_line(&log, "dom0: destroyed tick-d", scaled(10))
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "destroyed domain 5 (tick-d)\n"),
+            "destroy: {err}"
+        );
+        let destroyed = wait_for_line(&log, "dom0: destroyed domain 5 (tick-d); ", scaled(10))
             .unwrap_or_else(|| panic!("no destroy line"));
         assert_eq!(
             free_bytes(&destroyed, "after="),
@@ -251,7 +259,9 @@ fn dom0_qemu_hvctl() {
                 "dom0:running",
                 "tick-a:running",
                 "tick-b:running",
-                "tick-c:running"
+                "tick-c:running",
+                // Destroyed, still listed (issue 15): until `hvctl forget`.
+                "tick-d:ended"
             ]
         );
     });

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use kestrel_toolstack::proto::DomainRef;
 
 use crate::error::Error;
+use crate::target::Sources;
+pub use crate::target::Target;
 
 /// Manage the domains of a Kestrel host through dom0's management service.
 ///
@@ -21,6 +23,13 @@ pub struct Cli {
     /// dom0's management serial line as a TCP socket.
     #[arg(long, value_name = "HOST:PORT", global = true)]
     pub tcp: Option<String>,
+    /// dom0's management service at HOST (port 4444 unless given).
+    #[arg(long, value_name = "HOST[:PORT]", global = true)]
+    pub host: Option<String>,
+    /// Seconds to wait for each reply from dom0.
+    #[arg(long, value_name = "SECONDS", global = true, default_value_t = 20.0,
+          value_parser = seconds)]
+    pub timeout: f64,
     /// Print dom0's replies as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -61,7 +70,41 @@ pub enum Command {
     Console {
         #[arg(value_name = "DOM", value_parser = dom)]
         domain: DomainRef,
+        /// Print the console lines dom0 kept (also of an ended domain)
+        /// instead of attaching.
+        #[arg(long)]
+        history: bool,
     },
+    /// Print dom0's log: what it did (kept in its memory).
+    Log,
+    /// Per-domain CPU and memory: once, or every --every seconds.
+    Top {
+        /// Seconds between samples (CPU % is measured over it).
+        #[arg(long = "every", value_name = "SECONDS", default_value = "1", value_parser = millis)]
+        every_ms: u64,
+        /// Screens to print; 0: until interrupted.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        count: u64,
+    },
+    /// Drop an ended domain from the list.
+    Forget {
+        #[arg(value_name = "DOM", value_parser = dom)]
+        domain: DomainRef,
+    },
+    /// Serve many hvctl clients on the one management line at --socket
+    /// PATH, listening at PATH.mux (hvctl starts one by itself when needed).
+    Relay,
+}
+
+fn millis(s: &str) -> Result<u64, String> {
+    seconds(s).map(|t| (t * 1000.0) as u64)
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= 86_400.0 => Ok(t),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
+    }
 }
 
 fn dom(s: &str) -> Result<DomainRef, String> {
@@ -71,23 +114,18 @@ fn dom(s: &str) -> Result<DomainRef, String> {
     Ok(DomainRef::parse(s))
 }
 
-/// Where dom0's management service is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
 impl Cli {
+    /// Where dom0 is (see [`crate::target`]).
     pub fn target(&self) -> Result<Target, Error> {
-        match (&self.socket, &self.tcp) {
-            (Some(p), None) => Ok(Target::Unix(p.clone())),
-            (None, Some(t)) => Ok(Target::Tcp(t.clone())),
-            (Some(_), Some(_)) => Err(Error::Usage("give --socket or --tcp, not both".into())),
-            (None, None) => Err(Error::Usage(
-                "no management connection: give --socket PATH or --tcp HOST:PORT".into(),
-            )),
-        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        crate::target::resolve(&Sources {
+            socket: self.socket.clone(),
+            tcp: self.tcp.clone(),
+            host: self.host.clone(),
+            env: &env,
+            config: crate::target::config_file(&env),
+            demo: crate::target::demo_socket(),
+        })
     }
 }
 
@@ -130,7 +168,15 @@ mod tests {
                 config: "g.toml".into()
             }
         );
-        for cmd in ["destroy", "unpause", "console"] {
+        let c = parse(&["console", "--history", "web"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.command,
+            Command::Console {
+                domain: DomainRef::Name("web".into()),
+                history: true
+            }
+        );
+        for cmd in ["destroy", "unpause", "console", "forget"] {
             assert!(parse(&["--socket=s", cmd, "db"]).is_ok(), "{cmd}");
         }
     }
@@ -145,12 +191,11 @@ mod tests {
         let both =
             parse(&["--socket", "a", "--tcp", "b:1", "list"]).unwrap_or_else(|e| panic!("{e}"));
         assert!(both.target().is_err());
-        let none = parse(&["list"]).unwrap_or_else(|e| panic!("{e}"));
-        let e = none
-            .target()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("--socket PATH or --tcp HOST:PORT"), "{e}");
+        let t =
+            parse(&["--timeout", "2.5", "--host", "srv", "list"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.timeout, 2.5);
+        assert_eq!(t.target().ok(), Some(Target::Tcp("srv:4444".into())));
+        assert!(parse(&["--timeout", "0", "list"]).is_err());
+        assert!(parse(&["--timeout", "x", "list"]).is_err());
     }
 }

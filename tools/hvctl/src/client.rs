@@ -1,10 +1,10 @@
 //! A connection to dom0's management service: hello, then one request at a
-//! time, each answered in order.
+//! time, each answered in order, each within a time limit.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 use kestrel_toolstack::proto::{
     self, LineBuffer, Op, Outcome, Reply, Request, Response, ServerLine,
@@ -32,7 +32,8 @@ impl Lines {
         }
     }
 
-    /// The next message; end of stream is a connection error.
+    /// The next message; end of stream is a connection error, and so is a
+    /// read that times out ([`Error::Timeout`]).
     pub fn next(&mut self) -> Result<ServerLine, Error> {
         loop {
             if let Some(line) = self.ready.pop_front() {
@@ -44,7 +45,10 @@ impl Lines {
             let n = match self.reader.read(&mut chunk) {
                 Ok(0) => return Err(Error::Connection("dom0 closed the connection".into())),
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Err(Error::Timeout(String::new()));
+                }
                 Err(e) => return Err(Error::Connection(format!("reading from dom0: {e}"))),
             };
             for line in self.buf.extend(chunk.get(..n).unwrap_or_default()) {
@@ -76,23 +80,42 @@ impl Sender {
     }
 }
 
+/// Sets or clears the connection's read time limit.
+type SetTimeout = Box<dyn Fn(Option<Duration>) -> std::io::Result<()> + Send>;
+
 pub struct Client {
     pub lines: Lines,
     pub sender: Sender,
+    /// The time limit for each reply.
+    timeout: Duration,
+    set_timeout: SetTimeout,
+    /// Where dom0 is, for messages.
+    pub target: Target,
+}
+
+/// The first request id of this process: its pid in the high half, so a
+/// late reply meant for another (killed) client never matches.
+fn first_id() -> u64 {
+    (u64::from(std::process::id()) << 32) | 1
 }
 
 impl Client {
-    /// Connects and says hello.
-    pub fn connect(target: &Target) -> Result<Self, Error> {
-        let (reader, writer): (Reader, Writer) = match target {
+    /// Connects and says hello; every reply must come within `timeout`.
+    pub fn connect(target: &Target, timeout: Duration) -> Result<Self, Error> {
+        let (reader, mut writer, set_timeout): (Reader, Writer, SetTimeout) = match target {
             Target::Unix(path) => {
-                let s = UnixStream::connect(path).map_err(|e| {
-                    Error::Connection(format!("cannot reach dom0 at {}: {e}", path.display()))
-                })?;
+                let s = crate::relay::connect(path)?;
                 let r = s
                     .try_clone()
                     .map_err(|e| Error::Connection(e.to_string()))?;
-                (Box::new(r), Box::new(s))
+                let c = s
+                    .try_clone()
+                    .map_err(|e| Error::Connection(e.to_string()))?;
+                (
+                    Box::new(r),
+                    Box::new(s),
+                    Box::new(move |t| c.set_read_timeout(t)),
+                )
             }
             Target::Tcp(addr) => {
                 let s = TcpStream::connect(addr)
@@ -100,12 +123,31 @@ impl Client {
                 let r = s
                     .try_clone()
                     .map_err(|e| Error::Connection(e.to_string()))?;
-                (Box::new(r), Box::new(s))
+                let c = s
+                    .try_clone()
+                    .map_err(|e| Error::Connection(e.to_string()))?;
+                (
+                    Box::new(r),
+                    Box::new(s),
+                    Box::new(move |t| c.set_read_timeout(t)),
+                )
             }
         };
+        set_timeout(Some(timeout)).map_err(|e| Error::Connection(e.to_string()))?;
+        // An empty line first: it ends whatever a client killed mid-line
+        // left on a line it had to itself (dom0 skips empty lines).
+        writer
+            .write_all(b"\n")
+            .map_err(|e| Error::Connection(format!("writing to dom0: {e}")))?;
         let mut client = Self {
             lines: Lines::new(reader),
-            sender: Sender { writer, next_id: 1 },
+            sender: Sender {
+                writer,
+                next_id: first_id(),
+            },
+            timeout,
+            set_timeout,
+            target: target.clone(),
         };
         let hello = Op::Hello {
             version: proto::VERSION,
@@ -123,15 +165,45 @@ impl Client {
         }
     }
 
-    /// Sends a request and waits for its reply; events meanwhile are dropped.
+    /// No time limit from now on (a console waits for output forever).
+    pub fn no_timeout(&self) -> Result<(), Error> {
+        (self.set_timeout)(None).map_err(|e| Error::Connection(e.to_string()))
+    }
+
+    /// Sends a request and waits (at most the time limit) for its reply;
+    /// events meanwhile are dropped, and so are replies to requests this
+    /// process did not send (meant for a client killed before they came).
     pub fn call(&mut self, op: Op) -> Result<Reply, Error> {
+        let what = op_name(&op);
+        let first = self.sender.next_id == first_id();
         let id = self.sender.send(op)?;
         loop {
-            if let ServerLine::Response(resp) = self.lines.next()? {
-                return reply_for(id, resp);
+            let line = self.lines.next().map_err(|e| match e {
+                Error::Timeout(_) => Error::Timeout(format!(
+                    "no reply from dom0 to `{what}` within {} s (at {}): is dom0 running? \
+                     (--timeout SECONDS waits longer)",
+                    self.timeout.as_secs_f64(),
+                    self.target
+                )),
+                e => e,
+            })?;
+            match line {
+                ServerLine::Response(resp) if resp.id.is_some_and(|r| r != id) => {}
+                // The answer to a line a dead client left unfinished.
+                ServerLine::Response(resp) if first && resp.id.is_none() => {}
+                ServerLine::Response(resp) => return reply_for(id, resp),
+                ServerLine::Event(_) => {}
             }
         }
     }
+}
+
+/// The op's name, for messages.
+fn op_name(op: &Op) -> String {
+    serde_json::to_value(op)
+        .ok()
+        .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "request".into())
 }
 
 /// The reply in `resp`, which must answer request `id`.

@@ -75,6 +75,8 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
         ));
     };
     eprintln!("hvctl: attached to domain {id} ({name}); Ctrl-] detaches");
+    // Output comes when the guest writes: no time limit from here on.
+    client.no_timeout()?;
     let target = DomainRef::Id(id);
     let term = RawTerminal::enter();
     let (tx, rx) = mpsc::channel();

@@ -15,6 +15,8 @@ pub enum Error {
     Config(String),
     /// The socket could not be reached, or the connection broke: exit 3.
     Connection(String),
+    /// No reply within the time limit: exit 3.
+    Timeout(String),
     /// A reply that does not decode or another protocol version: exit 4.
     Protocol(String),
 }
@@ -24,7 +26,7 @@ impl Error {
         ExitCode::from(match self {
             Self::Refused(_) => 1,
             Self::Usage(_) | Self::Config(_) => 2,
-            Self::Connection(_) => 3,
+            Self::Connection(_) | Self::Timeout(_) => 3,
             Self::Protocol(_) => 4,
         })
     }
@@ -38,7 +40,9 @@ impl fmt::Display for Error {
                 let code = code.as_ref().and_then(|c| c.as_str()).unwrap_or("unknown");
                 write!(f, "dom0 refused: {} ({code})", e.message)
             }
-            Self::Usage(m) | Self::Config(m) | Self::Connection(m) => f.write_str(m),
+            Self::Usage(m) | Self::Config(m) | Self::Connection(m) | Self::Timeout(m) => {
+                f.write_str(m)
+            }
             Self::Protocol(m) => write!(f, "protocol error: {m}"),
         }
     }

@@ -8,15 +8,19 @@ mod client;
 mod console;
 mod error;
 mod output;
+mod relay;
+mod target;
+mod top;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use kestrel_toolstack::config::{self, Images, Limits};
-use kestrel_toolstack::proto::{Op, Reply};
+use kestrel_toolstack::proto::{DomainRef, Op, Reply};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Target};
 use client::Client;
 use error::Error;
 
@@ -45,20 +49,33 @@ fn main() -> ExitCode {
 /// Runs one command; returns what to print.
 fn run(cli: Cli) -> Result<String, Error> {
     let target = cli.target()?;
+    if let Command::Relay = cli.command {
+        let Target::Unix(line) = &target else {
+            return Err(Error::Usage(
+                "hvctl relay serves a unix socket line: give --socket PATH".into(),
+            ));
+        };
+        return relay::serve(line).map(|()| String::new());
+    }
     // Check a configuration before connecting: a bad file never reaches dom0.
     let create = match &cli.command {
         Command::Create { config } => {
             let text = std::fs::read_to_string(config)
                 .map_err(|e| Error::Config(format!("cannot read {}: {e}", config.display())))?;
             let file = config.display().to_string();
-            config::parse(&file, &text, &Limits::default(), Images::Any)
+            let cfg = config::parse(&file, &text, &Limits::default(), Images::Any)
                 .map_err(|e| Error::Config(format!("{} has errors:\n{e}", file)))?;
+            if cfg.domains.is_empty() {
+                return Err(Error::Config(format!(
+                    "{file}: no [[domain]] in it: nothing to create"
+                )));
+            }
             Some(Op::Create { file, config: text })
         }
         _ => None,
     };
-    let mut client = Client::connect(&target)?;
-    let (op, verb) = match cli.command {
+    let mut client = Client::connect(&target, Duration::from_secs_f64(cli.timeout))?;
+    let (mut op, verb) = match cli.command {
         Command::List => (Op::List, ""),
         Command::Create { .. } => match create {
             Some(op) => (op, "created"),
@@ -73,10 +90,44 @@ fn run(cli: Cli) -> Result<String, Error> {
         Command::Pause { domain } => (Op::Pause { domain }, "paused"),
         Command::Unpause { domain } => (Op::Unpause { domain }, "unpaused"),
         Command::Info { domain } => (Op::Info { domain }, ""),
-        Command::Console { domain } => return console::run(client, domain).map(|()| String::new()),
+        Command::Forget { domain } => (
+            Op::Forget {
+                domain: domain.clone(),
+            },
+            "forgot",
+        ),
+        Command::Console {
+            domain,
+            history: false,
+        } => return console::run(client, domain).map(|()| String::new()),
+        Command::Console {
+            domain,
+            history: true,
+        } => (Op::ConsoleHistory { domain }, ""),
+        Command::Log => (Op::Log, ""),
+        Command::Top { every_ms, count } => {
+            return top::run(
+                &mut client,
+                Duration::from_millis(every_ms),
+                count,
+                cli.json,
+            );
+        }
+        Command::Relay => return Err(Error::Usage("relay: handled above".into())),
     };
-    let destroyed = match &op {
-        Op::Destroy { domain } => domain.to_string(),
+    let destroyed = match &mut op {
+        // Named as pause names it: `destroyed domain 4 (web)`. Asked first
+        // (an unknown domain is refused here), then destroyed by id.
+        Op::Destroy { domain } => match client.call(Op::Info {
+            domain: domain.clone(),
+        })? {
+            Reply::Domain { domain: d } => {
+                *domain = DomainRef::Id(d.id);
+                format!("{} ({})", d.id, d.name)
+            }
+            other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
+        },
+        Op::Forget { domain } => domain.to_string(),
         _ => String::new(),
     };
     let reply = client.call(op)?;
@@ -104,6 +155,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             domain.state.as_str()
         ),
         Reply::Done => format!("{verb} domain {destroyed}\n"),
+        Reply::Lines { lines, dropped } => output::lines(&lines, dropped),
         other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
     })
 }

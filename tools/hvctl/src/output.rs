@@ -45,7 +45,7 @@ pub fn table(domains: &[DomainInfo]) -> String {
             [
                 d.id.to_string(),
                 d.name.clone(),
-                d.state.as_str().into(),
+                state(d),
                 bytes(d.memory_bytes),
                 d.vcpus.to_string(),
                 d.weight.to_string(),
@@ -79,13 +79,32 @@ pub fn table(domains: &[DomainInfo]) -> String {
     out
 }
 
+/// The state, and how an ended domain ended: `ended (exited 3)`.
+fn state(d: &DomainInfo) -> String {
+    match (&d.reason, d.exit_code) {
+        (Some(r), Some(c)) if r == "exited" => format!("{} ({r} {c})", d.state.as_str()),
+        (Some(r), _) => format!("{} ({r})", d.state.as_str()),
+        _ => d.state.as_str().into(),
+    }
+}
+
+/// Seconds as `1h 02m`, `3m 07s` or `12.5 s`.
+pub fn duration(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    match s {
+        s if s >= 3600 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{:.1} s", ns as f64 / 1e9),
+    }
+}
+
 /// `info`: one field per line.
 pub fn details(d: &DomainInfo) -> String {
     let cap = match d.cap {
         0 => "none".to_string(),
         c => format!("{c}% of one CPU"),
     };
-    format!(
+    let mut out = format!(
         "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\nheap:      {} of {} bytes budget\n",
         d.id,
         d.name,
@@ -97,7 +116,30 @@ pub fn details(d: &DomainInfo) -> String {
         d.cpu_time_ns as f64 / 1e9,
         d.heap_used_bytes,
         d.heap_budget_bytes,
-    )
+    );
+    if let Some(u) = d.uptime_ns {
+        let _ = writeln!(out, "uptime:    {}", duration(u));
+    }
+    if let Some(r) = &d.reason {
+        let _ = writeln!(out, "ended:     {r}");
+    }
+    if let Some(c) = d.exit_code {
+        let _ = writeln!(out, "exit code: {c}");
+    }
+    out
+}
+
+/// Kept lines, after a note of how many older ones were dropped.
+pub fn lines(lines: &[String], dropped: u64) -> String {
+    let mut out = String::new();
+    if dropped > 0 {
+        let _ = writeln!(out, "({dropped} older lines dropped)");
+    }
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
 }
 
 /// `--json`: the reply object on one line.
@@ -125,6 +167,9 @@ mod tests {
             cpu_time_ns: ns,
             heap_budget_bytes: 128 << 10,
             heap_used_bytes: 12345,
+            uptime_ns: None,
+            exit_code: None,
+            reason: None,
         }
     }
 

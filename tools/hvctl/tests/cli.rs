@@ -1,252 +1,14 @@
 //! Runs the real `hvctl` binary against an in-test server speaking the
-//! management protocol on a unix socket: a stand-in for dom0's service
-//! (which is not written yet), holding domains in memory.
+//! management protocol on a unix socket, as dom0 does on its line (session
+//! tags of `hvctl relay` included): a stand-in holding domains in memory
+//! (`fake/mod.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod fake;
 
-use kestrel_toolstack::config::{self, Images, Limits};
-use kestrel_toolstack::proto::{
-    self, DomainInfo, DomainRef, DomainState, ErrorCode, Event, Op, Outcome, ProtoError, Reply,
-    Response,
-};
+use std::process::Command;
 
-/// How the stand-in behaves.
-#[derive(Clone, Copy)]
-enum Mode {
-    Good,
-    /// Answers hello with another protocol version.
-    OldVersion,
-    /// Answers with a line that is not the protocol.
-    Garbage,
-}
-
-struct Server {
-    path: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn tmpdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hvctl-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn start(tag: &str, mode: Mode) -> Server {
-    let dir = tmpdir(tag);
-    let path = dir.join("mgmt.sock");
-    let listener = UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        let mut doms = vec![
-            dom(1, "hello", DomainState::Running, 16, 1),
-            dom(3, "web", DomainState::Paused, 64, 2),
-        ];
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            serve(conn, mode, &mut doms);
-        }
-    });
-    Server { path, dir }
-}
-
-fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> DomainInfo {
-    DomainInfo {
-        id,
-        name: name.into(),
-        state,
-        memory_bytes: mib << 20,
-        vcpus,
-        weight: 256,
-        cap: 0,
-        cpu_time_ns: 1_500_000_000,
-        heap_budget_bytes: 0,
-        heap_used_bytes: 0,
-    }
-}
-
-fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>) {
-    let mut out = conn.try_clone().unwrap();
-    for line in BufReader::new(conn).split(b'\n') {
-        let Ok(line) = line else { return };
-        let (resp, events) = match proto::decode_request(&line) {
-            Err(e) => (e.into_response(), vec![]),
-            Ok(req) => {
-                let (result, events) = handle(req.op, mode, doms);
-                (
-                    Response {
-                        id: Some(req.id),
-                        result,
-                    },
-                    events,
-                )
-            }
-        };
-        let mut text = proto::encode_response(&resp);
-        if let Mode::Garbage = mode {
-            text = "this is not json\n".into();
-        }
-        for e in events {
-            text.push_str(&proto::encode_event(&e).unwrap());
-        }
-        if out.write_all(text.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn err(code: ErrorCode, msg: String) -> Outcome {
-    Outcome::Error(ProtoError::new(code, msg))
-}
-
-fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event>) {
-    let find = |doms: &[DomainInfo], r: &DomainRef| {
-        doms.iter().position(|d| match r {
-            DomainRef::Id(id) => d.id == *id,
-            DomainRef::Name(n) => d.name == *n,
-        })
-    };
-    let mut events = vec![];
-    let target = match &op {
-        Op::Destroy { domain }
-        | Op::Pause { domain }
-        | Op::Unpause { domain }
-        | Op::Info { domain }
-        | Op::ConsoleAttach { domain }
-        | Op::ConsoleDetach { domain }
-        | Op::ConsoleInput { domain, .. } => match find(doms, domain) {
-            Some(i) => Some(i),
-            None => {
-                return (
-                    err(ErrorCode::NoSuchDomain, format!("no domain \"{domain}\"")),
-                    events,
-                );
-            }
-        },
-        _ => None,
-    };
-    let i = target.unwrap_or(0);
-    let outcome = match op {
-        Op::Hello { .. } => {
-            let version = if let Mode::OldVersion = mode {
-                0
-            } else {
-                proto::VERSION
-            };
-            Outcome::Ok(Reply::Hello {
-                version,
-                server: "fake-dom0".into(),
-            })
-        }
-        Op::List => Outcome::Ok(Reply::Domains {
-            domains: doms.clone(),
-        }),
-        Op::Create { file, config } => {
-            match config::parse(
-                &file,
-                &config,
-                &Limits::default(),
-                Images::Only(&["hello", "web.elf"]),
-            ) {
-                Err(e) => err(ErrorCode::BadConfig, e.to_string()),
-                Ok(c) => {
-                    let mut made = vec![];
-                    for d in c.domains {
-                        let id = doms.iter().map(|d| d.id).max().unwrap_or(0) + 1;
-                        let state = if d.autostart {
-                            DomainState::Running
-                        } else {
-                            DomainState::Created
-                        };
-                        made.push(dom(id, &d.name, state, d.memory_mib, d.vcpus));
-                        doms.push(made.last().unwrap().clone());
-                    }
-                    Outcome::Ok(Reply::Domains { domains: made })
-                }
-            }
-        }
-        Op::Destroy { .. } => {
-            doms.remove(i);
-            Outcome::Ok(Reply::Done)
-        }
-        Op::Pause { .. } | Op::Unpause { .. } => {
-            let pause = matches!(op, Op::Pause { .. });
-            let (from, to) = if pause {
-                (DomainState::Running, DomainState::Paused)
-            } else {
-                (DomainState::Paused, DomainState::Running)
-            };
-            if doms[i].state == from {
-                doms[i].state = to;
-                Outcome::Ok(Reply::Domain {
-                    domain: doms[i].clone(),
-                })
-            } else {
-                err(
-                    ErrorCode::BadState,
-                    format!("domain {} is {}", doms[i].name, doms[i].state.as_str()),
-                )
-            }
-        }
-        Op::Info { .. } => Outcome::Ok(Reply::Domain {
-            domain: doms[i].clone(),
-        }),
-        Op::ConsoleAttach { .. } => {
-            let d = &doms[i];
-            events.push(Event::Console {
-                domain: d.id,
-                data: format!("Welcome to {}\n", d.name),
-            });
-            Outcome::Ok(Reply::Attached {
-                domain: d.id,
-                name: d.name.clone(),
-            })
-        }
-        Op::ConsoleInput { data, .. } => {
-            events.push(Event::Console {
-                domain: doms[i].id,
-                data: format!("echo: {data}"),
-            });
-            Outcome::Ok(Reply::Done)
-        }
-        Op::ConsoleDetach { .. } => Outcome::Ok(Reply::Done),
-    };
-    (outcome, events)
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn hvctl(sock: &Path, args: &[&str], stdin: &[u8]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hvctl"))
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
-}
+use fake::{Mode, hvctl, start, tmpdir};
 
 #[test]
 fn list_info_pause_unpause_destroy() {
@@ -289,7 +51,10 @@ ID  NAME   STATE    MEMORY  VCPUS  WEIGHT  CAP  CPU TIME
         "hvctl: dom0 refused: domain web is paused (bad_state)\n"
     );
     let r = hvctl(&s.path, &["destroy", "hello"], b"");
-    assert_eq!((r.code, r.stdout.as_str()), (0, "destroyed domain hello\n"));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "destroyed domain 1 (hello)\n")
+    );
     let r = hvctl(&s.path, &["--json", "list"], b"");
     assert_eq!(r.code, 0);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -358,6 +123,21 @@ fn create_checks_locally_then_remotely() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains(":3:9: domain \"y\": field \"image\": \"nginx.elf\" is not a boot module (modules: hello, web.elf) (bad_config)"), "{}", r.stderr);
 
+    // A file with no domain in it is an error (exit 2), not a silent success.
+    for (name, text) in [("empty.toml", ""), ("none.toml", "# no domains\n")] {
+        let f = s.dir.join(name);
+        std::fs::write(&f, text).unwrap();
+        let r = hvctl(&s.path, &["create", f.to_str().unwrap()], b"");
+        assert_eq!(r.code, 2, "{name}");
+        assert_eq!(
+            r.stderr,
+            format!(
+                "hvctl: {}: no [[domain]] in it: nothing to create\n",
+                f.display()
+            )
+        );
+    }
+
     let r = hvctl(&s.path, &["create", "/nonexistent/x.toml"], b"");
     assert_eq!(r.code, 2);
     assert!(
@@ -416,6 +196,9 @@ fn connection_and_protocol_errors() {
     // Usage errors are exit 2.
     let out = Command::new(env!("CARGO_BIN_EXE_hvctl"))
         .arg("list")
+        .env_remove("KESTREL_SOCKET")
+        .env_remove("KESTREL_HOST")
+        .env("KESTREL_CONFIG", "/nonexistent/hvctl.toml")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -425,4 +208,37 @@ fn connection_and_protocol_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn log_history_and_top() {
+    let s = start("logtop", Mode::Good);
+    let r = hvctl(&s.path, &["log"], b"");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "(3 older lines dropped)\nkestrel-dom0 0.1.0\nready\n")
+    );
+    let r = hvctl(&s.path, &["console", "--history", "web"], b"");
+    assert_eq!((r.code, r.stdout.as_str()), (0, "Welcome to web\n"));
+    let r = hvctl(&s.path, &["top", "--every", "0.05"], b"");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut lines = r.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("2 domains, 80 MiB assigned, over 0.")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.next().is_some_and(|l| l.contains("CPU%")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  1  hello             running      0.0     16 MiB"),
+        "{}",
+        r.stdout
+    );
 }

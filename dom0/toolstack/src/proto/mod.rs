@@ -11,6 +11,7 @@
 //! `id` if one could be read); the connection stays usable.
 
 mod codec;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ pub use codec::{
     DecodeError, LineBuffer, decode_request, decode_server_line, encode_event, encode_request,
     encode_response,
 };
+pub use session::{SessionId, split_session, tag};
 
 /// Protocol version; a change that an older peer would misread bumps it.
 pub const VERSION: u32 = 1;
@@ -93,6 +95,19 @@ pub enum Op {
     /// Bytes for the domain's console input (an attached console).
     /// [`Reply::Done`].
     ConsoleInput { domain: DomainRef, data: String },
+    /// dom0's log: the lines it printed (`dom0: ...`), oldest first.
+    /// [`Reply::Lines`].
+    Log,
+    /// The domain's console lines dom0 kept (live or ended).
+    /// [`Reply::Lines`].
+    ConsoleHistory { domain: DomainRef },
+    /// Drops an ended domain from the list (every ended one of that name,
+    /// or the one with that id). [`Reply::Done`].
+    Forget { domain: DomainRef },
+    /// Ends the sender's session: its consoles detach, the next request
+    /// needs a `hello` again. Sent by `hvctl relay` when a client's
+    /// connection closes. [`Reply::Done`].
+    Bye,
 }
 
 /// A domain's life-cycle state.
@@ -109,6 +124,9 @@ pub enum DomainState {
     Shutdown,
     /// Killed for breaking a rule.
     Crashed,
+    /// Ended and freed; kept in dom0's history (`exit_code`, `reason`)
+    /// until `forget` or until newer ones push it out.
+    Ended,
     /// A state this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -123,6 +141,7 @@ impl DomainState {
             Self::Paused => "paused",
             Self::Shutdown => "shutdown",
             Self::Crashed => "crashed",
+            Self::Ended => "ended",
             Self::Unknown => "unknown",
         }
     }
@@ -139,7 +158,8 @@ pub struct DomainInfo {
     pub weight: u32,
     /// Percent of one CPU; 0 = no cap.
     pub cap: u32,
-    /// CPU time used by all its vCPUs.
+    /// CPU time used by all its vCPUs (for an ended domain: as dom0 last
+    /// saw it).
     pub cpu_time_ns: u64,
     /// Hypervisor heap it may use (its budget) and uses now, in bytes
     /// (absent from older services: 0).
@@ -147,17 +167,44 @@ pub struct DomainInfo {
     pub heap_budget_bytes: u64,
     #[serde(default)]
     pub heap_used_bytes: u64,
+    /// Nanoseconds since dom0 first saw it (created it), until it ended;
+    /// absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ns: Option<u64>,
+    /// How it ended: its exit code (-1 when killed or destroyed); only
+    /// for ended domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// How it ended: `exited`, `killed`, `destroyed` or `unknown`; only
+    /// for ended domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A successful result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reply {
-    Hello { version: u32, server: String },
-    Domains { domains: Vec<DomainInfo> },
-    Domain { domain: DomainInfo },
-    Attached { domain: u32, name: String },
+    Hello {
+        version: u32,
+        server: String,
+    },
+    Domains {
+        domains: Vec<DomainInfo>,
+    },
+    Domain {
+        domain: DomainInfo,
+    },
+    Attached {
+        domain: u32,
+        name: String,
+    },
     Done,
+    /// Lines kept in memory, oldest first; `dropped` older ones are gone.
+    Lines {
+        lines: Vec<String>,
+        dropped: u64,
+    },
 }
 
 /// Why a request failed.

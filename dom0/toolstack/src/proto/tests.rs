@@ -19,6 +19,9 @@ fn info() -> DomainInfo {
         cpu_time_ns: 1_500_000_000,
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
+        uptime_ns: None,
+        exit_code: None,
+        reason: None,
     }
 }
 

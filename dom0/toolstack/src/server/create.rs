@@ -14,8 +14,14 @@ use crate::proto::{ErrorCode, ProtoError};
 /// Why a configuration's domains were not built. Nothing it built is left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateFailure {
+    /// The configuration file's name.
+    pub file: String,
     /// The domain that could not be built.
     pub domain: String,
+    /// The memory it asks for, in MiB.
+    pub asked_mib: u64,
+    /// Free memory when it failed, if known.
+    pub free_bytes: Option<u64>,
     /// Line of its `[[domain]]` header.
     pub line: usize,
     pub error: CreateError,
@@ -34,17 +40,26 @@ pub enum CreateError {
 
 impl fmt::Display for CreateFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: domain \"{}\": ", self.line, self.domain)?;
+        let file = &self.file;
+        write!(f, "{file}:{}: domain \"{}\": ", self.line, self.domain)?;
         match self.error {
             CreateError::Exists => f.write_str("a domain of that name exists already")?,
-            CreateError::Hypervisor(Error::NoMem) => f.write_str("not enough free memory")?,
-            CreateError::Hypervisor(e) => write!(f, "the hypervisor refused: {}", e.description())?,
+            CreateError::Hypervisor(Error::NoMem) => {
+                write!(f, "not enough free memory: {} MiB asked", self.asked_mib)?;
+                if let Some(free) = self.free_bytes {
+                    write!(f, ", {} MiB free", free >> 20)?;
+                }
+            }
+            CreateError::Hypervisor(e) => {
+                write!(f, "the hypervisor refused it: {}", e.description())?
+            }
         }
-        write!(
-            f,
-            "; nothing was created ({} domain(s) built before it were destroyed)",
-            self.destroyed
-        )
+        write!(f, "; nothing from {file} was created")?;
+        match self.destroyed {
+            0 => Ok(()),
+            1 => f.write_str(" (the domain built before it was destroyed again)"),
+            n => write!(f, " (the {n} domains built before it were destroyed again)"),
+        }
     }
 }
 
@@ -63,7 +78,11 @@ impl CreateFailure {
 /// Builds every domain of `cfg` in file order, then starts the autostart
 /// ones; returns their ids. On a failure every domain built from `cfg` is
 /// destroyed again before it returns.
-pub fn create_all(hv: &mut impl Hypervisor, cfg: &BootConfig) -> Result<Vec<u32>, CreateFailure> {
+pub fn create_all(
+    hv: &mut impl Hypervisor,
+    file: &str,
+    cfg: &BootConfig,
+) -> Result<Vec<u32>, CreateFailure> {
     let live: Vec<String> = hv
         .list()
         .unwrap_or_default()
@@ -74,7 +93,10 @@ pub fn create_all(hv: &mut impl Hypervisor, cfg: &BootConfig) -> Result<Vec<u32>
         .collect();
     if let Some(d) = cfg.domains.iter().find(|d| live.contains(&d.name)) {
         return Err(CreateFailure {
+            file: String::from(file),
             domain: d.name.clone(),
+            asked_mib: d.memory_mib,
+            free_bytes: None,
             line: d.line,
             error: CreateError::Exists,
             destroyed: 0,
@@ -85,11 +107,15 @@ pub fn create_all(hv: &mut impl Hypervisor, cfg: &BootConfig) -> Result<Vec<u32>
         match hv.create(d) {
             Ok(id) => built.push(id),
             Err(e) => {
+                let free_bytes = hv.free_bytes();
                 for &id in &built {
                     let _ = hv.destroy(id);
                 }
                 return Err(CreateFailure {
+                    file: String::from(file),
                     domain: d.name.clone(),
+                    asked_mib: d.memory_mib,
+                    free_bytes,
                     line: d.line,
                     error: CreateError::Hypervisor(e),
                     destroyed: built.len(),

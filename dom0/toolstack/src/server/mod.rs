@@ -9,8 +9,12 @@
 //!   every bad line gets an error response, never a panic.
 
 mod create;
+mod history;
+mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_history;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -18,9 +22,13 @@ use alloc::vec::Vec;
 
 use pvabi::Error;
 
-use crate::proto::{self, DomainRef, DomainState, ErrorCode, Op, ProtoError, Reply, Request};
+use crate::proto::{
+    self, DomainRef, DomainState, ErrorCode, Op, ProtoError, Reply, Request, SessionId,
+};
 
 pub use create::{CreateFailure, create_all};
+pub use history::{DEFAULT_HISTORY, History, HvEnded};
+pub use session::{MAX_SESSIONS, Sessions};
 
 /// One domain as the hypervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +59,7 @@ impl HvDomain {
             pvabi::DOMAIN_RUNNING => DomainState::Running,
             pvabi::DOMAIN_DYING if self.exit_code < 0 => DomainState::Crashed,
             pvabi::DOMAIN_DYING => DomainState::Shutdown,
+            pvabi::DOMAIN_ENDED => DomainState::Ended,
             _ => DomainState::Unknown,
         };
         proto::DomainInfo {
@@ -64,6 +73,9 @@ impl HvDomain {
             cpu_time_ns: self.cpu_time_ns,
             heap_budget_bytes: self.heap_budget,
             heap_used_bytes: self.heap_used,
+            uptime_ns: None,
+            exit_code: None,
+            reason: None,
         }
     }
 }
@@ -87,16 +99,37 @@ pub trait Hypervisor {
     /// how many bytes were taken, from the start of `bytes` (fewer, even 0,
     /// when its input queue is full).
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error>;
+    /// How domain `id` ended, once it is freed (`NoEntry`: not known).
+    fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
+        let _ = id;
+        Err(Error::NoEntry)
+    }
+    /// Free memory now, if known (for error messages).
+    fn free_bytes(&mut self) -> Option<u64> {
+        None
+    }
+    /// dom0's log lines kept, and how many older ones were dropped.
+    fn log(&mut self) -> (Vec<String>, u64) {
+        (Vec::new(), 0)
+    }
+    /// Domain `id`'s console lines kept (`None`: none kept).
+    fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
+        let _ = id;
+        None
+    }
+    /// Nanoseconds on a clock that only goes forward (for uptimes).
+    fn now_ns(&mut self) -> u64 {
+        0
+    }
 }
 
-/// The service's session state: `hello` seen, consoles attached. The
-/// management line is a serial line with no connections, so `hello` is
-/// needed once after dom0 starts, and each `hello` begins a new session
-/// (it detaches every console).
+/// The service's state: its sessions (`hello` seen, consoles attached).
+/// Each session needs its own `hello`; see [`Sessions`].
 #[derive(Debug, Default)]
 pub struct Server {
-    hello: bool,
-    attached: Vec<u32>,
+    sessions: Sessions,
+    /// Domains seen and ended.
+    pub history: History,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -123,21 +156,47 @@ impl Server {
         Self::default()
     }
 
-    /// Domains whose console is attached.
-    pub fn attached(&self) -> &[u32] {
-        &self.attached
+    /// A server keeping at most `max` ended domains.
+    pub fn with_history(max: usize) -> Self {
+        Self {
+            history: History::new(max),
+            ..Self::default()
+        }
     }
 
-    /// Forgets an attached console (its domain ended).
-    pub fn detach(&mut self, id: u32) {
-        self.attached.retain(|&a| a != id);
+    /// Looks at every domain now (see [`History::observe`]): those that
+    /// ended since the last look.
+    pub fn observe(&mut self, hv: &mut impl Hypervisor) -> Vec<proto::DomainInfo> {
+        self.history.observe(hv)
     }
 
-    /// Answers one line from [`proto::LineBuffer`]: the response line,
-    /// newline included.
+    /// Sessions that have domain `id`'s console attached.
+    pub fn watchers(&self, id: u32) -> Vec<SessionId> {
+        self.sessions.watchers(id)
+    }
+
+    /// Detaches domain `id` everywhere (it ended); returns the sessions
+    /// that had it attached.
+    pub fn detach_domain(&mut self, id: u32) -> Vec<SessionId> {
+        self.sessions.detach_domain(id)
+    }
+
+    /// [`Self::handle_session_line`] for an untagged client.
     pub fn handle_line(
         &mut self,
         hv: &mut impl Hypervisor,
+        line: Result<Vec<u8>, ProtoError>,
+    ) -> String {
+        self.handle_session_line(hv, None, line)
+    }
+
+    /// Answers one line (its session tag already split off) from
+    /// [`proto::LineBuffer`]: the response line, newline included, not
+    /// tagged.
+    pub fn handle_session_line(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        session: SessionId,
         line: Result<Vec<u8>, ProtoError>,
     ) -> String {
         let resp = match line.map_err(|error| proto::DecodeError { id: None, error }) {
@@ -148,7 +207,7 @@ impl Server {
                     let id = req.id;
                     proto::Response {
                         id: Some(id),
-                        result: match self.handle(hv, req) {
+                        result: match self.handle(hv, session, req) {
                             Ok(r) => proto::Outcome::Ok(r),
                             Err(e) => proto::Outcome::Error(e),
                         },
@@ -159,7 +218,12 @@ impl Server {
         proto::encode_response(&resp)
     }
 
-    fn handle(&mut self, hv: &mut impl Hypervisor, req: Request) -> Result<Reply, ProtoError> {
+    fn handle(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        session: SessionId,
+        req: Request,
+    ) -> Result<Reply, ProtoError> {
         if let Op::Hello { version, .. } = req.op {
             if version != proto::VERSION {
                 return Err(err(
@@ -167,48 +231,111 @@ impl Server {
                     format!("this server speaks version {}", proto::VERSION),
                 ));
             }
-            // A serial line has no connections: a hello starts a new
-            // client's session, and consoles the last one left attached
-            // (killed without detaching) stop streaming.
-            self.hello = true;
-            self.attached.clear();
+            self.sessions.hello(session);
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),
             });
         }
-        if !self.hello {
+        if let Op::Bye = req.op {
+            self.sessions.end(session);
+            return Ok(Reply::Done);
+        }
+        if !self.sessions.is_open(session) {
             return Err(err(ErrorCode::VersionMismatch, "send hello first"));
         }
         match req.op {
-            Op::Hello { .. } => Err(err(ErrorCode::Internal, "unreachable")),
+            Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
             Op::List => {
+                let _ = self.history.observe(hv);
+                let now = hv.now_ns();
                 let mut domains = Vec::new();
                 for id in hv.list().map_err(hv_err)? {
                     // A domain that ends between the two calls is left out.
                     if let Ok(d) = hv.info(id) {
-                        domains.push(d.to_proto());
+                        let mut info = d.to_proto();
+                        info.uptime_ns = self.history.uptime(id, now);
+                        domains.push(info);
                     }
                 }
+                domains.extend(self.history.ended().cloned());
                 Ok(Reply::Domains { domains })
             }
-            Op::Info { domain } => Ok(Reply::Domain {
-                domain: find(hv, &domain)?.to_proto(),
-            }),
-            Op::Create { file, config } => create(hv, &file, &config),
+            Op::Info { domain } => {
+                let _ = self.history.observe(hv);
+                match find(hv, &domain) {
+                    Ok(d) => {
+                        let now = hv.now_ns();
+                        let mut info = d.to_proto();
+                        info.uptime_ns = self.history.uptime(d.id, now);
+                        Ok(Reply::Domain { domain: info })
+                    }
+                    Err(e) => match self.history.find(&domain) {
+                        Some(d) => Ok(Reply::Domain { domain: d.clone() }),
+                        None => Err(e),
+                    },
+                }
+            }
+            Op::Log => {
+                let (lines, dropped) = hv.log();
+                Ok(Reply::Lines { lines, dropped })
+            }
+            Op::ConsoleHistory { domain } => {
+                let id = match find(hv, &domain) {
+                    Ok(d) => d.id,
+                    Err(e) => self.history.find(&domain).map(|d| d.id).ok_or(e)?,
+                };
+                let (lines, dropped) = hv.console_history(id).ok_or_else(|| {
+                    err(
+                        ErrorCode::NoSuchDomain,
+                        format!("no console history kept for domain {id} (\"{domain}\")"),
+                    )
+                })?;
+                Ok(Reply::Lines { lines, dropped })
+            }
+            Op::Forget { domain } => {
+                let _ = self.history.observe(hv);
+                if self.history.forget(&domain) > 0 {
+                    return Ok(Reply::Done);
+                }
+                match find(hv, &domain) {
+                    Ok(d) => Err(err(
+                        ErrorCode::BadState,
+                        format!(
+                            "domain {} ({}) has not ended: destroy it first",
+                            d.id, d.name
+                        ),
+                    )),
+                    Err(_) => Err(err(
+                        ErrorCode::NoSuchDomain,
+                        format!("no ended domain \"{domain}\""),
+                    )),
+                }
+            }
+            Op::Create { file, config } => {
+                let r = create(hv, &file, &config);
+                // Uptimes count from here, and a domain that ends at once
+                // is still recorded.
+                if let Ok(Reply::Domains { domains }) = &r {
+                    let now = hv.now_ns();
+                    for d in domains {
+                        self.history.track(d.clone(), now);
+                    }
+                }
+                r
+            }
             Op::Destroy { domain } => {
                 let d = managed(hv, &domain)?;
                 hv.destroy(d.id).map_err(hv_err)?;
-                self.detach(d.id);
+                self.sessions.detach_domain(d.id);
+                let _ = self.history.observe(hv);
                 Ok(Reply::Done)
             }
             Op::Pause { domain } => set_paused(hv, &domain, true),
             Op::Unpause { domain } => set_paused(hv, &domain, false),
             Op::ConsoleAttach { domain } => {
                 let d = managed(hv, &domain)?;
-                if !self.attached.contains(&d.id) {
-                    self.attached.push(d.id);
-                }
+                self.sessions.attach(session, d.id);
                 Ok(Reply::Attached {
                     domain: d.id,
                     name: d.name,
@@ -216,7 +343,7 @@ impl Server {
             }
             Op::ConsoleDetach { domain } => {
                 let d = find(hv, &domain)?;
-                self.detach(d.id);
+                self.sessions.detach(session, d.id);
                 Ok(Reply::Done)
             }
             Op::ConsoleInput { domain, data } => console_input(hv, &domain, data.as_bytes()),
@@ -320,10 +447,40 @@ fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, Pro
         crate::config::Images::Only(&names),
     )
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
-    let ids = create_all(hv, &cfg).map_err(|f| f.to_proto())?;
+    if cfg.domains.is_empty() {
+        return Err(err(
+            ErrorCode::BadConfig,
+            format!("{file}: no [[domain]] in it: nothing to create"),
+        ));
+    }
+    let ids = create_all(hv, file, &cfg).map_err(|f| f.to_proto())?;
     let mut domains = Vec::new();
-    for id in ids {
-        domains.push(hv.info(id).map_err(hv_err)?.to_proto());
+    for (d, id) in cfg.domains.iter().zip(ids) {
+        // A domain that already ended (it ran and exited at once) is
+        // reported as the configuration built it.
+        domains.push(
+            hv.info(id)
+                .map_or_else(|_| configured(id, d), |i| i.to_proto()),
+        );
     }
     Ok(Reply::Domains { domains })
+}
+
+/// Domain `id` as configuration `d` built it (not yet seen running).
+pub fn configured(id: u32, d: &crate::config::DomainConfig) -> proto::DomainInfo {
+    proto::DomainInfo {
+        id,
+        name: d.name.clone(),
+        state: DomainState::Created,
+        memory_bytes: d.memory_bytes(),
+        vcpus: d.vcpus,
+        weight: d.weight,
+        cap: d.cap,
+        cpu_time_ns: 0,
+        heap_budget_bytes: 0,
+        heap_used_bytes: 0,
+        uptime_ns: None,
+        exit_code: None,
+        reason: None,
+    }
 }

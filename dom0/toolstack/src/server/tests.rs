@@ -11,18 +11,21 @@ use crate::config::DomainConfig;
 use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
 
 /// Domain 1 is dom0; `free` pages of 1 MiB; a create fails with ENOMEM past it.
-struct Fake {
-    domains: Vec<HvDomain>,
+pub(super) struct Fake {
+    pub(super) domains: Vec<HvDomain>,
     next: u32,
     free_mib: u64,
     destroyed: Vec<u32>,
     /// Console input taken, per domain, and how much more fits.
     input: Vec<(u32, Vec<u8>)>,
     input_room: usize,
+    /// How ended domains ended (by id), and the clock.
+    ended: Vec<(u32, HvEnded)>,
+    pub(super) now: u64,
 }
 
 impl Fake {
-    fn new(free_mib: u64) -> Self {
+    pub(super) fn new(free_mib: u64) -> Self {
         let dom0 = HvDomain {
             id: 1,
             name: "dom0".into(),
@@ -44,7 +47,22 @@ impl Fake {
             destroyed: Vec::new(),
             input: Vec::new(),
             input_room: 1 << 20,
+            ended: Vec::new(),
+            now: 0,
         }
+    }
+
+    /// Domain `id` exits by itself with `code` and is freed.
+    pub(super) fn exit(&mut self, id: u32, code: i32) {
+        self.domains.retain(|d| d.id != id);
+        let reason = "exited";
+        self.ended.push((
+            id,
+            HvEnded {
+                exit_code: code,
+                reason,
+            },
+        ));
     }
 }
 
@@ -100,7 +118,25 @@ impl Hypervisor for Fake {
         let d = self.domains.remove(i);
         self.free_mib += d.memory_bytes >> 20;
         self.destroyed.push(id);
+        let reason = "destroyed";
+        self.ended.push((
+            id,
+            HvEnded {
+                exit_code: -1,
+                reason,
+            },
+        ));
         Ok(())
+    }
+    fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
+        let e = self.ended.iter().rev().find(|(i, _)| *i == id);
+        e.map(|(_, e)| e.clone()).ok_or(Error::NoEntry)
+    }
+    fn now_ns(&mut self) -> u64 {
+        self.now
+    }
+    fn free_bytes(&mut self) -> Option<u64> {
+        Some(self.free_mib << 20)
     }
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
         self.info(id)?;
@@ -150,12 +186,12 @@ fn code(s: &mut Server, hv: &mut Fake, line: &str) -> ErrorCode {
     }
 }
 
-const HELLO: &str = r#"{"id":0,"op":"hello","version":1,"client":"test"}"#;
+pub(super) const HELLO: &str = r#"{"id":0,"op":"hello","version":1,"client":"test"}"#;
 const THREE: &str = "[[domain]]\nname = \"a\"\nimage = \"ticker\"\nmemory = 4\n\n\
 [[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 4\n\n\
 [[domain]]\nname = \"c\"\nimage = \"ticker\"\nmemory = 4\nautostart = false\n";
 
-fn create_line(config: &str) -> String {
+pub(super) fn create_line(config: &str) -> String {
     let req = crate::proto::Request {
         id: 9,
         op: Op::Create {
@@ -222,15 +258,15 @@ fn hello_first_then_every_op() {
             name: "b".into()
         }
     );
-    assert_eq!(s.attached(), [3]);
+    assert_eq!(s.watchers(3), [None]);
     ok(&mut s, &mut hv, HELLO);
-    assert!(s.attached().is_empty(), "a hello starts a new session");
+    assert!(s.watchers(3).is_empty(), "a hello starts a new session");
     ok(&mut s, &mut hv, attach);
     let destroy = r#"{"id":7,"op":"destroy","domain":"b"}"#;
     assert_eq!(ok(&mut s, &mut hv, destroy), Reply::Done);
     assert_eq!(
-        (hv.destroyed.as_slice(), s.attached()),
-        ([3].as_slice(), [].as_slice())
+        (hv.destroyed.as_slice(), s.watchers(3)),
+        ([3].as_slice(), Vec::new())
     );
     assert_eq!(code(&mut s, &mut hv, destroy), ErrorCode::NoSuchDomain);
     for dom0 in ["pause", "destroy", "console_attach"] {
@@ -347,13 +383,13 @@ fn a_failed_create_destroys_what_the_file_built() {
     assert_eq!(e.code, ErrorCode::NoResources);
     assert!(
         e.message
-            .starts_with("line 6: domain \"big\": not enough free memory"),
+            .starts_with("g.toml:6: domain \"big\": not enough free memory: 8 MiB asked, 6 MiB free; nothing from g.toml was created"),
         "{}",
         e.message
     );
     assert!(
         e.message
-            .contains("1 domain(s) built before it were destroyed"),
+            .ends_with("(the domain built before it was destroyed again)"),
         "{}",
         e.message
     );
@@ -374,10 +410,83 @@ fn a_failed_create_destroys_what_the_file_built() {
     );
     assert_eq!(hv.domains.len(), 2);
     let failure = CreateFailure {
+        file: "f.toml".to_string(),
+        asked_mib: 4,
+        free_bytes: None,
         domain: "x".to_string(),
         line: 1,
         error: create::CreateError::Exists,
         destroyed: 0,
     };
     assert_eq!(failure.to_proto().code, ErrorCode::Exists);
+    assert_eq!(
+        failure.to_proto().message,
+        "f.toml:1: domain \"x\": a domain of that name exists already; nothing from f.toml was created"
+    );
+    // A file with no domain is an error, not a silent success.
+    for empty in ["", "# nothing\n"] {
+        let r = ask(&mut s, &mut hv, &create_line(empty));
+        assert!(
+            matches!(r.result, Outcome::Error(ref e) if e.code == ErrorCode::BadConfig && e.message == "g.toml: no [[domain]] in it: nothing to create"),
+            "{r:?}"
+        );
+    }
+}
+
+/// Tagged sessions are apart: each needs its hello, attaches its own
+/// consoles, and `bye` or an untagged hello ends them.
+#[test]
+fn sessions_are_separate() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    let line = |s: &mut Server, hv: &mut Fake, session, l: &str| {
+        let out = s.handle_session_line(hv, session, Ok(l.as_bytes().to_vec()));
+        match decode_server_line(out.as_bytes()) {
+            Ok(ServerLine::Response(Response { result, .. })) => result,
+            other => panic!("{other:?}"),
+        }
+    };
+    let is_ok = |o: &Outcome| matches!(o, Outcome::Ok(_));
+    let create = r#"{"id":2,"op":"create","file":"f.toml","config":"[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n"}"#;
+    assert!(is_ok(&line(&mut s, &mut hv, Some(1), HELLO)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(1), create)));
+    let list = r#"{"id":3,"op":"list"}"#;
+    let attach = r#"{"id":4,"op":"console_attach","domain":"a"}"#;
+    assert!(
+        matches!(line(&mut s, &mut hv, Some(2), list), Outcome::Error(e) if e.code == ErrorCode::VersionMismatch),
+        "session 2 has not said hello"
+    );
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), HELLO)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), list)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(1), attach)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), attach)));
+    assert_eq!(s.watchers(2), [Some(1), Some(2)]);
+    // A hello of session 2 restarts only session 2.
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), HELLO)));
+    assert_eq!(s.watchers(2), [Some(1)]);
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), attach)));
+    // bye ends session 1: its console detaches, it needs hello again.
+    assert!(is_ok(&line(
+        &mut s,
+        &mut hv,
+        Some(1),
+        r#"{"id":5,"op":"bye"}"#
+    )));
+    assert_eq!(s.watchers(2), [Some(2)]);
+    assert!(!is_ok(&line(&mut s, &mut hv, Some(1), list)));
+    assert!(is_ok(&line(&mut s, &mut hv, Some(2), list)));
+    // An untagged hello: a new owner of the line, every session ends.
+    assert!(is_ok(&line(&mut s, &mut hv, None, HELLO)));
+    assert!(s.watchers(2).is_empty());
+    assert!(!is_ok(&line(&mut s, &mut hv, Some(2), list)));
+    // At most MAX_SESSIONS: the oldest goes.
+    for n in 0..=MAX_SESSIONS as u64 {
+        assert!(is_ok(&line(&mut s, &mut hv, Some(100 + n), HELLO)));
+    }
+    assert!(!is_ok(&line(&mut s, &mut hv, None, list)), "untagged ended");
+    assert!(
+        !is_ok(&line(&mut s, &mut hv, Some(100), list)),
+        "oldest ended"
+    );
+    assert!(is_ok(&line(&mut s, &mut hv, Some(101), list)));
 }

@@ -32,6 +32,14 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
                 ..Default::default()
             })
         }
+        // Domain 7 has ended and been freed.
+        DomctlReq::Ended(DomainId(7)) => DomctlReply::Info(pvabi::DomainInfo {
+            id: 7,
+            state: pvabi::DOMAIN_ENDED,
+            exit_code: 3,
+            ..Default::default()
+        }),
+        DomctlReq::Ended(_) => return Err(Error::NoEntry),
         DomctlReq::List(ids) => {
             for (slot, id) in ids.iter_mut().zip([2, 5]) {
                 *slot = id;
@@ -206,6 +214,34 @@ fn info_is_written_only_into_own_memory() {
     assert_eq!(
         call(&mut svc, HC_DOMCTL_INFO, [4, 0x2000, 0, 0, 0, 0]),
         ENOENT
+    );
+}
+
+#[test]
+fn info_of_an_ended_domain_takes_the_ended_bit() {
+    let mut svc = privileged();
+    let ended = pvabi::DOMCTL_INFO_ENDED;
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [7, 0x2000, 0, 0, 0, 0]),
+        ENOENT
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [7 | ended, 0x2000, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(&svc.mem[0x2000..0x2008], &[7, 0, 0, 0, 3, 0, 0, 0]);
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [5 | ended, 0x2000, 0, 0, 0, 0]),
+        ENOENT
+    );
+    // Other high bits stay invalid.
+    assert_eq!(
+        call(
+            &mut svc,
+            HC_DOMCTL_INFO,
+            [7 | ended | 1 << 33, 0x2000, 0, 0, 0, 0]
+        ),
+        EINVAL
     );
 }
 

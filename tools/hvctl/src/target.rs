@@ -1,0 +1,181 @@
+//! Where dom0's management service is: `--socket`/`--tcp`/`--host`, else
+//! `KESTREL_SOCKET`/`KESTREL_HOST`, else the configuration file
+//! (`$KESTREL_CONFIG`, else `$XDG_CONFIG_HOME/kestrel/hvctl.toml`, else
+//! `~/.config/kestrel/hvctl.toml`: `socket = "PATH"` or `host = "HOST[:PORT]"`),
+//! else the demo's socket (`build/kestrel-mgmt.sock` in this repository).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::Error;
+
+/// dom0's management port when `--host`/`KESTREL_HOST`/`host` gives none.
+pub const DEFAULT_PORT: u16 = 4444;
+
+/// Where dom0's management service is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(p) => write!(f, "{}", p.display()),
+            Self::Tcp(a) => f.write_str(a),
+        }
+    }
+}
+
+/// The demo's management socket (`cargo xtask qemu --dom0`, `./qemu-run.sh`).
+pub fn demo_socket() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../build/kestrel-mgmt.sock"
+    ))
+}
+
+/// `HOST` or `HOST:PORT` as an address with a port.
+fn host(h: &str) -> Target {
+    if h.rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        Target::Tcp(h.into())
+    } else {
+        Target::Tcp(format!("{h}:{DEFAULT_PORT}"))
+    }
+}
+
+/// What the places above give, first found wins.
+pub struct Sources<'a> {
+    pub socket: Option<PathBuf>,
+    pub tcp: Option<String>,
+    pub host: Option<String>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The configuration file's path and text, if there is one.
+    pub config: Option<(PathBuf, String)>,
+    pub demo: PathBuf,
+}
+
+/// The configuration file hvctl reads, if any.
+pub fn config_file(env: &dyn Fn(&str) -> Option<String>) -> Option<(PathBuf, String)> {
+    let path = env("KESTREL_CONFIG").map(PathBuf::from).or_else(|| {
+        let base = env("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+        Some(base.join("kestrel").join("hvctl.toml"))
+    })?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    Some((path, text))
+}
+
+/// `key = "value"` in a small TOML file (strings only; `#` comments).
+fn config_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        if k.trim() != key {
+            return None;
+        }
+        let v = v.trim();
+        let v = v.strip_prefix('"')?;
+        Some(v.get(..v.find('"')?)?.to_string())
+    })
+}
+
+pub fn resolve(s: &Sources<'_>) -> Result<Target, Error> {
+    let given = [
+        s.socket.clone().map(Target::Unix),
+        s.tcp.clone().map(Target::Tcp),
+        s.host.as_deref().map(host),
+    ];
+    let mut given = given.into_iter().flatten();
+    if let Some(t) = given.next() {
+        if given.next().is_some() {
+            return Err(Error::Usage(
+                "give one of --socket, --tcp and --host, not several".into(),
+            ));
+        }
+        return Ok(t);
+    }
+    match ((s.env)("KESTREL_SOCKET"), (s.env)("KESTREL_HOST")) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Usage(
+                "both KESTREL_SOCKET and KESTREL_HOST are set: unset one".into(),
+            ));
+        }
+        (Some(p), None) => return Ok(Target::Unix(p.into())),
+        (None, Some(h)) => return Ok(host(&h)),
+        (None, None) => {}
+    }
+    if let Some((path, text)) = &s.config {
+        match (config_value(text, "socket"), config_value(text, "host")) {
+            (Some(p), None) => return Ok(Target::Unix(p.into())),
+            (None, Some(h)) => return Ok(host(&h)),
+            (Some(_), Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "{}: give socket or host, not both",
+                    path.display()
+                )));
+            }
+            (None, None) => {
+                return Err(Error::Usage(format!(
+                    "{}: no socket = \"PATH\" or host = \"HOST[:PORT]\" in it",
+                    path.display()
+                )));
+            }
+        }
+    }
+    if s.demo.exists() {
+        return Ok(Target::Unix(s.demo.clone()));
+    }
+    Err(Error::Usage(format!(
+        "no management connection: give --socket PATH or --tcp HOST:PORT (or --host HOST), \
+         set KESTREL_SOCKET or KESTREL_HOST, or write socket = \"PATH\" in \
+         ~/.config/kestrel/hvctl.toml; the demo's socket {} does not exist (is ./qemu-run.sh running?)",
+        s.demo.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src<'a>(env: &'a dyn Fn(&str) -> Option<String>) -> Sources<'a> {
+        Sources {
+            socket: None,
+            tcp: None,
+            host: None,
+            env,
+            config: None,
+            demo: "/nonexistent/demo.sock".into(),
+        }
+    }
+
+    #[test]
+    fn flags_then_environment_then_file_then_demo() {
+        let none = |_: &str| None;
+        let mut s = src(&none);
+        let e = resolve(&s).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("--socket PATH or --tcp HOST:PORT") && e.contains("/nonexistent/demo.sock"),
+            "{e}"
+        );
+        s.demo = std::env::temp_dir();
+        assert_eq!(resolve(&s).ok(), Some(Target::Unix(std::env::temp_dir())));
+        s.config = Some(("c.toml".into(), "# mine\nhost = \"srv\"\n".into()));
+        assert_eq!(resolve(&s).ok(), Some(Target::Tcp("srv:4444".into())));
+        s.config = Some(("c.toml".into(), "nothing = 1\n".into()));
+        assert!(resolve(&s).is_err_and(|e| e.to_string().contains("c.toml: no socket")));
+        let env = |k: &str| (k == "KESTREL_HOST").then(|| "10.0.0.2:7000".to_string());
+        let mut s = src(&env);
+        s.config = Some(("c.toml".into(), "socket = \"/s\"\n".into()));
+        assert_eq!(resolve(&s).ok(), Some(Target::Tcp("10.0.0.2:7000".into())));
+        s.socket = Some("/flag".into());
+        assert_eq!(resolve(&s).ok(), Some(Target::Unix("/flag".into())));
+        s.host = Some("h".into());
+        assert!(resolve(&s).is_err_and(|e| e.to_string().contains("not several")));
+        let both = |k: &str| Some(k.to_string());
+        assert!(resolve(&src(&both)).is_err_and(|e| e.to_string().contains("unset one")));
+    }
+}

@@ -1,0 +1,271 @@
+//! The stand-in for dom0's management service the hvctl tests run the
+//! real binary against (see `cli.rs`).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use kestrel_toolstack::config::{self, Images, Limits};
+use kestrel_toolstack::proto::{
+    self, DomainInfo, DomainRef, DomainState, ErrorCode, Event, Op, Outcome, ProtoError, Reply,
+    Response,
+};
+
+/// How the stand-in behaves.
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Good,
+    /// Answers hello with another protocol version.
+    OldVersion,
+    /// Answers with a line that is not the protocol.
+    Garbage,
+    /// Never answers.
+    Silent,
+}
+
+pub struct Server {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn tmpdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hvctl-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn start(tag: &str, mode: Mode) -> Server {
+    let dir = tmpdir(tag);
+    let path = dir.join("mgmt.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        let mut doms = vec![
+            dom(1, "hello", DomainState::Running, 16, 1),
+            dom(3, "web", DomainState::Paused, 64, 2),
+        ];
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            serve(conn, mode, &mut doms);
+        }
+    });
+    Server { path, dir }
+}
+
+pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> DomainInfo {
+    DomainInfo {
+        id,
+        name: name.into(),
+        state,
+        memory_bytes: mib << 20,
+        vcpus,
+        weight: 256,
+        cap: 0,
+        cpu_time_ns: 1_500_000_000,
+        heap_budget_bytes: 0,
+        heap_used_bytes: 0,
+        uptime_ns: None,
+        exit_code: None,
+        reason: None,
+    }
+}
+
+fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>) {
+    let mut out = conn.try_clone().unwrap();
+    for line in BufReader::new(conn).split(b'\n') {
+        let Ok(line) = line else { return };
+        if line.is_empty() {
+            continue;
+        }
+        let Ok((session, line)) = proto::split_session(&line) else {
+            continue;
+        };
+        let (resp, events) = match proto::decode_request(line) {
+            Err(e) => (e.into_response(), vec![]),
+            Ok(req) => {
+                let (result, events) = handle(req.op, mode, doms);
+                (
+                    Response {
+                        id: Some(req.id),
+                        result,
+                    },
+                    events,
+                )
+            }
+        };
+        if let Mode::Silent = mode {
+            continue;
+        }
+        let mut text = proto::tag(session, &proto::encode_response(&resp));
+        if let Mode::Garbage = mode {
+            text = proto::tag(session, "this is not json\n");
+        }
+        for e in events {
+            text.push_str(&proto::tag(session, &proto::encode_event(&e).unwrap()));
+        }
+        if out.write_all(text.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn err(code: ErrorCode, msg: String) -> Outcome {
+    Outcome::Error(ProtoError::new(code, msg))
+}
+
+fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event>) {
+    let find = |doms: &[DomainInfo], r: &DomainRef| {
+        doms.iter().position(|d| match r {
+            DomainRef::Id(id) => d.id == *id,
+            DomainRef::Name(n) => d.name == *n,
+        })
+    };
+    let mut events = vec![];
+    let target = match &op {
+        Op::Destroy { domain }
+        | Op::Pause { domain }
+        | Op::Unpause { domain }
+        | Op::Info { domain }
+        | Op::ConsoleAttach { domain }
+        | Op::ConsoleDetach { domain }
+        | Op::ConsoleInput { domain, .. }
+        | Op::ConsoleHistory { domain } => match find(doms, domain) {
+            Some(i) => Some(i),
+            None => {
+                return (
+                    err(ErrorCode::NoSuchDomain, format!("no domain \"{domain}\"")),
+                    events,
+                );
+            }
+        },
+        _ => None,
+    };
+    let i = target.unwrap_or(0);
+    let outcome = match op {
+        Op::Hello { .. } => {
+            let version = if let Mode::OldVersion = mode {
+                0
+            } else {
+                proto::VERSION
+            };
+            Outcome::Ok(Reply::Hello {
+                version,
+                server: "fake-dom0".into(),
+            })
+        }
+        Op::List => Outcome::Ok(Reply::Domains {
+            domains: doms.clone(),
+        }),
+        Op::Create { file, config } => {
+            match config::parse(
+                &file,
+                &config,
+                &Limits::default(),
+                Images::Only(&["hello", "web.elf"]),
+            ) {
+                Err(e) => err(ErrorCode::BadConfig, e.to_string()),
+                Ok(c) => {
+                    let mut made = vec![];
+                    for d in c.domains {
+                        let id = doms.iter().map(|d| d.id).max().unwrap_or(0) + 1;
+                        let state = if d.autostart {
+                            DomainState::Running
+                        } else {
+                            DomainState::Created
+                        };
+                        made.push(dom(id, &d.name, state, d.memory_mib, d.vcpus));
+                        doms.push(made.last().unwrap().clone());
+                    }
+                    Outcome::Ok(Reply::Domains { domains: made })
+                }
+            }
+        }
+        Op::Destroy { .. } => {
+            doms.remove(i);
+            Outcome::Ok(Reply::Done)
+        }
+        Op::Pause { .. } | Op::Unpause { .. } => {
+            let pause = matches!(op, Op::Pause { .. });
+            let (from, to) = if pause {
+                (DomainState::Running, DomainState::Paused)
+            } else {
+                (DomainState::Paused, DomainState::Running)
+            };
+            if doms[i].state == from {
+                doms[i].state = to;
+                Outcome::Ok(Reply::Domain {
+                    domain: doms[i].clone(),
+                })
+            } else {
+                err(
+                    ErrorCode::BadState,
+                    format!("domain {} is {}", doms[i].name, doms[i].state.as_str()),
+                )
+            }
+        }
+        Op::Info { .. } => Outcome::Ok(Reply::Domain {
+            domain: doms[i].clone(),
+        }),
+        Op::ConsoleAttach { .. } => {
+            let d = &doms[i];
+            events.push(Event::Console {
+                domain: d.id,
+                data: format!("Welcome to {}\n", d.name),
+            });
+            Outcome::Ok(Reply::Attached {
+                domain: d.id,
+                name: d.name.clone(),
+            })
+        }
+        Op::ConsoleInput { data, .. } => {
+            events.push(Event::Console {
+                domain: doms[i].id,
+                data: format!("echo: {data}"),
+            });
+            Outcome::Ok(Reply::Done)
+        }
+        Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } => Outcome::Ok(Reply::Done),
+        Op::Log => Outcome::Ok(Reply::Lines {
+            lines: vec!["kestrel-dom0 0.1.0".into(), "ready".into()],
+            dropped: 3,
+        }),
+        Op::ConsoleHistory { .. } => Outcome::Ok(Reply::Lines {
+            lines: vec![format!("Welcome to {}", doms[i].name)],
+            dropped: 0,
+        }),
+    };
+    (outcome, events)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn hvctl(sock: &Path, args: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hvctl"))
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
