@@ -18,6 +18,7 @@ mod pvh;
 mod ring;
 mod sched;
 mod selftest;
+mod server;
 mod stress;
 mod upcall;
 mod wx;
