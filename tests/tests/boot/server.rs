@@ -58,6 +58,11 @@ fn check(test: &str, o: &Outcome) {
         "{test}: never reached `{STOP}`"
     );
     o.assert_booted("multiboot2");
+    let errors: Vec<&String> = o.lines.iter().filter(|l| l.contains("error:")).collect();
+    assert!(
+        errors.is_empty(),
+        "{test}: GRUB or the firmware printed {errors:?}"
+    );
     o.expect_line("cmdline \"dom0 loglevel=info\"");
     let started: Vec<&String> = o
         .lines

@@ -66,8 +66,6 @@ environment:
 
 /// Default kernel command line for people (stays up after boot, idles).
 const DEFAULT_CMDLINE: &str = "loglevel=info";
-/// Default GRUB menu timeout of ISOs made for people.
-const DEFAULT_TIMEOUT_S: u32 = 3;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -198,6 +196,12 @@ impl Args {
 /// ELF's path (the guests lie beside it).
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     let args = paths::build_args(profile == Profile::Debug);
+    println!(
+        "kestrel: building the hypervisor, dom0 and the example guests ({}, {}) and hvctl \
+         (host): what images and QEMU boot; cargo rebuilds only what changed",
+        paths::KERNEL_TARGET,
+        profile.dir()
+    );
     cargo::run(&args)?;
     cargo::run(&paths::HVCTL_BUILD_ARGS)?;
     let k = paths::kernel(profile);
@@ -294,6 +298,19 @@ fn image(mut a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The image a development run boots: its own path (never the server
+/// image's) and no GRUB menu (timeout 0, hidden), so neither the menu nor
+/// its countdown lands in the log or costs 3 s a boot.
+fn dev_iso_spec(kernel: PathBuf, cmdline: String, modules: Vec<Module>) -> IsoSpec {
+    IsoSpec {
+        kernel,
+        cmdline,
+        modules,
+        timeout_s: 0,
+        output: paths::dev_iso(),
+    }
+}
+
 fn run_qemu(mut a: Args) -> Result<ExitCode> {
     let profile = a.profile();
     let dom0 = a.flag("--dom0");
@@ -357,13 +374,7 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
         modules.splice(0..0, demo::modules(profile)?);
     }
     let boot = if !pvh {
-        let spec = IsoSpec {
-            kernel,
-            cmdline,
-            modules,
-            timeout_s: DEFAULT_TIMEOUT_S,
-            output: paths::dev_iso(),
-        };
+        let spec = dev_iso_spec(kernel, cmdline, modules);
         xtask::iso::build(&spec)?;
         if uefi {
             let vars = paths::build_dir().join("OVMF_VARS_4M.fd");
@@ -411,4 +422,21 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
         Some(0) | Some(qemu::STATUS_SUCCESS) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_images_hide_the_menu_and_keep_off_the_server_image() {
+        let spec = dev_iso_spec("/k".into(), "dom0".into(), Vec::new());
+        assert_eq!(spec.timeout_s, 0);
+        assert_ne!(spec.output, paths::default_iso());
+        let cfg = xtask::iso::grub_cfg(&spec).unwrap_or_default();
+        assert!(
+            cfg.contains("set timeout=0\nset timeout_style=hidden\n"),
+            "{cfg}"
+        );
+    }
 }
