@@ -406,6 +406,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+mod args;
 mod domctl;
 mod evtchn;
 mod grant;
@@ -423,6 +424,7 @@ mod testing;
 /// The `zerocopy` this crate derives with, so users name the same traits.
 pub use zerocopy;
 
+pub use args::BadArg;
 pub use domctl::*;
 pub use evtchn::*;
 pub use grant::*;
