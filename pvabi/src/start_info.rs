@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(si.time_info_offset(), Some(2048));
         // The last place a whole TimeInfo fits.
         si.time_info_gpa = si.start_info_gpa + PAGE_SIZE - TIME_INFO_SIZE as u64;
-        assert_eq!(si.time_info_offset(), Some(4096 - 32));
+        assert_eq!(si.time_info_offset(), Some(4096 - 40));
         let bad = [
             0,                                    // missing
             si.start_info_gpa,                    // over the StartInfo itself

@@ -21,6 +21,7 @@ mod selftest;
 mod server;
 mod stress;
 mod upcall;
+mod wallclock;
 mod wx;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
