@@ -20,6 +20,7 @@ mod sched;
 mod selftest;
 mod server;
 mod stress;
+mod template;
 mod upcall;
 mod wallclock;
 mod wx;
