@@ -62,6 +62,13 @@ pub enum Command {
         #[arg(value_name = "DOM", value_parser = dom)]
         domain: DomainRef,
     },
+    /// Print a shell completion script (install: see `hvctl man`, FILES).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print hvctl's manual page (roff): `hvctl man | man -l -`.
+    Man,
 }
 
 fn dom(s: &str) -> Result<DomainRef, String> {

@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod console;
+mod docs;
 mod error;
 mod output;
 
@@ -22,6 +23,10 @@ use error::Error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Completions and the manual need no connection.
+    if let Some(code) = docs::run(&cli.command) {
+        return code;
+    }
     let json = cli.json;
     match run(cli) {
         Ok(out) => {
@@ -74,6 +79,11 @@ fn run(cli: Cli) -> Result<String, Error> {
         Command::Unpause { domain } => (Op::Unpause { domain }, "unpaused"),
         Command::Info { domain } => (Op::Info { domain }, ""),
         Command::Console { domain } => return console::run(client, domain).map(|()| String::new()),
+        Command::Completions { .. } | Command::Man => {
+            return Err(Error::Usage(
+                "completions and man are answered before connecting".into(),
+            ));
+        }
     };
     let destroyed = match &op {
         Op::Destroy { domain } => domain.to_string(),
