@@ -42,8 +42,9 @@ while (($#)); do
     shift
 done
 
+who=qemu-run.sh
+echo "$who: checking the tools it needs (QEMU, GRUB, OVMF, the pinned Rust toolchain)"
 tools/setup.sh
-if ! command -v cargo >/dev/null 2>&1; then
-    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-fi
-exec cargo xtask qemu "${demo[@]}" "${ours[@]}" -- "${qemu_args[@]}"
+# shellcheck source=tools/host-tools.sh
+. tools/host-tools.sh
+exec "$xtask" qemu "${demo[@]}" "${ours[@]}" -- "${qemu_args[@]}"

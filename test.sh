@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing (tools/setup.sh), then runs
-# every check with `cargo xtask test`: rustfmt, clippy (host and bare
-# metal), host unit tests, the release kernel, and the boot tests under
-# QEMU (PVH, GRUB ISO on BIOS and UEFI) and Bochs (VT-x/EPT).
-# Arguments go to `cargo xtask test` (e.g. --no-lint, or `-- pvh` to run
-# only the boot tests whose name contains "pvh").
+# ./test.sh: every check CI runs. Installs what is missing (tools/setup.sh),
+# builds the host tools (xtask, hvctl) once, then runs `cargo xtask test`:
+# rustfmt, clippy (host and bare metal), the pvabi docs, host unit tests,
+# the interleaving search, a 5 s pass of each fuzz target, the release
+# kernel, and the boot tests under QEMU (PVH, GRUB ISO on BIOS and UEFI;
+# AMD-V) and Bochs (VT-x/EPT). Ends with a summary whose last line names
+# what failed (and how to fix it, where known) and what was skipped.
+#
+#   ./test.sh                        everything (about 13 minutes on 2 cores)
+#   ./test.sh --no-lint              leave out rustfmt, clippy and the docs
+#   ./test.sh --no-fuzz              leave out the fuzz pass
+#   ./test.sh --no-boot              leave out the kernel and the boot tests
+#   ./test.sh --no-lint --no-fuzz -- iso dom0
+#                                    only the boot tests whose name contains
+#                                    "iso" or "dom0"
+#   ./test.sh --help                 this text
+#
+# KESTREL_TEST_TIMEOUT_SCALE=N multiplies every boot test's deadline by N
+# (busy machines). Exit status 0 when every check that ran passed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 start=$SECONDS
 
+for a in "$@"; do
+    case "$a" in
+        -h | --help)
+            sed -n '2,20s/^# \{0,1\}//p' "$0"
+            exit 0
+            ;;
+        --) break ;;
+    esac
+done
+
+who=test.sh
+echo "$who: checking the tools it needs (QEMU, Bochs, GRUB, the pinned Rust toolchain)"
 tools/setup.sh
-if ! command -v cargo >/dev/null 2>&1; then
-    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-fi
+# shellcheck source=tools/host-tools.sh
+. tools/host-tools.sh
+echo "$who: running the checks; each prints its cargo command first, a summary comes last"
 status=0
-cargo xtask test "$@" || status=$?
+"$xtask" test "$@" || status=$?
 if ((status == 0)); then
     echo "test.sh: all passed in $((SECONDS - start)) s"
 else
-    echo "test.sh: FAILED after $((SECONDS - start)) s" >&2
+    echo "test.sh: FAILED after $((SECONDS - start)) s (the summary's last line says what)" >&2
 fi
 exit "$status"

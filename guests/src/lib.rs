@@ -47,25 +47,21 @@ impl Checks {
     }
 }
 
-/// The value of `key=value` on the guest's command line.
+/// The value of `key=value` on the guest's command line
+/// ([`StartInfo::arg`], kept for the test guests).
 pub fn arg<'a>(si: &'a StartInfo, key: &str) -> Option<&'a str> {
-    core::str::from_utf8(si.cmdline())
-        .unwrap_or("")
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    si.arg(key)
 }
 
-/// Whether the bare word `word` is on the command line.
+/// Whether the bare word `word` is on the command line ([`StartInfo::flag`]).
 pub fn flag(si: &StartInfo, word: &str) -> bool {
-    core::str::from_utf8(si.cmdline())
-        .unwrap_or("")
-        .split_whitespace()
-        .any(|w| w == word)
+    si.flag(word)
 }
 
-/// The numeric value of `key=N` on the command line, or `default`.
+/// The numeric value of `key=N` on the command line, or `default` (also
+/// when the value is not a number: test guests take the default).
 pub fn num_arg(si: &StartInfo, key: &str, default: u64) -> u64 {
-    arg(si, key).and_then(|v| v.parse().ok()).unwrap_or(default)
+    si.arg_or(key, default).unwrap_or(default)
 }
 
 /// Event-channel conventions the `evping`/`evpong`/`evhostile` guests

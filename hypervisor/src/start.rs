@@ -103,6 +103,22 @@ fn banner(boot: &BootInfo, cpu: &CpuInfo) {
     log::info!("virt: {}", cpu.virt);
 }
 
+/// The boot's wall-clock base, from the CMOS RTC (`boot::rtc`): what
+/// domains read as `TimeInfo::wall_clock_base_ns`.
+fn set_wall_clock_from_rtc() {
+    match crate::arch::rtc::read() {
+        None => log::warn!("wall clock unknown: the CMOS RTC never settled"),
+        Some(regs) => match regs.decode() {
+            Some(t) => {
+                let s = t.to_unix_s().unwrap_or(0);
+                crate::sched::clock::set_wall_clock(s.saturating_mul(1_000_000_000));
+                log::info!("wall clock: {t} (CMOS RTC, taken as UTC)");
+            }
+            None => log::warn!("wall clock unknown: the CMOS RTC holds no valid date: {regs:?}"),
+        },
+    }
+}
+
 fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     let cpu = CpuInfo::read();
     banner(boot, &cpu);
@@ -228,6 +244,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     percpu::init_this_cpu(0, bsp_apic);
     let clocks = pit::calibrate(cpu.vendor == crate::arch::cpu::Vendor::Intel);
     init_time(bootcpu::boot_tsc(), clocks.tsc_hz);
+    set_wall_clock_from_rtc();
     log::info!(
         "apic: {} mode, boot CPU APIC ID {bsp_apic}, TSC {} kHz ({}), timer {} counts/10ms ({})",
         if x2apic { "x2APIC" } else { "xAPIC" },

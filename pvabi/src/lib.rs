@@ -91,8 +91,8 @@
 //! |--------|------|
 //! | 0      | [`StartInfo`], [`START_INFO_SIZE`] (1104) bytes; OUT, never changed after entry |
 //! | 1104   | zero |
-//! | 2048 ([`TIME_INFO_OFFSET`]) | the domain's [`TimeInfo`], 32 bytes; OUT, updated by the hypervisor for the domain's life |
-//! | 2080   | zero |
+//! | 2048 ([`TIME_INFO_OFFSET`]) | the domain's [`TimeInfo`], 40 bytes; OUT, updated by the hypervisor for the domain's life |
+//! | 2088   | zero |
 //!
 //! The guest must neither write nor release this page (the clock lives in
 //! it). The other boot structures (stack, page tables, GDT) are ordinary
@@ -174,6 +174,11 @@
 //! if it was odd or changed (the steps are on [`TimeInfo`]). With
 //! [`TIME_FLAG_TSC_STABLE`] the clock agrees across vCPUs and never goes
 //! backwards.
+//!
+//! **Wall-clock time** (Unix time, UTC) is `wall_clock_base_ns + time`:
+//! [`TimeInfo::wall_clock_base_ns`], set by the hypervisor from the CMOS
+//! RTC at boot (0: unknown); [`TimeInfo::wall_clock_ns_at`],
+//! `guest::time::wall_clock_ns` and [`UtcTime`] (a calendar date).
 //!
 //! # Op group: memory
 //!
@@ -343,7 +348,7 @@
 //! | type | size | written by | where |
 //! |------|------|------------|-------|
 //! | [`StartInfo`]      | 1104 | hypervisor, once | start-info page, offset 0 |
-//! | [`TimeInfo`]       | 32   | hypervisor, continually | start-info page, offset 2048 |
+//! | [`TimeInfo`]       | 40   | hypervisor, continually | start-info page, offset 2048 |
 //! | [`VcpuInfo`]       | 24   | hypervisor ([`HC_VCPU_INFO`]) | anywhere the guest says |
 //! | [`MemInfo`]        | 24   | hypervisor ([`HC_MEM_INFO`]) | anywhere the guest says |
 //! | [`MulticallEntry`] | 64   | guest (op, args), hypervisor (result) | array the guest passes to [`HC_MULTICALL`] |
@@ -411,6 +416,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 
+mod args;
 mod domctl;
 mod evtchn;
 mod grant;
@@ -424,10 +430,12 @@ mod start_info;
 mod status;
 #[cfg(test)]
 mod testing;
+mod utc;
 
 /// The `zerocopy` this crate derives with, so users name the same traits.
 pub use zerocopy;
 
+pub use args::BadArg;
 pub use domctl::*;
 pub use evtchn::*;
 pub use grant::*;
@@ -436,6 +444,7 @@ pub use mgmt::*;
 pub use shared::*;
 pub use start_info::*;
 pub use status::*;
+pub use utc::{UtcTime, days_in_month};
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
 /// (this is 1.3). A guest built against a different major version must

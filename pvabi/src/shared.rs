@@ -61,10 +61,18 @@ pub struct TimeInfo {
     pub tsc_shift: i8,
     /// Padding; zero.
     pub _pad: [u8; 3],
+    /// OUT (since the release after 1.4): the wall-clock base, Unix time
+    /// (UTC, nanoseconds since 1970-01-01T00:00:00Z, no leap seconds) at
+    /// system time 0, so wall-clock time is `wall_clock_base_ns +
+    /// system time` ([`TimeInfo::wall_clock_ns_at`]). The hypervisor sets it
+    /// from the CMOS RTC at boot, to the second (the RTC's resolution);
+    /// 0 means unknown (no RTC, or an older hypervisor, whose `TimeInfo`
+    /// is followed by zero bytes).
+    pub wall_clock_base_ns: u64,
 }
 
 /// Size of [`TimeInfo`] in bytes.
-pub const TIME_INFO_SIZE: usize = 32;
+pub const TIME_INFO_SIZE: usize = 40;
 
 const _: () = assert!(core::mem::size_of::<TimeInfo>() == TIME_INFO_SIZE);
 const _: () = assert!(core::mem::align_of::<TimeInfo>() == 8);
@@ -75,6 +83,7 @@ const _: () = assert!(core::mem::offset_of!(TimeInfo, system_time_ns) == 16);
 const _: () = assert!(core::mem::offset_of!(TimeInfo, tsc_to_system_mul) == 24);
 const _: () = assert!(core::mem::offset_of!(TimeInfo, tsc_shift) == 28);
 const _: () = assert!(core::mem::offset_of!(TimeInfo, _pad) == 29);
+const _: () = assert!(core::mem::offset_of!(TimeInfo, wall_clock_base_ns) == 32);
 
 impl TimeInfo {
     /// An all-zero time info.
@@ -87,6 +96,18 @@ impl TimeInfo {
             tsc_to_system_mul: 0,
             tsc_shift: 0,
             _pad: [0; 3],
+            wall_clock_base_ns: 0,
+        }
+    }
+
+    /// Wall-clock time (Unix nanoseconds, UTC) at TSC value `tsc`, or
+    /// `None` when the base is unknown (0). Saturates at `u64::MAX` (the
+    /// year 2554).
+    pub const fn wall_clock_ns_at(&self, tsc: u64) -> Option<u64> {
+        if self.wall_clock_base_ns == 0 {
+            None
+        } else {
+            Some(self.wall_clock_base_ns.saturating_add(self.ns_at(tsc)))
         }
     }
 
@@ -381,7 +402,7 @@ mod tests {
 
     #[test]
     fn layouts() {
-        assert_eq!(size_of::<TimeInfo>(), 32);
+        assert_eq!(size_of::<TimeInfo>(), 40);
         assert_eq!(offset_of!(TimeInfo, version), 0);
         assert_eq!(offset_of!(TimeInfo, flags), 4);
         assert_eq!(offset_of!(TimeInfo, tsc_timestamp), 8);
@@ -389,6 +410,7 @@ mod tests {
         assert_eq!(offset_of!(TimeInfo, tsc_to_system_mul), 24);
         assert_eq!(offset_of!(TimeInfo, tsc_shift), 28);
         assert_eq!(offset_of!(TimeInfo, _pad), 29);
+        assert_eq!(offset_of!(TimeInfo, wall_clock_base_ns), 32);
 
         assert_eq!(size_of::<VcpuInfo>(), 24);
         assert_eq!(offset_of!(VcpuInfo, state), 0);
@@ -422,6 +444,7 @@ mod tests {
             tsc_to_system_mul: 0x8000_0000,
             tsc_shift: -2,
             _pad: [0; 3],
+            wall_clock_base_ns: 0x0102_0304_0506_0708,
         };
         let b = t.as_bytes();
         assert_eq!(&b[0..4], &3u32.to_le_bytes());
@@ -430,9 +453,20 @@ mod tests {
         assert_eq!(&b[16..24], &0x99aa_bbcc_ddee_ff00u64.to_le_bytes());
         assert_eq!(&b[24..28], &0x8000_0000u32.to_le_bytes());
         assert_eq!(b[28], 0xfe);
+        assert_eq!(&b[32..40], &0x0102_0304_0506_0708u64.to_le_bytes());
         assert_eq!(TimeInfo::read_from_bytes(b).ok(), Some(t));
         assert!(t.is_updating());
         assert!(t.tsc_stable());
+    }
+
+    #[test]
+    fn wall_clock_is_base_plus_system_time() {
+        let mut t = clock(1_000_000_000, 1000, 5);
+        assert_eq!(t.wall_clock_ns_at(3000), None, "base 0: unknown");
+        t.wall_clock_base_ns = 1_577_934_245_000_000_000;
+        assert_eq!(t.wall_clock_ns_at(3000), Some(1_577_934_245_000_002_005));
+        t.wall_clock_base_ns = u64::MAX - 1;
+        assert_eq!(t.wall_clock_ns_at(3000), Some(u64::MAX));
     }
 
     #[test]
@@ -489,6 +523,7 @@ mod tests {
             tsc_to_system_mul: mul,
             tsc_shift: shift,
             _pad: [0; 3],
+            wall_clock_base_ns: 0,
         }
     }
 

@@ -46,7 +46,11 @@ pub struct StartInfo {
     /// OUT: which instruction makes a hypercall: [`HYPERCALL_VMCALL`] or
     /// [`HYPERCALL_VMMCALL`].
     pub hypercall_insn: u32,
-    /// OUT: this domain's id (0 is the control domain).
+    /// OUT: this domain's id. Ids start at 1 and are never reused while
+    /// the hypervisor runs: under the `dom0` option the control domain is
+    /// domain 1 (boot module 0) and the domains it creates are 2, 3, ...;
+    /// no domain is 0. Whether a domain is the control domain is
+    /// [`START_FLAG_PRIVILEGED`] in `flags`, never its id.
     pub domain_id: u32,
     /// OUT: number of vCPUs the domain may run, ids `0..nr_vcpus`. Only
     /// vCPU 0 is running at entry; the guest starts the others with
@@ -56,7 +60,12 @@ pub struct StartInfo {
     pub flags: u32,
     /// OUT: size of the guest-physical space in bytes: RAM is at
     /// guest-physical `0..memory_bytes`, a multiple of 4 KiB, all present at
-    /// entry.
+    /// entry. A domain made by dom0 has the `memory` of its configuration
+    /// (MiB); a boot module started without dom0 gets 8 MiB. Out of it come
+    /// the image (at 2 MiB, where the linker script puts it), and at the
+    /// top the 64 KiB initial stack, the initial page tables, a GDT page and
+    /// this page; a heap declared with `guest_heap!(N)` is N bytes of
+    /// `.bss`, part of the image, whether used or not.
     pub memory_bytes: u64,
     /// OUT: guest-physical address of this page (also in RDI at entry).
     pub start_info_gpa: u64,
@@ -318,7 +327,7 @@ mod tests {
         assert_eq!(si.time_info_offset(), Some(2048));
         // The last place a whole TimeInfo fits.
         si.time_info_gpa = si.start_info_gpa + PAGE_SIZE - TIME_INFO_SIZE as u64;
-        assert_eq!(si.time_info_offset(), Some(4096 - 32));
+        assert_eq!(si.time_info_offset(), Some(4096 - 40));
         let bad = [
             0,                                    // missing
             si.start_info_gpa,                    // over the StartInfo itself

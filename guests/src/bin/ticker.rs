@@ -5,23 +5,31 @@
 //! its last tick) and exits with `code=` (default 0; dom0's history test
 //! reads it back). `note=<word>` is printed in its first line. The dom0 boot tests use it to show that domains keep
 //! running while others are created and destroyed, and that their console
-//! lines reach dom0.
+//! lines reach dom0. A value that is not a number (`every_ms=soon`) ends it
+//! at once with exit code 2 and a line naming the argument. It reads its
+//! arguments with pvabi's own parser ([`pvabi::StartInfo::arg`]), as a
+//! guest built outside this repository would.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
-use kestrel_guests::{arg, num_arg};
 use pvabi::guest::time;
 
 pvabi::entry_point!(main);
 
 fn main(si: &pvabi::StartInfo) -> i32 {
-    let every = num_arg(si, "every_ms", 100).max(1) * 1_000_000;
-    let count = num_arg(si, "count", 0);
+    let (every_ms, count) = match (si.arg_or("every_ms", 100u64), si.arg_or("count", 0u64)) {
+        (Ok(e), Ok(c)) => (e, c),
+        (Err(e), _) | (_, Err(e)) => {
+            pvabi::println!("ticker: {e}");
+            return 2;
+        }
+    };
+    let every = every_ms.clamp(1, u64::MAX / 1_000_000) * 1_000_000;
     pvabi::println!(
         "ticker: started, domain {}, {}",
         si.domain_id,
-        arg(si, "note").unwrap_or("no note")
+        si.arg("note").unwrap_or("no note")
     );
     let mut n = 0u64;
     let t0 = time::now_ns();

@@ -18,6 +18,7 @@ pub mod percpu;
 pub mod physmem;
 pub mod pit;
 pub mod platform;
+pub mod rtc;
 pub mod selftest;
 pub mod serial;
 pub mod smp;

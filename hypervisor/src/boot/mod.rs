@@ -9,6 +9,7 @@ pub mod cmdline;
 pub mod info;
 pub mod multiboot2;
 pub mod pvh;
+pub mod rtc;
 pub mod spec;
 pub mod tscfreq;
 

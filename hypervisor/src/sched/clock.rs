@@ -7,6 +7,9 @@ use crate::platform::{P, Platform};
 pub(crate) static TIME_MUL: AtomicU32 = AtomicU32::new(0);
 pub(crate) static TIME_SHIFT: AtomicU32 = AtomicU32::new(0);
 pub(crate) static TIME_TSC0: AtomicU64 = AtomicU64::new(0);
+/// Unix time in nanoseconds at system time 0, the wall-clock base every
+/// domain's `TimeInfo` carries; 0 (unknown) until [`set_wall_clock`].
+static WALL_BASE_NS: AtomicU64 = AtomicU64::new(0);
 /// TSC ticks per nanosecond in 32.32 fixed point, for [`ns_to_ticks`].
 static TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
 /// The clock's scale packed for [`ticks_to_ns`] in one load: the
@@ -66,6 +69,18 @@ pub(crate) fn ns_to_ticks(ns: u64) -> u64 {
     t.min(u128::from(u64::MAX)) as u64
 }
 
+/// Sets the wall-clock base from `unix_ns`, the Unix time now (read from
+/// the RTC at boot): the base is the Unix time at system time 0. Domains
+/// created afterwards see it in their `TimeInfo`.
+pub fn set_wall_clock(unix_ns: u64) {
+    WALL_BASE_NS.store(unix_ns.saturating_sub(now_ns()).max(1), Ordering::Relaxed);
+}
+
+/// The wall-clock base (0: unknown).
+pub fn wall_clock_base_ns() -> u64 {
+    WALL_BASE_NS.load(Ordering::Relaxed)
+}
+
 pub(crate) fn time_info() -> pvabi::TimeInfo {
     let mut t = pvabi::TimeInfo::zeroed();
     t.version = 2;
@@ -74,6 +89,7 @@ pub(crate) fn time_info() -> pvabi::TimeInfo {
     t.system_time_ns = 0;
     t.tsc_to_system_mul = TIME_MUL.load(Ordering::Relaxed);
     t.tsc_shift = TIME_SHIFT.load(Ordering::Relaxed) as u8 as i8;
+    t.wall_clock_base_ns = wall_clock_base_ns();
     t
 }
 

@@ -20,7 +20,12 @@
 //!
 //! The heap is a `static` in `.bss`: it costs nothing in the image file,
 //! and the hypervisor's loader zeroes it with the rest of `.bss`; the
-//! domain's memory must be large enough to hold it. Allocation is first fit
+//! domain's memory must be large enough to hold it. **Cost**: all N bytes
+//! of domain memory from the start, used or not (a domain built from a bare
+//! boot module has 8 MiB in all, see `StartInfo::memory_bytes`); each
+//! allocation takes its size rounded up to a multiple of 8 bytes and 16 at
+//! least, plus any padding its alignment needs, and no header (the free
+//! list lives in the free blocks). Allocation is first fit
 //! over a free list (the `linked_list_allocator` crate) under a spin lock,
 //! so every vCPU can allocate; freed memory is reused and neighbouring free
 //! blocks merge. Guests run with interrupts off, so the lock is never taken

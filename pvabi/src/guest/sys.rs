@@ -134,7 +134,7 @@ pub fn clock_sample() -> Option<(TimeInfo, u64)> {
     // pointer is aligned for its type. Nothing in this program writes the
     // page, and atomics make the hypervisor's concurrent writes well-defined
     // to read.
-    let (version, flags, tsc_timestamp, system_time_ns, mul, shift) = unsafe {
+    let (version, flags, tsc_timestamp, system_time_ns, mul, shift, wall) = unsafe {
         (
             AtomicU32::from_ptr(at(offset_of!(TimeInfo, version)).cast()),
             AtomicU32::from_ptr(at(offset_of!(TimeInfo, flags)).cast()),
@@ -142,6 +142,7 @@ pub fn clock_sample() -> Option<(TimeInfo, u64)> {
             AtomicU64::from_ptr(at(offset_of!(TimeInfo, system_time_ns)).cast()),
             AtomicU32::from_ptr(at(offset_of!(TimeInfo, tsc_to_system_mul)).cast()),
             AtomicI8::from_ptr(at(offset_of!(TimeInfo, tsc_shift)).cast()),
+            AtomicU64::from_ptr(at(offset_of!(TimeInfo, wall_clock_base_ns)).cast()),
         )
     };
     loop {
@@ -158,6 +159,7 @@ pub fn clock_sample() -> Option<(TimeInfo, u64)> {
             tsc_to_system_mul: mul.load(Ordering::Relaxed),
             tsc_shift: shift.load(Ordering::Relaxed),
             _pad: [0; 3],
+            wall_clock_base_ns: wall.load(Ordering::Relaxed),
         };
         let tsc = read_tsc();
         // The field loads must complete before the second version load.

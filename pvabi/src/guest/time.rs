@@ -2,7 +2,8 @@
 //! no exit, and sleeping built on [`super::sched`].
 //!
 //! System time is nanoseconds since the hypervisor started, the clock every
-//! deadline uses.
+//! deadline uses; wall-clock time ([`wall_clock_ns`], [`utc_now`]) is the
+//! boot's wall-clock base plus system time.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -29,6 +30,21 @@ pub fn now_ns() -> u64 {
     } else {
         LAST.fetch_max(now, Ordering::Relaxed).max(now)
     }
+}
+
+/// Wall-clock time now, Unix nanoseconds (UTC): the boot's wall-clock base
+/// ([`TimeInfo::wall_clock_base_ns`], from the CMOS RTC) plus system time.
+/// `None` when the hypervisor knows no wall-clock time (no RTC, or a
+/// hypervisor older than the field) or the domain has no clock.
+pub fn wall_clock_ns() -> Option<u64> {
+    let (info, tsc) = sys::clock_sample()?;
+    info.wall_clock_ns_at(tsc)
+}
+
+/// Wall-clock time now as a calendar date in UTC (its `Display` is ISO
+/// 8601, `2020-01-02T03:04:05Z`); `None` as for [`wall_clock_ns`].
+pub fn utc_now() -> Option<crate::UtcTime> {
+    wall_clock_ns().map(crate::UtcTime::from_unix_ns)
 }
 
 /// Whether the domain has a PV clock (always, under a 1.0 hypervisor).

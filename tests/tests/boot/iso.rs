@@ -30,6 +30,18 @@ fn uefi(test: &str, smp: u32, mem_mib: u64) {
         UEFI_TIMEOUT_S,
     );
     check(&o, smp, mem_mib, UEFI_RAM_SLACK);
+    no_grub_noise(&o);
+}
+
+/// GRUB said nothing but its banner: no error (UEFI's `error: no suitable
+/// video mode found.` was one), no menu (test images boot at once).
+pub(crate) fn no_grub_noise(o: &boot_tests::Outcome) {
+    let noise: Vec<&String> = o
+        .lines
+        .iter()
+        .filter(|l| l.contains("error:") || l.contains("Use the ^ and v keys"))
+        .collect();
+    assert!(noise.is_empty(), "{}: GRUB printed {noise:?}", o.test);
 }
 
 #[test]

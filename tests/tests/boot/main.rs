@@ -23,9 +23,12 @@ mod pvh;
 mod ring;
 mod sched;
 mod selftest;
+mod server;
 mod spec;
 mod stress;
+mod template;
 mod upcall;
+mod wallclock;
 mod wx;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of

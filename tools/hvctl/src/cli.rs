@@ -94,6 +94,13 @@ pub enum Command {
     /// Serve many hvctl clients on the one management line at --socket
     /// PATH, listening at PATH.mux (hvctl starts one by itself when needed).
     Relay,
+    /// Print a shell completion script (install: see `hvctl man`, FILES).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print hvctl's manual page (roff): `hvctl man | man -l -`.
+    Man,
 }
 
 fn millis(s: &str) -> Result<u64, String> {

@@ -6,6 +6,7 @@
 mod cli;
 mod client;
 mod console;
+mod docs;
 mod error;
 mod output;
 mod relay;
@@ -26,6 +27,10 @@ use error::Error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Completions and the manual need no connection.
+    if let Some(code) = docs::run(&cli.command) {
+        return code;
+    }
     let json = cli.json;
     match run(cli) {
         Ok(out) => {
@@ -114,6 +119,11 @@ fn run(cli: Cli) -> Result<String, Error> {
             );
         }
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
+        Command::Completions { .. } | Command::Man => {
+            return Err(Error::Usage(
+                "completions and man are answered before connecting".into(),
+            ));
+        }
     };
     let destroyed = match &mut op {
         // Named as pause names it: `destroyed domain 4 (web)`. Asked first

@@ -477,7 +477,7 @@ Hypercall round trip, AMD-V (PVH boot, `hcbench` as the one module):
 ```
 
 VT-x ({bochs_version}; GRUB ISO with `hcbench.elf` as the one module, built like
-`cargo xtask image --cmdline \"exit=bochs shutdown loglevel=info\" --module
+`cargo xtask image --bare --cmdline \"exit=bochs shutdown loglevel=info\" --module
 target/x86_64-unknown-none/release/hcbench` (but named `hcbench.elf`); the debugger
 commands are `c` and `quit`):
 

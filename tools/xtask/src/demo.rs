@@ -9,17 +9,12 @@ use std::path::PathBuf;
 use xtask::error::Result;
 use xtask::iso::Module;
 use xtask::paths::{self, Profile};
+use xtask::server;
 
-/// The demo's boot modules (built by `cargo xtask build`).
+/// The demo's boot modules (built by `cargo xtask build`): the server
+/// image's, from `dom0/demo.toml` (dom0, `hello`, `ticker`, the file).
 pub fn modules(profile: Profile) -> Result<Vec<Module>> {
-    let guest = |name: &str| paths::guest(profile, name);
-    let config = paths::repo_root().join("dom0").join("demo.toml");
-    Ok(vec![
-        Module::named(guest(paths::DOM0_BIN), "dom0", "")?,
-        Module::named(guest("hello"), "hello", "")?,
-        Module::named(guest("ticker"), "ticker", "")?,
-        Module::named(config, "demo.toml", "")?,
-    ])
+    server::modules(profile, &server::demo_config())
 }
 
 /// Where the management socket is.

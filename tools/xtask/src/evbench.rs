@@ -418,7 +418,7 @@ CPU and sent a reschedule IPI (no direct switch), and each CPU halts in its idle
 while the other side works.
 
 Commands (the larger two-CPU run; the others differ in `-smp`, `rounds=` and
-`three_calls`; the ISO is built like `cargo xtask image --cmdline \"exit=qemu shutdown
+`three_calls`; the ISO is built like `cargo xtask image --bare --cmdline \"exit=qemu shutdown
 loglevel=info\" --module \"target/x86_64-unknown-none/release/evpong=peer=2 rounds=2000
 bench\" --module \"target/x86_64-unknown-none/release/evping=peer=1 rounds=2000 bench\"`,
 the modules named `*.elf`). AMD-V:

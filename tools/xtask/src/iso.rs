@@ -126,6 +126,11 @@ pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
     if spec.timeout_s == 0 {
         let _ = writeln!(cfg, "set timeout_style=hidden");
     }
+    // The hypervisor asks for no framebuffer, so GRUB's multiboot2 loader
+    // would switch to text mode, which UEFI's GOP does not have: GRUB then
+    // prints `error: no suitable video mode found.` and boots anyway.
+    // `keep` leaves the firmware's mode as it is (GRUB manual, "gfxpayload").
+    let _ = writeln!(cfg, "set gfxpayload=keep");
     let _ = writeln!(cfg);
     let _ = writeln!(cfg, "menuentry \"Kestrel\" {{");
     let cmdline = if spec.cmdline.is_empty() {
@@ -259,6 +264,7 @@ mod tests {
         assert!(cfg.contains("serial --unit=0 --speed=115200"));
         assert!(cfg.contains("terminal_input serial console\nterminal_output serial console\n"));
         assert!(cfg.contains("set timeout=0\nset timeout_style=hidden\n"));
+        assert!(cfg.contains("set gfxpayload=keep\n"));
         assert!(cfg.contains("    multiboot2 /boot/kestrel exit=qemu shutdown\n"));
         assert!(cfg.contains(
             "    module2 /boot/dom0.elf dom0.elf x=1 y\n    module2 /boot/guests.toml guests.toml\n"

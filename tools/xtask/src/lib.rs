@@ -12,4 +12,5 @@ pub mod paths;
 pub mod qemu;
 pub mod runner;
 pub mod serial;
+pub mod server;
 pub mod tools;

@@ -22,7 +22,7 @@ use xtask::error::{Error, Result};
 use xtask::iso::{IsoSpec, Module};
 use xtask::paths::{self, Profile};
 use xtask::qemu::{self, Accel, Boot, Vm};
-use xtask::{bail, tools};
+use xtask::{bail, server, tools};
 
 const USAGE: &str = "\
 usage: cargo xtask <command> [options]
@@ -31,9 +31,15 @@ commands:
   build [--debug]
       Build the hypervisor (release unless --debug):
       target/x86_64-unknown-none/<profile>/kestrel
-  image [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]... [--timeout SECS] [-o OUT.iso]
-      Build a GRUB ISO that boots on BIOS and UEFI (default build/kestrel.iso,
-      command line \"loglevel=info\", menu timeout 3 s). Modules load in order.
+  image [--config FILE.toml | --bare] [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]...
+        [--timeout SECS] [-o OUT.iso]
+      Build the server image, a GRUB ISO that boots on BIOS and UEFI (default
+      build/kestrel.iso, menu timeout 3 s): the hypervisor with the dom0 flag
+      (command line \"dom0 loglevel=info\"), dom0, the boot configuration
+      (dom0/demo.toml unless --config) and every image it names (a file of
+      that name next to the configuration, else the guest of that name this
+      repository builds), then any --module, in order.
+      --bare: the hypervisor and the --module files alone (\"loglevel=info\").
   qemu [--dom0] [--iso | --uefi] [--debug] [--cmdline \"...\"] [--module PATH[=ARGS]]...
        [--smp N] [-m SIZE] [--kvm | --tcg] [-- QEMU ARGS...]
       Build and boot under QEMU with the serial console on this terminal
@@ -41,6 +47,7 @@ commands:
       4 CPUs, 1G, KVM if it offers nested VT-x/AMD-V, else TCG with SVM+NPT.
       --dom0: the demo (GRUB ISO): dom0, the hello and ticker guests and
       dom0/demo.toml, dom0's management line on build/kestrel-mgmt.sock.
+      ISO boots use build/dev.iso (never the server image's build/kestrel.iso).
   test [--no-lint] [--no-fuzz] [--no-boot] [-- BOOT TEST FILTER...]
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
       a 5 s pass of each fuzz target, the release kernel, and the boot tests
@@ -64,8 +71,6 @@ environment:
 
 /// Default kernel command line for people (stays up after boot, idles).
 const DEFAULT_CMDLINE: &str = "loglevel=info";
-/// Default GRUB menu timeout of ISOs made for people.
-const DEFAULT_TIMEOUT_S: u32 = 3;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -196,6 +201,12 @@ impl Args {
 /// ELF's path (the guests lie beside it).
 pub fn build_kernel(profile: Profile) -> Result<PathBuf> {
     let args = paths::build_args(profile == Profile::Debug);
+    println!(
+        "kestrel: building the hypervisor, dom0 and the example guests ({}, {}) and hvctl \
+         (host): what images and QEMU boot; cargo rebuilds only what changed",
+        paths::KERNEL_TARGET,
+        profile.dir()
+    );
     cargo::run(&args)?;
     cargo::run(&paths::HVCTL_BUILD_ARGS)?;
     let k = paths::kernel(profile);
@@ -221,40 +232,88 @@ fn modules(a: &mut Args) -> Result<Vec<Module>> {
 
 fn image(mut a: Args) -> Result<()> {
     let profile = a.profile();
-    let cmdline = a
-        .value(&["--cmdline"])?
-        .unwrap_or_else(|| DEFAULT_CMDLINE.into());
-    let modules = modules(&mut a)?;
+    let bare = a.flag("--bare");
+    let config = a.value(&["--config"])?.map(PathBuf::from);
+    let cmdline = a.value(&["--cmdline"])?;
+    let extra = modules(&mut a)?;
     let timeout_s = match a.value(&["--timeout"])? {
         Some(t) => t
             .parse()
             .map_err(|_| Error::new(format!("--timeout `{t}`: not a number of seconds")))?,
-        None => DEFAULT_TIMEOUT_S,
+        None => server::TIMEOUT_S,
     };
     let output = a
         .value(&["-o", "--output"])?
         .map(PathBuf::from)
         .unwrap_or_else(paths::default_iso);
     a.finish()?;
+    if bare && config.is_some() {
+        bail!(
+            "--bare (the hypervisor alone) and --config (dom0 and its domains) exclude each other"
+        );
+    }
+    if let Some(c) = config.as_ref().filter(|c| !c.is_file()) {
+        bail!("--config {}: no such file", c.display());
+    }
+    let config = config.unwrap_or_else(server::demo_config);
+    if !bare {
+        server::check(&config)?;
+    }
     xtask::iso::check_tools()?;
     let kernel = build_kernel(profile)?;
-    let spec = IsoSpec {
-        kernel,
-        cmdline,
-        modules,
-        timeout_s,
-        output,
+    let spec = if bare {
+        IsoSpec {
+            kernel,
+            cmdline: cmdline.unwrap_or_else(|| DEFAULT_CMDLINE.into()),
+            modules: extra,
+            timeout_s,
+            output,
+        }
+    } else {
+        let mut spec = server::spec(
+            profile,
+            kernel,
+            &config,
+            cmdline.as_deref().unwrap_or(server::CMDLINE),
+            extra,
+            output,
+        )?;
+        spec.timeout_s = timeout_s;
+        spec
     };
     xtask::iso::build(&spec)?;
     let size = std::fs::metadata(&spec.output)
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "{} ({} KiB, BIOS + UEFI)",
+        "{} ({} KiB, BIOS + UEFI): {}",
         spec.output.display(),
-        size / 1024
+        size / 1024,
+        if bare {
+            "the hypervisor alone".to_string()
+        } else {
+            let names: Vec<&str> = spec.modules.iter().map(|m| m.name.as_str()).collect();
+            format!(
+                "command line \"{}\", modules {}",
+                spec.cmdline,
+                names.join(", ")
+            )
+        }
     );
     Ok(())
+}
+
+/// The image a development run boots: its own path (never the server
+/// image's) and no GRUB menu (timeout 0, hidden), so neither the menu nor
+/// its countdown lands in the log or costs 3 s a boot.
+fn dev_iso_spec(kernel: PathBuf, cmdline: String, modules: Vec<Module>) -> IsoSpec {
+    IsoSpec {
+        kernel,
+        cmdline,
+        modules,
+        timeout_s: 0,
+        output: paths::dev_iso(),
+    }
 }
 
 fn run_qemu(mut a: Args) -> Result<ExitCode> {
@@ -320,13 +379,7 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
         modules.splice(0..0, demo::modules(profile)?);
     }
     let boot = if !pvh {
-        let spec = IsoSpec {
-            kernel,
-            cmdline,
-            modules,
-            timeout_s: DEFAULT_TIMEOUT_S,
-            output: paths::default_iso(),
-        };
+        let spec = dev_iso_spec(kernel, cmdline, modules);
         xtask::iso::build(&spec)?;
         if uefi {
             let vars = paths::build_dir().join("OVMF_VARS_4M.fd");
@@ -374,4 +427,21 @@ fn run_qemu(mut a: Args) -> Result<ExitCode> {
         Some(0) | Some(qemu::STATUS_SUCCESS) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_images_hide_the_menu_and_keep_off_the_server_image() {
+        let spec = dev_iso_spec("/k".into(), "dom0".into(), Vec::new());
+        assert_eq!(spec.timeout_s, 0);
+        assert_ne!(spec.output, paths::default_iso());
+        let cfg = xtask::iso::grub_cfg(&spec).unwrap_or_default();
+        assert!(
+            cfg.contains("set timeout=0\nset timeout_style=hidden\n"),
+            "{cfg}"
+        );
+    }
 }

@@ -106,9 +106,16 @@ pub fn build_dir() -> PathBuf {
     repo_root().join("build")
 }
 
-/// The default ISO path, `build/kestrel.iso`.
+/// The server image's path, `build/kestrel.iso` (`cargo xtask image`).
 pub fn default_iso() -> PathBuf {
     build_dir().join("kestrel.iso")
+}
+
+/// The image development runs boot (`cargo xtask qemu`, `./qemu-run.sh`),
+/// `build/dev.iso`: never the server image's path, so a test run does not
+/// replace the image an operator is about to write to a USB stick.
+pub fn dev_iso() -> PathBuf {
+    build_dir().join("dev.iso")
 }
 
 #[cfg(test)]

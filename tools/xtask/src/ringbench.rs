@@ -219,7 +219,7 @@ answers. A side notifies only if the other asked (its event index was passed), s
 notification and a notification covers more than 32 requests; where the ticks fall is
 fixed by the instruction count, so the figures are exact but differ between the backends.
 
-Commands (AMD-V, the larger ring run; the ISO is built like `cargo xtask image --cmdline \"exit=qemu shutdown loglevel=info\"
+Commands (AMD-V, the larger ring run; the ISO is built like `cargo xtask image --bare --cmdline \"exit=qemu shutdown loglevel=info\"
 --module \"target/x86_64-unknown-none/release/ringprod=peer=2 mib=8\" --module
 target/x86_64-unknown-none/release/ringcons=peer=1`, the modules named `*.elf`):
 

@@ -17,6 +17,9 @@ struct Step {
     name: &'static str,
     args: Vec<String>,
     env: &'static [(&'static str, &'static str)],
+    /// What to do when it fails, printed under the failure and in the
+    /// summary.
+    fix: Option<&'static str>,
 }
 
 fn step(name: &'static str, args: &[&str]) -> Step {
@@ -24,10 +27,51 @@ fn step(name: &'static str, args: &[&str]) -> Step {
         name,
         args: args.iter().map(|s| s.to_string()).collect(),
         env: &[],
+        fix: None,
     }
 }
 
+/// What a formatting failure needs: rustfmt's `--check` only shows a diff.
+const FMT_FIX: &str = "run cargo fmt --all";
+/// The same for the fuzz workspace, which `--all` does not reach.
+const FMT_FUZZ_FIX: &str = "run cargo fmt --manifest-path fuzz/Cargo.toml";
+
+/// `cargo xtask test --help` (and `./test.sh --help`).
+pub const HELP: &str = "\
+usage: ./test.sh [--no-lint] [--no-fuzz] [--no-boot] [-- FILTER...]
+       cargo xtask test [the same options]
+
+Runs every check CI runs, in order, then prints a summary whose last line
+names each check that failed (with how to fix it, where known) and each
+that was skipped:
+  rustfmt, rustfmt (fuzz)     formatting (fix: cargo fmt --all)
+  clippy (host, bare metal)   lints, warnings are errors
+  docs (pvabi)                the ABI crate's documentation, no warning
+  unit tests (host)           cargo test on the host, incl. the run loop
+  interleavings               the block/notify/wake protocol, every interleaving
+  fuzz                        5 s of each libFuzzer target
+  kernel, hvctl (release)     what the boot tests boot and drive
+  boot tests                  real images under QEMU (AMD-V) and Bochs (VT-x)
+
+options:
+  --no-lint    leave out rustfmt, clippy and the pvabi docs
+  --no-fuzz    leave out the fuzz pass (its first build takes minutes)
+  --no-boot    leave out the release kernel and the boot tests
+  -- FILTER    run only the boot tests whose name contains FILTER (several
+               filters are OR'd), e.g. `./test.sh --no-lint --no-fuzz -- iso`
+  -h, --help   this text
+
+environment:
+  KESTREL_TEST_TIMEOUT_SCALE=N   multiply every boot test's deadline by N
+                                 (busy or slow machines)
+Exit status: 0 when every check that ran passed, 1 otherwise.
+";
+
 pub fn run(mut a: Args) -> Result<ExitCode> {
+    if a.flag("--help") || a.flag("-h") {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let no_lint = a.flag("--no-lint");
     let no_boot = a.flag("--no-boot");
     let no_fuzz = a.flag("--no-fuzz");
@@ -41,12 +85,16 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         .clamp(1, 4);
     let mut steps = Vec::new();
     if !no_lint {
-        steps.push(step("rustfmt", &["fmt", "--all", "--", "--check"]));
+        let mut fmt = step("rustfmt", &["fmt", "--all", "--", "--check"]);
+        fmt.fix = Some(FMT_FIX);
+        steps.push(fmt);
         // fuzz/ is its own workspace: `--all` does not reach it.
-        steps.push(step(
+        let mut fmt = step(
             "rustfmt (fuzz)",
             &["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"],
-        ));
+        );
+        fmt.fix = Some(FMT_FUZZ_FIX);
+        steps.push(fmt);
         steps.push(step(
             "clippy (host)",
             &[
@@ -148,12 +196,26 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         steps.push(boot);
     }
 
+    let mut not_run: Vec<&str> = Vec::new();
+    if no_lint {
+        not_run.push("lints and docs (--no-lint)");
+    }
+    if no_fuzz {
+        not_run.push("fuzz (--no-fuzz)");
+    }
+    if no_boot {
+        not_run.push("kernel and boot tests (--no-boot)");
+    }
     let start = Instant::now();
-    let mut results: Vec<(&str, Verdict, f64)> = Vec::new();
+    let mut results: Vec<Outcome> = Vec::new();
     let mut kernel_built = true;
     for s in &steps {
         if s.name == BOOT_TESTS && !kernel_built {
-            results.push((s.name, Verdict::Skipped, 0.0));
+            results.push(Outcome {
+                name: s.name,
+                verdict: Verdict::Skipped("the kernel did not build"),
+                secs: 0.0,
+            });
             continue;
         }
         let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
@@ -169,39 +231,126 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             Ok(()) => Verdict::Ok,
             Err(e) => {
                 eprintln!("xtask: {e}");
-                Verdict::Failed
+                if let Some(fix) = s.fix {
+                    eprintln!("xtask: {}: to fix it, {fix}", s.name);
+                }
+                Verdict::Failed(s.fix)
             }
         };
         if s.name == KERNEL && verdict != Verdict::Ok {
             kernel_built = false;
         }
-        results.push((s.name, verdict, t.elapsed().as_secs_f64()));
+        results.push(Outcome {
+            name: s.name,
+            verdict,
+            secs: t.elapsed().as_secs_f64(),
+        });
     }
 
     println!("\n==> summary");
-    for (name, verdict, secs) in &results {
-        let verdict = match verdict {
+    for r in &results {
+        let verdict = match r.verdict {
             Verdict::Ok => "ok",
-            Verdict::Failed => "FAILED",
-            Verdict::Skipped => "SKIPPED",
+            Verdict::Failed(_) => "FAILED",
+            Verdict::Skipped(_) => "SKIPPED",
         };
-        println!("  {verdict:<8} {name:<32} {secs:6.1} s");
+        println!("  {verdict:<8} {:<32} {:6.1} s", r.name, r.secs);
     }
-    let failed = results.iter().filter(|r| r.1 != Verdict::Ok).count();
     println!("  total {:.1} s", start.elapsed().as_secs_f64());
-    if failed == 0 {
-        println!("all checks passed");
-        Ok(ExitCode::SUCCESS)
+    let (line, ok) = last_line(&results, &not_run);
+    println!("{line}");
+    Ok(if ok {
+        ExitCode::SUCCESS
     } else {
-        println!("{failed} check(s) failed or skipped");
-        Ok(ExitCode::FAILURE)
-    }
+        ExitCode::FAILURE
+    })
+}
+
+/// One step's result.
+struct Outcome {
+    name: &'static str,
+    verdict: Verdict,
+    secs: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
     Ok,
-    Failed,
-    /// Not run because a step it needs failed.
-    Skipped,
+    /// Failed; how to fix it, where that is known.
+    Failed(Option<&'static str>),
+    /// Not run because a step it needs failed (why).
+    Skipped(&'static str),
+}
+
+/// The summary's last line, naming every failed and skipped step (and
+/// what the options left out), and whether the run passed: the one line a
+/// person or a CI log's tail shows.
+fn last_line(results: &[Outcome], not_run: &[&str]) -> (String, bool) {
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r.verdict {
+            Verdict::Failed(Some(fix)) => Some(format!("{} ({fix})", r.name)),
+            Verdict::Failed(None) => Some(r.name.to_string()),
+            _ => None,
+        })
+        .collect();
+    let skipped: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r.verdict {
+            Verdict::Skipped(why) => Some(format!("{} ({why})", r.name)),
+            _ => None,
+        })
+        .collect();
+    let mut parts = Vec::new();
+    if !failed.is_empty() {
+        parts.push(format!("FAILED: {}", failed.join(", ")));
+    }
+    if !skipped.is_empty() {
+        parts.push(format!("SKIPPED: {}", skipped.join(", ")));
+    }
+    let ok = parts.is_empty();
+    if ok {
+        parts.push(format!("all {} checks passed", results.len()));
+    }
+    if !not_run.is_empty() {
+        parts.push(format!("not run: {}", not_run.join(", ")));
+    }
+    (parts.join("; "), ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(name: &'static str, verdict: Verdict) -> Outcome {
+        Outcome {
+            name,
+            verdict,
+            secs: 1.0,
+        }
+    }
+
+    #[test]
+    fn last_line_names_what_failed_and_what_was_skipped() {
+        let rs = [
+            r("rustfmt", Verdict::Failed(Some(FMT_FIX))),
+            r("clippy (host)", Verdict::Ok),
+            r(KERNEL, Verdict::Failed(None)),
+            r(BOOT_TESTS, Verdict::Skipped("the kernel did not build")),
+        ];
+        let (line, ok) = last_line(&rs, &["fuzz (--no-fuzz)"]);
+        assert!(!ok);
+        assert_eq!(
+            line,
+            "FAILED: rustfmt (run cargo fmt --all), kernel (release); \
+             SKIPPED: boot tests (QEMU, Bochs) (the kernel did not build); \
+             not run: fuzz (--no-fuzz)"
+        );
+        let (line, ok) = last_line(&rs[1..2], &[]);
+        assert!(ok);
+        assert_eq!(line, "all 1 checks passed");
+        let (line, ok) = last_line(&rs[1..2], &["fuzz (--no-fuzz)"]);
+        assert!(ok);
+        assert_eq!(line, "all 1 checks passed; not run: fuzz (--no-fuzz)");
+    }
 }
