@@ -60,6 +60,8 @@ impl Service {
                 weight: 0,
                 cap: 0,
                 cpu_time_ns: 0,
+                heap_budget_bytes: 0,
+                heap_used_bytes: 0,
                 uptime_ns: None,
                 exit_code: None,
                 reason: None,

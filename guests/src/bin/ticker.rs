@@ -3,9 +3,9 @@
 //! default: forever); after the last of `count` ticks it prints
 //! `ticker: <count> ticks in <ms> ms` (system time from its first sleep to
 //! its last tick) and exits with `code=` (default 0; dom0's history test
-//! reads it back). `note=<word>` is printed in its first line. The dom0 boot tests use it to show that domains keep
-//! running while others are created and destroyed, and that their console
-//! lines reach dom0. A value that is not a number (`every_ms=soon`) ends it
+//! reads it back). `note=<word>` is printed in its first line. The dom0
+//! boot tests use it to show that domains keep running while others are
+//! created and destroyed, and that their console lines reach dom0. A value that is not a number (`every_ms=soon`) ends it
 //! at once with exit code 2 and a line naming the argument. It reads its
 //! arguments with pvabi's own parser ([`pvabi::StartInfo::arg`]), as a
 //! guest built outside this repository would.
@@ -40,5 +40,5 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     }
     let ms = time::now_ns().saturating_sub(t0) / 1_000_000;
     pvabi::println!("ticker: {n} ticks in {ms} ms");
-    i32::try_from(num_arg(si, "code", 0)).unwrap_or(0)
+    si.arg_or("code", 0i32).unwrap_or(0)
 }

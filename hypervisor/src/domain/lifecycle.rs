@@ -225,7 +225,6 @@ impl<'a> DomainSpec<'a> {
     }
 }
 
-
 /// What creating a domain with `nr_vcpus` vCPUs allocates on the heap,
 /// charged to it before anything is made: its budget, the domain, an
 /// entry per vCPU (with its share of the timer list and of the

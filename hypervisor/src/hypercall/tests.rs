@@ -13,8 +13,8 @@ mod console;
 mod domctl;
 mod evtchn;
 mod mgmt;
-mod spec;
 mod privilege;
+mod spec;
 
 #[derive(Default)]
 struct FakeVcpu {
