@@ -358,3 +358,24 @@ fn memory_follows_the_hypervisors_rules() {
     assert_eq!(d.max_vcpus, pvabi::DOMCTL_MAX_VCPUS);
     assert_eq!(CMDLINE_MAX, pvabi::DOMCTL_CMDLINE_MAX as usize);
 }
+
+#[test]
+fn heap_budget_is_kib_within_the_hypervisor_limits() {
+    let base = "[[domain]]\nname = \"a\"\nimage = \"web.elf\"\nmemory = 8\n";
+    let c = ok(&alloc::format!("{base}heap_budget = 256\n"));
+    assert_eq!(c.domains[0].heap_budget_kib, 256);
+    assert_eq!(c.domains[0].heap_budget_bytes(), 256 << 10);
+    assert_eq!(
+        ok(base).domains[0].heap_budget_bytes(),
+        0,
+        "absent: the hypervisor's default"
+    );
+    for bad in [
+        "heap_budget = 15",
+        "heap_budget = 65537",
+        "heap_budget = \"lots\"",
+    ] {
+        let e = one_err(&alloc::format!("{base}{bad}\n"));
+        assert!(e.contains("field \"heap_budget\""), "{bad}: {e}");
+    }
+}
