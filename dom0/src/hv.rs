@@ -5,7 +5,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use kestrel_toolstack::config::DomainConfig;
-use kestrel_toolstack::server::{HvDomain, HvEnded, Hypervisor};
+use kestrel_toolstack::server::{HvDomain, HvEnded, HvHost, Hypervisor};
 use pvabi::guest::{domctl, sched, time};
 use pvabi::{DOMAIN_FLAG_PRIVILEGED, DomainCreate, Error, MODULE_ELF, ModuleInfo};
 
@@ -37,6 +37,8 @@ pub struct Hv {
     pub modules: Vec<Module>,
     /// Names of domains this dom0 created, for their console lines.
     pub created: Vec<(u32, String)>,
+    /// The hypervisor's `PVABI_VERSION` (dom0's start info).
+    pub abi: u32,
 }
 
 impl Hv {
@@ -48,6 +50,7 @@ impl Hv {
         Ok(Self {
             modules,
             created: Vec::new(),
+            abi: 0,
         })
     }
 
@@ -155,6 +158,17 @@ impl Hypervisor for Hv {
 
     fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
         crate::memlog::console_lines(id)
+    }
+
+    fn host(&mut self) -> Result<HvHost, Error> {
+        let h = domctl::host_info()?;
+        Ok(HvHost {
+            cpus: h.nr_cpus,
+            total_bytes: h.total_bytes,
+            free_bytes: h.free_bytes,
+            domains: h.nr_domains,
+            abi: self.abi,
+        })
     }
 
     fn free_bytes(&mut self) -> Option<u64> {

@@ -122,7 +122,10 @@ fn boot(hv: &mut Hv, cmdline: &str) {
 fn main(si: &pvabi::StartInfo) -> i32 {
     let cmdline = core::str::from_utf8(si.cmdline()).unwrap_or("");
     let mut hv = match Hv::new() {
-        Ok(hv) => hv,
+        Ok(mut hv) => {
+            hv.abi = si.abi_version;
+            hv
+        }
         Err(e) => {
             pvabi::println!("dom0: not the control domain ({e}): stopping");
             return 1;

@@ -136,6 +136,14 @@ fn dom0_qemu_history() {
                 && out.contains("ticker: tick 2\nticker: 2 ticks in "),
             "console history: {out}{err}"
         );
+        let (code, out, err) = hvctl_cmd(&sock, &["host"]);
+        assert!(
+            code == 0
+                && out.starts_with("cpus:        2\n")
+                && out.contains("(2 ended listed)")
+                && out.contains("pvabi:       1.4 (dom0), 1.4 (hypervisor)"),
+            "host: {out}{err}"
+        );
         let (code, out, err) = hvctl_cmd(&sock, &["top", "--every", "0.2"]);
         assert!(
             code == 0 && out.lines().any(|l| l.starts_with("  1  dom0 ")),

@@ -77,6 +77,8 @@ pub enum Command {
     },
     /// Print dom0's log: what it did (kept in its memory).
     Log,
+    /// The machine: CPUs, memory, domains, versions.
+    Host,
     /// Per-domain CPU and memory: once, or every --every seconds.
     Top {
         /// Seconds between samples (CPU % is measured over it).

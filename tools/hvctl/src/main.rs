@@ -110,6 +110,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             history: true,
         } => (Op::ConsoleHistory { domain }, ""),
         Command::Log => (Op::Log, ""),
+        Command::Host => (Op::Host, ""),
         Command::Top { every_ms, count } => {
             return top::run(
                 &mut client,
@@ -166,6 +167,7 @@ fn run(cli: Cli) -> Result<String, Error> {
         ),
         Reply::Done => format!("{verb} domain {destroyed}\n"),
         Reply::Lines { lines, dropped } => output::lines(&lines, dropped),
+        Reply::Host(h) => output::host(&h),
         other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
     })
 }

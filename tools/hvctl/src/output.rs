@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use kestrel_toolstack::proto::{DomainInfo, Reply};
+use kestrel_toolstack::proto::{DomainInfo, HostReport, Reply};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -127,6 +127,21 @@ pub fn details(d: &DomainInfo) -> String {
         let _ = writeln!(out, "exit code: {c}");
     }
     out
+}
+
+/// `host`: one field per line.
+pub fn host(h: &HostReport) -> String {
+    format!(
+        "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\n",
+        h.cpus,
+        bytes(h.memory_total_bytes),
+        bytes(h.memory_free_bytes),
+        h.domains,
+        h.ended_domains,
+        h.dom0,
+        h.pvabi,
+        h.hypervisor_pvabi
+    )
 }
 
 /// Kept lines, after a note of how many older ones were dropped.

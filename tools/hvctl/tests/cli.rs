@@ -220,6 +220,14 @@ fn log_history_and_top() {
     );
     let r = hvctl(&s.path, &["console", "--history", "web"], b"");
     assert_eq!((r.code, r.stdout.as_str()), (0, "Welcome to web\n"));
+    let r = hvctl(&s.path, &["host"], b"");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "cpus:        2\nmemory:      128 MiB total, 100 MiB free\ndomains:     2 (0 ended listed)\ndom0:        fake-dom0\npvabi:       1.4 (dom0), 1.4 (hypervisor)\n"
+        )
+    );
     let r = hvctl(&s.path, &["top", "--every", "0.05"], b"");
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut lines = r.stdout.lines();

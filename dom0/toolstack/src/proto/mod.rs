@@ -95,6 +95,8 @@ pub enum Op {
     /// Bytes for the domain's console input (an attached console).
     /// [`Reply::Done`].
     ConsoleInput { domain: DomainRef, data: String },
+    /// The machine: CPUs, memory, domains, versions. [`Reply::Host`].
+    Host,
     /// dom0's log: the lines it printed (`dom0: ...`), oldest first.
     /// [`Reply::Lines`].
     Log,
@@ -205,6 +207,26 @@ pub enum Reply {
         lines: Vec<String>,
         dropped: u64,
     },
+    /// The host inventory.
+    Host(HostReport),
+}
+
+/// What `host` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub cpus: u32,
+    pub memory_total_bytes: u64,
+    pub memory_free_bytes: u64,
+    /// Domains that exist now (dom0 included).
+    pub domains: u32,
+    /// Ended domains dom0 still lists.
+    pub ended_domains: u32,
+    /// dom0's name and version (`kestrel-dom0 0.1.0`).
+    pub dom0: String,
+    /// The pvabi version dom0 was built against (`1.4`).
+    pub pvabi: String,
+    /// The pvabi version the hypervisor speaks (from dom0's start info).
+    pub hypervisor_pvabi: String,
 }
 
 /// Why a request failed.

@@ -80,6 +80,21 @@ impl HvDomain {
     }
 }
 
+/// The machine as the hypervisor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HvHost {
+    pub cpus: u32,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+    pub domains: u32,
+    /// `PVABI_VERSION` of the hypervisor.
+    pub abi: u32,
+}
+
+fn abi(v: u32) -> String {
+    format!("{}.{}", v >> 16, v & 0xffff)
+}
+
 /// What the service needs from the hypervisor. Errors are the ABI's.
 pub trait Hypervisor {
     /// Ids of every domain, ascending (the control domain included).
@@ -102,6 +117,11 @@ pub trait Hypervisor {
     /// How domain `id` ended, once it is freed (`NoEntry`: not known).
     fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
         let _ = id;
+        Err(Error::NoEntry)
+    }
+    /// The machine (`HC_DOMCTL_HOST_INFO`) and the hypervisor's pvabi
+    /// version.
+    fn host(&mut self) -> Result<HvHost, Error> {
         Err(Error::NoEntry)
     }
     /// Free memory now, if known (for error messages).
@@ -275,6 +295,19 @@ impl Server {
                         None => Err(e),
                     },
                 }
+            }
+            Op::Host => {
+                let h = hv.host().map_err(hv_err)?;
+                Ok(Reply::Host(proto::HostReport {
+                    cpus: h.cpus,
+                    memory_total_bytes: h.total_bytes,
+                    memory_free_bytes: h.free_bytes,
+                    domains: h.domains,
+                    ended_domains: u32::try_from(self.history.ended().count()).unwrap_or(u32::MAX),
+                    dom0: SERVER.to_string(),
+                    pvabi: abi(pvabi::PVABI_VERSION),
+                    hypervisor_pvabi: abi(h.abi),
+                }))
             }
             Op::Log => {
                 let (lines, dropped) = hv.log();

@@ -138,6 +138,15 @@ impl Hypervisor for Fake {
     fn free_bytes(&mut self) -> Option<u64> {
         Some(self.free_mib << 20)
     }
+    fn host(&mut self) -> Result<HvHost, Error> {
+        Ok(HvHost {
+            cpus: 2,
+            total_bytes: 128 << 20,
+            free_bytes: self.free_mib << 20,
+            domains: self.domains.len() as u32,
+            abi: pvabi::PVABI_VERSION,
+        })
+    }
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
         self.info(id)?;
         // As the hypercall: at most MGMT_IO_MAX bytes a call.
@@ -489,4 +498,26 @@ fn sessions_are_separate() {
         "oldest ended"
     );
     assert!(is_ok(&line(&mut s, &mut hv, Some(101), list)));
+}
+
+#[test]
+fn host_inventory() {
+    let mut hv = Fake::new(64);
+    let mut s = Server::new();
+    ok(&mut s, &mut hv, HELLO);
+    let Reply::Host(h) = ok(&mut s, &mut hv, r#"{"id":2,"op":"host"}"#) else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            h.cpus,
+            h.memory_total_bytes,
+            h.memory_free_bytes,
+            h.domains,
+            h.ended_domains
+        ),
+        (2, 128 << 20, 64 << 20, 1, 0)
+    );
+    assert_eq!(h.pvabi, h.hypervisor_pvabi);
+    assert!(h.dom0.starts_with("kestrel-dom0 "), "{}", h.dom0);
 }

@@ -233,6 +233,16 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             Outcome::Ok(Reply::Done)
         }
         Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } => Outcome::Ok(Reply::Done),
+        Op::Host => Outcome::Ok(Reply::Host(proto::HostReport {
+            cpus: 2,
+            memory_total_bytes: 128 << 20,
+            memory_free_bytes: 100 << 20,
+            domains: doms.len() as u32,
+            ended_domains: 0,
+            dom0: "fake-dom0".into(),
+            pvabi: "1.4".into(),
+            hypervisor_pvabi: "1.4".into(),
+        })),
         Op::Log => Outcome::Ok(Reply::Lines {
             lines: vec!["kestrel-dom0 0.1.0".into(), "ready".into()],
             dropped: 3,
