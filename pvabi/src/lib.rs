@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (1.4 is `0x0001_0004`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (2.0 is `0x0002_0000`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -447,9 +447,9 @@ pub use status::*;
 pub use utc::{UtcTime, days_in_month};
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 1.3). A guest built against a different major version must
+/// (this is 2.0). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0001_0004;
+pub const PVABI_VERSION: u32 = 0x0002_0000;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -474,17 +474,17 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0001_0004);
-        assert_eq!(version_major(PVABI_VERSION), 1);
-        assert_eq!(version_minor(PVABI_VERSION), 4);
-        assert!(!is_compatible(0x0001_0003), "a 1.4 guest needs 1.4 calls");
+        assert_eq!(PVABI_VERSION, 0x0002_0000);
+        assert_eq!(version_major(PVABI_VERSION), 2);
+        assert_eq!(version_minor(PVABI_VERSION), 0);
+        assert!(!is_compatible(0x0001_0004), "2.0 changed control structures");
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));
-        assert!(is_compatible(0x0001_0005), "a newer minor only adds");
+        assert!(is_compatible(0x0002_0001), "a newer minor only adds");
         assert!(!is_compatible(0x0000_0001), "0.1 was pre-release");
         assert!(!is_compatible(0x0000_0000));
-        assert!(!is_compatible(0x0002_0000));
+        assert!(!is_compatible(0x0003_0000));
         assert!(!is_compatible(u32::MAX));
     }
 }

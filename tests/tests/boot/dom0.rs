@@ -184,7 +184,7 @@ fn config(b: Backend) {
         "dom0: ready: ",
     ]);
     o.expect_line(
-        "[hello-a] hello from domain 2: 4 MiB, pvabi 0x10004, cmdline \"greeting=from-config\"",
+        "[hello-a] hello from domain 2: 4 MiB, pvabi 0x20000, cmdline \"greeting=from-config\"",
     );
     o.expect_line("[tick-b] ticker: started, domain 3");
     assert!(
