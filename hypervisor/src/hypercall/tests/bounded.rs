@@ -72,7 +72,7 @@ fn a_multicall_of_large_memory_ops_is_split_into_bounded_pieces() {
     // At most a budget's worth of pages per exit (a piece may finish one
     // op and start the next), at least one piece of pages.
     let pages = 64 * MEM_OP_MAX_PAGES as usize;
-    assert!(MEM_PIECE_PAGES * PAGE_COST <= PIECE_BUDGET);
+    const { assert!(MEM_PIECE_PAGES * PAGE_COST <= PIECE_BUDGET) };
     assert!(exits >= pages / MEM_PIECE_PAGES as usize, "{exits} exits");
     assert!(exits <= pages / MEM_PIECE_PAGES as usize, "{exits} exits");
     assert!(actions.iter().all(|a| *a == Action::Resume));
