@@ -49,7 +49,7 @@ pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
         modules.push(isoboot::module(
             "flood",
             &format!("flood-{k}"),
-            &format!("kind={k} start_ms=100 ms=1000"),
+            &format!("kind={k} start_ms=130 ms=1000"),
         )?);
     }
     modules.push(isoboot::module(
