@@ -94,6 +94,7 @@ struct Svc {
     events: EventTable,
     /// Calls that reached privileged services.
     privileged_calls: u32,
+    cont: hypervisor::hypercall::continuation::Slot,
 }
 
 impl Services for Svc {
@@ -149,6 +150,18 @@ impl Services for Svc {
     }
     fn phys_size(&self) -> u64 {
         self.mem.len() as u64
+    }
+    fn mem_check(&mut self, _populate: bool, gpa: u64, pages: u64) -> Result<(), pvabi::Error> {
+        // "range already valid" is the handler's promise, as for the ops.
+        let end = pages
+            .checked_mul(4096)
+            .and_then(|b| gpa.checked_add(b))
+            .expect("checked range overflows");
+        assert!(gpa.is_multiple_of(4096) && end <= self.phys_size());
+        Ok(())
+    }
+    fn continuation(&self) -> &hypervisor::hypercall::continuation::Slot {
+        &self.cont
     }
     fn mem_release(&mut self, gpa: u64, pages: u64) -> Result<u64, pvabi::Error> {
         // "validated: aligned, in range" is the handler's promise.
@@ -312,6 +325,7 @@ pub fn run(data: &[u8]) {
         pending: u64::from(flags >> 2),
         events: EventTable::new(DomainId(1), 4),
         privileged_calls: 0,
+        cont: hypervisor::hypercall::continuation::Slot::new(),
     };
     let mut vcpu = Vcpu::default();
     // As the builder starts a guest: PE, MP, ET, NE, WP, PG; PAE, OSFXSR.
@@ -325,20 +339,40 @@ pub fn run(data: &[u8]) {
         vcpu.regs = regs;
         let rip = vcpu.rip;
         let mut printed = 0usize;
+        let before = vcpu.regs;
         let action = handle(exit, &mut vcpu, &mut svc, &FakeHost, 1, &mut |b| {
             printed += b.len();
+            true
         });
-        assert!(printed <= pvabi::CONSOLE_WRITE_MAX as usize * pvabi::MULTICALL_MAX as usize);
+        // Bounded exits: one exit takes at most one maximal write's worth
+        // of console bytes, whatever the multicall.
+        assert!(
+            printed <= pvabi::CONSOLE_WRITE_MAX as usize,
+            "{printed} bytes in one exit"
+        );
         if let VmExit::Hypercall { len } = exit {
-            assert_eq!(
-                vcpu.rip,
-                rip.wrapping_add(len),
-                "hypercall RIP not advanced"
-            );
             if vcpu.cpl != 0 {
+                assert_eq!(
+                    vcpu.rip,
+                    rip.wrapping_add(len),
+                    "hypercall RIP not advanced"
+                );
                 assert_eq!(vcpu.regs.rax as i64, pvabi::EPERM, "user-mode hypercall");
                 assert_eq!(printed, 0, "user-mode console write");
                 assert_eq!(action, Action::Resume, "user-mode hypercall");
+            } else if vcpu.rip == rip && len != 0 {
+                // Continued: every register kept, and a record to go on.
+                assert!(
+                    svc.cont.pending(),
+                    "hypercall RIP kept with no continuation"
+                );
+                assert_eq!(vcpu.regs, before, "a continued hypercall changed registers");
+            } else {
+                assert_eq!(
+                    vcpu.rip,
+                    rip.wrapping_add(len),
+                    "hypercall RIP not advanced"
+                );
             }
         }
         // What a guest may never get into CR0/CR4 (a failed VM entry).

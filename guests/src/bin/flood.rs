@@ -1,6 +1,8 @@
 //! A hostile guest that makes each of its exits as long as the ABI lets it
-//! (issue 12, defect 5), for `ms=` milliseconds of its own clock (default
-//! 1500), then reports and exits 0. `kind=`:
+//! (issue 12, defect 5): after sleeping `start_ms=` milliseconds (default
+//! 0: so that a victim is already asleep when the flood starts), for `ms=`
+//! milliseconds of its own clock (default 1500), then reports and exits 0.
+//! `kind=`:
 //!
 //! - `console`: `HC_CONSOLE_WRITE` of 4 KiB (64 lines of 64 bytes) in a loop.
 //! - `multicall`: `HC_MULTICALL` of 64 such 4 KiB writes (256 KiB per call).
@@ -77,6 +79,13 @@ fn multicall(batch: &mut [MulticallEntry; N], want: i64) -> Result<(), &'static 
 fn main(si: &StartInfo) -> i32 {
     let kind = arg(si, "kind").unwrap_or("console");
     let ms: u64 = arg(si, "ms").and_then(|v| v.parse().ok()).unwrap_or(1500);
+    let start_ms: u64 = arg(si, "start_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if time::sleep_ns(start_ms * MS).is_err() {
+        pvabi::println!("flood: kind={kind} FAILED the first sleep");
+        return 1;
+    }
     let text = TEXT.as_ptr() as u64;
     let page = text & !(PAGE_SIZE - 1);
     // A 2 MiB-aligned block of the free region for the memory flood.

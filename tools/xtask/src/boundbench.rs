@@ -49,13 +49,13 @@ pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
         modules.push(isoboot::module(
             "flood",
             &format!("flood-{k}"),
-            &format!("kind={k} ms=1000"),
+            &format!("kind={k} start_ms=130 ms=1000"),
         )?);
     }
     modules.push(isoboot::module(
         "victim",
         "victim",
-        "delay_ms=100 ms=50 n=20",
+        "delay_ms=0 ms=50 n=20",
     )?);
     let dir = out_dir.join(format!("bounded-{}", b.tag()));
     let booted = isoboot::boot(b, kernel, "", modules, &dir)?;
