@@ -477,7 +477,10 @@ mod tests {
         assert_eq!(PVABI_VERSION, 0x0002_0000);
         assert_eq!(version_major(PVABI_VERSION), 2);
         assert_eq!(version_minor(PVABI_VERSION), 0);
-        assert!(!is_compatible(0x0001_0004), "2.0 changed control structures");
+        assert!(
+            !is_compatible(0x0001_0004),
+            "2.0 changed control structures"
+        );
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));
