@@ -74,10 +74,17 @@ pub fn check(config: &Path) -> Result<(String, config::BootConfig)> {
 /// dom0, each image `config` names (once, in order of first use) and the
 /// configuration itself, as boot modules, built with `profile`.
 pub fn modules(profile: Profile, config: &Path) -> Result<Vec<Module>> {
+    modules_from(config, &|name| paths::guest(profile, name))
+}
+
+/// [`modules`], with `built(name)` the path of this repository's built
+/// guest `name` (host tests point it at files of their own: a fresh clone
+/// runs them before any guest is built).
+fn modules_from(config: &Path, built: &dyn Fn(&str) -> PathBuf) -> Result<Vec<Module>> {
     let (file_name, parsed) = check(config)?;
     let dir = config.parent().unwrap_or(Path::new("."));
     let mut out = vec![Module::named(
-        paths::guest(profile, paths::DOM0_BIN),
+        built(paths::DOM0_BIN),
         DOM0_MODULE,
         // dom0 picks the first `.toml` module by itself; any other file
         // name must be named to it.
@@ -100,7 +107,7 @@ pub fn modules(profile: Profile, config: &Path) -> Result<Vec<Module>> {
                 d.image
             );
         }
-        let path = find_image(profile, dir, &d.image).map_err(|looked| {
+        let path = find_image(dir, &d.image, built).map_err(|looked| {
             crate::error::Error::new(format!(
                 "{}: domain \"{}\": image \"{}\" not found: looked for {} (put the file next to \
                  the configuration, or build it into guests/src/bin with `cargo xtask build`)",
@@ -123,11 +130,11 @@ pub fn modules(profile: Profile, config: &Path) -> Result<Vec<Module>> {
 /// The file for image `name`: `<dir>/name`, else the built guest `name`;
 /// on failure, the paths looked at.
 fn find_image(
-    profile: Profile,
     dir: &Path,
     name: &str,
+    built: &dyn Fn(&str) -> PathBuf,
 ) -> std::result::Result<PathBuf, Vec<PathBuf>> {
-    let candidates = [dir.join(name), paths::guest(profile, name)];
+    let candidates = [dir.join(name), built(name)];
     match candidates.iter().find(|p| p.is_file()) {
         Some(p) => Ok(p.clone()),
         None => Err(candidates.to_vec()),
@@ -174,15 +181,29 @@ mod tests {
         assert_eq!(with_dom0_flag(""), "dom0");
     }
 
+    /// A stand-in for the built guests: `names` as files in a scratch
+    /// directory laid out as cargo's, and the lookup into it.
+    fn built(test: &str, names: &[&str]) -> (PathBuf, impl Fn(&str) -> PathBuf) {
+        let d = scratch(&format!("{test}-built"));
+        let rel = d.join("x86_64-unknown-none/release");
+        std::fs::create_dir_all(&rel).unwrap();
+        for n in names {
+            std::fs::write(rel.join(n), b"\x7fELF").unwrap();
+        }
+        (d, move |n: &str| rel.join(n))
+    }
+
     #[test]
     fn demo_config_names_dom0_its_images_and_itself() {
-        let m = modules(Profile::Release, &demo_config()).unwrap();
+        let (d, guest) = built("demo", &["dom0", "hello", "ticker"]);
+        let m = modules_from(&demo_config(), &guest).unwrap();
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["dom0", "hello", "ticker", "demo.toml"]);
         assert!(m[0].path.ends_with("x86_64-unknown-none/release/dom0"));
         assert!(m[1].path.ends_with("x86_64-unknown-none/release/hello"));
         assert_eq!(m[3].path, demo_config());
         assert!(m.iter().all(|m| m.args.is_empty()));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -197,7 +218,9 @@ mod tests {
              [[domain]]\nname = \"w2\"\nimage = \"web.elf\"\nmemory = 8\n",
         )
         .unwrap();
-        let m = modules(Profile::Release, &cfg).unwrap();
+        let (b, guest) = built("own", &["dom0", "ticker"]);
+        let m = modules_from(&cfg, &guest).unwrap();
+        let _ = std::fs::remove_dir_all(&b);
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["dom0", "web.elf", "ticker", "site.conf"]);
         assert_eq!(m[1].path, d.join("web.elf"));
