@@ -30,8 +30,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use super::{Backend, GuestRegs, VcpuBackend, VmExit};
-use crate::domain::memory::FrameTables;
-use crate::mm::gpt::{Ept, GuestPageTable, Npt};
+use crate::mm::gpt::{Ept, GuestPageTable, Npt, TableMemory};
 use crate::platform::host;
 use crate::platform::{P, Platform};
 use crate::virt::boot::BootState;
@@ -165,7 +164,7 @@ impl Guest<'_> {
     /// Host-physical address of guest-physical `gpa` with the rights the
     /// nested tables give, or the fault exit.
     fn translate(&self, gpa: u64, write: bool) -> Result<u64, VmExit> {
-        let t = FrameTables::default();
+        let t = ReadTables;
         let hit = match self.backend {
             Backend::Svm => GuestPageTable::<Npt>::translate_root(self.root, gpa, &t),
             Backend::Vmx => GuestPageTable::<Ept>::translate_root(self.root, gpa, &t),
@@ -370,4 +369,20 @@ pub fn steps(steps: Vec<Step>) -> Program {
 /// A boxed [`Step`].
 pub fn step(f: impl FnMut(&mut Guest<'_>) -> Option<VmExit> + Send + 'static) -> Step {
     Box::new(f)
+}
+
+/// The nested tables as the fake "CPU" walks them: read-only, through
+/// the host platform's physical memory (the fake never builds tables;
+/// `domain/` does, and the fake must not reach up into it).
+struct ReadTables;
+
+impl TableMemory for ReadTables {
+    fn alloc_table(&mut self) -> Option<u64> {
+        None
+    }
+    fn read_entry(&self, table: u64, index: usize) -> u64 {
+        P::phys_word(table + index.min(511) as u64 * 8).map_or(0, |w| w.load(Ordering::Relaxed))
+    }
+    fn write_entry(&mut self, _table: u64, _index: usize, _value: u64) {}
+    fn free_table(&mut self, _table: u64) {}
 }
