@@ -39,7 +39,7 @@ use crate::domain::lifecycle::{
 };
 use crate::evtchn::live as events;
 use crate::hypercall::services::Svc;
-use crate::hypercall::{self, Action, Host};
+use crate::hypercall::{self, Action, Host, KillReason};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::live as policy;
@@ -179,6 +179,19 @@ fn run_slice(
                 break Outcome::Ended;
             }
             Action::Kill(why) => {
+                if matches!(why, KillReason::TripleFault { .. }) {
+                    // What the guest was doing when it died: the event being
+                    // delivered, its stack, its IDT (for the guest's author
+                    // and for a hypervisor bug that injected a bad event).
+                    let mut state = ArrayString::<512>::new();
+                    let _ = vcpu.describe(&mut state);
+                    log::warn!(
+                        "domain {} ({}) vCPU {} triple fault: {state}",
+                        d.id,
+                        d.name,
+                        me.index
+                    );
+                }
                 let mut reason = ArrayString::<160>::new();
                 let _ = core::fmt::write(&mut reason, format_args!("{why}"));
                 d.finish("killed", -1, Some(&reason));

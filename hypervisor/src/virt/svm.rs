@@ -184,6 +184,14 @@ pub struct SvmVcpu {
     xstate: crate::virt::xstate::GuestXState,
     /// DR0-DR3 and TSC_AUX, switched per slice (`virt::debugregs`).
     dbg: GuestDebug,
+    /// EVENTINJ as the last VMRUN saw it and the exit code before the
+    /// last one: what [`describe`](super::VcpuBackend::describe) reports
+    /// when a guest dies of a triple fault.
+    injected: u64,
+    prev_exit: u64,
+    /// Whether the last `set_upcall` asked for a virtual-interrupt window:
+    /// a VINTR exit without it is QEMU's stale bit (see `set_upcall`).
+    window: bool,
 }
 
 impl SvmVcpu {
@@ -234,6 +242,9 @@ impl SvmVcpu {
             domain: domain_id,
             xstate,
             dbg: GuestDebug::default(),
+            injected: 0,
+            prev_exit: 0,
+            window: false,
         };
         v.w32(C_INTERCEPT_CR, I_CR_WRITES);
         v.w32(C_INTERCEPT_DR, I_DR_ALL);
@@ -252,7 +263,8 @@ impl SvmVcpu {
                 | I_IOIO
                 | I_MSR
                 | I_TASK_SWITCH
-                | I_SHUTDOWN,
+                | I_SHUTDOWN
+                | I_VINTR,
         );
         v.w32(
             C_INTERCEPT_MISC2,
@@ -352,15 +364,25 @@ impl SvmVcpu {
 
     /// Injects external interrupt `vector` at the next VMRUN if the guest
     /// can take it (RFLAGS.IF = 1, no interrupt shadow, EVENTINJ free),
-    /// else asks for a virtual-interrupt window: V_IRQ with V_IGN_TPR and
-    /// the VINTR intercept, which exits (code 0x64) as soon as the guest
-    /// could take an interrupt (APM Vol. 2 15.20, 15.21.4).
+    /// else asks for a virtual-interrupt window: V_IRQ with V_IGN_TPR, which
+    /// exits (VINTR, code 0x64) as soon as the guest could take an
+    /// interrupt (APM Vol. 2 15.20, 15.21.4).
+    ///
+    /// The VINTR intercept itself stays on whether or not V_IRQ is
+    /// requested: with V_IRQ clear it never fires on a real CPU, and it
+    /// turns a virtual interrupt we did not ask for into an exit instead of
+    /// a delivery of V_INTR_VECTOR (0) to the guest. QEMU's TCG (up to
+    /// 10.0) updates its pending-interrupt word without atomics when it
+    /// enters and leaves the guest, so an IPI from another host CPU can
+    /// write back a stale "virtual interrupt pending" bit; without the
+    /// intercept the guest then took vector 0 through a missing IDT gate
+    /// and died of a triple fault (the `stress_*_upcall` flake).
     pub fn set_upcall(&mut self, vector: Option<u8>) {
         const V_IRQ: u64 = 1 << 8;
         const V_IGN_TPR: u64 = 1 << 20;
         const V_PRIO: u64 = 0xf << 16;
         let mut vintr = self.r64(C_VINTR) & !(V_IRQ | V_IGN_TPR | V_PRIO);
-        let mut misc = self.r64(C_INTERCEPT_MISC1) as u32 & !I_VINTR;
+        self.window = false;
         if let Some(v) = vector {
             let busy = self.r64(C_EVENTINJ) & (1 << 31) != 0;
             let open = self.r64(S_RFLAGS) & (1 << 9) != 0 && self.r64(C_INT_SHADOW) & 1 == 0;
@@ -369,16 +391,17 @@ impl SvmVcpu {
                 self.w64(C_EVENTINJ, u64::from(v) | (1 << 31));
             } else {
                 vintr |= V_IRQ | V_IGN_TPR | V_PRIO;
-                misc |= I_VINTR;
+                self.window = true;
             }
         }
         self.w64(C_VINTR, vintr);
-        self.w32(C_INTERCEPT_MISC1, misc);
     }
 
     /// Runs the guest until the next exit.
     pub fn run(&mut self) -> VmExit {
         crate::arch::spec::before_entry();
+        self.injected = self.r64(C_EVENTINJ);
+        self.prev_exit = self.r64(C_EXITCODE);
         // SAFETY: `vmcb` is a valid VMCB (set up in `new`), `host_vmcb` this
         // CPU's host state page (the run loop calls `enter` on the CPU
         // that runs the vCPU before its first `run` there, and a vCPU
@@ -393,6 +416,9 @@ impl SvmVcpu {
         if pending & (1 << 31) != 0 {
             self.w64(C_EVENTINJ, pending);
         }
+        if self.r64(C_EXITCODE) == 0x64 && !self.window {
+            spurious_window();
+        }
         self.decode()
     }
 
@@ -406,6 +432,21 @@ impl SvmVcpu {
                 .then(|| self.r64(C_NRIP).wrapping_sub(rip)),
             decode_assists: DECODE_ASSISTS.load(Ordering::Relaxed) != 0,
         })
+    }
+}
+
+/// Virtual-interrupt exits nobody asked for (see [`SvmVcpu::set_upcall`]).
+static SPURIOUS_WINDOWS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts a VINTR exit with no window requested; the first is logged, so a
+/// run shows that the emulator raised a stale virtual interrupt (absorbed:
+/// the exit changes nothing, the guest resumes where it was).
+#[cold]
+fn spurious_window() {
+    if SPURIOUS_WINDOWS.fetch_add(1, Ordering::Relaxed) == 0 {
+        log::info!(
+            "svm: a virtual interrupt nobody requested exited through the VINTR intercept (emulator's stale V_IRQ; absorbed)"
+        );
     }
 }
 
@@ -590,5 +631,28 @@ impl super::VcpuBackend for SvmVcpu {
             _ => return false,
         }
         true
+    }
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(
+            out,
+            "exitintinfo={:#x} injected={:#x} prev_exit={:#x} rsp={:#x} rflags={:#x} \
+             shadow={} vintr={:#x} cs={:#x} idtr={:#x}/{:#x} cr0={:#x} cr4={:#x} \
+             efer={:#x} dr7={:#x} dr6={:#x}",
+            self.r64(C_EXITINTINFO),
+            self.injected,
+            self.prev_exit,
+            self.r64(S_RSP),
+            self.r64(S_RFLAGS),
+            self.r64(C_INT_SHADOW) & 1,
+            self.r64(C_VINTR),
+            self.r64(S_CS) & 0xffff,
+            self.r64(S_IDTR + 8),
+            self.r64(S_IDTR) >> 32,
+            self.r64(S_CR0),
+            self.r64(S_CR4),
+            self.r64(S_EFER),
+            self.r64(S_DR7),
+            self.r64(S_DR6),
+        )
     }
 }

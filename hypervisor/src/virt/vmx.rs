@@ -685,4 +685,22 @@ impl super::VcpuBackend for VmxVcpu {
     fn set_tsc_aux(&mut self, aux: u32) {
         self.dbg.set_tsc_aux(aux);
     }
+    fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(
+            out,
+            "idt_vectoring={:#x} entry_intr={:#x} rsp={:#x} rflags={:#x} \
+             interruptibility={:#x} idtr={:#x}/{:#x} cr0={:#x} cr4={:#x} efer={:#x} dr7={:#x}",
+            vmread(IDT_VECTORING_INFO),
+            vmread(ENTRY_INTR_INFO),
+            vmread(GUEST_RSP),
+            vmread(GUEST_RFLAGS),
+            vmread(GUEST_INTERRUPTIBILITY),
+            vmread(GUEST_IDTR_BASE),
+            vmread(GUEST_IDTR_LIMIT),
+            vmread(GUEST_CR0),
+            vmread(GUEST_CR4),
+            vmread(GUEST_EFER),
+            vmread(GUEST_DR7),
+        )
+    }
 }
