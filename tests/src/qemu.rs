@@ -70,6 +70,15 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
     let dir = artifacts::test_dir(test);
     let serial_path = dir.join("serial.log");
     let qemu_log = dir.join("qemu.log");
+    // QEMU's own record of CPU resets: names a triple fault of the
+    // hypervisor, which -no-reboot otherwise turns into a silent exit 0.
+    let reset_log = dir.join("qemu-reset.log");
+    vm.extra.extend([
+        "-d".into(),
+        "cpu_reset".into(),
+        "-D".into(),
+        reset_log.clone().into(),
+    ]);
     vm.serial = format!("file:{}", serial_path.display());
     let qemu = vm.check_tools().unwrap_or_else(|e| panic!("{test}: {e}"));
     let log =
@@ -90,7 +99,13 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
     }
     .unwrap_or_else(|e| panic!("{test}: {e}"));
     let lines = serial::lines(&std::fs::read(&serial_path).unwrap_or_default());
-    let emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
+    let mut emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
+    if std::fs::read_to_string(&reset_log).is_ok_and(|l| l.contains("Triple fault")) {
+        emulator_log.push_str(&format!(
+            "QEMU logged a triple fault of the machine (the hypervisor itself): {}\n",
+            reset_log.display()
+        ));
+    }
     let o = Outcome {
         test: test.into(),
         command: vm.display(),

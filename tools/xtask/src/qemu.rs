@@ -28,7 +28,9 @@ pub fn describe_status(code: Option<i32>) -> String {
     match code {
         Some(STATUS_SUCCESS) => "33: the hypervisor reported success".into(),
         Some(STATUS_FAILURE) => "65: the hypervisor reported a failure".into(),
-        Some(0) => "0: QEMU was quit (Ctrl-A X) or the guest powered off".into(),
+        Some(0) => {
+            "0: QEMU was quit (Ctrl-A X), the machine powered off, or it reset (with -no-reboot a triple fault of the hypervisor ends QEMU this way)".into()
+        }
         Some(1) => "1: QEMU itself failed (bad option, missing file?)".into(),
         Some(c) => format!("{c}: unexpected"),
         None => "killed by a signal".into(),
