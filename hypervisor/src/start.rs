@@ -335,6 +335,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             log::info!("dom0: no management line (no COM2)");
         }
     }
+    serial::note_started();
     start_domains(boot, opts.dom0);
     all_created(opts.shutdown);
     run_cpu()

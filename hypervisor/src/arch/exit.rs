@@ -34,6 +34,11 @@ pub fn set_method(method: ExitMethod) {
 
 /// Ends the hypervisor: successfully or not.
 pub fn exit(success: bool) -> ! {
+    if success {
+        // Not on the way down after a failure: another CPU may have died
+        // holding the console lock.
+        super::serial::report();
+    }
     match METHOD.load(Ordering::Relaxed) {
         METHOD_QEMU => {
             let code = if success {

@@ -4,6 +4,7 @@
 //! several CPUs stays readable.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 use uart_16550::Uart16550;
@@ -40,15 +41,70 @@ pub fn init(port: Option<u16>) {
     *CONSOLE.lock() = uart;
 }
 
-struct Console<'a>(&'a mut Uart16550<PioBackend>);
+/// Counting starts when domains start ([`note_started`]): boot output
+/// before that is not what a guest can make an exit wait for.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// The most LSR reads that found the transmitter busy (THRE clear) in one
+/// console operation, i.e. how long one operation waited on the UART.
+static MAX_WAIT_POLLS: AtomicU64 = AtomicU64::new(0);
+/// The most bytes one console operation handed to the UART.
+static MAX_BURST: AtomicU64 = AtomicU64::new(0);
+
+/// What one console operation cost on the UART.
+#[derive(Default)]
+struct OpCost {
+    wait_polls: u64,
+    bytes: u64,
+}
+
+impl OpCost {
+    fn record(&self) {
+        if COUNTING.load(Ordering::Relaxed) {
+            MAX_WAIT_POLLS.fetch_max(self.wait_polls, Ordering::Relaxed);
+            MAX_BURST.fetch_max(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends all of `bytes`, waiting for the UART as long as it takes.
+fn send_waiting(uart: &mut Uart16550<PioBackend>, bytes: &[u8], cost: &mut OpCost) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = uart.send_bytes(rest);
+        if n == 0 {
+            cost.wait_polls += 1;
+            core::hint::spin_loop();
+        }
+        cost.bytes += n as u64;
+        rest = rest.get(n..).unwrap_or(&[]);
+    }
+}
+
+/// Domains are about to start: from now on the worst console operation is
+/// counted ([`report`]).
+pub fn note_started() {
+    COUNTING.store(true, Ordering::Relaxed);
+}
+
+/// Prints the `serial:` line with the worst console operation since
+/// domains started (the hypervisor is ending).
+pub fn report() {
+    write_fmt(format_args!(
+        "serial: max_wait_polls={} max_burst_bytes={}\n",
+        MAX_WAIT_POLLS.load(Ordering::Relaxed),
+        MAX_BURST.load(Ordering::Relaxed)
+    ));
+}
+
+struct Console<'a>(&'a mut Uart16550<PioBackend>, OpCost);
 
 impl Write for Console<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
             if b == b'\n' {
-                self.0.send_bytes_exact(b"\r");
+                send_waiting(self.0, b"\r", &mut self.1);
             }
-            self.0.send_bytes_exact(&[b]);
+            send_waiting(self.0, &[b], &mut self.1);
         }
         Ok(())
     }
@@ -57,7 +113,9 @@ impl Write for Console<'_> {
 /// Writes formatted text to the console, if there is one.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
     if let Some(uart) = CONSOLE.lock().as_mut() {
-        let _ = Console(uart).write_fmt(args);
+        let mut c = Console(uart, OpCost::default());
+        let _ = c.write_fmt(args);
+        c.1.record();
     }
 }
 
@@ -113,13 +171,15 @@ pub fn mgmt_read(buf: &mut [u8]) -> Option<usize> {
 /// than newline and tab shown as `?` (a newline becomes CR LF).
 pub fn write_raw(bytes: &[u8]) {
     if let Some(uart) = CONSOLE.lock().as_mut() {
+        let mut cost = OpCost::default();
         for &b in bytes {
             match b {
-                b'\n' => uart.send_bytes_exact(b"\r\n"),
-                b'\t' | 0x20..=0x7e | 0x80.. => uart.send_bytes_exact(&[b]),
-                _ => uart.send_bytes_exact(b"?"),
+                b'\n' => send_waiting(uart, b"\r\n", &mut cost),
+                b'\t' | 0x20..=0x7e | 0x80.. => send_waiting(uart, &[b], &mut cost),
+                _ => send_waiting(uart, b"?", &mut cost),
             }
         }
+        cost.record();
     }
 }
 
