@@ -34,10 +34,12 @@ pub fn set_method(method: ExitMethod) {
 
 /// Ends the hypervisor: successfully or not.
 pub fn exit(success: bool) -> ! {
+    // What the transmit ring holds goes out before the emulator ends.
     if success {
-        // Not on the way down after a failure: another CPU may have died
-        // holding the console lock.
         super::serial::report();
+    } else {
+        // Another CPU may have died holding the console lock.
+        super::serial::flush_emergency();
     }
     match METHOD.load(Ordering::Relaxed) {
         METHOD_QEMU => {

@@ -8,12 +8,12 @@
 //! unprivileged domains read with `HC_CONSOLE_READ` once a control domain
 //! exists.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::sync::Mutex;
 use pvabi::Error;
 
-use crate::console::out::DRAIN_PER_EXIT;
+use crate::console::out::{DRAIN_PER_EXIT, LINE_MAX, Note, NoteKind, OutQueue};
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
@@ -63,24 +63,132 @@ pub(crate) fn write(d: &Domain, bytes: &[u8]) -> bool {
     capture(d, bytes) || d.console_out.offer(bytes)
 }
 
-/// Prints one of `d`'s console lines.
-fn print_line(d: &Domain, line: &[u8]) {
+/// Prints one of domain `id`'s console lines.
+fn print_line(id: crate::domain::ids::DomainId, name: &str, line: &[u8]) {
     let text = core::str::from_utf8(line).unwrap_or("<non-UTF-8 output>");
-    crate::println!("[dom{} {}] {}", d.id, d.name, text);
+    crate::println!("[dom{} {}] {}", id, name, text);
 }
 
-/// Prints up to [`DRAIN_PER_EXIT`] bytes of `d`'s queued output (after
-/// each of its exits; nearly free when nothing is queued).
-pub(crate) fn drain(d: &Domain) {
-    if d.console_out.queued() != 0 {
-        d.console_out
-            .drain(DRAIN_PER_EXIT, &mut |l: &[u8]| print_line(d, l));
+/// Prints a note (a hypervisor line about a domain's end).
+fn print_note(n: &Note) {
+    match n.kind {
+        NoteKind::Info => log::info!("{}", n.text),
+        NoteKind::Warn => log::warn!("{}", n.text),
+        NoteKind::Plain => crate::println!("{}", n.text),
     }
 }
 
-/// Prints the rest of `d`'s output (it has ended).
-pub(crate) fn flush(d: &Domain) {
-    d.console_out.flush(&mut |l: &[u8]| print_line(d, l));
+/// Room a line needs in the transmit ring: [`LINE_MAX`], the
+/// `[domN name] ` prefix (a 32-byte name), CR LF, or a log line's prefix
+/// and a note.
+const LINE_ROOM: usize = 320;
+
+/// Whether the transmit ring has room for one more guest line (else it
+/// waits in its queue: `console/txbuf.rs`).
+fn room() -> bool {
+    P::console_guest_room() >= LINE_ROOM.max(LINE_MAX)
+}
+
+/// Up to [`DRAIN_PER_EXIT`] bytes of `q` (at most one line or note) into
+/// the transmit ring, if it has room.
+fn drain_queue(q: &OutQueue, id: crate::domain::ids::DomainId, name: &str) {
+    if q.busy() && room() {
+        q.drain(
+            DRAIN_PER_EXIT,
+            &mut |l: &[u8]| print_line(id, name, l),
+            &mut print_note,
+        );
+    }
+}
+
+/// After each of `d`'s exits: up to [`DRAIN_PER_EXIT`] bytes of its
+/// queued output and one step of the leftovers into the transmit ring,
+/// then one push of the ring to the UART (never waiting). Nearly free when
+/// nothing is queued.
+pub(crate) fn drain(d: &Domain) {
+    drain_queue(&d.console_out, d.id, &d.name);
+    drain_leftovers();
+    P::console_push();
+}
+
+/// `d` has ended: `args` (its `domain N ... exited` line) is printed after
+/// its queued output, or now if none is queued.
+pub(crate) fn end_note(d: &Domain, kind: NoteKind, args: core::fmt::Arguments<'_>) {
+    if let Err(n) = d.console_out.close(Note::new(kind, args)) {
+        print_note(&n);
+    }
+}
+
+/// A domain whose output is still queued when it is freed.
+struct Leftover {
+    id: crate::domain::ids::DomainId,
+    name: arrayvec::ArrayString<32>,
+    q: OutQueue,
+}
+
+/// Domains freed with output left, in the order they were freed; drained
+/// like live domains' queues (`drain`, `drain_idle`). Fixed: nothing is
+/// allocated when a domain ends.
+static LEFTOVERS: Mutex<arrayvec::ArrayVec<Leftover, MAX_LEFTOVERS>> =
+    Mutex::new(arrayvec::ArrayVec::new_const());
+/// How many there are (read without the lock on every exit).
+static LEFTOVER_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Leftovers kept at once: 16 domains ending within the ~5 s the UART
+/// needs for their 4 KiB queues. Past that, one is printed in the exit
+/// that frees it (the old behaviour), so nothing is ever lost.
+const MAX_LEFTOVERS: usize = 16;
+
+/// Domain `id` is freed: its queue (moved out of it) and its `domain-end:`
+/// line (`args`) go to the leftovers, printed after its last output,
+/// without waiting here; or at once when nothing is queued.
+pub(crate) fn ended(
+    id: crate::domain::ids::DomainId,
+    name: &arrayvec::ArrayString<32>,
+    q: OutQueue,
+    args: core::fmt::Arguments<'_>,
+) {
+    if let Err(n) = q.close(Note::new(NoteKind::Plain, args)) {
+        print_note(&n);
+        return;
+    }
+    let left = Leftover { id, name: *name, q };
+    let mut list = LEFTOVERS.lock();
+    match list.try_push(left) {
+        Ok(()) => {
+            LEFTOVER_COUNT.store(list.len(), Ordering::Release);
+        }
+        Err(e) => {
+            drop(list);
+            let left = e.element();
+            left.q.flush(
+                &mut |l: &[u8]| print_line(left.id, &left.name, l),
+                &mut print_note,
+            );
+        }
+    }
+}
+
+/// One step of the oldest leftover (a line or a note); it is dropped (its
+/// ring freed) once it has printed everything.
+fn drain_leftovers() {
+    if LEFTOVER_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let done = {
+        let mut list = LEFTOVERS.lock();
+        let Some(first) = list.first() else { return };
+        drain_queue(&first.q, first.id, &first.name);
+        let done = (!first.q.busy()).then(|| list.remove(0));
+        LEFTOVER_COUNT.store(list.len(), Ordering::Release);
+        done
+    };
+    drop(done);
+}
+
+/// Whether freed domains still have output to print (the hypervisor does
+/// not report all domains ended, nor shut down, before it is out).
+pub(crate) fn leftovers_pending() -> bool {
+    LEFTOVER_COUNT.load(Ordering::Acquire) != 0
 }
 
 /// An idle CPU's share: up to [`DRAIN_PER_EXIT`] bytes of every domain
@@ -94,15 +202,17 @@ pub(crate) fn drain_idle() -> bool {
     {
         let table = crate::domain::lifecycle::DOMAINS.lock();
         for (_, d) in table.domains() {
-            if d.console_out.queued() != 0 && waiting.try_push(d.clone()).is_err() {
+            if d.console_out.busy() && waiting.try_push(d.clone()).is_err() {
                 break;
             }
         }
     }
     for d in &waiting {
-        drain(d);
+        drain_queue(&d.console_out, d.id, &d.name);
     }
-    !waiting.is_empty()
+    drain_leftovers();
+    P::console_push();
+    !waiting.is_empty() || leftovers_pending() || P::console_pending() != 0
 }
 
 impl Svc<'_> {

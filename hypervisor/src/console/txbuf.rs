@@ -106,7 +106,11 @@ impl<const N: usize> TxBuf<N> {
     /// (the bytes it would take) when not, and then nothing was appended.
     /// With `partial`, what fits is kept instead (for a write larger than
     /// the whole ring, after it was emptied).
-    pub fn append(&mut self, partial: bool, f: &mut dyn FnMut(&mut Appender<'_>)) -> Result<(), usize> {
+    pub fn append(
+        &mut self,
+        partial: bool,
+        f: &mut dyn FnMut(&mut Appender<'_>),
+    ) -> Result<(), usize> {
         let mut a = Appender {
             buf: &mut self.buf,
             start: (self.head + self.len) % N,

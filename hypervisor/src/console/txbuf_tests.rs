@@ -56,11 +56,26 @@ fn a_push_never_waits_and_fills_at_most_the_fifo() {
     assert_eq!(t.len(), 28, "newline as CR LF");
     let mut u = Model::new(16, 3);
     let c = t.push(&mut u);
-    assert_eq!((c, u.calls), (Cost { busy_polls: 0, bytes: 16 }, 1));
+    assert_eq!(
+        (c, u.calls),
+        (
+            Cost {
+                busy_polls: 0,
+                bytes: 16
+            },
+            1
+        )
+    );
     // The transmitter is busy now: a push reads LSR once and leaves.
     for _ in 0..3 {
         let c = t.push(&mut u);
-        assert_eq!(c, Cost { busy_polls: 1, bytes: 0 });
+        assert_eq!(
+            c,
+            Cost {
+                busy_polls: 1,
+                bytes: 0
+            }
+        );
     }
     assert_eq!(t.push(&mut u).bytes, 12);
     assert!(t.is_empty());
@@ -118,16 +133,23 @@ fn lines_keep_their_order_across_many_wraps() {
 fn guests_leave_the_headroom_to_the_hypervisor() {
     let mut t = TxBuf::<TXBUF_BYTES>::new();
     assert_eq!(t.guest_room(), TXBUF_BYTES - HYPERVISOR_HEADROOM);
-    t.append(false, &mut |a| a.text(&[b'g'; TXBUF_BYTES - HYPERVISOR_HEADROOM]))
-        .unwrap();
+    t.append(false, &mut |a| {
+        a.text(&[b'g'; TXBUF_BYTES - HYPERVISOR_HEADROOM])
+    })
+    .unwrap();
     assert_eq!(t.guest_room(), 0, "no room for guests' lines");
-    assert_eq!(t.free(), HYPERVISOR_HEADROOM, "all of it for the hypervisor's");
+    assert_eq!(
+        t.free(),
+        HYPERVISOR_HEADROOM,
+        "all of it for the hypervisor's"
+    );
 }
 
 #[test]
 fn raw_bytes_cannot_forge_terminal_escapes() {
     let mut t = TxBuf::<64>::new();
-    t.append(false, &mut |a| a.raw(b"ok\x1b[2J\r\tend\n")).unwrap();
+    t.append(false, &mut |a| a.raw(b"ok\x1b[2J\r\tend\n"))
+        .unwrap();
     let mut u = Model::new(16, 0);
     t.push_until_free(&mut u, 64);
     assert_eq!(u.sent, b"ok?[2J?\tend\r\n");
@@ -140,6 +162,12 @@ fn waiting_for_room_counts_the_busy_polls() {
     let mut u = Model::new(16, 5);
     let c = t.push_until_free(&mut u, 20);
     // Two bursts (32 bytes) with five busy reads between them.
-    assert_eq!(c, Cost { busy_polls: 5, bytes: 32 });
+    assert_eq!(
+        c,
+        Cost {
+            busy_polls: 5,
+            bytes: 32
+        }
+    );
     assert_eq!(t.free(), 32);
 }

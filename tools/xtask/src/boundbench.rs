@@ -100,9 +100,8 @@ pub fn run(b: Backend, kernel: &Path, out_dir: &Path) -> Result<Row> {
         .find(|l| l.starts_with("serial: "))
         .ok_or_else(|| xtask::error::Error::new(format!("{}: no `serial:` line", b.name())))?;
     let field = |k: &str| {
-        number(serial, k).ok_or_else(|| {
-            xtask::error::Error::new(format!("{}: no {k}= in `{serial}`", b.name()))
-        })
+        number(serial, k)
+            .ok_or_else(|| xtask::error::Error::new(format!("{}: no {k}= in `{serial}`", b.name())))
     };
     let (uart_wait_polls, uart_burst) = (field("max_wait_polls")?, field("max_burst_bytes")?);
     let row = Row {
