@@ -114,7 +114,7 @@ pub(crate) fn drain(d: &Domain) {
 /// `d` has ended: `args` (its `domain N ... exited` line) is printed after
 /// its queued output, or now if none is queued.
 pub(crate) fn end_note(d: &Domain, kind: NoteKind, args: core::fmt::Arguments<'_>) {
-    if let Err(n) = d.console_out.close(Note::new(kind, args)) {
+    if let Some(n) = d.console_out.close(Note::new(kind, args)) {
         print_note(&n);
     }
 }
@@ -147,7 +147,7 @@ pub(crate) fn ended(
     q: OutQueue,
     args: core::fmt::Arguments<'_>,
 ) {
-    if let Err(n) = q.close(Note::new(NoteKind::Plain, args)) {
+    if let Some(n) = q.close(Note::new(NoteKind::Plain, args)) {
         print_note(&n);
         return;
     }

@@ -174,17 +174,19 @@ impl OutQueue {
     }
 
     /// Adds `note`, to be printed after everything queued now: the domain
-    /// has ended. `Err(note)` when nothing is queued (print it now: no
+    /// has ended. Hands it back when nothing is queued (print it now: no
     /// line of the domain can come out after it) or the notes are full.
-    pub fn close(&self, note: Note) -> Result<(), Note> {
+    pub fn close(&self, note: Note) -> Option<Note> {
         let mut r = self.ring.lock();
         if !r.busy() && r.line.is_empty() {
-            return Err(note);
+            return Some(note);
         }
-        r.notes.try_push(note).map_err(|e| e.element())?;
+        if let Err(e) = r.notes.try_push(note) {
+            return Some(e.element());
+        }
         r.closing = true;
         self.publish(&r);
-        Ok(())
+        None
     }
 
     /// Queues all of `bytes`, or nothing when they do not fit now
@@ -419,14 +421,16 @@ mod tests {
         let q = OutQueue::new().unwrap();
         let note = |k, s: &str| Note::new(k, format_args!("{s}"));
         // Nothing queued: the note is handed back, to be printed now.
-        assert!(q.close(note(NoteKind::Info, "at once")).is_err());
+        assert!(q.close(note(NoteKind::Info, "at once")).is_some());
         assert!(q.offer(
             b"one
 two
 unfinished"
         ));
-        q.close(note(NoteKind::Warn, "domain 7 (x) killed: why"))
-            .unwrap();
+        assert!(
+            q.close(note(NoteKind::Warn, "domain 7 (x) killed: why"))
+                .is_none()
+        );
         assert!(q.busy());
         // The domain is freed: its queue moves out whole, nothing lost.
         let mut owner = q;
@@ -435,11 +439,13 @@ unfinished"
             !owner.busy() && !owner.offer(b"late"),
             "the husk takes nothing"
         );
-        moved
-            .close(note(NoteKind::Plain, "domain-end: id=7"))
-            .unwrap();
         assert!(
-            moved.close(note(NoteKind::Plain, "third")).is_err(),
+            moved
+                .close(note(NoteKind::Plain, "domain-end: id=7"))
+                .is_none()
+        );
+        assert!(
+            moved.close(note(NoteKind::Plain, "third")).is_some(),
             "two notes at most"
         );
         assert_eq!(
