@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::Mutex;
 use pvabi::Error;
 
-use crate::console::out::{DRAIN_PER_EXIT, LINE_MAX, Note, NoteKind, OutQueue};
+use crate::console::out::{DRAIN_PER_EXIT, Fixed, LINE_MAX, Note, NoteKind, OutQueue};
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
@@ -91,7 +91,11 @@ fn room() -> bool {
 
 /// Up to [`DRAIN_PER_EXIT`] bytes of `q` (at most one line or note) into
 /// the transmit ring, if it has room.
-fn drain_queue(q: &OutQueue, id: crate::domain::ids::DomainId, name: &str) {
+fn drain_queue<B: AsRef<[u8]> + AsMut<[u8]>>(
+    q: &OutQueue<B>,
+    id: crate::domain::ids::DomainId,
+    name: &str,
+) {
     if q.busy() && room() {
         q.drain(
             DRAIN_PER_EXIT,
@@ -119,70 +123,90 @@ pub(crate) fn end_note(d: &Domain, kind: NoteKind, args: core::fmt::Arguments<'_
     }
 }
 
-/// A domain whose output is still queued when it is freed.
+/// A slot for a domain whose output is still queued when it is freed:
+/// its queue is moved here (fixed storage, not the heap), so the domain's
+/// heap, its 4 KiB ring included, is freed with it at once.
 struct Leftover {
     id: crate::domain::ids::DomainId,
     name: arrayvec::ArrayString<32>,
-    q: OutQueue,
+    q: OutQueue<Fixed>,
 }
 
-/// Domains freed with output left, in the order they were freed; drained
-/// like live domains' queues (`drain`, `drain_idle`). Fixed: nothing is
-/// allocated when a domain ends.
-static LEFTOVERS: Mutex<arrayvec::ArrayVec<Leftover, MAX_LEFTOVERS>> =
-    Mutex::new(arrayvec::ArrayVec::new_const());
-/// How many there are (read without the lock on every exit).
+/// The leftover slots and the order their domains were freed in.
+struct Leftovers {
+    slots: [Leftover; MAX_LEFTOVERS],
+    order: arrayvec::ArrayVec<u8, MAX_LEFTOVERS>,
+}
+
+/// Domains freed with output left, drained in the order they were freed
+/// like live domains' queues (`drain`, `drain_idle`). Static: nothing is
+/// allocated when a domain ends (16 × 4 KiB of the hypervisor's image).
+static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
+    slots: [const {
+        Leftover {
+            id: crate::domain::ids::DomainId(0),
+            name: arrayvec::ArrayString::new_const(),
+            q: OutQueue::fixed(),
+        }
+    }; MAX_LEFTOVERS],
+    order: arrayvec::ArrayVec::new_const(),
+});
+/// How many slots are in use (read without the lock on every exit).
 static LEFTOVER_COUNT: AtomicUsize = AtomicUsize::new(0);
-/// Leftovers kept at once: 16 domains ending within the ~5 s the UART
-/// needs for their 4 KiB queues. Past that, one is printed in the exit
-/// that frees it (the old behaviour), so nothing is ever lost.
+/// Leftover slots: 16 domains ending within the ~5 s the UART needs for
+/// their 4 KiB queues. Past that, one is printed in the exit that frees
+/// it (the old behaviour, waiting if the ring is full), so nothing is
+/// ever lost.
 const MAX_LEFTOVERS: usize = 16;
 
-/// Domain `id` is freed: its queue (moved out of it) and its `domain-end:`
-/// line (`args`) go to the leftovers, printed after its last output,
-/// without waiting here; or at once when nothing is queued.
+/// Domain `id` is being freed: its queue's content (moved out of `q`) and
+/// its `domain-end:` line (`args`) go to a leftover slot, printed after
+/// its last output without waiting here; or at once when nothing is
+/// queued.
 pub(crate) fn ended(
     id: crate::domain::ids::DomainId,
     name: &arrayvec::ArrayString<32>,
-    q: OutQueue,
+    q: &OutQueue,
     args: core::fmt::Arguments<'_>,
 ) {
     if let Some(n) = q.close(Note::new(NoteKind::Plain, args)) {
         print_note(&n);
         return;
     }
-    let left = Leftover { id, name: *name, q };
-    let mut list = LEFTOVERS.lock();
-    match list.try_push(left) {
-        Ok(()) => {
-            LEFTOVER_COUNT.store(list.len(), Ordering::Release);
-        }
-        Err(e) => {
-            drop(list);
-            let left = e.element();
-            left.q.flush(
-                &mut |l: &[u8]| print_line(left.id, &left.name, l),
-                &mut print_note,
-            );
+    {
+        let mut list = LEFTOVERS.lock();
+        let Leftovers { slots, order } = &mut *list;
+        let free = (0..MAX_LEFTOVERS).find(|i| !order.contains(&(*i as u8)));
+        if let Some(i) = free
+            && let Some(slot) = slots.get_mut(i)
+            && q.move_into(&slot.q)
+        {
+            slot.id = id;
+            slot.name = *name;
+            order.push(i as u8);
+            LEFTOVER_COUNT.store(order.len(), Ordering::Release);
+            return;
         }
     }
+    q.flush(&mut |l: &[u8]| print_line(id, name, l), &mut print_note);
 }
 
-/// One step of the oldest leftover (a line or a note); it is dropped (its
-/// ring freed) once it has printed everything.
+/// One step of the oldest leftover (a line or a note); its slot is free
+/// again once it has printed everything.
 fn drain_leftovers() {
     if LEFTOVER_COUNT.load(Ordering::Acquire) == 0 {
         return;
     }
-    let done = {
-        let mut list = LEFTOVERS.lock();
-        let Some(first) = list.first() else { return };
-        drain_queue(&first.q, first.id, &first.name);
-        let done = (!first.q.busy()).then(|| list.remove(0));
-        LEFTOVER_COUNT.store(list.len(), Ordering::Release);
-        done
+    let mut list = LEFTOVERS.lock();
+    let Leftovers { slots, order } = &mut *list;
+    let Some(slot) = order.first().and_then(|&i| slots.get(usize::from(i))) else {
+        return;
     };
-    drop(done);
+    drain_queue(&slot.q, slot.id, &slot.name);
+    if !slot.q.busy() {
+        order.remove(0);
+    }
+    LEFTOVER_COUNT.store(order.len(), Ordering::Release);
 }
 
 /// Whether freed domains still have output to print (the hypervisor does

@@ -31,9 +31,10 @@
 //! ended it, often the control domain's destroy). The hypervisor's lines
 //! about its end (`domain N ... exited`, `domain-end:`) become *notes* of
 //! the queue ([`OutQueue::close`]), printed after its last bytes and its
-//! unfinished line; when the domain is freed the queue moves, whole, to a
-//! list of leftovers (`console/live.rs`) that exits and idle CPUs drain
-//! like a live domain's queue. Its frames are freed at once.
+//! unfinished line; when the domain is freed what its queue holds moves,
+//! whole, into a fixed leftover slot (`console/live.rs`,
+//! [`OutQueue::move_into`]) that exits and idle CPUs drain like a live
+//! domain's queue. Its frames and heap are freed at once.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -103,8 +104,8 @@ impl Note {
 const NOTES: usize = 2;
 
 /// The ring, the line being assembled and the notes that follow them.
-struct Ring {
-    buf: Box<[u8]>,
+struct Ring<B> {
+    buf: B,
     head: usize,
     len: usize,
     line: ArrayVec<u8, LINE_MAX>,
@@ -114,7 +115,7 @@ struct Ring {
     notes: ArrayVec<Note, NOTES>,
 }
 
-impl Ring {
+impl<B> Ring<B> {
     /// Whether anything is left to print.
     fn busy(&self) -> bool {
         self.len > 0 || (self.closing && (!self.line.is_empty() || !self.notes.is_empty()))
@@ -125,11 +126,32 @@ impl Ring {
 /// (a leaf lock: taken with no other lock held, takes only the serial
 /// console's) and the number of bytes queued, read without the lock on
 /// every exit.
-pub struct OutQueue {
-    ring: Mutex<Ring>,
+pub struct OutQueue<B = Box<[u8]>> {
+    ring: Mutex<Ring<B>>,
     queued: AtomicUsize,
     /// [`Ring::busy`], read without the lock.
     busy: AtomicBool,
+}
+
+/// A leftover queue's storage (`console/live.rs`): fixed, not on the heap.
+pub type Fixed = [u8; CONSOLE_OUT_BYTES];
+
+impl OutQueue<Fixed> {
+    /// An empty queue in fixed storage (a leftover slot).
+    pub const fn fixed() -> Self {
+        Self {
+            ring: Mutex::new(Ring {
+                buf: [0; CONSOLE_OUT_BYTES],
+                head: 0,
+                len: 0,
+                line: ArrayVec::new_const(),
+                closing: false,
+                notes: ArrayVec::new_const(),
+            }),
+            queued: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+        }
+    }
 }
 
 impl OutQueue {
@@ -139,13 +161,9 @@ impl OutQueue {
         let mut v: Vec<u8> = Vec::new();
         v.try_reserve_exact(CONSOLE_OUT_BYTES).ok()?;
         v.resize(CONSOLE_OUT_BYTES, 0);
-        Some(Self::with(v.into_boxed_slice()))
-    }
-
-    fn with(buf: Box<[u8]>) -> Self {
-        Self {
+        Some(Self {
             ring: Mutex::new(Ring {
-                buf,
+                buf: v.into_boxed_slice(),
                 head: 0,
                 len: 0,
                 line: ArrayVec::new(),
@@ -154,13 +172,44 @@ impl OutQueue {
             }),
             queued: AtomicUsize::new(0),
             busy: AtomicBool::new(false),
-        }
+        })
     }
+}
 
-    /// Moves the queue out, leaving an empty one without a ring (nothing
-    /// allocated): a domain being freed hands its output to the leftovers.
-    pub fn detach(&mut self) -> Self {
-        core::mem::replace(self, Self::with(Vec::new().into_boxed_slice()))
+impl<B: AsRef<[u8]> + AsMut<[u8]>> OutQueue<B> {
+    /// Moves everything queued here (bytes, the unfinished line, notes)
+    /// into `to`, which must be empty and at least as large; this one is
+    /// left empty. A domain being freed hands its output to a leftover
+    /// slot this way, so that its heap ring is freed with it at once.
+    /// `false` (nothing moved) when `to` is not empty or too small.
+    pub fn move_into<C: AsRef<[u8]> + AsMut<[u8]>>(&self, to: &OutQueue<C>) -> bool {
+        let mut r = self.ring.lock();
+        let mut t = to.ring.lock();
+        if t.busy() || !t.line.is_empty() || t.buf.as_ref().len() < r.len {
+            return false;
+        }
+        let cap = r.buf.as_ref().len();
+        for i in 0..r.len {
+            let b = r
+                .buf
+                .as_ref()
+                .get((r.head + i) % cap)
+                .copied()
+                .unwrap_or(b'?');
+            if let Some(slot) = t.buf.as_mut().get_mut(i) {
+                *slot = b;
+            }
+        }
+        t.head = 0;
+        t.len = r.len;
+        t.line = core::mem::take(&mut r.line);
+        t.notes = core::mem::take(&mut r.notes);
+        t.closing = r.closing;
+        r.len = 0;
+        r.head = 0;
+        to.publish(&t);
+        self.publish(&r);
+        true
     }
 
     /// Whether anything is left to print (no lock).
@@ -168,7 +217,7 @@ impl OutQueue {
         self.busy.load(Ordering::Acquire)
     }
 
-    fn publish(&self, r: &Ring) {
+    fn publish(&self, r: &Ring<B>) {
         self.queued.store(r.len, Ordering::Release);
         self.busy.store(r.busy(), Ordering::Release);
     }
@@ -193,7 +242,7 @@ impl OutQueue {
     /// (`false`: the caller continues the write later).
     pub fn offer(&self, bytes: &[u8]) -> bool {
         let mut r = self.ring.lock();
-        let cap = r.buf.len();
+        let cap = r.buf.as_ref().len();
         if bytes.len() > cap - r.len || cap == 0 {
             return bytes.is_empty();
         }
@@ -202,10 +251,10 @@ impl OutQueue {
         let tail = (r.head + r.len) % cap;
         let first = bytes.len().min(cap - tail);
         let (a, b) = bytes.split_at(first);
-        if let Some(dst) = r.buf.get_mut(tail..tail + first) {
+        if let Some(dst) = r.buf.as_mut().get_mut(tail..tail + first) {
             dst.copy_from_slice(a);
         }
-        if let Some(dst) = r.buf.get_mut(..b.len()) {
+        if let Some(dst) = r.buf.as_mut().get_mut(..b.len()) {
             dst.copy_from_slice(b);
         }
         r.len += bytes.len();
@@ -235,10 +284,10 @@ impl OutQueue {
             return 0;
         }
         let mut r = self.ring.lock();
-        let cap = r.buf.len();
+        let cap = r.buf.as_ref().len();
         let mut n = 0;
         while n < max && r.len > 0 {
-            let b = r.buf.get(r.head).copied().unwrap_or(b'?');
+            let b = r.buf.as_ref().get(r.head).copied().unwrap_or(b'?');
             r.head = (r.head + 1) % cap;
             r.len -= 1;
             n += 1;
@@ -391,7 +440,7 @@ mod tests {
     }
 
     /// Drains `q` to the end: its lines and notes, in order.
-    fn everything(q: &OutQueue) -> Vec<String> {
+    fn everything<B: AsRef<[u8]> + AsMut<[u8]>>(q: &OutQueue<B>) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let got = core::cell::RefCell::new(Vec::new());
@@ -433,12 +482,10 @@ unfinished"
         );
         assert!(q.busy());
         // The domain is freed: its queue moves out whole, nothing lost.
-        let mut owner = q;
-        let moved = owner.detach();
-        assert!(
-            !owner.busy() && !owner.offer(b"late"),
-            "the husk takes nothing"
-        );
+        let moved = std::boxed::Box::new(OutQueue::fixed());
+        assert!(q.move_into(&*moved));
+        assert!(!q.busy(), "nothing left behind");
+        assert!(!q.move_into(&*moved), "only into an empty queue");
         assert!(
             moved
                 .close(note(NoteKind::Plain, "domain-end: id=7"))
@@ -449,7 +496,7 @@ unfinished"
             "two notes at most"
         );
         assert_eq!(
-            everything(&moved),
+            everything(&*moved),
             [
                 "one",
                 "two",

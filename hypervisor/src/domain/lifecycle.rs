@@ -501,7 +501,7 @@ impl Drop for Domain {
         crate::console::live::ended(
             self.id,
             &self.name,
-            self.console_out.detach(),
+            &self.console_out,
             format_args!(
                 "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables} max_exit_ticks={}",
                 self.id,
