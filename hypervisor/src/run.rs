@@ -368,7 +368,11 @@ pub fn schedule(cpu: usize) {
             }
         }
         policy::Pick::Idle(wake_in) => {
-            if cpu == 0 && STARTED.load(Ordering::Acquire) && ALIVE.load(Ordering::Acquire) == 0 {
+            if cpu == 0
+                && STARTED.load(Ordering::Acquire)
+                && ALIVE.load(Ordering::Acquire) == 0
+                && !consoles::leftovers_pending()
+            {
                 all_ended();
             }
             rescue_lost_wakeups();

@@ -335,6 +335,10 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             log::info!("dom0: no management line (no COM2)");
         }
     }
+    serial::note_started();
+    // What domains' budgets may charge together: the heap less its
+    // reserve and what the hypervisor holds now (`domain/budget.rs`).
+    crate::domain::budget::HEAP_POOL.note_base(heap::usage().0 as u64);
     start_domains(boot, opts.dom0);
     all_created(opts.shutdown);
     run_cpu()

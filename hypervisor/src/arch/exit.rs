@@ -34,6 +34,13 @@ pub fn set_method(method: ExitMethod) {
 
 /// Ends the hypervisor: successfully or not.
 pub fn exit(success: bool) -> ! {
+    // What the transmit ring holds goes out before the emulator ends.
+    if success {
+        super::serial::report();
+    } else {
+        // Another CPU may have died holding the console lock.
+        super::serial::flush_emergency();
+    }
     match METHOD.load(Ordering::Relaxed) {
         METHOD_QEMU => {
             let code = if success {

@@ -153,6 +153,18 @@ impl Platform for Machine {
         serial::write_raw(bytes);
     }
 
+    fn console_push() {
+        serial::push();
+    }
+
+    fn console_pending() -> usize {
+        serial::pending()
+    }
+
+    fn console_guest_room() -> usize {
+        serial::guest_room()
+    }
+
     fn console_input(buf: &mut [u8]) -> usize {
         serial::read_available(buf)
     }

@@ -1,18 +1,41 @@
 //! The serial console (a 16550 UART, COM1 by default) and the `log` backend.
 //!
 //! Every CPU logs through one lock. Lines carry the CPU number so output from
-//! several CPUs stays readable.
+//! several CPUs stays readable. Once domains run, output goes through a
+//! transmit ring (`console/txbuf.rs`) that is pushed to the UART without
+//! waiting, from every exit and from idle CPUs ([`push`]): no exit spins on
+//! the UART for a line. Boot and the way down stay synchronous.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 use uart_16550::Uart16550;
 use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::LSR;
 
 use super::percpu;
+use crate::console::txbuf::{Appender, Cost, TXBUF_BYTES, TxBuf, Uart};
 
-/// The console port; `None` until [`init`] or when `console=none`.
-static CONSOLE: Mutex<Option<Uart16550<PioBackend>>> = Mutex::new(None);
+/// The console: its UART (`None` until [`init`] or with `console=none`)
+/// and its transmit ring (`console/txbuf.rs`), under one lock that no
+/// holder keeps for longer than a copy into the ring or one FIFO's worth
+/// of bytes once domains run (a hypervisor line that does not fit the
+/// ring is the exception: see the ring's module doc).
+struct Console {
+    uart: Option<Uart16550<PioBackend>>,
+    tx: TxBuf<TXBUF_BYTES>,
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: None,
+    tx: TxBuf::new(),
+});
+
+/// Output goes through the ring without waiting (set when domains start,
+/// [`note_started`]; cleared on the way down): until then each write is
+/// flushed at once.
+static BUFFERED: AtomicBool = AtomicBool::new(false);
 
 /// I/O base of COM1 and COM2.
 pub const COM1: u16 = 0x3f8;
@@ -27,9 +50,9 @@ pub fn init(port: Option<u16>) {
         // owns them (no guest is ever given these ports) for its lifetime.
         let mut uart = unsafe { Uart16550::new_port(port) }.ok()?;
         // 115200 baud as documented (the driver's default is 9600, which
-        // made every console byte cost 1 ms: 87 us now). Guests' output is
-        // printed from exits (`console/out.rs`), so this is also the bound
-        // on how long a line holds a CPU.
+        // made every console byte cost 1 ms: 87 us now). The FIFO is on
+        // (the driver's default, 14-byte receive trigger): a push then
+        // hands the UART 16 bytes when THRE says the FIFO is empty.
         let config = uart_16550::Config {
             baud_rate: uart_16550::BaudRate::Baud115200,
             ..uart_16550::Config::DEFAULT
@@ -37,40 +60,167 @@ pub fn init(port: Option<u16>) {
         uart.init(config).ok()?;
         Some(uart)
     });
-    *CONSOLE.lock() = uart;
+    CONSOLE.lock().uart = uart;
 }
 
-struct Console<'a>(&'a mut Uart16550<PioBackend>);
+/// The driver as the ring sees it: `send_bytes` reads LSR once and, if
+/// THRE is set, writes up to 16 bytes (FIFO on) or 1 (off), never waits.
+struct Port<'a>(&'a mut Uart16550<PioBackend>);
 
-impl Write for Console<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.0.send_bytes_exact(b"\r");
+impl Uart for Port<'_> {
+    fn send(&mut self, bytes: &[u8]) -> usize {
+        self.0.send_bytes(bytes)
+    }
+}
+
+/// Counting starts when domains start ([`note_started`]): boot output
+/// before that is not what a guest can make an exit wait for.
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// The most LSR reads that found the transmitter busy (THRE clear) in one
+/// console operation, i.e. how long one operation waited on the UART.
+static MAX_WAIT_POLLS: AtomicU64 = AtomicU64::new(0);
+/// The most bytes one console operation handed to the UART.
+static MAX_BURST: AtomicU64 = AtomicU64::new(0);
+
+fn record(cost: Cost) {
+    if COUNTING.load(Ordering::Relaxed) {
+        MAX_WAIT_POLLS.fetch_max(cost.busy_polls, Ordering::Relaxed);
+        MAX_BURST.fetch_max(cost.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A push that found the transmitter busy left at once: it did not wait.
+fn no_wait(c: Cost) -> Cost {
+    Cost {
+        busy_polls: 0,
+        bytes: c.bytes,
+    }
+}
+
+fn add(a: &mut Cost, b: Cost) {
+    a.busy_polls += b.busy_polls;
+    a.bytes += b.bytes;
+}
+
+/// Appends what `f` writes to the ring, whole, then pushes once (or, while
+/// output is synchronous, flushes the ring). A write that does not fit
+/// waits for room (hypervisor output only: guests' lines are let in only
+/// while [`guest_room`] says they fit).
+fn write_with(c: &mut Console, f: &mut dyn FnMut(&mut Appender<'_>)) {
+    let Console { uart, tx } = c;
+    let Some(uart) = uart.as_mut() else { return };
+    let mut port = Port(uart);
+    let mut cost = Cost::default();
+    loop {
+        match tx.append(false, f) {
+            Ok(()) => break,
+            Err(needed) if needed > TXBUF_BYTES => {
+                // Larger than the whole ring: what fits of it.
+                add(&mut cost, tx.push_until_free(&mut port, TXBUF_BYTES));
+                let _ = tx.append(true, f);
+                break;
             }
-            self.0.send_bytes_exact(&[b]);
+            Err(needed) => add(&mut cost, tx.push_until_free(&mut port, needed)),
         }
-        Ok(())
+    }
+    if BUFFERED.load(Ordering::Relaxed) {
+        add(&mut cost, no_wait(tx.push(&mut port)));
+    } else {
+        add(&mut cost, tx.push_until_free(&mut port, TXBUF_BYTES));
+    }
+    record(cost);
+}
+
+/// Domains are about to start: from now on output is buffered and the
+/// worst console operation is counted ([`report`]).
+pub fn note_started() {
+    COUNTING.store(true, Ordering::Relaxed);
+    BUFFERED.store(true, Ordering::Release);
+}
+
+/// Hands the UART what it takes now (at most one FIFO), never waiting:
+/// from every exit and from idle CPUs. Skipped when another CPU holds the
+/// console (it pushes itself).
+pub fn push() {
+    if let Some(mut c) = CONSOLE.try_lock() {
+        let Console { uart, tx } = &mut *c;
+        if let Some(uart) = uart.as_mut() {
+            record(no_wait(tx.push(&mut Port(uart))));
+        }
+    }
+}
+
+/// Bytes waiting in the ring (0 without a console).
+pub fn pending() -> usize {
+    let c = CONSOLE.lock();
+    if c.uart.is_some() { c.tx.len() } else { 0 }
+}
+
+/// Bytes of the ring a guest's line may take now.
+pub fn guest_room() -> usize {
+    CONSOLE.lock().tx.guest_room()
+}
+
+/// Prints the `serial:` line with the worst console operation since
+/// domains started, then flushes the ring, waiting (the hypervisor is
+/// ending).
+pub fn report() {
+    write_fmt(format_args!(
+        "serial: max_wait_polls={} max_burst_bytes={}\n",
+        MAX_WAIT_POLLS.load(Ordering::Relaxed),
+        MAX_BURST.load(Ordering::Relaxed)
+    ));
+    flush();
+}
+
+/// Output is synchronous from now on and what the ring holds goes out
+/// now, waiting for the UART (the way down).
+pub fn flush() {
+    BUFFERED.store(false, Ordering::Release);
+    let mut c = CONSOLE.lock();
+    let Console { uart, tx } = &mut *c;
+    if let Some(uart) = uart.as_mut() {
+        tx.push_until_free(&mut Port(uart), TXBUF_BYTES);
+        // The FIFO and the shift register still hold up to 17 bytes: an
+        // emulator that ends right after would cut them off (Bochs did, in
+        // the `serial:` line). Wait until the line is idle (LSR.TEMT),
+        // bounded in case the UART never says so (about 0.2 s of LSR reads
+        // on hardware, far more than 17 bytes take).
+        for _ in 0..200_000 {
+            if uart.lsr().contains(LSR::TRANSMITTER_EMPTY) {
+                break;
+            }
+            core::hint::spin_loop();
+        }
     }
 }
 
 /// Writes formatted text to the console, if there is one.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    if let Some(uart) = CONSOLE.lock().as_mut() {
-        let _ = Console(uart).write_fmt(args);
-    }
+    write_with(&mut CONSOLE.lock(), &mut |a: &mut Appender<'_>| {
+        let _ = a.write_fmt(args);
+    });
 }
 
 /// Writes to the console even if another CPU died holding its lock: used
 /// only on the way down (panic, fatal error), when losing the last words
-/// would be worse than interleaving them.
+/// would be worse than interleaving them. What the ring holds goes first,
+/// synchronously, then these words.
 pub fn write_fmt_emergency(args: fmt::Arguments<'_>) {
+    flush_emergency();
+    write_fmt(args);
+}
+
+/// [`flush`] even if another CPU died holding the console lock (the way
+/// down after a failure).
+pub fn flush_emergency() {
+    BUFFERED.store(false, Ordering::Release);
     if CONSOLE.is_locked() {
         // SAFETY: we are about to stop the machine; the lock holder (if it is
         // another CPU) at worst interleaves its bytes with ours.
         unsafe { CONSOLE.force_unlock() };
     }
-    write_fmt(args);
+    flush();
 }
 
 /// The management line (COM2 with the `dom0` option): the control
@@ -109,18 +259,12 @@ pub fn mgmt_read(buf: &mut [u8]) -> Option<usize> {
     Some(receive(uart, buf))
 }
 
-/// Prints `bytes` on the console under one lock, control characters other
+/// Prints `bytes` on the console as one write, control characters other
 /// than newline and tab shown as `?` (a newline becomes CR LF).
 pub fn write_raw(bytes: &[u8]) {
-    if let Some(uart) = CONSOLE.lock().as_mut() {
-        for &b in bytes {
-            match b {
-                b'\n' => uart.send_bytes_exact(b"\r\n"),
-                b'\t' | 0x20..=0x7e | 0x80.. => uart.send_bytes_exact(&[b]),
-                _ => uart.send_bytes_exact(b"?"),
-            }
-        }
-    }
+    write_with(&mut CONSOLE.lock(), &mut |a: &mut Appender<'_>| {
+        a.raw(bytes)
+    });
 }
 
 fn receive(uart: &mut Uart16550<PioBackend>, buf: &mut [u8]) -> usize {
@@ -140,7 +284,9 @@ fn receive(uart: &mut Uart16550<PioBackend>, buf: &mut [u8]) -> usize {
 /// Takes whatever input bytes the console UART holds now (never waits).
 pub fn read_available(buf: &mut [u8]) -> usize {
     let mut guard = CONSOLE.lock();
-    let Some(uart) = guard.as_mut() else { return 0 };
+    let Some(uart) = guard.uart.as_mut() else {
+        return 0;
+    };
     receive(uart, buf)
 }
 

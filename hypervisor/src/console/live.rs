@@ -8,12 +8,12 @@
 //! unprivileged domains read with `HC_CONSOLE_READ` once a control domain
 //! exists.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::sync::Mutex;
 use pvabi::Error;
 
-use crate::console::out::DRAIN_PER_EXIT;
+use crate::console::out::{DRAIN_PER_EXIT, Fixed, LINE_MAX, Note, NoteKind, OutQueue};
 use crate::console::ring::ConsoleRings;
 use crate::domain::lifecycle::Domain;
 use crate::hypercall::MgmtReq;
@@ -63,24 +63,156 @@ pub(crate) fn write(d: &Domain, bytes: &[u8]) -> bool {
     capture(d, bytes) || d.console_out.offer(bytes)
 }
 
-/// Prints one of `d`'s console lines.
-fn print_line(d: &Domain, line: &[u8]) {
+/// Prints one of domain `id`'s console lines.
+fn print_line(id: crate::domain::ids::DomainId, name: &str, line: &[u8]) {
     let text = core::str::from_utf8(line).unwrap_or("<non-UTF-8 output>");
-    crate::println!("[dom{} {}] {}", d.id, d.name, text);
+    crate::println!("[dom{} {}] {}", id, name, text);
 }
 
-/// Prints up to [`DRAIN_PER_EXIT`] bytes of `d`'s queued output (after
-/// each of its exits; nearly free when nothing is queued).
-pub(crate) fn drain(d: &Domain) {
-    if d.console_out.queued() != 0 {
-        d.console_out
-            .drain(DRAIN_PER_EXIT, &mut |l: &[u8]| print_line(d, l));
+/// Prints a note (a hypervisor line about a domain's end).
+fn print_note(n: &Note) {
+    match n.kind {
+        NoteKind::Info => log::info!("{}", n.text),
+        NoteKind::Warn => log::warn!("{}", n.text),
+        NoteKind::Plain => crate::println!("{}", n.text),
     }
 }
 
-/// Prints the rest of `d`'s output (it has ended).
-pub(crate) fn flush(d: &Domain) {
-    d.console_out.flush(&mut |l: &[u8]| print_line(d, l));
+/// Room a line needs in the transmit ring: [`LINE_MAX`], the
+/// `[domN name] ` prefix (a 32-byte name), CR LF, or a log line's prefix
+/// and a note.
+const LINE_ROOM: usize = 320;
+
+/// Whether the transmit ring has room for one more guest line (else it
+/// waits in its queue: `console/txbuf.rs`).
+fn room() -> bool {
+    P::console_guest_room() >= LINE_ROOM.max(LINE_MAX)
+}
+
+/// Up to [`DRAIN_PER_EXIT`] bytes of `q` (at most one line or note) into
+/// the transmit ring, if it has room.
+fn drain_queue<B: AsRef<[u8]> + AsMut<[u8]>>(
+    q: &OutQueue<B>,
+    id: crate::domain::ids::DomainId,
+    name: &str,
+) {
+    if q.busy() && room() {
+        q.drain(
+            DRAIN_PER_EXIT,
+            &mut |l: &[u8]| print_line(id, name, l),
+            &mut print_note,
+        );
+    }
+}
+
+/// After each of `d`'s exits: up to [`DRAIN_PER_EXIT`] bytes of its
+/// queued output and one step of the leftovers into the transmit ring,
+/// then one push of the ring to the UART (never waiting). Nearly free when
+/// nothing is queued.
+pub(crate) fn drain(d: &Domain) {
+    drain_queue(&d.console_out, d.id, &d.name);
+    drain_leftovers();
+    P::console_push();
+}
+
+/// `d` has ended: `args` (its `domain N ... exited` line) is printed after
+/// its queued output, or now if none is queued.
+pub(crate) fn end_note(d: &Domain, kind: NoteKind, args: core::fmt::Arguments<'_>) {
+    if let Some(n) = d.console_out.close(Note::new(kind, args)) {
+        print_note(&n);
+    }
+}
+
+/// A slot for a domain whose output is still queued when it is freed:
+/// its queue is moved here (fixed storage, not the heap), so the domain's
+/// heap, its 4 KiB ring included, is freed with it at once.
+struct Leftover {
+    id: crate::domain::ids::DomainId,
+    name: arrayvec::ArrayString<32>,
+    q: OutQueue<Fixed>,
+}
+
+/// The leftover slots and the order their domains were freed in.
+struct Leftovers {
+    slots: [Leftover; MAX_LEFTOVERS],
+    order: arrayvec::ArrayVec<u8, MAX_LEFTOVERS>,
+}
+
+/// Domains freed with output left, drained in the order they were freed
+/// like live domains' queues (`drain`, `drain_idle`). Static: nothing is
+/// allocated when a domain ends (16 × 4 KiB of the hypervisor's image).
+static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
+    slots: [const {
+        Leftover {
+            id: crate::domain::ids::DomainId(0),
+            name: arrayvec::ArrayString::new_const(),
+            q: OutQueue::fixed(),
+        }
+    }; MAX_LEFTOVERS],
+    order: arrayvec::ArrayVec::new_const(),
+});
+/// How many slots are in use (read without the lock on every exit).
+static LEFTOVER_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Leftover slots: 16 domains ending within the ~5 s the UART needs for
+/// their 4 KiB queues. Past that, one is printed in the exit that frees
+/// it (the old behaviour, waiting if the ring is full), so nothing is
+/// ever lost.
+const MAX_LEFTOVERS: usize = 16;
+
+/// Domain `id` is being freed: its queue's content (moved out of `q`) and
+/// its `domain-end:` line (`args`) go to a leftover slot, printed after
+/// its last output without waiting here; or at once when nothing is
+/// queued.
+pub(crate) fn ended(
+    id: crate::domain::ids::DomainId,
+    name: &arrayvec::ArrayString<32>,
+    q: &OutQueue,
+    args: core::fmt::Arguments<'_>,
+) {
+    if let Some(n) = q.close(Note::new(NoteKind::Plain, args)) {
+        print_note(&n);
+        return;
+    }
+    {
+        let mut list = LEFTOVERS.lock();
+        let Leftovers { slots, order } = &mut *list;
+        let free = (0..MAX_LEFTOVERS).find(|i| !order.contains(&(*i as u8)));
+        if let Some(i) = free
+            && let Some(slot) = slots.get_mut(i)
+            && q.move_into(&slot.q)
+        {
+            slot.id = id;
+            slot.name = *name;
+            order.push(i as u8);
+            LEFTOVER_COUNT.store(order.len(), Ordering::Release);
+            return;
+        }
+    }
+    q.flush(&mut |l: &[u8]| print_line(id, name, l), &mut print_note);
+}
+
+/// One step of the oldest leftover (a line or a note); its slot is free
+/// again once it has printed everything.
+fn drain_leftovers() {
+    if LEFTOVER_COUNT.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let mut list = LEFTOVERS.lock();
+    let Leftovers { slots, order } = &mut *list;
+    let Some(slot) = order.first().and_then(|&i| slots.get(usize::from(i))) else {
+        return;
+    };
+    drain_queue(&slot.q, slot.id, &slot.name);
+    if !slot.q.busy() {
+        order.remove(0);
+    }
+    LEFTOVER_COUNT.store(order.len(), Ordering::Release);
+}
+
+/// Whether freed domains still have output to print (the hypervisor does
+/// not report all domains ended, nor shut down, before it is out).
+pub(crate) fn leftovers_pending() -> bool {
+    LEFTOVER_COUNT.load(Ordering::Acquire) != 0
 }
 
 /// An idle CPU's share: up to [`DRAIN_PER_EXIT`] bytes of every domain
@@ -94,15 +226,17 @@ pub(crate) fn drain_idle() -> bool {
     {
         let table = crate::domain::lifecycle::DOMAINS.lock();
         for (_, d) in table.domains() {
-            if d.console_out.queued() != 0 && waiting.try_push(d.clone()).is_err() {
+            if d.console_out.busy() && waiting.try_push(d.clone()).is_err() {
                 break;
             }
         }
     }
     for d in &waiting {
-        drain(d);
+        drain_queue(&d.console_out, d.id, &d.name);
     }
-    !waiting.is_empty()
+    drain_leftovers();
+    P::console_push();
+    !waiting.is_empty() || leftovers_pending() || P::console_pending() != 0
 }
 
 impl Svc<'_> {

@@ -22,15 +22,25 @@
 //! creation, so a flood cannot exhaust the heap either.
 //!
 //! Output stays line-based (`[domN name] text`, lines cut at
-//! [`LINE_MAX`] bytes, control characters shown as `?`), and a domain's
-//! queue is flushed before its `domain-end:` line (`Drop for Domain`), so
-//! that line still comes after the domain's last console lines.
+//! [`LINE_MAX`] bytes, control characters shown as `?`). Lines go into the
+//! serial console's transmit ring (`console/txbuf.rs`), only while it has
+//! room for them, so printing a line never waits on the UART either.
+//!
+//! **The end of a domain** never prints its queue synchronously (up to
+//! 4 KiB, 0.35 s at 115,200 baud, used to be printed inside the exit that
+//! ended it, often the control domain's destroy). The hypervisor's lines
+//! about its end (`domain N ... exited`, `domain-end:`) become *notes* of
+//! the queue ([`OutQueue::close`]), printed after its last bytes and its
+//! unfinished line; when the domain is freed what its queue holds moves,
+//! whole, into a fixed leftover slot (`console/live.rs`,
+//! [`OutQueue::move_into`]) that exits and idle CPUs drain like a live
+//! domain's queue. Its frames and heap are freed at once.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use arrayvec::ArrayVec;
+use arrayvec::{ArrayString, ArrayVec};
 
 use crate::sync::Mutex;
 
@@ -48,21 +58,100 @@ pub const DRAIN_PER_EXIT: usize = 64;
 /// Longest console line: a longer one is cut there (as before the queue).
 pub const LINE_MAX: usize = 200;
 
-/// The ring and the line being assembled.
-struct Ring {
-    buf: Box<[u8]>,
+/// Longest note (a hypervisor line about the domain's end).
+pub const NOTE_MAX: usize = 256;
+
+/// How a note is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteKind {
+    /// A log line at level info.
+    Info,
+    /// A log line at level warn.
+    Warn,
+    /// A line as it is (`domain-end:`).
+    Plain,
+}
+
+/// A hypervisor line that must follow the domain's last console output.
+#[derive(Debug)]
+pub struct Note {
+    pub kind: NoteKind,
+    pub text: ArrayString<NOTE_MAX>,
+}
+
+impl Note {
+    /// `args` formatted, cut at [`NOTE_MAX`] bytes (on a character
+    /// boundary) rather than lost.
+    pub fn new(kind: NoteKind, args: core::fmt::Arguments<'_>) -> Self {
+        struct Cut<'a>(&'a mut ArrayString<NOTE_MAX>);
+        impl core::fmt::Write for Cut<'_> {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                for c in s.chars() {
+                    if self.0.try_push(c).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+        }
+        let mut text = ArrayString::new();
+        let _ = core::fmt::write(&mut Cut(&mut text), args);
+        Self { kind, text }
+    }
+}
+
+/// Notes one queue holds: its end (`Domain::finish`) and `domain-end:`.
+const NOTES: usize = 2;
+
+/// The ring, the line being assembled and the notes that follow them.
+struct Ring<B> {
+    buf: B,
     head: usize,
     len: usize,
     line: ArrayVec<u8, LINE_MAX>,
+    /// A note was added: the domain has ended, its unfinished line is
+    /// printed once its bytes are, then the notes.
+    closing: bool,
+    notes: ArrayVec<Note, NOTES>,
+}
+
+impl<B> Ring<B> {
+    /// Whether anything is left to print.
+    fn busy(&self) -> bool {
+        self.len > 0 || (self.closing && (!self.line.is_empty() || !self.notes.is_empty()))
+    }
 }
 
 /// One domain's console output: a fixed ring of [`CONSOLE_OUT_BYTES`]
 /// (a leaf lock: taken with no other lock held, takes only the serial
 /// console's) and the number of bytes queued, read without the lock on
 /// every exit.
-pub struct OutQueue {
-    ring: Mutex<Ring>,
+pub struct OutQueue<B = Box<[u8]>> {
+    ring: Mutex<Ring<B>>,
     queued: AtomicUsize,
+    /// [`Ring::busy`], read without the lock.
+    busy: AtomicBool,
+}
+
+/// A leftover queue's storage (`console/live.rs`): fixed, not on the heap.
+pub type Fixed = [u8; CONSOLE_OUT_BYTES];
+
+impl OutQueue<Fixed> {
+    /// An empty queue in fixed storage (a leftover slot).
+    pub const fn fixed() -> Self {
+        Self {
+            ring: Mutex::new(Ring {
+                buf: [0; CONSOLE_OUT_BYTES],
+                head: 0,
+                len: 0,
+                line: ArrayVec::new_const(),
+                closing: false,
+                notes: ArrayVec::new_const(),
+            }),
+            queued: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+        }
+    }
 }
 
 impl OutQueue {
@@ -78,32 +167,98 @@ impl OutQueue {
                 head: 0,
                 len: 0,
                 line: ArrayVec::new(),
+                closing: false,
+                notes: ArrayVec::new(),
             }),
             queued: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
         })
+    }
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> OutQueue<B> {
+    /// Moves everything queued here (bytes, the unfinished line, notes)
+    /// into `to`, which must be empty and at least as large; this one is
+    /// left empty. A domain being freed hands its output to a leftover
+    /// slot this way, so that its heap ring is freed with it at once.
+    /// `false` (nothing moved) when `to` is not empty or too small.
+    pub fn move_into<C: AsRef<[u8]> + AsMut<[u8]>>(&self, to: &OutQueue<C>) -> bool {
+        let mut r = self.ring.lock();
+        let mut t = to.ring.lock();
+        if t.busy() || !t.line.is_empty() || t.buf.as_ref().len() < r.len {
+            return false;
+        }
+        let cap = r.buf.as_ref().len();
+        for i in 0..r.len {
+            let b = r
+                .buf
+                .as_ref()
+                .get((r.head + i) % cap)
+                .copied()
+                .unwrap_or(b'?');
+            if let Some(slot) = t.buf.as_mut().get_mut(i) {
+                *slot = b;
+            }
+        }
+        t.head = 0;
+        t.len = r.len;
+        t.line = core::mem::take(&mut r.line);
+        t.notes = core::mem::take(&mut r.notes);
+        t.closing = r.closing;
+        r.len = 0;
+        r.head = 0;
+        to.publish(&t);
+        self.publish(&r);
+        true
+    }
+
+    /// Whether anything is left to print (no lock).
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, r: &Ring<B>) {
+        self.queued.store(r.len, Ordering::Release);
+        self.busy.store(r.busy(), Ordering::Release);
+    }
+
+    /// Adds `note`, to be printed after everything queued now: the domain
+    /// has ended. Hands it back when nothing is queued (print it now: no
+    /// line of the domain can come out after it) or the notes are full.
+    pub fn close(&self, note: Note) -> Option<Note> {
+        let mut r = self.ring.lock();
+        if !r.busy() && r.line.is_empty() {
+            return Some(note);
+        }
+        if let Err(e) = r.notes.try_push(note) {
+            return Some(e.element());
+        }
+        r.closing = true;
+        self.publish(&r);
+        None
     }
 
     /// Queues all of `bytes`, or nothing when they do not fit now
     /// (`false`: the caller continues the write later).
     pub fn offer(&self, bytes: &[u8]) -> bool {
         let mut r = self.ring.lock();
-        let cap = r.buf.len();
-        if bytes.len() > cap - r.len {
-            return false;
+        let cap = r.buf.as_ref().len();
+        if bytes.len() > cap - r.len || cap == 0 {
+            return bytes.is_empty();
         }
         // Two block copies (up to the ring's end, then from its start):
         // a 4 KiB write costs a memcpy, not a loop per byte.
         let tail = (r.head + r.len) % cap;
         let first = bytes.len().min(cap - tail);
         let (a, b) = bytes.split_at(first);
-        if let Some(dst) = r.buf.get_mut(tail..tail + first) {
+        if let Some(dst) = r.buf.as_mut().get_mut(tail..tail + first) {
             dst.copy_from_slice(a);
         }
-        if let Some(dst) = r.buf.get_mut(..b.len()) {
+        if let Some(dst) = r.buf.as_mut().get_mut(..b.len()) {
             dst.copy_from_slice(b);
         }
         r.len += bytes.len();
-        self.queued.store(r.len, Ordering::Release);
+        self.publish(&r);
         true
     }
 
@@ -115,16 +270,24 @@ impl OutQueue {
     /// Moves up to `max` queued bytes into lines, passing at most one
     /// completed line to `print` (under this queue's lock, so one domain's
     /// lines keep their order whichever CPU drains them): what one exit
-    /// may spend on the serial port is one line. Returns the bytes taken.
-    pub fn drain(&self, max: usize, print: &mut dyn FnMut(&[u8])) -> usize {
-        if self.queued() == 0 {
+    /// may spend on the console is one line. Once the bytes are out and
+    /// the queue is closing, its unfinished line, then one note a call, go
+    /// to `print` / `note`. Returns the bytes taken (a line or note counts
+    /// as one when no byte was).
+    pub fn drain(
+        &self,
+        max: usize,
+        print: &mut dyn FnMut(&[u8]),
+        note: &mut dyn FnMut(&Note),
+    ) -> usize {
+        if !self.busy() {
             return 0;
         }
         let mut r = self.ring.lock();
-        let cap = r.buf.len();
+        let cap = r.buf.as_ref().len();
         let mut n = 0;
         while n < max && r.len > 0 {
-            let b = r.buf.get(r.head).copied().unwrap_or(b'?');
+            let b = r.buf.as_ref().get(r.head).copied().unwrap_or(b'?');
             r.head = (r.head + 1) % cap;
             r.len -= 1;
             n += 1;
@@ -132,19 +295,32 @@ impl OutQueue {
                 break;
             }
         }
-        self.queued.store(r.len, Ordering::Release);
+        if n == 0 && r.closing {
+            if !r.line.is_empty() {
+                print(&r.line);
+                r.line.clear();
+                n = 1;
+            } else if !r.notes.is_empty() {
+                let first = r.notes.remove(0);
+                note(&first);
+                n = 1;
+            }
+        }
+        self.publish(&r);
         n
     }
 
-    /// Prints everything queued and the unfinished line (the domain has
-    /// ended): bounded by [`CONSOLE_OUT_BYTES`] + [`LINE_MAX`].
-    pub fn flush(&self, print: &mut dyn FnMut(&[u8])) {
-        while self.drain(CONSOLE_OUT_BYTES, print) != 0 {}
-        let mut r = self.ring.lock();
-        if !r.line.is_empty() {
-            print(&r.line);
-            r.line.clear();
+    /// Prints everything queued, the unfinished line and the notes (the
+    /// domain has ended and its output cannot wait: see
+    /// `console/live.rs`): bounded by [`CONSOLE_OUT_BYTES`] + [`LINE_MAX`]
+    /// + the notes.
+    pub fn flush(&self, print: &mut dyn FnMut(&[u8]), note: &mut dyn FnMut(&Note)) {
+        {
+            let mut r = self.ring.lock();
+            r.closing = true;
+            self.publish(&r);
         }
+        while self.drain(CONSOLE_OUT_BYTES, print, note) != 0 {}
     }
 }
 
@@ -179,9 +355,11 @@ mod tests {
 
     fn lines(q: &OutQueue, max: usize) -> (usize, Vec<String>) {
         let mut out = Vec::new();
-        let n = q.drain(max, &mut |l: &[u8]| {
-            out.push(String::from_utf8_lossy(l).into_owned())
-        });
+        let n = q.drain(
+            max,
+            &mut |l: &[u8]| out.push(String::from_utf8_lossy(l).into_owned()),
+            &mut |_| {},
+        );
         (n, out)
     }
 
@@ -225,7 +403,10 @@ mod tests {
         let (n, l) = lines(&q, DRAIN_PER_EXIT);
         assert_eq!((n, l), (7, vec!["second".to_string()]));
         let mut rest = Vec::new();
-        q.flush(&mut |l: &[u8]| rest.push(String::from_utf8_lossy(l).into_owned()));
+        q.flush(
+            &mut |l: &[u8]| rest.push(String::from_utf8_lossy(l).into_owned()),
+            &mut |_| {},
+        );
         assert_eq!(rest, ["?[2Jthird"], "escape shown as ?");
         assert_eq!(q.queued(), 0);
     }
@@ -256,5 +437,81 @@ mod tests {
         for (i, l) in got.iter().enumerate() {
             assert_eq!(*l, std::format!("{i:06}"));
         }
+    }
+
+    /// Drains `q` to the end: its lines and notes, in order.
+    fn everything<B: AsRef<[u8]> + AsMut<[u8]>>(q: &OutQueue<B>) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let got = core::cell::RefCell::new(Vec::new());
+            let n = q.drain(
+                DRAIN_PER_EXIT,
+                &mut |l: &[u8]| {
+                    got.borrow_mut()
+                        .push(String::from_utf8_lossy(l).into_owned())
+                },
+                &mut |n: &Note| {
+                    got.borrow_mut()
+                        .push(std::format!("note {:?}: {}", n.kind, n.text))
+                },
+            );
+            let got = got.into_inner();
+            assert!(got.len() <= 1, "one line or note a drain: {got:?}");
+            out.extend(got);
+            if n == 0 {
+                assert!(!q.busy());
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn notes_follow_the_last_bytes_and_the_unfinished_line() {
+        let q = OutQueue::new().unwrap();
+        let note = |k, s: &str| Note::new(k, format_args!("{s}"));
+        // Nothing queued: the note is handed back, to be printed now.
+        assert!(q.close(note(NoteKind::Info, "at once")).is_some());
+        assert!(q.offer(
+            b"one
+two
+unfinished"
+        ));
+        assert!(
+            q.close(note(NoteKind::Warn, "domain 7 (x) killed: why"))
+                .is_none()
+        );
+        assert!(q.busy());
+        // The domain is freed: its queue moves out whole, nothing lost.
+        let moved = std::boxed::Box::new(OutQueue::fixed());
+        assert!(q.move_into(&*moved));
+        assert!(!q.busy(), "nothing left behind");
+        assert!(!q.move_into(&*moved), "only into an empty queue");
+        assert!(
+            moved
+                .close(note(NoteKind::Plain, "domain-end: id=7"))
+                .is_none()
+        );
+        assert!(
+            moved.close(note(NoteKind::Plain, "third")).is_some(),
+            "two notes at most"
+        );
+        assert_eq!(
+            everything(&*moved),
+            [
+                "one",
+                "two",
+                "unfinished",
+                "note Warn: domain 7 (x) killed: why",
+                "note Plain: domain-end: id=7",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_note_is_cut_not_lost() {
+        let long = "é".repeat(NOTE_MAX);
+        let n = Note::new(NoteKind::Plain, format_args!("{long}"));
+        assert_eq!(n.text.len(), NOTE_MAX, "whole characters up to the cap");
+        assert!(long.starts_with(n.text.as_str()));
     }
 }

@@ -16,10 +16,22 @@
 //!   refused too, whatever the domain's limit: the hypervisor keeps that
 //!   much for its own progress (scheduler records, timer-list nodes,
 //!   console rings, the domain table), so no mix of domains can make an
-//!   infallible allocation of the hypervisor fail. Between a charge and
-//!   its allocation another CPU may allocate too; the reserve (at least
-//!   [`RESERVE_MIN`], far above the largest single charge times the CPUs)
-//!   covers that window.
+//!   infallible allocation of the hypervisor fail.
+//! - **One atomic step for all domains together.** The heap's free bytes
+//!   lag behind charges (a charge comes before its allocation), so two
+//!   CPUs that both read them and then charge could together pass the
+//!   reserve. Every charge therefore also takes its bytes from one global
+//!   [`Pool`] with a compare-exchange: the bytes charged to all domains
+//!   together never exceed [`Pool::cap`] (the heap less its reserve and
+//!   what the hypervisor itself used when domains started), whatever the
+//!   interleaving (host test `pool_holds_under_every_interleaving`, with
+//!   the exhaustive explorer `testing/interleave.rs`). Since every charge
+//!   is an upper bound of its allocation, the heap then always keeps the
+//!   reserve for the hypervisor's own later allocations. The free-bytes
+//!   check stays as a second guard (it sees the hypervisor's own growth).
+//!   A charge that passes the domain's limit but not the pool is undone:
+//!   meanwhile another charge of that domain may be refused that would
+//!   have fitted (a refusal, never an overcommit).
 //!
 //! Charges are made where the tables grow and are never shrunk while the
 //! domain lives (a table keeps its high-water capacity, as `Vec` does);
@@ -121,6 +133,81 @@ pub const fn table_entry_cost<E>(extra: u64) -> u64 {
 /// a block is at least two words and rounded to them, plus alignment).
 pub const ALLOC_SLACK: u64 = 32;
 
+/// Bytes charged to every budget together, against one cap (see the
+/// module doc). A [`Budget`] gives its bytes back when it is dropped.
+#[derive(Debug)]
+pub struct Pool {
+    committed: AtomicU64,
+    /// Heap bytes the hypervisor used itself when domains started
+    /// ([`Pool::note_base`]); not for domains.
+    base: AtomicU64,
+}
+
+/// The pool of the hypervisor's heap.
+pub static HEAP_POOL: Pool = Pool::new();
+
+impl Pool {
+    /// An empty pool.
+    pub const fn new() -> Self {
+        Self {
+            committed: AtomicU64::new(0),
+            base: AtomicU64::new(0),
+        }
+    }
+
+    /// Records what the hypervisor's heap holds when domains start: its
+    /// own records, never charged.
+    pub fn note_base(&self, heap_used: u64) {
+        self.base.store(heap_used, Ordering::Relaxed);
+    }
+
+    /// The most all budgets may hold together on a heap of `heap_bytes`.
+    pub fn cap(&self, heap_bytes: u64) -> u64 {
+        heap_bytes
+            .saturating_sub(reserve(heap_bytes))
+            .saturating_sub(self.base.load(Ordering::Relaxed))
+    }
+
+    /// Bytes charged now, all budgets together.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Takes `bytes` if the total stays within `cap`, in one atomic step.
+    fn take(&self, bytes: u64, cap: u64) -> bool {
+        let mut now = self.committed.load(Ordering::Acquire);
+        loop {
+            crate::sync::point();
+            let Some(next) = now.checked_add(bytes).filter(|&n| n <= cap) else {
+                return false;
+            };
+            match self.committed.compare_exchange_weak(
+                now,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    fn give(&self, bytes: u64) {
+        let _ = self
+            .committed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_sub(bytes))
+            });
+    }
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Runs `alloc` under a charge of `bytes` to `budget` (none: uncharged):
 /// charged first, given back if `alloc` fails.
 pub fn charged<T>(
@@ -145,15 +232,30 @@ pub struct Budget {
     used: AtomicU64,
     /// Charges refused (reported by `hvctl info`).
     refused: AtomicU64,
+    /// What every charge is also taken from.
+    pool: &'static Pool,
+}
+
+impl Drop for Budget {
+    /// The domain's tables are gone with it: its bytes go back to the pool.
+    fn drop(&mut self) {
+        self.pool.give(*self.used.get_mut());
+    }
 }
 
 impl Budget {
-    /// A budget of `limit` bytes, nothing charged.
+    /// A budget of `limit` bytes, nothing charged, in the heap's pool.
     pub const fn new(limit: u64) -> Self {
+        Self::in_pool(limit, &HEAP_POOL)
+    }
+
+    /// A budget of `limit` bytes in `pool`.
+    pub const fn in_pool(limit: u64, pool: &'static Pool) -> Self {
         Self {
             limit,
             used: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            pool,
         }
     }
 
@@ -183,192 +285,71 @@ impl Budget {
     /// reserve.
     pub fn charge(&self, bytes: u64) -> Result<(), Error> {
         use crate::platform::{P, Platform};
-        self.charge_with(bytes, P::heap_free(), reserve(P::heap_bytes()))
+        let heap = P::heap_bytes();
+        self.charge_in(bytes, self.pool.cap(heap), P::heap_free(), reserve(heap))
     }
 
-    /// [`Budget::charge`] with the heap's free bytes and reserve given.
+    /// [`Budget::charge`] with the heap's free bytes and reserve given (no
+    /// pool cap: tests of the limit alone).
     pub fn charge_with(&self, bytes: u64, heap_free: u64, reserve: u64) -> Result<(), Error> {
+        self.charge_in(bytes, u64::MAX, heap_free, reserve)
+    }
+
+    /// [`Budget::charge`] with the pool's cap, the heap's free bytes and
+    /// the reserve given: the domain's limit, then the pool, each in one
+    /// atomic step (undone if a later check refuses), then the heap.
+    pub fn charge_in(
+        &self,
+        bytes: u64,
+        cap: u64,
+        heap_free: u64,
+        reserve: u64,
+    ) -> Result<(), Error> {
         let fits_heap = heap_free
             .checked_sub(reserve)
             .is_some_and(|room| bytes <= room);
-        let mut used = self.used.load(Ordering::Relaxed);
+        let refuse = || {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            Err(Error::NoMem)
+        };
+        if !fits_heap {
+            return refuse();
+        }
+        let mut used = self.used.load(Ordering::Acquire);
         loop {
-            let next = used.checked_add(bytes).filter(|&n| n <= self.limit);
-            let Some(next) = next.filter(|_| fits_heap) else {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::NoMem);
+            crate::sync::point();
+            let Some(next) = used.checked_add(bytes).filter(|&n| n <= self.limit) else {
+                return refuse();
             };
             match self
                 .used
-                .compare_exchange_weak(used, next, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => break,
                 Err(now) => used = now,
             }
         }
+        if !self.pool.take(bytes, cap) {
+            self.used.fetch_sub(bytes, Ordering::AcqRel);
+            return refuse();
+        }
+        Ok(())
     }
 
     /// Gives back `bytes` charged before (an allocation that failed after
     /// its charge, or memory freed while the domain lives).
     pub fn refund(&self, bytes: u64) {
-        let _ = self
+        if let Ok(was) = self
             .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 Some(u.saturating_sub(bytes))
-            });
+            })
+        {
+            self.pool.give(was.min(bytes));
+        }
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    const BIG: u64 = 1 << 30;
-
-    #[test]
-    fn charge_and_refund() {
-        let b = Budget::new(1000);
-        b.charge_with(600, BIG, 0).unwrap();
-        b.charge_with(400, BIG, 0).unwrap();
-        assert_eq!(b.used(), 1000);
-        assert_eq!(
-            b.charge_with(1, BIG, 0),
-            Err(Error::NoMem),
-            "over the limit"
-        );
-        assert_eq!(b.used(), 1000, "a refusal charges nothing");
-        assert_eq!(b.refused(), 1);
-        b.refund(400);
-        assert_eq!(b.used(), 600);
-        b.charge_with(400, BIG, 0).unwrap();
-        b.refund(2000);
-        assert_eq!(b.used(), 0, "a refund never goes below zero");
-    }
-
-    #[test]
-    fn overflowing_charge_is_refused() {
-        let b = Budget::unlimited();
-        b.charge_with(10, BIG, 0).unwrap();
-        assert_eq!(b.charge_with(u64::MAX, u64::MAX, 0), Err(Error::NoMem));
-        assert_eq!(b.used(), 10);
-    }
-
-    #[test]
-    fn the_reserve_holds_whatever_the_limit() {
-        let b = Budget::unlimited();
-        // 100 KiB free, 64 KiB reserve: 36 KiB may be charged, no more.
-        let free = 100 << 10;
-        b.charge_with(36 << 10, free, RESERVE_MIN).unwrap();
-        assert_eq!(
-            b.charge_with(1, free - (36 << 10), RESERVE_MIN),
-            Err(Error::NoMem)
-        );
-        assert_eq!(
-            b.charge_with(1, RESERVE_MIN - 1, RESERVE_MIN),
-            Err(Error::NoMem)
-        );
-        assert_eq!(b.used(), 36 << 10);
-    }
-
-    #[test]
-    fn reserve_and_defaults() {
-        let rings = crate::console::ring::CONSOLE_RINGS_TOTAL as u64;
-        assert_eq!(
-            reserve(1 << 20),
-            (256 << 10) + rings,
-            "a quarter of a 1 MiB heap"
-        );
-        assert_eq!(reserve(128 << 10), RESERVE_MIN + rings);
-        assert_eq!(default_limit(8 << 20, 4), (32 + 64 + 32) << 10);
-        assert_eq!(default_limit(2 << 20, 1), (32 + 16 + 8) << 10);
-        assert_eq!(default_limit(1 << 40, 64), BUDGET_MAX);
-        assert!(default_limit(2 << 20, 1) >= BUDGET_MIN);
-    }
-
-    #[test]
-    fn requests_are_validated() {
-        assert_eq!(check_request(0), Ok(()));
-        assert_eq!(check_request(BUDGET_MIN), Ok(()));
-        assert_eq!(check_request(BUDGET_MAX), Ok(()));
-        assert_eq!(check_request(BUDGET_MIN - 1), Err(Error::Invalid));
-        assert_eq!(check_request(BUDGET_MAX + 1), Err(Error::Invalid));
-    }
-
-    #[test]
-    fn tables_meet_their_budget_not_the_heap() {
-        use crate::domain::ids::DomainId;
-        use crate::evtchn::{BUCKET_PORTS, EventTable, PORT_BUCKET_COST};
-        use crate::grant::{Access, GRANT_ENTRY_COST, GrantTable};
-        use std::sync::Arc;
-        // Room for two buckets of ports: the third is refused, nothing of
-        // it is charged, and ports of the first two are still handed out.
-        let bucket = PORT_BUCKET_COST;
-        let b = Arc::new(Budget::new(2 * bucket + bucket / 2));
-        let mut ev = EventTable::new(DomainId(1), 1).charge_to(b.clone());
-        let mut ports = 0;
-        while ev.alloc_unbound(DomainId(2)).is_ok() {
-            ports += 1;
-        }
-        assert_eq!(ports, 2 * BUCKET_PORTS - 1, "port 0 is never handed out");
-        assert_eq!(b.used(), 2 * bucket);
-        assert_eq!(b.refused(), 1);
-        // The grant table shares the budget: what is left buys entries.
-        let mut g = GrantTable::new(DomainId(1)).charge_to(b.clone());
-        let each = GRANT_ENTRY_COST;
-        let left = b.limit() - b.used();
-        let mut grants = 0;
-        while g.grant(DomainId(2), 0x1000, Access::ReadOnly).is_ok() {
-            grants += 1;
-        }
-        assert!(
-            grants > 0 && grants <= left / each,
-            "{grants} grants in {left} bytes"
-        );
-        assert_eq!(
-            g.grant(DomainId(2), 0x1000, Access::ReadOnly),
-            Err(Error::NoMem)
-        );
-        // Freed entries are reused without a new charge.
-        let used = b.used();
-        g.revoke(0, 0).unwrap();
-        g.grant(DomainId(2), 0x1000, Access::ReadOnly).unwrap();
-        assert_eq!(b.used(), used);
-    }
-
-    #[test]
-    fn creation_cost_fits_the_smallest_budget() {
-        use crate::domain::lifecycle::creation_cost;
-        use crate::domain::lifecycle::page_list_cost;
-        assert!(creation_cost(1) <= BUDGET_MIN, "{}", creation_cost(1));
-        // The default always holds the domain's records and page list,
-        // with room to spare for ports and grants.
-        for (mem, vcpus) in [(2 << 20, 1), (2 << 20, 64), (8 << 20, 4), (1 << 30, 64)] {
-            let own = creation_cost(vcpus) + page_list_cost(mem);
-            assert!(
-                own + (16 << 10) <= default_limit(mem, vcpus),
-                "{mem} {vcpus}"
-            );
-        }
-    }
-
-    #[test]
-    fn concurrent_charges_never_exceed_the_limit() {
-        let b = std::sync::Arc::new(Budget::new(10_000));
-        let threads: std::vec::Vec<_> = (0..4)
-            .map(|_| {
-                let b = b.clone();
-                std::thread::spawn(move || {
-                    let mut got = 0u64;
-                    while b.charge_with(7, BIG, 0).is_ok() {
-                        got += 7;
-                    }
-                    got
-                })
-            })
-            .collect();
-        let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(total, b.used());
-        assert!(total <= 10_000 && total > 10_000 - 7);
-    }
-}
+#[path = "budget_tests_unit.rs"]
+mod tests;

@@ -449,11 +449,20 @@ impl Domain {
             *end = Some(End { how, code });
             self.ending.store(true, Ordering::Release);
         }
-        // Its queued console lines come before the line saying it ended.
-        crate::console::live::flush(self);
+        // Its queued console lines come before the line saying it ended
+        // (printed after them, not waited for here: `console/out.rs`).
+        use crate::console::out::NoteKind;
         match reason {
-            Some(r) => log::warn!("domain {} ({}) killed: {r}", self.id, self.name),
-            None => log::info!("domain {} ({}) {how} with code {code}", self.id, self.name),
+            Some(r) => crate::console::live::end_note(
+                self,
+                NoteKind::Warn,
+                format_args!("domain {} ({}) killed: {r}", self.id, self.name),
+            ),
+            None => crate::console::live::end_note(
+                self,
+                NoteKind::Info,
+                format_args!("domain {} ({}) {how} with code {code}", self.id, self.name),
+            ),
         }
         // Grants first: a peer told through a closed port must find the
         // mappings already gone.
@@ -481,23 +490,28 @@ impl Domain {
 impl Drop for Domain {
     /// The last vCPU is gone: return every frame and report.
     fn drop(&mut self) {
-        // Its last console lines come before its `domain-end:` line.
-        crate::console::live::flush(self);
         let inner = self.inner.get_mut();
         let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));
         let end = self.end.get_mut().unwrap_or(End {
             how: "killed",
             code: -1,
         });
-        crate::println!(
-            "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables} max_exit_ticks={}",
+        // Its last console lines come before its `domain-end:` line: both
+        // go to the console's leftovers, printed later (`console/out.rs`).
+        crate::console::live::ended(
             self.id,
-            self.name,
-            end.how,
-            end.code,
-            self.exits.load(Ordering::Relaxed),
-            // Its longest exit (`cargo xtask bench`: bounded exits).
-            self.max_exit_ticks.load(Ordering::Relaxed)
+            &self.name,
+            &self.console_out,
+            format_args!(
+                "domain-end: id={} name={} result={} code={} exits={} freed_table_frames={freed_tables} max_exit_ticks={}",
+                self.id,
+                self.name,
+                end.how,
+                end.code,
+                self.exits.load(Ordering::Relaxed),
+                // Its longest exit (`cargo xtask bench`: bounded exits).
+                self.max_exit_ticks.load(Ordering::Relaxed)
+            ),
         );
         crate::domain::ended::record(pvabi::DomainInfo {
             id: self.id.0,

@@ -109,6 +109,14 @@ pub trait Platform {
     /// Writes bytes to the console as they are (control characters shown
     /// as `?`): the control domain's `HC_HOST_WRITE`.
     fn console_raw(bytes: &[u8]);
+    /// Hands the UART what it takes now from the console's transmit ring
+    /// (at most one FIFO), never waiting (`console/txbuf.rs`).
+    fn console_push();
+    /// Bytes waiting in the console's transmit ring.
+    fn console_pending() -> usize;
+    /// Bytes of the transmit ring a guest's console line may take now
+    /// (the rest is kept for the hypervisor's own lines).
+    fn console_guest_room() -> usize;
     /// Console input available now (the control domain's).
     fn console_input(buf: &mut [u8]) -> usize;
     /// Writes to the management line; `false` if there is none.

@@ -31,6 +31,7 @@
 //! | test | asserts |
 //! |---|---|
 //! | `bounded_*_victim_on_time` | the victim exited 0, slept 20 times, worst lateness <= 2 slices |
+//! | `bounded_*_uart_never_waited` | the `serial:` line: no console operation after domains started found the UART busy (`max_wait_polls=0`) or gave it more than its 16-byte FIFO (`max_burst_bytes<=16`) |
 //! | `bounded_*_floods_ran` | each flood exited 0 having made at least one call of its kind, and no `[domN flood...]` line follows its `domain-end:` line |
 
 use boot_tests::artifacts::{self, guest_module};
@@ -168,6 +169,48 @@ fn floods_ran(b: Backend) {
             o.test
         );
     }
+}
+
+/// The transmit buffer (`console/txbuf.rs`): nothing waits on the UART
+/// once domains run; each push fills at most the FIFO. Before it, every
+/// console line went to the UART byte by byte inside the exit that made
+/// it (a flood's 64-byte lines: bursts of ~85 bytes, and under Bochs,
+/// whose 16550 sends at the programmed rate, hundreds of busy polls).
+fn uart_never_waited(b: Backend) {
+    let o = the_run(b);
+    let _report = ReportOnPanic(o);
+    let line = o
+        .lines
+        .iter()
+        .find(|l| l.starts_with("serial: "))
+        .unwrap_or_else(|| panic!("{}: no `serial:` line", o.test));
+    let get = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no {k}= in `{line}`", o.test))
+    };
+    let (polls, burst) = (get("max_wait_polls"), get("max_burst_bytes"));
+    println!("{}: {line}", o.test);
+    assert_eq!(
+        polls, 0,
+        "{}: a console operation waited on the UART ({polls} busy LSR reads)",
+        o.test
+    );
+    assert!(
+        burst <= 16,
+        "{}: one console operation sent {burst} bytes to the UART, more than its 16-byte FIFO",
+        o.test
+    );
+}
+
+#[test]
+fn bounded_amdv_uart_never_waited() {
+    uart_never_waited(Backend::Svm);
+}
+
+#[test]
+fn bounded_vtx_uart_never_waited() {
+    uart_never_waited(Backend::Vmx);
 }
 
 #[test]
