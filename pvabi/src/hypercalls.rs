@@ -377,6 +377,10 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_DOMCTL_CONSOLE_WRITE,
     // 1.4, the combined event-channel round trip (47).
     HC_EVTCHN_SEND_WAIT,
+    // Unreleased, lifecycle control (48-50, `crate::lifecycle`).
+    crate::HC_SHUTDOWN_REQUESTED,
+    crate::HC_DOMCTL_SHUTDOWN_REQUEST,
+    crate::HC_DOMCTL_SET_SCHED,
 ];
 
 #[cfg(test)]
@@ -397,7 +401,7 @@ mod tests {
             [30, 31, 32]
         );
         assert_eq!(crate::HC_DOMCTL_CONSOLE_WRITE, 46);
-        assert_eq!(HYPERCALLS.last(), Some(&HC_EVTCHN_SEND_WAIT));
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_SET_SCHED));
         assert_eq!(HC_EVTCHN_SEND_WAIT, 47);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };

@@ -423,6 +423,7 @@ mod grant;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
+mod lifecycle;
 mod mgmt;
 pub mod ring;
 mod shared;
@@ -440,6 +441,7 @@ pub use domctl::*;
 pub use evtchn::*;
 pub use grant::*;
 pub use hypercalls::*;
+pub use lifecycle::*;
 pub use mgmt::*;
 pub use shared::*;
 pub use start_info::*;
