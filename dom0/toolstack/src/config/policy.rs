@@ -79,9 +79,6 @@ impl Default for Policies {
     }
 }
 
-/// The keys this module reads from a `[[domain]]` table.
-pub const KEYS: [&str; 3] = ["on_poweroff", "on_reboot", "on_crash"];
-
 /// Reads the three keys (each optional); `None` if one is bad (the error,
 /// naming file, line, column, domain and field, is in `sink`).
 pub(super) fn read<'a>(

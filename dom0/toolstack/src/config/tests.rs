@@ -383,9 +383,11 @@ fn heap_budget_is_kib_within_the_hypervisor_limits() {
 
 #[test]
 fn end_policies_default_to_xls_and_are_read() {
-    let c = ok("[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\n\
+    let c = ok(
+        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\n\
                 [[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 4\n\
-                on_poweroff = \"restart\"\non_reboot = \"preserve\"\non_crash = \"restart\"\n");
+                on_poweroff = \"restart\"\non_reboot = \"preserve\"\non_crash = \"restart\"\n",
+    );
     assert_eq!(
         c.domains[0].on_end,
         Policies {
@@ -406,8 +408,10 @@ fn end_policies_default_to_xls_and_are_read() {
 
 #[test]
 fn bad_end_policies_name_file_line_column_and_field() {
-    let e = errs("[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\
-                  on_crash = \"reboot\"\non_reboot = 1\non_poweof = \"destroy\"\n");
+    let e = errs(
+        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\
+                  on_crash = \"reboot\"\non_reboot = 1\non_poweof = \"destroy\"\n",
+    );
     assert_eq!(
         e,
         [
