@@ -94,7 +94,8 @@ pub const CONSOLE_READ_MAX: u64 = 4096;
 /// **shutdown** (2): stops the whole domain (every vCPU); does not return on
 /// success.
 ///
-/// - IN: RDI = reason ([`SHUTDOWN_POWEROFF`] or [`SHUTDOWN_CRASH`]), RSI =
+/// - IN: RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`] or, since
+///   Unreleased, [`crate::SHUTDOWN_REBOOT`]), RSI =
 ///   exit code, an `i64` (reported to the control domain and in the log).
 /// - OUT: nothing on success.
 /// - Errors: `EINVAL` for an unknown reason.

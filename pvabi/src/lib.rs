@@ -127,7 +127,7 @@
 //!
 //! | nr | name | IN | OUT | errors |
 //! |----|------|----|-----|--------|
-//! | 2  | [`HC_SHUTDOWN`]   | RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`]), RSI = code (`i64`) | does not return | `EINVAL` |
+//! | 2  | [`HC_SHUTDOWN`]   | RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`], [`SHUTDOWN_REBOOT`]), RSI = code (`i64`) | does not return | `EINVAL` |
 //! | 3  | [`HC_YIELD`]      | — | 0 | — |
 //! | 5  | [`HC_SCHED_BLOCK`] | RDI = deadline (system time, ns; 0 = none) | pending events, cleared; 0 = deadline passed | — |
 //! | 6  | [`HC_SCHED_POLL`] | — | pending events, cleared | — |
