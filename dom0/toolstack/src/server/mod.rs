@@ -405,6 +405,12 @@ impl Server {
                 let d = managed(hv, &domain)?;
                 if force {
                     self.lifecycle.forced(d.id, reboot);
+                    self.lifecycle.notes.push(format!(
+                        "domain {} ({}): destroyed without asking ({} --force)",
+                        d.id,
+                        d.name,
+                        if reboot { "reboot" } else { "shutdown" }
+                    ));
                     hv.destroy(d.id).map_err(hv_err)?;
                     self.sessions.detach_domain(d.id);
                     let _ = self.observe(hv);
