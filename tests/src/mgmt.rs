@@ -86,6 +86,17 @@ pub fn hvctl_info(socket: &Path, dom: &str) -> serde_json::Value {
         .clone()
 }
 
+/// Every domain `hvctl --json list` shows, as JSON.
+pub fn hvctl_list(socket: &Path) -> Vec<serde_json::Value> {
+    let (code, out, err) = hvctl_cmd(socket, &["--json", "list"]);
+    assert_eq!(code, 0, "hvctl list: {out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["domains"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no domains: {out}"))
+        .clone()
+}
+
 /// A file for `hvctl create` in the test's input directory.
 pub fn input_file(test: &str, name: &str, text: &str) -> PathBuf {
     let p = test_dir(&format!("{test}.in")).join(name);
