@@ -141,6 +141,8 @@ impl Hypervisor for Hv {
         let i = domctl::ended(id)?;
         let reason = if i.flags & pvabi::DOMAIN_FLAG_EXITED != 0 {
             "exited"
+        } else if i.flags & pvabi::DOMAIN_FLAG_REBOOTED != 0 {
+            "rebooted"
         } else if i.flags & pvabi::DOMAIN_FLAG_DESTROYED != 0 {
             "destroyed"
         } else {
@@ -177,6 +179,22 @@ impl Hypervisor for Hv {
 
     fn now_ns(&mut self) -> u64 {
         time::now_ns()
+    }
+
+    fn request_shutdown(&mut self, id: u32, reboot: bool) -> Result<(), Error> {
+        use pvabi::guest::lifecycle::{Request, request};
+        request(
+            id,
+            if reboot {
+                Request::Reboot
+            } else {
+                Request::PowerOff
+            },
+        )
+    }
+
+    fn set_sched(&mut self, id: u32, weight: u32, cap: u32) -> Result<(), Error> {
+        pvabi::guest::lifecycle::set_sched(id, weight, cap)
     }
 
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {

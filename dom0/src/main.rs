@@ -59,8 +59,17 @@ fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// What [`boot`] built: the file, its domains and their ids, and when
+/// (their uptimes count from there).
+struct Booted {
+    file: String,
+    cfg: config::BootConfig,
+    ids: alloc::vec::Vec<u32>,
+    created_ns: u64,
+}
+
 /// Builds the domains of the boot configuration (step 1 and 2 above).
-fn boot(hv: &mut Hv, cmdline: &str) {
+fn boot(hv: &mut Hv, cmdline: &str) -> Option<Booted> {
     let wanted = arg(cmdline, "config");
     let Some(m) = hv.modules.iter().find(|m| {
         !m.elf
@@ -73,7 +82,7 @@ fn boot(hv: &mut Hv, cmdline: &str) {
             Some(name) => say(&format!("no data module \"{name}\": no domain created")),
             None => say("no boot configuration (no .toml module): no domain created"),
         }
-        return;
+        return None;
     };
     let file = m.name.clone();
     let Some(text) = hv
@@ -83,7 +92,7 @@ fn boot(hv: &mut Hv, cmdline: &str) {
         say(&format!(
             "{file}: not UTF-8 text of at most {CONFIG_MAX} bytes: no domain created"
         ));
-        return;
+        return None;
     };
     let images = kestrel_toolstack::server::Hypervisor::images(hv);
     let names: alloc::vec::Vec<&str> = images.iter().map(String::as_str).collect();
@@ -97,16 +106,17 @@ fn boot(hv: &mut Hv, cmdline: &str) {
                 "{file}: {} error(s): no domain created",
                 errors.errors().len()
             ));
-            return;
+            return None;
         }
     };
     if cfg.domains.is_empty() {
         say(&format!("{file}: no [[domain]] in it: no domain created"));
-        return;
+        return None;
     }
+    let created_ns = time::now_ns();
     match create_all(hv, &file, &cfg) {
         Ok(ids) => {
-            for (d, id) in cfg.domains.iter().zip(ids) {
+            for (d, id) in cfg.domains.iter().zip(&ids) {
                 let how = if d.autostart {
                     "started"
                 } else {
@@ -114,8 +124,17 @@ fn boot(hv: &mut Hv, cmdline: &str) {
                 };
                 say(&format!("domain {id} ({}) {how} from {file}", d.name));
             }
+            Some(Booted {
+                file,
+                cfg,
+                ids,
+                created_ns,
+            })
         }
-        Err(f) => say(&format!("{f}")),
+        Err(f) => {
+            say(&format!("{f}"));
+            None
+        }
     }
 }
 
@@ -140,7 +159,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // From here on the hypervisor keeps every other domain's console
     // output for dom0 (before the first domain exists, so none is missed).
     let _ = mgmt::console_read(si.domain_id, &mut []);
-    boot(&mut hv, cmdline);
+    let booted = boot(&mut hv, cmdline);
     // `history=N`: how many ended domains stay listed.
     let history = arg(cmdline, "history")
         .and_then(|n| n.parse().ok())
@@ -148,7 +167,13 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     let mut svc = service::Service::new(si.domain_id, history);
     for (id, name) in core::mem::take(&mut hv.created) {
         svc.consoles.follow(id, &name);
-        svc.track(&mut hv, id, &name);
+    }
+    // Uptimes count from when dom0 created them, not from now: a domain
+    // may already have run and ended (issue 15's dom0_ended race).
+    if let Some(b) = booted {
+        for (id, d) in b.ids.iter().zip(&b.cfg.domains) {
+            svc.adopt(&mut hv, *id, &b.file, d, b.created_ns);
+        }
     }
     let mgmt_line = mgmt::read(&mut []).is_ok();
     say(&format!(

@@ -46,30 +46,36 @@ impl Service {
         }
     }
 
-    /// Remembers domain `id` (`name`), just created: its end is recorded
-    /// even if it ends before it is first listed.
-    pub fn track(&mut self, hv: &mut Hv, id: u32, name: &str) {
+    /// Remembers domain `id`, built from `cfg` in `file` at `created_ns`
+    /// (at boot): its uptime counts from then, its end is recorded even if
+    /// it ends before it is first listed, and its end policies apply.
+    /// Domains dom0 did not build (boot modules the hypervisor started)
+    /// count from when dom0 first lists them.
+    pub fn adopt(
+        &mut self,
+        hv: &mut Hv,
+        id: u32,
+        file: &str,
+        cfg: &kestrel_toolstack::config::DomainConfig,
+        created_ns: u64,
+    ) {
         use kestrel_toolstack::server::Hypervisor;
         let info = hv.info(id).map_or_else(
-            |_| proto::DomainInfo {
-                id,
-                name: name.into(),
-                state: proto::DomainState::Created,
-                memory_bytes: 0,
-                vcpus: 0,
-                weight: 0,
-                cap: 0,
-                cpu_time_ns: 0,
-                heap_budget_bytes: 0,
-                heap_used_bytes: 0,
-                uptime_ns: None,
-                exit_code: None,
-                reason: None,
-            },
+            |_| kestrel_toolstack::server::configured(id, cfg),
             |i| i.to_proto(),
         );
-        let now = hv.now_ns();
-        self.server.history.track(info, now);
+        self.server.adopt(info, file, cfg, created_ns);
+    }
+
+    /// Prints what the lifecycle logic did, and follows the consoles of
+    /// domains it restarted.
+    fn lifecycle_news(&mut self, hv: &mut Hv) {
+        for n in core::mem::take(&mut self.server.lifecycle.notes) {
+            say(&n);
+        }
+        for (id, name) in hv.created.drain(..) {
+            self.consoles.follow(id, &name);
+        }
     }
 
     /// One pass over the management line and the consoles: whether
@@ -91,6 +97,7 @@ impl Service {
         for d in self.server.observe(hv) {
             say(&ended_line(&d));
         }
+        self.lifecycle_news(hv);
         self.consoles.discover(self.me);
         let d = self.consoles.drain();
         busy |= d.busy;
@@ -157,6 +164,7 @@ impl Service {
             )),
             _ => {}
         }
+        self.lifecycle_news(hv);
         send(&proto::tag(session, &reply));
     }
 }
@@ -165,6 +173,7 @@ impl Service {
 fn ended_line(d: &proto::DomainInfo) -> String {
     let how = match (d.reason.as_deref(), d.exit_code) {
         (Some("exited"), Some(c)) => format!("exited with code {c}"),
+        (Some("rebooted"), Some(c)) => format!("rebooted with code {c}"),
         (Some(r), _) => String::from(r),
         (None, _) => String::from("unknown"),
     };

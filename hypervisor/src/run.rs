@@ -174,8 +174,17 @@ fn run_slice(
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
             Action::Block => break Outcome::Blocked(svc.blocked.unwrap_or(0), svc.handoff),
-            Action::Shutdown { crashed, code } => {
-                d.finish(if crashed { "crashed" } else { "exited" }, code, None);
+            Action::Shutdown {
+                crashed,
+                code,
+                reboot,
+            } => {
+                let how = match (crashed, reboot) {
+                    (true, _) => "crashed",
+                    (false, true) => "rebooted",
+                    (false, false) => "exited",
+                };
+                d.finish(how, code, None);
                 break Outcome::Ended;
             }
             Action::Kill(why) => {

@@ -94,7 +94,8 @@ pub const CONSOLE_READ_MAX: u64 = 4096;
 /// **shutdown** (2): stops the whole domain (every vCPU); does not return on
 /// success.
 ///
-/// - IN: RDI = reason ([`SHUTDOWN_POWEROFF`] or [`SHUTDOWN_CRASH`]), RSI =
+/// - IN: RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`] or, since
+///   Unreleased, [`crate::SHUTDOWN_REBOOT`]), RSI =
 ///   exit code, an `i64` (reported to the control domain and in the log).
 /// - OUT: nothing on success.
 /// - Errors: `EINVAL` for an unknown reason.
@@ -377,6 +378,10 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_DOMCTL_CONSOLE_WRITE,
     // 1.4, the combined event-channel round trip (47).
     HC_EVTCHN_SEND_WAIT,
+    // Unreleased, lifecycle control (48-50, `crate::lifecycle`).
+    crate::HC_SHUTDOWN_REQUESTED,
+    crate::HC_DOMCTL_SHUTDOWN_REQUEST,
+    crate::HC_DOMCTL_SET_SCHED,
 ];
 
 #[cfg(test)]
@@ -397,7 +402,7 @@ mod tests {
             [30, 31, 32]
         );
         assert_eq!(crate::HC_DOMCTL_CONSOLE_WRITE, 46);
-        assert_eq!(HYPERCALLS.last(), Some(&HC_EVTCHN_SEND_WAIT));
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_SET_SCHED));
         assert_eq!(HC_EVTCHN_SEND_WAIT, 47);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };

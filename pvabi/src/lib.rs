@@ -127,7 +127,7 @@
 //!
 //! | nr | name | IN | OUT | errors |
 //! |----|------|----|-----|--------|
-//! | 2  | [`HC_SHUTDOWN`]   | RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`]), RSI = code (`i64`) | does not return | `EINVAL` |
+//! | 2  | [`HC_SHUTDOWN`]   | RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`], [`SHUTDOWN_REBOOT`]), RSI = code (`i64`) | does not return | `EINVAL` |
 //! | 3  | [`HC_YIELD`]      | — | 0 | — |
 //! | 5  | [`HC_SCHED_BLOCK`] | RDI = deadline (system time, ns; 0 = none) | pending events, cleared; 0 = deadline passed | — |
 //! | 6  | [`HC_SCHED_POLL`] | — | pending events, cleared | — |
@@ -423,6 +423,7 @@ mod grant;
 #[cfg(feature = "guest")]
 pub mod guest;
 mod hypercalls;
+mod lifecycle;
 mod mgmt;
 pub mod ring;
 mod shared;
@@ -440,6 +441,7 @@ pub use domctl::*;
 pub use evtchn::*;
 pub use grant::*;
 pub use hypercalls::*;
+pub use lifecycle::*;
 pub use mgmt::*;
 pub use shared::*;
 pub use start_info::*;

@@ -67,8 +67,8 @@ fn info(d: &Domain) -> DomainInfo {
             0
         },
         nr_vcpus: d.nr_vcpus,
-        weight: d.weight,
-        cap: d.cap,
+        weight: d.weight.load(Ordering::Relaxed),
+        cap: d.cap.load(Ordering::Relaxed),
         exits: d.exits.load(Ordering::Relaxed),
         heap_budget: d.budget.limit(),
         heap_used: d.budget.used(),
@@ -167,6 +167,19 @@ impl Svc<'_> {
                 Ok(DomctlReply::Value(0))
             }
             DomctlReq::Info(id) => Ok(DomctlReply::Info(info(&*find(id)?))),
+            DomctlReq::ShutdownRequest { id, reason } => {
+                crate::domain::ctl_life::request_shutdown(&*live_other(me, id)?, reason);
+                Ok(DomctlReply::Value(0))
+            }
+            DomctlReq::SetSched { id, weight, cap } => {
+                // The control domain may set its own (not `live_other`).
+                let d = find(id)?;
+                if d.dying() {
+                    return Err(Error::NoEntry);
+                }
+                crate::domain::ctl_life::set_sched(&d, weight, cap)?;
+                Ok(DomctlReply::Value(0))
+            }
             DomctlReq::Ended(id) => crate::domain::ended::get(id.0)
                 .map(DomctlReply::Info)
                 .ok_or(Error::NoEntry),

@@ -111,6 +111,10 @@ pub enum DomctlReq<'a> {
     /// The report of a domain that ended and was freed
     /// (`DOMCTL_INFO_ENDED`).
     Ended(DomainId),
+    /// Ask a domain to end (`ctl_life.rs`): a `SHUTDOWN_REQUEST_*` reason.
+    ShutdownRequest { id: DomainId, reason: u64 },
+    /// Change a domain's weight and cap (`ctl_life.rs`).
+    SetSched { id: DomainId, weight: u32, cap: u32 },
 }
 
 /// What a [`DomctlReq`] produced (returned by value once per domctl call,
@@ -135,7 +139,7 @@ fn dom_id(v: u64) -> Result<DomainId, Error> {
 /// Runs domctl hypercall `nr`; `None` when `nr` is not one.
 pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, Error>> {
     if !(HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO).contains(&nr) {
-        return None;
+        return crate::domain::ctl_life::run(svc, nr, a);
     }
     if !svc.privileged() {
         return Some(Err(Error::Perm));

@@ -31,6 +31,7 @@ pub(crate) fn how_flag(how: &str) -> u32 {
     match how {
         "exited" => DOMAIN_FLAG_EXITED,
         "destroyed" => DOMAIN_FLAG_DESTROYED,
+        "rebooted" => pvabi::DOMAIN_FLAG_REBOOTED,
         _ => DOMAIN_FLAG_KILLED,
     }
 }
@@ -82,5 +83,6 @@ mod tests {
         assert!(get(0x7100_0000 + DOMCTL_ENDED_KEPT as u32 - 1).is_some());
         assert_eq!(how_flag("killed"), DOMAIN_FLAG_KILLED);
         assert_eq!(how_flag("destroyed"), DOMAIN_FLAG_DESTROYED);
+        assert_eq!(how_flag("rebooted"), pvabi::DOMAIN_FLAG_REBOOTED);
     }
 }

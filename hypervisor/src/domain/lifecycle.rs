@@ -51,9 +51,13 @@ pub struct Domain {
     pub(crate) privileged: bool,
     /// vCPUs it may bring up.
     pub(crate) nr_vcpus: u32,
-    /// Scheduling weight and cap, as created.
-    pub(crate) weight: u32,
-    pub(crate) cap: u32,
+    /// Scheduling weight and cap, as created or last set
+    /// (`HC_DOMCTL_SET_SCHED`, `domain/ctl_life.rs`).
+    pub(crate) weight: AtomicU32,
+    pub(crate) cap: AtomicU32,
+    /// The control domain's newest shutdown request
+    /// (`pvabi::SHUTDOWN_REQUEST_*`, `domain/ctl_life.rs`).
+    pub(crate) shutdown_request: AtomicU64,
     /// The scheduler's record of it.
     pub(crate) sdom: crate::sched::SchedDom,
     /// No vCPU of it is scheduled while set (domctl pause).
@@ -322,8 +326,9 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         insn,
         privileged: spec.privileged,
         nr_vcpus: spec.nr_vcpus,
-        weight: spec.weight,
-        cap: spec.cap,
+        weight: AtomicU32::new(spec.weight),
+        cap: AtomicU32::new(spec.cap),
+        shutdown_request: AtomicU64::new(pvabi::SHUTDOWN_REQUEST_NONE),
         sdom,
         paused: AtomicBool::new(spec.paused),
         boot,
@@ -517,8 +522,8 @@ impl Drop for Domain {
             id: self.id.0,
             flags: crate::domain::ended::how_flag(end.how),
             nr_vcpus: self.nr_vcpus,
-            weight: self.weight,
-            cap: self.cap,
+            weight: self.weight.load(Ordering::Relaxed),
+            cap: self.cap.load(Ordering::Relaxed),
             exit_code: i32::try_from(end.code).unwrap_or(-1),
             max_pages: inner.mem.max_pages(),
             exits: self.exits.load(Ordering::Relaxed),

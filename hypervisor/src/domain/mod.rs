@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod builder;
 pub mod ctl;
+pub mod ctl_life;
 pub mod ctl_ops;
 pub mod ended;
 pub mod ids;

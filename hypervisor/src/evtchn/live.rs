@@ -123,6 +123,15 @@ pub(crate) fn raise_console_virq(d: &Domain) {
     }
 }
 
+/// Raises `virq` on every vCPU of `d` that bound it (waking a blocked
+/// one); no lock held by the caller (`VIRQ_SHUTDOWN`, `domain/ctl_life.rs`).
+pub(crate) fn raise_virq_everywhere(d: &Domain, virq: u32) {
+    let ns = d.events.lock().raise_virq_all(virq);
+    for n in ns {
+        let _ = notify_any(n);
+    }
+}
+
 /// Before entering `me`: injects the upcall vector if its control area
 /// asks for one (the backend checks RFLAGS.IF, the interrupt shadow and a
 /// pending injection, and otherwise asks for an interrupt-window exit).

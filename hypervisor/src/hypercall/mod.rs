@@ -98,6 +98,12 @@ pub trait Services {
     fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error>;
     /// This vCPU's continuation record (`continuation.rs`).
     fn continuation(&self) -> &continuation::Slot;
+    /// What the control domain asked of this domain
+    /// (`HC_SHUTDOWN_REQUESTED`, `domain/ctl_life.rs`): a
+    /// `SHUTDOWN_REQUEST_*` word.
+    fn shutdown_request(&self) -> u64 {
+        pvabi::SHUTDOWN_REQUEST_NONE
+    }
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -170,8 +176,13 @@ pub enum Action {
     Yield,
     /// The vCPU blocked until an event or its deadline.
     Block,
-    /// The guest asked to shut down.
-    Shutdown { crashed: bool, code: i64 },
+    /// The guest asked to shut down (`reboot`: with `SHUTDOWN_REBOOT`,
+    /// so the control domain applies its `on_reboot` policy).
+    Shutdown {
+        crashed: bool,
+        code: i64,
+        reboot: bool,
+    },
     /// The guest broke a rule and dies.
     Kill(KillReason),
 }
@@ -419,16 +430,18 @@ fn hypercall(
             Err(e) => Err(e),
         }),
         HC_SHUTDOWN => match a[0] {
-            SHUTDOWN_POWEROFF | SHUTDOWN_CRASH => (
+            SHUTDOWN_POWEROFF | SHUTDOWN_CRASH | pvabi::SHUTDOWN_REBOOT => (
                 0,
                 Action::Shutdown {
                     crashed: a[0] == SHUTDOWN_CRASH,
                     code: a[1] as i64,
+                    reboot: a[0] == pvabi::SHUTDOWN_REBOOT,
                 },
             ),
             _ => (status(Error::Invalid), Action::Resume),
         },
         HC_YIELD => (0, Action::Yield),
+        pvabi::HC_SHUTDOWN_REQUESTED => (svc.shutdown_request(), Action::Resume),
         HC_CONSOLE_READ => done(console_read(svc, a[0], a[1])),
         HC_SCHED_BLOCK => match svc.block(a[0]) {
             Some(mask) => (mask, Action::Resume),

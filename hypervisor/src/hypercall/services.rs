@@ -239,6 +239,12 @@ impl Services for Svc<'_> {
         self.domctl_req(req)
     }
 
+    fn shutdown_request(&self) -> u64 {
+        self.d()
+            .shutdown_request
+            .load(core::sync::atomic::Ordering::Acquire)
+    }
+
     fn mgmt(&mut self, req: crate::hypercall::MgmtReq<'_>) -> Result<u64, Error> {
         self.mgmt_req(req)
     }

@@ -365,14 +365,24 @@ fn shutdown_yield_block_and_unknown_numbers() {
         call(&mut v, &mut svc, HC_SHUTDOWN, SHUTDOWN_POWEROFF, 7).0,
         Action::Shutdown {
             crashed: false,
-            code: 7
+            code: 7,
+            reboot: false
         }
     );
     assert_eq!(
         call(&mut v, &mut svc, HC_SHUTDOWN, SHUTDOWN_CRASH, u64::MAX).0,
         Action::Shutdown {
             crashed: true,
-            code: -1
+            code: -1,
+            reboot: false
+        }
+    );
+    assert_eq!(
+        call(&mut v, &mut svc, HC_SHUTDOWN, pvabi::SHUTDOWN_REBOOT, 4).0,
+        Action::Shutdown {
+            crashed: false,
+            code: 4,
+            reboot: true
         }
     );
     assert_eq!(call(&mut v, &mut svc, HC_SHUTDOWN, 99, 0).0, Action::Resume);
@@ -503,7 +513,8 @@ fn multicall_runs_a_batch_in_one_exit() {
         call(&mut v, &mut svc, HC_MULTICALL, 0x2000, 2).0,
         Action::Shutdown {
             crashed: false,
-            code: 3
+            code: 3,
+            reboot: false
         }
     );
 }

@@ -82,6 +82,16 @@ pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(SchedD
     .flatten()
 }
 
+/// Changes a live domain's weight and cap (`HC_DOMCTL_SET_SCHED`):
+/// `EINVAL` when the policy refuses them (a cap over 100 × its vCPUs).
+/// Takes effect at the next scheduling decision.
+pub(crate) fn set_params(d: SchedDom, weight: u32, cap: u32) -> Result<(), pvabi::Error> {
+    let w = u16::try_from(weight).map_err(|_| pvabi::Error::Invalid)?;
+    with(|s| s.credit.set_params(d, w, cap))
+        .ok_or(pvabi::Error::Invalid)?
+        .map_err(|_| pvabi::Error::Invalid)
+}
+
 /// Puts a new domain's vCPU entries in the slot table.
 pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
     with(|s| {

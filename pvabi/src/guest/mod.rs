@@ -31,6 +31,7 @@
 //! | [`memory`]  | the reservation, release and populate (the balloon)      |
 //! | [`domctl`]  | the control domain: create, pause, destroy, query domains |
 //! | [`mgmt`]    | the control domain: management line, console rings        |
+//! | [`lifecycle`] | shutdown/reboot requests from dom0; dom0's request and set-sched calls |
 //! | [`multicall()`] | several ops in one exit                              |
 //! | [`heap`]    | an opt-in global allocator: [`crate::guest_heap!`]       |
 //! | [`meter`]   | the guest's own instructions between hypercalls (benchmarks) |
@@ -58,6 +59,7 @@ pub mod domctl;
 pub mod evtchn;
 pub mod grant;
 pub mod heap;
+pub mod lifecycle;
 pub mod memory;
 pub mod meter;
 pub mod mgmt;

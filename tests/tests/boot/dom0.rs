@@ -9,11 +9,7 @@
 //! | `dom0_qemu_hvctl` | QEMU only (COM2 is a QEMU chardev socket), the three tickers `tick-a`, `tick-b`, `tick-c` autostarted | the real `hvctl` binary: `list` shows dom0 and the three running; `create` of a fourth; `create` of a file whose second domain does not fit refused with `no_resources` and its first domain destroyed again; `pause`/`info`/`unpause`; `console` streams `tick-b`'s lines; `destroy` of the fourth: free memory after equals free memory before it was created; the three keep ticking after it |
 //! | `dom0_qemu_console` | QEMU only, `dom0`, `echo`, a configuration starting `echo-a` | console input (pvabi 1.3, `dom0_console.rs`): the real `hvctl console echo-a` types `hello kestrel` and `quit`; the guest, woken by `VIRQ_CONSOLE`, echoes the line (on COM1 as `[echo-a] echo: ...` and on hvctl's stdout) and exits 0 on `quit`; hvctl then exits 0 |
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-use boot_tests::artifacts::{guest_module, hvctl, shared_iso, test_dir};
+use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::bochs::{self, Pc};
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
@@ -58,38 +54,7 @@ memory = 4
 cmdline = 7
 "#;
 
-/// A QEMU (AMD-V) machine booting `modules` with `dom0` from a fresh run
-/// directory, COM2 a unix socket there for `hvctl`: the machine, the
-/// socket and the serial log (the hvctl and console sessions).
-pub(crate) fn mgmt_vm(
-    test: &str,
-    modules: &[Module],
-) -> (xtask::qemu::Vm, std::path::PathBuf, std::path::PathBuf) {
-    let run_dir = boot_tests::artifacts::root().join("runs").join(test);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let iso = shared_iso(
-        &format!("{test}.iso"),
-        "exit=qemu dom0 loglevel=info",
-        modules,
-    );
-    let sock = run_dir.join("mgmt.sock");
-    let log = run_dir.join("serial.log");
-    let mut vm = iso_vm(&iso, 2, "128M");
-    vm.cpu = "max".into();
-    vm.extra.push("-chardev".into());
-    vm.extra
-        .push(format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()).into());
-    vm.extra.push("-serial".into());
-    vm.extra.push("chardev:mgmt".into());
-    (vm, sock, log)
-}
-
-pub(crate) fn config_module(test: &str, text: &str) -> Module {
-    // Not in the run's own directory: the run empties that when it starts.
-    let path = test_dir(&format!("{test}.in")).join("guests.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Module::named(&path, "guests.toml", "").unwrap_or_else(|e| panic!("{e}"))
-}
+pub(crate) use boot_tests::mgmt::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
 
 fn modules(test: &str, config: &str) -> Vec<Module> {
     vec![
@@ -260,37 +225,11 @@ mod hvctl_session;
 #[path = "dom0_console.rs"]
 mod console_session;
 
-pub(crate) fn wait_for_line(log: &Path, needle: &str, timeout: Duration) -> Option<String> {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        let text = std::fs::read(log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
-        // Only complete lines (ended by a newline).
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        if let Some(l) = complete.lines().find(|l| l.contains(needle)) {
-            return Some(l.trim_end_matches('\r').to_string());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-pub(crate) fn hvctl_cmd(socket: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hvctl())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running hvctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[path = "dom0_many.rs"]
 mod many_session;
 
 #[path = "dom0_ended.rs"]
 mod ended_session;
+
+#[path = "dom0_lifecycle.rs"]
+mod lifecycle_session;

@@ -10,8 +10,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 
-use boot_tests::artifacts::{guest_module, hvctl, test_dir};
+use boot_tests::artifacts::{guest_module, hvctl};
 use boot_tests::domains::ReportOnPanic;
+use boot_tests::mgmt::input_file;
 use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
 
@@ -24,12 +25,6 @@ const END: &str = "[[domain]]\nname = \"end\"\nimage = \"echo\"\nmemory = 4\n";
 /// Requests of each loop.
 const LISTS: usize = 30;
 const CREATES: usize = 10;
-
-fn input(name: &str, text: &str) -> std::path::PathBuf {
-    let p = test_dir(&format!("{TEST}.in")).join(name);
-    std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    p
-}
 
 fn mux(sock: &std::path::Path) -> std::path::PathBuf {
     let mut p = sock.as_os_str().to_owned();
@@ -69,7 +64,7 @@ fn three_at_once(sock: &std::path::Path, log: &std::path::Path) {
     let creator = std::thread::spawn(move || {
         for i in 0..CREATES {
             let text = format!("[[domain]]\nname = \"c{i}\"\nimage = \"echo\"\nmemory = 4\n");
-            let f = input(&format!("c{i}.toml"), &text);
+            let f = input_file(TEST, &format!("c{i}.toml"), &text);
             let f = f.to_str().unwrap_or("");
             let (code, _, err) = hvctl_cmd(&s, &["--timeout", &timeout, "create", f]);
             assert_eq!(code, 0, "create {i}: {err}");
@@ -159,7 +154,7 @@ fn dom0_qemu_many() {
         three_at_once(&sock, &log);
         killed_clients(&sock);
     });
-    let end = input("end.toml", END);
+    let end = input_file(TEST, "end.toml", END);
     let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
     let o = qemu
         .join()

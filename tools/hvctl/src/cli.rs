@@ -12,8 +12,9 @@ pub use crate::target::Target;
 /// Manage the domains of a Kestrel host through dom0's management service.
 ///
 /// <dom> is a domain name or a numeric id. Exit status: 0 success, 1 dom0
-/// refused, 2 usage or configuration error, 3 connection error, 4 protocol
-/// error.
+/// refused, 2 usage or configuration error, 3 connection error or no reply
+/// in time, 4 protocol error, 5 shutdown/reboot forced (the guest did not
+/// end in time and dom0 destroyed it).
 #[derive(Debug, Parser)]
 #[command(name = "hvctl", version)]
 pub struct Cli {
@@ -26,10 +27,11 @@ pub struct Cli {
     /// dom0's management service at HOST (port 4444 unless given).
     #[arg(long, value_name = "HOST[:PORT]", global = true)]
     pub host: Option<String>,
-    /// Seconds to wait for each reply from dom0.
-    #[arg(long, value_name = "SECONDS", global = true, default_value_t = 20.0,
-          value_parser = seconds)]
-    pub timeout: f64,
+    /// Seconds to wait for each reply from dom0 (default 20); for
+    /// shutdown and reboot, the guest's grace time before dom0 destroys
+    /// it (default 30).
+    #[arg(long, value_name = "SECONDS", global = true, value_parser = seconds)]
+    pub timeout: Option<f64>,
     /// Print dom0's replies as JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -87,6 +89,41 @@ pub enum Command {
         /// Screens to print; 0: until interrupted.
         #[arg(long, value_name = "N", default_value_t = 1)]
         count: u64,
+    },
+    /// Ask a domain to power off; dom0 destroys it if it has not ended
+    /// after --timeout seconds (30). Waits and says how it ended.
+    Shutdown {
+        #[arg(value_name = "DOM", value_parser = dom)]
+        domain: DomainRef,
+        /// Destroy it now, without asking.
+        #[arg(long)]
+        force: bool,
+        /// Return once the request is made.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Ask a domain to reboot (as shutdown; its on_reboot policy, restart
+    /// by default, builds it again).
+    Reboot {
+        #[arg(value_name = "DOM", value_parser = dom)]
+        domain: DomainRef,
+        /// Destroy it now, without asking (then on_reboot applies).
+        #[arg(long)]
+        force: bool,
+        /// Return once the request is made.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show or change a live domain's credit-scheduler weight and cap.
+    Sched {
+        #[arg(value_name = "DOM", value_parser = dom)]
+        domain: DomainRef,
+        /// CPU time is shared in proportion to weight (1 ..= 65535).
+        #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(1..=65535))]
+        weight: Option<u32>,
+        /// Percent of one CPU at most (0: no cap; up to 100 per vCPU).
+        #[arg(long, value_name = "C")]
+        cap: Option<u32>,
     },
     /// Drop an ended domain from the list.
     Forget {
@@ -185,7 +222,31 @@ mod tests {
                 history: true
             }
         );
-        for cmd in ["destroy", "unpause", "console", "forget"] {
+        let c = parse(&["sched", "web", "--weight", "512", "--cap", "50"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.command,
+            Command::Sched {
+                domain: DomainRef::Name("web".into()),
+                weight: Some(512),
+                cap: Some(50)
+            }
+        );
+        assert!(parse(&["sched", "web", "--weight", "0"]).is_err());
+        let c = parse(&["shutdown", "web", "--timeout", "5", "--force"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.timeout, Some(5.0));
+        assert!(matches!(
+            c.command,
+            Command::Shutdown {
+                force: true,
+                no_wait: false,
+                ..
+            }
+        ));
+        for cmd in [
+            "destroy", "unpause", "console", "forget", "shutdown", "reboot",
+        ] {
             assert!(parse(&["--socket=s", cmd, "db"]).is_ok(), "{cmd}");
         }
     }
@@ -202,7 +263,7 @@ mod tests {
         assert!(both.target().is_err());
         let t =
             parse(&["--timeout", "2.5", "--host", "srv", "list"]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t.timeout, 2.5);
+        assert_eq!(t.timeout, Some(2.5));
         assert_eq!(t.target().ok(), Some(Target::Tcp("srv:4444".into())));
         assert!(parse(&["--timeout", "0", "list"]).is_err());
         assert!(parse(&["--timeout", "x", "list"]).is_err());

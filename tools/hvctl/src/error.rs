@@ -19,6 +19,9 @@ pub enum Error {
     Timeout(String),
     /// A reply that does not decode or another protocol version: exit 4.
     Protocol(String),
+    /// `shutdown`/`reboot`: the guest did not end in time and dom0
+    /// destroyed it: exit 5.
+    Forced(String),
 }
 
 impl Error {
@@ -28,6 +31,7 @@ impl Error {
             Self::Usage(_) | Self::Config(_) => 2,
             Self::Connection(_) | Self::Timeout(_) => 3,
             Self::Protocol(_) => 4,
+            Self::Forced(_) => 5,
         })
     }
 }
@@ -35,14 +39,14 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Refused(e) => {
-                let code = serde_json::to_value(e.code).ok();
-                let code = code.as_ref().and_then(|c| c.as_str()).unwrap_or("unknown");
-                write!(f, "dom0 refused: {} ({code})", e.message)
-            }
-            Self::Usage(m) | Self::Config(m) | Self::Connection(m) | Self::Timeout(m) => {
-                f.write_str(m)
-            }
+            // The message says what went wrong; the code is for scripts
+            // (`--json` prints it), not people (issue 15: "(exists)" noise).
+            Self::Refused(e) => write!(f, "dom0 refused: {}", e.message),
+            Self::Usage(m)
+            | Self::Config(m)
+            | Self::Connection(m)
+            | Self::Timeout(m)
+            | Self::Forced(m) => f.write_str(m),
             Self::Protocol(m) => write!(f, "protocol error: {m}"),
         }
     }

@@ -8,6 +8,7 @@ mod client;
 mod console;
 mod docs;
 mod error;
+mod lifecycle;
 mod output;
 mod relay;
 mod target;
@@ -79,7 +80,13 @@ fn run(cli: Cli) -> Result<String, Error> {
         }
         _ => None,
     };
-    let mut client = Client::connect(&target, Duration::from_secs_f64(cli.timeout))?;
+    let reply_timeout = match cli.command {
+        // There --timeout is the guest's grace time; replies get the default.
+        Command::Shutdown { .. } | Command::Reboot { .. } => 20.0,
+        _ => cli.timeout.unwrap_or(20.0),
+    };
+    let mut client = Client::connect(&target, Duration::from_secs_f64(reply_timeout))?;
+    let reboot = matches!(cli.command, Command::Reboot { .. });
     let (mut op, verb) = match cli.command {
         Command::List => (Op::List, ""),
         Command::Create { .. } => match create {
@@ -119,6 +126,30 @@ fn run(cli: Cli) -> Result<String, Error> {
                 cli.json,
             );
         }
+        Command::Shutdown {
+            domain,
+            force,
+            no_wait,
+        }
+        | Command::Reboot {
+            domain,
+            force,
+            no_wait,
+        } => {
+            let s = lifecycle::Shutdown {
+                domain,
+                reboot,
+                grace: Duration::from_secs_f64(cli.timeout.unwrap_or(lifecycle::DEFAULT_GRACE_S)),
+                force,
+                wait: !no_wait,
+            };
+            return lifecycle::shutdown(&mut client, s);
+        }
+        Command::Sched {
+            domain,
+            weight,
+            cap,
+        } => return lifecycle::sched(&mut client, domain, weight, cap, cli.json),
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
         Command::Completions { .. } | Command::Man => {
             return Err(Error::Usage(

@@ -17,6 +17,9 @@
 //! heap_budget = 256     # KiB of hypervisor heap it may use (ports, grants, vCPUs...), 16 ..= 65536;
 //!                       # default: derived from memory and vcpus by the hypervisor
 //! autostart = true      # created and started at boot; default true
+//! on_poweroff = "destroy"  # when it ends: "destroy", "restart" or "preserve" (policy.rs);
+//! on_reboot = "restart"    # defaults as xl.cfg(5)
+//! on_crash = "destroy"
 //! ```
 //!
 //! Any other key, a value of the wrong type or out of range, a repeated
@@ -32,6 +35,7 @@
 
 mod error;
 mod parse;
+mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +44,7 @@ use alloc::vec::Vec;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use parse::parse;
+pub use policy::{OnEnd, Policies, RESTART_LIMIT, RESTART_WINDOW_NS};
 
 /// Default scheduler weight (Xen's credit scheduler uses the same).
 pub const DEFAULT_WEIGHT: u32 = 256;
@@ -106,6 +111,9 @@ pub struct DomainConfig {
     pub autostart: bool,
     /// Hypervisor heap budget in KiB; 0 = the hypervisor's default.
     pub heap_budget_kib: u64,
+    /// What dom0 does when it ends (`on_poweroff`, `on_reboot`,
+    /// `on_crash`).
+    pub on_end: Policies,
     /// Line of the domain's `[[domain]]` header, for later messages.
     pub line: usize,
 }

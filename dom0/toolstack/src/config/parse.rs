@@ -27,6 +27,9 @@ pub const FIELDS: &[&str] = &[
     "cmdline",
     "autostart",
     "heap_budget",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
 ];
 
 /// Parses and checks configuration `text`, read from `file` (used only in
@@ -102,7 +105,7 @@ pub fn parse(
     })
 }
 
-type Value<'i> = Spanned<DeValue<'i>>;
+pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Checks one `[[domain]]` table; `None` if anything in it is wrong (the
 /// errors are in `sink`).
@@ -259,6 +262,7 @@ fn domain(
             pvabi::DOMCTL_BUDGET_MAX >> 10,
         )
     });
+    let on_end = super::policy::read(sink, &label, |k| table.get(k));
     if sink.errors.len() != before {
         return None;
     }
@@ -272,6 +276,7 @@ fn domain(
         cmdline: cmdline?,
         autostart: autostart?,
         heap_budget_kib: heap_budget?,
+        on_end: on_end?,
         line: position(sink.text, header).0,
     })
 }

@@ -67,6 +67,7 @@ memory = 0x80
             cmdline: "port=80 workers=2".into(),
             autostart: false,
             heap_budget_kib: 0,
+            on_end: Policies::default(),
             line: 2,
         }
     );
@@ -378,4 +379,48 @@ fn heap_budget_is_kib_within_the_hypervisor_limits() {
         let e = one_err(&alloc::format!("{base}{bad}\n"));
         assert!(e.contains("field \"heap_budget\""), "{bad}: {e}");
     }
+}
+
+#[test]
+fn end_policies_default_to_xls_and_are_read() {
+    let c = ok(
+        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\n\
+                [[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 4\n\
+                on_poweroff = \"restart\"\non_reboot = \"preserve\"\non_crash = \"restart\"\n",
+    );
+    assert_eq!(
+        c.domains[0].on_end,
+        Policies {
+            on_poweroff: OnEnd::Destroy,
+            on_reboot: OnEnd::Restart,
+            on_crash: OnEnd::Destroy,
+        }
+    );
+    assert_eq!(
+        c.domains[1].on_end,
+        Policies {
+            on_poweroff: OnEnd::Restart,
+            on_reboot: OnEnd::Preserve,
+            on_crash: OnEnd::Restart,
+        }
+    );
+}
+
+#[test]
+fn bad_end_policies_name_file_line_column_and_field() {
+    let e = errs(
+        "[[domain]]\nname = \"a\"\nimage = \"hello\"\nmemory = 4\n\
+                  on_crash = \"reboot\"\non_reboot = 1\non_poweof = \"destroy\"\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "guests.toml:5:12: domain \"a\": field \"on_crash\": \"reboot\" is not a policy \
+             (expected \"destroy\", \"restart\" or \"preserve\")",
+            "guests.toml:6:13: domain \"a\": field \"on_reboot\": expected \"destroy\", \
+             \"restart\" or \"preserve\"",
+            "guests.toml:7:1: domain \"a\": field \"on_poweof\": unknown field, did you mean \
+             \"on_poweroff\"?",
+        ]
+    );
 }

@@ -97,6 +97,30 @@ pub enum Op {
     ConsoleInput { domain: DomainRef, data: String },
     /// The machine: CPUs, memory, domains, versions. [`Reply::Host`].
     Host,
+    /// Ask a domain to power off (or, with `reboot`, to reboot): it sees
+    /// `VIRQ_SHUTDOWN` and may end itself; dom0 destroys it if it has not
+    /// ended `timeout_ms` later (default 30 s) and reports it `forced`.
+    /// `force`: destroy it now, without asking. The reply comes once the
+    /// request is made (or, with `force`, the domain destroyed), not when
+    /// it ends. [`Reply::Done`].
+    Shutdown {
+        domain: DomainRef,
+        #[serde(default)]
+        reboot: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// Change a live domain's scheduling weight and/or cap (the other one
+    /// kept). [`Reply::Domain`] with the new values.
+    SetSched {
+        domain: DomainRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cap: Option<u32>,
+    },
     /// dom0's log: the lines it printed (`dom0: ...`), oldest first.
     /// [`Reply::Lines`].
     Log,
@@ -177,8 +201,9 @@ pub struct DomainInfo {
     /// for ended domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// How it ended: `exited`, `killed`, `destroyed` or `unknown`; only
-    /// for ended domains.
+    /// How it ended: `exited`, `rebooted`, `killed`, `destroyed`,
+    /// `forced` (dom0 destroyed it when a shutdown request timed out) or
+    /// `unknown`; only for ended domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

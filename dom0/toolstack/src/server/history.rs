@@ -5,7 +5,7 @@
 //! and reason, until `forget` or until [`History::max`] newer ones push it
 //! out.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -45,6 +45,9 @@ pub struct History {
     ended: VecDeque<DomainInfo>,
     /// Most ended domains kept.
     pub max: usize,
+    /// Ended domains kept until `forget` whatever `max` says (their
+    /// `preserve` policy, `lifecycle.rs`).
+    pinned: BTreeSet<u32>,
 }
 
 impl Default for History {
@@ -60,6 +63,7 @@ impl History {
             pending: BTreeMap::new(),
             ended: VecDeque::new(),
             max,
+            pinned: BTreeSet::new(),
         }
     }
 
@@ -121,14 +125,39 @@ impl History {
             newly.push(info.clone());
             self.ended.push_back(info);
         }
-        while self.ended.len() > self.max {
-            self.ended.pop_front();
-        }
+        self.trim();
         newly
     }
 
+    /// Drops the oldest ended domains beyond [`Self::max`], pinned ones
+    /// aside.
+    fn trim(&mut self) {
+        while self.ended.len().saturating_sub(self.pinned.len()) > self.max {
+            let Some(i) = self.ended.iter().position(|d| !self.pinned.contains(&d.id)) else {
+                break;
+            };
+            self.ended.remove(i);
+        }
+    }
+
+    /// Keeps ended domain `id` listed until `forget` (`preserve`).
+    pub fn pin(&mut self, id: u32) {
+        if self.ended.iter().any(|d| d.id == id) {
+            self.pinned.insert(id);
+        }
+    }
+
+    /// Replaces the reason recorded for ended domain `id` (dom0 knows
+    /// better than the hypervisor: `forced`).
+    pub fn set_reason(&mut self, id: u32, reason: &str) {
+        if let Some(d) = self.ended.iter_mut().rev().find(|d| d.id == id) {
+            d.reason = Some(String::from(reason));
+        }
+    }
+
     /// Remembers a domain just created (it may end before it is first
-    /// listed: its end is still recorded).
+    /// listed: its end is still recorded). `now` is when it was created:
+    /// its uptime counts from there.
     pub fn track(&mut self, info: DomainInfo, now: u64) {
         self.seen.entry(info.id).or_insert(Seen {
             info,
@@ -154,7 +183,14 @@ impl History {
     /// Drops the ended domains `r` names; how many.
     pub fn forget(&mut self, r: &DomainRef) -> usize {
         let before = self.ended.len();
-        self.ended.retain(|d| !matches(d, r));
+        let pinned = &mut self.pinned;
+        self.ended.retain(|d| {
+            let keep = !matches(d, r);
+            if !keep {
+                pinned.remove(&d.id);
+            }
+            keep
+        });
         before - self.ended.len()
     }
 }

@@ -10,11 +10,14 @@
 
 mod create;
 mod history;
+mod lifecycle;
 mod session;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_history;
+#[cfg(test)]
+mod tests_lifecycle;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -28,6 +31,7 @@ use crate::proto::{
 
 pub use create::{CreateFailure, create_all};
 pub use history::{DEFAULT_HISTORY, History, HvEnded};
+pub use lifecycle::{DEFAULT_SHUTDOWN_TIMEOUT_MS, Lifecycle};
 pub use session::{MAX_SESSIONS, Sessions};
 
 /// One domain as the hypervisor reports it.
@@ -141,6 +145,17 @@ pub trait Hypervisor {
     fn now_ns(&mut self) -> u64 {
         0
     }
+    /// Asks domain `id` to power off or reboot
+    /// (`HC_DOMCTL_SHUTDOWN_REQUEST`).
+    fn request_shutdown(&mut self, id: u32, reboot: bool) -> Result<(), Error> {
+        let _ = (id, reboot);
+        Err(Error::NoSys)
+    }
+    /// Sets domain `id`'s weight and cap (`HC_DOMCTL_SET_SCHED`).
+    fn set_sched(&mut self, id: u32, weight: u32, cap: u32) -> Result<(), Error> {
+        let _ = (id, weight, cap);
+        Err(Error::NoSys)
+    }
 }
 
 /// The service's state: its sessions (`hello` seen, consoles attached).
@@ -150,6 +165,8 @@ pub struct Server {
     sessions: Sessions,
     /// Domains seen and ended.
     pub history: History,
+    /// Shutdown requests and end policies.
+    pub lifecycle: Lifecycle,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -186,8 +203,31 @@ impl Server {
 
     /// Looks at every domain now (see [`History::observe`]): those that
     /// ended since the last look.
+    /// Requests that timed out end first (their domains are then
+    /// reported `forced`), and each ended domain's policy is applied
+    /// (`lifecycle.rs`; what it did is in `self.lifecycle.notes`).
     pub fn observe(&mut self, hv: &mut impl Hypervisor) -> Vec<proto::DomainInfo> {
-        self.history.observe(hv)
+        let now = hv.now_ns();
+        self.lifecycle.tick(hv, now);
+        let mut ended = self.history.observe(hv);
+        for d in &mut ended {
+            self.lifecycle.on_end(hv, &mut self.history, d, now);
+        }
+        ended
+    }
+
+    /// Domain `id`, built from `cfg` in `file` at `created_ns`: its uptime
+    /// counts from then, its end is recorded even if it ends before it is
+    /// first listed, and its policies apply.
+    pub fn adopt(
+        &mut self,
+        info: proto::DomainInfo,
+        file: &str,
+        cfg: &crate::config::DomainConfig,
+        created_ns: u64,
+    ) {
+        self.lifecycle.adopt(info.id, file, cfg);
+        self.history.track(info, created_ns);
     }
 
     /// Sessions that have domain `id`'s console attached.
@@ -267,7 +307,7 @@ impl Server {
         match req.op {
             Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
             Op::List => {
-                let _ = self.history.observe(hv);
+                let _ = self.observe(hv);
                 let now = hv.now_ns();
                 let mut domains = Vec::new();
                 for id in hv.list().map_err(hv_err)? {
@@ -282,7 +322,7 @@ impl Server {
                 Ok(Reply::Domains { domains })
             }
             Op::Info { domain } => {
-                let _ = self.history.observe(hv);
+                let _ = self.observe(hv);
                 match find(hv, &domain) {
                     Ok(d) => {
                         let now = hv.now_ns();
@@ -327,7 +367,7 @@ impl Server {
                 Ok(Reply::Lines { lines, dropped })
             }
             Op::Forget { domain } => {
-                let _ = self.history.observe(hv);
+                let _ = self.observe(hv);
                 if self.history.forget(&domain) > 0 {
                     return Ok(Reply::Done);
                 }
@@ -346,22 +386,55 @@ impl Server {
                 }
             }
             Op::Create { file, config } => {
-                let r = create(hv, &file, &config);
-                // Uptimes count from here, and a domain that ends at once
-                // is still recorded.
-                if let Ok(Reply::Domains { domains }) = &r {
-                    let now = hv.now_ns();
-                    for d in domains {
-                        self.history.track(d.clone(), now);
-                    }
+                // Uptimes count from before the domains are built (a
+                // domain may run and end before `create` returns), and a
+                // domain that ends at once is still recorded.
+                let created_ns = hv.now_ns();
+                let (domains, cfg) = create(hv, &file, &config)?;
+                for (d, c) in domains.iter().zip(&cfg.domains) {
+                    self.adopt(d.clone(), &file, c, created_ns);
                 }
-                r
+                Ok(Reply::Domains { domains })
             }
+            Op::Shutdown {
+                domain,
+                reboot,
+                timeout_ms,
+                force,
+            } => {
+                let d = managed(hv, &domain)?;
+                if force {
+                    self.lifecycle.forced(d.id, reboot);
+                    self.lifecycle.notes.push(format!(
+                        "domain {} ({}): destroyed without asking ({} --force)",
+                        d.id,
+                        d.name,
+                        if reboot { "reboot" } else { "shutdown" }
+                    ));
+                    hv.destroy(d.id).map_err(hv_err)?;
+                    self.sessions.detach_domain(d.id);
+                    let _ = self.observe(hv);
+                    return Ok(Reply::Done);
+                }
+                hv.request_shutdown(d.id, reboot).map_err(hv_err)?;
+                let timeout = timeout_ms
+                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS)
+                    .saturating_mul(1_000_000);
+                let now = hv.now_ns();
+                self.lifecycle
+                    .requested(d.id, &d.name, reboot, timeout, now);
+                Ok(Reply::Done)
+            }
+            Op::SetSched {
+                domain,
+                weight,
+                cap,
+            } => set_sched(hv, &domain, weight, cap),
             Op::Destroy { domain } => {
                 let d = managed(hv, &domain)?;
                 hv.destroy(d.id).map_err(hv_err)?;
                 self.sessions.detach_domain(d.id);
-                let _ = self.history.observe(hv);
+                let _ = self.observe(hv);
                 Ok(Reply::Done)
             }
             Op::Pause { domain } => set_paused(hv, &domain, true),
@@ -470,7 +543,53 @@ fn console_input(
     Ok(Reply::Done)
 }
 
-fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, ProtoError> {
+/// `set_sched`: a live domain (the control domain included), a weight in
+/// `1..=65535`, a cap in `0..=100 × vcpus`.
+fn set_sched(
+    hv: &mut impl Hypervisor,
+    r: &DomainRef,
+    weight: Option<u32>,
+    cap: Option<u32>,
+) -> Result<Reply, ProtoError> {
+    let d = find(hv, r)?;
+    if d.state == pvabi::DOMAIN_DYING {
+        return Err(err(ErrorCode::BadState, "the domain is ending"));
+    }
+    let who = format!("domain {} ({})", d.id, d.name);
+    if weight.is_none() && cap.is_none() {
+        return Err(err(ErrorCode::BadRequest, "give a weight, a cap or both"));
+    }
+    let w = weight.unwrap_or(d.weight);
+    let c = cap.unwrap_or(d.cap);
+    if !(1..=crate::config::MAX_WEIGHT).contains(&w) {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("weight {w} is out of range 1 ..= 65535"),
+        ));
+    }
+    let cap_max = d.vcpus.saturating_mul(100);
+    if c > cap_max {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!(
+                "cap {c} is over {cap_max} (100 per vCPU; {who} has {} vCPUs)",
+                d.vcpus
+            ),
+        ));
+    }
+    hv.set_sched(d.id, w, c).map_err(hv_err)?;
+    Ok(Reply::Domain {
+        domain: hv.info(d.id).map_err(hv_err)?.to_proto(),
+    })
+}
+
+/// Builds the domains of configuration `text`: their reports and the
+/// configuration (for their end policies).
+fn create(
+    hv: &mut impl Hypervisor,
+    file: &str,
+    text: &str,
+) -> Result<(Vec<proto::DomainInfo>, crate::config::BootConfig), ProtoError> {
     let images = hv.images();
     let names: Vec<&str> = images.iter().map(String::as_str).collect();
     let cfg = crate::config::parse(
@@ -496,7 +615,7 @@ fn create(hv: &mut impl Hypervisor, file: &str, text: &str) -> Result<Reply, Pro
                 .map_or_else(|_| configured(id, d), |i| i.to_proto()),
         );
     }
-    Ok(Reply::Domains { domains })
+    Ok((domains, cfg))
 }
 
 /// Domain `id` as configuration `d` built it (not yet seen running).

@@ -22,6 +22,8 @@ pub(super) struct Fake {
     /// How ended domains ended (by id), and the clock.
     ended: Vec<(u32, HvEnded)>,
     pub(super) now: u64,
+    /// Shutdown requests made: (domain, reboot).
+    pub(super) requests: Vec<(u32, bool)>,
 }
 
 impl Fake {
@@ -49,7 +51,24 @@ impl Fake {
             input_room: 1 << 20,
             ended: Vec::new(),
             now: 0,
+            requests: Vec::new(),
         }
+    }
+
+    /// Domain `id` ends as `reason` (`exited`, `rebooted`, `killed`) with
+    /// `code` and is freed.
+    pub(super) fn end(&mut self, id: u32, code: i32, reason: &'static str) {
+        if let Some(i) = self.domains.iter().position(|d| d.id == id) {
+            let d = self.domains.remove(i);
+            self.free_mib += d.memory_bytes >> 20;
+        }
+        self.ended.push((
+            id,
+            HvEnded {
+                exit_code: code,
+                reason,
+            },
+        ));
     }
 
     /// Domain `id` exits by itself with `code` and is freed.
@@ -134,6 +153,21 @@ impl Hypervisor for Fake {
     }
     fn now_ns(&mut self) -> u64 {
         self.now
+    }
+    fn request_shutdown(&mut self, id: u32, reboot: bool) -> Result<(), Error> {
+        self.info(id)?;
+        self.requests.push((id, reboot));
+        Ok(())
+    }
+    fn set_sched(&mut self, id: u32, weight: u32, cap: u32) -> Result<(), Error> {
+        let d = self
+            .domains
+            .iter_mut()
+            .find(|d| d.id == id)
+            .ok_or(Error::NoEntry)?;
+        d.weight = weight;
+        d.cap = cap;
+        Ok(())
     }
     fn free_bytes(&mut self) -> Option<u64> {
         Some(self.free_mib << 20)

@@ -21,7 +21,11 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
     };
     Ok(match req {
         DomctlReq::Create(p) => DomctlReply::Value(u64::from(p.module) + 100),
-        DomctlReq::Unpause(id) | DomctlReq::Pause(id) | DomctlReq::Destroy(id) => {
+        DomctlReq::Unpause(id)
+        | DomctlReq::Pause(id)
+        | DomctlReq::Destroy(id)
+        | DomctlReq::ShutdownRequest { id, .. }
+        | DomctlReq::SetSched { id, .. } => {
             exists(id)?;
             DomctlReply::Value(0)
         }
@@ -316,4 +320,46 @@ fn host_info_goes_where_asked() {
         call(&mut svc, HC_DOMCTL_HOST_INFO, [u64::MAX, 0, 0, 0, 0, 0]),
         EFAULT
     );
+}
+
+#[test]
+fn lifecycle_domctls_are_privileged_and_checked() {
+    use pvabi::{EINVAL, HC_DOMCTL_SET_SCHED, HC_DOMCTL_SHUTDOWN_REQUEST, HC_SHUTDOWN_REQUESTED};
+    for nr in [HC_DOMCTL_SHUTDOWN_REQUEST, HC_DOMCTL_SET_SCHED] {
+        let mut svc = FakeSvc::new(0x2000);
+        assert_eq!(call(&mut svc, nr, [u64::MAX; 6]), EPERM, "call {nr}");
+        assert!(svc.domctl_reqs.is_empty(), "nothing reached the system");
+    }
+    let mut svc = privileged();
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_SHUTDOWN_REQUEST, [5, 2, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_SHUTDOWN_REQUEST, [5, 9, 0, 0, 0, 0]),
+        EINVAL
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_SHUTDOWN_REQUEST, [6, 1, 0, 0, 0, 0]),
+        ENOENT
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_SET_SCHED, [2, 512, 30, 0, 0, 0]),
+        0
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_SET_SCHED, [2, 0, 30, 0, 0, 0]),
+        EINVAL
+    );
+    assert_eq!(
+        svc.domctl_reqs,
+        [
+            "ShutdownRequest { id: DomainId(5), reason: 2 }",
+            "ShutdownRequest { id: DomainId(6), reason: 1 }",
+            "SetSched { id: DomainId(2), weight: 512, cap: 30 }",
+        ]
+    );
+    // Any domain may ask what was requested of it (nothing, in the fake).
+    let mut svc = FakeSvc::new(0x2000);
+    assert_eq!(call(&mut svc, HC_SHUTDOWN_REQUESTED, [u64::MAX; 6]), 0);
 }

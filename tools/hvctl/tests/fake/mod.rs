@@ -137,7 +137,9 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
         | Op::ConsoleAttach { domain }
         | Op::ConsoleDetach { domain }
         | Op::ConsoleInput { domain, .. }
-        | Op::ConsoleHistory { domain } => match find(doms, domain) {
+        | Op::ConsoleHistory { domain }
+        | Op::Shutdown { domain, .. }
+        | Op::SetSched { domain, .. } => match find(doms, domain) {
             Some(i) => Some(i),
             None => {
                 return (
@@ -191,6 +193,22 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
         Op::Destroy { .. } => {
             doms.remove(i);
             Outcome::Ok(Reply::Done)
+        }
+        // A paused domain cannot honour the request: it is forced at once
+        // (dom0 would wait for the timeout first).
+        Op::Shutdown { force, .. } => {
+            let d = &mut doms[i];
+            let forced = force || d.state == DomainState::Paused;
+            d.state = DomainState::Ended;
+            d.reason = Some(if forced { "forced" } else { "exited" }.into());
+            d.exit_code = Some(if forced { -1 } else { 0 });
+            Outcome::Ok(Reply::Done)
+        }
+        Op::SetSched { weight, cap, .. } => {
+            let d = &mut doms[i];
+            d.weight = weight.unwrap_or(d.weight);
+            d.cap = cap.unwrap_or(d.cap);
+            Outcome::Ok(Reply::Domain { domain: d.clone() })
         }
         Op::Pause { .. } | Op::Unpause { .. } => {
             let pause = matches!(op, Op::Pause { .. });
