@@ -536,7 +536,8 @@ impl Drop for Domain {
             },
             ..Default::default()
         });
-        if end.how == "exited" && end.code == 0 {
+        // A reboot (`SHUTDOWN_REBOOT`) is as orderly an end as a power-off.
+        if matches!(end.how, "exited" | "rebooted") && end.code == 0 {
             ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);
         } else {
             ENDED_OTHER.fetch_add(1, Ordering::Relaxed);

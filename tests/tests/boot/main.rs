@@ -19,6 +19,7 @@ mod grant;
 mod guests;
 mod iso;
 mod lastwords;
+mod lifectl;
 mod privilege;
 mod pvh;
 mod ring;
