@@ -18,6 +18,7 @@ mod evtchn;
 mod grant;
 mod guests;
 mod iso;
+mod linux;
 mod privilege;
 mod pvh;
 mod ring;
