@@ -276,13 +276,22 @@ fn configure(src: &Path) -> Result<()> {
             .current_dir(src),
         "make tinyconfig",
     )?;
-    run(
-        Command::new("./scripts/kconfig/merge_config.sh")
-            .args(["-m", ".config"])
-            .arg(&fragment)
-            .current_dir(src),
-        "merging guest-kernel-patches/kestrel.config",
-    )?;
+    // merge_config.sh reports every symbol it overrides: show that only
+    // when it fails.
+    let merged = Command::new("./scripts/kconfig/merge_config.sh")
+        .args(["-m", ".config"])
+        .arg(&fragment)
+        .current_dir(src)
+        .output()
+        .context(|| "merging guest-kernel-patches/kestrel.config: cannot start".to_string())?;
+    if !merged.status.success() {
+        bail!(
+            "merging guest-kernel-patches/kestrel.config failed ({}):\n{}{}",
+            merged.status,
+            String::from_utf8_lossy(&merged.stdout),
+            String::from_utf8_lossy(&merged.stderr)
+        );
+    }
     run(
         Command::new("make")
             .args(["-s", "ARCH=x86_64", "olddefconfig"])
