@@ -87,10 +87,13 @@ fn boots_to_init(b: Backend) {
         .filter(|l| BAD.iter().any(|b| l.contains(b)))
         .collect();
     assert!(bad.is_empty(), "{}: the kernel log says {bad:?}", o.test);
+    // hvc ends lines with "\r\n"; the hypervisor's log shows the "\r" as
+    // "?": take the digits only.
     let slept = console
         .iter()
         .find_map(|l| l.split("kestrel-check: sleep1_cs=").nth(1))
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|v| v.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("{}: no `sleep1_cs=` line", o.test));
     assert!(
         (90..=150).contains(&slept),
