@@ -113,6 +113,7 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
     let spec = DomainSpec {
         name: &p.name,
         image: m.bytes,
+        kind: crate::domain::lifecycle::ImageKind::Pvabi,
         cmdline: &p.cmdline,
         memory: p.memory_bytes,
         nr_vcpus: p.nr_vcpus,

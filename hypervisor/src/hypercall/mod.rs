@@ -21,6 +21,7 @@ use crate::virt::{VcpuBackend, VmExit};
 use continuation::Step;
 
 pub mod continuation;
+pub mod cpuid;
 mod mgmt;
 pub mod services;
 pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
@@ -98,6 +99,9 @@ pub trait Services {
     fn mem_check(&mut self, populate: bool, gpa: u64, pages: u64) -> Result<(), Error>;
     /// This vCPU's continuation record (`continuation.rs`).
     fn continuation(&self) -> &continuation::Slot;
+    /// What this vCPU's CPUID depends on (`cpuid.rs`): its index and the
+    /// domain's start-info address.
+    fn vcpu_facts(&self) -> cpuid::VcpuFacts;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -295,6 +299,7 @@ pub fn handle(
             let leaf = vcpu.rax() as u32;
             let subleaf = vcpu.regs().rcx as u32;
             let out = filter_cpuid(leaf, subleaf, host, hypercall_insn);
+            let out = cpuid::per_vcpu(leaf, subleaf, out, svc.vcpu_facts());
             let out = crate::boot::spec::guest_cpuid(leaf, subleaf, out);
             let out = crate::virt::xstate::os_bits(leaf, subleaf, out, vcpu.guest_cr4());
             vcpu.set_rax(u64::from(out[0]));

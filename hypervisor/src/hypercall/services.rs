@@ -37,6 +37,13 @@ impl Svc<'_> {
 }
 
 impl Services for Svc<'_> {
+    fn vcpu_facts(&self) -> crate::hypercall::cpuid::VcpuFacts {
+        crate::hypercall::cpuid::VcpuFacts {
+            vcpu: self.me.index,
+            start_info: self.d().start_info,
+        }
+    }
+
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         self.d().inner.lock().mem.read(gpa, buf)
     }
@@ -109,6 +116,7 @@ impl Services for Svc<'_> {
             rip,
             rsp,
             rdi: arg,
+            rsi: 0,
             ..d.boot
         };
         // Its backend box is charged to the domain before it is made

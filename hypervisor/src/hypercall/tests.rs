@@ -157,6 +157,13 @@ impl FakeSvc {
 }
 
 impl Services for FakeSvc {
+    fn vcpu_facts(&self) -> super::cpuid::VcpuFacts {
+        super::cpuid::VcpuFacts {
+            vcpu: 1,
+            start_info: 0x7f_f000,
+        }
+    }
+
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         crate::domain::check_range(gpa, buf.len() as u64, self.mem.len() as u64)?;
         buf.copy_from_slice(&self.mem[gpa as usize..gpa as usize + buf.len()]);
@@ -540,7 +547,32 @@ fn cpuid_hides_virtualization_and_carries_our_signature() {
         0,
         &mut |_: &[u8]| true,
     );
-    assert_eq!((a, v.regs.rax, v.rip), (Action::Resume, 0x4000_0001, 2));
+    // The highest hypervisor leaf is now 0x4000_0002 (issue 13: Linux's
+    // `hypervisor_cpuid_base(sig, 2)` needs it), which gives the start info.
+    assert_eq!((a, v.regs.rax, v.rip), (Action::Resume, 0x4000_0002, 2));
+    v.regs.rax = 0x4000_0002;
+    handle(
+        VmExit::Cpuid { len: 2 },
+        &mut v,
+        &mut svc,
+        &host,
+        0,
+        &mut |_: &[u8]| true,
+    );
+    assert_eq!(
+        (v.regs.rax, v.regs.rbx, v.regs.rcx, v.regs.rdx),
+        (0x7f_f000, 0, pvabi::START_INFO_SIZE as u64, 0)
+    );
+    v.regs.rax = 1;
+    handle(
+        VmExit::Cpuid { len: 2 },
+        &mut v,
+        &mut svc,
+        &host,
+        0,
+        &mut |_: &[u8]| true,
+    );
+    assert_eq!(v.regs.rbx >> 24, 1, "APIC id = vCPU index");
 }
 
 #[test]

@@ -99,6 +99,7 @@ impl FakeVcpu {
         MADE.fetch_add(1, Ordering::AcqRel);
         let regs = GuestRegs {
             rdi: boot.rdi,
+            rsi: boot.rsi,
             ..GuestRegs::default()
         };
         Some(Self {

@@ -290,6 +290,7 @@ impl SvmVcpu {
         v.w64(S_RAX, 0);
         v.w64(S_GPAT, 0x0007_0406_0007_0406);
         v.regs.rdi = boot.rdi;
+        v.regs.rsi = boot.rsi;
         Some(v)
     }
 

@@ -229,6 +229,7 @@ impl VmxVcpu {
             launched: false,
             regs: GuestRegs {
                 rdi: boot.rdi,
+                rsi: boot.rsi,
                 ..GuestRegs::default()
             },
             boot: *boot,
