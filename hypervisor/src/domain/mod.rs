@@ -15,6 +15,7 @@ pub mod ended;
 pub mod ids;
 pub mod lifecycle;
 pub mod linux;
+pub mod linux_args;
 pub mod memory;
 pub mod table;
 

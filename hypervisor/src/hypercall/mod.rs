@@ -23,6 +23,7 @@ use continuation::Step;
 pub mod continuation;
 pub mod cpuid;
 mod mgmt;
+pub mod msr;
 pub mod services;
 pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use crate::evtchn::ops::EvtchnOp;
@@ -239,10 +240,6 @@ fn filter_base(leaf: u32, subleaf: u32, host: &impl Host, hypercall_insn: u32) -
     }
 }
 
-/// MSRs a guest may read: the TSC only. Everything else injects #GP,
-/// as a real CPU does for an MSR it lacks.
-const IA32_TSC: u32 = 0x10;
-
 /// Decides what to do about one exit. `console` takes the bytes of a
 /// valid console write, whole, or returns `false` when they do not fit
 /// now: the write is then continued (re-executed later).
@@ -311,15 +308,7 @@ pub fn handle(
             Action::Resume
         }
         VmExit::Msr { write, len } => {
-            let msr = vcpu.regs().rcx as u32;
-            if !write && msr == IA32_TSC {
-                let tsc = host.tsc();
-                vcpu.set_rax(tsc & 0xffff_ffff);
-                vcpu.regs().rdx = tsc >> 32;
-                vcpu.skip(len);
-            } else {
-                vcpu.inject_gp();
-            }
+            msr::handle(vcpu, host, write, len);
             Action::Resume
         }
         // No port is granted to any guest yet: a real CPU raises #GP for an

@@ -18,6 +18,8 @@ mod evtchn;
 mod grant;
 mod guests;
 mod iso;
+mod linuxproto;
+mod msrs;
 mod privilege;
 mod pvh;
 mod ring;
