@@ -11,6 +11,9 @@
 //!   MTRRcap, and a write to the TSC;
 //! - CPUID: leaf 1 APIC id 0 and no MTRR, MCE, HTT; leaf 0x4000_0002 is
 //!   the start info's own address.
+//! - `HC_VCPU_UP` with `VCPU_UP_CR3`: vCPU 1 starts on a copy of the
+//!   initial PML4 made here (it reads that CR3 back); an unaligned CR3 is
+//!   `EINVAL`, one outside memory `EFAULT`.
 //!
 //! Prints `msrs: <check> ok|FAILED ...`, then `msrs: <N> checks, <M>
 //! failed`; exits with the failure count. Before the MSR model every
@@ -21,6 +24,7 @@
 
 use core::arch::asm;
 use core::arch::x86_64::__cpuid;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kestrel_guests::{Checks, traps};
 
@@ -59,6 +63,64 @@ fn rdmsr(msr: u32) -> Result<u64, i64> {
 
 fn rd(msr: u32) -> i64 {
     rdmsr(msr).map_or_else(|v| -v, |v| v as i64)
+}
+
+/// A copy of the initial PML4, vCPU 1's CR3.
+#[repr(C, align(4096))]
+struct Pml4([AtomicU64; 512]);
+static PML4: Pml4 = Pml4([const { AtomicU64::new(0) }; 512]);
+static STACK: pvabi::guest::VcpuStack<16384> = pvabi::guest::VcpuStack::new();
+/// vCPU 1's CR3 as it read it (u64::MAX: not yet).
+static SEEN_CR3: AtomicU64 = AtomicU64::new(u64::MAX);
+
+extern "sysv64" fn second(_: u64) -> ! {
+    let cr3: u64;
+    // SAFETY: reads CR3.
+    unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    SEEN_CR3.store(cr3, Ordering::SeqCst);
+    loop {
+        let _ = pvabi::guest::sched::block(None);
+    }
+}
+
+fn vcpu_up_cr3(si: &pvabi::StartInfo) {
+    for (i, slot) in PML4.0.iter().enumerate() {
+        let at = si.page_tables_gpa + 8 * i as u64;
+        // SAFETY: the initial PML4, identity-mapped, 4 KiB.
+        slot.store(
+            unsafe { core::ptr::read_volatile(at as *const u64) },
+            Ordering::SeqCst,
+        );
+    }
+    let cr3 = core::ptr::addr_of!(PML4) as u64;
+    let Some(stack) = STACK.take() else {
+        CHECKS.check("vcpu_stack", 0, 1);
+        return;
+    };
+    let rsp = pvabi::guest::vcpu::initial_rsp(stack.as_mut_ptr() as u64, stack.len()).unwrap_or(0);
+    let rip = second as usize as u64;
+    let up = |c: u64| {
+        pvabi::guest::vcpu::start_with_cr3(1, rip, rsp, 0, c).map_or_else(|e| e.code(), |()| 0)
+    };
+    CHECKS.check(
+        "vcpu_up_cr3_unaligned",
+        up(cr3 + 8),
+        pvabi::Error::Invalid.code(),
+    );
+    CHECKS.check(
+        "vcpu_up_cr3_outside",
+        up(si.memory_bytes),
+        pvabi::Error::Fault.code(),
+    );
+    CHECKS.check("vcpu_up_cr3", up(cr3), 0);
+    while SEEN_CR3.load(Ordering::SeqCst) == u64::MAX {
+        pvabi::guest::sched::yield_now();
+    }
+    CHECKS.check(
+        "vcpu1_cr3",
+        SEEN_CR3.load(Ordering::SeqCst) as i64,
+        cr3 as i64,
+    );
 }
 
 static FS_TARGET: u64 = 0x1111_2222_3333_4444;
@@ -129,6 +191,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     let s = __cpuid(0x4000_0002);
     let gpa = u64::from(s.eax) | (u64::from(s.ebx) << 32);
     CHECKS.check("start_info_leaf", gpa as i64, si.start_info_gpa as i64);
+    vcpu_up_cr3(si);
     let (n, failed) = CHECKS.counts();
     pvabi::println!("msrs: {n} checks, {failed} failed");
     failed as i32

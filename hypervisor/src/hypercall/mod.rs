@@ -64,8 +64,17 @@ pub trait Services {
     fn poll(&mut self) -> u64;
     /// Sets (0: cancels) this vCPU's single-shot timer.
     fn set_timer(&mut self, deadline: u64);
-    /// Starts vCPU `id` at `rip` with `rsp` and `arg` in RDI.
-    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), Error>;
+    /// Starts vCPU `id` at `rip` with `rsp` and `arg` in RDI; on the
+    /// initial page tables, or with `cr3` on the caller's own
+    /// ([`pvabi::VCPU_UP_CR3`]).
+    fn vcpu_up(
+        &mut self,
+        id: u64,
+        rip: u64,
+        rsp: u64,
+        arg: u64,
+        cr3: Option<u64>,
+    ) -> Result<(), Error>;
     /// State of vCPU `id`.
     fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, Error>;
     /// The domain's memory reservation.
@@ -433,7 +442,11 @@ fn hypercall(
             svc.set_timer(a[0]);
             (0, Action::Resume)
         }
-        HC_VCPU_UP => done(svc.vcpu_up(a[0], a[1], a[2], a[3]).map(|()| 0)),
+        HC_VCPU_UP => {
+            let cr3 = (a[0] & pvabi::VCPU_UP_CR3 != 0).then_some(a[4]);
+            let id = a[0] & !pvabi::VCPU_UP_CR3;
+            done(svc.vcpu_up(id, a[1], a[2], a[3], cr3).map(|()| 0))
+        }
         HC_VCPU_INFO => done(
             svc.vcpu_info(a[0])
                 .and_then(|info| put(svc, a[1], info.as_bytes())),

@@ -122,6 +122,8 @@ struct FakeSvc {
     pending: u64,
     timer: u64,
     vcpus_up: Vec<bool>,
+    /// The CR3 the last `vcpu_up` was given (`VCPU_UP_CR3`).
+    up_cr3: Option<u64>,
     privileged: bool,
     /// Domain 1's port table: ops on other domains get `ENOENT`.
     events: crate::evtchn::EventTable,
@@ -153,6 +155,7 @@ impl FakeSvc {
             pending: 0,
             timer: 0,
             vcpus_up: std::vec![true, false, false],
+            up_cr3: None,
             privileged: false,
             events: crate::evtchn::EventTable::new(crate::domain::ids::DomainId(1), 3),
             evtchn_ops: Vec::new(),
@@ -209,7 +212,15 @@ impl Services for FakeSvc {
     fn set_timer(&mut self, deadline: u64) {
         self.timer = deadline;
     }
-    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), Error> {
+    fn vcpu_up(
+        &mut self,
+        id: u64,
+        _rip: u64,
+        _rsp: u64,
+        _arg: u64,
+        cr3: Option<u64>,
+    ) -> Result<(), Error> {
+        self.up_cr3 = cr3;
         match self.vcpus_up.get_mut(id as usize) {
             Some(_) if id == 0 => Err(Error::Invalid),
             Some(true) => Err(Error::Busy),
@@ -431,6 +442,23 @@ fn vcpu_ops() {
     assert_eq!(v.regs.rax as i64, EBUSY);
     call6(&mut v, &mut svc, HC_VCPU_UP, [9, 0x1000, 0x1800, 7]);
     assert_eq!(v.regs.rax as i64, EINVAL);
+    assert_eq!(svc.up_cr3, None, "no VCPU_UP_CR3: the initial tables");
+    // VCPU_UP_CR3 in RDI: vCPU 2 with CR3 = R8 (issue 13).
+    let mut r = FakeVcpu::default();
+    r.regs.rax = HC_VCPU_UP;
+    r.regs.rdi = 2 | pvabi::VCPU_UP_CR3;
+    r.regs.rsi = 0xffff_ffff_8100_0000;
+    r.regs.rdx = 0xffff_ffff_8200_0000;
+    r.regs.r8 = 0x5000;
+    handle(
+        VmExit::Hypercall { len: 3 },
+        &mut r,
+        &mut svc,
+        &FakeHost,
+        0,
+        &mut |_: &[u8]| true,
+    );
+    assert_eq!((r.regs.rax, svc.up_cr3), (0, Some(0x5000)));
     call(&mut v, &mut svc, HC_VCPU_INFO, 1, 0x100);
     assert_eq!(v.regs.rax, 0);
     let info = VcpuInfo::read_from_bytes(&svc.mem[0x100..0x100 + 24]).unwrap();
