@@ -19,6 +19,8 @@ mod grant;
 mod guests;
 mod iso;
 mod linux;
+mod linuxproto;
+mod msrs;
 mod privilege;
 mod pvh;
 mod ring;
