@@ -92,7 +92,11 @@ fn boots_to_init(b: Backend) {
     let slept = console
         .iter()
         .find_map(|l| l.split("kestrel-check: sleep1_cs=").nth(1))
-        .map(|v| v.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .map(|v| {
+            v.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("{}: no `sleep1_cs=` line", o.test));
     assert!(
