@@ -23,6 +23,15 @@
 //!   12.12.2: other encodings #GP).
 //! - **TSC_AUX**: only where RDTSCP or RDPID is offered
 //!   (`virt::rdtscp_offered`); bits 63:32 reserved.
+//! - **IA32_MISC_ENABLE** (0x1a0) reads BTS and PEBS unavailable (bits 11,
+//!   12), as KVM gives its guests: Linux's `verify_cpu` (head_64.S) reads
+//!   it with a plain RDMSR on every Intel family-6 CPU before it has an
+//!   IDT, so a #GP there is a triple fault; `early_init_intel` reads it
+//!   unchecked too. **MSR_K8_INT_PENDING_MSG** (0xc0010055) reads 0 (no
+//!   C1E): Linux reads it unchecked on AMD CPUs with erratum 400, which
+//!   QEMU's `qemu64` model claims (`arch_post_acpi_subsys_init`). Both
+//!   are read-only here (writes #GP); Linux writes neither when it reads
+//!   these values.
 //! - Everything else: #GP, as a CPU without the MSR does. Linux survives
 //!   that for the MSRs it probes (`rdmsrl_safe`), and CPUID hides the
 //!   features whose MSRs it would otherwise touch (`cpuid.rs`).
@@ -35,6 +44,22 @@ use super::Host;
 
 /// IA32_TSC (0x10).
 pub const IA32_TSC: u32 = 0x10;
+/// IA32_MISC_ENABLE (0x1a0).
+pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+/// What IA32_MISC_ENABLE reads: BTS unavailable (11), PEBS unavailable
+/// (12); fast strings, XD disable and the rest clear (SDM Vol. 4 2.1).
+pub const MISC_ENABLE_VALUE: u64 = (1 << 11) | (1 << 12);
+/// MSR_K8_INT_PENDING_MSG (0xc0010055, AMD family 0Fh/10h).
+pub const K8_INT_PENDING_MSG: u32 = 0xc001_0055;
+
+/// The read-only MSRs Linux reads unchecked, and their fixed values.
+pub fn read_only_constant(index: u32) -> Option<u64> {
+    match index {
+        IA32_MISC_ENABLE => Some(MISC_ENABLE_VALUE),
+        K8_INT_PENDING_MSG => Some(0),
+        _ => None,
+    }
+}
 
 /// EFER bits a guest may change: SCE 0, NXE 11.
 const EFER_WRITABLE: u64 = (1 << 0) | (1 << 11);
@@ -83,6 +108,9 @@ pub fn read(vcpu: &(impl VcpuBackend + ?Sized), host: &impl Host, index: u32) ->
     if index == IA32_TSC {
         return Some(host.tsc());
     }
+    if let Some(v) = read_only_constant(index) {
+        return Some(v);
+    }
     let msr = GuestMsr::from_index(index)?;
     if msr == GuestMsr::TscAux && !crate::virt::rdtscp_offered() {
         return None;
@@ -128,6 +156,18 @@ pub fn handle(vcpu: &mut (impl VcpuBackend + ?Sized), host: &impl Host, write_op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_only_constants() {
+        // Linux 6.1 reads these with a plain RDMSR (verify_cpu before any
+        // IDT on Intel: a #GP was a triple fault under Bochs).
+        assert_eq!(read_only_constant(0x1a0), Some((1 << 11) | (1 << 12)));
+        assert_eq!(read_only_constant(0xc001_0055), Some(0));
+        assert_eq!(read_only_constant(0x1b), None, "APIC_BASE stays #GP");
+        // Writes stay #GP: neither is a GuestMsr.
+        assert_eq!(GuestMsr::from_index(0x1a0), None);
+        assert_eq!(GuestMsr::from_index(0xc001_0055), None);
+    }
 
     #[test]
     fn canonical_addresses() {
