@@ -31,7 +31,11 @@
 //!   C1E): Linux reads it unchecked on AMD CPUs with erratum 400, which
 //!   QEMU's `qemu64` model claims (`arch_post_acpi_subsys_init`). Both
 //!   are read-only here (writes #GP); Linux writes neither when it reads
-//!   these values.
+//!   these values. **IA32_BIOS_SIGN_ID** (0x8b, the microcode revision):
+//!   Linux's `intel_get_microcode_revision` writes 0 and reads it back,
+//!   both unchecked; writes are accepted and ignored, reads give revision
+//!   1 in bits 63:32 (KVM's guest default), so no microcode is loaded or
+//!   needed.
 //! - Everything else: #GP, as a CPU without the MSR does. Linux survives
 //!   that for the MSRs it probes (`rdmsrl_safe`), and CPUID hides the
 //!   features whose MSRs it would otherwise touch (`cpuid.rs`).
@@ -51,14 +55,22 @@ pub const IA32_MISC_ENABLE: u32 = 0x1a0;
 pub const MISC_ENABLE_VALUE: u64 = (1 << 11) | (1 << 12);
 /// MSR_K8_INT_PENDING_MSG (0xc0010055, AMD family 0Fh/10h).
 pub const K8_INT_PENDING_MSG: u32 = 0xc001_0055;
+/// IA32_BIOS_SIGN_ID (0x8b): the microcode revision in bits 63:32.
+pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
 
 /// The read-only MSRs Linux reads unchecked, and their fixed values.
 pub fn read_only_constant(index: u32) -> Option<u64> {
     match index {
         IA32_MISC_ENABLE => Some(MISC_ENABLE_VALUE),
         K8_INT_PENDING_MSG => Some(0),
+        IA32_BIOS_SIGN_ID => Some(1 << 32),
         _ => None,
     }
+}
+
+/// The MSRs whose writes are accepted and have no effect.
+pub fn write_ignored(index: u32) -> bool {
+    index == IA32_BIOS_SIGN_ID
 }
 
 /// EFER bits a guest may change: SCE 0, NXE 11.
@@ -120,6 +132,9 @@ pub fn read(vcpu: &(impl VcpuBackend + ?Sized), host: &impl Host, index: u32) ->
 
 /// WRMSR of `value`: `true` when done, `false` for #GP (nothing changed).
 pub fn write(vcpu: &mut (impl VcpuBackend + ?Sized), index: u32, value: u64) -> bool {
+    if write_ignored(index) {
+        return true;
+    }
     let Some(msr) = GuestMsr::from_index(index) else {
         return false;
     };
@@ -164,6 +179,10 @@ mod tests {
         assert_eq!(read_only_constant(0x1a0), Some((1 << 11) | (1 << 12)));
         assert_eq!(read_only_constant(0xc001_0055), Some(0));
         assert_eq!(read_only_constant(0x1b), None, "APIC_BASE stays #GP");
+        // The microcode revision: written 0, read back (Intel early init).
+        assert_eq!(read_only_constant(0x8b), Some(1 << 32));
+        assert!(write_ignored(0x8b));
+        assert!(!write_ignored(0x1a0) && !write_ignored(0xc001_0055));
         // Writes stay #GP: neither is a GuestMsr.
         assert_eq!(GuestMsr::from_index(0x1a0), None);
         assert_eq!(GuestMsr::from_index(0xc001_0055), None);
