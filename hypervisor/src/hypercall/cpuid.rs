@@ -16,6 +16,7 @@
 //! - HTT, leaves 0xB and 0x1F, leaf 4's core and sharing counts, AMD
 //!   CmpLegacy/TopoExt and 0x8000_0008 ECX: a vCPU is a package of one
 //!   thread; its APIC id (leaf 1 EBX[31:24]) is the vCPU id.
+//! - TSC_ADJUST (leaf 7 EBX 1): its MSR (0x3b) is not virtualized.
 //! - INVPCID (leaf 7 EBX 10) and WAITPKG (ECX 5): under VT-x they raise #UD
 //!   unless a secondary control enables them (SDM Vol. 3C 26.6.2), which
 //!   the backend does not; hidden on both vendors so the guest sees one CPU
@@ -51,8 +52,10 @@ const fn bits(list: &[u32]) -> u32 {
 const L1_ECX_HIDE: u32 = bits(&[2, 4, 7, 8, 15]);
 /// Leaf 1 EDX: MCE 7, MTRR 12, MCA 14, DS 21, ACPI 22, HTT 28, TM 29, PBE 31.
 const L1_EDX_HIDE: u32 = bits(&[7, 12, 14, 21, 22, 28, 29, 31]);
-/// Leaf 7.0 EBX: INVPCID 10.
-const L7_EBX_HIDE: u32 = bits(&[10]);
+/// Leaf 7.0 EBX: TSC_ADJUST 1 (MSR 0x3b, which the MSR model refuses:
+/// Linux reads it unchecked in `tsc_store_and_check_tsc_adjust` when the
+/// bit is set, seen under Bochs Haswell), INVPCID 10.
+const L7_EBX_HIDE: u32 = bits(&[1, 10]);
 /// Leaf 7.0 ECX: WAITPKG 5.
 const L7_ECX_HIDE: u32 = bits(&[5]);
 /// 0x8000_0001 ECX: CmpLegacy 1, IBS 10, WDT 13, LWP 15, TopoExt 22,
@@ -133,6 +136,7 @@ mod tests {
     fn unvirtualized_features_hidden() {
         let [_, b, c, _] = per_vcpu(7, 0, [u32::MAX; 4], F);
         assert_eq!(b & (1 << 10), 0, "INVPCID");
+        assert_eq!(b & (1 << 1), 0, "TSC_ADJUST");
         assert_eq!(c & (1 << 5), 0, "WAITPKG");
         let [_, _, c, d] = per_vcpu(0x8000_0001, 0, [u32::MAX; 4], F);
         assert_eq!(c & (1 << 22), 0, "TopoExt");
