@@ -24,8 +24,12 @@ fi
 # gcc, libc6-dev   the linker for host crates (xtask, tests)
 # g++              builds libFuzzer (C++) for the fuzz targets (crate libfuzzer-sys);
 #                  nothing else is needed for them: no cargo-fuzz, no nightly
+# linux-source-6.1 the Linux guest's source (`cargo xtask linux`, guest-kernel-patches/)
+# busybox-static   the Linux guest's initramfs userland
+# make flex bison bc libelf-dev patch xz-utils  what building that kernel needs
 packages=(qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
-          bochs bochsbios vgabios bochs-term gcc g++ libc6-dev)
+          bochs bochsbios vgabios bochs-term gcc g++ libc6-dev
+          linux-source-6.1 busybox-static make flex bison bc libelf-dev patch xz-utils)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -408,7 +408,14 @@ pub fn check(image: &[u8]) -> Result<ElfSummary, ElfError> {
             }
         }
     }
-    let executable = |l: &&Load| l.flags & PF_X != 0 && l.vaddr <= entry && entry < l.vend;
+    // Virtual for pvabi guests (identity-linked, so both agree); physical
+    // for a Linux `vmlinux`, whose `e_entry` is `phys_startup_64`
+    // (`vmlinux.lds.S`: `ENTRY(phys_startup_64)`) while its segments are
+    // linked at 0xffffffff81000000.
+    let executable = |l: &&Load| {
+        l.flags & PF_X != 0
+            && ((l.vaddr <= entry && entry < l.vend) || (l.paddr <= entry && entry < l.pend))
+    };
     if !loads.iter().any(|l| executable(&l)) {
         return Err(ElfError::BadEntry { entry });
     }

@@ -432,6 +432,16 @@ fn start_domains(boot: &BootInfo, dom0: bool) {
         };
         let mut spec = DomainSpec::boot_module(&m.name, m.bytes(), &m.args);
         spec.privileged = dom0;
+        let linux_args = crate::domain::linux_args::parse(&m.args);
+        if let Some(parsed) = &linux_args {
+            match linux_spec(&mut spec, parsed) {
+                Ok(()) => {}
+                Err(e) => {
+                    log::error!("domain {}: not started: {e}", m.name);
+                    continue;
+                }
+            }
+        }
         if let Err(e) = create(backend, &spec) {
             log::error!("domain {}: not started: {e}", m.name);
             if dom0 {
@@ -445,4 +455,30 @@ fn start_domains(boot: &BootInfo, dom0: bool) {
     if dom0 && modules::modules().first().is_none_or(|m| !m.elf) {
         log::error!("dom0: module 0 is not an ELF image: no control domain");
     }
+}
+
+/// Makes `spec` a Linux domain from its module's `kind=linux` arguments
+/// (`domain/linux_args.rs`): the initramfs module found by name, the
+/// memory, the kernel command line.
+fn linux_spec<'a>(
+    spec: &mut DomainSpec<'a>,
+    parsed: &'a Result<
+        crate::domain::linux_args::LinuxArgs<'a>,
+        crate::domain::linux_args::ArgError,
+    >,
+) -> Result<(), alloc::string::String> {
+    use alloc::string::ToString;
+    let a = parsed.as_ref().map_err(|e| e.to_string())?;
+    let initrd = match a.initrd {
+        None => &[][..],
+        Some(name) => modules::modules()
+            .iter()
+            .find(|m| m.name.as_str() == name)
+            .map(|m| m.bytes())
+            .ok_or_else(|| alloc::format!("initrd={name}: no boot module of that name"))?,
+    };
+    spec.kind = crate::domain::lifecycle::ImageKind::Linux { initrd };
+    spec.memory = a.memory;
+    spec.cmdline = &a.cmdline;
+    Ok(())
 }

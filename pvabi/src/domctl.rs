@@ -266,6 +266,60 @@ impl DomainCreate {
     }
 }
 
+/// [`DomainCreate::flags`] bit (Unreleased, issue 13): a Linux domain.
+/// The [`DomainCreate`] at RDI is followed directly (at RDI +
+/// [`DOMAIN_CREATE_SIZE`]) by a [`DomainCreateLinux`]; `module` is an
+/// uncompressed `vmlinux` entered through Linux's 64-bit boot protocol
+/// (docs/linux-guest.md), and the inline `cmdline` must be empty
+/// (`cmdline_len` 0): the command line is the extension's. Errors besides
+/// [`HC_DOMCTL_CREATE`]'s: `EFAULT` (the extension or its command line not
+/// in the caller's memory); `EINVAL` (inline command line not empty,
+/// extension command line over [`DOMCTL_LINUX_CMDLINE_MAX`], not UTF-8 or
+/// with a NUL, `_pad` not 0, `initrd_module` 0 or the kernel's own
+/// module); `ENOENT` (no boot module `initrd_module`).
+pub const DOMCTL_CREATE_LINUX: u32 = 1 << 0;
+/// Longest command line of a Linux domain (Linux's `COMMAND_LINE_SIZE`
+/// 2,048 with its NUL).
+pub const DOMCTL_LINUX_CMDLINE_MAX: u32 = 2047;
+/// [`DomainCreateLinux::initrd_module`]: no initramfs.
+pub const DOMCTL_NO_INITRD: u32 = u32::MAX;
+
+/// IN of [`HC_DOMCTL_CREATE`] with [`DOMCTL_CREATE_LINUX`], right after
+/// the [`DomainCreate`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct DomainCreateLinux {
+    /// IN: boot module with the initramfs, or [`DOMCTL_NO_INITRD`].
+    pub initrd_module: u32,
+    /// IN: bytes of the command line at `cmdline_gpa`, at most
+    /// [`DOMCTL_LINUX_CMDLINE_MAX`] (no NUL needed).
+    pub cmdline_len: u32,
+    /// IN: guest-physical address of the command line in the caller's
+    /// memory (ignored when `cmdline_len` is 0).
+    pub cmdline_gpa: u64,
+    /// Must be 0.
+    pub _pad: u64,
+}
+
+/// Size of [`DomainCreateLinux`] in bytes.
+pub const DOMAIN_CREATE_LINUX_SIZE: usize = 24;
+const _: () = assert!(core::mem::size_of::<DomainCreateLinux>() == DOMAIN_CREATE_LINUX_SIZE);
+const _: () = assert!(core::mem::offset_of!(DomainCreateLinux, cmdline_len) == 4);
+const _: () = assert!(core::mem::offset_of!(DomainCreateLinux, cmdline_gpa) == 8);
+
+/// [`DomainCreate`] followed by its [`DomainCreateLinux`], as a control
+/// domain lays them out for [`DOMCTL_CREATE_LINUX`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct DomainCreateLinuxRequest {
+    /// The request, with [`DOMCTL_CREATE_LINUX`] in `flags`.
+    pub create: DomainCreate,
+    /// The extension.
+    pub linux: DomainCreateLinux,
+}
+
+const _: () = assert!(core::mem::offset_of!(DomainCreateLinuxRequest, linux) == DOMAIN_CREATE_SIZE);
+
 /// OUT of [`HC_DOMCTL_INFO`].
 #[repr(C)]
 #[derive(

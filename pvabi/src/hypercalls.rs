@@ -190,6 +190,16 @@ pub const EVENTS_DEFINED: u64 = EVENT_TIMER | EVENT_CHANNEL;
 ///   there is no "vCPU down" in 1.0 (a vCPU with nothing to do blocks).
 pub const HC_VCPU_UP: u64 = 8;
 
+/// Bit of [`HC_VCPU_UP`]'s RDI (Unreleased, issue 13): the new vCPU starts
+/// on the caller's own page tables, CR3 = R8, instead of the initial ones,
+/// and RIP and RSP are addresses under those tables (so not checked
+/// against guest memory; a bad one faults the new vCPU as any guest fault
+/// does). R8 must be 4 KiB aligned (`EINVAL`) and inside guest memory
+/// (`EFAULT`). Before, RDI over 32 bits was `EINVAL` (no such vCPU), so no
+/// older caller sets it. For a Linux AP started in the kernel's own
+/// tables at `secondary_startup_64`.
+pub const VCPU_UP_CR3: u64 = 1 << 32;
+
 /// **vCPU info** (9): reports a vCPU's state.
 ///
 /// - IN: RDI = vCPU id, `0..nr_vcpus`; RSI = address of a

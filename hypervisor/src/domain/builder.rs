@@ -209,6 +209,21 @@ pub enum BuildError {
     },
     /// Neither [`pvabi::HYPERCALL_VMCALL`] nor [`pvabi::HYPERCALL_VMMCALL`].
     BadHypercallInsn(u32),
+    /// A Linux command line longer than Linux keeps, or with a NUL in it.
+    LinuxCmdline {
+        /// Its length in bytes.
+        len: usize,
+        /// Longest accepted (NUL excluded).
+        max: usize,
+    },
+    /// The Linux kernel, its initramfs and the zero page do not fit in
+    /// guest memory together.
+    InitrdTooLarge {
+        /// The initramfs' size.
+        len: u64,
+        /// Bytes left for it between the kernel and the loader's pages.
+        room: u64,
+    },
     /// A write to guest memory failed (a [`GuestMemory`] smaller than it
     /// said).
     Memory(OutOfBounds),
@@ -280,6 +295,14 @@ impl fmt::Display for BuildError {
                 write!(f, "command line of {len} bytes is longer than {max}")
             }
             Self::BadHypercallInsn(i) => write!(f, "unknown hypercall instruction {i}"),
+            Self::LinuxCmdline { len, max } => write!(
+                f,
+                "Linux command line of {len} bytes is longer than {max} or contains a NUL byte"
+            ),
+            Self::InitrdTooLarge { len, room } => write!(
+                f,
+                "initramfs of {len} bytes does not fit: {room} bytes are free above the kernel"
+            ),
             Self::Memory(e) => write!(f, "writing guest memory: {e}"),
         }
     }
@@ -287,9 +310,18 @@ impl fmt::Display for BuildError {
 
 use crate::elf::LoadSegment as Segment64;
 
-fn check_segments(segments: &[Segment64], layout: &Layout) -> Result<(), BuildError> {
+/// Checks every segment fits below `limit` (the lowest address the
+/// builder writes itself). `identity`: each must also have
+/// `p_vaddr == p_paddr` (pvabi guests start identity-mapped; a Linux
+/// `vmlinux` is linked high and placed by `p_paddr`).
+pub(super) fn check_segments(
+    segments: &[Segment64],
+    layout: &Layout,
+    limit: u64,
+    identity: bool,
+) -> Result<(), BuildError> {
     for &s in segments {
-        if s.vaddr != s.paddr {
+        if identity && s.vaddr != s.paddr {
             return Err(BuildError::NotIdentityMapped {
                 segment: s.index,
                 vaddr: s.vaddr,
@@ -306,19 +338,19 @@ fn check_segments(segments: &[Segment64], layout: &Layout) -> Result<(), BuildEr
                 memory: layout.memory_bytes,
             });
         }
-        if end > layout.reserved_start {
+        if end > limit {
             return Err(BuildError::SegmentOverlapsReserved {
                 segment: s.index,
                 start: s.paddr,
                 end,
-                reserved_start: layout.reserved_start,
+                reserved_start: limit,
             });
         }
     }
     Ok(())
 }
 
-fn load_segments(
+pub(super) fn load_segments(
     mem: &mut impl GuestMemory,
     image: &[u8],
     segments: &[Segment64],
@@ -350,7 +382,11 @@ fn load_segments(
     Ok(())
 }
 
-fn write_u64(mem: &mut impl GuestMemory, gpa: u64, value: u64) -> Result<(), OutOfBounds> {
+pub(super) fn write_u64(
+    mem: &mut impl GuestMemory,
+    gpa: u64,
+    value: u64,
+) -> Result<(), OutOfBounds> {
     mem.write(gpa, &value.to_le_bytes())
 }
 
@@ -394,6 +430,29 @@ pub fn build(
     domain_id: u32,
     hypercall_insn: u32,
 ) -> Result<Built, BuildError> {
+    let (summary, layout) = check_image(mem, image, hypercall_insn)?;
+    check_segments(&summary.segments, &layout, layout.reserved_start, true)?;
+    let mut info = start_info(&layout, domain_id, hypercall_insn);
+    info.set_cmdline(cmdline.as_bytes())
+        .map_err(|_| BuildError::CmdlineTooLong {
+            len: cmdline.len(),
+            max: pvabi::CMDLINE_MAX,
+        })?;
+    load_segments(mem, image, &summary.segments)?;
+    write_reserved(mem, &layout, &info)?;
+    Ok(Built {
+        boot: boot_state(summary.entry, &layout),
+        layout,
+    })
+}
+
+/// The checks every image kind shares: a fixed-address ELF, a known
+/// hypercall instruction, a memory size the layout accepts.
+pub(super) fn check_image(
+    mem: &impl GuestMemory,
+    image: &[u8],
+    hypercall_insn: u32,
+) -> Result<(elf::ElfSummary, Layout), BuildError> {
     let summary = elf::check(image)?;
     if summary.kind != ElfKind::Exec {
         return Err(BuildError::NotExec);
@@ -402,14 +461,12 @@ pub fn build(
         return Err(BuildError::BadHypercallInsn(hypercall_insn));
     }
     let layout = Layout::for_memory(mem.size())?;
-    check_segments(&summary.segments, &layout)?;
+    Ok((summary, layout))
+}
 
+/// The start info of a domain laid out as `layout` (command line empty).
+pub(super) fn start_info(layout: &Layout, domain_id: u32, hypercall_insn: u32) -> StartInfo {
     let mut info = StartInfo::zeroed();
-    info.set_cmdline(cmdline.as_bytes())
-        .map_err(|_| BuildError::CmdlineTooLong {
-            len: cmdline.len(),
-            max: pvabi::CMDLINE_MAX,
-        })?;
     info.magic = pvabi::START_INFO_MAGIC;
     info.abi_version = pvabi::PVABI_VERSION;
     info.hypercall_insn = hypercall_insn;
@@ -420,20 +477,34 @@ pub fn build(
     info.start_info_gpa = layout.start_info;
     info.page_tables_gpa = layout.page_tables;
     info.stack_top = layout.stack_top;
+    info
+}
 
-    load_segments(mem, image, &summary.segments)?;
+/// Zeroes the reserved area at the top of memory and writes the page
+/// tables, the GDT and `info` into it.
+pub(super) fn write_reserved(
+    mem: &mut impl GuestMemory,
+    layout: &Layout,
+    info: &StartInfo,
+) -> Result<(), BuildError> {
     let reserved_len = layout.memory_bytes - layout.reserved_start;
     mem.fill(layout.reserved_start, reserved_len, 0)?;
-    write_page_tables(mem, &layout)?;
+    write_page_tables(mem, layout)?;
     for (i, d) in (0u64..).zip(GDT) {
         write_u64(mem, layout.gdt + i * 8, d)?;
     }
     mem.write(layout.start_info, info.bytes())?;
+    Ok(())
+}
 
-    let boot = BootState {
-        rip: summary.entry,
+/// vCPU 0's state: 64-bit mode on the builder's tables and GDT, RIP =
+/// `entry`, RDI = the start info, RSI = 0 (the Linux loader sets it).
+pub(super) fn boot_state(entry: u64, layout: &Layout) -> BootState {
+    BootState {
+        rip: entry,
         rsp: layout.stack_top - 8,
         rdi: layout.start_info,
+        rsi: 0,
         rflags: GUEST_RFLAGS,
         cr0: GUEST_CR0,
         cr3: layout.page_tables,
@@ -445,13 +516,12 @@ pub fn build(
         ds: DATA_SELECTOR,
         code: Segment::flat(CODE_SELECTOR, CODE64_DESCRIPTOR),
         data: Segment::flat(DATA_SELECTOR, DATA_DESCRIPTOR),
-    };
-    Ok(Built { boot, layout })
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::check_range;
     use std::boxed::Box;
@@ -461,7 +531,7 @@ mod tests {
 
     /// Sparse guest memory: untouched pages read as `background`, so tests
     /// can see what the builder zeroed and large memories cost nothing.
-    struct TestMem {
+    pub(crate) struct TestMem {
         size: u64,
         background: u8,
         pages: BTreeMap<u64, Box<[u8; 4096]>>,
@@ -469,7 +539,7 @@ mod tests {
     }
 
     impl TestMem {
-        fn new(size: u64, background: u8) -> Self {
+        pub(crate) fn new(size: u64, background: u8) -> Self {
             Self {
                 size,
                 background,
@@ -485,11 +555,11 @@ mod tests {
                 .map_or(self.background, |p| p[(gpa % PAGE) as usize])
         }
 
-        fn read(&self, gpa: u64, len: u64) -> Vec<u8> {
+        pub(crate) fn read(&self, gpa: u64, len: u64) -> Vec<u8> {
             (gpa..gpa + len).map(|a| self.byte(a)).collect()
         }
 
-        fn u64_at(&self, gpa: u64) -> u64 {
+        pub(crate) fn u64_at(&self, gpa: u64) -> u64 {
             u64::from_le_bytes(self.read(gpa, 8).try_into().unwrap())
         }
 
@@ -534,12 +604,12 @@ mod tests {
     }
 
     /// A `PT_LOAD` for [`image`].
-    struct Seg<'a> {
-        flags: u32,
-        vaddr: u64,
-        paddr: u64,
-        data: &'a [u8],
-        memsz: u64,
+    pub(crate) struct Seg<'a> {
+        pub(crate) flags: u32,
+        pub(crate) vaddr: u64,
+        pub(crate) paddr: u64,
+        pub(crate) data: &'a [u8],
+        pub(crate) memsz: u64,
     }
 
     fn seg(flags: u32, addr: u64, data: &[u8], memsz: u64) -> Seg<'_> {
@@ -552,12 +622,12 @@ mod tests {
         }
     }
 
-    const RX: u32 = elf::PF_X | 4;
-    const RW: u32 = 4 | 2;
+    pub(crate) const RX: u32 = elf::PF_X | 4;
+    pub(crate) const RW: u32 = 4 | 2;
 
     /// An ELF64 x86_64 image: header, program headers, then each
     /// segment's data at the next 4 KiB-aligned file offset.
-    fn image(e_type: u16, entry: u64, segs: &[Seg<'_>]) -> Vec<u8> {
+    pub(crate) fn image(e_type: u16, entry: u64, segs: &[Seg<'_>]) -> Vec<u8> {
         let mut b = std::vec![0u8; 0x1000];
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
@@ -604,7 +674,7 @@ mod tests {
     }
 
     /// A four-level walk of the guest's own tables: GVA -> GPA.
-    fn walk(mem: &TestMem, cr3: u64, va: u64) -> Option<u64> {
+    pub(crate) fn walk(mem: &TestMem, cr3: u64, va: u64) -> Option<u64> {
         let mut table = cr3;
         for level in [4u32, 3, 2] {
             let index = (va >> (12 + 9 * (level - 1))) & 0x1ff;

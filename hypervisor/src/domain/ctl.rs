@@ -110,9 +110,17 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
             Error::Invalid
         });
     }
+    let kind = match p.linux {
+        None => crate::domain::lifecycle::ImageKind::Pvabi,
+        Some(None) => crate::domain::lifecycle::ImageKind::Linux { initrd: &[] },
+        Some(Some(i)) => crate::domain::lifecycle::ImageKind::Linux {
+            initrd: module(u64::from(i))?.bytes,
+        },
+    };
     let spec = DomainSpec {
         name: &p.name,
         image: m.bytes,
+        kind,
         cmdline: &p.cmdline,
         memory: p.memory_bytes,
         nr_vcpus: p.nr_vcpus,

@@ -7,11 +7,12 @@
 use pvabi::Error;
 use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
-    DOMCTL_CMDLINE_MAX, DOMCTL_INFO_ENDED, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN,
-    DOMCTL_MEMORY_MAX, DOMCTL_MEMORY_MIN, DOMCTL_READ_MAX, DomainCreate, DomainInfo,
-    HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST,
-    HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo,
-    ModuleInfo,
+    DOMAIN_CREATE_SIZE, DOMCTL_CMDLINE_MAX, DOMCTL_CREATE_LINUX, DOMCTL_INFO_ENDED,
+    DOMCTL_LINUX_CMDLINE_MAX, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN,
+    DOMCTL_MEMORY_MAX, DOMCTL_MEMORY_MIN, DOMCTL_NO_INITRD, DOMCTL_READ_MAX, DomainCreate,
+    DomainCreateLinux, DomainInfo, HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO,
+    HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE,
+    HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
 };
 
 use crate::domain::ids::DomainId;
@@ -32,10 +33,15 @@ pub struct CreateParams {
     pub weight: u32,
     /// `0..=100 * nr_vcpus`.
     pub cap: u32,
-    /// UTF-8, at most `DOMCTL_CMDLINE_MAX` bytes.
-    pub cmdline: arrayvec::ArrayString<{ DOMCTL_CMDLINE_MAX as usize }>,
+    /// UTF-8, at most `DOMCTL_CMDLINE_MAX` bytes (a Linux domain's:
+    /// `DOMCTL_LINUX_CMDLINE_MAX`, no NUL).
+    pub cmdline: arrayvec::ArrayString<{ DOMCTL_LINUX_CMDLINE_MAX as usize }>,
     /// Heap budget in bytes, 0 for the default (`domain/budget.rs`).
     pub heap_budget: u64,
+    /// `Some` for a Linux domain (`DOMCTL_CREATE_LINUX`): its initramfs
+    /// module, if any (not 0, not `module`; existence checked by the
+    /// services).
+    pub linux: Option<Option<u32>>,
 }
 
 /// Checks every field of a create request; `EINVAL` on the first bad one.
@@ -59,8 +65,9 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
     if !(1..=DOMCTL_MAX_VCPUS).contains(&c.nr_vcpus)
         || !(1..=65535).contains(&c.weight)
         || c.cap > 100 * c.nr_vcpus
-        || c.flags != 0
+        || (c.flags != 0 && c.flags != DOMCTL_CREATE_LINUX)
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
+        || (c.flags == DOMCTL_CREATE_LINUX && c.cmdline_len != 0)
         || crate::domain::budget::check_request(c.heap_budget).is_err()
     {
         return Err(Error::Invalid);
@@ -80,7 +87,31 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         cap: c.cap,
         cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| Error::Invalid)?,
         heap_budget: c.heap_budget,
+        linux: None,
     })
+}
+
+/// Completes `p` (validated from the [`DomainCreate`] with
+/// `DOMCTL_CREATE_LINUX`) with its extension `ext` and the command line
+/// bytes read from `ext.cmdline_gpa`: `EINVAL` on the first bad field.
+pub fn validate_linux(
+    p: &mut CreateParams,
+    ext: &DomainCreateLinux,
+    cmdline: &[u8],
+) -> Result<(), Error> {
+    if ext._pad != 0
+        || ext.cmdline_len > DOMCTL_LINUX_CMDLINE_MAX
+        || cmdline.len() != ext.cmdline_len as usize
+        || cmdline.contains(&0)
+        || ext.initrd_module == 0
+        || ext.initrd_module == p.module
+    {
+        return Err(Error::Invalid);
+    }
+    let s = core::str::from_utf8(cmdline).map_err(|_| Error::Invalid)?;
+    p.cmdline = arrayvec::ArrayString::from(s).map_err(|_| Error::Invalid)?;
+    p.linux = Some((ext.initrd_module != DOMCTL_NO_INITRD).then_some(ext.initrd_module));
+    Ok(())
 }
 
 /// One domctl request for the live system.
@@ -160,7 +191,23 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
             let mut raw = [0u8; core::mem::size_of::<DomainCreate>()];
             svc.read(a[0], &mut raw).map_err(|_| Error::Fault)?;
             let req = DomainCreate::read_from_bytes(&raw).map_err(|_| Error::Fault)?;
-            let params = validate_create(&req)?;
+            let mut params = validate_create(&req)?;
+            if req.flags == DOMCTL_CREATE_LINUX {
+                let at = a[0]
+                    .checked_add(DOMAIN_CREATE_SIZE as u64)
+                    .ok_or(Error::Fault)?;
+                let mut raw = [0u8; core::mem::size_of::<DomainCreateLinux>()];
+                svc.read(at, &mut raw).map_err(|_| Error::Fault)?;
+                let ext = DomainCreateLinux::read_from_bytes(&raw).map_err(|_| Error::Fault)?;
+                let mut line = [0u8; DOMCTL_LINUX_CMDLINE_MAX as usize];
+                let line = line
+                    .get_mut(..ext.cmdline_len as usize)
+                    .ok_or(Error::Invalid)?;
+                if !line.is_empty() {
+                    svc.read(ext.cmdline_gpa, line).map_err(|_| Error::Fault)?;
+                }
+                validate_linux(&mut params, &ext, line)?;
+            }
             value(svc.domctl(DomctlReq::Create(&params)))
         }
         HC_DOMCTL_UNPAUSE => value(svc.domctl(DomctlReq::Unpause(dom_id(a[0])?))),

@@ -48,6 +48,8 @@ pub struct Domain {
     pub(crate) name: ArrayString<32>,
     pub(crate) backend: Backend,
     pub(crate) insn: u32,
+    /// Guest-physical address of its start-info page (CPUID 0x4000_0002).
+    pub(crate) start_info: u64,
     pub(crate) privileged: bool,
     /// vCPUs it may bring up.
     pub(crate) nr_vcpus: u32,
@@ -191,8 +193,10 @@ impl core::fmt::Display for CreateError {
 pub struct DomainSpec<'a> {
     /// Shown in its console lines (cut at 32 bytes).
     pub name: &'a str,
-    /// Its ELF image.
+    /// Its ELF image (a pvabi guest, or a `vmlinux` when `kind` says so).
     pub image: &'a [u8],
+    /// How `image` is entered.
+    pub kind: ImageKind<'a>,
     /// Its command line.
     pub cmdline: &'a str,
     /// Memory in bytes, a multiple of 2 MiB.
@@ -217,6 +221,7 @@ impl<'a> DomainSpec<'a> {
         Self {
             name,
             image,
+            kind: ImageKind::Pvabi,
             cmdline,
             memory: DOMAIN_MEMORY,
             nr_vcpus: DOMAIN_VCPUS,
@@ -227,6 +232,19 @@ impl<'a> DomainSpec<'a> {
             budget: 0,
         }
     }
+}
+
+/// How a domain's image is loaded and entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind<'a> {
+    /// A pvabi ELF guest (`domain/builder.rs`): RDI = its start info.
+    Pvabi,
+    /// A Linux `vmlinux` through the 64-bit boot protocol
+    /// (`domain/linux.rs`), with its initramfs (empty for none).
+    Linux {
+        /// The initramfs.
+        initrd: &'a [u8],
+    },
 }
 
 /// What creating a domain with `nr_vcpus` vCPUs allocates on the heap,
@@ -295,7 +313,18 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     let console_out = crate::console::out::OutQueue::new().ok_or(CreateError::OutOfMemory)?;
     let mut mem = DomainMemory::new(spec.memory).ok_or(CreateError::OutOfMemory)?;
     let insn = select::hypercall_insn(backend);
-    let built = builder::build(&mut mem, image, cmdline, id.0, insn).map_err(CreateError::Build)?;
+    let built = match spec.kind {
+        ImageKind::Pvabi => builder::build(&mut mem, image, cmdline, id.0, insn),
+        ImageKind::Linux { initrd } => {
+            let img = super::linux::LinuxImage {
+                kernel: image,
+                initrd,
+                cmdline,
+            };
+            super::linux::build(&mut mem, &img, id.0, insn).map(|(b, _)| b)
+        }
+    }
+    .map_err(CreateError::Build)?;
     finish_start_info(&mut mem, &built.layout, spec.nr_vcpus)?;
     let boot = built.boot;
     let mut tables = FrameTables::default();
@@ -332,6 +361,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         sdom,
         paused: AtomicBool::new(spec.paused),
         boot,
+        start_info: built.layout.start_info,
         nested_root: root,
         inner: Mutex::new(Inner {
             mem,

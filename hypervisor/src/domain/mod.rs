@@ -6,6 +6,7 @@
 //! page tables and GDT in it.
 #![forbid(unsafe_code)]
 
+pub mod bootparams;
 pub mod budget;
 pub mod builder;
 pub mod ctl;
@@ -14,6 +15,8 @@ pub mod ctl_ops;
 pub mod ended;
 pub mod ids;
 pub mod lifecycle;
+pub mod linux;
+pub mod linux_args;
 pub mod memory;
 pub mod table;
 

@@ -21,7 +21,9 @@ use crate::virt::{VcpuBackend, VmExit};
 use continuation::Step;
 
 pub mod continuation;
+pub mod cpuid;
 mod mgmt;
+pub mod msr;
 pub mod services;
 pub use crate::domain::ctl_ops::{CreateParams, DomctlReply, DomctlReq, validate_create};
 pub use crate::evtchn::ops::EvtchnOp;
@@ -62,8 +64,17 @@ pub trait Services {
     fn poll(&mut self) -> u64;
     /// Sets (0: cancels) this vCPU's single-shot timer.
     fn set_timer(&mut self, deadline: u64);
-    /// Starts vCPU `id` at `rip` with `rsp` and `arg` in RDI.
-    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), Error>;
+    /// Starts vCPU `id` at `rip` with `rsp` and `arg` in RDI; on the
+    /// initial page tables, or with `cr3` on the caller's own
+    /// ([`pvabi::VCPU_UP_CR3`]).
+    fn vcpu_up(
+        &mut self,
+        id: u64,
+        rip: u64,
+        rsp: u64,
+        arg: u64,
+        cr3: Option<u64>,
+    ) -> Result<(), Error>;
     /// State of vCPU `id`.
     fn vcpu_info(&mut self, id: u64) -> Result<VcpuInfo, Error>;
     /// The domain's memory reservation.
@@ -104,6 +115,9 @@ pub trait Services {
     fn shutdown_request(&self) -> u64 {
         pvabi::SHUTDOWN_REQUEST_NONE
     }
+    /// What this vCPU's CPUID depends on (`cpuid.rs`): its index and the
+    /// domain's start-info address.
+    fn vcpu_facts(&self) -> cpuid::VcpuFacts;
 }
 
 /// What the host needs from the machine to answer CPUID and RDMSR.
@@ -246,10 +260,6 @@ fn filter_base(leaf: u32, subleaf: u32, host: &impl Host, hypercall_insn: u32) -
     }
 }
 
-/// MSRs a guest may read: the TSC only. Everything else injects #GP,
-/// as a real CPU does for an MSR it lacks.
-const IA32_TSC: u32 = 0x10;
-
 /// Decides what to do about one exit. `console` takes the bytes of a
 /// valid console write, whole, or returns `false` when they do not fit
 /// now: the write is then continued (re-executed later).
@@ -306,6 +316,7 @@ pub fn handle(
             let leaf = vcpu.rax() as u32;
             let subleaf = vcpu.regs().rcx as u32;
             let out = filter_cpuid(leaf, subleaf, host, hypercall_insn);
+            let out = cpuid::per_vcpu(leaf, subleaf, out, svc.vcpu_facts());
             let out = crate::boot::spec::guest_cpuid(leaf, subleaf, out);
             let out = crate::virt::xstate::os_bits(leaf, subleaf, out, vcpu.guest_cr4());
             vcpu.set_rax(u64::from(out[0]));
@@ -317,15 +328,7 @@ pub fn handle(
             Action::Resume
         }
         VmExit::Msr { write, len } => {
-            let msr = vcpu.regs().rcx as u32;
-            if !write && msr == IA32_TSC {
-                let tsc = host.tsc();
-                vcpu.set_rax(tsc & 0xffff_ffff);
-                vcpu.regs().rdx = tsc >> 32;
-                vcpu.skip(len);
-            } else {
-                vcpu.inject_gp();
-            }
+            msr::handle(vcpu, host, write, len);
             Action::Resume
         }
         // No port is granted to any guest yet: a real CPU raises #GP for an
@@ -452,7 +455,11 @@ fn hypercall(
             svc.set_timer(a[0]);
             (0, Action::Resume)
         }
-        HC_VCPU_UP => done(svc.vcpu_up(a[0], a[1], a[2], a[3]).map(|()| 0)),
+        HC_VCPU_UP => {
+            let cr3 = (a[0] & pvabi::VCPU_UP_CR3 != 0).then_some(a[4]);
+            let id = a[0] & !pvabi::VCPU_UP_CR3;
+            done(svc.vcpu_up(id, a[1], a[2], a[3], cr3).map(|()| 0))
+        }
         HC_VCPU_INFO => done(
             svc.vcpu_info(a[0])
                 .and_then(|info| put(svc, a[1], info.as_bytes())),

@@ -37,6 +37,13 @@ impl Svc<'_> {
 }
 
 impl Services for Svc<'_> {
+    fn vcpu_facts(&self) -> crate::hypercall::cpuid::VcpuFacts {
+        crate::hypercall::cpuid::VcpuFacts {
+            vcpu: self.me.index,
+            start_info: self.d().start_info,
+        }
+    }
+
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         self.d().inner.lock().mem.read(gpa, buf)
     }
@@ -84,7 +91,14 @@ impl Services for Svc<'_> {
         }
     }
 
-    fn vcpu_up(&mut self, id: u64, rip: u64, rsp: u64, arg: u64) -> Result<(), Error> {
+    fn vcpu_up(
+        &mut self,
+        id: u64,
+        rip: u64,
+        rsp: u64,
+        arg: u64,
+        cr3: Option<u64>,
+    ) -> Result<(), Error> {
         if id == 0 || id >= u64::from(self.d().nr_vcpus) {
             return Err(Error::Invalid);
         }
@@ -94,21 +108,40 @@ impl Services for Svc<'_> {
         if st.run != Run::Down {
             return Err(Error::Busy);
         }
-        // RIP and the first stack slot must be in pages the domain has now.
         let mut probe = [0u8; 8];
-        if rip >= size
-            || rsp < 8
-            || rsp > size
-            || self.read(rip, &mut probe[..1]).is_err()
-            || self.read(rsp - 8, &mut probe).is_err()
-        {
-            return Err(Error::Fault);
-        }
         let d = self.d();
+        let cr3 = match cr3 {
+            // The caller's own tables (pvabi::VCPU_UP_CR3): a page the
+            // domain has now. RIP and RSP are virtual under them.
+            Some(c) => {
+                if !c.is_multiple_of(4096) {
+                    return Err(Error::Invalid);
+                }
+                if c >= size || self.read(c, &mut probe).is_err() {
+                    return Err(Error::Fault);
+                }
+                c
+            }
+            // The initial identity map: RIP and the first stack slot must
+            // be in pages the domain has now.
+            None => {
+                if rip >= size
+                    || rsp < 8
+                    || rsp > size
+                    || self.read(rip, &mut probe[..1]).is_err()
+                    || self.read(rsp - 8, &mut probe).is_err()
+                {
+                    return Err(Error::Fault);
+                }
+                d.boot.cr3
+            }
+        };
         let boot = BootState {
             rip,
             rsp,
             rdi: arg,
+            rsi: 0,
+            cr3,
             ..d.boot
         };
         // Its backend box is charged to the domain before it is made

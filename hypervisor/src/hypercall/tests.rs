@@ -29,10 +29,22 @@ struct FakeVcpu {
     cr: [u64; 5],
     /// DR0-DR7 as `debug_reg` sees them.
     dr: [u64; 8],
+    /// Guest-owned MSRs, in `GuestMsr::ALL` order.
+    msrs: [u64; 13],
 }
 
 /// The register half of a backend; the exit handler never runs a vCPU.
 impl VcpuBackend for FakeVcpu {
+    fn msr(&self, m: crate::virt::msr::GuestMsr) -> u64 {
+        let i = crate::virt::msr::GuestMsr::ALL.iter().position(|&x| x == m);
+        i.map_or(0, |i| self.msrs[i])
+    }
+    fn set_msr(&mut self, m: crate::virt::msr::GuestMsr, value: u64) {
+        let i = crate::virt::msr::GuestMsr::ALL.iter().position(|&x| x == m);
+        if let Some(i) = i {
+            self.msrs[i] = value;
+        }
+    }
     fn enter(&mut self) {}
     fn flush_tlb(&mut self) {}
     fn run(&mut self) -> VmExit {
@@ -110,6 +122,8 @@ struct FakeSvc {
     pending: u64,
     timer: u64,
     vcpus_up: Vec<bool>,
+    /// The CR3 the last `vcpu_up` was given (`VCPU_UP_CR3`).
+    up_cr3: Option<u64>,
     privileged: bool,
     /// Domain 1's port table: ops on other domains get `ENOENT`.
     events: crate::evtchn::EventTable,
@@ -141,6 +155,7 @@ impl FakeSvc {
             pending: 0,
             timer: 0,
             vcpus_up: std::vec![true, false, false],
+            up_cr3: None,
             privileged: false,
             events: crate::evtchn::EventTable::new(crate::domain::ids::DomainId(1), 3),
             evtchn_ops: Vec::new(),
@@ -157,6 +172,13 @@ impl FakeSvc {
 }
 
 impl Services for FakeSvc {
+    fn vcpu_facts(&self) -> super::cpuid::VcpuFacts {
+        super::cpuid::VcpuFacts {
+            vcpu: 1,
+            start_info: 0x7f_f000,
+        }
+    }
+
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         crate::domain::check_range(gpa, buf.len() as u64, self.mem.len() as u64)?;
         buf.copy_from_slice(&self.mem[gpa as usize..gpa as usize + buf.len()]);
@@ -190,7 +212,15 @@ impl Services for FakeSvc {
     fn set_timer(&mut self, deadline: u64) {
         self.timer = deadline;
     }
-    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), Error> {
+    fn vcpu_up(
+        &mut self,
+        id: u64,
+        _rip: u64,
+        _rsp: u64,
+        _arg: u64,
+        cr3: Option<u64>,
+    ) -> Result<(), Error> {
+        self.up_cr3 = cr3;
         match self.vcpus_up.get_mut(id as usize) {
             Some(_) if id == 0 => Err(Error::Invalid),
             Some(true) => Err(Error::Busy),
@@ -422,6 +452,23 @@ fn vcpu_ops() {
     assert_eq!(v.regs.rax as i64, EBUSY);
     call6(&mut v, &mut svc, HC_VCPU_UP, [9, 0x1000, 0x1800, 7]);
     assert_eq!(v.regs.rax as i64, EINVAL);
+    assert_eq!(svc.up_cr3, None, "no VCPU_UP_CR3: the initial tables");
+    // VCPU_UP_CR3 in RDI: vCPU 2 with CR3 = R8 (issue 13).
+    let mut r = FakeVcpu::default();
+    r.regs.rax = HC_VCPU_UP;
+    r.regs.rdi = 2 | pvabi::VCPU_UP_CR3;
+    r.regs.rsi = 0xffff_ffff_8100_0000;
+    r.regs.rdx = 0xffff_ffff_8200_0000;
+    r.regs.r8 = 0x5000;
+    handle(
+        VmExit::Hypercall { len: 3 },
+        &mut r,
+        &mut svc,
+        &FakeHost,
+        0,
+        &mut |_: &[u8]| true,
+    );
+    assert_eq!((r.regs.rax, svc.up_cr3), (0, Some(0x5000)));
     call(&mut v, &mut svc, HC_VCPU_INFO, 1, 0x100);
     assert_eq!(v.regs.rax, 0);
     let info = VcpuInfo::read_from_bytes(&svc.mem[0x100..0x100 + 24]).unwrap();
@@ -551,7 +598,32 @@ fn cpuid_hides_virtualization_and_carries_our_signature() {
         0,
         &mut |_: &[u8]| true,
     );
-    assert_eq!((a, v.regs.rax, v.rip), (Action::Resume, 0x4000_0001, 2));
+    // The highest hypervisor leaf is now 0x4000_0002 (issue 13: Linux's
+    // `hypervisor_cpuid_base(sig, 2)` needs it), which gives the start info.
+    assert_eq!((a, v.regs.rax, v.rip), (Action::Resume, 0x4000_0002, 2));
+    v.regs.rax = 0x4000_0002;
+    handle(
+        VmExit::Cpuid { len: 2 },
+        &mut v,
+        &mut svc,
+        &host,
+        0,
+        &mut |_: &[u8]| true,
+    );
+    assert_eq!(
+        (v.regs.rax, v.regs.rbx, v.regs.rcx, v.regs.rdx),
+        (0x7f_f000, 0, pvabi::START_INFO_SIZE as u64, 0)
+    );
+    v.regs.rax = 1;
+    handle(
+        VmExit::Cpuid { len: 2 },
+        &mut v,
+        &mut svc,
+        &host,
+        0,
+        &mut |_: &[u8]| true,
+    );
+    assert_eq!(v.regs.rbx >> 24, 1, "APIC id = vCPU index");
 }
 
 #[test]
@@ -584,7 +656,9 @@ fn msrs_io_and_faults() {
         ),
         Action::Resume
     );
-    v.regs.rcx = 0xc000_0080;
+    // IA32_APIC_BASE: no APIC, no MSR (EFER was the example here before
+    // the MSR model of issue 13 made it readable).
+    v.regs.rcx = 0x1b;
     assert_eq!(
         run(
             &mut v,
@@ -813,4 +887,74 @@ fn memory_ops_case(rng: &mut Choices<'_>) {
         );
     }
     assert_eq!(svc.present, model);
+}
+
+/// The MSR model (`msr.rs`, issue 13): guest-owned MSRs read back what was
+/// written, bad values and unknown MSRs raise #GP and change nothing.
+/// Before it, every one of these accesses raised #GP (Linux's first
+/// instruction, WRMSR GS_BASE, would have faulted with no IDT).
+#[test]
+fn msr_model() {
+    use crate::virt::msr::GuestMsr;
+    let mut svc = FakeSvc::new(0);
+    let mut v = FakeVcpu {
+        rip: 0x1000,
+        ..FakeVcpu::default()
+    };
+    let efer = (1 << 8) | (1 << 10) | (1 << 11);
+    v.set_msr(GuestMsr::Efer, efer);
+    let mut wr = |v: &mut FakeVcpu, msr: u32, val: u64| {
+        v.regs.rcx = msr.into();
+        v.regs.rax = val & 0xffff_ffff;
+        v.regs.rdx = val >> 32;
+        let gp = v.gp;
+        handle(
+            VmExit::Msr {
+                write: true,
+                len: 2,
+            },
+            v,
+            &mut svc,
+            &FakeHost,
+            0,
+            &mut |_: &[u8]| true,
+        );
+        v.gp == gp
+    };
+    assert!(wr(&mut v, 0xc000_0101, 0xffff_8880_0000_1000), "GS_BASE");
+    assert!(wr(&mut v, 0xc000_0082, 0xffff_ffff_8160_0000), "LSTAR");
+    assert!(wr(&mut v, 0xc000_0081, 0x0023_0010_0000_0000), "STAR");
+    assert!(wr(&mut v, 0xc000_0084, 0x4_7700), "FMASK");
+    assert!(wr(&mut v, 0x277, 0x0007_0106_0007_0406), "PAT");
+    assert!(wr(&mut v, 0xc000_0080, efer | 1), "EFER.SCE");
+    let rip = v.rip;
+    assert!(
+        !wr(&mut v, 0xc000_0100, 0x8000_0000_0000_0000),
+        "non-canonical FS_BASE"
+    );
+    assert!(!wr(&mut v, 0xc000_0080, 1), "EFER.LME/LMA cleared");
+    assert!(!wr(&mut v, 0x277, 0x02), "PAT type 2");
+    assert!(!wr(&mut v, 0x1b, 0xfee0_0900), "APIC_BASE");
+    assert!(!wr(&mut v, 0x10, 0), "TSC write");
+    assert_eq!(v.rip, rip, "a #GP leaves RIP at the instruction");
+    assert_eq!(v.msr(GuestMsr::FsBase), 0, "refused write changed nothing");
+    let mut rd = |v: &mut FakeVcpu, msr: u32| {
+        v.regs.rcx = msr.into();
+        handle(
+            VmExit::Msr {
+                write: false,
+                len: 2,
+            },
+            v,
+            &mut svc,
+            &FakeHost,
+            0,
+            &mut |_: &[u8]| true,
+        );
+        (v.regs.rdx << 32) | v.regs.rax
+    };
+    assert_eq!(rd(&mut v, 0xc000_0101), 0xffff_8880_0000_1000);
+    assert_eq!(rd(&mut v, 0xc000_0082), 0xffff_ffff_8160_0000);
+    assert_eq!(rd(&mut v, 0xc000_0080), efer | 1);
+    assert_eq!(rd(&mut v, 0x277), 0x0007_0106_0007_0406);
 }

@@ -89,6 +89,7 @@ impl Machine {
         let spec = DomainSpec {
             name,
             image: &image,
+            kind: crate::domain::lifecycle::ImageKind::Pvabi,
             cmdline: "",
             memory: 4 << 20,
             nr_vcpus: vcpus,

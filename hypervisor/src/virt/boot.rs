@@ -60,6 +60,10 @@ pub struct BootState {
     pub rsp: u64,
     /// Guest-physical address of the start-info page (first argument).
     pub rdi: u64,
+    /// Second argument: 0 for pvabi guests; for a Linux image the
+    /// guest-physical address of its `boot_params` zero page (the 64-bit
+    /// boot protocol, Linux `Documentation/x86/boot.rst`).
+    pub rsi: u64,
     /// `domain::builder::GUEST_RFLAGS`.
     pub rflags: u64,
     /// `GUEST_CR0`.

@@ -99,6 +99,24 @@ impl GuestDebug {
         self.tsc_aux = aux;
     }
 
+    /// The vCPU's TSC_AUX.
+    pub fn tsc_aux(&self) -> u32 {
+        self.tsc_aux
+    }
+
+    /// The guest's WRMSR TSC_AUX while it is switched in on this CPU: kept
+    /// and loaded now (`load` does it again at each switch-in).
+    pub fn write_tsc_aux(&mut self, aux: u32) {
+        self.tsc_aux = aux;
+        if have_tsc_aux()
+            && let Some(cur) = CPU_TSC_AUX.get(cpu_index())
+        {
+            // SAFETY: as in `load`: TSC_AUX exists, bits 63:32 written 0.
+            unsafe { wrmsr(MSR_TSC_AUX, u64::from(aux)) };
+            cur.store(u64::from(aux), Ordering::Relaxed);
+        }
+    }
+
     /// The guest's DR0-DR3 (`n` < 4) as last loaded or written.
     pub fn get(&self, n: u8) -> u64 {
         self.dr.get(usize::from(n)).copied().unwrap_or(0)

@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
+use super::msr::GuestMsr;
 use super::{Backend, GuestRegs, VcpuBackend, VmExit};
 use crate::mm::gpt::{Ept, GuestPageTable, Npt, TableMemory};
 use crate::platform::host;
@@ -78,6 +79,8 @@ pub struct FakeVcpu {
     gp: u32,
     program: Program,
     released: bool,
+    /// Guest-owned MSRs, in `GuestMsr::ALL` order.
+    msrs: [u64; 13],
 }
 
 impl FakeVcpu {
@@ -98,6 +101,7 @@ impl FakeVcpu {
         MADE.fetch_add(1, Ordering::AcqRel);
         let regs = GuestRegs {
             rdi: boot.rdi,
+            rsi: boot.rsi,
             ..GuestRegs::default()
         };
         Some(Self {
@@ -110,6 +114,7 @@ impl FakeVcpu {
             gp: 0,
             program: factory(boot),
             released: false,
+            msrs: fake_msrs(boot.efer),
         })
     }
 }
@@ -220,7 +225,33 @@ impl Guest<'_> {
     }
 }
 
+/// A fake vCPU's MSRs at creation: EFER from its boot state, PAT at its
+/// power-on value (SDM Vol. 3A 12.12.4), the rest 0.
+pub fn fake_msrs(efer: u64) -> [u64; 13] {
+    let mut m = [0; 13];
+    for (slot, msr) in m.iter_mut().zip(GuestMsr::ALL) {
+        *slot = match msr {
+            GuestMsr::Efer => efer,
+            GuestMsr::Pat => 0x0007_0406_0007_0406,
+            _ => 0,
+        };
+    }
+    m
+}
+
+fn msr_slot(m: GuestMsr) -> usize {
+    GuestMsr::ALL.iter().position(|&x| x == m).unwrap_or(0)
+}
+
 impl VcpuBackend for FakeVcpu {
+    fn msr(&self, m: GuestMsr) -> u64 {
+        self.msrs.get(msr_slot(m)).copied().unwrap_or(0)
+    }
+    fn set_msr(&mut self, m: GuestMsr, value: u64) {
+        if let Some(slot) = self.msrs.get_mut(msr_slot(m)) {
+            *slot = value;
+        }
+    }
     fn enter(&mut self) {}
 
     fn flush_tlb(&mut self) {}

@@ -16,6 +16,7 @@ pub mod boot;
 pub mod cr;
 pub mod decode;
 pub mod exit;
+pub mod msr;
 
 pub use exit::{Backend, CrSource, GuestRegs, VmExit};
 
@@ -125,6 +126,14 @@ pub trait VcpuBackend: Send {
     /// vCPU id, as Linux's getcpu expects). Backends that switch it
     /// override this; the default ignores it (host-test fakes).
     fn set_tsc_aux(&mut self, _aux: u32) {}
+    /// A guest-owned MSR's value as the guest reads it (EFER without
+    /// AMD-V's SVME). Valid while the vCPU is switched in (between `enter`
+    /// and `put`), where the exit handler calls it.
+    fn msr(&self, m: msr::GuestMsr) -> u64;
+    /// Sets a guest-owned MSR to `value`, already checked by the MSR model
+    /// (`hypercall/msr.rs`: canonical bases, valid PAT, EFER's fixed bits);
+    /// takes effect at the next entry.
+    fn set_msr(&mut self, m: msr::GuestMsr, value: u64);
     /// Debug register `n` (0-3, 6, 7) as the guest sees it, for backends
     /// that intercept MOV DR (AMD-V); the default (never called) is 0.
     fn debug_reg(&self, _n: u8) -> u64 {

@@ -14,6 +14,7 @@ use crate::arch::frames;
 use crate::arch::physmem;
 use crate::virt::boot::BootState;
 use crate::virt::debugregs::GuestDebug;
+use crate::virt::msr::GuestMsr;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
@@ -62,6 +63,18 @@ const S_RIP: usize = 0x578;
 const S_RSP: usize = 0x5d8;
 const S_RAX: usize = 0x5f8;
 const S_GPAT: usize = 0x668;
+/// MSRs in the state save area that VMLOAD/VMSAVE switch (APM Vol. 2
+/// Appendix B, Table B-2; Linux `struct vmcb_save_area`).
+const S_STAR: usize = 0x600;
+const S_LSTAR: usize = 0x608;
+const S_CSTAR: usize = 0x610;
+const S_SFMASK: usize = 0x618;
+const S_KERNEL_GS_BASE: usize = 0x620;
+const S_SYSENTER_CS: usize = 0x628;
+const S_SYSENTER_ESP: usize = 0x630;
+const S_SYSENTER_EIP: usize = 0x638;
+/// A segment's base is 8 bytes into its save-area entry.
+const SEG_BASE: usize = 8;
 
 // Intercept bits, misc vector 1 (offset 0x0c).
 const I_INTR: u32 = 1 << 0;
@@ -302,6 +315,7 @@ impl SvmVcpu {
         v.w64(S_RAX, 0);
         v.w64(S_GPAT, 0x0007_0406_0007_0406);
         v.regs.rdi = boot.rdi;
+        v.regs.rsi = boot.rsi;
         Some(v)
     }
 
@@ -536,6 +550,25 @@ pub fn usable(features: &cpu::VirtFeatures) -> bool {
 }
 
 /// What the rest of the hypervisor sees of an AMD-V vCPU.
+/// Where the VMCB keeps a guest-owned MSR; `None` for EFER (SVME hidden)
+/// and TSC_AUX (switched by `debugregs.rs`).
+fn svm_msr_offset(m: GuestMsr) -> Option<usize> {
+    Some(match m {
+        GuestMsr::SysenterCs => S_SYSENTER_CS,
+        GuestMsr::SysenterEsp => S_SYSENTER_ESP,
+        GuestMsr::SysenterEip => S_SYSENTER_EIP,
+        GuestMsr::Pat => S_GPAT,
+        GuestMsr::Star => S_STAR,
+        GuestMsr::Lstar => S_LSTAR,
+        GuestMsr::Cstar => S_CSTAR,
+        GuestMsr::Sfmask => S_SFMASK,
+        GuestMsr::FsBase => S_FS + SEG_BASE,
+        GuestMsr::GsBase => S_GS + SEG_BASE,
+        GuestMsr::KernelGsBase => S_KERNEL_GS_BASE,
+        GuestMsr::Efer | GuestMsr::TscAux => return None,
+    })
+}
+
 impl super::VcpuBackend for SvmVcpu {
     fn enter(&mut self) {
         Self::enter(self);
@@ -615,6 +648,21 @@ impl super::VcpuBackend for SvmVcpu {
     }
     fn set_tsc_aux(&mut self, aux: u32) {
         self.dbg.set_tsc_aux(aux);
+    }
+    fn msr(&self, m: GuestMsr) -> u64 {
+        match svm_msr_offset(m) {
+            Some(off) => self.r64(off),
+            None if m == GuestMsr::Efer => self.r64(S_EFER) & !EFER_SVME,
+            None => u64::from(self.dbg.tsc_aux()),
+        }
+    }
+    fn set_msr(&mut self, m: GuestMsr, value: u64) {
+        match svm_msr_offset(m) {
+            Some(off) => self.w64(off, value),
+            // SVM requires EFER.SVME in the guest's VMCB (APM 15.5.1).
+            None if m == GuestMsr::Efer => self.w64(S_EFER, value | EFER_SVME),
+            None => self.dbg.write_tsc_aux(value as u32),
+        }
     }
     fn debug_reg(&self, n: u8) -> u64 {
         match n {

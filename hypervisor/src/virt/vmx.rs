@@ -17,6 +17,7 @@ use crate::arch::frames;
 use crate::arch::physmem;
 use crate::virt::boot::BootState;
 use crate::virt::debugregs::{self, GuestDebug};
+use crate::virt::msr::GuestMsr;
 
 use super::vmx_fields::*;
 
@@ -229,6 +230,7 @@ impl VmxVcpu {
             launched: false,
             regs: GuestRegs {
                 rdi: boot.rdi,
+                rsi: boot.rsi,
                 ..GuestRegs::default()
             },
             boot: *boot,
@@ -579,7 +581,53 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
 }
 
 /// What the rest of the hypervisor sees of a VT-x vCPU.
+/// Where VT-x keeps a guest-owned MSR (SDM Vol. 3C 25.4.1, 27.3.1.1).
+enum VmxMsrHome {
+    /// A VMCS guest-state field.
+    Field(u64),
+    /// STAR/LSTAR/CSTAR/FMASK (index in `cpustate`'s list).
+    Syscall(usize),
+    KernelGs,
+    TscAux,
+}
+
+fn vmx_msr_home(m: GuestMsr) -> VmxMsrHome {
+    match m {
+        GuestMsr::SysenterCs => VmxMsrHome::Field(GUEST_SYSENTER_CS),
+        GuestMsr::SysenterEsp => VmxMsrHome::Field(GUEST_SYSENTER_ESP),
+        GuestMsr::SysenterEip => VmxMsrHome::Field(GUEST_SYSENTER_EIP),
+        // "Load IA32_PAT"/"load IA32_EFER" entry controls and their save
+        // exit controls are on: the fields are the guest's (26.3.2.1).
+        GuestMsr::Pat => VmxMsrHome::Field(GUEST_PAT),
+        GuestMsr::Efer => VmxMsrHome::Field(GUEST_EFER),
+        GuestMsr::FsBase => VmxMsrHome::Field(GUEST_FS_BASE),
+        GuestMsr::GsBase => VmxMsrHome::Field(GUEST_GS_BASE),
+        GuestMsr::Star => VmxMsrHome::Syscall(0),
+        GuestMsr::Lstar => VmxMsrHome::Syscall(1),
+        GuestMsr::Cstar => VmxMsrHome::Syscall(2),
+        GuestMsr::Sfmask => VmxMsrHome::Syscall(3),
+        GuestMsr::KernelGsBase => VmxMsrHome::KernelGs,
+        GuestMsr::TscAux => VmxMsrHome::TscAux,
+    }
+}
+
 impl super::VcpuBackend for VmxVcpu {
+    fn msr(&self, m: GuestMsr) -> u64 {
+        match vmx_msr_home(m) {
+            VmxMsrHome::Field(f) => vmread(f),
+            VmxMsrHome::Syscall(i) => self.cpu.syscall_msr(i),
+            VmxMsrHome::KernelGs => self.cpu.kernel_gs_base(),
+            VmxMsrHome::TscAux => u64::from(self.dbg.tsc_aux()),
+        }
+    }
+    fn set_msr(&mut self, m: GuestMsr, value: u64) {
+        match vmx_msr_home(m) {
+            VmxMsrHome::Field(f) => vmwrite(f, value),
+            VmxMsrHome::Syscall(i) => self.cpu.set_syscall_msr(i, value),
+            VmxMsrHome::KernelGs => self.cpu.set_kernel_gs_base(value),
+            VmxMsrHome::TscAux => self.dbg.write_tsc_aux(value as u32),
+        }
+    }
     fn enter(&mut self) {
         Self::enter(self);
         self.xstate.load();

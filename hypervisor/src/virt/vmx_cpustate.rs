@@ -8,6 +8,13 @@
 //!   not in the VMCS either (only FS/GS bases are, 25.4.1): swapped at
 //!   switch-in and switch-out. AMD-V keeps both in the VMCB (VMLOAD/VMSAVE
 //!   and the state save area).
+//! - **STAR, LSTAR, CSTAR, FMASK** (SYSCALL's MSRs, issue 13) are not in
+//!   the VMCS either and SYSCALL does not exit: the vCPU's values are
+//!   loaded into the hardware at switch-in. The guest changes them only by
+//!   WRMSR, which exits (no MSR bitmap) and goes through
+//!   [`VmxCpuState::set_syscall_msr`], so the copy here is always current
+//!   and nothing needs saving at switch-out. The hypervisor never executes
+//!   SYSCALL, so whatever a guest leaves in them does not matter to it.
 //! - **CR8 (TPR)**: without "use TPR shadow" or the CR8-load/store exiting
 //!   controls a guest's MOV to CR8 writes the host LAPIC's TPR (SDM Vol.
 //!   3C 26.3, 29.3): a guest could mask the host's interrupts. With the TPR
@@ -19,7 +26,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::{frames, physmem, xsave};
+use crate::arch::{cpu, frames, physmem, xsave};
 
 /// "Use TPR shadow" (primary processor-based control 21) is on.
 pub(super) static TPR_SHADOW: AtomicU64 = AtomicU64::new(0);
@@ -38,7 +45,13 @@ pub(super) struct VmxCpuState {
     cr2: u64,
     kernel_gs: u64,
     host_kernel_gs: u64,
+    /// STAR, LSTAR, CSTAR, FMASK, in [`SYSCALL_MSRS`] order.
+    syscall: [u64; 4],
 }
+
+/// IA32_STAR, IA32_LSTAR, IA32_CSTAR, IA32_FMASK.
+const SYSCALL_MSRS: [u32; 4] = [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084];
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 
 impl VmxCpuState {
     /// A fresh state (CR2 0, kernel GS base 0, TPR 0); `None` when out of
@@ -57,6 +70,7 @@ impl VmxCpuState {
             cr2: 0,
             kernel_gs: 0,
             host_kernel_gs: 0,
+            syscall: [0; 4],
         })
     }
 
@@ -71,6 +85,47 @@ impl VmxCpuState {
     /// Switch-in.
     pub(super) fn enter(&mut self) {
         self.host_kernel_gs = xsave::swap_kernel_gs_base(self.kernel_gs);
+        for (&msr, &v) in SYSCALL_MSRS.iter().zip(&self.syscall) {
+            // SAFETY: these MSRs exist on every x86_64 CPU; the value was
+            // checked by the MSR model (LSTAR/CSTAR canonical, FMASK bits
+            // 63:32 clear, STAR any) or is the initial 0.
+            unsafe {
+                if cpu::rdmsr(msr) != v {
+                    cpu::wrmsr(msr, v);
+                }
+            }
+        }
+    }
+
+    /// STAR, LSTAR, CSTAR or FMASK (`i` in `0..4`) as the guest set it.
+    pub(super) fn syscall_msr(&self, i: usize) -> u64 {
+        self.syscall.get(i).copied().unwrap_or(0)
+    }
+
+    /// The guest's WRMSR of STAR, LSTAR, CSTAR or FMASK (`i` in `0..4`;
+    /// the value checked by the MSR model): kept and loaded now (the vCPU
+    /// is switched in on this CPU).
+    pub(super) fn set_syscall_msr(&mut self, i: usize, v: u64) {
+        if let (Some(slot), Some(&msr)) = (self.syscall.get_mut(i), SYSCALL_MSRS.get(i)) {
+            *slot = v;
+            // SAFETY: as in `enter`.
+            unsafe { cpu::wrmsr(msr, v) };
+        }
+    }
+
+    /// The guest's kernel GS base, live in the hardware while it is
+    /// switched in.
+    pub(super) fn kernel_gs_base(&self) -> u64 {
+        // SAFETY: the MSR exists on every x86_64 CPU; reading has no effect.
+        unsafe { cpu::rdmsr(MSR_KERNEL_GS_BASE) }
+    }
+
+    /// The guest's WRMSR of its kernel GS base (canonical, checked by the
+    /// MSR model), loaded now.
+    pub(super) fn set_kernel_gs_base(&mut self, v: u64) {
+        // SAFETY: as in `xsave::swap_kernel_gs_base`: the value is
+        // canonical, and the hypervisor never executes SWAPGS.
+        unsafe { cpu::wrmsr(MSR_KERNEL_GS_BASE, v) };
     }
 
     /// Switch-out.

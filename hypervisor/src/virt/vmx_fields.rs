@@ -38,6 +38,13 @@ pub(super) const VMCS_LINK_POINTER: u64 = 0x2800;
 pub(super) const GUEST_DEBUGCTL: u64 = 0x2802;
 pub(super) const GUEST_PAT: u64 = 0x2804;
 pub(super) const GUEST_EFER: u64 = 0x2806;
+/// Guest MSR fields (SDM Vol. 3D Appendix B: 32-bit 0x482A, natural-width
+/// 0x680E, 0x6810, 0x6824, 0x6826).
+pub(super) const GUEST_SYSENTER_CS: u64 = 0x482a;
+pub(super) const GUEST_FS_BASE: u64 = 0x680e;
+pub(super) const GUEST_GS_BASE: u64 = 0x6810;
+pub(super) const GUEST_SYSENTER_ESP: u64 = 0x6824;
+pub(super) const GUEST_SYSENTER_EIP: u64 = 0x6826;
 pub(super) const HOST_PAT: u64 = 0x2c00;
 pub(super) const HOST_EFER: u64 = 0x2c02;
 pub(super) const PIN_CONTROLS: u64 = 0x4000;

@@ -70,6 +70,16 @@ pub fn start(
     status(hypercall6(HC_VCPU_UP, [u64::from(id), rip, rsp, arg, 0, 0])).map(|_| ())
 }
 
+/// Starts vCPU `id` on the caller's own page tables (`cr3`) at `rip` with
+/// `rsp` (addresses under those tables) and `arg` in RDI
+/// ([`crate::VCPU_UP_CR3`], Unreleased). Errors: [`Error::Invalid`] for id 0,
+/// an id `>= count()` or an unaligned `cr3`; [`Error::Busy`] if that vCPU
+/// is already up; [`Error::Fault`] for a `cr3` outside guest memory.
+pub fn start_with_cr3(id: u32, rip: u64, rsp: u64, arg: u64, cr3: u64) -> Result<(), Error> {
+    let rdi = u64::from(id) | crate::VCPU_UP_CR3;
+    status(hypercall6(HC_VCPU_UP, [rdi, rip, rsp, arg, cr3, 0])).map(|_| ())
+}
+
 /// Reports vCPU `id`'s state, CPU time and pending events (which stay
 /// pending). Errors: [`Error::Invalid`] for an id `>= count()`.
 pub fn info(id: u32) -> Result<VcpuInfo, Error> {

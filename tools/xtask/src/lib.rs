@@ -5,9 +5,11 @@
 //! and QEMU command lines the same way.
 
 pub mod bochs;
+pub mod cpio;
 pub mod elfinfo;
 pub mod error;
 pub mod iso;
+pub mod linux;
 pub mod paths;
 pub mod qemu;
 pub mod runner;

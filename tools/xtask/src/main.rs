@@ -48,6 +48,11 @@ commands:
       --dom0: the demo (GRUB ISO): dom0, the hello and ticker guests and
       dom0/demo.toml, dom0's management line on build/kestrel-mgmt.sock.
       ISO boots use build/dev.iso (never the server image's build/kestrel.iso).
+  linux
+      Build the Kestrel guest Linux kernel from the installed linux-source-6.1
+      package with guest-kernel-patches/ applied (cached under
+      ~/.cache/kestrel/linux/<key>/vmlinux) and the busybox initramfs
+      (target/linux/initramfs.cpio); prints both paths.
   test [--no-lint] [--no-fuzz] [--no-boot] [-- BOOT TEST FILTER...]
       Everything CI runs: rustfmt, clippy (host and bare metal), unit tests,
       a 5 s pass of each fuzz target, the release kernel, and the boot tests
@@ -100,6 +105,12 @@ fn run(args: Vec<String>) -> Result<ExitCode> {
         }
         "image" => image(Args::new(rest)).map(|()| ExitCode::SUCCESS),
         "qemu" => run_qemu(Args::new(rest)),
+        "linux" => {
+            Args::new(rest).finish()?;
+            let l = xtask::linux::build()?;
+            println!("{}\n{}", l.vmlinux.display(), l.initramfs.display());
+            Ok(ExitCode::SUCCESS)
+        }
         "test" => test::run(Args::new(rest)),
         "fuzz" => fuzz::run(Args::new(rest)),
         "bench" => {

@@ -97,6 +97,7 @@ fn a_domain_whose_records_do_not_fit_its_budget_is_not_created() {
     let spec = DomainSpec {
         name: "big",
         image: &image,
+        kind: crate::domain::lifecycle::ImageKind::Pvabi,
         cmdline: "",
         memory: 4 << 20,
         nr_vcpus: pvabi::DOMCTL_MAX_VCPUS,

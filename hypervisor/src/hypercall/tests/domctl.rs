@@ -157,7 +157,10 @@ fn create_rejects_each_bad_field() {
         ("zero weight", |c| c.weight = 0),
         ("weight too big", |c| c.weight = 65536),
         ("cap over vCPUs", |c| c.cap = 201),
-        ("flags", |c| c.flags = 1),
+        ("flags", |c| c.flags = 2),
+        ("linux with an inline command line", |c| {
+            c.flags = pvabi::DOMCTL_CREATE_LINUX
+        }),
         ("cmdline too long", |c| c.cmdline_len = 257),
         ("cmdline not UTF-8", |c| {
             c.cmdline[0] = 0xff;
@@ -183,6 +186,94 @@ fn create_rejects_each_bad_field() {
         );
         assert!(svc.domctl_reqs.is_empty(), "{what}: nothing was created");
     }
+}
+
+/// A Linux create (`DOMCTL_CREATE_LINUX`, issue 13): the extension after
+/// the struct and a 2,047-byte command line from the caller's memory.
+fn linux_request(initrd: u32, len: u32, gpa: u64) -> pvabi::DomainCreateLinuxRequest {
+    let mut create = DomainCreate::new("linux", 1, 64 << 20, 2);
+    create.flags = pvabi::DOMCTL_CREATE_LINUX;
+    pvabi::DomainCreateLinuxRequest {
+        create,
+        linux: pvabi::DomainCreateLinux {
+            initrd_module: initrd,
+            cmdline_len: len,
+            cmdline_gpa: gpa,
+            _pad: 0,
+        },
+    }
+}
+
+#[test]
+fn a_linux_create_takes_its_extension_and_long_command_line() {
+    let mut svc = privileged();
+    let line = "c".repeat(2047);
+    let req = linux_request(2, 2047, 0x2000);
+    svc.mem[0x1000..0x1000 + core::mem::size_of_val(&req)].copy_from_slice(req.as_bytes());
+    svc.mem[0x2000..0x2000 + 2047].copy_from_slice(line.as_bytes());
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
+        101
+    );
+    let r = &svc.domctl_reqs[0];
+    assert!(r.contains("linux: Some(Some(2))"), "{r}");
+    assert!(r.contains(&line), "the whole command line");
+    // No initramfs.
+    let mut svc = privileged();
+    let req = linux_request(pvabi::DOMCTL_NO_INITRD, 0, 0);
+    svc.mem[0x1000..0x1000 + core::mem::size_of_val(&req)].copy_from_slice(req.as_bytes());
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
+        101
+    );
+    assert!(svc.domctl_reqs[0].contains("linux: Some(None)"));
+}
+
+#[test]
+fn a_linux_create_rejects_a_bad_extension() {
+    let cases: [(&str, pvabi::DomainCreateLinuxRequest, &[u8], i64); 6] = [
+        ("initrd 0", linux_request(0, 0, 0), b"", EINVAL),
+        ("initrd is the kernel", linux_request(1, 0, 0), b"", EINVAL),
+        (
+            "command line too long",
+            linux_request(2, 2048, 0x2000),
+            b"",
+            EINVAL,
+        ),
+        (
+            "NUL in the command line",
+            linux_request(2, 3, 0x2000),
+            b"a\0b",
+            EINVAL,
+        ),
+        ("not UTF-8", linux_request(2, 1, 0x2000), b"\xff", EINVAL),
+        (
+            "command line outside memory",
+            linux_request(2, 16, 0x3ff8),
+            b"",
+            EFAULT,
+        ),
+    ];
+    for (what, req, line, want) in cases {
+        let mut svc = privileged();
+        svc.mem[0x1000..0x1000 + core::mem::size_of_val(&req)].copy_from_slice(req.as_bytes());
+        svc.mem[0x2000..0x2000 + line.len()].copy_from_slice(line);
+        assert_eq!(
+            call(&mut svc, HC_DOMCTL_CREATE, [0x1000, 0, 0, 0, 0, 0]),
+            want,
+            "{what}"
+        );
+        assert!(svc.domctl_reqs.is_empty(), "{what}: nothing was created");
+    }
+    // The extension itself past the end of memory.
+    let mut svc = privileged();
+    let req = linux_request(2, 0, 0);
+    let at = 0x4000 - pvabi::DOMAIN_CREATE_SIZE;
+    svc.mem[at..0x4000].copy_from_slice(&req.as_bytes()[..pvabi::DOMAIN_CREATE_SIZE]);
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_CREATE, [at as u64, 0, 0, 0, 0, 0]),
+        EFAULT
+    );
 }
 
 #[test]

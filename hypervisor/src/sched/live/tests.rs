@@ -43,6 +43,7 @@ fn create(name: &str, prog: impl Fn() -> fake::Program + Send + Sync + 'static) 
     let spec = DomainSpec {
         name,
         image: &image,
+        kind: crate::domain::lifecycle::ImageKind::Pvabi,
         cmdline: "",
         memory: 2 << 20,
         nr_vcpus: 1,

@@ -1,0 +1,165 @@
+//! A Linux boot module's arguments (`docs/linux-guest.md`):
+//!
+//! ```text
+//! module2 /boot/vmlinux kind=linux initrd=initrd.cpio memory=64 console=hvc0 quiet
+//! module2 /boot/vmlinux kind=linux initrd=initrd.cpio cmdline="console=hvc0 quiet"
+//! ```
+//!
+//! `kind=linux` marks the kernel; `initrd=<module name>` names the module
+//! with its initramfs; `memory=<MiB>` sizes the domain (default
+//! [`DEFAULT_MEMORY_MIB`]). The kernel command line is everything after
+//! `cmdline=` (surrounding quotes dropped) when that word is there, else
+//! every other word, in order. Pure: the boot path and the host tests
+//! share it.
+#![forbid(unsafe_code)]
+
+use arrayvec::ArrayString;
+use core::fmt;
+
+/// Memory of a Linux boot-module domain without `memory=`: what a
+/// tinyconfig kernel with a busybox initramfs needs, with room to spare.
+pub const DEFAULT_MEMORY_MIB: u64 = 64;
+/// Longest command line a boot module carries (its arguments are cut at
+/// this length when the modules are registered).
+pub const MODULE_CMDLINE_MAX: usize = 256;
+
+/// What a `kind=linux` module asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxArgs<'a> {
+    /// The initramfs module's name, if any.
+    pub initrd: Option<&'a str>,
+    /// Domain memory in bytes (a multiple of 2 MiB).
+    pub memory: u64,
+    /// The kernel command line.
+    pub cmdline: ArrayString<MODULE_CMDLINE_MAX>,
+}
+
+/// Why a `kind=linux` module's arguments were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgError {
+    /// `memory=` is not a number of MiB that is even and within the
+    /// domctl bounds.
+    BadMemory,
+    /// The command line is longer than [`MODULE_CMDLINE_MAX`].
+    TooLong,
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMemory => write!(
+                f,
+                "memory= must be an even number of MiB from {} to {}",
+                pvabi::DOMCTL_MEMORY_MIN >> 20,
+                pvabi::DOMCTL_MEMORY_MAX >> 20
+            ),
+            Self::TooLong => write!(
+                f,
+                "the command line is longer than {MODULE_CMDLINE_MAX} bytes"
+            ),
+        }
+    }
+}
+
+/// `None` unless `args` contain the word `kind=linux`.
+pub fn parse(args: &str) -> Option<Result<LinuxArgs<'_>, ArgError>> {
+    if !args.split_ascii_whitespace().any(|w| w == "kind=linux") {
+        return None;
+    }
+    Some(parse_linux(args))
+}
+
+fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
+    let (head, tail) = match args.find("cmdline=") {
+        // Only as a word of its own, not inside another argument.
+        Some(i) if i == 0 || args[..i].ends_with(|c: char| c.is_ascii_whitespace()) => {
+            (&args[..i], Some(&args[i + "cmdline=".len()..]))
+        }
+        _ => (args, None),
+    };
+    let mut out = LinuxArgs {
+        initrd: None,
+        memory: DEFAULT_MEMORY_MIB << 20,
+        cmdline: ArrayString::new(),
+    };
+    let mut rest = ArrayString::<MODULE_CMDLINE_MAX>::new();
+    for w in head.split_ascii_whitespace() {
+        if w == "kind=linux" {
+        } else if let Some(n) = w.strip_prefix("initrd=") {
+            out.initrd = Some(n);
+        } else if let Some(m) = w.strip_prefix("memory=") {
+            let mib: u64 = m.parse().map_err(|_| ArgError::BadMemory)?;
+            let bytes = mib.checked_mul(1 << 20).ok_or(ArgError::BadMemory)?;
+            if !bytes.is_multiple_of(pvabi::DOMCTL_MEMORY_ALIGN)
+                || !(pvabi::DOMCTL_MEMORY_MIN..=pvabi::DOMCTL_MEMORY_MAX).contains(&bytes)
+            {
+                return Err(ArgError::BadMemory);
+            }
+            out.memory = bytes;
+        } else {
+            if !rest.is_empty() {
+                rest.try_push(' ').map_err(|_| ArgError::TooLong)?;
+            }
+            rest.try_push_str(w).map_err(|_| ArgError::TooLong)?;
+        }
+    }
+    out.cmdline = match tail {
+        Some(t) => {
+            let t = t.trim();
+            let t = t
+                .strip_prefix('"')
+                .and_then(|u| u.strip_suffix('"'))
+                .unwrap_or(t);
+            ArrayString::from(t).map_err(|_| ArgError::TooLong)?
+        }
+        None => rest,
+    };
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_linux() {
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("console=hvc0 kind=linuxish"), None);
+    }
+
+    #[test]
+    fn words_form() {
+        let a = parse("kind=linux initrd=init.cpio console=hvc0  quiet memory=128")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.initrd, Some("init.cpio"));
+        assert_eq!(a.memory, 128 << 20);
+        assert_eq!(a.cmdline.as_str(), "console=hvc0 quiet");
+    }
+
+    #[test]
+    fn cmdline_form_keeps_everything_after_it() {
+        let a = parse("initrd=i kind=linux cmdline=\"console=hvc0 initrd=x kind=y\"")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.initrd, Some("i"));
+        assert_eq!(a.memory, DEFAULT_MEMORY_MIB << 20);
+        assert_eq!(a.cmdline.as_str(), "console=hvc0 initrd=x kind=y");
+        // Unquoted too (GRUB may drop the quotes).
+        let a = parse("kind=linux cmdline=a b").unwrap().unwrap();
+        assert_eq!(a.cmdline.as_str(), "a b");
+        // Inside another word it is an ordinary word.
+        let a = parse("kind=linux xcmdline=1").unwrap().unwrap();
+        assert_eq!(a.cmdline.as_str(), "xcmdline=1");
+    }
+
+    #[test]
+    fn bad_memory() {
+        for m in ["x", "3", "2", "2048", "99999999999999999"] {
+            let args = std::format!("kind=linux memory={m}");
+            assert_eq!(parse(&args), Some(Err(ArgError::BadMemory)), "{m}");
+        }
+        assert!(!std::format!("{}", ArgError::BadMemory).is_empty());
+    }
+}
