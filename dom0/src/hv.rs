@@ -121,10 +121,35 @@ impl Hypervisor for Hv {
         req.weight = d.weight;
         req.cap = d.cap;
         req.heap_budget = d.heap_budget_bytes();
-        if !req.set_cmdline(&d.cmdline) {
-            return Err(Error::TooBig);
-        }
-        let id = domctl::create(&req)?;
+        let id = if d.linux {
+            // A Linux domain: its initramfs is any boot module (a cpio is
+            // not an ELF), its command line up to 2,047 bytes.
+            let initrd = match &d.initrd {
+                None => pvabi::DOMCTL_NO_INITRD,
+                Some(name) => {
+                    self.modules
+                        .iter()
+                        .find(|m| &m.name == name)
+                        .ok_or(Error::NoEntry)?
+                        .index
+                }
+            };
+            let mut linux = pvabi::DomainCreateLinuxRequest {
+                create: req,
+                linux: pvabi::DomainCreateLinux {
+                    initrd_module: initrd,
+                    cmdline_len: 0,
+                    cmdline_gpa: 0,
+                    _pad: 0,
+                },
+            };
+            domctl::create_linux(&mut linux, d.cmdline.as_bytes())?
+        } else {
+            if !req.set_cmdline(&d.cmdline) {
+                return Err(Error::TooBig);
+            }
+            domctl::create(&req)?
+        };
         self.created.push((id, d.name.to_string()));
         Ok(id)
     }

@@ -36,9 +36,21 @@ struct Vcpu {
     /// CR0, CR3, CR4 at indices 0, 3, 4 (CR3 0: the page tables are the
     /// input's memory).
     cr: [u64; 5],
+    /// Guest-owned MSRs, in `GuestMsr::ALL` order (the MSR model, issue 13).
+    msrs: [u64; 13],
 }
 
 impl VcpuBackend for Vcpu {
+    fn msr(&self, m: hypervisor::virt::msr::GuestMsr) -> u64 {
+        let all = hypervisor::virt::msr::GuestMsr::ALL;
+        all.iter().position(|&x| x == m).map_or(0, |i| self.msrs[i])
+    }
+    fn set_msr(&mut self, m: hypervisor::virt::msr::GuestMsr, value: u64) {
+        let all = hypervisor::virt::msr::GuestMsr::ALL;
+        if let Some(i) = all.iter().position(|&x| x == m) {
+            self.msrs[i] = value;
+        }
+    }
     // The handler never enters the guest: only the register file matters.
     fn enter(&mut self) {}
     fn flush_tlb(&mut self) {}
@@ -98,6 +110,12 @@ struct Svc {
 }
 
 impl Services for Svc {
+    fn vcpu_facts(&self) -> hypervisor::hypercall::cpuid::VcpuFacts {
+        hypervisor::hypercall::cpuid::VcpuFacts {
+            vcpu: 0,
+            start_info: MEM_BYTES as u64 - 4096,
+        }
+    }
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         check_range(gpa, buf.len() as u64, self.mem.len() as u64)?;
         buf.copy_from_slice(&self.mem[gpa as usize..gpa as usize + buf.len()]);
@@ -127,7 +145,17 @@ impl Services for Svc {
         core::mem::take(&mut self.pending)
     }
     fn set_timer(&mut self, _deadline: u64) {}
-    fn vcpu_up(&mut self, id: u64, _rip: u64, _rsp: u64, _arg: u64) -> Result<(), pvabi::Error> {
+    fn vcpu_up(
+        &mut self,
+        id: u64,
+        _rip: u64,
+        _rsp: u64,
+        _arg: u64,
+        cr3: Option<u64>,
+    ) -> Result<(), pvabi::Error> {
+        if cr3.is_some_and(|c| !c.is_multiple_of(4096)) {
+            return Err(pvabi::Error::Invalid);
+        }
         if (1..4).contains(&id) {
             Ok(())
         } else {

@@ -92,7 +92,7 @@ extern "sysv64" fn linux_main(zero_page: u64) -> ! {
     let max = cpuid(0x4000_0000)[0];
     let [lo, hi, _, _] = cpuid(0x4000_0002);
     let gpa = u64::from(lo) | (u64::from(hi) << 32);
-    if max < 0x4000_0002 || gpa == 0 || gpa % 4096 != 0 {
+    if max < 0x4000_0002 || gpa == 0 || !gpa.is_multiple_of(4096) {
         // No start info, so no console: a fault ends the domain instead.
         // SAFETY: UD2 only raises #UD.
         unsafe { asm!("ud2", options(nomem, nostack, noreturn)) }
@@ -209,7 +209,7 @@ fn check(start: &pvabi::StartInfo) -> Result<(), &'static str> {
     let want_fnv = arg(cmdline, "initrd_fnv")
         .and_then(|v| u64::from_str_radix(v, 16).ok())
         .ok_or("no initrd_fnv=")?;
-    if rd_len != want_len || rd % 4096 != 0 || rd == 0 {
+    if rd_len != want_len || !rd.is_multiple_of(4096) || rd == 0 {
         return Err("initrd address or size");
     }
     // SAFETY: the initramfs the zero page describes, in guest RAM.

@@ -98,7 +98,7 @@ fn vcpu_up_cr3(si: &pvabi::StartInfo) {
         return;
     };
     let rsp = pvabi::guest::vcpu::initial_rsp(stack.as_mut_ptr() as u64, stack.len()).unwrap_or(0);
-    let rip = second as usize as u64;
+    let rip = second as *const () as u64;
     let up = |c: u64| {
         pvabi::guest::vcpu::start_with_cr3(1, rip, rsp, 0, c).map_or_else(|e| e.code(), |()| 0)
     };

@@ -31,6 +31,29 @@ pub fn create(req: &DomainCreate) -> Result<u32, Error> {
     u32::try_from(id).map_err(|_| Error::Invalid)
 }
 
+/// Builds a Linux domain, paused (`DOMCTL_CREATE_LINUX`): `req` with
+/// that flag and its extension; `cmdline` is where its command line is
+/// (`req.linux.cmdline_gpa` is set to it here). Returns the new id.
+pub fn create_linux(
+    req: &mut crate::DomainCreateLinuxRequest,
+    cmdline: &[u8],
+) -> Result<u32, Error> {
+    req.create.flags = crate::DOMCTL_CREATE_LINUX;
+    req.create.cmdline_len = 0;
+    req.linux.cmdline_len = u32::try_from(cmdline.len()).map_err(|_| Error::TooBig)?;
+    req.linux.cmdline_gpa = cmdline.as_ptr() as u64;
+    let id = call(
+        HC_DOMCTL_CREATE,
+        [
+            req as *const crate::DomainCreateLinuxRequest as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    u32::try_from(id).map_err(|_| Error::Invalid)
+}
+
 /// Lets domain `id` run.
 pub fn unpause(id: u32) -> Result<(), Error> {
     call(HC_DOMCTL_UNPAUSE, [id.into(), 0, 0, 0]).map(|_| ())

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `linuxproto_qemu` | QEMU TCG `-cpu max` (AMD-V), GRUB ISO, 1 CPU | the guest found its start info by CPUID 0x40000002, its zero page (e820 with the start-info page reserved, the command line whole, the initramfs' length and FNV-1a hash as the command line says) and printed `linuxproto: ok`; it exited 0; its log line says 16 MiB |
 //! | `linuxproto_bochs` | Bochs Haswell (VT-x), GRUB ISO, 1 CPU | the same |
+//! | `linuxproto_dom0_*` | both, `dom0` option, 2 CPUs | dom0 creates the domain from its TOML (`kernel`, `initrd`, a 2,047-byte `cmdline`) through `DOMCTL_CREATE_LINUX`; the guest got the whole command line and the initramfs and printed `linuxproto: ok` (through dom0's console as `[lx] ...`) |
 //! | `linuxproto_bad_initrd_*` | both | `initrd=` naming no module: the domain is not started, the log says why, the hypervisor still ends cleanly |
 
 use boot_tests::Backend;
@@ -54,6 +55,55 @@ fn cmdline(rd: &[u8]) -> String {
     let len = body.len() + 3;
     assert!((100..1000).contains(&len));
     format!("{body}{len}")
+}
+
+/// A command line of exactly `total` bytes (`cmdline_len=` in four digits).
+fn long_cmdline(rd: &[u8], total: usize) -> String {
+    let head = format!(
+        "console=hvc0 initrd_len={} initrd_fnv={:x} pad=",
+        rd.len(),
+        fnv1a(rd)
+    );
+    let tail = format!(" cmdline_len={total:04}");
+    let pad = total - head.len() - tail.len();
+    format!("{head}{}{tail}", "p".repeat(pad))
+}
+
+fn proto_dom0(b: Backend) {
+    let (path, rd) = initrd();
+    let line = long_cmdline(&rd, 2047);
+    assert_eq!(line.len(), 2047);
+    let config = format!(
+        "[[domain]]\nname = \"lx\"\nkernel = \"linuxproto\"\ninitrd = \"initrd.bin\"\nmemory = 16\ncmdline = \"{line}\"\n"
+    );
+    let test = format!("linuxproto_dom0_{}", b.suffix());
+    let o = GuestRun {
+        name: "linuxproto_dom0",
+        options: "dom0",
+        modules: vec![
+            guest_module("dom0", "dom0", ""),
+            guest_module("linuxproto", "linuxproto", ""),
+            Module::named(&path, "initrd.bin", "").unwrap_or_else(|e| panic!("{e}")),
+            crate::dom0::config_module(&test, &config),
+        ],
+        cpus: 2,
+        memory_mib: 128,
+        stop: Some(&["linuxproto: ok", "linuxproto: FAIL", "guest panic"]),
+    }
+    .boot(b);
+    let _report = boot_tests::domains::ReportOnPanic(&o);
+    o.expect_line("linuxproto: cmdline 2047 bytes");
+    o.expect_line("[lx] linuxproto: ok");
+}
+
+#[test]
+fn linuxproto_dom0_qemu() {
+    proto_dom0(Backend::Svm);
+}
+
+#[test]
+fn linuxproto_dom0_bochs() {
+    proto_dom0(Backend::Vmx);
 }
 
 fn proto(b: Backend) {

@@ -22,6 +22,19 @@
 //! on_crash = "destroy"
 //! ```
 //!
+//! A Linux domain (docs/linux-guest.md) names its `kernel` instead of an
+//! `image`, optionally its `initrd`, and may have a command line of up to
+//! 2,047 bytes:
+//!
+//! ```toml
+//! [[domain]]
+//! name = "linux"
+//! kernel = "vmlinux"            # a boot module: an uncompressed vmlinux
+//! initrd = "initrd.cpio"        # a boot module: the initramfs; default none
+//! memory = 64
+//! cmdline = "console=hvc0 quiet"
+//! ```
+//!
 //! Any other key, a value of the wrong type or out of range, a repeated
 //! name or an image that is not a boot module is an error naming the file,
 //! line, column, domain and field:
@@ -55,6 +68,8 @@ pub const MAX_WEIGHT: u32 = 65535;
 pub const NAME_MAX: usize = 31;
 /// Longest command line: what `HC_DOMCTL_CREATE` takes.
 pub const CMDLINE_MAX: usize = pvabi::DOMCTL_CMDLINE_MAX as usize;
+/// Longest command line of a Linux domain (`pvabi::DOMCTL_CREATE_LINUX`).
+pub const LINUX_CMDLINE_MAX: usize = pvabi::DOMCTL_LINUX_CMDLINE_MAX as usize;
 /// The control domain's own name, which no configured domain may take.
 pub const DOM0_NAME: &str = "dom0";
 
@@ -100,7 +115,8 @@ pub enum Images<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainConfig {
     pub name: String,
-    /// Boot module name of the domain's ELF image.
+    /// Boot module name of the domain's ELF image (its `kernel` for a
+    /// Linux domain).
     pub image: String,
     pub memory_mib: u64,
     pub vcpus: u32,
@@ -114,6 +130,10 @@ pub struct DomainConfig {
     /// What dom0 does when it ends (`on_poweroff`, `on_reboot`,
     /// `on_crash`).
     pub on_end: Policies,
+    /// A Linux domain (`kernel =` instead of `image =`).
+    pub linux: bool,
+    /// A Linux domain's initramfs boot module.
+    pub initrd: Option<String>,
     /// Line of the domain's `[[domain]]` header, for later messages.
     pub line: usize,
 }

@@ -13,13 +13,16 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigErrors, Sink, position};
 use super::{
-    BootConfig, CMDLINE_MAX, DEFAULT_WEIGHT, DomainConfig, Images, Limits, MAX_WEIGHT, valid_name,
+    BootConfig, CMDLINE_MAX, DEFAULT_WEIGHT, DomainConfig, Images, LINUX_CMDLINE_MAX, Limits,
+    MAX_WEIGHT, valid_name,
 };
 
 /// Every key a `[[domain]]` table may have.
 pub const FIELDS: &[&str] = &[
     "name",
     "image",
+    "kernel",
+    "initrd",
     "memory",
     "vcpus",
     "weight",
@@ -145,12 +148,42 @@ fn domain(
     if get("name").is_none() {
         required(sink, "name");
     }
-    let image = match get("image") {
+    // A pvabi guest names its `image`; a Linux domain its `kernel` (a
+    // vmlinux boot module) and optionally an `initrd` (any boot module:
+    // dom0 finds it by name when it creates the domain).
+    let linux = get("kernel").is_some();
+    let image_field = if linux { "kernel" } else { "image" };
+    if linux && get("image").is_some() {
+        let msg = "a domain has either an image or a kernel, not both".to_string();
+        sink.push(header, Some(&label), Some("kernel"), msg);
+    }
+    let initrd = match get("initrd") {
+        None => Some(None),
+        Some(v) if !linux => {
+            let msg = "only a Linux domain (with `kernel`) takes an initrd".to_string();
+            sink.push(v.span().start, Some(&label), Some("initrd"), msg);
+            None
+        }
+        Some(v) => string(sink, &label, "initrd", v).and_then(|(s, at)| {
+            if s.is_empty() {
+                sink.push(
+                    at,
+                    Some(&label),
+                    Some("initrd"),
+                    "must not be empty".to_string(),
+                );
+                None
+            } else {
+                Some(Some(s))
+            }
+        }),
+    };
+    let image = match get(image_field) {
         None => {
             required(sink, "image");
             None
         }
-        Some(v) => string(sink, &label, "image", v).and_then(|(image, at)| {
+        Some(v) => string(sink, &label, image_field, v).and_then(|(image, at)| {
             let known = match images {
                 Images::Any => !image.is_empty(),
                 Images::Only(list) => list.contains(&image.as_str()),
@@ -166,7 +199,7 @@ fn domain(
                     Images::Only(_) => format!("{image:?} is not a boot module (there are none)"),
                     Images::Any => "must not be empty".to_string(),
                 };
-                sink.push(at, Some(&label), Some("image"), msg);
+                sink.push(at, Some(&label), Some(image_field), msg);
             }
             known.then_some(image)
         }),
@@ -233,8 +266,13 @@ fn domain(
     });
     let cmdline = get("cmdline").map_or(Some(String::new()), |v| {
         let (s, at) = string(sink, &label, "cmdline", v)?;
-        let why = if s.len() > CMDLINE_MAX {
-            format!("is {} bytes long, at most {CMDLINE_MAX} fit", s.len())
+        let max = if linux {
+            LINUX_CMDLINE_MAX
+        } else {
+            CMDLINE_MAX
+        };
+        let why = if s.len() > max {
+            format!("is {} bytes long, at most {max} fit", s.len())
         } else if s.contains('\0') {
             "must not contain NUL characters".to_string()
         } else {
@@ -277,6 +315,8 @@ fn domain(
         autostart: autostart?,
         heap_budget_kib: heap_budget?,
         on_end: on_end?,
+        linux,
+        initrd: initrd?,
         line: position(sink.text, header).0,
     })
 }

@@ -3,7 +3,7 @@ use alloc::vec::Vec;
 
 use super::*;
 
-const MODULES: &[&str] = &["web.elf", "db.elf", "hello"];
+const MODULES: &[&str] = &["web.elf", "db.elf", "hello", "vmlinux"];
 
 fn ok(text: &str) -> BootConfig {
     match parse(
@@ -68,6 +68,8 @@ memory = 0x80
             autostart: false,
             heap_budget_kib: 0,
             on_end: Policies::default(),
+            linux: false,
+            initrd: None,
             line: 2,
         }
     );
@@ -268,7 +270,7 @@ fn images_must_be_boot_modules() {
     let text = "[[domain]]\nname = \"a\"\nimage = \"nginx.elf\"\nmemory = 4\n";
     assert_eq!(
         one_err(text),
-        r#"guests.toml:3:9: domain "a": field "image": "nginx.elf" is not a boot module (modules: web.elf, db.elf, hello)"#
+        r#"guests.toml:3:9: domain "a": field "image": "nginx.elf" is not a boot module (modules: web.elf, db.elf, hello, vmlinux)"#
     );
     let e = parse("g", text, &Limits::default(), Images::Only(&[])).err();
     assert!(e.is_some_and(|e| {
@@ -422,5 +424,34 @@ fn bad_end_policies_name_file_line_column_and_field() {
             "guests.toml:7:1: domain \"a\": field \"on_poweof\": unknown field, did you mean \
              \"on_poweroff\"?",
         ]
+    );
+}
+
+/// A Linux domain (issue 13): `kernel` instead of `image`, an `initrd`,
+/// and a command line up to 2,047 bytes.
+#[test]
+fn linux_domains() {
+    let long = "x".repeat(LINUX_CMDLINE_MAX);
+    let c = ok(&alloc::format!(
+        "[[domain]]\nname = \"lx\"\nkernel = \"vmlinux\"\ninitrd = \"initrd.cpio\"\nmemory = 64\ncmdline = \"{long}\"\n"
+    ));
+    let d = &c.domains[0];
+    assert!(d.linux);
+    assert_eq!(d.image, "vmlinux");
+    assert_eq!(d.initrd.as_deref(), Some("initrd.cpio"));
+    assert_eq!(d.cmdline.len(), 2047);
+    let e = one_err(&alloc::format!(
+        "[[domain]]\nname = \"lx\"\nkernel = \"vmlinux\"\nmemory = 64\ncmdline = \"{long}x\"\n"
+    ));
+    assert!(e.contains("2048 bytes long, at most 2047"), "{e}");
+    let e = one_err("[[domain]]\nname = \"a\"\nimage = \"hello\"\ninitrd = \"i\"\nmemory = 64\n");
+    assert!(e.contains("only a Linux domain"), "{e}");
+    let e =
+        one_err("[[domain]]\nname = \"a\"\nimage = \"hello\"\nkernel = \"vmlinux\"\nmemory = 64\n");
+    assert!(e.contains("either an image or a kernel"), "{e}");
+    let e = one_err("[[domain]]\nname = \"a\"\nkernel = \"nope\"\nmemory = 64\n");
+    assert!(
+        e.contains("field \"kernel\"") && e.contains("not a boot module"),
+        "{e}"
     );
 }
