@@ -335,6 +335,11 @@ fn push_byte(line: &mut ArrayVec<u8, LINE_MAX>, b: u8, print: &mut dyn FnMut(&[u
             return true;
         }
     }
+    // A carriage return is dropped: Linux's tty ends lines with "\r\n",
+    // and a lone one would let a guest overwrite its own line's prefix.
+    if b == b'\r' {
+        return printed;
+    }
     // Control characters other than tab would let a guest forge log
     // lines or terminal escapes on the operator's console.
     line.push(if b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80 {
@@ -409,6 +414,17 @@ mod tests {
         );
         assert_eq!(rest, ["?[2Jthird"], "escape shown as ?");
         assert_eq!(q.queued(), 0);
+    }
+
+    #[test]
+    fn carriage_returns_are_dropped_not_shown() {
+        let q = OutQueue::new().unwrap();
+        assert!(q.offer(b"linux line\r\nover\rwrite\n"));
+        assert_eq!(
+            all(&q).1,
+            ["linux line".to_string(), "overwrite".to_string()],
+            "\\r\\n is a newline and a lone \\r cannot rewind the line"
+        );
     }
 
     #[test]
