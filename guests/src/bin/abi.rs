@@ -366,7 +366,7 @@ fn sched_ops() {
     // Shutdown with a reason the ABI does not define returns EINVAL and the
     // domain goes on. Code 77 would show in `domain-end:` if it did not.
     for (name, reason) in [
-        ("shutdown.reason_2", 2),
+        ("shutdown.reason_3", 3),
         ("shutdown.reason_max", u64::MAX),
         // Truncated to 32 bits these would be poweroff and crash.
         ("shutdown.reason_2pow32", 1 << 32),
@@ -854,7 +854,7 @@ fn multicall_ops(m: u64) {
         (
             "shutdown_bad_reason",
             HC_SHUTDOWN,
-            [2, 77, 0, 0, 0, 0],
+            [3, 77, 0, 0, 0, 0],
             EINVAL,
         ),
         ("yield", HC_YIELD, [0; 6], 0),
