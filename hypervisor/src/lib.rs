@@ -60,6 +60,8 @@ pub mod sync;
 #[cfg(test)]
 #[deny(unsafe_code)]
 mod testing;
+#[deny(unsafe_code)]
+pub mod txbuf;
 pub mod virt;
 
 #[cfg(target_os = "none")]

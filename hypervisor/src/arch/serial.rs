@@ -2,7 +2,7 @@
 //!
 //! Every CPU logs through one lock. Lines carry the CPU number so output from
 //! several CPUs stays readable. Once domains run, output goes through a
-//! transmit ring (`console/txbuf.rs`) that is pushed to the UART without
+//! transmit ring (`txbuf.rs`) that is pushed to the UART without
 //! waiting, from every exit and from idle CPUs ([`push`]): no exit spins on
 //! the UART for a line. Boot and the way down stay synchronous.
 
@@ -15,10 +15,10 @@ use uart_16550::backend::PioBackend;
 use uart_16550::spec::registers::LSR;
 
 use super::percpu;
-use crate::console::txbuf::{Appender, Cost, TXBUF_BYTES, TxBuf, Uart};
+use crate::txbuf::{Appender, Cost, TXBUF_BYTES, TxBuf, Uart};
 
 /// The console: its UART (`None` until [`init`] or with `console=none`)
-/// and its transmit ring (`console/txbuf.rs`), under one lock that no
+/// and its transmit ring (`txbuf.rs`), under one lock that no
 /// holder keeps for longer than a copy into the ring or one FIFO's worth
 /// of bytes once domains run (a hypervisor line that does not fit the
 /// ring is the exception: see the ring's module doc).

@@ -84,7 +84,7 @@ fn print_note(n: &Note) {
 const LINE_ROOM: usize = 320;
 
 /// Whether the transmit ring has room for one more guest line (else it
-/// waits in its queue: `console/txbuf.rs`).
+/// waits in its queue: `txbuf.rs`).
 fn room() -> bool {
     P::console_guest_room() >= LINE_ROOM.max(LINE_MAX)
 }

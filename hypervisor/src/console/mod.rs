@@ -6,4 +6,3 @@ pub mod input;
 pub mod live;
 pub mod out;
 pub mod ring;
-pub mod txbuf;

@@ -23,7 +23,7 @@
 //!
 //! Output stays line-based (`[domN name] text`, lines cut at
 //! [`LINE_MAX`] bytes, control characters shown as `?`). Lines go into the
-//! serial console's transmit ring (`console/txbuf.rs`), only while it has
+//! serial console's transmit ring (`txbuf.rs`), only while it has
 //! room for them, so printing a line never waits on the UART either.
 //!
 //! **The end of a domain** never prints its queue synchronously (up to

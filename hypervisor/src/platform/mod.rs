@@ -110,7 +110,7 @@ pub trait Platform {
     /// as `?`): the control domain's `HC_HOST_WRITE`.
     fn console_raw(bytes: &[u8]);
     /// Hands the UART what it takes now from the console's transmit ring
-    /// (at most one FIFO), never waiting (`console/txbuf.rs`).
+    /// (at most one FIFO), never waiting (`txbuf.rs`).
     fn console_push();
     /// Bytes waiting in the console's transmit ring.
     fn console_pending() -> usize;

@@ -171,7 +171,7 @@ fn floods_ran(b: Backend) {
     }
 }
 
-/// The transmit buffer (`console/txbuf.rs`): nothing waits on the UART
+/// The transmit buffer (`hypervisor/src/txbuf.rs`): nothing waits on the UART
 /// once domains run; each push fills at most the FIFO. Before it, every
 /// console line went to the UART byte by byte inside the exit that made
 /// it (a flood's 64-byte lines: bursts of ~85 bytes, and under Bochs,

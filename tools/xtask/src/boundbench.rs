@@ -145,7 +145,7 @@ pub fn section(rows: &[Row]) -> String {
          from the transmit buffer), the most LSR reads that found the \
          transmitter busy and the most bytes handed to the UART; a push \
          never waits and fills at most the 16-byte FIFO \
-         (`hypervisor/src/console/txbuf.rs`).\n\n",
+         (`hypervisor/src/txbuf.rs`).\n\n",
     );
     s.push_str("| flood (per exit) |");
     for r in rows {

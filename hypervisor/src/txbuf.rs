@@ -219,5 +219,4 @@ impl core::fmt::Write for Appender<'_> {
 }
 
 #[cfg(test)]
-#[path = "txbuf_tests.rs"]
 mod tests;
