@@ -9,7 +9,7 @@
 //! run.rs      each CPU's loop: pick a vCPU, run it, act on its exit
 //! hypercall/  the one dispatch over op groups, multicall, the exit policy;
 //!             the one place a pvabi::Error becomes a status code
-//! evtchn/ grant/ console/ domain/ sched/
+//! evtchn/ grant/ console/ domain/ sched/ pci/
 //!             op groups and domains: tables and decoding (pure), live
 //!             effects; domain/table.rs finds domains by DomainId
 //! platform/   what the runtime asks of the machine (a trait; the host
@@ -49,6 +49,8 @@ pub mod grant;
 pub mod hypercall;
 #[deny(unsafe_code)]
 pub mod mm;
+#[deny(unsafe_code)]
+pub mod pci;
 #[deny(unsafe_code)]
 pub mod platform;
 #[deny(unsafe_code)]

@@ -21,7 +21,8 @@ pub const MAX_ERROR_WORD: usize = 32;
 pub type ErrorWord = ArrayString<{ MAX_ERROR_WORD + 3 }>;
 
 /// The option names, in the order the error message lists them.
-const KNOWN: &str = "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl";
+const KNOWN: &str =
+    "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide";
 
 /// How the hypervisor ends, after a fatal error or on a requested shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,6 +116,11 @@ pub struct Options {
     /// `spec-ctrl=`: which speculative-execution mitigations may run
     /// (`boot/spec.rs`; default all, each where the CPU needs it).
     pub spec_ctrl: super::spec::SpecOpts,
+    /// `iommu=`: `on` (default) or `off-unsafe` (assign devices without a
+    /// DMA fence; `boot/pciopts.rs`).
+    pub iommu: super::pciopts::IommuMode,
+    /// `pci-hide=`: PCI functions the hypervisor keeps from every domain.
+    pub pci_hide: super::pciopts::PciHide,
 }
 
 /// A deliberate failure, run after boot to prove that the hypervisor
@@ -146,6 +152,8 @@ impl Default for Options {
             selftest: SelfTest::None,
             dom0: false,
             spec_ctrl: super::spec::SpecOpts::ALL,
+            iommu: super::pciopts::IommuMode::On,
+            pci_hide: super::pciopts::PciHide::default(),
         }
     }
 }
@@ -352,6 +360,24 @@ impl Options {
                         expected: super::spec::SPEC_CTRL_VALUES,
                     })?;
             }
+            "iommu" => {
+                let v = needs_value("iommu")?;
+                self.iommu =
+                    super::pciopts::IommuMode::parse(v).ok_or_else(|| CmdlineError::BadValue {
+                        option: "iommu",
+                        value: error_word(v),
+                        expected: super::pciopts::IOMMU_VALUES,
+                    })?;
+            }
+            "pci-hide" => {
+                let v = needs_value("pci-hide")?;
+                self.pci_hide =
+                    super::pciopts::PciHide::parse(v).map_err(|item| CmdlineError::BadValue {
+                        option: "pci-hide",
+                        value: error_word(item),
+                        expected: super::pciopts::HIDE_FORMAT,
+                    })?;
+            }
             "shutdown" | "dom0" => match value {
                 None if key == "shutdown" => self.shutdown = true,
                 None => self.dom0 = true,
@@ -408,6 +434,22 @@ mod tests {
             assert!(!o.shutdown);
             assert_eq!(o.console, Console::Com1);
         }
+    }
+
+    #[test]
+    fn pci_options() {
+        use crate::boot::pciopts::IommuMode;
+        assert_eq!(ok("").iommu, IommuMode::On);
+        let o = ok("iommu=off-unsafe pci-hide=0000:00:03.0,0000:01");
+        assert_eq!(o.iommu, IommuMode::OffUnsafe);
+        assert!(o.pci_hide.hides(0, 0, 3, 0) && o.pci_hide.hides(0, 1, 9, 2));
+        let (o, e) = err("iommu=maybe exit=qemu");
+        assert_eq!(o.exit, ExitMethod::Qemu);
+        assert_eq!(o.iommu, IommuMode::On);
+        assert!(e.to_string().contains("\"maybe\" for command-line option \"iommu\""), "{e}");
+        let (_, e) = err("pci-hide=0000:00:03.0,0000:00:40");
+        assert!(e.to_string().contains("\"0000:00:40\""), "{e}");
+        assert!(matches!(err("iommu").1, CmdlineError::MissingValue { option: "iommu" }));
     }
 
     #[test]
@@ -468,7 +510,7 @@ mod tests {
         assert!(o.shutdown);
         assert_eq!(
             e.to_string(),
-            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl)"
+            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide)"
         );
     }
 

@@ -8,6 +8,7 @@
 pub mod cmdline;
 pub mod info;
 pub mod multiboot2;
+pub mod pciopts;
 pub mod pvh;
 pub mod rtc;
 pub mod spec;

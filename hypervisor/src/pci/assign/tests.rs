@@ -1,0 +1,82 @@
+//! The assignment policy.
+
+use super::*;
+use crate::pci::header::{Bar, BarKind, Caps};
+use arrayvec::ArrayVec;
+
+fn func(dev: u8, class: u8, header_type: u8, io: Option<(u64, u64)>) -> Function {
+    let mut bars = ArrayVec::new();
+    if let Some((base, size)) = io {
+        bars.push(Bar {
+            index: 0,
+            kind: BarKind::Io,
+            prefetchable: false,
+            base,
+            size,
+        });
+    }
+    Function {
+        bdf: Bdf {
+            seg: 0,
+            bus: 0,
+            dev,
+            func: 0,
+        },
+        vendor: 0x1af4,
+        device: 0x1042,
+        class,
+        subclass: 0,
+        prog_if: 0,
+        header_type,
+        bars,
+        caps: Caps::default(),
+        bridge: None,
+    }
+}
+
+fn policy(iommu: IommuMode, hide: &str) -> Policy {
+    Policy {
+        iommu,
+        hide: if hide.is_empty() {
+            PciHide::default()
+        } else {
+            PciHide::parse(hide).unwrap()
+        },
+        console_port: Some(0x3f8),
+    }
+}
+
+#[test]
+fn without_an_iommu_nothing_is_assigned() {
+    let p = policy(IommuMode::On, "");
+    assert_eq!(decide(&func(3, 1, 0, None), &p), Err(Keep::NoIommu));
+    let b = func(3, 1, 0, None).bdf;
+    assert_eq!(dma_fence(b, IommuMode::On), Fence::None);
+}
+
+#[test]
+fn off_unsafe_assigns_with_no_fence() {
+    let p = policy(IommuMode::OffUnsafe, "");
+    assert_eq!(decide(&func(3, 1, 0, None), &p), Ok(Fence::Unsafe));
+}
+
+#[test]
+fn bridges_console_and_hidden_are_kept_first() {
+    let p = policy(IommuMode::OffUnsafe, "0000:00:05");
+    assert_eq!(decide(&func(0, 6, 0, None), &p), Err(Keep::Bridge));
+    assert_eq!(decide(&func(1, 2, 1, None), &p), Err(Keep::Bridge));
+    // A PCI UART whose I/O BAR holds COM1.
+    assert_eq!(decide(&func(4, 7, 0, Some((0x3f8, 8))), &p), Err(Keep::Console));
+    assert_eq!(decide(&func(4, 7, 0, Some((0x2f8, 8))), &p), Ok(Fence::Unsafe));
+    assert_eq!(decide(&func(5, 1, 0, None), &p), Err(Keep::Hidden));
+    // Hidden beats "no IOMMU": the operator's reason is the one logged.
+    let p = policy(IommuMode::On, "0000:00:05");
+    assert_eq!(decide(&func(5, 1, 0, None), &p), Err(Keep::Hidden));
+}
+
+#[test]
+fn fence_hooks_succeed_until_connected() {
+    let b = func(3, 1, 0, None).bdf;
+    assert_eq!(fence_attach(b, DomainId(0), Fence::Unsafe), Ok(()));
+    assert_eq!(fence_detach(b, DomainId(0)), Ok(()));
+}
