@@ -266,6 +266,8 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             (None, 1)
         }
     };
+    // Before the other CPUs start: ECAM is remapped uncached here.
+    enumerate_pci(boot, opts);
     let mut online = 1usize;
     if let Some(topo) = &topo {
         log::info!(
@@ -340,6 +342,8 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // reserve and what the hypervisor holds now (`domain/budget.rs`).
     crate::domain::budget::HEAP_POOL.note_base(heap::usage().0 as u64);
     start_domains(boot, opts.dom0);
+    // Devices not given to a control domain (`domain::lifecycle::create`).
+    crate::pci::table::boot_done();
     all_created(opts.shutdown);
     run_cpu()
 }
@@ -417,6 +421,26 @@ fn wait_for_ticks(online: usize) {
 /// cannot be started is reported and skipped, the others still run. With
 /// `dom0` only module 0 starts, as the privileged control domain; the
 /// other modules wait for it to create domains from them.
+/// Finds the PCI devices and decides which may be assigned
+/// (`docs/pci.md`); they are given to dom0 when it is created.
+fn enumerate_pci(boot: &BootInfo, opts: &Options) {
+    use crate::boot::pciopts::IommuMode;
+    if opts.iommu == IommuMode::OffUnsafe {
+        log::warn!(
+            "iommu=off-unsafe: PCI devices are assigned with no DMA isolation: an assigned device can read and write all memory, the hypervisor's included"
+        );
+    }
+    let (access, segments) = crate::arch::pci::discover(boot.rsdp);
+    let found = crate::pci::walk::walk(&access, &segments);
+    log::info!("pci: {} functions through {}", found.len(), access.name());
+    let policy = crate::pci::assign::Policy {
+        iommu: opts.iommu,
+        hide: opts.pci_hide,
+        console_port: opts.console.io_port(),
+    };
+    crate::pci::table::install(found, &policy);
+}
+
 fn start_domains(boot: &BootInfo, dom0: bool) {
     modules::register(boot);
     for (i, m) in modules::modules().iter().enumerate() {

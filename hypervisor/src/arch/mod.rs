@@ -13,6 +13,7 @@ pub mod idt;
 pub mod lapic;
 pub mod modules;
 pub mod paging;
+pub mod pci;
 pub mod panic;
 pub mod percpu;
 pub mod physmem;

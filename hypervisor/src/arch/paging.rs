@@ -266,3 +266,28 @@ pub fn alloc_stack(pages: u64) -> Option<u64> {
     register_guard(base);
     Some(base + (pages + 1) * PAGE)
 }
+
+/// Maps `[addr, addr + len)` identity, read/write, never executable and
+/// uncached (PCD|PWT: PAT entry 3, UC, in the power-on PAT, Intel SDM
+/// Vol. 3A 13.12.3), for device registers such as ECAM. Memory-mapped
+/// config space must not be cached: PCIe Base 6.0 7.2.2 requires each
+/// access to reach the device as issued. Boot only, before the other CPUs
+/// start (they load these tables fresh; no other TLB holds the old entry).
+pub fn map_uncached(addr: u64, len: u64) -> Result<(), MapError> {
+    let end = addr.checked_add(len).ok_or(MapError::BadAddress(addr))?;
+    // The identity map must stay canonical and below the 52-bit limit.
+    if end > 1 << 46 {
+        return Err(MapError::BadAddress(addr));
+    }
+    let mut guard = KERNEL_SPACE.lock();
+    let space = guard.as_mut().ok_or(MapError::BadAddress(addr))?;
+    space.map(
+        addr,
+        addr,
+        len,
+        W | NX | PCD | PWT,
+        &mut || crate::arch::frames::alloc_frame(),
+    )?;
+    x86_64::instructions::tlb::flush_all();
+    Ok(())
+}

@@ -384,6 +384,8 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     });
     if spec.privileged {
         crate::console::live::note_control_domain();
+        // Its devices, before its first vCPU can run and look for them.
+        crate::pci::table::assign_boot(Some(id));
     }
     let mut vcpu0 = Some(vcpu0);
     let entries: Vec<Arc<VcpuEntry>> = sids
@@ -525,6 +527,8 @@ impl Domain {
 impl Drop for Domain {
     /// The last vCPU is gone: return every frame and report.
     fn drop(&mut self) {
+        // Its devices' DMA is cut off before any frame of it is freed.
+        crate::pci::table::release_domain(self.id);
         let inner = self.inner.get_mut();
         let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));
         let end = self.end.get_mut().unwrap_or(End {

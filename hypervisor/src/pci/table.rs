@@ -5,6 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::assign::{self, Fence, Keep, Policy};
 use super::header::Function;
@@ -68,13 +69,20 @@ pub fn install(found: Vec<Function>, policy: &Policy) {
     }
 }
 
-/// Gives every assignable device to `dom` (the control domain), fencing
-/// each first, and logs the summary line. `None`: there is no control
-/// domain, so everything is kept.
+/// Whether the summary line was logged (by [`assign_boot`] or [`boot_done`]).
+static SUMMARIZED: AtomicBool = AtomicBool::new(false);
+
+/// Gives every assignable, unowned device to `dom` (the control domain),
+/// fencing each first, and logs the summary line. `None`: there is no
+/// control domain, so everything is kept.
 pub fn assign_boot(dom: Option<DomainId>) {
+    SUMMARIZED.store(true, Ordering::Relaxed);
     let mut t = DEVICES.lock();
     for d in t.iter_mut() {
         let Ok(fence) = d.policy else { continue };
+        if d.owner.is_some() {
+            continue;
+        }
         let Some(dom) = dom else {
             d.policy = Err(Keep::NoDom0);
             continue;
@@ -88,6 +96,13 @@ pub fn assign_boot(dom: Option<DomainId>) {
         }
     }
     log::info!("{}", summary(&t));
+}
+
+/// Boot is over: if no control domain took the devices, say so.
+pub fn boot_done() {
+    if !SUMMARIZED.load(Ordering::Relaxed) {
+        assign_boot(None);
+    }
 }
 
 /// `pci: N devices, M assigned to dom0, K kept (reasons)`.
