@@ -439,6 +439,7 @@ fn enumerate_pci(boot: &BootInfo, opts: &Options) {
         console_port: opts.console.io_port(),
     };
     crate::pci::table::install(found, &policy);
+    crate::pci::live::register(alloc::boxed::Box::new(access));
 }
 
 fn start_domains(boot: &BootInfo, dom0: bool) {

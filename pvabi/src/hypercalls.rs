@@ -392,6 +392,10 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_SHUTDOWN_REQUESTED,
     crate::HC_DOMCTL_SHUTDOWN_REQUEST,
     crate::HC_DOMCTL_SET_SCHED,
+    // Unreleased, PCI devices (51-53, `crate::pci`).
+    crate::HC_PCI_LIST,
+    crate::HC_PCI_CONFIG_READ,
+    crate::HC_PCI_CONFIG_WRITE,
 ];
 
 #[cfg(test)]
@@ -412,7 +416,7 @@ mod tests {
             [30, 31, 32]
         );
         assert_eq!(crate::HC_DOMCTL_CONSOLE_WRITE, 46);
-        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_DOMCTL_SET_SCHED));
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_PCI_CONFIG_WRITE));
         assert_eq!(HC_EVTCHN_SEND_WAIT, 47);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };

@@ -115,6 +115,12 @@ pub trait Services {
     fn shutdown_request(&self) -> u64 {
         pvabi::SHUTDOWN_REQUEST_NONE
     }
+    /// Runs one PCI op (`pci/config.rs`, decoded): the value for RAX.
+    /// Hosts without PCI (the host tests' fakes) have no such hypercall.
+    fn pci(&mut self, op: crate::pci::config::PciOp) -> Result<u64, Error> {
+        let _ = op;
+        Err(Error::NoSys)
+    }
     /// What this vCPU's CPUID depends on (`cpuid.rs`): its index and the
     /// domain's start-info address.
     fn vcpu_facts(&self) -> cpuid::VcpuFacts;
@@ -490,6 +496,8 @@ fn hypercall(
                 done(r)
             } else if let Some(r) = mgmt::run(svc, nr, a) {
                 done(r)
+            } else if let Some(op) = crate::pci::config::PciOp::decode(nr, a) {
+                done(op.and_then(|op| svc.pci(op)))
             } else {
                 (status(Error::NoSys), Action::Resume)
             }

@@ -265,6 +265,10 @@ impl Services for Svc<'_> {
         self.grant_op(op)
     }
 
+    fn pci(&mut self, op: crate::pci::config::PciOp) -> Result<u64, Error> {
+        crate::pci::live::svc_op(self, op)
+    }
+
     fn domctl(
         &mut self,
         req: crate::hypercall::DomctlReq<'_>,

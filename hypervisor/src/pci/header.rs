@@ -71,6 +71,9 @@ impl fmt::Display for Bar {
 pub struct Caps {
     /// MSI capability.
     pub msi: u8,
+    /// Bytes the MSI capability spans: 12 (32-bit address), 16 (64-bit),
+    /// 20 or 24 with per-vector masking (PCI Local Bus 3.0 6.8.1).
+    pub msi_len: u8,
     /// MSI-X capability.
     pub msix: u8,
     /// PCI Express capability.
@@ -259,14 +262,25 @@ pub fn walk_caps(cfg: &dyn ConfigAccess, bdf: Bdf) -> Caps {
         }
         seen[slot] = true;
         let word = read16(cfg, bdf, u16::from(ptr));
+        let mut other = 0;
         let field = match word as u8 {
             CAP_MSI => &mut caps.msi,
             CAP_MSIX => &mut caps.msix,
             CAP_PCIE => &mut caps.pcie,
-            _ => &mut 0,
+            _ => &mut other,
         };
         if *field == 0 {
             *field = ptr;
+            if word as u8 == CAP_MSI {
+                // Message control: bit 7 64-bit address, bit 8 masking.
+                let ctl = read16(cfg, bdf, u16::from(ptr) + 2);
+                caps.msi_len = match (ctl & 0x80 != 0, ctl & 0x100 != 0) {
+                    (false, false) => 12,
+                    (true, false) => 16,
+                    (false, true) => 20,
+                    (true, true) => 24,
+                };
+            }
         }
         ptr = (word >> 8) as u8 & 0xfc;
     }

@@ -11,7 +11,9 @@
 use core::fmt;
 
 pub mod assign;
+pub mod config;
 pub mod header;
+pub mod live;
 pub mod mcfg;
 pub mod table;
 pub mod walk;
