@@ -385,7 +385,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
     if spec.privileged {
         crate::console::live::note_control_domain();
         // Its devices, before its first vCPU can run and look for them.
-        crate::pci::table::assign_boot(Some(id));
+        crate::pci::table::assign_boot(Some(&domain));
     }
     let mut vcpu0 = Some(vcpu0);
     let entries: Vec<Arc<VcpuEntry>> = sids

@@ -53,6 +53,9 @@ pub struct Perms {
     pub write: bool,
     /// Instruction fetches allowed.
     pub execute: bool,
+    /// Device memory (a PCI BAR): uncached, EPT memory type UC / NPT
+    /// PCD|PWT (`pci/bars.rs`); guest RAM is write-back.
+    pub uncached: bool,
 }
 
 impl Perms {
@@ -71,6 +74,15 @@ impl Perms {
             read,
             write,
             execute,
+            uncached: false,
+        }
+    }
+
+    /// The same rights, uncached (device memory).
+    pub const fn uncached(self) -> Self {
+        Self {
+            uncached: true,
+            ..self
         }
     }
 
@@ -157,7 +169,10 @@ impl EntryFormat for Ept {
     }
 
     fn leaf_entry(hpa: u64, perms: Perms, size: PageSize) -> u64 {
-        let mut e = (hpa & ADDR_MASK) | Self::MEMTYPE_WB;
+        // UC in the EPT makes the access UC whatever the guest's PAT says
+        // (Intel SDM Vol. 3A 13.11.2 / Vol. 3C 29.3.7.2).
+        let memtype = if perms.uncached { 0 } else { Self::MEMTYPE_WB };
+        let mut e = (hpa & ADDR_MASK) | memtype;
         if perms.read {
             e |= Self::READ;
         }
@@ -178,11 +193,12 @@ impl EntryFormat for Ept {
     }
 
     fn perms(entry: u64) -> Perms {
-        Perms::new(
+        let p = Perms::new(
             entry & Self::READ != 0,
             entry & Self::WRITE != 0,
             entry & Self::EXECUTE != 0,
-        )
+        );
+        if entry & (7 << 3) == 0 { p.uncached() } else { p }
     }
 }
 
@@ -208,6 +224,8 @@ impl Npt {
     pub const LARGE: u64 = LARGE;
     /// Bit 63: no instruction fetch.
     pub const NO_EXECUTE: u64 = 1 << 63;
+    /// Bits 3 (PWT) and 4 (PCD): uncached.
+    pub const PCD_PWT: u64 = 3 << 3;
 }
 
 impl EntryFormat for Npt {
@@ -220,6 +238,11 @@ impl EntryFormat for Npt {
     fn leaf_entry(hpa: u64, perms: Perms, size: PageSize) -> u64 {
         // Readable is implied by present; `Perms::is_valid` was checked.
         let mut e = (hpa & ADDR_MASK) | Self::PRESENT | Self::USER;
+        // PCD|PWT: UC in the nested table, which wins over the guest's
+        // own type when the two combine (AMD APM Vol. 2 15.25.8).
+        if perms.uncached {
+            e |= Self::PCD_PWT;
+        }
         if perms.write {
             e |= Self::WRITE;
         }
@@ -237,11 +260,16 @@ impl EntryFormat for Npt {
     }
 
     fn perms(entry: u64) -> Perms {
-        Perms::new(
+        let p = Perms::new(
             entry & Self::PRESENT != 0,
             entry & Self::WRITE != 0,
             entry & Self::NO_EXECUTE == 0,
-        )
+        );
+        if entry & Self::PCD_PWT == Self::PCD_PWT {
+            p.uncached()
+        } else {
+            p
+        }
     }
 }
 

@@ -76,6 +76,14 @@ pub struct Caps {
     pub msi_len: u8,
     /// MSI-X capability.
     pub msix: u8,
+    /// MSI-X table size (entries, 1..=2048), and where the table and the
+    /// pending-bit array are: (BAR index, offset) each (PCI Local Bus 3.0
+    /// 6.8.2.4-6.8.2.5). Their pages are never mapped into a guest.
+    pub msix_entries: u16,
+    /// MSI-X table: BAR index (BIR) and offset.
+    pub msix_table: (u8, u32),
+    /// MSI-X pending-bit array: BAR index and offset.
+    pub msix_pba: (u8, u32),
     /// PCI Express capability.
     pub pcie: u8,
     /// The list was cut short: it looped, or pointed into the header.
@@ -271,6 +279,14 @@ pub fn walk_caps(cfg: &dyn ConfigAccess, bdf: Bdf) -> Caps {
         };
         if *field == 0 {
             *field = ptr;
+            if word as u8 == CAP_MSIX {
+                let at = u16::from(ptr);
+                caps.msix_entries = (read16(cfg, bdf, at + 2) & 0x7ff) + 1;
+                let t = cfg.read32(bdf, at + 4);
+                let p = cfg.read32(bdf, at + 8);
+                caps.msix_table = ((t & 7) as u8, t & !7);
+                caps.msix_pba = ((p & 7) as u8, p & !7);
+            }
             if word as u8 == CAP_MSI {
                 // Message control: bit 7 64-bit address, bit 8 masking.
                 let ctl = read16(cfg, bdf, u16::from(ptr) + 2);

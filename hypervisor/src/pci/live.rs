@@ -52,6 +52,10 @@ pub fn entry(d: &Device) -> PciDevice {
                 pvabi::PCI_BAR_PREFETCH
             } else {
                 0
+            } | if d.mapped & (1 << b.index) != 0 {
+                pvabi::PCI_BAR_MAPPED
+            } else {
+                0
             },
             _pad: [0; 5],
         };

@@ -11,6 +11,7 @@
 use core::fmt;
 
 pub mod assign;
+pub mod bars;
 pub mod config;
 pub mod header;
 pub mod live;

@@ -8,7 +8,11 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::assign::{self, Fence, Keep, Policy};
-use super::header::Function;
+use super::bars;
+use super::header::{BarKind, Function};
+use super::Bdf;
+use crate::domain::lifecycle::Domain;
+use crate::mm::gpt::Perms;
 use crate::domain::ids::DomainId;
 use crate::sync::Mutex;
 
@@ -21,6 +25,9 @@ pub struct Device {
     pub policy: Result<Fence, Keep>,
     /// Its owner, once assigned.
     pub owner: Option<DomainId>,
+    /// Bit `i`: BAR register `i` is mapped into the owner (some pages of
+    /// it at least: the MSI-X table's are never).
+    pub mapped: u8,
 }
 
 /// Every function found at boot.
@@ -65,6 +72,7 @@ pub fn install(found: Vec<Function>, policy: &Policy) {
             f,
             policy: decision,
             owner: None,
+            mapped: 0,
         });
     }
 }
@@ -72,12 +80,23 @@ pub fn install(found: Vec<Function>, policy: &Policy) {
 /// Whether the summary line was logged (by [`assign_boot`] or [`boot_done`]).
 static SUMMARIZED: AtomicBool = AtomicBool::new(false);
 
-/// Gives every assignable, unowned device to `dom` (the control domain),
-/// fencing each first, and logs the summary line. `None`: there is no
-/// control domain, so everything is kept.
-pub fn assign_boot(dom: Option<DomainId>) {
+/// Gives every assignable, unowned device to `dom` (the control domain,
+/// not yet running), fencing each first and mapping its memory BARs, and
+/// logs the summary line. `None`: there is no control domain, so
+/// everything is kept.
+pub fn assign_boot(domain: Option<&Domain>) {
     SUMMARIZED.store(true, Ordering::Relaxed);
+    let dom = domain.map(|d| d.id);
     let mut t = DEVICES.lock();
+    let all_bars: Vec<(Bdf, u64, u64)> = t
+        .iter()
+        .flat_map(|d| {
+            d.f.bars
+                .iter()
+                .filter(|b| b.kind != BarKind::Io)
+                .map(|b| (d.f.bdf, b.base, b.size))
+        })
+        .collect();
     for d in t.iter_mut() {
         let Ok(fence) = d.policy else { continue };
         if d.owner.is_some() {
@@ -88,7 +107,17 @@ pub fn assign_boot(dom: Option<DomainId>) {
             continue;
         };
         match assign::fence_attach(d.f.bdf, dom, fence) {
-            Ok(()) => d.owner = Some(dom),
+            Ok(()) => {
+                d.owner = Some(dom);
+                if let Some(domain) = domain {
+                    let others: Vec<(u64, u64)> = all_bars
+                        .iter()
+                        .filter(|(b, _, _)| *b != d.f.bdf)
+                        .map(|&(_, s, l)| (s, l))
+                        .collect();
+                    d.mapped = map_bars(domain, &d.f, &others);
+                }
+            }
             Err(e) => {
                 log::warn!("pci: {} kept: {e}", d.f.bdf);
                 d.policy = Err(Keep::FenceFailed);
@@ -96,6 +125,42 @@ pub fn assign_boot(dom: Option<DomainId>) {
         }
     }
     log::info!("{}", summary(&t));
+}
+
+/// Maps `f`'s memory BARs into `domain` (GPA = HPA, uncached) as
+/// `bars::plan` says; returns the mask of BARs mapped. Into a domain that
+/// has not run yet: fresh mappings in empty space need no TLB flush
+/// (`mm/gpt.rs`).
+fn map_bars(domain: &Domain, f: &Function, others: &[(u64, u64)]) -> u8 {
+    let mut inner = domain.inner.lock();
+    let inner = &mut *inner;
+    let ram_end = inner.mem.phys_size();
+    let mut mask = 0u8;
+    for p in bars::plan(f, others, ram_end) {
+        let ranges = match p.ranges {
+            Ok(r) => r,
+            Err(why) => {
+                log::warn!("pci: {} BAR{} not mapped: {why}", f.bdf, p.index);
+                continue;
+            }
+        };
+        let Some(gpt) = inner.gpt.as_mut() else {
+            return mask;
+        };
+        let perms = Perms::READ_WRITE.uncached();
+        let mut ok = true;
+        for (s, len) in ranges {
+            if let Err(e) = gpt.map_range_perms(s, s, len, perms, &mut inner.tables) {
+                log::warn!("pci: {} BAR{} not mapped: {e:?}", f.bdf, p.index);
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            mask |= 1 << p.index;
+        }
+    }
+    mask
 }
 
 /// Boot is over: if no control domain took the devices, say so.
@@ -144,7 +209,10 @@ pub fn release_domain(dom: DomainId) {
             d.policy = Err(Keep::FenceFailed);
             continue;
         }
+        // Its BAR mappings go with its nested tables (`Drop for Domain`,
+        // right after this).
         d.owner = None;
+        d.mapped = 0;
         log::info!("pci: {} released by domain {dom}", d.f.bdf);
     }
 }

@@ -183,6 +183,20 @@ impl Gpt {
             Self::Npt(g) => g.map(gpa, hpa, 4096, perms, t),
         }
     }
+    /// Maps `len` bytes with chosen rights (a device's BAR: uncached).
+    pub fn map_range_perms(
+        &mut self,
+        gpa: u64,
+        hpa: u64,
+        len: u64,
+        perms: Perms,
+        t: &mut impl TableMemory,
+    ) -> Result<(), GptError> {
+        match self {
+            Self::Ept(g) => g.map(gpa, hpa, len, perms, t),
+            Self::Npt(g) => g.map(gpa, hpa, len, perms, t),
+        }
+    }
     pub fn unmap(&mut self, gpa: u64, len: u64, t: &mut impl TableMemory) -> Result<u64, GptError> {
         match self {
             Self::Ept(g) => g.unmap(gpa, len, t),

@@ -46,6 +46,7 @@ fn setup() -> (FakeConfig, Vec<Device>) {
         .into_iter()
         .map(|f| Device {
             owner: (f.bdf.dev == 3).then_some(DOM0),
+            mapped: 0,
             policy: Ok(crate::pci::assign::Fence::Unsafe),
             f,
         })

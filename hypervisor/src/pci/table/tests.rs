@@ -41,6 +41,7 @@ fn devices(iommu: IommuMode) -> Vec<Device> {
             policy: assign::decide(&f, &p),
             f,
             owner: None,
+            mapped: 0,
         })
         .collect()
 }
