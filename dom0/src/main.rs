@@ -25,6 +25,7 @@ extern crate alloc;
 mod consoles;
 mod hv;
 mod memlog;
+mod pci;
 mod service;
 
 use alloc::format;
@@ -159,6 +160,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // From here on the hypervisor keeps every other domain's console
     // output for dom0 (before the first domain exists, so none is missed).
     let _ = mgmt::console_read(si.domain_id, &mut []);
+    pci::show();
     let booted = boot(&mut hv, cmdline);
     // `history=N`: how many ended domains stay listed.
     let history = arg(cmdline, "history")

@@ -281,13 +281,9 @@ pub fn map_uncached(addr: u64, len: u64) -> Result<(), MapError> {
     }
     let mut guard = KERNEL_SPACE.lock();
     let space = guard.as_mut().ok_or(MapError::BadAddress(addr))?;
-    space.map(
-        addr,
-        addr,
-        len,
-        W | NX | PCD | PWT,
-        &mut || crate::arch::frames::alloc_frame(),
-    )?;
+    space.map(addr, addr, len, W | NX | PCD | PWT, &mut || {
+        crate::arch::frames::alloc_frame()
+    })?;
     x86_64::instructions::tlb::flush_all();
     Ok(())
 }

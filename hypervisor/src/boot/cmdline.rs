@@ -21,8 +21,7 @@ pub const MAX_ERROR_WORD: usize = 32;
 pub type ErrorWord = ArrayString<{ MAX_ERROR_WORD + 3 }>;
 
 /// The option names, in the order the error message lists them.
-const KNOWN: &str =
-    "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide";
+const KNOWN: &str = "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide";
 
 /// How the hypervisor ends, after a fatal error or on a requested shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -446,10 +445,17 @@ mod tests {
         let (o, e) = err("iommu=maybe exit=qemu");
         assert_eq!(o.exit, ExitMethod::Qemu);
         assert_eq!(o.iommu, IommuMode::On);
-        assert!(e.to_string().contains("\"maybe\" for command-line option \"iommu\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"maybe\" for command-line option \"iommu\""),
+            "{e}"
+        );
         let (_, e) = err("pci-hide=0000:00:03.0,0000:00:40");
         assert!(e.to_string().contains("\"0000:00:40\""), "{e}");
-        assert!(matches!(err("iommu").1, CmdlineError::MissingValue { option: "iommu" }));
+        assert!(matches!(
+            err("iommu").1,
+            CmdlineError::MissingValue { option: "iommu" }
+        ));
     }
 
     #[test]

@@ -161,6 +161,12 @@ mod tests {
         }
         let nine = "0000:00,".repeat(8) + "0000:09";
         assert_eq!(PciHide::parse(&nine), Err("0000:09"));
-        assert_eq!(PciHide::parse(&"0000:00,".repeat(7).trim_end_matches(',')).unwrap().items().len(), 7);
+        assert_eq!(
+            PciHide::parse(&"0000:00,".repeat(7).trim_end_matches(','))
+                .unwrap()
+                .items()
+                .len(),
+            7
+        );
     }
 }

@@ -198,7 +198,11 @@ impl EntryFormat for Ept {
             entry & Self::WRITE != 0,
             entry & Self::EXECUTE != 0,
         );
-        if entry & (7 << 3) == 0 { p.uncached() } else { p }
+        if entry & (7 << 3) == 0 {
+            p.uncached()
+        } else {
+            p
+        }
     }
 }
 

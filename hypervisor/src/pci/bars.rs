@@ -84,9 +84,10 @@ pub fn plan(f: &Function, others: &[(u64, u64)], ram_end: u64) -> Vec<BarPlan> {
             if s < ram_end {
                 return Err(Refusal::OverlapsRam);
             }
-            if others.iter().any(|&(ob, os)| {
-                page_range(ob, os).is_some_and(|(os_, oe)| os_ < e && s < oe)
-            }) {
+            if others
+                .iter()
+                .any(|&(ob, os)| page_range(ob, os).is_some_and(|(os_, oe)| os_ < e && s < oe))
+            {
                 return Err(Refusal::SharesPage);
             }
             let mut r = alloc::vec![(s, e)];

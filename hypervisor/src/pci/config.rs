@@ -62,7 +62,9 @@ impl PciOp {
                     })
                 }
             }
-            pvabi::HC_PCI_CONFIG_READ => access(a).map(|(bdf, off, size)| Self::Read { bdf, off, size }),
+            pvabi::HC_PCI_CONFIG_READ => {
+                access(a).map(|(bdf, off, size)| Self::Read { bdf, off, size })
+            }
             pvabi::HC_PCI_CONFIG_WRITE => access(a).and_then(|(bdf, off, size)| {
                 let value = u32::try_from(a[3]).map_err(|_| Error::Invalid)?;
                 if size < 4 && value >> (u32::from(size) * 8) != 0 {

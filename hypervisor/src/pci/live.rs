@@ -88,7 +88,11 @@ pub fn config_op(
             if off + u16::from(size) > cfg.limit() {
                 return Err(Error::Invalid);
             }
-            Ok(u64::from(config::extract(cfg.read32(bdf, off & !3), off, size)))
+            Ok(u64::from(config::extract(
+                cfg.read32(bdf, off & !3),
+                off,
+                size,
+            )))
         }
         PciOp::Write {
             bdf,
@@ -122,7 +126,12 @@ pub fn list(
     let mut n = 0usize;
     let wanted = usize::try_from(max).unwrap_or(0).min(out.len());
     let skip = usize::try_from(first).unwrap_or(usize::MAX);
-    for d in t.iter().filter(|d| d.owner == Some(dom)).skip(skip).take(wanted) {
+    for d in t
+        .iter()
+        .filter(|d| d.owner == Some(dom))
+        .skip(skip)
+        .take(wanted)
+    {
         out[n] = entry(d);
         n += 1;
     }
@@ -143,7 +152,10 @@ pub fn live_config(dom: DomainId, op: PciOp) -> Result<u64, Error> {
 }
 
 /// [`crate::hypercall::Services::pci`] over a real domain.
-pub(crate) fn svc_op(svc: &mut crate::hypercall::services::Svc<'_>, op: PciOp) -> Result<u64, Error> {
+pub(crate) fn svc_op(
+    svc: &mut crate::hypercall::services::Svc<'_>,
+    op: PciOp,
+) -> Result<u64, Error> {
     use crate::hypercall::Services;
     let id = svc.me.domain.id;
     match op {

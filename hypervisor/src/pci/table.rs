@@ -7,13 +7,13 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use super::Bdf;
 use super::assign::{self, Fence, Keep, Policy};
 use super::bars;
 use super::header::{BarKind, Function};
-use super::Bdf;
+use crate::domain::ids::DomainId;
 use crate::domain::lifecycle::Domain;
 use crate::mm::gpt::Perms;
-use crate::domain::ids::DomainId;
 use crate::sync::Mutex;
 
 /// One function and what became of it.

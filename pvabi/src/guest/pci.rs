@@ -1,9 +1,7 @@
 //! PCI devices the domain owns (Unreleased, `crate::HC_PCI_LIST`, ...).
 
 use super::{hypercall6, status};
-use crate::{
-    Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, PCI_LIST_MAX, PciDevice,
-};
+use crate::{Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, PCI_LIST_MAX, PciDevice};
 
 /// Fills `out` with the caller's devices from index `first`; returns how
 /// many were written (0 past the last).

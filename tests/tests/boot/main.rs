@@ -23,6 +23,7 @@ mod lifectl;
 mod linux;
 mod linuxproto;
 mod msrs;
+mod pci;
 mod privilege;
 mod pvh;
 mod ring;

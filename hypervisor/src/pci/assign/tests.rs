@@ -66,8 +66,14 @@ fn bridges_console_and_hidden_are_kept_first() {
     assert_eq!(decide(&func(0, 6, 0, None), &p), Err(Keep::Bridge));
     assert_eq!(decide(&func(1, 2, 1, None), &p), Err(Keep::Bridge));
     // A PCI UART whose I/O BAR holds COM1.
-    assert_eq!(decide(&func(4, 7, 0, Some((0x3f8, 8))), &p), Err(Keep::Console));
-    assert_eq!(decide(&func(4, 7, 0, Some((0x2f8, 8))), &p), Ok(Fence::Unsafe));
+    assert_eq!(
+        decide(&func(4, 7, 0, Some((0x3f8, 8))), &p),
+        Err(Keep::Console)
+    );
+    assert_eq!(
+        decide(&func(4, 7, 0, Some((0x2f8, 8))), &p),
+        Ok(Fence::Unsafe)
+    );
     assert_eq!(decide(&func(5, 1, 0, None), &p), Err(Keep::Hidden));
     // Hidden beats "no IOMMU": the operator's reason is the one logged.
     let p = policy(IommuMode::On, "0000:00:05");

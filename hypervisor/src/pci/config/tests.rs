@@ -31,7 +31,11 @@ fn setup() -> (FakeConfig, Vec<Device>) {
         .mem_bar(4, 0xfe00_0000, 0x4000, true, true)
         .caps(
             0x40,
-            &[(0x40, CAP_MSIX, 0x50), (0x50, CAP_MSI, 0x68), (0x68, CAP_PCIE, 0)],
+            &[
+                (0x40, CAP_MSIX, 0x50),
+                (0x50, CAP_MSI, 0x68),
+                (0x68, CAP_PCIE, 0),
+            ],
         );
     f.regs[0x50 / 4] |= 0x80 << 16; // MSI message control: 64-bit
     f.regs[1] |= 0x0006; // memory + bus master on
@@ -58,13 +62,34 @@ fn dec(nr: u64, a: [u64; 6]) -> Result<PciOp, Error> {
     PciOp::decode(nr, a).expect("a PCI hypercall")
 }
 
-fn rd(t: &[Device], cfg: &FakeConfig, dom: DomainId, dev: u8, off: u64, size: u64) -> Result<u64, Error> {
-    let op = dec(HC_PCI_CONFIG_READ, [u64::from(sbdf(0, 0, dev, 0)), off, size, 0, 0, 0])?;
+fn rd(
+    t: &[Device],
+    cfg: &FakeConfig,
+    dom: DomainId,
+    dev: u8,
+    off: u64,
+    size: u64,
+) -> Result<u64, Error> {
+    let op = dec(
+        HC_PCI_CONFIG_READ,
+        [u64::from(sbdf(0, 0, dev, 0)), off, size, 0, 0, 0],
+    )?;
     config_op(t, cfg, dom, op)
 }
 
-fn wr(t: &[Device], cfg: &FakeConfig, dom: DomainId, dev: u8, off: u64, size: u64, v: u64) -> Result<u64, Error> {
-    let op = dec(HC_PCI_CONFIG_WRITE, [u64::from(sbdf(0, 0, dev, 0)), off, size, v, 0, 0])?;
+fn wr(
+    t: &[Device],
+    cfg: &FakeConfig,
+    dom: DomainId,
+    dev: u8,
+    off: u64,
+    size: u64,
+    v: u64,
+) -> Result<u64, Error> {
+    let op = dec(
+        HC_PCI_CONFIG_WRITE,
+        [u64::from(sbdf(0, 0, dev, 0)), off, size, v, 0, 0],
+    )?;
     config_op(t, cfg, dom, op)
 }
 
@@ -72,17 +97,47 @@ fn wr(t: &[Device], cfg: &FakeConfig, dom: DomainId, dev: u8, off: u64, size: u6
 fn decode_checks_arguments() {
     assert_eq!(PciOp::decode(50, [0; 6]), None);
     assert_eq!(PciOp::decode(54, [0; 6]), None);
-    for (off, size) in [(0, 0), (0, 3), (0, 8), (1, 2), (2, 4), (4096, 1), (4095, 2), (u64::MAX, 1)] {
-        assert_eq!(dec(HC_PCI_CONFIG_READ, [0, off, size, 0, 0, 0]), Err(Error::Invalid), "{off} {size}");
+    for (off, size) in [
+        (0, 0),
+        (0, 3),
+        (0, 8),
+        (1, 2),
+        (2, 4),
+        (4096, 1),
+        (4095, 2),
+        (u64::MAX, 1),
+    ] {
+        assert_eq!(
+            dec(HC_PCI_CONFIG_READ, [0, off, size, 0, 0, 0]),
+            Err(Error::Invalid),
+            "{off} {size}"
+        );
     }
-    assert_eq!(dec(HC_PCI_CONFIG_READ, [1 << 32, 0, 4, 0, 0, 0]), Err(Error::Invalid));
-    assert_eq!(dec(HC_PCI_CONFIG_WRITE, [0, 4, 2, 0x1_0000, 0, 0]), Err(Error::Invalid));
-    assert_eq!(dec(HC_PCI_CONFIG_WRITE, [0, 4, 4, 1 << 32, 0, 0]), Err(Error::Invalid));
+    assert_eq!(
+        dec(HC_PCI_CONFIG_READ, [1 << 32, 0, 4, 0, 0, 0]),
+        Err(Error::Invalid)
+    );
+    assert_eq!(
+        dec(HC_PCI_CONFIG_WRITE, [0, 4, 2, 0x1_0000, 0, 0]),
+        Err(Error::Invalid)
+    );
+    assert_eq!(
+        dec(HC_PCI_CONFIG_WRITE, [0, 4, 4, 1 << 32, 0, 0]),
+        Err(Error::Invalid)
+    );
     assert_eq!(dec(HC_PCI_LIST, [0, 33, 0, 0, 0, 0]), Err(Error::TooBig));
     assert_eq!(
-        dec(HC_PCI_CONFIG_READ, [u64::from(sbdf(2, 0x12, 3, 5)), 4095, 1, 0, 0, 0]),
+        dec(
+            HC_PCI_CONFIG_READ,
+            [u64::from(sbdf(2, 0x12, 3, 5)), 4095, 1, 0, 0, 0]
+        ),
         Ok(PciOp::Read {
-            bdf: Bdf { seg: 2, bus: 0x12, dev: 3, func: 5 },
+            bdf: Bdf {
+                seg: 2,
+                bus: 0x12,
+                dev: 3,
+                func: 5
+            },
             off: 4095,
             size: 1
         })
@@ -117,13 +172,29 @@ fn bars_and_msi_registers_are_never_written() {
     let (cfg, t) = setup();
     let before = cfg.fns.borrow()[&bdf(3)].regs;
     for (off, size) in [
-        (0x10, 4), (0x14, 4), (0x24, 4), (0x26, 2), (0x30, 4), (0x33, 1),
+        (0x10, 4),
+        (0x14, 4),
+        (0x24, 4),
+        (0x26, 2),
+        (0x30, 4),
+        (0x33, 1),
         // MSI-X control, table offset/BIR, PBA offset/BIR.
-        (0x42, 2), (0x44, 4), (0x48, 4), (0x4b, 1),
+        (0x42, 2),
+        (0x44, 4),
+        (0x48, 4),
+        (0x4b, 1),
         // MSI: control, address low/high, data.
-        (0x52, 2), (0x54, 4), (0x58, 4), (0x5c, 2), (0x5e, 1),
+        (0x52, 2),
+        (0x54, 4),
+        (0x58, 4),
+        (0x5c, 2),
+        (0x5e, 1),
     ] {
-        assert_eq!(wr(&t, &cfg, DOM0, 3, off, size, 0), Err(Error::Perm), "{off:#x}/{size}");
+        assert_eq!(
+            wr(&t, &cfg, DOM0, 3, off, size, 0),
+            Err(Error::Perm),
+            "{off:#x}/{size}"
+        );
     }
     assert_eq!(cfg.fns.borrow()[&bdf(3)].regs, before);
     // Just past the MSI capability (64-bit, no masking: 16 bytes): allowed.
@@ -155,7 +226,10 @@ fn command_register_only_decode_and_bus_master_bits() {
 #[test]
 fn merge_and_extract() {
     assert_eq!(merged(Plan::Merge, 0x1122_3344, 0x3d, 1, 0xaa), 0x1122_aa44);
-    assert_eq!(merged(Plan::Merge, 0x1122_3344, 0x3e, 2, 0xbeef), 0xbeef_3344);
+    assert_eq!(
+        merged(Plan::Merge, 0x1122_3344, 0x3e, 2, 0xbeef),
+        0xbeef_3344
+    );
     assert_eq!(merged(Plan::Merge, 0x1122_3344, 0x3c, 4, 7), 7);
     assert_eq!(extract(0x1122_3344, 0x3f, 1), 0x11);
     assert_eq!(extract(0x1122_3344, 0x3c, 4), 0x1122_3344);

@@ -47,7 +47,10 @@ fn bus_range_offsets_from_start() {
     let r = m.regions[0];
     assert_eq!(r.address(0x0f, 0, 0), None);
     assert_eq!(r.address(0x10, 0, 0), Some(0xe000_0000));
-    assert_eq!(r.address(0x1f, 31, 7), Some(0xe000_0000 + (15 << 20) + (31 << 15) + (7 << 12)));
+    assert_eq!(
+        r.address(0x1f, 31, 7),
+        Some(0xe000_0000 + (15 << 20) + (31 << 15) + (7 << 12))
+    );
     assert_eq!(r.address(0x20, 0, 0), None);
 }
 
@@ -56,12 +59,21 @@ fn truncated_tables_are_refused() {
     let good = table(&[(0xb000_0000, 0, 0, 0xff)]);
     // Cut anywhere: never a panic, always a clear error.
     for n in 0..good.len() {
-        assert!(matches!(parse(&good[..n]), Err(McfgError::Truncated { .. })), "{n}");
+        assert!(
+            matches!(parse(&good[..n]), Err(McfgError::Truncated { .. })),
+            "{n}"
+        );
     }
     // A length field below the fixed part.
     let mut t = good.clone();
     t[4..8].copy_from_slice(&20u32.to_le_bytes());
-    assert_eq!(parse(&t), Err(McfgError::Truncated { claimed: 20, have: good.len() }));
+    assert_eq!(
+        parse(&t),
+        Err(McfgError::Truncated {
+            claimed: 20,
+            have: good.len()
+        })
+    );
     // A length field beyond the bytes.
     let mut t = good.clone();
     t[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -97,7 +109,14 @@ fn signature_and_checksum_checked() {
 #[test]
 fn backwards_bus_range_drops_that_entry_only() {
     let m = parse(&table(&[(0xb000_0000, 0, 5, 4), (0xc000_0000, 1, 0, 0)])).unwrap();
-    assert_eq!(m.dropped, vec![EntryProblem::BusRange { index: 0, start: 5, end: 4 }]);
+    assert_eq!(
+        m.dropped,
+        vec![EntryProblem::BusRange {
+            index: 0,
+            start: 5,
+            end: 4
+        }]
+    );
     assert_eq!(m.regions.len(), 1);
     assert_eq!(m.regions[0].seg, 1);
 }
@@ -112,7 +131,11 @@ fn bad_bases_dropped() {
     .unwrap();
     assert!(m.regions.is_empty());
     assert_eq!(m.dropped.len(), 3);
-    assert!(m.dropped.iter().all(|p| matches!(p, EntryProblem::Base { .. })));
+    assert!(
+        m.dropped
+            .iter()
+            .all(|p| matches!(p, EntryProblem::Base { .. }))
+    );
 }
 
 #[test]

@@ -43,13 +43,27 @@ fn sizes_bars_with_decode_off_and_restores_them() {
     let found = walk(&cfg, &ALL);
     assert_eq!(found.len(), 1);
     let d = &found[0];
-    assert_eq!((d.vendor, d.device, d.class, d.subclass), (0x1af4, 0x1042, 1, 0));
+    assert_eq!(
+        (d.vendor, d.device, d.class, d.subclass),
+        (0x1af4, 0x1042, 1, 0)
+    );
     assert_eq!(d.bars.len(), 3);
-    assert_eq!((d.bars[0].kind, d.bars[0].base, d.bars[0].size), (BarKind::Io, 0xc040, 0x40));
-    assert_eq!((d.bars[1].kind, d.bars[1].base, d.bars[1].size), (BarKind::Mem32, 0xfebf_1000, 0x1000));
+    assert_eq!(
+        (d.bars[0].kind, d.bars[0].base, d.bars[0].size),
+        (BarKind::Io, 0xc040, 0x40)
+    );
+    assert_eq!(
+        (d.bars[1].kind, d.bars[1].base, d.bars[1].size),
+        (BarKind::Mem32, 0xfebf_1000, 0x1000)
+    );
     assert_eq!(d.bars[2].index, 4);
     assert_eq!(
-        (d.bars[2].kind, d.bars[2].prefetchable, d.bars[2].base, d.bars[2].size),
+        (
+            d.bars[2].kind,
+            d.bars[2].prefetchable,
+            d.bars[2].base,
+            d.bars[2].size
+        ),
         (BarKind::Mem64, true, 0x8_0000_0000, 0x4000)
     );
     assert_eq!(d.bars[2].to_string(), "BAR4 mem64 pf 0x800000000+0x4000");
@@ -70,8 +84,14 @@ fn follows_bridges_and_multifunction() {
     cfg.add(bdf(0, 4, 0), FakeFn::new(0x1234, 3, 0x0200_0000, 0));
     cfg.add(bdf(0, 4, 3), FakeFn::new(0x1234, 4, 0x0200_0000, 0));
     // Bridge to bus 1, whose bridge goes to bus 2.
-    cfg.add(bdf(0, 0x1c, 0), FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(1, 2));
-    cfg.add(bdf(1, 0, 0), FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(2, 2));
+    cfg.add(
+        bdf(0, 0x1c, 0),
+        FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(1, 2),
+    );
+    cfg.add(
+        bdf(1, 0, 0),
+        FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(2, 2),
+    );
     cfg.add(bdf(2, 0, 0), FakeFn::new(0x1b36, 0x10, 0x0108_0200, 0));
     let found = walk(&cfg, &ALL);
     let at: Vec<_> = found.iter().map(|f| f.bdf).collect();
@@ -96,10 +116,22 @@ fn bridge_loops_and_out_of_range_buses_walk_each_bus_once() {
     let cfg = FakeConfig::default();
     // Two bridges claim bus 1; bus 1's bridge points back to bus 0 and
     // another to bus 9, beyond the segment.
-    cfg.add(bdf(0, 1, 0), FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(1, 1));
-    cfg.add(bdf(0, 2, 0), FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(1, 1));
-    cfg.add(bdf(1, 0, 0), FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(0, 0));
-    cfg.add(bdf(1, 1, 0), FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(9, 9));
+    cfg.add(
+        bdf(0, 1, 0),
+        FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(1, 1),
+    );
+    cfg.add(
+        bdf(0, 2, 0),
+        FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(1, 1),
+    );
+    cfg.add(
+        bdf(1, 0, 0),
+        FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(0, 0),
+    );
+    cfg.add(
+        bdf(1, 1, 0),
+        FakeFn::new(0x1b36, 0xc, 0x0604_0000, 1).buses(9, 9),
+    );
     cfg.add(bdf(9, 0, 0), FakeFn::new(0x1234, 5, 0x0200_0000, 0));
     let seg = [Segment {
         seg: 0,
@@ -119,7 +151,11 @@ fn looping_capability_list_terminates() {
         bdf(0, 3, 0),
         FakeFn::new(0x1af4, 0x1042, 0x0100_0000, 0).caps(
             0x40,
-            &[(0x40, CAP_MSIX, 0x50), (0x50, CAP_PCIE, 0x60), (0x60, CAP_MSI, 0x40)],
+            &[
+                (0x40, CAP_MSIX, 0x50),
+                (0x50, CAP_PCIE, 0x60),
+                (0x60, CAP_MSI, 0x40),
+            ],
         ),
     );
     // A self-loop, and a pointer into the header.
