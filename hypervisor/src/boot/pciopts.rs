@@ -122,6 +122,7 @@ impl PciHide {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -162,7 +163,7 @@ mod tests {
         let nine = "0000:00,".repeat(8) + "0000:09";
         assert_eq!(PciHide::parse(&nine), Err("0000:09"));
         assert_eq!(
-            PciHide::parse(&"0000:00,".repeat(7).trim_end_matches(','))
+            PciHide::parse("0000:00,".repeat(7).trim_end_matches(','))
                 .unwrap()
                 .items()
                 .len(),

@@ -32,9 +32,9 @@ pub fn entry(d: &Device) -> PciDevice {
         class: f.class,
         subclass: f.subclass,
         prog_if: f.prog_if,
-        caps: u8::from(f.caps.msi != 0) * pvabi::PCI_CAP_MSI
-            | u8::from(f.caps.msix != 0) * pvabi::PCI_CAP_MSIX
-            | u8::from(f.caps.pcie != 0) * pvabi::PCI_CAP_PCIE,
+        caps: (u8::from(f.caps.msi != 0) * pvabi::PCI_CAP_MSI)
+            | (u8::from(f.caps.msix != 0) * pvabi::PCI_CAP_MSIX)
+            | (u8::from(f.caps.pcie != 0) * pvabi::PCI_CAP_PCIE),
         nr_bars: f.bars.len() as u8,
         ..Default::default()
     };

@@ -103,7 +103,7 @@ fn next_table(at: *mut u64) -> Result<*mut u64, MapError> {
 /// Call from one vCPU at a time.
 pub fn map(base: u64, len: u64) -> Result<Mmio, MapError> {
     let end = base.checked_add(len).ok_or(MapError::BadRange)?;
-    if len == 0 || base % PAGE != 0 || len % PAGE != 0 || end > 1 << 48 {
+    if len == 0 || !base.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE) || end > 1 << 48 {
         return Err(MapError::BadRange);
     }
     let pml4 = cr3() as *mut u64;
@@ -130,7 +130,7 @@ pub fn map(base: u64, len: u64) -> Result<Mmio, MapError> {
 impl Mmio {
     /// Reads the 32-bit register at `off` (4-aligned, inside the range).
     pub fn read32(&self, off: u64) -> Option<u32> {
-        if off % 4 != 0 || off.checked_add(4)? > self.len {
+        if !off.is_multiple_of(4) || off.checked_add(4)? > self.len {
             return None;
         }
         // SAFETY: inside a range `map` mapped; the hypervisor maps the
@@ -140,7 +140,7 @@ impl Mmio {
 
     /// Writes the 32-bit register at `off` (4-aligned, inside the range).
     pub fn write32(&self, off: u64, value: u32) -> Option<()> {
-        if off % 4 != 0 || off.checked_add(4)? > self.len {
+        if !off.is_multiple_of(4) || off.checked_add(4)? > self.len {
             return None;
         }
         // SAFETY: as in `read32`.

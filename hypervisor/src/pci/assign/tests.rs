@@ -1,4 +1,5 @@
 //! The assignment policy.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::pci::header::{Bar, BarKind, Caps};

@@ -1,4 +1,5 @@
 //! BAR mapping plans.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::pci::Bdf;

@@ -1,4 +1,5 @@
 //! Decoding, the write filter, and the live ops over a fake config space.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::domain::ids::DomainId;

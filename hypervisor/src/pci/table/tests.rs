@@ -1,4 +1,5 @@
 //! Descriptions, the summary line, release.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::boot::pciopts::{IommuMode, PciHide};

@@ -1,4 +1,5 @@
 //! The walker and header decoding over a fake config space.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
 use crate::pci::fake::{FakeConfig, FakeFn};
