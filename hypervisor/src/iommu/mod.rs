@@ -10,3 +10,4 @@
 pub mod bytes;
 pub mod dmar;
 pub mod ivrs;
+pub mod pt;
