@@ -166,7 +166,7 @@ impl<'a> Bytes<'a> {
 
 /// Fixes the checksum byte of a hand-made table (tests).
 #[cfg(test)]
-pub fn seal(t: &mut alloc::vec::Vec<u8>) {
+pub fn seal(t: &mut [u8]) {
     let len = t.len() as u32;
     t[4..8].copy_from_slice(&len.to_le_bytes());
     t[9] = 0;

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use alloc::vec::Vec;
 
 use super::super::bytes::{header, seal};

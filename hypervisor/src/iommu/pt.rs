@@ -132,7 +132,7 @@ impl IoPageTable {
     }
 
     fn check(&self, addr: u64) -> Result<(), PtError> {
-        if addr % PAGE != 0 || addr >= self.limit() {
+        if !addr.is_multiple_of(PAGE) || addr >= self.limit() {
             return Err(PtError::BadAddress(addr));
         }
         Ok(())
@@ -147,7 +147,7 @@ impl IoPageTable {
         mem: &mut M,
     ) -> Result<(), PtError> {
         self.check(dva)?;
-        if hpa % PAGE != 0 || hpa & !ADDR_MASK != 0 {
+        if !hpa.is_multiple_of(PAGE) || hpa & !ADDR_MASK != 0 {
             return Err(PtError::BadAddress(hpa));
         }
         let mut table = self.root;
