@@ -21,6 +21,8 @@ pub mod ivrs;
 pub mod pt;
 
 #[cfg(target_os = "none")]
+mod amdvi;
+#[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 mod mmio;
 #[cfg(target_os = "none")]
@@ -36,7 +38,7 @@ mod tables;
 mod vtd;
 
 #[cfg(target_os = "none")]
-pub use state::{attach, covers, detach, has_devices, init, poll_faults, present};
+pub use state::{attach, covers, detach, has_devices, init, poll_faults, present, vendor};
 
 use core::fmt;
 

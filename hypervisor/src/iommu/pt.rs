@@ -51,6 +51,19 @@ impl Format {
         }
     }
 
+    /// A not-present entry. VT-d: 0. AMD-Vi: PR = 0 with NextLevel = 1.
+    /// The unit ignores every other bit of a not-present entry (AMD IOMMU
+    /// spec 2.2.3), but QEMU 7.2's walker gives up silently on an all-zero
+    /// entry and logs IO_PAGE_FAULT only for a non-zero one that is not
+    /// present; a logged fault for DMA outside the domain is the point, so
+    /// empty entries are never zero.
+    fn empty(self) -> u64 {
+        match self {
+            Format::VtdSecondLevel => 0,
+            Format::AmdVi => 1 << 9,
+        }
+    }
+
     fn present(self, e: u64) -> bool {
         match self {
             Format::VtdSecondLevel => e & (VTD_R | VTD_W) != 0,
@@ -87,6 +100,17 @@ pub struct IoPageTable {
     tables: usize,
 }
 
+/// A table of `format`'s empty entries.
+fn new_table<M: TableMemory + ?Sized>(format: Format, mem: &mut M) -> Result<u64, PtError> {
+    let t = mem.alloc_table().ok_or(PtError::OutOfMemory)?;
+    if format.empty() != 0 {
+        for i in 0..512 {
+            mem.write_entry(t, i, format.empty());
+        }
+    }
+    Ok(t)
+}
+
 fn index(addr: u64, level: u32) -> usize {
     ((addr >> (12 + 9 * (level - 1))) & 0x1ff) as usize
 }
@@ -101,7 +125,7 @@ impl IoPageTable {
         if !(3..=4).contains(&levels) {
             return Err(PtError::BadAddress(0));
         }
-        let root = mem.alloc_table().ok_or(PtError::OutOfMemory)?;
+        let root = new_table(format, mem)?;
         Ok(Self {
             format,
             levels,
@@ -157,7 +181,7 @@ impl IoPageTable {
             table = if self.format.present(e) {
                 e & ADDR_MASK
             } else {
-                let t = mem.alloc_table().ok_or(PtError::OutOfMemory)?;
+                let t = new_table(self.format, mem)?;
                 self.tables += 1;
                 mem.write_entry(table, i, self.format.table_entry(t, level - 1));
                 t
@@ -176,7 +200,7 @@ impl IoPageTable {
     pub fn unmap<M: TableMemory + ?Sized>(&mut self, dva: u64, mem: &mut M) -> Option<u64> {
         self.check(dva).ok()?;
         let (table, i, e) = self.walk(dva, mem)?;
-        mem.write_entry(table, i, 0);
+        mem.write_entry(table, i, self.format.empty());
         Some(e & ADDR_MASK)
     }
 

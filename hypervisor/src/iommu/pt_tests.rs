@@ -82,6 +82,12 @@ fn amdvi_entries_carry_next_level() {
     pt.map(dva + 0x1000, 0x1000, false, &mut m).unwrap();
     let ro = m.read_entry(t, 8);
     assert_eq!(ro & (1 << 62), 0, "read-only: IW clear");
+    // Empty entries are not present but never zero (see `Format::empty`).
+    assert_eq!(m.read_entry(t, 9), 1 << 9);
+    assert_eq!(m.read_entry(pt.root(), 0), 1 << 9);
+    assert_eq!(pt.unmap(dva, &mut m), Some(0xabc_d000));
+    assert_eq!(m.read_entry(t, 7), 1 << 9);
+    assert_eq!(pt.translate(dva, &m), None);
     assert_eq!(pt.destroy(&mut m), 4);
 }
 

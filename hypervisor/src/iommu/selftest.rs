@@ -148,12 +148,27 @@ fn check(ok: &mut bool, what: &str, held: bool) {
     *ok &= held;
 }
 
+/// A fault-log check. QEMU 7.2's AMD-Vi never writes its event log
+/// (`amdvi_test_mask` ORs where it should AND, so `amdvi_log_event`
+/// always returns early; fixed upstream after 7.2), so under AMD-Vi the
+/// count is reported, not required; the boot test checks QEMU's own
+/// trace of the unit's page faults instead.
+fn check_fault(ok: &mut bool, what: &str, faults: usize) {
+    if super::vendor() == Some("AMD-Vi") {
+        println!(
+            "iommu-selftest: {what}: {faults} logged (not required: QEMU 7.2 AMD-Vi writes no events)"
+        );
+    } else {
+        check(ok, what, faults > 0);
+    }
+}
+
 /// Runs the test; true if every check held.
 pub fn run() -> bool {
     let present = super::present();
     println!(
         "iommu-selftest: IOMMU {}",
-        if present { "present" } else { "absent" }
+        super::vendor().unwrap_or("absent")
     );
     let Some((rid, edu)) = find() else {
         println!("iommu-selftest: FAIL");
@@ -178,7 +193,11 @@ pub fn run() -> bool {
     );
     check(&mut ok, "edu finished the hostile transfer", done);
     check(&mut ok, "hypervisor frame unchanged", intact);
-    check(&mut ok, "fault logged for the hostile DMA", faults > 0);
+    if present {
+        check_fault(&mut ok, "fault logged for the hostile DMA", faults);
+    } else {
+        check(&mut ok, "fault logged for the hostile DMA", faults > 0);
+    }
     if !present {
         println!("iommu-selftest: FAIL");
         return false;
@@ -227,10 +246,10 @@ pub fn run() -> bool {
     // Outside the domain: the victim's host address is not a GPA it owns.
     fill(victim, 0xaa);
     edu.dma(EDU_BUF, victim, true);
-    check(
+    check_fault(
         &mut ok,
         "DMA outside the domain faulted",
-        super::poll_faults() > 0,
+        super::poll_faults(),
     );
     check(&mut ok, "hypervisor frame unchanged", all(victim, 0xaa));
 
@@ -241,11 +260,7 @@ pub fn run() -> bool {
     }
     fill(dst, 0);
     edu.dma(EDU_BUF, 0x2000, true);
-    check(
-        &mut ok,
-        "DMA after detach faulted",
-        super::poll_faults() > 0,
-    );
+    check_fault(&mut ok, "DMA after detach faulted", super::poll_faults());
     check(&mut ok, "domain frame unchanged after detach", all(dst, 0));
     drop(mem);
     frames::free_frames(victim, 1);
