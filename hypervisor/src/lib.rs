@@ -47,6 +47,7 @@ pub mod evtchn;
 pub mod grant;
 #[deny(unsafe_code)]
 pub mod hypercall;
+pub mod iommu;
 #[deny(unsafe_code)]
 pub mod mm;
 #[deny(unsafe_code)]

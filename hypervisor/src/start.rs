@@ -292,6 +292,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         online += start_aps(topo, bsp_apic, trampoline, x2apic, cpu.fast_ap_start());
     }
 
+    // --- DMA remapping: every device blocked until assigned ---------------
+    crate::iommu::init(boot.rsdp);
+
     ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
     init_scheduler(online);
     // Every online CPU must take timer interrupts before we call it ready.
@@ -301,6 +304,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     let free_bytes = free * 4096;
     let hv_bytes = (image_end - image_start) + used * 4096 + bitmap_bytes;
     let boot_tsc = crate::arch::cpu::rdtsc().wrapping_sub(bootcpu::boot_tsc());
+    if opts.selftest == SelfTest::IommuDma {
+        exit::exit(crate::iommu::selftest::run());
+    }
     if opts.selftest != SelfTest::None {
         log::info!("running self-test {:?}", opts.selftest);
         crate::arch::selftest::run(opts.selftest);

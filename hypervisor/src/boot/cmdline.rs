@@ -139,6 +139,10 @@ pub enum SelfTest {
     WriteText,
     /// Jump into the hypervisor's data (mapped no-execute).
     ExecData,
+    /// `iommu-dma`: program QEMU's `edu` device to DMA where it must not
+    /// and where it may, and report what the IOMMU let through
+    /// (`iommu/selftest.rs`); ends with success only if every check held.
+    IommuDma,
 }
 
 impl Default for Options {
@@ -334,20 +338,21 @@ impl Options {
                 self.console = lookup("console", v, &CONSOLES, "com1, com2 or none")?;
             }
             "selftest" => {
-                const TESTS: [(&str, SelfTest); 6] = [
+                const TESTS: [(&str, SelfTest); 7] = [
                     ("none", SelfTest::None),
                     ("panic", SelfTest::Panic),
                     ("null-deref", SelfTest::NullDeref),
                     ("stack-overflow", SelfTest::StackOverflow),
                     ("write-text", SelfTest::WriteText),
                     ("exec-data", SelfTest::ExecData),
+                    ("iommu-dma", SelfTest::IommuDma),
                 ];
                 let v = needs_value("selftest")?;
                 self.selftest = lookup(
                     "selftest",
                     v,
                     &TESTS,
-                    "none, panic, null-deref, stack-overflow, write-text or exec-data",
+                    "none, panic, null-deref, stack-overflow, write-text, exec-data or iommu-dma",
                 )?;
             }
             "spec-ctrl" => {

@@ -17,6 +17,7 @@ mod domctl;
 mod evtchn;
 mod grant;
 mod guests;
+mod iommu;
 mod iso;
 mod lastwords;
 mod lifectl;

@@ -1,0 +1,388 @@
+//! The running IOMMU units and which device is attached to which domain.
+
+use alloc::collections::BTreeMap;
+use alloc::collections::btree_map::Entry;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::amdvi::{self, AmdVi};
+use super::dmar::{self, Dmar};
+use super::ivrs::{self, Ivhd};
+use super::pt::{Format, IoPageTable, PtError};
+use super::vtd::{self, Vtd};
+use super::{Bdf, IommuError};
+use crate::domain::ids::DomainId;
+use crate::domain::memory::{DomainMemory, FrameTables};
+use crate::sync::Mutex;
+
+const PAGE: u64 = 4096;
+
+enum Hw {
+    Vtd(alloc::boxed::Box<Vtd>),
+    Amd(AmdVi, Ivhd),
+}
+
+struct Unit {
+    segment: u16,
+    hw: Hw,
+}
+
+impl Unit {
+    fn base(&self) -> u64 {
+        match &self.hw {
+            Hw::Vtd(v) => v.base(),
+            Hw::Amd(a, _) => a.base(),
+        }
+    }
+
+    fn format(&self) -> (Format, u32) {
+        match &self.hw {
+            Hw::Vtd(v) => (Format::VtdSecondLevel, v.levels),
+            // 4 levels (48-bit device addresses): every unit has them
+            // (EFR.HATS is about 5 and 6 levels).
+            Hw::Amd(..) => (Format::AmdVi, 4),
+        }
+    }
+
+    /// The id the unit sees `rid`'s requests under (AMD-Vi aliases).
+    fn source(&self, rid: u16) -> u16 {
+        match &self.hw {
+            Hw::Vtd(_) => rid,
+            Hw::Amd(_, ivhd) => ivhd.source_id(rid).unwrap_or(rid),
+        }
+    }
+}
+
+/// One domain's DMA space on one unit, shared by its devices there.
+struct Space {
+    pt: IoPageTable,
+    devices: usize,
+}
+
+#[derive(Default)]
+struct State {
+    dmar: Option<Dmar>,
+    units: Vec<Unit>,
+    /// (segment, rid) → (unit index, domain).
+    attached: BTreeMap<(u16, u16), (usize, DomainId)>,
+    /// (unit index, domain) → its tables.
+    spaces: BTreeMap<(usize, DomainId), Space>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Finds the IOMMU units in the ACPI tables at `rsdp`, starts each with
+/// every device blocked, and logs one line per unit. Returns how many run.
+pub fn init(rsdp: Option<u64>) -> usize {
+    let mut st = State::default();
+    if let Some(bytes) = super::tables::find(rsdp, *b"DMAR") {
+        match dmar::parse(bytes) {
+            Ok(d) => {
+                start_vtd(&d, &mut st);
+                st.dmar = Some(d);
+            }
+            Err(e) => log::error!("iommu: DMAR rejected: {e}; VT-d left off"),
+        }
+    }
+    if let Some(bytes) = super::tables::find(rsdp, *b"IVRS") {
+        match ivrs::parse(bytes) {
+            Ok(r) => start_amd(&r, &mut st),
+            Err(e) => log::error!("iommu: IVRS rejected: {e}; AMD-Vi left off"),
+        }
+    }
+    let n = st.units.len();
+    if n == 0 {
+        log::info!("iommu: none found");
+    }
+    *STATE.lock() = Some(st);
+    n
+}
+
+fn start_vtd(d: &Dmar, st: &mut State) {
+    for (i, u) in d.units.iter().enumerate() {
+        match Vtd::start(u.base) {
+            Ok(hw) => {
+                let (feat, _) = hw.features();
+                let mut offers = String::new();
+                for (name, on) in feat {
+                    if on {
+                        offers.push_str(", ");
+                        offers.push_str(name);
+                    }
+                }
+                log::info!(
+                    "iommu: VT-d unit {i} at {:#x} ver {}.{} segment {}, {}-bit AGAW{offers}, {} domain ids{}; translation on, every device blocked",
+                    u.base,
+                    (hw.version >> 4) & 0xf,
+                    hw.version & 0xf,
+                    u.segment,
+                    hw.agaw_bits(),
+                    hw.domain_ids(),
+                    if u.include_all {
+                        ", all devices of its segment"
+                    } else {
+                        ""
+                    },
+                );
+                st.units.push(Unit {
+                    segment: u.segment,
+                    hw: Hw::Vtd(alloc::boxed::Box::new(hw)),
+                });
+            }
+            Err(e) => log::error!(
+                "iommu: VT-d unit {i} at {:#x} failed to start: {e:?}",
+                u.base
+            ),
+        }
+    }
+    if d.flags & 1 != 0 {
+        log::info!(
+            "iommu: interrupt remapping offered by the platform, not enabled yet (interrupts pass through unremapped)"
+        );
+    }
+    for r in &d.rmrrs {
+        log::warn!(
+            "iommu: RMRR {:#x}..={:#x} on segment {}: firmware DMA there is blocked too (RMRR identity maps not done yet)",
+            r.base,
+            r.limit,
+            r.segment
+        );
+    }
+}
+
+fn start_amd(r: &ivrs::Ivrs, st: &mut State) {
+    for (i, u) in r.units().enumerate() {
+        match AmdVi::start(u.base) {
+            Ok(hw) => {
+                // EFR bits (3.4.5): 2 XTSup (x2APIC interrupts), 4 GTSup
+                // (guest translation), 6 IASup (INVALIDATE_IOMMU_ALL),
+                // 7 GASup (guest virtual APIC), 8 HESup.
+                let efr = hw.efr;
+                let mut offers = String::new();
+                for (bit, name) in [(2, "XT"), (4, "GT"), (6, "IA"), (7, "GA"), (8, "HE")] {
+                    if efr & (1 << bit) != 0 {
+                        offers.push_str(", ");
+                        offers.push_str(name);
+                    }
+                }
+                log::info!(
+                    "iommu: AMD-Vi unit {i} at {:#x} (IVHD type {:#x}, device {}) segment {}, {} device ranges, EFR {efr:#x}{offers}; enabled, every device blocked; interrupt remapping not enabled yet",
+                    u.base,
+                    u.ty,
+                    Bdf(u.segment, u.iommu_devid),
+                    u.segment,
+                    u.ranges.len(),
+                );
+                st.units.push(Unit {
+                    segment: u.segment,
+                    hw: Hw::Amd(hw, u.clone()),
+                });
+            }
+            Err(e) => log::error!(
+                "iommu: AMD-Vi unit {i} at {:#x} failed to start: {e:?}",
+                u.base
+            ),
+        }
+    }
+    if !r.memory.is_empty() {
+        log::warn!(
+            "iommu: {} IVMD ranges: firmware DMA there is blocked too (unity maps not done yet)",
+            r.memory.len()
+        );
+    }
+}
+
+/// The kind of the first running unit: `"VT-d"` or `"AMD-Vi"`.
+pub fn vendor() -> Option<&'static str> {
+    let guard = STATE.lock();
+    guard.as_ref()?.units.first().map(|u| match u.hw {
+        Hw::Vtd(_) => "VT-d",
+        Hw::Amd(..) => "AMD-Vi",
+    })
+}
+
+/// Whether any IOMMU unit runs.
+pub fn present() -> bool {
+    STATE.lock().as_ref().is_some_and(|s| !s.units.is_empty())
+}
+
+fn unit_of(st: &State, seg: u16, rid: u16) -> Option<usize> {
+    if let Some(d) = st.dmar.as_ref()
+        && let Some(i) = d.unit_for(seg, rid)
+    {
+        // DMAR indices count every DRHD; ours only the started ones.
+        let base = d.units.get(i)?.base;
+        return st
+            .units
+            .iter()
+            .position(|u| u.base() == base && u.segment == seg);
+    }
+    st.units.iter().position(|u| match &u.hw {
+        Hw::Amd(_, ivhd) => u.segment == seg && ivhd.source_id(rid).is_some(),
+        Hw::Vtd(_) => false,
+    })
+}
+
+/// Whether a running unit translates the device `(seg, rid)`.
+pub fn covers(seg: u16, rid: u16) -> bool {
+    STATE
+        .lock()
+        .as_ref()
+        .is_some_and(|s| unit_of(s, seg, rid).is_some())
+}
+
+/// Whether any device is attached to `dom` (its memory may then be
+/// reached by DMA: see docs/threat-model.md, *IOMMU*).
+pub fn has_devices(dom: DomainId) -> bool {
+    STATE
+        .lock()
+        .as_ref()
+        .is_some_and(|s| s.attached.values().any(|(_, d)| *d == dom))
+}
+
+/// The unit's domain id for `dom`: ours + 1, as VT-d reserves 0 when
+/// the unit caches not-present entries (VT-d 6.2.2, CAP.CM) and we use
+/// 0 for blocked AMD-Vi entries; kept within what the unit supports.
+fn did(u: &Unit, dom: DomainId) -> u16 {
+    let max = match &u.hw {
+        Hw::Vtd(v) => v.domain_ids(),
+        Hw::Amd(..) => 1 << 16,
+    };
+    ((dom.0.wrapping_add(1)) % max).max(1) as u16
+}
+
+/// Lets `(seg, rid)` DMA into `dom`'s memory: every present page of
+/// `mem`, GPA → HPA, writable; nothing else. The first device of a
+/// domain on a unit builds the domain's tables there.
+pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(), IommuError> {
+    let mut guard = STATE.lock();
+    let st = guard.as_mut().ok_or(IommuError::NoIommu)?;
+    if st.units.is_empty() {
+        return Err(IommuError::NoIommu);
+    }
+    if st.attached.contains_key(&(seg, rid)) {
+        return Err(IommuError::AlreadyAttached { seg, rid });
+    }
+    let u = unit_of(st, seg, rid).ok_or(IommuError::NotCovered { seg, rid })?;
+    let (format, levels) = st.units[u].format();
+    let mut tables = FrameTables::default();
+    if let Entry::Vacant(slot) = st.spaces.entry((u, dom)) {
+        let mut pt =
+            IoPageTable::new(format, levels, &mut tables).map_err(|_| IommuError::NoMemory)?;
+        let mut gpa = 0;
+        while gpa < mem.phys_size() {
+            if let Some(hpa) = mem.frame(gpa)
+                && let Err(e) = pt.map(gpa, hpa, true, &mut tables)
+            {
+                pt.destroy(&mut tables);
+                return Err(match e {
+                    PtError::OutOfMemory => IommuError::NoMemory,
+                    _ => IommuError::BadAddress(gpa),
+                });
+            }
+            gpa += PAGE;
+        }
+        slot.insert(Space { pt, devices: 0 });
+    }
+    let Some(space) = st.spaces.get_mut(&(u, dom)) else {
+        return Err(IommuError::NoMemory);
+    };
+    let unit = &mut st.units[u];
+    let did = did(unit, dom);
+    let root = space.pt.root();
+    let source = unit.source(rid);
+    match &mut unit.hw {
+        Hw::Vtd(v) => v.set_context(source, Some((root, did))).map_err(vtd_err)?,
+        Hw::Amd(a, _) => a
+            .set_dte(source, Some((root, levels, did)), 0)
+            .map_err(amd_err)?,
+    }
+    space.devices += 1;
+    st.attached.insert((seg, rid), (u, dom));
+    log::info!("iommu: {} attached to domain {dom}", Bdf(seg, rid));
+    Ok(())
+}
+
+/// Blocks `(seg, rid)`'s DMA again. When this returns the unit's caches
+/// are invalidated and the invalidation has completed, so the caller may
+/// free the domain's frames. The domain's tables go with its last device.
+pub fn detach(seg: u16, rid: u16) -> Result<(), IommuError> {
+    let mut guard = STATE.lock();
+    let st = guard.as_mut().ok_or(IommuError::NoIommu)?;
+    let Some(&(u, dom)) = st.attached.get(&(seg, rid)) else {
+        return Ok(());
+    };
+    let unit = &mut st.units[u];
+    let did = did(unit, dom);
+    let source = unit.source(rid);
+    match &mut unit.hw {
+        Hw::Vtd(v) => v.set_context(source, None).map_err(vtd_err)?,
+        Hw::Amd(a, _) => a.set_dte(source, None, did).map_err(amd_err)?,
+    }
+    st.attached.remove(&(seg, rid));
+    if let Some(space) = st.spaces.get_mut(&(u, dom)) {
+        space.devices -= 1;
+        if space.devices == 0
+            && let Some(space) = st.spaces.remove(&(u, dom))
+        {
+            space.pt.destroy(&mut FrameTables::default());
+        }
+    }
+    log::info!(
+        "iommu: {} detached from domain {dom}, its DMA blocked",
+        Bdf(seg, rid)
+    );
+    Ok(())
+}
+
+fn vtd_err(e: vtd::VtdError) -> IommuError {
+    match e {
+        vtd::VtdError::Timeout(what) => IommuError::Hardware(what),
+        vtd::VtdError::NoMemory => IommuError::NoMemory,
+        _ => IommuError::Hardware("register access"),
+    }
+}
+
+fn amd_err(e: amdvi::AmdViError) -> IommuError {
+    match e {
+        amdvi::AmdViError::Timeout(what) => IommuError::Hardware(what),
+        amdvi::AmdViError::NoMemory => IommuError::NoMemory,
+        amdvi::AmdViError::Map(_) => IommuError::Hardware("register access"),
+    }
+}
+
+/// Logs every fault the units recorded since the last call, once each;
+/// returns how many.
+pub fn poll_faults() -> usize {
+    let guard = STATE.lock();
+    let Some(st) = guard.as_ref() else { return 0 };
+    let mut n = 0;
+    for (i, u) in st.units.iter().enumerate() {
+        match &u.hw {
+            Hw::Vtd(v) => v.take_faults(|f| {
+                n += 1;
+                log::warn!(
+                    "iommu: DMA fault on VT-d unit {i}: device {} {} at {:#x}: reason {} ({})",
+                    Bdf(u.segment, f.source),
+                    if f.write { "write" } else { "read" },
+                    f.addr,
+                    f.reason,
+                    vtd::reason_text(f.reason)
+                );
+            }),
+            Hw::Amd(a, _) => a.take_events(|e| {
+                n += 1;
+                log::warn!(
+                    "iommu: DMA fault on AMD-Vi unit {i}: device {} {} at {:#x}: event {} ({}), flags {:#x}",
+                    Bdf(u.segment, e.devid),
+                    if e.write { "write" } else { "read" },
+                    e.addr,
+                    e.code,
+                    amdvi::event_text(e.code),
+                    e.flags
+                );
+            }),
+        }
+    }
+    n
+}
