@@ -266,6 +266,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             (None, 1)
         }
     };
+    // DMA remapping first, every device blocked until assigned: the PCI
+    // policy below asks it which devices a unit covers.
+    crate::iommu::init(boot.rsdp);
     // Before the other CPUs start: ECAM is remapped uncached here.
     enumerate_pci(boot, opts);
     let mut online = 1usize;
@@ -291,9 +294,6 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         }
         online += start_aps(topo, bsp_apic, trampoline, x2apic, cpu.fast_ap_start());
     }
-
-    // --- DMA remapping: every device blocked until assigned ---------------
-    crate::iommu::init(boot.rsdp);
 
     ONLINE_CPUS.store(online as u32, Ordering::Relaxed);
     init_scheduler(online);

@@ -7,11 +7,11 @@
 //! that can bus-master with no fence can write anywhere in memory, the
 //! hypervisor included (docs/threat-model.md, *PCI*).
 //!
-//! The IOMMU side lives in `crate::iommu` (another branch). It is reached
-//! through three functions here and nowhere else: [`iommu_covers`],
-//! [`fence_attach`] and [`fence_detach`]. On this branch they say "no
-//! IOMMU" and succeed without doing anything; the lead connects them at
-//! merge.
+//! The IOMMU side lives in `crate::iommu`. It is reached through three
+//! functions here and nowhere else: [`iommu_covers`], [`fence_attach`]
+//! and [`fence_detach`]. On the host (unit tests) there is no IOMMU
+//! driver: nothing is covered, and only [`Fence::Unsafe`] can be
+//! attached.
 
 use core::fmt;
 
@@ -19,6 +19,8 @@ use super::Bdf;
 use super::header::Function;
 use crate::boot::pciopts::{IommuMode, PciHide};
 use crate::domain::ids::DomainId;
+use crate::domain::memory::DomainMemory;
+use crate::iommu::IommuError;
 
 /// What keeps a device's DMA inside its owner's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +33,16 @@ pub enum Fence {
     None,
 }
 
-/// LEAD: connect to `crate::iommu::covers(bdf.seg, bdf.rid())` at merge
-/// (the IOMMU branch). Whether an IOMMU unit translates this requester's
-/// DMA. Without that branch there is no IOMMU driver: never.
+/// Whether a running IOMMU unit translates this requester's DMA (never on
+/// the host, which has no IOMMU driver).
 fn iommu_covers(bdf: Bdf) -> bool {
-    let _ = (bdf.seg, bdf.rid());
-    false
+    #[cfg(target_os = "none")]
+    return crate::iommu::covers(bdf.seg, bdf.rid());
+    #[cfg(not(target_os = "none"))]
+    {
+        let _ = bdf;
+        false
+    }
 }
 
 /// The fence a device would have if it were assigned now.
@@ -54,29 +60,50 @@ pub fn dma_fence(bdf: Bdf, mode: IommuMode) -> Fence {
 
 /// Why the IOMMU refused to attach or detach a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FenceError;
+pub struct FenceError(pub IommuError);
 
 impl fmt::Display for FenceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the IOMMU could not fence the device")
+        write!(f, "the IOMMU could not fence the device: {}", self.0)
     }
 }
 
-/// LEAD: connect to `crate::iommu::attach(bdf.seg, bdf.rid(), dom)` at
-/// merge. Points the device's DMA at `dom`'s guest-physical map; runs
-/// before the device is recorded as `dom`'s. Here: nothing to do.
-pub fn fence_attach(bdf: Bdf, dom: DomainId, fence: Fence) -> Result<(), FenceError> {
-    let _ = (bdf, dom, fence);
-    Ok(())
+/// Points the device's DMA at `dom`'s guest-physical map (`mem`, every
+/// page it holds now) when `fence` is [`Fence::Iommu`]; runs before the
+/// device is recorded as `dom`'s. [`Fence::Unsafe`]: nothing to build.
+pub fn fence_attach(
+    bdf: Bdf,
+    dom: DomainId,
+    mem: &DomainMemory,
+    fence: Fence,
+) -> Result<(), FenceError> {
+    match fence {
+        #[cfg(target_os = "none")]
+        Fence::Iommu => crate::iommu::attach(bdf.seg, bdf.rid(), dom, mem).map_err(FenceError),
+        #[cfg(not(target_os = "none"))]
+        Fence::Iommu => {
+            let _ = (dom, mem);
+            Err(FenceError(IommuError::NotCovered {
+                seg: bdf.seg,
+                rid: bdf.rid(),
+            }))
+        }
+        Fence::Unsafe => Ok(()),
+        Fence::None => Err(FenceError(IommuError::NoIommu)),
+    }
 }
 
-/// LEAD: connect to `crate::iommu::detach(bdf.seg, bdf.rid())` at merge.
-/// Cuts the device's DMA off (blocked). Runs before any frame of the
-/// owner is freed (`domain/lifecycle.rs`, `Drop for Domain`, through
-/// [`super::table::release_domain`]). Here: nothing to do.
-pub fn fence_detach(bdf: Bdf, dom: DomainId) -> Result<(), FenceError> {
-    let _ = (bdf, dom);
-    Ok(())
+/// Cuts the device's DMA off (blocked, the unit's caches invalidated and
+/// the invalidation complete) when it was attached through the IOMMU.
+/// Runs before any frame of the owner is freed (`domain/lifecycle.rs`,
+/// `Drop for Domain`, through [`super::table::release_domain`]).
+pub fn fence_detach(bdf: Bdf, dom: DomainId, fence: Fence) -> Result<(), FenceError> {
+    let _ = dom;
+    match fence {
+        #[cfg(target_os = "none")]
+        Fence::Iommu => crate::iommu::detach(bdf.seg, bdf.rid()).map_err(FenceError),
+        _ => Ok(()),
+    }
 }
 
 /// Why the hypervisor keeps a device.
@@ -87,6 +114,8 @@ pub enum Keep {
     /// that reaches the hypervisor's serial port, would move devices under
     /// every owner).
     Bridge,
+    /// An IOMMU (class 08.06): the hypervisor programs it.
+    Iommu,
     /// Its I/O BAR holds the hypervisor's console UART.
     Console,
     /// `pci-hide=` names it.
@@ -101,8 +130,9 @@ pub enum Keep {
 
 impl Keep {
     /// Every reason, in the order the summary lists them.
-    pub const ALL: [Keep; 6] = [
+    pub const ALL: [Keep; 7] = [
         Keep::Bridge,
+        Keep::Iommu,
         Keep::Console,
         Keep::Hidden,
         Keep::NoIommu,
@@ -114,6 +144,7 @@ impl Keep {
     pub fn name(self) -> &'static str {
         match self {
             Self::Bridge => "bridge",
+            Self::Iommu => "IOMMU",
             Self::Console => "hypervisor console",
             Self::Hidden => "pci-hide",
             Self::NoIommu => "no IOMMU covers it and iommu=off-unsafe is not set",
@@ -141,6 +172,12 @@ pub struct Policy {
 pub fn decide(f: &Function, p: &Policy) -> Result<Fence, Keep> {
     if f.is_bridge() {
         return Err(Keep::Bridge);
+    }
+    // Class 08.06 is an IOMMU (the AMD IOMMU is a PCI function): a guest
+    // that owned it could move its register block or rewrite its config
+    // behind the hypervisor, which programs it.
+    if f.class == 0x08 && f.subclass == 0x06 {
+        return Err(Keep::Iommu);
     }
     if let Some(port) = p.console_port
         && f.bars.iter().any(|b| {

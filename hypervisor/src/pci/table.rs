@@ -86,7 +86,6 @@ static SUMMARIZED: AtomicBool = AtomicBool::new(false);
 /// everything is kept.
 pub fn assign_boot(domain: Option<&Domain>) {
     SUMMARIZED.store(true, Ordering::Relaxed);
-    let dom = domain.map(|d| d.id);
     let mut t = DEVICES.lock();
     let all_bars: Vec<(Bdf, u64, u64)> = t
         .iter()
@@ -102,21 +101,21 @@ pub fn assign_boot(domain: Option<&Domain>) {
         if d.owner.is_some() {
             continue;
         }
-        let Some(dom) = dom else {
+        let Some(domain) = domain else {
             d.policy = Err(Keep::NoDom0);
             continue;
         };
-        match assign::fence_attach(d.f.bdf, dom, fence) {
+        let dom = domain.id;
+        let fenced = assign::fence_attach(d.f.bdf, dom, &domain.inner.lock().mem, fence);
+        match fenced {
             Ok(()) => {
                 d.owner = Some(dom);
-                if let Some(domain) = domain {
-                    let others: Vec<(u64, u64)> = all_bars
-                        .iter()
-                        .filter(|(b, _, _)| *b != d.f.bdf)
-                        .map(|&(_, s, l)| (s, l))
-                        .collect();
-                    d.mapped = map_bars(domain, &d.f, &others);
-                }
+                let others: Vec<(u64, u64)> = all_bars
+                    .iter()
+                    .filter(|(b, _, _)| *b != d.f.bdf)
+                    .map(|&(_, s, l)| (s, l))
+                    .collect();
+                d.mapped = map_bars(domain, &d.f, &others);
             }
             Err(e) => {
                 log::warn!("pci: {} kept: {e}", d.f.bdf);
@@ -199,7 +198,8 @@ pub fn summary(t: &[Device]) -> String {
 pub fn release_domain(dom: DomainId) {
     let mut t = DEVICES.lock();
     for d in t.iter_mut().filter(|d| d.owner == Some(dom)) {
-        if let Err(e) = assign::fence_detach(d.f.bdf, dom) {
+        let fence = d.policy.unwrap_or(Fence::None);
+        if let Err(e) = assign::fence_detach(d.f.bdf, dom, fence) {
             // The device keeps an owner that no longer exists rather than
             // being handed to anyone else with its DMA still live.
             log::error!(

@@ -1,13 +1,14 @@
 //! PCI (issue 14, first slice; `docs/pci.md`): the hypervisor enumerates
 //! the machine's PCI functions (ECAM from the MCFG on QEMU's q35, the
 //! legacy 0xCF8/0xCFC ports on Bochs' i440FX), gives dom0 the assignable
-//! ones when DMA is fenced (here: only with `iommu=off-unsafe`, as this
-//! branch has no IOMMU driver), maps their memory BARs into dom0 at
+//! ones when DMA is fenced (an IOMMU unit covers them, or
+//! `iommu=off-unsafe`), maps their memory BARs into dom0 at
 //! GPA = HPA, uncached, and filters config-space access.
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
 //! | `pci_qemu_assigned` | q35 GRUB ISO, dom0 only, virtio-blk 00:03, virtio-net 00:04, NVMe 00:05, edu 00:06; `iommu=off-unsafe pci-hide=0000:00:1f.3` | the warning; one line per function with ids, class, BARs; bridges and the hidden SMBus kept; `pci: 8 devices, 5 assigned to dom0, 3 kept (2 bridge, 1 pci-hide)`; dom0 lists its five, reads each one's ids through the config hypercall, reads the NVMe version register and the edu identification and liveness registers through BAR0 |
+//! | `pci_qemu_behind_vtd`, `pci_qemu_behind_amdvi` | the same machine with `intel-iommu` / `amd-iommu` first, no `iommu=` | no warning; every non-bridge device attached to dom0 through the unit, dom0 reads NVMe and edu registers through BAR0; the AMD IOMMU's own function 00:01.0 kept |
 //! | `pci_qemu_no_iommu` | the same machine and modules, no `iommu=` | no warning; every function listed, none assigned, the reason on each line and in the summary; dom0 has no device |
 //! | `pci_qemu_hostile` | q35 GRUB ISO, no dom0, edu 00:06, `pcihostile` twice | the config hypercalls on a device the guest does not own, on a missing one and with bad arguments fail with the documented errors; the guest that then maps the edu's BAR0 into its own page tables and reads it is killed for touching memory outside its own |
 //! | `pci_bochs_legacy` | Bochs i440FX (VT-x), dom0, `iommu=off-unsafe` | no MCFG: the legacy ports; the host, ISA and power-management bridges kept, the IDE and USB functions given to dom0, which reads their ids through the config hypercall (legacy ports) |
@@ -55,12 +56,22 @@ fn devices(test: &str) -> Vec<String> {
 /// dom0 alone on q35 with the four devices and `options`, until dom0 has
 /// reported its devices.
 fn qemu_dom0(test: &str, options: &str) -> Outcome {
+    qemu_dom0_behind(test, options, None, 8)
+}
+
+/// [`qemu_dom0`] with an IOMMU (`intel-iommu` or `amd-iommu`, placed
+/// before the devices as QEMU requires) and the number of functions the
+/// machine then has.
+fn qemu_dom0_behind(test: &str, options: &str, iommu: Option<&str>, functions: usize) -> Outcome {
     let iso = shared_iso(
         &format!("{test}.iso"),
         &format!("exit=qemu dom0 loglevel=info {options}"),
         &[guest_module("dom0", "dom0", "")],
     );
     let mut vm = iso_vm(&iso, 1, "128M");
+    if let Some(unit) = iommu {
+        vm.extra.extend(["-device".into(), unit.into()]);
+    }
     vm.extra.extend(devices(test).into_iter().map(Into::into));
     let o = run_until(test, vm, BIOS_TIMEOUT_S, Some(&[DOM0_DONE]));
     {
@@ -76,7 +87,7 @@ fn qemu_dom0(test: &str, options: &str) -> Outcome {
         );
         assert!(o.line("killed").is_none(), "{test}: a domain was killed");
         o.expect_line("pci: segment 0000 buses 00-ff ECAM at 0xb0000000");
-        o.expect_line("pci: 8 functions through ECAM");
+        o.expect_line(&format!("pci: {functions} functions through ECAM"));
         o.expect_line("pci: 0000:00:00.0 8086:29c0 class 06.00 kept: bridge");
         o.expect_line("pci: 0000:00:1f.0 8086:2918 class 06.01 kept: bridge");
     }
@@ -137,6 +148,55 @@ fn pci_qemu_assigned() {
     o.expect_line("dom0: pci 0000:00:05.0 nvme: version 1.4 through BAR0");
     // edu: identification 0x010000ed; liveness returns the inverse.
     o.expect_line("dom0: pci 0000:00:06.0 edu: id 0x010000ed, liveness 0xedcba987 through BAR0");
+}
+
+/// Behind a real IOMMU, with no `iommu=` option: every device dom0 gets is
+/// fenced by the unit (attached to dom0's memory) and its BARs still work.
+fn behind_iommu(test: &str, unit: &str, functions: usize) -> Outcome {
+    let o = qemu_dom0_behind(test, "", Some(unit), functions);
+    {
+        let _r = ReportOnPanic(&o);
+        assert!(
+            o.line("assigned with no DMA isolation").is_none(),
+            "{test}: no warning without the option"
+        );
+        assert!(
+            o.line("kept: no IOMMU").is_none(),
+            "{test}: a device not covered"
+        );
+        assigned_line(&o, "0000:00:03.0 1af4:1001 class 01.00 BAR0 io ");
+        assigned_line(&o, "0000:00:05.0 1b36:0010 class 01.08 BAR0 mem64 ");
+        assigned_line(&o, "0000:00:06.0 1234:11e8 class 00.ff BAR0 mem32 0x");
+        o.expect_line("dom0: pci 0000:00:05.0 nvme: version 1.4 through BAR0");
+        o.expect_line(
+            "dom0: pci 0000:00:06.0 edu: id 0x010000ed, liveness 0xedcba987 through BAR0",
+        );
+        assert!(o.line("MISMATCH").is_none() && o.line("failed").is_none());
+    }
+    o
+}
+
+#[test]
+fn pci_qemu_behind_vtd() {
+    let o = behind_iommu("pci_qemu_behind_vtd", "intel-iommu", 8);
+    let _r = ReportOnPanic(&o);
+    o.expect_line("iommu: VT-d unit 0 at ");
+    o.expect_line("pci: 8 devices, 6 assigned to dom0, 2 kept (2 bridge)");
+}
+
+#[test]
+fn pci_qemu_behind_amdvi() {
+    // The AMD IOMMU is itself a PCI function (00:01.0 here, before the
+    // devices): a ninth function, which the hypervisor keeps.
+    let o = behind_iommu("pci_qemu_behind_amdvi", "amd-iommu", 9);
+    let _r = ReportOnPanic(&o);
+    o.expect_line("iommu: AMD-Vi unit 0 at ");
+    o.expect_line("pci: 0000:00:01.0 1022:0008 class 08.06 msi kept: IOMMU");
+    o.expect_line("pci: 9 devices, 6 assigned to dom0, 3 kept (2 bridge, 1 IOMMU)");
+    assert!(
+        o.line("dom0: pci 0000:00:01.0").is_none(),
+        "dom0 got the IOMMU"
+    );
 }
 
 #[test]

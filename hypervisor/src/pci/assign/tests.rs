@@ -82,8 +82,34 @@ fn bridges_console_and_hidden_are_kept_first() {
 }
 
 #[test]
-fn fence_hooks_succeed_until_connected() {
+fn fences_without_an_iommu() {
     let b = func(3, 1, 0, None).bdf;
-    assert_eq!(fence_attach(b, DomainId(0), Fence::Unsafe), Ok(()));
-    assert_eq!(fence_detach(b, DomainId(0)), Ok(()));
+    let mem = DomainMemory::new(crate::domain::memory::CHUNK).unwrap();
+    // iommu=off-unsafe: nothing to build or tear down.
+    assert_eq!(fence_attach(b, DomainId(0), &mem, Fence::Unsafe), Ok(()));
+    assert_eq!(fence_detach(b, DomainId(0), Fence::Unsafe), Ok(()));
+    // No unit: neither an IOMMU fence nor none at all attaches.
+    assert!(fence_attach(b, DomainId(0), &mem, Fence::Iommu).is_err());
+    assert_eq!(
+        fence_attach(b, DomainId(0), &mem, Fence::None),
+        Err(FenceError(IommuError::NoIommu))
+    );
+}
+
+#[test]
+fn an_iommu_function_is_always_kept() {
+    // The AMD IOMMU's own PCI function (class 08.06), even with the fence
+    // off: its owner could move the unit's registers.
+    let mut f = func(1, 0x08, 0, None);
+    f.subclass = 0x06;
+    assert_eq!(
+        decide(&f, &policy(IommuMode::OffUnsafe, "")),
+        Err(Keep::Iommu)
+    );
+    // Other system peripherals (08.xx) follow the usual policy.
+    f.subclass = 0x80;
+    assert_eq!(
+        decide(&f, &policy(IommuMode::OffUnsafe, "")),
+        Ok(Fence::Unsafe)
+    );
 }
