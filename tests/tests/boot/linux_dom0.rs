@@ -6,6 +6,8 @@
 //! | test | machine | asserts |
 //! |---|---|---|
 //! | `linux_dom0_qemu_hvctl` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB, COM2 a socket for `hvctl` | `lx-off` (boot config) runs `/init`'s `cpus` check and powers off: `result=exited code=0`; `hvctl create` of `lx-panic` (`kestrel.end=panic`: `/init` exits): `result=crashed` and `Kernel panic - not syncing: Attempted to kill init!` on its console; `lx-shell` (`kestrel.shell=1`): `list`/`info` show it, `pause`/`unpause` change its state, `destroy` ends it `result=destroyed` and the host's free memory is what it was before the create; `lx-con`: through `hvctl console`, `echo $((6*7))` prints `42`, Ctrl-C during `sleep 100` gives the prompt back within seconds with `$?` = 130 (SIGINT reached the child, the shell lives on), `poweroff` ends it `result=exited code=0`; no `WARNING:`, `BUG:`, `unchecked MSR access`, `general protection` in any Linux console |
+//! | `linux_dom0_qemu_20` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | create → `/init`'s shell marker → destroy (+ `forget`) of a 32 MiB Linux domain 20 times on one boot; each round's marker is its own (the nth line), and the host's free memory is back to the byte after each destroy |
+//! | `linux_dom0_qemu_isolation` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | two Linux domains (`kestrel.checks=cpus,sleep`) and `oob` (writes outside its memory) from one boot configuration: `oob` is killed (`outside its memory`) after both Linux domains were created and before either ended; both ran their checks and ended `exited code=0` |
 //! | `linux_dom0_toml_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | dom0 starts `lx` from its boot configuration (`kestrel.checks=cpus kestrel.end=panic`): `/init` ran its check, then exited: `result=crashed code=1` with the panic text on its console; no bad kernel line (one domain: a run stops at one line, and the crash is the later end) |
 
 use std::path::Path;
@@ -337,5 +339,80 @@ fn linux_dom0_qemu_20() {
         .filter(|l| l.starts_with("[lx] kestrel-linux: shell on hvc0"))
         .count();
     assert_eq!(shells, ROUNDS, "{test}: shell markers");
+    assert_clean(&o);
+}
+
+/// Two Linux domains and the hostile `oob` guest (it writes outside its
+/// memory) at once: `oob` is killed while both run, and both finish
+/// `/init`'s checks and power off.
+#[test]
+fn linux_dom0_qemu_isolation() {
+    let test = "linux_dom0_qemu_isolation";
+    let [vmlinux, initramfs] = linux_modules();
+    // `oob` last: dom0 creates in order, so both Linux domains exist when
+    // it runs.
+    let config = format!(
+        "{}{}[[domain]]\nname = \"oob\"\nimage = \"oob\"\nmemory = 4\n",
+        linux_toml("lx-a", 48, "quiet kestrel.checks=cpus,sleep"),
+        linux_toml("lx-b", 48, "quiet kestrel.checks=cpus,sleep"),
+    );
+    let modules = vec![
+        guest_module("dom0", "dom0", ""),
+        vmlinux,
+        initramfs,
+        guest_module("oob", "oob", ""),
+        config_module(test, &config),
+    ];
+    let (vm, sock, log) = mgmt_vm_sized(test, &modules, 2, "256M");
+    let qemu = std::thread::spawn(move || {
+        run_until(test, vm, 600, Some(&["[end] kestrel-linux: init reached"]))
+    });
+    let session = std::panic::catch_unwind(|| {
+        expect(&log, "name=oob result=killed", 180, "oob killed");
+        for lx in ["lx-a", "lx-b"] {
+            expect(&log, &format!("[{lx}] kestrel-check: sleep1_cs="), 120, lx);
+            expect(
+                &log,
+                &format!("name={lx} result=exited code=0"),
+                60,
+                &format!("{lx} end"),
+            );
+        }
+    });
+    create(&sock, test, "end", &linux_toml("end", 32, "quiet"));
+    let o = qemu
+        .join()
+        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let _report = ReportOnPanic(&o);
+    if let Err(e) = session {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
+    o.assert_killed("oob", &["outside its memory"]);
+    // Through dom0, which drains a console after its domain ended too.
+    o.expect_line("[oob] writing to guest-physical");
+    // The kill came while both Linux domains were alive: after both were
+    // created, before either ended.
+    let at = |needle: &str| {
+        o.lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{test}: no line with `{needle}`"))
+    };
+    let killed = at("name=oob result=killed");
+    for lx in ["lx-a", "lx-b"] {
+        assert!(
+            at(&format!("({lx}) created by domain 1 (dom0)")) < killed
+                && killed < at(&format!("name={lx} result=exited code=0")),
+            "{test}: oob was not killed while {lx} ran"
+        );
+        o.assert_domain(lx, "exited", 0);
+        assert!(
+            o.lines
+                .iter()
+                .any(|l| l.starts_with(&format!("[{lx}] kestrel-check: cpus=1"))),
+            "{test}: {lx} did not run its checks"
+        );
+    }
     assert_clean(&o);
 }
