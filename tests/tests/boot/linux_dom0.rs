@@ -5,7 +5,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `linux_dom0_qemu_hvctl` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB, COM2 a socket for `hvctl` | `lx-off` (boot config) runs `/init`'s `cpus` check and powers off: `result=exited code=0`; `hvctl create` of `lx-panic` (`kestrel.end=panic`: `/init` exits): `result=crashed` and `Kernel panic - not syncing: Attempted to kill init!` on its console; `lx-shell` (`kestrel.shell=1`): `list`/`info` show it, `pause`/`unpause` change its state, `destroy` ends it `result=destroyed` and the host's free memory is what it was before the create; `lx-con`: through `hvctl console`, `echo $((6*7))` prints `42`, Ctrl-C during `sleep 100` gives the prompt back within seconds with `$?` = 130 (SIGINT reached the child, the shell lives on), `poweroff` ends it `result=exited code=0`; no `WARNING:`, `BUG:`, `unchecked MSR access`, `general protection` in any Linux console |
+//! | `linux_dom0_qemu_hvctl` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB, COM2 a socket for `hvctl` | `lx-off` (boot config) runs `/init`'s `cpus` check and powers off: `result=exited code=0`; `hvctl create` of `lx-panic` (`kestrel.end=panic`: `/init` exits): `result=crashed` and `Kernel panic - not syncing: Attempted to kill init!` on its console; `lx-shell` (`kestrel.shell=1`): `list`/`info` show it, `pause`/`unpause` change its state, `destroy` ends it `result=destroyed` and the host's free memory is what it was before the create; `lx-con`: through `hvctl console`, `echo $((6*7))` prints `42`, Backspace and cursor-left editing work, Ctrl-C during `sleep 100` gives the prompt back within seconds with `$?` = 130 (SIGINT reached the child, the shell lives on), `poweroff` ends it `result=exited code=0`; no `WARNING:`, `BUG:`, `unchecked MSR access`, `general protection` in any Linux console |
 //! | `linux_dom0_qemu_20` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | create → `/init`'s shell marker → destroy (+ `forget`) of a 32 MiB Linux domain 20 times on one boot; each round's marker is its own (the nth line), and the host's free memory is back to the byte after each destroy |
 //! | `linux_dom0_qemu_isolation` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | two Linux domains (`kestrel.checks=cpus,sleep`) and `oob` (writes outside its memory) from one boot configuration: `oob` is killed (`outside its memory`) after both Linux domains were created and before either ended; both ran their checks and ended `exited code=0` |
 //! | `linux_dom0_toml_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | dom0 starts `lx` from its boot configuration (`kestrel.checks=cpus kestrel.end=panic`): `/init` ran its check, then exited: `result=crashed code=1` with the panic text on its console; no bad kernel line (one domain: a run stops at one line, and the crash is the later end) |
@@ -143,6 +143,14 @@ fn console_shell(sock: &Path, log: &Path, test: &str) {
     con.send(b"echo $((6*7))\n");
     con.wait_for("\n42\n", scaled(30))
         .unwrap_or_else(|| panic!("{test}: no 42; console: {:?}", con.text()));
+    // Line editing (busybox's, on the tty): Backspace, and the cursor
+    // moved left (ESC [ D) to insert in the middle of the line.
+    con.send(b"echo abx\x7fc\n");
+    con.wait_for("\nabc\n", scaled(30))
+        .unwrap_or_else(|| panic!("{test}: backspace; console: {:?}", con.text()));
+    con.send(b"echo xz\x1b[Dy\n");
+    con.wait_for("\nxyz\n", scaled(30))
+        .unwrap_or_else(|| panic!("{test}: cursor left; console: {:?}", con.text()));
     // The subshell prints its mark, then becomes `sleep`: the Ctrl-C goes
     // to the foreground process group, the shell's child.
     con.send(b"(echo sleeping; exec sleep 100)\n");
