@@ -77,8 +77,8 @@ impl ConsoleSession {
     }
 
     /// Waits up to `timeout` for `needle` in what was printed after the
-    /// previous successful wait; true (and consumes up to its end) when it
-    /// came, with how long it took.
+    /// previous successful wait: how long it took when it came (and what
+    /// was printed up to its end is consumed), `None` at the deadline.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<Duration> {
         let start = Instant::now();
         while start.elapsed() < timeout {

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `linux_dom0_qemu_hvctl` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB, COM2 a socket for `hvctl` | `lx-off` (boot config) runs `/init`'s `cpus` check and powers off: `result=exited code=0`; `hvctl create` of `lx-panic` (`kestrel.end=panic`: `/init` exits): `result=crashed` and `Kernel panic - not syncing: Attempted to kill init!` on its console; `lx-shell` (`kestrel.shell=1`): `list`/`info` show it, `pause`/`unpause` change its state, `destroy` ends it `result=destroyed` and the host's free memory is what it was before the create; `lx-con`: through `hvctl console`, `echo $((6*7))` prints `42`, Backspace and cursor-left editing work, Ctrl-C during `sleep 100` gives the prompt back within seconds with `$?` = 130 (SIGINT reached the child, the shell lives on), `poweroff` ends it `result=exited code=0`; no `WARNING:`, `BUG:`, `unchecked MSR access`, `general protection` in any Linux console |
 //! | `linux_dom0_qemu_20` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | create → `/init`'s shell marker → destroy (+ `forget`) of a 32 MiB Linux domain 20 times on one boot; each round's marker is its own (the nth line), and the host's free memory is back to the byte after each destroy |
-//! | `linux_dom0_qemu_isolation` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | two Linux domains (`kestrel.checks=cpus,sleep`) and `oob` (writes outside its memory) from one boot configuration: `oob` is killed (`outside its memory`) after both Linux domains were created and before either ended; both ran their checks and ended `exited code=0` |
+//! | `linux_dom0_qemu_isolation` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | two Linux domains (`kestrel.checks=cpus,sleep`) and `oob` (writes outside its memory) from one boot configuration: `oob` is killed (`outside its memory`) after both Linux domains were created and before either ended; `lx-poke` (a third Linux domain, 32 MiB, `kestrel.poke=0x2001000`: busybox `devmem` writes outside its memory through `/dev/mem`) is killed naming that address, its write never completes; both others ran their checks and ended `exited code=0` |
 //! | `linux_dom0_toml_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | dom0 starts `lx` from its boot configuration (`kestrel.checks=cpus kestrel.end=panic`): `/init` ran its check, then exited: `result=crashed code=1` with the panic text on its console; no bad kernel line (one domain: a run stops at one line, and the crash is the later end) |
 
 use std::path::Path;
@@ -350,19 +350,23 @@ fn linux_dom0_qemu_20() {
     assert_clean(&o);
 }
 
-/// Two Linux domains and the hostile `oob` guest (it writes outside its
-/// memory) at once: `oob` is killed while both run, and both finish
-/// `/init`'s checks and power off.
+/// Two Linux domains, the hostile `oob` guest (it writes outside its
+/// memory) and a third Linux domain whose userland does the same through
+/// `/dev/mem`, at once: `oob` is killed while both run, `lx-poke` is
+/// killed, and both others finish `/init`'s checks and power off.
 #[test]
 fn linux_dom0_qemu_isolation() {
     let test = "linux_dom0_qemu_isolation";
     let [vmlinux, initramfs] = linux_modules();
     // `oob` last: dom0 creates in order, so both Linux domains exist when
     // it runs.
+    // lx-poke: 32 MiB = 0x200_0000; the page above the start-info page
+    // (the last of its memory) is not its own.
     let config = format!(
-        "{}{}[[domain]]\nname = \"oob\"\nimage = \"oob\"\nmemory = 4\n",
+        "{}{}{}[[domain]]\nname = \"oob\"\nimage = \"oob\"\nmemory = 4\n",
         linux_toml("lx-a", 48, "quiet kestrel.checks=cpus,sleep"),
         linux_toml("lx-b", 48, "quiet kestrel.checks=cpus,sleep"),
+        linux_toml("lx-poke", 32, "quiet kestrel.poke=0x2001000"),
     );
     let modules = vec![
         guest_module("dom0", "dom0", ""),
@@ -377,6 +381,7 @@ fn linux_dom0_qemu_isolation() {
     });
     let session = std::panic::catch_unwind(|| {
         expect(&log, "name=oob result=killed", 180, "oob killed");
+        expect(&log, "name=lx-poke result=killed", 180, "lx-poke killed");
         for lx in ["lx-a", "lx-b"] {
             expect(&log, &format!("[{lx}] kestrel-check: sleep1_cs="), 120, lx);
             expect(
@@ -397,6 +402,19 @@ fn linux_dom0_qemu_isolation() {
     }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
     o.assert_killed("oob", &["outside its memory"]);
+    // Linux userland writing outside its domain (busybox devmem).
+    o.assert_killed(
+        "lx-poke",
+        &["wrote guest-physical 0x2001000, outside its memory"],
+    );
+    o.expect_line("[lx-poke] kestrel-linux: writing guest-physical 0x2001000 through /dev/mem");
+    assert!(
+        !o.lines
+            .iter()
+            .any(|l| l.starts_with("[lx-poke] kestrel-linux: the write to")
+                || l.starts_with("[lx-poke] kestrel-linux: devmem could not")),
+        "{test}: lx-poke's write outside its memory went through"
+    );
     // Through dom0, which drains a console after its domain ended too.
     o.expect_line("[oob] writing to guest-physical");
     // The kill came while both Linux domains were alive: after both were
