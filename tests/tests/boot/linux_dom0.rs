@@ -9,6 +9,7 @@
 //! | `linux_dom0_qemu_20` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | create → `/init`'s shell marker → destroy (+ `forget`) of a 32 MiB Linux domain 20 times on one boot; each round's marker is its own (the nth line), and the host's free memory is back to the byte after each destroy |
 //! | `linux_dom0_qemu_isolation` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB | two Linux domains (`kestrel.checks=cpus,sleep`) and `oob` (writes outside its memory) from one boot configuration: `oob` is killed (`outside its memory`) after both Linux domains were created and before either ended; `lx-poke` (a third Linux domain, 32 MiB, `kestrel.poke=0x2001000`: busybox `devmem` writes outside its memory through `/dev/mem`) is killed naming that address, its write never completes; both others ran their checks and ended `exited code=0` |
 //! | `linux_dom0_toml_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | dom0 starts `lx` from its boot configuration (`kestrel.checks=cpus kestrel.end=panic`): `/init` ran its check, then exited: `result=crashed code=1` with the panic text on its console; no bad kernel line (one domain: a run stops at one line, and the crash is the later end) |
+//! | `linux_dom0_poke_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | `lx-poke` from the boot configuration writes guest-physical 0x2001000 (outside its 32 MiB) through `/dev/mem`: EPT stops it, the domain is killed naming that address |
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -440,5 +441,37 @@ fn linux_dom0_qemu_isolation() {
             "{test}: {lx} did not run its checks"
         );
     }
+    assert_clean(&o);
+}
+
+/// VT-x: Linux userland writing outside its domain through `/dev/mem` is
+/// killed by EPT (the QEMU isolation test checks it beside other domains).
+#[test]
+fn linux_dom0_poke_bochs() {
+    let test = "linux_dom0_poke";
+    let [vmlinux, initramfs] = linux_modules();
+    let o = GuestRun {
+        name: test,
+        options: "dom0",
+        modules: vec![
+            guest_module("dom0", "dom0", ""),
+            vmlinux,
+            initramfs,
+            config_module(
+                test,
+                &linux_toml("lx-poke", 32, "quiet kestrel.poke=0x2001000"),
+            ),
+        ],
+        cpus: 2,
+        memory_mib: 256,
+        stop: Some(&["domain-end: ", " name=lx-poke "]),
+    }
+    .boot(Backend::Vmx);
+    let _report = ReportOnPanic(&o);
+    o.expect_line("[lx-poke] kestrel-linux: writing guest-physical 0x2001000 through /dev/mem");
+    o.assert_killed(
+        "lx-poke",
+        &["wrote guest-physical 0x2001000, outside its memory"],
+    );
     assert_clean(&o);
 }
