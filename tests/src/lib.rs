@@ -16,6 +16,7 @@ pub mod backend;
 pub mod bochs;
 pub mod domains;
 pub mod guest_run;
+pub mod hvconsole;
 pub mod mgmt;
 pub mod outcome;
 pub mod qemu;

@@ -22,6 +22,7 @@ mod iso;
 mod lastwords;
 mod lifectl;
 mod linux;
+mod linux_dom0;
 mod linuxproto;
 mod msrs;
 mod pci;

@@ -5,7 +5,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `server_image_{bios,uefi}` | QEMU TCG (AMD-V), SeaBIOS / OVMF, 2 CPUs, 256 MiB | the hypervisor booted with `dom0 loglevel=info` and started only dom0; dom0 started `hello` and `clock` and left `spare` paused, all from `demo.toml`; `hello` greeted through dom0 and exited 0; `clock` ticks |
+//! | `server_image_{bios,uefi}` | QEMU TCG (AMD-V), SeaBIOS / OVMF, 2 CPUs, 256 MiB | the hypervisor booted with `dom0 loglevel=info` and started only dom0; dom0 started `hello`, `clock` and `linux` (the Linux guest, issue 13) and left `spare` paused, all from `demo.toml`; `hello` greeted through dom0 and exited 0; `clock` ticks |
 //! | `server_image_bochs` | Bochs Haswell (VT-x), 2 CPUs, 256 MiB | the same |
 
 use std::path::PathBuf;
@@ -80,6 +80,7 @@ fn check(test: &str, o: &Outcome) {
         "dom0: domain 2 (hello) started from demo.toml",
         "dom0: domain 3 (clock) started from demo.toml",
         "dom0: domain 4 (spare) created paused from demo.toml",
+        "dom0: domain 5 (linux) started from demo.toml",
         "dom0: ready: ",
     ]);
     o.expect_line("[hello] hello from domain 2: 4 MiB");

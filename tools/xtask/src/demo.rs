@@ -1,6 +1,7 @@
 //! `cargo xtask qemu --dom0` (what `./qemu-run.sh` boots): the hypervisor
-//! with dom0 as module 0, the `hello` and `ticker` guest images, and the
-//! boot configuration `dom0/demo.toml`; dom0's management line (COM2) is a
+//! with dom0 as module 0, the `hello` and `ticker` guest images, the Linux
+//! guest (`vmlinux` and `initramfs.cpio`, from `cargo xtask linux`'s cache
+//! or built now) and the boot configuration `dom0/demo.toml`; dom0's management line (COM2) is a
 //! Unix socket `hvctl` connects to.
 
 use std::ffi::OsString;
@@ -12,7 +13,8 @@ use xtask::paths::{self, Profile};
 use xtask::server;
 
 /// The demo's boot modules (built by `cargo xtask build`): the server
-/// image's, from `dom0/demo.toml` (dom0, `hello`, `ticker`, the file).
+/// image's, from `dom0/demo.toml` (dom0, `hello`, `ticker`, `vmlinux`,
+/// `initramfs.cpio`, the file).
 pub fn modules(profile: Profile) -> Result<Vec<Module>> {
     server::modules(profile, &server::demo_config())
 }
@@ -40,7 +42,11 @@ pub fn banner() -> String {
     format!(
         "kestrel: dom0 demo: domains from dom0/demo.toml; manage them from another terminal:\n\
          kestrel:   {} --socket {} list\n\
-         kestrel:   (also: info, create <config.toml>, pause, unpause, destroy, console <dom>)",
+         kestrel:   (also: info, create <config.toml>, pause, unpause, destroy, console <dom>)\n\
+         kestrel: a Linux shell (domain `linux`; Ctrl-] detaches, `poweroff` ends it):\n\
+         kestrel:   {} --socket {} console linux",
+        hvctl.display(),
+        socket().display(),
         hvctl.display(),
         socket().display()
     )

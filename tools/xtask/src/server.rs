@@ -34,6 +34,11 @@ pub const CMDLINE: &str = "dom0 loglevel=info";
 pub const TIMEOUT_S: u32 = 3;
 /// dom0's module name in every image.
 pub const DOM0_MODULE: &str = "dom0";
+/// The module name of the Linux guest kernel this repository builds
+/// (`cargo xtask linux`): a configuration's `kernel = "vmlinux"`.
+pub const LINUX_KERNEL: &str = "vmlinux";
+/// The module name of its busybox initramfs: `initrd = "initramfs.cpio"`.
+pub const LINUX_INITRD: &str = "initramfs.cpio";
 
 /// The demo's configuration, `dom0/demo.toml`: the server image's default.
 pub fn demo_config() -> PathBuf {
@@ -74,7 +79,26 @@ pub fn check(config: &Path) -> Result<(String, config::BootConfig)> {
 /// dom0, each image `config` names (once, in order of first use) and the
 /// configuration itself, as boot modules, built with `profile`.
 pub fn modules(profile: Profile, config: &Path) -> Result<Vec<Module>> {
-    modules_from(config, &|name| paths::guest(profile, name))
+    // The Linux guest (`cargo xtask linux`: cached, or built now from the
+    // installed Debian packages) only when the configuration asks for it
+    // by its built names and no file of that name is next to it.
+    let (_, parsed) = check(config)?;
+    let dir = config.parent().unwrap_or(Path::new("."));
+    let wants_linux = parsed
+        .domains
+        .iter()
+        .flat_map(|d| std::iter::once(&d.image).chain(d.initrd.as_ref()))
+        .any(|n| (n == LINUX_KERNEL || n == LINUX_INITRD) && !dir.join(n).is_file());
+    let linux = if wants_linux {
+        Some(crate::linux::build()?)
+    } else {
+        None
+    };
+    modules_from(config, &|name| match (&linux, name) {
+        (Some(l), LINUX_KERNEL) => l.vmlinux.clone(),
+        (Some(l), LINUX_INITRD) => l.initramfs.clone(),
+        _ => paths::guest(profile, name),
+    })
 }
 
 /// [`modules`], with `built(name)` the path of this repository's built
@@ -94,26 +118,31 @@ fn modules_from(config: &Path, built: &dyn Fn(&str) -> PathBuf) -> Result<Vec<Mo
             format!("config={file_name}")
         },
     )?];
-    for d in &parsed.domains {
-        if out.iter().any(|m| m.name == d.image) {
+    // A Linux domain's initramfs is a boot module like its kernel.
+    let images = parsed
+        .domains
+        .iter()
+        .flat_map(|d| std::iter::once((d, &d.image)).chain(d.initrd.as_ref().map(|i| (d, i))));
+    for (d, image) in images {
+        if out.iter().any(|m| &m.name == image) {
             continue;
         }
-        if d.image == DOM0_MODULE || d.image == file_name {
+        if image == DOM0_MODULE || image == &file_name {
             bail!(
                 "{}: domain \"{}\": image \"{}\" is the name of dom0's own module or of the \
                  configuration; give the guest image another name",
                 config.display(),
                 d.name,
-                d.image
+                image
             );
         }
-        let path = find_image(dir, &d.image, built).map_err(|looked| {
+        let path = find_image(dir, image, built).map_err(|looked| {
             crate::error::Error::new(format!(
                 "{}: domain \"{}\": image \"{}\" not found: looked for {} (put the file next to \
                  the configuration, or build it into guests/src/bin with `cargo xtask build`)",
                 config.display(),
                 d.name,
-                d.image,
+                image,
                 looked
                     .iter()
                     .map(|p| p.display().to_string())
@@ -121,7 +150,7 @@ fn modules_from(config: &Path, built: &dyn Fn(&str) -> PathBuf) -> Result<Vec<Mo
                     .join(" and ")
             ))
         })?;
-        out.push(Module::named(path, d.image.as_str(), "")?);
+        out.push(Module::named(path, image.as_str(), "")?);
     }
     out.push(Module::named(config, file_name.as_str(), "")?);
     Ok(out)
@@ -195,13 +224,26 @@ mod tests {
 
     #[test]
     fn demo_config_names_dom0_its_images_and_itself() {
-        let (d, guest) = built("demo", &["dom0", "hello", "ticker"]);
+        let (d, guest) = built(
+            "demo",
+            &["dom0", "hello", "ticker", LINUX_KERNEL, LINUX_INITRD],
+        );
         let m = modules_from(&demo_config(), &guest).unwrap();
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["dom0", "hello", "ticker", "demo.toml"]);
+        assert_eq!(
+            names,
+            [
+                "dom0",
+                "hello",
+                "ticker",
+                "vmlinux",
+                "initramfs.cpio",
+                "demo.toml"
+            ]
+        );
         assert!(m[0].path.ends_with("x86_64-unknown-none/release/dom0"));
         assert!(m[1].path.ends_with("x86_64-unknown-none/release/hello"));
-        assert_eq!(m[3].path, demo_config());
+        assert_eq!(m[5].path, demo_config());
         assert!(m.iter().all(|m| m.args.is_empty()));
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -226,6 +268,40 @@ mod tests {
         assert_eq!(m[1].path, d.join("web.elf"));
         // Not a .toml name: dom0 is told which module is its configuration.
         assert_eq!(m[0].args, "config=site.conf");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A Linux domain's `initrd` is a boot module too (it was left out:
+    /// dom0 then refused the domain, `ENOENT`), found like an image.
+    #[test]
+    fn linux_kernel_and_initrd_are_modules() {
+        let d = scratch("linux");
+        std::fs::write(d.join("my.cpio"), b"070701").unwrap();
+        let cfg = d.join("lx.toml");
+        std::fs::write(
+            &cfg,
+            "[[domain]]\nname = \"a\"\nkernel = \"vmlinux\"\ninitrd = \"my.cpio\"\nmemory = 64\n\
+             [[domain]]\nname = \"b\"\nkernel = \"vmlinux\"\ninitrd = \"my.cpio\"\nmemory = 64\n\
+             [[domain]]\nname = \"c\"\nkernel = \"vmlinux\"\ninitrd = \"none.cpio\"\nmemory = 64\n",
+        )
+        .unwrap();
+        let (b, guest) = built("linux", &["dom0", "vmlinux"]);
+        let e = modules_from(&cfg, &guest).unwrap_err().to_string();
+        assert!(
+            e.contains("domain \"c\": image \"none.cpio\" not found: looked for")
+                && e.contains(&d.join("none.cpio").display().to_string()),
+            "{e}"
+        );
+        std::fs::write(d.join("none.cpio"), b"070701").unwrap();
+        let m = modules_from(&cfg, &guest).unwrap();
+        let _ = std::fs::remove_dir_all(&b);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["dom0", "vmlinux", "my.cpio", "none.cpio", "lx.toml"]
+        );
+        assert!(m[1].path.ends_with("x86_64-unknown-none/release/vmlinux"));
+        assert_eq!(m[2].path, d.join("my.cpio"));
         let _ = std::fs::remove_dir_all(&d);
     }
 
