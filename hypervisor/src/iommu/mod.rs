@@ -17,6 +17,7 @@
 
 pub mod bytes;
 pub mod dmar;
+pub mod encode;
 pub mod ivrs;
 pub mod pt;
 
@@ -38,7 +39,9 @@ mod tables;
 mod vtd;
 
 #[cfg(target_os = "none")]
-pub use state::{attach, covers, detach, has_devices, init, poll_faults, present, vendor};
+pub use state::{
+    attach, covers, detach, detach_domain, has_devices, init, poll_faults, present, vendor,
+};
 
 use core::fmt;
 

@@ -95,6 +95,11 @@ pub fn init(rsdp: Option<u64>) -> usize {
         log::info!("iommu: none found");
     }
     *STATE.lock() = Some(st);
+    crate::domain::dma::register(crate::domain::dma::DmaHooks {
+        has_devices,
+        cut_off: detach_domain,
+        poll_faults,
+    });
     n
 }
 
@@ -333,6 +338,28 @@ pub fn detach(seg: u16, rid: u16) -> Result<(), IommuError> {
         Bdf(seg, rid)
     );
     Ok(())
+}
+
+/// Detaches every device of `dom` (a dying domain), each completed.
+pub fn detach_domain(dom: DomainId) {
+    let devices: Vec<(u16, u16)> = STATE.lock().as_ref().map_or(Vec::new(), |s| {
+        s.attached
+            .iter()
+            .filter(|(_, (_, d))| *d == dom)
+            .map(|(k, _)| *k)
+            .collect()
+    });
+    for (seg, rid) in devices {
+        if let Err(e) = detach(seg, rid) {
+            // The unit did not confirm: its caches may still hold the
+            // domain's pages. Freeing them now could hand a device
+            // another owner's memory; stopping is the safe end.
+            panic!(
+                "iommu: cutting off {} of dying domain {dom} failed: {e}",
+                Bdf(seg, rid)
+            );
+        }
+    }
 }
 
 fn vtd_err(e: vtd::VtdError) -> IommuError {
