@@ -61,7 +61,20 @@ pub enum IommuError {
     BadAddress(u64),
     /// The unit did not complete a command.
     Hardware(&'static str),
+    /// The unit's domain id for this domain is held by another live
+    /// domain (ids wrap).
+    DomainIdInUse(u16),
+    /// The device shares its requester id (an IVRS alias) with a device
+    /// of another domain.
+    AliasConflict {
+        seg: u16,
+        rid: u16,
+        other: DomainIdNum,
+    },
 }
+
+/// A domain's number, as [`IommuError`] carries it.
+pub type DomainIdNum = crate::domain::ids::DomainId;
 
 impl fmt::Display for IommuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,6 +89,14 @@ impl fmt::Display for IommuError {
             Self::NoMemory => write!(f, "out of frames for IOMMU tables"),
             Self::BadAddress(a) => write!(f, "address {a:#x} beyond the IOMMU's width"),
             Self::Hardware(what) => write!(f, "IOMMU did not complete: {what}"),
+            Self::DomainIdInUse(did) => {
+                write!(f, "IOMMU domain id {did} is in use by another domain")
+            }
+            Self::AliasConflict { seg, rid, other } => write!(
+                f,
+                "{} shares its requester id with a device of domain {other}",
+                Bdf(*seg, *rid)
+            ),
         }
     }
 }

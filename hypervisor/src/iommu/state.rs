@@ -57,6 +57,8 @@ impl Unit {
 struct Space {
     pt: IoPageTable,
     devices: usize,
+    /// The unit's domain id for it (tags its cached translations).
+    did: u16,
 }
 
 #[derive(Default)]
@@ -270,6 +272,26 @@ pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(
     }
     let u = unit_of(st, seg, rid).ok_or(IommuError::NotCovered { seg, rid })?;
     let (format, levels) = st.units[u].format();
+    let did = did(&st.units[u], dom);
+    // The unit tags cached translations by domain id: two live domains
+    // must never share one on a unit (ids wrap after CAP.ND / 65,536).
+    if st
+        .spaces
+        .iter()
+        .any(|(&(uu, d), sp)| uu == u && d != dom && sp.did == did)
+    {
+        return Err(IommuError::DomainIdInUse(did));
+    }
+    // Devices behind one alias share one table entry (AMD-Vi): they must
+    // belong to the same domain.
+    let source = st.units[u].source(rid);
+    if let Some((_, &(_, other))) = st
+        .attached
+        .iter()
+        .find(|&(&(_, r), &(uu, d))| uu == u && d != dom && st.units[u].source(r) == source)
+    {
+        return Err(IommuError::AliasConflict { seg, rid, other });
+    }
     let mut tables = FrameTables::default();
     if let Entry::Vacant(slot) = st.spaces.entry((u, dom)) {
         let mut pt =
@@ -287,20 +309,30 @@ pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(
             }
             gpa += PAGE;
         }
-        slot.insert(Space { pt, devices: 0 });
+        slot.insert(Space {
+            pt,
+            devices: 0,
+            did,
+        });
     }
     let Some(space) = st.spaces.get_mut(&(u, dom)) else {
         return Err(IommuError::NoMemory);
     };
-    let unit = &mut st.units[u];
-    let did = did(unit, dom);
     let root = space.pt.root();
-    let source = unit.source(rid);
-    match &mut unit.hw {
-        Hw::Vtd(v) => v.set_context(source, Some((root, did))).map_err(vtd_err)?,
+    let done = match &mut st.units[u].hw {
+        Hw::Vtd(v) => v.set_context(source, Some((root, did))).map_err(vtd_err),
         Hw::Amd(a, _) => a
             .set_dte(source, Some((root, levels, did)), 0)
-            .map_err(amd_err)?,
+            .map_err(amd_err),
+    };
+    if let Err(e) = done {
+        // A table no device uses goes again.
+        if space.devices == 0
+            && let Some(space) = st.spaces.remove(&(u, dom))
+        {
+            space.pt.destroy(&mut tables);
+        }
+        return Err(e);
     }
     space.devices += 1;
     st.attached.insert((seg, rid), (u, dom));
@@ -317,12 +349,19 @@ pub fn detach(seg: u16, rid: u16) -> Result<(), IommuError> {
     let Some(&(u, dom)) = st.attached.get(&(seg, rid)) else {
         return Ok(());
     };
-    let unit = &mut st.units[u];
-    let did = did(unit, dom);
-    let source = unit.source(rid);
-    match &mut unit.hw {
-        Hw::Vtd(v) => v.set_context(source, None).map_err(vtd_err)?,
-        Hw::Amd(a, _) => a.set_dte(source, None, did).map_err(amd_err)?,
+    let did = st.spaces.get(&(u, dom)).map_or(0, |sp| sp.did);
+    let source = st.units[u].source(rid);
+    // Another device of the domain behind the same alias keeps the
+    // shared entry (AMD-Vi): only its bookkeeping goes.
+    let shared = st
+        .attached
+        .iter()
+        .any(|(&(_, r), &(uu, _))| uu == u && r != rid && st.units[u].source(r) == source);
+    if !shared {
+        match &mut st.units[u].hw {
+            Hw::Vtd(v) => v.set_context(source, None).map_err(vtd_err)?,
+            Hw::Amd(a, _) => a.set_dte(source, None, did).map_err(amd_err)?,
+        }
     }
     st.attached.remove(&(seg, rid));
     if let Some(space) = st.spaces.get_mut(&(u, dom)) {
