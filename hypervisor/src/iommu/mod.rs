@@ -61,6 +61,9 @@ pub enum IommuError {
     BadAddress(u64),
     /// The unit did not complete a command.
     Hardware(&'static str),
+    /// A firmware reserved region (RMRR, IVMD) of the device overlaps the
+    /// domain's own memory at this address.
+    ReservedRegionConflict(u64),
     /// The unit's domain id for this domain is held by another live
     /// domain (ids wrap).
     DomainIdInUse(u16),
@@ -89,6 +92,10 @@ impl fmt::Display for IommuError {
             Self::NoMemory => write!(f, "out of frames for IOMMU tables"),
             Self::BadAddress(a) => write!(f, "address {a:#x} beyond the IOMMU's width"),
             Self::Hardware(what) => write!(f, "IOMMU did not complete: {what}"),
+            Self::ReservedRegionConflict(a) => write!(
+                f,
+                "the device's firmware reserved region at {a:#x} overlaps the domain's memory"
+            ),
             Self::DomainIdInUse(did) => {
                 write!(f, "IOMMU domain id {did} is in use by another domain")
             }

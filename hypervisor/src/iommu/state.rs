@@ -64,6 +64,7 @@ struct Space {
 #[derive(Default)]
 struct State {
     dmar: Option<Dmar>,
+    ivrs: Option<ivrs::Ivrs>,
     units: Vec<Unit>,
     /// (segment, rid) → (unit index, domain).
     attached: BTreeMap<(u16, u16), (usize, DomainId)>,
@@ -88,7 +89,10 @@ pub fn init(rsdp: Option<u64>) -> usize {
     }
     if let Some(bytes) = super::tables::find(rsdp, *b"IVRS") {
         match ivrs::parse(bytes) {
-            Ok(r) => start_amd(&r, &mut st),
+            Ok(r) => {
+                start_amd(&r, &mut st);
+                st.ivrs = Some(r);
+            }
             Err(e) => log::error!("iommu: IVRS rejected: {e}; AMD-Vi left off"),
         }
     }
@@ -149,7 +153,7 @@ fn start_vtd(d: &Dmar, st: &mut State) {
     }
     for r in &d.rmrrs {
         log::warn!(
-            "iommu: RMRR {:#x}..={:#x} on segment {}: firmware DMA there is blocked too (RMRR identity maps not done yet)",
+            "iommu: RMRR {:#x}..={:#x} on segment {}: identity-mapped for its devices when they are attached, blocked until then",
             r.base,
             r.limit,
             r.segment
@@ -193,7 +197,7 @@ fn start_amd(r: &ivrs::Ivrs, st: &mut State) {
     }
     if !r.memory.is_empty() {
         log::warn!(
-            "iommu: {} IVMD ranges: firmware DMA there is blocked too (unity maps not done yet)",
+            "iommu: {} IVMD ranges: unity ranges mapped for their devices when attached, blocked until then",
             r.memory.len()
         );
     }
@@ -315,9 +319,18 @@ pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(
             did,
         });
     }
+    let identity = identity_ranges(st, u, seg, rid, source);
     let Some(space) = st.spaces.get_mut(&(u, dom)) else {
         return Err(IommuError::NoMemory);
     };
+    if let Err(e) = map_identity(&mut space.pt, &identity, &mut tables) {
+        if space.devices == 0
+            && let Some(space) = st.spaces.remove(&(u, dom))
+        {
+            space.pt.destroy(&mut tables);
+        }
+        return Err(e);
+    }
     let root = space.pt.root();
     let done = match &mut st.units[u].hw {
         Hw::Vtd(v) => v.set_context(source, Some((root, did))).map_err(vtd_err),
@@ -337,6 +350,52 @@ pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(
     space.devices += 1;
     st.attached.insert((seg, rid), (u, dom));
     log::info!("iommu: {} attached to domain {dom}", Bdf(seg, rid));
+    Ok(())
+}
+
+/// The memory firmware keeps using for DMA by this device, which must
+/// stay reachable at the same address: its RMRRs (VT-d 8.4) or the IVMD
+/// unity ranges of its source id (AMD IOMMU spec 5.2.2.3). (start,
+/// length, writable).
+fn identity_ranges(st: &State, u: usize, seg: u16, rid: u16, source: u16) -> Vec<(u64, u64, bool)> {
+    match st.units[u].hw {
+        Hw::Vtd(_) => st.dmar.as_ref().map_or(Vec::new(), |d| {
+            d.rmrrs_for(seg, rid)
+                .map(|r| (r.base, r.limit - r.base + 1, true))
+                .collect()
+        }),
+        Hw::Amd(..) => st
+            .ivrs
+            .as_ref()
+            .map_or(Vec::new(), |r| r.unity_for(source).collect()),
+    }
+}
+
+/// Maps each range identity (device address = host address) into `pt`.
+/// A page already mapped to itself (another device of the domain with
+/// the same region) is fine; one the domain's own memory holds at that
+/// address is a conflict: the device could not reach both.
+fn map_identity(
+    pt: &mut IoPageTable,
+    ranges: &[(u64, u64, bool)],
+    tables: &mut FrameTables,
+) -> Result<(), IommuError> {
+    for &(start, len, write) in ranges {
+        let first = start & !(PAGE - 1);
+        let end = start.saturating_add(len).next_multiple_of(PAGE);
+        let mut page = first;
+        while page < end {
+            match pt.translate(page, tables) {
+                Some((hpa, _)) if hpa == page => {}
+                Some(_) => return Err(IommuError::ReservedRegionConflict(page)),
+                None => pt.map(page, page, write, tables).map_err(|e| match e {
+                    PtError::OutOfMemory => IommuError::NoMemory,
+                    _ => IommuError::BadAddress(page),
+                })?,
+            }
+            page += PAGE;
+        }
+    }
     Ok(())
 }
 
