@@ -385,6 +385,9 @@ pub fn schedule(cpu: usize) {
                 all_ended();
             }
             rescue_lost_wakeups();
+            if cpu == 0 {
+                crate::domain::dma::poll_faults(now);
+            }
             // Queued console output: look again in 100 us, not a tick.
             let wake_in = if consoles::drain_idle() {
                 wake_in.min(100_000)

@@ -255,8 +255,10 @@ pub const HC_MEM_INFO: u64 = 10;
 ///   guest-physical space `0..memory_bytes`; `ENOENT` when any page of the
 ///   range is already released (or is a mapped grant: unmap those with
 ///   [`HC_GRANT_UNMAP`]); `EBUSY` (1.2) when another domain maps any page
-///   of the range through a grant. All or nothing: on an error no page
-///   changed.
+///   of the range through a grant, and (Unreleased) while any PCI device
+///   is attached to the domain through the IOMMU (its DMA may reach every
+///   page the domain had when it was attached). All or nothing: on an
+///   error no page changed.
 /// - Notes: the pages are unmapped from the domain and their frames returned
 ///   to the hypervisor; their contents are gone. When the hypercall returns,
 ///   no vCPU of the domain can reach them any more (stale translations on

@@ -579,6 +579,8 @@ impl Drop for Domain {
         // Every frame goes back before the domain stops counting as alive:
         // the boot CPU reports free memory once none is (`all_ended`), and
         // the last drop may happen on another CPU with no lock held.
+        // No device may still reach them (`domain/dma.rs`).
+        super::dma::cut_off(self.id);
         inner.mem.free_all();
         ALIVE.fetch_sub(1, Ordering::AcqRel);
     }

@@ -12,6 +12,7 @@ pub mod builder;
 pub mod ctl;
 pub mod ctl_life;
 pub mod ctl_ops;
+pub mod dma;
 pub mod ended;
 pub mod ids;
 pub mod lifecycle;

@@ -197,6 +197,10 @@ impl Services for Svc<'_> {
         if d.control_pinned(gpa, pages.saturating_mul(4096)) {
             return Err(Error::Busy);
         }
+        // A device may DMA into any page (`domain/dma.rs`).
+        if crate::domain::dma::has_devices(d.id) {
+            return Err(Error::Busy);
+        }
         let frames = {
             let mut guard = d.inner.lock();
             let inner = &mut *guard;

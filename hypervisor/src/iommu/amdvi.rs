@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::encode;
 use super::mmio::Regs;
 use crate::arch::frames;
 use crate::domain::memory::FrameTables;
@@ -36,12 +37,6 @@ const EVENT_LOG_EN: u64 = 1 << 2;
 const COHERENT: u64 = 1 << 10;
 const CMD_BUF_EN: u64 = 1 << 12;
 
-// DTE bits (2.2.2.1).
-const DTE_V: u64 = 1 << 0;
-const DTE_TV: u64 = 1 << 1;
-const DTE_IR: u64 = 1 << 61;
-const DTE_IW: u64 = 1 << 62;
-
 /// 256 entries of 16 bytes: one 4 KiB frame each for commands and events
 /// (ComLen/EventLen = 8, the minimum, 3.4.2).
 const RING_ENTRIES: u64 = 256;
@@ -60,16 +55,7 @@ pub enum AmdViError {
     Timeout(&'static str),
 }
 
-/// One event-log entry, decoded (2.5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Event {
-    /// Event code (2 = IO_PAGE_FAULT).
-    pub code: u8,
-    pub devid: u16,
-    pub addr: u64,
-    pub write: bool,
-    pub flags: u16,
-}
+pub use super::encode::AmdEvent as Event;
 
 /// What an event code means (2.5, table 45).
 pub fn event_text(code: u8) -> &'static str {
@@ -159,18 +145,10 @@ impl AmdVi {
     /// word 0 (V, TV, the root) last, so the entry is whole when read.
     fn write_dte(&mut self, devid: u16, to: Option<(u64, u32, u16)>) {
         let at = self.dev_tab + u64::from(devid) * 32;
-        let (w0, did) = match to {
-            Some((root, levels, did)) => (
-                DTE_V | DTE_TV | (u64::from(levels) << 9) | root | DTE_IR | DTE_IW,
-                did,
-            ),
-            // Mode 4 over an empty table with IR = IW = 0: every request
-            // fails the DTE's permission check and is logged (2.2.2.1).
-            None => (DTE_V | DTE_TV | (4 << 9) | self.empty, 0),
-        };
-        for (i, v) in [(1u64, u64::from(did)), (2, 0), (3, 0), (0, w0)] {
-            if let Some(w) = word(at + i * 8) {
-                w.store(v, Ordering::Release);
+        let dte = encode::amd_dte(to, self.empty);
+        for i in [1usize, 2, 3, 0] {
+            if let Some(w) = word(at + i as u64 * 8) {
+                w.store(dte[i], Ordering::Release);
             }
         }
     }
@@ -212,8 +190,7 @@ impl AmdVi {
     fn complete(&mut self) -> Result<(), AmdViError> {
         self.seq += 1;
         let seq = self.seq;
-        // Opcode 01h in bits 63:60, the store address in 51:3, S = bit 0.
-        self.submit([self.sem | 1 | (1 << 60), seq])?;
+        self.submit(encode::amd_completion_wait(self.sem, seq))?;
         let sem = word(self.sem).ok_or(AmdViError::NoMemory)?;
         self.wait(|_| sem.load(Ordering::Acquire) == seq, "COMPLETION_WAIT")
     }
@@ -235,13 +212,13 @@ impl AmdVi {
     /// else one INVALIDATE_DEVTAB_ENTRY per device id.
     fn invalidate_all_devices(&mut self) -> Result<(), AmdViError> {
         if self.efr & (1 << 6) != 0 {
-            self.submit([8 << 60, 0])?;
+            self.submit(encode::amd_inv_all())?;
         } else {
             for devid in 0..=u16::MAX {
-                self.submit([u64::from(devid) | (2 << 60), 0])?;
+                self.submit(encode::amd_inv_devtab(devid))?;
             }
         }
-        self.submit([(3 << 60), 0x7fff_ffff_ffff_f000 | 3])?;
+        self.submit(encode::amd_inv_pages(0))?;
         self.complete()
     }
 
@@ -264,17 +241,7 @@ impl AmdVi {
         let tail = self.regs.r64(EVT_TAIL) & 0x7fff0;
         while head != tail && head < len {
             let w = |i: u64| word(self.evt + head + i * 8).map_or(0, |w| w.load(Ordering::Acquire));
-            let (lo, hi) = (w(0), w(1));
-            // dword0 bits 15:0 DeviceID; dword1 bits 31:28 the code, bits
-            // 27:16 flags (bit 21 RW: 1 = write); dwords 2-3 the address.
-            let flags = ((lo >> 48) & 0xfff) as u16;
-            each(Event {
-                code: (lo >> 60) as u8,
-                devid: (lo & 0xffff) as u16,
-                addr: hi,
-                write: flags & (1 << 5) != 0,
-                flags,
-            });
+            each(encode::amd_event(w(0), w(1)));
             head = (head + 16) % len;
         }
         self.regs.w64(EVT_HEAD, head);

@@ -94,6 +94,16 @@ pub struct Ivrs {
 }
 
 impl Ivrs {
+    /// The unity-mapped ranges (IVMD flag bit 0) for requester `devid`:
+    /// (start, length, writable). Exclusion ranges (bit 3) are not used:
+    /// they bypass translation entirely.
+    pub fn unity_for(&self, devid: u16) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+        self.memory
+            .iter()
+            .filter(move |m| m.flags & 1 != 0 && (m.first..=m.last).contains(&devid))
+            .map(|m| (m.start, m.len, m.flags & 4 != 0))
+    }
+
     /// One block per unit: firmware may describe a unit with a 10h block
     /// for old software and an 11h/40h block for new; software uses the
     /// newest type it knows (spec 5.2.2.1), as Linux does.

@@ -146,6 +146,11 @@ fn select_alias_all_and_memory() {
             len: 0x2_0000
         }]
     );
+    assert_eq!(
+        r.unity_for(0x300).collect::<Vec<_>>(),
+        alloc::vec![(0xa_0000, 0x2_0000, false)]
+    );
+    assert_eq!(r.unity_for(0x301).count(), 0);
     // The "all" entry.
     let r = parse(&table(&[ivhd(0x10, 0xfed8_0000, &[e4(1, 0)])])).unwrap();
     assert_eq!(r.blocks[0].source_id(0xbeef), Some(0xbeef));

@@ -17,6 +17,7 @@
 
 pub mod bytes;
 pub mod dmar;
+pub mod encode;
 pub mod ivrs;
 pub mod pt;
 
@@ -38,7 +39,9 @@ mod tables;
 mod vtd;
 
 #[cfg(target_os = "none")]
-pub use state::{attach, covers, detach, has_devices, init, poll_faults, present, vendor};
+pub use state::{
+    attach, covers, detach, detach_domain, has_devices, init, poll_faults, present, vendor,
+};
 
 use core::fmt;
 
@@ -58,7 +61,23 @@ pub enum IommuError {
     BadAddress(u64),
     /// The unit did not complete a command.
     Hardware(&'static str),
+    /// A firmware reserved region (RMRR, IVMD) of the device overlaps the
+    /// domain's own memory at this address.
+    ReservedRegionConflict(u64),
+    /// The unit's domain id for this domain is held by another live
+    /// domain (ids wrap).
+    DomainIdInUse(u16),
+    /// The device shares its requester id (an IVRS alias) with a device
+    /// of another domain.
+    AliasConflict {
+        seg: u16,
+        rid: u16,
+        other: DomainIdNum,
+    },
 }
+
+/// A domain's number, as [`IommuError`] carries it.
+pub type DomainIdNum = crate::domain::ids::DomainId;
 
 impl fmt::Display for IommuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,6 +92,18 @@ impl fmt::Display for IommuError {
             Self::NoMemory => write!(f, "out of frames for IOMMU tables"),
             Self::BadAddress(a) => write!(f, "address {a:#x} beyond the IOMMU's width"),
             Self::Hardware(what) => write!(f, "IOMMU did not complete: {what}"),
+            Self::ReservedRegionConflict(a) => write!(
+                f,
+                "the device's firmware reserved region at {a:#x} overlaps the domain's memory"
+            ),
+            Self::DomainIdInUse(did) => {
+                write!(f, "IOMMU domain id {did} is in use by another domain")
+            }
+            Self::AliasConflict { seg, rid, other } => write!(
+                f,
+                "{} shares its requester id with a device of domain {other}",
+                Bdf(*seg, *rid)
+            ),
         }
     }
 }

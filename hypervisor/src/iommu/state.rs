@@ -57,11 +57,14 @@ impl Unit {
 struct Space {
     pt: IoPageTable,
     devices: usize,
+    /// The unit's domain id for it (tags its cached translations).
+    did: u16,
 }
 
 #[derive(Default)]
 struct State {
     dmar: Option<Dmar>,
+    ivrs: Option<ivrs::Ivrs>,
     units: Vec<Unit>,
     /// (segment, rid) → (unit index, domain).
     attached: BTreeMap<(u16, u16), (usize, DomainId)>,
@@ -86,7 +89,10 @@ pub fn init(rsdp: Option<u64>) -> usize {
     }
     if let Some(bytes) = super::tables::find(rsdp, *b"IVRS") {
         match ivrs::parse(bytes) {
-            Ok(r) => start_amd(&r, &mut st),
+            Ok(r) => {
+                start_amd(&r, &mut st);
+                st.ivrs = Some(r);
+            }
             Err(e) => log::error!("iommu: IVRS rejected: {e}; AMD-Vi left off"),
         }
     }
@@ -95,6 +101,11 @@ pub fn init(rsdp: Option<u64>) -> usize {
         log::info!("iommu: none found");
     }
     *STATE.lock() = Some(st);
+    crate::domain::dma::register(crate::domain::dma::DmaHooks {
+        has_devices,
+        cut_off: detach_domain,
+        poll_faults,
+    });
     n
 }
 
@@ -142,7 +153,7 @@ fn start_vtd(d: &Dmar, st: &mut State) {
     }
     for r in &d.rmrrs {
         log::warn!(
-            "iommu: RMRR {:#x}..={:#x} on segment {}: firmware DMA there is blocked too (RMRR identity maps not done yet)",
+            "iommu: RMRR {:#x}..={:#x} on segment {}: identity-mapped for its devices when they are attached, blocked until then",
             r.base,
             r.limit,
             r.segment
@@ -186,7 +197,7 @@ fn start_amd(r: &ivrs::Ivrs, st: &mut State) {
     }
     if !r.memory.is_empty() {
         log::warn!(
-            "iommu: {} IVMD ranges: firmware DMA there is blocked too (unity maps not done yet)",
+            "iommu: {} IVMD ranges: unity ranges mapped for their devices when attached, blocked until then",
             r.memory.len()
         );
     }
@@ -265,6 +276,26 @@ pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(
     }
     let u = unit_of(st, seg, rid).ok_or(IommuError::NotCovered { seg, rid })?;
     let (format, levels) = st.units[u].format();
+    let did = did(&st.units[u], dom);
+    // The unit tags cached translations by domain id: two live domains
+    // must never share one on a unit (ids wrap after CAP.ND / 65,536).
+    if st
+        .spaces
+        .iter()
+        .any(|(&(uu, d), sp)| uu == u && d != dom && sp.did == did)
+    {
+        return Err(IommuError::DomainIdInUse(did));
+    }
+    // Devices behind one alias share one table entry (AMD-Vi): they must
+    // belong to the same domain.
+    let source = st.units[u].source(rid);
+    if let Some((_, &(_, other))) = st
+        .attached
+        .iter()
+        .find(|&(&(_, r), &(uu, d))| uu == u && d != dom && st.units[u].source(r) == source)
+    {
+        return Err(IommuError::AliasConflict { seg, rid, other });
+    }
     let mut tables = FrameTables::default();
     if let Entry::Vacant(slot) = st.spaces.entry((u, dom)) {
         let mut pt =
@@ -282,24 +313,89 @@ pub fn attach(seg: u16, rid: u16, dom: DomainId, mem: &DomainMemory) -> Result<(
             }
             gpa += PAGE;
         }
-        slot.insert(Space { pt, devices: 0 });
+        slot.insert(Space {
+            pt,
+            devices: 0,
+            did,
+        });
     }
+    let identity = identity_ranges(st, u, seg, rid, source);
     let Some(space) = st.spaces.get_mut(&(u, dom)) else {
         return Err(IommuError::NoMemory);
     };
-    let unit = &mut st.units[u];
-    let did = did(unit, dom);
+    if let Err(e) = map_identity(&mut space.pt, &identity, &mut tables) {
+        if space.devices == 0
+            && let Some(space) = st.spaces.remove(&(u, dom))
+        {
+            space.pt.destroy(&mut tables);
+        }
+        return Err(e);
+    }
     let root = space.pt.root();
-    let source = unit.source(rid);
-    match &mut unit.hw {
-        Hw::Vtd(v) => v.set_context(source, Some((root, did))).map_err(vtd_err)?,
+    let done = match &mut st.units[u].hw {
+        Hw::Vtd(v) => v.set_context(source, Some((root, did))).map_err(vtd_err),
         Hw::Amd(a, _) => a
             .set_dte(source, Some((root, levels, did)), 0)
-            .map_err(amd_err)?,
+            .map_err(amd_err),
+    };
+    if let Err(e) = done {
+        // A table no device uses goes again.
+        if space.devices == 0
+            && let Some(space) = st.spaces.remove(&(u, dom))
+        {
+            space.pt.destroy(&mut tables);
+        }
+        return Err(e);
     }
     space.devices += 1;
     st.attached.insert((seg, rid), (u, dom));
     log::info!("iommu: {} attached to domain {dom}", Bdf(seg, rid));
+    Ok(())
+}
+
+/// The memory firmware keeps using for DMA by this device, which must
+/// stay reachable at the same address: its RMRRs (VT-d 8.4) or the IVMD
+/// unity ranges of its source id (AMD IOMMU spec 5.2.2.3). (start,
+/// length, writable).
+fn identity_ranges(st: &State, u: usize, seg: u16, rid: u16, source: u16) -> Vec<(u64, u64, bool)> {
+    match st.units[u].hw {
+        Hw::Vtd(_) => st.dmar.as_ref().map_or(Vec::new(), |d| {
+            d.rmrrs_for(seg, rid)
+                .map(|r| (r.base, r.limit - r.base + 1, true))
+                .collect()
+        }),
+        Hw::Amd(..) => st
+            .ivrs
+            .as_ref()
+            .map_or(Vec::new(), |r| r.unity_for(source).collect()),
+    }
+}
+
+/// Maps each range identity (device address = host address) into `pt`.
+/// A page already mapped to itself (another device of the domain with
+/// the same region) is fine; one the domain's own memory holds at that
+/// address is a conflict: the device could not reach both.
+fn map_identity(
+    pt: &mut IoPageTable,
+    ranges: &[(u64, u64, bool)],
+    tables: &mut FrameTables,
+) -> Result<(), IommuError> {
+    for &(start, len, write) in ranges {
+        let first = start & !(PAGE - 1);
+        let end = start.saturating_add(len).next_multiple_of(PAGE);
+        let mut page = first;
+        while page < end {
+            match pt.translate(page, tables) {
+                Some((hpa, _)) if hpa == page => {}
+                Some(_) => return Err(IommuError::ReservedRegionConflict(page)),
+                None => pt.map(page, page, write, tables).map_err(|e| match e {
+                    PtError::OutOfMemory => IommuError::NoMemory,
+                    _ => IommuError::BadAddress(page),
+                })?,
+            }
+            page += PAGE;
+        }
+    }
     Ok(())
 }
 
@@ -312,12 +408,19 @@ pub fn detach(seg: u16, rid: u16) -> Result<(), IommuError> {
     let Some(&(u, dom)) = st.attached.get(&(seg, rid)) else {
         return Ok(());
     };
-    let unit = &mut st.units[u];
-    let did = did(unit, dom);
-    let source = unit.source(rid);
-    match &mut unit.hw {
-        Hw::Vtd(v) => v.set_context(source, None).map_err(vtd_err)?,
-        Hw::Amd(a, _) => a.set_dte(source, None, did).map_err(amd_err)?,
+    let did = st.spaces.get(&(u, dom)).map_or(0, |sp| sp.did);
+    let source = st.units[u].source(rid);
+    // Another device of the domain behind the same alias keeps the
+    // shared entry (AMD-Vi): only its bookkeeping goes.
+    let shared = st
+        .attached
+        .iter()
+        .any(|(&(_, r), &(uu, _))| uu == u && r != rid && st.units[u].source(r) == source);
+    if !shared {
+        match &mut st.units[u].hw {
+            Hw::Vtd(v) => v.set_context(source, None).map_err(vtd_err)?,
+            Hw::Amd(a, _) => a.set_dte(source, None, did).map_err(amd_err)?,
+        }
     }
     st.attached.remove(&(seg, rid));
     if let Some(space) = st.spaces.get_mut(&(u, dom)) {
@@ -333,6 +436,28 @@ pub fn detach(seg: u16, rid: u16) -> Result<(), IommuError> {
         Bdf(seg, rid)
     );
     Ok(())
+}
+
+/// Detaches every device of `dom` (a dying domain), each completed.
+pub fn detach_domain(dom: DomainId) {
+    let devices: Vec<(u16, u16)> = STATE.lock().as_ref().map_or(Vec::new(), |s| {
+        s.attached
+            .iter()
+            .filter(|(_, (_, d))| *d == dom)
+            .map(|(k, _)| *k)
+            .collect()
+    });
+    for (seg, rid) in devices {
+        if let Err(e) = detach(seg, rid) {
+            // The unit did not confirm: its caches may still hold the
+            // domain's pages. Freeing them now could hand a device
+            // another owner's memory; stopping is the safe end.
+            panic!(
+                "iommu: cutting off {} of dying domain {dom} failed: {e}",
+                Bdf(seg, rid)
+            );
+        }
+    }
 }
 
 fn vtd_err(e: vtd::VtdError) -> IommuError {

@@ -10,6 +10,7 @@
 //! which every unit has; it completes when the unit clears the request
 //! bit, so `detach` returns only after the unit has dropped the entry.
 
+use super::encode;
 use super::mmio::{Regs, flush_cache};
 use crate::arch::frames;
 use crate::domain::memory::FrameTables;
@@ -84,14 +85,7 @@ pub enum VtdError {
     Timeout(&'static str),
 }
 
-/// One fault record (VT-d 10.4.14 / 11.4.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fault {
-    pub source: u16,
-    pub addr: u64,
-    pub write: bool,
-    pub reason: u8,
-}
+pub use super::encode::VtdFault as Fault;
 
 /// What a fault reason means (VT-d 7.1.3, table 7-1), for the log.
 pub fn reason_text(r: u8) -> &'static str {
@@ -273,13 +267,10 @@ impl Vtd {
         let ctx = self.context[bus];
         match slpt {
             Some((table, did)) => {
-                // Context entry (VT-d 9.3): high word AW (1 = 39-bit
-                // 3-level, 2 = 48-bit 4-level) and DID in bits 87:72; low
-                // word TT 00 (untranslated requests through the second
-                // level), P. High first, so the entry is whole once P is.
-                let aw = u64::from(self.levels - 2);
-                store(ctx, devfn * 2 + 1, aw | (u64::from(did) << 8));
-                store(ctx, devfn * 2, table | 1);
+                // High word first, so the entry is whole once P is set.
+                let (lo, hi) = encode::vtd_context(table, self.levels, did);
+                store(ctx, devfn * 2 + 1, hi);
+                store(ctx, devfn * 2, lo);
             }
             None => store(ctx, devfn * 2, 0),
         }
@@ -297,17 +288,10 @@ impl Vtd {
         for k in 0..n {
             let rec = cap_fro(self.cap) + ((first + k) % n) * 16;
             let hi = self.regs.r64(rec + 8);
-            if hi & (1 << 63) == 0 {
+            let Some(fault) = encode::vtd_fault(self.regs.r64(rec), hi) else {
                 continue;
-            }
-            let lo = self.regs.r64(rec);
-            each(Fault {
-                source: (hi & 0xffff) as u16,
-                addr: lo & !0xfff,
-                // T1 (bit 126): 0 write, 1 read.
-                write: hi & (1 << 62) == 0,
-                reason: ((hi >> 32) & 0xff) as u8,
-            });
+            };
+            each(fault);
             // F is write-1-to-clear, in the record's top dword.
             self.regs.w32(rec + 12, 1 << 31);
         }
