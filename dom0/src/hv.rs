@@ -100,6 +100,7 @@ impl Hypervisor for Hv {
             privileged: i.flags & DOMAIN_FLAG_PRIVILEGED != 0,
             heap_budget: i.heap_budget,
             heap_used: i.heap_used,
+            exits: i.exits,
         })
     }
 

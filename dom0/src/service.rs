@@ -78,6 +78,11 @@ impl Service {
         }
     }
 
+    /// When the service must run again with no event (system time).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.server.next_deadline()
+    }
+
     /// One pass over the management line and the consoles: whether
     /// anything happened (then the caller polls again at once).
     pub fn poll(&mut self, hv: &mut Hv, mgmt_line: bool) -> bool {
@@ -98,6 +103,7 @@ impl Service {
             say(&ended_line(&d));
         }
         self.lifecycle_news(hv);
+        self.send_events();
         self.consoles.discover(self.me);
         let d = self.consoles.drain();
         busy |= d.busy;
@@ -166,6 +172,21 @@ impl Service {
         }
         self.lifecycle_news(hv);
         send(&proto::tag(session, &reply));
+        self.send_events();
+    }
+
+    /// Sends the domain changes the server queued to the sessions that
+    /// subscribed (`hvctl events`).
+    fn send_events(&mut self) {
+        let to = self.server.subscribers();
+        for e in self.server.take_events() {
+            event(&to, &e);
+        }
+    }
+
+    /// Seeds the UUIDs dom0 generates.
+    pub fn seed_uuids(&mut self, seed: u64) {
+        self.server.seed_uuids(seed);
     }
 }
 

@@ -103,3 +103,10 @@ pub fn input_file(test: &str, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     p
 }
+
+/// `hvctl --json host` as JSON (panics, naming the output, when it fails).
+pub fn hvctl_host(socket: &Path) -> serde_json::Value {
+    let (code, out, err) = hvctl_cmd(socket, &["--json", "host"]);
+    assert_eq!(code, 0, "hvctl host: {out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}

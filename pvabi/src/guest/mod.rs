@@ -63,6 +63,7 @@ pub mod lifecycle;
 pub mod memory;
 pub mod meter;
 pub mod mgmt;
+pub mod random;
 pub mod sched;
 mod stack;
 mod sys;

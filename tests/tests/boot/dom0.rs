@@ -233,3 +233,6 @@ mod ended_session;
 
 #[path = "dom0_lifecycle.rs"]
 mod lifecycle_session;
+
+#[path = "dom0_idle.rs"]
+mod idle_session;

@@ -81,6 +81,14 @@ pub enum Command {
     Log,
     /// The machine: CPUs, memory, domains, versions.
     Host,
+    /// Follow every domain's life cycle: one JSON line per change
+    /// (created, started, paused, unpaused, shutdown_requested, ended with
+    /// reason and exit code), until interrupted.
+    Events {
+        /// Stop after N events; 0: never.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        count: u64,
+    },
     /// Per-domain CPU and memory: once, or every --every seconds.
     Top {
         /// Seconds between samples (CPU % is measured over it).

@@ -33,13 +33,15 @@ fn cap(c: u32) -> String {
     if c == 0 { "-".into() } else { format!("{c}%") }
 }
 
-/// The `list` table: a header, then one row per domain; numbers right-aligned.
+/// The `list` table: a header, then one row per domain; numbers
+/// right-aligned; a last column of UUIDs when dom0 reports them.
 pub fn table(domains: &[DomainInfo]) -> String {
+    let uuids = domains.iter().any(|d| d.uuid.is_some());
     let header = [
-        "ID", "NAME", "STATE", "MEMORY", "VCPUS", "WEIGHT", "CAP", "CPU TIME",
+        "ID", "NAME", "STATE", "MEMORY", "VCPUS", "WEIGHT", "CAP", "CPU TIME", "UUID",
     ];
-    let right = [true, false, false, true, true, true, true, true];
-    let rows: Vec<[String; 8]> = domains
+    let right = [true, false, false, true, true, true, true, true, false];
+    let rows: Vec<[String; 9]> = domains
         .iter()
         .map(|d| {
             [
@@ -51,9 +53,11 @@ pub fn table(domains: &[DomainInfo]) -> String {
                 d.weight.to_string(),
                 cap(d.cap),
                 cpu_time(d.cpu_time_ns),
+                d.uuid.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
+    let columns = if uuids { 9 } else { 8 };
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -64,7 +68,7 @@ pub fn table(domains: &[DomainInfo]) -> String {
     let header = header.map(String::from);
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in row.iter().enumerate().take(columns) {
             let w = widths[i];
             let sep = if i == 0 { "" } else { "  " };
             if right[i] {
@@ -105,7 +109,7 @@ pub fn details(d: &DomainInfo) -> String {
         c => format!("{c}% of one CPU"),
     };
     let mut out = format!(
-        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\nheap:      {} of {} bytes budget\n",
+        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\nexits:     {}\nheap:      {} of {} bytes budget\n",
         d.id,
         d.name,
         d.state.as_str(),
@@ -114,9 +118,13 @@ pub fn details(d: &DomainInfo) -> String {
         d.vcpus,
         d.weight,
         d.cpu_time_ns as f64 / 1e9,
+        d.exits,
         d.heap_used_bytes,
         d.heap_budget_bytes,
     );
+    if let Some(u) = &d.uuid {
+        let _ = writeln!(out, "uuid:      {u}");
+    }
     if let Some(u) = d.uptime_ns {
         let _ = writeln!(out, "uptime:    {}", duration(u));
     }
@@ -132,7 +140,7 @@ pub fn details(d: &DomainInfo) -> String {
 /// `host`: one field per line.
 pub fn host(h: &HostReport) -> String {
     format!(
-        "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\n",
+        "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\nuptime:      {}\n",
         h.cpus,
         bytes(h.memory_total_bytes),
         bytes(h.memory_free_bytes),
@@ -140,7 +148,8 @@ pub fn host(h: &HostReport) -> String {
         h.ended_domains,
         h.dom0,
         h.pvabi,
-        h.hypervisor_pvabi
+        h.hypervisor_pvabi,
+        duration(h.uptime_ns)
     )
 }
 
@@ -174,6 +183,7 @@ mod tests {
         DomainInfo {
             id,
             name: name.into(),
+            uuid: None,
             state,
             memory_bytes: mem,
             vcpus: 2,
@@ -182,6 +192,7 @@ mod tests {
             cpu_time_ns: ns,
             heap_budget_bytes: 128 << 10,
             heap_used_bytes: 12345,
+            exits: 9,
             uptime_ns: None,
             exit_code: None,
             reason: None,
@@ -238,7 +249,7 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         ));
         assert_eq!(
             d,
-            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\nheap:      12345 of 131072 bytes budget\n"
+            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\nexits:     9\nheap:      12345 of 131072 bytes budget\n"
         );
         let d = details(&dom(3, "web", DomainState::Running, MIB, 50, 0));
         assert!(d.contains("cap:       50% of one CPU\n"));
@@ -251,7 +262,7 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         };
         assert_eq!(
             json(&r),
-            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7,\"heap_budget_bytes\":131072,\"heap_used_bytes\":12345}}\n"
+            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7,\"heap_budget_bytes\":131072,\"heap_used_bytes\":12345,\"exits\":9}}\n"
         );
         assert_eq!(json(&Reply::Done), "{\"kind\":\"done\"}\n");
     }

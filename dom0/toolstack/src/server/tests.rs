@@ -41,6 +41,7 @@ impl Fake {
             privileged: true,
             heap_budget: 1 << 20,
             heap_used: 1 << 12,
+            exits: 0,
         };
         Self {
             domains: vec![dom0],
@@ -119,6 +120,7 @@ impl Hypervisor for Fake {
             privileged: false,
             heap_budget: d.heap_budget_bytes(),
             heap_used: 0,
+            exits: 0,
         });
         Ok(id)
     }

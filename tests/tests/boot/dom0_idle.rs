@@ -1,0 +1,118 @@
+//! `dom0_qemu_idle`: an idle host is idle (issue 15). dom0 blocks until an
+//! event (the management line's receive interrupt as `VIRQ_MGMT_RX`,
+//! console output, a domain's end) instead of polling COM2 every 5 ms; the
+//! same machine with dom0's `wake=poll` (the old polling loop, kept as the
+//! fallback) is the control that shows the bound discriminates.
+//!
+//! | asserts |
+//! |---|
+//! | with the interrupt path dom0 says it idles until an event; `hvctl list` answers (within hvctl's 10 s timeout) and shows dom0 and the idle `echo-a`; over an idle span of at least [`SPAN_S`] s of hypervisor time dom0's own exits (`hvctl info dom0`'s `exits`, taken before and after) stay under [`BOUND_PER_S`] per second; with `wake=poll` the same figure is over it (each poll is a block, a line read and the console passes) |
+
+use std::path::Path;
+use std::time::Duration;
+
+use boot_tests::artifacts::guest_module;
+use boot_tests::domains::ReportOnPanic;
+use boot_tests::mgmt::{hvctl_host, hvctl_info, input_file};
+use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::scaled;
+
+use super::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
+
+/// `echo` waits for console input: an idle guest.
+const CONFIG: &str = "[[domain]]\nname = \"echo-a\"\nimage = \"echo\"\nmemory = 4\n";
+const END: &str = "[[domain]]\nname = \"end\"\nimage = \"echo\"\nmemory = 4\n";
+/// Shortest idle span measured, in seconds of hypervisor time.
+const SPAN_S: f64 = 2.0;
+/// dom0 exits per second of an idle span, at most (interrupt path) and
+/// more than (polling). The interrupt path's count is the cost of the one
+/// `info` request that ends the span (its bytes arrive in a few interrupts,
+/// each a pass over the line and the consoles); polling costs a pass every
+/// 5 ms, at least 3 exits each.
+const BOUND_PER_S: f64 = 50.0;
+
+/// dom0's exits and the hypervisor's clock (ns), read through `hvctl`.
+fn sample(sock: &Path) -> (u64, u64) {
+    let exits = hvctl_info(sock, "dom0")["exits"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no exits in hvctl info dom0"));
+    let now = hvctl_host(sock)["uptime_ns"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no uptime_ns in hvctl host"));
+    (exits, now)
+}
+
+/// Boots dom0 (with `dom0_args`) and the idle guest; returns dom0's exits
+/// per second over an idle span.
+fn idle_rate(test: &str, dom0_args: &str, expect_line: &str) -> f64 {
+    let modules = vec![
+        guest_module("dom0", "dom0", dom0_args),
+        guest_module("echo", "echo", ""),
+        config_module(test, CONFIG),
+    ];
+    let (vm, sock, log) = mgmt_vm(test, &modules);
+    let t = test.to_string();
+    let qemu = std::thread::spawn(move || {
+        run_until(&t, vm, BIOS_TIMEOUT_S * 3, Some(&["[end] echo: ready"]))
+    });
+    let session = std::panic::catch_unwind(|| {
+        wait_for_line(&log, "[echo-a] echo: ready", scaled(90))
+            .unwrap_or_else(|| panic!("{test}: the echo guest never became ready"));
+        assert!(
+            wait_for_line(&log, expect_line, scaled(5)).is_some(),
+            "{test}: dom0 never said {expect_line:?}"
+        );
+        let (code, out, err) = hvctl_cmd(&sock, &["--timeout", "10", "list"]);
+        assert_eq!(code, 0, "{test}: list: {err}");
+        assert!(out.contains(" dom0 ") && out.contains("echo-a"), "{out}");
+        let (e0, t0) = sample(&sock);
+        let mut span;
+        let mut e1;
+        // Idle in hypervisor time, however slow the host is.
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let (e, t1) = sample(&sock);
+            e1 = e;
+            span = t1.saturating_sub(t0) as f64 / 1e9;
+            if span >= SPAN_S {
+                break;
+            }
+        }
+        let rate = e1.saturating_sub(e0) as f64 / span;
+        println!(
+            "{test}: dom0 exits {e0} -> {e1} over {span:.2} s of hypervisor time: {rate:.1}/s"
+        );
+        rate
+    });
+    let end = input_file(test, "end.toml", END);
+    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
+    let o = qemu
+        .join()
+        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let _report = ReportOnPanic(&o);
+    let rate = session.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
+    rate
+}
+
+#[test]
+fn dom0_qemu_idle() {
+    let irq = idle_rate(
+        "dom0_qemu_idle",
+        "",
+        "dom0: idle until an event: management line interrupt",
+    );
+    let poll = idle_rate(
+        "dom0_qemu_idle_poll",
+        "wake=poll",
+        "dom0: polling every 5 ms: wake=poll",
+    );
+    assert!(
+        irq < BOUND_PER_S,
+        "dom0 took {irq:.1} exits/s while idle with the interrupt path (bound {BOUND_PER_S})"
+    );
+    assert!(
+        poll > BOUND_PER_S,
+        "polling dom0 took only {poll:.1} exits/s: the bound does not tell the two apart"
+    );
+}
