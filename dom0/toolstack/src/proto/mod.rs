@@ -14,6 +14,8 @@ mod codec;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_schema;
 
 use alloc::string::String;
 use alloc::vec::Vec;
