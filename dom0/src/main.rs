@@ -186,10 +186,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // `wake=poll`: poll every few ms as before the interrupt path (to
     // measure the difference, or where COM2's interrupt misbehaves).
     let (wake, why) = if arg(cmdline, "wake") == Some("poll") {
-        (
-            wake::Wake { by_event: false },
-            Some("wake=poll on the command line"),
-        )
+        (wake::Wake::polling(), Some("wake=poll on the command line"))
     } else {
         wake::Wake::bind(mgmt_line)
     };
@@ -200,10 +197,12 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         )),
         None => say("idle until an event: management line interrupt, console output, domain end"),
     }
+    // A pass that found work is made again at once (the line is read
+    // until it is empty, rings until drained), with the same sources.
+    let mut woken = wake::Woken::ALL;
     loop {
-        let busy = svc.poll(&mut hv, mgmt_line);
-        if !busy {
-            wake.wait(svc.next_deadline());
+        if !svc.poll(&mut hv, mgmt_line, woken) {
+            woken = wake.wait(svc.next_deadline());
         }
     }
 }

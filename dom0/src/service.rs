@@ -83,19 +83,26 @@ impl Service {
         self.server.next_deadline()
     }
 
-    /// One pass over the management line and the consoles: whether
-    /// anything happened (then the caller polls again at once).
-    pub fn poll(&mut self, hv: &mut Hv, mgmt_line: bool) -> bool {
+    /// One pass over what `woken` says may have work (the management
+    /// line, the consoles, ended domains and timers; all of them after a
+    /// request was answered): whether anything happened (then the caller
+    /// passes again at once, over the same sources).
+    pub fn poll(&mut self, hv: &mut Hv, mgmt_line: bool, woken: crate::wake::Woken) -> bool {
         let mut busy = false;
-        if mgmt_line {
+        let mut answered = false;
+        if mgmt_line && woken.mgmt {
             let mut buf = [0u8; 512];
             let n = mgmt::read(&mut buf).unwrap_or(0);
             if n > 0 {
                 busy = true;
                 for line in self.lines.extend(buf.get(..n).unwrap_or(&[])) {
+                    answered = true;
                     self.answer(hv, line);
                 }
             }
+        }
+        if !(woken.console || woken.ended || answered) {
+            return busy;
         }
         // Before the consoles: a domain that ended is recorded (with its
         // last CPU time) while its last lines are still being drained.

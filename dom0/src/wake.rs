@@ -16,44 +16,95 @@ use pvabi::{VIRQ_CONSOLE_OUT, VIRQ_DOM_EXC, VIRQ_MGMT_RX};
 /// scheduler's tick is 10 ms, so this is "next tick").
 pub const POLL_NS: u64 = 5_000_000;
 
+/// What woke dom0: which passes of the service loop have work.
+#[derive(Debug, Clone, Copy)]
+pub struct Woken {
+    /// The management line may hold bytes.
+    pub mgmt: bool,
+    /// A console ring may hold output.
+    pub console: bool,
+    /// A domain may have ended, or a timer the service needs is due.
+    pub ended: bool,
+}
+
+impl Woken {
+    /// Every pass (the first one, polling, a deadline).
+    pub const ALL: Self = Self {
+        mgmt: true,
+        console: true,
+        ended: true,
+    };
+}
+
 /// How dom0 waits.
 pub struct Wake {
     /// Every source has an event: block until one (or a deadline).
     pub by_event: bool,
+    /// The ports of `VIRQ_MGMT_RX`, `VIRQ_CONSOLE_OUT`, `VIRQ_DOM_EXC`.
+    ports: [Option<u32>; 3],
 }
 
 impl Wake {
+    /// Polls every [`POLL_NS`], binding nothing.
+    pub fn polling() -> Self {
+        Self {
+            by_event: false,
+            ports: [None; 3],
+        }
+    }
+
     /// Binds the virqs on vCPU 0; `why` is what to log when dom0 must poll.
     pub fn bind(mgmt_line: bool) -> (Self, Option<&'static str>) {
-        let console = evtchn::bind_virq(VIRQ_CONSOLE_OUT, 0).is_ok();
-        let ended = evtchn::bind_virq(VIRQ_DOM_EXC, 0).is_ok();
-        let rx = !mgmt_line || evtchn::bind_virq(VIRQ_MGMT_RX, 0).is_ok();
-        let why = if !console || !ended {
+        let rx = if mgmt_line {
+            evtchn::bind_virq(VIRQ_MGMT_RX, 0).ok()
+        } else {
+            None
+        };
+        let console = evtchn::bind_virq(VIRQ_CONSOLE_OUT, 0).ok();
+        let ended = evtchn::bind_virq(VIRQ_DOM_EXC, 0).ok();
+        let why = if console.is_none() || ended.is_none() {
             Some("the hypervisor offers no console or domain-end virq")
-        } else if !rx {
+        } else if mgmt_line && rx.is_none() {
             Some("the hypervisor has no interrupt for the management line")
         } else {
             None
         };
-        (
-            Self {
-                by_event: why.is_none(),
-            },
-            why,
-        )
+        let wake = Self {
+            by_event: why.is_none(),
+            ports: [rx, console, ended],
+        };
+        (wake, why)
     }
 
     /// Blocks until an event, `deadline` (system time) or, when polling,
-    /// the next poll; then takes every pending port, so the next event
-    /// on any of them notifies again.
-    pub fn wait(&self, deadline: Option<u64>) {
-        let poll_at = time::now_ns().saturating_add(POLL_NS);
-        let until = if self.by_event {
-            deadline
-        } else {
-            Some(deadline.map_or(poll_at, |d| d.min(poll_at)))
+    /// the next poll; then takes every pending port (so the next event on
+    /// any of them notifies again) and says which passes have work.
+    pub fn wait(&self, deadline: Option<u64>) -> Woken {
+        if !self.by_event {
+            let poll_at = time::now_ns().saturating_add(POLL_NS);
+            let _ = sched::block(Some(deadline.map_or(poll_at, |d| d.min(poll_at))));
+            while let Ok(Some(_)) = evtchn::poll() {}
+            return Woken::ALL;
+        }
+        let events = sched::block(deadline).unwrap_or(0);
+        let mut woken = Woken {
+            mgmt: false,
+            console: false,
+            ended: events == 0,
         };
-        let _ = sched::block(until);
-        while let Ok(Some(_)) = evtchn::poll() {}
+        while let Ok(Some(port)) = evtchn::poll() {
+            let [rx, console, ended] = self.ports;
+            if Some(port) == rx {
+                woken.mgmt = true;
+            } else if Some(port) == console {
+                woken.console = true;
+            } else if Some(port) == ended {
+                woken.ended = true;
+            } else {
+                // A port dom0 did not bind for this: look at everything.
+                return Woken::ALL;
+            }
+        }
+        woken
     }
 }
