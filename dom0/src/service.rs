@@ -21,6 +21,8 @@ pub struct Service {
     lines: LineBuffer,
     server: Server,
     pub consoles: Consoles,
+    /// Names of the domains that ended, for `bench=` (taken by main).
+    pub ended: alloc::vec::Vec<String>,
 }
 
 fn send(line: &str) {
@@ -43,6 +45,7 @@ impl Service {
             lines: LineBuffer::new(),
             server: Server::with_history(history),
             consoles: Consoles::default(),
+            ended: alloc::vec::Vec::new(),
         }
     }
 
@@ -108,6 +111,7 @@ impl Service {
         // last CPU time) while its last lines are still being drained.
         for d in self.server.observe(hv) {
             say(&ended_line(&d));
+            self.ended.push(d.name);
         }
         self.lifecycle_news(hv);
         self.send_events();
@@ -202,6 +206,11 @@ fn ended_line(d: &proto::DomainInfo) -> String {
     let how = match (d.reason.as_deref(), d.exit_code) {
         (Some("exited"), Some(c)) => format!("exited with code {c}"),
         (Some("rebooted"), Some(c)) => format!("rebooted with code {c}"),
+        (Some("crashed"), Some(c)) => format!("crashed (the guest said so) with code {c}"),
+        (Some("killed"), _) => match &d.kill_reason {
+            Some(why) => format!("killed by the hypervisor: {why}"),
+            None => String::from("killed by the hypervisor"),
+        },
         (Some(r), _) => String::from(r),
         (None, _) => String::from("unknown"),
     };

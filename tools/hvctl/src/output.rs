@@ -86,7 +86,14 @@ pub fn table(domains: &[DomainInfo]) -> String {
 /// The state, and how an ended domain ended: `ended (exited 3)`.
 fn state(d: &DomainInfo) -> String {
     match (&d.reason, d.exit_code) {
-        (Some(r), Some(c)) if r == "exited" => format!("{} ({r} {c})", d.state.as_str()),
+        (Some(r), Some(c)) if r == "exited" || r == "crashed" => {
+            format!("{} ({r} {c})", d.state.as_str())
+        }
+        (Some(r), _) if r == "killed" && d.kill_reason.is_some() => format!(
+            "{} (killed: {})",
+            d.state.as_str(),
+            d.kill_reason.as_deref().unwrap_or_default()
+        ),
         (Some(r), _) => format!("{} ({r})", d.state.as_str()),
         _ => d.state.as_str().into(),
     }
@@ -129,7 +136,14 @@ pub fn details(d: &DomainInfo) -> String {
         let _ = writeln!(out, "uptime:    {}", duration(u));
     }
     if let Some(r) = &d.reason {
-        let _ = writeln!(out, "ended:     {r}");
+        match &d.kill_reason {
+            Some(why) => {
+                let _ = writeln!(out, "ended:     {r} by the hypervisor: {why}");
+            }
+            None => {
+                let _ = writeln!(out, "ended:     {r}");
+            }
+        }
     }
     if let Some(c) = d.exit_code {
         let _ = writeln!(out, "exit code: {c}");
@@ -196,6 +210,7 @@ mod tests {
             uptime_ns: None,
             exit_code: None,
             reason: None,
+            kill_reason: None,
         }
     }
 
@@ -235,6 +250,29 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
             table(&[]),
             "ID  NAME  STATE  MEMORY  VCPUS  WEIGHT  CAP  CPU TIME\n"
         );
+    }
+
+    /// Issue 15: a crash (the guest said so) and a kill (the hypervisor,
+    /// with its reason) read differently in `list` and `info`.
+    #[test]
+    fn crash_and_kill_differ() {
+        let mut crashed = dom(4, "c", DomainState::Ended, MIB, 0, 0);
+        crashed.reason = Some("crashed".into());
+        crashed.exit_code = Some(9);
+        assert_eq!(state(&crashed), "ended (crashed 9)");
+        let mut killed = dom(5, "k", DomainState::Ended, MIB, 0, 0);
+        killed.reason = Some("killed".into());
+        killed.exit_code = Some(-1);
+        killed.kill_reason = Some("triple fault at RIP 0x2000".into());
+        assert_eq!(state(&killed), "ended (killed: triple fault at RIP 0x2000)");
+        assert!(
+            details(&killed)
+                .contains("ended:     killed by the hypervisor: triple fault at RIP 0x2000\n")
+        );
+        killed.uuid = Some("123e4567-e89b-42d3-a456-426614174000".into());
+        let t = table(&[killed]);
+        assert!(t.lines().next().unwrap_or("").ends_with("  UUID"), "{t}");
+        assert!(t.contains("123e4567-e89b-42d3-a456-426614174000"), "{t}");
     }
 
     #[test]

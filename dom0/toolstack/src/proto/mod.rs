@@ -217,11 +217,16 @@ pub struct DomainInfo {
     /// for ended domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// How it ended: `exited`, `rebooted`, `killed`, `destroyed`,
-    /// `forced` (dom0 destroyed it when a shutdown request timed out) or
-    /// `unknown`; only for ended domains.
+    /// How it ended: `exited`, `rebooted`, `crashed` (the guest reported
+    /// a crash), `killed` (by the hypervisor: see `kill_reason`),
+    /// `destroyed`, `forced` (dom0 destroyed it when a shutdown request
+    /// timed out) or `unknown`; only for ended domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Why the hypervisor killed it, as the hypervisor said (`killed`
+    /// only, and only from a hypervisor that says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_reason: Option<String>,
 }
 
 /// A successful result.

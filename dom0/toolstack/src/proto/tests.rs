@@ -24,6 +24,7 @@ fn info() -> DomainInfo {
         uptime_ns: None,
         exit_code: None,
         reason: None,
+        kill_reason: None,
     }
 }
 

@@ -234,7 +234,8 @@ fn info(full: bool) -> DomainInfo {
         exits: 4,
         uptime_ns: full.then_some(5),
         exit_code: full.then_some(-1),
-        reason: full.then(|| "crashed".into()),
+        reason: full.then(|| "killed".into()),
+        kill_reason: full.then(|| "triple fault".into()),
     }
 }
 

@@ -24,8 +24,11 @@ pub const DEFAULT_HISTORY: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HvEnded {
     pub exit_code: i32,
-    /// `exited`, `killed` or `destroyed`.
+    /// `exited`, `rebooted`, `crashed` (the guest said so), `killed` (by
+    /// the hypervisor) or `destroyed`.
     pub reason: &'static str,
+    /// Why the hypervisor killed it, as it said (`killed` only).
+    pub kill_reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -124,6 +127,7 @@ impl History {
                 Ok(e) => {
                     info.exit_code = Some(e.exit_code);
                     info.reason = Some(String::from(e.reason));
+                    info.kill_reason = e.kill_reason;
                 }
                 Err(_) => info.reason = Some(String::from("unknown")),
             }

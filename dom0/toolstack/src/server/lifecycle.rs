@@ -160,7 +160,8 @@ impl Lifecycle {
             (Some(false), _) => return None,
             (None, Some("exited")) => ("on_poweroff", p.on_poweroff, "powered off"),
             (None, Some("rebooted")) => ("on_reboot", p.on_reboot, "asked to reboot"),
-            (None, Some("killed")) => ("on_crash", p.on_crash, "crashed"),
+            (None, Some("crashed")) => ("on_crash", p.on_crash, "crashed"),
+            (None, Some("killed")) => ("on_crash", p.on_crash, "was killed by the hypervisor"),
             // Destroyed by an operator, or unknown: nothing to apply.
             _ => return None,
         };

@@ -87,6 +87,7 @@ impl HvDomain {
             uptime_ns: None,
             exit_code: None,
             reason: None,
+            kill_reason: None,
         }
     }
 }
@@ -686,5 +687,6 @@ pub fn configured(id: u32, d: &crate::config::DomainConfig) -> proto::DomainInfo
         uptime_ns: None,
         exit_code: None,
         reason: None,
+        kill_reason: None,
     }
 }

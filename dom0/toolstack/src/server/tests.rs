@@ -68,6 +68,7 @@ impl Fake {
             HvEnded {
                 exit_code: code,
                 reason,
+                kill_reason: None,
             },
         ));
     }
@@ -81,6 +82,7 @@ impl Fake {
             HvEnded {
                 exit_code: code,
                 reason,
+                kill_reason: None,
             },
         ));
     }
@@ -145,6 +147,7 @@ impl Hypervisor for Fake {
             HvEnded {
                 exit_code: -1,
                 reason,
+                kill_reason: None,
             },
         ));
         Ok(())

@@ -77,6 +77,7 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
         uptime_ns: None,
         exit_code: None,
         reason: None,
+        kill_reason: None,
     }
 }
 
