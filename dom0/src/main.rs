@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+mod bench;
 mod consoles;
 mod hv;
 mod memlog;
@@ -200,9 +201,22 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // A pass that found work is made again at once (the line is read
     // until it is empty, rings until drained), with the same sources.
     let mut woken = wake::Woken::ALL;
+    let bench = arg(cmdline, "bench");
+    if bench.is_some() {
+        bench::stats(si.domain_id);
+    }
     loop {
         if !svc.poll(&mut hv, mgmt_line, woken) {
             woken = wake.wait(svc.next_deadline());
+        }
+        // Taken every pass (kept only for `bench=`).
+        let ended = core::mem::take(&mut svc.ended);
+        if let Some(wanted) = bench {
+            for name in ended {
+                if bench::ended(&mut hv, si.domain_id, wanted, &name) {
+                    return 0;
+                }
+            }
         }
     }
 }
