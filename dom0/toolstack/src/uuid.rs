@@ -98,6 +98,7 @@ impl UuidSource {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     extern crate std;
     use super::*;
