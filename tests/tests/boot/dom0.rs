@@ -246,3 +246,6 @@ mod idle_session;
 
 #[path = "dom0_crash.rs"]
 mod crash_session;
+
+#[path = "dom0_events.rs"]
+mod events_session;

@@ -11,7 +11,7 @@ pub use crate::target::Target;
 
 /// Manage the domains of a Kestrel host through dom0's management service.
 ///
-/// <dom> is a domain name or a numeric id. Exit status: 0 success, 1 dom0
+/// <dom> is a domain name, a numeric id or a UUID. Exit status: 0 success, 1 dom0
 /// refused, 2 usage or configuration error, 3 connection error or no reply
 /// in time, 4 protocol error, 5 shutdown/reboot forced (the guest did not
 /// end in time and dom0 destroyed it).

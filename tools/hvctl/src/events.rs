@@ -23,6 +23,8 @@ pub fn run(mut client: Client, count: u64) -> Result<String, Error> {
     }
     // Events come when domains change: no time limit from here on.
     client.no_timeout()?;
+    // On stderr, so stdout holds only events: from here on none is missed.
+    eprintln!("hvctl: subscribed: one JSON line per domain change");
     let mut stdout = std::io::stdout();
     let mut printed = 0;
     while count == 0 || printed < count {
