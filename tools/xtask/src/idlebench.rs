@@ -14,7 +14,8 @@
 //! between the ready line and the one after `span` ended (that window also
 //! holds dom0's work on `span`'s line and end, the same in both modes).
 //! Nothing from outside reaches the machine, so every run gives the same
-//! counts; each configuration runs twice and must.
+//! exit counts; each configuration runs twice and must (the span may
+//! differ by a few ns: the TSC calibration of each boot).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -110,7 +111,10 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Vec<Row>> {
                 poll,
                 idle_guest,
             )?;
-            if (a.exits, a.span_ns) != (b.exits, b.span_ns) {
+            // Exits must match exactly; the span's nanoseconds come from a
+            // TSC-to-ns conversion whose calibration may differ in the
+            // last digit between boots (seen: 1 ns over 2 s).
+            if a.exits != b.exits || a.span_ns.abs_diff(b.span_ns) > 1_000 {
                 bail!("{name}: two identical runs differ: {a:?} / {b:?}");
             }
             rows.push(a);
@@ -130,7 +134,7 @@ pub fn section(rows: &[Row]) -> String {
          domain ends; issue 15) and with dom0's `wake=poll`, the 5 ms polling loop it had \
          before (still its fallback where the line has no interrupt). The window also \
          holds dom0's work on the sleeper's one line and its end. Two identical runs \
-         gave identical counts.\n\n",
+         gave identical exit counts (spans within 1 us).\n\n",
     );
     s.push_str(
         "| dom0 wakes | other guests | dom0 exits | span (system time) | dom0 exits per second |\n",
