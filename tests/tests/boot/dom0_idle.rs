@@ -6,7 +6,7 @@
 //!
 //! | asserts |
 //! |---|
-//! | with the interrupt path dom0 says it idles until an event; `hvctl list` answers (within hvctl's 10 s timeout) and shows dom0 and the idle `echo-a`; over an idle span of at least [`SPAN_S`] s of hypervisor time dom0's own exits (`hvctl info dom0`'s `exits`, taken before and after, less what one such sample costs, measured by two samples back to back) stay under [`BOUND_PER_S`] per second; with `wake=poll` the same figure is over it (each poll is a block, a line read and the console passes) |
+//! | with the interrupt path dom0 says it idles until an event; `hvctl list` answers (within hvctl's 10 s timeout) and shows dom0 and the idle `echo-a`; over an idle span of [`IDLE_S`] s dom0's own exits (`hvctl info dom0`'s `exits`, taken before and after, less what one such sample costs, measured by two samples back to back) are at most [`IDLE_MAX`]; with `wake=poll` the same figure is over it (each poll is a block, a line read and the console passes) |
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,13 +22,16 @@ use super::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
 /// `echo` waits for console input: an idle guest.
 const CONFIG: &str = "[[domain]]\nname = \"echo-a\"\nimage = \"echo\"\nmemory = 4\n";
 const END: &str = "[[domain]]\nname = \"end\"\nimage = \"echo\"\nmemory = 4\n";
-/// Shortest idle span measured, in seconds of hypervisor time.
-const SPAN_S: f64 = 2.0;
-/// dom0 exits per second of an idle span, at most (interrupt path) and
-/// more than (polling). The interrupt path's figure is only the noise in
-/// what a sample costs (how its bytes fall into receive interrupts);
-/// polling costs a pass every 5 ms, at least 3 exits each.
-const BOUND_PER_S: f64 = 50.0;
+/// Real seconds the machine is left idle between two samples.
+const IDLE_S: u64 = 4;
+/// dom0 exits over that idle span, at most (interrupt path) and more than
+/// (polling). Absolute, not per second of hypervisor time: under a loaded
+/// host the hypervisor's TSC calibration (a 1 ms PIT window under TCG) can
+/// be far off, and one run saw 0.35 s of hypervisor time in 3 s. The
+/// interrupt path's figure is only the noise in what a sample costs (how
+/// its bytes fall into receive interrupts: 16 seen); polling costs a pass
+/// every 5 ms of hypervisor time, several exits each (280 seen over 3 s).
+const IDLE_MAX: u64 = 40;
 
 /// dom0's exits and the hypervisor's clock (ns), read through `hvctl`.
 fn sample(sock: &Path) -> (u64, u64) {
@@ -42,8 +45,8 @@ fn sample(sock: &Path) -> (u64, u64) {
 }
 
 /// Boots dom0 (with `dom0_args`) and the idle guest; returns dom0's exits
-/// per second over an idle span.
-fn idle_rate(test: &str, dom0_args: &str, expect_line: &str) -> f64 {
+/// over an idle span of [`IDLE_S`] s (less one sample's cost).
+fn idle_exits(test: &str, dom0_args: &str, expect_line: &str) -> u64 {
     let modules = vec![
         guest_module("dom0", "dom0", dom0_args),
         guest_module("echo", "echo", ""),
@@ -70,21 +73,16 @@ fn idle_rate(test: &str, dom0_args: &str, expect_line: &str) -> f64 {
         // measures the span plus the same cost.
         let (e0, _) = sample(&sock);
         let (e1, t1) = sample(&sock);
-        std::thread::sleep(Duration::from_secs_f64(SPAN_S + 1.0));
+        std::thread::sleep(Duration::from_secs(IDLE_S));
         let (e2, t2) = sample(&sock);
         let span = t2.saturating_sub(t1) as f64 / 1e9;
-        assert!(
-            span >= SPAN_S,
-            "{test}: only {span:.2} s of hypervisor time passed"
-        );
-        let per_sample = e1.saturating_sub(e0) as f64;
-        let idle = e2.saturating_sub(e1) as f64 - per_sample;
-        let rate = idle.max(0.0) / span;
+        let per_sample = e1.saturating_sub(e0);
+        let idle = e2.saturating_sub(e1).saturating_sub(per_sample);
         println!(
-            "{test}: dom0 exits {e0} -> {e1} (one sample: {per_sample}) -> {e2} over {span:.2} s \
-             of hypervisor time: {idle} idle exits, {rate:.1}/s"
+            "{test}: dom0 exits {e0} -> {e1} (one sample: {per_sample}) -> {e2}: {idle} idle \
+             exits in {IDLE_S} s, {span:.2} s of hypervisor time"
         );
-        rate
+        idle
     });
     let end = input_file(test, "end.toml", END);
     let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
@@ -92,29 +90,29 @@ fn idle_rate(test: &str, dom0_args: &str, expect_line: &str) -> f64 {
         .join()
         .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
     let _report = ReportOnPanic(&o);
-    let rate = session.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let idle = session.unwrap_or_else(|e| std::panic::resume_unwind(e));
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
-    rate
+    idle
 }
 
 #[test]
 fn dom0_qemu_idle() {
-    let irq = idle_rate(
+    let irq = idle_exits(
         "dom0_qemu_idle",
         "",
         "dom0: idle until an event: management line interrupt",
     );
-    let poll = idle_rate(
+    let poll = idle_exits(
         "dom0_qemu_idle_poll",
         "wake=poll",
         "dom0: polling every 5 ms: wake=poll",
     );
     assert!(
-        irq < BOUND_PER_S,
-        "dom0 took {irq:.1} exits/s while idle with the interrupt path (bound {BOUND_PER_S})"
+        irq <= IDLE_MAX,
+        "dom0 took {irq} exits in {IDLE_S} idle seconds with the interrupt path (bound {IDLE_MAX})"
     );
     assert!(
-        poll > BOUND_PER_S,
-        "polling dom0 took only {poll:.1} exits/s: the bound does not tell the two apart"
+        poll > IDLE_MAX,
+        "polling dom0 took only {poll} exits in {IDLE_S} s: the bound does not tell the two apart"
     );
 }
