@@ -100,6 +100,7 @@ impl Hypervisor for Hv {
             privileged: i.flags & DOMAIN_FLAG_PRIVILEGED != 0,
             heap_budget: i.heap_budget,
             heap_used: i.heap_used,
+            exits: i.exits,
         })
     }
 
@@ -170,12 +171,24 @@ impl Hypervisor for Hv {
             "rebooted"
         } else if i.flags & pvabi::DOMAIN_FLAG_DESTROYED != 0 {
             "destroyed"
+        } else if i.flags & pvabi::DOMAIN_FLAG_CRASHED != 0 {
+            "crashed"
         } else {
             "killed"
+        };
+        // What the hypervisor gave as the kill reason (an older one has
+        // none to give: EINVAL).
+        let mut why = [0u8; pvabi::DOMCTL_REASON_MAX as usize];
+        let kill_reason = match domctl::end_reason(id, &mut why) {
+            Ok(n) if n > 0 && reason == "killed" => {
+                Some(String::from_utf8_lossy(why.get(..n).unwrap_or_default()).into_owned())
+            }
+            _ => None,
         };
         Ok(HvEnded {
             exit_code: i.exit_code,
             reason,
+            kill_reason,
         })
     }
 

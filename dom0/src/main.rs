@@ -12,37 +12,35 @@
 //!    before it are destroyed again and the failure is printed.
 //! 3. Serves, forever: other domains' consoles are printed as
 //!    `[<name>] <text>`, and the management protocol is answered on the
-//!    second serial line (`HC_MGMT_*`). There is no interrupt for either:
-//!    while nothing happens dom0 blocks for [`POLL_NS`] between polls
-//!    (`HC_SCHED_BLOCK` with a deadline), so an idle dom0 costs one short
-//!    exit per timer tick.
+//!    second serial line (`HC_MGMT_*`). While nothing happens dom0 blocks
+//!    until a virq says something did (`wake.rs`), or, where the
+//!    hypervisor has no interrupt for the line, polls every few ms.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod bench;
 mod consoles;
 mod hv;
 mod memlog;
 mod pci;
 mod service;
+mod wake;
 
 use alloc::format;
 use alloc::string::String;
 
 use kestrel_toolstack::config::{self, Images, Limits};
 use kestrel_toolstack::server::create_all;
-use pvabi::guest::{mgmt, sched, time};
+use pvabi::guest::{mgmt, time};
 
 use hv::Hv;
 
 pvabi::entry_point!(main);
 pvabi::guest_heap!(2 << 20);
 
-/// How long dom0 blocks while neither a console nor the management line
-/// has anything (the scheduler's tick is 10 ms, so this is "next tick").
-pub const POLL_NS: u64 = 5_000_000;
 /// Largest configuration file dom0 reads.
 const CONFIG_MAX: u64 = 64 * 1024;
 
@@ -167,6 +165,10 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(kestrel_toolstack::server::DEFAULT_HISTORY);
     let mut svc = service::Service::new(si.domain_id, history);
+    // Generated UUIDs: RDRAND where the CPU has it, else the TSC (whose
+    // value at this point differs from boot to boot on real hardware,
+    // not under QEMU's -icount).
+    svc.seed_uuids(pvabi::guest::random::rdrand64().unwrap_or_else(time::read_tsc));
     for (id, name) in core::mem::take(&mut hv.created) {
         svc.consoles.follow(id, &name);
     }
@@ -184,10 +186,39 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         hv.free_bytes(),
         if mgmt_line { "on COM2" } else { "line absent" }
     ));
+    // `wake=poll`: poll every few ms as before the interrupt path (to
+    // measure the difference, or where COM2's interrupt misbehaves).
+    let (wake, why) = if arg(cmdline, "wake") == Some("poll") {
+        (wake::Wake::polling(), Some("wake=poll on the command line"))
+    } else {
+        wake::Wake::bind(mgmt_line)
+    };
+    match why {
+        Some(why) => say(&format!(
+            "polling every {} ms: {why}",
+            wake::POLL_NS / 1_000_000
+        )),
+        None => say("idle until an event: management line interrupt, console output, domain end"),
+    }
+    // A pass that found work is made again at once (the line is read
+    // until it is empty, rings until drained), with the same sources.
+    let mut woken = wake::Woken::ALL;
+    let bench = arg(cmdline, "bench");
+    if bench.is_some() {
+        bench::stats(si.domain_id);
+    }
     loop {
-        let busy = svc.poll(&mut hv, mgmt_line);
-        if !busy {
-            let _ = sched::block(Some(time::now_ns().saturating_add(POLL_NS)));
+        if !svc.poll(&mut hv, mgmt_line, woken) {
+            woken = wake.wait(svc.next_deadline());
+        }
+        // Taken every pass (kept only for `bench=`).
+        let ended = core::mem::take(&mut svc.ended);
+        if let Some(wanted) = bench {
+            for name in ended {
+                if bench::ended(&mut hv, si.domain_id, wanted, &name) {
+                    return 0;
+                }
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Service {
     lines: LineBuffer,
     server: Server,
     pub consoles: Consoles,
+    /// Names of the domains that ended, for `bench=` (taken by main).
+    pub ended: alloc::vec::Vec<String>,
 }
 
 fn send(line: &str) {
@@ -43,6 +45,7 @@ impl Service {
             lines: LineBuffer::new(),
             server: Server::with_history(history),
             consoles: Consoles::default(),
+            ended: alloc::vec::Vec::new(),
         }
     }
 
@@ -78,26 +81,40 @@ impl Service {
         }
     }
 
-    /// One pass over the management line and the consoles: whether
-    /// anything happened (then the caller polls again at once).
-    pub fn poll(&mut self, hv: &mut Hv, mgmt_line: bool) -> bool {
+    /// When the service must run again with no event (system time).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.server.next_deadline()
+    }
+
+    /// One pass over what `woken` says may have work (the management
+    /// line, the consoles, ended domains and timers; all of them after a
+    /// request was answered): whether anything happened (then the caller
+    /// passes again at once, over the same sources).
+    pub fn poll(&mut self, hv: &mut Hv, mgmt_line: bool, woken: crate::wake::Woken) -> bool {
         let mut busy = false;
-        if mgmt_line {
+        let mut answered = false;
+        if mgmt_line && woken.mgmt {
             let mut buf = [0u8; 512];
             let n = mgmt::read(&mut buf).unwrap_or(0);
             if n > 0 {
                 busy = true;
                 for line in self.lines.extend(buf.get(..n).unwrap_or(&[])) {
+                    answered = true;
                     self.answer(hv, line);
                 }
             }
+        }
+        if !(woken.console || woken.ended || answered) {
+            return busy;
         }
         // Before the consoles: a domain that ended is recorded (with its
         // last CPU time) while its last lines are still being drained.
         for d in self.server.observe(hv) {
             say(&ended_line(&d));
+            self.ended.push(d.name);
         }
         self.lifecycle_news(hv);
+        self.send_events();
         self.consoles.discover(self.me);
         let d = self.consoles.drain();
         busy |= d.busy;
@@ -166,6 +183,21 @@ impl Service {
         }
         self.lifecycle_news(hv);
         send(&proto::tag(session, &reply));
+        self.send_events();
+    }
+
+    /// Sends the domain changes the server queued to the sessions that
+    /// subscribed (`hvctl events`).
+    fn send_events(&mut self) {
+        let to = self.server.subscribers();
+        for e in self.server.take_events() {
+            event(&to, &e);
+        }
+    }
+
+    /// Seeds the UUIDs dom0 generates.
+    pub fn seed_uuids(&mut self, seed: u64) {
+        self.server.seed_uuids(seed);
     }
 }
 
@@ -174,6 +206,11 @@ fn ended_line(d: &proto::DomainInfo) -> String {
     let how = match (d.reason.as_deref(), d.exit_code) {
         (Some("exited"), Some(c)) => format!("exited with code {c}"),
         (Some("rebooted"), Some(c)) => format!("rebooted with code {c}"),
+        (Some("crashed"), Some(c)) => format!("crashed (the guest said so) with code {c}"),
+        (Some("killed"), _) => match &d.kill_reason {
+            Some(why) => format!("killed by the hypervisor: {why}"),
+            None => String::from("killed by the hypervisor"),
+        },
         (Some(r), _) => String::from(r),
         (None, _) => String::from("unknown"),
     };

@@ -148,6 +148,7 @@ fn run_slice(
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
         P::interrupts_on();
+        crate::console::wake::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc {
             me,
@@ -362,6 +363,7 @@ pub fn schedule(cpu: usize) {
     // after `pick` found nothing is taken by the `hlt` (STI's shadow
     // covers it), never just before it.
     P::interrupts_off();
+    crate::console::wake::poll();
     let now = now_ns();
     timers::fire_due(now);
     policy::clear_resched(cpu);

@@ -339,6 +339,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
             log::info!("dom0: no management line (COM2 is the console)");
         } else if serial::init_mgmt(serial::COM2) {
             log::info!("dom0: management line on COM2");
+            crate::arch::mgmt_irq::enable(topo.as_ref(), bsp_apic);
         } else {
             log::info!("dom0: no management line (no COM2)");
         }

@@ -169,6 +169,23 @@ pub const DOMAIN_FLAG_KILLED: u32 = 1 << 2;
 /// control domain ([`HC_DOMCTL_DESTROY`]).
 pub const DOMAIN_FLAG_DESTROYED: u32 = 1 << 3;
 
+/// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report (Unreleased): the
+/// guest ended itself reporting a crash (`HC_SHUTDOWN` with
+/// [`SHUTDOWN_CRASH`]; the code is its own). Before, such an end was
+/// reported as [`DOMAIN_FLAG_KILLED`], which now means only that the
+/// hypervisor killed it.
+pub const DOMAIN_FLAG_CRASHED: u32 = 1 << 5;
+
+/// Bit of [`HC_DOMCTL_INFO`]'s RDI (Unreleased), with
+/// [`DOMCTL_INFO_ENDED`]: instead of the report, write why the hypervisor
+/// killed the ended domain (UTF-8, at most [`DOMCTL_REASON_MAX`] bytes, no
+/// NUL) to the buffer at RSI, which must hold [`DOMCTL_REASON_MAX`] bytes;
+/// RAX = its length, 0 when the hypervisor did not kill it. `ENOENT` when
+/// no report is kept. A hypervisor before this bit answers `EINVAL`.
+pub const DOMCTL_INFO_REASON: u64 = 1 << 33;
+/// Longest kill reason [`DOMCTL_INFO_REASON`] writes, in bytes.
+pub const DOMCTL_REASON_MAX: u64 = 160;
+
 /// Bit of [`HC_DOMCTL_INFO`]'s RDI (Unreleased): ask for the report of an
 /// ended domain. Before, any RDI over 32 bits was `EINVAL`, so no older
 /// caller sets it.

@@ -16,9 +16,15 @@
 //! at most [`CONSOLE_RINGS_MAX`] rings are kept, beyond which the ring of
 //! the lowest domain id is dropped whole.
 //!
-//! There is no interrupt for management input: the control domain polls
-//! [`HC_MGMT_READ`], blocking a few milliseconds between polls
-//! (`HC_SCHED_BLOCK` with a deadline) while the line is quiet.
+//! Waking up (Unreleased, issue 15): a control domain that binds
+//! [`VIRQ_MGMT_RX`] is told when the management line has received bytes
+//! (the hypervisor takes the UART's receive interrupt), and one that binds
+//! [`VIRQ_CONSOLE_OUT`] when another domain's console ring gets output
+//! while it was empty; so it can block without a deadline while nothing
+//! happens. Binding [`VIRQ_MGMT_RX`] fails with `ENOENT` where the
+//! hypervisor has no interrupt for the line (no management line, no I/O
+//! APIC): the control domain then polls [`HC_MGMT_READ`], blocking a few
+//! milliseconds between polls.
 //!
 //! Every call here fails with `EPERM` in a domain without
 //! [`crate::START_FLAG_PRIVILEGED`], before any argument is looked at.
@@ -101,3 +107,20 @@ pub const CONSOLE_RING_BYTES: usize = 16 * 1024;
 pub const CONSOLE_INPUT_BYTES: usize = 4096;
 /// Most console rings the hypervisor keeps.
 pub const CONSOLE_RINGS_MAX: usize = 256;
+
+/// Virq (Unreleased, issue 15): the management line received bytes since
+/// the control domain last read it empty. Raised on every privileged
+/// domain that bound it, on the vCPU it bound, from the UART's receive
+/// interrupt; read them with [`HC_MGMT_READ`] until it returns 0 (a
+/// byte that arrives after that raises it again). Binding it fails with
+/// `ENOENT` when the hypervisor has no interrupt for the line (then poll),
+/// and with `EPERM` in an unprivileged domain.
+pub const VIRQ_MGMT_RX: u32 = 4;
+
+/// Virq (Unreleased, issue 15): another domain's console ring went from
+/// empty to holding output (it is raised once per such change, not per
+/// write); drain it with [`HC_DOMCTL_CONSOLE_READ`]. Raised on every
+/// privileged domain that bound it. `EPERM` for an unprivileged domain.
+pub const VIRQ_CONSOLE_OUT: u32 = 5;
+
+const _: () = assert!(VIRQ_MGMT_RX < crate::NR_VIRQS && VIRQ_CONSOLE_OUT < crate::NR_VIRQS);

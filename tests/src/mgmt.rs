@@ -136,12 +136,10 @@ pub fn input_file(test: &str, name: &str, text: &str) -> PathBuf {
 
 /// The host's free memory in bytes, by `hvctl --json host`.
 pub fn hvctl_free_bytes(socket: &Path) -> u64 {
-    let (code, out, err) = hvctl_cmd(socket, &["--json", "host"]);
-    assert_eq!(code, 0, "hvctl host: {out}{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v = hvctl_host(socket);
     v["memory_free_bytes"]
         .as_u64()
-        .unwrap_or_else(|| panic!("hvctl host: no memory_free_bytes in {out}"))
+        .unwrap_or_else(|| panic!("hvctl host: no memory_free_bytes in {v}"))
 }
 
 /// The Linux guest kernel and initramfs (`xtask::linux`: from the cache or
@@ -161,4 +159,11 @@ pub fn linux_modules() -> [Module; 2] {
         Module::named(&img.vmlinux, "vmlinux", "").unwrap_or_else(|e| panic!("{e}")),
         Module::named(&img.initramfs, "initramfs.cpio", "").unwrap_or_else(|e| panic!("{e}")),
     ]
+}
+
+/// `hvctl --json host` as JSON (panics, naming the output, when it fails).
+pub fn hvctl_host(socket: &Path) -> serde_json::Value {
+    let (code, out, err) = hvctl_cmd(socket, &["--json", "host"]);
+    assert_eq!(code, 0, "hvctl host: {out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }

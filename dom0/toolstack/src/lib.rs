@@ -9,6 +9,7 @@
 //!   [`server::Hypervisor`] trait (domctl hypercalls in dom0, fakes here).
 //! - [`console`]: guests' console bytes to clean, whole lines.
 //! - [`textring`]: bounded line histories (dom0's log, consoles).
+//! - [`uuid`]: domain UUIDs (given or generated).
 //!
 //! The format and the protocol are documented in `docs/toolstack.md`.
 #![no_std]
@@ -21,3 +22,4 @@ pub mod console;
 pub mod proto;
 pub mod server;
 pub mod textring;
+pub mod uuid;

@@ -46,6 +46,18 @@ pub struct Topology {
     pub io_apics: usize,
     /// Local APIC physical address.
     pub local_apic_address: u64,
+    /// The I/O APICs' addresses and first GSIs (ACPI 6.5 5.2.12.3).
+    pub io_apic_list: ArrayVec<IoApic, 8>,
+    /// ISA IRQs wired to another GSI or with other polarity/trigger than
+    /// ISA's default (ACPI 6.5 5.2.12.5): `(irq, gsi, MPS INTI flags)`.
+    pub isa_overrides: ArrayVec<(u8, u32, u16), 16>,
+}
+
+/// One I/O APIC from the MADT.
+#[derive(Debug, Clone, Copy)]
+pub struct IoApic {
+    pub address: u64,
+    pub gsi_base: u32,
 }
 
 /// Why ACPI could not be read.
@@ -77,6 +89,8 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<(Topology, u64), AcpiError> {
         ignored: 0,
         io_apics: 0,
         local_apic_address: u64::from(madt.get().local_apic_address),
+        io_apic_list: ArrayVec::new(),
+        isa_overrides: ArrayVec::new(),
     };
     let mut add = |id: u32, flags: u32| {
         // Flags bit 0: enabled; bit 1: online capable (ACPI 6.3+).
@@ -89,7 +103,18 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<(Topology, u64), AcpiError> {
         match entry {
             MadtEntry::LocalApic(e) => add(u32::from(e.apic_id), e.flags),
             MadtEntry::LocalX2Apic(e) => add(e.x2apic_id, e.flags),
-            MadtEntry::IoApic(_) => topo.io_apics += 1,
+            MadtEntry::IoApic(e) => {
+                topo.io_apics += 1;
+                let _ = topo.io_apic_list.try_push(IoApic {
+                    address: u64::from(e.io_apic_address),
+                    gsi_base: e.global_system_interrupt_base,
+                });
+            }
+            MadtEntry::InterruptSourceOverride(e) if e.bus == 0 => {
+                let _ = topo
+                    .isa_overrides
+                    .try_push((e.irq, e.global_system_interrupt, e.flags));
+            }
             MadtEntry::LocalApicAddressOverride(e) => {
                 topo.local_apic_address = e.local_apic_address
             }

@@ -12,6 +12,9 @@ use super::gdt;
 
 /// LAPIC timer vector.
 pub const VECTOR_TIMER: u8 = 0x30;
+/// The management line's UART receive interrupt (COM2 through the I/O
+/// APIC, `serial::mgmt_enable_irq`).
+pub const VECTOR_MGMT_RX: u8 = 0x31;
 /// LAPIC spurious vector (low 4 bits all ones, as older CPUs require).
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 /// TLB shoot-down IPI: its only job is to force a VM exit.
@@ -225,6 +228,10 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             super::lapic::eoi();
         }
         VECTOR_SPURIOUS => {}
+        VECTOR_MGMT_RX => {
+            super::serial::note_mgmt_rx();
+            super::lapic::eoi();
+        }
         VECTOR_SHOOTDOWN => super::lapic::eoi(),
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious IRQ from the masked legacy PIC: nothing to do.

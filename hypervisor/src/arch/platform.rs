@@ -177,6 +177,15 @@ impl Platform for Machine {
         serial::mgmt_read(buf)
     }
 
+    fn mgmt_irq() -> bool {
+        serial::mgmt_irq()
+    }
+
+    #[inline]
+    fn take_mgmt_rx() -> bool {
+        serial::take_mgmt_rx()
+    }
+
     fn exit(success: bool) {
         exit::exit(success);
     }

@@ -241,6 +241,48 @@ pub fn init_mgmt(port: u16) -> bool {
     ok
 }
 
+/// The management line's receive interrupt came since the runtime last
+/// looked ([`take_mgmt_rx`]).
+static MGMT_RX: AtomicBool = AtomicBool::new(false);
+/// The receive interrupt is routed and enabled ([`mgmt_enable_irq`]).
+static MGMT_IRQ: AtomicBool = AtomicBool::new(false);
+
+/// Enables the management UART's "received data available" interrupt
+/// (16550 IER bit 0; OUT2, which gates the UART's IRQ line on PCs, is set
+/// by the driver's `init`). The caller has routed the IRQ to
+/// [`super::idt::VECTOR_MGMT_RX`]. The UART holds its interrupt while
+/// data waits, so an edge-triggered route sees a new edge only once the
+/// control domain has read the line empty: it must read until
+/// `HC_MGMT_READ` gives 0 (pvabi `VIRQ_MGMT_RX`).
+pub fn mgmt_enable_irq() -> bool {
+    let mut guard = MGMT.lock();
+    let Some(uart) = guard.as_mut() else {
+        return false;
+    };
+    uart.enable_interrupts(uart_16550::spec::registers::IER::DATA_READY);
+    MGMT_IRQ.store(true, Ordering::Release);
+    // Bytes that came before the interrupt was enabled raised no edge.
+    MGMT_RX.store(true, Ordering::Release);
+    true
+}
+
+/// Whether the management line's receive interrupt is enabled.
+pub fn mgmt_irq() -> bool {
+    MGMT_IRQ.load(Ordering::Acquire)
+}
+
+/// The receive interrupt's handler: only notes it (the runtime raises the
+/// virq outside interrupt context, where it may take locks).
+pub fn note_mgmt_rx() {
+    MGMT_RX.store(true, Ordering::Release);
+}
+
+/// Whether the receive interrupt came since the last call (cleared).
+#[inline]
+pub fn take_mgmt_rx() -> bool {
+    MGMT_RX.load(Ordering::Relaxed) && MGMT_RX.swap(false, Ordering::AcqRel)
+}
+
 /// Sends `bytes` on the management line; `false` if there is none.
 pub fn mgmt_write(bytes: &[u8]) -> bool {
     let mut guard = MGMT.lock();

@@ -52,7 +52,10 @@ pub(crate) fn capture(d: &Domain, bytes: &[u8]) -> bool {
     if d.privileged || !CAPTURE.load(Ordering::Acquire) {
         return false;
     }
-    RINGS.lock().push(d.id, bytes);
+    let filled = RINGS.lock().push(d.id, bytes);
+    if filled {
+        crate::console::wake::console_out();
+    }
     true
 }
 

@@ -6,3 +6,4 @@ pub mod input;
 pub mod live;
 pub mod out;
 pub mod ring;
+pub mod wake;

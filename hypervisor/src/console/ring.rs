@@ -43,8 +43,14 @@ impl ConsoleRings {
         }
     }
 
-    /// Appends domain `id`'s output.
-    pub fn push(&mut self, id: DomainId, bytes: &[u8]) {
+    /// Appends domain `id`'s output; whether its ring was empty before
+    /// (and now is not): the control domain is told of that change
+    /// (`VIRQ_CONSOLE_OUT`), not of every write.
+    pub fn push(&mut self, id: DomainId, bytes: &[u8]) -> bool {
+        let was_empty = self
+            .rings
+            .get(&id)
+            .is_none_or(|r| r.bytes.is_empty() && r.dropped == 0);
         if !self.rings.contains_key(&id)
             && self.rings.len() >= CONSOLE_RINGS_MAX
             && let Some((_, old)) = self.rings.pop_first()
@@ -69,6 +75,11 @@ impl ConsoleRings {
             ring.bytes.push_back(b);
             *total += 1;
         }
+        was_empty
+            && self
+                .rings
+                .get(&id)
+                .is_some_and(|r| !r.bytes.is_empty() || r.dropped != 0)
     }
 
     /// Moves up to `buf.len()` bytes of domain `id`'s ring into `buf`:
@@ -136,6 +147,20 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
+    }
+
+    /// dom0 is woken (`VIRQ_CONSOLE_OUT`) when a ring fills from empty,
+    /// not on every write: once per read-empty, per domain.
+    #[test]
+    fn only_output_into_an_empty_ring_notifies() {
+        let mut r = ConsoleRings::new();
+        assert!(r.push(DomainId(2), b"a"), "first output");
+        assert!(!r.push(DomainId(2), b"b"), "ring not empty yet");
+        assert!(r.push(DomainId(3), b"x"), "another domain's ring");
+        assert!(!r.push(DomainId(2), b""), "nothing written");
+        assert_eq!(drain(&mut r, 2, true).unwrap(), b"ab");
+        assert!(r.push(DomainId(2), b"c"), "read empty, then output");
+        assert!(!r.push(DomainId(3), b"y"));
     }
 
     #[test]

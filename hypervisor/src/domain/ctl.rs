@@ -191,6 +191,9 @@ impl Svc<'_> {
             DomctlReq::Ended(id) => crate::domain::ended::get(id.0)
                 .map(DomctlReply::Info)
                 .ok_or(Error::NoEntry),
+            DomctlReq::EndReason(id) => crate::domain::ended::reason(id.0)
+                .map(DomctlReply::Reason)
+                .ok_or(Error::NoEntry),
             DomctlReq::List(ids) => {
                 let table = DOMAINS.lock();
                 for (slot, (id, _)) in ids.iter_mut().zip(table.domains()) {

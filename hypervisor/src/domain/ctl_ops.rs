@@ -8,11 +8,11 @@ use pvabi::Error;
 use pvabi::zerocopy::{FromBytes, IntoBytes};
 use pvabi::{
     DOMAIN_CREATE_SIZE, DOMCTL_CMDLINE_MAX, DOMCTL_CREATE_LINUX, DOMCTL_INFO_ENDED,
-    DOMCTL_LINUX_CMDLINE_MAX, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS, DOMCTL_MEMORY_ALIGN,
-    DOMCTL_MEMORY_MAX, DOMCTL_MEMORY_MIN, DOMCTL_NO_INITRD, DOMCTL_READ_MAX, DomainCreate,
-    DomainCreateLinux, DomainInfo, HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY, HC_DOMCTL_HOST_INFO,
-    HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO, HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE,
-    HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
+    DOMCTL_INFO_REASON, DOMCTL_LINUX_CMDLINE_MAX, DOMCTL_LIST_MAX, DOMCTL_MAX_VCPUS,
+    DOMCTL_MEMORY_ALIGN, DOMCTL_MEMORY_MAX, DOMCTL_MEMORY_MIN, DOMCTL_NO_INITRD, DOMCTL_READ_MAX,
+    DomainCreate, DomainCreateLinux, DomainInfo, HC_DOMCTL_CREATE, HC_DOMCTL_DESTROY,
+    HC_DOMCTL_HOST_INFO, HC_DOMCTL_INFO, HC_DOMCTL_LIST, HC_DOMCTL_MODULE_INFO,
+    HC_DOMCTL_MODULE_READ, HC_DOMCTL_PAUSE, HC_DOMCTL_UNPAUSE, HostInfo, ModuleInfo,
 };
 
 use crate::domain::ids::DomainId;
@@ -142,6 +142,8 @@ pub enum DomctlReq<'a> {
     /// The report of a domain that ended and was freed
     /// (`DOMCTL_INFO_ENDED`).
     Ended(DomainId),
+    /// Why the hypervisor killed an ended domain (`DOMCTL_INFO_REASON`).
+    EndReason(DomainId),
     /// Ask a domain to end (`ctl_life.rs`): a `SHUTDOWN_REQUEST_*` reason.
     ShutdownRequest { id: DomainId, reason: u64 },
     /// Change a domain's weight and cap (`ctl_life.rs`).
@@ -161,6 +163,8 @@ pub enum DomctlReply {
     Module(ModuleInfo),
     /// [`DomctlReq::HostInfo`]'s answer.
     Host(HostInfo),
+    /// [`DomctlReq::EndReason`]'s answer.
+    Reason(crate::domain::ended::Reason),
 }
 
 fn dom_id(v: u64) -> Result<DomainId, Error> {
@@ -213,6 +217,16 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
         HC_DOMCTL_UNPAUSE => value(svc.domctl(DomctlReq::Unpause(dom_id(a[0])?))),
         HC_DOMCTL_PAUSE => value(svc.domctl(DomctlReq::Pause(dom_id(a[0])?))),
         HC_DOMCTL_DESTROY => value(svc.domctl(DomctlReq::Destroy(dom_id(a[0])?))),
+        HC_DOMCTL_INFO if a[0] & DOMCTL_INFO_ENDED != 0 && a[0] & DOMCTL_INFO_REASON != 0 => {
+            let id = dom_id(a[0] & !(DOMCTL_INFO_ENDED | DOMCTL_INFO_REASON))?;
+            match svc.domctl(DomctlReq::EndReason(id))? {
+                DomctlReply::Reason(r) => {
+                    put(svc, a[1], r.as_bytes())?;
+                    Ok(r.len() as u64)
+                }
+                _ => Err(Error::Invalid),
+            }
+        }
         HC_DOMCTL_INFO if a[0] & DOMCTL_INFO_ENDED != 0 => {
             match svc.domctl(DomctlReq::Ended(dom_id(a[0] & !DOMCTL_INFO_ENDED)?))? {
                 DomctlReply::Info(info) => put(svc, a[1], info.as_bytes()),

@@ -40,6 +40,9 @@ pub(crate) struct Inner {
 pub(crate) struct End {
     how: &'static str,
     pub(crate) code: i64,
+    /// Why the hypervisor killed it (empty otherwise), for the control
+    /// domain (`DOMCTL_INFO_REASON`).
+    reason: crate::domain::ended::Reason,
 }
 
 /// One guest.
@@ -483,7 +486,11 @@ impl Domain {
             if end.is_some() {
                 return;
             }
-            *end = Some(End { how, code });
+            *end = Some(End {
+                how,
+                code,
+                reason: crate::domain::ended::reason_text(reason),
+            });
             self.ending.store(true, Ordering::Release);
         }
         // Its queued console lines come before the line saying it ended
@@ -534,6 +541,7 @@ impl Drop for Domain {
         let end = self.end.get_mut().unwrap_or(End {
             how: "killed",
             code: -1,
+            reason: crate::domain::ended::reason_text(Some("ended without a recorded reason")),
         });
         // Its last console lines come before its `domain-end:` line: both
         // go to the console's leftovers, printed later (`console/out.rs`).
@@ -552,24 +560,27 @@ impl Drop for Domain {
                 self.max_exit_ticks.load(Ordering::Relaxed)
             ),
         );
-        crate::domain::ended::record(pvabi::DomainInfo {
-            id: self.id.0,
-            flags: crate::domain::ended::how_flag(end.how),
-            nr_vcpus: self.nr_vcpus,
-            weight: self.weight.load(Ordering::Relaxed),
-            cap: self.cap.load(Ordering::Relaxed),
-            exit_code: i32::try_from(end.code).unwrap_or(-1),
-            max_pages: inner.mem.max_pages(),
-            exits: self.exits.load(Ordering::Relaxed),
-            name: {
-                let mut n = [0u8; 32];
-                for (d, s) in n.iter_mut().take(31).zip(self.name.bytes()) {
-                    *d = s;
-                }
-                n
+        crate::domain::ended::record(
+            pvabi::DomainInfo {
+                id: self.id.0,
+                flags: crate::domain::ended::how_flag(end.how),
+                nr_vcpus: self.nr_vcpus,
+                weight: self.weight.load(Ordering::Relaxed),
+                cap: self.cap.load(Ordering::Relaxed),
+                exit_code: i32::try_from(end.code).unwrap_or(-1),
+                max_pages: inner.mem.max_pages(),
+                exits: self.exits.load(Ordering::Relaxed),
+                name: {
+                    let mut n = [0u8; 32];
+                    for (d, s) in n.iter_mut().take(31).zip(self.name.bytes()) {
+                        *d = s;
+                    }
+                    n
+                },
+                ..Default::default()
             },
-            ..Default::default()
-        });
+            end.reason,
+        );
         // A reboot (`SHUTDOWN_REBOOT`) is as orderly an end as a power-off.
         if matches!(end.how, "exited" | "rebooted") && end.code == 0 {
             ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);

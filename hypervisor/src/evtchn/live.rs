@@ -287,6 +287,7 @@ impl Svc<'_> {
             }
             EvtchnOp::Poll => Ok(d.events.lock().take_next_pending().map_or(0, u64::from)),
             EvtchnOp::BindVirq { virq, vcpu } => {
+                crate::console::wake::may_bind(d, virq)?;
                 d.events.lock().bind_virq(virq, vcpu).map(u64::from)
             }
             EvtchnOp::BindIpi { vcpu } => d.events.lock().bind_ipi(vcpu).map(u64::from),

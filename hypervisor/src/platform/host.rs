@@ -188,6 +188,20 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 }
 
 static CONSOLE: Mutex<String> = Mutex::new(String::new());
+/// The simulated management line's receive interrupt: routed, and came
+/// (host tests set them with [`set_mgmt_irq`] and [`raise_mgmt_rx`]).
+static MGMT_IRQ: AtomicBool = AtomicBool::new(false);
+static MGMT_RX: AtomicBool = AtomicBool::new(false);
+
+/// Says whether the simulated management line has a receive interrupt.
+pub fn set_mgmt_irq(on: bool) {
+    MGMT_IRQ.store(on, Ordering::Release);
+}
+
+/// The simulated management line's receive interrupt fires.
+pub fn raise_mgmt_rx() {
+    MGMT_RX.store(true, Ordering::Release);
+}
 static EXITED: AtomicU8 = AtomicU8::new(0);
 static ONLINE: AtomicU32 = AtomicU32::new(1);
 static MODULES: Mutex<Vec<Module>> = Mutex::new(Vec::new());
@@ -449,6 +463,14 @@ impl Platform for HostMachine {
 
     fn mgmt_read(_buf: &mut [u8]) -> Option<usize> {
         None
+    }
+
+    fn mgmt_irq() -> bool {
+        MGMT_IRQ.load(Ordering::Acquire)
+    }
+
+    fn take_mgmt_rx() -> bool {
+        MGMT_RX.swap(false, Ordering::AcqRel)
     }
 
     fn exit(success: bool) {

@@ -123,6 +123,12 @@ pub trait Platform {
     fn mgmt_write(bytes: &[u8]) -> bool;
     /// Reads what the management line holds; `None` if there is none.
     fn mgmt_read(buf: &mut [u8]) -> Option<usize>;
+    /// Whether the management line's receive interrupt is routed (the
+    /// control domain may bind `VIRQ_MGMT_RX`).
+    fn mgmt_irq() -> bool;
+    /// Whether that interrupt came since the last call (cleared); cheap
+    /// when it did not (called after every exit).
+    fn take_mgmt_rx() -> bool;
     /// Ends the hypervisor (success or failure), as the command line says.
     fn exit(success: bool);
     /// Boot module `index`.

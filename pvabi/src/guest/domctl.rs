@@ -85,6 +85,18 @@ pub fn ended(id: u32) -> Result<DomainInfo, Error> {
     Ok(out)
 }
 
+/// Why the hypervisor killed ended domain `id`
+/// ([`crate::DOMCTL_INFO_REASON`]), into `buf`: its length, 0 when it did
+/// not kill it.
+pub fn end_reason(
+    id: u32,
+    buf: &mut [u8; crate::DOMCTL_REASON_MAX as usize],
+) -> Result<usize, Error> {
+    let arg = u64::from(id) | crate::DOMCTL_INFO_ENDED | crate::DOMCTL_INFO_REASON;
+    let n = call(HC_DOMCTL_INFO, [arg, buf.as_mut_ptr() as u64, 0, 0])?;
+    Ok((n as usize).min(buf.len()))
+}
+
 /// Fills `ids` with domain ids, ascending; returns how many domains exist
 /// (more than `ids.len()` means the list was cut).
 pub fn list(ids: &mut [u32]) -> Result<usize, Error> {

@@ -65,6 +65,7 @@ pub mod meter;
 pub mod mgmt;
 pub mod mmio;
 pub mod pci;
+pub mod random;
 pub mod sched;
 mod stack;
 mod sys;

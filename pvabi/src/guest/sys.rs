@@ -187,3 +187,27 @@ pub fn image_end() -> Option<u64> {
         end.checked_next_multiple_of(crate::PAGE_SIZE)
     }
 }
+
+/// 64 random bits from RDRAND, or `None` when the CPU has none or it
+/// failed ten times in a row (Intel's DRNG guide, 5.2.1, suggests ten
+/// retries before reporting a failure).
+pub fn rdrand64() -> Option<u64> {
+    // CPUID.01H:ECX.RDRAND[bit 30] (Intel SDM Vol. 2B, RDRAND).
+    if core::arch::x86_64::__cpuid(1).ecx & (1 << 30) == 0 {
+        return None;
+    }
+    for _ in 0..10 {
+        let value: u64;
+        let ok: u8;
+        // SAFETY: CPUID says RDRAND exists; it writes only the named
+        // register and CF (read by SETC), and touches no memory.
+        unsafe {
+            core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) value, ok = out(reg_byte) ok,
+                options(nomem, nostack));
+        }
+        if ok != 0 {
+            return Some(value);
+        }
+    }
+    None
+}

@@ -67,10 +67,17 @@ fn modules(test: &str, config: &str) -> Vec<Module> {
 
 /// Boots `config` on backend `b` until a serial line holds `stop`.
 fn boot(test: &str, b: Backend, config: &str, stop: &[&str]) -> Outcome {
+    boot_with(test, b, config, stop, &[])
+}
+
+/// [`boot`] with `extra` boot modules besides dom0, `hello` and `ticker`.
+fn boot_with(test: &str, b: Backend, config: &str, stop: &[&str], extra: &[Module]) -> Outcome {
+    let mut modules = modules(test, config);
+    modules.extend_from_slice(extra);
     let iso = shared_iso(
         &format!("{test}.iso"),
         &format!("{} dom0 loglevel=info", b.exit()),
-        &modules(test, config),
+        &modules,
     );
     let o = match b {
         Backend::Svm => {
@@ -233,3 +240,12 @@ mod ended_session;
 
 #[path = "dom0_lifecycle.rs"]
 mod lifecycle_session;
+
+#[path = "dom0_idle.rs"]
+mod idle_session;
+
+#[path = "dom0_crash.rs"]
+mod crash_session;
+
+#[path = "dom0_events.rs"]
+mod events_session;

@@ -196,7 +196,7 @@ fn dom0_qemu_hvctl() {
             out.contains("\"heap_budget_bytes\":") && !out.contains("\"heap_budget_bytes\":0,"),
             "info: {out}"
         );
-        assert!(!out.contains("\"heap_used_bytes\":0}"), "info: {out}");
+        assert!(!out.contains("\"heap_used_bytes\":0,"), "info: {out}");
         let (code, out, _) = hvctl_cmd(&sock, &["pause", "tick-c"]);
         assert_eq!(code, 1, "pausing a paused domain: {out}");
         let (code, out, err) = hvctl_cmd(&sock, &["unpause", "tick-c"]);

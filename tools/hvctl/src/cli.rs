@@ -11,7 +11,7 @@ pub use crate::target::Target;
 
 /// Manage the domains of a Kestrel host through dom0's management service.
 ///
-/// <dom> is a domain name or a numeric id. Exit status: 0 success, 1 dom0
+/// <dom> is a domain name, a numeric id or a UUID. Exit status: 0 success, 1 dom0
 /// refused, 2 usage or configuration error, 3 connection error or no reply
 /// in time, 4 protocol error, 5 shutdown/reboot forced (the guest did not
 /// end in time and dom0 destroyed it).
@@ -81,6 +81,14 @@ pub enum Command {
     Log,
     /// The machine: CPUs, memory, domains, versions.
     Host,
+    /// Follow every domain's life cycle: one JSON line per change
+    /// (created, started, paused, unpaused, shutdown_requested, ended with
+    /// reason and exit code), until interrupted.
+    Events {
+        /// Stop after N events; 0: never.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        count: u64,
+    },
     /// Per-domain CPU and memory: once, or every --every seconds.
     Top {
         /// Seconds between samples (CPU % is measured over it).

@@ -134,6 +134,8 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
                         .write_all(data.as_bytes())
                         .and_then(|()| stdout.flush());
                 }
+                // Domain events go to subscribers only; not this session.
+                ServerLine::Event(Event::Domain(_)) => {}
                 ServerLine::Event(Event::ConsoleClosed { reason, .. }) => {
                     drop(term);
                     eprintln!("\nhvctl: console of domain {id} closed: {reason}");

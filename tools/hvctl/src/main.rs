@@ -8,6 +8,7 @@ mod client;
 mod console;
 mod docs;
 mod error;
+mod events;
 mod lifecycle;
 mod output;
 mod relay;
@@ -117,6 +118,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             history: true,
         } => (Op::ConsoleHistory { domain }, ""),
         Command::Log => (Op::Log, ""),
+        Command::Events { count } => return events::run(client, count),
         Command::Host => (Op::Host, ""),
         Command::Top { every_ms, count } => {
             return top::run(

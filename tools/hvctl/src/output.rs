@@ -33,13 +33,15 @@ fn cap(c: u32) -> String {
     if c == 0 { "-".into() } else { format!("{c}%") }
 }
 
-/// The `list` table: a header, then one row per domain; numbers right-aligned.
+/// The `list` table: a header, then one row per domain; numbers
+/// right-aligned; a last column of UUIDs when dom0 reports them.
 pub fn table(domains: &[DomainInfo]) -> String {
+    let uuids = domains.iter().any(|d| d.uuid.is_some());
     let header = [
-        "ID", "NAME", "STATE", "MEMORY", "VCPUS", "WEIGHT", "CAP", "CPU TIME",
+        "ID", "NAME", "STATE", "MEMORY", "VCPUS", "WEIGHT", "CAP", "CPU TIME", "UUID",
     ];
-    let right = [true, false, false, true, true, true, true, true];
-    let rows: Vec<[String; 8]> = domains
+    let right = [true, false, false, true, true, true, true, true, false];
+    let rows: Vec<[String; 9]> = domains
         .iter()
         .map(|d| {
             [
@@ -51,9 +53,11 @@ pub fn table(domains: &[DomainInfo]) -> String {
                 d.weight.to_string(),
                 cap(d.cap),
                 cpu_time(d.cpu_time_ns),
+                d.uuid.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
+    let columns = if uuids { 9 } else { 8 };
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -64,7 +68,7 @@ pub fn table(domains: &[DomainInfo]) -> String {
     let header = header.map(String::from);
     for row in std::iter::once(&header).chain(&rows) {
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in row.iter().enumerate().take(columns) {
             let w = widths[i];
             let sep = if i == 0 { "" } else { "  " };
             if right[i] {
@@ -82,7 +86,14 @@ pub fn table(domains: &[DomainInfo]) -> String {
 /// The state, and how an ended domain ended: `ended (exited 3)`.
 fn state(d: &DomainInfo) -> String {
     match (&d.reason, d.exit_code) {
-        (Some(r), Some(c)) if r == "exited" => format!("{} ({r} {c})", d.state.as_str()),
+        (Some(r), Some(c)) if r == "exited" || r == "crashed" => {
+            format!("{} ({r} {c})", d.state.as_str())
+        }
+        (Some(r), _) if r == "killed" && d.kill_reason.is_some() => format!(
+            "{} (killed: {})",
+            d.state.as_str(),
+            d.kill_reason.as_deref().unwrap_or_default()
+        ),
         (Some(r), _) => format!("{} ({r})", d.state.as_str()),
         _ => d.state.as_str().into(),
     }
@@ -105,7 +116,7 @@ pub fn details(d: &DomainInfo) -> String {
         c => format!("{c}% of one CPU"),
     };
     let mut out = format!(
-        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\nheap:      {} of {} bytes budget\n",
+        "id:        {}\nname:      {}\nstate:     {}\nmemory:    {} ({} bytes)\nvcpus:     {}\nweight:    {}\ncap:       {cap}\ncpu time:  {:.3} s\nexits:     {}\nheap:      {} of {} bytes budget\n",
         d.id,
         d.name,
         d.state.as_str(),
@@ -114,14 +125,25 @@ pub fn details(d: &DomainInfo) -> String {
         d.vcpus,
         d.weight,
         d.cpu_time_ns as f64 / 1e9,
+        d.exits,
         d.heap_used_bytes,
         d.heap_budget_bytes,
     );
+    if let Some(u) = &d.uuid {
+        let _ = writeln!(out, "uuid:      {u}");
+    }
     if let Some(u) = d.uptime_ns {
         let _ = writeln!(out, "uptime:    {}", duration(u));
     }
     if let Some(r) = &d.reason {
-        let _ = writeln!(out, "ended:     {r}");
+        match &d.kill_reason {
+            Some(why) => {
+                let _ = writeln!(out, "ended:     {r} by the hypervisor: {why}");
+            }
+            None => {
+                let _ = writeln!(out, "ended:     {r}");
+            }
+        }
     }
     if let Some(c) = d.exit_code {
         let _ = writeln!(out, "exit code: {c}");
@@ -132,7 +154,7 @@ pub fn details(d: &DomainInfo) -> String {
 /// `host`: one field per line.
 pub fn host(h: &HostReport) -> String {
     format!(
-        "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\n",
+        "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\nuptime:      {}\n",
         h.cpus,
         bytes(h.memory_total_bytes),
         bytes(h.memory_free_bytes),
@@ -140,7 +162,8 @@ pub fn host(h: &HostReport) -> String {
         h.ended_domains,
         h.dom0,
         h.pvabi,
-        h.hypervisor_pvabi
+        h.hypervisor_pvabi,
+        duration(h.uptime_ns)
     )
 }
 
@@ -174,6 +197,7 @@ mod tests {
         DomainInfo {
             id,
             name: name.into(),
+            uuid: None,
             state,
             memory_bytes: mem,
             vcpus: 2,
@@ -182,9 +206,11 @@ mod tests {
             cpu_time_ns: ns,
             heap_budget_bytes: 128 << 10,
             heap_used_bytes: 12345,
+            exits: 9,
             uptime_ns: None,
             exit_code: None,
             reason: None,
+            kill_reason: None,
         }
     }
 
@@ -226,6 +252,29 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         );
     }
 
+    /// Issue 15: a crash (the guest said so) and a kill (the hypervisor,
+    /// with its reason) read differently in `list` and `info`.
+    #[test]
+    fn crash_and_kill_differ() {
+        let mut crashed = dom(4, "c", DomainState::Ended, MIB, 0, 0);
+        crashed.reason = Some("crashed".into());
+        crashed.exit_code = Some(9);
+        assert_eq!(state(&crashed), "ended (crashed 9)");
+        let mut killed = dom(5, "k", DomainState::Ended, MIB, 0, 0);
+        killed.reason = Some("killed".into());
+        killed.exit_code = Some(-1);
+        killed.kill_reason = Some("triple fault at RIP 0x2000".into());
+        assert_eq!(state(&killed), "ended (killed: triple fault at RIP 0x2000)");
+        assert!(
+            details(&killed)
+                .contains("ended:     killed by the hypervisor: triple fault at RIP 0x2000\n")
+        );
+        killed.uuid = Some("123e4567-e89b-42d3-a456-426614174000".into());
+        let t = table(&[killed]);
+        assert!(t.lines().next().unwrap_or("").ends_with("  UUID"), "{t}");
+        assert!(t.contains("123e4567-e89b-42d3-a456-426614174000"), "{t}");
+    }
+
     #[test]
     fn info_details() {
         let d = details(&dom(
@@ -238,7 +287,7 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         ));
         assert_eq!(
             d,
-            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\nheap:      12345 of 131072 bytes budget\n"
+            "id:        3\nname:      web\nstate:     blocked\nmemory:    64 MiB (67108864 bytes)\nvcpus:     2\nweight:    256\ncap:       none\ncpu time:  1.500 s\nexits:     9\nheap:      12345 of 131072 bytes budget\n"
         );
         let d = details(&dom(3, "web", DomainState::Running, MIB, 50, 0));
         assert!(d.contains("cap:       50% of one CPU\n"));
@@ -251,7 +300,7 @@ ID  NAME          STATE    MEMORY  VCPUS  WEIGHT   CAP  CPU TIME
         };
         assert_eq!(
             json(&r),
-            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7,\"heap_budget_bytes\":131072,\"heap_used_bytes\":12345}}\n"
+            "{\"kind\":\"domain\",\"domain\":{\"id\":3,\"name\":\"web\",\"state\":\"running\",\"memory_bytes\":1048576,\"vcpus\":2,\"weight\":256,\"cap\":0,\"cpu_time_ns\":7,\"heap_budget_bytes\":131072,\"heap_used_bytes\":12345,\"exits\":9}}\n"
         );
         assert_eq!(json(&Reply::Done), "{\"kind\":\"done\"}\n");
     }

@@ -257,6 +257,7 @@ pub fn run(
                     (Backend::Svm, Some(p)) => Some(p.arg(&counts_file)),
                     _ => None,
                 },
+                ..Machine::default()
             };
             let booted = isoboot::boot_on(b, &m, kernel, "", mods, &dir)?;
             let mut c = counts(&booted.lines).context(|| format!("{}", dir.display()))?;

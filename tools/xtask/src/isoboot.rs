@@ -123,6 +123,8 @@ pub struct Machine {
     /// QEMU only: the `-plugin` argument that counts instructions per CPU
     /// (`crate::insncount`); ignored on Bochs.
     pub plugin: Option<String>,
+    /// QEMU only: more arguments (a second `-serial`, ...).
+    pub extra: Vec<String>,
 }
 
 /// Builds a GRUB ISO of the hypervisor with `options` (after `exit=` and
@@ -181,6 +183,7 @@ pub fn boot_on(
                 vm.extra.push("-plugin".into());
                 vm.extra.push(p.into());
             }
+            vm.extra.extend(m.extra.iter().map(Into::into));
             let qemu_log = dir.join("qemu.log");
             let f =
                 File::create(&qemu_log).context(|| format!("creating {}", qemu_log.display()))?;

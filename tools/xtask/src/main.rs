@@ -7,6 +7,7 @@ mod demo;
 mod evbench;
 mod fuzz;
 mod hcbench;
+mod idlebench;
 mod insncount;
 mod isoboot;
 mod mkbench;
@@ -61,14 +62,15 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench [--only evtchn|hypercall|spec|bounded]
+  bench [--only evtchn|hypercall|spec|bounded|idle]
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
       event-channel round trip (one CPU and two), domain creation, rings and
       the hypercall with and without spec-ctrl mitigations on AMD-V (QEMU
       -icount) and VT-x (Bochs); writes docs/benchmarks.md.
       --only: just that part, printed; evtchn, spec and bounded rewrite their
       own section of docs/benchmarks.md, hypercall leaves it alone. bounded:
-      the longest exit under flooding guests.
+      the longest exit under flooding guests. idle: dom0's exits per second on
+      an idle host, woken by events and polling (rewrites its section).
 
 environment:
   KESTREL_ACCEL=kvm|tcg   override the accelerator choice of `qemu`

@@ -20,6 +20,8 @@
 //! on_poweroff = "destroy"  # when it ends: "destroy", "restart" or "preserve" (policy.rs);
 //! on_reboot = "restart"    # defaults as xl.cfg(5)
 //! on_crash = "destroy"
+//! uuid = "123e4567-e89b-42d3-a456-426614174000"  # RFC 4122; unique in the file;
+//!                       # default: dom0 generates a version 4 UUID, kept across restarts
 //! ```
 //!
 //! A Linux domain (docs/linux-guest.md) names its `kernel` instead of an
@@ -133,6 +135,9 @@ pub struct DomainConfig {
     /// A Linux domain (`kernel =` instead of `image =`).
     pub linux: bool,
     /// A Linux domain's initramfs boot module.
+    /// Its UUID (`uuid = "..."`); `None`: dom0 generates one when it
+    /// builds the domain (and keeps it across restarts).
+    pub uuid: Option<crate::uuid::Uuid>,
     pub initrd: Option<String>,
     /// Line of the domain's `[[domain]]` header, for later messages.
     pub line: usize,

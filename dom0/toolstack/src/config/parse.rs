@@ -33,6 +33,7 @@ pub const FIELDS: &[&str] = &[
     "on_poweroff",
     "on_reboot",
     "on_crash",
+    "uuid",
 ];
 
 /// Parses and checks configuration `text`, read from `file` (used only in
@@ -95,6 +96,23 @@ pub fn parse(
                 *at,
                 Some(&format!("domain \"{}\"", d.name)),
                 Some("name"),
+                msg,
+            );
+        }
+    }
+    // So are UUIDs.
+    for (i, (d, at)) in domains.iter().enumerate() {
+        let Some(u) = d.uuid else { continue };
+        if let Some((o, first)) = domains[..i].iter().find(|(o, _)| o.uuid == Some(u)) {
+            let (line, _) = position(text, *first);
+            let msg = format!(
+                "uuid {u} is already used by domain \"{}\" at line {line}",
+                o.name
+            );
+            sink.push(
+                *at,
+                Some(&format!("domain \"{}\"", d.name)),
+                Some("uuid"),
                 msg,
             );
         }
@@ -300,6 +318,19 @@ fn domain(
             pvabi::DOMCTL_BUDGET_MAX >> 10,
         )
     });
+    let uuid = get("uuid").map_or(Some(None), |v| {
+        let (s, at) = string(sink, &label, "uuid", v)?;
+        match crate::uuid::Uuid::parse(&s) {
+            Some(u) => Some(Some(u)),
+            None => {
+                let msg = format!(
+                    "{s:?} is not a UUID: expected 8-4-4-4-12 hex digits, as \"123e4567-e89b-42d3-a456-426614174000\""
+                );
+                sink.push(at, Some(&label), Some("uuid"), msg);
+                None
+            }
+        }
+    });
     let on_end = super::policy::read(sink, &label, |k| table.get(k));
     if sink.errors.len() != before {
         return None;
@@ -317,6 +348,7 @@ fn domain(
         on_end: on_end?,
         linux,
         initrd: initrd?,
+        uuid: uuid?,
         line: position(sink.text, header).0,
     })
 }

@@ -70,6 +70,7 @@ memory = 0x80
             on_end: Policies::default(),
             linux: false,
             initrd: None,
+            uuid: None,
             line: 2,
         }
     );
@@ -454,4 +455,34 @@ fn linux_domains() {
         e.contains("field \"kernel\"") && e.contains("not a boot module"),
         "{e}"
     );
+}
+
+#[test]
+fn uuid_given_checked_and_unique() {
+    let text = "[[domain]]\nname = \"a\"\nimage = \"web.elf\"\nmemory = 4\nuuid = \"123E4567-e89b-42d3-a456-426614174000\"\n\n\
+                [[domain]]\nname = \"b\"\nimage = \"web.elf\"\nmemory = 4\n";
+    let Ok(c) = parse("u.toml", text, &Limits::default(), Images::Any) else {
+        panic!("u.toml did not parse");
+    };
+    assert_eq!(
+        c.domains[0].uuid.map(|u| u.to_string()).as_deref(),
+        Some("123e4567-e89b-42d3-a456-426614174000")
+    );
+    assert_eq!(c.domains[1].uuid, None, "generated later, by dom0");
+    let bad = "[[domain]]\nname = \"a\"\nimage = \"web.elf\"\nmemory = 4\nuuid = \"not-a-uuid\"\n";
+    let e = parse("u.toml", bad, &Limits::default(), Images::Any)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("u.toml:5:") && e.contains("field \"uuid\"") && e.contains("is not a UUID"),
+        "{e}"
+    );
+    let twice = "[[domain]]\nname = \"a\"\nimage = \"web.elf\"\nmemory = 4\nuuid = \"123e4567-e89b-42d3-a456-426614174000\"\n\n\
+                 [[domain]]\nname = \"b\"\nimage = \"web.elf\"\nmemory = 4\nuuid = \"123e4567-e89b-42d3-a456-426614174000\"\n";
+    let e = parse("u.toml", twice, &Limits::default(), Images::Any)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("already used by domain \"a\" at line 1"), "{e}");
 }

@@ -11,6 +11,7 @@ fn info() -> DomainInfo {
     DomainInfo {
         id: 3,
         name: "web".into(),
+        uuid: None,
         state: DomainState::Running,
         memory_bytes: 64 << 20,
         vcpus: 2,
@@ -19,9 +20,11 @@ fn info() -> DomainInfo {
         cpu_time_ns: 1_500_000_000,
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
+        exits: 0,
         uptime_ns: None,
         exit_code: None,
         reason: None,
+        kill_reason: None,
     }
 }
 
@@ -131,7 +134,7 @@ fn server_lines_on_the_wire() {
                     domains: vec![info()],
                 },
             )),
-            r#"{"id":2,"ok":{"kind":"domains","domains":[{"id":3,"name":"web","state":"running","memory_bytes":67108864,"vcpus":2,"weight":256,"cap":0,"cpu_time_ns":1500000000,"heap_budget_bytes":0,"heap_used_bytes":0}]}}"#,
+            r#"{"id":2,"ok":{"kind":"domains","domains":[{"id":3,"name":"web","state":"running","memory_bytes":67108864,"vcpus":2,"weight":256,"cap":0,"cpu_time_ns":1500000000,"heap_budget_bytes":0,"heap_used_bytes":0,"exits":0}]}}"#,
         ),
         (
             ServerLine::Response(ok_resp(
@@ -170,6 +173,17 @@ fn server_lines_on_the_wire() {
                 reason: "domain crashed".into(),
             }),
             r#"{"event":"console_closed","domain":3,"reason":"domain crashed"}"#,
+        ),
+        (
+            ServerLine::Event(Event::Domain(DomainEvent {
+                change: Change::Ended,
+                domain: 3,
+                name: "web".into(),
+                uuid: Some("123e4567-e89b-42d3-a456-426614174000".into()),
+                reason: Some("exited".into()),
+                exit_code: Some(7),
+            })),
+            r#"{"event":"domain","change":"ended","domain":3,"name":"web","uuid":"123e4567-e89b-42d3-a456-426614174000","reason":"exited","exit_code":7}"#,
         ),
     ];
     for (msg, wire) in cases {

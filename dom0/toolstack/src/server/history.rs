@@ -24,8 +24,11 @@ pub const DEFAULT_HISTORY: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HvEnded {
     pub exit_code: i32,
-    /// `exited`, `killed` or `destroyed`.
+    /// `exited`, `rebooted`, `crashed` (the guest said so), `killed` (by
+    /// the hypervisor) or `destroyed`.
     pub reason: &'static str,
+    /// Why the hypervisor killed it, as it said (`killed` only).
+    pub kill_reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -82,7 +85,12 @@ impl History {
             let info = d.to_proto();
             self.seen
                 .entry(id)
-                .and_modify(|s| s.info = info.clone())
+                .and_modify(|s| {
+                    // The UUID is dom0's, not the hypervisor's: kept.
+                    let uuid = s.info.uuid.take();
+                    s.info = info.clone();
+                    s.info.uuid = uuid;
+                })
                 .or_insert(Seen {
                     info,
                     first_ns: now,
@@ -119,6 +127,7 @@ impl History {
                 Ok(e) => {
                     info.exit_code = Some(e.exit_code);
                     info.reason = Some(String::from(e.reason));
+                    info.kill_reason = e.kill_reason;
                 }
                 Err(_) => info.reason = Some(String::from("unknown")),
             }
@@ -159,10 +168,40 @@ impl History {
     /// listed: its end is still recorded). `now` is when it was created:
     /// its uptime counts from there.
     pub fn track(&mut self, info: DomainInfo, now: u64) {
-        self.seen.entry(info.id).or_insert(Seen {
-            info,
-            first_ns: now,
-        });
+        let uuid = info.uuid.clone();
+        self.seen
+            .entry(info.id)
+            .and_modify(|s| {
+                if uuid.is_some() {
+                    s.info.uuid = uuid;
+                }
+            })
+            .or_insert(Seen {
+                info,
+                first_ns: now,
+            });
+    }
+
+    /// The UUID of live domain `id`, if dom0 gave it one.
+    pub fn uuid(&self, id: u32) -> Option<&str> {
+        self.seen.get(&id).and_then(|s| s.info.uuid.as_deref())
+    }
+
+    /// Gives live domain `id` (seen, not tracked) a UUID; `false` if it
+    /// is not seen.
+    pub fn set_uuid(&mut self, id: u32, uuid: &str) -> bool {
+        self.seen
+            .get_mut(&id)
+            .map(|s| s.info.uuid = Some(String::from(uuid)))
+            .is_some()
+    }
+
+    /// The live domain with UUID `uuid` (lower case).
+    pub fn live_by_uuid(&self, uuid: &str) -> Option<u32> {
+        self.seen
+            .values()
+            .find(|s| s.info.uuid.as_deref() == Some(uuid))
+            .map(|s| s.info.id)
     }
 
     /// Nanoseconds since domain `id` was first seen.
@@ -198,6 +237,11 @@ impl History {
 fn matches(d: &DomainInfo, r: &DomainRef) -> bool {
     match r {
         DomainRef::Id(id) => d.id == *id,
-        DomainRef::Name(n) => d.name == *n,
+        DomainRef::Name(n) => {
+            d.name == *n
+                || crate::uuid::Uuid::parse(n).is_some_and(|u| {
+                    d.uuid.as_deref() == Some(alloc::string::ToString::to_string(&u).as_str())
+                })
+        }
     }
 }

@@ -92,6 +92,12 @@ impl Lifecycle {
         ));
     }
 
+    /// The earliest shutdown deadline still pending: dom0 must run its
+    /// loop by then even when nothing else wakes it.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.pending.values().map(|p| p.deadline_ns).min()
+    }
+
     /// dom0 destroyed domain `id` on purpose (a timeout, or `--force`).
     pub fn forced(&mut self, id: u32, reboot: bool) {
         self.pending.remove(&id);
@@ -154,7 +160,8 @@ impl Lifecycle {
             (Some(false), _) => return None,
             (None, Some("exited")) => ("on_poweroff", p.on_poweroff, "powered off"),
             (None, Some("rebooted")) => ("on_reboot", p.on_reboot, "asked to reboot"),
-            (None, Some("killed")) => ("on_crash", p.on_crash, "crashed"),
+            (None, Some("crashed")) => ("on_crash", p.on_crash, "crashed"),
+            (None, Some("killed")) => ("on_crash", p.on_crash, "was killed by the hypervisor"),
             // Destroyed by an operator, or unknown: nothing to apply.
             _ => return None,
         };
@@ -222,9 +229,10 @@ impl Lifecycle {
              {RESTART_LIMIT} in {})",
             secs(RESTART_WINDOW_NS)
         ));
-        let info = hv
+        let mut info = hv
             .info(id)
             .map_or_else(|_| super::configured(id, &cfg), |i| i.to_proto());
+        info.uuid = cfg.uuid.map(|u| alloc::string::ToString::to_string(&u));
         history.track(info, now);
         self.built.insert(id, Built { cfg, ..built });
         Some(id)

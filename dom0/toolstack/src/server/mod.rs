@@ -9,11 +9,14 @@
 //!   every bad line gets an error response, never a panic.
 
 mod create;
+mod events;
 mod history;
 mod lifecycle;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;
 #[cfg(test)]
 mod tests_history;
 #[cfg(test)]
@@ -53,6 +56,8 @@ pub struct HvDomain {
     /// Hypervisor heap budget and use, in bytes.
     pub heap_budget: u64,
     pub heap_used: u64,
+    /// Guest exits so far (`HC_DOMCTL_INFO`).
+    pub exits: u64,
 }
 
 impl HvDomain {
@@ -69,6 +74,7 @@ impl HvDomain {
         proto::DomainInfo {
             id: self.id,
             name: self.name.clone(),
+            uuid: None,
             state,
             memory_bytes: self.memory_bytes,
             vcpus: self.vcpus,
@@ -77,9 +83,11 @@ impl HvDomain {
             cpu_time_ns: self.cpu_time_ns,
             heap_budget_bytes: self.heap_budget,
             heap_used_bytes: self.heap_used,
+            exits: self.exits,
             uptime_ns: None,
             exit_code: None,
             reason: None,
+            kill_reason: None,
         }
     }
 }
@@ -167,6 +175,8 @@ pub struct Server {
     pub history: History,
     /// Shutdown requests and end policies.
     pub lifecycle: Lifecycle,
+    /// UUIDs and domain events (`events.rs`).
+    fleet: events::Fleet,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -211,9 +221,26 @@ impl Server {
         self.lifecycle.tick(hv, now);
         let mut ended = self.history.observe(hv);
         for d in &mut ended {
-            self.lifecycle.on_end(hv, &mut self.history, d, now);
+            let again = self.lifecycle.on_end(hv, &mut self.history, d, now);
+            let reason = d.reason.clone();
+            self.emit(proto::Change::Ended, d, reason.as_deref());
+            if let Some(id) = again {
+                // Restarted under the same UUID (its kept configuration
+                // has it).
+                let mut new = d.clone();
+                new.id = id;
+                new.exit_code = None;
+                self.emit(proto::Change::Created, &new, None);
+                self.emit(proto::Change::Started, &new, None);
+            }
         }
         ended
+    }
+
+    /// When the service must look again even if no event comes (a
+    /// shutdown request's timeout), in system time; `None`: only events.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.lifecycle.next_deadline()
     }
 
     /// Domain `id`, built from `cfg` in `file` at `created_ns`: its uptime
@@ -226,7 +253,20 @@ impl Server {
         cfg: &crate::config::DomainConfig,
         created_ns: u64,
     ) {
-        self.lifecycle.adopt(info.id, file, cfg);
+        // Its UUID: the configuration's, else a new one, kept in the
+        // configuration its restarts are built from.
+        let mut cfg = cfg.clone();
+        let uuid = match cfg.uuid {
+            Some(u) => u,
+            None => *cfg.uuid.insert(self.new_uuid(created_ns)),
+        };
+        let mut info = info;
+        info.uuid = Some(uuid.to_string());
+        self.lifecycle.adopt(info.id, file, &cfg);
+        self.emit(proto::Change::Created, &info, None);
+        if cfg.autostart {
+            self.emit(proto::Change::Started, &info, None);
+        }
         self.history.track(info, created_ns);
     }
 
@@ -268,7 +308,10 @@ impl Server {
                     proto::Response {
                         id: Some(id),
                         result: match self.handle(hv, session, req) {
-                            Ok(r) => proto::Outcome::Ok(r),
+                            Ok(mut r) => {
+                                self.decorate(&mut r);
+                                proto::Outcome::Ok(r)
+                            }
                             Err(e) => proto::Outcome::Error(e),
                         },
                     }
@@ -282,8 +325,9 @@ impl Server {
         &mut self,
         hv: &mut impl Hypervisor,
         session: SessionId,
-        req: Request,
+        mut req: Request,
     ) -> Result<Reply, ProtoError> {
+        self.resolve(&mut req.op);
         if let Op::Hello { version, .. } = req.op {
             if version != proto::VERSION {
                 return Err(err(
@@ -347,6 +391,7 @@ impl Server {
                     dom0: SERVER.to_string(),
                     pvabi: abi(pvabi::PVABI_VERSION),
                     hypervisor_pvabi: abi(h.abi),
+                    uptime_ns: hv.now_ns(),
                 }))
             }
             Op::Log => {
@@ -417,6 +462,8 @@ impl Server {
                     return Ok(Reply::Done);
                 }
                 hv.request_shutdown(d.id, reboot).map_err(hv_err)?;
+                let what = if reboot { "reboot" } else { "poweroff" };
+                self.emit(proto::Change::ShutdownRequested, &d.to_proto(), Some(what));
                 let timeout = timeout_ms
                     .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_MS)
                     .saturating_mul(1_000_000);
@@ -437,8 +484,12 @@ impl Server {
                 let _ = self.observe(hv);
                 Ok(Reply::Done)
             }
-            Op::Pause { domain } => set_paused(hv, &domain, true),
-            Op::Unpause { domain } => set_paused(hv, &domain, false),
+            Op::Pause { domain } => self.set_paused(hv, &domain, true),
+            Op::Unpause { domain } => self.set_paused(hv, &domain, false),
+            Op::Subscribe => {
+                self.sessions.subscribe(session);
+                Ok(Reply::Done)
+            }
             Op::ConsoleAttach { domain } => {
                 let d = managed(hv, &domain)?;
                 self.sessions.attach(session, d.id);
@@ -623,6 +674,7 @@ pub fn configured(id: u32, d: &crate::config::DomainConfig) -> proto::DomainInfo
     proto::DomainInfo {
         id,
         name: d.name.clone(),
+        uuid: None,
         state: DomainState::Created,
         memory_bytes: d.memory_bytes(),
         vcpus: d.vcpus,
@@ -631,8 +683,10 @@ pub fn configured(id: u32, d: &crate::config::DomainConfig) -> proto::DomainInfo
         cpu_time_ns: 0,
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
+        exits: 0,
         uptime_ns: None,
         exit_code: None,
         reason: None,
+        kill_reason: None,
     }
 }

@@ -17,6 +17,8 @@ pub struct Sessions {
     open: Vec<SessionId>,
     /// Console attachments: (session, domain).
     attached: Vec<(SessionId, u32)>,
+    /// Sessions that asked for domain events (`subscribe`).
+    subscribed: Vec<SessionId>,
 }
 
 impl Sessions {
@@ -28,6 +30,7 @@ impl Sessions {
         if s.is_none() {
             self.open.clear();
             self.attached.clear();
+            self.subscribed.clear();
         } else {
             self.end(s);
         }
@@ -47,6 +50,19 @@ impl Sessions {
     pub fn end(&mut self, s: SessionId) {
         self.open.retain(|&o| o != s);
         self.attached.retain(|&(o, _)| o != s);
+        self.subscribed.retain(|&o| o != s);
+    }
+
+    /// `s` gets domain events from now on (until it ends).
+    pub fn subscribe(&mut self, s: SessionId) {
+        if !self.subscribed.contains(&s) {
+            self.subscribed.push(s);
+        }
+    }
+
+    /// Sessions that get domain events.
+    pub fn subscribers(&self) -> Vec<SessionId> {
+        self.subscribed.clone()
     }
 
     pub fn attach(&mut self, s: SessionId, domain: u32) {

@@ -41,6 +41,7 @@ impl Fake {
             privileged: true,
             heap_budget: 1 << 20,
             heap_used: 1 << 12,
+            exits: 0,
         };
         Self {
             domains: vec![dom0],
@@ -67,6 +68,7 @@ impl Fake {
             HvEnded {
                 exit_code: code,
                 reason,
+                kill_reason: None,
             },
         ));
     }
@@ -80,6 +82,7 @@ impl Fake {
             HvEnded {
                 exit_code: code,
                 reason,
+                kill_reason: None,
             },
         ));
     }
@@ -119,6 +122,7 @@ impl Hypervisor for Fake {
             privileged: false,
             heap_budget: d.heap_budget_bytes(),
             heap_used: 0,
+            exits: 0,
         });
         Ok(id)
     }
@@ -143,6 +147,7 @@ impl Hypervisor for Fake {
             HvEnded {
                 exit_code: -1,
                 reason,
+                kill_reason: None,
             },
         ));
         Ok(())

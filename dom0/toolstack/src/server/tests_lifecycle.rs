@@ -141,7 +141,8 @@ fn on_crash_restart_is_bounded_then_preserved() {
     let mut id = 2;
     for n in 1..=config::RESTART_LIMIT {
         hv.now += 1_000_000_000;
-        hv.end(id, -1, "killed");
+        // The guest says it crashed (SHUTDOWN_CRASH).
+        hv.end(id, -1, "crashed");
         let _ = s.observe(&mut hv);
         let next = hv.domains.last().unwrap().id;
         assert_ne!(next, id, "restart {n}");
@@ -157,12 +158,13 @@ fn on_crash_restart_is_bounded_then_preserved() {
         id = next;
     }
     hv.now += 1_000_000_000;
+    // The hypervisor kills it: on_crash applies as well.
     hv.end(id, -1, "killed");
     let e = ended(&mut s, &mut hv);
     assert_eq!(live_names(&hv), [(1, "dom0".into())], "stays down");
     assert!(
         s.lifecycle.notes.last().unwrap().contains(
-            "crashed: not restarted: it was restarted 3 times in the last 60.0 s (the limit); preserved"
+            "was killed by the hypervisor: not restarted: it was restarted 3 times in the last 60.0 s (the limit); preserved"
         ),
         "{:?}",
         s.lifecycle.notes

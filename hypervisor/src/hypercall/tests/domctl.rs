@@ -44,6 +44,10 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
             ..Default::default()
         }),
         DomctlReq::Ended(_) => return Err(Error::NoEntry),
+        DomctlReq::EndReason(DomainId(7)) => DomctlReply::Reason(
+            crate::domain::ended::reason_text(Some("triple fault at RIP 0x10")),
+        ),
+        DomctlReq::EndReason(_) => return Err(Error::NoEntry),
         DomctlReq::List(ids) => {
             for (slot, id) in ids.iter_mut().zip([2, 5]) {
                 *slot = id;
@@ -334,7 +338,33 @@ fn info_of_an_ended_domain_takes_the_ended_bit() {
         call(
             &mut svc,
             HC_DOMCTL_INFO,
-            [7 | ended | 1 << 33, 0x2000, 0, 0, 0, 0]
+            [7 | ended | 1 << 34, 0x2000, 0, 0, 0, 0]
+        ),
+        EINVAL
+    );
+}
+
+/// Issue 15: why the hypervisor killed an ended domain, as text.
+#[test]
+fn the_kill_reason_of_an_ended_domain() {
+    let mut svc = privileged();
+    let why = pvabi::DOMCTL_INFO_ENDED | pvabi::DOMCTL_INFO_REASON;
+    let text = b"triple fault at RIP 0x10";
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [7 | why, 0x3000, 0, 0, 0, 0]),
+        text.len() as i64
+    );
+    assert_eq!(&svc.mem[0x3000..0x3000 + text.len()], text);
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_INFO, [5 | why, 0x3000, 0, 0, 0, 0]),
+        ENOENT
+    );
+    // Without the ended bit the reason bit is not a domain id.
+    assert_eq!(
+        call(
+            &mut svc,
+            HC_DOMCTL_INFO,
+            [7 | pvabi::DOMCTL_INFO_REASON, 0x3000, 0, 0, 0, 0]
         ),
         EINVAL
     );

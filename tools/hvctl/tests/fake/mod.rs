@@ -64,6 +64,7 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
     DomainInfo {
         id,
         name: name.into(),
+        uuid: None,
         state,
         memory_bytes: mib << 20,
         vcpus,
@@ -72,9 +73,11 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
         cpu_time_ns: 1_500_000_000,
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
+        exits: 0,
         uptime_ns: None,
         exit_code: None,
         reason: None,
+        kill_reason: None,
     }
 }
 
@@ -250,7 +253,9 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             });
             Outcome::Ok(Reply::Done)
         }
-        Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } => Outcome::Ok(Reply::Done),
+        Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } | Op::Subscribe => {
+            Outcome::Ok(Reply::Done)
+        }
         Op::Host => Outcome::Ok(Reply::Host(proto::HostReport {
             cpus: 2,
             memory_total_bytes: 128 << 20,
@@ -260,6 +265,7 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             dom0: "fake-dom0".into(),
             pvabi: "1.4".into(),
             hypervisor_pvabi: "1.4".into(),
+            uptime_ns: 5_000_000_000,
         })),
         Op::Log => Outcome::Ok(Reply::Lines {
             lines: vec!["kestrel-dom0 0.1.0".into(), "ready".into()],
