@@ -17,6 +17,7 @@ mod domctl;
 mod evtchn;
 mod grant;
 mod guests;
+mod hlt;
 mod iso;
 mod lastwords;
 mod lifectl;
