@@ -479,6 +479,7 @@ fn linux_spec<'a>(
     };
     spec.kind = crate::domain::lifecycle::ImageKind::Linux { initrd };
     spec.memory = a.memory;
+    spec.nr_vcpus = a.vcpus;
     spec.cmdline = &a.cmdline;
     Ok(())
 }
