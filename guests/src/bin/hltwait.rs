@@ -141,8 +141,11 @@ fn main(_si: &StartInfo) -> i32 {
     let before = TIMER_HITS.load(Ordering::SeqCst);
     let mut halts = 0;
     while time::now_ns() < end {
+        // Read before arming: a tick that comes before the read would
+        // otherwise be waited for again, with no timer armed.
+        let seen = TIMER_HITS.load(Ordering::SeqCst);
         let _ = sched::set_timer(Some(time::now_ns() + 10_000_000));
-        halts += halts_until_above(&TIMER_HITS, TIMER_HITS.load(Ordering::SeqCst));
+        halts += halts_until_above(&TIMER_HITS, seen);
     }
     let ticks = TIMER_HITS.load(Ordering::SeqCst) - before;
     pvabi::println!("hltwait: idle: {halts} halt(s) for {ticks} tick(s)");
