@@ -422,7 +422,7 @@ fn rescue_lost_wakeups() {
             && !v.domain.paused.load(Ordering::Acquire)
             && !v.domain.dying()
             && policy::held_blocked(v);
-        let unwoken = matches!(st.run, Run::Blocked { .. }) && halt::wake_ready(v);
+        let unwoken = matches!(st.run, Run::Blocked { .. }) && halt::wake_missed(v);
         if !stranded && !unwoken {
             v.stuck_since.store(0, Ordering::Relaxed);
             continue;

@@ -83,6 +83,24 @@ pub(crate) fn wake_ready(v: &VcpuEntry) -> bool {
     }
 }
 
+/// What the idle CPUs' check for lost wake-ups (`run.rs`,
+/// `rescue_lost_wakeups`) may count as "blocked with something to wake
+/// for", under `v`'s state lock: only what changes under that lock. A
+/// halted vCPU's upcall is raised in the guest's area before the sender
+/// takes the lock to wake it (`evtchn/live.rs::kick`), so between the two
+/// (longer than the check's 1 ms when the emulator's host thread is
+/// descheduled, seen under QEMU TCG) a halted vCPU looks blocked with an
+/// upcall pending while its wake-up is on the way. So for it only a fired
+/// timer counts (or, with no control area, its pending mask, which
+/// senders set under the lock).
+pub(crate) fn wake_missed(v: &VcpuEntry) -> bool {
+    match v.halted.0.load(Ordering::Acquire) {
+        TIMER_FIRED => true,
+        WAITING if v.domain.control.get().is_some() => false,
+        _ => v.pending.load(Ordering::Acquire) != 0,
+    }
+}
+
 /// `v`'s guest timer fired (under its state lock): a halted vCPU must
 /// wake for it.
 pub(crate) fn timer_fired(v: &VcpuEntry) {
