@@ -50,7 +50,7 @@ fn the_run(b: Backend) -> &'static Outcome {
                 module(
                     &img.vmlinux,
                     "linux",
-                    "kind=linux initrd=initramfs console=hvc0 kestrel.checks=cpus,sleep",
+                    "kind=linux initrd=initramfs vcpus=1 console=hvc0 kestrel.checks=cpus,sleep",
                 ),
                 module(&img.initramfs, "initramfs", ""),
             ],

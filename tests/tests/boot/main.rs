@@ -22,6 +22,7 @@ mod iso;
 mod lastwords;
 mod lifectl;
 mod linux;
+mod linux_smp;
 mod linuxproto;
 mod msrs;
 mod privilege;
