@@ -29,7 +29,7 @@ fn boot(b: Backend, vcpus: u32) -> Outcome {
     let kernel = Module::named(
         &img.vmlinux,
         "linux",
-        &format!("kind=linux initrd=initramfs vcpus={vcpus} console=hvc0 kestrel.checks=cpus,smp"),
+        format!("kind=linux initrd=initramfs vcpus={vcpus} console=hvc0 kestrel.checks=cpus,smp"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let initrd = Module::named(&img.initramfs, "initramfs", "").unwrap_or_else(|e| panic!("{e}"));
