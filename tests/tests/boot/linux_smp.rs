@@ -25,7 +25,9 @@ const BAD: [&str; 5] = [
 ];
 
 fn boot(b: Backend, vcpus: u32) -> Outcome {
-    let img = xtask::linux::build().unwrap_or_else(|e| panic!("building the Linux guest: {e}"));
+    // One build per test process, shared with linux.rs: the initramfs is
+    // rewritten by every build, and two at once raced on the file.
+    let img = crate::linux::images();
     let kernel = Module::named(
         &img.vmlinux,
         "linux",
