@@ -42,6 +42,7 @@ use crate::hypercall::services::Svc;
 use crate::hypercall::{self, Action, Host, KillReason};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
+use crate::sched::halt;
 use crate::sched::live as policy;
 use crate::sched::timers;
 use crate::virt::VcpuBackend;
@@ -110,7 +111,8 @@ fn run_slice(
     // it sleeps on (never a 0 before its deadline: `sleep_until` trusts
     // that 0).
     let mut sleep_on = None;
-    if let Some(deadline) = resume {
+    // Back from HLT: nothing to give it, every register stays.
+    if let Some(deadline) = resume.filter(|_| !halt::resumed(me)) {
         match events::wake_value(me, deadline, start) {
             Some(rax) => vcpu.set_rax(rax),
             None => {
@@ -295,7 +297,7 @@ fn run_picked(
             // An event that arrived while we were still running is not
             // lost: the mask is checked under the lock senders take.
             Outcome::Blocked(d, to) => {
-                if entry.pending.load(Ordering::Acquire) != 0 || (d != 0 && now >= d) {
+                if halt::wake_ready(entry) || (d != 0 && now >= d) {
                     st.resume = Some(d);
                     Run::Runnable
                 } else {
@@ -425,8 +427,7 @@ fn rescue_lost_wakeups() {
             && !v.domain.paused.load(Ordering::Acquire)
             && !v.domain.dying()
             && policy::held_blocked(v);
-        let unwoken =
-            matches!(st.run, Run::Blocked { .. }) && v.pending.load(Ordering::Acquire) != 0;
+        let unwoken = matches!(st.run, Run::Blocked { .. }) && halt::wake_missed(v);
         if !stranded && !unwoken {
             v.stuck_since.store(0, Ordering::Relaxed);
             continue;

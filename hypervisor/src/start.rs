@@ -511,6 +511,7 @@ fn linux_spec<'a>(
     };
     spec.kind = crate::domain::lifecycle::ImageKind::Linux { initrd };
     spec.memory = a.memory;
+    spec.nr_vcpus = a.vcpus;
     spec.cmdline = &a.cmdline;
     Ok(())
 }

@@ -7,7 +7,8 @@
 //!
 //! `kind=linux` marks the kernel; `initrd=<module name>` names the module
 //! with its initramfs; `memory=<MiB>` sizes the domain (default
-//! [`DEFAULT_MEMORY_MIB`]). The kernel command line is everything after
+//! [`DEFAULT_MEMORY_MIB`]); `vcpus=<n>` its vCPUs (1 to
+//! `pvabi::DOMCTL_MAX_VCPUS`, default [`DEFAULT_VCPUS`]). The kernel command line is everything after
 //! `cmdline=` (surrounding quotes dropped) when that word is there, else
 //! every other word, in order. Pure: the boot path and the host tests
 //! share it.
@@ -19,6 +20,9 @@ use core::fmt;
 /// Memory of a Linux boot-module domain without `memory=`: what a
 /// tinyconfig kernel with a busybox initramfs needs, with room to spare.
 pub const DEFAULT_MEMORY_MIB: u64 = 64;
+/// vCPUs of a Linux boot-module domain without `vcpus=`: what every
+/// boot-module domain gets.
+pub const DEFAULT_VCPUS: u32 = crate::domain::lifecycle::DOMAIN_VCPUS;
 /// Longest command line a boot module carries (its arguments are cut at
 /// this length when the modules are registered).
 pub const MODULE_CMDLINE_MAX: usize = 256;
@@ -30,6 +34,8 @@ pub struct LinuxArgs<'a> {
     pub initrd: Option<&'a str>,
     /// Domain memory in bytes (a multiple of 2 MiB).
     pub memory: u64,
+    /// vCPUs (Linux brings up as many CPUs).
+    pub vcpus: u32,
     /// The kernel command line.
     pub cmdline: ArrayString<MODULE_CMDLINE_MAX>,
 }
@@ -40,6 +46,8 @@ pub enum ArgError {
     /// `memory=` is not a number of MiB that is even and within the
     /// domctl bounds.
     BadMemory,
+    /// `vcpus=` is not a number from 1 to `pvabi::DOMCTL_MAX_VCPUS`.
+    BadVcpus,
     /// The command line is longer than [`MODULE_CMDLINE_MAX`].
     TooLong,
 }
@@ -52,6 +60,11 @@ impl fmt::Display for ArgError {
                 "memory= must be an even number of MiB from {} to {}",
                 pvabi::DOMCTL_MEMORY_MIN >> 20,
                 pvabi::DOMCTL_MEMORY_MAX >> 20
+            ),
+            Self::BadVcpus => write!(
+                f,
+                "vcpus= must be a number from 1 to {}",
+                pvabi::DOMCTL_MAX_VCPUS
             ),
             Self::TooLong => write!(
                 f,
@@ -80,6 +93,7 @@ fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
     let mut out = LinuxArgs {
         initrd: None,
         memory: DEFAULT_MEMORY_MIB << 20,
+        vcpus: DEFAULT_VCPUS,
         cmdline: ArrayString::new(),
     };
     let mut rest = ArrayString::<MODULE_CMDLINE_MAX>::new();
@@ -96,6 +110,12 @@ fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
                 return Err(ArgError::BadMemory);
             }
             out.memory = bytes;
+        } else if let Some(v) = w.strip_prefix("vcpus=") {
+            out.vcpus = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=pvabi::DOMCTL_MAX_VCPUS).contains(n))
+                .ok_or(ArgError::BadVcpus)?;
         } else {
             if !rest.is_empty() {
                 rest.try_push(' ').map_err(|_| ArgError::TooLong)?;
@@ -121,6 +141,22 @@ fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vcpus_are_checked_and_not_passed_on() {
+        let a = parse("kind=linux vcpus=2 console=hvc0").unwrap().unwrap();
+        assert_eq!((a.vcpus, a.cmdline.as_str()), (2, "console=hvc0"));
+        assert_eq!(parse("kind=linux").unwrap().unwrap().vcpus, DEFAULT_VCPUS);
+        let max = pvabi::DOMCTL_MAX_VCPUS;
+        let a = std::format!("kind=linux vcpus={max}");
+        assert_eq!(parse(&a).unwrap().unwrap().vcpus, max);
+        for bad in ["vcpus=0", "vcpus=x", "vcpus=-1"] {
+            let a = std::format!("kind=linux {bad}");
+            assert_eq!(parse(&a).unwrap(), Err(ArgError::BadVcpus), "{bad}");
+        }
+        let a = std::format!("kind=linux vcpus={}", max + 1);
+        assert_eq!(parse(&a).unwrap(), Err(ArgError::BadVcpus));
+    }
 
     #[test]
     fn not_linux() {

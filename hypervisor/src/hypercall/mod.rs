@@ -60,6 +60,10 @@ pub trait Services {
     /// pending mask (cleared) if an event is already pending, else `None`:
     /// the vCPU is now blocked and gets the mask in RAX when it wakes.
     fn block(&mut self, deadline: u64) -> Option<u64>;
+    /// HLT with interrupts on: `true` when the vCPU must block until an
+    /// interrupt (upcall) or its timer (`sched/halt.rs`), `false` when one
+    /// is ready and it runs on. Consumes nothing, sets no register.
+    fn halt(&mut self) -> bool;
     /// This vCPU's pending-event mask, cleared.
     fn poll(&mut self) -> u64;
     /// Sets (0: cancels) this vCPU's single-shot timer.
@@ -343,9 +347,20 @@ pub fn handle(
             vcpu.inject_gp();
             Action::Resume
         }
+        // HLT waits for an interrupt (SDM Vol. 2A, APM Vol. 3 "HLT"): with
+        // RFLAGS.IF = 1 the vCPU blocks until an upcall or its timer
+        // (`sched/halt.rs`); RAX and every other register stay as they
+        // are. With IF = 0 nothing could wake it: the guest's bug, still
+        // answered with a yield rather than a vCPU stopped for good.
         VmExit::Hlt { len } => {
             vcpu.skip(len);
-            Action::Yield
+            if !vcpu.interrupts_enabled() {
+                Action::Yield
+            } else if svc.halt() {
+                Action::Block
+            } else {
+                Action::Resume
+            }
         }
         // XCR0 is the vCPU's own, checked in `virt/xstate.rs`; a refused
         // value gets #GP, as the CPU would raise.

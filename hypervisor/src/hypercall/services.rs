@@ -76,6 +76,10 @@ impl Services for Svc<'_> {
         None
     }
 
+    fn halt(&mut self) -> bool {
+        crate::sched::halt::halt(self.me)
+    }
+
     fn poll(&mut self) -> u64 {
         self.me.pending.swap(0, Ordering::AcqRel)
     }

@@ -25,6 +25,8 @@ struct FakeVcpu {
     ud: u32,
     cpl: u8,
     rsp: u64,
+    /// RFLAGS.IF clear (the default guest has interrupts on).
+    if_clear: bool,
     /// CR0, CR3, CR4 (indices 0, 3, 4).
     cr: [u64; 5],
     /// DR0-DR7 as `debug_reg` sees them.
@@ -87,6 +89,9 @@ impl VcpuBackend for FakeVcpu {
     }
     fn rsp(&self) -> u64 {
         self.rsp
+    }
+    fn interrupts_enabled(&self) -> bool {
+        !self.if_clear
     }
     fn control_reg(&self, n: u8) -> u64 {
         self.cr.get(usize::from(n)).copied().unwrap_or(0)
@@ -205,6 +210,9 @@ impl Services for FakeSvc {
     }
     fn block(&mut self, _deadline: u64) -> Option<u64> {
         (self.pending != 0).then(|| core::mem::take(&mut self.pending))
+    }
+    fn halt(&mut self) -> bool {
+        self.pending == 0
     }
     fn poll(&mut self) -> u64 {
         core::mem::take(&mut self.pending)
@@ -718,8 +726,40 @@ fn msrs_io_and_faults() {
         ),
         Action::Kill(_)
     ));
-    assert_eq!(run(&mut v, VmExit::Hlt { len: 1 }), Action::Yield);
     assert_eq!(run(&mut v, VmExit::ExternalInterrupt), Action::Interrupt);
+}
+
+/// HLT: with interrupts on and nothing pending the vCPU blocks (RIP past
+/// the HLT, RAX untouched: it is no hypercall); with an event pending it
+/// runs on; with interrupts off it yields (the guest's bug, never a vCPU
+/// stopped for good).
+#[test]
+fn hlt_blocks_only_with_interrupts_on() {
+    let mut svc = FakeSvc::new(0);
+    let mut v = FakeVcpu {
+        rip: 0x1000,
+        ..FakeVcpu::default()
+    };
+    v.regs.rax = 0x1234;
+    let hlt = |v: &mut FakeVcpu, svc: &mut FakeSvc| {
+        handle(
+            VmExit::Hlt { len: 1 },
+            v,
+            svc,
+            &FakeHost,
+            0,
+            &mut |_: &[u8]| true,
+        )
+    };
+    assert_eq!(hlt(&mut v, &mut svc), Action::Block);
+    assert_eq!((v.rip, v.regs.rax), (0x1001, 0x1234));
+    svc.pending = pvabi::EVENT_CHANNEL;
+    assert_eq!(hlt(&mut v, &mut svc), Action::Resume);
+    assert_eq!(svc.pending, pvabi::EVENT_CHANNEL, "HLT consumes no event");
+    svc.pending = 0;
+    v.if_clear = true;
+    assert_eq!(hlt(&mut v, &mut svc), Action::Yield);
+    assert_eq!((v.rip, v.regs.rax), (0x1003, 0x1234));
 }
 
 /// XSETBV: EDX:EAX (upper halves of RDX/RAX ignored) goes to the backend;

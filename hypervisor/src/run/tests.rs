@@ -238,3 +238,47 @@ fn ping_pong_on_two_cpus_never_stalls() {
 fn ping_pong_on_four_cpus_beside_burners_never_stalls() {
     ping_pong(4, 3_000, 2);
 }
+
+/// HLT with interrupts on (issue 13): the vCPU blocks until its timer
+/// fires, then resumes after the HLT with RAX as it was (no hypercall
+/// result lands there). Answered with a yield, as before, the HLT came
+/// back at once: the guest ran again before its deadline.
+#[test]
+fn hlt_blocks_until_the_timer_and_keeps_rax() {
+    let m = Machine::start(1);
+    let deadline = Arc::new(AtomicU64::new(0));
+    let d2 = deadline.clone();
+    m.create("halter", 1, false, move |_| {
+        let deadline = d2.clone();
+        let mut step = 0;
+        Box::new(move |g: &mut Guest<'_>| {
+            step += 1;
+            match step {
+                1 => {
+                    let at = crate::sched::clock::now_ns() + 20_000_000;
+                    deadline.store(at, Ordering::SeqCst);
+                    g.hypercall(pvabi::HC_SET_TIMER, &[at])
+                }
+                2 => {
+                    g.regs.rax = 0x1234;
+                    VmExit::Hlt { len: 1 }
+                }
+                3 => {
+                    let now = crate::sched::clock::now_ns();
+                    let at = deadline.load(Ordering::SeqCst);
+                    // 1: woke early (the HLT came back before the timer).
+                    let code = if g.rax() != 0x1234 {
+                        2
+                    } else {
+                        u64::from(now < at)
+                    };
+                    shutdown(g, code)
+                }
+                _ => panic!("ran after its shutdown"),
+            }
+        })
+    });
+    m.wait_all_gone();
+    let out = m.stop();
+    assert!(out.contains("name=halter result=exited code=0"), "{out}");
+}

@@ -91,6 +91,7 @@ mod block;
 mod check;
 pub mod clock;
 mod credit;
+pub(crate) mod halt;
 pub mod live;
 mod run;
 mod runq;

@@ -121,10 +121,11 @@ fn fire(v: &Arc<VcpuEntry>, now: u64) {
         {
             v.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
             events::raise_timer_virq(v);
+            crate::sched::halt::timer_fired(v);
         }
         next = v.timer.load(Ordering::Acquire);
         if let Run::Blocked { deadline } = st.run {
-            if v.pending.load(Ordering::Acquire) != 0 || (deadline != 0 && now >= deadline) {
+            if crate::sched::halt::wake_ready(v) || (deadline != 0 && now >= deadline) {
                 st.resume = Some(deadline);
                 policy::make_runnable(v, &mut st);
             } else if deadline != 0 && (next == 0 || deadline < next) {

@@ -329,6 +329,11 @@ impl VcpuBackend for FakeVcpu {
         0
     }
 
+    /// Scripted guests always take interrupts (see `set_upcall`).
+    fn interrupts_enabled(&self) -> bool {
+        true
+    }
+
     /// Scripted guests never write control registers.
     fn control_reg(&self, _n: u8) -> u64 {
         0

@@ -113,6 +113,9 @@ pub trait VcpuBackend: Send {
     fn cpl(&self) -> u8;
     /// Guest RSP.
     fn rsp(&self) -> u64;
+    /// Whether the guest's RFLAGS.IF is set (an HLT it executes can be
+    /// ended by an interrupt, `sched/halt.rs`).
+    fn interrupts_enabled(&self) -> bool;
     /// Control register `n` (0, 3 or 4) as the guest sees it (on VT-x the
     /// read shadow for CR0/CR4).
     fn control_reg(&self, n: u8) -> u64;

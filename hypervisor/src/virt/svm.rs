@@ -629,6 +629,9 @@ impl super::VcpuBackend for SvmVcpu {
     fn rsp(&self) -> u64 {
         self.r64(S_RSP)
     }
+    fn interrupts_enabled(&self) -> bool {
+        self.r64(S_RFLAGS) & (1 << 9) != 0
+    }
     fn control_reg(&self, n: u8) -> u64 {
         match n {
             0 => self.r64(S_CR0),

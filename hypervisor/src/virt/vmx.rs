@@ -691,6 +691,9 @@ impl super::VcpuBackend for VmxVcpu {
     fn rsp(&self) -> u64 {
         vmread(GUEST_RSP)
     }
+    fn interrupts_enabled(&self) -> bool {
+        vmread(GUEST_RFLAGS) & (1 << 9) != 0
+    }
     fn control_reg(&self, n: u8) -> u64 {
         match n {
             0 => vmread(CR0_SHADOW),

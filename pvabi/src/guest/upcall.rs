@@ -174,6 +174,20 @@ pub fn enable_this_vcpu(vcpu: u32) -> Result<(), Error> {
     Ok(())
 }
 
+/// Waits for an upcall as an idle kernel does: `sti; hlt` (STI's
+/// interrupt shadow covers the HLT, so an upcall cannot slip in between
+/// and be missed). The hypervisor blocks the vCPU until an upcall is
+/// pending and unmasked for it or its timer fires; the upcall handler
+/// runs before this returns (unless the wake was for a timer with no
+/// `VIRQ_TIMER` bound, or a masked port). Call it after
+/// [`enable_this_vcpu`]; nothing is consumed, no register changes.
+pub fn halt() {
+    // SAFETY: STI then HLT; interrupts were enabled by
+    // `enable_this_vcpu` (the only one delivered is the upcall, whose gate
+    // is installed); HLT touches no memory.
+    unsafe { core::arch::asm!("sti", "hlt", options(nomem, nostack)) };
+}
+
 /// Masks `port` in the shared area (no exit): it still becomes pending,
 /// but raises no upcall.
 pub fn mask(port: u32) {

@@ -28,7 +28,7 @@ const BAD: [&str; 5] = [
 ];
 
 /// The kernel and initramfs, built once per test process.
-fn images() -> &'static LinuxImages {
+pub(crate) fn images() -> &'static LinuxImages {
     static IMAGES: OnceLock<LinuxImages> = OnceLock::new();
     IMAGES.get_or_init(|| {
         xtask::linux::build().unwrap_or_else(|e| panic!("building the Linux guest: {e}"))
@@ -50,7 +50,7 @@ fn the_run(b: Backend) -> &'static Outcome {
                 module(
                     &img.vmlinux,
                     "linux",
-                    "kind=linux initrd=initramfs console=hvc0 kestrel.checks=cpus,sleep",
+                    "kind=linux initrd=initramfs vcpus=1 console=hvc0 kestrel.checks=cpus,sleep",
                 ),
                 module(&img.initramfs, "initramfs", ""),
             ],

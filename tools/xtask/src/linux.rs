@@ -15,6 +15,11 @@
 //! [`RECIPE`]; a hit costs nothing. The initramfs (`busybox-static` plus
 //! `guest-kernel-patches/initramfs/init`, a newc cpio) is rebuilt every
 //! time: it takes milliseconds and its inputs are small.
+//!
+//! `KESTREL_VMLINUX=/path/to/vmlinux` skips all of this and uses that
+//! kernel: for developing the patches in a build tree of one's own
+//! (`make vmlinux` there is incremental; a changed patch is a cold build
+//! here). Never set in CI: it tests whatever that file is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -139,6 +144,17 @@ fn cache_key(version: &str, patches: &[PathBuf]) -> Result<String> {
 
 /// The cached `vmlinux`, built first if this key has none.
 pub fn vmlinux() -> Result<PathBuf> {
+    if let Some(v) = std::env::var_os("KESTREL_VMLINUX").filter(|v| !v.is_empty()) {
+        let v = PathBuf::from(v);
+        if !v.is_file() {
+            bail!("KESTREL_VMLINUX={}: no such file", v.display());
+        }
+        println!(
+            "kestrel: Linux from KESTREL_VMLINUX, not built from the series: {}",
+            v.display()
+        );
+        return Ok(v);
+    }
     let version = source_version()?;
     let patches = series()?;
     let key = cache_key(&version, &patches)?;

@@ -261,6 +261,84 @@ fn block_against_send_loses_no_wake_up_in_any_interleaving() {
     );
 }
 
+/// V arms its guest timer and halts (HLT with interrupts on,
+/// `sched/halt.rs`) on one CPU while another CPU's timer pass fires it:
+/// V is either still blocked with its timer armed in the list (the pass
+/// came first: a later one wakes it), or woken (runnable, queued, to
+/// resume after its HLT). Blocked with its timer already fired is the lost
+/// wake-up of an idle Linux CPU that never wakes for its tick.
+#[test]
+fn halt_against_the_timer_pass_in_any_interleaving() {
+    struct One {
+        v: Arc<VcpuEntry>,
+        free: u64,
+    }
+    search(
+        8,
+        || {
+            fake::reset();
+            SEEN.store(0, Ordering::Release);
+            crate::sched::clock::init_time(0, P::tsc_hz());
+            crate::sched::live::init(2);
+            let free = P::free_frame_count();
+            host::become_cpu(0);
+            let v = create("halter", || {
+                let mut step = 0;
+                Box::new(move |g: &mut Guest<'_>| {
+                    step += 1;
+                    match step {
+                        1 => g.hypercall(pvabi::HC_SET_TIMER, &[DEADLINE]),
+                        2 => crate::virt::VmExit::Hlt { len: 1 },
+                        _ => {
+                            SEEN.fetch_or(1, Ordering::AcqRel);
+                            g.hypercall(HC_YIELD, &[])
+                        }
+                    }
+                })
+            });
+            let cpu = queued_on(&v).unwrap_or(0);
+            let timer_pass: Body = Box::new(move || {
+                host::become_cpu(1 - cpu.min(1));
+                crate::sched::timers::fire_due(DEADLINE + 100);
+            });
+            (One { v, free }, vec![turn(cpu), timer_pass])
+        },
+        |w: &One, picks: &[usize]| {
+            let st = w.v.st.lock();
+            match st.run {
+                Run::Blocked { deadline } => {
+                    assert_eq!(deadline, 0, "an HLT has no deadline ({picks:?})");
+                    assert_eq!(
+                        w.v.timer.load(Ordering::Acquire),
+                        DEADLINE,
+                        "halted with its timer fired and not woken ({picks:?})"
+                    );
+                    assert_eq!(w.v.armed.load(Ordering::Acquire), DEADLINE, "{picks:?}");
+                }
+                // Woken from its HLT, or (the timer fired before the HLT)
+                // the HLT did not block and V ran on and yielded.
+                Run::Runnable => {
+                    assert!(queued_on(&w.v).is_some(), "stranded ({picks:?})");
+                    let ran_on = SEEN.load(Ordering::Acquire) != 0;
+                    assert!(
+                        st.resume.is_some() != ran_on,
+                        "runnable, resume {:?}, ran on {ran_on} ({picks:?})",
+                        st.resume
+                    );
+                }
+                _ => panic!("V in an impossible state ({picks:?})"),
+            }
+        },
+        |w: One| {
+            w.v.domain.finish("destroyed", -1, None);
+            drop(w.v);
+            assert!(DOMAINS.lock().is_empty(), "vCPUs left after the execution");
+            assert_eq!(crate::sched::timers::next_due(), u64::MAX, "timers left");
+            assert_eq!(P::free_frame_count(), w.free, "frames left");
+        },
+    );
+}
+
 /// V blocks with a deadline on one CPU while another CPU's timer pass
 /// (`timers::fire_due`, at a time past the deadline) runs: V is either
 /// woken (runnable, queued, RAX 0 to come) or still blocked with its
