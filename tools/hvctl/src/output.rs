@@ -131,7 +131,7 @@ pub fn details(d: &DomainInfo) -> String {
 
 /// `host`: one field per line.
 pub fn host(h: &HostReport) -> String {
-    format!(
+    let mut out = format!(
         "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\n",
         h.cpus,
         bytes(h.memory_total_bytes),
@@ -141,7 +141,12 @@ pub fn host(h: &HostReport) -> String {
         h.dom0,
         h.pvabi,
         h.hypervisor_pvabi
-    )
+    );
+    for (i, d) in h.pci.iter().enumerate() {
+        let label = if i == 0 { "pci:" } else { "" };
+        let _ = writeln!(out, "{label:<12} {d}");
+    }
+    out
 }
 
 /// Kept lines, after a note of how many older ones were dropped.
