@@ -11,6 +11,7 @@
 //! | `pci_qemu_no_iommu` | the same machine and modules, no `iommu=` | no warning; every function listed, none assigned, the reason on each line and in the summary; dom0 has no device |
 //! | `pci_qemu_hostile` | q35 GRUB ISO, no dom0, edu 00:06, `pcihostile` twice | the config hypercalls on a device the guest does not own, on a missing one and with bad arguments fail with the documented errors; the guest that then maps the edu's BAR0 into its own page tables and reads it is killed for touching memory outside its own |
 //! | `pci_qemu_hvctl` | q35 GRUB ISO, dom0 and `hello`, NVMe 00:05 and edu 00:06, `iommu=off-unsafe`, COM2 a socket | the real `hvctl host` lists dom0's four functions (NVMe, edu, SATA, SMBus) with their BARs, the memory ones `mapped` |
+//! | `pci_bochs_vga` | Bochs (VT-x) with its PCI VGA, dom0, `iommu=off-unsafe` | the VGA's 16 MiB frame-buffer BAR is given to dom0 and mapped through the EPT (memory type UC); dom0 reads it without being killed |
 //! | `pci_bochs_legacy` | Bochs i440FX (VT-x), dom0, `iommu=off-unsafe` | no MCFG: the legacy ports; the host, ISA and power-management bridges kept, the IDE and USB functions given to dom0, which reads their ids through the config hypercall (legacy ports) |
 
 use boot_tests::Outcome;
@@ -199,6 +200,39 @@ fn pci_qemu_hostile() {
     );
     let kill = o.expect_line("(touch) killed: ");
     assert!(kill.contains("0xfea00000"), "{kill}");
+}
+
+/// VT-x's EPT mapping of a memory BAR (uncached, memory type UC): Bochs'
+/// PCI VGA (a 16 MiB frame buffer BAR) given to dom0, which reads it.
+#[test]
+fn pci_bochs_vga() {
+    let test = "pci_bochs_vga";
+    let iso = shared_iso(
+        &format!("{test}.iso"),
+        "exit=bochs dom0 loglevel=info iommu=off-unsafe",
+        &[guest_module("dom0", "dom0", "")],
+    );
+    let mut pc = Pc::new("corei7_haswell_4770", 1, 128);
+    pc.extra = vec![
+        "pci: enabled=1, chipset=i440fx, slot1=pcivga",
+        "vga: extension=vbe",
+    ];
+    let o = bochs::run_iso(test, &pc, &iso, Some(&[DOM0_DONE]), bochs::TIMEOUT_S);
+    let _r = ReportOnPanic(&o);
+    assert_eq!(
+        o.ended,
+        xtask::runner::Ended::Stopped,
+        "{test}: never reached {DOM0_DONE:?}"
+    );
+    o.expect_line("virt: running guests with VT-x/EPT");
+    o.expect_line("pci: 0000:00:02.0 1234:1111 class 03.00 BAR0 mem32 pf 0xc0000000+0x1000000");
+    let vga = o.expect_line("dom0: pci 0000:00:02.0 1234:1111 ");
+    assert!(
+        vga.contains(" display BAR0 mem32 ") && vga.contains(" mapped"),
+        "{vga}"
+    );
+    o.expect_line("dom0: pci 0000:00:02.0 display: BAR0 word 0 = 0x");
+    assert!(o.line("killed").is_none() && o.line("MISMATCH").is_none());
 }
 
 #[test]
