@@ -200,6 +200,13 @@ impl Hypervisor for Hv {
         crate::memlog::console_lines(id)
     }
 
+    fn pci_devices(&mut self) -> alloc::vec::Vec<alloc::string::String> {
+        crate::pci::devices()
+            .iter()
+            .map(|d| crate::pci::describe(d).trim_start_matches("pci ").into())
+            .collect()
+    }
+
     fn host(&mut self) -> Result<HvHost, Error> {
         let h = domctl::host_info()?;
         Ok(HvHost {

@@ -151,6 +151,15 @@ pub fn show() {
                     ));
                 }
             }
+            "display" => {
+                // A frame buffer: any word proves the mapping (no kill).
+                if let Some(v) = bar(d, 0).and_then(|m| m.read32(0)) {
+                    say(&format!(
+                        "pci {} display: BAR0 word 0 = {v:#010x} through the mapping",
+                        bdf(d.sbdf)
+                    ));
+                }
+            }
             _ => {}
         }
     }

@@ -11,6 +11,8 @@
 //! | `pci_qemu_behind_vtd`, `pci_qemu_behind_amdvi` | the same machine with `intel-iommu` / `amd-iommu` first, no `iommu=` | no warning; every non-bridge device attached to dom0 through the unit, dom0 reads NVMe and edu registers through BAR0; the AMD IOMMU's own function 00:01.0 kept |
 //! | `pci_qemu_no_iommu` | the same machine and modules, no `iommu=` | no warning; every function listed, none assigned, the reason on each line and in the summary; dom0 has no device |
 //! | `pci_qemu_hostile` | q35 GRUB ISO, no dom0, edu 00:06, `pcihostile` twice | the config hypercalls on a device the guest does not own, on a missing one and with bad arguments fail with the documented errors; the guest that then maps the edu's BAR0 into its own page tables and reads it is killed for touching memory outside its own |
+//! | `pci_qemu_hvctl` | q35 GRUB ISO, dom0 and `hello`, NVMe 00:05 and edu 00:06, `iommu=off-unsafe`, COM2 a socket | the real `hvctl host` lists dom0's four functions (NVMe, edu, SATA, SMBus) with their BARs, the memory ones `mapped` |
+//! | `pci_bochs_vga` | Bochs (VT-x) with its PCI VGA, dom0, `iommu=off-unsafe` | the VGA's 16 MiB frame-buffer BAR is given to dom0 and mapped through the EPT (memory type UC); dom0 reads it without being killed |
 //! | `pci_bochs_legacy` | Bochs i440FX (VT-x), dom0, `iommu=off-unsafe` | no MCFG: the legacy ports; the host, ISA and power-management bridges kept, the IDE and USB functions given to dom0, which reads their ids through the config hypercall (legacy ports) |
 
 use boot_tests::Outcome;
@@ -260,6 +262,39 @@ fn pci_qemu_hostile() {
     assert!(kill.contains("0xfea00000"), "{kill}");
 }
 
+/// VT-x's EPT mapping of a memory BAR (uncached, memory type UC): Bochs'
+/// PCI VGA (a 16 MiB frame buffer BAR) given to dom0, which reads it.
+#[test]
+fn pci_bochs_vga() {
+    let test = "pci_bochs_vga";
+    let iso = shared_iso(
+        &format!("{test}.iso"),
+        "exit=bochs dom0 loglevel=info iommu=off-unsafe",
+        &[guest_module("dom0", "dom0", "")],
+    );
+    let mut pc = Pc::new("corei7_haswell_4770", 1, 128);
+    pc.extra = vec![
+        "pci: enabled=1, chipset=i440fx, slot1=pcivga",
+        "vga: extension=vbe",
+    ];
+    let o = bochs::run_iso(test, &pc, &iso, Some(&[DOM0_DONE]), bochs::TIMEOUT_S);
+    let _r = ReportOnPanic(&o);
+    assert_eq!(
+        o.ended,
+        xtask::runner::Ended::Stopped,
+        "{test}: never reached {DOM0_DONE:?}"
+    );
+    o.expect_line("virt: running guests with VT-x/EPT");
+    o.expect_line("pci: 0000:00:02.0 1234:1111 class 03.00 BAR0 mem32 pf 0xc0000000+0x1000000");
+    let vga = o.expect_line("dom0: pci 0000:00:02.0 1234:1111 ");
+    assert!(
+        vga.contains(" display BAR0 mem32 ") && vga.contains(" mapped"),
+        "{vga}"
+    );
+    o.expect_line("dom0: pci 0000:00:02.0 display: BAR0 word 0 = 0x");
+    assert!(o.line("killed").is_none() && o.line("MISMATCH").is_none());
+}
+
 #[test]
 fn pci_bochs_legacy() {
     let test = "pci_bochs_legacy";
@@ -295,4 +330,80 @@ fn pci_bochs_legacy() {
     o.expect_line("dom0: pci 0000:00:01.1 8086:7010 storage");
     o.expect_line("dom0: pci 0000:00:01.1 config: id 70108086 (matches), command 0x");
     assert!(o.line("MISMATCH").is_none() && o.line("killed").is_none());
+}
+
+/// `hvctl host` from the operator's side: dom0 reports its devices over
+/// the management line (q35, dom0 and `hello`, `iommu=off-unsafe`, the
+/// NVMe controller and edu; COM2 is a socket as in `dom0_qemu_hvctl`).
+#[test]
+fn pci_qemu_hvctl() {
+    use boot_tests::mgmt::{hvctl_cmd, input_file, wait_for_line};
+    const TEST: &str = "pci_qemu_hvctl";
+    const END: &str = "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
+    let modules = [
+        guest_module("dom0", "dom0", ""),
+        guest_module("hello", "hello", ""),
+    ];
+    let iso = shared_iso(
+        &format!("{TEST}.iso"),
+        "exit=qemu dom0 loglevel=info iommu=off-unsafe",
+        &modules,
+    );
+    let run_dir = artifacts::root().join("runs").join(TEST);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let sock = run_dir.join("mgmt.sock");
+    let log = run_dir.join("serial.log");
+    let mut vm = iso_vm(&iso, 1, "128M");
+    vm.extra.extend(
+        [
+            "-chardev".to_string(),
+            format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()),
+            "-serial".into(),
+            "chardev:mgmt".into(),
+        ]
+        .into_iter()
+        .chain(devices(TEST).into_iter().skip(8))
+        .map(Into::into),
+    );
+    let qemu = std::thread::spawn(move || {
+        run_until(
+            TEST,
+            vm,
+            BIOS_TIMEOUT_S,
+            Some(&["[end] hello from", "kestrel-test-end"]),
+        )
+    });
+    let ready = wait_for_line(&log, "dom0: ready: ", boot_tests::scaled(90));
+    let session = std::panic::catch_unwind(|| {
+        ready.unwrap_or_else(|| panic!("{TEST}: dom0 never became ready"));
+        let (code, out, err) = hvctl_cmd(&sock, &["host"]);
+        assert_eq!(code, 0, "{err}");
+        let pci: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("pci:")).collect();
+        assert_eq!(pci.len(), 4, "{out}");
+        assert!(
+            pci[0].starts_with("pci:         0000:00:05.0 1b36:0010 nvme BAR0 mem64 0x"),
+            "{out}"
+        );
+        assert!(pci[0].ends_with(" mapped"), "{out}");
+        assert!(
+            pci[1].starts_with("             0000:00:06.0 1234:11e8 edu BAR0 mem32 0x"),
+            "{out}"
+        );
+        assert!(pci[1].ends_with("+0x100000 mapped"), "{out}");
+        assert!(
+            pci[2].contains("0000:00:1f.2 8086:2922 sata")
+                && pci[3].contains("0000:00:1f.3 8086:2930 smbus"),
+            "{out}"
+        );
+    });
+    let end = input_file(TEST, "end.toml", END);
+    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
+    let o = qemu
+        .join()
+        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let _report = ReportOnPanic(&o);
+    if let Err(e) = session {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
 }

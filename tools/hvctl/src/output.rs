@@ -153,7 +153,7 @@ pub fn details(d: &DomainInfo) -> String {
 
 /// `host`: one field per line.
 pub fn host(h: &HostReport) -> String {
-    format!(
+    let mut out = format!(
         "cpus:        {}\nmemory:      {} total, {} free\ndomains:     {} ({} ended listed)\ndom0:        {}\npvabi:       {} (dom0), {} (hypervisor)\nuptime:      {}\n",
         h.cpus,
         bytes(h.memory_total_bytes),
@@ -164,7 +164,12 @@ pub fn host(h: &HostReport) -> String {
         h.pvabi,
         h.hypervisor_pvabi,
         duration(h.uptime_ns)
-    )
+    );
+    for (i, d) in h.pci.iter().enumerate() {
+        let label = if i == 0 { "pci:" } else { "" };
+        let _ = writeln!(out, "{label:<12} {d}");
+    }
+    out
 }
 
 /// Kept lines, after a note of how many older ones were dropped.

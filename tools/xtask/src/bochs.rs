@@ -32,6 +32,8 @@ pub struct Pc {
     pub megs: u32,
     /// Instructions per emulated second ([`TEST_IPS`]).
     pub ips: u64,
+    /// Extra `bochsrc` lines (devices a test adds, e.g. `pci: ... slot1=pcivga`).
+    pub extra: Vec<&'static str>,
 }
 
 impl Pc {
@@ -42,6 +44,7 @@ impl Pc {
             cpus,
             megs,
             ips: TEST_IPS,
+            extra: Vec::new(),
         }
     }
 }
@@ -82,6 +85,9 @@ pub fn bochsrc(pc: &Pc, iso: &Path, dir: &Path) -> String {
     let _ = writeln!(rc, "error: action=report");
     let _ = writeln!(rc, "info: action=ignore");
     let _ = writeln!(rc, "debug: action=ignore");
+    for l in &pc.extra {
+        let _ = writeln!(rc, "{l}");
+    }
     rc
 }
 

@@ -277,6 +277,10 @@ pub struct HostReport {
     /// older services: 0).
     #[serde(default)]
     pub uptime_ns: u64,
+    /// dom0's PCI functions, one line each (`0000:00:05.0 1b36:0010 nvme
+    /// BAR0 mem64 0xfeb40000+0x4000 mapped`); absent from older servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pci: Vec<String>,
 }
 
 /// Why a request failed.

@@ -268,6 +268,7 @@ fn replies() -> Vec<Reply> {
             pvabi: "1.4".into(),
             hypervisor_pvabi: "1.4".into(),
             uptime_ns: 9,
+            pci: vec!["0000:00:05.0 1b36:0010 nvme".into()],
         }),
     ]
 }

@@ -140,6 +140,11 @@ pub trait Hypervisor {
     fn free_bytes(&mut self) -> Option<u64> {
         None
     }
+    /// The PCI functions dom0 owns, one line each (`HC_PCI_LIST`,
+    /// docs/pci.md); none by default.
+    fn pci_devices(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// dom0's log lines kept, and how many older ones were dropped.
     fn log(&mut self) -> (Vec<String>, u64) {
         (Vec::new(), 0)
@@ -392,6 +397,7 @@ impl Server {
                     pvabi: abi(pvabi::PVABI_VERSION),
                     hypervisor_pvabi: abi(h.abi),
                     uptime_ns: hv.now_ns(),
+                    pci: hv.pci_devices(),
                 }))
             }
             Op::Log => {

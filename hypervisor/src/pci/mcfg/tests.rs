@@ -170,3 +170,28 @@ fn trailing_bytes_after_the_table_ignored() {
     t.extend_from_slice(&[0xaa; 40]);
     assert_eq!(parse(&t).unwrap().regions.len(), 1);
 }
+
+proptest::proptest! {
+    /// Any bytes: an error or regions that are aligned, in order of the
+    /// table, and pairwise disjoint; never a panic.
+    #[test]
+    fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200), n in 0usize..8) {
+        // Often a plausible header, so the entry checks run too.
+        if bytes.len() >= ENTRIES_AT && n > 0 {
+            bytes[..4].copy_from_slice(b"MCFG");
+            let len = (ENTRIES_AT + n * ENTRY).min(bytes.len()) as u32;
+            bytes[4..8].copy_from_slice(&len.to_le_bytes());
+            let end = len as usize;
+            fix_sum(&mut bytes[..end]);
+        }
+        if let Ok(m) = parse(&bytes) {
+            for (i, a) in m.regions.iter().enumerate() {
+                proptest::prop_assert!(a.base != 0 && a.base % BUS_BYTES == 0 && a.bus_start <= a.bus_end);
+                for b in &m.regions[i + 1..] {
+                    proptest::prop_assert!(a.base + a.len() <= b.base || b.base + b.len() <= a.base);
+                    proptest::prop_assert!(a.seg != b.seg || a.bus_end < b.bus_start || b.bus_end < a.bus_start);
+                }
+            }
+        }
+    }
+}

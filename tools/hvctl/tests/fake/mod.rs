@@ -266,6 +266,10 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             pvabi: "1.4".into(),
             hypervisor_pvabi: "1.4".into(),
             uptime_ns: 5_000_000_000,
+            pci: vec![
+                "0000:00:03.0 1af4:1001 virtio-blk".into(),
+                "0000:00:05.0 1b36:0010 nvme".into(),
+            ],
         })),
         Op::Log => Outcome::Ok(Reply::Lines {
             lines: vec!["kestrel-dom0 0.1.0".into(), "ready".into()],
