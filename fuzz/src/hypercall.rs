@@ -84,6 +84,11 @@ impl VcpuBackend for Vcpu {
     fn rsp(&self) -> u64 {
         self.regs.rbp
     }
+    fn interrupts_enabled(&self) -> bool {
+        // The blocking path (HLT with IF=1) is the one with state to get
+        // wrong; IF=0 only yields.
+        true
+    }
     fn control_reg(&self, n: u8) -> u64 {
         self.cr.get(usize::from(n)).copied().unwrap_or(0)
     }
@@ -140,6 +145,9 @@ impl Services for Svc {
     }
     fn block(&mut self, _deadline: u64) -> Option<u64> {
         (self.pending != 0).then(|| core::mem::take(&mut self.pending))
+    }
+    fn halt(&mut self) -> bool {
+        self.pending == 0
     }
     fn poll(&mut self) -> u64 {
         core::mem::take(&mut self.pending)
