@@ -74,7 +74,7 @@ pub const HC_DOMCTL_DESTROY: u64 = 36;
 ///
 /// - IN: RDI = a domain id (the caller's own is allowed), RSI =
 ///   guest-physical address of a [`DomainInfo`] to fill. With
-///   [`DOMCTL_INFO_ENDED`] set in RDI (Unreleased), the report of a domain
+///   [`DOMCTL_INFO_ENDED`] set in RDI (2.1), the report of a domain
 ///   that has **ended and been freed** instead: state [`DOMAIN_ENDED`], how
 ///   it ended in `flags` ([`DOMAIN_FLAG_EXITED`], [`DOMAIN_FLAG_KILLED`] or
 ///   [`DOMAIN_FLAG_DESTROYED`]), its exit code, exits, vCPUs, weight, cap,
@@ -153,7 +153,7 @@ pub const DOMAIN_RUNNING: u32 = 1;
 /// its memory is being returned.
 pub const DOMAIN_DYING: u32 = 2;
 
-/// [`DomainInfo::state`] (Unreleased): ended and freed; only reported
+/// [`DomainInfo::state`] (2.1): ended and freed; only reported
 /// for [`DOMCTL_INFO_ENDED`] requests.
 pub const DOMAIN_ENDED: u32 = 3;
 
@@ -169,14 +169,14 @@ pub const DOMAIN_FLAG_KILLED: u32 = 1 << 2;
 /// control domain ([`HC_DOMCTL_DESTROY`]).
 pub const DOMAIN_FLAG_DESTROYED: u32 = 1 << 3;
 
-/// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report (Unreleased): the
+/// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report (2.1): the
 /// guest ended itself reporting a crash (`HC_SHUTDOWN` with
 /// [`SHUTDOWN_CRASH`]; the code is its own). Before, such an end was
 /// reported as [`DOMAIN_FLAG_KILLED`], which now means only that the
 /// hypervisor killed it.
 pub const DOMAIN_FLAG_CRASHED: u32 = 1 << 5;
 
-/// Bit of [`HC_DOMCTL_INFO`]'s RDI (Unreleased), with
+/// Bit of [`HC_DOMCTL_INFO`]'s RDI (2.1), with
 /// [`DOMCTL_INFO_ENDED`]: instead of the report, write why the hypervisor
 /// killed the ended domain (UTF-8, at most [`DOMCTL_REASON_MAX`] bytes, no
 /// NUL) to the buffer at RSI, which must hold [`DOMCTL_REASON_MAX`] bytes;
@@ -186,7 +186,7 @@ pub const DOMCTL_INFO_REASON: u64 = 1 << 33;
 /// Longest kill reason [`DOMCTL_INFO_REASON`] writes, in bytes.
 pub const DOMCTL_REASON_MAX: u64 = 160;
 
-/// Bit of [`HC_DOMCTL_INFO`]'s RDI (Unreleased): ask for the report of an
+/// Bit of [`HC_DOMCTL_INFO`]'s RDI (2.1): ask for the report of an
 /// ended domain. Before, any RDI over 32 bits was `EINVAL`, so no older
 /// caller sets it.
 pub const DOMCTL_INFO_ENDED: u64 = 1 << 32;
@@ -283,7 +283,7 @@ impl DomainCreate {
     }
 }
 
-/// [`DomainCreate::flags`] bit (Unreleased, issue 13): a Linux domain.
+/// [`DomainCreate::flags`] bit (2.1, issue 13): a Linux domain.
 /// The [`DomainCreate`] at RDI is followed directly (at RDI +
 /// [`DOMAIN_CREATE_SIZE`]) by a [`DomainCreateLinux`]; `module` is an
 /// uncompressed `vmlinux` entered through Linux's 64-bit boot protocol

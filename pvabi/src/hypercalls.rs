@@ -51,7 +51,7 @@ use crate::*;
 /// - Errors: `E2BIG` when RSI > [`CONSOLE_WRITE_MAX`]; `EFAULT` when any
 ///   byte of the range lies outside guest memory (nothing is written then).
 /// - Notes: the bytes are copied before the hypercall returns; output of
-///   different vCPUs is not interleaved within one call. (Unreleased) They
+///   different vCPUs is not interleaved within one call. (2.1) They
 ///   go to the domain's own output queue (4 KiB) and reach the serial
 ///   console from there a few lines at a time; a write that does not fit
 ///   the queue now is continued (see the module documentation: the vCPU
@@ -95,7 +95,7 @@ pub const CONSOLE_READ_MAX: u64 = 4096;
 /// success.
 ///
 /// - IN: RDI = reason ([`SHUTDOWN_POWEROFF`], [`SHUTDOWN_CRASH`] or, since
-///   Unreleased, [`crate::SHUTDOWN_REBOOT`]), RSI =
+///   2.1, [`crate::SHUTDOWN_REBOOT`]), RSI =
 ///   exit code, an `i64` (reported to the control domain and in the log).
 /// - OUT: nothing on success.
 /// - Errors: `EINVAL` for an unknown reason.
@@ -190,7 +190,7 @@ pub const EVENTS_DEFINED: u64 = EVENT_TIMER | EVENT_CHANNEL;
 ///   there is no "vCPU down" in 1.0 (a vCPU with nothing to do blocks).
 pub const HC_VCPU_UP: u64 = 8;
 
-/// Bit of [`HC_VCPU_UP`]'s RDI (Unreleased, issue 13): the new vCPU starts
+/// Bit of [`HC_VCPU_UP`]'s RDI (2.1, issue 13): the new vCPU starts
 /// on the caller's own page tables, CR3 = R8, instead of the initial ones,
 /// and RIP and RSP are addresses under those tables (so not checked
 /// against guest memory; a bad one faults the new vCPU as any guest fault
@@ -255,7 +255,7 @@ pub const HC_MEM_INFO: u64 = 10;
 ///   guest-physical space `0..memory_bytes`; `ENOENT` when any page of the
 ///   range is already released (or is a mapped grant: unmap those with
 ///   [`HC_GRANT_UNMAP`]); `EBUSY` (1.2) when another domain maps any page
-///   of the range through a grant, and (Unreleased) while any PCI device
+///   of the range through a grant, and (2.1) while any PCI device
 ///   is attached to the domain through the IOMMU (its DMA may reach every
 ///   page the domain had when it was attached). All or nothing: on an
 ///   error no page changed.
@@ -267,7 +267,7 @@ pub const HC_MEM_INFO: u64 = 10;
 ///   stop a guest from releasing the pages holding its code, stack, page
 ///   tables or start-info page (and with it the [`crate::TimeInfo`], which
 ///   then stops being updated): it will be killed at its next access.
-///   (Unreleased) Continued every few pages (module documentation); the
+///   (2.1) Continued every few pages (module documentation); the
 ///   checks above are made for the whole range before the first page
 ///   changes. Only if another vCPU of the domain releases or populates
 ///   pages of the same range while this one is continued can it fail
@@ -288,7 +288,7 @@ pub const HC_MEM_RELEASE: u64 = 11;
 ///   memory. All or nothing: on an error no page changed.
 /// - Notes: the pages are usable by every vCPU of the domain when the
 ///   hypercall returns. Populating never grows the guest-physical space.
-///   (Unreleased) Continued every few pages, like [`HC_MEM_RELEASE`]: the
+///   (2.1) Continued every few pages, like [`HC_MEM_RELEASE`]: the
 ///   checks are made for the whole range first; a concurrent change of the
 ///   same range by another vCPU, or the host running out of frames, can
 ///   end it part-way.
@@ -320,7 +320,7 @@ pub const HC_MEM_POPULATE: u64 = 12;
 ///   entries still all run but the write-back fails and the multicall
 ///   returns `EFAULT`. An entry whose own output lands inside the array is
 ///   overwritten by the write-back.
-/// - (Unreleased) Continued: a batch whose entries cost more than one exit
+/// - (2.1) Continued: a batch whose entries cost more than one exit
 ///   may do (each entry costs 1, a console write 1 more per 64 bytes, a
 ///   memory op 8 per page, a grant map, unmap or revoke 4, a grant copy 1
 ///   per 64 bytes; one exit does 64) runs in pieces (module
@@ -390,11 +390,11 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_DOMCTL_CONSOLE_WRITE,
     // 1.4, the combined event-channel round trip (47).
     HC_EVTCHN_SEND_WAIT,
-    // Unreleased, lifecycle control (48-50, `crate::lifecycle`).
+    // 2.1, lifecycle control (48-50, `crate::lifecycle`).
     crate::HC_SHUTDOWN_REQUESTED,
     crate::HC_DOMCTL_SHUTDOWN_REQUEST,
     crate::HC_DOMCTL_SET_SCHED,
-    // Unreleased, PCI devices (51-53, `crate::pci`).
+    // 2.1, PCI devices (51-53, `crate::pci`).
     crate::HC_PCI_LIST,
     crate::HC_PCI_CONFIG_READ,
     crate::HC_PCI_CONFIG_WRITE,

@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (2.0 is `0x0002_0000`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (2.1 is `0x0002_0001`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -451,9 +451,9 @@ pub use status::*;
 pub use utc::{UtcTime, days_in_month};
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 2.0). A guest built against a different major version must
+/// (this is 2.1). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0002_0000;
+pub const PVABI_VERSION: u32 = 0x0002_0001;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -478,9 +478,11 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0002_0000);
+        assert_eq!(PVABI_VERSION, 0x0002_0001);
         assert_eq!(version_major(PVABI_VERSION), 2);
-        assert_eq!(version_minor(PVABI_VERSION), 0);
+        assert_eq!(version_minor(PVABI_VERSION), 1);
+        // A 2.1 guest needs 2.1's additions: a 2.0 hypervisor lacks them.
+        assert!(!is_compatible(0x0002_0000));
         assert!(
             !is_compatible(0x0001_0004),
             "2.0 changed control structures"

@@ -1,4 +1,4 @@
-//! Lifecycle control (Unreleased, issue 15): the control domain asks a
+//! Lifecycle control (2.1, issue 15): the control domain asks a
 //! guest to power off or reboot (as Xen's `xl shutdown` / `xl reboot`),
 //! a guest ends itself with a reboot, and the control domain changes a
 //! running domain's scheduling weight and cap.

@@ -16,7 +16,7 @@
 //! at most [`CONSOLE_RINGS_MAX`] rings are kept, beyond which the ring of
 //! the lowest domain id is dropped whole.
 //!
-//! Waking up (Unreleased, issue 15): a control domain that binds
+//! Waking up (2.1, issue 15): a control domain that binds
 //! [`VIRQ_MGMT_RX`] is told when the management line has received bytes
 //! (the hypervisor takes the UART's receive interrupt), and one that binds
 //! [`VIRQ_CONSOLE_OUT`] when another domain's console ring gets output
@@ -108,7 +108,7 @@ pub const CONSOLE_INPUT_BYTES: usize = 4096;
 /// Most console rings the hypervisor keeps.
 pub const CONSOLE_RINGS_MAX: usize = 256;
 
-/// Virq (Unreleased, issue 15): the management line received bytes since
+/// Virq (2.1, issue 15): the management line received bytes since
 /// the control domain last read it empty. Raised on every privileged
 /// domain that bound it, on the vCPU it bound, from the UART's receive
 /// interrupt; read them with [`HC_MGMT_READ`] until it returns 0 (a
@@ -117,7 +117,7 @@ pub const CONSOLE_RINGS_MAX: usize = 256;
 /// and with `EPERM` in an unprivileged domain.
 pub const VIRQ_MGMT_RX: u32 = 4;
 
-/// Virq (Unreleased, issue 15): another domain's console ring went from
+/// Virq (2.1, issue 15): another domain's console ring went from
 /// empty to holding output (it is raised once per such change, not per
 /// write); drain it with [`HC_DOMCTL_CONSOLE_READ`]. Raised on every
 /// privileged domain that bound it. `EPERM` for an unprivileged domain.

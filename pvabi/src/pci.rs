@@ -1,4 +1,4 @@
-//! PCI devices (Unreleased, issue 14): a domain that owns PCI functions
+//! PCI devices (2.1, issue 14): a domain that owns PCI functions
 //! (the control domain by default, `docs/pci.md`) lists them and reads and
 //! writes their configuration space through the hypervisor, which filters
 //! what may be written.

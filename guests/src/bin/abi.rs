@@ -497,7 +497,7 @@ fn vcpu_ops(si: &StartInfo, m: u64) -> u64 {
     st("vcpu_up.id_0", up(0, m, spare_rsp), EINVAL);
     st("vcpu_up.id_nr_vcpus", up(n, m, spare_rsp), EINVAL);
     st("vcpu_up.id_max", up(u64::MAX, m, spare_rsp), EINVAL);
-    // Bit 32 is `VCPU_UP_CR3` (a flag, pvabi Unreleased); any higher bit
+    // Bit 32 is `VCPU_UP_CR3` (a flag, pvabi 2.1); any higher bit
     // makes the id out of range.
     st(
         "vcpu_up.id_2pow33_plus_1",

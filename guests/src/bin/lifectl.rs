@@ -1,5 +1,5 @@
 //! A minimal control domain that tests lifecycle control (pvabi
-//! Unreleased, numbers 48-50) without dom0's toolstack, so it runs on both
+//! 2.1, numbers 48-50) without dom0's toolstack, so it runs on both
 //! backends (the `dom0_qemu_lifecycle` test needs QEMU's COM2 socket for
 //! `hvctl`). Boot it as module 0 with the hypervisor's `dom0` option and a
 //! `ticker` image.

@@ -1,5 +1,5 @@
 //! An unprivileged domain that owns no PCI device calls the PCI hypercalls
-//! (Unreleased, 51-53) on a device that exists but is not its own (QEMU's
+//! (2.1, 51-53) on a device that exists but is not its own (QEMU's
 //! `edu` at 0000:00:06.0), on one that does not exist, and with bad
 //! arguments: each must fail with the documented error, in the documented
 //! order. With `touch-bar`, it then maps the edu's BAR0 into its own page

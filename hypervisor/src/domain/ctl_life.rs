@@ -1,4 +1,4 @@
-//! Lifecycle control (pvabi Unreleased, numbers 48-50): the control
+//! Lifecycle control (pvabi 2.1, numbers 48-50): the control
 //! domain asks a domain to power off or reboot (`HC_DOMCTL_SHUTDOWN_REQUEST`:
 //! the request is recorded, then `VIRQ_SHUTDOWN` is raised), the domain
 //! reads what was asked (`HC_SHUTDOWN_REQUESTED`, any domain), and the

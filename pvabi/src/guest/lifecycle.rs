@@ -1,4 +1,4 @@
-//! Lifecycle requests from the control domain (Unreleased): a guest learns
+//! Lifecycle requests from the control domain (2.1): a guest learns
 //! that it was asked to power off or reboot (`hvctl shutdown|reboot`) and
 //! honours the request by ending itself; a guest that ignores it is
 //! destroyed by dom0 when the timeout passes.

@@ -1,4 +1,4 @@
-//! Device registers (Unreleased, `crate::HC_PCI_LIST`): a domain that owns
+//! Device registers (2.1, `crate::HC_PCI_LIST`): a domain that owns
 //! a PCI device reaches the memory BARs the hypervisor mapped for it
 //! ([`crate::PCI_BAR_MAPPED`]: guest-physical = host-physical, uncached
 //! in the nested tables) by mapping the same addresses into its own page

@@ -1,4 +1,4 @@
-//! PCI devices the domain owns (Unreleased, `crate::HC_PCI_LIST`, ...).
+//! PCI devices the domain owns (2.1, `crate::HC_PCI_LIST`, ...).
 
 use super::{hypercall6, status};
 use crate::{Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, PCI_LIST_MAX, PciDevice};

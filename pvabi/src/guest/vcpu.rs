@@ -72,7 +72,7 @@ pub fn start(
 
 /// Starts vCPU `id` on the caller's own page tables (`cr3`) at `rip` with
 /// `rsp` (addresses under those tables) and `arg` in RDI
-/// ([`crate::VCPU_UP_CR3`], Unreleased). Errors: [`Error::Invalid`] for id 0,
+/// ([`crate::VCPU_UP_CR3`], 2.1). Errors: [`Error::Invalid`] for id 0,
 /// an id `>= count()` or an unaligned `cr3`; [`Error::Busy`] if that vCPU
 /// is already up; [`Error::Fault`] for a `cr3` outside guest memory.
 pub fn start_with_cr3(id: u32, rip: u64, rsp: u64, arg: u64, cr3: u64) -> Result<(), Error> {

@@ -137,7 +137,7 @@ fn dom0_qemu_history() {
             code == 0
                 && out.starts_with("cpus:        2\n")
                 && out.contains("(2 ended listed)")
-                && out.contains("pvabi:       2.0 (dom0), 2.0 (hypervisor)"),
+                && out.contains("pvabi:       2.1 (dom0), 2.1 (hypervisor)"),
             "host: {out}{err}"
         );
         let (code, out, err) = hvctl_cmd(&sock, &["top", "--every", "0.2"]);

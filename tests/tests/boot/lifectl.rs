@@ -1,4 +1,4 @@
-//! Lifecycle control (pvabi Unreleased, 48-50) on both backends: AMD-V
+//! Lifecycle control (pvabi 2.1, 48-50) on both backends: AMD-V
 //! under QEMU TCG and VT-x under Bochs (`corei7_haswell_4770`), 2 CPUs,
 //! GRUB ISO, hypervisor option `dom0`, without dom0's toolstack (the
 //! `dom0_qemu_lifecycle` test drives the same calls through `hvctl`, which
