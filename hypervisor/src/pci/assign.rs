@@ -98,7 +98,7 @@ pub fn fence_attach(
 /// Runs before any frame of the owner is freed (`domain/lifecycle.rs`,
 /// `Drop for Domain`, through [`super::table::release_domain`]).
 pub fn fence_detach(bdf: Bdf, dom: DomainId, fence: Fence) -> Result<(), FenceError> {
-    let _ = dom;
+    let _ = (bdf, dom);
     match fence {
         #[cfg(target_os = "none")]
         Fence::Iommu => crate::iommu::detach(bdf.seg, bdf.rid()).map_err(FenceError),
