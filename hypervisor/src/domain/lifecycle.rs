@@ -584,6 +584,9 @@ impl Drop for Domain {
             },
             end.reason,
         );
+        // dom0 records the end from that report: wake it again (the
+        // `VIRQ_DOM_EXC` of `finish` may have come before the report).
+        crate::console::wake::note_end_recorded();
         // A reboot (`SHUTDOWN_REBOOT`) is as orderly an end as a power-off.
         if matches!(end.how, "exited" | "rebooted") && end.code == 0 {
             ENDED_CLEAN.fetch_add(1, Ordering::Relaxed);

@@ -84,6 +84,18 @@ impl Machine {
         paused: bool,
         factory: impl Fn(&BootState) -> Program + Send + Sync + 'static,
     ) -> u32 {
+        self.create_as(name, vcpus, paused, false, factory)
+    }
+
+    /// [`Self::create`], privileged (a control domain) if `privileged`.
+    pub fn create_as(
+        &self,
+        name: &str,
+        vcpus: u32,
+        paused: bool,
+        privileged: bool,
+        factory: impl Fn(&BootState) -> Program + Send + Sync + 'static,
+    ) -> u32 {
         fake::next_domain(factory);
         let image = fake::image();
         let spec = DomainSpec {
@@ -95,7 +107,7 @@ impl Machine {
             nr_vcpus: vcpus,
             weight: 256,
             cap: 0,
-            privileged: false,
+            privileged,
             paused,
             budget: 0,
         };

@@ -138,6 +138,16 @@ impl History {
         newly
     }
 
+    /// When a domain gone from the list without its end report is to be
+    /// recorded anyway ([`PENDING_NS`] after it went): the service must
+    /// look again then even if nothing wakes it (`Server::next_deadline`).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.pending
+            .values()
+            .map(|(_, since)| since.saturating_add(PENDING_NS))
+            .min()
+    }
+
     /// Drops the oldest ended domains beyond [`Self::max`], pinned ones
     /// aside.
     fn trim(&mut self) {

@@ -243,9 +243,13 @@ impl Server {
     }
 
     /// When the service must look again even if no event comes (a
-    /// shutdown request's timeout), in system time; `None`: only events.
+    /// shutdown request's timeout, an end report that is late), in system
+    /// time; `None`: only events.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.lifecycle.next_deadline()
+        match (self.lifecycle.next_deadline(), self.history.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Domain `id`, built from `cfg` in `file` at `created_ns`: its uptime

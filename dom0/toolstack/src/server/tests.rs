@@ -20,7 +20,7 @@ pub(super) struct Fake {
     input: Vec<(u32, Vec<u8>)>,
     input_room: usize,
     /// How ended domains ended (by id), and the clock.
-    ended: Vec<(u32, HvEnded)>,
+    pub(super) ended: Vec<(u32, HvEnded)>,
     pub(super) now: u64,
     /// Shutdown requests made: (domain, reboot).
     pub(super) requests: Vec<(u32, bool)>,

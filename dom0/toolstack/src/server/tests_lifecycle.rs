@@ -285,3 +285,28 @@ fn uptime_counts_from_creation_even_if_it_ended_before_the_first_look() {
     let e = ended(&mut s, &mut hv);
     assert_eq!(e[0].uptime_ns, Some(300_000_000));
 }
+
+/// A domain gone from the list before its end report is kept is looked at
+/// again without an event: the service's deadline covers it until the
+/// report comes (or [`history::PENDING_NS`] passed), and only then.
+#[test]
+fn a_late_end_report_sets_a_deadline_until_it_comes() {
+    let (mut s, mut hv) = setup(T);
+    let id = hv.domains.iter().find(|d| d.name == "t").unwrap().id;
+    let _ = s.observe(&mut hv);
+    assert_eq!(s.next_deadline(), None, "nothing pending");
+    hv.now = 1_000;
+    hv.domains.retain(|d| d.id != id);
+    assert!(ended(&mut s, &mut hv).is_empty(), "no report yet");
+    assert_eq!(s.next_deadline(), Some(1_000 + history::PENDING_NS));
+    hv.ended.push((
+        id,
+        HvEnded {
+            exit_code: 0,
+            reason: "exited",
+            kill_reason: None,
+        },
+    ));
+    assert_eq!(ended(&mut s, &mut hv).len(), 1);
+    assert_eq!(s.next_deadline(), None, "recorded: no deadline left");
+}

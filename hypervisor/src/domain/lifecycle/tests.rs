@@ -10,9 +10,9 @@ use std::vec;
 use std::vec::Vec;
 
 use pvabi::{
-    EVENT_CHANNEL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_POLL,
-    HC_EVTCHN_SEND, HC_GRANT_ACCESS, HC_GRANT_MAP, HC_GRANT_UNMAP, HC_MEM_RELEASE, HC_SHUTDOWN,
-    SHUTDOWN_POWEROFF,
+    EVENT_CHANNEL, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_BIND_VIRQ,
+    HC_EVTCHN_POLL, HC_EVTCHN_SEND, HC_GRANT_ACCESS, HC_GRANT_MAP, HC_GRANT_UNMAP, HC_MEM_RELEASE,
+    HC_SCHED_BLOCK, HC_SHUTDOWN, SHUTDOWN_POWEROFF, VIRQ_DOM_EXC,
 };
 
 use crate::domain::lifecycle::Run;
@@ -244,4 +244,88 @@ fn pause_unpause_and_destroy_with_live_grants_and_ports() {
         out.contains(&std::format!("id={b} name=grantee result=exited code=0")),
         "{out}"
     );
+}
+
+/// A control domain that binds `VIRQ_DOM_EXC` and then blocks with no
+/// deadline, taking its ports each time it wakes: `port` is the virq's
+/// port once bound, `seen` counts the times it found that port pending.
+fn dom_exc_watcher(port: Arc<AtomicI64>, seen: Arc<AtomicU64>) -> crate::virt::fake::Program {
+    let mut state = 0;
+    Box::new(move |g: &mut Guest<'_>| match state {
+        0 => {
+            state = 1;
+            g.hypercall(HC_EVTCHN_BIND_VIRQ, &[u64::from(VIRQ_DOM_EXC), 0])
+        }
+        1 => {
+            assert!(g.status() > 0, "bind VIRQ_DOM_EXC: {}", g.status());
+            port.store(g.status(), Ordering::Release);
+            state = 2;
+            g.hypercall(HC_SCHED_BLOCK, &[0])
+        }
+        2 => {
+            // Woken: take the pending ports.
+            state = 3;
+            g.hypercall(HC_EVTCHN_POLL, &[])
+        }
+        _ => {
+            if g.status() > 0 {
+                if g.status() == port.load(Ordering::Acquire) {
+                    seen.fetch_add(1, Ordering::AcqRel);
+                }
+                g.hypercall(HC_EVTCHN_POLL, &[])
+            } else {
+                state = 2;
+                g.hypercall(HC_SCHED_BLOCK, &[0])
+            }
+        }
+    })
+}
+
+/// `VIRQ_DOM_EXC` comes again once the ended domain's report is kept:
+/// the report is written when its last reference goes, which may be well
+/// after `finish` raised the virq, and dom0 records the end from it. With
+/// only the first raise, a dom0 that looked in between blocked with
+/// nothing left to wake it (`dom0_qemu_console` saw the end 59 s late).
+#[test]
+fn dom_exc_again_once_the_end_report_is_kept() {
+    let m = Machine::start(2);
+    let port = Arc::new(AtomicI64::new(-1));
+    let seen = Arc::new(AtomicU64::new(0));
+    let (p, s) = (port.clone(), seen.clone());
+    let ctl = m.create_as("ctl", 1, false, true, move |_| {
+        dom_exc_watcher(p.clone(), s.clone())
+    });
+    m.wait("the virq bound", || ready(&port).is_some());
+    let vc = vcpu(ctl, 0).unwrap();
+    let blocked = || matches!(vc.st.lock().run, Run::Blocked { .. });
+    m.wait("the watcher blocked", blocked);
+
+    let victim = m.create("victim", 1, false, |_| steps(vec![]));
+    let dv = domain(victim).unwrap();
+    dv.finish("destroyed", -1, None);
+    // The test holds the last reference: the domain leaves the table, but
+    // its report is not kept yet.
+    m.wait("the victim out of the table", || domain(victim).is_none());
+    m.wait("the first VIRQ_DOM_EXC taken", || {
+        seen.load(Ordering::Acquire) >= 1 && blocked()
+    });
+    assert!(
+        crate::domain::ended::get(victim).is_none(),
+        "the report is kept only at the last drop"
+    );
+    let first = seen.load(Ordering::Acquire);
+
+    drop(dv);
+    assert!(crate::domain::ended::get(victim).is_some(), "report kept");
+    m.wait("VIRQ_DOM_EXC again for the kept report", || {
+        seen.load(Ordering::Acquire) > first
+    });
+
+    drop(vc);
+    let c = domain(ctl).unwrap();
+    c.finish("destroyed", -1, None);
+    drop(c);
+    m.wait_all_gone();
+    let out = m.stop();
+    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
 }
