@@ -171,7 +171,7 @@ pub const DOMAIN_FLAG_DESTROYED: u32 = 1 << 3;
 
 /// [`DomainInfo::flags`] of a [`DOMAIN_ENDED`] report (2.1): the
 /// guest ended itself reporting a crash (`HC_SHUTDOWN` with
-/// [`SHUTDOWN_CRASH`]; the code is its own). Before, such an end was
+/// [`SHUTDOWN_CRASH`](crate::SHUTDOWN_CRASH); the code is its own). Before, such an end was
 /// reported as [`DOMAIN_FLAG_KILLED`], which now means only that the
 /// hypervisor killed it.
 pub const DOMAIN_FLAG_CRASHED: u32 = 1 << 5;
