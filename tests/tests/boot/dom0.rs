@@ -155,9 +155,10 @@ fn config(b: Backend) {
         "dom0: domain 4 (tick-c) created paused from guests.toml",
         "dom0: ready: ",
     ]);
-    o.expect_line(
-        "[hello-a] hello from domain 2: 4 MiB, pvabi 0x20000, cmdline \"greeting=from-config\"",
-    );
+    o.expect_line(&format!(
+        "[hello-a] hello from domain 2: 4 MiB, pvabi {:#x}, cmdline \"greeting=from-config\"",
+        pvabi::PVABI_VERSION
+    ));
     o.expect_line("[tick-b] ticker: started, domain 3");
     assert!(
         !o.lines.iter().any(|l| l.starts_with("[tick-c]")),
