@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | `disks_qemu_behind_vtd`, `disks_qemu_behind_amdvi` | q35 TCG, `intel-iommu` / `amd-iommu`, virtio-blk 00:03 (`iommu_platform=on`), virtio-blk 00:04 without it, NVMe 00:05; dom0 alone | both usable disks found with size, block size and model; the check passes on both and their images hold the pattern at the right offset and nothing else; the virtio-blk without `VIRTIO_F_ACCESS_PLATFORM` is refused with the reason and its image stays zero |
 //! | `disks_qemu_off_unsafe` | the same devices, no IOMMU, `iommu=off-unsafe` | every disk is named and not used (no IOMMU translates its DMA); images untouched |
+//! | `disks_qemu_check_beyond_the_end` | as `disks_qemu_behind_vtd`, `diskcheck=32766+4` (past the end of both) | the check is refused on each disk with the range and the disk's size named; nothing written |
 //! | `disks_qemu_no_iommu` | the same devices, no IOMMU, no option | nothing assigned: `disks: 0 (none usable)` |
 //!
 //! Bochs (VT-x) has no IOMMU, so no device can be given to dom0 for DMA
@@ -54,15 +55,16 @@ fn images(test: &str) -> Images {
 /// dom0 alone with the three disks, an IOMMU unit if `iommu`, and the
 /// hypervisor `options`; until dom0 is past its disks.
 fn boot(test: &str, options: &str, iommu: Option<&str>) -> (Outcome, Images) {
+    boot_with(test, options, iommu, &format!("diskcheck={FIRST}+{BLOCKS}"))
+}
+
+/// [`boot`] with dom0's command line `dom0_args`.
+fn boot_with(test: &str, options: &str, iommu: Option<&str>, dom0_args: &str) -> (Outcome, Images) {
     let img = images(test);
     let iso = shared_iso(
         &format!("{test}.iso"),
         &format!("exit=qemu dom0 loglevel=info {options}"),
-        &[guest_module(
-            "dom0",
-            "dom0",
-            &format!("diskcheck={FIRST}+{BLOCKS}"),
-        )],
+        &[guest_module("dom0", "dom0", dom0_args)],
     );
     let mut vm = iso_vm(&iso, 1, "128M");
     if let Some(unit) = iommu {
@@ -225,6 +227,26 @@ fn disks_qemu_no_iommu() {
         o.line("dom0: disk 0000").is_none(),
         "{test}: dom0 got a disk"
     );
+    for p in [&img.blk, &img.plain, &img.nvme] {
+        all_zero(&o, p);
+    }
+}
+
+#[test]
+fn disks_qemu_check_beyond_the_end() {
+    // 32766+4 ends past the 8 MiB virtio-blk (16384 blocks) and the
+    // 16 MiB NVMe (32768 blocks).
+    let test = "disks_qemu_check_beyond_the_end";
+    let (o, img) = boot_with(test, "", Some("intel-iommu"), "diskcheck=32766+4");
+    let _r = ReportOnPanic(&o);
+    o.expect_line("dom0: disks: 2");
+    o.expect_line(
+        "dom0: disk 0000:00:03.0 check FAILED: 0000:00:03.0 virtio-blk: check range 32766..+4 is beyond the disk's 16384 blocks",
+    );
+    o.expect_line(
+        "dom0: disk 0000:00:05.0 check FAILED: 0000:00:05.0 nvme: check range 32766..+4 is beyond the disk's 32768 blocks",
+    );
+    assert!(o.line("check ok").is_none(), "{test}: a check passed");
     for p in [&img.blk, &img.plain, &img.nvme] {
         all_zero(&o, p);
     }
