@@ -16,6 +16,7 @@ pub mod config;
 pub mod header;
 pub mod live;
 pub mod mcfg;
+pub mod msi;
 pub mod table;
 pub mod walk;
 
