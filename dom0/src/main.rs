@@ -25,6 +25,7 @@ mod bench;
 mod consoles;
 mod hv;
 mod memlog;
+mod msi;
 mod pci;
 mod service;
 mod wake;
@@ -159,6 +160,12 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // output for dom0 (before the first domain exists, so none is missed).
     let _ = mgmt::console_read(si.domain_id, &mut []);
     pci::show();
+    // `edu-msi=N`: the edu device interrupts N times through its MSI.
+    if let Some(n) = arg(cmdline, "edu-msi").and_then(|n| n.parse().ok()) {
+        for d in pci::devices().iter().filter(|d| pci::kind(d) == "edu") {
+            msi::edu(d, n);
+        }
+    }
     let booted = boot(&mut hv, cmdline);
     // `history=N`: how many ended domains stay listed.
     let history = arg(cmdline, "history")

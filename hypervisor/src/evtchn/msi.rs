@@ -55,7 +55,14 @@ mod tests {
         assert!(t.is_msi(p), "nothing changed");
         t.bind_vcpu(p, 1).unwrap();
         let n = t.raise(p);
-        assert_eq!(n, Some(Notify { domain: DomainId(0), vcpu: 1, port: p }));
+        assert_eq!(
+            n,
+            Some(Notify {
+                domain: DomainId(0),
+                vcpu: 1,
+                port: p
+            })
+        );
         assert_eq!(t.raise(p), None, "merged while pending");
         // Masked: pending without an upcall; unmask notifies.
         t.clear_pending(p).unwrap();
@@ -63,7 +70,11 @@ mod tests {
         assert_eq!(t.raise(p), None);
         assert!(t.unmask(p).unwrap().is_some());
         let other = t.bind_ipi(0).unwrap();
-        assert_eq!(t.close_msi(other), Err(Error::NoEntry), "not a message port");
+        assert_eq!(
+            t.close_msi(other),
+            Err(Error::NoEntry),
+            "not a message port"
+        );
         t.close_msi(p).unwrap();
         assert_eq!(t.status(p).unwrap().state, PortState::Free);
         // A reused number starts unmasked.

@@ -17,6 +17,7 @@ pub mod header;
 pub mod live;
 pub mod mcfg;
 pub mod msi;
+pub mod msi_live;
 pub mod table;
 pub mod walk;
 

@@ -13,6 +13,32 @@ use super::header::{BarKind, Function};
 use super::{Bdf, ConfigAccess};
 use crate::domain::ids::DomainId;
 
+/// The host vectors messages may carry: above the LAPIC timer and the
+/// management line (0x30, 0x31, `arch/idt.rs`), below the remapped legacy
+/// PIC (0xe0) and the shoot-down and spurious vectors (0xf1, 0xff).
+pub const VECTOR_FIRST: u8 = 0x40;
+/// One past the last such vector.
+pub const VECTOR_END: u8 = 0xe0;
+
+/// Dword access to device memory (an MSI-X table in a BAR).
+pub trait Mmio32 {
+    /// Reads the dword at host-physical `addr`.
+    fn read32(&self, addr: u64) -> u32;
+    /// Writes the dword at host-physical `addr`.
+    fn write32(&self, addr: u64, value: u32);
+}
+
+/// The bytes of `f`'s MSI-X table: (host-physical start, length); `None`
+/// without MSI-X or when the table does not lie inside its BAR.
+pub fn msix_table_range(f: &Function) -> Option<(u64, u64)> {
+    if f.caps.msix == 0 || f.caps.msix_entries == 0 {
+        return None;
+    }
+    let start = msix_entry_addr(f, 0)?;
+    msix_entry_addr(f, f.caps.msix_entries - 1)?;
+    Some((start, u64::from(f.caps.msix_entries) * MSIX_ENTRY))
+}
+
 /// An interrupt message: the device writes `data` (32 bits) to `addr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Message {
@@ -142,6 +168,26 @@ pub trait MsiHw {
     fn mmio_read32(&self, addr: u64) -> u32;
     /// Writes the dword at host-physical `addr` (an MSI-X table).
     fn mmio_write32(&self, addr: u64, value: u32);
+}
+
+/// The machine's config space and MSI-X tables together.
+pub struct Hw<'a> {
+    /// Config space.
+    pub cfg: &'a dyn ConfigAccess,
+    /// The MSI-X tables.
+    pub mmio: &'a dyn Mmio32,
+}
+
+impl MsiHw for Hw<'_> {
+    fn config(&self) -> &dyn ConfigAccess {
+        self.cfg
+    }
+    fn mmio_read32(&self, addr: u64) -> u32 {
+        self.mmio.read32(addr)
+    }
+    fn mmio_write32(&self, addr: u64, value: u32) {
+        self.mmio.write32(addr, value);
+    }
 }
 
 /// Why a message could not be programmed.

@@ -2,8 +2,8 @@
 
 use super::{hypercall6, status};
 use crate::{
-    Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, HC_PCI_MSI_BIND, HC_PCI_MSI_UNBIND,
-    PCI_LIST_MAX, PciDevice,
+    Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, HC_PCI_MSI_BIND,
+    HC_PCI_MSI_UNBIND, PCI_LIST_MAX, PciDevice,
 };
 
 /// Fills `out` with the caller's devices from index `first`; returns how

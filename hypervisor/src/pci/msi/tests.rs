@@ -57,7 +57,8 @@ fn setup(msi_ctl: u32) -> (Hw, Vec<Function>) {
     f.regs[0x48 / 4] = 0x800 | 4;
     f.regs[0x50 / 4] |= msi_ctl << 16;
     hw.cfg.add(bdf(3), f);
-    hw.cfg.add(bdf(4), FakeFn::new(0x1234, 0x11e8, 0x00ff_0000, 0));
+    hw.cfg
+        .add(bdf(4), FakeFn::new(0x1234, 0x11e8, 0x00ff_0000, 0));
     // Entries as firmware may leave them: unmasked, with junk.
     for e in 0..4u64 {
         hw.mmio_write32(TABLE + e * 16 + 8, 0xdead);
@@ -75,7 +76,10 @@ fn setup(msi_ctl: u32) -> (Hw, Vec<Function>) {
 #[test]
 fn message_format() {
     let m = message(0x12, 0x45);
-    assert_eq!(m.addr, 0xfee1_2000, "0FEEH, destination in 19:12, RH = DM = 0");
+    assert_eq!(
+        m.addr, 0xfee1_2000,
+        "0FEEH, destination in 19:12, RH = DM = 0"
+    );
     assert_eq!(m.data, 0x45, "fixed, edge, the vector in 7:0");
     assert_eq!(message(0, 0x40).addr, 0xfee0_0000);
 }
@@ -91,7 +95,11 @@ fn kind_decoding() {
     let (_, fs) = setup(0);
     assert_eq!(Kind::Msi.check(&fs[0]), Ok(()));
     assert_eq!(Kind::Msix(3).check(&fs[0]), Ok(()));
-    assert_eq!(Kind::Msix(4).check(&fs[0]), Err(Error::Invalid), "table has 4");
+    assert_eq!(
+        Kind::Msix(4).check(&fs[0]),
+        Err(Error::Invalid),
+        "table has 4"
+    );
     assert_eq!(Kind::Msi.check(&fs[1]), Err(Error::Invalid));
     assert_eq!(Kind::Msix(0).check(&fs[1]), Err(Error::Invalid));
 }
@@ -107,7 +115,11 @@ fn msi_layouts() {
         let (_, fs) = setup(ctl);
         let r = MsiRegs::of(&fs[0]).unwrap();
         assert_eq!((r.head, r.addr_lo), (0x50, 0x54));
-        assert_eq!((r.addr_hi, r.data, r.mask), (hi, data, mask), "control {ctl:#x}");
+        assert_eq!(
+            (r.addr_hi, r.data, r.mask),
+            (hi, data, mask),
+            "control {ctl:#x}"
+        );
     }
     let (_, fs) = setup(0);
     assert_eq!(MsiRegs::of(&fs[1]), None);
@@ -138,7 +150,10 @@ fn msix_entry_programmed_others_masked() {
     let f = &fs[0];
     program(&hw, f, Kind::Msix(2), message(0, 0x50)).unwrap();
     let e = |i: u64, w: u64| hw.mmio_read32(TABLE + i * 16 + w * 4);
-    assert_eq!((e(2, 0), e(2, 1), e(2, 2), e(2, 3)), (0xfee0_0000, 0, 0x50, 0));
+    assert_eq!(
+        (e(2, 0), e(2, 1), e(2, 2), e(2, 3)),
+        (0xfee0_0000, 0, 0x50, 0)
+    );
     for i in [0, 1, 3] {
         assert_eq!(e(i, 3) & 1, 1, "entry {i} masked");
     }
@@ -186,7 +201,11 @@ fn one_binding_per_message_and_kind() {
     t.insert(binding(DOM0, 5, Kind::Msix(1), v));
     assert_eq!(t.check(DOM0, bdf(3), Kind::Msix(1)), Err(Error::Busy));
     assert_eq!(t.check(OTHER, bdf(3), Kind::Msix(1)), Err(Error::Busy));
-    assert_eq!(t.check(DOM0, bdf(3), Kind::Msi), Err(Error::Busy), "MSI-X is on");
+    assert_eq!(
+        t.check(DOM0, bdf(3), Kind::Msi),
+        Err(Error::Busy),
+        "MSI-X is on"
+    );
     assert_eq!(t.check(DOM0, bdf(3), Kind::Msix(2)), Ok(()));
     assert_eq!(t.check(DOM0, bdf(4), Kind::Msi), Ok(()));
     assert_eq!(t.by_vector(v).map(|b| b.port), Some(5));
@@ -220,7 +239,11 @@ fn per_domain_limit() {
     assert_eq!(t.check(DOM0, bdf(4), Kind::Msi), Err(Error::NoMem));
     let mut other = binding(OTHER, 1, Kind::Msi, 0);
     other.bdf = bdf(4);
-    assert_eq!(t.check(OTHER, bdf(4), Kind::Msi), Ok(()), "another domain's count");
+    assert_eq!(
+        t.check(OTHER, bdf(4), Kind::Msi),
+        Ok(()),
+        "another domain's count"
+    );
     other.vector = t.alloc_vector().unwrap();
     t.insert(other);
     let gone = t.take_domain(DOM0);
