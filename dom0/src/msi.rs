@@ -78,10 +78,11 @@ pub fn edu(d: &PciDevice, n: u32) {
     ));
     match pci::msi_unbind(port) {
         Ok(()) => {
-            let state = evtchn::status_of(port).map(|s| s.state);
-            say(&format!(
-                "edu msi {name}: unbound, port {port} state {state:?}"
-            ));
+            let state = match evtchn::status_of(port).map(|s| s.state) {
+                Ok(pvabi::EVTCHN_STATE_FREE) => "now free".into(),
+                other => format!("still in state {other:?}"),
+            };
+            say(&format!("edu msi {name}: unbound, port {port} {state}"));
         }
         Err(e) => say(&format!("edu msi {name}: unbind failed: {e}")),
     }
