@@ -27,6 +27,7 @@ mod consoles;
 mod dev;
 mod hv;
 mod memlog;
+mod msi;
 mod pci;
 mod service;
 mod wake;
@@ -170,6 +171,12 @@ fn main(si: &pvabi::StartInfo) -> i32 {
             None => say(&format!(
                 "diskcheck={a}: not <first-lba>+<blocks> with blocks > 0: no check"
             )),
+        }
+    }
+    // `edu-msi=N`: the edu device interrupts N times through its MSI.
+    if let Some(n) = arg(cmdline, "edu-msi").and_then(|n| n.parse().ok()) {
+        for d in pci::devices().iter().filter(|d| pci::kind(d) == "edu") {
+            msi::edu(d, n);
         }
     }
     let booted = boot(&mut hv, cmdline);

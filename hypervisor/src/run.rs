@@ -151,6 +151,7 @@ fn run_slice(
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
         P::interrupts_on();
         crate::console::wake::poll();
+        crate::pci::msi_live::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc {
             me,
@@ -366,6 +367,7 @@ pub fn schedule(cpu: usize) {
     // covers it), never just before it.
     P::interrupts_off();
     crate::console::wake::poll();
+    crate::pci::msi_live::poll();
     let now = now_ns();
     timers::fire_due(now);
     policy::clear_resched(cpu);

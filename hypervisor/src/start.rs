@@ -440,6 +440,10 @@ fn enumerate_pci(boot: &BootInfo, opts: &Options) {
     let (access, segments) = crate::arch::pci::discover(boot.rsdp);
     let found = crate::pci::walk::walk(&access, &segments);
     log::info!("pci: {} functions through {}", found.len(), access.name());
+    // Device messages (`pci/msi_live.rs`): the CPU they target and the
+    // MSI-X tables mapped, before the other CPUs start.
+    crate::arch::msi::setup(&found, crate::arch::lapic::id());
+    crate::pci::msi_live::register_mmio(alloc::boxed::Box::new(crate::arch::msi::TableMmio));
     let policy = crate::pci::assign::Policy {
         iommu: opts.iommu,
         hide: opts.pci_hide,

@@ -398,6 +398,9 @@ pub const HYPERCALLS: &[u64] = &[
     crate::HC_PCI_LIST,
     crate::HC_PCI_CONFIG_READ,
     crate::HC_PCI_CONFIG_WRITE,
+    // Unreleased, device interrupts as events (54-55, `crate::msi`).
+    crate::HC_PCI_MSI_BIND,
+    crate::HC_PCI_MSI_UNBIND,
 ];
 
 #[cfg(test)]
@@ -418,7 +421,7 @@ mod tests {
             [30, 31, 32]
         );
         assert_eq!(crate::HC_DOMCTL_CONSOLE_WRITE, 46);
-        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_PCI_CONFIG_WRITE));
+        assert_eq!(HYPERCALLS.last(), Some(&crate::HC_PCI_MSI_UNBIND));
         assert_eq!(HC_EVTCHN_SEND_WAIT, 47);
         assert_eq!(GRANT_COPY_MAX, PAGE_SIZE);
         const { assert!(GRANT_DEFAULT_LIMIT <= GRANT_MAX_CEILING) };

@@ -233,6 +233,11 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             super::lapic::eoi();
         }
         VECTOR_SHOOTDOWN => super::lapic::eoi(),
+        v if super::msi::is_msi_vector(v) => {
+            // A device's message (`arch/msi.rs`): noted, raised later.
+            super::msi::note(v);
+            super::lapic::eoi();
+        }
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious IRQ from the masked legacy PIC: nothing to do.
         }

@@ -14,6 +14,7 @@ pub mod ioapic;
 pub mod lapic;
 pub mod mgmt_irq;
 pub mod modules;
+pub mod msi;
 pub mod paging;
 pub mod panic;
 pub mod pci;

@@ -186,6 +186,15 @@ impl Platform for Machine {
         serial::take_mgmt_rx()
     }
 
+    fn msi_dest() -> Option<u8> {
+        super::msi::dest()
+    }
+
+    #[inline]
+    fn take_msi() -> [u64; 4] {
+        super::msi::take()
+    }
+
     fn exit(success: bool) {
         exit::exit(success);
     }

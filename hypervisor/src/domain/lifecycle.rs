@@ -514,6 +514,8 @@ impl Domain {
         // Grants first: a peer told through a closed port must find the
         // mappings already gone.
         crate::grant::live::end_grants(self);
+        // Its devices' messages stop at the devices before their ports go.
+        crate::pci::msi_live::release_domain(self);
         crate::evtchn::live::close_all(self);
         crate::evtchn::live::raise_dom_exc(self.id);
         // Its vCPUs that do not run now leave the scheduler at once.
@@ -537,7 +539,9 @@ impl Domain {
 impl Drop for Domain {
     /// The last vCPU is gone: return every frame and report.
     fn drop(&mut self) {
-        // Its devices' DMA is cut off before any frame of it is freed.
+        // Its devices' messages (none left after `finish`) stop first;
+        // their DMA is cut off before any frame of it is freed.
+        crate::pci::msi_live::release_domain(self);
         crate::pci::table::release_domain(self.id);
         let inner = self.inner.get_mut();
         let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));

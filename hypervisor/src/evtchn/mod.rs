@@ -39,6 +39,7 @@
 pub mod area;
 mod bits;
 pub mod live;
+mod msi;
 pub mod ops;
 mod pending;
 mod shared;
@@ -356,7 +357,7 @@ impl<B: EventBits> EventTable<B> {
             }),
             PortState::Ipi => Ok(Route::Local(port)),
             PortState::Unbound { .. } => Err(Error::Busy),
-            PortState::Virq { .. } | PortState::Free => Err(Error::Invalid),
+            PortState::Virq { .. } | PortState::Msi | PortState::Free => Err(Error::Invalid),
         }
     }
 
@@ -397,10 +398,13 @@ impl<B: EventBits> EventTable<B> {
     }
 
     /// **close**: frees `port`. A connected port leaves its peer to be told
-    /// ([`Closed::Peer`]). Errors: `NoEntry`.
+    /// ([`Closed::Peer`]). Errors: `NoEntry`, `Busy` (a device's message is
+    /// bound to it: only its unbind may free it, after the message is
+    /// disabled at the device).
     pub fn close(&mut self, port: u32) -> Result<Closed, Error> {
         let p = self.bound(port)?;
         let closed = match p.state {
+            PortState::Msi => return Err(Error::Busy),
             PortState::Interdomain {
                 remote,
                 remote_port,
@@ -438,10 +442,13 @@ impl<B: EventBits> EventTable<B> {
     }
 
     /// Closes every port (the domain is dying). Returns the peers to tell
-    /// ([`EventTable::peer_closed`]), loopback ones already handled.
+    /// ([`EventTable::peer_closed`]), loopback ones already handled. Its
+    /// messages were unbound before (`Domain::finish`); any port still
+    /// bound to one is freed too.
     pub fn close_all(&mut self) -> Vec<Closed> {
         let mut peers = Vec::new();
         for port in 1..self.high_water {
+            let _ = self.close_msi(port);
             if let Ok(Closed::Peer {
                 domain,
                 port: rp,

@@ -30,6 +30,10 @@ pub enum PortState {
     /// An inter-processor port of this domain: a send notifies the vCPU
     /// the port is bound to.
     Ipi,
+    /// Bound to a device's message (pvabi `HC_PCI_MSI_BIND`): only the
+    /// hypervisor raises it, and only `pci/msi_live.rs` frees it (after
+    /// disabling the message at the device).
+    Msi,
 }
 
 /// A port's state, for the status op.
@@ -119,6 +123,7 @@ impl PortStatus {
                 s.virq = virq;
             }
             PortState::Ipi => s.state = pvabi::EVTCHN_STATE_IPI,
+            PortState::Msi => s.state = pvabi::EVTCHN_STATE_MSI,
         }
         s
     }

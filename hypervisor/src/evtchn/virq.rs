@@ -49,15 +49,15 @@ impl<B: EventBits> EventTable<B> {
         self.alloc(PortState::Ipi, vcpu)
     }
 
-    /// **bind_vcpu**: makes an unbound or interdomain port notify `vcpu`
-    /// (virq and ipi ports keep the vCPU they were bound to).
+    /// **bind_vcpu**: makes an unbound, interdomain or device-message port
+    /// notify `vcpu` (virq and ipi ports keep the vCPU they were bound to).
     /// Errors: `NoEntry`, `Invalid` (vCPU out of range, or a virq or ipi
     /// port).
     pub fn bind_vcpu(&mut self, port: u32, vcpu: u32) -> Result<(), Error> {
         let p = self.bound(port)?;
         self.check_vcpu(vcpu)?;
         match p.state {
-            PortState::Unbound { .. } | PortState::Interdomain { .. } => {
+            PortState::Unbound { .. } | PortState::Interdomain { .. } | PortState::Msi => {
                 if let Some(slot) = self.slot_mut(port) {
                     slot.vcpu = vcpu;
                 }

@@ -21,6 +21,10 @@ pub enum PciOp {
         size: u8,
         value: u32,
     },
+    /// `HC_PCI_MSI_BIND` (`msi_live.rs`).
+    MsiBind { bdf: Bdf, kind: super::msi::Kind },
+    /// `HC_PCI_MSI_UNBIND`.
+    MsiUnbind { port: u32 },
 }
 
 /// The function named by an SBDF word (`pvabi::sbdf`).
@@ -77,6 +81,15 @@ impl PciOp {
                     value,
                 })
             }),
+            pvabi::HC_PCI_MSI_BIND => bdf_of(a[0]).and_then(|bdf| {
+                Ok(Self::MsiBind {
+                    bdf,
+                    kind: super::msi::Kind::decode(a[1], a[2])?,
+                })
+            }),
+            pvabi::HC_PCI_MSI_UNBIND => u32::try_from(a[0])
+                .map(|port| Self::MsiUnbind { port })
+                .map_err(|_| Error::Invalid),
             _ => return None,
         })
     }

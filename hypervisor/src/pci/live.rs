@@ -67,7 +67,7 @@ pub fn entry(d: &Device) -> PciDevice {
 
 /// The owned function at `bdf`: `ENOENT` if none was found there,
 /// `EPERM` if it is not `dom`'s.
-fn owned(t: &[Device], dom: DomainId, bdf: Bdf) -> Result<&Device, Error> {
+pub(super) fn owned(t: &[Device], dom: DomainId, bdf: Bdf) -> Result<&Device, Error> {
     let d = t.iter().find(|d| d.f.bdf == bdf).ok_or(Error::NoEntry)?;
     if d.owner != Some(dom) {
         return Err(Error::Perm);
@@ -84,7 +84,7 @@ pub fn config_op(
     op: PciOp,
 ) -> Result<u64, Error> {
     match op {
-        PciOp::List { .. } => Err(Error::Invalid),
+        PciOp::List { .. } | PciOp::MsiBind { .. } | PciOp::MsiUnbind { .. } => Err(Error::Invalid),
         PciOp::Read { bdf, off, size } => {
             owned(t, dom, bdf)?;
             if off + u16::from(size) > cfg.limit() {
@@ -153,6 +153,12 @@ pub fn live_config(dom: DomainId, op: PciOp) -> Result<u64, Error> {
     config_op(&t, cfg, dom, op)
 }
 
+/// Runs `f` on the registered config access (`None`: none registered).
+pub(super) fn with_config<R>(f: impl FnOnce(&dyn ConfigAccess) -> R) -> Option<R> {
+    let cfg = CONFIG.lock();
+    cfg.as_deref().map(|c| f(c as &dyn ConfigAccess))
+}
+
 /// [`crate::hypercall::Services::pci`] over a real domain.
 pub(crate) fn svc_op(
     svc: &mut crate::hypercall::services::Svc<'_>,
@@ -172,6 +178,10 @@ pub(crate) fn svc_op(
                 svc.write(gpa, bytes).map_err(|_| Error::Fault)
             })
         }
+        PciOp::MsiBind { bdf, kind } => {
+            super::msi_live::bind(&svc.me.domain, bdf, kind).map(u64::from)
+        }
+        PciOp::MsiUnbind { port } => super::msi_live::unbind(&svc.me.domain, port).map(|()| 0),
         op => live_config(id, op),
     }
 }

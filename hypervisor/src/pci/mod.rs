@@ -16,6 +16,8 @@ pub mod config;
 pub mod header;
 pub mod live;
 pub mod mcfg;
+pub mod msi;
+pub mod msi_live;
 pub mod table;
 pub mod walk;
 

@@ -202,6 +202,14 @@ pub fn set_mgmt_irq(on: bool) {
 pub fn raise_mgmt_rx() {
     MGMT_RX.store(true, Ordering::Release);
 }
+
+/// Simulated device-message vectors that came (host tests: [`raise_msi`]).
+static MSI: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// A simulated device sends the message carrying vector `v`.
+pub fn raise_msi(v: u8) {
+    MSI[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::AcqRel);
+}
 static EXITED: AtomicU8 = AtomicU8::new(0);
 static ONLINE: AtomicU32 = AtomicU32::new(1);
 static MODULES: Mutex<Vec<Module>> = Mutex::new(Vec::new());
@@ -471,6 +479,14 @@ impl Platform for HostMachine {
 
     fn take_mgmt_rx() -> bool {
         MGMT_RX.swap(false, Ordering::AcqRel)
+    }
+
+    fn msi_dest() -> Option<u8> {
+        Some(0)
+    }
+
+    fn take_msi() -> [u64; 4] {
+        core::array::from_fn(|i| MSI[i].swap(0, Ordering::AcqRel))
     }
 
     fn exit(success: bool) {

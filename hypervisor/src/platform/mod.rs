@@ -129,6 +129,12 @@ pub trait Platform {
     /// Whether that interrupt came since the last call (cleared); cheap
     /// when it did not (called after every exit).
     fn take_mgmt_rx() -> bool;
+    /// The local APIC id device messages target (`None`: none can be
+    /// reached, pvabi `HC_PCI_MSI_BIND` fails with `ENOMEM`).
+    fn msi_dest() -> Option<u8>;
+    /// The message vectors that came since the last call, one bit each
+    /// (cleared); cheap when none did (called after every exit).
+    fn take_msi() -> [u64; 4];
     /// Ends the hypervisor (success or failure), as the command line says.
     fn exit(success: bool);
     /// Boot module `index`.

@@ -1,7 +1,10 @@
 //! PCI devices the domain owns (2.1, `crate::HC_PCI_LIST`, ...).
 
 use super::{hypercall6, status};
-use crate::{Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, PCI_LIST_MAX, PciDevice};
+use crate::{
+    Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, HC_PCI_MSI_BIND,
+    HC_PCI_MSI_UNBIND, PCI_LIST_MAX, PciDevice,
+};
 
 /// Fills `out` with the caller's devices from index `first`; returns how
 /// many were written (0 past the last).
@@ -32,6 +35,20 @@ pub fn config_write(sbdf: u32, off: u16, size: u8, value: u32) -> Result<(), Err
         [sbdf.into(), off.into(), size.into(), value.into(), 0, 0],
     );
     status(rax).map(|_| ())
+}
+
+/// Binds function `sbdf`'s MSI (`kind` = `crate::PCI_MSI`, `entry` 0)
+/// or MSI-X table entry `entry` (`crate::PCI_MSIX`) to a new port of
+/// this domain; returns the port (`crate::HC_PCI_MSI_BIND`).
+pub fn msi_bind(sbdf: u32, kind: u64, entry: u32) -> Result<u32, Error> {
+    let rax = hypercall6(HC_PCI_MSI_BIND, [sbdf.into(), kind, entry.into(), 0, 0, 0]);
+    status(rax).map(|p| p as u32)
+}
+
+/// Disables the message bound to `port` at its device and frees the port
+/// (`crate::HC_PCI_MSI_UNBIND`).
+pub fn msi_unbind(port: u32) -> Result<(), Error> {
+    status(hypercall6(HC_PCI_MSI_UNBIND, [port.into(), 0, 0, 0, 0, 0])).map(|_| ())
 }
 
 /// Raw form for hostile tests: any argument registers.

@@ -27,6 +27,7 @@ mod linux;
 mod linux_dom0;
 mod linux_smp;
 mod linuxproto;
+mod msi;
 mod msrs;
 mod pci;
 mod privilege;

@@ -97,7 +97,39 @@ fn wr(
 #[test]
 fn decode_checks_arguments() {
     assert_eq!(PciOp::decode(50, [0; 6]), None);
-    assert_eq!(PciOp::decode(54, [0; 6]), None);
+    assert_eq!(PciOp::decode(56, [0; 6]), None);
+    // 54-55: the message hypercalls (`pci/msi.rs` decodes the kind).
+    use crate::pci::msi::Kind;
+    let edu = u64::from(sbdf(0, 0, 6, 0));
+    assert_eq!(
+        PciOp::decode(54, [edu, 1, 0, 0, 0, 0]),
+        Some(Ok(PciOp::MsiBind {
+            bdf: bdf(6),
+            kind: Kind::Msi
+        }))
+    );
+    assert_eq!(
+        PciOp::decode(54, [edu, 2, 7, 0, 0, 0]),
+        Some(Ok(PciOp::MsiBind {
+            bdf: bdf(6),
+            kind: Kind::Msix(7)
+        }))
+    );
+    for a in [[edu, 0, 0], [edu, 1, 1], [edu, 2, 2048], [1 << 32, 1, 0]] {
+        assert_eq!(
+            PciOp::decode(54, [a[0], a[1], a[2], 0, 0, 0]),
+            Some(Err(Error::Invalid)),
+            "{a:?}"
+        );
+    }
+    assert_eq!(
+        PciOp::decode(55, [9, 0, 0, 0, 0, 0]),
+        Some(Ok(PciOp::MsiUnbind { port: 9 }))
+    );
+    assert_eq!(
+        PciOp::decode(55, [1 << 32, 0, 0, 0, 0, 0]),
+        Some(Err(Error::Invalid))
+    );
     for (off, size) in [
         (0, 0),
         (0, 3),
