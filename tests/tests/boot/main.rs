@@ -13,6 +13,7 @@ mod bounded;
 mod budget;
 mod cpustate;
 mod dom0;
+mod dom0_serial;
 mod domctl;
 mod evtchn;
 mod grant;
