@@ -25,6 +25,7 @@ mod lastwords;
 mod lifectl;
 mod linux;
 mod linux_dom0;
+mod linux_reboot;
 mod linux_smp;
 mod linuxproto;
 mod msrs;
