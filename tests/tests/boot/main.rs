@@ -24,6 +24,7 @@ mod iso;
 mod lastwords;
 mod lifectl;
 mod linux;
+mod linux_console_bochs;
 mod linux_dom0;
 mod linux_reboot;
 mod linux_smp;
