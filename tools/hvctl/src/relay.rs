@@ -98,8 +98,8 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// (in the background, its own process group) if none listens yet.
 pub fn connect(line: Line<'_>) -> Result<UnixStream, Error> {
     let mux = mux_path(line);
-    if let Some(dir) = mux.parent() {
-        let _ = std::fs::create_dir_all(dir);
+    if let Line::Serial(_) = line {
+        crate::serial::private_dir(&mux)?;
     }
     if let Ok(s) = UnixStream::connect(&mux) {
         return Ok(s);
@@ -167,8 +167,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// at once (success) when another relay for it is running or starting.
 pub fn serve(line: Line<'_>) -> Result<(), Error> {
     let mux = mux_path(line);
-    if let Some(dir) = mux.parent() {
-        let _ = std::fs::create_dir_all(dir);
+    if let Line::Serial(_) = line {
+        crate::serial::private_dir(&mux)?;
     }
     let mut lock_name = mux.clone().into_os_string();
     lock_name.push(".lock");

@@ -36,6 +36,33 @@ pub fn mux_path(dev: &Path) -> PathBuf {
         .join(format!("{name}.mux"))
 }
 
+/// Makes the directory of the relay's socket `mux` (mode 0700) and checks
+/// it is this user's alone: in a shared temporary directory another user
+/// could have made it first and would then see (or stand in for) dom0's
+/// management line.
+pub fn private_dir(mux: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let Some(dir) = mux.parent() else {
+        return Ok(());
+    };
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| Error::Connection(format!("{}: {e}", dir.display())))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::Connection(format!(
+            "{}: not a directory of this user's alone (mode 0700): remove it, or set \
+             XDG_RUNTIME_DIR to a private directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the serial device `dev` for reading and writing, raw, 115200 8N1.
 pub fn open(dev: &Path) -> Result<File, Error> {
     let fail = |what: &str, e: std::io::Error| {
@@ -104,6 +131,23 @@ mod tests {
             "{}",
             p.display()
         );
+    }
+
+    #[test]
+    fn the_relay_directory_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("hvctl-priv-{}", std::process::id()));
+        let mux = base.join("d").join("x.mux");
+        assert!(private_dir(&mux).is_ok());
+        let d = base.join("d");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = private_dir(&mux)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&base);
+        assert!(e.contains("this user's alone"), "{e}");
     }
 
     #[test]
