@@ -23,9 +23,14 @@ pub struct ConsoleSession {
 impl ConsoleSession {
     /// Runs `hvctl --socket SOCKET console DOM`.
     pub fn attach(socket: &Path, dom: &str) -> Self {
+        Self::attach_with(&["--socket"], socket, dom)
+    }
+
+    /// Runs `hvctl FLAGS... LINE console DOM` (`--serial DEVICE`).
+    pub fn attach_with(flags: &[&str], line: &Path, dom: &str) -> Self {
         let mut child = Command::new(hvctl())
-            .arg("--socket")
-            .arg(socket)
+            .args(flags)
+            .arg(line)
             .args(["console", dom])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -27,6 +27,10 @@ pub struct Cli {
     /// dom0's management service at HOST (port 4444 unless given).
     #[arg(long, value_name = "HOST[:PORT]", global = true)]
     pub host: Option<String>,
+    /// dom0's management line as a serial device (serial-over-LAN, e.g.
+    /// /dev/ttyS1): raw, 115200 8N1.
+    #[arg(long, value_name = "DEVICE", global = true)]
+    pub serial: Option<PathBuf>,
     /// Seconds to wait for each reply from dom0 (default 20); for
     /// shutdown and reboot, the guest's grace time before dom0 destroys
     /// it (default 30).
@@ -176,6 +180,7 @@ impl Cli {
             socket: self.socket.clone(),
             tcp: self.tcp.clone(),
             host: self.host.clone(),
+            serial: self.serial.clone(),
             env: &env,
             config: crate::target::config_file(&env),
             demo: crate::target::demo_socket(),

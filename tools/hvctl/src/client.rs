@@ -12,6 +12,7 @@ use kestrel_toolstack::proto::{
 
 use crate::cli::Target;
 use crate::error::Error;
+use crate::relay::Line;
 
 pub type Reader = Box<dyn Read + Send>;
 pub type Writer = Box<dyn Write + Send>;
@@ -103,8 +104,12 @@ impl Client {
     /// Connects and says hello; every reply must come within `timeout`.
     pub fn connect(target: &Target, timeout: Duration) -> Result<Self, Error> {
         let (reader, mut writer, set_timeout): (Reader, Writer, SetTimeout) = match target {
-            Target::Unix(path) => {
-                let s = crate::relay::connect(path)?;
+            Target::Unix(p) | Target::Serial(p) => {
+                let s = crate::relay::connect(if matches!(target, Target::Serial(_)) {
+                    Line::Serial(p)
+                } else {
+                    Line::Socket(p)
+                })?;
                 let r = s
                     .try_clone()
                     .map_err(|e| Error::Connection(e.to_string()))?;

@@ -1,9 +1,16 @@
 //! `hvctl console`: console events to stdout, stdin to the console, Ctrl-]
 //! detaches (as in `xl console` and `virsh console`).
+//!
+//! When stdin ends (`< /dev/null`, a pipe whose writer is done) hvctl
+//! detaches by itself, exit 0: first it lingers while the domain answers
+//! (until the console has been quiet for [`LINGER_QUIET`], at most
+//! [`LINGER_MAX`] after the end), so `echo ls | hvctl console d` shows
+//! the answer. Before, it stayed attached until killed.
 
 use std::io::{IsTerminal, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use kestrel_toolstack::proto::{DomainRef, Event, Op, Reply, ServerLine};
 
@@ -12,6 +19,11 @@ use crate::error::Error;
 
 /// Ctrl-]
 pub const DETACH: u8 = 0x1d;
+
+/// After stdin ends: detach once nothing came from dom0 for this long...
+pub const LINGER_QUIET: Duration = Duration::from_secs(2);
+/// ...or this long after the end, whichever is first (a chatty console).
+pub const LINGER_MAX: Duration = Duration::from_secs(10);
 
 enum Input {
     Stdin(Vec<u8>),
@@ -107,8 +119,31 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
     });
     let mut sender = client.sender;
     let mut detach_id = None;
+    // When stdin ended, and when dom0 last said something.
+    let mut ended: Option<(Instant, Instant)> = None;
     let mut stdout = std::io::stdout();
-    while let Ok(msg) = rx.recv() {
+    loop {
+        let msg = match ended {
+            Some((at, heard)) if detach_id.is_none() => {
+                let until = (heard + LINGER_QUIET).min(at + LINGER_MAX);
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(m) => m,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let domain = target.clone();
+                        detach_id = Some(sender.send(Op::ConsoleDetach { domain })?);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            _ => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        if let (Some((_, heard)), Input::Server(_)) = (ended.as_mut(), &msg) {
+            *heard = Instant::now();
+        }
         match msg {
             Input::Stdin(bytes) if detach_id.is_none() => {
                 let (data, detach) = split_detach(&bytes);
@@ -121,6 +156,10 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
                     let domain = target.clone();
                     detach_id = Some(sender.send(Op::ConsoleDetach { domain })?);
                 }
+            }
+            Input::StdinEnd if ended.is_none() && detach_id.is_none() => {
+                let now = Instant::now();
+                ended = Some((now, now));
             }
             Input::Stdin(_) | Input::StdinEnd => {}
             Input::Server(line) => match line? {
@@ -146,7 +185,11 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
                     if rid.is_some() && rid == detach_id {
                         reply_for(rid.unwrap_or_default(), resp)?;
                         drop(term);
-                        eprintln!("\nhvctl: detached from domain {id}");
+                        if ended.is_some() {
+                            eprintln!("\nhvctl: stdin ended: detached from domain {id}");
+                        } else {
+                            eprintln!("\nhvctl: detached from domain {id}");
+                        }
                         return Ok(());
                     }
                     // An answer to console input: only errors matter.

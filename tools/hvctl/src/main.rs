@@ -12,6 +12,7 @@ mod events;
 mod lifecycle;
 mod output;
 mod relay;
+mod serial;
 mod target;
 mod top;
 
@@ -57,10 +58,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<String, Error> {
     let target = cli.target()?;
     if let Command::Relay = cli.command {
-        let Target::Unix(line) = &target else {
-            return Err(Error::Usage(
-                "hvctl relay serves a unix socket line: give --socket PATH".into(),
-            ));
+        let line = match &target {
+            Target::Unix(p) => relay::Line::Socket(p),
+            Target::Serial(p) => relay::Line::Serial(p),
+            Target::Tcp(_) => {
+                return Err(Error::Usage(
+                    "hvctl relay serves a unix socket or serial line: give --socket PATH or --serial DEVICE".into(),
+                ));
+            }
         };
         return relay::serve(line).map(|()| String::new());
     }

@@ -11,7 +11,8 @@
 //! detaches its consoles. Session numbers are never reused.
 //!
 //! `hvctl --socket PATH` starts a relay for PATH by itself (see
-//! [`connect`]); it ends when the line closes (QEMU exits).
+//! [`connect`]); it ends when the line closes (QEMU exits). A serial
+//! device (`--serial DEVICE`, `serial.rs`) is relayed the same way.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,15 +27,65 @@ use kestrel_toolstack::proto::{self, ErrorCode, LineBuffer, ProtoError, Response
 
 use crate::error::Error;
 
-/// The relay's socket for the line at `line`.
-pub fn mux_path(line: &Path) -> PathBuf {
-    let mut p = line.as_os_str().to_owned();
-    p.push(".mux");
-    PathBuf::from(p)
+/// What dom0 says on the line.
+type LineIn = Box<dyn Read + Send>;
+/// Where the relay writes to the line.
+type LineOut = Box<dyn Write + Send>;
+
+/// dom0's management line: a unix socket (QEMU's chardev) or a serial
+/// device.
+#[derive(Clone, Copy)]
+pub enum Line<'a> {
+    Socket(&'a Path),
+    Serial(&'a Path),
+}
+
+impl Line<'_> {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Socket(_) => "--socket",
+            Self::Serial(_) => "--serial",
+        }
+    }
+
+    fn at(&self) -> &Path {
+        match self {
+            Self::Socket(p) | Self::Serial(p) => p,
+        }
+    }
+
+    /// The line, opened: what dom0 says, and where to write to it.
+    fn open(self) -> Result<(LineIn, LineOut), Error> {
+        let dup = |e: std::io::Error| Error::Connection(e.to_string());
+        match self {
+            Self::Socket(p) => {
+                let up = UnixStream::connect(p).map_err(|e| {
+                    Error::Connection(format!("cannot reach dom0 at {}: {e}", p.display()))
+                })?;
+                Ok((Box::new(up.try_clone().map_err(dup)?), Box::new(up)))
+            }
+            Self::Serial(p) => {
+                let dev = crate::serial::open(p)?;
+                Ok((Box::new(dev.try_clone().map_err(dup)?), Box::new(dev)))
+            }
+        }
+    }
+}
+
+/// The relay's socket for `line`.
+pub fn mux_path(line: Line<'_>) -> PathBuf {
+    match line {
+        Line::Socket(p) => {
+            let mut p = p.as_os_str().to_owned();
+            p.push(".mux");
+            PathBuf::from(p)
+        }
+        Line::Serial(p) => crate::serial::mux_path(p),
+    }
 }
 
 /// Where a relay started by hvctl writes why it stopped.
-fn log_path(line: &Path) -> PathBuf {
+fn log_path(line: Line<'_>) -> PathBuf {
     let mut p = mux_path(line).into_os_string();
     p.push(".log");
     PathBuf::from(p)
@@ -45,16 +96,19 @@ const START_WAIT: Duration = Duration::from_secs(10);
 
 /// A connection to the line at `line` through its relay, started here
 /// (in the background, its own process group) if none listens yet.
-pub fn connect(line: &Path) -> Result<UnixStream, Error> {
+pub fn connect(line: Line<'_>) -> Result<UnixStream, Error> {
     let mux = mux_path(line);
+    if let Line::Serial(_) = line {
+        crate::serial::private_dir(&mux)?;
+    }
     if let Ok(s) = UnixStream::connect(&mux) {
         return Ok(s);
     }
     // Nothing to relay: say so as a direct connection would.
-    if let Err(e) = std::fs::metadata(line) {
+    if let Err(e) = std::fs::metadata(line.at()) {
         return Err(Error::Connection(format!(
             "cannot reach dom0 at {}: {e}",
-            line.display()
+            line.at().display()
         )));
     }
     let log = log_path(line);
@@ -62,8 +116,8 @@ pub fn connect(line: &Path) -> Result<UnixStream, Error> {
         .map_err(|e| Error::Connection(format!("cannot start a relay: {e}")))?;
     let stderr = File::create(&log).map(Stdio::from).unwrap_or(Stdio::null());
     let mut cmd = Command::new(exe);
-    cmd.arg("--socket")
-        .arg(line)
+    cmd.arg(line.flag())
+        .arg(line.at())
         .arg("relay")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -85,7 +139,7 @@ pub fn connect(line: &Path) -> Result<UnixStream, Error> {
                 let why = std::fs::read_to_string(&log).unwrap_or_default();
                 return Err(Error::Connection(format!(
                     "cannot reach dom0 at {}: the relay did not listen at {} within {} s ({e}){}",
-                    line.display(),
+                    line.at().display(),
                     mux.display(),
                     START_WAIT.as_secs(),
                     if why.is_empty() {
@@ -111,8 +165,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the relay for the line at `line` until the line closes. Returns
 /// at once (success) when another relay for it is running or starting.
-pub fn serve(line: &Path) -> Result<(), Error> {
+pub fn serve(line: Line<'_>) -> Result<(), Error> {
     let mux = mux_path(line);
+    if let Line::Serial(_) = line {
+        crate::serial::private_dir(&mux)?;
+    }
     let mut lock_name = mux.clone().into_os_string();
     lock_name.push(".lock");
     let lock_file = File::create(&lock_name)
@@ -120,12 +177,8 @@ pub fn serve(line: &Path) -> Result<(), Error> {
     if lock_file.try_lock().is_err() {
         return Ok(());
     }
-    let up = UnixStream::connect(line)
-        .map_err(|e| Error::Connection(format!("cannot reach dom0 at {}: {e}", line.display())))?;
-    let line_out = Arc::new(Mutex::new(
-        up.try_clone()
-            .map_err(|e| Error::Connection(e.to_string()))?,
-    ));
+    let (up, line_out) = line.open()?;
+    let line_out = Arc::new(Mutex::new(line_out));
     // End whatever a dead client left unfinished, and end every session a
     // relay before this one left in dom0 (an untagged hello does that).
     {
@@ -168,7 +221,7 @@ pub fn serve(line: &Path) -> Result<(), Error> {
 
 /// dom0's lines to the clients they are tagged for; untagged lines (the
 /// answer to the relay's own hello) are dropped.
-fn downstream(mut up: UnixStream, clients: &Clients) {
+fn downstream(mut up: LineIn, clients: &Clients) {
     let mut lines = LineBuffer::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -194,7 +247,7 @@ fn downstream(mut up: UnixStream, clients: &Clients) {
 }
 
 /// One client's whole lines to the line, tagged; `bye` when it goes.
-fn upstream(session: u64, mut conn: UnixStream, line_out: &Mutex<UnixStream>, clients: &Clients) {
+fn upstream(session: u64, mut conn: UnixStream, line_out: &Mutex<LineOut>, clients: &Clients) {
     let mut lines = LineBuffer::new();
     let mut buf = [0u8; 4096];
     loop {

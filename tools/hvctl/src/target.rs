@@ -1,4 +1,4 @@
-//! Where dom0's management service is: `--socket`/`--tcp`/`--host`, else
+//! Where dom0's management service is: `--socket`/`--tcp`/`--host`/`--serial`, else
 //! `KESTREL_SOCKET`/`KESTREL_HOST`, else the configuration file
 //! (`$KESTREL_CONFIG`, else `$XDG_CONFIG_HOME/kestrel/hvctl.toml`, else
 //! `~/.config/kestrel/hvctl.toml`: `socket = "PATH"` or `host = "HOST[:PORT]"`),
@@ -17,12 +17,14 @@ pub const DEFAULT_PORT: u16 = 4444;
 pub enum Target {
     Unix(PathBuf),
     Tcp(String),
+    /// A serial device (`serial.rs`).
+    Serial(PathBuf),
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unix(p) => write!(f, "{}", p.display()),
+            Self::Unix(p) | Self::Serial(p) => write!(f, "{}", p.display()),
             Self::Tcp(a) => f.write_str(a),
         }
     }
@@ -52,6 +54,7 @@ pub struct Sources<'a> {
     pub socket: Option<PathBuf>,
     pub tcp: Option<String>,
     pub host: Option<String>,
+    pub serial: Option<PathBuf>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The configuration file's path and text, if there is one.
     pub config: Option<(PathBuf, String)>,
@@ -88,12 +91,13 @@ pub fn resolve(s: &Sources<'_>) -> Result<Target, Error> {
         s.socket.clone().map(Target::Unix),
         s.tcp.clone().map(Target::Tcp),
         s.host.as_deref().map(host),
+        s.serial.clone().map(Target::Serial),
     ];
     let mut given = given.into_iter().flatten();
     if let Some(t) = given.next() {
         if given.next().is_some() {
             return Err(Error::Usage(
-                "give one of --socket, --tcp and --host, not several".into(),
+                "give one of --socket, --tcp, --host and --serial, not several".into(),
             ));
         }
         return Ok(t);
@@ -146,6 +150,7 @@ mod tests {
             socket: None,
             tcp: None,
             host: None,
+            serial: None,
             env,
             config: None,
             demo: "/nonexistent/demo.sock".into(),
@@ -175,6 +180,12 @@ mod tests {
         assert_eq!(resolve(&s).ok(), Some(Target::Unix("/flag".into())));
         s.host = Some("h".into());
         assert!(resolve(&s).is_err_and(|e| e.to_string().contains("not several")));
+        s.host = None;
+        s.socket = None;
+        s.serial = Some("/dev/ttyS1".into());
+        assert_eq!(resolve(&s).ok(), Some(Target::Serial("/dev/ttyS1".into())));
+        s.tcp = Some("h:1".into());
+        assert!(resolve(&s).is_err_and(|e| e.to_string().contains("--serial, not several")));
         let both = |k: &str| Some(k.to_string());
         assert!(resolve(&src(&both)).is_err_and(|e| e.to_string().contains("unset one")));
     }

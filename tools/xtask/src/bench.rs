@@ -132,9 +132,21 @@ pub fn run(only: Option<&str>) -> Result<()> {
             println!("its section in {} written", doc.display());
             return Ok(());
         }
-        Some(other) => {
-            bail!("--only {other}: expected `evtchn`, `hypercall`, `spec`, `bounded` or `idle`")
+        Some("linux") => {
+            let rows = crate::linuxbench::run(&kernel, &out_dir)?;
+            let section = crate::linuxbench::section(&rows);
+            println!("\n{section}");
+            let doc = paths::repo_root().join("docs/benchmarks.md");
+            let old = std::fs::read_to_string(&doc).unwrap_or_default();
+            let new = replace_section(&old, crate::linuxbench::HEADING, &section)
+                .unwrap_or_else(|| insert_before_image(&old, &section));
+            std::fs::write(&doc, new).context(|| format!("writing {}", doc.display()))?;
+            println!("its section in {} written", doc.display());
+            return Ok(());
         }
+        Some(other) => bail!(
+            "--only {other}: expected `evtchn`, `hypercall`, `spec`, `bounded`, `idle` or `linux`"
+        ),
     }
 
     let mut rows = Vec::new();
