@@ -30,6 +30,15 @@ use crate::say;
 /// Blocks per transfer of the self-check (bounds the buffer it takes).
 const CHECK_CHUNK_BYTES: usize = 64 * 1024;
 
+/// The disks found at start, as `hvctl host` lists them (the log line
+/// without `disk `).
+static LINES: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
+
+/// What `hvctl host` lists under `disks:`.
+pub fn lines() -> Vec<String> {
+    LINES.lock().clone()
+}
+
 /// Opens every disk among `devs`, logging each.
 pub fn open_all(devs: &[PciDevice]) -> Vec<Box<dyn BlockDevice>> {
     let mut out: Vec<Box<dyn BlockDevice>> = Vec::new();
@@ -55,7 +64,9 @@ pub fn open_all(devs: &[PciDevice]) -> Vec<Box<dyn BlockDevice>> {
         };
         match opened {
             Ok(b) => {
-                say(&describe(b.as_ref()));
+                let line = describe(b.as_ref());
+                say(&line);
+                LINES.lock().push(line.trim_start_matches("disk ").into());
                 out.push(b);
             }
             Err(e) => say(&format!("disk {e}: not used")),
