@@ -122,25 +122,14 @@ pub fn pattern(lba: u64, block: &mut [u8]) {
 /// the CRC-32 of what was written.
 pub fn check(b: &mut dyn BlockDevice, first: u64, blocks: u64) -> Result<u32, DevError> {
     let bs = b.block_size();
-    b.check(
-        first,
-        usize::try_from(blocks)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(bs),
-    )
-    .or_else(|_| {
-        // A huge count: the same range check without the overflow.
-        first
-            .checked_add(blocks)
-            .filter(|&e| e <= b.blocks())
-            .map(|_| blocks)
-            .ok_or_else(|| {
-                b.error(format!(
-                    "check range {first}..+{blocks} is beyond the disk's {} blocks",
-                    b.blocks()
-                ))
-            })
-    })?;
+    // The whole range first, so that nothing is written when it does not
+    // fit (each transfer is checked again by the driver).
+    if first.checked_add(blocks).is_none_or(|end| end > b.blocks()) {
+        return Err(b.error(format!(
+            "check range {first}..+{blocks} is beyond the disk's {} blocks",
+            b.blocks()
+        )));
+    }
     let per = (CHECK_CHUNK_BYTES / bs).max(1) as u64;
     let mut crc = crc32fast::Hasher::new();
     let mut lba = first;
