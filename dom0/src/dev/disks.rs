@@ -30,6 +30,15 @@ use crate::say;
 /// Blocks per transfer of the self-check (bounds the buffer it takes).
 const CHECK_CHUNK_BYTES: usize = 64 * 1024;
 
+/// The disks found at start, as `hvctl host` lists them (the log line
+/// without `disk `).
+static LINES: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
+
+/// What `hvctl host` lists under `disks:`.
+pub fn lines() -> Vec<String> {
+    LINES.lock().clone()
+}
+
 /// Opens every disk among `devs`, logging each.
 pub fn open_all(devs: &[PciDevice]) -> Vec<Box<dyn BlockDevice>> {
     let mut out: Vec<Box<dyn BlockDevice>> = Vec::new();
@@ -55,7 +64,9 @@ pub fn open_all(devs: &[PciDevice]) -> Vec<Box<dyn BlockDevice>> {
         };
         match opened {
             Ok(b) => {
-                say(&describe(b.as_ref()));
+                let line = describe(b.as_ref());
+                say(&line);
+                LINES.lock().push(line.trim_start_matches("disk ").into());
                 out.push(b);
             }
             Err(e) => say(&format!("disk {e}: not used")),
@@ -111,25 +122,14 @@ pub fn pattern(lba: u64, block: &mut [u8]) {
 /// the CRC-32 of what was written.
 pub fn check(b: &mut dyn BlockDevice, first: u64, blocks: u64) -> Result<u32, DevError> {
     let bs = b.block_size();
-    b.check(
-        first,
-        usize::try_from(blocks)
-            .unwrap_or(usize::MAX)
-            .saturating_mul(bs),
-    )
-    .or_else(|_| {
-        // A huge count: the same range check without the overflow.
-        first
-            .checked_add(blocks)
-            .filter(|&e| e <= b.blocks())
-            .map(|_| blocks)
-            .ok_or_else(|| {
-                b.error(format!(
-                    "check range {first}..+{blocks} is beyond the disk's {} blocks",
-                    b.blocks()
-                ))
-            })
-    })?;
+    // The whole range first, so that nothing is written when it does not
+    // fit (each transfer is checked again by the driver).
+    if first.checked_add(blocks).is_none_or(|end| end > b.blocks()) {
+        return Err(b.error(format!(
+            "check range {first}..+{blocks} is beyond the disk's {} blocks",
+            b.blocks()
+        )));
+    }
     let per = (CHECK_CHUNK_BYTES / bs).max(1) as u64;
     let mut crc = crc32fast::Hasher::new();
     let mut lba = first;

@@ -10,6 +10,7 @@
 //! | `disks_qemu_behind_vtd`, `disks_qemu_behind_amdvi` | q35 TCG, `intel-iommu` / `amd-iommu`, virtio-blk 00:03 (`iommu_platform=on`), virtio-blk 00:04 without it, NVMe 00:05; dom0 alone | both usable disks found with size, block size and model; the check passes on both and their images hold the pattern at the right offset and nothing else; the virtio-blk without `VIRTIO_F_ACCESS_PLATFORM` is refused with the reason and its image stays zero |
 //! | `disks_qemu_off_unsafe` | the same devices, no IOMMU, `iommu=off-unsafe` | every disk is named and not used (no IOMMU translates its DMA); images untouched |
 //! | `disks_qemu_check_beyond_the_end` | as `disks_qemu_behind_vtd`, `diskcheck=32766+4` (past the end of both) | the check is refused on each disk with the range and the disk's size named; nothing written |
+//! | `disks_qemu_hvctl` | as `disks_qemu_behind_vtd` without the check, with `hello` and COM2 a socket | the real `hvctl host` lists both disks under `disks:` |
 //! | `disks_qemu_no_iommu` | the same devices, no IOMMU, no option | nothing assigned: `disks: 0 (none usable)` |
 //!
 //! Bochs (VT-x) has no IOMMU, so no device can be given to dom0 for DMA
@@ -70,23 +71,7 @@ fn boot_with(test: &str, options: &str, iommu: Option<&str>, dom0_args: &str) ->
     if let Some(unit) = iommu {
         vm.extra.extend(["-device".into(), unit.into()]);
     }
-    let args: Vec<String> = vec![
-        "-drive".into(),
-        format!("if=none,id=blk,format=raw,file={}", img.blk.display()),
-        "-device".into(),
-        // QEMU refuses iommu_platform on a transitional device.
-        "virtio-blk-pci,drive=blk,addr=0x3,disable-legacy=on,iommu_platform=on,serial=kestrel-blk0"
-            .into(),
-        "-drive".into(),
-        format!("if=none,id=plain,format=raw,file={}", img.plain.display()),
-        "-device".into(),
-        "virtio-blk-pci,drive=plain,addr=0x4".into(),
-        "-drive".into(),
-        format!("if=none,id=nvme,format=raw,file={}", img.nvme.display()),
-        "-device".into(),
-        "nvme,drive=nvme,serial=kestrel0,addr=0x5".into(),
-    ];
-    vm.extra.extend(args.into_iter().map(Into::into));
+    vm.extra.extend(devices(&img).into_iter().map(Into::into));
     let o = run_until(test, vm, BIOS_TIMEOUT_S, Some(&[DOM0_DONE]));
     {
         let _r = ReportOnPanic(&o);
@@ -102,6 +87,26 @@ fn boot_with(test: &str, options: &str, iommu: Option<&str>, dom0_args: &str) ->
         assert!(o.line("killed").is_none(), "{test}: a domain was killed");
     }
     (o, img)
+}
+
+/// QEMU arguments for the three disks at 00:03, 00:04, 00:05.
+fn devices(img: &Images) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("if=none,id=blk,format=raw,file={}", img.blk.display()),
+        "-device".into(),
+        // QEMU refuses iommu_platform on a transitional device.
+        "virtio-blk-pci,drive=blk,addr=0x3,disable-legacy=on,iommu_platform=on,serial=kestrel-blk0"
+            .into(),
+        "-drive".into(),
+        format!("if=none,id=plain,format=raw,file={}", img.plain.display()),
+        "-device".into(),
+        "virtio-blk-pci,drive=plain,addr=0x4".into(),
+        "-drive".into(),
+        format!("if=none,id=nvme,format=raw,file={}", img.nvme.display()),
+        "-device".into(),
+        "nvme,drive=nvme,serial=kestrel0,addr=0x5".into(),
+    ]
 }
 
 /// What dom0 writes to block `lba` (`dom0/src/dev/disks.rs`, `pattern`).
@@ -250,4 +255,74 @@ fn disks_qemu_check_beyond_the_end() {
     for p in [&img.blk, &img.plain, &img.nvme] {
         all_zero(&o, p);
     }
+}
+
+#[test]
+fn disks_qemu_hvctl() {
+    use boot_tests::mgmt::{hvctl_cmd, input_file, wait_for_line};
+    const TEST: &str = "disks_qemu_hvctl";
+    const END: &str = "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
+    let img = images(TEST);
+    let iso = shared_iso(
+        &format!("{TEST}.iso"),
+        "exit=qemu dom0 loglevel=info",
+        &[
+            guest_module("dom0", "dom0", ""),
+            guest_module("hello", "hello", ""),
+        ],
+    );
+    let run_dir = artifacts::root().join("runs").join(TEST);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let sock = run_dir.join("mgmt.sock");
+    let log = run_dir.join("serial.log");
+    let mut vm = iso_vm(&iso, 1, "128M");
+    vm.extra.extend(
+        [
+            "-chardev".to_string(),
+            format!("socket,id=mgmt,path={},server=on,wait=off", sock.display()),
+            "-serial".into(),
+            "chardev:mgmt".into(),
+            "-device".into(),
+            "intel-iommu".into(),
+        ]
+        .into_iter()
+        .chain(devices(&img))
+        .map(Into::into),
+    );
+    let qemu = std::thread::spawn(move || {
+        run_until(
+            TEST,
+            vm,
+            BIOS_TIMEOUT_S,
+            Some(&["[end] hello from", "kestrel-test-end"]),
+        )
+    });
+    let ready = wait_for_line(&log, "dom0: ready: ", boot_tests::scaled(90));
+    let session = std::panic::catch_unwind(|| {
+        ready.unwrap_or_else(|| panic!("{TEST}: dom0 never became ready"));
+        let (code, out, err) = hvctl_cmd(&sock, &["host"]);
+        assert_eq!(code, 0, "{err}");
+        let disks: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("disks:"))
+            .collect();
+        assert_eq!(
+            disks,
+            [
+                "disks:       0000:00:03.0 virtio-blk 8 MiB, 512-byte blocks, model \"kestrel-blk0\"",
+                "             0000:00:05.0 nvme 16 MiB, 512-byte blocks, model \"QEMU NVMe Ctrl\"",
+            ],
+            "{out}"
+        );
+    });
+    let end = input_file(TEST, "end.toml", END);
+    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
+    let o = qemu
+        .join()
+        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let _report = ReportOnPanic(&o);
+    if let Err(e) = session {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
 }
