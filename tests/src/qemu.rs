@@ -100,9 +100,18 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
     .unwrap_or_else(|e| panic!("{test}: {e}"));
     let lines = serial::lines(&std::fs::read(&serial_path).unwrap_or_default());
     let mut emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
-    if std::fs::read_to_string(&reset_log).is_ok_and(|l| l.contains("Triple fault")) {
+    if let Some(at) = std::fs::read_to_string(&reset_log)
+        .ok()
+        .and_then(|l| l.find("Triple fault").map(|at| (l, at)))
+    {
+        // The CPUs' registers at the reset (`-d cpu_reset` dumps them after
+        // the line): kept in the test's own output, since the run directory
+        // is reused by the next run (the only triple fault seen so far,
+        // issue 13's, lost them that way).
+        let (l, at) = at;
+        let dump: String = l[at..].chars().take(12_000).collect();
         emulator_log.push_str(&format!(
-            "QEMU logged a triple fault of the machine (the hypervisor itself): {}\n",
+            "QEMU logged a triple fault of the machine (the hypervisor itself): {}\n{dump}\n",
             reset_log.display()
         ));
     }

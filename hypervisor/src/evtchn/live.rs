@@ -82,17 +82,18 @@ fn kick(v: &VcpuEntry, events: u64) -> bool {
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
-/// Called with the domain table or `v`'s state lock possibly held (the table
-/// is a leaf).
-pub(crate) fn raise_timer_virq(v: &VcpuEntry) {
-    if v.domain
-        .events
-        .lock()
-        .raise_virq(v.index, VIRQ_TIMER)
-        .is_some()
-    {
+/// Returns whether it did bind one (pending or masked ports included: the
+/// port carries the event, `sched/halt.rs` need not). Called with the
+/// domain table or `v`'s state lock possibly held (the table is a leaf).
+pub(crate) fn raise_timer_virq(v: &VcpuEntry) -> bool {
+    let mut t = v.domain.events.lock();
+    let bound = t.virq_bound(v.index, VIRQ_TIMER);
+    let raised = t.raise_virq(v.index, VIRQ_TIMER).is_some();
+    drop(t);
+    if raised {
         v.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
     }
+    bound
 }
 
 /// Domain `ended` ended: raises `VIRQ_DOM_EXC` in every live privileged

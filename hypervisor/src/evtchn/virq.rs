@@ -23,6 +23,11 @@ impl<B: EventBits> EventTable<B> {
         Ok(port)
     }
 
+    /// Whether vCPU `vcpu` has a port bound to virq `virq`.
+    pub fn virq_bound(&self, vcpu: u32, virq: u32) -> bool {
+        self.virq_port(vcpu, virq) != 0
+    }
+
     fn virq_port(&self, vcpu: u32, virq: u32) -> u32 {
         self.virqs
             .get(vcpu as usize)

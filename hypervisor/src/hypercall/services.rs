@@ -86,9 +86,12 @@ impl Services for Svc<'_> {
 
     fn set_timer(&mut self, deadline: u64) {
         if deadline != 0 && deadline <= now_ns() {
+            // Due already: raised now, as Xen's set_timer_op does, and
+            // kept for the next HLT if no timer port carries it.
             self.me.timer.store(0, Ordering::Release);
             self.me.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
-            crate::evtchn::live::raise_timer_virq(self.me);
+            let carried = crate::evtchn::live::raise_timer_virq(self.me);
+            crate::sched::halt::timer_fired(self.me, carried);
         } else {
             self.me.timer.store(deadline, Ordering::Release);
             crate::sched::timers::arm(self.me, deadline);

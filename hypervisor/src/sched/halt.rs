@@ -12,6 +12,17 @@
 //! - its one-shot guest timer firing (`timers.rs`), even when no
 //!   `VIRQ_TIMER` is bound (so a guest that halts to wait for its timer
 //!   wakes, as it would for a LAPIC timer interrupt);
+//! - nothing at all when that timer already fired since its last HLT
+//!   (set in the past, so raised inside `HC_SET_TIMER`, or fired by a
+//!   timer pass while the vCPU ran) and no `VIRQ_TIMER` port carries it
+//!   as an upcall: the HLT does not block. A LAPIC timer interrupt that
+//!   came while interrupts were off likewise stays pending and ends the
+//!   next `sti; hlt` at once (Intel SDM Vol. 3A 11.5.4, "APIC Timer";
+//!   HLT "resumes on an unmasked interrupt"), and Xen's
+//!   `set_timer_op` with a past deadline raises the timer at once.
+//!   Without this latch such a vCPU halted for good (issue 13;
+//!   `halt/tests.rs`). With a port, the upcall it raised is what ends the
+//!   HLT (or, port masked, the HLT waits, as for a masked LVT entry);
 //! - any event sent to it (`evtchn/live.rs::kick` wakes every blocked
 //!   vCPU; a wake for a masked port is spurious and the guest halts again,
 //!   which real HLT also allows after an NMI or SMI).
@@ -41,6 +52,9 @@ const NONE: u8 = 0;
 const WAITING: u8 = 1;
 /// Blocked by HLT and its guest timer fired since.
 const TIMER_FIRED: u8 = 2;
+/// Not halted, and its guest timer fired since its last HLT with no
+/// `VIRQ_TIMER` port to carry it: the next HLT returns at once.
+const LATCHED: u8 = 3;
 
 /// A vCPU's HLT state (one per [`VcpuEntry`]).
 #[derive(Debug, Default)]
@@ -65,10 +79,23 @@ pub(crate) fn interrupt_ready(v: &VcpuEntry) -> bool {
 /// An HLT exit with RFLAGS.IF = 1: `true` when `v` must block (it is now
 /// marked halted), `false` when an interrupt is ready and it runs on.
 pub(crate) fn halt(v: &VcpuEntry) -> bool {
-    if interrupt_ready(v) {
+    let h = &v.halted.0;
+    // A timer latched since the last HLT ends this one (and is spent).
+    if h.compare_exchange(LATCHED, NONE, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+        || interrupt_ready(v)
+    {
         return false;
     }
-    v.halted.0.store(WAITING, Ordering::Release);
+    // A timer pass on another CPU may latch between the two steps: then
+    // this exchange fails and the HLT ends too ([`timer_fired`] updates
+    // in a loop, so it sees either NONE, and latches, or WAITING).
+    if h.compare_exchange(NONE, WAITING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        h.store(NONE, Ordering::Release);
+        return false;
+    }
     true
 }
 
@@ -77,7 +104,7 @@ pub(crate) fn halt(v: &VcpuEntry) -> bool {
 /// hypercall any pending event (the hypercall returns them).
 pub(crate) fn wake_ready(v: &VcpuEntry) -> bool {
     match v.halted.0.load(Ordering::Acquire) {
-        NONE => v.pending.load(Ordering::Acquire) != 0,
+        NONE | LATCHED => v.pending.load(Ordering::Acquire) != 0,
         TIMER_FIRED => true,
         _ => interrupt_ready(v),
     }
@@ -101,18 +128,34 @@ pub(crate) fn wake_missed(v: &VcpuEntry) -> bool {
     }
 }
 
-/// `v`'s guest timer fired (under its state lock): a halted vCPU must
-/// wake for it.
-pub(crate) fn timer_fired(v: &VcpuEntry) {
+/// `v`'s guest timer fired: a halted vCPU must wake for it; one that is
+/// not halted keeps it for its next HLT unless a `VIRQ_TIMER` port
+/// carries it (`carried`: the upcall ends that HLT). Called by the timer
+/// list under `v`'s state lock, and by `HC_SET_TIMER` with a past
+/// deadline on `v`'s own exit; a loop, not one exchange, so an HLT that
+/// starts meanwhile sees the latch or is marked fired.
+pub(crate) fn timer_fired(v: &VcpuEntry, carried: bool) {
     let _ = v
         .halted
         .0
-        .compare_exchange(WAITING, TIMER_FIRED, Ordering::AcqRel, Ordering::Acquire);
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| match s {
+            WAITING => Some(TIMER_FIRED),
+            NONE if !carried => Some(LATCHED),
+            _ => None,
+        });
 }
 
 /// `v` runs again: `true` if it had halted (it resumes after its HLT with
 /// every register as it was), `false` if a hypercall blocked it (the run
 /// loop gives it its return value).
 pub(crate) fn resumed(v: &VcpuEntry) -> bool {
-    v.halted.0.swap(NONE, Ordering::AcqRel) != NONE
+    // A latch is no halt: a vCPU blocked by a hypercall gets its result
+    // (which holds `EVENT_TIMER`), and the latch is spent with it.
+    matches!(
+        v.halted.0.swap(NONE, Ordering::AcqRel),
+        WAITING | TIMER_FIRED
+    )
 }
+
+#[cfg(test)]
+mod tests;

@@ -120,8 +120,8 @@ fn fire(v: &Arc<VcpuEntry>, now: u64) {
                 .is_ok()
         {
             v.pending.fetch_or(EVENT_TIMER, Ordering::AcqRel);
-            events::raise_timer_virq(v);
-            crate::sched::halt::timer_fired(v);
+            let carried = events::raise_timer_virq(v);
+            crate::sched::halt::timer_fired(v, carried);
         }
         next = v.timer.load(Ordering::Acquire);
         if let Run::Blocked { deadline } = st.run {

@@ -177,9 +177,10 @@ pub fn enable_this_vcpu(vcpu: u32) -> Result<(), Error> {
 /// Waits for an upcall as an idle kernel does: `sti; hlt` (STI's
 /// interrupt shadow covers the HLT, so an upcall cannot slip in between
 /// and be missed). The hypervisor blocks the vCPU until an upcall is
-/// pending and unmasked for it or its timer fires; the upcall handler
-/// runs before this returns (unless the wake was for a timer with no
-/// `VIRQ_TIMER` bound, or a masked port). Call it after
+/// pending and unmasked for it or its timer fires (a timer that fired
+/// since the last HLT, with no `VIRQ_TIMER` bound, ends it at once); the
+/// upcall handler runs before this returns (unless the wake was for a
+/// timer with no `VIRQ_TIMER` bound, or a masked port). Call it after
 /// [`enable_this_vcpu`]; nothing is consumed, no register changes.
 pub fn halt() {
     // SAFETY: STI then HLT; interrupts were enabled by

@@ -12,6 +12,8 @@
 //! | `linux_dom0_poke_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | `lx-poke` from the boot configuration writes guest-physical 0x2001000 (outside its 32 MiB) through `/dev/mem`: EPT stops it, the domain is killed naming that address |
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use boot_tests::artifacts::guest_module;
@@ -60,6 +62,30 @@ fn expect_nth(log: &Path, needles: &[&str], n: usize, secs: u64, what: &str) -> 
     wait_for_nth_line(log, needles, n, scaled(secs)).unwrap_or_else(|| {
         panic!("linux_dom0: {what}: no line {n} with {needles:?} in {secs} s (scaled)")
     })
+}
+
+/// [`expect`] while QEMU runs: fails at once, naming the machine's end,
+/// when QEMU has exited (`ended` is set by the thread that runs it)
+/// rather than waiting out `secs` for a line that can no longer come.
+/// Without it a machine that died (a triple fault of the hypervisor, in
+/// the run that quarantined `linux_dom0_qemu_isolation`) read as three
+/// Linux domains that hung for 180 s.
+fn expect_while(ended: &AtomicBool, log: &Path, needle: &str, secs: u64, what: &str) -> String {
+    let until = Instant::now() + scaled(secs);
+    loop {
+        let gone = ended.load(Ordering::Acquire);
+        if let Some(l) = wait_for_nth_line(log, &[needle], 1, Duration::from_millis(500)) {
+            return l;
+        }
+        if gone {
+            panic!(
+                "linux_dom0: {what}: QEMU ended before a line with {needle:?} (its report follows)"
+            );
+        }
+        if Instant::now() >= until {
+            panic!("linux_dom0: {what}: no line with {needle:?} in {secs} s (scaled)");
+        }
+    }
 }
 
 /// The panic `/init`'s exit causes, after the printk time.
@@ -356,13 +382,16 @@ fn linux_dom0_qemu_20() {
 /// `/dev/mem`, at once: `oob` is killed while both run, `lx-poke` is
 /// killed, and both others finish `/init`'s checks and power off.
 ///
-/// Quarantined: in one of two full fresh-clone runs (2 test threads) all
-/// three Linux domains stopped early in boot (after setting XCR0, before
-/// `/init`) and nothing more was printed for 180 s; alone it passes in
-/// 8 s (3 of 3). Cause not found (issue 13's note); run it by name with
-/// `--ignored`.
+/// Quarantined: in one of two full fresh-clone runs (2 test threads) the
+/// machine ended 5.4 s in, with QEMU's `Triple fault` in its reset log
+/// (the hypervisor itself faulted with no `FATAL:` line: not a guest, not
+/// a hang), while the three Linux domains were early in boot; the test
+/// then waited 180 s for lines that could no longer come, which read as a
+/// hang. It now fails as soon as QEMU has ended, and the harness prints
+/// the CPUs' registers at the reset (`tests/src/qemu.rs`). The fault is
+/// not explained (issue 13's note); run it by name with `--ignored`.
 #[test]
-#[ignore = "hung once under full-suite load: three Linux domains stopped early in boot (issue 13)"]
+#[ignore = "the machine triple-faulted once under full-suite load, cause not found (issue 13)"]
 fn linux_dom0_qemu_isolation() {
     let test = "linux_dom0_qemu_isolation";
     let [vmlinux, initramfs] = linux_modules();
@@ -384,23 +413,31 @@ fn linux_dom0_qemu_isolation() {
         config_module(test, &config),
     ];
     let (vm, sock, log) = mgmt_vm_sized(test, &modules, 2, "256M");
-    let qemu = std::thread::spawn(move || {
-        run_until(test, vm, 600, Some(&["[end] kestrel-linux: init reached"]))
-    });
+    let ended = Arc::new(AtomicBool::new(false));
+    let qemu = {
+        let ended = ended.clone();
+        std::thread::spawn(move || {
+            let o = run_until(test, vm, 600, Some(&["[end] kestrel-linux: init reached"]));
+            ended.store(true, Ordering::Release);
+            o
+        })
+    };
     let session = std::panic::catch_unwind(|| {
-        expect(&log, "name=oob result=killed", 180, "oob killed");
-        expect(&log, "name=lx-poke result=killed", 180, "lx-poke killed");
+        let e = &*ended;
+        expect_while(e, &log, "name=oob result=killed", 180, "oob killed");
+        expect_while(e, &log, "name=lx-poke result=killed", 180, "lx-poke killed");
         for lx in ["lx-a", "lx-b"] {
-            expect(&log, &format!("[{lx}] kestrel-check: sleep1_cs="), 120, lx);
-            expect(
-                &log,
-                &format!("name={lx} result=exited code=0"),
-                60,
-                &format!("{lx} end"),
-            );
+            let check = format!("[{lx}] kestrel-check: sleep1_cs=");
+            expect_while(e, &log, &check, 120, lx);
+            let end = format!("name={lx} result=exited code=0");
+            expect_while(e, &log, &end, 60, &format!("{lx} end"));
         }
     });
-    create(&sock, test, "end", &linux_toml("end", 32, "quiet"));
+    // A machine that already ended has no dom0 to ask (its report, below,
+    // says how it ended).
+    if !ended.load(Ordering::Acquire) {
+        create(&sock, test, "end", &linux_toml("end", 32, "quiet"));
+    }
     let o = qemu
         .join()
         .unwrap_or_else(|_| panic!("the QEMU thread panicked"));

@@ -20,6 +20,7 @@ mod evtchn;
 mod grant;
 mod guests;
 mod hlt;
+mod hltlatch;
 mod iommu;
 mod iso;
 mod lastwords;

@@ -269,6 +269,19 @@ fn block_against_send_loses_no_wake_up_in_any_interleaving() {
 /// wake-up of an idle Linux CPU that never wakes for its tick.
 #[test]
 fn halt_against_the_timer_pass_in_any_interleaving() {
+    halt_against_the_timer_pass(false);
+}
+
+/// The same with an event-channel control area and no `VIRQ_TIMER` port
+/// (so no upcall can end the HLT, as for a Linux vCPU before it binds its
+/// timer): a timer pass that fires V's timer before its HLT must not let
+/// it halt for good (issue 13's latch, `sched/halt.rs`).
+#[test]
+fn halt_with_a_control_area_against_the_timer_pass_in_any_interleaving() {
+    halt_against_the_timer_pass(true);
+}
+
+fn halt_against_the_timer_pass(area: bool) {
     struct One {
         v: Arc<VcpuEntry>,
         free: u64,
@@ -282,12 +295,21 @@ fn halt_against_the_timer_pass_in_any_interleaving() {
             crate::sched::live::init(2);
             let free = P::free_frame_count();
             host::become_cpu(0);
-            let v = create("halter", || {
+            let v = create("halter", move || {
                 let mut step = 0;
+                let mut area_done = !area;
                 Box::new(move |g: &mut Guest<'_>| {
                     step += 1;
                     match step {
-                        1 => g.hypercall(pvabi::HC_SET_TIMER, &[DEADLINE]),
+                        1 if !area_done => {
+                            step = 0;
+                            area_done = true;
+                            g.hypercall(pvabi::HC_EVTCHN_INIT_CONTROL, &[0x18_0000, 0x40])
+                        }
+                        1 => {
+                            assert_eq!(g.status(), 0, "init control");
+                            g.hypercall(pvabi::HC_SET_TIMER, &[DEADLINE])
+                        }
                         2 => crate::virt::VmExit::Hlt { len: 1 },
                         _ => {
                             SEEN.fetch_or(1, Ordering::AcqRel);
