@@ -68,11 +68,16 @@ pub fn note(v: u8) {
     ANY.store(true, Ordering::Release);
 }
 
-/// The vectors that came since the last call (cleared); cheap when none
-/// did (called after every exit).
-#[inline]
+/// Whether a vector may have come since the last [`take`] (one load: the
+/// run loop's test after every exit).
+#[inline(always)]
+pub fn any() -> bool {
+    ANY.load(Ordering::Relaxed)
+}
+
+/// The vectors that came since the last call (cleared).
 pub fn take() -> [u64; 4] {
-    if !(ANY.load(Ordering::Relaxed) && ANY.swap(false, Ordering::AcqRel)) {
+    if !ANY.swap(false, Ordering::AcqRel) {
         return [0; 4];
     }
     core::array::from_fn(|i| PENDING[i].swap(0, Ordering::AcqRel))

@@ -190,7 +190,11 @@ impl Platform for Machine {
         super::msi::dest()
     }
 
-    #[inline]
+    #[inline(always)]
+    fn msi_any() -> bool {
+        super::msi::any()
+    }
+
     fn take_msi() -> [u64; 4] {
         super::msi::take()
     }

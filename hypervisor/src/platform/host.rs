@@ -485,6 +485,10 @@ impl Platform for HostMachine {
         Some(0)
     }
 
+    fn msi_any() -> bool {
+        MSI.iter().any(|w| w.load(Ordering::Acquire) != 0)
+    }
+
     fn take_msi() -> [u64; 4] {
         core::array::from_fn(|i| MSI[i].swap(0, Ordering::AcqRel))
     }

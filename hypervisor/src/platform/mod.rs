@@ -132,8 +132,11 @@ pub trait Platform {
     /// The local APIC id device messages target (`None`: none can be
     /// reached, pvabi `HC_PCI_MSI_BIND` fails with `ENOMEM`).
     fn msi_dest() -> Option<u8>;
+    /// Whether a message vector may have come since the last
+    /// [`Platform::take_msi`]: one load, checked after every exit.
+    fn msi_any() -> bool;
     /// The message vectors that came since the last call, one bit each
-    /// (cleared); cheap when none did (called after every exit).
+    /// (cleared).
     fn take_msi() -> [u64; 4];
     /// Ends the hypervisor (success or failure), as the command line says.
     fn exit(success: bool);

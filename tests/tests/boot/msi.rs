@@ -8,6 +8,8 @@
 //! | `msi_qemu_vtd`, `msi_qemu_amdvi`, `msi_qemu_unsafe` | q35 TCG (AMD-V), GRUB ISO, dom0 with `edu-msi=8`, edu at 00:06.0 (MSI) and NVMe at 00:05.0; behind `intel-iommu`, behind `amd-iommu`, and with `iommu=off-unsafe` | the hypervisor binds the edu's MSI to a vector and dom0's port; dom0 raises 8 interrupts through the edu's raise register and gets exactly 8 events, each with its status bit; unbinding frees the port; no unbound vector logged |
 //! | `msi_qemu_hostile` | the same machine (`iommu=off-unsafe`), the `msihostile` guest as the control domain | bad arguments, a missing function, the hypervisor's bridge, a missing capability, an entry past the table, the same message twice, one over the 32-message limit, close/send/unbind of the port the wrong ways: the documented errors; the edu binding still delivers exactly what was raised, masked and unmasked; bound at its end, it is released by the domain's end |
 //!
+//! | `msi_qemu_msix_vtd`, `msi_qemu_msix_amdvi` | the same machine behind `intel-iommu` / `amd-iommu`, the `msixnvme` guest as the control domain | MSI-X: the NVMe's entry 0 bound; the controller brought up with an admin queue pair in the guest's memory; Identify Controller completes and its interrupt arrives as one event on the port; unbound |
+//!
 //! Bochs (VT-x) has no MSI-capable assignable device without an IOMMU
 //! (its i440FX functions are legacy ones), so VT-x's side of delivery is
 //! not booted: the vector reaches the host IDT the same way there.
@@ -133,4 +135,29 @@ fn msi_qemu_hostile() {
         .filter(|l| l.contains(" -> vector 0x"))
         .count();
     assert_eq!(binds, 2 + 31, "{test}: bindings made");
+}
+
+/// An MSI-X entry (the NVMe admin completion queue's, entry 0) delivered
+/// as an event: behind VT-d, so the controller's DMA uses the control
+/// domain's guest-physical addresses.
+#[test]
+fn msi_qemu_msix_vtd() {
+    msix_nvme("msi_qemu_msix_vtd", "intel-iommu");
+}
+
+/// [`msi_qemu_msix_vtd`] behind AMD-Vi.
+#[test]
+fn msi_qemu_msix_amdvi() {
+    msix_nvme("msi_qemu_msix_amdvi", "amd-iommu");
+}
+
+fn msix_nvme(test: &str, iommu: &str) {
+    let o = boot(test, "", Some(iommu), "msixnvme", "domain-end: id=1 ");
+    let _r = ReportOnPanic(&o);
+    o.assert_domain("msixnvme", "exited", 0);
+    let l =
+        o.expect_line("msixnvme: identify completion ok (vendor 0x1b36); msix entry 0 -> port ");
+    assert!(l.ends_with(": event delivered"), "{l}");
+    o.expect_line("pci: 0000:00:05.0 msix entry 0 -> vector 0x");
+    o.expect_line("pci: 0000:00:05.0 msix entry 0 unbound by domain 1");
 }
