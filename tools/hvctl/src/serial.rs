@@ -53,12 +53,20 @@ pub fn private_dir(mux: &Path) -> Result<(), Error> {
         .map_err(|e| Error::Connection(format!("{}: {e}", dir.display())))?;
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::Connection(format!(
+    let refuse = || {
+        Error::Connection(format!(
             "{}: not a directory of this user's alone (mode 0700): remove it, or set \
              XDG_RUNTIME_DIR to a private directory",
             dir.display()
-        )));
+        ))
+    };
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(refuse());
+    }
+    // Ours but open to others (made by an older hvctl, or by hand): close it.
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|_| refuse())?;
     }
     Ok(())
 }
@@ -140,9 +148,21 @@ mod tests {
         let mux = base.join("d").join("x.mux");
         assert!(private_dir(&mux).is_ok());
         let d = base.join("d");
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777))
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0)
+        };
+        assert_eq!(mode(&d), 0o700);
+        // Ours but open to others: closed again.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))
             .unwrap_or_else(|e| panic!("{e}"));
-        let e = private_dir(&mux)
+        assert!(private_dir(&mux).is_ok());
+        assert_eq!(mode(&d), 0o700);
+        // Not a directory: refused by name.
+        let f = base.join("file");
+        std::fs::write(&f, b"").unwrap_or_else(|e| panic!("{e}"));
+        let e = private_dir(&f.join("x.mux"))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
