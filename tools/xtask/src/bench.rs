@@ -99,6 +99,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             print!("{}", hypercall_table(&hc));
             return Ok(());
         }
+        Some("evprof") => return crate::evprof::run(&kernel, &out_dir),
         Some("bounded") => {
             let section = bounded(&kernel, &out_dir)?;
             println!("\n{section}");
@@ -133,7 +134,9 @@ pub fn run(only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => {
-            bail!("--only {other}: expected `evtchn`, `hypercall`, `spec`, `bounded` or `idle`")
+            bail!(
+                "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded` or `idle`"
+            )
         }
     }
 
