@@ -92,7 +92,7 @@ fn run_slice(
 ) -> (Outcome, u64) {
     let d = &me.domain;
     let cpu = P::cpu_index();
-    let mut seen_ticks = P::timer_ticks();
+    let mut seen_ticks = P::timer_ticks(cpu);
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let t0 = P::tsc();
@@ -215,7 +215,7 @@ fn run_slice(
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
         // timers, and ask the scheduler whether something better waits.
-        let ticks = P::timer_ticks();
+        let ticks = P::timer_ticks(cpu);
         let kicked = policy::take_resched(cpu);
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
