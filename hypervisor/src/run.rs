@@ -82,8 +82,10 @@ fn arm_timer(now: u64, until: u64) {
 /// block or its domain's end; returns how it stopped and the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
 /// `start` is the system time the caller read when it chose the vCPU
-/// (a clock read less per switch; the slice is no shorter for it).
+/// (a clock read less per switch; the slice is no shorter for it); `cpu`
+/// is this CPU's index (the caller's: no per-CPU look-up per slice).
 fn run_slice(
+    cpu: usize,
     me: &Arc<VcpuEntry>,
     vcpu: &mut dyn VcpuBackend,
     resume: Option<u64>,
@@ -91,8 +93,7 @@ fn run_slice(
     slice_end: u64,
 ) -> (Outcome, u64) {
     let d = &me.domain;
-    let cpu = P::cpu_index();
-    let mut seen_ticks = P::timer_ticks();
+    let mut seen_ticks = P::timer_ticks(cpu);
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let t0 = P::tsc();
@@ -171,9 +172,12 @@ fn run_slice(
         consoles::drain(d);
         // Its longest exit, in its `domain-end:` line (bounded exits,
         // `hypercall/continuation.rs`).
+        // Compared first: the locked update only for a new longest exit.
         let now_tsc = P::tsc();
-        d.max_exit_ticks
-            .fetch_max(now_tsc.wrapping_sub(exit_tsc), Ordering::Relaxed);
+        let took = now_tsc.wrapping_sub(exit_tsc);
+        if took > d.max_exit_ticks.load(Ordering::Relaxed) {
+            d.max_exit_ticks.fetch_max(took, Ordering::Relaxed);
+        }
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
@@ -216,7 +220,7 @@ fn run_slice(
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
         // timers, and ask the scheduler whether something better waits.
-        let ticks = P::timer_ticks();
+        let ticks = P::timer_ticks(cpu);
         let kicked = policy::take_resched(cpu);
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
@@ -276,7 +280,14 @@ fn run_picked(
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
     MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
-    let (outcome, ran) = run_slice(entry, &mut *vcpu, resume, now, now.saturating_add(slice_ns));
+    let (outcome, ran) = run_slice(
+        cpu,
+        entry,
+        &mut *vcpu,
+        resume,
+        now,
+        now.saturating_add(slice_ns),
+    );
     RUNNING.fetch_sub(1, Ordering::AcqRel);
     // One clock read for the deadline check and the scheduler below.
     let now = now_ns();

@@ -58,6 +58,7 @@ pub fn init_this_cpu(index: usize, apic_id: u32) {
 }
 
 /// The per-CPU block of CPU `index`.
+#[inline]
 pub fn cpu(index: usize) -> Option<&'static PerCpu> {
     CPUS.get(index)
 }

@@ -43,8 +43,8 @@ impl Platform for Machine {
     }
 
     #[inline]
-    fn timer_ticks() -> u64 {
-        percpu::this_cpu().ticks.load(Ordering::Relaxed)
+    fn timer_ticks(cpu: usize) -> u64 {
+        percpu::cpu(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
     }
 
     fn arm_timer_ns(ns: u64) {
@@ -153,6 +153,7 @@ impl Platform for Machine {
         serial::write_raw(bytes);
     }
 
+    #[inline]
     fn console_push() {
         serial::push();
     }

@@ -213,6 +213,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> OutQueue<B> {
     }
 
     /// Whether anything is left to print (no lock).
+    #[inline]
     pub fn busy(&self) -> bool {
         self.busy.load(Ordering::Acquire)
     }

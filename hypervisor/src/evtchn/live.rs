@@ -308,18 +308,23 @@ impl Svc<'_> {
     /// A send on `port`: raises the port it reaches; returns the vCPU that
     /// woke (it was blocked), if any.
     fn send_on(&mut self, port: u32) -> Result<Option<Arc<VcpuEntry>>, Error> {
-        let d = &self.me.domain;
-        let me = d.id;
-        let route = d.events.lock().send(port)?;
-        let n = match route {
-            Route::Local(p) => d.events.lock().raise(p),
-            Route::Remote { domain, port, from } => {
+        let sent = send_in(&mut self.me.domain.events.lock(), port)?;
+        Ok(self.finish_send(sent))
+    }
+
+    /// The rest of a send after the sender's table let go: the peer's port
+    /// raised (a remote route), then the upcall.
+    fn finish_send(&mut self, sent: Sent) -> Option<Arc<VcpuEntry>> {
+        let n = match sent {
+            Sent::Raised(n) => n,
+            Sent::Remote { domain, port, from } => {
                 // A peer that is gone has closed (or is closing)
                 // its ports, which unbinds ours: nothing to do.
-                domain_by_id(domain).and_then(|p| p.events.lock().deliver(port, me, from))
+                domain_by_id(domain)
+                    .and_then(|p| p.events.lock().deliver(port, self.me.domain.id, from))
             }
         };
-        Ok(n.and_then(|n| notify(self.me, n)))
+        n.and_then(|n| notify(self.me, n))
     }
 
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
@@ -334,9 +339,20 @@ impl Svc<'_> {
         wait: u32,
         deadline: u64,
     ) -> Result<Option<u64>, Error> {
-        self.me.domain.events.lock().check_wait(wait)?;
-        if send != 0 {
-            self.handoff = self.send_on(send)?;
+        // One look-up of the caller's table for both ports: the wait port
+        // checked first (its errors come first), then the send routed (and
+        // a local one raised) under the same lock.
+        let sent = {
+            let mut t = self.me.domain.events.lock();
+            t.check_wait(wait)?;
+            if send != 0 {
+                Some(send_in(&mut t, send)?)
+            } else {
+                None
+            }
+        };
+        if let Some(sent) = sent {
+            self.handoff = self.finish_send(sent);
         }
         if let Some(v) = look_at_wait_port(self.me, wait) {
             return Ok(Some(v));
@@ -386,6 +402,28 @@ impl Svc<'_> {
         d.events.lock().share_bits(area)?;
         Ok(0)
     }
+}
+
+/// Where a send went, as far as the sender's table knows.
+enum Sent {
+    /// A port of the sender's own domain, raised: its upcall, if any.
+    Raised(Option<Notify>),
+    /// A port of another domain, raised by [`Svc::finish_send`] once the
+    /// sender's table is let go (two tables only in ascending id).
+    Remote {
+        domain: DomainId,
+        port: u32,
+        from: u32,
+    },
+}
+
+/// A send on `port` of the locked table `t`: its errors, and a local
+/// route raised at once (no second look-up of the table).
+fn send_in(t: &mut Table, port: u32) -> Result<Sent, Error> {
+    Ok(match t.send(port)? {
+        Route::Local(p) => Sent::Raised(t.raise(p)),
+        Route::Remote { domain, port, from } => Sent::Remote { domain, port, from },
+    })
 }
 
 /// The domain is ending: closes all its ports and tells every peer (their

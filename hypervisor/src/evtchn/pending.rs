@@ -28,13 +28,11 @@ impl<B: EventBits> EventTable<B> {
         }
         if words <= 1 {
             // A table of at most 64 ports (the usual one): the rest is
-            // word 0 below the cursor, which `scan(0, 1)` would look at;
-            // without a hint for it (set when a port there was raised)
-            // there is nothing, and no call or loop is spent to say so.
-            if self.hint.first().is_none_or(|h| h & 1 == 0) {
-                return None;
-            }
-            return self.scan(0, 1);
+            // word 0 below the cursor, read whole (no hint, no `scan`: a
+            // raise sets the hint and only a scan that finds the word
+            // empty clears it, so every look after a take paid for one).
+            let all = ready(&self.bits, 0);
+            return (all != 0).then(|| all.trailing_zeros());
         }
         // The rest of the table, then from the start round to word w0
         // (whose bits at and after the cursor are known clear).

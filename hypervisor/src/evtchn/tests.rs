@@ -307,6 +307,29 @@ fn sixty_five_thousand_ports() {
 }
 
 #[test]
+fn small_table_round_robin_wraps_below_the_cursor() {
+    // At most 64 ports: one word, looked at whole.
+    let mut t = EventTable::new(D0, 1);
+    let ports: std::vec::Vec<u32> = (0..20).map(|_| t.bind_ipi(0).unwrap()).collect();
+    for &p in &ports[..4] {
+        t.raise(p);
+    }
+    assert_eq!(t.take_next_pending(), Some(ports[0]));
+    assert_eq!(t.take_next_pending(), Some(ports[1]));
+    // Below the cursor now: found by wrapping, after what is above it.
+    t.raise(ports[0]);
+    t.raise(ports[15]);
+    t.mask(ports[2]).unwrap();
+    assert_eq!(t.take_next_pending(), Some(ports[3]));
+    assert_eq!(t.take_next_pending(), Some(ports[15]));
+    assert_eq!(t.take_next_pending(), Some(ports[0]));
+    assert_eq!(t.take_next_pending(), None, "the masked port stays");
+    assert_eq!(t.unmask(ports[2]), Ok(notify(D0, 0, ports[2])));
+    assert_eq!(t.take_next_pending(), Some(ports[2]));
+    assert_eq!(t.take_next_pending(), None);
+}
+
+#[test]
 fn round_robin_does_not_starve() {
     let mut t = EventTable::new(D0, 1);
     let ports: std::vec::Vec<u32> = (0..1000).map(|_| t.bind_ipi(0).unwrap()).collect();

@@ -19,9 +19,11 @@ use pvabi::{
 use crate::domain::OutOfBounds;
 use crate::virt::{VcpuBackend, VmExit};
 use continuation::Step;
+use group::Group;
 
 pub mod continuation;
 pub mod cpuid;
+mod group;
 mod mgmt;
 pub mod msr;
 pub mod services;
@@ -489,34 +491,38 @@ fn hypercall(
             let info = svc.mem_info();
             done(put(svc, a[0], info.as_bytes()))
         }
-        // The op groups with typed decoders; each is tried only if the one
-        // before did not know the number.
-        _ => {
-            if let Some(op) = EvtchnOp::decode(nr, a) {
-                match op {
-                    Ok(EvtchnOp::SendWait {
-                        send,
-                        wait,
-                        deadline,
-                    }) => match svc.send_wait(send, wait, deadline) {
-                        Ok(Some(v)) => (v, Action::Resume),
-                        Ok(None) => (0, Action::Block),
-                        Err(e) => (status(e), Action::Resume),
-                    },
-                    op => done(op.and_then(|op| svc.evtchn(op))),
-                }
-            } else if let Some(op) = GrantOp::decode(nr, a) {
-                done(op.and_then(|op| svc.grant(op)))
-            } else if let Some(r) = crate::domain::ctl_ops::run(svc, nr, a) {
-                done(r)
-            } else if let Some(r) = mgmt::run(svc, nr, a) {
-                done(r)
-            } else if let Some(op) = crate::pci::config::PciOp::decode(nr, a) {
-                done(op.and_then(|op| svc.pci(op)))
-            } else {
-                (status(Error::NoSys), Action::Resume)
+        // The op groups with typed decoders: the number picks the group
+        // (`group.rs`), whose decoder alone runs.
+        _ => match group::of(nr) {
+            Group::Evtchn => match EvtchnOp::decode(nr, a) {
+                Some(Ok(EvtchnOp::SendWait {
+                    send,
+                    wait,
+                    deadline,
+                })) => match svc.send_wait(send, wait, deadline) {
+                    Ok(Some(v)) => (v, Action::Resume),
+                    Ok(None) => (0, Action::Block),
+                    Err(e) => (status(e), Action::Resume),
+                },
+                Some(op) => done(op.and_then(|op| svc.evtchn(op))),
+                None => (status(Error::NoSys), Action::Resume),
+            },
+            Group::Grant => done(
+                GrantOp::decode(nr, a)
+                    .unwrap_or(Err(Error::NoSys))
+                    .and_then(|op| svc.grant(op)),
+            ),
+            Group::Domctl => {
+                done(crate::domain::ctl_ops::run(svc, nr, a).unwrap_or(Err(Error::NoSys)))
             }
-        }
+            Group::Mgmt => done(mgmt::run(svc, nr, a).unwrap_or(Err(Error::NoSys))),
+            Group::Pci => done(
+                crate::pci::config::PciOp::decode(nr, a)
+                    .unwrap_or(Err(Error::NoSys))
+                    .and_then(|op| svc.pci(op)),
+            ),
+            Group::None => (status(Error::NoSys), Action::Resume),
+        },
     })
 }
 

@@ -12,6 +12,7 @@ mod bounded;
 mod console;
 mod domctl;
 mod evtchn;
+mod group;
 mod mgmt;
 mod privilege;
 mod spec;

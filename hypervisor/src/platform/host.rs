@@ -308,7 +308,12 @@ impl Platform for HostMachine {
         }
     }
 
-    fn timer_ticks() -> u64 {
+    fn timer_ticks(index: usize) -> u64 {
+        debug_assert_eq!(
+            index,
+            THIS_CPU.with(Cell::get),
+            "timer_ticks of another CPU"
+        );
         let cpu = this();
         timer_fired(cpu, &mut lock(&cpu.irq), now());
         cpu.ticks.load(Ordering::Relaxed)

@@ -60,8 +60,9 @@ pub trait Platform {
     /// for a CPU that does not exist.
     fn send_ipi(cpu: usize);
     /// Timer interrupts this CPU has taken (its tick, or what
-    /// [`Platform::arm_timer_ns`] asked for).
-    fn timer_ticks() -> u64;
+    /// [`Platform::arm_timer_ns`] asked for); `cpu` is this CPU's index,
+    /// which the caller knows (read after every exit: no per-CPU lookup).
+    fn timer_ticks(cpu: usize) -> u64;
     /// The next timer interrupt of this CPU comes `ns` from now.
     fn arm_timer_ns(ns: u64);
     /// The time-stamp counter (invariant, the same on every CPU).

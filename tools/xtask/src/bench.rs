@@ -99,6 +99,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             print!("{}", hypercall_table(&hc));
             return Ok(());
         }
+        Some("evprof") => return crate::evprof::run(&kernel, &out_dir),
         Some("bounded") => {
             let section = bounded(&kernel, &out_dir)?;
             println!("\n{section}");
@@ -145,7 +146,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => bail!(
-            "--only {other}: expected `evtchn`, `hypercall`, `spec`, `bounded`, `idle` or `linux`"
+            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle` or `linux`"
         ),
     }
 

@@ -82,7 +82,7 @@ pub struct Sample {
 }
 
 impl Sample {
-    fn parse(lines: &[String]) -> Result<Self> {
+    pub(crate) fn parse(lines: &[String]) -> Result<Self> {
         let s = Self {
             baseline: Loop::parse(lines, "baseline")?,
             hypercall: Loop::parse(lines, "hypercall")?,

@@ -1,0 +1,49 @@
+//! Which op group a hypercall number belongs to, in one `match` (Xen's
+//! `hypercall_table` indexed by number is the model): the dispatch in
+//! `mod.rs` runs the one decoder of that group instead of trying each
+//! group's decoder in turn (an unknown number, `ENOSYS`, went through five
+//! of them). The numbers are pvabi's; `tests/group.rs` checks that every
+//! group's decoder knows exactly the numbers given to it here.
+#![forbid(unsafe_code)]
+
+use pvabi::{
+    HC_DOMCTL_CONSOLE_WRITE, HC_DOMCTL_CREATE, HC_DOMCTL_HOST_INFO, HC_DOMCTL_SET_SCHED,
+    HC_DOMCTL_SHUTDOWN_REQUEST, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_VIRQ,
+    HC_EVTCHN_INIT_CONTROL, HC_EVTCHN_POLL, HC_EVTCHN_SEND_WAIT, HC_GRANT_ACCESS, HC_GRANT_COPY,
+    HC_GRANT_SET_MAX, HC_GRANT_UNMAP, HC_MGMT_WRITE, HC_PCI_CONFIG_WRITE, HC_PCI_LIST,
+};
+
+/// An op group with its own decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    /// `evtchn/ops.rs`.
+    Evtchn,
+    /// `grant/ops.rs`.
+    Grant,
+    /// `domain/ctl_ops.rs` and `domain/ctl_life.rs` (privileged).
+    Domctl,
+    /// `hypercall/mgmt.rs` (privileged).
+    Mgmt,
+    /// `pci/config.rs`.
+    Pci,
+    /// No such hypercall: `ENOSYS`.
+    None,
+}
+
+/// The group of `nr` (the numbers the dispatch in `mod.rs` answers itself
+/// before asking this are [`Group::None`] here too).
+#[inline(always)]
+pub(crate) fn of(nr: u64) -> Group {
+    match nr {
+        HC_EVTCHN_ALLOC_UNBOUND..=HC_EVTCHN_POLL
+        | HC_EVTCHN_BIND_VIRQ..=HC_EVTCHN_INIT_CONTROL
+        | HC_EVTCHN_SEND_WAIT => Group::Evtchn,
+        HC_GRANT_ACCESS..=HC_GRANT_UNMAP | HC_GRANT_COPY..=HC_GRANT_SET_MAX => Group::Grant,
+        HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO
+        | HC_DOMCTL_SHUTDOWN_REQUEST
+        | HC_DOMCTL_SET_SCHED => Group::Domctl,
+        HC_MGMT_WRITE..=HC_DOMCTL_CONSOLE_WRITE => Group::Mgmt,
+        HC_PCI_LIST..=HC_PCI_CONFIG_WRITE => Group::Pci,
+        _ => Group::None,
+    }
+}
