@@ -90,6 +90,7 @@ fn numbers_of_no_group_and_no_own_arm_get_enosys() {
         }
         unknown += 1;
     }
-    // 0 and everything past the last number (53), and the edges.
-    assert!(unknown >= 2000, "{unknown} unknown numbers tried");
+    // 0, everything past the last number (55 today) up to 2048, and the
+    // edges: well over 1,900 whatever a release adds at the top.
+    assert!(unknown >= 1900, "{unknown} unknown numbers tried");
 }
