@@ -6,7 +6,7 @@
 //!
 //! | asserts |
 //! |---|
-//! | with the interrupt path dom0 says it idles until an event; `hvctl list` answers (within hvctl's 10 s timeout) and shows dom0 and the idle `echo-a`; over an idle span of [`IDLE_S`] s dom0's own exits (`hvctl info dom0`'s `exits`, taken before and after, less what one such sample costs, measured by two samples back to back) are at most [`IDLE_MAX`]; with `wake=poll` the same figure is over it (each poll is a block, a line read and the console passes) |
+//! | with the interrupt path dom0 says it idles until an event; `hvctl list` answers (within hvctl's 10 s timeout) and shows dom0 and the idle `echo-a`; over an idle span of [`IDLE_S`] s dom0's own exits (`hvctl info dom0`'s `exits`, taken before and after, less what one such sample costs, measured as the largest of three back-to-back samples) are at most [`IDLE_MAX`]; with `wake=poll` the same figure is over it (each poll is a block, a line read and the console passes) |
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,7 +29,8 @@ const IDLE_S: u64 = 4;
 /// host the hypervisor's TSC calibration (a 1 ms PIT window under TCG) can
 /// be far off, and one run saw 0.35 s of hypervisor time in 3 s. The
 /// interrupt path's figure is only the noise in what a sample costs (how
-/// its bytes fall into receive interrupts: 16 seen); polling costs a pass
+/// its bytes fall into receive interrupts: 16 seen, and 48 once with one
+/// back-to-back sample standing for the cost); polling costs a pass
 /// every 5 ms of hypervisor time, several exits each (280 seen over 3 s).
 const IDLE_MAX: u64 = 40;
 
@@ -71,12 +72,20 @@ fn idle_exits(test: &str, dom0_args: &str, expect_line: &str) -> u64 {
         // arrive in a few interrupts, and hvctl says hello and bye): two
         // back to back measure that; the third, after an idle span,
         // measures the span plus the same cost.
-        let (e0, _) = sample(&sock);
-        let (e1, t1) = sample(&sock);
+        // That cost varies by a few dozen exits from one sample to the
+        // next (86 to 139 seen), as much as the bound: the largest of three
+        // back-to-back costs stands for it.
+        let (mut e1, mut t1) = sample(&sock);
+        let mut per_sample = 0;
+        for _ in 0..3 {
+            let (e, t) = sample(&sock);
+            per_sample = per_sample.max(e.saturating_sub(e1));
+            (e1, t1) = (e, t);
+        }
+        let e0 = e1.saturating_sub(per_sample);
         std::thread::sleep(Duration::from_secs(IDLE_S));
         let (e2, t2) = sample(&sock);
         let span = t2.saturating_sub(t1) as f64 / 1e9;
-        let per_sample = e1.saturating_sub(e0);
         let idle = e2.saturating_sub(e1).saturating_sub(per_sample);
         println!(
             "{test}: dom0 exits {e0} -> {e1} (one sample: {per_sample}) -> {e2}: {idle} idle \
