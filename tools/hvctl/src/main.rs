@@ -12,6 +12,7 @@ mod events;
 mod lifecycle;
 mod output;
 mod relay;
+mod secure;
 mod target;
 mod top;
 
@@ -55,6 +56,9 @@ fn main() -> ExitCode {
 
 /// Runs one command; returns what to print.
 fn run(cli: Cli) -> Result<String, Error> {
+    if let Command::Keygen { file } = &cli.command {
+        return secure::keygen(file.as_deref());
+    }
     let target = cli.target()?;
     if let Command::Relay = cli.command {
         let Target::Unix(line) = &target else {
@@ -153,6 +157,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             cap,
         } => return lifecycle::sched(&mut client, domain, weight, cap, cli.json),
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
+        Command::Keygen { .. } => return Err(Error::Usage("keygen: handled above".into())),
         Command::Completions { .. } | Command::Man => {
             return Err(Error::Usage(
                 "completions and man are answered before connecting".into(),
