@@ -129,14 +129,14 @@ fn table(
                     let Some((s, at)) = string(sink, LABEL, "key_files", item) else {
                         continue;
                     };
-                    if let Images::Only(names) = images {
-                        if !names.contains(&s.as_str()) {
-                            let msg = format!(
-                                "no boot module named {s:?} (the key file must be a boot module)"
-                            );
-                            sink.push(at, Some(LABEL), Some("key_files"), msg);
-                            continue;
-                        }
+                    if let Images::Only(names) = images
+                        && !names.contains(&s.as_str())
+                    {
+                        let msg = format!(
+                            "no boot module named {s:?} (the key file must be a boot module)"
+                        );
+                        sink.push(at, Some(LABEL), Some("key_files"), msg);
+                        continue;
                     }
                     keys.push(s);
                 }
