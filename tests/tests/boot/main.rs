@@ -27,6 +27,7 @@ mod linux_dom0;
 mod linux_smp;
 mod linuxproto;
 mod msrs;
+mod netmgmt;
 mod pci;
 mod privilege;
 mod pvh;
