@@ -6,7 +6,8 @@
 //! gateway = "10.0.2.2"       # optional; with a static address only
 //! port = 4444                # the management port; default 4444
 //! key_files = ["ops.key"]    # boot modules holding the keys dom0 accepts
-//!                            # (64 hex digits each, `hvctl keygen`); at least one
+//!                            # (64 hex digits each, `hvctl keygen`); at least one;
+//!                            # dom0 checks they exist when it starts the service
 //! ```
 //!
 //! Only dom0's boot configuration may have it: `hvctl create` sends
@@ -18,7 +19,6 @@ use alloc::vec::Vec;
 
 use toml::de::{DeTable, DeValue};
 
-use super::Images;
 use super::error::Sink;
 use super::parse::{Value, found, integer, string};
 
@@ -63,25 +63,16 @@ pub fn ipv4(s: &str) -> Option<[u8; 4]> {
 const LABEL: &str = "network";
 
 /// Checks the `[network]` table `v`; errors go to `sink`.
-pub(super) fn network(
-    sink: &mut Sink<'_>,
-    v: &Value<'_>,
-    images: Images<'_>,
-) -> Option<NetworkConfig> {
+pub(super) fn network(sink: &mut Sink<'_>, v: &Value<'_>) -> Option<NetworkConfig> {
     let DeValue::Table(t) = v.get_ref() else {
         let msg = format!("expected a table [network], found {}", found(v.get_ref()));
         sink.push(v.span().start, Some(LABEL), None, msg);
         return None;
     };
-    table(sink, v.span().start, t, images)
+    table(sink, v.span().start, t)
 }
 
-fn table(
-    sink: &mut Sink<'_>,
-    at: usize,
-    t: &DeTable<'_>,
-    images: Images<'_>,
-) -> Option<NetworkConfig> {
+fn table(sink: &mut Sink<'_>, at: usize, t: &DeTable<'_>) -> Option<NetworkConfig> {
     let before = sink.errors.len();
     let (mut address, mut gateway, mut port, mut keys) = (None, None, DEFAULT_PORT, Vec::new());
     let mut seen_keys = false;
@@ -126,18 +117,9 @@ fn table(
                     continue;
                 };
                 for item in a.iter() {
-                    let Some((s, at)) = string(sink, LABEL, "key_files", item) else {
+                    let Some((s, _)) = string(sink, LABEL, "key_files", item) else {
                         continue;
                     };
-                    if let Images::Only(names) = images
-                        && !names.contains(&s.as_str())
-                    {
-                        let msg = format!(
-                            "no boot module named {s:?} (the key file must be a boot module)"
-                        );
-                        sink.push(at, Some(LABEL), Some("key_files"), msg);
-                        continue;
-                    }
                     keys.push(s);
                 }
                 if a.len() > MAX_KEYS {

@@ -61,7 +61,7 @@ pub fn parse(
     let mut network = None;
     for (key, value) in root.get_ref().iter() {
         if key.get_ref() == "network" {
-            network = super::network::network(&mut sink, value, images);
+            network = super::network::network(&mut sink, value);
             continue;
         }
         if key.get_ref() != "domain" {

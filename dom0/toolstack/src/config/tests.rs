@@ -535,10 +535,6 @@ mod network_table {
                 "key_files\": missing",
             ),
             (
-                "[network]\naddress = \"dhcp\"\nkey_files = [\"nope\"]\n",
-                "no boot module named \"nope\"",
-            ),
-            (
                 "[network]\naddress = \"10.0.2/24\"\nkey_files = [\"k\"]\n",
                 "address\": expected \"dhcp\"",
             ),
