@@ -207,6 +207,10 @@ impl Hypervisor for Hv {
             .collect()
     }
 
+    fn disks(&mut self) -> alloc::vec::Vec<alloc::string::String> {
+        crate::dev::disks::lines()
+    }
+
     fn host(&mut self) -> Result<HvHost, Error> {
         let h = domctl::host_info()?;
         Ok(HvHost {

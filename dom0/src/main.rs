@@ -168,6 +168,17 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     // output for dom0 (before the first domain exists, so none is missed).
     let _ = mgmt::console_read(si.domain_id, &mut []);
     pci::show();
+    // Disks (dev/disks.rs); `diskcheck=<first-lba>+<blocks>` runs the
+    // self-check on each.
+    let mut disks = dev::disks::open_all(&pci::devices());
+    if let Some(a) = arg(cmdline, "diskcheck") {
+        match dev::disks::parse_check(a) {
+            Some((first, blocks)) => dev::disks::check_all(&mut disks, first, blocks),
+            None => say(&format!(
+                "diskcheck={a}: not <first-lba>+<blocks> with blocks > 0: no check"
+            )),
+        }
+    }
     let mut network = None;
     let booted = boot(&mut hv, cmdline, &mut network);
     // `history=N`: how many ended domains stay listed.

@@ -76,6 +76,13 @@ pub const PCI_CAP_MSI: u8 = 1;
 pub const PCI_CAP_MSIX: u8 = 2;
 /// [`PciDevice::caps`]: PCI Express.
 pub const PCI_CAP_PCIE: u8 = 4;
+/// [`PciDevice::caps`] (unreleased): an IOMMU unit translates the
+/// function's DMA through its owner's guest-physical map, so a bus
+/// address is a guest-physical address of the owner. Clear under
+/// `iommu=off-unsafe`, where bus addresses are host-physical and a driver
+/// that hands the device guest-physical addresses makes it read and write
+/// the wrong memory.
+pub const PCI_CAP_IOMMU: u8 = 8;
 
 /// One BAR of a [`PciDevice`] (OUT).
 #[repr(C)]

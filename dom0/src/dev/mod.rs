@@ -13,11 +13,14 @@
 //! event-channel events) are not delivered to dom0 yet; every wait has a
 //! bound and ends with an error naming the device.
 
-// Until the drivers built on it land (block next, net from its branch).
-#![allow(dead_code)]
-
+pub mod block;
 pub mod cfg;
+pub mod disks;
+pub mod dma;
 pub mod hal;
+pub mod nvme;
+pub mod virtio;
+pub mod virtio_blk;
 
 use alloc::format;
 use alloc::string::String;

@@ -142,7 +142,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         .into_iter()
         .find(|d| crate::dev::claim(d) == Some(crate::dev::Driver::VirtioNet))
         .ok_or_else(|| String::from("no virtio-net device assigned to dom0"))?;
-    let transport = crate::dev::virtio_transport(&dev).map_err(|e| format!("{e}"))?;
+    let transport = crate::dev::virtio::Platform::open(&dev).map_err(|e| format!("{e}"))?;
     let raw = nic::Raw::new(transport).map_err(|e| {
         format!(
             "{}: virtio-net set-up failed: {e}",

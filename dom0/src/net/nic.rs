@@ -10,10 +10,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+use crate::dev::virtio::Platform;
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant;
 use virtio_drivers::device::net::VirtIONetRaw;
-use virtio_drivers::transport::pci::PciTransport;
 
 use crate::dev::DomHal;
 
@@ -25,7 +25,7 @@ const RX_BUF: usize = 2048;
 /// Largest frame sent: Ethernet header + 1500 bytes of IP.
 const MTU: usize = 1514;
 
-pub type Raw = VirtIONetRaw<DomHal, PciTransport, QUEUE>;
+pub type Raw = VirtIONetRaw<DomHal, Platform, QUEUE>;
 
 /// The device and the receive buffers it holds, by token (the first
 /// descriptor of each chain, < QUEUE).

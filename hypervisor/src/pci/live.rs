@@ -6,6 +6,7 @@ use alloc::boxed::Box;
 use pvabi::zerocopy::IntoBytes;
 use pvabi::{Error, PciBar, PciDevice};
 
+use super::assign::Fence;
 use super::config::{self, PciOp, Plan};
 use super::header::BarKind;
 use super::table::{DEVICES, Device};
@@ -34,7 +35,8 @@ pub fn entry(d: &Device) -> PciDevice {
         prog_if: f.prog_if,
         caps: (u8::from(f.caps.msi != 0) * pvabi::PCI_CAP_MSI)
             | (u8::from(f.caps.msix != 0) * pvabi::PCI_CAP_MSIX)
-            | (u8::from(f.caps.pcie != 0) * pvabi::PCI_CAP_PCIE),
+            | (u8::from(f.caps.pcie != 0) * pvabi::PCI_CAP_PCIE)
+            | (u8::from(d.policy == Ok(Fence::Iommu)) * pvabi::PCI_CAP_IOMMU),
         nr_bars: f.bars.len() as u8,
         ..Default::default()
     };
@@ -173,3 +175,6 @@ pub(crate) fn svc_op(
         op => live_config(id, op),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,7 @@ mod bochs;
 mod bounded;
 mod budget;
 mod cpustate;
+mod disks;
 mod dom0;
 mod domctl;
 mod evtchn;

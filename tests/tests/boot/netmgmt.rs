@@ -123,7 +123,9 @@ fn boot(test: &'static str, iommu: &str, address: &str) -> Machine {
             "-netdev".into(),
             format!("user,id=n,hostfwd=tcp:127.0.0.1:{port}-:4444"),
             "-device".into(),
-            "virtio-net-pci,netdev=n,addr=0x4".into(),
+            // QEMU refuses iommu_platform on a transitional device; without
+            // it the device would bypass the IOMMU (dev/virtio.rs).
+            "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on".into(),
         ]
         .map(Into::into),
     );

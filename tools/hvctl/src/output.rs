@@ -169,6 +169,10 @@ pub fn host(h: &HostReport) -> String {
         let label = if i == 0 { "pci:" } else { "" };
         let _ = writeln!(out, "{label:<12} {d}");
     }
+    for (i, d) in h.disks.iter().enumerate() {
+        let label = if i == 0 { "disks:" } else { "" };
+        let _ = writeln!(out, "{label:<12} {d}");
+    }
     out
 }
 

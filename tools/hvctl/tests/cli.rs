@@ -224,7 +224,7 @@ fn log_history_and_top() {
         (r.code, r.stdout.as_str()),
         (
             0,
-            "cpus:        2\nmemory:      128 MiB total, 100 MiB free\ndomains:     2 (0 ended listed)\ndom0:        fake-dom0\npvabi:       1.4 (dom0), 1.4 (hypervisor)\nuptime:      5.0 s\npci:         0000:00:03.0 1af4:1001 virtio-blk\n             0000:00:05.0 1b36:0010 nvme\n"
+            "cpus:        2\nmemory:      128 MiB total, 100 MiB free\ndomains:     2 (0 ended listed)\ndom0:        fake-dom0\npvabi:       1.4 (dom0), 1.4 (hypervisor)\nuptime:      5.0 s\npci:         0000:00:03.0 1af4:1001 virtio-blk\n             0000:00:05.0 1b36:0010 nvme\ndisks:       0000:00:05.0 nvme 16 MiB, 512-byte blocks, model \"QEMU NVMe Ctrl\"\n"
         )
     );
     let r = hvctl(&s.path, &["top", "--every", "0.05"], b"");

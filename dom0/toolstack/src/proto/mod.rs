@@ -281,6 +281,11 @@ pub struct HostReport {
     /// BAR0 mem64 0xfeb40000+0x4000 mapped`); absent from older servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pci: Vec<String>,
+    /// dom0's disks, one line each (`0000:00:05.0 nvme 16 MiB, 512-byte
+    /// blocks, model "QEMU NVMe Ctrl"`, docs/disks.md); absent when it has
+    /// none and from older servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<String>,
 }
 
 /// Why a request failed.

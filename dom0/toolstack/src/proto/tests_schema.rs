@@ -269,6 +269,9 @@ fn replies() -> Vec<Reply> {
             hypervisor_pvabi: "1.4".into(),
             uptime_ns: 9,
             pci: vec!["0000:00:05.0 1b36:0010 nvme".into()],
+            disks: vec![
+                "0000:00:05.0 nvme 16 MiB, 512-byte blocks, model \"QEMU NVMe Ctrl\"".into(),
+            ],
         }),
     ]
 }

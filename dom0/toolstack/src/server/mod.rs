@@ -145,6 +145,10 @@ pub trait Hypervisor {
     fn pci_devices(&mut self) -> Vec<String> {
         Vec::new()
     }
+    /// dom0's disks, one line each (docs/disks.md); none by default.
+    fn disks(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// dom0's log lines kept, and how many older ones were dropped.
     fn log(&mut self) -> (Vec<String>, u64) {
         (Vec::new(), 0)
@@ -402,6 +406,7 @@ impl Server {
                     hypervisor_pvabi: abi(h.abi),
                     uptime_ns: hv.now_ns(),
                     pci: hv.pci_devices(),
+                    disks: hv.disks(),
                 }))
             }
             Op::Log => {

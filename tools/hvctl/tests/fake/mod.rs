@@ -270,6 +270,9 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
                 "0000:00:03.0 1af4:1001 virtio-blk".into(),
                 "0000:00:05.0 1b36:0010 nvme".into(),
             ],
+            disks: vec![
+                "0000:00:05.0 nvme 16 MiB, 512-byte blocks, model \"QEMU NVMe Ctrl\"".into(),
+            ],
         })),
         Op::Log => Outcome::Ok(Reply::Lines {
             lines: vec!["kestrel-dom0 0.1.0".into(), "ready".into()],

@@ -1,0 +1,454 @@
+//! NVMe behind [`BlockDevice`]: a small polled driver (why our own, and
+//! the command encoding: the host-tested `kestrel-nvme` crate).
+//!
+//! Bring-up (NVMe 1.4 7.6.1): memory decode and bus mastering on, CAP
+//! read (NVM command set and 4 KiB pages required), the controller
+//! disabled (CC.EN = 0, then CSTS.RDY = 0 awaited), the admin queues set
+//! (AQA, ASQ, ACQ), CC written with EN = 1 and CSTS.RDY = 1 awaited (both
+//! waits bounded by CAP.TO; CSTS.CFS is an error). Then Identify
+//! Controller (model, MDTS) and Identify Namespace 1 (size, LBA format),
+//! Set Features Number of Queues (one pair), Create I/O Completion Queue 1
+//! (interrupts off) and Create I/O Submission Queue 1.
+//!
+//! I/O: one command in flight, completion polled by its phase tag with a
+//! bound ([`CMD_TIMEOUT_NS`]), its command id and status checked. Data goes
+//! through a [`BOUNCE`]-byte bounce buffer the driver owns (PRP list in
+//! its own page for transfers over two pages), so a command that never
+//! completes leaves the device holding only the driver's memory: on a
+//! timeout every queue and buffer is leaked and the disk refuses further
+//! requests. Interrupts (MSI-X as events) are not used: dom0 polls.
+//!
+//! Registers are reached with 32-bit accesses only (the 64-bit CAP, ASQ
+//! and ACQ as two halves, low first; NVMe 1.4 3.1 allows 32-bit access to
+//! them).
+
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{Ordering, fence};
+
+use kestrel_nvme::cmd::{CNS_CONTROLLER, CNS_NAMESPACE, Cqe, PAGE, Prp, Sqe};
+use kestrel_nvme::identify::{Controller, Namespace};
+use kestrel_nvme::queue::Ring;
+use kestrel_nvme::regs::{self, Cap};
+use pvabi::guest::{mmio, time};
+use pvabi::{PCI_BAR_IO, PCI_BAR_MAPPED, PciDevice};
+
+use super::block::BlockDevice;
+use super::dma::DmaBuf;
+use super::{DevError, enable};
+
+/// Longest wait for one command's completion.
+pub const CMD_TIMEOUT_NS: u64 = 10_000_000_000;
+/// Bounce buffer: the largest transfer in one command (MDTS may lower it).
+pub const BOUNCE: usize = 128 * 1024;
+/// Admin queue entries.
+const ADMIN_ENTRIES: u16 = 32;
+/// I/O queue entries (64 x 64 bytes: one page of submission entries).
+const IO_ENTRIES: u16 = 64;
+/// The namespace used: QEMU's `nvme,drive=` creates namespace 1.
+const NSID: u32 = 1;
+
+/// One submission/completion queue pair.
+struct Queue {
+    qid: u16,
+    ring: Ring,
+    sq: DmaBuf,
+    cq: DmaBuf,
+}
+
+impl Queue {
+    fn new(qid: u16, entries: u16) -> Option<Self> {
+        let pages = |bytes: usize| bytes.div_ceil(PAGE as usize);
+        Some(Self {
+            qid,
+            ring: Ring::new(entries),
+            sq: DmaBuf::new(pages(usize::from(entries) * 64))?,
+            cq: DmaBuf::new(pages(usize::from(entries) * 16))?,
+        })
+    }
+}
+
+/// What the device may touch: dropped normally, leaked after a timeout.
+struct Dma {
+    admin: Queue,
+    io: Option<Queue>,
+    /// Identify data, then the PRP list page.
+    page: DmaBuf,
+    bounce: DmaBuf,
+}
+
+/// An NVMe disk (namespace 1 of one controller).
+pub struct Nvme {
+    bdf: String,
+    model: String,
+    regs: mmio::Mmio,
+    stride: u64,
+    /// `None` once a command timed out (module doc).
+    dma: Option<Dma>,
+    blocks: u64,
+    block_size: usize,
+    /// Largest transfer per command, bytes (a multiple of the block).
+    max_xfer: usize,
+}
+
+impl core::fmt::Debug for Nvme {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Nvme({})", self.bdf)
+    }
+}
+
+/// Which queue a command goes to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Q {
+    Admin,
+    Io,
+}
+
+impl Nvme {
+    /// Brings controller `d` up and opens namespace 1 (module doc).
+    pub fn open(d: &PciDevice) -> Result<Self, DevError> {
+        let err = |what: String| DevError::new(d, what);
+        let bar = d
+            .bars
+            .iter()
+            .take(usize::from(d.nr_bars))
+            .find(|b| b.index == 0 && b.kind != PCI_BAR_IO && b.flags & PCI_BAR_MAPPED != 0)
+            .ok_or_else(|| err("BAR0 is not a mapped memory BAR".into()))?;
+        enable(d)?;
+        // Registers and the doorbells of queues 0 and 1 (stride up to
+        // 4 << 15 in principle; checked against the BAR below).
+        let map = |len: u64| {
+            mmio::map(bar.base, len).map_err(|e| err(format!("BAR0 {:#x}: {e}", bar.base)))
+        };
+        let r = map(PAGE)?;
+        let cap = u64::from(r.read32(regs::CAP).unwrap_or(0))
+            | u64::from(r.read32(regs::CAP + 4).unwrap_or(0)) << 32;
+        let cap = Cap::decode(cap);
+        if !cap.nvm {
+            return Err(err(
+                "the controller does not support the NVM command set".into()
+            ));
+        }
+        if cap.page_min > PAGE || cap.page_max < PAGE {
+            return Err(err(format!(
+                "the controller does not support 4 KiB pages (min {}, max {})",
+                cap.page_min, cap.page_max
+            )));
+        }
+        let regs_len = (regs::cq_doorbell(1, cap.doorbell_stride) + 4).next_multiple_of(PAGE);
+        if regs_len > bar.size {
+            return Err(err(format!(
+                "doorbell stride {} puts queue 1's doorbells beyond BAR0 ({:#x} bytes)",
+                cap.doorbell_stride, bar.size
+            )));
+        }
+        let regs = map(regs_len)?;
+        let oom = || err("no heap left for queues and buffers".into());
+        let dma = Dma {
+            admin: Queue::new(0, ADMIN_ENTRIES).ok_or_else(oom)?,
+            io: None,
+            page: DmaBuf::new(1).ok_or_else(oom)?,
+            bounce: DmaBuf::new(BOUNCE / PAGE as usize).ok_or_else(oom)?,
+        };
+        let mut n = Self {
+            bdf: crate::pci::bdf(d.sbdf),
+            model: String::new(),
+            regs,
+            stride: cap.doorbell_stride,
+            dma: Some(dma),
+            blocks: 0,
+            block_size: 512,
+            max_xfer: BOUNCE,
+        };
+        n.reset(&cap)?;
+        n.identify(&cap)?;
+        n.create_io_queues(cap.max_entries)?;
+        Ok(n)
+    }
+
+    fn reg(&self, off: u64) -> u32 {
+        self.regs.read32(off).unwrap_or(0)
+    }
+
+    fn set_reg(&self, off: u64, v: u32) {
+        let _ = self.regs.write32(off, v);
+    }
+
+    /// Waits (bounded by CAP.TO) for CSTS.RDY to become `ready`.
+    fn wait_ready(&self, cap: &Cap, ready: bool, what: &str) -> Result<(), DevError> {
+        let bound = cap.timeout_ms.max(500) * 1_000_000;
+        let start = time::now_ns();
+        loop {
+            let csts = self.reg(regs::CSTS);
+            if csts & regs::CSTS_CFS != 0 && ready {
+                return Err(self.error(format!("{what}: controller fatal status (CSTS {csts:#x})")));
+            }
+            if (csts & regs::CSTS_RDY != 0) == ready {
+                return Ok(());
+            }
+            if time::now_ns().saturating_sub(start) > bound {
+                return Err(self.error(format!(
+                    "{what}: CSTS.RDY not {} within CAP.TO = {} ms (CSTS {csts:#x})",
+                    u8::from(ready),
+                    cap.timeout_ms
+                )));
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Disables the controller, sets the admin queues, enables it.
+    fn reset(&mut self, cap: &Cap) -> Result<(), DevError> {
+        if self.reg(regs::CC) & regs::CC_EN != 0 {
+            self.set_reg(regs::CC, 0);
+        }
+        self.wait_ready(cap, false, "disable")?;
+        let Some(dma) = &self.dma else {
+            return Err(self.error("no queues".into()));
+        };
+        let (asq, acq) = (dma.admin.sq.addr(0), dma.admin.cq.addr(0));
+        self.set_reg(regs::AQA, regs::aqa(ADMIN_ENTRIES, ADMIN_ENTRIES));
+        self.set_reg(regs::ASQ, asq as u32);
+        self.set_reg(regs::ASQ + 4, (asq >> 32) as u32);
+        self.set_reg(regs::ACQ, acq as u32);
+        self.set_reg(regs::ACQ + 4, (acq >> 32) as u32);
+        self.set_reg(regs::CC, regs::cc_enable());
+        self.wait_ready(cap, true, "enable")
+    }
+
+    /// Identify Controller and Namespace 1.
+    fn identify(&mut self, cap: &Cap) -> Result<(), DevError> {
+        let page = self.dma_ref()?.page.addr(0);
+        self.run(
+            Q::Admin,
+            Sqe::identify(0, 0, CNS_CONTROLLER, page),
+            "Identify Controller",
+        )?;
+        let mut data = [0u8; 4096];
+        self.dma_ref()?.page.copy_out(0, &mut data);
+        let c = Controller::parse(&data);
+        self.model = c.model_str().collect();
+        self.run(
+            Q::Admin,
+            Sqe::identify(0, NSID, CNS_NAMESPACE, page),
+            "Identify Namespace 1",
+        )?;
+        self.dma_ref()?.page.copy_out(0, &mut data);
+        let ns = Namespace::parse(&data).ok_or_else(|| {
+            self.error("namespace 1: LBA format not usable (beyond NLBAF or block size outside 512 B..64 KiB)".into())
+        })?;
+        if ns.blocks == 0 {
+            return Err(self.error("namespace 1 is not active (size 0)".into()));
+        }
+        if ns.metadata != 0 {
+            return Err(self.error(format!(
+                "namespace 1 has {} metadata bytes per block: not supported",
+                ns.metadata
+            )));
+        }
+        self.blocks = ns.blocks;
+        self.block_size = ns.block_size as usize;
+        let max = c.max_transfer(cap.page_min, BOUNCE as u64) as usize;
+        self.max_xfer = max - max % self.block_size;
+        if self.max_xfer == 0 {
+            return Err(self.error(format!(
+                "MDTS {} allows less than one {}-byte block per command",
+                c.mdts, self.block_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// One I/O queue pair, interrupts off.
+    fn create_io_queues(&mut self, max_entries: u32) -> Result<(), DevError> {
+        let entries = IO_ENTRIES.min(u16::try_from(max_entries).unwrap_or(u16::MAX));
+        let q = Queue::new(1, entries)
+            .ok_or_else(|| self.error("no heap left for the I/O queues".into()))?;
+        let (sq, cq) = (q.sq.addr(0), q.cq.addr(0));
+        self.run(
+            Q::Admin,
+            Sqe::set_queues(0, 1),
+            "Set Features (Number of Queues)",
+        )?;
+        self.run(
+            Q::Admin,
+            Sqe::create_cq(0, 1, entries, cq),
+            "Create I/O Completion Queue",
+        )?;
+        self.run(
+            Q::Admin,
+            Sqe::create_sq(0, 1, entries, sq, 1),
+            "Create I/O Submission Queue",
+        )?;
+        if let Some(d) = &mut self.dma {
+            d.io = Some(q);
+        }
+        Ok(())
+    }
+
+    fn dma_ref(&self) -> Result<&Dma, DevError> {
+        self.dma.as_ref().ok_or_else(|| {
+            self.error(
+                "refused: an earlier command timed out (the controller may still own its buffers)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Submits `sqe` (its command id replaced) to queue `q` and waits for
+    /// its completion (module doc).
+    fn run(&mut self, q: Q, mut sqe: Sqe, what: &str) -> Result<Cqe, DevError> {
+        let stride = self.stride;
+        let regs = self.regs;
+        let Some(dma) = self.dma.as_mut() else {
+            return Err(self.error(format!(
+                "{what}: refused, an earlier command timed out (the controller may still own its buffers)"
+            )));
+        };
+        let queue = match q {
+            Q::Admin => &mut dma.admin,
+            Q::Io => match dma.io.as_mut() {
+                Some(io) => io,
+                None => return Err(self.error(format!("{what}: no I/O queue"))),
+            },
+        };
+        let (slot, tail, cid) = queue.ring.submit();
+        sqe.0[0] = (sqe.0[0] & 0xffff) | u32::from(cid) << 16;
+        for (i, dw) in sqe.0.iter().enumerate() {
+            queue.sq.write32(usize::from(slot) * 64 + i * 4, *dw);
+        }
+        // The entry must be in memory before the doorbell (x86 keeps
+        // stores in order; this keeps the compiler from moving them).
+        fence(Ordering::SeqCst);
+        let _ = regs.write32(regs::sq_doorbell(queue.qid, stride), u32::from(tail));
+        let start = time::now_ns();
+        loop {
+            let at = usize::from(queue.ring.head()) * 16;
+            let dw3 = queue.cq.read32(at + 12);
+            if queue.ring.is_new((dw3 >> 16) & 1 != 0) {
+                fence(Ordering::SeqCst);
+                let e = Cqe::decode([
+                    queue.cq.read32(at),
+                    queue.cq.read32(at + 4),
+                    queue.cq.read32(at + 8),
+                    dw3,
+                ]);
+                let head = queue.ring.consume();
+                let _ = regs.write32(regs::cq_doorbell(queue.qid, stride), u32::from(head));
+                if e.cid != cid {
+                    return Err(self.error(format!(
+                        "{what}: completion for command {}, expected {cid}",
+                        e.cid
+                    )));
+                }
+                if !e.ok() {
+                    return Err(self.error(format!(
+                        "{what}: {} (status type {}, code {:#04x})",
+                        e.status(),
+                        e.sct,
+                        e.sc
+                    )));
+                }
+                return Ok(e);
+            }
+            if time::now_ns().saturating_sub(start) > CMD_TIMEOUT_NS {
+                let csts = self.reg(regs::CSTS);
+                if let Some(d) = self.dma.take() {
+                    let Dma {
+                        admin,
+                        io,
+                        page,
+                        bounce,
+                    } = d;
+                    admin.sq.leak();
+                    admin.cq.leak();
+                    if let Some(io) = io {
+                        io.sq.leak();
+                        io.cq.leak();
+                    }
+                    page.leak();
+                    bounce.leak();
+                }
+                return Err(self.error(format!(
+                    "{what}: no completion within {} s (CSTS {csts:#x}); disk disabled",
+                    CMD_TIMEOUT_NS / 1_000_000_000
+                )));
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// One Read or Write of `len` bytes (at most `max_xfer`) at `lba`
+    /// through the bounce buffer.
+    fn transfer(&mut self, write: bool, lba: u64, len: usize) -> Result<(), DevError> {
+        let dma = self.dma_ref()?;
+        let (data, list) = (dma.bounce.addr(0), dma.page.addr(0));
+        let what = format!(
+            "{} of {} blocks at {lba}",
+            if write { "Write" } else { "Read" },
+            len / self.block_size
+        );
+        let prp = Prp::build(data, len as u64, list)
+            .ok_or_else(|| self.error(format!("{what}: no PRP list fits")))?;
+        if let Some(d) = &mut self.dma {
+            for (i, e) in prp.list[..prp.list_len].iter().enumerate() {
+                d.page.write64(i * 8, *e);
+            }
+        }
+        let blocks = (len / self.block_size) as u32;
+        self.run(
+            Q::Io,
+            Sqe::rw(write, 0, NSID, lba, blocks, prp.prp1, prp.prp2),
+            &what,
+        )?;
+        Ok(())
+    }
+}
+
+impl BlockDevice for Nvme {
+    fn bdf(&self) -> &str {
+        &self.bdf
+    }
+    fn kind(&self) -> &'static str {
+        "nvme"
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn block_size(&self) -> usize {
+        self.block_size
+    }
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
+        self.check(lba, buf.len())?;
+        let mut lba = lba;
+        for chunk in buf.chunks_mut(self.max_xfer) {
+            self.transfer(false, lba, chunk.len())?;
+            if let Some(d) = &self.dma {
+                d.bounce.copy_out(0, chunk);
+            }
+            lba += (chunk.len() / self.block_size) as u64;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError> {
+        self.check(lba, buf.len())?;
+        let mut lba = lba;
+        for chunk in buf.chunks(self.max_xfer) {
+            if let Some(d) = &mut self.dma {
+                d.bounce.copy_in(0, chunk);
+            }
+            self.transfer(true, lba, chunk.len())?;
+            lba += (chunk.len() / self.block_size) as u64;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DevError> {
+        self.run(Q::Io, Sqe::flush(0, NSID), "Flush").map(|_| ())
+    }
+}

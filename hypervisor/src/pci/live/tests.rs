@@ -1,0 +1,49 @@
+//! The list entry dom0's drivers read: `PCI_CAP_IOMMU` says whether bus
+//! addresses are the owner's guest-physical ones.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::pci::Bdf;
+use crate::pci::header::{Caps, Function};
+use crate::pci::table::Device;
+
+fn device(policy: Result<Fence, crate::pci::assign::Keep>) -> Device {
+    Device {
+        f: Function {
+            bdf: Bdf {
+                seg: 0,
+                bus: 0,
+                dev: 5,
+                func: 0,
+            },
+            vendor: 0x1b36,
+            device: 0x0010,
+            class: 1,
+            subclass: 8,
+            prog_if: 2,
+            header_type: 0,
+            bars: Default::default(),
+            caps: Caps::default(),
+            bridge: None,
+        },
+        policy,
+        owner: None,
+        mapped: 0,
+    }
+}
+
+#[test]
+fn iommu_bit_only_behind_an_iommu() {
+    let e = entry(&device(Ok(Fence::Iommu)));
+    assert_eq!(e.caps & pvabi::PCI_CAP_IOMMU, pvabi::PCI_CAP_IOMMU);
+    assert_eq!((e.class, e.subclass, e.prog_if), (1, 8, 2));
+    for fence in [Fence::Unsafe, Fence::None] {
+        assert_eq!(
+            entry(&device(Ok(fence))).caps & pvabi::PCI_CAP_IOMMU,
+            0,
+            "{fence:?}"
+        );
+    }
+    let kept = device(Err(crate::pci::assign::Keep::NoIommu));
+    assert_eq!(entry(&kept).caps & pvabi::PCI_CAP_IOMMU, 0);
+}
