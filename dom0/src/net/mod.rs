@@ -402,11 +402,17 @@ fn step(
     if c.closing && c.pending.is_empty() && s.is_open() {
         s.close();
     }
-    // The connection is gone (the client closed, or we did and it is
-    // done): the session ends; the slot listens again.
+    // The connection is gone: the client closed (CloseWait: it sends no
+    // more), or we close and the client has acknowledged everything we
+    // sent (FinWait2), or TCP itself is done. The session ends; the slot
+    // listens again. (SynReceived counts as active but cannot receive yet:
+    // not gone.)
+    let state = s.state();
     let gone = !s.is_active()
-        || (c.closing && !s.may_send() && c.pending.is_empty())
-        || (!c.closing && !s.may_recv() && c.pending.is_empty());
+        || (c.closing
+            && (state == tcp::State::FinWait2
+                || now_ns.saturating_sub(c.since_ns) > 2 * HANDSHAKE_NS))
+        || (!c.closing && state == tcp::State::CloseWait && c.pending.is_empty());
     if gone {
         if chan.is_open() {
             news.ended.push(c.session);
