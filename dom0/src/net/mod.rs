@@ -312,9 +312,18 @@ impl NetService {
                 ));
             }
             Some(dhcpv4::Event::Deconfigured) => {
+                // smoltcp reports this once at the start too, before any
+                // lease: only a lease that was held is news.
+                let had = self
+                    .iface
+                    .ip_addrs()
+                    .iter()
+                    .any(|a| matches!(a, IpCidr::Ipv4(_)));
                 self.iface.update_ip_addrs(|addrs| addrs.clear());
                 let _ = self.iface.routes_mut().remove_default_ipv4_route();
-                say("net: DHCP lease lost: no address");
+                if had {
+                    say("net: DHCP lease lost: no address");
+                }
             }
         }
     }

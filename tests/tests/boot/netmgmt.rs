@@ -272,6 +272,8 @@ fn netmgmt_qemu_amdvi_dhcp() {
         let (code, out, err) = over_tcp(&m.addr, &m.good, &["list"]);
         assert_eq!(code, 0, "list over TCP: {out}{err}");
         assert!(out.contains("tick-a"), "{out}");
+        let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+        assert!(!log.contains("DHCP lease lost"), "a lease was never lost");
         let (code, out, err) = over_tcp(&m.addr, &m.good, &["destroy", "tick-a"]);
         assert_eq!(code, 0, "destroy over TCP: {out}{err}");
     }));
