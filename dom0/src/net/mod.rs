@@ -37,8 +37,10 @@ pub const MAX_CONN: usize = 4;
 pub const FIRST_SESSION: u64 = 1 << 40;
 /// A connection that has not finished the handshake by then is closed.
 const HANDSHAKE_NS: u64 = 10_000_000_000;
-/// Bytes queued for a client that does not read, before it is dropped.
-const MAX_PENDING: usize = 1 << 20;
+/// Bytes queued for a client that does not read, before it is dropped:
+/// all [`MAX_CONN`] at this bound must fit dom0's 2 MiB heap with room
+/// for everything else (consoles, records being sealed).
+const MAX_PENDING: usize = 128 << 10;
 /// Longest key file.
 const KEY_MAX: u64 = 256;
 
