@@ -28,6 +28,7 @@ mod dev;
 mod hv;
 mod memlog;
 mod msi;
+mod net;
 mod pci;
 mod service;
 mod wake;
@@ -71,7 +72,12 @@ struct Booted {
 }
 
 /// Builds the domains of the boot configuration (step 1 and 2 above).
-fn boot(hv: &mut Hv, cmdline: &str) -> Option<Booted> {
+/// `network` gets the file's `[network]` table, domains or not.
+fn boot(
+    hv: &mut Hv,
+    cmdline: &str,
+    network: &mut Option<config::network::NetworkConfig>,
+) -> Option<Booted> {
     let wanted = arg(cmdline, "config");
     let Some(m) = hv.modules.iter().find(|m| {
         !m.elf
@@ -111,6 +117,7 @@ fn boot(hv: &mut Hv, cmdline: &str) -> Option<Booted> {
             return None;
         }
     };
+    network.clone_from(&cfg.network);
     if cfg.domains.is_empty() {
         say(&format!("{file}: no [[domain]] in it: no domain created"));
         return None;
@@ -179,7 +186,8 @@ fn main(si: &pvabi::StartInfo) -> i32 {
             msi::edu(d, n);
         }
     }
-    let booted = boot(&mut hv, cmdline);
+    let mut network = None;
+    let booted = boot(&mut hv, cmdline, &mut network);
     // `history=N`: how many ended domains stay listed.
     let history = arg(cmdline, "history")
         .and_then(|n| n.parse().ok())
@@ -192,6 +200,8 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     for (id, name) in core::mem::take(&mut hv.created) {
         svc.consoles.follow(id, &name);
     }
+    // The network management service, if the configuration has one.
+    svc.net = network.as_ref().and_then(|n| net::start(&hv, n));
     // Uptimes count from when dom0 created them, not from now: a domain
     // may already have run and ended (issue 15's dom0_ended race).
     if let Some(b) = booted {

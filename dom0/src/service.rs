@@ -23,19 +23,12 @@ pub struct Service {
     pub consoles: Consoles,
     /// Names of the domains that ended, for `bench=` (taken by main).
     pub ended: alloc::vec::Vec<String>,
+    /// The management service on the network, if configured (`net/`).
+    pub net: Option<crate::net::NetService>,
 }
 
 fn send(line: &str) {
     let _ = mgmt::write_all(line.as_bytes());
-}
-
-/// Sends `e` to every session in `to`.
-fn event(to: &[SessionId], e: &Event) {
-    if let Ok(line) = proto::encode_event(e) {
-        for &s in to {
-            send(&proto::tag(s, &line));
-        }
-    }
 }
 
 impl Service {
@@ -46,6 +39,28 @@ impl Service {
             server: Server::with_history(history),
             consoles: Consoles::default(),
             ended: alloc::vec::Vec::new(),
+            net: None,
+        }
+    }
+
+    /// Sends `line` to `session`: over its network connection if it is
+    /// one, else on the serial line (tagged if it has a tag).
+    fn out(&mut self, session: SessionId, line: &str) {
+        if let (Some(s), Some(net)) = (session, self.net.as_mut())
+            && net.owns(s)
+        {
+            net.send(s, line);
+            return;
+        }
+        send(&proto::tag(session, line));
+    }
+
+    /// Sends `e` to every session in `to`.
+    fn event(&mut self, to: &[SessionId], e: &Event) {
+        if let Ok(line) = proto::encode_event(e) {
+            for &s in to {
+                self.out(s, &line);
+            }
         }
     }
 
@@ -81,9 +96,15 @@ impl Service {
         }
     }
 
-    /// When the service must run again with no event (system time).
+    /// When the service must run again with no event (system time): soon
+    /// while the network is up (the NIC is polled, `net/`).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.server.next_deadline()
+        let d = self.server.next_deadline();
+        if self.net.is_none() {
+            return d;
+        }
+        let poll = pvabi::guest::time::now_ns().saturating_add(crate::net::POLL_NS);
+        Some(d.map_or(poll, |d| d.min(poll)))
     }
 
     /// One pass over what `woken` says may have work (the management
@@ -104,7 +125,28 @@ impl Service {
                 }
             }
         }
+        if let Some(net) = self.net.as_mut() {
+            let news = net.poll(pvabi::guest::time::now_ns());
+            busy |= news.busy;
+            for (s, line) in news.lines {
+                answered = true;
+                self.answer_in(hv, Some(s), line);
+            }
+            for s in news.ended {
+                // As `hvctl relay` does when a client goes: its consoles
+                // detach, its subscriptions end.
+                let bye = proto::encode_request(&proto::Request {
+                    id: 0,
+                    op: proto::Op::Bye,
+                });
+                if let Ok(bye) = bye {
+                    let line = bye.trim_end().as_bytes().to_vec();
+                    self.answer_in(hv, Some(s), Ok(line));
+                }
+            }
+        }
         if !(woken.console || woken.ended || answered) {
+            self.flush_net();
             return busy;
         }
         // Before the consoles: a domain that ended is recorded (with its
@@ -122,17 +164,26 @@ impl Service {
             let to = self.server.watchers(id);
             if !to.is_empty() {
                 let data = String::from_utf8_lossy(&bytes).into_owned();
-                event(&to, &Event::Console { domain: id, data });
+                self.event(&to, &Event::Console { domain: id, data });
             }
         }
         for id in d.closed {
             let to = self.server.detach_domain(id);
             let reason = "domain ended".into();
-            event(&to, &Event::ConsoleClosed { domain: id, reason });
+            self.event(&to, &Event::ConsoleClosed { domain: id, reason });
         }
+        self.flush_net();
         busy
     }
 
+    /// Sends what was queued for network sessions.
+    fn flush_net(&mut self) {
+        if let Some(net) = self.net.as_mut() {
+            net.flush(pvabi::guest::time::now_ns());
+        }
+    }
+
+    /// A line from the serial line: its session is its tag.
     fn answer(&mut self, hv: &mut Hv, line: Result<alloc::vec::Vec<u8>, proto::ProtoError>) {
         let (session, line) = match line {
             Ok(l) => match proto::split_session(&l) {
@@ -141,6 +192,17 @@ impl Service {
             },
             Err(e) => (None, Err(e)),
         };
+        self.answer_in(hv, session, line);
+    }
+
+    /// Answers `line` of `session` (a network connection's lines are
+    /// never split for tags: a client cannot speak for another session).
+    fn answer_in(
+        &mut self,
+        hv: &mut Hv,
+        session: SessionId,
+        line: Result<alloc::vec::Vec<u8>, proto::ProtoError>,
+    ) {
         if line
             .as_ref()
             .is_ok_and(|l| l.iter().all(|b| b.is_ascii_whitespace()))
@@ -182,7 +244,7 @@ impl Service {
             _ => {}
         }
         self.lifecycle_news(hv);
-        send(&proto::tag(session, &reply));
+        self.out(session, &reply);
         self.send_events();
     }
 
@@ -191,7 +253,7 @@ impl Service {
     fn send_events(&mut self) {
         let to = self.server.subscribers();
         for e in self.server.take_events() {
-            event(&to, &e);
+            self.event(&to, &e);
         }
     }
 

@@ -9,6 +9,7 @@
 //!   [`server::Hypervisor`] trait (domctl hypercalls in dom0, fakes here).
 //! - [`console`]: guests' console bytes to clean, whole lines.
 //! - [`textring`]: bounded line histories (dom0's log, consoles).
+//! - [`secure`]: the authenticated channel for management over TCP.
 //! - [`uuid`]: domain UUIDs (given or generated).
 //!
 //! The format and the protocol are documented in `docs/toolstack.md`.
@@ -20,6 +21,7 @@ extern crate alloc;
 pub mod config;
 pub mod console;
 pub mod proto;
+pub mod secure;
 pub mod server;
 pub mod textring;
 pub mod uuid;

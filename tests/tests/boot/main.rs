@@ -33,6 +33,7 @@ mod linux_smp;
 mod linuxproto;
 mod msi;
 mod msrs;
+mod netmgmt;
 mod pci;
 mod privilege;
 mod pvh;

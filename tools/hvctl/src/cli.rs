@@ -24,13 +24,18 @@ pub struct Cli {
     /// dom0's management serial line as a TCP socket.
     #[arg(long, value_name = "HOST:PORT", global = true)]
     pub tcp: Option<String>,
-    /// dom0's management service at HOST (port 4444 unless given).
+    /// dom0's network management service at HOST (port 4444 unless
+    /// given), over the authenticated channel: needs --key-file.
     #[arg(long, value_name = "HOST[:PORT]", global = true)]
     pub host: Option<String>,
     /// dom0's management line as a serial device (serial-over-LAN, e.g.
     /// /dev/ttyS1): raw, 115200 8N1.
     #[arg(long, value_name = "DEVICE", global = true)]
     pub serial: Option<PathBuf>,
+    /// The key for --host (64 hex digits; `hvctl keygen` makes one):
+    /// dom0's configuration must name the same key.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub key_file: Option<PathBuf>,
     /// Seconds to wait for each reply from dom0 (default 20); for
     /// shutdown and reboot, the guest's grace time before dom0 destroys
     /// it (default 30).
@@ -152,6 +157,13 @@ pub enum Command {
     },
     /// Print hvctl's manual page (roff): `hvctl man | man -l -`.
     Man,
+    /// Make a key for the network management service: 64 hex digits to
+    /// FILE (created readable by you only; never overwritten) or stdout.
+    /// Name the same file in dom0's configuration and in --key-file.
+    Keygen {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 fn millis(s: &str) -> Result<u64, String> {
@@ -181,6 +193,7 @@ impl Cli {
             tcp: self.tcp.clone(),
             host: self.host.clone(),
             serial: self.serial.clone(),
+            key_file: self.key_file.clone(),
             env: &env,
             config: crate::target::config_file(&env),
             demo: crate::target::demo_socket(),
@@ -274,10 +287,24 @@ mod tests {
         let both =
             parse(&["--socket", "a", "--tcp", "b:1", "list"]).unwrap_or_else(|e| panic!("{e}"));
         assert!(both.target().is_err());
-        let t =
-            parse(&["--timeout", "2.5", "--host", "srv", "list"]).unwrap_or_else(|e| panic!("{e}"));
+        let t = parse(&[
+            "--timeout",
+            "2.5",
+            "--host",
+            "srv",
+            "--key-file",
+            "k",
+            "list",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.timeout, Some(2.5));
-        assert_eq!(t.target().ok(), Some(Target::Tcp("srv:4444".into())));
+        assert_eq!(
+            t.target().ok(),
+            Some(Target::Secure {
+                addr: "srv:4444".into(),
+                key_file: "k".into()
+            })
+        );
         assert!(parse(&["--timeout", "0", "list"]).is_err());
         assert!(parse(&["--timeout", "x", "list"]).is_err());
     }

@@ -122,6 +122,14 @@ impl Client {
                     Box::new(move |t| c.set_read_timeout(t)),
                 )
             }
+            Target::Secure { addr, key_file } => {
+                let (r, w, c) = crate::secure::connect(addr, key_file, timeout)?;
+                (
+                    Box::new(r),
+                    Box::new(w),
+                    Box::new(move |t| c.set_read_timeout(t)),
+                )
+            }
             Target::Tcp(addr) => {
                 let s = TcpStream::connect(addr)
                     .map_err(|e| Error::Connection(format!("cannot reach dom0 at {addr}: {e}")))?;

@@ -12,6 +12,7 @@ mod events;
 mod lifecycle;
 mod output;
 mod relay;
+mod secure;
 mod serial;
 mod target;
 mod top;
@@ -56,12 +57,15 @@ fn main() -> ExitCode {
 
 /// Runs one command; returns what to print.
 fn run(cli: Cli) -> Result<String, Error> {
+    if let Command::Keygen { file } = &cli.command {
+        return secure::keygen(file.as_deref());
+    }
     let target = cli.target()?;
     if let Command::Relay = cli.command {
         let line = match &target {
             Target::Unix(p) => relay::Line::Socket(p),
             Target::Serial(p) => relay::Line::Serial(p),
-            Target::Tcp(_) => {
+            Target::Tcp(_) | Target::Secure { .. } => {
                 return Err(Error::Usage(
                     "hvctl relay serves a unix socket or serial line: give --socket PATH or --serial DEVICE".into(),
                 ));
@@ -158,6 +162,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             cap,
         } => return lifecycle::sched(&mut client, domain, weight, cap, cli.json),
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
+        Command::Keygen { .. } => return Err(Error::Usage("keygen: handled above".into())),
         Command::Completions { .. } | Command::Man => {
             return Err(Error::Usage(
                 "completions and man are answered before connecting".into(),

@@ -3,6 +3,14 @@
 //! (`$KESTREL_CONFIG`, else `$XDG_CONFIG_HOME/kestrel/hvctl.toml`, else
 //! `~/.config/kestrel/hvctl.toml`: `socket = "PATH"` or `host = "HOST[:PORT]"`),
 //! else the demo's socket (`build/kestrel-mgmt.sock` in this repository).
+//!
+//! `--socket` and `--tcp` reach dom0's management *serial line* (a QEMU
+//! chardev, a console server): the rescue channel, unauthenticated, as
+//! safe as access to the console. `--host` reaches dom0's *network*
+//! service, which speaks only the authenticated channel
+//! (`kestrel_toolstack::secure`): it needs a key file, from `--key-file`,
+//! else `KESTREL_KEY_FILE`, else `key_file = "PATH"` in the configuration
+//! file.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -15,17 +23,21 @@ pub const DEFAULT_PORT: u16 = 4444;
 /// Where dom0's management service is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
+    /// The serial line as a unix socket.
     Unix(PathBuf),
+    /// The serial line as a TCP socket.
     Tcp(String),
     /// A serial device (`serial.rs`).
     Serial(PathBuf),
+    /// dom0's network service (address with port), and the key file.
+    Secure { addr: String, key_file: PathBuf },
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unix(p) | Self::Serial(p) => write!(f, "{}", p.display()),
-            Self::Tcp(a) => f.write_str(a),
+            Self::Tcp(a) | Self::Secure { addr: a, .. } => f.write_str(a),
         }
     }
 }
@@ -39,13 +51,13 @@ pub fn demo_socket() -> PathBuf {
 }
 
 /// `HOST` or `HOST:PORT` as an address with a port.
-fn host(h: &str) -> Target {
+fn host_addr(h: &str) -> String {
     if h.rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
     {
-        Target::Tcp(h.into())
+        h.into()
     } else {
-        Target::Tcp(format!("{h}:{DEFAULT_PORT}"))
+        format!("{h}:{DEFAULT_PORT}")
     }
 }
 
@@ -55,6 +67,7 @@ pub struct Sources<'a> {
     pub tcp: Option<String>,
     pub host: Option<String>,
     pub serial: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     /// The configuration file's path and text, if there is one.
     pub config: Option<(PathBuf, String)>,
@@ -87,10 +100,53 @@ fn config_value(text: &str, key: &str) -> Option<String> {
 }
 
 pub fn resolve(s: &Sources<'_>) -> Result<Target, Error> {
+    let key_file = || -> Result<PathBuf, Error> {
+        if let Some(k) = s
+            .key_file
+            .clone()
+            .or_else(|| (s.env)("KESTREL_KEY_FILE").map(PathBuf::from))
+        {
+            return Ok(k);
+        }
+        if let Some(k) = s
+            .config
+            .as_ref()
+            .and_then(|(_, t)| config_value(t, "key_file"))
+        {
+            return Ok(k.into());
+        }
+        Err(Error::Usage(
+            "--host reaches dom0's authenticated network service and needs its key: give \
+             --key-file FILE, set KESTREL_KEY_FILE, or write key_file = \"PATH\" in \
+             ~/.config/kestrel/hvctl.toml (hvctl keygen makes a key; dom0's configuration \
+             must name the same one)"
+                .into(),
+        ))
+    };
+    let host = |h: &str| -> Result<Target, Error> {
+        Ok(Target::Secure {
+            addr: host_addr(h),
+            key_file: key_file()?,
+        })
+    };
+    if s.key_file.is_some()
+        && s.host.is_none()
+        && (s.socket.is_some() || s.tcp.is_some() || s.serial.is_some())
+    {
+        return Err(Error::Usage(
+            "--key-file is for --host (dom0's network service); --socket, --tcp and --serial reach the \
+             serial line, which has no key"
+                .into(),
+        ));
+    }
+    let host_given = match s.host.as_deref() {
+        Some(h) => Some(host(h)?),
+        None => None,
+    };
     let given = [
         s.socket.clone().map(Target::Unix),
         s.tcp.clone().map(Target::Tcp),
-        s.host.as_deref().map(host),
+        host_given,
         s.serial.clone().map(Target::Serial),
     ];
     let mut given = given.into_iter().flatten();
@@ -109,13 +165,13 @@ pub fn resolve(s: &Sources<'_>) -> Result<Target, Error> {
             ));
         }
         (Some(p), None) => return Ok(Target::Unix(p.into())),
-        (None, Some(h)) => return Ok(host(&h)),
+        (None, Some(h)) => return host(&h),
         (None, None) => {}
     }
     if let Some((path, text)) = &s.config {
         match (config_value(text, "socket"), config_value(text, "host")) {
             (Some(p), None) => return Ok(Target::Unix(p.into())),
-            (None, Some(h)) => return Ok(host(&h)),
+            (None, Some(h)) => return host(&h),
             (Some(_), Some(_)) => {
                 return Err(Error::Usage(format!(
                     "{}: give socket or host, not both",
@@ -151,10 +207,30 @@ mod tests {
             tcp: None,
             host: None,
             serial: None,
+            key_file: None,
             env,
             config: None,
             demo: "/nonexistent/demo.sock".into(),
         }
+    }
+
+    fn secure(addr: &str, key: &str) -> Target {
+        Target::Secure {
+            addr: addr.into(),
+            key_file: key.into(),
+        }
+    }
+
+    #[test]
+    fn a_key_file_goes_with_host_only() {
+        let none = |_: &str| None;
+        let mut s = src(&none);
+        s.tcp = Some("h:1".into());
+        s.key_file = Some("/k".into());
+        assert!(resolve(&s).is_err_and(|e| e.to_string().contains("serial line")));
+        s.tcp = None;
+        s.host = Some("h".into());
+        assert_eq!(resolve(&s).ok(), Some(secure("h:4444", "/k")));
     }
 
     #[test]
@@ -169,13 +245,25 @@ mod tests {
         s.demo = std::env::temp_dir();
         assert_eq!(resolve(&s).ok(), Some(Target::Unix(std::env::temp_dir())));
         s.config = Some(("c.toml".into(), "# mine\nhost = \"srv\"\n".into()));
-        assert_eq!(resolve(&s).ok(), Some(Target::Tcp("srv:4444".into())));
+        assert!(resolve(&s).is_err_and(|e| e.to_string().contains("needs its key")));
+        s.config = Some((
+            "c.toml".into(),
+            "host = \"srv\"\nkey_file = \"/k\"\n".into(),
+        ));
+        assert_eq!(resolve(&s).ok(), Some(secure("srv:4444", "/k")));
         s.config = Some(("c.toml".into(), "nothing = 1\n".into()));
         assert!(resolve(&s).is_err_and(|e| e.to_string().contains("c.toml: no socket")));
-        let env = |k: &str| (k == "KESTREL_HOST").then(|| "10.0.0.2:7000".to_string());
+        let env = |k: &str| match k {
+            "KESTREL_HOST" => Some("10.0.0.2:7000".to_string()),
+            "KESTREL_KEY_FILE" => Some("/env.key".to_string()),
+            _ => None,
+        };
         let mut s = src(&env);
         s.config = Some(("c.toml".into(), "socket = \"/s\"\n".into()));
-        assert_eq!(resolve(&s).ok(), Some(Target::Tcp("10.0.0.2:7000".into())));
+        assert_eq!(resolve(&s).ok(), Some(secure("10.0.0.2:7000", "/env.key")));
+        s.key_file = Some("/flag.key".into());
+        assert_eq!(resolve(&s).ok(), Some(secure("10.0.0.2:7000", "/flag.key")));
+        s.key_file = None;
         s.socket = Some("/flag".into());
         assert_eq!(resolve(&s).ok(), Some(Target::Unix("/flag".into())));
         s.host = Some("h".into());

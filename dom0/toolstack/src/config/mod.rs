@@ -45,10 +45,14 @@
 //! guests.toml:12:10: domain "web": field "memory": expected an integer number of MiB, found "lots"
 //! ```
 //!
+//! dom0's boot configuration may also have a `[network]` table: its
+//! management service on the network ([`network`]).
+//!
 //! [`parse`] checks the whole file and reports every problem before it
 //! returns a single domain, so a bad file creates nothing.
 
 mod error;
+pub mod network;
 mod parse;
 mod policy;
 #[cfg(test)]
@@ -159,6 +163,8 @@ impl DomainConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BootConfig {
     pub domains: Vec<DomainConfig>,
+    /// dom0's `[network]` table (its boot configuration only), if any.
+    pub network: Option<network::NetworkConfig>,
 }
 
 impl BootConfig {

@@ -58,7 +58,12 @@ pub fn parse(
         }
     };
     let mut domains = Vec::new();
+    let mut network = None;
     for (key, value) in root.get_ref().iter() {
+        if key.get_ref() == "network" {
+            network = super::network::network(&mut sink, value);
+            continue;
+        }
         if key.get_ref() != "domain" {
             let msg = format!(
                 "unknown top-level key \"{}\" (expected [[domain]] tables)",
@@ -123,6 +128,7 @@ pub fn parse(
     }
     Ok(BootConfig {
         domains: domains.into_iter().map(|(d, _)| d).collect(),
+        network,
     })
 }
 
@@ -354,7 +360,12 @@ fn domain(
 }
 
 /// A string value and where it starts.
-fn string(sink: &mut Sink<'_>, label: &str, field: &str, v: &Value<'_>) -> Option<(String, usize)> {
+pub(super) fn string(
+    sink: &mut Sink<'_>,
+    label: &str,
+    field: &str,
+    v: &Value<'_>,
+) -> Option<(String, usize)> {
     match v.get_ref() {
         DeValue::String(s) => Some((s.to_string(), v.span().start)),
         other => {
@@ -366,7 +377,7 @@ fn string(sink: &mut Sink<'_>, label: &str, field: &str, v: &Value<'_>) -> Optio
 }
 
 /// A non-negative integer value in `min ..= max`.
-fn integer(
+pub(super) fn integer(
     sink: &mut Sink<'_>,
     label: &str,
     field: &str,
@@ -390,7 +401,7 @@ fn integer(
 }
 
 /// How a value is shown in "found ..." messages.
-fn found(v: &DeValue<'_>) -> String {
+pub(super) fn found(v: &DeValue<'_>) -> String {
     match v {
         DeValue::String(s) => format!("{:?}", s.as_ref()),
         DeValue::Integer(i) => format!("the integer {}", i.as_str()),

@@ -486,3 +486,83 @@ fn uuid_given_checked_and_unique() {
         .unwrap_or_default();
     assert!(e.contains("already used by domain \"a\" at line 1"), "{e}");
 }
+
+mod network_table {
+    use super::super::network::{Address, NetworkConfig};
+    use super::super::{Images, Limits, parse};
+
+    fn net(text: &str, modules: &[&str]) -> Result<Option<NetworkConfig>, alloc::string::String> {
+        parse("dom0.toml", text, &Limits::default(), Images::Only(modules))
+            .map(|c| c.network)
+            .map_err(|e| alloc::format!("{e}"))
+    }
+
+    #[test]
+    fn static_and_dhcp() {
+        let n = net(
+            "[network]\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\nkey_files = [\"ops.key\"]\n",
+            &["ops.key"],
+        );
+        let n = n.ok().flatten();
+        assert_eq!(
+            n.as_ref().map(|n| (n.address, n.gateway, n.port)),
+            Some((
+                Address::Static {
+                    ip: [10, 0, 2, 15],
+                    prefix: 24
+                },
+                Some([10, 0, 2, 2]),
+                4444
+            ))
+        );
+        let n = net(
+            "[network]\naddress = \"dhcp\"\nport = 7000\nkey_files = [\"a\", \"b\"]\n",
+            &["a", "b"],
+        );
+        let n = n.ok().flatten();
+        assert_eq!(
+            n.map(|n| (n.address, n.port, n.key_files.len())),
+            Some((Address::Dhcp, 7000, 2))
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_named() {
+        for (text, want) in [
+            ("[network]\naddress = \"dhcp\"\n", "key_files\": missing"),
+            (
+                "[network]\naddress = \"dhcp\"\nkey_files = []\n",
+                "key_files\": missing",
+            ),
+            (
+                "[network]\naddress = \"10.0.2/24\"\nkey_files = [\"k\"]\n",
+                "address\": expected \"dhcp\"",
+            ),
+            (
+                "[network]\naddress = \"10.0.2.15/33\"\nkey_files = [\"k\"]\n",
+                "address\": expected",
+            ),
+            (
+                "[network]\naddress = \"10.0.2.15/24\"\ngateway = \"x\"\nkey_files = [\"k\"]\n",
+                "gateway\": expected",
+            ),
+            (
+                "[network]\naddress = \"dhcp\"\ngateway = \"10.0.2.2\"\nkey_files = [\"k\"]\n",
+                "comes from the DHCP",
+            ),
+            (
+                "[network]\naddress = \"dhcp\"\nport = 0\nkey_files = [\"k\"]\n",
+                "port\": 0 is out of range",
+            ),
+            ("[network]\nkey_files = [\"k\"]\n", "address\": missing"),
+            (
+                "[network]\naddress = \"dhcp\"\nkey_files = [\"k\"]\nmtu = 9000\n",
+                "unknown field \"mtu\"",
+            ),
+            ("network = 3\n", "expected a table [network]"),
+        ] {
+            let e = net(text, &["k"]).err().unwrap_or_default();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+}

@@ -212,6 +212,7 @@ impl Lifecycle {
         cfg.autostart = true;
         let one = BootConfig {
             domains: vec![cfg.clone()],
+            network: None,
         };
         let id = match create_all(hv, &built.file, &one) {
             Ok(ids) => ids.first().copied()?,

@@ -665,6 +665,15 @@ fn create(
         crate::config::Images::Only(&names),
     )
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
+    if cfg.network.is_some() {
+        return Err(err(
+            ErrorCode::BadConfig,
+            format!(
+                "{file}: [network] configures dom0 at boot (its boot configuration), not \
+                 domains created at run time: remove it"
+            ),
+        ));
+    }
     if cfg.domains.is_empty() {
         return Err(err(
             ErrorCode::BadConfig,
