@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (2.1 is `0x0002_0001`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (2.2 is `0x0002_0002`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -453,9 +453,9 @@ pub use status::*;
 pub use utc::{UtcTime, days_in_month};
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 2.1). A guest built against a different major version must
+/// (this is 2.2). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0002_0001;
+pub const PVABI_VERSION: u32 = 0x0002_0002;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -480,10 +480,11 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0002_0001);
+        assert_eq!(PVABI_VERSION, 0x0002_0002);
         assert_eq!(version_major(PVABI_VERSION), 2);
-        assert_eq!(version_minor(PVABI_VERSION), 1);
-        // A 2.1 guest needs 2.1's additions: a 2.0 hypervisor lacks them.
+        assert_eq!(version_minor(PVABI_VERSION), 2);
+        // A 2.2 guest needs 2.2's additions: a 2.1 or 2.0 hypervisor lacks them.
+        assert!(!is_compatible(0x0002_0001));
         assert!(!is_compatible(0x0002_0000));
         assert!(
             !is_compatible(0x0001_0004),
@@ -492,7 +493,7 @@ mod tests {
         assert_eq!(version_major(0x0003_0002), 3);
         assert_eq!(version_minor(0x0003_0002), 2);
         assert!(is_compatible(PVABI_VERSION));
-        assert!(is_compatible(0x0002_0001), "a newer minor only adds");
+        assert!(is_compatible(0x0002_0003), "a newer minor only adds");
         assert!(!is_compatible(0x0000_0001), "0.1 was pre-release");
         assert!(!is_compatible(0x0000_0000));
         assert!(!is_compatible(0x0003_0000));
