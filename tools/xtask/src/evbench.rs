@@ -31,6 +31,7 @@ use xtask::serial::{self, DomainEnd};
 
 use crate::insncount::{self, Plugin};
 use crate::isoboot::{self, Backend, Machine, module};
+use xtask::iso::Module;
 
 /// Round trips in the smaller run (the larger has twice).
 pub const ROUNDS: u64 = 1000;
@@ -71,6 +72,23 @@ impl Config {
         } else {
             "`HC_EVTCHN_SEND_WAIT`"
         }
+    }
+    /// The two guests for `rounds` round trips (evpong answers, evping
+    /// measures), on this configuration's path.
+    pub fn modules(self, rounds: u64) -> Result<Vec<Module>> {
+        let extra = if self.three_calls { " three_calls" } else { "" };
+        Ok(vec![
+            module(
+                "evpong",
+                "evpong.elf",
+                &format!("peer=2 rounds={rounds} bench{extra}"),
+            )?,
+            module(
+                "evping",
+                "evping.elf",
+                &format!("peer=1 rounds={rounds} bench{extra}"),
+            )?,
+        ])
     }
     fn tag(self) -> String {
         format!(
@@ -232,23 +250,7 @@ pub fn run(
         for (i, scale) in [1, 2, 2].into_iter().enumerate() {
             let rounds = ROUNDS * scale;
             let dir = out_dir.join(format!("evtchn-{}-{}-{i}", b.tag(), config.tag()));
-            let extra = if config.three_calls {
-                " three_calls"
-            } else {
-                ""
-            };
-            let mods = vec![
-                module(
-                    "evpong",
-                    "evpong.elf",
-                    &format!("peer=2 rounds={rounds} bench{extra}"),
-                )?,
-                module(
-                    "evping",
-                    "evping.elf",
-                    &format!("peer=1 rounds={rounds} bench{extra}"),
-                )?,
-            ];
+            let mods = config.modules(rounds)?;
             let counts_file: PathBuf = dir.join("insncount.txt");
             let _ = std::fs::remove_file(&counts_file);
             let m = Machine {

@@ -28,7 +28,7 @@ use xtask::{paths, runner, serial, tools};
 
 use crate::evbench::{self, Config};
 use crate::insncount::{self, Plugin};
-use crate::isoboot::{self, Backend, Machine, module};
+use crate::isoboot::{self, Backend, Machine};
 
 /// Functions listed per profile.
 const TOP: usize = 45;
@@ -113,23 +113,7 @@ fn evtchn(kernel: &Path, plugin: &Plugin, syms: &[(u64, String)], dir: &Path) ->
     let mut hv = Vec::new();
     for rounds in [evbench::ROUNDS, 2 * evbench::ROUNDS] {
         let d = dir.join(format!("evtchn-{rounds}"));
-        let extra = if config.three_calls {
-            " three_calls"
-        } else {
-            ""
-        };
-        let mods = vec![
-            module(
-                "evpong",
-                "evpong.elf",
-                &format!("peer=2 rounds={rounds} bench{extra}"),
-            )?,
-            module(
-                "evping",
-                "evping.elf",
-                &format!("peer=1 rounds={rounds} bench{extra}"),
-            )?,
-        ];
+        let mods = config.modules(rounds)?;
         let counts = d.join("insncount.txt");
         let prof = d.join("prof.txt");
         let m = Machine {
