@@ -133,11 +133,16 @@ fn dom0_qemu_history() {
             "console history: {out}{err}"
         );
         let (code, out, err) = hvctl_cmd(&sock, &["host"]);
+        let v = format!(
+            "{}.{}",
+            pvabi::version_major(pvabi::PVABI_VERSION),
+            pvabi::version_minor(pvabi::PVABI_VERSION)
+        );
         assert!(
             code == 0
                 && out.starts_with("cpus:        2\n")
                 && out.contains("(2 ended listed)")
-                && out.contains("pvabi:       2.1 (dom0), 2.1 (hypervisor)"),
+                && out.contains(&format!("pvabi:       {v} (dom0), {v} (hypervisor)")),
             "host: {out}{err}"
         );
         let (code, out, err) = hvctl_cmd(&sock, &["top", "--every", "0.2"]);
