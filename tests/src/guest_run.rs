@@ -5,13 +5,12 @@
 //! hypervisor ends by itself, and checked to have booted and ended well.
 //! Runs are shared by the tests that read them ([`Shared`]).
 
-use std::sync::OnceLock;
-
 use xtask::iso::Module;
 
 use crate::bochs::{self, Pc};
 use crate::domains::ReportOnPanic;
 use crate::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
+use crate::shared::Once;
 use crate::{Backend, Outcome, artifacts};
 
 /// What to boot.
@@ -86,26 +85,26 @@ impl GuestRun<'_> {
 }
 
 /// One run per backend, made by the first test that asks for it and read
-/// by the others.
+/// by the others. A failed run fails every reader ([`crate::shared`]).
 pub struct Shared {
-    svm: OnceLock<Outcome>,
-    vmx: OnceLock<Outcome>,
+    svm: Once<Outcome>,
+    vmx: Once<Outcome>,
 }
 
 impl Shared {
     /// No run yet.
     pub const fn new() -> Self {
         Self {
-            svm: OnceLock::new(),
-            vmx: OnceLock::new(),
+            svm: Once::new(),
+            vmx: Once::new(),
         }
     }
 
     /// The run on `b`, made with `make` the first time.
     pub fn get(&self, b: Backend, make: impl FnOnce() -> Outcome) -> &Outcome {
         match b {
-            Backend::Svm => self.svm.get_or_init(make),
-            Backend::Vmx => self.vmx.get_or_init(make),
+            Backend::Svm => self.svm.get("the AMD-V run", make),
+            Backend::Vmx => self.vmx.get("the VT-x run", make),
         }
     }
 }

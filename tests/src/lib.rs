@@ -20,6 +20,7 @@ pub mod hvconsole;
 pub mod mgmt;
 pub mod outcome;
 pub mod qemu;
+pub mod shared;
 
 pub use backend::Backend;
 pub use outcome::{ModuleLine, Outcome};

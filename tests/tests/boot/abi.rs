@@ -30,13 +30,13 @@
 //! | `abi_*_clock` | `clock` printed `clock: <N> checks, 0 failed` (monotonic on and across 4 vCPUs; CPU time within the PV clock; block and timer wake-ups within `[deadline, deadline + 2 ticks + 10 ms]`) and exited 0; under QEMU also the parallel `clock` of the suite |
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use boot_tests::Outcome;
 use boot_tests::artifacts::guest;
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::bochs::{self, Pc};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, PVH_TIMEOUT_S, iso_vm, pvh_vm, run};
+use boot_tests::shared::Once;
 use xtask::iso::Module;
 
 /// The `abi` guest makes about 200 checks; fewer means some were skipped.
@@ -95,12 +95,14 @@ fn boot(b: Backend, test: &str, iso: PathBuf, cpus: u32) -> Outcome {
     }
 }
 
-/// The suite's run on `b`, made once however many tests read it.
+/// The suite's run on `b`, made once however many tests read it; if it
+/// fails (boot checks, timeout), every test reading it fails
+/// ([`boot_tests::shared`]: CI once saw only the first reader fail).
 fn suite(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
+    static SVM: Once<Outcome> = Once::new();
+    static VMX: Once<Outcome> = Once::new();
     let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
+    cell.get(&format!("abi_suite_{}", b.suffix()), || {
         let iso = iso(b, "suite", &suite_modules(b));
         let o = boot(b, &format!("abi_suite_{}", b.suffix()), iso, 2);
         boot_checks(&o, b, "multiboot2");
@@ -110,10 +112,10 @@ fn suite(b: Backend) -> &'static Outcome {
 
 /// The clock's own run on `b`, on emulated time.
 fn clock_run(b: Backend) -> &'static Outcome {
-    static SVM: OnceLock<Outcome> = OnceLock::new();
-    static VMX: OnceLock<Outcome> = OnceLock::new();
+    static SVM: Once<Outcome> = Once::new();
+    static VMX: Once<Outcome> = Once::new();
     let cell = if b == Backend::Svm { &SVM } else { &VMX };
-    cell.get_or_init(|| {
+    cell.get(&format!("abi_clock_{}", b.suffix()), || {
         let test = format!("abi_clock_{}", b.suffix());
         match b {
             Backend::Svm => {

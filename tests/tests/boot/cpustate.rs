@@ -16,13 +16,12 @@
 //! |---|---|
 //! | `cpustate_*_one_cpu`, `cpustate_*_smp`, `cpustate_vtx_tigerlake_one_cpu`, `cpustate_amdv_qemu64_one_cpu` | every domain exited 0 with `statecheck: <N> checks, 0 failed` (N at least the classes expected on that CPU model), and its `features` line shows the classes the CPU model offers (XSAVE, AVX, FSGSBASE everywhere; PKU under QEMU and on tigerlake; AVX-512 on tigerlake; none of them on `qemu64`, where state goes through FXSAVE) |
 
-use std::sync::OnceLock;
-
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::bochs::{self, Pc};
 use boot_tests::domains::{ReportOnPanic, said};
 use boot_tests::guest_run::{GuestRun, Shared};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run};
+use boot_tests::shared::Once;
 use boot_tests::{Backend, Outcome};
 use xtask::iso::Module;
 
@@ -54,8 +53,8 @@ fn modules() -> Vec<Module> {
 /// The same four domains on one CPU of Bochs' `tigerlake` model (VT-x with
 /// AVX-512 and PKU).
 fn tigerlake_run() -> &'static Outcome {
-    static RUN: OnceLock<Outcome> = OnceLock::new();
-    RUN.get_or_init(|| {
+    static RUN: Once<Outcome> = Once::new();
+    RUN.get("cpustate_tigerlake", || {
         let b = Backend::Vmx;
         let iso = shared_iso(
             "cpustate-tigerlake.iso",
@@ -85,8 +84,8 @@ fn tigerlake_run() -> &'static Outcome {
 /// The same four domains on one CPU of QEMU's default TCG model
 /// (`qemu64,+svm,+npt`): no XSAVE, so the FXSAVE/FXRSTOR path.
 fn qemu64_run() -> &'static Outcome {
-    static RUN: OnceLock<Outcome> = OnceLock::new();
-    RUN.get_or_init(|| {
+    static RUN: Once<Outcome> = Once::new();
+    RUN.get("cpustate_qemu64", || {
         let b = Backend::Svm;
         let iso = shared_iso(
             "cpustate-qemu64.iso",
