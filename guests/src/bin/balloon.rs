@@ -17,6 +17,17 @@
 //!    boot test checks that the hypervisor's free memory is the same after
 //!    all domains end, so no frame leaks).
 //!
+//! Where the 64 pages lie relative to 2 MiB boundaries (the nested page
+//! tables' large pages) depends on where the free region starts, that is on
+//! the image's size, which changes with the build's paths. Two arguments
+//! put them where a test wants, whatever the size:
+//! - `shift=<pages>` moves the working area (the 64 pages and the 2 MiB
+//!   block's search) that many pages up inside the free region;
+//! - `cross2m` puts the first 2 MiB boundary above the region's start at
+//!   page 16: the 16 released pages (8..24) and the 64 of the cycles
+//!   straddle it (the 2 MiB block then usually no longer fits in the 8 MiB
+//!   domain: those checks are left out).
+//!
 //! Prints `balloon: <name> ok|FAILED ...` per check and
 //! `balloon: <N> checks, <M> failed`; exits 0 iff all passed.
 //!
@@ -127,8 +138,28 @@ fn main(si: &StartInfo) -> i32 {
         format_args!("{info0:?}"),
     );
 
-    // 64 pages at the start of the free region; a 2 MiB block above them.
-    let r = free.start;
+    // 64 pages at the start of the free region (moved up by `shift`
+    // pages, or to straddle a 2 MiB boundary); a 2 MiB block above them.
+    const M2: u64 = 2 << 20;
+    let shift = if si.flag("cross2m") {
+        let boundary = (free.start + 16 * P).next_multiple_of(M2);
+        (boundary - 16 * P - free.start) / P
+    } else {
+        si.arg_or("shift", 0).unwrap_or(u64::MAX)
+    };
+    let Some(r) = shift
+        .checked_mul(P)
+        .and_then(|s| free.start.checked_add(s))
+        .filter(|&r| r + 64 * P <= free.end)
+    else {
+        pvabi::println!("balloon: shift={shift} pages leaves no 64 pages in {free:x?}");
+        return 1;
+    };
+    pvabi::println!(
+        "balloon: working area {:#x}..{:#x} (shift {shift})",
+        r,
+        r + 64 * P
+    );
     let page = |i: u64| r + i * P;
     let pages = |a: u64, b: u64| page(a)..page(b);
     let big = (page(64) + (2 << 20) - 1) & !((2 << 20) - 1);

@@ -7,7 +7,8 @@
 //! Two runs per backend, shared by the tests that read them:
 //!
 //! - the ABI suite (GRUB ISO, 2 CPUs): `abi` (every hypercall with valid
-//!   and hostile arguments), `balloon` (release and re-populate),
+//!   and hostile arguments), `balloon` and `balloon2m` (release and
+//!   re-populate, the second across a 2 MiB boundary),
 //!   `multicall` (batches of 64 ops) and `singlecalls` (the same binary
 //!   doing the same ops one hypercall at a time); under QEMU also `clock`
 //!   with `waits=0`: four vCPUs reading the clock truly in parallel (QEMU's
@@ -25,7 +26,7 @@
 //! | test | asserts |
 //! |---|---|
 //! | `abi_*_hypercalls` | `abi` printed `abi: <N> checks, 0 failed` with N >= [`MIN_ABI_CHECKS`], no `FAILED` line, and exited 0 |
-//! | `abi_*_balloon` | `balloon` printed `balloon: <N> checks, 0 failed` and exited 0; after every domain ended, the hypervisor's free memory equals what it was at ready (no frame leaked through release/populate) |
+//! | `abi_*_balloon` | `balloon` and `balloon2m` (its pages across a 2 MiB boundary: `cross2m`, page 16 on it) printed `balloon: <N> checks, 0 failed` and exited 0; after every domain ended, the hypervisor's free memory equals what it was at ready (no frame leaked through release/populate) |
 //! | `abi_*_multicall` | both batch domains printed their 64 lines in order, their result line and `bye`, never `NOT REACHED` (a shutdown inside a batch ends the domain), exited 0; and `singlecalls` took at least `63 * R - (R - 1)` more exits than `multicall` for R rounds of 64 ops: one exit per batch, with room for a few timer-interrupt exits |
 //! | `abi_*_clock` | `clock` printed `clock: <N> checks, 0 failed` (monotonic on and across 4 vCPUs; CPU time within the PV clock; block and timer wake-ups within `[deadline, deadline + 2 ticks + 10 ms]`) and exited 0; under QEMU also the parallel `clock` of the suite |
 
@@ -61,6 +62,7 @@ fn suite_modules(b: Backend) -> Vec<Module> {
     let mut m = vec![
         guest_module("abi", "abi", ""),
         guest_module("balloon", "balloon", ""),
+        guest_module("balloon", "balloon2m", "cross2m"),
         guest_module("multicall", "multicall", &format!("rounds={ROUNDS}")),
         guest_module(
             "multicall",
@@ -212,6 +214,20 @@ fn balloon(b: Backend) {
     let o = suite(b);
     let _report = ReportOnPanic(o);
     assert_self_checked(o, "balloon", "balloon", 40);
+    // Its pages across a 2 MiB boundary (a large nested-paging mapping
+    // split on both sides), wherever the image's size put the free region;
+    // its 2 MiB block no longer fits, so fewer checks.
+    assert_self_checked(o, "balloon2m", "balloon", 30);
+    let d = o.domain_end("balloon2m");
+    let area = said(o, &d, "balloon")
+        .into_iter()
+        .find_map(|l| l.strip_prefix("working area 0x")?.split_once(".."))
+        .and_then(|(a, _)| u64::from_str_radix(a, 16).ok());
+    assert!(
+        area.is_some_and(|a| (a + 16 * 4096).is_multiple_of(2 << 20)),
+        "{}: balloon2m's working area {area:x?} does not put a 2 MiB boundary at its page 16",
+        o.test
+    );
     // Released frames went back to the hypervisor and populated ones came
     // from it: once every domain has ended, all of them must be free again.
     let Some(all) = o.all_ended() else {
