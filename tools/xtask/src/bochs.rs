@@ -80,6 +80,15 @@ pub fn bochsrc(pc: &Pc, iso: &Path, dir: &Path) -> String {
     // the host clock, so a run with one CPU is repeatable to the tick.
     let _ = writeln!(rc, "clock: sync=none, time0=1577836800");
     let _ = writeln!(rc, "mouse: enabled=0");
+    // No sound: Bochs' default sound driver opens ALSA while it reads this
+    // file, which fails on every machine without a sound card (a page of
+    // ALSA errors in bochs.out) — start-up work nothing here needs. The
+    // dummy drivers open nothing; the PC speaker is off too.
+    let _ = writeln!(
+        rc,
+        "sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy"
+    );
+    let _ = writeln!(rc, "speaker: enabled=0");
     let _ = writeln!(rc, "log: {}", dir.join("bochs.log").display());
     let _ = writeln!(rc, "panic: action=fatal");
     let _ = writeln!(rc, "error: action=report");
