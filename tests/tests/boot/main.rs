@@ -29,6 +29,7 @@ mod linux;
 mod linux_console_bochs;
 mod linux_dom0;
 mod linux_reboot;
+mod linux_shutdown;
 mod linux_smp;
 mod linuxproto;
 mod msi;
