@@ -45,6 +45,7 @@ mod server;
 mod spec;
 mod stress;
 mod template;
+mod triplefault;
 mod upcall;
 mod wallclock;
 mod wx;
