@@ -710,10 +710,7 @@ mod tests {
             SelfTest::StackOverflow
         );
         assert_eq!(ok("selftest=panic selftest=none").selftest, SelfTest::None);
-        assert_eq!(
-            ok("selftest=triple-fault").selftest,
-            SelfTest::TripleFault
-        );
+        assert_eq!(ok("selftest=triple-fault").selftest, SelfTest::TripleFault);
         let (o, e) = err("selftest=explode");
         assert_eq!(o.selftest, SelfTest::None);
         assert!(std::format!("{}", e).contains("explode"));

@@ -101,7 +101,9 @@ fn shutdown_honoured(sock: &Path, log: &Path, name: &str, n: usize) {
     );
     expect_nth(
         log,
-        &[&format!("domain-end: id={id} name={name} result=exited code=0 ")],
+        &[&format!(
+            "domain-end: id={id} name={name} result=exited code=0 "
+        )],
         1,
         10,
         "the hypervisor's end line",
@@ -143,7 +145,9 @@ fn reboot_honoured(sock: &Path, log: &Path) {
     );
     expect_nth(
         log,
-        &[&format!("domain-end: id={id} name=lx-rb result=rebooted code=0 ")],
+        &[&format!(
+            "domain-end: id={id} name=lx-rb result=rebooted code=0 "
+        )],
         1,
         10,
         "the hypervisor's end line",
@@ -173,9 +177,7 @@ fn linux_shutdown_qemu() {
         config_module(TEST, &config),
     ];
     let (vm, sock, log) = mgmt_vm_sized(TEST, &modules, 2, "256M");
-    let qemu = std::thread::spawn(move || {
-        run_until(TEST, vm, 600, Some(END_LINE))
-    });
+    let qemu = std::thread::spawn(move || run_until(TEST, vm, 600, Some(END_LINE)));
     let session = std::panic::catch_unwind(|| {
         waiting(&log, "lx-off", 1, 240);
         waiting(&log, "lx-rb", 1, 240);
@@ -245,15 +247,7 @@ fn linux_shutdown_bochs() {
     let log = run_dir.join("serial.log");
     // Not in the run's directory: the run empties that when it starts.
     let sock: PathBuf = root().join("runs").join(format!("{test}.mgmt.sock"));
-    let bochs = std::thread::spawn(move || {
-        run_iso(
-            test,
-            &pc,
-            &iso,
-            Some(END_LINE),
-            TIMEOUT_S,
-        )
-    });
+    let bochs = std::thread::spawn(move || run_iso(test, &pc, &iso, Some(END_LINE), TIMEOUT_S));
     let result = std::panic::catch_unwind(|| {
         bridge(port, &sock);
         waiting(&log, "lx", 1, 240);

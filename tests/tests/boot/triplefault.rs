@@ -33,7 +33,10 @@ fn triple_fault_dump() {
         .lines()
         .find(|l| l.starts_with("cpu ") && l.contains(&want))
         .unwrap_or_else(|| {
-            panic!("{TEST}: no CPU summary with {want}in the report:\n{}", o.emulator_log)
+            panic!(
+                "{TEST}: no CPU summary with {want}in the report:\n{}",
+                o.emulator_log
+            )
         });
     assert!(
         summary.contains(" IDT=0000000000000000"),

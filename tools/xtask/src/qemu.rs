@@ -261,7 +261,13 @@ impl Vm {
         match &self.reset_dump {
             None => push("-no-reboot"),
             Some(log) => {
-                for s in ["-action", "reboot=reset,shutdown=poweroff", "-d", "cpu_reset", "-D"] {
+                for s in [
+                    "-action",
+                    "reboot=reset,shutdown=poweroff",
+                    "-d",
+                    "cpu_reset",
+                    "-D",
+                ] {
                     push(s);
                 }
                 a.push(log.into());

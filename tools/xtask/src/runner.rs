@@ -306,7 +306,10 @@ mod tests {
         .unwrap();
         assert_eq!(e, Ended::Reset);
         assert!(took < Duration::from_secs(10), "{took:?}");
-        assert!(took >= Duration::from_millis(300), "stopped before the fault: {took:?}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "stopped before the fault: {took:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
