@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use xtask::qemu::{Accel, Boot, Vm};
+use xtask::reset::{ResetLog, TripleFault};
 use xtask::runner::{self, StopLine};
 use xtask::serial;
 
@@ -70,15 +71,12 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
     let dir = artifacts::test_dir(test);
     let serial_path = dir.join("serial.log");
     let qemu_log = dir.join("qemu.log");
-    // QEMU's own record of CPU resets: names a triple fault of the
-    // hypervisor, which -no-reboot otherwise turns into a silent exit 0.
+    // QEMU's own record of CPU resets. A triple fault of the hypervisor
+    // resets the machine; QEMU dumps every CPU's registers as it does
+    // (`-d cpu_reset`), and the runner stops QEMU once the dumps are in
+    // (issue 13: under -no-reboot QEMU logged only "Triple fault").
     let reset_log = dir.join("qemu-reset.log");
-    vm.extra.extend([
-        "-d".into(),
-        "cpu_reset".into(),
-        "-D".into(),
-        reset_log.clone().into(),
-    ]);
+    vm.reset_dump = Some(reset_log.clone());
     vm.serial = format!("file:{}", serial_path.display());
     let qemu = vm.check_tools().unwrap_or_else(|e| panic!("{test}: {e}"));
     let log =
@@ -87,32 +85,29 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
     let mut cmd = Command::new(qemu);
     cmd.args(vm.args()).stdout(log).stderr(log2);
     let timeout = scaled(timeout_s);
-    let (ended, took) = match stop {
-        Some(needles) => {
-            let line = StopLine {
-                log: &serial_path,
-                needles,
-            };
-            runner::run_until_line(&mut cmd, timeout, &line)
-        }
-        None => runner::run_with_timeout(&mut cmd, timeout),
-    }
-    .unwrap_or_else(|e| panic!("{test}: {e}"));
+    let line = stop.map(|needles| StopLine {
+        log: &serial_path,
+        needles,
+    });
+    let reset = ResetLog {
+        path: &reset_log,
+        cpus: vm.smp,
+    };
+    let (ended, took) = runner::run_watching(&mut cmd, timeout, line.as_ref(), Some(&reset))
+        .unwrap_or_else(|e| panic!("{test}: {e}"));
     let lines = serial::lines(&std::fs::read(&serial_path).unwrap_or_default());
     let mut emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
-    if let Some(at) = std::fs::read_to_string(&reset_log)
-        .ok()
-        .and_then(|l| l.find("Triple fault").map(|at| (l, at)))
-    {
-        // The CPUs' registers at the reset (`-d cpu_reset` dumps them after
-        // the line): kept in the test's own output, since the run directory
-        // is reused by the next run (the only triple fault seen so far,
-        // issue 13's, lost them that way).
-        let (l, at) = at;
-        let dump: String = l[at..].chars().take(12_000).collect();
+    let reset_text = std::fs::read(&reset_log).unwrap_or_default();
+    if let Some(t) = TripleFault::find(&String::from_utf8_lossy(&reset_text), 24_000) {
+        // Kept in the test's own output, since the run directory is
+        // reused by the next run (the only triple fault seen before,
+        // issue 13's, lost its record that way).
         emulator_log.push_str(&format!(
-            "QEMU logged a triple fault of the machine (the hypervisor itself): {}\n{dump}\n",
-            reset_log.display()
+            "QEMU logged a triple fault of the machine (the hypervisor itself), registers \
+             before the reset ({}):\n{}\n{}\n",
+            reset_log.display(),
+            t.summary.join("\n"),
+            t.dump
         ));
     }
     let o = Outcome {

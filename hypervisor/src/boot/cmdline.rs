@@ -139,6 +139,10 @@ pub enum SelfTest {
     WriteText,
     /// Jump into the hypervisor's data (mapped no-execute).
     ExecData,
+    /// `triple-fault`: load an empty IDT and raise #UD, so the CPU
+    /// shuts down (a triple fault of the machine): proves that the test
+    /// runner keeps QEMU's register dump of such a fault (issue 13).
+    TripleFault,
     /// `iommu-dma`: program QEMU's `edu` device to DMA where it must not
     /// and where it may, and report what the IOMMU let through
     /// (`iommu/selftest.rs`); ends with success only if every check held.
@@ -338,7 +342,7 @@ impl Options {
                 self.console = lookup("console", v, &CONSOLES, "com1, com2 or none")?;
             }
             "selftest" => {
-                const TESTS: [(&str, SelfTest); 7] = [
+                const TESTS: [(&str, SelfTest); 8] = [
                     ("none", SelfTest::None),
                     ("panic", SelfTest::Panic),
                     ("null-deref", SelfTest::NullDeref),
@@ -346,13 +350,14 @@ impl Options {
                     ("write-text", SelfTest::WriteText),
                     ("exec-data", SelfTest::ExecData),
                     ("iommu-dma", SelfTest::IommuDma),
+                    ("triple-fault", SelfTest::TripleFault),
                 ];
                 let v = needs_value("selftest")?;
                 self.selftest = lookup(
                     "selftest",
                     v,
                     &TESTS,
-                    "none, panic, null-deref, stack-overflow, write-text, exec-data or iommu-dma",
+                    "none, panic, null-deref, stack-overflow, write-text, exec-data, iommu-dma or triple-fault",
                 )?;
             }
             "spec-ctrl" => {
@@ -705,6 +710,7 @@ mod tests {
             SelfTest::StackOverflow
         );
         assert_eq!(ok("selftest=panic selftest=none").selftest, SelfTest::None);
+        assert_eq!(ok("selftest=triple-fault").selftest, SelfTest::TripleFault);
         let (o, e) = err("selftest=explode");
         assert_eq!(o.selftest, SelfTest::None);
         assert!(std::format!("{}", e).contains("explode"));

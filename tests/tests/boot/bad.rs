@@ -1,6 +1,7 @@
 //! Bad boot input: each must give one clear `FATAL:` line and the failure
 //! status, never a hang (the run has a hard deadline) or a reboot loop
-//! (`-no-reboot`).
+//! (a triple fault ends the run `Reset` after QEMU's register dump:
+//! `tests/src/qemu.rs`).
 
 use boot_tests::qemu::{PVH_TIMEOUT_S, pvh_vm, run};
 

@@ -30,7 +30,7 @@ use boot_tests::scaled;
 const TEST: &str = "linux_console_bochs";
 
 /// A port nobody listens on now (Bochs binds it a moment later).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -40,8 +40,9 @@ fn free_port() -> u16 {
 type Client = Arc<Mutex<Option<std::os::unix::net::UnixStream>>>;
 
 /// Connects to Bochs' COM2 at `port` (retrying while Bochs starts) and
-/// serves it at the unix socket `sock`, one client at a time.
-fn bridge(port: u16, sock: &Path) {
+/// serves it at the unix socket `sock`, one client at a time (also
+/// `linux_shutdown_bochs`'s line).
+pub(super) fn bridge(port: u16, sock: &Path) {
     let end = Instant::now() + scaled(60);
     let line = loop {
         match TcpStream::connect(("127.0.0.1", port)) {

@@ -12,6 +12,7 @@ pub mod iso;
 pub mod linux;
 pub mod paths;
 pub mod qemu;
+pub mod reset;
 pub mod runner;
 pub mod serial;
 pub mod server;

@@ -218,6 +218,14 @@ pub struct Vm {
     pub serial: String,
     /// Appended last, so they override.
     pub extra: Vec<OsString>,
+    /// `Some(log)`: keep QEMU's register dump of a triple fault there
+    /// (issue 13). QEMU 7.2 dumps the CPUs (`-d cpu_reset`) only when it
+    /// really resets them, which `-no-reboot` (`-action reboot=shutdown`)
+    /// skips: so the machine is allowed to reset
+    /// (`-action reboot=reset,shutdown=poweroff`), and whoever runs it
+    /// stops QEMU once the dump is written ([`crate::reset`]). `None`:
+    /// `-no-reboot`, a reset ends QEMU with status 0.
+    pub reset_dump: Option<PathBuf>,
 }
 
 impl Vm {
@@ -237,6 +245,7 @@ impl Vm {
             boot,
             serial: serial.into(),
             extra: Vec::new(),
+            reset_dump: None,
         }
     }
 
@@ -246,10 +255,26 @@ impl Vm {
         let mut push = |s: &str| a.push(s.into());
         // No default NIC, VGA or drives: nothing we do not use (OVMF also
         // skips a PXE attempt), and -no-reboot turns a triple fault into an
-        // exit instead of a reboot loop.
+        // exit instead of a reboot loop (unless the reset is to be dumped,
+        // see `reset_dump`).
+        push("-nodefaults");
+        match &self.reset_dump {
+            None => push("-no-reboot"),
+            Some(log) => {
+                for s in [
+                    "-action",
+                    "reboot=reset,shutdown=poweroff",
+                    "-d",
+                    "cpu_reset",
+                    "-D",
+                ] {
+                    push(s);
+                }
+                a.push(log.into());
+            }
+        }
+        let mut push = |s: &str| a.push(s.into());
         for s in [
-            "-nodefaults",
-            "-no-reboot",
             "-display",
             "none",
             "-M",
@@ -418,6 +443,7 @@ mod tests {
         );
         assert!(joined.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(joined.contains("-no-reboot"));
+        assert!(!joined.contains("-action"), "{joined}");
         assert!(
             joined.ends_with("-kernel /k -append exit=qemu shutdown -initrd /m"),
             "{joined}"
@@ -426,6 +452,28 @@ mod tests {
             vm.display().contains("-append 'exit=qemu shutdown'"),
             "{}",
             vm.display()
+        );
+    }
+
+    #[test]
+    fn a_dumped_reset_replaces_no_reboot() {
+        let boot = Boot::Bios {
+            iso: "/i.iso".into(),
+        };
+        let mut vm = Vm::new(Accel::Tcg, 1, "128M", boot, "file:/s.log");
+        vm.reset_dump = Some("/r.log".into());
+        let joined: Vec<String> = vm
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = joined.join(" ");
+        assert!(!joined.contains("-no-reboot"), "{joined}");
+        assert!(
+            joined.starts_with(
+                "-nodefaults -action reboot=reset,shutdown=poweroff -d cpu_reset -D /r.log -display none"
+            ),
+            "{joined}"
         );
     }
 

@@ -12,6 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Result};
+use crate::reset::ResetLog;
 
 /// A child process that is killed (and reaped) when dropped.
 #[derive(Debug)]
@@ -36,6 +37,19 @@ impl KillOnDrop {
     /// `stop` is seen (checked about every 20 ms): returns
     /// [`Ended::Stopped`] then.
     pub fn wait_for(&mut self, deadline: Instant, stop: Option<&StopLine<'_>>) -> Result<Ended> {
+        self.wait_watching(deadline, stop, None)
+    }
+
+    /// Like [`Self::wait_for`], and with `reset`, stops the child once
+    /// its reset log holds a triple fault's register dumps: returns
+    /// [`Ended::Reset`] then. It is stopped with SIGTERM (QEMU then
+    /// flushes the log and exits), killed if still alive after 10 s.
+    pub fn wait_watching(
+        &mut self,
+        deadline: Instant,
+        stop: Option<&StopLine<'_>>,
+        reset: Option<&ResetLog<'_>>,
+    ) -> Result<Ended> {
         loop {
             if let Some(status) = self
                 .0
@@ -48,6 +62,10 @@ impl KillOnDrop {
                 self.kill();
                 return Ok(Ended::Stopped);
             }
+            if reset.is_some_and(ResetLog::dumped) {
+                self.terminate(Duration::from_secs(10));
+                return Ok(Ended::Reset);
+            }
             let now = Instant::now();
             if now >= deadline {
                 self.kill();
@@ -55,6 +73,24 @@ impl KillOnDrop {
             }
             std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
         }
+    }
+
+    /// SIGTERM (through kill(1): no libc here), then SIGKILL after
+    /// `grace`.
+    fn terminate(&mut self, grace: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let end = Instant::now() + grace;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
     }
 
     fn kill(&mut self) {
@@ -115,6 +151,9 @@ pub enum Ended {
     /// ([`run_until_line`]): the expected end of a machine that never
     /// stops by itself.
     Stopped,
+    /// The machine reset after a triple fault and we stopped it once
+    /// QEMU had logged the CPUs' registers ([`run_watching`]).
+    Reset,
 }
 
 impl Ended {
@@ -122,7 +161,7 @@ impl Ended {
     pub fn code(self) -> Option<i32> {
         match self {
             Self::Exited(s) => s.code(),
-            Self::TimedOut | Self::Stopped => None,
+            Self::TimedOut | Self::Stopped | Self::Reset => None,
         }
     }
 }
@@ -136,6 +175,9 @@ impl std::fmt::Display for Ended {
             },
             Self::TimedOut => f.write_str("timed out (killed)"),
             Self::Stopped => f.write_str("stopped by the harness at the awaited serial line"),
+            Self::Reset => f.write_str(
+                "the machine triple-faulted (QEMU reset it); stopped by the harness after QEMU's register dump",
+            ),
         }
     }
 }
@@ -160,6 +202,21 @@ pub fn run_until_line(
     let start = Instant::now();
     let mut child = KillOnDrop::spawn(cmd)?;
     let ended = child.wait_for(start + timeout, Some(stop))?;
+    Ok((ended, start.elapsed()))
+}
+
+/// Runs `cmd` like [`run_until_line`] (with `stop`) or
+/// [`run_with_timeout`] (without), and with `reset`, until its reset log
+/// holds a triple fault's dumps ([`Ended::Reset`]).
+pub fn run_watching(
+    cmd: &mut Command,
+    timeout: Duration,
+    stop: Option<&StopLine<'_>>,
+    reset: Option<&ResetLog<'_>>,
+) -> Result<(Ended, Duration)> {
+    let start = Instant::now();
+    let mut child = KillOnDrop::spawn(cmd)?;
+    let ended = child.wait_watching(start + timeout, stop, reset)?;
     Ok((ended, start.elapsed()))
 }
 
@@ -220,6 +277,39 @@ mod tests {
         assert_eq!(e, Ended::Stopped);
         assert_eq!(e.code(), None);
         assert!(took < Duration::from_secs(10), "{took:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_run_stops_after_a_triple_fault_s_dump() {
+        let dir = std::env::temp_dir().join(format!("xtask-reset-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("reset.log");
+        let _ = std::fs::remove_file(&log);
+        // Power-on dumps only, for a while: not a reason to stop. Then a
+        // fault and one CPU's dump; the child would go on for 30 s.
+        let script = format!(
+            "echo 'CPU Reset (CPU 0)' > {0}; sleep 0.3; \
+             printf 'Triple fault\nCPU Reset (CPU 0)\nRIP=1\n' >> {0}; exec sleep 30",
+            log.display()
+        );
+        let reset = ResetLog {
+            path: &log,
+            cpus: 1,
+        };
+        let (e, took) = run_watching(
+            Command::new("sh").args(["-c", &script]),
+            Duration::from_secs(20),
+            None,
+            Some(&reset),
+        )
+        .unwrap();
+        assert_eq!(e, Ended::Reset);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(300),
+            "stopped before the fault: {took:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -1,0 +1,52 @@
+//! A triple fault of the hypervisor leaves QEMU's register dump in the
+//! test report (issue 13). Before, every run had `-no-reboot`, under
+//! which QEMU 7.2 logs only "Triple fault" and exits 0: which instruction
+//! faulted, and on which tables, was lost.
+//!
+//! | test | machine | asserts |
+//! |---|---|---|
+//! | `triple_fault_dump` | QEMU TCG (AMD-V), PVH, 2 CPUs, `selftest=triple-fault` (an empty IDT, then `ud2`) | the run ends `Reset` (stopped after the dump, not a reboot loop, not a time-out); the report's summary for the CPU gives `RIP=` the address of the `ud2` the hypervisor logged before faulting, and `IDT=0000000000000000`; the dump itself (`CR2=`, `CR3=`, `GDT=`, `RSP=`) is in the report |
+
+use boot_tests::domains::ReportOnPanic;
+use boot_tests::qemu::{PVH_TIMEOUT_S, pvh_vm, run};
+use xtask::runner::Ended;
+
+const TEST: &str = "triple_fault_dump";
+
+#[test]
+fn triple_fault_dump() {
+    let vm = pvh_vm(2, "128M", "exit=qemu selftest=triple-fault", None);
+    let o = run(TEST, vm, PVH_TIMEOUT_S);
+    let _report = ReportOnPanic(&o);
+    assert_eq!(o.ended, Ended::Reset, "{TEST}: how the run ended");
+    let said = o
+        .lines
+        .iter()
+        .find_map(|l| l.split("self-test triple-fault: ud2 at rip=0x").nth(1))
+        .unwrap_or_else(|| panic!("{TEST}: the hypervisor did not log the ud2's address"));
+    let hex = said.split_whitespace().next().unwrap_or_default();
+    let rip = u64::from_str_radix(hex, 16)
+        .unwrap_or_else(|e| panic!("{TEST}: rip {hex:?} in the log: {e}"));
+    let want = format!("RIP={rip:016x} ");
+    let summary = o
+        .emulator_log
+        .lines()
+        .find(|l| l.starts_with("cpu ") && l.contains(&want))
+        .unwrap_or_else(|| {
+            panic!(
+                "{TEST}: no CPU summary with {want}in the report:\n{}",
+                o.emulator_log
+            )
+        });
+    assert!(
+        summary.contains(" IDT=0000000000000000"),
+        "{TEST}: the faulting CPU's IDT base: {summary}"
+    );
+    for field in ["RSP=", "CR2=", "CR3=", "GDT="] {
+        assert!(summary.contains(field), "{TEST}: {field} in {summary}");
+    }
+    assert!(
+        o.emulator_log.contains("Triple fault\nCPU Reset (CPU "),
+        "{TEST}: the dump itself is not in the report"
+    );
+}

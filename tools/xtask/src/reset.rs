@@ -1,0 +1,154 @@
+//! QEMU's record of a triple fault (issue 13): with `-d cpu_reset -D LOG`
+//! and the machine allowed to reset ([`crate::qemu::Vm::reset_dump`]),
+//! QEMU 7.2 logs `Triple fault` when a CPU shuts down, then, as it resets
+//! the machine, `CPU Reset (CPU n)` and that CPU's registers *before* the
+//! reset (RIP, RSP, CR2, CR3, GDT and IDT bases, ...), one CPU after the
+//! other. The same header also starts the dumps of the power-on reset and
+//! of every INIT of an AP, so only headers after `Triple fault` count.
+//!
+//! The runner ([`crate::runner`]) stops QEMU once every CPU's dump after
+//! the fault is in the log (a reset machine would boot again and loop);
+//! [`TripleFault::find`] then gives the dumps and a one-line summary per
+//! CPU for the test report.
+
+use std::path::Path;
+
+/// What QEMU logs when a CPU's exception cannot be delivered.
+pub const TRIPLE_FAULT: &str = "Triple fault";
+/// The header of each CPU's dump (`CPU Reset (CPU 0)`).
+pub const RESET_HEADER: &str = "CPU Reset (CPU ";
+
+/// A reset log to watch: its path and the machine's CPU count (a reset
+/// dumps every CPU).
+#[derive(Debug, Clone, Copy)]
+pub struct ResetLog<'a> {
+    /// The `-D` file.
+    pub path: &'a Path,
+    /// `-smp`.
+    pub cpus: u32,
+}
+
+impl ResetLog<'_> {
+    /// Whether the log holds a triple fault with every CPU's dump after
+    /// it (the last one may still be being written: QEMU is stopped with
+    /// SIGTERM, which lets it flush the log).
+    pub fn dumped(&self) -> bool {
+        let Ok(raw) = std::fs::read(self.path) else {
+            return false;
+        };
+        Self::complete(&String::from_utf8_lossy(&raw), self.cpus)
+    }
+
+    /// [`Self::dumped`] on the log's text.
+    pub fn complete(text: &str, cpus: u32) -> bool {
+        text.find(TRIPLE_FAULT).is_some_and(|at| {
+            let after = text.get(at..).unwrap_or_default();
+            after.matches(RESET_HEADER).count() >= cpus.max(1) as usize
+        })
+    }
+}
+
+/// The dumps that followed a triple fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TripleFault {
+    /// One line per CPU: `cpu N: RIP=... RSP=... CR2=... CR3=... GDT=...
+    /// IDT=...` (what is there of it).
+    pub summary: Vec<String>,
+    /// The log from the `Triple fault` line on, at most `limit` bytes.
+    pub dump: String,
+}
+
+/// The registers a summary names, as QEMU prints them (`RIP=`; in a
+/// 32-bit dump `EIP=`).
+const FIELDS: [&str; 7] = ["RIP=", "EIP=", "RSP=", "CR2=", "CR3=", "GDT=", "IDT="];
+
+impl TripleFault {
+    /// The first triple fault in `text` (a reset log), with its dumps cut
+    /// to about `limit` bytes; `None` when there is none.
+    pub fn find(text: &str, limit: usize) -> Option<Self> {
+        let at = text.find(TRIPLE_FAULT)?;
+        let after = text.get(at..).unwrap_or_default();
+        let mut summary = Vec::new();
+        for dump in after.split(RESET_HEADER).skip(1) {
+            let (cpu, regs) = dump.split_once(')').unwrap_or(("?", dump));
+            let mut line = format!("cpu {cpu}:");
+            for f in FIELDS {
+                if let Some(v) = value(regs, f) {
+                    line.push_str(&format!(" {f}{v}"));
+                }
+            }
+            summary.push(line);
+        }
+        let mut end = after.len().min(limit);
+        while !after.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(Self {
+            summary,
+            dump: after.get(..end).unwrap_or_default().to_string(),
+        })
+    }
+}
+
+/// The value after `field` in a dump: the next word, or for `GDT=`/`IDT=`
+/// (`GDT=     base limit`) the base.
+fn value(regs: &str, field: &str) -> Option<String> {
+    let at = regs.find(field)? + field.len();
+    regs.get(at..)?
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    /// QEMU 7.2's `-d cpu_reset` output around a triple fault (64-bit
+    /// dump, cut down), after the power-on dumps.
+    const LOG: &str = "CPU Reset (CPU 0)\nEAX=00000000 EBX=00000000\nEIP=00000000 EFL=00000000\n\
+CPU Reset (CPU 1)\nEAX=00000000\n\
+Triple fault\n\
+CPU Reset (CPU 0)\n\
+RAX=0000000000000001 RBX=0000000000000002 RCX=0 RDX=0\n\
+RSI=0 RDI=0 RBP=0 RSP=ffff800000f0ff80\n\
+RIP=ffffffff8012a3b4 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0\n\
+GDT=     ffffffff80200000 0000002f\n\
+IDT=     0000000000000000 00000000\n\
+CR0=80050033 CR2=0000000000000000 CR3=0000000000101000 CR4=000006a0\n\
+CPU Reset (CPU 1)\n\
+RIP=ffffffff80100010 RSP=ffff800000e0ff00\n\
+GDT=     ffffffff80200000 0000002f\n\
+IDT=     ffffffff80300000 00000fff\n\
+CR0=80050033 CR2=0000000000000000 CR3=0000000000101000 CR4=000006a0\n";
+
+    #[test]
+    fn only_dumps_after_the_fault_count() {
+        assert!(ResetLog::complete(LOG, 2));
+        assert!(!ResetLog::complete(LOG, 3));
+        let before = LOG.split(TRIPLE_FAULT).next().unwrap();
+        // Four power-on and INIT dumps, no fault: nothing to stop for.
+        assert!(!ResetLog::complete(&before.repeat(2), 1));
+        assert!(!ResetLog::complete("", 1));
+        // One CPU counts as at least one dump.
+        assert!(!ResetLog::complete("Triple fault\n", 0));
+    }
+
+    #[test]
+    fn summary_names_each_cpu_s_registers() {
+        let t = TripleFault::find(LOG, 100_000).unwrap();
+        assert_eq!(
+            t.summary,
+            [
+                "cpu 0: RIP=ffffffff8012a3b4 RSP=ffff800000f0ff80 CR2=0000000000000000 \
+                 CR3=0000000000101000 GDT=ffffffff80200000 IDT=0000000000000000",
+                "cpu 1: RIP=ffffffff80100010 RSP=ffff800000e0ff00 CR2=0000000000000000 \
+                 CR3=0000000000101000 GDT=ffffffff80200000 IDT=ffffffff80300000",
+            ]
+        );
+        assert!(t.dump.starts_with("Triple fault\nCPU Reset (CPU 0)\n"));
+        assert!(TripleFault::find(LOG, 12).unwrap().dump == "Triple fault");
+        assert!(TripleFault::find("CPU Reset (CPU 0)\n", 100).is_none());
+    }
+}
