@@ -282,6 +282,12 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             lines: vec![format!("Welcome to {}", doms[i].name)],
             dropped: 0,
         }),
+        Op::ImageList
+        | Op::ImageDelete { .. }
+        | Op::UploadBegin { .. }
+        | Op::UploadChunk { .. }
+        | Op::UploadEnd { .. }
+        | Op::UploadAbort { .. } => err(ErrorCode::BadState, "no images here".into()),
     };
     (outcome, events)
 }
