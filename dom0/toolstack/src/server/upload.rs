@@ -60,6 +60,21 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// SHA-256 of bytes that come in pieces (a boot module read 4 KiB at a
+/// time).
+#[derive(Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
+}
+
 /// Whether `bytes` start like an ELF file (what a domain's image must be).
 pub fn is_elf(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x7fELF")
@@ -102,11 +117,13 @@ pub trait ImageKeeper {
     fn remove(&mut self, name: &str) -> bool;
 }
 
-/// Images kept in dom0's heap, at most `limit` bytes of them.
+/// Images kept in dom0's heap, at most `limit` bytes of them, and never
+/// more than `free` says the heap can spare now.
 #[derive(Debug, Default)]
 pub struct MemImages {
     images: BTreeMap<String, (Vec<u8>, [u8; 32])>,
     limit: u64,
+    free: Option<fn() -> u64>,
 }
 
 impl MemImages {
@@ -115,6 +132,17 @@ impl MemImages {
         Self {
             images: BTreeMap::new(),
             limit,
+            free: None,
+        }
+    }
+
+    /// As [`Self::new`], and an image must also fit in what `free` says
+    /// the heap can spare when it begins (dom0: free heap less a reserve
+    /// for its own work).
+    pub fn with_free(limit: u64, free: fn() -> u64) -> Self {
+        Self {
+            free: Some(free),
+            ..Self::new(limit)
         }
     }
 
@@ -142,7 +170,8 @@ impl ImageKeeper for MemImages {
     }
 
     fn room(&self) -> u64 {
-        self.limit.saturating_sub(self.used())
+        let room = self.limit.saturating_sub(self.used());
+        self.free.map_or(room, |f| room.min(f()))
     }
 
     fn keep(&mut self, name: String, bytes: Vec<u8>, sha256: [u8; 32]) -> Result<(), ProtoError> {
