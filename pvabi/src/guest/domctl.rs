@@ -75,6 +75,21 @@ pub fn create_image(req: &mut crate::DomainCreateImageRequest, image: &[u8]) -> 
     u32::try_from(id).map_err(|_| Error::Invalid)
 }
 
+/// [`create_image`] with `req` exactly as given (flags and extension
+/// included): for tests of the refusals.
+pub fn create_image_raw(req: &crate::DomainCreateImageRequest) -> Result<u32, Error> {
+    let id = call(
+        HC_DOMCTL_CREATE,
+        [
+            req as *const crate::DomainCreateImageRequest as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    u32::try_from(id).map_err(|_| Error::Invalid)
+}
+
 /// Lets domain `id` run.
 pub fn unpause(id: u32) -> Result<(), Error> {
     call(HC_DOMCTL_UNPAUSE, [id.into(), 0, 0, 0]).map(|_| ())

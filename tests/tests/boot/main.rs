@@ -45,6 +45,8 @@ mod spec;
 mod stress;
 mod template;
 mod upcall;
+mod upload;
+mod upload_ctl;
 mod wallclock;
 mod wx;
 
