@@ -47,6 +47,7 @@ mod template;
 mod upcall;
 mod upload;
 mod upload_ctl;
+mod upload_tcp;
 mod wallclock;
 mod wx;
 
