@@ -6,7 +6,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `upload_qemu_serial` | dom0 with boot modules `hello` and the configuration only; hvctl on COM2 | `hvctl image list` shows the boot modules with size and SHA-256 and no upload; a wrong hash is refused naming both hashes; an upload whose client goes mid-stream (connection closed after one chunk) and one that ends early are dropped: the list still has no upload and dom0 keeps serving; `hvctl create` of a configuration with `image = "<path of ticker>"` uploads it (dom0 logs `upload kept`), the domain ticks on its console, `image delete` is refused while it lives, it is destroyed, the image deleted; the same file sent again by `hvctl image upload` goes once, then says `nothing sent` |
+//! | `upload_qemu_serial` | dom0 with boot modules `hello` and the configuration only; hvctl on COM2 | `hvctl image list` shows the boot modules with size and SHA-256 and no upload; a 6 MiB file is refused before a byte is sent, naming its size and dom0's room; a wrong hash is refused naming both hashes; an upload whose client goes mid-stream (connection closed after one chunk) and one that ends early are dropped: the list still has no upload and dom0 keeps serving; `hvctl create` of a configuration with `image = "<path of ticker>"` uploads it (dom0 logs `upload kept`), the domain ticks on its console, `image delete` is refused while it lives, it is destroyed, the image deleted; the same file sent again by `hvctl image upload` goes once, then says `nothing sent` |
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -185,6 +185,20 @@ fn upload_qemu_serial() {
         );
         let local = cfg.parent().unwrap_or(Path::new(".")).join("ticker.elf");
         std::fs::copy(&ticker, &local).unwrap_or_else(|e| panic!("{e}"));
+        // More than dom0 has room for: refused before any byte is sent,
+        // with the numbers.
+        let huge = cfg.parent().unwrap_or(Path::new(".")).join("huge.bin");
+        let pattern: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&huge, &pattern).unwrap_or_else(|e| panic!("{e}"));
+        let (code, out, err) = hvctl_cmd(&sock, &["image", "upload", huge.to_str().unwrap_or("")]);
+        assert!(
+            code == 1
+                && err.contains(&format!(
+                    "of {} bytes does not fit: dom0 has room for ",
+                    6 << 20
+                )),
+            "{out}{err}"
+        );
         let (code, out, err) = hvctl_cmd(&sock, &["create", cfg.to_str().unwrap_or("")]);
         assert_eq!(code, 0, "create: {out}{err}");
         assert!(out.contains("(tick-u)"), "create: {out}");
