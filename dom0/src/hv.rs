@@ -39,6 +39,10 @@ pub struct Hv {
     pub created: Vec<(u32, String)>,
     /// The hypervisor's `PVABI_VERSION` (dom0's start info).
     pub abi: u32,
+    /// Images sent at run time (`images.rs`).
+    pub uploads: kestrel_toolstack::server::MemImages,
+    /// The boot modules as images, hashed on first use.
+    module_images: Option<Vec<kestrel_toolstack::proto::ImageInfo>>,
 }
 
 impl Hv {
@@ -51,6 +55,8 @@ impl Hv {
             modules,
             created: Vec::new(),
             abi: 0,
+            uploads: crate::images::keeper(),
+            module_images: None,
         })
     }
 
@@ -105,14 +111,54 @@ impl Hypervisor for Hv {
     }
 
     fn images(&mut self) -> Vec<String> {
-        self.modules
+        use kestrel_toolstack::server::ImageKeeper;
+        let mut names: Vec<String> = self
+            .modules
             .iter()
             .filter(|m| m.elf)
             .map(|m| m.name.clone())
-            .collect()
+            .collect();
+        names.extend(self.uploads.list().into_iter().map(|i| i.name));
+        names
+    }
+
+    fn module_images(&mut self) -> Vec<kestrel_toolstack::proto::ImageInfo> {
+        let modules = &self.modules;
+        self.module_images
+            .get_or_insert_with(|| modules.iter().map(crate::images::module_info).collect())
+            .clone()
+    }
+
+    fn keeper(&mut self) -> Option<&mut dyn kestrel_toolstack::server::ImageKeeper> {
+        Some(&mut self.uploads)
     }
 
     fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
+        use kestrel_toolstack::server::ImageKeeper;
+        if let Some(image) = self.uploads.bytes(&d.image) {
+            // An image sent at run time (`DOMCTL_CREATE_IMAGE`): a pvabi
+            // guest only, so far (a Linux kernel does not fit dom0's
+            // memory yet, and its initrd would need the same path).
+            if d.linux {
+                return Err(Error::NoSys);
+            }
+            let mut req = pvabi::DomainCreateImageRequest {
+                create: DomainCreate::new(&d.name, 0, d.memory_bytes(), d.vcpus),
+                image: pvabi::DomainCreateImage {
+                    image_gpa: 0,
+                    image_len: 0,
+                },
+            };
+            req.create.weight = d.weight;
+            req.create.cap = d.cap;
+            req.create.heap_budget = d.heap_budget_bytes();
+            if !req.create.set_cmdline(&d.cmdline) {
+                return Err(Error::TooBig);
+            }
+            let id = domctl::create_image(&mut req, image)?;
+            self.created.push((id, d.name.to_string()));
+            return Ok(id);
+        }
         let m = self
             .modules
             .iter()

@@ -26,6 +26,7 @@ mod bench;
 mod consoles;
 mod dev;
 mod hv;
+mod images;
 mod memlog;
 mod msi;
 mod net;
@@ -43,7 +44,9 @@ use pvabi::guest::{mgmt, time};
 use hv::Hv;
 
 pvabi::entry_point!(main);
-pvabi::guest_heap!(2 << 20);
+/// dom0's heap: its own work and the images sent to it (`images.rs`).
+pub const HEAP_BYTES: usize = 4 << 20;
+pvabi::guest_heap!(HEAP, HEAP_BYTES);
 
 /// Largest configuration file dom0 reads.
 const CONFIG_MAX: u64 = 64 * 1024;

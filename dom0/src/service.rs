@@ -236,6 +236,12 @@ impl Service {
                     hv.free_bytes()
                 ));
             }
+            // Uploads: what was kept or refused (the reply has the why).
+            Some(proto::Op::UploadEnd { name }) => say(&format!(
+                "image {name}: upload {}",
+                if ok { "kept" } else { "refused: nothing kept" }
+            )),
+            Some(proto::Op::ImageDelete { name }) if ok => say(&format!("image {name}: deleted")),
             Some(proto::Op::Destroy { domain }) if ok => say(&format!(
                 "destroyed {}; free_bytes before={before} after={}",
                 target.unwrap_or_else(|| format!("domain {domain}")),

@@ -418,6 +418,7 @@
 
 mod args;
 mod domctl;
+mod domctl_image;
 mod evtchn;
 mod grant;
 #[cfg(feature = "guest")]
@@ -440,6 +441,7 @@ pub use zerocopy;
 
 pub use args::BadArg;
 pub use domctl::*;
+pub use domctl_image::*;
 pub use evtchn::*;
 pub use grant::*;
 pub use hypercalls::*;

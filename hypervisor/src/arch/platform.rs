@@ -145,6 +145,16 @@ impl Platform for Machine {
         Some(unsafe { AtomicU64::from_ptr(hpa as *mut u64) })
     }
 
+    fn phys_bytes(hpa: u64, len: usize) -> Option<&'static [u8]> {
+        if len == 0 || !mapped(hpa, len as u64) {
+            return None;
+        }
+        // SAFETY: the range is inside the identity map (checked above); the
+        // caller took these frames and nobody else writes them while it
+        // reads the slice (`domain/staged.rs` frees them only after).
+        Some(unsafe { physmem::slice(hpa, len) })
+    }
+
     fn console_fmt(args: fmt::Arguments<'_>) {
         serial::write_fmt(args);
     }

@@ -101,6 +101,13 @@ fn info(d: &Domain) -> DomainInfo {
 }
 
 fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
+    if let Some((gpa, len)) = p.image {
+        // An image in the caller's memory (`staged.rs`): copied, built
+        // from, freed.
+        let staged = crate::domain::staged::Staged::copy(&me.inner.lock().mem, gpa, len)?;
+        let bytes = staged.bytes().ok_or(Error::NoSys)?;
+        return build(me, p, bytes, "an image in its memory");
+    }
     let m = module(u64::from(p.module))?;
     // Module 0 is the control domain's own image.
     if p.module == 0 || !m.elf {
@@ -110,6 +117,12 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
             Error::Invalid
         });
     }
+    build(me, p, m.bytes, m.name)
+}
+
+/// Builds the domain `p` describes from `image` (`from` names where it
+/// came from, for the log).
+fn build(me: &Domain, p: &CreateParams, image: &[u8], from: &str) -> Result<u64, Error> {
     let kind = match p.linux {
         None => crate::domain::lifecycle::ImageKind::Pvabi,
         Some(None) => crate::domain::lifecycle::ImageKind::Linux { initrd: &[] },
@@ -119,7 +132,7 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
     };
     let spec = DomainSpec {
         name: &p.name,
-        image: m.bytes,
+        image,
         kind,
         cmdline: &p.cmdline,
         memory: p.memory_bytes,
@@ -133,11 +146,11 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
     match create_domain(me.backend, &spec) {
         Ok(id) => {
             log::info!(
-                "domain {id} ({}) created by domain {} ({}) from module {}",
+                "domain {id} ({}) created by domain {} ({}) from {}{from}",
                 p.name,
                 me.id,
                 me.name,
-                m.name
+                if p.image.is_some() { "" } else { "module " }
             );
             Ok(u64::from(id.0))
         }

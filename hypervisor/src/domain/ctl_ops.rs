@@ -42,6 +42,9 @@ pub struct CreateParams {
     /// module, if any (not 0, not `module`; existence checked by the
     /// services).
     pub linux: Option<Option<u32>>,
+    /// `Some((gpa, len))` for an image in the caller's memory
+    /// (`DOMCTL_CREATE_IMAGE`, `staged.rs`) instead of `module`.
+    pub image: Option<(u64, u64)>,
 }
 
 /// Checks every field of a create request; `EINVAL` on the first bad one.
@@ -65,7 +68,8 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
     if !(1..=DOMCTL_MAX_VCPUS).contains(&c.nr_vcpus)
         || !(1..=65535).contains(&c.weight)
         || c.cap > 100 * c.nr_vcpus
-        || (c.flags != 0 && c.flags != DOMCTL_CREATE_LINUX)
+        || ![0, DOMCTL_CREATE_LINUX, pvabi::DOMCTL_CREATE_IMAGE].contains(&c.flags)
+        || (c.flags == pvabi::DOMCTL_CREATE_IMAGE && c.module != 0)
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
         || (c.flags == DOMCTL_CREATE_LINUX && c.cmdline_len != 0)
         || crate::domain::budget::check_request(c.heap_budget).is_err()
@@ -88,6 +92,7 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| Error::Invalid)?,
         heap_budget: c.heap_budget,
         linux: None,
+        image: None,
     })
 }
 
@@ -211,6 +216,9 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
                     svc.read(ext.cmdline_gpa, line).map_err(|_| Error::Fault)?;
                 }
                 validate_linux(&mut params, &ext, line)?;
+            }
+            if req.flags == pvabi::DOMCTL_CREATE_IMAGE {
+                params.image = Some(crate::domain::staged::read_extension(svc, a[0])?);
             }
             value(svc.domctl(DomctlReq::Create(&params)))
         }

@@ -11,6 +11,7 @@ use std::vec::Vec;
 mod bounded;
 mod console;
 mod domctl;
+mod domctl_image;
 mod evtchn;
 mod group;
 mod mgmt;

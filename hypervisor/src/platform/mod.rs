@@ -103,6 +103,14 @@ pub trait Platform {
     /// The 8-byte-aligned word at `hpa`, shared with a guest that writes it
     /// concurrently (atomic accesses only); `None` outside memory.
     fn phys_word(hpa: u64) -> Option<&'static AtomicU64>;
+    /// `len` bytes from `hpa` as a slice, for frames the caller took and
+    /// keeps unchanged while it reads them (`domain/staged.rs`); `None`
+    /// outside memory, and on platforms whose memory is not plain bytes
+    /// (the host tests' simulated memory).
+    fn phys_bytes(hpa: u64, len: usize) -> Option<&'static [u8]> {
+        let _ = (hpa, len);
+        None
+    }
 
     // The operator's side.
     /// Writes formatted text to the hypervisor's console.

@@ -47,6 +47,9 @@ mod stress;
 mod template;
 mod triplefault;
 mod upcall;
+mod upload;
+mod upload_ctl;
+mod upload_tcp;
 mod wallclock;
 mod wx;
 

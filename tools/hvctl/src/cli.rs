@@ -142,6 +142,11 @@ pub enum Command {
         #[arg(long, value_name = "C")]
         cap: Option<u32>,
     },
+    /// Images dom0 builds domains from: list, upload, delete.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
     /// Drop an ended domain from the list.
     Forget {
         #[arg(value_name = "DOM", value_parser = dom)]
@@ -163,6 +168,27 @@ pub enum Command {
     Keygen {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ImageCmd {
+    /// Every image: boot modules and uploaded ones, with size and SHA-256.
+    List,
+    /// Send a local file to dom0 (nothing is sent when dom0 has an image
+    /// with the same SHA-256 already).
+    Upload {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The image's name (default: the file name and 12 hex digits of
+        /// its SHA-256).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Remove an uploaded image (refused while a live domain uses it).
+    Delete {
+        #[arg(value_name = "NAME")]
+        name: String,
     },
 }
 

@@ -16,6 +16,7 @@ mod secure;
 mod serial;
 mod target;
 mod top;
+mod upload;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ use clap::Parser;
 use kestrel_toolstack::config::{self, Images, Limits};
 use kestrel_toolstack::proto::{DomainRef, Op, Reply};
 
-use cli::{Cli, Command, Target};
+use cli::{Cli, Command, ImageCmd, Target};
 use client::Client;
 use error::Error;
 
@@ -97,12 +98,18 @@ fn run(cli: Cli) -> Result<String, Error> {
     };
     let mut client = Client::connect(&target, Duration::from_secs_f64(reply_timeout))?;
     let reboot = matches!(cli.command, Command::Reboot { .. });
+    let progress = upload::progress_wanted(cli.json);
     let (mut op, verb) = match cli.command {
         Command::List => (Op::List, ""),
-        Command::Create { .. } => match create {
-            Some(op) => (op, "created"),
-            None => return Err(Error::Usage("nothing to create".into())),
+        Command::Create { config: path } => match create {
+            // Local files it names by path are sent first (upload.rs).
+            Some(Op::Create { file, config }) => {
+                let config = upload::prepare_create(&mut client, &path, &config, progress)?;
+                (Op::Create { file, config }, "created")
+            }
+            _ => return Err(Error::Usage("nothing to create".into())),
         },
+        Command::Image { cmd } => return image(&mut client, cmd, cli.json, progress),
         Command::Destroy { domain } => (
             Op::Destroy {
                 domain: domain.clone(),
@@ -213,4 +220,47 @@ fn run(cli: Cli) -> Result<String, Error> {
         Reply::Host(h) => output::host(&h),
         other => return Err(Error::Protocol(format!("unexpected reply {other:?}"))),
     })
+}
+
+/// `hvctl image ...`.
+fn image(client: &mut Client, cmd: ImageCmd, json: bool, progress: bool) -> Result<String, Error> {
+    match cmd {
+        ImageCmd::List => {
+            let images = upload::list(client)?;
+            Ok(if json {
+                output::json(&Reply::Images { images })
+            } else {
+                upload::table(&images)
+            })
+        }
+        ImageCmd::Upload { file, name } => {
+            let s = upload::send(client, &file, name.as_deref(), progress)?;
+            Ok(if json {
+                output::json(&Reply::Image { image: s.image })
+            } else if s.sent {
+                format!(
+                    "uploaded {} as {} ({} bytes, sha256 {})\n",
+                    file.display(),
+                    s.image.name,
+                    s.image.size,
+                    s.image.sha256
+                )
+            } else {
+                format!(
+                    "dom0 has {} already as {} (sha256 {}): nothing sent\n",
+                    file.display(),
+                    s.image.name,
+                    s.image.sha256
+                )
+            })
+        }
+        ImageCmd::Delete { name } => {
+            let reply = client.call(Op::ImageDelete { name: name.clone() })?;
+            Ok(if json {
+                output::json(&reply)
+            } else {
+                format!("deleted image {name}\n")
+            })
+        }
+    }
 }

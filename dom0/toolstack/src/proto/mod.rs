@@ -33,6 +33,10 @@ pub use session::{SessionId, split_session, tag};
 pub const VERSION: u32 = 1;
 /// Longest line either side sends or accepts, newline excluded.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Most bytes one `upload_chunk` carries (before base64): 32 KiB is
+/// 43,692 base64 characters, which leaves room in a [`MAX_LINE`] line for
+/// the rest of the request and a session tag.
+pub const UPLOAD_CHUNK_MAX: usize = 32 * 1024;
 
 /// A domain named by its id or its name (names never start with a digit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +144,59 @@ pub enum Op {
     /// change of every domain's life cycle (`hvctl events`), until it
     /// ends. [`Reply::Done`].
     Subscribe,
+    /// Every image a domain can be built from: boot modules and uploaded
+    /// ones. [`Reply::Images`].
+    ImageList,
+    /// Removes an uploaded image (not while a live domain dom0 may rebuild
+    /// from it names it). [`Reply::Done`].
+    ImageDelete { name: String },
+    /// Starts sending image `name` of `size` bytes whose SHA-256 is
+    /// `sha256` (64 hex digits); dom0 sets the memory aside first. One
+    /// upload per session at a time. [`Reply::Done`].
+    UploadBegin {
+        name: String,
+        size: u64,
+        sha256: String,
+    },
+    /// The next bytes of the session's upload: `offset` is how many came
+    /// before (chunks in order), `data` base64 of at most
+    /// [`UPLOAD_CHUNK_MAX`] bytes. [`Reply::Done`].
+    UploadChunk {
+        name: String,
+        offset: u64,
+        data: String,
+    },
+    /// Every byte sent: dom0 checks length and SHA-256 and keeps the image.
+    /// [`Reply::Image`].
+    UploadEnd { name: String },
+    /// Drops the session's upload. [`Reply::Done`].
+    UploadAbort { name: String },
+}
+
+/// Where an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    /// A boot module (GRUB or `-initrd`).
+    Module,
+    /// Sent at run time (`upload_*`).
+    Upload,
+    /// A source this client does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+/// One image dom0 can build domains from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub size: u64,
+    /// SHA-256, 64 lowercase hex digits.
+    pub sha256: String,
+    pub source: ImageSource,
+    /// An ELF image (a domain's `image`/`kernel`); `false`: data (an
+    /// initrd, a configuration).
+    pub elf: bool,
 }
 
 /// A domain's life-cycle state.
@@ -255,6 +312,14 @@ pub enum Reply {
     },
     /// The host inventory.
     Host(HostReport),
+    /// Every image (`image_list`), by name.
+    Images {
+        images: Vec<ImageInfo>,
+    },
+    /// The image an upload made (`upload_end`).
+    Image {
+        image: ImageInfo,
+    },
 }
 
 /// What `host` reports.
@@ -299,6 +364,8 @@ pub enum ErrorCode {
     /// `hello` with another protocol version, or a request before `hello`.
     VersionMismatch,
     NoSuchDomain,
+    /// No image of that name (`image_delete`).
+    NoSuchImage,
     /// A `create` configuration failed its checks; the message has every
     /// error, one per line, each with file, line, field.
     BadConfig,

@@ -186,10 +186,24 @@ fn ops() -> Vec<Op> {
         Op::Forget { domain: dom() },
         Op::Bye,
         Op::Subscribe,
+        Op::ImageList,
+        Op::ImageDelete { name: "i".into() },
+        Op::UploadBegin {
+            name: "i".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+        },
+        Op::UploadChunk {
+            name: "i".into(),
+            offset: 0,
+            data: "AA==".into(),
+        },
+        Op::UploadEnd { name: "i".into() },
+        Op::UploadAbort { name: "i".into() },
     ]
 }
 
-const OPS: usize = 18;
+const OPS: usize = 24;
 
 fn op_index(op: &Op) -> usize {
     match op {
@@ -211,6 +225,12 @@ fn op_index(op: &Op) -> usize {
         Op::Forget { .. } => 15,
         Op::Bye => 16,
         Op::Subscribe => 17,
+        Op::ImageList => 18,
+        Op::ImageDelete { .. } => 19,
+        Op::UploadBegin { .. } => 20,
+        Op::UploadChunk { .. } => 21,
+        Op::UploadEnd { .. } => 22,
+        Op::UploadAbort { .. } => 23,
     }
 }
 
@@ -273,7 +293,23 @@ fn replies() -> Vec<Reply> {
                 "0000:00:05.0 nvme 16 MiB, 512-byte blocks, model \"QEMU NVMe Ctrl\"".into(),
             ],
         }),
+        Reply::Images {
+            images: vec![image(ImageSource::Module), image(ImageSource::Upload)],
+        },
+        Reply::Image {
+            image: image(ImageSource::Upload),
+        },
     ]
+}
+
+fn image(source: ImageSource) -> ImageInfo {
+    ImageInfo {
+        name: "i".into(),
+        size: 1,
+        sha256: "0".repeat(64),
+        source,
+        elf: true,
+    }
 }
 
 fn reply_index(r: &Reply) -> usize {
@@ -285,6 +321,8 @@ fn reply_index(r: &Reply) -> usize {
         Reply::Done => 4,
         Reply::Lines { .. } => 5,
         Reply::Host(_) => 6,
+        Reply::Images { .. } => 7,
+        Reply::Image { .. } => 8,
     }
 }
 
@@ -376,7 +414,7 @@ fn every_request_matches_and_every_schema_op_exists() {
 fn every_response_matches() {
     let replies = replies();
     let seen: BTreeSet<usize> = replies.iter().map(reply_index).collect();
-    assert_eq!(seen.len(), 7, "a sample of every reply");
+    assert_eq!(seen.len(), 9, "a sample of every reply");
     let mut kinds = BTreeSet::new();
     for r in replies {
         let line = encode_response(&Response {
@@ -393,6 +431,7 @@ fn every_response_matches() {
         ErrorCode::LineTooLong,
         ErrorCode::VersionMismatch,
         ErrorCode::NoSuchDomain,
+        ErrorCode::NoSuchImage,
         ErrorCode::BadConfig,
         ErrorCode::Exists,
         ErrorCode::BadState,
@@ -419,6 +458,9 @@ fn every_response_matches() {
     ];
     let names: BTreeSet<String> = states.iter().map(name_of).collect();
     assert_eq!(enum_values("domain_state"), names);
+    let sources = [ImageSource::Module, ImageSource::Upload];
+    let names: BTreeSet<String> = sources.iter().map(name_of).collect();
+    assert_eq!(enum_values("image_source"), names);
 }
 
 #[test]

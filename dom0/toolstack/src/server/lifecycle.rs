@@ -74,6 +74,16 @@ impl Lifecycle {
         );
     }
 
+    /// The domains (id, name) built from image `name` (as `image`, `kernel`
+    /// or `initrd`) that have not ended: they may be built again from it.
+    pub fn using_image(&self, name: &str) -> Vec<(u32, String)> {
+        self.built
+            .iter()
+            .filter(|(_, b)| b.cfg.image == name || b.cfg.initrd.as_deref() == Some(name))
+            .map(|(&id, b)| (id, b.cfg.name.clone()))
+            .collect()
+    }
+
     /// A request was sent to domain `id` (`name`): destroy it if it has not
     /// ended `timeout_ns` from `now`.
     pub fn requested(&mut self, id: u32, name: &str, reboot: bool, timeout_ns: u64, now: u64) {

@@ -11,6 +11,7 @@
 mod create;
 mod events;
 mod history;
+mod images;
 mod lifecycle;
 mod session;
 #[cfg(test)]
@@ -21,6 +22,9 @@ mod tests_events;
 mod tests_history;
 #[cfg(test)]
 mod tests_lifecycle;
+#[cfg(test)]
+mod tests_upload;
+pub mod upload;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -36,6 +40,7 @@ pub use create::{CreateFailure, create_all};
 pub use history::{DEFAULT_HISTORY, History, HvEnded};
 pub use lifecycle::{DEFAULT_SHUTDOWN_TIMEOUT_MS, Lifecycle};
 pub use session::{MAX_SESSIONS, Sessions};
+pub use upload::{ImageKeeper, MemImages};
 
 /// One domain as the hypervisor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +178,17 @@ pub trait Hypervisor {
         let _ = (id, weight, cap);
         Err(Error::NoSys)
     }
+    /// The boot modules as images (`image_list`): name, size, SHA-256.
+    fn module_images(&mut self) -> Vec<proto::ImageInfo> {
+        Vec::new()
+    }
+    /// Where images sent at run time are kept (`upload.rs`); `None`: this
+    /// dom0 takes no uploads. Its names count as images for `create`
+    /// ([`Self::images`] lists them too) and [`Self::create`] builds from
+    /// them.
+    fn keeper(&mut self) -> Option<&mut dyn ImageKeeper> {
+        None
+    }
 }
 
 /// The service's state: its sessions (`hello` seen, consoles attached).
@@ -186,6 +202,8 @@ pub struct Server {
     pub lifecycle: Lifecycle,
     /// UUIDs and domain events (`events.rs`).
     fleet: events::Fleet,
+    /// Images being uploaded (`upload.rs`).
+    uploads: upload::Uploads,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -349,6 +367,9 @@ impl Server {
                 ));
             }
             self.sessions.hello(session);
+            // A new client on the session: what the last one left
+            // half-sent is dropped.
+            self.uploads.end_session(session);
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),
@@ -356,6 +377,7 @@ impl Server {
         }
         if let Op::Bye = req.op {
             self.sessions.end(session);
+            self.uploads.end_session(session);
             return Ok(Reply::Done);
         }
         if !self.sessions.is_open(session) {
@@ -363,6 +385,12 @@ impl Server {
         }
         match req.op {
             Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
+            op @ (Op::ImageList
+            | Op::ImageDelete { .. }
+            | Op::UploadBegin { .. }
+            | Op::UploadChunk { .. }
+            | Op::UploadEnd { .. }
+            | Op::UploadAbort { .. }) => self.image_op(hv, session, op),
             Op::List => {
                 let _ = self.observe(hv);
                 let now = hv.now_ns();

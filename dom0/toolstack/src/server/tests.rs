@@ -211,7 +211,7 @@ impl Fake {
     }
 }
 
-fn ask(s: &mut Server, hv: &mut Fake, line: &str) -> Response {
+pub(super) fn ask(s: &mut Server, hv: &mut Fake, line: &str) -> Response {
     let out = s.handle_line(hv, Ok(line.as_bytes().to_vec()));
     assert!(out.ends_with('\n'), "{out}");
     match decode_server_line(out.as_bytes()).unwrap() {

@@ -161,7 +161,11 @@ fn create_rejects_each_bad_field() {
         ("zero weight", |c| c.weight = 0),
         ("weight too big", |c| c.weight = 65536),
         ("cap over vCPUs", |c| c.cap = 201),
-        ("flags", |c| c.flags = 2),
+        ("an unknown flag", |c| c.flags = 1 << 2),
+        // An image in the caller's memory names no module (domctl_image.rs).
+        ("the image flag with a module", |c| {
+            c.flags = pvabi::DOMCTL_CREATE_IMAGE
+        }),
         ("linux with an inline command line", |c| {
             c.flags = pvabi::DOMCTL_CREATE_LINUX
         }),

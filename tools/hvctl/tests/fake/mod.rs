@@ -2,6 +2,8 @@
 //! real binary against (see `cli.rs`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod images;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -52,9 +54,10 @@ pub fn start(tag: &str, mode: Mode) -> Server {
             dom(1, "hello", DomainState::Running, 16, 1),
             dom(3, "web", DomainState::Paused, 64, 2),
         ];
+        let mut imgs = images::Images::default();
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            serve(conn, mode, &mut doms);
+            serve(conn, mode, &mut doms, &mut imgs);
         }
     });
     Server { path, dir }
@@ -81,7 +84,7 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
     }
 }
 
-fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>) {
+fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>, imgs: &mut images::Images) {
     let mut out = conn.try_clone().unwrap();
     for line in BufReader::new(conn).split(b'\n') {
         let Ok(line) = line else { return };
@@ -94,7 +97,20 @@ fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>) {
         let (resp, events) = match proto::decode_request(line) {
             Err(e) => (e.into_response(), vec![]),
             Ok(req) => {
-                let (result, events) = handle(req.op, mode, doms);
+                let (result, events) = match req.op {
+                    op @ (Op::ImageList
+                    | Op::ImageDelete { .. }
+                    | Op::UploadBegin { .. }
+                    | Op::UploadChunk { .. }
+                    | Op::UploadEnd { .. }
+                    | Op::UploadAbort { .. }) => (imgs.handle(session, op), vec![]),
+                    // A connection ending drops its upload, as dom0 does.
+                    op @ Op::Bye => {
+                        imgs.end_session(session);
+                        handle(op, mode, doms, &imgs.names())
+                    }
+                    op => handle(op, mode, doms, &imgs.names()),
+                };
                 (
                     Response {
                         id: Some(req.id),
@@ -124,7 +140,12 @@ fn err(code: ErrorCode, msg: String) -> Outcome {
     Outcome::Error(ProtoError::new(code, msg))
 }
 
-fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event>) {
+fn handle(
+    op: Op,
+    mode: Mode,
+    doms: &mut Vec<DomainInfo>,
+    images: &[String],
+) -> (Outcome, Vec<Event>) {
     let find = |doms: &[DomainInfo], r: &DomainRef| {
         doms.iter().position(|d| match r {
             DomainRef::Id(id) => d.id == *id,
@@ -174,7 +195,7 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
                 &file,
                 &config,
                 &Limits::default(),
-                Images::Only(&["hello", "web.elf"]),
+                Images::Only(&images.iter().map(String::as_str).collect::<Vec<_>>()),
             ) {
                 Err(e) => err(ErrorCode::BadConfig, e.to_string()),
                 Ok(c) => {
@@ -282,6 +303,12 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             lines: vec![format!("Welcome to {}", doms[i].name)],
             dropped: 0,
         }),
+        Op::ImageList
+        | Op::ImageDelete { .. }
+        | Op::UploadBegin { .. }
+        | Op::UploadChunk { .. }
+        | Op::UploadEnd { .. }
+        | Op::UploadAbort { .. } => err(ErrorCode::Internal, "answered by images.rs".into()),
     };
     (outcome, events)
 }
