@@ -18,6 +18,7 @@
 pub mod bytes;
 pub mod dmar;
 pub mod encode;
+pub mod encode_ir;
 pub mod ivrs;
 pub mod pt;
 
