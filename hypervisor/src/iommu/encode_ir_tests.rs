@@ -89,7 +89,11 @@ fn vtd_ir_fault_decode() {
 fn amd_irte_bits() {
     let e = amd_irte(0x41, 3);
     assert_eq!(e & 1, 1, "RemapEn");
-    assert_eq!(e & 0b1111_1110, 0, "SupIOPF 0, fixed, RqEoi 0, DM 0, GuestMode 0");
+    assert_eq!(
+        e & 0b1111_1110,
+        0,
+        "SupIOPF 0, fixed, RqEoi 0, DM 0, GuestMode 0"
+    );
     assert_eq!((e >> 8) & 0xff, 3, "destination");
     assert_eq!((e >> 16) & 0xff, 0x41, "vector");
     assert_eq!(e >> 24, 0, "reserved");
@@ -102,9 +106,17 @@ fn amd_dte_interrupt_word() {
     assert_eq!((w >> 1) & 0xf, 5, "IntTabLen: 2^5 = 32 entries");
     assert_eq!(1 << AMD_INT_TAB_LEN, AMD_IRT_ENTRIES);
     assert_eq!(w & 1 << 5, 0, "IG 0");
-    assert_eq!(w & 0x000f_ffff_ffff_ffc0, 0x12_3480, "root, 128-byte aligned");
+    assert_eq!(
+        w & 0x000f_ffff_ffff_ffc0,
+        0x12_3480,
+        "root, 128-byte aligned"
+    );
     assert_eq!((w >> 60) & 3, 0b10, "IntCtl: remapped");
-    assert_eq!(w & 0x0ff0_0000_0000_0000, 0, "pass bits 0 and reserved bits clear");
+    assert_eq!(
+        w & 0x0ff0_0000_0000_0000,
+        0,
+        "pass bits 0 and reserved bits clear"
+    );
     assert_eq!(w >> 62, 0, "Lint0Pass, Lint1Pass 0");
     assert_eq!(AMD_IRT_ENTRIES * 4, 128, "fits the 128-byte alignment");
 }
