@@ -5,7 +5,8 @@
 //! — which always disables the message at the device first, then frees
 //! the vector and the port.
 //!
-//! Locks, in this order: [`BINDINGS`], the device table, the config
+//! Locks, in this order: [`BINDINGS`], the device table, the IOMMU's
+//! state (`msi_remap.rs`, taken and released on its own), the config
 //! access and the MSI-X table access, then a domain's event table (a
 //! leaf). [`poll`] takes [`BINDINGS`] only to read which ports the vectors
 //! go to, and raises them with it released.
