@@ -54,6 +54,15 @@ pub fn vtd_handle(addr: u64) -> Option<u16> {
     (addr & 1 << 4 != 0).then_some(((addr >> 5) & 0x7fff | ((addr >> 2) & 1) << 15) as u16)
 }
 
+/// The high dword of an I/O APIC redirection entry in remappable format
+/// naming IRTE `handle` (VT-d 5.1.5.1): entry bit 48 (here 16) the
+/// interrupt format 1, bits 63:49 (here 31:17) handle[14:0]. Handle bit
+/// 15 goes to the low dword's bit 11, which the caller keeps 0: `None`
+/// for a handle that needs it.
+pub fn vtd_ioapic_rte_high(handle: u16) -> Option<u32> {
+    (handle & 0x8000 == 0).then_some(u32::from(handle) << 17 | 1 << 16)
+}
+
 /// Queued-invalidation descriptors, 128 bits each (VT-d 6.5.2), as
 /// (low, high). The invalidation queue register values first.
 ///

@@ -36,6 +36,23 @@ fn vtd_remappable_message() {
 }
 
 #[test]
+fn vtd_ioapic_entry() {
+    // Entry bits 63:49 handle[14:0], bit 48 format: the high dword.
+    let Some(hi) = vtd_ioapic_rte_high(0x31) else {
+        panic!("a handle below 0x8000");
+    };
+    let entry = u64::from(hi) << 32;
+    assert_eq!((entry >> 48) & 1, 1, "remappable format");
+    assert_eq!((entry >> 49) & 0x7fff, 0x31);
+    assert_eq!(entry & 0xffff_ffff, 0);
+    // The I/O APIC sends entry bits 63:48 as address bits 19:4 (VT-d
+    // 5.1.5.1): the remappable message naming the handle.
+    let addr = 0xfee0_0000 | ((entry >> 48) & 0xffff) << 4;
+    assert_eq!(vtd_handle(addr), Some(0x31));
+    assert_eq!(vtd_ioapic_rte_high(0x8000), None, "needs low bit 11");
+}
+
+#[test]
 fn vtd_irta_value() {
     assert_eq!(vtd_irta(0x5_5000), 0x5_5007, "S = 7: 256 entries");
     assert_eq!(vtd_irta(0x5_5000) & 1 << 11, 0, "EIME 0: xAPIC");

@@ -42,7 +42,7 @@ mod vtd;
 #[cfg(target_os = "none")]
 pub use state::{
     attach, covers, detach, detach_domain, has_devices, init, irq_bind, irq_unbind, poll_faults,
-    present, vendor,
+    present, remap_ioapic, vendor,
 };
 
 use core::fmt;

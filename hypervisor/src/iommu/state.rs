@@ -76,7 +76,7 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 
 #[path = "state_ir.rs"]
 mod ir;
-pub use ir::{irq_bind, irq_unbind};
+pub use ir::{irq_bind, irq_unbind, remap_ioapic};
 
 /// Finds the IOMMU units in the ACPI tables at `rsdp`, starts each with
 /// every device blocked, and logs one line per unit. Returns how many run.

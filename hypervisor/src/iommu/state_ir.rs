@@ -93,3 +93,79 @@ pub fn irq_unbind(seg: u16, rid: u16, vector: u8) -> Result<(), IommuError> {
         Hw::Amd(a, _) => a.irq_unbind(source, vector).map_err(amd_err),
     }
 }
+
+/// Switches the I/O APIC pins the hypervisor routed to `vector` (the
+/// management line's) to remapping entries on the VT-d unit whose DMAR
+/// scope names their I/O APIC (type 03h, enumeration id = the MADT's
+/// I/O APIC id; its path gives the source id the entry checks): with
+/// CFI = 0 that unit would block them in compatibility format. The
+/// entry's index is the vector (outside the MSI range 0x40-0xdf). An
+/// AMD-Vi unit leaves the I/O APIC's device id unremapped (IV = 0), so
+/// nothing is needed there. Level-triggered pins are left (and logged):
+/// their entry would need TM = 1 and EOI handling this code lacks.
+pub fn remap_ioapic(topo: &crate::arch::acpi::Topology, vector: u8) {
+    use super::super::dmar::ScopeKind;
+    let mut guard = STATE.lock();
+    let Some(st) = guard.as_mut() else { return };
+    // (unit index, I/O APIC id, source id) for each remapping VT-d unit.
+    let mut scopes = alloc::vec::Vec::new();
+    if let Some(d) = st.dmar.as_ref() {
+        for drhd in &d.units {
+            let Some(u) = st.units.iter().position(|u| {
+                u.base() == drhd.base && matches!(&u.hw, Hw::Vtd(v) if v.remapping())
+            }) else {
+                continue;
+            };
+            for s in drhd.scopes.iter().filter(|s| s.kind == ScopeKind::IoApic) {
+                if let Some(sid) = s.direct_rid() {
+                    scopes.push((u, s.enum_id, sid));
+                }
+            }
+        }
+    }
+    if scopes.is_empty() {
+        return;
+    }
+    crate::arch::ioapic::remap_unmasked(topo, vector, |p| {
+        let Some(&(u, _, sid)) = scopes.iter().find(|s| s.1 == p.ioapic_id) else {
+            log::warn!(
+                "iommu: I/O APIC {} GSI {} not remapped: no DMAR scope names it; a unit that blocks compatibility-format interrupts drops it",
+                p.ioapic_id,
+                p.gsi
+            );
+            return None;
+        };
+        if p.level {
+            log::warn!(
+                "iommu: I/O APIC {} GSI {} not remapped: level-triggered",
+                p.ioapic_id,
+                p.gsi
+            );
+            return None;
+        }
+        let Hw::Vtd(v) = &mut st.units[u].hw else {
+            return None;
+        };
+        let index = u16::from(p.vector);
+        let high = ir::vtd_ioapic_rte_high(index)?;
+        match v.set_irte(index, Some(ir::vtd_irte(p.vector, p.dest, sid))) {
+            Ok(()) => {
+                log::info!(
+                    "iommu: I/O APIC {} GSI {} remapped: VT-d unit {u} entry {index:#x}, source {}",
+                    p.ioapic_id,
+                    p.gsi,
+                    Bdf(st.units[u].segment, sid)
+                );
+                Some(high)
+            }
+            Err(e) => {
+                log::error!(
+                    "iommu: I/O APIC {} GSI {} not remapped: {e:?}",
+                    p.ioapic_id,
+                    p.gsi
+                );
+                None
+            }
+        }
+    });
+}
