@@ -340,6 +340,10 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
         } else if serial::init_mgmt(serial::COM2) {
             log::info!("dom0: management line on COM2");
             crate::arch::mgmt_irq::enable(topo.as_ref(), bsp_apic);
+            // Its I/O APIC pin through the interrupt remapping (if on).
+            if let Some(t) = topo.as_ref() {
+                crate::iommu::remap_ioapic(t, crate::arch::idt::VECTOR_MGMT_RX);
+            }
         } else {
             log::info!("dom0: no management line (no COM2)");
         }

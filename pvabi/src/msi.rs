@@ -41,8 +41,9 @@
 ///   the function's other kind is: a function uses MSI or MSI-X, never
 ///   both, PCI Local Bus 3.0 6.8); `ENOMEM` (the caller has
 ///   [`PCI_MSI_MAX_BOUND`] messages bound, the hypervisor has no host
-///   vector left, or the caller's port table is full). Nothing changes on
-///   an error.
+///   vector left, the IOMMU unit could not make the message's
+///   interrupt-remapping entry, or the caller's port table is full).
+///   Nothing changes on an error.
 /// - Notes: the device's bus-master bit (command register, through
 ///   [`crate::HC_PCI_CONFIG_WRITE`]) is the driver's to set: a device that may
 ///   not master cannot send its message.

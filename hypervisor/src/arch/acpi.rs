@@ -58,6 +58,8 @@ pub struct Topology {
 pub struct IoApic {
     pub address: u64,
     pub gsi_base: u32,
+    /// Its I/O APIC id (a DMAR device scope's enumeration id names it).
+    pub id: u8,
 }
 
 /// Why ACPI could not be read.
@@ -108,6 +110,7 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<(Topology, u64), AcpiError> {
                 let _ = topo.io_apic_list.try_push(IoApic {
                     address: u64::from(e.io_apic_address),
                     gsi_base: e.global_system_interrupt_base,
+                    id: e.io_apic_id,
                 });
             }
             MadtEntry::InterruptSourceOverride(e) if e.bus == 0 => {

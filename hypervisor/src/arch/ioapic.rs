@@ -18,6 +18,11 @@ use super::acpi::Topology;
 /// driven.
 const MMIO_WINDOW: core::ops::Range<u64> = 0xfec0_0000..0xfec0_0000 + (4 << 20);
 
+/// Whether an I/O APIC's registers at `a` lie in [`MMIO_WINDOW`].
+fn in_window(a: u64) -> bool {
+    MMIO_WINDOW.contains(&a) && MMIO_WINDOW.contains(&(a + 0x1f))
+}
+
 const IOREGSEL: u64 = 0x00;
 const IOWIN: u64 = 0x10;
 const REG_VERSION: u32 = 0x01;
@@ -26,6 +31,10 @@ const REG_REDTBL: u32 = 0x10;
 /// Redirection entry bits (82093AA 3.2.4).
 const POLARITY_LOW: u32 = 1 << 13;
 const TRIGGER_LEVEL: u32 = 1 << 15;
+
+#[path = "ioapic_remap.rs"]
+mod remap;
+pub use remap::{Pin, remap_unmasked};
 
 /// Serialises the index/data register pair.
 static LOCK: Mutex<()> = Mutex::new(());

@@ -9,13 +9,18 @@
 //! whose store tells us every earlier command has completed. Faults
 //! arrive in the event log (2.5), read by [`AmdVi::take_events`].
 
+use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::encode;
+use super::encode_ir;
 use super::mmio::Regs;
 use crate::arch::frames;
 use crate::domain::memory::FrameTables;
 use crate::mm::gpt::TableMemory;
+
+#[path = "amdvi_ir.rs"]
+mod intr;
 
 // MMIO registers (3.4).
 const DEV_TAB: u64 = 0x0000;
@@ -84,6 +89,8 @@ pub struct AmdVi {
     seq: u64,
     /// The empty table every blocked DTE points at (never written).
     empty: u64,
+    /// Interrupt tables by device id (`amdvi_ir.rs`).
+    irqs: BTreeMap<u16, intr::IntTable>,
 }
 
 fn mem() -> FrameTables {
@@ -113,6 +120,7 @@ impl AmdVi {
             sem,
             seq: 0,
             empty,
+            irqs: BTreeMap::new(),
         };
         // The empty table's entries are "not present" in the form QEMU
         // reports (see `pt::Format::empty`).
@@ -120,7 +128,7 @@ impl AmdVi {
             mem().write_entry(empty, i, 1 << 9);
         }
         for devid in 0..=u16::MAX {
-            unit.write_dte(devid, None);
+            unit.write_dte(devid, None, 0);
         }
         regs.w64(DEV_TAB, dev_tab | (DEV_TAB_PAGES - 1));
         regs.w64(CMD_BUF, cmd | LEN_256);
@@ -141,11 +149,13 @@ impl AmdVi {
     }
 
     /// Writes the DTE of `devid`: blocking (`None`) or translating through
-    /// the table `(root, levels)` under domain id `did`. Words 1..3 first,
-    /// word 0 (V, TV, the root) last, so the entry is whole when read.
-    fn write_dte(&mut self, devid: u16, to: Option<(u64, u32, u16)>) {
+    /// the table `(root, levels)` under domain id `did`, with `intr` as
+    /// its interrupt word (2). Words 1..3 first, word 0 (V, TV, the root)
+    /// last, so the entry is whole when read.
+    fn write_dte(&mut self, devid: u16, to: Option<(u64, u32, u16)>, intr: u64) {
         let at = self.dev_tab + u64::from(devid) * 32;
-        let dte = encode::amd_dte(to, self.empty);
+        let mut dte = encode::amd_dte(to, self.empty);
+        dte[2] = intr;
         for i in [1usize, 2, 3, 0] {
             if let Some(w) = word(at + i as u64 * 8) {
                 w.store(dte[i], Ordering::Release);
@@ -223,15 +233,32 @@ impl AmdVi {
     }
 
     /// Points `devid` at `(root, levels)` under domain id `did`, or blocks
-    /// it; returns after the unit has dropped what it cached.
+    /// it; returns after the unit has dropped what it cached. Attached,
+    /// its interrupts are remapped through its own table (every entry
+    /// blocked until a message is bound: `amdvi_ir.rs`); blocked again,
+    /// its interrupts are aborted (IV = 1, IntCtl = 00b) and its table is
+    /// freed once the unit has confirmed.
     pub fn set_dte(
         &mut self,
         devid: u16,
         to: Option<(u64, u32, u16)>,
         old_did: u16,
     ) -> Result<(), AmdViError> {
-        self.write_dte(devid, to);
-        self.invalidate(devid, to.map_or(old_did, |t| t.2))
+        let mut gone = None;
+        let intr = if to.is_some() {
+            self.ensure_int_table(devid)?;
+            self.intr_word(devid)
+        } else {
+            gone = self.take_int_table(devid);
+            1
+        };
+        self.write_dte(devid, to, intr);
+        self.submit(encode_ir::amd_inv_int_table(devid))?;
+        self.invalidate(devid, to.map_or(old_did, |t| t.2))?;
+        if let Some(frame) = gone {
+            frames::free_frames(frame, 1);
+        }
+        Ok(())
     }
 
     /// Reads every new event-log entry and moves the head past it.

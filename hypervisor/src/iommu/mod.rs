@@ -18,6 +18,7 @@
 pub mod bytes;
 pub mod dmar;
 pub mod encode;
+pub mod encode_ir;
 pub mod ivrs;
 pub mod pt;
 
@@ -40,7 +41,8 @@ mod vtd;
 
 #[cfg(target_os = "none")]
 pub use state::{
-    attach, covers, detach, detach_domain, has_devices, init, poll_faults, present, vendor,
+    attach, covers, detach, detach_domain, has_devices, init, irq_bind, irq_unbind, poll_faults,
+    present, remap_ioapic, vendor,
 };
 
 use core::fmt;

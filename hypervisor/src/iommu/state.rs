@@ -74,6 +74,10 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
+#[path = "state_ir.rs"]
+mod ir;
+pub use ir::{irq_bind, irq_unbind, remap_ioapic};
+
 /// Finds the IOMMU units in the ACPI tables at `rsdp`, starts each with
 /// every device blocked, and logs one line per unit. Returns how many run.
 pub fn init(rsdp: Option<u64>) -> usize {
@@ -135,6 +139,7 @@ fn start_vtd(d: &Dmar, st: &mut State) {
                         ""
                     },
                 );
+                ir::log_vtd(i, &hw);
                 st.units.push(Unit {
                     segment: u.segment,
                     hw: Hw::Vtd(alloc::boxed::Box::new(hw)),
@@ -145,11 +150,6 @@ fn start_vtd(d: &Dmar, st: &mut State) {
                 u.base
             ),
         }
-    }
-    if d.flags & 1 != 0 {
-        log::info!(
-            "iommu: interrupt remapping offered by the platform, not enabled yet (interrupts pass through unremapped)"
-        );
     }
     for r in &d.rmrrs {
         log::warn!(
@@ -177,12 +177,16 @@ fn start_amd(r: &ivrs::Ivrs, st: &mut State) {
                     }
                 }
                 log::info!(
-                    "iommu: AMD-Vi unit {i} at {:#x} (IVHD type {:#x}, device {}) segment {}, {} device ranges, EFR {efr:#x}{offers}; enabled, every device blocked; interrupt remapping not enabled yet",
+                    "iommu: AMD-Vi unit {i} at {:#x} (IVHD type {:#x}, device {}) segment {}, {} device ranges, EFR {efr:#x}{offers}; enabled, every device blocked",
                     u.base,
                     u.ty,
                     Bdf(u.segment, u.iommu_devid),
                     u.segment,
                     u.ranges.len(),
+                );
+                log::info!(
+                    "iommu: interrupt remapping on: AMD-Vi unit {i}, a {}-entry table per attached device",
+                    super::encode_ir::AMD_IRT_ENTRIES
                 );
                 st.units.push(Unit {
                     segment: u.segment,
@@ -486,6 +490,9 @@ pub fn poll_faults() -> usize {
         match &u.hw {
             Hw::Vtd(v) => v.take_faults(|f| {
                 n += 1;
+                if ir::log_vtd_fault(i, u.segment, &f) {
+                    return;
+                }
                 log::warn!(
                     "iommu: DMA fault on VT-d unit {i}: device {} {} at {:#x}: reason {} ({})",
                     Bdf(u.segment, f.source),

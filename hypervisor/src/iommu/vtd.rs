@@ -6,12 +6,19 @@
 //! (VT-d 3.4, fault reasons 1/2). Attaching writes a context entry that
 //! points at the domain's second-level table ([`super::pt`]).
 //!
-//! Invalidation is register-based (VT-d 6.5.1: CCMD and IOTLB registers),
-//! which every unit has; it completes when the unit clears the request
-//! bit, so `detach` returns only after the unit has dropped the entry.
+//! Invalidation is queued (VT-d 6.5.2, `vtd_qi.rs`) where the unit has
+//! it, and then interrupt remapping is on too (`vtd_qi.rs`: the table,
+//! IRE, compatibility-format interrupts blocked). A unit without queued
+//! invalidation keeps register-based invalidation (VT-d 6.5.1: CCMD and
+//! IOTLB registers) and no interrupt remapping. Either completes before
+//! `invalidate` returns, so `detach` returns only after the unit has
+//! dropped the entry.
 
 use super::encode;
 use super::mmio::{Regs, flush_cache};
+
+#[path = "vtd_qi.rs"]
+mod qi;
 use crate::arch::frames;
 use crate::domain::memory::FrameTables;
 use crate::mm::gpt::TableMemory;
@@ -113,6 +120,10 @@ pub struct Vtd {
     root: u64,
     /// Context table per bus, 0 where none yet.
     context: [u64; 256],
+    /// The invalidation queue, where the unit has one.
+    qi: Option<qi::Qi>,
+    /// The interrupt-remapping table; 0 while remapping is off.
+    irt: u64,
 }
 
 /// Writes word `index` (< 512) of a table frame this module owns, as the
@@ -135,7 +146,7 @@ impl Vtd {
             _ => return Err(VtdError::NoAgaw(cap)),
         };
         let root = frames::alloc_zeroed_frame().ok_or(VtdError::NoMemory)?;
-        let unit = Vtd {
+        let mut unit = Vtd {
             regs,
             cap,
             ecap,
@@ -144,17 +155,27 @@ impl Vtd {
             coherent: ecap & ECAP_C != 0,
             root,
             context: [0; 256],
+            qi: None,
+            irt: 0,
         };
         // Fault events are polled, not signalled: mask the interrupt
         // (FECTL.IM, VT-d 11.4.10).
         regs.w32(FECTL, 1 << 31);
         unit.sync(root, 4096);
+        if ecap & ECAP_QI != 0 {
+            unit.start_qi()?;
+        }
         // Root table pointer, legacy mode (RTADDR.TTM = 00), then SRTP
         // (VT-d 11.4.5: the unit latches it once RTPS reads 1).
         regs.w64(RTADDR, root);
         unit.command(SRTP, SRTP, true, "set root table pointer")?;
         unit.invalidate()?;
         unit.command(TE, TE, true, "enable translation")?;
+        // Remapping needs the queue: the interrupt entry cache has no
+        // register-based invalidation.
+        if ecap & ECAP_IR != 0 && unit.qi.is_some() {
+            unit.start_ir()?;
+        }
         Ok(unit)
     }
 
@@ -230,8 +251,17 @@ impl Vtd {
     /// Global context-cache then IOTLB invalidation (VT-d 6.5.1.1,
     /// 6.5.1.2), each waited for: when this returns the unit holds no
     /// entry it read before.
-    pub fn invalidate(&self) -> Result<(), VtdError> {
+    pub fn invalidate(&mut self) -> Result<(), VtdError> {
         self.flush_write_buffer()?;
+        if self.qi.is_some() {
+            return self.run(
+                &[
+                    super::encode_ir::vtd_qi_context_global(),
+                    super::encode_ir::vtd_qi_iotlb_global(),
+                ],
+                "context-cache and IOTLB invalidation",
+            );
+        }
         self.regs.w64(CCMD, CCMD_ICC | CCMD_GLOBAL);
         self.wait(
             || self.regs.r64(CCMD) & CCMD_ICC == 0,

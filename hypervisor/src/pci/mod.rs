@@ -18,6 +18,7 @@ pub mod live;
 pub mod mcfg;
 pub mod msi;
 pub mod msi_live;
+pub mod msi_remap;
 pub mod table;
 pub mod walk;
 

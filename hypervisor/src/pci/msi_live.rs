@@ -5,7 +5,8 @@
 //! — which always disables the message at the device first, then frees
 //! the vector and the port.
 //!
-//! Locks, in this order: [`BINDINGS`], the device table, the config
+//! Locks, in this order: [`BINDINGS`], the device table, the IOMMU's
+//! state (`msi_remap.rs`, taken and released on its own), the config
 //! access and the MSI-X table access, then a domain's event table (a
 //! leaf). [`poll`] takes [`BINDINGS`] only to read which ports the vectors
 //! go to, and raises them with it released.
@@ -86,10 +87,14 @@ pub fn bind(d: &Domain, bdf: Bdf, kind: Kind) -> Result<u32, Error> {
         return Err(Error::NoEntry);
     }
     let vector = t.alloc_vector()?;
+    let message =
+        super::msi_remap::message(bdf, dest, vector).inspect_err(|_| t.free_vector(vector))?;
     let port = match d.events.lock().bind_msi() {
         Ok(p) => p,
         Err(e) => {
-            t.free_vector(vector);
+            if super::msi_remap::release(bdf, vector) {
+                t.free_vector(vector);
+            }
             return Err(e);
         }
     };
@@ -101,7 +106,7 @@ pub fn bind(d: &Domain, bdf: Bdf, kind: Kind) -> Result<u32, Error> {
         vector,
     };
     t.insert(b);
-    let done = with_hw(|hw| msi::program(hw, &f, kind, msi::message(dest, vector)));
+    let done = with_hw(|hw| msi::program(hw, &f, kind, message));
     if done != Some(Ok(())) {
         log::warn!(
             "pci: {bdf}: {} not bound for domain {}: {done:?}",
@@ -147,7 +152,9 @@ fn release(t: &mut Bindings, d: &Domain, b: Binding) {
         let last = !t.msix_bound(b.bdf);
         with_hw(|hw| msi::disable(hw, &f, b.kind, last));
     }
-    t.free_vector(b.vector);
+    if super::msi_remap::release(b.bdf, b.vector) {
+        t.free_vector(b.vector);
+    }
     let _ = d.events.lock().close_msi(b.port);
 }
 

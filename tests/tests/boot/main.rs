@@ -21,6 +21,7 @@ mod grant;
 mod guests;
 mod hlt;
 mod hltlatch;
+mod intremap;
 mod iommu;
 mod iso;
 mod lastwords;
