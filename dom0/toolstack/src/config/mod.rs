@@ -53,6 +53,7 @@
 
 mod error;
 pub mod network;
+pub mod store;
 mod parse;
 mod policy;
 #[cfg(test)]
@@ -165,6 +166,8 @@ pub struct BootConfig {
     pub domains: Vec<DomainConfig>,
     /// dom0's `[network]` table (its boot configuration only), if any.
     pub network: Option<network::NetworkConfig>,
+    /// dom0's `[store]` table (its boot configuration only), if any.
+    pub store: Option<store::StoreConfig>,
 }
 
 impl BootConfig {

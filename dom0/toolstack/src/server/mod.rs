@@ -665,11 +665,12 @@ fn create(
         crate::config::Images::Only(&names),
     )
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
-    if cfg.network.is_some() {
+    if cfg.network.is_some() || cfg.store.is_some() {
+        let table = if cfg.network.is_some() { "[network]" } else { "[store]" };
         return Err(err(
             ErrorCode::BadConfig,
             format!(
-                "{file}: [network] configures dom0 at boot (its boot configuration), not \
+                "{file}: {table} configures dom0 at boot (its boot configuration), not \
                  domains created at run time: remove it"
             ),
         ));
