@@ -142,6 +142,12 @@ pub enum Command {
         #[arg(long, value_name = "C")]
         cap: Option<u32>,
     },
+    /// Images in dom0's store on its disk (docs/store.md).
+    #[command(subcommand)]
+    Image(crate::store::ImageCmd),
+    /// Volumes in dom0's store: fixed-size, writable disks for guests.
+    #[command(subcommand)]
+    Volume(crate::store::VolumeCmd),
     /// Drop an ended domain from the list.
     Forget {
         #[arg(value_name = "DOM", value_parser = dom)]

@@ -53,9 +53,9 @@
 
 mod error;
 pub mod network;
-pub mod store;
 mod parse;
 mod policy;
+pub mod store;
 #[cfg(test)]
 mod tests;
 

@@ -127,7 +127,9 @@ mod tests {
 
     #[test]
     fn a_store_table_is_read() {
-        let c = cfg("[store]\ndisk = \"kestrel-store0\"\nformat = true\nimport = [\"a.bin\", \"b\"]\n").unwrap();
+        let c =
+            cfg("[store]\ndisk = \"kestrel-store0\"\nformat = true\nimport = [\"a.bin\", \"b\"]\n")
+                .unwrap();
         assert_eq!(c.disk, "kestrel-store0");
         assert!(c.format);
         assert_eq!(c.import, ["a.bin", "b"]);
@@ -138,9 +140,15 @@ mod tests {
     #[test]
     fn bad_store_tables_name_the_field() {
         let e = cfg("[store]\nformat = true\n").unwrap_err();
-        assert!(e.contains("t.toml:1:1: store: field \"disk\": missing"), "{e}");
+        assert!(
+            e.contains("t.toml:1:1: store: field \"disk\": missing"),
+            "{e}"
+        );
         let e = cfg("[store]\ndisk = \"x\"\nformat = \"yes\"\n").unwrap_err();
-        assert!(e.contains("\"format\": expected true or false, found \"yes\""), "{e}");
+        assert!(
+            e.contains("\"format\": expected true or false, found \"yes\""),
+            "{e}"
+        );
         let e = cfg("[store]\ndisk = \"x\"\nimport = \"a\"\n").unwrap_err();
         assert!(e.contains("\"import\": expected an array"), "{e}");
         let e = cfg("[store]\ndisk = \"x\"\nfromat = true\n").unwrap_err();

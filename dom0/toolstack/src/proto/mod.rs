@@ -140,6 +140,35 @@ pub enum Op {
     /// change of every domain's life cycle (`hvctl events`), until it
     /// ends. [`Reply::Done`].
     Subscribe,
+    /// The images in dom0's store (docs/store.md). [`Reply::Images`].
+    ImageList,
+    /// Deletes an image from the store. [`Reply::Done`].
+    ImageDelete { name: String },
+    /// Creates a volume of `size_bytes` in the store, reading as zeros.
+    /// [`Reply::Volumes`] with it.
+    VolumeCreate { name: String, size_bytes: u64 },
+    /// The volumes in the store. [`Reply::Volumes`].
+    VolumeList,
+    /// Deletes a volume. [`Reply::Done`].
+    VolumeDelete { name: String },
+}
+
+/// An image `image list` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub size_bytes: u64,
+    /// SHA-256 of its bytes, 64 lower-case hex digits.
+    pub sha256: String,
+    /// Where it is kept: `store` (dom0's disk).
+    pub source: String,
+}
+
+/// A volume `volume list` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub size_bytes: u64,
 }
 
 /// A domain's life-cycle state.
@@ -255,6 +284,14 @@ pub enum Reply {
     },
     /// The host inventory.
     Host(HostReport),
+    /// Images (`image_list`).
+    Images {
+        images: Vec<ImageInfo>,
+    },
+    /// Volumes (`volume_list`, `volume_create`).
+    Volumes {
+        volumes: Vec<VolumeInfo>,
+    },
 }
 
 /// What `host` reports.
@@ -308,6 +345,8 @@ pub enum ErrorCode {
     BadState,
     /// Not enough memory or another resource.
     NoResources,
+    /// No image or volume of that name in the store.
+    NoSuchObject,
     /// The server's fault.
     Internal,
     /// A code this client does not know (sent by a newer server).

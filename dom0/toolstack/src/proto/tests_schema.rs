@@ -186,10 +186,18 @@ fn ops() -> Vec<Op> {
         Op::Forget { domain: dom() },
         Op::Bye,
         Op::Subscribe,
+        Op::ImageList,
+        Op::ImageDelete { name: "i".into() },
+        Op::VolumeCreate {
+            name: "v".into(),
+            size_bytes: 1 << 20,
+        },
+        Op::VolumeList,
+        Op::VolumeDelete { name: "v".into() },
     ]
 }
 
-const OPS: usize = 18;
+const OPS: usize = 23;
 
 fn op_index(op: &Op) -> usize {
     match op {
@@ -211,6 +219,11 @@ fn op_index(op: &Op) -> usize {
         Op::Forget { .. } => 15,
         Op::Bye => 16,
         Op::Subscribe => 17,
+        Op::ImageList => 18,
+        Op::ImageDelete { .. } => 19,
+        Op::VolumeCreate { .. } => 20,
+        Op::VolumeList => 21,
+        Op::VolumeDelete { .. } => 22,
     }
 }
 
@@ -273,6 +286,20 @@ fn replies() -> Vec<Reply> {
                 "0000:00:05.0 nvme 16 MiB, 512-byte blocks, model \"QEMU NVMe Ctrl\"".into(),
             ],
         }),
+        Reply::Images {
+            images: vec![ImageInfo {
+                name: "i".into(),
+                size_bytes: 5,
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+                source: "store".into(),
+            }],
+        },
+        Reply::Volumes {
+            volumes: vec![VolumeInfo {
+                name: "v".into(),
+                size_bytes: 1 << 20,
+            }],
+        },
     ]
 }
 
@@ -285,6 +312,8 @@ fn reply_index(r: &Reply) -> usize {
         Reply::Done => 4,
         Reply::Lines { .. } => 5,
         Reply::Host(_) => 6,
+        Reply::Images { .. } => 7,
+        Reply::Volumes { .. } => 8,
     }
 }
 
@@ -376,7 +405,7 @@ fn every_request_matches_and_every_schema_op_exists() {
 fn every_response_matches() {
     let replies = replies();
     let seen: BTreeSet<usize> = replies.iter().map(reply_index).collect();
-    assert_eq!(seen.len(), 7, "a sample of every reply");
+    assert_eq!(seen.len(), 9, "a sample of every reply");
     let mut kinds = BTreeSet::new();
     for r in replies {
         let line = encode_response(&Response {
@@ -397,6 +426,7 @@ fn every_response_matches() {
         ErrorCode::Exists,
         ErrorCode::BadState,
         ErrorCode::NoResources,
+        ErrorCode::NoSuchObject,
         ErrorCode::Internal,
     ];
     for (i, code) in codes.into_iter().enumerate() {

@@ -13,6 +13,7 @@ mod events;
 mod history;
 mod lifecycle;
 mod session;
+pub mod store;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -172,6 +173,10 @@ pub trait Hypervisor {
     fn set_sched(&mut self, id: u32, weight: u32, cap: u32) -> Result<(), Error> {
         let _ = (id, weight, cap);
         Err(Error::NoSys)
+    }
+    /// dom0's image store, if it has one (docs/store.md).
+    fn store(&mut self) -> Option<&mut dyn store::ImageStore> {
+        None
     }
 }
 
@@ -363,6 +368,11 @@ impl Server {
         }
         match req.op {
             Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
+            op @ (Op::ImageList
+            | Op::ImageDelete { .. }
+            | Op::VolumeCreate { .. }
+            | Op::VolumeList
+            | Op::VolumeDelete { .. }) => store::handle(hv, op),
             Op::List => {
                 let _ = self.observe(hv);
                 let now = hv.now_ns();
@@ -666,7 +676,11 @@ fn create(
     )
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
     if cfg.network.is_some() || cfg.store.is_some() {
-        let table = if cfg.network.is_some() { "[network]" } else { "[store]" };
+        let table = if cfg.network.is_some() {
+            "[network]"
+        } else {
+            "[store]"
+        };
         return Err(err(
             ErrorCode::BadConfig,
             format!(

@@ -256,6 +256,26 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
         Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } | Op::Subscribe => {
             Outcome::Ok(Reply::Done)
         }
+        // The store: one image, no volumes; deletes of anything else fail.
+        Op::ImageList => Outcome::Ok(Reply::Images {
+            images: vec![proto::ImageInfo {
+                name: "web".into(),
+                size_bytes: 5,
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+                source: "store".into(),
+            }],
+        }),
+        Op::VolumeList => Outcome::Ok(Reply::Volumes { volumes: vec![] }),
+        Op::VolumeCreate { name, size_bytes } => Outcome::Ok(Reply::Volumes {
+            volumes: vec![proto::VolumeInfo { name, size_bytes }],
+        }),
+        Op::ImageDelete { name } | Op::VolumeDelete { name } if name == "web" => {
+            Outcome::Ok(Reply::Done)
+        }
+        Op::ImageDelete { name } | Op::VolumeDelete { name } => Outcome::Error(ProtoError::new(
+            ErrorCode::NoSuchObject,
+            format!("no object named {name:?}"),
+        )),
         Op::Host => Outcome::Ok(Reply::Host(proto::HostReport {
             cpus: 2,
             memory_total_bytes: 128 << 20,
