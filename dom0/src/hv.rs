@@ -39,6 +39,8 @@ pub struct Hv {
     pub created: Vec<(u32, String)>,
     /// The hypervisor's `PVABI_VERSION` (dom0's start info).
     pub abi: u32,
+    /// The image store, when `[store]` names a disk that holds one.
+    pub store: Option<crate::store::DiskStore>,
 }
 
 impl Hv {
@@ -51,6 +53,7 @@ impl Hv {
             modules,
             created: Vec::new(),
             abi: 0,
+            store: None,
         })
     }
 
@@ -209,6 +212,12 @@ impl Hypervisor for Hv {
 
     fn disks(&mut self) -> alloc::vec::Vec<alloc::string::String> {
         crate::dev::disks::lines()
+    }
+
+    fn store(&mut self) -> Option<&mut dyn kestrel_toolstack::server::store::ImageStore> {
+        self.store
+            .as_mut()
+            .map(|s| s as &mut dyn kestrel_toolstack::server::store::ImageStore)
     }
 
     fn host(&mut self) -> Result<HvHost, Error> {

@@ -45,12 +45,15 @@ pub(crate) struct Blocks<D> {
 }
 
 impl<D: Disk> Blocks<D> {
-    pub(crate) fn new(disk: D) -> Result<Self> {
+    /// Fails (giving the disk back) when its block size does not
+    /// divide [`BLOCK`].
+    pub(crate) fn new(disk: D) -> core::result::Result<Self, (StoreError, D)> {
         let bs = disk.block_size();
         if bs == 0 || bs > BLOCK || !BLOCK.is_multiple_of(bs) {
-            return Err(StoreError::BadDisk(format!(
+            let e = StoreError::BadDisk(format!(
                 "device block size {bs} does not divide the store's {BLOCK}-byte block"
-            )));
+            ));
+            return Err((e, disk));
         }
         let per = (BLOCK / bs) as u64;
         Ok(Blocks {

@@ -89,7 +89,7 @@ impl<D: Disk> Store<D> {
     /// Makes a new empty store on `disk`, whatever it held. The caller
     /// decides whether that is allowed (dom0: docs/store.md).
     pub fn format(disk: D) -> Result<Self> {
-        let mut io = Blocks::new(disk)?;
+        let mut io = Blocks::new(disk).map_err(|(e, _)| e)?;
         if io.count < MIN_BLOCKS {
             return Err(StoreError::BadDisk(format!(
                 "{} store blocks, at least {MIN_BLOCKS} needed",
@@ -135,7 +135,34 @@ impl<D: Disk> Store<D> {
     /// generation whose metadata is intact; the other slot when that one
     /// is torn or damaged ([`Store::notes`] says so).
     pub fn open(disk: D) -> Result<Self> {
-        let mut io = Blocks::new(disk)?;
+        Self::try_open(disk).map_err(|(e, _)| e)
+    }
+
+    /// [`Store::open`], giving the disk back when it fails (so the caller
+    /// may format it, if it is allowed to).
+    pub fn try_open(disk: D) -> core::result::Result<Self, (StoreError, D)> {
+        let mut io = match Blocks::new(disk) {
+            Ok(io) => io,
+            Err((e, disk)) => return Err((e, disk)),
+        };
+        match Self::load(&mut io) {
+            Ok((slot, root, objects, notes)) => Ok(Store {
+                total: root.total,
+                io,
+                generation: root.generation,
+                slot,
+                meta: root.meta,
+                objects,
+                pending: Vec::new(),
+                next_id: 1,
+                notes,
+            }),
+            Err(e) => Err((e, io.disk)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn load(io: &mut Blocks<D>) -> Result<(u64, Root, Vec<Object>, Vec<String>)> {
         if io.count < MIN_BLOCKS {
             return Err(StoreError::BadDisk(format!(
                 "{} store blocks, at least {MIN_BLOCKS} needed",
@@ -168,20 +195,8 @@ impl<D: Disk> Store<D> {
         }
         roots.sort_by_key(|r| core::cmp::Reverse(r.1.generation));
         for (slot, root) in roots {
-            match Self::read_meta(&mut io, &root) {
-                Ok(objects) => {
-                    return Ok(Store {
-                        total: root.total,
-                        io,
-                        generation: root.generation,
-                        slot,
-                        meta: root.meta,
-                        objects,
-                        pending: Vec::new(),
-                        next_id: 1,
-                        notes,
-                    });
-                }
+            match Self::read_meta(io, &root) {
+                Ok(objects) => return Ok((slot, root, objects, notes)),
                 Err(e) => notes.push(format!(
                     "root slot {slot} (generation {}): {e}",
                     root.generation
