@@ -136,6 +136,7 @@ fn show(reply: Reply, json: bool, done: String) -> Result<String, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
