@@ -258,3 +258,55 @@ fn store_qemu_power_cut() {
     );
     assert!(o3.line("store: import").is_none());
 }
+
+/// VT-x (Bochs) has no IOMMU, so dom0 gets no disk: with a `[store]`
+/// table it names the disk it did not find, says it runs without a store,
+/// and builds its domains as usual.
+#[test]
+fn store_bochs_no_disk() {
+    use boot_tests::Backend;
+    use boot_tests::artifacts::shared_iso;
+    use boot_tests::bochs::{self, Pc};
+    const T: &str = "store_bochs_no_disk";
+    let config = format!(
+        "{}\n[[domain]]\nname = \"hello-a\"\nimage = \"hello\"\nmemory = 4\n",
+        store_table(true, &["hello"])
+    );
+    let modules = vec![
+        guest_module("dom0", "dom0", ""),
+        guest_module("hello", "hello", ""),
+        config_module(T, &config),
+    ];
+    let iso = shared_iso(
+        &format!("{T}.iso"),
+        &format!("{} dom0 loglevel=info", Backend::Vmx.exit()),
+        &modules,
+    );
+    let o = bochs::run_iso(
+        T,
+        &Pc::new("corei7_haswell_4770", 2, 128),
+        &iso,
+        Some(&["dom0: ready: "]),
+        bochs::TIMEOUT_S,
+    );
+    let _r = ReportOnPanic(&o);
+    assert_eq!(
+        o.ended,
+        xtask::runner::Ended::Stopped,
+        "{T}: dom0 never became ready"
+    );
+    assert!(
+        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
+        "{T}: died"
+    );
+    assert!(
+        o.line("dom0: store: no disk \"kestrel-store0\" (dom0's disks: none): no store")
+            .is_some(),
+        "{T}: no line naming the missing store disk"
+    );
+    assert!(
+        o.line("dom0: domain 2 (hello-a) started").is_some(),
+        "{T}: hello-a not started"
+    );
+    assert!(o.line("store: import").is_none() && o.line("formatting").is_none());
+}
