@@ -11,8 +11,9 @@
 //! | 2 | `import = ["small.bin", "big.bin"]` (24 MiB) | QEMU is killed (SIGKILL) at dom0's first `importing big.bin` progress line | small.bin is found already there; big.bin never finished, but its first block is in the disk file |
 //! | 3 | `import = ["small.bin"]` | the store opens | the same generation, objects and free space as boot 2 opened with; `hvctl image list` shows small.bin alone with the same SHA-256; vol1 is there |
 //!
-//! Bochs (VT-x) has no IOMMU, so dom0 gets no disk there: QEMU only (as
-//! tests/tests/boot/disks.rs).
+//! Bochs (VT-x) has no IOMMU, so dom0 gets no disk there (as
+//! tests/tests/boot/disks.rs): `store_bochs_no_disk` checks that dom0 with
+//! a `[store]` table names the disk it did not find and runs on.
 
 use std::path::{Path, PathBuf};
 
