@@ -27,9 +27,10 @@ fi
 # linux-source-6.1 the Linux guest's source (`cargo xtask linux`, guest-kernel-patches/)
 # busybox-static   the Linux guest's initramfs userland
 # make flex bison bc libelf-dev patch xz-utils  what building that kernel needs
+# qemu-utils       qemu-img and qemu-io: the image store's qcow2 tests (dom0/store)
 packages=(qemu-system-x86 ovmf grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools
           bochs bochsbios vgabios bochs-term gcc g++ libc6-dev
-          linux-source-6.1 busybox-static make flex bison bc libelf-dev patch xz-utils)
+          linux-source-6.1 busybox-static make flex bison bc libelf-dev patch xz-utils qemu-utils)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'

@@ -43,6 +43,8 @@ pub struct Hv {
     pub uploads: kestrel_toolstack::server::MemImages,
     /// The boot modules as images, hashed on first use.
     module_images: Option<Vec<kestrel_toolstack::proto::ImageInfo>>,
+    /// The image store, when `[store]` names a disk that holds one.
+    pub store: Option<crate::store::DiskStore>,
 }
 
 impl Hv {
@@ -57,6 +59,7 @@ impl Hv {
             abi: 0,
             uploads: crate::images::keeper(),
             module_images: None,
+            store: None,
         })
     }
 
@@ -255,6 +258,12 @@ impl Hypervisor for Hv {
 
     fn disks(&mut self) -> alloc::vec::Vec<alloc::string::String> {
         crate::dev::disks::lines()
+    }
+
+    fn store(&mut self) -> Option<&mut dyn kestrel_toolstack::server::store::ImageStore> {
+        self.store
+            .as_mut()
+            .map(|s| s as &mut dyn kestrel_toolstack::server::store::ImageStore)
     }
 
     fn host(&mut self) -> Result<HvHost, Error> {

@@ -32,6 +32,7 @@ mod msi;
 mod net;
 mod pci;
 mod service;
+mod store;
 mod wake;
 
 use alloc::format;
@@ -80,6 +81,7 @@ fn boot(
     hv: &mut Hv,
     cmdline: &str,
     network: &mut Option<config::network::NetworkConfig>,
+    store: &mut Option<config::store::StoreConfig>,
 ) -> Option<Booted> {
     let wanted = arg(cmdline, "config");
     let Some(m) = hv.modules.iter().find(|m| {
@@ -121,6 +123,7 @@ fn boot(
         }
     };
     network.clone_from(&cfg.network);
+    store.clone_from(&cfg.store);
     if cfg.domains.is_empty() {
         say(&format!("{file}: no [[domain]] in it: no domain created"));
         return None;
@@ -190,7 +193,12 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         }
     }
     let mut network = None;
-    let booted = boot(&mut hv, cmdline, &mut network);
+    let mut store_cfg = None;
+    let booted = boot(&mut hv, cmdline, &mut network, &mut store_cfg);
+    // The image store on the disk `[store]` names (store.rs).
+    if let Some(c) = &store_cfg {
+        hv.store = store::start(c, &mut disks, &hv.modules);
+    }
     // `history=N`: how many ended domains stay listed.
     let history = arg(cmdline, "history")
         .and_then(|n| n.parse().ok())

@@ -19,6 +19,7 @@ pub mod hypercall;
 pub mod input;
 pub mod ring;
 pub mod seeds;
+pub mod store;
 
 /// A target's function: any bytes, no panic.
 pub type Target = fn(&[u8]);
@@ -34,4 +35,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("evtchn", evtchn::run),
     ("grant", grant::run),
     ("ring", ring::run),
+    ("store", store::run),
 ];

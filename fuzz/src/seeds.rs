@@ -33,6 +33,7 @@ pub fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
         "evtchn" => evtchn(),
         "grant" => grant(),
         "ring" => ring(),
+        "store" => crate::store::seeds(),
         _ => Vec::new(),
     }
 }

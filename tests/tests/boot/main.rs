@@ -44,6 +44,7 @@ mod sched;
 mod selftest;
 mod server;
 mod spec;
+mod store;
 mod stress;
 mod template;
 mod triplefault;

@@ -147,6 +147,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Volumes in dom0's store: fixed-size, writable disks for guests.
+    #[command(subcommand)]
+    Volume(crate::store::VolumeCmd),
     /// Drop an ended domain from the list.
     Forget {
         #[arg(value_name = "DOM", value_parser = dom)]

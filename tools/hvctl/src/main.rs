@@ -14,6 +14,7 @@ mod output;
 mod relay;
 mod secure;
 mod serial;
+mod store;
 mod target;
 mod top;
 mod upload;
@@ -134,6 +135,7 @@ fn run(cli: Cli) -> Result<String, Error> {
             history: true,
         } => (Op::ConsoleHistory { domain }, ""),
         Command::Log => (Op::Log, ""),
+        Command::Volume(c) => return store::volume(&mut client, c, cli.json),
         Command::Events { count } => return events::run(client, count),
         Command::Host => (Op::Host, ""),
         Command::Top { every_ms, count } => {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use base64::Engine as _;
-use kestrel_toolstack::proto::{ImageInfo, Op, Reply, UPLOAD_CHUNK_MAX};
+use kestrel_toolstack::proto::{ImageInfo, ImageSource, Op, Reply, UPLOAD_CHUNK_MAX};
 use kestrel_toolstack::server::upload::{hex, sha256};
 
 use crate::client::Client;
@@ -89,10 +89,13 @@ pub fn send(
     let sha = sha256(&bytes);
     let want = hex(&sha);
     let images = list(client)?;
-    if let Some(have) = images
-        .iter()
-        .find(|i| i.sha256 == want && name.is_none_or(|n| n == i.name))
-    {
+    // Only what dom0 builds domains from counts: a boot module or an
+    // upload (the store's images are listed too, but not built from yet).
+    if let Some(have) = images.iter().find(|i| {
+        matches!(i.source, ImageSource::Module | ImageSource::Upload)
+            && i.sha256 == want
+            && name.is_none_or(|n| n == i.name)
+    }) {
         return Ok(Sent {
             image: have.clone(),
             sent: false,

@@ -22,7 +22,7 @@ use xtask::paths;
 use crate::{Args, cargo};
 
 /// The targets, in the order they run (the `[[bin]]`s of fuzz/Cargo.toml).
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "multiboot2",
     "pvh",
     "elf",
@@ -31,6 +31,7 @@ pub const TARGETS: [&str; 8] = [
     "evtchn",
     "grant",
     "ring",
+    "store",
 ];
 
 /// Seconds per target when none is given.

@@ -55,6 +55,7 @@ mod error;
 pub mod network;
 mod parse;
 mod policy;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
@@ -165,6 +166,8 @@ pub struct BootConfig {
     pub domains: Vec<DomainConfig>,
     /// dom0's `[network]` table (its boot configuration only), if any.
     pub network: Option<network::NetworkConfig>,
+    /// dom0's `[store]` table (its boot configuration only), if any.
+    pub store: Option<store::StoreConfig>,
 }
 
 impl BootConfig {

@@ -59,9 +59,14 @@ pub fn parse(
     };
     let mut domains = Vec::new();
     let mut network = None;
+    let mut store = None;
     for (key, value) in root.get_ref().iter() {
         if key.get_ref() == "network" {
             network = super::network::network(&mut sink, value);
+            continue;
+        }
+        if key.get_ref() == "store" {
+            store = super::store::store(&mut sink, value);
             continue;
         }
         if key.get_ref() != "domain" {
@@ -129,6 +134,7 @@ pub fn parse(
     Ok(BootConfig {
         domains: domains.into_iter().map(|(d, _)| d).collect(),
         network,
+        store,
     })
 }
 

@@ -144,11 +144,12 @@ pub enum Op {
     /// change of every domain's life cycle (`hvctl events`), until it
     /// ends. [`Reply::Done`].
     Subscribe,
-    /// Every image a domain can be built from: boot modules and uploaded
-    /// ones. [`Reply::Images`].
+    /// Every image dom0 has: boot modules, uploaded ones and those in its
+    /// store (docs/store.md). [`Reply::Images`].
     ImageList,
     /// Removes an uploaded image (not while a live domain dom0 may rebuild
-    /// from it names it). [`Reply::Done`].
+    /// from it names it), or else the store's image of that name.
+    /// [`Reply::Done`].
     ImageDelete { name: String },
     /// Starts sending image `name` of `size` bytes whose SHA-256 is
     /// `sha256` (64 hex digits); dom0 sets the memory aside first. One
@@ -171,6 +172,13 @@ pub enum Op {
     UploadEnd { name: String },
     /// Drops the session's upload. [`Reply::Done`].
     UploadAbort { name: String },
+    /// Creates a volume of `size_bytes` in dom0's store, reading as zeros.
+    /// [`Reply::Volumes`] with it.
+    VolumeCreate { name: String, size_bytes: u64 },
+    /// The volumes in dom0's store (docs/store.md). [`Reply::Volumes`].
+    VolumeList,
+    /// Deletes a volume from the store. [`Reply::Done`].
+    VolumeDelete { name: String },
 }
 
 /// Where an image came from.
@@ -181,6 +189,8 @@ pub enum ImageSource {
     Module,
     /// Sent at run time (`upload_*`).
     Upload,
+    /// Kept in dom0's store, on its disk (docs/store.md).
+    Store,
     /// A source this client does not know (sent by a newer server).
     #[serde(other)]
     Unknown,
@@ -197,6 +207,13 @@ pub struct ImageInfo {
     /// An ELF image (a domain's `image`/`kernel`); `false`: data (an
     /// initrd, a configuration).
     pub elf: bool,
+}
+
+/// A volume `volume list` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub size_bytes: u64,
 }
 
 /// A domain's life-cycle state.
@@ -320,6 +337,10 @@ pub enum Reply {
     Image {
         image: ImageInfo,
     },
+    /// Volumes (`volume_list`, `volume_create`).
+    Volumes {
+        volumes: Vec<VolumeInfo>,
+    },
 }
 
 /// What `host` reports.
@@ -375,6 +396,8 @@ pub enum ErrorCode {
     BadState,
     /// Not enough memory or another resource.
     NoResources,
+    /// No image or volume of that name in the store.
+    NoSuchObject,
     /// The server's fault.
     Internal,
     /// A code this client does not know (sent by a newer server).

@@ -200,10 +200,16 @@ fn ops() -> Vec<Op> {
         },
         Op::UploadEnd { name: "i".into() },
         Op::UploadAbort { name: "i".into() },
+        Op::VolumeCreate {
+            name: "v".into(),
+            size_bytes: 1 << 20,
+        },
+        Op::VolumeList,
+        Op::VolumeDelete { name: "v".into() },
     ]
 }
 
-const OPS: usize = 24;
+const OPS: usize = 27;
 
 fn op_index(op: &Op) -> usize {
     match op {
@@ -231,6 +237,9 @@ fn op_index(op: &Op) -> usize {
         Op::UploadChunk { .. } => 21,
         Op::UploadEnd { .. } => 22,
         Op::UploadAbort { .. } => 23,
+        Op::VolumeCreate { .. } => 24,
+        Op::VolumeList => 25,
+        Op::VolumeDelete { .. } => 26,
     }
 }
 
@@ -294,10 +303,20 @@ fn replies() -> Vec<Reply> {
             ],
         }),
         Reply::Images {
-            images: vec![image(ImageSource::Module), image(ImageSource::Upload)],
+            images: vec![
+                image(ImageSource::Module),
+                image(ImageSource::Upload),
+                image(ImageSource::Store),
+            ],
         },
         Reply::Image {
             image: image(ImageSource::Upload),
+        },
+        Reply::Volumes {
+            volumes: vec![VolumeInfo {
+                name: "v".into(),
+                size_bytes: 1 << 20,
+            }],
         },
     ]
 }
@@ -323,6 +342,7 @@ fn reply_index(r: &Reply) -> usize {
         Reply::Host(_) => 6,
         Reply::Images { .. } => 7,
         Reply::Image { .. } => 8,
+        Reply::Volumes { .. } => 9,
     }
 }
 
@@ -414,7 +434,7 @@ fn every_request_matches_and_every_schema_op_exists() {
 fn every_response_matches() {
     let replies = replies();
     let seen: BTreeSet<usize> = replies.iter().map(reply_index).collect();
-    assert_eq!(seen.len(), 9, "a sample of every reply");
+    assert_eq!(seen.len(), 10, "a sample of every reply");
     let mut kinds = BTreeSet::new();
     for r in replies {
         let line = encode_response(&Response {
@@ -436,6 +456,7 @@ fn every_response_matches() {
         ErrorCode::Exists,
         ErrorCode::BadState,
         ErrorCode::NoResources,
+        ErrorCode::NoSuchObject,
         ErrorCode::Internal,
     ];
     for (i, code) in codes.into_iter().enumerate() {

@@ -1,11 +1,12 @@
 //! The image ops of [`Server`]: `image_list`, `image_delete` and the
-//! `upload_*` requests (the state machine is `upload.rs`).
+//! `upload_*` requests (the state machine is `upload.rs`); the store's
+//! images (`store.rs`) are listed and deleted here with the others.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Hypervisor, Server, err, upload};
+use super::{Hypervisor, Server, err, store, upload};
 use crate::proto::{ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, SessionId};
 
 fn no_uploads() -> ProtoError {
@@ -16,12 +17,14 @@ fn no_uploads() -> ProtoError {
 }
 
 impl Server {
-    /// Every image: boot modules first, then uploaded ones.
+    /// Every image: boot modules first, then uploaded ones, then the
+    /// store's.
     fn all_images(hv: &mut impl Hypervisor) -> Vec<ImageInfo> {
         let mut all = hv.module_images();
         if let Some(k) = hv.keeper() {
             all.extend(k.list());
         }
+        all.extend(store::images(hv));
         all
     }
 
@@ -90,13 +93,10 @@ impl Server {
                 ),
             ));
         }
-        if hv.keeper().ok_or_else(no_uploads)?.remove(name) {
+        if hv.keeper().is_some_and(|k| k.remove(name)) {
             Ok(Reply::Done)
         } else {
-            Err(err(
-                ErrorCode::NoSuchImage,
-                format!("no uploaded image {name:?}"),
-            ))
+            store::delete_image(hv, name)
         }
     }
 }

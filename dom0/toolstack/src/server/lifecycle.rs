@@ -223,6 +223,7 @@ impl Lifecycle {
         let one = BootConfig {
             domains: vec![cfg.clone()],
             network: None,
+            store: None,
         };
         let id = match create_all(hv, &built.file, &one) {
             Ok(ids) => ids.first().copied()?,

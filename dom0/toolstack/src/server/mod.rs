@@ -14,6 +14,7 @@ mod history;
 mod images;
 mod lifecycle;
 mod session;
+pub mod store;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -187,6 +188,10 @@ pub trait Hypervisor {
     /// ([`Self::images`] lists them too) and [`Self::create`] builds from
     /// them.
     fn keeper(&mut self) -> Option<&mut dyn ImageKeeper> {
+        None
+    }
+    /// dom0's image store, if it has one (docs/store.md).
+    fn store(&mut self) -> Option<&mut dyn store::ImageStore> {
         None
     }
 }
@@ -391,6 +396,9 @@ impl Server {
             | Op::UploadChunk { .. }
             | Op::UploadEnd { .. }
             | Op::UploadAbort { .. }) => self.image_op(hv, session, op),
+            op @ (Op::VolumeCreate { .. }
+            | Op::VolumeList
+            | Op::VolumeDelete { .. }) => store::handle(hv, op),
             Op::List => {
                 let _ = self.observe(hv);
                 let now = hv.now_ns();
@@ -693,11 +701,16 @@ fn create(
         crate::config::Images::Only(&names),
     )
     .map_err(|e| err(ErrorCode::BadConfig, e.to_string()))?;
-    if cfg.network.is_some() {
+    if cfg.network.is_some() || cfg.store.is_some() {
+        let table = if cfg.network.is_some() {
+            "[network]"
+        } else {
+            "[store]"
+        };
         return Err(err(
             ErrorCode::BadConfig,
             format!(
-                "{file}: [network] configures dom0 at boot (its boot configuration), not \
+                "{file}: {table} configures dom0 at boot (its boot configuration), not \
                  domains created at run time: remove it"
             ),
         ));

@@ -277,6 +277,17 @@ fn handle(
         Op::ConsoleDetach { .. } | Op::Bye | Op::Forget { .. } | Op::Subscribe => {
             Outcome::Ok(Reply::Done)
         }
+        // The store's volumes: none listed; deletes of anything but
+        // "data" fail. (Images, the store's among them, are images.rs'.)
+        Op::VolumeList => Outcome::Ok(Reply::Volumes { volumes: vec![] }),
+        Op::VolumeCreate { name, size_bytes } => Outcome::Ok(Reply::Volumes {
+            volumes: vec![proto::VolumeInfo { name, size_bytes }],
+        }),
+        Op::VolumeDelete { name } if name == "data" => Outcome::Ok(Reply::Done),
+        Op::VolumeDelete { name } => Outcome::Error(ProtoError::new(
+            ErrorCode::NoSuchObject,
+            format!("no volume named {name:?}"),
+        )),
         Op::Host => Outcome::Ok(Reply::Host(proto::HostReport {
             cpus: 2,
             memory_total_bytes: 128 << 20,
