@@ -479,7 +479,7 @@ fn every_response_matches() {
     ];
     let names: BTreeSet<String> = states.iter().map(name_of).collect();
     assert_eq!(enum_values("domain_state"), names);
-    let sources = [ImageSource::Module, ImageSource::Upload];
+    let sources = [ImageSource::Module, ImageSource::Upload, ImageSource::Store];
     let names: BTreeSet<String> = sources.iter().map(name_of).collect();
     assert_eq!(enum_values("image_source"), names);
 }

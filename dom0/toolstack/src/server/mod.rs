@@ -396,9 +396,9 @@ impl Server {
             | Op::UploadChunk { .. }
             | Op::UploadEnd { .. }
             | Op::UploadAbort { .. }) => self.image_op(hv, session, op),
-            op @ (Op::VolumeCreate { .. }
-            | Op::VolumeList
-            | Op::VolumeDelete { .. }) => store::handle(hv, op),
+            op @ (Op::VolumeCreate { .. } | Op::VolumeList | Op::VolumeDelete { .. }) => {
+                store::handle(hv, op)
+            }
             Op::List => {
                 let _ = self.observe(hv);
                 let now = hv.now_ns();
