@@ -7,7 +7,13 @@
 //! `hvctl relay`'s on the serial line, which keeps working). ICMP echo
 //! requests are answered by smoltcp itself.
 //!
-//! Polled from the service loop (no NIC interrupts yet: [`POLL_NS`]).
+//! Woken by the NIC: its receive queue signals through MSI-X entry 0,
+//! bound to an event port (`dev/irq.rs`), so dom0 blocks until a frame
+//! comes or smoltcp's next timer ([`NetService::deadline`]: a
+//! retransmission, DHCP, a handshake's time limit) instead of polling.
+//! Where the binding fails (no MSI-X, the hypervisor refuses, the device
+//! does not take the vector) or `wake=poll` / `net=poll` is on dom0's
+//! command line, the NIC is polled every [`POLL_NS`], said once at start.
 
 mod nic;
 
@@ -25,10 +31,16 @@ use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
+use crate::dev::irq::{Common, Irq};
+use crate::dev::virtio::Platform;
 use crate::hv::Hv;
 use crate::say;
 
-/// How often the loop polls the NIC while the network is up.
+/// virtio-net's first receive queue (virtio 1.2, 5.1.2): the only one
+/// that interrupts (frames are sent synchronously, `nic.rs`).
+const RX_QUEUE: u16 = 0;
+
+/// How often the loop polls the NIC when it has no interrupt.
 pub const POLL_NS: u64 = 2_000_000;
 /// Connections served at once (one listening socket each).
 pub const MAX_CONN: usize = 4;
@@ -87,6 +99,10 @@ pub struct NetService {
     keys: Arc<[NamedKey]>,
     port: u16,
     next_session: u64,
+    /// The NIC's interrupt; `None`: polled every [`POLL_NS`].
+    irq: Option<Irq>,
+    /// When the stack must run again with no frame (system time).
+    deadline_ns: Option<u64>,
 }
 
 fn now(ns: u64) -> Instant {
@@ -99,8 +115,10 @@ fn ip(a: [u8; 4]) -> Ipv4Address {
 
 /// Starts the network service `cfg` describes, or says why not (the serial
 /// line serves alone then).
-pub fn start(hv: &Hv, cfg: &NetworkConfig) -> Option<NetService> {
-    match try_start(hv, cfg) {
+/// `poll`: poll the NIC even if it could interrupt, and the option that
+/// said so (dom0's `wake=poll`, `net=poll`).
+pub fn start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Option<NetService> {
+    match try_start(hv, cfg, poll) {
         Ok(n) => Some(n),
         Err(why) => {
             say(&format!("net: no network management: {why}"));
@@ -129,7 +147,22 @@ fn read_keys(hv: &Hv, cfg: &NetworkConfig) -> Result<Vec<NamedKey>, String> {
     Ok(keys)
 }
 
-fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
+/// Binds `d`'s MSI-X entry 0 and has `t` route the receive queue to it.
+fn bind_irq(d: &pvabi::PciDevice, t: &mut Platform) -> Result<(Irq, Common), String> {
+    let irq = Irq::bind_msix(d, 0)?;
+    match Common::find(d) {
+        Ok(common) => {
+            t.route(common, 1 << RX_QUEUE);
+            Ok((irq, common))
+        }
+        Err(e) => {
+            irq.unbind();
+            Err(e)
+        }
+    }
+}
+
+fn try_start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Result<NetService, String> {
     // Ephemeral keys need real randomness (threat model): no RDRAND, no
     // network service.
     let mut probe = [0u8; 8];
@@ -144,13 +177,37 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         .into_iter()
         .find(|d| crate::dev::claim(d) == Some(crate::dev::Driver::VirtioNet))
         .ok_or_else(|| String::from("no virtio-net device assigned to dom0"))?;
-    let transport = crate::dev::virtio::Platform::open(&dev).map_err(|e| format!("{e}"))?;
-    let raw = nic::Raw::new(transport).map_err(|e| {
-        format!(
-            "{}: virtio-net set-up failed: {e}",
-            crate::pci::bdf(dev.sbdf)
-        )
-    })?;
+    let mut transport = Platform::open(&dev).map_err(|e| format!("{e}"))?;
+    let irq = match poll {
+        Some(why) => Err(format!("{why} on the command line")),
+        None => bind_irq(&dev, &mut transport),
+    };
+    let raw = match nic::Raw::new(transport) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok((i, _)) = irq {
+                i.unbind();
+            }
+            return Err(format!(
+                "{}: virtio-net set-up failed: {e}",
+                crate::pci::bdf(dev.sbdf)
+            ));
+        }
+    };
+    // The device reads back NO_VECTOR for a vector it could not take.
+    let irq = irq.and_then(|(i, common)| match common.queue_vector(RX_QUEUE) {
+        v if v == i.entry => Ok(i),
+        v => {
+            i.unbind();
+            Err(format!(
+                "the receive queue did not take MSI-X entry 0 (reads {v:#06x})"
+            ))
+        }
+    });
+    let wakes = match &irq {
+        Ok(i) => format!("woken by MSI-X entry {} on port {}", i.entry, i.port),
+        Err(why) => format!("polled every {} ms ({why})", POLL_NS / 1_000_000),
+    };
     let mut nic = nic::Nic::new(raw);
     let mac = nic.mac();
     let t = now(pvabi::guest::time::now_ns());
@@ -180,6 +237,12 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
             tcp::SocketBuffer::new(vec![0; 8192]),
             tcp::SocketBuffer::new(vec![0; 16384]),
         );
+        // Every segment acknowledged at once: a client streaming a large
+        // request (an image) into the 8 KiB receive window otherwise waits
+        // out smoltcp's 10 ms delayed ACK per window, each one a timer
+        // wake-up of dom0 (and longer where the scheduler's tick rounds
+        // it up).
+        s.set_ack_delay(None);
         s.listen(cfg.port)
             .map_err(|e| format!("cannot listen on port {}: {e:?}", cfg.port))?;
         conns.push(Conn {
@@ -195,7 +258,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
     let m = mac;
     say(&format!(
         "net: {} virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}, management on TCP port {} \
-         (authenticated, {} key(s)), polled every {} ms",
+         (authenticated, {} key(s)), {wakes}",
         crate::pci::bdf(dev.sbdf),
         m[0],
         m[1],
@@ -210,7 +273,6 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         },
         cfg.port,
         keys.len(),
-        POLL_NS / 1_000_000
     ));
     Ok(NetService {
         nic,
@@ -221,6 +283,8 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         keys: Arc::from(keys),
         port: cfg.port,
         next_session: FIRST_SESSION,
+        irq: irq.ok(),
+        deadline_ns: None,
     })
 }
 
@@ -249,7 +313,43 @@ impl NetService {
             );
         }
         self.iface.poll(t, &mut self.nic, &mut self.sockets);
+        // A frame the stack did not take (no transmit room): again at
+        // once, since the device interrupts only for frames that come
+        // after the last one taken.
+        news.busy |= self.nic.rx_pending();
+        self.deadline_ns = self.next_deadline(now_ns);
         news
+    }
+
+    /// When the stack must run again if no frame comes (system time):
+    /// `None` waits for a frame alone.
+    pub fn deadline(&self) -> Option<u64> {
+        self.deadline_ns
+    }
+
+    /// smoltcp's next timer and the connections' time limits, or the
+    /// next poll when the NIC has no interrupt.
+    fn next_deadline(&mut self, now_ns: u64) -> Option<u64> {
+        if self.irq.is_none() {
+            return Some(now_ns.saturating_add(POLL_NS));
+        }
+        let stack = self
+            .iface
+            .poll_delay(now(now_ns), &self.sockets)
+            .map(|d| now_ns.saturating_add(d.total_micros().saturating_mul(1000)));
+        // One nanosecond past a limit, since `step` checks "over".
+        let limits = self.conns.iter().filter_map(|c| {
+            let chan = c.chan.as_ref()?;
+            let limit = if c.closing {
+                2 * HANDSHAKE_NS
+            } else if !chan.is_open() {
+                HANDSHAKE_NS
+            } else {
+                return None;
+            };
+            Some(c.since_ns.saturating_add(limit + 1))
+        });
+        stack.into_iter().chain(limits).min()
     }
 
     /// Sends `line` (a whole protocol line) to `session`; false if it has
@@ -287,6 +387,7 @@ impl NetService {
     pub fn flush(&mut self, now_ns: u64) {
         self.iface
             .poll(now(now_ns), &mut self.nic, &mut self.sockets);
+        self.deadline_ns = self.next_deadline(now_ns);
     }
 
     fn dhcp_news(&mut self) {
