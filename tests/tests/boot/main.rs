@@ -34,6 +34,7 @@ mod linuxproto;
 mod msi;
 mod msrs;
 mod netmgmt;
+mod netping;
 mod pci;
 mod privilege;
 mod pvh;
