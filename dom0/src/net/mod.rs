@@ -44,6 +44,15 @@ const RX_QUEUE: u16 = 0;
 pub const POLL_NS: u64 = 2_000_000;
 /// Connections served at once (one listening socket each).
 pub const MAX_CONN: usize = 4;
+/// Listening sockets beyond [`MAX_CONN`]: a connection that lands on one
+/// while every session slot is taken gets a refusal line and is closed
+/// (without them smoltcp answers the SYN with a reset, which a client
+/// reports as "connection refused" with no reason).
+const SPARE: usize = 2;
+/// What a connection over [`MAX_CONN`] is told (the handshake's refusal
+/// form, `secure::REFUSED`, so hvctl shows the reason).
+const FULL: &str = "refused: all 4 management connections are in use; try again when one ends\n";
+const _: () = assert!(MAX_CONN == 4, "FULL names the number");
 /// Session ids of network connections start here (relay sessions count
 /// from 1).
 pub const FIRST_SESSION: u64 = 1 << 40;
@@ -76,6 +85,9 @@ struct Conn {
     pending: Vec<u8>,
     /// Close once `pending` is sent (a refusal, an error).
     closing: bool,
+    /// Connected while every session slot was taken: told so, closed, no
+    /// session.
+    refusing: bool,
     since_ns: u64,
     open_said: bool,
 }
@@ -232,7 +244,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Result<NetServ
         Address::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
     };
     let mut conns = Vec::new();
-    for _ in 0..MAX_CONN {
+    for _ in 0..MAX_CONN + SPARE {
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 8192]),
             tcp::SocketBuffer::new(vec![0; 16384]),
@@ -251,6 +263,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Result<NetServ
             session: 0,
             pending: Vec::new(),
             closing: false,
+            refusing: false,
             since_ns: 0,
             open_said: false,
         });
@@ -301,9 +314,14 @@ impl NetService {
         let t = now(now_ns);
         self.iface.poll(t, &mut self.nic, &mut self.sockets);
         self.dhcp_news();
-        for c in &mut self.conns {
+        for i in 0..self.conns.len() {
+            let in_use = self.conns.iter().filter(|c| c.chan.is_some()).count();
+            let Some(c) = self.conns.get_mut(i) else {
+                break;
+            };
             step(
                 c,
+                in_use,
                 &mut self.sockets,
                 &self.keys,
                 self.port,
@@ -339,6 +357,9 @@ impl NetService {
             .map(|d| now_ns.saturating_add(d.total_micros().saturating_mul(1000)));
         // One nanosecond past a limit, since `step` checks "over".
         let limits = self.conns.iter().filter_map(|c| {
+            if c.refusing {
+                return Some(c.since_ns.saturating_add(2 * HANDSHAKE_NS + 1));
+            }
             let chan = c.chan.as_ref()?;
             let limit = if c.closing {
                 2 * HANDSHAKE_NS
@@ -442,9 +463,33 @@ fn flush(_h: SocketHandle, pending: &mut Vec<u8>, s: &mut tcp::Socket<'_>) {
     }
 }
 
+/// A refused connection's work: its input read and dropped, the refusal
+/// sent, then closed; the socket listens again once the client has it
+/// all (or after the handshake's time limit twice over).
+fn refuse_step(c: &mut Conn, s: &mut tcp::Socket<'_>, port: u16, now_ns: u64, news: &mut News) {
+    while s.can_recv() && matches!(s.recv(|b| (b.len(), b.len())), Ok(n) if n > 0) {}
+    flush(c.handle, &mut c.pending, s);
+    if c.pending.is_empty() && s.is_open() {
+        s.close();
+    }
+    let state = s.state();
+    if !s.is_active()
+        || state == tcp::State::FinWait2
+        || state == tcp::State::TimeWait
+        || now_ns.saturating_sub(c.since_ns) > 2 * HANDSHAKE_NS
+    {
+        c.refusing = false;
+        c.pending.clear();
+        s.abort();
+        let _ = s.listen(port);
+        news.busy = true;
+    }
+}
+
 /// One connection slot's work for one poll.
 fn step(
     c: &mut Conn,
+    in_use: usize,
     sockets: &mut SocketSet<'_>,
     keys: &Arc<[NamedKey]>,
     port: u16,
@@ -453,12 +498,30 @@ fn step(
     news: &mut News,
 ) {
     let s = sockets.get_mut::<tcp::Socket>(c.handle);
+    if c.refusing {
+        refuse_step(c, s, port, now_ns, news);
+        return;
+    }
     if c.chan.is_none() {
         if !s.is_active() {
             if s.state() != tcp::State::Listen {
                 s.abort();
                 let _ = s.listen(port);
             }
+            return;
+        }
+        if in_use >= MAX_CONN {
+            let from = s
+                .remote_endpoint()
+                .map_or(String::from("?"), |e| format!("{e}"));
+            say(&format!(
+                "net: connection from {from} refused: all {MAX_CONN} slots in use"
+            ));
+            c.refusing = true;
+            c.since_ns = now_ns;
+            c.pending.clear();
+            c.pending.extend_from_slice(FULL.as_bytes());
+            refuse_step(c, s, port, now_ns, news);
             return;
         }
         c.chan = Some(ServerChannel::new(keys.clone(), rdrand_fill));

@@ -33,6 +33,7 @@ mod linux_smp;
 mod linuxproto;
 mod msi;
 mod msrs;
+mod netbad;
 mod netmgmt;
 mod netping;
 mod pci;
