@@ -34,6 +34,7 @@ mod linuxproto;
 mod msi;
 mod msrs;
 mod netbad;
+mod netidle;
 mod netmgmt;
 mod netping;
 mod pci;
