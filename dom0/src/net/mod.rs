@@ -486,7 +486,9 @@ fn refuse_step(c: &mut Conn, s: &mut tcp::Socket<'_>, port: u16, now_ns: u64, ne
     }
 }
 
-/// One connection slot's work for one poll.
+/// One connection slot's work for one poll (`in_use`: session slots
+/// taken, this one's included if it has a session).
+#[allow(clippy::too_many_arguments)] // one slot's state and the service's, by field
 fn step(
     c: &mut Conn,
     in_use: usize,
