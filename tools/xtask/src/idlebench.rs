@@ -135,7 +135,7 @@ fn one(kernel: &Path, dir: &Path, poll: bool, idle_guest: bool, network: bool) -
 /// Every configuration, twice each (the two must agree).
 pub fn run(kernel: &Path, out_dir: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for (idle_guest, network) in [(false, false), (true, false), (false, true)] {
+    for (idle_guest, network) in [(false, true), (false, false), (true, false)] {
         for poll in [false, true] {
             let name = format!(
                 "idle-{}-{}",
@@ -156,10 +156,16 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Vec<Row>> {
             )?;
             // Exits must match exactly; the span's nanoseconds come from a
             // TSC-to-ns conversion whose calibration may differ in the
-            // last digit between boots (seen: 1 ns over 2 s).
-            if a.exits != b.exits || a.span_ns.abs_diff(b.span_ns) > 1_000 {
+            // last digits between boots (seen: 1 ns over 2 s; on a loaded
+            // host, with the exits equal, 6.7 and 20.2 us: 10 ppm). 100 ppm
+            // of the span is allowed: far below the rate's last digit.
+            if a.exits != b.exits || a.span_ns.abs_diff(b.span_ns) > a.span_ns / 10_000 {
                 bail!("{name}: two identical runs differ: {a:?} / {b:?}");
             }
+            println!(
+                "{name}: dom0 exits {} over {} ns, twice (command: {})",
+                a.exits, a.span_ns, a.command
+            );
             rows.push(a);
         }
     }
@@ -177,7 +183,7 @@ pub fn section(rows: &[Row]) -> String {
          domain ends; issue 15) and with dom0's `wake=poll`, the 5 ms polling loop it had \
          before (still its fallback where the line has no interrupt). The window also \
          holds dom0's work on the sleeper's one line and its end. Two identical runs \
-         gave identical exit counts (spans within 1 us). The NIC rows add dom0's \
+         gave identical exit counts (spans within 100 ppm). The NIC rows add dom0's \
          `[network]` (static 10.0.2.15/24) on a virtio-net behind `intel-iommu` on \
          QEMU's user network, to which nothing is sent: dom0 woken by the NIC's MSI-X \
          entry (issue 14), or the NIC alone polled every 2 ms (`net=poll`: the \
