@@ -212,7 +212,14 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         svc.consoles.follow(id, &name);
     }
     // The network management service, if the configuration has one.
-    svc.net = network.as_ref().and_then(|n| net::start(&hv, n));
+    // `net=poll`: the NIC alone polled (its fallback), to measure it.
+    let poll = arg(cmdline, "wake") == Some("poll");
+    let net_poll = match arg(cmdline, "net") {
+        Some("poll") => Some("net=poll"),
+        _ if poll => Some("wake=poll"),
+        _ => None,
+    };
+    svc.net = network.as_ref().and_then(|n| net::start(&hv, n, net_poll));
     // Uptimes count from when dom0 created them, not from now: a domain
     // may already have run and ended (issue 15's dom0_ended race).
     if let Some(b) = booted {
@@ -229,7 +236,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     ));
     // `wake=poll`: poll every few ms as before the interrupt path (to
     // measure the difference, or where COM2's interrupt misbehaves).
-    let (wake, why) = if arg(cmdline, "wake") == Some("poll") {
+    let (wake, why) = if poll {
         (wake::Wake::polling(), Some("wake=poll on the command line"))
     } else {
         wake::Wake::bind(mgmt_line)

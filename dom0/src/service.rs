@@ -96,15 +96,12 @@ impl Service {
         }
     }
 
-    /// When the service must run again with no event (system time): soon
-    /// while the network is up (the NIC is polled, `net/`).
+    /// When the service must run again with no event (system time),
+    /// the network's timers included (`net/`).
     pub fn next_deadline(&self) -> Option<u64> {
         let d = self.server.next_deadline();
-        if self.net.is_none() {
-            return d;
-        }
-        let poll = pvabi::guest::time::now_ns().saturating_add(crate::net::POLL_NS);
-        Some(d.map_or(poll, |d| d.min(poll)))
+        let n = self.net.as_ref().and_then(crate::net::NetService::deadline);
+        d.into_iter().chain(n).min()
     }
 
     /// One pass over what `woken` says may have work (the management

@@ -92,6 +92,7 @@ impl Wake {
             console: false,
             ended: events == 0,
         };
+        let mut other = false;
         while let Ok(Some(port)) = evtchn::poll() {
             let [rx, console, ended] = self.ports;
             if Some(port) == rx {
@@ -101,10 +102,12 @@ impl Wake {
             } else if Some(port) == ended {
                 woken.ended = true;
             } else {
-                // A port dom0 did not bind for this: look at everything.
-                return Woken::ALL;
+                // A port dom0 did not bind for this (a device's
+                // interrupt): look at everything, once every pending
+                // port is taken.
+                other = true;
             }
         }
-        woken
+        if other { Woken::ALL } else { woken }
     }
 }

@@ -9,15 +9,18 @@
 //!   functions; [`virtio_transport`] opens a virtio device's modern PCI
 //!   transport (virtio-drivers' `PciTransport`).
 //!
-//! Completions are polled: interrupts of assigned devices (MSI/MSI-X as
-//! event-channel events) are not delivered to dom0 yet; every wait has a
-//! bound and ends with an error naming the device.
+//! - [`irq`]: an MSI-X entry bound to an event port, and a virtio
+//!   device's queues routed to it (the NIC uses it, `net/`).
+//!
+//! Disk completions are still polled; every wait has a bound and ends
+//! with an error naming the device.
 
 pub mod block;
 pub mod cfg;
 pub mod disks;
 pub mod dma;
 pub mod hal;
+pub mod irq;
 pub mod nvme;
 pub mod virtio;
 pub mod virtio_blk;

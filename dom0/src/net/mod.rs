@@ -7,7 +7,13 @@
 //! `hvctl relay`'s on the serial line, which keeps working). ICMP echo
 //! requests are answered by smoltcp itself.
 //!
-//! Polled from the service loop (no NIC interrupts yet: [`POLL_NS`]).
+//! Woken by the NIC: its receive queue signals through MSI-X entry 0,
+//! bound to an event port (`dev/irq.rs`), so dom0 blocks until a frame
+//! comes or smoltcp's next timer ([`NetService::deadline`]: a
+//! retransmission, DHCP, a handshake's time limit) instead of polling.
+//! Where the binding fails (no MSI-X, the hypervisor refuses, the device
+//! does not take the vector) or `wake=poll` / `net=poll` is on dom0's
+//! command line, the NIC is polled every [`POLL_NS`], said once at start.
 
 mod nic;
 
@@ -25,13 +31,28 @@ use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
+use crate::dev::irq::{Common, Irq};
+use crate::dev::virtio::Platform;
 use crate::hv::Hv;
 use crate::say;
 
-/// How often the loop polls the NIC while the network is up.
+/// virtio-net's first receive queue (virtio 1.2, 5.1.2): the only one
+/// that interrupts (frames are sent synchronously, `nic.rs`).
+const RX_QUEUE: u16 = 0;
+
+/// How often the loop polls the NIC when it has no interrupt.
 pub const POLL_NS: u64 = 2_000_000;
 /// Connections served at once (one listening socket each).
 pub const MAX_CONN: usize = 4;
+/// Listening sockets beyond [`MAX_CONN`]: a connection that lands on one
+/// while every session slot is taken gets a refusal line and is closed
+/// (without them smoltcp answers the SYN with a reset, which a client
+/// reports as "connection refused" with no reason).
+const SPARE: usize = 2;
+/// What a connection over [`MAX_CONN`] is told (the handshake's refusal
+/// form, `secure::REFUSED`, so hvctl shows the reason).
+const FULL: &str = "refused: all 4 management connections are in use; try again when one ends\n";
+const _: () = assert!(MAX_CONN == 4, "FULL names the number");
 /// Session ids of network connections start here (relay sessions count
 /// from 1).
 pub const FIRST_SESSION: u64 = 1 << 40;
@@ -64,6 +85,9 @@ struct Conn {
     pending: Vec<u8>,
     /// Close once `pending` is sent (a refusal, an error).
     closing: bool,
+    /// Connected while every session slot was taken: told so, closed, no
+    /// session.
+    refusing: bool,
     since_ns: u64,
     open_said: bool,
 }
@@ -87,6 +111,10 @@ pub struct NetService {
     keys: Arc<[NamedKey]>,
     port: u16,
     next_session: u64,
+    /// The NIC's interrupt; `None`: polled every [`POLL_NS`].
+    irq: Option<Irq>,
+    /// When the stack must run again with no frame (system time).
+    deadline_ns: Option<u64>,
 }
 
 fn now(ns: u64) -> Instant {
@@ -99,8 +127,10 @@ fn ip(a: [u8; 4]) -> Ipv4Address {
 
 /// Starts the network service `cfg` describes, or says why not (the serial
 /// line serves alone then).
-pub fn start(hv: &Hv, cfg: &NetworkConfig) -> Option<NetService> {
-    match try_start(hv, cfg) {
+/// `poll`: poll the NIC even if it could interrupt, and the option that
+/// said so (dom0's `wake=poll`, `net=poll`).
+pub fn start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Option<NetService> {
+    match try_start(hv, cfg, poll) {
         Ok(n) => Some(n),
         Err(why) => {
             say(&format!("net: no network management: {why}"));
@@ -129,7 +159,22 @@ fn read_keys(hv: &Hv, cfg: &NetworkConfig) -> Result<Vec<NamedKey>, String> {
     Ok(keys)
 }
 
-fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
+/// Binds `d`'s MSI-X entry 0 and has `t` route the receive queue to it.
+fn bind_irq(d: &pvabi::PciDevice, t: &mut Platform) -> Result<(Irq, Common), String> {
+    let irq = Irq::bind_msix(d, 0)?;
+    match Common::find(d) {
+        Ok(common) => {
+            t.route(common, 1 << RX_QUEUE);
+            Ok((irq, common))
+        }
+        Err(e) => {
+            irq.unbind();
+            Err(e)
+        }
+    }
+}
+
+fn try_start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Result<NetService, String> {
     // Ephemeral keys need real randomness (threat model): no RDRAND, no
     // network service.
     let mut probe = [0u8; 8];
@@ -144,13 +189,37 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         .into_iter()
         .find(|d| crate::dev::claim(d) == Some(crate::dev::Driver::VirtioNet))
         .ok_or_else(|| String::from("no virtio-net device assigned to dom0"))?;
-    let transport = crate::dev::virtio::Platform::open(&dev).map_err(|e| format!("{e}"))?;
-    let raw = nic::Raw::new(transport).map_err(|e| {
-        format!(
-            "{}: virtio-net set-up failed: {e}",
-            crate::pci::bdf(dev.sbdf)
-        )
-    })?;
+    let mut transport = Platform::open(&dev).map_err(|e| format!("{e}"))?;
+    let irq = match poll {
+        Some(why) => Err(format!("{why} on the command line")),
+        None => bind_irq(&dev, &mut transport),
+    };
+    let raw = match nic::Raw::new(transport) {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok((i, _)) = irq {
+                i.unbind();
+            }
+            return Err(format!(
+                "{}: virtio-net set-up failed: {e}",
+                crate::pci::bdf(dev.sbdf)
+            ));
+        }
+    };
+    // The device reads back NO_VECTOR for a vector it could not take.
+    let irq = irq.and_then(|(i, common)| match common.queue_vector(RX_QUEUE) {
+        v if v == i.entry => Ok(i),
+        v => {
+            i.unbind();
+            Err(format!(
+                "the receive queue did not take MSI-X entry 0 (reads {v:#06x})"
+            ))
+        }
+    });
+    let wakes = match &irq {
+        Ok(i) => format!("woken by MSI-X entry {} on port {}", i.entry, i.port),
+        Err(why) => format!("polled every {} ms ({why})", POLL_NS / 1_000_000),
+    };
     let mut nic = nic::Nic::new(raw);
     let mac = nic.mac();
     let t = now(pvabi::guest::time::now_ns());
@@ -175,11 +244,17 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         Address::Dhcp => Some(sockets.add(dhcpv4::Socket::new())),
     };
     let mut conns = Vec::new();
-    for _ in 0..MAX_CONN {
+    for _ in 0..MAX_CONN + SPARE {
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 8192]),
             tcp::SocketBuffer::new(vec![0; 16384]),
         );
+        // Every segment acknowledged at once: a client streaming a large
+        // request (an image) into the 8 KiB receive window otherwise waits
+        // out smoltcp's 10 ms delayed ACK per window, each one a timer
+        // wake-up of dom0 (and longer where the scheduler's tick rounds
+        // it up).
+        s.set_ack_delay(None);
         s.listen(cfg.port)
             .map_err(|e| format!("cannot listen on port {}: {e:?}", cfg.port))?;
         conns.push(Conn {
@@ -188,6 +263,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
             session: 0,
             pending: Vec::new(),
             closing: false,
+            refusing: false,
             since_ns: 0,
             open_said: false,
         });
@@ -195,7 +271,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
     let m = mac;
     say(&format!(
         "net: {} virtio-net {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {}, management on TCP port {} \
-         (authenticated, {} key(s)), polled every {} ms",
+         (authenticated, {} key(s)), {wakes}",
         crate::pci::bdf(dev.sbdf),
         m[0],
         m[1],
@@ -210,7 +286,6 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         },
         cfg.port,
         keys.len(),
-        POLL_NS / 1_000_000
     ));
     Ok(NetService {
         nic,
@@ -221,6 +296,8 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig) -> Result<NetService, String> {
         keys: Arc::from(keys),
         port: cfg.port,
         next_session: FIRST_SESSION,
+        irq: irq.ok(),
+        deadline_ns: None,
     })
 }
 
@@ -237,9 +314,14 @@ impl NetService {
         let t = now(now_ns);
         self.iface.poll(t, &mut self.nic, &mut self.sockets);
         self.dhcp_news();
-        for c in &mut self.conns {
+        for i in 0..self.conns.len() {
+            let in_use = self.conns.iter().filter(|c| c.chan.is_some()).count();
+            let Some(c) = self.conns.get_mut(i) else {
+                break;
+            };
             step(
                 c,
+                in_use,
                 &mut self.sockets,
                 &self.keys,
                 self.port,
@@ -249,7 +331,46 @@ impl NetService {
             );
         }
         self.iface.poll(t, &mut self.nic, &mut self.sockets);
+        // A frame the stack did not take (no transmit room): again at
+        // once, since the device interrupts only for frames that come
+        // after the last one taken.
+        news.busy |= self.nic.rx_pending();
+        self.deadline_ns = self.next_deadline(now_ns);
         news
+    }
+
+    /// When the stack must run again if no frame comes (system time):
+    /// `None` waits for a frame alone.
+    pub fn deadline(&self) -> Option<u64> {
+        self.deadline_ns
+    }
+
+    /// smoltcp's next timer and the connections' time limits, or the
+    /// next poll when the NIC has no interrupt.
+    fn next_deadline(&mut self, now_ns: u64) -> Option<u64> {
+        if self.irq.is_none() {
+            return Some(now_ns.saturating_add(POLL_NS));
+        }
+        let stack = self
+            .iface
+            .poll_delay(now(now_ns), &self.sockets)
+            .map(|d| now_ns.saturating_add(d.total_micros().saturating_mul(1000)));
+        // One nanosecond past a limit, since `step` checks "over".
+        let limits = self.conns.iter().filter_map(|c| {
+            if c.refusing {
+                return Some(c.since_ns.saturating_add(2 * HANDSHAKE_NS + 1));
+            }
+            let chan = c.chan.as_ref()?;
+            let limit = if c.closing {
+                2 * HANDSHAKE_NS
+            } else if !chan.is_open() {
+                HANDSHAKE_NS
+            } else {
+                return None;
+            };
+            Some(c.since_ns.saturating_add(limit + 1))
+        });
+        stack.into_iter().chain(limits).min()
     }
 
     /// Sends `line` (a whole protocol line) to `session`; false if it has
@@ -287,6 +408,7 @@ impl NetService {
     pub fn flush(&mut self, now_ns: u64) {
         self.iface
             .poll(now(now_ns), &mut self.nic, &mut self.sockets);
+        self.deadline_ns = self.next_deadline(now_ns);
     }
 
     fn dhcp_news(&mut self) {
@@ -341,9 +463,35 @@ fn flush(_h: SocketHandle, pending: &mut Vec<u8>, s: &mut tcp::Socket<'_>) {
     }
 }
 
-/// One connection slot's work for one poll.
+/// A refused connection's work: its input read and dropped, the refusal
+/// sent, then closed; the socket listens again once the client has it
+/// all (or after the handshake's time limit twice over).
+fn refuse_step(c: &mut Conn, s: &mut tcp::Socket<'_>, port: u16, now_ns: u64, news: &mut News) {
+    while s.can_recv() && matches!(s.recv(|b| (b.len(), b.len())), Ok(n) if n > 0) {}
+    flush(c.handle, &mut c.pending, s);
+    if c.pending.is_empty() && s.is_open() {
+        s.close();
+    }
+    let state = s.state();
+    if !s.is_active()
+        || state == tcp::State::FinWait2
+        || state == tcp::State::TimeWait
+        || now_ns.saturating_sub(c.since_ns) > 2 * HANDSHAKE_NS
+    {
+        c.refusing = false;
+        c.pending.clear();
+        s.abort();
+        let _ = s.listen(port);
+        news.busy = true;
+    }
+}
+
+/// One connection slot's work for one poll (`in_use`: session slots
+/// taken, this one's included if it has a session).
+#[allow(clippy::too_many_arguments)] // one slot's state and the service's, by field
 fn step(
     c: &mut Conn,
+    in_use: usize,
     sockets: &mut SocketSet<'_>,
     keys: &Arc<[NamedKey]>,
     port: u16,
@@ -352,12 +500,30 @@ fn step(
     news: &mut News,
 ) {
     let s = sockets.get_mut::<tcp::Socket>(c.handle);
+    if c.refusing {
+        refuse_step(c, s, port, now_ns, news);
+        return;
+    }
     if c.chan.is_none() {
         if !s.is_active() {
             if s.state() != tcp::State::Listen {
                 s.abort();
                 let _ = s.listen(port);
             }
+            return;
+        }
+        if in_use >= MAX_CONN {
+            let from = s
+                .remote_endpoint()
+                .map_or(String::from("?"), |e| format!("{e}"));
+            say(&format!(
+                "net: connection from {from} refused: all {MAX_CONN} slots in use"
+            ));
+            c.refusing = true;
+            c.since_ns = now_ns;
+            c.pending.clear();
+            c.pending.extend_from_slice(FULL.as_bytes());
+            refuse_step(c, s, port, now_ns, news);
             return;
         }
         c.chan = Some(ServerChannel::new(keys.clone(), rdrand_fill));

@@ -1,9 +1,8 @@
 //! smoltcp's `Device` over virtio-drivers' `VirtIONetRaw` (virtio-drivers
 //! without its `alloc` feature, which would turn on zerocopy's `alloc` for
 //! the guests built alongside dom0): dom0 keeps the receive buffers.
-//! Polled: interrupts of assigned devices (MSI/MSI-X as events) are not
-//! delivered to dom0 yet, so the service loop calls smoltcp every few
-//! milliseconds while the network is up.
+//! The receive queue interrupts (`mod.rs` binds it); sending waits for
+//! the device to take each frame.
 #![allow(unsafe_code)]
 
 use alloc::vec;
@@ -85,6 +84,11 @@ impl Nic {
         Self {
             inner: RefCell::new(inner),
         }
+    }
+
+    /// Whether the device has returned a frame not yet taken.
+    pub fn rx_pending(&self) -> bool {
+        self.inner.borrow().raw.poll_receive().is_some()
     }
 
     pub fn mac(&self) -> [u8; 6] {

@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 }
 
 /// `hvctl keygen` into `dir/name`.
-fn keygen(dir: &Path, name: &str) -> PathBuf {
+pub(super) fn keygen(dir: &Path, name: &str) -> PathBuf {
     let p = dir.join(name);
     let out = Command::new(hvctl())
         .arg("keygen")
@@ -61,7 +61,7 @@ fn keygen(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// `hvctl --host ADDR --key-file KEY ARGS...`: exit status, stdout, stderr.
-fn over_tcp(addr: &str, key: &Path, args: &[&str]) -> (i32, String, String) {
+pub(super) fn over_tcp(addr: &str, key: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(hvctl())
         .args(["--host", addr, "--key-file"])
         .arg(key)
@@ -79,7 +79,7 @@ fn over_tcp(addr: &str, key: &Path, args: &[&str]) -> (i32, String, String) {
 
 /// Sends `bytes` on a fresh connection; everything dom0 answers until it
 /// closes the connection.
-fn raw(addr: &str, bytes: &[u8]) -> String {
+pub(super) fn raw(addr: &str, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(scaled(20)))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -94,16 +94,16 @@ fn raw(addr: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-struct Machine {
-    addr: String,
+pub(super) struct Machine {
+    pub(super) addr: String,
     sock: PathBuf,
-    log: PathBuf,
-    good: PathBuf,
+    pub(super) log: PathBuf,
+    pub(super) good: PathBuf,
     bad: PathBuf,
     qemu: std::thread::JoinHandle<boot_tests::Outcome>,
 }
 
-fn boot(test: &'static str, iommu: &str, address: &str) -> Machine {
+pub(super) fn boot(test: &'static str, iommu: &str, address: &str) -> Machine {
     let keys = test_dir(&format!("{test}.keys"));
     let good = keygen(&keys, "ops.key");
     let bad = keygen(&keys, "other.key");
@@ -149,7 +149,7 @@ fn boot(test: &'static str, iommu: &str, address: &str) -> Machine {
 
 /// Ends the machine through a domain created over the network, and fails
 /// with the serial log if `checks` failed.
-fn finish(test: &str, m: Machine, checks: std::thread::Result<()>) {
+pub(super) fn finish(test: &str, m: Machine, checks: std::thread::Result<()>) {
     if checks.is_ok() {
         let end = input_file(test, "end.toml", END);
         let _ = over_tcp(&m.addr, &m.good, &["create", end.to_str().unwrap_or("")]);
@@ -170,7 +170,7 @@ fn finish(test: &str, m: Machine, checks: std::thread::Result<()>) {
     assert!(o.line("killed").is_none(), "{test}: a domain was killed");
 }
 
-fn ready(test: &str, m: &Machine, net_line: &str) {
+pub(super) fn ready(test: &str, m: &Machine, net_line: &str) {
     let net = wait_for_line(&m.log, "dom0: net: ", scaled(120))
         .unwrap_or_else(|| panic!("{test}: dom0 said nothing about the network"));
     assert!(

@@ -3,7 +3,12 @@
 //! (the management line's interrupt `VIRQ_MGMT_RX`, `VIRQ_CONSOLE_OUT`,
 //! `VIRQ_DOM_EXC`) and with dom0's `wake=poll` (the 5 ms polling loop it
 //! had before, still its fallback), with no other guest and with one idle
-//! guest (`echo`, blocked on its console input).
+//! guest (`echo`, blocked on its console input); and with dom0's NIC
+//! configured (issue 14: a `[network]` table with a static address, a
+//! virtio-net on QEMU's user network behind `intel-iommu`, nothing sent to
+//! it), woken by the NIC's MSI-X entry or with the NIC alone polled every
+//! 2 ms (`net=poll`, the fallback where MSI-X cannot be bound, and what
+//! dom0 did before).
 //!
 //! Each run boots a GRUB ISO under QEMU TCG `-icount shift=7` (one CPU, a
 //! COM2 without a peer, so dom0 has its management line and its
@@ -34,6 +39,8 @@ pub const HEADING: &str = "## Idle host";
 pub struct Row {
     pub poll: bool,
     pub idle_guest: bool,
+    /// The NIC configured; `poll` then means `net=poll`.
+    pub network: bool,
     pub exits: u64,
     pub span_ns: u64,
     pub command: String,
@@ -45,9 +52,17 @@ fn stats(line: &str) -> Option<(u64, u64)> {
     Some((exits.parse().ok()?, now.trim().parse().ok()?))
 }
 
-fn one(kernel: &Path, dir: &Path, poll: bool, idle_guest: bool) -> Result<Row> {
+/// A fixed key for the network rows (nothing connects: only its form
+/// matters).
+const KEY: &str = "5d2b7c1e9a0f4386b1c2d3e4f5061728394a5b6c7d8e9f001122334455667788\n";
+
+fn one(kernel: &Path, dir: &Path, poll: bool, idle_guest: bool, network: bool) -> Result<Row> {
     std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
-    let mut config = String::from(
+    let mut config = String::new();
+    if network {
+        config.push_str("[network]\naddress = \"10.0.2.15/24\"\nkey_files = [\"ops.key\"]\n\n");
+    }
+    config.push_str(
         "[[domain]]\nname = \"span\"\nimage = \"ticker\"\nmemory = 4\ncmdline = \"every_ms=2000 count=1\"\n",
     );
     if idle_guest {
@@ -55,30 +70,52 @@ fn one(kernel: &Path, dir: &Path, poll: bool, idle_guest: bool) -> Result<Row> {
     }
     let cfg = dir.join("guests.toml");
     std::fs::write(&cfg, &config).context(|| format!("writing {}", cfg.display()))?;
-    let args = if poll {
-        "bench=span wake=poll"
-    } else {
-        "bench=span"
+    let args = match (poll, network) {
+        (true, false) => "bench=span wake=poll",
+        (true, true) => "bench=span net=poll",
+        (false, _) => "bench=span",
     };
-    let modules: Vec<Module> = vec![
+    let mut modules: Vec<Module> = vec![
         module("dom0", "dom0", args)?,
         module("ticker", "ticker", "")?,
         module("echo", "echo", "")?,
         Module::named(&cfg, "guests.toml", "")?,
     ];
+    // COM2, so dom0 has a management line (and its interrupt).
+    let mut extra: Vec<String> = vec!["-serial".into(), "null".into()];
+    if network {
+        let key = dir.join("ops.key");
+        std::fs::write(&key, KEY).context(|| format!("writing {}", key.display()))?;
+        modules.push(Module::named(&key, "ops.key", "")?);
+        extra.extend(
+            [
+                // RDRAND: dom0's network service needs it (net/mod.rs);
+                // QEMU takes the last -cpu.
+                "-cpu",
+                "qemu64,+svm,+npt,+rdrand",
+                "-device",
+                "intel-iommu",
+                "-netdev",
+                "user,id=n",
+                "-device",
+                "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on",
+            ]
+            .map(String::from),
+        );
+    }
     let m = Machine {
         cpus: 1,
-        // COM2, so dom0 has a management line (and its interrupt).
-        extra: vec!["-serial".into(), "null".into()],
+        extra,
         ..Machine::default()
     };
     let b = isoboot::boot_on(Backend::Svm, &m, kernel, "dom0", modules, dir)?;
-    let mode = if poll {
-        "dom0: polling every 5 ms: wake=poll"
-    } else {
-        "dom0: idle until an event:"
+    let mode = match (poll, network) {
+        (true, false) => "dom0: polling every 5 ms: wake=poll",
+        (true, true) => "polled every 2 ms (net=poll on the command line)",
+        (false, true) => "woken by MSI-X entry 0",
+        (false, false) => "dom0: idle until an event:",
     };
-    if !b.lines.iter().any(|l| l.starts_with(mode)) {
+    if !b.lines.iter().any(|l| l.contains(mode)) {
         bail!("{}: dom0 never said {mode:?}", dir.display());
     }
     let all: Vec<(u64, u64)> = b.lines.iter().filter_map(|l| stats(l)).collect();
@@ -88,6 +125,7 @@ fn one(kernel: &Path, dir: &Path, poll: bool, idle_guest: bool) -> Result<Row> {
     Ok(Row {
         poll,
         idle_guest,
+        network,
         exits: last.0.saturating_sub(first.0),
         span_ns: last.1.saturating_sub(first.1),
         command: b.command,
@@ -97,26 +135,37 @@ fn one(kernel: &Path, dir: &Path, poll: bool, idle_guest: bool) -> Result<Row> {
 /// Every configuration, twice each (the two must agree).
 pub fn run(kernel: &Path, out_dir: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    for idle_guest in [false, true] {
+    for (idle_guest, network) in [(false, true), (false, false), (true, false)] {
         for poll in [false, true] {
             let name = format!(
                 "idle-{}-{}",
                 if poll { "poll" } else { "event" },
-                if idle_guest { "guest" } else { "alone" }
+                match (idle_guest, network) {
+                    (_, true) => "nic",
+                    (true, _) => "guest",
+                    _ => "alone",
+                }
             );
-            let a = one(kernel, &out_dir.join(&name), poll, idle_guest)?;
+            let a = one(kernel, &out_dir.join(&name), poll, idle_guest, network)?;
             let b = one(
                 kernel,
                 &out_dir.join(format!("{name}-again")),
                 poll,
                 idle_guest,
+                network,
             )?;
             // Exits must match exactly; the span's nanoseconds come from a
             // TSC-to-ns conversion whose calibration may differ in the
-            // last digit between boots (seen: 1 ns over 2 s).
-            if a.exits != b.exits || a.span_ns.abs_diff(b.span_ns) > 1_000 {
+            // last digits between boots (seen: 1 ns over 2 s; on a loaded
+            // host, with the exits equal, 6.7 and 20.2 us: 10 ppm). 100 ppm
+            // of the span is allowed: far below the rate's last digit.
+            if a.exits != b.exits || a.span_ns.abs_diff(b.span_ns) > a.span_ns / 10_000 {
                 bail!("{name}: two identical runs differ: {a:?} / {b:?}");
             }
+            println!(
+                "{name}: dom0 exits {} over {} ns, twice (command: {})",
+                a.exits, a.span_ns, a.command
+            );
             rows.push(a);
         }
     }
@@ -134,7 +183,11 @@ pub fn section(rows: &[Row]) -> String {
          domain ends; issue 15) and with dom0's `wake=poll`, the 5 ms polling loop it had \
          before (still its fallback where the line has no interrupt). The window also \
          holds dom0's work on the sleeper's one line and its end. Two identical runs \
-         gave identical exit counts (spans within 1 us).\n\n",
+         gave identical exit counts (spans within 100 ppm). The NIC rows add dom0's \
+         `[network]` (static 10.0.2.15/24) on a virtio-net behind `intel-iommu` on \
+         QEMU's user network, to which nothing is sent: dom0 woken by the NIC's MSI-X \
+         entry (issue 14), or the NIC alone polled every 2 ms (`net=poll`: the \
+         fallback where MSI-X cannot be bound, and what dom0 did before).\n\n",
     );
     s.push_str(
         "| dom0 wakes | other guests | dom0 exits | span (system time) | dom0 exits per second |\n",
@@ -150,15 +203,16 @@ pub fn section(rows: &[Row]) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {secs:.3} s | {rate:.1} |",
-            if r.poll {
-                "polling every 5 ms (`wake=poll`)"
-            } else {
-                "on events"
+            match (r.poll, r.network) {
+                (true, true) => "on events, the NIC polled every 2 ms (`net=poll`)",
+                (true, false) => "polling every 5 ms (`wake=poll`)",
+                (false, true) => "on events, the NIC's included (MSI-X)",
+                (false, false) => "on events",
             },
-            if r.idle_guest {
-                "the sleeper and one idle `echo`"
-            } else {
-                "the sleeper"
+            match (r.idle_guest, r.network) {
+                (_, true) => "the sleeper; dom0's NIC configured, idle",
+                (true, _) => "the sleeper and one idle `echo`",
+                _ => "the sleeper",
             },
             r.exits
         );
