@@ -216,6 +216,8 @@ mod tests {
             heap_budget_bytes: 128 << 10,
             heap_used_bytes: 12345,
             exits: 9,
+            current_bytes: None,
+            target_bytes: None,
             uptime_ns: None,
             exit_code: None,
             reason: None,

@@ -181,6 +181,10 @@ fn ops() -> Vec<Op> {
             weight: Some(1),
             cap: None,
         },
+        Op::MemSet {
+            domain: dom(),
+            target_bytes: 16 << 20,
+        },
         Op::Log,
         Op::ConsoleHistory { domain: dom() },
         Op::Forget { domain: dom() },
@@ -189,7 +193,7 @@ fn ops() -> Vec<Op> {
     ]
 }
 
-const OPS: usize = 18;
+const OPS: usize = 19;
 
 fn op_index(op: &Op) -> usize {
     match op {
@@ -211,6 +215,7 @@ fn op_index(op: &Op) -> usize {
         Op::Forget { .. } => 15,
         Op::Bye => 16,
         Op::Subscribe => 17,
+        Op::MemSet { .. } => 18,
     }
 }
 
@@ -232,6 +237,8 @@ fn info(full: bool) -> DomainInfo {
         heap_budget_bytes: 2,
         heap_used_bytes: 3,
         exits: 4,
+        current_bytes: (!full).then_some(3 << 20),
+        target_bytes: (!full).then_some(3 << 20),
         uptime_ns: full.then_some(5),
         exit_code: full.then_some(-1),
         reason: full.then(|| "killed".into()),

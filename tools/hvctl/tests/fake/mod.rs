@@ -74,6 +74,8 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
         exits: 0,
+        current_bytes: None,
+        target_bytes: None,
         uptime_ns: None,
         exit_code: None,
         reason: None,
