@@ -48,7 +48,7 @@ pub fn table(domains: &[DomainInfo]) -> String {
                 d.id.to_string(),
                 d.name.clone(),
                 state(d),
-                bytes(d.memory_bytes),
+                crate::memset::memory_cell(d),
                 d.vcpus.to_string(),
                 d.weight.to_string(),
                 cap(d.cap),
@@ -129,6 +129,7 @@ pub fn details(d: &DomainInfo) -> String {
         d.heap_used_bytes,
         d.heap_budget_bytes,
     );
+    out.push_str(&crate::memset::details(d));
     if let Some(u) = &d.uuid {
         let _ = writeln!(out, "uuid:      {u}");
     }

@@ -144,7 +144,8 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
         | Op::ConsoleInput { domain, .. }
         | Op::ConsoleHistory { domain }
         | Op::Shutdown { domain, .. }
-        | Op::SetSched { domain, .. } => match find(doms, domain) {
+        | Op::SetSched { domain, .. }
+        | Op::MemSet { domain, .. } => match find(doms, domain) {
             Some(i) => Some(i),
             None => {
                 return (
@@ -214,6 +215,25 @@ fn handle(op: Op, mode: Mode, doms: &mut Vec<DomainInfo>) -> (Outcome, Vec<Event
             d.weight = weight.unwrap_or(d.weight);
             d.cap = cap.unwrap_or(d.cap);
             Outcome::Ok(Reply::Domain { domain: d.clone() })
+        }
+        // dom0's refusal of a target over the maximum, word for word; the
+        // fake guest balloons at once.
+        Op::MemSet { target_bytes, .. } => {
+            let d = &mut doms[i];
+            if target_bytes > d.memory_bytes {
+                err(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "mem-set: {} MiB asked, the domain's maximum is {} MiB",
+                        target_bytes >> 20,
+                        d.memory_bytes >> 20
+                    ),
+                )
+            } else {
+                d.target_bytes = Some(target_bytes);
+                d.current_bytes = Some(target_bytes);
+                Outcome::Ok(Reply::Domain { domain: d.clone() })
+            }
         }
         Op::Pause { .. } | Op::Unpause { .. } => {
             let pause = matches!(op, Op::Pause { .. });
