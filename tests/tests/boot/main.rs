@@ -31,6 +31,7 @@ mod linux_dom0;
 mod linux_reboot;
 mod linux_smp;
 mod linuxproto;
+mod memset;
 mod msi;
 mod msrs;
 mod netmgmt;
