@@ -92,7 +92,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     let rose = free().saturating_sub(free0);
     c.check(
         "free memory rose by 16 MiB less a few table frames",
-        i64::from((16 << 20) - 9 * 4096 <= rose && rose <= 16 << 20),
+        i64::from(((16 << 20) - 9 * 4096..=16 << 20).contains(&rose)),
         1,
     );
     c.check(
