@@ -69,11 +69,13 @@ pub fn get(id: u32) -> Result<u64, Error> {
 pub struct Report {
     /// The target it aimed for, in pages.
     pub target_pages: u64,
-    /// Pages the domain held before and after.
+    /// Pages the domain held before the call.
     pub before_pages: u64,
+    /// Pages it holds after.
     pub current_pages: u64,
-    /// Pages released and populated by this call.
+    /// Pages this call released.
     pub released: u64,
+    /// Pages this call populated.
     pub populated: u64,
     /// Pages of the balloon after.
     pub ballooned: u64,
