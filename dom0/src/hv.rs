@@ -110,6 +110,12 @@ impl Hypervisor for Hv {
             heap_budget: i.heap_budget,
             heap_used: i.heap_used,
             exits: i.exits,
+            current_bytes: i.current_pages.saturating_mul(4096),
+            // dom0 has none; an older hypervisor answers ENOSYS.
+            target_bytes: (i.flags & DOMAIN_FLAG_PRIVILEGED == 0)
+                .then(|| pvabi::guest::memtarget::get(id).ok())
+                .flatten()
+                .map(|p| p.saturating_mul(4096)),
         })
     }
 
@@ -299,6 +305,10 @@ impl Hypervisor for Hv {
 
     fn set_sched(&mut self, id: u32, weight: u32, cap: u32) -> Result<(), Error> {
         pvabi::guest::lifecycle::set_sched(id, weight, cap)
+    }
+
+    fn set_mem_target(&mut self, id: u32, pages: u64) -> Result<u64, Error> {
+        pvabi::guest::memtarget::set(id, pages)
     }
 
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {

@@ -187,6 +187,7 @@
 //! | 10 | [`HC_MEM_INFO`]     | RDI = address of a [`MemInfo`] | 0 | `EFAULT` |
 //! | 11 | [`HC_MEM_RELEASE`]  | RDI = page-aligned address, RSI = pages `1..=`[`MEM_OP_MAX_PAGES`] | pages released | `EINVAL`, `EFAULT`, `ENOENT` |
 //! | 12 | [`HC_MEM_POPULATE`] | RDI = page-aligned address, RSI = pages `1..=`[`MEM_OP_MAX_PAGES`] | pages populated | `EINVAL`, `EFAULT`, `EEXIST`, `ENOMEM` |
+//! | 56 | [`HC_MEM_TARGET`]   | nothing | the target in pages | none |
 //!
 //! The balloon: a domain's guest-physical space is fixed
 //! (`0..memory_bytes`), but it may give pages back ([`HC_MEM_RELEASE`]) and
@@ -425,6 +426,7 @@ mod grant;
 pub mod guest;
 mod hypercalls;
 mod lifecycle;
+mod memtarget;
 mod mgmt;
 mod msi;
 mod pci;
@@ -446,6 +448,7 @@ pub use evtchn::*;
 pub use grant::*;
 pub use hypercalls::*;
 pub use lifecycle::*;
+pub use memtarget::*;
 pub use mgmt::*;
 pub use msi::*;
 pub use pci::*;

@@ -201,6 +201,9 @@ impl Svc<'_> {
                 crate::domain::ctl_life::set_sched(&d, weight, cap)?;
                 Ok(DomctlReply::Value(0))
             }
+            DomctlReq::MemTarget { id, pages } => {
+                done(crate::domain::memtarget::set(&*live_other(me, id)?, pages))
+            }
             DomctlReq::Ended(id) => crate::domain::ended::get(id.0)
                 .map(DomctlReply::Info)
                 .ok_or(Error::NoEntry),

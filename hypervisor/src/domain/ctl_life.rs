@@ -28,7 +28,7 @@ use crate::hypercall::{DomctlReq, Services};
 /// Privilege first, then every argument, as the other domctls.
 pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, Error>> {
     if nr != HC_DOMCTL_SHUTDOWN_REQUEST && nr != HC_DOMCTL_SET_SCHED {
-        return None;
+        return crate::domain::memtarget::run(svc, nr, a);
     }
     if !svc.privileged() {
         return Some(Err(Error::Perm));

@@ -153,6 +153,9 @@ pub enum DomctlReq<'a> {
     ShutdownRequest { id: DomainId, reason: u64 },
     /// Change a domain's weight and cap (`ctl_life.rs`).
     SetSched { id: DomainId, weight: u32, cap: u32 },
+    /// Set (`Some`) or read a domain's memory target in pages
+    /// (`memtarget.rs`).
+    MemTarget { id: DomainId, pages: Option<u64> },
 }
 
 /// What a [`DomctlReq`] produced (returned by value once per domctl call,

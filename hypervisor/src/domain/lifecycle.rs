@@ -63,6 +63,9 @@ pub struct Domain {
     /// The control domain's newest shutdown request
     /// (`pvabi::SHUTDOWN_REQUEST_*`, `domain/ctl_life.rs`).
     pub(crate) shutdown_request: AtomicU64,
+    /// Its memory target in pages, 0 until the control domain sets one
+    /// (`HC_DOMCTL_MEM_TARGET`, `domain/memtarget.rs`).
+    pub(crate) mem_target: AtomicU64,
     /// The scheduler's record of it.
     pub(crate) sdom: crate::sched::SchedDom,
     /// No vCPU of it is scheduled while set (domctl pause).
@@ -363,6 +366,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         weight: AtomicU32::new(spec.weight),
         cap: AtomicU32::new(spec.cap),
         shutdown_request: AtomicU64::new(pvabi::SHUTDOWN_REQUEST_NONE),
+        mem_target: AtomicU64::new(0),
         sdom,
         paused: AtomicBool::new(spec.paused),
         boot,

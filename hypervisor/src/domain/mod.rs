@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod linux;
 pub mod linux_args;
 pub mod memory;
+pub mod memtarget;
 pub mod staged;
 pub mod table;
 

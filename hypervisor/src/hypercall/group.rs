@@ -41,7 +41,8 @@ pub(crate) fn of(nr: u64) -> Group {
         HC_GRANT_ACCESS..=HC_GRANT_UNMAP | HC_GRANT_COPY..=HC_GRANT_SET_MAX => Group::Grant,
         HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO
         | HC_DOMCTL_SHUTDOWN_REQUEST
-        | HC_DOMCTL_SET_SCHED => Group::Domctl,
+        | HC_DOMCTL_SET_SCHED
+        | pvabi::HC_DOMCTL_MEM_TARGET => Group::Domctl,
         HC_MGMT_WRITE..=HC_DOMCTL_CONSOLE_WRITE => Group::Mgmt,
         HC_PCI_LIST..=HC_PCI_MSI_UNBIND => Group::Pci,
         _ => Group::None,

@@ -121,6 +121,11 @@ pub trait Services {
     fn shutdown_request(&self) -> u64 {
         pvabi::SHUTDOWN_REQUEST_NONE
     }
+    /// This domain's memory target in pages (`HC_MEM_TARGET`,
+    /// `domain/memtarget.rs`): its quota until the control domain sets one.
+    fn mem_target(&mut self) -> u64 {
+        self.mem_info().max_pages
+    }
     /// Runs one PCI op (`pci/config.rs`, decoded): the value for RAX.
     /// Hosts without PCI (the host tests' fakes) have no such hypercall.
     fn pci(&mut self, op: crate::pci::config::PciOp) -> Result<u64, Error> {
@@ -468,6 +473,7 @@ fn hypercall(
         },
         HC_YIELD => (0, Action::Yield),
         pvabi::HC_SHUTDOWN_REQUESTED => (svc.shutdown_request(), Action::Resume),
+        pvabi::HC_MEM_TARGET => (svc.mem_target(), Action::Resume),
         HC_CONSOLE_READ => done(console_read(svc, a[0], a[1])),
         HC_SCHED_BLOCK => match svc.block(a[0]) {
             Some(mask) => (mask, Action::Resume),

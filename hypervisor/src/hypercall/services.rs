@@ -287,6 +287,10 @@ impl Services for Svc<'_> {
         self.domctl_req(req)
     }
 
+    fn mem_target(&mut self) -> u64 {
+        crate::domain::memtarget::target(self.d())
+    }
+
     fn shutdown_request(&self) -> u64 {
         self.d()
             .shutdown_request

@@ -13,6 +13,8 @@
 
 use core::ops::Range;
 
+pub use super::memtarget::balloon_toward_target;
+
 use super::{hypercall6, start_info, status, sys};
 use crate::{
     Error, HC_MEM_INFO, HC_MEM_POPULATE, HC_MEM_RELEASE, MEM_OP_MAX_PAGES, MemInfo, PAGE_SIZE,

@@ -61,6 +61,7 @@ pub mod grant;
 pub mod heap;
 pub mod lifecycle;
 pub mod memory;
+pub mod memtarget;
 pub mod meter;
 pub mod mgmt;
 pub mod mmio;

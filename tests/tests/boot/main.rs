@@ -33,6 +33,7 @@ mod linux_reboot;
 mod linux_shutdown;
 mod linux_smp;
 mod linuxproto;
+mod memset;
 mod msi;
 mod msrs;
 mod netbad;

@@ -150,6 +150,16 @@ pub enum Command {
     /// Volumes in dom0's store: fixed-size, writable disks for guests.
     #[command(subcommand)]
     Volume(crate::store::VolumeCmd),
+    /// Set a live domain's memory target (as xl mem-set): a cooperating
+    /// guest gives memory back or takes it again until it holds the target.
+    #[command(name = "mem-set")]
+    MemSet {
+        #[arg(value_name = "DOM", value_parser = dom)]
+        domain: DomainRef,
+        /// The target: MiB, or with a unit (16M, 4096p for pages, 1G).
+        #[arg(value_name = "SIZE", value_parser = crate::memset::parse_size)]
+        size: u64,
+    },
     /// Drop an ended domain from the list.
     Forget {
         #[arg(value_name = "DOM", value_parser = dom)]

@@ -28,7 +28,8 @@ pub const LINGER_MAX: Duration = Duration::from_secs(10);
 enum Input {
     Stdin(Vec<u8>),
     StdinEnd,
-    Server(Result<ServerLine, Error>),
+    /// Boxed: a reply with a domain report is far larger than the rest.
+    Server(Box<Result<ServerLine, Error>>),
 }
 
 /// The terminal in raw mode (no line editing or echo, so keys reach the
@@ -98,7 +99,7 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
         loop {
             let msg = lines.next();
             let end = msg.is_err();
-            if server_tx.send(Input::Server(msg)).is_err() || end {
+            if server_tx.send(Input::Server(Box::new(msg))).is_err() || end {
                 return;
             }
         }
@@ -162,7 +163,7 @@ pub fn run(mut client: Client, domain: DomainRef) -> Result<(), Error> {
                 ended = Some((now, now));
             }
             Input::Stdin(_) | Input::StdinEnd => {}
-            Input::Server(line) => match line? {
+            Input::Server(line) => match (*line)? {
                 ServerLine::Event(Event::Console { data, .. }) => {
                     let data = if term.raw() {
                         data.replace('\n', "\r\n")

@@ -10,6 +10,7 @@ mod docs;
 mod error;
 mod events;
 mod lifecycle;
+mod memset;
 mod output;
 mod relay;
 mod secure;
@@ -170,6 +171,9 @@ fn run(cli: Cli) -> Result<String, Error> {
             weight,
             cap,
         } => return lifecycle::sched(&mut client, domain, weight, cap, cli.json),
+        Command::MemSet { domain, size } => {
+            return memset::run(&mut client, domain, size, cli.json);
+        }
         Command::Relay => return Err(Error::Usage("relay: handled above".into())),
         Command::Keygen { .. } => return Err(Error::Usage("keygen: handled above".into())),
         Command::Completions { .. } | Command::Man => {

@@ -48,7 +48,7 @@ pub fn table(domains: &[DomainInfo]) -> String {
                 d.id.to_string(),
                 d.name.clone(),
                 state(d),
-                bytes(d.memory_bytes),
+                crate::memset::memory_cell(d),
                 d.vcpus.to_string(),
                 d.weight.to_string(),
                 cap(d.cap),
@@ -129,6 +129,7 @@ pub fn details(d: &DomainInfo) -> String {
         d.heap_used_bytes,
         d.heap_budget_bytes,
     );
+    out.push_str(&crate::memset::details(d));
     if let Some(u) = &d.uuid {
         let _ = writeln!(out, "uuid:      {u}");
     }
@@ -216,6 +217,8 @@ mod tests {
             heap_budget_bytes: 128 << 10,
             heap_used_bytes: 12345,
             exits: 9,
+            current_bytes: None,
+            target_bytes: None,
             uptime_ns: None,
             exit_code: None,
             reason: None,

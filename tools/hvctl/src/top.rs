@@ -66,7 +66,7 @@ pub fn screen(before: &HashMap<u32, u64>, now: &[DomainInfo], wall: Duration) ->
             d.name,
             d.state.as_str(),
             p,
-            bytes(d.memory_bytes),
+            crate::memset::memory_cell(d),
             d.vcpus,
             cpu_time(d.cpu_time_ns)
         );
@@ -93,6 +93,7 @@ pub fn run(client: &mut Client, every: Duration, count: u64, json: bool) -> Resu
                         "id": d.id, "name": d.name, "state": d.state,
                         "cpu_percent": percent(was, d.cpu_time_ns, wall),
                         "memory_bytes": d.memory_bytes, "vcpus": d.vcpus,
+                        "current_bytes": d.current_bytes, "target_bytes": d.target_bytes,
                         "cpu_time_ns": d.cpu_time_ns,
                     })
                 })

@@ -127,6 +127,15 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cap: Option<u32>,
     },
+    /// Set a live domain's memory target (`hvctl mem-set`, as `xl
+    /// mem-set`): bytes, a whole number of 4 KiB pages from 4 MiB up to its
+    /// memory; the domain sees `VIRQ_MEM_TARGET` and a cooperating guest
+    /// balloons toward it (nothing is forced). Not dom0.
+    /// [`Reply::Domain`] with the new target.
+    MemSet {
+        domain: DomainRef,
+        target_bytes: u64,
+    },
     /// dom0's log: the lines it printed (`dom0: ...`), oldest first.
     /// [`Reply::Lines`].
     Log,
@@ -283,6 +292,14 @@ pub struct DomainInfo {
     /// 0).
     #[serde(default)]
     pub exits: u64,
+    /// Bytes of memory it holds now (`memory_bytes` is its maximum; less
+    /// while ballooned); absent for ended domains and from older services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_bytes: Option<u64>,
+    /// Its memory target (`mem_set`; `memory_bytes` until one is set);
+    /// absent for dom0, ended domains and from older services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_bytes: Option<u64>,
     /// Nanoseconds since dom0 first saw it (created it), until it ended;
     /// absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,6 +21,8 @@ fn info() -> DomainInfo {
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
         exits: 0,
+        current_bytes: None,
+        target_bytes: None,
         uptime_ns: None,
         exit_code: None,
         reason: None,

@@ -181,6 +181,10 @@ fn ops() -> Vec<Op> {
             weight: Some(1),
             cap: None,
         },
+        Op::MemSet {
+            domain: dom(),
+            target_bytes: 16 << 20,
+        },
         Op::Log,
         Op::ConsoleHistory { domain: dom() },
         Op::Forget { domain: dom() },
@@ -209,7 +213,7 @@ fn ops() -> Vec<Op> {
     ]
 }
 
-const OPS: usize = 27;
+const OPS: usize = 28;
 
 fn op_index(op: &Op) -> usize {
     match op {
@@ -240,6 +244,7 @@ fn op_index(op: &Op) -> usize {
         Op::VolumeCreate { .. } => 24,
         Op::VolumeList => 25,
         Op::VolumeDelete { .. } => 26,
+        Op::MemSet { .. } => 27,
     }
 }
 
@@ -261,6 +266,8 @@ fn info(full: bool) -> DomainInfo {
         heap_budget_bytes: 2,
         heap_used_bytes: 3,
         exits: 4,
+        current_bytes: (!full).then_some(3 << 20),
+        target_bytes: (!full).then_some(3 << 20),
         uptime_ns: full.then_some(5),
         exit_code: full.then_some(-1),
         reason: full.then(|| "killed".into()),

@@ -122,6 +122,8 @@ impl History {
             };
             let mut info = s.info;
             info.state = DomainState::Ended;
+            // Its memory is back with the hypervisor.
+            (info.current_bytes, info.target_bytes) = (None, None);
             info.uptime_ns = Some(since.saturating_sub(s.first_ns));
             match end {
                 Ok(e) => {

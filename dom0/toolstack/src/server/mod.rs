@@ -13,6 +13,7 @@ mod events;
 mod history;
 mod images;
 mod lifecycle;
+mod memtarget;
 mod session;
 pub mod store;
 #[cfg(test)]
@@ -64,6 +65,11 @@ pub struct HvDomain {
     pub heap_used: u64,
     /// Guest exits so far (`HC_DOMCTL_INFO`).
     pub exits: u64,
+    /// Bytes it holds now (`HC_DOMCTL_INFO`'s `current_pages`).
+    pub current_bytes: u64,
+    /// Its memory target (`HC_DOMCTL_MEM_TARGET`); `None` for dom0 or
+    /// from a hypervisor without targets.
+    pub target_bytes: Option<u64>,
 }
 
 impl HvDomain {
@@ -90,6 +96,8 @@ impl HvDomain {
             heap_budget_bytes: self.heap_budget,
             heap_used_bytes: self.heap_used,
             exits: self.exits,
+            current_bytes: Some(self.current_bytes),
+            target_bytes: self.target_bytes,
             uptime_ns: None,
             exit_code: None,
             reason: None,
@@ -193,6 +201,12 @@ pub trait Hypervisor {
     /// dom0's image store, if it has one (docs/store.md).
     fn store(&mut self) -> Option<&mut dyn store::ImageStore> {
         None
+    }
+    /// Sets domain `id`'s memory target to `pages` (`HC_DOMCTL_MEM_TARGET`,
+    /// `memtarget.rs`): the target now.
+    fn set_mem_target(&mut self, id: u32, pages: u64) -> Result<u64, Error> {
+        let _ = (id, pages);
+        Err(Error::NoSys)
     }
 }
 
@@ -528,6 +542,10 @@ impl Server {
                 weight,
                 cap,
             } => set_sched(hv, &domain, weight, cap),
+            Op::MemSet {
+                domain,
+                target_bytes,
+            } => memtarget::mem_set(hv, &domain, target_bytes),
             Op::Destroy { domain } => {
                 let d = managed(hv, &domain)?;
                 hv.destroy(d.id).map_err(hv_err)?;
@@ -749,6 +767,8 @@ pub fn configured(id: u32, d: &crate::config::DomainConfig) -> proto::DomainInfo
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
         exits: 0,
+        current_bytes: None,
+        target_bytes: None,
         uptime_ns: None,
         exit_code: None,
         reason: None,

@@ -24,6 +24,8 @@ pub(super) struct Fake {
     pub(super) now: u64,
     /// Shutdown requests made: (domain, reboot).
     pub(super) requests: Vec<(u32, bool)>,
+    /// Memory targets set: (domain, pages).
+    pub(super) targets: Vec<(u32, u64)>,
 }
 
 impl Fake {
@@ -42,6 +44,8 @@ impl Fake {
             heap_budget: 1 << 20,
             heap_used: 1 << 12,
             exits: 0,
+            current_bytes: 8 << 20,
+            target_bytes: None,
         };
         Self {
             domains: vec![dom0],
@@ -53,6 +57,7 @@ impl Fake {
             ended: Vec::new(),
             now: 0,
             requests: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -123,6 +128,8 @@ impl Hypervisor for Fake {
             heap_budget: d.heap_budget_bytes(),
             heap_used: 0,
             exits: 0,
+            current_bytes: d.memory_bytes(),
+            target_bytes: Some(d.memory_bytes()),
         });
         Ok(id)
     }
@@ -173,6 +180,16 @@ impl Hypervisor for Fake {
         d.weight = weight;
         d.cap = cap;
         Ok(())
+    }
+    fn set_mem_target(&mut self, id: u32, pages: u64) -> Result<u64, Error> {
+        let d = self
+            .domains
+            .iter_mut()
+            .find(|d| d.id == id)
+            .ok_or(Error::NoEntry)?;
+        d.target_bytes = Some(pages * 4096);
+        self.targets.push((id, pages));
+        Ok(pages)
     }
     fn free_bytes(&mut self) -> Option<u64> {
         Some(self.free_mib << 20)

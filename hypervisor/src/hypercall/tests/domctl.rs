@@ -25,7 +25,8 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
         | DomctlReq::Pause(id)
         | DomctlReq::Destroy(id)
         | DomctlReq::ShutdownRequest { id, .. }
-        | DomctlReq::SetSched { id, .. } => {
+        | DomctlReq::SetSched { id, .. }
+        | DomctlReq::MemTarget { id, .. } => {
             exists(id)?;
             DomctlReply::Value(0)
         }
@@ -487,4 +488,50 @@ fn lifecycle_domctls_are_privileged_and_checked() {
     // Any domain may ask what was requested of it (nothing, in the fake).
     let mut svc = FakeSvc::new(0x2000);
     assert_eq!(call(&mut svc, HC_SHUTDOWN_REQUESTED, [u64::MAX; 6]), 0);
+}
+
+#[test]
+fn mem_target_domctl_is_privileged_and_checked() {
+    use pvabi::{EINVAL, HC_DOMCTL_MEM_TARGET, HC_MEM_TARGET, MEM_TARGET_QUERY};
+    let mut svc = FakeSvc::new(0x2000);
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MEM_TARGET, [2, 4096, 0, 0, 0, 0]),
+        EPERM
+    );
+    assert!(svc.domctl_reqs.is_empty(), "nothing reached the system");
+    // Any domain reads its own target: its quota until one is set.
+    let max = svc.max_pages;
+    assert_eq!(call(&mut svc, HC_MEM_TARGET, [u64::MAX; 6]) as u64, max);
+    let mut svc = privileged();
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MEM_TARGET, [2, 4096, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(
+        call(
+            &mut svc,
+            HC_DOMCTL_MEM_TARGET,
+            [5, MEM_TARGET_QUERY, 0, 0, 0, 0]
+        ),
+        0
+    );
+    for bad in [[2, 1023], [2, 0], [1 << 32, 4096]] {
+        assert_eq!(
+            call(&mut svc, HC_DOMCTL_MEM_TARGET, [bad[0], bad[1], 0, 0, 0, 0]),
+            EINVAL,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_MEM_TARGET, [6, 4096, 0, 0, 0, 0]),
+        ENOENT
+    );
+    assert_eq!(
+        svc.domctl_reqs,
+        [
+            "MemTarget { id: DomainId(2), pages: Some(4096) }",
+            "MemTarget { id: DomainId(5), pages: None }",
+            "MemTarget { id: DomainId(6), pages: Some(4096) }",
+        ]
+    );
 }

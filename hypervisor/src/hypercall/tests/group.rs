@@ -69,6 +69,7 @@ fn numbers_of_no_group_and_no_own_arm_get_enosys() {
         HC_MEM_POPULATE,
         HC_MULTICALL,
         pvabi::HC_SHUTDOWN_REQUESTED,
+        pvabi::HC_MEM_TARGET,
     ];
     let mut unknown = 0;
     for nr in numbers() {

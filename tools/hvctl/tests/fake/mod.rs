@@ -77,6 +77,8 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
         heap_budget_bytes: 0,
         heap_used_bytes: 0,
         exits: 0,
+        current_bytes: None,
+        target_bytes: None,
         uptime_ns: None,
         exit_code: None,
         reason: None,
@@ -163,7 +165,8 @@ fn handle(
         | Op::ConsoleInput { domain, .. }
         | Op::ConsoleHistory { domain }
         | Op::Shutdown { domain, .. }
-        | Op::SetSched { domain, .. } => match find(doms, domain) {
+        | Op::SetSched { domain, .. }
+        | Op::MemSet { domain, .. } => match find(doms, domain) {
             Some(i) => Some(i),
             None => {
                 return (
@@ -233,6 +236,25 @@ fn handle(
             d.weight = weight.unwrap_or(d.weight);
             d.cap = cap.unwrap_or(d.cap);
             Outcome::Ok(Reply::Domain { domain: d.clone() })
+        }
+        // dom0's refusal of a target over the maximum, word for word; the
+        // fake guest balloons at once.
+        Op::MemSet { target_bytes, .. } => {
+            let d = &mut doms[i];
+            if target_bytes > d.memory_bytes {
+                err(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "mem-set: {} MiB asked, the domain's maximum is {} MiB",
+                        target_bytes >> 20,
+                        d.memory_bytes >> 20
+                    ),
+                )
+            } else {
+                d.target_bytes = Some(target_bytes);
+                d.current_bytes = Some(target_bytes);
+                Outcome::Ok(Reply::Domain { domain: d.clone() })
+            }
         }
         Op::Pause { .. } | Op::Unpause { .. } => {
             let pause = matches!(op, Op::Pause { .. });
