@@ -278,3 +278,9 @@ fn write(p: &Path, bytes: &[u8]) {
     std::fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", tmp.display()));
     std::fs::rename(&tmp, p).unwrap_or_else(|e| panic!("renaming to {}: {e}", p.display()));
 }
+
+/// The SHA-256 of `bytes` as dom0 and `hvctl` print it (64 lowercase hex
+/// digits, the toolstack's own encoder).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    kestrel_toolstack::server::upload::hex(&kestrel_toolstack::server::upload::sha256(bytes))
+}

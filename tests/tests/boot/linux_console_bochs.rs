@@ -14,7 +14,7 @@
 //! | `linux_console_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB, COM2 a TCP socket bridged to a unix socket | `lx-con` (`kestrel.shell=1`) from the boot configuration: through `hvctl console`, `echo $((6*7))` prints `42`, then `poweroff` typed there ends it `result=exited code=0` |
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,16 +26,9 @@ use boot_tests::domains::ReportOnPanic;
 use boot_tests::hvconsole::ConsoleSession;
 use boot_tests::mgmt::{config_module, linux_modules, wait_for_line};
 use boot_tests::scaled;
+pub(super) use boot_tests::tcp::free_port;
 
 const TEST: &str = "linux_console_bochs";
-
-/// A port nobody listens on now (Bochs binds it a moment later).
-pub(super) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{TEST}: no free port: {e}"))
-}
 
 type Client = Arc<Mutex<Option<std::os::unix::net::UnixStream>>>;
 

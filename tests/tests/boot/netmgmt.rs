@@ -12,14 +12,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use boot_tests::artifacts::{guest_module, hvctl, test_dir};
+use boot_tests::artifacts::{guest_module, test_dir};
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm, wait_for_line};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
 use xtask::iso::Module;
+
+use boot_tests::tcp::free_port;
+pub(super) use boot_tests::tcp::{keygen, over_tcp};
 
 /// What a client sends first (`kestrel_toolstack::secure::HELLO`).
 const HELLO: &[u8] = b"KESTREL-MGMT/1 Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s\n";
@@ -37,43 +39,6 @@ fn config(address: &str) -> String {
     format!(
         "[network]\naddress = \"{address}\"\n{gateway}key_files = [\"ops.key\"]\n\n\
          [[domain]]\nname = \"tick-a\"\nimage = \"ticker\"\nmemory = 4\ncmdline = \"every_ms=200\"\n"
-    )
-}
-
-/// A TCP port free on the host now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
-/// `hvctl keygen` into `dir/name`.
-pub(super) fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    let out = Command::new(hvctl())
-        .arg("keygen")
-        .arg(&p)
-        .output()
-        .unwrap_or_else(|e| panic!("hvctl keygen: {e}"));
-    assert!(out.status.success(), "hvctl keygen: {out:?}");
-    p
-}
-
-/// `hvctl --host ADDR --key-file KEY ARGS...`: exit status, stdout, stderr.
-pub(super) fn over_tcp(addr: &str, key: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hvctl())
-        .args(["--host", addr, "--key-file"])
-        .arg(key)
-        .args(args)
-        .env_remove("KESTREL_HOST")
-        .env_remove("KESTREL_SOCKET")
-        .output()
-        .unwrap_or_else(|e| panic!("running hvctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 

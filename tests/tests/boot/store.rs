@@ -17,11 +17,10 @@
 
 use std::path::{Path, PathBuf};
 
-use boot_tests::artifacts::{self, guest_module};
+use boot_tests::artifacts::{self, guest_module, sha256_hex as sha256};
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm_sized, wait_for_line};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
-use sha2::{Digest, Sha256};
 use xtask::iso::Module;
 
 const TEST: &str = "store_qemu_power_cut";
@@ -49,13 +48,6 @@ fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 
 fn module(path: &Path, name: &str) -> Module {
     Module::named(path, name, "").unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn store_table(format: bool, import: &[&str]) -> String {

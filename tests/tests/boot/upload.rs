@@ -11,6 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
+use boot_tests::artifacts::sha256_hex as hex;
 use boot_tests::artifacts::{guest, guest_module};
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm, wait_for_line};
@@ -46,10 +47,6 @@ fn raw(sock: &Path, lines: &[String], answers: usize) -> Vec<String> {
         got.push(line.trim_end().to_string());
     }
     got
-}
-
-fn hex(bytes: &[u8]) -> String {
-    kestrel_toolstack::server::upload::hex(&kestrel_toolstack::server::upload::sha256(bytes))
 }
 
 fn chunk(name: &str, offset: usize, bytes: &[u8]) -> String {

@@ -8,13 +8,14 @@
 //! |---|---|
 //! | `upload_qemu_tcp` | over `hvctl --host --key-file`: `image upload` of the `abi` guest (the largest small guest, not a boot module) is kept with the file's size and SHA-256; `create` of a configuration naming `./ticker.elf` uploads it and the domain ticks on its console (`console --history` over TCP shows it); it is destroyed; the serial line keeps answering `image list` with both uploads |
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use boot_tests::artifacts::{guest, guest_module, hvctl, test_dir};
+use boot_tests::artifacts::sha256_hex as sha;
+use boot_tests::artifacts::{guest, guest_module, test_dir};
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm, wait_for_line};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
+use boot_tests::tcp::{free_port, keygen, over_tcp};
 use xtask::iso::Module;
 
 const TEST: &str = "upload_qemu_tcp";
@@ -22,45 +23,6 @@ const CONFIG: &str = "[network]\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.
                       key_files = [\"ops.key\"]\n";
 const END: &str =
     "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
-fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    let out = Command::new(hvctl())
-        .arg("keygen")
-        .arg(&p)
-        .output()
-        .unwrap_or_else(|e| panic!("hvctl keygen: {e}"));
-    assert!(out.status.success(), "hvctl keygen: {out:?}");
-    p
-}
-
-/// `hvctl --host ADDR --key-file KEY ARGS...`: exit status, stdout, stderr.
-fn over_tcp(addr: &str, key: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hvctl())
-        .args(["--host", addr, "--key-file"])
-        .arg(key)
-        .args(args)
-        .env_remove("KESTREL_HOST")
-        .env_remove("KESTREL_SOCKET")
-        .output()
-        .unwrap_or_else(|e| panic!("running hvctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn sha(bytes: &[u8]) -> String {
-    kestrel_toolstack::server::upload::hex(&kestrel_toolstack::server::upload::sha256(bytes))
-}
 
 #[test]
 fn upload_qemu_tcp() {

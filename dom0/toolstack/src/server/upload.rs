@@ -32,14 +32,8 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ProtoError {
     ProtoError::new(code, message)
 }
 
-/// `bytes` as 64 lowercase hex digits.
-pub fn hex(bytes: &[u8; 32]) -> String {
-    let mut s = String::with_capacity(64);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+/// A digest as lowercase hex digits (the store's encoder: one for both).
+pub use kestrel_store::hex;
 
 /// 64 hex digits (either case) as bytes.
 pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
