@@ -55,6 +55,7 @@ mod triplefault;
 mod upcall;
 mod upload;
 mod upload_ctl;
+mod upload_store;
 mod upload_tcp;
 mod wallclock;
 mod wx;
