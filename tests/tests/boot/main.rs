@@ -48,6 +48,7 @@ mod sched;
 mod selftest;
 mod server;
 mod spec;
+mod stage_ctl;
 mod store;
 mod stress;
 mod template;
