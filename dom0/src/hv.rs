@@ -128,6 +128,15 @@ impl Hypervisor for Hv {
             .map(|m| m.name.clone())
             .collect();
         names.extend(self.uploads.list().into_iter().map(|i| i.name));
+        // The store's images too: a domain may be built from them.
+        if let Some(s) = &self.store {
+            names.extend(
+                s.objects()
+                    .iter()
+                    .filter(|o| o.kind == kestrel_store::Kind::Image)
+                    .map(|o| o.name.clone()),
+            );
+        }
         names
     }
 
@@ -143,28 +152,10 @@ impl Hypervisor for Hv {
     }
 
     fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
-        use kestrel_toolstack::server::ImageKeeper;
-        if let Some(image) = self.uploads.bytes(&d.image) {
-            // An image sent at run time (`DOMCTL_CREATE_IMAGE`): a pvabi
-            // guest only, so far (a Linux kernel does not fit dom0's
-            // memory yet, and its initrd would need the same path).
-            if d.linux {
-                return Err(Error::NoSys);
-            }
-            let mut req = pvabi::DomainCreateImageRequest {
-                create: DomainCreate::new(&d.name, 0, d.memory_bytes(), d.vcpus),
-                image: pvabi::DomainCreateImage {
-                    image_gpa: 0,
-                    image_len: 0,
-                },
-            };
-            req.create.weight = d.weight;
-            req.create.cap = d.cap;
-            req.create.heap_budget = d.heap_budget_bytes();
-            if !req.create.set_cmdline(&d.cmdline) {
-                return Err(Error::TooBig);
-            }
-            let id = domctl::create_image(&mut req, image)?;
+        // An upload or a store image (a kernel or initramfs too): built
+        // through stages (`images_store.rs`).
+        if crate::images_store::needs_stage(self, d) {
+            let id = crate::images_store::create(self, d)?;
             self.created.push((id, d.name.to_string()));
             return Ok(id);
         }

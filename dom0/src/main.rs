@@ -27,6 +27,7 @@ mod consoles;
 mod dev;
 mod hv;
 mod images;
+mod images_store;
 mod memlog;
 mod msi;
 mod net;

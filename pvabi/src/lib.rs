@@ -432,6 +432,7 @@ mod msi;
 mod pci;
 pub mod ring;
 mod shared;
+mod stage;
 mod start_info;
 mod status;
 #[cfg(test)]
@@ -453,6 +454,7 @@ pub use mgmt::*;
 pub use msi::*;
 pub use pci::*;
 pub use shared::*;
+pub use stage::*;
 pub use start_info::*;
 pub use status::*;
 pub use utc::{UtcTime, days_in_month};

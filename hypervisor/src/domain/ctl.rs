@@ -101,6 +101,9 @@ fn info(d: &Domain) -> DomainInfo {
 }
 
 fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
+    if let Some((image, initrd)) = p.staged {
+        return crate::domain::stage::live_create(me, p, image, initrd);
+    }
     if let Some((gpa, len)) = p.image {
         // An image in the caller's memory (`staged.rs`): copied, built
         // from, freed.
@@ -123,12 +126,24 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
 /// Builds the domain `p` describes from `image` (`from` names where it
 /// came from, for the log).
 fn build(me: &Domain, p: &CreateParams, image: &[u8], from: &str) -> Result<u64, Error> {
+    let initrd: &[u8] = match p.linux {
+        Some(Some(i)) => module(u64::from(i))?.bytes,
+        _ => &[],
+    };
+    build_with(me, p, image, initrd, from)
+}
+
+/// [`build`] with the initramfs (of a Linux domain) given.
+pub(crate) fn build_with(
+    me: &Domain,
+    p: &CreateParams,
+    image: &[u8],
+    initrd: &[u8],
+    from: &str,
+) -> Result<u64, Error> {
     let kind = match p.linux {
         None => crate::domain::lifecycle::ImageKind::Pvabi,
-        Some(None) => crate::domain::lifecycle::ImageKind::Linux { initrd: &[] },
-        Some(Some(i)) => crate::domain::lifecycle::ImageKind::Linux {
-            initrd: module(u64::from(i))?.bytes,
-        },
+        Some(_) => crate::domain::lifecycle::ImageKind::Linux { initrd },
     };
     let spec = DomainSpec {
         name: &p.name,
@@ -150,7 +165,11 @@ fn build(me: &Domain, p: &CreateParams, image: &[u8], from: &str) -> Result<u64,
                 p.name,
                 me.id,
                 me.name,
-                if p.image.is_some() { "" } else { "module " }
+                if p.image.is_some() || p.staged.is_some() {
+                    ""
+                } else {
+                    "module "
+                }
             );
             Ok(u64::from(id.0))
         }
@@ -204,6 +223,16 @@ impl Svc<'_> {
             DomctlReq::MemTarget { id, pages } => {
                 done(crate::domain::memtarget::set(&*live_other(me, id)?, pages))
             }
+            DomctlReq::StageBegin(size) => done(crate::domain::stage::live_begin(me, size)),
+            DomctlReq::StageWrite {
+                handle,
+                offset,
+                gpa,
+                len,
+            } => done(crate::domain::stage::live_write(
+                me, handle, offset, gpa, len,
+            )),
+            DomctlReq::StageAbort(handle) => done(crate::domain::stage::live_abort(me, handle)),
             DomctlReq::Ended(id) => crate::domain::ended::get(id.0)
                 .map(DomctlReply::Info)
                 .ok_or(Error::NoEntry),

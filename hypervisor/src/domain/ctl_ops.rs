@@ -45,6 +45,9 @@ pub struct CreateParams {
     /// `Some((gpa, len))` for an image in the caller's memory
     /// (`DOMCTL_CREATE_IMAGE`, `staged.rs`) instead of `module`.
     pub image: Option<(u64, u64)>,
+    /// `Some((image, initrd))` for stages of the caller's
+    /// (`DOMCTL_CREATE_STAGED`, `stage.rs`; `initrd` 0: none).
+    pub staged: Option<(u64, u64)>,
 }
 
 /// Checks every field of a create request; `EINVAL` on the first bad one.
@@ -68,10 +71,18 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
     if !(1..=DOMCTL_MAX_VCPUS).contains(&c.nr_vcpus)
         || !(1..=65535).contains(&c.weight)
         || c.cap > 100 * c.nr_vcpus
-        || ![0, DOMCTL_CREATE_LINUX, pvabi::DOMCTL_CREATE_IMAGE].contains(&c.flags)
-        || (c.flags == pvabi::DOMCTL_CREATE_IMAGE && c.module != 0)
+        || ![
+            0,
+            DOMCTL_CREATE_LINUX,
+            pvabi::DOMCTL_CREATE_IMAGE,
+            pvabi::DOMCTL_CREATE_STAGED,
+            pvabi::DOMCTL_CREATE_STAGED | DOMCTL_CREATE_LINUX,
+        ]
+        .contains(&c.flags)
+        || (c.flags & (pvabi::DOMCTL_CREATE_IMAGE | pvabi::DOMCTL_CREATE_STAGED) != 0
+            && c.module != 0)
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
-        || (c.flags == DOMCTL_CREATE_LINUX && c.cmdline_len != 0)
+        || (c.flags & DOMCTL_CREATE_LINUX != 0 && c.cmdline_len != 0)
         || crate::domain::budget::check_request(c.heap_budget).is_err()
     {
         return Err(Error::Invalid);
@@ -93,6 +104,7 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         heap_budget: c.heap_budget,
         linux: None,
         image: None,
+        staged: None,
     })
 }
 
@@ -156,6 +168,18 @@ pub enum DomctlReq<'a> {
     /// Set (`Some`) or read a domain's memory target in pages
     /// (`memtarget.rs`).
     MemTarget { id: DomainId, pages: Option<u64> },
+    /// Take a stage of this many bytes: its handle (`stage.rs`).
+    StageBegin(u64),
+    /// Copy `len` bytes at `gpa` of the caller's memory to `offset` of a
+    /// stage: the bytes filled after it.
+    StageWrite {
+        handle: u64,
+        offset: u64,
+        gpa: u64,
+        len: u64,
+    },
+    /// Free a stage.
+    StageAbort(u64),
 }
 
 /// What a [`DomctlReq`] produced (returned by value once per domctl call,
@@ -219,6 +243,9 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
                     svc.read(ext.cmdline_gpa, line).map_err(|_| Error::Fault)?;
                 }
                 validate_linux(&mut params, &ext, line)?;
+            }
+            if req.flags & pvabi::DOMCTL_CREATE_STAGED != 0 {
+                crate::domain::stage_ops::read_extension(svc, a[0], req.flags, &mut params)?;
             }
             if req.flags == pvabi::DOMCTL_CREATE_IMAGE {
                 params.image = Some(crate::domain::staged::read_extension(svc, a[0])?);

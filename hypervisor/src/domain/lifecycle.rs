@@ -520,6 +520,8 @@ impl Domain {
         crate::grant::live::end_grants(self);
         // Its devices' messages stop at the devices before their ports go.
         crate::pci::msi_live::release_domain(self);
+        // Its staged images (a control domain's) go back to the free frames.
+        crate::domain::stage::release_domain(self.id);
         crate::evtchn::live::close_all(self);
         crate::evtchn::live::raise_dom_exc(self.id);
         // Its vCPUs that do not run now leave the scheduler at once.

@@ -22,7 +22,7 @@ use crate::hypercall::{DomctlReply, DomctlReq, Services};
 /// Privilege first, then every argument, as the other domctls.
 pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, Error>> {
     if nr != HC_DOMCTL_MEM_TARGET {
-        return None;
+        return crate::domain::stage_ops::run(svc, nr, a);
     }
     if !svc.privileged() {
         return Some(Err(Error::Perm));

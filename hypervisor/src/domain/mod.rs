@@ -20,6 +20,8 @@ pub mod linux;
 pub mod linux_args;
 pub mod memory;
 pub mod memtarget;
+pub mod stage;
+pub mod stage_ops;
 pub mod staged;
 pub mod table;
 

@@ -42,7 +42,8 @@ pub(crate) fn of(nr: u64) -> Group {
         HC_DOMCTL_CREATE..=HC_DOMCTL_HOST_INFO
         | HC_DOMCTL_SHUTDOWN_REQUEST
         | HC_DOMCTL_SET_SCHED
-        | pvabi::HC_DOMCTL_MEM_TARGET => Group::Domctl,
+        | pvabi::HC_DOMCTL_MEM_TARGET
+        | pvabi::HC_DOMCTL_STAGE_BEGIN..=pvabi::HC_DOMCTL_STAGE_ABORT => Group::Domctl,
         HC_MGMT_WRITE..=HC_DOMCTL_CONSOLE_WRITE => Group::Mgmt,
         HC_PCI_LIST..=HC_PCI_MSI_UNBIND => Group::Pci,
         _ => Group::None,

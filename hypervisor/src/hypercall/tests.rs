@@ -17,6 +17,7 @@ mod group;
 mod mgmt;
 mod privilege;
 mod spec;
+mod stage;
 
 #[derive(Default)]
 struct FakeVcpu {

@@ -90,6 +90,51 @@ pub fn create_image_raw(req: &crate::DomainCreateImageRequest) -> Result<u32, Er
     u32::try_from(id).map_err(|_| Error::Invalid)
 }
 
+/// Builds a domain, paused, from stages of this domain's
+/// (`DOMCTL_CREATE_STAGED`, `crate::guest::stage`): a pvabi ELF from
+/// stage `image` (`linux` `None`), or a Linux `vmlinux` from `image` with
+/// the initramfs stage `initrd` (0: none) and its command line
+/// (`linux` `Some((initrd, cmdline))`). Frees the stages when it
+/// succeeds. Returns the new id.
+pub fn create_staged(
+    req: &mut crate::DomainCreateStagedRequest,
+    image: u64,
+    linux: Option<(u64, &[u8])>,
+) -> Result<u32, Error> {
+    req.create.flags = crate::DOMCTL_CREATE_STAGED;
+    req.create.module = 0;
+    req.staged = crate::DomainCreateStaged {
+        image,
+        initrd: 0,
+        cmdline_gpa: 0,
+        cmdline_len: 0,
+        _pad: 0,
+    };
+    if let Some((initrd, cmdline)) = linux {
+        req.create.flags |= crate::DOMCTL_CREATE_LINUX;
+        req.create.cmdline_len = 0;
+        req.staged.initrd = initrd;
+        req.staged.cmdline_gpa = cmdline.as_ptr() as u64;
+        req.staged.cmdline_len = u32::try_from(cmdline.len()).map_err(|_| Error::TooBig)?;
+    }
+    create_staged_raw(req)
+}
+
+/// [`create_staged`] with `req` exactly as given (flags and extension
+/// included): for tests of the refusals.
+pub fn create_staged_raw(req: &crate::DomainCreateStagedRequest) -> Result<u32, Error> {
+    let id = call(
+        HC_DOMCTL_CREATE,
+        [
+            req as *const crate::DomainCreateStagedRequest as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    u32::try_from(id).map_err(|_| Error::Invalid)
+}
+
 /// Lets domain `id` run.
 pub fn unpause(id: u32) -> Result<(), Error> {
     call(HC_DOMCTL_UNPAUSE, [id.into(), 0, 0, 0]).map(|_| ())

@@ -69,6 +69,7 @@ pub mod pci;
 pub mod random;
 pub mod sched;
 mod stack;
+pub mod stage;
 mod sys;
 pub mod time;
 pub mod upcall;

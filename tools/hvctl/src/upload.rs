@@ -3,9 +3,9 @@
 //!
 //! How a local file becomes a dom0 image name (docs/toolstack.md): by its
 //! content. hvctl hashes the file (SHA-256) and asks dom0 for its images
-//! first; one with the same hash (a boot module or an earlier upload) is
-//! used as it is, so the same file is never sent twice. Otherwise it is
-//! sent as `<file name>-<first 12 hex digits of its SHA-256>` (the file
+//! first; one with the same hash (a boot module, an earlier upload, an
+//! image in dom0's store) is used as it is, so the same file is never
+//! sent twice. Otherwise it is sent as `<file name>-<first 12 hex digits of its SHA-256>` (the file
 //! name cut to 40 characters of `[A-Za-z0-9._-]`), unless `--name` says
 //! otherwise.
 //!
@@ -89,11 +89,13 @@ pub fn send(
     let sha = sha256(&bytes);
     let want = hex(&sha);
     let images = list(client)?;
-    // Only what dom0 builds domains from counts: a boot module or an
-    // upload (the store's images are listed too, but not built from yet).
+    // dom0 builds domains from any of them: a boot module, an upload, or
+    // an image in its store (where uploads go when it has one).
     if let Some(have) = images.iter().find(|i| {
-        matches!(i.source, ImageSource::Module | ImageSource::Upload)
-            && i.sha256 == want
+        matches!(
+            i.source,
+            ImageSource::Module | ImageSource::Upload | ImageSource::Store
+        ) && i.sha256 == want
             && name.is_none_or(|n| n == i.name)
     }) {
         return Ok(Sent {

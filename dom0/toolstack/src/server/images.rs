@@ -34,6 +34,10 @@ impl Server {
         session: SessionId,
         op: Op,
     ) -> Result<Reply, ProtoError> {
+        // Into the store when dom0 has one (`upload_store.rs`).
+        if let Some(r) = self.store_upload_op(hv, session, &op) {
+            return r;
+        }
         match op {
             Op::ImageList => Ok(Reply::Images {
                 images: Self::all_images(hv),

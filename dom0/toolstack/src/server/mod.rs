@@ -26,7 +26,10 @@ mod tests_history;
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_upload;
+#[cfg(test)]
+mod tests_upload_store;
 pub mod upload;
+pub mod upload_store;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -223,6 +226,8 @@ pub struct Server {
     fleet: events::Fleet,
     /// Images being uploaded (`upload.rs`).
     uploads: upload::Uploads,
+    /// Images being uploaded into the store (`upload_store.rs`).
+    store_uploads: upload_store::StoreUploads,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -389,6 +394,7 @@ impl Server {
             // A new client on the session: what the last one left
             // half-sent is dropped.
             self.uploads.end_session(session);
+            self.end_store_upload(hv, session);
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),
@@ -397,6 +403,7 @@ impl Server {
         if let Op::Bye = req.op {
             self.sessions.end(session);
             self.uploads.end_session(session);
+            self.end_store_upload(hv, session);
             return Ok(Reply::Done);
         }
         if !self.sessions.is_open(session) {

@@ -14,7 +14,7 @@ use crate::proto::{ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, Vol
 
 /// What the service needs of a store (object-safe, so dom0's store with
 /// its own disk type can be handed out as `&mut dyn ImageStore`).
-pub trait ImageStore {
+pub trait ImageStore: super::upload_store::StoreStream {
     fn images(&mut self) -> Vec<ImageInfo>;
     fn volumes(&mut self) -> Vec<VolumeInfo>;
     fn delete(&mut self, kind: Kind, name: &str) -> Result<(), StoreError>;

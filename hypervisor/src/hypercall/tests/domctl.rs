@@ -45,6 +45,10 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
             ..Default::default()
         }),
         DomctlReq::Ended(_) => return Err(Error::NoEntry),
+        // Staging (`tests/stage.rs`): the handle, the filled count.
+        DomctlReq::StageBegin(_) => DomctlReply::Value(0x101),
+        DomctlReq::StageWrite { offset, len, .. } => DomctlReply::Value(offset + len),
+        DomctlReq::StageAbort(_) => DomctlReply::Value(0),
         DomctlReq::EndReason(DomainId(7)) => DomctlReply::Reason(
             crate::domain::ended::reason_text(Some("triple fault at RIP 0x10")),
         ),
