@@ -21,7 +21,10 @@ fn a_volume_import_commits_whole_and_reads_back() {
         s.import_write(&mut imp, piece).unwrap();
     }
     assert_eq!(imp.sha256(), kestrel_store_sha(&data));
-    assert!(s.get(Kind::Volume, "disk").is_err(), "not a volume before the commit");
+    assert!(
+        s.get(Kind::Volume, "disk").is_err(),
+        "not a volume before the commit"
+    );
     let o = s.finish_import(imp).unwrap();
     assert_eq!((o.kind, o.size, o.sha256), (Kind::Volume, 100_000, [0; 32]));
     let mut back = vec![0u8; data.len()];

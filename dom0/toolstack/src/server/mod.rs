@@ -26,7 +26,10 @@ mod tests_history;
 mod tests_lifecycle;
 #[cfg(test)]
 mod tests_upload;
+#[cfg(test)]
+mod tests_volume_xfer;
 pub mod upload;
+pub mod volume_xfer;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -223,6 +226,8 @@ pub struct Server {
     fleet: events::Fleet,
     /// Images being uploaded (`upload.rs`).
     uploads: upload::Uploads,
+    /// Store objects being imported or exported (`volume_xfer.rs`).
+    xfers: volume_xfer::Xfers,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -389,6 +394,7 @@ impl Server {
             // A new client on the session: what the last one left
             // half-sent is dropped.
             self.uploads.end_session(session);
+            self.xfers.end_session(hv, session);
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),
@@ -397,6 +403,7 @@ impl Server {
         if let Op::Bye = req.op {
             self.sessions.end(session);
             self.uploads.end_session(session);
+            self.xfers.end_session(hv, session);
             return Ok(Reply::Done);
         }
         if !self.sessions.is_open(session) {
@@ -413,6 +420,14 @@ impl Server {
             op @ (Op::VolumeCreate { .. } | Op::VolumeList | Op::VolumeDelete { .. }) => {
                 store::handle(hv, op)
             }
+            op @ (Op::ImportBegin { .. }
+            | Op::ImportChunk { .. }
+            | Op::ImportZeros { .. }
+            | Op::ImportEnd { .. }
+            | Op::ImportAbort { .. }
+            | Op::ExportBegin { .. }
+            | Op::ExportNext { .. }
+            | Op::ExportAbort { .. }) => self.xfers.handle(hv, session, op, &self.uploads),
             Op::List => {
                 let _ = self.observe(hv);
                 let now = hv.now_ns();
