@@ -35,8 +35,9 @@ pub struct Store<D> {
     slot: u64,
     meta: Extent,
     objects: Vec<Object>,
-    /// Imports begun and not finished: (id, name, extents).
-    pending: Vec<(u64, String, Vec<Extent>)>,
+    /// Imports begun and not finished: (id, name, extents, what they
+    /// become).
+    pending: Vec<(u64, String, Vec<Extent>, Kind)>,
     next_id: u64,
     notes: Vec<String>,
 }
@@ -47,6 +48,7 @@ pub struct Store<D> {
 #[derive(Debug)]
 pub struct Import {
     id: u64,
+    kind: Kind,
     name: String,
     size: u64,
     extents: Vec<Extent>,
@@ -67,9 +69,21 @@ impl Import {
     pub fn size(&self) -> u64 {
         self.size
     }
-    /// The image's name.
+    /// The object's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+    /// What the import becomes: an image, or a volume
+    /// ([`Store::begin_import_as`]).
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    /// SHA-256 of the bytes received so far (of them all once
+    /// [`Self::received`] is [`Self::size`]): what a caller checks
+    /// against an announced hash *before* [`Store::finish_import`]
+    /// commits.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.hash.clone().finalize().into()
     }
 }
 
@@ -284,7 +298,7 @@ impl<D: Disk> Store<D> {
             .objects
             .iter()
             .any(|o| o.kind == kind && o.name == name)
-            || (kind == Kind::Image && self.pending.iter().any(|p| p.1 == name));
+            || self.pending.iter().any(|p| p.3 == kind && p.1 == name);
         if busy {
             return Err(StoreError::Exists(format!(
                 "{} {name:?} exists already",
@@ -336,13 +350,25 @@ impl<D: Disk> Store<D> {
     /// Begins importing an image of `size` bytes named `name`: reserves
     /// its blocks (in memory only).
     pub fn begin_import(&mut self, name: &str, size: u64) -> Result<Import> {
-        self.check_new(Kind::Image, name)?;
+        self.begin_import_as(Kind::Image, name, size)
+    }
+
+    /// As [`Self::begin_import`], for an image or a volume: a volume
+    /// imported this way exists only once [`Self::finish_import`] commits
+    /// it, with every byte written (a cut or an abort before leaves no
+    /// volume, not a half-filled one). Its size must be above 0.
+    pub fn begin_import_as(&mut self, kind: Kind, name: &str, size: u64) -> Result<Import> {
+        self.check_new(kind, name)?;
+        if kind == Kind::Volume && size == 0 {
+            return Err(StoreError::Invalid(format!("volume {name:?}: size 0")));
+        }
         let extents = space::allocate(self.total, &self.used(), blocks_for(size), EXTENTS_MAX)?;
         let id = self.next_id;
         self.next_id += 1;
-        self.pending.push((id, name.into(), extents.clone()));
+        self.pending.push((id, name.into(), extents.clone(), kind));
         Ok(Import {
             id,
+            kind,
             name: name.into(),
             size,
             extents,
@@ -448,11 +474,17 @@ impl<D: Disk> Store<D> {
             self.write_blocks(&imp.extents, imp.written, &buf)?;
         }
         self.io.flush()?;
+        // A volume's bytes change once a guest writes them: no hash is
+        // recorded for it (as for `create_volume`).
+        let sha256 = match imp.kind {
+            Kind::Image => imp.sha256(),
+            Kind::Volume => [0; 32],
+        };
         let object = Object {
-            kind: Kind::Image,
+            kind: imp.kind,
             name: imp.name.clone(),
             size: imp.size,
-            sha256: imp.hash.clone().finalize().into(),
+            sha256,
             extents: imp.extents.clone(),
         };
         let mut objects = self.objects.clone();

@@ -60,6 +60,7 @@ mod upload_store;
 mod upload_tcp;
 mod wallclock;
 mod wx;
+mod xfer;
 
 // How far below `-m` the RAM total (`ram_bytes`: usable + ACPI ranges of
 // the boot memory map) may be. Measured on QEMU 7.2 q35 (docs/testing.md):

@@ -198,6 +198,17 @@ pub enum ImageCmd {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
+    /// Import a local raw or qcow2 file into dom0's store as image NAME
+    /// (qcow2 is read here; runs of zeros are not sent).
+    Import {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The file's format (default: qcow2 when it starts like one).
+        #[arg(long, value_enum)]
+        format: Option<crate::xfer::Format>,
+    },
     /// Remove an uploaded image (refused while a live domain uses it).
     Delete {
         #[arg(value_name = "NAME")]

@@ -19,6 +19,7 @@ mod store;
 mod target;
 mod top;
 mod upload;
+mod xfer;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -259,6 +260,11 @@ fn image(client: &mut Client, cmd: ImageCmd, json: bool, progress: bool) -> Resu
                     s.image.sha256
                 )
             })
+        }
+        ImageCmd::Import { name, file, format } => {
+            let kind = kestrel_toolstack::proto::ObjectKind::Image;
+            let (reply, line) = xfer::import(client, kind, &name, &file, format, progress)?;
+            Ok(if json { output::json(&reply) } else { line })
         }
         ImageCmd::Delete { name } => {
             let reply = client.call(Op::ImageDelete { name: name.clone() })?;

@@ -3,9 +3,10 @@
 //! `hvctl image` (main.rs, upload.rs) with the others.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use clap::Subcommand;
-use kestrel_toolstack::proto::{Op, Reply, VolumeInfo};
+use kestrel_toolstack::proto::{ObjectKind, Op, Reply, VolumeInfo};
 
 use crate::client::Client;
 use crate::error::Error;
@@ -28,6 +29,27 @@ pub enum VolumeCmd {
     Delete {
         #[arg(value_name = "NAME")]
         name: String,
+    },
+    /// Create volume NAME from a local raw or qcow2 file (qcow2 is read
+    /// here; runs of zeros are not sent).
+    Import {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The file's format (default: qcow2 when it starts like one).
+        #[arg(long, value_enum)]
+        format: Option<crate::xfer::Format>,
+    },
+    /// Write volume NAME to a local file, raw (sparse) or qcow2.
+    Export {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The file's format (default: qcow2 when FILE ends in .qcow2).
+        #[arg(long, value_enum)]
+        format: Option<crate::xfer::Format>,
     },
 }
 
@@ -61,6 +83,20 @@ fn volumes(list: &[VolumeInfo]) -> String {
 
 /// Runs `hvctl volume ...`.
 pub fn volume(client: &mut Client, cmd: VolumeCmd, json: bool) -> Result<String, Error> {
+    let progress = crate::upload::progress_wanted(json);
+    let (reply, line) = match cmd {
+        VolumeCmd::Import { name, file, format } => {
+            crate::xfer::import(client, ObjectKind::Volume, &name, &file, format, progress)?
+        }
+        VolumeCmd::Export { name, file, format } => {
+            crate::xfer::export(client, ObjectKind::Volume, &name, &file, format, progress)?
+        }
+        cmd => return simple(client, cmd, json),
+    };
+    Ok(if json { output::json(&reply) } else { line })
+}
+
+fn simple(client: &mut Client, cmd: VolumeCmd, json: bool) -> Result<String, Error> {
     let (op, done) = match cmd {
         VolumeCmd::List => (Op::VolumeList, String::new()),
         VolumeCmd::Create { name, size } => {
@@ -76,6 +112,9 @@ pub fn volume(client: &mut Client, cmd: VolumeCmd, json: bool) -> Result<String,
         VolumeCmd::Delete { name } => {
             let done = format!("deleted volume {name}\n");
             (Op::VolumeDelete { name }, done)
+        }
+        VolumeCmd::Import { .. } | VolumeCmd::Export { .. } => {
+            return Err(Error::Usage("not a simple volume command".into()));
         }
     };
     show(client.call(op)?, json, done)

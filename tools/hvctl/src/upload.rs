@@ -133,7 +133,7 @@ pub fn send(
 }
 
 /// A progress line on stderr: `up1 [#####     ] 48% 1.2 MiB/s`.
-struct Bar {
+pub(crate) struct Bar {
     on: bool,
     name: String,
     total: usize,
@@ -141,7 +141,7 @@ struct Bar {
 }
 
 impl Bar {
-    fn new(on: bool, name: &str, total: usize) -> Self {
+    pub(crate) fn new(on: bool, name: &str, total: usize) -> Self {
         Self {
             on,
             name: name.into(),
@@ -150,7 +150,7 @@ impl Bar {
         }
     }
 
-    fn show(&mut self, done: usize) {
+    pub(crate) fn show(&mut self, done: usize) {
         if !self.on {
             return;
         }
@@ -169,7 +169,7 @@ impl Bar {
         let _ = err.flush();
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         if self.on {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
             self.on = false;

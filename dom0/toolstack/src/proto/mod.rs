@@ -37,6 +37,11 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// 43,692 base64 characters, which leaves room in a [`MAX_LINE`] line for
 /// the rest of the request and a session tag.
 pub const UPLOAD_CHUNK_MAX: usize = 32 * 1024;
+/// Most zero bytes one `import_zeros` names, or one `chunk` reply skips
+/// (`volume import/export`, docs/toolstack.md): dom0 writes or reads that
+/// many bytes of its disk for one request, so a request stays short
+/// however large the run of zeros.
+pub const XFER_ZEROS_MAX: u64 = 8 << 20;
 
 /// A domain named by its id or its name (names never start with a digit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +193,61 @@ pub enum Op {
     VolumeList,
     /// Deletes a volume from the store. [`Reply::Done`].
     VolumeDelete { name: String },
+    /// Starts importing `size` bytes with SHA-256 `sha256` (of all of
+    /// them, zeros included) as store object `name` (`hvctl image|volume
+    /// import`; the client reads qcow2 itself and sends the guest-visible
+    /// bytes). The blocks are set aside; the object exists only after
+    /// `import_end`. One import per session at a time. [`Reply::Done`].
+    ImportBegin {
+        kind: ObjectKind,
+        name: String,
+        size: u64,
+        sha256: String,
+    },
+    /// The next bytes of the session's import at `offset` (in order),
+    /// `data` base64 of at most [`UPLOAD_CHUNK_MAX`] bytes. [`Reply::Done`].
+    ImportChunk {
+        name: String,
+        offset: u64,
+        data: String,
+    },
+    /// The next `length` bytes (1 to [`XFER_ZEROS_MAX`]) at `offset` are
+    /// zeros: dom0 writes them, nothing more is sent. [`Reply::Done`].
+    ImportZeros {
+        name: String,
+        offset: u64,
+        length: u64,
+    },
+    /// Every byte sent: dom0 checks the length and SHA-256, then commits.
+    /// [`Reply::Image`] or [`Reply::Volumes`] with the new object.
+    ImportEnd { name: String },
+    /// Drops the session's import: nothing of it is kept. [`Reply::Done`].
+    ImportAbort { name: String },
+    /// Starts reading store object `name` out, one `export_next` at a
+    /// time. One export per session at a time. [`Reply::Export`].
+    ExportBegin { kind: ObjectKind, name: String },
+    /// The next piece of the session's export. [`Reply::Chunk`]; the last
+    /// one carries the SHA-256 of every byte sent, and ends the export.
+    ExportNext { name: String },
+    /// Ends the session's export early. [`Reply::Done`].
+    ExportAbort { name: String },
+}
+
+/// Which of the store's two name spaces (docs/store.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Image,
+    Volume,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Volume => "volume",
+        }
+    }
 }
 
 /// Where an image came from.
@@ -357,6 +417,24 @@ pub enum Reply {
     /// Volumes (`volume_list`, `volume_create`).
     Volumes {
         volumes: Vec<VolumeInfo>,
+    },
+    /// An export begun (`export_begin`): the object's size, and for an
+    /// image its recorded SHA-256.
+    Export {
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    /// A piece of an export (`export_next`): from byte `offset`, `zeros`
+    /// zero bytes (not sent), then `data` (base64, at most
+    /// [`UPLOAD_CHUNK_MAX`] bytes). The last piece (its end is the size)
+    /// has `sha256`: of every byte of the object as dom0 read it.
+    Chunk {
+        offset: u64,
+        zeros: u64,
+        data: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
     },
 }
 

@@ -210,10 +210,34 @@ fn ops() -> Vec<Op> {
         },
         Op::VolumeList,
         Op::VolumeDelete { name: "v".into() },
+        Op::ImportBegin {
+            kind: ObjectKind::Volume,
+            name: "v".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+        },
+        Op::ImportChunk {
+            name: "v".into(),
+            offset: 0,
+            data: "AA==".into(),
+        },
+        Op::ImportZeros {
+            name: "v".into(),
+            offset: 0,
+            length: 4096,
+        },
+        Op::ImportEnd { name: "v".into() },
+        Op::ImportAbort { name: "v".into() },
+        Op::ExportBegin {
+            kind: ObjectKind::Image,
+            name: "i".into(),
+        },
+        Op::ExportNext { name: "i".into() },
+        Op::ExportAbort { name: "i".into() },
     ]
 }
 
-const OPS: usize = 28;
+const OPS: usize = 36;
 
 fn op_index(op: &Op) -> usize {
     match op {
@@ -245,6 +269,14 @@ fn op_index(op: &Op) -> usize {
         Op::VolumeList => 25,
         Op::VolumeDelete { .. } => 26,
         Op::MemSet { .. } => 27,
+        Op::ImportBegin { .. } => 28,
+        Op::ImportChunk { .. } => 29,
+        Op::ImportZeros { .. } => 30,
+        Op::ImportEnd { .. } => 31,
+        Op::ImportAbort { .. } => 32,
+        Op::ExportBegin { .. } => 33,
+        Op::ExportNext { .. } => 34,
+        Op::ExportAbort { .. } => 35,
     }
 }
 
@@ -325,6 +357,16 @@ fn replies() -> Vec<Reply> {
                 size_bytes: 1 << 20,
             }],
         },
+        Reply::Export {
+            size: 1,
+            sha256: Some("0".repeat(64)),
+        },
+        Reply::Chunk {
+            offset: 0,
+            zeros: 4096,
+            data: "AA==".into(),
+            sha256: None,
+        },
     ]
 }
 
@@ -350,6 +392,8 @@ fn reply_index(r: &Reply) -> usize {
         Reply::Images { .. } => 7,
         Reply::Image { .. } => 8,
         Reply::Volumes { .. } => 9,
+        Reply::Export { .. } => 10,
+        Reply::Chunk { .. } => 11,
     }
 }
 
@@ -441,7 +485,7 @@ fn every_request_matches_and_every_schema_op_exists() {
 fn every_response_matches() {
     let replies = replies();
     let seen: BTreeSet<usize> = replies.iter().map(reply_index).collect();
-    assert_eq!(seen.len(), 10, "a sample of every reply");
+    assert_eq!(seen.len(), 12, "a sample of every reply");
     let mut kinds = BTreeSet::new();
     for r in replies {
         let line = encode_response(&Response {

@@ -30,6 +30,9 @@ mod tests_upload;
 mod tests_upload_store;
 pub mod upload;
 pub mod upload_store;
+#[cfg(test)]
+mod tests_volume_xfer;
+pub mod volume_xfer;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -228,6 +231,8 @@ pub struct Server {
     uploads: upload::Uploads,
     /// Images being uploaded into the store (`upload_store.rs`).
     store_uploads: upload_store::StoreUploads,
+    /// Store objects being imported or exported (`volume_xfer.rs`).
+    xfers: volume_xfer::Xfers,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -395,6 +400,7 @@ impl Server {
             // half-sent is dropped.
             self.uploads.end_session(session);
             self.end_store_upload(hv, session);
+            self.xfers.end_session(hv, session);
             return Ok(Reply::Hello {
                 version: proto::VERSION,
                 server: SERVER.to_string(),
@@ -404,6 +410,7 @@ impl Server {
             self.sessions.end(session);
             self.uploads.end_session(session);
             self.end_store_upload(hv, session);
+            self.xfers.end_session(hv, session);
             return Ok(Reply::Done);
         }
         if !self.sessions.is_open(session) {
@@ -420,6 +427,14 @@ impl Server {
             op @ (Op::VolumeCreate { .. } | Op::VolumeList | Op::VolumeDelete { .. }) => {
                 store::handle(hv, op)
             }
+            op @ (Op::ImportBegin { .. }
+            | Op::ImportChunk { .. }
+            | Op::ImportZeros { .. }
+            | Op::ImportEnd { .. }
+            | Op::ImportAbort { .. }
+            | Op::ExportBegin { .. }
+            | Op::ExportNext { .. }
+            | Op::ExportAbort { .. }) => self.xfers.handle(hv, session, op, &self.uploads),
             Op::List => {
                 let _ = self.observe(hv);
                 let now = hv.now_ns();

@@ -19,6 +19,8 @@ pub trait ImageStore: super::upload_store::StoreStream {
     fn volumes(&mut self) -> Vec<VolumeInfo>;
     fn delete(&mut self, kind: Kind, name: &str) -> Result<(), StoreError>;
     fn create_volume(&mut self, name: &str, size: u64) -> Result<VolumeInfo, StoreError>;
+    /// Imports and exports (`volume_xfer.rs`).
+    fn xfer(&mut self) -> &mut dyn super::volume_xfer::XferStore;
 }
 
 impl<D: Disk> ImageStore for Store<D> {
@@ -63,6 +65,9 @@ impl<D: Disk> ImageStore for Store<D> {
             name: o.name,
             size_bytes: o.size,
         })
+    }
+    fn xfer(&mut self) -> &mut dyn super::volume_xfer::XferStore {
+        self
     }
 }
 

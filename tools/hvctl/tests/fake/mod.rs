@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod images;
+pub mod xfer;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -30,6 +31,8 @@ pub enum Mode {
 pub struct Server {
     pub path: PathBuf,
     pub dir: PathBuf,
+    /// The real store behind `import_*`/`export_*` (xfer.rs).
+    pub xfer: std::sync::Arc<std::sync::Mutex<xfer::Xfer>>,
 }
 
 impl Drop for Server {
@@ -49,6 +52,8 @@ pub fn start(tag: &str, mode: Mode) -> Server {
     let dir = tmpdir(tag);
     let path = dir.join("mgmt.sock");
     let listener = UnixListener::bind(&path).unwrap();
+    let xfer = std::sync::Arc::new(std::sync::Mutex::new(xfer::Xfer::default()));
+    let xf = xfer.clone();
     std::thread::spawn(move || {
         let mut doms = vec![
             dom(1, "hello", DomainState::Running, 16, 1),
@@ -57,10 +62,10 @@ pub fn start(tag: &str, mode: Mode) -> Server {
         let mut imgs = images::Images::default();
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
-            serve(conn, mode, &mut doms, &mut imgs);
+            serve(conn, mode, &mut doms, &mut imgs, &xf);
         }
     });
-    Server { path, dir }
+    Server { path, dir, xfer }
 }
 
 pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> DomainInfo {
@@ -86,10 +91,17 @@ pub fn dom(id: u32, name: &str, state: DomainState, mib: u64, vcpus: u32) -> Dom
     }
 }
 
-fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>, imgs: &mut images::Images) {
+fn serve(
+    conn: UnixStream,
+    mode: Mode,
+    doms: &mut Vec<DomainInfo>,
+    imgs: &mut images::Images,
+    xf: &std::sync::Mutex<xfer::Xfer>,
+) {
     let mut out = conn.try_clone().unwrap();
+    let mut sessions = std::collections::BTreeSet::new();
     for line in BufReader::new(conn).split(b'\n') {
-        let Ok(line) = line else { return };
+        let Ok(line) = line else { break };
         if line.is_empty() {
             continue;
         }
@@ -99,7 +111,16 @@ fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>, imgs: &mut im
         let (resp, events) = match proto::decode_request(line) {
             Err(e) => (e.into_response(), vec![]),
             Ok(req) => {
+                sessions.insert(session);
                 let (result, events) = match req.op {
+                    Op::ImportBegin { .. }
+                    | Op::ImportChunk { .. }
+                    | Op::ImportZeros { .. }
+                    | Op::ImportEnd { .. }
+                    | Op::ImportAbort { .. }
+                    | Op::ExportBegin { .. }
+                    | Op::ExportNext { .. }
+                    | Op::ExportAbort { .. } => (xf.lock().unwrap().handle(session, line), vec![]),
                     op @ (Op::ImageList
                     | Op::ImageDelete { .. }
                     | Op::UploadBegin { .. }
@@ -133,8 +154,12 @@ fn serve(conn: UnixStream, mode: Mode, doms: &mut Vec<DomainInfo>, imgs: &mut im
             text.push_str(&proto::tag(session, &proto::encode_event(&e).unwrap()));
         }
         if out.write_all(text.as_bytes()).is_err() {
-            return;
+            break;
         }
+    }
+    // The connection closed: as dom0 does, its sessions end.
+    for s in sessions {
+        xf.lock().unwrap().end_session(s);
     }
 }
 
@@ -342,6 +367,14 @@ fn handle(
         | Op::UploadChunk { .. }
         | Op::UploadEnd { .. }
         | Op::UploadAbort { .. } => err(ErrorCode::Internal, "answered by images.rs".into()),
+        Op::ImportBegin { .. }
+        | Op::ImportChunk { .. }
+        | Op::ImportZeros { .. }
+        | Op::ImportEnd { .. }
+        | Op::ImportAbort { .. }
+        | Op::ExportBegin { .. }
+        | Op::ExportNext { .. }
+        | Op::ExportAbort { .. } => err(ErrorCode::Internal, "answered by xfer.rs".into()),
     };
     (outcome, events)
 }
