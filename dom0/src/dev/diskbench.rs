@@ -80,7 +80,7 @@ pub fn run_all(disks: &mut [Box<dyn BlockDevice>], mib: u64, ops: u64) {
 fn run(d: &mut dyn BlockDevice, mib: u64, ops: u64) -> Result<(), super::DevError> {
     let bs = d.block_size() as u64;
     let bytes = mib.saturating_mul(SEQ_BYTES as u64);
-    if bs == 0 || RAND_BYTES as u64 % bs != 0 || bytes > d.bytes() {
+    if bs == 0 || !(RAND_BYTES as u64).is_multiple_of(bs) || bytes > d.bytes() {
         return Err(d.error(format!(
             "{mib} MiB with {bs}-byte blocks does not fit the disk's {} bytes",
             d.bytes()

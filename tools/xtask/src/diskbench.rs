@@ -445,9 +445,11 @@ mod tests {
 
     #[test]
     fn parses_both_sides() {
-        let (d, w, f) =
-            parse("dom0: diskbench 0000:00:05.0 nvme rand-read ops=256 bytes=1048576 ns=12345 interrupts=256")
-                .unwrap();
+        let dom0 = "dom0: diskbench 0000:00:05.0 nvme rand-read ops=256 bytes=1048576 ns=12345 \
+                    interrupts=256";
+        let Some((d, w, f)) = parse(dom0) else {
+            panic!("{dom0}: not parsed")
+        };
         assert_eq!((d.as_str(), w.as_str()), ("nvme", "rand-read"));
         assert_eq!(
             f,
@@ -457,8 +459,10 @@ mod tests {
                 ns: 12345
             }
         );
-        let (d, w, _) =
-            parse("diskbench /dev/vda linux seq-write ops=16 bytes=16777216 ns=1").unwrap();
+        let linux = "diskbench /dev/vda linux seq-write ops=16 bytes=16777216 ns=1";
+        let Some((d, w, _)) = parse(linux) else {
+            panic!("{linux}: not parsed")
+        };
         assert_eq!((d.as_str(), w.as_str()), ("virtio-blk", "seq-write"));
         assert!(parse("diskbench /dev/sda linux seq-write ops=1 bytes=1 ns=1").is_none());
         assert!(parse("dom0: diskbench: done").is_none());
