@@ -177,8 +177,14 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     let _ = mgmt::console_read(si.domain_id, &mut []);
     pci::show();
     // Disks (dev/disks.rs); `diskcheck=<first-lba>+<blocks>` runs the
-    // self-check on each.
-    let mut disks = dev::disks::open_all(&pci::devices());
+    // self-check on each. `disk=poll` (or `wake=poll`): completions
+    // polled, the fallback, to measure it.
+    let disk_poll = match (arg(cmdline, "disk"), arg(cmdline, "wake")) {
+        (Some("poll"), _) => Some("disk=poll"),
+        (_, Some("poll")) => Some("wake=poll"),
+        _ => None,
+    };
+    let mut disks = dev::disks::open_all(&pci::devices(), disk_poll);
     if let Some(a) = arg(cmdline, "diskcheck") {
         match dev::disks::parse_check(a) {
             Some((first, blocks)) => dev::disks::check_all(&mut disks, first, blocks),
@@ -186,6 +192,14 @@ fn main(si: &pvabi::StartInfo) -> i32 {
                 "diskcheck={a}: not <first-lba>+<blocks> with blocks > 0: no check"
             )),
         }
+    }
+    // `diskbench=<MiB>+<ops>`: time the disks, then end (dev/diskbench.rs).
+    if let Some(a) = arg(cmdline, "diskbench") {
+        match dev::diskbench::parse(a) {
+            Some((mib, ops)) => dev::diskbench::run_all(&mut disks, mib, ops),
+            None => say(&format!("diskbench={a}: not <MiB>+<ops> above 0: no bench")),
+        }
+        return 0;
     }
     // `edu-msi=N`: the edu device interrupts N times through its MSI.
     if let Some(n) = arg(cmdline, "edu-msi").and_then(|n| n.parse().ok()) {

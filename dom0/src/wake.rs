@@ -80,6 +80,11 @@ impl Wake {
     /// the next poll; then takes every pending port (so the next event on
     /// any of them notifies again) and says which passes have work.
     pub fn wait(&self, deadline: Option<u64>) -> Woken {
+        // A disk wait took ports that were not its own: they are no
+        // longer pending, so look at everything now (`dev/completion.rs`).
+        if crate::dev::completion::take_others() {
+            return Woken::ALL;
+        }
         if !self.by_event {
             let poll_at = time::now_ns().saturating_add(POLL_NS);
             let _ = sched::block(Some(deadline.map_or(poll_at, |d| d.min(poll_at))));

@@ -97,6 +97,22 @@ impl Sqe {
         ])
     }
 
+    /// [`Sqe::create_cq`] with interrupts on, through MSI-X vector
+    /// `vector` (NVMe 1.4 5.3, figure 150: CDW11 IV 31:16, IEN bit 1 = 1,
+    /// PC bit 0 = 1). The controller then sends that vector's message
+    /// whenever it posts an entry to the queue (Interrupt Coalescing,
+    /// feature 08h, is left at its reset value: no aggregation).
+    pub fn create_cq_irq(cid: u16, qid: u16, entries: u16, base: u64, vector: u16) -> Self {
+        Self::new(admin::CREATE_CQ, cid, 0).prps(base, 0).cdw([
+            u32::from(entries - 1) << 16 | u32::from(qid),
+            u32::from(vector) << 16 | 0b11,
+            0,
+            0,
+            0,
+            0,
+        ])
+    }
+
     /// Create I/O Submission Queue `qid` of `entries` at `base` on
     /// completion queue `cqid`, physically contiguous (NVMe 1.4 5.4:
     /// CDW11 CQID 31:16, QPRIO 2:1 = 0, PC bit 0 = 1).
@@ -285,6 +301,11 @@ mod tests {
         let s = Sqe::create_cq(1, 1, 64, 0x20_0000);
         assert_eq!(s.0[0] & 0xff, 5);
         assert_eq!((s.0[10], s.0[11]), (63 << 16 | 1, 1));
+        let s = Sqe::create_cq_irq(1, 1, 64, 0x20_0000, 1);
+        assert_eq!((s.0[0] & 0xff, s.0[6]), (5, 0x20_0000));
+        assert_eq!((s.0[10], s.0[11]), (63 << 16 | 1, 1 << 16 | 0b11));
+        let s = Sqe::create_cq_irq(1, 3, 16, 0x20_0000, 0x7ff);
+        assert_eq!((s.0[10], s.0[11]), (15 << 16 | 3, 0x7ff << 16 | 0b11));
         let s = Sqe::create_sq(2, 1, 64, 0x21_0000, 1);
         assert_eq!(s.0[0] & 0xff, 1);
         assert_eq!((s.0[10], s.0[11]), (63 << 16 | 1, 1 << 16 | 1));

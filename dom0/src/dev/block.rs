@@ -24,6 +24,9 @@ pub trait BlockDevice {
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError>;
     /// Writes `buf.len() / block_size()` whole blocks from `lba` on.
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError>;
+    /// How this disk's completions are waited for (interrupt or poll),
+    /// and how many interrupts came.
+    fn completions(&self) -> &super::completion::Completions;
     /// Makes every completed write durable (a no-op where the device
     /// has no volatile cache).
     fn flush(&mut self) -> Result<(), DevError>;

@@ -4,15 +4,18 @@
 //! an IOMMU translates its DMA (`PCI_CAP_IOMMU`; under `iommu=off-unsafe`
 //! bus addresses are host-physical and the drivers would DMA to the wrong
 //! memory, so the disk is named and left alone). One line per disk:
-//! `disk 0000:00:04.0 nvme 64 MiB, 512-byte blocks, model "..."`, or why it
-//! is not used; then `disks: N` (with `none usable` when N is 0).
+//! `disk 0000:00:04.0 nvme 64 MiB, 512-byte blocks, model "...",
+//! completions by MSI-X entry 1 (port 5)` (or `completions polled (why)`,
+//! `completion.rs`), or why it is not used; then `disks: N` (with `none
+//! usable` when N is 0).
 //!
 //! The self-check runs when dom0's command line has
 //! `diskcheck=<first-lba>+<blocks>`: on every disk it writes
 //! [`pattern`] to those blocks, flushes, reads them back, compares, and
 //! logs `disk <bdf> check ok (N blocks written and read, crc32 XXXXXXXX)`
 //! where the CRC-32 (IEEE) is of the bytes written, or `check FAILED: ...`
-//! naming what went wrong. A test then finds the same bytes in the disk's
+//! naming what went wrong; then `disk <bdf> completion interrupts: N`, the
+//! completion interrupts the disk has seen so far (0 when polled). A test then finds the same bytes in the disk's
 //! image file at `first-lba * block size`.
 
 use alloc::boxed::Box;
@@ -39,8 +42,9 @@ pub fn lines() -> Vec<String> {
     LINES.lock().clone()
 }
 
-/// Opens every disk among `devs`, logging each.
-pub fn open_all(devs: &[PciDevice]) -> Vec<Box<dyn BlockDevice>> {
+/// Opens every disk among `devs`, logging each; `poll`: the command-line
+/// option that forces polled completions (`disk=poll`, `wake=poll`).
+pub fn open_all(devs: &[PciDevice], poll: Option<&str>) -> Vec<Box<dyn BlockDevice>> {
     let mut out: Vec<Box<dyn BlockDevice>> = Vec::new();
     for d in devs {
         let Some(driver) = claim(d) else { continue };
@@ -56,16 +60,17 @@ pub fn open_all(devs: &[PciDevice]) -> Vec<Box<dyn BlockDevice>> {
             continue;
         }
         let opened: Result<Box<dyn BlockDevice>, DevError> = match driver {
-            Driver::VirtioBlk => {
-                super::virtio_blk::VirtioBlk::open(d).map(|b| Box::new(b) as Box<dyn BlockDevice>)
+            Driver::VirtioBlk => super::virtio_blk::VirtioBlk::open(d, poll)
+                .map(|b| Box::new(b) as Box<dyn BlockDevice>),
+            Driver::Nvme => {
+                super::nvme::Nvme::open(d, poll).map(|b| Box::new(b) as Box<dyn BlockDevice>)
             }
-            Driver::Nvme => super::nvme::Nvme::open(d).map(|b| Box::new(b) as Box<dyn BlockDevice>),
             Driver::VirtioNet => continue,
         };
         match opened {
             Ok(b) => {
                 let line = describe(b.as_ref());
-                say(&line);
+                say(&format!("{line}, {}", b.completions().describe()));
                 LINES.lock().push(line.trim_start_matches("disk ").into());
                 out.push(b);
             }
@@ -177,5 +182,10 @@ pub fn check_all(disks: &mut [Box<dyn BlockDevice>], first: u64, blocks: u64) {
             )),
             Err(e) => say(&format!("disk {} check FAILED: {e}", b.bdf())),
         }
+        say(&format!(
+            "disk {} completion interrupts: {}",
+            b.bdf(),
+            b.completions().interrupts()
+        ));
     }
 }

@@ -10,13 +10,15 @@
 //!   transport (virtio-drivers' `PciTransport`).
 //!
 //! - [`irq`]: an MSI-X entry bound to an event port, and a virtio
-//!   device's queues routed to it (the NIC uses it, `net/`).
-//!
-//! Disk completions are still polled; every wait has a bound and ends
-//! with an error naming the device.
+//!   device's queues routed to it (the NIC and both disk drivers use it).
+//! - [`completion`]: how a disk waits for a completion: asleep on its
+//!   port, polling only as the fallback its boot line names. Every wait
+//!   has a bound and ends with an error naming the device.
 
 pub mod block;
 pub mod cfg;
+pub mod completion;
+pub mod diskbench;
 pub mod disks;
 pub mod dma;
 pub mod hal;

@@ -7,7 +7,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `disks_qemu_behind_vtd`, `disks_qemu_behind_amdvi` | q35 TCG, `intel-iommu` / `amd-iommu`, virtio-blk 00:03 (`iommu_platform=on`), virtio-blk 00:04 without it, NVMe 00:05; dom0 alone | both usable disks found with size, block size and model; the check passes on both and their images hold the pattern at the right offset and nothing else; the virtio-blk without `VIRTIO_F_ACCESS_PLATFORM` is refused with the reason and its image stays zero |
+//! | `disks_qemu_behind_vtd`, `disks_qemu_behind_amdvi` | q35 TCG, `intel-iommu` / `amd-iommu`, virtio-blk 00:03 (`iommu_platform=on`), virtio-blk 00:04 without it, NVMe 00:05; dom0 alone | both usable disks found with size, block size and model; the check passes on both and their images hold the pattern at the right offset and nothing else; the virtio-blk without `VIRTIO_F_ACCESS_PLATFORM` is refused with the reason and its image stays zero; both disks' completions come by MSI-X (`disk_irq.rs`'s assertion) |
 //! | `disks_qemu_off_unsafe` | the same devices, no IOMMU, `iommu=off-unsafe` | every disk is named and not used (no IOMMU translates its DMA); images untouched |
 //! | `disks_qemu_check_beyond_the_end` | as `disks_qemu_behind_vtd`, `diskcheck=32766+4` (past the end of both) | the check is refused on each disk with the range and the disk's size named; nothing written |
 //! | `disks_qemu_hvctl` | as `disks_qemu_behind_vtd` without the check, with `hello` and COM2 a socket | the real `hvctl host` lists both disks under `disks:` |
@@ -26,16 +26,16 @@ use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
 /// The line dom0 prints after its disks (no boot configuration).
 const DOM0_DONE: &str = "dom0: no boot configuration";
 
-const FIRST: u64 = 2048;
-const BLOCKS: u64 = 300;
+pub(super) const FIRST: u64 = 2048;
+pub(super) const BLOCKS: u64 = 300;
 const BS: usize = 512;
 
 /// The disk images of one test: virtio-blk (8 MiB), the virtio-blk
 /// without ACCESS_PLATFORM (1 MiB), NVMe (16 MiB).
-struct Images {
-    blk: PathBuf,
-    plain: PathBuf,
-    nvme: PathBuf,
+pub(super) struct Images {
+    pub(super) blk: PathBuf,
+    pub(super) plain: PathBuf,
+    pub(super) nvme: PathBuf,
 }
 
 fn images(test: &str) -> Images {
@@ -60,7 +60,12 @@ fn boot(test: &str, options: &str, iommu: Option<&str>) -> (Outcome, Images) {
 }
 
 /// [`boot`] with dom0's command line `dom0_args`.
-fn boot_with(test: &str, options: &str, iommu: Option<&str>, dom0_args: &str) -> (Outcome, Images) {
+pub(super) fn boot_with(
+    test: &str,
+    options: &str,
+    iommu: Option<&str>,
+    dom0_args: &str,
+) -> (Outcome, Images) {
     let img = images(test);
     let iso = shared_iso(
         &format!("{test}.iso"),
@@ -90,7 +95,7 @@ fn boot_with(test: &str, options: &str, iommu: Option<&str>, dom0_args: &str) ->
 }
 
 /// QEMU arguments for the three disks at 00:03, 00:04, 00:05.
-fn devices(img: &Images) -> Vec<String> {
+pub(super) fn devices(img: &Images) -> Vec<String> {
     vec![
         "-drive".into(),
         format!("if=none,id=blk,format=raw,file={}", img.blk.display()),
@@ -121,7 +126,7 @@ fn pattern(lba: u64) -> Vec<u8> {
 
 /// The image holds the pattern at blocks FIRST..FIRST+BLOCKS, zeros
 /// elsewhere; returns the CRC-32 of the pattern's bytes.
-fn image_has_pattern(o: &Outcome, path: &PathBuf) -> u32 {
+pub(super) fn image_has_pattern(o: &Outcome, path: &PathBuf) -> u32 {
     let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let start = FIRST as usize * BS;
     let end = start + BLOCKS as usize * BS;
@@ -156,7 +161,7 @@ fn all_zero(o: &Outcome, path: &PathBuf) {
 }
 
 /// dom0's `check ok` line for `bdf`: its CRC-32.
-fn logged_crc(o: &Outcome, bdf: &str) -> u32 {
+pub(super) fn logged_crc(o: &Outcome, bdf: &str) -> u32 {
     let l = o.expect_line(&format!(
         "dom0: disk {bdf} check ok ({BLOCKS} blocks written and read, crc32 "
     ));
@@ -189,6 +194,7 @@ fn behind(test: &str, unit: &str) {
     let nvme = image_has_pattern(&o, &img.nvme);
     assert_eq!(logged_crc(&o, "0000:00:05.0"), nvme, "{test}: NVMe CRC");
     all_zero(&o, &img.plain);
+    super::disk_irq::assert_interrupt_path(&o);
 }
 
 #[test]

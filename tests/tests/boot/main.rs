@@ -12,6 +12,7 @@ mod bochs;
 mod bounded;
 mod budget;
 mod cpustate;
+mod disk_irq;
 mod disks;
 mod dom0;
 mod dom0_serial;

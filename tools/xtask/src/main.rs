@@ -4,6 +4,7 @@ mod bench;
 mod boundbench;
 mod cargo;
 mod demo;
+mod diskbench;
 mod evbench;
 mod evprof;
 mod fuzz;
@@ -64,7 +65,7 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench [--only evtchn|hypercall|evprof|spec|bounded|idle|linux]
+  bench [--only evtchn|hypercall|evprof|spec|bounded|idle|linux|disk]
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
       event-channel round trip (one CPU and two), domain creation, rings and
       the hypercall with and without spec-ctrl mitigations on AMD-V (QEMU
@@ -75,6 +76,9 @@ commands:
       an idle host, woken by events and polling (rewrites its section).
       linux: a Linux domain's instructions to /init and its exits, idle and
       busy (builds or takes the cached kernel; rewrites its section).
+      disk: dom0's disk throughput (virtio-blk, NVMe) against Debian's
+      kernel under QEMU on the same disks (needs the package unpacked in the
+      cache: says what to run; rewrites its section).
       evprof: AMD-V profiles (instructions per hypervisor function) of the
       event round trip and the plain hypercall, printed only
       (EVPROF_THREE=1: the three-call event path).
