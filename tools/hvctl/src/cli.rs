@@ -209,6 +209,16 @@ pub enum ImageCmd {
         #[arg(long, value_enum)]
         format: Option<crate::xfer::Format>,
     },
+    /// Write the store's image NAME to a local file, raw or qcow2.
+    Export {
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The file's format (default: qcow2 when FILE ends in .qcow2).
+        #[arg(long, value_enum)]
+        format: Option<crate::xfer::Format>,
+    },
     /// Remove an uploaded image (refused while a live domain uses it).
     Delete {
         #[arg(value_name = "NAME")]

@@ -266,6 +266,11 @@ fn image(client: &mut Client, cmd: ImageCmd, json: bool, progress: bool) -> Resu
             let (reply, line) = xfer::import(client, kind, &name, &file, format, progress)?;
             Ok(if json { output::json(&reply) } else { line })
         }
+        ImageCmd::Export { name, file, format } => {
+            let kind = kestrel_toolstack::proto::ObjectKind::Image;
+            let (reply, line) = xfer::export(client, kind, &name, &file, format, progress)?;
+            Ok(if json { output::json(&reply) } else { line })
+        }
         ImageCmd::Delete { name } => {
             let reply = client.call(Op::ImageDelete { name: name.clone() })?;
             Ok(if json {

@@ -266,7 +266,7 @@ pub fn export(
     let _ = std::fs::remove_file(&raw);
     let _ = std::fs::remove_file(&part);
     let data = r?;
-    let line = format!(
+    let mut line = format!(
         "exported {} {name} to {} ({}, {}): {} received, {} of zeros not sent\n",
         kind.as_str(),
         path.display(),
@@ -275,6 +275,13 @@ pub fn export(
         output::bytes(data),
         output::bytes(size - data),
     );
+    if format == Format::Qcow2 && !size.is_multiple_of(QCOW2_SECTOR) {
+        let padded = size.next_multiple_of(QCOW2_SECTOR);
+        line.push_str(&format!(
+            "note: its {size} bytes are padded with zeros to {padded} in the qcow2 file \
+             (QEMU reads qcow2 in whole 512-byte sectors)\n"
+        ));
+    }
     Ok((begun, line))
 }
 
@@ -387,10 +394,23 @@ fn receive_into(
     Ok(data)
 }
 
+/// QEMU reads a qcow2's virtual size in whole 512-byte sectors, rounded
+/// down (its qcow2 driver: `total_sectors = size / 512`), so a file of
+/// 100,000 bytes would lose its last 160 there: a qcow2 export is padded
+/// with zeros to a whole sector. (The raw export keeps the exact size.)
+pub const QCOW2_SECTOR: u64 = 512;
+
 /// Writes the raw bytes in `raw` as a qcow2 file `out` (version 3,
-/// all-zero clusters left unallocated).
+/// all-zero clusters left unallocated) of `size` bytes rounded up to
+/// [`QCOW2_SECTOR`].
 fn write_qcow2(raw: &Path, out: &Path, size: u64) -> Result<(), Error> {
-    let src = File::open(raw).map_err(|e| io(raw, "open it", e))?;
+    let size = size.next_multiple_of(QCOW2_SECTOR);
+    let src = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(raw)
+        .map_err(|e| io(raw, "open it", e))?;
+    src.set_len(size).map_err(|e| io(raw, "pad it", e))?;
     let dst = File::create(out).map_err(|e| io(out, "create it", e))?;
     let mut w = BufWriter::new(dst);
     let disk = |e: std::io::Error| StoreError::Disk(e.to_string());

@@ -231,6 +231,9 @@ fn a_volume_and_an_image_go_in_and_come_out_with_zero_runs_unsent() {
     ));
 }
 
+/// One refusal: what it sends after `import_begin`, and dom0's answer.
+type Case<'a> = dyn Fn(&mut Server, &mut St) -> (ErrorCode, String) + 'a;
+
 /// Every refusal drops the import: no object, all the room back.
 #[test]
 fn refusals_drop_the_import_and_leave_nothing() {
@@ -242,7 +245,7 @@ fn refusals_drop_the_import_and_leave_nothing() {
         assert!(hv.store.objects().is_empty(), "{:?}", hv.store.objects());
         assert_eq!(hv.store.free(), free);
     };
-    let cases: [(&dyn Fn(&mut Server, &mut St) -> (ErrorCode, String), &str); 6] = [
+    let cases: [(&Case<'_>, &str); 6] = [
         (
             &|s, hv| {
                 send(s, hv, "v", &d[..200_000]);
