@@ -229,20 +229,7 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
             let req = DomainCreate::read_from_bytes(&raw).map_err(|_| Error::Fault)?;
             let mut params = validate_create(&req)?;
             if req.flags == DOMCTL_CREATE_LINUX {
-                let at = a[0]
-                    .checked_add(DOMAIN_CREATE_SIZE as u64)
-                    .ok_or(Error::Fault)?;
-                let mut raw = [0u8; core::mem::size_of::<DomainCreateLinux>()];
-                svc.read(at, &mut raw).map_err(|_| Error::Fault)?;
-                let ext = DomainCreateLinux::read_from_bytes(&raw).map_err(|_| Error::Fault)?;
-                let mut line = [0u8; DOMCTL_LINUX_CMDLINE_MAX as usize];
-                let line = line
-                    .get_mut(..ext.cmdline_len as usize)
-                    .ok_or(Error::Invalid)?;
-                if !line.is_empty() {
-                    svc.read(ext.cmdline_gpa, line).map_err(|_| Error::Fault)?;
-                }
-                validate_linux(&mut params, &ext, line)?;
+                read_linux(svc, a[0], &mut params)?;
             }
             if req.flags & pvabi::DOMCTL_CREATE_STAGED != 0 {
                 crate::domain::stage_ops::read_extension(svc, a[0], req.flags, &mut params)?;
@@ -275,42 +262,73 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
             DomctlReply::Info(info) => put(svc, a[1], info.as_bytes()),
             _ => Err(Error::Invalid),
         },
-        HC_DOMCTL_LIST => {
-            if a[1] > DOMCTL_LIST_MAX {
-                return Err(Error::TooBig);
-            }
-            let mut ids = [0u32; DOMCTL_LIST_MAX as usize];
-            let ids = ids.get_mut(..a[1] as usize).ok_or(Error::TooBig)?;
-            // The whole array must be writable before anything is listed.
-            svc.write(a[0], ids.as_bytes()).map_err(|_| Error::Fault)?;
-            let n = value(svc.domctl(DomctlReq::List(ids)))?;
-            put(svc, a[0], ids.as_bytes())?;
-            Ok(n)
-        }
+        HC_DOMCTL_LIST => list(svc, a),
         HC_DOMCTL_MODULE_INFO => match svc.domctl(DomctlReq::ModuleInfo(a[0]))? {
             DomctlReply::Module(m) => put(svc, a[1], m.as_bytes()),
             _ => Err(Error::Invalid),
         },
-        HC_DOMCTL_MODULE_READ => {
-            if a[3] > DOMCTL_READ_MAX {
-                return Err(Error::TooBig);
-            }
-            let mut buf = [0u8; DOMCTL_READ_MAX as usize];
-            let buf = buf.get_mut(..a[3] as usize).ok_or(Error::TooBig)?;
-            svc.read(a[2], buf).map_err(|_| Error::Fault)?;
-            let n = value(svc.domctl(DomctlReq::ModuleRead {
-                index: a[0],
-                offset: a[1],
-                buf,
-            }))?;
-            let got = buf.get(..n as usize).ok_or(Error::Invalid)?;
-            put(svc, a[2], got)?;
-            Ok(n)
-        }
+        HC_DOMCTL_MODULE_READ => module_read(svc, a),
         HC_DOMCTL_HOST_INFO => match svc.domctl(DomctlReq::HostInfo)? {
             DomctlReply::Host(h) => put(svc, a[0], h.as_bytes()),
             _ => Err(Error::Invalid),
         },
         _ => Err(Error::Invalid),
     }
+}
+
+// The arms below with large buffers are functions of their own, not
+// inlined: `run_privileged`'s frame is on the stack while a create runs
+// the image loader, whose depth nearly fills the hypervisor's 64 KiB
+// stack (a double fault when 2 KiB more were inlined here).
+
+/// Reads the `DomainCreateLinux` after the `DomainCreate` at `at` and its
+/// command line into `params`.
+#[inline(never)]
+fn read_linux(svc: &impl Services, at: u64, params: &mut CreateParams) -> Result<(), Error> {
+    let at = at
+        .checked_add(DOMAIN_CREATE_SIZE as u64)
+        .ok_or(Error::Fault)?;
+    let mut raw = [0u8; core::mem::size_of::<DomainCreateLinux>()];
+    svc.read(at, &mut raw).map_err(|_| Error::Fault)?;
+    let ext = DomainCreateLinux::read_from_bytes(&raw).map_err(|_| Error::Fault)?;
+    let mut line = [0u8; DOMCTL_LINUX_CMDLINE_MAX as usize];
+    let line = line
+        .get_mut(..ext.cmdline_len as usize)
+        .ok_or(Error::Invalid)?;
+    if !line.is_empty() {
+        svc.read(ext.cmdline_gpa, line).map_err(|_| Error::Fault)?;
+    }
+    validate_linux(params, &ext, line)
+}
+
+#[inline(never)]
+fn list(svc: &mut impl Services, a: [u64; 6]) -> Result<u64, Error> {
+    if a[1] > DOMCTL_LIST_MAX {
+        return Err(Error::TooBig);
+    }
+    let mut ids = [0u32; DOMCTL_LIST_MAX as usize];
+    let ids = ids.get_mut(..a[1] as usize).ok_or(Error::TooBig)?;
+    // The whole array must be writable before anything is listed.
+    svc.write(a[0], ids.as_bytes()).map_err(|_| Error::Fault)?;
+    let n = value(svc.domctl(DomctlReq::List(ids)))?;
+    put(svc, a[0], ids.as_bytes())?;
+    Ok(n)
+}
+
+#[inline(never)]
+fn module_read(svc: &mut impl Services, a: [u64; 6]) -> Result<u64, Error> {
+    if a[3] > DOMCTL_READ_MAX {
+        return Err(Error::TooBig);
+    }
+    let mut buf = [0u8; DOMCTL_READ_MAX as usize];
+    let buf = buf.get_mut(..a[3] as usize).ok_or(Error::TooBig)?;
+    svc.read(a[2], buf).map_err(|_| Error::Fault)?;
+    let n = value(svc.domctl(DomctlReq::ModuleRead {
+        index: a[0],
+        offset: a[1],
+        buf,
+    }))?;
+    let got = buf.get(..n as usize).ok_or(Error::Invalid)?;
+    put(svc, a[2], got)?;
+    Ok(n)
 }

@@ -24,8 +24,8 @@
 //! (another vCPU killed it) the slot is freed and the stage is freed when
 //! the create returns it, never while a loader reads it.
 //!
-//! Locks: [`STAGES`], then the frame allocator or the caller's memory;
-//! nothing takes [`STAGES`] while holding another lock.
+//! Locks: the caller's memory (a domain's inner state), then [`STAGES`],
+//! then the frame allocator. `Domain::finish` takes [`STAGES`] alone.
 #![forbid(unsafe_code)]
 
 use pvabi::{DOMCTL_IMAGE_MAX, DOMCTL_STAGE_MAX_HANDLES, DOMCTL_STAGE_TOTAL_MAX, Error};
@@ -212,10 +212,11 @@ impl Stages {
         if len == 0 || offset > s.filled || end > s.size {
             return Err(Error::Invalid);
         }
-        let mut buf = [0u8; PAGE as usize];
+        // Small: the hypervisor's stacks are (`staged.rs` uses 512).
+        let mut buf = [0u8; 1024];
         let mut done = 0u64;
         while done < len {
-            let n = (len - done).min(PAGE);
+            let n = (len - done).min(buf.len() as u64);
             let piece = buf.get_mut(..n as usize).ok_or(Error::Invalid)?;
             let from = gpa.checked_add(done).ok_or(Error::Fault)?;
             src.read(from, piece).map_err(|_| Error::Fault)?;
@@ -326,9 +327,10 @@ pub(crate) fn live_write(
     gpa: u64,
     len: u64,
 ) -> Result<u64, Error> {
-    let mut stages = STAGES.lock();
-    let mem = &me.inner.lock().mem;
-    stages.write(me.id, handle, offset, mem, gpa, len)
+    let inner = me.inner.lock();
+    STAGES
+        .lock()
+        .write(me.id, handle, offset, &inner.mem, gpa, len)
 }
 
 /// `HC_DOMCTL_STAGE_ABORT` for domain `me`.

@@ -63,6 +63,12 @@ pub fn decode(nr: u64, a: [u64; 6]) -> Result<DomctlReq<'static>, Error> {
 /// `DOMCTL_CREATE_STAGED`, `flags` its flags) with it: `EFAULT` when the
 /// extension or its command line is not in the caller's memory, `EINVAL`
 /// on the first bad field.
+///
+/// Not inlined: its 2 KiB command-line buffer must be off the stack
+/// before the create runs the image loader (inlined into
+/// `run_privileged`, it overflowed the hypervisor's stack: a double fault
+/// in the ELF loader in `upload_qemu_tcp`).
+#[inline(never)]
 pub fn read_extension(
     svc: &impl Services,
     at: u64,

@@ -260,6 +260,8 @@ fn upload_store_qemu_linux() {
     let t1 = format!("{TEST}_1");
     let (k1, want1, local1) = (key.clone(), want.clone(), local.clone());
     boot(1, &disk, &key, true, move |sock, log, addr| {
+        // (hvctl starts the relay `raw` speaks through.)
+        assert_eq!(store_images(sock), [], "a new store");
         let bytes = b"not the image that was announced".repeat(100);
         let wrong = raw(
             sock,
