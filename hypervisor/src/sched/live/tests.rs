@@ -424,3 +424,5 @@ fn block_with_deadline_against_the_timer_pass_in_any_interleaving() {
         },
     );
 }
+
+mod handoff;
