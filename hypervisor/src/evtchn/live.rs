@@ -338,7 +338,7 @@ impl Svc<'_> {
     /// The rest of a send after the sender's table let go: the peer's port
     /// raised (a remote route); the upcall to make.
     fn route(&mut self, sent: Sent) -> Option<Notify> {
-        let n = match sent {
+        match sent {
             Sent::Raised(n) => n,
             Sent::Remote { domain, port, from } => {
                 // A peer that is gone has closed (or is closing)
@@ -346,8 +346,7 @@ impl Svc<'_> {
                 domain_by_id(domain)
                     .and_then(|p| p.events.lock().deliver(port, self.me.domain.id, from))
             }
-        };
-        n
+        }
     }
 
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked

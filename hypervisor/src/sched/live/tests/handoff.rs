@@ -97,7 +97,7 @@ fn teardown(w: World) {
         .map(|v| {
             (
                 v.domain.id.0,
-                v.domain.name.clone(),
+                v.domain.name,
                 queued_on(v),
                 v.st.lock().run == Run::Dead,
             )
