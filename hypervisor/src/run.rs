@@ -61,8 +61,8 @@ impl Host for MachineHost {
 enum Outcome {
     Again,
     /// Blocked until the deadline (0: none); the vCPU its last hypercall
-    /// woke, which may run next on this CPU.
-    Blocked(u64, Option<Arc<VcpuEntry>>),
+    /// woke, which may run next on this CPU (dropped unused, it is woken).
+    Blocked(u64, Option<policy::Handoff>),
     Ended,
 }
 
@@ -327,7 +327,7 @@ fn run_picked(
         };
         match handoff {
             Some(to) => {
-                next = policy::switch_to(cpu, entry, ran, &to, now).map(|(e, ns)| (e, ns, now));
+                next = to.switch(cpu, entry, ran, now).map(|(e, ns)| (e, ns, now));
             }
             None => policy::descheduled_at(cpu, entry, ran, st.run == Run::Runnable, now),
         }
@@ -439,6 +439,7 @@ fn rescue_lost_wakeups() {
         let stranded = st.run == Run::Runnable
             && !v.domain.paused.load(Ordering::Acquire)
             && !v.domain.dying()
+            && !policy::handoff_in_flight(v, now)
             && policy::held_blocked(v);
         let unwoken = matches!(st.run, Run::Blocked { .. }) && halt::wake_missed(v);
         if !stranded && !unwoken {
@@ -503,3 +504,5 @@ fn all_ended() {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_handoff;

@@ -142,6 +142,9 @@ pub struct VcpuEntry {
     /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
     /// (0: a plain block); read and cleared when it runs again.
     pub(crate) wait_port: AtomicU32,
+    /// When a send woke it with its wake left to the sender's switch
+    /// (0: none; `sched/live/handoff.rs`).
+    pub(crate) handoff_since: AtomicU64,
     /// Whether it is blocked in HLT, and what woke it (`sched/halt.rs`).
     pub(crate) halted: crate::sched::halt::HaltState,
     /// Where a continued hypercall stopped (`hypercall/continuation.rs`).
@@ -426,6 +429,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
                 seen_gen: AtomicU64::new(0),
                 stuck_since: AtomicU64::new(0),
                 wait_port: AtomicU32::new(0),
+                handoff_since: AtomicU64::new(0),
                 halted: crate::sched::halt::HaltState::new(),
                 cont: crate::hypercall::continuation::Slot::new(),
             })

@@ -61,24 +61,30 @@ pub(crate) type Table = EventTable<DomainBits<GuestArea>>;
 /// takes that lock (the idle CPUs' check for lost wake-ups) ever sees a
 /// blocked vCPU with events pending that is about to be woken.
 ///
-/// Returns whether it woke `v` (it was blocked).
-fn kick(v: &VcpuEntry, events: u64) -> bool {
+/// Returns whether it woke `v` (it was blocked): `Some(true)` when its
+/// wake was left to the sender's switch (`handoff`: the caller will block
+/// and may switch to it, `sched/live/handoff.rs`), `Some(false)` when the
+/// scheduler queued it.
+fn kick(v: &VcpuEntry, events: u64, handoff: bool) -> Option<bool> {
     {
         let mut st = v.st.lock();
         v.pending.fetch_or(events, Ordering::AcqRel);
         if let Run::Blocked { deadline } = st.run {
             st.resume = Some(deadline);
+            if handoff && policy::defer(v, &mut st) {
+                return Some(true);
+            }
             policy::make_runnable(v, &mut st);
-            return true;
+            return Some(false);
         }
     }
     let this = P::cpu_index() as u32;
     let cpu = v.running_on.load(Ordering::Acquire);
     if cpu == u32::MAX || cpu == this || v.domain.control.get().is_none() {
-        return false;
+        return None;
     }
     P::send_ipi(cpu as usize);
-    false
+    None
 }
 
 /// `v`'s single-shot timer fired: raises `VIRQ_TIMER` if it bound one.
@@ -177,7 +183,21 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
 /// Returns the vCPU it woke (it was blocked), if any.
 pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
     let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?;
-    kick(&target, EVENT_CHANNEL).then_some(target)
+    kick(&target, EVENT_CHANNEL, false).map(|_| target)
+}
+
+/// [`notify`] for a sender that will block (`HC_EVTCHN_SEND_WAIT`): the
+/// vCPU it woke, as a handoff the run loop may switch to.
+fn notify_handoff(me: &VcpuEntry, n: Notify) -> Option<policy::Handoff> {
+    if n.domain == me.domain.id && n.vcpu == me.index {
+        me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+        return None;
+    }
+    let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?;
+    match kick(&target, EVENT_CHANNEL, true)? {
+        true => Some(policy::Handoff::deferred(target)),
+        false => Some(policy::Handoff::queued(target)),
+    }
 }
 
 /// Looks at `wait` for a vCPU waiting in `HC_EVTCHN_SEND_WAIT` (or woken
@@ -263,7 +283,7 @@ impl Svc<'_> {
                 mine.bind_interdomain(Some(&mut theirs), port)
                     .map(u64::from)
             }
-            EvtchnOp::Send(port) => self.send_on(port).map(|_| 0),
+            EvtchnOp::Send(port) => self.send_on(port).map(|()| 0),
             EvtchnOp::Close(port) => {
                 let closed = d.events.lock().close(port)?;
                 if let Closed::Peer { domain, port, from } = closed {
@@ -307,15 +327,18 @@ impl Svc<'_> {
 
     /// A send on `port`: raises the port it reaches; returns the vCPU that
     /// woke (it was blocked), if any.
-    fn send_on(&mut self, port: u32) -> Result<Option<Arc<VcpuEntry>>, Error> {
+    fn send_on(&mut self, port: u32) -> Result<(), Error> {
         let sent = send_in(&mut self.me.domain.events.lock(), port)?;
-        Ok(self.finish_send(sent))
+        if let Some(n) = self.route(sent) {
+            let _ = notify(self.me, n);
+        }
+        Ok(())
     }
 
     /// The rest of a send after the sender's table let go: the peer's port
-    /// raised (a remote route), then the upcall.
-    fn finish_send(&mut self, sent: Sent) -> Option<Arc<VcpuEntry>> {
-        let n = match sent {
+    /// raised (a remote route); the upcall to make.
+    fn route(&mut self, sent: Sent) -> Option<Notify> {
+        match sent {
             Sent::Raised(n) => n,
             Sent::Remote { domain, port, from } => {
                 // A peer that is gone has closed (or is closing)
@@ -323,8 +346,7 @@ impl Svc<'_> {
                 domain_by_id(domain)
                     .and_then(|p| p.events.lock().deliver(port, self.me.domain.id, from))
             }
-        };
-        n.and_then(|n| notify(self.me, n))
+        }
     }
 
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
@@ -352,14 +374,18 @@ impl Svc<'_> {
             }
         };
         if let Some(sent) = sent {
-            self.handoff = self.finish_send(sent);
+            self.handoff = self.route(sent).and_then(|n| notify_handoff(self.me, n));
         }
+        // Not blocking (below): the handoff is dropped, which wakes a
+        // deferred one at once.
         if let Some(v) = look_at_wait_port(self.me, wait) {
+            self.handoff = None;
             return Ok(Some(v));
         }
         if self.me.pending.load(Ordering::Acquire) != 0
             || (deadline != 0 && crate::sched::clock::now_ns() >= deadline)
         {
+            self.handoff = None;
             return Ok(Some(0));
         }
         self.me.wait_port.store(wait, Ordering::Release);
@@ -408,7 +434,7 @@ impl Svc<'_> {
 enum Sent {
     /// A port of the sender's own domain, raised: its upcall, if any.
     Raised(Option<Notify>),
-    /// A port of another domain, raised by [`Svc::finish_send`] once the
+    /// A port of another domain, raised by [`Svc::route`] once the
     /// sender's table is let go (two tables only in ascending id).
     Remote {
         domain: DomainId,

@@ -21,8 +21,9 @@ pub(crate) struct Svc<'a> {
     /// Set by `block` when the vCPU must block: the deadline.
     pub(crate) blocked: Option<u64>,
     /// The vCPU a `HC_EVTCHN_SEND_WAIT` woke: when this one blocks, the
-    /// run loop may switch to it directly (`policy::switch_to`).
-    pub(crate) handoff: Option<Arc<VcpuEntry>>,
+    /// run loop may switch to it directly (`policy::Handoff`; dropped
+    /// unused, it wakes the vCPU).
+    pub(crate) handoff: Option<policy::Handoff>,
 }
 
 impl Svc<'_> {

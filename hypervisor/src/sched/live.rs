@@ -46,8 +46,15 @@ pub fn init(cpus: usize) {
 }
 
 fn with<R>(f: impl FnOnce(&mut Sched) -> R) -> Option<R> {
+    #[cfg(test)]
+    SCHED_LOCKS.fetch_add(1, Ordering::Relaxed);
     SCHED.lock().as_mut().map(f)
 }
+
+/// Times [`SCHED`] was taken (host tests count them per round trip).
+#[cfg(test)]
+pub(crate) static SCHED_LOCKS: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(0);
 
 /// What the calling CPU does next.
 pub(crate) enum Pick {
@@ -179,6 +186,8 @@ fn wake(v: &VcpuEntry) {
 
 /// Chooses what `cpu` runs next.
 pub(crate) fn pick(cpu: usize, now: u64) -> Pick {
+    #[cfg(test)]
+    SCHED_LOCKS.fetch_add(1, Ordering::Relaxed);
     let mut g = SCHED.lock();
     let Some(s) = g.as_mut() else {
         return Pick::Idle(u64::MAX);
@@ -332,6 +341,9 @@ pub(crate) fn retire(v: &Arc<VcpuEntry>) {
         with(|s| s.credit.remove_domain(v.domain.sdom));
     }
 }
+
+pub(crate) mod handoff;
+pub(crate) use handoff::{Handoff, defer, in_flight as handoff_in_flight};
 
 #[cfg(test)]
 mod tests;

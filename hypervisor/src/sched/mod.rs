@@ -91,6 +91,7 @@ mod block;
 mod check;
 pub mod clock;
 mod credit;
+mod direct;
 pub(crate) mod halt;
 pub mod live;
 mod run;
@@ -108,6 +109,7 @@ use core::fmt;
 
 pub use block::resume_value;
 pub use credit::Credit;
+pub use direct::Handed;
 pub use runq::RunQueue;
 
 /// Length of one accounting period.

@@ -143,7 +143,13 @@ impl Credit {
 
     /// Runs the vCPU at `pos` of `q`'s queue on `cpu` (which runs nothing):
     /// its slice (boosted, cut to the accounting and its domain's cap).
-    fn start(&mut self, cpu: usize, q: usize, pos: usize, now: u64) -> Result<Decision, Error> {
+    pub(super) fn start(
+        &mut self,
+        cpu: usize,
+        q: usize,
+        pos: usize,
+        now: u64,
+    ) -> Result<Decision, Error> {
         // The ends without `VecDeque::remove`'s general shuffle: a direct
         // switch takes the vCPU just woken (the back), a pick often the
         // front.
@@ -204,6 +210,18 @@ impl Credit {
         now: u64,
     ) -> Result<Option<Decision>, Error> {
         self.descheduled(cpu, from, ran_ns, now, false)?;
+        self.switch_queued(cpu, to, now)
+    }
+
+    /// The part of [`Credit::switch_to`] after the deschedule: runs `to`
+    /// on the idle `cpu` when it waits in that CPU's queue and may go
+    /// first (see there); `Ok(None)` otherwise.
+    pub(super) fn switch_queued(
+        &mut self,
+        cpu: usize,
+        to: VcpuId,
+        now: u64,
+    ) -> Result<Option<Decision>, Error> {
         let Ok(j) = self.vcpu_index(to) else {
             return Ok(None);
         };

@@ -86,3 +86,111 @@ fn stale_or_blocked_targets_and_wrong_cpus() {
     assert_eq!(s.switch_to(5, v[0], MS, v[1], MS), Err(Error::NoSuchCpu));
     s.check_invariants().unwrap();
 }
+
+/// [`Credit::wake_switch`]: the woken vCPU's wake left to the switch.
+#[test]
+fn a_deferred_wake_runs_the_vcpu_here_without_a_queue_round_trip() {
+    let (mut s, v) = setup(1, 2);
+    let steps = s.steps();
+    let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
+    assert_eq!(h.placed, None);
+    let d = h.run.unwrap();
+    assert_eq!(d.vcpu, Some(v[1]));
+    assert_eq!(d.slice_ns, BOOST_SLICE_NS, "woken with credit: boosted");
+    assert_eq!(s.run_queue(0).unwrap().current(), Some(v[1]));
+    assert_eq!(s.run_queue(0).unwrap().waiting(), 0);
+    assert_eq!(s.cpu_of(v[0]).unwrap(), None, "the sender is blocked");
+    assert_eq!(s.vcpu_used_ns(v[0]).unwrap(), MS);
+    assert_eq!(s.steps(), steps, "no queue was searched");
+    s.check_invariants().unwrap();
+    // And back, as the ping-pong does.
+    s.vcpus[v[0].index as usize].credit = 5 * MS as i64;
+    let d = s
+        .wake_switch(0, v[1], MS, v[0], 2 * MS)
+        .unwrap()
+        .run
+        .unwrap();
+    assert_eq!(d.vcpu, Some(v[0]));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_deferred_wake_without_credit_or_parked_is_a_wake_and_a_pick() {
+    let (mut s, v) = setup(1, 3);
+    // OVER: woken the usual way (queued here), and this CPU's pick made
+    // at once: v2, boosted and waiting, runs.
+    s.wake(v[2], MS).unwrap();
+    s.vcpus[v[1].index as usize].credit = -1;
+    let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
+    assert_eq!(h.run.and_then(|d| d.vcpu), Some(v[2]));
+    assert_eq!(h.placed, None);
+    assert_eq!(s.cpu_of(v[1]).unwrap(), Some(0), "queued");
+    assert_eq!(s.run_queue(0).unwrap().current(), Some(v[2]));
+    s.check_invariants().unwrap();
+    // OVER and alone: the pick runs it, unboosted.
+    let (mut s, v) = setup(1, 2);
+    s.vcpus[v[1].index as usize].credit = -1;
+    let d = s.wake_switch(0, v[0], MS, v[1], MS).unwrap().run.unwrap();
+    assert_eq!((d.vcpu, d.slice_ns), (Some(v[1]), SLICE_NS));
+    s.check_invariants().unwrap();
+    // A parked domain's vCPU is queued, not run: the CPU idles.
+    let (mut s, v) = setup(1, 2);
+    let d1 = s.vcpus[v[1].index as usize].dom as usize;
+    s.doms[d1].parked = true;
+    s.parked.push(d1 as u32);
+    let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
+    assert_eq!((h.run, h.placed), (None, None));
+    assert_eq!(s.cpu_of(v[1]).unwrap(), Some(0));
+    assert_eq!(s.run_queue(0).unwrap().current(), None);
+    s.check_invariants().unwrap();
+    // OVER on two CPUs with others waiting here: placed on the idle one,
+    // which is kicked; this CPU picks as usual.
+    let (mut s, v) = setup(2, 4);
+    s.wake(v[2], MS).unwrap();
+    s.wake(v[3], MS).unwrap();
+    assert_eq!(s.pick_next(1, MS).unwrap().vcpu, Some(v[2]));
+    s.vcpus[v[1].index as usize].credit = -1;
+    s.vcpus[v[1].index as usize].last_cpu = Some(1);
+    s.vcpus[v[3].index as usize].credit = -1;
+    let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
+    assert_eq!(h.run, None);
+    assert_eq!(
+        h.placed,
+        Some(Placed {
+            cpu: 1,
+            kick: false
+        })
+    );
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_deferred_wake_someone_else_did_meanwhile_is_a_plain_switch() {
+    // Unpause queued the woken vCPU before the switch: as switch_to.
+    let (mut s, v) = setup(1, 2);
+    s.wake(v[1], MS).unwrap();
+    let d = s.wake_switch(0, v[0], MS, v[1], MS).unwrap().run.unwrap();
+    assert_eq!(d.vcpu, Some(v[1]));
+    s.check_invariants().unwrap();
+    // Placed on the other CPU: left there.
+    let (mut s, v) = setup(2, 2);
+    s.wake(v[1], MS).unwrap();
+    let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
+    assert_eq!((h.run, h.placed), (None, None));
+    assert_eq!(s.cpu_of(v[1]).unwrap(), Some(1));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_deferred_wake_of_a_removed_vcpu_or_from_the_wrong_cpu() {
+    let (mut s, v) = setup(1, 2);
+    s.remove_vcpu(v[1]).unwrap();
+    let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
+    assert_eq!((h.run, h.placed), (None, None));
+    assert_eq!(
+        s.wake_switch(0, v[0], MS, v[1], MS),
+        Err(Error::NotRunningHere)
+    );
+    assert_eq!(s.wake_switch(3, v[0], MS, v[1], MS), Err(Error::NoSuchCpu));
+    s.check_invariants().unwrap();
+}

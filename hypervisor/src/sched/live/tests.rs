@@ -196,6 +196,18 @@ fn turn(cpu: usize) -> Body {
 /// `cargo xtask test` runs them all (`KESTREL_PREEMPTIONS=all`).
 fn search<W>(
     min_executions: usize,
+    setup: impl FnMut() -> (W, Vec<Body>),
+    check: impl Fn(&W, &[usize]),
+    teardown: impl Fn(W),
+) {
+    search_upto(usize::MAX, min_executions, setup, check, teardown);
+}
+
+/// [`search`] with at most `cap` preemptions whatever
+/// `KESTREL_PREEMPTIONS` says (for a search too large to run whole).
+fn search_upto<W>(
+    cap: usize,
+    min_executions: usize,
     mut setup: impl FnMut() -> (W, Vec<Body>),
     check: impl Fn(&W, &[usize]),
     teardown: impl Fn(W),
@@ -207,7 +219,8 @@ fn search<W>(
         Ok("all") => usize::MAX,
         Ok(n) => n.parse().unwrap_or(3),
         Err(_) => 3,
-    };
+    }
+    .min(cap);
     let world: std::cell::RefCell<Option<W>> = std::cell::RefCell::new(None);
     let t0 = std::time::Instant::now();
     let explored = explore(
@@ -424,3 +437,5 @@ fn block_with_deadline_against_the_timer_pass_in_any_interleaving() {
         },
     );
 }
+
+mod handoff;

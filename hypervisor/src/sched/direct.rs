@@ -1,0 +1,96 @@
+//! The direct switch to a vCPU whose wake-up was left to it (issue 11):
+//! a `HC_EVTCHN_SEND_WAIT` on one CPU wakes a vCPU that last ran on that
+//! CPU and then blocks; instead of [`Credit::wake`] queueing the woken
+//! vCPU (placement over every CPU) and [`Credit::switch_to`] taking it out
+//! of the queue again, both under the scheduler's lock, one call
+//! deschedules the sender and starts the woken vCPU here. seL4's
+//! Call / ReplyRecv hands the CPU over in the same way.
+
+use super::credit::{Credit, State};
+use super::{Decision, Error, Placed, VcpuId};
+
+/// What [`Credit::wake_switch`] did with the woken vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handed {
+    /// What the calling CPU runs now (the woken vCPU, or what
+    /// `pick_next` chose when the woken one had no boost); `None`: the
+    /// CPU picks as usual.
+    pub run: Option<Decision>,
+    /// Was woken the usual way instead and queued there (kick that CPU if
+    /// it says so).
+    pub placed: Option<Placed>,
+}
+
+impl Credit {
+    /// `from` blocks on `cpu` after `ran_ns`, having woken `to`, whose
+    /// wake the caller did not hand to [`Credit::wake`]. Deschedules
+    /// `from` (as [`Credit::descheduled`] with `still_runnable = false`);
+    /// then, when `to` is blocked here (its wake left to this call), has
+    /// credit (it would get the wake boost, so nothing waiting can be
+    /// better: `pick_next` would choose it, or an equal one ahead of it in
+    /// FIFO order) and its domain is not parked, runs it on `cpu` at once
+    /// with a boosted slice. Otherwise `to` is woken as by
+    /// [`Credit::wake`]; when that places it on `cpu`, `cpu`'s
+    /// [`Credit::pick_next`] is made here too (its decision in
+    /// [`Handed::run`], `None` when it would idle), else the caller kicks
+    /// the CPU it was placed on as `wake` says and picks as usual.
+    /// A `to` that was woken meanwhile by someone else (so it is queued)
+    /// is handled as [`Credit::switch_to`] would; `to` unknown or stale is
+    /// no error (nothing is done with it).
+    pub fn wake_switch(
+        &mut self,
+        cpu: usize,
+        from: VcpuId,
+        ran_ns: u64,
+        to: VcpuId,
+        now: u64,
+    ) -> Result<Handed, Error> {
+        self.descheduled(cpu, from, ran_ns, now, false)?;
+        let none = Handed {
+            run: None,
+            placed: None,
+        };
+        let Ok(j) = self.vcpu_index(to) else {
+            return Ok(none);
+        };
+        if self.vcpus[j].state != State::Blocked {
+            return Ok(Handed {
+                run: self.switch_queued(cpu, to, now)?,
+                placed: None,
+            });
+        }
+        let dom = self.vcpus[j].dom as usize;
+        if self.vcpus[j].credit < 0 || self.doms[dom].parked {
+            // No boost: woken as usual. Placed here (this CPU runs
+            // nothing now, so unless others wait here it is where the
+            // placement puts it), this CPU's next pick is made at once,
+            // under the same lock; it may choose another vCPU.
+            let placed = self.wake(to, now)?;
+            return Ok(match placed {
+                Some(p) if p.cpu == cpu => Handed {
+                    run: Some(self.pick_next(cpu, now)?).filter(|d| d.vcpu.is_some()),
+                    placed: None,
+                },
+                placed => Handed { run: None, placed },
+            });
+        }
+        // What `wake` does, placed here: boosted (credit >= 0), active,
+        // queued at the back of this CPU's queue, which `start` takes
+        // from without a search.
+        let rec = &mut self.vcpus[j];
+        rec.boost = true;
+        rec.state = State::Queued(cpu);
+        rec.pause = false;
+        if !rec.active {
+            rec.active = true;
+            self.active.push(j as u32);
+        }
+        let q = &mut self.cpus[cpu].queue;
+        q.push_back(to);
+        let pos = q.len() - 1;
+        Ok(Handed {
+            run: Some(self.start(cpu, cpu, pos, now)?),
+            placed: None,
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! The direct switch of `HC_EVTCHN_SEND_WAIT` without a run-queue round
+//! trip (issue 11). A send that wakes a blocked vCPU which last ran on
+//! the sender's CPU marks it runnable under its state lock, as any
+//! wake-up does, but leaves the scheduler's part of the wake to the
+//! sender's CPU: when the sender blocks, [`Handoff::switch`] deschedules
+//! it and runs the woken vCPU there in one call under the scheduler lock
+//! ([`crate::sched::Credit::wake_switch`]); whatever else happens to the
+//! sender (its call returns at once, it is killed, its domain ends, it
+//! stays runnable), dropping the [`Handoff`] wakes the vCPU the usual way.
+//!
+//! The hazards (docs/benchmarks.md, branch `perf`'s note):
+//! - **A pause between the event and the switch.** `pause` sets the
+//!   domain's flag and then blocks each vCPU in the policy under the
+//!   scheduler lock; the switch reads the flag under that lock too. So
+//!   either the switch sees the flag (and leaves the vCPU runnable but
+//!   not queued, as `make_runnable` does for a paused domain: unpause
+//!   queues it), or the policy's block comes after the switch started it
+//!   (the vCPU then stops at its next exit, as any running vCPU of a
+//!   domain being paused). Unpause queues a runnable vCPU; if it does so
+//!   before the switch, the switch finds it queued and acts as
+//!   `switch_to`.
+//! - **The sender dying with the handoff.** Every path that does not
+//!   switch drops the [`Handoff`], and the drop wakes it.
+//! - **The lost-wake-up check** (`run.rs`, `rescue_lost_wakeups`) sees a
+//!   runnable vCPU the policy holds as blocked between the send and the
+//!   switch. Such a vCPU carries the time its wake was deferred
+//!   (`VcpuEntry::handoff_since`), cleared under the scheduler lock by
+//!   whichever of the switch and the drop runs; the check leaves it alone
+//!   for [`HANDOFF_GRACE_NS`], far longer than a send and a block, and
+//!   still reports one left past that.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::{kick, with};
+use crate::domain::lifecycle::{Run, VState, VcpuEntry};
+use crate::platform::{P, Platform};
+use crate::sched::clock::now_ns;
+
+/// How long the lost-wake-up check lets a deferred wake wait for its
+/// switch before it calls it lost (a send, the rest of the hypercall and
+/// the block take microseconds; an emulator's thread descheduled by its
+/// host may stretch that to milliseconds).
+pub(crate) const HANDOFF_GRACE_NS: u64 = 100_000_000;
+
+/// Direct switches without a queue round trip so far (host tests count
+/// them).
+#[cfg(test)]
+pub(crate) static SWITCHED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The vCPU a `HC_EVTCHN_SEND_WAIT` woke, which the run loop may switch
+/// to when the sender blocks.
+pub(crate) struct Handoff {
+    to: Option<Arc<VcpuEntry>>,
+    /// Its wake is left to this handoff (not queued in the policy).
+    deferred: bool,
+}
+
+impl Handoff {
+    /// A vCPU already woken the usual way (queued in the policy).
+    pub(crate) fn queued(to: Arc<VcpuEntry>) -> Self {
+        Self {
+            to: Some(to),
+            deferred: false,
+        }
+    }
+
+    /// A vCPU that [`defer`] marked runnable, its wake left to this.
+    pub(crate) fn deferred(to: Arc<VcpuEntry>) -> Self {
+        Self {
+            to: Some(to),
+            deferred: true,
+        }
+    }
+
+    /// The sender `from` blocked on `cpu` after `ran_ns` (its state lock
+    /// held, as for `descheduled`): the woken vCPU with its slice when it
+    /// runs here next, else `None` (the CPU picks as usual).
+    pub(crate) fn switch(
+        mut self,
+        cpu: usize,
+        from: &VcpuEntry,
+        ran_ns: u64,
+        now: u64,
+    ) -> Option<(Arc<VcpuEntry>, u64)> {
+        let to = self.to.take()?;
+        if !self.deferred {
+            return super::switch_to(cpu, from, ran_ns, &to, now);
+        }
+        let r = with(|s| {
+            to.handoff_since.store(0, Ordering::Relaxed);
+            if to.domain.paused.load(Ordering::Acquire) || to.domain.dying() {
+                // As `make_runnable` for a paused or ending domain.
+                return s
+                    .credit
+                    .descheduled(cpu, from.sid, ran_ns, now, false)
+                    .map(|()| (None, None));
+            }
+            let h = s.credit.wake_switch(cpu, from.sid, ran_ns, to.sid, now)?;
+            // The vCPU to run: the woken one, or what the pick chose.
+            let run = h.run.and_then(|d| {
+                let id = d.vcpu?;
+                let e = if id == to.sid {
+                    Some(to.clone())
+                } else {
+                    s.slots.get(id.slot()).cloned().flatten()
+                };
+                if e.is_none() {
+                    // No entry (cannot happen, as in `pick`): never run it.
+                    let _ = s.credit.descheduled(cpu, id, 0, now, false);
+                }
+                e.map(|e| (e, d.slice_ns))
+            });
+            Ok((run, h.placed))
+        })?;
+        match r {
+            Ok((run, placed)) => {
+                if let Some(p) = placed
+                    && p.kick
+                {
+                    kick(p.cpu);
+                }
+                #[cfg(test)]
+                if run.as_ref().is_some_and(|(e, _)| Arc::ptr_eq(e, &to)) {
+                    SWITCHED.fetch_add(1, Ordering::Relaxed);
+                }
+                run
+            }
+            Err(e) => {
+                log::warn!(
+                    "scheduler: vCPU {} of domain {} descheduled on CPU {cpu}: {e:?}",
+                    from.index,
+                    from.domain.id
+                );
+                // The sender's part failed; the woken one is still owed
+                // its wake.
+                wake_deferred(&to);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if self.deferred
+            && let Some(to) = self.to.take()
+        {
+            wake_deferred(&to);
+        }
+    }
+}
+
+/// Under `v`'s state lock, with `v` blocked and about to be woken by a
+/// send from this CPU's running vCPU that may switch to it: marks it
+/// runnable with its wake deferred, when it last ran on this CPU and its
+/// domain is neither paused nor ending. `false`: wake it the usual way.
+pub(crate) fn defer(v: &VcpuEntry, st: &mut VState) -> bool {
+    if v.last_cpu.load(Ordering::Relaxed) != P::cpu_index() as u32
+        || v.domain.paused.load(Ordering::Acquire)
+        || v.domain.dying()
+    {
+        return false;
+    }
+    st.run = Run::Runnable;
+    v.handoff_since.store(now_ns().max(1), Ordering::Relaxed);
+    true
+}
+
+/// The scheduler's part of a deferred wake-up, done late: as
+/// `make_runnable` once its vCPU is runnable (not for a paused or ending
+/// domain), without `v`'s state lock (the caller may hold another vCPU's;
+/// the domain's flags are read under the scheduler lock, see the module
+/// doc).
+fn wake_deferred(v: &VcpuEntry) {
+    let now = now_ns();
+    let placed = with(|s| {
+        v.handoff_since.store(0, Ordering::Relaxed);
+        if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
+            return None;
+        }
+        s.credit.wake(v.sid, now).ok().flatten()
+    })
+    .flatten();
+    if let Some(p) = placed
+        && p.kick
+    {
+        kick(p.cpu);
+    }
+}
+
+/// Whether the lost-wake-up check should leave `v` alone: its wake is
+/// deferred to a switch that is still within its grace.
+pub(crate) fn in_flight(v: &VcpuEntry, now: u64) -> bool {
+    let since = v.handoff_since.load(Ordering::Relaxed);
+    since != 0 && now.saturating_sub(since) < HANDOFF_GRACE_NS
+}
