@@ -12,6 +12,7 @@ mod idlebench;
 mod insncount;
 mod isoboot;
 mod linuxbench;
+mod linuxnative;
 mod mkbench;
 mod ringbench;
 mod specbench;
