@@ -130,6 +130,12 @@ fn one(
     let Some(init_us) = b.lines.iter().find_map(|l| printk_us(l)) else {
         return fail("no `Run /init` line (quiet hides it? it is printed at KERN_INFO)");
     };
+    let up = format!("smp: Brought up 1 node, {vcpus} CPU");
+    if !b.lines.iter().any(|l| l.contains(&up)) {
+        return fail(&format!(
+            "the kernel did not bring up {vcpus} vCPU(s) (no `{up}` line)"
+        ));
+    }
     let Some(end) = b
         .lines
         .iter()
@@ -200,6 +206,16 @@ fn native(images: &xtask::linux::LinuxImages, dir: &Path, cpus: u32) -> Result<N
             b.lines.join("\n")
         );
     };
+    // The kernel takes the CPUs the firmware's MP table lists: with
+    // `-smp 2` it has been seen to bring up one only (cause not found),
+    // which would pass a 1-CPU figure off as a 2-CPU one.
+    let up = format!("smp: Brought up 1 node, {cpus} CPU");
+    if !b.lines.iter().any(|l| l.contains(&up)) {
+        bail!(
+            "native boot did not bring up {cpus} CPU(s) (no `{up}` line) in {}",
+            dir.display()
+        );
+    }
     if !b
         .lines
         .iter()
@@ -216,6 +232,16 @@ fn native(images: &xtask::linux::LinuxImages, dir: &Path, cpus: u32) -> Result<N
         init_us,
         command: b.command,
     })
+}
+
+/// An error's first line, paths relative to the repository.
+fn first_line(e: &xtask::error::Error) -> String {
+    let root = xtask::paths::repo_root().display().to_string();
+    e.to_string()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .replace(&root, ".")
 }
 
 /// Every configuration; the plain 1-vCPU boot twice (the two must agree),
@@ -240,8 +266,7 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Report> {
     match one(&images, kernel, &d("2"), 2, "") {
         Ok(r) => rows.push(r),
         Err(e) => {
-            let first = e.to_string().lines().next().unwrap_or("").to_string();
-            missing.push(format!("Kestrel, 2 vCPUs: {first}"));
+            missing.push(format!("Kestrel, 2 vCPUs: {}", first_line(&e)));
         }
     }
     let mut natives = Vec::new();
@@ -249,8 +274,7 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Report> {
         match native(&images, &d(&format!("native-{cpus}")), cpus) {
             Ok(r) => natives.push(r),
             Err(e) => {
-                let first = e.to_string().lines().next().unwrap_or("").to_string();
-                missing.push(format!("native, {cpus} CPU(s): {first}"));
+                missing.push(format!("native, {cpus} CPU(s): {}", first_line(&e)));
             }
         }
     }
@@ -351,24 +375,26 @@ fn native_table(s: &mut String, report: &Report) {
 }
 
 /// What is known of the 2-vCPU Kestrel boot under `-icount` (see `run`).
-const SMP2_NOTE: &str = "Two vCPUs (`vcpus=2`, `-smp 2`): under \
-     `-icount shift=7,align=off,sleep=off` the domain deadlocks (seen on the kernel of cache \
-     key 37732df8748123da): `smp: Brought up 1 node, 2 CPUs` at 1.19 s, then the kernel's \
-     clock jumps (`random: crng init done` at 86.7 s) and both vCPUs spin for good in \
-     `queued_spin_lock_slowpath` with interrupts off on CPU 1's runqueue lock (`runqueues` \
-     at CPU 1's per-CPU base; lock word 0x40101: locked, CPU 1 pending, CPU 0 queued; QEMU \
-     monitor `info registers -a`, addresses looked up in `nm vmlinux`). The same ISO boots \
-     to `/init` and powers off with `-accel tcg,thread=single` and no `-icount` (`Run /init` \
-     at 2.67 s, 2,029 exits) and with `-icount shift=7,align=off,sleep=on` (4.56 s, 4,275 \
+const SMP2_NOTE: &str = "Two vCPUs (`vcpus=2`, `-smp 2`) under \
+     `-icount shift=7,align=off,sleep=off` do not end (seen twice, differently). Kernel of \
+     cache key 37732df8748123da: after `smp: Brought up 1 node, 2 CPUs` (1.19 s) the kernel's \
+     clock jumps (`random: crng init done` at 86.7 s), then both vCPUs spin for good with \
+     interrupts off in `queued_spin_lock_slowpath` on CPU 1's runqueue lock (lock word \
+     0x40101: locked, CPU 1 pending, CPU 0 queued; QEMU monitor `info registers -a`, \
+     addresses from `nm vmlinux`). Kernel of key 446ba3ae9e27e8ad: `Run /init` at 4.46 s, \
+     then `rcu: rcu_sched kthread timer wakeup didn't happen for 5239 jiffies! ... Possible \
+     timer handling issue on cpu=0` (the RCU kthread asleep in `schedule_timeout` on CPU 0, \
+     its timer never fired) and the domain never powers off. The same 2-vCPU ISO boots to \
+     `/init` and powers off with `-accel tcg,thread=single` and no `-icount` (`Run /init` at \
+     2.67 s, 2,029 exits) and with `-icount shift=7,align=off,sleep=on` (4.56 s, 4,275 \
      exits; not deterministic: idle time follows the wall clock). So the round-robin \
      single thread alone does not cause it; what differs is `sleep=off` (the clock jumps \
-     to the next timer when every CPU idles), a timing that exposes a race (seen once \
-     each: whether every `sleep=off` boot deadlocks is not known). Whose bug it is (a lost wakeup or IPI in Kestrel that the \
-     jumps expose, or QEMU's) is not settled: the lock's owner is not known (the \
-     monitor cannot read the domain's memory through nested paging; \
-     `CONFIG_DEBUG_SPINLOCK` would name the owner CPU). The 2-vCPU row is attempted \
-     with the deterministic settings; when it fails, the reason is listed under the \
-     ratio table.";
+     to the next timer when every CPU idles). The RCU report points at a vCPU's one-shot \
+     timer (`HC_SET_TIMER`, `VIRQ_TIMER`) not waking vCPU 0 while vCPU 1 runs on the other \
+     CPU: a lost timer or wakeup in Kestrel that this timing exposes is the first suspect, \
+     not settled (next: count set/fired timers per vCPU in the hypervisor; \
+     `CONFIG_DEBUG_SPINLOCK` names a lock's owner). The 2-vCPU row is attempted with the \
+     deterministic settings; when it fails, the reason is listed under the ratio table.";
 
 /// The native side's method (`crate::linuxnative`).
 const NATIVE_NOTE: &str = "\nThe ratio issue 13 asks for: the same `vmlinux` and initramfs \
