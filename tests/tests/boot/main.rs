@@ -31,6 +31,7 @@ mod linux;
 mod linux_console_bochs;
 mod linux_dom0;
 mod linux_reboot;
+mod linux_shell_shutdown;
 mod linux_shutdown;
 mod linux_smp;
 mod linuxproto;
