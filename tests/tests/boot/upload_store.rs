@@ -126,7 +126,7 @@ fn store_images(sock: &Path) -> Vec<(String, u64, String)> {
             )
         })
         .collect();
-    l.sort_by(|a, b| a.1.cmp(&b.1));
+    l.sort_by_key(|a| a.1);
     l
 }
 
