@@ -228,6 +228,28 @@ pub struct Vm {
     pub reset_dump: Option<PathBuf>,
 }
 
+/// QEMU's `-d` items for a machine whose reset is dumped: `cpu_reset`,
+/// then those of `KESTREL_QEMU_DEBUG` (a diagnostic, issue 13: e.g. `int`
+/// logs every exception, interrupt and its CPU state, so the lines before
+/// `Triple fault` say which exception could not be delivered). Only
+/// letters, digits, `_` and commas are taken: anything else is dropped, so
+/// the knob cannot add QEMU options. The log grows by gigabytes with
+/// `int`; point the run directory at tmpfs.
+pub fn debug_items(extra: Option<&str>) -> String {
+    let mut items = String::from("cpu_reset");
+    for item in extra.unwrap_or_default().split(',') {
+        let item = item.trim();
+        if !item.is_empty()
+            && item != "cpu_reset"
+            && item.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            items.push(',');
+            items.push_str(item);
+        }
+    }
+    items
+}
+
 impl Vm {
     /// A headless machine with the default CPU model for `accel`.
     pub fn new(
@@ -261,15 +283,12 @@ impl Vm {
         match &self.reset_dump {
             None => push("-no-reboot"),
             Some(log) => {
-                for s in [
-                    "-action",
-                    "reboot=reset,shutdown=poweroff",
-                    "-d",
-                    "cpu_reset",
-                    "-D",
-                ] {
+                for s in ["-action", "reboot=reset,shutdown=poweroff", "-d"] {
                     push(s);
                 }
+                let extra = std::env::var("KESTREL_QEMU_DEBUG").ok();
+                a.push(debug_items(extra.as_deref()).into());
+                a.push("-D".into());
                 a.push(log.into());
             }
         }
@@ -453,6 +472,17 @@ mod tests {
             "{}",
             vm.display()
         );
+    }
+
+    #[test]
+    fn debug_items_add_only_plain_words() {
+        assert_eq!(debug_items(None), "cpu_reset");
+        assert_eq!(debug_items(Some("")), "cpu_reset");
+        assert_eq!(
+            debug_items(Some("int, guest_errors,cpu_reset")),
+            "cpu_reset,int,guest_errors"
+        );
+        assert_eq!(debug_items(Some("int -S,mmu")), "cpu_reset,mmu");
     }
 
     #[test]
