@@ -113,6 +113,7 @@ fn read_state(socket: &Path) -> std::io::Result<String> {
     let mut m = Monitor::open(socket)?;
     m.ask("stop")?;
     let (dumps, cpus) = as_dumps(&m.ask("info registers -a")?);
+    let dumps = dumps.trim_start_matches(['\n', '\r']);
     let mut text = format!("\n(state at the {TRIPLE_FAULT}, read through QEMU's monitor)\n{dumps}");
     for n in cpus {
         m.ask(&format!("cpu {n}"))?;
