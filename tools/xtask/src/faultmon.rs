@@ -80,12 +80,12 @@ pub fn as_dumps(registers: &str) -> (String, Vec<u32>) {
     let mut out = String::new();
     let mut cpus = Vec::new();
     for line in registers.lines() {
-        if let Some(n) = line.trim().strip_prefix("CPU#") {
-            if let Ok(n) = n.trim().parse::<u32>() {
-                out.push_str(&format!("{FAULT_HEADER}{n})\n"));
-                cpus.push(n);
-                continue;
-            }
+        if let Some(n) = line.trim().strip_prefix("CPU#")
+            && let Ok(n) = n.trim().parse::<u32>()
+        {
+            out.push_str(&format!("{FAULT_HEADER}{n})\n"));
+            cpus.push(n);
+            continue;
         }
         out.push_str(line);
         out.push('\n');

@@ -69,12 +69,13 @@ impl KillOnDrop {
                 }
                 // A machine that pauses at a triple fault (it has a
                 // monitor: `faultmon`) is read, then stopped.
-                if let Some(socket) = crate::faultmon::socket_for(r.path) {
-                    if socket.exists() && r.faulted() {
-                        crate::faultmon::capture(&socket, r.path);
-                        self.terminate(Duration::from_secs(10));
-                        return Ok(Ended::Reset);
-                    }
+                if let Some(socket) = crate::faultmon::socket_for(r.path)
+                    && socket.exists()
+                    && r.faulted()
+                {
+                    crate::faultmon::capture(&socket, r.path);
+                    self.terminate(Duration::from_secs(10));
+                    return Ok(Ended::Reset);
                 }
             }
             let now = Instant::now();
