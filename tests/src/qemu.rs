@@ -71,9 +71,9 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
     let dir = artifacts::test_dir(test);
     let serial_path = dir.join("serial.log");
     let qemu_log = dir.join("qemu.log");
-    // QEMU's own record of CPU resets. A triple fault of the hypervisor
-    // resets the machine; QEMU dumps every CPU's registers as it does
-    // (`-d cpu_reset`), and the runner stops QEMU once the dumps are in
+    // QEMU's own record of a triple fault of the hypervisor: the machine
+    // pauses there and the runner appends every CPU's registers and page
+    // tables read through the monitor (`xtask::faultmon`), then stops QEMU
     // (issue 13: under -no-reboot QEMU logged only "Triple fault").
     let reset_log = dir.join("qemu-reset.log");
     vm.reset_dump = Some(reset_log.clone());
@@ -104,7 +104,7 @@ pub fn run_until(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) 
         // issue 13's, lost its record that way).
         emulator_log.push_str(&format!(
             "QEMU logged a triple fault of the machine (the hypervisor itself), registers \
-             before the reset ({}):\n{}\n{}\n",
+             at the fault ({}):\n{}\n{}\n",
             reset_log.display(),
             t.summary.join("\n"),
             t.dump

@@ -5,7 +5,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `triple_fault_dump` | QEMU TCG (AMD-V), PVH, 2 CPUs, `selftest=triple-fault` (an empty IDT, then `ud2`) | the run ends `Reset` (stopped after the dump, not a reboot loop, not a time-out); the report's summary for the CPU gives `RIP=` the address of the `ud2` the hypervisor logged before faulting, and `IDT=0000000000000000`; the dump itself (`CR2=`, `CR3=`, `GDT=`, `RSP=`) is in the report |
+//! | `triple_fault_dump` | QEMU TCG (AMD-V), PVH, 2 CPUs, `selftest=triple-fault` (an empty IDT, then `ud2`) | the run ends `Reset` (stopped after the dump, not a reboot loop, not a time-out); the machine paused at the fault and the report holds each CPU's registers and page-table view read through QEMU's monitor; the report's summary for the CPU gives `RIP=` the address of the `ud2` the hypervisor logged before faulting, and `IDT=0000000000000000`; the dump itself (`CR2=`, `CR3=`, `GDT=`, `RSP=`) is in the report |
 
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::qemu::{PVH_TIMEOUT_S, pvh_vm, run};
@@ -45,8 +45,18 @@ fn triple_fault_dump() {
     for field in ["RSP=", "CR2=", "CR3=", "GDT="] {
         assert!(summary.contains(field), "{TEST}: {field} in {summary}");
     }
+    // The machine paused at the fault and the harness read it through
+    // QEMU's monitor (`xtask::faultmon`): the registers, then what each
+    // CPU's page tables map, walked in memory.
     assert!(
-        o.emulator_log.contains("Triple fault\nCPU Reset (CPU "),
+        o.emulator_log.contains(&format!(
+            "Triple fault\n\n(state at the Triple fault, read through QEMU's monitor)\n{}",
+            xtask::reset::FAULT_HEADER
+        )),
         "{TEST}: the dump itself is not in the report"
+    );
+    assert!(
+        o.emulator_log.contains("Mappings of CPU 0's page tables"),
+        "{TEST}: no page-table view in the report"
     );
 }

@@ -8,6 +8,7 @@ pub mod bochs;
 pub mod cpio;
 pub mod elfinfo;
 pub mod error;
+pub mod faultmon;
 pub mod iso;
 pub mod linux;
 pub mod paths;

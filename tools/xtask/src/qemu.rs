@@ -220,12 +220,37 @@ pub struct Vm {
     pub extra: Vec<OsString>,
     /// `Some(log)`: keep QEMU's register dump of a triple fault there
     /// (issue 13). QEMU 7.2 dumps the CPUs (`-d cpu_reset`) only when it
-    /// really resets them, which `-no-reboot` (`-action reboot=shutdown`)
-    /// skips: so the machine is allowed to reset
-    /// (`-action reboot=reset,shutdown=poweroff`), and whoever runs it
-    /// stops QEMU once the dump is written ([`crate::reset`]). `None`:
-    /// `-no-reboot`, a reset ends QEMU with status 0.
+    /// really resets them, and then memory is the firmware's again: so the
+    /// machine pauses at the fault (`-action reboot=shutdown,shutdown=pause`)
+    /// with a monitor socket beside the log, and whoever runs it reads the
+    /// CPUs and their page tables there and stops QEMU
+    /// ([`crate::faultmon`], [`crate::reset`]); where the socket's path is
+    /// too long, the machine resets (`reboot=reset,shutdown=poweroff`) and
+    /// QEMU's dump is waited for. `None`: `-no-reboot`, a reset ends QEMU
+    /// with status 0.
     pub reset_dump: Option<PathBuf>,
+}
+
+/// QEMU's `-d` items for a machine whose reset is dumped: `cpu_reset`,
+/// then those of `KESTREL_QEMU_DEBUG` (a diagnostic, issue 13: e.g. `int`
+/// logs every exception, interrupt and its CPU state, so the lines before
+/// `Triple fault` say which exception could not be delivered). Only
+/// letters, digits, `_` and commas are taken: anything else is dropped, so
+/// the knob cannot add QEMU options. The log grows by gigabytes with
+/// `int`; point the run directory at tmpfs.
+pub fn debug_items(extra: Option<&str>) -> String {
+    let mut items = String::from("cpu_reset");
+    for item in extra.unwrap_or_default().split(',') {
+        let item = item.trim();
+        if !item.is_empty()
+            && item != "cpu_reset"
+            && item.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            items.push(',');
+            items.push_str(item);
+        }
+    }
+    items
 }
 
 impl Vm {
@@ -261,15 +286,29 @@ impl Vm {
         match &self.reset_dump {
             None => push("-no-reboot"),
             Some(log) => {
-                for s in [
-                    "-action",
-                    "reboot=reset,shutdown=poweroff",
-                    "-d",
-                    "cpu_reset",
-                    "-D",
-                ] {
-                    push(s);
+                // With a monitor the machine pauses at a triple fault and
+                // the harness reads it there (`faultmon`); without one
+                // (a path too long for a socket) it resets and QEMU dumps
+                // the registers as it does.
+                let monitor = crate::faultmon::socket_for(log);
+                let action = if monitor.is_some() {
+                    "reboot=shutdown,shutdown=pause"
+                } else {
+                    "reboot=reset,shutdown=poweroff"
+                };
+                a.push("-action".into());
+                a.push(action.into());
+                if let Some(m) = monitor {
+                    a.push("-monitor".into());
+                    let mut v = OsString::from("unix:");
+                    v.push(m);
+                    v.push(",server=on,wait=off");
+                    a.push(v);
                 }
+                a.push("-d".into());
+                let extra = std::env::var("KESTREL_QEMU_DEBUG").ok();
+                a.push(debug_items(extra.as_deref()).into());
+                a.push("-D".into());
                 a.push(log.into());
             }
         }
@@ -456,6 +495,17 @@ mod tests {
     }
 
     #[test]
+    fn debug_items_add_only_plain_words() {
+        assert_eq!(debug_items(None), "cpu_reset");
+        assert_eq!(debug_items(Some("")), "cpu_reset");
+        assert_eq!(
+            debug_items(Some("int, guest_errors,cpu_reset")),
+            "cpu_reset,int,guest_errors"
+        );
+        assert_eq!(debug_items(Some("int -S,mmu")), "cpu_reset,mmu");
+    }
+
+    #[test]
     fn a_dumped_reset_replaces_no_reboot() {
         let boot = Boot::Bios {
             iso: "/i.iso".into(),
@@ -471,7 +521,7 @@ mod tests {
         assert!(!joined.contains("-no-reboot"), "{joined}");
         assert!(
             joined.starts_with(
-                "-nodefaults -action reboot=reset,shutdown=poweroff -d cpu_reset -D /r.log -display none"
+                "-nodefaults -action reboot=shutdown,shutdown=pause -monitor unix:/monitor.sock,server=on,wait=off -d cpu_reset -D /r.log -display none"
             ),
             "{joined}"
         );

@@ -9,7 +9,10 @@
 //! The runner ([`crate::runner`]) stops QEMU once every CPU's dump after
 //! the fault is in the log (a reset machine would boot again and loop);
 //! [`TripleFault::find`] then gives the dumps and a one-line summary per
-//! CPU for the test report.
+//! CPU for the test report. A machine with a monitor socket pauses at the
+//! fault instead of resetting: the runner reads the CPUs there
+//! ([`crate::faultmon`]) and writes them under [`FAULT_HEADER`], which
+//! counts as a dump here.
 
 use std::path::Path;
 
@@ -17,6 +20,15 @@ use std::path::Path;
 pub const TRIPLE_FAULT: &str = "Triple fault";
 /// The header of each CPU's dump (`CPU Reset (CPU 0)`).
 pub const RESET_HEADER: &str = "CPU Reset (CPU ";
+/// The header of each CPU's registers read through the monitor at a
+/// paused fault ([`crate::faultmon`]), in the same format.
+pub const FAULT_HEADER: &str = "CPU at the fault (CPU ";
+
+/// `text` with each [`FAULT_HEADER`] read as a [`RESET_HEADER`] (both
+/// start one CPU's registers).
+fn dumps_of(text: &str) -> String {
+    text.replace(FAULT_HEADER, RESET_HEADER)
+}
 
 /// A reset log to watch: its path and the machine's CPU count (a reset
 /// dumps every CPU).
@@ -42,9 +54,15 @@ impl ResetLog<'_> {
     /// [`Self::dumped`] on the log's text.
     pub fn complete(text: &str, cpus: u32) -> bool {
         text.find(TRIPLE_FAULT).is_some_and(|at| {
-            let after = text.get(at..).unwrap_or_default();
+            let after = dumps_of(text.get(at..).unwrap_or_default());
             after.matches(RESET_HEADER).count() >= cpus.max(1) as usize
         })
+    }
+
+    /// Whether QEMU logged a triple fault (its dumps may not be there).
+    pub fn faulted(&self) -> bool {
+        std::fs::read(self.path)
+            .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(TRIPLE_FAULT))
     }
 }
 
@@ -69,7 +87,7 @@ impl TripleFault {
         let at = text.find(TRIPLE_FAULT)?;
         let after = text.get(at..).unwrap_or_default();
         let mut summary = Vec::new();
-        for dump in after.split(RESET_HEADER).skip(1) {
+        for dump in dumps_of(after).split(RESET_HEADER).skip(1) {
             let (cpu, regs) = dump.split_once(')').unwrap_or(("?", dump));
             let mut line = format!("cpu {cpu}:");
             for f in FIELDS {
@@ -150,5 +168,15 @@ CR0=80050033 CR2=0000000000000000 CR3=0000000000101000 CR4=000006a0\n";
         assert!(t.dump.starts_with("Triple fault\nCPU Reset (CPU 0)\n"));
         assert!(TripleFault::find(LOG, 12).unwrap().dump == "Triple fault");
         assert!(TripleFault::find("CPU Reset (CPU 0)\n", 100).is_none());
+    }
+
+    #[test]
+    fn state_read_at_a_paused_fault_counts_as_the_dump() {
+        let log = format!("{TRIPLE_FAULT}\n{FAULT_HEADER}0)\nRIP=0000000000105b3a RSP=1\n");
+        assert!(ResetLog::complete(&log, 1));
+        assert!(!ResetLog::complete(&log, 2));
+        let t = TripleFault::find(&log, 1000).unwrap();
+        assert_eq!(t.summary, ["cpu 0: RIP=0000000000105b3a RSP=1"]);
+        assert!(t.dump.contains(FAULT_HEADER), "{}", t.dump);
     }
 }

@@ -62,9 +62,21 @@ impl KillOnDrop {
                 self.kill();
                 return Ok(Ended::Stopped);
             }
-            if reset.is_some_and(ResetLog::dumped) {
-                self.terminate(Duration::from_secs(10));
-                return Ok(Ended::Reset);
+            if let Some(r) = reset {
+                if r.dumped() {
+                    self.terminate(Duration::from_secs(10));
+                    return Ok(Ended::Reset);
+                }
+                // A machine that pauses at a triple fault (it has a
+                // monitor: `faultmon`) is read, then stopped.
+                if let Some(socket) = crate::faultmon::socket_for(r.path)
+                    && socket.exists()
+                    && r.faulted()
+                {
+                    crate::faultmon::capture(&socket, r.path);
+                    self.terminate(Duration::from_secs(10));
+                    return Ok(Ended::Reset);
+                }
             }
             let now = Instant::now();
             if now >= deadline {
@@ -151,8 +163,9 @@ pub enum Ended {
     /// ([`run_until_line`]): the expected end of a machine that never
     /// stops by itself.
     Stopped,
-    /// The machine reset after a triple fault and we stopped it once
-    /// QEMU had logged the CPUs' registers ([`run_watching`]).
+    /// The machine triple-faulted and we stopped it once QEMU had logged
+    /// the CPUs' registers, at the reset or read through the monitor at
+    /// the paused fault ([`run_watching`], [`crate::faultmon`]).
     Reset,
 }
 
@@ -176,7 +189,7 @@ impl std::fmt::Display for Ended {
             Self::TimedOut => f.write_str("timed out (killed)"),
             Self::Stopped => f.write_str("stopped by the harness at the awaited serial line"),
             Self::Reset => f.write_str(
-                "the machine triple-faulted (QEMU reset it); stopped by the harness after QEMU's register dump",
+                "the machine triple-faulted; stopped by the harness after QEMU's register dump",
             ),
         }
     }
