@@ -28,10 +28,10 @@ mod tests_lifecycle;
 mod tests_upload;
 #[cfg(test)]
 mod tests_upload_store;
-pub mod upload;
-pub mod upload_store;
 #[cfg(test)]
 mod tests_volume_xfer;
+pub mod upload;
+pub mod upload_store;
 pub mod volume_xfer;
 
 use alloc::format;
