@@ -34,6 +34,7 @@ mod linux_shutdown;
 mod linux_smp;
 mod linuxproto;
 mod memset;
+mod memset_target;
 mod msi;
 mod msrs;
 mod netbad;
