@@ -218,7 +218,12 @@ impl LogRing {
     /// whose lines belong to boot `boot`.
     pub fn open<D: Disk>(store: &mut Store<D>, name: &str, boot: u32) -> Result<Self> {
         let slots = read_slots(store, name)?;
-        let next_seq = slots.iter().flatten().map(|s| s.seq.saturating_add(1)).max().unwrap_or(1);
+        let next_seq = slots
+            .iter()
+            .flatten()
+            .map(|s| s.seq.saturating_add(1))
+            .max()
+            .unwrap_or(1);
         let next_line = slots
             .iter()
             .flatten()

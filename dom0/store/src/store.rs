@@ -492,7 +492,10 @@ impl<D: Disk> Store<D> {
     fn create_zeroed(&mut self, kind: Kind, name: &str, size: u64) -> Result<Object> {
         self.check_new(kind, name)?;
         if size == 0 {
-            return Err(StoreError::Invalid(format!("{} {name:?}: size 0", kind.word())));
+            return Err(StoreError::Invalid(format!(
+                "{} {name:?}: size 0",
+                kind.word()
+            )));
         }
         let extents = space::allocate(self.total, &self.used(), blocks_for(size), EXTENTS_MAX)?;
         let zeros = vec![0u8; BATCH_BLOCKS * BLOCK];

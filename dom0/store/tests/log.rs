@@ -210,7 +210,10 @@ fn cut_everywhere(slots: u64, before: usize, batch: usize) {
             let again = texts(&log::read(&mut reopen(s), RING).unwrap());
             let (new, prev) = again.split_last().unwrap();
             assert_eq!(new, "after the cut", "{what}");
-            assert!(got.ends_with(prev), "{what}: lines changed by a later write");
+            assert!(
+                got.ends_with(prev),
+                "{what}: lines changed by a later write"
+            );
         }
         if res.is_ok() && writes < k {
             break;

@@ -100,7 +100,10 @@ pub(super) fn target(
     }
     let floor = pvabi::MEM_TARGET_MIN_PAGES * PAGE;
     if bytes < floor {
-        return fail(format!("{asked} is below the smallest target, {}", show(floor)));
+        return fail(format!(
+            "{asked} is below the smallest target, {}",
+            show(floor)
+        ));
     }
     if let Some(m) = memory_mib {
         let max = m.saturating_mul(MIB);

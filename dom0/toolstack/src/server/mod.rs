@@ -174,6 +174,12 @@ pub trait Hypervisor {
         let _ = id;
         None
     }
+    /// The console history of a domain of an earlier boot, by name
+    /// (dom0's store keeps it: issue 15); `None` by default.
+    fn console_history_named(&mut self, name: &str) -> Option<(Vec<String>, u64)> {
+        let _ = name;
+        None
+    }
     /// Nanoseconds on a clock that only goes forward (for uptimes).
     fn now_ns(&mut self) -> u64 {
         0
@@ -466,9 +472,18 @@ impl Server {
                 Ok(Reply::Lines { lines, dropped })
             }
             Op::ConsoleHistory { domain } => {
-                let id = match find(hv, &domain) {
-                    Ok(d) => d.id,
-                    Err(e) => self.history.find(&domain).map(|d| d.id).ok_or(e)?,
+                let id = match (find(hv, &domain), self.history.find(&domain)) {
+                    (Ok(d), _) => d.id,
+                    (Err(_), Some(d)) => d.id,
+                    (Err(e), None) => {
+                        // A domain of an earlier boot, by name.
+                        let kept = match &domain {
+                            DomainRef::Name(n) => hv.console_history_named(n),
+                            DomainRef::Id(_) => None,
+                        };
+                        let (lines, dropped) = kept.ok_or(e)?;
+                        return Ok(Reply::Lines { lines, dropped });
+                    }
                 };
                 let (lines, dropped) = hv.console_history(id).ok_or_else(|| {
                     err(

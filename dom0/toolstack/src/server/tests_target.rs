@@ -13,8 +13,10 @@ fn cfg(text: &str) -> crate::config::BootConfig {
 #[test]
 fn create_all_sets_the_configured_target_before_start() {
     let mut hv = Fake::new(128);
-    let c = cfg("[[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 32\ntarget = \"16M\"\n\
-                 [[domain]]\nname = \"c\"\nimage = \"hello\"\nmemory = 8\n");
+    let c = cfg(
+        "[[domain]]\nname = \"b\"\nimage = \"hello\"\nmemory = 32\ntarget = \"16M\"\n\
+                 [[domain]]\nname = \"c\"\nimage = \"hello\"\nmemory = 8\n",
+    );
     let ids = create_all(&mut hv, "guests.toml", &c).unwrap();
     // Only the domain with a target gets one set: 4096 pages = 16 MiB.
     assert_eq!(hv.targets, alloc::vec![(ids[0], 4096)]);
