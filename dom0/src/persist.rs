@@ -8,8 +8,8 @@
 //! consoles.rs call in; no disk I/O there, and lines from before the
 //! store is open wait, bounded), and [`sync`] moves them into the rings
 //! from dom0's main loop: a ring is written when a block of it fills,
-//! [`DELAY_NS`] after its oldest unwritten line, or when its domain's
-//! console ends. Each boot's lines carry the boot's number: one more than
+//! [`DELAY_NS`] after its oldest unwritten line, or when a domain's
+//! console ends (then dom0's log too). Each boot's lines carry the boot's number: one more than
 //! the newest boot any ring holds. `hvctl log` shows earlier boots' lines
 //! as `[boot N] ...` before this boot's; `hvctl console --history NAME`
 //! works for domains of earlier boots by name.
@@ -306,6 +306,8 @@ pub fn sync(store: &mut DiskStore) {
         }
         let queue = core::mem::take(&mut s.queue);
         s.queued_bytes = 0;
+        // A domain's end is worth the log's lines too (what led to it).
+        let mut end = false;
         for (item, at) in queue {
             s.tick += 1;
             let (boot, tick) = (s.boot, s.tick);
@@ -323,7 +325,10 @@ pub fn sync(store: &mut DiskStore) {
                     r.ring.push(&l);
                     r.since.get_or_insert(at);
                 }
-                None => r.now = true,
+                None => {
+                    r.now = true;
+                    end = true;
+                }
             }
         }
         let t = now();
@@ -331,7 +336,7 @@ pub fn sync(store: &mut DiskStore) {
         for (name, r) in s.rings.iter_mut() {
             let due = r.ring.block_full()
                 || (r.ring.pending()
-                    && (r.now || r.since.is_some_and(|at| t.saturating_sub(at) >= DELAY_NS)));
+                    && (r.now || end || r.since.is_some_and(|at| t.saturating_sub(at) >= DELAY_NS)));
             if !due {
                 continue;
             }

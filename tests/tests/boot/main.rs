@@ -50,6 +50,7 @@ mod selftest;
 mod server;
 mod spec;
 mod store;
+mod store_log;
 mod stress;
 mod template;
 mod triplefault;
