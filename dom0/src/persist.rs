@@ -336,7 +336,9 @@ pub fn sync(store: &mut DiskStore) {
         for (name, r) in s.rings.iter_mut() {
             let due = r.ring.block_full()
                 || (r.ring.pending()
-                    && (r.now || end || r.since.is_some_and(|at| t.saturating_sub(at) >= DELAY_NS)));
+                    && (r.now
+                        || end
+                        || r.since.is_some_and(|at| t.saturating_sub(at) >= DELAY_NS)));
             if !due {
                 continue;
             }

@@ -99,8 +99,12 @@ fn store_log_qemu_reboot() {
 
     // Boot 1: chatty prints and ends; its end writes its ring and dom0's.
     let o1 = boot(1, &disk, &format!("{STORE}{CHATTY}"), |_sock, log| {
-        wait_for_line(log, "(chatty) ended: exited with code 0", boot_tests::scaled(60))
-            .unwrap_or_else(|| panic!("{TEST}_1: chatty never ended"));
+        wait_for_line(
+            log,
+            "(chatty) ended: exited with code 0",
+            boot_tests::scaled(60),
+        )
+        .unwrap_or_else(|| panic!("{TEST}_1: chatty never ended"));
     });
     {
         let _r = ReportOnPanic(&o1);
@@ -118,7 +122,10 @@ fn store_log_qemu_reboot() {
         let b1 = at("[boot 1] store: logs: boot 1; ");
         let started = at("[boot 1] domain 2 (chatty) started from ");
         let b2 = at("\nstore: logs: boot 2; ");
-        assert!(b1 < b2 && started < b2, "{TEST}_2: boot 1 after boot 2:\n{log}");
+        assert!(
+            b1 < b2 && started < b2,
+            "{TEST}_2: boot 1 after boot 2:\n{log}"
+        );
         let hist = hvctl(sock, &["console", "--history", "chatty"]);
         assert!(
             hist.contains("[boot 1] hello from domain 2: 4 MiB, ")

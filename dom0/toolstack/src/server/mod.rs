@@ -25,6 +25,8 @@ mod tests_history;
 #[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
+mod tests_logs;
+#[cfg(test)]
 mod tests_target;
 #[cfg(test)]
 mod tests_upload;
