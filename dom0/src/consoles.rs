@@ -35,6 +35,7 @@ pub struct Drained {
 fn print(id: u32, name: &str, line: &str) {
     let _ = mgmt::host_console_write(format!("[{name}] {line}\n").as_bytes());
     crate::memlog::console(id, line);
+    crate::persist::console(id, name, line);
 }
 
 impl Consoles {
@@ -92,6 +93,7 @@ impl Consoles {
                 if let Some(line) = c.lines.flush() {
                     print(id, &c.name, &line);
                 }
+                crate::persist::ended(&c.name);
                 d.closed.push(id);
             }
         }

@@ -239,11 +239,15 @@ impl Hypervisor for Hv {
     }
 
     fn log(&mut self) -> (Vec<String>, u64) {
-        crate::memlog::log_lines()
+        crate::persist::log_lines(self.store.as_mut())
     }
 
     fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
-        crate::memlog::console_lines(id)
+        crate::persist::console_lines(self.store.as_mut(), id)
+    }
+
+    fn console_history_named(&mut self, name: &str) -> Option<(Vec<String>, u64)> {
+        crate::persist::console_lines_named(self.store.as_mut(), name)
     }
 
     fn pci_devices(&mut self) -> alloc::vec::Vec<alloc::string::String> {

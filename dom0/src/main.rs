@@ -32,6 +32,7 @@ mod memlog;
 mod msi;
 mod net;
 mod pci;
+mod persist;
 mod service;
 mod store;
 mod wake;
@@ -214,6 +215,11 @@ fn main(si: &pvabi::StartInfo) -> i32 {
     if let Some(c) = &store_cfg {
         hv.store = store::start(c, &mut disks, &hv.modules);
     }
+    // dom0's log and the consoles kept in the store (persist.rs).
+    match (&store_cfg, hv.store.as_mut()) {
+        (Some(c), Some(s)) => persist::attach(s, &c.logs),
+        _ => persist::off(),
+    }
     // `history=N`: how many ended domains stay listed.
     let history = arg(cmdline, "history")
         .and_then(|n| n.parse().ok())
@@ -271,8 +277,13 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         bench::stats(si.domain_id);
     }
     loop {
-        if !svc.poll(&mut hv, mgmt_line, woken) {
-            woken = wake.wait(svc.next_deadline());
+        let busy = svc.poll(&mut hv, mgmt_line, woken);
+        if let Some(s) = hv.store.as_mut() {
+            persist::sync(s);
+        }
+        if !busy {
+            let next = svc.next_deadline().into_iter().chain(persist::deadline());
+            woken = wake.wait(next.min());
         }
         // Taken every pass (kept only for `bench=`).
         let ended = core::mem::take(&mut svc.ended);

@@ -1,8 +1,8 @@
 //! What dom0 keeps in memory for operators (issue 15: nothing an operator
 //! needs is lost): its own log lines and each domain's console lines, in
 //! byte-bounded rings (`kestrel_toolstack::textring`), read with `hvctl
-//! log` and `hvctl console --history`. In memory only: they end with dom0
-//! (on dom0's disk once it has one).
+//! log` and `hvctl console --history`. This boot's lines; persist.rs keeps
+//! them in dom0's store too, across reboots.
 
 use alloc::collections::BTreeMap;
 
@@ -22,6 +22,7 @@ static CONSOLES: Mutex<BTreeMap<u32, TextRing>> = Mutex::new(BTreeMap::new());
 
 pub fn log(line: &str) {
     LOG.lock().push(line);
+    crate::persist::log(line);
 }
 
 pub fn log_lines() -> (alloc::vec::Vec<alloc::string::String>, u64) {

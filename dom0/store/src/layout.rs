@@ -75,6 +75,9 @@ pub enum Kind {
     Image,
     /// Fixed size, writable in place.
     Volume,
+    /// Fixed size, written in place by dom0 only: a ring of log blocks
+    /// (`crate::log`), not listed as a volume.
+    Log,
 }
 
 impl Kind {
@@ -82,6 +85,7 @@ impl Kind {
         match self {
             Kind::Image => 1,
             Kind::Volume => 2,
+            Kind::Log => 3,
         }
     }
     /// `image` or `volume`.
@@ -89,6 +93,7 @@ impl Kind {
         match self {
             Kind::Image => "image",
             Kind::Volume => "volume",
+            Kind::Log => "log",
         }
     }
 }
@@ -311,6 +316,7 @@ pub fn decode_meta(b: &[u8], root: &Root) -> Result<Vec<Object>> {
         let kind = match head[0] {
             1 => Kind::Image,
             2 => Kind::Volume,
+            3 => Kind::Log,
             k => return Err(bad(format!("object {i} has kind {k}"))),
         };
         let name_len = head[1] as usize;

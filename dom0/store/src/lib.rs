@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod disk;
 pub mod error;
 pub mod layout;
+pub mod log;
 pub mod qcow2;
 pub mod space;
 pub mod store;

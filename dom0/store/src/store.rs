@@ -512,9 +512,22 @@ impl<D: Disk> Store<D> {
     /// may have held another object's data: they are zeroed, and flushed,
     /// before the commit makes them the volume's).
     pub fn create_volume(&mut self, name: &str, size: u64) -> Result<Object> {
-        self.check_new(Kind::Volume, name)?;
+        self.create_zeroed(Kind::Volume, name, size)
+    }
+
+    /// Creates a log ring's object of `size` bytes, zeroed (as a volume,
+    /// but of kind [`Kind::Log`]: `crate::log`).
+    pub fn create_log(&mut self, name: &str, size: u64) -> Result<Object> {
+        self.create_zeroed(Kind::Log, name, size)
+    }
+
+    fn create_zeroed(&mut self, kind: Kind, name: &str, size: u64) -> Result<Object> {
+        self.check_new(kind, name)?;
         if size == 0 {
-            return Err(StoreError::Invalid(format!("volume {name:?}: size 0")));
+            return Err(StoreError::Invalid(format!(
+                "{} {name:?}: size 0",
+                kind.word()
+            )));
         }
         let extents = space::allocate(self.total, &self.used(), blocks_for(size), EXTENTS_MAX)?;
         let zeros = vec![0u8; BATCH_BLOCKS * BLOCK];
@@ -528,7 +541,7 @@ impl<D: Disk> Store<D> {
         }
         self.io.flush()?;
         let object = Object {
-            kind: Kind::Volume,
+            kind,
             name: name.into(),
             size,
             sha256: [0; 32],
@@ -581,14 +594,24 @@ impl<D: Disk> Store<D> {
     /// Writes `data` into volume `name` at byte `offset` (partial blocks
     /// are read, changed and written). Durable after [`Store::flush`].
     pub fn write_volume(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<()> {
-        let o = self.get(Kind::Volume, name)?;
+        self.write_in_place(Kind::Volume, name, offset, data)
+    }
+
+    /// [`Store::write_volume`] for a log ring's object.
+    pub fn write_log(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<()> {
+        self.write_in_place(Kind::Log, name, offset, data)
+    }
+
+    fn write_in_place(&mut self, kind: Kind, name: &str, offset: u64, data: &[u8]) -> Result<()> {
+        let o = self.get(kind, name)?;
         let (size, extents) = (o.size, o.extents.clone());
         if offset
             .checked_add(data.len() as u64)
             .is_none_or(|e| e > size)
         {
             return Err(StoreError::Invalid(format!(
-                "volume {name:?}: {} bytes at {offset} are beyond its {size} bytes",
+                "{} {name:?}: {} bytes at {offset} are beyond its {size} bytes",
+                kind.word(),
                 data.len()
             )));
         }

@@ -8,7 +8,9 @@
 //! got there. At start it prints `balloond: started, domain <id>, holds
 //! <pages> of <max> pages, target <pages>`. It runs until destroyed (or
 //! asked to shut down: it honours dom0's requests). The memset boot tests
-//! drive it; a guest that ignores the target is `ticker`.
+//! drive it; a guest that ignores the target is `ticker`. A target set
+//! before it started (`target` in its configuration) it balloons to at
+//! once.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -36,16 +38,22 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         info.current_pages,
         info.max_pages
     );
+    // A target set before it ran (`target` in its configuration) raised
+    // the virq before it was bound: act on it now rather than wait.
+    let mut at_once = target != info.current_pages;
     loop {
-        // The target is set before the virq is raised, and block returns
-        // at once when an event is pending, so no change is missed
-        // between the balloon step and the block.
-        let _ = sched::block(None);
-        while let Ok(Some(_)) = evtchn::poll() {}
-        if let Some(r) = lifecycle::requested() {
-            pvabi::println!("balloond: {} requested", r.as_str());
-            lifecycle::honour(r, 0);
+        if !at_once {
+            // The target is set before the virq is raised, and block
+            // returns at once when an event is pending, so no change is
+            // missed between the balloon step and the block.
+            let _ = sched::block(None);
+            while let Ok(Some(_)) = evtchn::poll() {}
+            if let Some(r) = lifecycle::requested() {
+                pvabi::println!("balloond: {} requested", r.as_str());
+                lifecycle::honour(r, 0);
+            }
         }
+        at_once = false;
         match memtarget::balloon_toward_target() {
             Ok(r) => {
                 pvabi::println!("balloond: {r}");

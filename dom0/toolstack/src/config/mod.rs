@@ -9,7 +9,10 @@
 //! [[domain]]
 //! name = "web"          # required; a letter, then letters, digits, '-', '_', '.'; at most 31
 //! image = "web.elf"     # required; the name of a boot module
-//! memory = 64           # required; MiB, a multiple of 2, 4 ..= 1024 (the hypervisor's limits)
+//! memory = 64           # required; MiB, a multiple of 2, 4 ..= 1024 (the hypervisor's limits):
+//!                       # the most it may hold (xl's maxmem)
+//! target = "16M"        # its memory target from the start (xl's memory): MiB or "16M", "4096p";
+//!                       # whole pages, 4 MiB ..= memory; default: all of memory (target.rs)
 //! vcpus = 2             # 1 ..= Limits::max_vcpus (pvabi::DOMCTL_MAX_VCPUS, 64, by default); default 1
 //! weight = 512          # scheduler weight, 1 ..= 65535; default 256
 //! cap = 150             # percent of one CPU, 0 ..= 100 * vcpus; 0 (the default) = no cap
@@ -52,10 +55,12 @@
 //! returns a single domain, so a bad file creates nothing.
 
 mod error;
+pub mod logs;
 pub mod network;
 mod parse;
 mod policy;
 pub mod store;
+pub mod target;
 #[cfg(test)]
 mod tests;
 
@@ -144,6 +149,9 @@ pub struct DomainConfig {
     /// builds the domain (and keeps it across restarts).
     pub uuid: Option<crate::uuid::Uuid>,
     pub initrd: Option<String>,
+    /// Its initial memory target in bytes (`target = ...`, [`target`]);
+    /// `None`: it starts asked to hold all of `memory`.
+    pub target_bytes: Option<u64>,
     /// Line of the domain's `[[domain]]` header, for later messages.
     pub line: usize,
 }

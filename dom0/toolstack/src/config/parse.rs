@@ -34,6 +34,7 @@ pub const FIELDS: &[&str] = &[
     "on_reboot",
     "on_crash",
     "uuid",
+    "target",
 ];
 
 /// Parses and checks configuration `text`, read from `file` (used only in
@@ -343,6 +344,9 @@ fn domain(
             }
         }
     });
+    let target = get("target").map_or(Some(None), |v| {
+        super::target::target(sink, &label, v, memory).map(Some)
+    });
     let on_end = super::policy::read(sink, &label, |k| table.get(k));
     if sink.errors.len() != before {
         return None;
@@ -361,6 +365,7 @@ fn domain(
         linux,
         initrd: initrd?,
         uuid: uuid?,
+        target_bytes: target?,
         line: position(sink.text, header).0,
     })
 }

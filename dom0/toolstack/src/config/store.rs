@@ -11,6 +11,9 @@
 //!                           # damaged one; default false
 //! import = ["web.elf"]      # boot modules copied into the store as
 //!                           # images at boot when no image has that name
+//! log_kib = 128             # dom0's log and the domains' console
+//! console_kib = 32          # histories kept in the store (logs.rs)
+//! console_domains = 32
 //! ```
 //!
 //! Only dom0's boot configuration may have it.
@@ -27,7 +30,14 @@ use super::parse::{Value, found, string};
 /// Most modules `import` may name.
 pub const MAX_IMPORTS: usize = 16;
 
-const FIELDS: &[&str] = &["disk", "format", "import"];
+const FIELDS: &[&str] = &[
+    "disk",
+    "format",
+    "import",
+    "log_kib",
+    "console_kib",
+    "console_domains",
+];
 const LABEL: &str = "store";
 
 /// The checked `[store]` table.
@@ -39,6 +49,8 @@ pub struct StoreConfig {
     pub format: bool,
     /// Boot modules to import as images.
     pub import: Vec<String>,
+    /// The sizes of the log rings kept in the store ([`super::logs`]).
+    pub logs: super::logs::LogSizes,
 }
 
 /// Checks the `[store]` table `v`; errors go to `sink`.
@@ -54,6 +66,7 @@ pub(super) fn store(sink: &mut Sink<'_>, v: &Value<'_>) -> Option<StoreConfig> {
 fn table(sink: &mut Sink<'_>, at: usize, t: &DeTable<'_>) -> Option<StoreConfig> {
     let before = sink.errors.len();
     let (mut disk, mut format_it, mut import) = (None, false, Vec::new());
+    let mut logs = super::logs::LogSizes::default();
     for (k, v) in t.iter() {
         match k.get_ref().as_ref() {
             "disk" => {
@@ -92,6 +105,7 @@ fn table(sink: &mut Sink<'_>, at: usize, t: &DeTable<'_>) -> Option<StoreConfig>
                     sink.push(v.span().start, Some(LABEL), Some("import"), msg);
                 }
             }
+            k if super::logs::KEYS.contains(&k) => super::logs::read(sink, k, v, &mut logs),
             other => {
                 let msg = format!("unknown field {other:?} (known: {})", FIELDS.join(", "));
                 sink.push(k.span().start, Some(LABEL), None, msg);
@@ -109,6 +123,7 @@ fn table(sink: &mut Sink<'_>, at: usize, t: &DeTable<'_>) -> Option<StoreConfig>
         disk: disk?,
         format: format_it,
         import,
+        logs,
     })
 }
 

@@ -71,6 +71,7 @@ memory = 0x80
             linux: false,
             initrd: None,
             uuid: None,
+            target_bytes: None,
             line: 2,
         }
     );

@@ -104,8 +104,17 @@ pub fn create_all(
     }
     let mut built: Vec<u32> = Vec::new();
     for d in &cfg.domains {
-        match hv.create(d) {
-            Ok(id) => built.push(id),
+        // The initial memory target (`target`, config/target.rs) is set
+        // before the domain first runs, so it starts asked for it.
+        let made = hv.create(d).and_then(|id| {
+            built.push(id);
+            match d.target_bytes {
+                Some(t) => hv.set_mem_target(id, t / pvabi::PAGE_SIZE).map(|_| id),
+                None => Ok(id),
+            }
+        });
+        match made {
+            Ok(_) => {}
             Err(e) => {
                 let free_bytes = hv.free_bytes();
                 for &id in &built {

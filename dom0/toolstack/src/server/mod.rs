@@ -25,6 +25,10 @@ mod tests_history;
 #[cfg(test)]
 mod tests_lifecycle;
 #[cfg(test)]
+mod tests_logs;
+#[cfg(test)]
+mod tests_target;
+#[cfg(test)]
 mod tests_upload;
 #[cfg(test)]
 mod tests_upload_store;
@@ -176,6 +180,12 @@ pub trait Hypervisor {
     /// Domain `id`'s console lines kept (`None`: none kept).
     fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
         let _ = id;
+        None
+    }
+    /// The console history of a domain of an earlier boot, by name
+    /// (dom0's store keeps it: issue 15); `None` by default.
+    fn console_history_named(&mut self, name: &str) -> Option<(Vec<String>, u64)> {
+        let _ = name;
         None
     }
     /// Nanoseconds on a clock that only goes forward (for uptimes).
@@ -486,9 +496,18 @@ impl Server {
                 Ok(Reply::Lines { lines, dropped })
             }
             Op::ConsoleHistory { domain } => {
-                let id = match find(hv, &domain) {
-                    Ok(d) => d.id,
-                    Err(e) => self.history.find(&domain).map(|d| d.id).ok_or(e)?,
+                let id = match (find(hv, &domain), self.history.find(&domain)) {
+                    (Ok(d), _) => d.id,
+                    (Err(_), Some(d)) => d.id,
+                    (Err(e), None) => {
+                        // A domain of an earlier boot, by name.
+                        let kept = match &domain {
+                            DomainRef::Name(n) => hv.console_history_named(n),
+                            DomainRef::Id(_) => None,
+                        };
+                        let (lines, dropped) = kept.ok_or(e)?;
+                        return Ok(Reply::Lines { lines, dropped });
+                    }
                 };
                 let (lines, dropped) = hv.console_history(id).ok_or_else(|| {
                     err(

@@ -15,7 +15,7 @@ pub(super) struct Fake {
     pub(super) domains: Vec<HvDomain>,
     next: u32,
     free_mib: u64,
-    destroyed: Vec<u32>,
+    pub(super) destroyed: Vec<u32>,
     /// Console input taken, per domain, and how much more fits.
     input: Vec<(u32, Vec<u8>)>,
     input_room: usize,
