@@ -359,6 +359,11 @@ impl<D: Disk> Store<D> {
     /// volume, not a half-filled one). Its size must be above 0.
     pub fn begin_import_as(&mut self, kind: Kind, name: &str, size: u64) -> Result<Import> {
         self.check_new(kind, name)?;
+        if kind == Kind::Log {
+            return Err(StoreError::Invalid(format!(
+                "log {name:?}: logs are written by dom0, not imported"
+            )));
+        }
         if kind == Kind::Volume && size == 0 {
             return Err(StoreError::Invalid(format!("volume {name:?}: size 0")));
         }
@@ -478,7 +483,7 @@ impl<D: Disk> Store<D> {
         // recorded for it (as for `create_volume`).
         let sha256 = match imp.kind {
             Kind::Image => imp.sha256(),
-            Kind::Volume => [0; 32],
+            Kind::Volume | Kind::Log => [0; 32],
         };
         let object = Object {
             kind: imp.kind,

@@ -75,3 +75,16 @@ fn an_unfinished_volume_import_leaves_nothing() {
     let e = again.begin_import_as(Kind::Volume, "z", 0).unwrap_err();
     assert!(e.to_string().contains("size 0"), "{e}");
 }
+
+#[test]
+fn a_log_cannot_be_imported() {
+    // Logs are dom0's own rings (`log.rs`); an import naming that kind is
+    // refused before any block is set aside.
+    let mut s = Store::format(MemDisk::new(512, 4096)).unwrap();
+    let free = s.free();
+    match s.begin_import_as(Kind::Log, "kestrel-log", 4096) {
+        Err(StoreError::Invalid(m)) => assert!(m.contains("not imported"), "{m}"),
+        other => panic!("a log import was not refused: {:?}", other.map(|_| ())),
+    }
+    assert_eq!(s.free(), free);
+}

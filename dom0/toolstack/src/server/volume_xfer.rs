@@ -529,5 +529,7 @@ fn end(store: &mut dyn XferStore, i: Importing) -> Result<Reply, ProtoError> {
             }]
             .into(),
         },
+        // The store refuses to import a log (`begin_import_as`).
+        Kind::Log => return Err(err(ErrorCode::Internal, "a log cannot be imported")),
     })
 }
