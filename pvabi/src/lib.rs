@@ -14,7 +14,7 @@
 //!
 //! # Versioning
 //!
-//! [`PVABI_VERSION`] is `major << 16 | minor` (2.2 is `0x0002_0002`). A
+//! [`PVABI_VERSION`] is `major << 16 | minor` (2.3 is `0x0002_0003`). A
 //! guest must refuse to start when [`StartInfo::abi_version`] has a
 //! different major version from the one it was built against, or a lower
 //! minor one ([`is_compatible`]; the guest runtime's entry point checks).
@@ -419,7 +419,6 @@
 
 mod args;
 mod domctl;
-mod domctl_image;
 mod evtchn;
 mod grant;
 #[cfg(feature = "guest")]
@@ -444,7 +443,6 @@ pub use zerocopy;
 
 pub use args::BadArg;
 pub use domctl::*;
-pub use domctl_image::*;
 pub use evtchn::*;
 pub use grant::*;
 pub use hypercalls::*;
@@ -460,9 +458,9 @@ pub use status::*;
 pub use utc::{UtcTime, days_in_month};
 
 /// The ABI version: major in the high 16 bits, minor in the low 16 bits
-/// (this is 2.2). A guest built against a different major version must
+/// (this is 2.3). A guest built against a different major version must
 /// refuse to start.
-pub const PVABI_VERSION: u32 = 0x0002_0002;
+pub const PVABI_VERSION: u32 = 0x0002_0003;
 
 /// The major part of an ABI version number.
 pub const fn version_major(version: u32) -> u16 {
@@ -487,10 +485,11 @@ mod tests {
 
     #[test]
     fn version_encoding() {
-        assert_eq!(PVABI_VERSION, 0x0002_0002);
+        assert_eq!(PVABI_VERSION, 0x0002_0003);
         assert_eq!(version_major(PVABI_VERSION), 2);
-        assert_eq!(version_minor(PVABI_VERSION), 2);
-        // A 2.2 guest needs 2.2's additions: a 2.1 or 2.0 hypervisor lacks them.
+        assert_eq!(version_minor(PVABI_VERSION), 3);
+        // A 2.3 guest needs 2.3's additions: a 2.2, 2.1 or 2.0 hypervisor lacks them.
+        assert!(!is_compatible(0x0002_0002));
         assert!(!is_compatible(0x0002_0001));
         assert!(!is_compatible(0x0002_0000));
         assert!(

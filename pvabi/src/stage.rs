@@ -2,10 +2,9 @@
 //! an image (a pvabi ELF, or a Linux `vmlinux` and its initramfs) in
 //! bounded pieces, then builds a domain from the staged copies
 //! ([`DOMCTL_CREATE_STAGED`]). Each call does a bounded amount of work
-//! (at most [`DOMCTL_STAGE_WRITE_MAX`] bytes copied), unlike
-//! [`crate::DOMCTL_CREATE_IMAGE`], which copies the whole image in one
-//! hypercall; and the control domain never needs the whole image in its
-//! own memory (it streams it from its disk).
+//! (at most [`DOMCTL_STAGE_WRITE_MAX`] bytes copied), and the control
+//! domain never needs the whole image in its own memory (it streams it
+//! from its disk).
 //!
 //! ```ignore
 //! let h = stage::begin(len)?;                   // HC_DOMCTL_STAGE_BEGIN
@@ -33,7 +32,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::DomainCreate;
 
 /// `HC_DOMCTL_STAGE_BEGIN(size)` (privileged): takes frames for `size`
-/// bytes (`1..=`[`crate::DOMCTL_IMAGE_MAX`]) and returns a handle (never
+/// bytes (`1..=`[`DOMCTL_IMAGE_MAX`]) and returns a handle (never
 /// 0). Errors: `EPERM` (not the control domain); `EINVAL` (`size` 0 or
 /// too big); `EBUSY` (the caller already has
 /// [`DOMCTL_STAGE_MAX_HANDLES`] stages, or [`DOMCTL_STAGE_TOTAL_MAX`]
@@ -57,7 +56,12 @@ pub const DOMCTL_STAGE_WRITE_MAX: u64 = 64 << 10;
 /// Most stages one domain holds at once.
 pub const DOMCTL_STAGE_MAX_HANDLES: usize = 8;
 /// Most bytes one domain has staged at once (all its stages together).
-pub const DOMCTL_STAGE_TOTAL_MAX: u64 = crate::DOMCTL_IMAGE_MAX;
+pub const DOMCTL_STAGE_TOTAL_MAX: u64 = DOMCTL_IMAGE_MAX;
+
+/// Largest stage (an image must also fit the domain it builds).
+pub const DOMCTL_IMAGE_MAX: u64 = DOMCTL_IMAGE_MAX_MIB << 20;
+/// [`DOMCTL_IMAGE_MAX`] in MiB (the largest domain's memory).
+pub const DOMCTL_IMAGE_MAX_MIB: u64 = crate::DOMCTL_MEMORY_MAX >> 20;
 
 /// [`DomainCreate::flags`] bit: the image is a stage of the caller's,
 /// named (with the rest) by a [`DomainCreateStaged`] right after the

@@ -104,13 +104,6 @@ fn create(me: &Domain, p: &CreateParams) -> Result<u64, Error> {
     if let Some((image, initrd)) = p.staged {
         return crate::domain::stage::live_create(me, p, image, initrd);
     }
-    if let Some((gpa, len)) = p.image {
-        // An image in the caller's memory (`staged.rs`): copied, built
-        // from, freed.
-        let staged = crate::domain::staged::Staged::copy(&me.inner.lock().mem, gpa, len)?;
-        let bytes = staged.bytes().ok_or(Error::NoSys)?;
-        return build(me, p, bytes, "an image in its memory");
-    }
     let m = module(u64::from(p.module))?;
     // Module 0 is the control domain's own image.
     if p.module == 0 || !m.elf {
@@ -165,7 +158,7 @@ pub(crate) fn build_with(
                 p.name,
                 me.id,
                 me.name,
-                if p.image.is_some() || p.staged.is_some() {
+                if p.staged.is_some() {
                     ""
                 } else {
                     "module "

@@ -42,9 +42,6 @@ pub struct CreateParams {
     /// module, if any (not 0, not `module`; existence checked by the
     /// services).
     pub linux: Option<Option<u32>>,
-    /// `Some((gpa, len))` for an image in the caller's memory
-    /// (`DOMCTL_CREATE_IMAGE`, `staged.rs`) instead of `module`.
-    pub image: Option<(u64, u64)>,
     /// `Some((image, initrd))` for stages of the caller's
     /// (`DOMCTL_CREATE_STAGED`, `stage.rs`; `initrd` 0: none).
     pub staged: Option<(u64, u64)>,
@@ -74,12 +71,11 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         || ![
             0,
             DOMCTL_CREATE_LINUX,
-            pvabi::DOMCTL_CREATE_IMAGE,
             pvabi::DOMCTL_CREATE_STAGED,
             pvabi::DOMCTL_CREATE_STAGED | DOMCTL_CREATE_LINUX,
         ]
         .contains(&c.flags)
-        || (c.flags & (pvabi::DOMCTL_CREATE_IMAGE | pvabi::DOMCTL_CREATE_STAGED) != 0
+        || (c.flags & pvabi::DOMCTL_CREATE_STAGED != 0
             && c.module != 0)
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
         || (c.flags & DOMCTL_CREATE_LINUX != 0 && c.cmdline_len != 0)
@@ -103,7 +99,6 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
         cmdline: arrayvec::ArrayString::from(cmdline).map_err(|_| Error::Invalid)?,
         heap_budget: c.heap_budget,
         linux: None,
-        image: None,
         staged: None,
     })
 }
@@ -233,9 +228,6 @@ fn run_privileged(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Result<u64, 
             }
             if req.flags & pvabi::DOMCTL_CREATE_STAGED != 0 {
                 crate::domain::stage_ops::read_extension(svc, a[0], req.flags, &mut params)?;
-            }
-            if req.flags == pvabi::DOMCTL_CREATE_IMAGE {
-                params.image = Some(crate::domain::staged::read_extension(svc, a[0])?);
             }
             value(svc.domctl(DomctlReq::Create(&params)))
         }

@@ -22,7 +22,6 @@ pub mod memory;
 pub mod memtarget;
 pub mod stage;
 pub mod stage_ops;
-pub mod staged;
 pub mod table;
 
 use core::fmt;

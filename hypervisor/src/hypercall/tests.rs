@@ -11,7 +11,6 @@ use std::vec::Vec;
 mod bounded;
 mod console;
 mod domctl;
-mod domctl_image;
 mod evtchn;
 mod group;
 mod mgmt;

@@ -54,42 +54,6 @@ pub fn create_linux(
     u32::try_from(id).map_err(|_| Error::Invalid)
 }
 
-/// Builds a pvabi domain, paused, from `image` in this domain's memory
-/// (`DOMCTL_CREATE_IMAGE`): `req` with that flag; its extension is set to
-/// `image` here (guest memory is identity-mapped, so the slice's address
-/// is its guest-physical address). Returns the new id.
-pub fn create_image(req: &mut crate::DomainCreateImageRequest, image: &[u8]) -> Result<u32, Error> {
-    req.create.flags = crate::DOMCTL_CREATE_IMAGE;
-    req.create.module = 0;
-    req.image.image_gpa = image.as_ptr() as u64;
-    req.image.image_len = image.len() as u64;
-    let id = call(
-        HC_DOMCTL_CREATE,
-        [
-            req as *const crate::DomainCreateImageRequest as u64,
-            0,
-            0,
-            0,
-        ],
-    )?;
-    u32::try_from(id).map_err(|_| Error::Invalid)
-}
-
-/// [`create_image`] with `req` exactly as given (flags and extension
-/// included): for tests of the refusals.
-pub fn create_image_raw(req: &crate::DomainCreateImageRequest) -> Result<u32, Error> {
-    let id = call(
-        HC_DOMCTL_CREATE,
-        [
-            req as *const crate::DomainCreateImageRequest as u64,
-            0,
-            0,
-            0,
-        ],
-    )?;
-    u32::try_from(id).map_err(|_| Error::Invalid)
-}
-
 /// Builds a domain, paused, from stages of this domain's
 /// (`DOMCTL_CREATE_STAGED`, `crate::guest::stage`): a pvabi ELF from
 /// stage `image` (`linux` `None`), or a Linux `vmlinux` from `image` with

@@ -59,7 +59,6 @@ mod template;
 mod triplefault;
 mod upcall;
 mod upload;
-mod upload_ctl;
 mod upload_store;
 mod upload_tcp;
 mod wallclock;

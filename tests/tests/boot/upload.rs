@@ -1,6 +1,7 @@
 //! Images sent at run time (issue 14): `hvctl create` uploads a guest
 //! that is not a boot module and dom0 builds a domain from it
-//! (`DOMCTL_CREATE_IMAGE`); broken uploads leave nothing behind.
+//! (through stages, `DOMCTL_CREATE_STAGED`); broken uploads leave nothing
+//! behind.
 //! QEMU only (AMD-V under TCG): the management line is a QEMU chardev
 //! socket, as for every hvctl test (docs/testing.md).
 //!

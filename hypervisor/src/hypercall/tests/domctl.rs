@@ -167,10 +167,8 @@ fn create_rejects_each_bad_field() {
         ("weight too big", |c| c.weight = 65536),
         ("cap over vCPUs", |c| c.cap = 201),
         ("an unknown flag", |c| c.flags = 1 << 2),
-        // An image in the caller's memory names no module (domctl_image.rs).
-        ("the image flag with a module", |c| {
-            c.flags = pvabi::DOMCTL_CREATE_IMAGE
-        }),
+        // Bit 1 was the unreleased in-memory image flag, removed for stages.
+        ("the retired image flag", |c| c.flags = 1 << 1),
         ("linux with an inline command line", |c| {
             c.flags = pvabi::DOMCTL_CREATE_LINUX
         }),
