@@ -158,11 +158,7 @@ pub(crate) fn build_with(
                 p.name,
                 me.id,
                 me.name,
-                if p.staged.is_some() {
-                    ""
-                } else {
-                    "module "
-                }
+                if p.staged.is_some() { "" } else { "module " }
             );
             Ok(u64::from(id.0))
         }

@@ -75,8 +75,7 @@ pub fn validate_create(c: &DomainCreate) -> Result<CreateParams, Error> {
             pvabi::DOMCTL_CREATE_STAGED | DOMCTL_CREATE_LINUX,
         ]
         .contains(&c.flags)
-        || (c.flags & pvabi::DOMCTL_CREATE_STAGED != 0
-            && c.module != 0)
+        || (c.flags & pvabi::DOMCTL_CREATE_STAGED != 0 && c.module != 0)
         || c.cmdline_len > DOMCTL_CMDLINE_MAX
         || (c.flags & DOMCTL_CREATE_LINUX != 0 && c.cmdline_len != 0)
         || crate::domain::budget::check_request(c.heap_budget).is_err()
