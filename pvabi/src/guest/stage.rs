@@ -1,6 +1,6 @@
 //! Staging an image in the hypervisor in bounded pieces (control domain
 //! only; `pvabi::HC_DOMCTL_STAGE_*`, the module doc of `stage.rs` in the
-//! ABI): [`begin`], [`write`] each piece, then
+//! ABI): [`begin`], [`write()`] each piece, then
 //! [`crate::guest::domctl::create_staged`] (which frees the stages) or
 //! [`abort`].
 
@@ -31,7 +31,7 @@ pub fn write(handle: u64, offset: u64, bytes: &[u8]) -> Result<u64, Error> {
     ))
 }
 
-/// [`write`] of any length: one call per [`DOMCTL_STAGE_WRITE_MAX`]
+/// [`write()`] of any length: one call per [`DOMCTL_STAGE_WRITE_MAX`]
 /// bytes. The bytes filled after the last.
 pub fn write_all(handle: u64, offset: u64, bytes: &[u8]) -> Result<u64, Error> {
     let mut filled = 0;
