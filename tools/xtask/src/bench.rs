@@ -158,8 +158,8 @@ pub fn run(only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some("upload") => {
-            let runs = crate::upbench::run(&kernel, &out_dir)?;
-            let section = crate::upbench::section(&runs);
+            let (runs, insns) = crate::upbench::run(&kernel, &out_dir)?;
+            let section = crate::upbench::section(&runs, &insns);
             println!("\n{section}");
             let doc = paths::repo_root().join("docs/benchmarks.md");
             let old = std::fs::read_to_string(&doc).unwrap_or_default();
