@@ -241,6 +241,10 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         _ => None,
     };
     svc.net = network.as_ref().and_then(|n| net::start(&hv, n, net_poll));
+    // `sink=<port>`: a discard port and byte meters (net/sink.rs).
+    if let (Some(n), Some(p)) = (svc.net.as_mut(), arg(cmdline, "sink")) {
+        n.open_sink(p, si.domain_id);
+    }
     // Uptimes count from when dom0 created them, not from now: a domain
     // may already have run and ended (issue 15's dom0_ended race).
     if let Some(b) = booted {

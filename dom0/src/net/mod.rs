@@ -16,6 +16,7 @@
 //! command line, the NIC is polled every [`POLL_NS`], said once at start.
 
 mod nic;
+mod sink;
 
 use alloc::format;
 use alloc::string::String;
@@ -90,6 +91,8 @@ struct Conn {
     refusing: bool,
     since_ns: u64,
     open_said: bool,
+    /// Bytes received, for `sink=` (sink.rs).
+    meter: sink::Meter,
 }
 
 /// What one poll brought.
@@ -115,6 +118,8 @@ pub struct NetService {
     irq: Option<Irq>,
     /// When the stack must run again with no frame (system time).
     deadline_ns: Option<u64>,
+    /// `sink=<port>`'s discard port (sink.rs).
+    sink: Option<sink::Sink>,
 }
 
 fn now(ns: u64) -> Instant {
@@ -266,6 +271,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Result<NetServ
             refusing: false,
             since_ns: 0,
             open_said: false,
+            meter: sink::Meter::default(),
         });
     }
     let m = mac;
@@ -298,6 +304,7 @@ fn try_start(hv: &Hv, cfg: &NetworkConfig, poll: Option<&str>) -> Result<NetServ
         next_session: FIRST_SESSION,
         irq: irq.ok(),
         deadline_ns: None,
+        sink: None,
     })
 }
 
@@ -330,6 +337,7 @@ impl NetService {
                 &mut news,
             );
         }
+        news.busy |= self.sink_step(now_ns);
         self.iface.poll(t, &mut self.nic, &mut self.sockets);
         // A frame the stack did not take (no transmit room): again at
         // once, since the device interrupts only for frames that come
@@ -550,6 +558,7 @@ fn step(
             Ok(n) => n,
         };
         news.busy = true;
+        c.meter.note(n, now_ns);
         match chan.receive(buf.get(..n).unwrap_or_default()) {
             Ok(lines) => news.lines.extend(lines.into_iter().map(|l| (c.session, l))),
             Err(e) => {
@@ -594,6 +603,7 @@ fn step(
         if chan.is_open() {
             news.ended.push(c.session);
         }
+        c.meter.end(&format!("session {}", c.session));
         say(&format!("net: session {} ended", c.session));
         c.chan = None;
         s.abort();

@@ -157,8 +157,20 @@ pub fn run(only: Option<&str>) -> Result<()> {
             println!("its section in {} written", doc.display());
             return Ok(());
         }
+        Some("upload") => {
+            let (runs, insns) = crate::upbench::run(&kernel, &out_dir)?;
+            let section = crate::upbench::section(&runs, &insns);
+            println!("\n{section}");
+            let doc = paths::repo_root().join("docs/benchmarks.md");
+            let old = std::fs::read_to_string(&doc).unwrap_or_default();
+            let new = replace_section(&old, crate::upbench::HEADING, &section)
+                .unwrap_or_else(|| insert_before_image(&old, &section));
+            std::fs::write(&doc, new).context(|| format!("writing {}", doc.display()))?;
+            println!("its section in {} written", doc.display());
+            return Ok(());
+        }
         Some(other) => bail!(
-            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle`, `linux` or `disk`"
+            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle`, `linux`, `disk` or `upload`"
         ),
     }
 

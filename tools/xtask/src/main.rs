@@ -18,6 +18,7 @@ mod mkbench;
 mod ringbench;
 mod specbench;
 mod test;
+mod upbench;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -66,7 +67,7 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench [--only evtchn|hypercall|evprof|spec|bounded|idle|linux|disk]
+  bench [--only evtchn|hypercall|evprof|spec|bounded|idle|linux|disk|upload]
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
       event-channel round trip (one CPU and two), domain creation, rings and
       the hypercall with and without spec-ctrl mitigations on AMD-V (QEMU
@@ -80,6 +81,9 @@ commands:
       disk: dom0's disk throughput (virtio-blk, NVMe) against Debian's
       kernel under QEMU on the same disks (needs the package unpacked in the
       cache: says what to run; rewrites its section).
+      upload: `hvctl --host` image upload against a raw TCP stream of the
+      same 1 MiB into dom0's discard port (needs `cargo xtask build`'s hvctl;
+      rewrites its section).
       evprof: AMD-V profiles (instructions per hypervisor function) of the
       event round trip and the plain hypercall, printed only
       (EVPROF_THREE=1: the three-call event path).

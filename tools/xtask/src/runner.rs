@@ -89,7 +89,7 @@ impl KillOnDrop {
 
     /// SIGTERM (through kill(1): no libc here), then SIGKILL after
     /// `grace`.
-    fn terminate(&mut self, grace: Duration) {
+    pub fn terminate(&mut self, grace: Duration) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .stdout(Stdio::null())
