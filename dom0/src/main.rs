@@ -54,7 +54,6 @@ pvabi::guest_heap!(HEAP, HEAP_BYTES);
 /// Largest configuration file dom0 reads.
 const CONFIG_MAX: u64 = 64 * 1024;
 
-/// Prints one line of dom0's own on the serial console.
 /// Prints one line of dom0's own on the serial console, and keeps it for
 /// `hvctl log`.
 pub fn say(line: &str) {
@@ -68,8 +67,17 @@ fn arg<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// What [`boot`] built: the file, its domains and their ids, and when
-/// (their uptimes count from there).
+/// What [`boot`] read and built: the file's `[network]` and `[store]`
+/// tables (there even when no domain was created) and the domains.
+#[derive(Default)]
+struct Boot {
+    network: Option<config::network::NetworkConfig>,
+    store: Option<config::store::StoreConfig>,
+    booted: Option<Booted>,
+}
+
+/// The domains [`boot`] built: the file, its domains and their ids, and
+/// when (their uptimes count from there).
 struct Booted {
     file: String,
     cfg: config::BootConfig,
@@ -77,14 +85,9 @@ struct Booted {
     created_ns: u64,
 }
 
-/// Builds the domains of the boot configuration (step 1 and 2 above).
-/// `network` gets the file's `[network]` table, domains or not.
-fn boot(
-    hv: &mut Hv,
-    cmdline: &str,
-    network: &mut Option<config::network::NetworkConfig>,
-    store: &mut Option<config::store::StoreConfig>,
-) -> Option<Booted> {
+/// Reads the boot configuration and builds its domains (step 1 and 2
+/// above).
+fn boot(hv: &mut Hv, cmdline: &str) -> Boot {
     let wanted = arg(cmdline, "config");
     let Some(m) = hv.modules.iter().find(|m| {
         !m.elf
@@ -97,7 +100,7 @@ fn boot(
             Some(name) => say(&format!("no data module \"{name}\": no domain created")),
             None => say("no boot configuration (no .toml module): no domain created"),
         }
-        return None;
+        return Boot::default();
     };
     let file = m.name.clone();
     let Some(text) = hv
@@ -107,7 +110,7 @@ fn boot(
         say(&format!(
             "{file}: not UTF-8 text of at most {CONFIG_MAX} bytes: no domain created"
         ));
-        return None;
+        return Boot::default();
     };
     let images = kestrel_toolstack::server::Hypervisor::images(hv);
     let names: alloc::vec::Vec<&str> = images.iter().map(String::as_str).collect();
@@ -121,14 +124,17 @@ fn boot(
                 "{file}: {} error(s): no domain created",
                 errors.errors().len()
             ));
-            return None;
+            return Boot::default();
         }
     };
-    network.clone_from(&cfg.network);
-    store.clone_from(&cfg.store);
+    let mut out = Boot {
+        network: cfg.network.clone(),
+        store: cfg.store.clone(),
+        booted: None,
+    };
     if cfg.domains.is_empty() {
         say(&format!("{file}: no [[domain]] in it: no domain created"));
-        return None;
+        return out;
     }
     let created_ns = time::now_ns();
     match create_all(hv, &file, &cfg) {
@@ -141,18 +147,16 @@ fn boot(
                 };
                 say(&format!("domain {id} ({}) {how} from {file}", d.name));
             }
-            Some(Booted {
+            out.booted = Some(Booted {
                 file,
                 cfg,
                 ids,
                 created_ns,
-            })
+            });
         }
-        Err(f) => {
-            say(&format!("{f}"));
-            None
-        }
+        Err(f) => say(&format!("{f}")),
     }
+    out
 }
 
 fn main(si: &pvabi::StartInfo) -> i32 {
@@ -208,9 +212,11 @@ fn main(si: &pvabi::StartInfo) -> i32 {
             msi::edu(d, n);
         }
     }
-    let mut network = None;
-    let mut store_cfg = None;
-    let booted = boot(&mut hv, cmdline, &mut network, &mut store_cfg);
+    let Boot {
+        network,
+        store: store_cfg,
+        booted,
+    } = boot(&mut hv, cmdline);
     // The image store on the disk `[store]` names (store.rs).
     if let Some(c) = &store_cfg {
         hv.store = store::start(c, &mut disks, &hv.modules);
