@@ -197,6 +197,9 @@ pub fn heap_and_stacks(heap_bytes: u64) -> Result<(), StacksError> {
     // SAFETY: freshly allocated, identity-mapped RW frames owned by the heap
     // from now on; the heap is set up once (this step runs once).
     unsafe { heap::init(base, heap_bytes as usize) };
+    // The boot CPU's own stack, for its high-water mark (`stacks:`).
+    let guard = sym(&raw const entry::__boot_stack_guard);
+    super::stackmark::paint_running(0, guard + 4096, sym(&raw const entry::__boot_stack_top));
     let ist = smp::prepare_ist(0).ok_or(StacksError::Ist)?;
     // SAFETY: on the boot CPU (the steps run there, in order) with its own
     // freshly allocated IST stacks; no other CPU runs yet.

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::cpu::rdtsc;
 use super::percpu::{self, MAX_CPUS};
-use super::{gdt, idt, lapic, paging, pit};
+use super::{gdt, idt, lapic, paging, pit, stackmark};
 
 /// What the starting APs read: the page tables, and the next CPU number
 /// to hand out (each AP takes one with `lock xadd`).
@@ -156,8 +156,9 @@ unsafe extern "C" {
 /// Prepares IST stacks for CPU `cpu` (run on the boot CPU).
 pub fn prepare_ist(cpu: usize) -> Option<[u64; 3]> {
     let mut tops = [0u64; 3];
-    for t in &mut tops {
+    for (slot, t) in tops.iter_mut().enumerate() {
         *t = paging::alloc_stack(IST_STACK_PAGES)?;
+        stackmark::register(cpu, slot + 1, *t, IST_STACK_PAGES);
     }
     let slot = IST_TOPS.get(cpu)?;
     for (s, t) in slot.iter().zip(tops) {
@@ -306,6 +307,7 @@ pub fn start_aps(
     }
     for (cpu, top) in AP_STACK_TOPS.iter().enumerate().take(n + 1).skip(1) {
         let stack = paging::alloc_stack(AP_STACK_PAGES).ok_or(StartError::OutOfMemory)?;
+        stackmark::register(cpu, 0, stack, AP_STACK_PAGES);
         prepare_ist(cpu).ok_or(StartError::OutOfMemory)?;
         top.store(stack, Ordering::Relaxed);
     }

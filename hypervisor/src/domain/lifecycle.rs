@@ -598,6 +598,9 @@ impl Drop for Domain {
             },
             end.reason,
         );
+        // How deep the hypervisor's stacks have been (creating a domain is
+        // the deepest path): boot tests check the margin (issue 13).
+        <crate::platform::P as crate::platform::Platform>::report_stacks();
         // dom0 records the end from that report: wake it again (the
         // `VIRQ_DOM_EXC` of `finish` may have come before the report).
         crate::console::wake::note_end_recorded();
