@@ -21,6 +21,9 @@ pub struct Stacks {
     pub cpus: Vec<(u32, u64)>,
     /// Deepest use of any IST stack.
     pub ist_max: u64,
+    /// Deepest use of the boot stack (the boot CPU leaves it when boot is
+    /// done) and its size (0 if not reported).
+    pub boot: (u64, u64),
 }
 
 /// Parses `stacks: size=S ist_size=I cpu0=U ... ist_max=M`.
@@ -31,6 +34,7 @@ pub fn parse(line: &str) -> Option<Stacks> {
         ist_size: 0,
         cpus: Vec::new(),
         ist_max: 0,
+        boot: (0, 0),
     };
     for field in rest.split_whitespace() {
         let (k, v) = field.split_once('=')?;
@@ -39,6 +43,8 @@ pub fn parse(line: &str) -> Option<Stacks> {
             "size" => s.size = v,
             "ist_size" => s.ist_size = v,
             "ist_max" => s.ist_max = v,
+            "boot" => s.boot.0 = v,
+            "boot_size" => s.boot.1 = v,
             _ => s.cpus.push((k.strip_prefix("cpu")?.parse().ok()?, v)),
         }
     }
@@ -75,6 +81,12 @@ pub fn assert_margin(o: &Outcome) -> Stacks {
             s.size
         );
     }
+    let (boot, boot_size) = s.boot;
+    assert!(
+        boot_size > 0 && boot > 0 && boot * den <= boot_size * num,
+        "{}: the boot stack used {boot} of its {boot_size} bytes: more than {num}/{den} (or no mark)",
+        o.test
+    );
     assert!(
         s.ist_max * den <= s.ist_size * num,
         "{}: an IST stack used {} of its {} bytes: more than {num}/{den}",
@@ -91,8 +103,11 @@ mod tests {
 
     #[test]
     fn parses_the_hypervisor_line() {
-        let s = parse("stacks: size=131072 ist_size=16384 cpu0=30000 cpu1=2100 ist_max=0")
-            .unwrap_or_else(|| panic!("not parsed"));
+        let s = parse(
+            "stacks: size=131072 ist_size=16384 cpu0=30000 cpu1=2100 ist_max=0 boot=40000 boot_size=65536",
+        )
+        .unwrap_or_else(|| panic!("not parsed"));
+        assert_eq!(s.boot, (40000, 65536));
         assert_eq!(s.size, 131072);
         assert_eq!(s.ist_size, 16384);
         assert_eq!(s.cpus, vec![(0, 30000), (1, 2100)]);

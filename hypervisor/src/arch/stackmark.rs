@@ -29,6 +29,9 @@ static LOW: [[AtomicU64; KINDS]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; KINDS] }; MAX_CPUS];
 static HIGH: [[AtomicU64; KINDS]; MAX_CPUS] =
     [const { [const { AtomicU64::new(0) }; KINDS] }; MAX_CPUS];
+/// The boot CPU's boot stack `[low, high)`, once the boot CPU left it for
+/// a stack of its own ([`boot_cpu_moved`]).
+static BOOT: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
 /// Paints `[low, high)` (8-byte aligned) and records it as CPU `cpu`'s
 /// stack of `kind` (0 main, 1..=3 the IST slots). The range must not be in
@@ -78,11 +81,31 @@ pub fn paint_running(cpu: usize, low: u64, high: u64) {
     }
 }
 
+/// The boot CPU leaves the boot stack for a new one (`top`, `pages` long,
+/// not yet in use): the boot stack's mark is kept as `boot=`, the new
+/// stack's is `cpu0=` from now on.
+pub fn boot_cpu_moved(top: u64, pages: u64) {
+    let [boot_low, boot_high] = &BOOT;
+    if let (Some(l), Some(h)) = (
+        LOW.first().and_then(|k| k.get(MAIN)),
+        HIGH.first().and_then(|k| k.get(MAIN)),
+    ) {
+        boot_low.store(l.load(Ordering::Relaxed), Ordering::Relaxed);
+        boot_high.store(h.load(Ordering::Relaxed), Ordering::Release);
+    }
+    register(0, MAIN, top, pages);
+}
+
 /// Bytes of stack `(cpu, kind)` ever used, and its size; `None` if no such
 /// stack was registered.
 pub fn used(cpu: usize, kind: usize) -> Option<(u64, u64)> {
     let high = HIGH.get(cpu)?.get(kind)?.load(Ordering::Acquire);
     let low = LOW.get(cpu)?.get(kind)?.load(Ordering::Relaxed);
+    scan(low, high)
+}
+
+/// Bytes of `[low, high)` below `high` no longer painted, and its size.
+fn scan(low: u64, high: u64) -> Option<(u64, u64)> {
     if high == 0 {
         return None;
     }
@@ -96,9 +119,11 @@ pub fn used(cpu: usize, kind: usize) -> Option<(u64, u64)> {
     Some((high - a, high - low))
 }
 
-/// Prints `stacks: size=S ist_size=I cpu0=U0 ... ist_max=M` where each
-/// `cpuN=` is the deepest use of that CPU's own stack in bytes and
-/// `ist_max` the deepest use of any IST stack.
+/// Prints `stacks: size=S ist_size=I cpu0=U0 ... ist_max=M boot=B
+/// boot_size=BS` where each `cpuN=` is the deepest use of that CPU's own
+/// stack in bytes, `ist_max` the deepest use of any IST stack and `boot`
+/// that of the boot stack (from its painting to the switch; absent while
+/// the boot CPU still runs on it).
 pub fn report() {
     let mut size = 0;
     let mut ist_size = 0;
@@ -117,8 +142,14 @@ pub fn report() {
             }
         }
     }
+    let [boot_low, boot_high] = &BOOT;
+    let boot = scan(
+        boot_low.load(Ordering::Relaxed),
+        boot_high.load(Ordering::Acquire),
+    );
+    let (boot, boot_size) = boot.unwrap_or((0, 0));
     super::serial::write_fmt(format_args!(
-        "stacks: size={size} ist_size={ist_size}{line} ist_max={ist_max}\n"
+        "stacks: size={size} ist_size={ist_size}{line} ist_max={ist_max} boot={boot} boot_size={boot_size}\n"
     ));
 }
 

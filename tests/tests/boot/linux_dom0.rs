@@ -375,6 +375,8 @@ fn linux_dom0_qemu_20() {
         .count();
     assert_eq!(shells, ROUNDS, "{test}: shell markers");
     assert_clean(&o);
+    // Creating a Linux domain is the hypervisor's deepest stack use.
+    boot_tests::stacks::assert_margin(&o);
 }
 
 /// Two Linux domains, the hostile `oob` guest (it writes outside its
@@ -486,6 +488,8 @@ fn linux_dom0_qemu_isolation() {
         );
     }
     assert_clean(&o);
+    // Creating a Linux domain is the hypervisor's deepest stack use.
+    boot_tests::stacks::assert_margin(&o);
 }
 
 /// VT-x: Linux userland writing outside its domain through `/dev/mem` is
@@ -518,4 +522,6 @@ fn linux_dom0_poke_bochs() {
         &["wrote guest-physical 0x2001000, outside its memory"],
     );
     assert_clean(&o);
+    // Creating a Linux domain is the hypervisor's deepest stack use.
+    boot_tests::stacks::assert_margin(&o);
 }
