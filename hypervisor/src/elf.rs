@@ -403,11 +403,9 @@ pub fn check(image: &[u8]) -> Result<ElfSummary, ElfError> {
                 return Err(ElfError::TooManySegments);
             }
             // Fallible: the image (and so the count) is the caller's.
-            loads
-                .try_reserve(1)
-                .map_err(|_| ElfError::OutOfMemory {
-                    segments: loads.len() + 1,
-                })?;
+            loads.try_reserve(1).map_err(|_| ElfError::OutOfMemory {
+                segments: loads.len() + 1,
+            })?;
             loads.push(load);
         }
     }
