@@ -7,6 +7,7 @@
 //! Field layout per the System V gABI (ELF-64 Object File Format 1.5).
 #![forbid(unsafe_code)]
 
+use alloc::vec::Vec;
 use core::fmt;
 
 /// `e_machine` for x86_64.
@@ -54,8 +55,11 @@ pub struct ElfSummary {
     pub paddr_start: u64,
     /// One past the highest `p_paddr + p_memsz`.
     pub paddr_end: u64,
-    /// The segments themselves, in program-header order.
-    pub segments: arrayvec::ArrayVec<LoadSegment, MAX_LOAD_SEGMENTS>,
+    /// The segments themselves, in program-header order. On the heap: an
+    /// inline array of [`MAX_LOAD_SEGMENTS`] made this summary 4.6 KiB,
+    /// copied into each caller's frame on the domain-create path, which
+    /// then nearly filled a 64 KiB stack (issue 13).
+    pub segments: Vec<LoadSegment>,
 }
 
 impl ElfSummary {
@@ -108,6 +112,11 @@ pub enum ElfError {
     NoLoadSegments,
     /// More `PT_LOAD` segments than [`MAX_LOAD_SEGMENTS`].
     TooManySegments,
+    /// The hypervisor heap had no room for the segment list.
+    OutOfMemory {
+        /// Segments the list needed to hold.
+        segments: usize,
+    },
     /// A segment's file data lies beyond the end of the image.
     Truncated {
         /// Segment index.
@@ -176,6 +185,10 @@ impl fmt::Display for ElfError {
                     "ELF image has more than {MAX_LOAD_SEGMENTS} loadable segments"
                 )
             }
+            Self::OutOfMemory { segments } => write!(
+                f,
+                "no hypervisor heap left for the list of {segments} loadable segments"
+            ),
             Self::Truncated {
                 segment,
                 needs,
@@ -373,7 +386,7 @@ pub fn check(image: &[u8]) -> Result<ElfSummary, ElfError> {
         }
     }
 
-    let mut loads = arrayvec::ArrayVec::<Load, MAX_LOAD_SEGMENTS>::new();
+    let mut loads: Vec<Load> = Vec::new();
     for index in 0..phnum {
         // In bounds: the whole table was checked above, and image lengths
         // fit usize.
@@ -386,9 +399,14 @@ pub fn check(image: &[u8]) -> Result<ElfSummary, ElfError> {
                 have,
             })?;
         if let Some(load) = load_segment(ph, index, have)? {
-            loads
-                .try_push(load)
-                .map_err(|_| ElfError::TooManySegments)?;
+            if loads.len() >= MAX_LOAD_SEGMENTS {
+                return Err(ElfError::TooManySegments);
+            }
+            // Fallible: the image (and so the count) is the caller's.
+            loads.try_reserve(1).map_err(|_| ElfError::OutOfMemory {
+                segments: loads.len() + 1,
+            })?;
+            loads.push(load);
         }
     }
     if loads.is_empty() {

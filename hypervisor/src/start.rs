@@ -356,7 +356,7 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // Devices not given to a control domain (`domain::lifecycle::create`).
     crate::pci::table::boot_done();
     all_created(opts.shutdown);
-    run_cpu()
+    bootcpu::run_on_own_stack(run_cpu)
 }
 
 fn start_aps(

@@ -21,6 +21,7 @@ pub mod mgmt;
 pub mod outcome;
 pub mod qemu;
 pub mod shared;
+pub mod stacks;
 pub mod tcp;
 
 pub use backend::Backend;

@@ -197,9 +197,45 @@ pub fn heap_and_stacks(heap_bytes: u64) -> Result<(), StacksError> {
     // SAFETY: freshly allocated, identity-mapped RW frames owned by the heap
     // from now on; the heap is set up once (this step runs once).
     unsafe { heap::init(base, heap_bytes as usize) };
+    // The boot CPU's own stack, for its high-water mark (`stacks:`).
+    let guard = sym(&raw const entry::__boot_stack_guard);
+    super::stackmark::paint_running(0, guard + 4096, sym(&raw const entry::__boot_stack_top));
     let ist = smp::prepare_ist(0).ok_or(StacksError::Ist)?;
     // SAFETY: on the boot CPU (the steps run there, in order) with its own
     // freshly allocated IST stacks; no other CPU runs yet.
     unsafe { gdt::load(0, ist) };
     Ok(())
+}
+
+/// Runs `run` (the scheduling loop) on a fresh stack of an AP's size, so
+/// the boot CPU's guests do not run above the boot path's frames: those
+/// (`kestrel_main`'s boot information, `boot_cpu`'s locals: about 22 KiB)
+/// stayed on the boot stack under every hypercall the boot CPU served,
+/// which with a domain create on top came within 1.5 KiB of its 64 KiB
+/// (issue 13, measured with `stacks:`). Without a free stack it runs where
+/// it is.
+pub fn run_on_own_stack(run: fn() -> !) -> ! {
+    let Some(top) = paging::alloc_stack(smp::AP_STACK_PAGES) else {
+        log::warn!("no frames for the boot CPU's run stack; it stays on the boot stack");
+        run()
+    };
+    super::stackmark::boot_cpu_moved(top, smp::AP_STACK_PAGES);
+    // SAFETY: `top` is the top of a fresh, mapped stack of
+    // `AP_STACK_PAGES` pages (16-byte aligned: page aligned) that nothing
+    // else uses; `run` never returns, so nothing on the old stack is
+    // needed again (its memory, in the image's .bss, stays untouched, so
+    // references into it stay valid). The `call` pushes its return
+    // address onto the new stack, leaving RSP 8 mod 16 at `run`'s entry as
+    // the System V ABI expects.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "call {run}",
+            "ud2",
+            top = in(reg) top,
+            run = in(reg) run,
+            options(noreturn)
+        )
+    }
 }

@@ -36,6 +36,7 @@ pub fn set_method(method: ExitMethod) {
 pub fn exit(success: bool) -> ! {
     // What the transmit ring holds goes out before the emulator ends.
     if success {
+        super::stackmark::report();
         super::serial::report();
     } else {
         // Another CPU may have died holding the console lock.

@@ -27,4 +27,5 @@ pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod spec;
+pub mod stackmark;
 pub mod xsave;

@@ -247,4 +247,8 @@ impl Platform for Machine {
         let (used, free) = heap::usage();
         (used + free) as u64
     }
+
+    fn report_stacks() {
+        super::stackmark::report();
+    }
 }

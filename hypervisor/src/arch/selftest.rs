@@ -15,6 +15,7 @@ static DATA_RET: [u8; 1] = [0xc3];
 pub fn run(test: SelfTest) {
     match test {
         SelfTest::None | SelfTest::IommuDma => return,
+        SelfTest::StackOverflowRun => super::bootcpu::run_on_own_stack(overflow),
         SelfTest::Panic => panic!("self-test panic requested on the command line"),
         // The blocks below fault on purpose: the exception handler reports
         // and stops the machine, so nothing after the faulting instruction
@@ -23,10 +24,7 @@ pub fn run(test: SelfTest) {
         SelfTest::NullDeref => unsafe {
             asm!("mov {0}, qword ptr [0]", out(reg) _, options(nostack, readonly));
         },
-        // SAFETY: pushes until the guard page below the stack faults.
-        SelfTest::StackOverflow => unsafe {
-            asm!("2: push rax", "jmp 2b", options(noreturn));
-        },
+        SelfTest::StackOverflow => overflow(),
         // SAFETY: text is mapped read+execute; the write faults.
         SelfTest::WriteText => unsafe {
             let target = run as *const () as u64;
@@ -40,6 +38,17 @@ pub fn run(test: SelfTest) {
         SelfTest::TripleFault => triple_fault(),
     }
     log::error!("self-test {test:?} did not fault");
+}
+
+/// Pushes until the guard page below the running stack faults: the push
+/// that would write the guard page raises #PF, whose delivery needs that
+/// same stack, so the CPU raises #DF, which runs on its own IST stack and
+/// reports the overflow (Intel SDM Vol. 3A 7.15, interrupt 8: a #PF while
+/// delivering a #PF is a double fault).
+fn overflow() -> ! {
+    // SAFETY: deliberately unrecoverable: the exception handler reports
+    // and stops the machine, nothing after the fault runs.
+    unsafe { asm!("2: push rax", "jmp 2b", options(noreturn)) }
 }
 
 /// Loads an IDT with limit 0 and executes `ud2`: the #UD cannot be

@@ -135,6 +135,9 @@ pub enum SelfTest {
     NullDeref,
     /// Recurse until the boot stack runs into its guard page.
     StackOverflow,
+    /// `stack-overflow-run`: the same on the stack the boot CPU runs guests
+    /// on (`arch::bootcpu::run_on_own_stack`), as deep hypercalls would.
+    StackOverflowRun,
     /// Write to the hypervisor's own text (mapped read+execute only).
     WriteText,
     /// Jump into the hypervisor's data (mapped no-execute).
@@ -342,11 +345,12 @@ impl Options {
                 self.console = lookup("console", v, &CONSOLES, "com1, com2 or none")?;
             }
             "selftest" => {
-                const TESTS: [(&str, SelfTest); 8] = [
+                const TESTS: [(&str, SelfTest); 9] = [
                     ("none", SelfTest::None),
                     ("panic", SelfTest::Panic),
                     ("null-deref", SelfTest::NullDeref),
                     ("stack-overflow", SelfTest::StackOverflow),
+                    ("stack-overflow-run", SelfTest::StackOverflowRun),
                     ("write-text", SelfTest::WriteText),
                     ("exec-data", SelfTest::ExecData),
                     ("iommu-dma", SelfTest::IommuDma),
@@ -357,7 +361,7 @@ impl Options {
                     "selftest",
                     v,
                     &TESTS,
-                    "none, panic, null-deref, stack-overflow, write-text, exec-data, iommu-dma or triple-fault",
+                    "none, panic, null-deref, stack-overflow, stack-overflow-run, write-text, exec-data, iommu-dma or triple-fault",
                 )?;
             }
             "spec-ctrl" => {
@@ -708,6 +712,10 @@ mod tests {
         assert_eq!(
             ok("selftest=stack-overflow").selftest,
             SelfTest::StackOverflow
+        );
+        assert_eq!(
+            ok("selftest=stack-overflow-run").selftest,
+            SelfTest::StackOverflowRun
         );
         assert_eq!(ok("selftest=panic selftest=none").selftest, SelfTest::None);
         assert_eq!(ok("selftest=triple-fault").selftest, SelfTest::TripleFault);

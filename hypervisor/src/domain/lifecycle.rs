@@ -560,6 +560,10 @@ impl Drop for Domain {
             code: -1,
             reason: crate::domain::ended::reason_text(Some("ended without a recorded reason")),
         });
+        // How deep the hypervisor's stacks have been (creating a domain is
+        // the deepest path): boot tests check the margin (issue 13). Before
+        // the `domain-end:` line, so a run stopped at that line has it.
+        <crate::platform::P as crate::platform::Platform>::report_stacks();
         // Its last console lines come before its `domain-end:` line: both
         // go to the console's leftovers, printed later (`console/out.rs`).
         crate::console::live::ended(

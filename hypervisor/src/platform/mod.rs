@@ -164,6 +164,9 @@ pub trait Platform {
     fn heap_free() -> u64;
     /// Size of the hypervisor heap in bytes.
     fn heap_bytes() -> u64;
+    /// Prints the hypervisor stacks' high-water marks (a `stacks:` line;
+    /// `arch/stackmark.rs`). Host threads have no painted stacks: nothing.
+    fn report_stacks() {}
 }
 
 /// Writes formatted text to the console (what [`crate::println!`] calls).

@@ -51,6 +51,7 @@ mod sched;
 mod selftest;
 mod server;
 mod spec;
+mod stackguard;
 mod stage_ctl;
 mod store;
 mod store_log;
