@@ -352,6 +352,9 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // What domains' budgets may charge together: the heap less its
     // reserve and what the hypervisor holds now (`domain/budget.rs`).
     crate::domain::budget::HEAP_POOL.note_base(heap::usage().0 as u64);
+    if opts.console_stamp {
+        crate::console::stamp::enable();
+    }
     start_domains(boot, opts.dom0);
     // Devices not given to a control domain (`domain::lifecycle::create`).
     crate::pci::table::boot_done();

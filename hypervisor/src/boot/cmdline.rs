@@ -21,7 +21,8 @@ pub const MAX_ERROR_WORD: usize = 32;
 pub type ErrorWord = ArrayString<{ MAX_ERROR_WORD + 3 }>;
 
 /// The option names, in the order the error message lists them.
-const KNOWN: &str = "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide";
+const KNOWN: &str =
+    "loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide, console-stamp";
 
 /// How the hypervisor ends, after a fatal error or on a requested shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,6 +121,9 @@ pub struct Options {
     pub iommu: super::pciopts::IommuMode,
     /// `pci-hide=`: PCI functions the hypervisor keeps from every domain.
     pub pci_hide: super::pciopts::PciHide,
+    /// `console-stamp`: guest console lines carry the time since their
+    /// domain's creation and its exits (`console/stamp.rs`; measuring).
+    pub console_stamp: bool,
 }
 
 /// A deliberate failure, run after boot to prove that the hypervisor
@@ -164,6 +168,7 @@ impl Default for Options {
             spec_ctrl: super::spec::SpecOpts::ALL,
             iommu: super::pciopts::IommuMode::On,
             pci_hide: super::pciopts::PciHide::default(),
+            console_stamp: false,
         }
     }
 }
@@ -391,6 +396,15 @@ impl Options {
                         expected: super::pciopts::HIDE_FORMAT,
                     })?;
             }
+            "console-stamp" => match value {
+                None => self.console_stamp = true,
+                Some(v) => {
+                    return Err(CmdlineError::UnexpectedValue {
+                        option: "console-stamp",
+                        value: error_word(v),
+                    });
+                }
+            },
             "shutdown" | "dom0" => match value {
                 None if key == "shutdown" => self.shutdown = true,
                 None => self.dom0 = true,
@@ -530,7 +544,7 @@ mod tests {
         assert!(o.shutdown);
         assert_eq!(
             e.to_string(),
-            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide)"
+            "unknown command-line option \"foo=1\" (known: loglevel, exit, shutdown, console, selftest, dom0, spec-ctrl, iommu, pci-hide, console-stamp)"
         );
     }
 
@@ -611,6 +625,21 @@ mod tests {
             e,
             CmdlineError::UnexpectedValue {
                 option: "dom0",
+                value: word("1")
+            }
+        );
+    }
+
+    #[test]
+    fn console_stamp_flag() {
+        assert!(!ok("shutdown").console_stamp);
+        assert!(ok("exit=qemu console-stamp shutdown").console_stamp);
+        let (o, e) = err("console-stamp=1");
+        assert!(!o.console_stamp);
+        assert_eq!(
+            e,
+            CmdlineError::UnexpectedValue {
+                option: "console-stamp",
                 value: word("1")
             }
         );

@@ -69,7 +69,10 @@ pub(crate) fn write(d: &Domain, bytes: &[u8]) -> bool {
 /// Prints one of domain `id`'s console lines.
 fn print_line(id: crate::domain::ids::DomainId, name: &str, line: &[u8]) {
     let text = core::str::from_utf8(line).unwrap_or("<non-UTF-8 output>");
-    crate::println!("[dom{} {}] {}", id, name, text);
+    match crate::console::stamp::stamp(id) {
+        Some((ns, exits)) => crate::println!("[dom{} {} +{}ns {}x] {}", id, name, ns, exits, text),
+        None => crate::println!("[dom{} {}] {}", id, name, text),
+    }
 }
 
 /// Prints a note (a hypervisor line about a domain's end).

@@ -6,4 +6,5 @@ pub mod input;
 pub mod live;
 pub mod out;
 pub mod ring;
+pub mod stamp;
 pub mod wake;

@@ -309,6 +309,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         cmdline,
         ..
     } = *spec;
+    let t0 = crate::console::stamp::begin();
     let id = DomainId(NEXT_ID.fetch_add(1, Ordering::Relaxed));
     // Charged before anything is allocated: a budget too small for the
     // domain's own records, or a heap near its reserve, refuses it here.
@@ -394,6 +395,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         budget,
         console_out,
     });
+    crate::console::stamp::created(&domain, t0);
     if spec.privileged {
         crate::console::live::note_control_domain();
         // Its devices, before its first vCPU can run and look for them.

@@ -229,6 +229,10 @@ impl SvmVcpu {
         // SAFETY: as in `w64`.
         unsafe { core::ptr::read_volatile((self.vmcb + off as u64) as *const u8) }
     }
+    fn r32(&self, off: usize) -> u32 {
+        // SAFETY: as in `w64`.
+        unsafe { core::ptr::read_volatile((self.vmcb + off as u64) as *const u32) }
+    }
     fn r64(&self, off: usize) -> u64 {
         // SAFETY: as in `w64`.
         unsafe { core::ptr::read_volatile((self.vmcb + off as u64) as *const u64) }
@@ -376,37 +380,49 @@ impl SvmVcpu {
         self.w64(C_EVENTINJ, 13 | (3 << 8) | (1 << 11) | (1 << 31));
     }
 
-    /// Injects external interrupt `vector` at the next VMRUN if the guest
-    /// can take it (RFLAGS.IF = 1, no interrupt shadow, EVENTINJ free),
-    /// else asks for a virtual-interrupt window: V_IRQ with V_IGN_TPR, which
-    /// exits (VINTR, code 0x64) as soon as the guest could take an
-    /// interrupt (APM Vol. 2 15.20, 15.21.4).
+    /// Asks for external interrupt `vector` as a virtual interrupt: V_IRQ
+    /// with V_INTR_VECTOR = `vector`, V_IGN_TPR and the highest priority,
+    /// which the CPU delivers by itself as soon as the guest can take it
+    /// (RFLAGS.IF = 1, no interrupt shadow; APM Vol. 2 15.21.4 "Virtual
+    /// Interrupt Queuing"), with no exit.
     ///
-    /// The VINTR intercept itself stays on whether or not V_IRQ is
-    /// requested: with V_IRQ clear it never fires on a real CPU, and it
-    /// turns a virtual interrupt we did not ask for into an exit instead of
-    /// a delivery of V_INTR_VECTOR (0) to the guest. QEMU's TCG (up to
-    /// 10.0) updates its pending-interrupt word without atomics when it
-    /// enters and leaves the guest, so an IPI from another host CPU can
-    /// write back a stale "virtual interrupt pending" bit; without the
-    /// intercept the guest then took vector 0 through a missing IDT gate
-    /// and died of a triple fault (the `stress_*_upcall` flake).
+    /// Not EVENTINJ: QEMU's TCG (7.2 here, and upstream's `helper_vmrun`
+    /// still) delivers an injected INTR inside VMRUN but also leaves
+    /// `exception_index` set to its vector; the next time the vCPU's
+    /// execution loop stops without an exception of its own (the icount
+    /// budget of a round-robin turn running out, a kick from another
+    /// thread) it delivers that vector a second time, ignoring RFLAGS.IF.
+    /// Seen under `-icount shift=7,align=off,sleep=off` with a 2-vCPU Linux
+    /// domain: the timer upcall entered again inside `__schedule` (IF = 0,
+    /// runqueue lock held) or inside the timer upcall itself, and both
+    /// vCPUs spun for good on a lock their own interrupted context held
+    /// (issue 13). A virtual interrupt goes through QEMU's interrupt path,
+    /// which honours IF and clears `exception_index`.
+    ///
+    /// The VINTR intercept is on only while no virtual interrupt is
+    /// requested: it then turns one we did not ask for into an exit instead
+    /// of a delivery (QEMU's TCG, up to 10.0, updates its pending-interrupt
+    /// word without atomics when it enters and leaves the guest, so an IPI
+    /// from another host CPU can write back a stale "virtual interrupt
+    /// pending" bit; without the intercept the guest took V_INTR_VECTOR 0
+    /// through a missing IDT gate and died of a triple fault, the
+    /// `stress_*_upcall` flake). While one is requested, a stale bit
+    /// delivers `vector` again: a spurious upcall, which finds nothing
+    /// pending.
     pub fn set_upcall(&mut self, vector: Option<u8>) {
         const V_IRQ: u64 = 1 << 8;
         const V_IGN_TPR: u64 = 1 << 20;
         const V_PRIO: u64 = 0xf << 16;
-        let mut vintr = self.r64(C_VINTR) & !(V_IRQ | V_IGN_TPR | V_PRIO);
-        self.window = false;
-        if let Some(v) = vector {
-            let busy = self.r64(C_EVENTINJ) & (1 << 31) != 0;
-            let open = self.r64(S_RFLAGS) & (1 << 9) != 0 && self.r64(C_INT_SHADOW) & 1 == 0;
-            if open && !busy {
-                // Type 0 (INTR), valid.
-                self.w64(C_EVENTINJ, u64::from(v) | (1 << 31));
-            } else {
-                vintr |= V_IRQ | V_IGN_TPR | V_PRIO;
-                self.window = true;
+        const V_VECTOR: u64 = 0xff << 32;
+        let mut vintr = self.r64(C_VINTR) & !(V_IRQ | V_IGN_TPR | V_PRIO | V_VECTOR);
+        let misc1 = self.r32(C_INTERCEPT_MISC1);
+        self.window = vector.is_some();
+        match vector {
+            Some(v) => {
+                vintr |= V_IRQ | V_IGN_TPR | V_PRIO | (u64::from(v) << 32);
+                self.w32(C_INTERCEPT_MISC1, misc1 & !I_VINTR);
             }
+            None => self.w32(C_INTERCEPT_MISC1, misc1 | I_VINTR),
         }
         self.w64(C_VINTR, vintr);
     }
@@ -426,8 +442,15 @@ impl SvmVcpu {
         self.w8(C_TLB_CONTROL, 0);
         // An event whose delivery the exit interrupted is delivered again
         // (EXITINTINFO has EVENTINJ's format, APM Vol. 2 15.7.2).
+        // External interrupts are not: the only one is the upcall, which
+        // stays pending in the guest's control area until its handler
+        // runs, so `set_upcall` asks for it again. QEMU labels an
+        // interrupted delivery of one as an exception (type 3), which
+        // VMRUN refuses for vectors above 31.
         let pending = self.r64(C_EXITINTINFO);
-        if pending & (1 << 31) != 0 {
+        let kind = (pending >> 8) & 7;
+        let external = kind == 0 || (kind == 3 && pending & 0xff > 31);
+        if pending & (1 << 31) != 0 && !external {
             self.w64(C_EVENTINJ, pending);
         }
         if self.r64(C_EXITCODE) == 0x64 && !self.window {

@@ -34,6 +34,7 @@ mod linux_reboot;
 mod linux_shell_shutdown;
 mod linux_shutdown;
 mod linux_smp;
+mod linux_smp_icount;
 mod linuxproto;
 mod memset;
 mod memset_target;

@@ -192,6 +192,8 @@ pub struct Report {
     pub native: Vec<NativeRow>,
     /// Why a configuration gave no row (one line each).
     pub missing: Vec<String>,
+    /// Creation → `/init`, 1 and 2 vCPUs (`crate::linuxcreate`).
+    pub created: Vec<crate::linuxcreate::CreatedRow>,
 }
 
 /// Wall-clock limit of one native boot (the figure is virtual).
@@ -269,6 +271,16 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Report> {
             missing.push(format!("Kestrel, 2 vCPUs: {}", first_line(&e)));
         }
     }
+    let mut created = Vec::new();
+    for vcpus in [1, 2] {
+        match crate::linuxcreate::one(&images, kernel, &d(&format!("{vcpus}-stamp")), vcpus) {
+            Ok(r) => created.push(r),
+            Err(e) => missing.push(format!(
+                "creation to /init, {vcpus} vCPU(s): {}",
+                first_line(&e)
+            )),
+        }
+    }
     let mut natives = Vec::new();
     for cpus in [1, 2] {
         match native(&images, &d(&format!("native-{cpus}")), cpus) {
@@ -282,6 +294,7 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Report> {
         rows,
         native: natives,
         missing,
+        created,
     })
 }
 
@@ -337,6 +350,11 @@ pub fn section(report: &Report) -> String {
         let _ = write!(s, "\nCommand (one run): `{}`\n", r.command);
     }
     native_table(&mut s, report);
+    s.push_str(&crate::linuxcreate::table(&report.created, |v| {
+        rows.iter()
+            .find(|r| r.vcpus == v && r.checks.is_empty())
+            .map(|r| r.init_us)
+    }));
     s
 }
 
@@ -374,27 +392,24 @@ fn native_table(s: &mut String, report: &Report) {
     }
 }
 
-/// What is known of the 2-vCPU Kestrel boot under `-icount` (see `run`).
+/// What was wrong with the 2-vCPU Kestrel boot under `-icount` (see `run`).
 const SMP2_NOTE: &str = "Two vCPUs (`vcpus=2`, `-smp 2`) under \
-     `-icount shift=7,align=off,sleep=off` do not end (seen twice, differently). Kernel of \
-     cache key 37732df8748123da: after `smp: Brought up 1 node, 2 CPUs` (1.19 s) the kernel's \
-     clock jumps (`random: crng init done` at 86.7 s), then both vCPUs spin for good with \
-     interrupts off in `queued_spin_lock_slowpath` on CPU 1's runqueue lock (lock word \
-     0x40101: locked, CPU 1 pending, CPU 0 queued; QEMU monitor `info registers -a`, \
-     addresses from `nm vmlinux`). Kernel of key 446ba3ae9e27e8ad: `Run /init` at 4.46 s, \
-     then `rcu: rcu_sched kthread timer wakeup didn't happen for 5239 jiffies! ... Possible \
-     timer handling issue on cpu=0` (the RCU kthread asleep in `schedule_timeout` on CPU 0, \
-     its timer never fired) and the domain never powers off. The same 2-vCPU ISO boots to \
-     `/init` and powers off with `-accel tcg,thread=single` and no `-icount` (`Run /init` at \
-     2.67 s, 2,029 exits) and with `-icount shift=7,align=off,sleep=on` (4.56 s, 4,275 \
-     exits; not deterministic: idle time follows the wall clock). So the round-robin \
-     single thread alone does not cause it; what differs is `sleep=off` (the clock jumps \
-     to the next timer when every CPU idles). The RCU report points at a vCPU's one-shot \
-     timer (`HC_SET_TIMER`, `VIRQ_TIMER`) not waking vCPU 0 while vCPU 1 runs on the other \
-     CPU: a lost timer or wakeup in Kestrel that this timing exposes is the first suspect, \
-     not settled (next: count set/fired timers per vCPU in the hypervisor; \
-     `CONFIG_DEBUG_SPINLOCK` names a lock's owner). The 2-vCPU row is attempted with the \
-     deterministic settings; when it fails, the reason is listed under the ratio table.";
+     `-icount shift=7,align=off,sleep=off` used to stall for good (`Run /init` at 4.46 s, \
+     then an RCU report of a timer that never fired on CPU 0; an older kernel: both vCPUs \
+     spinning on CPU 1's runqueue lock). Cause, found from the stalled machine's memory \
+     (QEMU monitor `info registers -a` and `pmemsave`, guest page tables walked by hand, \
+     stacks against `nm vmlinux`): the timer upcall had been delivered while the guest's \
+     RFLAGS.IF was 0, inside `__schedule` with the runqueue lock held, or inside the timer \
+     upcall itself during a timekeeping update, and spun on the lock or seqcount its own \
+     interrupted context held. Kestrel never injected with IF = 0 (checked at every \
+     VMRUN); QEMU's TCG does it: `helper_vmrun` delivers an EVENTINJ external interrupt \
+     and also leaves `exception_index` set to its vector, so the next time the vCPU's \
+     loop stops with no exception of its own (a round-robin turn's icount budget running \
+     out, frequent under `-icount` with 2 CPUs) QEMU delivers that vector again, IF or \
+     not. Fix (hypervisor/src/virt/svm.rs, `set_upcall`): the upcall goes as a virtual \
+     interrupt (V_IRQ with its vector), which QEMU delivers through its interrupt path; \
+     test `linux_smp2_icount_amdv_qemu` (tests/tests/boot/linux_smp_icount.rs) boots this \
+     configuration.";
 
 /// The native side's method (`crate::linuxnative`).
 const NATIVE_NOTE: &str = "\nThe ratio issue 13 asks for: the same `vmlinux` and initramfs \
@@ -405,7 +420,14 @@ const NATIVE_NOTE: &str = "\nThe ratio issue 13 asks for: the same `vmlinux` and
      which `-no-reboot` turns into QEMU exiting). Both figures are the kernel's own clock \
      at `Run /init` from its `tsc_early_init` (128 ns per instruction): the Kestrel figure \
      holds the hypervisor's work for the domain after that point (exits, hypercalls, the \
-     console), not the domain's creation before it, nor the firmware natively.\n\n";
+     console), not the domain's creation before it, nor the firmware natively. Native \
+     with 2 CPUs has no figure yet: SeaBIOS's MP table under this `-icount` lists one CPU \
+     (the kernel has no ACPI, so it brings up one); with qboot (`-bios \
+     /usr/share/qemu/qboot.rom`) the MP table lists both, but the boot stops at `x86: \
+     Booting SMP configuration:`: the AP spins in `cpu_init` waiting for its \
+     `cpu_callout_mask` bit, which the boot CPU has set (memory read with `pmemsave`), \
+     and its RIP never moves again while the boot CPU waits in `native_cpu_up` for its call-in (QEMU's \
+     round-robin TCG under `-icount` no longer runs the AP; cause not found).\n\n";
 
 #[cfg(test)]
 mod tests {
@@ -461,6 +483,7 @@ mod tests {
                 },
             ],
             missing: vec!["Kestrel, 2 vCPUs: stalled".into()],
+            created: vec![],
         };
         let mut s = String::new();
         native_table(&mut s, &report);

@@ -13,6 +13,7 @@ mod idlebench;
 mod insncount;
 mod isoboot;
 mod linuxbench;
+mod linuxcreate;
 mod linuxnative;
 mod mkbench;
 mod ringbench;
