@@ -27,6 +27,9 @@ pub trait BlockDevice {
     /// How this disk's completions are waited for (interrupt or poll),
     /// and how many interrupts came.
     fn completions(&self) -> &super::completion::Completions;
+    /// The same, to count a pending interrupt
+    /// ([`super::completion::Completions::drain`]).
+    fn completions_mut(&mut self) -> &mut super::completion::Completions;
     /// Makes every completed write durable (a no-op where the device
     /// has no volatile cache).
     fn flush(&mut self) -> Result<(), DevError>;

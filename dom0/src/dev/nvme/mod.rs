@@ -461,6 +461,9 @@ impl BlockDevice for Nvme {
     fn completions(&self) -> &Completions {
         &self.done
     }
+    fn completions_mut(&mut self) -> &mut Completions {
+        &mut self.done
+    }
 
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
         self.check(lba, buf.len())?;
