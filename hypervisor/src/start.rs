@@ -300,6 +300,11 @@ fn boot_cpu(boot: &BootInfo, opts: &Options) -> ! {
     // Every online CPU must take timer interrupts before we call it ready.
     wait_for_ticks(online);
 
+    // The boot CPU's run stack is taken now, so the free memory reported
+    // below is what stays free while guests run.
+    if !bootcpu::prepare_run_stack() {
+        log::warn!("no frames for the boot CPU's run stack");
+    }
     let (free, used) = frames::counts();
     let free_bytes = free * 4096;
     let hv_bytes = (image_end - image_start) + used * 4096 + bitmap_bytes;

@@ -4,7 +4,7 @@
 //! is here, guarded so that it runs once, in order, on the boot CPU
 //! (`start.rs` has none: it only orchestrates).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
@@ -207,6 +207,22 @@ pub fn heap_and_stacks(heap_bytes: u64) -> Result<(), StacksError> {
     Ok(())
 }
 
+/// The boot CPU's run stack, taken at boot ([`prepare_run_stack`]) so the
+/// `stats:` line's free memory already excludes it (boot tests compare it
+/// with the free memory after every domain ended).
+static RUN_STACK: AtomicU64 = AtomicU64::new(0);
+
+/// Allocates the stack [`run_on_own_stack`] will use. `false` if no frames.
+pub fn prepare_run_stack() -> bool {
+    match paging::alloc_stack(smp::AP_STACK_PAGES) {
+        Some(top) => {
+            RUN_STACK.store(top, Ordering::Release);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Runs `run` (the scheduling loop) on a fresh stack of an AP's size, so
 /// the boot CPU's guests do not run above the boot path's frames: those
 /// (`kestrel_main`'s boot information, `boot_cpu`'s locals: about 22 KiB)
@@ -215,7 +231,11 @@ pub fn heap_and_stacks(heap_bytes: u64) -> Result<(), StacksError> {
 /// (issue 13, measured with `stacks:`). Without a free stack it runs where
 /// it is.
 pub fn run_on_own_stack(run: fn() -> !) -> ! {
-    let Some(top) = paging::alloc_stack(smp::AP_STACK_PAGES) else {
+    let top = match RUN_STACK.swap(0, Ordering::AcqRel) {
+        0 => paging::alloc_stack(smp::AP_STACK_PAGES),
+        top => Some(top),
+    };
+    let Some(top) = top else {
         log::warn!("no frames for the boot CPU's run stack; it stays on the boot stack");
         run()
     };

@@ -116,12 +116,24 @@ const CALIBRATE_US: u64 = 1000;
 /// How far (percent) a stated frequency may be from the PIT's figure.
 const AGREE_PERCENT: u64 = 25;
 
-/// One PIT window with the APIC timer counting over it: (TSC ticks, or
-/// `None` without a PIT; APIC timer counts at divide-by-16).
+/// PIT windows per measurement; the least disturbed one counts.
+const WINDOWS: usize = 5;
+
+/// [`WINDOWS`] PIT windows with the APIC timer counting over each: the
+/// least disturbed one's (TSC ticks, or `None` without a PIT; APIC timer
+/// counts at divide-by-16), see `tscfreq::least_disturbed`.
 fn window(us: u64) -> (Option<u64>, u64) {
-    super::lapic::calibration_start();
-    let ticks = measure_tsc(us);
-    (ticks, super::lapic::calibration_stop())
+    let mut w = [(None, 0); WINDOWS];
+    for slot in &mut w {
+        super::lapic::calibration_start();
+        let ticks = measure_tsc(us);
+        *slot = (ticks, super::lapic::calibration_stop());
+        if ticks.is_none() {
+            // No PIT: its absence took the whole spin budget once already.
+            break;
+        }
+    }
+    crate::boot::tscfreq::least_disturbed(&w)
 }
 
 /// Settles the TSC frequency and the APIC timer rate on the boot CPU: from

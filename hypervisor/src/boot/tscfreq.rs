@@ -132,5 +132,24 @@ pub fn agrees(stated: u64, measured: u64, percent: u64) -> bool {
     u128::from(diff) * 100 <= u128::from(stated) * u128::from(percent)
 }
 
+/// Of several PIT windows of the same length, each `(TSC ticks, APIC timer
+/// counts)` (`None` without a PIT), the least disturbed: the one with the
+/// fewest TSC ticks. Anything that holds the CPU during a window (an SMI,
+/// or under an emulator the host descheduling its thread: the TSC keeps
+/// counting host time while the PIT's count has long expired) only makes
+/// it longer, never shorter; one such window once measured a 656 GHz TSC
+/// and slowed the hypervisor's clock 286 times (issue 13). Linux does the
+/// same: `pit_calibrate_tsc` keeps the minimum over its tries
+/// (arch/x86/kernel/tsc.c). The APIC counts come from that same window.
+pub fn least_disturbed(windows: &[(Option<u64>, u64)]) -> (Option<u64>, u64) {
+    windows
+        .iter()
+        .filter_map(|&(t, a)| Some((t?, a)))
+        .min_by_key(|&(t, _)| t)
+        .map_or((None, windows.first().map_or(0, |w| w.1)), |(t, a)| {
+            (Some(t), a)
+        })
+}
+
 #[cfg(test)]
 mod tests;

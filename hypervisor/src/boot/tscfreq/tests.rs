@@ -128,3 +128,23 @@ fn agreement_tolerance() {
     assert!(!agrees(2_419_200_000, 50_000_000, 25));
     assert!(agrees(u64::MAX, u64::MAX, 25));
 }
+
+#[test]
+fn least_disturbed_window_counts() {
+    // Session 17's isolation run: one 1 ms window stretched to 286 ms by a
+    // host stall; four undisturbed ones about 2.29 M TSC ticks.
+    let stalled = (Some(656_280_315), 182_656);
+    let w = [
+        stalled,
+        (Some(2_293_400), 640),
+        (Some(2_293_200), 638),
+        (Some(2_295_000), 641),
+    ];
+    assert_eq!(least_disturbed(&w), (Some(2_293_200), 638));
+    assert_eq!(least_disturbed(&[stalled]), stalled);
+    // No PIT: no ticks, the first window's APIC counts kept.
+    assert_eq!(least_disturbed(&[(None, 7), (None, 0)]), (None, 7));
+    assert_eq!(least_disturbed(&[]), (None, 0));
+    // A window without ticks beside ones with them does not count.
+    assert_eq!(least_disturbed(&[(None, 0), (Some(10), 3)]), (Some(10), 3));
+}
