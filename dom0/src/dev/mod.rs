@@ -23,6 +23,7 @@ pub mod disks;
 pub mod dma;
 pub mod hal;
 pub mod irq;
+pub mod mark;
 pub mod nvme;
 pub mod virtio;
 pub mod virtio_blk;
