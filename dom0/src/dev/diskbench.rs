@@ -11,9 +11,12 @@
 //!   Linux side of the benchmark draws the same ones).
 //!
 //! Each prints `diskbench <bdf> <kind> <workload> ops=N bytes=B ns=T
-//! interrupts=I`, T in system time (under QEMU `-icount` a count of
-//! instructions, so the same on every run), I the completion interrupts
-//! the disk took during it. Writes are not flushed (nor are Linux's
+//! interrupts=I`, T in system time (under QEMU `-icount`, instructions
+//! while the CPU runs plus the warps while it halts, `sleep=off`: not
+//! repeatable), I the completion interrupts the disk took during it
+//! (`Completions::drain` included). Each workload's loop is between two
+//! markers ([`super::mark`]), between which the xtask's `insncount`
+//! plugin counts the instructions run: the repeatable figure. Writes are not flushed (nor are Linux's
 //! O_DIRECT writes). What it measures is dom0's driver and what under it
 //! each request costs (exits, the device model); no hypercall per request
 //! is made apart from the ones that sleep on the disk's port.
@@ -103,6 +106,7 @@ fn run(d: &mut dyn BlockDevice, mib: u64, ops: u64) -> Result<(), super::DevErro
         let len = if random { RAND_BYTES } else { SEQ_BYTES };
         let mut at = Offsets::new(slots);
         let irq0 = d.completions().interrupts();
+        super::mark::mark();
         let start = time::now_ns();
         for i in 0..n {
             let lba = if random {
@@ -117,6 +121,9 @@ fn run(d: &mut dyn BlockDevice, mib: u64, ops: u64) -> Result<(), super::DevErro
             }
         }
         let ns = time::now_ns().saturating_sub(start);
+        super::mark::mark();
+        // Counts an MSI that came while nobody waited (completion.rs).
+        d.completions_mut().drain();
         say(&format!(
             "diskbench {} {} {name} ops={n} bytes={} ns={ns} interrupts={}",
             d.bdf(),

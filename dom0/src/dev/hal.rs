@@ -53,6 +53,21 @@ fn inside_bar(paddr: u64, size: u64) -> bool {
         .any(|&(b, l)| paddr >= b && end <= b.saturating_add(l))
 }
 
+/// Whether a device may DMA to or from `[addr, addr + len)` in place:
+/// non-empty, not wrapping, and not overlapping a BAR recorded with
+/// [`allow_bar`] (dom0's memory is identity-mapped and the IOMMU maps all
+/// of it, module doc; a device register range is not memory).
+pub fn dma_target_ok(addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    len != 0
+        && !MAPPED_BARS
+            .lock()
+            .iter()
+            .any(|&(b, l)| addr < b.saturating_add(l) && b < end)
+}
+
 /// Maps the register range `[paddr, paddr + size)` of a mapped BAR
 /// uncached at the same address (rounded out to whole pages) and returns
 /// it. `None` if it is not inside a BAR recorded with [`allow_bar`], or

@@ -23,6 +23,7 @@ pub mod disks;
 pub mod dma;
 pub mod hal;
 pub mod irq;
+pub mod mark;
 pub mod nvme;
 pub mod virtio;
 pub mod virtio_blk;
@@ -111,6 +112,21 @@ pub fn enable(d: &PciDevice) -> Result<(), DevError> {
         ));
     }
     Ok(())
+}
+
+/// Turns bus mastering of function `sbdf` off, so that it can issue no
+/// more memory requests (PCI Local Bus 3.0 6.2.2, Command bit 2: "When
+/// this bit is 0, the device is not allowed to issue memory requests"):
+/// what a driver does when a command that DMAs into memory it does not
+/// own timed out. `true` once the bit reads back clear.
+pub fn stop_dma(sbdf: u32) -> bool {
+    let Ok(cmd) = pvabi::guest::pci::config_read(sbdf, 4, 2) else {
+        return false;
+    };
+    let off = cmd & !u32::from(Command::BUS_MASTER.bits());
+    pvabi::guest::pci::config_write(sbdf, 4, 2, off).is_ok()
+        && pvabi::guest::pci::config_read(sbdf, 4, 2)
+            .is_ok_and(|now| now & u32::from(Command::BUS_MASTER.bits()) == 0)
 }
 
 /// Opens virtio device `d`'s PCI transport: decode and bus mastering on,

@@ -7,6 +7,14 @@
 //! exit it writes one line per vCPU to `FILE`: `cpu=<i> in=<n> out=<n>`.
 //! With `prof=FILE2` also a profile: `<address> <count>` for each address
 //! of the range that ran (symbolize with the kernel's symbol table).
+//! With `marks=FILE3` also spans: each time a vCPU executes the marker
+//! instruction [`MARKER`] (a NOP any guest, kernel or user program can
+//! place around the work it wants counted), the plugin takes that vCPU's
+//! two counts at that moment, and writes them at exit as
+//! `mark=<k> cpu=<i> in=<n> out=<n>` lines in execution order; the
+//! difference of two marks is what ran in between, with no boot or
+//! shutdown in it and no time a halted CPU spent waiting (a count of
+//! instructions, not of `-icount` time, which `sleep=off` warps).
 //!
 //! Why: under `-icount` the TSC is one clock for all vCPUs, so with two
 //! CPUs a TSC span counts both CPUs' instructions and the time both halt;
@@ -53,6 +61,8 @@ unsafe extern "C" {
     fn qemu_plugin_tb_n_insns(tb: *const Tb) -> usize;
     fn qemu_plugin_tb_get_insn(tb: *const Tb, idx: usize) -> *mut Insn;
     fn qemu_plugin_insn_vaddr(insn: *const Insn) -> u64;
+    fn qemu_plugin_insn_data(insn: *const Insn) -> *const c_void;
+    fn qemu_plugin_insn_size(insn: *const Insn) -> usize;
     fn qemu_plugin_register_vcpu_insn_exec_cb(
         insn: *mut Insn,
         cb: VcpuUdataCb,
@@ -87,9 +97,45 @@ static INSIDE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static OUTSIDE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 static PROFILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// With `marks=FILE`: whether to look for [`MARKER`].
+static MARKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The marker: `nopl 0x4b4d524b(%rax)` (`0f 1f 80` + disp32 "KRMK"), a
+/// multi-byte NOP (Intel SDM Vol. 2B, NOP: `0F 1F /0`) that does nothing
+/// in any mode or privilege level, and whose displacement no compiler
+/// emits for padding (its NOPs have small or zero displacements).
+pub const MARKER: [u8; 7] = [0x0f, 0x1f, 0x80, 0x4b, 0x52, 0x4d, 0x4b];
+
+/// `(vcpu, in, out)` at each marker executed, in order.
+static MARKS: Mutex<Vec<(usize, u64, u64)>> = Mutex::new(Vec::new());
+
+/// The marker ran on `vcpu`: takes its counts (the marker itself was
+/// counted by the callback registered before this one).
+extern "C" fn mark(vcpu: c_uint, _: *mut c_void) {
+    let c = slot(vcpu);
+    let (i, o) = (
+        INSIDE[c].load(Ordering::Relaxed),
+        OUTSIDE[c].load(Ordering::Relaxed),
+    );
+    if let Ok(mut m) = MARKS.lock() {
+        m.push((c, i, o));
+    }
+}
+
+/// Whether `insn` is [`MARKER`].
+fn is_marker(insn: *const Insn) -> bool {
+    // SAFETY: `insn` was just returned by QEMU for the block being
+    // translated; its data is `size` bytes valid for this call.
+    unsafe {
+        let n = qemu_plugin_insn_size(insn);
+        let p = qemu_plugin_insn_data(insn) as *const u8;
+        n == MARKER.len() && !p.is_null() && std::slice::from_raw_parts(p, n) == MARKER
+    }
+}
 
 struct Config {
     prof: String,
+    marks: String,
     out: String,
     lo: u64,
     hi: u64,
@@ -126,7 +172,14 @@ extern "C" fn translated(_id: PluginId, tb: *mut Tb) {
         // SAFETY: `insn` was just returned by QEMU for this block.
         (lo..hi).contains(&unsafe { qemu_plugin_insn_vaddr(insn) })
     };
-    if !(0..n).any(inside) {
+    let marking = MARKING.load(Ordering::Relaxed);
+    let marker_at = |i| {
+        // SAFETY: `i` is below the block's instruction count.
+        marking && is_marker(unsafe { qemu_plugin_tb_get_insn(tb, i) })
+    };
+    // A block with a marker is counted one instruction at a time, so the
+    // mark sees exactly the instructions before it.
+    if !(0..n).any(|i| inside(i) || marker_at(i)) {
         // SAFETY: as above; the callback is a plain function that outlives
         // QEMU's use of it and takes the count as its user data.
         unsafe {
@@ -159,6 +212,18 @@ extern "C" fn translated(_id: PluginId, tb: *mut Tb) {
         unsafe {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, cb, CB_NO_REGS, data as *mut c_void)
         };
+        if marking && is_marker(insn) {
+            // SAFETY: as above; registered after the count, so it runs
+            // after it (QEMU calls an instruction's callbacks in order).
+            unsafe {
+                qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn,
+                    mark,
+                    CB_NO_REGS,
+                    core::ptr::null_mut(),
+                )
+            };
+        }
     }
 }
 
@@ -178,6 +243,17 @@ extern "C" fn at_exit(_id: PluginId, _: *mut c_void) {
     }
     if let Err(e) = std::fs::write(&cfg.out, s) {
         eprintln!("insncount: writing {}: {e}", cfg.out);
+    }
+    if !cfg.marks.is_empty()
+        && let Ok(m) = MARKS.lock()
+    {
+        let mut s = String::new();
+        for (k, (cpu, i, o)) in m.iter().enumerate() {
+            let _ = writeln!(s, "mark={k} cpu={cpu} in={i} out={o}");
+        }
+        if let Err(e) = std::fs::write(&cfg.marks, s) {
+            eprintln!("insncount: writing {}: {e}", cfg.marks);
+        }
     }
     if cfg.prof.is_empty() {
         return;
@@ -205,6 +281,7 @@ fn number(s: &str) -> Option<u64> {
 fn parse(args: &[&str]) -> Result<Config, String> {
     let mut cfg = Config {
         prof: String::new(),
+        marks: String::new(),
         out: String::new(),
         lo: 0,
         hi: 0,
@@ -213,6 +290,7 @@ fn parse(args: &[&str]) -> Result<Config, String> {
         match a.split_once('=') {
             Some(("out", v)) => cfg.out = v.to_string(),
             Some(("prof", v)) => cfg.prof = v.to_string(),
+            Some(("marks", v)) => cfg.marks = v.to_string(),
             Some(("lo", v)) => cfg.lo = number(v).ok_or(format!("bad lo in {a}"))?,
             Some(("hi", v)) => cfg.hi = number(v).ok_or(format!("bad hi in {a}"))?,
             _ => return Err(format!("unknown argument {a}")),
@@ -256,6 +334,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
         }
         PROFILING.store(true, Ordering::Relaxed);
     }
+    MARKING.store(!cfg.marks.is_empty(), Ordering::Relaxed);
     RANGE[0].store(cfg.lo, Ordering::Relaxed);
     RANGE[1].store(cfg.hi, Ordering::Relaxed);
     if let Ok(mut c) = CONFIG.lock() {
@@ -287,5 +366,7 @@ mod tests {
         assert!(parse(&["out=/x", "lo=5", "hi=5"]).is_err());
         assert!(parse(&["lo=1", "hi=5"]).is_err());
         assert!(parse(&["out=/x", "lo=1", "hi=5", "mode=x"]).is_err());
+        let c = parse(&["out=/x", "lo=1", "hi=5", "marks=/m"]);
+        assert_eq!(c.map(|c| c.marks).ok().as_deref(), Some("/m"));
     }
 }

@@ -7,6 +7,11 @@
 //! `diskload <device> <MiB> <ops>` prints, per workload,
 //! `diskbench <device> linux <workload> ops=N bytes=B ns=T`.
 //!
+//! Each workload's loop is between two markers ([`mark`]): the xtask's
+//! `insncount` plugin (`marks=`) counts the instructions the machine ran
+//! between them (this program, Linux's block layer and drivers, interrupts),
+//! the deterministic figure of the bench; dom0 places the same markers.
+//!
 //! Built by the xtask with `rustc -O -C target-feature=+crt-static` (a static
 //! binary for the busybox initramfs). busybox's `dd` was the first choice, but
 //! Debian's busybox-static 1.35 prints no elapsed time and its `date` has no
@@ -24,6 +29,20 @@ const SEQ_BYTES: usize = 1 << 20;
 const RAND_BYTES: usize = 4096;
 /// dom0's `Offsets::SEED`: the same offsets in the same order.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The `insncount` plugin's marker (tools/insncount/src/lib.rs `MARKER`):
+/// `nopl 0x4b4d524b(%rax)`, a NOP (Intel SDM Vol. 2B, `0F 1F /0`).
+#[inline(always)]
+fn mark() {
+    // SAFETY: a NOP: no memory access (NOP's operand is not read), no
+    // register or flag changes.
+    unsafe {
+        std::arch::asm!(
+            ".byte 0x0f, 0x1f, 0x80, 0x4b, 0x52, 0x4d, 0x4b",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -57,6 +76,7 @@ fn main() {
         let n = if random { ops } else { mib };
         let len = if random { RAND_BYTES } else { SEQ_BYTES };
         let mut x = SEED;
+        mark();
         let start = Instant::now();
         for i in 0..n {
             let off = if random {
@@ -78,6 +98,7 @@ fn main() {
             }
         }
         let ns = start.elapsed().as_nanos();
+        mark();
         println!(
             "diskbench {dev} linux {name} ops={n} bytes={} ns={ns}",
             n * len as u64

@@ -18,32 +18,26 @@
 //!   and nvme (and what they need) from the package (its modules are not
 //!   compressed) and runs `diskload` (tools/xtask/diskload/diskload.rs) on
 //!   `/dev/vda` and `/dev/nvme0n1`: the same workloads with O_DIRECT,
-//!   queue depth 1, timed with CLOCK_MONOTONIC.
+//!   queue depth 1.
 //!
 //! Why `null-co` and not raw files: under `sleep=off` a CPU that halts
 //! waiting for the disk has its clock moved to the next timer deadline as
 //! soon as QEMU's main loop finds it idle, so whether a request costs
-//! nothing or a whole timer period depends on whether the host finished
-//! it first: with raw files (QEMU's thread pool) two identical Linux runs
-//! differed 57-fold on random reads (1.05 s and 57.8 s for 256 reads).
-//! `null-co` completes every request at once in QEMU's main loop, so the
-//! same runs agree within about 15% (measured: 0.90 and 1.02 s). It
-//! stores nothing: reads return zeros, writes are dropped, so what is
-//! measured is the guest's side (driver, interrupts, exits, the device
-//! model), not a host disk. The race is still there, smaller: whether the
-//! main loop ran the completion before the guest halted depends on the
-//! host's load (dom0's 256 random virtio-blk reads took 1.35 s of system
-//! time with 256 sleeps on a loaded host, 0.31 s with 20 on a quieter
-//! one). So these are not exact counts: [`run`] runs both sides twice and
-//! the table shows both ratios.
+//! nothing or a whole timer period depends on whether the host finished it
+//! first: with raw files (QEMU's thread pool) two identical Linux runs
+//! differed 57-fold on random reads. `null-co` completes every request at
+//! once in QEMU's main loop and stores nothing (reads return zeros, writes
+//! are dropped), so what is measured is the guest's side (driver,
+//! interrupts, exits, the device model), not a host disk.
 //!
-//! Workloads: sequential writes then reads of [`MIB`] requests of 1 MiB,
-//! random 4 KiB writes then reads, [`OPS`] of each, at the same offsets on
-//! both sides. Times are system time under `-icount`: instructions x 128 ns
-//! while the CPU runs, and a jump to the next timer while it halts
-//! (`sleep=off`, `crate::isoboot`). The kernel package is never installed
-//! and never downloaded by the xtask: [`linux`] says what to run when it is
-//! missing. Not part of ./test.sh.
+//! The race is still there, smaller, so system time is not the figure:
+//! the `insncount` plugin counts the instructions between the markers both
+//! sides put around each workload (`crate::diskmarks`), which does not
+//! count idle time. [`run`] runs both sides twice and the table says how
+//! far each count moved ([`spread`]). MiB/s and IOPS are derived from the
+//! counts at `-icount`'s 128 ns per instruction. The kernel package is
+//! never installed and never downloaded by the xtask: `crate::disklinux::linux` says what
+//! to run when it is missing. Not part of ./test.sh.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -53,11 +47,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use xtask::bail;
-use xtask::cpio::{self, Entry};
 use xtask::error::{Context, Result};
 use xtask::qemu::{Accel, Boot, Vm};
 use xtask::{paths, runner, serial, tools};
 
+use crate::disklinux::{initramfs, linux};
+use crate::diskmarks::{self, Span};
+use crate::insncount::Plugin;
 use crate::isoboot::{self, Backend, Machine, module};
 
 /// The section of docs/benchmarks.md.
@@ -68,47 +64,42 @@ pub const MIB: u64 = 16;
 pub const OPS: u64 = 256;
 /// Size of each disk.
 const DISK_MIB: u64 = 64;
-/// Modules for the Linux side, dependencies first (`modinfo -F depends`
-/// on Debian's 6.1 package): virtio over PCI and virtio-blk, then NVMe,
-/// whose core needs T10 PI and its CRCs.
-const MODULES: &[&str] = &[
-    "drivers/virtio/virtio_ring",
-    "drivers/virtio/virtio",
-    "drivers/virtio/virtio_pci_modern_dev",
-    "drivers/virtio/virtio_pci_legacy_dev",
-    "drivers/virtio/virtio_pci",
-    "drivers/block/virtio_blk",
-    "crypto/crct10dif_common",
-    "crypto/crct10dif_generic",
-    "lib/crc-t10dif",
-    "lib/crc64",
-    "crypto/crc64_rocksoft_generic",
-    "lib/crc64-rocksoft",
-    "block/t10-pi",
-    "drivers/nvme/host/nvme-core",
-    "drivers/nvme/host/nvme",
-];
 /// The disks: dom0's PCI address, Linux's device, the label.
-const DISKS: &[(&str, &str, &str)] = &[
+pub const DISKS: &[(&str, &str, &str)] = &[
     ("0000:00:03.0", "/dev/vda", "virtio-blk"),
     ("0000:00:05.0", "/dev/nvme0n1", "nvme"),
 ];
 const WORKLOADS: &[&str] = &["seq-write", "seq-read", "rand-write", "rand-read"];
 
-/// One workload's figures: requests, bytes, system-time ns.
+/// `-icount shift=7`: nanoseconds of virtual time per instruction.
+const NS_PER_INSN: f64 = 128.0;
+
+/// One workload's figures: requests, bytes, system-time ns (as the side
+/// printed it; not repeatable), and the instructions of its span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Figure {
     pub ops: u64,
     pub bytes: u64,
     pub ns: u64,
+    /// dom0 only: completion interrupts during the workload (`interrupts=`).
+    pub wakes: Option<u64>,
+    pub insns: Span,
 }
 
 impl Figure {
+    /// Instructions per request.
+    fn per_op(&self) -> f64 {
+        self.insns.total() as f64 / self.ops.max(1) as f64
+    }
+    /// Seconds at `-icount shift=7` if the span never halted.
+    fn secs(&self) -> f64 {
+        self.insns.total().max(1) as f64 * NS_PER_INSN / 1e9
+    }
     fn mib_s(&self) -> f64 {
-        self.bytes as f64 / (1 << 20) as f64 / (self.ns.max(1) as f64 / 1e9)
+        self.bytes as f64 / (1 << 20) as f64 / self.secs()
     }
     fn iops(&self) -> f64 {
-        self.ops as f64 / (self.ns.max(1) as f64 / 1e9)
+        self.ops as f64 / self.secs()
     }
 }
 
@@ -138,16 +129,24 @@ fn parse(line: &str) -> Option<(String, String, Figure)> {
         ops: field("ops=")?,
         bytes: field("bytes=")?,
         ns: field("ns=")?,
+        wakes: field("interrupts="),
+        insns: Span::default(),
     };
     let label = DISKS.iter().find(|d| d.0 == disk || d.1 == disk)?.2;
     Some((label.into(), workload.into(), f))
 }
 
-fn figures(lines: &[String], who: &str, log: &Path) -> Result<Figures> {
-    let all: Figures = lines
+/// The figures among `lines`, each with its span from the plugin's
+/// `marks` file (`crate::diskmarks`).
+fn figures(lines: &[String], marks: &Path, who: &str, log: &Path) -> Result<Figures> {
+    let spans = diskmarks::spans(&diskmarks::read(marks)?, lines)
+        .context(|| format!("{who}: serial log {}", log.display()))?;
+    let all: Figures = spans
         .iter()
-        .filter_map(|l| parse(l))
-        .map(|(d, w, f)| ((d, w), f))
+        .filter_map(|(l, span)| {
+            let (d, w, f) = parse(l)?;
+            Some(((d, w), Figure { insns: *span, ..f }))
+        })
         .collect();
     for (_, _, d) in DISKS {
         for w in WORKLOADS {
@@ -183,116 +182,25 @@ fn devices() -> Vec<String> {
     a
 }
 
-/// Debian's kernel, unpacked in the cache: `(vmlinuz, modules dir,
-/// version)`; or what to run to get it.
-fn linux() -> Result<(PathBuf, PathBuf, String)> {
-    let cache = xtask::linux::cache_dir().join("diskbench");
-    let found = fs::read_dir(&cache).ok().and_then(|d| {
-        d.filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| n.starts_with("linux-image-6.1.0-") && !n.ends_with(".deb"))
-            .max()
-    });
-    let Some(pkg) = found else {
-        bail!(
-            "the Linux baseline needs Debian's kernel package unpacked in {c} (no install): run\n  \
-             mkdir -p {c} && cd {c} && P=$(apt-cache depends linux-image-amd64 | grep -o 'linux-image-6[^ ]*-amd64' | head -1) && \
-             apt-get download $P && dpkg-deb -x $P_*.deb $P",
-            c = cache.display()
-        );
-    };
-    let version = pkg.trim_start_matches("linux-image-").to_string();
-    let root = cache.join(&pkg);
-    let vmlinuz = root.join("boot").join(format!("vmlinuz-{version}"));
-    let mods = root.join("lib/modules").join(&version).join("kernel");
-    if !vmlinuz.is_file() || !mods.is_dir() {
-        bail!(
-            "{}: no boot/vmlinuz-{version} or lib/modules/{version}: unpack the .deb again with dpkg-deb -x",
-            root.display()
-        );
-    }
-    Ok((vmlinuz, mods, pkg))
-}
-
-/// `diskload`, static, built with the toolchain's rustc.
-fn diskload(dir: &Path) -> Result<PathBuf> {
-    let src = paths::repo_root().join("tools/xtask/diskload/diskload.rs");
-    let out = dir.join("diskload");
-    let status = Command::new("rustc")
-        .args([
-            "--edition",
-            "2021",
-            "-O",
-            "-C",
-            "target-feature=+crt-static",
-        ])
-        .arg("--target")
-        .arg("x86_64-unknown-linux-gnu")
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .context(|| "starting rustc for diskload".into())?;
-    if !status.success() {
-        bail!("building {} failed ({status})", src.display());
-    }
-    Ok(out)
-}
-
-/// The initramfs: busybox, the modules, `diskload` and `/init`.
-fn initramfs(dir: &Path, mods: &Path) -> Result<PathBuf> {
-    let busybox = fs::read("/bin/busybox").context(|| {
-        "reading /bin/busybox (install it with `apt-get install -y busybox-static`)".into()
-    })?;
-    let load = fs::read(diskload(dir)?).context(|| "reading diskload".into())?;
-    let mut init = String::from(
-        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\n\
-         mount -t sysfs sys /sys\nmount -t devtmpfs dev /dev\n",
+/// The plugin's `-plugin` argument with marks to `dir`: `(arg, marks)`.
+fn counting(plugin: &Plugin, dir: &Path) -> Result<(String, PathBuf)> {
+    fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    let marks = dir.join("marks.txt");
+    let _ = fs::remove_file(&marks);
+    let arg = format!(
+        "{},marks={}",
+        plugin.arg(&dir.join("insncount.txt")),
+        marks.display()
     );
-    let mut files = Vec::new();
-    for m in MODULES {
-        let p = mods.join(format!("{m}.ko"));
-        let data = fs::read(&p).context(|| format!("reading module {}", p.display()))?;
-        let name = m.rsplit('/').next().unwrap_or(m);
-        let _ = writeln!(
-            init,
-            "insmod /lib/{name}.ko || echo \"diskbench: insmod {name} failed\""
-        );
-        files.push((format!("lib/{name}.ko"), data));
-    }
-    for (_, dev, _) in DISKS {
-        // The devices appear as the drivers probe (asynchronously).
-        let _ = writeln!(
-            init,
-            "n=0; while [ ! -b {dev} ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done\n\
-             /bin/diskload {dev} {MIB} {OPS} || echo \"diskbench: {dev} FAILED\""
-        );
-    }
-    init.push_str("echo diskbench: done\npoweroff -f\n");
-    let mut entries = vec![
-        Entry::Dir("bin"),
-        Entry::Dir("dev"),
-        Entry::Dir("proc"),
-        Entry::Dir("sys"),
-        Entry::Dir("lib"),
-        Entry::CharDev("dev/console", 5, 1),
-        Entry::File("bin/busybox", 0o755, &busybox),
-        Entry::File("bin/diskload", 0o755, &load),
-        Entry::File("init", 0o755, init.as_bytes()),
-    ];
-    for (n, d) in &files {
-        entries.push(Entry::File(n, 0o644, d));
-    }
-    let out = dir.join("initramfs.cpio");
-    fs::write(&out, cpio::newc(&entries)).context(|| format!("writing {}", out.display()))?;
-    Ok(out)
+    Ok((arg, marks))
 }
 
-fn kestrel(kernel: &Path, dir: &Path) -> Result<(Figures, String)> {
+fn kestrel(kernel: &Path, dir: &Path, plugin: &Plugin) -> Result<(Figures, String)> {
+    let (arg, marks) = counting(plugin, dir)?;
     let m = Machine {
         cpus: 1,
         extra: devices(),
-        ..Machine::default()
+        plugin: Some(arg),
     };
     let modules = vec![module("dom0", "dom0", &format!("diskbench={MIB}+{OPS}"))?];
     let b = isoboot::boot_on(Backend::Svm, &m, kernel, "dom0", modules, dir)?;
@@ -300,12 +208,12 @@ fn kestrel(kernel: &Path, dir: &Path) -> Result<(Figures, String)> {
     if let Some(l) = b.lines.iter().find(|l| l.contains("completions polled")) {
         bail!("dom0 polled a disk, the bench measures the interrupt path: {l}");
     }
-    Ok((figures(&b.lines, "Kestrel dom0", &log)?, b.command))
+    Ok((figures(&b.lines, &marks, "Kestrel dom0", &log)?, b.command))
 }
 
-fn native(dir: &Path) -> Result<(Figures, String, String)> {
+fn native(dir: &Path, plugin: &Plugin) -> Result<(Figures, String, String)> {
     let (vmlinuz, mods, pkg) = linux()?;
-    fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    let (arg, marks) = counting(plugin, dir)?;
     let initrd = initramfs(dir, &mods)?;
     let log = dir.join("serial.log");
     let _ = fs::remove_file(&log);
@@ -321,6 +229,7 @@ fn native(dir: &Path) -> Result<(Figures, String, String)> {
         format!("file:{}", log.display()),
     );
     vm.extra = isoboot::ICOUNT7_ARGS.iter().map(Into::into).collect();
+    vm.extra.extend(["-plugin".into(), arg.into()]);
     vm.extra.extend(devices().into_iter().map(Into::into));
     let qemu_log = dir.join("qemu.log");
     let f = fs::File::create(&qemu_log).context(|| format!("creating {}", qemu_log.display()))?;
@@ -342,19 +251,20 @@ fn native(dir: &Path) -> Result<(Figures, String, String)> {
     if !home.is_empty() {
         shown = shown.replace(&home, "~");
     }
-    Ok((figures(&lines, "Linux", &log)?, shown, pkg))
+    Ok((figures(&lines, &marks, "Linux", &log)?, shown, pkg))
 }
 
 /// Both sides (module doc).
 pub fn run(kernel: &Path, out_dir: &Path) -> Result<Results> {
+    let plugin =
+        crate::insncount::prepare(kernel, &[paths::guest(paths::Profile::Release, "dom0")])?;
     // The Linux side first: if its kernel is missing, say so before the
     // longer Kestrel run.
-    let (linux, linux_cmd, kernel_pkg) = native(&out_dir.join("disk-linux"))?;
-    let (kestrel, kestrel_cmd) = self::kestrel(kernel, &out_dir.join("disk-kestrel"))?;
-    // Again: the figures are not exact counts (module doc), so the table
-    // shows how far a second run moves the ratio.
-    let (linux2, _, _) = native(&out_dir.join("disk-linux-again"))?;
-    let (kestrel2, _) = self::kestrel(kernel, &out_dir.join("disk-kestrel-again"))?;
+    let (linux, linux_cmd, kernel_pkg) = native(&out_dir.join("disk-linux"), &plugin)?;
+    let (kestrel, kestrel_cmd) = self::kestrel(kernel, &out_dir.join("disk-kestrel"), &plugin)?;
+    // Again: the table shows how far a second run moves each count.
+    let (linux2, _, _) = native(&out_dir.join("disk-linux-again"), &plugin)?;
+    let (kestrel2, _) = self::kestrel(kernel, &out_dir.join("disk-kestrel-again"), &plugin)?;
     let r = Results {
         kestrel,
         linux,
@@ -367,24 +277,62 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Results> {
     Ok(r)
 }
 
+/// How far the second run's count is from the first's, relative.
+fn moved(a: &Figure, b: Option<&Figure>) -> Option<f64> {
+    let b = b?;
+    let (x, y) = (a.insns.total() as f64, b.insns.total() as f64);
+    Some((y - x).abs() / x.max(1.0))
+}
+
+/// The largest relative move between the two runs over every figure of
+/// both sides: the tolerance the doc states.
+pub fn spread(r: &Results) -> f64 {
+    let mut m: f64 = 0.0;
+    for (k, a) in &r.kestrel {
+        m = m.max(moved(a, r.again.0.get(k)).unwrap_or(f64::INFINITY));
+    }
+    for (k, a) in &r.linux {
+        m = m.max(moved(a, r.again.1.get(k)).unwrap_or(f64::INFINITY));
+    }
+    m
+}
+
 fn table(r: &Results) -> String {
     let mut s = String::from(
-        "| disk | workload | dom0 MiB/s | dom0 IOPS | Linux MiB/s | Linux IOPS | dom0 / Linux | same, 2nd run |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| disk | workload | dom0 insns / request (hypervisor) | Linux insns / request | \
+         Linux / dom0 | 2nd run: Linux / dom0 | 2nd run moved dom0, Linux | \
+         dom0 interrupts, 1st, 2nd run | \
+         dom0 MiB/s, IOPS | Linux MiB/s, IOPS | dom0 / Linux, system time |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
+    let pct = |m: Option<f64>| m.map_or("-".into(), |m| format!("{:.1}%", m * 100.0));
+    let wakes = |f: Option<&Figure>| {
+        f.and_then(|f| f.wakes)
+            .map_or("-".into(), |w| w.to_string())
+    };
     for (_, _, d) in DISKS {
         for w in WORKLOADS {
             let k = (d.to_string(), w.to_string());
             let (Some(a), Some(b)) = (r.kestrel.get(&k), r.linux.get(&k)) else {
                 continue;
             };
-            let again = match (r.again.0.get(&k), r.again.1.get(&k)) {
-                (Some(a2), Some(b2)) => format!("{:.2}", b2.ns as f64 / a2.ns.max(1) as f64),
+            let (a2, b2) = (r.again.0.get(&k), r.again.1.get(&k));
+            let again = match (a2, b2) {
+                (Some(a2), Some(b2)) => format!("{:.2}", b2.per_op() / a2.per_op().max(1.0)),
                 _ => "-".into(),
             };
             let _ = writeln!(
                 s,
-                "| {d} | {w} | {:.1} | {:.0} | {:.1} | {:.0} | {:.2} | {again} |",
+                "| {d} | {w} | {:.0} ({:.0}) | {:.0} | **{:.2}** | {again} | {}, {} | {}, {} | \
+                 {:.1}, {:.0} | {:.1}, {:.0} | {:.2} |",
+                a.per_op(),
+                a.insns.hv as f64 / a.ops.max(1) as f64,
+                b.per_op(),
+                b.per_op() / a.per_op().max(1.0),
+                pct(moved(a, a2)),
+                pct(moved(b, b2)),
+                wakes(Some(a)),
+                wakes(a2),
                 a.mib_s(),
                 a.iops(),
                 b.mib_s(),
@@ -410,30 +358,56 @@ pub fn section(r: &Results) -> String {
          buffer per virtio-blk request and per NVMe command). **Linux**: Debian's \
          `{kernel}` booted by QEMU `-kernel` with a busybox-static initramfs that insmods \
          the package's virtio_pci, virtio_blk and nvme and runs `diskload` \
-         (tools/xtask/diskload/diskload.rs: the same requests with O_DIRECT, timed with \
-         CLOCK_MONOTONIC; busybox's `dd` here prints no elapsed time, and one `dd` per 4 KiB \
-         request would time fork and exec). Same QEMU flags and devices on both: TCG \
-         `-icount shift=7,align=off,sleep=off`, one CPU, 128 MiB, q35, `intel-iommu`, a \
-         virtio-blk (`iommu_platform=on`) and an NVMe, each on a 64 MiB QEMU `null-co` drive \
-         (`read-zeroes=on`: reads return zeros, writes are dropped; the figures are the \
-         guest side's: driver, interrupts, exits, device model). Times are system time under \
-         `-icount`: 128 ns per instruction while the CPU runs, and, when it halts waiting for \
-         the disk and QEMU's main loop finds it idle before the request is done, a jump to \
-         the next timer deadline (`sleep=off`). With raw files (completed by QEMU's thread \
-         pool) that race made two identical Linux runs differ 57-fold on random reads; with \
-         `null-co` they agree within about 15%, but the race remains: on a loaded host \
-         more waits miss and sleep to the next timer (dom0's 256 random virtio-blk reads \
-         took 1.35 s with 256 sleeps in one run, 0.31 s with 20 in another). These are \
-         not exact counts: each side runs twice and the last column is the second run's \
-         ratio. Linux's waits mostly end at its next 4 ms tick \
-         (HZ=250). The ratio is Linux's time over dom0's for the same work (above 1: dom0 \
-         faster; the aim is at least 0.8).\n\n",
-        kernel = r.kernel
+         (tools/xtask/diskload/diskload.rs: the same requests with O_DIRECT). Same QEMU \
+         flags and devices on both: TCG `-icount shift=7,align=off,sleep=off`, one CPU, \
+         128 MiB, q35, `intel-iommu`, a virtio-blk (`iommu_platform=on`) and an NVMe, each \
+         on a 64 MiB QEMU `null-co` drive (`read-zeroes=on`: reads return zeros, writes are \
+         dropped; what is measured is the guest side: driver, interrupts, exits, device \
+         model).\n\n\
+         **The figure is instructions per request**, counted by QEMU's `insncount` plugin \
+         (tools/insncount, `marks=`): each side executes a marker instruction (a NOP with a \
+         magic displacement, dom0/src/dev/mark.rs, `diskload`'s `mark`) right before and \
+         right after each workload's loop, and the plugin takes the CPU's instruction \
+         counts at each marker. The difference is everything the machine ran for that \
+         workload: on Kestrel dom0's driver and the hypervisor under it (its share in \
+         brackets: exits, MSI delivery, event ports), on Linux `diskload`, the syscalls, \
+         the block layer, the driver and its interrupts. Why not time: with `sleep=off` a \
+         CPU that halts waiting for the disk has its clock moved to the next timer deadline \
+         whenever QEMU's main loop finds it idle before the request is done, a race with \
+         the host's scheduling (two identical runs differed 57-fold on raw files, and up to \
+         4x with `null-co`: dom0's 256 random virtio-blk reads took 1.35 s of system time \
+         in one run, 0.31 s in another). Instructions do not count that idle time, only \
+         what each side executes per request. Polling on both sides would also remove the \
+         halts, but the spin count would still depend on when the main loop completes a \
+         request, and Linux would measure a different driver path (poll queues); QEMU \
+         record/replay repeats one recording exactly but two recordings race the same \
+         way. What remains variable in the count: whether a request was already complete \
+         when the driver looked (one sleep and wake-up more or less) and how many timer \
+         ticks fell in the span; the \"2nd run moved\" column is how far each count moved \
+         in a second identical run (at most {spread:.1}% here, against up to 4x for system \
+         time). The race shows in dom0's interrupt count (waits its port ended, \
+         `Completions`): a request found done costs no sleep, one not yet done costs a \
+         hypercall, a halt and a wake-up in the hypervisor, a few thousand instructions; \
+         where a second run's count moved most, its interrupts moved with it (e.g. NVMe \
+         random reads: 11 interrupts and 9,626 instructions per request in one run, 256 \
+         and about 12,400 in another, 29%). So a figure is good to that tolerance, and a ratio's second-run column shows how far it can move. \
+         Instructions are not cycles: each iteration of a `rep movs` counts one, so \
+         dom0's copy through its bounce buffer (131,072 `movsq` per 1 MiB request) is \
+         most of its sequential figure, where Linux's O_DIRECT has no copy: on NVMe that \
+         copy is what puts dom0 just under Linux. The ratio is Linux's \
+         instructions per request over dom0's (above 1: dom0 does less work per request; \
+         the aim is at least 0.8). MiB/s and IOPS are derived: the span's instructions at \
+         the `-icount` rate (128 ns each), i.e. as if no wait were idle. The last column \
+         is the old figure, the ratio of the system time each side printed (including the \
+         idle warps; not repeatable), for comparison.\n\n",
+        kernel = r.kernel,
+        spread = spread(r) * 100.0
     );
     s.push_str(&table(r));
     let _ = write!(
         s,
-        "\nCommands: `cargo xtask bench --only disk`, which runs\n\n- dom0: `{}`\n- Linux: `{}`\n",
+        "\nCommands: `cargo xtask bench --only disk`, which runs each side twice (the \
+         plugin's output under target/…/bench/disk-*/):\n\n- dom0: `{}`\n- Linux: `{}`\n",
         r.kestrel_cmd, r.linux_cmd
     );
     s
@@ -456,7 +430,9 @@ mod tests {
             Figure {
                 ops: 256,
                 bytes: 1 << 20,
-                ns: 12345
+                ns: 12345,
+                wakes: Some(256),
+                insns: Span::default(),
             }
         );
         let linux = "diskbench /dev/vda linux seq-write ops=16 bytes=16777216 ns=1";
@@ -470,12 +446,19 @@ mod tests {
 
     #[test]
     fn rates() {
+        // 2 s at 128 ns per instruction.
         let f = Figure {
             ops: 16,
             bytes: 16 << 20,
-            ns: 2_000_000_000,
+            ns: 1,
+            wakes: None,
+            insns: Span {
+                hv: 5_625_000,
+                guest: 10_000_000,
+            },
         };
         assert!((f.mib_s() - 8.0).abs() < 1e-9);
         assert!((f.iops() - 8.0).abs() < 1e-9);
+        assert!((f.per_op() - 15_625_000.0 / 16.0).abs() < 1e-9);
     }
 }

@@ -5,6 +5,8 @@ mod boundbench;
 mod cargo;
 mod demo;
 mod diskbench;
+mod disklinux;
+mod diskmarks;
 mod evbench;
 mod evprof;
 mod fuzz;

@@ -22,12 +22,11 @@
 //! at bring-up and are polled, so they wake nothing. Where the entry cannot
 //! be bound (no MSI-X, the hypervisor refuses) or `disk=poll` / `wake=poll`
 //! is on dom0's command line, the I/O queue is created with interrupts off
-//! and polled, as the disk's boot line says. Data goes
-//! through a [`BOUNCE`]-byte bounce buffer the driver owns (PRP list in
-//! its own page for transfers over two pages), so a command that never
-//! completes leaves the device holding only the driver's memory: on a
-//! timeout every queue and buffer is leaked and the disk refuses further
-//! requests.
+//! and polled, as the disk's boot line says. Data goes straight to or
+//! from the caller's buffer where it can, else through a bounce buffer
+//! ([`xfer`]). On a timeout bus mastering is turned off (the device may
+//! hold the caller's buffer), every queue and buffer of the driver is
+//! leaked and the disk refuses further requests.
 //!
 //! Registers are reached with 32-bit accesses only (the 64-bit CAP, ASQ
 //! and ACQ as two halves, low first; NVMe 1.4 3.1 allows 32-bit access to
@@ -37,7 +36,7 @@ use alloc::format;
 use alloc::string::String;
 use core::sync::atomic::{Ordering, fence};
 
-use kestrel_nvme::cmd::{CNS_CONTROLLER, CNS_NAMESPACE, Cqe, PAGE, Prp, Sqe};
+use kestrel_nvme::cmd::{CNS_CONTROLLER, CNS_NAMESPACE, Cqe, PAGE, Sqe};
 use kestrel_nvme::identify::{Controller, Namespace};
 use kestrel_nvme::queue::Ring;
 use kestrel_nvme::regs::{self, Cap};
@@ -50,13 +49,19 @@ use super::dma::DmaBuf;
 use super::irq::Irq;
 use super::{DevError, enable};
 
+mod xfer;
+
 /// Longest wait for one command's completion.
 pub const CMD_TIMEOUT_NS: u64 = 10_000_000_000;
-/// Bounce buffer: the largest transfer in one command (MDTS may lower it;
-/// QEMU's default MDTS 7 allows 512 KiB). 256 KiB: 4 commands per MiB
-/// instead of 8 (`cargo xtask bench --only disk`), bounded by dom0's 4 MiB
-/// heap, which holds this buffer.
+/// Bounce buffer, for buffers a device cannot use in place ([`xfer`]):
+/// the largest such transfer in one command (MDTS may lower it), bounded
+/// by dom0's 4 MiB heap, which holds this buffer.
 pub const BOUNCE: usize = 256 * 1024;
+/// The largest in-place transfer in one command (MDTS may lower it;
+/// QEMU's default MDTS 7 allows 512 KiB): 512 pages, so that PRP1 and
+/// one list page (512 entries) describe it even from an offset within a
+/// page (NVMe 1.4 4.3).
+pub const DIRECT_MAX: usize = 512 * PAGE as usize;
 /// Admin queue entries.
 const ADMIN_ENTRIES: u16 = 32;
 /// I/O queue entries (64 x 64 bytes: one page of submission entries).
@@ -99,6 +104,8 @@ struct Dma {
 /// An NVMe disk (namespace 1 of one controller).
 pub struct Nvme {
     bdf: String,
+    /// SBDF of the controller (to turn bus mastering off on a timeout).
+    sbdf: u32,
     model: String,
     regs: mmio::Mmio,
     stride: u64,
@@ -106,8 +113,13 @@ pub struct Nvme {
     dma: Option<Dma>,
     blocks: u64,
     block_size: usize,
-    /// Largest transfer per command, bytes (a multiple of the block).
+    /// Largest transfer per command through the bounce buffer, bytes (a
+    /// multiple of the block).
     max_xfer: usize,
+    /// The same, in place ([`DIRECT_MAX`], MDTS).
+    max_direct: usize,
+    /// Whether the command in flight points into the caller's buffer.
+    in_place: bool,
     /// How I/O completions are waited for.
     done: Completions,
 }
@@ -174,6 +186,7 @@ impl Nvme {
         };
         let mut n = Self {
             bdf: crate::pci::bdf(d.sbdf),
+            sbdf: d.sbdf,
             model: String::new(),
             regs,
             stride: cap.doorbell_stride,
@@ -181,6 +194,8 @@ impl Nvme {
             blocks: 0,
             block_size: 512,
             max_xfer: BOUNCE,
+            max_direct: BOUNCE,
+            in_place: false,
             done: Completions::polled("not set up yet"),
         };
         n.reset(&cap)?;
@@ -283,7 +298,9 @@ impl Nvme {
         self.block_size = ns.block_size as usize;
         let max = c.max_transfer(cap.page_min, BOUNCE as u64) as usize;
         self.max_xfer = max - max % self.block_size;
-        if self.max_xfer == 0 {
+        let max = c.max_transfer(cap.page_min, DIRECT_MAX as u64) as usize;
+        self.max_direct = max - max % self.block_size;
+        if self.max_xfer == 0 || self.max_direct == 0 {
             return Err(self.error(format!(
                 "MDTS {} allows less than one {}-byte block per command",
                 c.mdts, self.block_size
@@ -386,6 +403,17 @@ impl Nvme {
             }
             if time::now_ns() > deadline {
                 let csts = self.reg(regs::CSTS);
+                // The command may point into the caller's buffer, which
+                // the caller reuses once this returns: the device must
+                // not write it later. Nothing else stops it, so a failure
+                // then is fatal rather than silent corruption (the
+                // driver's own buffers are leaked below).
+                if !super::stop_dma(self.sbdf) && self.in_place {
+                    panic!(
+                        "{} nvme: {what}: no completion and bus mastering cannot be turned off; the controller could still write memory dom0 reuses",
+                        self.bdf
+                    );
+                }
                 if let Some(d) = self.dma.take() {
                     let Dma {
                         admin,
@@ -403,7 +431,7 @@ impl Nvme {
                     bounce.leak();
                 }
                 return Err(self.error(format!(
-                    "{what}: no completion within {} s (CSTS {csts:#x}); disk disabled",
+                    "{what}: no completion within {} s (CSTS {csts:#x}); bus mastering off, disk disabled",
                     CMD_TIMEOUT_NS / 1_000_000_000
                 )));
             }
@@ -413,32 +441,6 @@ impl Nvme {
                 core::hint::spin_loop();
             }
         }
-    }
-
-    /// One Read or Write of `len` bytes (at most `max_xfer`) at `lba`
-    /// through the bounce buffer.
-    fn transfer(&mut self, write: bool, lba: u64, len: usize) -> Result<(), DevError> {
-        let dma = self.dma_ref()?;
-        let (data, list) = (dma.bounce.addr(0), dma.page.addr(0));
-        let what = format!(
-            "{} of {} blocks at {lba}",
-            if write { "Write" } else { "Read" },
-            len / self.block_size
-        );
-        let prp = Prp::build(data, len as u64, list)
-            .ok_or_else(|| self.error(format!("{what}: no PRP list fits")))?;
-        if let Some(d) = &mut self.dma {
-            for (i, e) in prp.list[..prp.list_len].iter().enumerate() {
-                d.page.write64(i * 8, *e);
-            }
-        }
-        let blocks = (len / self.block_size) as u32;
-        self.run(
-            Q::Io,
-            Sqe::rw(write, 0, NSID, lba, blocks, prp.prp1, prp.prp2),
-            &what,
-        )?;
-        Ok(())
     }
 }
 
@@ -467,28 +469,12 @@ impl BlockDevice for Nvme {
 
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
         self.check(lba, buf.len())?;
-        let mut lba = lba;
-        for chunk in buf.chunks_mut(self.max_xfer) {
-            self.transfer(false, lba, chunk.len())?;
-            if let Some(d) = &self.dma {
-                d.bounce.copy_out(0, chunk);
-            }
-            lba += (chunk.len() / self.block_size) as u64;
-        }
-        Ok(())
+        self.read_blocks(lba, buf)
     }
 
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError> {
         self.check(lba, buf.len())?;
-        let mut lba = lba;
-        for chunk in buf.chunks(self.max_xfer) {
-            if let Some(d) = &mut self.dma {
-                d.bounce.copy_in(0, chunk);
-            }
-            self.transfer(true, lba, chunk.len())?;
-            lba += (chunk.len() / self.block_size) as u64;
-        }
-        Ok(())
+        self.write_blocks(lba, buf)
     }
 
     fn flush(&mut self) -> Result<(), DevError> {
