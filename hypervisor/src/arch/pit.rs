@@ -116,20 +116,24 @@ const CALIBRATE_US: u64 = 1000;
 /// How far (percent) a stated frequency may be from the PIT's figure.
 const AGREE_PERCENT: u64 = 25;
 
-/// PIT windows per measurement; the least disturbed one counts.
+/// Most PIT windows per measurement; the least disturbed one counts.
 const WINDOWS: usize = 5;
 
-/// [`WINDOWS`] PIT windows with the APIC timer counting over each: the
-/// least disturbed one's (TSC ticks, or `None` without a PIT; APIC timer
-/// counts at divide-by-16), see `tscfreq::least_disturbed`.
+/// PIT windows with the APIC timer counting over each, until two agree
+/// (`tscfreq::settled`) or [`WINDOWS`] were taken: the least disturbed
+/// one's (TSC ticks, or `None` without a PIT; APIC timer counts at
+/// divide-by-16), see `tscfreq::least_disturbed`.
 fn window(us: u64) -> (Option<u64>, u64) {
     let mut w = [(None, 0); WINDOWS];
-    for slot in &mut w {
+    for i in 0..WINDOWS {
         super::lapic::calibration_start();
         let ticks = measure_tsc(us);
-        *slot = (ticks, super::lapic::calibration_stop());
+        w[i] = (ticks, super::lapic::calibration_stop());
         if ticks.is_none() {
             // No PIT: its absence took the whole spin budget once already.
+            break;
+        }
+        if crate::boot::tscfreq::settled(&w[..=i]) {
             break;
         }
     }

@@ -151,5 +151,30 @@ pub fn least_disturbed(windows: &[(Option<u64>, u64)]) -> (Option<u64>, u64) {
         })
 }
 
+/// How close (parts per thousand) two windows' TSC counts must be for
+/// the measurement to be settled: 2 per mille is about two PIT periods
+/// and the port reads at either end of a 1 ms window.
+pub const SETTLED_PER_MILLE: u64 = 2;
+
+/// Whether the windows taken so far settle the measurement: the two
+/// fewest TSC counts agree within [`SETTLED_PER_MILLE`]. A disturbance
+/// only lengthens a window, so two that agree are both undisturbed (or
+/// equally disturbed, which two independent stalls rarely are); the
+/// usual boot then takes two windows, not all of them (the boot-to-ready
+/// figure, docs/benchmarks.md).
+pub fn settled(windows: &[(Option<u64>, u64)]) -> bool {
+    let mut least = [u64::MAX; 2];
+    for t in windows.iter().filter_map(|w| w.0) {
+        if t < least[0] {
+            least = [t, least[0]];
+        } else if t < least[1] {
+            least[1] = t;
+        }
+    }
+    least[1] != u64::MAX
+        && u128::from(least[1] - least[0]) * 1000
+            <= u128::from(least[0]) * u128::from(SETTLED_PER_MILLE)
+}
+
 #[cfg(test)]
 mod tests;

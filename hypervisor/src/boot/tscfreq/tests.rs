@@ -148,3 +148,22 @@ fn least_disturbed_window_counts() {
     // A window without ticks beside ones with them does not count.
     assert_eq!(least_disturbed(&[(None, 0), (Some(10), 3)]), (Some(10), 3));
 }
+
+#[test]
+fn two_agreeing_windows_settle_the_measurement() {
+    let stalled = (Some(656_280_315), 182_656);
+    // One window is never enough; a stalled one beside a good one neither.
+    assert!(!settled(&[(Some(2_293_400), 640)]));
+    assert!(!settled(&[stalled, (Some(2_293_400), 640)]));
+    // Two within 2 per mille settle it, whatever came before them.
+    assert!(settled(&[(Some(2_293_400), 640), (Some(2_293_200), 638)]));
+    assert!(settled(&[
+        stalled,
+        (Some(2_293_400), 640),
+        (Some(2_295_000), 641)
+    ]));
+    // 0.3 % apart: not yet.
+    assert!(!settled(&[(Some(2_000_000), 0), (Some(2_006_000), 0)]));
+    // No PIT: nothing to settle.
+    assert!(!settled(&[(None, 7), (None, 0)]));
+}
