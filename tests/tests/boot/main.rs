@@ -38,6 +38,7 @@ mod linuxproto;
 mod memset;
 mod memset_target;
 mod msi;
+mod msrpass;
 mod msrs;
 mod netbad;
 mod netidle;
