@@ -439,7 +439,7 @@ fn rescue_lost_wakeups() {
         let stranded = st.run == Run::Runnable
             && !v.domain.paused.load(Ordering::Acquire)
             && !v.domain.dying()
-            && !policy::handoff_in_flight(v, now)
+            && !policy::handoff_in_flight(v)
             && policy::held_blocked(v);
         let unwoken = matches!(st.run, Run::Blocked { .. }) && halt::wake_missed(v);
         if !stranded && !unwoken {

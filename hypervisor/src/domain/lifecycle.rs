@@ -142,8 +142,8 @@ pub struct VcpuEntry {
     /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
     /// (0: a plain block); read and cleared when it runs again.
     pub(crate) wait_port: AtomicU32,
-    /// When a send woke it with its wake left to the sender's switch
-    /// (0: none; `sched/live/handoff.rs`).
+    /// The TSC when a send woke it with its wake left to the sender's
+    /// switch (0: none; `sched/live/handoff.rs`).
     pub(crate) handoff_since: AtomicU64,
     /// Whether it is blocked in HLT, and what woke it (`sched/halt.rs`).
     pub(crate) halted: crate::sched::halt::HaltState,

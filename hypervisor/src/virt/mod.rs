@@ -17,6 +17,7 @@ pub mod cr;
 pub mod decode;
 pub mod exit;
 pub mod msr;
+pub mod msrmap;
 
 pub use exit::{Backend, CrSource, GuestRegs, VmExit};
 

@@ -27,6 +27,8 @@ use upcall::{PROC_INTR_WINDOW, WINDOW_OK};
 #[path = "vmx_cpustate.rs"]
 mod cpustate;
 use cpustate::{PROC_CR8_EXITING, PROC_TPR_SHADOW, TPR_SHADOW, VmxCpuState};
+#[path = "vmx_msrbitmap.rs"]
+mod msrbitmap;
 
 /// VMX-preemption timer: 0 if absent, else 1 + its TSC shift.
 static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
@@ -71,10 +73,18 @@ pub fn init_global(vpid: bool) {
     }
     // Primary: HLT (7), MWAIT (10), RDPMC (11: refused with #GP, as on
     // AMD-V), unconditional I/O (24), MONITOR (29), secondary controls
-    // (31). No MSR bitmap: every RDMSR/WRMSR exits.
+    // (31), MSR bitmap (28: `vmx_msrbitmap.rs`; without it every
+    // RDMSR/WRMSR exits).
     let mut proc = adjust(
         pick(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED),
-        (1 << 7) | (1 << 10) | (1 << 11) | (1 << 24) | (1 << 29) | (1 << 31) | PROC_TPR_SHADOW,
+        (1 << 7)
+            | (1 << 10)
+            | (1 << 11)
+            | (1 << 24)
+            | (1 << 29)
+            | (1 << 31)
+            | PROC_TPR_SHADOW
+            | msrbitmap::init(),
     );
     // CR8 is the vCPU's own through the TPR shadow, or exits (`cpustate`).
     if proc & PROC_TPR_SHADOW == 0 {
@@ -278,6 +288,7 @@ impl VmxVcpu {
         vmwrite(ENTRY_CONTROLS, c(4));
         vmwrite(EXCEPTION_BITMAP, 0);
         self.cpu.write_controls();
+        msrbitmap::write_controls(c(1));
         vmwrite(EPT_POINTER, self.eptp);
         if HAVE_VPID.load(Ordering::Relaxed) != 0 {
             vmwrite(VPID, u64::from(self.vpid));

@@ -6,12 +6,14 @@
 //!   put back before each entry (only when it differs, as KVM does).
 //! - **IA32_KERNEL_GS_BASE** (what SWAPGS exchanges with the GS base) is
 //!   not in the VMCS either (only FS/GS bases are, 25.4.1): swapped at
-//!   switch-in and switch-out. AMD-V keeps both in the VMCB (VMLOAD/VMSAVE
+//!   switch-in and switch-out; in between the guest reads and writes it
+//!   without an exit (the MSR bitmap), and it is read back live. AMD-V keeps both in the VMCB (VMLOAD/VMSAVE
 //!   and the state save area).
 //! - **STAR, LSTAR, CSTAR, FMASK** (SYSCALL's MSRs, issue 13) are not in
 //!   the VMCS either and SYSCALL does not exit: the vCPU's values are
 //!   loaded into the hardware at switch-in. The guest changes them only by
-//!   WRMSR, which exits (no MSR bitmap) and goes through
+//!   WRMSR, which exits (the MSR bitmap passes through only the FS, GS and
+//!   kernel GS bases, `vmx_msrbitmap.rs`) and goes through
 //!   [`VmxCpuState::set_syscall_msr`], so the copy here is always current
 //!   and nothing needs saving at switch-out. The hypervisor never executes
 //!   SYSCALL, so whatever a guest leaves in them does not matter to it.

@@ -39,6 +39,7 @@ mod linuxproto;
 mod memset;
 mod memset_target;
 mod msi;
+mod msrpass;
 mod msrs;
 mod netbad;
 mod netidle;

@@ -23,8 +23,9 @@
 //!   switch drops the [`Handoff`], and the drop wakes it.
 //! - **The lost-wake-up check** (`run.rs`, `rescue_lost_wakeups`) sees a
 //!   runnable vCPU the policy holds as blocked between the send and the
-//!   switch. Such a vCPU carries the time its wake was deferred
-//!   (`VcpuEntry::handoff_since`), cleared under the scheduler lock by
+//!   switch. Such a vCPU carries the TSC at which its wake was deferred
+//!   (`VcpuEntry::handoff_since`: a raw stamp, converted only by the
+//!   check, so the send pays no clock conversion), cleared under the scheduler lock by
 //!   whichever of the switch and the drop runs; the check leaves it alone
 //!   for [`HANDOFF_GRACE_NS`], far longer than a send and a block, and
 //!   still reports one left past that.
@@ -35,7 +36,7 @@ use core::sync::atomic::Ordering;
 use super::{kick, with};
 use crate::domain::lifecycle::{Run, VState, VcpuEntry};
 use crate::platform::{P, Platform};
-use crate::sched::clock::now_ns;
+use crate::sched::clock::{now_ns, ticks_to_ns};
 
 /// How long the lost-wake-up check lets a deferred wake wait for its
 /// switch before it calls it lost (a send, the rest of the hypercall and
@@ -163,7 +164,7 @@ pub(crate) fn defer(v: &VcpuEntry, st: &mut VState) -> bool {
         return false;
     }
     st.run = Run::Runnable;
-    v.handoff_since.store(now_ns().max(1), Ordering::Relaxed);
+    v.handoff_since.store(P::tsc().max(1), Ordering::Relaxed);
     true
 }
 
@@ -191,7 +192,7 @@ fn wake_deferred(v: &VcpuEntry) {
 
 /// Whether the lost-wake-up check should leave `v` alone: its wake is
 /// deferred to a switch that is still within its grace.
-pub(crate) fn in_flight(v: &VcpuEntry, now: u64) -> bool {
+pub(crate) fn in_flight(v: &VcpuEntry) -> bool {
     let since = v.handoff_since.load(Ordering::Relaxed);
-    since != 0 && now.saturating_sub(since) < HANDOFF_GRACE_NS
+    since != 0 && ticks_to_ns(P::tsc().saturating_sub(since)) < HANDOFF_GRACE_NS
 }
