@@ -16,14 +16,11 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 
-use base64::Engine as _;
 use kestrel_store::{Disk, Import, Kind, Store, StoreError};
 
-use super::upload::{Hasher, check_name, hex, is_elf, parse_sha256};
+use super::upload::{Hasher, check_name, decode_chunk, hex, is_elf, parse_sha256};
 use super::{Hypervisor, Server, err, store::store_err};
-use crate::proto::{
-    ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, SessionId, UPLOAD_CHUNK_MAX,
-};
+use crate::proto::{ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, SessionId};
 
 /// What an upload needs of a store: an import streamed into it (object
 /// safe, so `dyn ImageStore` carries it).
@@ -239,31 +236,7 @@ impl Server {
             .get_mut(&session)
             .ok_or_else(no_store)?;
         let have = p.imp.received();
-        if offset != have {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("chunk at offset {offset} out of order: {have} bytes came before it"),
-            ));
-        }
-        if data.len() > UPLOAD_CHUNK_MAX.div_ceil(3) * 4 {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("chunk over {UPLOAD_CHUNK_MAX} bytes"),
-            ));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| err(ErrorCode::BadRequest, format!("chunk is not base64: {e}")))?;
-        let end = have.saturating_add(bytes.len() as u64);
-        if end > p.imp.size() {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!(
-                    "chunk ends at byte {end}, past the {} bytes announced",
-                    p.imp.size()
-                ),
-            ));
-        }
+        let bytes = decode_chunk("chunk", have, p.imp.size(), offset, data)?;
         for (i, b) in bytes.iter().enumerate().take(4) {
             if let Some(m) = usize::try_from(have)
                 .ok()
