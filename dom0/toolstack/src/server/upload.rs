@@ -263,6 +263,19 @@ impl Uploads {
         self.pending.values().any(|p| p.name == name)
     }
 
+    /// The session uploading `name`, if one is.
+    pub fn uploader(&self, name: &str) -> Option<SessionId> {
+        self.pending
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether `session` has an upload in progress.
+    pub fn holds(&self, session: SessionId) -> bool {
+        self.pending.contains_key(&session)
+    }
+
     /// Drops `session`'s upload (it ended); the name it had, if any.
     pub fn end_session(&mut self, session: SessionId) -> Option<String> {
         self.pending.remove(&session).map(|p| p.name)

@@ -83,6 +83,19 @@ impl StoreUploads {
     pub fn uploading(&self, name: &str) -> bool {
         self.pending.values().any(|p| p.name == name)
     }
+
+    /// The session uploading `name` into the store, if one is.
+    pub fn uploader(&self, name: &str) -> Option<SessionId> {
+        self.pending
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether `session` has an upload into the store in progress.
+    pub fn holds(&self, session: SessionId) -> bool {
+        self.pending.contains_key(&session)
+    }
 }
 
 fn no_store() -> ProtoError {
@@ -134,13 +147,18 @@ impl Server {
     }
 
     /// Drops `session`'s upload into the store, if any (it ended, or the
-    /// upload failed): the store forgets the blocks it reserved.
-    pub(super) fn end_store_upload(&mut self, hv: &mut impl Hypervisor, session: SessionId) {
-        if let Some(p) = self.store_uploads.pending.remove(&session)
-            && let Some(s) = hv.store()
-        {
+    /// upload failed): the store forgets the blocks it reserved. The
+    /// name it had, if any.
+    pub(super) fn end_store_upload(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        session: SessionId,
+    ) -> Option<String> {
+        let p = self.store_uploads.pending.remove(&session)?;
+        if let Some(s) = hv.store() {
             s.stream_abort(p.imp);
         }
+        Some(p.name)
     }
 
     fn store_begin(

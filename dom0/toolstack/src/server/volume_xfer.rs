@@ -128,6 +128,29 @@ impl Xfers {
             .any(|i| i.imp.kind() == Kind::Image && i.name == name)
     }
 
+    /// The session importing a `kind` object named `name`, if one is.
+    pub fn importer(&self, kind: Kind, name: &str) -> Option<SessionId> {
+        self.imports
+            .iter()
+            .find(|(_, i)| i.imp.kind() == kind && i.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether `session` has an import in progress.
+    pub fn holds_import(&self, session: SessionId) -> bool {
+        self.imports.contains_key(&session)
+    }
+
+    /// Drops `session`'s import (its blocks free again), keeping its
+    /// export: the name it had, if any.
+    pub fn drop_import(&mut self, hv: &mut impl Hypervisor, session: SessionId) -> Option<String> {
+        let i = self.imports.remove(&session)?;
+        if let Some(store) = hv.store() {
+            store.xfer().abort(i.imp);
+        }
+        Some(i.name)
+    }
+
     /// The session ended: its import is dropped (its blocks free again),
     /// its export forgotten.
     pub fn end_session(&mut self, hv: &mut impl Hypervisor, session: SessionId) {
