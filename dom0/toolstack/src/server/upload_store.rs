@@ -18,7 +18,7 @@ use alloc::string::String;
 
 use kestrel_store::{Disk, Import, Kind, Store, StoreError};
 
-use super::upload::{Hasher, check_name, decode_chunk, hex, is_elf, parse_sha256};
+use super::upload::{check_name, decode_chunk, hex, is_elf, parse_sha256};
 use super::{Hypervisor, Server, err, store::store_err};
 use crate::proto::{ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, SessionId};
 
@@ -59,7 +59,6 @@ impl<D: Disk> StoreStream for Store<D> {
 struct Pending {
     name: String,
     sha256: [u8; 32],
-    hash: Hasher,
     magic: [u8; 4],
     imp: Import,
 }
@@ -209,7 +208,6 @@ impl Server {
             Pending {
                 name: name.into(),
                 sha256: sha,
-                hash: Hasher::default(),
                 magic: [0; 4],
                 imp,
             },
@@ -263,7 +261,6 @@ impl Server {
                 *m = *b;
             }
         }
-        p.hash.update(&bytes);
         hv.store()
             .ok_or_else(no_store)?
             .stream_write(&mut p.imp, &bytes)
@@ -291,7 +288,10 @@ impl Server {
                 ),
             ));
         }
-        let got = p.hash.finish();
+        // The store hashes what it is given as it writes
+        // (`Import::sha256`): hashing here too cost a second SHA-256 pass
+        // over every byte.
+        let got = p.imp.sha256();
         if got != p.sha256 {
             store.stream_abort(p.imp);
             return Err(err(
