@@ -231,6 +231,11 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(kestrel_toolstack::server::DEFAULT_HISTORY);
     let mut svc = service::Service::new(si.domain_id, history);
+    // `xfer_idle=<seconds>`: an upload or import with no request for that
+    // long is dropped, its space freed (kestrel_toolstack server/transfers.rs).
+    if let Some(s) = arg(cmdline, "xfer_idle").and_then(|n| n.parse::<u64>().ok()) {
+        svc.set_transfer_idle(s.saturating_mul(1_000_000_000));
+    }
     // Generated UUIDs: RDRAND where the CPU has it, else the TSC (whose
     // value at this point differs from boot to boot on real hardware,
     // not under QEMU's -icount).

@@ -43,6 +43,12 @@ impl Service {
         }
     }
 
+    /// How long an upload or import may go without a request before it is
+    /// dropped and its space freed (`xfer_idle=<seconds>`).
+    pub fn set_transfer_idle(&mut self, ns: u64) {
+        self.server.set_transfer_idle(ns);
+    }
+
     /// Sends `line` to `session`: over its network connection if it is
     /// one, else on the serial line (tagged if it has a tag).
     fn out(&mut self, session: SessionId, line: &str) {

@@ -190,6 +190,14 @@ impl Client {
         let what = op_name(&op);
         let first = self.sender.next_id == first_id();
         let id = self.sender.send(op)?;
+        self.wait(id, &what, first)
+    }
+
+    /// The reply to request `id` (`what`, for the timeout's message),
+    /// skipping events and replies to other requests (a pipeline's that
+    /// were not waited for). `first`: the connection's first request,
+    /// whose reply may come untagged.
+    pub fn wait(&mut self, id: u64, what: &str, first: bool) -> Result<Reply, Error> {
         loop {
             let line = self.lines.next().map_err(|e| match e {
                 Error::Timeout(_) => Error::Timeout(format!(
@@ -212,7 +220,7 @@ impl Client {
 }
 
 /// The op's name, for messages.
-fn op_name(op: &Op) -> String {
+pub fn op_name(op: &Op) -> String {
     serde_json::to_value(op)
         .ok()
         .and_then(|v| v.get("op").and_then(|o| o.as_str()).map(str::to_string))

@@ -12,6 +12,7 @@ mod events;
 mod lifecycle;
 mod memset;
 mod output;
+mod pipeline;
 mod relay;
 mod secure;
 mod serial;

@@ -110,22 +110,21 @@ pub fn send(
         sha256: want,
     })?;
     let mut bar = Bar::new(progress, &name, bytes.len());
-    let mut offset = 0usize;
-    for piece in bytes.chunks(UPLOAD_CHUNK_MAX) {
-        let data = base64::engine::general_purpose::STANDARD.encode(piece);
-        let r = client.call(Op::UploadChunk {
-            name: name.clone(),
-            offset: offset as u64,
-            data,
+    // Chunks in flight (`pipeline.rs`), not one round trip each.
+    let ops = bytes
+        .chunks(UPLOAD_CHUNK_MAX)
+        .scan(0usize, |offset, piece| {
+            let op = Op::UploadChunk {
+                name: name.clone(),
+                offset: *offset as u64,
+                data: base64::engine::general_purpose::STANDARD.encode(piece),
+            };
+            *offset += piece.len();
+            Some(Ok((op, piece.len())))
         });
-        if let Err(e) = r {
-            bar.clear();
-            return Err(e);
-        }
-        offset += piece.len();
-        bar.show(offset);
-    }
+    let r = crate::pipeline::run(client, ops, |n| bar.show(n));
     bar.clear();
+    r?;
     match client.call(Op::UploadEnd { name })? {
         Reply::Image { image } => Ok(Sent { image, sent: true }),
         other => Err(Error::Protocol(format!("unexpected reply {other:?}"))),

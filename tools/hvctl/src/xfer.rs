@@ -176,6 +176,10 @@ fn send(
     Ok(Sent { reply, size, data })
 }
 
+/// Sends the `size` bytes `read` gives as pieces, several in flight
+/// (`pipeline.rs`): non-zero 32 KiB pieces as `import_chunk`, runs of
+/// all-zero pieces as one `import_zeros` (up to `XFER_ZEROS_MAX`). The
+/// bytes sent as data.
 fn pieces(
     client: &mut Client,
     name: &str,
@@ -184,42 +188,60 @@ fn pieces(
     buf: &mut [u8],
     bar: &mut Bar,
 ) -> Result<u64, Error> {
+    let mut data = 0u64;
     let mut at = 0u64;
     let mut zeros = 0u64;
-    let mut data = 0u64;
-    let flush = |client: &mut Client, end: u64, zeros: &mut u64| -> Result<(), Error> {
-        if *zeros > 0 {
-            client.call(Op::ImportZeros {
-                name: name.into(),
-                offset: end - *zeros,
-                length: *zeros,
-            })?;
-            *zeros = 0;
-        }
-        Ok(())
+    let mut next: Option<(Op, usize)> = None;
+    let zeros_op = |end: u64, length: u64| {
+        let op = Op::ImportZeros {
+            name: name.into(),
+            offset: end - length,
+            length,
+        };
+        (op, usize::try_from(length).unwrap_or(usize::MAX))
     };
-    while at < size {
-        let n = (size - at).min(buf.len() as u64) as usize;
-        let piece = &mut buf[..n];
-        read(at, piece)?;
-        if piece.iter().all(|&b| b == 0) {
-            if zeros + n as u64 > XFER_ZEROS_MAX {
-                flush(client, at, &mut zeros)?;
+    let ops = std::iter::from_fn(|| {
+        loop {
+            if let Some(op) = next.take() {
+                return Some(Ok(op));
             }
-            zeros += n as u64;
-        } else {
-            flush(client, at, &mut zeros)?;
-            client.call(Op::ImportChunk {
-                name: name.into(),
-                offset: at,
-                data: base64::engine::general_purpose::STANDARD.encode(&*piece),
-            })?;
+            if at >= size {
+                let z = std::mem::take(&mut zeros);
+                return (z > 0).then(|| Ok(zeros_op(at, z)));
+            }
+            let n = (size - at).min(buf.len() as u64) as usize;
+            let piece = &mut buf[..n];
+            if let Err(e) = read(at, piece) {
+                at = size;
+                zeros = 0;
+                return Some(Err(e));
+            }
+            let start = at;
+            at += n as u64;
+            if piece.iter().all(|&b| b == 0) {
+                let full = zeros + n as u64 > XFER_ZEROS_MAX;
+                let z = if full { std::mem::take(&mut zeros) } else { 0 };
+                zeros += n as u64;
+                if z > 0 {
+                    return Some(Ok(zeros_op(start, z)));
+                }
+                continue;
+            }
             data += n as u64;
+            let chunk = Op::ImportChunk {
+                name: name.into(),
+                offset: start,
+                data: base64::engine::general_purpose::STANDARD.encode(&*piece),
+            };
+            let z = std::mem::take(&mut zeros);
+            if z > 0 {
+                next = Some((chunk, n));
+                return Some(Ok(zeros_op(start, z)));
+            }
+            return Some(Ok((chunk, n)));
         }
-        at += n as u64;
-        bar.show(usize::try_from(at).unwrap_or(usize::MAX));
-    }
-    flush(client, at, &mut zeros)?;
+    });
+    crate::pipeline::run(client, ops, |n| bar.show(n))?;
     Ok(data)
 }
 

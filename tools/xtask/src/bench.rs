@@ -157,6 +157,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             println!("its section in {} written", doc.display());
             return Ok(());
         }
+        Some("uploadprof") => return crate::upprof::run(&kernel, &out_dir),
         Some("upload") => {
             let (runs, insns) = crate::upbench::run(&kernel, &out_dir)?;
             let section = crate::upbench::section(&runs, &insns);
@@ -170,7 +171,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => bail!(
-            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle`, `linux`, `disk` or `upload`"
+            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle`, `linux`, `disk`, `upload` or `uploadprof`"
         ),
     }
 

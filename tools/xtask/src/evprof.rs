@@ -34,7 +34,7 @@ use crate::isoboot::{self, Backend, Machine};
 const TOP: usize = 45;
 
 /// The kernel's function symbols, sorted by address.
-fn symbols(kernel: &Path) -> Result<Vec<(u64, String)>> {
+pub(crate) fn symbols(kernel: &Path) -> Result<Vec<(u64, String)>> {
     let out = Command::new("nm")
         .args(["-n", "-C", "--defined-only"])
         .arg(kernel)
@@ -60,7 +60,7 @@ fn symbols(kernel: &Path) -> Result<Vec<(u64, String)>> {
 }
 
 /// `<address> <count>` lines (the plugin's `prof=` file).
-fn profile(file: &Path) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn profile(file: &Path) -> Result<Vec<(u64, u64)>> {
     let text = std::fs::read_to_string(file).context(|| format!("reading {}", file.display()))?;
     let mut v = Vec::new();
     for line in text.lines() {
@@ -77,7 +77,7 @@ fn profile(file: &Path) -> Result<Vec<(u64, u64)>> {
 }
 
 /// Counts per function.
-fn per_function(syms: &[(u64, String)], prof: &[(u64, u64)]) -> BTreeMap<String, i64> {
+pub(crate) fn per_function(syms: &[(u64, String)], prof: &[(u64, u64)]) -> BTreeMap<String, i64> {
     let mut m = BTreeMap::new();
     for &(a, n) in prof {
         let i = syms.partition_point(|s| s.0 <= a);
@@ -91,7 +91,7 @@ fn per_function(syms: &[(u64, String)], prof: &[(u64, u64)]) -> BTreeMap<String,
     m
 }
 
-fn print_top(title: &str, m: &BTreeMap<String, i64>, per: f64) {
+pub(crate) fn print_top(title: &str, m: &BTreeMap<String, i64>, per: f64) {
     let mut v: Vec<_> = m.iter().filter(|(_, n)| **n != 0).collect();
     v.sort_by_key(|(_, n)| std::cmp::Reverse(n.abs()));
     let total: i64 = m.values().sum();

@@ -34,7 +34,7 @@ pub struct Cpu {
     pub other: u64,
 }
 
-fn exec_range(elf: &Path) -> Result<(u64, u64)> {
+pub(crate) fn exec_range(elf: &Path) -> Result<(u64, u64)> {
     let bytes = std::fs::read(elf).context(|| format!("reading {}", elf.display()))?;
     let mut lo = u64::MAX;
     let mut hi = 0;

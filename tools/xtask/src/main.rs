@@ -22,6 +22,7 @@ mod ringbench;
 mod specbench;
 mod test;
 mod upbench;
+mod upprof;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

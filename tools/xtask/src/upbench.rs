@@ -143,18 +143,20 @@ fn wait_line<T>(log: &Path, secs: u64, what: &str, f: impl Fn(&str) -> Option<T>
     }
 }
 
-fn hvctl() -> PathBuf {
+pub(crate) fn hvctl() -> PathBuf {
     paths::target_dir().join("release/hvctl")
 }
 
-/// One boot: the upload, then the raw stream.
-fn one(
+/// One boot: the upload, then the raw stream; with `prof`, the plugin
+/// also writes its per-address profile there (`upprof.rs`).
+pub(crate) fn one(
     kernel: &Path,
     dir: &Path,
     file: &Path,
     bytes: &[u8],
     send: Send,
     plugin: Option<&crate::insncount::Plugin>,
+    prof: Option<&Path>,
 ) -> Result<Run> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
@@ -214,7 +216,11 @@ fn one(
     let count = dir.join("insns.txt");
     if let Some(p) = plugin {
         vm.extra.push("-plugin".into());
-        vm.extra.push(p.arg(&count).into());
+        let mut arg = p.arg(&count);
+        if let Some(f) = prof {
+            arg.push_str(&format!(",prof={}", f.display()));
+        }
+        vm.extra.push(arg.into());
     }
     let qemu_log = dir.join("qemu.log");
     let f = File::create(&qemu_log).context(|| format!("creating {}", qemu_log.display()))?;
@@ -352,6 +358,7 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<(Vec<Run>, Vec<Insns>)> {
             &bytes,
             both,
             None,
+            None,
         )?;
         println!(
             "upload run {i}: upload {:?}, raw {:?} (command: {})",
@@ -376,6 +383,7 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<(Vec<Run>, Vec<Insns>)> {
                 &bytes,
                 Send { upload, raw },
                 Some(&plugin),
+                None,
             )?;
             if let Some(slot) = n.get_mut(k) {
                 *slot = r.guest_insns.unwrap_or(0);
@@ -421,8 +429,8 @@ pub fn section(runs: &[Run], insns: &[Insns]) -> String {
          slirp are off that clock, so spans depend on the host's timing; exits per MiB are \
          the steadier figure. Two boots, both shown. Why the upload is slower: `hvctl` \
          sends the file as `upload_chunk` requests of 32 KiB in base64 (4/3 of the bytes \
-         on the wire, the wire-bytes column) and waits for each reply before the next \
-         (tools/hvctl/src/upload.rs), and dom0 decrypts, decodes, hashes and keeps every \
+         on the wire, the wire-bytes column), up to 128 KiB of them in flight \
+         (tools/hvctl/src/pipeline.rs), and dom0 decrypts, decodes, hashes and keeps every \
          byte; the raw stream only waits for TCP's 8 KiB window.\n\n",
     );
     s.push_str(
@@ -454,9 +462,21 @@ pub fn section(runs: &[Run], insns: &[Insns]) -> String {
          whole connection, handshake and the image's keeping included). At 128 ns per \
          instruction the upload's count is about 29 s of dom0's CPU, more than its \
          first-to-last-byte span (the count also holds the handshake and the work after \
-         the last byte): the upload is bound by dom0's work on each byte (decryption, \
-         base64, SHA-256, the copy kept), not by waiting for the network. Passes are \
-         within 0.1% for the upload and 3% for the raw stream:\n\n",
+         the last byte): the upload is bound by dom0's work on each byte, not by \
+         waiting for the network. Where it goes (`cargo xtask bench --only uploadprof`, \
+         tools/xtask/src/upprof.rs: the plugin's per-address profile over dom0's code, \
+         upload boot less idle boot, per MiB; issue 14): SHA-256 77 M (the upload's and, \
+         once per boot, the boot modules' for `image_list`), ChaCha20 37 M and Poly1305 \
+         14 M (decrypting 1.34 MiB of base64), base64 decoding 10 M, finding the lines \
+         10 M before the word-at-a-time search, JSON 7 M, copies 3 M, TCP checksums 3 M; \
+         the hypervisor's part is 15 M. dom0 has no SIMD (its target is \
+         `x86_64-unknown-none`): software ChaCha20-Poly1305 and SHA-256 alone cost about \
+         70 instructions per byte, ten times the raw stream's whole 7 M per MiB, so with \
+         the channel's encryption and the end-to-end hash no framing reaches half the raw \
+         stream; raw binary chunks would save the base64, the JSON scan and a quarter of \
+         the decryption (about 40 M). Before the byte-at-a-time line buffer was replaced \
+         (issue 14) the upload cost 227.6 M per MiB. The two passes below differ by 4% \
+         for the upload and 2% for the raw stream:\n\n",
     );
     s.push_str("| pass | upload | raw | ratio upload/raw |\n|---|---:|---:|---:|\n");
     for (i, x) in insns.iter().enumerate() {

@@ -402,3 +402,65 @@ fn line_buffer_splits_and_bounds() {
         Some(Ok(MAX_LINE))
     );
 }
+
+/// `extend` (a run at a time) gives what `push` byte by byte gives, for
+/// any split of the input: lines of every length around `MAX_LINE`
+/// (exactly it, one over, far over), empty lines, and a piece that ends
+/// mid-line.
+#[test]
+fn line_buffer_extend_is_push_byte_by_byte() {
+    let mut input = Vec::new();
+    for (i, n) in [
+        0,
+        1,
+        5,
+        MAX_LINE - 1,
+        MAX_LINE,
+        MAX_LINE + 1,
+        3 * MAX_LINE,
+        7,
+        0,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        input.extend((0..n).map(|k| b'a' + ((i + k) % 26) as u8));
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"tail");
+    let mut one = LineBuffer::new();
+    let want: Vec<_> = input.iter().filter_map(|&b| one.push(b)).collect();
+    assert_eq!(want.len(), 9);
+    for step in [1, 2, 3, 4096, 65519, MAX_LINE + 1, input.len()] {
+        let mut lb = LineBuffer::new();
+        let mut got = Vec::new();
+        for piece in input.chunks(step) {
+            got.extend(lb.extend(piece));
+            assert!(lb.pending() <= MAX_LINE, "step {step}");
+        }
+        assert_eq!(got, want, "step {step}");
+        assert_eq!(lb.pending(), one.pending(), "step {step}");
+    }
+}
+
+/// The word-at-a-time newline search finds the first `\n` wherever it is
+/// (every position in and across words, bytes next to it that a borrow
+/// could confuse: 0x0b, 0x09, 0x8a, 0x00, 0xff), and none where there is
+/// none.
+#[test]
+fn line_buffer_finds_each_newline() {
+    for len in 0..40 {
+        for fill in [b'a', 0x0b, 0x09, 0x8a, 0x00, 0xff] {
+            let mut b = vec![fill; len];
+            let mut lb = LineBuffer::new();
+            assert!(lb.extend(&b).is_empty(), "len {len} fill {fill:#x}");
+            for at in 0..len {
+                b[at] = b'\n';
+                let mut lb = LineBuffer::new();
+                let got = lb.extend(&b);
+                assert_eq!(got[0].as_ref().unwrap().len(), at, "len {len} at {at}");
+                b[at] = fill;
+            }
+        }
+    }
+}

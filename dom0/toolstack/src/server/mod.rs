@@ -29,11 +29,14 @@ mod tests_logs;
 #[cfg(test)]
 mod tests_target;
 #[cfg(test)]
+mod tests_transfers;
+#[cfg(test)]
 mod tests_upload;
 #[cfg(test)]
 mod tests_upload_store;
 #[cfg(test)]
 mod tests_volume_xfer;
+mod transfers;
 pub mod upload;
 pub mod upload_store;
 pub mod volume_xfer;
@@ -52,6 +55,7 @@ pub use create::{CreateFailure, create_all};
 pub use history::{DEFAULT_HISTORY, History, HvEnded};
 pub use lifecycle::{DEFAULT_SHUTDOWN_TIMEOUT_MS, Lifecycle};
 pub use session::{MAX_SESSIONS, Sessions};
+pub use transfers::DEFAULT_IDLE_NS as DEFAULT_TRANSFER_IDLE_NS;
 pub use upload::{ImageKeeper, MemImages};
 
 /// One domain as the hypervisor reports it.
@@ -243,6 +247,8 @@ pub struct Server {
     store_uploads: upload_store::StoreUploads,
     /// Store objects being imported or exported (`volume_xfer.rs`).
     xfers: volume_xfer::Xfers,
+    /// When each transfer last had a request (`transfers.rs`).
+    idle: transfers::Idle,
 }
 
 /// Server name and version sent in the `hello` reply.
@@ -285,6 +291,7 @@ impl Server {
     pub fn observe(&mut self, hv: &mut impl Hypervisor) -> Vec<proto::DomainInfo> {
         let now = hv.now_ns();
         self.lifecycle.tick(hv, now);
+        self.expire_idle(hv, now);
         let mut ended = self.history.observe(hv);
         for d in &mut ended {
             let again = self.lifecycle.on_end(hv, &mut self.history, d, now);
@@ -307,10 +314,14 @@ impl Server {
     /// shutdown request's timeout, an end report that is late), in system
     /// time; `None`: only events.
     pub fn next_deadline(&self) -> Option<u64> {
-        match (self.lifecycle.next_deadline(), self.history.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.lifecycle.next_deadline(),
+            self.history.next_deadline(),
+            self.idle_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Domain `id`, built from `cfg` in `file` at `created_ns`: its uptime
@@ -426,6 +437,8 @@ impl Server {
         if !self.sessions.is_open(session) {
             return Err(err(ErrorCode::VersionMismatch, "send hello first"));
         }
+        self.note_transfer(session, &req.op, hv.now_ns());
+        self.check_maker(session, &req.op)?;
         match req.op {
             Op::Hello { .. } | Op::Bye => Err(err(ErrorCode::Internal, "unreachable")),
             op @ (Op::ImageList

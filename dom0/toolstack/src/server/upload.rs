@@ -96,6 +96,59 @@ pub fn check_name(name: &str) -> Result<(), ProtoError> {
     }
 }
 
+/// A piece of an upload or import (`what`: "chunk", "piece") at
+/// `offset` when `have` bytes came before it: refused unless it is the
+/// next one.
+pub fn check_offset(what: &str, have: u64, offset: u64) -> Result<(), ProtoError> {
+    if offset == have {
+        return Ok(());
+    }
+    Err(err(
+        ErrorCode::BadRequest,
+        format!("{what} at offset {offset} out of order: {have} bytes came before it"),
+    ))
+}
+
+/// A piece of `len` bytes after `have`: refused if it ends past the `size`
+/// announced.
+pub fn check_end(what: &str, have: u64, len: u64, size: u64) -> Result<(), ProtoError> {
+    let end = have.saturating_add(len);
+    if end > size {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("{what} ends at byte {end}, past the {size} bytes announced"),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of one `upload_chunk` or `import_chunk`, checked the one way
+/// both take them: `offset` is the next byte (`have` came before it),
+/// `data` is base64 of at most [`UPLOAD_CHUNK_MAX`] bytes (its length is
+/// bounded before anything is decoded), and the chunk ends within the
+/// `size` announced. `what` names the piece in the refusals.
+pub fn decode_chunk(
+    what: &str,
+    have: u64,
+    size: u64,
+    offset: u64,
+    data: &str,
+) -> Result<Vec<u8>, ProtoError> {
+    check_offset(what, have, offset)?;
+    // base64 of UPLOAD_CHUNK_MAX bytes is 4/3 as long (padded).
+    if data.len() > UPLOAD_CHUNK_MAX.div_ceil(3) * 4 {
+        return Err(err(
+            ErrorCode::BadRequest,
+            format!("chunk over {UPLOAD_CHUNK_MAX} bytes"),
+        ));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| err(ErrorCode::BadRequest, format!("chunk is not base64: {e}")))?;
+    check_end(what, have, bytes.len() as u64, size)?;
+    Ok(bytes)
+}
+
 /// Where uploaded images are kept: name → bytes, length, SHA-256.
 pub trait ImageKeeper {
     /// Every kept image, by name.
@@ -210,6 +263,19 @@ impl Uploads {
         self.pending.values().any(|p| p.name == name)
     }
 
+    /// The session uploading `name`, if one is.
+    pub fn uploader(&self, name: &str) -> Option<SessionId> {
+        self.pending
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether `session` has an upload in progress.
+    pub fn holds(&self, session: SessionId) -> bool {
+        self.pending.contains_key(&session)
+    }
+
     /// Drops `session`'s upload (it ended); the name it had, if any.
     pub fn end_session(&mut self, session: SessionId) -> Option<String> {
         self.pending.remove(&session).map(|p| p.name)
@@ -319,33 +385,7 @@ impl Uploads {
     }
 
     fn take(p: &mut Pending, offset: u64, data: &str) -> Result<(), ProtoError> {
-        let have = p.bytes.len() as u64;
-        if offset != have {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("chunk at offset {offset} out of order: {have} bytes came before it"),
-            ));
-        }
-        // base64 of UPLOAD_CHUNK_MAX bytes is 4/3 as long (padded).
-        if data.len() > UPLOAD_CHUNK_MAX.div_ceil(3) * 4 {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("chunk over {UPLOAD_CHUNK_MAX} bytes"),
-            ));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| err(ErrorCode::BadRequest, format!("chunk is not base64: {e}")))?;
-        let end = have.saturating_add(bytes.len() as u64);
-        if end > p.size {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!(
-                    "chunk ends at byte {end}, past the {} bytes announced",
-                    p.size
-                ),
-            ));
-        }
+        let bytes = decode_chunk("chunk", p.bytes.len() as u64, p.size, offset, data)?;
         // Within the capacity reserved at `upload_begin`: no allocation.
         p.bytes.extend_from_slice(&bytes);
         Ok(())

@@ -16,14 +16,11 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 
-use base64::Engine as _;
 use kestrel_store::{Disk, Import, Kind, Store, StoreError};
 
-use super::upload::{Hasher, check_name, hex, is_elf, parse_sha256};
+use super::upload::{check_name, decode_chunk, hex, is_elf, parse_sha256};
 use super::{Hypervisor, Server, err, store::store_err};
-use crate::proto::{
-    ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, SessionId, UPLOAD_CHUNK_MAX,
-};
+use crate::proto::{ErrorCode, ImageInfo, ImageSource, Op, ProtoError, Reply, SessionId};
 
 /// What an upload needs of a store: an import streamed into it (object
 /// safe, so `dyn ImageStore` carries it).
@@ -62,7 +59,6 @@ impl<D: Disk> StoreStream for Store<D> {
 struct Pending {
     name: String,
     sha256: [u8; 32],
-    hash: Hasher,
     magic: [u8; 4],
     imp: Import,
 }
@@ -85,6 +81,19 @@ impl StoreUploads {
     /// Whether an upload into the store has `name`.
     pub fn uploading(&self, name: &str) -> bool {
         self.pending.values().any(|p| p.name == name)
+    }
+
+    /// The session uploading `name` into the store, if one is.
+    pub fn uploader(&self, name: &str) -> Option<SessionId> {
+        self.pending
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether `session` has an upload into the store in progress.
+    pub fn holds(&self, session: SessionId) -> bool {
+        self.pending.contains_key(&session)
     }
 }
 
@@ -137,13 +146,18 @@ impl Server {
     }
 
     /// Drops `session`'s upload into the store, if any (it ended, or the
-    /// upload failed): the store forgets the blocks it reserved.
-    pub(super) fn end_store_upload(&mut self, hv: &mut impl Hypervisor, session: SessionId) {
-        if let Some(p) = self.store_uploads.pending.remove(&session)
-            && let Some(s) = hv.store()
-        {
+    /// upload failed): the store forgets the blocks it reserved. The
+    /// name it had, if any.
+    pub(super) fn end_store_upload(
+        &mut self,
+        hv: &mut impl Hypervisor,
+        session: SessionId,
+    ) -> Option<String> {
+        let p = self.store_uploads.pending.remove(&session)?;
+        if let Some(s) = hv.store() {
             s.stream_abort(p.imp);
         }
+        Some(p.name)
     }
 
     fn store_begin(
@@ -194,7 +208,6 @@ impl Server {
             Pending {
                 name: name.into(),
                 sha256: sha,
-                hash: Hasher::default(),
                 magic: [0; 4],
                 imp,
             },
@@ -239,31 +252,7 @@ impl Server {
             .get_mut(&session)
             .ok_or_else(no_store)?;
         let have = p.imp.received();
-        if offset != have {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("chunk at offset {offset} out of order: {have} bytes came before it"),
-            ));
-        }
-        if data.len() > UPLOAD_CHUNK_MAX.div_ceil(3) * 4 {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!("chunk over {UPLOAD_CHUNK_MAX} bytes"),
-            ));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| err(ErrorCode::BadRequest, format!("chunk is not base64: {e}")))?;
-        let end = have.saturating_add(bytes.len() as u64);
-        if end > p.imp.size() {
-            return Err(err(
-                ErrorCode::BadRequest,
-                format!(
-                    "chunk ends at byte {end}, past the {} bytes announced",
-                    p.imp.size()
-                ),
-            ));
-        }
+        let bytes = decode_chunk("chunk", have, p.imp.size(), offset, data)?;
         for (i, b) in bytes.iter().enumerate().take(4) {
             if let Some(m) = usize::try_from(have)
                 .ok()
@@ -272,7 +261,6 @@ impl Server {
                 *m = *b;
             }
         }
-        p.hash.update(&bytes);
         hv.store()
             .ok_or_else(no_store)?
             .stream_write(&mut p.imp, &bytes)
@@ -300,7 +288,10 @@ impl Server {
                 ),
             ));
         }
-        let got = p.hash.finish();
+        // The store hashes what it is given as it writes
+        // (`Import::sha256`): hashing here too cost a second SHA-256 pass
+        // over every byte.
+        let got = p.imp.sha256();
         if got != p.sha256 {
             store.stream_abort(p.imp);
             return Err(err(

@@ -32,7 +32,7 @@ use kestrel_store::{Disk, Import, Kind, Object, Store, StoreError};
 use sha2::{Digest, Sha256};
 
 use super::store::store_err;
-use super::upload::{Uploads, hex, parse_sha256};
+use super::upload::{Uploads, check_end, check_offset, decode_chunk, hex, parse_sha256};
 use super::{Hypervisor, err};
 use crate::proto::{
     ErrorCode, ImageInfo, ImageSource, ObjectKind, Op, ProtoError, Reply, SessionId,
@@ -126,6 +126,29 @@ impl Xfers {
         self.imports
             .values()
             .any(|i| i.imp.kind() == Kind::Image && i.name == name)
+    }
+
+    /// The session importing a `kind` object named `name`, if one is.
+    pub fn importer(&self, kind: Kind, name: &str) -> Option<SessionId> {
+        self.imports
+            .iter()
+            .find(|(_, i)| i.imp.kind() == kind && i.name == name)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether `session` has an import in progress.
+    pub fn holds_import(&self, session: SessionId) -> bool {
+        self.imports.contains_key(&session)
+    }
+
+    /// Drops `session`'s import (its blocks free again), keeping its
+    /// export: the name it had, if any.
+    pub fn drop_import(&mut self, hv: &mut impl Hypervisor, session: SessionId) -> Option<String> {
+        let i = self.imports.remove(&session)?;
+        if let Some(store) = hv.store() {
+            store.xfer().abort(i.imp);
+        }
+        Some(i.name)
     }
 
     /// The session ended: its import is dropped (its blocks free again),
@@ -407,50 +430,14 @@ fn next_piece(store: &mut dyn XferStore, x: &mut Exporting) -> Result<Reply, Pro
     })
 }
 
-fn out_of_order(i: &Importing, offset: u64) -> Result<(), ProtoError> {
-    let have = i.imp.received();
-    if offset == have {
-        Ok(())
-    } else {
-        Err(err(
-            ErrorCode::BadRequest,
-            format!("piece at offset {offset} out of order: {have} bytes came before it"),
-        ))
-    }
-}
-
-fn past_end(i: &Importing, len: u64) -> Result<(), ProtoError> {
-    let end = i.imp.received().saturating_add(len);
-    if end > i.imp.size() {
-        return Err(err(
-            ErrorCode::BadRequest,
-            format!(
-                "piece ends at byte {end}, past the {} bytes announced",
-                i.imp.size()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn chunk(
     store: &mut dyn XferStore,
     i: &mut Importing,
     offset: u64,
     data: &str,
 ) -> Result<(), ProtoError> {
-    out_of_order(i, offset)?;
-    // base64 of UPLOAD_CHUNK_MAX bytes is 4/3 as long (padded).
-    if data.len() > UPLOAD_CHUNK_MAX.div_ceil(3) * 4 {
-        return Err(err(
-            ErrorCode::BadRequest,
-            format!("chunk over {UPLOAD_CHUNK_MAX} bytes"),
-        ));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|e| err(ErrorCode::BadRequest, format!("chunk is not base64: {e}")))?;
-    past_end(i, bytes.len() as u64)?;
+    let (have, size) = (i.imp.received(), i.imp.size());
+    let bytes = decode_chunk("piece", have, size, offset, data)?;
     store.write(&mut i.imp, &bytes).map_err(store_err)
 }
 
@@ -460,14 +447,15 @@ fn zeros(
     offset: u64,
     length: u64,
 ) -> Result<(), ProtoError> {
-    out_of_order(i, offset)?;
+    let (have, size) = (i.imp.received(), i.imp.size());
+    check_offset("piece", have, offset)?;
     if length == 0 || length > XFER_ZEROS_MAX {
         return Err(err(
             ErrorCode::BadRequest,
             format!("a run of {length} zero bytes: 1 to {XFER_ZEROS_MAX} per request"),
         ));
     }
-    past_end(i, length)?;
+    check_end("piece", have, length, size)?;
     let mut left = length;
     while left > 0 {
         let n = left.min(ZEROS.len() as u64) as usize;
