@@ -13,7 +13,7 @@ use std::vec::Vec;
 
 use pvabi::{EVENT_CHANNEL, EVENT_TIMER};
 
-use super::{DEADLINE, PORT, SEEN, T0, blocker, create, search, sender, turn};
+use super::{DEADLINE, PORT, SEEN, T0, blocker, create, search, search_upto, sender, turn};
 use crate::domain::lifecycle::{DOMAINS, Run, VcpuEntry};
 use crate::evtchn::ops::EvtchnOp;
 use crate::hypercall::services::Svc;
@@ -103,6 +103,9 @@ fn a_timer_armed_on_another_cpu_wakes_its_vcpu_blocking_here_in_any_interleaving
 /// CPU 2's list, where it ran before) blocks on its CPU; S, on another,
 /// sends V an event (the wake may place V on any idle CPU); CPU 2's timer
 /// pass fires V's timer. V ends runnable, queued, with both events.
+/// Three threads: at most 2 preemptions in plain `cargo test`, 3 under
+/// `KESTREL_PREEMPTIONS=all` (26,375 runs, about 60 s idle; the whole
+/// search is too large for the test step).
 #[test]
 fn a_wake_and_a_timer_from_two_cpus_against_the_block_in_any_interleaving() {
     struct Three {
@@ -110,7 +113,12 @@ fn a_wake_and_a_timer_from_two_cpus_against_the_block_in_any_interleaving() {
         s: Arc<VcpuEntry>,
         free: u64,
     }
-    search(
+    let cap = match std::env::var("KESTREL_PREEMPTIONS").as_deref() {
+        Ok("all") => 3,
+        _ => 2,
+    };
+    search_upto(
+        cap,
         20,
         || {
             fake::reset();
