@@ -225,7 +225,7 @@ fn run_slice(
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
             let now = now_ns();
-            timers::fire_due(now);
+            timers::fire_list(cpu, now);
             if policy::tick(cpu, now) {
                 break Outcome::Again;
             }
@@ -331,7 +331,7 @@ fn run_picked(
             }
             None => policy::descheduled_at(cpu, entry, ran, st.run == Run::Runnable, now),
         }
-        timers::arm(entry, deadline);
+        timers::arm_on(cpu, entry, deadline);
         st.run == Run::Dead
     };
     if dead {
@@ -380,7 +380,7 @@ pub fn schedule(cpu: usize) {
     crate::console::wake::poll();
     crate::pci::msi_live::poll();
     let now = now_ns();
-    timers::fire_due(now);
+    timers::fire_list(cpu, now);
     policy::clear_resched(cpu);
     match policy::pick(cpu, now) {
         policy::Pick::Run(entry, slice_ns) => {

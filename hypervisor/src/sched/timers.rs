@@ -98,10 +98,29 @@ pub(crate) fn next_due() -> u64 {
 /// on another CPU's list moves here either way. A dying domain's vCPUs
 /// get none.
 pub(crate) fn arm(v: &Arc<VcpuEntry>, deadline: u64) {
+    arm_on(here(), v, deadline);
+}
+
+/// [`arm`] on CPU `me`, the calling CPU (the run loop passes its index,
+/// saving the look-up on every block).
+pub(crate) fn arm_on(me: usize, v: &Arc<VcpuEntry>, deadline: u64) {
     if deadline == 0 {
         return;
     }
-    let me = here();
+    let me = me.min(MAX_CPUS - 1);
+    // Already on this CPU's list, due no later: nothing to do, and no
+    // lock (every block with a deadline comes here, twice per event round
+    // trip). Safe without the lock: an entry on this CPU's list is
+    // changed only by this CPU (it alone fires and arms it: `arm` runs on
+    // the CPU where the vCPU runs or blocks, `fire` on the CPU whose list
+    // held it) or taken out by `cancel` for a dying domain, which gets no
+    // timer anyway.
+    if v.armed_on.load(Ordering::Acquire) == me as u32 {
+        let cur = v.armed.load(Ordering::Relaxed);
+        if cur != 0 && cur <= deadline {
+            return;
+        }
+    }
     loop {
         let on = v.armed_on.load(Ordering::Acquire);
         if on == NONE || on as usize == me {
@@ -115,12 +134,13 @@ pub(crate) fn arm(v: &Arc<VcpuEntry>, deadline: u64) {
                 {
                     continue;
                 }
+                // After the claim: `cancel` either sees it or this sees
+                // the domain dying (both sides fence; the end sets
+                // `dying` first).
+                fence(Ordering::SeqCst);
             } else if v.armed_on.load(Ordering::Acquire) != on {
                 continue;
             }
-            // After the claim: `cancel` either sees it or this sees the
-            // domain dying (both sides fence; the end sets `dying` first).
-            fence(Ordering::SeqCst);
             if v.domain.dying() {
                 let cur = v.armed.swap(0, Ordering::Relaxed);
                 let gone = (cur != 0).then(|| t.remove(&key(v, cur))).flatten();
@@ -206,12 +226,13 @@ pub(crate) fn cancel(v: &Arc<VcpuEntry>) {
 }
 
 /// Fires everything due by `now` on this CPU's list.
+#[cfg(test)]
 pub(crate) fn fire_due(now: u64) {
     fire_list(here(), now);
 }
 
-/// Fires everything due by `now` on `cpu`'s list (the calling CPU's,
-/// except in tests that play one CPU's pass on another thread).
+/// Fires everything due by `now` on `cpu`'s list: the calling CPU's (the
+/// run loop passes its index, saving the look-up on every tick).
 pub(crate) fn fire_list(cpu: usize, now: u64) {
     if next_due_on(cpu) > now {
         return;
@@ -233,7 +254,7 @@ pub(crate) fn fire_list(cpu: usize, now: u64) {
         let Some(v) = due else {
             break;
         };
-        fire(&v, now);
+        fire(cpu, &v, now);
     }
 }
 
@@ -241,7 +262,7 @@ pub(crate) fn fire_list(cpu: usize, now: u64) {
 /// `VIRQ_TIMER`), a blocked vCPU with an event or a passed deadline is
 /// woken (wherever it last ran: the scheduler places it and kicks that
 /// CPU); whatever is still ahead is armed again, on this CPU's list.
-fn fire(v: &Arc<VcpuEntry>, now: u64) {
+fn fire(cpu: usize, v: &Arc<VcpuEntry>, now: u64) {
     let mut next;
     {
         // Events are raised under the state lock (see `events::kick`).
@@ -267,7 +288,7 @@ fn fire(v: &Arc<VcpuEntry>, now: u64) {
             }
         }
     }
-    arm(v, next);
+    arm_on(cpu, v, next);
 }
 
 #[cfg(test)]
