@@ -71,10 +71,10 @@ const TICK_NS: u64 = 10_000_000;
 /// The shortest: an interrupt sooner than this would cost more than it saves.
 const MIN_ARM_NS: u64 = 20_000;
 
-/// Arms this CPU's timer for the earliest of `until` (a slice's end or
-/// an idle CPU's wake-up), the next guest timer and one tick.
-fn arm_timer(now: u64, until: u64) {
-    let at = until.min(timers::next_due());
+/// Arms this CPU's (`cpu`'s) timer for the earliest of `until` (a slice's
+/// end or an idle CPU's wake-up), the next guest timer on its list and one tick.
+fn arm_timer(cpu: usize, now: u64, until: u64) {
+    let at = until.min(timers::next_due_on(cpu));
     P::arm_timer_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
 }
 
@@ -104,7 +104,7 @@ fn run_slice(
         slice_end.saturating_sub(start),
     ));
     vcpu.set_slice_end(end_tsc);
-    arm_timer(start, slice_end);
+    arm_timer(cpu, start, slice_end);
     me.seen_gen
         .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);
     // Back from a block: RAX gets the events (or the port a send_wait
@@ -225,11 +225,11 @@ fn run_slice(
         if ticks != seen_ticks || kicked {
             seen_ticks = ticks;
             let now = now_ns();
-            timers::fire_due(now);
+            timers::fire_list(cpu, now);
             if policy::tick(cpu, now) {
                 break Outcome::Again;
             }
-            arm_timer(now, slice_end);
+            arm_timer(cpu, now, slice_end);
         }
     };
     vcpu.put();
@@ -331,7 +331,7 @@ fn run_picked(
             }
             None => policy::descheduled_at(cpu, entry, ran, st.run == Run::Runnable, now),
         }
-        timers::arm(entry, deadline);
+        timers::arm_on(cpu, entry, deadline);
         st.run == Run::Dead
     };
     if dead {
@@ -380,7 +380,7 @@ pub fn schedule(cpu: usize) {
     crate::console::wake::poll();
     crate::pci::msi_live::poll();
     let now = now_ns();
-    timers::fire_due(now);
+    timers::fire_list(cpu, now);
     policy::clear_resched(cpu);
     match policy::pick(cpu, now) {
         policy::Pick::Run(entry, slice_ns) => {
@@ -413,7 +413,7 @@ pub fn schedule(cpu: usize) {
             };
             // Nothing to run: sleep until the timer (a guest timer, a
             // parked domain's next period, at most a tick) or a kick.
-            arm_timer(now, now.saturating_add(wake_in));
+            arm_timer(cpu, now, now.saturating_add(wake_in));
             P::halt();
         }
     }
@@ -506,3 +506,5 @@ fn all_ended() {
 mod tests;
 #[cfg(test)]
 mod tests_handoff;
+#[cfg(test)]
+mod tests_locks;

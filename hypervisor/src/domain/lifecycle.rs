@@ -124,8 +124,10 @@ pub struct VcpuEntry {
     pub(crate) index: u32,
     /// The scheduler's id of it.
     pub(crate) sid: crate::sched::VcpuId,
-    /// Its deadline in the timer list, 0 if none (`timers.rs`).
+    /// Its deadline in the timer lists, 0 if none (`timers.rs`).
     pub(crate) armed: AtomicU64,
+    /// The CPU whose timer list holds it, `u32::MAX` if none (`timers.rs`).
+    pub(crate) armed_on: AtomicU32,
     pub(crate) st: Mutex<VState>,
     pub(crate) pending: AtomicU64,
     pub(crate) timer: AtomicU64,
@@ -417,6 +419,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
                 index,
                 sid,
                 armed: AtomicU64::new(0),
+                armed_on: AtomicU32::new(u32::MAX),
                 st: Mutex::new(VState {
                     run,
                     vcpu: v,

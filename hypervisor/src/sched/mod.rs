@@ -55,14 +55,28 @@
 //! State is split: [`RunQueue`] is per-CPU (the queue and the vCPU running
 //! there), the rest of [`Credit`] is global accounting (domain and vCPU
 //! records, the active list, the period). Every call touches the global
-//! part, so the first wiring holds **one scheduler lock** (a
-//! `spin::Mutex<Credit>`) for the length of each call and never across a
-//! guest run; calls are short and bounded as listed under Cost. Lock order
-//! in `arch/sched`: a vCPU's state lock, then the scheduler lock; nothing
-//! else is taken under the scheduler lock (no IPI is sent under it: calls
-//! return what to kick). Splitting into per-CPU locks later means moving the
-//! hot per-vCPU fields (credit, boost) into the queue that owns the vCPU;
-//! the API (everything keyed by CPU and [`VcpuId`]) stays.
+//! part, so the live wiring (`live.rs`) holds **one scheduler lock** for
+//! the length of each call and never across a guest run; calls are short
+//! and bounded as listed under Cost. Splitting it into per-CPU locks
+//! means moving the hot per-vCPU fields (credit, boost, state) into the
+//! queue that owns the vCPU; the API (everything keyed by CPU and
+//! [`VcpuId`]) stays.
+//!
+//! **The runtime's lock order, in one place** (each line: what may be
+//! held when taking the next; nothing is taken in the other direction):
+//! 1. the domain table (`domain::lifecycle::DOMAINS`);
+//! 2. a vCPU's state lock (`VcpuEntry::st`); two vCPUs' state locks are
+//!    never held together;
+//! 3. the scheduler lock (`live.rs`, `SCHED`); nothing is taken under it,
+//!    no IPI is sent under it, no `VcpuEntry` is dropped under it;
+//! 4. the timer lists (`timers.rs`, one per CPU): leaves, taken with none
+//!    of the above or under them; two lists only to move a vCPU's entry
+//!    between CPUs, in ascending CPU index.
+//!
+//! The exit path of a plain hypercall takes none of these (host test
+//! `run::tests_locks`); a timer interrupt takes this CPU's timer list (and
+//! the scheduler lock to ask whether to switch); a CPU's timer pass takes
+//! only its own list.
 //!
 //! # Wiring plan for `arch/sched/mod.rs`
 //! - Boot: `Credit::new(cpus)`; per domain `add_domain(weight, cap)`, per

@@ -439,3 +439,4 @@ fn block_with_deadline_against_the_timer_pass_in_any_interleaving() {
 }
 
 mod handoff;
+mod timers;
