@@ -24,11 +24,14 @@
 //! - **The lost-wake-up check** (`run.rs`, `rescue_lost_wakeups`) sees a
 //!   runnable vCPU the policy holds as blocked between the send and the
 //!   switch. Such a vCPU carries the TSC at which its wake was deferred
-//!   (`VcpuEntry::handoff_since`: a raw stamp, converted only by the
-//!   check, so the send pays no clock conversion), cleared under the scheduler lock by
-//!   whichever of the switch and the drop runs; the check leaves it alone
-//!   for [`HANDOFF_GRACE_NS`], far longer than a send and a block, and
-//!   still reports one left past that.
+//!   (`VcpuEntry::handoff_since`: a raw stamp, so the send pays no clock
+//!   conversion), cleared under the scheduler lock by whichever of the
+//!   switch and the drop runs. The check leaves such a vCPU alone however
+//!   long it waits: the wake belongs to a live [`Handoff`], which Rust
+//!   drops on every path, so it cannot be lost, only late — and a time
+//!   bound was wrong (100 ms: an emulator's host descheduled the sender's
+//!   thread for longer, the check reported it lost and requeued it behind
+//!   the switch's back; `a_late_switch_is_not_a_lost_wake_up_...`).
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -36,13 +39,7 @@ use core::sync::atomic::Ordering;
 use super::{kick, with};
 use crate::domain::lifecycle::{Run, VState, VcpuEntry};
 use crate::platform::{P, Platform};
-use crate::sched::clock::{now_ns, ticks_to_ns};
-
-/// How long the lost-wake-up check lets a deferred wake wait for its
-/// switch before it calls it lost (a send, the rest of the hypercall and
-/// the block take microseconds; an emulator's thread descheduled by its
-/// host may stretch that to milliseconds).
-pub(crate) const HANDOFF_GRACE_NS: u64 = 100_000_000;
+use crate::sched::clock::now_ns;
 
 /// Direct switches without a queue round trip so far (host tests count
 /// them).
@@ -191,8 +188,7 @@ fn wake_deferred(v: &VcpuEntry) {
 }
 
 /// Whether the lost-wake-up check should leave `v` alone: its wake is
-/// deferred to a switch that is still within its grace.
+/// deferred to a switch (or the drop of its [`Handoff`]) still to come.
 pub(crate) fn in_flight(v: &VcpuEntry) -> bool {
-    let since = v.handoff_since.load(Ordering::Relaxed);
-    since != 0 && ticks_to_ns(P::tsc().saturating_sub(since)) < HANDOFF_GRACE_NS
+    v.handoff_since.load(Ordering::Relaxed) != 0
 }

@@ -16,7 +16,7 @@ use std::vec::Vec;
 
 use pvabi::{EVENT_CHANNEL, HC_EVTCHN_SEND_WAIT, HC_YIELD};
 
-use super::{PORT, SEEN, blocker, create, search, search_upto, turn};
+use super::{PORT, SEEN, T0, blocker, create, search, search_upto, turn};
 use crate::domain::lifecycle::{DOMAINS, Run, VcpuEntry};
 use crate::evtchn::ops::EvtchnOp;
 use crate::hypercall::services::Svc;
@@ -183,5 +183,48 @@ fn the_sender_dying_against_the_direct_switch_in_any_interleaving() {
         },
         |w: &World, picks: &[usize]| event_kept(w, picks),
         teardown,
+    );
+}
+
+/// The lost-wake-up check on CPU 1 against a send whose switch comes
+/// late: CPU 0 stops between the send that deferred V's wake and S's
+/// block for seconds (under an emulator its host may deschedule
+/// the thread that plays it for that long). The deferred wake belongs to
+/// the handoff, which the switch or its drop always completes, so the
+/// check must neither report V nor requeue it, however late. With the
+/// 100 ms grace it had, this reported "runnable but not queued (lost
+/// wake-up)" (`stress_amdv_qemu_poll_2cpu` under a load of 25, twice in
+/// session 17).
+#[test]
+fn a_late_switch_is_not_a_lost_wake_up_in_any_interleaving() {
+    search(
+        20,
+        || {
+            host::freeze_time(Some(T0));
+            crate::run::LOST_WAKEUPS.store(0, Ordering::Relaxed);
+            let w = setup();
+            let bodies: Vec<Body> = vec![
+                turn(0),
+                on_cpu1(|| {
+                    host::freeze_time(Some(T0 + 1_000_000_000));
+                    crate::run::rescue_lost_wakeups();
+                    host::freeze_time(Some(T0 + 3_000_000_000));
+                    crate::run::rescue_lost_wakeups();
+                }),
+            ];
+            (w, bodies)
+        },
+        |w: &World, picks: &[usize]| {
+            assert_eq!(
+                crate::run::LOST_WAKEUPS.load(Ordering::Relaxed),
+                0,
+                "a deferred wake reported lost ({picks:?})"
+            );
+            event_kept(w, picks);
+        },
+        |w| {
+            teardown(w);
+            host::freeze_time(Some(T0));
+        },
     );
 }
