@@ -72,10 +72,13 @@ const TICK_NS: u64 = 10_000_000;
 const MIN_ARM_NS: u64 = 20_000;
 
 /// Arms this CPU's (`cpu`'s) timer for the earliest of `until` (a slice's
-/// end or an idle CPU's wake-up), the next guest timer on its list and one tick.
-fn arm_timer(cpu: usize, now: u64, until: u64) {
+/// end or an idle CPU's wake-up), the next guest timer on its list and one
+/// tick; returns the system time it fires at.
+fn arm_timer(cpu: usize, now: u64, until: u64) -> u64 {
     let at = until.min(timers::next_due_on(cpu));
-    P::arm_timer_ns(at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS));
+    let ns = at.saturating_sub(now).clamp(MIN_ARM_NS, TICK_NS);
+    P::arm_timer_ns(ns);
+    now.saturating_add(ns)
 }
 
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
@@ -104,7 +107,8 @@ fn run_slice(
         slice_end.saturating_sub(start),
     ));
     vcpu.set_slice_end(end_tsc);
-    arm_timer(cpu, start, slice_end);
+    let mut armed = arm_timer(cpu, start, slice_end);
+    let mut rearmed_for = 0;
     me.seen_gen
         .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);
     // Back from a block: RAX gets the events (or the port a send_wait
@@ -218,6 +222,16 @@ fn run_slice(
         if now_tsc >= end_tsc {
             break Outcome::Again;
         }
+        // A guest timer set in this exit (`HC_SET_TIMER`) due before this
+        // CPU's timer: re-armed now, or it would fire at the slice's end
+        // or the tick, up to 10 ms late. Once per deadline (one that stays
+        // on another CPU's list fires there, and this CPU's timer must not
+        // re-arm on every exit until then); one atomic load per exit.
+        let due = me.timer.load(Ordering::Relaxed);
+        if due != 0 && due < armed && due != rearmed_for {
+            rearmed_for = due;
+            armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+        }
         // A timer interrupt or a reschedule IPI came: fire due guest
         // timers, and ask the scheduler whether something better waits.
         let ticks = P::timer_ticks(cpu);
@@ -229,7 +243,7 @@ fn run_slice(
             if policy::tick(cpu, now) {
                 break Outcome::Again;
             }
-            arm_timer(cpu, now, slice_end);
+            armed = arm_timer(cpu, now, slice_end);
         }
     };
     vcpu.put();
@@ -413,7 +427,7 @@ pub fn schedule(cpu: usize) {
             };
             // Nothing to run: sleep until the timer (a guest timer, a
             // parked domain's next period, at most a tick) or a kick.
-            arm_timer(cpu, now, now.saturating_add(wake_in));
+            let _ = arm_timer(cpu, now, now.saturating_add(wake_in));
             P::halt();
         }
     }

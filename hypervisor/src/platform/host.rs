@@ -176,6 +176,12 @@ pub fn wait_for_interrupt() {
     }
 }
 
+/// The TSC value at which the calling CPU's timer is armed to fire (0:
+/// not armed yet).
+pub fn armed_timer() -> u64 {
+    lock(&this().irq).deadline
+}
+
 /// Serializes the tests that drive the runtime (one global runtime).
 pub fn exclusive() -> MutexGuard<'static, ()> {
     static ONE: Mutex<()> = Mutex::new(());

@@ -282,3 +282,48 @@ fn hlt_blocks_until_the_timer_and_keeps_rax() {
     let out = m.stop();
     assert!(out.contains("name=halter result=exited code=0"), "{out}");
 }
+
+/// A timer a running guest sets, due before the CPU's timer (its slice's
+/// end: 1 ms for this freshly woken vCPU, up to a 10 ms tick otherwise),
+/// re-arms the CPU's timer at once: it fires on time. Before, it waited
+/// for the slice's end or the tick (found in session 17 while moving
+/// timers to per-CPU lists; this test saw the timer armed 1 ms ahead).
+#[test]
+fn a_timer_set_while_running_rearms_the_cpu_timer() {
+    let m = Machine::start(1);
+    let seen = Arc::new(AtomicU64::new(0));
+    let s2 = seen.clone();
+    m.create("setter", 1, false, move |_| {
+        let seen = s2.clone();
+        let mut step = 0;
+        let mut set_at = 0;
+        Box::new(move |g: &mut Guest<'_>| {
+            step += 1;
+            match step {
+                // An unknown hypercall (ENOSYS) first: the wake-up that
+                // started the slice is seen at this exit (which re-arms
+                // the timer anyway); the next exit is a plain one.
+                1 => g.hypercall(0xffff, &[]),
+                2 => {
+                    set_at = P::tsc();
+                    let at = crate::sched::clock::now_ns() + 200_000;
+                    g.hypercall(pvabi::HC_SET_TIMER, &[at])
+                }
+                3 => {
+                    let armed = crate::platform::host::armed_timer();
+                    seen.store(armed.saturating_sub(set_at), Ordering::SeqCst);
+                    shutdown(g, 0)
+                }
+                _ => panic!("ran after its shutdown"),
+            }
+        })
+    });
+    m.wait_all_gone();
+    let out = m.stop();
+    assert!(out.contains("name=setter result=exited code=0"), "{out}");
+    let ahead = seen.load(Ordering::SeqCst);
+    assert!(
+        ahead <= 500_000,
+        "the CPU's timer fires {ahead} ns after the guest set a 200 us timer"
+    );
+}
