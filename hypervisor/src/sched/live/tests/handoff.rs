@@ -195,9 +195,14 @@ fn the_sender_dying_against_the_direct_switch_in_any_interleaving() {
 /// 100 ms grace it had, this reported "runnable but not queued (lost
 /// wake-up)" (`stress_amdv_qemu_poll_2cpu` under a load of 25, twice in
 /// session 17).
+///
+/// At most 3 preemptions even in `cargo xtask test`'s exhaustive pass (the
+/// check takes every vCPU's lock twice: the whole search took 6 minutes
+/// of a loaded host); the failing interleaving needs 2.
 #[test]
 fn a_late_switch_is_not_a_lost_wake_up_in_any_interleaving() {
-    search(
+    search_upto(
+        3,
         20,
         || {
             host::freeze_time(Some(T0));
