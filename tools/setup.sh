@@ -62,7 +62,19 @@ if ((${#missing[@]})); then
     fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" "${apt_install[@]}"
-    say "installed: ${missing[*]}"
+    # apt may remove a package that was there to install one we asked for:
+    # a machine image with a newer qemu-utils (a backport) loses it to
+    # bookworm's qemu-system-x86, and the qcow2 tests lose qemu-img. A
+    # second pass installs what the first took away (the versions now match).
+    again=()
+    for p in "${packages[@]}"; do
+        installed "$p" || again+=("$p")
+    done
+    if ((${#again[@]})); then
+        say "installing again what that removed: ${again[*]}"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${again[@]}"
+    fi
+    say "installed: ${missing[*]} ${again[*]}"
 fi
 
 # --- Rust ------------------------------------------------------------------
