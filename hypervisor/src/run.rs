@@ -101,13 +101,20 @@ fn run_slice(
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let t0 = P::tsc();
     vcpu.enter();
+    // The slice runs its length from here. `start` (the pick) can lie well
+    // before: a host that descheduled this CPU's thread between the two
+    // (3 ms once on CI's 2-core machine). Counted from `start`, the CPU's
+    // timer fired that much late for a guest timer due in this slice, and
+    // `armed` was already past, so a guest timer set in this slice was
+    // never re-armed for (it waited for the slice's end).
+    let len = slice_end.saturating_sub(start);
+    let t0_ns = crate::sched::clock::ns_at(t0);
+    let slice_end = t0_ns.saturating_add(len);
     // The slice's end as a TSC value: checked after every exit without
     // converting the TSC to nanoseconds (the hypercall path's cost).
-    let end_tsc = t0.saturating_add(crate::sched::clock::ns_to_ticks(
-        slice_end.saturating_sub(start),
-    ));
+    let end_tsc = t0.saturating_add(crate::sched::clock::ns_to_ticks(len));
     vcpu.set_slice_end(end_tsc);
-    let mut armed = arm_timer(cpu, start, slice_end);
+    let mut armed = arm_timer(cpu, t0_ns, slice_end);
     let mut rearmed_for = 0;
     me.seen_gen
         .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);

@@ -98,5 +98,11 @@ pub(crate) fn time_info() -> pvabi::TimeInfo {
 /// building one: read on nearly every exit.
 #[inline]
 pub fn now_ns() -> u64 {
-    ticks_to_ns(P::tsc().saturating_sub(TIME_TSC0.load(Ordering::Acquire)))
+    ns_at(P::tsc())
+}
+
+/// System time at TSC value `tsc` (one read already made).
+#[inline]
+pub fn ns_at(tsc: u64) -> u64 {
+    ticks_to_ns(tsc.saturating_sub(TIME_TSC0.load(Ordering::Acquire)))
 }
