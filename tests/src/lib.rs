@@ -9,7 +9,8 @@
 //! Layout: [`artifacts`] finds the kernel and makes module payloads and ISOs
 //! once per test process; [`qemu`] and [`bochs`] run an emulator to an
 //! [`Outcome`]; [`outcome`] holds the checks on it, [`domains`] those on
-//! the domains (guests) it ran.
+//! the domains (guests) it ran; [`session`] runs a machine beside a test
+//! that talks to its dom0, [`mgmt`] gives that test `hvctl`.
 
 pub mod artifacts;
 pub mod backend;
@@ -17,11 +18,15 @@ pub mod bochs;
 pub mod domains;
 pub mod guest_run;
 pub mod hvconsole;
+pub mod idle;
 pub mod mgmt;
 pub mod outcome;
 pub mod qemu;
+pub mod relay;
+pub mod session;
 pub mod shared;
 pub mod stacks;
+pub mod store_vm;
 pub mod tcp;
 
 pub use backend::Backend;

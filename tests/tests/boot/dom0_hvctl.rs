@@ -6,7 +6,8 @@ use std::time::Duration;
 use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{hvctl_list, input_file};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::qemu::BIOS_TIMEOUT_S;
+use boot_tests::session::{END_LINE, Machine, expect};
 use boot_tests::scaled;
 
 use super::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
@@ -33,9 +34,6 @@ const FOURTH: &str =
     "[[domain]]\nname = \"tick-d\"\nimage = \"ticker\"\nmemory = 8\ncmdline = \"note=fourth\"\n";
 /// The second domain cannot fit in 128 MiB: the first must go again.
 const TOO_BIG: &str = "[[domain]]\nname = \"fits\"\nimage = \"ticker\"\nmemory = 4\n\n[[domain]]\nname = \"huge\"\nimage = \"ticker\"\nmemory = 1024\n";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-
 /// `(name, state)` of every domain `hvctl --json list` shows.
 fn list(sock: &std::path::Path) -> Vec<(String, String)> {
     hvctl_list(sock)
@@ -114,18 +112,9 @@ fn dom0_qemu_hvctl() {
         config_module(TEST, THREE),
     ];
     let (vm, sock, log) = mgmt_vm(TEST, &modules);
-    let qemu = std::thread::spawn(move || {
-        run_until(
-            TEST,
-            vm,
-            BIOS_TIMEOUT_S,
-            Some(&["[end] hello from", "kestrel-test-end"]),
-        )
-    });
-
-    let ready = wait_for_line(&log, "dom0: ready: ", scaled(90));
-    let session = std::panic::catch_unwind(|| {
-        let ready = ready.unwrap_or_else(|| panic!("{TEST}: dom0 never became ready"));
+    let qemu = Machine::qemu(TEST, vm, BIOS_TIMEOUT_S, END_LINE);
+    let (o, ()) = qemu.session(&sock, TEST, || {
+        let ready = expect(TEST, &log, "dom0: ready: ", 90, "dom0 never became ready");
         assert!(ready.contains("management on COM2"), "{ready}");
         let names = |l: &[(String, String)]| {
             l.iter()
@@ -261,16 +250,7 @@ fn dom0_qemu_hvctl() {
             ]
         );
     });
-    // Ends the run either way (a domain whose greeting is the stop line).
-    let end = input_file(TEST, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
     let ends = o.domain_ends();
     let d = ends

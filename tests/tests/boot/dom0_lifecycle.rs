@@ -10,8 +10,9 @@
 use boot_tests::Backend;
 use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::mgmt::{config_module, hvctl_cmd, hvctl_info, input_file, mgmt_vm, wait_for_line};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::mgmt::{config_module, hvctl_cmd, hvctl_info, mgmt_vm, wait_for_line};
+use boot_tests::qemu::BIOS_TIMEOUT_S;
+use boot_tests::session::{END_LINE, Machine, assert_survived};
 use boot_tests::scaled;
 
 use super::boot;
@@ -87,9 +88,6 @@ const TEST: &str = "dom0_qemu_lifecycle";
 const THREE: &str = "[[domain]]\nname = \"polite\"\nimage = \"ticker\"\nmemory = 4\ncmdline = \"every_ms=100\"\n\n\
 [[domain]]\nname = \"stubborn\"\nimage = \"ticker\"\nmemory = 4\ncmdline = \"every_ms=100 ignore_shutdown\"\n\n\
 [[domain]]\nname = \"rebooter\"\nimage = \"ticker\"\nmemory = 4\ncmdline = \"every_ms=100\"\n";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-
 fn id_of(sock: &std::path::Path, name: &str) -> u64 {
     hvctl_info(sock, name)["id"]
         .as_u64()
@@ -217,27 +215,8 @@ fn dom0_qemu_lifecycle() {
         config_module(TEST, THREE),
     ];
     let (vm, sock, log) = mgmt_vm(TEST, &modules);
-    let qemu = std::thread::spawn(move || {
-        run_until(
-            TEST,
-            vm,
-            BIOS_TIMEOUT_S,
-            Some(&["[end] hello from", "kestrel-test-end"]),
-        )
-    });
-    let result = std::panic::catch_unwind(|| session(&sock, &log));
-    let end = input_file(TEST, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let qemu = Machine::qemu(TEST, vm, BIOS_TIMEOUT_S, END_LINE);
+    let (o, ()) = qemu.session(&sock, TEST, || session(&sock, &log));
     let _report = ReportOnPanic(&o);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
-    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{TEST}: died"
-    );
+    assert_survived(&o, TEST);
 }

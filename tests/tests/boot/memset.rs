@@ -18,7 +18,8 @@ use boot_tests::guest_run::GuestRun;
 use boot_tests::mgmt::{
     config_module, hvctl_cmd, hvctl_free_bytes, hvctl_info, input_file, mgmt_vm, wait_for_line,
 };
-use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::qemu::BIOS_TIMEOUT_S;
+use boot_tests::session::{END_LINE, Machine, assert_survived};
 use boot_tests::scaled;
 
 const TEST: &str = "memset_qemu_balloond";
@@ -37,9 +38,6 @@ const BOOT: &str =
     "[[domain]]\nname = \"idle\"\nimage = \"ticker\"\nmemory = 4\ncmdline = \"every_ms=1000\"\n";
 const TWO: &str = "[[domain]]\nname = \"balloond\"\nimage = \"balloond\"\nmemory = 32\n\n\
 [[domain]]\nname = \"ignorer\"\nimage = \"ticker\"\nmemory = 32\ncmdline = \"every_ms=1000\"\n";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-
 fn mem_set(sock: &std::path::Path, dom: &str, size: &str) -> (i32, String, String) {
     hvctl_cmd(sock, &["mem-set", dom, size])
 }
@@ -161,29 +159,10 @@ fn memset_qemu_balloond() {
         config_module(TEST, BOOT),
     ];
     let (vm, sock, log) = mgmt_vm(TEST, &modules);
-    let qemu = std::thread::spawn(move || {
-        run_until(
-            TEST,
-            vm,
-            BIOS_TIMEOUT_S,
-            Some(&["[end] hello from", "kestrel-test-end"]),
-        )
-    });
-    let result = std::panic::catch_unwind(|| session(&sock, &log));
-    let end = input_file(TEST, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let qemu = Machine::qemu(TEST, vm, BIOS_TIMEOUT_S, END_LINE);
+    let (o, ()) = qemu.session(&sock, TEST, || session(&sock, &log));
     let _report = ReportOnPanic(&o);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
-    assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{TEST}: died"
-    );
+    assert_survived(&o, TEST);
 }
 
 /// memsetctl makes 19 checks; fewer means some were skipped.

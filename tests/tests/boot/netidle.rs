@@ -9,39 +9,23 @@
 //! |---|---|---|
 //! | `netmgmt_qemu_idle` | q35, `intel-iommu`, `virtio-net-pci` on the user network (nothing sent to it), dom0 with `[network] address = "10.0.2.15/24"` | dom0 says its NIC is woken by MSI-X; over an idle span of [`IDLE_S`] s dom0's own exits (`hvctl info dom0`'s `exits` before and after, less one sample's cost: the largest of three back-to-back samples) are at most [`IDLE_MAX`]; with `net=poll` dom0 says the NIC is polled every 2 ms and the same figure is over the bound |
 
-use std::path::Path;
-use std::time::Duration;
-
 use boot_tests::artifacts::{guest_module, test_dir};
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::mgmt::{
-    config_module, hvctl_cmd, hvctl_host, hvctl_info, input_file, mgmt_vm, wait_for_line,
-};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::idle::measure_idle_exits;
+use boot_tests::mgmt::{config_module, mgmt_vm, wait_for_line};
+use boot_tests::qemu::BIOS_TIMEOUT_S;
+use boot_tests::session::{END_LINE, Machine};
 use boot_tests::scaled;
 use xtask::iso::Module;
 
 use super::netmgmt::keygen;
 
 const CONFIG: &str = "[network]\naddress = \"10.0.2.15/24\"\nkey_files = [\"ops.key\"]\n";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
 /// Real seconds the machine is left idle between two samples.
 const IDLE_S: u64 = 4;
 /// dom0 exits over that span, at most (MSI-X) and more than (`net=poll`):
 /// `dom0_qemu_idle`'s bound (dom0_idle.rs says why it is absolute).
 const IDLE_MAX: u64 = 40;
-
-/// dom0's exits and the hypervisor's clock (ns), read through `hvctl`.
-fn sample(sock: &Path) -> (u64, u64) {
-    let exits = hvctl_info(sock, "dom0")["exits"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no exits in hvctl info dom0"));
-    let now = hvctl_host(sock)["uptime_ns"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no uptime_ns in hvctl host"));
-    (exits, now)
-}
 
 /// Boots dom0 (with `dom0_args`) and its NIC; returns dom0's exits over an
 /// idle span of [`IDLE_S`] s (less one sample's cost).
@@ -66,46 +50,16 @@ fn idle_exits(test: &'static str, dom0_args: &str, expect: &str) -> u64 {
         ]
         .map(Into::into),
     );
-    let qemu = std::thread::spawn(move || {
-        run_until(
-            test,
-            vm,
-            BIOS_TIMEOUT_S * 3,
-            Some(&["[end] hello from", "kestrel-test-end"]),
-        )
-    });
-    let session = std::panic::catch_unwind(|| {
+    let qemu = Machine::qemu(test, vm, BIOS_TIMEOUT_S * 3, END_LINE);
+    let (o, idle) = qemu.session(&sock, test, || {
         let net = wait_for_line(&log, "dom0: net: ", scaled(120))
             .unwrap_or_else(|| panic!("{test}: dom0 said nothing about the network"));
         assert!(net.contains(expect), "{test}: {net}");
         wait_for_line(&log, "dom0: ready: ", scaled(60))
             .unwrap_or_else(|| panic!("{test}: dom0 never became ready"));
-        // As in dom0_qemu_idle: the largest of three back-to-back samples
-        // stands for what one sample costs.
-        let (mut e1, mut t1) = sample(&sock);
-        let mut per_sample = 0;
-        for _ in 0..3 {
-            let (e, t) = sample(&sock);
-            per_sample = per_sample.max(e.saturating_sub(e1));
-            (e1, t1) = (e, t);
-        }
-        std::thread::sleep(Duration::from_secs(IDLE_S));
-        let (e2, t2) = sample(&sock);
-        let span = t2.saturating_sub(t1) as f64 / 1e9;
-        let idle = e2.saturating_sub(e1).saturating_sub(per_sample);
-        println!(
-            "{test}: dom0 exits {e1} (one sample: {per_sample}) -> {e2}: {idle} idle exits in \
-             {IDLE_S} s, {span:.2} s of hypervisor time"
-        );
-        idle
+        measure_idle_exits(test, &sock, IDLE_S)
     });
-    let end = input_file(test, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
     let _report = ReportOnPanic(&o);
-    let idle = session.unwrap_or_else(|e| std::panic::resume_unwind(e));
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
     idle
 }

@@ -19,14 +19,12 @@ use std::path::{Path, PathBuf};
 
 use boot_tests::artifacts::{self, guest_module, sha256_hex as sha256};
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm_sized, wait_for_line};
+use boot_tests::mgmt::config_module;
 use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::store_vm::{hvctl_ok, store_boot, store_images, store_vm};
 use xtask::iso::Module;
 
 const TEST: &str = "store_qemu_power_cut";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-const END_LINES: &[&str] = &["[end] hello from", "kestrel-test-end"];
 
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
@@ -58,48 +56,8 @@ fn store_table(format: bool, import: &[&str]) -> String {
     )
 }
 
-/// A machine for boot `n` with `modules` (dom0, hello and the
-/// configuration added) and the store's disk.
-fn machine(
-    n: u32,
-    disk: &Path,
-    config: &str,
-    extra: &[Module],
-) -> (xtask::qemu::Vm, PathBuf, PathBuf) {
-    let test = format!("{TEST}_{n}");
-    let mut modules = vec![
-        guest_module("dom0", "dom0", ""),
-        guest_module("hello", "hello", ""),
-        config_module(&test, config),
-    ];
-    modules.extend_from_slice(extra);
-    let (mut vm, sock, log) = mgmt_vm_sized(&test, &modules, 1, "256M");
-    vm.extra.extend(
-        [
-            "-device".to_string(),
-            "intel-iommu".into(),
-            "-drive".into(),
-            format!("if=none,id=store,format=raw,file={}", disk.display()),
-            "-device".into(),
-            // QEMU refuses iommu_platform on a transitional device.
-            "virtio-blk-pci,drive=store,addr=0x3,disable-legacy=on,iommu_platform=on,serial=kestrel-store0"
-                .into(),
-        ]
-        .into_iter()
-        .map(Into::into),
-    );
-    (vm, sock, log)
-}
-
-/// Runs `hvctl args`; its stdout (exit 0 asserted).
-fn hvctl(sock: &Path, args: &[&str]) -> String {
-    let (code, out, err) = hvctl_cmd(sock, args);
-    assert_eq!(code, 0, "hvctl {args:?}: {err}");
-    out
-}
-
-/// Boots, waits for dom0's `ready`, runs `session` with the socket, then
-/// ends the run through the `end` domain; the serial log's lines.
+/// Boot `n` on `disk` with `config` and `extra` modules
+/// ([`store_boot`]); `session` gets the management socket.
 fn boot_with_session(
     n: u32,
     disk: &Path,
@@ -108,53 +66,10 @@ fn boot_with_session(
     session: impl FnOnce(&Path) + std::panic::UnwindSafe,
 ) -> boot_tests::Outcome {
     let test = format!("{TEST}_{n}");
-    let (vm, sock, log) = machine(n, disk, config, extra);
-    let t = test.clone();
-    let qemu = std::thread::spawn(move || run_until(&t, vm, BIOS_TIMEOUT_S, Some(END_LINES)));
-    let ready = wait_for_line(&log, "dom0: ready: ", boot_tests::scaled(120));
-    let sock2 = sock.clone();
-    let result = std::panic::catch_unwind(move || {
-        ready.unwrap_or_else(|| panic!("{test}: dom0 never became ready"));
-        session(&sock2);
-    });
-    let end = input_file(&format!("{TEST}_{n}"), "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
-    {
-        let _report = ReportOnPanic(&o);
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
-        assert_eq!(o.ended, xtask::runner::Ended::Stopped, "boot {n}");
-        assert!(
-            o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-            "boot {n}: died"
-        );
-    }
-    o
-}
-
-/// The store's images as `hvctl --json image list` lists them: name, size,
-/// SHA-256.
-fn store_images(sock: &Path) -> Vec<(String, u64, String)> {
-    let out = hvctl(sock, &["--json", "image", "list"]);
-    let v: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("image list: {e}: {out}"));
-    v["images"]
-        .as_array()
-        .unwrap_or_else(|| panic!("image list: no images array: {out}"))
-        .iter()
-        .filter(|i| i["source"] == "store")
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap_or_default().to_string(),
-                i["size"].as_u64().unwrap_or_default(),
-                i["sha256"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    let vm = store_vm(&test, disk, config, extra);
+    store_boot(&test, vm, BIOS_TIMEOUT_S, &format!("boot {n}"), |sock, _| {
+        session(sock)
+    })
 }
 
 /// dom0's `store: <disk>: generation ...` line (what it opened).
@@ -196,10 +111,10 @@ fn store_qemu_power_cut() {
         move |sock| {
             assert_eq!(store_images(sock), want);
             assert_eq!(
-                hvctl(sock, &["volume", "create", "vol1", "1M"]),
+                hvctl_ok(sock, &["volume", "create", "vol1", "1M"]),
                 "created volume vol1 (1 MiB)\n"
             );
-            assert_eq!(hvctl(sock, &["volume", "list"]), vols);
+            assert_eq!(hvctl_ok(sock, &["volume", "list"]), vols);
         },
     );
     {
@@ -218,8 +133,8 @@ fn store_qemu_power_cut() {
 
     // Boot 2: killed in the middle of importing big.bin.
     let test2 = format!("{TEST}_2");
-    let (vm, _sock, _log) = machine(
-        2,
+    let (vm, _sock, _log) = store_vm(
+        &test2,
         &disk,
         &store_table(false, &["small.bin", "big.bin"]),
         &[small_m.clone(), big_m],
@@ -263,7 +178,7 @@ fn store_qemu_power_cut() {
         std::slice::from_ref(&small_m),
         move |sock| {
             assert_eq!(store_images(sock), want);
-            assert_eq!(hvctl(sock, &["volume", "list"]), vols);
+            assert_eq!(hvctl_ok(sock, &["volume", "list"]), vols);
         },
     );
     let _r = ReportOnPanic(&o3);

@@ -9,53 +9,21 @@
 //! |---|---|---|
 //! | `upload_qemu_serial` | dom0 with boot modules `hello` and the configuration only; hvctl on COM2 | `hvctl image list` shows the boot modules with size and SHA-256 and no upload; a 6 MiB file is refused before a byte is sent, naming its size and dom0's room; a wrong hash is refused naming both hashes; an upload whose client goes mid-stream (connection closed after one chunk) and one that ends early are dropped: the list still has no upload and dom0 keeps serving; `hvctl create` of a configuration with `image = "<path of ticker>"` uploads it (dom0 logs `upload kept`), the domain ticks on its console, `image delete` is refused while it lives, it is destroyed, the image deleted; the same file sent again by `hvctl image upload` goes once, then says `nothing sent` |
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use boot_tests::artifacts::sha256_hex as hex;
 use boot_tests::artifacts::{guest, guest_module};
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm, wait_for_line};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
+use boot_tests::qemu::BIOS_TIMEOUT_S;
+use boot_tests::relay::{raw, upload_chunk};
+use boot_tests::session::{END_LINE, Machine, dom0_ready};
 use boot_tests::scaled;
 
 const TEST: &str = "upload_qemu_serial";
 
 const BOOT: &str =
     "[[domain]]\nname = \"hi\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"first\"\n";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-
-/// A session of its own through the relay (`<sock>.mux`): sends `lines`,
-/// returns the first `answers` lines it gets back, then closes.
-fn raw(sock: &Path, lines: &[String], answers: usize) -> Vec<String> {
-    let mut mux = sock.as_os_str().to_owned();
-    mux.push(".mux");
-    let mut s = std::os::unix::net::UnixStream::connect(&mux)
-        .unwrap_or_else(|e| panic!("connecting {}.mux: {e}", sock.display()));
-    s.set_read_timeout(Some(scaled(20)))
-        .unwrap_or_else(|e| panic!("{e}"));
-    for l in lines {
-        s.write_all(format!("{l}\n").as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let mut r = BufReader::new(s);
-    let mut got = Vec::new();
-    for _ in 0..answers {
-        let mut line = String::new();
-        r.read_line(&mut line)
-            .unwrap_or_else(|e| panic!("reading a reply: {e} ({got:?})"));
-        got.push(line.trim_end().to_string());
-    }
-    got
-}
-
-fn chunk(name: &str, offset: usize, bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
-    format!(r#"{{"id":3,"op":"upload_chunk","name":"{name}","offset":{offset},"data":"{data}"}}"#)
-}
-
 /// `hvctl --json image list`: (name, source) of each.
 fn images(sock: &Path) -> Vec<(String, String)> {
     let (code, out, err) = hvctl_cmd(sock, &["--json", "image", "list"]);
@@ -91,20 +59,12 @@ fn upload_qemu_serial() {
         config_module(TEST, BOOT),
     ];
     let (vm, sock, log) = mgmt_vm(TEST, &modules);
-    let qemu = std::thread::spawn(move || {
-        run_until(
-            TEST,
-            vm,
-            BIOS_TIMEOUT_S,
-            Some(&["[end] hello from", "kestrel-test-end"]),
-        )
-    });
-    let ready = wait_for_line(&log, "dom0: ready: ", scaled(90));
+    let qemu = Machine::qemu(TEST, vm, BIOS_TIMEOUT_S, END_LINE);
     let ticker = guest("ticker");
     let ticker_bytes =
         std::fs::read(&ticker).unwrap_or_else(|e| panic!("{}: {e}", ticker.display()));
-    let session = std::panic::catch_unwind(|| {
-        ready.unwrap_or_else(|| panic!("{TEST}: dom0 never became ready"));
+    let (o, ()) = qemu.session(&sock, TEST, || {
+        dom0_ready(TEST, &log, 90);
         // The boot modules, with size and SHA-256; no upload yet.
         let (code, out, err) = hvctl_cmd(&sock, &["image", "list"]);
         assert_eq!(code, 0, "image list: {out}{err}");
@@ -130,10 +90,11 @@ fn upload_qemu_serial() {
                     r#"{{"id":2,"op":"upload_begin","name":"bad","size":1000,"sha256":"{}"}}"#,
                     hex(b"something else")
                 ),
-                chunk("bad", 0, small),
+                upload_chunk("bad", 0, small),
                 r#"{"id":4,"op":"upload_end","name":"bad"}"#.into(),
             ],
             4,
+            scaled(20),
         );
         assert!(
             got[3].contains("bad_request")
@@ -150,10 +111,11 @@ fn upload_qemu_serial() {
                     r#"{{"id":2,"op":"upload_begin","name":"short","size":1000,"sha256":"{}"}}"#,
                     hex(small)
                 ),
-                chunk("short", 0, &small[..400]),
+                upload_chunk("short", 0, &small[..400]),
                 r#"{"id":4,"op":"upload_end","name":"short"}"#.into(),
             ],
             4,
+            scaled(20),
         );
         assert!(got[3].contains("after 400 of 1000 bytes"), "{got:?}");
         // The client goes mid-stream: its connection closes after one
@@ -166,9 +128,10 @@ fn upload_qemu_serial() {
                     r#"{{"id":2,"op":"upload_begin","name":"gone","size":1000,"sha256":"{}"}}"#,
                     hex(small)
                 ),
-                chunk("gone", 0, &small[..500]),
+                upload_chunk("gone", 0, &small[..500]),
             ],
             3,
+            scaled(20),
         );
         assert!(got[2].contains("\"kind\":\"done\""), "{got:?}");
         no_uploads(&sock, "after the broken uploads");
@@ -229,15 +192,7 @@ fn upload_qemu_serial() {
         let (code, out, err) = hvctl_cmd(&sock, &["image", "upload", local.to_str().unwrap_or("")]);
         assert!(code == 0 && out.contains("nothing sent"), "{out}{err}");
     });
-    let end = input_file(TEST, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
     let ends = o.domain_ends();
     let d = ends

@@ -21,6 +21,8 @@ mod tests;
 #[cfg(test)]
 mod tests_events;
 #[cfg(test)]
+mod tests_fixture;
+#[cfg(test)]
 mod tests_history;
 #[cfg(test)]
 mod tests_lifecycle;

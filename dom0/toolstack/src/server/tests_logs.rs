@@ -6,6 +6,7 @@
 use alloc::string::ToString;
 
 use super::tests::{Fake, HELLO, create_line};
+use super::tests_fixture::forward_to_fake;
 use super::*;
 use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
 
@@ -13,30 +14,7 @@ use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
 struct Kept(Fake);
 
 impl Hypervisor for Kept {
-    fn list(&mut self) -> Result<Vec<u32>, Error> {
-        self.0.list()
-    }
-    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
-        self.0.info(id)
-    }
-    fn images(&mut self) -> Vec<String> {
-        self.0.images()
-    }
-    fn create(&mut self, d: &crate::config::DomainConfig) -> Result<u32, Error> {
-        self.0.create(d)
-    }
-    fn unpause(&mut self, id: u32) -> Result<(), Error> {
-        self.0.unpause(id)
-    }
-    fn pause(&mut self, id: u32) -> Result<(), Error> {
-        self.0.pause(id)
-    }
-    fn destroy(&mut self, id: u32) -> Result<(), Error> {
-        self.0.destroy(id)
-    }
-    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
-        self.0.console_input(id, bytes)
-    }
+    forward_to_fake!(0);
     fn console_history(&mut self, id: u32) -> Option<(Vec<String>, u64)> {
         Some((alloc::vec![alloc::format!("this boot, domain {id}")], 0))
     }

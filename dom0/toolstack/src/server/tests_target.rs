@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::tests::Fake;
+use super::tests_fixture::forward_to_fake;
 use super::*;
 use crate::config::{Images, Limits, parse};
 
@@ -29,30 +30,7 @@ fn create_all_sets_the_configured_target_before_start() {
 struct Refuses(Fake);
 
 impl Hypervisor for Refuses {
-    fn list(&mut self) -> Result<Vec<u32>, Error> {
-        self.0.list()
-    }
-    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
-        self.0.info(id)
-    }
-    fn images(&mut self) -> Vec<String> {
-        self.0.images()
-    }
-    fn create(&mut self, d: &crate::config::DomainConfig) -> Result<u32, Error> {
-        self.0.create(d)
-    }
-    fn unpause(&mut self, id: u32) -> Result<(), Error> {
-        self.0.unpause(id)
-    }
-    fn pause(&mut self, id: u32) -> Result<(), Error> {
-        self.0.pause(id)
-    }
-    fn destroy(&mut self, id: u32) -> Result<(), Error> {
-        self.0.destroy(id)
-    }
-    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
-        self.0.console_input(id, bytes)
-    }
+    forward_to_fake!(0);
     fn set_mem_target(&mut self, _: u32, _: u64) -> Result<u64, Error> {
         Err(Error::Invalid)
     }

@@ -6,132 +6,25 @@
 //! while one that keeps sending stays.
 #![allow(clippy::unwrap_used)]
 
-use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
-use base64::Engine as _;
-use kestrel_store::{MemDisk, Store};
-
-use super::tests::{Fake, HELLO};
-use super::upload::{hex, sha256};
+use super::tests_fixture::import_lines as import;
+use super::tests_fixture::upload_lines as upload;
+use super::tests_fixture::{Rig, greeted, image, ok_in, refused_in};
 use super::*;
-use crate::config::DomainConfig;
-use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
 
 const S: u64 = 1_000_000_000;
 
-struct St {
-    fake: Fake,
-    store: Option<Store<MemDisk>>,
-    keeper: MemImages,
+/// A server with sessions 1 and 2 open, and an image keeper; a store
+/// unless `memory`.
+fn setup(memory: bool) -> (Server, Rig) {
+    let hv = Rig::new().with_keeper(1 << 20);
+    let hv = if memory { hv } else { hv.with_store() };
+    greeted(hv, &[Some(1), Some(2)])
 }
 
-impl Hypervisor for St {
-    fn list(&mut self) -> Result<Vec<u32>, Error> {
-        self.fake.list()
-    }
-    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
-        self.fake.info(id)
-    }
-    fn images(&mut self) -> Vec<String> {
-        self.fake.images()
-    }
-    fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
-        self.fake.create(d)
-    }
-    fn unpause(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.unpause(id)
-    }
-    fn pause(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.pause(id)
-    }
-    fn destroy(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.destroy(id)
-    }
-    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
-        self.fake.console_input(id, bytes)
-    }
-    fn now_ns(&mut self) -> u64 {
-        self.fake.now
-    }
-    fn keeper(&mut self) -> Option<&mut dyn ImageKeeper> {
-        Some(&mut self.keeper)
-    }
-    fn store(&mut self) -> Option<&mut dyn store::ImageStore> {
-        self.store.as_mut().map(|s| s as &mut dyn store::ImageStore)
-    }
-}
-
-/// A server with sessions 1 and 2 open; a store unless `memory`.
-fn setup(memory: bool) -> (Server, St) {
-    let mut s = Server::new();
-    let mut hv = St {
-        fake: Fake::new(64),
-        store: (!memory).then(|| Store::format(MemDisk::new(512, 8192)).unwrap()),
-        keeper: MemImages::new(1 << 20),
-    };
-    ok(&mut s, &mut hv, 1, HELLO);
-    ok(&mut s, &mut hv, 2, HELLO);
-    (s, hv)
-}
-
-fn ask(s: &mut Server, hv: &mut St, session: u64, line: &str) -> Outcome {
-    let out = s.handle_session_line(hv, Some(session), Ok(line.as_bytes().to_vec()));
-    match decode_server_line(out.as_bytes()).unwrap() {
-        ServerLine::Response(Response { result, .. }) => result,
-        ServerLine::Event(e) => panic!("event {e:?}"),
-    }
-}
-
-fn ok(s: &mut Server, hv: &mut St, session: u64, line: &str) -> Reply {
-    match ask(s, hv, session, line) {
-        Outcome::Ok(r) => r,
-        Outcome::Error(e) => panic!("{}: {e:?}", &line[..line.len().min(80)]),
-    }
-}
-
-fn refused(s: &mut Server, hv: &mut St, session: u64, line: &str) -> (ErrorCode, String) {
-    match ask(s, hv, session, line) {
-        Outcome::Ok(r) => panic!("{line}: unexpected {r:?}"),
-        Outcome::Error(e) => (e.code, e.message),
-    }
-}
-
-fn upload_begin(name: &str, bytes: &[u8]) -> String {
-    format!(
-        r#"{{"id":1,"op":"upload_begin","name":"{name}","size":{},"sha256":"{}"}}"#,
-        bytes.len(),
-        hex(&sha256(bytes))
-    )
-}
-
-fn upload_chunk(name: &str, offset: usize, bytes: &[u8]) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
-    format!(r#"{{"id":2,"op":"upload_chunk","name":"{name}","offset":{offset},"data":"{data}"}}"#)
-}
-
-fn import_begin(kind: &str, name: &str, bytes: &[u8]) -> String {
-    format!(
-        r#"{{"id":1,"op":"import_begin","kind":"{kind}","name":"{name}","size":{},"sha256":"{}"}}"#,
-        bytes.len(),
-        hex(&sha256(bytes))
-    )
-}
-
-fn import_chunk(name: &str, offset: usize, bytes: &[u8]) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
-    format!(r#"{{"id":2,"op":"import_chunk","name":"{name}","offset":{offset},"data":"{data}"}}"#)
-}
-
-fn image(n: usize) -> Vec<u8> {
-    let mut b: Vec<u8> = (0..n).map(|i| (i * 13 + 5) as u8).collect();
-    b[..4].copy_from_slice(b"\x7fELF");
-    b
-}
-
-fn store_free(hv: &St) -> u64 {
-    hv.store.as_ref().unwrap().free()
+fn store_free(hv: &mut Rig) -> u64 {
+    hv.mem_store().free()
 }
 
 #[test]
@@ -139,8 +32,8 @@ fn an_upload_and_an_import_of_one_name_refuse_each_other_at_the_begin() {
     let (mut s, mut hv) = setup(false);
     let img = image(30_000);
     // Session 1 uploads "lx": session 2 may not import it.
-    ok(&mut s, &mut hv, 1, &upload_begin("lx", &img));
-    let (code, m) = refused(&mut s, &mut hv, 2, &import_begin("image", "lx", &img));
+    ok_in(&mut s, &mut hv, Some(1), &upload::begin_of("lx", &img));
+    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &import::begin_of("image", "lx", &img));
     assert_eq!(code, ErrorCode::Exists, "{m}");
     assert!(
         m.contains("\"lx\" is being made by an upload (session 1)"),
@@ -149,50 +42,47 @@ fn an_upload_and_an_import_of_one_name_refuse_each_other_at_the_begin() {
     // Session 1 imports "vm": session 2 may neither upload it nor import
     // it as well.
     let (mut s, mut hv) = setup(false);
-    ok(&mut s, &mut hv, 1, &import_begin("image", "vm", &img));
-    let (code, m) = refused(&mut s, &mut hv, 2, &upload_begin("vm", &img));
+    ok_in(&mut s, &mut hv, Some(1), &import::begin_of("image", "vm", &img));
+    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &upload::begin_of("vm", &img));
     assert_eq!(code, ErrorCode::Exists, "{m}");
     assert!(
         m.contains("\"vm\" is being made by an image import (session 1)"),
         "{m}"
     );
-    let (code, m) = refused(&mut s, &mut hv, 2, &import_begin("image", "vm", &img));
+    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &import::begin_of("image", "vm", &img));
     assert_eq!(code, ErrorCode::Exists, "{m}");
     // The refusals left session 1's import alone: it completes.
-    ok(&mut s, &mut hv, 1, &import_chunk("vm", 0, &img));
-    let r = ok(
-        &mut s,
-        &mut hv,
-        1,
+    ok_in(&mut s, &mut hv, Some(1), &import::chunk("vm", 0, &img));
+    let r = ok_in(&mut s, &mut hv, Some(1),
         r#"{"id":4,"op":"import_end","name":"vm"}"#,
     );
     assert!(matches!(r, Reply::Image { .. }), "{r:?}");
     // A volume of the name another session imports: refused too; a volume
     // may share an image's name (another kind of object).
-    ok(&mut s, &mut hv, 1, &import_begin("volume", "d", &img));
-    let (code, m) = refused(&mut s, &mut hv, 2, &import_begin("volume", "d", &img));
+    ok_in(&mut s, &mut hv, Some(1), &import::begin_of("volume", "d", &img));
+    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &import::begin_of("volume", "d", &img));
     assert_eq!(code, ErrorCode::Exists, "{m}");
     assert!(
         m.contains("a volume named \"d\" is being made by a volume import (session 1)"),
         "{m}"
     );
-    ok(&mut s, &mut hv, 2, &import_begin("image", "d", &img));
+    ok_in(&mut s, &mut hv, Some(2), &import::begin_of("image", "d", &img));
 }
 
 #[test]
 fn an_idle_transfer_is_dropped_and_its_space_freed() {
     let (mut s, mut hv) = setup(false);
-    let free = store_free(&hv);
+    let free = store_free(&mut hv);
     let img = image(100_000);
     // Session 1 uploads into the store and keeps sending; session 2
     // imports and stops after its first chunk.
-    ok(&mut s, &mut hv, 1, &upload_begin("up", &img));
-    ok(&mut s, &mut hv, 2, &import_begin("volume", "im", &img));
-    ok(&mut s, &mut hv, 2, &import_chunk("im", 0, &img[..1000]));
-    assert!(store_free(&hv) < free);
+    ok_in(&mut s, &mut hv, Some(1), &upload::begin_of("up", &img));
+    ok_in(&mut s, &mut hv, Some(2), &import::begin_of("volume", "im", &img));
+    ok_in(&mut s, &mut hv, Some(2), &import::chunk("im", 0, &img[..1000]));
+    assert!(store_free(&mut hv) < free);
     assert_eq!(s.next_deadline(), Some(60 * S + 1));
     hv.fake.now = 50 * S;
-    ok(&mut s, &mut hv, 1, &upload_chunk("up", 0, &img[..1000]));
+    ok_in(&mut s, &mut hv, Some(1), &upload::chunk("up", 0, &img[..1000]));
     // 60 s exactly: not over yet.
     hv.fake.now = 60 * S;
     s.observe(&mut hv);
@@ -208,18 +98,12 @@ fn an_idle_transfer_is_dropped_and_its_space_freed() {
     );
     // Session 1's upload (last request at 50 s) stays until 110 s.
     assert_eq!(s.next_deadline(), Some(110 * S + 1));
-    let (_, m) = refused(
-        &mut s,
-        &mut hv,
-        2,
-        &import_chunk("im", 1000, &img[1000..2000]),
+    let (_, m) = refused_in(&mut s, &mut hv, Some(2),
+        &import::chunk("im", 1000, &img[1000..2000]),
     );
     assert!(m.contains("no import of \"im\" in progress"), "{m}");
-    ok(
-        &mut s,
-        &mut hv,
-        1,
-        &upload_chunk("up", 1000, &img[1000..2000]),
+    ok_in(&mut s, &mut hv, Some(1),
+        &upload::chunk("up", 1000, &img[1000..2000]),
     );
     hv.fake.now = 200 * S;
     s.observe(&mut hv);
@@ -231,9 +115,9 @@ fn an_idle_transfer_is_dropped_and_its_space_freed() {
     );
     // Both reservations are gone: the store has all its space, no deadline
     // is left, and the names are free.
-    assert_eq!(store_free(&hv), free);
+    assert_eq!(store_free(&mut hv), free);
     assert_eq!(s.next_deadline(), None);
-    ok(&mut s, &mut hv, 2, &upload_begin("im", &img));
+    ok_in(&mut s, &mut hv, Some(2), &upload::begin_of("im", &img));
 }
 
 #[test]
@@ -241,12 +125,12 @@ fn an_idle_upload_into_memory_is_dropped_with_a_configured_limit() {
     let (mut s, mut hv) = setup(true);
     s.set_transfer_idle(5 * S);
     let img = image(100_000);
-    ok(&mut s, &mut hv, 1, &upload_begin("m", &img));
-    ok(&mut s, &mut hv, 1, &upload_chunk("m", 0, &img[..1000]));
+    ok_in(&mut s, &mut hv, Some(1), &upload::begin_of("m", &img));
+    ok_in(&mut s, &mut hv, Some(1), &upload::chunk("m", 0, &img[..1000]));
     // The space the upload set aside: another as large does not fit next
     // to it.
     let big = image(1 << 20);
-    let (code, _) = refused(&mut s, &mut hv, 2, &upload_begin("big", &big[..950_000]));
+    let (code, _) = refused_in(&mut s, &mut hv, Some(2), &upload::begin_of("big", &big[..950_000]));
     assert_eq!(code, ErrorCode::NoResources);
     hv.fake.now = 5 * S + 1;
     s.observe(&mut hv);
@@ -257,5 +141,5 @@ fn an_idle_upload_into_memory_is_dropped_with_a_configured_limit() {
              space set aside for it is free again"
         )]
     );
-    ok(&mut s, &mut hv, 2, &upload_begin("big", &big[..950_000]));
+    ok_in(&mut s, &mut hv, Some(2), &upload::begin_of("big", &big[..950_000]));
 }

@@ -5,133 +5,17 @@
 #![allow(clippy::unwrap_used)]
 
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 
-use base64::Engine as _;
-
 use super::tests::{Fake, HELLO};
+use super::tests_fixture::upload_lines::{begin, chunk, end};
+use super::tests_fixture::{Rig, ask_in, greeted, image, ok, refused, send_upload};
 use super::upload::{hex, sha256};
 use super::*;
-use crate::config::DomainConfig;
-use crate::proto::{ImageSource, Outcome, Response, ServerLine, decode_server_line};
-
-/// [`Fake`] with an image keeper; `built_from` records each create's image.
-struct Up {
-    fake: Fake,
-    keeper: MemImages,
-    built_from: Vec<Vec<u8>>,
-}
-
-impl Up {
-    fn new(room: u64) -> Self {
-        Self {
-            fake: Fake::new(64),
-            keeper: MemImages::new(room),
-            built_from: Vec::new(),
-        }
-    }
-}
-
-impl Hypervisor for Up {
-    fn list(&mut self) -> Result<Vec<u32>, Error> {
-        self.fake.list()
-    }
-    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
-        self.fake.info(id)
-    }
-    fn images(&mut self) -> Vec<String> {
-        let mut names = self.fake.images();
-        names.extend(self.keeper.list().into_iter().map(|i| i.name));
-        names
-    }
-    fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
-        if let Some(b) = self.keeper.bytes(&d.image) {
-            self.built_from.push(b.to_vec());
-        }
-        self.fake.create(d)
-    }
-    fn unpause(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.unpause(id)
-    }
-    fn pause(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.pause(id)
-    }
-    fn destroy(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.destroy(id)
-    }
-    fn ended(&mut self, id: u32) -> Result<HvEnded, Error> {
-        self.fake.ended(id)
-    }
-    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
-        self.fake.console_input(id, bytes)
-    }
-    fn module_images(&mut self) -> Vec<proto::ImageInfo> {
-        self.fake
-            .images()
-            .into_iter()
-            .map(|name| proto::ImageInfo {
-                name,
-                size: 100,
-                sha256: hex(&[0; 32]),
-                source: ImageSource::Module,
-                elf: true,
-            })
-            .collect()
-    }
-    fn keeper(&mut self) -> Option<&mut dyn ImageKeeper> {
-        Some(&mut self.keeper)
-    }
-}
-
-fn ask_in(s: &mut Server, hv: &mut Up, session: SessionId, line: &str) -> Outcome {
-    let out = s.handle_session_line(hv, session, Ok(line.as_bytes().to_vec()));
-    match decode_server_line(out.as_bytes()).unwrap() {
-        ServerLine::Response(Response { result, .. }) => result,
-        ServerLine::Event(e) => panic!("event {e:?}"),
-    }
-}
-
-fn ok(s: &mut Server, hv: &mut Up, line: &str) -> Reply {
-    match ask_in(s, hv, None, line) {
-        Outcome::Ok(r) => r,
-        Outcome::Error(e) => panic!("{line}: {e:?}"),
-    }
-}
-
-/// The refusal's code and message.
-fn refused(s: &mut Server, hv: &mut Up, line: &str) -> (ErrorCode, String) {
-    match ask_in(s, hv, None, line) {
-        Outcome::Ok(r) => panic!("{line}: unexpected {r:?}"),
-        Outcome::Error(e) => (e.code, e.message),
-    }
-}
-
-fn begin(name: &str, size: usize, sha: &[u8; 32]) -> String {
-    format!(
-        r#"{{"id":1,"op":"upload_begin","name":"{name}","size":{size},"sha256":"{}"}}"#,
-        hex(sha)
-    )
-}
-
-fn chunk(name: &str, offset: usize, bytes: &[u8]) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
-    format!(r#"{{"id":2,"op":"upload_chunk","name":"{name}","offset":{offset},"data":"{data}"}}"#)
-}
-
-fn end(name: &str) -> String {
-    format!(r#"{{"id":3,"op":"upload_end","name":"{name}"}}"#)
-}
-
-/// An ELF-looking image of `n` bytes.
-fn image(n: usize) -> Vec<u8> {
-    let mut b: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
-    b[..4].copy_from_slice(b"\x7fELF");
-    b
-}
+use crate::proto::{ImageSource, Outcome};
 
 /// Only the boot modules are listed (nothing half-kept).
-fn only_modules(s: &mut Server, hv: &mut Up) {
+fn only_modules(s: &mut Server, hv: &mut Rig) {
     let Reply::Images { images } = ok(s, hv, r#"{"id":9,"op":"image_list"}"#) else {
         panic!()
     };
@@ -141,11 +25,9 @@ fn only_modules(s: &mut Server, hv: &mut Up) {
     );
 }
 
-fn setup(room: u64) -> (Server, Up) {
-    let mut s = Server::new();
-    let mut hv = Up::new(room);
-    ok(&mut s, &mut hv, HELLO);
-    (s, hv)
+/// A server greeted, and a [`Rig`] that keeps `room` bytes of uploads.
+fn setup(room: u64) -> (Server, Rig) {
+    greeted(Rig::new().with_keeper(room), &[None])
 }
 
 #[test]
@@ -154,13 +36,7 @@ fn an_upload_in_chunks_is_kept_listed_built_from_and_deleted() {
     let img = image(70_000);
     let sha = sha256(&img);
     ok(&mut s, &mut hv, &begin("up1", img.len(), &sha));
-    let mut at = 0;
-    for piece in img.chunks(proto::UPLOAD_CHUNK_MAX) {
-        let line = chunk("up1", at, piece);
-        assert!(line.len() < proto::MAX_LINE, "{}", line.len());
-        ok(&mut s, &mut hv, &line);
-        at += piece.len();
-    }
+    send_upload(&mut s, &mut hv, "up1", &img);
     let Reply::Image { image: info } = ok(&mut s, &mut hv, &end("up1")) else {
         panic!()
     };

@@ -7,111 +7,22 @@
 #![allow(clippy::unwrap_used)]
 
 use alloc::format;
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use base64::Engine as _;
-use kestrel_store::{Kind, MemDisk, Store};
+use kestrel_store::Kind;
 
-use super::store::ImageStore;
-use super::tests::{Fake, HELLO};
+use super::tests::HELLO;
+use super::tests_fixture::import_lines::{begin, chunk, end, zeros};
+use super::tests_fixture::{Rig, ask_in, greeted, ok, ok_in, refused};
 use super::upload::{hex, sha256};
 use super::*;
-use crate::config::DomainConfig;
-use crate::proto::{Outcome, Response, ServerLine, decode_server_line};
+use crate::proto::Outcome;
 
-/// [`Fake`] with a store on a 4 MiB in-memory disk.
-struct St {
-    fake: Fake,
-    store: Store<MemDisk>,
-}
-
-impl Hypervisor for St {
-    fn list(&mut self) -> Result<Vec<u32>, Error> {
-        self.fake.list()
-    }
-    fn info(&mut self, id: u32) -> Result<HvDomain, Error> {
-        self.fake.info(id)
-    }
-    fn images(&mut self) -> Vec<String> {
-        self.fake.images()
-    }
-    fn create(&mut self, d: &DomainConfig) -> Result<u32, Error> {
-        self.fake.create(d)
-    }
-    fn unpause(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.unpause(id)
-    }
-    fn pause(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.pause(id)
-    }
-    fn destroy(&mut self, id: u32) -> Result<(), Error> {
-        self.fake.destroy(id)
-    }
-    fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
-        self.fake.console_input(id, bytes)
-    }
-    fn store(&mut self) -> Option<&mut dyn ImageStore> {
-        Some(&mut self.store)
-    }
-}
-
-fn setup() -> (Server, St) {
-    let mut s = Server::new();
-    let mut hv = St {
-        fake: Fake::new(64),
-        store: Store::format(MemDisk::new(512, 8192)).unwrap(),
-    };
-    ok_in(&mut s, &mut hv, None, HELLO);
-    (s, hv)
-}
-
-fn ask_in(s: &mut Server, hv: &mut St, session: SessionId, line: &str) -> Outcome {
-    let out = s.handle_session_line(hv, session, Ok(line.as_bytes().to_vec()));
-    assert!(out.len() <= proto::MAX_LINE + 1, "{}", out.len());
-    match decode_server_line(out.as_bytes()).unwrap() {
-        ServerLine::Response(Response { result, .. }) => result,
-        ServerLine::Event(e) => panic!("event {e:?}"),
-    }
-}
-
-fn ok_in(s: &mut Server, hv: &mut St, session: SessionId, line: &str) -> Reply {
-    match ask_in(s, hv, session, line) {
-        Outcome::Ok(r) => r,
-        Outcome::Error(e) => panic!("{line}: {e:?}"),
-    }
-}
-
-fn ok(s: &mut Server, hv: &mut St, line: &str) -> Reply {
-    ok_in(s, hv, None, line)
-}
-
-fn refused(s: &mut Server, hv: &mut St, line: &str) -> (ErrorCode, String) {
-    match ask_in(s, hv, None, line) {
-        Outcome::Ok(r) => panic!("{line}: unexpected {r:?}"),
-        Outcome::Error(e) => (e.code, e.message),
-    }
-}
-
-fn begin(kind: &str, name: &str, size: usize, sha: &[u8; 32]) -> String {
-    format!(
-        r#"{{"id":1,"op":"import_begin","kind":"{kind}","name":"{name}","size":{size},"sha256":"{}"}}"#,
-        hex(sha)
-    )
-}
-
-fn chunk(name: &str, offset: usize, bytes: &[u8]) -> String {
-    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
-    format!(r#"{{"id":2,"op":"import_chunk","name":"{name}","offset":{offset},"data":"{data}"}}"#)
-}
-
-fn zeros(name: &str, offset: usize, length: usize) -> String {
-    format!(r#"{{"id":3,"op":"import_zeros","name":"{name}","offset":{offset},"length":{length}}}"#)
-}
-
-fn end(name: &str) -> String {
-    format!(r#"{{"id":4,"op":"import_end","name":"{name}"}}"#)
+/// A server greeted, and a [`Rig`] with a store.
+fn setup() -> (Server, Rig) {
+    greeted(Rig::new().with_store(), &[None])
 }
 
 /// A disk image: a patterned head, 300 KiB of zeros, a patterned tail.
@@ -128,7 +39,7 @@ fn disk() -> Vec<u8> {
 
 /// Sends `bytes` as import `name`: zero runs of whole 32 KiB pieces as
 /// `import_zeros`, the rest as chunks (what hvctl does).
-fn send(s: &mut Server, hv: &mut St, name: &str, bytes: &[u8]) {
+fn send(s: &mut Server, hv: &mut Rig, name: &str, bytes: &[u8]) {
     let mut at = 0;
     for piece in bytes.chunks(proto::UPLOAD_CHUNK_MAX) {
         let line = if piece.iter().all(|&b| b == 0) {
@@ -142,7 +53,7 @@ fn send(s: &mut Server, hv: &mut St, name: &str, bytes: &[u8]) {
 }
 
 /// Exports `name`: the bytes, and how many came as data (not zeros).
-fn export(s: &mut Server, hv: &mut St, kind: &str, name: &str) -> (Vec<u8>, usize) {
+fn export(s: &mut Server, hv: &mut Rig, kind: &str, name: &str) -> (Vec<u8>, usize) {
     let line = format!(r#"{{"id":5,"op":"export_begin","kind":"{kind}","name":"{name}"}}"#);
     let Reply::Export { size, sha256: sha } = ok(s, hv, &line) else {
         panic!()
@@ -200,7 +111,7 @@ fn a_volume_and_an_image_go_in_and_come_out_with_zero_runs_unsent() {
         ("vol1", 400_000)
     );
     let mut back = vec![0u8; d.len()];
-    hv.store.read(Kind::Volume, "vol1", 0, &mut back).unwrap();
+    hv.mem_store().read(Kind::Volume, "vol1", 0, &mut back).unwrap();
     assert_eq!(back, d);
     let (out, sent) = export(&mut s, &mut hv, "volume", "vol1");
     assert_eq!(out, d);
@@ -232,18 +143,18 @@ fn a_volume_and_an_image_go_in_and_come_out_with_zero_runs_unsent() {
 }
 
 /// One refusal: what it sends after `import_begin`, and dom0's answer.
-type Case<'a> = dyn Fn(&mut Server, &mut St) -> (ErrorCode, String) + 'a;
+type Case<'a> = dyn Fn(&mut Server, &mut Rig) -> (ErrorCode, String) + 'a;
 
 /// Every refusal drops the import: no object, all the room back.
 #[test]
 fn refusals_drop_the_import_and_leave_nothing() {
     let (mut s, mut hv) = setup();
-    let free = hv.store.free();
+    let free = hv.mem_store().free();
     let d = disk();
     let sha = sha256(&d);
-    let check_clean = |hv: &mut St| {
-        assert!(hv.store.objects().is_empty(), "{:?}", hv.store.objects());
-        assert_eq!(hv.store.free(), free);
+    let check_clean = |hv: &mut Rig| {
+        assert!(hv.mem_store().objects().is_empty(), "{:?}", hv.mem_store().objects());
+        assert_eq!(hv.mem_store().free(), free);
     };
     let cases: [(&Case<'_>, &str); 6] = [
         (
@@ -311,7 +222,7 @@ fn refusals_drop_the_import_and_leave_nothing() {
 #[test]
 fn a_client_gone_mid_import_leaves_nothing_and_sessions_are_separate() {
     let (mut s, mut hv) = setup();
-    let free = hv.store.free();
+    let free = hv.mem_store().free();
     let d = disk();
     let (a, b) = (Some(1), Some(2));
     ok_in(&mut s, &mut hv, a, HELLO);
@@ -337,11 +248,11 @@ fn a_client_gone_mid_import_leaves_nothing_and_sessions_are_separate() {
         ),
         Outcome::Error(_)
     ));
-    assert!(hv.store.free() < free);
+    assert!(hv.mem_store().free() < free);
     // a's connection closes: dom0 sends its `bye`.
     ok_in(&mut s, &mut hv, a, r#"{"id":7,"op":"bye"}"#);
-    assert!(hv.store.objects().is_empty());
-    assert_eq!(hv.store.free(), free);
+    assert!(hv.mem_store().objects().is_empty());
+    assert_eq!(hv.mem_store().free(), free);
     // A new hello on a session drops its import too.
     ok_in(
         &mut s,
@@ -350,7 +261,7 @@ fn a_client_gone_mid_import_leaves_nothing_and_sessions_are_separate() {
         &begin("volume", "w", d.len(), &sha256(&d)),
     );
     ok_in(&mut s, &mut hv, b, HELLO);
-    assert_eq!(hv.store.free(), free);
+    assert_eq!(hv.mem_store().free(), free);
     ok_in(
         &mut s,
         &mut hv,
@@ -363,6 +274,6 @@ fn a_client_gone_mid_import_leaves_nothing_and_sessions_are_separate() {
         b,
         r#"{"id":8,"op":"import_abort","name":"w"}"#,
     );
-    assert_eq!(hv.store.free(), free);
-    assert!(hv.store.objects().is_empty());
+    assert_eq!(hv.mem_store().free(), free);
+    assert!(hv.mem_store().objects().is_empty());
 }
