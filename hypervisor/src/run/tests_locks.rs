@@ -88,3 +88,91 @@ fn a_plain_hypercall_takes_no_lock_on_the_exit_path() {
         "{out}"
     );
 }
+
+/// How often each path takes the global scheduler lock (`SCHED`), on the
+/// real code, one thread playing the CPUs, the clock frozen: the pick, a
+/// vCPU's block (the run loop's deschedule) and a wake-up sent from
+/// another CPU each take it once today. Issue 11's split into per-CPU
+/// run-queue locks (`sched/mod.rs`, "Per-CPU locks") must bring every row
+/// to 0, each path then taking only its CPU's run-queue lock.
+#[test]
+fn global_lock_takes_per_path() {
+    use crate::domain::lifecycle::Run;
+    use crate::platform::{P, Platform};
+    use crate::sched::live::tests::{T0, bind, blocker, create};
+    use crate::sched::live::{self as policy, SCHED_LOCKS, queued_on};
+    use crate::virt::fake;
+    use pvabi::HC_EVTCHN_SEND;
+
+    fn takes(f: impl FnOnce()) -> u64 {
+        let before = SCHED_LOCKS.load(Ordering::Relaxed);
+        f();
+        SCHED_LOCKS.load(Ordering::Relaxed) - before
+    }
+
+    let _one = host::exclusive();
+    host::install_logger();
+    host::freeze_time(Some(T0));
+    fake::reset();
+    crate::sched::clock::init_time(0, P::tsc_hz());
+    policy::init(2);
+    host::become_cpu(0);
+    let port = Arc::new(AtomicU64::new(0));
+    // The send's exit, between S's two entries: what the send took.
+    let send = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let v = create("blocker", || blocker(0));
+    let (p, s_at) = (port.clone(), send.clone());
+    let s = create("sender", move || {
+        let (p, s_at) = (p.clone(), s_at.clone());
+        let mut sent = false;
+        Box::new(move |g: &mut Guest<'_>| {
+            if sent {
+                s_at[1].store(SCHED_LOCKS.load(Ordering::Relaxed), Ordering::Relaxed);
+                return g.hypercall(HC_YIELD, &[]);
+            }
+            sent = true;
+            s_at[0].store(SCHED_LOCKS.load(Ordering::Relaxed), Ordering::Relaxed);
+            g.hypercall(HC_EVTCHN_SEND, &[p.load(Ordering::Relaxed)])
+        })
+    });
+    assert_eq!(
+        (queued_on(&v), queued_on(&s)),
+        (Some(0), Some(1)),
+        "placement"
+    );
+    port.store(bind(&v, &s), Ordering::Relaxed);
+
+    // CPU 0 picks V; V blocks (the run loop deschedules it).
+    let mut picked = None;
+    let pick = takes(|| picked = Some(policy::pick(0, T0)));
+    let Some(policy::Pick::Run(e, slice_ns)) = picked else {
+        panic!("CPU 0 picked nothing");
+    };
+    assert!(Arc::ptr_eq(&e, &v), "CPU 0 picked another vCPU");
+    let block = takes(|| crate::run::run_chain(0, &e, T0, slice_ns));
+    assert!(matches!(v.st.lock().run, Run::Blocked { .. }), "V blocked");
+    // CPU 1 runs S, whose send wakes V (its last CPU is 0).
+    host::become_cpu(1);
+    policy::clear_resched(1);
+    let policy::Pick::Run(e, slice_ns) = policy::pick(1, T0) else {
+        panic!("CPU 1 picked nothing");
+    };
+    crate::run::run_chain(1, &e, T0, slice_ns);
+    let wake = send[1].load(Ordering::Relaxed) - send[0].load(Ordering::Relaxed);
+    assert!(v.st.lock().run == Run::Runnable, "V woken");
+    assert_eq!(queued_on(&v), Some(0), "V queued on its last CPU");
+
+    let rows = [("pick", pick), ("block", block), ("remote wake", wake)];
+    assert_eq!(
+        rows,
+        [("pick", 1), ("block", 1), ("remote wake", 1)],
+        "global scheduler lock takes per path"
+    );
+    for d in [v.domain.clone(), s.domain.clone()] {
+        d.finish("destroyed", -1, None);
+    }
+    drop((v, s, e));
+    host::freeze_time(None);
+    let out = host::console_take();
+    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
+}

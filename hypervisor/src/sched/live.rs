@@ -167,6 +167,21 @@ pub(crate) fn queued_on(v: &VcpuEntry) -> Option<usize> {
     with(|s| s.credit.cpu_of(v.sid).ok().flatten()).flatten()
 }
 
+/// The policy's invariants ([`Credit::check_invariants`]), and that no
+/// CPU runs a vCPU (tests call it between turns of the run loop).
+#[cfg(test)]
+pub(crate) fn check_idle_policy() -> Result<(), &'static str> {
+    with(|s| {
+        s.credit.check_invariants()?;
+        let cpus = s.credit.cpus();
+        match (0..cpus).any(|c| s.credit.run_queue(c).is_some_and(|q| q.current().is_some())) {
+            true => Err("a CPU runs a vCPU between turns"),
+            false => Ok(()),
+        }
+    })
+    .unwrap_or(Err("no scheduler"))
+}
+
 /// Queues `v` again (its state lock held by the caller): for a vCPU the
 /// policy lost track of.
 pub(crate) fn requeue(v: &VcpuEntry) {
@@ -346,4 +361,4 @@ pub(crate) mod handoff;
 pub(crate) use handoff::{Handoff, defer, in_flight as handoff_in_flight};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -57,10 +57,7 @@
 //! records, the active list, the period). Every call touches the global
 //! part, so the live wiring (`live.rs`) holds **one scheduler lock** for
 //! the length of each call and never across a guest run; calls are short
-//! and bounded as listed under Cost. Splitting it into per-CPU locks
-//! means moving the hot per-vCPU fields (credit, boost, state) into the
-//! queue that owns the vCPU; the API (everything keyed by CPU and
-//! [`VcpuId`]) stays.
+//! and bounded as listed under Cost.
 //!
 //! **The runtime's lock order, in one place** (each line: what may be
 //! held when taking the next; nothing is taken in the other direction):
@@ -76,7 +73,45 @@
 //! The exit path of a plain hypercall takes none of these (host test
 //! `run::tests_locks`); a timer interrupt takes this CPU's timer list (and
 //! the scheduler lock to ask whether to switch); a CPU's timer pass takes
-//! only its own list.
+//! only its own list. A wake-up, a block and a pick take the scheduler
+//! lock once each (`run::tests_locks::global_lock_takes_per_path`).
+//!
+//! # Per-CPU locks (issue 11; designed, not built yet)
+//! The target is Xen's credit1 (`sched/credit.c`): a lock per CPU over
+//! that CPU's queue and the vCPUs on it, and a private lock for the
+//! accounting. Who touches what today, and where it goes:
+//!
+//! | state | touched by | owner after the split |
+//! |---|---|---|
+//! | `RunQueue` (queue, current, slice end) | wake, block, pick, start, deschedule, tick, steal | that CPU's **run-queue lock** |
+//! | `VcpuRec::{state, last_cpu, boost, pause}` | the same | queued or running on CPU c: c's run-queue lock, found as Xen's `vcpu_schedule_lock` does (read c, lock it, re-check: a steal may move it); blocked: the vCPU's state lock, which every wake, block and deschedule in `live.rs` already holds, and no run-queue lock (so a wake placed on any CPU takes that CPU's lock alone) |
+//! | `VcpuRec::credit` | burnt by deschedule (owner CPU), granted by the accounting | an atomic: `fetch_update` clamped to ±[`CREDIT_MAX`] on both sides; `prio` reads it |
+//! | `VcpuRec::{ran, active, used_ns}` | deschedule, start, wake; the accounting | atomics; joining the active list goes through a per-CPU "newly active" list under the run-queue lock, which the accounting drains CPU by CPU (never two run-queue locks at once) |
+//! | `DomRec::{running, used_ns, period_used_ns, parked}` | start, deschedule (any CPU); the accounting | atomics; the accounting subtracts what it settles (`fetch_sub`), never stores over a concurrent charge; a domain that parks is staged per CPU like a newly active vCPU |
+//! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics written under the accounting lock |
+//! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | the **accounting lock** |
+//! | `next_acct` | every call (`account_if_due`) | an atomic for the "not yet" test; the pass itself runs from `tick` only, under a *try-lock* of the accounting lock, no run-queue lock held |
+//! | `live.rs`'s slot table (id to `VcpuEntry`) | pick, the direct switch | travels with the id in the run queue (the policy generic over a payload, `()` in the pure tests), so a pick or steal needs no global look-up |
+//!
+//! Placement reads the other CPUs' idleness from per-CPU atomics
+//! published under their run-queue locks (Xen's `idlers` mask), so a
+//! wake-up locks only the CPU it queues on. Stealing *try-locks* the
+//! victim's queue while holding its own and skips a victim it cannot
+//! lock (Xen's `csched_load_balance`). Moving a queued vCPU from one
+//! CPU's queue to another's other than by a steal (none does today; a
+//! rebalance would) takes both in ascending CPU index.
+//!
+//! **The lock order after the split** (replaces item 3 above): the
+//! domain table; a vCPU's state lock; the accounting lock (add, remove,
+//! `set_params`, the pass); a run-queue lock (two only to migrate, lower
+//! index first; a steal's second one only by try-lock); the timer lists.
+//! A plain exit, a same-CPU wake, block or pick take only this CPU's
+//! run-queue lock; a remote wake only the target CPU's; no exit path
+//! takes the accounting lock. `run::tests_locks` counts the global lock
+//! per path (`global_lock_takes_per_path`: it says 1 today where the
+//! split must say 0); the interleaving search `sched::live::tests::remote`
+//! is the race the split must keep (a remote wake against a block and a
+//! steal on the target CPU).
 //!
 //! # Wiring plan for `arch/sched/mod.rs`
 //! - Boot: `Credit::new(cpus)`; per domain `add_domain(weight, cap)`, per

@@ -37,7 +37,10 @@ static SEEN: AtomicU64 = AtomicU64::new(0);
 /// The port S sends on.
 static PORT: AtomicU64 = AtomicU64::new(0);
 
-fn create(name: &str, prog: impl Fn() -> fake::Program + Send + Sync + 'static) -> Arc<VcpuEntry> {
+pub(crate) fn create(
+    name: &str,
+    prog: impl Fn() -> fake::Program + Send + Sync + 'static,
+) -> Arc<VcpuEntry> {
     fake::next_domain(move |_| prog());
     let image = fake::image();
     let spec = DomainSpec {
@@ -61,13 +64,37 @@ fn create(name: &str, prog: impl Fn() -> fake::Program + Send + Sync + 'static) 
     v.unwrap()
 }
 
+/// V's domain offers S's domain a port and S binds to it (the real ops):
+/// the port S sends on.
+pub(crate) fn bind(v: &Arc<VcpuEntry>, s: &Arc<VcpuEntry>) -> u64 {
+    let pv = Svc {
+        me: v,
+        blocked: None,
+        handoff: None,
+    }
+    .evtchn_op(EvtchnOp::AllocUnbound {
+        remote: s.domain.id,
+    })
+    .unwrap();
+    Svc {
+        me: s,
+        blocked: None,
+        handoff: None,
+    }
+    .evtchn_op(EvtchnOp::BindInterdomain {
+        remote: v.domain.id,
+        port: pv as u32,
+    })
+    .unwrap()
+}
+
 /// The frozen clock of the searches, and V's deadline in the timer one.
-const T0: u64 = 1_000_000_000;
+pub(crate) const T0: u64 = 1_000_000_000;
 const DEADLINE: u64 = T0 + 100;
 
 /// V: blocks (until `deadline`, 0: none); whenever it runs again, records
 /// RAX and yields.
-fn blocker(deadline: u64) -> fake::Program {
+pub(crate) fn blocker(deadline: u64) -> fake::Program {
     let mut first = true;
     Box::new(move |g: &mut Guest<'_>| {
         if first {
@@ -108,27 +135,7 @@ fn setup() -> World {
     host::become_cpu(0);
     let v = create("blocker", || blocker(0));
     let s = create("sender", sender);
-    // V's domain offers S's domain a port; S binds to it (the real ops).
-    let pv = Svc {
-        me: &v,
-        blocked: None,
-        handoff: None,
-    }
-    .evtchn_op(EvtchnOp::AllocUnbound {
-        remote: s.domain.id,
-    })
-    .unwrap();
-    let ps = Svc {
-        me: &s,
-        blocked: None,
-        handoff: None,
-    }
-    .evtchn_op(EvtchnOp::BindInterdomain {
-        remote: v.domain.id,
-        port: pv as u32,
-    })
-    .unwrap();
-    PORT.store(ps, Ordering::Release);
+    PORT.store(bind(&v, &s), Ordering::Release);
     World { v, s, free }
 }
 
@@ -201,6 +208,16 @@ fn search<W>(
     teardown: impl Fn(W),
 ) {
     search_upto(usize::MAX, min_executions, setup, check, teardown);
+}
+
+/// The preemption bound of a search over three threads: 2 in plain
+/// `cargo test`, 3 under `KESTREL_PREEMPTIONS=all` (a whole search of
+/// three turns is too large for the test step).
+fn three_threads() -> usize {
+    match std::env::var("KESTREL_PREEMPTIONS").as_deref() {
+        Ok("all") => 3,
+        _ => 2,
+    }
 }
 
 /// [`search`] with at most `cap` preemptions whatever
@@ -439,4 +456,5 @@ fn block_with_deadline_against_the_timer_pass_in_any_interleaving() {
 }
 
 mod handoff;
+mod remote;
 mod timers;

@@ -16,10 +16,8 @@ use std::vec::Vec;
 
 use pvabi::{EVENT_CHANNEL, HC_EVTCHN_SEND_WAIT, HC_YIELD};
 
-use super::{PORT, SEEN, T0, blocker, create, search, search_upto, turn};
+use super::{PORT, SEEN, T0, bind, blocker, create, search, search_upto, turn};
 use crate::domain::lifecycle::{DOMAINS, Run, VcpuEntry};
-use crate::evtchn::ops::EvtchnOp;
-use crate::hypercall::services::Svc;
 use crate::platform::host;
 use crate::platform::{P, Platform};
 use crate::sched::live::{pause, queued_on, unpause};
@@ -56,26 +54,7 @@ fn setup() -> World {
     let v = create("blocker", || blocker(0));
     let s = create("sender", send_waiter);
     pause(&s.domain);
-    let pv = Svc {
-        me: &v,
-        blocked: None,
-        handoff: None,
-    }
-    .evtchn_op(EvtchnOp::AllocUnbound {
-        remote: s.domain.id,
-    })
-    .unwrap();
-    let ps = Svc {
-        me: &s,
-        blocked: None,
-        handoff: None,
-    }
-    .evtchn_op(EvtchnOp::BindInterdomain {
-        remote: v.domain.id,
-        port: pv as u32,
-    })
-    .unwrap();
-    PORT.store(ps, Ordering::Release);
+    PORT.store(bind(&v, &s), Ordering::Release);
     assert_eq!(queued_on(&v), Some(0), "V placed on CPU 0");
     crate::run::schedule(0);
     assert!(matches!(v.st.lock().run, Run::Blocked { .. }), "V blocked");

@@ -13,10 +13,11 @@ use std::vec::Vec;
 
 use pvabi::{EVENT_CHANNEL, EVENT_TIMER};
 
-use super::{DEADLINE, PORT, SEEN, T0, blocker, create, search, search_upto, sender, turn};
+use super::{
+    DEADLINE, PORT, SEEN, T0, bind, blocker, create, search, search_upto, sender, three_threads,
+    turn,
+};
 use crate::domain::lifecycle::{DOMAINS, Run, VcpuEntry};
-use crate::evtchn::ops::EvtchnOp;
-use crate::hypercall::services::Svc;
 use crate::platform::host;
 use crate::platform::{P, Platform};
 use crate::sched::live::queued_on;
@@ -113,12 +114,8 @@ fn a_wake_and_a_timer_from_two_cpus_against_the_block_in_any_interleaving() {
         s: Arc<VcpuEntry>,
         free: u64,
     }
-    let cap = match std::env::var("KESTREL_PREEMPTIONS").as_deref() {
-        Ok("all") => 3,
-        _ => 2,
-    };
     search_upto(
-        cap,
+        three_threads(),
         20,
         || {
             fake::reset();
@@ -129,26 +126,7 @@ fn a_wake_and_a_timer_from_two_cpus_against_the_block_in_any_interleaving() {
             host::become_cpu(0);
             let v = create("blocker", || blocker(0));
             let s = create("sender", sender);
-            let pv = Svc {
-                me: &v,
-                blocked: None,
-                handoff: None,
-            }
-            .evtchn_op(EvtchnOp::AllocUnbound {
-                remote: s.domain.id,
-            })
-            .unwrap();
-            let ps = Svc {
-                me: &s,
-                blocked: None,
-                handoff: None,
-            }
-            .evtchn_op(EvtchnOp::BindInterdomain {
-                remote: v.domain.id,
-                port: pv as u32,
-            })
-            .unwrap();
-            PORT.store(ps, Ordering::Release);
+            PORT.store(bind(&v, &s), Ordering::Release);
             let (a, b) = (queued_on(&v).unwrap(), queued_on(&s).unwrap());
             assert!(a != b && a != 2 && b != 2, "placement {a} {b}");
             arm_on(&v, 2);
