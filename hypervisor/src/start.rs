@@ -55,10 +55,17 @@ pub extern "C" fn kestrel_main(magic: u32, info: u64) -> ! {
     bootcpu::early_tables();
     serial::init(Some(serial::COM1));
 
-    let mut boot = BootInfo::new(BootProtocol::Pvh);
+    // The boot information (about 70 KiB, `boot/info.rs`) is parsed in
+    // place in a static, not on the 128 KiB boot stack. kestrel_main runs
+    // once, so the lock is free; leaking it keeps it for good. Multiboot2
+    // (discriminant 0) keeps the initial value all zeros, so the static
+    // lands in .bss, not in the image file; `parse_into` sets the protocol.
+    static BOOT_INFO: spin::Mutex<BootInfo> =
+        spin::Mutex::new(BootInfo::new(BootProtocol::Multiboot2));
+    let boot: &'static mut BootInfo = spin::MutexGuard::leak(BOOT_INFO.lock());
     let parsed = match magic {
-        multiboot2::BOOTLOADER_MAGIC => multiboot2::parse_into(&IdentityMem, info, &mut boot),
-        pvh::START_MAGIC => pvh::parse_into(&IdentityMem, info, &mut boot),
+        multiboot2::BOOTLOADER_MAGIC => multiboot2::parse_into(&IdentityMem, info, boot),
+        pvh::START_MAGIC => pvh::parse_into(&IdentityMem, info, boot),
         other => fatal!(
             "unknown boot protocol (magic {other:#x}): boot Kestrel with GRUB (multiboot2) or as a PVH kernel"
         ),
@@ -80,7 +87,7 @@ pub extern "C" fn kestrel_main(magic: u32, info: u64) -> ! {
     if let Some(e) = cmdline_error {
         fatal!("{e}");
     }
-    boot_cpu(&boot, &opts)
+    boot_cpu(boot, &opts)
 }
 
 fn banner(boot: &BootInfo, cpu: &CpuInfo) {

@@ -225,7 +225,8 @@ pub fn prepare_run_stack() -> bool {
 
 /// Runs `run` (the scheduling loop) on a fresh stack of an AP's size, so
 /// the boot CPU's guests do not run above the boot path's frames: those
-/// (`kestrel_main`'s boot information, `boot_cpu`'s locals: about 22 KiB)
+/// (`boot_cpu`'s locals and, until it moved to a static, `kestrel_main`'s
+/// boot information: about 22 KiB then)
 /// stayed on the boot stack under every hypercall the boot CPU served,
 /// which with a domain create on top came within 1.5 KiB of its 64 KiB
 /// (issue 13, measured with `stacks:`). Without a free stack it runs where

@@ -2,6 +2,7 @@
 //! start as domains and for the control domain to read and build domains
 //! from. Nothing here creates a domain (that is a layer above).
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use arrayvec::ArrayString;
 
@@ -87,8 +88,10 @@ pub struct ModuleRef {
     pub len: u64,
     /// File name without directories, or `module<i>`.
     pub name: ArrayString<64>,
-    /// Arguments after the name.
-    pub args: ArrayString<256>,
+    /// Arguments after the name, whole (up to the boot information's
+    /// `MAX_MODULE_CMDLINE`: a Linux module's carry its kernel command
+    /// line).
+    pub args: String,
     /// Starts with the ELF magic and passed the ELF checks (`crate::elf::check`).
     pub elf: bool,
 }
@@ -122,17 +125,11 @@ pub fn register(boot: &BootInfo) {
                 for c in module_name(i, m).chars() {
                     let _ = name.try_push(c);
                 }
-                let mut args = ArrayString::new();
-                for c in m.args().chars() {
-                    if args.try_push(c).is_err() {
-                        break;
-                    }
-                }
                 let r = ModuleRef {
                     start: m.start,
                     len: m.len(),
                     name,
-                    args,
+                    args: String::from(m.args()),
                     elf: false,
                 };
                 let bytes = r.bytes();

@@ -3,7 +3,10 @@
 //!
 //! Everything here is owned data with fixed capacity: the loader's own
 //! structures may sit in memory the frame allocator later hands out, so the
-//! parsers copy what they need before the allocator exists.
+//! parsers copy what they need before the allocator exists. A [`BootInfo`]
+//! is about 70 KiB (sixteen module command lines of
+//! [`MAX_MODULE_CMDLINE`] bytes): the boot path keeps its one in a static
+//! (`start.rs`), not on the boot stack.
 
 use arrayvec::{ArrayString, ArrayVec};
 
@@ -13,8 +16,12 @@ pub const MAX_MEMORY_REGIONS: usize = 256;
 pub const MAX_MODULES: usize = 16;
 /// Longest kernel command line kept.
 pub const MAX_CMDLINE: usize = 512;
-/// Longest module command line kept.
-pub const MAX_MODULE_CMDLINE: usize = 256;
+/// Longest module command line kept: a Linux domain's module carries
+/// its kernel command line (up to Linux's 2,047 bytes,
+/// `pvabi::DOMCTL_LINUX_CMDLINE_MAX`) after its file name and its own
+/// words (`kind=linux initrd=... memory=... vcpus=...`).
+pub const MAX_MODULE_CMDLINE: usize = 4096;
+const _: () = assert!(MAX_MODULE_CMDLINE >= pvabi::DOMCTL_LINUX_CMDLINE_MAX as usize + 1024);
 /// Most loader-owned ranges that must survive until boot info is consumed.
 pub const MAX_BOOT_RANGES: usize = 8;
 
@@ -175,18 +182,44 @@ pub struct BootInfo {
 }
 
 impl BootInfo {
-    /// An empty description for the given protocol.
-    pub fn new(protocol: BootProtocol) -> Self {
+    /// An empty description for the given protocol (`const`: the boot
+    /// path's lives in a static).
+    pub const fn new(protocol: BootProtocol) -> Self {
         Self {
             protocol,
-            loader_name: ArrayString::new(),
-            cmdline: ArrayString::new(),
-            memory: ArrayVec::new(),
-            modules: ArrayVec::new(),
+            loader_name: ArrayString::new_const(),
+            cmdline: ArrayString::new_const(),
+            memory: ArrayVec::new_const(),
+            modules: ArrayVec::new_const(),
             rsdp: None,
             framebuffer: None,
-            loader_ranges: ArrayVec::new(),
+            loader_ranges: ArrayVec::new_const(),
         }
+    }
+
+    /// Empties `self` in place for the given protocol: what
+    /// `*self = BootInfo::new(protocol)` means, without building a second
+    /// 70 KiB value on the boot stack to copy from.
+    pub fn reset(&mut self, protocol: BootProtocol) {
+        // Every field named: a new one fails to compile until reset here.
+        let Self {
+            protocol: p,
+            loader_name,
+            cmdline,
+            memory,
+            modules,
+            rsdp,
+            framebuffer,
+            loader_ranges,
+        } = self;
+        *p = protocol;
+        loader_name.clear();
+        cmdline.clear();
+        memory.clear();
+        modules.clear();
+        *rsdp = None;
+        *framebuffer = None;
+        loader_ranges.clear();
     }
 }
 
@@ -204,8 +237,10 @@ pub enum BootInfoError {
     BadMagic { what: &'static str, value: u64 },
     /// More entries than we can keep.
     TooMany { what: &'static str, limit: usize },
-    /// A string is not NUL-terminated UTF-8 or is too long.
+    /// A string is not NUL-terminated UTF-8 within its container.
     BadString { what: &'static str },
+    /// A string is longer than the `limit` bytes we keep (NUL excluded).
+    TooLong { what: &'static str, limit: usize },
     /// No memory map was supplied.
     NoMemoryMap,
 }
@@ -223,7 +258,10 @@ impl core::fmt::Display for BootInfoError {
             Self::BadMagic { what, value } => write!(f, "{what}: bad magic or version {value:#x}"),
             Self::TooMany { what, limit } => write!(f, "more than {limit} {what}"),
             Self::BadString { what } => {
-                write!(f, "{what}: not a terminated UTF-8 string or too long")
+                write!(f, "{what}: not a terminated UTF-8 string")
+            }
+            Self::TooLong { what, limit } => {
+                write!(f, "{what}: longer than the {limit} bytes kept")
             }
             Self::NoMemoryMap => write!(f, "the boot loader supplied no memory map"),
         }

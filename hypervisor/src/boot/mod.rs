@@ -39,9 +39,10 @@ pub fn read_u64(mem: &impl PhysRead, paddr: u64) -> Option<u64> {
 /// Reads a NUL-terminated UTF-8 string of at most `N` bytes (NUL excluded)
 /// starting at `paddr`, looking at no more than `limit` bytes.
 ///
-/// Loader strings are untrusted: the NUL must occur within `limit` bytes and
-/// within `N + 1` bytes, and the bytes must be valid UTF-8; otherwise the
-/// result is [`BootInfoError::BadString`]. Unreadable memory gives
+/// Loader strings are untrusted: the NUL must occur within `limit` bytes
+/// and the bytes must be valid UTF-8, otherwise the result is
+/// [`BootInfoError::BadString`]; more than `N` bytes before it gives
+/// [`BootInfoError::TooLong`] (naming `N`). Unreadable memory gives
 /// [`BootInfoError::Truncated`] with the offset from `paddr`.
 pub fn read_cstr<const N: usize>(
     mem: &impl PhysRead,
@@ -69,7 +70,7 @@ pub fn read_cstr<const N: usize>(
         }
         bytes
             .try_push(b[0])
-            .map_err(|_| BootInfoError::BadString { what })?;
+            .map_err(|_| BootInfoError::TooLong { what, limit: N })?;
         off += 1;
     }
     let s = core::str::from_utf8(&bytes).map_err(|_| BootInfoError::BadString { what })?;

@@ -69,7 +69,7 @@ pub fn parse_into(
         value: total,
     })?;
 
-    *info = BootInfo::new(BootProtocol::Multiboot2);
+    info.reset(BootProtocol::Multiboot2);
     let mut rsdp_old = None;
     let mut rsdp_new = None;
     let mut have_mmap = false;
@@ -723,8 +723,9 @@ mod tests {
             .mem();
         assert_eq!(
             parse(&mem, BASE).unwrap_err(),
-            BootInfoError::BadString {
-                what: "command line"
+            BootInfoError::TooLong {
+                what: "command line",
+                limit: 512
             }
         );
         // Exactly at capacity is fine.
@@ -735,6 +736,62 @@ mod tests {
             .end()
             .mem();
         assert_eq!(parse(&mem, BASE).unwrap().cmdline.as_str(), max);
+    }
+
+    #[test]
+    fn module_command_lines_up_to_the_limit() {
+        use super::super::info::MAX_MODULE_CMDLINE;
+        use crate::domain::linux_args::{self, LINUX_CMDLINE_MAX};
+        // A Linux module with Linux's whole 2,047-byte command line
+        // arrives whole, and its `kind=linux` words still parse.
+        let kernel = std::format!(
+            "console=hvc0 x={}",
+            "p".repeat(LINUX_CMDLINE_MAX - "console=hvc0 x=".len())
+        );
+        let line = std::format!("linux kind=linux initrd=initramfs vcpus=2 {kernel}");
+        let mem = Mbi::new()
+            .tag(TAG_MEMORY_MAP, &basic_mmap())
+            .tag(TAG_MODULE, &module(0x20_0000, 0x30_0000, &line))
+            .end()
+            .mem();
+        let info = parse(&mem, BASE).unwrap();
+        let m = &info.modules[0];
+        assert_eq!(
+            (m.cmdline.as_str(), m.name()),
+            (line.as_str(), Some("linux"))
+        );
+        let a = linux_args::parse(m.args()).unwrap().unwrap();
+        assert_eq!(
+            (a.cmdline, a.initrd, a.vcpus),
+            (kernel, Some("initramfs"), 2)
+        );
+        // Exactly at capacity is fine; one byte more is refused, naming
+        // the string and the limit.
+        let max = "m".repeat(MAX_MODULE_CMDLINE);
+        let mem = Mbi::new()
+            .tag(TAG_MEMORY_MAP, &basic_mmap())
+            .tag(TAG_MODULE, &module(0x20_0000, 0x30_0000, &max))
+            .end()
+            .mem();
+        assert_eq!(parse(&mem, BASE).unwrap().modules[0].cmdline.as_str(), max);
+        let over = "m".repeat(MAX_MODULE_CMDLINE + 1);
+        let mem = Mbi::new()
+            .tag(TAG_MEMORY_MAP, &basic_mmap())
+            .tag(TAG_MODULE, &module(0x20_0000, 0x30_0000, &over))
+            .end()
+            .mem();
+        let e = parse(&mem, BASE).unwrap_err();
+        assert_eq!(
+            e,
+            BootInfoError::TooLong {
+                what: "module command line",
+                limit: MAX_MODULE_CMDLINE
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "module command line: longer than the 4096 bytes kept"
+        );
     }
 
     #[test]

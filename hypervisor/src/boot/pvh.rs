@@ -112,7 +112,7 @@ pub fn parse_into(
     let memmap_paddr = le_u64(&hdr, 40);
     let memmap_entries = le_u32(&hdr, 48);
 
-    *info = BootInfo::new(BootProtocol::Pvh);
+    info.reset(BootProtocol::Pvh);
     let ranges_full = |_| BootInfoError::TooMany {
         what: "loader ranges",
         limit: super::info::MAX_BOOT_RANGES,
@@ -586,8 +586,9 @@ mod tests {
         put(&mut mem, CMD, &[b'a'; 600]);
         assert_eq!(
             parse(&mem, BASE + SI).unwrap_err(),
-            BootInfoError::BadString {
-                what: "command line"
+            BootInfoError::TooLong {
+                what: "command line",
+                limit: MAX_CMDLINE
             }
         );
         // Runs off the end of memory before any NUL.
@@ -598,6 +599,41 @@ mod tests {
             parse(&mem, BASE + SI),
             Err(BootInfoError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn module_cmdline_up_to_the_limit() {
+        use crate::domain::linux_args::{self, LINUX_CMDLINE_MAX};
+        let mut si = Si::good();
+        si.nr_modules = 1;
+        si.modlist = BASE + MODLIST;
+        // A Linux module with Linux's whole 2,047-byte command line.
+        let kernel = std::format!(
+            "console=hvc0 x={}",
+            "p".repeat(LINUX_CMDLINE_MAX - "console=hvc0 x=".len())
+        );
+        let line = std::format!("linux kind=linux initrd=initramfs {kernel}\0");
+        let mut mem = build(&si, &MAP, &[(0x20_0000, 0x10, BASE + MODCMD)]);
+        put(&mut mem, MODCMD, line.as_bytes());
+        let info = parse(&mem, BASE + SI).unwrap();
+        let a = linux_args::parse(info.modules[0].args()).unwrap().unwrap();
+        assert_eq!((a.cmdline, a.initrd), (kernel, Some("initramfs")));
+        // The whole capacity, then one byte more (named, with the limit).
+        let mut max = std::vec![b'm'; MAX_MODULE_CMDLINE];
+        max.push(0);
+        put(&mut mem, MODCMD, &max);
+        let info = parse(&mem, BASE + SI).unwrap();
+        assert_eq!(info.modules[0].cmdline.len(), MAX_MODULE_CMDLINE);
+        let mut over = std::vec![b'm'; MAX_MODULE_CMDLINE + 1];
+        over.push(0);
+        put(&mut mem, MODCMD, &over);
+        assert_eq!(
+            parse(&mem, BASE + SI).unwrap_err(),
+            BootInfoError::TooLong {
+                what: "module command line",
+                limit: MAX_MODULE_CMDLINE
+            }
+        );
     }
 
     #[test]

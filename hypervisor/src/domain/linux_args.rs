@@ -14,7 +14,7 @@
 //! share it.
 #![forbid(unsafe_code)]
 
-use arrayvec::ArrayString;
+use alloc::string::String;
 use core::fmt;
 
 /// Memory of a Linux boot-module domain without `memory=`: what a
@@ -23,9 +23,10 @@ pub const DEFAULT_MEMORY_MIB: u64 = 64;
 /// vCPUs of a Linux boot-module domain without `vcpus=`: what every
 /// boot-module domain gets.
 pub const DEFAULT_VCPUS: u32 = crate::domain::lifecycle::DOMAIN_VCPUS;
-/// Longest command line a boot module carries (its arguments are cut at
-/// this length when the modules are registered).
-pub const MODULE_CMDLINE_MAX: usize = 256;
+/// Longest kernel command line a Linux boot-module domain takes: Linux's
+/// own (`COMMAND_LINE_SIZE` 2,048 with its NUL), what a domain dom0
+/// builds takes too.
+pub const LINUX_CMDLINE_MAX: usize = pvabi::DOMCTL_LINUX_CMDLINE_MAX as usize;
 
 /// What a `kind=linux` module asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +37,8 @@ pub struct LinuxArgs<'a> {
     pub memory: u64,
     /// vCPUs (Linux brings up as many CPUs).
     pub vcpus: u32,
-    /// The kernel command line.
-    pub cmdline: ArrayString<MODULE_CMDLINE_MAX>,
+    /// The kernel command line, at most [`LINUX_CMDLINE_MAX`] bytes.
+    pub cmdline: String,
 }
 
 /// Why a `kind=linux` module's arguments were refused.
@@ -48,8 +49,9 @@ pub enum ArgError {
     BadMemory,
     /// `vcpus=` is not a number from 1 to `pvabi::DOMCTL_MAX_VCPUS`.
     BadVcpus,
-    /// The command line is longer than [`MODULE_CMDLINE_MAX`].
-    TooLong,
+    /// The kernel command line is longer than [`LINUX_CMDLINE_MAX`]
+    /// (its length).
+    TooLong(usize),
 }
 
 impl fmt::Display for ArgError {
@@ -66,9 +68,9 @@ impl fmt::Display for ArgError {
                 "vcpus= must be a number from 1 to {}",
                 pvabi::DOMCTL_MAX_VCPUS
             ),
-            Self::TooLong => write!(
+            Self::TooLong(len) => write!(
                 f,
-                "the command line is longer than {MODULE_CMDLINE_MAX} bytes"
+                "the kernel command line is {len} bytes, longer than Linux's {LINUX_CMDLINE_MAX}"
             ),
         }
     }
@@ -94,9 +96,9 @@ fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
         initrd: None,
         memory: DEFAULT_MEMORY_MIB << 20,
         vcpus: DEFAULT_VCPUS,
-        cmdline: ArrayString::new(),
+        cmdline: String::new(),
     };
-    let mut rest = ArrayString::<MODULE_CMDLINE_MAX>::new();
+    let mut rest = String::new();
     for w in head.split_ascii_whitespace() {
         if w == "kind=linux" {
         } else if let Some(n) = w.strip_prefix("initrd=") {
@@ -118,9 +120,9 @@ fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
                 .ok_or(ArgError::BadVcpus)?;
         } else {
             if !rest.is_empty() {
-                rest.try_push(' ').map_err(|_| ArgError::TooLong)?;
+                rest.push(' ');
             }
-            rest.try_push_str(w).map_err(|_| ArgError::TooLong)?;
+            rest.push_str(w);
         }
     }
     out.cmdline = match tail {
@@ -130,10 +132,13 @@ fn parse_linux(args: &str) -> Result<LinuxArgs<'_>, ArgError> {
                 .strip_prefix('"')
                 .and_then(|u| u.strip_suffix('"'))
                 .unwrap_or(t);
-            ArrayString::from(t).map_err(|_| ArgError::TooLong)?
+            String::from(t)
         }
         None => rest,
     };
+    if out.cmdline.len() > LINUX_CMDLINE_MAX {
+        return Err(ArgError::TooLong(out.cmdline.len()));
+    }
     Ok(out)
 }
 
@@ -188,6 +193,35 @@ mod tests {
         // Inside another word it is an ordinary word.
         let a = parse("kind=linux xcmdline=1").unwrap().unwrap();
         assert_eq!(a.cmdline.as_str(), "xcmdline=1");
+    }
+
+    #[test]
+    fn cmdline_up_to_linux_limit() {
+        // Both forms take Linux's whole 2,047 bytes (the module line
+        // around them is longer still: `boot::info::MAX_MODULE_CMDLINE`).
+        let pad = "p".repeat(LINUX_CMDLINE_MAX - "console=hvc0 x=".len());
+        let args = std::format!("kind=linux initrd=i vcpus=2 console=hvc0 x={pad}");
+        assert!(args.len() > LINUX_CMDLINE_MAX);
+        let a = parse(&args).unwrap().unwrap();
+        assert_eq!(a.cmdline.len(), LINUX_CMDLINE_MAX);
+        assert_eq!(a.cmdline, std::format!("console=hvc0 x={pad}"));
+        let quoted = std::format!("kind=linux initrd=i cmdline=\"console=hvc0 x={pad}\"");
+        assert_eq!(parse(&quoted).unwrap().unwrap().cmdline, a.cmdline);
+        // One byte more is refused, with the length and the limit named.
+        let over = std::format!("kind=linux console=hvc0 x={pad}y");
+        assert_eq!(
+            parse(&over).unwrap(),
+            Err(ArgError::TooLong(LINUX_CMDLINE_MAX + 1))
+        );
+        assert_eq!(
+            std::format!("{}", ArgError::TooLong(2048)),
+            "the kernel command line is 2048 bytes, longer than Linux's 2047"
+        );
+        let over = std::format!("kind=linux cmdline=\"console=hvc0 x={pad}y\"");
+        assert_eq!(
+            parse(&over).unwrap(),
+            Err(ArgError::TooLong(LINUX_CMDLINE_MAX + 1))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `linux_amdv_qemu_init` | QEMU TCG (AMD-V) | the kernel banner and the Kestrel platform lines on the domain's console; `/init` printed its marker; `/proc/cpuinfo` lists 1 CPU; `sleep 1` took 0.9-1.5 s by `/proc/uptime`; the log has no `WARNING:`, `BUG:`, `unchecked MSR access`, `general protection`, `Kernel panic`; `poweroff -f` ended the domain `result=exited code=0` |
+//! | `linux_amdv_qemu_init` | QEMU TCG (AMD-V) | the kernel banner and the Kestrel platform lines on the domain's console; `/init` printed its marker; `/proc/cpuinfo` lists 1 CPU; `sleep 1` took 0.9-1.5 s by `/proc/uptime`; the boot module's kernel command line, Linux's whole 2,047 bytes (a `kestrel.pad=` word fills it; boot modules were cut at 256 bytes before), is in `/proc/cmdline` whole (its length and SHA-256 as `/init` printed them); every stack kept its margin (`stacks:`); the log has no `WARNING:`, `BUG:`, `unchecked MSR access`, `general protection`, `Kernel panic`; `poweroff -f` ended the domain `result=exited code=0` |
 //! | `linux_vtx_bochs_init` | Bochs Haswell (VT-x) | the same |
 
 use std::path::PathBuf;
@@ -39,6 +39,18 @@ fn module(path: &PathBuf, name: &str, args: &str) -> Module {
     Module::named(path, name, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The kernel command line of [`the_run`]: Linux's whole 2,047 bytes
+/// (`pvabi::DOMCTL_LINUX_CMDLINE_MAX`), filled by `kestrel.pad=` (a dotted
+/// word Linux leaves alone), so `/proc/cmdline` shows whether a boot
+/// module carries a command line to its end.
+fn kernel_cmdline() -> String {
+    let head = "console=hvc0 kestrel.checks=cpus,sleep,cmdline kestrel.pad=";
+    let pad: String = (0..pvabi::DOMCTL_LINUX_CMDLINE_MAX as usize - head.len())
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    format!("{head}{pad}")
+}
+
 fn the_run(b: Backend) -> &'static Outcome {
     static RUNS: Shared = Shared::new();
     RUNS.get(b, || {
@@ -50,7 +62,7 @@ fn the_run(b: Backend) -> &'static Outcome {
                 module(
                     &img.vmlinux,
                     "linux",
-                    "kind=linux initrd=initramfs vcpus=1 console=hvc0 kestrel.checks=cpus,sleep",
+                    &format!("kind=linux initrd=initramfs vcpus=1 {}", kernel_cmdline()),
                 ),
                 module(&img.initramfs, "initramfs", ""),
             ],
@@ -82,6 +94,25 @@ fn boots_to_init(b: Backend) {
             o.test
         );
     }
+    // /proc/cmdline is the line and a newline.
+    let cmdline = format!("{}\n", kernel_cmdline());
+    let whole = format!(
+        "kestrel-check: cmdline_bytes={} cmdline_sha256={}",
+        cmdline.len(),
+        boot_tests::artifacts::sha256_hex(cmdline.as_bytes())
+    );
+    assert!(
+        has(&whole),
+        "{}: /proc/cmdline is not the {}-byte command line passed (no `{whole}`; the guest said {:?})",
+        o.test,
+        cmdline.len() - 1,
+        console
+            .iter()
+            .find(|l| l.contains("kestrel-check: cmdline_"))
+    );
+    // The boot information with its 4 KiB module lines lives in a static,
+    // not on the boot stack: every stack keeps its margin.
+    boot_tests::stacks::assert_margin(o);
     let bad: Vec<&&str> = console
         .iter()
         .filter(|l| BAD.iter().any(|b| l.contains(b)))

@@ -82,6 +82,15 @@ impl Backend {
         }
     }
 
+    /// Nanoseconds of the guest's clock per instruction: QEMU's
+    /// `-icount` shift, Bochs's `ips` (`xtask::bochs::TEST_IPS`).
+    pub fn ns_per_insn(self) -> u64 {
+        match self {
+            Self::Svm => 1 << ICOUNT_SHIFT,
+            Self::Vmx => 1_000_000_000 / bochs::TEST_IPS,
+        }
+    }
+
     /// The emulator and CPU, for tables.
     pub fn machine(self) -> String {
         match self {
@@ -234,5 +243,9 @@ mod tests {
         assert_eq!(Backend::Svm.insns(128 * 4805).ok(), Some(4805));
         assert!(Backend::Svm.insns(129).is_err());
         assert_eq!(Backend::Vmx.insns(337).ok(), Some(337));
+        assert_eq!(
+            (Backend::Svm.ns_per_insn(), Backend::Vmx.ns_per_insn()),
+            (128, 100)
+        );
     }
 }
