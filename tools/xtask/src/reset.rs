@@ -70,7 +70,7 @@ impl ResetLog<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TripleFault {
     /// One line per CPU: `cpu N: RIP=... RSP=... CR2=... CR3=... GDT=...
-    /// IDT=...` (what is there of it).
+    /// IDT=... TR=...` (what is there of it; `TR=` is the TSS base).
     pub summary: Vec<String>,
     /// The log from the `Triple fault` line on, at most `limit` bytes.
     pub dump: String,
@@ -94,6 +94,15 @@ impl TripleFault {
                 if let Some(v) = value(regs, f) {
                     line.push_str(&format!(" {f}{v}"));
                 }
+            }
+            // `TR =0018 00000000001912b0 00000067 ...`: the TSS base, which
+            // tells the host's TSS from a guest's still loaded (between
+            // VMLOAD of the guest and VMLOAD of the host).
+            if let Some(base) = regs
+                .find("TR =")
+                .and_then(|at| regs.get(at + 4..)?.split_whitespace().nth(1))
+            {
+                line.push_str(&format!(" TR={base}"));
             }
             summary.push(line);
         }
@@ -263,11 +272,17 @@ CR0=80050033 CR2=0000000000000000 CR3=0000000000101000 CR4=000006a0\n";
 
     #[test]
     fn state_read_at_a_paused_fault_counts_as_the_dump() {
-        let log = format!("{TRIPLE_FAULT}\n{FAULT_HEADER}0)\nRIP=0000000000105b3a RSP=1\n");
+        let log = format!(
+            "{TRIPLE_FAULT}\n{FAULT_HEADER}0)\nRIP=0000000000105b3a RSP=1\n\
+             TR =0018 00000000001912b0 00000067 00008900 DPL=0 TSS64-avl\n"
+        );
         assert!(ResetLog::complete(&log, 1));
         assert!(!ResetLog::complete(&log, 2));
         let t = TripleFault::find(&log, 1000).unwrap();
-        assert_eq!(t.summary, ["cpu 0: RIP=0000000000105b3a RSP=1"]);
+        assert_eq!(
+            t.summary,
+            ["cpu 0: RIP=0000000000105b3a RSP=1 TR=00000000001912b0"]
+        );
         assert!(t.dump.contains(FAULT_HEADER), "{}", t.dump);
     }
 }
