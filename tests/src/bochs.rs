@@ -86,6 +86,7 @@ pub fn run_iso(test: &str, pc: &Pc, iso: &Path, stop: Option<&[&str]>, timeout_s
         lines,
         serial_path: r.serial,
         emulator_log,
+        triple_fault: None,
     };
     println!("{test}: {} after {:.2} s", o.ended, o.took.as_secs_f64());
     o

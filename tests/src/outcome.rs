@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use xtask::qemu::{self, STATUS_FAILURE, STATUS_SUCCESS};
+use xtask::reset::TripleFault;
 use xtask::runner::Ended;
 use xtask::serial::{Stats, parse_number};
 
@@ -28,8 +29,12 @@ pub struct Outcome {
     pub lines: Vec<String>,
     /// Where the serial log is.
     pub serial_path: PathBuf,
-    /// The emulator's own output (QEMU's stderr, the tail of Bochs' log).
+    /// The emulator's own output (QEMU's stderr, the tail of Bochs' log;
+    /// after a triple fault of the machine, QEMU's dump of it).
     pub emulator_log: String,
+    /// QEMU's record of a triple fault of the machine (the hypervisor
+    /// itself, issue 13), if it logged one.
+    pub triple_fault: Option<TripleFault>,
 }
 
 impl Drop for Outcome {
@@ -41,10 +46,21 @@ impl Drop for Outcome {
 }
 
 impl Outcome {
-    /// Everything about the run, for a person reading a failure.
+    /// Everything about the run, for a person reading a failure. After a
+    /// triple fault of the machine it ends with a line per CPU (CI keeps
+    /// only the last few KiB of a failure).
     pub fn report(&self) -> String {
+        let fault = match &self.triple_fault {
+            Some(t) => format!(
+                "\n----- {}: {}; each CPU at the fault:\n{}",
+                self.test,
+                Self::triple_faulted(t),
+                t.summary.join("\n")
+            ),
+            None => String::new(),
+        };
         format!(
-            "===== {}: {} after {:.1} s\n----- command\n{}\n----- serial log ({}, {} lines)\n{}\n----- emulator output\n{}\n=====",
+            "===== {}: {} after {:.1} s\n----- command\n{}\n----- serial log ({}, {} lines)\n{}\n----- emulator output\n{}{fault}\n=====",
             self.test,
             self.ended,
             self.took.as_secs_f64(),
@@ -54,6 +70,23 @@ impl Outcome {
             self.lines.join("\n"),
             self.emulator_log.trim_end()
         )
+    }
+
+    /// `the hypervisor triple-faulted (QEMU reset), CPU n at RIP ...`.
+    fn triple_faulted(t: &TripleFault) -> String {
+        format!(
+            "the hypervisor triple-faulted (QEMU reset), {}",
+            t.headline()
+        )
+    }
+
+    /// Fails the test, saying so first, when the machine triple-faulted
+    /// (every check of a run's end starts here: a dead machine explains
+    /// any missing line).
+    pub fn assert_no_triple_fault(&self) {
+        if let Some(t) = &self.triple_fault {
+            panic!("{}: {}", self.test, Self::triple_faulted(t));
+        }
     }
 
     /// The first line containing `needle`.
@@ -68,7 +101,10 @@ impl Outcome {
     pub fn expect_line(&self, needle: &str) -> &str {
         match self.line(needle) {
             Some(l) => l,
-            None => panic!("{}: no serial line contains `{needle}`", self.test),
+            None => {
+                self.assert_no_triple_fault();
+                panic!("{}: no serial line contains `{needle}`", self.test)
+            }
         }
     }
 
@@ -78,6 +114,7 @@ impl Outcome {
         for n in needles {
             match self.lines[from..].iter().position(|l| l.contains(n)) {
                 Some(i) => from += i + 1,
+                None if self.triple_fault.is_some() => self.assert_no_triple_fault(),
                 None => panic!(
                     "{}: expected a line containing `{n}` after line {from} (in order {needles:?})",
                     self.test
@@ -106,6 +143,7 @@ impl Outcome {
 
     /// Checks QEMU's exit status.
     pub fn assert_status(&self, want: i32) {
+        self.assert_no_triple_fault();
         assert_eq!(
             self.ended.code(),
             Some(want),
@@ -120,6 +158,7 @@ impl Outcome {
     /// A successful boot: the `Kestrel ready` line, no FATAL or PANIC line,
     /// and (under QEMU) the success status 33.
     pub fn assert_booted(&self, via: &str) {
+        self.assert_no_triple_fault();
         assert!(
             self.panic_lines().is_empty(),
             "{}: the hypervisor panicked",
@@ -416,6 +455,7 @@ mod tests {
             lines: lines.iter().map(|s| s.to_string()).collect(),
             serial_path: PathBuf::new(),
             emulator_log: String::new(),
+            triple_fault: None,
         }
     }
 
@@ -461,6 +501,72 @@ mod tests {
             crc32: 2,
         };
         outcome(GOOD, 33).assert_module(0, &want, true, "");
+    }
+
+    /// A run that triple-faulted: QEMU's dump read at the paused fault,
+    /// CPU 1 unable to read its #DF gate.
+    fn faulted() -> Outcome {
+        let log = format!(
+            "Triple fault\n{h}0)\nRIP=0000000000401000 RSP=0000000000402000\n\
+             GDT=     0000000000002000 0000002f\nIDT=     0000000000003000 00000fff\n\
+             CR0=80050033 CR2=0000000000005000 CR3=0000000000101000\n\
+             {h}1)\nRIP=ffffffff80105b3a RSP=ffff800000f0ff80\n\
+             GDT=     ffffffff80200000 0000002f\nIDT=     ffffffff80300000 00000fff\n\
+             CR0=80050033 CR2=ffffffff80300080 CR3=0000000000101000\n{}",
+            "Mappings of CPU 0's page tables (...):\n0000000000000000-0000000000400000 \n"
+                .repeat(100),
+            h = xtask::reset::FAULT_HEADER
+        );
+        let mut o = outcome(&GOOD[..2], 0);
+        o.ended = Ended::Reset;
+        let t = TripleFault::find(&log, 24_000).unwrap();
+        o.emulator_log = t.dump.clone();
+        o.triple_fault = Some(t);
+        o
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "unit: the hypervisor triple-faulted (QEMU reset), CPU 1 at RIP ffffffff80105b3a"
+    )]
+    fn a_triple_fault_is_said_first() {
+        faulted().assert_booted("pvh");
+    }
+
+    #[test]
+    #[should_panic(expected = "the hypervisor triple-faulted")]
+    fn a_missing_line_after_a_triple_fault_says_so() {
+        faulted().expect_line("Kestrel ready");
+    }
+
+    #[test]
+    fn the_report_ends_with_each_cpu_at_a_triple_fault() {
+        let o = faulted();
+        let report = o.report();
+        // CI keeps the tail: the headline and every CPU's registers are
+        // in the last lines, after the long dump.
+        let tail: Vec<&str> = report.lines().rev().take(4).collect();
+        assert_eq!(tail[0], "=====");
+        assert!(
+            tail[1].starts_with("cpu 1: RIP=ffffffff80105b3a RSP="),
+            "{report}"
+        );
+        assert!(
+            tail[2].starts_with("cpu 0: RIP=0000000000401000 RSP="),
+            "{report}"
+        );
+        assert!(
+            tail[3].starts_with("----- unit: the hypervisor triple-faulted (QEMU reset), CPU 1 at"),
+            "{report}"
+        );
+        assert!(report.find("Mappings of CPU 0").unwrap() < report.find("----- unit:").unwrap());
+        // A run without one reports as before.
+        assert!(
+            outcome(GOOD, 33)
+                .report()
+                .ends_with("----- emulator output\n\n=====")
+        );
+        outcome(GOOD, 33).assert_no_triple_fault();
     }
 
     #[test]

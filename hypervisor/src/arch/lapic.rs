@@ -19,6 +19,13 @@ const REG_ESR: u32 = 0x280;
 const REG_ICR_LOW: u32 = 0x300;
 const REG_ICR_HIGH: u32 = 0x310;
 const REG_LVT_TIMER: u32 = 0x320;
+/// LINT0, LINT1 and error LVTs: present in every local APIC (SDM Vol. 3A
+/// 12.5.1; the thermal, performance and CMCI entries are model-specific).
+const REG_LVT_LINT0: u32 = 0x350;
+const REG_LVT_LINT1: u32 = 0x360;
+const REG_LVT_ERROR: u32 = 0x370;
+/// An LVT entry's mask bit.
+const LVT_MASKED: u32 = 1 << 16;
 const REG_TIMER_INIT: u32 = 0x380;
 const REG_TIMER_CUR: u32 = 0x390;
 const REG_TIMER_DIV: u32 = 0x3e0;
@@ -73,6 +80,13 @@ pub fn init_this_cpu(x2apic: bool) {
     }
     X2APIC.store(x2apic, Ordering::Relaxed);
     write(REG_SVR, 0x100 | u32::from(VECTOR_SPURIOUS));
+    // Firmware leaves the boot CPU's LINT0 in ExtINT mode and its LINT1
+    // delivering NMIs, unmasked (MP spec 3.6.2.2, virtual-wire mode); the
+    // hypervisor takes neither (the 8259 is masked, NMIs it sends go
+    // through the ICR), so they are masked as the doc above says.
+    for lvt in [REG_LVT_LINT0, REG_LVT_LINT1, REG_LVT_ERROR] {
+        write(lvt, LVT_MASKED);
+    }
     write(REG_ESR, 0);
 }
 

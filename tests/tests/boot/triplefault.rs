@@ -28,16 +28,32 @@ fn triple_fault_dump() {
     let rip = u64::from_str_radix(hex, 16)
         .unwrap_or_else(|e| panic!("{TEST}: rip {hex:?} in the log: {e}"));
     let want = format!("RIP={rip:016x} ");
-    let summary = o
-        .emulator_log
-        .lines()
-        .find(|l| l.starts_with("cpu ") && l.contains(&want))
-        .unwrap_or_else(|| {
-            panic!(
-                "{TEST}: no CPU summary with {want}in the report:\n{}",
-                o.emulator_log
-            )
-        });
+    let fault = o
+        .triple_fault
+        .as_ref()
+        .unwrap_or_else(|| panic!("{TEST}: no triple fault in QEMU's log"));
+    let summary = fault
+        .summary
+        .iter()
+        .find(|l| l.contains(&want))
+        .unwrap_or_else(|| panic!("{TEST}: no CPU summary with {want}in {:?}", fault.summary));
+    // The CPU with the empty IDT is the one named as faulting, and the
+    // report's last lines (what CI keeps) say so.
+    let headline = fault.headline();
+    assert!(
+        headline.contains(&format!(" at RIP {rip:016x} (it has no IDT; CR2 ")),
+        "{TEST}: the headline {headline:?} for {summary}"
+    );
+    let report = o.report();
+    let tail: Vec<&str> = report.lines().rev().take(fault.summary.len() + 2).collect();
+    assert!(
+        tail.contains(&summary.as_str())
+            && tail
+                .iter()
+                .any(|l| l.contains("the hypervisor triple-faulted (QEMU reset), CPU ")),
+        "{TEST}: the report does not end with the fault's summary:\n{}",
+        tail.join("\n")
+    );
     assert!(
         summary.contains(" IDT=0000000000000000"),
         "{TEST}: the faulting CPU's IDT base: {summary}"

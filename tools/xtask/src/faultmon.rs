@@ -93,6 +93,18 @@ pub fn as_dumps(registers: &str) -> (String, Vec<u32>) {
     (out, cpus)
 }
 
+/// The page-aligned, non-zero RAX of CPU `cpu` in `info registers -a`
+/// output (a physical page worth reading: a VMCB right after VMRUN).
+pub fn rax_page(registers: &str, cpu: u32) -> Option<u64> {
+    let block = registers
+        .split("CPU#")
+        .skip(1)
+        .find(|b| b.split_whitespace().next() == Some(&cpu.to_string()))?;
+    let at = block.find("RAX=")? + 4;
+    let rax = u64::from_str_radix(block.get(at..at + 16)?, 16).ok()?;
+    (rax != 0 && rax.is_multiple_of(4096)).then_some(rax)
+}
+
 /// After `Triple fault` in `log`: stops the machine, appends every CPU's
 /// registers and page-table view to `log`, then quits QEMU. Errors are
 /// written into the log too (the caller stops QEMU either way).
@@ -112,7 +124,8 @@ pub fn capture(socket: &Path, log: &Path) {
 fn read_state(socket: &Path) -> std::io::Result<String> {
     let mut m = Monitor::open(socket)?;
     m.ask("stop")?;
-    let (dumps, cpus) = as_dumps(&m.ask("info registers -a")?);
+    let registers = m.ask("info registers -a")?;
+    let (dumps, cpus) = as_dumps(&registers);
     let dumps = dumps.trim_start_matches(['\n', '\r']);
     let mut text = format!("\n(state at the {TRIPLE_FAULT}, read through QEMU's monitor)\n{dumps}");
     for n in cpus {
@@ -121,6 +134,16 @@ fn read_state(socket: &Path) -> std::io::Result<String> {
             "Mappings of CPU {n}'s page tables (monitor `info mem`, a walk of its CR3 in memory):\n{}",
             m.ask("info mem")?
         ));
+        // Right after VMRUN (where the machine-wide triple fault of the
+        // upcall stress tests happens, issue 13) RAX is the guest's VMCB:
+        // its control area says which #VMEXIT came last (exit code at
+        // +0x70, EXITINTINFO at +0x88, EVENTINJ at +0xa8).
+        if let Some(page) = rax_page(&registers, n) {
+            text.push_str(&format!(
+                "The page CPU {n}'s RAX points to, first 0x100 bytes (after VMRUN: the guest's VMCB control area):\n{}",
+                m.ask(&format!("xp /32gx {page:#x}"))?
+            ));
+        }
     }
     let _ = m.ask("quit");
     Ok(text)
@@ -144,6 +167,16 @@ CPU#1\nRIP=0000000000115783 RFL=00000246\n";
 {FAULT_HEADER}1)\nRIP=0000000000115783 RFL=00000246\n"
             )
         );
+    }
+
+    #[test]
+    fn rax_names_a_page_only_when_it_is_one() {
+        let info = "CPU#0\nRAX=0000000000075000 RBX=0\nCPU#1\nRAX=00000000fee00030 RBX=0\n\
+CPU#2\nRAX=0000000000000000\n";
+        assert_eq!(rax_page(info, 0), Some(0x75000));
+        assert_eq!(rax_page(info, 1), None, "not page-aligned");
+        assert_eq!(rax_page(info, 2), None, "zero");
+        assert_eq!(rax_page(info, 3), None, "no such CPU");
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl ResetLog<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TripleFault {
     /// One line per CPU: `cpu N: RIP=... RSP=... CR2=... CR3=... GDT=...
-    /// IDT=...` (what is there of it).
+    /// IDT=... TR=...` (what is there of it; `TR=` is the TSS base).
     pub summary: Vec<String>,
     /// The log from the `Triple fault` line on, at most `limit` bytes.
     pub dump: String,
@@ -95,6 +95,15 @@ impl TripleFault {
                     line.push_str(&format!(" {f}{v}"));
                 }
             }
+            // `TR =0018 00000000001912b0 00000067 ...`: the TSS base, which
+            // tells the host's TSS from a guest's still loaded (between
+            // VMLOAD of the guest and VMLOAD of the host).
+            if let Some(base) = regs
+                .find("TR =")
+                .and_then(|at| regs.get(at + 4..)?.split_whitespace().nth(1))
+            {
+                line.push_str(&format!(" TR={base}"));
+            }
             summary.push(line);
         }
         let mut end = after.len().min(limit);
@@ -105,6 +114,59 @@ impl TripleFault {
             summary,
             dump: after.get(..end).unwrap_or_default().to_string(),
         })
+    }
+
+    /// The CPU that faulted, as far as the registers tell (QEMU 7.2 logs
+    /// `Triple fault` without the CPU): the index into [`Self::summary`]
+    /// of the first CPU whose `CR2=` lies in its own IDT (a #PF while
+    /// reading a gate: the IDT was not mapped, the machine-wide triple
+    /// fault of issue 13), else of the first with no IDT (`IDT=0`), and
+    /// why; `None` when no CPU looks like it.
+    pub fn faulting_cpu(&self) -> Option<(usize, &'static str)> {
+        let num =
+            |line: &str, f: &str| value(line, f).and_then(|v| u64::from_str_radix(&v, 16).ok());
+        let in_idt = |l: &&String| {
+            matches!((num(l, "CR2="), num(l, "IDT=")),
+                (Some(cr2), Some(idt)) if idt != 0 && cr2.wrapping_sub(idt) < 0x1000)
+        };
+        if let Some(i) = self.summary.iter().position(|l| in_idt(&l)) {
+            return Some((i, "CR2 is in its IDT: a gate could not be read"));
+        }
+        self.summary
+            .iter()
+            .position(|l| num(l, "IDT=") == Some(0))
+            .map(|i| (i, "it has no IDT"))
+    }
+
+    /// One line for a panic message: `CPU n at RIP=... (why), CR2=...`
+    /// for [`Self::faulting_cpu`], or where each CPU was when it is not
+    /// known.
+    pub fn headline(&self) -> String {
+        let short = |l: &str| {
+            let (cpu, regs) = l.split_once(':').unwrap_or(("cpu ?", l));
+            let rip = value(regs, "RIP=")
+                .or_else(|| value(regs, "EIP="))
+                .unwrap_or_default();
+            let cr2 = value(regs, "CR2=").unwrap_or_default();
+            (cpu.replace("cpu", "CPU"), rip, cr2)
+        };
+        match self.faulting_cpu() {
+            Some((i, why)) => {
+                let (cpu, rip, cr2) = short(self.summary.get(i).map_or("", String::as_str));
+                format!("{cpu} at RIP {rip} ({why}; CR2 {cr2})")
+            }
+            None => {
+                let each: Vec<String> = self
+                    .summary
+                    .iter()
+                    .map(|l| {
+                        let (cpu, rip, _) = short(l);
+                        format!("{cpu} at RIP {rip}")
+                    })
+                    .collect();
+                format!("which CPU is not known; {}", each.join(", "))
+            }
+        }
     }
 }
 
@@ -171,12 +233,56 @@ CR0=80050033 CR2=0000000000000000 CR3=0000000000101000 CR4=000006a0\n";
     }
 
     #[test]
+    fn the_faulting_cpu_is_the_one_that_could_not_read_its_idt() {
+        // LOG: CPU 0 has no IDT.
+        let t = TripleFault::find(LOG, 100_000).unwrap();
+        assert_eq!(t.faulting_cpu(), Some((0, "it has no IDT")));
+        assert_eq!(
+            t.headline(),
+            "CPU 0 at RIP ffffffff8012a3b4 (it has no IDT; CR2 0000000000000000)"
+        );
+        // CPU 1's CR2 is its #DF gate (IDT + 8 * 16), CPU 0 runs a guest.
+        let log = format!(
+            "{TRIPLE_FAULT}\n{FAULT_HEADER}0)\nRIP=0000000000401000 RSP=1\n\
+             GDT=     0000000000002000 0000002f\nIDT=     0000000000003000 00000fff\n\
+             CR0=80050033 CR2=0000000000005000 CR3=0000000000101000\n\
+             {FAULT_HEADER}1)\nRIP=ffffffff80105b3a RSP=2\n\
+             GDT=     ffffffff80200000 0000002f\nIDT=     ffffffff80300000 00000fff\n\
+             CR0=80050033 CR2=ffffffff80300080 CR3=0000000000101000\n"
+        );
+        let t = TripleFault::find(&log, 100_000).unwrap();
+        assert_eq!(
+            t.faulting_cpu(),
+            Some((1, "CR2 is in its IDT: a gate could not be read"))
+        );
+        assert!(
+            t.headline()
+                .starts_with("CPU 1 at RIP ffffffff80105b3a (CR2 is in its IDT"),
+            "{}",
+            t.headline()
+        );
+        // Nothing tells: every CPU's RIP.
+        let t = TripleFault::find(&log.replace("CR2=ffffffff80300080", "CR2=0"), 100_000).unwrap();
+        assert_eq!(t.faulting_cpu(), None);
+        assert_eq!(
+            t.headline(),
+            "which CPU is not known; CPU 0 at RIP 0000000000401000, CPU 1 at RIP ffffffff80105b3a"
+        );
+    }
+
+    #[test]
     fn state_read_at_a_paused_fault_counts_as_the_dump() {
-        let log = format!("{TRIPLE_FAULT}\n{FAULT_HEADER}0)\nRIP=0000000000105b3a RSP=1\n");
+        let log = format!(
+            "{TRIPLE_FAULT}\n{FAULT_HEADER}0)\nRIP=0000000000105b3a RSP=1\n\
+             TR =0018 00000000001912b0 00000067 00008900 DPL=0 TSS64-avl\n"
+        );
         assert!(ResetLog::complete(&log, 1));
         assert!(!ResetLog::complete(&log, 2));
         let t = TripleFault::find(&log, 1000).unwrap();
-        assert_eq!(t.summary, ["cpu 0: RIP=0000000000105b3a RSP=1"]);
+        assert_eq!(
+            t.summary,
+            ["cpu 0: RIP=0000000000105b3a RSP=1 TR=00000000001912b0"]
+        );
         assert!(t.dump.contains(FAULT_HEADER), "{}", t.dump);
     }
 }
