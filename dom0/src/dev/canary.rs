@@ -41,7 +41,7 @@ fn read(gpa: u64) -> u64 {
 /// free memory now.
 pub fn lay(arg: &str, free: Option<u64>) {
     let region = pvabi::guest::memory::free_region();
-    let gpa = match (arg.parse::<u64>(), region) {
+    let gpa = match (arg.parse::<u64>(), region.clone()) {
         (Ok(g), Some(r))
             if g.is_multiple_of(pvabi::PAGE_SIZE)
                 && g >= r.start
