@@ -306,6 +306,10 @@ impl Hypervisor for Hv {
         pvabi::guest::memtarget::set(id, pages)
     }
 
+    fn assign_pci(&mut self, id: u32, sbdf: u32) -> Result<(), Error> {
+        pvabi::guest::pci::assign(id, sbdf)
+    }
+
     fn console_input(&mut self, id: u32, bytes: &[u8]) -> Result<usize, Error> {
         pvabi::guest::mgmt::console_write(id, bytes)
     }

@@ -212,6 +212,12 @@ fn main(si: &pvabi::StartInfo) -> i32 {
             msi::edu(d, n);
         }
     }
+    // `dma-canary=<GPA>`: a page checked after each domain's end
+    // (dev/canary.rs), laid before any domain exists.
+    if let Some(a) = arg(cmdline, "dma-canary") {
+        let free = kestrel_toolstack::server::Hypervisor::free_bytes(&mut hv);
+        dev::canary::lay(a, free);
+    }
     let Boot {
         network,
         store: store_cfg,

@@ -34,16 +34,9 @@ pub fn kind(d: &PciDevice) -> &'static str {
     }
 }
 
-/// `SSSS:BB:DD.F` of an SBDF word.
-pub fn bdf(sbdf: u32) -> String {
-    format!(
-        "{:04x}:{:02x}:{:02x}.{:x}",
-        sbdf >> 16,
-        (sbdf >> 8) & 0xff,
-        (sbdf >> 3) & 31,
-        sbdf & 7
-    )
-}
+/// `SSSS:BB:DD.F` of an SBDF word (the configuration's `pci = [...]`
+/// spelling).
+pub use kestrel_toolstack::config::pci::show_bdf as bdf;
 
 /// One line per device.
 pub fn describe(d: &PciDevice) -> String {

@@ -156,6 +156,7 @@ impl Service {
         // last CPU time) while its last lines are still being drained.
         for d in self.server.observe(hv) {
             say(&ended_line(&d));
+            crate::dev::canary::check(kestrel_toolstack::server::Hypervisor::free_bytes(hv));
             self.ended.push(d.name);
         }
         self.lifecycle_news(hv);

@@ -58,6 +58,33 @@ pub const HC_PCI_CONFIG_READ: u64 = 52;
 ///   a refused write changes nothing.
 pub const HC_PCI_CONFIG_WRITE: u64 = 53;
 
+/// **domctl pci assign** (63, privileged): moves function RSI from the
+/// caller (the control domain) to domain RDI, which has not run yet: a
+/// driver domain (`docs/pci.md`, *Driver domains*).
+///
+/// - IN: RDI = a domain id, RSI = SBDF ([`sbdf`]).
+/// - OUT: RAX = 0. The function is the domain's: its memory BARs mapped
+///   into the domain at their host addresses (uncached, [`PCI_BAR_MAPPED`]
+///   in its [`HC_PCI_LIST`]), its DMA translated through the domain's
+///   guest-physical map where an IOMMU unit covers it, its bus-master bit
+///   cleared (the new owner's driver sets it). The caller's mappings of the
+///   BARs are gone when the call returns (its TLBs shot down).
+/// - Errors, in the order checked: `EPERM` (caller not privileged);
+///   `EINVAL` (RDI does not fit in 32 bits or is the caller, RSI does not
+///   fit in 32 bits); `ENOENT` (no such live domain, or no function at
+///   RSI); `EPERM` (the hypervisor keeps the function: a bridge, an
+///   IOMMU, its console, `pci-hide`, no DMA fence, or quarantined after
+///   a driver domain ended); `EEXIST` (another domain owns it already);
+///   `EBUSY` (the caller has a message of it bound, [`crate::HC_PCI_MSI_BIND`],
+///   or the domain has already run); `ENOMEM` (the IOMMU or the nested
+///   tables could not be built: the function is then quarantined).
+/// - Notes: when the domain ends, the function's DMA is cut off (bus
+///   master off, IOMMU context cleared and the unit's caches invalidated)
+///   before any of its frames is freed, and the function is then
+///   **quarantined**: owned by no domain, its DMA blocked, until the
+///   hypervisor restarts.
+pub const HC_DOMCTL_PCI_ASSIGN: u64 = 63;
+
 /// [`PciBar::kind`]: I/O ports.
 pub const PCI_BAR_IO: u8 = 1;
 /// [`PciBar::kind`]: memory below 4 GiB.

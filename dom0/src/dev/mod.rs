@@ -16,6 +16,7 @@
 //!   has a bound and ends with an error naming the device.
 
 pub mod block;
+pub mod canary;
 pub mod cfg;
 pub mod completion;
 pub mod diskbench;

@@ -222,6 +222,11 @@ impl Svc<'_> {
                 me, handle, offset, gpa, len,
             )),
             DomctlReq::StageAbort(handle) => done(crate::domain::stage::live_abort(me, handle)),
+            DomctlReq::PciAssign { id, bdf } => {
+                let to = live_other(me, id)?;
+                crate::pci::reassign::assign(me, self.me.index, &to, bdf)?;
+                Ok(DomctlReply::Value(0))
+            }
             DomctlReq::Ended(id) => crate::domain::ended::get(id.0)
                 .map(DomctlReply::Info)
                 .ok_or(Error::NoEntry),

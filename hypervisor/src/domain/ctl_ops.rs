@@ -174,6 +174,9 @@ pub enum DomctlReq<'a> {
     },
     /// Free a stage.
     StageAbort(u64),
+    /// Move a PCI function from the caller to a domain that has not run
+    /// (`pci/reassign.rs`).
+    PciAssign { id: DomainId, bdf: crate::pci::Bdf },
 }
 
 /// What a [`DomctlReq`] produced (returned by value once per domctl call,

@@ -557,7 +557,7 @@ impl Drop for Domain {
         // Its devices' messages (none left after `finish`) stop first;
         // their DMA is cut off before any frame of it is freed.
         crate::pci::msi_live::release_domain(self);
-        crate::pci::table::release_domain(self.id);
+        let devices = crate::pci::table::release_domain(self.id);
         let inner = self.inner.get_mut();
         let freed_tables = inner.gpt.take().map_or(0, |g| g.destroy(&mut inner.tables));
         let end = self.end.get_mut().unwrap_or(End {
@@ -621,7 +621,18 @@ impl Drop for Domain {
         // the last drop may happen on another CPU with no lock held.
         // No device may still reach them (`domain/dma.rs`).
         super::dma::cut_off(self.id);
+        let frames = inner.mem.present_pages();
         inner.mem.free_all();
+        if devices > 0 {
+            // A driver domain's end (docs/pci.md): this line comes after
+            // each device's `DMA cut off` line.
+            log::info!(
+                "domain {} ({}): {frames} frames freed after the DMA of its {devices} PCI device(s) was cut off; {} bytes free",
+                self.id,
+                self.name,
+                <crate::platform::P as crate::platform::Platform>::free_frame_count() * 4096
+            );
+        }
         ALIVE.fetch_sub(1, Ordering::AcqRel);
     }
 }

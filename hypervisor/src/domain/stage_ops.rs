@@ -20,7 +20,7 @@ use crate::hypercall::{CreateParams, DomctlReply, DomctlReq, Services};
 /// first, then every argument, as the other domctls.
 pub fn run(svc: &mut impl Services, nr: u64, a: [u64; 6]) -> Option<Result<u64, Error>> {
     if !(HC_DOMCTL_STAGE_BEGIN..=HC_DOMCTL_STAGE_ABORT).contains(&nr) {
-        return None;
+        return crate::pci::reassign::run(svc, nr, a);
     }
     if !svc.privileged() {
         return Some(Err(Error::Perm));

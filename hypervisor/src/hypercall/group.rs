@@ -43,7 +43,8 @@ pub(crate) fn of(nr: u64) -> Group {
         | HC_DOMCTL_SHUTDOWN_REQUEST
         | HC_DOMCTL_SET_SCHED
         | pvabi::HC_DOMCTL_MEM_TARGET
-        | pvabi::HC_DOMCTL_STAGE_BEGIN..=pvabi::HC_DOMCTL_STAGE_ABORT => Group::Domctl,
+        | pvabi::HC_DOMCTL_STAGE_BEGIN..=pvabi::HC_DOMCTL_STAGE_ABORT
+        | pvabi::HC_DOMCTL_PCI_ASSIGN => Group::Domctl,
         HC_MGMT_WRITE..=HC_DOMCTL_CONSOLE_WRITE => Group::Mgmt,
         HC_PCI_LIST..=HC_PCI_MSI_UNBIND => Group::Pci,
         _ => Group::None,

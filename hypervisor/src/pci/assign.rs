@@ -126,11 +126,15 @@ pub enum Keep {
     NoDom0,
     /// The IOMMU refused to attach it.
     FenceFailed,
+    /// Its owner ended (or a move failed half-way): its DMA is blocked
+    /// and nobody owns it until the hypervisor restarts
+    /// (docs/threat-model.md, *Quarantine*).
+    Quarantined,
 }
 
 impl Keep {
     /// Every reason, in the order the summary lists them.
-    pub const ALL: [Keep; 7] = [
+    pub const ALL: [Keep; 8] = [
         Keep::Bridge,
         Keep::Iommu,
         Keep::Console,
@@ -138,6 +142,7 @@ impl Keep {
         Keep::NoIommu,
         Keep::NoDom0,
         Keep::FenceFailed,
+        Keep::Quarantined,
     ];
 
     /// Short form for the log.
@@ -150,6 +155,7 @@ impl Keep {
             Self::NoIommu => "no IOMMU covers it and iommu=off-unsafe is not set",
             Self::NoDom0 => "no dom0",
             Self::FenceFailed => "IOMMU attach failed",
+            Self::Quarantined => "quarantined",
         }
     }
 }

@@ -187,4 +187,4 @@ pub(crate) fn svc_op(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -19,6 +19,7 @@ pub mod mcfg;
 pub mod msi;
 pub mod msi_live;
 pub mod msi_remap;
+pub mod reassign;
 pub mod table;
 pub mod walk;
 

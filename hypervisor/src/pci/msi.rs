@@ -402,6 +402,11 @@ impl Bindings {
             .any(|b| b.bdf == bdf && matches!(b.kind, Kind::Msix(_)))
     }
 
+    /// Whether any message of `bdf` is bound.
+    pub fn bound_any(&self, bdf: Bdf) -> bool {
+        self.list.iter().any(|b| b.bdf == bdf)
+    }
+
     /// How many messages `dom` has bound.
     pub fn count(&self, dom: DomainId) -> usize {
         self.list.iter().filter(|b| b.dom == dom).count()

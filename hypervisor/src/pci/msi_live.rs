@@ -174,6 +174,13 @@ pub fn release_domain(d: &Domain) {
     }
 }
 
+/// Runs `f` under the bindings' lock, told whether any message of `bdf`
+/// is bound: nothing can be bound to it meanwhile (`pci/reassign.rs`).
+pub fn with_bindings<R>(bdf: Bdf, f: impl FnOnce(bool) -> R) -> R {
+    let t = BINDINGS.lock();
+    f(t.bound_any(bdf))
+}
+
 /// How many messages `dom` has bound (tests, `hvctl`-style reports).
 pub fn bound(dom: DomainId) -> usize {
     BINDINGS.lock().count(dom)

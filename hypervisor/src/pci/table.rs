@@ -87,15 +87,7 @@ static SUMMARIZED: AtomicBool = AtomicBool::new(false);
 pub fn assign_boot(domain: Option<&Domain>) {
     SUMMARIZED.store(true, Ordering::Relaxed);
     let mut t = DEVICES.lock();
-    let all_bars: Vec<(Bdf, u64, u64)> = t
-        .iter()
-        .flat_map(|d| {
-            d.f.bars
-                .iter()
-                .filter(|b| b.kind != BarKind::Io)
-                .map(|b| (d.f.bdf, b.base, b.size))
-        })
-        .collect();
+    let all_bars = memory_bars(&t);
     for d in t.iter_mut() {
         let Ok(fence) = d.policy else { continue };
         if d.owner.is_some() {
@@ -110,12 +102,7 @@ pub fn assign_boot(domain: Option<&Domain>) {
         match fenced {
             Ok(()) => {
                 d.owner = Some(dom);
-                let others: Vec<(u64, u64)> = all_bars
-                    .iter()
-                    .filter(|(b, _, _)| *b != d.f.bdf)
-                    .map(|&(_, s, l)| (s, l))
-                    .collect();
-                d.mapped = map_bars(domain, &d.f, &others);
+                d.mapped = map_bars(domain, &d.f, &others_of(&all_bars, d.f.bdf));
             }
             Err(e) => {
                 log::warn!("pci: {} kept: {e}", d.f.bdf);
@@ -126,11 +113,37 @@ pub fn assign_boot(domain: Option<&Domain>) {
     log::info!("{}", summary(&t));
 }
 
+/// Every memory BAR of `t` as (function, base, size).
+fn memory_bars(t: &[Device]) -> Vec<(Bdf, u64, u64)> {
+    t.iter()
+        .flat_map(|d| {
+            d.f.bars
+                .iter()
+                .filter(|b| b.kind != BarKind::Io)
+                .map(|b| (d.f.bdf, b.base, b.size))
+        })
+        .collect()
+}
+
+/// The BARs of `all` that are not `bdf`'s, as (base, size).
+fn others_of(all: &[(Bdf, u64, u64)], bdf: Bdf) -> Vec<(u64, u64)> {
+    all.iter()
+        .filter(|(b, _, _)| *b != bdf)
+        .map(|&(_, s, l)| (s, l))
+        .collect()
+}
+
+/// Every memory BAR of `t` but `bdf`'s, as (base, size): what
+/// `bars::plan` must not share a page with.
+pub(super) fn other_bars(t: &[Device], bdf: Bdf) -> Vec<(u64, u64)> {
+    others_of(&memory_bars(t), bdf)
+}
+
 /// Maps `f`'s memory BARs into `domain` (GPA = HPA, uncached) as
 /// `bars::plan` says; returns the mask of BARs mapped. Into a domain that
 /// has not run yet: fresh mappings in empty space need no TLB flush
 /// (`mm/gpt.rs`).
-fn map_bars(domain: &Domain, f: &Function, others: &[(u64, u64)]) -> u8 {
+pub(super) fn map_bars(domain: &Domain, f: &Function, others: &[(u64, u64)]) -> u8 {
     let mut inner = domain.inner.lock();
     let inner = &mut *inner;
     let ram_end = inner.mem.phys_size();
@@ -193,11 +206,17 @@ pub fn summary(t: &[Device]) -> String {
     s
 }
 
-/// `dom` is ending: cut each of its devices' DMA off and take them back.
-/// Called before any of its frames is freed (`Drop for Domain`).
-pub fn release_domain(dom: DomainId) {
+/// `dom` is ending: cut each of its devices' DMA off (bus master off,
+/// then the IOMMU context cleared and the unit's caches invalidated,
+/// completed) and quarantine them: owned by nobody, blocked
+/// (docs/threat-model.md, *Quarantine*). Called before any of its frames
+/// is freed (`Drop for Domain`); returns how many devices it had.
+pub fn release_domain(dom: DomainId) -> usize {
     let mut t = DEVICES.lock();
+    let mut n = 0;
     for d in t.iter_mut().filter(|d| d.owner == Some(dom)) {
+        n += 1;
+        super::reassign::stop_dma(d.f.bdf);
         let fence = d.policy.unwrap_or(Fence::None);
         if let Err(e) = assign::fence_detach(d.f.bdf, dom, fence) {
             // The device keeps an owner that no longer exists rather than
@@ -213,8 +232,17 @@ pub fn release_domain(dom: DomainId) {
         // right after this).
         d.owner = None;
         d.mapped = 0;
-        log::info!("pci: {} released by domain {dom}", d.f.bdf);
+        d.policy = Err(Keep::Quarantined);
+        log::info!(
+            "pci: {} released by domain {dom}: DMA cut off (bus master off, {}), quarantined",
+            d.f.bdf,
+            match fence {
+                Fence::Iommu => "IOMMU context cleared",
+                _ => "no IOMMU context",
+            }
+        );
     }
+    n
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use super::{hypercall6, status};
 use crate::{
-    Error, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, HC_PCI_MSI_BIND,
-    HC_PCI_MSI_UNBIND, PCI_LIST_MAX, PciDevice,
+    Error, HC_DOMCTL_PCI_ASSIGN, HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST,
+    HC_PCI_MSI_BIND, HC_PCI_MSI_UNBIND, PCI_LIST_MAX, PciDevice,
 };
 
 /// Fills `out` with the caller's devices from index `first`; returns how
@@ -49,6 +49,16 @@ pub fn msi_bind(sbdf: u32, kind: u64, entry: u32) -> Result<u32, Error> {
 /// (`crate::HC_PCI_MSI_UNBIND`).
 pub fn msi_unbind(port: u32) -> Result<(), Error> {
     status(hypercall6(HC_PCI_MSI_UNBIND, [port.into(), 0, 0, 0, 0, 0])).map(|_| ())
+}
+
+/// Moves function `sbdf` from this (the control) domain to domain `id`,
+/// which has not run yet (`crate::HC_DOMCTL_PCI_ASSIGN`).
+pub fn assign(id: u32, sbdf: u32) -> Result<(), Error> {
+    status(hypercall6(
+        HC_DOMCTL_PCI_ASSIGN,
+        [id.into(), sbdf.into(), 0, 0, 0, 0],
+    ))
+    .map(|_| ())
 }
 
 /// Raw form for hostile tests: any argument registers.

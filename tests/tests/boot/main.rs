@@ -17,6 +17,7 @@ mod disks;
 mod dom0;
 mod dom0_serial;
 mod domctl;
+mod driverdom;
 mod evtchn;
 mod grant;
 mod guests;

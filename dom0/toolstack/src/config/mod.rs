@@ -25,6 +25,8 @@
 //! on_crash = "destroy"
 //! uuid = "123e4567-e89b-42d3-a456-426614174000"  # RFC 4122; unique in the file;
 //!                       # default: dom0 generates a version 4 UUID, kept across restarts
+//! pci = ["0000:00:06.0"]  # PCI functions moved from dom0 to it before it runs (pci.rs);
+//!                       # each given to one domain of the file; default none
 //! ```
 //!
 //! A Linux domain (docs/linux-guest.md) names its `kernel` instead of an
@@ -58,6 +60,7 @@ mod error;
 pub mod logs;
 pub mod network;
 mod parse;
+pub mod pci;
 mod policy;
 pub mod store;
 pub mod target;
@@ -152,6 +155,9 @@ pub struct DomainConfig {
     /// Its initial memory target in bytes (`target = ...`, [`target`]);
     /// `None`: it starts asked to hold all of `memory`.
     pub target_bytes: Option<u64>,
+    /// Its PCI functions (`pci = [...]`, [`pci`]): SBDF words and where
+    /// each is written in the file; moved from dom0 to it before it runs.
+    pub pci: Vec<(u32, usize)>,
     /// Line of the domain's `[[domain]]` header, for later messages.
     pub line: usize,
 }

@@ -35,6 +35,7 @@ pub const FIELDS: &[&str] = &[
     "on_crash",
     "uuid",
     "target",
+    "pci",
 ];
 
 /// Parses and checks configuration `text`, read from `file` (used only in
@@ -126,6 +127,28 @@ pub fn parse(
                 Some("uuid"),
                 msg,
             );
+        }
+    }
+    // A function goes to one domain.
+    for (i, (d, _)) in domains.iter().enumerate() {
+        for &(w, at) in &d.pci {
+            if let Some((o, _)) = domains[..i]
+                .iter()
+                .find(|(o, _)| o.pci.iter().any(|&(ow, _)| ow == w))
+            {
+                let msg = format!(
+                    "{} is already given to domain \"{}\" at line {}",
+                    super::pci::show_bdf(w),
+                    o.name,
+                    o.line
+                );
+                sink.push(
+                    at,
+                    Some(&format!("domain \"{}\"", d.name)),
+                    Some("pci"),
+                    msg,
+                );
+            }
         }
     }
     if !sink.errors.is_empty() {
@@ -347,6 +370,7 @@ fn domain(
     let target = get("target").map_or(Some(None), |v| {
         super::target::target(sink, &label, v, memory).map(Some)
     });
+    let pci = get("pci").map_or(Some(Vec::new()), |v| super::pci::read(sink, &label, v));
     let on_end = super::policy::read(sink, &label, |k| table.get(k));
     if sink.errors.len() != before {
         return None;
@@ -366,6 +390,7 @@ fn domain(
         initrd: initrd?,
         uuid: uuid?,
         target_bytes: target?,
+        pci: pci?,
         line: position(sink.text, header).0,
     })
 }

@@ -1,3 +1,4 @@
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -72,6 +73,7 @@ memory = 0x80
             initrd: None,
             uuid: None,
             target_bytes: None,
+            pci: Vec::new(),
             line: 2,
         }
     );
@@ -566,4 +568,91 @@ mod network_table {
             assert!(e.contains(want), "{text}: {e}");
         }
     }
+}
+
+#[test]
+fn pci_functions_are_checked_by_name() {
+    let c = ok(r#"
+[[domain]]
+name = "drv"
+image = "hello"
+memory = 4
+pci = ["0000:00:06.0", "0001:ff:1f.7"]
+"#);
+    let words: Vec<u32> = c.domains[0].pci.iter().map(|&(w, _)| w).collect();
+    assert_eq!(
+        words,
+        [pvabi::sbdf(0, 0, 6, 0), pvabi::sbdf(1, 0xff, 0x1f, 7)]
+    );
+    assert_eq!(pci::show_bdf(words[1]), "0001:ff:1f.7");
+    for (value, want) in [
+        (
+            r#"["00:06.0"]"#,
+            r#"field "pci": "00:06.0" is not a PCI function: expected SSSS:BB:DD.F in hexadecimal"#,
+        ),
+        (
+            r#"["0000:00:6.0"]"#,
+            r#""0000:00:6.0" is not a PCI function"#,
+        ),
+        (
+            r#"["0000:00:20.0"]"#,
+            r#""0000:00:20.0": device 0x20 is over 0x1f"#,
+        ),
+        (
+            r#"["0000:00:06.8"]"#,
+            r#""0000:00:06.8": function 8 is over 7"#,
+        ),
+        (
+            r#"["0000:00:0g.0"]"#,
+            r#""0000:00:0g.0" is not a PCI function"#,
+        ),
+        (
+            r#"[6]"#,
+            r#"field "pci": expected a string, found the integer 6"#,
+        ),
+        (
+            r#""0000:00:06.0""#,
+            r#"field "pci": expected an array of "SSSS:BB:DD.F" strings, found "0000:00:06.0""#,
+        ),
+        (
+            r#"["0000:00:06.0", "0000:00:06.0"]"#,
+            r#"field "pci": 0000:00:06.0 is named twice"#,
+        ),
+    ] {
+        let e = one_err(&format!(
+            "[[domain]]\nname = \"drv\"\nimage = \"hello\"\nmemory = 4\npci = {value}\n"
+        ));
+        assert!(
+            e.starts_with("guests.toml:5:") && e.contains("domain \"drv\": ") && e.contains(want),
+            "pci = {value}: {e}"
+        );
+    }
+    let many: Vec<String> = (0..9).map(|d| format!("\"0000:00:{d:02x}.0\"")).collect();
+    let e = one_err(&format!(
+        "[[domain]]\nname = \"drv\"\nimage = \"hello\"\nmemory = 4\npci = [{}]\n",
+        many.join(", ")
+    ));
+    assert!(e.contains("9 functions, at most 8"), "{e}");
+}
+
+#[test]
+fn a_pci_function_goes_to_one_domain() {
+    let e = one_err(
+        r#"[[domain]]
+name = "a"
+image = "hello"
+memory = 4
+pci = ["0000:00:06.0"]
+
+[[domain]]
+name = "b"
+image = "hello"
+memory = 4
+pci = ["0000:00:05.0", "0000:00:06.0"]
+"#,
+    );
+    assert_eq!(
+        e,
+        r#"guests.toml:11:24: domain "b": field "pci": 0000:00:06.0 is already given to domain "a" at line 1"#
+    );
 }

@@ -36,6 +36,9 @@ pub enum CreateError {
     Exists,
     /// The hypervisor refused.
     Hypervisor(Error),
+    /// The hypervisor refused to move PCI function `sbdf` (`pci = [...]`)
+    /// from dom0 to the domain.
+    Pci { sbdf: u32, error: Error },
 }
 
 impl fmt::Display for CreateFailure {
@@ -53,6 +56,12 @@ impl fmt::Display for CreateFailure {
             CreateError::Hypervisor(e) => {
                 write!(f, "the hypervisor refused it: {}", e.description())?
             }
+            CreateError::Pci { sbdf, error } => write!(
+                f,
+                "field \"pci\": {}: {}",
+                crate::config::pci::show_bdf(sbdf),
+                pci_refusal(error)
+            )?,
         }
         write!(f, "; nothing from {file} was created")?;
         match self.destroyed {
@@ -63,13 +72,29 @@ impl fmt::Display for CreateFailure {
     }
 }
 
+/// Why the hypervisor would not move a function (pvabi
+/// `HC_DOMCTL_PCI_ASSIGN`'s errors), for the operator.
+pub fn pci_refusal(e: Error) -> &'static str {
+    match e {
+        Error::NoEntry => "no such PCI function on this machine",
+        Error::Perm => {
+            "the hypervisor keeps it (a bridge, an IOMMU, its console, pci-hide, no IOMMU fence, or quarantined)"
+        }
+        Error::Exists => "another domain owns it already",
+        Error::Busy => "dom0's own driver holds it (an interrupt bound)",
+        Error::NoMem => "the IOMMU or the nested tables could not be built: it is quarantined",
+        Error::NoSys => "this hypervisor cannot assign devices",
+        _ => "refused",
+    }
+}
+
 impl CreateFailure {
     /// As a protocol error.
     pub fn to_proto(&self) -> ProtoError {
         let code = match self.error {
             CreateError::Exists => ErrorCode::Exists,
             CreateError::Hypervisor(Error::NoMem) => ErrorCode::NoResources,
-            CreateError::Hypervisor(_) => ErrorCode::Internal,
+            CreateError::Hypervisor(_) | CreateError::Pci { .. } => ErrorCode::Internal,
         };
         ProtoError::new(code, format!("{self}"))
     }
@@ -105,17 +130,28 @@ pub fn create_all(
     let mut built: Vec<u32> = Vec::new();
     for d in &cfg.domains {
         // The initial memory target (`target`, config/target.rs) is set
-        // before the domain first runs, so it starts asked for it.
-        let made = hv.create(d).and_then(|id| {
-            built.push(id);
-            match d.target_bytes {
-                Some(t) => hv.set_mem_target(id, t / pvabi::PAGE_SIZE).map(|_| id),
-                None => Ok(id),
-            }
-        });
+        // before the domain first runs, so it starts asked for it; its PCI
+        // functions (`pci`, config/pci.rs) must be moved before it runs.
+        let made = hv
+            .create(d)
+            .and_then(|id| {
+                built.push(id);
+                match d.target_bytes {
+                    Some(t) => hv.set_mem_target(id, t / pvabi::PAGE_SIZE).map(|_| id),
+                    None => Ok(id),
+                }
+            })
+            .map_err(CreateError::Hypervisor)
+            .and_then(|id| {
+                for &(sbdf, _) in &d.pci {
+                    hv.assign_pci(id, sbdf)
+                        .map_err(|error| CreateError::Pci { sbdf, error })?;
+                }
+                Ok(id)
+            });
         match made {
             Ok(_) => {}
-            Err(e) => {
+            Err(error) => {
                 let free_bytes = hv.free_bytes();
                 for &id in &built {
                     let _ = hv.destroy(id);
@@ -126,7 +162,7 @@ pub fn create_all(
                     asked_mib: d.memory_mib,
                     free_bytes,
                     line: d.line,
-                    error: CreateError::Hypervisor(e),
+                    error,
                     destroyed: built.len(),
                 });
             }

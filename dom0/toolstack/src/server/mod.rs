@@ -29,6 +29,8 @@ mod tests_lifecycle;
 #[cfg(test)]
 mod tests_logs;
 #[cfg(test)]
+mod tests_pci;
+#[cfg(test)]
 mod tests_target;
 #[cfg(test)]
 mod tests_transfers;
@@ -228,6 +230,12 @@ pub trait Hypervisor {
     /// `memtarget.rs`): the target now.
     fn set_mem_target(&mut self, id: u32, pages: u64) -> Result<u64, Error> {
         let _ = (id, pages);
+        Err(Error::NoSys)
+    }
+    /// Moves PCI function `sbdf` from dom0 to domain `id`, which has not
+    /// run yet (`HC_DOMCTL_PCI_ASSIGN`, a configuration's `pci = [...]`).
+    fn assign_pci(&mut self, id: u32, sbdf: u32) -> Result<(), Error> {
+        let _ = (id, sbdf);
         Err(Error::NoSys)
     }
 }

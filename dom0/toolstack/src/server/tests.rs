@@ -26,6 +26,8 @@ pub(super) struct Fake {
     pub(super) requests: Vec<(u32, bool)>,
     /// Memory targets set: (domain, pages).
     pub(super) targets: Vec<(u32, u64)>,
+    /// PCI functions moved: (domain, SBDF).
+    pub(super) assigned: Vec<(u32, u32)>,
 }
 
 impl Fake {
@@ -58,6 +60,7 @@ impl Fake {
             now: 0,
             requests: Vec::new(),
             targets: Vec::new(),
+            assigned: Vec::new(),
         }
     }
 
@@ -193,6 +196,22 @@ impl Hypervisor for Fake {
     }
     fn free_bytes(&mut self) -> Option<u64> {
         Some(self.free_mib << 20)
+    }
+    /// The machine has dom0's edu at 0000:00:06.0 and the hypervisor's
+    /// bridge at 0000:00:1f.0; a domain that runs takes none.
+    fn assign_pci(&mut self, id: u32, sbdf: u32) -> Result<(), Error> {
+        if self.info(id)?.state != pvabi::DOMAIN_PAUSED {
+            return Err(Error::Busy);
+        }
+        match sbdf {
+            s if s == pvabi::sbdf(0, 0, 0x1f, 0) => Err(Error::Perm),
+            s if s != pvabi::sbdf(0, 0, 6, 0) => Err(Error::NoEntry),
+            _ if self.assigned.iter().any(|&(_, s)| s == sbdf) => Err(Error::Exists),
+            _ => {
+                self.assigned.push((id, sbdf));
+                Ok(())
+            }
+        }
     }
     fn host(&mut self) -> Result<HvHost, Error> {
         Ok(HvHost {

@@ -26,7 +26,8 @@ pub(super) fn fake(req: DomctlReq<'_>) -> Result<DomctlReply, Error> {
         | DomctlReq::Destroy(id)
         | DomctlReq::ShutdownRequest { id, .. }
         | DomctlReq::SetSched { id, .. }
-        | DomctlReq::MemTarget { id, .. } => {
+        | DomctlReq::MemTarget { id, .. }
+        | DomctlReq::PciAssign { id, .. } => {
             exists(id)?;
             DomctlReply::Value(0)
         }
@@ -535,5 +536,39 @@ fn mem_target_domctl_is_privileged_and_checked() {
             "MemTarget { id: DomainId(5), pages: None }",
             "MemTarget { id: DomainId(6), pages: Some(4096) }",
         ]
+    );
+}
+
+#[test]
+fn pci_assign_is_privileged_and_checked() {
+    use pvabi::{EINVAL, HC_DOMCTL_PCI_ASSIGN};
+    let mut svc = FakeSvc::new(0x2000);
+    assert_eq!(call(&mut svc, HC_DOMCTL_PCI_ASSIGN, [u64::MAX; 6]), EPERM);
+    assert!(svc.domctl_reqs.is_empty(), "nothing reached the system");
+    let mut svc = privileged();
+    let edu = u64::from(pvabi::sbdf(0, 0, 6, 0));
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_PCI_ASSIGN, [2, edu, 0, 0, 0, 0]),
+        0
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_PCI_ASSIGN, [6, edu, 0, 0, 0, 0]),
+        ENOENT
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_PCI_ASSIGN, [2, 1 << 32, 0, 0, 0, 0]),
+        EINVAL
+    );
+    assert_eq!(
+        call(&mut svc, HC_DOMCTL_PCI_ASSIGN, [1 << 32, edu, 0, 0, 0, 0]),
+        EINVAL
+    );
+    assert_eq!(svc.domctl_reqs.len(), 2, "{:?}", svc.domctl_reqs);
+    assert!(
+        svc.domctl_reqs[0].starts_with(
+            "PciAssign { id: DomainId(2), bdf: Bdf { seg: 0, bus: 0, dev: 6, func: 0 } }"
+        ),
+        "{:?}",
+        svc.domctl_reqs
     );
 }

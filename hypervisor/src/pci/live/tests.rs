@@ -7,7 +7,8 @@ use crate::pci::Bdf;
 use crate::pci::header::{Caps, Function};
 use crate::pci::table::Device;
 
-fn device(policy: Result<Fence, crate::pci::assign::Keep>) -> Device {
+/// An NVMe-like function at 0000:00:05.0, unowned (also `reassign`'s tests).
+pub(in crate::pci) fn device(policy: Result<Fence, crate::pci::assign::Keep>) -> Device {
     Device {
         f: Function {
             bdf: Bdf {
