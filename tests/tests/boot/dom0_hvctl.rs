@@ -7,8 +7,8 @@ use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{hvctl_list, input_file};
 use boot_tests::qemu::BIOS_TIMEOUT_S;
-use boot_tests::session::{END_LINE, Machine, expect};
 use boot_tests::scaled;
+use boot_tests::session::{END_LINE, Machine, expect};
 
 use super::{config_module, hvctl_cmd, mgmt_vm, wait_for_line};
 

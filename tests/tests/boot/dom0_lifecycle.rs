@@ -12,8 +12,8 @@ use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{config_module, hvctl_cmd, hvctl_info, mgmt_vm, wait_for_line};
 use boot_tests::qemu::BIOS_TIMEOUT_S;
-use boot_tests::session::{END_LINE, Machine, assert_survived};
 use boot_tests::scaled;
+use boot_tests::session::{END_LINE, Machine, assert_survived};
 
 use super::boot;
 

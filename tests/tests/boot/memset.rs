@@ -19,8 +19,8 @@ use boot_tests::mgmt::{
     config_module, hvctl_cmd, hvctl_free_bytes, hvctl_info, input_file, mgmt_vm, wait_for_line,
 };
 use boot_tests::qemu::BIOS_TIMEOUT_S;
-use boot_tests::session::{END_LINE, Machine, assert_survived};
 use boot_tests::scaled;
+use boot_tests::session::{END_LINE, Machine, assert_survived};
 
 const TEST: &str = "memset_qemu_balloond";
 const MIB: u64 = 1 << 20;

@@ -14,8 +14,8 @@ use boot_tests::domains::ReportOnPanic;
 use boot_tests::idle::measure_idle_exits;
 use boot_tests::mgmt::{config_module, mgmt_vm, wait_for_line};
 use boot_tests::qemu::BIOS_TIMEOUT_S;
-use boot_tests::session::{END_LINE, Machine};
 use boot_tests::scaled;
+use boot_tests::session::{END_LINE, Machine};
 use xtask::iso::Module;
 
 use super::netmgmt::keygen;

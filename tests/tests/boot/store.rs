@@ -67,9 +67,13 @@ fn boot_with_session(
 ) -> boot_tests::Outcome {
     let test = format!("{TEST}_{n}");
     let vm = store_vm(&test, disk, config, extra);
-    store_boot(&test, vm, BIOS_TIMEOUT_S, &format!("boot {n}"), |sock, _| {
-        session(sock)
-    })
+    store_boot(
+        &test,
+        vm,
+        BIOS_TIMEOUT_S,
+        &format!("boot {n}"),
+        |sock, _| session(sock),
+    )
 }
 
 /// dom0's `store: <disk>: generation ...` line (what it opened).

@@ -17,8 +17,8 @@ use boot_tests::domains::ReportOnPanic;
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm, wait_for_line};
 use boot_tests::qemu::BIOS_TIMEOUT_S;
 use boot_tests::relay::{raw, upload_chunk};
-use boot_tests::session::{END_LINE, Machine, dom0_ready};
 use boot_tests::scaled;
+use boot_tests::session::{END_LINE, Machine, dom0_ready};
 
 const TEST: &str = "upload_qemu_serial";
 

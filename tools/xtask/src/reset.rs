@@ -138,6 +138,26 @@ impl TripleFault {
             .map(|i| (i, "it has no IDT"))
     }
 
+    /// Whether this is the fault QEMU 7.2's TCG produces now and then in
+    /// the AMD-V runs (docs/testing.md, gotchas: "the machine-wide triple
+    /// fault"): a CPU whose `CR2` lies in its own IDT (it could not read a
+    /// gate of an IDT that is there) with a guest's task register still
+    /// loaded (`TR=` base 0: the host's is set by the `vmload` a few
+    /// instructions after `vmrun`). No hypervisor path runs with a
+    /// guest's TR but the few instructions after `vmrun`, and the host's
+    /// page tables do not change there.
+    pub fn lost_translation_after_vmexit(&self) -> bool {
+        let Some((i, _)) = self.faulting_cpu() else {
+            return false;
+        };
+        let Some(line) = self.summary.get(i) else {
+            return false;
+        };
+        let num = |f: &str| value(line, f).and_then(|v| u64::from_str_radix(&v, 16).ok());
+        matches!((num("CR2="), num("IDT="), num("TR=")),
+            (Some(cr2), Some(idt), Some(0)) if idt != 0 && cr2.wrapping_sub(idt) < 0x1000)
+    }
+
     /// One line for a panic message: `CPU n at RIP=... (why), CR2=...`
     /// for [`Self::faulting_cpu`], or where each CPU was when it is not
     /// known.
@@ -260,6 +280,36 @@ CR0=80050033 CR2=0000000000000000 CR3=0000000000101000 CR4=000006a0\n";
                 .starts_with("CPU 1 at RIP ffffffff80105b3a (CR2 is in its IDT"),
             "{}",
             t.headline()
+        );
+        // No TR in the dump: not the emulator's fault after vmrun.
+        assert!(!t.lost_translation_after_vmexit());
+        // With a guest's TR (base 0) still loaded it is; with the host's
+        // TSS, or a CR2 outside the IDT, it is not.
+        let tr = |base: &str| {
+            log.replace(
+                "CR2=ffffffff80300080 CR3=0000000000101000\n",
+                &format!(
+                    "CR2=ffffffff80300080 CR3=0000000000101000\nTR =0000 {base} 0000ffff 00008b00\n"
+                ),
+            )
+        };
+        assert!(
+            TripleFault::find(&tr("0000000000000000"), 100_000)
+                .unwrap()
+                .lost_translation_after_vmexit()
+        );
+        assert!(
+            !TripleFault::find(&tr("00000000001912b0"), 100_000)
+                .unwrap()
+                .lost_translation_after_vmexit()
+        );
+        assert!(
+            !TripleFault::find(
+                &tr("0000000000000000").replace("CR2=ffffffff80300080", "CR2=ffffffff80400080"),
+                100_000
+            )
+            .unwrap()
+            .lost_translation_after_vmexit()
         );
         // Nothing tells: every CPU's RIP.
         let t = TripleFault::find(&log.replace("CR2=ffffffff80300080", "CR2=0"), 100_000).unwrap();

@@ -33,7 +33,12 @@ fn an_upload_and_an_import_of_one_name_refuse_each_other_at_the_begin() {
     let img = image(30_000);
     // Session 1 uploads "lx": session 2 may not import it.
     ok_in(&mut s, &mut hv, Some(1), &upload::begin_of("lx", &img));
-    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &import::begin_of("image", "lx", &img));
+    let (code, m) = refused_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &import::begin_of("image", "lx", &img),
+    );
     assert_eq!(code, ErrorCode::Exists, "{m}");
     assert!(
         m.contains("\"lx\" is being made by an upload (session 1)"),
@@ -42,31 +47,59 @@ fn an_upload_and_an_import_of_one_name_refuse_each_other_at_the_begin() {
     // Session 1 imports "vm": session 2 may neither upload it nor import
     // it as well.
     let (mut s, mut hv) = setup(false);
-    ok_in(&mut s, &mut hv, Some(1), &import::begin_of("image", "vm", &img));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(1),
+        &import::begin_of("image", "vm", &img),
+    );
     let (code, m) = refused_in(&mut s, &mut hv, Some(2), &upload::begin_of("vm", &img));
     assert_eq!(code, ErrorCode::Exists, "{m}");
     assert!(
         m.contains("\"vm\" is being made by an image import (session 1)"),
         "{m}"
     );
-    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &import::begin_of("image", "vm", &img));
+    let (code, m) = refused_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &import::begin_of("image", "vm", &img),
+    );
     assert_eq!(code, ErrorCode::Exists, "{m}");
     // The refusals left session 1's import alone: it completes.
     ok_in(&mut s, &mut hv, Some(1), &import::chunk("vm", 0, &img));
-    let r = ok_in(&mut s, &mut hv, Some(1),
+    let r = ok_in(
+        &mut s,
+        &mut hv,
+        Some(1),
         r#"{"id":4,"op":"import_end","name":"vm"}"#,
     );
     assert!(matches!(r, Reply::Image { .. }), "{r:?}");
     // A volume of the name another session imports: refused too; a volume
     // may share an image's name (another kind of object).
-    ok_in(&mut s, &mut hv, Some(1), &import::begin_of("volume", "d", &img));
-    let (code, m) = refused_in(&mut s, &mut hv, Some(2), &import::begin_of("volume", "d", &img));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(1),
+        &import::begin_of("volume", "d", &img),
+    );
+    let (code, m) = refused_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &import::begin_of("volume", "d", &img),
+    );
     assert_eq!(code, ErrorCode::Exists, "{m}");
     assert!(
         m.contains("a volume named \"d\" is being made by a volume import (session 1)"),
         "{m}"
     );
-    ok_in(&mut s, &mut hv, Some(2), &import::begin_of("image", "d", &img));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &import::begin_of("image", "d", &img),
+    );
 }
 
 #[test]
@@ -77,12 +110,27 @@ fn an_idle_transfer_is_dropped_and_its_space_freed() {
     // Session 1 uploads into the store and keeps sending; session 2
     // imports and stops after its first chunk.
     ok_in(&mut s, &mut hv, Some(1), &upload::begin_of("up", &img));
-    ok_in(&mut s, &mut hv, Some(2), &import::begin_of("volume", "im", &img));
-    ok_in(&mut s, &mut hv, Some(2), &import::chunk("im", 0, &img[..1000]));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &import::begin_of("volume", "im", &img),
+    );
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &import::chunk("im", 0, &img[..1000]),
+    );
     assert!(store_free(&mut hv) < free);
     assert_eq!(s.next_deadline(), Some(60 * S + 1));
     hv.fake.now = 50 * S;
-    ok_in(&mut s, &mut hv, Some(1), &upload::chunk("up", 0, &img[..1000]));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(1),
+        &upload::chunk("up", 0, &img[..1000]),
+    );
     // 60 s exactly: not over yet.
     hv.fake.now = 60 * S;
     s.observe(&mut hv);
@@ -98,11 +146,17 @@ fn an_idle_transfer_is_dropped_and_its_space_freed() {
     );
     // Session 1's upload (last request at 50 s) stays until 110 s.
     assert_eq!(s.next_deadline(), Some(110 * S + 1));
-    let (_, m) = refused_in(&mut s, &mut hv, Some(2),
+    let (_, m) = refused_in(
+        &mut s,
+        &mut hv,
+        Some(2),
         &import::chunk("im", 1000, &img[1000..2000]),
     );
     assert!(m.contains("no import of \"im\" in progress"), "{m}");
-    ok_in(&mut s, &mut hv, Some(1),
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(1),
         &upload::chunk("up", 1000, &img[1000..2000]),
     );
     hv.fake.now = 200 * S;
@@ -126,11 +180,21 @@ fn an_idle_upload_into_memory_is_dropped_with_a_configured_limit() {
     s.set_transfer_idle(5 * S);
     let img = image(100_000);
     ok_in(&mut s, &mut hv, Some(1), &upload::begin_of("m", &img));
-    ok_in(&mut s, &mut hv, Some(1), &upload::chunk("m", 0, &img[..1000]));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(1),
+        &upload::chunk("m", 0, &img[..1000]),
+    );
     // The space the upload set aside: another as large does not fit next
     // to it.
     let big = image(1 << 20);
-    let (code, _) = refused_in(&mut s, &mut hv, Some(2), &upload::begin_of("big", &big[..950_000]));
+    let (code, _) = refused_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &upload::begin_of("big", &big[..950_000]),
+    );
     assert_eq!(code, ErrorCode::NoResources);
     hv.fake.now = 5 * S + 1;
     s.observe(&mut hv);
@@ -141,5 +205,10 @@ fn an_idle_upload_into_memory_is_dropped_with_a_configured_limit() {
              space set aside for it is free again"
         )]
     );
-    ok_in(&mut s, &mut hv, Some(2), &upload::begin_of("big", &big[..950_000]));
+    ok_in(
+        &mut s,
+        &mut hv,
+        Some(2),
+        &upload::begin_of("big", &big[..950_000]),
+    );
 }

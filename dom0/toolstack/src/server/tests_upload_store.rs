@@ -23,7 +23,11 @@ fn setup() -> (Server, Rig) {
 /// The store holds no image, its space is all free, and opening it again
 /// (a reboot) finds none either.
 fn store_empty(hv: &mut Rig, free: u64) {
-    assert!(hv.mem_store().objects().is_empty(), "{:?}", hv.mem_store().objects());
+    assert!(
+        hv.mem_store().objects().is_empty(),
+        "{:?}",
+        hv.mem_store().objects()
+    );
     assert_eq!(hv.mem_store().free(), free, "reserved blocks left");
     hv.reopen_store();
     assert!(hv.mem_store().objects().is_empty(), "after a reopen");
@@ -58,7 +62,9 @@ fn an_upload_goes_into_the_store_and_survives_a_reopen() {
     // A reboot: the store opened again from its disk has the same bytes.
     hv.reopen_store();
     let mut back = alloc::vec![0u8; img.len()];
-    hv.mem_store().read(Kind::Image, "lx", 0, &mut back).unwrap();
+    hv.mem_store()
+        .read(Kind::Image, "lx", 0, &mut back)
+        .unwrap();
     assert_eq!(back, img);
     assert_eq!(hv.mem_store().get(Kind::Image, "lx").unwrap().sha256, sha);
 }

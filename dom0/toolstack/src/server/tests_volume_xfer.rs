@@ -111,7 +111,9 @@ fn a_volume_and_an_image_go_in_and_come_out_with_zero_runs_unsent() {
         ("vol1", 400_000)
     );
     let mut back = vec![0u8; d.len()];
-    hv.mem_store().read(Kind::Volume, "vol1", 0, &mut back).unwrap();
+    hv.mem_store()
+        .read(Kind::Volume, "vol1", 0, &mut back)
+        .unwrap();
     assert_eq!(back, d);
     let (out, sent) = export(&mut s, &mut hv, "volume", "vol1");
     assert_eq!(out, d);
@@ -153,7 +155,11 @@ fn refusals_drop_the_import_and_leave_nothing() {
     let d = disk();
     let sha = sha256(&d);
     let check_clean = |hv: &mut Rig| {
-        assert!(hv.mem_store().objects().is_empty(), "{:?}", hv.mem_store().objects());
+        assert!(
+            hv.mem_store().objects().is_empty(),
+            "{:?}",
+            hv.mem_store().objects()
+        );
         assert_eq!(hv.mem_store().free(), free);
     };
     let cases: [(&Case<'_>, &str); 6] = [
