@@ -10,11 +10,16 @@
 //!    destination, 0x90 count, 0x98 command; bit 0 starts and clears when
 //!    done, bit 1 = from the buffer at device address 0x40000 to memory),
 //!    and checks the copy;
-//! 4. DMAs edu's buffer to `outside=<GPA>` (decimal), beyond its memory: the IOMMU
+//! 4. binds edu's MSI to a port (`HC_PCI_MSI_BIND`: the owner's, not
+//!    dom0's), runs one more transfer with the command's "raise an
+//!    interrupt when done" bit (bit 2; status register 0x24, acknowledge
+//!    0x64), waits (2 s at most) for the event on that port, acknowledges
+//!    and unbinds;
+//! 5. DMAs edu's buffer to `outside=<GPA>` (decimal), beyond its memory: the IOMMU
 //!    must refuse it (the hypervisor logs the fault; the boot test also
 //!    checks dom0's canary at that address) and its own pages must be as
 //!    they were;
-//! 5. starts one more transfer into its own memory and exits at once,
+//! 6. starts one more transfer into its own memory and exits at once,
 //!    the transfer in flight: the hypervisor must cut the device's DMA
 //!    off before the domain's frames go back (`pci: ... DMA cut off`).
 //!
@@ -25,8 +30,8 @@
 #![forbid(unsafe_code)]
 
 use kestrel_guests::{Checks, num_arg, raw};
-use pvabi::guest::{memory, mmio, pci, time};
-use pvabi::{PCI_BAR_MAPPED, PCI_CAP_IOMMU, PciDevice};
+use pvabi::guest::{evtchn, memory, mmio, pci, time};
+use pvabi::{PCI_BAR_MAPPED, PCI_CAP_IOMMU, PCI_MSI, PciDevice};
 
 pvabi::entry_point!(main);
 
@@ -55,10 +60,50 @@ fn dma(m: &mmio::Mmio, src: u64, dst: u64, to_memory: bool) -> bool {
 /// Programs and starts a transfer (32-bit accesses: edu takes them at
 /// 0x80-0x98, and every address here is below 4 GiB).
 fn start(m: &mmio::Mmio, src: u64, dst: u64, to_memory: bool) {
+    start_cmd(m, src, dst, 1 | if to_memory { 2 } else { 0 });
+}
+
+fn start_cmd(m: &mmio::Mmio, src: u64, dst: u64, cmd: u32) {
     let _ = m.write32(0x80, src as u32);
     let _ = m.write32(0x88, dst as u32);
     let _ = m.write32(0x90, LEN as u32);
-    let _ = m.write32(0x98, 1 | if to_memory { 2 } else { 0 });
+    let _ = m.write32(0x98, cmd);
+}
+
+/// Step 4: edu's MSI bound to a port of this domain, one transfer that
+/// raises it when done, the event awaited on that port (2 s at most).
+fn msi_event(m: &mmio::Mmio, sbdf: u32, src: u64) {
+    let port = match pci::msi_bind(sbdf, PCI_MSI, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            pvabi::println!("edudma: MSI bind refused: {e}: FAILED");
+            CHECKS.check("MSI bound", 0, 1);
+            return;
+        }
+    };
+    CHECKS.check("MSI bound", 1, 1);
+    // Memory to edu's buffer: start, raise an interrupt when done.
+    start_cmd(m, src, EDU_BUF, 1 | 4);
+    let end = time::now_ns() + 2_000_000_000;
+    let mut got = false;
+    while !got && time::now_ns() < end {
+        // Ok(false): another event woke this vCPU; wait again.
+        got = evtchn::send_wait(None, port, Some(end)) == Ok(true);
+    }
+    // Acknowledge what edu raised (0x100: DMA done).
+    let status = m.read32(0x24).unwrap_or(0);
+    let _ = m.write32(0x64, status);
+    if got {
+        pvabi::println!(
+            "edudma: MSI delivered as event on port {port} (interrupt status {status:#x})"
+        );
+    } else {
+        pvabi::println!(
+            "edudma: no event on port {port} within 2 s of the DMA's interrupt (status {status:#x}): FAILED"
+        );
+    }
+    CHECKS.check("MSI delivered as an event", i64::from(got), 1);
+    CHECKS.check("MSI unbound", i64::from(pci::msi_unbind(port).is_ok()), 1);
 }
 
 /// Word `i` of the pattern.
@@ -139,7 +184,9 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         }
     );
     CHECKS.check("pattern arrived", i64::from(same), 1);
-    // 4. Outside its memory.
+    // 4. edu's interrupt, as an event of this domain.
+    msi_event(&m, d.sbdf, src);
+    // 5. Outside its memory.
     if outside != 0 {
         let mem = si.memory_bytes;
         CHECKS.check(
@@ -168,7 +215,7 @@ fn main(si: &pvabi::StartInfo) -> i32 {
         // Give the hypervisor's fault poll (every 10 ms) time to log it.
         let _ = time::sleep_ns(50_000_000);
     }
-    // 5. A transfer in flight as it ends.
+    // 6. A transfer in flight as it ends.
     start(&m, EDU_BUF, last, true);
     let (checks, failed) = CHECKS.counts();
     pvabi::println!("edudma: {checks} checks, {failed} failed; exiting with a transfer in flight");

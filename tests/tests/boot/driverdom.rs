@@ -6,7 +6,7 @@
 //!
 //! | test | machine | asserts |
 //! |---|---|---|
-//! | `driverdom_qemu_vtd`, `driverdom_qemu_amdvi` | q35 TCG (AMD-V), GRUB ISO, 1 CPU, 128 MiB, edu at 00:06.0 behind `intel-iommu` / `amd-iommu`; dom0 with `dma-canary=7317504`, the `drv` domain (4 MiB) with `edudma outside=7317504` | the hypervisor moved edu from dom0 to `drv` before it ran (IOMMU context switched); `drv` lists it as its own, BAR0 mapped, behind an IOMMU; a pattern round-trips through edu at guest-physical addresses; the DMA to GPA 0x6fa000 (outside `drv`, inside dom0) is refused: VT-d logs `iommu: DMA fault ... device 0000:00:06.0 write at 0x6fa000`, AMD-Vi's refusal is in QEMU's `amdvi_page_fault` trace; dom0's canary page at that GPA is intact; `drv` exits 0 with a transfer in flight; the log shows edu's DMA cut off (bus master off, IOMMU context cleared) before `drv`'s frames are freed; free memory after is at least free memory before the domain was built (at most 4 pages more: the AMD-Vi interrupt table dom0 had for the device) |
+//! | `driverdom_qemu_vtd`, `driverdom_qemu_amdvi` | q35 TCG (AMD-V), GRUB ISO, 1 CPU, 128 MiB, edu at 00:06.0 behind `intel-iommu` / `amd-iommu`; dom0 with `dma-canary=7317504`, the `drv` domain (4 MiB) with `edudma outside=7317504` | the hypervisor moved edu from dom0 to `drv` before it ran (IOMMU context switched); `drv` lists it as its own, BAR0 mapped, behind an IOMMU; a pattern round-trips through edu at guest-physical addresses; edu's MSI, bound by `drv`, arrives as an event on `drv`'s port (`edudma: MSI delivered as event on port N`); the DMA to GPA 0x6fa000 (outside `drv`, inside dom0) is refused: VT-d logs `iommu: DMA fault ... device 0000:00:06.0 write at 0x6fa000`, AMD-Vi's refusal is in QEMU's `amdvi_page_fault` trace; dom0's canary page at that GPA is intact; `drv` exits 0 with a transfer in flight; the log shows edu's DMA cut off (bus master off, IOMMU context cleared) before `drv`'s frames are freed; free memory after is at least free memory before the domain was built (at most 4 pages more: the AMD-Vi interrupt table dom0 had for the device) |
 //! | `driverdom_qemu_refused` | the same machine behind `intel-iommu` | a configuration whose second domain asks for 0000:00:1f.0 (the hypervisor's LPC bridge): dom0 names the function and the reason, nothing from the file is left, and the first domain's edu, moved to it before the refusal, is cut off and quarantined when it is destroyed |
 
 use boot_tests::Outcome;
@@ -93,6 +93,13 @@ fn check_driver_domain(test: &str, o: &Outcome) {
     assert!(mine.ends_with(" mapped, behind an IOMMU"), "{mine}");
     let trip = o.expect_line("[drv] edudma: DMA round trip through edu at GPA ");
     assert!(trip.ends_with(": pattern arrived"), "{trip}");
+    // edu's MSI, bound by its new owner, arrives as that owner's event.
+    let bound = o.expect_line("pci: 0000:00:06.0 msi -> vector ");
+    assert!(bound.contains(": domain 2 port "), "{bound}");
+    let event = o.expect_line("[drv] edudma: MSI delivered as event on port ");
+    // 0x100: edu's "DMA done" interrupt (QEMU docs/specs/edu.rst).
+    assert!(event.ends_with(" (interrupt status 0x100)"), "{event}");
+    o.expect_line("[drv] edudma: MSI unbound ok");
     o.expect_line("[drv] edudma: DMA to GPA 0x6fa000 outside my 4 MiB: edu finished it");
     o.expect_line("[drv] edudma: own memory intact after the outside DMA ok");
     assert!(
@@ -102,7 +109,7 @@ fn check_driver_domain(test: &str, o: &Outcome) {
             .all(|l| !l.contains("FAILED")),
         "{test}: a check failed"
     );
-    o.expect_line("edudma: 8 checks, 0 failed; exiting with a transfer in flight");
+    o.expect_line("edudma: 11 checks, 0 failed; exiting with a transfer in flight");
     o.expect_line("domain-end: id=2 name=drv result=exited code=0");
     // The DMA is cut off before the frames go back (both hypervisor log
     // lines, written in that order by `Drop for Domain`; the guest's own
