@@ -117,7 +117,9 @@ impl KillOnDrop {
 pub struct StopLine<'a> {
     /// The serial log file the emulator writes.
     pub log: &'a Path,
-    /// Texts that must all be on the same line.
+    /// Texts that must all be on the same line; one that starts with
+    /// `\n` must be (without it) on some complete line of its own, for a
+    /// run whose last lines come in either order (two domains' consoles).
     pub needles: &'a [&'a str],
 }
 
@@ -137,9 +139,13 @@ impl StopLine<'_> {
         let Some(end) = raw.iter().rposition(|&b| b == b'\n') else {
             return false;
         };
-        String::from_utf8_lossy(&raw[..end])
-            .split('\n')
-            .any(|l| needles.iter().all(|n| l.contains(n)))
+        let text = String::from_utf8_lossy(&raw[..end]);
+        let (own, anywhere): (Vec<&str>, Vec<&str>) =
+            needles.iter().partition(|n| !n.starts_with('\n'));
+        text.split('\n').any(|l| own.iter().all(|n| l.contains(n)))
+            && anywhere
+                .iter()
+                .all(|n| text.split('\n').any(|l| l.contains(&n[1..])))
     }
 }
 
@@ -265,6 +271,26 @@ mod tests {
         assert!(!StopLine::matches(log, &["domain-end:", "name=hammer.elf"]));
         assert!(!StopLine::matches(b"no newline at all", &["no"]));
         assert!(!StopLine::matches(log, &["id=3", "hammer"]));
+        // `\n`: on a complete line of its own, in either order.
+        let two = b"[dom0] canary intact\n[drv] 11 checks, 0 failed; exitin";
+        assert!(!StopLine::matches(
+            two,
+            &["canary intact", "\n11 checks, 0 failed; exiting"]
+        ));
+        let two = b"[dom0] canary intact\n[drv] 11 checks, 0 failed; exiting\n";
+        assert!(StopLine::matches(
+            two,
+            &["canary intact", "\n11 checks, 0 failed; exiting"]
+        ));
+        let two = b"[drv] 11 checks, 0 failed; exiting\n[dom0] canary intact\n";
+        assert!(StopLine::matches(
+            two,
+            &["canary intact", "\n11 checks, 0 failed; exiting"]
+        ));
+        assert!(!StopLine::matches(
+            two,
+            &["canary intact", "\nnever printed"]
+        ));
     }
 
     #[test]
