@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use xtask::qemu::{Accel, Boot, Vm};
-use xtask::reset::{ResetLog, TripleFault};
+use xtask::reset::{self, ResetLog, TripleFault};
 use xtask::runner::{self, StopLine};
 use xtask::serial;
 
@@ -70,30 +70,49 @@ pub fn run(test: &str, vm: Vm, timeout_s: u64) -> Outcome {
 ///
 /// A run that ends in QEMU 7.2 TCG's own fault (the host's page
 /// translations lost right after `vmrun`:
-/// [`TripleFault::lost_translation_after_vmexit`], docs/testing.md) is
+/// [`TripleFault::lost_translation_after_vmexit`]; in guest mode a guest
+/// killed for a page fault right after its hypercall,
+/// [`reset::guest_lost_translation`]; docs/testing.md) is
 /// booted once more, and says so on stdout and in
 /// `target/boot-tests/emulator-faults.log` (with the first run's
-/// registers; its dump in `target/boot-tests/emulator-faults/`); a second
+/// registers or serial log in `target/boot-tests/emulator-faults/`); a second
 /// one fails the test like any triple fault.
 pub fn run_until(test: &str, vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> Outcome {
     let first = run_once(test, vm.clone(), timeout_s, stop);
-    let Some(t) = first
+    let host = first
         .triple_fault
         .as_ref()
-        .filter(|t| t.lost_translation_after_vmexit())
-    else {
-        return first;
+        .filter(|t| t.lost_translation_after_vmexit());
+    let guest = first
+        .lines
+        .iter()
+        .find(|l| reset::guest_lost_translation(l));
+    let (what, summary, dump) = match (host, guest) {
+        (Some(t), _) => (
+            format!(
+                "the host's page translations right after vmrun ({})",
+                t.headline()
+            ),
+            t.summary.join("\n"),
+            t.dump.clone(),
+        ),
+        (None, Some(l)) => (
+            format!("a guest's page translation right after its vmmcall ({l})"),
+            l.clone(),
+            first.lines.join("\n"),
+        ),
+        (None, None) => return first,
     };
     let note = format!(
-        "{test}: QEMU TCG lost the host's page translations right after vmrun ({}):          the known emulator fault of docs/testing.md; booting once more",
-        t.headline()
+        "{test}: QEMU TCG lost {what}: the known emulator fault of docs/testing.md; \
+         booting once more"
     );
     println!("{note}");
     // The run directory is emptied by the next run: the first run's
-    // registers go beside the log.
+    // registers (or serial log) go beside the log.
     let faults = artifacts::root().join("emulator-faults");
     let _ = std::fs::create_dir_all(&faults);
-    let _ = std::fs::write(faults.join(format!("{test}-reset.log")), &t.dump);
+    let _ = std::fs::write(faults.join(format!("{test}.log")), &dump);
     {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -101,7 +120,7 @@ pub fn run_until(test: &str, vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> O
             .append(true)
             .open(artifacts::root().join("emulator-faults.log"))
         {
-            let _ = writeln!(f, "{note}\n{}", t.summary.join("\n"));
+            let _ = writeln!(f, "{note}\n{summary}");
         }
     }
     drop(first);
