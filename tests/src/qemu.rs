@@ -73,12 +73,25 @@ pub fn run(test: &str, vm: Vm, timeout_s: u64) -> Outcome {
 /// [`TripleFault::lost_translation_after_vmexit`]; in guest mode a guest
 /// killed for a page fault right after its hypercall,
 /// [`reset::guest_lost_translation`]; docs/testing.md) is
-/// booted once more, and says so on stdout and in
+/// booted once more (up to twice), and says so on stdout and in
 /// `target/boot-tests/emulator-faults.log` (with the first run's
-/// registers or serial log in `target/boot-tests/emulator-faults/`); a second
+/// registers or serial log in `target/boot-tests/emulator-faults/`); a third
 /// one fails the test like any triple fault.
 pub fn run_until(test: &str, vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> Outcome {
-    let first = run_once(test, vm.clone(), timeout_s, stop);
+    // Session 18's last fresh run hit it twice in a row in one test
+    // (under heavy host load): up to two more boots.
+    for _ in 0..2 {
+        let first = run_once(test, vm.clone(), timeout_s, stop);
+        if !emulator_fault(test, &first) {
+            return first;
+        }
+    }
+    run_once(test, vm, timeout_s, stop)
+}
+
+/// Whether `first` ended in the emulator's own fault (then said and
+/// recorded: see [`run_until`]).
+fn emulator_fault(test: &str, first: &Outcome) -> bool {
     let host = first
         .triple_fault
         .as_ref()
@@ -101,7 +114,7 @@ pub fn run_until(test: &str, vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> O
             l.clone(),
             first.lines.join("\n"),
         ),
-        (None, None) => return first,
+        (None, None) => return false,
     };
     let note = format!(
         "{test}: QEMU TCG lost {what}: the known emulator fault of docs/testing.md; \
@@ -123,8 +136,7 @@ pub fn run_until(test: &str, vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> O
             let _ = writeln!(f, "{note}\n{summary}");
         }
     }
-    drop(first);
-    run_once(test, vm, timeout_s, stop)
+    true
 }
 
 fn run_once(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> Outcome {
