@@ -167,6 +167,29 @@ pub fn vmlinux() -> Result<PathBuf> {
         );
         return Ok(out);
     }
+    // One build per key at a time, across processes and threads (`cargo
+    // xtask test` starts one in the background while the boot tests may ask
+    // for it from two threads): the others wait here, then find it cached.
+    let linux_dir = cache_dir().join("linux");
+    fs::create_dir_all(&linux_dir).context(|| format!("creating {}", linux_dir.display()))?;
+    let lock_path = linux_dir.join(format!("{key}.lock"));
+    let lock =
+        fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        println!(
+            "kestrel: waiting for the Linux build that holds {} (another process or thread builds this key)",
+            lock_path.display()
+        );
+        lock.lock()
+            .context(|| format!("locking {}", lock_path.display()))?;
+    }
+    if out.is_file() {
+        println!(
+            "kestrel: Linux {version} with the Kestrel series, cached: {}",
+            out.display()
+        );
+        return Ok(out);
+    }
     println!(
         "kestrel: building Linux from {SOURCE_PACKAGE} {version} with {} patch(es) (cache key {key}); \
          a cold build takes a few minutes",
@@ -360,7 +383,15 @@ pub fn initramfs() -> Result<PathBuf> {
     let dir = paths::target_dir().join("linux");
     fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
     let out = dir.join("initramfs.cpio");
-    fs::write(&out, archive).context(|| format!("writing {}", out.display()))?;
+    // Written aside and renamed: two threads (or processes) building it at
+    // once must never let a reader see a half-written archive.
+    let tmp = dir.join(format!(
+        "initramfs.cpio.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    fs::write(&tmp, archive).context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &out).context(|| format!("renaming into {}", out.display()))?;
     Ok(out)
 }
 

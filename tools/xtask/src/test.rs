@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check CI runs, in order, with a summary.
 
-use std::process::ExitCode;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use xtask::error::Result;
@@ -52,6 +52,9 @@ that was skipped:
   fuzz                        5 s of each libFuzzer target
   kernel, hvctl (release)     what the boot tests boot and drive
   boot tests                  real images under QEMU (AMD-V) and Bochs (VT-x)
+With no FILTER and without --no-boot, the Linux guest kernel (a cold build
+takes minutes) is built in the background from the start, under nice, into
+its cache; its log is target/linux-prebuild.log.
 
 options:
   --no-lint    leave out rustfmt, clippy and the pvabi docs
@@ -77,6 +80,7 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     let no_fuzz = a.flag("--no-fuzz");
     let filter = std::mem::take(&mut a.passthrough);
     a.finish()?;
+    let whole_boot_suite = !no_boot && filter.is_empty();
 
     // Boot tests run several emulators at once; more than one per core
     // only makes each slower (TCG with -smp 4 already uses 4 threads).
@@ -196,6 +200,14 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         steps.push(boot);
     }
 
+    // The Linux guest kernel: only the boot tests need it, and a cold build
+    // takes most of ten minutes on 2 cores. Started now, under `nice` (as
+    // every kernel build is), it takes what the steps before the boot tests
+    // leave of the CPUs (the one-thread interleaving search and fuzz runs,
+    // the links at the end of each build); the boot tests then find it in
+    // the cache or wait on its lock (`linux::vmlinux`). With a filter only
+    // some boot tests run, maybe none with Linux: they build it on demand.
+    let prebuild = whole_boot_suite.then(prebuild_linux);
     let mut not_run: Vec<&str> = Vec::new();
     if no_lint {
         not_run.push("lints and docs (--no-lint)");
@@ -247,6 +259,10 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         });
     }
 
+    if let Some(p) = prebuild {
+        results.push(p.finish());
+    }
+
     println!("\n==> summary");
     for r in &results {
         let verdict = match r.verdict {
@@ -265,6 +281,79 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// The background Linux build (`cargo xtask linux` in a child process).
+struct Prebuild {
+    child: Option<Child>,
+    started: Instant,
+    log: std::path::PathBuf,
+}
+
+const PREBUILD: &str = "Linux kernel (background)";
+
+fn prebuild_linux() -> Prebuild {
+    let log = paths::target_dir().join("linux-prebuild.log");
+    let started = Instant::now();
+    let spawn = || -> std::io::Result<Child> {
+        std::fs::create_dir_all(paths::target_dir())?;
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        Command::new(std::env::current_exe()?)
+            .arg("linux")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+    };
+    let child = match spawn() {
+        Ok(c) => {
+            println!("\n==> {PREBUILD}: cargo xtask linux, log {}", log.display());
+            Some(c)
+        }
+        Err(e) => {
+            // Not fatal: the boot tests build it themselves.
+            eprintln!(
+                "xtask: cannot start the background Linux build ({e}); the boot tests build it"
+            );
+            None
+        }
+    };
+    Prebuild {
+        child,
+        started,
+        log,
+    }
+}
+
+impl Prebuild {
+    /// Waits for it (the boot tests normally did already) and reports it
+    /// like a step. A failure here is reported, not hidden: the boot tests
+    /// that need Linux then built it again and said why it failed.
+    fn finish(self) -> Outcome {
+        let verdict = match self.child.map(|mut c| c.wait()) {
+            Some(Ok(st)) if st.success() => Verdict::Ok,
+            Some(Ok(st)) => {
+                eprintln!(
+                    "xtask: the background Linux build failed ({st}); its log: {}",
+                    self.log.display()
+                );
+                Verdict::Failed(Some(PREBUILD_FIX))
+            }
+            Some(Err(e)) => {
+                eprintln!("xtask: waiting for the background Linux build: {e}");
+                Verdict::Failed(Some(PREBUILD_FIX))
+            }
+            None => Verdict::Skipped("it could not be started"),
+        };
+        Outcome {
+            name: PREBUILD,
+            verdict,
+            secs: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+const PREBUILD_FIX: &str = "read target/linux-prebuild.log, or run cargo xtask linux";
 
 /// One step's result.
 struct Outcome {
