@@ -64,6 +64,48 @@ impl Accel {
     }
 }
 
+/// How TCG runs the vCPUs (`-accel tcg,thread=`): QEMU's default on an
+/// x86 host is one host thread per vCPU (multi-threaded TCG, MTTCG);
+/// `single` runs every vCPU on one host thread, taking turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcgThreads {
+    /// `thread=multi`: one host thread per vCPU.
+    Multi,
+    /// `thread=single`: all vCPUs on one host thread, round robin.
+    Single,
+}
+
+impl TcgThreads {
+    /// The value of `thread=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Multi => "multi",
+            Self::Single => "single",
+        }
+    }
+
+    /// `KESTREL_TCG_THREAD`'s value: `single` or `multi`, `None` when
+    /// unset or empty (QEMU's default), an error naming the value
+    /// otherwise (a typo must not silently test the default).
+    pub fn parse(v: Option<&str>) -> std::result::Result<Option<Self>, String> {
+        match v.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("single") => Ok(Some(Self::Single)),
+            Some("multi") => Ok(Some(Self::Multi)),
+            Some(other) => Err(format!(
+                "KESTREL_TCG_THREAD={other:?}: expected `single` or `multi` (or unset)"
+            )),
+        }
+    }
+
+    /// [`Self::parse`] of the environment's `KESTREL_TCG_THREAD`; panics
+    /// on a bad value (it is a test knob, read when a machine is made).
+    pub fn from_env() -> Option<Self> {
+        let v = std::env::var("KESTREL_TCG_THREAD").ok();
+        Self::parse(v.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 /// The accelerator picked and the reason, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccelChoice {
@@ -208,6 +250,9 @@ pub struct Vm {
     pub accel: Accel,
     /// `-cpu`.
     pub cpu: String,
+    /// Under TCG, `thread=` (`None`: QEMU's default, multi-threaded).
+    /// [`Vm::new`] takes it from `KESTREL_TCG_THREAD` ([`TcgThreads`]).
+    pub tcg_threads: Option<TcgThreads>,
     /// `-smp`.
     pub smp: u32,
     /// `-m`, e.g. `128M`.
@@ -265,6 +310,7 @@ impl Vm {
         Self {
             accel,
             cpu: accel.cpu().into(),
+            tcg_threads: TcgThreads::from_env(),
             smp,
             memory: memory.into(),
             boot,
@@ -313,15 +359,12 @@ impl Vm {
             }
         }
         let mut push = |s: &str| a.push(s.into());
-        for s in [
-            "-display",
-            "none",
-            "-M",
-            MACHINE,
-            "-accel",
-            self.accel.name(),
-        ] {
+        for s in ["-display", "none", "-M", MACHINE, "-accel"] {
             push(s);
+        }
+        match (self.accel, self.tcg_threads) {
+            (Accel::Tcg, Some(t)) => push(&format!("tcg,thread={}", t.name())),
+            (accel, _) => push(accel.name()),
         }
         push("-cpu");
         push(&self.cpu);
@@ -492,6 +535,47 @@ mod tests {
             "{}",
             vm.display()
         );
+    }
+
+    #[test]
+    fn tcg_threads_choose_the_accel_argument() {
+        assert_eq!(TcgThreads::parse(None), Ok(None));
+        assert_eq!(TcgThreads::parse(Some(" ")), Ok(None));
+        assert_eq!(
+            TcgThreads::parse(Some("single")),
+            Ok(Some(TcgThreads::Single))
+        );
+        assert_eq!(
+            TcgThreads::parse(Some("multi")),
+            Ok(Some(TcgThreads::Multi))
+        );
+        let Err(e) = TcgThreads::parse(Some("one")) else {
+            panic!("a misspelt KESTREL_TCG_THREAD must be refused");
+        };
+        assert!(e.contains("KESTREL_TCG_THREAD=\"one\""), "{e}");
+        let boot = || Boot::Bios {
+            iso: "/i.iso".into(),
+        };
+        let joined = |vm: &Vm| {
+            vm.args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut vm = Vm::new(Accel::Tcg, 2, "128M", boot(), "file:/s.log");
+        vm.tcg_threads = Some(TcgThreads::Single);
+        assert!(
+            joined(&vm).contains("-accel tcg,thread=single -cpu"),
+            "{}",
+            joined(&vm)
+        );
+        vm.tcg_threads = None;
+        assert!(joined(&vm).contains("-accel tcg -cpu"), "{}", joined(&vm));
+        // KVM has no thread= option: the TCG choice is not passed there.
+        let mut vm = Vm::new(Accel::Kvm, 2, "128M", boot(), "file:/s.log");
+        vm.tcg_threads = Some(TcgThreads::Multi);
+        assert!(joined(&vm).contains("-accel kvm -cpu"), "{}", joined(&vm));
     }
 
     #[test]
