@@ -16,6 +16,7 @@ pub mod artifacts;
 pub mod backend;
 pub mod bochs;
 pub mod domains;
+pub mod edu_vm;
 pub mod guest_run;
 pub mod hvconsole;
 pub mod idle;
