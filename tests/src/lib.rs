@@ -20,6 +20,7 @@ pub mod edu_vm;
 pub mod guest_run;
 pub mod hvconsole;
 pub mod idle;
+pub mod linux_dom;
 pub mod mgmt;
 pub mod outcome;
 pub mod qemu;
