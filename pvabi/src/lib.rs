@@ -434,8 +434,8 @@ mod shared;
 mod stage;
 mod start_info;
 mod status;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod utc;
 
 /// The `zerocopy` this crate derives with, so users name the same traits.

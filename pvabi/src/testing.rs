@@ -1,5 +1,5 @@
-//! Randomized tests driven by `proptest` (the same helper as the
-//! hypervisor's `testing.rs`; the crates share no test code): [`check`] runs a test body over
+//! Randomized tests driven by `proptest` (pvabi's own and, through the
+//! feature `testing`, the hypervisor's): [`check`] runs a test body over
 //! many cases, each with its own list of random values that the body draws
 //! from as it goes ([`Choices::below`]). Proptest generates the lists, and
 //! when a case fails it shrinks the values toward zero (simpler operations:

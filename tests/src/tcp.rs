@@ -2,6 +2,7 @@
 //! for QEMU's `hostfwd` (or Bochs' COM2 socket), a key made by `hvctl
 //! keygen`, and one `hvctl --host` call.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,6 +15,20 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// QEMU's user network with host port `port` on 127.0.0.1 forwarded to
+/// dom0's management port 4444, through a modern virtio-net at slot 4
+/// behind the IOMMU.
+pub fn forwarded_nic(port: u16) -> Vec<OsString> {
+    vec![
+        "-netdev".into(),
+        format!("user,id=n,hostfwd=tcp:127.0.0.1:{port}-:4444").into(),
+        "-device".into(),
+        // QEMU refuses iommu_platform on a transitional device; without it
+        // the device would bypass the IOMMU (dev/virtio.rs).
+        "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on".into(),
+    ]
 }
 
 /// `hvctl keygen` into `dir/name`; the key file's path.

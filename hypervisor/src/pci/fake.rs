@@ -1,10 +1,70 @@
 //! A fake configuration space for host tests: functions with BARs that
-//! size like hardware (only the address bits above the size stick).
+//! size like hardware (only the address bits above the size stick), and
+//! the fixtures the PCI tests share (addresses on bus 0, the functions
+//! they put there, device-table entries).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use super::assign::{Fence, Keep};
+use super::header::{Caps, Function};
+use super::table::Device;
+use super::walk::Segment;
 use super::{Bdf, ConfigAccess};
+
+/// Device `dev`, function 0, on bus 0 of segment 0: where the fixtures put
+/// their functions.
+pub fn bdf(dev: u8) -> Bdf {
+    Bdf {
+        seg: 0,
+        bus: 0,
+        dev,
+        func: 0,
+    }
+}
+
+/// Segment 0, bus 0 alone: what the fixtures walk.
+pub const BUS0: [Segment; 1] = [Segment {
+    seg: 0,
+    bus_start: 0,
+    bus_end: 0,
+}];
+
+/// Where [`FakeFn::virtio`]'s BAR4 starts.
+pub const VIRTIO_BAR4: u64 = 0xfe00_0000;
+
+/// An NVMe-like function (1b36:0010, class 01.08.02) at [`bdf`]`(dev)`: no
+/// BARs, no capabilities, not a bridge.
+pub fn nvme(dev: u8) -> Function {
+    Function {
+        bdf: bdf(dev),
+        vendor: 0x1b36,
+        device: 0x0010,
+        class: 1,
+        subclass: 8,
+        prog_if: 2,
+        header_type: 0,
+        bars: Default::default(),
+        caps: Caps::default(),
+        bridge: None,
+    }
+}
+
+/// A function as the table holds it after the boot walk: unowned, nothing
+/// mapped, with this policy.
+pub fn found(f: Function, policy: Result<Fence, Keep>) -> Device {
+    Device {
+        f,
+        policy,
+        owner: None,
+        mapped: 0,
+    }
+}
+
+/// [`nvme`]`(dev)` in the table, unowned.
+pub fn device(dev: u8, policy: Result<Fence, Keep>) -> Device {
+    found(nvme(dev), policy)
+}
 
 /// One fake function.
 #[derive(Clone)]
@@ -29,6 +89,20 @@ impl FakeFn {
             bar_masks: [0; 6],
             upper: [false; 6],
         }
+    }
+
+    /// A virtio-like function (1af4:1042, class 01.00): BAR0 4 KiB of
+    /// memory at 0xfeb0_0000, BAR4 64-bit prefetchable 16 KiB at
+    /// 0xfe00_0000; no capabilities yet.
+    pub fn virtio() -> Self {
+        Self::new(0x1af4, 0x1042, 0x0100_0000, 0)
+            .mem_bar(0, 0xfeb0_0000, 0x1000, false, false)
+            .mem_bar(4, VIRTIO_BAR4, 0x4000, true, true)
+    }
+
+    /// QEMU's edu device (1234:11e8, class ff): no BARs, no capabilities.
+    pub fn edu() -> Self {
+        Self::new(0x1234, 0x11e8, 0x00ff_0000, 0)
     }
 
     /// A memory BAR at register `i`: `size` bytes, 64-bit when `wide`.

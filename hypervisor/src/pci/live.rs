@@ -187,4 +187,4 @@ pub(crate) fn svc_op(
 }
 
 #[cfg(test)]
-pub(super) mod tests;
+mod tests;

@@ -12,8 +12,8 @@
 use boot_tests::Outcome;
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::domains::ReportOnPanic;
+use boot_tests::edu_vm::{EDU, boot_until, device, edu_vm};
 use boot_tests::mgmt::config_module;
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
 
 /// Outside `drv`'s 4 MiB, inside dom0's 8 MiB: the last page of its free region
 /// (0x6ee000..0x6fb000 with dom0's image as it is; the region's end is fixed by
@@ -40,30 +40,11 @@ fn boot(test: &str, config: &str, iommu: &str, trace: Option<&str>, until: &[&st
             config_module(test, config),
         ],
     );
-    let mut vm = iso_vm(&iso, 1, "128M");
-    vm.extra.extend([
-        "-device".into(),
-        iommu.into(),
-        "-device".into(),
-        "edu,addr=0x6".into(),
-    ]);
+    let mut vm = edu_vm(&iso, Some(iommu), device(EDU));
     if let Some(t) = trace {
         vm.extra.extend(["-trace".into(), t.into()]);
     }
-    let o = run_until(test, vm, BIOS_TIMEOUT_S, Some(until));
-    {
-        let _r = ReportOnPanic(&o);
-        assert_eq!(
-            o.ended,
-            xtask::runner::Ended::Stopped,
-            "{test}: never reached {until:?}"
-        );
-        assert!(
-            o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-            "{test}: died"
-        );
-    }
-    o
+    boot_until(test, vm, until)
 }
 
 /// Everything but the fault's evidence, which differs by unit.

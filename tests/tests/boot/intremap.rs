@@ -19,7 +19,7 @@
 use boot_tests::Outcome;
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
+use boot_tests::edu_vm::{EDU, boot_until, device, edu_vm};
 
 /// Boots `module` as the control domain behind `iommu` with `edu` (its
 /// `-device` value) at 00:06.0, until `until` is printed.
@@ -29,21 +29,9 @@ fn boot(test: &str, iommu: &str, edu: &str, module: &str, args: &str, until: &st
         "exit=qemu dom0 loglevel=info",
         &[guest_module(module, module, args)],
     );
-    let mut vm = iso_vm(&iso, 1, "128M");
-    vm.extra
-        .extend(["-device".into(), iommu.into(), "-device".into(), edu.into()]);
-    let o = run_until(test, vm, BIOS_TIMEOUT_S, Some(&[until]));
+    let o = boot_until(test, edu_vm(&iso, Some(iommu), device(edu)), &[until]);
     {
         let _r = ReportOnPanic(&o);
-        assert_eq!(
-            o.ended,
-            xtask::runner::Ended::Stopped,
-            "{test}: never reached {until:?}"
-        );
-        assert!(
-            o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-            "{test}: died"
-        );
         assert!(o.line("killed").is_none(), "{test}: a domain was killed");
         o.expect_line("iommu: interrupt remapping on");
         assert!(
@@ -59,7 +47,7 @@ fn dom0_edu(test: &str, iommu: &str) {
     let o = boot(
         test,
         iommu,
-        "edu,addr=0x6",
+        EDU,
         "dom0",
         "edu-msi=8",
         "dom0: no boot configuration",

@@ -16,17 +16,18 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use boot_tests::artifacts::{guest_module, root, shared_iso};
-use boot_tests::bochs::{Pc, TIMEOUT_S, run_iso};
+use boot_tests::artifacts::guest_module;
+use boot_tests::bochs::{TIMEOUT_S, run_iso};
 use boot_tests::domains::ReportOnPanic;
 use boot_tests::hvconsole::ConsoleSession;
+use boot_tests::linux_dom::{BochsMgmt, linux_domain};
 use boot_tests::mgmt::{config_module, linux_modules, wait_for_line};
 use boot_tests::scaled;
-pub(super) use boot_tests::tcp::free_port;
+use boot_tests::session::Machine;
 
 const TEST: &str = "linux_console_bochs";
 
@@ -99,31 +100,22 @@ fn session(sock: &Path, log: &Path) {
 #[test]
 fn linux_console_bochs() {
     let [vmlinux, initramfs] = linux_modules();
-    let toml = "[[domain]]\nname = \"lx-con\"\nkernel = \"vmlinux\"\ninitrd = \"initramfs.cpio\"\n\
-                memory = 48\nvcpus = 1\ncmdline = \"console=hvc0 quiet kestrel.shell=1\"\n";
+    let toml = linux_domain("lx-con", 48, "quiet kestrel.shell=1", "");
     let modules = vec![
         guest_module("dom0", "dom0", ""),
         vmlinux,
         initramfs,
-        config_module(TEST, toml),
+        config_module(TEST, &toml),
     ];
-    let iso = shared_iso(
-        &format!("{TEST}.iso"),
-        "exit=bochs shutdown dom0 loglevel=info",
-        &modules,
-    );
-    let port = free_port();
-    let mut pc = Pc::new("corei7_haswell_4770", 2, 256);
-    let com2: &'static str = Box::leak(
-        format!("com2: enabled=1, mode=socket-server, dev=localhost:{port}").into_boxed_str(),
-    );
-    pc.extra.push(com2);
-    let run_dir = root().join("runs").join(TEST);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let log = run_dir.join("serial.log");
-    // Not in the run's directory: the run empties that when it starts.
-    let sock: PathBuf = root().join("runs").join(format!("{TEST}.mgmt.sock"));
-    let bochs = std::thread::spawn(move || {
+    // Its own stop line (lx-con's end), not the `end` domain's.
+    let BochsMgmt {
+        pc,
+        iso,
+        port,
+        log,
+        sock,
+    } = BochsMgmt::new(TEST, &modules);
+    let bochs = Machine::spawn("Bochs", move || {
         run_iso(
             TEST,
             &pc,
@@ -136,13 +128,8 @@ fn linux_console_bochs() {
         bridge(port, &sock);
         session(&sock, &log);
     });
-    let o = bochs
-        .join()
-        .unwrap_or_else(|_| panic!("the Bochs thread panicked"));
+    let (o, ()) = bochs.join(result);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
     o.expect_line(" name=lx-con result=exited code=0 ");
     assert!(
         o.fatal_lines().is_empty() && o.panic_lines().is_empty(),

@@ -12,36 +12,24 @@
 //! | `linux_dom0_poke_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB | `lx-poke` from the boot configuration writes guest-physical 0x2001000 (outside its 32 MiB) through `/dev/mem`: EPT stops it, the domain is killed naming that address |
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::guest_run::GuestRun;
 use boot_tests::hvconsole::ConsoleSession;
+use boot_tests::linux_dom::{assert_clean, linux_domain, vmx_dom0_linux};
 use boot_tests::mgmt::{
     config_module, hvctl_cmd, hvctl_free_bytes, hvctl_info, hvctl_list, input_file, linux_modules,
     mgmt_vm_sized, wait_for_nth_line,
 };
-use boot_tests::qemu::run_until;
-use boot_tests::{Backend, scaled};
-
-/// What no Linux console may say.
-const BAD: [&str; 4] = [
-    "WARNING:",
-    "BUG:",
-    "unchecked MSR access",
-    "general protection",
-];
+use boot_tests::scaled;
+use boot_tests::session::Machine;
 
 /// A Linux domain's TOML: `name`, `memory` MiB, 1 vCPU, `args` after
 /// `console=hvc0`.
 fn linux_toml(name: &str, memory: u32, args: &str) -> String {
-    format!(
-        "[[domain]]\nname = \"{name}\"\nkernel = \"vmlinux\"\ninitrd = \"initramfs.cpio\"\n\
-         memory = {memory}\nvcpus = 1\ncmdline = \"console=hvc0 {args}\"\n"
-    )
+    linux_domain(name, memory, args, "")
 }
 
 fn off() -> String {
@@ -59,9 +47,7 @@ fn expect(log: &Path, needle: &str, secs: u64, what: &str) -> String {
 
 /// Waits for the `n`th line holding all `needles` or panics naming `what`.
 fn expect_nth(log: &Path, needles: &[&str], n: usize, secs: u64, what: &str) -> String {
-    wait_for_nth_line(log, needles, n, scaled(secs)).unwrap_or_else(|| {
-        panic!("linux_dom0: {what}: no line {n} with {needles:?} in {secs} s (scaled)")
-    })
+    boot_tests::session::expect_nth("linux_dom0", log, needles, n, secs, what)
 }
 
 /// [`expect`] while QEMU runs: fails at once, naming the machine's end,
@@ -87,6 +73,9 @@ fn expect_while(ended: &AtomicBool, log: &Path, needle: &str, secs: u64, what: &
         }
     }
 }
+
+/// The line whose `end` domain's `/init` stops a QEMU run.
+const LINUX_END: &[&str] = &["[end] kestrel-linux: init reached"];
 
 /// The panic `/init`'s exit causes, after the printk time.
 const PANIC: &str = "Kernel panic - not syncing: Attempted to kill init!";
@@ -163,42 +152,36 @@ fn console_shell(sock: &Path, log: &Path, test: &str) {
     );
     expect(log, "[lx-con] kestrel-linux: shell on hvc0", 120, "lx-con");
     let mut con = ConsoleSession::attach(sock, "lx-con");
+    // Waits for `needle` on the console or fails saying `what`.
+    let until = |con: &mut ConsoleSession, needle: &str, what: &str| {
+        con.wait_for(needle, scaled(30))
+            .unwrap_or_else(|| panic!("{test}: {what}; console: {:?}", con.text()));
+    };
     // The prompt may have gone out before the attach: ask for a fresh one.
     con.send(b"\n");
-    con.wait_for("kestrel# ", scaled(30))
-        .unwrap_or_else(|| panic!("{test}: no prompt; console: {:?}", con.text()));
+    until(&mut con, "kestrel# ", "no prompt");
     con.send(b"echo $((6*7))\n");
-    con.wait_for("\n42\n", scaled(30))
-        .unwrap_or_else(|| panic!("{test}: no 42; console: {:?}", con.text()));
+    until(&mut con, "\n42\n", "no 42");
     // Line editing (busybox's, on the tty): Backspace, and the cursor
     // moved left (ESC [ D) to insert in the middle of the line.
     con.send(b"echo abx\x7fc\n");
-    con.wait_for("\nabc\n", scaled(30))
-        .unwrap_or_else(|| panic!("{test}: backspace; console: {:?}", con.text()));
+    until(&mut con, "\nabc\n", "backspace");
     con.send(b"echo xz\x1b[Dy\n");
-    con.wait_for("\nxyz\n", scaled(30))
-        .unwrap_or_else(|| panic!("{test}: cursor left; console: {:?}", con.text()));
+    until(&mut con, "\nxyz\n", "cursor left");
     // The subshell prints its mark, then becomes `sleep`: the Ctrl-C goes
     // to the foreground process group, the shell's child.
     con.send(b"(echo sleeping; exec sleep 100)\n");
-    con.wait_for("\nsleeping\n", scaled(30))
-        .unwrap_or_else(|| panic!("{test}: sleep did not start; console: {:?}", con.text()));
+    until(&mut con, "\nsleeping\n", "sleep did not start");
     let sent = Instant::now();
     con.send(&[0x03]);
-    con.wait_for("kestrel# ", scaled(30))
-        .unwrap_or_else(|| panic!("{test}: no prompt after Ctrl-C; console: {:?}", con.text()));
+    until(&mut con, "kestrel# ", "no prompt after Ctrl-C");
     let back = sent.elapsed();
     assert!(
         back < Duration::from_secs(30),
         "{test}: the prompt came back after {back:?}"
     );
     con.send(b"echo rc=$?\n");
-    con.wait_for("\nrc=130\n", scaled(30)).unwrap_or_else(|| {
-        panic!(
-            "{test}: sleep did not die of SIGINT; console: {:?}",
-            con.text()
-        )
-    });
+    until(&mut con, "\nrc=130\n", "sleep did not die of SIGINT");
     eprintln!("{test}: prompt back {back:?} after Ctrl-C");
     con.send(b"poweroff\n");
     expect(
@@ -221,9 +204,7 @@ fn linux_dom0_qemu_hvctl() {
         config_module(test, &off()),
     ];
     let (vm, sock, log) = mgmt_vm_sized(test, &modules, 2, "256M");
-    let qemu = std::thread::spawn(move || {
-        run_until(test, vm, 600, Some(&["[end] kestrel-linux: init reached"]))
-    });
+    let qemu = Machine::qemu(test, vm, 600, LINUX_END);
     let session = std::panic::catch_unwind(|| {
         expect(&log, "[lx-off] kestrel-check: cpus=1", 180, "lx-off");
         expect(&log, "name=lx-off result=exited code=0", 60, "lx-off end");
@@ -237,53 +218,20 @@ fn linux_dom0_qemu_hvctl() {
     let _ = hvctl_cmd(&sock, &["destroy", "lx-shell"]);
     let _ = hvctl_cmd(&sock, &["destroy", "lx-con"]);
     create(&sock, test, "end", &linux_toml("end", 48, "quiet"));
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let (o, ()) = qemu.join(session);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
     assert_clean(&o);
-}
-
-/// No Linux console line and no hypervisor line says something broke.
-fn assert_clean(o: &boot_tests::Outcome) {
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| BAD.iter().any(|b| l.contains(b)))
-        .collect();
-    assert!(bad.is_empty(), "{}: {bad:#?}", o.test);
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{}: the hypervisor died",
-        o.test
-    );
 }
 
 #[test]
 fn linux_dom0_toml_bochs() {
     let test = "linux_dom0_toml";
-    let [vmlinux, initramfs] = linux_modules();
-    let o = GuestRun {
-        name: test,
-        options: "dom0",
-        modules: vec![
-            guest_module("dom0", "dom0", ""),
-            vmlinux,
-            initramfs,
-            config_module(
-                test,
-                &linux_toml("lx", 48, "kestrel.checks=cpus kestrel.end=panic"),
-            ),
-        ],
-        cpus: 2,
-        memory_mib: 256,
-        stop: Some(&["domain-end: ", " name=lx "]),
-    }
-    .boot(Backend::Vmx);
+    let o = vmx_dom0_linux(
+        test,
+        &linux_toml("lx", 48, "kestrel.checks=cpus kestrel.end=panic"),
+        "lx",
+    );
     let _report = ReportOnPanic(&o);
     o.expect_line("[lx] kestrel-check: cpus=1");
     assert!(
@@ -312,9 +260,7 @@ fn linux_dom0_qemu_20() {
         config_module(test, &linux_toml("lx-first", 32, "quiet kestrel.shell=1")),
     ];
     let (vm, sock, log) = mgmt_vm_sized(test, &modules, 2, "256M");
-    let qemu = std::thread::spawn(move || {
-        run_until(test, vm, 900, Some(&["[end] kestrel-linux: init reached"]))
-    });
+    let qemu = Machine::qemu(test, vm, 900, LINUX_END);
     let session = std::panic::catch_unwind(|| {
         // The boot configuration's domain first: the baseline is taken
         // with no Linux domain alive.
@@ -360,13 +306,8 @@ fn linux_dom0_qemu_20() {
         eprintln!("{test}: {ROUNDS} rounds in {:?}", start.elapsed());
     });
     create(&sock, test, "end", &linux_toml("end", 32, "quiet"));
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let (o, ()) = qemu.join(session);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
     let shells = o
         .lines
@@ -412,15 +353,8 @@ fn linux_dom0_qemu_isolation() {
         config_module(test, &config),
     ];
     let (vm, sock, log) = mgmt_vm_sized(test, &modules, 2, "256M");
-    let ended = Arc::new(AtomicBool::new(false));
-    let qemu = {
-        let ended = ended.clone();
-        std::thread::spawn(move || {
-            let o = run_until(test, vm, 600, Some(&["[end] kestrel-linux: init reached"]));
-            ended.store(true, Ordering::Release);
-            o
-        })
-    };
+    let qemu = Machine::qemu(test, vm, 600, LINUX_END);
+    let ended = qemu.ended();
     let session = std::panic::catch_unwind(|| {
         let e = &*ended;
         expect_while(e, &log, "name=oob result=killed", 180, "oob killed");
@@ -437,13 +371,8 @@ fn linux_dom0_qemu_isolation() {
     if !ended.load(Ordering::Acquire) {
         create(&sock, test, "end", &linux_toml("end", 32, "quiet"));
     }
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    let (o, ()) = qemu.join(session);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
     o.assert_killed("oob", &["outside its memory"]);
     // Linux userland writing outside its domain (busybox devmem).
@@ -494,24 +423,11 @@ fn linux_dom0_qemu_isolation() {
 #[test]
 fn linux_dom0_poke_bochs() {
     let test = "linux_dom0_poke";
-    let [vmlinux, initramfs] = linux_modules();
-    let o = GuestRun {
-        name: test,
-        options: "dom0",
-        modules: vec![
-            guest_module("dom0", "dom0", ""),
-            vmlinux,
-            initramfs,
-            config_module(
-                test,
-                &linux_toml("lx-poke", 32, "quiet kestrel.poke=0x2001000"),
-            ),
-        ],
-        cpus: 2,
-        memory_mib: 256,
-        stop: Some(&["domain-end: ", " name=lx-poke "]),
-    }
-    .boot(Backend::Vmx);
+    let o = vmx_dom0_linux(
+        test,
+        &linux_toml("lx-poke", 32, "quiet kestrel.poke=0x2001000"),
+        "lx-poke",
+    );
     let _report = ReportOnPanic(&o);
     o.expect_line("[lx-poke] kestrel-linux: writing guest-physical 0x2001000 through /dev/mem");
     o.assert_killed(

@@ -15,36 +15,20 @@ use std::path::Path;
 
 use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::guest_run::GuestRun;
 use boot_tests::hvconsole::ConsoleSession;
-use boot_tests::mgmt::{
-    config_module, hvctl_cmd, hvctl_info, input_file, linux_modules, mgmt_vm_sized,
-    wait_for_nth_line,
-};
-use boot_tests::qemu::run_until;
-use boot_tests::{Backend, scaled};
-
-/// What no Linux console may say.
-const BAD: [&str; 4] = [
-    "WARNING:",
-    "BUG:",
-    "unchecked MSR access",
-    "general protection",
-];
+use boot_tests::linux_dom::{assert_clean, linux_domain, vmx_dom0_linux};
+use boot_tests::mgmt::{config_module, hvctl_cmd, hvctl_info, linux_modules, mgmt_vm_sized};
+use boot_tests::scaled;
+use boot_tests::session::{Machine, create_end_with};
 
 /// A 48 MiB, 1-vCPU Linux domain's TOML; `extra` is added as TOML lines.
 fn linux_toml(name: &str, args: &str, extra: &str) -> String {
-    format!(
-        "[[domain]]\nname = \"{name}\"\nkernel = \"vmlinux\"\ninitrd = \"initramfs.cpio\"\n\
-         memory = 48\nvcpus = 1\ncmdline = \"console=hvc0 quiet {args}\"\n{extra}"
-    )
+    linux_domain(name, 48, &format!("quiet {args}"), extra)
 }
 
 /// Waits for the `n`th line holding all `needles` or panics naming `what`.
 fn expect_nth(log: &Path, needles: &[&str], n: usize, secs: u64, what: &str) -> String {
-    wait_for_nth_line(log, needles, n, scaled(secs)).unwrap_or_else(|| {
-        panic!("linux_reboot: {what}: no line {n} with {needles:?} in {secs} s (scaled)")
-    })
+    boot_tests::session::expect_nth("linux_reboot", log, needles, n, secs, what)
 }
 
 fn expect(log: &Path, needle: &str, secs: u64, what: &str) -> String {
@@ -167,23 +151,15 @@ fn linux_reboot_qemu() {
         config_module(TEST, &config),
     ];
     let (vm, sock, log) = mgmt_vm_sized(TEST, &modules, 2, "256M");
-    let qemu = std::thread::spawn(move || {
-        run_until(TEST, vm, 600, Some(&["[end] kestrel-linux: init reached"]))
-    });
+    let qemu = Machine::qemu(TEST, vm, 600, &["[end] kestrel-linux: init reached"]);
     let session = std::panic::catch_unwind(|| {
         reboot_destroyed(&sock, &log);
         reboot_restarted(&sock, &log);
     });
     let _ = hvctl_cmd(&sock, &["destroy", "lx-rb"]);
-    let end = input_file(TEST, "end.toml", &linux_toml("end", "", ""));
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    create_end_with(&sock, TEST, &linux_toml("end", "", ""));
+    let (o, ()) = qemu.join(session);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
     let boots = |name: &str| {
         o.lines
@@ -196,43 +172,15 @@ fn linux_reboot_qemu() {
     assert_clean(&o);
 }
 
-/// No Linux console line and no hypervisor line says something broke.
-fn assert_clean(o: &boot_tests::Outcome) {
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| BAD.iter().any(|b| l.contains(b)))
-        .collect();
-    assert!(bad.is_empty(), "{}: {bad:#?}", o.test);
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{}: the hypervisor died",
-        o.test
-    );
-}
-
 /// VT-x: the same restart path through VMCALL.
 #[test]
 fn linux_reboot_bochs() {
     let test = "linux_reboot";
-    let [vmlinux, initramfs] = linux_modules();
-    let o = GuestRun {
-        name: test,
-        options: "dom0",
-        modules: vec![
-            guest_module("dom0", "dom0", ""),
-            vmlinux,
-            initramfs,
-            config_module(
-                test,
-                &linux_toml("lx", "kestrel.end=reboot", "on_reboot = \"destroy\"\n"),
-            ),
-        ],
-        cpus: 2,
-        memory_mib: 256,
-        stop: Some(&["domain-end: ", " name=lx "]),
-    }
-    .boot(Backend::Vmx);
+    let o = vmx_dom0_linux(
+        test,
+        &linux_toml("lx", "kestrel.end=reboot", "on_reboot = \"destroy\"\n"),
+        "lx",
+    );
     let _report = ReportOnPanic(&o);
     o.expect_line("[lx] kestrel-linux: reboot -f (kestrel.end=reboot)");
     o.expect_line(" name=lx result=rebooted code=0 ");

@@ -12,45 +12,21 @@
 //! | `linux_shell_shutdown_qemu` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB, COM2 a socket for `hvctl` | `lx-sh` (`kestrel.shell=1`): once init has started the shell, `hvctl shutdown` exits 0 with `ended: exited with code 0` (not `forced`), busybox init said `The system is going down NOW!` and `Requesting system poweroff`, the kernel said `reboot: Power down`, `info` says `ended`/`exited`; no bad kernel line |
 //! | `linux_shell_shutdown_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB, COM2 bridged as in `linux_console_bochs` | the same for `lx-sh` |
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use boot_tests::artifacts::{guest_module, root, shared_iso};
-use boot_tests::bochs::{Pc, TIMEOUT_S, run_iso};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::mgmt::{
-    config_module, hvctl_cmd, hvctl_info, input_file, linux_modules, mgmt_vm_sized,
-    wait_for_nth_line,
-};
-use boot_tests::qemu::run_until;
-use boot_tests::scaled;
+use boot_tests::linux_dom::{BochsMgmt, linux_domain};
+use boot_tests::mgmt::{config_module, hvctl_cmd, hvctl_info, linux_modules, mgmt_vm_sized};
+use boot_tests::session::{END_LINE, Machine, create_end, expect_nth};
 
-use super::linux_console_bochs::{bridge, free_port};
-
-/// What no console line may say.
-const BAD: [&str; 4] = [
-    "WARNING:",
-    "BUG:",
-    "unchecked MSR access",
-    "general protection",
-];
+use super::linux_console_bochs::bridge;
 
 const NAME: &str = "lx-sh";
 
-/// A 48 MiB, 1-vCPU Linux domain in the demo's shell mode.
-const LINUX: &str = "[[domain]]\nname = \"lx-sh\"\nkernel = \"vmlinux\"\n\
-     initrd = \"initramfs.cpio\"\nmemory = 48\nvcpus = 1\n\
-     cmdline = \"console=hvc0 quiet kestrel.shell=1\"\n";
-
-/// The domain whose greeting stops the run once the session is over.
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-const END_LINE: &[&str] = &["[end] hello from", "kestrel-test-end"];
-
 /// Waits for a line holding all `needles` or panics naming `what`.
 fn expect(test: &str, log: &Path, needles: &[&str], secs: u64, what: &str) {
-    if wait_for_nth_line(log, needles, 1, scaled(secs)).is_none() {
-        panic!("{test}: {what}: no line with {needles:?} in {secs} s (scaled)");
-    }
+    expect_nth(test, log, needles, 1, secs, what);
 }
 
 /// The shell is up under init (init's signal handlers are installed
@@ -109,19 +85,9 @@ fn shutdown_at_the_prompt(test: &str, sock: &Path, log: &Path) {
     );
 }
 
-/// No console line and no hypervisor line says something broke.
+/// [`boot_tests::linux_dom::assert_clean`], and dom0 forced no domain.
 fn assert_clean(o: &boot_tests::Outcome) {
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| BAD.iter().any(|b| l.contains(b)))
-        .collect();
-    assert!(bad.is_empty(), "{}: {bad:#?}", o.test);
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{}: the hypervisor died",
-        o.test
-    );
+    boot_tests::linux_dom::assert_clean(o);
     assert!(
         !o.lines.iter().any(|l| l.contains("(forced)")),
         "{}: dom0 forced a domain",
@@ -136,7 +102,8 @@ fn modules(test: &str) -> Vec<xtask::iso::Module> {
         guest_module("hello", "hello", ""),
         vmlinux,
         initramfs,
-        config_module(test, LINUX),
+        // A 48 MiB Linux domain in the demo's shell mode.
+        config_module(test, &linux_domain(NAME, 48, "quiet kestrel.shell=1", "")),
     ]
 }
 
@@ -144,18 +111,12 @@ fn modules(test: &str) -> Vec<xtask::iso::Module> {
 fn linux_shell_shutdown_qemu() {
     let test = "linux_shell_shutdown_qemu";
     let (vm, sock, log) = mgmt_vm_sized(test, &modules(test), 2, "256M");
-    let qemu = std::thread::spawn(move || run_until(test, vm, 600, Some(END_LINE)));
+    let qemu = Machine::qemu(test, vm, 600, END_LINE);
     let session = std::panic::catch_unwind(|| shutdown_at_the_prompt(test, &sock, &log));
     let _ = hvctl_cmd(&sock, &["destroy", NAME]);
-    let end = input_file(test, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    create_end(&sock, test);
+    let (o, ()) = qemu.join(session);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{test}");
     assert_clean(&o);
 }
@@ -164,36 +125,10 @@ fn linux_shell_shutdown_qemu() {
 #[test]
 fn linux_shell_shutdown_bochs() {
     let test = "linux_shell_shutdown_bochs";
-    let iso = shared_iso(
-        &format!("{test}.iso"),
-        "exit=bochs shutdown dom0 loglevel=info",
-        &modules(test),
-    );
-    let port = free_port();
-    let mut pc = Pc::new("corei7_haswell_4770", 2, 256);
-    let com2: &'static str = Box::leak(
-        format!("com2: enabled=1, mode=socket-server, dev=localhost:{port}").into_boxed_str(),
-    );
-    pc.extra.push(com2);
-    let run_dir = root().join("runs").join(test);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let log = run_dir.join("serial.log");
-    // Not in the run's directory: the run empties that when it starts.
-    let sock: PathBuf = root().join("runs").join(format!("{test}.mgmt.sock"));
-    let bochs = std::thread::spawn(move || run_iso(test, &pc, &iso, Some(END_LINE), TIMEOUT_S));
-    let session = std::panic::catch_unwind(|| {
-        bridge(port, &sock);
-        shutdown_at_the_prompt(test, &sock, &log);
+    let o = BochsMgmt::new(test, &modules(test)).run(test, bridge, |sock, log| {
+        shutdown_at_the_prompt(test, sock, log)
     });
-    let end = input_file(test, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = bochs
-        .join()
-        .unwrap_or_else(|_| panic!("the Bochs thread panicked"));
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     o.expect_line(" name=lx-sh result=exited code=0 ");
     assert_clean(&o);
 }

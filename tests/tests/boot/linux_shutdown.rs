@@ -13,41 +13,24 @@
 //! | `linux_shutdown_qemu` | QEMU TCG (AMD-V), 2 CPUs, 256 MiB, COM2 a socket for `hvctl` | `lx-off`: `hvctl shutdown` exits 0 with `ended: exited with code 0` (not `forced`), `/init` got SIGUSR2 from `poweroff`, the kernel said `reboot: Power down`, `info` says `ended`/`exited`; `lx-rb` (default `on_reboot = "restart"`): `hvctl reboot` exits 0 naming the domain that replaced it, `/init` got SIGTERM from `reboot`, the kernel said `reboot: Restarting system`, the new Linux boots to `/init` again, and `hvctl shutdown` ends that one `exited` too; no bad kernel line |
 //! | `linux_shutdown_bochs` | Bochs Haswell (VT-x), `dom0` option, 2 CPUs, 256 MiB, COM2 bridged as in `linux_console_bochs` | `lx`: `hvctl shutdown` exits 0, `exited with code 0`, after SIGUSR2 and `reboot: Power down` |
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use boot_tests::artifacts::{guest_module, root, shared_iso};
-use boot_tests::bochs::{Pc, TIMEOUT_S, run_iso};
+use boot_tests::artifacts::guest_module;
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::mgmt::{
-    config_module, hvctl_cmd, hvctl_info, input_file, linux_modules, mgmt_vm_sized,
-    wait_for_nth_line,
-};
-use boot_tests::qemu::run_until;
-use boot_tests::scaled;
+use boot_tests::linux_dom::{BochsMgmt, assert_clean, linux_domain};
+use boot_tests::mgmt::{config_module, hvctl_cmd, hvctl_info, linux_modules, mgmt_vm_sized};
+use boot_tests::session::{END_LINE, Machine, create_end};
 
-use super::linux_console_bochs::{bridge, free_port};
-
-/// What no Linux console may say.
-const BAD: [&str; 4] = [
-    "WARNING:",
-    "BUG:",
-    "unchecked MSR access",
-    "general protection",
-];
+use super::linux_console_bochs::bridge;
 
 /// A 48 MiB, 1-vCPU Linux domain whose `/init` waits for a request.
 fn linux_toml(name: &str) -> String {
-    format!(
-        "[[domain]]\nname = \"{name}\"\nkernel = \"vmlinux\"\ninitrd = \"initramfs.cpio\"\n\
-         memory = 48\nvcpus = 1\ncmdline = \"console=hvc0 quiet kestrel.end=wait\"\n"
-    )
+    linux_domain(name, 48, "quiet kestrel.end=wait", "")
 }
 
 /// Waits for the `n`th line holding all `needles` or panics naming `what`.
 fn expect_nth(log: &Path, needles: &[&str], n: usize, secs: u64, what: &str) -> String {
-    wait_for_nth_line(log, needles, n, scaled(secs)).unwrap_or_else(|| {
-        panic!("linux_shutdown: {what}: no line {n} with {needles:?} in {secs} s (scaled)")
-    })
+    boot_tests::session::expect_nth("linux_shutdown", log, needles, n, secs, what)
 }
 
 /// `name`'s `n`th `/init` is up and waiting for a request.
@@ -159,12 +142,6 @@ fn reboot_honoured(sock: &Path, log: &Path) {
 
 const TEST: &str = "linux_shutdown_qemu";
 
-/// The domain whose greeting stops the run once the session is over (a
-/// small guest: a third Linux boot would cost minutes under Bochs).
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-const END_LINE: &[&str] = &["[end] hello from", "kestrel-test-end"];
-
 #[test]
 fn linux_shutdown_qemu() {
     let [vmlinux, initramfs] = linux_modules();
@@ -177,7 +154,7 @@ fn linux_shutdown_qemu() {
         config_module(TEST, &config),
     ];
     let (vm, sock, log) = mgmt_vm_sized(TEST, &modules, 2, "256M");
-    let qemu = std::thread::spawn(move || run_until(TEST, vm, 600, Some(END_LINE)));
+    let qemu = Machine::qemu(TEST, vm, 600, END_LINE);
     let session = std::panic::catch_unwind(|| {
         waiting(&log, "lx-off", 1, 240);
         waiting(&log, "lx-rb", 1, 240);
@@ -187,36 +164,15 @@ fn linux_shutdown_qemu() {
     for n in ["lx-off", "lx-rb"] {
         let _ = hvctl_cmd(&sock, &["destroy", n]);
     }
-    let end = input_file(TEST, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("the QEMU thread panicked"));
+    create_end(&sock, TEST);
+    let (o, ()) = qemu.join(session);
     let _report = ReportOnPanic(&o);
-    if let Err(e) = session {
-        std::panic::resume_unwind(e);
-    }
     assert_eq!(o.ended, xtask::runner::Ended::Stopped, "{TEST}");
     assert!(
         !o.lines.iter().any(|l| l.contains("(forced)")),
         "{TEST}: dom0 forced a domain"
     );
     assert_clean(&o);
-}
-
-/// No Linux console line and no hypervisor line says something broke.
-fn assert_clean(o: &boot_tests::Outcome) {
-    let bad: Vec<&String> = o
-        .lines
-        .iter()
-        .filter(|l| BAD.iter().any(|b| l.contains(b)))
-        .collect();
-    assert!(bad.is_empty(), "{}: {bad:#?}", o.test);
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{}: the hypervisor died",
-        o.test
-    );
 }
 
 /// VT-x: the same power-off path, the request through VMCALL.
@@ -231,37 +187,11 @@ fn linux_shutdown_bochs() {
         initramfs,
         config_module(test, &linux_toml("lx")),
     ];
-    let iso = shared_iso(
-        &format!("{test}.iso"),
-        "exit=bochs shutdown dom0 loglevel=info",
-        &modules,
-    );
-    let port = free_port();
-    let mut pc = Pc::new("corei7_haswell_4770", 2, 256);
-    let com2: &'static str = Box::leak(
-        format!("com2: enabled=1, mode=socket-server, dev=localhost:{port}").into_boxed_str(),
-    );
-    pc.extra.push(com2);
-    let run_dir = root().join("runs").join(test);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let log = run_dir.join("serial.log");
-    // Not in the run's directory: the run empties that when it starts.
-    let sock: PathBuf = root().join("runs").join(format!("{test}.mgmt.sock"));
-    let bochs = std::thread::spawn(move || run_iso(test, &pc, &iso, Some(END_LINE), TIMEOUT_S));
-    let result = std::panic::catch_unwind(|| {
-        bridge(port, &sock);
-        waiting(&log, "lx", 1, 240);
-        shutdown_honoured(&sock, &log, "lx", 1);
+    let o = BochsMgmt::new(test, &modules).run(test, bridge, |sock, log| {
+        waiting(log, "lx", 1, 240);
+        shutdown_honoured(sock, log, "lx", 1);
     });
-    let end = input_file(test, "end.toml", END);
-    let _ = hvctl_cmd(&sock, &["create", end.to_str().unwrap_or("")]);
-    let o = bochs
-        .join()
-        .unwrap_or_else(|_| panic!("the Bochs thread panicked"));
     let _report = ReportOnPanic(&o);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
     o.expect_line(" name=lx result=exited code=0 ");
     assert_clean(&o);
 }

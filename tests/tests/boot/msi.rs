@@ -17,23 +17,22 @@
 use boot_tests::Outcome;
 use boot_tests::artifacts::{guest_module, shared_iso};
 use boot_tests::domains::ReportOnPanic;
-use boot_tests::qemu::{BIOS_TIMEOUT_S, iso_vm, run_until};
+use boot_tests::edu_vm::{EDU, boot_until, device, edu_vm};
+use std::ffi::OsString;
 
 /// The edu device (MSI) and an NVMe controller (MSI-X) at fixed slots.
-fn devices(test: &str) -> Vec<String> {
+fn devices(test: &str) -> Vec<OsString> {
     let dir = boot_tests::artifacts::root().join("disks").join(test);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{test}: {e}"));
     let nvme = dir.join("nvme.img");
     std::fs::write(&nvme, vec![0u8; 1 << 20]).unwrap_or_else(|e| panic!("{test}: {e}"));
-    [
+    let mut v: Vec<OsString> = vec![
         "-drive".into(),
-        format!("if=none,id=nvme,format=raw,file={}", nvme.display()),
-        "-device".into(),
-        "nvme,drive=nvme,serial=kestrel0,addr=0x5".into(),
-        "-device".into(),
-        "edu,addr=0x6".into(),
-    ]
-    .into()
+        format!("if=none,id=nvme,format=raw,file={}", nvme.display()).into(),
+    ];
+    v.extend(device("nvme,drive=nvme,serial=kestrel0,addr=0x5"));
+    v.extend(device(EDU));
+    v
 }
 
 /// Boots `module` as the control domain with `options`, behind `iommu`,
@@ -45,23 +44,9 @@ fn boot(test: &str, options: &str, iommu: Option<&str>, module: &str, until: &st
         &format!("exit=qemu dom0 loglevel=info {options}"),
         &[guest_module(module, module, args)],
     );
-    let mut vm = iso_vm(&iso, 1, "128M");
-    if let Some(unit) = iommu {
-        vm.extra.extend(["-device".into(), unit.into()]);
-    }
-    vm.extra.extend(devices(test).into_iter().map(Into::into));
-    let o = run_until(test, vm, BIOS_TIMEOUT_S, Some(&[until]));
+    let o = boot_until(test, edu_vm(&iso, iommu, devices(test)), &[until]);
     {
         let _r = ReportOnPanic(&o);
-        assert_eq!(
-            o.ended,
-            xtask::runner::Ended::Stopped,
-            "{test}: never reached {until:?}"
-        );
-        assert!(
-            o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-            "{test}: died"
-        );
         assert!(o.line("killed").is_none(), "{test}: a domain was killed");
         assert!(
             o.line("with no message bound to it").is_none(),

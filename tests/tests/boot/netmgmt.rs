@@ -20,7 +20,7 @@ use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
 use xtask::iso::Module;
 
-use boot_tests::tcp::free_port;
+use boot_tests::tcp::{forwarded_nic, free_port};
 pub(super) use boot_tests::tcp::{keygen, over_tcp};
 
 /// What a client sends first (`kestrel_toolstack::secure::HELLO`).
@@ -81,19 +81,8 @@ pub(super) fn boot(test: &'static str, iommu: &str, address: &str) -> Machine {
     ];
     let (mut vm, sock, log) = mgmt_vm(test, &modules);
     let port = free_port();
-    vm.extra.extend(
-        [
-            "-device".to_string(),
-            iommu.to_string(),
-            "-netdev".into(),
-            format!("user,id=n,hostfwd=tcp:127.0.0.1:{port}-:4444"),
-            "-device".into(),
-            // QEMU refuses iommu_platform on a transitional device; without
-            // it the device would bypass the IOMMU (dev/virtio.rs).
-            "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on".into(),
-        ]
-        .map(Into::into),
-    );
+    vm.extra.extend(["-device".into(), iommu.into()]);
+    vm.extra.extend(forwarded_nic(port));
     let qemu = std::thread::spawn(move || {
         run_until(
             test,

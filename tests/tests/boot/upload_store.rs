@@ -22,7 +22,7 @@ use boot_tests::qemu::BIOS_TIMEOUT_S;
 use boot_tests::relay::{raw, upload_chunk};
 use boot_tests::scaled;
 use boot_tests::store_vm::{store_boot, store_vm};
-use boot_tests::tcp::{free_port, keygen};
+use boot_tests::tcp::{forwarded_nic, free_port, keygen};
 use xtask::iso::Module;
 
 const TEST: &str = "upload_store_qemu_linux";
@@ -97,15 +97,7 @@ fn boot(
     let key_module = Module::named(key, "ops.key", "").unwrap_or_else(|e| panic!("{e}"));
     let (mut vm, sock, log) = store_vm(&test, disk, &config(format), &[key_module]);
     let port = free_port();
-    vm.extra.extend(
-        [
-            "-netdev".to_string(),
-            format!("user,id=n,hostfwd=tcp:127.0.0.1:{port}-:4444"),
-            "-device".into(),
-            "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on".into(),
-        ]
-        .map(Into::into),
-    );
+    vm.extra.extend(forwarded_nic(port));
     let addr = format!("127.0.0.1:{port}");
     let o = store_boot(
         &test,

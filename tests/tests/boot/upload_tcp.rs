@@ -15,7 +15,7 @@ use boot_tests::artifacts::{guest, guest_module, test_dir};
 use boot_tests::mgmt::{config_module, hvctl_cmd, input_file, mgmt_vm, wait_for_line};
 use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
 use boot_tests::scaled;
-use boot_tests::tcp::{free_port, keygen, over_tcp};
+use boot_tests::tcp::{forwarded_nic, free_port, keygen, over_tcp};
 use xtask::iso::Module;
 
 const TEST: &str = "upload_qemu_tcp";
@@ -36,17 +36,8 @@ fn upload_qemu_tcp() {
     ];
     let (mut vm, sock, log) = mgmt_vm(TEST, &modules);
     let port = free_port();
-    vm.extra.extend(
-        [
-            "-device".to_string(),
-            "intel-iommu".into(),
-            "-netdev".into(),
-            format!("user,id=n,hostfwd=tcp:127.0.0.1:{port}-:4444"),
-            "-device".into(),
-            "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on".into(),
-        ]
-        .map(Into::into),
-    );
+    vm.extra.extend(["-device".into(), "intel-iommu".into()]);
+    vm.extra.extend(forwarded_nic(port));
     let qemu = std::thread::spawn(move || {
         run_until(
             TEST,

@@ -10,29 +10,19 @@
 //! |---|---|
 //! | `xfer_qemu_tcp` | over `hvctl --host --key-file`: a qcow2 made by `qemu-img`/`qemu-io` (8 MiB, 3 written ranges) is imported as a volume with only its data sent; exported as qcow2 it passes `qemu-img check` and `qemu-img compare` finds it identical to the original; exported as raw, `qemu-img compare` again; a qcow2 with its L1 table offset past the end is refused (exit 2) naming the L1 table, and `volume list` shows only the first volume; `image import` of a raw file lists it with source `store` and the file's SHA-256 |
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use boot_tests::artifacts::{guest_module, hvctl, test_dir};
-use boot_tests::domains::ReportOnPanic;
-use boot_tests::mgmt::{config_module, input_file, mgmt_vm_sized, wait_for_line};
-use boot_tests::qemu::{BIOS_TIMEOUT_S, run_until};
-use boot_tests::scaled;
+use boot_tests::artifacts::test_dir;
+use boot_tests::qemu::BIOS_TIMEOUT_S;
+use boot_tests::store_vm::{store_boot, store_vm};
+use boot_tests::tcp::{forwarded_nic, free_port, keygen};
 use xtask::iso::Module;
 
 const TEST: &str = "xfer_qemu_tcp";
 const CONFIG: &str = "[network]\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.2\"\n\
                       key_files = [\"ops.key\"]\n\n\
                       [store]\ndisk = \"kestrel-store0\"\nformat = true\n";
-const END: &str =
-    "[[domain]]\nname = \"end\"\nimage = \"hello\"\nmemory = 4\ncmdline = \"kestrel-test-end\"\n";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
 
 fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -52,22 +42,12 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap_or("")
 }
 
-/// `hvctl --host ADDR --key-file KEY ARGS...`: exit status, stdout, stderr.
+/// [`boot_tests::tcp::over_tcp`] with a 120 s reply timeout (an import
+/// or export is many requests).
 fn over_tcp(addr: &str, key: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hvctl())
-        .args(["--host", addr, "--key-file"])
-        .arg(key)
-        .args(["--timeout", "120"])
-        .args(args)
-        .env_remove("KESTREL_HOST")
-        .env_remove("KESTREL_SOCKET")
-        .output()
-        .unwrap_or_else(|e| panic!("running hvctl: {e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["--timeout", "120"];
+    all.extend_from_slice(args);
+    boot_tests::tcp::over_tcp(addr, key, &all)
 }
 
 fn checks(addr: &str, key: &Path, dir: &Path) {
@@ -138,73 +118,18 @@ fn checks(addr: &str, key: &Path, dir: &Path) {
     assert!(row.contains(" store ") && row.ends_with(&sha), "{row}");
 }
 
-fn keygen(dir: &Path) -> PathBuf {
-    let p = dir.join("ops.key");
-    let _ = std::fs::remove_file(&p);
-    let out = Command::new(hvctl())
-        .arg("keygen")
-        .arg(&p)
-        .output()
-        .unwrap_or_else(|e| panic!("hvctl keygen: {e}"));
-    assert!(out.status.success(), "hvctl keygen: {out:?}");
-    p
-}
-
 #[test]
 fn xfer_qemu_tcp() {
     let dir = test_dir(&format!("{TEST}.files"));
-    let key = keygen(&dir);
+    let key = keygen(&dir, "ops.key");
     let disk = dir.join("store.img");
     std::fs::write(&disk, vec![0u8; 64 << 20]).unwrap_or_else(|e| panic!("{e}"));
-    let modules = vec![
-        guest_module("dom0", "dom0", ""),
-        guest_module("hello", "hello", ""),
-        config_module(TEST, CONFIG),
-        Module::named(&key, "ops.key", "").unwrap_or_else(|e| panic!("{e}")),
-    ];
-    let (mut vm, _sock, log) = mgmt_vm_sized(TEST, &modules, 1, "256M");
+    let key_module = Module::named(&key, "ops.key", "").unwrap_or_else(|e| panic!("{e}"));
+    let (mut vm, sock, log) = store_vm(TEST, &disk, CONFIG, &[key_module]);
     let port = free_port();
-    vm.extra.extend(
-        [
-            "-device".to_string(),
-            "intel-iommu".into(),
-            "-drive".into(),
-            format!("if=none,id=store,format=raw,file={}", disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=store,addr=0x3,disable-legacy=on,iommu_platform=on,serial=kestrel-store0"
-                .into(),
-            "-netdev".into(),
-            format!("user,id=n,hostfwd=tcp:127.0.0.1:{port}-:4444"),
-            "-device".into(),
-            "virtio-net-pci,netdev=n,addr=0x4,disable-legacy=on,iommu_platform=on".into(),
-        ]
-        .map(Into::into),
-    );
-    let qemu = std::thread::spawn(move || {
-        run_until(
-            TEST,
-            vm,
-            BIOS_TIMEOUT_S,
-            Some(&["[end] hello from", "kestrel-test-end"]),
-        )
-    });
+    vm.extra.extend(forwarded_nic(port));
     let addr = format!("127.0.0.1:{port}");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for_line(&log, "dom0: ready: ", scaled(120))
-            .unwrap_or_else(|| panic!("{TEST}: dom0 never became ready"));
-        checks(&addr, &key, &dir);
-    }));
-    let end = input_file(TEST, "end.toml", END);
-    let _ = over_tcp(&addr, &key, &["create", s(&end)]);
-    let o = qemu
-        .join()
-        .unwrap_or_else(|_| panic!("{TEST}: qemu thread"));
-    let _report = ReportOnPanic(&o);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
-    assert!(
-        o.fatal_lines().is_empty() && o.panic_lines().is_empty(),
-        "{TEST}: died"
-    );
+    store_boot(TEST, (vm, sock, log), BIOS_TIMEOUT_S, TEST, |_, _| {
+        checks(&addr, &key, &dir)
+    });
 }

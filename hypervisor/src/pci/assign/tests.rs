@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::pci::header::{Bar, BarKind, Caps};
+use crate::pci::fake::nvme;
+use crate::pci::header::{Bar, BarKind};
 use arrayvec::ArrayVec;
 
 fn func(dev: u8, class: u8, header_type: u8, io: Option<(u64, u64)>) -> Function {
@@ -17,12 +18,6 @@ fn func(dev: u8, class: u8, header_type: u8, io: Option<(u64, u64)>) -> Function
         });
     }
     Function {
-        bdf: Bdf {
-            seg: 0,
-            bus: 0,
-            dev,
-            func: 0,
-        },
         vendor: 0x1af4,
         device: 0x1042,
         class,
@@ -30,8 +25,7 @@ fn func(dev: u8, class: u8, header_type: u8, io: Option<(u64, u64)>) -> Function
         prog_if: 0,
         header_type,
         bars,
-        caps: Caps::default(),
-        bridge: None,
+        ..nvme(dev)
     }
 }
 

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::pci::Bdf;
+use crate::pci::fake::nvme;
 use crate::pci::header::{Bar, Caps};
 use arrayvec::ArrayVec;
 
@@ -18,21 +18,9 @@ fn func(bars: &[(u8, BarKind, u64, u64)], caps: Caps) -> Function {
         });
     }
     Function {
-        bdf: Bdf {
-            seg: 0,
-            bus: 0,
-            dev: 3,
-            func: 0,
-        },
-        vendor: 0x1b36,
-        device: 0x10,
-        class: 1,
-        subclass: 8,
-        prog_if: 2,
-        header_type: 0,
         bars: v,
         caps,
-        bridge: None,
+        ..nvme(3)
     }
 }
 

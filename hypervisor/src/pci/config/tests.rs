@@ -3,57 +3,38 @@
 
 use super::*;
 use crate::domain::ids::DomainId;
-use crate::pci::fake::{FakeConfig, FakeFn};
+use crate::pci::fake::{BUS0, FakeConfig, FakeFn, bdf, found};
 use crate::pci::header::{CAP_MSI, CAP_MSIX, CAP_PCIE};
 use crate::pci::live::config_op;
 use crate::pci::table::Device;
-use crate::pci::walk::{Segment, walk};
+use crate::pci::walk::walk;
 use alloc::vec::Vec;
 use pvabi::{HC_PCI_CONFIG_READ, HC_PCI_CONFIG_WRITE, HC_PCI_LIST, sbdf};
 
 const DOM0: DomainId = DomainId(0);
 const OTHER: DomainId = DomainId(7);
 
-fn bdf(dev: u8) -> Bdf {
-    Bdf {
-        seg: 0,
-        bus: 0,
-        dev,
-        func: 0,
-    }
-}
-
 /// A virtio-like device at 00:03.0 (MSI-X at 0x40, MSI 64-bit at 0x50,
 /// PCIe at 0x68) owned by dom0, and one at 00:04.0 owned by nobody.
 fn setup() -> (FakeConfig, Vec<Device>) {
     let cfg = FakeConfig::default();
-    let mut f = FakeFn::new(0x1af4, 0x1042, 0x0100_0000, 0)
-        .mem_bar(0, 0xfeb0_0000, 0x1000, false, false)
-        .mem_bar(4, 0xfe00_0000, 0x4000, true, true)
-        .caps(
-            0x40,
-            &[
-                (0x40, CAP_MSIX, 0x50),
-                (0x50, CAP_MSI, 0x68),
-                (0x68, CAP_PCIE, 0),
-            ],
-        );
+    let mut f = FakeFn::virtio().caps(
+        0x40,
+        &[
+            (0x40, CAP_MSIX, 0x50),
+            (0x50, CAP_MSI, 0x68),
+            (0x68, CAP_PCIE, 0),
+        ],
+    );
     f.regs[0x50 / 4] |= 0x80 << 16; // MSI message control: 64-bit
     f.regs[1] |= 0x0006; // memory + bus master on
     cfg.add(bdf(3), f);
-    cfg.add(bdf(4), FakeFn::new(0x1234, 0x11e8, 0x00ff_0000, 0));
-    let seg = [Segment {
-        seg: 0,
-        bus_start: 0,
-        bus_end: 0,
-    }];
-    let t = walk(&cfg, &seg)
+    cfg.add(bdf(4), FakeFn::edu());
+    let t = walk(&cfg, &BUS0)
         .into_iter()
         .map(|f| Device {
             owner: (f.bdf.dev == 3).then_some(DOM0),
-            mapped: 0,
-            policy: Ok(crate::pci::assign::Fence::Unsafe),
-            f,
+            ..found(f, Ok(crate::pci::assign::Fence::Unsafe))
         })
         .collect();
     (cfg, t)

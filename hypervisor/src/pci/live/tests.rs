@@ -3,34 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::pci::Bdf;
-use crate::pci::header::{Caps, Function};
-use crate::pci::table::Device;
+use crate::pci::fake;
 
-/// An NVMe-like function at 0000:00:05.0, unowned (also `reassign`'s tests).
-pub(in crate::pci) fn device(policy: Result<Fence, crate::pci::assign::Keep>) -> Device {
-    Device {
-        f: Function {
-            bdf: Bdf {
-                seg: 0,
-                bus: 0,
-                dev: 5,
-                func: 0,
-            },
-            vendor: 0x1b36,
-            device: 0x0010,
-            class: 1,
-            subclass: 8,
-            prog_if: 2,
-            header_type: 0,
-            bars: Default::default(),
-            caps: Caps::default(),
-            bridge: None,
-        },
-        policy,
-        owner: None,
-        mapped: 0,
-    }
+/// An NVMe-like function at 0000:00:05.0, unowned.
+fn device(policy: Result<Fence, crate::pci::assign::Keep>) -> Device {
+    fake::device(5, policy)
 }
 
 #[test]

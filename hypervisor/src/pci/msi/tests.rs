@@ -6,21 +6,12 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::pci::fake::{FakeConfig, FakeFn};
+use crate::pci::fake::{BUS0, FakeConfig, FakeFn, VIRTIO_BAR4, bdf};
 use crate::pci::header::{CAP_MSI, CAP_MSIX};
-use crate::pci::walk::{Segment, walk};
+use crate::pci::walk::walk;
 
 const DOM0: DomainId = DomainId(0);
 const OTHER: DomainId = DomainId(7);
-
-fn bdf(dev: u8) -> Bdf {
-    Bdf {
-        seg: 0,
-        bus: 0,
-        dev,
-        func: 0,
-    }
-}
 
 /// Config space plus an MSI-X table in memory.
 #[derive(Default)]
@@ -41,35 +32,26 @@ impl MsiHw for Hw {
     }
 }
 
-const TABLE: u64 = 0xfe00_0000;
+const TABLE: u64 = VIRTIO_BAR4;
 
 /// 00:03.0: MSI-X (4 entries, table at BAR4 + 0, PBA at BAR4 + 0x800) at
 /// 0x40 and MSI at 0x50 (`msi_ctl` its message control); 00:04.0: no
 /// capability at all.
 fn setup(msi_ctl: u32) -> (Hw, Vec<Function>) {
     let hw = Hw::default();
-    let mut f = FakeFn::new(0x1af4, 0x1042, 0x0100_0000, 0)
-        .mem_bar(0, 0xfeb0_0000, 0x1000, false, false)
-        .mem_bar(4, TABLE, 0x4000, true, true)
-        .caps(0x40, &[(0x40, CAP_MSIX, 0x50), (0x50, CAP_MSI, 0)]);
+    let mut f = FakeFn::virtio().caps(0x40, &[(0x40, CAP_MSIX, 0x50), (0x50, CAP_MSI, 0)]);
     f.regs[0x40 / 4] |= 3 << 16; // table size 4
     f.regs[0x44 / 4] = 4; // BIR 4, offset 0
     f.regs[0x48 / 4] = 0x800 | 4;
     f.regs[0x50 / 4] |= msi_ctl << 16;
     hw.cfg.add(bdf(3), f);
-    hw.cfg
-        .add(bdf(4), FakeFn::new(0x1234, 0x11e8, 0x00ff_0000, 0));
+    hw.cfg.add(bdf(4), FakeFn::edu());
     // Entries as firmware may leave them: unmasked, with junk.
     for e in 0..4u64 {
         hw.mmio_write32(TABLE + e * 16 + 8, 0xdead);
         hw.mmio_write32(TABLE + e * 16 + 12, 0);
     }
-    let seg = [Segment {
-        seg: 0,
-        bus_start: 0,
-        bus_end: 0,
-    }];
-    let fs = walk(&hw.cfg, &seg);
+    let fs = walk(&hw.cfg, &BUS0);
     (hw, fs)
 }
 

@@ -3,23 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
-use crate::pci::live::tests::device;
+use crate::pci::fake::{bdf, device};
 
 const DOM0: DomainId = DomainId(1);
 
 fn at(dev: u8, policy: Result<Fence, Keep>, owner: Option<DomainId>) -> Device {
-    let mut d = device(policy);
-    d.f.bdf.dev = dev;
-    d.owner = owner;
-    d
-}
-
-fn bdf(dev: u8) -> Bdf {
-    Bdf {
-        seg: 0,
-        bus: 0,
-        dev,
-        func: 0,
+    Device {
+        owner,
+        ..device(dev, policy)
     }
 }
 

@@ -3,18 +3,8 @@
 
 use super::*;
 use crate::boot::pciopts::{IommuMode, PciHide};
-use crate::pci::Bdf;
-use crate::pci::fake::{FakeConfig, FakeFn};
-use crate::pci::walk::{Segment, walk};
-
-fn bdf(dev: u8) -> Bdf {
-    Bdf {
-        seg: 0,
-        bus: 0,
-        dev,
-        func: 0,
-    }
-}
+use crate::pci::fake::{BUS0, FakeConfig, FakeFn, bdf, found};
+use crate::pci::walk::walk;
 
 fn devices(iommu: IommuMode) -> Vec<Device> {
     let cfg = FakeConfig::default();
@@ -25,24 +15,17 @@ fn devices(iommu: IommuMode) -> Vec<Device> {
             .mem_bar(4, 0xfe00_0000, 0x4000, true, true)
             .caps(0x40, &[(0x40, 0x11, 0x50), (0x50, 0x10, 0)]),
     );
-    cfg.add(bdf(4), FakeFn::new(0x1234, 0x11e8, 0x00ff_0000, 0));
-    let seg = [Segment {
-        seg: 0,
-        bus_start: 0,
-        bus_end: 0,
-    }];
+    cfg.add(bdf(4), FakeFn::edu());
     let p = Policy {
         iommu,
         hide: PciHide::parse("0000:00:04").unwrap(),
         console_port: Some(0x3f8),
     };
-    walk(&cfg, &seg)
+    walk(&cfg, &BUS0)
         .into_iter()
-        .map(|f| Device {
-            policy: assign::decide(&f, &p),
-            f,
-            owner: None,
-            mapped: 0,
+        .map(|f| {
+            let policy = assign::decide(&f, &p);
+            found(f, policy)
         })
         .collect()
 }
