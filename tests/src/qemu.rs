@@ -106,17 +106,14 @@ fn retry_vm(mut vm: Vm) -> Vm {
     vm
 }
 
-/// Whether `first` ended in the emulator's own fault (then said and
+/// Whether `run` ended in the emulator's own fault (then said and
 /// recorded, with how `next` boots again: see [`run_until`]).
-fn emulator_fault(test: &str, first: &Outcome, next: &Vm) -> bool {
-    let host = first
+fn emulator_fault(test: &str, run: &Outcome, next: &Vm) -> bool {
+    let host = run
         .triple_fault
         .as_ref()
         .filter(|t| t.lost_translation_after_vmexit());
-    let guest = first
-        .lines
-        .iter()
-        .find(|l| reset::guest_lost_translation(l));
+    let guest = run.lines.iter().find(|l| reset::guest_lost_translation(l));
     let (what, summary, dump) = match (host, guest) {
         (Some(t), _) => (
             format!(
@@ -129,7 +126,7 @@ fn emulator_fault(test: &str, first: &Outcome, next: &Vm) -> bool {
         (None, Some(l)) => (
             format!("a guest's page translation right after its vmmcall ({l})"),
             l.clone(),
-            first.lines.join("\n"),
+            run.lines.join("\n"),
         ),
         (None, None) => return false,
     };

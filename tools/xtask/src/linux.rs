@@ -160,29 +160,15 @@ pub fn vmlinux() -> Result<PathBuf> {
     let key = cache_key(&version, &patches)?;
     let dir = cache_dir().join("linux").join(&key);
     let out = dir.join("vmlinux");
-    if out.is_file() {
-        println!(
-            "kestrel: Linux {version} with the Kestrel series, cached: {}",
-            out.display()
-        );
-        return Ok(out);
-    }
     // One build per key at a time, across processes and threads (`cargo
     // xtask test` starts one in the background while the boot tests may ask
     // for it from two threads): the others wait here, then find it cached.
-    let linux_dir = cache_dir().join("linux");
-    fs::create_dir_all(&linux_dir).context(|| format!("creating {}", linux_dir.display()))?;
-    let lock_path = linux_dir.join(format!("{key}.lock"));
-    let lock =
-        fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        println!(
-            "kestrel: waiting for the Linux build that holds {} (another process or thread builds this key)",
-            lock_path.display()
-        );
-        lock.lock()
-            .context(|| format!("locking {}", lock_path.display()))?;
-    }
+    // A cached kernel needs no lock (nor a writable cache directory).
+    let _lock = if out.is_file() {
+        None
+    } else {
+        Some(build_lock(&key)?)
+    };
     if out.is_file() {
         println!(
             "kestrel: Linux {version} with the Kestrel series, cached: {}",
@@ -234,6 +220,25 @@ pub fn vmlinux() -> Result<PathBuf> {
         started.elapsed().as_secs_f64()
     );
     Ok(out)
+}
+
+/// Holds the build of `key` (an `flock` on `<cache>/linux/<key>.lock`,
+/// let go when the file is dropped), waiting for a build in flight.
+fn build_lock(key: &str) -> Result<fs::File> {
+    let linux_dir = cache_dir().join("linux");
+    fs::create_dir_all(&linux_dir).context(|| format!("creating {}", linux_dir.display()))?;
+    let lock_path = linux_dir.join(format!("{key}.lock"));
+    let lock =
+        fs::File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        println!(
+            "kestrel: waiting for the Linux build that holds {} (another process or thread builds this key)",
+            lock_path.display()
+        );
+        lock.lock()
+            .context(|| format!("locking {}", lock_path.display()))?;
+    }
+    Ok(lock)
 }
 
 /// Applies one patch exactly: no fuzz, no reversed guess, no prompts.

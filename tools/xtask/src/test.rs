@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check CI runs, in order, with a summary.
 
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::Instant;
 
 use xtask::error::Result;
@@ -282,10 +282,11 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     })
 }
 
-/// The background Linux build (`cargo xtask linux` in a child process).
+/// The background Linux build (`cargo xtask linux` in a child process),
+/// waited for by a thread that notes when it ended (so the summary shows
+/// the build's own time, not the whole run's).
 struct Prebuild {
-    child: Option<Child>,
-    started: Instant,
+    waiter: Option<std::thread::JoinHandle<(std::io::Result<ExitStatus>, f64)>>,
     log: std::path::PathBuf,
 }
 
@@ -305,10 +306,13 @@ fn prebuild_linux() -> Prebuild {
             .stderr(err)
             .spawn()
     };
-    let child = match spawn() {
-        Ok(c) => {
+    let waiter = match spawn() {
+        Ok(mut c) => {
             println!("\n==> {PREBUILD}: cargo xtask linux, log {}", log.display());
-            Some(c)
+            Some(std::thread::spawn(move || {
+                let st = c.wait();
+                (st, started.elapsed().as_secs_f64())
+            }))
         }
         Err(e) => {
             // Not fatal: the boot tests build it themselves.
@@ -318,11 +322,7 @@ fn prebuild_linux() -> Prebuild {
             None
         }
     };
-    Prebuild {
-        child,
-        started,
-        log,
-    }
+    Prebuild { waiter, log }
 }
 
 impl Prebuild {
@@ -330,7 +330,12 @@ impl Prebuild {
     /// like a step. A failure here is reported, not hidden: the boot tests
     /// that need Linux then built it again and said why it failed.
     fn finish(self) -> Outcome {
-        let verdict = match self.child.map(|mut c| c.wait()) {
+        let ended = self.waiter.map(|w| {
+            w.join()
+                .unwrap_or_else(|_| (Err(std::io::Error::other("its waiter panicked")), 0.0))
+        });
+        let secs = ended.as_ref().map_or(0.0, |(_, s)| *s);
+        let verdict = match ended.map(|(st, _)| st) {
             Some(Ok(st)) if st.success() => Verdict::Ok,
             Some(Ok(st)) => {
                 eprintln!(
@@ -348,7 +353,7 @@ impl Prebuild {
         Outcome {
             name: PREBUILD,
             verdict,
-            secs: self.started.elapsed().as_secs_f64(),
+            secs,
         }
     }
 }
