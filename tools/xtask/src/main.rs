@@ -20,6 +20,7 @@ mod linuxnative;
 mod mkbench;
 mod ringbench;
 mod specbench;
+mod spread;
 mod test;
 mod upbench;
 mod upprof;

@@ -20,6 +20,8 @@ struct Step {
     /// What to do when it fails, printed under the failure and in the
     /// summary.
     fix: Option<&'static str>,
+    /// Run this instead of `cargo <args>` (`args` is then only printed).
+    custom: Option<fn() -> Result<()>>,
 }
 
 fn step(name: &'static str, args: &[&str]) -> Step {
@@ -28,7 +30,39 @@ fn step(name: &'static str, args: &[&str]) -> Step {
         args: args.iter().map(|s| s.to_string()).collect(),
         env: &[],
         fix: None,
+        custom: None,
     }
+}
+
+/// The host unit tests (everything but the bare-metal crates and the boot
+/// tests); the interleaving search reuses their build.
+const UNIT_TESTS: [&str; 8] = [
+    "test",
+    "--workspace",
+    "--exclude",
+    "boot-tests",
+    "--exclude",
+    paths::GUESTS_PACKAGE,
+    "--exclude",
+    paths::DOM0_PACKAGE,
+];
+
+/// The test filter of the exhaustive interleaving search.
+const INTERLEAVINGS: &str = "sched::live::tests";
+
+/// The exhaustive interleaving search, its tests spread over one process
+/// per core: each test is one thread's worth of work and the tests of one
+/// process take turns (they share the hypervisor's global tables), so one
+/// `cargo test` would leave the other cores idle.
+fn interleavings() -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::spread::run(
+        &UNIT_TESTS,
+        paths::KERNEL_PACKAGE,
+        INTERLEAVINGS,
+        &[("KESTREL_PREEMPTIONS", "all")],
+        cores,
+    )
 }
 
 /// What a formatting failure needs: rustfmt's `--check` only shows a diff.
@@ -153,34 +187,18 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
             ],
         ));
     }
-    steps.push(step(
-        "unit tests (host)",
-        &[
-            "test",
-            "--workspace",
-            "--exclude",
-            "boot-tests",
-            "--exclude",
-            paths::GUESTS_PACKAGE,
-            "--exclude",
-            paths::DOM0_PACKAGE,
-        ],
-    ));
+    steps.push(step("unit tests (host)", &UNIT_TESTS));
     // The block / notify / deschedule / wake protocol over every
     // interleaving of its real critical sections (the unit tests above ran
     // those with at most 3 preemptions): hypervisor/src/sched/live/tests.rs.
-    let mut interleavings = step(
+    // Printed as the cargo command it equals; run one test per process.
+    let mut search = step(
         "interleavings (exhaustive)",
-        &[
-            "test",
-            "-p",
-            paths::KERNEL_PACKAGE,
-            "--lib",
-            "sched::live::tests",
-        ],
+        &["test", "-p", paths::KERNEL_PACKAGE, "--lib", INTERLEAVINGS],
     );
-    interleavings.env = &[("KESTREL_PREEMPTIONS", "all")];
-    steps.push(interleavings);
+    search.env = &[("KESTREL_PREEMPTIONS", "all")];
+    search.custom = Some(interleavings);
+    steps.push(search);
     if !no_fuzz {
         // A short bounded pass over every fuzz target (seeds, past crashes
         // and what the corpus in target/fuzz/ already holds); run them long
@@ -239,7 +257,11 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
         );
         let t = Instant::now();
         let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
-        let verdict = match cargo::run_env(&args, s.env) {
+        let ran = match s.custom {
+            Some(f) => f(),
+            None => cargo::run_env(&args, s.env),
+        };
+        let verdict = match ran {
             Ok(()) => Verdict::Ok,
             Err(e) => {
                 eprintln!("xtask: {e}");
