@@ -44,6 +44,8 @@ pub fn run_iso(test: &str, pc: &Pc, iso: &Path, stop: Option<&[&str]>, timeout_s
     let mut attempt = 1;
     let (r, ended, took, serial_bytes) = loop {
         let mut r = xtask::bochs::prepare(pc, iso, &dir).unwrap_or_else(|e| panic!("{test}: {e}"));
+        // Held for the run only; the deadline starts once it is ours.
+        let slot = crate::slots::take();
         let (ended, took) = match stop {
             Some(needles) => {
                 let line = StopLine {
@@ -55,6 +57,7 @@ pub fn run_iso(test: &str, pc: &Pc, iso: &Path, stop: Option<&[&str]>, timeout_s
             None => runner::run_with_timeout(&mut r.command, timeout),
         }
         .unwrap_or_else(|e| panic!("{test}: {e}"));
+        drop(slot);
         let serial_bytes = std::fs::read(&r.serial).unwrap_or_default();
         if attempt < START_ATTEMPTS && died_before_kestrel(ended, &serial_bytes) {
             // Bochs itself died before the hypervisor printed its first

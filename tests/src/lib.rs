@@ -10,7 +10,8 @@
 //! once per test process; [`qemu`] and [`bochs`] run an emulator to an
 //! [`Outcome`]; [`outcome`] holds the checks on it, [`domains`] those on
 //! the domains (guests) it ran; [`session`] runs a machine beside a test
-//! that talks to its dom0, [`mgmt`] gives that test `hvctl`.
+//! that talks to its dom0, [`mgmt`] gives that test `hvctl`; [`slots`]
+//! keeps the emulators at one per core.
 
 pub mod artifacts;
 pub mod backend;
@@ -27,6 +28,7 @@ pub mod qemu;
 pub mod relay;
 pub mod session;
 pub mod shared;
+pub mod slots;
 pub mod stacks;
 pub mod store_vm;
 pub mod tcp;

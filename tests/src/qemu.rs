@@ -183,8 +183,11 @@ fn run_once(test: &str, mut vm: Vm, timeout_s: u64, stop: Option<&[&str]>) -> Ou
         path: &reset_log,
         cpus: vm.smp,
     };
+    // Held for the run only; the deadline starts once it is ours.
+    let slot = crate::slots::take();
     let (ended, took) = runner::run_watching(&mut cmd, timeout, line.as_ref(), Some(&reset))
         .unwrap_or_else(|e| panic!("{test}: {e}"));
+    drop(slot);
     let lines = serial::lines(&std::fs::read(&serial_path).unwrap_or_default());
     let mut emulator_log = std::fs::read_to_string(&qemu_log).unwrap_or_default();
     let reset_text = std::fs::read(&reset_log).unwrap_or_default();

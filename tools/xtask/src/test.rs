@@ -117,10 +117,15 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     let whole_boot_suite = !no_boot && filter.is_empty();
 
     // Boot tests run several emulators at once; more than one per core
-    // only makes each slower (TCG with -smp 4 already uses 4 threads).
+    // only makes each slower (TCG with -smp 4 already uses 4 threads), so
+    // the boot tests keep them at one per core (`boot_tests::slots`). One
+    // test thread more than that: while a test waits for a run another
+    // test is making (tests that read one run come one after the other),
+    // the extra thread keeps the core it leaves busy.
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
-        .clamp(1, 4);
+        .clamp(1, 4)
+        + 1;
     let mut steps = Vec::new();
     if !no_lint {
         let mut fmt = step("rustfmt", &["fmt", "--all", "--", "--check"]);
