@@ -25,6 +25,7 @@ use xtask::linux::LinuxImages;
 use xtask::qemu::{Accel, Boot, Vm};
 use xtask::{paths, runner, serial, tools};
 
+#[cfg(doc)]
 use crate::isoboot::ICOUNT7_ARGS;
 
 /// The Kestrel domain's memory (the hypervisor's default for a boot
@@ -43,9 +44,16 @@ pub struct Native {
     pub command: String,
 }
 
-/// Boots `images` natively with `cpus` CPUs; fails unless QEMU exited by
-/// the guest's reset within `timeout`.
-pub fn boot(images: &LinuxImages, cpus: u32, dir: &Path, timeout: Duration) -> Result<Native> {
+/// Boots `images` natively with `cpus` CPUs and `extra` QEMU arguments
+/// (the clock: [`ICOUNT7_ARGS`], or the plugin's without `-icount`); fails
+/// unless QEMU exited by the guest's reset within `timeout`.
+pub fn boot(
+    images: &LinuxImages,
+    cpus: u32,
+    dir: &Path,
+    timeout: Duration,
+    extra: Vec<String>,
+) -> Result<Native> {
     std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     let log = dir.join("serial.log");
     let _ = std::fs::remove_file(&log);
@@ -60,7 +68,7 @@ pub fn boot(images: &LinuxImages, cpus: u32, dir: &Path, timeout: Duration) -> R
         },
         format!("file:{}", log.display()),
     );
-    vm.extra = ICOUNT7_ARGS.iter().map(Into::into).collect();
+    vm.extra = extra.into_iter().map(Into::into).collect();
     let qemu_log = dir.join("qemu.log");
     let f = File::create(&qemu_log).context(|| format!("creating {}", qemu_log.display()))?;
     let mut cmd = Command::new(tools::QEMU.program);
