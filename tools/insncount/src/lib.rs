@@ -22,7 +22,9 @@
 //! `snap=<addr> cpu=<i> in=<n> out=<n>` lines, snapshots in the order
 //! taken: for code that cannot carry a marker (an unmodified kernel).
 //! Under multi-threaded TCG the other vCPUs run on while the snapshot is
-//! read, so their counts are exact to within the block they are in.
+//! read, so their counts are exact to within the block they are in. With
+//! both `prof=` and snapshots, the profile counts only from the first
+//! `snap=` address's snapshot to the last one's.
 //!
 //! Why: under `-icount` the TSC is one clock for all vCPUs, so with two
 //! CPUs a TSC span counts both CPUs' instructions and the time both halt;
@@ -90,8 +92,15 @@ unsafe extern "C" {
 /// (all CPUs), written at exit as `<address> <count>` lines: a profile.
 static PROFILE: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+/// Whether the profile counts now: always, or with snapshots only from
+/// the first address's snapshot to the last's (`snap=` order).
+static PROFILE_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 extern "C" fn count_inside_at(vcpu: c_uint, offset: *mut c_void) {
     INSIDE[slot(vcpu)].fetch_add(1, Ordering::Relaxed);
+    if !PROFILE_ON.load(Ordering::Relaxed) {
+        return;
+    }
     // Callbacks of one run come from QEMU's one TCG thread (`-icount`
     // runs the vCPUs in turn), so the lock is never contended.
     if let Ok(mut p) = PROFILE.lock()
@@ -177,6 +186,13 @@ extern "C" fn snap(_vcpu: c_uint, k: *mut c_void) {
         .collect();
     if let Ok(mut s) = SNAPS.lock() {
         s.push((k, counts));
+    }
+    // The profile's window (see `PROFILE_ON`).
+    if k == 0 {
+        PROFILE_ON.store(true, Ordering::Relaxed);
+    }
+    if k + 1 == SNAP_N.load(Ordering::Relaxed) && k != 0 {
+        PROFILE_ON.store(false, Ordering::Relaxed);
     }
 }
 
@@ -430,6 +446,7 @@ pub unsafe extern "C" fn qemu_plugin_install(
         SNAP_ADDRS[k].store(a, Ordering::Relaxed);
     }
     SNAP_N.store(cfg.snap_at.len(), Ordering::Release);
+    PROFILE_ON.store(cfg.snap_at.is_empty(), Ordering::Relaxed);
     RANGE[0].store(cfg.lo, Ordering::Relaxed);
     RANGE[1].store(cfg.hi, Ordering::Relaxed);
     if let Ok(mut c) = CONFIG.lock() {

@@ -1,8 +1,9 @@
 //! The native side of the Linux domain benchmark (issue 13): the same
 //! `vmlinux` and initramfs booted by QEMU itself (`-kernel`, no Kestrel)
-//! under the same `-icount shift=7,align=off,sleep=off`, so that the
-//! Kestrel domain's instructions to `/init` have something to be divided
-//! by.
+//! under the same `-icount shift=7,align=off,sleep=off` (or, for
+//! `crate::linuxcount`, without `-icount` under the counting plugin), so
+//! that the Kestrel domain's instructions to `/init` have something to be
+//! divided by.
 //!
 //! QEMU loads an ELF `vmlinux` only through its PVH note (`CONFIG_PVH`,
 //! `kestrel.config`); SeaBIOS runs first (QEMU's PVH loader is an option
