@@ -147,12 +147,12 @@ pub fn run(only: Option<&str>) -> Result<()> {
         }
         Some("linux-count") => {
             let images = xtask::linux::build()?;
-            let rows = crate::linuxcount::run(&images, &kernel, &out_dir)?;
-            println!("\n{}", crate::linuxcount::table(&rows));
+            let counts = crate::linuxcount::run(&images, &kernel, &out_dir)?;
+            println!("\n{}", crate::linuxcount::table(&counts));
             for cpus in [1, 2] {
                 println!(
                     "Kestrel / native, {cpus} vCPU(s): {}",
-                    crate::linuxcount::ratio_cell(&rows, cpus)
+                    crate::linuxcount::ratio_cell(&counts.rows, cpus)
                 );
             }
             return Ok(());

@@ -220,7 +220,7 @@ pub struct Report {
     pub created: Vec<crate::linuxcreate::CreatedRow>,
     /// Both sides counted by the plugin without `-icount`
     /// (`crate::linuxcount`), 1 and 2 vCPUs.
-    pub counted: Vec<crate::linuxcount::Counted>,
+    pub counted: crate::linuxcount::Counts,
 }
 
 /// Wall-clock limit of one native boot (the figure is virtual).
@@ -231,7 +231,7 @@ fn native(images: &xtask::linux::LinuxImages, dir: &Path, cpus: u32) -> Result<N
         .iter()
         .map(|a| a.to_string())
         .collect();
-    native_with(images, dir, cpus, icount)
+    native_with(images, dir, cpus, crate::linuxnative::CMDLINE, icount)
 }
 
 /// [`native`] with `extra` QEMU arguments in place of the `-icount` ones;
@@ -240,9 +240,10 @@ pub(crate) fn native_with(
     images: &xtask::linux::LinuxImages,
     dir: &Path,
     cpus: u32,
+    cmdline: &str,
     extra: Vec<String>,
 ) -> Result<NativeRow> {
-    let b = crate::linuxnative::boot(images, cpus, dir, NATIVE_TIMEOUT, extra)?;
+    let b = crate::linuxnative::boot(images, cpus, dir, NATIVE_TIMEOUT, cmdline, extra)?;
     let Some(init_us) = b.lines.iter().find_map(|l| printk_us(l)) else {
         bail!(
             "{}: native boot printed no `Run /init` line; serial log:\n{}",
@@ -346,7 +347,7 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Report> {
         Ok(c) => c,
         Err(e) => {
             missing.push(format!("counted without -icount: {}", first_line(&e)));
-            Vec::new()
+            crate::linuxcount::Counts::default()
         }
     };
     Ok(Report {
@@ -456,7 +457,7 @@ fn native_table(s: &mut String, report: &Report) {
             "| {cpus} | {} | {} | {ratio} | {} |",
             cell(k.map(Row::init_insns)),
             cell(n.map(NativeRow::init_insns)),
-            crate::linuxcount::ratio_cell(&report.counted, cpus),
+            crate::linuxcount::ratio_cell(&report.counted.rows, cpus),
         );
     }
     for m in &report.missing {
@@ -568,7 +569,7 @@ mod tests {
             native: vec![],
             missing: vec![],
             created: vec![],
-            counted: vec![],
+            counted: Default::default(),
         };
         let s = section(&report);
         // AMD-V: 1,280 us / 128 ns; VT-x: 1,000 us / 100 ns, and the
@@ -616,7 +617,7 @@ mod tests {
             ],
             missing: vec!["Kestrel, 2 vCPUs: stalled".into()],
             created: vec![],
-            counted: vec![],
+            counted: Default::default(),
         };
         let mut s = String::new();
         native_table(&mut s, &report);
