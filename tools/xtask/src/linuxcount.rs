@@ -313,9 +313,9 @@ pub fn table(counts: &Counts) -> String {
          smallest). It is not the hypervisor's cost alone: natively the kernel does work a \
          Kestrel domain is spared (it calibrates the TSC, the local APIC timer and the delay \
          loop by busy-waiting on the PIT and on jiffies, probes the BIOS ROM area and scans \
-         for the MP table; with 2 CPUs its boot CPU runs the scheduler in a loop while the \
-         second comes up), and a Kestrel domain does its own (event upcalls, the hvc console, \
-         with 2 vCPUs `stop_machine` spinning until the other vCPU answers); the waits among \
+         for the MP table; with 2 CPUs it also waits for the second, spinning on a lock and in \
+         `udelay`), and a Kestrel domain does its own (event upcalls, the hvc console, with 2 \
+         vCPUs `smp_call_function` waiting for the other vCPU to answer); the waits among \
          them run as long as the wall clock lets them. So a ratio below 1 says the native \
          boot waits more than Kestrel costs, not that a domain boots faster; a profile of the \
          kernel's functions on both sides (the plugin's `prof=` over the kernel's text, \
