@@ -15,6 +15,16 @@
 //! difference of two marks is what ran in between, with no boot or
 //! shutdown in it and no time a halted CPU spent waiting (a count of
 //! instructions, not of `-icount` time, which `sleep=off` warps).
+//! With `snaps=FILE4` and one or more `snap=ADDR`: the first time any vCPU
+//! executes the instruction at virtual address `ADDR` (e.g. a kernel
+//! function's entry, from its symbol table), the plugin takes every vCPU's
+//! two counts at that moment, and writes them at exit as
+//! `snap=<addr> cpu=<i> in=<n> out=<n>` lines, snapshots in the order
+//! taken: for code that cannot carry a marker (an unmodified kernel).
+//! Under multi-threaded TCG the other vCPUs run on while the snapshot is
+//! read, so their counts are exact to within the block they are in. With
+//! both `prof=` and snapshots, the profile counts only from the first
+//! `snap=` address's snapshot to the last one's.
 //!
 //! Why: under `-icount` the TSC is one clock for all vCPUs, so with two
 //! CPUs a TSC span counts both CPUs' instructions and the time both halt;
@@ -82,8 +92,15 @@ unsafe extern "C" {
 /// (all CPUs), written at exit as `<address> <count>` lines: a profile.
 static PROFILE: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+/// Whether the profile counts now: always, or with snapshots only from
+/// the first address's snapshot to the last's (`snap=` order).
+static PROFILE_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 extern "C" fn count_inside_at(vcpu: c_uint, offset: *mut c_void) {
     INSIDE[slot(vcpu)].fetch_add(1, Ordering::Relaxed);
+    if !PROFILE_ON.load(Ordering::Relaxed) {
+        return;
+    }
     // Callbacks of one run come from QEMU's one TCG thread (`-icount`
     // runs the vCPUs in turn), so the lock is never contended.
     if let Ok(mut p) = PROFILE.lock()
@@ -133,9 +150,57 @@ fn is_marker(insn: *const Insn) -> bool {
     }
 }
 
+/// Snapshot addresses at most.
+const MAX_SNAPS: usize = 8;
+/// `snap=` addresses, copied out of [`CONFIG`] for the translation hook.
+static SNAP_ADDRS: [AtomicU64; MAX_SNAPS] = [const { AtomicU64::new(0) }; MAX_SNAPS];
+/// How many of [`SNAP_ADDRS`] are set.
+static SNAP_N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Whether each snapshot has been taken (only the first execution counts).
+static SNAP_TAKEN: [std::sync::atomic::AtomicBool; MAX_SNAPS] =
+    [const { std::sync::atomic::AtomicBool::new(false) }; MAX_SNAPS];
+/// `(snapshot index, every slot's (in, out))`, in the order taken.
+type Snapshot = (usize, Vec<(u64, u64)>);
+static SNAPS: Mutex<Vec<Snapshot>> = Mutex::new(Vec::new());
+
+/// Which snapshot address `pc` is, if any.
+fn snap_index(pc: u64) -> Option<usize> {
+    let n = SNAP_N.load(Ordering::Relaxed);
+    (0..n).find(|&k| SNAP_ADDRS[k].load(Ordering::Relaxed) == pc)
+}
+
+/// A snapshot address ran: the first time, takes every vCPU's counts (the
+/// instruction itself was counted by the callback registered before).
+extern "C" fn snap(_vcpu: c_uint, k: *mut c_void) {
+    let k = k as usize;
+    if k >= MAX_SNAPS || SNAP_TAKEN[k].swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let counts = (0..MAX_CPUS)
+        .map(|c| {
+            (
+                INSIDE[c].load(Ordering::Relaxed),
+                OUTSIDE[c].load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    if let Ok(mut s) = SNAPS.lock() {
+        s.push((k, counts));
+    }
+    // The profile's window (see `PROFILE_ON`).
+    if k == 0 {
+        PROFILE_ON.store(true, Ordering::Relaxed);
+    }
+    if k + 1 == SNAP_N.load(Ordering::Relaxed) && k != 0 {
+        PROFILE_ON.store(false, Ordering::Relaxed);
+    }
+}
+
 struct Config {
     prof: String,
     marks: String,
+    snaps: String,
+    snap_at: Vec<u64>,
     out: String,
     lo: u64,
     hi: u64,
@@ -175,10 +240,14 @@ extern "C" fn translated(_id: PluginId, tb: *mut Tb) {
     let marking = MARKING.load(Ordering::Relaxed);
     let marker_at = |i| {
         // SAFETY: `i` is below the block's instruction count.
-        marking && is_marker(unsafe { qemu_plugin_tb_get_insn(tb, i) })
+        let insn = unsafe { qemu_plugin_tb_get_insn(tb, i) };
+        // SAFETY: `insn` was just returned by QEMU for this block.
+        (marking && is_marker(insn))
+            || snap_index(unsafe { qemu_plugin_insn_vaddr(insn) }).is_some()
     };
-    // A block with a marker is counted one instruction at a time, so the
-    // mark sees exactly the instructions before it.
+    // A block with a marker or a snapshot address is counted one
+    // instruction at a time, so the mark sees exactly the instructions
+    // before it.
     if !(0..n).any(|i| inside(i) || marker_at(i)) {
         // SAFETY: as above; the callback is a plain function that outlives
         // QEMU's use of it and takes the count as its user data.
@@ -224,6 +293,12 @@ extern "C" fn translated(_id: PluginId, tb: *mut Tb) {
                 )
             };
         }
+        if let Some(k) = snap_index(pc) {
+            // SAFETY: as above; after the count, as for the marker.
+            unsafe {
+                qemu_plugin_register_vcpu_insn_exec_cb(insn, snap, CB_NO_REGS, k as *mut c_void)
+            };
+        }
     }
 }
 
@@ -255,6 +330,26 @@ extern "C" fn at_exit(_id: PluginId, _: *mut c_void) {
             eprintln!("insncount: writing {}: {e}", cfg.marks);
         }
     }
+    if !cfg.snaps.is_empty()
+        && let Ok(taken) = SNAPS.lock()
+    {
+        let mut s = String::new();
+        for (k, counts) in taken.iter() {
+            let addr = cfg.snap_at.get(*k).copied().unwrap_or(0);
+            for (cpu, &(i, o)) in counts.iter().enumerate() {
+                // The vCPUs that ran at all by the end, so every
+                // snapshot lists the same ones.
+                let ran =
+                    INSIDE[cpu].load(Ordering::Relaxed) + OUTSIDE[cpu].load(Ordering::Relaxed);
+                if ran != 0 {
+                    let _ = writeln!(s, "snap={addr:#x} cpu={cpu} in={i} out={o}");
+                }
+            }
+        }
+        if let Err(e) = std::fs::write(&cfg.snaps, s) {
+            eprintln!("insncount: writing {}: {e}", cfg.snaps);
+        }
+    }
     if cfg.prof.is_empty() {
         return;
     }
@@ -282,6 +377,8 @@ fn parse(args: &[&str]) -> Result<Config, String> {
     let mut cfg = Config {
         prof: String::new(),
         marks: String::new(),
+        snaps: String::new(),
+        snap_at: Vec::new(),
         out: String::new(),
         lo: 0,
         hi: 0,
@@ -291,6 +388,11 @@ fn parse(args: &[&str]) -> Result<Config, String> {
             Some(("out", v)) => cfg.out = v.to_string(),
             Some(("prof", v)) => cfg.prof = v.to_string(),
             Some(("marks", v)) => cfg.marks = v.to_string(),
+            Some(("snaps", v)) => cfg.snaps = v.to_string(),
+            Some(("snap", v)) => {
+                cfg.snap_at
+                    .push(number(v).ok_or(format!("bad address in {a}"))?);
+            }
             Some(("lo", v)) => cfg.lo = number(v).ok_or(format!("bad lo in {a}"))?,
             Some(("hi", v)) => cfg.hi = number(v).ok_or(format!("bad hi in {a}"))?,
             _ => return Err(format!("unknown argument {a}")),
@@ -298,6 +400,11 @@ fn parse(args: &[&str]) -> Result<Config, String> {
     }
     if cfg.out.is_empty() || cfg.lo >= cfg.hi {
         return Err("needs out=FILE and lo=A,hi=B with A < B".into());
+    }
+    if cfg.snap_at.len() > MAX_SNAPS || cfg.snap_at.is_empty() != cfg.snaps.is_empty() {
+        return Err(format!(
+            "snap=ADDR (at most {MAX_SNAPS}) and snaps=FILE go together"
+        ));
     }
     Ok(cfg)
 }
@@ -335,6 +442,11 @@ pub unsafe extern "C" fn qemu_plugin_install(
         PROFILING.store(true, Ordering::Relaxed);
     }
     MARKING.store(!cfg.marks.is_empty(), Ordering::Relaxed);
+    for (k, &a) in cfg.snap_at.iter().enumerate() {
+        SNAP_ADDRS[k].store(a, Ordering::Relaxed);
+    }
+    SNAP_N.store(cfg.snap_at.len(), Ordering::Release);
+    PROFILE_ON.store(cfg.snap_at.is_empty(), Ordering::Relaxed);
     RANGE[0].store(cfg.lo, Ordering::Relaxed);
     RANGE[1].store(cfg.hi, Ordering::Relaxed);
     if let Ok(mut c) = CONFIG.lock() {
@@ -368,5 +480,26 @@ mod tests {
         assert!(parse(&["out=/x", "lo=1", "hi=5", "mode=x"]).is_err());
         let c = parse(&["out=/x", "lo=1", "hi=5", "marks=/m"]);
         assert_eq!(c.map(|c| c.marks).ok().as_deref(), Some("/m"));
+        let c = parse(&[
+            "out=/x",
+            "lo=1",
+            "hi=5",
+            "snaps=/s",
+            "snap=0xffffffff81000000",
+            "snap=16",
+        ]);
+        assert_eq!(
+            c.map(|c| (c.snaps, c.snap_at)).ok(),
+            Some(("/s".to_string(), vec![0xffff_ffff_8100_0000, 16]))
+        );
+        assert!(
+            parse(&["out=/x", "lo=1", "hi=5", "snap=16"]).is_err(),
+            "no file"
+        );
+        assert!(
+            parse(&["out=/x", "lo=1", "hi=5", "snaps=/s"]).is_err(),
+            "no address"
+        );
+        assert!(parse(&["out=/x", "lo=1", "hi=5", "snaps=/s", "snap=zz"]).is_err());
     }
 }

@@ -145,6 +145,18 @@ pub fn run(only: Option<&str>) -> Result<()> {
             println!("its section in {} written", doc.display());
             return Ok(());
         }
+        Some("linux-count") => {
+            let images = xtask::linux::build()?;
+            let counts = crate::linuxcount::run(&images, &kernel, &out_dir)?;
+            println!("\n{}", crate::linuxcount::table(&counts));
+            for cpus in [1, 2] {
+                println!(
+                    "Kestrel / native, {cpus} vCPU(s): {}",
+                    crate::linuxcount::ratio_cell(&counts.rows, cpus)
+                );
+            }
+            return Ok(());
+        }
         Some("disk") => {
             let r = crate::diskbench::run(&kernel, &out_dir)?;
             let section = crate::diskbench::section(&r);
@@ -171,7 +183,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
             return Ok(());
         }
         Some(other) => bail!(
-            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle`, `linux`, `disk`, `upload` or `uploadprof`"
+            "--only {other}: expected `evtchn`, `hypercall`, `evprof`, `spec`, `bounded`, `idle`, `linux`, `linux-count`, `disk`, `upload` or `uploadprof`"
         ),
     }
 

@@ -201,6 +201,7 @@ fn kestrel(kernel: &Path, dir: &Path, plugin: &Plugin) -> Result<(Figures, Strin
         cpus: 1,
         extra: devices(),
         plugin: Some(arg),
+        ..Machine::default()
     };
     let modules = vec![module("dom0", "dom0", &format!("diskbench={MIB}+{OPS}"))?];
     let b = isoboot::boot_on(Backend::Svm, &m, kernel, "dom0", modules, dir)?;

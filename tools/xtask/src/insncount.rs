@@ -85,6 +85,73 @@ impl Plugin {
     }
 }
 
+/// Every vCPU's counts at the first execution of one address (the
+/// plugin's `snap=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snap {
+    /// The address (virtual, as the vCPU ran it).
+    pub addr: u64,
+    /// Per vCPU, in order.
+    pub cpus: Vec<Cpu>,
+}
+
+impl Plugin {
+    /// [`Plugin::arg`] plus snapshots at `addrs`, written to `snaps`.
+    pub fn arg_with_snaps(&self, out: &Path, snaps: &Path, addrs: &[u64]) -> String {
+        let mut a = format!("{},snaps={}", self.arg(out), snaps.display());
+        for x in addrs {
+            a.push_str(&format!(",snap={x:#x}"));
+        }
+        a
+    }
+}
+
+/// Reads the plugin's `snap=<addr> cpu=<i> in=<n> out=<n>` lines: one
+/// [`Snap`] per address, in the order taken, its vCPUs numbered from 0.
+pub fn read_snaps(file: &Path) -> Result<Vec<Snap>> {
+    let text = std::fs::read_to_string(file).context(|| format!("reading {}", file.display()))?;
+    parse_snaps(&text).context(|| format!("{}", file.display()))
+}
+
+fn parse_snaps(text: &str) -> Result<Vec<Snap>> {
+    let mut snaps: Vec<Snap> = Vec::new();
+    for line in text.lines() {
+        let get = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+                .and_then(serial::parse_number)
+        };
+        let (Some(addr), Some(cpu), Some(hv), Some(other)) =
+            (get("snap"), get("cpu"), get("in"), get("out"))
+        else {
+            bail!("unexpected plugin line `{line}`");
+        };
+        let c = Cpu { hv, other };
+        match snaps.last_mut() {
+            Some(s) if s.addr == addr && cpu == s.cpus.len() as u64 => s.cpus.push(c),
+            _ if cpu == 0 => {
+                if snaps.iter().any(|s| s.addr == addr) {
+                    bail!("address {addr:#x} snapped twice");
+                }
+                snaps.push(Snap {
+                    addr,
+                    cpus: vec![c],
+                });
+            }
+            _ => bail!("vCPU out of order in `{line}`"),
+        }
+    }
+    if let Some(s) = snaps.iter().find(|s| s.cpus.len() != snaps[0].cpus.len()) {
+        bail!(
+            "snapshot at {:#x} lists {} vCPUs, the first {}",
+            s.addr,
+            s.cpus.len(),
+            snaps[0].cpus.len()
+        );
+    }
+    Ok(snaps)
+}
+
 /// Reads the plugin's `cpu=<i> in=<n> out=<n>` lines, one per vCPU in
 /// order.
 pub fn read(out: &Path) -> Result<Vec<Cpu>> {
@@ -124,5 +191,43 @@ mod tests {
         );
         assert!(parse("cpu=1 in=3 out=4\n").is_err(), "out of order");
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn parses_snapshots() {
+        let s = parse_snaps(
+            "snap=0xffffffff81000000 cpu=0 in=10 out=20\n\
+             snap=0xffffffff81000000 cpu=1 in=1 out=0\n\
+             snap=0xffffffff82000000 cpu=0 in=30 out=400\n\
+             snap=0xffffffff82000000 cpu=1 in=5 out=60\n",
+        );
+        assert_eq!(
+            s.ok(),
+            Some(vec![
+                Snap {
+                    addr: 0xffff_ffff_8100_0000,
+                    cpus: vec![Cpu { hv: 10, other: 20 }, Cpu { hv: 1, other: 0 }]
+                },
+                Snap {
+                    addr: 0xffff_ffff_8200_0000,
+                    cpus: vec![Cpu { hv: 30, other: 400 }, Cpu { hv: 5, other: 60 }]
+                },
+            ])
+        );
+        // None taken (the address never ran) is an empty list, not an error.
+        assert_eq!(parse_snaps("").ok(), Some(vec![]));
+        assert!(
+            parse_snaps("snap=0x10 cpu=1 in=1 out=1\n").is_err(),
+            "starts at 1"
+        );
+        assert!(
+            parse_snaps("snap=0x10 cpu=0 in=1 out=1\nsnap=0x20 cpu=0 in=1 out=1\nsnap=0x20 cpu=1 in=1 out=1\n").is_err(),
+            "vCPU counts differ"
+        );
+        assert!(
+            parse_snaps("snap=0x10 cpu=0 in=1 out=1\nsnap=0x20 cpu=0 in=1 out=1\nsnap=0x10 cpu=0 in=1 out=1\n").is_err(),
+            "twice"
+        );
+        assert!(parse_snaps("snap=0x10 cpu=0 in=1\n").is_err());
     }
 }

@@ -134,6 +134,10 @@ pub struct Machine {
     pub plugin: Option<String>,
     /// QEMU only: more arguments (a second `-serial`, ...).
     pub extra: Vec<String>,
+    /// QEMU only: without [`ICOUNT7_ARGS`]' `-icount` (QEMU's own clock,
+    /// multi-threaded TCG; the RTC and seed stay): for counts taken by the
+    /// plugin instead of the TSC (`crate::linuxcount`). Not deterministic.
+    pub free_running: bool,
 }
 
 /// Builds a GRUB ISO of the hypervisor with `options` (after `exit=` and
@@ -187,7 +191,13 @@ pub fn boot_on(
                 Boot::Bios { iso },
                 format!("file:{}", log.display()),
             );
-            vm.extra = ICOUNT7_ARGS.iter().map(Into::into).collect();
+            // Free running: the same RTC and seed, no `-icount`.
+            let clock = if m.free_running {
+                &ICOUNT7_ARGS[2..]
+            } else {
+                ICOUNT7_ARGS
+            };
+            vm.extra = clock.iter().map(Into::into).collect();
             if let Some(p) = &m.plugin {
                 vm.extra.push("-plugin".into());
                 vm.extra.push(p.into());
@@ -237,6 +247,19 @@ pub fn module(guest: &str, name: &str, args: &str) -> Result<Module> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_running_drops_exactly_the_icount_pair() {
+        assert_eq!(
+            &ICOUNT7_ARGS[..2],
+            ["-icount", "shift=7,align=off,sleep=off"]
+        );
+        assert!(
+            !ICOUNT7_ARGS[2..]
+                .iter()
+                .any(|a| a.contains("icount") || a.contains("shift"))
+        );
+    }
 
     #[test]
     fn ticks_to_instructions() {

@@ -110,6 +110,24 @@ fn one(
     vcpus: u32,
     checks: &'static str,
 ) -> Result<Row> {
+    let m = Machine {
+        cpus: vcpus,
+        ..Machine::default()
+    };
+    one_on(images, kernel, dir, backend, &m, checks)
+}
+
+/// [`one`] on `m` (its CPUs are the domain's vCPUs): the boot's checks
+/// (`Run /init`, every vCPU up, a clean power-off) and figures.
+pub(crate) fn one_on(
+    images: &xtask::linux::LinuxImages,
+    kernel: &Path,
+    dir: &Path,
+    backend: Backend,
+    m: &Machine,
+    checks: &'static str,
+) -> Result<Row> {
+    let vcpus = m.cpus.max(1);
     let args = format!(
         "kind=linux initrd=initramfs vcpus={vcpus} console=hvc0 initramfs_async=0{}",
         if checks.is_empty() {
@@ -122,11 +140,7 @@ fn one(
         Module::named(&images.vmlinux, "linux", &args)?,
         Module::named(&images.initramfs, "initramfs", "")?,
     ];
-    let m = Machine {
-        cpus: vcpus,
-        ..Machine::default()
-    };
-    let b = isoboot::boot_on(backend, &m, kernel, "", modules, dir)?;
+    let b = isoboot::boot_on(backend, m, kernel, "", modules, dir)?;
     let fail = |what: &str| -> Result<Row> {
         bail!(
             "{}: {what}; serial log:\n{}",
@@ -204,13 +218,32 @@ pub struct Report {
     pub missing: Vec<String>,
     /// Creation → `/init`, 1 and 2 vCPUs (`crate::linuxcreate`).
     pub created: Vec<crate::linuxcreate::CreatedRow>,
+    /// Both sides counted by the plugin without `-icount`
+    /// (`crate::linuxcount`), 1 and 2 vCPUs.
+    pub counted: crate::linuxcount::Counts,
 }
 
 /// Wall-clock limit of one native boot (the figure is virtual).
 const NATIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn native(images: &xtask::linux::LinuxImages, dir: &Path, cpus: u32) -> Result<NativeRow> {
-    let b = crate::linuxnative::boot(images, cpus, dir, NATIVE_TIMEOUT)?;
+    let icount = crate::isoboot::ICOUNT7_ARGS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    native_with(images, dir, cpus, crate::linuxnative::CMDLINE, icount)
+}
+
+/// [`native`] with `extra` QEMU arguments in place of the `-icount` ones;
+/// the same checks (`Run /init`, every CPU up, `/init`'s end).
+pub(crate) fn native_with(
+    images: &xtask::linux::LinuxImages,
+    dir: &Path,
+    cpus: u32,
+    cmdline: &str,
+    extra: Vec<String>,
+) -> Result<NativeRow> {
+    let b = crate::linuxnative::boot(images, cpus, dir, NATIVE_TIMEOUT, cmdline, extra)?;
     let Some(init_us) = b.lines.iter().find_map(|l| printk_us(l)) else {
         bail!(
             "{}: native boot printed no `Run /init` line; serial log:\n{}",
@@ -303,21 +336,27 @@ pub fn run(kernel: &Path, out_dir: &Path) -> Result<Report> {
             )),
         }
     }
+    // Natively under `-icount` 1 CPU only: with 2 the second never comes
+    // up (`NATIVE_NOTE`); `crate::linuxcount` counts that boot instead.
     let mut natives = Vec::new();
-    for cpus in [1, 2] {
-        match native(&images, &d(&format!("native-{cpus}")), cpus) {
-            Ok(r) => natives.push(r),
-            Err(e) => {
-                missing.push(format!("native, {cpus} CPU(s): {}", first_line(&e)));
-            }
-        }
+    match native(&images, &d("native-1"), 1) {
+        Ok(r) => natives.push(r),
+        Err(e) => missing.push(format!("native, 1 CPU: {}", first_line(&e))),
     }
+    let counted = match crate::linuxcount::run(&images, kernel, out_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            missing.push(format!("counted without -icount: {}", first_line(&e)));
+            crate::linuxcount::Counts::default()
+        }
+    };
     Ok(Report {
         rows,
         vtx,
         native: natives,
         missing,
         created,
+        counted,
     })
 }
 
@@ -398,8 +437,8 @@ fn rows_table(s: &mut String, rows: &[Row]) {
 /// same kernel booted by QEMU itself.
 fn native_table(s: &mut String, report: &Report) {
     s.push_str(NATIVE_NOTE);
-    s.push_str("| vCPUs | Kestrel domain, to `/init` (instructions) | QEMU `-kernel`, to `/init` (instructions) | Kestrel / native |\n");
-    s.push_str("|---:|---:|---:|---:|\n");
+    s.push_str("| vCPUs | `-icount`: Kestrel domain, to `/init` (instructions) | `-icount`: QEMU `-kernel`, to `/init` (instructions) | `-icount`: Kestrel / native | counted: Kestrel / native, median (range) |\n");
+    s.push_str("|---:|---:|---:|---:|---:|\n");
     for cpus in [1, 2] {
         let k = report
             .rows
@@ -415,17 +454,23 @@ fn native_table(s: &mut String, report: &Report) {
         };
         let _ = writeln!(
             s,
-            "| {cpus} | {} | {} | {ratio} |",
+            "| {cpus} | {} | {} | {ratio} | {} |",
             cell(k.map(Row::init_insns)),
             cell(n.map(NativeRow::init_insns)),
+            crate::linuxcount::ratio_cell(&report.counted.rows, cpus),
         );
     }
     for m in &report.missing {
         let _ = writeln!(s, "\nNo figure: {m}");
     }
     for n in &report.native {
-        let _ = write!(s, "\nNative command ({} CPU(s)): `{}`\n", n.cpus, n.command);
+        let _ = write!(
+            s,
+            "\nNative command (`-icount`, {} CPU(s)): `{}`\n",
+            n.cpus, n.command
+        );
     }
+    s.push_str(&crate::linuxcount::table(&report.counted));
 }
 
 /// What was wrong with the 2-vCPU Kestrel boot under `-icount` (see `run`).
@@ -457,32 +502,23 @@ const VTX_NOTE: &str = "\nVT-x: the same plain, `sleep` and `busy` boots, 1 vCPU
 /// The native side's method (`crate::linuxnative`).
 const NATIVE_NOTE: &str = "\nThe ratio issue 13 asks for: the same `vmlinux` and initramfs \
      booted by QEMU itself (`-kernel` through the kernel's PVH note, q35, SeaBIOS, no \
-     Kestrel), same `-icount shift=7,align=off,sleep=off`, `-m 64M` (the domain's memory), \
-     `-smp` = vCPUs, command line `console=ttyS0 8250.nr_uarts=1 initramfs_async=0 \
-     kestrel.end=reboot` (the 8250 console instead of hvc0; `/init` ends in a reset, \
-     which `-no-reboot` turns into QEMU exiting). Both figures are the kernel's own clock \
-     at `Run /init` from its `tsc_early_init` (128 ns per instruction): the Kestrel figure \
-     holds the hypervisor's work for the domain after that point (exits, hypercalls, the \
-     console), not the domain's creation before it, nor the firmware natively. Native \
-     with 2 CPUs has no figure: under `-icount` (any shift) QEMU 7.2 never brings up the \
-     second CPU. Tried (issue 13, QEMU 7.2.22, SeaBIOS, this vmlinux and initramfs): \
-     (1) why SeaBIOS's MP table listed one CPU: QEMU 7.2 makes `-smp 2` one socket of two \
-     cores, and SeaBIOS writes one MP processor entry per package (its debug port said \
-     `Found 2 cpu(s)`; the kernel, `apic=debug`, read `Processor #0` only), with or \
-     without `-icount`, on q35 and on `-M pc`; `-smp 2,sockets=2,cores=1,threads=1` \
-     gives two entries, and without `-icount` (multi-threaded or `-accel \
-     tcg,thread=single`) the kernel then brings up 2 CPUs and reaches `/init`. (2) With \
-     those two entries and `-icount shift=N,align=off,sleep=off` for N = 0, 3, 7, 10, \
-     with `sleep=on` at 7 and with `shift=auto`, the boot stops after `x86: Booting SMP \
-     configuration:` (nothing more in 120 s wall), as it does with qboot (`-bios \
-     /usr/share/qemu/qboot.rom`, q35); the earlier look at qboot's stall found the AP \
-     spinning in `cpu_init` on its `cpu_callout_mask` bit, which the boot CPU had set, its \
-     RIP no longer moving while the boot CPU waits for its call-in. So the round-robin \
-     TCG is not the cause (it works without `-icount`), `-icount` is; inside QEMU the \
-     cause is not found. (3) ACPI's MADT (q35 builds one) is no way round: the kernel is \
-     built without `CONFIG_ACPI` (`kestrel.config`), so it reads the MP table only. \
-     (4) Not tried: `-kernel` with a bzImage (the cache keeps the `vmlinux` only; a \
-     bzImage is a second kernel build) and a kernel with ACPI (not the same kernel).\n\n";
+     Kestrel), `-m 64M` (the domain's memory), command line `console=ttyS0 8250.nr_uarts=1 \
+     initramfs_async=0 kestrel.end=reboot` (the 8250 console instead of hvc0; `/init` ends \
+     in a reset, which `-no-reboot` turns into QEMU exiting), measured two ways. \
+     *`-icount`*: same `-icount shift=7,align=off,sleep=off` and `-smp` = vCPUs as the \
+     Kestrel rows above; both figures are the kernel's own clock at `Run /init` from its \
+     `tsc_early_init` (128 ns per instruction): the Kestrel figure holds the hypervisor's \
+     work for the domain after that point (exits, hypercalls, the console), not the \
+     domain's creation before it, nor the firmware natively. Natively with 2 CPUs this way \
+     gives nothing: under `-icount` (shifts 0, 3, 7, 10 and auto, `sleep=on` or off, \
+     SeaBIOS or qboot) QEMU 7.2 never brings the second CPU up (the AP spins in \
+     `cpu_init` on its `cpu_callout_mask` bit, which the boot CPU had set; cause inside \
+     QEMU not found), while without `-icount` it boots, given `-smp 2,sockets=2,cores=1,\
+     threads=1` (QEMU 7.2 makes `-smp 2` one socket of two cores, SeaBIOS writes one MP \
+     table entry per socket, and the kernel, built without ACPI, reads only that table). \
+     *Counted*: so both sides, 1 and 2 vCPUs, are also counted by the `insncount` plugin \
+     without `-icount` (the method and every run below the table); the 2-vCPU ratio is \
+     that one, and the 1-vCPU pair shows how the two methods compare.\n\n";
 
 #[cfg(test)]
 mod tests {
@@ -533,6 +569,7 @@ mod tests {
             native: vec![],
             missing: vec![],
             created: vec![],
+            counted: Default::default(),
         };
         let s = section(&report);
         // AMD-V: 1,280 us / 128 ns; VT-x: 1,000 us / 100 ns, and the
@@ -580,12 +617,13 @@ mod tests {
             ],
             missing: vec!["Kestrel, 2 vCPUs: stalled".into()],
             created: vec![],
+            counted: Default::default(),
         };
         let mut s = String::new();
         native_table(&mut s, &report);
         // 1,280 us = 10,000 instructions; 640 us = 5,000.
-        assert!(s.contains("| 1 | 10000 | 5000 | 2.000 |"), "{s}");
-        assert!(s.contains("| 2 | - | 10000 | - |"), "{s}");
+        assert!(s.contains("| 1 | 10000 | 5000 | 2.000 | - |"), "{s}");
+        assert!(s.contains("| 2 | - | 10000 | - | - |"), "{s}");
         assert!(s.contains("No figure: Kestrel, 2 vCPUs: stalled"), "{s}");
     }
 }

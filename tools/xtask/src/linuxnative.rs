@@ -1,8 +1,9 @@
 //! The native side of the Linux domain benchmark (issue 13): the same
 //! `vmlinux` and initramfs booted by QEMU itself (`-kernel`, no Kestrel)
-//! under the same `-icount shift=7,align=off,sleep=off`, so that the
-//! Kestrel domain's instructions to `/init` have something to be divided
-//! by.
+//! under the same `-icount shift=7,align=off,sleep=off` (or, for
+//! `crate::linuxcount`, without `-icount` under the counting plugin), so
+//! that the Kestrel domain's instructions to `/init` have something to be
+//! divided by.
 //!
 //! QEMU loads an ELF `vmlinux` only through its PVH note (`CONFIG_PVH`,
 //! `kestrel.config`); SeaBIOS runs first (QEMU's PVH loader is an option
@@ -25,6 +26,7 @@ use xtask::linux::LinuxImages;
 use xtask::qemu::{Accel, Boot, Vm};
 use xtask::{paths, runner, serial, tools};
 
+#[cfg(doc)]
 use crate::isoboot::ICOUNT7_ARGS;
 
 /// The Kestrel domain's memory (the hypervisor's default for a boot
@@ -37,15 +39,34 @@ pub const MEMORY: &str = "64M";
 /// hvc0 and `/init` ending in a reset.
 pub const CMDLINE: &str = "console=ttyS0 8250.nr_uarts=1 initramfs_async=0 kestrel.end=reboot";
 
+/// [`CMDLINE`] for the boots counted without `-icount`
+/// (`crate::linuxcount`): `no_timer_check` skips the kernel's check that
+/// the PIT's interrupt reaches the IO-APIC, a wall-clock wait that under a
+/// loaded host ends in `IO-APIC + timer doesn't work!` and a panic (seen
+/// with 2 CPUs at a host load of 11; the Kestrel domain has no IO-APIC and
+/// never runs it); `panic=-1` makes any panic a reset, so QEMU exits at
+/// once instead of at the timeout (the boot still fails: no `/init`).
+pub const COUNTED_CMDLINE: &str = "console=ttyS0 8250.nr_uarts=1 initramfs_async=0 \
+     kestrel.end=reboot no_timer_check panic=-1";
+
 /// What a native boot printed and how to repeat it.
 pub struct Native {
     pub lines: Vec<String>,
     pub command: String,
 }
 
-/// Boots `images` natively with `cpus` CPUs; fails unless QEMU exited by
-/// the guest's reset within `timeout`.
-pub fn boot(images: &LinuxImages, cpus: u32, dir: &Path, timeout: Duration) -> Result<Native> {
+/// Boots `images` natively with `cpus` CPUs, `cmdline` ([`CMDLINE`] or
+/// [`COUNTED_CMDLINE`]) and `extra` QEMU arguments
+/// (the clock: [`ICOUNT7_ARGS`], or the plugin's without `-icount`); fails
+/// unless QEMU exited by the guest's reset within `timeout`.
+pub fn boot(
+    images: &LinuxImages,
+    cpus: u32,
+    dir: &Path,
+    timeout: Duration,
+    cmdline: &str,
+    extra: Vec<String>,
+) -> Result<Native> {
     std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     let log = dir.join("serial.log");
     let _ = std::fs::remove_file(&log);
@@ -55,12 +76,12 @@ pub fn boot(images: &LinuxImages, cpus: u32, dir: &Path, timeout: Duration) -> R
         MEMORY,
         Boot::Pvh {
             kernel: images.vmlinux.clone(),
-            cmdline: CMDLINE.into(),
+            cmdline: cmdline.into(),
             initrd: Some(images.initramfs.clone()),
         },
         format!("file:{}", log.display()),
     );
-    vm.extra = ICOUNT7_ARGS.iter().map(Into::into).collect();
+    vm.extra = extra.into_iter().map(Into::into).collect();
     let qemu_log = dir.join("qemu.log");
     let f = File::create(&qemu_log).context(|| format!("creating {}", qemu_log.display()))?;
     let mut cmd = Command::new(tools::QEMU.program);

@@ -15,6 +15,7 @@ mod idlebench;
 mod insncount;
 mod isoboot;
 mod linuxbench;
+mod linuxcount;
 mod linuxcreate;
 mod linuxnative;
 mod mkbench;
@@ -72,7 +73,7 @@ commands:
       Build the libFuzzer targets in fuzz/ (stable toolchain, no cargo-fuzz)
       and run each for SECONDS (default 60): multiboot2, pvh, elf, cmdline,
       hypercall, evtchn, grant, ring. Corpus and crashes in target/fuzz/.
-  bench [--only evtchn|hypercall|evprof|spec|bounded|idle|linux|disk|upload]
+  bench [--only evtchn|hypercall|evprof|spec|bounded|idle|linux|linux-count|disk|upload]
       Deterministic figures: boot under QEMU TCG -icount, hypercall round trip,
       event-channel round trip (one CPU and two), domain creation, rings and
       the hypercall with and without spec-ctrl mitigations on AMD-V (QEMU
@@ -83,6 +84,9 @@ commands:
       an idle host, woken by events and polling (rewrites its section).
       linux: a Linux domain's instructions to /init and its exits, idle and
       busy (builds or takes the cached kernel; rewrites its section).
+      linux-count: linux's boot counted by the insncount plugin without
+      -icount, Kestrel and native, 1 and 2 vCPUs, 3 runs each (printed only;
+      `linux` runs it too).
       disk: dom0's disk throughput (virtio-blk, NVMe) against Debian's
       kernel under QEMU on the same disks (needs the package unpacked in the
       cache: says what to run; rewrites its section).
