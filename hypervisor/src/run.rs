@@ -95,7 +95,9 @@ fn run_slice(
     start: u64,
     slice_end: u64,
 ) -> (Outcome, u64) {
-    let d = &me.domain;
+    // The domain itself, not its `Arc`: one pointer load fewer per use on
+    // the exit path.
+    let d: &crate::domain::lifecycle::Domain = &me.domain;
     let mut seen_ticks = P::timer_ticks(cpu);
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
@@ -162,8 +164,9 @@ fn run_slice(
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
         P::interrupts_on();
-        crate::console::wake::poll();
-        crate::pci::msi_live::poll();
+        // The management line, end reports, device messages: one load
+        // when none came (`run/work.rs`).
+        work::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc {
             me,
@@ -234,8 +237,10 @@ fn run_slice(
         // or the tick, up to 10 ms late. Once per deadline (one that stays
         // on another CPU's list fires there, and this CPU's timer must not
         // re-arm on every exit until then); one atomic load per exit.
+        // Tested first against `rearmed_for`: with no guest timer both are
+        // 0 and one compare decides.
         let due = me.timer.load(Ordering::Relaxed);
-        if due != 0 && due < armed && due != rearmed_for {
+        if due != rearmed_for && due != 0 && due < armed {
             rearmed_for = due;
             armed = arm_timer(cpu, now_ns(), slice_end.min(due));
         }
@@ -544,6 +549,8 @@ fn all_ended() {
         P::exit(true);
     }
 }
+
+pub(crate) mod work;
 
 #[cfg(test)]
 mod tests;

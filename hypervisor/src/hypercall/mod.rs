@@ -293,16 +293,13 @@ pub fn handle(
             // Only the guest's kernel may make hypercalls (issue 12 defect
             // 3; Xen refuses them from HVM user mode alike): from CPL > 0
             // nothing is done and RAX gets EPERM.
-            if vcpu.cpl() != 0 {
-                vcpu.skip(len);
-                vcpu.set_rax(status(Error::Perm));
+            // One backend call for CPL, RAX and the registers, one to
+            // complete (the exit path's cost: a call through the vtable each).
+            let Some((nr, r)) = vcpu.hypercall_regs() else {
+                vcpu.complete(len, Some(status(Error::Perm)));
                 return Action::Resume;
-            }
-            let nr = vcpu.rax();
-            let args = {
-                let r = vcpu.regs();
-                [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
             };
+            let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9];
             let step = if nr == HC_MULTICALL {
                 // RIP is read only here: it keys the continuation.
                 continuation::multicall(svc, vcpu.rip(), args[0], args[1], console)
@@ -318,11 +315,8 @@ pub fn handle(
             };
             match step {
                 Step::Done(ret, action) => {
-                    vcpu.skip(len);
                     // A blocked vCPU gets its RAX when it wakes.
-                    if action != Action::Block {
-                        vcpu.set_rax(ret);
-                    }
+                    vcpu.complete(len, (action != Action::Block).then_some(ret));
                     action
                 }
                 // RIP and every register stay: the guest runs it again.
