@@ -95,9 +95,7 @@ fn run_slice(
     start: u64,
     slice_end: u64,
 ) -> (Outcome, u64) {
-    // The domain itself, not its `Arc`: one pointer load fewer per use on
-    // the exit path.
-    let d: &crate::domain::lifecycle::Domain = &me.domain;
+    let d = &me.domain;
     let mut seen_ticks = P::timer_ticks(cpu);
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
