@@ -307,17 +307,21 @@ pub fn handle(
                 let (a0, a1) = (r.rdi, r.rsi);
                 continuation::mem_op(svc, vcpu.rip(), nr, a0, a1)
             } else {
+                // The common case, completed here (no `Step` in between).
                 svc.continuation().clear();
-                match hypercall(svc, nr, &*r, console) {
-                    Some((ret, action)) => Step::Done(ret, action),
-                    // The console queue is full: yield, then write again.
-                    None => Step::Again(Action::Yield),
-                }
+                return match hypercall(svc, nr, &*r, console) {
+                    Some((ret, action)) => {
+                        complete_as(vcpu, len, ret, &action);
+                        action
+                    }
+                    // The console queue is full: yield, then write again
+                    // (RIP and every register stay).
+                    None => Action::Yield,
+                };
             };
             match step {
                 Step::Done(ret, action) => {
-                    // A blocked vCPU gets its RAX when it wakes.
-                    vcpu.complete(len, (action != Action::Block).then_some(ret));
+                    complete_as(vcpu, len, ret, &action);
                     action
                 }
                 // RIP and every register stay: the guest runs it again.
@@ -528,6 +532,13 @@ fn hypercall(
             Group::None => (status(Error::NoSys), Action::Resume),
         },
     })
+}
+
+/// Completes a hypercall that returned `ret` and `action`: RIP past it,
+/// and RAX = `ret` unless it blocked (it gets its RAX when it wakes).
+#[inline(always)]
+fn complete_as(vcpu: &mut (impl VcpuBackend + ?Sized), len: u64, ret: u64, action: &Action) {
+    vcpu.complete(len, (*action != Action::Block).then_some(ret));
 }
 
 /// A hypercall's six arguments (pvabi: RDI, RSI, RDX, R10, R8, R9). From
