@@ -162,8 +162,9 @@ fn run_slice(
         // VT-x returns with interrupts off; AMD-V's STGI already let them in.
         // Either way a pending host interrupt (timer, kick, shoot-down) is taken.
         P::interrupts_on();
-        crate::console::wake::poll();
-        crate::pci::msi_live::poll();
+        // The management line, end reports, device messages: one load
+        // when none came (`run/work.rs`).
+        work::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let mut svc = Svc {
             me,
@@ -234,8 +235,10 @@ fn run_slice(
         // or the tick, up to 10 ms late. Once per deadline (one that stays
         // on another CPU's list fires there, and this CPU's timer must not
         // re-arm on every exit until then); one atomic load per exit.
+        // Tested first against `rearmed_for`: with no guest timer both are
+        // 0 and one compare decides.
         let due = me.timer.load(Ordering::Relaxed);
-        if due != 0 && due < armed && due != rearmed_for {
+        if due != rearmed_for && due != 0 && due < armed {
             rearmed_for = due;
             armed = arm_timer(cpu, now_ns(), slice_end.min(due));
         }
@@ -544,6 +547,8 @@ fn all_ended() {
         P::exit(true);
     }
 }
+
+pub(crate) mod work;
 
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use pvabi::{
 };
 
 use crate::domain::OutOfBounds;
-use crate::virt::{VcpuBackend, VmExit};
+use crate::virt::{GuestRegs, VcpuBackend, VmExit};
 use continuation::Step;
 use group::Group;
 
@@ -293,36 +293,35 @@ pub fn handle(
             // Only the guest's kernel may make hypercalls (issue 12 defect
             // 3; Xen refuses them from HVM user mode alike): from CPL > 0
             // nothing is done and RAX gets EPERM.
-            if vcpu.cpl() != 0 {
-                vcpu.skip(len);
-                vcpu.set_rax(status(Error::Perm));
+            // One backend call for CPL, RAX and the registers, one to
+            // complete (the exit path's cost: a call through the vtable each).
+            let Some((nr, r)) = vcpu.hypercall_regs() else {
+                vcpu.complete(len, Some(status(Error::Perm)));
                 return Action::Resume;
-            }
-            let nr = vcpu.rax();
-            let args = {
-                let r = vcpu.regs();
-                [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
             };
             let step = if nr == HC_MULTICALL {
+                let (a0, a1) = (r.rdi, r.rsi);
                 // RIP is read only here: it keys the continuation.
-                continuation::multicall(svc, vcpu.rip(), args[0], args[1], console)
+                continuation::multicall(svc, vcpu.rip(), a0, a1, console)
             } else if nr == HC_MEM_RELEASE || nr == HC_MEM_POPULATE {
-                continuation::mem_op(svc, vcpu.rip(), nr, args[0], args[1])
+                let (a0, a1) = (r.rdi, r.rsi);
+                continuation::mem_op(svc, vcpu.rip(), nr, a0, a1)
             } else {
+                // The common case, completed here (no `Step` in between).
                 svc.continuation().clear();
-                match hypercall(svc, nr, args, console) {
-                    Some((ret, action)) => Step::Done(ret, action),
-                    // The console queue is full: yield, then write again.
-                    None => Step::Again(Action::Yield),
-                }
+                return match hypercall(svc, nr, &*r, console) {
+                    Some((ret, action)) => {
+                        complete_as(vcpu, len, ret, &action);
+                        action
+                    }
+                    // The console queue is full: yield, then write again
+                    // (RIP and every register stay).
+                    None => Action::Yield,
+                };
             };
             match step {
                 Step::Done(ret, action) => {
-                    vcpu.skip(len);
-                    // A blocked vCPU gets its RAX when it wakes.
-                    if action != Action::Block {
-                        vcpu.set_rax(ret);
-                    }
+                    complete_as(vcpu, len, ret, &action);
                     action
                 }
                 // RIP and every register stay: the guest runs it again.
@@ -450,23 +449,23 @@ fn status(e: Error) -> u64 {
 fn hypercall(
     svc: &mut impl Services,
     nr: u64,
-    a: [u64; 6],
+    a: impl Args,
     console: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Option<(u64, Action)> {
     let done = |r: Result<u64, Error>| (r.unwrap_or_else(status), Action::Resume);
     Some(match nr {
-        HC_CONSOLE_WRITE => done(match console_write(svc, a[0], a[1], console) {
+        HC_CONSOLE_WRITE => done(match console_write(svc, a.arg(0), a.arg(1), console) {
             Ok(Some(n)) => Ok(n),
             Ok(None) => return None,
             Err(e) => Err(e),
         }),
-        HC_SHUTDOWN => match a[0] {
+        HC_SHUTDOWN => match a.arg(0) {
             SHUTDOWN_POWEROFF | SHUTDOWN_CRASH | pvabi::SHUTDOWN_REBOOT => (
                 0,
                 Action::Shutdown {
-                    crashed: a[0] == SHUTDOWN_CRASH,
-                    code: a[1] as i64,
-                    reboot: a[0] == pvabi::SHUTDOWN_REBOOT,
+                    crashed: a.arg(0) == SHUTDOWN_CRASH,
+                    code: a.arg(1) as i64,
+                    reboot: a.arg(0) == pvabi::SHUTDOWN_REBOOT,
                 },
             ),
             _ => (status(Error::Invalid), Action::Resume),
@@ -474,33 +473,36 @@ fn hypercall(
         HC_YIELD => (0, Action::Yield),
         pvabi::HC_SHUTDOWN_REQUESTED => (svc.shutdown_request(), Action::Resume),
         pvabi::HC_MEM_TARGET => (svc.mem_target(), Action::Resume),
-        HC_CONSOLE_READ => done(console_read(svc, a[0], a[1])),
-        HC_SCHED_BLOCK => match svc.block(a[0]) {
+        HC_CONSOLE_READ => done(console_read(svc, a.arg(0), a.arg(1))),
+        HC_SCHED_BLOCK => match svc.block(a.arg(0)) {
             Some(mask) => (mask, Action::Resume),
             None => (0, Action::Block),
         },
         HC_SCHED_POLL => (svc.poll(), Action::Resume),
         HC_SET_TIMER => {
-            svc.set_timer(a[0]);
+            svc.set_timer(a.arg(0));
             (0, Action::Resume)
         }
         HC_VCPU_UP => {
-            let cr3 = (a[0] & pvabi::VCPU_UP_CR3 != 0).then_some(a[4]);
-            let id = a[0] & !pvabi::VCPU_UP_CR3;
-            done(svc.vcpu_up(id, a[1], a[2], a[3], cr3).map(|()| 0))
+            let cr3 = (a.arg(0) & pvabi::VCPU_UP_CR3 != 0).then_some(a.arg(4));
+            let id = a.arg(0) & !pvabi::VCPU_UP_CR3;
+            done(
+                svc.vcpu_up(id, a.arg(1), a.arg(2), a.arg(3), cr3)
+                    .map(|()| 0),
+            )
         }
         HC_VCPU_INFO => done(
-            svc.vcpu_info(a[0])
-                .and_then(|info| put(svc, a[1], info.as_bytes())),
+            svc.vcpu_info(a.arg(0))
+                .and_then(|info| put(svc, a.arg(1), info.as_bytes())),
         ),
         HC_MEM_INFO => {
             let info = svc.mem_info();
-            done(put(svc, a[0], info.as_bytes()))
+            done(put(svc, a.arg(0), info.as_bytes()))
         }
         // The op groups with typed decoders: the number picks the group
         // (`group.rs`), whose decoder alone runs.
         _ => match group::of(nr) {
-            Group::Evtchn => match EvtchnOp::decode(nr, a) {
+            Group::Evtchn => match EvtchnOp::decode(nr, a.all()) {
                 Some(Ok(EvtchnOp::SendWait {
                     send,
                     wait,
@@ -514,22 +516,69 @@ fn hypercall(
                 None => (status(Error::NoSys), Action::Resume),
             },
             Group::Grant => done(
-                GrantOp::decode(nr, a)
+                GrantOp::decode(nr, a.all())
                     .unwrap_or(Err(Error::NoSys))
                     .and_then(|op| svc.grant(op)),
             ),
             Group::Domctl => {
-                done(crate::domain::ctl_ops::run(svc, nr, a).unwrap_or(Err(Error::NoSys)))
+                done(crate::domain::ctl_ops::run(svc, nr, a.all()).unwrap_or(Err(Error::NoSys)))
             }
-            Group::Mgmt => done(mgmt::run(svc, nr, a).unwrap_or(Err(Error::NoSys))),
+            Group::Mgmt => done(mgmt::run(svc, nr, a.all()).unwrap_or(Err(Error::NoSys))),
             Group::Pci => done(
-                crate::pci::config::PciOp::decode(nr, a)
+                crate::pci::config::PciOp::decode(nr, a.all())
                     .unwrap_or(Err(Error::NoSys))
                     .and_then(|op| svc.pci(op)),
             ),
             Group::None => (status(Error::NoSys), Action::Resume),
         },
     })
+}
+
+/// Completes a hypercall that returned `ret` and `action`: RIP past it,
+/// and RAX = `ret` unless it blocked (it gets its RAX when it wakes).
+#[inline(always)]
+fn complete_as(vcpu: &mut (impl VcpuBackend + ?Sized), len: u64, ret: u64, action: &Action) {
+    vcpu.complete(len, (*action != Action::Block).then_some(ret));
+}
+
+/// A hypercall's six arguments (pvabi: RDI, RSI, RDX, R10, R8, R9). From
+/// an exit they stay in the saved registers and are read where used (the
+/// numbers that take none or one copy nothing out); a multicall entry's
+/// are an array. The typed decoders take [`Args::all`].
+trait Args: Copy {
+    /// Argument `i` (0 to 5).
+    fn arg(self, i: usize) -> u64;
+    /// All six, in order.
+    fn all(self) -> [u64; 6];
+}
+
+impl Args for [u64; 6] {
+    #[inline(always)]
+    fn arg(self, i: usize) -> u64 {
+        self[i]
+    }
+    #[inline(always)]
+    fn all(self) -> [u64; 6] {
+        self
+    }
+}
+
+impl Args for &GuestRegs {
+    #[inline(always)]
+    fn arg(self, i: usize) -> u64 {
+        match i {
+            0 => self.rdi,
+            1 => self.rsi,
+            2 => self.rdx,
+            3 => self.r10,
+            4 => self.r8,
+            _ => self.r9,
+        }
+    }
+    #[inline(always)]
+    fn all(self) -> [u64; 6] {
+        [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9]
+    }
 }
 
 /// Writes an OUT structure to guest memory.

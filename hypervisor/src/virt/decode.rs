@@ -25,12 +25,25 @@ pub struct SvmExitInfo {
     pub decode_assists: bool,
 }
 
+/// AMD-V's exit code for VMMCALL (APM Vol. 2, appendix C).
+pub const SVM_VMMCALL: u64 = 0x81;
+
+/// A VMMCALL exit: the instruction's length from next-RIP where the CPU
+/// saves it, else VMMCALL's 3 bytes. The run path decodes it without
+/// reading EXITINFO (`SvmVcpu::decode`); [`svm`] gives the same.
+#[inline(always)]
+pub fn svm_hypercall(next_rip_len: Option<u64>) -> VmExit {
+    VmExit::Hypercall {
+        len: next_rip_len.unwrap_or(3),
+    }
+}
+
 /// Decodes an SVM exit.
 #[inline(always)]
 pub fn svm(e: SvmExitInfo) -> VmExit {
     let len = |fallback: u64| e.next_rip_len.unwrap_or(fallback);
     match e.code {
-        0x81 => VmExit::Hypercall { len: len(3) }, // VMMCALL is 3 bytes
+        SVM_VMMCALL => svm_hypercall(e.next_rip_len),
         0x72 => VmExit::Cpuid { len: len(2) },
         0x7c => VmExit::Msr {
             write: e.info1 & 1 != 0,
@@ -120,6 +133,20 @@ pub struct VmxExitInfo {
     pub guest_physical: u64,
 }
 
+/// VT-x's basic exit reason for VMCALL (SDM Vol. 3D, appendix C).
+const VMX_VMCALL_BASIC: u64 = 18;
+/// The whole exit reason of a VMCALL exit (no entry failure, no other
+/// bit set): what the run path compares before reading anything else.
+pub const VMX_VMCALL: u64 = VMX_VMCALL_BASIC;
+
+/// A VMCALL exit of `len` bytes; the run path decodes it without reading
+/// the qualification or the guest-physical address (`VmxVcpu::decode`);
+/// [`vmx`] gives the same.
+#[inline(always)]
+pub fn vmx_hypercall(len: u64) -> VmExit {
+    VmExit::Hypercall { len }
+}
+
 /// Decodes a VMX exit.
 pub fn vmx(e: VmxExitInfo) -> VmExit {
     let (q, len) = (e.qualification, e.instruction_len);
@@ -156,7 +183,7 @@ pub fn vmx(e: VmxExitInfo) -> VmExit {
             },
             len: Some(len),
         },
-        18 => VmExit::Hypercall { len },
+        VMX_VMCALL_BASIC => vmx_hypercall(len),
         19..=27 | 50 | 53 => VmExit::Forbidden {
             what: "a VMX instruction",
         },
@@ -207,6 +234,43 @@ mod tests {
             instruction_len: 3,
             guest_physical,
         })
+    }
+
+    #[test]
+    /// The run path's shortcut for VMMCALL (no EXITINFO read) decodes as
+    /// the full decoder does, whatever EXITINFO holds.
+    fn svm_hypercall_matches_the_decoder() {
+        for next_rip_len in [None, Some(3), Some(4)] {
+            for (info1, info2) in [(0, 0), (u64::MAX, 0x1234), (1 << 63, u64::MAX)] {
+                for decode_assists in [false, true] {
+                    let full = svm(SvmExitInfo {
+                        code: SVM_VMMCALL,
+                        info1,
+                        info2,
+                        next_rip_len,
+                        decode_assists,
+                    });
+                    assert_eq!(svm_hypercall(next_rip_len), full);
+                }
+            }
+        }
+        assert_eq!(svm_hypercall(None), VmExit::Hypercall { len: 3 });
+    }
+
+    #[test]
+    /// VT-x's shortcut likewise, for the reason it compares whole.
+    fn vmx_hypercall_matches_the_decoder() {
+        for len in [1, 3, 15] {
+            for (qualification, guest_physical) in [(0, 0), (u64::MAX, 0x1000)] {
+                let full = vmx(VmxExitInfo {
+                    reason: VMX_VMCALL,
+                    qualification,
+                    instruction_len: len,
+                    guest_physical,
+                });
+                assert_eq!(vmx_hypercall(len), full);
+            }
+        }
     }
 
     #[test]

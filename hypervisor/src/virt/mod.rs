@@ -92,6 +92,23 @@ pub trait VcpuBackend: Send {
     fn rip(&self) -> u64;
     /// Moves RIP past the exiting instruction.
     fn skip(&mut self, len: u64);
+    /// A hypercall's number (RAX) and the registers holding its arguments,
+    /// in one call (the exit path's); `None` from CPL > 0.
+    fn hypercall_regs(&mut self) -> Option<(u64, &mut GuestRegs)> {
+        if self.cpl() != 0 {
+            return None;
+        }
+        let nr = self.rax();
+        Some((nr, self.regs()))
+    }
+    /// Completes an instruction `len` bytes long: RIP past it, and RAX set
+    /// to `rax` if given (one call for [`Self::skip`] and [`Self::set_rax`]).
+    fn complete(&mut self, len: u64, rax: Option<u64>) {
+        self.skip(len);
+        if let Some(value) = rax {
+            self.set_rax(value);
+        }
+    }
     /// Injects #GP(0) on the next entry.
     fn inject_gp(&mut self);
     /// The guest's CR4 as it reads it (CPUID's OSXSAVE and OSPKE follow

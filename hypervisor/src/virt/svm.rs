@@ -453,20 +453,27 @@ impl SvmVcpu {
         if pending & (1 << 31) != 0 && !external {
             self.w64(C_EVENTINJ, pending);
         }
-        if self.r64(C_EXITCODE) == 0x64 && !self.window {
+        // Read once: each VMCB read is a volatile load.
+        let code = self.r64(C_EXITCODE);
+        if code == 0x64 && !self.window {
             spurious_window();
         }
-        self.decode()
+        self.decode(code)
     }
 
-    fn decode(&self) -> VmExit {
+    fn decode(&self, code: u64) -> VmExit {
         let rip = self.r64(S_RIP);
+        let next_rip_len =
+            (NRIPS.load(Ordering::Relaxed) != 0).then(|| self.r64(C_NRIP).wrapping_sub(rip));
+        // The hypercall needs no EXITINFO: not read for it (the hot exit).
+        if code == super::decode::SVM_VMMCALL {
+            return super::decode::svm_hypercall(next_rip_len);
+        }
         super::decode::svm(super::decode::SvmExitInfo {
-            code: self.r64(C_EXITCODE),
+            code,
             info1: self.r64(C_EXITINFO1),
             info2: self.r64(C_EXITINFO2),
-            next_rip_len: (NRIPS.load(Ordering::Relaxed) != 0)
-                .then(|| self.r64(C_NRIP).wrapping_sub(rip)),
+            next_rip_len,
             decode_assists: DECODE_ASSISTS.load(Ordering::Relaxed) != 0,
         })
     }
