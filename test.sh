@@ -33,6 +33,12 @@ for a in "$@"; do
 done
 
 who=test.sh
+# CI builds a fresh clone once: incremental compilation would only write
+# caches no later build reads (and split the debug builds into more, smaller
+# codegen units), so it is off there unless asked for.
+if [[ -n "${CI:-}" && -z "${CARGO_INCREMENTAL:-}" ]]; then
+    export CARGO_INCREMENTAL=0
+fi
 echo "$who: checking the tools it needs (QEMU, Bochs, GRUB, the pinned Rust toolchain)"
 tools/setup.sh
 # shellcheck source=tools/host-tools.sh
