@@ -20,8 +20,7 @@ use boot_tests::qemu::{iso_vm, run_until};
 use xtask::iso::Module;
 use xtask::runner::Ended;
 
-/// Deadline of a run of the suite (normally ~25 s: the 1,000,000
-/// hypercalls take ~18 s of it under TCG, ~20 s under Bochs).
+/// Deadline of a run of the suite (normally well under a minute).
 const SUITE_TIMEOUT_S: u64 = 240;
 /// Deadline of a preemption run (normally ~10 s). Without preemption it
 /// never ends by itself, so this is how long a failure takes.
@@ -31,6 +30,13 @@ const PREEMPTION_TIMEOUT_S: u64 = 120;
 /// `corei7_skylake_x`, `corei7_icelake_u` and `broadwell_ult`).
 const HASWELL: &str = "corei7_haswell_4770";
 const TIGERLAKE: &str = "tigerlake";
+
+/// Calls the suite's `hammer` makes, half yields: enough that it still
+/// runs beside the other guests on both CPUs for thousands of slices. Its
+/// default, 1,000,000, made it most of each run (on Bochs about 100 s of a
+/// 2-core CI machine's time per model, three runs in all) for nothing the
+/// fifth part does not show.
+const SUITE_HAMMER_ARGS: &str = "calls=200000";
 
 /// Calls the preemption test's `hammer` makes: enough to need many time
 /// slices, few enough to finish in seconds while sharing the CPU.
@@ -43,7 +49,7 @@ fn suite_modules() -> Vec<Module> {
         guest_module("hello", "hello.elf", "greeting=first n=1"),
         guest_module("hello", "hello-2.elf", "greeting=second n=2"),
         guest_module("oob", "oob.elf", ""),
-        guest_module("hammer", "hammer.elf", ""),
+        guest_module("hammer", "hammer.elf", SUITE_HAMMER_ARGS),
         guest_module("triple", "triple.elf", ""),
         guest_module("privileged", "privileged.elf", ""),
         guest_module("cpuid", "cpuid.elf", ""),
@@ -87,10 +93,10 @@ fn check_suite(o: &Outcome, b: Backend) {
     o.assert_printed(&cpuid, "signature \"KestrelHyper\"");
     o.assert_printed(&cpuid, "cpuid checks: 0 failed");
     let hammer = o.assert_domain("hammer.elf", "exited", 0);
-    o.assert_printed(&hammer, "1000000 hypercalls, 0 wrong return values");
+    o.assert_printed(&hammer, "200000 hypercalls, 0 wrong return values");
     assert!(
-        hammer.exits >= 1_000_000,
-        "{}: hammer took {} exits for 1,000,000 hypercalls",
+        hammer.exits >= 200_000,
+        "{}: hammer took {} exits for 200,000 hypercalls",
         o.test,
         hammer.exits
     );
