@@ -77,7 +77,11 @@ impl Sim {
         }
         self.next_sample += PERIOD_NS;
         let used = self.doms.iter().map(|&d| self.used(d)).collect();
-        let credit = self.vcpus.iter().map(|v| self.s.credit(v.id).unwrap()).collect();
+        let credit = self
+            .vcpus
+            .iter()
+            .map(|v| self.s.credit(v.id).unwrap())
+            .collect();
         self.trace.push((self.now, used, credit));
     }
 
@@ -259,7 +263,11 @@ fn pinned_first_periods() -> Vec<(u64, Vec<u64>, Vec<i64>)> {
         (ms(90), std::vec![ms(39), ms(51)], std::vec![c(-33), c(33)]),
         (ms(120), std::vec![ms(49), ms(71)], std::vec![c(-38), c(38)]),
         (ms(150), std::vec![ms(59), ms(91)], std::vec![c(-43), c(43)]),
-        (ms(180), std::vec![ms(59), ms(121)], std::vec![c(-28), c(28)]),
+        (
+            ms(180),
+            std::vec![ms(59), ms(121)],
+            std::vec![c(-28), c(28)]
+        ),
     ]
 }
 

@@ -86,6 +86,7 @@ impl Handoff {
             return super::switch_to(cpu, from, ran_ns, &to, now);
         }
         let r = with(|s| {
+            super::unquiet(cpu);
             to.handoff_since.store(0, Ordering::Relaxed);
             if to.domain.paused.load(Ordering::Acquire) || to.domain.dying() {
                 // As `make_runnable` for a paused or ending domain.
@@ -95,6 +96,9 @@ impl Handoff {
                     .map(|()| (None, None));
             }
             let h = s.credit.wake_switch(cpu, from.sid, ran_ns, to.sid, now)?;
+            if let Some(p) = h.placed {
+                super::unquiet(p.cpu);
+            }
             // The vCPU to run: the woken one, or what the pick chose.
             let run = h.run.and_then(|d| {
                 let id = d.vcpu?;
@@ -177,7 +181,11 @@ fn wake_deferred(v: &VcpuEntry) {
         if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
             return None;
         }
-        s.credit.wake(v.sid, now).ok().flatten()
+        let placed = s.credit.wake(v.sid, now).ok().flatten();
+        if let Some(p) = placed {
+            super::unquiet(p.cpu);
+        }
+        placed
     })
     .flatten();
     if let Some(p) = placed
