@@ -217,28 +217,45 @@ fn a_quiet_tick_takes_no_global_lock_until_a_wake_up_must_preempt() {
     };
     assert!(Arc::ptr_eq(&e, &a), "CPU 0 picked another vCPU");
     policy::clear_resched(0);
+    let mut quiet = policy::Quiet::default();
     // The first tick asks; the next ones, until the slice's end, do not.
-    assert_eq!(takes(|| policy::tick(0, T0)), (false, 1), "first tick");
-    assert_eq!(takes(|| policy::tick(0, T0)), (false, 0), "second tick");
     assert_eq!(
-        takes(|| policy::tick(0, T0 + 1_000)),
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 1),
+        "first tick"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 0),
+        "second tick"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0 + 1_000, &mut quiet)),
         (false, 0),
         "third tick"
     );
     // The slice's end is past: the tick asks (and is told to leave).
     let late = T0 + crate::sched::SLICE_NS;
     assert_eq!(
-        takes(|| policy::tick(0, late)),
+        takes(|| policy::tick(0, late, &mut quiet)),
         (true, 1),
         "tick at the slice's end"
     );
-    assert_eq!(takes(|| policy::tick(0, T0)), (false, 1), "asks again");
-    assert_eq!(takes(|| policy::tick(0, T0)), (false, 0), "quiet again");
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 1),
+        "asks again"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 0),
+        "quiet again"
+    );
     // B is woken (boosted: better than OVER A) and queued on CPU 0.
     policy::unpause(&b.domain);
     assert!(policy::take_resched(0), "the wake-up kicked CPU 0");
     assert_eq!(
-        takes(|| policy::tick(0, T0)),
+        takes(|| policy::tick(0, T0, &mut quiet)),
         (true, 1),
         "the kicked tick asks, and A must leave"
     );

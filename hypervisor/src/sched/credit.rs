@@ -78,8 +78,6 @@ pub struct Credit {
     /// When the next accounting is due (`None` before the first call).
     pub(super) next_acct: Option<u64>,
     pub(super) steps: u64,
-    /// Times a domain parked (reached its cap) so far.
-    pub(super) parks: u64,
 }
 
 pub(super) fn cap_budget(cap: u32) -> u64 {
@@ -112,7 +110,6 @@ impl Credit {
             scratch: Vec::with_capacity(doms),
             next_acct: None,
             steps: 0,
-            parks: 0,
         }
     }
 
@@ -124,13 +121,6 @@ impl Credit {
     /// A CPU's queue, for inspection.
     pub fn run_queue(&self, cpu: usize) -> Option<&RunQueue> {
         self.cpus.get(cpu)
-    }
-
-    /// Times a domain parked so far: the caller of [`Credit::tick`] may
-    /// answer it without asking while this stays the same (see
-    /// [`Credit::quiet_until`]).
-    pub fn parks(&self) -> u64 {
-        self.parks
     }
 
     /// Queue entries the scheduler has examined so far: a cost measure

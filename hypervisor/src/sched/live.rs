@@ -10,10 +10,11 @@
 //! prints): slots are taken out under the lock and dropped after it.
 //!
 //! One exit path does without [`SCHED`]: a timer interrupt or kick whose
-//! [`tick`] finds the CPU's last answer still good ([`QUIET`], per CPU,
-//! written only under [`SCHED`]; issue 11's first step off the global
-//! lock). Pick, block and wake still take it once each; the per-CPU
-//! run-queue locks that replace it are designed in `sched/mod.rs`.
+//! [`tick`] finds the answer of the last `tick` that asked, in the same
+//! run of the same vCPU, still good ([`Quiet`]; issue 11's first step off
+//! the global lock). Pick, block and wake still take it once each; the
+//! per-CPU run-queue locks that are to replace it are designed in
+//! `sched/mod.rs`.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -45,50 +46,16 @@ pub fn init(cpus: usize) {
         crate::sched::SLICE_NS / 1000,
         crate::sched::BOOST_SLICE_NS / 1000
     );
-    let mut g = SCHED.lock();
-    *g = Some(Sched {
+    *SCHED.lock() = Some(Sched {
         credit: Credit::new(cpus),
         slots: Vec::new(),
     });
-    unquiet_all();
 }
 
 fn with<R>(f: impl FnOnce(&mut Sched) -> R) -> Option<R> {
     #[cfg(test)]
     SCHED_LOCKS.fetch_add(1, Ordering::Relaxed);
-    let mut g = SCHED.lock();
-    let s = g.as_mut()?;
-    let parks = s.credit.parks();
-    let r = f(s);
-    if s.credit.parks() != parks {
-        unquiet_all();
-    }
-    Some(r)
-}
-
-/// Per CPU: until when (system time, exclusive) [`tick`] on it answers
-/// "go on" without the scheduler lock ([`Credit::quiet_until`], set by
-/// the last `tick` that took the lock and said so); 0: ask the policy.
-/// Written only under [`SCHED`]: set by that CPU's `tick`, cleared by
-/// whatever ends the promise (a vCPU queued there, that CPU's vCPU
-/// descheduled or a new one started, a domain parked, parameters
-/// changed). A wake-up that must preempt clears it before its kick, so
-/// the kicked CPU's `tick` asks.
-static QUIET: [AtomicU64; crate::sched::MAX_CPUS] =
-    [const { AtomicU64::new(0) }; crate::sched::MAX_CPUS];
-
-/// `cpu`'s next [`tick`] asks the policy (under [`SCHED`]).
-fn unquiet(cpu: usize) {
-    if let Some(q) = QUIET.get(cpu) {
-        q.store(0, Ordering::Relaxed);
-    }
-}
-
-/// Every CPU's next [`tick`] asks the policy (under [`SCHED`]).
-fn unquiet_all() {
-    for q in &QUIET {
-        q.store(0, Ordering::Relaxed);
-    }
+    SCHED.lock().as_mut().map(f)
 }
 
 /// Times [`SCHED`] was taken (host tests count them per round trip).
@@ -136,7 +103,9 @@ pub(crate) fn set_params(d: SchedDom, weight: u32, cap: u32) -> Result<(), pvabi
     let w = u16::try_from(weight).map_err(|_| pvabi::Error::Invalid)?;
     with(|s| {
         // It may unpark the domain: vCPUs waiting anywhere may now win.
-        unquiet_all();
+        for cpu in 0..s.credit.cpus() {
+            queued_here(cpu);
+        }
         s.credit.set_params(d, w, cap)
     })
     .ok_or(pvabi::Error::Invalid)?
@@ -174,6 +143,30 @@ pub(crate) fn clear_resched(cpu: usize) {
     if let Some(r) = RESCHED.get(cpu) {
         r.store(false, Ordering::Relaxed);
     }
+}
+
+/// Per CPU: moved (under [`SCHED`]) whenever a vCPU is queued there or
+/// any domain's parameters change: it ends every [`Quiet`] promise made
+/// on that CPU before.
+static QUEUED: [AtomicU64; crate::sched::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::sched::MAX_CPUS];
+
+/// A vCPU was queued on `cpu` (called under [`SCHED`], before any kick,
+/// so a kicked CPU's [`tick`] asks the policy).
+fn queued_here(cpu: usize) {
+    if let Some(q) = QUEUED.get(cpu) {
+        q.store(q.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+/// The last answer of [`tick`] that asked the policy, in one run of one
+/// vCPU on one CPU (the run loop keeps one per run, from `Default`): "go
+/// on" until `until` ([`Credit::quiet_until`]), unless a vCPU was queued
+/// on that CPU since ([`QUEUED`] moved from `queued`).
+#[derive(Default)]
+pub(crate) struct Quiet {
+    until: u64,
+    queued: u64,
 }
 
 /// Sends `cpu` a reschedule IPI (or, for this CPU, marks it: it asks the
@@ -238,7 +231,7 @@ fn wake(v: &VcpuEntry) {
     let placed = with(|s| {
         let placed = s.credit.wake(v.sid, now).ok().flatten();
         if let Some(p) = placed {
-            unquiet(p.cpu);
+            queued_here(p.cpu);
         }
         placed
     })
@@ -258,17 +251,6 @@ pub(crate) fn pick(cpu: usize, now: u64) -> Pick {
     let Some(s) = g.as_mut() else {
         return Pick::Idle(u64::MAX);
     };
-    unquiet(cpu);
-    let parks = s.credit.parks();
-    let pick = pick_locked(s, cpu, now);
-    if s.credit.parks() != parks {
-        unquiet_all();
-    }
-    pick
-}
-
-/// [`pick`] under the scheduler lock.
-fn pick_locked(s: &mut Sched, cpu: usize, now: u64) -> Pick {
     match s.credit.pick_next(cpu, now) {
         Ok(d) => match d.vcpu {
             Some(id) => match s.slots.get(id.slot()).cloned().flatten() {
@@ -295,11 +277,7 @@ pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool
 pub(crate) fn descheduled_at(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool, now: u64) {
     // The policy and the vCPU's state must agree that it ran here; if they
     // ever do not, say so (a disagreement would strand the vCPU or CPU).
-    let r = with(|s| {
-        unquiet(cpu);
-        s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable)
-    });
-    if let Some(Err(e)) = r {
+    if let Some(Err(e)) = with(|s| s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable)) {
         log::warn!(
             "scheduler: vCPU {} of domain {} descheduled on CPU {cpu}: {e:?}",
             v.index,
@@ -319,14 +297,13 @@ pub(crate) fn switch_to(
     to: &Arc<VcpuEntry>,
     now: u64,
 ) -> Option<(Arc<VcpuEntry>, u64)> {
-    let r = with(|s| {
-        unquiet(cpu);
-        match s.credit.switch_to(cpu, v.sid, ran_ns, to.sid, now) {
+    let r = with(
+        |s| match s.credit.switch_to(cpu, v.sid, ran_ns, to.sid, now) {
             Ok(Some(d)) => Ok(d.vcpu.map(|_| d.slice_ns)),
             Ok(None) => Ok(None),
             Err(e) => Err(e),
-        }
-    })?;
+        },
+    )?;
     match r {
         Ok(slice) => slice.map(|ns| (to.clone(), ns)),
         Err(e) => {
@@ -340,25 +317,22 @@ pub(crate) fn switch_to(
     }
 }
 
-/// The timer (or a kick) interrupted `cpu`: whether to leave the guest.
-/// Without the scheduler lock while the last answer that took it still
-/// holds ([`QUIET`]): a guest timer or an interrupt that changes nothing
-/// for the scheduler costs no global lock on the exit path.
-pub(crate) fn tick(cpu: usize, now: u64) -> bool {
-    if QUIET
-        .get(cpu)
-        .is_some_and(|q| now < q.load(Ordering::Relaxed))
-    {
+/// The timer (or a kick) interrupted `cpu`, which runs the vCPU whose run
+/// `quiet` belongs to: whether to leave the guest. Without the scheduler
+/// lock while the last answer that took it still holds: a guest timer or
+/// an interrupt that changes nothing for the scheduler costs no global
+/// lock on the exit path.
+pub(crate) fn tick(cpu: usize, now: u64, quiet: &mut Quiet) -> bool {
+    let queued = QUEUED.get(cpu).map_or(0, |q| q.load(Ordering::Relaxed));
+    if now < quiet.until && queued == quiet.queued {
         return false;
     }
     with(|s| {
         let leave = s.credit.tick(cpu, now).unwrap_or(false);
-        if let Some(q) = QUIET.get(cpu) {
-            q.store(
-                if leave { 0 } else { s.credit.quiet_until(cpu) },
-                Ordering::Relaxed,
-            );
-        }
+        *quiet = Quiet {
+            until: if leave { 0 } else { s.credit.quiet_until(cpu) },
+            queued: QUEUED.get(cpu).map_or(0, |q| q.load(Ordering::Relaxed)),
+        };
         leave
     })
     .unwrap_or(false)

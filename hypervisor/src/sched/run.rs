@@ -313,7 +313,6 @@ impl Credit {
         if d.cap != 0 && !d.parked && d.period_used_ns >= cap_budget(d.cap) {
             d.parked = true;
             self.parked.push(dom as u32);
-            self.parks = self.parks.wrapping_add(1);
         }
         let rq = &mut self.cpus[cpu];
         rq.current = None;
@@ -327,23 +326,29 @@ impl Credit {
     /// Right after [`Credit::tick`] on `cpu` answered `false`: until when
     /// (system time, exclusive) every later `tick` on `cpu` answers
     /// `false` too, with nothing to do (no accounting due), as long as
-    /// none of these happens meanwhile: a vCPU is queued on `cpu` (a
-    /// wake-up placed there), `cpu`'s vCPU stops running (deschedule, a
-    /// pick, a switch), a domain parks ([`Credit::parks`] moves) or a
+    /// `cpu` goes on running the same vCPU and none of these happens
+    /// meanwhile: a vCPU is queued on `cpu` (a wake-up placed there), a
     /// domain's parameters change. It is the end of the running vCPU's
     /// slice or the next accounting, whichever comes first; 0 (no such
-    /// time) when `cpu` runs nothing.
+    /// time) when `cpu` runs nothing or runs a vCPU of a capped domain.
     ///
     /// Why that holds: `tick` says `true` for a running vCPU only when its
     /// slice is over, its domain is parked, or a waiting vCPU has a better
-    /// priority. Until the accounting, priorities change only by a
-    /// deschedule (of a vCPU not waiting here, or of this CPU's own) or a
-    /// wake-up (which queues); parking is counted; unparking happens only
-    /// in the accounting and in `set_params`; everything else (a steal, a
-    /// pause, a removal) only takes vCPUs out of this queue.
+    /// priority. Only a capped domain parks (in a deschedule on any CPU,
+    /// hence no promise for one); unparking happens only in the
+    /// accounting and in `set_params`. Until the accounting, the
+    /// priorities of the running vCPU and of those waiting here change
+    /// only by their own deschedule or a wake-up (which queues);
+    /// everything else (a steal, a pause, a removal) only takes vCPUs out
+    /// of this queue.
     pub fn quiet_until(&self, cpu: usize) -> u64 {
-        match (self.cpus.get(cpu), self.next_acct) {
-            (Some(rq), Some(t)) if rq.current.is_some() => rq.slice_end.min(t),
+        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct) else {
+            return 0;
+        };
+        match rq.current {
+            Some(v) if self.doms[self.vcpus[v.index as usize].dom as usize].cap == 0 => {
+                rq.slice_end.min(t)
+            }
             _ => 0,
         }
     }

@@ -86,7 +86,6 @@ impl Handoff {
             return super::switch_to(cpu, from, ran_ns, &to, now);
         }
         let r = with(|s| {
-            super::unquiet(cpu);
             to.handoff_since.store(0, Ordering::Relaxed);
             if to.domain.paused.load(Ordering::Acquire) || to.domain.dying() {
                 // As `make_runnable` for a paused or ending domain.
@@ -97,7 +96,7 @@ impl Handoff {
             }
             let h = s.credit.wake_switch(cpu, from.sid, ran_ns, to.sid, now)?;
             if let Some(p) = h.placed {
-                super::unquiet(p.cpu);
+                super::queued_here(p.cpu);
             }
             // The vCPU to run: the woken one, or what the pick chose.
             let run = h.run.and_then(|d| {
@@ -183,7 +182,7 @@ fn wake_deferred(v: &VcpuEntry) {
         }
         let placed = s.credit.wake(v.sid, now).ok().flatten();
         if let Some(p) = placed {
-            super::unquiet(p.cpu);
+            super::queued_here(p.cpu);
         }
         placed
     })
