@@ -97,6 +97,8 @@ fn run_slice(
 ) -> (Outcome, u64) {
     let d = &me.domain;
     let mut seen_ticks = P::timer_ticks(cpu);
+    // The scheduler's last "go on" in this run (`policy::tick`).
+    let mut quiet = policy::Quiet::default();
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let t0 = P::tsc();
@@ -250,7 +252,7 @@ fn run_slice(
             seen_ticks = ticks;
             let now = now_ns();
             timers::fire_list(cpu, now);
-            if policy::tick(cpu, now) {
+            if policy::tick(cpu, now, &mut quiet) {
                 break Outcome::Again;
             }
             armed = arm_timer(cpu, now, slice_end);

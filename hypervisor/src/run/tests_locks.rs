@@ -176,3 +176,95 @@ fn global_lock_takes_per_path() {
     let out = host::console_take();
     assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
 }
+
+/// The timer interrupt's exit path (a guest timer, or any interrupt that
+/// changes nothing for the scheduler) answers "go on" without the global
+/// lock after the first `tick` that asked (issue 11); a wake-up that must
+/// preempt the running vCPU ends that, before its kick, so the kicked
+/// CPU's `tick` asks the policy and leaves the guest.
+#[test]
+fn a_quiet_tick_takes_no_global_lock_until_a_wake_up_must_preempt() {
+    use crate::platform::{P, Platform};
+    use crate::sched::live::tests::{T0, blocker, create};
+    use crate::sched::live::{self as policy, SCHED_LOCKS};
+    use crate::virt::fake;
+
+    fn takes<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        let before = SCHED_LOCKS.load(Ordering::Relaxed);
+        let r = f();
+        (r, SCHED_LOCKS.load(Ordering::Relaxed) - before)
+    }
+
+    let _one = host::exclusive();
+    host::install_logger();
+    host::freeze_time(Some(T0));
+    fake::reset();
+    crate::sched::clock::init_time(0, P::tsc_hz());
+    policy::init(1);
+    host::become_cpu(0);
+    let a = create("a", || blocker(0));
+    let b = create("b", || blocker(0));
+    policy::pause(&b.domain);
+    // A runs and is descheduled once (its wake boost ends, its credit
+    // goes below 0: OVER), then runs again.
+    let policy::Pick::Run(e, _) = policy::pick(0, T0) else {
+        panic!("CPU 0 picked nothing");
+    };
+    assert!(Arc::ptr_eq(&e, &a), "CPU 0 picked another vCPU");
+    policy::descheduled_at(0, &a, 1_000, true, T0);
+    let policy::Pick::Run(e, _) = policy::pick(0, T0) else {
+        panic!("CPU 0 picked nothing");
+    };
+    assert!(Arc::ptr_eq(&e, &a), "CPU 0 picked another vCPU");
+    policy::clear_resched(0);
+    let mut quiet = policy::Quiet::default();
+    // The first tick asks; the next ones, until the slice's end, do not.
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 1),
+        "first tick"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 0),
+        "second tick"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0 + 1_000, &mut quiet)),
+        (false, 0),
+        "third tick"
+    );
+    // The slice's end is past: the tick asks (and is told to leave).
+    let late = T0 + crate::sched::SLICE_NS;
+    assert_eq!(
+        takes(|| policy::tick(0, late, &mut quiet)),
+        (true, 1),
+        "tick at the slice's end"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 1),
+        "asks again"
+    );
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (false, 0),
+        "quiet again"
+    );
+    // B is woken (boosted: better than OVER A) and queued on CPU 0.
+    policy::unpause(&b.domain);
+    assert!(policy::take_resched(0), "the wake-up kicked CPU 0");
+    assert_eq!(
+        takes(|| policy::tick(0, T0, &mut quiet)),
+        (true, 1),
+        "the kicked tick asks, and A must leave"
+    );
+    policy::descheduled_at(0, &a, 0, true, T0);
+    for d in [a.domain.clone(), b.domain.clone()] {
+        d.finish("destroyed", -1, None);
+    }
+    drop((a, b, e));
+    host::freeze_time(None);
+    let out = host::console_take();
+    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
+}

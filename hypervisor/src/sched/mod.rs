@@ -71,10 +71,17 @@
 //!    between CPUs, in ascending CPU index.
 //!
 //! The exit path of a plain hypercall takes none of these (host test
-//! `run::tests_locks`); a timer interrupt takes this CPU's timer list (and
-//! the scheduler lock to ask whether to switch); a CPU's timer pass takes
-//! only its own list. A wake-up, a block and a pick take the scheduler
-//! lock once each (`run::tests_locks::global_lock_takes_per_path`).
+//! `run::tests_locks`); a timer interrupt takes this CPU's timer list, and
+//! the scheduler lock to ask whether to switch only when the last answer
+//! that asked, in the same run of the same vCPU, no longer holds
+//! ([`Credit::quiet_until`]: the slice or the period ended, a vCPU was
+//! queued here, parameters changed; none for a capped domain's vCPU;
+//! `live.rs`, `Quiet`; host tests
+//! `run::tests_locks::a_quiet_tick_takes_no_global_lock_until_a_wake_up_must_preempt`
+//! and `tests_prop::a_quiet_tick_answers_as_the_policy_would`); a CPU's
+//! timer pass takes only its own list. A wake-up, a block and a pick take
+//! the scheduler lock once each
+//! (`run::tests_locks::global_lock_takes_per_path`).
 //!
 //! # Per-CPU locks (issue 11; designed, not built yet)
 //! The target is Xen's credit1 (`sched/credit.c`): a lock per CPU over

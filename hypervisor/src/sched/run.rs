@@ -323,6 +323,36 @@ impl Credit {
         Ok(())
     }
 
+    /// Right after [`Credit::tick`] on `cpu` answered `false`: until when
+    /// (system time, exclusive) every later `tick` on `cpu` answers
+    /// `false` too, with nothing to do (no accounting due), as long as
+    /// `cpu` goes on running the same vCPU and none of these happens
+    /// meanwhile: a vCPU is queued on `cpu` (a wake-up placed there), a
+    /// domain's parameters change. It is the end of the running vCPU's
+    /// slice or the next accounting, whichever comes first; 0 (no such
+    /// time) when `cpu` runs nothing or runs a vCPU of a capped domain.
+    ///
+    /// Why that holds: `tick` says `true` for a running vCPU only when its
+    /// slice is over, its domain is parked, or a waiting vCPU has a better
+    /// priority. Only a capped domain parks (in a deschedule on any CPU,
+    /// hence no promise for one); unparking happens only in the
+    /// accounting and in `set_params`. Until the accounting, the
+    /// priorities of the running vCPU and of those waiting here change
+    /// only by their own deschedule or a wake-up (which queues);
+    /// everything else (a steal, a pause, a removal) only takes vCPUs out
+    /// of this queue.
+    pub fn quiet_until(&self, cpu: usize) -> u64 {
+        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct) else {
+            return 0;
+        };
+        match rq.current {
+            Some(v) if self.doms[self.vcpus[v.index as usize].dom as usize].cap == 0 => {
+                rq.slice_end.min(t)
+            }
+            _ => 0,
+        }
+    }
+
     /// The periodic timer on `cpu`: runs the accounting when due and says
     /// whether `cpu` should reschedule now (its slice is over, its domain
     /// got parked, or better work waits; when idle: work waits).

@@ -167,7 +167,12 @@ fn choose<T: Copy>(r: &mut Rng<'_>, xs: &[T]) -> Option<T> {
 }
 
 /// Random ops on random (also stale and foreign) ids: no panic, invariants
-/// after every op, credit bounded, removed vCPUs gone.
+/// after every op, credit bounded, removed vCPUs gone. And the promise of
+/// [`Credit::quiet_until`], kept as `live.rs` keeps it (ended for a CPU a
+/// wake-up queued on and a CPU that picks or deschedules, that is, starts
+/// another run; for all CPUs when parameters are set): a `tick` before
+/// that time answers `false` (so `live.rs` may answer it without the
+/// lock).
 #[test]
 fn random_op_sequences_keep_the_invariants() {
     crate::testing::check(40, 3000 * 8, |r| {
@@ -177,6 +182,7 @@ fn random_op_sequences_keep_the_invariants() {
         let mut vcpus: Vec<VcpuId> = Vec::new();
         let mut removed: Vec<VcpuId> = Vec::new();
         let mut now = 0u64;
+        let mut quiet = std::vec![0u64; cpus + 1];
         for step in 0..3000 {
             now += r.below(3 * MS);
             let cpu = r.below(cpus as u64 + 1) as usize;
@@ -190,6 +196,7 @@ fn random_op_sequences_keep_the_invariants() {
                 1 => {
                     if let Some(d) = choose(r, &doms) {
                         let _ = s.set_params(d, r.next() as u16, r.below(500) as u32);
+                        quiet.fill(0);
                     }
                 }
                 2 | 3 => {
@@ -200,8 +207,10 @@ fn random_op_sequences_keep_the_invariants() {
                     }
                 }
                 4 | 5 => {
-                    if let Some(v) = choose(r, &vcpus) {
-                        let _ = s.wake(v, now);
+                    if let Some(v) = choose(r, &vcpus)
+                        && let Ok(Some(p)) = s.wake(v, now)
+                    {
+                        quiet[p.cpu] = 0;
                     }
                 }
                 6 => {
@@ -228,6 +237,7 @@ fn random_op_sequences_keep_the_invariants() {
                     }
                 }
                 9 => {
+                    quiet[cpu] = 0;
                     if let Ok(d) = s.pick_next(cpu, now) {
                         assert!(d.slice_ns >= MIN_SLICE_NS);
                         if d.vcpu.is_some() {
@@ -236,6 +246,7 @@ fn random_op_sequences_keep_the_invariants() {
                     }
                 }
                 10 => {
+                    quiet[cpu] = 0;
                     let running = s.run_queue(cpu).and_then(RunQueue::current);
                     let v = if r.below(4) == 0 {
                         choose(r, &vcpus)
@@ -252,7 +263,14 @@ fn random_op_sequences_keep_the_invariants() {
                     }
                 }
                 _ => {
-                    let _ = s.tick(cpu, now);
+                    let leave = s.tick(cpu, now);
+                    if now < quiet[cpu] {
+                        assert_eq!(leave, Ok(false), "step {step}: a quiet tick on CPU {cpu}");
+                    }
+                    quiet[cpu] = match leave {
+                        Ok(false) => s.quiet_until(cpu),
+                        _ => 0,
+                    };
                 }
             }
             if let Err(e) = s.check_invariants() {
@@ -263,4 +281,94 @@ fn random_op_sequences_keep_the_invariants() {
             }
         }
     });
+}
+
+/// [`Credit::quiet_until`]'s promise, densely: the clock moves little
+/// between ops and ticks are frequent, so many ticks fall inside a quiet
+/// time, with wake-ups, parks of capped domains and parameter changes in
+/// between. The model of who ends what is `live.rs`'s (see the test
+/// above).
+#[test]
+fn a_quiet_tick_answers_as_the_policy_would() {
+    let checked = core::cell::Cell::new(0u64);
+    crate::testing::check(200, 2000 * 8, |r| {
+        let cpus = 1 + r.below(3) as usize;
+        let mut s = Credit::new(cpus);
+        let mut doms: Vec<SchedDom> = Vec::new();
+        let mut vcpus: Vec<VcpuId> = Vec::new();
+        for _ in 0..2 + r.below(4) {
+            let d = s.add_domain(1 + r.below(1000) as u16, 0).unwrap();
+            for _ in 0..1 + r.below(3) {
+                vcpus.push(s.add_vcpu(d).unwrap());
+            }
+            let cap = if r.below(2) == 0 {
+                0
+            } else {
+                5 + r.below(30) as u32
+            };
+            s.set_params(d, 1 + r.below(1000) as u16, cap).unwrap();
+            doms.push(d);
+        }
+        let mut now = 0u64;
+        let mut quiet = std::vec![0u64; cpus];
+        for step in 0..2000 {
+            now += r.below(MS / 4);
+            let cpu = r.below(cpus as u64) as usize;
+            match r.below(10) {
+                0 | 1 => {
+                    if let Some(v) = choose(r, &vcpus)
+                        && let Ok(Some(p)) = s.wake(v, now)
+                    {
+                        quiet[p.cpu] = 0;
+                    }
+                }
+                2 => {
+                    if let Some(v) = choose(r, &vcpus) {
+                        let _ = s.block(v, now);
+                    }
+                }
+                3 => {
+                    quiet[cpu] = 0;
+                    let _ = s.pick_next(cpu, now);
+                }
+                4 => {
+                    quiet[cpu] = 0;
+                    if let Some(v) = s.run_queue(cpu).and_then(RunQueue::current) {
+                        let _ = s.descheduled(cpu, v, r.below(5 * MS), now, r.below(3) != 0);
+                    }
+                }
+                5 if r.below(4) == 0 => {
+                    if let Some(d) = choose(r, &doms) {
+                        let cap = if r.below(2) == 0 {
+                            0
+                        } else {
+                            5 + r.below(30) as u32
+                        };
+                        let _ = s.set_params(d, 1 + r.below(1000) as u16, cap);
+                        quiet.fill(0);
+                    }
+                }
+                _ => {
+                    let leave = s.tick(cpu, now);
+                    if now < quiet[cpu] {
+                        checked.set(checked.get() + 1);
+                        assert_eq!(leave, Ok(false), "step {step}: a quiet tick on CPU {cpu}");
+                    }
+                    quiet[cpu] = match leave {
+                        Ok(false) => s.quiet_until(cpu),
+                        _ => 0,
+                    };
+                }
+            }
+            if let Err(e) = s.check_invariants() {
+                panic!("step {step}: {e}");
+            }
+        }
+    });
+    let checked = checked.get();
+    std::println!("{checked} ticks inside a quiet time checked");
+    assert!(
+        checked >= 1000,
+        "the quiet times were hardly tested: {checked}"
+    );
 }

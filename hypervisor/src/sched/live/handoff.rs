@@ -95,6 +95,9 @@ impl Handoff {
                     .map(|()| (None, None));
             }
             let h = s.credit.wake_switch(cpu, from.sid, ran_ns, to.sid, now)?;
+            if let Some(p) = h.placed {
+                super::queued_here(p.cpu);
+            }
             // The vCPU to run: the woken one, or what the pick chose.
             let run = h.run.and_then(|d| {
                 let id = d.vcpu?;
@@ -177,7 +180,11 @@ fn wake_deferred(v: &VcpuEntry) {
         if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
             return None;
         }
-        s.credit.wake(v.sid, now).ok().flatten()
+        let placed = s.credit.wake(v.sid, now).ok().flatten();
+        if let Some(p) = placed {
+            super::queued_here(p.cpu);
+        }
+        placed
     })
     .flatten();
     if let Some(p) = placed
