@@ -91,8 +91,9 @@ fn cargo_in_fuzz(args: &[&str], rustflags: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Runs every target (or those named) for `seconds` each; fails on the
-/// first crash, naming the input that caused it and how to replay it.
+/// Runs every target (or those named) for `seconds` each, one per core at
+/// a time; fails if any crashed, naming each input that did and how to
+/// replay it.
 pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
     for t in only {
         if !TARGETS.contains(&t.as_str()) {
@@ -112,13 +113,25 @@ pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
         .copied()
         .filter(|t| only.is_empty() || only.iter().any(|o| o == t))
         .collect();
-    let mut failed = Vec::new();
-    for t in &selected {
-        if let Err(e) = run_target(&bins, t, seconds) {
-            eprintln!("xtask: {e}");
-            failed.push(*t);
+    // Each target runs on one thread: as many at once as there are cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let queue = std::sync::Mutex::new(selected.iter().rev().copied().collect::<Vec<_>>());
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..cores.min(selected.len()) {
+            s.spawn(|| {
+                while let Some(t) = queue.lock().map_or(None, |mut q| q.pop()) {
+                    if let Err(e) = run_target(&bins, t, seconds) {
+                        eprintln!("xtask: {e}");
+                        if let Ok(mut f) = failed.lock() {
+                            f.push(t);
+                        }
+                    }
+                }
+            });
         }
-    }
+    });
+    let failed = failed.into_inner().unwrap_or_default();
     if !failed.is_empty() {
         bail!("fuzz target(s) failed: {}", failed.join(", "));
     }
