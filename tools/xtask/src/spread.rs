@@ -2,6 +2,13 @@
 //! tests that each keep one CPU busy and cannot share a process (the
 //! exhaustive interleaving search: every test drives the hypervisor's
 //! global tables, so inside one process they take turns).
+//!
+//! The tests go by module: each module's tests run in one process, in
+//! libtest's order, as they do in one `cargo test`. Not one process per
+//! test: `sched::live::tests::timers::a_wake_and_a_timer_...` hangs when it
+//! runs first in its process (its first replay diverges: it depends on
+//! state an earlier test of its module left; found in session 21, not yet
+//! fixed), so a test is only ever run after the ones it runs after today.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,10 +24,10 @@ use crate::cargo;
 /// `cargo <build> --no-run` makes (give the arguments of a build that ran
 /// before, so nothing is rebuilt: `cargo test -p X` alone unifies features
 /// differently from `cargo test --workspace` and compiles X again), lists
-/// its tests whose name contains `filter`, and runs each alone (`--exact`)
-/// with `env`, `workers` at a time, the first listed first. Prints each
-/// test's verdict and time as it ends, and the whole output of each that
-/// failed; fails naming them.
+/// its tests whose name contains `filter`, and runs each module's tests in
+/// one process (`--exact`, one thread) with `env`, `workers` processes at
+/// a time, the first listed first. Prints each module's verdict and time
+/// as it ends, and the whole output of each that failed; fails naming them.
 pub fn run(
     build: &[&str],
     lib: &str,
@@ -33,22 +40,24 @@ pub fn run(
     if names.is_empty() {
         bail!("{} lists no test matching `{filter}`", exe.display());
     }
-    let workers = workers.clamp(1, names.len());
+    let groups = by_module(&names);
+    let workers = workers.clamp(1, groups.len());
     println!(
-        "spread: {} test(s) of {} over {workers} process(es)",
+        "spread: {} test(s) in {} module(s) of {} over {workers} process(es)",
         names.len(),
+        groups.len(),
         exe.display()
     );
-    let queue = Mutex::new(names.iter().rev().cloned().collect::<Vec<_>>());
+    let queue = Mutex::new(groups.into_iter().rev().collect::<Vec<_>>());
     let failed = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                while let Some(name) = queue.lock().map_or(None, |mut q| q.pop()) {
-                    if let Err(e) = run_one(&exe, &name, env) {
+                while let Some((module, tests)) = queue.lock().map_or(None, |mut q| q.pop()) {
+                    if let Err(e) = run_group(&exe, &module, &tests, env) {
                         eprintln!("{e}");
                         if let Ok(mut f) = failed.lock() {
-                            f.push(name);
+                            f.push(module);
                         }
                     }
                 }
@@ -62,22 +71,42 @@ pub fn run(
     Ok(())
 }
 
-/// One test, alone in its process; its output is printed only if it failed.
-fn run_one(exe: &PathBuf, name: &str, env: &[(&str, &str)]) -> Result<()> {
+/// The tests grouped by the module that holds them (the name without its
+/// last `::` part), each group in list order, the groups in the order of
+/// their first test.
+fn by_module(names: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for n in names {
+        let module = n.rsplit_once("::").map_or("", |(m, _)| m).to_string();
+        match groups.iter_mut().find(|(m, _)| *m == module) {
+            Some((_, tests)) => tests.push(n.clone()),
+            None => groups.push((module, vec![n.clone()])),
+        }
+    }
+    groups
+}
+
+/// One module's tests in one process, one after the other; its output is
+/// printed only if one failed.
+fn run_group(exe: &PathBuf, module: &str, tests: &[String], env: &[(&str, &str)]) -> Result<()> {
     let t = Instant::now();
     let out = Command::new(exe)
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .args(tests)
+        .args(["--exact", "--test-threads=1", "--nocapture"])
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::new(format!("starting {}: {e}", exe.display())))?;
     let secs = t.elapsed().as_secs_f64();
     if out.status.success() {
-        println!("spread: ok     {name} ({secs:.1} s)");
+        println!(
+            "spread: ok     {module} ({} test(s), {secs:.1} s)",
+            tests.len()
+        );
         return Ok(());
     }
     bail!(
-        "spread: FAILED {name} ({secs:.1} s, {}); its output:\n{}{}",
+        "spread: FAILED {module} ({secs:.1} s, {}); its output:\n{}{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -151,6 +180,27 @@ fn list(exe: &PathBuf, filter: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tests_go_by_module_in_list_order() {
+        let names: Vec<String> = [
+            "s::tests::a",
+            "s::tests::b",
+            "s::tests::h::x",
+            "s::tests::h::y",
+            "s::tests::r::z",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+        let g = by_module(&names);
+        let shape: Vec<(&str, usize)> = g.iter().map(|(m, t)| (m.as_str(), t.len())).collect();
+        assert_eq!(
+            shape,
+            [("s::tests", 2), ("s::tests::h", 2), ("s::tests::r", 1)]
+        );
+        assert_eq!(g[1].1, ["s::tests::h::x", "s::tests::h::y"]);
+    }
 
     #[test]
     fn the_executable_is_the_named_librarys_test_binary() {
