@@ -7,7 +7,7 @@
 # AMD-V) and Bochs (VT-x/EPT). Ends with a summary whose last line names
 # what failed (and how to fix it, where known) and what was skipped.
 #
-#   ./test.sh                        everything (about 13 minutes on 2 cores)
+#   ./test.sh                        everything (about 20 minutes on 2 cores, cold)
 #   ./test.sh --no-lint              leave out rustfmt, clippy and the docs
 #   ./test.sh --no-fuzz              leave out the fuzz pass
 #   ./test.sh --no-boot              leave out the kernel and the boot tests
