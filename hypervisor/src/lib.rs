@@ -22,6 +22,8 @@
 //! arch/       x86_64 hardware only; reaches up only through functions
 //!             registered at boot, traits defined above it and the
 //!             `kestrel_main` link name
+//! hostwork.rs a leaf: the word of host work interrupts leave for the run
+//!             loop (atomics only, imports nothing from the crate)
 //! ```
 //!
 //! `unsafe` lives in `arch/` and the vendor backends (`virt/svm.rs`,
@@ -45,6 +47,7 @@ pub mod elf;
 pub mod evtchn;
 #[deny(unsafe_code)]
 pub mod grant;
+pub mod hostwork;
 #[deny(unsafe_code)]
 pub mod hypercall;
 pub mod iommu;

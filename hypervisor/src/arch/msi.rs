@@ -66,7 +66,7 @@ pub fn is_msi_vector(v: u8) -> bool {
 pub fn note(v: u8) {
     PENDING[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::AcqRel);
     ANY.store(true, Ordering::Release);
-    crate::run::work::note(crate::run::work::MSI);
+    crate::hostwork::note(crate::hostwork::MSI);
 }
 
 /// Whether a vector may have come since the last [`take`] (one load: the

@@ -281,7 +281,7 @@ pub fn mgmt_enable_irq() -> bool {
     MGMT_IRQ.store(true, Ordering::Release);
     // Bytes that came before the interrupt was enabled raised no edge.
     MGMT_RX.store(true, Ordering::Release);
-    crate::run::work::note(crate::run::work::MGMT_RX);
+    crate::hostwork::note(crate::hostwork::MGMT_RX);
     true
 }
 
@@ -294,7 +294,7 @@ pub fn mgmt_irq() -> bool {
 /// virq outside interrupt context, where it may take locks).
 pub fn note_mgmt_rx() {
     MGMT_RX.store(true, Ordering::Release);
-    crate::run::work::note(crate::run::work::MGMT_RX);
+    crate::hostwork::note(crate::hostwork::MGMT_RX);
 }
 
 /// Whether the receive interrupt came since the last call (cleared).

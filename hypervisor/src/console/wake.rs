@@ -53,7 +53,7 @@ static END_RECORDED: AtomicBool = AtomicBool::new(false);
 /// of a domain) may hold any lock.
 pub(crate) fn note_end_recorded() {
     END_RECORDED.store(true, Ordering::Release);
-    crate::run::work::note(crate::run::work::END_RECORDED);
+    crate::hostwork::note(crate::hostwork::END_RECORDED);
 }
 
 /// Raises `VIRQ_MGMT_RX` if the management line's interrupt came, and

@@ -207,7 +207,7 @@ pub fn set_mgmt_irq(on: bool) {
 /// The simulated management line's receive interrupt fires.
 pub fn raise_mgmt_rx() {
     MGMT_RX.store(true, Ordering::Release);
-    crate::run::work::note(crate::run::work::MGMT_RX);
+    crate::hostwork::note(crate::hostwork::MGMT_RX);
 }
 
 /// Simulated device-message vectors that came (host tests: [`raise_msi`]).
@@ -216,7 +216,7 @@ static MSI: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 /// A simulated device sends the message carrying vector `v`.
 pub fn raise_msi(v: u8) {
     MSI[usize::from(v / 64)].fetch_or(1 << (v % 64), Ordering::AcqRel);
-    crate::run::work::note(crate::run::work::MSI);
+    crate::hostwork::note(crate::hostwork::MSI);
 }
 static EXITED: AtomicU8 = AtomicU8::new(0);
 static ONLINE: AtomicU32 = AtomicU32::new(1);

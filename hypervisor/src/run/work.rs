@@ -1,42 +1,12 @@
-//! Host work that interrupts and other CPUs leave for the run loop, folded
-//! into one word so that an exit tests it with one load.
-//!
-//! Each source keeps its own flag, which its own poll takes (the idle
-//! loop polls those directly); the note here only says "some flag may be
-//! set". A source sets its flag first and its bit after, both with
-//! release; [`poll`] takes the word (acquire) before it polls the flags,
-//! so a flag whose bit it took is seen. A bit set after the take stays
-//! for the next exit; one whose flag the idle loop took meanwhile costs
-//! one poll that finds nothing.
+//! The run loop's side of [`crate::hostwork`]: after every exit one load
+//! of its word; the sources' polls only when some bit is set.
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-/// The management line's receive interrupt came (`VIRQ_MGMT_RX`).
-pub const MGMT_RX: u32 = 1 << 0;
-/// A domain's end report was kept (`VIRQ_DOM_EXC`).
-pub const END_RECORDED: u32 = 1 << 1;
-/// A device's message interrupt came (`pci::msi_live`).
-pub const MSI: u32 = 1 << 2;
-
-static WORK: AtomicU32 = AtomicU32::new(0);
-
-/// Notes that `bits`' flags may be set; the caller set them before.
-/// Lock-free: interrupt handlers call it.
-#[inline]
-pub fn note(bits: u32) {
-    WORK.fetch_or(bits, Ordering::Release);
-}
-
-/// The bits noted since the last [`take`] (cleared).
-#[inline]
-pub fn take() -> u32 {
-    WORK.swap(0, Ordering::AcqRel)
-}
+use crate::hostwork::{END_RECORDED, MGMT_RX, MSI, pending, take};
 
 /// After every exit: one load; the sources' polls only if some bit is set.
 #[inline(always)]
 pub fn poll() {
-    if WORK.load(Ordering::Relaxed) != 0 {
+    if pending() {
         poll_all();
     }
 }
@@ -57,6 +27,7 @@ fn poll_all() {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::hostwork::note;
     use crate::platform::{P, Platform, host};
 
     #[test]
@@ -79,9 +50,9 @@ mod tests {
         let _ = take();
         let _ = P::take_mgmt_rx();
         host::raise_mgmt_rx();
-        assert_ne!(WORK.load(Ordering::Relaxed) & MGMT_RX, 0);
+        assert!(pending());
         poll();
-        assert_eq!(WORK.load(Ordering::Relaxed), 0);
+        assert!(!pending());
         assert!(!P::take_mgmt_rx(), "the exit poll took the flag");
     }
 
@@ -93,10 +64,10 @@ mod tests {
         let _ = take();
         let _ = P::take_msi();
         host::raise_msi(0x61);
-        assert_ne!(WORK.load(Ordering::Relaxed) & MSI, 0);
+        assert!(pending());
         assert!(P::msi_any());
         poll();
-        assert_eq!(WORK.load(Ordering::Relaxed), 0);
+        assert!(!pending());
         assert!(!P::msi_any(), "the exit poll took the vector");
     }
 
