@@ -115,23 +115,11 @@ pub fn fuzz(seconds: u64, only: &[String]) -> Result<()> {
         .collect();
     // Each target runs on one thread: as many at once as there are cores.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let queue = std::sync::Mutex::new(selected.iter().rev().copied().collect::<Vec<_>>());
-    let failed = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..cores.min(selected.len()) {
-            s.spawn(|| {
-                while let Some(t) = queue.lock().map_or(None, |mut q| q.pop()) {
-                    if let Err(e) = run_target(&bins, t, seconds) {
-                        eprintln!("xtask: {e}");
-                        if let Ok(mut f) = failed.lock() {
-                            f.push(t);
-                        }
-                    }
-                }
-            });
-        }
+    let failed = crate::spread::on_workers(selected.clone(), cores, |t| {
+        run_target(&bins, t, seconds)
+            .map_err(|e| eprintln!("xtask: {e}"))
+            .is_ok()
     });
-    let failed = failed.into_inner().unwrap_or_default();
     if !failed.is_empty() {
         bail!("fuzz target(s) failed: {}", failed.join(", "));
     }

@@ -48,27 +48,44 @@ pub fn run(
         groups.len(),
         exe.display()
     );
-    let queue = Mutex::new(groups.into_iter().rev().collect::<Vec<_>>());
+    let failed = on_workers(groups, workers, |(module, tests)| {
+        run_group(&exe, module, tests, env)
+            .map_err(|e| eprintln!("{e}"))
+            .is_ok()
+    });
+    if !failed.is_empty() {
+        let names: Vec<String> = failed.into_iter().map(|(m, _)| m).collect();
+        bail!("failed: {}", names.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs `work` on each of `items`, `workers` threads taking the next item
+/// as they come free (in order), and returns the items `work` said failed
+/// (it reports them itself, as they end). For jobs that each keep one
+/// core busy: test processes, fuzz targets.
+pub fn on_workers<T: Send>(
+    items: Vec<T>,
+    workers: usize,
+    work: impl Fn(&T) -> bool + Sync,
+) -> Vec<T> {
+    let workers = workers.clamp(1, items.len().max(1));
+    let queue = Mutex::new(items.into_iter().rev().collect::<Vec<_>>());
     let failed = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                while let Some((module, tests)) = queue.lock().map_or(None, |mut q| q.pop()) {
-                    if let Err(e) = run_group(&exe, &module, &tests, env) {
-                        eprintln!("{e}");
-                        if let Ok(mut f) = failed.lock() {
-                            f.push(module);
-                        }
+                while let Some(item) = queue.lock().map_or(None, |mut q| q.pop()) {
+                    if !work(&item)
+                        && let Ok(mut f) = failed.lock()
+                    {
+                        f.push(item);
                     }
                 }
             });
         }
     });
-    let failed = failed.into_inner().unwrap_or_default();
-    if !failed.is_empty() {
-        bail!("failed: {}", failed.join(", "));
-    }
-    Ok(())
+    failed.into_inner().unwrap_or_default()
 }
 
 /// The tests grouped by the module that holds them (the name without its
