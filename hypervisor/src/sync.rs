@@ -20,12 +20,13 @@ pub use spin::{Mutex, MutexGuard};
 pub fn point() {}
 
 #[cfg(not(target_os = "none"))]
-pub use host::{Hook, Mutex, MutexGuard, point, set_hook};
+pub use host::{Hook, Mutex, MutexGuard, point, set_hook, site};
 
 #[cfg(not(target_os = "none"))]
 mod host {
     use core::ops::{Deref, DerefMut};
-    use std::cell::RefCell;
+    use core::panic::Location;
+    use std::cell::{Cell, RefCell};
     use std::sync::Arc;
 
     /// What an interleaving controller is told by the threads it runs.
@@ -41,6 +42,14 @@ mod host {
 
     std::thread_local! {
         static HOOK: RefCell<Option<Arc<dyn Hook + Send + Sync>>> = const { RefCell::new(None) };
+        static SITE: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
+    }
+
+    /// Where the calling thread last reached a switch point (the source
+    /// line of its `lock` or `point` call): a controller names it when two
+    /// runs of the same picks part ways.
+    pub fn site() -> Option<&'static Location<'static>> {
+        SITE.with(Cell::get)
     }
 
     /// Puts the calling thread under `hook` (or takes it out, `None`).
@@ -53,8 +62,11 @@ mod host {
     }
 
     /// A place where another thread may run first.
+    #[track_caller]
     pub fn point() {
         if let Some(h) = hook() {
+            let here = Location::caller();
+            SITE.with(|s| s.set(Some(here)));
             h.point();
         }
     }
@@ -80,12 +92,15 @@ mod host {
 
     impl<T: ?Sized> Mutex<T> {
         /// Takes the lock (a switch point under a controller).
+        #[track_caller]
         pub fn lock(&self) -> MutexGuard<'_, T> {
             let Some(h) = hook() else {
                 return MutexGuard {
                     guard: Some(self.inner.lock()),
                 };
             };
+            let here = Location::caller();
+            SITE.with(|s| s.set(Some(here)));
             h.point();
             loop {
                 if let Some(g) = self.inner.try_lock() {

@@ -19,6 +19,8 @@
 //! the execution deadlocked, which fails the test.
 
 use std::boxed::Box;
+use std::format;
+use std::string::String;
 use std::sync::{Arc, Condvar, Mutex};
 use std::vec::Vec;
 
@@ -33,9 +35,17 @@ struct State {
     /// Every pick of this execution: (picked, the candidates, the thread
     /// that was running and could go on, if any).
     trace: Vec<(usize, Vec<usize>, Option<usize>)>,
+    /// Where each pick of this execution was made: the switching thread
+    /// and its source line (`sync::site`).
+    sites: Vec<String>,
+    /// The same for the execution whose picks are replayed.
+    before: Vec<String>,
     preemptions: usize,
     max_preemptions: usize,
     deadlock: bool,
+    /// Why the execution cannot go on (a replay that parted ways): every
+    /// thread stops with it instead of waiting for a turn that never comes.
+    failed: Option<String>,
 }
 
 struct Controller {
@@ -56,7 +66,11 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 impl Controller {
     /// Picks the next thread (the baton goes to it). `cont`: the thread
     /// that may go on without a preemption.
-    fn pick(st: &mut State, cont: Option<usize>) {
+    fn pick(st: &mut State, cont: Option<usize>, at: String) {
+        if st.failed.is_some() {
+            st.running = None;
+            return;
+        }
         let enabled: Vec<usize> = (0..st.alive.len())
             .filter(|&t| st.alive[t] && !st.blocked[t])
             .collect();
@@ -83,12 +97,22 @@ impl Controller {
         };
         let i = st.trace.len();
         let chosen = match st.prefix.get(i) {
+            Some(&p) if cands.contains(&p) => p,
             Some(&p) => {
-                assert!(
-                    cands.contains(&p),
-                    "replay diverged at pick {i}: {p} not among {cands:?}"
-                );
-                p
+                // The same picks led elsewhere: the threads' code does not
+                // depend on the picks alone (state kept from an earlier
+                // execution, a lazy first-use path). Name where the two runs
+                // parted so the cause can be found.
+                let from = i.saturating_sub(8);
+                let then = st.before.get(from..=i).unwrap_or_default().join(" | ");
+                let now = st.sites.get(from..).unwrap_or_default().join(" | ");
+                st.failed = Some(format!(
+                    "replay diverged at pick {i}: {p} not among {cands:?}; \
+                     this execution's switch points from pick {from}: {now} | {at}; \
+                     the replayed execution's: {then}"
+                ));
+                st.running = None;
+                return;
             }
             // First time here: the first candidate.
             None => cands[0],
@@ -97,16 +121,21 @@ impl Controller {
             st.preemptions += 1;
         }
         st.trace.push((chosen, cands, cont));
+        st.sites.push(at);
         st.running = Some(chosen);
     }
 
     fn wait_turn(&self, me: usize) {
         let mut st = lock(&self.st);
-        while st.running != Some(me) && !st.deadlock {
+        while st.running != Some(me) && !st.deadlock && st.failed.is_none() {
             st = self
                 .cv
                 .wait(st)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if let Some(why) = st.failed.clone() {
+            drop(st);
+            panic!("{why}");
         }
         if st.deadlock {
             drop(st);
@@ -118,7 +147,11 @@ impl Controller {
         {
             let mut st = lock(&self.st);
             st.blocked[me] = blocked;
-            Self::pick(&mut st, (!blocked).then_some(me));
+            let at = match crate::sync::site() {
+                Some(l) => format!("{me}@{}:{}", l.file(), l.line()),
+                None => format!("{me}@?"),
+            };
+            Self::pick(&mut st, (!blocked).then_some(me), at);
             self.cv.notify_all();
         }
         self.wait_turn(me);
@@ -164,6 +197,7 @@ pub fn explore(
     mut check: impl FnMut(&[usize]),
 ) -> Explored {
     let mut prefix: Vec<usize> = Vec::new();
+    let mut before: Vec<String> = Vec::new();
     let mut executions = 0;
     let mut longest = 0;
     loop {
@@ -176,9 +210,12 @@ pub fn explore(
                 blocked: std::vec![false; n],
                 prefix: prefix.clone(),
                 trace: Vec::new(),
+                sites: Vec::new(),
+                before: core::mem::take(&mut before),
                 preemptions: 0,
                 max_preemptions,
                 deadlock: false,
+                failed: None,
             }),
             cv: Condvar::new(),
         });
@@ -195,7 +232,7 @@ pub fn explore(
                     {
                         let mut st = lock(&c.st);
                         st.alive[me] = false;
-                        Controller::pick(&mut st, None);
+                        Controller::pick(&mut st, None, format!("{me} ended"));
                         c.cv.notify_all();
                     }
                     if let Err(e) = r {
@@ -206,7 +243,7 @@ pub fn explore(
             .collect();
         {
             let mut st = lock(&c.st);
-            Controller::pick(&mut st, None);
+            Controller::pick(&mut st, None, String::from("start"));
             c.cv.notify_all();
         }
         let mut failed = None;
@@ -215,7 +252,14 @@ pub fn explore(
                 failed.get_or_insert(e);
             }
         }
-        let trace = std::mem::take(&mut lock(&c.st).trace);
+        let (trace, sites) = {
+            let mut st = lock(&c.st);
+            (
+                core::mem::take(&mut st.trace),
+                core::mem::take(&mut st.sites),
+            )
+        };
+        before = sites;
         let picks: Vec<usize> = trace.iter().map(|t| t.0).collect();
         if let Some(e) = failed {
             std::eprintln!("interleaving test failed after the picks {picks:?}");
@@ -249,5 +293,37 @@ pub fn explore(
         executions,
         longest,
         complete: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Threads whose switch points depend on something other than the
+    /// picks (here: a flag the first execution sets) make a replay part
+    /// ways; the search must stop with that, naming where, and not wait
+    /// for ever for a thread that never gets its turn.
+    #[test]
+    #[should_panic(expected = "replay diverged at pick 2")]
+    fn a_replay_that_parts_ways_fails_the_search_instead_of_hanging() {
+        static FIRST: AtomicBool = AtomicBool::new(true);
+        explore(
+            usize::MAX,
+            100,
+            || {
+                let a: Body = Box::new(|| {
+                    if FIRST.swap(false, Ordering::Relaxed) {
+                        crate::sync::point();
+                        crate::sync::point();
+                    }
+                    crate::sync::point();
+                });
+                let b: Body = Box::new(crate::sync::point);
+                std::vec![a, b]
+            },
+            |_| {},
+        );
     }
 }

@@ -105,7 +105,7 @@ fn a_timer_armed_on_another_cpu_wakes_its_vcpu_blocking_here_in_any_interleaving
 /// sends V an event (the wake may place V on any idle CPU); CPU 2's timer
 /// pass fires V's timer. V ends runnable, queued, with both events.
 /// Three threads: at most 2 preemptions in plain `cargo test`, 3 under
-/// `KESTREL_PREEMPTIONS=all` (26,375 runs, about 60 s idle; the whole
+/// `KESTREL_PREEMPTIONS=all` (22,537 runs, about 50 s; the whole
 /// search is too large for the test step).
 #[test]
 fn a_wake_and_a_timer_from_two_cpus_against_the_block_in_any_interleaving() {
