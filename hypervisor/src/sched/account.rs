@@ -18,7 +18,7 @@ fn carried(rec: &DomRec) -> u64 {
         .min(PERIOD_NS)
 }
 
-impl Credit {
+impl<P> Credit<P> {
     /// Runs the accounting when its period is over. The common answer,
     /// "not yet", is inlined (the release build optimizes for size and
     /// would call out for it, six times per event round trip).

@@ -5,7 +5,7 @@ use alloc::vec;
 use super::CREDIT_MAX;
 use super::credit::{Credit, State};
 
-impl Credit {
+impl<P> Credit<P> {
     /// Checks every invariant; O(vCPUs + domains + queued). The first one
     /// broken is named.
     pub fn check_invariants(&self) -> Result<(), &'static str> {

@@ -23,7 +23,7 @@ pub(super) enum Prio {
     Over,
 }
 
-pub(super) struct VcpuRec {
+pub(super) struct VcpuRec<P> {
     pub(super) generation: u32,
     pub(super) live: bool,
     pub(super) dom: u32,
@@ -39,6 +39,11 @@ pub(super) struct VcpuRec {
     /// Ran since the last accounting.
     pub(super) ran: bool,
     pub(super) used_ns: u64,
+    /// The caller's value for this vCPU ([`Credit::set_payload`]), kept
+    /// in its record so that whoever holds the record (today the one
+    /// scheduler lock; after issue 11's split the run-queue lock of the
+    /// CPU it is queued or runs on) has it without another look-up.
+    pub(super) payload: Option<P>,
 }
 
 pub(super) struct DomRec {
@@ -64,12 +69,14 @@ pub(super) struct DomRec {
 /// its first allocation on a running system (see [`Credit::new`]).
 pub const RESERVED_DOMAINS: usize = 32;
 
-/// The scheduler: global accounting plus one [`RunQueue`] per CPU.
-pub struct Credit {
+/// The scheduler: global accounting plus one [`RunQueue`] per CPU. `P` is
+/// a value the caller keeps per vCPU (the live wiring: its `VcpuEntry`),
+/// handed back with a pick; `()` in the pure tests.
+pub struct Credit<P = ()> {
     pub(super) cpus: Vec<RunQueue>,
     pub(super) doms: Vec<DomRec>,
     pub(super) free_doms: Vec<u32>,
-    pub(super) vcpus: Vec<VcpuRec>,
+    pub(super) vcpus: Vec<VcpuRec<P>>,
     pub(super) free_vcpus: Vec<u32>,
     /// vCPUs runnable now or run this period: the only ones accounting visits.
     pub(super) active: Vec<u32>,
@@ -85,8 +92,17 @@ pub(super) fn cap_budget(cap: u32) -> u64 {
 }
 
 impl Credit {
-    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]).
+    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]),
+    /// without per-vCPU payloads.
     pub fn new(cpus: usize) -> Self {
+        Self::with_payloads(cpus)
+    }
+}
+
+impl<P> Credit<P> {
+    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]) that
+    /// keeps a `P` per vCPU ([`Self::set_payload`]).
+    pub fn with_payloads(cpus: usize) -> Self {
         let n = cpus.clamp(1, MAX_CPUS);
         // Room for a typical host's domains and vCPUs from the start: these
         // vectors only ever grow to their high-water mark, and growing one
@@ -227,6 +243,7 @@ impl Credit {
             active: false,
             ran: false,
             used_ns: 0,
+            payload: None,
         };
         let index = if let Some(i) = self.free_vcpus.pop() {
             let g = self.vcpus[i as usize].generation;
@@ -242,7 +259,15 @@ impl Credit {
     }
 
     /// Removes a vCPU that is not running; its id is never valid again.
+    /// Its payload, if any, is dropped here ([`Self::take_vcpu`] hands it
+    /// back instead).
     pub fn remove_vcpu(&mut self, v: VcpuId) -> Result<(), Error> {
+        self.take_vcpu(v).map(drop)
+    }
+
+    /// [`Self::remove_vcpu`], handing back the vCPU's payload (for a
+    /// caller whose payloads must not be dropped where it calls this).
+    pub fn take_vcpu(&mut self, v: VcpuId) -> Result<Option<P>, Error> {
         let i = self.vcpu_index(v)?;
         let rec = &self.vcpus[i];
         match rec.state {
@@ -261,18 +286,36 @@ impl Credit {
         rec.live = false;
         rec.active = false;
         rec.state = State::Blocked;
+        let payload = rec.payload.take();
         // A slot whose generation would wrap is retired, never reused.
         if let Some(g) = rec.generation.checked_add(1) {
             rec.generation = g;
             self.free_vcpus.push(i as u32);
         }
-        Ok(())
+        Ok(payload)
     }
 
-    /// Removes a domain and all its vCPUs, unless one of them runs.
+    /// Keeps `payload` with `v` (replacing and handing back the one it
+    /// had): what [`Self::payload`] answers until the vCPU is removed.
+    pub fn set_payload(&mut self, v: VcpuId, payload: P) -> Result<Option<P>, Error> {
+        let i = self.vcpu_index(v)?;
+        Ok(self.vcpus[i].payload.replace(payload))
+    }
+
+    /// The payload kept with `v`; `None` when it has none or `v` is not
+    /// (or no longer) valid.
+    #[inline(always)]
+    pub fn payload(&self, v: VcpuId) -> Option<&P> {
+        let i = self.vcpu_index(v).ok()?;
+        self.vcpus[i].payload.as_ref()
+    }
+
+    /// Removes a domain and all its vCPUs, unless one of them runs (their
+    /// payloads are dropped here: a caller that must not drop them under
+    /// its lock takes its vCPUs out first with [`Self::take_vcpu`]).
     pub fn remove_domain(&mut self, d: SchedDom) -> Result<(), Error> {
         let dom = self.dom_index(d)?;
-        let mine = |r: &VcpuRec| r.live && r.dom as usize == dom;
+        let mine = |r: &VcpuRec<P>| r.live && r.dom as usize == dom;
         if self
             .vcpus
             .iter()

@@ -21,7 +21,7 @@ pub struct Handed {
     pub placed: Option<Placed>,
 }
 
-impl Credit {
+impl<P> Credit<P> {
     /// `from` blocks on `cpu` after `ran_ns`, having woken `to`, whose
     /// wake the caller did not hand to [`Credit::wake`]. Deschedules
     /// `from` (as [`Credit::descheduled`] with `still_runnable = false`);

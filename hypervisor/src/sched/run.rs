@@ -6,7 +6,7 @@ use super::{BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, S
 // The small helpers here are inlined by force: the release build optimizes
 // for size and would otherwise call out for each (a few instructions of
 // work, as many again for the call), on every wake, pick and switch.
-impl Credit {
+impl<P> Credit<P> {
     #[inline(always)]
     pub(super) fn prio(&self, i: usize) -> Prio {
         let r = &self.vcpus[i];

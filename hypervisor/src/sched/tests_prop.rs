@@ -41,6 +41,46 @@ fn ids_are_checked_and_never_reused() {
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
+/// A vCPU's payload stays with its record: a pick's vCPU has it, removal
+/// hands it back (or drops it, with the domain), and a slot reused under
+/// a new generation starts without one.
+#[test]
+fn payloads_stay_with_their_vcpu_until_it_is_removed() {
+    use std::rc::Rc;
+    let mut s: Credit<Rc<&str>> = Credit::with_payloads(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let (a, b) = (s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap());
+    assert_eq!(s.payload(a), None);
+    let pa = Rc::new("a");
+    assert_eq!(s.set_payload(a, pa.clone()), Ok(None));
+    assert_eq!(s.set_payload(b, Rc::new("b0")).unwrap().as_deref(), None);
+    assert_eq!(
+        s.set_payload(b, Rc::new("b")).unwrap().as_deref(),
+        Some(&"b0")
+    );
+    s.wake(a, 0).unwrap().unwrap();
+    let cpu = s.cpu_of(a).unwrap().unwrap();
+    let run = s.pick_next(cpu, 0).unwrap().vcpu.unwrap();
+    assert_eq!(s.payload(run).map(|p| **p), Some("a"));
+    assert_eq!(s.take_vcpu(a), Err(Error::Running));
+    s.descheduled(cpu, a, 5, 5, false).unwrap();
+    let back = s.take_vcpu(a).unwrap().unwrap();
+    assert!(
+        Rc::ptr_eq(&back, &pa),
+        "the payload set is the one handed back"
+    );
+    assert_eq!(Rc::strong_count(&pa), 2, "none kept in the policy");
+    assert_eq!(s.payload(a), None);
+    assert_eq!(s.set_payload(a, pa.clone()), Err(Error::NoSuchVcpu));
+    // The slot comes back under a new generation, empty.
+    let c = s.add_vcpu(d).unwrap();
+    assert_eq!((c.slot(), s.payload(c)), (a.slot(), None));
+    let pb = s.payload(b).unwrap().clone();
+    s.remove_domain(d).unwrap();
+    assert_eq!(Rc::strong_count(&pb), 1, "removing the domain dropped b's");
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
     let mut s = Credit::new(1);
