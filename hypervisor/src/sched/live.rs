@@ -1,7 +1,7 @@
 //! The credit scheduler ([`crate::sched::Credit`]) wired to the machine:
-//! one scheduler lock over the policy's state and the table that maps its
-//! vCPU ids back to [`VcpuEntry`]s; wake-ups with reschedule IPIs; pause,
-//! unpause and the end of a domain's vCPUs.
+//! one scheduler lock over the policy's state, which keeps each vCPU's
+//! [`VcpuEntry`] in the vCPU's record (its payload); wake-ups with
+//! reschedule IPIs; pause, unpause and the end of a domain's vCPUs.
 //!
 //! Lock order (see `domain/table.rs`): the domain table, then a vCPU's state, then the
 //! scheduler lock [`SCHED`]. Nothing is taken under [`SCHED`], no IPI is

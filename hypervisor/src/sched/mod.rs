@@ -98,7 +98,7 @@
 //! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics written under the accounting lock |
 //! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | the **accounting lock** |
 //! | `next_acct` | every call (`account_if_due`) | an atomic for the "not yet" test; the pass itself runs from `tick` only, under a *try-lock* of the accounting lock, no run-queue lock held |
-//! | `live.rs`'s slot table (id to `VcpuEntry`) | pick, the direct switch | travels with the id in the run queue (the policy generic over a payload, `()` in the pure tests), so a pick or steal needs no global look-up |
+//! | `live.rs`'s `VcpuEntry` per vCPU | pick, the direct switch, retire | **built**: the vCPU record's payload (`Credit<P>`, `()` in the pure tests; `set_payload`, `payload`, `take_vcpu`), so it goes with the record's owner and a pick or steal needs no separate table or lock |
 //!
 //! Placement reads the other CPUs' idleness from per-CPU atomics
 //! published under their run-queue locks (Xen's `idlers` mask), so a
