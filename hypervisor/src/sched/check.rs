@@ -43,7 +43,8 @@ impl<P> Credit<P> {
         let mut vcpus_of = vec![0u32; self.doms.len()];
         let mut running_of = vec![0u32; self.doms.len()];
         let mut in_active = vec![0u32; self.vcpus.len()];
-        for &a in &self.active {
+        let joined = self.cpus.iter().flat_map(|rq| &rq.joined);
+        for &a in self.active.iter().chain(joined) {
             *in_active.get_mut(a as usize).ok_or("active: bad index")? += 1;
         }
         for (i, r) in self.vcpus.iter().enumerate() {

@@ -78,7 +78,9 @@ pub struct Credit<P = ()> {
     pub(super) free_doms: Vec<u32>,
     pub(super) vcpus: Vec<VcpuRec<P>>,
     pub(super) free_vcpus: Vec<u32>,
-    /// vCPUs runnable now or run this period: the only ones accounting visits.
+    /// vCPUs runnable now or run this period: the only ones accounting
+    /// visits (with those still in a CPU's [`RunQueue::joined`], which the
+    /// accounting moves here first).
     pub(super) active: Vec<u32>,
     pub(super) parked: Vec<u32>,
     pub(super) scratch: Vec<u32>,
@@ -114,6 +116,7 @@ impl<P> Credit<P> {
             cpus: (0..n)
                 .map(|_| RunQueue {
                     queue: alloc::collections::VecDeque::with_capacity(vcpus),
+                    joined: Vec::with_capacity(vcpus),
                     ..RunQueue::default()
                 })
                 .collect(),
@@ -143,6 +146,15 @@ impl<P> Credit<P> {
     /// that tests compare (it must not grow with blocked vCPUs).
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Moves the vCPUs that joined on each CPU to the active list, CPU by
+    /// CPU (on one CPU: the order in which they joined, as if pushed
+    /// there at once; the accounting does not depend on the order).
+    pub(super) fn join_active(&mut self) {
+        for rq in &mut self.cpus {
+            self.active.extend(rq.joined.drain(..));
+        }
     }
 
     pub(super) fn dom_index(&self, d: SchedDom) -> Result<usize, Error> {
@@ -279,6 +291,9 @@ impl<P> Credit<P> {
         }
         if rec.active {
             self.active.retain(|&a| a as usize != i);
+            for rq in &mut self.cpus {
+                rq.joined.retain(|&a| a as usize != i);
+            }
         }
         let dom = rec.dom as usize;
         self.doms[dom].vcpus = self.doms[dom].vcpus.saturating_sub(1);

@@ -81,10 +81,7 @@ impl<P> Credit<P> {
         rec.boost = true;
         rec.state = State::Queued(cpu);
         rec.pause = false;
-        if !rec.active {
-            rec.active = true;
-            self.active.push(j as u32);
-        }
+        self.mark_active(j, cpu);
         let q = &mut self.cpus[cpu].queue;
         q.push_back(to);
         let pos = q.len() - 1;

@@ -45,7 +45,8 @@
 //! steal), `descheduled`, `wake` and `block` O(queue length + CPUs), the
 //! accounting (once per period) O(active vCPUs + domains with parked
 //! state). Nothing allocates except `add_domain`/`add_vcpu` (and the
-//! active list growing to its high-water mark).
+//! active list and each CPU's list of vCPUs that joined it since the last
+//! accounting growing to their high-water marks).
 //!
 //! Files: `credit.rs` (records, ids, add/remove/params, queries),
 //! `run.rs` (wake, block, pick, deschedule, tick, stealing), `account.rs`
@@ -93,7 +94,7 @@
 //! | `RunQueue` (queue, current, slice end) | wake, block, pick, start, deschedule, tick, steal | that CPU's **run-queue lock** |
 //! | `VcpuRec::{state, last_cpu, boost, pause}` | the same | queued or running on CPU c: c's run-queue lock, found as Xen's `vcpu_schedule_lock` does (read c, lock it, re-check: a steal may move it); blocked: the vCPU's state lock, which every wake, block and deschedule in `live.rs` already holds, and no run-queue lock (so a wake placed on any CPU takes that CPU's lock alone) |
 //! | `VcpuRec::credit` | burnt by deschedule (owner CPU), granted by the accounting | an atomic: `fetch_update` clamped to ±[`CREDIT_MAX`] on both sides; `prio` reads it |
-//! | `VcpuRec::{ran, active, used_ns}` | deschedule, start, wake; the accounting | atomics; joining the active list goes through a per-CPU "newly active" list under the run-queue lock, which the accounting drains CPU by CPU (never two run-queue locks at once) |
+//! | `VcpuRec::{ran, active, used_ns}` | deschedule, start, wake; the accounting | the flags with the record (its owner's lock); joining the active list goes through the CPU's `RunQueue::joined` (**built**: a wake, start or direct switch pushes there, never to the shared list), which the accounting moves to the active list before its pass |
 //! | `DomRec::{running, used_ns, period_used_ns, parked}` | start, deschedule (any CPU); the accounting | atomics; the accounting subtracts what it settles (`fetch_sub`), never stores over a concurrent charge; a domain that parks is staged per CPU like a newly active vCPU |
 //! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics written under the accounting lock |
 //! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | the **accounting lock** |

@@ -44,11 +44,13 @@ impl<P> Credit<P> {
         best
     }
 
+    /// `i` is runnable on `cpu` (queued or started there): active from
+    /// now to the accounting at least, staged on `cpu`.
     #[inline(always)]
-    fn mark_active(&mut self, i: usize) {
+    pub(super) fn mark_active(&mut self, i: usize, cpu: usize) {
         if !self.vcpus[i].active {
             self.vcpus[i].active = true;
-            self.active.push(i as u32);
+            self.cpus[cpu].joined.push(i as u32);
         }
     }
 
@@ -82,7 +84,7 @@ impl<P> Credit<P> {
         rec.boost = rec.credit >= 0;
         rec.state = State::Queued(cpu);
         rec.pause = false;
-        self.mark_active(i);
+        self.mark_active(i, cpu);
         self.cpus[cpu].queue.push_back(v);
         let kick = !self.parked_vcpu(i)
             && match self.cpus[cpu].current {
@@ -171,7 +173,7 @@ impl<P> Credit<P> {
         rec.state = State::Running(cpu);
         rec.last_cpu = Some(cpu);
         let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
-        self.mark_active(i);
+        self.mark_active(i, cpu);
         if let Some(t) = self.next_acct {
             slice = slice.min(t.saturating_sub(now));
         }

@@ -81,6 +81,49 @@ fn payloads_stay_with_their_vcpu_until_it_is_removed() {
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
+/// A vCPU that becomes active joins the list of the CPU it is queued on,
+/// not the shared one (a wake-up touches only that CPU's queue); the
+/// accounting moves it over and grants it credit, and a vCPU removed
+/// before that leaves its CPU's list too.
+#[test]
+fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v: Vec<VcpuId> = (0..3).map(|_| s.add_vcpu(d).unwrap()).collect();
+    for &x in &v {
+        s.wake(x, 0).unwrap().unwrap();
+    }
+    let on = |s: &Credit, c: usize| -> Vec<u32> {
+        let mut want: Vec<u32> = Vec::new();
+        for &x in &v {
+            if s.cpu_of(x).unwrap() == Some(c) {
+                want.push(x.index);
+            }
+        }
+        want
+    };
+    assert!(s.active.is_empty(), "the shared list was touched");
+    for c in 0..2 {
+        assert!(!on(&s, c).is_empty(), "placement left CPU {c} empty");
+        assert_eq!(s.cpus[c].joined, on(&s, c), "CPU {c}");
+    }
+    assert_eq!(s.check_invariants(), Ok(()));
+    s.remove_vcpu(v[2]).unwrap();
+    assert!(
+        s.cpus.iter().all(|rq| !rq.joined.contains(&v[2].index)),
+        "a removed vCPU stayed staged"
+    );
+    assert_eq!(s.check_invariants(), Ok(()));
+    assert_eq!((s.credit(v[0]), s.credit(v[1])), (Ok(0), Ok(0)));
+    s.tick(0, PERIOD_NS).unwrap();
+    assert!(s.cpus.iter().all(|rq| rq.joined.is_empty()), "not moved");
+    let mut active = s.active.clone();
+    active.sort_unstable();
+    assert_eq!(active, [v[0].index, v[1].index]);
+    assert!(s.credit(v[0]).unwrap() > 0 && s.credit(v[1]).unwrap() > 0);
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
     let mut s = Credit::new(1);
