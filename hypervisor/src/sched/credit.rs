@@ -153,7 +153,7 @@ impl<P> Credit<P> {
     /// there at once; the accounting does not depend on the order).
     pub(super) fn join_active(&mut self) {
         for rq in &mut self.cpus {
-            self.active.extend(rq.joined.drain(..));
+            self.active.append(&mut rq.joined);
         }
     }
 
