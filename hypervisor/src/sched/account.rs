@@ -36,7 +36,7 @@ impl<P> Credit<P> {
         match self.next_acct {
             None => self.next_acct = Some(now.saturating_add(PERIOD_NS)),
             Some(t) if now >= t => {
-                self.join_active();
+                self.join_staged();
                 self.account();
                 // After a long quiet time, no backlog of periods.
                 let next = t.saturating_add(PERIOD_NS);

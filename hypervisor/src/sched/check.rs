@@ -83,7 +83,8 @@ impl<P> Credit<P> {
             }
         }
         let mut in_parked = vec![0u32; self.doms.len()];
-        for &p in &self.parked {
+        let parks = self.cpus.iter().flat_map(|rq| &rq.parks);
+        for &p in self.parked.iter().chain(parks) {
             *in_parked.get_mut(p as usize).ok_or("parked: bad index")? += 1;
         }
         for (i, d) in self.doms.iter().enumerate() {

@@ -56,7 +56,8 @@ pub(super) struct DomRec {
     pub(super) running: u32,
     pub(super) used_ns: u64,
     pub(super) period_used_ns: u64,
-    /// Used its cap this period. Invariant: parked iff in the parked list.
+    /// Used its cap this period. Invariant: parked iff in the parked list
+    /// or in one CPU's [`RunQueue::parks`].
     pub(super) parked: bool,
     /// Accounting scratch: active vCPUs, credit it can take, credit
     /// given (then per vCPU).
@@ -117,6 +118,7 @@ impl<P> Credit<P> {
                 .map(|_| RunQueue {
                     queue: alloc::collections::VecDeque::with_capacity(vcpus),
                     joined: Vec::with_capacity(vcpus),
+                    parks: Vec::with_capacity(doms),
                     ..RunQueue::default()
                 })
                 .collect(),
@@ -148,12 +150,22 @@ impl<P> Credit<P> {
         self.steps
     }
 
-    /// Moves the vCPUs that joined on each CPU to the active list, CPU by
-    /// CPU (on one CPU: the order in which they joined, as if pushed
-    /// there at once; the accounting does not depend on the order).
-    pub(super) fn join_active(&mut self) {
+    /// Moves the vCPUs that joined on each CPU to the active list and the
+    /// domains that parked there to the parked list, CPU by CPU (on one
+    /// CPU: the order in which they came, as if pushed there at once; the
+    /// accounting does not depend on the order).
+    pub(super) fn join_staged(&mut self) {
         for rq in &mut self.cpus {
             self.active.append(&mut rq.joined);
+            self.parked.append(&mut rq.parks);
+        }
+    }
+
+    /// Takes domain `i` out of the parked list (or a CPU's staged parks).
+    fn unpark_list(&mut self, i: usize) {
+        self.parked.retain(|&p| p as usize != i);
+        for rq in &mut self.cpus {
+            rq.parks.retain(|&p| p as usize != i);
         }
     }
 
@@ -228,7 +240,7 @@ impl<P> Credit<P> {
         rec.cap = cap;
         if rec.parked && (cap == 0 || rec.period_used_ns < cap_budget(cap)) {
             rec.parked = false;
-            self.parked.retain(|&p| p as usize != i);
+            self.unpark_list(i);
         }
         Ok(())
     }
@@ -343,7 +355,7 @@ impl<P> Credit<P> {
                 self.remove_vcpu(self.id_of(i))?;
             }
         }
-        self.parked.retain(|&p| p as usize != dom);
+        self.unpark_list(dom);
         let rec = &mut self.doms[dom];
         rec.live = false;
         rec.parked = false;

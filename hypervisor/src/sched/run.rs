@@ -314,7 +314,7 @@ impl<P> Credit<P> {
         d.period_used_ns = d.period_used_ns.saturating_add(ran_ns);
         if d.cap != 0 && !d.parked && d.period_used_ns >= cap_budget(d.cap) {
             d.parked = true;
-            self.parked.push(dom as u32);
+            self.cpus[cpu].parks.push(dom as u32);
         }
         let rq = &mut self.cpus[cpu];
         rq.current = None;

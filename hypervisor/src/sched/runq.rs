@@ -20,6 +20,10 @@ pub struct RunQueue {
     /// list: a wake-up or a pick touches only its CPU's queue, not the
     /// shared list (issue 11's per-CPU split).
     pub(super) joined: Vec<u32>,
+    /// Domains (record indices) that used their cap in a deschedule here
+    /// since the last accounting, which moves them to the parked list (as
+    /// [`Self::joined`]: a deschedule touches only its CPU's queue).
+    pub(super) parks: Vec<u32>,
 }
 
 impl RunQueue {

@@ -124,6 +124,40 @@ fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
+/// A domain that uses its cap parks on the CPU whose deschedule charged
+/// it, not in the shared parked list; new parameters unpark it from
+/// there, and the accounting moves a parked one to the list.
+#[test]
+fn a_domain_parks_on_the_cpu_that_charged_it_until_the_accounting() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    s.wake(v, 0).unwrap().unwrap();
+    // CPU 1 runs it (by a steal if it was placed on CPU 0) and charges
+    // it more than its 3 ms budget.
+    let run_on_1 = |s: &mut Credit, ran: u64| {
+        assert_eq!(s.pick_next(1, 0).unwrap().vcpu, Some(v));
+        s.descheduled(1, v, ran, 0, true).unwrap();
+    };
+    run_on_1(&mut s, 4 * MS);
+    let staged =
+        |s: &Credit| -> [Vec<u32>; 2] { [s.cpus[0].parks.clone(), s.cpus[1].parks.clone()] };
+    assert_eq!(staged(&s), [vec![], vec![d.index]]);
+    assert!(s.parked.is_empty(), "the shared list was touched");
+    assert_eq!(s.check_invariants(), Ok(()));
+    s.set_params(d, DEFAULT_WEIGHT, 0).unwrap();
+    assert_eq!(staged(&s), [vec![], vec![]], "unparked");
+    assert_eq!(s.check_invariants(), Ok(()));
+    s.set_params(d, DEFAULT_WEIGHT, 10).unwrap();
+    run_on_1(&mut s, 36 * MS);
+    assert_eq!(staged(&s), [vec![], vec![d.index]]);
+    // 40 ms used of 3: still in debt after the pass, so parked on.
+    s.tick(0, PERIOD_NS).unwrap();
+    assert_eq!(staged(&s), [vec![], vec![]], "not moved");
+    assert_eq!(s.parked, [d.index]);
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
     let mut s = Credit::new(1);
