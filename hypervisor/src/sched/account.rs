@@ -18,7 +18,7 @@ fn carried(rec: &DomRec) -> u64 {
         .min(PERIOD_NS)
 }
 
-impl Credit {
+impl<P> Credit<P> {
     /// Runs the accounting when its period is over. The common answer,
     /// "not yet", is inlined (the release build optimizes for size and
     /// would call out for it, six times per event round trip).
@@ -36,6 +36,7 @@ impl Credit {
         match self.next_acct {
             None => self.next_acct = Some(now.saturating_add(PERIOD_NS)),
             Some(t) if now >= t => {
+                self.join_staged();
                 self.account();
                 // After a long quiet time, no backlog of periods.
                 let next = t.saturating_add(PERIOD_NS);

@@ -5,7 +5,7 @@ use alloc::vec;
 use super::CREDIT_MAX;
 use super::credit::{Credit, State};
 
-impl Credit {
+impl<P> Credit<P> {
     /// Checks every invariant; O(vCPUs + domains + queued). The first one
     /// broken is named.
     pub fn check_invariants(&self) -> Result<(), &'static str> {
@@ -43,7 +43,8 @@ impl Credit {
         let mut vcpus_of = vec![0u32; self.doms.len()];
         let mut running_of = vec![0u32; self.doms.len()];
         let mut in_active = vec![0u32; self.vcpus.len()];
-        for &a in &self.active {
+        let joined = self.cpus.iter().flat_map(|rq| &rq.joined);
+        for &a in self.active.iter().chain(joined) {
             *in_active.get_mut(a as usize).ok_or("active: bad index")? += 1;
         }
         for (i, r) in self.vcpus.iter().enumerate() {
@@ -82,7 +83,8 @@ impl Credit {
             }
         }
         let mut in_parked = vec![0u32; self.doms.len()];
-        for &p in &self.parked {
+        let parks = self.cpus.iter().flat_map(|rq| &rq.parks);
+        for &p in self.parked.iter().chain(parks) {
             *in_parked.get_mut(p as usize).ok_or("parked: bad index")? += 1;
         }
         for (i, d) in self.doms.iter().enumerate() {

@@ -23,7 +23,7 @@ pub(super) enum Prio {
     Over,
 }
 
-pub(super) struct VcpuRec {
+pub(super) struct VcpuRec<P> {
     pub(super) generation: u32,
     pub(super) live: bool,
     pub(super) dom: u32,
@@ -39,6 +39,11 @@ pub(super) struct VcpuRec {
     /// Ran since the last accounting.
     pub(super) ran: bool,
     pub(super) used_ns: u64,
+    /// The caller's value for this vCPU ([`Credit::set_payload`]), kept
+    /// in its record so that whoever holds the record (today the one
+    /// scheduler lock; after issue 11's split the run-queue lock of the
+    /// CPU it is queued or runs on) has it without another look-up.
+    pub(super) payload: Option<P>,
 }
 
 pub(super) struct DomRec {
@@ -51,7 +56,8 @@ pub(super) struct DomRec {
     pub(super) running: u32,
     pub(super) used_ns: u64,
     pub(super) period_used_ns: u64,
-    /// Used its cap this period. Invariant: parked iff in the parked list.
+    /// Used its cap this period. Invariant: parked iff in the parked list
+    /// or in one CPU's [`RunQueue::parks`].
     pub(super) parked: bool,
     /// Accounting scratch: active vCPUs, credit it can take, credit
     /// given (then per vCPU).
@@ -64,14 +70,18 @@ pub(super) struct DomRec {
 /// its first allocation on a running system (see [`Credit::new`]).
 pub const RESERVED_DOMAINS: usize = 32;
 
-/// The scheduler: global accounting plus one [`RunQueue`] per CPU.
-pub struct Credit {
+/// The scheduler: global accounting plus one [`RunQueue`] per CPU. `P` is
+/// a value the caller keeps per vCPU (the live wiring: its `VcpuEntry`),
+/// handed back with a pick; `()` in the pure tests.
+pub struct Credit<P = ()> {
     pub(super) cpus: Vec<RunQueue>,
     pub(super) doms: Vec<DomRec>,
     pub(super) free_doms: Vec<u32>,
-    pub(super) vcpus: Vec<VcpuRec>,
+    pub(super) vcpus: Vec<VcpuRec<P>>,
     pub(super) free_vcpus: Vec<u32>,
-    /// vCPUs runnable now or run this period: the only ones accounting visits.
+    /// vCPUs runnable now or run this period: the only ones accounting
+    /// visits (with those still in a CPU's [`RunQueue::joined`], which the
+    /// accounting moves here first).
     pub(super) active: Vec<u32>,
     pub(super) parked: Vec<u32>,
     pub(super) scratch: Vec<u32>,
@@ -85,8 +95,17 @@ pub(super) fn cap_budget(cap: u32) -> u64 {
 }
 
 impl Credit {
-    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]).
+    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]),
+    /// without per-vCPU payloads.
     pub fn new(cpus: usize) -> Self {
+        Self::with_payloads(cpus)
+    }
+}
+
+impl<P> Credit<P> {
+    /// A scheduler for `cpus` CPUs (at least 1, at most [`MAX_CPUS`]) that
+    /// keeps a `P` per vCPU ([`Self::set_payload`]).
+    pub fn with_payloads(cpus: usize) -> Self {
         let n = cpus.clamp(1, MAX_CPUS);
         // Room for a typical host's domains and vCPUs from the start: these
         // vectors only ever grow to their high-water mark, and growing one
@@ -98,6 +117,8 @@ impl Credit {
             cpus: (0..n)
                 .map(|_| RunQueue {
                     queue: alloc::collections::VecDeque::with_capacity(vcpus),
+                    joined: Vec::with_capacity(vcpus),
+                    parks: Vec::with_capacity(doms),
                     ..RunQueue::default()
                 })
                 .collect(),
@@ -127,6 +148,25 @@ impl Credit {
     /// that tests compare (it must not grow with blocked vCPUs).
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Moves the vCPUs that joined on each CPU to the active list and the
+    /// domains that parked there to the parked list, CPU by CPU (on one
+    /// CPU: the order in which they came, as if pushed there at once; the
+    /// accounting does not depend on the order).
+    pub(super) fn join_staged(&mut self) {
+        for rq in &mut self.cpus {
+            self.active.append(&mut rq.joined);
+            self.parked.append(&mut rq.parks);
+        }
+    }
+
+    /// Takes domain `i` out of the parked list (or a CPU's staged parks).
+    fn unpark_list(&mut self, i: usize) {
+        self.parked.retain(|&p| p as usize != i);
+        for rq in &mut self.cpus {
+            rq.parks.retain(|&p| p as usize != i);
+        }
     }
 
     pub(super) fn dom_index(&self, d: SchedDom) -> Result<usize, Error> {
@@ -200,7 +240,7 @@ impl Credit {
         rec.cap = cap;
         if rec.parked && (cap == 0 || rec.period_used_ns < cap_budget(cap)) {
             rec.parked = false;
-            self.parked.retain(|&p| p as usize != i);
+            self.unpark_list(i);
         }
         Ok(())
     }
@@ -227,6 +267,7 @@ impl Credit {
             active: false,
             ran: false,
             used_ns: 0,
+            payload: None,
         };
         let index = if let Some(i) = self.free_vcpus.pop() {
             let g = self.vcpus[i as usize].generation;
@@ -242,7 +283,15 @@ impl Credit {
     }
 
     /// Removes a vCPU that is not running; its id is never valid again.
+    /// Its payload, if any, is dropped here ([`Self::take_vcpu`] hands it
+    /// back instead).
     pub fn remove_vcpu(&mut self, v: VcpuId) -> Result<(), Error> {
+        self.take_vcpu(v).map(drop)
+    }
+
+    /// [`Self::remove_vcpu`], handing back the vCPU's payload (for a
+    /// caller whose payloads must not be dropped where it calls this).
+    pub fn take_vcpu(&mut self, v: VcpuId) -> Result<Option<P>, Error> {
         let i = self.vcpu_index(v)?;
         let rec = &self.vcpus[i];
         match rec.state {
@@ -254,6 +303,9 @@ impl Credit {
         }
         if rec.active {
             self.active.retain(|&a| a as usize != i);
+            for rq in &mut self.cpus {
+                rq.joined.retain(|&a| a as usize != i);
+            }
         }
         let dom = rec.dom as usize;
         self.doms[dom].vcpus = self.doms[dom].vcpus.saturating_sub(1);
@@ -261,18 +313,36 @@ impl Credit {
         rec.live = false;
         rec.active = false;
         rec.state = State::Blocked;
+        let payload = rec.payload.take();
         // A slot whose generation would wrap is retired, never reused.
         if let Some(g) = rec.generation.checked_add(1) {
             rec.generation = g;
             self.free_vcpus.push(i as u32);
         }
-        Ok(())
+        Ok(payload)
     }
 
-    /// Removes a domain and all its vCPUs, unless one of them runs.
+    /// Keeps `payload` with `v` (replacing and handing back the one it
+    /// had): what [`Self::payload`] answers until the vCPU is removed.
+    pub fn set_payload(&mut self, v: VcpuId, payload: P) -> Result<Option<P>, Error> {
+        let i = self.vcpu_index(v)?;
+        Ok(self.vcpus[i].payload.replace(payload))
+    }
+
+    /// The payload kept with `v`; `None` when it has none or `v` is not
+    /// (or no longer) valid.
+    #[inline(always)]
+    pub fn payload(&self, v: VcpuId) -> Option<&P> {
+        let i = self.vcpu_index(v).ok()?;
+        self.vcpus[i].payload.as_ref()
+    }
+
+    /// Removes a domain and all its vCPUs, unless one of them runs (their
+    /// payloads are dropped here: a caller that must not drop them under
+    /// its lock takes its vCPUs out first with [`Self::take_vcpu`]).
     pub fn remove_domain(&mut self, d: SchedDom) -> Result<(), Error> {
         let dom = self.dom_index(d)?;
-        let mine = |r: &VcpuRec| r.live && r.dom as usize == dom;
+        let mine = |r: &VcpuRec<P>| r.live && r.dom as usize == dom;
         if self
             .vcpus
             .iter()
@@ -285,7 +355,7 @@ impl Credit {
                 self.remove_vcpu(self.id_of(i))?;
             }
         }
-        self.parked.retain(|&p| p as usize != dom);
+        self.unpark_list(dom);
         let rec = &mut self.doms[dom];
         rec.live = false;
         rec.parked = false;

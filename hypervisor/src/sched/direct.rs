@@ -21,7 +21,7 @@ pub struct Handed {
     pub placed: Option<Placed>,
 }
 
-impl Credit {
+impl<P> Credit<P> {
     /// `from` blocks on `cpu` after `ran_ns`, having woken `to`, whose
     /// wake the caller did not hand to [`Credit::wake`]. Deschedules
     /// `from` (as [`Credit::descheduled`] with `still_runnable = false`);
@@ -81,10 +81,7 @@ impl Credit {
         rec.boost = true;
         rec.state = State::Queued(cpu);
         rec.pause = false;
-        if !rec.active {
-            rec.active = true;
-            self.active.push(j as u32);
-        }
+        self.mark_active(j, cpu);
         let q = &mut self.cpus[cpu].queue;
         q.push_back(to);
         let pos = q.len() - 1;

@@ -1,13 +1,13 @@
 //! The credit scheduler ([`crate::sched::Credit`]) wired to the machine:
-//! one scheduler lock over the policy's state and the table that maps its
-//! vCPU ids back to [`VcpuEntry`]s; wake-ups with reschedule IPIs; pause,
-//! unpause and the end of a domain's vCPUs.
+//! one scheduler lock over the policy's state, which keeps each vCPU's
+//! [`VcpuEntry`] in the vCPU's record (its payload); wake-ups with
+//! reschedule IPIs; pause, unpause and the end of a domain's vCPUs.
 //!
 //! Lock order (see `domain/table.rs`): the domain table, then a vCPU's state, then the
 //! scheduler lock [`SCHED`]. Nothing is taken under [`SCHED`], no IPI is
 //! sent under it, and no [`VcpuEntry`] is dropped under it (an entry may
 //! hold the last reference to its domain, whose drop frees memory and
-//! prints): slots are taken out under the lock and dropped after it.
+//! prints): entries are taken out under the lock and dropped after it.
 //!
 //! One exit path does without [`SCHED`]: a timer interrupt or kick whose
 //! [`tick`] finds the answer of the last `tick` that asked, in the same
@@ -27,10 +27,11 @@ use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::{Credit, SchedDom, VcpuId};
 
-/// The policy and, by [`VcpuId::slot`], the entry of each of its vCPUs.
+/// The policy, which keeps each of its vCPUs' [`VcpuEntry`] in the
+/// vCPU's record ([`Credit::set_payload`]): a pick has it without a
+/// separate table.
 struct Sched {
-    credit: Credit,
-    slots: Vec<Option<Arc<VcpuEntry>>>,
+    credit: Credit<Arc<VcpuEntry>>,
 }
 
 /// `None` until [`init`] (before any domain exists); CPUs that start
@@ -47,8 +48,7 @@ pub fn init(cpus: usize) {
         crate::sched::BOOST_SLICE_NS / 1000
     );
     *SCHED.lock() = Some(Sched {
-        credit: Credit::new(cpus),
-        slots: Vec::new(),
+        credit: Credit::with_payloads(cpus),
     });
 }
 
@@ -112,17 +112,19 @@ pub(crate) fn set_params(d: SchedDom, weight: u32, cap: u32) -> Result<(), pvabi
     .map_err(|_| pvabi::Error::Invalid)
 }
 
-/// Puts a new domain's vCPU entries in the slot table.
+/// Keeps a new domain's vCPU entries with their records in the policy.
 pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
+    // A replaced entry (there is none: ids are not reused while their
+    // vCPU lives) is dropped after the lock.
+    let mut replaced = Vec::new();
     with(|s| {
         for e in entries {
-            let slot = e.sid.slot();
-            if s.slots.len() <= slot {
-                s.slots.resize(slot + 1, None);
+            if let Ok(Some(old)) = s.credit.set_payload(e.sid, e.clone()) {
+                replaced.push(old);
             }
-            s.slots[slot] = Some(e.clone());
         }
     });
+    drop(replaced);
 }
 
 /// Per CPU: set (before a reschedule IPI) when a vCPU was queued there
@@ -253,7 +255,7 @@ pub(crate) fn pick(cpu: usize, now: u64) -> Pick {
     };
     match s.credit.pick_next(cpu, now) {
         Ok(d) => match d.vcpu {
-            Some(id) => match s.slots.get(id.slot()).cloned().flatten() {
+            Some(id) => match s.credit.payload(id).cloned() {
                 Some(e) => Pick::Run(e, d.slice_ns),
                 None => {
                     // No entry (cannot happen): never pick it again.
@@ -402,11 +404,7 @@ pub(crate) fn reap(d: &Domain) {
 /// it. If a CPU picked it meanwhile (the scheduler says it runs), that CPU
 /// finds it dead and retires it again.
 pub(crate) fn retire(v: &Arc<VcpuEntry>) {
-    let slot = with(|s| match s.credit.remove_vcpu(v.sid) {
-        Ok(()) => s.slots.get_mut(v.sid.slot()).and_then(Option::take),
-        Err(_) => None,
-    })
-    .flatten();
+    let slot = with(|s| s.credit.take_vcpu(v.sid).ok().flatten()).flatten();
     if slot.is_none() {
         return;
     }

@@ -45,7 +45,8 @@
 //! steal), `descheduled`, `wake` and `block` O(queue length + CPUs), the
 //! accounting (once per period) O(active vCPUs + domains with parked
 //! state). Nothing allocates except `add_domain`/`add_vcpu` (and the
-//! active list growing to its high-water mark).
+//! active list and each CPU's list of vCPUs that joined it since the last
+//! accounting growing to their high-water marks).
 //!
 //! Files: `credit.rs` (records, ids, add/remove/params, queries),
 //! `run.rs` (wake, block, pick, deschedule, tick, stealing), `account.rs`
@@ -83,38 +84,48 @@
 //! the scheduler lock once each
 //! (`run::tests_locks::global_lock_takes_per_path`).
 //!
-//! # Per-CPU locks (issue 11; designed, not built yet)
+//! # Per-CPU locks (issue 11; designed, partly built)
 //! The target is Xen's credit1 (`sched/credit.c`): a lock per CPU over
-//! that CPU's queue and the vCPUs on it, and a private lock for the
-//! accounting. Who touches what today, and where it goes:
+//! that CPU's queue and the vCPUs on it. Unlike Xen, no private lock for
+//! the accounting: the pass (and add, remove, `set_params`) takes every
+//! run-queue lock in ascending order and runs `account.rs` as it is, at
+//! today's call points, so on one CPU it is today's code by construction
+//! (`tests_sim::weights_1_to_3_on_one_cpu_grant_the_same_as_before`); the
+//! pass is once per period, so N locks then are cheap. Rows marked
+//! **built** are in place under today's one lock. Who touches what, and
+//! where it goes:
 //!
 //! | state | touched by | owner after the split |
 //! |---|---|---|
 //! | `RunQueue` (queue, current, slice end) | wake, block, pick, start, deschedule, tick, steal | that CPU's **run-queue lock** |
 //! | `VcpuRec::{state, last_cpu, boost, pause}` | the same | queued or running on CPU c: c's run-queue lock, found as Xen's `vcpu_schedule_lock` does (read c, lock it, re-check: a steal may move it); blocked: the vCPU's state lock, which every wake, block and deschedule in `live.rs` already holds, and no run-queue lock (so a wake placed on any CPU takes that CPU's lock alone) |
-//! | `VcpuRec::credit` | burnt by deschedule (owner CPU), granted by the accounting | an atomic: `fetch_update` clamped to ±[`CREDIT_MAX`] on both sides; `prio` reads it |
-//! | `VcpuRec::{ran, active, used_ns}` | deschedule, start, wake; the accounting | atomics; joining the active list goes through a per-CPU "newly active" list under the run-queue lock, which the accounting drains CPU by CPU (never two run-queue locks at once) |
-//! | `DomRec::{running, used_ns, period_used_ns, parked}` | start, deschedule (any CPU); the accounting | atomics; the accounting subtracts what it settles (`fetch_sub`), never stores over a concurrent charge; a domain that parks is staged per CPU like a newly active vCPU |
-//! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics written under the accounting lock |
-//! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | the **accounting lock** |
-//! | `next_acct` | every call (`account_if_due`) | an atomic for the "not yet" test; the pass itself runs from `tick` only, under a *try-lock* of the accounting lock, no run-queue lock held |
-//! | `live.rs`'s slot table (id to `VcpuEntry`) | pick, the direct switch | travels with the id in the run queue (the policy generic over a payload, `()` in the pure tests), so a pick or steal needs no global look-up |
+//! | `VcpuRec::credit` | burnt by deschedule (owner CPU), granted by the accounting | with the record: burnt under the owner's lock, granted by the pass with every lock held; `prio` of another CPU's vCPU is read only under that CPU's lock (a wake's kick: the target's; a steal: the victim's, try-locked) |
+//! | `VcpuRec::{ran, active, used_ns}` | deschedule, start, wake; the accounting | the flags with the record (its owner's lock); joining the active list goes through the CPU's `RunQueue::joined` (**built**: a wake, start or direct switch pushes there, never to the shared list), which the accounting moves to the active list before its pass |
+//! | `DomRec::{running, used_ns, period_used_ns, parked}` | start, deschedule (any CPU); the accounting | atomics (a domain's vCPUs run on several CPUs at once), read and written by the pass with every run-queue lock held, so its code stays as it is; a domain that parks is staged on the CPU whose deschedule parked it (**built**: `RunQueue::parks`, moved to the parked list with the joined vCPUs before the pass) |
+//! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics, written with every run-queue lock held |
+//! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | **every run-queue lock** (ascending) |
+//! | `next_acct` | every call (`account_if_due`) | an atomic (or per-CPU copy, written by the pass) for the "not yet" test before any lock; when due, the call takes every run-queue lock and runs as today (the pass where it runs today); the clock never goes back and the pass only moves `next_acct` forward, so "not yet" stays true once the caller's own lock is held |
+//! | `live.rs`'s `VcpuEntry` per vCPU | pick, the direct switch, retire | **built**: the vCPU record's payload (`Credit<P>`, `()` in the pure tests; `set_payload`, `payload`, `take_vcpu`), so it goes with the record's owner and a pick or steal needs no separate table or lock |
 //!
 //! Placement reads the other CPUs' idleness from per-CPU atomics
 //! published under their run-queue locks (Xen's `idlers` mask), so a
-//! wake-up locks only the CPU it queues on. Stealing *try-locks* the
+//! wake-up locks only the CPU it queues on. A blocked vCPU's record is
+//! not always under its state lock: `live/handoff.rs`'s deferred wake
+//! runs without it and may race unpause's wake, so the record's state
+//! must be claimed atomically (blocked to "being placed") before the
+//! target's lock, or two wakes queue it twice. Stealing *try-locks* the
 //! victim's queue while holding its own and skips a victim it cannot
 //! lock (Xen's `csched_load_balance`). Moving a queued vCPU from one
 //! CPU's queue to another's other than by a steal (none does today; a
 //! rebalance would) takes both in ascending CPU index.
 //!
 //! **The lock order after the split** (replaces item 3 above): the
-//! domain table; a vCPU's state lock; the accounting lock (add, remove,
-//! `set_params`, the pass); a run-queue lock (two only to migrate, lower
-//! index first; a steal's second one only by try-lock); the timer lists.
-//! A plain exit, a same-CPU wake, block or pick take only this CPU's
-//! run-queue lock; a remote wake only the target CPU's; no exit path
-//! takes the accounting lock. `run::tests_locks` counts the global lock
+//! domain table; a vCPU's state lock; run-queue locks (all of them, in
+//! ascending index, for add, remove, `set_params` and a call that finds
+//! the pass due; two only to migrate, lower index first; a steal's
+//! second one only by try-lock); the timer lists. A plain exit, a
+//! same-CPU wake, block or pick take only this CPU's run-queue lock; a
+//! remote wake only the target CPU's. `run::tests_locks` counts the global lock
 //! per path (`global_lock_takes_per_path`: it says 1 today where the
 //! split must say 0); the interleaving search `sched::live::tests::remote`
 //! is the race the split must keep (a remote wake against a block and a

@@ -6,7 +6,7 @@ use super::{BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, S
 // The small helpers here are inlined by force: the release build optimizes
 // for size and would otherwise call out for each (a few instructions of
 // work, as many again for the call), on every wake, pick and switch.
-impl Credit {
+impl<P> Credit<P> {
     #[inline(always)]
     pub(super) fn prio(&self, i: usize) -> Prio {
         let r = &self.vcpus[i];
@@ -44,11 +44,13 @@ impl Credit {
         best
     }
 
+    /// `i` is runnable on `cpu` (queued or started there): active from
+    /// now to the accounting at least, staged on `cpu`.
     #[inline(always)]
-    fn mark_active(&mut self, i: usize) {
+    pub(super) fn mark_active(&mut self, i: usize, cpu: usize) {
         if !self.vcpus[i].active {
             self.vcpus[i].active = true;
-            self.active.push(i as u32);
+            self.cpus[cpu].joined.push(i as u32);
         }
     }
 
@@ -82,7 +84,7 @@ impl Credit {
         rec.boost = rec.credit >= 0;
         rec.state = State::Queued(cpu);
         rec.pause = false;
-        self.mark_active(i);
+        self.mark_active(i, cpu);
         self.cpus[cpu].queue.push_back(v);
         let kick = !self.parked_vcpu(i)
             && match self.cpus[cpu].current {
@@ -171,7 +173,7 @@ impl Credit {
         rec.state = State::Running(cpu);
         rec.last_cpu = Some(cpu);
         let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
-        self.mark_active(i);
+        self.mark_active(i, cpu);
         if let Some(t) = self.next_acct {
             slice = slice.min(t.saturating_sub(now));
         }
@@ -312,7 +314,7 @@ impl Credit {
         d.period_used_ns = d.period_used_ns.saturating_add(ran_ns);
         if d.cap != 0 && !d.parked && d.period_used_ns >= cap_budget(d.cap) {
             d.parked = true;
-            self.parked.push(dom as u32);
+            self.cpus[cpu].parks.push(dom as u32);
         }
         let rq = &mut self.cpus[cpu];
         rq.current = None;

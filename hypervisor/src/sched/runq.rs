@@ -1,6 +1,7 @@
 //! One CPU's run queue: the vCPUs waiting there, and the one it runs.
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 
 use super::VcpuId;
 
@@ -14,6 +15,15 @@ pub struct RunQueue {
     pub(super) current: Option<VcpuId>,
     /// When `current`'s slice ends.
     pub(super) slice_end: u64,
+    /// vCPUs (record indices) that joined the active list while queued or
+    /// started here since the last accounting, which moves them to the
+    /// list: a wake-up or a pick touches only its CPU's queue, not the
+    /// shared list (issue 11's per-CPU split).
+    pub(super) joined: Vec<u32>,
+    /// Domains (record indices) that used their cap in a deschedule here
+    /// since the last accounting, which moves them to the parked list (as
+    /// [`Self::joined`]: a deschedule touches only its CPU's queue).
+    pub(super) parks: Vec<u32>,
 }
 
 impl RunQueue {

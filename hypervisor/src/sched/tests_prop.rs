@@ -41,6 +41,123 @@ fn ids_are_checked_and_never_reused() {
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
+/// A vCPU's payload stays with its record: a pick's vCPU has it, removal
+/// hands it back (or drops it, with the domain), and a slot reused under
+/// a new generation starts without one.
+#[test]
+fn payloads_stay_with_their_vcpu_until_it_is_removed() {
+    use std::rc::Rc;
+    let mut s: Credit<Rc<&str>> = Credit::with_payloads(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let (a, b) = (s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap());
+    assert_eq!(s.payload(a), None);
+    let pa = Rc::new("a");
+    assert_eq!(s.set_payload(a, pa.clone()), Ok(None));
+    assert_eq!(s.set_payload(b, Rc::new("b0")).unwrap().as_deref(), None);
+    assert_eq!(
+        s.set_payload(b, Rc::new("b")).unwrap().as_deref(),
+        Some(&"b0")
+    );
+    s.wake(a, 0).unwrap().unwrap();
+    let cpu = s.cpu_of(a).unwrap().unwrap();
+    let run = s.pick_next(cpu, 0).unwrap().vcpu.unwrap();
+    assert_eq!(s.payload(run).map(|p| **p), Some("a"));
+    assert_eq!(s.take_vcpu(a), Err(Error::Running));
+    s.descheduled(cpu, a, 5, 5, false).unwrap();
+    let back = s.take_vcpu(a).unwrap().unwrap();
+    assert!(
+        Rc::ptr_eq(&back, &pa),
+        "the payload set is the one handed back"
+    );
+    assert_eq!(Rc::strong_count(&pa), 2, "none kept in the policy");
+    assert_eq!(s.payload(a), None);
+    assert_eq!(s.set_payload(a, pa.clone()), Err(Error::NoSuchVcpu));
+    // The slot comes back under a new generation, empty.
+    let c = s.add_vcpu(d).unwrap();
+    assert_eq!((c.slot(), s.payload(c)), (a.slot(), None));
+    let pb = s.payload(b).unwrap().clone();
+    s.remove_domain(d).unwrap();
+    assert_eq!(Rc::strong_count(&pb), 1, "removing the domain dropped b's");
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+/// A vCPU that becomes active joins the list of the CPU it is queued on,
+/// not the shared one (a wake-up touches only that CPU's queue); the
+/// accounting moves it over and grants it credit, and a vCPU removed
+/// before that leaves its CPU's list too.
+#[test]
+fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v: Vec<VcpuId> = (0..3).map(|_| s.add_vcpu(d).unwrap()).collect();
+    for &x in &v {
+        s.wake(x, 0).unwrap().unwrap();
+    }
+    let on = |s: &Credit, c: usize| -> Vec<u32> {
+        let mut want: Vec<u32> = Vec::new();
+        for &x in &v {
+            if s.cpu_of(x).unwrap() == Some(c) {
+                want.push(x.index);
+            }
+        }
+        want
+    };
+    assert!(s.active.is_empty(), "the shared list was touched");
+    for c in 0..2 {
+        assert!(!on(&s, c).is_empty(), "placement left CPU {c} empty");
+        assert_eq!(s.cpus[c].joined, on(&s, c), "CPU {c}");
+    }
+    assert_eq!(s.check_invariants(), Ok(()));
+    s.remove_vcpu(v[2]).unwrap();
+    assert!(
+        s.cpus.iter().all(|rq| !rq.joined.contains(&v[2].index)),
+        "a removed vCPU stayed staged"
+    );
+    assert_eq!(s.check_invariants(), Ok(()));
+    assert_eq!((s.credit(v[0]), s.credit(v[1])), (Ok(0), Ok(0)));
+    s.tick(0, PERIOD_NS).unwrap();
+    assert!(s.cpus.iter().all(|rq| rq.joined.is_empty()), "not moved");
+    let mut active = s.active.clone();
+    active.sort_unstable();
+    assert_eq!(active, [v[0].index, v[1].index]);
+    assert!(s.credit(v[0]).unwrap() > 0 && s.credit(v[1]).unwrap() > 0);
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+/// A domain that uses its cap parks on the CPU whose deschedule charged
+/// it, not in the shared parked list; new parameters unpark it from
+/// there, and the accounting moves a parked one to the list.
+#[test]
+fn a_domain_parks_on_the_cpu_that_charged_it_until_the_accounting() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    s.wake(v, 0).unwrap().unwrap();
+    // CPU 1 runs it (by a steal if it was placed on CPU 0) and charges
+    // it more than its 3 ms budget.
+    let run_on_1 = |s: &mut Credit, ran: u64| {
+        assert_eq!(s.pick_next(1, 0).unwrap().vcpu, Some(v));
+        s.descheduled(1, v, ran, 0, true).unwrap();
+    };
+    run_on_1(&mut s, 4 * MS);
+    let staged =
+        |s: &Credit| -> [Vec<u32>; 2] { [s.cpus[0].parks.clone(), s.cpus[1].parks.clone()] };
+    assert_eq!(staged(&s), [vec![], vec![d.index]]);
+    assert!(s.parked.is_empty(), "the shared list was touched");
+    assert_eq!(s.check_invariants(), Ok(()));
+    s.set_params(d, DEFAULT_WEIGHT, 0).unwrap();
+    assert_eq!(staged(&s), [vec![], vec![]], "unparked");
+    assert_eq!(s.check_invariants(), Ok(()));
+    s.set_params(d, DEFAULT_WEIGHT, 10).unwrap();
+    run_on_1(&mut s, 36 * MS);
+    assert_eq!(staged(&s), [vec![], vec![d.index]]);
+    // 40 ms used of 3: still in debt after the pass, so parked on.
+    s.tick(0, PERIOD_NS).unwrap();
+    assert_eq!(staged(&s), [vec![], vec![]], "not moved");
+    assert_eq!(s.parked, [d.index]);
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
     let mut s = Credit::new(1);

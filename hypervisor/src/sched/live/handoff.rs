@@ -104,7 +104,7 @@ impl Handoff {
                 let e = if id == to.sid {
                     Some(to.clone())
                 } else {
-                    s.slots.get(id.slot()).cloned().flatten()
+                    s.credit.payload(id).cloned()
                 };
                 if e.is_none() {
                     // No entry (cannot happen, as in `pick`): never run it.
