@@ -87,10 +87,15 @@ fn arm_timer(cpu: usize, now: u64, until: u64) -> u64 {
 /// `start` is the system time the caller read when it chose the vCPU
 /// (a clock read less per switch; the slice is no shorter for it); `cpu`
 /// is this CPU's index (the caller's: no per-CPU look-up per slice).
-fn run_slice(
+///
+/// Generic over the backend: [`run_picked`] calls it with the concrete
+/// vendor type (`virt::Concrete`), so that each exit's calls into the
+/// backend (`run`, the hypercall's registers, its completion) are direct
+/// and inlined rather than through the vtable.
+fn run_slice<V: VcpuBackend + ?Sized>(
     cpu: usize,
     me: &Arc<VcpuEntry>,
-    vcpu: &mut dyn VcpuBackend,
+    vcpu: &mut V,
     resume: Option<u64>,
     start: u64,
     slice_end: u64,
@@ -306,14 +311,15 @@ fn run_picked(
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
     MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
-    let (outcome, ran) = run_slice(
-        cpu,
-        entry,
-        &mut *vcpu,
-        resume,
-        now,
-        now.saturating_add(slice_ns),
-    );
+    let end = now.saturating_add(slice_ns);
+    let (outcome, ran) = match vcpu.concrete() {
+        #[cfg(target_os = "none")]
+        crate::virt::Concrete::Svm(v) => run_slice(cpu, entry, v, resume, now, end),
+        #[cfg(target_os = "none")]
+        crate::virt::Concrete::Vmx(v) => run_slice(cpu, entry, v, resume, now, end),
+        #[cfg(not(target_os = "none"))]
+        crate::virt::Concrete::Other(_) => run_slice(cpu, entry, &mut *vcpu, resume, now, end),
+    };
     RUNNING.fetch_sub(1, Ordering::AcqRel);
     // One clock read for the deadline check and the scheduler below.
     let now = now_ns();

@@ -600,6 +600,9 @@ fn svm_msr_offset(m: GuestMsr) -> Option<usize> {
 }
 
 impl super::VcpuBackend for SvmVcpu {
+    fn concrete(&mut self) -> super::Concrete<'_> {
+        super::Concrete::Svm(self)
+    }
     fn enter(&mut self) {
         Self::enter(self);
         self.xstate.load();

@@ -627,6 +627,9 @@ fn vmx_msr_home(m: GuestMsr) -> VmxMsrHome {
 }
 
 impl super::VcpuBackend for VmxVcpu {
+    fn concrete(&mut self) -> super::Concrete<'_> {
+        super::Concrete::Vmx(self)
+    }
     fn msr(&self, m: GuestMsr) -> u64 {
         match vmx_msr_home(m) {
             VmxMsrHome::Field(f) => vmread(f),
