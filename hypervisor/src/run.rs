@@ -100,7 +100,9 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     start: u64,
     slice_end: u64,
 ) -> (Outcome, u64) {
-    let d = &me.domain;
+    // The domain itself, not its `Arc`: one pointer in a register rather
+    // than a load through the `Arc` at each of the exit path's uses.
+    let d: &crate::domain::lifecycle::Domain = &me.domain;
     let mut seen_ticks = P::timer_ticks(cpu);
     // The scheduler's last "go on" in this run (`policy::tick`).
     let mut quiet = policy::Quiet::default();
@@ -123,8 +125,10 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     vcpu.set_slice_end(end_tsc);
     let mut armed = arm_timer(cpu, t0_ns, slice_end);
     let mut rearmed_for = 0;
-    me.seen_gen
-        .store(d.tlb_gen.load(Ordering::Acquire), Ordering::Release);
+    // The TLB generation this vCPU flushed for, kept here too: only this
+    // loop writes `seen_gen`, so each entry compares without loading it.
+    let mut seen_gen = d.tlb_gen.load(Ordering::Acquire);
+    me.seen_gen.store(seen_gen, Ordering::Release);
     // Back from a block: RAX gets the events (or the port a send_wait
     // waited for), or 0 once the deadline has passed; woken with neither,
     // it sleeps on (never a 0 before its deadline: `sleep_until` trusts
@@ -153,8 +157,9 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         }
         me.in_guest.store(true, Ordering::SeqCst);
         let generation = d.tlb_gen.load(Ordering::SeqCst);
-        if me.seen_gen.load(Ordering::SeqCst) < generation {
+        if seen_gen < generation {
             vcpu.flush_tlb();
+            seen_gen = generation;
             me.seen_gen.store(generation, Ordering::SeqCst);
         }
         // A continued hypercall is executed again before any upcall.

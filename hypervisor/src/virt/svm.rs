@@ -427,7 +427,9 @@ impl SvmVcpu {
         self.w64(C_VINTR, vintr);
     }
 
-    /// Runs the guest until the next exit.
+    /// Runs the guest until the next exit. Inlined into the run loop (its
+    /// one caller per exit, `run.rs`), as is the exit's decode.
+    #[inline(always)]
     pub fn run(&mut self) -> VmExit {
         crate::arch::spec::before_entry();
         self.injected = self.r64(C_EVENTINJ);
@@ -461,6 +463,7 @@ impl SvmVcpu {
         self.decode(code)
     }
 
+    #[inline(always)]
     fn decode(&self, code: u64) -> VmExit {
         let rip = self.r64(S_RIP);
         let next_rip_len =

@@ -447,7 +447,9 @@ impl VmxVcpu {
     }
 
     /// Runs the guest until the next exit. [`Self::enter`] must have run on
-    /// this CPU since the last [`Self::put`].
+    /// this CPU since the last [`Self::put`]. Inlined into the run loop
+    /// (its one caller per exit, `run.rs`), as is the exit's decode.
+    #[inline(always)]
     pub fn run(&mut self) -> VmExit {
         if self.preempt_ticks != 0 {
             let mut ticks = self.preempt_ticks;
@@ -480,6 +482,7 @@ impl VmxVcpu {
         self.decode()
     }
 
+    #[inline(always)]
     fn decode(&self) -> VmExit {
         let reason = vmread(EXIT_REASON);
         // An NMI that arrived while the guest ran was consumed by the exit
