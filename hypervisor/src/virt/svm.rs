@@ -614,6 +614,7 @@ impl super::VcpuBackend for SvmVcpu {
     fn flush_tlb(&mut self) {
         Self::flush_tlb(self);
     }
+    #[inline(always)]
     fn run(&mut self) -> VmExit {
         Self::run(self)
     }

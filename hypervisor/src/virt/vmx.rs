@@ -657,6 +657,7 @@ impl super::VcpuBackend for VmxVcpu {
     fn flush_tlb(&mut self) {
         Self::flush_tlb(self);
     }
+    #[inline(always)]
     fn run(&mut self) -> VmExit {
         Self::run(self)
     }
