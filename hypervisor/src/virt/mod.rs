@@ -91,6 +91,12 @@ pub trait VcpuBackend: Send {
     fn flush_tlb(&mut self);
     /// Runs until the next exit.
     fn run(&mut self) -> VmExit;
+    /// Whether [`run`](Self::run) returns with the host's interrupts on
+    /// (the run loop then enables none itself). A backend that does not
+    /// say returns with them as they may be: the loop enables them.
+    fn exits_with_interrupts_on(&self) -> bool {
+        false
+    }
     /// Frees the vCPU's control page (VMCB or VMCS); the vCPU is dead.
     fn release(&mut self);
     /// Before an entry: `Some(vector)` injects that external interrupt if

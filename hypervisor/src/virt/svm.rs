@@ -331,6 +331,22 @@ impl SvmVcpu {
         self.flush_tlb();
         let cpu = crate::arch::percpu::cpu_index();
         self.host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
+        // The host's state that VMLOAD restores after each exit (FS, GS,
+        // TR, LDTR, the SYSCALL and SYSENTER MSRs, KernelGsBase) is saved
+        // once per slice, as KVM does per vCPU load: the hypervisor changes
+        // none of it between exits (its GS base is set once per CPU at
+        // boot; it executes no SWAPGS, SYSCALL or LTR after that).
+        if self.host_vmcb != 0 {
+            // SAFETY: `host_vmcb` is this CPU's host state page (a page we
+            // own, `init_this_cpu`); VMSAVE writes only that page.
+            unsafe {
+                core::arch::asm!(
+                    ".byte 0x0f, 0x01, 0xdb", // vmsave rax
+                    in("rax") self.host_vmcb,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
         crate::arch::spec::switch_in(self.domain);
         // DR6/DR7 are in the VMCB; DR0-DR3 and TSC_AUX are not.
         self.dbg.load(false);
@@ -497,8 +513,8 @@ fn spurious_window() {
     }
 }
 
-/// VMSAVE host state, VMLOAD guest state, load guest GPRs, VMRUN, and the
-/// reverse. RAX is the guest VMCB's physical address throughout (VMRUN
+/// VMLOAD guest state, load guest GPRs, VMRUN, and the reverse (the host's
+/// state was saved by VMSAVE at the slice's start, [`SvmVcpu::enter`]). RAX is the guest VMCB's physical address throughout (VMRUN
 /// restores the host RAX on #VMEXIT, APM 15.5.1). GIF is cleared around the
 /// switch so no host interrupt lands between VMLOAD and VMRUN; `stgi` at the
 /// end lets the interrupt that caused an INTR exit be taken.
@@ -518,8 +534,6 @@ unsafe extern "C" fn svm_run(vmcb: u64, regs: *mut GuestRegs, host_vmcb: u64) {
         "push rdx",               // [rsp+8] after the next push: host VMCB
         "push rsi",               // [rsp]: regs
         ".byte 0x0f, 0x01, 0xdd", // clgi
-        "mov rax, rdx",
-        ".byte 0x0f, 0x01, 0xdb", // vmsave rax (host)
         "mov rax, rdi",
         ".byte 0x0f, 0x01, 0xda", // vmload rax (guest)
         "mov rbx, [rsi + 8]",
@@ -617,6 +631,12 @@ impl super::VcpuBackend for SvmVcpu {
     #[inline(always)]
     fn run(&mut self) -> VmExit {
         Self::run(self)
+    }
+    /// VMRUN keeps the host's RFLAGS.IF (on in the run loop) and `svm_run`
+    /// sets GIF again after the exit.
+    #[inline(always)]
+    fn exits_with_interrupts_on(&self) -> bool {
+        true
     }
     fn release(&mut self) {
         Self::release(self);

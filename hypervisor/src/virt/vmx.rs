@@ -462,7 +462,8 @@ impl VmxVcpu {
         }
         // Interrupts off from the buffer clearing to the entry, so no host
         // handler refills them (a pending one exits the guest at once:
-        // external-interrupt exiting); the exit leaves them off too.
+        // external-interrupt exiting); the exit leaves them off until the
+        // exit is decoded (below).
         x86_64::instructions::interrupts::disable();
         // CR2 is not in the VMCS: the guest's goes in by hand (`cpustate`).
         self.cpu.before_run();
@@ -472,14 +473,19 @@ impl VmxVcpu {
         // host state; `regs` lives across the call.
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
         self.cpu.after_run();
-        if failed != 0 {
-            return VmExit::InvalidState {
+        let exit = if failed != 0 {
+            VmExit::InvalidState {
                 detail: vmread(VM_INSTRUCTION_ERROR),
-            };
-        }
-        self.launched = true;
-        self.reinject();
-        self.decode()
+            }
+        } else {
+            self.launched = true;
+            self.reinject();
+            self.decode()
+        };
+        // A pending host interrupt (timer, kick, shoot-down) is taken now
+        // (`exits_with_interrupts_on`).
+        x86_64::instructions::interrupts::enable();
+        exit
     }
 
     #[inline(always)]
@@ -660,6 +666,11 @@ impl super::VcpuBackend for VmxVcpu {
     #[inline(always)]
     fn run(&mut self) -> VmExit {
         Self::run(self)
+    }
+    /// `run` enables them after the exit's decode.
+    #[inline(always)]
+    fn exits_with_interrupts_on(&self) -> bool {
+        true
     }
     fn release(&mut self) {
         Self::release(self);
