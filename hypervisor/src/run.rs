@@ -144,6 +144,14 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             }
         }
     }
+    // The hypercall services, one value for every exit of the slice:
+    // `blocked` and `handoff` are set only by a hypercall that blocks
+    // (multicalls refuse those), which ends the loop, taking both.
+    let mut svc = Svc {
+        me,
+        blocked: None,
+        handoff: None,
+    };
     let outcome = loop {
         if let Some(deadline) = sleep_on.take() {
             break Outcome::Blocked(deadline, None);
@@ -166,7 +174,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         if me.cont.pending() {
             vcpu.set_upcall(None);
         } else {
-            events::prepare_upcall(me, vcpu);
+            events::prepare_upcall(me, d, vcpu);
         }
         let exit = vcpu.run();
         let exit_tsc = P::tsc();
@@ -181,11 +189,6 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         // when none came (`run/work.rs`).
         work::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
-        let mut svc = Svc {
-            me,
-            blocked: None,
-            handoff: None,
-        };
         // Console bytes go to the domain's own queue; a bounded share of
         // it reaches the serial port after the exit (`console/out.rs`).
         let action = hypercall::handle(
@@ -208,7 +211,9 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         match action {
             Action::Resume | Action::Interrupt => {}
             Action::Yield => break Outcome::Again,
-            Action::Block => break Outcome::Blocked(svc.blocked.unwrap_or(0), svc.handoff),
+            Action::Block => {
+                break Outcome::Blocked(svc.blocked.take().unwrap_or(0), svc.handoff.take());
+            }
             Action::Shutdown {
                 crashed,
                 code,

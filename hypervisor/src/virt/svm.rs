@@ -473,8 +473,8 @@ impl SvmVcpu {
         }
         // Read once: each VMCB read is a volatile load.
         let code = self.r64(C_EXITCODE);
-        if code == 0x64 && !self.window {
-            spurious_window();
+        if code == 0x64 {
+            vintr_exit(self.window);
         }
         self.decode(code)
     }
@@ -501,12 +501,13 @@ impl SvmVcpu {
 /// Virtual-interrupt exits nobody asked for (see [`SvmVcpu::set_upcall`]).
 static SPURIOUS_WINDOWS: AtomicU64 = AtomicU64::new(0);
 
-/// Counts a VINTR exit with no window requested; the first is logged, so a
-/// run shows that the emulator raised a stale virtual interrupt (absorbed:
-/// the exit changes nothing, the guest resumes where it was).
+/// A VINTR exit: with no window requested (`window` false) it is counted;
+/// the first is logged, so a run shows that the emulator raised a stale
+/// virtual interrupt (absorbed: the exit changes nothing, the guest
+/// resumes where it was). Out of line: the exit path tests only the code.
 #[cold]
-fn spurious_window() {
-    if SPURIOUS_WINDOWS.fetch_add(1, Ordering::Relaxed) == 0 {
+fn vintr_exit(window: bool) {
+    if !window && SPURIOUS_WINDOWS.fetch_add(1, Ordering::Relaxed) == 0 {
         log::info!(
             "svm: a virtual interrupt nobody requested exited through the VINTR intercept (emulator's stale V_IRQ; absorbed)"
         );
@@ -514,8 +515,9 @@ fn spurious_window() {
 }
 
 /// VMLOAD guest state, load guest GPRs, VMRUN, and the reverse (the host's
-/// state was saved by VMSAVE at the slice's start, [`SvmVcpu::enter`]). RAX is the guest VMCB's physical address throughout (VMRUN
-/// restores the host RAX on #VMEXIT, APM 15.5.1). GIF is cleared around the
+/// state was saved by VMSAVE at the slice's start, [`SvmVcpu::enter`]).
+/// RAX is the guest VMCB's physical address throughout (VMRUN restores the
+/// host RAX on #VMEXIT, APM 15.5.1). GIF is cleared around the
 /// switch so no host interrupt lands between VMLOAD and VMRUN; `stgi` at the
 /// end lets the interrupt that caused an INTR exit be taken.
 ///
