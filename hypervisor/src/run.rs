@@ -156,12 +156,15 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         if let Some(deadline) = sleep_on.take() {
             break Outcome::Blocked(deadline, None);
         }
-        if d.dying() {
-            break Outcome::Ended;
-        }
-        // Paused: the scheduler drops it at `descheduled`.
-        if d.paused.load(Ordering::Acquire) {
-            break Outcome::Again;
+        // Ended, or paused (the scheduler drops it at `descheduled`): one
+        // load when neither.
+        if d.stopping() {
+            if d.dying() {
+                break Outcome::Ended;
+            }
+            if d.paused() {
+                break Outcome::Again;
+            }
         }
         me.in_guest.store(true, Ordering::SeqCst);
         let generation = d.tlb_gen.load(Ordering::SeqCst);
@@ -264,9 +267,11 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         }
         // A timer interrupt or a reschedule IPI came: fire due guest
         // timers, and ask the scheduler whether something better waits.
+        // The reschedule flag is tested only without a tick; one look
+        // answers both (a request that came with the tick is taken here).
         let ticks = P::timer_ticks(cpu);
-        let kicked = policy::take_resched(cpu);
-        if ticks != seen_ticks || kicked {
+        if ticks != seen_ticks || policy::take_resched(cpu) {
+            let _ = policy::take_resched(cpu);
             seen_ticks = ticks;
             let now = now_ns();
             timers::fire_list(cpu, now);
@@ -491,7 +496,7 @@ pub(crate) fn rescue_lost_wakeups() {
     for v in table.all_vcpus() {
         let mut st = v.st.lock();
         let stranded = st.run == Run::Runnable
-            && !v.domain.paused.load(Ordering::Acquire)
+            && !v.domain.paused()
             && !v.domain.dying()
             && !policy::handoff_in_flight(v)
             && policy::held_blocked(v);

@@ -465,11 +465,10 @@ impl SvmVcpu {
         // runs, so `set_upcall` asks for it again. QEMU labels an
         // interrupted delivery of one as an exception (type 3), which
         // VMRUN refuses for vectors above 31.
+        // The valid bit is tested first: most exits interrupted nothing.
         let pending = self.r64(C_EXITINTINFO);
-        let kind = (pending >> 8) & 7;
-        let external = kind == 0 || (kind == 3 && pending & 0xff > 31);
-        if pending & (1 << 31) != 0 && !external {
-            self.w64(C_EVENTINJ, pending);
+        if pending & (1 << 31) != 0 {
+            reinject(self, pending);
         }
         // Read once: each VMCB read is a volatile load.
         let code = self.r64(C_EXITCODE);
@@ -495,6 +494,18 @@ impl SvmVcpu {
             next_rip_len,
             decode_assists: DECODE_ASSISTS.load(Ordering::Relaxed) != 0,
         })
+    }
+}
+
+/// Delivers again the event whose delivery an exit interrupted
+/// (`pending`: a valid EXITINTINFO), unless it is an external interrupt
+/// (see [`SvmVcpu::run`]). Out of line: few exits interrupt a delivery.
+#[cold]
+fn reinject(v: &mut SvmVcpu, pending: u64) {
+    let kind = (pending >> 8) & 7;
+    let external = kind == 0 || (kind == 3 && pending & 0xff > 31);
+    if !external {
+        v.w64(C_EVENTINJ, pending);
     }
 }
 
