@@ -152,6 +152,9 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         blocked: None,
         handoff: None,
     };
+    // Console bytes go to the domain's own queue; a bounded share of it
+    // reaches the serial port after each exit (`console/out.rs`).
+    let mut console = |b: &[u8]| consoles::write(d, b);
     let outcome = loop {
         if let Some(deadline) = sleep_on.take() {
             break Outcome::Blocked(deadline, None);
@@ -192,16 +195,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         // when none came (`run/work.rs`).
         work::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
-        // Console bytes go to the domain's own queue; a bounded share of
-        // it reaches the serial port after the exit (`console/out.rs`).
-        let action = hypercall::handle(
-            exit,
-            vcpu,
-            &mut svc,
-            &MachineHost,
-            d.insn,
-            &mut |b: &[u8]| consoles::write(d, b),
-        );
+        let action = hypercall::handle(exit, vcpu, &mut svc, &MachineHost, d.insn, &mut console);
         consoles::drain(d);
         // Its longest exit, in its `domain-end:` line (bounded exits,
         // `hypercall/continuation.rs`).

@@ -120,9 +120,17 @@ pub fn switch_in(domain: u32) {
 #[inline]
 pub fn before_entry() {
     let clear = ENTRY_CLEAR.load(Ordering::Relaxed);
-    if clear == 0 {
-        return;
+    if clear != 0 {
+        entry_clear(clear);
     }
+}
+
+/// [`before_entry`]'s work when a barrier is on (`clear` not 0). Out of
+/// line, so that an entry with none costs one load and one branch (the
+/// compiler otherwise tests for the flush first).
+#[cold]
+#[inline(never)]
+fn entry_clear(clear: u8) {
     if clear == ENTRY_L1D_FLUSH {
         // SAFETY: on only where CPUID enumerates IA32_FLUSH_CMD; bit 0
         // writes back and invalidates the L1D, nothing else.
