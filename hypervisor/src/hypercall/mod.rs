@@ -197,12 +197,7 @@ impl core::fmt::Display for KillReason {
 }
 
 /// What the scheduler does next with the vCPU.
-///
-/// An explicit byte tag (`repr(u8)`), in declaration order: the exit loop
-/// tells `Resume` and `Interrupt` from the rest with one compare (with the
-/// niche layout [`KillReason`]'s tags allow, it took five instructions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Action {
     /// Run the guest again.
     Resume,
