@@ -27,8 +27,11 @@ const IA32_FLUSH_CMD: u32 = 0x10b;
 const KERNEL_DS: u16 = 0x10;
 
 static IBPB: AtomicBool = AtomicBool::new(false);
-static VERW: AtomicBool = AtomicBool::new(false);
-static L1D_FLUSH: AtomicBool = AtomicBool::new(false);
+/// What [`before_entry`] runs: nothing, [`ENTRY_VERW`] or [`ENTRY_L1D_FLUSH`]
+/// (one byte, so an entry with neither tests one flag).
+static ENTRY_CLEAR: AtomicU8 = AtomicU8::new(0);
+const ENTRY_VERW: u8 = 1;
+const ENTRY_L1D_FLUSH: u8 = 2;
 /// Nonzero: the exit stubs fill the RSB ([`rsb_fill_asm!`] reads it by
 /// symbol, so it is a byte, not a `bool`).
 pub static RSB_FILL: AtomicU8 = AtomicU8::new(0);
@@ -73,8 +76,15 @@ pub fn init(intel: bool, opts: &SpecOpts) {
     let c = read_cpu(intel);
     let p = spec::plan(&c, opts);
     IBPB.store(p.ibpb.on, Ordering::Relaxed);
-    VERW.store(p.verw.on, Ordering::Relaxed);
-    L1D_FLUSH.store(p.l1d_flush.on, Ordering::Relaxed);
+    // The flush makes VERW unneeded (`before_entry`).
+    let clear = if p.l1d_flush.on {
+        ENTRY_L1D_FLUSH
+    } else if p.verw.on {
+        ENTRY_VERW
+    } else {
+        0
+    };
+    ENTRY_CLEAR.store(clear, Ordering::Relaxed);
     RSB_FILL.store(u8::from(p.rsb.on), Ordering::Relaxed);
     p.describe(&c, &mut |a| log::info!("spec-ctrl: {a}"));
 }
@@ -109,11 +119,23 @@ pub fn switch_in(domain: u32) {
 /// registers and control block.
 #[inline]
 pub fn before_entry() {
-    if L1D_FLUSH.load(Ordering::Relaxed) {
+    let clear = ENTRY_CLEAR.load(Ordering::Relaxed);
+    if clear != 0 {
+        entry_clear(clear);
+    }
+}
+
+/// [`before_entry`]'s work when a barrier is on (`clear` not 0). Out of
+/// line, so that an entry with none costs one load and one branch (the
+/// compiler otherwise tests for the flush first).
+#[cold]
+#[inline(never)]
+fn entry_clear(clear: u8) {
+    if clear == ENTRY_L1D_FLUSH {
         // SAFETY: on only where CPUID enumerates IA32_FLUSH_CMD; bit 0
         // writes back and invalidates the L1D, nothing else.
         unsafe { wrmsr(IA32_FLUSH_CMD, 1) };
-    } else if VERW.load(Ordering::Relaxed) {
+    } else {
         let ds = KERNEL_DS;
         // SAFETY: VERW only sets ZF (and, with MD_CLEAR, clears buffers);
         // the memory-operand form is the one documented to clear them, and

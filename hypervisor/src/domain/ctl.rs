@@ -78,7 +78,7 @@ fn info(d: &Domain) -> DomainInfo {
     out.state = if d.dying() {
         out.exit_code = d.end.lock().map_or(-1, |e| e.code as i32);
         DOMAIN_DYING
-    } else if d.paused.load(Ordering::Acquire) {
+    } else if d.paused() {
         DOMAIN_PAUSED
     } else {
         DOMAIN_RUNNING

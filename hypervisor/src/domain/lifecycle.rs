@@ -3,7 +3,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::sync::Mutex;
 use arrayvec::ArrayString;
@@ -45,6 +45,11 @@ pub(crate) struct End {
     reason: crate::domain::ended::Reason,
 }
 
+/// [`Domain::stop`]: paused by the control domain.
+pub(crate) const STOP_PAUSED: u8 = 1 << 0;
+/// [`Domain::stop`]: ended (`Domain::finish`).
+pub(crate) const STOP_ENDING: u8 = 1 << 1;
+
 /// One guest.
 pub struct Domain {
     pub(crate) id: DomainId,
@@ -68,8 +73,11 @@ pub struct Domain {
     pub(crate) mem_target: AtomicU64,
     /// The scheduler's record of it.
     pub(crate) sdom: crate::sched::SchedDom,
-    /// No vCPU of it is scheduled while set (domctl pause).
-    pub(crate) paused: AtomicBool,
+    /// Why its vCPUs must stop: [`STOP_PAUSED`] (domctl pause: no vCPU of
+    /// it is scheduled while set) and [`STOP_ENDING`] (set once, with
+    /// `end`). One byte, so that the exit path tests both with one load
+    /// ([`Domain::stopping`]).
+    pub(crate) stop: AtomicU8,
     pub(crate) boot: BootState,
     pub(crate) nested_root: u64,
     pub(crate) inner: Mutex<Inner>,
@@ -77,8 +85,6 @@ pub struct Domain {
     /// not seen the newest value flushes its TLB before running.
     pub(crate) tlb_gen: AtomicU64,
     pub(crate) end: Mutex<Option<End>>,
-    /// Set (once) together with `end`.
-    pub(crate) ending: AtomicBool,
     pub(crate) exits: AtomicU64,
     /// TSC ticks of its longest exit (from the exit to the decision to
     /// enter again), reported in its `exit-max:` line.
@@ -374,7 +380,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         shutdown_request: AtomicU64::new(pvabi::SHUTDOWN_REQUEST_NONE),
         mem_target: AtomicU64::new(0),
         sdom,
-        paused: AtomicBool::new(spec.paused),
+        stop: AtomicU8::new(if spec.paused { STOP_PAUSED } else { 0 }),
         boot,
         start_info: built.layout.start_info,
         nested_root: root,
@@ -386,7 +392,6 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         }),
         tlb_gen: AtomicU64::new(0),
         end: Mutex::new(None),
-        ending: AtomicBool::new(false),
         exits: AtomicU64::new(0),
         max_exit_ticks: AtomicU64::new(0),
         events: crate::evtchn::live::new_table(id, spec.nr_vcpus, budget.clone()),
@@ -507,7 +512,7 @@ impl Domain {
                 code,
                 reason: crate::domain::ended::reason_text(reason),
             });
-            self.ending.store(true, Ordering::Release);
+            self.stop.fetch_or(STOP_ENDING, Ordering::AcqRel);
         }
         // Its queued console lines come before the line saying it ended
         // (printed after them, not waited for here: `console/out.rs`).
@@ -545,9 +550,30 @@ impl Domain {
     }
 
     /// Whether the domain has ended (its vCPUs stop at their next exit).
-    /// Read on every exit, so a flag rather than the `end` lock.
+    /// A flag rather than the `end` lock: the exit path reads it.
     pub(crate) fn dying(&self) -> bool {
-        self.ending.load(Ordering::Acquire)
+        self.stop.load(Ordering::Acquire) & STOP_ENDING != 0
+    }
+
+    /// Whether it is paused (domctl pause).
+    pub(crate) fn paused(&self) -> bool {
+        self.stop.load(Ordering::Acquire) & STOP_PAUSED != 0
+    }
+
+    /// Pauses (`true`) or unpauses it (`sched::live::pause`, `unpause`).
+    pub(crate) fn set_paused(&self, on: bool) {
+        if on {
+            self.stop.fetch_or(STOP_PAUSED, Ordering::AcqRel);
+        } else {
+            self.stop.fetch_and(!STOP_PAUSED, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether it is paused or has ended: one load, after every exit (the
+    /// run loop then tells which).
+    #[inline(always)]
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) != 0
     }
 }
 

@@ -30,10 +30,43 @@ pub(crate) enum Group {
     None,
 }
 
+/// Numbers below this are looked up in [`TABLE`]; every number at or above
+/// it is [`Group::None`] (checked when the table is built).
+const TABLE_LEN: usize = 64;
+
+/// [`by_match`] for each number below [`TABLE_LEN`], built at compile time:
+/// the exit path's dispatch is one compare and one load, where the
+/// `match`'s ranges cost a compare and branch each (the unknown number
+/// passed them all).
+static TABLE: [Group; TABLE_LEN] = {
+    let mut t = [Group::None; TABLE_LEN];
+    let mut nr = 0;
+    while nr < TABLE_LEN {
+        t[nr] = by_match(nr as u64);
+        nr += 1;
+    }
+    // No group number lies past the table.
+    assert!(matches!(by_match(TABLE_LEN as u64), Group::None));
+    assert!(pvabi::HC_DOMCTL_PCI_ASSIGN < TABLE_LEN as u64);
+    assert!(HC_PCI_MSI_UNBIND < TABLE_LEN as u64);
+    assert!(HC_DOMCTL_CONSOLE_WRITE < TABLE_LEN as u64);
+    assert!(pvabi::HC_DOMCTL_STAGE_ABORT < TABLE_LEN as u64);
+    t
+};
+
 /// The group of `nr` (the numbers the dispatch in `mod.rs` answers itself
 /// before asking this are [`Group::None`] here too).
 #[inline(always)]
 pub(crate) fn of(nr: u64) -> Group {
+    match usize::try_from(nr).ok().and_then(|i| TABLE.get(i)) {
+        Some(g) => *g,
+        None => Group::None,
+    }
+}
+
+/// The assignment itself, one `match` over pvabi's numbers ([`TABLE`] is
+/// built from it; `tests/group.rs` checks the two agree on every number).
+pub(crate) const fn by_match(nr: u64) -> Group {
     match nr {
         HC_EVTCHN_ALLOC_UNBOUND..=HC_EVTCHN_POLL
         | HC_EVTCHN_BIND_VIRQ..=HC_EVTCHN_INIT_CONTROL

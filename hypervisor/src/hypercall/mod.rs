@@ -294,19 +294,16 @@ pub fn handle(
             // 3; Xen refuses them from HVM user mode alike): from CPL > 0
             // nothing is done and RAX gets EPERM.
             // One backend call for CPL, RAX and the registers, one to
-            // complete (the exit path's cost: a call through the vtable each).
+            // complete (inlined from the hardware backends, `run.rs`).
             let Some((nr, r)) = vcpu.hypercall_regs() else {
                 vcpu.complete(len, Some(status(Error::Perm)));
                 return Action::Resume;
             };
-            let step = if nr == HC_MULTICALL {
-                let (a0, a1) = (r.rdi, r.rsi);
-                // RIP is read only here: it keys the continuation.
-                continuation::multicall(svc, vcpu.rip(), a0, a1, console)
-            } else if nr == HC_MEM_RELEASE || nr == HC_MEM_POPULATE {
-                let (a0, a1) = (r.rdi, r.rsi);
-                continuation::mem_op(svc, vcpu.rip(), nr, a0, a1)
-            } else {
+            // The continued ops (11, 12, 13) with one compare.
+            const _: () = assert!(
+                HC_MEM_POPULATE == HC_MEM_RELEASE + 1 && HC_MULTICALL == HC_MEM_RELEASE + 2
+            );
+            let step = if nr.wrapping_sub(HC_MEM_RELEASE) > 2 {
                 // The common case, completed here (no `Step` in between).
                 svc.continuation().clear();
                 return match hypercall(svc, nr, &*r, console) {
@@ -318,6 +315,13 @@ pub fn handle(
                     // (RIP and every register stay).
                     None => Action::Yield,
                 };
+            } else if nr == HC_MULTICALL {
+                let (a0, a1) = (r.rdi, r.rsi);
+                // RIP is read only here: it keys the continuation.
+                continuation::multicall(svc, vcpu.rip(), a0, a1, console)
+            } else {
+                let (a0, a1) = (r.rdi, r.rsi);
+                continuation::mem_op(svc, vcpu.rip(), nr, a0, a1)
             };
             match step {
                 Step::Done(ret, action) => {

@@ -99,7 +99,7 @@ pub fn check(t: &[Device], from: DomainId, bdf: Bdf, bound: bool) -> Result<usiz
 /// to exit once.
 fn never_ran(d: &Domain) -> bool {
     use core::sync::atomic::Ordering;
-    d.paused.load(Ordering::Acquire) && d.exits.load(Ordering::Relaxed) == 0 && !d.dying()
+    d.paused() && d.exits.load(Ordering::Relaxed) == 0 && !d.dying()
 }
 
 /// The dword to write at offset 4 to clear `old`'s bus-master bit: the

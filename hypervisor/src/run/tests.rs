@@ -353,3 +353,66 @@ fn a_timer_set_while_running_rearms_the_cpu_timer() {
         "the CPU's timer fires {ahead} ns after the guest set a 200 us timer"
     );
 }
+
+/// A vCPU whose exits are all hypercalls answered at once (the exit loop
+/// re-enters without leaving `run_slice`) still stops at its next exit
+/// when its domain is paused, runs on when unpaused, and ends at its
+/// next exit when destroyed: the one test of the domain's `stop` byte
+/// sees each of them.
+#[test]
+fn a_vcpu_in_a_hypercall_loop_stops_when_paused_and_ends_when_destroyed() {
+    let m = Machine::start(1);
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = calls.clone();
+    let id = m.create("loop", 1, false, move |_| {
+        let calls = seen.clone();
+        Box::new(move |g: &mut Guest<'_>| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            // No such hypercall: ENOSYS, and the guest goes on.
+            g.hypercall(0xffff, &[])
+        })
+    });
+    m.wait("the loop to run", || calls.load(Ordering::Relaxed) > 1000);
+    let d = domain(id).unwrap();
+    crate::sched::live::pause(&d);
+    let at_pause = calls.load(Ordering::Relaxed);
+    m.wait("the vCPU to stop", || {
+        let before = calls.load(Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        calls.load(Ordering::Relaxed) == before
+    });
+    let stopped = calls.load(Ordering::Relaxed);
+    // At most the entry already past the test when the flag was set; not
+    // the rest of the slice.
+    assert!(
+        stopped <= at_pause + 1,
+        "{} calls after the pause",
+        stopped - at_pause
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        stopped,
+        "a paused domain's vCPU ran on"
+    );
+    assert!(
+        d.exits.load(Ordering::Relaxed) >= stopped,
+        "every exit counted"
+    );
+    crate::sched::live::unpause(&d);
+    m.wait("the loop to run again", || {
+        calls.load(Ordering::Relaxed) > stopped + 1000
+    });
+    d.finish("destroyed", -1, None);
+    drop(d);
+    m.wait_all_gone();
+    let ended = calls.load(Ordering::Relaxed);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(calls.load(Ordering::Relaxed), ended, "ran after its end");
+    let out = m.stop();
+    assert!(
+        out.contains(&format!("id={id} name=loop result=destroyed")),
+        "{out}"
+    );
+    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
+}

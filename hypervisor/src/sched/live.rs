@@ -188,7 +188,7 @@ fn kick(cpu: usize) {
 /// queues it, or it is reaped).
 pub(crate) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
     st.run = Run::Runnable;
-    if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
+    if v.domain.paused() || v.domain.dying() {
         return;
     }
     wake(v);
@@ -359,7 +359,7 @@ fn vcpus_of(
 /// domctl pause: no vCPU of `d` is picked any more (one running now stops
 /// at its next exit: `run_slice` checks the flag).
 pub(crate) fn pause(d: &Domain) {
-    d.paused.store(true, Ordering::Release);
+    d.set_paused(true);
     for v in vcpus_of(d) {
         let _st = v.st.lock();
         let now = now_ns();
@@ -369,7 +369,7 @@ pub(crate) fn pause(d: &Domain) {
 
 /// domctl unpause: the runnable vCPUs of `d` are queued again.
 pub(crate) fn unpause(d: &Domain) {
-    d.paused.store(false, Ordering::Release);
+    d.set_paused(false);
     for v in vcpus_of(d) {
         let st = v.st.lock();
         if matches!(st.run, Run::Runnable | Run::Running) && !d.dying() {

@@ -53,6 +53,20 @@ pub fn rdtscp_offered() -> bool {
     RDTSCP_OFFERED.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// A vCPU's concrete backend, for the run loop's one dispatch per slice
+/// (`run.rs`): within the slice its exits then call the vendor's code
+/// directly, inlined, rather than through [`VcpuBackend`]'s vtable (three
+/// indirect calls per hypercall). The host tests' fakes are `Other`: the
+/// same loop, driven through the vtable.
+pub enum Concrete<'a> {
+    #[cfg(target_os = "none")]
+    Svm(&'a mut svm::SvmVcpu),
+    #[cfg(target_os = "none")]
+    Vmx(&'a mut vmx::VmxVcpu),
+    #[cfg(not(target_os = "none"))]
+    Other(core::marker::PhantomData<&'a mut ()>),
+}
+
 /// One vCPU of either vendor, as the rest of the hypervisor drives it.
 ///
 /// A vCPU is made by `select::new_vcpu` (bare metal) and lives in a
@@ -61,6 +75,15 @@ pub fn rdtscp_offered() -> bool {
 /// slice ends, then [`put`](Self::put); [`release`](Self::release) once
 /// when the vCPU dies.
 pub trait VcpuBackend: Send {
+    /// The concrete backend ([`Concrete`]); every bare-metal backend names
+    /// itself.
+    #[cfg(target_os = "none")]
+    fn concrete(&mut self) -> Concrete<'_>;
+    /// Host tests: driven through the vtable.
+    #[cfg(not(target_os = "none"))]
+    fn concrete(&mut self) -> Concrete<'_> {
+        Concrete::Other(core::marker::PhantomData)
+    }
     /// Switches the vCPU in on this CPU (before the first `run` of a slice).
     fn enter(&mut self);
     /// Drops the guest's cached translations on this CPU before the next
@@ -68,6 +91,12 @@ pub trait VcpuBackend: Send {
     fn flush_tlb(&mut self);
     /// Runs until the next exit.
     fn run(&mut self) -> VmExit;
+    /// Whether [`run`](Self::run) returns with the host's interrupts on
+    /// (the run loop then enables none itself). A backend that does not
+    /// say returns with them as they may be: the loop enables them.
+    fn exits_with_interrupts_on(&self) -> bool {
+        false
+    }
     /// Frees the vCPU's control page (VMCB or VMCS); the vCPU is dead.
     fn release(&mut self);
     /// Before an entry: `Some(vector)` injects that external interrupt if

@@ -331,6 +331,22 @@ impl SvmVcpu {
         self.flush_tlb();
         let cpu = crate::arch::percpu::cpu_index();
         self.host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
+        // The host's state that VMLOAD restores after each exit (FS, GS,
+        // TR, LDTR, the SYSCALL and SYSENTER MSRs, KernelGsBase) is saved
+        // once per slice, as KVM does per vCPU load: the hypervisor changes
+        // none of it between exits (its GS base is set once per CPU at
+        // boot; it executes no SWAPGS, SYSCALL or LTR after that).
+        if self.host_vmcb != 0 {
+            // SAFETY: `host_vmcb` is this CPU's host state page (a page we
+            // own, `init_this_cpu`); VMSAVE writes only that page.
+            unsafe {
+                core::arch::asm!(
+                    ".byte 0x0f, 0x01, 0xdb", // vmsave rax
+                    in("rax") self.host_vmcb,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
         crate::arch::spec::switch_in(self.domain);
         // DR6/DR7 are in the VMCB; DR0-DR3 and TSC_AUX are not.
         self.dbg.load(false);
@@ -427,7 +443,9 @@ impl SvmVcpu {
         self.w64(C_VINTR, vintr);
     }
 
-    /// Runs the guest until the next exit.
+    /// Runs the guest until the next exit. Inlined into the run loop (its
+    /// one caller per exit, `run.rs`), as is the exit's decode.
+    #[inline(always)]
     pub fn run(&mut self) -> VmExit {
         crate::arch::spec::before_entry();
         self.injected = self.r64(C_EVENTINJ);
@@ -447,20 +465,20 @@ impl SvmVcpu {
         // runs, so `set_upcall` asks for it again. QEMU labels an
         // interrupted delivery of one as an exception (type 3), which
         // VMRUN refuses for vectors above 31.
+        // The valid bit is tested first: most exits interrupted nothing.
         let pending = self.r64(C_EXITINTINFO);
-        let kind = (pending >> 8) & 7;
-        let external = kind == 0 || (kind == 3 && pending & 0xff > 31);
-        if pending & (1 << 31) != 0 && !external {
-            self.w64(C_EVENTINJ, pending);
+        if pending & (1 << 31) != 0 {
+            reinject(self, pending);
         }
         // Read once: each VMCB read is a volatile load.
         let code = self.r64(C_EXITCODE);
-        if code == 0x64 && !self.window {
-            spurious_window();
+        if code == 0x64 {
+            vintr_exit(self.window);
         }
         self.decode(code)
     }
 
+    #[inline(always)]
     fn decode(&self, code: u64) -> VmExit {
         let rip = self.r64(S_RIP);
         let next_rip_len =
@@ -479,24 +497,38 @@ impl SvmVcpu {
     }
 }
 
+/// Delivers again the event whose delivery an exit interrupted
+/// (`pending`: a valid EXITINTINFO), unless it is an external interrupt
+/// (see [`SvmVcpu::run`]). Out of line: few exits interrupt a delivery.
+#[cold]
+fn reinject(v: &mut SvmVcpu, pending: u64) {
+    let kind = (pending >> 8) & 7;
+    let external = kind == 0 || (kind == 3 && pending & 0xff > 31);
+    if !external {
+        v.w64(C_EVENTINJ, pending);
+    }
+}
+
 /// Virtual-interrupt exits nobody asked for (see [`SvmVcpu::set_upcall`]).
 static SPURIOUS_WINDOWS: AtomicU64 = AtomicU64::new(0);
 
-/// Counts a VINTR exit with no window requested; the first is logged, so a
-/// run shows that the emulator raised a stale virtual interrupt (absorbed:
-/// the exit changes nothing, the guest resumes where it was).
+/// A VINTR exit: with no window requested (`window` false) it is counted;
+/// the first is logged, so a run shows that the emulator raised a stale
+/// virtual interrupt (absorbed: the exit changes nothing, the guest
+/// resumes where it was). Out of line: the exit path tests only the code.
 #[cold]
-fn spurious_window() {
-    if SPURIOUS_WINDOWS.fetch_add(1, Ordering::Relaxed) == 0 {
+fn vintr_exit(window: bool) {
+    if !window && SPURIOUS_WINDOWS.fetch_add(1, Ordering::Relaxed) == 0 {
         log::info!(
             "svm: a virtual interrupt nobody requested exited through the VINTR intercept (emulator's stale V_IRQ; absorbed)"
         );
     }
 }
 
-/// VMSAVE host state, VMLOAD guest state, load guest GPRs, VMRUN, and the
-/// reverse. RAX is the guest VMCB's physical address throughout (VMRUN
-/// restores the host RAX on #VMEXIT, APM 15.5.1). GIF is cleared around the
+/// VMLOAD guest state, load guest GPRs, VMRUN, and the reverse (the host's
+/// state was saved by VMSAVE at the slice's start, [`SvmVcpu::enter`]).
+/// RAX is the guest VMCB's physical address throughout (VMRUN restores the
+/// host RAX on #VMEXIT, APM 15.5.1). GIF is cleared around the
 /// switch so no host interrupt lands between VMLOAD and VMRUN; `stgi` at the
 /// end lets the interrupt that caused an INTR exit be taken.
 ///
@@ -515,8 +547,6 @@ unsafe extern "C" fn svm_run(vmcb: u64, regs: *mut GuestRegs, host_vmcb: u64) {
         "push rdx",               // [rsp+8] after the next push: host VMCB
         "push rsi",               // [rsp]: regs
         ".byte 0x0f, 0x01, 0xdd", // clgi
-        "mov rax, rdx",
-        ".byte 0x0f, 0x01, 0xdb", // vmsave rax (host)
         "mov rax, rdi",
         ".byte 0x0f, 0x01, 0xda", // vmload rax (guest)
         "mov rbx, [rsi + 8]",
@@ -600,6 +630,9 @@ fn svm_msr_offset(m: GuestMsr) -> Option<usize> {
 }
 
 impl super::VcpuBackend for SvmVcpu {
+    fn concrete(&mut self) -> super::Concrete<'_> {
+        super::Concrete::Svm(self)
+    }
     fn enter(&mut self) {
         Self::enter(self);
         self.xstate.load();
@@ -608,8 +641,15 @@ impl super::VcpuBackend for SvmVcpu {
     fn flush_tlb(&mut self) {
         Self::flush_tlb(self);
     }
+    #[inline(always)]
     fn run(&mut self) -> VmExit {
         Self::run(self)
+    }
+    /// VMRUN keeps the host's RFLAGS.IF (on in the run loop) and `svm_run`
+    /// sets GIF again after the exit.
+    #[inline(always)]
+    fn exits_with_interrupts_on(&self) -> bool {
+        true
     }
     fn release(&mut self) {
         Self::release(self);

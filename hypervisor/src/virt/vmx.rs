@@ -447,7 +447,9 @@ impl VmxVcpu {
     }
 
     /// Runs the guest until the next exit. [`Self::enter`] must have run on
-    /// this CPU since the last [`Self::put`].
+    /// this CPU since the last [`Self::put`]. Inlined into the run loop
+    /// (its one caller per exit, `run.rs`), as is the exit's decode.
+    #[inline(always)]
     pub fn run(&mut self) -> VmExit {
         if self.preempt_ticks != 0 {
             let mut ticks = self.preempt_ticks;
@@ -460,7 +462,8 @@ impl VmxVcpu {
         }
         // Interrupts off from the buffer clearing to the entry, so no host
         // handler refills them (a pending one exits the guest at once:
-        // external-interrupt exiting); the exit leaves them off too.
+        // external-interrupt exiting); the exit leaves them off until the
+        // exit is decoded (below).
         x86_64::instructions::interrupts::disable();
         // CR2 is not in the VMCS: the guest's goes in by hand (`cpustate`).
         self.cpu.before_run();
@@ -470,16 +473,22 @@ impl VmxVcpu {
         // host state; `regs` lives across the call.
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
         self.cpu.after_run();
-        if failed != 0 {
-            return VmExit::InvalidState {
+        let exit = if failed != 0 {
+            VmExit::InvalidState {
                 detail: vmread(VM_INSTRUCTION_ERROR),
-            };
-        }
-        self.launched = true;
-        self.reinject();
-        self.decode()
+            }
+        } else {
+            self.launched = true;
+            self.reinject();
+            self.decode()
+        };
+        // A pending host interrupt (timer, kick, shoot-down) is taken now
+        // (`exits_with_interrupts_on`).
+        x86_64::instructions::interrupts::enable();
+        exit
     }
 
+    #[inline(always)]
     fn decode(&self) -> VmExit {
         let reason = vmread(EXIT_REASON);
         // An NMI that arrived while the guest ran was consumed by the exit
@@ -627,6 +636,9 @@ fn vmx_msr_home(m: GuestMsr) -> VmxMsrHome {
 }
 
 impl super::VcpuBackend for VmxVcpu {
+    fn concrete(&mut self) -> super::Concrete<'_> {
+        super::Concrete::Vmx(self)
+    }
     fn msr(&self, m: GuestMsr) -> u64 {
         match vmx_msr_home(m) {
             VmxMsrHome::Field(f) => vmread(f),
@@ -651,8 +663,14 @@ impl super::VcpuBackend for VmxVcpu {
     fn flush_tlb(&mut self) {
         Self::flush_tlb(self);
     }
+    #[inline(always)]
     fn run(&mut self) -> VmExit {
         Self::run(self)
+    }
+    /// `run` enables them after the exit's decode.
+    #[inline(always)]
+    fn exits_with_interrupts_on(&self) -> bool {
+        true
     }
     fn release(&mut self) {
         Self::release(self);

@@ -13,6 +13,15 @@ fn numbers() -> impl Iterator<Item = u64> {
 
 const ARGS: [[u64; 6]; 3] = [[0; 6], [1, 2, 3, 4, 5, 6], [u64::MAX; 6]];
 
+/// The table the exit path looks numbers up in says what the `match` says,
+/// for every number (past the table's end too).
+#[test]
+fn the_table_agrees_with_the_match() {
+    for nr in numbers() {
+        assert_eq!(group::of(nr), group::by_match(nr), "group of {nr}");
+    }
+}
+
 #[test]
 fn each_decoder_knows_exactly_its_groups_numbers() {
     for nr in numbers() {

@@ -87,7 +87,7 @@ impl Handoff {
         }
         let r = with(|s| {
             to.handoff_since.store(0, Ordering::Relaxed);
-            if to.domain.paused.load(Ordering::Acquire) || to.domain.dying() {
+            if to.domain.paused() || to.domain.dying() {
                 // As `make_runnable` for a paused or ending domain.
                 return s
                     .credit
@@ -158,7 +158,7 @@ impl Drop for Handoff {
 /// domain is neither paused nor ending. `false`: wake it the usual way.
 pub(crate) fn defer(v: &VcpuEntry, st: &mut VState) -> bool {
     if v.last_cpu.load(Ordering::Relaxed) != P::cpu_index() as u32
-        || v.domain.paused.load(Ordering::Acquire)
+        || v.domain.paused()
         || v.domain.dying()
     {
         return false;
@@ -177,7 +177,7 @@ fn wake_deferred(v: &VcpuEntry) {
     let now = now_ns();
     let placed = with(|s| {
         v.handoff_since.store(0, Ordering::Relaxed);
-        if v.domain.paused.load(Ordering::Acquire) || v.domain.dying() {
+        if v.domain.paused() || v.domain.dying() {
             return None;
         }
         let placed = s.credit.wake(v.sid, now).ok().flatten();
