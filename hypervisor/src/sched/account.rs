@@ -141,7 +141,7 @@ impl<P> Credit<P> {
             rec.parked = rec.period_used_ns >= cap_budget(rec.cap);
             rec.parked
         });
-        self.steps = self.steps.saturating_add(active.len() as u64);
+        self.pass_steps = self.pass_steps.saturating_add(active.len() as u64);
         self.active = active;
         self.scratch = doms;
     }

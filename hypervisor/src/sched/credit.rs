@@ -87,7 +87,9 @@ pub struct Credit<P = ()> {
     pub(super) scratch: Vec<u32>,
     /// When the next accounting is due (`None` before the first call).
     pub(super) next_acct: Option<u64>,
-    pub(super) steps: u64,
+    /// Active-list entries the accounting has visited (the rest of
+    /// [`Self::steps`] is counted per queue: [`RunQueue::steps`]).
+    pub(super) pass_steps: u64,
 }
 
 pub(super) fn cap_budget(cap: u32) -> u64 {
@@ -130,7 +132,7 @@ impl<P> Credit<P> {
             parked: Vec::with_capacity(doms),
             scratch: Vec::with_capacity(doms),
             next_acct: None,
-            steps: 0,
+            pass_steps: 0,
         }
     }
 
@@ -145,9 +147,12 @@ impl<P> Credit<P> {
     }
 
     /// Queue entries the scheduler has examined so far: a cost measure
-    /// that tests compare (it must not grow with blocked vCPUs).
+    /// that tests compare (it must not grow with blocked vCPUs). The sum
+    /// of the accounting's count and each queue's.
     pub fn steps(&self) -> u64 {
-        self.steps
+        self.cpus
+            .iter()
+            .fold(self.pass_steps, |sum, rq| sum.saturating_add(rq.steps))
     }
 
     /// Moves the vCPUs that joined on each CPU to the active list and the

@@ -40,7 +40,8 @@ impl<P> Credit<P> {
                 best = Some((pos, p));
             }
         }
-        self.steps = self.steps.saturating_add(seen);
+        let rq = &mut self.cpus[cpu];
+        rq.steps = rq.steps.saturating_add(seen);
         best
     }
 
@@ -247,7 +248,8 @@ impl<P> Credit<P> {
                 better |= !self.parked_vcpu(i) && self.prio(i) < p;
             }
         }
-        self.steps = self.steps.saturating_add(self.cpus[cpu].queue.len() as u64);
+        let rq = &mut self.cpus[cpu];
+        rq.steps = rq.steps.saturating_add(rq.queue.len() as u64);
         match pos {
             Some(pos) if !better => self.start(cpu, cpu, pos, now).map(Some),
             _ => Ok(None),
