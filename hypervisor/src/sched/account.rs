@@ -1,5 +1,7 @@
 //! The accounting: once per period, credit by weight to active vCPUs.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::credit::{Credit, DomRec, State, cap_budget};
 use super::{CREDIT_MAX, PERIOD_NS};
 
@@ -10,11 +12,13 @@ use super::{CREDIT_MAX, PERIOD_NS};
 /// periods' budgets pay first (at most one period's worth), so over time
 /// a capped domain stays at its cap, however late its slices end.
 fn carried(rec: &DomRec) -> u64 {
-    if rec.cap == 0 {
+    let cap = rec.cap.load(Relaxed);
+    if cap == 0 {
         return 0;
     }
     rec.period_used_ns
-        .saturating_sub(cap_budget(rec.cap))
+        .load(Relaxed)
+        .saturating_sub(cap_budget(cap))
         .min(PERIOD_NS)
 }
 
@@ -85,8 +89,9 @@ impl<P> Credit<P> {
         for &d in &doms {
             let rec = &mut self.doms[d as usize];
             let mut room = rec.grant.min(rec.n_active.saturating_mul(PERIOD_NS));
-            if rec.cap != 0 {
-                room = room.min(cap_budget(rec.cap));
+            let cap = rec.cap.load(Relaxed);
+            if cap != 0 {
+                room = room.min(cap_budget(cap));
             }
             rec.room = room;
             rec.grant = 0;
@@ -97,7 +102,7 @@ impl<P> Credit<P> {
                 .iter()
                 .map(|&d| &self.doms[d as usize])
                 .filter(|r| hungry(r))
-                .map(|r| u64::from(r.weight))
+                .map(|r| u64::from(r.weight.load(Relaxed)))
                 .sum();
             if weight == 0 || remaining == 0 {
                 break;
@@ -106,7 +111,8 @@ impl<P> Credit<P> {
             for &d in &doms {
                 let rec = &mut self.doms[d as usize];
                 if hungry(rec) {
-                    let offer = u128::from(remaining) * u128::from(rec.weight) / u128::from(weight);
+                    let offer = u128::from(remaining) * u128::from(rec.weight.load(Relaxed))
+                        / u128::from(weight);
                     let give = u64::try_from(offer)
                         .unwrap_or(u64::MAX)
                         .min(rec.room.saturating_sub(rec.grant));
@@ -124,8 +130,8 @@ impl<P> Credit<P> {
             rec.grant /= rec.n_active.max(1);
             rec.n_active = 0;
             // Parked ones are carried over below, once.
-            if !rec.parked {
-                rec.period_used_ns = carried(rec);
+            if !rec.parked.load(Relaxed) {
+                rec.period_used_ns.store(carried(rec), Relaxed);
             }
         }
         for &a in &active {
@@ -133,13 +139,15 @@ impl<P> Credit<P> {
             let grant = i64::try_from(self.doms[r.dom as usize].grant).unwrap_or(CREDIT_MAX);
             r.credit = r.credit.saturating_add(grant).min(CREDIT_MAX);
         }
-        let recs = &mut self.doms;
+        let recs = &self.doms;
         self.parked.retain(|&p| {
-            let rec = &mut recs[p as usize];
-            rec.period_used_ns = carried(rec);
+            let rec = &recs[p as usize];
+            let used = carried(rec);
+            rec.period_used_ns.store(used, Relaxed);
             // Still in debt for a whole budget: parked one more period.
-            rec.parked = rec.period_used_ns >= cap_budget(rec.cap);
-            rec.parked
+            let parked = used >= cap_budget(rec.cap.load(Relaxed));
+            rec.parked.store(parked, Relaxed);
+            parked
         });
         self.pass_steps = self.pass_steps.saturating_add(active.len() as u64);
         self.active = active;
