@@ -23,32 +23,50 @@ fn carried(rec: &DomRec) -> u64 {
 }
 
 impl<P> Credit<P> {
+    /// When the next accounting is due (`None` before the first call).
+    #[inline(always)]
+    pub(super) fn next_acct(&self) -> Option<u64> {
+        match self.next_acct.load(Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Whether a call at `now` would run the accounting (or, the first
+    /// call, set when it is due): the "not yet" test, which needs no lock.
+    /// After issue 11's split a call that finds it `true` takes every
+    /// run-queue lock and asks again under them; one that finds it `false`
+    /// needs only its own, since the clock never goes back and only the
+    /// accounting moves the time, forward.
+    #[inline(always)]
+    pub fn due(&self, now: u64) -> bool {
+        // 0 before the first call: due at any `now`.
+        now >= self.next_acct.load(Relaxed)
+    }
+
     /// Runs the accounting when its period is over. The common answer,
     /// "not yet", is inlined (the release build optimizes for size and
     /// would call out for it, six times per event round trip).
     #[inline(always)]
     pub(super) fn account_if_due(&mut self, now: u64) {
-        if let Some(t) = self.next_acct
-            && now < t
-        {
-            return;
+        if self.due(now) {
+            self.account_due(now);
         }
-        self.account_due(now);
     }
 
     fn account_due(&mut self, now: u64) {
-        match self.next_acct {
-            None => self.next_acct = Some(now.saturating_add(PERIOD_NS)),
+        match self.next_acct() {
+            None => *self.next_acct.get_mut() = now.saturating_add(PERIOD_NS),
             Some(t) if now >= t => {
                 self.join_staged();
                 self.account();
                 // After a long quiet time, no backlog of periods.
                 let next = t.saturating_add(PERIOD_NS);
-                self.next_acct = Some(if next <= now {
+                *self.next_acct.get_mut() = if next <= now {
                     now.saturating_add(PERIOD_NS)
                 } else {
                     next
-                });
+                };
             }
             Some(_) => {}
         }

@@ -95,8 +95,11 @@ pub struct Credit<P = ()> {
     pub(super) active: Vec<u32>,
     pub(super) parked: Vec<u32>,
     pub(super) scratch: Vec<u32>,
-    /// When the next accounting is due (`None` before the first call).
-    pub(super) next_acct: Option<u64>,
+    /// When the next accounting is due; 0 before the first call (never a
+    /// time the accounting sets: that is at least a period past a call's
+    /// `now`). Atomic for [`Self::due`]'s test before any lock; written
+    /// only where the accounting runs ([`Self::next_acct`] reads it).
+    pub(super) next_acct: AtomicU64,
     /// Active-list entries the accounting has visited (the rest of
     /// [`Self::steps`] is counted per queue: [`RunQueue::steps`]).
     pub(super) pass_steps: u64,
@@ -171,7 +174,7 @@ impl<P> Credit<P> {
             active: Vec::with_capacity(doms),
             parked: Vec::with_capacity(doms),
             scratch: Vec::with_capacity(doms),
-            next_acct: None,
+            next_acct: AtomicU64::new(0),
             pass_steps: 0,
         }
     }

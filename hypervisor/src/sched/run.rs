@@ -134,7 +134,7 @@ impl<P> Credit<P> {
         let Some((q, pos)) = from else {
             // Idle. A parked domain may run at the next accounting.
             let parked_here = !self.cpus[cpu].queue.is_empty();
-            let slice_ns = match self.next_acct {
+            let slice_ns = match self.next_acct() {
                 Some(t) if parked_here => t.saturating_sub(now).max(MIN_SLICE_NS),
                 _ => u64::MAX,
             };
@@ -177,7 +177,7 @@ impl<P> Credit<P> {
         rec.last_cpu = Some(cpu);
         let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
         self.mark_active(i, cpu);
-        if let Some(t) = self.next_acct {
+        if let Some(t) = self.next_acct() {
             slice = slice.min(t.saturating_sub(now));
         }
         let d = &self.doms[dom];
@@ -351,7 +351,7 @@ impl<P> Credit<P> {
     /// everything else (a steal, a pause, a removal) only takes vCPUs out
     /// of this queue.
     pub fn quiet_until(&self, cpu: usize) -> u64 {
-        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct) else {
+        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct()) else {
             return 0;
         };
         match rq.current {

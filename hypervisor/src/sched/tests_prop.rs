@@ -489,3 +489,30 @@ fn a_quiet_tick_answers_as_the_policy_would() {
         "the quiet times were hardly tested: {checked}"
     );
 }
+
+#[test]
+fn the_not_yet_test_says_when_a_call_runs_the_accounting() {
+    let mut s = Credit::new(1);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    // Before the first call: due at any time (that call sets the period).
+    assert!(s.due(0));
+    let t0 = 5 * MS;
+    s.wake(v, t0).unwrap();
+    assert!(!s.due(t0));
+    assert!(!s.due(t0 + PERIOD_NS - 1));
+    assert!(s.due(t0 + PERIOD_NS));
+    // A call short of the period grants nothing; the one at it does.
+    s.tick(0, t0 + PERIOD_NS - 1).unwrap();
+    assert_eq!(s.credit(v).unwrap(), 0);
+    s.tick(0, t0 + PERIOD_NS).unwrap();
+    assert!(s.credit(v).unwrap() > 0);
+    assert!(!s.due(t0 + PERIOD_NS));
+    assert!(s.due(t0 + 2 * PERIOD_NS));
+    // After a long quiet time: a period from the late call, no backlog.
+    let late = t0 + 10 * PERIOD_NS + 7;
+    s.tick(0, late).unwrap();
+    assert!(!s.due(late + PERIOD_NS - 1));
+    assert!(s.due(late + PERIOD_NS));
+    s.check_invariants().unwrap();
+}
