@@ -105,6 +105,7 @@
 //! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics, written with every run-queue lock held (**built**) |
 //! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | **every run-queue lock** (ascending) |
 //! | `next_acct` | every call (`account_if_due`) | an atomic (**built**: `Credit::due`, 0 before the first call), written only where the pass runs, for the "not yet" test before any lock; when due, the call takes every run-queue lock and runs as today (the pass where it runs today); the clock never goes back and the pass only moves `next_acct` forward, so "not yet" stays true once the caller's own lock is held |
+//! | the step count (`Credit::steps`, a cost measure) | a queue's scan (pick, tick, placement, steal, the direct switch), the accounting | **built**: counted per queue (`RunQueue::steps`, under that queue's lock; a steal's scan of a victim under the victim's) and by the pass with every lock held; summed when read |
 //! | `live.rs`'s `VcpuEntry` per vCPU | pick, the direct switch, retire | **built**: the vCPU record's payload (`Credit<P>`, `()` in the pure tests; `set_payload`, `payload`, `take_vcpu`), so it goes with the record's owner and a pick or steal needs no separate table or lock |
 //!
 //! Placement reads the other CPUs' idleness from per-CPU atomics
