@@ -158,6 +158,30 @@ fn a_domain_parks_on_the_cpu_that_charged_it_until_the_accounting() {
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
+/// A domain whose vCPUs use up its cap on two CPUs is parked by the
+/// first deschedule that charges it past the budget and staged there
+/// only, not again by the second.
+#[test]
+fn a_domain_capped_on_two_cpus_parks_once() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
+    let v = [s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap()];
+    for &x in &v {
+        s.wake(x, 0).unwrap().unwrap();
+    }
+    let on: Vec<VcpuId> = (0..2)
+        .map(|c| s.pick_next(c, 0).unwrap().vcpu.unwrap())
+        .collect();
+    assert_ne!(on[0], on[1]);
+    // Each uses 4 ms of the domain's 3 ms budget.
+    s.descheduled(0, on[0], 4 * MS, 0, true).unwrap();
+    s.descheduled(1, on[1], 4 * MS, 0, true).unwrap();
+    assert_eq!(s.cpus[0].parks, [d.index]);
+    assert!(s.cpus[1].parks.is_empty(), "staged twice");
+    assert_eq!(s.domain_used_ns(d), Ok(8 * MS));
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
     let mut s = Credit::new(1);
