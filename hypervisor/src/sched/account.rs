@@ -1,5 +1,7 @@
 //! The accounting: once per period, credit by weight to active vCPUs.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::credit::{Credit, DomRec, State, cap_budget};
 use super::{CREDIT_MAX, PERIOD_NS};
 
@@ -10,41 +12,61 @@ use super::{CREDIT_MAX, PERIOD_NS};
 /// periods' budgets pay first (at most one period's worth), so over time
 /// a capped domain stays at its cap, however late its slices end.
 fn carried(rec: &DomRec) -> u64 {
-    if rec.cap == 0 {
+    let cap = rec.cap.load(Relaxed);
+    if cap == 0 {
         return 0;
     }
     rec.period_used_ns
-        .saturating_sub(cap_budget(rec.cap))
+        .load(Relaxed)
+        .saturating_sub(cap_budget(cap))
         .min(PERIOD_NS)
 }
 
 impl<P> Credit<P> {
+    /// When the next accounting is due (`None` before the first call).
+    #[inline(always)]
+    pub(super) fn next_acct(&self) -> Option<u64> {
+        match self.next_acct.load(Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Whether a call at `now` would run the accounting (or, the first
+    /// call, set when it is due): the "not yet" test, which needs no lock.
+    /// After issue 11's split a call that finds it `true` takes every
+    /// run-queue lock and asks again under them; one that finds it `false`
+    /// needs only its own, since the clock never goes back and only the
+    /// accounting moves the time, forward.
+    #[inline(always)]
+    pub fn due(&self, now: u64) -> bool {
+        // 0 before the first call: due at any `now`.
+        now >= self.next_acct.load(Relaxed)
+    }
+
     /// Runs the accounting when its period is over. The common answer,
     /// "not yet", is inlined (the release build optimizes for size and
     /// would call out for it, six times per event round trip).
     #[inline(always)]
     pub(super) fn account_if_due(&mut self, now: u64) {
-        if let Some(t) = self.next_acct
-            && now < t
-        {
-            return;
+        if self.due(now) {
+            self.account_due(now);
         }
-        self.account_due(now);
     }
 
     fn account_due(&mut self, now: u64) {
-        match self.next_acct {
-            None => self.next_acct = Some(now.saturating_add(PERIOD_NS)),
+        match self.next_acct() {
+            None => *self.next_acct.get_mut() = now.saturating_add(PERIOD_NS),
             Some(t) if now >= t => {
                 self.join_staged();
                 self.account();
                 // After a long quiet time, no backlog of periods.
                 let next = t.saturating_add(PERIOD_NS);
-                self.next_acct = Some(if next <= now {
+                *self.next_acct.get_mut() = if next <= now {
                     now.saturating_add(PERIOD_NS)
                 } else {
                     next
-                });
+                };
             }
             Some(_) => {}
         }
@@ -85,8 +107,9 @@ impl<P> Credit<P> {
         for &d in &doms {
             let rec = &mut self.doms[d as usize];
             let mut room = rec.grant.min(rec.n_active.saturating_mul(PERIOD_NS));
-            if rec.cap != 0 {
-                room = room.min(cap_budget(rec.cap));
+            let cap = rec.cap.load(Relaxed);
+            if cap != 0 {
+                room = room.min(cap_budget(cap));
             }
             rec.room = room;
             rec.grant = 0;
@@ -97,7 +120,7 @@ impl<P> Credit<P> {
                 .iter()
                 .map(|&d| &self.doms[d as usize])
                 .filter(|r| hungry(r))
-                .map(|r| u64::from(r.weight))
+                .map(|r| u64::from(r.weight.load(Relaxed)))
                 .sum();
             if weight == 0 || remaining == 0 {
                 break;
@@ -106,7 +129,8 @@ impl<P> Credit<P> {
             for &d in &doms {
                 let rec = &mut self.doms[d as usize];
                 if hungry(rec) {
-                    let offer = u128::from(remaining) * u128::from(rec.weight) / u128::from(weight);
+                    let offer = u128::from(remaining) * u128::from(rec.weight.load(Relaxed))
+                        / u128::from(weight);
                     let give = u64::try_from(offer)
                         .unwrap_or(u64::MAX)
                         .min(rec.room.saturating_sub(rec.grant));
@@ -124,8 +148,8 @@ impl<P> Credit<P> {
             rec.grant /= rec.n_active.max(1);
             rec.n_active = 0;
             // Parked ones are carried over below, once.
-            if !rec.parked {
-                rec.period_used_ns = carried(rec);
+            if !rec.parked.load(Relaxed) {
+                rec.period_used_ns.store(carried(rec), Relaxed);
             }
         }
         for &a in &active {
@@ -133,15 +157,17 @@ impl<P> Credit<P> {
             let grant = i64::try_from(self.doms[r.dom as usize].grant).unwrap_or(CREDIT_MAX);
             r.credit = r.credit.saturating_add(grant).min(CREDIT_MAX);
         }
-        let recs = &mut self.doms;
+        let recs = &self.doms;
         self.parked.retain(|&p| {
-            let rec = &mut recs[p as usize];
-            rec.period_used_ns = carried(rec);
+            let rec = &recs[p as usize];
+            let used = carried(rec);
+            rec.period_used_ns.store(used, Relaxed);
             // Still in debt for a whole budget: parked one more period.
-            rec.parked = rec.period_used_ns >= cap_budget(rec.cap);
-            rec.parked
+            let parked = used >= cap_budget(rec.cap.load(Relaxed));
+            rec.parked.store(parked, Relaxed);
+            parked
         });
-        self.steps = self.steps.saturating_add(active.len() as u64);
+        self.pass_steps = self.pass_steps.saturating_add(active.len() as u64);
         self.active = active;
         self.scratch = doms;
     }

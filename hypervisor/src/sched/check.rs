@@ -1,6 +1,7 @@
 //! The scheduler's invariants, checked from outside (tests, debug builds).
 
 use alloc::vec;
+use core::sync::atomic::Ordering::Relaxed;
 
 use super::CREDIT_MAX;
 use super::credit::{Credit, State};
@@ -88,13 +89,13 @@ impl<P> Credit<P> {
             *in_parked.get_mut(p as usize).ok_or("parked: bad index")? += 1;
         }
         for (i, d) in self.doms.iter().enumerate() {
-            if in_parked[i] > 1 || (in_parked[i] == 1) != d.parked {
+            if in_parked[i] > 1 || (in_parked[i] == 1) != d.parked.load(Relaxed) {
                 return Err("parked flag and parked list disagree");
             }
-            if d.live && (d.vcpus != vcpus_of[i] || d.running != running_of[i]) {
+            if d.live && (d.vcpus != vcpus_of[i] || d.running.load(Relaxed) != running_of[i]) {
                 return Err("domain vCPU counts wrong");
             }
-            if d.live && (d.weight == 0) {
+            if d.live && (d.weight.load(Relaxed) == 0) {
                 return Err("weight 0");
             }
         }

@@ -1,6 +1,7 @@
 //! The credit scheduler's state and operations (policy: `mod.rs`).
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::{Error, MAX_CPUS, PERIOD_NS, RunQueue, SchedDom, VcpuId};
 
@@ -46,19 +47,28 @@ pub(super) struct VcpuRec<P> {
     pub(super) payload: Option<P>,
 }
 
+/// A domain's record. The fields a start, a deschedule or a priority test
+/// reads or writes are atomics: a domain's vCPUs run on several CPUs, and
+/// after issue 11's split each CPU reaches them under its own run-queue
+/// lock only. Counts change by read-modify-write ([`add_sat`], [`inc`],
+/// [`dec_sat`]); `parked` is set by the one deschedule that swaps it;
+/// `weight` and `cap` are written, and the accounting reads and writes
+/// the rest, with every lock held (today: with `&mut`). Relaxed order
+/// throughout: each is a value of its own, never a flag that publishes
+/// other data.
 pub(super) struct DomRec {
     pub(super) generation: u32,
     pub(super) live: bool,
-    pub(super) weight: u16,
-    pub(super) cap: u32,
+    pub(super) weight: AtomicU16,
+    pub(super) cap: AtomicU32,
     /// Live vCPUs, and how many of them run now.
     pub(super) vcpus: u32,
-    pub(super) running: u32,
-    pub(super) used_ns: u64,
-    pub(super) period_used_ns: u64,
+    pub(super) running: AtomicU32,
+    pub(super) used_ns: AtomicU64,
+    pub(super) period_used_ns: AtomicU64,
     /// Used its cap this period. Invariant: parked iff in the parked list
     /// or in one CPU's [`RunQueue::parks`].
-    pub(super) parked: bool,
+    pub(super) parked: AtomicBool,
     /// Accounting scratch: active vCPUs, credit it can take, credit
     /// given (then per vCPU).
     pub(super) n_active: u64,
@@ -85,9 +95,44 @@ pub struct Credit<P = ()> {
     pub(super) active: Vec<u32>,
     pub(super) parked: Vec<u32>,
     pub(super) scratch: Vec<u32>,
-    /// When the next accounting is due (`None` before the first call).
-    pub(super) next_acct: Option<u64>,
-    pub(super) steps: u64,
+    /// When the next accounting is due; 0 before the first call (never a
+    /// time the accounting sets: that is at least a period past a call's
+    /// `now`). Atomic for [`Self::due`]'s test before any lock; written
+    /// only where the accounting runs ([`Self::next_acct`] reads it).
+    pub(super) next_acct: AtomicU64,
+    /// Active-list entries the accounting has visited (the rest of
+    /// [`Self::steps`] is counted per queue: [`RunQueue::steps`]).
+    pub(super) pass_steps: u64,
+}
+
+/// Adds `n` to `a`, stopping at `u64::MAX` as `saturating_add` would;
+/// the sum. Past the top the count wraps for a moment before it is set to
+/// the top: only with a CPU time beyond 584 years.
+#[inline(always)]
+pub(super) fn add_sat(a: &AtomicU64, n: u64) -> u64 {
+    match a.fetch_add(n, Relaxed).checked_add(n) {
+        Some(sum) => sum,
+        None => {
+            a.store(u64::MAX, Relaxed);
+            u64::MAX
+        }
+    }
+}
+
+/// Adds one to `a` (a count of running vCPUs: never near the top); the
+/// new count.
+#[inline(always)]
+pub(super) fn inc(a: &AtomicU32) -> u32 {
+    a.fetch_add(1, Relaxed).wrapping_add(1)
+}
+
+/// Takes one from `a`, stopping at 0 as `saturating_sub` would (which a
+/// count that matches its vCPUs never needs).
+#[inline(always)]
+pub(super) fn dec_sat(a: &AtomicU32) {
+    if a.fetch_sub(1, Relaxed) == 0 {
+        a.store(0, Relaxed);
+    }
 }
 
 pub(super) fn cap_budget(cap: u32) -> u64 {
@@ -129,8 +174,8 @@ impl<P> Credit<P> {
             active: Vec::with_capacity(doms),
             parked: Vec::with_capacity(doms),
             scratch: Vec::with_capacity(doms),
-            next_acct: None,
-            steps: 0,
+            next_acct: AtomicU64::new(0),
+            pass_steps: 0,
         }
     }
 
@@ -145,9 +190,12 @@ impl<P> Credit<P> {
     }
 
     /// Queue entries the scheduler has examined so far: a cost measure
-    /// that tests compare (it must not grow with blocked vCPUs).
+    /// that tests compare (it must not grow with blocked vCPUs). The sum
+    /// of the accounting's count and each queue's.
     pub fn steps(&self) -> u64 {
-        self.steps
+        self.cpus
+            .iter()
+            .fold(self.pass_steps, |sum, rq| sum.saturating_add(rq.steps))
     }
 
     /// Moves the vCPUs that joined on each CPU to the active list and the
@@ -205,13 +253,13 @@ impl<P> Credit<P> {
         let rec = |generation| DomRec {
             generation,
             live: true,
-            weight,
-            cap,
+            weight: AtomicU16::new(weight),
+            cap: AtomicU32::new(cap),
             vcpus: 0,
-            running: 0,
-            used_ns: 0,
-            period_used_ns: 0,
-            parked: false,
+            running: AtomicU32::new(0),
+            used_ns: AtomicU64::new(0),
+            period_used_ns: AtomicU64::new(0),
+            parked: AtomicBool::new(false),
             n_active: 0,
             room: 0,
             grant: 0,
@@ -236,10 +284,11 @@ impl<P> Credit<P> {
         let i = self.dom_index(d)?;
         let rec = &mut self.doms[i];
         Self::check_params(weight, cap, rec.vcpus)?;
-        rec.weight = weight;
-        rec.cap = cap;
-        if rec.parked && (cap == 0 || rec.period_used_ns < cap_budget(cap)) {
-            rec.parked = false;
+        *rec.weight.get_mut() = weight;
+        *rec.cap.get_mut() = cap;
+        let parked = rec.parked.get_mut();
+        if *parked && (cap == 0 || *rec.period_used_ns.get_mut() < cap_budget(cap)) {
+            *parked = false;
             self.unpark_list(i);
         }
         Ok(())
@@ -248,7 +297,7 @@ impl<P> Credit<P> {
     /// Weight and cap of a domain.
     pub fn params(&self, d: SchedDom) -> Result<(u16, u32), Error> {
         let r = &self.doms[self.dom_index(d)?];
-        Ok((r.weight, r.cap))
+        Ok((r.weight.load(Relaxed), r.cap.load(Relaxed)))
     }
 
     /// A new vCPU of `d`, not runnable until [`Self::wake`].
@@ -358,7 +407,7 @@ impl<P> Credit<P> {
         self.unpark_list(dom);
         let rec = &mut self.doms[dom];
         rec.live = false;
-        rec.parked = false;
+        *rec.parked.get_mut() = false;
         if let Some(g) = rec.generation.checked_add(1) {
             rec.generation = g;
             self.free_doms.push(dom as u32);
@@ -382,7 +431,7 @@ impl<P> Credit<P> {
 
     /// CPU time a domain's vCPUs have used (removed ones included).
     pub fn domain_used_ns(&self, d: SchedDom) -> Result<u64, Error> {
-        Ok(self.doms[self.dom_index(d)?].used_ns)
+        Ok(self.doms[self.dom_index(d)?].used_ns.load(Relaxed))
     }
 
     /// A vCPU's credit (ns; negative = OVER).

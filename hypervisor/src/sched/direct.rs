@@ -6,6 +6,8 @@
 //! deschedules the sender and starts the woken vCPU here. seL4's
 //! Call / ReplyRecv hands the CPU over in the same way.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::credit::{Credit, State};
 use super::{Decision, Error, Placed, VcpuId};
 
@@ -60,7 +62,7 @@ impl<P> Credit<P> {
             });
         }
         let dom = self.vcpus[j].dom as usize;
-        if self.vcpus[j].credit < 0 || self.doms[dom].parked {
+        if self.vcpus[j].credit < 0 || self.doms[dom].parked.load(Relaxed) {
             // No boost: woken as usual. Placed here (this CPU runs
             // nothing now, so unless others wait here it is where the
             // placement puts it), this CPU's next pick is made at once,

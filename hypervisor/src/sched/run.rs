@@ -1,6 +1,8 @@
 //! The per-CPU operations: wake, block, pick, deschedule, tick.
 
-use super::credit::{Credit, Prio, State, cap_budget};
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::credit::{Credit, Prio, State, add_sat, cap_budget, dec_sat, inc};
 use super::{BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, SLICE_NS, VcpuId};
 
 // The small helpers here are inlined by force: the release build optimizes
@@ -21,7 +23,7 @@ impl<P> Credit<P> {
 
     #[inline(always)]
     fn parked_vcpu(&self, i: usize) -> bool {
-        self.doms[self.vcpus[i].dom as usize].parked
+        self.doms[self.vcpus[i].dom as usize].parked.load(Relaxed)
     }
 
     /// The best pickable waiting vCPU of `cpu`: its queue position and
@@ -40,7 +42,8 @@ impl<P> Credit<P> {
                 best = Some((pos, p));
             }
         }
-        self.steps = self.steps.saturating_add(seen);
+        let rq = &mut self.cpus[cpu];
+        rq.steps = rq.steps.saturating_add(seen);
         best
     }
 
@@ -131,7 +134,7 @@ impl<P> Credit<P> {
         let Some((q, pos)) = from else {
             // Idle. A parked domain may run at the next accounting.
             let parked_here = !self.cpus[cpu].queue.is_empty();
-            let slice_ns = match self.next_acct {
+            let slice_ns = match self.next_acct() {
                 Some(t) if parked_here => t.saturating_sub(now).max(MIN_SLICE_NS),
                 _ => u64::MAX,
             };
@@ -168,19 +171,20 @@ impl<P> Credit<P> {
         };
         let i = v.index as usize;
         let dom = self.vcpus[i].dom as usize;
-        self.doms[dom].running = self.doms[dom].running.saturating_add(1);
+        let running = inc(&self.doms[dom].running);
         let rec = &mut self.vcpus[i];
         rec.state = State::Running(cpu);
         rec.last_cpu = Some(cpu);
         let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
         self.mark_active(i, cpu);
-        if let Some(t) = self.next_acct {
+        if let Some(t) = self.next_acct() {
             slice = slice.min(t.saturating_sub(now));
         }
         let d = &self.doms[dom];
-        if d.cap != 0 {
-            let left = cap_budget(d.cap).saturating_sub(d.period_used_ns);
-            slice = slice.min(left / u64::from(d.running.max(1)));
+        let cap = d.cap.load(Relaxed);
+        if cap != 0 {
+            let left = cap_budget(cap).saturating_sub(d.period_used_ns.load(Relaxed));
+            slice = slice.min(left / u64::from(running.max(1)));
         }
         let slice_ns = slice.max(MIN_SLICE_NS);
         let rq = &mut self.cpus[cpu];
@@ -247,7 +251,8 @@ impl<P> Credit<P> {
                 better |= !self.parked_vcpu(i) && self.prio(i) < p;
             }
         }
-        self.steps = self.steps.saturating_add(self.cpus[cpu].queue.len() as u64);
+        let rq = &mut self.cpus[cpu];
+        rq.steps = rq.steps.saturating_add(rq.queue.len() as u64);
         match pos {
             Some(pos) if !better => self.start(cpu, cpu, pos, now).map(Some),
             _ => Ok(None),
@@ -308,12 +313,14 @@ impl<P> Credit<P> {
             State::Blocked
         };
         let dom = rec.dom as usize;
-        let d = &mut self.doms[dom];
-        d.running = d.running.saturating_sub(1);
-        d.used_ns = d.used_ns.saturating_add(ran_ns);
-        d.period_used_ns = d.period_used_ns.saturating_add(ran_ns);
-        if d.cap != 0 && !d.parked && d.period_used_ns >= cap_budget(d.cap) {
-            d.parked = true;
+        let d = &self.doms[dom];
+        dec_sat(&d.running);
+        add_sat(&d.used_ns, ran_ns);
+        let period_used = add_sat(&d.period_used_ns, ran_ns);
+        let cap = d.cap.load(Relaxed);
+        // Parked by the one deschedule that finds it unparked (vCPUs of the
+        // domain may reach its cap on several CPUs at once).
+        if cap != 0 && period_used >= cap_budget(cap) && !d.parked.swap(true, Relaxed) {
             self.cpus[cpu].parks.push(dom as u32);
         }
         let rq = &mut self.cpus[cpu];
@@ -344,11 +351,16 @@ impl<P> Credit<P> {
     /// everything else (a steal, a pause, a removal) only takes vCPUs out
     /// of this queue.
     pub fn quiet_until(&self, cpu: usize) -> u64 {
-        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct) else {
+        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct()) else {
             return 0;
         };
         match rq.current {
-            Some(v) if self.doms[self.vcpus[v.index as usize].dom as usize].cap == 0 => {
+            Some(v)
+                if self.doms[self.vcpus[v.index as usize].dom as usize]
+                    .cap
+                    .load(Relaxed)
+                    == 0 =>
+            {
                 rq.slice_end.min(t)
             }
             _ => 0,

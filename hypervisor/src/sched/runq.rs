@@ -24,6 +24,10 @@ pub struct RunQueue {
     /// since the last accounting, which moves them to the parked list (as
     /// [`Self::joined`]: a deschedule touches only its CPU's queue).
     pub(super) parks: Vec<u32>,
+    /// Entries of this queue examined so far (part of
+    /// [`super::Credit::steps`]): counted with the queue, under the lock
+    /// that guards it, so that no two CPUs write one count.
+    pub(super) steps: u64,
 }
 
 impl RunQueue {

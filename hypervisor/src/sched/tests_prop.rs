@@ -158,6 +158,30 @@ fn a_domain_parks_on_the_cpu_that_charged_it_until_the_accounting() {
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
+/// A domain whose vCPUs use up its cap on two CPUs is parked by the
+/// first deschedule that charges it past the budget and staged there
+/// only, not again by the second.
+#[test]
+fn a_domain_capped_on_two_cpus_parks_once() {
+    let mut s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
+    let v = [s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap()];
+    for &x in &v {
+        s.wake(x, 0).unwrap().unwrap();
+    }
+    let on: Vec<VcpuId> = (0..2)
+        .map(|c| s.pick_next(c, 0).unwrap().vcpu.unwrap())
+        .collect();
+    assert_ne!(on[0], on[1]);
+    // Each uses 4 ms of the domain's 3 ms budget.
+    s.descheduled(0, on[0], 4 * MS, 0, true).unwrap();
+    s.descheduled(1, on[1], 4 * MS, 0, true).unwrap();
+    assert_eq!(s.cpus[0].parks, [d.index]);
+    assert!(s.cpus[1].parks.is_empty(), "staged twice");
+    assert_eq!(s.domain_used_ns(d), Ok(8 * MS));
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
     let mut s = Credit::new(1);
@@ -488,4 +512,31 @@ fn a_quiet_tick_answers_as_the_policy_would() {
         checked >= 1000,
         "the quiet times were hardly tested: {checked}"
     );
+}
+
+#[test]
+fn the_not_yet_test_says_when_a_call_runs_the_accounting() {
+    let mut s = Credit::new(1);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    // Before the first call: due at any time (that call sets the period).
+    assert!(s.due(0));
+    let t0 = 5 * MS;
+    s.wake(v, t0).unwrap();
+    assert!(!s.due(t0));
+    assert!(!s.due(t0 + PERIOD_NS - 1));
+    assert!(s.due(t0 + PERIOD_NS));
+    // A call short of the period grants nothing; the one at it does.
+    s.tick(0, t0 + PERIOD_NS - 1).unwrap();
+    assert_eq!(s.credit(v).unwrap(), 0);
+    s.tick(0, t0 + PERIOD_NS).unwrap();
+    assert!(s.credit(v).unwrap() > 0);
+    assert!(!s.due(t0 + PERIOD_NS));
+    assert!(s.due(t0 + 2 * PERIOD_NS));
+    // After a long quiet time: a period from the late call, no backlog.
+    let late = t0 + 10 * PERIOD_NS + 7;
+    s.tick(0, late).unwrap();
+    assert!(!s.due(late + PERIOD_NS - 1));
+    assert!(s.due(late + PERIOD_NS));
+    s.check_invariants().unwrap();
 }

@@ -248,6 +248,99 @@ fn weights_1_to_3_on_one_cpu_grant_the_same_as_before() {
     assert_eq!(first, pinned_first_periods(), "per-period trace");
 }
 
+/// Every answer of the policy's API over a fixed pseudo-random sequence of
+/// 20,000 operations on each of 1 to 4 CPUs (wake, block, pick, deschedule,
+/// tick, `quiet_until`, `switch_to`, `wake_switch`, `set_params`; capped
+/// and uncapped domains, accounting passes), and after each the credits,
+/// CPUs, CPU time, parameters and step count, folded into one digest and
+/// pinned: as the grant pin above, for the locking changes of issue 11,
+/// which must leave every answer as it is, here on several CPUs too. An
+/// intended change of the policy updates the figure (the test prints it).
+/// The figure is what `lead` (2b7c8fa) produces.
+#[test]
+fn random_ops_answer_as_before() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut fold = |s: &str| {
+        for b in s.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for cpus in [1usize, 2, 3, 4] {
+        let mut s = Credit::new(cpus);
+        let mut doms = Vec::new();
+        let mut vcpus = Vec::new();
+        let mut now = 0u64;
+        for _ in 0..3 {
+            let cap = [0u32, 0, 10, 30, 100][rnd(5) as usize];
+            let w = [64u16, 256, 768][rnd(3) as usize];
+            let d = s.add_domain(w, cap.min(100)).unwrap();
+            doms.push(d);
+            for _ in 0..(1 + rnd(3)) {
+                vcpus.push(s.add_vcpu(d).unwrap());
+            }
+        }
+        for _ in 0..20_000 {
+            now += rnd(3_000_000);
+            let v = vcpus[rnd(vcpus.len() as u64) as usize];
+            let c = rnd(cpus as u64) as usize;
+            let out = match rnd(10) {
+                0 | 1 => std::format!("w{:?}", s.wake(v, now)),
+                2 => std::format!("b{:?}", s.block(v, now)),
+                3 | 4 => std::format!("p{:?}", s.pick_next(c, now)),
+                5 | 6 => {
+                    let cur = s.run_queue(c).unwrap().current();
+                    match cur {
+                        Some(x) => std::format!(
+                            "d{:?}",
+                            s.descheduled(c, x, rnd(12_000_000), now, rnd(4) != 0)
+                        ),
+                        None => std::format!("t{:?}", s.tick(c, now)),
+                    }
+                }
+                7 => std::format!("t{:?}{}", s.tick(c, now), s.quiet_until(c)),
+                8 => {
+                    let cur = s.run_queue(c).unwrap().current();
+                    match cur {
+                        Some(x) if rnd(2) == 0 => {
+                            std::format!("s{:?}", s.switch_to(c, x, rnd(5_000_000), v, now))
+                        }
+                        Some(x) => {
+                            std::format!("x{:?}", s.wake_switch(c, x, rnd(5_000_000), v, now))
+                        }
+                        None => std::format!("q{}", s.quiet_until(c)),
+                    }
+                }
+                _ => {
+                    let d = doms[rnd(doms.len() as u64) as usize];
+                    let cap = [0u32, 0, 10, 30, 100][rnd(5) as usize];
+                    std::format!("sp{:?}", s.set_params(d, 1 + rnd(900) as u16, cap))
+                }
+            };
+            fold(&out);
+            for &x in &vcpus {
+                fold(&std::format!("{:?}{:?}", s.credit(x), s.cpu_of(x)));
+            }
+            for &d in &doms {
+                fold(&std::format!("{:?}{:?}", s.domain_used_ns(d), s.params(d)));
+            }
+            fold(&std::format!("{}", s.steps()));
+            s.check_invariants().unwrap();
+        }
+    }
+    std::println!("random ops: digest {h:#018x}");
+    assert_eq!(h, PINNED_DIGEST, "the policy answered differently");
+}
+
+const PINNED_DIGEST: u64 = 0xe7e7_144d_6ee0_9c40;
+
 /// 2.93:1 (the 10 ms ticks cut the shares to whole slices).
 const PINNED_LIGHT: u64 = 509_000_000;
 const PINNED_HEAVY: u64 = 1_491_000_000;

@@ -136,7 +136,7 @@ fn a_deferred_wake_without_credit_or_parked_is_a_wake_and_a_pick() {
     // A parked domain's vCPU is queued, not run: the CPU idles.
     let (mut s, v) = setup(1, 2);
     let d1 = s.vcpus[v[1].index as usize].dom as usize;
-    s.doms[d1].parked = true;
+    *s.doms[d1].parked.get_mut() = true;
     s.parked.push(d1 as u32);
     let h = s.wake_switch(0, v[0], MS, v[1], MS).unwrap();
     assert_eq!((h.run, h.placed), (None, None));
