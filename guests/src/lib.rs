@@ -137,15 +137,38 @@ pub mod raw {
 pub mod ringio;
 pub mod traps;
 
-/// Waits up to 10 s until `port` is polled, ignoring other ports; `false`
-/// on timeout or error.
+/// Ports below 64 that [`wait_port`] or [`wait_closed`] polled while
+/// waiting for something else: a later [`wait_port`] for one of them
+/// returns at once. Polling takes a port's pending bit, so without this a
+/// notice that came early (a peer that bound and ended while this guest
+/// waited on another port) would be lost and its wait would time out.
+static POLLED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn note_polled(port: u32) {
+    if port < 64 {
+        POLLED.fetch_or(1 << port, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Takes `port`'s mark in [`POLLED`]: whether it was polled earlier.
+fn take_polled(port: u32) -> bool {
+    port < 64
+        && POLLED.fetch_and(!(1 << port), core::sync::atomic::Ordering::Relaxed) & (1 << port) != 0
+}
+
+/// Waits up to 10 s until `port` is polled (or was, by an earlier wait for
+/// another port); other ports polled meanwhile are remembered for their own
+/// waits. `false` on timeout or error.
 pub fn wait_port(port: u32) -> bool {
     use pvabi::guest::{evtchn, sched, time};
+    if take_polled(port) {
+        return true;
+    }
     let deadline = time::now_ns() + 10_000_000_000;
     loop {
         match evtchn::poll() {
             Ok(Some(p)) if p == port => return true,
-            Ok(Some(_)) => {}
+            Ok(Some(p)) => note_polled(p),
             Ok(None) => match sched::wait_for(pvabi::EVENT_CHANNEL, Some(deadline)) {
                 Ok(ev) if ev & pvabi::EVENT_CHANNEL != 0 => {}
                 _ => return false,
@@ -181,7 +204,9 @@ pub fn wait_closed(port: u32) -> bool {
             return true;
         }
         let _ = sched::wait_for(pvabi::EVENT_CHANNEL, Some(time::now_ns() + 10_000_000));
-        while let Ok(Some(_)) = evtchn::poll() {}
+        while let Ok(Some(p)) = evtchn::poll() {
+            note_polled(p);
+        }
     }
     false
 }
