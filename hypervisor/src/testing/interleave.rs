@@ -18,6 +18,8 @@
 //! *blocked* until some lock is let go; if every live thread is blocked,
 //! the execution deadlocked, which fails the test.
 
+use core::fmt;
+use core::panic::Location;
 use std::boxed::Box;
 use std::format;
 use std::string::String;
@@ -35,17 +37,47 @@ struct State {
     /// Every pick of this execution: (picked, the candidates, the thread
     /// that was running and could go on, if any).
     trace: Vec<(usize, Vec<usize>, Option<usize>)>,
-    /// Where each pick of this execution was made: the switching thread
-    /// and its source line (`sync::site`).
-    sites: Vec<String>,
+    /// Where each pick of this execution was made (kept unformatted: a
+    /// message is made of them only when a replay parts ways).
+    sites: Vec<Site>,
     /// The same for the execution whose picks are replayed.
-    before: Vec<String>,
+    before: Vec<Site>,
     preemptions: usize,
     max_preemptions: usize,
     deadlock: bool,
     /// Why the execution cannot go on (a replay that parted ways): every
     /// thread stops with it instead of waiting for a turn that never comes.
     failed: Option<String>,
+}
+
+/// Where a pick was made: the search's start, a thread at a switch point
+/// (the source line of its `lock` or `point`, `sync::site`), or a thread's
+/// end.
+#[derive(Clone, Copy)]
+enum Site {
+    Start,
+    At(usize, Option<&'static Location<'static>>),
+    Ended(usize),
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Start => f.write_str("start"),
+            Self::At(t, Some(l)) => write!(f, "{t}@{}:{}", l.file(), l.line()),
+            Self::At(t, None) => write!(f, "{t}@?"),
+            Self::Ended(t) => write!(f, "{t} ended"),
+        }
+    }
+}
+
+/// `sites` as one line, ` | ` between them.
+fn joined(sites: &[Site]) -> String {
+    sites
+        .iter()
+        .map(|s| format!("{s}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 struct Controller {
@@ -66,7 +98,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 impl Controller {
     /// Picks the next thread (the baton goes to it). `cont`: the thread
     /// that may go on without a preemption.
-    fn pick(st: &mut State, cont: Option<usize>, at: String) {
+    fn pick(st: &mut State, cont: Option<usize>, at: Site) {
         if st.failed.is_some() {
             st.running = None;
             return;
@@ -104,8 +136,8 @@ impl Controller {
                 // execution, a lazy first-use path). Name where the two runs
                 // parted so the cause can be found.
                 let from = i.saturating_sub(8);
-                let then = st.before.get(from..=i).unwrap_or_default().join(" | ");
-                let now = st.sites.get(from..).unwrap_or_default().join(" | ");
+                let then = joined(st.before.get(from..=i).unwrap_or_default());
+                let now = joined(st.sites.get(from..).unwrap_or_default());
                 st.failed = Some(format!(
                     "replay diverged at pick {i}: {p} not among {cands:?}; \
                      this execution's switch points from pick {from}: {now} | {at}; \
@@ -147,11 +179,11 @@ impl Controller {
         {
             let mut st = lock(&self.st);
             st.blocked[me] = blocked;
-            let at = match crate::sync::site() {
-                Some(l) => format!("{me}@{}:{}", l.file(), l.line()),
-                None => format!("{me}@?"),
-            };
-            Self::pick(&mut st, (!blocked).then_some(me), at);
+            Self::pick(
+                &mut st,
+                (!blocked).then_some(me),
+                Site::At(me, crate::sync::site()),
+            );
             self.cv.notify_all();
         }
         self.wait_turn(me);
@@ -197,7 +229,7 @@ pub fn explore(
     mut check: impl FnMut(&[usize]),
 ) -> Explored {
     let mut prefix: Vec<usize> = Vec::new();
-    let mut before: Vec<String> = Vec::new();
+    let mut before: Vec<Site> = Vec::new();
     let mut executions = 0;
     let mut longest = 0;
     loop {
@@ -232,7 +264,7 @@ pub fn explore(
                     {
                         let mut st = lock(&c.st);
                         st.alive[me] = false;
-                        Controller::pick(&mut st, None, format!("{me} ended"));
+                        Controller::pick(&mut st, None, Site::Ended(me));
                         c.cv.notify_all();
                     }
                     if let Err(e) = r {
@@ -243,7 +275,7 @@ pub fn explore(
             .collect();
         {
             let mut st = lock(&c.st);
-            Controller::pick(&mut st, None, String::from("start"));
+            Controller::pick(&mut st, None, Site::Start);
             c.cv.notify_all();
         }
         let mut failed = None;
