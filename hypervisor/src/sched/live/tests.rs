@@ -197,14 +197,14 @@ fn turn(cpu: usize) -> Body {
 }
 
 /// Does, outside the controlled threads, the host work an earlier
-/// execution (or test) left for the next scheduling decision: the last
-/// drop of a domain in a teardown notes its end report
-/// (`console::wake::note_end_recorded`), and the next `run::schedule`
-/// would take the domain table for it: a switch point the execution
-/// before did not have, so the same picks would replay differently.
+/// execution (or test) left for the next exit (the run loop's own poll,
+/// `run/work.rs`): the last drop of a domain in a teardown notes its end
+/// report (`console::wake::note_end_recorded`), and the next
+/// `run::schedule` would take the domain table for it: a switch point the
+/// execution before did not have, so the same picks would replay
+/// differently.
 fn settle() {
-    let _ = crate::hostwork::take();
-    crate::console::wake::poll();
+    crate::run::work::poll();
 }
 
 /// Runs the search over the executions `setup` makes, checking each with
