@@ -514,6 +514,9 @@ fn a_quiet_tick_answers_as_the_policy_would() {
     );
 }
 
+/// `Credit::due`, the "not yet" test that needs no lock, is true exactly
+/// when a call would run the accounting: before the first call, from the
+/// period's end on, and a whole period after a late call (no backlog).
 #[test]
 fn the_not_yet_test_says_when_a_call_runs_the_accounting() {
     let mut s = Credit::new(1);
