@@ -252,11 +252,14 @@ fn weights_1_to_3_on_one_cpu_grant_the_same_as_before() {
 /// 20,000 operations on each of 1 to 4 CPUs (wake, block, pick, deschedule,
 /// tick, `quiet_until`, `switch_to`, `wake_switch`, `set_params`; capped
 /// and uncapped domains, accounting passes), and after each the credits,
-/// CPUs, CPU time, parameters and step count, folded into one digest and
-/// pinned: as the grant pin above, for the locking changes of issue 11,
-/// which must leave every answer as it is, here on several CPUs too. An
-/// intended change of the policy updates the figure (the test prints it).
-/// The figure is what `lead` (2b7c8fa) produces.
+/// CPUs, CPU time and parameters, folded into one digest and pinned: as
+/// the grant pin above, for the locking changes of issue 11, which must
+/// leave every answer as it is, here on several CPUs too. An intended
+/// change of the policy updates the figure (the test prints it). The step
+/// count is left out: it measures the work done, which per-CPU locks
+/// change (a wake-up reads the other CPUs' published idleness instead of
+/// scanning their queues); the figure without it is what main (c19b24b)
+/// produces, before that change.
 #[test]
 fn random_ops_answer_as_before() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -331,7 +334,6 @@ fn random_ops_answer_as_before() {
             for &d in &doms {
                 fold(&std::format!("{:?}{:?}", s.domain_used_ns(d), s.params(d)));
             }
-            fold(&std::format!("{}", s.steps()));
             s.check_invariants().unwrap();
         }
     }
@@ -339,7 +341,7 @@ fn random_ops_answer_as_before() {
     assert_eq!(h, PINNED_DIGEST, "the policy answered differently");
 }
 
-const PINNED_DIGEST: u64 = 0xe7e7_144d_6ee0_9c40;
+const PINNED_DIGEST: u64 = 0x63b9_fec7_5d83_afa4;
 
 /// 2.93:1 (the 10 ms ticks cut the shares to whole slices).
 const PINNED_LIGHT: u64 = 509_000_000;
