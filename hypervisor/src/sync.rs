@@ -110,6 +110,13 @@ mod host {
             }
         }
 
+        /// Takes the lock if nobody holds it, without waiting and without
+        /// a switch point (a caller that already holds a lock uses it to
+        /// take a second one out of order: it never waits for it).
+        pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            self.inner.try_lock().map(|g| MutexGuard { guard: Some(g) })
+        }
+
         /// The value, through exclusive access (no locking).
         pub fn get_mut(&mut self) -> &mut T {
             self.inner.get_mut()

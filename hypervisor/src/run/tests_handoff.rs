@@ -18,8 +18,8 @@ use pvabi::{
 };
 
 use crate::sched::clock::now_ns;
-use crate::sched::live::SCHED_LOCKS;
 use crate::sched::live::handoff::SWITCHED;
+use crate::sched::live::{global_locks, rq_locks};
 use crate::testing::rt::{Machine, domain};
 use crate::virt::VmExit;
 use crate::virt::fake::{Guest, Program};
@@ -130,8 +130,10 @@ fn ponger(meet: Arc<Meet>, rounds: u64) -> Program {
 struct Counts {
     /// Direct switches to the woken vCPU.
     switched: u64,
-    /// Times the scheduler lock was taken per round trip (whole).
+    /// Times a run-queue lock was taken per round trip (whole).
     sched_locks: u64,
+    /// Every scheduler lock at once, per round trip.
+    global_locks: u64,
 }
 
 /// `rounds` round trips on `cpus` CPUs beside `burners` CPU-bound
@@ -152,14 +154,15 @@ fn ping_pong(cpus: usize, rounds: u64, burners: usize) -> Counts {
     let pong = m.create("pong", 1, false, move |_| ponger(b.clone(), rounds));
     meet.ping.store(u64::from(ping), Ordering::Release);
     meet.pong.store(u64::from(pong), Ordering::Release);
-    let locks = SCHED_LOCKS.load(Ordering::Relaxed);
+    let locks = (global_locks(), rq_locks());
     crate::sched::live::unpause(&domain(ping).unwrap());
     m.wait(&format!("{rounds} round trips"), || {
         domain(ping).is_none() && domain(pong).is_none()
     });
     // Set-up and the end (binding, yields, shutdown) add a few dozen:
     // nothing in the quotient.
-    let sched_locks = (SCHED_LOCKS.load(Ordering::Relaxed) - locks) / rounds;
+    let global_locks = (global_locks() - locks.0) / rounds;
+    let sched_locks = (rq_locks() - locks.1) / rounds;
     let switched = SWITCHED.load(Ordering::Relaxed) - switched;
     assert_eq!(meet.pinged.load(Ordering::Relaxed), rounds);
     assert_eq!(meet.ponged.load(Ordering::Relaxed), rounds);
@@ -179,11 +182,12 @@ fn ping_pong(cpus: usize, rounds: u64, burners: usize) -> Counts {
     Counts {
         switched,
         sched_locks,
+        global_locks,
     }
 }
 
 /// One CPU: each side's send wakes the other, which last ran here, and
-/// the sender's block hands the CPU to it at once, the scheduler's lock
+/// the sender's block hands the CPU to it at once, this CPU's run-queue lock
 /// taken once per switch: twice per round trip (timer ticks add a few
 /// over the run; the quotient is whole). Before the handoff the wake
 /// queued the woken vCPU under the lock and the switch took it out under
@@ -192,7 +196,8 @@ fn ping_pong(cpus: usize, rounds: u64, burners: usize) -> Counts {
 fn send_wait_on_one_cpu_switches_directly_under_one_lock() {
     let rounds = 2_000;
     let c = ping_pong(1, rounds, 0);
-    assert_eq!(c.sched_locks, 2, "scheduler locks per round trip");
+    assert_eq!(c.sched_locks, 2, "run-queue locks per round trip");
+    assert_eq!(c.global_locks, 0, "global scheduler locks per round trip");
     assert!(
         c.switched >= 2 * rounds - 4,
         "{} direct switches for {rounds} round trips",

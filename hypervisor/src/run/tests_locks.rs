@@ -89,25 +89,27 @@ fn a_plain_hypercall_takes_no_lock_on_the_exit_path() {
     );
 }
 
-/// How often each path takes the global scheduler lock (`SCHED`), on the
-/// real code, one thread playing the CPUs, the clock frozen: the pick, a
-/// vCPU's block (the run loop's deschedule) and a wake-up sent from
-/// another CPU each take it once today. Issue 11's split into per-CPU
-/// run-queue locks (`sched/mod.rs`, "Per-CPU locks") must bring every row
-/// to 0, each path then taking only its CPU's run-queue lock.
+/// How often each path takes the scheduler's locks, on the real code, one
+/// thread playing the CPUs, the clock frozen: (every lock at once, one
+/// run-queue lock). The pick, a vCPU's block (the run loop's deschedule)
+/// and a wake-up sent from another CPU each take one run-queue lock (the
+/// picking CPU's, the blocking CPU's, the woken vCPU's target's) and no
+/// global lock (`sched/mod.rs`, "Per-CPU locks"); before the split each
+/// took the one scheduler lock once.
 #[test]
 fn global_lock_takes_per_path() {
     use crate::domain::lifecycle::Run;
     use crate::platform::{P, Platform};
     use crate::sched::live::tests::{T0, bind, blocker, create};
-    use crate::sched::live::{self as policy, SCHED_LOCKS, queued_on};
+    use crate::sched::live::{self as policy, global_locks, queued_on, rq_locks};
     use crate::virt::fake;
     use pvabi::HC_EVTCHN_SEND;
 
-    fn takes(f: impl FnOnce()) -> u64 {
-        let before = SCHED_LOCKS.load(Ordering::Relaxed);
+    /// (every lock at once, one run-queue lock) taken by `f`.
+    fn takes(f: impl FnOnce()) -> (u64, u64) {
+        let before = (global_locks(), rq_locks());
         f();
-        SCHED_LOCKS.load(Ordering::Relaxed) - before
+        (global_locks() - before.0, rq_locks() - before.1)
     }
 
     let _one = host::exclusive();
@@ -119,7 +121,7 @@ fn global_lock_takes_per_path() {
     host::become_cpu(0);
     let port = Arc::new(AtomicU64::new(0));
     // The send's exit, between S's two entries: what the send took.
-    let send = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let send = Arc::new([const { AtomicU64::new(0) }; 4]);
     let v = create("blocker", || blocker(0));
     let (p, s_at) = (port.clone(), send.clone());
     let s = create("sender", move || {
@@ -127,11 +129,13 @@ fn global_lock_takes_per_path() {
         let mut sent = false;
         Box::new(move |g: &mut Guest<'_>| {
             if sent {
-                s_at[1].store(SCHED_LOCKS.load(Ordering::Relaxed), Ordering::Relaxed);
+                s_at[1].store(global_locks(), Ordering::Relaxed);
+                s_at[3].store(rq_locks(), Ordering::Relaxed);
                 return g.hypercall(HC_YIELD, &[]);
             }
             sent = true;
-            s_at[0].store(SCHED_LOCKS.load(Ordering::Relaxed), Ordering::Relaxed);
+            s_at[0].store(global_locks(), Ordering::Relaxed);
+            s_at[2].store(rq_locks(), Ordering::Relaxed);
             g.hypercall(HC_EVTCHN_SEND, &[p.load(Ordering::Relaxed)])
         })
     });
@@ -158,15 +162,16 @@ fn global_lock_takes_per_path() {
         panic!("CPU 1 picked nothing");
     };
     crate::run::run_chain(1, &e, T0, slice_ns);
-    let wake = send[1].load(Ordering::Relaxed) - send[0].load(Ordering::Relaxed);
+    let at = |i: usize| send[i].load(Ordering::Relaxed);
+    let wake = (at(1) - at(0), at(3) - at(2));
     assert!(v.st.lock().run == Run::Runnable, "V woken");
     assert_eq!(queued_on(&v), Some(0), "V queued on its last CPU");
 
     let rows = [("pick", pick), ("block", block), ("remote wake", wake)];
     assert_eq!(
         rows,
-        [("pick", 1), ("block", 1), ("remote wake", 1)],
-        "global scheduler lock takes per path"
+        [("pick", (0, 1)), ("block", (0, 1)), ("remote wake", (0, 1))],
+        "(global, run-queue) lock takes per path"
     );
     for d in [v.domain.clone(), s.domain.clone()] {
         d.finish("destroyed", -1, None);
@@ -186,13 +191,14 @@ fn global_lock_takes_per_path() {
 fn a_quiet_tick_takes_no_global_lock_until_a_wake_up_must_preempt() {
     use crate::platform::{P, Platform};
     use crate::sched::live::tests::{T0, blocker, create};
-    use crate::sched::live::{self as policy, SCHED_LOCKS};
+    use crate::sched::live::{self as policy, global_locks, rq_locks};
     use crate::virt::fake;
 
+    /// Any scheduler lock taken by `f` (a run-queue lock, or all).
     fn takes<R>(f: impl FnOnce() -> R) -> (R, u64) {
-        let before = SCHED_LOCKS.load(Ordering::Relaxed);
+        let before = global_locks() + rq_locks();
         let r = f();
-        (r, SCHED_LOCKS.load(Ordering::Relaxed) - before)
+        (r, global_locks() + rq_locks() - before)
     }
 
     let _one = host::exclusive();

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::credit::{Credit, DomRec, State, cap_budget};
+use super::credit::{Acct, Credit, DomAcct, DomRec, State, add_sat, cap_budget};
 use super::{CREDIT_MAX, PERIOD_NS};
 
 /// What a domain's use of the period carries into the next: nothing,
@@ -34,68 +34,77 @@ impl<P> Credit<P> {
 
     /// Whether a call at `now` would run the accounting (or, the first
     /// call, set when it is due): the "not yet" test, which needs no lock.
-    /// After issue 11's split a call that finds it `true` takes every
-    /// run-queue lock and asks again under them; one that finds it `false`
-    /// needs only its own, since the clock never goes back and only the
-    /// accounting moves the time, forward.
+    /// A call that finds it `true` takes every lock and asks again under
+    /// them; one that finds it `false` needs only its own, since the clock
+    /// never goes back and only the accounting moves the time, forward.
     #[inline(always)]
     pub fn due(&self, now: u64) -> bool {
         // 0 before the first call: due at any `now`.
         now >= self.next_acct.load(Relaxed)
     }
 
-    /// Runs the accounting when its period is over. The common answer,
-    /// "not yet", is inlined (the release build optimizes for size and
-    /// would call out for it, six times per event round trip).
+    /// Runs the accounting when its period is over (the caller holds no
+    /// run-queue lock). The common answer, "not yet", is inlined (the
+    /// release build optimizes for size and would call out for it, several
+    /// times per event round trip).
     #[inline(always)]
-    pub(super) fn account_if_due(&mut self, now: u64) {
+    pub(super) fn account_if_due(&self, now: u64) {
         if self.due(now) {
             self.account_due(now);
         }
     }
 
-    fn account_due(&mut self, now: u64) {
+    #[inline(never)]
+    fn account_due(&self, now: u64) {
+        let mut all = self.lock_all();
         match self.next_acct() {
-            None => *self.next_acct.get_mut() = now.saturating_add(PERIOD_NS),
+            None => self.next_acct.store(now.saturating_add(PERIOD_NS), Relaxed),
             Some(t) if now >= t => {
-                self.join_staged();
-                self.account();
+                Self::join_staged(&mut all);
+                self.account(&mut all.acct);
+                self.publish_all(&all);
                 // After a long quiet time, no backlog of periods.
                 let next = t.saturating_add(PERIOD_NS);
-                *self.next_acct.get_mut() = if next <= now {
-                    now.saturating_add(PERIOD_NS)
-                } else {
-                    next
-                };
+                self.next_acct.store(
+                    if next <= now {
+                        now.saturating_add(PERIOD_NS)
+                    } else {
+                        next
+                    },
+                    Relaxed,
+                );
             }
             Some(_) => {}
         }
     }
 
     /// Hands out one period's credit to the active vCPUs by weight, drops
-    /// vCPUs that blocked and did not run from the active list, unparks.
-    fn account(&mut self) {
-        let mut active = core::mem::take(&mut self.active);
-        let mut doms = core::mem::take(&mut self.scratch);
+    /// vCPUs that blocked and did not run from the active list, unparks
+    /// (every lock held: `acct` is the accounting's, under them).
+    fn account(&self, acct: &mut Acct) {
+        let mut active = core::mem::take(&mut acct.active);
+        let mut doms = core::mem::take(&mut acct.scratch);
         doms.clear();
-        let vcpus = &mut self.vcpus;
+        let vcpus = &self.vcpus;
         active.retain(|&a| {
-            let r = &mut vcpus[a as usize];
-            let keep = r.live && (r.state != State::Blocked || r.ran);
-            r.active = keep;
-            r.ran = false;
+            let r = &vcpus[a as usize];
+            let keep = r.live() && (r.state() != State::Blocked || r.ran());
+            r.set_active(keep);
+            r.set_ran(false);
             keep
         });
+        let da = &mut acct.doms;
         for &a in &active {
             let r = &self.vcpus[a as usize];
             // Room to grow before the credit bound: a vCPU that does not
             // use its credit (it sits at the bound) has none, so its share
             // goes to the others instead of being lost.
-            let room = u64::try_from(CREDIT_MAX.saturating_sub(r.credit)).unwrap_or(0);
-            let rec = &mut self.doms[r.dom as usize];
+            let room = u64::try_from(CREDIT_MAX.saturating_sub(r.credit())).unwrap_or(0);
+            let d = r.dom();
+            let rec = &mut da[d];
             if rec.n_active == 0 {
                 rec.grant = 0;
-                doms.push(r.dom);
+                doms.push(d as u32);
             }
             rec.n_active = rec.n_active.saturating_add(1);
             rec.grant = rec.grant.saturating_add(room);
@@ -103,34 +112,34 @@ impl<P> Credit<P> {
         // Water-filling: share `total` by weight among domains with room
         // left; what one cannot take (bound, cap, too few vCPUs) goes to
         // the rest in the next round.
-        let mut remaining = PERIOD_NS.saturating_mul(self.cpus.len() as u64);
+        let mut remaining = PERIOD_NS.saturating_mul(self.cpus() as u64);
         for &d in &doms {
-            let rec = &mut self.doms[d as usize];
+            let rec = &mut da[d as usize];
             let mut room = rec.grant.min(rec.n_active.saturating_mul(PERIOD_NS));
-            let cap = rec.cap.load(Relaxed);
+            let cap = self.doms[d as usize].cap.load(Relaxed);
             if cap != 0 {
                 room = room.min(cap_budget(cap));
             }
             rec.room = room;
             rec.grant = 0;
         }
+        let weight_of = |d: u32| u64::from(self.doms[d as usize].weight.load(Relaxed));
         for _round in 0..4 {
-            let hungry = |r: &DomRec| r.grant < r.room;
+            let hungry = |r: &DomAcct| r.grant < r.room;
             let weight: u64 = doms
                 .iter()
-                .map(|&d| &self.doms[d as usize])
-                .filter(|r| hungry(r))
-                .map(|r| u64::from(r.weight.load(Relaxed)))
+                .filter(|&&d| hungry(&da[d as usize]))
+                .map(|&d| weight_of(d))
                 .sum();
             if weight == 0 || remaining == 0 {
                 break;
             }
             let mut handed = 0u64;
             for &d in &doms {
-                let rec = &mut self.doms[d as usize];
+                let rec = &mut da[d as usize];
                 if hungry(rec) {
-                    let offer = u128::from(remaining) * u128::from(rec.weight.load(Relaxed))
-                        / u128::from(weight);
+                    let offer =
+                        u128::from(remaining) * u128::from(weight_of(d)) / u128::from(weight);
                     let give = u64::try_from(offer)
                         .unwrap_or(u64::MAX)
                         .min(rec.room.saturating_sub(rec.grant));
@@ -144,21 +153,22 @@ impl<P> Credit<P> {
             }
         }
         for &d in &doms {
-            let rec = &mut self.doms[d as usize];
+            let rec = &mut da[d as usize];
             rec.grant /= rec.n_active.max(1);
             rec.n_active = 0;
+            let dr = &self.doms[d as usize];
             // Parked ones are carried over below, once.
-            if !rec.parked.load(Relaxed) {
-                rec.period_used_ns.store(carried(rec), Relaxed);
+            if !dr.parked.load(Relaxed) {
+                dr.period_used_ns.store(carried(dr), Relaxed);
             }
         }
         for &a in &active {
-            let r = &mut self.vcpus[a as usize];
-            let grant = i64::try_from(self.doms[r.dom as usize].grant).unwrap_or(CREDIT_MAX);
-            r.credit = r.credit.saturating_add(grant).min(CREDIT_MAX);
+            let r = &self.vcpus[a as usize];
+            let grant = i64::try_from(da[r.dom()].grant).unwrap_or(CREDIT_MAX);
+            r.update_credit(|c| c.saturating_add(grant).min(CREDIT_MAX));
         }
         let recs = &self.doms;
-        self.parked.retain(|&p| {
+        acct.parked.retain(|&p| {
             let rec = &recs[p as usize];
             let used = carried(rec);
             rec.period_used_ns.store(used, Relaxed);
@@ -167,8 +177,8 @@ impl<P> Credit<P> {
             rec.parked.store(parked, Relaxed);
             parked
         });
-        self.pass_steps = self.pass_steps.saturating_add(active.len() as u64);
-        self.active = active;
-        self.scratch = doms;
+        add_sat(&self.pass_steps, active.len() as u64);
+        acct.active = active;
+        acct.scratch = doms;
     }
 }

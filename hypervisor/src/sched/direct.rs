@@ -6,8 +6,6 @@
 //! deschedules the sender and starts the woken vCPU here. seL4's
 //! Call / ReplyRecv hands the CPU over in the same way.
 
-use core::sync::atomic::Ordering::Relaxed;
-
 use super::credit::{Credit, State};
 use super::{Decision, Error, Placed, VcpuId};
 
@@ -40,14 +38,29 @@ impl<P> Credit<P> {
     /// is handled as [`Credit::switch_to`] would; `to` unknown or stale is
     /// no error (nothing is done with it).
     pub fn wake_switch(
-        &mut self,
+        &self,
         cpu: usize,
         from: VcpuId,
         ran_ns: u64,
         to: VcpuId,
         now: u64,
     ) -> Result<Handed, Error> {
-        self.descheduled(cpu, from, ran_ns, now, false)?;
+        self.wake_switch_if(cpu, from, ran_ns, to, now, || true)
+    }
+
+    /// [`Self::wake_switch`], asking `still` once `to` is claimed, as
+    /// [`Credit::wake_if`] does: when it says `false`, `to` stays blocked
+    /// and only `from` is descheduled.
+    pub fn wake_switch_if(
+        &self,
+        cpu: usize,
+        from: VcpuId,
+        ran_ns: u64,
+        to: VcpuId,
+        now: u64,
+        still: impl FnOnce() -> bool,
+    ) -> Result<Handed, Error> {
+        let mut rq = self.deschedule_for_switch(cpu, from, ran_ns, now)?;
         let none = Handed {
             run: None,
             placed: None,
@@ -55,40 +68,54 @@ impl<P> Credit<P> {
         let Ok(j) = self.vcpu_index(to) else {
             return Ok(none);
         };
-        if self.vcpus[j].state != State::Blocked {
+        let r = &self.vcpus[j];
+        crate::sync::point();
+        if !r.claim() {
+            // Not blocked: woken meanwhile by someone else.
+            let run = self.switch_queued(cpu, &mut rq, to, now);
+            self.publish(cpu, &rq);
             return Ok(Handed {
-                run: self.switch_queued(cpu, to, now)?,
+                run: run?,
                 placed: None,
             });
         }
-        let dom = self.vcpus[j].dom as usize;
-        if self.vcpus[j].credit < 0 || self.doms[dom].parked.load(Relaxed) {
+        crate::sync::point();
+        if !still() {
+            r.unclaim();
+            return Ok(none);
+        }
+        if r.credit() < 0 || self.parked_vcpu(j) {
             // No boost: woken as usual. Placed here (this CPU runs
             // nothing now, so unless others wait here it is where the
             // placement puts it), this CPU's next pick is made at once,
             // under the same lock; it may choose another vCPU.
-            let placed = self.wake(to, now)?;
-            return Ok(match placed {
-                Some(p) if p.cpu == cpu => Handed {
-                    run: Some(self.pick_next(cpu, now)?).filter(|d| d.vcpu.is_some()),
+            let target = self.place_cpu(j);
+            if target == cpu {
+                let _ = self.place(j, to, cpu, &mut rq);
+                let d = self.pick_locked(cpu, &mut rq, now)?;
+                return Ok(Handed {
+                    run: Some(d).filter(|d| d.vcpu.is_some()),
                     placed: None,
-                },
-                placed => Handed { run: None, placed },
-            });
+                });
+            }
+            drop(rq);
+            let mut there = self.lock(target);
+            let placed = self.place(j, to, target, &mut there);
+            self.publish(target, &there);
+            return Ok(Handed { run: None, placed });
         }
         // What `wake` does, placed here: boosted (credit >= 0), active,
         // queued at the back of this CPU's queue, which `start` takes
         // from without a search.
-        let rec = &mut self.vcpus[j];
-        rec.boost = true;
-        rec.state = State::Queued(cpu);
-        rec.pause = false;
-        self.mark_active(j, cpu);
-        let q = &mut self.cpus[cpu].queue;
-        q.push_back(to);
-        let pos = q.len() - 1;
+        if !r.settle(State::Queued(cpu)) {
+            return Ok(none);
+        }
+        r.set_boost(true);
+        self.mark_active(j, &mut rq);
+        rq.queue.push_back(to);
+        let pos = rq.queue.len() - 1;
         Ok(Handed {
-            run: Some(self.start(cpu, cpu, pos, now)?),
+            run: Some(self.start(cpu, &mut rq, None, pos, now)?),
             placed: None,
         })
     }

@@ -1,45 +1,46 @@
 //! The credit scheduler ([`crate::sched::Credit`]) wired to the machine:
-//! one scheduler lock over the policy's state, which keeps each vCPU's
-//! [`VcpuEntry`] in the vCPU's record (its payload); wake-ups with
+//! the policy with a lock per CPU's run queue inside it, which keeps each
+//! vCPU's [`VcpuEntry`] in the vCPU's record (its payload); wake-ups with
 //! reschedule IPIs; pause, unpause and the end of a domain's vCPUs.
 //!
-//! Lock order (see `domain/table.rs`): the domain table, then a vCPU's state, then the
-//! scheduler lock [`SCHED`]. Nothing is taken under [`SCHED`], no IPI is
-//! sent under it, and no [`VcpuEntry`] is dropped under it (an entry may
-//! hold the last reference to its domain, whose drop frees memory and
-//! prints): entries are taken out under the lock and dropped after it.
+//! Lock order (`sched/mod.rs`): the domain table, then a vCPU's state,
+//! then the run-queue locks. Nothing is taken under a run-queue lock, no
+//! IPI is sent under one, and no [`VcpuEntry`] is dropped under one (an
+//! entry may hold the last reference to its domain, whose drop frees
+//! memory and prints): entries are handed back by the policy and dropped
+//! here.
 //!
-//! One exit path does without [`SCHED`]: a timer interrupt or kick whose
-//! [`tick`] finds the answer of the last `tick` that asked, in the same
-//! run of the same vCPU, still good ([`Quiet`]; issue 11's first step off
-//! the global lock). Pick, block and wake still take it once each; the
-//! per-CPU run-queue locks that are to replace it are designed in
-//! `sched/mod.rs`.
+//! A timer interrupt or kick whose [`tick`] finds the answer of the last
+//! `tick` that asked, in the same run of the same vCPU, still good
+//! ([`Quiet`]) takes no lock at all; pick, block and wake take one
+//! run-queue lock each.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sync::Mutex;
-
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VState, VcpuEntry};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
-use crate::sched::{Credit, SchedDom, VcpuId};
+use crate::sched::{Credit, MAX_CPUS, SchedDom, VcpuId};
 
 /// The policy, which keeps each of its vCPUs' [`VcpuEntry`] in the
 /// vCPU's record ([`Credit::set_payload`]): a pick has it without a
-/// separate table.
-struct Sched {
-    credit: Credit<Arc<VcpuEntry>>,
+/// separate table. Its locks are inside it, one per CPU's run queue.
+type Sched = Credit<Arc<VcpuEntry>>;
+
+/// Empty until [`init`] (before any domain exists); CPUs that start
+/// earlier idle until then. Made once; host tests that start afresh
+/// empty it ([`Credit::reset`]).
+static SCHED: spin::Once<Sched> = spin::Once::new();
+
+#[inline(always)]
+fn sched() -> Option<&'static Sched> {
+    SCHED.get()
 }
 
-/// `None` until [`init`] (before any domain exists); CPUs that start
-/// earlier idle until then.
-static SCHED: Mutex<Option<Sched>> = Mutex::new(None);
-
 /// Creates the scheduler for `cpus` CPUs (boot CPU, once, before the first
-/// domain).
+/// domain; host tests again between runs, with no vCPU running).
 pub fn init(cpus: usize) {
     // Tests derive their latency bounds from this line (`boot/bounded.rs`).
     log::info!(
@@ -47,21 +48,30 @@ pub fn init(cpus: usize) {
         crate::sched::SLICE_NS / 1000,
         crate::sched::BOOST_SLICE_NS / 1000
     );
-    *SCHED.lock() = Some(Sched {
-        credit: Credit::with_payloads(cpus),
+    let mut fresh = false;
+    let s = SCHED.call_once(|| {
+        fresh = true;
+        Credit::with_room(cpus, MAX_CPUS)
     });
+    if !fresh {
+        // Entries dropped here, with no lock held.
+        drop(s.reset(cpus));
+    }
 }
 
-fn with<R>(f: impl FnOnce(&mut Sched) -> R) -> Option<R> {
-    #[cfg(test)]
-    SCHED_LOCKS.fetch_add(1, Ordering::Relaxed);
-    SCHED.lock().as_mut().map(f)
-}
-
-/// Times [`SCHED`] was taken (host tests count them per round trip).
+/// Times every scheduler lock was taken at once (the accounting, adding
+/// and removing domains): host tests count them per path, where a plain
+/// wake, block or pick must take none.
 #[cfg(test)]
-pub(crate) static SCHED_LOCKS: core::sync::atomic::AtomicU64 =
-    core::sync::atomic::AtomicU64::new(0);
+pub(crate) fn global_locks() -> u64 {
+    sched().map_or(0, |s| s.all_locks.load(Ordering::Relaxed))
+}
+
+/// Times a single run-queue lock was taken (host tests).
+#[cfg(test)]
+pub(crate) fn rq_locks() -> u64 {
+    sched().map_or(0, |s| s.rq_locks.load(Ordering::Relaxed))
+}
 
 /// What the calling CPU does next.
 pub(crate) enum Pick {
@@ -78,22 +88,20 @@ pub(crate) enum Pick {
 /// bounds, which are the scheduler's).
 pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(SchedDom, Vec<VcpuId>)> {
     let w = u16::try_from(weight).ok()?;
-    with(|s| {
-        let d = s.credit.add_domain(w, 0).ok()?;
-        let mut ids = Vec::new();
-        for _ in 0..nr_vcpus {
-            match s.credit.add_vcpu(d) {
-                Ok(v) => ids.push(v),
-                Err(_) => break,
-            }
+    let s = sched()?;
+    let d = s.add_domain(w, 0).ok()?;
+    let mut ids = Vec::new();
+    for _ in 0..nr_vcpus {
+        match s.add_vcpu(d) {
+            Ok(v) => ids.push(v),
+            Err(_) => break,
         }
-        if ids.len() != nr_vcpus as usize || s.credit.set_params(d, w, cap).is_err() {
-            let _ = s.credit.remove_domain(d);
-            return None;
-        }
-        Some((d, ids))
-    })
-    .flatten()
+    }
+    if ids.len() != nr_vcpus as usize || s.set_params(d, w, cap).is_err() {
+        let _ = s.remove_domain(d);
+        return None;
+    }
+    Some((d, ids))
 }
 
 /// Changes a live domain's weight and cap (`HC_DOMCTL_SET_SCHED`):
@@ -101,30 +109,27 @@ pub(crate) fn add_domain(weight: u32, cap: u32, nr_vcpus: u32) -> Option<(SchedD
 /// Takes effect at the next scheduling decision.
 pub(crate) fn set_params(d: SchedDom, weight: u32, cap: u32) -> Result<(), pvabi::Error> {
     let w = u16::try_from(weight).map_err(|_| pvabi::Error::Invalid)?;
-    with(|s| {
-        // It may unpark the domain: vCPUs waiting anywhere may now win.
-        for cpu in 0..s.credit.cpus() {
-            queued_here(cpu);
-        }
-        s.credit.set_params(d, w, cap)
-    })
-    .ok_or(pvabi::Error::Invalid)?
-    .map_err(|_| pvabi::Error::Invalid)
+    let s = sched().ok_or(pvabi::Error::Invalid)?;
+    let r = s.set_params(d, w, cap).map_err(|_| pvabi::Error::Invalid);
+    // It may have unparked the domain: vCPUs waiting anywhere may now
+    // win. After the change, so that no `tick` promises quiet from the
+    // old parameters.
+    for cpu in 0..s.cpus() {
+        queued_here(cpu);
+    }
+    r
 }
 
 /// Keeps a new domain's vCPU entries with their records in the policy.
 pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
     // A replaced entry (there is none: ids are not reused while their
     // vCPU lives) is dropped after the lock.
-    let mut replaced = Vec::new();
-    with(|s| {
-        for e in entries {
-            if let Ok(Some(old)) = s.credit.set_payload(e.sid, e.clone()) {
-                replaced.push(old);
-            }
-        }
-    });
-    drop(replaced);
+    let Some(s) = sched() else {
+        return;
+    };
+    for e in entries {
+        drop(s.set_payload(e.sid, e.clone()));
+    }
 }
 
 /// Per CPU: set (before a reschedule IPI) when a vCPU was queued there
@@ -147,14 +152,16 @@ pub(crate) fn clear_resched(cpu: usize) {
     }
 }
 
-/// Per CPU: moved (under [`SCHED`]) whenever a vCPU is queued there or
-/// any domain's parameters change: it ends every [`Quiet`] promise made
-/// on that CPU before.
+/// Per CPU: moved whenever a vCPU is queued there (after it is, before
+/// any kick) or any domain's parameters change (after they did): it ends
+/// every [`Quiet`] promise made on that CPU before. [`tick`] reads it
+/// before it asks the policy, so a queueing it does not see moves it
+/// later.
 static QUEUED: [AtomicU64; crate::sched::MAX_CPUS] =
     [const { AtomicU64::new(0) }; crate::sched::MAX_CPUS];
 
-/// A vCPU was queued on `cpu` (called under [`SCHED`], before any kick,
-/// so a kicked CPU's [`tick`] asks the policy).
+/// A vCPU was queued on `cpu` (called before any kick, so a kicked
+/// CPU's [`tick`] asks the policy).
 fn queued_here(cpu: usize) {
     if let Some(q) = QUEUED.get(cpu) {
         q.store(q.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
@@ -196,29 +203,26 @@ pub(crate) fn make_runnable(v: &VcpuEntry, st: &mut VState) {
 
 /// Whether the policy holds `v` as blocked (in no queue, not running).
 pub(crate) fn held_blocked(v: &VcpuEntry) -> bool {
-    with(|s| matches!(s.credit.cpu_of(v.sid), Ok(None))).unwrap_or(false)
+    sched().is_some_and(|s| s.is_blocked(v.sid) == Ok(true))
 }
 
 /// The CPU whose queue holds `v`, or that runs it; `None` when the policy
 /// holds it as blocked (or does not know it).
 #[cfg(test)]
 pub(crate) fn queued_on(v: &VcpuEntry) -> Option<usize> {
-    with(|s| s.credit.cpu_of(v.sid).ok().flatten()).flatten()
+    sched().and_then(|s| s.cpu_of(v.sid).ok().flatten())
 }
 
 /// The policy's invariants ([`Credit::check_invariants`]), and that no
 /// CPU runs a vCPU (tests call it between turns of the run loop).
 #[cfg(test)]
 pub(crate) fn check_idle_policy() -> Result<(), &'static str> {
-    with(|s| {
-        s.credit.check_invariants()?;
-        let cpus = s.credit.cpus();
-        match (0..cpus).any(|c| s.credit.run_queue(c).is_some_and(|q| q.current().is_some())) {
-            true => Err("a CPU runs a vCPU between turns"),
-            false => Ok(()),
-        }
-    })
-    .unwrap_or(Err("no scheduler"))
+    let s = sched().ok_or("no scheduler")?;
+    s.check_invariants()?;
+    match (0..s.cpus()).any(|c| s.current(c).is_some()) {
+        true => Err("a CPU runs a vCPU between turns"),
+        false => Ok(()),
+    }
 }
 
 /// Queues `v` again (its state lock held by the caller): for a vCPU the
@@ -229,37 +233,35 @@ pub(crate) fn requeue(v: &VcpuEntry) {
 
 /// `wake` in the scheduler, and the IPI it asks for.
 fn wake(v: &VcpuEntry) {
-    let now = now_ns();
-    let placed = with(|s| {
-        let placed = s.credit.wake(v.sid, now).ok().flatten();
-        if let Some(p) = placed {
-            queued_here(p.cpu);
+    let Some(s) = sched() else {
+        return;
+    };
+    placed(s.wake(v.sid, now_ns()).ok().flatten());
+}
+
+/// After a wake-up queued a vCPU on `p.cpu`: ends that CPU's quiet
+/// promises, then kicks it when the policy says so.
+fn placed(p: Option<crate::sched::Placed>) {
+    if let Some(p) = p {
+        queued_here(p.cpu);
+        if p.kick {
+            kick(p.cpu);
         }
-        placed
-    })
-    .flatten();
-    if let Some(p) = placed
-        && p.kick
-    {
-        kick(p.cpu);
     }
 }
 
 /// Chooses what `cpu` runs next.
 pub(crate) fn pick(cpu: usize, now: u64) -> Pick {
-    #[cfg(test)]
-    SCHED_LOCKS.fetch_add(1, Ordering::Relaxed);
-    let mut g = SCHED.lock();
-    let Some(s) = g.as_mut() else {
+    let Some(s) = sched() else {
         return Pick::Idle(u64::MAX);
     };
-    match s.credit.pick_next(cpu, now) {
+    match s.pick_next(cpu, now) {
         Ok(d) => match d.vcpu {
-            Some(id) => match s.credit.payload(id).cloned() {
+            Some(id) => match s.payload(id) {
                 Some(e) => Pick::Run(e, d.slice_ns),
                 None => {
                     // No entry (cannot happen): never pick it again.
-                    let _ = s.credit.descheduled(cpu, id, 0, now, false);
+                    let _ = s.descheduled(cpu, id, 0, now, false);
                     Pick::Idle(0)
                 }
             },
@@ -279,7 +281,7 @@ pub(crate) fn descheduled(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool
 pub(crate) fn descheduled_at(cpu: usize, v: &VcpuEntry, ran_ns: u64, runnable: bool, now: u64) {
     // The policy and the vCPU's state must agree that it ran here; if they
     // ever do not, say so (a disagreement would strand the vCPU or CPU).
-    if let Some(Err(e)) = with(|s| s.credit.descheduled(cpu, v.sid, ran_ns, now, runnable)) {
+    if let Some(Err(e)) = sched().map(|s| s.descheduled(cpu, v.sid, ran_ns, now, runnable)) {
         log::warn!(
             "scheduler: vCPU {} of domain {} descheduled on CPU {cpu}: {e:?}",
             v.index,
@@ -299,13 +301,11 @@ pub(crate) fn switch_to(
     to: &Arc<VcpuEntry>,
     now: u64,
 ) -> Option<(Arc<VcpuEntry>, u64)> {
-    let r = with(
-        |s| match s.credit.switch_to(cpu, v.sid, ran_ns, to.sid, now) {
-            Ok(Some(d)) => Ok(d.vcpu.map(|_| d.slice_ns)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        },
-    )?;
+    let r = match sched()?.switch_to(cpu, v.sid, ran_ns, to.sid, now) {
+        Ok(Some(d)) => Ok(d.vcpu.map(|_| d.slice_ns)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
     match r {
         Ok(slice) => slice.map(|ns| (to.clone(), ns)),
         Err(e) => {
@@ -332,15 +332,14 @@ pub(crate) fn tick(cpu: usize, now: u64, quiet: &mut Quiet) -> bool {
     if now < quiet.until && queued == quiet.queued {
         return false;
     }
-    with(|s| {
-        let leave = s.credit.tick(cpu, now).unwrap_or(false);
-        *quiet = Quiet {
-            until: if leave { 0 } else { s.credit.quiet_until(cpu) },
-            queued: QUEUED.get(cpu).map_or(0, |q| q.load(Ordering::Relaxed)),
-        };
-        leave
-    })
-    .unwrap_or(false)
+    let Some(s) = sched() else {
+        return false;
+    };
+    // `queued` was read before the policy is asked: a vCPU queued here
+    // after it moved the count, so the next tick asks again.
+    let (leave, until) = s.tick_quiet(cpu, now).unwrap_or((false, 0));
+    *quiet = Quiet { until, queued };
+    leave
 }
 
 /// The vCPUs of `d` in the domain table (taken and let go here); on the
@@ -360,10 +359,16 @@ fn vcpus_of(
 /// at its next exit: `run_slice` checks the flag).
 pub(crate) fn pause(d: &Domain) {
     d.set_paused(true);
+    // The flag before each vCPU's state is read: a deferred wake-up
+    // (`handoff.rs`) claims the vCPU before it reads the flag, so one of
+    // the two sees the other.
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let Some(s) = sched() else {
+        return;
+    };
     for v in vcpus_of(d) {
         let _st = v.st.lock();
-        let now = now_ns();
-        with(|s| s.credit.block(v.sid, now));
+        let _ = s.block(v.sid, now_ns());
     }
 }
 
@@ -404,7 +409,10 @@ pub(crate) fn reap(d: &Domain) {
 /// it. If a CPU picked it meanwhile (the scheduler says it runs), that CPU
 /// finds it dead and retires it again.
 pub(crate) fn retire(v: &Arc<VcpuEntry>) {
-    let slot = with(|s| s.credit.take_vcpu(v.sid).ok().flatten()).flatten();
+    let Some(s) = sched() else {
+        return;
+    };
+    let slot = s.take_vcpu(v.sid).ok().flatten();
     if slot.is_none() {
         return;
     }
@@ -414,7 +422,7 @@ pub(crate) fn retire(v: &Arc<VcpuEntry>) {
     // domain is freed here).
     let removed = DOMAINS.lock().remove_vcpu(v.domain.id, v.index);
     if removed.is_some_and(|r| r.domain.is_some()) {
-        with(|s| s.credit.remove_domain(v.domain.sdom));
+        let _ = s.remove_domain(v.domain.sdom);
     }
 }
 

@@ -52,85 +52,67 @@
 //! `run.rs` (wake, block, pick, deschedule, tick, stealing), `account.rs`
 //! (the period), `check.rs` (invariants, also usable in debug builds).
 //!
-//! # Locking (for the caller; there are no locks in here)
-//! State is split: [`RunQueue`] is per-CPU (the queue and the vCPU running
-//! there), the rest of [`Credit`] is global accounting (domain and vCPU
-//! records, the active list, the period). Every call touches the global
-//! part, so the live wiring (`live.rs`) holds **one scheduler lock** for
-//! the length of each call and never across a guest run; calls are short
-//! and bounded as listed under Cost.
+//! # Locking: a lock per CPU
+//! As Xen's credit1 (`sched/credit.c`): each CPU's [`RunQueue`] (its
+//! queue, the vCPU it runs, its slice end, its staged lists and step
+//! count) is under that CPU's own **run-queue lock**, inside [`Credit`]
+//! (every call takes `&self`). Unlike Xen, no private lock for the
+//! accounting: the pass (and adding or removing domains and vCPUs,
+//! `set_params`) takes every run-queue lock in ascending order, then the
+//! accounting's own lock over its lists, and runs `account.rs` as before,
+//! at the same call points, so on one CPU it is the old code by
+//! construction (`tests_sim::weights_1_to_3_on_one_cpu_grant_the_same_as_before`;
+//! on 1-4 CPUs, `tests_sim::random_ops_answer_as_before`, whose digest
+//! of every answer over 80,000 random calls was pinned on the one-lock
+//! code). The pass is once per period, so all the locks then are cheap.
+//!
+//! | state | who writes it, under what |
+//! |---|---|
+//! | `RunQueue` | its CPU's lock (a steal: the victim's, try-locked, with the thief's own) |
+//! | `VcpuRec` state word (`credit.rs`: blocked, placing, queued on c, running on c, gone; and the pause flag) | queued or running on c: c's lock; blocked → placing: a wake-up's compare-and-swap (the **claim**), with no lock, so that two wake-ups (a deferred one runs without the vCPU's state lock) never queue a vCPU twice; the claiming wake-up settles it under its target's lock; a pause finding it placing sets the flag in the same word, which the settling swap sees |
+//! | `VcpuRec::{credit, boost, last_cpu, used_ns, ran, active}` | the CPU that holds the vCPU (its lock) or the wake-up that claimed it; the accounting with every lock; credit by read-modify-write |
+//! | `VcpuRec` payload (`live.rs`'s `VcpuEntry`) | a small lock of its own, taken alone (set once at registration, cloned by a pick, taken by removal) |
+//! | `DomRec` counts and `parked` | atomics by read-modify-write (a domain's vCPUs run on several CPUs at once); `parked` set by the one deschedule that swaps it, cleared by the pass or `set_params` with every lock |
+//! | `DomRec::{weight, cap, vcpus, generation, live}`, the accounting's lists and scratch, record slots | every lock |
+//! | each CPU's published idleness and load (`credit.rs`, `Cpu`) | written under that CPU's lock at the end of each call that held it, and by the calls that park or unpark a domain (which changes it for other CPUs too): placement reads them instead of scanning other queues, so a wake-up locks only the CPU it queues on |
+//! | `next_acct` | an atomic, written only by the pass; a call reads it before any lock ("not yet": [`Credit::due`]), since the clock never goes back and only the pass moves it, forward |
+//!
+//! Records live in chunked tables whose chunks never move
+//! (`credit.rs`, `Table`), so a CPU holds a reference to a record under
+//! its own lock while another, with every lock, adds a chunk.
 //!
 //! **The runtime's lock order, in one place** (each line: what may be
 //! held when taking the next; nothing is taken in the other direction):
 //! 1. the domain table (`domain::lifecycle::DOMAINS`);
 //! 2. a vCPU's state lock (`VcpuEntry::st`); two vCPUs' state locks are
 //!    never held together;
-//! 3. the scheduler lock (`live.rs`, `SCHED`); nothing is taken under it,
-//!    no IPI is sent under it, no `VcpuEntry` is dropped under it;
+//! 3. the run-queue locks: one at a time, except every one in ascending
+//!    order (the pass, add, remove, `set_params`, with the accounting's
+//!    lock after them) and a steal's second one, taken only by try-lock
+//!    (a CPU whose lock is taken is passed over, as Xen's
+//!    `csched_load_balance` does); nothing else is taken under them, no
+//!    IPI is sent under them, no `VcpuEntry` is dropped under them;
 //! 4. the timer lists (`timers.rs`, one per CPU): leaves, taken with none
 //!    of the above or under them; two lists only to move a vCPU's entry
 //!    between CPUs, in ascending CPU index.
 //!
 //! The exit path of a plain hypercall takes none of these (host test
 //! `run::tests_locks`); a timer interrupt takes this CPU's timer list, and
-//! the scheduler lock to ask whether to switch only when the last answer
+//! its run-queue lock to ask whether to switch only when the last answer
 //! that asked, in the same run of the same vCPU, no longer holds
 //! ([`Credit::quiet_until`]: the slice or the period ended, a vCPU was
 //! queued here, parameters changed; none for a capped domain's vCPU;
 //! `live.rs`, `Quiet`; host tests
 //! `run::tests_locks::a_quiet_tick_takes_no_global_lock_until_a_wake_up_must_preempt`
 //! and `tests_prop::a_quiet_tick_answers_as_the_policy_would`); a CPU's
-//! timer pass takes only its own list. A wake-up, a block and a pick take
-//! the scheduler lock once each
-//! (`run::tests_locks::global_lock_takes_per_path`).
-//!
-//! # Per-CPU locks (issue 11; designed, partly built)
-//! The target is Xen's credit1 (`sched/credit.c`): a lock per CPU over
-//! that CPU's queue and the vCPUs on it. Unlike Xen, no private lock for
-//! the accounting: the pass (and add, remove, `set_params`) takes every
-//! run-queue lock in ascending order and runs `account.rs` as it is, at
-//! today's call points, so on one CPU it is today's code by construction
-//! (`tests_sim::weights_1_to_3_on_one_cpu_grant_the_same_as_before`); the
-//! pass is once per period, so N locks then are cheap. Rows marked
-//! **built** are in place under today's one lock. Who touches what, and
-//! where it goes:
-//!
-//! | state | touched by | owner after the split |
-//! |---|---|---|
-//! | `RunQueue` (queue, current, slice end) | wake, block, pick, start, deschedule, tick, steal | that CPU's **run-queue lock** |
-//! | `VcpuRec::{state, last_cpu, boost, pause}` | the same | queued or running on CPU c: c's run-queue lock, found as Xen's `vcpu_schedule_lock` does (read c, lock it, re-check: a steal may move it); blocked: the vCPU's state lock, which every wake, block and deschedule in `live.rs` already holds, and no run-queue lock (so a wake placed on any CPU takes that CPU's lock alone) |
-//! | `VcpuRec::credit` | burnt by deschedule (owner CPU), granted by the accounting | with the record: burnt under the owner's lock, granted by the pass with every lock held; `prio` of another CPU's vCPU is read only under that CPU's lock (a wake's kick: the target's; a steal: the victim's, try-locked) |
-//! | `VcpuRec::{ran, active, used_ns}` | deschedule, start, wake; the accounting | the flags with the record (its owner's lock); joining the active list goes through the CPU's `RunQueue::joined` (**built**: a wake, start or direct switch pushes there, never to the shared list), which the accounting moves to the active list before its pass |
-//! | `DomRec::{running, used_ns, period_used_ns, parked}` | start, deschedule (any CPU); the accounting | atomics (a domain's vCPUs run on several CPUs at once; **built**: counts by read-modify-write, `parked` set by the one deschedule that swaps it from false), read and written by the pass with every run-queue lock held, so its code stays as it is; a domain that parks is staged on the CPU whose deschedule parked it (**built**: `RunQueue::parks`, moved to the parked list with the joined vCPUs before the pass) |
-//! | `DomRec::{weight, cap}` | `set_params`; start (cap slices), the accounting | atomics, written with every run-queue lock held (**built**) |
-//! | `DomRec::{n_active, room, grant}`, `active`, `parked`, `scratch`, the record tables' growth | the accounting, add/remove | **every run-queue lock** (ascending) |
-//! | `next_acct` | every call (`account_if_due`) | an atomic (**built**: `Credit::due`, 0 before the first call), written only where the pass runs, for the "not yet" test before any lock; when due, the call takes every run-queue lock and runs as today (the pass where it runs today); the clock never goes back and the pass only moves `next_acct` forward, so "not yet" stays true once the caller's own lock is held |
-//! | the step count (`Credit::steps`, a cost measure) | a queue's scan (pick, tick, placement, steal, the direct switch), the accounting | **built**: counted per queue (`RunQueue::steps`, under that queue's lock; a steal's scan of a victim under the victim's) and by the pass with every lock held; summed when read |
-//! | `live.rs`'s `VcpuEntry` per vCPU | pick, the direct switch, retire | **built**: the vCPU record's payload (`Credit<P>`, `()` in the pure tests; `set_payload`, `payload`, `take_vcpu`), so it goes with the record's owner and a pick or steal needs no separate table or lock |
-//!
-//! Placement reads the other CPUs' idleness from per-CPU atomics
-//! published under their run-queue locks (Xen's `idlers` mask), so a
-//! wake-up locks only the CPU it queues on. A blocked vCPU's record is
-//! not always under its state lock: `live/handoff.rs`'s deferred wake
-//! runs without it and may race unpause's wake, so the record's state
-//! must be claimed atomically (blocked to "being placed") before the
-//! target's lock, or two wakes queue it twice. Stealing *try-locks* the
-//! victim's queue while holding its own and skips a victim it cannot
-//! lock (Xen's `csched_load_balance`). Moving a queued vCPU from one
-//! CPU's queue to another's other than by a steal (none does today; a
-//! rebalance would) takes both in ascending CPU index.
-//!
-//! **The lock order after the split** (replaces item 3 above): the
-//! domain table; a vCPU's state lock; run-queue locks (all of them, in
-//! ascending index, for add, remove, `set_params` and a call that finds
-//! the pass due; two only to migrate, lower index first; a steal's
-//! second one only by try-lock); the timer lists. A plain exit, a
-//! same-CPU wake, block or pick take only this CPU's run-queue lock; a
-//! remote wake only the target CPU's. `run::tests_locks` counts the global lock
-//! per path (`global_lock_takes_per_path`: it says 1 today where the
-//! split must say 0); the interleaving search `sched::live::tests::remote`
-//! is the race the split must keep (a remote wake against a block and a
-//! steal on the target CPU).
+//! timer pass takes only its own list. A pick, a block and a wake-up take
+//! one run-queue lock each and no global one
+//! (`run::tests_locks::global_lock_takes_per_path`), a direct switch one
+//! (`run::tests_handoff`: two per event round trip). The interleaving
+//! searches under `sched::live::tests` run the real code through every
+//! order of these locks and of the claim (a remote wake against a block
+//! and a steal; a pause, a deferred wake-up and the sender's death
+//! against the direct switch).
 //!
 //! # Wiring plan for `arch/sched/mod.rs`
 //! - Boot: `Credit::new(cpus)`; per domain `add_domain(weight, cap)`, per

@@ -1,9 +1,16 @@
-//! The per-CPU operations: wake, block, pick, deschedule, tick.
+//! The per-CPU operations: wake, block, pick, deschedule, tick. Each
+//! takes the run-queue lock of the one CPU it acts on (a steal try-locks
+//! a second); the accounting, when due, runs first with every lock (the
+//! caller holds none then). Placement reads the other CPUs' published
+//! idleness and load instead of their queues.
 
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::credit::{Credit, Prio, State, add_sat, cap_budget, dec_sat, inc};
-use super::{BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, SLICE_NS, VcpuId};
+use super::{
+    BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, RunQueue, SLICE_NS, VcpuId,
+};
+use crate::sync::MutexGuard;
 
 // The small helpers here are inlined by force: the release build optimizes
 // for size and would otherwise call out for each (a few instructions of
@@ -12,9 +19,9 @@ impl<P> Credit<P> {
     #[inline(always)]
     pub(super) fn prio(&self, i: usize) -> Prio {
         let r = &self.vcpus[i];
-        if r.boost {
+        if r.boost() {
             Prio::Boost
-        } else if r.credit >= 0 {
+        } else if r.credit() >= 0 {
             Prio::Under
         } else {
             Prio::Over
@@ -22,16 +29,16 @@ impl<P> Credit<P> {
     }
 
     #[inline(always)]
-    fn parked_vcpu(&self, i: usize) -> bool {
-        self.doms[self.vcpus[i].dom as usize].parked.load(Relaxed)
+    pub(super) fn parked_vcpu(&self, i: usize) -> bool {
+        self.doms[self.vcpus[i].dom()].parked.load(Relaxed)
     }
 
-    /// The best pickable waiting vCPU of `cpu`: its queue position and
+    /// The best pickable waiting vCPU of `rq`: its queue position and
     /// priority (first of the best class: FIFO within a class).
-    fn best_in(&mut self, cpu: usize) -> Option<(usize, Prio)> {
+    fn best_in(&self, rq: &mut RunQueue) -> Option<(usize, Prio)> {
         let mut best: Option<(usize, Prio)> = None;
         let mut seen = 0;
-        for (pos, id) in self.cpus[cpu].queue.iter().enumerate() {
+        for (pos, id) in rq.queue.iter().enumerate() {
             seen += 1;
             let i = id.index as usize;
             if self.parked_vcpu(i) {
@@ -42,123 +49,260 @@ impl<P> Credit<P> {
                 best = Some((pos, p));
             }
         }
-        let rq = &mut self.cpus[cpu];
         rq.steps = rq.steps.saturating_add(seen);
         best
     }
 
-    /// `i` is runnable on `cpu` (queued or started there): active from
-    /// now to the accounting at least, staged on `cpu`.
+    /// `i` is runnable on the CPU of `rq` (queued or started there): active
+    /// from now to the accounting at least, staged on that CPU.
     #[inline(always)]
-    pub(super) fn mark_active(&mut self, i: usize, cpu: usize) {
-        if !self.vcpus[i].active {
-            self.vcpus[i].active = true;
-            self.cpus[cpu].joined.push(i as u32);
+    pub(super) fn mark_active(&self, i: usize, rq: &mut RunQueue) {
+        let r = &self.vcpus[i];
+        if !r.active() {
+            r.set_active(true);
+            rq.joined.push(i as u32);
         }
     }
 
-    /// Whether `cpu` runs nothing and has nothing it could pick.
-    fn idle(&mut self, cpu: usize) -> bool {
-        self.cpus[cpu].current.is_none() && self.best_in(cpu).is_none()
+    #[inline(always)]
+    fn idle_at(&self, cpu: usize) -> bool {
+        self.cpus[cpu].idle.load(Relaxed)
+    }
+
+    /// Where a wake-up queues vCPU `i` (module docs of `mod.rs`), from
+    /// what the CPUs published.
+    pub(super) fn place_cpu(&self, i: usize) -> usize {
+        let n = self.cpus();
+        match self.vcpus[i].last_cpu() {
+            Some(last) if last < n => {
+                if self.idle_at(last) {
+                    last
+                } else {
+                    (0..n)
+                        .find(|&c| c != last && self.idle_at(c))
+                        .unwrap_or(last)
+                }
+            }
+            _ => (0..n)
+                .min_by_key(|&c| self.cpus[c].load.load(Relaxed))
+                .unwrap_or(0),
+        }
+    }
+
+    /// Queues the claimed vCPU `i` (`v`) on `cpu`, whose lock the caller
+    /// holds as `rq`: `None` when a pause came while it was being placed
+    /// (it is blocked now) or it was removed.
+    #[inline(always)]
+    pub(super) fn place(
+        &self,
+        i: usize,
+        v: VcpuId,
+        cpu: usize,
+        rq: &mut RunQueue,
+    ) -> Option<Placed> {
+        let r = &self.vcpus[i];
+        if !r.settle(State::Queued(cpu)) {
+            return None;
+        }
+        r.set_boost(r.credit() >= 0);
+        self.mark_active(i, rq);
+        rq.queue.push_back(v);
+        let kick = !self.parked_vcpu(i)
+            && match rq.current {
+                None => true,
+                Some(cur) => self.prio(i) < self.prio(cur.index as usize),
+            };
+        Some(Placed { cpu, kick })
+    }
+
+    /// Claims vCPU `i` for a wake-up (blocked to placing): `false` when
+    /// it is runnable already (a pending pause is cancelled then) or
+    /// removed.
+    fn claim(&self, i: usize) -> bool {
+        let r = &self.vcpus[i];
+        loop {
+            // The claim takes no lock: a test's interleaving search may
+            // switch threads here as at a lock.
+            crate::sync::point();
+            if r.claim() {
+                return true;
+            }
+            match r.state() {
+                // Blocked again since the swap failed: try again.
+                State::Blocked => {}
+                // Another wake-up places it.
+                State::Placing => {
+                    r.unpause_placing();
+                    return false;
+                }
+                State::Queued(c) | State::Running(c) => {
+                    let _rq = self.lock(c);
+                    let s = r.state();
+                    if s == State::Queued(c) || s == State::Running(c) {
+                        // Same state, pause cleared.
+                        r.set_state(s);
+                        return false;
+                    }
+                }
+                State::Gone => return false,
+            }
+        }
     }
 
     /// Makes a blocked vCPU runnable and queues it (placement: module
     /// docs). `None` when it was already runnable (a pending pause is
     /// cancelled).
-    pub fn wake(&mut self, v: VcpuId, now: u64) -> Result<Option<Placed>, Error> {
+    pub fn wake(&self, v: VcpuId, now: u64) -> Result<Option<Placed>, Error> {
+        self.wake_if(v, now, || true)
+    }
+
+    /// [`Self::wake`], asking `still` once the vCPU is claimed (no other
+    /// wake-up and no pause can then slip by unseen): when it says
+    /// `false`, the vCPU stays blocked and `None` is the answer. A caller
+    /// that wakes without the lock that orders its wake-ups against
+    /// pauses (`live/handoff.rs`) asks there whether the domain was
+    /// paused.
+    pub fn wake_if(
+        &self,
+        v: VcpuId,
+        now: u64,
+        still: impl FnOnce() -> bool,
+    ) -> Result<Option<Placed>, Error> {
         let i = self.vcpu_index(v)?;
         self.account_if_due(now);
-        if self.vcpus[i].state != State::Blocked {
-            self.vcpus[i].pause = false;
+        if !self.claim(i) {
             return Ok(None);
         }
-        let n = self.cpus.len();
-        let cpu = match self.vcpus[i].last_cpu {
-            Some(last) if last < n => {
-                if self.idle(last) {
-                    last
-                } else {
-                    (0..n).find(|&c| c != last && self.idle(c)).unwrap_or(last)
-                }
-            }
-            _ => (0..n).min_by_key(|&c| self.cpus[c].load()).unwrap_or(0),
-        };
-        let rec = &mut self.vcpus[i];
-        rec.boost = rec.credit >= 0;
-        rec.state = State::Queued(cpu);
-        rec.pause = false;
-        self.mark_active(i, cpu);
-        self.cpus[cpu].queue.push_back(v);
-        let kick = !self.parked_vcpu(i)
-            && match self.cpus[cpu].current {
-                None => true,
-                Some(cur) => self.prio(i) < self.prio(cur.index as usize),
-            };
-        Ok(Some(Placed { cpu, kick }))
+        crate::sync::point();
+        if !still() {
+            self.vcpus[i].unclaim();
+            return Ok(None);
+        }
+        let cpu = self.place_cpu(i);
+        let mut rq = self.lock(cpu);
+        let placed = self.place(i, v, cpu, &mut rq);
+        self.publish(cpu, &rq);
+        Ok(placed)
     }
 
     /// Makes a vCPU not runnable (pause): out of its queue now, or, when
-    /// it runs, at its next `descheduled`.
-    pub fn block(&mut self, v: VcpuId, now: u64) -> Result<(), Error> {
+    /// it runs, at its next `descheduled`; a wake-up placing it meanwhile
+    /// leaves it blocked.
+    pub fn block(&self, v: VcpuId, now: u64) -> Result<(), Error> {
         let i = self.vcpu_index(v)?;
         self.account_if_due(now);
-        match self.vcpus[i].state {
-            State::Blocked => {}
-            State::Running(_) => self.vcpus[i].pause = true,
-            State::Queued(c) => {
-                self.cpus[c].remove(v);
-                let rec = &mut self.vcpus[i];
-                rec.state = State::Blocked;
-                rec.boost = false;
+        let r = &self.vcpus[i];
+        loop {
+            crate::sync::point();
+            match r.state() {
+                State::Blocked | State::Gone => return Ok(()),
+                State::Placing => {
+                    if r.pause_placing() {
+                        return Ok(());
+                    }
+                }
+                State::Queued(c) | State::Running(c) => {
+                    let mut rq = self.lock(c);
+                    match r.state() {
+                        State::Running(x) if x == c => {
+                            r.set_paused();
+                            return Ok(());
+                        }
+                        State::Queued(x) if x == c => {
+                            rq.remove(v);
+                            r.set_state(State::Blocked);
+                            r.set_boost(false);
+                            self.publish(c, &rq);
+                            return Ok(());
+                        }
+                        // Moved meanwhile: look again.
+                        _ => {}
+                    }
+                }
             }
         }
-        Ok(())
+    }
+
+    /// `cpu`'s lock, with the accounting run first when it is due (the
+    /// lock let go meanwhile, when `rq` is given).
+    #[inline(always)]
+    fn lock_after_account(&self, cpu: usize, now: u64) -> MutexGuard<'_, RunQueue> {
+        self.account_if_due(now);
+        self.lock(cpu)
     }
 
     /// Chooses what `cpu` runs next (it must run nothing now): the best
     /// local vCPU, or one stolen from another queue when the best local
     /// one is OVER or there is none.
-    pub fn pick_next(&mut self, cpu: usize, now: u64) -> Result<Decision, Error> {
-        let rq = self.cpus.get(cpu).ok_or(Error::NoSuchCpu)?;
+    pub fn pick_next(&self, cpu: usize, now: u64) -> Result<Decision, Error> {
+        if cpu >= self.cpus() {
+            return Err(Error::NoSuchCpu);
+        }
+        let mut rq = self.lock(cpu);
         if rq.current.is_some() {
             return Err(Error::CpuBusy);
         }
-        self.account_if_due(now);
-        let local = self.best_in(cpu);
-        let mut from = local.map(|(pos, _)| (cpu, pos));
-        if local.is_none_or(|(_, p)| p == Prio::Over)
-            && let Some(victim) = self.find_steal(cpu, local.map(|(_, p)| p))
-        {
-            from = Some(victim);
+        if self.due(now) {
+            drop(rq);
+            rq = self.lock_after_account(cpu, now);
+            if rq.current.is_some() {
+                return Err(Error::CpuBusy);
+            }
         }
-        let Some((q, pos)) = from else {
+        self.pick_locked(cpu, &mut rq, now)
+    }
+
+    /// [`Self::pick_next`] with `cpu`'s lock held (as `rq`), the
+    /// accounting not due.
+    pub(super) fn pick_locked(
+        &self,
+        cpu: usize,
+        rq: &mut RunQueue,
+        now: u64,
+    ) -> Result<Decision, Error> {
+        let local = self.best_in(rq);
+        if local.is_none_or(|(_, p)| p == Prio::Over)
+            && let Some((q, mut victim, pos)) = self.find_steal(cpu, local.map(|(_, p)| p))
+        {
+            let d = self.start(cpu, rq, Some(&mut victim), pos, now);
+            self.publish(q, &victim);
+            return d;
+        }
+        let Some((pos, _)) = local else {
             // Idle. A parked domain may run at the next accounting.
-            let parked_here = !self.cpus[cpu].queue.is_empty();
+            let parked_here = !rq.queue.is_empty();
             let slice_ns = match self.next_acct() {
                 Some(t) if parked_here => t.saturating_sub(now).max(MIN_SLICE_NS),
                 _ => u64::MAX,
             };
+            self.publish(cpu, rq);
             return Ok(Decision {
                 vcpu: None,
                 slice_ns,
             });
         };
-        self.start(cpu, q, pos, now)
+        self.start(cpu, rq, None, pos, now)
     }
 
-    /// Runs the vCPU at `pos` of `q`'s queue on `cpu` (which runs nothing):
-    /// its slice (boosted, cut to the accounting and its domain's cap).
+    /// Runs on `cpu` (which runs nothing; its lock held as `rq`) the vCPU
+    /// at `pos` of the queue `from` (another CPU's, its lock held), or of
+    /// `cpu`'s own: its slice (boosted, cut to the accounting and its
+    /// domain's cap).
     pub(super) fn start(
-        &mut self,
+        &self,
         cpu: usize,
-        q: usize,
+        rq: &mut RunQueue,
+        from: Option<&mut RunQueue>,
         pos: usize,
         now: u64,
     ) -> Result<Decision, Error> {
         // The ends without `VecDeque::remove`'s general shuffle: a direct
         // switch takes the vCPU just woken (the back), a pick often the
         // front.
-        let queue = &mut self.cpus[q].queue;
+        let queue = match from {
+            Some(q) => &mut q.queue,
+            None => &mut rq.queue,
+        };
         let taken = if pos + 1 == queue.len() {
             queue.pop_back()
         } else if pos == 0 {
@@ -170,13 +314,13 @@ impl<P> Credit<P> {
             return Err(Error::NoSuchVcpu);
         };
         let i = v.index as usize;
-        let dom = self.vcpus[i].dom as usize;
+        let r = &self.vcpus[i];
+        let dom = r.dom();
         let running = inc(&self.doms[dom].running);
-        let rec = &mut self.vcpus[i];
-        rec.state = State::Running(cpu);
-        rec.last_cpu = Some(cpu);
-        let mut slice = if rec.boost { BOOST_SLICE_NS } else { SLICE_NS };
-        self.mark_active(i, cpu);
+        r.set_state(State::Running(cpu));
+        r.set_last_cpu(Some(cpu));
+        let mut slice = if r.boost() { BOOST_SLICE_NS } else { SLICE_NS };
+        self.mark_active(i, rq);
         if let Some(t) = self.next_acct() {
             slice = slice.min(t.saturating_sub(now));
         }
@@ -187,9 +331,9 @@ impl<P> Credit<P> {
             slice = slice.min(left / u64::from(running.max(1)));
         }
         let slice_ns = slice.max(MIN_SLICE_NS);
-        let rq = &mut self.cpus[cpu];
         rq.current = Some(v);
         rq.slice_end = now.saturating_add(slice_ns);
+        self.publish(cpu, rq);
         Ok(Decision {
             vcpu: Some(v),
             slice_ns,
@@ -208,30 +352,61 @@ impl<P> Credit<P> {
     /// caller picks as usual. Errors as for `descheduled`; `to` unknown or
     /// stale is `None`, not an error.
     pub fn switch_to(
-        &mut self,
+        &self,
         cpu: usize,
         from: VcpuId,
         ran_ns: u64,
         to: VcpuId,
         now: u64,
     ) -> Result<Option<Decision>, Error> {
-        self.descheduled(cpu, from, ran_ns, now, false)?;
-        self.switch_queued(cpu, to, now)
+        let mut rq = self.deschedule_for_switch(cpu, from, ran_ns, now)?;
+        let d = self.switch_queued(cpu, &mut rq, to, now);
+        self.publish(cpu, &rq);
+        d
+    }
+
+    /// The first part of a direct switch: `from` descheduled as blocked
+    /// on `cpu`, the accounting run if that made it due; `cpu`'s lock held
+    /// for the rest (the other CPUs' published idleness brought up to date
+    /// when the deschedule parked a domain).
+    pub(super) fn deschedule_for_switch(
+        &self,
+        cpu: usize,
+        from: VcpuId,
+        ran_ns: u64,
+        now: u64,
+    ) -> Result<MutexGuard<'_, RunQueue>, Error> {
+        let i = self.vcpu_index(from)?;
+        if cpu >= self.cpus() {
+            return Err(Error::NoSuchCpu);
+        }
+        let mut rq = self.lock(cpu);
+        let parked = self.deschedule_locked(cpu, &mut rq, i, from, ran_ns, false)?;
+        self.publish(cpu, &rq);
+        if parked || self.due(now) {
+            drop(rq);
+            if parked {
+                self.publish_others(cpu);
+            }
+            rq = self.lock_after_account(cpu, now);
+        }
+        Ok(rq)
     }
 
     /// The part of [`Credit::switch_to`] after the deschedule: runs `to`
-    /// on the idle `cpu` when it waits in that CPU's queue and may go
-    /// first (see there); `Ok(None)` otherwise.
+    /// on the idle `cpu` (its lock held as `rq`) when it waits in that
+    /// CPU's queue and may go first (see there); `Ok(None)` otherwise.
     pub(super) fn switch_queued(
-        &mut self,
+        &self,
         cpu: usize,
+        rq: &mut RunQueue,
         to: VcpuId,
         now: u64,
     ) -> Result<Option<Decision>, Error> {
         let Ok(j) = self.vcpu_index(to) else {
             return Ok(None);
         };
-        if self.vcpus[j].state != State::Queued(cpu) || self.parked_vcpu(j) {
+        if self.vcpus[j].state() != State::Queued(cpu) || self.parked_vcpu(j) {
             return Ok(None);
         }
         let p = self.prio(j);
@@ -243,7 +418,7 @@ impl<P> Credit<P> {
         // search for `to` would find in two).
         let mut pos = None;
         let mut better = false;
-        for (k, &id) in self.cpus[cpu].queue.iter().enumerate() {
+        for (k, &id) in rq.queue.iter().enumerate() {
             if id == to {
                 pos = Some(k);
             } else {
@@ -251,41 +426,55 @@ impl<P> Credit<P> {
                 better |= !self.parked_vcpu(i) && self.prio(i) < p;
             }
         }
-        let rq = &mut self.cpus[cpu];
         rq.steps = rq.steps.saturating_add(rq.queue.len() as u64);
         match pos {
-            Some(pos) if !better => self.start(cpu, cpu, pos, now).map(Some),
+            Some(pos) if !better => self.start(cpu, rq, None, pos, now).map(Some),
             _ => Ok(None),
         }
     }
 
     /// A waiting vCPU elsewhere better than `than` (`None`: anything),
-    /// from the queue with the best candidate, the longest on ties.
-    fn find_steal(&mut self, cpu: usize, than: Option<Prio>) -> Option<(usize, usize)> {
-        let mut best: Option<(Prio, usize, usize, usize)> = None;
-        for q in 0..self.cpus.len() {
-            if q == cpu {
+    /// from the queue with the best candidate, the longest on ties: that
+    /// CPU, its queue's lock (try-locked: `cpu`'s own is held, so a CPU
+    /// whose lock is taken is passed over, as one whose published load is
+    /// 0) and the position.
+    fn find_steal(
+        &self,
+        cpu: usize,
+        than: Option<Prio>,
+    ) -> Option<(usize, MutexGuard<'_, RunQueue>, usize)> {
+        let mut best: Option<(Prio, usize, MutexGuard<'_, RunQueue>, usize, usize)> = None;
+        for q in 0..self.cpus() {
+            if q == cpu || self.cpus[q].load.load(Relaxed) == 0 {
                 continue;
             }
-            let Some((pos, p)) = self.best_in(q) else {
+            #[cfg(test)]
+            self.rq_locks.fetch_add(1, Relaxed);
+            let Some(mut g) = self.cpus[q].rq.try_lock() else {
+                continue;
+            };
+            let Some((pos, p)) = self.best_in(&mut g) else {
                 continue;
             };
             if than.is_some_and(|t| p >= t) {
                 continue;
             }
-            let len = self.cpus[q].queue.len();
-            if best.is_none_or(|(bp, _, _, blen)| p < bp || (p == bp && len > blen)) {
-                best = Some((p, q, pos, len));
+            let len = g.queue.len();
+            if best
+                .as_ref()
+                .is_none_or(|&(bp, _, _, _, blen)| p < bp || (p == bp && len > blen))
+            {
+                best = Some((p, q, g, pos, len));
             }
         }
-        best.map(|(_, q, pos, _)| (q, pos))
+        best.map(|(_, q, g, pos, _)| (q, g, pos))
     }
 
     /// `v` stopped running on `cpu` after `ran_ns`: burn its credit, charge
     /// its domain (parking it at its cap), queue it again if it is still
     /// runnable (and not paused meanwhile).
     pub fn descheduled(
-        &mut self,
+        &self,
         cpu: usize,
         v: VcpuId,
         ran_ns: u64,
@@ -293,26 +482,48 @@ impl<P> Credit<P> {
         still_runnable: bool,
     ) -> Result<(), Error> {
         let i = self.vcpu_index(v)?;
-        if cpu >= self.cpus.len() {
+        if cpu >= self.cpus() {
             return Err(Error::NoSuchCpu);
         }
-        if self.vcpus[i].state != State::Running(cpu) {
+        let mut rq = self.lock(cpu);
+        let parked = self.deschedule_locked(cpu, &mut rq, i, v, ran_ns, still_runnable)?;
+        self.publish(cpu, &rq);
+        drop(rq);
+        if parked {
+            self.publish_others(cpu);
+        }
+        self.account_if_due(now);
+        Ok(())
+    }
+
+    /// [`Self::descheduled`] under `cpu`'s lock (`rq`), without the
+    /// accounting: whether it parked `v`'s domain (the other CPUs'
+    /// idleness then changes, [`Self::publish_others`]).
+    pub(super) fn deschedule_locked(
+        &self,
+        cpu: usize,
+        rq: &mut RunQueue,
+        i: usize,
+        v: VcpuId,
+        ran_ns: u64,
+        still_runnable: bool,
+    ) -> Result<bool, Error> {
+        let r = &self.vcpus[i];
+        if r.state() != State::Running(cpu) {
             return Err(Error::NotRunningHere);
         }
-        let rec = &mut self.vcpus[i];
         let burn = i64::try_from(ran_ns).unwrap_or(i64::MAX);
-        rec.credit = rec.credit.saturating_sub(burn).max(-CREDIT_MAX);
-        rec.used_ns = rec.used_ns.saturating_add(ran_ns);
-        rec.ran = true;
-        rec.boost = false;
-        let runnable = still_runnable && !rec.pause;
-        rec.pause = false;
-        rec.state = if runnable {
+        r.update_credit(|c| c.saturating_sub(burn).max(-CREDIT_MAX));
+        r.add_used(ran_ns);
+        r.set_ran(true);
+        r.set_boost(false);
+        let runnable = still_runnable && !r.paused();
+        r.set_state(if runnable {
             State::Queued(cpu)
         } else {
             State::Blocked
-        };
-        let dom = rec.dom as usize;
+        });
+        let dom = r.dom();
         let d = &self.doms[dom];
         dec_sat(&d.running);
         add_sat(&d.used_ns, ran_ns);
@@ -320,16 +531,25 @@ impl<P> Credit<P> {
         let cap = d.cap.load(Relaxed);
         // Parked by the one deschedule that finds it unparked (vCPUs of the
         // domain may reach its cap on several CPUs at once).
-        if cap != 0 && period_used >= cap_budget(cap) && !d.parked.swap(true, Relaxed) {
-            self.cpus[cpu].parks.push(dom as u32);
+        let parked = cap != 0 && period_used >= cap_budget(cap) && !d.parked.swap(true, Relaxed);
+        if parked {
+            rq.parks.push(dom as u32);
         }
-        let rq = &mut self.cpus[cpu];
         rq.current = None;
         if runnable {
             rq.queue.push_back(v);
         }
-        self.account_if_due(now);
-        Ok(())
+        Ok(parked)
+    }
+
+    /// Publishes every CPU but `cpu` again (a domain parked: CPUs whose
+    /// waiting vCPUs are all its own are idle now). The caller holds no
+    /// lock; rare (a capped domain, once per period at most).
+    pub(super) fn publish_others(&self, cpu: usize) {
+        for c in (0..self.cpus()).filter(|&c| c != cpu) {
+            let rq = self.lock(c);
+            self.publish(c, &rq);
+        }
     }
 
     /// Right after [`Credit::tick`] on `cpu` answered `false`: until when
@@ -351,12 +571,20 @@ impl<P> Credit<P> {
     /// everything else (a steal, a pause, a removal) only takes vCPUs out
     /// of this queue.
     pub fn quiet_until(&self, cpu: usize) -> u64 {
-        let (Some(rq), Some(t)) = (self.cpus.get(cpu), self.next_acct()) else {
+        if cpu >= self.cpus() {
+            return 0;
+        }
+        let rq = self.lock(cpu);
+        self.quiet_locked(&rq)
+    }
+
+    fn quiet_locked(&self, rq: &RunQueue) -> u64 {
+        let Some(t) = self.next_acct() else {
             return 0;
         };
         match rq.current {
             Some(v)
-                if self.doms[self.vcpus[v.index as usize].dom as usize]
+                if self.doms[self.vcpus[v.index as usize].dom()]
                     .cap
                     .load(Relaxed)
                     == 0 =>
@@ -370,19 +598,26 @@ impl<P> Credit<P> {
     /// The periodic timer on `cpu`: runs the accounting when due and says
     /// whether `cpu` should reschedule now (its slice is over, its domain
     /// got parked, or better work waits; when idle: work waits).
-    pub fn tick(&mut self, cpu: usize, now: u64) -> Result<bool, Error> {
-        if cpu >= self.cpus.len() {
+    pub fn tick(&self, cpu: usize, now: u64) -> Result<bool, Error> {
+        self.tick_quiet(cpu, now).map(|(leave, _)| leave)
+    }
+
+    /// [`Self::tick`] and, under the same lock, [`Self::quiet_until`]
+    /// when it says `false` (0 when it says `true`).
+    pub fn tick_quiet(&self, cpu: usize, now: u64) -> Result<(bool, u64), Error> {
+        if cpu >= self.cpus() {
             return Err(Error::NoSuchCpu);
         }
-        self.account_if_due(now);
-        let best = self.best_in(cpu).map(|(_, p)| p);
-        let rq = &self.cpus[cpu];
-        Ok(match rq.current {
+        let mut rq = self.lock_after_account(cpu, now);
+        let best = self.best_in(&mut rq).map(|(_, p)| p);
+        let leave = match rq.current {
             None => best.is_some(),
             Some(cur) => {
                 let c = cur.index as usize;
                 now >= rq.slice_end || self.parked_vcpu(c) || best.is_some_and(|p| p < self.prio(c))
             }
-        })
+        };
+        let quiet = if leave { 0 } else { self.quiet_locked(&rq) };
+        Ok((leave, quiet))
     }
 }

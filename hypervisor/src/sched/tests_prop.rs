@@ -10,7 +10,7 @@ use crate::testing::Choices as Rng;
 
 #[test]
 fn ids_are_checked_and_never_reused() {
-    let mut s = Credit::new(2);
+    let s = Credit::new(2);
     assert_eq!(s.add_domain(0, 0), Err(Error::BadParam));
     assert_eq!(s.add_domain(1, 101), Err(Error::BadParam));
     let d = s.add_domain(DEFAULT_WEIGHT, 100).unwrap();
@@ -47,7 +47,7 @@ fn ids_are_checked_and_never_reused() {
 #[test]
 fn payloads_stay_with_their_vcpu_until_it_is_removed() {
     use std::rc::Rc;
-    let mut s: Credit<Rc<&str>> = Credit::with_payloads(2);
+    let s: Credit<Rc<&str>> = Credit::with_payloads(2);
     let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
     let (a, b) = (s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap());
     assert_eq!(s.payload(a), None);
@@ -61,7 +61,7 @@ fn payloads_stay_with_their_vcpu_until_it_is_removed() {
     s.wake(a, 0).unwrap().unwrap();
     let cpu = s.cpu_of(a).unwrap().unwrap();
     let run = s.pick_next(cpu, 0).unwrap().vcpu.unwrap();
-    assert_eq!(s.payload(run).map(|p| **p), Some("a"));
+    assert_eq!(s.payload(run).map(|p| *p), Some("a"));
     assert_eq!(s.take_vcpu(a), Err(Error::Running));
     s.descheduled(cpu, a, 5, 5, false).unwrap();
     let back = s.take_vcpu(a).unwrap().unwrap();
@@ -87,7 +87,7 @@ fn payloads_stay_with_their_vcpu_until_it_is_removed() {
 /// before that leaves its CPU's list too.
 #[test]
 fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
-    let mut s = Credit::new(2);
+    let s = Credit::new(2);
     let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
     let v: Vec<VcpuId> = (0..3).map(|_| s.add_vcpu(d).unwrap()).collect();
     for &x in &v {
@@ -102,22 +102,22 @@ fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
         }
         want
     };
-    assert!(s.active.is_empty(), "the shared list was touched");
+    assert!(s.active_list().is_empty(), "the shared list was touched");
     for c in 0..2 {
         assert!(!on(&s, c).is_empty(), "placement left CPU {c} empty");
-        assert_eq!(s.cpus[c].joined, on(&s, c), "CPU {c}");
+        assert_eq!(s.joined(c), on(&s, c), "CPU {c}");
     }
     assert_eq!(s.check_invariants(), Ok(()));
     s.remove_vcpu(v[2]).unwrap();
     assert!(
-        s.cpus.iter().all(|rq| !rq.joined.contains(&v[2].index)),
+        (0..2).all(|c| !s.joined(c).contains(&v[2].index)),
         "a removed vCPU stayed staged"
     );
     assert_eq!(s.check_invariants(), Ok(()));
     assert_eq!((s.credit(v[0]), s.credit(v[1])), (Ok(0), Ok(0)));
     s.tick(0, PERIOD_NS).unwrap();
-    assert!(s.cpus.iter().all(|rq| rq.joined.is_empty()), "not moved");
-    let mut active = s.active.clone();
+    assert!((0..2).all(|c| s.joined(c).is_empty()), "not moved");
+    let mut active = s.active_list();
     active.sort_unstable();
     assert_eq!(active, [v[0].index, v[1].index]);
     assert!(s.credit(v[0]).unwrap() > 0 && s.credit(v[1]).unwrap() > 0);
@@ -129,32 +129,31 @@ fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
 /// there, and the accounting moves a parked one to the list.
 #[test]
 fn a_domain_parks_on_the_cpu_that_charged_it_until_the_accounting() {
-    let mut s = Credit::new(2);
+    let s = Credit::new(2);
     let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
     let v = s.add_vcpu(d).unwrap();
     s.wake(v, 0).unwrap().unwrap();
     // CPU 1 runs it (by a steal if it was placed on CPU 0) and charges
     // it more than its 3 ms budget.
-    let run_on_1 = |s: &mut Credit, ran: u64| {
+    let run_on_1 = |s: &Credit, ran: u64| {
         assert_eq!(s.pick_next(1, 0).unwrap().vcpu, Some(v));
         s.descheduled(1, v, ran, 0, true).unwrap();
     };
-    run_on_1(&mut s, 4 * MS);
-    let staged =
-        |s: &Credit| -> [Vec<u32>; 2] { [s.cpus[0].parks.clone(), s.cpus[1].parks.clone()] };
+    run_on_1(&s, 4 * MS);
+    let staged = |s: &Credit| -> [Vec<u32>; 2] { [s.parks(0), s.parks(1)] };
     assert_eq!(staged(&s), [vec![], vec![d.index]]);
-    assert!(s.parked.is_empty(), "the shared list was touched");
+    assert!(s.parked_list().is_empty(), "the shared list was touched");
     assert_eq!(s.check_invariants(), Ok(()));
     s.set_params(d, DEFAULT_WEIGHT, 0).unwrap();
     assert_eq!(staged(&s), [vec![], vec![]], "unparked");
     assert_eq!(s.check_invariants(), Ok(()));
     s.set_params(d, DEFAULT_WEIGHT, 10).unwrap();
-    run_on_1(&mut s, 36 * MS);
+    run_on_1(&s, 36 * MS);
     assert_eq!(staged(&s), [vec![], vec![d.index]]);
     // 40 ms used of 3: still in debt after the pass, so parked on.
     s.tick(0, PERIOD_NS).unwrap();
     assert_eq!(staged(&s), [vec![], vec![]], "not moved");
-    assert_eq!(s.parked, [d.index]);
+    assert_eq!(s.parked_list(), [d.index]);
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
@@ -163,7 +162,7 @@ fn a_domain_parks_on_the_cpu_that_charged_it_until_the_accounting() {
 /// only, not again by the second.
 #[test]
 fn a_domain_capped_on_two_cpus_parks_once() {
-    let mut s = Credit::new(2);
+    let s = Credit::new(2);
     let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
     let v = [s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap()];
     for &x in &v {
@@ -176,15 +175,15 @@ fn a_domain_capped_on_two_cpus_parks_once() {
     // Each uses 4 ms of the domain's 3 ms budget.
     s.descheduled(0, on[0], 4 * MS, 0, true).unwrap();
     s.descheduled(1, on[1], 4 * MS, 0, true).unwrap();
-    assert_eq!(s.cpus[0].parks, [d.index]);
-    assert!(s.cpus[1].parks.is_empty(), "staged twice");
+    assert_eq!(s.parks(0), [d.index]);
+    assert!(s.parks(1).is_empty(), "staged twice");
     assert_eq!(s.domain_used_ns(d), Ok(8 * MS));
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
 #[test]
 fn idle_cpu_halts_and_parked_work_sets_a_timer() {
-    let mut s = Credit::new(1);
+    let s = Credit::new(1);
     let d = s.add_domain(DEFAULT_WEIGHT, 10).unwrap();
     let d0 = s.pick_next(0, 0).unwrap();
     assert_eq!(
@@ -221,7 +220,7 @@ fn idle_cpu_halts_and_parked_work_sets_a_timer() {
 
 #[test]
 fn an_idle_cpu_steals_from_a_busy_one() {
-    let mut s = Credit::new(2);
+    let s = Credit::new(2);
     let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
     let (v1, v2, v3) = (
         s.add_vcpu(d).unwrap(),
@@ -254,7 +253,7 @@ fn an_idle_cpu_steals_from_a_busy_one() {
 }
 
 /// Queue entries examined by `rounds` of pick/deschedule of two hogs.
-fn pick_cost(s: &mut Credit, hogs: [VcpuId; 2], now: &mut u64, rounds: u32) -> u64 {
+fn pick_cost(s: &Credit, hogs: [VcpuId; 2], now: &mut u64, rounds: u32) -> u64 {
     let before = s.steps();
     for _ in 0..rounds {
         let d = s.pick_next(0, *now).unwrap();
@@ -269,15 +268,15 @@ fn pick_cost(s: &mut Credit, hogs: [VcpuId; 2], now: &mut u64, rounds: u32) -> u
 
 #[test]
 fn a_thousand_blocked_vcpus_cost_nothing() {
-    let mut s = Credit::new(1);
+    let s = Credit::new(1);
     let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
     let hogs = [s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap()];
     for v in hogs {
         s.wake(v, 0).unwrap();
     }
     let mut now = 0;
-    pick_cost(&mut s, hogs, &mut now, 10);
-    let quiet = pick_cost(&mut s, hogs, &mut now, 300);
+    pick_cost(&s, hogs, &mut now, 10);
+    let quiet = pick_cost(&s, hogs, &mut now, 300);
     // A thousand vCPUs that ran once and blocked.
     let other = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
     let mut sleepers = Vec::new();
@@ -295,8 +294,8 @@ fn a_thousand_blocked_vcpus_cost_nothing() {
         }
     }
     // One accounting period forgets them.
-    pick_cost(&mut s, hogs, &mut now, 10);
-    let crowded = pick_cost(&mut s, hogs, &mut now, 300);
+    pick_cost(&s, hogs, &mut now, 10);
+    let crowded = pick_cost(&s, hogs, &mut now, 300);
     std::println!("300 picks: {quiet} entries examined alone, {crowded} beside 1000 blocked");
     assert!(crowded <= quiet + 2, "{quiet} vs {crowded}");
     assert_eq!(s.check_invariants(), Ok(()));
@@ -318,7 +317,7 @@ fn choose<T: Copy>(r: &mut Rng<'_>, xs: &[T]) -> Option<T> {
 fn random_op_sequences_keep_the_invariants() {
     crate::testing::check(40, 3000 * 8, |r| {
         let cpus = 1 + r.below(4) as usize;
-        let mut s = Credit::new(cpus);
+        let s = Credit::new(cpus);
         let mut doms: Vec<SchedDom> = Vec::new();
         let mut vcpus: Vec<VcpuId> = Vec::new();
         let mut removed: Vec<VcpuId> = Vec::new();
@@ -388,7 +387,7 @@ fn random_op_sequences_keep_the_invariants() {
                 }
                 10 => {
                     quiet[cpu] = 0;
-                    let running = s.run_queue(cpu).and_then(RunQueue::current);
+                    let running = s.current(cpu);
                     let v = if r.below(4) == 0 {
                         choose(r, &vcpus)
                     } else {
@@ -434,7 +433,7 @@ fn a_quiet_tick_answers_as_the_policy_would() {
     let checked = core::cell::Cell::new(0u64);
     crate::testing::check(200, 2000 * 8, |r| {
         let cpus = 1 + r.below(3) as usize;
-        let mut s = Credit::new(cpus);
+        let s = Credit::new(cpus);
         let mut doms: Vec<SchedDom> = Vec::new();
         let mut vcpus: Vec<VcpuId> = Vec::new();
         for _ in 0..2 + r.below(4) {
@@ -474,7 +473,7 @@ fn a_quiet_tick_answers_as_the_policy_would() {
                 }
                 4 => {
                     quiet[cpu] = 0;
-                    if let Some(v) = s.run_queue(cpu).and_then(RunQueue::current) {
+                    if let Some(v) = s.current(cpu) {
                         let _ = s.descheduled(cpu, v, r.below(5 * MS), now, r.below(3) != 0);
                     }
                 }
@@ -519,7 +518,7 @@ fn a_quiet_tick_answers_as_the_policy_would() {
 /// period's end on, and a whole period after a late call (no backlog).
 #[test]
 fn the_not_yet_test_says_when_a_call_runs_the_accounting() {
-    let mut s = Credit::new(1);
+    let s = Credit::new(1);
     let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
     let v = s.add_vcpu(d).unwrap();
     // Before the first call: due at any time (that call sets the period).
@@ -542,4 +541,60 @@ fn the_not_yet_test_says_when_a_call_runs_the_accounting() {
     assert!(!s.due(late + PERIOD_NS - 1));
     assert!(s.due(late + PERIOD_NS));
     s.check_invariants().unwrap();
+}
+
+/// A pause that comes while a wake-up is placing the vCPU (after its
+/// claim, before it takes its target's lock) leaves it blocked: the
+/// pause marks the claimed state, and the wake-up's settling swap finds
+/// the mark. `wake_if`'s question runs at that very point.
+#[test]
+fn a_pause_while_a_wake_up_places_the_vcpu_leaves_it_blocked() {
+    let s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    let placed = s.wake_if(v, 0, || {
+        s.block(v, 0).unwrap();
+        true
+    });
+    assert_eq!(placed, Ok(None));
+    assert_eq!(s.cpu_of(v), Ok(None));
+    assert_eq!(s.is_blocked(v), Ok(true));
+    assert_eq!(s.check_invariants(), Ok(()));
+    // A later wake-up queues it as usual.
+    assert!(s.wake(v, 0).unwrap().is_some());
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+/// A pause and then a wake-up (an unpause) while the first wake-up places
+/// the vCPU: the second finds it claimed and cancels the pause; the first
+/// queues it, once.
+#[test]
+fn a_wake_up_after_a_pause_while_placing_cancels_the_pause() {
+    let s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    let placed = s.wake_if(v, 0, || {
+        s.block(v, 0).unwrap();
+        assert_eq!(s.wake(v, 0), Ok(None), "a second wake-up queued it");
+        true
+    });
+    assert!(placed.unwrap().is_some(), "not queued");
+    assert!(s.cpu_of(v).unwrap().is_some());
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+/// A vCPU removed while a wake-up places it is not queued.
+#[test]
+fn a_vcpu_removed_while_a_wake_up_places_it_is_not_queued() {
+    let s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    let placed = s.wake_if(v, 0, || {
+        s.remove_vcpu(v).unwrap();
+        true
+    });
+    assert_eq!(placed, Ok(None));
+    assert_eq!(s.cpu_of(v), Err(Error::NoSuchVcpu));
+    assert!((0..2).all(|c| s.waiting(c) == 0));
+    assert_eq!(s.check_invariants(), Ok(()));
 }

@@ -277,7 +277,7 @@ fn random_ops_answer_as_before() {
         }
     };
     for cpus in [1usize, 2, 3, 4] {
-        let mut s = Credit::new(cpus);
+        let s = Credit::new(cpus);
         let mut doms = Vec::new();
         let mut vcpus = Vec::new();
         let mut now = 0u64;
@@ -299,7 +299,7 @@ fn random_ops_answer_as_before() {
                 2 => std::format!("b{:?}", s.block(v, now)),
                 3 | 4 => std::format!("p{:?}", s.pick_next(c, now)),
                 5 | 6 => {
-                    let cur = s.run_queue(c).unwrap().current();
+                    let cur = s.current(c);
                     match cur {
                         Some(x) => std::format!(
                             "d{:?}",
@@ -310,7 +310,7 @@ fn random_ops_answer_as_before() {
                 }
                 7 => std::format!("t{:?}{}", s.tick(c, now), s.quiet_until(c)),
                 8 => {
-                    let cur = s.run_queue(c).unwrap().current();
+                    let cur = s.current(c);
                     match cur {
                         Some(x) if rnd(2) == 0 => {
                             std::format!("s{:?}", s.switch_to(c, x, rnd(5_000_000), v, now))

@@ -3,30 +3,35 @@
 //! the sender's CPU marks it runnable under its state lock, as any
 //! wake-up does, but leaves the scheduler's part of the wake to the
 //! sender's CPU: when the sender blocks, [`Handoff::switch`] deschedules
-//! it and runs the woken vCPU there in one call under the scheduler lock
-//! ([`crate::sched::Credit::wake_switch`]); whatever else happens to the
+//! it and runs the woken vCPU there in one call under that CPU's
+//! run-queue lock ([`crate::sched::Credit::wake_switch_if`]); whatever else happens to the
 //! sender (its call returns at once, it is killed, its domain ends, it
 //! stays runnable), dropping the [`Handoff`] wakes the vCPU the usual way.
 //!
 //! The hazards (docs/benchmarks.md, branch `perf`'s note):
 //! - **A pause between the event and the switch.** `pause` sets the
-//!   domain's flag and then blocks each vCPU in the policy under the
-//!   scheduler lock; the switch reads the flag under that lock too. So
-//!   either the switch sees the flag (and leaves the vCPU runnable but
-//!   not queued, as `make_runnable` does for a paused domain: unpause
-//!   queues it), or the policy's block comes after the switch started it
-//!   (the vCPU then stops at its next exit, as any running vCPU of a
-//!   domain being paused). Unpause queues a runnable vCPU; if it does so
-//!   before the switch, the switch finds it queued and acts as
-//!   `switch_to`.
+//!   domain's flag, then (after a full fence) blocks each vCPU in the
+//!   policy, which reads the vCPU's state word; the switch first claims
+//!   the vCPU in that word (blocked → placing, a locked swap), then
+//!   reads the flag. So either the switch sees the flag (and leaves the
+//!   vCPU runnable but not queued, as `make_runnable` does for a paused
+//!   domain: unpause queues it), or the block sees the claim: it marks
+//!   the placing vCPU paused, and the switch's settling swap under its
+//!   run-queue lock finds the mark and leaves it blocked; or the block
+//!   comes after the switch started it (the vCPU then stops at its next
+//!   exit, as any running vCPU of a domain being paused). Unpause queues
+//!   a runnable vCPU; if it does so before the switch, the switch finds
+//!   it claimed or queued and acts as `switch_to`; two wake-ups never
+//!   both queue it (only one claim succeeds).
 //! - **The sender dying with the handoff.** Every path that does not
 //!   switch drops the [`Handoff`], and the drop wakes it.
 //! - **The lost-wake-up check** (`run.rs`, `rescue_lost_wakeups`) sees a
 //!   runnable vCPU the policy holds as blocked between the send and the
 //!   switch. Such a vCPU carries the TSC at which its wake was deferred
 //!   (`VcpuEntry::handoff_since`: a raw stamp, so the send pays no clock
-//!   conversion), cleared under the scheduler lock by whichever of the
-//!   switch and the drop runs. The check leaves such a vCPU alone however
+//!   conversion), cleared by whichever of the switch and the drop runs
+//!   once the policy no longer holds it as blocked (or holds it so for a
+//!   pause, which the check leaves alone too). The check leaves such a vCPU alone however
 //!   long it waits: the wake belongs to a live [`Handoff`], which Rust
 //!   drops on every path, so it cannot be lost, only late — and a time
 //!   bound was wrong (100 ms: an emulator's host descheduled the sender's
@@ -34,9 +39,9 @@
 //!   the switch's back; `a_late_switch_is_not_a_lost_wake_up_...`).
 
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{Ordering, fence};
 
-use super::{kick, with};
+use super::sched;
 use crate::domain::lifecycle::{Run, VState, VcpuEntry};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
@@ -85,42 +90,40 @@ impl Handoff {
         if !self.deferred {
             return super::switch_to(cpu, from, ran_ns, &to, now);
         }
-        let r = with(|s| {
-            to.handoff_since.store(0, Ordering::Relaxed);
-            if to.domain.paused() || to.domain.dying() {
-                // As `make_runnable` for a paused or ending domain.
-                return s
-                    .credit
-                    .descheduled(cpu, from.sid, ran_ns, now, false)
-                    .map(|()| (None, None));
-            }
-            let h = s.credit.wake_switch(cpu, from.sid, ran_ns, to.sid, now)?;
-            if let Some(p) = h.placed {
-                super::queued_here(p.cpu);
-            }
-            // The vCPU to run: the woken one, or what the pick chose.
-            let run = h.run.and_then(|d| {
-                let id = d.vcpu?;
-                let e = if id == to.sid {
-                    Some(to.clone())
-                } else {
-                    s.credit.payload(id).cloned()
-                };
-                if e.is_none() {
-                    // No entry (cannot happen, as in `pick`): never run it.
-                    let _ = s.credit.descheduled(cpu, id, 0, now, false);
-                }
-                e.map(|e| (e, d.slice_ns))
-            });
-            Ok((run, h.placed))
-        })?;
+        let Some(s) = sched() else {
+            // No scheduler (cannot happen once a vCPU runs).
+            wake_deferred(&to);
+            return None;
+        };
+        // As `make_runnable` for a paused or ending domain: left blocked
+        // in the policy (unpause queues it). Asked once the vCPU is
+        // claimed: see `pause`.
+        let still = || {
+            fence(Ordering::SeqCst);
+            !(to.domain.paused() || to.domain.dying())
+        };
+        let r = s.wake_switch_if(cpu, from.sid, ran_ns, to.sid, now, still);
+        // Cleared once the policy holds the vCPU as runnable (or it stays
+        // blocked for a pause), so the lost-wake-up check never sees it
+        // runnable, blocked in the policy and not in flight.
+        to.handoff_since.store(0, Ordering::Relaxed);
         match r {
-            Ok((run, placed)) => {
-                if let Some(p) = placed
-                    && p.kick
-                {
-                    kick(p.cpu);
-                }
+            Ok(h) => {
+                super::placed(h.placed);
+                // The vCPU to run: the woken one, or what the pick chose.
+                let run = h.run.and_then(|d| {
+                    let id = d.vcpu?;
+                    let e = if id == to.sid {
+                        Some(to.clone())
+                    } else {
+                        s.payload(id)
+                    };
+                    if e.is_none() {
+                        // No entry (cannot happen, as in `pick`): never run it.
+                        let _ = s.descheduled(cpu, id, 0, now, false);
+                    }
+                    e.map(|e| (e, d.slice_ns))
+                });
                 #[cfg(test)]
                 if run.as_ref().is_some_and(|(e, _)| Arc::ptr_eq(e, &to)) {
                     SWITCHED.fetch_add(1, Ordering::Relaxed);
@@ -171,27 +174,20 @@ pub(crate) fn defer(v: &VcpuEntry, st: &mut VState) -> bool {
 /// The scheduler's part of a deferred wake-up, done late: as
 /// `make_runnable` once its vCPU is runnable (not for a paused or ending
 /// domain), without `v`'s state lock (the caller may hold another vCPU's;
-/// the domain's flags are read under the scheduler lock, see the module
+/// the domain's flags are read once the vCPU is claimed, see the module
 /// doc).
 fn wake_deferred(v: &VcpuEntry) {
-    let now = now_ns();
-    let placed = with(|s| {
+    let Some(s) = sched() else {
         v.handoff_since.store(0, Ordering::Relaxed);
-        if v.domain.paused() || v.domain.dying() {
-            return None;
-        }
-        let placed = s.credit.wake(v.sid, now).ok().flatten();
-        if let Some(p) = placed {
-            super::queued_here(p.cpu);
-        }
-        placed
-    })
-    .flatten();
-    if let Some(p) = placed
-        && p.kick
-    {
-        kick(p.cpu);
-    }
+        return;
+    };
+    let still = || {
+        fence(Ordering::SeqCst);
+        !(v.domain.paused() || v.domain.dying())
+    };
+    let placed = s.wake_if(v.sid, now_ns(), still).ok().flatten();
+    v.handoff_since.store(0, Ordering::Relaxed);
+    super::placed(placed);
 }
 
 /// Whether the lost-wake-up check should leave `v` alone: its wake is
