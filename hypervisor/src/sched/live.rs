@@ -48,10 +48,13 @@ pub fn init(cpus: usize) {
         crate::sched::SLICE_NS / 1000,
         crate::sched::BOOST_SLICE_NS / 1000
     );
+    // Room for exactly the CPUs that boot; host tests start afresh with
+    // other counts, so they get room for any.
+    let room = if cfg!(test) { MAX_CPUS } else { cpus };
     let mut fresh = false;
     let s = SCHED.call_once(|| {
         fresh = true;
-        Credit::with_room(cpus, MAX_CPUS)
+        Credit::with_room(cpus, room)
     });
     if !fresh {
         // Entries dropped here, with no lock held.
