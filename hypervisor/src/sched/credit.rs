@@ -646,13 +646,17 @@ impl<P> Credit<P> {
     /// Moves the vCPUs that joined on each CPU to the active list and the
     /// domains that parked there to the parked list, CPU by CPU (on one
     /// CPU: the order in which they came, as if pushed there at once; the
-    /// accounting does not depend on the order).
-    pub(super) fn join_staged(all: &mut All<'_>) {
+    /// accounting does not depend on the order); the CPU time charged on
+    /// all CPUs since the last call.
+    pub(super) fn join_staged(all: &mut All<'_>) -> u64 {
         let acct = &mut *all.acct;
+        let mut burnt = 0u64;
         for rq in &mut all.rqs {
             acct.active.append(&mut rq.joined);
             acct.parked.append(&mut rq.parks);
+            burnt = burnt.saturating_add(core::mem::take(&mut rq.burnt));
         }
+        burnt
     }
 
     /// Takes domain `i` out of the parked list (or a CPU's staged parks).

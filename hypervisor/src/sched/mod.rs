@@ -5,8 +5,11 @@
 //! The scheduling unit is the vCPU; every vCPU belongs to a domain with a
 //! **weight** (1..=65535, default 256) and a **cap** (percent of one CPU,
 //! 0 = none, at most 100 per vCPU the domain has). Every [`PERIOD_NS`] the
-//! accounting hands out `CPUs × PERIOD_NS` of credit (credit is in ns of CPU
-//! time) to the *active* domains in proportion to weight, each share split
+//! accounting hands out the CPU time charged to vCPUs since the last one
+//! (at most `CPUs × PERIOD_NS`; credit is in ns of CPU time, so the sum of
+//! all credit is conserved: time charged to nobody, the hypervisor's own
+//! between guests or idle time, never inflates it) to the *active*
+//! domains in proportion to weight, each share split
 //! evenly among the domain's active vCPUs. The sharing is water-filling:
 //! what a domain cannot take (its cap, its vCPUs' credit already at the
 //! bound because they do not use it, fewer vCPUs than its share of CPUs)

@@ -516,6 +516,7 @@ impl<P> Credit<P> {
         r.update_credit(|c| c.saturating_sub(burn).max(-CREDIT_MAX));
         r.add_used(ran_ns);
         r.set_ran(true);
+        rq.burnt = rq.burnt.saturating_add(ran_ns);
         r.set_boost(false);
         let runnable = still_runnable && !r.paused();
         r.set_state(if runnable {

@@ -24,6 +24,11 @@ pub struct RunQueue {
     /// since the last accounting, which moves them to the parked list (as
     /// [`Self::joined`]: a deschedule touches only its CPU's queue).
     pub(super) parks: Vec<u32>,
+    /// CPU time charged to vCPUs that ran here since the last accounting,
+    /// which hands out no more credit than that (so credit is conserved:
+    /// time no vCPU was charged for, the hypervisor's own between two
+    /// guests or an idle CPU's, is granted to nobody).
+    pub(super) burnt: u64,
     /// Entries of this queue examined so far (part of
     /// [`super::Credit::steps`]): counted with the queue, under the lock
     /// that guards it, so that no two CPUs write one count.

@@ -115,12 +115,19 @@ fn vcpus_join_the_active_list_per_cpu_until_the_accounting() {
     );
     assert_eq!(s.check_invariants(), Ok(()));
     assert_eq!((s.credit(v[0]), s.credit(v[1])), (Ok(0), Ok(0)));
+    // Each runs 5 ms (the accounting hands out the time charged).
+    for c in 0..2 {
+        let x = s.pick_next(c, 0).unwrap().vcpu.unwrap();
+        s.descheduled(c, x, 5 * MS, 5 * MS, true).unwrap();
+    }
+    let before = [s.credit(v[0]).unwrap(), s.credit(v[1]).unwrap()];
+    assert_eq!(before, [-5 * MS as i64; 2]);
     s.tick(0, PERIOD_NS).unwrap();
     assert!((0..2).all(|c| s.joined(c).is_empty()), "not moved");
     let mut active = s.active_list();
     active.sort_unstable();
     assert_eq!(active, [v[0].index, v[1].index]);
-    assert!(s.credit(v[0]).unwrap() > 0 && s.credit(v[1]).unwrap() > 0);
+    assert_eq!((s.credit(v[0]), s.credit(v[1])), (Ok(0), Ok(0)), "granted");
     assert_eq!(s.check_invariants(), Ok(()));
 }
 
@@ -528,11 +535,15 @@ fn the_not_yet_test_says_when_a_call_runs_the_accounting() {
     assert!(!s.due(t0));
     assert!(!s.due(t0 + PERIOD_NS - 1));
     assert!(s.due(t0 + PERIOD_NS));
+    // It runs 1 ms (what the accounting will hand out).
+    s.pick_next(0, t0).unwrap();
+    s.descheduled(0, v, MS, t0 + MS, true).unwrap();
+    let ran = -(MS as i64);
     // A call short of the period grants nothing; the one at it does.
     s.tick(0, t0 + PERIOD_NS - 1).unwrap();
-    assert_eq!(s.credit(v).unwrap(), 0);
+    assert_eq!(s.credit(v).unwrap(), ran);
     s.tick(0, t0 + PERIOD_NS).unwrap();
-    assert!(s.credit(v).unwrap() > 0);
+    assert!(s.credit(v).unwrap() > ran);
     assert!(!s.due(t0 + PERIOD_NS));
     assert!(s.due(t0 + 2 * PERIOD_NS));
     // After a long quiet time: a period from the late call, no backlog.

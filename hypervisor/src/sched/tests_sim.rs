@@ -41,6 +41,11 @@ struct Sim {
     next_tick: u64,
     /// How late every slice ends (a late timer interrupt).
     late_ns: u64,
+    /// Time between a deschedule and the next pick on that CPU, charged
+    /// to nobody (the hypervisor's own work between two guests).
+    gap_ns: u64,
+    /// Per CPU: no pick before this time.
+    busy_until: Vec<u64>,
     /// Every domain made by [`Sim::dom`], in order.
     doms: Vec<SchedDom>,
     /// At each [`PERIOD_NS`] boundary the loop passes: the time, each
@@ -58,6 +63,8 @@ impl Sim {
             cpus: (0..cpus).map(|_| None).collect(),
             next_tick: TICK_NS,
             late_ns: 0,
+            gap_ns: 0,
+            busy_until: std::vec![0; cpus],
             doms: Vec::new(),
             trace: Vec::new(),
             next_sample: PERIOD_NS,
@@ -125,6 +132,7 @@ impl Sim {
         self.s
             .descheduled(c, v.id, ran, self.now, runnable)
             .unwrap();
+        self.busy_until[c] = self.now + self.gap_ns;
     }
 
     fn run(&mut self, dur: u64) {
@@ -132,7 +140,9 @@ impl Sim {
         while self.now < end {
             let mut t = end.min(self.next_tick);
             for c in 0..self.cpus.len() {
-                if self.cpus[c].is_none() {
+                if self.cpus[c].is_none() && self.busy_until[c] > self.now {
+                    t = t.min(self.busy_until[c]);
+                } else if self.cpus[c].is_none() {
                     let d = self.s.pick_next(c, self.now).unwrap();
                     if let Some(id) = d.vcpu {
                         let v = self.vcpus.iter().position(|v| v.id == id).unwrap();
@@ -226,6 +236,46 @@ fn weights_1_to_3_on_one_cpu() {
     assert!(ua + ub >= 10 * SEC - SLICE_NS, "work conserving");
 }
 
+/// Weights 1:3 on one CPU (schedctl's `sched_*_weights` boot tests) give
+/// 3:1 within 10 % whatever time passes between two guests uncharged
+/// (none, or 150 or 300 us per switch: 1.5 to 3 % of a slice, what an
+/// emulator's hypervisor path costs) and whatever the phase of the
+/// slices against the accounting's period (the burners start 0 to 30 ms
+/// into a period, after a control domain that then sleeps, as schedctl
+/// does). When the accounting handed out a whole period per CPU however
+/// much was charged, the uncharged time inflated every credit to the
+/// upper bound and the two took turns: 1.17:1 at 300 us in this
+/// simulation, 2.12:1 in Bochs.
+#[test]
+fn weights_hold_whatever_the_overhead_and_phase() {
+    for gap in [0, 150_000, 300_000] {
+        let (mut lo, mut hi) = (f64::MAX, 0.0f64);
+        for k in 0..60u64 {
+            let mut sim = Sim::new(1);
+            sim.late_ns = 50_000;
+            sim.gap_ns = gap;
+            let ctl = sim.dom(256, 0);
+            let c = sim.vcpu(ctl, Load::Hog);
+            sim.run(k * 500_000 + 1);
+            sim.vcpus[c].load = Load::Io {
+                run_ns: 1,
+                sleep_ns: 100 * SEC,
+            };
+            let light = sim.dom(128, 0);
+            let heavy = sim.dom(384, 0);
+            sim.vcpu(light, Load::Hog);
+            sim.vcpu(heavy, Load::Hog);
+            let (l0, h0) = (sim.used(light), sim.used(heavy));
+            sim.run(2 * SEC);
+            let (l, h) = (sim.used(light) - l0, sim.used(heavy) - h0);
+            let r = h as f64 / l as f64;
+            (lo, hi) = (lo.min(r), hi.max(r));
+        }
+        std::println!("gap {gap} ns: heavy:light from {lo:.3} to {hi:.3}");
+        assert!(lo >= 2.7 && hi <= 3.3, "gap {gap} ns: {lo:.3} to {hi:.3}");
+    }
+}
+
 /// The grants of one CPU with weights 1:3 (schedctl's 128 and 384, as
 /// the `sched_*_weights` boot tests), both burning, pinned to the figure:
 /// a locking change (issue 11's per-CPU run-queue locks) must leave the
@@ -258,8 +308,10 @@ fn weights_1_to_3_on_one_cpu_grant_the_same_as_before() {
 /// change of the policy updates the figure (the test prints it). The step
 /// count is left out: it measures the work done, which per-CPU locks
 /// change (a wake-up reads the other CPUs' published idleness instead of
-/// scanning their queues); the figure without it is what main (c19b24b)
-/// produces, before that change.
+/// scanning their queues). The per-CPU locks left the figure main
+/// (c19b24b) produced as it was; it changed once since, on purpose, when
+/// the accounting began to hand out only the time charged
+/// (`weights_hold_whatever_the_overhead_and_phase`).
 #[test]
 fn random_ops_answer_as_before() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -341,7 +393,7 @@ fn random_ops_answer_as_before() {
     assert_eq!(h, PINNED_DIGEST, "the policy answered differently");
 }
 
-const PINNED_DIGEST: u64 = 0x63b9_fec7_5d83_afa4;
+const PINNED_DIGEST: u64 = 0xdc90_ee7c_6506_c49c;
 
 /// 2.93:1 (the 10 ms ticks cut the shares to whole slices).
 const PINNED_LIGHT: u64 = 509_000_000;
