@@ -75,9 +75,8 @@ pub(super) enum Prio {
 ///   under its target's lock;
 /// - `credit`, `boost`, `last_cpu`, `used_ns`, `ran`, `active`: by the CPU
 ///   that holds the vCPU (under that CPU's lock, or by the wake-up that
-///   claimed it), and by the accounting with every lock held; `credit` by
-///   read-modify-write, since a blocked vCPU's is read by a wake-up while
-///   another CPU's accounting may grant;
+///   claimed it), and by the accounting with every lock held (so never two
+///   writers at once: plain loads and stores);
 /// - `generation`, `live`, `dom`: with every lock held (add, remove).
 ///
 /// Relaxed order except for `word`: the locks order the rest.
@@ -212,10 +211,12 @@ impl<P> VcpuRec<P> {
     pub(super) fn credit(&self) -> i64 {
         self.credit.load(Relaxed)
     }
-    /// Changes the credit by `f` (read-modify-write: see the type's doc).
+    /// Changes the credit by `f`: a load and a store, since its writers
+    /// (the CPU holding the vCPU, under its lock; the accounting, under
+    /// every lock) exclude each other; a wake-up only reads it.
     #[inline(always)]
     pub(super) fn update_credit(&self, f: impl Fn(i64) -> i64) {
-        let _ = self.credit.fetch_update(Relaxed, Relaxed, |c| Some(f(c)));
+        self.credit.store(f(self.credit.load(Relaxed)), Relaxed);
     }
     #[inline(always)]
     pub(super) fn boost(&self) -> bool {
@@ -245,9 +246,12 @@ impl<P> VcpuRec<P> {
     pub(super) fn used_ns(&self) -> u64 {
         self.used_ns.load(Relaxed)
     }
+    /// Adds to the CPU time used (its writer, the CPU holding the vCPU,
+    /// is one at a time: a load and a store).
     #[inline(always)]
     pub(super) fn add_used(&self, ns: u64) {
-        add_sat(&self.used_ns, ns);
+        let used = self.used_ns.load(Relaxed).saturating_add(ns);
+        self.used_ns.store(used, Relaxed);
     }
 }
 
@@ -326,11 +330,10 @@ impl<T> Table<T> {
         t
     }
 
+    /// Slot `i`, also one past the high-water mark in a chunk already made
+    /// (a blank record there: not live, so no id finds it valid).
     #[inline(always)]
     pub(super) fn get(&self, i: usize) -> Option<&T> {
-        if i >= self.len.load(Acquire) {
-            return None;
-        }
         self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
     }
 

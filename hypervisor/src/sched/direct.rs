@@ -66,6 +66,7 @@ impl<P> Credit<P> {
             placed: None,
         };
         let Ok(j) = self.vcpu_index(to) else {
+            self.publish(cpu, &rq);
             return Ok(none);
         };
         let r = &self.vcpus[j];
@@ -82,9 +83,34 @@ impl<P> Credit<P> {
         crate::sync::point();
         if !still() {
             r.unclaim();
+            self.publish(cpu, &rq);
             return Ok(none);
         }
-        if r.credit() < 0 || self.parked_vcpu(j) {
+        let parked = self.parked_vcpu(j);
+        if r.credit() < 0
+            && !parked
+            && r.last_cpu() == Some(cpu)
+            && rq.queue.is_empty()
+            && self.alone(cpu)
+        {
+            // OVER, alone here, and no other CPU holds a vCPU: what the
+            // usual wake and pick below would do (placed on its idle last
+            // CPU, unboosted, picked as the only candidate, nothing to
+            // steal), without the placement and the queue's scan.
+            if !r.settle(State::Queued(cpu)) {
+                self.publish(cpu, &rq);
+                return Ok(none);
+            }
+            r.set_boost(false);
+            self.mark_active(j, &mut rq);
+            rq.queue.push_back(to);
+            return Ok(Handed {
+                run: Some(self.start(cpu, &mut rq, None, 0, now)?),
+                placed: None,
+            });
+        }
+        if r.credit() < 0 || parked {
+            self.publish(cpu, &rq);
             // No boost: woken as usual. Placed here (this CPU runs
             // nothing now, so unless others wait here it is where the
             // placement puts it), this CPU's next pick is made at once,
@@ -108,6 +134,7 @@ impl<P> Credit<P> {
         // queued at the back of this CPU's queue, which `start` takes
         // from without a search.
         if !r.settle(State::Queued(cpu)) {
+            self.publish(cpu, &rq);
             return Ok(none);
         }
         r.set_boost(true);

@@ -244,6 +244,7 @@ fn wake(v: &VcpuEntry) {
 
 /// After a wake-up queued a vCPU on `p.cpu`: ends that CPU's quiet
 /// promises, then kicks it when the policy says so.
+#[inline(always)]
 fn placed(p: Option<crate::sched::Placed>) {
     if let Some(p) = p {
         queued_here(p.cpu);

@@ -64,6 +64,17 @@ impl<P> Credit<P> {
         }
     }
 
+    /// Whether no CPU but `cpu` holds a vCPU (from what they published).
+    #[inline(always)]
+    pub(super) fn alone(&self, cpu: usize) -> bool {
+        for (c, other) in self.cpus[..self.cpus()].iter().enumerate() {
+            if c != cpu && other.load.load(Relaxed) != 0 {
+                return false;
+            }
+        }
+        true
+    }
+
     #[inline(always)]
     fn idle_at(&self, cpu: usize) -> bool {
         self.cpus[cpu].idle.load(Relaxed)
@@ -368,7 +379,9 @@ impl<P> Credit<P> {
     /// The first part of a direct switch: `from` descheduled as blocked
     /// on `cpu`, the accounting run if that made it due; `cpu`'s lock held
     /// for the rest (the other CPUs' published idleness brought up to date
-    /// when the deschedule parked a domain).
+    /// when the deschedule parked a domain). `cpu`'s own is not published
+    /// yet: the caller does, before it lets the lock go or places a vCPU
+    /// (a switch that starts one publishes in `start`).
     pub(super) fn deschedule_for_switch(
         &self,
         cpu: usize,
@@ -382,8 +395,8 @@ impl<P> Credit<P> {
         }
         let mut rq = self.lock(cpu);
         let parked = self.deschedule_locked(cpu, &mut rq, i, from, ran_ns, false)?;
-        self.publish(cpu, &rq);
         if parked || self.due(now) {
+            self.publish(cpu, &rq);
             drop(rq);
             if parked {
                 self.publish_others(cpu);
