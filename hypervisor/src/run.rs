@@ -38,6 +38,7 @@ use crate::domain::lifecycle::{
     SHUTDOWN_WHEN_DONE, STARTED, VcpuEntry,
 };
 use crate::evtchn::live as events;
+use crate::hostwork;
 use crate::hypercall::services::Svc;
 use crate::hypercall::{self, Action, Host, KillReason};
 use crate::platform::{P, Platform};
@@ -65,6 +66,9 @@ enum Outcome {
     Blocked(u64, Option<policy::Handoff>),
     Ended,
 }
+
+// The attention words cover every CPU the scheduler does.
+const _: () = assert!(hostwork::MAX_CPUS >= crate::sched::MAX_CPUS);
 
 /// The longest a CPU's timer is armed for (its tick, `arch/lapic.rs`).
 const TICK_NS: u64 = 10_000_000;
@@ -103,7 +107,12 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // The domain itself, not its `Arc`: one pointer in a register rather
     // than a load through the `Arc` at each of the exit path's uses.
     let d: &crate::domain::lifecycle::Domain = &me.domain;
-    let mut seen_ticks = P::timer_ticks(cpu);
+    // This CPU's attention word, tested after every exit. Every caller
+    // passes its own index, below the scheduler's bound: found here, which
+    // also spares the per-CPU look-ups after each exit a bounds check.
+    let Some(attn) = hostwork::attention(cpu) else {
+        return (Outcome::Again, 0);
+    };
     // The scheduler's last "go on" in this run (`policy::tick`).
     let mut quiet = policy::Quiet::default();
     me.running_on.store(cpu as u32, Ordering::Release);
@@ -191,9 +200,6 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         if !vcpu.exits_with_interrupts_on() {
             P::interrupts_on();
         }
-        // The management line, end reports, device messages: one load
-        // when none came (`run/work.rs`).
-        work::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let action = hypercall::handle(exit, vcpu, &mut svc, &MachineHost, d.insn, &mut console);
         consoles::drain(d);
@@ -259,14 +265,16 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             rearmed_for = due;
             armed = arm_timer(cpu, now_ns(), slice_end.min(due));
         }
-        // A timer interrupt or a reschedule IPI came: fire due guest
-        // timers, and ask the scheduler whether something better waits.
-        // The reschedule flag is tested only without a tick; one look
-        // answers both (a request that came with the tick is taken here).
-        let ticks = P::timer_ticks(cpu);
-        if ticks != seen_ticks || policy::take_resched(cpu) {
+        // This CPU's word: a timer interrupt came, or host work was noted
+        // (the management line, end reports, device messages: polled
+        // now, `run/work.rs`); one load when neither. A timer interrupt
+        // or a reschedule request: fire due guest timers, and ask the
+        // scheduler whether something better waits. The reschedule flag
+        // is tested only without a tick; one look answers both (a
+        // request that came with the tick is taken here).
+        let tick = attn.load(Ordering::Relaxed) != 0 && work::attend(attn);
+        if tick || policy::take_resched(cpu) {
             let _ = policy::take_resched(cpu);
-            seen_ticks = ticks;
             let now = now_ns();
             timers::fire_list(cpu, now);
             if policy::tick(cpu, now, &mut quiet) {
@@ -426,6 +434,7 @@ pub fn schedule(cpu: usize) {
     let now = now_ns();
     timers::fire_list(cpu, now);
     policy::clear_resched(cpu);
+    work::tick_seen(cpu);
     match policy::pick(cpu, now) {
         policy::Pick::Run(entry, slice_ns) => {
             P::interrupts_on();

@@ -43,10 +43,6 @@ impl Platform for Machine {
     }
 
     #[inline]
-    fn timer_ticks(cpu: usize) -> u64 {
-        percpu::cpu(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
-    }
-
     fn arm_timer_ns(ns: u64) {
         lapic::arm_ns(ns);
     }

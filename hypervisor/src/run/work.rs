@@ -1,9 +1,39 @@
 //! The run loop's side of [`crate::hostwork`]: after every exit one load
-//! of its word; the sources' polls only when some bit is set.
+//! of its CPU's attention word; the sources' polls only when some host
+//! work was noted.
 
-use crate::hostwork::{END_RECORDED, MGMT_RX, MSI, pending, take};
+use core::sync::atomic::{AtomicU32, Ordering};
 
-/// After every exit: one load; the sources' polls only if some bit is set.
+use crate::hostwork::{
+    ATTN_TICK, ATTN_WORK, END_RECORDED, MGMT_RX, MSI, attention, pending, take, take_attention,
+};
+
+/// After an exit that found this CPU's attention word `attn` not 0: takes
+/// it, polls the host work if some was noted; whether a timer interrupt
+/// came (the run loop then fires due guest timers and asks the scheduler).
+#[cold]
+#[inline(never)]
+pub fn attend(attn: &AtomicU32) -> bool {
+    let bits = take_attention(attn);
+    if bits & ATTN_WORK != 0 {
+        poll();
+    }
+    bits & ATTN_TICK != 0
+}
+
+/// CPU `cpu` is about to fire its due timers and ask the scheduler (an
+/// idle CPU's turn, `run::schedule`): the ticks so far are answered.
+#[inline]
+pub fn tick_seen(cpu: usize) {
+    if let Some(a) = attention(cpu)
+        && a.load(Ordering::Relaxed) & ATTN_TICK != 0
+    {
+        a.fetch_and(!ATTN_TICK, Ordering::AcqRel);
+    }
+}
+
+/// The sources' polls if some bit of the shared word is set (one load
+/// when none is).
 #[inline(always)]
 pub fn poll() {
     if pending() {
@@ -82,5 +112,54 @@ mod tests {
         let _ = take();
         poll();
         assert!(P::take_mgmt_rx(), "the flag stayed for its own poll");
+    }
+
+    /// A note sets the work bit in every online CPU's attention word; the
+    /// first CPU to attend polls (takes the flag), the next finds nothing
+    /// to poll; neither reports a tick.
+    #[test]
+    fn a_note_reaches_every_online_cpu() {
+        let _one = host::exclusive();
+        host::become_cpu(1);
+        let (w0, w1) = (attention(0).unwrap(), attention(1).unwrap());
+        let _ = (take_attention(w0), take_attention(w1), take());
+        let _ = P::take_mgmt_rx();
+        host::raise_mgmt_rx();
+        assert_eq!(w0.load(Ordering::Relaxed), ATTN_WORK);
+        assert_eq!(w1.load(Ordering::Relaxed), ATTN_WORK);
+        assert!(!attend(w1), "no tick came");
+        assert!(!P::take_mgmt_rx(), "the first CPU's poll took the flag");
+        assert_eq!(w1.load(Ordering::Relaxed), 0, "taken");
+        assert!(!pending());
+        assert!(!attend(w0));
+        assert_eq!(w0.load(Ordering::Relaxed), 0);
+        host::become_cpu(0);
+    }
+
+    /// The (host) timer's interrupt sets the tick bit of its CPU's word
+    /// only; attending reports it and clears the word; an idle CPU's
+    /// turn (`tick_seen`) clears the tick bit and keeps the work bit.
+    #[test]
+    fn a_timer_interrupt_sets_its_cpus_tick_bit() {
+        let _one = host::exclusive();
+        host::become_cpu(0);
+        let (w0, w1) = (attention(0).unwrap(), attention(1).unwrap());
+        let _ = (take_attention(w0), take_attention(w1));
+        P::arm_timer_ns(1);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        P::interrupts_on();
+        assert_eq!(w0.load(Ordering::Relaxed), ATTN_TICK);
+        assert_eq!(w1.load(Ordering::Relaxed), 0, "another CPU's word");
+        assert!(attend(w0));
+        assert_eq!(w0.load(Ordering::Relaxed), 0);
+        P::arm_timer_ns(1);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        P::interrupts_on();
+        note(MSI);
+        let _ = take();
+        assert_eq!(w0.load(Ordering::Relaxed), ATTN_TICK | ATTN_WORK);
+        tick_seen(0);
+        assert_eq!(w0.load(Ordering::Relaxed), ATTN_WORK);
+        let _ = take_attention(w0);
     }
 }
