@@ -193,7 +193,11 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         }
         let exit = vcpu.run();
         let exit_tsc = P::tsc();
-        me.in_guest.store(false, Ordering::SeqCst);
+        // Out of the guest: a release store is enough. A shoot-down that
+        // reads this `false` returns at once; the next entry's `true` and
+        // generation load are both SeqCst, ordered after the shoot-down's
+        // generation bump (`hypercall/services.rs`), so it flushes.
+        me.in_guest.store(false, Ordering::Release);
         // A pending host interrupt (timer, kick, shoot-down) is taken now:
         // both hardware backends return with interrupts on (AMD-V's STGI;
         // VT-x enables them after its decode); the host tests' fakes do not.
