@@ -35,6 +35,11 @@ static WORK: AtomicU32 = AtomicU32::new(0);
 pub const ATTN_TICK: u32 = 1 << 0;
 /// In a CPU's attention word: some host work was noted ([`note`]).
 pub const ATTN_WORK: u32 = 1 << 1;
+/// In a CPU's attention word: console output waits outside any running
+/// domain's queue (the transmit ring, a freed domain's leftovers): set in
+/// every CPU's word when some starts to wait, and by a CPU in its own
+/// again while some still waits after its share (`run/work.rs`).
+pub const ATTN_CONSOLE: u32 = 1 << 2;
 
 /// CPUs with an attention word: the scheduler's bound
 /// (`sched::MAX_CPUS`, checked in `run.rs`).
@@ -78,16 +83,22 @@ pub fn take_attention(word: &AtomicU32) -> u32 {
     word.swap(0, Ordering::AcqRel)
 }
 
+/// Sets `bits` in every online CPU's attention word. Lock-free.
+#[inline]
+pub fn raise_all(bits: u32) {
+    let cpus = CPUS.load(Ordering::Acquire).min(MAX_CPUS);
+    for a in ATTENTION.iter().take(cpus) {
+        a.0.fetch_or(bits, Ordering::AcqRel);
+    }
+}
+
 /// Notes that `bits`' flags may be set; the caller set them before. Every
 /// online CPU looks at its next exit (any of them may poll).
 /// Lock-free: interrupt handlers call it.
 #[inline]
 pub fn note(bits: u32) {
     WORK.fetch_or(bits, Ordering::Release);
-    let cpus = CPUS.load(Ordering::Acquire).min(MAX_CPUS);
-    for a in ATTENTION.iter().take(cpus) {
-        a.0.fetch_or(ATTN_WORK, Ordering::Release);
-    }
+    raise_all(ATTN_WORK);
 }
 
 /// Whether some bit is noted (one relaxed load).

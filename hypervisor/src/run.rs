@@ -162,7 +162,8 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         handoff: None,
     };
     // Console bytes go to the domain's own queue; a bounded share of it
-    // reaches the serial port after each exit (`console/out.rs`).
+    // reaches the transmit ring after each exit (`console/out.rs`), and
+    // the ring the serial port at the exits that find `ATTN_CONSOLE`.
     let mut console = |b: &[u8]| consoles::write(d, b);
     let outcome = loop {
         if let Some(deadline) = sleep_on.take() {
@@ -269,9 +270,11 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             rearmed_for = due;
             armed = arm_timer(cpu, now_ns(), slice_end.min(due));
         }
-        // This CPU's word: a timer interrupt came, or host work was noted
+        // This CPU's word: a timer interrupt came, host work was noted
         // (the management line, end reports, device messages: polled
-        // now, `run/work.rs`); one load when neither. A timer interrupt
+        // now, `run/work.rs`), or console output waits outside the
+        // domains' queues (the transmit ring, leftovers: a share of it
+        // now, `console/live.rs`); one load when none. A timer interrupt
         // or a reschedule request: fire due guest timers, and ask the
         // scheduler whether something better waits. The reschedule flag
         // is tested only without a tick; one look answers both (a

@@ -164,6 +164,10 @@ impl Platform for Machine {
         serial::push();
     }
 
+    fn console_waiting() -> bool {
+        serial::waiting()
+    }
+
     fn console_pending() -> usize {
         serial::pending()
     }

@@ -460,6 +460,10 @@ impl Platform for HostMachine {
     /// Host tests write the console at once: no ring.
     fn console_push() {}
 
+    fn console_waiting() -> bool {
+        false
+    }
+
     fn console_pending() -> usize {
         0
     }

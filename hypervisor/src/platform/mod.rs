@@ -119,6 +119,9 @@ pub trait Platform {
     /// Hands the UART what it takes now from the console's transmit ring
     /// (at most one FIFO), never waiting (`txbuf.rs`).
     fn console_push();
+    /// Whether the transmit ring held bytes after its last push or write
+    /// (no lock: one load).
+    fn console_waiting() -> bool;
     /// Bytes waiting in the console's transmit ring.
     fn console_pending() -> usize;
     /// Bytes of the transmit ring a guest's console line may take now

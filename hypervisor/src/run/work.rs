@@ -5,18 +5,24 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::hostwork::{
-    ATTN_TICK, ATTN_WORK, END_RECORDED, MGMT_RX, MSI, attention, pending, take, take_attention,
+    ATTN_CONSOLE, ATTN_TICK, ATTN_WORK, END_RECORDED, MGMT_RX, MSI, attention, pending, take,
+    take_attention,
 };
 
 /// After an exit that found this CPU's attention word `attn` not 0: takes
-/// it, polls the host work if some was noted; whether a timer interrupt
-/// came (the run loop then fires due guest timers and asks the scheduler).
+/// it, polls the host work if some was noted, drains the console's shared
+/// output if some waits (and asks again for the next exit while some still
+/// does); whether a timer interrupt came (the run loop then fires due
+/// guest timers and asks the scheduler).
 #[cold]
 #[inline(never)]
 pub fn attend(attn: &AtomicU32) -> bool {
     let bits = take_attention(attn);
     if bits & ATTN_WORK != 0 {
         poll();
+    }
+    if bits & ATTN_CONSOLE != 0 && crate::console::live::drain_shared() {
+        attn.fetch_or(ATTN_CONSOLE, Ordering::AcqRel);
     }
     bits & ATTN_TICK != 0
 }
@@ -161,5 +167,56 @@ mod tests {
         tick_seen(0);
         assert_eq!(w0.load(Ordering::Relaxed), ATTN_WORK);
         let _ = take_attention(w0);
+    }
+
+    /// Output a freed domain left (more than one exit's share) asks every
+    /// online CPU to drain; a CPU that attends takes a share and asks
+    /// itself again until all of it is printed, then stops asking; the
+    /// other CPU's request stays until it attends, and finds nothing.
+    #[test]
+    fn leftover_output_is_drained_by_the_exits_that_ask() {
+        use crate::console::out::{DRAIN_PER_EXIT, OutQueue};
+        let _one = host::exclusive();
+        host::become_cpu(1);
+        let (w0, w1) = (attention(0).unwrap(), attention(1).unwrap());
+        let _ = (take_attention(w0), take_attention(w1), take());
+        let q = OutQueue::new().unwrap();
+        let line = [b'x'; DRAIN_PER_EXIT - 1];
+        for _ in 0..3 {
+            assert!(q.offer(&line) && q.offer(b"\n"));
+        }
+        let name = arrayvec::ArrayString::from("left").unwrap();
+        crate::console::live::ended(
+            crate::domain::ids::DomainId(77),
+            &name,
+            &q,
+            format_args!("domain-end: id=77 name=left"),
+        );
+        assert!(crate::console::live::leftovers_pending());
+        assert_eq!(w0.load(Ordering::Relaxed), ATTN_CONSOLE);
+        assert_eq!(w1.load(Ordering::Relaxed), ATTN_CONSOLE);
+        let mut exits = 0;
+        while w1.load(Ordering::Relaxed) != 0 {
+            assert!(!attend(w1), "no tick came");
+            exits += 1;
+            assert!(exits < 20, "still asking after {exits} exits");
+        }
+        assert!(exits > 3, "one share per exit: {exits} exits");
+        assert!(!crate::console::live::leftovers_pending());
+        let out = host::console_take();
+        assert_eq!(
+            out.matches(core::str::from_utf8(&line).unwrap()).count(),
+            3,
+            "{out}"
+        );
+        assert!(out.contains("domain-end: id=77 name=left"), "{out}");
+        assert_eq!(w0.load(Ordering::Relaxed), ATTN_CONSOLE);
+        assert!(!attend(w0));
+        assert_eq!(
+            w0.load(Ordering::Relaxed),
+            0,
+            "nothing left: not asked again"
+        );
+        host::become_cpu(0);
     }
 }
