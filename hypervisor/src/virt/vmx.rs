@@ -497,14 +497,11 @@ impl VmxVcpu {
         // external-interrupt exiting); the exit leaves them off until the
         // exit is decoded (below).
         x86_64::instructions::interrupts::disable();
-        // CR2 is not in the VMCS: the guest's goes in by hand (`cpustate`).
-        self.cpu.before_run();
         // Last before the entry: the buffer clearing (VERW / L1D flush).
         crate::arch::spec::before_entry();
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
-        self.cpu.after_run();
         let exit = if failed != 0 {
             VmExit::InvalidState {
                 detail: vmread(VM_INSTRUCTION_ERROR),
