@@ -40,6 +40,10 @@ pub const ATTN_WORK: u32 = 1 << 1;
 /// every CPU's word when some starts to wait, and by a CPU in its own
 /// again while some still waits after its share (`run/work.rs`).
 pub const ATTN_CONSOLE: u32 = 1 << 2;
+/// In a CPU's attention word: the vCPU running there set its guest timer
+/// (`HC_SET_TIMER`): the run loop sees whether the CPU's timer must fire
+/// sooner for it.
+pub const ATTN_TIMER: u32 = 1 << 3;
 
 /// CPUs with an attention word: the scheduler's bound
 /// (`sched::MAX_CPUS`, checked in `run.rs`).
@@ -74,6 +78,14 @@ pub fn attention(cpu: usize) -> Option<&'static AtomicU32> {
 pub fn tick(cpu: usize) {
     if let Some(a) = ATTENTION.get(cpu) {
         a.0.fetch_or(ATTN_TICK, Ordering::Release);
+    }
+}
+
+/// Sets `bits` in CPU `cpu`'s attention word (none beyond [`MAX_CPUS`]).
+#[inline]
+pub fn raise(cpu: usize, bits: u32) {
+    if let Some(a) = ATTENTION.get(cpu) {
+        a.0.fetch_or(bits, Ordering::AcqRel);
     }
 }
 

@@ -258,29 +258,33 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         if now_tsc >= end_tsc {
             break Outcome::Again;
         }
+        // This CPU's word: a timer interrupt came, the vCPU set its guest
+        // timer, host work was noted (the management line, end reports,
+        // device messages: polled now, `run/work.rs`), or console output
+        // waits outside the domains' queues (the transmit ring,
+        // leftovers: a share of it now, `console/live.rs`); one load when
+        // none.
+        let bits = if attn.load(Ordering::Relaxed) != 0 {
+            work::attend(attn)
+        } else {
+            0
+        };
         // A guest timer set in this exit (`HC_SET_TIMER`) due before this
         // CPU's timer: re-armed now, or it would fire at the slice's end
         // or the tick, up to 10 ms late. Once per deadline (one that stays
-        // on another CPU's list fires there, and this CPU's timer must not
-        // re-arm on every exit until then); one atomic load per exit.
-        // Tested first against `rearmed_for`: with no guest timer both are
-        // 0 and one compare decides.
-        let due = me.timer.load(Ordering::Relaxed);
-        if due != rearmed_for && due != 0 && due < armed {
-            rearmed_for = due;
-            armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+        // on another CPU's list fires there).
+        if bits & hostwork::ATTN_TIMER != 0 {
+            let due = me.timer.load(Ordering::Relaxed);
+            if due != rearmed_for && due != 0 && due < armed {
+                rearmed_for = due;
+                armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+            }
         }
-        // This CPU's word: a timer interrupt came, host work was noted
-        // (the management line, end reports, device messages: polled
-        // now, `run/work.rs`), or console output waits outside the
-        // domains' queues (the transmit ring, leftovers: a share of it
-        // now, `console/live.rs`); one load when none. A timer interrupt
-        // or a reschedule request: fire due guest timers, and ask the
-        // scheduler whether something better waits. The reschedule flag
-        // is tested only without a tick; one look answers both (a
-        // request that came with the tick is taken here).
-        let tick = attn.load(Ordering::Relaxed) != 0 && work::attend(attn);
-        if tick || policy::take_resched(cpu) {
+        // A timer interrupt or a reschedule request: fire due guest
+        // timers, and ask the scheduler whether something better waits.
+        // The reschedule flag is tested only without a tick; one look
+        // answers both (a request that came with the tick is taken here).
+        if bits & hostwork::ATTN_TICK != 0 || policy::take_resched(cpu) {
             let _ = policy::take_resched(cpu);
             let now = now_ns();
             timers::fire_list(cpu, now);

@@ -12,11 +12,11 @@ use crate::hostwork::{
 /// After an exit that found this CPU's attention word `attn` not 0: takes
 /// it, polls the host work if some was noted, drains the console's shared
 /// output if some waits (and asks again for the next exit while some still
-/// does); whether a timer interrupt came (the run loop then fires due
-/// guest timers and asks the scheduler).
+/// does); returns the bits taken (the run loop answers `ATTN_TICK` and
+/// `ATTN_TIMER` itself).
 #[cold]
 #[inline(never)]
-pub fn attend(attn: &AtomicU32) -> bool {
+pub fn attend(attn: &AtomicU32) -> u32 {
     let bits = take_attention(attn);
     if bits & ATTN_WORK != 0 {
         poll();
@@ -24,7 +24,7 @@ pub fn attend(attn: &AtomicU32) -> bool {
     if bits & ATTN_CONSOLE != 0 && crate::console::live::drain_shared() {
         attn.fetch_or(ATTN_CONSOLE, Ordering::AcqRel);
     }
-    bits & ATTN_TICK != 0
+    bits
 }
 
 /// CPU `cpu` is about to fire its due timers and ask the scheduler (an
@@ -133,11 +133,11 @@ mod tests {
         host::raise_mgmt_rx();
         assert_eq!(w0.load(Ordering::Relaxed), ATTN_WORK);
         assert_eq!(w1.load(Ordering::Relaxed), ATTN_WORK);
-        assert!(!attend(w1), "no tick came");
+        assert_eq!(attend(w1), ATTN_WORK, "no tick came");
         assert!(!P::take_mgmt_rx(), "the first CPU's poll took the flag");
         assert_eq!(w1.load(Ordering::Relaxed), 0, "taken");
         assert!(!pending());
-        assert!(!attend(w0));
+        assert_eq!(attend(w0), ATTN_WORK);
         assert_eq!(w0.load(Ordering::Relaxed), 0);
         host::become_cpu(0);
     }
@@ -156,7 +156,7 @@ mod tests {
         P::interrupts_on();
         assert_eq!(w0.load(Ordering::Relaxed), ATTN_TICK);
         assert_eq!(w1.load(Ordering::Relaxed), 0, "another CPU's word");
-        assert!(attend(w0));
+        assert_eq!(attend(w0), ATTN_TICK);
         assert_eq!(w0.load(Ordering::Relaxed), 0);
         P::arm_timer_ns(1);
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(w1.load(Ordering::Relaxed), ATTN_CONSOLE);
         let mut exits = 0;
         while w1.load(Ordering::Relaxed) != 0 {
-            assert!(!attend(w1), "no tick came");
+            assert_eq!(attend(w1), ATTN_CONSOLE, "no tick came");
             exits += 1;
             assert!(exits < 20, "still asking after {exits} exits");
         }
@@ -211,7 +211,7 @@ mod tests {
         );
         assert!(out.contains("domain-end: id=77 name=left"), "{out}");
         assert_eq!(w0.load(Ordering::Relaxed), ATTN_CONSOLE);
-        assert!(!attend(w0));
+        assert_eq!(attend(w0), ATTN_CONSOLE);
         assert_eq!(
             w0.load(Ordering::Relaxed),
             0,
