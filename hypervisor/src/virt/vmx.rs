@@ -520,16 +520,24 @@ impl VmxVcpu {
     #[inline(always)]
     fn decode(&self) -> VmExit {
         let reason = vmread(EXIT_REASON);
+        // VMCALL, the hot exit, needs only its length: two VMREADs fewer,
+        // and the other exits' tests below are not made for it.
+        if reason == super::decode::VMX_VMCALL {
+            return super::decode::vmx_hypercall(vmread(EXIT_INSTR_LEN));
+        }
+        self.decode_other(reason)
+    }
+
+    /// Every exit but VMCALL: out of line, so that the hypercall's path
+    /// makes none of these tests.
+    #[inline(never)]
+    fn decode_other(&self, reason: u64) -> VmExit {
         // An NMI that arrived while the guest ran was consumed by the exit
         // (pin-based NMI exiting): hand it to the host's handler, which
         // stops this CPU if the machine is going down.
         if reason & 0xffff == 0 && (vmread(EXIT_INTR_INFO) >> 8) & 7 == 2 {
             // SAFETY: vector 2 is the host's NMI handler, on its IST stack.
             unsafe { asm!("int 2", options(nomem, nostack)) };
-        }
-        // VMCALL, the hot exit, needs only its length: two VMREADs fewer.
-        if reason == super::decode::VMX_VMCALL {
-            return super::decode::vmx_hypercall(vmread(EXIT_INSTR_LEN));
         }
         // The preemption timer ran out, its saved count is 0: armed again
         // for what is left of the slice (if anything, the timer's unit
