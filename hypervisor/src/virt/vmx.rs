@@ -484,13 +484,7 @@ impl VmxVcpu {
     #[inline(always)]
     pub fn run(&mut self) -> VmExit {
         if self.preempt_ticks != 0 {
-            let mut ticks = self.preempt_ticks;
-            let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
-            if self.slice_end_tsc != 0 && shift != 0 {
-                let left = self.slice_end_tsc.saturating_sub(crate::arch::cpu::rdtsc());
-                ticks = ticks.min(left >> (shift - 1)).max(1);
-            }
-            vmwrite(GUEST_PREEMPT_TIMER, ticks);
+            self.arm_entry_timer();
         }
         // Interrupts off from the buffer clearing to the entry, so no host
         // handler refills them (a pending one exits the guest at once:
@@ -515,6 +509,20 @@ impl VmxVcpu {
         // (`exits_with_interrupts_on`).
         x86_64::instructions::interrupts::enable();
         exit
+    }
+
+    /// Without the timer's save control: each entry arms the VMX-preemption
+    /// timer for what is left of the slice. Out of line: the hypercall's
+    /// path makes one compare where the exits save the timer.
+    #[inline(never)]
+    fn arm_entry_timer(&self) {
+        let mut ticks = self.preempt_ticks;
+        let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
+        if self.slice_end_tsc != 0 && shift != 0 {
+            let left = self.slice_end_tsc.saturating_sub(crate::arch::cpu::rdtsc());
+            ticks = ticks.min(left >> (shift - 1)).max(1);
+        }
+        vmwrite(GUEST_PREEMPT_TIMER, ticks);
     }
 
     #[inline(always)]
