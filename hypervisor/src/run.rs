@@ -294,6 +294,13 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             armed = arm_timer(cpu, now, slice_end);
         }
     };
+    // A slice whose last exit ended it before the word's test (a yield, a
+    // block, the slice's end) still takes its CPU's console share: a CPU
+    // that only runs vCPUs yielding at every exit is never idle, and
+    // would otherwise never push the console again.
+    if attn.load(Ordering::Relaxed) & hostwork::ATTN_CONSOLE != 0 {
+        work::attend_console(attn);
+    }
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
     let ns = crate::sched::clock::ticks_to_ns(P::tsc().wrapping_sub(t0));

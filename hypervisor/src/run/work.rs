@@ -27,6 +27,19 @@ pub fn attend(attn: &AtomicU32) -> u32 {
     bits
 }
 
+/// At the end of a slice whose CPU's word `attn` asks for the console's
+/// shared output: takes that bit and drains a share (asking again while
+/// some still waits); the word's other bits stay for the next exit (or
+/// are answered by the idle loop).
+#[cold]
+#[inline(never)]
+pub fn attend_console(attn: &AtomicU32) {
+    attn.fetch_and(!ATTN_CONSOLE, Ordering::AcqRel);
+    if crate::console::live::drain_shared() {
+        attn.fetch_or(ATTN_CONSOLE, Ordering::AcqRel);
+    }
+}
+
 /// CPU `cpu` is about to fire its due timers and ask the scheduler (an
 /// idle CPU's turn, `run::schedule`): the ticks so far are answered.
 #[inline]
