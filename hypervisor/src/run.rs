@@ -38,6 +38,7 @@ use crate::domain::lifecycle::{
     SHUTDOWN_WHEN_DONE, STARTED, VcpuEntry,
 };
 use crate::evtchn::live as events;
+use crate::hostwork;
 use crate::hypercall::services::Svc;
 use crate::hypercall::{self, Action, Host, KillReason};
 use crate::platform::{P, Platform};
@@ -65,6 +66,9 @@ enum Outcome {
     Blocked(u64, Option<policy::Handoff>),
     Ended,
 }
+
+// The attention words cover every CPU the scheduler does.
+const _: () = assert!(hostwork::MAX_CPUS >= crate::sched::MAX_CPUS);
 
 /// The longest a CPU's timer is armed for (its tick, `arch/lapic.rs`).
 const TICK_NS: u64 = 10_000_000;
@@ -103,7 +107,12 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // The domain itself, not its `Arc`: one pointer in a register rather
     // than a load through the `Arc` at each of the exit path's uses.
     let d: &crate::domain::lifecycle::Domain = &me.domain;
-    let mut seen_ticks = P::timer_ticks(cpu);
+    // This CPU's attention word, tested after every exit. Every caller
+    // passes its own index, below the scheduler's bound: found here, which
+    // also spares the per-CPU look-ups after each exit a bounds check.
+    let Some(attn) = hostwork::attention(cpu) else {
+        return (Outcome::Again, 0);
+    };
     // The scheduler's last "go on" in this run (`policy::tick`).
     let mut quiet = policy::Quiet::default();
     me.running_on.store(cpu as u32, Ordering::Release);
@@ -153,7 +162,8 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         handoff: None,
     };
     // Console bytes go to the domain's own queue; a bounded share of it
-    // reaches the serial port after each exit (`console/out.rs`).
+    // reaches the transmit ring after each exit (`console/out.rs`), and
+    // the ring the serial port at the exits that find `ATTN_CONSOLE`.
     let mut console = |b: &[u8]| consoles::write(d, b);
     let outcome = loop {
         if let Some(deadline) = sleep_on.take() {
@@ -184,16 +194,17 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         }
         let exit = vcpu.run();
         let exit_tsc = P::tsc();
-        me.in_guest.store(false, Ordering::SeqCst);
+        // Out of the guest: a release store is enough. A shoot-down that
+        // reads this `false` returns at once; the next entry's `true` and
+        // generation load are both SeqCst, ordered after the shoot-down's
+        // generation bump (`hypercall/services.rs`), so it flushes.
+        me.in_guest.store(false, Ordering::Release);
         // A pending host interrupt (timer, kick, shoot-down) is taken now:
         // both hardware backends return with interrupts on (AMD-V's STGI;
         // VT-x enables them after its decode); the host tests' fakes do not.
         if !vcpu.exits_with_interrupts_on() {
             P::interrupts_on();
         }
-        // The management line, end reports, device messages: one load
-        // when none came (`run/work.rs`).
-        work::poll();
         d.exits.fetch_add(1, Ordering::Relaxed);
         let action = hypercall::handle(exit, vcpu, &mut svc, &MachineHost, d.insn, &mut console);
         consoles::drain(d);
@@ -247,26 +258,34 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         if now_tsc >= end_tsc {
             break Outcome::Again;
         }
+        // This CPU's word: a timer interrupt came, the vCPU set its guest
+        // timer, host work was noted (the management line, end reports,
+        // device messages: polled now, `run/work.rs`), or console output
+        // waits outside the domains' queues (the transmit ring,
+        // leftovers: a share of it now, `console/live.rs`); one load when
+        // none.
+        let bits = if attn.load(Ordering::Relaxed) != 0 {
+            work::attend(attn)
+        } else {
+            0
+        };
         // A guest timer set in this exit (`HC_SET_TIMER`) due before this
         // CPU's timer: re-armed now, or it would fire at the slice's end
         // or the tick, up to 10 ms late. Once per deadline (one that stays
-        // on another CPU's list fires there, and this CPU's timer must not
-        // re-arm on every exit until then); one atomic load per exit.
-        // Tested first against `rearmed_for`: with no guest timer both are
-        // 0 and one compare decides.
-        let due = me.timer.load(Ordering::Relaxed);
-        if due != rearmed_for && due != 0 && due < armed {
-            rearmed_for = due;
-            armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+        // on another CPU's list fires there).
+        if bits & hostwork::ATTN_TIMER != 0 {
+            let due = me.timer.load(Ordering::Relaxed);
+            if due != rearmed_for && due != 0 && due < armed {
+                rearmed_for = due;
+                armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+            }
         }
-        // A timer interrupt or a reschedule IPI came: fire due guest
+        // A timer interrupt or a reschedule request: fire due guest
         // timers, and ask the scheduler whether something better waits.
         // The reschedule flag is tested only without a tick; one look
         // answers both (a request that came with the tick is taken here).
-        let ticks = P::timer_ticks(cpu);
-        if ticks != seen_ticks || policy::take_resched(cpu) {
+        if bits & hostwork::ATTN_TICK != 0 || policy::take_resched(cpu) {
             let _ = policy::take_resched(cpu);
-            seen_ticks = ticks;
             let now = now_ns();
             timers::fire_list(cpu, now);
             if policy::tick(cpu, now, &mut quiet) {
@@ -275,6 +294,13 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             armed = arm_timer(cpu, now, slice_end);
         }
     };
+    // A slice whose last exit ended it before the word's test (a yield, a
+    // block, the slice's end) still takes its CPU's console share: a CPU
+    // that only runs vCPUs yielding at every exit is never idle, and
+    // would otherwise never push the console again.
+    if attn.load(Ordering::Relaxed) & hostwork::ATTN_CONSOLE != 0 {
+        work::attend_console(attn);
+    }
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
     let ns = crate::sched::clock::ticks_to_ns(P::tsc().wrapping_sub(t0));
@@ -426,6 +452,7 @@ pub fn schedule(cpu: usize) {
     let now = now_ns();
     timers::fire_list(cpu, now);
     policy::clear_resched(cpu);
+    work::tick_seen(cpu);
     match policy::pick(cpu, now) {
         policy::Pick::Run(entry, slice_ns) => {
             P::interrupts_on();

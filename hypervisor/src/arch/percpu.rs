@@ -55,6 +55,8 @@ pub fn init_this_cpu(index: usize, apic_id: u32) {
     };
     cpu.apic_id.store(apic_id, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(cpu));
+    // Host work noted from now on reaches this CPU's attention word.
+    crate::hostwork::online(index);
 }
 
 /// The per-CPU block of CPU `index`.

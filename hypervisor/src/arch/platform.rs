@@ -43,10 +43,6 @@ impl Platform for Machine {
     }
 
     #[inline]
-    fn timer_ticks(cpu: usize) -> u64 {
-        percpu::cpu(cpu).map_or(0, |c| c.ticks.load(Ordering::Relaxed))
-    }
-
     fn arm_timer_ns(ns: u64) {
         lapic::arm_ns(ns);
     }
@@ -166,6 +162,10 @@ impl Platform for Machine {
     #[inline]
     fn console_push() {
         serial::push();
+    }
+
+    fn console_waiting() -> bool {
+        serial::waiting()
     }
 
     fn console_pending() -> usize {

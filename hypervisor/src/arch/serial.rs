@@ -128,16 +128,31 @@ fn write_with(c: &mut Console, f: &mut dyn FnMut(&mut Appender<'_>)) {
     } else {
         add(&mut cost, tx.push_until_free(&mut port, TXBUF_BYTES));
     }
-    TX_WAITING.store(!tx.is_empty(), Ordering::Release);
+    set_waiting(!tx.is_empty());
     record(cost);
 }
 
 /// Whether the ring held bytes when the console lock was last released
-/// (written only under it): [`push`], called after every exit, returns at
-/// once on `false` without taking the lock (the hypercall path's cost). A
-/// `false` read while another CPU appends is harmless: that CPU pushes
-/// after its append and leaves `true` for the next push.
+/// (written only under it, [`set_waiting`]): [`push`] returns at once on
+/// `false` without taking the lock. A `false` read while another CPU
+/// appends is harmless: that CPU pushes after its append and leaves `true`
+/// (and every CPU's `ATTN_CONSOLE`) for the next push.
 static TX_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Records whether the ring holds bytes (under the console lock). When
+/// it starts to, every CPU is asked to push at its next exit
+/// (`hostwork::ATTN_CONSOLE`); each asks itself again while bytes wait.
+fn set_waiting(on: bool) {
+    if TX_WAITING.swap(on, Ordering::AcqRel) != on && on {
+        crate::hostwork::raise_all(crate::hostwork::ATTN_CONSOLE);
+    }
+}
+
+/// Whether the ring held bytes when the console lock was last released.
+#[inline]
+pub fn waiting() -> bool {
+    TX_WAITING.load(Ordering::Acquire)
+}
 
 /// Domains are about to start: from now on output is buffered and the
 /// worst console operation is counted ([`report`]).
@@ -147,8 +162,8 @@ pub fn note_started() {
 }
 
 /// Hands the UART what it takes now (at most one FIFO), never waiting:
-/// from every exit and from idle CPUs. Skipped when another CPU holds the
-/// console (it pushes itself).
+/// from exits that find `hostwork::ATTN_CONSOLE` and from idle CPUs.
+/// Skipped when another CPU holds the console (it pushes itself).
 #[inline]
 pub fn push() {
     if TX_WAITING.load(Ordering::Acquire) {
@@ -163,7 +178,7 @@ fn push_waiting() {
         if let Some(uart) = uart.as_mut() {
             record(no_wait(tx.push(&mut Port(uart))));
         }
-        TX_WAITING.store(!tx.is_empty(), Ordering::Release);
+        set_waiting(!tx.is_empty());
     }
 }
 
@@ -198,7 +213,7 @@ pub fn flush() {
     let Console { uart, tx } = &mut *c;
     if let Some(uart) = uart.as_mut() {
         tx.push_until_free(&mut Port(uart), TXBUF_BYTES);
-        TX_WAITING.store(!tx.is_empty(), Ordering::Release);
+        set_waiting(!tx.is_empty());
         // The FIFO and the shift register still hold up to 17 bytes: an
         // emulator that ends right after would cut them off (Bochs did, in
         // the `serial:` line). Wait until the line is idle (LSR.TEMT),

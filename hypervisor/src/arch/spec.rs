@@ -119,18 +119,22 @@ pub fn switch_in(domain: u32) {
 /// registers and control block.
 #[inline]
 pub fn before_entry() {
-    let clear = ENTRY_CLEAR.load(Ordering::Relaxed);
-    if clear != 0 {
-        entry_clear(clear);
+    // SAFETY: `ENTRY_CLEAR` is written only by `init`, on the boot CPU
+    // before any other CPU starts or any guest runs, and read only after:
+    // this plain read races with no write. Unlike an atomic load, it is
+    // folded into the compare (one instruction per entry).
+    if unsafe { core::ptr::read_volatile(ENTRY_CLEAR.as_ptr()) } != 0 {
+        entry_clear();
     }
 }
 
-/// [`before_entry`]'s work when a barrier is on (`clear` not 0). Out of
-/// line, so that an entry with none costs one load and one branch (the
-/// compiler otherwise tests for the flush first).
+/// [`before_entry`]'s work when a barrier is on. Out of line, so that an
+/// entry with none costs one compare and one branch (the compiler
+/// otherwise tests for the flush first).
 #[cold]
 #[inline(never)]
-fn entry_clear(clear: u8) {
+fn entry_clear() {
+    let clear = ENTRY_CLEAR.load(Ordering::Relaxed);
     if clear == ENTRY_L1D_FLUSH {
         // SAFETY: on only where CPUID enumerates IA32_FLUSH_CMD; bit 0
         // writes back and invalidates the L1D, nothing else.

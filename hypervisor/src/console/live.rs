@@ -112,18 +112,33 @@ fn drain_queue<B: AsRef<[u8]> + AsMut<[u8]>>(
 }
 
 /// After each of `d`'s exits: up to [`DRAIN_PER_EXIT`] bytes of its
-/// queued output and one step of the leftovers into the transmit ring,
-/// then one push of the ring to the UART (never waiting). Three flag
-/// tests, inlined into the exit path, when nothing is queued.
+/// queued output into the transmit ring. One flag test, inlined into the
+/// exit path, when nothing is queued. The ring's push to the UART and the
+/// leftovers are [`drain_shared`]'s, at the exits that ask for it.
 #[inline]
 pub(crate) fn drain(d: &Domain) {
     if d.console_out.busy() {
         drain_queue(&d.console_out, d.id, &d.name);
     }
-    if leftovers_pending() {
-        drain_leftovers();
-    }
+}
+
+/// At an exit that found `hostwork::ATTN_CONSOLE` in its CPU's word: one
+/// step of the leftovers into the transmit ring, then one push of the ring
+/// to the UART (never waiting). Returns whether output still waits (the
+/// CPU then asks itself again, for its next exit).
+pub(crate) fn drain_shared() -> bool {
+    drain_leftovers();
     P::console_push();
+    leftovers_pending() || P::console_waiting()
+}
+
+/// Records how many leftover slots are in use (under `LEFTOVERS`'s lock).
+/// When output starts to wait there, every CPU is asked to drain at its
+/// next exit (`hostwork::ATTN_CONSOLE`).
+fn set_leftovers(n: usize) {
+    if LEFTOVER_COUNT.swap(n, Ordering::AcqRel) == 0 && n != 0 {
+        crate::hostwork::raise_all(crate::hostwork::ATTN_CONSOLE);
+    }
 }
 
 /// `d` has ended: `args` (its `domain N ... exited` line) is printed after
@@ -162,7 +177,7 @@ static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
     }; MAX_LEFTOVERS],
     order: arrayvec::ArrayVec::new_const(),
 });
-/// How many slots are in use (read without the lock on every exit).
+/// How many slots are in use (read without the lock).
 static LEFTOVER_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// Leftover slots: 16 domains ending within the ~5 s the UART needs for
 /// their 4 KiB queues. Past that, one is printed in the exit that frees
@@ -195,7 +210,7 @@ pub(crate) fn ended(
             slot.id = id;
             slot.name = *name;
             order.push(i as u8);
-            LEFTOVER_COUNT.store(order.len(), Ordering::Release);
+            set_leftovers(order.len());
             return;
         }
     }
@@ -217,7 +232,7 @@ fn drain_leftovers() {
     if !slot.q.busy() {
         order.remove(0);
     }
-    LEFTOVER_COUNT.store(order.len(), Ordering::Release);
+    set_leftovers(order.len());
 }
 
 /// Whether freed domains still have output to print (the hypervisor does

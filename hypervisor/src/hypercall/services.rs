@@ -96,6 +96,12 @@ impl Services for Svc<'_> {
         } else {
             self.me.timer.store(deadline, Ordering::Release);
             crate::sched::timers::arm(self.me, deadline);
+            // The run loop of the CPU this vCPU runs on (this one) looks
+            // at the new deadline after this exit.
+            crate::hostwork::raise(
+                self.me.running_on.load(Ordering::Relaxed) as usize,
+                crate::hostwork::ATTN_TIMER,
+            );
         }
     }
 

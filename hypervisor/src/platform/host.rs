@@ -10,9 +10,9 @@
 //!   ends the halt at once. [`Platform::interrupts_on`] takes (clears) a
 //!   pending IPI, as the hardware would by running its handler.
 //! - **Timer.** One-shot, re-armed one tick ahead when it fires (as the
-//!   LAPIC handler does). It fires lazily: when the CPU looks
-//!   ([`Platform::timer_ticks`]), halts or waits in a guest
-//!   ([`wait_for_interrupt`]) past its deadline.
+//!   LAPIC handler does). It fires lazily: when the CPU takes interrupts
+//!   ([`Platform::interrupts_on`], after every exit of a fake vCPU), halts
+//!   or waits in a guest ([`wait_for_interrupt`]) past its deadline.
 //! - **Time.** The TSC counts nanoseconds since the first use (1 GHz), the
 //!   same on every thread.
 //! - **Memory.** [`PHYS_SIZE`] bytes at [`PHYS_BASE`] (so 0 is never a
@@ -58,6 +58,7 @@ struct Irq {
 }
 
 struct Cpu {
+    index: usize,
     irq: Mutex<Irq>,
     cv: Condvar,
     ticks: AtomicU64,
@@ -86,7 +87,8 @@ fn machine() -> &'static Machine {
         };
         Machine {
             cpus: (0..CPUS)
-                .map(|_| Cpu {
+                .map(|index| Cpu {
+                    index,
                     irq: Mutex::new(Irq::default()),
                     cv: Condvar::new(),
                     ticks: AtomicU64::new(0),
@@ -112,6 +114,7 @@ std::thread_local! {
 pub fn become_cpu(index: usize) {
     assert!(index < CPUS, "host CPU {index} beyond {CPUS}");
     THIS_CPU.with(|c| c.set(index));
+    crate::hostwork::online(index);
 }
 
 fn this() -> &'static Cpu {
@@ -139,10 +142,12 @@ fn now() -> u64 {
 }
 
 /// The timer of `cpu` (its `irq` locked) fired if its deadline passed:
-/// counts the interrupt and re-arms one tick ahead.
+/// counts the interrupt (in its attention word too, as the LAPIC
+/// handler does) and re-arms one tick ahead.
 fn timer_fired(cpu: &Cpu, irq: &mut Irq, t: u64) -> bool {
     if irq.deadline != 0 && t >= irq.deadline {
         cpu.ticks.fetch_add(1, Ordering::Relaxed);
+        crate::hostwork::tick(cpu.index);
         irq.deadline = t + TICK_NS;
         return true;
     }
@@ -316,17 +321,6 @@ impl Platform for HostMachine {
         }
     }
 
-    fn timer_ticks(index: usize) -> u64 {
-        debug_assert_eq!(
-            index,
-            THIS_CPU.with(Cell::get),
-            "timer_ticks of another CPU"
-        );
-        let cpu = this();
-        timer_fired(cpu, &mut lock(&cpu.irq), now());
-        cpu.ticks.load(Ordering::Relaxed)
-    }
-
     fn arm_timer_ns(ns: u64) {
         lock(&this().irq).deadline = now().saturating_add(ns.max(1));
     }
@@ -465,6 +459,10 @@ impl Platform for HostMachine {
 
     /// Host tests write the console at once: no ring.
     fn console_push() {}
+
+    fn console_waiting() -> bool {
+        false
+    }
 
     fn console_pending() -> usize {
         0

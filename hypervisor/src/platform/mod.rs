@@ -7,8 +7,8 @@
 //! the monotonic clock), which lets the runtime run under `cargo test`.
 //!
 //! The implementation is picked at compile time ([`P`]), not registered
-//! through a `dyn` pointer at boot: the exit path calls [`Platform::tsc`],
-//! [`Platform::timer_ticks`] and the interrupt functions on every exit, and
+//! through a `dyn` pointer at boot: the exit path calls [`Platform::tsc`]
+//! and the interrupt functions on every exit, and
 //! the hypercall round trip (docs/benchmarks.md) must not grow by an
 //! indirect call for each. Only one implementation exists per target, so
 //! nothing is lost by choosing it statically; the trait is what keeps the
@@ -59,11 +59,9 @@ pub trait Platform {
     /// guest mode exits (the vector's handler only acknowledges). Ignored
     /// for a CPU that does not exist.
     fn send_ipi(cpu: usize);
-    /// Timer interrupts this CPU has taken (its tick, or what
-    /// [`Platform::arm_timer_ns`] asked for); `cpu` is this CPU's index,
-    /// which the caller knows (read after every exit: no per-CPU lookup).
-    fn timer_ticks(cpu: usize) -> u64;
-    /// The next timer interrupt of this CPU comes `ns` from now.
+    /// The next timer interrupt of this CPU comes `ns` from now. Each one
+    /// sets [`crate::hostwork::ATTN_TICK`] in this CPU's attention word
+    /// (its handler, or the host platform when it fires).
     fn arm_timer_ns(ns: u64);
     /// The time-stamp counter (invariant, the same on every CPU).
     fn tsc() -> u64;
@@ -121,6 +119,9 @@ pub trait Platform {
     /// Hands the UART what it takes now from the console's transmit ring
     /// (at most one FIFO), never waiting (`txbuf.rs`).
     fn console_push();
+    /// Whether the transmit ring held bytes after its last push or write
+    /// (no lock: one load).
+    fn console_waiting() -> bool;
     /// Bytes waiting in the console's transmit ring.
     fn console_pending() -> usize;
     /// Bytes of the transmit ring a guest's console line may take now

@@ -60,6 +60,51 @@ fn a_guest_prints_and_exits_and_everything_comes_back() {
     );
 }
 
+/// Output a domain left when it ended (more than its own exits drained)
+/// is printed while the only other domain on the one CPU yields at every
+/// exit: the CPU is never idle and every exit of the yielder ends its
+/// slice, yet each of those exits takes a share of the leftovers.
+#[test]
+fn leftovers_are_printed_while_the_cpu_runs_only_a_yielder() {
+    let m = Machine::start(1);
+    let yielder = m.create("yielder", 1, false, |_| {
+        Box::new(|g: &mut Guest<'_>| g.hypercall(HC_YIELD, &[]))
+    });
+    m.wait("the yielder to run", || {
+        domain(yielder).is_some_and(|d| d.exits.load(Ordering::Relaxed) > 10)
+    });
+    let talker = m.create("talker", 1, false, |_| {
+        let mut step = 0u8;
+        Box::new(move |g: &mut Guest<'_>| {
+            step += 1;
+            if step <= 8 {
+                let line = format!("line {step} {}\n", "x".repeat(390));
+                g.write(BUF, line.as_bytes()).unwrap();
+                g.hypercall(HC_CONSOLE_WRITE, &[BUF, line.len() as u64])
+            } else {
+                shutdown(g, 0)
+            }
+        })
+    });
+    let out = std::sync::Mutex::new(std::string::String::new());
+    let end = format!("domain-end: id={talker} name=talker result=exited code=0");
+    m.wait("the talker's output and end line", || {
+        let mut o = out.lock().unwrap();
+        o.push_str(&crate::platform::host::console_take());
+        o.contains(&end)
+    });
+    let o = out.lock().unwrap().clone();
+    for step in 1..=8 {
+        assert!(
+            o.contains(&format!("[dom{talker} talker] line {step} ")),
+            "{o}"
+        );
+    }
+    domain(yielder).unwrap().finish("destroyed", -1, None);
+    m.wait_all_gone();
+    let _ = m.stop();
+}
+
 /// Where the two sides of a ping-pong meet (what a real pair learns from
 /// its configuration).
 #[derive(Default)]

@@ -9,7 +9,7 @@
 //! starts with VMPTRLD + VMLAUNCH and rewrites that CPU's host state.
 
 use core::arch::{asm, naked_asm};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{GuestRegs, VmExit};
 use crate::arch::cpu::{rdmsr, wrmsr};
@@ -32,6 +32,9 @@ mod msrbitmap;
 
 /// VMX-preemption timer: 0 if absent, else 1 + its TSC shift.
 static PREEMPT_SHIFT: AtomicU64 = AtomicU64::new(0);
+/// The "save VMX-preemption timer value" exit control is on: the timer
+/// is armed once per slice and counts down across its entries.
+static SAVE_TIMER: AtomicBool = AtomicBool::new(false);
 
 /// VMCS revision identifier (IA32_VMX_BASIC[30:0]).
 static REVISION: AtomicU64 = AtomicU64::new(0);
@@ -112,11 +115,16 @@ pub fn init_global(vpid: bool) {
     );
     crate::virt::set_rdtscp_offered(proc2 & (1 << 3) != 0);
     // Exit: save debug controls (2: the guest's DR7), 64-bit host (9),
-    // save/load PAT (18, 19), save/load EFER (20, 21).
+    // save/load PAT (18, 19), save/load EFER (20, 21), and with the
+    // preemption timer, save its value (22: SDM Vol. 3C 28.3.4 saves the
+    // count left into the timer-value field, from which the next entry
+    // starts it again, 27.7.4; only with the timer active, 27.2.1.2).
+    let save_timer = if pin & (1 << 6) != 0 { 1 << 22 } else { 0 };
     let exit = adjust(
         pick(IA32_VMX_EXIT, IA32_VMX_TRUE_EXIT),
-        (1 << 2) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21),
+        (1 << 2) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | save_timer,
     );
+    SAVE_TIMER.store(exit & save_timer != 0, Ordering::Relaxed);
     // Entry: load debug controls (2: the guest's DR7 and DEBUGCTL), IA-32e
     // guest (9), load PAT (14), load EFER (15).
     let entry = adjust(
@@ -210,10 +218,11 @@ pub struct VmxVcpu {
     /// The domain it belongs to (IBPB between domains, `arch/spec.rs`).
     domain: u32,
     started: bool,
-    /// VMX-preemption timer value written before each entry (0: none).
+    /// VMX-preemption timer value written before each entry (0: none,
+    /// or armed once per slice: [`SAVE_TIMER`]).
     preempt_ticks: u64,
     /// TSC at which the current time slice ends (0: none): bounds the
-    /// preemption timer of each entry.
+    /// preemption timer.
     slice_end_tsc: u64,
     /// Interrupt-window exiting is on in the VMCS.
     window: bool,
@@ -373,6 +382,14 @@ impl VmxVcpu {
         vmwrite(HOST_SYSENTER_CS, 0);
         vmwrite(HOST_SYSENTER_ESP, 0);
         vmwrite(HOST_SYSENTER_EIP, 0);
+        // Where every exit lands (`vmx_run`): the same for every entry, so
+        // written with the rest of the host state, once per load.
+        let exit: u64;
+        // SAFETY: only takes the address of a label in `vmx_run`.
+        unsafe {
+            asm!("lea {}, [rip + kestrel_vmx_exit]", out(reg) exit, options(nomem, nostack));
+        }
+        vmwrite(HOST_RIP, exit);
     }
 
     /// Returns the VMCS page (after [`Self::put`]); the vCPU must never run
@@ -419,9 +436,17 @@ impl VmxVcpu {
         self.dbg.load(true);
         let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
         if shift != 0 {
-            // One scheduler tick (10 ms) of guest time at most per entry.
-            let ticks = (crate::arch::pit::tsc_hz() / 100) >> (shift - 1);
-            self.preempt_ticks = ticks.clamp(1, u64::from(u32::MAX));
+            // One scheduler tick (10 ms) of guest time at most per entry,
+            // or per slice where the exits save the timer (then armed
+            // here and narrowed to the slice by `set_slice_end`).
+            let ticks =
+                ((crate::arch::pit::tsc_hz() / 100) >> (shift - 1)).clamp(1, u64::from(u32::MAX));
+            if SAVE_TIMER.load(Ordering::Relaxed) {
+                vmwrite(GUEST_PREEMPT_TIMER, ticks);
+                self.preempt_ticks = 0;
+            } else {
+                self.preempt_ticks = ticks;
+            }
         }
         // The VMCS was cleared at the last switch-out, so this is a fresh
         // launch: drop any stale guest translations this CPU may hold for
@@ -434,11 +459,18 @@ impl VmxVcpu {
         crate::arch::spec::switch_in(self.domain);
     }
 
-    /// Ends the time slice at TSC `tsc`: each entry arms the
-    /// VMX-preemption timer for what is left of it (at least one timer
-    /// tick, at most one scheduler tick).
+    /// Ends the time slice at TSC `tsc`: the VMX-preemption timer is armed
+    /// for what is left of it (at least one timer tick, at most one
+    /// scheduler tick), here once where the exits save the timer's count
+    /// (it then counts the slice's guest time: the run loop ends the
+    /// slice at the first exit past `tsc`, and a guest that runs on with
+    /// interrupts off is stopped at most the slice's time in exits late),
+    /// else before each entry.
     pub fn set_slice_end(&mut self, tsc: u64) {
         self.slice_end_tsc = tsc;
+        if SAVE_TIMER.load(Ordering::Relaxed) {
+            rearm_timer(tsc);
+        }
     }
 
     /// INVEPT for this vCPU's EPT on this CPU (VMCS current).
@@ -452,27 +484,18 @@ impl VmxVcpu {
     #[inline(always)]
     pub fn run(&mut self) -> VmExit {
         if self.preempt_ticks != 0 {
-            let mut ticks = self.preempt_ticks;
-            let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
-            if self.slice_end_tsc != 0 && shift != 0 {
-                let left = self.slice_end_tsc.saturating_sub(crate::arch::cpu::rdtsc());
-                ticks = ticks.min(left >> (shift - 1)).max(1);
-            }
-            vmwrite(GUEST_PREEMPT_TIMER, ticks);
+            self.arm_entry_timer();
         }
         // Interrupts off from the buffer clearing to the entry, so no host
         // handler refills them (a pending one exits the guest at once:
         // external-interrupt exiting); the exit leaves them off until the
         // exit is decoded (below).
         x86_64::instructions::interrupts::disable();
-        // CR2 is not in the VMCS: the guest's goes in by hand (`cpustate`).
-        self.cpu.before_run();
         // Last before the entry: the buffer clearing (VERW / L1D flush).
         crate::arch::spec::before_entry();
         // SAFETY: the VMCS is current on this CPU with complete guest and
         // host state; `regs` lives across the call.
         let failed = unsafe { vmx_run(&raw mut self.regs, u64::from(self.launched)) };
-        self.cpu.after_run();
         let exit = if failed != 0 {
             VmExit::InvalidState {
                 detail: vmread(VM_INSTRUCTION_ERROR),
@@ -488,9 +511,35 @@ impl VmxVcpu {
         exit
     }
 
+    /// Without the timer's save control: each entry arms the VMX-preemption
+    /// timer for what is left of the slice. Out of line: the hypercall's
+    /// path makes one compare where the exits save the timer.
+    #[inline(never)]
+    fn arm_entry_timer(&self) {
+        let mut ticks = self.preempt_ticks;
+        let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
+        if self.slice_end_tsc != 0 && shift != 0 {
+            let left = self.slice_end_tsc.saturating_sub(crate::arch::cpu::rdtsc());
+            ticks = ticks.min(left >> (shift - 1)).max(1);
+        }
+        vmwrite(GUEST_PREEMPT_TIMER, ticks);
+    }
+
     #[inline(always)]
     fn decode(&self) -> VmExit {
         let reason = vmread(EXIT_REASON);
+        // VMCALL, the hot exit, needs only its length: two VMREADs fewer,
+        // and the other exits' tests below are not made for it.
+        if reason == super::decode::VMX_VMCALL {
+            return super::decode::vmx_hypercall(vmread(EXIT_INSTR_LEN));
+        }
+        self.decode_other(reason)
+    }
+
+    /// Every exit but VMCALL: out of line, so that the hypercall's path
+    /// makes none of these tests.
+    #[inline(never)]
+    fn decode_other(&self, reason: u64) -> VmExit {
         // An NMI that arrived while the guest ran was consumed by the exit
         // (pin-based NMI exiting): hand it to the host's handler, which
         // stops this CPU if the machine is going down.
@@ -498,9 +547,11 @@ impl VmxVcpu {
             // SAFETY: vector 2 is the host's NMI handler, on its IST stack.
             unsafe { asm!("int 2", options(nomem, nostack)) };
         }
-        // VMCALL, the hot exit, needs only its length: two VMREADs fewer.
-        if reason == super::decode::VMX_VMCALL {
-            return super::decode::vmx_hypercall(vmread(EXIT_INSTR_LEN));
+        // The preemption timer ran out, its saved count is 0: armed again
+        // for what is left of the slice (if anything, the timer's unit
+        // rounded it down) in case the run loop enters again.
+        if reason == 52 && SAVE_TIMER.load(Ordering::Relaxed) {
+            rearm_timer(self.slice_end_tsc);
         }
         super::decode::vmx(super::decode::VmxExitInfo {
             reason,
@@ -509,6 +560,24 @@ impl VmxVcpu {
             guest_physical: vmread(GUEST_PHYS_ADDR),
         })
     }
+}
+
+/// Arms the VMX-preemption timer of the current VMCS for the TSC ticks
+/// left until `end` (0: one scheduler tick), at least one timer unit, at
+/// most one scheduler tick.
+fn rearm_timer(end: u64) {
+    let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
+    if shift == 0 {
+        return;
+    }
+    let tick = ((crate::arch::pit::tsc_hz() / 100) >> (shift - 1)).clamp(1, u64::from(u32::MAX));
+    let ticks = if end == 0 {
+        tick
+    } else {
+        let left = end.saturating_sub(crate::arch::cpu::rdtsc());
+        tick.min(left >> (shift - 1)).max(1)
+    };
+    vmwrite(GUEST_PREEMPT_TIMER, ticks);
 }
 
 /// INVEPT single context (type 1) for `eptp` (SDM Vol. 3C 29.4.3.1).
@@ -526,7 +595,8 @@ fn invalidate_vpid(vpid: u16) {
 }
 
 /// Loads guest GPRs, VMLAUNCH/VMRESUME, and on exit saves them. HOST_RSP
-/// and HOST_RIP are written right here so the exit lands on this frame.
+/// is written right here so the exit lands on this frame; HOST_RIP, the
+/// label `kestrel_vmx_exit`, once per load (`write_host_state`).
 /// Returns 0 after a VM exit, 1 if the entry instruction itself failed.
 ///
 /// # Safety
@@ -543,9 +613,6 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
         "push rdi",        // [rsp]: regs
         "mov rax, 0x6c14", // HOST_RSP
         "vmwrite rax, rsp",
-        "lea rdx, [rip + 2f]",
-        "mov rax, 0x6c16", // HOST_RIP
-        "vmwrite rax, rdx",
         "cmp rsi, 0",
         "mov rax, [rdi]",
         "mov rbx, [rdi + 8]",
@@ -572,7 +639,8 @@ unsafe extern "C" fn vmx_run(regs: *mut GuestRegs, launched: u64) -> u64 {
         "add rsp, 8",
         "mov eax, 1",
         "jmp 5f",
-        "2:",
+        ".globl kestrel_vmx_exit",
+        "kestrel_vmx_exit:",
         // VM exit: RSP = HOST_RSP, [rsp] = regs.
         "xchg rdi, [rsp]",
         "mov [rdi], rax",

@@ -2,8 +2,10 @@
 //!
 //! - **CR2** is neither saved nor loaded by VM exits and entries (SDM Vol.
 //!   3C 28.3.1 lists CR0, CR3, CR4 only): the hardware register holds the
-//!   last guest's page-fault address, so it is saved after each exit and
-//!   put back before each entry (only when it differs, as KVM does).
+//!   last guest's page-fault address, so it is loaded at switch-in (only
+//!   when it differs, as KVM does before each entry) and saved at
+//!   switch-out. Within the slice the register stays the guest's: the
+//!   host never writes it (a host page fault is fatal).
 //! - **IA32_KERNEL_GS_BASE** (what SWAPGS exchanges with the GS base) is
 //!   not in the VMCS either (only FS/GS bases are, 25.4.1): swapped at
 //!   switch-in and switch-out; in between the guest reads and writes it
@@ -84,8 +86,15 @@ impl VmxCpuState {
         }
     }
 
-    /// Switch-in.
+    /// Switch-in. CR2 is not in the VMCS: the guest's is loaded here and
+    /// saved at the switch-out, not around each entry. Between them the
+    /// hardware register is the guest's: an exit leaves it as the guest
+    /// left it, and nothing on the host writes it (a host page fault is
+    /// fatal, `arch/idt.rs`), as with the kernel GS base below.
     pub(super) fn enter(&mut self) {
+        if xsave::cr2() != self.cr2 {
+            xsave::set_cr2(self.cr2);
+        }
         self.host_kernel_gs = xsave::swap_kernel_gs_base(self.kernel_gs);
         for (&msr, &v) in SYSCALL_MSRS.iter().zip(&self.syscall) {
             // SAFETY: these MSRs exist on every x86_64 CPU; the value was
@@ -132,19 +141,8 @@ impl VmxCpuState {
 
     /// Switch-out.
     pub(super) fn put(&mut self) {
-        self.kernel_gs = xsave::swap_kernel_gs_base(self.host_kernel_gs);
-    }
-
-    /// Just before VM entry.
-    pub(super) fn before_run(&self) {
-        if xsave::cr2() != self.cr2 {
-            xsave::set_cr2(self.cr2);
-        }
-    }
-
-    /// Just after VM exit.
-    pub(super) fn after_run(&mut self) {
         self.cr2 = xsave::cr2();
+        self.kernel_gs = xsave::swap_kernel_gs_base(self.host_kernel_gs);
     }
 
     /// Frees the virtual-APIC page (the vCPU is dead).

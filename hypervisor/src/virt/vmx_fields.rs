@@ -96,6 +96,7 @@ pub(super) const HOST_GDTR_BASE: u64 = 0x6c0c;
 pub(super) const HOST_IDTR_BASE: u64 = 0x6c0e;
 pub(super) const HOST_SYSENTER_ESP: u64 = 0x6c10;
 pub(super) const HOST_SYSENTER_EIP: u64 = 0x6c12;
+pub(super) const HOST_RIP: u64 = 0x6c16;
 
 // Segment order in the guest-state area: ES CS SS DS FS GS LDTR TR.
 pub(super) const SEG_ES: u64 = 0;
