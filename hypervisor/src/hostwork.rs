@@ -45,6 +45,12 @@ pub const ATTN_CONSOLE: u32 = 1 << 2;
 /// sooner for it.
 pub const ATTN_TIMER: u32 = 1 << 3;
 
+/// In a CPU's attention word: a wake-up queued a vCPU there that may be
+/// better than what runs (`sched::live::kick`, before its reschedule IPI,
+/// or alone for its own CPU): the run loop asks the scheduler at this
+/// exit.
+pub const ATTN_RESCHED: u32 = 1 << 4;
+
 /// CPUs with an attention word: the scheduler's bound
 /// (`sched::MAX_CPUS`, checked in `run.rs`).
 pub const MAX_CPUS: usize = 256;

@@ -280,12 +280,10 @@ fn run_slice<V: VcpuBackend + ?Sized>(
                 armed = arm_timer(cpu, now_ns(), slice_end.min(due));
             }
         }
-        // A timer interrupt or a reschedule request: fire due guest
-        // timers, and ask the scheduler whether something better waits.
-        // The reschedule flag is tested only without a tick; one look
-        // answers both (a request that came with the tick is taken here).
-        if bits & hostwork::ATTN_TICK != 0 || policy::take_resched(cpu) {
-            let _ = policy::take_resched(cpu);
+        // A timer interrupt or a reschedule request (both bits of the
+        // word, taken with it): fire due guest timers, and ask the
+        // scheduler whether something better waits.
+        if bits & (hostwork::ATTN_TICK | hostwork::ATTN_RESCHED) != 0 {
             let now = now_ns();
             timers::fire_list(cpu, now);
             if policy::tick(cpu, now, &mut quiet) {

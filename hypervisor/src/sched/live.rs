@@ -17,9 +17,10 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VState, VcpuEntry};
+use crate::hostwork::{self, ATTN_RESCHED};
 use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 use crate::sched::{Credit, MAX_CPUS, SchedDom, VcpuId};
@@ -135,24 +136,19 @@ pub(crate) fn register(entries: &[Arc<VcpuEntry>]) {
     }
 }
 
-/// Per CPU: set (before a reschedule IPI) when a vCPU was queued there
-/// that may be better than what runs; the CPU asks the scheduler at its
-/// next exit.
-static RESCHED: [AtomicBool; crate::sched::MAX_CPUS] =
-    [const { AtomicBool::new(false) }; crate::sched::MAX_CPUS];
-
-/// Whether `cpu` was asked to reschedule since it last looked (and clears it).
+/// Whether `cpu` was asked to reschedule since it last looked (and clears
+/// it): [`ATTN_RESCHED`] in its attention word, which the run loop takes
+/// with the word's other bits after each exit.
 pub(crate) fn take_resched(cpu: usize) -> bool {
-    RESCHED
-        .get(cpu)
-        .is_some_and(|r| r.load(Ordering::Relaxed) && r.swap(false, Ordering::AcqRel))
+    hostwork::attention(cpu).is_some_and(|a| {
+        a.load(Ordering::Relaxed) & ATTN_RESCHED != 0
+            && a.fetch_and(!ATTN_RESCHED, Ordering::AcqRel) & ATTN_RESCHED != 0
+    })
 }
 
 /// `cpu` is about to ask the scheduler anyway.
 pub(crate) fn clear_resched(cpu: usize) {
-    if let Some(r) = RESCHED.get(cpu) {
-        r.store(false, Ordering::Relaxed);
-    }
+    let _ = take_resched(cpu);
 }
 
 /// Per CPU: moved whenever a vCPU is queued there (after it is, before
@@ -181,13 +177,13 @@ pub(crate) struct Quiet {
     queued: u64,
 }
 
-/// Sends `cpu` a reschedule IPI (or, for this CPU, marks it: it asks the
-/// scheduler at its next exit).
+/// Marks `cpu` (it asks the scheduler at its next exit) and, when it is
+/// another CPU, sends it a reschedule IPI, which makes that exit now.
 fn kick(cpu: usize) {
-    let Some(r) = RESCHED.get(cpu) else {
+    if hostwork::attention(cpu).is_none() {
         return;
-    };
-    r.store(true, Ordering::Release);
+    }
+    hostwork::raise(cpu, ATTN_RESCHED);
     if cpu != P::cpu_index() {
         P::send_ipi(cpu);
     }
