@@ -82,12 +82,14 @@ impl<P> Credit<P> {
     /// vCPUs that blocked and did not run from the active list, unparks
     /// (every lock held: `acct` is the accounting's, under them). The
     /// credit handed out is the CPU time charged since the last pass
-    /// (`burnt`), at most a period per CPU: so the sum of all credit stays
-    /// where it was. Handing out a whole period per CPU regardless let
-    /// credit grow by whatever no vCPU was charged (the hypervisor's time
-    /// between two guests, 3 % of each slice under an emulator), until
-    /// every CPU-bound vCPU sat at the upper bound, UNDER, and took turns
-    /// whatever its weight (`tests_sim::weights_hold_whatever_the_overhead_and_phase`).
+    /// (`burnt`): so the sum of all credit stays where it was. Handing out
+    /// a whole period per CPU regardless let credit grow by whatever no
+    /// vCPU was charged (the hypervisor's time between two guests, 3 % of
+    /// each slice under an emulator), until every CPU-bound vCPU sat at the
+    /// upper bound, UNDER, and took turns whatever its weight; capping the
+    /// grant at a period per CPU shrank it instead when slices ended late
+    /// and a pass came late with more than a period charged
+    /// (`tests_sim::weights_hold_whatever_the_overhead_and_phase`).
     fn account(&self, acct: &mut Acct, burnt: u64) {
         let mut active = core::mem::take(&mut acct.active);
         let mut doms = core::mem::take(&mut acct.scratch);
@@ -119,7 +121,7 @@ impl<P> Credit<P> {
         // Water-filling: share `total` by weight among domains with room
         // left; what one cannot take (bound, cap, too few vCPUs) goes to
         // the rest in the next round.
-        let mut remaining = PERIOD_NS.saturating_mul(self.cpus() as u64).min(burnt);
+        let mut remaining = burnt;
         for &d in &doms {
             let rec = &mut da[d as usize];
             let mut room = rec.grant.min(rec.n_active.saturating_mul(PERIOD_NS));

@@ -867,17 +867,23 @@ impl<P> Credit<P> {
         {
             let mut all = self.lock_all();
             let dom = self.dom_index(d)?;
-            let mine = |r: &VcpuRec<P>| r.live() && r.dom() == dom;
-            if self
-                .vcpus
-                .iter()
-                .any(|r| mine(r) && matches!(r.state(), State::Running(_)))
-            {
-                return Err(Error::Running);
-            }
-            for i in 0..self.vcpus.len() {
-                if mine(&self.vcpus[i]) {
-                    gone.push(self.take_locked(&mut all, self.id_of(i))?);
+            // The live wiring takes each vCPU out first (`take_vcpu`), so
+            // the usual domain has none left here and needs no look at
+            // every record (its last CPU does this while the domain's
+            // memory waits to be freed).
+            if self.doms[dom].vcpus.load(Relaxed) != 0 {
+                let mine = |r: &VcpuRec<P>| r.live() && r.dom() == dom;
+                if self
+                    .vcpus
+                    .iter()
+                    .any(|r| mine(r) && matches!(r.state(), State::Running(_)))
+                {
+                    return Err(Error::Running);
+                }
+                for i in 0..self.vcpus.len() {
+                    if mine(&self.vcpus[i]) {
+                        gone.push(self.take_locked(&mut all, self.id_of(i))?);
+                    }
                 }
             }
             Self::unpark_list(&mut all, dom);

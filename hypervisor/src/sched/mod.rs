@@ -6,9 +6,10 @@
 //! **weight** (1..=65535, default 256) and a **cap** (percent of one CPU,
 //! 0 = none, at most 100 per vCPU the domain has). Every [`PERIOD_NS`] the
 //! accounting hands out the CPU time charged to vCPUs since the last one
-//! (at most `CPUs × PERIOD_NS`; credit is in ns of CPU time, so the sum of
-//! all credit is conserved: time charged to nobody, the hypervisor's own
-//! between guests or idle time, never inflates it) to the *active*
+//! (credit is in ns of CPU time, so the sum of all credit is conserved:
+//! time charged to nobody, the hypervisor's own between guests or idle
+//! time, never inflates it, and slices that end late never shrink it) to
+//! the *active*
 //! domains in proportion to weight, each share split
 //! evenly among the domain's active vCPUs. The sharing is water-filling:
 //! what a domain cannot take (its cap, its vCPUs' credit already at the
@@ -212,7 +213,8 @@ pub struct Decision {
     /// The vCPU to run, or `None`: halt until an interrupt.
     pub vcpu: Option<VcpuId>,
     /// Run it at most this long. When idle: wake up (by timer) no later
-    /// than this from now, because a parked domain may run then;
+    /// than this from now, because a parked domain may run then, or a
+    /// queue with work was passed over for its lock ([`MIN_SLICE_NS`]);
     /// `u64::MAX` when there is no such reason.
     pub slice_ns: u64,
 }

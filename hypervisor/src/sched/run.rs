@@ -272,20 +272,30 @@ impl<P> Credit<P> {
         now: u64,
     ) -> Result<Decision, Error> {
         let local = self.best_in(rq);
-        if local.is_none_or(|(_, p)| p == Prio::Over)
-            && let Some((q, mut victim, pos)) = self.find_steal(cpu, local.map(|(_, p)| p))
-        {
-            let d = self.start(cpu, rq, Some(&mut victim), pos, now);
-            self.publish(q, &victim);
-            return d;
+        let mut missed = false;
+        if local.is_none_or(|(_, p)| p == Prio::Over) {
+            let (found, m) = self.find_steal(cpu, local.map(|(_, p)| p));
+            missed = m;
+            if let Some((q, mut victim, pos)) = found {
+                let d = self.start(cpu, rq, Some(&mut victim), pos, now);
+                self.publish(q, &victim);
+                return d;
+            }
         }
         let Some((pos, _)) = local else {
-            // Idle. A parked domain may run at the next accounting.
+            // Idle. A parked domain may run at the next accounting; a
+            // queue passed over because its lock was taken (another CPU
+            // was in it, or is adding a domain with every lock) is looked
+            // at again soon: a wake-up placed there kicks that CPU, not
+            // this one, so nothing else would wake this CPU for it.
             let parked_here = !rq.queue.is_empty();
-            let slice_ns = match self.next_acct() {
+            let mut slice_ns = match self.next_acct() {
                 Some(t) if parked_here => t.saturating_sub(now).max(MIN_SLICE_NS),
                 _ => u64::MAX,
             };
+            if missed {
+                slice_ns = slice_ns.min(MIN_SLICE_NS);
+            }
             self.publish(cpu, rq);
             return Ok(Decision {
                 vcpu: None,
@@ -450,13 +460,16 @@ impl<P> Credit<P> {
     /// from the queue with the best candidate, the longest on ties: that
     /// CPU, its queue's lock (try-locked: `cpu`'s own is held, so a CPU
     /// whose lock is taken is passed over, as one whose published load is
-    /// 0) and the position.
+    /// 0) and the position; and whether a queue with vCPUs was passed
+    /// over for its lock.
+    #[allow(clippy::type_complexity)]
     fn find_steal(
         &self,
         cpu: usize,
         than: Option<Prio>,
-    ) -> Option<(usize, MutexGuard<'_, RunQueue>, usize)> {
+    ) -> (Option<(usize, MutexGuard<'_, RunQueue>, usize)>, bool) {
         let mut best: Option<(Prio, usize, MutexGuard<'_, RunQueue>, usize, usize)> = None;
+        let mut missed = false;
         for q in 0..self.cpus() {
             if q == cpu || self.cpus[q].load.load(Relaxed) == 0 {
                 continue;
@@ -464,6 +477,7 @@ impl<P> Credit<P> {
             #[cfg(test)]
             self.rq_locks.fetch_add(1, Relaxed);
             let Some(mut g) = self.cpus[q].rq.try_lock() else {
+                missed = true;
                 continue;
             };
             let Some((pos, p)) = self.best_in(&mut g) else {
@@ -480,7 +494,7 @@ impl<P> Credit<P> {
                 best = Some((p, q, g, pos, len));
             }
         }
-        best.map(|(_, q, g, pos, _)| (q, g, pos))
+        (best.map(|(_, q, g, pos, _)| (q, g, pos)), missed)
     }
 
     /// `v` stopped running on `cpu` after `ran_ns`: burn its credit, charge

@@ -609,3 +609,42 @@ fn a_vcpu_removed_while_a_wake_up_places_it_is_not_queued() {
     assert!((0..2).all(|c| s.waiting(c) == 0));
     assert_eq!(s.check_invariants(), Ok(()));
 }
+
+/// An idle CPU whose steal passes over a queue because another CPU holds
+/// its lock (adding a domain takes every lock) does not halt for ever:
+/// it is told to look again after the shortest slice, and then steals.
+#[test]
+fn an_idle_cpu_that_found_a_queue_locked_looks_again_soon() {
+    let s = Credit::new(2);
+    let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+    let v = s.add_vcpu(d).unwrap();
+    // Never ran: placed on the least loaded CPU, 0.
+    assert_eq!(s.wake(v, 0).unwrap().map(|p| p.cpu), Some(0));
+    // CPU 0's lock is held elsewhere while CPU 1 picks.
+    let held = s.cpus[0].rq.lock();
+    let d1 = s.pick_next(1, MS).unwrap();
+    drop(held);
+    assert_eq!(d1.vcpu, None);
+    assert_eq!(d1.slice_ns, MIN_SLICE_NS, "told to look again soon");
+    // Looking again, it steals the vCPU.
+    assert_eq!(s.pick_next(1, MS + MIN_SLICE_NS).unwrap().vcpu, Some(v));
+    assert_eq!(s.check_invariants(), Ok(()));
+}
+
+#[test]
+fn tmp_cycles_reuse_slots() {
+    let s = Credit::new(2);
+    for k in 0..300u64 {
+        let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+        let v = [s.add_vcpu(d).unwrap(), s.add_vcpu(d).unwrap()];
+        s.wake(v[0], k * MS).unwrap();
+        if let Some(x) = s.pick_next(0, k * MS).unwrap().vcpu {
+            s.descheduled(0, x, 10, k * MS + 10, false).unwrap();
+        }
+        s.take_vcpu(v[0]).unwrap();
+        s.take_vcpu(v[1]).unwrap();
+        s.remove_domain(d).unwrap();
+    }
+    std::println!("doms {} vcpus {}", s.doms.len(), s.vcpus.len());
+    assert!(s.doms.len() < 4 && s.vcpus.len() < 6);
+}

@@ -46,6 +46,10 @@ struct Sim {
     gap_ns: u64,
     /// Per CPU: no pick before this time.
     busy_until: Vec<u64>,
+    /// Slices also end up to this much late, at random (a host that
+    /// holds the emulator's thread back), from the generator state `jit`.
+    jitter_ns: u64,
+    jit: u64,
     /// Every domain made by [`Sim::dom`], in order.
     doms: Vec<SchedDom>,
     /// At each [`PERIOD_NS`] boundary the loop passes: the time, each
@@ -65,6 +69,8 @@ impl Sim {
             late_ns: 0,
             gap_ns: 0,
             busy_until: std::vec![0; cpus],
+            jit: 1,
+            jitter_ns: 0,
             doms: Vec::new(),
             trace: Vec::new(),
             next_sample: PERIOD_NS,
@@ -147,7 +153,16 @@ impl Sim {
                     if let Some(id) = d.vcpu {
                         let v = self.vcpus.iter().position(|v| v.id == id).unwrap();
                         let sv = &mut self.vcpus[v];
-                        let mut run_end = self.now + d.slice_ns + self.late_ns;
+                        self.jit = self
+                            .jit
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let extra = if self.jitter_ns > 0 {
+                            (self.jit >> 33) % self.jitter_ns
+                        } else {
+                            0
+                        };
+                        let mut run_end = self.now + d.slice_ns + self.late_ns + extra;
                         if let Load::Io { .. } = sv.load {
                             run_end = run_end.min(self.now + sv.burst_left);
                         }
@@ -239,21 +254,32 @@ fn weights_1_to_3_on_one_cpu() {
 /// Weights 1:3 on one CPU (schedctl's `sched_*_weights` boot tests) give
 /// 3:1 within 10 % whatever time passes between two guests uncharged
 /// (none, or 150 or 300 us per switch: 1.5 to 3 % of a slice, what an
-/// emulator's hypervisor path costs) and whatever the phase of the
-/// slices against the accounting's period (the burners start 0 to 30 ms
-/// into a period, after a control domain that then sleeps, as schedctl
-/// does). When the accounting handed out a whole period per CPU however
-/// much was charged, the uncharged time inflated every credit to the
-/// upper bound and the two took turns: 1.17:1 at 300 us in this
-/// simulation, 2.12:1 in Bochs.
+/// emulator's hypervisor path costs), however late slices end (up to 3 or
+/// 6 ms at random: QEMU without `-icount` on a loaded host) and whatever
+/// the phase of the slices against the accounting's period (the burners
+/// start 0 to 30 ms into a period, after a control domain that then
+/// sleeps, as schedctl does). When the accounting handed out a whole
+/// period per CPU however much was charged, the uncharged time inflated
+/// every credit to the upper bound and the two took turns (1.17:1 at
+/// 300 us in this simulation, 2.12:1 in Bochs); when it handed out what
+/// was charged but at most a period per CPU, late slices deflated it to
+/// the lower bound (1.90:1 at 6 ms, 2.56:1 in QEMU under CI's load).
 #[test]
 fn weights_hold_whatever_the_overhead_and_phase() {
-    for gap in [0, 150_000, 300_000] {
+    for (gap, jitter) in [
+        (0, 0),
+        (150_000, 0),
+        (300_000, 0),
+        (50_000, 3_000_000),
+        (50_000, 6_000_000),
+    ] {
         let (mut lo, mut hi) = (f64::MAX, 0.0f64);
         for k in 0..60u64 {
             let mut sim = Sim::new(1);
             sim.late_ns = 50_000;
             sim.gap_ns = gap;
+            sim.jitter_ns = jitter;
+            sim.jit = k + 1;
             let ctl = sim.dom(256, 0);
             let c = sim.vcpu(ctl, Load::Hog);
             sim.run(k * 500_000 + 1);
@@ -271,8 +297,11 @@ fn weights_hold_whatever_the_overhead_and_phase() {
             let r = h as f64 / l as f64;
             (lo, hi) = (lo.min(r), hi.max(r));
         }
-        std::println!("gap {gap} ns: heavy:light from {lo:.3} to {hi:.3}");
-        assert!(lo >= 2.7 && hi <= 3.3, "gap {gap} ns: {lo:.3} to {hi:.3}");
+        std::println!("gap {gap} ns, jitter {jitter} ns: heavy:light from {lo:.3} to {hi:.3}");
+        assert!(
+            lo >= 2.7 && hi <= 3.3,
+            "gap {gap} ns, jitter {jitter} ns: {lo:.3} to {hi:.3}"
+        );
     }
 }
 
@@ -393,7 +422,7 @@ fn random_ops_answer_as_before() {
     assert_eq!(h, PINNED_DIGEST, "the policy answered differently");
 }
 
-const PINNED_DIGEST: u64 = 0x5af8_ed95_674e_3e6a;
+const PINNED_DIGEST: u64 = 0xc11c_5811_c45f_dae2;
 
 /// 2.93:1 (the 10 ms ticks cut the shares to whole slices).
 const PINNED_LIGHT: u64 = 509_000_000;
