@@ -180,10 +180,10 @@ pub(crate) struct Quiet {
 /// Marks `cpu` (it asks the scheduler at its next exit) and, when it is
 /// another CPU, sends it a reschedule IPI, which makes that exit now.
 fn kick(cpu: usize) {
-    if hostwork::attention(cpu).is_none() {
+    let Some(word) = hostwork::attention(cpu) else {
         return;
-    }
-    hostwork::raise(cpu, ATTN_RESCHED);
+    };
+    word.fetch_or(ATTN_RESCHED, Ordering::AcqRel);
     if cpu != P::cpu_index() {
         P::send_ipi(cpu);
     }

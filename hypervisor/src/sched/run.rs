@@ -234,8 +234,8 @@ impl<P> Credit<P> {
         }
     }
 
-    /// `cpu`'s lock, with the accounting run first when it is due (the
-    /// lock let go meanwhile, when `rq` is given).
+    /// `cpu`'s lock, taken after the accounting when that is due (the
+    /// caller holds no run-queue lock).
     #[inline(always)]
     fn lock_after_account(&self, cpu: usize, now: u64) -> MutexGuard<'_, RunQueue> {
         self.account_if_due(now);
