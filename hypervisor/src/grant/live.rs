@@ -366,11 +366,13 @@ fn orphan_in(grantee: &Domain, track: &mut MapTrack, granter: DomainId) -> Vec<u
         let inner = &mut *guard;
         for (handle, m) in &kept {
             drop_refs.push(m.gref);
+            // One entry write: the grantee's other vCPUs, running on, read
+            // the old page or the zeroed one, never a hole (an unmap then
+            // a map left one, and a vCPU reading the page in it was killed
+            // for touching memory it does not own).
             let swapped = inner.gpt.as_mut().is_some_and(|g| {
-                // The 4 KiB leaf exists, so neither edit needs a new table.
-                g.unmap(m.at_gpa, PAGE_SIZE, &mut inner.tables).is_ok()
-                    && g.map_perms(m.at_gpa, m.scratch, perms(m.access), &mut inner.tables)
-                        .is_ok()
+                g.replace(m.at_gpa, m.scratch, perms(m.access), &mut inner.tables)
+                    .is_ok()
             });
             if !swapped && let Ok(m) = track.remove_orphan(*handle) {
                 inner.foreign.remove(&m.at_gpa);

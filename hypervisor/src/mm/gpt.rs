@@ -322,6 +322,11 @@ pub enum GptError {
         /// The first mapped guest-physical address found in the range.
         gpa: u64,
     },
+    /// No 4 KiB leaf maps this guest-physical page (nothing to replace).
+    NotMapped {
+        /// The guest-physical page.
+        gpa: u64,
+    },
     /// No frame was left for a table.
     OutOfMemory,
 }
@@ -347,6 +352,9 @@ impl fmt::Display for GptError {
             Self::BadPerms(p) => write!(f, "permissions {p} are not readable"),
             Self::AlreadyMapped { gpa } => {
                 write!(f, "guest-physical page {gpa:#x} is already mapped")
+            }
+            Self::NotMapped { gpa } => {
+                write!(f, "guest-physical page {gpa:#x} has no 4 KiB mapping")
             }
             Self::OutOfMemory => f.write_str("out of memory for a page table"),
         }
@@ -459,6 +467,53 @@ impl<F: EntryFormat> GuestPageTable<F> {
             }
         }
         Ok(())
+    }
+
+    /// Points the 4 KiB leaf at `gpa` at `hpa` with `perms`, in one entry
+    /// write, and returns the host-physical frame it mapped before. There
+    /// is no moment at which `gpa` is unmapped, so a vCPU of the domain
+    /// running meanwhile on another CPU reads either frame, never a fault
+    /// (an unmap then a map would give it one). Refused, changing nothing,
+    /// unless a 4 KiB leaf maps `gpa`. The caller must then invalidate
+    /// cached translations (see the module docs).
+    pub fn replace<M: TableMemory + ?Sized>(
+        &mut self,
+        gpa: u64,
+        hpa: u64,
+        perms: Perms,
+        mem: &mut M,
+    ) -> Result<u64, GptError> {
+        check_gpa_range(gpa, PAGE_SIZE)?;
+        if !hpa.is_multiple_of(PAGE_SIZE) {
+            return Err(GptError::UnalignedHpa(hpa));
+        }
+        if hpa.checked_add(PAGE_SIZE).is_none_or(|e| e > HPA_LIMIT) {
+            return Err(GptError::HpaOutOfRange {
+                hpa,
+                len: PAGE_SIZE,
+            });
+        }
+        if !perms.is_valid() {
+            return Err(GptError::BadPerms(perms));
+        }
+        let mut table = self.root;
+        for level in [4, 3, 2] {
+            let e = mem.read_entry(table, index(gpa, level));
+            if !F::is_present(e) || (level == 2 && e & LARGE != 0) {
+                return Err(GptError::NotMapped { gpa });
+            }
+            table = e & ADDR_MASK;
+        }
+        let old = mem.read_entry(table, index(gpa, 1));
+        if !F::is_present(old) {
+            return Err(GptError::NotMapped { gpa });
+        }
+        mem.write_entry(
+            table,
+            index(gpa, 1),
+            F::leaf_entry(hpa, perms, PageSize::Size4K),
+        );
+        Ok(old & ADDR_MASK)
     }
 
     /// Unmaps every page in `gpa..gpa+len` (holes are fine) and frees tables
@@ -714,6 +769,8 @@ mod tests {
         /// Allocations still allowed (`None`: unlimited).
         budget: Option<usize>,
         allocs: usize,
+        /// Every entry value written, in order.
+        written: std::vec::Vec<u64>,
     }
 
     impl FakeMem {
@@ -723,6 +780,7 @@ mod tests {
                 next: 0x10_0000_0000,
                 budget: None,
                 allocs: 0,
+                written: std::vec::Vec::new(),
             }
         }
 
@@ -748,6 +806,7 @@ mod tests {
         }
 
         fn write_entry(&mut self, table: u64, index: usize, value: u64) {
+            self.written.push(value);
             self.tables.get_mut(&table).expect("write to a freed table")[index] = value;
         }
 
@@ -1119,6 +1178,10 @@ mod tests {
                 GptError::AlreadyMapped { gpa: 0x3000 },
                 "guest-physical page 0x3000 is already mapped",
             ),
+            (
+                GptError::NotMapped { gpa: 0x6000 },
+                "guest-physical page 0x6000 has no 4 KiB mapping",
+            ),
             (GptError::OutOfMemory, "out of memory for a page table"),
         ];
         for (e, want) in cases {
@@ -1197,6 +1260,72 @@ mod tests {
     #[test]
     fn out_of_memory_npt() {
         out_of_memory::<Npt>();
+    }
+
+    /// `replace` repoints a mapped 4 KiB page in one entry write (the
+    /// page is never unmapped on the way: a vCPU of the domain on another
+    /// CPU must not fault on it) and refuses anything else unchanged.
+    fn replace<F: EntryFormat>() {
+        let (mut mem, mut gpt) = setup::<F>();
+        gpt.map(0x5000, 0x9000, 0x1000, Perms::READ_WRITE, &mut mem)
+            .unwrap();
+        gpt.map(MB2, 2 * MB2, MB2, Perms::ALL, &mut mem).unwrap();
+        let (tables, before) = (mem.live(), mem.written.len());
+        assert_eq!(
+            gpt.replace(0x5000, 0x7000, Perms::READ, &mut mem),
+            Ok(0x9000)
+        );
+        assert_eq!(
+            mem.written[before..],
+            [F::leaf_entry(0x7000, Perms::READ, PageSize::Size4K)]
+        );
+        assert_eq!(
+            gpt.translate(0x5123, &mem),
+            Some((0x7123, Perms::READ, PageSize::Size4K))
+        );
+        assert_eq!(mem.live(), tables);
+        let refused = [
+            (
+                0x6000,
+                0x7000,
+                Perms::READ,
+                GptError::NotMapped { gpa: 0x6000 },
+            ),
+            (MB2, 0x7000, Perms::READ, GptError::NotMapped { gpa: MB2 }),
+            (
+                1 << 40,
+                0x7000,
+                Perms::READ,
+                GptError::NotMapped { gpa: 1 << 40 },
+            ),
+            (0x5001, 0x7000, Perms::READ, GptError::UnalignedGpa(0x5001)),
+            (0x5000, 0x7001, Perms::READ, GptError::UnalignedHpa(0x7001)),
+            (
+                0x5000,
+                HPA_LIMIT,
+                Perms::READ,
+                GptError::HpaOutOfRange {
+                    hpa: HPA_LIMIT,
+                    len: PAGE_SIZE,
+                },
+            ),
+        ];
+        let before = mem.written.len();
+        for (gpa, hpa, perms, want) in refused {
+            assert_eq!(gpt.replace(gpa, hpa, perms, &mut mem), Err(want));
+        }
+        assert_eq!(mem.written.len(), before, "a refusal wrote an entry");
+        assert_eq!(mem.live(), tables);
+    }
+
+    #[test]
+    fn replace_ept() {
+        replace::<Ept>();
+    }
+
+    #[test]
+    fn replace_npt() {
+        replace::<Npt>();
     }
 
     fn destroy_frees_everything<F: EntryFormat>() {

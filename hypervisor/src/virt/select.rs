@@ -197,6 +197,20 @@ impl Gpt {
             Self::Npt(g) => g.map(gpa, hpa, len, perms, t),
         }
     }
+    /// Points the mapped 4 KiB page at `gpa` at `hpa` in one entry write
+    /// (never unmapped in between); the frame it mapped before.
+    pub fn replace(
+        &mut self,
+        gpa: u64,
+        hpa: u64,
+        perms: Perms,
+        t: &mut impl TableMemory,
+    ) -> Result<u64, GptError> {
+        match self {
+            Self::Ept(g) => g.replace(gpa, hpa, perms, t),
+            Self::Npt(g) => g.replace(gpa, hpa, perms, t),
+        }
+    }
     pub fn unmap(&mut self, gpa: u64, len: u64, t: &mut impl TableMemory) -> Result<u64, GptError> {
         match self {
             Self::Ept(g) => g.unmap(gpa, len, t),
