@@ -28,7 +28,7 @@
 //! `maps` (TLB shoot-down), never the other way.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use arrayvec::ArrayString;
 
@@ -85,12 +85,50 @@ fn arm_timer(cpu: usize, now: u64, until: u64) -> u64 {
     now.saturating_add(ns)
 }
 
+/// What one CPU's run of a chain of vCPUs (the one `pick` chose, then
+/// each a direct switch handed the CPU to: [`run_chain`]) keeps from one
+/// vCPU's slice to the next, so that a switch does not pay for it again.
+pub(crate) struct Chain {
+    /// This CPU's attention word.
+    attn: &'static AtomicU32,
+    /// The system time this CPU's timer was last armed to fire at (0:
+    /// not known). A slice whose own end comes no earlier leaves it armed:
+    /// the interrupt then comes before the slice needs it, and its tick
+    /// arms again for what is left (`run_slice`).
+    armed: u64,
+    /// The last slice length converted to TSC ticks, and the result: a
+    /// chain of direct switches gives each vCPU the same boosted slice.
+    slice_ticks: (u64, u64),
+}
+
+impl Chain {
+    /// The chain of CPU `cpu` (the caller's index, below the scheduler's
+    /// bound), or `None` beyond the attention words.
+    fn new(cpu: usize) -> Option<Self> {
+        Some(Self {
+            attn: hostwork::attention(cpu)?,
+            armed: 0,
+            slice_ticks: (0, 0),
+        })
+    }
+
+    /// `ns` in TSC ticks, converted once per length.
+    fn ticks(&mut self, ns: u64) -> u64 {
+        if self.slice_ticks.0 != ns {
+            self.slice_ticks = (ns, crate::sched::clock::ns_to_ticks(ns));
+        }
+        self.slice_ticks.1
+    }
+}
+
 /// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
-/// block or its domain's end; returns how it stopped and the ns it ran
-/// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows).
-/// `start` is the system time the caller read when it chose the vCPU
-/// (a clock read less per switch; the slice is no shorter for it); `cpu`
-/// is this CPU's index (the caller's: no per-CPU look-up per slice).
+/// block or its domain's end; returns how it stopped, the ns it ran
+/// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows)
+/// and the system time it stopped at (the run's last clock read, which
+/// the caller reports to the scheduler). `start` is the system time the
+/// caller read when it chose the vCPU (a clock read less per switch; the
+/// slice is no shorter for it); `cpu` is this CPU's index (the caller's:
+/// no per-CPU look-up per slice), `chain` what its run keeps.
 ///
 /// Generic over the backend: [`run_picked`] calls it with the concrete
 /// vendor type (`virt::Concrete`), so that each exit's calls into the
@@ -103,22 +141,19 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     resume: Option<u64>,
     start: u64,
     slice_end: u64,
-) -> (Outcome, u64) {
+    chain: &mut Chain,
+) -> (Outcome, u64, u64) {
     // The domain itself, not its `Arc`: one pointer in a register rather
     // than a load through the `Arc` at each of the exit path's uses.
     let d: &crate::domain::lifecycle::Domain = &me.domain;
-    // This CPU's attention word, tested after every exit. Every caller
-    // passes its own index, below the scheduler's bound: found here, which
-    // also spares the per-CPU look-ups after each exit a bounds check.
-    let Some(attn) = hostwork::attention(cpu) else {
-        return (Outcome::Again, 0);
-    };
+    // This CPU's attention word, tested after every exit.
+    let attn = chain.attn;
     // The scheduler's last "go on" in this run (`policy::tick`).
     let mut quiet = policy::Quiet::default();
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
     let t0 = P::tsc();
-    vcpu.enter();
+    vcpu.enter(cpu);
     // The slice runs its length from here. `start` (the pick) can lie well
     // before: a host that descheduled this CPU's thread between the two
     // (3 ms once on CI's 2-core machine). Counted from `start`, the CPU's
@@ -130,9 +165,17 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     let slice_end = t0_ns.saturating_add(len);
     // The slice's end as a TSC value: checked after every exit without
     // converting the TSC to nanoseconds (the hypercall path's cost).
-    let end_tsc = t0.saturating_add(crate::sched::clock::ns_to_ticks(len));
+    let end_tsc = t0.saturating_add(chain.ticks(len));
     vcpu.set_slice_end(end_tsc);
-    let mut armed = arm_timer(cpu, t0_ns, slice_end);
+    // Left armed when it fires before this slice's end and the next guest
+    // timer here, and still ahead (a chain of direct switches: each slice
+    // ends later than the last armed for), else armed now.
+    let mut armed = chain.armed;
+    if armed < t0_ns.saturating_add(MIN_ARM_NS)
+        || armed > slice_end.min(timers::next_due_on(cpu))
+    {
+        armed = arm_timer(cpu, t0_ns, slice_end);
+    }
     let mut rearmed_for = 0;
     // The TLB generation this vCPU flushed for, kept here too: only this
     // loop writes `seen_gen`, so each entry compares without loading it.
@@ -301,9 +344,12 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     }
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
-    let ns = crate::sched::clock::ticks_to_ns(P::tsc().wrapping_sub(t0));
+    chain.armed = armed;
+    // One clock read for the time it ran and the scheduler's `now`.
+    let now = crate::sched::clock::ns_at(P::tsc());
+    let ns = now.saturating_sub(t0_ns);
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
-    (outcome, ns)
+    (outcome, ns, now)
 }
 
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
@@ -316,6 +362,7 @@ fn run_picked(
     entry: &Arc<VcpuEntry>,
     now: u64,
     slice_ns: u64,
+    chain: &mut Chain,
 ) -> Option<(Arc<VcpuEntry>, u64, u64)> {
     let taken = {
         let mut st = entry.st.lock();
@@ -345,20 +392,17 @@ fn run_picked(
         }
         return None;
     };
-    let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
-    MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
     let end = now.saturating_add(slice_ns);
-    let (outcome, ran) = match vcpu.concrete() {
+    let (outcome, ran, now) = match vcpu.concrete() {
         #[cfg(target_os = "none")]
-        crate::virt::Concrete::Svm(v) => run_slice(cpu, entry, v, resume, now, end),
+        crate::virt::Concrete::Svm(v) => run_slice(cpu, entry, v, resume, now, end, chain),
         #[cfg(target_os = "none")]
-        crate::virt::Concrete::Vmx(v) => run_slice(cpu, entry, v, resume, now, end),
+        crate::virt::Concrete::Vmx(v) => run_slice(cpu, entry, v, resume, now, end, chain),
         #[cfg(not(target_os = "none"))]
-        crate::virt::Concrete::Other(_) => run_slice(cpu, entry, &mut *vcpu, resume, now, end),
+        crate::virt::Concrete::Other(_) => {
+            run_slice(cpu, entry, &mut *vcpu, resume, now, end, chain)
+        }
     };
-    RUNNING.fetch_sub(1, Ordering::AcqRel);
-    // One clock read for the deadline check and the scheduler below.
-    let now = now_ns();
     let mut next = None;
     let dead = {
         let mut st = entry.st.lock();
@@ -489,12 +533,21 @@ pub fn schedule(cpu: usize) {
 /// Inlined by force: it is `schedule`'s own code, taken out for the host
 /// tests that drive a pick without the idle CPU's halt; the release build
 /// (optimized for size) would call out for it on every pick.
+///
+/// The CPU counts as running a vCPU (`max_concurrent`) for the whole
+/// chain: a switch does not touch the shared counters.
 #[inline(always)]
 pub(crate) fn run_chain(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
-    let mut next = run_picked(cpu, entry, now, slice_ns);
+    let Some(mut chain) = Chain::new(cpu) else {
+        return;
+    };
+    let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;
+    MAX_RUNNING.fetch_max(running, Ordering::AcqRel);
+    let mut next = run_picked(cpu, entry, now, slice_ns, &mut chain);
     while let Some((e, slice_ns, at)) = next {
-        next = run_picked(cpu, &e, at, slice_ns);
+        next = run_picked(cpu, &e, at, slice_ns, &mut chain);
     }
+    RUNNING.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// An assertion, checked by CPUs with nothing to do. Events are raised on

@@ -13,7 +13,7 @@ use core::arch::x86_64::__cpuid_count;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use super::cpu::{self, rdmsr, wrmsr};
-use super::percpu::{self, MAX_CPUS};
+use super::percpu::MAX_CPUS;
 use crate::boot::spec::{self, CpuSpec, SpecOpts, leaf7};
 
 /// IA32_PRED_CMD: writing bit 0 is an IBPB (Intel SDM Vol. 4 table 2-2).
@@ -89,18 +89,19 @@ pub fn init(intel: bool, opts: &SpecOpts) {
     p.describe(&c, &mut |a| log::info!("spec-ctrl: {a}"));
 }
 
-/// A vCPU of `domain` is switched in on this CPU: an IBPB if this CPU last
+/// A vCPU of `domain` is switched in on this CPU (`cpu`, the caller's
+/// index): an IBPB if this CPU last
 /// ran another domain's vCPU, so that domain's branch-predictor training
 /// cannot steer this one's indirect branches (Spectre v2 across domains;
 /// Intel, "Speculative Execution Side Channel Mitigations": IBPB when
 /// switching between VMs). Within a domain no IBPB: its vCPUs trust each
 /// other as threads of one OS do.
 #[inline]
-pub fn switch_in(domain: u32) {
+pub fn switch_in(domain: u32, cpu: usize) {
     if !IBPB.load(Ordering::Relaxed) {
         return;
     }
-    let Some(last) = LAST_DOMAIN.get(percpu::cpu_index()) else {
+    let Some(last) = LAST_DOMAIN.get(cpu) else {
         return;
     };
     if last.swap(domain, Ordering::Relaxed) != domain {

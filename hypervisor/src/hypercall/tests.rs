@@ -49,7 +49,7 @@ impl VcpuBackend for FakeVcpu {
             self.msrs[i] = value;
         }
     }
-    fn enter(&mut self) {}
+    fn enter(&mut self, _cpu: usize) {}
     fn flush_tlb(&mut self) {}
     fn run(&mut self) -> VmExit {
         unreachable!("the exit handler never runs the vCPU")

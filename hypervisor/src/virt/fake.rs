@@ -252,7 +252,7 @@ impl VcpuBackend for FakeVcpu {
             *slot = value;
         }
     }
-    fn enter(&mut self) {}
+    fn enter(&mut self, _cpu: usize) {}
 
     fn flush_tlb(&mut self) {}
 

@@ -84,8 +84,9 @@ pub trait VcpuBackend: Send {
     fn concrete(&mut self) -> Concrete<'_> {
         Concrete::Other(core::marker::PhantomData)
     }
-    /// Switches the vCPU in on this CPU (before the first `run` of a slice).
-    fn enter(&mut self);
+    /// Switches the vCPU in on this CPU, `cpu` (the caller's index: before
+    /// the first `run` of a slice).
+    fn enter(&mut self, cpu: usize);
     /// Drops the guest's cached translations on this CPU before the next
     /// run (after its nested page tables lost a mapping).
     fn flush_tlb(&mut self);

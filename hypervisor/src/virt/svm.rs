@@ -327,9 +327,8 @@ impl SvmVcpu {
     /// here (another domain used it, or this vCPU ran here before with
     /// other mappings), so the next run flushes them: by ASID where the CPU
     /// can, else the whole TLB (APM 15.16.1).
-    pub fn enter(&mut self) {
+    pub fn enter(&mut self, cpu: usize) {
         self.flush_tlb();
-        let cpu = crate::arch::percpu::cpu_index();
         self.host_vmcb = HOST_VMCB.get(cpu).map_or(0, |h| h.load(Ordering::Relaxed));
         // The host's state that VMLOAD restores after each exit (FS, GS,
         // TR, LDTR, the SYSCALL and SYSENTER MSRs, KernelGsBase) is saved
@@ -347,7 +346,7 @@ impl SvmVcpu {
                 );
             }
         }
-        crate::arch::spec::switch_in(self.domain);
+        crate::arch::spec::switch_in(self.domain, cpu);
         // DR6/DR7 are in the VMCB; DR0-DR3 and TSC_AUX are not.
         self.dbg.load(false);
     }
@@ -637,8 +636,8 @@ impl super::VcpuBackend for SvmVcpu {
     fn concrete(&mut self) -> super::Concrete<'_> {
         super::Concrete::Svm(self)
     }
-    fn enter(&mut self) {
-        Self::enter(self);
+    fn enter(&mut self, cpu: usize) {
+        Self::enter(self, cpu);
         self.xstate.load();
     }
     /// By ASID or whole, at the next VMRUN.

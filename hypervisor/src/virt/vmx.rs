@@ -430,7 +430,7 @@ impl VmxVcpu {
 
     /// Makes this vCPU's VMCS current on this CPU (call before `run` and the
     /// register accessors after a switch-in).
-    pub fn enter(&mut self) {
+    pub fn enter(&mut self, cpu: usize) {
         self.load();
         // DR7 is in the VMCS; DR0-DR3, DR6 and TSC_AUX are not.
         self.dbg.load(true);
@@ -456,7 +456,7 @@ impl VmxVcpu {
         if HAVE_VPID.load(Ordering::Relaxed) != 0 {
             invalidate_vpid(self.vpid);
         }
-        crate::arch::spec::switch_in(self.domain);
+        crate::arch::spec::switch_in(self.domain, cpu);
     }
 
     /// Ends the time slice at TSC `tsc`: the VMX-preemption timer is armed
@@ -723,8 +723,8 @@ impl super::VcpuBackend for VmxVcpu {
             VmxMsrHome::TscAux => self.dbg.write_tsc_aux(value as u32),
         }
     }
-    fn enter(&mut self) {
-        Self::enter(self);
+    fn enter(&mut self, cpu: usize) {
+        Self::enter(self, cpu);
         self.xstate.load();
         self.cpu.enter();
     }
