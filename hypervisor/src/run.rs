@@ -134,6 +134,7 @@ impl Chain {
 /// vendor type (`virt::Concrete`), so that each exit's calls into the
 /// backend (`run`, the hypercall's registers, its completion) are direct
 /// and inlined rather than through the vtable.
+#[inline(always)]
 fn run_slice<V: VcpuBackend + ?Sized>(
     cpu: usize,
     me: &Arc<VcpuEntry>,
