@@ -172,9 +172,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // timer here, and still ahead (a chain of direct switches: each slice
     // ends later than the last armed for), else armed now.
     let mut armed = chain.armed;
-    if armed < t0_ns.saturating_add(MIN_ARM_NS)
-        || armed > slice_end.min(timers::next_due_on(cpu))
-    {
+    if armed < t0_ns.saturating_add(MIN_ARM_NS) || armed > slice_end.min(timers::next_due_on(cpu)) {
         armed = arm_timer(cpu, t0_ns, slice_end);
     }
     let mut rearmed_for = 0;
