@@ -52,7 +52,7 @@ impl VcpuBackend for Vcpu {
         }
     }
     // The handler never enters the guest: only the register file matters.
-    fn enter(&mut self) {}
+    fn enter(&mut self, _cpu: usize) {}
     fn flush_tlb(&mut self) {}
     fn run(&mut self) -> VmExit {
         VmExit::Hlt { len: 1 }
