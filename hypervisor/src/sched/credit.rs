@@ -134,6 +134,12 @@ impl<P> VcpuRec<P> {
     pub(super) fn state(&self) -> State {
         State::of(self.word.load(SeqCst))
     }
+    /// Whether it runs on `cpu` (`state() == State::Running(cpu)`, one
+    /// compare of the word without its pause flag).
+    #[inline(always)]
+    pub(super) fn runs_on(&self, cpu: usize) -> bool {
+        self.word.load(SeqCst) & !PAUSE == State::Running(cpu).word()
+    }
     /// Whether a pause waits for this vCPU's deschedule or placement.
     #[inline(always)]
     pub(super) fn paused(&self) -> bool {

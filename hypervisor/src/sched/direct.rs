@@ -87,7 +87,8 @@ impl<P> Credit<P> {
             self.publish(cpu, &rq);
             return Ok(none);
         }
-        let parked = self.doms[r.dom()].parked.load(Relaxed);
+        let d = &self.doms[r.dom()];
+        let parked = d.parked.load(Relaxed);
         let boost = r.credit() >= 0;
         // Run here at once, as the usual wake and pick would:
         // - boosted (credit >= 0, its domain not parked): `wake` places it
@@ -112,7 +113,7 @@ impl<P> Credit<P> {
             }
             r.set_boost(boost);
             return Ok(Handed {
-                run: Some(self.run_here(cpu, &mut rq, j, r, to, now)),
+                run: Some(self.run_here(cpu, &mut rq, j, r, d, to, now)),
                 placed: None,
             });
         }

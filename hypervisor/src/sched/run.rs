@@ -6,7 +6,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::credit::{Credit, Prio, State, VcpuRec, add_sat, cap_budget, dec_sat, inc};
+use super::credit::{Credit, DomRec, Prio, State, VcpuRec, add_sat, cap_budget, dec_sat, inc};
 use super::{
     BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, RunQueue, SLICE_NS, VcpuId,
 };
@@ -342,12 +342,14 @@ impl<P> Credit<P> {
         let i = v.index as usize;
         let r = &self.vcpus[i];
         r.set_state(State::Running(cpu));
-        Ok(self.run_here(cpu, rq, i, r, v, now))
+        Ok(self.run_here(cpu, rq, i, r, &self.doms[r.dom()], v, now))
     }
 
-    /// The rest of a start: vCPU `i` (`v`, its record `r`), taken out of
-    /// its queue or settled here by a direct switch and marked running on
-    /// `cpu` (its lock held as `rq`), is `cpu`'s current with its slice.
+    /// The rest of a start: vCPU `i` (`v`, its record `r`, its domain's
+    /// `d`), taken out of its queue or settled here by a direct switch and
+    /// marked running on `cpu` (its lock held as `rq`), is `cpu`'s current
+    /// with its slice.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn run_here(
         &self,
@@ -355,10 +357,10 @@ impl<P> Credit<P> {
         rq: &mut RunQueue,
         i: usize,
         r: &VcpuRec<P>,
+        d: &DomRec,
         v: VcpuId,
         now: u64,
     ) -> Decision {
-        let d = &self.doms[r.dom()];
         let running = inc(&d.running);
         r.set_last_cpu(Some(cpu));
         let mut slice = if r.boost() { BOOST_SLICE_NS } else { SLICE_NS };
@@ -557,7 +559,7 @@ impl<P> Credit<P> {
         ran_ns: u64,
         still_runnable: bool,
     ) -> Result<bool, Error> {
-        if r.state() != State::Running(cpu) {
+        if !r.runs_on(cpu) {
             return Err(Error::NotRunningHere);
         }
         let burn = i64::try_from(ran_ns).unwrap_or(i64::MAX);
