@@ -105,7 +105,7 @@ pub(crate) fn arm(v: &Arc<VcpuEntry>, deadline: u64) {
 /// saving the look-up on every block). The two answers that need nothing
 /// done are inlined into the caller: every block comes here, twice per
 /// event round trip, and a call out with its register saves cost that
-/// round trip about 40 instructions (`cargo xtask bench --only evprof`).
+/// round trip about 55 instructions (`cargo xtask bench --only evprof`).
 #[inline(always)]
 pub(crate) fn arm_on(me: usize, v: &Arc<VcpuEntry>, deadline: u64) {
     if deadline == 0 {
