@@ -134,6 +134,12 @@ impl<P> VcpuRec<P> {
     pub(super) fn state(&self) -> State {
         State::of(self.word.load(SeqCst))
     }
+    /// Whether it runs on `cpu` (`state() == State::Running(cpu)`, one
+    /// compare of the word without its pause flag).
+    #[inline(always)]
+    pub(super) fn runs_on(&self, cpu: usize) -> bool {
+        self.word.load(SeqCst) & !PAUSE == State::Running(cpu).word()
+    }
     /// Whether a pause waits for this vCPU's deschedule or placement.
     #[inline(always)]
     pub(super) fn paused(&self) -> bool {
@@ -307,7 +313,9 @@ pub(super) struct DomAcct {
 /// reference to one (under its own run-queue lock) while another, with
 /// every lock held, adds a chunk. Slots are never freed, only reused.
 pub(super) struct Table<T> {
-    chunks: Box<[spin::Once<Box<[T]>>]>,
+    /// Chunks of a fixed size, so that a slot's place in its chunk needs
+    /// no bounds check (it runs several times per event round trip).
+    chunks: Box<[spin::Once<Box<[T; CHUNK]>>]>,
     /// Slots in use or free for reuse (the high-water mark).
     len: AtomicUsize,
 }
@@ -315,6 +323,15 @@ pub(super) struct Table<T> {
 const CHUNK: usize = 64;
 /// Domains, and vCPUs, one scheduler has room for.
 pub const MAX_RECORDS: usize = 512 * CHUNK;
+
+/// A chunk of `CHUNK` records made by `blank`.
+fn chunk<T>(blank: &impl Fn() -> T) -> Box<[T; CHUNK]> {
+    let slots: Box<[T]> = (0..CHUNK).map(|_| blank()).collect();
+    match slots.try_into() {
+        Ok(c) => c,
+        Err(_) => unreachable!("a chunk is made with CHUNK records"),
+    }
+}
 
 impl<T> Table<T> {
     fn new(blank: impl Fn() -> T) -> Self {
@@ -326,7 +343,7 @@ impl<T> Table<T> {
         };
         // The first chunk from the start: room for a typical host's domains
         // before the first allocation on a running system.
-        t.chunks[0].call_once(|| (0..CHUNK).map(|_| blank()).collect());
+        t.chunks[0].call_once(|| chunk(&blank));
         t
     }
 
@@ -334,7 +351,7 @@ impl<T> Table<T> {
     /// (a blank record there: not live, so no id finds it valid).
     #[inline(always)]
     pub(super) fn get(&self, i: usize) -> Option<&T> {
-        self.chunks.get(i / CHUNK)?.get()?.get(i % CHUNK)
+        Some(&self.chunks.get(i / CHUNK)?.get()?[i % CHUNK])
     }
 
     pub(super) fn len(&self) -> usize {
@@ -350,7 +367,7 @@ impl<T> Table<T> {
     fn grow(&self, blank: impl Fn() -> T) -> Option<usize> {
         let i = self.len.load(Acquire);
         let chunk = self.chunks.get(i / CHUNK)?;
-        chunk.call_once(|| (0..CHUNK).map(|_| blank()).collect());
+        chunk.call_once(|| self::chunk(&blank));
         self.len.store(i + 1, Release);
         Some(i)
     }
@@ -680,9 +697,17 @@ impl<P> Credit<P> {
 
     #[inline(always)]
     pub(super) fn vcpu_index(&self, v: VcpuId) -> Result<usize, Error> {
+        self.vcpu_rec(v).map(|(i, _)| i)
+    }
+
+    /// [`Self::vcpu_index`] and the record it found, for a caller that
+    /// goes on to use it (one look-up in the chunk table, not one per
+    /// use).
+    #[inline(always)]
+    pub(super) fn vcpu_rec(&self, v: VcpuId) -> Result<(usize, &VcpuRec<P>), Error> {
         let i = v.index as usize;
         match self.vcpus.get(i) {
-            Some(r) if r.live() && r.generation() == v.generation => Ok(i),
+            Some(r) if r.live() && r.generation() == v.generation => Ok((i, r)),
             _ => Err(Error::NoSuchVcpu),
         }
     }

@@ -6,6 +6,8 @@
 //! deschedules the sender and starts the woken vCPU here. seL4's
 //! Call / ReplyRecv hands the CPU over in the same way.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::credit::{Credit, State};
 use super::{Decision, Error, Placed, VcpuId};
 
@@ -65,11 +67,10 @@ impl<P> Credit<P> {
             run: None,
             placed: None,
         };
-        let Ok(j) = self.vcpu_index(to) else {
+        let Ok((j, r)) = self.vcpu_rec(to) else {
             self.publish(cpu, &rq);
             return Ok(none);
         };
-        let r = &self.vcpus[j];
         crate::sync::point();
         if !r.claim() {
             // Not blocked: woken meanwhile by someone else.
@@ -86,66 +87,54 @@ impl<P> Credit<P> {
             self.publish(cpu, &rq);
             return Ok(none);
         }
-        let parked = self.parked_vcpu(j);
-        if r.credit() < 0
-            && !parked
-            && r.last_cpu() == Some(cpu)
-            && rq.queue.is_empty()
-            && self.alone(cpu)
+        let d = &self.doms[r.dom()];
+        let parked = d.parked.load(Relaxed);
+        let boost = r.credit() >= 0;
+        // Run here at once, as the usual wake and pick would:
+        // - boosted (credit >= 0, its domain not parked): `wake` places it
+        //   here (this CPU runs nothing now; its last CPU or an idle one),
+        //   boosted, at the back of the queue, and nothing waiting can be
+        //   better (`pick_next` would choose it, or an equal one ahead of
+        //   it in FIFO order: the time goes to the vCPU the sender waits
+        //   on);
+        // - OVER, alone here, and no other CPU holds a vCPU: placed on its
+        //   idle last CPU, unboosted, picked as the only candidate, nothing
+        //   to steal.
+        // Either way without going through the queue: settled as running
+        // here under this CPU's lock, which a pause or a second wake-up
+        // takes before it looks at a vCPU queued or running here, so none
+        // can tell the difference.
+        if !parked
+            && (boost || (r.last_cpu() == Some(cpu) && rq.queue.is_empty() && self.alone(cpu)))
         {
-            // OVER, alone here, and no other CPU holds a vCPU: what the
-            // usual wake and pick below would do (placed on its idle last
-            // CPU, unboosted, picked as the only candidate, nothing to
-            // steal), without the placement and the queue's scan.
-            if !r.settle(State::Queued(cpu)) {
+            if !r.settle(State::Running(cpu)) {
                 self.publish(cpu, &rq);
                 return Ok(none);
             }
-            r.set_boost(false);
-            self.mark_active(j, &mut rq);
-            rq.queue.push_back(to);
+            r.set_boost(boost);
             return Ok(Handed {
-                run: Some(self.start(cpu, &mut rq, None, 0, now)?),
+                run: Some(self.run_here(cpu, &mut rq, j, r, d, to, now)),
                 placed: None,
             });
         }
-        if r.credit() < 0 || parked {
-            self.publish(cpu, &rq);
-            // No boost: woken as usual. Placed here (this CPU runs
-            // nothing now, so unless others wait here it is where the
-            // placement puts it), this CPU's next pick is made at once,
-            // under the same lock; it may choose another vCPU.
-            let target = self.place_cpu(j);
-            if target == cpu {
-                let _ = self.place(j, to, cpu, &mut rq);
-                let d = self.pick_locked(cpu, &mut rq, now)?;
-                return Ok(Handed {
-                    run: Some(d).filter(|d| d.vcpu.is_some()),
-                    placed: None,
-                });
-            }
-            drop(rq);
-            let mut there = self.lock(target);
-            let placed = self.place(j, to, target, &mut there);
-            self.publish(target, &there);
-            return Ok(Handed { run: None, placed });
+        self.publish(cpu, &rq);
+        // No boost: woken as usual. Placed here (this CPU runs nothing
+        // now, so unless others wait here it is where the placement puts
+        // it), this CPU's next pick is made at once, under the same lock;
+        // it may choose another vCPU.
+        let target = self.place_cpu(j);
+        if target == cpu {
+            let _ = self.place(j, to, cpu, &mut rq);
+            let d = self.pick_locked(cpu, &mut rq, now)?;
+            return Ok(Handed {
+                run: Some(d).filter(|d| d.vcpu.is_some()),
+                placed: None,
+            });
         }
-        // What `wake` does, placed here: boosted (credit >= 0), active,
-        // queued at the back of this CPU's queue, which `start` takes
-        // from without a search. (The OVER case above does the same with
-        // no boost; one function for both, even inlined, cost the event
-        // round trip 34 instructions: `cargo xtask bench --only evprof`.)
-        if !r.settle(State::Queued(cpu)) {
-            self.publish(cpu, &rq);
-            return Ok(none);
-        }
-        r.set_boost(true);
-        self.mark_active(j, &mut rq);
-        rq.queue.push_back(to);
-        let pos = rq.queue.len() - 1;
-        Ok(Handed {
-            run: Some(self.start(cpu, &mut rq, None, pos, now)?),
-            placed: None,
-        })
+        drop(rq);
+        let mut there = self.lock(target);
+        let placed = self.place(j, to, target, &mut there);
+        self.publish(target, &there);
+        Ok(Handed { run: None, placed })
     }
 }

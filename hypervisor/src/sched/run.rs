@@ -6,7 +6,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::credit::{Credit, Prio, State, add_sat, cap_budget, dec_sat, inc};
+use super::credit::{Credit, DomRec, Prio, State, VcpuRec, add_sat, cap_budget, dec_sat, inc};
 use super::{
     BOOST_SLICE_NS, CREDIT_MAX, Decision, Error, MIN_SLICE_NS, Placed, RunQueue, SLICE_NS, VcpuId,
 };
@@ -57,7 +57,12 @@ impl<P> Credit<P> {
     /// from now to the accounting at least, staged on that CPU.
     #[inline(always)]
     pub(super) fn mark_active(&self, i: usize, rq: &mut RunQueue) {
-        let r = &self.vcpus[i];
+        self.mark_active_rec(i, &self.vcpus[i], rq);
+    }
+
+    /// [`Self::mark_active`] with `i`'s record at hand.
+    #[inline(always)]
+    pub(super) fn mark_active_rec(&self, i: usize, r: &VcpuRec<P>, rq: &mut RunQueue) {
         if !r.active() {
             r.set_active(true);
             rq.joined.push(i as u32);
@@ -336,16 +341,33 @@ impl<P> Credit<P> {
         };
         let i = v.index as usize;
         let r = &self.vcpus[i];
-        let dom = r.dom();
-        let running = inc(&self.doms[dom].running);
         r.set_state(State::Running(cpu));
+        Ok(self.run_here(cpu, rq, i, r, &self.doms[r.dom()], v, now))
+    }
+
+    /// The rest of a start: vCPU `i` (`v`, its record `r`, its domain's
+    /// `d`), taken out of its queue or settled here by a direct switch and
+    /// marked running on `cpu` (its lock held as `rq`), is `cpu`'s current
+    /// with its slice.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn run_here(
+        &self,
+        cpu: usize,
+        rq: &mut RunQueue,
+        i: usize,
+        r: &VcpuRec<P>,
+        d: &DomRec,
+        v: VcpuId,
+        now: u64,
+    ) -> Decision {
+        let running = inc(&d.running);
         r.set_last_cpu(Some(cpu));
         let mut slice = if r.boost() { BOOST_SLICE_NS } else { SLICE_NS };
-        self.mark_active(i, rq);
+        self.mark_active_rec(i, r, rq);
         if let Some(t) = self.next_acct() {
             slice = slice.min(t.saturating_sub(now));
         }
-        let d = &self.doms[dom];
         let cap = d.cap.load(Relaxed);
         if cap != 0 {
             let left = cap_budget(cap).saturating_sub(d.period_used_ns.load(Relaxed));
@@ -355,10 +377,10 @@ impl<P> Credit<P> {
         rq.current = Some(v);
         rq.slice_end = now.saturating_add(slice_ns);
         self.publish(cpu, rq);
-        Ok(Decision {
+        Decision {
             vcpu: Some(v),
             slice_ns,
-        })
+        }
     }
 
     /// Direct switch (seL4's Call / ReplyRecv handoff): `from` blocks on
@@ -392,6 +414,7 @@ impl<P> Credit<P> {
     /// when the deschedule parked a domain). `cpu`'s own is not published
     /// yet: the caller does, before it lets the lock go or places a vCPU
     /// (a switch that starts one publishes in `start`).
+    #[inline(always)]
     pub(super) fn deschedule_for_switch(
         &self,
         cpu: usize,
@@ -399,12 +422,12 @@ impl<P> Credit<P> {
         ran_ns: u64,
         now: u64,
     ) -> Result<MutexGuard<'_, RunQueue>, Error> {
-        let i = self.vcpu_index(from)?;
+        let (_, r) = self.vcpu_rec(from)?;
         if cpu >= self.cpus() {
             return Err(Error::NoSuchCpu);
         }
         let mut rq = self.lock(cpu);
-        let parked = self.deschedule_locked(cpu, &mut rq, i, from, ran_ns, false)?;
+        let parked = self.deschedule_locked(cpu, &mut rq, r, from, ran_ns, false)?;
         if parked || self.due(now) {
             self.publish(cpu, &rq);
             drop(rq);
@@ -508,12 +531,12 @@ impl<P> Credit<P> {
         now: u64,
         still_runnable: bool,
     ) -> Result<(), Error> {
-        let i = self.vcpu_index(v)?;
+        let (_, r) = self.vcpu_rec(v)?;
         if cpu >= self.cpus() {
             return Err(Error::NoSuchCpu);
         }
         let mut rq = self.lock(cpu);
-        let parked = self.deschedule_locked(cpu, &mut rq, i, v, ran_ns, still_runnable)?;
+        let parked = self.deschedule_locked(cpu, &mut rq, r, v, ran_ns, still_runnable)?;
         self.publish(cpu, &rq);
         drop(rq);
         if parked {
@@ -524,19 +547,19 @@ impl<P> Credit<P> {
     }
 
     /// [`Self::descheduled`] under `cpu`'s lock (`rq`), without the
-    /// accounting: whether it parked `v`'s domain (the other CPUs'
-    /// idleness then changes, [`Self::publish_others`]).
+    /// accounting, `r` being `v`'s record: whether it parked `v`'s domain
+    /// (the other CPUs' idleness then changes, [`Self::publish_others`]).
+    #[inline(always)]
     pub(super) fn deschedule_locked(
         &self,
         cpu: usize,
         rq: &mut RunQueue,
-        i: usize,
+        r: &VcpuRec<P>,
         v: VcpuId,
         ran_ns: u64,
         still_runnable: bool,
     ) -> Result<bool, Error> {
-        let r = &self.vcpus[i];
-        if r.state() != State::Running(cpu) {
+        if !r.runs_on(cpu) {
             return Err(Error::NotRunningHere);
         }
         let burn = i64::try_from(ran_ns).unwrap_or(i64::MAX);

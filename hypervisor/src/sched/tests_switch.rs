@@ -192,3 +192,28 @@ fn a_deferred_wake_of_a_removed_vcpu_or_from_the_wrong_cpu() {
     assert_eq!(s.wake_switch(3, v[0], MS, v[1], MS), Err(Error::NoSuchCpu));
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn a_deferred_wake_leaves_the_queue_as_it_was_and_a_paused_sender_blocks() {
+    // v2 and v3 wait here unboosted (UNDER); the woken v1, boosted, runs at
+    // once, and they keep their places.
+    let (s, v) = setup(1, 4);
+    s.wake(v[2], MS).unwrap();
+    s.wake(v[3], MS).unwrap();
+    s.set_boost(v[2], false);
+    s.set_boost(v[3], false);
+    // The sender was paused while it ran: the pause takes effect at this
+    // deschedule, which must still find it running here.
+    s.block(v[0], MS).unwrap();
+    let d = s.wake_switch(0, v[0], MS, v[1], MS).unwrap().run.unwrap();
+    assert_eq!(d.vcpu, Some(v[1]));
+    assert_eq!(s.current(0), Some(v[1]));
+    assert_eq!(s.waiting(0), 2);
+    assert!(s.is_blocked(v[0]).unwrap(), "paused: blocked, not queued");
+    s.check_invariants().unwrap();
+    s.descheduled(0, v[1], MS, 2 * MS, false).unwrap();
+    assert_eq!(s.pick_next(0, 2 * MS).unwrap().vcpu, Some(v[2]));
+    s.descheduled(0, v[2], MS, 3 * MS, false).unwrap();
+    assert_eq!(s.pick_next(0, 3 * MS).unwrap().vcpu, Some(v[3]));
+    s.check_invariants().unwrap();
+}

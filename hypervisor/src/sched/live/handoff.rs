@@ -110,25 +110,21 @@ impl Handoff {
         match r {
             Ok(h) => {
                 super::placed(h.placed);
-                // The vCPU to run: the woken one, or what the pick chose.
-                let run = h.run.and_then(|d| {
-                    let id = d.vcpu?;
-                    let e = if id == to.sid {
-                        Some(to.clone())
-                    } else {
-                        s.payload(id)
-                    };
-                    if e.is_none() {
-                        // No entry (cannot happen, as in `pick`): never run it.
-                        let _ = s.descheduled(cpu, id, 0, now, false);
-                    }
-                    e.map(|e| (e, d.slice_ns))
-                });
-                #[cfg(test)]
-                if run.as_ref().is_some_and(|(e, _)| Arc::ptr_eq(e, &to)) {
+                // The vCPU to run: the woken one (handed on as it is, no
+                // second reference), or what the pick chose.
+                let d = h.run?;
+                let id = d.vcpu?;
+                if id == to.sid {
+                    #[cfg(test)]
                     SWITCHED.fetch_add(1, Ordering::Relaxed);
+                    return Some((to, d.slice_ns));
                 }
-                run
+                let e = s.payload(id);
+                if e.is_none() {
+                    // No entry (cannot happen, as in `pick`): never run it.
+                    let _ = s.descheduled(cpu, id, 0, now, false);
+                }
+                e.map(|e| (e, d.slice_ns))
             }
             Err(e) => {
                 log::warn!(
