@@ -187,17 +187,20 @@ pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
     kick(&target, EVENT_CHANNEL, false).map(|_| target)
 }
 
-/// [`notify`] for a sender that will block (`HC_EVTCHN_SEND_WAIT`): the
-/// vCPU it woke, as a handoff the run loop may switch to.
-fn notify_handoff(me: &VcpuEntry, n: Notify) -> Option<policy::Handoff> {
-    if n.domain == me.domain.id && n.vcpu == me.index {
-        me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
-        return None;
-    }
-    let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?;
-    match kick(&target, EVENT_CHANNEL, true)? {
+/// Marks a [`VcpuEntry::wait_port`] whose port a sender handed over
+/// ([`EventTable::hand_over`]): the wait ends with that port, and the
+/// waiter's resume reads no table ([`wake_value`]). Ports stay below
+/// [`crate::evtchn::EVTCHN_PORTS_LIMIT`], far below this bit.
+const HANDED: u32 = 1 << 31;
+
+/// Wakes `target` for an event ([`kick`]): with `handoff` (the sender
+/// will block and may switch to it) as a [`policy::Handoff`] the run loop
+/// may switch to, otherwise woken the usual way (`None`).
+fn wake_target(target: Arc<VcpuEntry>, handoff: bool) -> Option<policy::Handoff> {
+    match kick(&target, EVENT_CHANNEL, handoff)? {
         true => Some(policy::Handoff::deferred(target)),
-        false => Some(policy::Handoff::queued(target)),
+        false if handoff => Some(policy::Handoff::queued(target)),
+        false => None,
     }
 }
 
@@ -235,6 +238,11 @@ pub(crate) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
 pub(crate) fn wake_value(me: &VcpuEntry, deadline: u64, now: u64) -> Option<u64> {
     match me.wait_port.swap(0, Ordering::AcqRel) {
         0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
+        // The sender took the port for it under its table's lock: no look.
+        // Its `EVENT_CHANNEL` bit stays (set by that sender, or by another
+        // raise this look would have found): at worst one spurious
+        // notification, never a lost one.
+        wait if wait & HANDED != 0 => Some(u64::from(wait & !HANDED)),
         wait => match look_at_wait_port(me, wait) {
             Some(rax) => Some(rax),
             // Another event (a timer) woke it, or the deadline passed: 0,
@@ -326,28 +334,33 @@ impl Svc<'_> {
         }
     }
 
-    /// A send on `port`: raises the port it reaches; returns the vCPU that
-    /// woke (it was blocked), if any.
+    /// A send on `port` (`HC_EVTCHN_SEND`): raises the port it reaches and
+    /// wakes the vCPU that port notifies.
     fn send_on(&mut self, port: u32) -> Result<(), Error> {
         let sent = send_in(&mut self.me.domain.events.lock(), port)?;
-        if let Some(n) = self.route(sent) {
-            let _ = notify(self.me, n);
-        }
+        let _ = self.route(sent, false);
         Ok(())
     }
 
-    /// The rest of a send after the sender's table let go: the peer's port
-    /// raised (a remote route); the upcall to make.
-    fn route(&mut self, sent: Sent) -> Option<Notify> {
-        match sent {
-            Sent::Raised(n) => n,
-            Sent::Remote { domain, port, from } => {
-                // A peer that is gone has closed (or is closing)
-                // its ports, which unbinds ours: nothing to do.
-                domain_by_id(domain)
-                    .and_then(|p| p.events.lock().deliver(port, self.me.domain.id, from))
+    /// The rest of a send after the sender's table let go: a remote port
+    /// raised (and handed to its vCPU if that one waits for it in
+    /// `HC_EVTCHN_SEND_WAIT`), then the notified vCPU kicked. `handoff`:
+    /// the sender will block, so a woken vCPU comes back as a
+    /// [`policy::Handoff`]. A notification of the sender itself sets its
+    /// own bit.
+    fn route(&mut self, sent: Sent, handoff: bool) -> Option<policy::Handoff> {
+        let target = match sent {
+            Sent::Raised(None) => return None,
+            Sent::Raised(Some(n)) if n.domain == self.me.domain.id && n.vcpu == self.me.index => {
+                self.me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+                return None;
             }
-        }
+            Sent::Raised(Some(n)) => DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?,
+            Sent::Remote { domain, port, from } => {
+                deliver_remote(self.me.domain.id, domain, port, from)?
+            }
+        };
+        wake_target(target, handoff)
     }
 
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
@@ -356,40 +369,58 @@ impl Svc<'_> {
     /// only if nothing is ready, no other event is pending and the
     /// deadline has not passed. The vCPU the send woke is kept in
     /// [`Svc::handoff`]: the run loop may switch to it directly.
+    ///
+    /// The caller's table is locked once for the check, the send and the
+    /// look (as [`look_at_wait_port`] does it: the `EVENT_CHANNEL` bit is
+    /// consumed before the table is read, and set again when other ports
+    /// are ready). A local send is raised before the look in that same
+    /// hold, so the look sees it and the sender's own notification needs
+    /// no bit; a remote one is delivered after the look, which it cannot
+    /// change (it raises another domain's port).
     pub(crate) fn send_wait_op(
         &mut self,
         send: u32,
         wait: u32,
         deadline: u64,
     ) -> Result<Option<u64>, Error> {
-        // One look-up of the caller's table for both ports: the wait port
-        // checked first (its errors come first), then the send routed (and
-        // a local one raised) under the same lock.
-        let sent = {
-            let mut t = self.me.domain.events.lock();
+        let me = self.me;
+        let (sent, look) = {
+            let mut t = me.domain.events.lock();
             t.check_wait(wait)?;
-            if send != 0 {
+            let sent = if send != 0 {
                 Some(send_in(&mut t, send)?)
             } else {
                 None
-            }
+            };
+            me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
+            (sent, t.take_wait(wait))
         };
-        if let Some(sent) = sent {
-            self.handoff = self.route(sent).and_then(|n| notify_handoff(self.me, n));
+        if look.others() {
+            me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
         }
-        // Not blocking (below): the handoff is dropped, which wakes a
-        // deferred one at once.
-        if let Some(v) = look_at_wait_port(self.me, wait) {
-            self.handoff = None;
-            return Ok(Some(v));
+        let done = match look {
+            WaitCheck::Taken { .. } => Some(u64::from(wait)),
+            WaitCheck::Other => Some(0),
+            WaitCheck::Empty => None,
+        };
+        match sent {
+            // Counted by the look just made (see above).
+            Some(Sent::Raised(Some(n))) if n.domain == me.domain.id && n.vcpu == me.index => {}
+            Some(sent) => self.handoff = self.route(sent, done.is_none()),
+            None => {}
         }
-        if self.me.pending.load(Ordering::Acquire) != 0
+        if done.is_some() {
+            return Ok(done);
+        }
+        if me.pending.load(Ordering::Acquire) != 0
             || (deadline != 0 && crate::sched::clock::now_ns() >= deadline)
         {
+            // Not blocking: the handoff is dropped, which wakes a
+            // deferred one at once.
             self.handoff = None;
             return Ok(Some(0));
         }
-        self.me.wait_port.store(wait, Ordering::Release);
+        me.wait_port.store(wait, Ordering::Release);
         self.blocked = Some(deadline);
         Ok(None)
     }
@@ -453,6 +484,45 @@ fn send_in(t: &mut Table, port: u32) -> Result<Sent, Error> {
     })
 }
 
+/// Delivers a send from `sender`'s port `from` to `port` of domain
+/// `domain`: raises it, hands it to the vCPU it notifies if that one
+/// waits for exactly it in `HC_EVTCHN_SEND_WAIT` (the waiter's resume then
+/// reads no table: [`wake_value`]), and returns that vCPU to kick. `None`:
+/// the peer is gone or dying (it has closed, or is closing, its ports,
+/// which unbinds ours), the port was closed or reused, it was pending or
+/// masked already, or its vCPU is not up.
+///
+/// One hold of the domain table's lock finds the domain and, once its
+/// table named the port's vCPU, that vCPU (the event table is a leaf under
+/// it). The global lock on every interdomain send is a limit on many CPUs;
+/// Xen keeps a reference to the peer in the bound port instead, which
+/// would take it off this path.
+fn deliver_remote(
+    sender: DomainId,
+    domain: DomainId,
+    port: u32,
+    from: u32,
+) -> Option<Arc<VcpuEntry>> {
+    let table = DOMAINS.lock();
+    let (peer, vcpus) = table.with_vcpus(domain)?;
+    if peer.dying() {
+        return None;
+    }
+    let mut t = peer.events.lock();
+    let n = t.deliver(port, sender, from)?;
+    let v = vcpus.get(n.vcpu as usize)?.as_ref()?;
+    // Claimed in its wait word while this table is held: its resume either
+    // finds the claim (and takes nothing here) or cleared the word first
+    // and then looks at this table, after we let go, finding the bit.
+    t.hand_over(n.port, || {
+        v.wait_port
+            .compare_exchange(n.port, n.port | HANDED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    });
+    drop(t);
+    Some(v.clone())
+}
+
 /// The domain is ending: closes all its ports and tells every peer (their
 /// ports become unbound and pending). Called once, by [`Domain::finish`],
 /// after the domain is marked dying, so no new binding to it can start
@@ -478,3 +548,5 @@ pub(crate) fn new_table(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hand;

@@ -47,12 +47,26 @@ impl<B: EventBits> EventTable<B> {
     /// pending (the wait then ends by another event or the deadline).
     pub fn take_wait(&mut self, port: u32) -> WaitCheck {
         let taken = self.bound(port).is_ok() && self.bits.test_and_clear_pending(port);
-        let others = self.find_ready().is_some();
+        let others = self.any_ready();
         match (taken, others) {
             (true, others) => WaitCheck::Taken { others },
             (false, true) => WaitCheck::Other,
             (false, false) => WaitCheck::Empty,
         }
+    }
+
+    /// Hands `port`, just raised for a vCPU that waits for it, to that
+    /// waiter: when `claim` succeeds (the waiter's wait ends with `port`
+    /// without a look at this table) the pending bit is taken, as its
+    /// look would have taken it. Returns whether it was handed; a port
+    /// not pending (masked ports are raised too, but not notified: the
+    /// caller hands only a notified one) is never handed.
+    pub fn hand_over(&mut self, port: u32, claim: impl FnOnce() -> bool) -> bool {
+        if !self.bits.is_pending(port) || !claim() {
+            return false;
+        }
+        self.bits.test_and_clear_pending(port);
+        true
     }
 }
 
