@@ -35,8 +35,8 @@ use pvabi::zerocopy::IntoBytes;
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
-    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC,
-    VIRQ_TIMER, WaitCheck,
+    Closed, DomainBits, DomainId, EventTable, Notify, Sent, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
+    WaitCheck,
 };
 use crate::hypercall::Services;
 use crate::hypercall::services::Svc;
@@ -337,7 +337,7 @@ impl Svc<'_> {
     /// A send on `port` (`HC_EVTCHN_SEND`): raises the port it reaches and
     /// wakes the vCPU that port notifies.
     fn send_on(&mut self, port: u32) -> Result<(), Error> {
-        let sent = send_in(&mut self.me.domain.events.lock(), port)?;
+        let sent = self.me.domain.events.lock().send_raise(port)?;
         let _ = self.route(sent, false);
         Ok(())
     }
@@ -384,17 +384,9 @@ impl Svc<'_> {
         deadline: u64,
     ) -> Result<Option<u64>, Error> {
         let me = self.me;
-        let (sent, look) = {
-            let mut t = me.domain.events.lock();
-            t.check_wait(wait)?;
-            let sent = if send != 0 {
-                Some(send_in(&mut t, send)?)
-            } else {
-                None
-            };
+        let (sent, look) = me.domain.events.lock().send_and_look(send, wait, || {
             me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
-            (sent, t.take_wait(wait))
-        };
+        })?;
         if look.others() {
             me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
         }
@@ -462,28 +454,6 @@ impl Svc<'_> {
     }
 }
 
-/// Where a send went, as far as the sender's table knows.
-enum Sent {
-    /// A port of the sender's own domain, raised: its upcall, if any.
-    Raised(Option<Notify>),
-    /// A port of another domain, raised by [`Svc::route`] once the
-    /// sender's table is let go (two tables only in ascending id).
-    Remote {
-        domain: DomainId,
-        port: u32,
-        from: u32,
-    },
-}
-
-/// A send on `port` of the locked table `t`: its errors, and a local
-/// route raised at once (no second look-up of the table).
-fn send_in(t: &mut Table, port: u32) -> Result<Sent, Error> {
-    Ok(match t.send(port)? {
-        Route::Local(p) => Sent::Raised(t.raise(p)),
-        Route::Remote { domain, port, from } => Sent::Remote { domain, port, from },
-    })
-}
-
 /// Delivers a send from `sender`'s port `from` to `port` of domain
 /// `domain`: raises it, hands it to the vCPU it notifies if that one
 /// waits for exactly it in `HC_EVTCHN_SEND_WAIT` (the waiter's resume then
@@ -508,19 +478,20 @@ fn deliver_remote(
     if peer.dying() {
         return None;
     }
-    let mut t = peer.events.lock();
-    let n = t.deliver(port, sender, from)?;
-    let v = vcpus.get(n.vcpu as usize)?.as_ref()?;
+    let mut target = None;
     // Claimed in its wait word while this table is held: its resume either
     // finds the claim (and takes nothing here) or cleared the word first
     // and then looks at this table, after we let go, finding the bit.
-    t.hand_over(n.port, || {
+    peer.events.lock().deliver_to(port, sender, from, |vcpu| {
+        let Some(v) = vcpus.get(vcpu as usize).and_then(Option::as_ref) else {
+            return false;
+        };
+        target = Some(v);
         v.wait_port
-            .compare_exchange(n.port, n.port | HANDED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(port, port | HANDED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
-    });
-    drop(t);
-    Some(v.clone())
+    })?;
+    target.cloned()
 }
 
 /// The domain is ending: closes all its ports and tells every peer (their

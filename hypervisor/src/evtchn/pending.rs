@@ -53,7 +53,7 @@ impl<B: EventBits> EventTable<B> {
     /// The pending and unmasked ports of word `w`.
     #[inline(always)]
     fn ready_word(&self, w: usize) -> u64 {
-        self.bits.pending_word(w) & !self.bits.mask_word(w)
+        self.bits.ready_word(w)
     }
 
     /// The first ready port in words `lo..hi`, visiting only words the hint
