@@ -196,6 +196,7 @@ const HANDED: u32 = 1 << 31;
 /// Wakes `target` for an event ([`kick`]): with `handoff` (the sender
 /// will block and may switch to it) as a [`policy::Handoff`] the run loop
 /// may switch to, otherwise woken the usual way (`None`).
+#[inline(always)]
 fn wake_target(target: Arc<VcpuEntry>, handoff: bool) -> Option<policy::Handoff> {
     match kick(&target, EVENT_CHANNEL, handoff)? {
         true => Some(policy::Handoff::deferred(target)),
@@ -347,7 +348,9 @@ impl Svc<'_> {
     /// `HC_EVTCHN_SEND_WAIT`), then the notified vCPU kicked. `handoff`:
     /// the sender will block, so a woken vCPU comes back as a
     /// [`policy::Handoff`]. A notification of the sender itself sets its
-    /// own bit.
+    /// own bit. Inlined into its two callers (the send and the round
+    /// trip's `send_wait_op`: a call and the route's copy less).
+    #[inline(always)]
     fn route(&mut self, sent: Sent, handoff: bool) -> Option<policy::Handoff> {
         let target = match sent {
             Sent::Raised(None) => return None,
