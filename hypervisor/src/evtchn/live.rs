@@ -6,10 +6,18 @@
 //! Locks: a domain's `events` lock is a leaf with respect to the domain table
 //! and vCPU states: nothing else is taken while it is held, except a second
 //! domain's `events` for `bind_interdomain` (both then taken in ascending
-//! domain id) and a domain's `end` (itself a leaf). Upcalls are made after
+//! domain id) and a domain's `end` (itself a leaf). An interdomain send
+//! takes the peer's table under the domain table's lock
+//! ([`deliver_remote`]). Upcalls are made after
 //! every table lock is released, so a [`Notify`] may name a port that
 //! changed in the meantime: the worst that does is one spurious
 //! [`EVENT_CHANNEL`], which the guest answers with a poll that returns 0.
+//!
+//! Handing over: a send that raises the very port the notified vCPU
+//! waits for in `HC_EVTCHN_SEND_WAIT` claims it in that vCPU's
+//! `wait_port` (under the peer's table lock) instead of setting its
+//! pending bit; the vCPU's resume ([`wake_value`]) returns it without a
+//! look at its table.
 //!
 //! Wake-up: a blocked target vCPU is woken at once by the sender
 //! ([`kick`], under the target's state lock, which the blocking side also
