@@ -20,7 +20,9 @@
 //! lock in the same place): the table, then a vCPU's state lock, then the
 //! scheduler lock; a grant table (`grants`) or a grantee's `maps` may be
 //! held when the table is taken (TLB shoot-down), never the other way. A
-//! domain's event-channel table is taken with the table's lock released.
+//! domain's event-channel table is a leaf: taken under the table's lock
+//! only by an interdomain send (`evtchn/live.rs`), which reads the peer
+//! domain and the vCPU its port names in one hold of the table's lock.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -81,6 +83,14 @@ impl<D, V> DomainTable<D, V> {
     /// Whether domain `id` is in the table.
     pub fn contains(&self, id: DomainId) -> bool {
         self.domains.contains_key(&id)
+    }
+
+    /// Domain `id` with its vCPUs by index (`None`: left), in one look-up:
+    /// an event send reads the domain, then the vCPU its port names.
+    pub fn with_vcpus(&self, id: DomainId) -> Option<(&D, &[Option<V>])> {
+        self.domains
+            .get(&id)
+            .map(|s| (&s.domain, s.vcpus.as_slice()))
     }
 
     /// vCPU `index` of domain `id`, while it has not left.

@@ -32,6 +32,12 @@ pub trait EventBits {
     /// The mask bits of ports `64 * word ..`.
     fn mask_word(&self, word: usize) -> u64;
 
+    /// The ports of word `word` that are pending and not masked.
+    #[inline(always)]
+    fn ready_word(&self, word: usize) -> u64 {
+        self.pending_word(word) & !self.mask_word(word)
+    }
+
     /// `port` notified `vcpu` (it became pending and unmasked, or was
     /// unmasked while pending): a shared area records the upcall there.
     fn notify(&mut self, _vcpu: u32, _port: u32) {}

@@ -6,10 +6,18 @@
 //! Locks: a domain's `events` lock is a leaf with respect to the domain table
 //! and vCPU states: nothing else is taken while it is held, except a second
 //! domain's `events` for `bind_interdomain` (both then taken in ascending
-//! domain id) and a domain's `end` (itself a leaf). Upcalls are made after
+//! domain id) and a domain's `end` (itself a leaf). An interdomain send
+//! takes the peer's table under the domain table's lock
+//! ([`deliver_remote`]). Upcalls are made after
 //! every table lock is released, so a [`Notify`] may name a port that
 //! changed in the meantime: the worst that does is one spurious
 //! [`EVENT_CHANNEL`], which the guest answers with a poll that returns 0.
+//!
+//! Handing over: a send that raises the very port the notified vCPU
+//! waits for in `HC_EVTCHN_SEND_WAIT` claims it in that vCPU's
+//! `wait_port` (under the peer's table lock) instead of setting its
+//! pending bit; the vCPU's resume ([`wake_value`]) returns it without a
+//! look at its table.
 //!
 //! Wake-up: a blocked target vCPU is woken at once by the sender
 //! ([`kick`], under the target's state lock, which the blocking side also
@@ -35,8 +43,8 @@ use pvabi::zerocopy::IntoBytes;
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
-    Closed, DomainBits, DomainId, EventTable, Notify, Route, VIRQ_CONSOLE, VIRQ_DOM_EXC,
-    VIRQ_TIMER, WaitCheck,
+    Closed, DomainBits, DomainId, EventTable, Notify, Sent, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
+    WaitCheck,
 };
 use crate::hypercall::Services;
 use crate::hypercall::services::Svc;
@@ -187,17 +195,21 @@ pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
     kick(&target, EVENT_CHANNEL, false).map(|_| target)
 }
 
-/// [`notify`] for a sender that will block (`HC_EVTCHN_SEND_WAIT`): the
-/// vCPU it woke, as a handoff the run loop may switch to.
-fn notify_handoff(me: &VcpuEntry, n: Notify) -> Option<policy::Handoff> {
-    if n.domain == me.domain.id && n.vcpu == me.index {
-        me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
-        return None;
-    }
-    let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?;
-    match kick(&target, EVENT_CHANNEL, true)? {
+/// Marks a [`VcpuEntry::wait_port`] whose port a sender handed over
+/// ([`EventTable::hand_over`]): the wait ends with that port, and the
+/// waiter's resume reads no table ([`wake_value`]). Ports stay below
+/// [`crate::evtchn::EVTCHN_PORTS_LIMIT`], far below this bit.
+const HANDED: u32 = 1 << 31;
+
+/// Wakes `target` for an event ([`kick`]): with `handoff` (the sender
+/// will block and may switch to it) as a [`policy::Handoff`] the run loop
+/// may switch to, otherwise woken the usual way (`None`).
+#[inline(always)]
+fn wake_target(target: Arc<VcpuEntry>, handoff: bool) -> Option<policy::Handoff> {
+    match kick(&target, EVENT_CHANNEL, handoff)? {
         true => Some(policy::Handoff::deferred(target)),
-        false => Some(policy::Handoff::queued(target)),
+        false if handoff => Some(policy::Handoff::queued(target)),
+        false => None,
     }
 }
 
@@ -235,6 +247,11 @@ pub(crate) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
 pub(crate) fn wake_value(me: &VcpuEntry, deadline: u64, now: u64) -> Option<u64> {
     match me.wait_port.swap(0, Ordering::AcqRel) {
         0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
+        // The sender took the port for it under its table's lock: no look.
+        // Its `EVENT_CHANNEL` bit stays (set by that sender, or by another
+        // raise this look would have found): at worst one spurious
+        // notification, never a lost one.
+        wait if wait & HANDED != 0 => Some(u64::from(wait & !HANDED)),
         wait => match look_at_wait_port(me, wait) {
             Some(rax) => Some(rax),
             // Another event (a timer) woke it, or the deadline passed: 0,
@@ -326,28 +343,35 @@ impl Svc<'_> {
         }
     }
 
-    /// A send on `port`: raises the port it reaches; returns the vCPU that
-    /// woke (it was blocked), if any.
+    /// A send on `port` (`HC_EVTCHN_SEND`): raises the port it reaches and
+    /// wakes the vCPU that port notifies.
     fn send_on(&mut self, port: u32) -> Result<(), Error> {
-        let sent = send_in(&mut self.me.domain.events.lock(), port)?;
-        if let Some(n) = self.route(sent) {
-            let _ = notify(self.me, n);
-        }
+        let sent = self.me.domain.events.lock().send_raise(port)?;
+        let _ = self.route(sent, false);
         Ok(())
     }
 
-    /// The rest of a send after the sender's table let go: the peer's port
-    /// raised (a remote route); the upcall to make.
-    fn route(&mut self, sent: Sent) -> Option<Notify> {
-        match sent {
-            Sent::Raised(n) => n,
-            Sent::Remote { domain, port, from } => {
-                // A peer that is gone has closed (or is closing)
-                // its ports, which unbinds ours: nothing to do.
-                domain_by_id(domain)
-                    .and_then(|p| p.events.lock().deliver(port, self.me.domain.id, from))
+    /// The rest of a send after the sender's table let go: a remote port
+    /// raised (and handed to its vCPU if that one waits for it in
+    /// `HC_EVTCHN_SEND_WAIT`), then the notified vCPU kicked. `handoff`:
+    /// the sender will block, so a woken vCPU comes back as a
+    /// [`policy::Handoff`]. A notification of the sender itself sets its
+    /// own bit. Inlined into its two callers (the send and the round
+    /// trip's `send_wait_op`: a call and the route's copy less).
+    #[inline(always)]
+    fn route(&mut self, sent: Sent, handoff: bool) -> Option<policy::Handoff> {
+        let target = match sent {
+            Sent::Raised(None) => return None,
+            Sent::Raised(Some(n)) if n.domain == self.me.domain.id && n.vcpu == self.me.index => {
+                self.me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+                return None;
             }
-        }
+            Sent::Raised(Some(n)) => DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?,
+            Sent::Remote { domain, port, from } => {
+                deliver_remote(self.me.domain.id, domain, port, from)?
+            }
+        };
+        wake_target(target, handoff)
     }
 
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
@@ -356,40 +380,50 @@ impl Svc<'_> {
     /// only if nothing is ready, no other event is pending and the
     /// deadline has not passed. The vCPU the send woke is kept in
     /// [`Svc::handoff`]: the run loop may switch to it directly.
+    ///
+    /// The caller's table is locked once for the check, the send and the
+    /// look (as [`look_at_wait_port`] does it: the `EVENT_CHANNEL` bit is
+    /// consumed before the table is read, and set again when other ports
+    /// are ready). A local send is raised before the look in that same
+    /// hold, so the look sees it and the sender's own notification needs
+    /// no bit; a remote one is delivered after the look, which it cannot
+    /// change (it raises another domain's port).
     pub(crate) fn send_wait_op(
         &mut self,
         send: u32,
         wait: u32,
         deadline: u64,
     ) -> Result<Option<u64>, Error> {
-        // One look-up of the caller's table for both ports: the wait port
-        // checked first (its errors come first), then the send routed (and
-        // a local one raised) under the same lock.
-        let sent = {
-            let mut t = self.me.domain.events.lock();
-            t.check_wait(wait)?;
-            if send != 0 {
-                Some(send_in(&mut t, send)?)
-            } else {
-                None
-            }
+        let me = self.me;
+        let (sent, look) = me.domain.events.lock().send_and_look(send, wait, || {
+            me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
+        })?;
+        if look.others() {
+            me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+        }
+        let done = match look {
+            WaitCheck::Taken { .. } => Some(u64::from(wait)),
+            WaitCheck::Other => Some(0),
+            WaitCheck::Empty => None,
         };
-        if let Some(sent) = sent {
-            self.handoff = self.route(sent).and_then(|n| notify_handoff(self.me, n));
+        match sent {
+            // Counted by the look just made (see above).
+            Some(Sent::Raised(Some(n))) if n.domain == me.domain.id && n.vcpu == me.index => {}
+            Some(sent) => self.handoff = self.route(sent, done.is_none()),
+            None => {}
         }
-        // Not blocking (below): the handoff is dropped, which wakes a
-        // deferred one at once.
-        if let Some(v) = look_at_wait_port(self.me, wait) {
-            self.handoff = None;
-            return Ok(Some(v));
+        if done.is_some() {
+            return Ok(done);
         }
-        if self.me.pending.load(Ordering::Acquire) != 0
+        if me.pending.load(Ordering::Acquire) != 0
             || (deadline != 0 && crate::sched::clock::now_ns() >= deadline)
         {
+            // Not blocking: the handoff is dropped, which wakes a
+            // deferred one at once.
             self.handoff = None;
             return Ok(Some(0));
         }
-        self.me.wait_port.store(wait, Ordering::Release);
+        me.wait_port.store(wait, Ordering::Release);
         self.blocked = Some(deadline);
         Ok(None)
     }
@@ -431,26 +465,44 @@ impl Svc<'_> {
     }
 }
 
-/// Where a send went, as far as the sender's table knows.
-enum Sent {
-    /// A port of the sender's own domain, raised: its upcall, if any.
-    Raised(Option<Notify>),
-    /// A port of another domain, raised by [`Svc::route`] once the
-    /// sender's table is let go (two tables only in ascending id).
-    Remote {
-        domain: DomainId,
-        port: u32,
-        from: u32,
-    },
-}
-
-/// A send on `port` of the locked table `t`: its errors, and a local
-/// route raised at once (no second look-up of the table).
-fn send_in(t: &mut Table, port: u32) -> Result<Sent, Error> {
-    Ok(match t.send(port)? {
-        Route::Local(p) => Sent::Raised(t.raise(p)),
-        Route::Remote { domain, port, from } => Sent::Remote { domain, port, from },
-    })
+/// Delivers a send from `sender`'s port `from` to `port` of domain
+/// `domain`: raises it, hands it to the vCPU it notifies if that one
+/// waits for exactly it in `HC_EVTCHN_SEND_WAIT` (the waiter's resume then
+/// reads no table: [`wake_value`]), and returns that vCPU to kick. `None`:
+/// the peer is gone or dying (it has closed, or is closing, its ports,
+/// which unbinds ours), the port was closed or reused, it was pending or
+/// masked already, or its vCPU is not up.
+///
+/// One hold of the domain table's lock finds the domain and, once its
+/// table named the port's vCPU, that vCPU (the event table is a leaf under
+/// it). The global lock on every interdomain send is a limit on many CPUs;
+/// Xen keeps a reference to the peer in the bound port instead, which
+/// would take it off this path.
+fn deliver_remote(
+    sender: DomainId,
+    domain: DomainId,
+    port: u32,
+    from: u32,
+) -> Option<Arc<VcpuEntry>> {
+    let table = DOMAINS.lock();
+    let (peer, vcpus) = table.with_vcpus(domain)?;
+    if peer.dying() {
+        return None;
+    }
+    let mut target = None;
+    // Claimed in its wait word while this table is held: its resume either
+    // finds the claim (and takes nothing here) or cleared the word first
+    // and then looks at this table, after we let go, finding the bit.
+    peer.events.lock().deliver_to(port, sender, from, |vcpu| {
+        let Some(v) = vcpus.get(vcpu as usize).and_then(Option::as_ref) else {
+            return false;
+        };
+        target = Some(v);
+        v.wait_port
+            .compare_exchange(port, port | HANDED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    })?;
+    target.cloned()
 }
 
 /// The domain is ending: closes all its ports and tells every peer (their
@@ -478,3 +530,5 @@ pub(crate) fn new_table(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hand;

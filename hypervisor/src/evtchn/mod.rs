@@ -60,7 +60,7 @@ use pvabi::Error;
 pub use self::bits::{BitmapEvents, EventBits};
 pub use self::shared::{AREA_WORDS, DomainBits, SharedBits, SharedWords, upcall_ready};
 pub use self::types::{Closed, Notify, PortState, PortStatus, Route};
-pub use self::wait::WaitCheck;
+pub use self::wait::{Sent, WaitCheck};
 use crate::domain::budget::{self, Budget};
 pub use crate::domain::ids::DomainId;
 
@@ -369,9 +369,7 @@ impl<B: EventBits> EventTable<B> {
         if self.bits.test_and_set_pending(port) {
             return None;
         }
-        if let Some(h) = self.hint.get_mut(port as usize / 4096) {
-            *h |= 1 << (port as usize / 64 % 64);
-        }
+        self.hint_pending(port);
         if self.bits.is_masked(port) {
             return None;
         }
@@ -383,18 +381,25 @@ impl<B: EventBits> EventTable<B> {
         })
     }
 
+    /// Sets `port`'s pending bit (it was clear) and its word's hint.
+    fn set_pending(&mut self, port: u32) {
+        self.bits.test_and_set_pending(port);
+        self.hint_pending(port);
+    }
+
+    /// Notes that `port`'s pending word may be nonzero (for `scan`).
+    #[inline(always)]
+    fn hint_pending(&mut self, port: u32) {
+        if let Some(h) = self.hint.get_mut(port as usize / 4096) {
+            *h |= 1 << (port as usize / 64 % 64);
+        }
+    }
+
     /// Delivers a send from port `from` of `sender` to `port`: raises it if
     /// it is still connected to that port (a port closed and reused in the
     /// meantime is left alone).
     pub fn deliver(&mut self, port: u32, sender: DomainId, from: u32) -> Option<Notify> {
-        let connected = PortState::Interdomain {
-            remote: sender,
-            remote_port: from,
-        };
-        if self.bound(port).ok()?.state != connected {
-            return None;
-        }
-        self.raise(port)
+        self.deliver_to(port, sender, from, |_| false)
     }
 
     /// **close**: frees `port`. A connected port leaves its peer to be told

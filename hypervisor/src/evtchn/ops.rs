@@ -106,18 +106,29 @@ fn init_control(gpa: u64, vector: u64) -> Result<EvtchnOp, Error> {
     Ok(EvtchnOp::InitControl { gpa, vector })
 }
 
-/// `EINVAL` when either port does not fit in 32 bits or the wait port is 0
-/// (no port); the deadline is any value (0: none; one already passed means
-/// "do not block").
 fn send_wait(send: u64, wait: u64, deadline: u64) -> Result<EvtchnOp, Error> {
-    let send = u32_arg(send)?;
-    let wait = u32_arg(wait)?;
-    if wait == 0 {
-        return Err(Error::Invalid);
-    }
+    let (send, wait, deadline) = decode_send_wait(send, wait, deadline)?;
     Ok(EvtchnOp::SendWait {
         send,
         wait,
         deadline,
     })
+}
+
+/// `HC_EVTCHN_SEND_WAIT`'s arguments (the dispatcher decodes this op
+/// apart: it may block): `EINVAL` when either port does not fit in 32
+/// bits or the wait port is 0 (no port); the deadline is any value (0:
+/// none; one already passed means "do not block").
+#[inline(always)]
+pub(crate) fn decode_send_wait(
+    send: u64,
+    wait: u64,
+    deadline: u64,
+) -> Result<(u32, u32, u64), Error> {
+    let send = u32_arg(send)?;
+    let wait = u32_arg(wait)?;
+    if wait == 0 {
+        return Err(Error::Invalid);
+    }
+    Ok((send, wait, deadline))
 }

@@ -243,6 +243,10 @@ impl<W: SharedWords> EventBits for DomainBits<W> {
     fn mask_word(&self, word: usize) -> u64 {
         both!(self, b => b.mask_word(word))
     }
+    #[inline(always)]
+    fn ready_word(&self, word: usize) -> u64 {
+        both!(self, b => b.ready_word(word))
+    }
     fn notify(&mut self, vcpu: u32, port: u32) {
         both!(self, b => b.notify(vcpu, port))
     }

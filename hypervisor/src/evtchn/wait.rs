@@ -7,7 +7,25 @@
 
 use pvabi::Error;
 
-use super::{EventBits, EventTable};
+use super::{DomainId, EventBits, EventTable, Notify, PortState, Route};
+
+/// Where a send went, as far as the sender's table knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// A port of the sender's own domain, raised: its upcall, if any.
+    Raised(Option<Notify>),
+    /// `port` of another domain, from the sender's `from`: raised by
+    /// [`EventTable::deliver_to`] on that domain's table once the
+    /// sender's is let go (two tables only in ascending id).
+    Remote {
+        /// The receiving domain.
+        domain: DomainId,
+        /// The receiving port.
+        port: u32,
+        /// The sending port.
+        from: u32,
+    },
+}
 
 /// What a look at the wait port found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +65,94 @@ impl<B: EventBits> EventTable<B> {
     /// pending (the wait then ends by another event or the deadline).
     pub fn take_wait(&mut self, port: u32) -> WaitCheck {
         let taken = self.bound(port).is_ok() && self.bits.test_and_clear_pending(port);
-        let others = self.find_ready().is_some();
+        let others = self.any_ready();
         match (taken, others) {
             (true, others) => WaitCheck::Taken { others },
             (false, true) => WaitCheck::Other,
             (false, false) => WaitCheck::Empty,
         }
+    }
+
+    /// A send on `port` ([`EventTable::send`]'s errors), a local route
+    /// raised at once under the same borrow.
+    pub fn send_raise(&mut self, port: u32) -> Result<Sent, Error> {
+        Ok(match self.send(port)? {
+            Route::Local(p) => Sent::Raised(self.raise(p)),
+            Route::Remote { domain, port, from } => Sent::Remote { domain, port, from },
+        })
+    }
+
+    /// `HC_EVTCHN_SEND_WAIT`'s part in the caller's table, under one
+    /// borrow: [`EventTable::check_wait`] on `wait`, then the send on
+    /// `send` (0: none; [`EventTable::send_raise`]), then `consume` (the
+    /// caller clears its vCPU's `EVENT_CHANNEL` bit there: after every
+    /// error, before the bits are read), then the look at `wait`
+    /// ([`EventTable::take_wait`]). A local send is raised before the
+    /// look, so the look sees it.
+    pub fn send_and_look(
+        &mut self,
+        send: u32,
+        wait: u32,
+        consume: impl FnOnce(),
+    ) -> Result<(Option<Sent>, WaitCheck), Error> {
+        self.check_wait(wait)?;
+        let sent = if send != 0 {
+            Some(self.send_raise(send)?)
+        } else {
+            None
+        };
+        consume();
+        // `wait` is still allocated: nothing above frees a port.
+        let taken = self.bits.test_and_clear_pending(wait);
+        let others = self.any_ready();
+        Ok((
+            sent,
+            match (taken, others) {
+                (true, others) => WaitCheck::Taken { others },
+                (false, true) => WaitCheck::Other,
+                (false, false) => WaitCheck::Empty,
+            },
+        ))
+    }
+
+    /// [`EventTable::deliver`] for a port whose vCPU may be waiting for
+    /// it: raises `port` if it is still connected to `sender`'s `from`,
+    /// and, when it becomes pending and unmasked (an upcall is due),
+    /// offers it to `claim` (given the vCPU the port notifies) first. A
+    /// claimed port is handed to that vCPU: its pending bit is not set
+    /// (the waiter's look would have taken it at once), the rest of the
+    /// notification (a shared area's selector and `upcall_pending`) is
+    /// made as for any raise. Returns the upcall to make, as `raise`.
+    pub fn deliver_to(
+        &mut self,
+        port: u32,
+        sender: DomainId,
+        from: u32,
+        claim: impl FnOnce(u32) -> bool,
+    ) -> Option<Notify> {
+        let p = self.bound(port).ok()?;
+        let connected = PortState::Interdomain {
+            remote: sender,
+            remote_port: from,
+        };
+        if p.state != connected || self.bits.is_pending(port) {
+            return None;
+        }
+        // The bit before the notification (a guest that sees
+        // `upcall_pending` finds the bit), as in `raise`.
+        if self.bits.is_masked(port) {
+            self.set_pending(port);
+            return None;
+        }
+        if !claim(p.vcpu) {
+            self.set_pending(port);
+        }
+        self.bits.notify(p.vcpu, port);
+        Some(Notify {
+            domain: self.domain,
+            vcpu: p.vcpu,
+            port,
+        })
     }
 }
 

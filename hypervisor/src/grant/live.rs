@@ -80,12 +80,21 @@ fn unmap_in(grantee: &Domain, ms: &[Mapping], skip: Option<u32>) {
     }
 }
 
-/// Tells the granter that a deferred revoke completed.
+/// Tells the granter that a deferred revoke completed. Its event table is
+/// let go before the upcall: the table is a leaf (`evtchn/live.rs`), and
+/// the upcall takes the domain table and the target's state lock, which
+/// an interdomain send and a firing timer hold while they take an event
+/// table (held across the `if let`'s body, the guard made those orders
+/// cross).
 fn revoke_done(granter: &Domain, done: Option<RevokeDone>) {
-    if let Some(RevokeDone { port, .. }) = done
-        && port != 0
-        && let Some(n) = granter.events.lock().raise(port)
-    {
+    let Some(RevokeDone { port, .. }) = done else {
+        return;
+    };
+    if port == 0 {
+        return;
+    }
+    let n = granter.events.lock().raise(port);
+    if let Some(n) = n {
         crate::evtchn::live::notify_any(n);
     }
 }

@@ -10,10 +10,10 @@
 use pvabi::Error;
 use pvabi::zerocopy::IntoBytes;
 use pvabi::{
-    CONSOLE_WRITE_MAX, HC_CONSOLE_READ, HC_CONSOLE_WRITE, HC_MEM_INFO, HC_MEM_POPULATE,
-    HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER, HC_SHUTDOWN,
-    HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MemInfo, PAGE_SIZE, SHUTDOWN_CRASH,
-    SHUTDOWN_POWEROFF, VcpuInfo,
+    CONSOLE_WRITE_MAX, HC_CONSOLE_READ, HC_CONSOLE_WRITE, HC_EVTCHN_SEND_WAIT, HC_MEM_INFO,
+    HC_MEM_POPULATE, HC_MEM_RELEASE, HC_MULTICALL, HC_SCHED_BLOCK, HC_SCHED_POLL, HC_SET_TIMER,
+    HC_SHUTDOWN, HC_VCPU_INFO, HC_VCPU_UP, HC_YIELD, MEM_OP_MAX_PAGES, MemInfo, PAGE_SIZE,
+    SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, VcpuInfo,
 };
 
 use crate::domain::OutOfBounds;
@@ -503,19 +503,22 @@ fn hypercall(
             let info = svc.mem_info();
             done(put(svc, a.arg(0), info.as_bytes()))
         }
-        // The op groups with typed decoders: the number picks the group
-        // (`group.rs`), whose decoder alone runs.
-        _ => match group::of(nr) {
-            Group::Evtchn => match EvtchnOp::decode(nr, a.all()) {
-                Some(Ok(EvtchnOp::SendWait {
-                    send,
-                    wait,
-                    deadline,
-                })) => match svc.send_wait(send, wait, deadline) {
+        // The event round trip's op (it may block), decoded from its three
+        // arguments alone (the event-channel group's decoder reads six).
+        HC_EVTCHN_SEND_WAIT => {
+            match crate::evtchn::ops::decode_send_wait(a.arg(0), a.arg(1), a.arg(2)) {
+                Ok((send, wait, deadline)) => match svc.send_wait(send, wait, deadline) {
                     Ok(Some(v)) => (v, Action::Resume),
                     Ok(None) => (0, Action::Block),
                     Err(e) => (status(e), Action::Resume),
                 },
+                Err(e) => (status(e), Action::Resume),
+            }
+        }
+        // The op groups with typed decoders: the number picks the group
+        // (`group.rs`), whose decoder alone runs.
+        _ => match group::of(nr) {
+            Group::Evtchn => match EvtchnOp::decode(nr, a.all()) {
                 Some(op) => done(op.and_then(|op| svc.evtchn(op))),
                 None => (status(Error::NoSys), Action::Resume),
             },
