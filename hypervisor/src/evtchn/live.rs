@@ -73,6 +73,7 @@ pub(crate) type Table = EventTable<DomainBits<GuestArea>>;
 /// wake was left to the sender's switch (`handoff`: the caller will block
 /// and may switch to it, `sched/live/handoff.rs`), `Some(false)` when the
 /// scheduler queued it.
+#[inline(always)]
 fn kick(v: &VcpuEntry, events: u64, handoff: bool) -> Option<bool> {
     {
         let mut st = v.st.lock();

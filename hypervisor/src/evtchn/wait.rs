@@ -131,11 +131,9 @@ impl<B: EventBits> EventTable<B> {
         claim: impl FnOnce(u32) -> bool,
     ) -> Option<Notify> {
         let p = self.bound(port).ok()?;
-        let connected = PortState::Interdomain {
-            remote: sender,
-            remote_port: from,
-        };
-        if p.state != connected || self.bits.is_pending(port) {
+        let connected = matches!(p.state, PortState::Interdomain { remote, remote_port }
+            if remote == sender && remote_port == from);
+        if !connected || self.bits.is_pending(port) {
             return None;
         }
         // The bit before the notification (a guest that sees
