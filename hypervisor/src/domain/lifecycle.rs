@@ -150,9 +150,9 @@ pub struct VcpuEntry {
     /// The port it waits for in `HC_EVTCHN_SEND_WAIT` while blocked there
     /// (0: a plain block); read and cleared when it runs again.
     pub(crate) wait_port: AtomicU32,
-    /// The TSC when a send woke it with its wake left to the sender's
-    /// switch (0: none; `sched/live/handoff.rs`).
-    pub(crate) handoff_since: AtomicU64,
+    /// A send woke it and left its wake to the sender's switch, which
+    /// has not yet handed it to the scheduler (`sched/live/handoff.rs`).
+    pub(crate) handoff_open: AtomicBool,
     /// Whether it is blocked in HLT, and what woke it (`sched/halt.rs`).
     pub(crate) halted: crate::sched::halt::HaltState,
     /// Where a continued hypercall stopped (`hypercall/continuation.rs`).
@@ -439,7 +439,7 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
                 seen_gen: AtomicU64::new(0),
                 stuck_since: AtomicU64::new(0),
                 wait_port: AtomicU32::new(0),
-                handoff_since: AtomicU64::new(0),
+                handoff_open: AtomicBool::new(false),
                 halted: crate::sched::halt::HaltState::new(),
                 cont: crate::hypercall::continuation::Slot::new(),
             })

@@ -70,17 +70,19 @@ pub(crate) type Table = EventTable<DomainBits<GuestArea>>;
 /// blocked vCPU with events pending that is about to be woken.
 ///
 /// Returns whether it woke `v` (it was blocked): `Some(true)` when its
-/// wake was left to the sender's switch (`handoff`: the caller will block
-/// and may switch to it, `sched/live/handoff.rs`), `Some(false)` when the
-/// scheduler queued it.
+/// wake was left to the sender's switch (`handoff`: the caller, running
+/// on that CPU, will block and may switch to it,
+/// `sched/live/handoff.rs`), `Some(false)` when the scheduler queued it.
 #[inline(always)]
-fn kick(v: &VcpuEntry, events: u64, handoff: bool) -> Option<bool> {
+fn kick(v: &VcpuEntry, events: u64, handoff: Option<u32>) -> Option<bool> {
     {
         let mut st = v.st.lock();
         v.pending.fetch_or(events, Ordering::AcqRel);
         if let Run::Blocked { deadline } = st.run {
             st.resume = Some(deadline);
-            if handoff && policy::defer(v, &mut st) {
+            if let Some(cpu) = handoff
+                && policy::defer(v, &mut st, cpu)
+            {
                 return Some(true);
             }
             policy::make_runnable(v, &mut st);
@@ -193,7 +195,7 @@ fn tell_closed(me: Option<&VcpuEntry>, closer: DomainId, peer: DomainId, port: u
 /// Returns the vCPU it woke (it was blocked), if any.
 pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
     let target = DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?;
-    kick(&target, EVENT_CHANNEL, false).map(|_| target)
+    kick(&target, EVENT_CHANNEL, None).map(|_| target)
 }
 
 /// Marks a [`VcpuEntry::wait_port`] whose port a sender handed over
@@ -202,14 +204,15 @@ pub(crate) fn notify_any(n: Notify) -> Option<Arc<VcpuEntry>> {
 /// [`crate::evtchn::EVTCHN_PORTS_LIMIT`], far below this bit.
 const HANDED: u32 = 1 << 31;
 
-/// Wakes `target` for an event ([`kick`]): with `handoff` (the sender
-/// will block and may switch to it) as a [`policy::Handoff`] the run loop
-/// may switch to, otherwise woken the usual way (`None`).
+/// Wakes `target` for an event ([`kick`]): with `handoff` (the sender,
+/// running on that CPU, will block and may switch to it) as a
+/// [`policy::Handoff`] the run loop may switch to, otherwise woken the
+/// usual way (`None`).
 #[inline(always)]
-fn wake_target(target: Arc<VcpuEntry>, handoff: bool) -> Option<policy::Handoff> {
+fn wake_target(target: Arc<VcpuEntry>, handoff: Option<u32>) -> Option<policy::Handoff> {
     match kick(&target, EVENT_CHANNEL, handoff)? {
         true => Some(policy::Handoff::deferred(target)),
-        false if handoff => Some(policy::Handoff::queued(target)),
+        false if handoff.is_some() => Some(policy::Handoff::queued(target)),
         false => None,
     }
 }
@@ -372,7 +375,11 @@ impl Svc<'_> {
                 deliver_remote(self.me.domain.id, domain, port, from)?
             }
         };
-        wake_target(target, handoff)
+        // The sender runs here: its last CPU is this one.
+        wake_target(
+            target,
+            handoff.then(|| self.me.last_cpu.load(Ordering::Relaxed)),
+        )
     }
 
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked

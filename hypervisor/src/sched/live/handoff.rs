@@ -27,9 +27,8 @@
 //!   switch drops the [`Handoff`], and the drop wakes it.
 //! - **The lost-wake-up check** (`run.rs`, `rescue_lost_wakeups`) sees a
 //!   runnable vCPU the policy holds as blocked between the send and the
-//!   switch. Such a vCPU carries the TSC at which its wake was deferred
-//!   (`VcpuEntry::handoff_since`: a raw stamp, so the send pays no clock
-//!   conversion), cleared by whichever of the switch and the drop runs
+//!   switch. Such a vCPU carries a mark that its wake was deferred
+//!   (`VcpuEntry::handoff_open`), cleared by whichever of the switch and the drop runs
 //!   once the policy no longer holds it as blocked (or holds it so for a
 //!   pause, which the check leaves alone too). The check leaves such a vCPU alone however
 //!   long it waits: the wake belongs to a live [`Handoff`], which Rust
@@ -43,7 +42,6 @@ use core::sync::atomic::{Ordering, fence};
 
 use super::sched;
 use crate::domain::lifecycle::{Run, VState, VcpuEntry};
-use crate::platform::{P, Platform};
 use crate::sched::clock::now_ns;
 
 /// Direct switches without a queue round trip so far (host tests count
@@ -106,7 +104,7 @@ impl Handoff {
         // Cleared once the policy holds the vCPU as runnable (or it stays
         // blocked for a pause), so the lost-wake-up check never sees it
         // runnable, blocked in the policy and not in flight.
-        to.handoff_since.store(0, Ordering::Relaxed);
+        to.handoff_open.store(false, Ordering::Relaxed);
         match r {
             Ok(h) => {
                 super::placed(h.placed);
@@ -152,18 +150,16 @@ impl Drop for Handoff {
 }
 
 /// Under `v`'s state lock, with `v` blocked and about to be woken by a
-/// send from this CPU's running vCPU that may switch to it: marks it
+/// send from the vCPU running on `cpu` (the calling CPU: the sender's
+/// own index, no per-CPU look-up) that may switch to it: marks it
 /// runnable with its wake deferred, when it last ran on this CPU and its
 /// domain is neither paused nor ending. `false`: wake it the usual way.
-pub(crate) fn defer(v: &VcpuEntry, st: &mut VState) -> bool {
-    if v.last_cpu.load(Ordering::Relaxed) != P::cpu_index() as u32
-        || v.domain.paused()
-        || v.domain.dying()
-    {
+pub(crate) fn defer(v: &VcpuEntry, st: &mut VState, cpu: u32) -> bool {
+    if v.last_cpu.load(Ordering::Relaxed) != cpu || v.domain.paused() || v.domain.dying() {
         return false;
     }
     st.run = Run::Runnable;
-    v.handoff_since.store(P::tsc().max(1), Ordering::Relaxed);
+    v.handoff_open.store(true, Ordering::Relaxed);
     true
 }
 
@@ -174,7 +170,7 @@ pub(crate) fn defer(v: &VcpuEntry, st: &mut VState) -> bool {
 /// doc).
 fn wake_deferred(v: &VcpuEntry) {
     let Some(s) = sched() else {
-        v.handoff_since.store(0, Ordering::Relaxed);
+        v.handoff_open.store(false, Ordering::Relaxed);
         return;
     };
     let still = || {
@@ -182,12 +178,12 @@ fn wake_deferred(v: &VcpuEntry) {
         !(v.domain.paused() || v.domain.dying())
     };
     let placed = s.wake_if(v.sid, now_ns(), still).ok().flatten();
-    v.handoff_since.store(0, Ordering::Relaxed);
+    v.handoff_open.store(false, Ordering::Relaxed);
     super::placed(placed);
 }
 
 /// Whether the lost-wake-up check should leave `v` alone: its wake is
 /// deferred to a switch (or the drop of its [`Handoff`]) still to come.
 pub(crate) fn in_flight(v: &VcpuEntry) -> bool {
-    v.handoff_since.load(Ordering::Relaxed) != 0
+    v.handoff_open.load(Ordering::Relaxed)
 }

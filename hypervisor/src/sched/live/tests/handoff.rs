@@ -93,8 +93,8 @@ fn teardown(w: World) {
 /// its resume and its guest, or still pending).
 fn event_kept(w: &World, picks: &[usize]) {
     assert_eq!(
-        w.v.handoff_since.load(Ordering::Relaxed),
-        0,
+        w.v.handoff_open.load(Ordering::Relaxed),
+        false,
         "a deferred wake left open ({picks:?})"
     );
     assert!(
