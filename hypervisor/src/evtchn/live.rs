@@ -385,8 +385,9 @@ impl Svc<'_> {
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
     /// (`ENOENT`, `EINVAL`) before anything is sent, then the send (its
     /// errors end the call), then a look at the wait port; the vCPU blocks
-    /// only if nothing is ready, no other event is pending and the
-    /// deadline has not passed. The vCPU the send woke is kept in
+    /// only if nothing is ready and no other event is pending; with its
+    /// deadline passed it is resumed at once with 0 (see below). The vCPU
+    /// the send woke is kept in
     /// [`Svc::handoff`]: the run loop may switch to it directly.
     ///
     /// The caller's table is locked once for the check, the send and the
@@ -423,14 +424,18 @@ impl Svc<'_> {
         if done.is_some() {
             return Ok(done);
         }
-        if me.pending.load(Ordering::Acquire) != 0
-            || (deadline != 0 && crate::sched::clock::now_ns() >= deadline)
-        {
+        if me.pending.load(Ordering::Acquire) != 0 {
             // Not blocking: the handoff is dropped, which wakes a
             // deferred one at once.
             self.handoff = None;
             return Ok(Some(0));
         }
+        // A deadline already passed is not tested here (a clock read on
+        // every round trip): the run loop, which reads the clock after the
+        // exit anyway, makes a block whose deadline has passed runnable at
+        // once under the vCPU's state lock (dropping the handoff, which
+        // wakes a deferred peer), and its resume answers 0 from
+        // [`wake_value`], or the port if a send handed it over meanwhile.
         me.wait_port.store(wait, Ordering::Release);
         self.blocked = Some(deadline);
         Ok(None)
@@ -538,5 +543,7 @@ pub(crate) fn new_table(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_deadline;
 #[cfg(test)]
 mod tests_hand;
