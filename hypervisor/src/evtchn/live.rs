@@ -248,18 +248,31 @@ pub(crate) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
 /// deadline; it blocks again (still waiting for the same port). It must
 /// answer `Some` whenever its pending mask is not empty: `run_picked`
 /// makes a vCPU with pending events runnable rather than blocked.
+///
+/// The handed case (the round trip's) is inlined into the run loop; the
+/// others are a call.
+#[inline(always)]
 pub(crate) fn wake_value(me: &VcpuEntry, deadline: u64, now: u64) -> Option<u64> {
     match me.wait_port.swap(0, Ordering::AcqRel) {
-        0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
         // The sender took the port for it under its table's lock: no look.
         // Its `EVENT_CHANNEL` bit stays (set by that sender, or by another
         // raise this look would have found): at worst one spurious
         // notification, never a lost one.
         wait if wait & HANDED != 0 => Some(u64::from(wait & !HANDED)),
+        wait => wake_unhanded(me, wait, deadline, now),
+    }
+}
+
+/// [`wake_value`] for a wait word `wait` without a hand-over (0: a plain
+/// block).
+#[inline(never)]
+fn wake_unhanded(me: &VcpuEntry, wait: u32, deadline: u64, now: u64) -> Option<u64> {
+    match wait {
+        0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
         wait => match look_at_wait_port(me, wait) {
             Some(rax) => Some(rax),
-            // Another event (a timer) woke it, or the deadline passed: 0,
-            // as `send_wait_op` answers when it finds either at once.
+            // Another event (a timer) woke it, or the deadline passed (one
+            // already passed at the call is answered here too): 0.
             None if me.pending.load(Ordering::Acquire) != 0
                 || (deadline != 0 && now >= deadline) =>
             {
