@@ -248,18 +248,31 @@ pub(crate) fn look_at_wait_port(me: &VcpuEntry, wait: u32) -> Option<u64> {
 /// deadline; it blocks again (still waiting for the same port). It must
 /// answer `Some` whenever its pending mask is not empty: `run_picked`
 /// makes a vCPU with pending events runnable rather than blocked.
+///
+/// The handed case (the round trip's) is inlined into the run loop; the
+/// others are a call.
+#[inline(always)]
 pub(crate) fn wake_value(me: &VcpuEntry, deadline: u64, now: u64) -> Option<u64> {
     match me.wait_port.swap(0, Ordering::AcqRel) {
-        0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
         // The sender took the port for it under its table's lock: no look.
         // Its `EVENT_CHANNEL` bit stays (set by that sender, or by another
         // raise this look would have found): at worst one spurious
         // notification, never a lost one.
         wait if wait & HANDED != 0 => Some(u64::from(wait & !HANDED)),
+        wait => wake_unhanded(me, wait, deadline, now),
+    }
+}
+
+/// [`wake_value`] for a wait word `wait` without a hand-over (0: a plain
+/// block).
+#[inline(never)]
+fn wake_unhanded(me: &VcpuEntry, wait: u32, deadline: u64, now: u64) -> Option<u64> {
+    match wait {
+        0 => crate::sched::resume_value(me.pending.swap(0, Ordering::AcqRel), deadline, now),
         wait => match look_at_wait_port(me, wait) {
             Some(rax) => Some(rax),
-            // Another event (a timer) woke it, or the deadline passed: 0,
-            // as `send_wait_op` answers when it finds either at once.
+            // Another event (a timer) woke it, or the deadline passed (one
+            // already passed at the call is answered here too): 0.
             None if me.pending.load(Ordering::Acquire) != 0
                 || (deadline != 0 && now >= deadline) =>
             {
@@ -385,8 +398,9 @@ impl Svc<'_> {
     /// `HC_EVTCHN_SEND_WAIT` (ABI 1.4): the wait port is checked
     /// (`ENOENT`, `EINVAL`) before anything is sent, then the send (its
     /// errors end the call), then a look at the wait port; the vCPU blocks
-    /// only if nothing is ready, no other event is pending and the
-    /// deadline has not passed. The vCPU the send woke is kept in
+    /// only if nothing is ready and no other event is pending; with its
+    /// deadline passed it is resumed at once with 0 (see below). The vCPU
+    /// the send woke is kept in
     /// [`Svc::handoff`]: the run loop may switch to it directly.
     ///
     /// The caller's table is locked once for the check, the send and the
@@ -423,14 +437,18 @@ impl Svc<'_> {
         if done.is_some() {
             return Ok(done);
         }
-        if me.pending.load(Ordering::Acquire) != 0
-            || (deadline != 0 && crate::sched::clock::now_ns() >= deadline)
-        {
+        if me.pending.load(Ordering::Acquire) != 0 {
             // Not blocking: the handoff is dropped, which wakes a
             // deferred one at once.
             self.handoff = None;
             return Ok(Some(0));
         }
+        // A deadline already passed is not tested here (a clock read on
+        // every round trip): the run loop, which reads the clock after the
+        // exit anyway, makes a block whose deadline has passed runnable at
+        // once under the vCPU's state lock (dropping the handoff, which
+        // wakes a deferred peer), and its resume answers 0 from
+        // [`wake_value`], or the port if a send handed it over meanwhile.
         me.wait_port.store(wait, Ordering::Release);
         self.blocked = Some(deadline);
         Ok(None)
@@ -538,5 +556,7 @@ pub(crate) fn new_table(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_deadline;
 #[cfg(test)]
 mod tests_hand;
