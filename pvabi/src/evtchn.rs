@@ -125,7 +125,9 @@ pub const HC_EVTCHN_POLL: u64 = 20;
 ///   send nothing; RSI = a local port to wait for (any allocated port, bound
 ///   or not yet); RDX = deadline in system time ns ([`crate::TimeInfo`]), 0
 ///   for none. A deadline already passed is not an error: the op sends and
-///   looks once, without blocking (a "send, then poll this port").
+///   looks at the port without waiting for an event (a "send, then poll
+///   this port"; as at any hypercall, other vCPUs may run before it
+///   returns).
 /// - OUT: RAX = RSI when the wait port was pending (its pending bit is now
 ///   clear, as [`HC_EVTCHN_POLL`] would leave it); 0 when the deadline
 ///   passed or another event woke the vCPU first (another port pending, the
