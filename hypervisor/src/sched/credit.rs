@@ -208,6 +208,12 @@ impl<P> VcpuRec<P> {
             c => Some(c as usize),
         }
     }
+    /// Whether it last ran on `cpu` (`last_cpu() == Some(cpu)`, one
+    /// compare: no CPU's index is `NO_CPU`).
+    #[inline(always)]
+    pub(super) fn last_ran_on(&self, cpu: usize) -> bool {
+        self.last_cpu.load(Relaxed) as usize == cpu
+    }
     #[inline(always)]
     pub(super) fn set_last_cpu(&self, cpu: Option<usize>) {
         self.last_cpu
