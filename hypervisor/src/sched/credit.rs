@@ -208,6 +208,12 @@ impl<P> VcpuRec<P> {
             c => Some(c as usize),
         }
     }
+    /// Whether it last ran on `cpu` (`last_cpu() == Some(cpu)`, one
+    /// compare: no CPU's index is `NO_CPU`).
+    #[inline(always)]
+    pub(super) fn last_ran_on(&self, cpu: usize) -> bool {
+        self.last_cpu.load(Relaxed) as usize == cpu
+    }
     #[inline(always)]
     pub(super) fn set_last_cpu(&self, cpu: Option<usize>) {
         self.last_cpu
@@ -313,9 +319,14 @@ pub(super) struct DomAcct {
 /// reference to one (under its own run-queue lock) while another, with
 /// every lock held, adds a chunk. Slots are never freed, only reused.
 pub(super) struct Table<T> {
+    /// The first chunk, made with the table: room for a typical host's
+    /// records, reached without the test whether its chunk is made (a
+    /// look-up runs four times per direct switch).
+    first: Box<[T; CHUNK]>,
+    /// The other chunks (chunk `k` at `k - 1`), made as the table grows.
     /// Chunks of a fixed size, so that a slot's place in its chunk needs
-    /// no bounds check (it runs several times per event round trip).
-    chunks: Box<[spin::Once<Box<[T; CHUNK]>>]>,
+    /// no bounds check.
+    rest: Box<[spin::Once<Box<[T; CHUNK]>>]>,
     /// Slots in use or free for reuse (the high-water mark).
     len: AtomicUsize,
 }
@@ -335,23 +346,33 @@ fn chunk<T>(blank: &impl Fn() -> T) -> Box<[T; CHUNK]> {
 
 impl<T> Table<T> {
     fn new(blank: impl Fn() -> T) -> Self {
-        let t = Self {
-            chunks: (0..MAX_RECORDS / CHUNK)
+        Self {
+            // The first chunk from the start: room for a typical host's
+            // domains before the first allocation on a running system.
+            first: chunk(&blank),
+            rest: (1..MAX_RECORDS / CHUNK)
                 .map(|_| spin::Once::new())
                 .collect(),
             len: AtomicUsize::new(0),
-        };
-        // The first chunk from the start: room for a typical host's domains
-        // before the first allocation on a running system.
-        t.chunks[0].call_once(|| chunk(&blank));
-        t
+        }
     }
 
     /// Slot `i`, also one past the high-water mark in a chunk already made
     /// (a blank record there: not live, so no id finds it valid).
     #[inline(always)]
     pub(super) fn get(&self, i: usize) -> Option<&T> {
-        Some(&self.chunks.get(i / CHUNK)?.get()?[i % CHUNK])
+        if i < CHUNK {
+            return Some(&self.first[i]);
+        }
+        self.get_rest(i)
+    }
+
+    /// [`Self::get`] past the first chunk: out of line, so that the
+    /// common look-up stays small where it is inlined.
+    #[cold]
+    #[inline(never)]
+    fn get_rest(&self, i: usize) -> Option<&T> {
+        Some(&self.rest.get(i / CHUNK - 1)?.get()?[i % CHUNK])
     }
 
     pub(super) fn len(&self) -> usize {
@@ -366,8 +387,10 @@ impl<T> Table<T> {
     /// chunk; `None` when the table is full.
     fn grow(&self, blank: impl Fn() -> T) -> Option<usize> {
         let i = self.len.load(Acquire);
-        let chunk = self.chunks.get(i / CHUNK)?;
-        chunk.call_once(|| self::chunk(&blank));
+        if i >= CHUNK {
+            let chunk = self.rest.get(i / CHUNK - 1)?;
+            chunk.call_once(|| self::chunk(&blank));
+        }
         self.len.store(i + 1, Release);
         Some(i)
     }

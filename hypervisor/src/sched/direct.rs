@@ -104,9 +104,7 @@ impl<P> Credit<P> {
         // here under this CPU's lock, which a pause or a second wake-up
         // takes before it looks at a vCPU queued or running here, so none
         // can tell the difference.
-        if !parked
-            && (boost || (r.last_cpu() == Some(cpu) && rq.queue.is_empty() && self.alone(cpu)))
-        {
+        if !parked && (boost || (r.last_ran_on(cpu) && rq.queue.is_empty() && self.alone(cpu))) {
             if !r.settle(State::Running(cpu)) {
                 self.publish(cpu, &rq);
                 return Ok(none);

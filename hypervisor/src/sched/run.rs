@@ -72,7 +72,12 @@ impl<P> Credit<P> {
     /// Whether no CPU but `cpu` holds a vCPU (from what they published).
     #[inline(always)]
     pub(super) fn alone(&self, cpu: usize) -> bool {
-        for (c, other) in self.cpus[..self.cpus()].iter().enumerate() {
+        let n = self.cpus();
+        // One CPU in use: the caller's (it checked `cpu`), no other.
+        if n == 1 {
+            return true;
+        }
+        for (c, other) in self.cpus[..n].iter().enumerate() {
             if c != cpu && other.load.load(Relaxed) != 0 {
                 return false;
             }

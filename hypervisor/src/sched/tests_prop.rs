@@ -655,3 +655,41 @@ fn removed_domains_and_vcpus_give_their_slots_back() {
         s.vcpus.len()
     );
 }
+
+/// Records past the first chunk (made with the table) are reached as
+/// those in it: 150 domains with one vCPU each fill three chunks of each
+/// table; every vCPU runs, is charged to its own domain and is found by
+/// its id, and ids of other slots are told apart.
+#[test]
+fn records_past_the_first_chunk_are_found() {
+    let s = Credit::new(1);
+    let n = 150u64;
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let d = s.add_domain(DEFAULT_WEIGHT, 0).unwrap();
+        ids.push((d, s.add_vcpu(d).unwrap()));
+    }
+    assert!(s.doms.len() > 2 * 64 && s.vcpus.len() > 2 * 64);
+    for (k, &(d, v)) in ids.iter().enumerate() {
+        let k = k as u64;
+        assert_eq!(s.domain_of(v), Ok(d));
+        s.wake(v, k * MS).unwrap();
+        assert_eq!(s.pick_next(0, k * MS).unwrap().vcpu, Some(v));
+        s.descheduled(0, v, 1000 + k, k * MS + 10, false).unwrap();
+    }
+    for (k, &(d, v)) in ids.iter().enumerate() {
+        assert_eq!(s.vcpu_used_ns(v), Ok(1000 + k as u64));
+        assert_eq!(s.domain_used_ns(d), Ok(1000 + k as u64));
+    }
+    let (d, v) = ids[140];
+    s.take_vcpu(v).unwrap();
+    assert_eq!(s.domain_of(v), Err(Error::NoSuchVcpu));
+    s.remove_domain(d).unwrap();
+    assert_eq!(s.domain_used_ns(d), Err(Error::NoSuchDomain));
+    let beyond = VcpuId {
+        index: 64 * 3 + 5,
+        generation: v.generation,
+    };
+    assert_eq!(s.domain_of(beyond), Err(Error::NoSuchVcpu));
+    assert_eq!(s.check_invariants(), Ok(()));
+}
