@@ -538,6 +538,10 @@ pub fn schedule(cpu: usize) {
 #[inline(always)]
 pub(crate) fn run_chain(cpu: usize, entry: &Arc<VcpuEntry>, now: u64, slice_ns: u64) {
     let Some(mut chain) = Chain::new(cpu) else {
+        // No attention word (cannot happen: they cover every CPU the
+        // scheduler does): the picked vCPU goes back to its queue rather
+        // than stay running in the policy with nothing running it.
+        policy::descheduled(cpu, entry, 0, true);
         return;
     };
     let running = RUNNING.fetch_add(1, Ordering::AcqRel) + 1;

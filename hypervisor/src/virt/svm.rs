@@ -187,8 +187,8 @@ pub struct SvmVcpu {
     /// General-purpose registers (RAX lives in the VMCB).
     pub regs: GuestRegs,
     /// The host state page of the CPU this vCPU was last loaded on
-    /// ([`SvmVcpu::enter`]): looked up once per slice, not per VMRUN
-    /// (the lookup reads the GS base MSR).
+    /// ([`SvmVcpu::enter`]): looked up once per slice, by the run loop's
+    /// CPU index, not per VMRUN.
     host_vmcb: u64,
     /// The domain it belongs to (IBPB between domains, `arch/spec.rs`).
     domain: u32,
