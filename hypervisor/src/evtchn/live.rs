@@ -166,10 +166,17 @@ fn domain_by_id(id: DomainId) -> Option<Arc<Domain>> {
     DOMAINS.lock().get(id).filter(|d| !d.dying()).cloned()
 }
 
+/// Whether `n` notifies `me` itself (its own next entry injects the
+/// upcall: no wake-up, no look-up).
+#[inline(always)]
+fn is_own(me: &VcpuEntry, n: Notify) -> bool {
+    n.domain == me.domain.id && n.vcpu == me.index
+}
+
 /// Makes the upcall: raises [`EVENT_CHANNEL`] on the vCPU, waking it if
 /// it is blocked ([`kick`]). Returns the vCPU it woke, if any.
 fn notify(me: &VcpuEntry, n: Notify) -> Option<Arc<VcpuEntry>> {
-    if n.domain == me.domain.id && n.vcpu == me.index {
+    if is_own(me, n) {
         // Our own vCPU: the next entry injects the upcall.
         me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
         return None;
@@ -379,7 +386,7 @@ impl Svc<'_> {
     fn route(&mut self, sent: Sent, handoff: bool) -> Option<policy::Handoff> {
         let target = match sent {
             Sent::Raised(None) => return None,
-            Sent::Raised(Some(n)) if n.domain == self.me.domain.id && n.vcpu == self.me.index => {
+            Sent::Raised(Some(n)) if is_own(self.me, n) => {
                 self.me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
                 return None;
             }
@@ -430,7 +437,7 @@ impl Svc<'_> {
         };
         match sent {
             // Counted by the look just made (see above).
-            Some(Sent::Raised(Some(n))) if n.domain == me.domain.id && n.vcpu == me.index => {}
+            Some(Sent::Raised(Some(n))) if is_own(me, n) => {}
             Some(sent) => self.handoff = self.route(sent, done.is_none()),
             None => {}
         }

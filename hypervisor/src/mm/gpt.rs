@@ -385,6 +385,21 @@ fn check_gpa_range(gpa: u64, len: u64) -> Result<u64, GptError> {
     }
 }
 
+/// Checks what a mapping points at: `hpa..hpa+len` aligned and below
+/// [`HPA_LIMIT`], `perms` expressible.
+fn check_target(hpa: u64, len: u64, perms: Perms) -> Result<(), GptError> {
+    if !hpa.is_multiple_of(PAGE_SIZE) {
+        return Err(GptError::UnalignedHpa(hpa));
+    }
+    if hpa.checked_add(len).is_none_or(|e| e > HPA_LIMIT) {
+        return Err(GptError::HpaOutOfRange { hpa, len });
+    }
+    if !perms.is_valid() {
+        return Err(GptError::BadPerms(perms));
+    }
+    Ok(())
+}
+
 /// A guest-physical address space in format `F`. All addresses in and out
 /// are plain `u64`s: guest-physical for `gpa`, host-physical for `hpa` and
 /// table frames.
@@ -435,15 +450,7 @@ impl<F: EntryFormat> GuestPageTable<F> {
         mem: &mut M,
     ) -> Result<(), GptError> {
         let end = check_gpa_range(gpa, len)?;
-        if !hpa.is_multiple_of(PAGE_SIZE) {
-            return Err(GptError::UnalignedHpa(hpa));
-        }
-        if hpa.checked_add(len).is_none_or(|e| e > HPA_LIMIT) {
-            return Err(GptError::HpaOutOfRange { hpa, len });
-        }
-        if !perms.is_valid() {
-            return Err(GptError::BadPerms(perms));
-        }
+        check_target(hpa, len, perms)?;
         if let Some(mapped) = self.find_mapped(mem, self.root, 4, gpa, end) {
             return Err(GptError::AlreadyMapped { gpa: mapped });
         }
@@ -484,18 +491,7 @@ impl<F: EntryFormat> GuestPageTable<F> {
         mem: &mut M,
     ) -> Result<u64, GptError> {
         check_gpa_range(gpa, PAGE_SIZE)?;
-        if !hpa.is_multiple_of(PAGE_SIZE) {
-            return Err(GptError::UnalignedHpa(hpa));
-        }
-        if hpa.checked_add(PAGE_SIZE).is_none_or(|e| e > HPA_LIMIT) {
-            return Err(GptError::HpaOutOfRange {
-                hpa,
-                len: PAGE_SIZE,
-            });
-        }
-        if !perms.is_valid() {
-            return Err(GptError::BadPerms(perms));
-        }
+        check_target(hpa, PAGE_SIZE, perms)?;
         let mut table = self.root;
         for level in [4, 3, 2] {
             let e = mem.read_entry(table, index(gpa, level));
