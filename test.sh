@@ -43,11 +43,11 @@ echo "$who: checking the tools it needs (QEMU, Bochs, GRUB, the pinned Rust tool
 tools/setup.sh
 # shellcheck source=tools/host-tools.sh
 . tools/host-tools.sh
-# A cold run writes about 6 GB under target/ (builds, boot-test images and
+# A cold run writes about 7 GB under target/ (builds, boot-test images and
 # disks); a full disk fails every boot test after it at once, so say what
 # was free before and, on failure, after.
 free_space() { df -Ph . | awk 'NR == 2 { print $4 }'; }
-echo "$who: $(free_space) free on the disk that holds target/ (a cold run writes about 6 GB)"
+echo "$who: $(free_space) free on the disk that holds target/ (a cold run writes about 7 GB)"
 echo "$who: running the checks; each prints its cargo command first, a summary comes last"
 status=0
 "$xtask" test "$@" || status=$?

@@ -140,9 +140,10 @@ impl GuestDebug {
         }
     }
 
-    /// Switch-in: loads DR0-DR3 (and DR6 when `with_dr6`) and TSC_AUX.
+    /// Switch-in on CPU `cpu`: loads DR0-DR3 (and DR6 when `with_dr6`) and
+    /// TSC_AUX.
     /// Host DR7 has every breakpoint off here, so nothing fires.
-    pub fn load(&self, with_dr6: bool) {
+    pub fn load(&self, with_dr6: bool, cpu: usize) {
         let [d0, d1, d2, d3] = self.dr;
         // SAFETY: DR0-DR3 and DR6 take any value at CPL 0 in 64-bit mode
         // (DR6 bits 63:32 must be 0: the guest could only have set what the
@@ -158,7 +159,7 @@ impl GuestDebug {
             }
         }
         if have_tsc_aux()
-            && let Some(cur) = CPU_TSC_AUX.get(cpu_index())
+            && let Some(cur) = CPU_TSC_AUX.get(cpu)
             && cur.load(Ordering::Relaxed) != u64::from(self.tsc_aux)
         {
             // SAFETY: TSC_AUX exists (CPUID checked in `init_this_cpu`);

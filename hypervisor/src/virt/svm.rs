@@ -348,7 +348,7 @@ impl SvmVcpu {
         }
         crate::arch::spec::switch_in(self.domain, cpu);
         // DR6/DR7 are in the VMCB; DR0-DR3 and TSC_AUX are not.
-        self.dbg.load(false);
+        self.dbg.load(false, cpu);
     }
 
     /// Flushes this guest's TLB entries at the next VMRUN.

@@ -6,7 +6,9 @@
 //!
 //! A VMCS is active on at most one CPU: a vCPU's VMCS is VMCLEARed whenever
 //! the vCPU is switched out ([`VmxVcpu::put`]), so the next run, on any CPU,
-//! starts with VMPTRLD + VMLAUNCH and rewrites that CPU's host state.
+//! starts with VMPTRLD + VMLAUNCH, and rewrites the host state when that CPU
+//! is not the one it was last written for (it is fixed per CPU once the
+//! CPU runs guests, and VMCLEAR keeps every field in the VMCS region).
 
 use core::arch::{asm, naked_asm};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -226,6 +228,8 @@ pub struct VmxVcpu {
     slice_end_tsc: u64,
     /// Interrupt-window exiting is on in the VMCS.
     window: bool,
+    /// The CPU whose host state the VMCS holds (`u32::MAX`: none yet).
+    host_cpu: u32,
     /// x87/SSE/AVX/... state and XCR0 (`xstate.rs`).
     xstate: crate::virt::xstate::GuestXState,
     /// CR2, CR8, kernel GS base: state the VMCS does not hold.
@@ -261,13 +265,19 @@ impl VmxVcpu {
             preempt_ticks: 0,
             slice_end_tsc: 0,
             window: false,
+            host_cpu: u32::MAX,
             xstate,
             cpu,
             dbg: GuestDebug::default(),
         })
     }
 
-    fn load(&mut self) {
+    /// Makes the VMCS current on CPU `cpu`. The host state (control
+    /// registers, selectors, this CPU's GDT, IDT, TSS and GS base, PAT,
+    /// EFER, the exit's RIP) is the same for every entry on one CPU once it
+    /// runs guests: written only when the VMCS last held another CPU's
+    /// (a switch between two vCPUs on one CPU loads no host field).
+    fn load(&mut self, cpu: usize) {
         // SAFETY: `vmcs` is a VMCS region with the right revision, not
         // active on any other CPU (we VMCLEAR on every switch-out).
         unsafe { asm!("vmptrld [{}]", in(reg) &self.vmcs, options(nostack)) };
@@ -275,7 +285,10 @@ impl VmxVcpu {
             self.write_guest_state();
             self.started = true;
         }
-        self.write_host_state();
+        if self.host_cpu != cpu as u32 {
+            self.write_host_state();
+            self.host_cpu = cpu as u32;
+        }
     }
 
     /// Switches the vCPU out: flushes the VMCS to memory so any CPU can
@@ -431,9 +444,9 @@ impl VmxVcpu {
     /// Makes this vCPU's VMCS current on this CPU (call before `run` and the
     /// register accessors after a switch-in).
     pub fn enter(&mut self, cpu: usize) {
-        self.load();
+        self.load(cpu);
         // DR7 is in the VMCS; DR0-DR3, DR6 and TSC_AUX are not.
-        self.dbg.load(true);
+        self.dbg.load(true, cpu);
         let shift = PREEMPT_SHIFT.load(Ordering::Relaxed);
         if shift != 0 {
             // One scheduler tick (10 ms) of guest time at most per entry,
