@@ -60,6 +60,22 @@ pub trait EventBits {
     fn is_masked(&self, port: u32) -> bool {
         self.mask_word(port as usize / 64) & bit(port) != 0
     }
+
+    /// Whether the port is pending, and whether it is masked (read in
+    /// that order): what a send to it asks, in one call (one dispatch of
+    /// a [`super::DomainBits`]).
+    #[inline(always)]
+    fn pending_and_masked(&self, port: u32) -> (bool, bool) {
+        (self.is_pending(port), self.is_masked(port))
+    }
+
+    /// Clears the port's pending bit (returns whether it was set), then
+    /// reads the ready ports of word `word`: a waiter's look, in one call.
+    #[inline(always)]
+    fn take_then_ready(&mut self, port: u32, word: usize) -> (bool, u64) {
+        let taken = self.test_and_clear_pending(port);
+        (taken, self.ready_word(word))
+    }
 }
 
 /// The bit of `port` in its word.

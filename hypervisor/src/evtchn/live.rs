@@ -451,12 +451,19 @@ impl Svc<'_> {
             };
             (sent, look, peer)
         };
-        if look.others() {
-            me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
-        }
+        // Other ready ports get the bit back (`WaitCheck::others`), in
+        // the one match that makes the answer.
         let done = match look {
-            WaitCheck::Taken { .. } => Some(u64::from(wait)),
-            WaitCheck::Other => Some(0),
+            WaitCheck::Taken { others } => {
+                if others {
+                    me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+                }
+                Some(u64::from(wait))
+            }
+            WaitCheck::Other => {
+                me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+                Some(0)
+            }
             WaitCheck::Empty => None,
         };
         match sent {
