@@ -269,8 +269,9 @@ pub enum ImageKind<'a> {
 /// What creating a domain with `nr_vcpus` vCPUs allocates on the heap,
 /// charged to it before anything is made: its budget, the domain, an
 /// entry per vCPU (with its share of the timer list and of the
-/// scheduler's records), vCPU 0's backend, the virq table, the console
-/// output queue (`console/out.rs`) and its slot in the domain table.
+/// scheduler's records), vCPU 0's backend, the virq table, the vCPU list
+/// of its port table (`evtchn/live/table.rs`), the console output queue
+/// (`console/out.rs`) and its slot in the domain table.
 pub(crate) const fn creation_cost(nr_vcpus: u32) -> u64 {
     let n = nr_vcpus as u64;
     let arc = 2 * size_of::<usize>() as u64 + ALLOC_SLACK;
@@ -287,6 +288,7 @@ pub(crate) const fn creation_cost(nr_vcpus: u32) -> u64 {
         + n * per_vcpu
         + select::VCPU_HEAP_BYTES
         + ALLOC_SLACK
+        + crate::evtchn::live::vcpu_list_cost(nr_vcpus)
         + crate::console::out::CONSOLE_OUT_BYTES as u64
         + ALLOC_SLACK
         + Cost::btree_entry::<DomainId, [usize; 4]>()
@@ -457,6 +459,8 @@ pub fn create(backend: Backend, spec: &DomainSpec<'_>) -> Result<DomainId, Creat
         boot.rip,
         if spec.paused { "paused" } else { "started" },
     );
+    // Before it is in the domain table: no port can be bound to it yet.
+    domain.events.lock().set_vcpus(&entries);
     // A domain with no vCPU (refused by domctl's decoder) never enters it.
     let _ = DOMAINS.lock().insert(id, domain.clone(), entries.clone());
     policy::register(&entries);

@@ -21,8 +21,11 @@
 //! scheduler lock; a grant table (`grants`) or a grantee's `maps` may be
 //! held when the table is taken (TLB shoot-down), never the other way. A
 //! domain's event-channel table is a leaf: taken under the table's lock
-//! only by an interdomain send (`evtchn/live.rs`), which reads the peer
-//! domain and the vCPU its port names in one hold of the table's lock.
+//! only by an interdomain send from a port that keeps no reference to its
+//! peer (`evtchn/live.rs`, `deliver_by_id`), which reads the peer domain
+//! and the vCPU its port names in one hold of the table's lock. A port
+//! that keeps one (every port bound while its room could be charged:
+//! `evtchn/live/table.rs`) finds both without this table.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -86,7 +89,8 @@ impl<D, V> DomainTable<D, V> {
     }
 
     /// Domain `id` with its vCPUs by index (`None`: left), in one look-up:
-    /// an event send reads the domain, then the vCPU its port names.
+    /// an event send from a port without a peer reference reads the
+    /// domain, then the vCPU its port names.
     pub fn with_vcpus(&self, id: DomainId) -> Option<(&D, &[Option<V>])> {
         self.domains
             .get(&id)

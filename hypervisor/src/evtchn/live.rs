@@ -7,8 +7,13 @@
 //! and vCPU states: nothing else is taken while it is held, except a second
 //! domain's `events` for `bind_interdomain` (both then taken in ascending
 //! domain id) and a domain's `end` (itself a leaf). An interdomain send
-//! takes the peer's table under the domain table's lock
-//! ([`deliver_remote`]). Upcalls are made after
+//! holds one table at a time: it takes the peer's domain out of its own
+//! port's reference ([`Table`]) under its own table's lock, lets that go,
+//! and then takes the peer's ([`deliver_remote`]): no order to keep, and
+//! no send waits for a peer's table while it holds its own (the ping-pong
+//! sends both ways, so ascending order would hold both for half of them).
+//! A port without a reference takes the peer's table under the domain
+//! table's lock, as every send did before. Upcalls are made after
 //! every table lock is released, so a [`Notify`] may name a port that
 //! changed in the meantime: the worst that does is one spurious
 //! [`EVENT_CHANNEL`], which the guest answers with a poll that returns 0.
@@ -43,9 +48,10 @@ use pvabi::zerocopy::IntoBytes;
 use crate::domain::lifecycle::{DOMAINS, Domain, Run, VcpuEntry};
 use crate::evtchn::area::{AREA_PAGES, GuestArea};
 use crate::evtchn::{
-    Closed, DomainBits, DomainId, EventTable, Notify, Sent, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER,
-    WaitCheck,
+    Closed, DomainId, Notify, Sent, VIRQ_CONSOLE, VIRQ_DOM_EXC, VIRQ_TIMER, WaitCheck,
 };
+#[cfg(doc)]
+use crate::evtchn::{DomainBits, EventTable};
 use crate::hypercall::Services;
 use crate::hypercall::services::Svc;
 use crate::platform::{P, Platform};
@@ -55,9 +61,8 @@ use crate::virt::VcpuBackend;
 use crate::hypercall::EvtchnOp;
 use pvabi::EVENT_CHANNEL;
 
-/// A live domain's port table: bits in the hypervisor, or in the guest's
-/// control area once registered.
-pub(crate) type Table = EventTable<DomainBits<GuestArea>>;
+mod table;
+pub(crate) use table::{Table, vcpu_list_cost};
 
 /// After `v` got an event: a blocked vCPU is woken (the scheduler queues
 /// it and kicks the CPU it chose if that CPU is idle or runs something
@@ -322,8 +327,7 @@ impl Svc<'_> {
                 if d.dying() || peer.dying() {
                     return Err(Error::NoEntry);
                 }
-                mine.bind_interdomain(Some(&mut theirs), port)
-                    .map(u64::from)
+                mine.bind_to(&mut theirs, d, &peer, port).map(u64::from)
             }
             EvtchnOp::Send(port) => self.send_on(port).map(|()| 0),
             EvtchnOp::Close(port) => {
@@ -370,8 +374,12 @@ impl Svc<'_> {
     /// A send on `port` (`HC_EVTCHN_SEND`): raises the port it reaches and
     /// wakes the vCPU that port notifies.
     fn send_on(&mut self, port: u32) -> Result<(), Error> {
-        let sent = self.me.domain.events.lock().send_raise(port)?;
-        let _ = self.route(sent, false);
+        let (sent, peer) = {
+            let mut t = self.me.domain.events.lock();
+            let sent = t.send_raise(port)?;
+            (sent, remote_peer(&t, sent))
+        };
+        let _ = self.route(sent, peer, false);
         Ok(())
     }
 
@@ -380,10 +388,17 @@ impl Svc<'_> {
     /// `HC_EVTCHN_SEND_WAIT`), then the notified vCPU kicked. `handoff`:
     /// the sender will block, so a woken vCPU comes back as a
     /// [`policy::Handoff`]. A notification of the sender itself sets its
-    /// own bit. Inlined into its two callers (the send and the round
-    /// trip's `send_wait_op`: a call and the route's copy less).
+    /// own bit. `peer`: a remote send's peer domain, from the sending
+    /// port's reference ([`remote_peer`]). Inlined into its two callers
+    /// (the send and the round trip's `send_wait_op`: a call and the
+    /// route's copy less).
     #[inline(always)]
-    fn route(&mut self, sent: Sent, handoff: bool) -> Option<policy::Handoff> {
+    fn route(
+        &mut self,
+        sent: Sent,
+        peer: Option<Arc<Domain>>,
+        handoff: bool,
+    ) -> Option<policy::Handoff> {
         let target = match sent {
             Sent::Raised(None) => return None,
             Sent::Raised(Some(n)) if is_own(self.me, n) => {
@@ -391,9 +406,10 @@ impl Svc<'_> {
                 return None;
             }
             Sent::Raised(Some(n)) => DOMAINS.lock().vcpu(n.domain, n.vcpu).cloned()?,
-            Sent::Remote { domain, port, from } => {
-                deliver_remote(self.me.domain.id, domain, port, from)?
-            }
+            Sent::Remote { domain, port, from } => match peer {
+                Some(peer) => deliver_remote(&peer, self.me.domain.id, port, from)?,
+                None => deliver_by_id(self.me.domain.id, domain, port, from)?,
+            },
         };
         // The sender runs here: its last CPU is this one.
         wake_target(
@@ -424,21 +440,36 @@ impl Svc<'_> {
         deadline: u64,
     ) -> Result<Option<u64>, Error> {
         let me = self.me;
-        let (sent, look) = me.domain.events.lock().send_and_look(send, wait, || {
-            me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
-        })?;
-        if look.others() {
-            me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
-        }
+        let (sent, look, peer) = {
+            let mut t = me.domain.events.lock();
+            let (sent, look) = t.send_and_look(send, wait, || {
+                me.pending.fetch_and(!EVENT_CHANNEL, Ordering::AcqRel);
+            })?;
+            let peer = match sent {
+                Some(sent) => remote_peer(&t, sent),
+                None => None,
+            };
+            (sent, look, peer)
+        };
+        // Other ready ports get the bit back (`WaitCheck::others`), in
+        // the one match that makes the answer.
         let done = match look {
-            WaitCheck::Taken { .. } => Some(u64::from(wait)),
-            WaitCheck::Other => Some(0),
+            WaitCheck::Taken { others } => {
+                if others {
+                    me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+                }
+                Some(u64::from(wait))
+            }
+            WaitCheck::Other => {
+                me.pending.fetch_or(EVENT_CHANNEL, Ordering::AcqRel);
+                Some(0)
+            }
             WaitCheck::Empty => None,
         };
         match sent {
             // Counted by the look just made (see above).
             Some(Sent::Raised(Some(n))) if is_own(me, n) => {}
-            Some(sent) => self.handoff = self.route(sent, done.is_none()),
+            Some(sent) => self.handoff = self.route(sent, peer, done.is_none()),
             None => {}
         }
         if done.is_some() {
@@ -498,20 +529,66 @@ impl Svc<'_> {
     }
 }
 
+/// The domain a remote send (`sent`, from a port of `t`) goes to, from
+/// the sending port's reference, taken out under `t`'s lock (the caller's):
+/// the send then takes the peer's table after letting `t` go. `None`: not
+/// a remote send, or no reference (the send looks the domain up by id:
+/// [`deliver_by_id`]).
+#[inline(always)]
+fn remote_peer(t: &Table, sent: Sent) -> Option<Arc<Domain>> {
+    match sent {
+        Sent::Remote { domain, from, .. } => t.peer(from, domain),
+        Sent::Raised(_) => None,
+    }
+}
+
 /// Delivers a send from `sender`'s port `from` to `port` of domain
-/// `domain`: raises it, hands it to the vCPU it notifies if that one
+/// `peer`: raises it, hands it to the vCPU it notifies if that one
 /// waits for exactly it in `HC_EVTCHN_SEND_WAIT` (the waiter's resume then
 /// reads no table: [`wake_value`]), and returns that vCPU to kick. `None`:
-/// the peer is gone or dying (it has closed, or is closing, its ports,
-/// which unbinds ours), the port was closed or reused, it was pending or
-/// masked already, or its vCPU is not up.
+/// the peer is dying (it has closed, or is closing, its ports, which
+/// unbinds ours), the port was closed or reused, it was pending or
+/// masked already, or its vCPU is gone.
 ///
-/// One hold of the domain table's lock finds the domain and, once its
-/// table named the port's vCPU, that vCPU (the event table is a leaf under
-/// it). The global lock on every interdomain send is a limit on many CPUs;
-/// Xen keeps a reference to the peer in the bound port instead, which
-/// would take it off this path.
-fn deliver_remote(
+/// Only the peer's table is held (the caller let its own go), and the
+/// vCPU comes from it: no domain-table lock. "Dying" is read under that
+/// lock: `close_all` runs under it after the mark, and a vCPU leaves the
+/// domain table only after the mark (`sched::live::reap`, or its run loop
+/// that saw it), so a vCPU that left is never handed a port or woken here,
+/// as before, when the domain table answered for it.
+fn deliver_remote(peer: &Domain, sender: DomainId, port: u32, from: u32) -> Option<Arc<VcpuEntry>> {
+    let mut target = None;
+    let mut t = peer.events.lock();
+    if peer.dying() {
+        return None;
+    }
+    let Table { ports, vcpus, .. } = &mut *t;
+    // Claimed in its wait word while this table is held: its resume either
+    // finds the claim (and takes nothing here) or cleared the word first
+    // and then looks at this table, after we let go, finding the bit.
+    ports.deliver_to(port, sender, from, |vcpu| {
+        let Some(v) = vcpus
+            .get(vcpu as usize)
+            .and_then(alloc::sync::Weak::upgrade)
+        else {
+            return false;
+        };
+        let claimed = v
+            .wait_port
+            .compare_exchange(port, port | HANDED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        target = Some(v);
+        claimed
+    })?;
+    drop(t);
+    target
+}
+
+/// [`deliver_remote`] for a sending port that keeps no reference to its
+/// peer: domain `domain` and its vCPU are looked up in the domain table,
+/// in one hold of its lock (the event table is a leaf under it). `None`
+/// also when the domain is gone or its vCPU has left.
+fn deliver_by_id(
     sender: DomainId,
     domain: DomainId,
     port: u32,
@@ -523,9 +600,6 @@ fn deliver_remote(
         return None;
     }
     let mut target = None;
-    // Claimed in its wait word while this table is held: its resume either
-    // finds the claim (and takes nothing here) or cleared the word first
-    // and then looks at this table, after we let go, finding the bit.
     peer.events.lock().deliver_to(port, sender, from, |vcpu| {
         let Some(v) = vcpus.get(vcpu as usize).and_then(Option::as_ref) else {
             return false;
@@ -552,13 +626,14 @@ pub(crate) fn close_all(d: &Domain) {
     }
 }
 
-/// A new domain's empty port table.
+/// A new domain's empty port table (its vCPUs recorded once made:
+/// [`Table::set_vcpus`]).
 pub(crate) fn new_table(
     id: DomainId,
     nr_vcpus: u32,
     budget: Arc<crate::domain::budget::Budget>,
 ) -> Mutex<Table> {
-    Mutex::new(EventTable::with_bits(id, nr_vcpus, DomainBits::default()).charge_to(budget))
+    Mutex::new(Table::new(id, nr_vcpus, budget))
 }
 
 #[cfg(test)]
@@ -567,3 +642,5 @@ mod tests;
 mod tests_deadline;
 #[cfg(test)]
 mod tests_hand;
+#[cfg(test)]
+mod tests_peer;

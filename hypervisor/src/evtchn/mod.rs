@@ -92,7 +92,10 @@ pub struct EventTable<B: EventBits = BitmapEvents> {
     domain: DomainId,
     nr_vcpus: u32,
     max_ports: u32,
-    buckets: Vec<Box<[Port]>>,
+    /// Every port's slot, port `p` at `buckets[p / BUCKET_PORTS][p %
+    /// BUCKET_PORTS]`: port 0 and the slots at or past `high_water` are
+    /// always free.
+    buckets: Vec<Box<[Port; BUCKET_PORTS as usize]>>,
     /// Ports `1..high_water` have been allocated at least once.
     high_water: u32,
     free: Vec<u32>,
@@ -185,8 +188,15 @@ impl<B: EventBits> EventTable<B> {
         if port == 0 || port >= self.high_water {
             return None;
         }
+        self.any_slot(port)
+    }
+
+    /// The slot of `port` if its bucket exists, free or not (one bounds
+    /// check: a bucket is an array).
+    #[inline(always)]
+    fn any_slot(&self, port: u32) -> Option<&Port> {
         let b = self.buckets.get((port / BUCKET_PORTS) as usize)?;
-        b.get((port % BUCKET_PORTS) as usize)
+        Some(&b[(port % BUCKET_PORTS) as usize])
     }
 
     fn slot_mut(&mut self, port: u32) -> Option<&mut Port> {
@@ -194,16 +204,17 @@ impl<B: EventBits> EventTable<B> {
             return None;
         }
         let b = self.buckets.get_mut((port / BUCKET_PORTS) as usize)?;
-        b.get_mut((port % BUCKET_PORTS) as usize)
+        Some(&mut b[(port % BUCKET_PORTS) as usize])
     }
 
-    /// The port if it is allocated; `NoEntry` otherwise. Inlined by
-    /// force (the release build optimizes for size): a send and a wait
-    /// look up ports about a dozen times per round trip.
+    /// The port if it is allocated; `NoEntry` otherwise. Port 0 and the
+    /// ports at or past the high-water mark have free slots (or none), so
+    /// the bucket's bounds check is the only range test. Inlined by force:
+    /// a send and a wait look up ports about a dozen times per round trip.
     #[inline(always)]
     fn bound(&self, port: u32) -> Result<Port, Error> {
-        match self.slot(port) {
-            Some(p) if p.state != PortState::Free => Ok(*p),
+        match self.any_slot(port) {
+            Some(p) if !matches!(p.state, PortState::Free) => Ok(*p),
             _ => Err(Error::NoEntry),
         }
     }
@@ -265,7 +276,11 @@ impl<B: EventBits> EventTable<B> {
             .try_reserve_exact(BUCKET_PORTS as usize)
             .map_err(|_| Error::NoMem)?;
         bucket.resize(BUCKET_PORTS as usize, FREE);
-        self.buckets.push(bucket.into_boxed_slice());
+        let bucket = bucket
+            .into_boxed_slice()
+            .try_into()
+            .map_err(|_| Error::NoMem)?;
+        self.buckets.push(bucket);
         Ok(())
     }
 

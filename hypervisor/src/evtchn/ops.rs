@@ -125,10 +125,9 @@ pub(crate) fn decode_send_wait(
     wait: u64,
     deadline: u64,
 ) -> Result<(u32, u32, u64), Error> {
-    let send = u32_arg(send)?;
-    let wait = u32_arg(wait)?;
-    if wait == 0 {
+    // One test for all three: each is the same `EINVAL`.
+    if (send | wait) > u64::from(u32::MAX) || wait == 0 {
         return Err(Error::Invalid);
     }
-    Ok((send, wait, deadline))
+    Ok((send as u32, wait as u32, deadline))
 }

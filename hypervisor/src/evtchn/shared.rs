@@ -250,6 +250,14 @@ impl<W: SharedWords> EventBits for DomainBits<W> {
     fn notify(&mut self, vcpu: u32, port: u32) {
         both!(self, b => b.notify(vcpu, port))
     }
+    #[inline(always)]
+    fn pending_and_masked(&self, port: u32) -> (bool, bool) {
+        both!(self, b => b.pending_and_masked(port))
+    }
+    #[inline(always)]
+    fn take_then_ready(&mut self, port: u32, word: usize) -> (bool, u64) {
+        both!(self, b => b.take_then_ready(port, word))
+    }
     fn guest_owned(&self) -> bool {
         both!(self, b => b.guest_owned())
     }

@@ -237,3 +237,56 @@ fn dom_exc_raised_on_every_binding_vcpu() {
         "coalesced while pending"
     );
 }
+
+/// A waiter's look and a delivery read both bits from the guest's words
+/// (each in one call of the bits: `take_then_ready`,
+/// `pending_and_masked`), in small tables and past 64 ports.
+#[test]
+fn a_wait_and_a_delivery_read_the_guests_words() {
+    for extra in [0, 100] {
+        let mut t = table();
+        let f = Fake::new();
+        t.share_bits(f.clone()).unwrap();
+        for _ in 0..extra {
+            t.bind_ipi(0).unwrap();
+        }
+        let b = t.alloc_unbound(D).unwrap();
+        let a = t.bind_interdomain(None, b).unwrap();
+        // The send raises `b` before the look, which takes it.
+        let (_, look) = t.send_and_look(a, b, || {}).unwrap();
+        assert_eq!(look, WaitCheck::Taken { others: false }, "{extra}");
+        assert!(!f.pending(b));
+        // Another port raised: reported.
+        let c = t.bind_ipi(1).unwrap();
+        assert!(t.raise(c).is_some());
+        assert_eq!(t.send_and_look(0, b, || {}).unwrap().1, WaitCheck::Other);
+        // Masked by the guest: not ready.
+        f.set(Fake::mask_word(c), 1 << (c % 64));
+        assert_eq!(t.send_and_look(0, b, || {}).unwrap().1, WaitCheck::Empty);
+    }
+    // A delivery to another domain's shared table: a port the guest
+    // masked is set pending without an upcall; a pending one is left.
+    let mut peer: Table = EventTable::with_bits(DomainId(6), 4, DomainBits::default());
+    let g = Fake::new();
+    peer.share_bits(g.clone()).unwrap();
+    let p = peer.alloc_unbound(D).unwrap();
+    let mut t = table();
+    let from = t.bind_interdomain(Some(&mut peer), p).unwrap();
+    g.set(Fake::mask_word(p), 1 << (p % 64));
+    assert_eq!(
+        peer.deliver_to(p, D, from, |_| panic!("masked: no claim")),
+        None
+    );
+    assert!(g.pending(p) && g.upcall_pending(0) == 0);
+    assert_eq!(
+        peer.deliver_to(p, D, from, |_| panic!("pending: no claim")),
+        None
+    );
+    // Unmasked and taken by the guest: claimed, so not set pending, and
+    // the upcall is recorded.
+    g.set(Fake::mask_word(p), 0);
+    let pw = EVTCHN_PENDING_OFFSET / 8 + p as usize / 64;
+    g.set(pw, 0);
+    assert!(peer.deliver_to(p, D, from, |v| v == 0).is_some());
+    assert!(!g.pending(p) && g.upcall_pending(0) == 1);
+}

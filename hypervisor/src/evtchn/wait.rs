@@ -103,8 +103,15 @@ impl<B: EventBits> EventTable<B> {
         };
         consume();
         // `wait` is still allocated: nothing above frees a port.
-        let taken = self.bits.test_and_clear_pending(wait);
-        let others = self.any_ready();
+        let (taken, others) = if self.high_water <= 64 {
+            // The usual table: the take and `any_ready`'s one word in one
+            // call.
+            let (taken, ready) = self.bits.take_then_ready(wait, 0);
+            (taken, ready != 0)
+        } else {
+            let taken = self.bits.test_and_clear_pending(wait);
+            (taken, self.any_ready())
+        };
         Ok((
             sent,
             match (taken, others) {
@@ -133,12 +140,16 @@ impl<B: EventBits> EventTable<B> {
         let p = self.bound(port).ok()?;
         let connected = matches!(p.state, PortState::Interdomain { remote, remote_port }
             if remote == sender && remote_port == from);
-        if !connected || self.bits.is_pending(port) {
+        if !connected {
+            return None;
+        }
+        let (pending, masked) = self.bits.pending_and_masked(port);
+        if pending {
             return None;
         }
         // The bit before the notification (a guest that sees
         // `upcall_pending` finds the bit), as in `raise`.
-        if self.bits.is_masked(port) {
+        if masked {
             self.set_pending(port);
             return None;
         }

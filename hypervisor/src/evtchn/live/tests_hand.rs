@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use pvabi::{EVENT_CHANNEL, Error, HC_SHUTDOWN, SHUTDOWN_POWEROFF};
 
-use super::{HANDED, deliver_remote, look_at_wait_port, wake_value};
+use super::{HANDED, deliver_by_id, deliver_remote, look_at_wait_port, wake_value};
 use crate::domain::lifecycle::VcpuEntry;
 use crate::evtchn::PortState;
 use crate::evtchn::ops::EvtchnOp;
@@ -164,7 +164,9 @@ fn a_send_in_flight_to_a_closed_and_reused_port_is_dropped() {
             })
             .unwrap() as u32;
         assert_eq!(again, pv, "the freed number is reused");
-        assert!(deliver_remote(s.domain.id, v.domain.id, pv, ps).is_none());
+        // By the sending port's reference and by the domain table alike.
+        assert!(deliver_remote(&v.domain, s.domain.id, pv, ps).is_none());
+        assert!(deliver_by_id(s.domain.id, v.domain.id, pv, ps).is_none());
         assert_eq!(v.wait_port.load(Ordering::Acquire), pv, "not handed");
         assert!(!pending(v, pv), "the new port is left alone");
     });

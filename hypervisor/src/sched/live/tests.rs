@@ -282,13 +282,14 @@ fn search_upto<W>(
     assert!(explored.longest > 6, "{explored:?}");
 }
 
-/// Exhaustive: 12,816 interleavings (about 80 s here); at most 3
-/// preemptions: 433 (one domain-table lock per send: fewer switch points
-/// than the 18,411 / 501 of two).
+/// Exhaustive: 8,702 interleavings (about 15 s here); at most 3
+/// preemptions: 370 (no domain-table lock per send, the peer found by the
+/// port's reference: fewer switch points than the 12,816 / 433 of one,
+/// and the 18,411 / 501 of two).
 #[test]
 fn block_against_send_loses_no_wake_up_in_any_interleaving() {
     search(
-        430,
+        365,
         || {
             let w = setup();
             let (a, b) = (queued_on(&w.v), queued_on(&w.s));
