@@ -99,6 +99,13 @@ pub(crate) struct Chain {
     /// The last slice length converted to TSC ticks, and the result: a
     /// chain of direct switches gives each vCPU the same boosted slice.
     slice_ticks: (u64, u64),
+    /// The last slice's end: its last clock read, as a TSC value and the
+    /// system time it converts to (`None` before the chain's first
+    /// slice). The next slice starts there, so that a direct switch reads
+    /// and converts the clock once, not at the end of one slice and again
+    /// at the start of the next; the switch's own work between the two is
+    /// charged to the vCPU it starts.
+    ended: Option<(u64, u64)>,
 }
 
 impl Chain {
@@ -109,6 +116,7 @@ impl Chain {
             attn: hostwork::attention(cpu)?,
             armed: 0,
             slice_ticks: (0, 0),
+            ended: None,
         })
     }
 
@@ -121,14 +129,14 @@ impl Chain {
     }
 }
 
-/// Runs one vCPU on this CPU until `slice_end` (system time), a yield, a
+/// Runs one vCPU on this CPU for `len` ns (its slice), until a yield, a
 /// block or its domain's end; returns how it stopped, the ns it ran
 /// (TSC-measured: what the scheduler is charged and `cpu_time_ns` shows)
 /// and the system time it stopped at (the run's last clock read, which
 /// the caller reports to the scheduler). `start` is the system time the
-/// caller read when it chose the vCPU (a clock read less per switch; the
-/// slice is no shorter for it); `cpu` is this CPU's index (the caller's:
-/// no per-CPU look-up per slice), `chain` what its run keeps.
+/// caller read when it chose the vCPU (a clock read less per switch);
+/// `cpu` is this CPU's index (the caller's: no per-CPU look-up per
+/// slice), `chain` what its run keeps.
 ///
 /// Generic over the backend: [`run_picked`] calls it with the concrete
 /// vendor type (`virt::Concrete`), so that each exit's calls into the
@@ -141,7 +149,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     vcpu: &mut V,
     resume: Option<u64>,
     start: u64,
-    slice_end: u64,
+    len: u64,
     chain: &mut Chain,
 ) -> (Outcome, u64, u64) {
     // The domain itself, not its `Arc`: one pointer in a register rather
@@ -153,16 +161,19 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     let mut quiet = policy::Quiet::default();
     me.running_on.store(cpu as u32, Ordering::Release);
     me.last_cpu.store(cpu as u32, Ordering::Relaxed);
-    let t0 = P::tsc();
+    // The slice runs its length from here: from the last slice's end in a
+    // chain of direct switches (no clock read), else from a clock read
+    // now. Not from `start` (the pick), which can lie well before: a host
+    // that descheduled this CPU's thread between the two (3 ms once on
+    // CI's 2-core machine).
+    let (t0, t0_ns) = match chain.ended {
+        Some(ended) => ended,
+        None => {
+            let t0 = P::tsc();
+            (t0, crate::sched::clock::ns_at(t0))
+        }
+    };
     vcpu.enter(cpu);
-    // The slice runs its length from here. `start` (the pick) can lie well
-    // before: a host that descheduled this CPU's thread between the two
-    // (3 ms once on CI's 2-core machine). Counted from `start`, the CPU's
-    // timer fired that much late for a guest timer due in this slice, and
-    // `armed` was already past, so a guest timer set in this slice was
-    // never re-armed for (it waited for the slice's end).
-    let len = slice_end.saturating_sub(start);
-    let t0_ns = crate::sched::clock::ns_at(t0);
     let slice_end = t0_ns.saturating_add(len);
     // The slice's end as a TSC value: checked after every exit without
     // converting the TSC to nanoseconds (the hypercall path's cost).
@@ -170,10 +181,16 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     vcpu.set_slice_end(end_tsc);
     // Left armed when it fires before this slice's end and the next guest
     // timer here, and still ahead (a chain of direct switches: each slice
-    // ends later than the last armed for), else armed now.
+    // ends later than the last armed for), else armed now. "Ahead" of
+    // `t0`, which in a chain lies a switch back: `MIN_ARM_NS` is far more
+    // than a switch takes.
     let mut armed = chain.armed;
     if armed < t0_ns.saturating_add(MIN_ARM_NS) || armed > slice_end.min(timers::next_due_on(cpu)) {
-        armed = arm_timer(cpu, t0_ns, slice_end);
+        // From the clock now, not `t0`: armed from an earlier time, the
+        // timer fires that much late, and `armed` is that much early, so
+        // a guest timer due in between is not re-armed for (it waits for
+        // the slice's end).
+        armed = arm_timer(cpu, now_ns(), slice_end);
     }
     let mut rearmed_for = 0;
     // The TLB generation this vCPU flushed for, kept here too: only this
@@ -207,18 +224,19 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // reaches the transmit ring after each exit (`console/out.rs`), and
     // the ring the serial port at the exits that find `ATTN_CONSOLE`.
     let mut console = |b: &[u8]| consoles::write(d, b);
-    let outcome = loop {
+    // How it stopped, and the slice's last clock read (its end).
+    let (outcome, last_tsc) = loop {
         if let Some(deadline) = sleep_on.take() {
-            break Outcome::Blocked(deadline, None);
+            break (Outcome::Blocked(deadline, None), P::tsc());
         }
         // Ended, or paused (the scheduler drops it at `descheduled`): one
         // load when neither.
         if d.stopping() {
             if d.dying() {
-                break Outcome::Ended;
+                break (Outcome::Ended, P::tsc());
             }
             if d.paused() {
-                break Outcome::Again;
+                break (Outcome::Again, P::tsc());
             }
         }
         me.in_guest.store(true, Ordering::SeqCst);
@@ -260,9 +278,10 @@ fn run_slice<V: VcpuBackend + ?Sized>(
         }
         match action {
             Action::Resume | Action::Interrupt => {}
-            Action::Yield => break Outcome::Again,
+            Action::Yield => break (Outcome::Again, now_tsc),
             Action::Block => {
-                break Outcome::Blocked(svc.blocked.take().unwrap_or(0), svc.handoff.take());
+                let blocked = Outcome::Blocked(svc.blocked.take().unwrap_or(0), svc.handoff.take());
+                break (blocked, now_tsc);
             }
             Action::Shutdown {
                 crashed,
@@ -275,7 +294,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
                     (false, false) => "exited",
                 };
                 d.finish(how, code, None);
-                break Outcome::Ended;
+                break (Outcome::Ended, P::tsc());
             }
             Action::Kill(why) => {
                 if matches!(why, KillReason::TripleFault { .. }) {
@@ -294,11 +313,11 @@ fn run_slice<V: VcpuBackend + ?Sized>(
                 let mut reason = ArrayString::<160>::new();
                 let _ = core::fmt::write(&mut reason, format_args!("{why}"));
                 d.finish("killed", -1, Some(&reason));
-                break Outcome::Ended;
+                break (Outcome::Ended, P::tsc());
             }
         }
         if now_tsc >= end_tsc {
-            break Outcome::Again;
+            break (Outcome::Again, now_tsc);
         }
         // This CPU's word: a timer interrupt came, the vCPU set its guest
         // timer, host work was noted (the management line, end reports,
@@ -329,7 +348,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             let now = now_ns();
             timers::fire_list(cpu, now);
             if policy::tick(cpu, now, &mut quiet) {
-                break Outcome::Again;
+                break (Outcome::Again, P::tsc());
             }
             armed = arm_timer(cpu, now, slice_end);
         }
@@ -344,8 +363,13 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     vcpu.put();
     me.running_on.store(u32::MAX, Ordering::Release);
     chain.armed = armed;
-    // One clock read for the time it ran and the scheduler's `now`.
-    let now = crate::sched::clock::ns_at(P::tsc());
+    // The last clock read of the loop (after the last exit's handler, on
+    // the paths a guest takes at every exit) ends the slice: the time it
+    // ran, the scheduler's `now`, and the next slice's start. What comes
+    // after it here (`put`) is charged to the vCPU a direct switch
+    // starts, or to none.
+    let now = crate::sched::clock::ns_at(last_tsc);
+    chain.ended = Some((last_tsc, now));
     let ns = now.saturating_sub(t0_ns);
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
     (outcome, ns, now)
@@ -391,15 +415,14 @@ fn run_picked(
         }
         return None;
     };
-    let end = now.saturating_add(slice_ns);
     let (outcome, ran, now) = match vcpu.concrete() {
         #[cfg(target_os = "none")]
-        crate::virt::Concrete::Svm(v) => run_slice(cpu, entry, v, resume, now, end, chain),
+        crate::virt::Concrete::Svm(v) => run_slice(cpu, entry, v, resume, now, slice_ns, chain),
         #[cfg(target_os = "none")]
-        crate::virt::Concrete::Vmx(v) => run_slice(cpu, entry, v, resume, now, end, chain),
+        crate::virt::Concrete::Vmx(v) => run_slice(cpu, entry, v, resume, now, slice_ns, chain),
         #[cfg(not(target_os = "none"))]
         crate::virt::Concrete::Other(_) => {
-            run_slice(cpu, entry, &mut *vcpu, resume, now, end, chain)
+            run_slice(cpu, entry, &mut *vcpu, resume, now, slice_ns, chain)
         }
     };
     let mut next = None;
