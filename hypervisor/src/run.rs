@@ -166,6 +166,7 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // now. Not from `start` (the pick), which can lie well before: a host
     // that descheduled this CPU's thread between the two (3 ms once on
     // CI's 2-core machine).
+    let chained = chain.ended.is_some();
     let (t0, t0_ns) = match chain.ended {
         Some(ended) => ended,
         None => {
@@ -212,6 +213,20 @@ fn run_slice<V: VcpuBackend + ?Sized>(
             }
         }
     }
+    // A chained slice follows the blocking exit that ended the last one
+    // before its test of this CPU's word (below): what came since (a
+    // timer interrupt during the switch, a kick) is answered before the
+    // first entry. Else it waits for an exit that does not block, which
+    // a chain of send-and-waits may not make for long: due guest timers
+    // on this CPU waited, and its timer, armed again for them at every
+    // switch, fired every `MIN_ARM_NS`.
+    let mut leave = false;
+    if chained && sleep_on.is_none() && attn.load(Ordering::Relaxed) != 0 {
+        match answer(cpu, me, attn, slice_end, armed, rearmed_for, &mut quiet) {
+            Some(timer) => (armed, rearmed_for) = timer,
+            None => leave = true,
+        }
+    }
     // The hypercall services, one value for every exit of the slice:
     // `blocked` and `handoff` are set only by a hypercall that blocks
     // (multicalls refuse those), which ends the loop, taking both.
@@ -225,132 +240,114 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // the ring the serial port at the exits that find `ATTN_CONSOLE`.
     let mut console = |b: &[u8]| consoles::write(d, b);
     // How it stopped, and the slice's last clock read (its end).
-    let (outcome, last_tsc) = loop {
-        if let Some(deadline) = sleep_on.take() {
-            break (Outcome::Blocked(deadline, None), P::tsc());
-        }
-        // Ended, or paused (the scheduler drops it at `descheduled`): one
-        // load when neither.
-        if d.stopping() {
-            if d.dying() {
-                break (Outcome::Ended, P::tsc());
+    let (outcome, last_tsc) = if leave {
+        (Outcome::Again, P::tsc())
+    } else {
+        loop {
+            if let Some(deadline) = sleep_on.take() {
+                break (Outcome::Blocked(deadline, None), P::tsc());
             }
-            if d.paused() {
-                break (Outcome::Again, P::tsc());
-            }
-        }
-        me.in_guest.store(true, Ordering::SeqCst);
-        let generation = d.tlb_gen.load(Ordering::SeqCst);
-        if seen_gen < generation {
-            vcpu.flush_tlb();
-            seen_gen = generation;
-            me.seen_gen.store(generation, Ordering::SeqCst);
-        }
-        // A continued hypercall is executed again before any upcall.
-        if me.cont.pending() {
-            vcpu.set_upcall(None);
-        } else {
-            events::prepare_upcall(me, d, vcpu);
-        }
-        let exit = vcpu.run();
-        let exit_tsc = P::tsc();
-        // Out of the guest: a release store is enough. A shoot-down that
-        // reads this `false` returns at once; the next entry's `true` and
-        // generation load are both SeqCst, ordered after the shoot-down's
-        // generation bump (`hypercall/services.rs`), so it flushes.
-        me.in_guest.store(false, Ordering::Release);
-        // A pending host interrupt (timer, kick, shoot-down) is taken now:
-        // both hardware backends return with interrupts on (AMD-V's STGI;
-        // VT-x enables them after its decode); the host tests' fakes do not.
-        if !vcpu.exits_with_interrupts_on() {
-            P::interrupts_on();
-        }
-        d.exits.fetch_add(1, Ordering::Relaxed);
-        let action = hypercall::handle(exit, vcpu, &mut svc, &MachineHost, d.insn, &mut console);
-        consoles::drain(d);
-        // Its longest exit, in its `domain-end:` line (bounded exits,
-        // `hypercall/continuation.rs`).
-        // Compared first: the locked update only for a new longest exit.
-        let now_tsc = P::tsc();
-        let took = now_tsc.wrapping_sub(exit_tsc);
-        if took > d.max_exit_ticks.load(Ordering::Relaxed) {
-            d.max_exit_ticks.fetch_max(took, Ordering::Relaxed);
-        }
-        match action {
-            Action::Resume | Action::Interrupt => {}
-            Action::Yield => break (Outcome::Again, now_tsc),
-            Action::Block => {
-                let blocked = Outcome::Blocked(svc.blocked.take().unwrap_or(0), svc.handoff.take());
-                break (blocked, now_tsc);
-            }
-            Action::Shutdown {
-                crashed,
-                code,
-                reboot,
-            } => {
-                let how = match (crashed, reboot) {
-                    (true, _) => "crashed",
-                    (false, true) => "rebooted",
-                    (false, false) => "exited",
-                };
-                d.finish(how, code, None);
-                break (Outcome::Ended, P::tsc());
-            }
-            Action::Kill(why) => {
-                if matches!(why, KillReason::TripleFault { .. }) {
-                    // What the guest was doing when it died: the event being
-                    // delivered, its stack, its IDT (for the guest's author
-                    // and for a hypervisor bug that injected a bad event).
-                    let mut state = ArrayString::<512>::new();
-                    let _ = vcpu.describe(&mut state);
-                    log::warn!(
-                        "domain {} ({}) vCPU {} triple fault: {state}",
-                        d.id,
-                        d.name,
-                        me.index
-                    );
+            // Ended, or paused (the scheduler drops it at `descheduled`): one
+            // load when neither.
+            if d.stopping() {
+                if d.dying() {
+                    break (Outcome::Ended, P::tsc());
                 }
-                let mut reason = ArrayString::<160>::new();
-                let _ = core::fmt::write(&mut reason, format_args!("{why}"));
-                d.finish("killed", -1, Some(&reason));
-                break (Outcome::Ended, P::tsc());
+                if d.paused() {
+                    break (Outcome::Again, P::tsc());
+                }
             }
-        }
-        if now_tsc >= end_tsc {
-            break (Outcome::Again, now_tsc);
-        }
-        // This CPU's word: a timer interrupt came, the vCPU set its guest
-        // timer, host work was noted (the management line, end reports,
-        // device messages: polled now, `run/work.rs`), or console output
-        // waits outside the domains' queues (the transmit ring,
-        // leftovers: a share of it now, `console/live.rs`); one load when
-        // none.
-        let bits = if attn.load(Ordering::Relaxed) != 0 {
-            work::attend(attn)
-        } else {
-            0
-        };
-        // A guest timer set in this exit (`HC_SET_TIMER`) due before this
-        // CPU's timer: re-armed now, or it would fire at the slice's end
-        // or the tick, up to 10 ms late. Once per deadline (one that stays
-        // on another CPU's list fires there).
-        if bits & hostwork::ATTN_TIMER != 0 {
-            let due = me.timer.load(Ordering::Relaxed);
-            if due != rearmed_for && due != 0 && due < armed {
-                rearmed_for = due;
-                armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+            me.in_guest.store(true, Ordering::SeqCst);
+            let generation = d.tlb_gen.load(Ordering::SeqCst);
+            if seen_gen < generation {
+                vcpu.flush_tlb();
+                seen_gen = generation;
+                me.seen_gen.store(generation, Ordering::SeqCst);
             }
-        }
-        // A timer interrupt or a reschedule request (both bits of the
-        // word, taken with it): fire due guest timers, and ask the
-        // scheduler whether something better waits.
-        if bits & (hostwork::ATTN_TICK | hostwork::ATTN_RESCHED) != 0 {
-            let now = now_ns();
-            timers::fire_list(cpu, now);
-            if policy::tick(cpu, now, &mut quiet) {
-                break (Outcome::Again, P::tsc());
+            // A continued hypercall is executed again before any upcall.
+            if me.cont.pending() {
+                vcpu.set_upcall(None);
+            } else {
+                events::prepare_upcall(me, d, vcpu);
             }
-            armed = arm_timer(cpu, now, slice_end);
+            let exit = vcpu.run();
+            let exit_tsc = P::tsc();
+            // Out of the guest: a release store is enough. A shoot-down that
+            // reads this `false` returns at once; the next entry's `true` and
+            // generation load are both SeqCst, ordered after the shoot-down's
+            // generation bump (`hypercall/services.rs`), so it flushes.
+            me.in_guest.store(false, Ordering::Release);
+            // A pending host interrupt (timer, kick, shoot-down) is taken now:
+            // both hardware backends return with interrupts on (AMD-V's STGI;
+            // VT-x enables them after its decode); the host tests' fakes do not.
+            if !vcpu.exits_with_interrupts_on() {
+                P::interrupts_on();
+            }
+            d.exits.fetch_add(1, Ordering::Relaxed);
+            let action =
+                hypercall::handle(exit, vcpu, &mut svc, &MachineHost, d.insn, &mut console);
+            consoles::drain(d);
+            // Its longest exit, in its `domain-end:` line (bounded exits,
+            // `hypercall/continuation.rs`).
+            // Compared first: the locked update only for a new longest exit.
+            let now_tsc = P::tsc();
+            let took = now_tsc.wrapping_sub(exit_tsc);
+            if took > d.max_exit_ticks.load(Ordering::Relaxed) {
+                d.max_exit_ticks.fetch_max(took, Ordering::Relaxed);
+            }
+            match action {
+                Action::Resume | Action::Interrupt => {}
+                Action::Yield => break (Outcome::Again, now_tsc),
+                Action::Block => {
+                    let blocked =
+                        Outcome::Blocked(svc.blocked.take().unwrap_or(0), svc.handoff.take());
+                    break (blocked, now_tsc);
+                }
+                Action::Shutdown {
+                    crashed,
+                    code,
+                    reboot,
+                } => {
+                    let how = match (crashed, reboot) {
+                        (true, _) => "crashed",
+                        (false, true) => "rebooted",
+                        (false, false) => "exited",
+                    };
+                    d.finish(how, code, None);
+                    break (Outcome::Ended, P::tsc());
+                }
+                Action::Kill(why) => {
+                    if matches!(why, KillReason::TripleFault { .. }) {
+                        // What the guest was doing when it died: the event being
+                        // delivered, its stack, its IDT (for the guest's author
+                        // and for a hypervisor bug that injected a bad event).
+                        let mut state = ArrayString::<512>::new();
+                        let _ = vcpu.describe(&mut state);
+                        log::warn!(
+                            "domain {} ({}) vCPU {} triple fault: {state}",
+                            d.id,
+                            d.name,
+                            me.index
+                        );
+                    }
+                    let mut reason = ArrayString::<160>::new();
+                    let _ = core::fmt::write(&mut reason, format_args!("{why}"));
+                    d.finish("killed", -1, Some(&reason));
+                    break (Outcome::Ended, P::tsc());
+                }
+            }
+            if now_tsc >= end_tsc {
+                break (Outcome::Again, now_tsc);
+            }
+            // This CPU's word: a timer interrupt came, the vCPU set its
+            // guest timer, host work was noted, or console output waits
+            // outside the domains' queues ([`answer`]); one load when none.
+            if attn.load(Ordering::Relaxed) != 0 {
+                match answer(cpu, me, attn, slice_end, armed, rearmed_for, &mut quiet) {
+                    Some(timer) => (armed, rearmed_for) = timer,
+                    None => break (Outcome::Again, P::tsc()),
+                }
+            }
         }
     };
     // A slice whose last exit ended it before the word's test (a yield, a
@@ -373,6 +370,53 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     let ns = now.saturating_sub(t0_ns);
     me.cpu_time_ns.fetch_add(ns, Ordering::Relaxed);
     (outcome, ns, now)
+}
+
+/// Answers CPU `cpu`'s attention word `attn` (found not 0) for `me`,
+/// which runs there in a slice that ends at `slice_end` (system time),
+/// the CPU's timer armed to fire at `armed`, last re-armed for the guest
+/// timer due at `rearmed_for`: those two again, or `None` when `me` must
+/// leave now (the scheduler's tick said so). A timer interrupt came,
+/// the vCPU set its guest timer, host work was noted (the management
+/// line, end reports, device messages: polled now, `run/work.rs`), or
+/// console output waits outside the domains' queues (the transmit ring,
+/// leftovers: a share of it now, `console/live.rs`). Out of line: the
+/// exit path only tests the word.
+#[cold]
+#[inline(never)]
+fn answer(
+    cpu: usize,
+    me: &VcpuEntry,
+    attn: &AtomicU32,
+    slice_end: u64,
+    mut armed: u64,
+    mut rearmed_for: u64,
+    quiet: &mut policy::Quiet,
+) -> Option<(u64, u64)> {
+    let bits = work::attend(attn);
+    // A guest timer set in the last exit (`HC_SET_TIMER`) due before this
+    // CPU's timer: re-armed now, or it would fire at the slice's end or
+    // the tick, up to 10 ms late. Once per deadline (one that stays on
+    // another CPU's list fires there).
+    if bits & hostwork::ATTN_TIMER != 0 {
+        let due = me.timer.load(Ordering::Relaxed);
+        if due != rearmed_for && due != 0 && due < armed {
+            rearmed_for = due;
+            armed = arm_timer(cpu, now_ns(), slice_end.min(due));
+        }
+    }
+    // A timer interrupt or a reschedule request (both bits of the word,
+    // taken with it): fire due guest timers, and ask the scheduler
+    // whether something better waits.
+    if bits & (hostwork::ATTN_TICK | hostwork::ATTN_RESCHED) != 0 {
+        let now = now_ns();
+        timers::fire_list(cpu, now);
+        if policy::tick(cpu, now, quiet) {
+            return None;
+        }
+        armed = arm_timer(cpu, now, slice_end);
+    }
+    Some((armed, rearmed_for))
 }
 
 /// Runs the vCPU the scheduler picked for `cpu` for at most `slice_ns`,
