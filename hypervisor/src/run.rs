@@ -187,11 +187,13 @@ fn run_slice<V: VcpuBackend + ?Sized>(
     // than a switch takes.
     let mut armed = chain.armed;
     if armed < t0_ns.saturating_add(MIN_ARM_NS) || armed > slice_end.min(timers::next_due_on(cpu)) {
-        // From the clock now, not `t0`: armed from an earlier time, the
-        // timer fires that much late, and `armed` is that much early, so
-        // a guest timer due in between is not re-armed for (it waits for
-        // the slice's end).
-        armed = arm_timer(cpu, now_ns(), slice_end);
+        // From the clock now, not a chained slice's `t0`: armed from an
+        // earlier time, the timer fires that much late, and `armed` is
+        // that much early, so a guest timer due in between is not
+        // re-armed for (it waits for the slice's end). A picked slice's
+        // `t0` was read just now.
+        let now = if chained { now_ns() } else { t0_ns };
+        armed = arm_timer(cpu, now, slice_end);
     }
     let mut rearmed_for = 0;
     // The TLB generation this vCPU flushed for, kept here too: only this
