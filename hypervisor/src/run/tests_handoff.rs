@@ -264,3 +264,62 @@ fn a_wake_up_for_an_idle_cpu_sends_it_an_ipi() {
     let out = m.stop();
     assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
 }
+
+/// A timer that falls due while one CPU runs a chain of direct switches
+/// fires on time. Every exit of the chain is a `SEND_WAIT` that blocks,
+/// which ends its slice before the run loop's test of the CPU's word
+/// after an exit; on the host every timer interrupt comes in the
+/// hypervisor (at the exit's `interrupts_on`), so the tick waited for an
+/// exit that does not block, and the sleeper's deadline for the chain's
+/// end. Each chained slice answers the word before its first entry.
+#[test]
+fn a_timer_due_during_a_chain_of_direct_switches_fires_while_it_runs() {
+    let rounds = 200_000;
+    let m = Machine::start(1);
+    let meet = Arc::new(Meet::default());
+    // The round trips done when the sleeper woke (u64::MAX: not yet).
+    let woke_at = Arc::new(AtomicU64::new(u64::MAX));
+    let asleep = Arc::new(AtomicU64::new(0));
+    let (w, s, seen) = (woke_at.clone(), asleep.clone(), meet.clone());
+    let sleeper = m.create("sleeper", 1, false, move |_| {
+        let (w, s, seen) = (w.clone(), s.clone(), seen.clone());
+        let mut step = 0;
+        Box::new(move |g: &mut Guest<'_>| {
+            step += 1;
+            match step {
+                1 => {
+                    s.store(1, Ordering::Release);
+                    // Due once the chain below has started.
+                    let due = now_ns() + 20_000_000;
+                    g.hypercall(pvabi::HC_SCHED_BLOCK, &[due])
+                }
+                _ => {
+                    w.store(seen.ponged.load(Ordering::Relaxed), Ordering::Release);
+                    shutdown(g)
+                }
+            }
+        })
+    });
+    m.wait("the sleeper to block", || {
+        asleep.load(Ordering::Acquire) == 1
+    });
+    let (a, b) = (meet.clone(), meet.clone());
+    let ping = m.create("ping", 1, true, move |_| pinger(a.clone(), rounds));
+    let pong = m.create("pong", 1, false, move |_| ponger(b.clone(), rounds));
+    meet.ping.store(u64::from(ping), Ordering::Release);
+    meet.pong.store(u64::from(pong), Ordering::Release);
+    crate::sched::live::unpause(&domain(ping).unwrap());
+    m.wait_all_gone();
+    let out = m.stop();
+    let woke = woke_at.load(Ordering::Acquire);
+    assert!(
+        woke < rounds,
+        "the sleeper woke after {woke} of {rounds} round trips (its timer waited for the chain's end)"
+    );
+    assert!(!out.contains("lost wake-up"), "{out}");
+    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
+    assert!(
+        out.contains(&format!("id={sleeper} name=sleeper result=exited code=0")),
+        "{out}"
+    );
+}

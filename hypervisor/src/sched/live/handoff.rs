@@ -96,9 +96,10 @@ impl Handoff {
         // As `make_runnable` for a paused or ending domain: left blocked
         // in the policy (unpause queues it). Asked once the vCPU is
         // claimed: see `pause`.
+        // Paused or ending in one load (`Domain::stopping`).
         let still = || {
             fence(Ordering::SeqCst);
-            !(to.domain.paused() || to.domain.dying())
+            !to.domain.stopping()
         };
         let r = s.wake_switch_if(cpu, from.sid, ran_ns, to.sid, now, still);
         // Cleared once the policy holds the vCPU as runnable (or it stays
@@ -155,7 +156,7 @@ impl Drop for Handoff {
 /// runnable with its wake deferred, when it last ran on this CPU and its
 /// domain is neither paused nor ending. `false`: wake it the usual way.
 pub(crate) fn defer(v: &VcpuEntry, st: &mut VState, cpu: u32) -> bool {
-    if v.last_cpu.load(Ordering::Relaxed) != cpu || v.domain.paused() || v.domain.dying() {
+    if v.last_cpu.load(Ordering::Relaxed) != cpu || v.domain.stopping() {
         return false;
     }
     st.run = Run::Runnable;
@@ -175,7 +176,7 @@ fn wake_deferred(v: &VcpuEntry) {
     };
     let still = || {
         fence(Ordering::SeqCst);
-        !(v.domain.paused() || v.domain.dying())
+        !v.domain.stopping()
     };
     let placed = s.wake_if(v.sid, now_ns(), still).ok().flatten();
     v.handoff_open.store(false, Ordering::Relaxed);
