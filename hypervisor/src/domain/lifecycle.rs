@@ -89,7 +89,7 @@ pub struct Domain {
     /// TSC ticks of its longest exit (from the exit to the decision to
     /// enter again), reported in its `exit-max:` line.
     pub(crate) max_exit_ticks: AtomicU64,
-    /// Event-channel ports (lock order: `events.rs`).
+    /// Event-channel ports (lock order: the `evtchn::live` module doc).
     pub(crate) events: Mutex<crate::evtchn::live::Table>,
     /// The registered event-channel control area and upcall vector: set
     /// once, pins the area's pages for the domain's life.

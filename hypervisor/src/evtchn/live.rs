@@ -643,4 +643,6 @@ mod tests_deadline;
 #[cfg(test)]
 mod tests_hand;
 #[cfg(test)]
+mod tests_pair;
+#[cfg(test)]
 mod tests_peer;

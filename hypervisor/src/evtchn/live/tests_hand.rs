@@ -7,64 +7,22 @@
 //! send and the wake, a port closed and reused under a send in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::boxed::Box;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use pvabi::{EVENT_CHANNEL, Error, HC_SHUTDOWN, SHUTDOWN_POWEROFF};
+use pvabi::{EVENT_CHANNEL, Error};
 
 use super::{HANDED, deliver_by_id, deliver_remote, look_at_wait_port, wake_value};
 use crate::domain::lifecycle::VcpuEntry;
 use crate::evtchn::PortState;
 use crate::evtchn::ops::EvtchnOp;
-use crate::hypercall::services::Svc;
-use crate::testing::rt::{Machine, domain, vcpu};
-use crate::virt::fake::Guest;
 
-fn svc(v: &Arc<VcpuEntry>) -> Svc<'_> {
-    Svc {
-        me: v,
-        blocked: None,
-        handoff: None,
-    }
-}
+use super::tests_pair::{pending, svc};
 
 /// Two paused domains, V and S, and a connected pair: V's port `pv`,
 /// S's port `ps`. Run `body`, then end both and check nothing leaked.
 fn with_pair(body: impl FnOnce(&Arc<VcpuEntry>, &Arc<VcpuEntry>, u32, u32)) {
-    let m = Machine::start(1);
-    let off = |_: &_| -> crate::virt::fake::Program {
-        Box::new(|g: &mut Guest<'_>| g.hypercall(HC_SHUTDOWN, &[SHUTDOWN_POWEROFF, 0]))
-    };
-    let vid = m.create("v", 1, true, off);
-    let sid = m.create("s", 1, true, off);
-    let (v, s) = (vcpu(vid, 0).unwrap(), vcpu(sid, 0).unwrap());
-    let pv = svc(&v)
-        .evtchn_op(EvtchnOp::AllocUnbound {
-            remote: s.domain.id,
-        })
-        .unwrap() as u32;
-    let ps = svc(&s)
-        .evtchn_op(EvtchnOp::BindInterdomain {
-            remote: v.domain.id,
-            port: pv,
-        })
-        .unwrap() as u32;
-    body(&v, &s, pv, ps);
-    drop((v, s));
-    for id in [vid, sid] {
-        if let Some(d) = domain(id) {
-            d.finish("destroyed", 0, None);
-            crate::sched::live::unpause(&d);
-        }
-    }
-    m.wait_all_gone();
-    let out = m.stop();
-    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
-}
-
-fn pending(v: &VcpuEntry, port: u32) -> bool {
-    v.domain.events.lock().status(port).unwrap().pending
+    super::tests_pair::with_pair(|_, v, s, pv, ps| body(&v, &s, pv, ps));
 }
 
 #[test]

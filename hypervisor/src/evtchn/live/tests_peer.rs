@@ -15,69 +15,21 @@ use std::vec;
 
 use pvabi::{
     Error, HC_EVTCHN_ALLOC_UNBOUND, HC_EVTCHN_BIND_INTERDOMAIN, HC_EVTCHN_CLOSE, HC_EVTCHN_SEND,
-    HC_EVTCHN_SEND_WAIT, HC_SHUTDOWN, HC_YIELD, SHUTDOWN_POWEROFF,
+    HC_EVTCHN_SEND_WAIT, HC_YIELD,
 };
 
 use super::{deliver_by_id, deliver_remote};
 use crate::domain::lifecycle::{ALIVE, DOMAINS, Domain, STOP_ENDING, VcpuEntry};
 use crate::evtchn::PortState;
 use crate::evtchn::ops::EvtchnOp;
-use crate::hypercall::services::Svc;
 use crate::platform::host;
 use crate::platform::{P, Platform};
 use crate::sched::live::queued_on;
 use crate::testing::interleave::{Body, explore};
-use crate::testing::rt::{Machine, domain, vcpu};
-use crate::virt::VmExit;
+use crate::testing::rt::{Machine, domain};
 use crate::virt::fake::{self, Guest};
 
-fn svc(v: &Arc<VcpuEntry>) -> Svc<'_> {
-    Svc {
-        me: v,
-        blocked: None,
-        handoff: None,
-    }
-}
-
-fn shutdown(g: &mut Guest<'_>) -> VmExit {
-    g.hypercall(HC_SHUTDOWN, &[SHUTDOWN_POWEROFF, 0])
-}
-
-/// Two paused domains, V and S, and a connected pair (V's port `pv`,
-/// S's port `ps`), given to `body` by value; then both end, and every
-/// domain must be dropped (no reference kept one), with its frames back.
-fn with_pair(body: impl FnOnce(&Machine, Arc<VcpuEntry>, Arc<VcpuEntry>, u32, u32)) {
-    let m = Machine::start(1);
-    let off = |_: &_| -> fake::Program { Box::new(shutdown) };
-    let vid = m.create("v", 1, true, off);
-    let sid = m.create("s", 1, true, off);
-    let (v, s) = (vcpu(vid, 0).unwrap(), vcpu(sid, 0).unwrap());
-    let pv = svc(&v)
-        .evtchn_op(EvtchnOp::AllocUnbound {
-            remote: s.domain.id,
-        })
-        .unwrap() as u32;
-    let ps = svc(&s)
-        .evtchn_op(EvtchnOp::BindInterdomain {
-            remote: v.domain.id,
-            port: pv,
-        })
-        .unwrap() as u32;
-    body(&m, v, s, pv, ps);
-    for id in [vid, sid] {
-        if let Some(d) = domain(id) {
-            d.finish("destroyed", 0, None);
-            crate::sched::live::unpause(&d);
-        }
-    }
-    m.wait_all_gone();
-    let out = m.stop();
-    assert!(!out.contains("[WARN]") && !out.contains("[ERROR]"), "{out}");
-}
-
-fn pending(v: &VcpuEntry, port: u32) -> bool {
-    v.domain.events.lock().status(port).unwrap().pending
-}
+use super::tests_pair::{connect, pending, shutdown, svc, with_pair};
 
 fn keeps_peer(v: &VcpuEntry, port: u32) -> bool {
     v.domain.events.lock().keeps_peer(port)
@@ -98,17 +50,7 @@ fn a_bind_gives_both_ports_a_reference_and_a_close_takes_both() {
         assert!(Arc::ptr_eq(&to_s, &s.domain));
         drop((to_v, to_s));
         // A loopback pair keeps none (its sends are local).
-        let lb = svc(&v)
-            .evtchn_op(EvtchnOp::AllocUnbound {
-                remote: v.domain.id,
-            })
-            .unwrap() as u32;
-        let la = svc(&v)
-            .evtchn_op(EvtchnOp::BindInterdomain {
-                remote: v.domain.id,
-                port: lb,
-            })
-            .unwrap() as u32;
+        let (lb, la) = connect(&v, &v);
         assert!(!keeps_peer(&v, la) && !keeps_peer(&v, lb));
         // V closes: its port drops its reference, and S's, unbound by the
         // close, drops its own.
