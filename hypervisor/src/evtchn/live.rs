@@ -585,31 +585,17 @@ fn deliver_remote(peer: &Domain, sender: DomainId, port: u32, from: u32) -> Opti
 }
 
 /// [`deliver_remote`] for a sending port that keeps no reference to its
-/// peer: domain `domain` and its vCPU are looked up in the domain table,
-/// in one hold of its lock (the event table is a leaf under it). `None`
-/// also when the domain is gone or its vCPU has left.
+/// peer: domain `domain` is looked up in the domain table (its lock let go
+/// before the peer's table is taken), and the rest is as for a reference.
+/// `None` also when the domain is gone.
 fn deliver_by_id(
     sender: DomainId,
     domain: DomainId,
     port: u32,
     from: u32,
 ) -> Option<Arc<VcpuEntry>> {
-    let table = DOMAINS.lock();
-    let (peer, vcpus) = table.with_vcpus(domain)?;
-    if peer.dying() {
-        return None;
-    }
-    let mut target = None;
-    peer.events.lock().deliver_to(port, sender, from, |vcpu| {
-        let Some(v) = vcpus.get(vcpu as usize).and_then(Option::as_ref) else {
-            return false;
-        };
-        target = Some(v);
-        v.wait_port
-            .compare_exchange(port, port | HANDED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    })?;
-    target.cloned()
+    let peer = DOMAINS.lock().get(domain).cloned()?;
+    deliver_remote(&peer, sender, port, from)
 }
 
 /// The domain is ending: closes all its ports and tells every peer (their
